@@ -1,0 +1,21 @@
+//! What templates and conditions can see while a run is under way.
+
+use std::collections::BTreeMap;
+
+use crate::status::TaskStatus;
+
+/// The outcome of a finished task, as dependants see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskResult {
+    pub status: TaskStatus,
+    /// What its steps wrote to `$XENE_OUTPUT`, trailing newline trimmed.
+    pub output: Option<String>,
+}
+
+/// The values `{{ ... }}` templates and `if` conditions are evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalContext<'a> {
+    pub tasks: &'a BTreeMap<String, TaskResult>,
+    /// The run's parameters, defaults already applied.
+    pub params: &'a BTreeMap<String, String>,
+}

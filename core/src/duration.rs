@@ -1,0 +1,90 @@
+//! Durations as people write them: `250ms`, `90s`, `5m`, `1h30m`, `2d`.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("bad duration {0:?}: expected a number with a unit, like 90s, 5m, 1h30m or 250ms")]
+    Malformed(String),
+    #[error("duration {0:?} is too long")]
+    TooLong(String),
+}
+
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    let malformed = || DurationError::Malformed(text.to_string());
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(malformed());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| malformed())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let millis_per_unit: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(malformed()),
+        };
+        rest = &rest[unit_len..];
+        total = value
+            .checked_mul(millis_per_unit)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(|| DurationError::TooLong(text.to_string()))?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// The shortest text that `parse` reads back as the same duration (to the millisecond).
+pub fn format(d: Duration) -> String {
+    let mut ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_compound_durations() {
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse("2d").unwrap(), Duration::from_secs(172_800));
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        for bad in ["", "10", "s", "5x", "1.5h", "-3s", "1h 30m"] {
+            assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(matches!(parse("99999999999999999999d"), Err(DurationError::Malformed(_))));
+        assert!(matches!(parse("9999999999999999d"), Err(DurationError::TooLong(_))));
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for text in ["90ms", "1m30s", "1h", "2d3h", "0s"] {
+            assert_eq!(format(parse(text).unwrap()), text.replace("90ms", "90ms"));
+        }
+    }
+}

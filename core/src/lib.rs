@@ -1,0 +1,14 @@
+//! The domain of Xene, free of I/O so that the server, the agent, the CLI and
+//! the browser bundle (wasm32) all share one definition of a workflow.
+
+pub mod condition;
+pub mod context;
+pub mod cron;
+pub mod dag;
+pub mod duration;
+pub mod event;
+pub mod parse;
+pub mod spec;
+pub mod status;
+pub mod template;
+pub mod yaml;
