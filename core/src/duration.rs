@@ -21,13 +21,17 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let mut total: u64 = 0;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(malformed());
         }
         let value: u64 = rest[..digits].parse().map_err(|_| malformed())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let millis_per_unit: u64 = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
@@ -52,7 +56,13 @@ pub fn format(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -77,14 +87,20 @@ mod tests {
         for bad in ["", "10", "s", "5x", "1.5h", "-3s", "1h 30m"] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
-        assert!(matches!(parse("99999999999999999999d"), Err(DurationError::Malformed(_))));
-        assert!(matches!(parse("9999999999999999d"), Err(DurationError::TooLong(_))));
+        assert!(matches!(
+            parse("99999999999999999999d"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse("9999999999999999d"),
+            Err(DurationError::TooLong(_))
+        ));
     }
 
     #[test]
     fn format_round_trips() {
         for text in ["90ms", "1m30s", "1h", "2d3h", "0s"] {
-            assert_eq!(format(parse(text).unwrap()), text.replace("90ms", "90ms"));
+            assert_eq!(format(parse(text).unwrap()), text);
         }
     }
 }

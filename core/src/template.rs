@@ -1,1 +1,245 @@
-//! (being written)
+//! `{{ ... }}` templates in step scripts, env values and images:
+//! `{{ tasks.NAME.output }}` and `{{ params.NAME }}`, whitespace inside the
+//! braces optional. A literal `{{` is written `{{ "{{" }}`.
+//!
+//! Anything else between braces is an error rather than passed through, so a
+//! typo fails validation instead of reaching a shell as `{{ taks.x.output }}`.
+
+use crate::context::EvalContext;
+
+/// A value a template or a condition reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reference {
+    TaskOutput(String),
+    TaskStatus(String),
+    Param(String),
+}
+
+impl Reference {
+    /// The task this reference needs to have finished, if any.
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Self::TaskOutput(t) | Self::TaskStatus(t) => Some(t),
+            Self::Param(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed \"{{{{\" at column {column}")]
+    Unclosed { column: usize },
+    #[error(
+        "unknown template expression {expr:?} at column {column}: expected tasks.NAME.output or params.NAME"
+    )]
+    UnknownExpression { expr: String, column: usize },
+    #[error("unknown task {0:?} in template")]
+    UnknownTask(String),
+    #[error("unknown param {0:?} in template")]
+    UnknownParam(String),
+}
+
+enum Piece<'a> {
+    Text(&'a str),
+    Ref(Reference),
+}
+
+/// Splits a template into text and references; `column` counts characters
+/// from 1 on the template's line, for the error messages.
+fn pieces(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    let mut consumed = 0;
+    while let Some(open) = rest.find("{{") {
+        out.push(Piece::Text(&rest[..open]));
+        let start = consumed + open;
+        let column = column_of(text, start);
+        let after = &rest[open + 2..];
+        let close = after.find("}}").ok_or(TemplateError::Unclosed { column })?;
+        let expr = after[..close].trim();
+        match expression(expr) {
+            Some(Ok(r)) => out.push(Piece::Ref(r)),
+            Some(Err(literal)) => out.push(Piece::Text(literal)),
+            None => {
+                return Err(TemplateError::UnknownExpression {
+                    expr: expr.to_string(),
+                    column,
+                });
+            }
+        }
+        let used = open + 2 + close + 2;
+        rest = &rest[used..];
+        consumed += used;
+    }
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
+fn column_of(text: &str, byte: usize) -> usize {
+    let line_start = text[..byte].rfind('\n').map_or(0, |i| i + 1);
+    text[line_start..byte].chars().count() + 1
+}
+
+/// `Ok` for a reference, `Err` for a string literal (the escape for `{{`),
+/// `None` when the expression is not understood.
+fn expression(expr: &str) -> Option<Result<Reference, &str>> {
+    for quote in ['"', '\''] {
+        if expr.len() >= 2 && expr.starts_with(quote) && expr.ends_with(quote) {
+            let inner = &expr[1..expr.len() - 1];
+            return (!inner.contains(quote)).then_some(Err(inner));
+        }
+    }
+    let parts: Vec<&str> = expr.split('.').collect();
+    match parts.as_slice() {
+        ["tasks", name, "output"] if is_ident(name) => {
+            Some(Ok(Reference::TaskOutput(name.to_string())))
+        }
+        ["params", name] if is_ident(name) => Some(Ok(Reference::Param(name.to_string()))),
+        _ => None,
+    }
+}
+
+/// Characters a task or param name may use; the spec checks the exact rules.
+pub(crate) fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Every value `text` reads, in order of appearance, for validation.
+pub fn references(text: &str) -> Result<Vec<Reference>, TemplateError> {
+    Ok(pieces(text)?
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Ref(r) => Some(r),
+            Piece::Text(_) => None,
+        })
+        .collect())
+}
+
+/// Expands `text`. A task that finished without writing an output reads as
+/// the empty string; a task or param missing from `ctx` is an error, since a
+/// validated spec only references upstream tasks and declared params.
+pub fn render(text: &str, ctx: &EvalContext) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(text.len());
+    for piece in pieces(text)? {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Ref(Reference::TaskOutput(name) | Reference::TaskStatus(name)) => {
+                let result = ctx
+                    .tasks
+                    .get(&name)
+                    .ok_or(TemplateError::UnknownTask(name))?;
+                out.push_str(result.output.as_deref().unwrap_or(""));
+            }
+            Piece::Ref(Reference::Param(name)) => {
+                let value = ctx
+                    .params
+                    .get(&name)
+                    .ok_or(TemplateError::UnknownParam(name))?;
+                out.push_str(value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::context::TaskResult;
+    use crate::status::TaskStatus;
+
+    fn ctx_maps() -> (BTreeMap<String, TaskResult>, BTreeMap<String, String>) {
+        let mut tasks = BTreeMap::new();
+        tasks.insert(
+            "build".to_string(),
+            TaskResult {
+                status: TaskStatus::Success,
+                output: Some("v1.2".into()),
+            },
+        );
+        tasks.insert(
+            "lint".to_string(),
+            TaskResult {
+                status: TaskStatus::Skipped,
+                output: None,
+            },
+        );
+        let params = BTreeMap::from([("version".to_string(), "1.0".to_string())]);
+        (tasks, params)
+    }
+
+    #[test]
+    fn renders_outputs_and_params() {
+        let (tasks, params) = ctx_maps();
+        let ctx = EvalContext {
+            tasks: &tasks,
+            params: &params,
+        };
+        let out = render(
+            "a {{tasks.build.output}} b {{ params.version }} c{{ tasks.lint.output }}",
+            &ctx,
+        );
+        assert_eq!(out.unwrap(), "a v1.2 b 1.0 c");
+        assert_eq!(render("no braces", &ctx).unwrap(), "no braces");
+        assert_eq!(
+            render("{{ \"{{\" }} .Names }}", &ctx).unwrap(),
+            "{{ .Names }}"
+        );
+    }
+
+    #[test]
+    fn render_fails_on_missing_values() {
+        let (tasks, params) = ctx_maps();
+        let ctx = EvalContext {
+            tasks: &tasks,
+            params: &params,
+        };
+        assert_eq!(
+            render("{{ tasks.x.output }}", &ctx),
+            Err(TemplateError::UnknownTask("x".into()))
+        );
+        assert_eq!(
+            render("{{ params.y }}", &ctx),
+            Err(TemplateError::UnknownParam("y".into()))
+        );
+    }
+
+    #[test]
+    fn lists_references() {
+        let refs = references("{{ tasks.a-1.output }}{{params.p}}{{ 'x' }}").unwrap();
+        assert_eq!(
+            refs,
+            vec![
+                Reference::TaskOutput("a-1".into()),
+                Reference::Param("p".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_expressions() {
+        assert_eq!(
+            references("echo\n  {{ taks.a.output }}"),
+            Err(TemplateError::UnknownExpression {
+                expr: "taks.a.output".into(),
+                column: 3
+            })
+        );
+        assert!(matches!(
+            references("{{ tasks.a.status }}"),
+            Err(TemplateError::UnknownExpression { .. })
+        ));
+        assert!(matches!(
+            references("{{ .Names }}"),
+            Err(TemplateError::UnknownExpression { .. })
+        ));
+        assert_eq!(
+            references("x {{ params.a"),
+            Err(TemplateError::Unclosed { column: 3 })
+        );
+    }
+}
