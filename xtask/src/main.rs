@@ -1,1 +1,116 @@
-fn main() {}
+//! Project automation, in Rust rather than shell so it runs the same for
+//! everyone: `cargo xtask <command>`. See `cargo xtask help`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+mod setup;
+mod site;
+mod util;
+
+const HELP: &str = "\
+cargo xtask <command> [flags]
+
+commands:
+  run [--release] [-- XENE FLAGS]  build the web bundle and start the Xene server
+  site [--release]                 build the web bundle into target/site
+  test                             install what is missing, then run every check and test
+  setup                            install what the tests need (apt packages, wasm target,
+                                   wasm-bindgen-cli, cargo-nextest) and start Docker
+  help                             print this
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_else(|| "help".into());
+    let rest: Vec<String> = args.collect();
+    let release = rest.iter().take_while(|a| *a != "--").any(|a| a == "--release");
+    let passthrough: Vec<String> = rest.iter().skip_while(|a| *a != "--").skip(1).cloned().collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match command.as_str() {
+        "run" => {
+            setup::site_tools(&root)?;
+            site::build(&root, release)?;
+            let mut cargo = util::cargo(&["run", "--package", "xene-server", "--bin", "xene"]);
+            if release {
+                cargo.arg("--release");
+            }
+            cargo.arg("--").args(&passthrough);
+            util::run(&mut cargo)
+        }
+        "site" => {
+            setup::site_tools(&root)?;
+            site::build(&root, release)
+        }
+        "setup" => setup::all(&root),
+        "test" => test(&root),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{HELP}"),
+    }
+}
+
+/// Every check CI runs, in the order that fails fastest.
+fn test(root: &Path) -> anyhow::Result<()> {
+    setup::all(root)?;
+    util::step("formatting");
+    util::run(&mut util::cargo(&["fmt", "--all", "--check"]))?;
+    util::step("clippy (server side)");
+    util::run(&mut util::cargo(&[
+        "clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings",
+    ]))?;
+    util::step("clippy (browser bundle)");
+    util::run(&mut util::cargo(&[
+        "clippy", "--package", "xene-app", "--lib", "--target", "wasm32-unknown-unknown",
+        "--features", "hydrate", "--locked", "--", "-D", "warnings",
+    ]))?;
+    // The browser tests load the bundle from target/site.
+    site::build(root, false)?;
+    util::step("tests");
+    util::run(&mut util::cargo(&["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]))?;
+    util::step("doc tests");
+    util::run(&mut util::cargo(&["test", "--workspace", "--doc", "--locked"]))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The target directory cargo uses, honouring `CARGO_TARGET_DIR`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// The exact wasm-bindgen version in Cargo.lock: the CLI must match it.
+pub fn locked_wasm_bindgen_version(root: &Path) -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    bail!("wasm-bindgen is not in Cargo.lock")
+}

@@ -1,0 +1,6 @@
+//! Browser tests: a real headless Chromium, driven over WebDriver by
+//! chromedriver, against a real Xene server on a real socket.
+
+mod util;
+
+mod home;

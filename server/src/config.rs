@@ -1,0 +1,77 @@
+//! Command-line flags, each with an `XENE_*` environment fallback, and the
+//! settings resolved from them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The Xene server: web UI, REST API, agent gateway and controllers.
+///
+/// With no flags it runs on the embedded default: a SQLite database in the
+/// data directory, listening on 127.0.0.1:8080.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "xene", version, about, long_about)]
+pub struct Args {
+    /// Address to listen on. Loopback by default: expose Xene deliberately.
+    #[arg(long, env = "XENE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Directory for Xene's state (the embedded SQLite database among it).
+    /// Default: $XDG_DATA_HOME/xene, else ~/.local/share/xene.
+    #[arg(long, env = "XENE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    /// Default: the SQLite file `xene.db` in the data directory.
+    #[arg(long, env = "XENE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Directory holding the web UI bundle (`pkg/xene.js`, `pkg/xene_bg.wasm`,
+    /// `pkg/xene.css`). Default: `site` beside the binary, then `../site`
+    /// (where `cargo xtask site` puts it for `target/*/xene`), then
+    /// `../share/xene/site`.
+    #[arg(long, env = "XENE_SITE_DIR")]
+    pub site_dir: Option<PathBuf>,
+}
+
+impl Args {
+    /// Flags for tests and embedding: loopback on a port the OS picks.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: Some(data_dir),
+            database_url: None,
+            site_dir: None,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("xene")
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir().join("xene.db").display()),
+        }
+    }
+
+    /// The first candidate site directory that holds a bundle, if any.
+    pub fn site_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.site_dir {
+            return Some(dir.clone());
+        }
+        let exe_dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
+        [exe_dir.join("site"), exe_dir.join("../site"), exe_dir.join("../share/xene/site")]
+            .into_iter()
+            .find(|dir| dir.join("pkg").join(format!("{}.js", xene_app::BUNDLE_NAME)).is_file())
+    }
+}

@@ -1,0 +1,5 @@
+//! Server tests over real HTTP, each against SQLite and a throwaway PostgreSQL.
+
+mod util;
+
+mod health;

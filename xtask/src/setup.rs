@@ -1,0 +1,106 @@
+//! Installs what building and testing Xene needs when it is missing, from
+//! the registries this project may use (Debian, crates.io) and nothing else.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::util::{self, output, succeeds};
+
+/// Debian packages the tests use: Docker and a static busybox for test
+/// images, Chromium for browser tests, PostgreSQL for storage tests.
+const TEST_PACKAGES: &[&str] =
+    &["docker.io", "busybox-static", "chromium", "chromium-driver", "postgresql", "musl-tools"];
+
+/// What building the web bundle needs.
+pub fn site_tools(root: &Path) -> anyhow::Result<()> {
+    wasm_target()?;
+    wasm_bindgen_cli(root)
+}
+
+/// Everything `cargo xtask test` needs, with a running Docker engine.
+pub fn all(root: &Path) -> anyhow::Result<()> {
+    apt_packages(TEST_PACKAGES)?;
+    site_tools(root)?;
+    if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
+        util::step("installing cargo-nextest");
+        util::run(&mut util::cargo(&["install", "cargo-nextest", "--locked"]))?;
+    }
+    docker_engine(root)
+}
+
+fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_some_and(|s| s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    util::step(&format!("installing Debian packages: {}", missing.join(" ")));
+    let sudo = !output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        if sudo {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    util::run(&mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    util::run(&mut install).context("installing Debian packages (are you root or a sudoer?)")
+}
+
+fn wasm_target() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .unwrap_or_default();
+    if installed.lines().any(|t| t.trim() == "wasm32-unknown-unknown") {
+        return Ok(());
+    }
+    util::step("adding the wasm32-unknown-unknown target");
+    util::run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+}
+
+/// wasm-bindgen's CLI must be the very version the bundle links.
+fn wasm_bindgen_cli(root: &Path) -> anyhow::Result<()> {
+    let wanted = crate::locked_wasm_bindgen_version(root)?;
+    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    util::step(&format!("installing wasm-bindgen-cli {wanted}"));
+    // Not --locked: its lockfile pins a webpki-roots release the registry lacks.
+    util::run(&mut util::cargo(&["install", "wasm-bindgen-cli", "--version", &wanted, "--force"]))
+}
+
+fn docker_engine(root: &Path) -> anyhow::Result<()> {
+    if succeeds(Command::new("docker").arg("info")) {
+        return Ok(());
+    }
+    util::step("starting the Docker engine");
+    let log_path = crate::target_dir(root).join("dockerd.log");
+    std::fs::create_dir_all(crate::target_dir(root))?;
+    let log = std::fs::File::create(&log_path)?;
+    Command::new("dockerd")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start dockerd")?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if succeeds(Command::new("docker").arg("info")) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("dockerd did not come up within 60 s; see {}", log_path.display())
+}
