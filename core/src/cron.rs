@@ -1,1 +1,358 @@
-//! (being written)
+//! 5-field cron lines (minute hour day-of-month month day-of-week) and time
+//! zone names.
+//!
+//! Fields take `*`, numbers, lists (`1,15`), ranges (`1-5`), steps (`*/15`,
+//! `0-30/10`, `5/10`), month names (`jan`) and day names (`mon`, with 0 and 7
+//! both Sunday). `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly` and
+//! `@yearly` (`@annually`) stand for their usual lines. As in Vixie cron, when
+//! both day fields are restricted a day matching either one fires.
+
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error("expected 5 fields (minute hour day-of-month month day-of-week), found {0}")]
+    FieldCount(usize),
+    #[error("unknown shorthand {0:?}: expected @hourly, @daily, @weekly, @monthly or @yearly")]
+    UnknownShorthand(String),
+    #[error("bad {field} {value:?}: {reason}")]
+    Field {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown time zone {name:?}{}", suggestion.as_ref().map_or_else(String::new, |s| format!("; did you mean {s:?}?")))]
+pub struct TimezoneError {
+    pub name: String,
+    pub suggestion: Option<String>,
+}
+
+/// A parsed cron line: the set of allowed values of each field, as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    minutes: u64,
+    hours: u64,
+    days_of_month: u64,
+    months: u64,
+    days_of_week: u64,
+    /// Whether each day field was written starting with `*`, which decides
+    /// how the two combine.
+    any_day_of_month: bool,
+    any_day_of_week: bool,
+}
+
+struct FieldSpec {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+}
+
+const MINUTE: FieldSpec = FieldSpec {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: FieldSpec = FieldSpec {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DAY_OF_MONTH: FieldSpec = FieldSpec {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    names: &[],
+};
+const MONTH: FieldSpec = FieldSpec {
+    name: "month",
+    min: 1,
+    max: 12,
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
+};
+// 7 is accepted as Sunday and folded onto 0.
+const DAY_OF_WEEK: FieldSpec = FieldSpec {
+    name: "day-of-week",
+    min: 0,
+    max: 7,
+    names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+};
+
+impl Schedule {
+    pub fn parse(line: &str) -> Result<Schedule, CronError> {
+        let line = line.trim();
+        let expanded = match line {
+            "@hourly" => "0 * * * *",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@weekly" => "0 0 * * 0",
+            "@monthly" => "0 0 1 * *",
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            _ if line.starts_with('@') => {
+                return Err(CronError::UnknownShorthand(line.to_string()));
+            }
+            _ => line,
+        };
+        let fields: Vec<&str> = expanded.split_whitespace().collect();
+        let [minute, hour, dom, month, dow] = fields[..] else {
+            return Err(CronError::FieldCount(fields.len()));
+        };
+        let mut days_of_week = field(&DAY_OF_WEEK, dow)?;
+        if days_of_week & (1 << 7) != 0 {
+            days_of_week = (days_of_week & !(1 << 7)) | 1;
+        }
+        Ok(Schedule {
+            minutes: field(&MINUTE, minute)?,
+            hours: field(&HOUR, hour)?,
+            days_of_month: field(&DAY_OF_MONTH, dom)?,
+            months: field(&MONTH, month)?,
+            days_of_week,
+            any_day_of_month: dom.starts_with('*'),
+            any_day_of_week: dow.starts_with('*'),
+        })
+    }
+
+    /// Whether the schedule fires at `t` (seconds ignored).
+    pub fn matches(&self, t: NaiveDateTime) -> bool {
+        bit(self.months, t.month())
+            && self.matches_day(t.date())
+            && bit(self.hours, t.hour())
+            && bit(self.minutes, t.minute())
+    }
+
+    fn matches_day(&self, d: NaiveDate) -> bool {
+        let dom = bit(self.days_of_month, d.day());
+        let dow = bit(self.days_of_week, d.weekday().num_days_from_sunday());
+        match (self.any_day_of_month, self.any_day_of_week) {
+            (true, true) => true,
+            (true, false) => dow,
+            (false, true) => dom,
+            (false, false) => dom || dow,
+        }
+    }
+
+    /// The first minute strictly after `after` when the schedule fires, in
+    /// the same (naive, wall-clock) time; `None` for lines that never fire,
+    /// like `0 0 30 2 *`. Time zones and DST are the caller's business.
+    pub fn next_after(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
+        let start = after.with_second(0)?.with_nanosecond(0)? + Duration::minutes(1);
+        // A leap day can be 8 years away (2096 -> 2104); past that it never fires.
+        let give_up = start.year() + 9;
+        let mut t = start;
+        while t.year() <= give_up {
+            if !bit(self.months, t.month()) {
+                let (y, m) = if t.month() == 12 {
+                    (t.year() + 1, 1)
+                } else {
+                    (t.year(), t.month() + 1)
+                };
+                t = NaiveDate::from_ymd_opt(y, m, 1)?.and_hms_opt(0, 0, 0)?;
+            } else if !self.matches_day(t.date()) {
+                t = t.date().succ_opt()?.and_hms_opt(0, 0, 0)?;
+            } else if !bit(self.hours, t.hour()) {
+                t = t.with_minute(0)? + Duration::hours(1);
+            } else if !bit(self.minutes, t.minute()) {
+                t += Duration::minutes(1);
+            } else {
+                return Some(t);
+            }
+        }
+        None
+    }
+}
+
+fn bit(set: u64, n: u32) -> bool {
+    set & (1 << n) != 0
+}
+
+fn field(spec: &FieldSpec, text: &str) -> Result<u64, CronError> {
+    let fail = |value: &str, reason: String| CronError::Field {
+        field: spec.name,
+        value: value.to_string(),
+        reason,
+    };
+    let mut set = 0u64;
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => {
+                let step: u32 = s
+                    .parse()
+                    .map_err(|_| fail(item, format!("step {s:?} is not a number")))?;
+                if step == 0 {
+                    return Err(fail(item, "step must be at least 1".into()));
+                }
+                (r, Some(step))
+            }
+            None => (item, None),
+        };
+        let (lo, hi) = if range == "*" {
+            (spec.min, spec.max)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (
+                value(spec, a).map_err(|r| fail(item, r))?,
+                value(spec, b).map_err(|r| fail(item, r))?,
+            )
+        } else {
+            let v = value(spec, range).map_err(|r| fail(item, r))?;
+            // `5/10` means from 5 to the end, every 10.
+            (v, if step.is_some() { spec.max } else { v })
+        };
+        if lo > hi {
+            return Err(fail(item, format!("range {lo}-{hi} runs backwards")));
+        }
+        let step = step.unwrap_or(1);
+        let mut v = lo;
+        while v <= hi {
+            set |= 1 << v;
+            v += step;
+        }
+    }
+    Ok(set)
+}
+
+fn value(spec: &FieldSpec, text: &str) -> Result<u32, String> {
+    if let Some(i) = spec.names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
+        return Ok(i as u32 + spec.min);
+    }
+    if text.is_empty() {
+        return Err("a value is missing".into());
+    }
+    let v: u32 = text.parse().map_err(|_| {
+        if spec.names.is_empty() {
+            format!("{text:?} is not a number")
+        } else {
+            format!(
+                "{text:?} is not a number or a name like {:?}",
+                spec.names[0]
+            )
+        }
+    })?;
+    if v < spec.min || v > spec.max {
+        return Err(format!("{v} is out of range {}-{}", spec.min, spec.max));
+    }
+    Ok(v)
+}
+
+/// An IANA time zone by its exact name (`Europe/Paris`, `UTC`).
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, TimezoneError> {
+    name.parse().map_err(|_| {
+        let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+        let suggestion = names
+            .clone()
+            .find(|n| n.eq_ignore_ascii_case(name))
+            .or_else(|| crate::suggest::closest(name, names))
+            .map(str::to_string);
+        TimezoneError {
+            name: name.to_string(),
+            suggestion,
+        }
+    })
+}
+
+pub fn check_timezone(name: &str) -> Result<(), TimezoneError> {
+    parse_timezone(name).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    }
+
+    fn next(line: &str, after: &str) -> String {
+        let s = Schedule::parse(line).unwrap();
+        s.next_after(at(after)).map_or("never".into(), |t| {
+            t.format("%Y-%m-%d %H:%M %a").to_string()
+        })
+    }
+
+    #[test]
+    fn computes_next_fire_times() {
+        assert_eq!(
+            next("0 3 * * *", "2025-01-01 03:00"),
+            "2025-01-02 03:00 Thu"
+        );
+        assert_eq!(
+            next("*/15 * * * *", "2025-01-01 10:07"),
+            "2025-01-01 10:15 Wed"
+        );
+        assert_eq!(next("@hourly", "2025-12-31 23:30"), "2026-01-01 00:00 Thu");
+        assert_eq!(
+            next("0 9 * * mon-fri", "2025-01-03 10:00"),
+            "2025-01-06 09:00 Mon"
+        );
+        assert_eq!(
+            next("0 0 29 feb *", "2025-01-01 00:00"),
+            "2028-02-29 00:00 Tue"
+        );
+        assert_eq!(next("0 0 30 2 *", "2025-01-01 00:00"), "never");
+        assert_eq!(
+            next("0 0 13 * 5", "2025-01-01 00:00"),
+            "2025-01-03 00:00 Fri"
+        );
+        assert_eq!(
+            next("0 12 * * 7", "2025-01-01 00:00"),
+            "2025-01-05 12:00 Sun"
+        );
+        assert_eq!(
+            next("5/20 1-2 * JAN,dec *", "2025-01-01 01:50"),
+            "2025-01-01 02:05 Wed"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field_and_value() {
+        let cases = [
+            (
+                "* * * *",
+                "expected 5 fields (minute hour day-of-month month day-of-week), found 4",
+            ),
+            ("60 * * * *", "bad minute \"60\": 60 is out of range 0-59"),
+            ("* 5-1 * * *", "bad hour \"5-1\": range 5-1 runs backwards"),
+            (
+                "* * 0 * *",
+                "bad day-of-month \"0\": 0 is out of range 1-31",
+            ),
+            (
+                "* * * foo *",
+                "bad month \"foo\": \"foo\" is not a number or a name like \"jan\"",
+            ),
+            ("*/0 * * * *", "bad minute \"*/0\": step must be at least 1"),
+            ("* * * * 1,", "bad day-of-week \"\": a value is missing"),
+            (
+                "@daly",
+                "unknown shorthand \"@daly\": expected @hourly, @daily, @weekly, @monthly or @yearly",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                Schedule::parse(line).unwrap_err().to_string(),
+                want,
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn checks_time_zones() {
+        assert!(check_timezone("Europe/Paris").is_ok());
+        assert!(check_timezone("UTC").is_ok());
+        assert_eq!(
+            check_timezone("europe/paris").unwrap_err().to_string(),
+            "unknown time zone \"europe/paris\"; did you mean \"Europe/Paris\"?"
+        );
+        assert_eq!(
+            check_timezone("Europe/Pariss").unwrap_err().to_string(),
+            "unknown time zone \"Europe/Pariss\"; did you mean \"Europe/Paris\"?"
+        );
+        assert_eq!(check_timezone("Mars/Base").unwrap_err().suggestion, None);
+    }
+}

@@ -137,6 +137,24 @@ pub(crate) fn upstream<S: AsRef<str>>(
     seen
 }
 
+/// The tasks Kahn's algorithm cannot order: those on or behind a cycle.
+/// Every dependency must be a task of `dependencies`.
+pub(crate) fn unordered(dependencies: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+    let mut dependants: BTreeMap<String, Vec<String>> = dependencies
+        .keys()
+        .map(|k| (k.clone(), Vec::new()))
+        .collect();
+    for (task, deps) in dependencies {
+        for dep in deps {
+            dependants
+                .get_mut(dep)
+                .expect("a dependency is a task")
+                .push(task.clone());
+        }
+    }
+    kahn(dependencies, &dependants).1
+}
+
 /// The order Kahn's algorithm finds, and the tasks left over (on or behind a cycle).
 fn kahn(
     dependencies: &BTreeMap<String, Vec<String>>,

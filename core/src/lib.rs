@@ -10,5 +10,8 @@ pub mod event;
 pub mod parse;
 pub mod spec;
 pub mod status;
+mod suggest;
 pub mod template;
 pub mod yaml;
+
+pub use parse::{Diagnostic, Diagnostics, parse_workflow};

@@ -1,1 +1,1070 @@
-//! (being written)
+//! From YAML (or JSON) text to a validated `spec::Workflow`, or every fault
+//! found, each with its YAML path and line.
+//!
+//! One pass builds the spec while recording faults; a second checks what
+//! needs the whole pipeline (dependencies, cycles, template and condition
+//! references). Nothing is returned when any fault exists, so a
+//! `spec::Workflow` in hand is always valid.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::cron;
+use crate::dag;
+use crate::duration;
+use crate::spec::{Pipeline, Retries, Step, Task, Trigger, Workflow};
+use crate::suggest::{closest, did_you_mean};
+use crate::template::{self, Reference};
+use crate::yaml::{self, Entry, Node, ScalarKind, Value};
+
+/// Larger specs are refused before parsing.
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+/// Longest workflow, pipeline, task or step name.
+pub const MAX_NAME_LEN: usize = 63;
+pub const MAX_RETRIES: u32 = 10;
+
+// The fields each mapping accepts; the JSON Schema must list the same ones
+// (a test checks).
+pub const WORKFLOW_FIELDS: &[&str] = &["name", "description", "pipelines"];
+pub const PIPELINE_FIELDS: &[&str] = &[
+    "trigger",
+    "selector",
+    "params",
+    "env",
+    "concurrency",
+    "tasks",
+];
+pub const CRON_TRIGGER_FIELDS: &[&str] = &["cron", "timezone"];
+pub const TASK_FIELDS: &[&str] = &[
+    "image",
+    "depends_on",
+    "if",
+    "env",
+    "secrets",
+    "timeout",
+    "retries",
+    "steps",
+    "post",
+];
+pub const RETRIES_FIELDS: &[&str] = &["count", "backoff"];
+pub const STEP_FIELDS: &[&str] = &["name", "run", "env"];
+/// The triggers written as a plain word.
+pub const TRIGGER_WORDS: &[&str] = &["manual", "webhook"];
+
+/// One fault in a spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// Where in the YAML, like `pipelines.ci.tasks.test.depends_on[0]`;
+    /// empty for the document as a whole.
+    pub path: String,
+    /// 1-based.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every fault in a spec, in order of line; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Diagnostics {
+    type Item = &'a Diagnostic;
+    type IntoIter = std::slice::Iter<'a, Diagnostic>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Parses and validates a workflow spec written in YAML or JSON.
+pub fn parse_workflow(text: &str) -> Result<Workflow, Diagnostics> {
+    let mut c = Checker::default();
+    if text.len() > MAX_SPEC_BYTES {
+        c.diags.push(Diagnostic {
+            path: String::new(),
+            line: None,
+            message: format!(
+                "the spec is {} bytes, more than the limit of {MAX_SPEC_BYTES} (1 MiB)",
+                text.len()
+            ),
+        });
+        return Err(Diagnostics(c.diags));
+    }
+    let (root, yaml_errors) = yaml::parse(text);
+    for e in yaml_errors {
+        c.diags.push(Diagnostic {
+            path: e.path,
+            line: Some(e.line),
+            message: e.message,
+        });
+    }
+    let workflow = match root {
+        Some(root) => c.workflow(&root),
+        None if c.diags.is_empty() => {
+            c.diags.push(Diagnostic {
+                path: String::new(),
+                line: None,
+                message: "the spec is empty".into(),
+            });
+            None
+        }
+        None => None,
+    };
+    if c.diags.is_empty() {
+        Ok(workflow.expect("a workflow is built whenever no fault is found"))
+    } else {
+        // Stable, so faults on one line keep the order they were found in.
+        c.diags.sort_by_key(|d| d.line);
+        Err(Diagnostics(c.diags))
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    diags: Vec<Diagnostic>,
+}
+
+/// The entries of a mapping whose keys were checked against a field list.
+struct Fields<'n> {
+    entries: &'n [Entry],
+    line: usize,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries.iter().find(|e| e.key == key).map(|e| &e.value)
+    }
+}
+
+/// A `{{ }}` template found while building a task, checked once the whole
+/// pipeline is known.
+struct TemplateSite {
+    path: String,
+    line: usize,
+    text: String,
+}
+
+/// What the second pass needs about a task besides the spec itself.
+#[derive(Default)]
+struct TaskNotes {
+    /// Each dependency with its path and line.
+    depends_on: Vec<(String, String, usize)>,
+    condition: Option<(Condition, String, usize)>,
+    templates: Vec<TemplateSite>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Checker {
+    fn error(&mut self, path: &str, line: usize, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            path: path.to_string(),
+            line: Some(line),
+            message: message.into(),
+        });
+    }
+
+    fn wrong_type(&mut self, path: &str, node: &Node, expected: &str) {
+        self.error(
+            path,
+            node.line,
+            format!("expected {expected}, found {}", node.describe()),
+        );
+    }
+
+    /// A mapping with only `known` keys; unknown ones are reported (and ignored).
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        what: &str,
+        known: &[&str],
+    ) -> Option<Fields<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(path, node, what);
+            return None;
+        };
+        for e in entries {
+            if !known.contains(&e.key.as_str()) {
+                let hint = match closest(&e.key, known.iter().copied()) {
+                    Some(c) => format!("did you mean {c:?}?"),
+                    None => format!("expected one of {}", known.join(", ")),
+                };
+                self.error(
+                    &join(path, &e.key),
+                    e.key_line,
+                    format!("unknown field {:?}; {hint}", e.key),
+                );
+            }
+        }
+        Some(Fields {
+            entries,
+            line: node.line,
+        })
+    }
+
+    fn required<'n>(&mut self, fields: &Fields<'n>, path: &str, key: &str) -> Option<&'n Node> {
+        let node = fields.get(key);
+        if node.is_none() {
+            self.error(path, fields.line, format!("missing field {key:?}"));
+        }
+        node
+    }
+
+    /// A string; numbers and booleans must be quoted where a string is
+    /// expected, so `name: 1.10` cannot silently become "1.1".
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match node.as_scalar() {
+            Some(s) if s.kind() == ScalarKind::String => Some(s.text.clone()),
+            _ => {
+                self.wrong_type(path, node, "a string");
+                None
+            }
+        }
+    }
+
+    /// Env, params and selector values: any scalar but null, as written.
+    fn scalar_text(&mut self, node: &Node, path: &str) -> Option<String> {
+        match node.as_scalar() {
+            Some(s) if s.kind() != ScalarKind::Null => Some(s.text.clone()),
+            _ => {
+                self.wrong_type(path, node, "a string, number or boolean");
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, node: &Node, path: &str) -> Option<i64> {
+        match node.as_scalar() {
+            Some(s) if s.kind() == ScalarKind::Int => match s.text.parse() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.error(
+                        path,
+                        node.line,
+                        format!("{} is not a decimal integer in range", s.text),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(path, node, "an integer");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        let text = match node.as_scalar() {
+            Some(s) if matches!(s.kind(), ScalarKind::String | ScalarKind::Int) => s.text.clone(),
+            _ => {
+                self.wrong_type(path, node, "a duration like 90s, 5m or 1h30m");
+                return None;
+            }
+        };
+        match duration::parse(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(path, node.line, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, name: &str, path: &str, line: usize, what: &str) {
+        if !is_name(name) {
+            self.error(
+                path,
+                line,
+                format!(
+                    "invalid {what} name {name:?}: use lowercase letters, digits, \"-\" and \"_\", starting with a letter or digit"
+                ),
+            );
+        } else if name.len() > MAX_NAME_LEN {
+            self.error(
+                path,
+                line,
+                format!("{what} name {name:?} is longer than {MAX_NAME_LEN} characters"),
+            );
+        }
+    }
+
+    /// A mapping of env var names (or param names) to scalar values.
+    fn env(&mut self, node: &Node, path: &str, what: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(path, node, &format!("a mapping of {what}s to values"));
+            return out;
+        };
+        for e in entries {
+            let p = join(path, &e.key);
+            if !is_env_name(&e.key) {
+                self.error(
+                    &p,
+                    e.key_line,
+                    format!("invalid {what} name {:?}: use letters, digits and \"_\", not starting with a digit", e.key),
+                );
+            }
+            if let Some(v) = self.scalar_text(&e.value, &p) {
+                out.insert(e.key.clone(), v);
+            }
+        }
+        out
+    }
+
+    fn workflow(&mut self, root: &Node) -> Option<Workflow> {
+        let f = self.mapping(
+            root,
+            "",
+            "a mapping with name and pipelines",
+            WORKFLOW_FIELDS,
+        )?;
+        let name = self.required(&f, "", "name").and_then(|n| {
+            let name = self.string(n, "name")?;
+            self.name(&name, "name", n.line, "workflow");
+            Some(name)
+        });
+        let description = f
+            .get("description")
+            .and_then(|n| self.string(n, "description"))
+            .unwrap_or_default();
+        let mut pipelines = BTreeMap::new();
+        if let Some(node) = self.required(&f, "", "pipelines") {
+            match &node.value {
+                Value::Map(entries) if entries.is_empty() => self.error(
+                    "pipelines",
+                    node.line,
+                    "no pipelines: a workflow needs at least one",
+                ),
+                Value::Map(entries) => {
+                    for e in entries {
+                        let path = join("pipelines", &e.key);
+                        self.name(&e.key, &path, e.key_line, "pipeline");
+                        if let Some(p) = self.pipeline(&e.value, &path) {
+                            pipelines.insert(e.key.clone(), p);
+                        }
+                    }
+                }
+                _ => self.wrong_type(
+                    "pipelines",
+                    node,
+                    "a mapping of pipeline names to pipelines",
+                ),
+            }
+        }
+        Some(Workflow {
+            name: name?,
+            description,
+            pipelines,
+        })
+    }
+
+    fn pipeline(&mut self, node: &Node, path: &str) -> Option<Pipeline> {
+        let f = self.mapping(
+            node,
+            path,
+            "a pipeline (a mapping with tasks)",
+            PIPELINE_FIELDS,
+        )?;
+        let trigger = f.get("trigger").map_or(Some(Trigger::Manual), |n| {
+            self.trigger(n, &join(path, "trigger"))
+        });
+        let selector = match f.get("selector") {
+            Some(n) => self.selector(n, &join(path, "selector")),
+            None => BTreeMap::new(),
+        };
+        let params = f
+            .get("params")
+            .map(|n| self.env(n, &join(path, "params"), "param"))
+            .unwrap_or_default();
+        let env = f
+            .get("env")
+            .map(|n| self.env(n, &join(path, "env"), "env var"))
+            .unwrap_or_default();
+        let concurrency = f.get("concurrency").and_then(|n| {
+            let p = join(path, "concurrency");
+            let v = self.integer(n, &p)?;
+            match u32::try_from(v) {
+                Ok(v) if v >= 1 => Some(v),
+                _ => {
+                    self.error(
+                        &p,
+                        n.line,
+                        format!("concurrency must be at least 1, found {v}"),
+                    );
+                    None
+                }
+            }
+        });
+
+        let mut tasks = BTreeMap::new();
+        let mut notes = BTreeMap::new();
+        let tasks_path = join(path, "tasks");
+        if let Some(node) = self.required(&f, path, "tasks") {
+            match &node.value {
+                Value::Map(entries) if entries.is_empty() => self.error(
+                    &tasks_path,
+                    node.line,
+                    "no tasks: a pipeline needs at least one",
+                ),
+                Value::Map(entries) => {
+                    for e in entries {
+                        let p = join(&tasks_path, &e.key);
+                        self.name(&e.key, &p, e.key_line, "task");
+                        let mut n = TaskNotes::default();
+                        if let Some(t) = self.task(&e.value, &p, &mut n) {
+                            tasks.insert(e.key.clone(), t);
+                        }
+                        notes.insert(e.key.clone(), (n, e.key_line));
+                    }
+                }
+                _ => self.wrong_type(&tasks_path, node, "a mapping of task names to tasks"),
+            }
+        }
+        // Pipeline env is set before any task runs: it can read params only.
+        let mut env_sites = Vec::new();
+        if let Some(Value::Map(entries)) = f.get("env").map(|n| &n.value) {
+            for e in entries {
+                if let Some(s) = e.value.as_scalar() {
+                    env_sites.push(TemplateSite {
+                        path: join(&join(path, "env"), &e.key),
+                        line: e.value.line,
+                        text: s.text.clone(),
+                    });
+                }
+            }
+        }
+        self.cross_check(&notes, &params, &env_sites, path);
+        Some(Pipeline {
+            trigger: trigger?,
+            selector,
+            params,
+            env,
+            concurrency,
+            tasks,
+        })
+    }
+
+    fn trigger(&mut self, node: &Node, path: &str) -> Option<Trigger> {
+        if let Some(s) = node.as_scalar().filter(|s| s.kind() == ScalarKind::String) {
+            return match s.text.as_str() {
+                "manual" => Some(Trigger::Manual),
+                "webhook" => Some(Trigger::Webhook),
+                "cron" => {
+                    self.error(
+                        path,
+                        node.line,
+                        "a cron trigger needs a schedule: write {cron: \"0 3 * * *\"}",
+                    );
+                    None
+                }
+                other => {
+                    let hint = match closest(other, TRIGGER_WORDS.iter().copied()) {
+                        Some(c) => format!("did you mean {c:?}?"),
+                        None => "expected manual, webhook or {cron: \"...\"}".into(),
+                    };
+                    self.error(
+                        path,
+                        node.line,
+                        format!("unknown trigger {other:?}; {hint}"),
+                    );
+                    None
+                }
+            };
+        }
+        if !matches!(node.value, Value::Map(_)) {
+            self.wrong_type(
+                path,
+                node,
+                "manual, webhook or {cron: \"...\", timezone: \"...\"}",
+            );
+            return None;
+        }
+        let f = self.mapping(node, path, "", CRON_TRIGGER_FIELDS)?;
+        let schedule = self.required(&f, path, "cron").and_then(|n| {
+            let p = join(path, "cron");
+            let s = self.string(n, &p)?;
+            if let Err(e) = cron::Schedule::parse(&s) {
+                self.error(&p, n.line, e.to_string());
+            }
+            Some(s)
+        });
+        let timezone = match f.get("timezone") {
+            None => Some(None),
+            Some(n) => {
+                let p = join(path, "timezone");
+                self.string(n, &p)
+                    .and_then(|tz| match cron::check_timezone(&tz) {
+                        Ok(()) => Some(Some(tz)),
+                        Err(e) => {
+                            self.error(&p, n.line, e.to_string());
+                            None
+                        }
+                    })
+            }
+        };
+        Some(Trigger::Cron {
+            schedule: schedule?,
+            timezone: timezone?,
+        })
+    }
+
+    fn selector(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(path, node, "a mapping of agent labels to values");
+            return out;
+        };
+        for e in entries {
+            if let Some(v) = self.scalar_text(&e.value, &join(path, &e.key)) {
+                out.insert(e.key.clone(), v);
+            }
+        }
+        out
+    }
+
+    fn task(&mut self, node: &Node, path: &str, notes: &mut TaskNotes) -> Option<Task> {
+        let f = self.mapping(node, path, "a task (a mapping with steps)", TASK_FIELDS)?;
+        let image = f.get("image").and_then(|n| {
+            let p = join(path, "image");
+            let image = self.string(n, &p)?;
+            if image.trim().is_empty() {
+                self.error(
+                    &p,
+                    n.line,
+                    "empty image: remove the field to use the shell runtime",
+                );
+            }
+            notes.templates.push(TemplateSite {
+                path: p,
+                line: n.line,
+                text: image.clone(),
+            });
+            Some(image)
+        });
+        let mut depends_on = Vec::new();
+        if let Some(n) = f.get("depends_on") {
+            let p = join(path, "depends_on");
+            match &n.value {
+                Value::Seq(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let ip = format!("{p}[{i}]");
+                        let Some(dep) = self.string(item, &ip) else {
+                            continue;
+                        };
+                        if depends_on.contains(&dep) {
+                            self.error(&ip, item.line, format!("duplicate dependency {dep:?}"));
+                            continue;
+                        }
+                        depends_on.push(dep.clone());
+                        notes.depends_on.push((dep, ip, item.line));
+                    }
+                }
+                Value::Scalar(s) if s.kind() == ScalarKind::String => self.error(
+                    &p,
+                    n.line,
+                    format!(
+                        "expected a list of task names, found a string; write [{}]",
+                        s.text
+                    ),
+                ),
+                _ => self.wrong_type(&p, n, "a list of task names"),
+            }
+        }
+        let condition = f.get("if").and_then(|n| {
+            let p = join(path, "if");
+            // `if: false` is a plain boolean in YAML; take it as written.
+            let text = match n.as_scalar() {
+                Some(s) if s.kind() == ScalarKind::Bool => s.text.to_lowercase(),
+                _ => self.string(n, &p)?,
+            };
+            match Condition::parse(&text) {
+                Ok(c) => notes.condition = Some((c, p, n.line)),
+                Err(e) => self.error(&p, n.line, e.to_string()),
+            }
+            Some(text)
+        });
+        let env = match f.get("env") {
+            Some(n) => {
+                let p = join(path, "env");
+                self.templates_in_env(n, &p, notes);
+                self.env(n, &p, "env var")
+            }
+            None => BTreeMap::new(),
+        };
+        let secrets = f
+            .get("secrets")
+            .map(|n| self.secrets(n, &join(path, "secrets")))
+            .unwrap_or_default();
+        let timeout = f.get("timeout").and_then(|n| {
+            let p = join(path, "timeout");
+            let d = self.duration(n, &p)?;
+            if d.is_zero() {
+                self.error(
+                    &p,
+                    n.line,
+                    "timeout must be more than 0s: remove it for no timeout",
+                );
+            }
+            Some(d)
+        });
+        let retries = f.get("retries").map_or(Retries::default(), |n| {
+            self.retries(n, &join(path, "retries"))
+        });
+
+        let mut names = BTreeMap::new();
+        let steps = match self.required(&f, path, "steps") {
+            Some(n) => {
+                let p = join(path, "steps");
+                let steps = self.steps(n, &p, "step", &mut names, notes);
+                if matches!(&n.value, Value::Seq(items) if items.is_empty()) {
+                    self.error(&p, n.line, "no steps: a task needs at least one");
+                }
+                steps
+            }
+            None => Vec::new(),
+        };
+        let post = match f.get("post") {
+            Some(n) => self.steps(n, &join(path, "post"), "post", &mut names, notes),
+            None => Vec::new(),
+        };
+        Some(Task {
+            image,
+            depends_on,
+            steps,
+            post,
+            env,
+            secrets,
+            timeout,
+            retries,
+            condition,
+        })
+    }
+
+    fn templates_in_env(&mut self, node: &Node, path: &str, notes: &mut TaskNotes) {
+        if let Value::Map(entries) = &node.value {
+            for e in entries {
+                if let Some(s) = e.value.as_scalar() {
+                    notes.templates.push(TemplateSite {
+                        path: join(path, &e.key),
+                        line: e.value.line,
+                        text: s.text.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn secrets(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(path, node, "a list of secret names");
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let Some(name) = self.string(item, &p) else {
+                continue;
+            };
+            if !is_env_name(&name) {
+                self.error(
+                    &p,
+                    item.line,
+                    format!("invalid secret name {name:?}: use letters, digits and \"_\", not starting with a digit"),
+                );
+            } else if out.contains(&name) {
+                self.error(&p, item.line, format!("duplicate secret {name:?}"));
+            } else {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    fn retries(&mut self, node: &Node, path: &str) -> Retries {
+        let (count_node, count_path, backoff) = if let Value::Map(_) = node.value {
+            let Some(f) = self.mapping(node, path, "", RETRIES_FIELDS) else {
+                return Retries::default();
+            };
+            let backoff = f
+                .get("backoff")
+                .and_then(|n| self.duration(n, &join(path, "backoff")));
+            (
+                self.required(&f, path, "count"),
+                join(path, "count"),
+                backoff,
+            )
+        } else {
+            (Some(node), path.to_string(), None)
+        };
+        let count = count_node.and_then(|n| {
+            let v = self.integer(n, &count_path)?;
+            match u32::try_from(v) {
+                Ok(v) if v <= MAX_RETRIES => Some(v),
+                _ => {
+                    self.error(
+                        &count_path,
+                        n.line,
+                        format!("retries must be between 0 and {MAX_RETRIES}, found {v}"),
+                    );
+                    None
+                }
+            }
+        });
+        Retries {
+            count: count.unwrap_or(0),
+            backoff,
+        }
+    }
+
+    /// `names` holds the step names seen so far in the task (steps and post
+    /// share one namespace: logs are stored per step name), with their lines.
+    fn steps(
+        &mut self,
+        node: &Node,
+        path: &str,
+        default_prefix: &str,
+        names: &mut BTreeMap<String, usize>,
+        notes: &mut TaskNotes,
+    ) -> Vec<Step> {
+        let mut out = Vec::new();
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(path, node, "a list of steps");
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let default_name = format!("{default_prefix}-{}", i + 1);
+            let step = match &item.value {
+                Value::Scalar(s) if s.kind() == ScalarKind::String => Some(Step {
+                    name: default_name,
+                    run: s.text.clone(),
+                    env: BTreeMap::new(),
+                }),
+                Value::Map(_) => self.step(item, &p, default_name, notes),
+                _ => {
+                    self.wrong_type(&p, item, "a step (a script, or a mapping with run)");
+                    None
+                }
+            };
+            let Some(step) = step else { continue };
+            if step.run.trim().is_empty() {
+                let rp = if matches!(item.value, Value::Map(_)) {
+                    join(&p, "run")
+                } else {
+                    p.clone()
+                };
+                self.error(&rp, item.line, "empty run script");
+            }
+            notes.templates.push(TemplateSite {
+                path: if matches!(item.value, Value::Map(_)) {
+                    join(&p, "run")
+                } else {
+                    p.clone()
+                },
+                line: item.line,
+                text: step.run.clone(),
+            });
+            if let Some(first) = names.get(&step.name) {
+                self.error(
+                    &p,
+                    item.line,
+                    format!(
+                        "duplicate step name {:?} (first at line {first})",
+                        step.name
+                    ),
+                );
+            } else {
+                names.insert(step.name.clone(), item.line);
+            }
+            out.push(step);
+        }
+        out
+    }
+
+    fn step(
+        &mut self,
+        node: &Node,
+        path: &str,
+        default_name: String,
+        notes: &mut TaskNotes,
+    ) -> Option<Step> {
+        let f = self.mapping(node, path, "a step", STEP_FIELDS)?;
+        let name = match f.get("name") {
+            Some(n) => {
+                let p = join(path, "name");
+                let name = self.string(n, &p)?;
+                self.name(&name, &p, n.line, "step");
+                name
+            }
+            None => default_name,
+        };
+        let run = self.required(&f, path, "run").and_then(|n| {
+            let s = self.string(n, &join(path, "run"));
+            if s.is_none() {
+                // Reported; keep the step so its other faults show too.
+                return Some(String::from("-"));
+            }
+            s
+        })?;
+        let env = match f.get("env") {
+            Some(n) => {
+                let p = join(path, "env");
+                self.templates_in_env(n, &p, notes);
+                self.env(n, &p, "env var")
+            }
+            None => BTreeMap::new(),
+        };
+        Some(Step { name, run, env })
+    }
+
+    /// Checks what needs the whole pipeline: dependencies, cycles, and the
+    /// tasks and params that templates and conditions read.
+    fn cross_check(
+        &mut self,
+        notes: &BTreeMap<String, (TaskNotes, usize)>,
+        params: &BTreeMap<String, String>,
+        pipeline_env: &[TemplateSite],
+        path: &str,
+    ) {
+        let task_names: Vec<&str> = notes.keys().map(String::as_str).collect();
+        let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (task, (n, _)) in notes {
+            let mut deps = Vec::new();
+            for (dep, p, line) in &n.depends_on {
+                if dep == task {
+                    self.error(p, *line, format!("task {task:?} depends on itself"));
+                } else if !notes.contains_key(dep) {
+                    let hint = did_you_mean(dep, task_names.iter().copied());
+                    self.error(p, *line, format!("unknown task {dep:?}{hint}"));
+                } else {
+                    deps.push(dep.clone());
+                }
+            }
+            edges.insert(task.clone(), deps);
+        }
+
+        let waiting = dag::unordered(&edges);
+        if !waiting.is_empty() {
+            for cycle in dag::cycles(&edges, waiting) {
+                let (first, next) = (&cycle[0], &cycle[1]);
+                let (p, line) = notes[first]
+                    .0
+                    .depends_on
+                    .iter()
+                    .find(|(d, _, _)| d == next)
+                    .map(|(_, p, l)| (p.clone(), *l))
+                    .expect("a cycle follows written dependencies");
+                self.error(&p, line, format!("cycle: {}", cycle.join(" -> ")));
+            }
+        }
+
+        for site in pipeline_env {
+            for r in self.references(site) {
+                match r {
+                    Reference::Param(name) => self.check_param(&name, params, site, path),
+                    Reference::TaskOutput(_) | Reference::TaskStatus(_) => self.error(
+                        &site.path,
+                        site.line,
+                        "pipeline env is set before any task runs: it cannot read task outputs; move it to the task",
+                    ),
+                }
+            }
+        }
+        for (task, (n, _)) in notes {
+            let upstream = dag::upstream(&edges, task);
+            let mut reads: Vec<(Reference, String, usize)> = Vec::new();
+            for site in &n.templates {
+                for r in self.references(site) {
+                    reads.push((r, site.path.clone(), site.line));
+                }
+            }
+            if let Some((c, p, line)) = &n.condition {
+                reads.extend(c.references().into_iter().map(|r| (r, p.clone(), *line)));
+            }
+            for (r, p, line) in reads {
+                match &r {
+                    Reference::Param(name) => {
+                        let site = TemplateSite {
+                            path: p,
+                            line,
+                            text: String::new(),
+                        };
+                        self.check_param(name, params, &site, path);
+                    }
+                    Reference::TaskOutput(other) | Reference::TaskStatus(other) => {
+                        if other == task {
+                            self.error(
+                                &p,
+                                line,
+                                format!("task {task:?} cannot read its own output or status"),
+                            );
+                        } else if !notes.contains_key(other) {
+                            let hint = did_you_mean(other, task_names.iter().copied());
+                            self.error(&p, line, format!("unknown task {other:?}{hint}"));
+                        } else if !upstream.contains(other) {
+                            self.error(
+                                &p,
+                                line,
+                                format!(
+                                    "task {other:?} is not upstream of {task:?}, so it may not have finished: add it to depends_on"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn references(&mut self, site: &TemplateSite) -> Vec<Reference> {
+        match template::references(&site.text) {
+            Ok(refs) => refs,
+            Err(e) => {
+                self.error(&site.path, site.line, e.to_string());
+                Vec::new()
+            }
+        }
+    }
+
+    fn check_param(
+        &mut self,
+        name: &str,
+        params: &BTreeMap<String, String>,
+        site: &TemplateSite,
+        pipeline: &str,
+    ) {
+        if !params.contains_key(name) {
+            let hint = match closest(name, params.keys().map(String::as_str)) {
+                Some(c) => format!("did you mean {c:?}?"),
+                None => format!("declare it under {pipeline}.params"),
+            };
+            self.error(
+                &site.path,
+                site.line,
+                format!("unknown param {name:?}; {hint}"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_diagnostics_like_the_design() {
+        let d = Diagnostic {
+            path: "pipelines.build.tasks.test.depends_on[0]".into(),
+            line: Some(14),
+            message: "unknown task \"tset\"".into(),
+        };
+        assert_eq!(
+            d.to_string(),
+            "pipelines.build.tasks.test.depends_on[0]: unknown task \"tset\" (line 14)"
+        );
+        let all = Diagnostics(vec![
+            d.clone(),
+            Diagnostic {
+                path: String::new(),
+                line: None,
+                message: "m".into(),
+            },
+        ]);
+        assert_eq!(all.to_string(), format!("{d}\nm"));
+        assert_eq!(
+            serde_json::to_value(&all).unwrap(),
+            serde_json::json!([
+                {"path": "pipelines.build.tasks.test.depends_on[0]", "line": 14, "message": "unknown task \"tset\""},
+                {"path": "", "line": null, "message": "m"}
+            ])
+        );
+    }
+
+    #[test]
+    fn refuses_oversized_specs() {
+        let text = format!("name: big\n# {}\n", "x".repeat(MAX_SPEC_BYTES));
+        let err = parse_workflow(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the spec is 1048589 bytes, more than the limit of 1048576 (1 MiB)"
+        );
+    }
+
+    #[test]
+    fn accepts_steps_as_strings_and_numbers_as_env_values() {
+        let w = parse_workflow("name: w\npipelines:\n  p:\n    env: {N: 1.10}\n    tasks:\n      t:\n        steps: [make, make test]\n")
+            .unwrap();
+        let p = &w.pipelines["p"];
+        assert_eq!(p.env["N"], "1.10");
+        let names: Vec<&str> = p.tasks["t"].steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["step-1", "step-2"]);
+    }
+}
