@@ -1,0 +1,358 @@
+//! One task, from its first attempt to its last: prepare a context, run the
+//! steps in order, run the `post` steps whatever happened, read the output,
+//! tear the context down; again after a backoff while retries are left.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use xene_core::event::RunEvent;
+use xene_core::spec::Retries;
+use xene_core::status::{StepStatus, TaskStatus};
+
+use super::report::{StepReport, TaskReport};
+use crate::runtime::{LogSink, Runtime, StepCommand, TaskContext, TaskSetup};
+
+/// A task ready to run: templates rendered, environment merged.
+pub(crate) struct TaskPlan {
+    pub setup: TaskSetup,
+    pub steps: Vec<StepCommand>,
+    pub post: Vec<StepCommand>,
+    pub timeout: Option<Duration>,
+    pub retries: Retries,
+    /// Secret values, masked in log lines.
+    pub masks: Vec<String>,
+}
+
+/// What every task of a run shares.
+pub(crate) struct TaskEnv {
+    pub runtime: Arc<dyn Runtime>,
+    pub events: mpsc::Sender<RunEvent>,
+    /// The run's token: fires on cancel only (timeouts use a child token).
+    pub cancel: CancellationToken,
+    pub kill_grace: Duration,
+}
+
+pub(crate) async fn run_task(mut plan: TaskPlan, env: TaskEnv) -> TaskReport {
+    let started = Instant::now();
+    let tries = plan.retries.count.saturating_add(1);
+    let mut attempt = 1;
+    loop {
+        plan.setup.attempt = attempt;
+        send(
+            &env,
+            RunEvent::TaskStarted {
+                task: plan.setup.task.clone(),
+                attempt,
+            },
+        )
+        .await;
+        let result = run_attempt(&plan, &env).await;
+
+        let retry_in =
+            (result.status == TaskStatus::Error && attempt < tries && !env.cancel.is_cancelled())
+                .then(|| plan.retries.delay(attempt));
+        send(
+            &env,
+            RunEvent::TaskFinished {
+                task: plan.setup.task.clone(),
+                status: result.status,
+                output: result.output.clone(),
+                duration_ms: millis(result.duration),
+                attempt,
+                error: result.error.clone(),
+                retry_in_ms: retry_in.map(millis),
+            },
+        )
+        .await;
+
+        let report = TaskReport {
+            status: result.status,
+            attempts: attempt,
+            duration_ms: millis(started.elapsed()),
+            output: result.output,
+            error: result.error,
+            steps: result.steps,
+        };
+        let Some(delay) = retry_in else { return report };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = env.cancel.cancelled() => {
+                return TaskReport { status: TaskStatus::Cancelled, ..report };
+            }
+        }
+        attempt += 1;
+    }
+}
+
+struct AttemptResult {
+    status: TaskStatus,
+    output: Option<String>,
+    error: Option<String>,
+    steps: Vec<StepReport>,
+    duration: Duration,
+}
+
+/// How the main steps went, before `post`.
+#[derive(Default)]
+struct Progress {
+    failed: bool,
+    cancelled: bool,
+    error: Option<String>,
+}
+
+async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
+    let started = Instant::now();
+    let task = plan.setup.task.as_str();
+    let mut steps: Vec<StepReport> = plan
+        .steps
+        .iter()
+        .map(|s| not_executed(&s.name, false))
+        .chain(plan.post.iter().map(|s| not_executed(&s.name, true)))
+        .collect();
+
+    // The timeout covers setup and the main steps; a child token lets it
+    // kill what runs without cancelling the run.
+    let attempt_cancel = env.cancel.child_token();
+    let mut progress = Progress::default();
+    let mut context: Option<Box<dyn TaskContext>> = None;
+    let main = async {
+        let prepared = tokio::select! {
+            prepared = env.runtime.prepare(&plan.setup) => prepared,
+            () = attempt_cancel.cancelled() => {
+                // Whatever prepare had created is found by the run's sweep.
+                progress.failed = true;
+                progress.cancelled = env.cancel.is_cancelled();
+                return;
+            }
+        };
+        let mut ctx = match prepared {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                progress.failed = true;
+                progress.error = Some(e.to_string());
+                return;
+            }
+        };
+        for (step, report) in plan.steps.iter().zip(steps.iter_mut()) {
+            run_step(
+                ctx.as_mut(),
+                step,
+                report,
+                task,
+                plan,
+                env,
+                &attempt_cancel,
+                &mut progress,
+            )
+            .await;
+            if progress.failed {
+                break;
+            }
+        }
+        context = Some(ctx);
+    };
+    let timed_out = with_timeout(main, plan.timeout, &attempt_cancel).await;
+    if timed_out && !env.cancel.is_cancelled() {
+        progress.failed = true;
+        progress.error = Some(format!(
+            "timed out after {}",
+            xene_core::duration::format(plan.timeout.unwrap_or_default())
+        ));
+    }
+    if env.cancel.is_cancelled() {
+        progress.cancelled = true;
+    }
+
+    let mut output = None;
+    if let Some(mut ctx) = context {
+        if !progress.cancelled {
+            run_post(ctx.as_mut(), plan, env, &mut steps, &mut progress).await;
+        }
+        match ctx.read_output().await {
+            Ok(read) => output = read,
+            Err(e) if !progress.failed => {
+                progress.failed = true;
+                progress.error = Some(e.to_string());
+            }
+            Err(_) => {}
+        }
+        if let Err(e) = ctx.teardown().await {
+            tracing::warn!(task, error = %e, "could not remove a task's context");
+        }
+    }
+
+    for report in steps.iter().filter(|s| s.status == StepStatus::NotExecuted) {
+        send(env, step_finished(task, report)).await;
+    }
+    let status = if progress.cancelled {
+        TaskStatus::Cancelled
+    } else if progress.failed {
+        TaskStatus::Error
+    } else {
+        TaskStatus::Success
+    };
+    AttemptResult {
+        status,
+        output,
+        error: progress.error,
+        steps,
+        duration: started.elapsed(),
+    }
+}
+
+/// Runs `post` steps, each whatever the others did, under a timeout of
+/// their own (the task's may be what ended the main steps).
+async fn run_post(
+    ctx: &mut dyn TaskContext,
+    plan: &TaskPlan,
+    env: &TaskEnv,
+    steps: &mut [StepReport],
+    progress: &mut Progress,
+) {
+    if plan.post.is_empty() {
+        return;
+    }
+    let post_cancel = env.cancel.child_token();
+    let task = plan.setup.task.as_str();
+    let reports = &mut steps[plan.steps.len()..];
+    let post = async {
+        for (step, report) in plan.post.iter().zip(reports.iter_mut()) {
+            let mut post_progress = Progress::default();
+            run_step(
+                ctx,
+                step,
+                report,
+                task,
+                plan,
+                env,
+                &post_cancel,
+                &mut post_progress,
+            )
+            .await;
+            if post_progress.failed {
+                progress.failed = true;
+                progress.error = progress.error.take().or(post_progress.error);
+            }
+            if post_progress.cancelled {
+                progress.cancelled = true;
+                break;
+            }
+        }
+    };
+    if with_timeout(post, plan.timeout, &post_cancel).await && !env.cancel.is_cancelled() {
+        progress.failed = true;
+        progress
+            .error
+            .get_or_insert_with(|| "post steps timed out".into());
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    ctx: &mut dyn TaskContext,
+    step: &StepCommand,
+    report: &mut StepReport,
+    task: &str,
+    plan: &TaskPlan,
+    env: &TaskEnv,
+    cancel: &CancellationToken,
+    progress: &mut Progress,
+) {
+    if cancel.is_cancelled() {
+        progress.failed = true;
+        progress.cancelled = env.cancel.is_cancelled();
+        return;
+    }
+    send(
+        env,
+        RunEvent::StepStarted {
+            task: task.to_string(),
+            step: step.name.clone(),
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let sink = LogSink {
+        events: &env.events,
+        task,
+        step: &step.name,
+        masks: &plan.masks,
+    };
+    let outcome = ctx.exec(step, &sink, cancel, env.kill_grace).await;
+    report.duration_ms = millis(started.elapsed());
+    match outcome {
+        Ok(outcome) => {
+            report.exit_code = Some(outcome.exit_code);
+            report.status = if outcome.killed && env.cancel.is_cancelled() {
+                progress.cancelled = true;
+                StepStatus::Cancelled
+            } else if outcome.exit_code == 0 && !outcome.killed {
+                StepStatus::Success
+            } else {
+                StepStatus::Error
+            };
+        }
+        Err(e) => {
+            report.status = StepStatus::Error;
+            progress.error = Some(format!("step {:?}: {e}", step.name));
+        }
+    }
+    if report.status != StepStatus::Success {
+        progress.failed = true;
+    }
+    send(env, step_finished(task, report)).await;
+}
+
+/// Runs `work` to its end; if `timeout` passes first, fires `cancel` (which
+/// `work` obeys by killing what it runs) and still waits for it. True when
+/// the timeout fired.
+async fn with_timeout(
+    work: impl Future<Output = ()>,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+) -> bool {
+    let Some(timeout) = timeout else {
+        work.await;
+        return false;
+    };
+    tokio::pin!(work);
+    tokio::select! {
+        () = &mut work => false,
+        () = tokio::time::sleep(timeout) => {
+            cancel.cancel();
+            work.await;
+            true
+        }
+    }
+}
+
+fn not_executed(name: &str, post: bool) -> StepReport {
+    StepReport {
+        name: name.to_string(),
+        status: StepStatus::NotExecuted,
+        exit_code: None,
+        duration_ms: 0,
+        post,
+    }
+}
+
+fn step_finished(task: &str, report: &StepReport) -> RunEvent {
+    RunEvent::StepFinished {
+        task: task.to_string(),
+        step: report.name.clone(),
+        status: report.status,
+        exit_code: report.exit_code,
+        duration_ms: report.duration_ms,
+    }
+}
+
+async fn send(env: &TaskEnv, event: RunEvent) {
+    // Nobody listening is no reason to stop a run.
+    let _ = env.events.send(event).await;
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

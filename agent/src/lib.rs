@@ -1,0 +1,11 @@
+//! The Xene agent as a library: the pipeline executor and its runtimes, so
+//! that the `xene-agent` binary and the server's built-in local agent run
+//! pipelines the same way.
+
+pub mod executor;
+pub mod runtime;
+
+pub use executor::{
+    Executor, ExecutorConfig, ExecutorError, RunReport, RunRequest, StepReport, TaskReport,
+    default_concurrency, new_run_id,
+};

@@ -1,0 +1,523 @@
+//! The Docker runtime: one container per task attempt, kept alive by a
+//! sleep-forever entrypoint, with a fresh volume at `/workspace` that its
+//! steps share; each step is a `docker exec` of `sh -e -c SCRIPT`.
+//!
+//! Every container and volume carries the label `xene.run=<run id>`, so
+//! [`Runtime::sweep`] (and an operator) can find whatever a crash left.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateOptions};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder,
+};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use xene_core::event::LogStream;
+
+use super::shell::safe_name;
+use super::{
+    LineBuffer, LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand,
+    StepOutcome, TaskContext, TaskSetup, output_from_bytes,
+};
+
+/// The label every container and volume of a run carries.
+pub const RUN_LABEL: &str = "xene.run";
+const TASK_LABEL: &str = "xene.task";
+pub const WORKSPACE: &str = "/workspace";
+
+/// PID 1 of a task container: does nothing until the container is removed,
+/// and exits at once on SIGTERM (a plain `sleep` as PID 1 would ignore it).
+const KEEP_ALIVE: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done";
+
+#[derive(Debug, Clone, Default)]
+pub struct DockerConfig {
+    /// The engine's address (`unix:///...`, `tcp://...`); `DOCKER_HOST` or
+    /// the local socket when `None`.
+    pub host: Option<String>,
+}
+
+pub struct DockerRuntime {
+    config: DockerConfig,
+    /// Connected on first use, so a shell-only run never needs an engine.
+    client: OnceCell<Result<Docker, String>>,
+    /// Images already seen locally; saves an inspect per task.
+    present: Mutex<HashSet<String>>,
+}
+
+impl DockerRuntime {
+    pub fn new(config: DockerConfig) -> Self {
+        Self {
+            config,
+            client: OnceCell::new(),
+            present: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The engine client, with the API version negotiated (the engine may be
+    /// older than bollard's default).
+    pub async fn client(&self) -> Result<Docker, RuntimeError> {
+        let client = self
+            .client
+            .get_or_init(|| async {
+                let docker = match &self.config.host {
+                    Some(host) if host.starts_with("unix://") => {
+                        Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+                    }
+                    Some(host) => {
+                        Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
+                    }
+                    None => Docker::connect_with_local_defaults(),
+                };
+                let docker = docker.map_err(|e| format!("cannot reach the engine: {e}"))?;
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| format!("cannot reach the engine: {e}"))
+            })
+            .await;
+        client.clone().map_err(RuntimeError::Docker)
+    }
+
+    async fn ensure_image(&self, docker: &Docker, image: &str) -> Result<(), RuntimeError> {
+        if self
+            .present
+            .lock()
+            .expect("image cache lock")
+            .contains(image)
+        {
+            return Ok(());
+        }
+        match docker.inspect_image(image).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {
+                let options = CreateImageOptionsBuilder::new().from_image(image).build();
+                docker
+                    .create_image(Some(options), None, None)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| RuntimeError::ImageMissing {
+                        image: image.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            }
+            Err(e) => return Err(docker_error(e)),
+        }
+        self.present
+            .lock()
+            .expect("image cache lock")
+            .insert(image.to_string());
+        Ok(())
+    }
+}
+
+impl Runtime for DockerRuntime {
+    fn prepare<'a>(
+        &'a self,
+        setup: &'a TaskSetup,
+    ) -> BoxFuture<'a, Result<Box<dyn TaskContext>, RuntimeError>> {
+        async move {
+            let image = setup.image.as_deref().expect("docker tasks have an image");
+            let docker = self.client().await?;
+            self.ensure_image(&docker, image).await?;
+
+            let name = format!(
+                "xene-{}-{}-{}",
+                safe_name(&setup.run_id),
+                safe_name(&setup.task),
+                setup.attempt
+            );
+            let labels = HashMap::from([
+                (RUN_LABEL.to_string(), setup.run_id.clone()),
+                (TASK_LABEL.to_string(), setup.task.clone()),
+            ]);
+            // Built before anything exists, so that any failure below tears
+            // down exactly what was created.
+            let mut context = DockerContext {
+                docker: docker.clone(),
+                container: None,
+                volume: None,
+                torn_down: false,
+            };
+            let created = async {
+                docker
+                    .create_volume(VolumeCreateOptions {
+                        name: Some(name.clone()),
+                        labels: Some(labels.clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(docker_error)?;
+                context.volume = Some(name.clone());
+
+                let body = ContainerCreateBody {
+                    image: Some(image.to_string()),
+                    entrypoint: Some(vec!["sh".into(), "-c".into(), KEEP_ALIVE.into()]),
+                    cmd: Some(Vec::new()),
+                    working_dir: Some(WORKSPACE.into()),
+                    labels: Some(labels),
+                    host_config: Some(HostConfig {
+                        binds: Some(vec![format!("{name}:{WORKSPACE}")]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                let options = CreateContainerOptionsBuilder::new().name(&name).build();
+                let created = docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(docker_error)?;
+                context.container = Some(created.id.clone());
+                docker
+                    .start_container(
+                        &created.id,
+                        None::<bollard::query_parameters::StartContainerOptions>,
+                    )
+                    .await
+                    .map_err(docker_error)?;
+                Ok::<(), RuntimeError>(())
+            }
+            .await;
+            match created {
+                Ok(()) => Ok(Box::new(context) as Box<dyn TaskContext>),
+                Err(e) => {
+                    if let Err(cleanup) = Box::new(context).teardown().await {
+                        tracing::warn!(error = %cleanup, "cleanup after a failed prepare");
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn sweep<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
+        async move {
+            // Only a run that used Docker has anything to sweep.
+            let Some(Ok(docker)) = self.client.get() else {
+                return;
+            };
+            let filters = HashMap::from([("label", vec![format!("{RUN_LABEL}={run_id}")])]);
+            let options = ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build();
+            if let Ok(containers) = docker.list_containers(Some(options)).await {
+                for id in containers.into_iter().filter_map(|c| c.id) {
+                    tracing::warn!(container = %id, "removing a leftover container");
+                    let _ = remove_container(docker, &id).await;
+                }
+            }
+            let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+            if let Ok(volumes) = docker.list_volumes(Some(options)).await {
+                for volume in volumes.volumes.unwrap_or_default() {
+                    tracing::warn!(volume = %volume.name, "removing a leftover volume");
+                    let _ = remove_volume(docker, &volume.name).await;
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+struct DockerContext {
+    docker: Docker,
+    container: Option<String>,
+    volume: Option<String>,
+    torn_down: bool,
+}
+
+impl DockerContext {
+    fn container(&self) -> &str {
+        self.container
+            .as_deref()
+            .expect("a prepared context has a container")
+    }
+
+    async fn run(
+        &self,
+        step: &StepCommand,
+        sink: &LogSink<'_>,
+        cancel: &CancellationToken,
+        grace: Duration,
+    ) -> Result<StepOutcome, RuntimeError> {
+        let mut env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("XENE_OUTPUT={WORKSPACE}/{OUTPUT_FILE}"));
+        env.push(format!("XENE_WORKSPACE={WORKSPACE}"));
+        let exec = self
+            .docker
+            .create_exec(
+                self.container(),
+                CreateExecOptions {
+                    cmd: Some(vec![
+                        "sh".to_string(),
+                        "-e".into(),
+                        "-c".into(),
+                        step.script.clone(),
+                    ]),
+                    env: Some(env),
+                    working_dir: Some(WORKSPACE.to_string()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(docker_error)?;
+        let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(docker_error)?
+        else {
+            unreachable!("an exec started without detach is attached");
+        };
+
+        // Docker cannot kill an exec, so the killer signals every process in
+        // the container but PID 1 (`kill -1` spares init and itself).
+        let killer = async {
+            cancel.cancelled().await;
+            self.signal_all("TERM").await;
+            tokio::time::sleep(grace).await;
+            self.signal_all("KILL").await;
+            futures::future::pending::<()>().await;
+        };
+        tokio::pin!(killer);
+        let mut stdout = LineBuffer::default();
+        let mut stderr = LineBuffer::default();
+        loop {
+            tokio::select! {
+                item = output.next() => match item {
+                    Some(Ok(LogOutput::StdOut { message })) => {
+                        stdout.push(&message, LogStream::Stdout, sink).await;
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        stderr.push(&message, LogStream::Stderr, sink).await;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(docker_error(e)),
+                    None => break,
+                },
+                () = &mut killer => {}
+            }
+        }
+        stdout.finish(LogStream::Stdout, sink).await;
+        stderr.finish(LogStream::Stderr, sink).await;
+
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(docker_error)?;
+        let exit_code = inspect.exit_code.unwrap_or(-1);
+        Ok(StepOutcome {
+            exit_code: i32::try_from(exit_code).unwrap_or(-1),
+            killed: cancel.is_cancelled(),
+        })
+    }
+
+    async fn signal_all(&self, signal: &str) {
+        let result = async {
+            let exec = self
+                .docker
+                .create_exec(
+                    self.container(),
+                    CreateExecOptions {
+                        cmd: Some(vec![
+                            "sh".to_string(),
+                            "-c".into(),
+                            format!("kill -{signal} -1"),
+                        ]),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            self.docker
+                .start_exec(
+                    &exec.id,
+                    Some(StartExecOptions {
+                        detach: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not signal a step's processes");
+        }
+    }
+
+    async fn download_output(&self) -> Result<Option<String>, RuntimeError> {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(&format!("{WORKSPACE}/{OUTPUT_FILE}"))
+            .build();
+        let mut archive = self
+            .docker
+            .download_from_container(self.container(), Some(options));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = archive.next().await {
+            match chunk {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(docker_error(e)),
+            }
+            // Headers and padding take a few KiB at most.
+            if bytes.len() > MAX_OUTPUT_BYTES + 16 * 1024 {
+                return Err(RuntimeError::OutputTooLarge);
+            }
+        }
+        match first_file_in_tar(&bytes) {
+            Some(content) => output_from_bytes(content.to_vec()),
+            None => Err(RuntimeError::Docker("unreadable output archive".into())),
+        }
+    }
+}
+
+impl TaskContext for DockerContext {
+    fn exec<'a>(
+        &'a mut self,
+        step: &'a StepCommand,
+        sink: &'a LogSink<'a>,
+        cancel: &'a CancellationToken,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<StepOutcome, RuntimeError>> {
+        self.run(step, sink, cancel, grace).boxed()
+    }
+
+    fn read_output(&mut self) -> BoxFuture<'_, Result<Option<String>, RuntimeError>> {
+        self.download_output().boxed()
+    }
+
+    fn teardown(mut self: Box<Self>) -> BoxFuture<'static, Result<(), RuntimeError>> {
+        self.torn_down = true;
+        let docker = self.docker.clone();
+        let container = self.container.take();
+        let volume = self.volume.take();
+        remove_all(docker, container, volume).boxed()
+    }
+}
+
+impl Drop for DockerContext {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        // Dropped without teardown: its task panicked or was aborted. Clean
+        // up in the background; the run's final sweep catches the rest.
+        let (container, volume) = (self.container.take(), self.volume.take());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(remove_all(self.docker.clone(), container, volume));
+        }
+    }
+}
+
+async fn remove_all(
+    docker: Docker,
+    container: Option<String>,
+    volume: Option<String>,
+) -> Result<(), RuntimeError> {
+    // The volume cannot go while a container uses it, so the container first;
+    // both are attempted whatever the first one did.
+    let container = match container {
+        Some(id) => remove_container(&docker, &id).await,
+        None => Ok(()),
+    };
+    let volume = match volume {
+        Some(name) => remove_volume(&docker, &name).await,
+        None => Ok(()),
+    };
+    container.and(volume)
+}
+
+async fn remove_container(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(options)).await {
+        Err(e) if !is_not_found(&e) => Err(docker_error(e)),
+        _ => Ok(()),
+    }
+}
+
+async fn remove_volume(docker: &Docker, name: &str) -> Result<(), RuntimeError> {
+    let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+    match docker.remove_volume(name, Some(options)).await {
+        Err(e) if !is_not_found(&e) => Err(docker_error(e)),
+        _ => Ok(()),
+    }
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn docker_error(e: DockerError) -> RuntimeError {
+    RuntimeError::Docker(e.to_string())
+}
+
+/// The content of the first regular file in a tar archive (the engine's
+/// archive of one file may put PAX headers before it).
+fn first_file_in_tar(archive: &[u8]) -> Option<&[u8]> {
+    let mut rest = archive;
+    while rest.len() >= 512 {
+        let header = &rest[..512];
+        if header.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let size_field = std::str::from_utf8(&header[124..136]).ok()?;
+        let size =
+            usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+                .ok()?;
+        let body = rest.get(512..512 + size)?;
+        if matches!(header[156], b'0' | b'\0') {
+            return Some(body);
+        }
+        let padded = size.div_ceil(512) * 512;
+        rest = rest.get(512 + padded..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, size: usize, kind: u8) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        let size = format!("{size:011o}\0");
+        h[124..136].copy_from_slice(size.as_bytes());
+        h[156] = kind;
+        h
+    }
+
+    #[test]
+    fn finds_the_file_after_a_pax_header() {
+        let mut tar = header("PaxHeaders/x", 20, b'x');
+        tar.extend(vec![b'p'; 20]);
+        tar.resize(1024, 0);
+        tar.extend(header(".xene-output", 6, b'0'));
+        tar.extend(b"hello\n");
+        tar.resize(2048, 0);
+        tar.extend(vec![0u8; 1024]);
+        assert_eq!(first_file_in_tar(&tar), Some(&b"hello\n"[..]));
+    }
+}

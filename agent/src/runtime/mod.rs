@@ -1,0 +1,193 @@
+//! Where steps run. A runtime prepares one context per task attempt (a
+//! container with a workspace volume, or a fresh directory), runs the task's
+//! steps in it one after another, hands back what the steps wrote to
+//! `$XENE_OUTPUT`, and removes it all again.
+//!
+//! The executor only sees the [`Runtime`] and [`TaskContext`] traits; each
+//! runtime is a module with its config and its driver.
+
+pub mod docker;
+pub mod shell;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use xene_core::event::{LogStream, RunEvent};
+
+/// The most a task may write to `$XENE_OUTPUT`; more fails the task rather
+/// than passing on a silently truncated value.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// The name of the output file inside a task's workspace.
+pub const OUTPUT_FILE: &str = ".xene-output";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("docker: {0}")]
+    Docker(String),
+    #[error("image {image:?} is not present locally and could not be pulled: {reason}")]
+    ImageMissing { image: String, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("output is larger than {} KiB", MAX_OUTPUT_BYTES / 1024)]
+    OutputTooLarge,
+    #[error("the shell runtime is not allowed on this agent (task has no image)")]
+    ShellNotAllowed,
+}
+
+impl RuntimeError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// What a runtime needs to know to set up one attempt of a task.
+#[derive(Debug, Clone)]
+pub struct TaskSetup {
+    pub run_id: String,
+    pub task: String,
+    pub attempt: u32,
+    /// The image (templates already rendered); `None` on the shell runtime.
+    pub image: Option<String>,
+}
+
+/// One step to run in a prepared context.
+#[derive(Debug, Clone)]
+pub struct StepCommand {
+    pub name: String,
+    /// The script, run as `sh -e -c SCRIPT`.
+    pub script: String,
+    /// The step's whole environment as the spec sees it; the runtime adds
+    /// `XENE_OUTPUT` and `XENE_WORKSPACE`, which only it knows.
+    pub env: Vec<(String, String)>,
+}
+
+/// How a step's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// The exit code; 128 + N when killed by signal N.
+    pub exit_code: i32,
+    /// True when the step was stopped because `cancel` fired.
+    pub killed: bool,
+}
+
+/// Where a step's output lines go: the run's event channel, tagged with the
+/// task and step, secrets masked.
+pub struct LogSink<'a> {
+    pub events: &'a mpsc::Sender<RunEvent>,
+    pub task: &'a str,
+    pub step: &'a str,
+    /// Values replaced by `***` in every line.
+    pub masks: &'a [String],
+}
+
+impl LogSink<'_> {
+    pub async fn line(&self, stream: LogStream, bytes: &[u8]) {
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let mut data = String::from_utf8_lossy(bytes).into_owned();
+        for secret in self.masks {
+            if data.contains(secret.as_str()) {
+                data = data.replace(secret.as_str(), "***");
+            }
+        }
+        // A closed receiver means nobody listens any more; the run goes on.
+        let _ = self
+            .events
+            .send(RunEvent::Log {
+                task: self.task.to_string(),
+                step: self.step.to_string(),
+                stream,
+                data,
+            })
+            .await;
+    }
+}
+
+/// Splits chunks of output into lines, keeping a partial last line until
+/// the next chunk or the end.
+#[derive(Default)]
+pub(crate) struct LineBuffer {
+    pending: Vec<u8>,
+}
+
+impl LineBuffer {
+    pub(crate) async fn push(&mut self, chunk: &[u8], stream: LogStream, sink: &LogSink<'_>) {
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if self.pending.is_empty() {
+                sink.line(stream, &rest[..end]).await;
+            } else {
+                self.pending.extend_from_slice(&rest[..end]);
+                let line = std::mem::take(&mut self.pending);
+                sink.line(stream, &line).await;
+            }
+            rest = &rest[end + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    pub(crate) async fn finish(&mut self, stream: LogStream, sink: &LogSink<'_>) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            sink.line(stream, &line).await;
+        }
+    }
+}
+
+/// Sets up contexts for task attempts.
+pub trait Runtime: Send + Sync {
+    fn prepare<'a>(
+        &'a self,
+        setup: &'a TaskSetup,
+    ) -> BoxFuture<'a, Result<Box<dyn TaskContext>, RuntimeError>>;
+
+    /// Removes whatever a run may have left behind (a context whose teardown
+    /// never ran because its task panicked or was dropped).
+    fn sweep<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// One prepared context: a container or a directory that a task's steps
+/// share, in order.
+pub trait TaskContext: Send {
+    /// Runs one step to its end, or until `cancel` fires: then its processes
+    /// get SIGTERM, and SIGKILL after `grace`.
+    fn exec<'a>(
+        &'a mut self,
+        step: &'a StepCommand,
+        sink: &'a LogSink<'a>,
+        cancel: &'a CancellationToken,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<StepOutcome, RuntimeError>>;
+
+    /// What the steps wrote to `$XENE_OUTPUT`, trailing newline trimmed;
+    /// `None` when they wrote nothing.
+    fn read_output(&mut self) -> BoxFuture<'_, Result<Option<String>, RuntimeError>>;
+
+    /// Removes the context. Must be called; a context dropped without it
+    /// cleans up in the background as well as it can.
+    fn teardown(self: Box<Self>) -> BoxFuture<'static, Result<(), RuntimeError>>;
+}
+
+/// Turns the raw bytes of an output file into the task's output.
+pub(crate) fn output_from_bytes(mut bytes: Vec<u8>) -> Result<Option<String>, RuntimeError> {
+    if bytes.len() > MAX_OUTPUT_BYTES {
+        return Err(RuntimeError::OutputTooLarge);
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
