@@ -5,7 +5,7 @@ use clap::Parser;
 /// The command-line client for a Xene server: apply workflows, start runs,
 /// follow logs, manage agents, secrets and tokens.
 #[derive(Debug, Parser)]
-#[command(name = "xenectl", version, about, long_about = None)]
+#[command(name = "xenectl", version, about, long_about = None, arg_required_else_help = true)]
 struct Cli {
     /// The Xene server to talk to.
     #[arg(long, env = "XENE_SERVER", default_value = "http://127.0.0.1:8080")]
