@@ -1,0 +1,43 @@
+//! Tidy: the JSON Schema in docs/ lists exactly the fields the parser knows,
+//! and refuses unknown ones wherever the parser does.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use xene_core::parse::{
+    CRON_TRIGGER_FIELDS, PIPELINE_FIELDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS,
+    WORKFLOW_FIELDS,
+};
+
+fn schema() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/xene-workflow.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn check_object(object: &Value, fields: &[&str], what: &str) {
+    assert_eq!(object["additionalProperties"], Value::Bool(false), "{what} must refuse unknown fields");
+    let listed: BTreeSet<&str> = object["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let known: BTreeSet<&str> = fields.iter().copied().collect();
+    assert_eq!(listed, known, "fields of {what} in the schema and the parser differ");
+}
+
+#[test]
+fn schema_lists_the_parser_fields() {
+    let s = schema();
+    assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    let defs = &s["$defs"];
+    check_object(&s, WORKFLOW_FIELDS, "the workflow");
+    check_object(&defs["pipeline"], PIPELINE_FIELDS, "a pipeline");
+    check_object(&defs["cronTrigger"], CRON_TRIGGER_FIELDS, "a cron trigger");
+    check_object(&defs["task"], TASK_FIELDS, "a task");
+    check_object(&defs["retries"], RETRIES_FIELDS, "retries");
+    check_object(&defs["step"]["oneOf"][1], STEP_FIELDS, "a step");
+    assert_eq!(defs["trigger"]["oneOf"][0]["enum"], serde_json::json!(TRIGGER_WORDS));
+}
+
+#[test]
+fn schema_limits_match_the_parser() {
+    let defs = &schema()["$defs"];
+    assert_eq!(defs["name"]["maxLength"], xene_core::parse::MAX_NAME_LEN);
+    assert_eq!(defs["retryCount"]["maximum"], xene_core::parse::MAX_RETRIES);
+}
