@@ -815,21 +815,23 @@ impl Checker {
                 }
             };
             let Some(step) = step else { continue };
+            // Point at the script itself, which is deeper in the mapping form.
+            let (run_path, run_line) = match &item.value {
+                Value::Map(entries) => {
+                    let line = entries
+                        .iter()
+                        .find(|e| e.key == "run")
+                        .map_or(item.line, |e| e.value.line);
+                    (join(&p, "run"), line)
+                }
+                _ => (p.clone(), item.line),
+            };
             if step.run.trim().is_empty() {
-                let rp = if matches!(item.value, Value::Map(_)) {
-                    join(&p, "run")
-                } else {
-                    p.clone()
-                };
-                self.error(&rp, item.line, "empty run script");
+                self.error(&run_path, run_line, "empty run script");
             }
             notes.templates.push(TemplateSite {
-                path: if matches!(item.value, Value::Map(_)) {
-                    join(&p, "run")
-                } else {
-                    p.clone()
-                },
-                line: item.line,
+                path: run_path,
+                line: run_line,
                 text: step.run.clone(),
             });
             if let Some(first) = names.get(&step.name) {
@@ -866,14 +868,9 @@ impl Checker {
             }
             None => default_name,
         };
-        let run = self.required(&f, path, "run").and_then(|n| {
-            let s = self.string(n, &join(path, "run"));
-            if s.is_none() {
-                // Reported; keep the step so its other faults show too.
-                return Some(String::from("-"));
-            }
-            s
-        })?;
+        let run = self
+            .required(&f, path, "run")
+            .and_then(|n| self.string(n, &join(path, "run")));
         let env = match f.get("env") {
             Some(n) => {
                 let p = join(path, "env");
@@ -882,7 +879,11 @@ impl Checker {
             }
             None => BTreeMap::new(),
         };
-        Some(Step { name, run, env })
+        Some(Step {
+            name,
+            run: run?,
+            env,
+        })
     }
 
     /// Checks what needs the whole pipeline: dependencies, cycles, and the

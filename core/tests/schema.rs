@@ -10,15 +10,30 @@ use xene_core::parse::{
 };
 
 fn schema() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/xene-workflow.schema.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/xene-workflow.schema.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn check_object(object: &Value, fields: &[&str], what: &str) {
-    assert_eq!(object["additionalProperties"], Value::Bool(false), "{what} must refuse unknown fields");
-    let listed: BTreeSet<&str> = object["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        object["additionalProperties"],
+        Value::Bool(false),
+        "{what} must refuse unknown fields"
+    );
+    let listed: BTreeSet<&str> = object["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let known: BTreeSet<&str> = fields.iter().copied().collect();
-    assert_eq!(listed, known, "fields of {what} in the schema and the parser differ");
+    assert_eq!(
+        listed, known,
+        "fields of {what} in the schema and the parser differ"
+    );
 }
 
 #[test]
@@ -32,7 +47,10 @@ fn schema_lists_the_parser_fields() {
     check_object(&defs["task"], TASK_FIELDS, "a task");
     check_object(&defs["retries"], RETRIES_FIELDS, "retries");
     check_object(&defs["step"]["oneOf"][1], STEP_FIELDS, "a step");
-    assert_eq!(defs["trigger"]["oneOf"][0]["enum"], serde_json::json!(TRIGGER_WORDS));
+    assert_eq!(
+        defs["trigger"]["oneOf"][0]["enum"],
+        serde_json::json!(TRIGGER_WORDS)
+    );
 }
 
 #[test]
