@@ -1,0 +1,8 @@
+//! The agent's integration tests: real processes, a real Docker engine, the
+//! built `xene-agent` binary.
+
+mod cli;
+mod docker;
+mod examples;
+mod shell;
+mod util;
