@@ -102,3 +102,50 @@ impl StepStatus {
         }
     }
 }
+
+/// The error of parsing a status from its snake_case name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+macro_rules! from_str_by_name {
+    ($($ty:ty => [$($variant:ident),*]),*) => {$(
+        impl std::str::FromStr for $ty {
+            type Err = UnknownStatus;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $(if s == Self::$variant.as_str() { return Ok(Self::$variant); })*
+                Err(UnknownStatus(s.to_string()))
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+from_str_by_name! {
+    RunStatus => [Queued, StartingUp, Running, Success, Error, Cancelled, ShuttingDown, Unknown],
+    TaskStatus => [Pending, Running, Success, Error, NotExecuted, Skipped, Cancelled],
+    StepStatus => [Pending, Running, Success, Error, NotExecuted, Cancelled]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for status in [RunStatus::Queued, RunStatus::StartingUp, RunStatus::ShuttingDown, RunStatus::Unknown] {
+            assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        for status in [TaskStatus::NotExecuted, TaskStatus::Skipped] {
+            assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert_eq!("bogus".parse::<StepStatus>(), Err(UnknownStatus("bogus".into())));
+    }
+}

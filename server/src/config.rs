@@ -33,6 +33,24 @@ pub struct Args {
     /// `../share/xene/site`.
     #[arg(long, env = "XENE_SITE_DIR")]
     pub site_dir: Option<PathBuf>,
+
+    /// Do not run the built-in local agent: runs then wait for remote agents.
+    #[arg(long, env = "XENE_NO_LOCAL_AGENT")]
+    pub no_local_agent: bool,
+
+    /// Most runs the built-in local agent executes at once.
+    #[arg(long, env = "XENE_LOCAL_AGENT_CAPACITY", default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub local_agent_capacity: i64,
+
+    /// The built-in agent's id (unique per server when several share a database).
+    /// Default: `builtin@HOSTNAME`.
+    #[arg(long, env = "XENE_LOCAL_AGENT_ID")]
+    pub local_agent_id: Option<String>,
+
+    /// Let the built-in agent run tasks without an `image` as plain processes
+    /// on this machine (the shell runtime).
+    #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_agent_shell: bool,
 }
 
 impl Args {
@@ -43,6 +61,10 @@ impl Args {
             data_dir: Some(data_dir),
             database_url: None,
             site_dir: None,
+            no_local_agent: false,
+            local_agent_capacity: 4,
+            local_agent_id: None,
+            local_agent_shell: true,
         }
     }
 
@@ -64,6 +86,10 @@ impl Args {
         }
     }
 
+    pub fn local_agent_id(&self) -> String {
+        self.local_agent_id.clone().unwrap_or_else(|| format!("builtin@{}", hostname()))
+    }
+
     /// The first candidate site directory that holds a bundle, if any.
     pub fn site_dir(&self) -> Option<PathBuf> {
         if let Some(dir) = &self.site_dir {
@@ -74,4 +100,13 @@ impl Args {
             .into_iter()
             .find(|dir| dir.join("pkg").join(format!("{}.js", xene_app::BUNDLE_NAME)).is_file())
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -4,11 +4,17 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use std::sync::Arc;
+
 use leptos::prelude::LeptosOptions;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 pub mod config;
+pub mod controllers;
 pub mod http;
+pub mod metrics;
 pub mod storage;
 pub mod telemetry;
 
@@ -20,6 +26,7 @@ use storage::Db;
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    local_agent: Option<controllers::local_agent::LocalAgentConfig>,
 }
 
 impl Server {
@@ -47,20 +54,60 @@ impl Server {
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .build();
-        Ok(Self { listener, state: AppState { db, leptos } })
+        let ctx = controllers::Context {
+            db: db.clone(),
+            instance: format!("{}#{}@{}", args.local_agent_id(), std::process::id(), storage::now_ms()),
+            timings: controllers::Timings::default(),
+            metrics: Arc::default(),
+            wake_scheduler: Arc::new(Notify::new()),
+            wake_supervisor: Arc::new(Notify::new()),
+            wake_agents: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        };
+        let local_agent = (!args.no_local_agent).then(|| {
+            controllers::local_agent::LocalAgentConfig::new(
+                args.local_agent_id(),
+                args.local_agent_capacity,
+                args.local_agent_shell,
+            )
+        });
+        Ok(Self { listener, state: AppState { db, leptos, ctx }, local_agent })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then closes the database.
+    /// Shortens the controllers' timings (tests use this to see leases end quickly).
+    pub fn set_timings(&mut self, timings: controllers::Timings) {
+        self.state.ctx.timings = timings;
+    }
+
+    /// Serves and runs the controllers until `shutdown` resolves, then
+    /// stops them and closes the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let db = self.state.db.clone();
+        let ctx = self.state.ctx.clone();
+        let mut controllers = vec![
+            tokio::spawn(controllers::scheduler::run(ctx.clone())),
+            tokio::spawn(controllers::supervisor::run(ctx.clone())),
+        ];
+        if let Some(config) = self.local_agent {
+            controllers.push(tokio::spawn(controllers::local_agent::run(ctx.clone(), config)));
+        }
         let app = http::router(self.state);
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
-        db.close().await;
-        Ok(())
+        let stop = ctx.shutdown.clone();
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await;
+        ctx.shutdown.cancel();
+        for controller in controllers {
+            let _ = controller.await;
+        }
+        ctx.db.close().await;
+        Ok(result?)
     }
 }
 

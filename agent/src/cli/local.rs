@@ -76,6 +76,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         pipeline,
         params: args.params.into_iter().collect(),
         secrets,
+        completed: Default::default(),
     };
     let executor = Executor::new(ExecutorConfig {
         concurrency: args.concurrency.map(|c| c as usize),

@@ -86,6 +86,10 @@ pub struct RunRequest {
     pub params: BTreeMap<String, String>,
     /// Secret values by name; a task gets those it lists in `secrets`.
     pub secrets: BTreeMap<String, String>,
+    /// Tasks an earlier attempt of this run finished (a run resumed after
+    /// its agent was lost): they are not run again, and dependants see
+    /// their results.
+    pub completed: BTreeMap<String, TaskResult>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,9 +146,14 @@ impl Executor {
                 pipeline: request.pipeline_name.clone(),
             })
             .await;
+        let (cleanups, mut pending_cleanups) = mpsc::unbounded_channel();
         let mut run = Scheduler::new(self, &request, &dag, params, events.clone(), cancel.clone());
-        run.run(limit).await;
+        run.run(limit, cleanups).await;
         let reports = run.reports;
+        // Every sender is gone with the scheduler's tasks, so this ends.
+        while let Some(cleanup) = pending_cleanups.recv().await {
+            let _ = cleanup.await;
+        }
 
         // Contexts are removed by their tasks; this catches what a panic or
         // an interrupted setup left.
@@ -239,7 +248,11 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    async fn run(&mut self, limit: usize) {
+    async fn run(
+        &mut self,
+        limit: usize,
+        cleanups: mpsc::UnboundedSender<tokio::task::JoinHandle<()>>,
+    ) {
         let roots: Vec<usize> = (0..self.names.len())
             .filter(|&i| self.waiting[i] == 0)
             .collect();
@@ -265,6 +278,7 @@ impl<'a> Scheduler<'a> {
                             events: self.events.clone(),
                             cancel: self.cancel.clone(),
                             kill_grace: self.executor.config.kill_grace,
+                            cleanups: cleanups.clone(),
                         };
                         let handle = running.spawn(run_task(plan, env));
                         running_ids.insert(handle.id(), next);
@@ -304,6 +318,17 @@ impl<'a> Scheduler<'a> {
     async fn decide(&mut self, task: usize) {
         let mut pending = vec![task];
         while let Some(task) = pending.pop() {
+            // Finished by an earlier attempt of this run: its result stands,
+            // and was reported then.
+            if let Some(done) = self.request.completed.get(self.names[task]) {
+                let report = TaskReport {
+                    output: done.output.clone(),
+                    ..TaskReport::not_started(done.status, None)
+                };
+                self.record(task, report);
+                pending.extend(self.unblock(task));
+                continue;
+            }
             let status = self.verdict(task);
             match status {
                 None => self.ready.push_back(task),
@@ -356,6 +381,11 @@ impl<'a> Scheduler<'a> {
 
     /// Records a task that never started, with its only event.
     async fn finish_quietly(&mut self, task: usize, report: TaskReport) {
+        self.send_finished(task, &report).await;
+        self.record(task, report);
+    }
+
+    async fn send_finished(&self, task: usize, report: &TaskReport) {
         let _ = self
             .events
             .send(RunEvent::TaskFinished {
@@ -368,7 +398,6 @@ impl<'a> Scheduler<'a> {
                 retry_in_ms: None,
             })
             .await;
-        self.record(task, report);
     }
 
     fn record(&mut self, task: usize, report: TaskReport) {

@@ -48,6 +48,7 @@ async fn every_example_runs_as_expected() {
                 pipeline,
                 params: Default::default(),
                 secrets: Default::default(),
+                completed: Default::default(),
             };
             let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
             let drain = tokio::spawn(async move { while receiver.recv().await.is_some() {} });

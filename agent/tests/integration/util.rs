@@ -128,6 +128,7 @@ pub async fn run_with(
         pipeline: pipeline(yaml),
         params,
         secrets: [("TOKEN".to_string(), "s3cr3t-value".to_string())].into(),
+        completed: Default::default(),
     };
     let (sender, mut receiver) = mpsc::channel(64);
     let collector = tokio::spawn(async move {

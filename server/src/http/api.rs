@@ -1,16 +1,49 @@
-//! The REST API under `/api`. Feature routers (workflows, runs, agents)
-//! merge in here; authentication will wrap this router as one layer.
+//! The REST API under `/api/v1`, documented by the OpenAPI document built
+//! from the same route definitions. Authentication will wrap `router()` as
+//! one layer.
 
 use axum::Router;
 use axum::extract::OriginalUri;
+use axum::routing::get;
+use axum::{Json, http::Uri};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 use super::error::ApiError;
 
+#[derive(OpenApi)]
+#[openapi(info(title = "Xene API", description = "Workflows, runs and agents of a Xene server."))]
+struct ApiDoc;
+
+/// The API routes and their OpenAPI document.
 pub fn router() -> Router<AppState> {
-    Router::new().fallback(not_found)
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(super::workflows::router())
+        .merge(super::runs::router())
+        .merge(super::agents::router())
+        .split_for_parts();
+    let doc = doc.to_json().expect("the OpenAPI document serializes");
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
+        .route("/api", axum::routing::any(not_found))
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::NotFound(format!("no API route at {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({ "error": format!("method not allowed on {}", uri.path()) })),
+    )
 }

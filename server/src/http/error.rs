@@ -2,9 +2,14 @@
 //! `{ "error": ... }`; internal details are logged, never sent.
 
 use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use xene_core::Diagnostics;
+
+use crate::storage::StorageError;
+use crate::storage::runs::RunError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -12,6 +17,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("the workflow is invalid: {} fault(s)", .0.len())]
+    Invalid(Diagnostics),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -21,6 +32,9 @@ impl ApiError {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -28,15 +42,69 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(e) = &self {
-            tracing::error!(error = format!("{e:#}"), "request failed");
-        }
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let body = match &self {
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                json!({ "error": self.to_string() })
+            }
+            Self::Invalid(diagnostics) => json!({
+                "error": self.to_string(),
+                "diagnostics": diagnostics,
+                "message": diagnostics.to_string(),
+            }),
+            _ => json!({ "error": self.to_string() }),
+        };
+        (self.status(), Json(body)).into_response()
     }
 }
 
-impl From<crate::storage::StorageError> for ApiError {
-    fn from(e: crate::storage::StorageError) -> Self {
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
         Self::Internal(e.into())
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::UnknownWorkflow(_) | RunError::UnknownPipeline { .. } | RunError::UnknownRun(_) => {
+                Self::NotFound(e.to_string())
+            }
+            RunError::UnknownParam { .. } => Self::BadRequest(e.to_string()),
+            RunError::AlreadyFinished { .. } => Self::Conflict(e.to_string()),
+            RunError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::TooLarge(super::MAX_BODY_BYTES)
+        } else {
+            Self::BadRequest(format!("cannot read the request body: {}", e.body_text()))
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::TooLarge(super::MAX_BODY_BYTES)
+        } else {
+            Self::BadRequest(e.body_text())
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::BadRequest(e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::BadRequest(e.body_text())
     }
 }

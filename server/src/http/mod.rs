@@ -1,21 +1,30 @@
 //! The HTTP surface: one router per feature, merged by `router()`.
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use leptos::prelude::LeptosOptions;
 
+use crate::controllers;
 use crate::storage::Db;
 
+pub mod agents;
 pub mod api;
 pub mod error;
 pub mod health;
+pub mod metrics;
+pub mod runs;
 pub mod ui;
+pub mod workflows;
+
+/// The largest request body the API reads: a workflow at its size limit.
+pub const MAX_BODY_BYTES: usize = xene_core::parse::MAX_SPEC_BYTES;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub leptos: LeptosOptions,
+    pub ctx: controllers::Context,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -24,12 +33,13 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-/// The whole application: API, health, and the web UI (which also serves the
-/// static bundle and answers every other path).
+/// The whole application: API, health, metrics, and the web UI (which also
+/// serves the static bundle and answers every other path).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
-        .nest("/api", api::router())
+        .merge(metrics::router())
+        .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .merge(ui::router(&state))
         .with_state(state)
 }

@@ -1,0 +1,229 @@
+//! The built-in local agent: the executor, in-process, taking runs the
+//! scheduler puts on it. It is an agent like any other to the scheduler and
+//! the supervisor (a row in `agents`, leases renewed by heartbeat), so
+//! `xene` alone runs workflows end to end on the embedded default.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use xene_agent::{Executor, ExecutorConfig, RunRequest};
+use xene_core::context::TaskResult;
+use xene_core::event::RunEvent;
+use xene_core::status::{RunStatus, TaskStatus};
+
+use super::Context;
+use crate::storage::agents::{self, Registration};
+use crate::storage::events::{self, Applied};
+use crate::storage::runs::{self, Run};
+use crate::storage::{StorageError, now_ms, workflows};
+
+#[derive(Debug, Clone)]
+pub struct LocalAgentConfig {
+    pub id: String,
+    pub capacity: i64,
+    pub labels: BTreeMap<String, String>,
+    /// Run tasks without an image as processes on this machine.
+    pub allow_shell: bool,
+}
+
+impl LocalAgentConfig {
+    pub fn new(id: String, capacity: i64, allow_shell: bool) -> Self {
+        let labels = BTreeMap::from([
+            ("builtin".to_string(), "true".to_string()),
+            ("os".to_string(), std::env::consts::OS.to_string()),
+            ("arch".to_string(), std::env::consts::ARCH.to_string()),
+        ]);
+        Self { id, capacity, labels, allow_shell }
+    }
+}
+
+pub struct LocalAgent {
+    ctx: Context,
+    config: LocalAgentConfig,
+    executor: Arc<Executor>,
+    /// Runs executing now, by id, with the token that stops them.
+    running: Mutex<HashMap<i64, CancellationToken>>,
+    executions: TaskTracker,
+}
+
+pub async fn run(ctx: Context, config: LocalAgentConfig) {
+    let executor = Arc::new(Executor::new(ExecutorConfig { allow_shell: config.allow_shell, ..Default::default() }));
+    let agent = Arc::new(LocalAgent {
+        ctx,
+        config,
+        executor,
+        running: Mutex::new(HashMap::new()),
+        executions: TaskTracker::new(),
+    });
+    if let Err(e) = agent.join().await {
+        tracing::error!(error = %e, "the built-in agent cannot register; it takes no runs");
+        return;
+    }
+    while agent.ctx.wait(&agent.ctx.wake_agents).await {
+        if let Err(e) = agent.clone().pass().await {
+            tracing::warn!(error = %e, "built-in agent pass failed; retrying at the next resync");
+        }
+    }
+    // Shutting down is not cancelling: stop what runs (removing containers)
+    // without recording it, so the runs stay held and are taken up again by
+    // this server when it restarts, or by another once their leases end.
+    for token in agent.running.lock().unwrap().values() {
+        token.cancel();
+    }
+    agent.executions.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(30), agent.executions.wait()).await.is_err() {
+        tracing::warn!("runs of the built-in agent did not stop within 30 s");
+    }
+    let _ = agents::set_offline(&agent.ctx.db, &agent.config.id).await;
+}
+
+impl LocalAgent {
+    async fn join(&self) -> Result<(), StorageError> {
+        let mut runtimes = vec!["docker".to_string()];
+        if self.config.allow_shell {
+            runtimes.push("shell".to_string());
+        }
+        agents::register(
+            &self.ctx.db,
+            &Registration {
+                id: self.config.id.clone(),
+                name: self.config.id.clone(),
+                builtin: true,
+                labels: self.config.labels.clone(),
+                runtimes,
+                capacity: self.config.capacity,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        )
+        .await?;
+        // This process just started, so it executes nothing: runs still held
+        // under this agent's name died with the previous process. Let their
+        // leases end now rather than after their full term.
+        sqlx::query(
+            "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 AND status IN ('starting_up', 'running', 'shutting_down')",
+        )
+        .bind(&self.config.id)
+        .execute(self.ctx.db.pool())
+        .await?;
+        self.ctx.wake_supervisor.notify_one();
+        Ok(())
+    }
+
+    async fn pass(self: Arc<Self>) -> Result<(), StorageError> {
+        agents::heartbeat(&self.ctx.db, &self.config.id).await?;
+        runs::renew_leases(&self.ctx.db, &self.config.id, self.ctx.timings.run_lease.as_millis() as i64).await?;
+        let assigned = runs::assigned_to(&self.ctx.db, &self.config.id).await?;
+        let mut running = self.running.lock().unwrap();
+        for run in &assigned {
+            match running.get(&run.id) {
+                Some(token) if run.cancel_requested => token.cancel(),
+                Some(_) => {}
+                None => {
+                    let token = CancellationToken::new();
+                    running.insert(run.id, token.clone());
+                    self.executions.spawn(self.clone().execute(run.clone(), token));
+                }
+            }
+        }
+        // Held here but no longer ours (reassigned after a lost lease): stop it.
+        for (id, token) in running.iter() {
+            if !assigned.iter().any(|r| r.id == *id) {
+                token.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    async fn execute(self: Arc<Self>, run: Run, cancel: CancellationToken) {
+        let id = run.id;
+        if let Err(e) = self.execute_inner(run, cancel).await {
+            tracing::error!(run = id, error = %e, "the built-in agent could not record a run");
+        }
+        self.running.lock().unwrap().remove(&id);
+        // Capacity came free.
+        self.ctx.wake_scheduler.notify_one();
+    }
+
+    async fn execute_inner(&self, run: Run, cancel: CancellationToken) -> Result<(), StorageError> {
+        let db = &self.ctx.db;
+        let pipeline = workflows::spec_of_version(db, &run.workflow, run.version)
+            .await?
+            .and_then(|w| w.pipelines.get(&run.pipeline).cloned());
+        let Some(pipeline) = pipeline else {
+            return fail(db, &run, "its pipeline is missing from the stored workflow version").await;
+        };
+        // A retried run keeps what earlier attempts finished well.
+        let completed: BTreeMap<String, TaskResult> = runs::get(db, run.id)
+            .await?
+            .map(|detail| detail.tasks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Success)
+            .map(|t| (t.name, TaskResult { status: t.status, output: t.output }))
+            .collect();
+        let request = RunRequest {
+            run_id: format!("{}-{}", run.id, run.attempt),
+            pipeline_name: run.pipeline.clone(),
+            pipeline,
+            params: run.params.clone(),
+            secrets: BTreeMap::new(),
+            completed,
+        };
+        let (tx, mut rx) = mpsc::channel::<RunEvent>(1024);
+        let executor = self.executor.clone();
+        let exec_cancel = cancel.clone();
+        let handle = tokio::spawn(async move { executor.run(request, tx, exec_cancel).await });
+        let mut seq = 0i64;
+        let mut batch = Vec::with_capacity(256);
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            if self.ctx.shutdown.is_cancelled() {
+                // What the executor reports while stopping for a shutdown is
+                // not the run's outcome: drop it and let the executor clean up.
+                batch.clear();
+                continue;
+            }
+            for event in &batch {
+                match event {
+                    RunEvent::RunStarted { .. } => self.ctx.metrics.observe_start_latency(now_ms() - run.requested_at),
+                    RunEvent::TaskFinished { duration_ms, retry_in_ms: None, status, .. }
+                        if !matches!(status, TaskStatus::Skipped | TaskStatus::NotExecuted) =>
+                    {
+                        self.ctx.metrics.observe_task_duration(*duration_ms)
+                    }
+                    _ => {}
+                }
+            }
+            match events::apply(db, run.id, run.attempt, &self.config.id, seq, &batch).await? {
+                Applied::Ok { .. } => {}
+                Applied::Stale => cancel.cancel(),
+            }
+            seq += batch.len() as i64;
+            batch.clear();
+        }
+        match handle.await {
+            Ok(_) if self.ctx.shutdown.is_cancelled() => Ok(()),
+            Ok(Ok(_report)) => Ok(()),
+            Ok(Err(e)) => fail(db, &run, &e.to_string()).await,
+            Err(e) => fail(db, &run, &format!("the executor crashed: {e}")).await,
+        }
+    }
+}
+
+/// Ends a run that could not execute at all.
+async fn fail(db: &crate::storage::Db, run: &Run, reason: &str) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires_at = NULL \
+         WHERE id = $4 AND attempt = $5 AND status IN ('starting_up', 'running')",
+    )
+    .bind(RunStatus::Error.as_str())
+    .bind(reason)
+    .bind(now_ms())
+    .bind(run.id)
+    .bind(run.attempt)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The scheduler: puts queued runs on agents that fit (selector labels,
+//! runtimes, free capacity), the least loaded first, and records why a run
+//! waits when none fits.
+
+use std::collections::{BTreeMap, HashMap};
+
+use xene_core::spec::Pipeline;
+
+use super::Context;
+use crate::storage::agents::{self, Agent};
+use crate::storage::{StorageError, leases, now_ms, runs, workflows};
+
+const LEASE: &str = "scheduler";
+
+pub async fn run(ctx: Context) {
+    while ctx.wait(&ctx.wake_scheduler).await {
+        match leases::acquire(&ctx.db, LEASE, &ctx.instance, ctx.timings.controller_lease.as_millis() as i64).await {
+            Ok(true) => {
+                if let Err(e) = pass(&ctx).await {
+                    tracing::warn!(error = %e, "scheduling pass failed; retrying at the next resync");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the scheduler lease"),
+        }
+    }
+    let _ = leases::release(&ctx.db, LEASE, &ctx.instance).await;
+}
+
+/// One look at the queue. Returns how many runs were placed.
+pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
+    let queued = runs::queued(&ctx.db, 500).await?;
+    if queued.is_empty() {
+        return Ok(0);
+    }
+    let mut agents: Vec<Agent> = agents::list(&ctx.db).await?.into_iter().filter(|a| a.state == "online").collect();
+    let mut specs: HashMap<(String, i64), Option<Pipeline>> = HashMap::new();
+    let mut placed = 0;
+    for run in queued {
+        let key = (run.workflow.clone(), run.version);
+        if !specs.contains_key(&key) {
+            let spec = workflows::spec_of_version(&ctx.db, &run.workflow, run.version).await?;
+            specs.insert(key.clone(), spec.and_then(|w| w.pipelines.get(&run.pipeline).cloned()));
+        }
+        let Some(pipeline) = specs[&key].as_ref() else {
+            runs::set_waiting_reason(&ctx.db, run.id, "its pipeline is missing from the stored workflow version").await?;
+            continue;
+        };
+        match choose(&agents, pipeline) {
+            Ok(index) => {
+                let agent = &mut agents[index];
+                if runs::assign(&ctx.db, run.id, &agent.id, ctx.timings.run_lease.as_millis() as i64).await? {
+                    agent.running += 1;
+                    placed += 1;
+                    ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
+                    workflows::set_pipeline_schedule(&ctx.db, &run.workflow, &run.pipeline, true, None).await?;
+                    tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
+                }
+            }
+            Err(reason) => {
+                runs::set_waiting_reason(&ctx.db, run.id, &reason).await?;
+                workflows::set_pipeline_schedule(&ctx.db, &run.workflow, &run.pipeline, false, Some(&reason)).await?;
+            }
+        }
+    }
+    if placed > 0 {
+        ctx.wake_agents.notify_waiters();
+    }
+    Ok(placed)
+}
+
+/// The least loaded agent that fits, or why none does.
+fn choose(agents: &[Agent], pipeline: &Pipeline) -> Result<usize, String> {
+    let needs_docker = pipeline.tasks.values().any(|t| t.image.is_some());
+    let needs_shell = pipeline.tasks.values().any(|t| t.image.is_none());
+    let fits = |a: &Agent| {
+        labels_match(&pipeline.selector, &a.labels)
+            && (!needs_docker || a.runtimes.iter().any(|r| r == "docker"))
+            && (!needs_shell || a.runtimes.iter().any(|r| r == "shell"))
+    };
+    let fitting: Vec<usize> = (0..agents.len()).filter(|&i| fits(&agents[i])).collect();
+    if fitting.is_empty() {
+        let mut needs = Vec::new();
+        if !pipeline.selector.is_empty() {
+            let labels: Vec<String> = pipeline.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            needs.push(format!("labels {}", labels.join(",")));
+        }
+        if needs_docker {
+            needs.push("the docker runtime".into());
+        }
+        if needs_shell {
+            needs.push("the shell runtime".into());
+        }
+        return Err(format!("no online agent has {}", needs.join(" and ")));
+    }
+    fitting
+        .into_iter()
+        .filter(|&i| agents[i].running < agents[i].capacity)
+        .min_by(|&a, &b| {
+            let load = |i: usize| agents[i].running as f64 / agents[i].capacity.max(1) as f64;
+            load(a).total_cmp(&load(b))
+        })
+        .ok_or_else(|| "every fitting agent is at capacity".to_string())
+}
+
+fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, labels: &[(&str, &str)], runtimes: &[&str], capacity: i64, running: i64) -> Agent {
+        Agent {
+            id: id.into(),
+            name: id.into(),
+            builtin: false,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            runtimes: runtimes.iter().map(|r| r.to_string()).collect(),
+            capacity,
+            running,
+            version: String::new(),
+            state: "online".into(),
+            last_seen_at: 0,
+        }
+    }
+
+    fn pipeline(yaml: &str) -> Pipeline {
+        let workflow = xene_core::parse_workflow(yaml).unwrap();
+        workflow.pipelines.into_values().next().unwrap()
+    }
+
+    #[test]
+    fn picks_the_least_loaded_fitting_agent() {
+        let p = pipeline("name: w\npipelines:\n  p:\n    selector: {os: linux}\n    tasks:\n      t:\n        steps: [\"true\"]\n");
+        let agents = [
+            agent("mac", &[("os", "mac")], &["shell"], 4, 0),
+            agent("busy", &[("os", "linux")], &["shell"], 2, 1),
+            agent("idle", &[("os", "linux")], &["shell"], 4, 1),
+            agent("full", &[("os", "linux")], &["shell"], 1, 1),
+        ];
+        assert_eq!(choose(&agents, &p), Ok(2));
+    }
+
+    #[test]
+    fn explains_why_nothing_fits() {
+        let p = pipeline(
+            "name: w\npipelines:\n  p:\n    selector: {gpu: \"yes\"}\n    tasks:\n      t:\n        image: busybox\n        steps: [\"true\"]\n",
+        );
+        let agents = [agent("a", &[("gpu", "yes")], &["shell"], 1, 0)];
+        assert_eq!(choose(&agents, &p), Err("no online agent has labels gpu=yes and the docker runtime".into()));
+        let agents = [agent("a", &[("gpu", "yes")], &["docker"], 1, 1)];
+        assert_eq!(choose(&agents, &p), Err("every fitting agent is at capacity".into()));
+    }
+}

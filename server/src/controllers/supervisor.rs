@@ -1,0 +1,36 @@
+//! The supervisor: runs whose agent stopped renewing their lease become
+//! `unknown` and, with attempts left, go back to the queue; agents that went
+//! silent are marked offline.
+
+use super::Context;
+use crate::storage::{StorageError, agents, leases, runs};
+
+const LEASE: &str = "supervisor";
+
+pub async fn run(ctx: Context) {
+    while ctx.wait(&ctx.wake_supervisor).await {
+        match leases::acquire(&ctx.db, LEASE, &ctx.instance, ctx.timings.controller_lease.as_millis() as i64).await {
+            Ok(true) => {
+                if let Err(e) = pass(&ctx).await {
+                    tracing::warn!(error = %e, "supervision pass failed; retrying at the next resync");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the supervisor lease"),
+        }
+    }
+    let _ = leases::release(&ctx.db, LEASE, &ctx.instance).await;
+}
+
+pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
+    let (lost, requeued) = runs::expire_leases(&ctx.db).await?;
+    if lost > 0 {
+        tracing::warn!(lost, requeued, "runs lost with their agents");
+    }
+    if requeued > 0 {
+        ctx.wake_scheduler.notify_one();
+    }
+    // Silent for as long as a run lease: whatever it held has expired too.
+    agents::mark_silent_offline(&ctx.db, ctx.timings.run_lease.as_millis() as i64).await?;
+    Ok(())
+}

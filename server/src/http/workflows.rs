@@ -1,0 +1,180 @@
+//! `/api/v1/workflows`: apply, list, get, delete workflows and their
+//! versions, and start runs of their pipelines.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::storage::runs::{self, Run};
+use crate::storage::workflows::{self, Applied, PipelineState, VersionSummary, WorkflowSummary, WorkflowVersion};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(apply_workflow, list_workflows))
+        .routes(routes!(get_workflow, delete_workflow))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(start_run))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowSummary>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowDetail {
+    #[serde(flatten)]
+    pub current: WorkflowVersion,
+    pub pipelines: Vec<PipelineState>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionList {
+    pub versions: Vec<VersionSummary>,
+}
+
+/// Apply a workflow from YAML or JSON. A changed spec becomes a new version.
+#[utoipa::path(
+    post, path = "/api/v1/workflows", tag = "workflows",
+    request_body(content = String, description = "The workflow, YAML or JSON", content_type = "application/yaml"),
+    responses(
+        (status = 201, description = "Stored as a new version", body = Applied),
+        (status = 200, description = "Unchanged: same as the current version", body = Applied),
+        (status = 413, description = "Body over the size limit"),
+        (status = 422, description = "Invalid: every fault with its YAML path and line"),
+    )
+)]
+async fn apply_workflow(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Applied>), ApiError> {
+    let body = body?;
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
+    let workflow = xene_core::parse_workflow(text).map_err(ApiError::Invalid)?;
+    let applied = workflows::apply(&state.db, &workflow, text).await?;
+    let status = if applied.changed { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(applied)))
+}
+
+/// List workflows.
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", responses((status = 200, body = WorkflowList)))]
+async fn list_workflows(State(state): State<AppState>) -> Result<Json<WorkflowList>, ApiError> {
+    Ok(Json(WorkflowList { workflows: workflows::list(&state.db).await? }))
+}
+
+/// A workflow's current version, with its pipelines' scheduling state.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    responses((status = 200, body = WorkflowDetail), (status = 404, description = "No such workflow"))
+)]
+async fn get_workflow(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<WorkflowDetail>, ApiError> {
+    let Path(name) = name?;
+    let current = workflows::get(&state.db, &name, None).await?.ok_or_else(|| unknown_workflow(&name))?;
+    let pipelines = workflows::pipelines(&state.db, &name).await?;
+    Ok(Json(WorkflowDetail { current, pipelines }))
+}
+
+/// Delete a workflow: it takes no new runs; past runs keep their history.
+#[utoipa::path(
+    delete, path = "/api/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such workflow"))
+)]
+async fn delete_workflow(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(name) = name?;
+    if workflows::delete(&state.db, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(unknown_workflow(&name))
+    }
+}
+
+/// A workflow's versions, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{name}/versions", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    responses((status = 200, body = VersionList), (status = 404, description = "No such workflow"))
+)]
+async fn list_versions(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<VersionList>, ApiError> {
+    let Path(name) = name?;
+    let versions = workflows::versions(&state.db, &name).await?.ok_or_else(|| unknown_workflow(&name))?;
+    Ok(Json(VersionList { versions }))
+}
+
+/// One version of a workflow.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{name}/versions/{version}", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name"), ("version" = i64, Path, description = "Version number")),
+    responses((status = 200, body = WorkflowVersion), (status = 404, description = "No such workflow or version"))
+)]
+async fn get_version(
+    State(state): State<AppState>,
+    path: Result<Path<(String, i64)>, PathRejection>,
+) -> Result<Json<WorkflowVersion>, ApiError> {
+    let Path((name, version)) = path?;
+    workflows::get(&state.db, &name, Some(version))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} has no version {version}")))
+}
+
+/// What a manual run may set.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// Values for the pipeline's declared params; the rest keep their defaults.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// Start a manual run of a pipeline; answers with the queued run and its `id`.
+#[utoipa::path(
+    post, path = "/api/v1/workflows/{name}/pipelines/{pipeline}/runs", tag = "runs",
+    params(("name" = String, Path, description = "Workflow name"), ("pipeline" = String, Path, description = "Pipeline name")),
+    request_body(content = Option<StartRun>, description = "Optional params", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Queued", body = Run),
+        (status = 400, description = "Malformed body or unknown param"),
+        (status = 404, description = "No such workflow or pipeline"),
+    )
+)]
+async fn start_run(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Run>), ApiError> {
+    let Path((name, pipeline)) = path?;
+    let body = body?;
+    let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
+        StartRun::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
+    };
+    let run = runs::create(&state.db, &name, &pipeline, request.params, "manual").await?;
+    state.ctx.wake_scheduler.notify_one();
+    Ok((StatusCode::CREATED, Json(run)))
+}
+
+fn unknown_workflow(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no workflow named {name:?}"))
+}

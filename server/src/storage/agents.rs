@@ -1,0 +1,116 @@
+//! Agents as the scheduler sees them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Db, StorageError, now_ms};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    /// The server's own in-process agent.
+    pub builtin: bool,
+    pub labels: BTreeMap<String, String>,
+    pub runtimes: Vec<String>,
+    /// Most runs at once.
+    pub capacity: i64,
+    /// Runs it holds now.
+    pub running: i64,
+    pub version: String,
+    /// `online` or `offline`.
+    pub state: String,
+    pub last_seen_at: i64,
+}
+
+/// What an agent says about itself when it (re)joins.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub id: String,
+    pub name: String,
+    pub builtin: bool,
+    pub labels: BTreeMap<String, String>,
+    pub runtimes: Vec<String>,
+    pub capacity: i64,
+    pub version: String,
+}
+
+pub async fn register(db: &Db, agent: &Registration) -> Result<(), StorageError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO agents (id, name, builtin, labels, runtimes, capacity, version, state, last_seen_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'online', $8, $8) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, builtin = excluded.builtin, labels = excluded.labels, \
+         runtimes = excluded.runtimes, capacity = excluded.capacity, version = excluded.version, state = 'online', \
+         last_seen_at = excluded.last_seen_at",
+    )
+    .bind(&agent.id)
+    .bind(&agent.name)
+    .bind(agent.builtin as i64)
+    .bind(serde_json::to_string(&agent.labels).expect("maps serialize"))
+    .bind(serde_json::to_string(&agent.runtimes).expect("lists serialize"))
+    .bind(agent.capacity)
+    .bind(&agent.version)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Records that the agent is alive.
+pub async fn heartbeat(db: &Db, id: &str) -> Result<(), StorageError> {
+    sqlx::query("UPDATE agents SET last_seen_at = $1, state = 'online' WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn set_offline(db: &Db, id: &str) -> Result<(), StorageError> {
+    sqlx::query("UPDATE agents SET state = 'offline' WHERE id = $1")
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Agents not seen for `silence_ms` are offline: the scheduler skips them.
+pub async fn mark_silent_offline(db: &Db, silence_ms: i64) -> Result<u64, StorageError> {
+    Ok(sqlx::query("UPDATE agents SET state = 'offline' WHERE state = 'online' AND last_seen_at < $1")
+        .bind(now_ms() - silence_ms)
+        .execute(db.pool())
+        .await?
+        .rows_affected())
+}
+
+pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT a.id, a.name, a.builtin, a.labels, a.runtimes, a.capacity, a.version, a.state, a.last_seen_at, \
+         (SELECT COUNT(*) FROM runs r WHERE r.agent_id = a.id AND r.status IN ('starting_up', 'running', 'shutting_down')) \
+         FROM agents a ORDER BY a.name, a.id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let labels: String = r.get(3);
+            let runtimes: String = r.get(4);
+            let builtin: i64 = r.get(2);
+            Ok(Agent {
+                id: r.get(0),
+                name: r.get(1),
+                builtin: builtin != 0,
+                labels: serde_json::from_str(&labels).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                runtimes: serde_json::from_str(&runtimes).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                capacity: r.get(5),
+                version: r.get(6),
+                state: r.get(7),
+                last_seen_at: r.get(8),
+                running: r.get(9),
+            })
+        })
+        .collect()
+}

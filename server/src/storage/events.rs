@@ -1,0 +1,221 @@
+//! Applying the events an agent reports to the run's state, exactly once.
+//!
+//! Each event carries a number within its run attempt; the number is recorded
+//! in the same transaction as the change it causes, so an event sent again
+//! after a reconnect or a restart changes nothing the second time.
+
+use xene_core::event::{LogStream, RunEvent};
+use xene_core::status::TaskStatus;
+
+use super::{Db, StorageError, now_ms};
+
+/// Whether the events could be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied (or already had been): `new` of them were new.
+    Ok { new: u64 },
+    /// The run is not this agent's attempt any more (reassigned, or gone):
+    /// the agent should stop it.
+    Stale,
+}
+
+/// Applies events numbered `first_seq`, `first_seq + 1`, ... for one attempt of a run held by `agent`.
+pub async fn apply(
+    db: &Db,
+    run_id: i64,
+    attempt: i64,
+    agent: &str,
+    first_seq: i64,
+    events: &[RunEvent],
+) -> Result<Applied, StorageError> {
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    let holder: Option<(Option<String>, i64)> = sqlx::query_as("SELECT agent_id, attempt FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if holder != Some((Some(agent.to_string()), attempt)) {
+        return Ok(Applied::Stale);
+    }
+    let mut new = 0;
+    for (i, event) in events.iter().enumerate() {
+        let seq = first_seq + i as i64;
+        let inserted = sqlx::query(
+            "INSERT INTO run_events (run_id, attempt, seq, body, received_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (run_id, attempt, seq) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(attempt)
+        .bind(seq)
+        .bind(serde_json::to_string(event).expect("events serialize"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            continue;
+        }
+        new += 1;
+        apply_one(&mut tx, run_id, attempt, event, now).await?;
+    }
+    tx.commit().await?;
+    Ok(Applied::Ok { new })
+}
+
+async fn apply_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: i64,
+    attempt: i64,
+    event: &RunEvent,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    match event {
+        RunEvent::RunStarted { .. } => {
+            sqlx::query(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1) \
+                 WHERE id = $2 AND status IN ('starting_up', 'running')",
+            )
+            .bind(now)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        RunEvent::TaskStarted { task, attempt: task_attempt } => {
+            sqlx::query(
+                "UPDATE task_runs SET status = 'running', attempt = $1, started_at = $2, finished_at = NULL, \
+                 duration_ms = NULL, error = NULL WHERE run_id = $3 AND task = $4",
+            )
+            .bind(*task_attempt as i64)
+            .bind(now)
+            .bind(run_id)
+            .bind(task)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE step_runs SET status = 'pending', exit_code = NULL, started_at = NULL, finished_at = NULL, \
+                 duration_ms = NULL WHERE run_id = $1 AND task = $2",
+            )
+            .bind(run_id)
+            .bind(task)
+            .execute(&mut **tx)
+            .await?;
+        }
+        RunEvent::StepStarted { task, step } => {
+            sqlx::query("UPDATE step_runs SET status = 'running', started_at = $1 WHERE run_id = $2 AND task = $3 AND name = $4")
+                .bind(now)
+                .bind(run_id)
+                .bind(task)
+                .bind(step)
+                .execute(&mut **tx)
+                .await?;
+        }
+        RunEvent::Log { task, step, stream, data } => {
+            sqlx::query(
+                "INSERT INTO log_lines (run_id, attempt, task, step, stream, data, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(run_id)
+            .bind(attempt)
+            .bind(task)
+            .bind(step)
+            .bind(match stream {
+                LogStream::Stdout => "stdout",
+                LogStream::Stderr => "stderr",
+            })
+            .bind(data)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        RunEvent::StepFinished { task, step, status, exit_code, duration_ms } => {
+            sqlx::query(
+                "UPDATE step_runs SET status = $1, exit_code = $2, finished_at = $3, duration_ms = $4 \
+                 WHERE run_id = $5 AND task = $6 AND name = $7",
+            )
+            .bind(status.as_str())
+            .bind(exit_code.map(i64::from))
+            .bind(now)
+            .bind(*duration_ms as i64)
+            .bind(run_id)
+            .bind(task)
+            .bind(step)
+            .execute(&mut **tx)
+            .await?;
+        }
+        RunEvent::TaskFinished { task, status, output, duration_ms, attempt: task_attempt, error, retry_in_ms } => {
+            if retry_in_ms.is_some() {
+                // Not finished: it starts again after the backoff.
+                sqlx::query("UPDATE task_runs SET error = $1, attempt = $2 WHERE run_id = $3 AND task = $4")
+                    .bind(error.as_deref())
+                    .bind(*task_attempt as i64)
+                    .bind(run_id)
+                    .bind(task)
+                    .execute(&mut **tx)
+                    .await?;
+                return Ok(());
+            }
+            let never_started = matches!(status, TaskStatus::NotExecuted | TaskStatus::Skipped);
+            sqlx::query(
+                "UPDATE task_runs SET status = $1, output = $2, error = $3, finished_at = $4, duration_ms = $5, \
+                 attempt = CASE WHEN $6 > 0 THEN $6 ELSE attempt END WHERE run_id = $7 AND task = $8",
+            )
+            .bind(status.as_str())
+            .bind(output.as_deref())
+            .bind(error.as_deref())
+            .bind(now)
+            .bind(if never_started { None } else { Some(*duration_ms as i64) })
+            .bind(*task_attempt as i64)
+            .bind(run_id)
+            .bind(task)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE step_runs SET status = 'not_executed' WHERE run_id = $1 AND task = $2 AND status = 'pending'")
+                .bind(run_id)
+                .bind(task)
+                .execute(&mut **tx)
+                .await?;
+        }
+        RunEvent::RunFinished { status, .. } => {
+            sqlx::query(
+                "UPDATE runs SET status = $1, finished_at = $2, lease_expires_at = NULL WHERE id = $3 \
+                 AND status IN ('starting_up', 'running', 'shutting_down')",
+            )
+            .bind(status.as_str())
+            .bind(now)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A stored log line.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct LogLine {
+    /// Resume after this with `?after=`.
+    pub offset: i64,
+    pub attempt: i64,
+    pub task: String,
+    pub step: String,
+    pub stream: String,
+    pub data: String,
+    pub at: i64,
+}
+
+/// Log lines of a run after `after`, optionally of one task, oldest first.
+pub async fn logs(db: &Db, run_id: i64, task: Option<&str>, after: i64, limit: i64) -> Result<Vec<LogLine>, StorageError> {
+    let rows: Vec<(i64, i64, String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT id, attempt, task, step, stream, data, at FROM log_lines \
+         WHERE run_id = $1 AND id > $2 AND ($3 IS NULL OR task = $3) ORDER BY id LIMIT $4",
+    )
+    .bind(run_id)
+    .bind(after)
+    .bind(task)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(offset, attempt, task, step, stream, data, at)| LogLine { offset, attempt, task, step, stream, data, at })
+        .collect())
+}

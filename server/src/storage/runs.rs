@@ -1,0 +1,475 @@
+//! Pipeline runs with their tasks and steps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use xene_core::dag::Dag;
+use xene_core::spec::Workflow;
+use xene_core::status::{RunStatus, StepStatus, TaskStatus};
+
+use super::{Db, StorageError, now_ms};
+
+/// Why a run could not be created or changed: each maps to a 4xx.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no workflow named {0:?}")]
+    UnknownWorkflow(String),
+    #[error("workflow {workflow:?} has no pipeline named {pipeline:?}")]
+    UnknownPipeline { workflow: String, pipeline: String },
+    #[error("pipeline {pipeline:?} has no param named {param:?}; it declares: {declared}")]
+    UnknownParam { pipeline: String, param: String, declared: String },
+    #[error("no run with id {0}")]
+    UnknownRun(i64),
+    #[error("run {id} already finished with status {status}; nothing to cancel")]
+    AlreadyFinished { id: i64, status: RunStatus },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for RunError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Run {
+    pub id: i64,
+    pub workflow: String,
+    pub version: i64,
+    pub pipeline: String,
+    pub params: BTreeMap<String, String>,
+    pub trigger: String,
+    #[schema(value_type = String)]
+    pub status: RunStatus,
+    pub scheduler_status: String,
+    pub scheduler_reason: Option<String>,
+    pub agent: Option<String>,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub requested_at: i64,
+    pub scheduled_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub lease_expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TaskRun {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub status: TaskStatus,
+    pub attempt: i64,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub steps: Vec<StepRun>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StepRun {
+    pub name: String,
+    /// True for `post` steps, which run whatever happened.
+    pub post: bool,
+    #[schema(value_type = String)]
+    pub status: StepStatus,
+    pub exit_code: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: Run,
+    pub tasks: Vec<TaskRun>,
+}
+
+/// Filters and page for listing runs, newest first.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub pipeline: Option<String>,
+    pub status: Option<String>,
+    /// At most this many runs (1 to 500, default 50).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "id, workflow, version, pipeline, params, trigger, status, scheduler_status, \
+    scheduler_reason, agent_id, attempt, max_attempts, cancel_requested, error, requested_at, \
+    scheduled_at, started_at, finished_at, lease_expires_at";
+
+fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
+    let params: String = row.get(4);
+    let status: String = row.get(6);
+    let cancel: i64 = row.get(12);
+    Ok(Run {
+        id: row.get(0),
+        workflow: row.get(1),
+        version: row.get(2),
+        pipeline: row.get(3),
+        params: serde_json::from_str(&params).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        trigger: row.get(5),
+        status: status.parse().map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?,
+        scheduler_status: row.get(7),
+        scheduler_reason: row.get(8),
+        agent: row.get(9),
+        attempt: row.get(10),
+        max_attempts: row.get(11),
+        cancel_requested: cancel != 0,
+        error: row.get(13),
+        requested_at: row.get(14),
+        scheduled_at: row.get(15),
+        started_at: row.get(16),
+        finished_at: row.get(17),
+        lease_expires_at: row.get(18),
+    })
+}
+
+/// Requests a run of the current version of a pipeline: the run row with
+/// every task and step pending, for the scheduler to pick up.
+pub async fn create(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+    params: BTreeMap<String, String>,
+    trigger: &str,
+) -> Result<Run, RunError> {
+    let version: Option<i64> = sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
+        .bind(workflow)
+        .fetch_optional(db.pool())
+        .await?;
+    let version = version.ok_or_else(|| RunError::UnknownWorkflow(workflow.to_string()))?;
+    let spec: Workflow = super::workflows::spec_of_version(db, workflow, version)
+        .await?
+        .ok_or_else(|| RunError::UnknownWorkflow(workflow.to_string()))?;
+    let spec_pipeline = spec.pipelines.get(pipeline).ok_or_else(|| RunError::UnknownPipeline {
+        workflow: workflow.to_string(),
+        pipeline: pipeline.to_string(),
+    })?;
+    if let Some(param) = params.keys().find(|p| !spec_pipeline.params.contains_key(*p)) {
+        let declared: Vec<&str> = spec_pipeline.params.keys().map(String::as_str).collect();
+        return Err(RunError::UnknownParam {
+            pipeline: pipeline.to_string(),
+            param: param.clone(),
+            declared: if declared.is_empty() { "none".into() } else { declared.join(", ") },
+        });
+    }
+    let mut resolved = spec_pipeline.params.clone();
+    resolved.extend(params);
+    // A run lost with its agent is tried again as often as its most patient task would be.
+    let max_attempts = 1 + spec_pipeline.tasks.values().map(|t| t.retries.count).max().unwrap_or(0) as i64;
+    let dag = Dag::new(spec_pipeline).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let now = now_ms();
+
+    let mut tx = db.pool().begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (workflow, version, pipeline, params, trigger, status, scheduler_status, \
+         attempt, max_attempts, cancel_requested, requested_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 'not_scheduled', 1, $6, 0, $7) RETURNING id",
+    )
+    .bind(workflow)
+    .bind(version)
+    .bind(pipeline)
+    .bind(serde_json::to_string(&resolved).expect("maps serialize"))
+    .bind(trigger)
+    .bind(max_attempts)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    for (position, name) in dag.order().iter().enumerate() {
+        let task = &spec_pipeline.tasks[name];
+        sqlx::query("INSERT INTO task_runs (run_id, task, position, status, attempt) VALUES ($1, $2, $3, 'pending', 0)")
+            .bind(id)
+            .bind(name)
+            .bind(position as i64)
+            .execute(&mut *tx)
+            .await?;
+        let steps = task.steps.iter().map(|s| (s, false)).chain(task.post.iter().map(|s| (s, true)));
+        for (position, (step, post)) in steps.enumerate() {
+            sqlx::query(
+                "INSERT INTO step_runs (run_id, task, position, name, post, status) VALUES ($1, $2, $3, $4, $5, 'pending')",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(position as i64)
+            .bind(&step.name)
+            .bind(post as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(get(db, id).await?.expect("the run just created").run)
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
+    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let run = run_from_row(&row)?;
+    let task_rows = sqlx::query(
+        "SELECT task, status, attempt, output, error, started_at, finished_at, duration_ms \
+         FROM task_runs WHERE run_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    let step_rows = sqlx::query(
+        "SELECT task, name, post, status, exit_code, started_at, finished_at, duration_ms \
+         FROM step_runs WHERE run_id = $1 ORDER BY task, position",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut steps: BTreeMap<String, Vec<StepRun>> = BTreeMap::new();
+    for r in &step_rows {
+        let status: String = r.get(3);
+        let post: i64 = r.get(2);
+        steps.entry(r.get(0)).or_default().push(StepRun {
+            name: r.get(1),
+            post: post != 0,
+            status: status.parse().map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?,
+            exit_code: r.get(4),
+            started_at: r.get(5),
+            finished_at: r.get(6),
+            duration_ms: r.get(7),
+        });
+    }
+    let mut tasks = Vec::with_capacity(task_rows.len());
+    for r in &task_rows {
+        let name: String = r.get(0);
+        let status: String = r.get(1);
+        tasks.push(TaskRun {
+            steps: steps.remove(&name).unwrap_or_default(),
+            name,
+            status: status.parse().map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?,
+            attempt: r.get(2),
+            output: r.get(3),
+            error: r.get(4),
+            started_at: r.get(5),
+            finished_at: r.get(6),
+            duration_ms: r.get(7),
+        });
+    }
+    Ok(Some(RunDetail { run, tasks }))
+}
+
+/// A page of runs, newest first, and the cursor of the next page if any.
+pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<String>), StorageError> {
+    let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+    let before: i64 = filter.cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(i64::MAX);
+    let rows = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id < $1 \
+         AND ($2 IS NULL OR workflow = $2) AND ($3 IS NULL OR pipeline = $3) AND ($4 IS NULL OR status = $4) \
+         ORDER BY id DESC LIMIT $5"
+    ))
+    .bind(before)
+    .bind(filter.workflow.as_deref())
+    .bind(filter.pipeline.as_deref())
+    .bind(filter.status.as_deref())
+    .bind(limit + 1)
+    .fetch_all(db.pool())
+    .await?;
+    let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+    let next = if runs.len() as i64 > limit {
+        runs.truncate(limit as usize);
+        runs.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok((runs, next))
+}
+
+/// What cancelling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It had not started: it is cancelled now.
+    Now,
+    /// It is running: its agent was asked to stop it.
+    Requested,
+}
+
+pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let status: RunStatus = status
+        .ok_or(RunError::UnknownRun(id))?
+        .parse()
+        .map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?;
+    if is_final(status) {
+        return Err(RunError::AlreadyFinished { id, status });
+    }
+    let outcome = if status == RunStatus::Queued {
+        sqlx::query("UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE task_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE step_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Cancelled::Now
+    } else {
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Cancelled::Requested
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Statuses a run never leaves. `unknown` counts once no attempt is left:
+/// the supervisor requeues the others right away.
+pub fn is_final(status: RunStatus) -> bool {
+    status.is_finished() || status == RunStatus::Unknown
+}
+
+/// Runs waiting for an agent, oldest first.
+pub async fn queued(db: &Db, limit: i64) -> Result<Vec<Run>, StorageError> {
+    let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' ORDER BY id LIMIT $1"))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(run_from_row).collect()
+}
+
+/// Runs an agent holds (assigned and not finished).
+pub async fn assigned_to(db: &Db, agent: &str) -> Result<Vec<Run>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE agent_id = $1 AND status IN ('starting_up', 'running', 'shutting_down') ORDER BY id"
+    ))
+    .bind(agent)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(run_from_row).collect()
+}
+
+/// Puts a queued run on an agent, unless someone else got there first.
+pub async fn assign(db: &Db, id: i64, agent: &str, lease_ms: i64) -> Result<bool, StorageError> {
+    let now = now_ms();
+    let result = sqlx::query(
+        "UPDATE runs SET status = 'starting_up', scheduler_status = 'scheduled', scheduler_reason = NULL, \
+         agent_id = $1, scheduled_at = $2, lease_expires_at = $3 WHERE id = $4 AND status = 'queued'",
+    )
+    .bind(agent)
+    .bind(now)
+    .bind(now + lease_ms)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Records why a queued run is still waiting.
+pub async fn set_waiting_reason(db: &Db, id: i64, reason: &str) -> Result<(), StorageError> {
+    sqlx::query("UPDATE runs SET scheduler_status = 'not_scheduled', scheduler_reason = $1 WHERE id = $2 AND status = 'queued'")
+        .bind(reason)
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Extends the leases of an agent's runs; returns how many it still holds.
+pub async fn renew_leases(db: &Db, agent: &str, lease_ms: i64) -> Result<u64, StorageError> {
+    let result = sqlx::query(
+        "UPDATE runs SET lease_expires_at = $1 WHERE agent_id = $2 AND status IN ('starting_up', 'running', 'shutting_down')",
+    )
+    .bind(now_ms() + lease_ms)
+    .bind(agent)
+    .execute(db.pool())
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Marks runs whose lease ended `unknown`, then puts back in the queue those
+/// with attempts left (tasks that already succeeded keep their results and
+/// are not run again). Returns (lost, requeued).
+pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
+    let now = now_ms();
+    let expired = sqlx::query(
+        "SELECT id, attempt, max_attempts, cancel_requested FROM runs \
+         WHERE status IN ('starting_up', 'running', 'shutting_down') AND lease_expires_at < $1",
+    )
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    let (mut lost, mut requeued) = (0, 0);
+    for row in expired {
+        let (id, attempt, max_attempts, cancel): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        let mut tx = db.pool().begin().await?;
+        // Checked again in the UPDATE: the agent may have renewed meanwhile.
+        let marked = sqlx::query(
+            "UPDATE runs SET status = 'unknown', error = 'its agent stopped renewing the lease', finished_at = $1 \
+             WHERE id = $2 AND status IN ('starting_up', 'running', 'shutting_down') AND lease_expires_at < $1",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            continue;
+        }
+        lost += 1;
+        if attempt < max_attempts && cancel == 0 {
+            sqlx::query(
+                "UPDATE runs SET status = 'queued', attempt = attempt + 1, agent_id = NULL, lease_expires_at = NULL, \
+                 scheduler_status = 'not_scheduled', scheduler_reason = 'its previous agent was lost', \
+                 error = NULL, finished_at = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            // Unfinished work goes back to pending; what succeeded stays.
+            for table in ["task_runs", "step_runs"] {
+                sqlx::query(&format!("UPDATE {table} SET status = 'pending' WHERE run_id = $1 AND status = 'running'"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            requeued += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok((lost, requeued))
+}
+
+/// Counts of runs by status, for stats and metrics.
+pub async fn count_by_status(db: &Db) -> Result<BTreeMap<String, i64>, StorageError> {
+    let rows = sqlx::query("SELECT status, COUNT(*) FROM runs GROUP BY status")
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect())
+}
+
+/// Queued runs requested before `before_ms`: nobody picked them up in time.
+pub async fn count_waiting_since(db: &Db, before_ms: i64) -> Result<i64, StorageError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND requested_at < $1")
+        .bind(before_ms)
+        .fetch_one(db.pool())
+        .await?)
+}

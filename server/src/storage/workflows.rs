@@ -1,0 +1,269 @@
+//! Workflows and their versions.
+
+use serde::Serialize;
+use sqlx::Row;
+use xene_core::spec::{Trigger, Workflow};
+
+use super::{Db, StorageError, now_ms};
+
+/// The result of applying a workflow.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Applied {
+    pub name: String,
+    pub version: i64,
+    /// False when the spec was the same as the current version's.
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WorkflowSummary {
+    pub name: String,
+    pub description: String,
+    pub version: i64,
+    pub pipelines: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PipelineState {
+    pub name: String,
+    pub trigger: String,
+    /// `scheduled` or `not_scheduled`: the scheduler's latest decision.
+    pub scheduler_status: String,
+    pub scheduler_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WorkflowVersion {
+    pub name: String,
+    pub version: i64,
+    /// The validated spec, as JSON.
+    #[schema(value_type = Object)]
+    pub spec: Workflow,
+    /// The text that was applied.
+    pub source: String,
+    pub created_at: i64,
+}
+
+fn trigger_name(trigger: &Trigger) -> &'static str {
+    match trigger {
+        Trigger::Manual => "manual",
+        Trigger::Webhook => "webhook",
+        Trigger::Cron { .. } => "cron",
+    }
+}
+
+/// Stores `workflow` as a new version unless it equals the current one.
+pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied, StorageError> {
+    let spec = serde_json::to_string(workflow).expect("specs serialize");
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    let current = sqlx::query(
+        "SELECT w.current_version, w.deleted, v.spec FROM workflows w \
+         JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
+         WHERE w.name = $1",
+    )
+    .bind(&workflow.name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (version, exists) = match &current {
+        Some(row) => {
+            let version: i64 = row.get(0);
+            let deleted: i64 = row.get(1);
+            let old_spec: String = row.get(2);
+            if deleted == 0 && old_spec == spec {
+                tx.rollback().await?;
+                return Ok(Applied { name: workflow.name.clone(), version, changed: false });
+            }
+            (version + 1, true)
+        }
+        None => (1, false),
+    };
+    if exists {
+        sqlx::query(
+            "UPDATE workflows SET current_version = $1, description = $2, deleted = 0, updated_at = $3 WHERE name = $4",
+        )
+        .bind(version)
+        .bind(&workflow.description)
+        .bind(now)
+        .bind(&workflow.name)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO workflows (name, current_version, description, deleted, created_at, updated_at) \
+             VALUES ($1, $2, $3, 0, $4, $4)",
+        )
+        .bind(&workflow.name)
+        .bind(version)
+        .bind(&workflow.description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("INSERT INTO workflow_versions (workflow, version, spec, source, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&workflow.name)
+        .bind(version)
+        .bind(&spec)
+        .bind(source)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM pipelines WHERE workflow = $1")
+        .bind(&workflow.name)
+        .execute(&mut *tx)
+        .await?;
+    for (name, pipeline) in &workflow.pipelines {
+        sqlx::query(
+            "INSERT INTO pipelines (workflow, name, trigger_type, scheduler_status, updated_at) \
+             VALUES ($1, $2, $3, 'not_scheduled', $4)",
+        )
+        .bind(&workflow.name)
+        .bind(name)
+        .bind(trigger_name(&pipeline.trigger))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Applied { name: workflow.name.clone(), version, changed: true })
+}
+
+pub async fn list(db: &Db) -> Result<Vec<WorkflowSummary>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT w.name, w.description, w.current_version, w.created_at, w.updated_at FROM workflows w \
+         WHERE w.deleted = 0 ORDER BY w.name",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get(0);
+        let pipelines = sqlx::query_scalar::<_, String>("SELECT name FROM pipelines WHERE workflow = $1 ORDER BY name")
+            .bind(&name)
+            .fetch_all(db.pool())
+            .await?;
+        out.push(WorkflowSummary {
+            name,
+            description: row.get(1),
+            version: row.get(2),
+            pipelines,
+            created_at: row.get(3),
+            updated_at: row.get(4),
+        });
+    }
+    Ok(out)
+}
+
+/// A version of a live (not deleted) workflow; the current one when `version` is `None`.
+pub async fn get(db: &Db, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>, StorageError> {
+    let row = sqlx::query(
+        "SELECT v.version, v.spec, v.source, v.created_at FROM workflows w \
+         JOIN workflow_versions v ON v.workflow = w.name \
+         WHERE w.name = $1 AND w.deleted = 0 AND v.version = COALESCE($2, w.current_version)",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| {
+        let spec: String = row.get(1);
+        Ok(WorkflowVersion {
+            name: name.to_string(),
+            version: row.get(0),
+            spec: serde_json::from_str(&spec).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            source: row.get(2),
+            created_at: row.get(3),
+        })
+    })
+    .transpose()
+}
+
+/// Any stored version, whether or not the workflow was deleted since: runs
+/// keep running the version they were started with.
+pub async fn spec_of_version(db: &Db, name: &str, version: i64) -> Result<Option<Workflow>, StorageError> {
+    let spec: Option<String> =
+        sqlx::query_scalar("SELECT spec FROM workflow_versions WHERE workflow = $1 AND version = $2")
+            .bind(name)
+            .bind(version)
+            .fetch_optional(db.pool())
+            .await?;
+    spec.map(|s| serde_json::from_str(&s).map_err(|e| StorageError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionSummary {
+    pub version: i64,
+    pub created_at: i64,
+}
+
+pub async fn versions(db: &Db, name: &str) -> Result<Option<Vec<VersionSummary>>, StorageError> {
+    if !exists(db, name).await? {
+        return Ok(None);
+    }
+    let rows = sqlx::query("SELECT version, created_at FROM workflow_versions WHERE workflow = $1 ORDER BY version DESC")
+        .bind(name)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(Some(rows.iter().map(|r| VersionSummary { version: r.get(0), created_at: r.get(1) }).collect()))
+}
+
+pub async fn pipelines(db: &Db, name: &str) -> Result<Vec<PipelineState>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT name, trigger_type, scheduler_status, scheduler_reason FROM pipelines WHERE workflow = $1 ORDER BY name",
+    )
+    .bind(name)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| PipelineState {
+            name: r.get(0),
+            trigger: r.get(1),
+            scheduler_status: r.get(2),
+            scheduler_reason: r.get(3),
+        })
+        .collect())
+}
+
+pub async fn exists(db: &Db, name: &str) -> Result<bool, StorageError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Deletes a workflow: it disappears from listings and takes no new runs;
+/// its versions stay for the runs that ran them. Returns false when unknown.
+pub async fn delete(db: &Db, name: &str) -> Result<bool, StorageError> {
+    let result = sqlx::query("UPDATE workflows SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0")
+        .bind(now_ms())
+        .bind(name)
+        .execute(db.pool())
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Records the scheduler's latest decision for a pipeline.
+pub async fn set_pipeline_schedule(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+    scheduled: bool,
+    reason: Option<&str>,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE pipelines SET scheduler_status = $1, scheduler_reason = $2, updated_at = $3 WHERE workflow = $4 AND name = $5",
+    )
+    .bind(if scheduled { "scheduled" } else { "not_scheduled" })
+    .bind(reason)
+    .bind(now_ms())
+    .bind(workflow)
+    .bind(pipeline)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
