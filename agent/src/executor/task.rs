@@ -32,6 +32,8 @@ pub(crate) struct TaskEnv {
     /// The run's token: fires on cancel only (timeouts use a child token).
     pub cancel: CancellationToken,
     pub kill_grace: Duration,
+    /// Context removals under way; the run waits for them all.
+    pub cleanups: mpsc::UnboundedSender<tokio::task::JoinHandle<()>>,
 }
 
 pub(crate) async fn run_task(mut plan: TaskPlan, env: TaskEnv) -> TaskReport {
@@ -178,9 +180,15 @@ async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
             }
             Err(_) => {}
         }
-        if let Err(e) = ctx.teardown().await {
-            tracing::warn!(task, error = %e, "could not remove a task's context");
-        }
+        // Removing a container takes a while and nothing after this task
+        // needs to wait for it: the run awaits all removals before it ends.
+        let teardown = ctx.teardown();
+        let task_name = task.to_string();
+        let _ = env.cleanups.send(tokio::spawn(async move {
+            if let Err(e) = teardown.await {
+                tracing::warn!(task = task_name, error = %e, "could not remove a task's context");
+            }
+        }));
     }
 
     for report in steps.iter().filter(|s| s.status == StepStatus::NotExecuted) {

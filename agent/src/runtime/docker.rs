@@ -280,7 +280,9 @@ impl DockerContext {
             .await
             .map_err(docker_error)?
         else {
-            unreachable!("an exec started without detach is attached");
+            return Err(RuntimeError::Docker(
+                "the engine detached an attached exec".into(),
+            ));
         };
 
         // Docker cannot kill an exec, so the killer signals every process in

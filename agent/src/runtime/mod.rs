@@ -20,6 +20,10 @@ use xene_core::event::{LogStream, RunEvent};
 /// than passing on a silently truncated value.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
+/// Longer lines are cut into pieces of this size, so a stream without line
+/// breaks cannot take all memory.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
 /// The name of the output file inside a task's workspace.
 pub const OUTPUT_FILE: &str = ".xene-output";
 
@@ -134,6 +138,10 @@ impl LineBuffer {
             rest = &rest[end + 1..];
         }
         self.pending.extend_from_slice(rest);
+        if self.pending.len() >= MAX_LINE_BYTES {
+            let line = std::mem::take(&mut self.pending);
+            sink.line(stream, &line).await;
+        }
     }
 
     pub(crate) async fn finish(&mut self, stream: LogStream, sink: &LogSink<'_>) {

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use xene_core::event::LogStream;
 
 use super::{
-    LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand, StepOutcome,
-    TaskContext, TaskSetup, output_from_bytes,
+    LogSink, MAX_LINE_BYTES, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand,
+    StepOutcome, TaskContext, TaskSetup, output_from_bytes,
 };
 
 #[derive(Debug, Clone)]
@@ -266,7 +266,11 @@ async fn pump(stream: impl AsyncRead + Unpin, which: LogStream, sink: &LogSink<'
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line).await {
+        match (&mut reader)
+            .take(MAX_LINE_BYTES as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => sink.line(which, &line).await,
         }
