@@ -82,12 +82,17 @@ impl Args {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir().join("xene.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir().join("xene.db").display()
+            ),
         }
     }
 
     pub fn local_agent_id(&self) -> String {
-        self.local_agent_id.clone().unwrap_or_else(|| format!("builtin@{}", hostname()))
+        self.local_agent_id
+            .clone()
+            .unwrap_or_else(|| format!("builtin@{}", hostname()))
     }
 
     /// The first candidate site directory that holds a bundle, if any.
@@ -96,9 +101,17 @@ impl Args {
             return Some(dir.clone());
         }
         let exe_dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
-        [exe_dir.join("site"), exe_dir.join("../site"), exe_dir.join("../share/xene/site")]
-            .into_iter()
-            .find(|dir| dir.join("pkg").join(format!("{}.js", xene_app::BUNDLE_NAME)).is_file())
+        [
+            exe_dir.join("site"),
+            exe_dir.join("../site"),
+            exe_dir.join("../share/xene/site"),
+        ]
+        .into_iter()
+        .find(|dir| {
+            dir.join("pkg")
+                .join(format!("{}.js", xene_app::BUNDLE_NAME))
+                .is_file()
+        })
     }
 }
 

@@ -32,7 +32,9 @@ pub struct Server {
 impl Server {
     /// Connects the database, applies migrations and binds the address.
     pub async fn bind(args: &Args) -> anyhow::Result<Self> {
-        let db = Db::connect(&args.database_url()).await.context("opening the database")?;
+        let db = Db::connect(&args.database_url())
+            .await
+            .context("opening the database")?;
         let listener = TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -56,7 +58,12 @@ impl Server {
             .build();
         let ctx = controllers::Context {
             db: db.clone(),
-            instance: format!("{}#{}@{}", args.local_agent_id(), std::process::id(), storage::now_ms()),
+            instance: format!(
+                "{}#{}@{}",
+                args.local_agent_id(),
+                std::process::id(),
+                storage::now_ms()
+            ),
             timings: controllers::Timings::default(),
             metrics: Arc::default(),
             wake_scheduler: Arc::new(Notify::new()),
@@ -69,13 +76,20 @@ impl Server {
                 args.local_agent_id(),
                 args.local_agent_capacity,
                 args.local_agent_shell,
+                args.data_dir().join("work"),
             )
         });
-        Ok(Self { listener, state: AppState { db, leptos, ctx }, local_agent })
+        Ok(Self {
+            listener,
+            state: AppState { db, leptos, ctx },
+            local_agent,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Shortens the controllers' timings (tests use this to see leases end quickly).
@@ -85,14 +99,20 @@ impl Server {
 
     /// Serves and runs the controllers until `shutdown` resolves, then
     /// stops them and closes the database.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let ctx = self.state.ctx.clone();
         let mut controllers = vec![
             tokio::spawn(controllers::scheduler::run(ctx.clone())),
             tokio::spawn(controllers::supervisor::run(ctx.clone())),
         ];
         if let Some(config) = self.local_agent {
-            controllers.push(tokio::spawn(controllers::local_agent::run(ctx.clone(), config)));
+            controllers.push(tokio::spawn(controllers::local_agent::run(
+                ctx.clone(),
+                config,
+            )));
         }
         let app = http::router(self.state);
         let stop = ctx.shutdown.clone();
@@ -130,7 +150,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -27,16 +27,24 @@ pub struct LocalAgentConfig {
     pub labels: BTreeMap<String, String>,
     /// Run tasks without an image as processes on this machine.
     pub allow_shell: bool,
+    /// Where shell tasks get their working directories.
+    pub work_dir: std::path::PathBuf,
 }
 
 impl LocalAgentConfig {
-    pub fn new(id: String, capacity: i64, allow_shell: bool) -> Self {
+    pub fn new(id: String, capacity: i64, allow_shell: bool, work_dir: std::path::PathBuf) -> Self {
         let labels = BTreeMap::from([
             ("builtin".to_string(), "true".to_string()),
             ("os".to_string(), std::env::consts::OS.to_string()),
             ("arch".to_string(), std::env::consts::ARCH.to_string()),
         ]);
-        Self { id, capacity, labels, allow_shell }
+        Self {
+            id,
+            capacity,
+            labels,
+            allow_shell,
+            work_dir,
+        }
     }
 }
 
@@ -47,16 +55,28 @@ pub struct LocalAgent {
     /// Runs executing now, by id, with the token that stops them.
     running: Mutex<HashMap<i64, CancellationToken>>,
     executions: TaskTracker,
+    /// Makes this process's executor run ids unique, so two servers (or a
+    /// restart) never share a container label or a working directory.
+    incarnation: String,
 }
 
 pub async fn run(ctx: Context, config: LocalAgentConfig) {
-    let executor = Arc::new(Executor::new(ExecutorConfig { allow_shell: config.allow_shell, ..Default::default() }));
+    let mut executor_config = ExecutorConfig {
+        allow_shell: config.allow_shell,
+        ..Default::default()
+    };
+    executor_config.shell.root = config.work_dir.clone();
+    if let Err(e) = std::fs::create_dir_all(&config.work_dir) {
+        tracing::error!(dir = %config.work_dir.display(), error = %e, "cannot create the built-in agent's work directory");
+    }
+    let executor = Arc::new(Executor::new(executor_config));
     let agent = Arc::new(LocalAgent {
         ctx,
         config,
         executor,
         running: Mutex::new(HashMap::new()),
         executions: TaskTracker::new(),
+        incarnation: xene_agent::new_run_id(),
     });
     if let Err(e) = agent.join().await {
         tracing::error!(error = %e, "the built-in agent cannot register; it takes no runs");
@@ -74,7 +94,10 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         token.cancel();
     }
     agent.executions.close();
-    if tokio::time::timeout(std::time::Duration::from_secs(30), agent.executions.wait()).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(30), agent.executions.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("runs of the built-in agent did not stop within 30 s");
     }
     let _ = agents::set_offline(&agent.ctx.db, &agent.config.id).await;
@@ -114,7 +137,12 @@ impl LocalAgent {
 
     async fn pass(self: Arc<Self>) -> Result<(), StorageError> {
         agents::heartbeat(&self.ctx.db, &self.config.id).await?;
-        runs::renew_leases(&self.ctx.db, &self.config.id, self.ctx.timings.run_lease.as_millis() as i64).await?;
+        runs::renew_leases(
+            &self.ctx.db,
+            &self.config.id,
+            self.ctx.timings.run_lease.as_millis() as i64,
+        )
+        .await?;
         let assigned = runs::assigned_to(&self.ctx.db, &self.config.id).await?;
         let mut running = self.running.lock().unwrap();
         for run in &assigned {
@@ -124,7 +152,8 @@ impl LocalAgent {
                 None => {
                     let token = CancellationToken::new();
                     running.insert(run.id, token.clone());
-                    self.executions.spawn(self.clone().execute(run.clone(), token));
+                    self.executions
+                        .spawn(self.clone().execute(run.clone(), token));
                 }
             }
         }
@@ -153,7 +182,12 @@ impl LocalAgent {
             .await?
             .and_then(|w| w.pipelines.get(&run.pipeline).cloned());
         let Some(pipeline) = pipeline else {
-            return fail(db, &run, "its pipeline is missing from the stored workflow version").await;
+            return fail(
+                db,
+                &run,
+                "its pipeline is missing from the stored workflow version",
+            )
+            .await;
         };
         // A retried run keeps what earlier attempts finished well.
         let completed: BTreeMap<String, TaskResult> = runs::get(db, run.id)
@@ -162,10 +196,18 @@ impl LocalAgent {
             .unwrap_or_default()
             .into_iter()
             .filter(|t| t.status == TaskStatus::Success)
-            .map(|t| (t.name, TaskResult { status: t.status, output: t.output }))
+            .map(|t| {
+                (
+                    t.name,
+                    TaskResult {
+                        status: t.status,
+                        output: t.output,
+                    },
+                )
+            })
             .collect();
         let request = RunRequest {
-            run_id: format!("{}-{}", run.id, run.attempt),
+            run_id: format!("{}-{}-{}", run.id, run.attempt, self.incarnation),
             pipeline_name: run.pipeline.clone(),
             pipeline,
             params: run.params.clone(),
@@ -187,10 +229,16 @@ impl LocalAgent {
             }
             for event in &batch {
                 match event {
-                    RunEvent::RunStarted { .. } => self.ctx.metrics.observe_start_latency(now_ms() - run.requested_at),
-                    RunEvent::TaskFinished { duration_ms, retry_in_ms: None, status, .. }
-                        if !matches!(status, TaskStatus::Skipped | TaskStatus::NotExecuted) =>
-                    {
+                    RunEvent::RunStarted { .. } => self
+                        .ctx
+                        .metrics
+                        .observe_start_latency(now_ms() - run.requested_at),
+                    RunEvent::TaskFinished {
+                        duration_ms,
+                        retry_in_ms: None,
+                        status,
+                        ..
+                    } if !matches!(status, TaskStatus::Skipped | TaskStatus::NotExecuted) => {
                         self.ctx.metrics.observe_task_duration(*duration_ms)
                     }
                     _ => {}

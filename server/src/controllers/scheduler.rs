@@ -14,7 +14,14 @@ const LEASE: &str = "scheduler";
 
 pub async fn run(ctx: Context) {
     while ctx.wait(&ctx.wake_scheduler).await {
-        match leases::acquire(&ctx.db, LEASE, &ctx.instance, ctx.timings.controller_lease.as_millis() as i64).await {
+        match leases::acquire(
+            &ctx.db,
+            LEASE,
+            &ctx.instance,
+            ctx.timings.controller_lease.as_millis() as i64,
+        )
+        .await
+        {
             Ok(true) => {
                 if let Err(e) = pass(&ctx).await {
                     tracing::warn!(error = %e, "scheduling pass failed; retrying at the next resync");
@@ -33,33 +40,66 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
     if queued.is_empty() {
         return Ok(0);
     }
-    let mut agents: Vec<Agent> = agents::list(&ctx.db).await?.into_iter().filter(|a| a.state == "online").collect();
+    let mut agents: Vec<Agent> = agents::list(&ctx.db)
+        .await?
+        .into_iter()
+        .filter(|a| a.state == "online")
+        .collect();
     let mut specs: HashMap<(String, i64), Option<Pipeline>> = HashMap::new();
     let mut placed = 0;
     for run in queued {
         let key = (run.workflow.clone(), run.version);
         if !specs.contains_key(&key) {
             let spec = workflows::spec_of_version(&ctx.db, &run.workflow, run.version).await?;
-            specs.insert(key.clone(), spec.and_then(|w| w.pipelines.get(&run.pipeline).cloned()));
+            specs.insert(
+                key.clone(),
+                spec.and_then(|w| w.pipelines.get(&run.pipeline).cloned()),
+            );
         }
         let Some(pipeline) = specs[&key].as_ref() else {
-            runs::set_waiting_reason(&ctx.db, run.id, "its pipeline is missing from the stored workflow version").await?;
+            runs::set_waiting_reason(
+                &ctx.db,
+                run.id,
+                "its pipeline is missing from the stored workflow version",
+            )
+            .await?;
             continue;
         };
         match choose(&agents, pipeline) {
             Ok(index) => {
                 let agent = &mut agents[index];
-                if runs::assign(&ctx.db, run.id, &agent.id, ctx.timings.run_lease.as_millis() as i64).await? {
+                if runs::assign(
+                    &ctx.db,
+                    run.id,
+                    &agent.id,
+                    ctx.timings.run_lease.as_millis() as i64,
+                )
+                .await?
+                {
                     agent.running += 1;
                     placed += 1;
                     ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
-                    workflows::set_pipeline_schedule(&ctx.db, &run.workflow, &run.pipeline, true, None).await?;
+                    workflows::set_pipeline_schedule(
+                        &ctx.db,
+                        &run.workflow,
+                        &run.pipeline,
+                        true,
+                        None,
+                    )
+                    .await?;
                     tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
                 }
             }
             Err(reason) => {
                 runs::set_waiting_reason(&ctx.db, run.id, &reason).await?;
-                workflows::set_pipeline_schedule(&ctx.db, &run.workflow, &run.pipeline, false, Some(&reason)).await?;
+                workflows::set_pipeline_schedule(
+                    &ctx.db,
+                    &run.workflow,
+                    &run.pipeline,
+                    false,
+                    Some(&reason),
+                )
+                .await?;
             }
         }
     }
@@ -82,7 +122,11 @@ fn choose(agents: &[Agent], pipeline: &Pipeline) -> Result<usize, String> {
     if fitting.is_empty() {
         let mut needs = Vec::new();
         if !pipeline.selector.is_empty() {
-            let labels: Vec<String> = pipeline.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels: Vec<String> = pipeline
+                .selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             needs.push(format!("labels {}", labels.join(",")));
         }
         if needs_docker {
@@ -111,12 +155,21 @@ fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, S
 mod tests {
     use super::*;
 
-    fn agent(id: &str, labels: &[(&str, &str)], runtimes: &[&str], capacity: i64, running: i64) -> Agent {
+    fn agent(
+        id: &str,
+        labels: &[(&str, &str)],
+        runtimes: &[&str],
+        capacity: i64,
+        running: i64,
+    ) -> Agent {
         Agent {
             id: id.into(),
             name: id.into(),
             builtin: false,
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             runtimes: runtimes.iter().map(|r| r.to_string()).collect(),
             capacity,
             running,
@@ -133,7 +186,9 @@ mod tests {
 
     #[test]
     fn picks_the_least_loaded_fitting_agent() {
-        let p = pipeline("name: w\npipelines:\n  p:\n    selector: {os: linux}\n    tasks:\n      t:\n        steps: [\"true\"]\n");
+        let p = pipeline(
+            "name: w\npipelines:\n  p:\n    selector: {os: linux}\n    tasks:\n      t:\n        steps: [\"true\"]\n",
+        );
         let agents = [
             agent("mac", &[("os", "mac")], &["shell"], 4, 0),
             agent("busy", &[("os", "linux")], &["shell"], 2, 1),
@@ -149,8 +204,14 @@ mod tests {
             "name: w\npipelines:\n  p:\n    selector: {gpu: \"yes\"}\n    tasks:\n      t:\n        image: busybox\n        steps: [\"true\"]\n",
         );
         let agents = [agent("a", &[("gpu", "yes")], &["shell"], 1, 0)];
-        assert_eq!(choose(&agents, &p), Err("no online agent has labels gpu=yes and the docker runtime".into()));
+        assert_eq!(
+            choose(&agents, &p),
+            Err("no online agent has labels gpu=yes and the docker runtime".into())
+        );
         let agents = [agent("a", &[("gpu", "yes")], &["docker"], 1, 1)];
-        assert_eq!(choose(&agents, &p), Err("every fitting agent is at capacity".into()));
+        assert_eq!(
+            choose(&agents, &p),
+            Err("every fitting agent is at capacity".into())
+        );
     }
 }

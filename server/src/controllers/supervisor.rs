@@ -9,7 +9,14 @@ const LEASE: &str = "supervisor";
 
 pub async fn run(ctx: Context) {
     while ctx.wait(&ctx.wake_supervisor).await {
-        match leases::acquire(&ctx.db, LEASE, &ctx.instance, ctx.timings.controller_lease.as_millis() as i64).await {
+        match leases::acquire(
+            &ctx.db,
+            LEASE,
+            &ctx.instance,
+            ctx.timings.controller_lease.as_millis() as i64,
+        )
+        .await
+        {
             Ok(true) => {
                 if let Err(e) = pass(&ctx).await {
                     tracing::warn!(error = %e, "supervision pass failed; retrying at the next resync");

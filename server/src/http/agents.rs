@@ -14,7 +14,9 @@ use crate::storage::agents::{self, Agent};
 use crate::storage::{now_ms, runs};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_agents)).routes(routes!(stats))
+    OpenApiRouter::new()
+        .routes(routes!(list_agents))
+        .routes(routes!(stats))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -25,7 +27,9 @@ pub struct AgentList {
 /// List agents with their labels, capacity, load and state.
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = AgentList)))]
 async fn list_agents(State(state): State<AppState>) -> Result<Json<AgentList>, ApiError> {
-    Ok(Json(AgentList { agents: agents::list(&state.db).await? }))
+    Ok(Json(AgentList {
+        agents: agents::list(&state.db).await?,
+    }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -50,7 +54,8 @@ pub async fn collect(state: &AppState) -> Result<Stats, crate::storage::StorageE
     let by_status = runs::count_by_status(&state.db).await?;
     let count = |s: &str| by_status.get(s).copied().unwrap_or(0);
     let stuck_before = now_ms() - state.ctx.timings.pickup_timeout.as_millis() as i64;
-    let mut agents_by_state = BTreeMap::from([("online".to_string(), 0), ("offline".to_string(), 0)]);
+    let mut agents_by_state =
+        BTreeMap::from([("online".to_string(), 0), ("offline".to_string(), 0)]);
     for agent in agents::list(&state.db).await? {
         *agents_by_state.entry(agent.state).or_default() += 1;
     }

@@ -13,7 +13,10 @@ use super::AppState;
 use super::error::ApiError;
 
 #[derive(OpenApi)]
-#[openapi(info(title = "Xene API", description = "Workflows, runs and agents of a Xene server."))]
+#[openapi(info(
+    title = "Xene API",
+    description = "Workflows, runs and agents of a Xene server."
+))]
 struct ApiDoc;
 
 /// The API routes and their OpenAPI document.
@@ -29,7 +32,12 @@ pub fn router() -> Router<AppState> {
             "/api/v1/openapi.json",
             get(move || {
                 let doc = doc.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc,
+                    )
+                }
             }),
         )
         .route("/api", axum::routing::any(not_found))

@@ -67,9 +67,9 @@ impl From<StorageError> for ApiError {
 impl From<RunError> for ApiError {
     fn from(e: RunError) -> Self {
         match e {
-            RunError::UnknownWorkflow(_) | RunError::UnknownPipeline { .. } | RunError::UnknownRun(_) => {
-                Self::NotFound(e.to_string())
-            }
+            RunError::UnknownWorkflow(_)
+            | RunError::UnknownPipeline { .. }
+            | RunError::UnknownRun(_) => Self::NotFound(e.to_string()),
             RunError::UnknownParam { .. } => Self::BadRequest(e.to_string()),
             RunError::AlreadyFinished { .. } => Self::Conflict(e.to_string()),
             RunError::Storage(e) => e.into(),

@@ -15,12 +15,17 @@ pub fn router() -> Router<AppState> {
 async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = state.db.backend().name();
     match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": database }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "database": database })),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": database, "error": "database unreachable" })),
+                Json(
+                    json!({ "status": "unavailable", "database": database, "error": "database unreachable" }),
+                ),
             )
         }
     }

@@ -40,15 +40,21 @@ async fn list_runs(
 ) -> Result<Json<RunList>, ApiError> {
     let Query(filter) = filter?;
     if let Some(status) = &filter.status {
-        status.parse::<RunStatus>().map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        status
+            .parse::<RunStatus>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
-    if let Some(limit) = filter.limit {
-        if !(1..=500).contains(&limit) {
-            return Err(ApiError::BadRequest(format!("limit must be between 1 and 500, not {limit}")));
-        }
+    if let Some(limit) = filter.limit
+        && !(1..=500).contains(&limit)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and 500, not {limit}"
+        )));
     }
     if let Some(cursor) = &filter.cursor {
-        cursor.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("malformed cursor {cursor:?}")))?;
+        cursor
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("malformed cursor {cursor:?}")))?;
     }
     let (runs, next_cursor) = runs::list(&state.db, &filter).await?;
     Ok(Json(RunList { runs, next_cursor }))
@@ -65,7 +71,10 @@ async fn get_run(
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<RunDetail>, ApiError> {
     let Path(id) = id?;
-    runs::get(&state.db, id).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no run with id {id}")))
+    runs::get(&state.db, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no run with id {id}")))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -94,8 +103,20 @@ async fn cancel_run(
     let outcome = runs::cancel(&state.db, id).await?;
     state.ctx.wake_agents.notify_waiters();
     Ok(match outcome {
-        Cancelled::Now => (StatusCode::OK, Json(CancelResponse { id, status: "cancelled".into() })),
-        Cancelled::Requested => (StatusCode::ACCEPTED, Json(CancelResponse { id, status: "cancelling".into() })),
+        Cancelled::Now => (
+            StatusCode::OK,
+            Json(CancelResponse {
+                id,
+                status: "cancelled".into(),
+            }),
+        ),
+        Cancelled::Requested => (
+            StatusCode::ACCEPTED,
+            Json(CancelResponse {
+                id,
+                status: "cancelling".into(),
+            }),
+        ),
     })
 }
 
@@ -131,7 +152,9 @@ async fn run_logs(
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and 10000, not {limit}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and 10000, not {limit}"
+        )));
     }
     if runs::get(&state.db, id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no run with id {id}")));

@@ -15,7 +15,9 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::ApiError;
 use crate::storage::runs::{self, Run};
-use crate::storage::workflows::{self, Applied, PipelineState, VersionSummary, WorkflowSummary, WorkflowVersion};
+use crate::storage::workflows::{
+    self, Applied, PipelineState, VersionSummary, WorkflowSummary, WorkflowVersion,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -59,17 +61,24 @@ async fn apply_workflow(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
     let body = body?;
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
     let workflow = xene_core::parse_workflow(text).map_err(ApiError::Invalid)?;
     let applied = workflows::apply(&state.db, &workflow, text).await?;
-    let status = if applied.changed { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if applied.changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(applied)))
 }
 
 /// List workflows.
 #[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", responses((status = 200, body = WorkflowList)))]
 async fn list_workflows(State(state): State<AppState>) -> Result<Json<WorkflowList>, ApiError> {
-    Ok(Json(WorkflowList { workflows: workflows::list(&state.db).await? }))
+    Ok(Json(WorkflowList {
+        workflows: workflows::list(&state.db).await?,
+    }))
 }
 
 /// A workflow's current version, with its pipelines' scheduling state.
@@ -83,7 +92,9 @@ async fn get_workflow(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WorkflowDetail>, ApiError> {
     let Path(name) = name?;
-    let current = workflows::get(&state.db, &name, None).await?.ok_or_else(|| unknown_workflow(&name))?;
+    let current = workflows::get(&state.db, &name, None)
+        .await?
+        .ok_or_else(|| unknown_workflow(&name))?;
     let pipelines = workflows::pipelines(&state.db, &name).await?;
     Ok(Json(WorkflowDetail { current, pipelines }))
 }
@@ -117,7 +128,9 @@ async fn list_versions(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<VersionList>, ApiError> {
     let Path(name) = name?;
-    let versions = workflows::versions(&state.db, &name).await?.ok_or_else(|| unknown_workflow(&name))?;
+    let versions = workflows::versions(&state.db, &name)
+        .await?
+        .ok_or_else(|| unknown_workflow(&name))?;
     Ok(Json(VersionList { versions }))
 }
 
@@ -168,7 +181,8 @@ async fn start_run(
     let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
         StartRun::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
     };
     let run = runs::create(&state.db, &name, &pipeline, request.params, "manual").await?;
     state.ctx.wake_scheduler.notify_one();

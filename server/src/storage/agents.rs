@@ -79,11 +79,13 @@ pub async fn set_offline(db: &Db, id: &str) -> Result<(), StorageError> {
 
 /// Agents not seen for `silence_ms` are offline: the scheduler skips them.
 pub async fn mark_silent_offline(db: &Db, silence_ms: i64) -> Result<u64, StorageError> {
-    Ok(sqlx::query("UPDATE agents SET state = 'offline' WHERE state = 'online' AND last_seen_at < $1")
-        .bind(now_ms() - silence_ms)
-        .execute(db.pool())
-        .await?
-        .rows_affected())
+    Ok(sqlx::query(
+        "UPDATE agents SET state = 'offline' WHERE state = 'online' AND last_seen_at < $1",
+    )
+    .bind(now_ms() - silence_ms)
+    .execute(db.pool())
+    .await?
+    .rows_affected())
 }
 
 pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
@@ -103,8 +105,10 @@ pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
                 id: r.get(0),
                 name: r.get(1),
                 builtin: builtin != 0,
-                labels: serde_json::from_str(&labels).map_err(|e| StorageError::Corrupt(e.to_string()))?,
-                runtimes: serde_json::from_str(&runtimes).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                labels: serde_json::from_str(&labels)
+                    .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                runtimes: serde_json::from_str(&runtimes)
+                    .map_err(|e| StorageError::Corrupt(e.to_string()))?,
                 capacity: r.get(5),
                 version: r.get(6),
                 state: r.get(7),

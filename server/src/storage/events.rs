@@ -29,11 +29,12 @@ pub async fn apply(
     events: &[RunEvent],
 ) -> Result<Applied, StorageError> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
-    let holder: Option<(Option<String>, i64)> = sqlx::query_as("SELECT agent_id, attempt FROM runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let mut tx = db.begin_write().await?;
+    let holder: Option<(Option<String>, i64)> =
+        sqlx::query_as("SELECT agent_id, attempt FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     if holder != Some((Some(agent.to_string()), attempt)) {
         return Ok(Applied::Stale);
     }
@@ -80,7 +81,10 @@ async fn apply_one(
             .execute(&mut **tx)
             .await?;
         }
-        RunEvent::TaskStarted { task, attempt: task_attempt } => {
+        RunEvent::TaskStarted {
+            task,
+            attempt: task_attempt,
+        } => {
             sqlx::query(
                 "UPDATE task_runs SET status = 'running', attempt = $1, started_at = $2, finished_at = NULL, \
                  duration_ms = NULL, error = NULL WHERE run_id = $3 AND task = $4",
@@ -109,7 +113,12 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
-        RunEvent::Log { task, step, stream, data } => {
+        RunEvent::Log {
+            task,
+            step,
+            stream,
+            data,
+        } => {
             sqlx::query(
                 "INSERT INTO log_lines (run_id, attempt, task, step, stream, data, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -126,7 +135,13 @@ async fn apply_one(
             .execute(&mut **tx)
             .await?;
         }
-        RunEvent::StepFinished { task, step, status, exit_code, duration_ms } => {
+        RunEvent::StepFinished {
+            task,
+            step,
+            status,
+            exit_code,
+            duration_ms,
+        } => {
             sqlx::query(
                 "UPDATE step_runs SET status = $1, exit_code = $2, finished_at = $3, duration_ms = $4 \
                  WHERE run_id = $5 AND task = $6 AND name = $7",
@@ -141,16 +156,26 @@ async fn apply_one(
             .execute(&mut **tx)
             .await?;
         }
-        RunEvent::TaskFinished { task, status, output, duration_ms, attempt: task_attempt, error, retry_in_ms } => {
+        RunEvent::TaskFinished {
+            task,
+            status,
+            output,
+            duration_ms,
+            attempt: task_attempt,
+            error,
+            retry_in_ms,
+        } => {
             if retry_in_ms.is_some() {
                 // Not finished: it starts again after the backoff.
-                sqlx::query("UPDATE task_runs SET error = $1, attempt = $2 WHERE run_id = $3 AND task = $4")
-                    .bind(error.as_deref())
-                    .bind(*task_attempt as i64)
-                    .bind(run_id)
-                    .bind(task)
-                    .execute(&mut **tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE task_runs SET error = $1, attempt = $2 WHERE run_id = $3 AND task = $4",
+                )
+                .bind(error.as_deref())
+                .bind(*task_attempt as i64)
+                .bind(run_id)
+                .bind(task)
+                .execute(&mut **tx)
+                .await?;
                 return Ok(());
             }
             let never_started = matches!(status, TaskStatus::NotExecuted | TaskStatus::Skipped);
@@ -203,7 +228,13 @@ pub struct LogLine {
 }
 
 /// Log lines of a run after `after`, optionally of one task, oldest first.
-pub async fn logs(db: &Db, run_id: i64, task: Option<&str>, after: i64, limit: i64) -> Result<Vec<LogLine>, StorageError> {
+pub async fn logs(
+    db: &Db,
+    run_id: i64,
+    task: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogLine>, StorageError> {
     let rows: Vec<(i64, i64, String, String, String, String, i64)> = sqlx::query_as(
         "SELECT id, attempt, task, step, stream, data, at FROM log_lines \
          WHERE run_id = $1 AND id > $2 AND ($3 IS NULL OR task = $3) ORDER BY id LIMIT $4",
@@ -216,6 +247,14 @@ pub async fn logs(db: &Db, run_id: i64, task: Option<&str>, after: i64, limit: i
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(offset, attempt, task, step, stream, data, at)| LogLine { offset, attempt, task, step, stream, data, at })
+        .map(|(offset, attempt, task, step, stream, data, at)| LogLine {
+            offset,
+            attempt,
+            task,
+            step,
+            stream,
+            data,
+            at,
+        })
         .collect())
 }

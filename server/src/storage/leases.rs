@@ -31,9 +31,11 @@ pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), StorageErr
 }
 
 pub async fn holder(db: &Db, name: &str) -> Result<Option<String>, StorageError> {
-    Ok(sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1 AND expires_at >= $2")
-        .bind(name)
-        .bind(now_ms())
-        .fetch_optional(db.pool())
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1 AND expires_at >= $2")
+            .bind(name)
+            .bind(now_ms())
+            .fetch_optional(db.pool())
+            .await?,
+    )
 }

@@ -42,7 +42,10 @@ pub enum StorageError {
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("cannot apply database migrations: {0}")]
@@ -101,7 +104,10 @@ impl Db {
                 })
             });
         }
-        let pool = pool_options.connect_with(options).await.map_err(StorageError::Connect)?;
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(StorageError::Connect)?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -111,6 +117,17 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write
+    /// lock up front: a transaction that reads first and writes later fails
+    /// outright (SQLITE_BUSY_SNAPSHOT) when another writer committed in
+    /// between, where waiting for the lock at BEGIN just works.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -19,7 +19,11 @@ pub enum RunError {
     #[error("workflow {workflow:?} has no pipeline named {pipeline:?}")]
     UnknownPipeline { workflow: String, pipeline: String },
     #[error("pipeline {pipeline:?} has no param named {param:?}; it declares: {declared}")]
-    UnknownParam { pipeline: String, param: String, declared: String },
+    UnknownParam {
+        pipeline: String,
+        param: String,
+        declared: String,
+    },
     #[error("no run with id {0}")]
     UnknownRun(i64),
     #[error("run {id} already finished with status {status}; nothing to cancel")]
@@ -119,7 +123,9 @@ fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
         pipeline: row.get(3),
         params: serde_json::from_str(&params).map_err(|e| StorageError::Corrupt(e.to_string()))?,
         trigger: row.get(5),
-        status: status.parse().map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?,
+        status: status
+            .parse()
+            .map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?,
         scheduler_status: row.get(7),
         scheduler_reason: row.get(8),
         agent: row.get(9),
@@ -144,34 +150,50 @@ pub async fn create(
     params: BTreeMap<String, String>,
     trigger: &str,
 ) -> Result<Run, RunError> {
-    let version: Option<i64> = sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
-        .bind(workflow)
-        .fetch_optional(db.pool())
-        .await?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
+            .bind(workflow)
+            .fetch_optional(db.pool())
+            .await?;
     let version = version.ok_or_else(|| RunError::UnknownWorkflow(workflow.to_string()))?;
     let spec: Workflow = super::workflows::spec_of_version(db, workflow, version)
         .await?
         .ok_or_else(|| RunError::UnknownWorkflow(workflow.to_string()))?;
-    let spec_pipeline = spec.pipelines.get(pipeline).ok_or_else(|| RunError::UnknownPipeline {
-        workflow: workflow.to_string(),
-        pipeline: pipeline.to_string(),
-    })?;
-    if let Some(param) = params.keys().find(|p| !spec_pipeline.params.contains_key(*p)) {
+    let spec_pipeline = spec
+        .pipelines
+        .get(pipeline)
+        .ok_or_else(|| RunError::UnknownPipeline {
+            workflow: workflow.to_string(),
+            pipeline: pipeline.to_string(),
+        })?;
+    if let Some(param) = params
+        .keys()
+        .find(|p| !spec_pipeline.params.contains_key(*p))
+    {
         let declared: Vec<&str> = spec_pipeline.params.keys().map(String::as_str).collect();
         return Err(RunError::UnknownParam {
             pipeline: pipeline.to_string(),
             param: param.clone(),
-            declared: if declared.is_empty() { "none".into() } else { declared.join(", ") },
+            declared: if declared.is_empty() {
+                "none".into()
+            } else {
+                declared.join(", ")
+            },
         });
     }
     let mut resolved = spec_pipeline.params.clone();
     resolved.extend(params);
     // A run lost with its agent is tried again as often as its most patient task would be.
-    let max_attempts = 1 + spec_pipeline.tasks.values().map(|t| t.retries.count).max().unwrap_or(0) as i64;
+    let max_attempts = 1 + spec_pipeline
+        .tasks
+        .values()
+        .map(|t| t.retries.count)
+        .max()
+        .unwrap_or(0) as i64;
     let dag = Dag::new(spec_pipeline).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     let now = now_ms();
 
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (workflow, version, pipeline, params, trigger, status, scheduler_status, \
          attempt, max_attempts, cancel_requested, requested_at) \
@@ -194,7 +216,11 @@ pub async fn create(
             .bind(position as i64)
             .execute(&mut *tx)
             .await?;
-        let steps = task.steps.iter().map(|s| (s, false)).chain(task.post.iter().map(|s| (s, true)));
+        let steps = task
+            .steps
+            .iter()
+            .map(|s| (s, false))
+            .chain(task.post.iter().map(|s| (s, true)));
         for (position, (step, post)) in steps.enumerate() {
             sqlx::query(
                 "INSERT INTO step_runs (run_id, task, position, name, post, status) VALUES ($1, $2, $3, $4, $5, 'pending')",
@@ -240,7 +266,11 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
         steps.entry(r.get(0)).or_default().push(StepRun {
             name: r.get(1),
             post: post != 0,
-            status: status.parse().map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?,
+            status: status
+                .parse()
+                .map_err(|e: xene_core::status::UnknownStatus| {
+                    StorageError::Corrupt(e.to_string())
+                })?,
             exit_code: r.get(4),
             started_at: r.get(5),
             finished_at: r.get(6),
@@ -254,7 +284,11 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
         tasks.push(TaskRun {
             steps: steps.remove(&name).unwrap_or_default(),
             name,
-            status: status.parse().map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?,
+            status: status
+                .parse()
+                .map_err(|e: xene_core::status::UnknownStatus| {
+                    StorageError::Corrupt(e.to_string())
+                })?,
             attempt: r.get(2),
             output: r.get(3),
             error: r.get(4),
@@ -269,7 +303,11 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
 /// A page of runs, newest first, and the cursor of the next page if any.
 pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<String>), StorageError> {
     let limit = filter.limit.unwrap_or(50).clamp(1, 500);
-    let before: i64 = filter.cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(i64::MAX);
+    let before: i64 = filter
+        .cursor
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(i64::MAX);
     let rows = sqlx::query(&format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE id < $1 \
          AND ($2 IS NULL OR workflow = $2) AND ($3 IS NULL OR pipeline = $3) AND ($4 IS NULL OR status = $4) \
@@ -282,7 +320,10 @@ pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<Strin
     .bind(limit + 1)
     .fetch_all(db.pool())
     .await?;
-    let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut runs = rows
+        .iter()
+        .map(run_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let next = if runs.len() as i64 > limit {
         runs.truncate(limit as usize);
         runs.last().map(|r| r.id.to_string())
@@ -303,7 +344,7 @@ pub enum Cancelled {
 
 pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -321,14 +362,18 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE task_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE step_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE task_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE step_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         Cancelled::Now
     } else {
         sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
@@ -349,10 +394,12 @@ pub fn is_final(status: RunStatus) -> bool {
 
 /// Runs waiting for an agent, oldest first.
 pub async fn queued(db: &Db, limit: i64) -> Result<Vec<Run>, StorageError> {
-    let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' ORDER BY id LIMIT $1"))
-        .bind(limit)
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' ORDER BY id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
     rows.iter().map(run_from_row).collect()
 }
 
@@ -419,8 +466,9 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
     .await?;
     let (mut lost, mut requeued) = (0, 0);
     for row in expired {
-        let (id, attempt, max_attempts, cancel): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
-        let mut tx = db.pool().begin().await?;
+        let (id, attempt, max_attempts, cancel): (i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let mut tx = db.begin_write().await?;
         // Checked again in the UPDATE: the agent may have renewed meanwhile.
         let marked = sqlx::query(
             "UPDATE runs SET status = 'unknown', error = 'its agent stopped renewing the lease', finished_at = $1 \
@@ -446,10 +494,12 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
             .await?;
             // Unfinished work goes back to pending; what succeeded stays.
             for table in ["task_runs", "step_runs"] {
-                sqlx::query(&format!("UPDATE {table} SET status = 'pending' WHERE run_id = $1 AND status = 'running'"))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "UPDATE {table} SET status = 'pending' WHERE run_id = $1 AND status = 'running'"
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             }
             requeued += 1;
         }
@@ -463,13 +513,18 @@ pub async fn count_by_status(db: &Db) -> Result<BTreeMap<String, i64>, StorageEr
     let rows = sqlx::query("SELECT status, COUNT(*) FROM runs GROUP BY status")
         .fetch_all(db.pool())
         .await?;
-    Ok(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+        .collect())
 }
 
 /// Queued runs requested before `before_ms`: nobody picked them up in time.
 pub async fn count_waiting_since(db: &Db, before_ms: i64) -> Result<i64, StorageError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND requested_at < $1")
-        .bind(before_ms)
-        .fetch_one(db.pool())
-        .await?)
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs WHERE status = 'queued' AND requested_at < $1",
+    )
+    .bind(before_ms)
+    .fetch_one(db.pool())
+    .await?)
 }

@@ -58,7 +58,7 @@ fn trigger_name(trigger: &Trigger) -> &'static str {
 pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied, StorageError> {
     let spec = serde_json::to_string(workflow).expect("specs serialize");
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let current = sqlx::query(
         "SELECT w.current_version, w.deleted, v.spec FROM workflows w \
          JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
@@ -74,7 +74,11 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
             let old_spec: String = row.get(2);
             if deleted == 0 && old_spec == spec {
                 tx.rollback().await?;
-                return Ok(Applied { name: workflow.name.clone(), version, changed: false });
+                return Ok(Applied {
+                    name: workflow.name.clone(),
+                    version,
+                    changed: false,
+                });
             }
             (version + 1, true)
         }
@@ -127,7 +131,11 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
         .await?;
     }
     tx.commit().await?;
-    Ok(Applied { name: workflow.name.clone(), version, changed: true })
+    Ok(Applied {
+        name: workflow.name.clone(),
+        version,
+        changed: true,
+    })
 }
 
 pub async fn list(db: &Db) -> Result<Vec<WorkflowSummary>, StorageError> {
@@ -140,10 +148,12 @@ pub async fn list(db: &Db) -> Result<Vec<WorkflowSummary>, StorageError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let name: String = row.get(0);
-        let pipelines = sqlx::query_scalar::<_, String>("SELECT name FROM pipelines WHERE workflow = $1 ORDER BY name")
-            .bind(&name)
-            .fetch_all(db.pool())
-            .await?;
+        let pipelines = sqlx::query_scalar::<_, String>(
+            "SELECT name FROM pipelines WHERE workflow = $1 ORDER BY name",
+        )
+        .bind(&name)
+        .fetch_all(db.pool())
+        .await?;
         out.push(WorkflowSummary {
             name,
             description: row.get(1),
@@ -157,7 +167,11 @@ pub async fn list(db: &Db) -> Result<Vec<WorkflowSummary>, StorageError> {
 }
 
 /// A version of a live (not deleted) workflow; the current one when `version` is `None`.
-pub async fn get(db: &Db, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>, StorageError> {
+pub async fn get(
+    db: &Db,
+    name: &str,
+    version: Option<i64>,
+) -> Result<Option<WorkflowVersion>, StorageError> {
     let row = sqlx::query(
         "SELECT v.version, v.spec, v.source, v.created_at FROM workflows w \
          JOIN workflow_versions v ON v.workflow = w.name \
@@ -182,13 +196,18 @@ pub async fn get(db: &Db, name: &str, version: Option<i64>) -> Result<Option<Wor
 
 /// Any stored version, whether or not the workflow was deleted since: runs
 /// keep running the version they were started with.
-pub async fn spec_of_version(db: &Db, name: &str, version: i64) -> Result<Option<Workflow>, StorageError> {
-    let spec: Option<String> =
-        sqlx::query_scalar("SELECT spec FROM workflow_versions WHERE workflow = $1 AND version = $2")
-            .bind(name)
-            .bind(version)
-            .fetch_optional(db.pool())
-            .await?;
+pub async fn spec_of_version(
+    db: &Db,
+    name: &str,
+    version: i64,
+) -> Result<Option<Workflow>, StorageError> {
+    let spec: Option<String> = sqlx::query_scalar(
+        "SELECT spec FROM workflow_versions WHERE workflow = $1 AND version = $2",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(db.pool())
+    .await?;
     spec.map(|s| serde_json::from_str(&s).map_err(|e| StorageError::Corrupt(e.to_string())))
         .transpose()
 }
@@ -207,7 +226,14 @@ pub async fn versions(db: &Db, name: &str) -> Result<Option<Vec<VersionSummary>>
         .bind(name)
         .fetch_all(db.pool())
         .await?;
-    Ok(Some(rows.iter().map(|r| VersionSummary { version: r.get(0), created_at: r.get(1) }).collect()))
+    Ok(Some(
+        rows.iter()
+            .map(|r| VersionSummary {
+                version: r.get(0),
+                created_at: r.get(1),
+            })
+            .collect(),
+    ))
 }
 
 pub async fn pipelines(db: &Db, name: &str) -> Result<Vec<PipelineState>, StorageError> {
@@ -229,21 +255,24 @@ pub async fn pipelines(db: &Db, name: &str) -> Result<Vec<PipelineState>, Storag
 }
 
 pub async fn exists(db: &Db, name: &str) -> Result<bool, StorageError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
-        .bind(name)
-        .fetch_optional(db.pool())
-        .await?;
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(found.is_some())
 }
 
 /// Deletes a workflow: it disappears from listings and takes no new runs;
 /// its versions stay for the runs that ran them. Returns false when unknown.
 pub async fn delete(db: &Db, name: &str) -> Result<bool, StorageError> {
-    let result = sqlx::query("UPDATE workflows SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0")
-        .bind(now_ms())
-        .bind(name)
-        .execute(db.pool())
-        .await?;
+    let result = sqlx::query(
+        "UPDATE workflows SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0",
+    )
+    .bind(now_ms())
+    .bind(name)
+    .execute(db.pool())
+    .await?;
     Ok(result.rows_affected() > 0)
 }
 

@@ -27,9 +27,19 @@ async fn unknown_api_paths_get_a_json_404() {
         for path in ["/api/nope", "/api/v1/workflows/x/unknown", "/api"] {
             let response = reqwest::get(server.url(path)).await.unwrap();
             assert_eq!(response.status(), 404, "{path}");
-            assert_eq!(response.headers()["content-type"], "application/json", "{path}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/json",
+                "{path}"
+            );
             let body: Value = response.json().await.unwrap();
-            assert!(body["error"].as_str().unwrap().starts_with("no API route at /api"), "{path}: {body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("no API route at /api"),
+                "{path}: {body}"
+            );
         }
         server.stop().await;
     }
@@ -53,8 +63,14 @@ async fn a_bad_database_url_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = xene_server::config::Args::for_data_dir(dir.path().to_path_buf());
     args.database_url = Some("mysql://root:hunter2@localhost/xene".into());
-    let err = xene_server::Server::bind(&args).await.err().expect("refused");
+    let err = xene_server::Server::bind(&args)
+        .await
+        .err()
+        .expect("refused");
     let message = format!("{err:#}");
     assert!(message.contains("unsupported database URL"), "{message}");
-    assert!(!message.contains("hunter2"), "the password leaked: {message}");
+    assert!(
+        !message.contains("hunter2"),
+        "the password leaked: {message}"
+    );
 }

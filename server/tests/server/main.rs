@@ -2,4 +2,6 @@
 
 mod util;
 
+mod api;
+mod controllers;
 mod health;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio::sync::oneshot;
 use xene_server::config::Args;
 
@@ -32,11 +33,19 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("xene.db").display());
-                Self { url, dir, _postgres: None }
+                Self {
+                    url,
+                    dir,
+                    _postgres: None,
+                }
             }
             Backend::Postgres => {
                 let pg = Postgres::start();
-                Self { url: pg.url(), dir, _postgres: Some(pg) }
+                Self {
+                    url: pg.url(),
+                    dir,
+                    _postgres: Some(pg),
+                }
             }
         }
     }
@@ -51,19 +60,76 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(db: &TestDb) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts with flags adjusted by `configure`.
+    pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut Args)) -> Self {
         let mut args = Args::for_data_dir(db.dir.path().to_path_buf());
         args.database_url = Some(db.url.clone());
-        let server = xene_server::Server::bind(&args).await.expect("server starts");
+        configure(&mut args);
+        let server = xene_server::Server::bind(&args)
+            .await
+            .expect("server starts");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
-        Self { addr, stop: Some(stop), done: Some(done) }
+        Self {
+            addr,
+            stop: Some(stop),
+            done: Some(done),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        response(reqwest::get(self.url(path)).await.expect("GET")).await
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        response(
+            client
+                .post(self.url(path))
+                .body(body)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        let client = reqwest::Client::new();
+        client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
+            .status()
+            .as_u16()
+    }
+
+    /// Polls a run until it reaches a final status; returns it.
+    pub async fn wait_for_run(&self, id: i64) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, run) = self.get(&format!("/api/v1/runs/{id}")).await;
+            assert_eq!(status, 200, "{run}");
+            if ["success", "error", "cancelled"].contains(&run["status"].as_str().unwrap()) {
+                return run;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "run {id} did not finish: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stops gracefully and waits until the database is closed.
@@ -72,7 +138,9 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(done) = self.done.take() {
-            done.await.expect("server task").expect("server stops cleanly");
+            done.await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 }
@@ -101,14 +169,22 @@ impl Postgres {
         let data = dir.path().join("data");
         copy_dir(&template, &data);
         // PostgreSQL refuses a data directory others can read.
-        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         let owner = postgres_user();
         chown_tree(dir.path(), owner);
         let port = free_port();
         let mut cmd = Command::new(bin.join("postgres"));
         cmd.arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
             .arg("-k")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -116,8 +192,14 @@ impl Postgres {
         if let Some((uid, gid)) = owner {
             cmd.uid(uid).gid(gid);
         }
-        let child = cmd.spawn().expect("postgres starts (apt-get install postgresql)");
-        let pg = Self { port, child, _dir: dir };
+        let child = cmd
+            .spawn()
+            .expect("postgres starts (apt-get install postgresql)");
+        let pg = Self {
+            port,
+            child,
+            _dir: dir,
+        };
         pg.wait_ready();
         pg
     }
@@ -132,7 +214,14 @@ impl Postgres {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 // Accepting TCP is not accepting queries: give start-up a beat.
                 let ready = Command::new(postgres_bin_dir().join("pg_isready"))
-                    .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-U",
+                        "postgres",
+                    ])
                     .stdout(Stdio::null())
                     .status()
                     .is_ok_and(|s| s.success());
@@ -160,7 +249,9 @@ fn postgres_bin_dir() -> PathBuf {
         .filter(|bin| bin.join("postgres").is_file())
         .collect();
     versions.sort();
-    versions.pop().expect("a PostgreSQL server binary under /usr/lib/postgresql")
+    versions
+        .pop()
+        .expect("a PostgreSQL server binary under /usr/lib/postgresql")
 }
 
 /// The uid/gid of the `postgres` user when running as root (PostgreSQL
@@ -180,7 +271,12 @@ fn cluster_template(bin: &Path) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let version = bin.parent().and_then(|p| p.file_name()).unwrap().to_string_lossy().to_string();
+    let version = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     let template = target.join(format!("pg-template-{version}"));
     if template.join("PG_VERSION").is_file() {
         return template;
@@ -192,14 +288,20 @@ fn cluster_template(bin: &Path) -> PathBuf {
     chown_tree(building.path(), owner);
     let data = building.path().join("data");
     let mut cmd = Command::new(bin.join("initdb"));
-    cmd.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "--no-sync"]).stdout(Stdio::null());
+    cmd.arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+        .stdout(Stdio::null());
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
     }
     let status = cmd.status().expect("initdb runs");
     assert!(status.success(), "initdb failed");
     if std::fs::rename(&data, &template).is_err() {
-        assert!(template.join("PG_VERSION").is_file(), "cannot place the PostgreSQL template");
+        assert!(
+            template.join("PG_VERSION").is_file(),
+            "cannot place the PostgreSQL template"
+        );
     }
     template
 }
@@ -228,5 +330,21 @@ fn chown_tree(path: &Path, owner: Option<(u32, u32)>) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status and JSON body of a response; every API answer is JSON, errors too.
+async fn response(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, body)
 }

@@ -1,0 +1,498 @@
+//! The controllers across process deaths: the real `xene` binary killed with
+//! SIGKILL in the middle of a run and started again over the same database,
+//! and two replicas sharing one PostgreSQL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::util::{Backend, TestDb};
+
+/// A `xene` process. Dropping it kills it, so a failing test leaves no
+/// server behind; on a failure its log is printed to explain why.
+struct Xene {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    agent_id: String,
+    http: reqwest::Client,
+}
+
+impl Xene {
+    async fn start(db: &TestDb, agent_id: &str, extra: &[&str]) -> Self {
+        let started = Instant::now();
+        let log = db
+            .dir
+            .path()
+            .join(format!("xene-{agent_id}-{}.log", nonce()));
+        let data_dir = db.dir.path().join(format!("data-{agent_id}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_xene"))
+            // Port 0 and the logged address: no race for a free port between parallel tests.
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--local-agent-id",
+                agent_id,
+                "--database-url",
+                &db.url,
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn,xene_server=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("xene starts");
+        let mut xene = Self {
+            child,
+            base: String::new(),
+            log,
+            agent_id: agent_id.to_string(),
+            http: reqwest::Client::new(),
+        };
+        loop {
+            if let Some(status) = xene.child.try_wait().unwrap() {
+                panic!(
+                    "xene exited with {status} before listening:\n{}",
+                    xene.log_text()
+                );
+            }
+            if let Some(addr) = listening_addr(&xene.log_text()) {
+                xene.base = format!("http://{addr}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "xene did not start:\n{}",
+                xene.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, body) = xene.get("/healthz").await;
+        assert_eq!(status, 200, "{body}");
+        xene
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no graceful shutdown, no lease released, nothing flushed.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        json_of(response).await
+    }
+
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        json_of(response).await
+    }
+
+    async fn apply(&self, yaml: &str) {
+        let (status, body) = self.post("/api/v1/workflows", yaml.to_string()).await;
+        assert!(status == 201 || status == 200, "apply: {status} {body}");
+    }
+
+    async fn start_run(&self, workflow: &str, pipeline: &str, params: Value) -> i64 {
+        let path = format!("/api/v1/workflows/{workflow}/pipelines/{pipeline}/runs");
+        let (status, body) = self
+            .post(&path, json!({ "params": params }).to_string())
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().expect("a run id")
+    }
+
+    async fn run(&self, id: i64) -> Value {
+        let (status, run) = self.get(&format!("/api/v1/runs/{id}")).await;
+        assert_eq!(status, 200, "{run}");
+        run
+    }
+
+    /// Polls run `id` until `done` holds; the timeout only keeps a broken
+    /// server from hanging the test.
+    async fn wait_run(&self, id: i64, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let run = self.run(id).await;
+            if done(&run) {
+                return run;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "run {id} stuck: {run}\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_finished(&self, id: i64, timeout: Duration) -> Value {
+        self.wait_run(id, timeout, |run| {
+            ["success", "error", "cancelled", "unknown"].contains(&status_of(run))
+        })
+        .await
+    }
+
+    async fn logs(&self, id: i64) -> Vec<Value> {
+        let (status, page) = self
+            .get(&format!("/api/v1/runs/{id}/logs?limit=10000"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        page["lines"].as_array().expect("lines").clone()
+    }
+}
+
+impl Drop for Xene {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- log of xene {} ---\n{}", self.agent_id, self.log_text());
+        }
+    }
+}
+
+fn nonce() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn listening_addr(log: &str) -> Option<&str> {
+    let rest = &log[log.find("listening on http://")? + "listening on http://".len()..];
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '\u{1b}')?;
+    Some(&rest[..end])
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+    )
+}
+
+fn status_of(value: &Value) -> &str {
+    value["status"].as_str().expect("a status")
+}
+
+fn task<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no task {name}"))
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Each task appends to its own marker file, so the files count executions
+/// whatever the server records; `b` sleeps so the server can die under it.
+const CHAIN: &str = r#"
+name: chain
+pipelines:
+  abc:
+    params: {dir: ""}
+    tasks:
+      a:
+        steps:
+          - name: mark
+            run: |
+              echo ran >> '{{ params.dir }}/a'
+              for i in 1 2 3; do echo "a says $i"; done
+      b:
+        depends_on: [a]
+        # A run lost with its agent is retried only if a task allows retries.
+        retries: 1
+        steps:
+          - name: mark
+            run: |
+              echo ran >> '{{ params.dir }}/b'
+              echo "b begins"
+              sleep 4
+              echo "b ends"
+      c:
+        depends_on: [b]
+        steps:
+          - name: mark
+            run: |
+              echo ran >> '{{ params.dir }}/c'
+              for i in 1 2 3; do echo "c says $i"; done
+"#;
+
+async fn a_run_survives_kill_9_of_its_server(backend: Backend) {
+    let db = TestDb::new(backend);
+    let markers = tempfile::tempdir().unwrap();
+    let dir = markers.path().display().to_string();
+    let mut first = Xene::start(&db, "builtin-crash", &[]).await;
+    first.apply(CHAIN).await;
+    let id = first.start_run("chain", "abc", json!({ "dir": dir })).await;
+    let before = first
+        .wait_run(id, Duration::from_secs(60), |run| {
+            assert!(
+                !["success", "error", "cancelled", "unknown"].contains(&status_of(run)),
+                "finished early: {run}"
+            );
+            task(run, "b")["steps"][0]["status"] == "running"
+        })
+        .await;
+    assert_eq!(task(&before, "a")["status"], "success", "{before}");
+    first.kill();
+
+    // Same agent id: the new process knows the runs held under it died with the old one.
+    let second = Xene::start(&db, "builtin-crash", &[]).await;
+    let run = second.wait_finished(id, Duration::from_secs(120)).await;
+    assert_eq!(status_of(&run), "success", "{run}");
+    assert_eq!(
+        run["attempt"], 2,
+        "the lost attempt was retried once: {run}"
+    );
+    for name in ["a", "b", "c"] {
+        assert_eq!(task(&run, name)["status"], "success", "{run}");
+    }
+
+    let marker = |name: &str| lines_of(&markers.path().join(name));
+    assert_eq!(
+        marker("a").len(),
+        1,
+        "a finished before the crash and is not run again"
+    );
+    assert_eq!(marker("b").len(), 2, "b was interrupted, then run again");
+    assert_eq!(marker("c").len(), 1);
+
+    // The logs of every finished step are whole: a's from the first
+    // attempt, b's and c's from the second.
+    let logs = second.logs(id).await;
+    let said = |task: &str, attempt: i64| -> Vec<String> {
+        logs.iter()
+            .filter(|l| l["task"] == task && l["attempt"] == attempt)
+            .map(|l| l["data"].as_str().unwrap().trim_end().to_string())
+            .collect()
+    };
+    assert_eq!(
+        said("a", 1),
+        ["a says 1", "a says 2", "a says 3"],
+        "{logs:#?}"
+    );
+    assert!(said("a", 2).is_empty(), "{logs:#?}");
+    assert_eq!(said("b", 2), ["b begins", "b ends"], "{logs:#?}");
+    assert!(said("b", 1).iter().all(|l| l == "b begins"), "{logs:#?}");
+    assert_eq!(
+        said("c", 2),
+        ["c says 1", "c says 2", "c says 3"],
+        "{logs:#?}"
+    );
+    assert!(said("c", 1).is_empty(), "{logs:#?}");
+}
+
+#[tokio::test]
+async fn a_run_survives_kill_9_of_its_server_on_sqlite() {
+    a_run_survives_kill_9_of_its_server(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_run_survives_kill_9_of_its_server_on_postgres() {
+    a_run_survives_kill_9_of_its_server(Backend::Postgres).await;
+}
+
+/// Every execution appends its run id and attempt (`$XENE_RUN_ID` is
+/// `ID-ATTEMPT`) to one shared file. The sleep keeps runs overlapping so
+/// both replicas' agents get work.
+const TALLY: &str = r#"
+name: tally
+pipelines:
+  once:
+    params: {file: ""}
+    tasks:
+      t:
+        # Lets runs placed on a replica that dies be retried on the other.
+        retries: 2
+        steps:
+          - run: |
+              echo "$XENE_RUN_ID" >> '{{ params.file }}'
+              sleep 1
+"#;
+
+/// Executions per run id, from the shared file.
+fn executions(file: &Path) -> BTreeMap<i64, Vec<i64>> {
+    let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for line in lines_of(file) {
+        let (id, attempt) = line
+            .split_once('-')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        seen.entry(id.parse().unwrap())
+            .or_default()
+            .push(attempt.parse().unwrap());
+    }
+    seen
+}
+
+async fn leases(db: &xene_server::storage::Db) -> Vec<(String, String)> {
+    sqlx::query("SELECT name, holder FROM leases ORDER BY name")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_replicas_share_postgres_and_run_each_run_once() {
+    let db = TestDb::new(Backend::Postgres);
+    let shared = tempfile::tempdir().unwrap();
+    let file = shared.path().join("tally");
+    let file_param = file.display().to_string();
+    let mut replicas = [
+        Xene::start(&db, "replica-1", &[]).await,
+        Xene::start(&db, "replica-2", &[]).await,
+    ];
+    let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+
+    // Both agents online before any run is queued, so both can take work.
+    let started = Instant::now();
+    loop {
+        let (_, body) = replicas[0].get("/api/v1/agents").await;
+        let online = body["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "online")
+            .count();
+        if online == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "agents: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    replicas[0].apply(TALLY).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        // Half the requests through each replica: either may take them.
+        ids.push(
+            replicas[i % 2]
+                .start_run("tally", "once", json!({ "file": file_param }))
+                .await,
+        );
+    }
+    let mut agents_used = BTreeSet::new();
+    for &id in &ids {
+        let run = replicas[1]
+            .wait_finished(id, Duration::from_secs(120))
+            .await;
+        assert_eq!(status_of(&run), "success", "{run}");
+        assert_eq!(run["attempt"], 1, "{run}");
+        agents_used.insert(run["agent"].as_str().unwrap().to_string());
+    }
+    let seen = executions(&file);
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        ids,
+        "every run ran"
+    );
+    for (id, attempts) in &seen {
+        assert_eq!(attempts, &[1], "run {id} ran more than once: {attempts:?}");
+    }
+    assert_eq!(
+        agents_used,
+        BTreeSet::from(["replica-1".to_string(), "replica-2".to_string()])
+    );
+
+    let held = leases(&store).await;
+    let names: Vec<&str> = held.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["scheduler", "supervisor"],
+        "one row, so one holder, per lease: {held:?}"
+    );
+    let holder_prefix = |r: &Xene| format!("{}#{}@", r.agent_id, r.pid());
+    for (name, holder) in &held {
+        assert!(
+            replicas
+                .iter()
+                .any(|r| holder.starts_with(&holder_prefix(r))),
+            "{name} held by {holder}"
+        );
+    }
+
+    // Kill the scheduling replica; the survivor must take over its lease and
+    // schedule new runs, placing on itself what went to the dead agent.
+    let scheduler = &held.iter().find(|(name, _)| name == "scheduler").unwrap().1;
+    let dead = replicas
+        .iter()
+        .position(|r| scheduler.starts_with(&holder_prefix(r)))
+        .unwrap();
+    let alive = 1 - dead;
+    replicas[dead].kill();
+    let survivor = &replicas[alive];
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        later.push(
+            survivor
+                .start_run("tally", "once", json!({ "file": file_param }))
+                .await,
+        );
+    }
+    for &id in &later {
+        let run = survivor.wait_finished(id, Duration::from_secs(180)).await;
+        assert_eq!(status_of(&run), "success", "{run}");
+        assert_eq!(run["agent"], survivor.agent_id.as_str(), "{run}");
+    }
+    let seen = executions(&file);
+    for id in &later {
+        assert_eq!(
+            seen.get(id).map(Vec::len),
+            Some(1),
+            "run {id} ran exactly once: {seen:?}"
+        );
+    }
+    let held = leases(&store).await;
+    let scheduler = &held
+        .iter()
+        .find(|(name, _)| name == "scheduler")
+        .expect("a scheduler lease")
+        .1;
+    assert!(
+        scheduler.starts_with(&holder_prefix(survivor)),
+        "the survivor schedules now: {held:?}"
+    );
+    store.close().await;
+}
