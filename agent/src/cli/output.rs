@@ -134,7 +134,7 @@ impl Printer {
     }
 
     fn draw_progress(&mut self, out: &mut dyn Write) {
-        if self.finished == self.total {
+        if self.finished == self.total || self.running.is_empty() {
             return;
         }
         let mut running: Vec<&str> = self.running.iter().map(String::as_str).take(4).collect();
