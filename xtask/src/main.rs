@@ -36,8 +36,16 @@ fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_else(|| "help".into());
     let rest: Vec<String> = args.collect();
-    let release = rest.iter().take_while(|a| *a != "--").any(|a| a == "--release");
-    let passthrough: Vec<String> = rest.iter().skip_while(|a| *a != "--").skip(1).cloned().collect();
+    let release = rest
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--release");
+    let passthrough: Vec<String> = rest
+        .iter()
+        .skip_while(|a| *a != "--")
+        .skip(1)
+        .cloned()
+        .collect();
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
     match command.as_str() {
@@ -72,19 +80,46 @@ fn test(root: &Path) -> anyhow::Result<()> {
     util::run(&mut util::cargo(&["fmt", "--all", "--check"]))?;
     util::step("clippy (server side)");
     util::run(&mut util::cargo(&[
-        "clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings",
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     util::step("clippy (browser bundle)");
     util::run(&mut util::cargo(&[
-        "clippy", "--package", "xene-app", "--lib", "--target", "wasm32-unknown-unknown",
-        "--features", "hydrate", "--locked", "--", "-D", "warnings",
+        "clippy",
+        "--package",
+        "xene-app",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--features",
+        "hydrate",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     // The browser tests load the bundle from target/site.
     site::build(root, false)?;
     util::step("tests");
-    util::run(&mut util::cargo(&["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]))?;
+    util::run(&mut util::cargo(&[
+        "nextest",
+        "run",
+        "--workspace",
+        "--locked",
+        "--no-fail-fast",
+    ]))?;
     util::step("doc tests");
-    util::run(&mut util::cargo(&["test", "--workspace", "--doc", "--locked"]))
+    util::run(&mut util::cargo(&[
+        "test",
+        "--workspace",
+        "--doc",
+        "--locked",
+    ]))
 }
 
 fn workspace_root() -> PathBuf {

@@ -11,8 +11,14 @@ use crate::util::{self, output, succeeds};
 
 /// Debian packages the tests use: Docker and a static busybox for test
 /// images, Chromium for browser tests, PostgreSQL for storage tests.
-const TEST_PACKAGES: &[&str] =
-    &["docker.io", "busybox-static", "chromium", "chromium-driver", "postgresql", "musl-tools"];
+const TEST_PACKAGES: &[&str] = &[
+    "docker.io",
+    "busybox-static",
+    "chromium",
+    "chromium-driver",
+    "postgresql",
+    "musl-tools",
+];
 
 /// What building the web bundle needs.
 pub fn site_tools(root: &Path) -> anyhow::Result<()> {
@@ -43,10 +49,17 @@ fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    util::step(&format!("installing Debian packages: {}", missing.join(" ")));
+    util::step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
     let sudo = !output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
     let apt = |args: &[&str]| {
-        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut cmd = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             cmd.arg("apt-get");
         }
@@ -60,9 +73,12 @@ fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
 }
 
 fn wasm_target() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .unwrap_or_default();
-    if installed.lines().any(|t| t.trim() == "wasm32-unknown-unknown") {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if installed
+        .lines()
+        .any(|t| t.trim() == "wasm32-unknown-unknown")
+    {
         return Ok(());
     }
     util::step("adding the wasm32-unknown-unknown target");
@@ -78,7 +94,13 @@ fn wasm_bindgen_cli(root: &Path) -> anyhow::Result<()> {
     }
     util::step(&format!("installing wasm-bindgen-cli {wanted}"));
     // Not --locked: its lockfile pins a webpki-roots release the registry lacks.
-    util::run(&mut util::cargo(&["install", "wasm-bindgen-cli", "--version", &wanted, "--force"]))
+    util::run(&mut util::cargo(&[
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        &wanted,
+        "--force",
+    ]))
 }
 
 fn docker_engine(root: &Path) -> anyhow::Result<()> {
@@ -102,5 +124,8 @@ fn docker_engine(root: &Path) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    bail!("dockerd did not come up within 60 s; see {}", log_path.display())
+    bail!(
+        "dockerd did not come up within 60 s; see {}",
+        log_path.display()
+    )
 }

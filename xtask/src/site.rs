@@ -10,25 +10,48 @@ use anyhow::Context;
 use crate::util;
 
 pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
-    util::step(if release { "building the web bundle (release)" } else { "building the web bundle" });
+    util::step(if release {
+        "building the web bundle (release)"
+    } else {
+        "building the web bundle"
+    });
     let profile = if release { "wasm-release" } else { "dev" };
     util::run(&mut util::cargo(&[
-        "build", "--package", "xene-app", "--lib", "--target", "wasm32-unknown-unknown",
-        "--features", "hydrate", "--profile", profile,
+        "build",
+        "--package",
+        "xene-app",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--features",
+        "hydrate",
+        "--profile",
+        profile,
     ]))?;
     let target = crate::target_dir(root);
     let profile_dir = if release { "wasm-release" } else { "debug" };
-    let wasm = target.join("wasm32-unknown-unknown").join(profile_dir).join("xene_app.wasm");
+    let wasm = target
+        .join("wasm32-unknown-unknown")
+        .join(profile_dir)
+        .join("xene_app.wasm");
     let site = target.join("site");
     let pkg = site.join("pkg");
     std::fs::create_dir_all(&pkg)?;
     util::run(
         Command::new("wasm-bindgen")
-            .args(["--target", "web", "--no-typescript", "--out-name", "xene", "--out-dir"])
+            .args([
+                "--target",
+                "web",
+                "--no-typescript",
+                "--out-name",
+                "xene",
+                "--out-dir",
+            ])
             .arg(&pkg)
             .arg(&wasm),
     )?;
-    std::fs::copy(root.join("style/main.css"), pkg.join("xene.css")).context("copying style/main.css")?;
+    std::fs::copy(root.join("style/main.css"), pkg.join("xene.css"))
+        .context("copying style/main.css")?;
     copy_dir(&root.join("public"), &site)?;
     eprintln!("web bundle ready in {}", site.display());
     Ok(())

@@ -27,7 +27,10 @@ pub fn Home() -> impl IntoView {
     let result = move || match check.value().get() {
         None if check.pending().get() => "Asking the server…".to_string(),
         None => String::new(),
-        Some(Ok(s)) => format!("Xene {} is up; its {} database answers.", s.version, s.database),
+        Some(Ok(s)) => format!(
+            "Xene {} is up; its {} database answers.",
+            s.version, s.database
+        ),
         Some(Err(e)) => format!("The server did not answer: {e}"),
     };
 

@@ -10,10 +10,16 @@ async fn home_page_hydrates_and_talks_to_the_server() {
     let browser = Browser::start().await;
 
     let outcome = async {
-        browser.client.goto(&server.url("/")).await.map_err(|e| e.to_string())?;
+        browser
+            .client
+            .goto(&server.url("/"))
+            .await
+            .map_err(|e| e.to_string())?;
         let title = browser.client.title().await.map_err(|e| e.to_string())?;
         let status_before = browser.wait_for_text("#server-status", |_| true).await?;
-        browser.wait_for_attr(".hydration", "data-hydrated", "true").await?;
+        browser
+            .wait_for_attr(".hydration", "data-hydrated", "true")
+            .await?;
         browser
             .client
             .find(Locator::Css("#check-server"))
@@ -22,7 +28,9 @@ async fn home_page_hydrates_and_talks_to_the_server() {
             .click()
             .await
             .map_err(|e| e.to_string())?;
-        let status = browser.wait_for_text("#server-status", |t| t.contains("database")).await?;
+        let status = browser
+            .wait_for_text("#server-status", |t| t.contains("database"))
+            .await?;
         Ok::<_, String>((title, status_before, status))
     }
     .await;
@@ -31,7 +39,13 @@ async fn home_page_hydrates_and_talks_to_the_server() {
     let (title, status_before, status) = outcome.unwrap();
     assert_eq!(title, "Xene");
     assert_eq!(status_before.trim(), "");
-    assert_eq!(status, format!("Xene {} is up; its sqlite database answers.", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        status,
+        format!(
+            "Xene {} is up; its sqlite database answers.",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
 }
 
 /// Without JavaScript nothing answers the button, which is what makes the
@@ -39,7 +53,12 @@ async fn home_page_hydrates_and_talks_to_the_server() {
 #[tokio::test]
 async fn server_renders_the_page_before_hydration() {
     let server = TestServer::start().await;
-    let body = reqwest::get(server.url("/")).await.unwrap().text().await.unwrap();
+    let body = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.contains(r#"data-hydrated="false""#), "{body}");
     assert!(body.contains("/pkg/xene.js"), "{body}");
 }

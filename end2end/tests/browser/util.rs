@@ -27,13 +27,19 @@ impl TestServer {
         let data = tempfile::tempdir().expect("temp dir");
         let mut args = xene_server::config::Args::for_data_dir(data.path().to_path_buf());
         args.site_dir = Some(site_dir());
-        let server = xene_server::Server::bind(&args).await.expect("server starts");
+        let server = xene_server::Server::bind(&args)
+            .await
+            .expect("server starts");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
-        Self { addr, _data: data, stop: Some(stop) }
+        Self {
+            addr,
+            _data: data,
+            stop: Some(stop),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -113,11 +119,19 @@ impl Browser {
                 Err(e) => panic!("cannot start a WebDriver session: {e}"),
             }
         };
-        Self { client, _driver: driver, _profile: profile }
+        Self {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
     }
 
     /// Waits until the element's text satisfies `check`; returns the last text seen.
-    pub async fn wait_for_text(&self, css: &str, check: impl Fn(&str) -> bool) -> Result<String, String> {
+    pub async fn wait_for_text(
+        &self,
+        css: &str,
+        check: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
         let started = Instant::now();
         let mut last = String::new();
         while started.elapsed() < WAIT {
@@ -146,7 +160,9 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("{css}[{attr}] never became {want:?}; last {last:?}"))
+        Err(format!(
+            "{css}[{attr}] never became {want:?}; last {last:?}"
+        ))
     }
 
     /// Ends the session. Always call it before asserting: a test that panics
@@ -157,5 +173,9 @@ impl Browser {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
