@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::status::TaskStatus;
 
 /// The outcome of a finished task, as dependants see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult {
     pub status: TaskStatus,
     /// What its steps wrote to `$XENE_OUTPUT`, trailing newline trimmed.

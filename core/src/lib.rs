@@ -8,6 +8,7 @@ pub mod dag;
 pub mod duration;
 pub mod event;
 pub mod parse;
+pub mod protocol;
 pub mod spec;
 pub mod status;
 mod suggest;

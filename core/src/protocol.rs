@@ -1,0 +1,125 @@
+//! The agent <-> server protocol: JSON messages over one WebSocket that the
+//! agent dials. These are wire types: add fields with `#[serde(default)]`,
+//! never rename or remove one, and bump `PROTOCOL_VERSION` for anything else.
+//!
+//! The exchange: the agent says `Hello` (who it is, what it runs, what it is
+//! still running from before a reconnect); the server answers `Welcome`,
+//! then `Dispatch`es runs to it. The agent reports each run's events in
+//! numbered batches; the server applies them idempotently and `Ack`s them,
+//! and the agent keeps what is not acknowledged to send again after a
+//! reconnect. `Heartbeat`s renew the leases of the runs it holds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::TaskResult;
+use crate::event::RunEvent;
+use crate::spec::Pipeline;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Identifies one attempt of a run: events and leases belong to an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunRef {
+    pub run_id: i64,
+    pub attempt: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Hello {
+        protocol: u32,
+        agent_version: String,
+        labels: BTreeMap<String, String>,
+        /// `docker`, `shell`.
+        runtimes: Vec<String>,
+        /// Most runs at once.
+        capacity: u32,
+        /// Runs it is executing (or has unacknowledged events of) from before
+        /// this connection.
+        running: Vec<RunRef>,
+    },
+    /// Events `first_seq`, `first_seq + 1`, ... of one run attempt.
+    Events {
+        run: RunRef,
+        first_seq: u64,
+        events: Vec<RunEvent>,
+    },
+    Heartbeat {
+        running: Vec<RunRef>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome {
+        agent_id: String,
+        /// How often to send a heartbeat.
+        heartbeat_ms: u64,
+    },
+    Dispatch(Box<Dispatch>),
+    /// Every event of `run` up to and including `seq` is stored.
+    Ack {
+        run: RunRef,
+        seq: u64,
+    },
+    /// The user cancelled the run: stop it and report it cancelled.
+    Cancel {
+        run: RunRef,
+    },
+    /// The run is not this agent's any more (its lease ended and it went to
+    /// another agent, or it is gone): stop it and report nothing more.
+    Stop {
+        run: RunRef,
+    },
+}
+
+/// A run for the agent to execute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub run: RunRef,
+    pub workflow: String,
+    pub pipeline_name: String,
+    pub pipeline: Pipeline,
+    pub params: BTreeMap<String, String>,
+    /// Only the secrets this run's tasks reference.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Tasks an earlier attempt finished: not to be run again.
+    #[serde(default)]
+    pub completed: BTreeMap<String, TaskResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_and_round_trip() {
+        let hello = AgentMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            labels: [("os".to_string(), "linux".to_string())].into(),
+            runtimes: vec!["docker".into()],
+            capacity: 2,
+            running: vec![RunRef { run_id: 7, attempt: 1 }],
+        };
+        let json = serde_json::to_string(&hello).unwrap();
+        assert!(json.starts_with(r#"{"type":"hello","protocol":1,"#), "{json}");
+        assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), hello);
+
+        let ack = ServerMessage::Ack { run: RunRef { run_id: 7, attempt: 1 }, seq: 41 };
+        let json = serde_json::to_string(&ack).unwrap();
+        assert_eq!(json, r#"{"type":"ack","run":{"run_id":7,"attempt":1},"seq":41}"#);
+        assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), ack);
+    }
+
+    #[test]
+    fn unknown_message_types_are_errors() {
+        assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"reboot"}"#).is_err());
+        assert!(serde_json::from_str::<ServerMessage>(r#"{"type":"ack","run":{"run_id":1}}"#).is_err());
+    }
+}
