@@ -123,15 +123,22 @@ impl LocalAgent {
         )
         .await?;
         // This process just started, so it executes nothing: runs still held
-        // under this agent's name died with the previous process. Let their
-        // leases end now rather than after their full term.
+        // under this agent's name died with the previous process. End their
+        // leases and requeue them here and now: left to the supervisor
+        // (whose lease the dead process may hold for a while), the first
+        // `pass` would renew them and execute them again as the same
+        // attempt, numbering events from 0 again, so that the new events
+        // would be taken for resent ones and dropped.
         sqlx::query(
             "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 AND status IN ('starting_up', 'running', 'shutting_down')",
         )
         .bind(&self.config.id)
         .execute(self.ctx.db.pool())
         .await?;
-        self.ctx.wake_supervisor.notify_one();
+        let (_, requeued) = runs::expire_leases(&self.ctx.db).await?;
+        if requeued > 0 {
+            self.ctx.wake_scheduler.notify_one();
+        }
         Ok(())
     }
 

@@ -330,7 +330,7 @@ async fn a_run_survives_kill_9_of_its_server_on_postgres() {
 }
 
 /// Every execution appends its run id and attempt (`$XENE_RUN_ID` is
-/// `ID-ATTEMPT`) to one shared file. The sleep keeps runs overlapping so
+/// `ID-ATTEMPT-INCARNATION`) to one shared file. The sleep keeps runs overlapping so
 /// both replicas' agents get work.
 const TALLY: &str = r#"
 name: tally
@@ -351,9 +351,10 @@ pipelines:
 fn executions(file: &Path) -> BTreeMap<i64, Vec<i64>> {
     let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for line in lines_of(file) {
-        let (id, attempt) = line
-            .split_once('-')
-            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let mut fields = line.split('-');
+        let (Some(id), Some(attempt)) = (fields.next(), fields.next()) else {
+            panic!("bad line {line:?}");
+        };
         seen.entry(id.parse().unwrap())
             .or_default()
             .push(attempt.parse().unwrap());
