@@ -34,6 +34,16 @@ pub struct Args {
     #[arg(long, env = "XENE_SITE_DIR")]
     pub site_dir: Option<PathBuf>,
 
+    /// The URL agents and people use to reach this server, for install
+    /// commands (e.g. https://xene.example.com). Default: http://ADDR.
+    #[arg(long, env = "XENE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The `xene-agent` binary that `/install.sh` hands out.
+    /// Default: `xene-agent` beside this binary.
+    #[arg(long, env = "XENE_AGENT_BINARY")]
+    pub agent_binary: Option<PathBuf>,
+
     /// Do not run the built-in local agent: runs then wait for remote agents.
     #[arg(long, env = "XENE_NO_LOCAL_AGENT")]
     pub no_local_agent: bool,
@@ -61,6 +71,8 @@ impl Args {
             data_dir: Some(data_dir),
             database_url: None,
             site_dir: None,
+            public_url: None,
+            agent_binary: None,
             no_local_agent: false,
             local_agent_capacity: 4,
             local_agent_id: None,
@@ -87,6 +99,12 @@ impl Args {
                 self.data_dir().join("xene.db").display()
             ),
         }
+    }
+
+    pub fn agent_binary(&self) -> Option<PathBuf> {
+        self.agent_binary
+            .clone()
+            .or_else(|| Some(std::env::current_exe().ok()?.parent()?.join("xene-agent")))
     }
 
     pub fn local_agent_id(&self) -> String {

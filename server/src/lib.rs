@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod config;
 pub mod controllers;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod storage;
@@ -69,6 +70,7 @@ impl Server {
             wake_scheduler: Arc::new(Notify::new()),
             wake_supervisor: Arc::new(Notify::new()),
             wake_agents: Arc::new(Notify::new()),
+            agent_news: tokio::sync::watch::Sender::new(0),
             shutdown: CancellationToken::new(),
         };
         let local_agent = (!args.no_local_agent).then(|| {
@@ -79,11 +81,15 @@ impl Server {
                 args.data_dir().join("work"),
             )
         });
-        Ok(Self {
-            listener,
-            state: AppState { db, leptos, ctx },
-            local_agent,
-        })
+        let state = AppState {
+            db,
+            leptos,
+            ctx,
+            gateway: Arc::default(),
+            public_url: args.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            agent_binary: args.agent_binary(),
+        };
+        Ok(Self { listener, state, local_agent })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

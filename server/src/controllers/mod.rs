@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -51,12 +51,21 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub wake_scheduler: Arc<Notify>,
     pub wake_supervisor: Arc<Notify>,
-    /// Agents waiting to hear that runs were put on them.
+    /// Agents waiting to hear that runs were put on them (or cancelled).
     pub wake_agents: Arc<Notify>,
+    /// The same news for remote agents' sessions: a counter, because a
+    /// watch never loses a change to a session that was busy when it came.
+    pub agent_news: watch::Sender<u64>,
     pub shutdown: CancellationToken,
 }
 
 impl Context {
+    /// Tells every agent, built-in and remote, to look at its runs again.
+    pub fn tell_agents(&self) {
+        self.wake_agents.notify_one();
+        self.agent_news.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Waits for a wake-up, the resync period, or shutdown (returns false).
     pub async fn wait(&self, wake: &Notify) -> bool {
         tokio::select! {

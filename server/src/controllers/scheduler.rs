@@ -46,6 +46,10 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
         .filter(|a| a.state == "online")
         .collect();
     let mut specs: HashMap<(String, i64), Option<Pipeline>> = HashMap::new();
+    // The latest word on each pipeline, written once at the end: written
+    // per run, a queue of thousands at full capacity cost two writes per
+    // waiting run on every pass, which starved the agents' own writes.
+    let mut verdicts: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
     let mut placed = 0;
     for run in queued {
         let key = (run.workflow.clone(), run.version);
@@ -57,9 +61,9 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
             );
         }
         let Some(pipeline) = specs[&key].as_ref() else {
-            runs::set_waiting_reason(
-                &ctx.db,
-                run.id,
+            wait(
+                ctx,
+                &run,
                 "its pipeline is missing from the stored workflow version",
             )
             .await?;
@@ -79,34 +83,39 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
                     agent.running += 1;
                     placed += 1;
                     ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
-                    workflows::set_pipeline_schedule(
-                        &ctx.db,
-                        &run.workflow,
-                        &run.pipeline,
-                        true,
-                        None,
-                    )
-                    .await?;
+                    verdicts.insert((run.workflow.clone(), run.pipeline.clone()), None);
                     tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
                 }
             }
             Err(reason) => {
-                runs::set_waiting_reason(&ctx.db, run.id, &reason).await?;
-                workflows::set_pipeline_schedule(
-                    &ctx.db,
-                    &run.workflow,
-                    &run.pipeline,
-                    false,
-                    Some(&reason),
-                )
-                .await?;
+                wait(ctx, &run, &reason).await?;
+                verdicts.insert((run.workflow.clone(), run.pipeline.clone()), Some(reason));
             }
         }
     }
+    for ((workflow, pipeline), reason) in &verdicts {
+        workflows::set_pipeline_schedule(
+            &ctx.db,
+            workflow,
+            pipeline,
+            reason.is_none(),
+            reason.as_deref(),
+        )
+        .await?;
+    }
     if placed > 0 {
-        ctx.wake_agents.notify_waiters();
+        ctx.tell_agents();
     }
     Ok(placed)
+}
+
+/// Records why `run` waits, unless it says so already: most passes find
+/// most of a long queue waiting for the same reason as before.
+async fn wait(ctx: &Context, run: &runs::Run, reason: &str) -> Result<(), StorageError> {
+    if run.scheduler_reason.as_deref() != Some(reason) {
+        runs::set_waiting_reason(&ctx.db, run.id, reason).await?;
+    }
+    Ok(())
 }
 
 /// The least loaded agent that fits, or why none does.

@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(super::workflows::router())
         .merge(super::runs::router())
         .merge(super::agents::router())
+        .merge(super::agent_auth::router())
         .split_for_parts();
     let doc = doc.to_json().expect("the OpenAPI document serializes");
     router

@@ -19,6 +19,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("the request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("the workflow is invalid: {} fault(s)", .0.len())]
@@ -33,6 +35,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,5 +109,14 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
         Self::BadRequest(e.body_text())
+    }
+}
+
+impl From<crate::storage::auth::AuthFailure> for ApiError {
+    fn from(e: crate::storage::auth::AuthFailure) -> Self {
+        match e {
+            crate::storage::auth::AuthFailure::Denied(reason) => Self::Unauthorized(reason.to_string()),
+            crate::storage::auth::AuthFailure::Storage(e) => e.into(),
+        }
     }
 }

@@ -7,10 +7,13 @@ use leptos::prelude::LeptosOptions;
 use crate::controllers;
 use crate::storage::Db;
 
+pub mod agent_auth;
 pub mod agents;
 pub mod api;
+pub mod connect;
 pub mod error;
 pub mod health;
+pub mod install;
 pub mod metrics;
 pub mod runs;
 pub mod ui;
@@ -25,6 +28,11 @@ pub struct AppState {
     pub db: Db,
     pub leptos: LeptosOptions,
     pub ctx: controllers::Context,
+    pub gateway: std::sync::Arc<crate::gateway::Gateway>,
+    /// How agents and people reach this server, for install commands.
+    pub public_url: String,
+    /// The `xene-agent` binary `/install.sh` hands out.
+    pub agent_binary: Option<std::path::PathBuf>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -39,6 +47,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(metrics::router())
+        .merge(install::router())
+        .merge(connect::router())
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .merge(ui::router(&state))
         .with_state(state)

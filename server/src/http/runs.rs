@@ -101,7 +101,7 @@ async fn cancel_run(
 ) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
     let Path(id) = id?;
     let outcome = runs::cancel(&state.db, id).await?;
-    state.ctx.wake_agents.notify_waiters();
+    state.ctx.tell_agents();
     Ok(match outcome {
         Cancelled::Now => (
             StatusCode::OK,

@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub mod agents;
+pub mod auth;
 pub mod events;
 pub mod leases;
 pub mod runs;

@@ -1,0 +1,302 @@
+//! One agent's connection: hello, then dispatching its runs, applying the
+//! events it reports, acknowledging them, and renewing its leases. Written
+//! over a generic sink and stream of protocol messages, so it does not care
+//! whether they travel over a WebSocket or a test's channels.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use xene_core::context::TaskResult;
+use xene_core::event::RunEvent;
+use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, ServerMessage};
+use xene_core::status::{RunStatus, TaskStatus};
+
+use super::{CLOSE_REPLACED, CLOSE_REVOKED, Ending, Registered};
+use crate::controllers::Context;
+use crate::storage::agents::{self, Registration};
+use crate::storage::auth::AgentIdentity;
+use crate::storage::events::{self, Applied};
+use crate::storage::{StorageError, now_ms, runs, workflows};
+
+/// How long an agent has to say hello after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the session sends: a message, or a close frame with a code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Message(ServerMessage),
+    Close(u16, String),
+}
+
+/// Why a session ended, for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    #[error("the agent disconnected")]
+    Disconnected,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("the connection failed: {0}")]
+    Transport(String),
+    #[error("closed by the server ({0:?})")]
+    Closed(Ending),
+    #[error("the server is shutting down")]
+    Shutdown,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+struct Session<'a, S> {
+    ctx: &'a Context,
+    agent: AgentIdentity,
+    out: S,
+    /// Runs sent to the agent on this connection.
+    dispatched: HashSet<RunRef>,
+    /// Runs the agent last said it holds.
+    reported: HashSet<RunRef>,
+    cancels_sent: HashSet<RunRef>,
+    stops_sent: HashSet<RunRef>,
+}
+
+pub async fn run<S, R>(ctx: Context, agent: AgentIdentity, registered: Registered, out: S, mut incoming: R) -> SessionEnd
+where
+    S: Sink<Outgoing> + Unpin,
+    S::Error: std::fmt::Display,
+    R: Stream<Item = Result<AgentMessage, String>> + Unpin,
+{
+    let hello = tokio::select! {
+        first = tokio::time::timeout(HELLO_TIMEOUT, incoming.next()) => first,
+        _ = registered.stop.cancelled() => return SessionEnd::Closed(Ending::Replaced),
+    };
+    let (labels, runtimes, capacity, version, running) = match hello {
+        Ok(Some(Ok(AgentMessage::Hello { protocol, agent_version, labels, runtimes, capacity, running }))) => {
+            if protocol != PROTOCOL_VERSION {
+                let mut out = out;
+                let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+                let _ = out.send(Outgoing::Close(4000, reason.clone())).await;
+                return SessionEnd::Protocol(reason);
+            }
+            (labels, runtimes, capacity, agent_version, running)
+        }
+        Ok(Some(Ok(other))) => return SessionEnd::Protocol(format!("expected hello, got {other:?}")),
+        Ok(Some(Err(e))) => return SessionEnd::Protocol(e),
+        Ok(None) => return SessionEnd::Disconnected,
+        Err(_) => return SessionEnd::Protocol("no hello within 10 s".into()),
+    };
+    let mut session = Session {
+        ctx: &ctx,
+        agent,
+        out,
+        dispatched: HashSet::new(),
+        reported: running.into_iter().collect(),
+        cancels_sent: HashSet::new(),
+        stops_sent: HashSet::new(),
+    };
+    let end = session.serve(labels, runtimes, capacity, version, &registered, &mut incoming).await;
+    if let SessionEnd::Closed(why) = &end {
+        let code = match why {
+            Ending::Revoked => CLOSE_REVOKED,
+            Ending::Replaced => CLOSE_REPLACED,
+        };
+        let _ = session.out.send(Outgoing::Close(code, end.to_string())).await;
+    }
+    end
+}
+
+impl<S> Session<'_, S>
+where
+    S: Sink<Outgoing> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    async fn serve<R>(
+        &mut self,
+        mut labels: BTreeMap<String, String>,
+        runtimes: Vec<String>,
+        capacity: u32,
+        version: String,
+        registered: &Registered,
+        incoming: &mut R,
+    ) -> SessionEnd
+    where
+        R: Stream<Item = Result<AgentMessage, String>> + Unpin,
+    {
+        // The labels an admin gave the join token win over what the agent claims.
+        labels.extend(self.agent.labels.clone());
+        let registration = Registration {
+            id: self.agent.id.clone(),
+            name: self.agent.name.clone(),
+            builtin: false,
+            labels,
+            runtimes,
+            capacity: capacity.max(1) as i64,
+            version,
+        };
+        if let Err(e) = agents::register(&self.ctx.db, &registration).await {
+            return e.into();
+        }
+        if let Err(e) = self.reconcile().await {
+            return e;
+        }
+        let heartbeat_ms = (self.ctx.timings.run_lease.as_millis() as u64 / 5).max(100);
+        if let Err(e) = self.send(ServerMessage::Welcome { agent_id: self.agent.id.clone(), heartbeat_ms }).await {
+            return e;
+        }
+        self.ctx.wake_scheduler.notify_one();
+        let mut news = self.ctx.agent_news.subscribe();
+        let mut resync = tokio::time::interval(self.ctx.timings.resync);
+        loop {
+            let step = tokio::select! {
+                _ = registered.stop.cancelled() => {
+                    return SessionEnd::Closed(registered.ending.lock().unwrap().unwrap_or(Ending::Replaced));
+                }
+                _ = self.ctx.shutdown.cancelled() => return SessionEnd::Shutdown,
+                message = incoming.next() => match message {
+                    Some(Ok(message)) => self.handle(message).await,
+                    Some(Err(e)) => return SessionEnd::Transport(e),
+                    None => return SessionEnd::Disconnected,
+                },
+                _ = news.changed() => self.dispatch().await,
+                _ = resync.tick() => self.dispatch().await,
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    async fn send(&mut self, message: ServerMessage) -> Result<(), SessionEnd> {
+        self.out.send(Outgoing::Message(message)).await.map_err(|e| SessionEnd::Transport(e.to_string()))
+    }
+
+    /// Squares what the agent says it runs with what the database says it
+    /// holds, after a (re)connect.
+    async fn reconcile(&mut self) -> Result<(), SessionEnd> {
+        let assigned = runs::assigned_to(&self.ctx.db, &self.agent.id).await?;
+        let mut lost = false;
+        for run in &assigned {
+            let r = RunRef { run_id: run.id, attempt: run.attempt };
+            if self.reported.contains(&r) {
+                continue;
+            }
+            // Never started and nothing reported: it may simply be sent
+            // again. Otherwise the agent lost it (it restarted): let the
+            // supervisor retry it as a new attempt.
+            let untouched = run.status == RunStatus::StartingUp
+                && !events::has_events(&self.ctx.db, run.id, run.attempt).await?;
+            if !untouched {
+                runs::end_lease(&self.ctx.db, run.id, run.attempt, &self.agent.id).await?;
+                lost = true;
+            }
+        }
+        if lost {
+            self.ctx.wake_supervisor.notify_one();
+        }
+        let held: HashSet<RunRef> = assigned.iter().map(|r| RunRef { run_id: r.id, attempt: r.attempt }).collect();
+        let strays: Vec<RunRef> = self.reported.difference(&held).copied().collect();
+        for run in strays {
+            self.stop(run).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, message: AgentMessage) -> Result<(), SessionEnd> {
+        match message {
+            AgentMessage::Hello { .. } => Err(SessionEnd::Protocol("hello sent twice".into())),
+            AgentMessage::Events { run, first_seq, events } => {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let finished = events.iter().any(|e| matches!(e, RunEvent::RunFinished { .. }));
+                let applied =
+                    events::apply(&self.ctx.db, run.run_id, run.attempt, &self.agent.id, first_seq as i64, &events)
+                        .await?;
+                match applied {
+                    Applied::Ok { .. } => {
+                        let seq = first_seq + events.len() as u64 - 1;
+                        self.send(ServerMessage::Ack { run, seq }).await?;
+                        if finished {
+                            // Its capacity came free.
+                            self.ctx.wake_scheduler.notify_one();
+                        }
+                        Ok(())
+                    }
+                    Applied::Stale => self.stop(run).await,
+                }
+            }
+            AgentMessage::Heartbeat { running } => {
+                agents::heartbeat(&self.ctx.db, &self.agent.id).await?;
+                let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
+                let mut strays = Vec::new();
+                for run in &running {
+                    let renewed =
+                        runs::renew_lease(&self.ctx.db, run.run_id, run.attempt, &self.agent.id, lease_ms).await?;
+                    if !renewed {
+                        strays.push(*run);
+                    }
+                }
+                self.reported = running.into_iter().collect();
+                for run in strays {
+                    // A run that finished keeps being reported until its last
+                    // events are acknowledged; only a lost one needs stopping.
+                    if !runs::is_finished_attempt(&self.ctx.db, run.run_id, run.attempt, &self.agent.id).await? {
+                        self.stop(run).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn stop(&mut self, run: RunRef) -> Result<(), SessionEnd> {
+        if self.stops_sent.insert(run) {
+            self.send(ServerMessage::Stop { run }).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the agent the runs put on it that it does not have yet, and
+    /// cancellations of runs it has.
+    async fn dispatch(&mut self) -> Result<(), SessionEnd> {
+        let assigned = runs::assigned_to(&self.ctx.db, &self.agent.id).await?;
+        for run in assigned {
+            let r = RunRef { run_id: run.id, attempt: run.attempt };
+            if !self.dispatched.contains(&r) && !self.reported.contains(&r) {
+                let Some(dispatch) = self.prepare(&run).await? else { continue };
+                self.send(ServerMessage::Dispatch(Box::new(dispatch))).await?;
+                self.dispatched.insert(r);
+            }
+            if run.cancel_requested && self.cancels_sent.insert(r) {
+                self.send(ServerMessage::Cancel { run: r }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, run: &runs::Run) -> Result<Option<Dispatch>, StorageError> {
+        let pipeline = workflows::spec_of_version(&self.ctx.db, &run.workflow, run.version)
+            .await?
+            .and_then(|w| w.pipelines.get(&run.pipeline).cloned());
+        let Some(pipeline) = pipeline else {
+            tracing::error!(run = run.id, "a scheduled run's pipeline is missing from its workflow version");
+            return Ok(None);
+        };
+        let completed = runs::get(&self.ctx.db, run.id)
+            .await?
+            .map(|d| d.tasks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Success)
+            .map(|t| (t.name, TaskResult { status: t.status, output: t.output }))
+            .collect();
+        tracing::debug!(run = run.id, agent = %self.agent.id, at = now_ms(), "dispatching");
+        Ok(Some(Dispatch {
+            run: RunRef { run_id: run.id, attempt: run.attempt },
+            workflow: run.workflow.clone(),
+            pipeline_name: run.pipeline.clone(),
+            pipeline,
+            params: run.params.clone(),
+            secrets: BTreeMap::new(),
+            completed,
+        }))
+    }
+}

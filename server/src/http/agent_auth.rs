@@ -1,0 +1,153 @@
+//! Agents joining and leaving: join tokens, the one-time exchange of a token
+//! for a credential, and revocation.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::gateway::Ending;
+use crate::storage::auth;
+
+/// The longest a join token may live.
+const MAX_TOKEN_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_join_token)).routes(routes!(join)).routes(routes!(revoke_agent))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// How long the token stays valid, like `30m` or `24h` (default 1h, at most 30d).
+    pub expires_in: Option<String>,
+    /// Labels every agent joining with it gets (they win over the agent's own).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JoinToken {
+    /// Shown once: only its hash is kept.
+    pub token: String,
+    pub expires_at: i64,
+    /// A command that installs and starts an agent with this token.
+    pub install_command: String,
+}
+
+/// Create a one-time join token for an agent.
+#[utoipa::path(
+    post, path = "/api/v1/agents/join-tokens", tag = "agents",
+    request_body(content = Option<JoinTokenRequest>, content_type = "application/json"),
+    responses((status = 201, body = JoinToken), (status = 400, description = "Bad expiry or labels"))
+)]
+async fn create_join_token(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
+    let body = body?;
+    let request: JoinTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        JoinTokenRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
+    };
+    let ttl_ms = match &request.expires_in {
+        None => 3600 * 1000,
+        Some(text) => {
+            let ttl = xene_core::duration::parse(text).map_err(|e| ApiError::BadRequest(format!("expires_in: {e}")))?;
+            ttl.as_millis() as i64
+        }
+    };
+    if !(1..=MAX_TOKEN_TTL_MS).contains(&ttl_ms) {
+        return Err(ApiError::BadRequest("expires_in must be between 1ms and 30d".into()));
+    }
+    let (token, expires_at) = auth::create_join_token(&state.db, &request.labels, ttl_ms).await?;
+    let install_command =
+        format!("curl -fsSL {}/install.sh | sh -s -- --join-token {token}", state.public_url.trim_end_matches('/'));
+    Ok((StatusCode::CREATED, Json(JoinToken { token, expires_at, install_command })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub token: String,
+    /// A name for people; defaults to the agent id.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Credential {
+    pub agent_id: String,
+    /// The agent's own secret for `/api/v1/agents/connect`; shown once.
+    pub credential: String,
+}
+
+/// Exchange a join token, once, for an agent credential.
+#[utoipa::path(
+    post, path = "/api/v1/agents/join", tag = "agents",
+    request_body(content = JoinRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = Credential),
+        (status = 400, description = "Malformed body"),
+        (status = 401, description = "Token malformed, unknown, expired or already used"),
+    )
+)]
+async fn join(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Credential>), ApiError> {
+    let body = body?;
+    let request: JoinRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let name = request.name.unwrap_or_default();
+    if name.len() > 253 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("name must be at most 253 printable characters".into()));
+    }
+    let joined = auth::join(&state.db, &request.token, &name).await?;
+    if name.is_empty() {
+        sqlx::query("UPDATE agents SET name = id WHERE id = $1")
+            .bind(&joined.agent_id)
+            .execute(state.db.pool())
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    }
+    tracing::info!(agent = %joined.agent_id, "an agent joined");
+    Ok((StatusCode::CREATED, Json(Credential { agent_id: joined.agent_id, credential: joined.credential })))
+}
+
+/// Revoke an agent: its credential stops working and its connection closes at once.
+#[utoipa::path(
+    delete, path = "/api/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such remote agent"))
+)]
+async fn revoke_agent(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id?;
+    if !auth::revoke(&state.db, &id).await? {
+        return Err(ApiError::NotFound(format!("no remote agent with id {id:?}")));
+    }
+    state.gateway.disconnect(&id, Ending::Revoked);
+    // Its runs will not be reported on: retry them now, not when the leases end.
+    sqlx::query(
+        "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 AND status IN ('starting_up', 'running', 'shutting_down')",
+    )
+    .bind(&id)
+    .execute(state.db.pool())
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    state.ctx.wake_supervisor.notify_one();
+    tracing::info!(agent = %id, "agent revoked");
+    Ok(StatusCode::NO_CONTENT)
+}

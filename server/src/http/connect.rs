@@ -1,0 +1,79 @@
+//! `GET /api/v1/agents/connect`: the WebSocket remote agents hold, opened
+//! with `Authorization: Bearer <credential>`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::{SinkExt, StreamExt};
+use xene_core::protocol::{AgentMessage, ServerMessage};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::gateway::session::{self, Outgoing};
+use crate::storage::agents;
+use crate::storage::auth::{self, AgentIdentity};
+
+/// The largest message an agent may send (a batch of log lines).
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/agents/connect", get(connect))
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let credential = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("an agent credential is required (Authorization: Bearer ...)".into()))?;
+    let identity = auth::authenticate(&state.db, credential.trim()).await?;
+    let upgrade =
+        upgrade.map_err(|e| ApiError::BadRequest(format!("this endpoint takes a WebSocket: {}", e.body_text())))?;
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| serve(state, identity, socket))
+        .into_response())
+}
+
+async fn serve(state: AppState, identity: AgentIdentity, socket: WebSocket) {
+    let registered = state.gateway.register(&identity.id);
+    let generation = registered.generation;
+    let agent_id = identity.id.clone();
+    tracing::info!(agent = %agent_id, "agent connected");
+    let (sink, stream) = socket.split();
+    let out = sink.with(|outgoing: Outgoing| async move {
+        Ok::<_, axum::Error>(match outgoing {
+            Outgoing::Message(message) => Message::Text(encode(&message).into()),
+            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+        })
+    });
+    let incoming = stream
+        .take_while(|frame| std::future::ready(!matches!(frame, Ok(Message::Close(_)))))
+        .filter_map(|frame| {
+            std::future::ready(match frame {
+                Ok(Message::Text(text)) => Some(
+                    serde_json::from_str::<AgentMessage>(text.as_str()).map_err(|e| format!("malformed message: {e}")),
+                ),
+                Ok(Message::Binary(_)) => Some(Err("binary frames are not part of the protocol".to_string())),
+                Ok(_) => None,
+                Err(e) => Some(Err(e.to_string())),
+            })
+        });
+    let end = session::run(state.ctx.clone(), identity, registered, Box::pin(out), Box::pin(incoming)).await;
+    tracing::info!(agent = %agent_id, reason = %end, "agent session ended");
+    if state.gateway.unregister(&agent_id, generation) {
+        let _ = agents::set_offline(&state.db, &agent_id).await;
+    }
+}
+
+fn encode(message: &ServerMessage) -> String {
+    serde_json::to_string(message).expect("protocol messages serialize")
+}
