@@ -86,10 +86,17 @@ impl Server {
             leptos,
             ctx,
             gateway: Arc::default(),
-            public_url: args.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            public_url: args
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
             agent_binary: args.agent_binary(),
         };
-        Ok(Self { listener, state, local_agent })
+        Ok(Self {
+            listener,
+            state,
+            local_agent,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -47,22 +47,38 @@ impl Gateway {
     /// connection of an agent wins.
     pub fn register(&self, agent: &str) -> Registered {
         let mut sessions = self.sessions.lock().unwrap();
-        let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = self
+            .next_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(old) = sessions.get(agent) {
             *old.ending.lock().unwrap() = Some(Ending::Replaced);
             old.stop.cancel();
         }
         let stop = CancellationToken::new();
         let ending = std::sync::Arc::new(Mutex::new(None));
-        sessions.insert(agent.to_string(), SessionHandle { generation, stop: stop.clone(), ending: ending.clone() });
-        Registered { generation, stop, ending }
+        sessions.insert(
+            agent.to_string(),
+            SessionHandle {
+                generation,
+                stop: stop.clone(),
+                ending: ending.clone(),
+            },
+        );
+        Registered {
+            generation,
+            stop,
+            ending,
+        }
     }
 
     /// Forgets a session that ended, unless a newer one replaced it.
     /// Returns true when it was the agent's current session.
     pub fn unregister(&self, agent: &str, generation: u64) -> bool {
         let mut sessions = self.sessions.lock().unwrap();
-        if sessions.get(agent).is_some_and(|s| s.generation == generation) {
+        if sessions
+            .get(agent)
+            .is_some_and(|s| s.generation == generation)
+        {
             sessions.remove(agent);
             true
         } else {

@@ -58,7 +58,13 @@ struct Session<'a, S> {
     stops_sent: HashSet<RunRef>,
 }
 
-pub async fn run<S, R>(ctx: Context, agent: AgentIdentity, registered: Registered, out: S, mut incoming: R) -> SessionEnd
+pub async fn run<S, R>(
+    ctx: Context,
+    agent: AgentIdentity,
+    registered: Registered,
+    out: S,
+    mut incoming: R,
+) -> SessionEnd
 where
     S: Sink<Outgoing> + Unpin,
     S::Error: std::fmt::Display,
@@ -69,16 +75,27 @@ where
         _ = registered.stop.cancelled() => return SessionEnd::Closed(Ending::Replaced),
     };
     let (labels, runtimes, capacity, version, running) = match hello {
-        Ok(Some(Ok(AgentMessage::Hello { protocol, agent_version, labels, runtimes, capacity, running }))) => {
+        Ok(Some(Ok(AgentMessage::Hello {
+            protocol,
+            agent_version,
+            labels,
+            runtimes,
+            capacity,
+            running,
+        }))) => {
             if protocol != PROTOCOL_VERSION {
                 let mut out = out;
-                let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+                let reason = format!(
+                    "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
+                );
                 let _ = out.send(Outgoing::Close(4000, reason.clone())).await;
                 return SessionEnd::Protocol(reason);
             }
             (labels, runtimes, capacity, agent_version, running)
         }
-        Ok(Some(Ok(other))) => return SessionEnd::Protocol(format!("expected hello, got {other:?}")),
+        Ok(Some(Ok(other))) => {
+            return SessionEnd::Protocol(format!("expected hello, got {other:?}"));
+        }
         Ok(Some(Err(e))) => return SessionEnd::Protocol(e),
         Ok(None) => return SessionEnd::Disconnected,
         Err(_) => return SessionEnd::Protocol("no hello within 10 s".into()),
@@ -92,13 +109,25 @@ where
         cancels_sent: HashSet::new(),
         stops_sent: HashSet::new(),
     };
-    let end = session.serve(labels, runtimes, capacity, version, &registered, &mut incoming).await;
+    let end = session
+        .serve(
+            labels,
+            runtimes,
+            capacity,
+            version,
+            &registered,
+            &mut incoming,
+        )
+        .await;
     if let SessionEnd::Closed(why) = &end {
         let code = match why {
             Ending::Revoked => CLOSE_REVOKED,
             Ending::Replaced => CLOSE_REPLACED,
         };
-        let _ = session.out.send(Outgoing::Close(code, end.to_string())).await;
+        let _ = session
+            .out
+            .send(Outgoing::Close(code, end.to_string()))
+            .await;
     }
     end
 }
@@ -138,7 +167,13 @@ where
             return e;
         }
         let heartbeat_ms = (self.ctx.timings.run_lease.as_millis() as u64 / 5).max(100);
-        if let Err(e) = self.send(ServerMessage::Welcome { agent_id: self.agent.id.clone(), heartbeat_ms }).await {
+        if let Err(e) = self
+            .send(ServerMessage::Welcome {
+                agent_id: self.agent.id.clone(),
+                heartbeat_ms,
+            })
+            .await
+        {
             return e;
         }
         self.ctx.wake_scheduler.notify_one();
@@ -165,7 +200,10 @@ where
     }
 
     async fn send(&mut self, message: ServerMessage) -> Result<(), SessionEnd> {
-        self.out.send(Outgoing::Message(message)).await.map_err(|e| SessionEnd::Transport(e.to_string()))
+        self.out
+            .send(Outgoing::Message(message))
+            .await
+            .map_err(|e| SessionEnd::Transport(e.to_string()))
     }
 
     /// Squares what the agent says it runs with what the database says it
@@ -174,7 +212,10 @@ where
         let assigned = runs::assigned_to(&self.ctx.db, &self.agent.id).await?;
         let mut lost = false;
         for run in &assigned {
-            let r = RunRef { run_id: run.id, attempt: run.attempt };
+            let r = RunRef {
+                run_id: run.id,
+                attempt: run.attempt,
+            };
             if self.reported.contains(&r) {
                 continue;
             }
@@ -191,7 +232,13 @@ where
         if lost {
             self.ctx.wake_supervisor.notify_one();
         }
-        let held: HashSet<RunRef> = assigned.iter().map(|r| RunRef { run_id: r.id, attempt: r.attempt }).collect();
+        let held: HashSet<RunRef> = assigned
+            .iter()
+            .map(|r| RunRef {
+                run_id: r.id,
+                attempt: r.attempt,
+            })
+            .collect();
         let strays: Vec<RunRef> = self.reported.difference(&held).copied().collect();
         for run in strays {
             self.stop(run).await?;
@@ -202,14 +249,26 @@ where
     async fn handle(&mut self, message: AgentMessage) -> Result<(), SessionEnd> {
         match message {
             AgentMessage::Hello { .. } => Err(SessionEnd::Protocol("hello sent twice".into())),
-            AgentMessage::Events { run, first_seq, events } => {
+            AgentMessage::Events {
+                run,
+                first_seq,
+                events,
+            } => {
                 if events.is_empty() {
                     return Ok(());
                 }
-                let finished = events.iter().any(|e| matches!(e, RunEvent::RunFinished { .. }));
-                let applied =
-                    events::apply(&self.ctx.db, run.run_id, run.attempt, &self.agent.id, first_seq as i64, &events)
-                        .await?;
+                let finished = events
+                    .iter()
+                    .any(|e| matches!(e, RunEvent::RunFinished { .. }));
+                let applied = events::apply(
+                    &self.ctx.db,
+                    run.run_id,
+                    run.attempt,
+                    &self.agent.id,
+                    first_seq as i64,
+                    &events,
+                )
+                .await?;
                 match applied {
                     Applied::Ok { .. } => {
                         let seq = first_seq + events.len() as u64 - 1;
@@ -228,8 +287,14 @@ where
                 let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
                 let mut strays = Vec::new();
                 for run in &running {
-                    let renewed =
-                        runs::renew_lease(&self.ctx.db, run.run_id, run.attempt, &self.agent.id, lease_ms).await?;
+                    let renewed = runs::renew_lease(
+                        &self.ctx.db,
+                        run.run_id,
+                        run.attempt,
+                        &self.agent.id,
+                        lease_ms,
+                    )
+                    .await?;
                     if !renewed {
                         strays.push(*run);
                     }
@@ -238,7 +303,14 @@ where
                 for run in strays {
                     // A run that finished keeps being reported until its last
                     // events are acknowledged; only a lost one needs stopping.
-                    if !runs::is_finished_attempt(&self.ctx.db, run.run_id, run.attempt, &self.agent.id).await? {
+                    if !runs::is_finished_attempt(
+                        &self.ctx.db,
+                        run.run_id,
+                        run.attempt,
+                        &self.agent.id,
+                    )
+                    .await?
+                    {
                         self.stop(run).await?;
                     }
                 }
@@ -259,10 +331,20 @@ where
     async fn dispatch(&mut self) -> Result<(), SessionEnd> {
         let assigned = runs::assigned_to(&self.ctx.db, &self.agent.id).await?;
         for run in assigned {
-            let r = RunRef { run_id: run.id, attempt: run.attempt };
-            if !self.dispatched.contains(&r) && !self.reported.contains(&r) {
-                let Some(dispatch) = self.prepare(&run).await? else { continue };
-                self.send(ServerMessage::Dispatch(Box::new(dispatch))).await?;
+            let r = RunRef {
+                run_id: run.id,
+                attempt: run.attempt,
+            };
+            // Only a run that never started is sent: one that started and
+            // that the agent does not report was lost, and `reconcile` handed
+            // it to the supervisor to retry as a new attempt.
+            let unsent = !self.dispatched.contains(&r) && !self.reported.contains(&r);
+            if unsent && run.status == RunStatus::StartingUp {
+                let Some(dispatch) = self.prepare(&run).await? else {
+                    continue;
+                };
+                self.send(ServerMessage::Dispatch(Box::new(dispatch)))
+                    .await?;
                 self.dispatched.insert(r);
             }
             if run.cancel_requested && self.cancels_sent.insert(r) {
@@ -277,7 +359,10 @@ where
             .await?
             .and_then(|w| w.pipelines.get(&run.pipeline).cloned());
         let Some(pipeline) = pipeline else {
-            tracing::error!(run = run.id, "a scheduled run's pipeline is missing from its workflow version");
+            tracing::error!(
+                run = run.id,
+                "a scheduled run's pipeline is missing from its workflow version"
+            );
             return Ok(None);
         };
         let completed = runs::get(&self.ctx.db, run.id)
@@ -286,11 +371,22 @@ where
             .unwrap_or_default()
             .into_iter()
             .filter(|t| t.status == TaskStatus::Success)
-            .map(|t| (t.name, TaskResult { status: t.status, output: t.output }))
+            .map(|t| {
+                (
+                    t.name,
+                    TaskResult {
+                        status: t.status,
+                        output: t.output,
+                    },
+                )
+            })
             .collect();
         tracing::debug!(run = run.id, agent = %self.agent.id, at = now_ms(), "dispatching");
         Ok(Some(Dispatch {
-            run: RunRef { run_id: run.id, attempt: run.attempt },
+            run: RunRef {
+                run_id: run.id,
+                attempt: run.attempt,
+            },
             workflow: run.workflow.clone(),
             pipeline_name: run.pipeline.clone(),
             pipeline,

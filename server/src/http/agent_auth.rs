@@ -21,7 +21,10 @@ use crate::storage::auth;
 const MAX_TOKEN_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_join_token)).routes(routes!(join)).routes(routes!(revoke_agent))
+    OpenApiRouter::new()
+        .routes(routes!(create_join_token))
+        .routes(routes!(join))
+        .routes(routes!(revoke_agent))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -57,22 +60,35 @@ async fn create_join_token(
     let request: JoinTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         JoinTokenRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
     };
     let ttl_ms = match &request.expires_in {
         None => 3600 * 1000,
         Some(text) => {
-            let ttl = xene_core::duration::parse(text).map_err(|e| ApiError::BadRequest(format!("expires_in: {e}")))?;
+            let ttl = xene_core::duration::parse(text)
+                .map_err(|e| ApiError::BadRequest(format!("expires_in: {e}")))?;
             ttl.as_millis() as i64
         }
     };
     if !(1..=MAX_TOKEN_TTL_MS).contains(&ttl_ms) {
-        return Err(ApiError::BadRequest("expires_in must be between 1ms and 30d".into()));
+        return Err(ApiError::BadRequest(
+            "expires_in must be between 1ms and 30d".into(),
+        ));
     }
     let (token, expires_at) = auth::create_join_token(&state.db, &request.labels, ttl_ms).await?;
-    let install_command =
-        format!("curl -fsSL {}/install.sh | sh -s -- --join-token {token}", state.public_url.trim_end_matches('/'));
-    Ok((StatusCode::CREATED, Json(JoinToken { token, expires_at, install_command })))
+    let install_command = format!(
+        "curl -fsSL {}/install.sh | sh -s -- --join-token {token}",
+        state.public_url.trim_end_matches('/')
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(JoinToken {
+            token,
+            expires_at,
+            install_command,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -106,11 +122,13 @@ async fn join(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Credential>), ApiError> {
     let body = body?;
-    let request: JoinRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let request: JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
     let name = request.name.unwrap_or_default();
     if name.len() > 253 || name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("name must be at most 253 printable characters".into()));
+        return Err(ApiError::BadRequest(
+            "name must be at most 253 printable characters".into(),
+        ));
     }
     let joined = auth::join(&state.db, &request.token, &name).await?;
     if name.is_empty() {
@@ -121,7 +139,13 @@ async fn join(
             .map_err(|e| ApiError::Internal(e.into()))?;
     }
     tracing::info!(agent = %joined.agent_id, "an agent joined");
-    Ok((StatusCode::CREATED, Json(Credential { agent_id: joined.agent_id, credential: joined.credential })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Credential {
+            agent_id: joined.agent_id,
+            credential: joined.credential,
+        }),
+    ))
 }
 
 /// Revoke an agent: its credential stops working and its connection closes at once.
@@ -136,7 +160,9 @@ async fn revoke_agent(
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id?;
     if !auth::revoke(&state.db, &id).await? {
-        return Err(ApiError::NotFound(format!("no remote agent with id {id:?}")));
+        return Err(ApiError::NotFound(format!(
+            "no remote agent with id {id:?}"
+        )));
     }
     state.gateway.disconnect(&id, Ending::Revoked);
     // Its runs will not be reported on: retry them now, not when the leases end.

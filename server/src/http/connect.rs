@@ -33,10 +33,18 @@ async fn connect(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("an agent credential is required (Authorization: Bearer ...)".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "an agent credential is required (Authorization: Bearer ...)".into(),
+            )
+        })?;
     let identity = auth::authenticate(&state.db, credential.trim()).await?;
-    let upgrade =
-        upgrade.map_err(|e| ApiError::BadRequest(format!("this endpoint takes a WebSocket: {}", e.body_text())))?;
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "this endpoint takes a WebSocket: {}",
+            e.body_text()
+        ))
+    })?;
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve(state, identity, socket))
@@ -52,7 +60,10 @@ async fn serve(state: AppState, identity: AgentIdentity, socket: WebSocket) {
     let out = sink.with(|outgoing: Outgoing| async move {
         Ok::<_, axum::Error>(match outgoing {
             Outgoing::Message(message) => Message::Text(encode(&message).into()),
-            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
         })
     });
     let incoming = stream
@@ -60,14 +71,24 @@ async fn serve(state: AppState, identity: AgentIdentity, socket: WebSocket) {
         .filter_map(|frame| {
             std::future::ready(match frame {
                 Ok(Message::Text(text)) => Some(
-                    serde_json::from_str::<AgentMessage>(text.as_str()).map_err(|e| format!("malformed message: {e}")),
+                    serde_json::from_str::<AgentMessage>(text.as_str())
+                        .map_err(|e| format!("malformed message: {e}")),
                 ),
-                Ok(Message::Binary(_)) => Some(Err("binary frames are not part of the protocol".to_string())),
+                Ok(Message::Binary(_)) => {
+                    Some(Err("binary frames are not part of the protocol".to_string()))
+                }
                 Ok(_) => None,
                 Err(e) => Some(Err(e.to_string())),
             })
         });
-    let end = session::run(state.ctx.clone(), identity, registered, Box::pin(out), Box::pin(incoming)).await;
+    let end = session::run(
+        state.ctx.clone(),
+        identity,
+        registered,
+        Box::pin(out),
+        Box::pin(incoming),
+    )
+    .await;
     tracing::info!(agent = %agent_id, reason = %end, "agent session ended");
     if state.gateway.unregister(&agent_id, generation) {
         let _ = agents::set_offline(&state.db, &agent_id).await;

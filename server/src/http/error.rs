@@ -115,7 +115,9 @@ impl From<QueryRejection> for ApiError {
 impl From<crate::storage::auth::AuthFailure> for ApiError {
     fn from(e: crate::storage::auth::AuthFailure) -> Self {
         match e {
-            crate::storage::auth::AuthFailure::Denied(reason) => Self::Unauthorized(reason.to_string()),
+            crate::storage::auth::AuthFailure::Denied(reason) => {
+                Self::Unauthorized(reason.to_string())
+            }
             crate::storage::auth::AuthFailure::Storage(e) => e.into(),
         }
     }

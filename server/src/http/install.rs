@@ -26,7 +26,10 @@ pub fn router() -> Router<AppState> {
 
 async fn script(State(state): State<AppState>) -> impl IntoResponse {
     let body = SCRIPT.replace("__XENE_SERVER__", state.public_url.trim_end_matches('/'));
-    ([(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")], body)
+    (
+        [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
+        body,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,7 +39,10 @@ struct Download {
 }
 
 /// The agent binary this server hands out, if it has one for `arch`.
-async fn agent_binary(state: &AppState, query: Result<Query<Download>, QueryRejection>) -> Result<PathBuf, ApiError> {
+async fn agent_binary(
+    state: &AppState,
+    query: Result<Query<Download>, QueryRejection>,
+) -> Result<PathBuf, ApiError> {
     let Query(query) = query?;
     let ours = std::env::consts::ARCH;
     if let Some(arch) = query.arch.as_deref()
@@ -44,7 +50,9 @@ async fn agent_binary(state: &AppState, query: Result<Query<Download>, QueryReje
         && !(arch == "amd64" && ours == "x86_64")
         && !(arch == "arm64" && ours == "aarch64")
     {
-        return Err(ApiError::NotFound(format!("this server has no xene-agent for {arch}, only for {ours}")));
+        return Err(ApiError::NotFound(format!(
+            "this server has no xene-agent for {arch}, only for {ours}"
+        )));
     }
     match &state.agent_binary {
         Some(path) if path.is_file() => Ok(path.clone()),
@@ -59,11 +67,16 @@ async fn binary(
     query: Result<Query<Download>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let path = agent_binary(&state, query).await?;
-    let bytes = tokio::fs::read(&path).await.map_err(|e| ApiError::Internal(e.into()))?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"xene-agent\"".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"xene-agent\"".to_string(),
+            ),
         ],
         bytes,
     ))
@@ -74,7 +87,15 @@ async fn checksum(
     query: Result<Query<Download>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let path = agent_binary(&state, query).await?;
-    let bytes = tokio::fs::read(&path).await.map_err(|e| ApiError::Internal(e.into()))?;
-    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    Ok(([(header::CONTENT_TYPE, "text/plain")], format!("{digest}  xene-agent\n")))
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("{digest}  xene-agent\n"),
+    ))
 }

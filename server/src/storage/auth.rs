@@ -100,11 +100,12 @@ pub async fn join(db: &Db, token: &str, name: &str) -> Result<Joined, AuthFailur
     }
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let row = sqlx::query("SELECT labels, expires_at, used_at FROM join_tokens WHERE token_hash = $1")
-        .bind(hash(token))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
+    let row =
+        sqlx::query("SELECT labels, expires_at, used_at FROM join_tokens WHERE token_hash = $1")
+            .bind(hash(token))
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
     let labels: String = row.get(0);
     let expires_at: i64 = row.get(1);
     let used_at: Option<i64> = row.get(2);
@@ -140,7 +141,10 @@ pub async fn join(db: &Db, token: &str, name: &str) -> Result<Joined, AuthFailur
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Joined { agent_id, credential })
+    Ok(Joined {
+        agent_id,
+        credential,
+    })
 }
 
 /// An authenticated agent: its id and the labels its join token gave it.
@@ -155,11 +159,12 @@ pub async fn authenticate(db: &Db, credential: &str) -> Result<AgentIdentity, Au
     if !well_formed(credential, CREDENTIAL_PREFIX) {
         return Err(AuthFailure::Denied(AuthError::Malformed));
     }
-    let row = sqlx::query("SELECT id, name, labels, revoked FROM agents WHERE credential_hash = $1")
-        .bind(hash(credential))
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
+    let row =
+        sqlx::query("SELECT id, name, labels, revoked FROM agents WHERE credential_hash = $1")
+            .bind(hash(credential))
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
     let revoked: i64 = row.get(3);
     if revoked != 0 {
         return Err(AuthFailure::Denied(AuthError::Revoked));
@@ -174,11 +179,13 @@ pub async fn authenticate(db: &Db, credential: &str) -> Result<AgentIdentity, Au
 
 /// Revokes an agent's credential. False when there is no such (remote) agent.
 pub async fn revoke(db: &Db, agent_id: &str) -> Result<bool, StorageError> {
-    Ok(sqlx::query("UPDATE agents SET revoked = 1, state = 'offline' WHERE id = $1 AND builtin = 0")
-        .bind(agent_id)
-        .execute(db.pool())
-        .await?
-        .rows_affected()
+    Ok(sqlx::query(
+        "UPDATE agents SET revoked = 1, state = 'offline' WHERE id = $1 AND builtin = 0",
+    )
+    .bind(agent_id)
+    .execute(db.pool())
+    .await?
+    .rows_affected()
         == 1)
 }
 
@@ -194,6 +201,9 @@ mod tests {
         assert!(well_formed(&a, JOIN_TOKEN_PREFIX));
         assert!(!well_formed(&a, CREDENTIAL_PREFIX));
         assert!(!well_formed("xjt_zz", JOIN_TOKEN_PREFIX));
-        assert_eq!(hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

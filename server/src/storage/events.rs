@@ -261,10 +261,11 @@ pub async fn logs(
 
 /// Whether any event of this run attempt was stored.
 pub async fn has_events(db: &Db, run_id: i64, attempt: i64) -> Result<bool, StorageError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM run_events WHERE run_id = $1 AND attempt = $2 LIMIT 1")
-        .bind(run_id)
-        .bind(attempt)
-        .fetch_optional(db.pool())
-        .await?;
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM run_events WHERE run_id = $1 AND attempt = $2 LIMIT 1")
+            .bind(run_id)
+            .bind(attempt)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(found.is_some())
 }

@@ -530,7 +530,13 @@ pub async fn count_waiting_since(db: &Db, before_ms: i64) -> Result<i64, Storage
 }
 
 /// Extends one run attempt's lease if `agent` still holds it.
-pub async fn renew_lease(db: &Db, id: i64, attempt: i64, agent: &str, lease_ms: i64) -> Result<bool, StorageError> {
+pub async fn renew_lease(
+    db: &Db,
+    id: i64,
+    attempt: i64,
+    agent: &str,
+    lease_ms: i64,
+) -> Result<bool, StorageError> {
     let result = sqlx::query(
         "UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND agent_id = $4 \
          AND status IN ('starting_up', 'running', 'shutting_down')",
@@ -560,13 +566,19 @@ pub async fn end_lease(db: &Db, id: i64, attempt: i64, agent: &str) -> Result<()
 }
 
 /// True when this attempt of the run, held by `agent`, reached a final status.
-pub async fn is_finished_attempt(db: &Db, id: i64, attempt: i64, agent: &str) -> Result<bool, StorageError> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 AND attempt = $2 AND agent_id = $3")
-            .bind(id)
-            .bind(attempt)
-            .bind(agent)
-            .fetch_optional(db.pool())
-            .await?;
+pub async fn is_finished_attempt(
+    db: &Db,
+    id: i64,
+    attempt: i64,
+    agent: &str,
+) -> Result<bool, StorageError> {
+    let status: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM runs WHERE id = $1 AND attempt = $2 AND agent_id = $3",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(agent)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(status.is_some_and(|s| s.parse::<RunStatus>().is_ok_and(is_final)))
 }

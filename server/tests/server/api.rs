@@ -631,6 +631,7 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(
         paths,
         [
+            "DELETE /api/v1/agents/{id}",
             "DELETE /api/v1/workflows/{name}",
             "GET /api/v1/agents",
             "GET /api/v1/runs",
@@ -641,6 +642,8 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/workflows/{name}",
             "GET /api/v1/workflows/{name}/versions",
             "GET /api/v1/workflows/{name}/versions/{version}",
+            "POST /api/v1/agents/join",
+            "POST /api/v1/agents/join-tokens",
             "POST /api/v1/runs/{id}/cancel",
             "POST /api/v1/workflows",
             "POST /api/v1/workflows/{name}/pipelines/{pipeline}/runs",

@@ -4,4 +4,5 @@ mod util;
 
 mod api;
 mod controllers;
+mod gateway;
 mod health;

@@ -1,0 +1,458 @@
+//! The agent gateway, spoken to by a bare WebSocket client that plays the
+//! agent's side of the protocol message by message.
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use xene_core::event::RunEvent;
+use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, RunRef, ServerMessage};
+use xene_core::status::{RunStatus, StepStatus, TaskStatus};
+
+use crate::util::{BACKENDS, TestDb, TestServer};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const ONE_TASK: &str = "\
+name: remote
+pipelines:
+  p:
+    selector: {pool: remote}
+    tasks:
+      t:
+        steps:
+          - name: s
+            run: echo hi
+";
+
+async fn join(server: &TestServer, labels: Value) -> (String, String) {
+    let (status, token) = server
+        .post(
+            "/api/v1/agents/join-tokens",
+            json!({ "labels": labels }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let token = token["token"].as_str().unwrap().to_string();
+    let (status, joined) = server
+        .post(
+            "/api/v1/agents/join",
+            json!({ "token": token, "name": "test-agent" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{joined}");
+    (
+        joined["agent_id"].as_str().unwrap().to_string(),
+        joined["credential"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn dial(
+    server: &TestServer,
+    credential: &str,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{}/api/v1/agents/connect", server.addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {credential}").parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+async fn send(socket: &mut Socket, message: &AgentMessage) {
+    socket
+        .send(Message::text(serde_json::to_string(message).unwrap()))
+        .await
+        .unwrap();
+}
+
+/// The next protocol message, skipping pings; `None` when the server closed.
+async fn receive(socket: &mut Socket) -> Result<ServerMessage, Option<(CloseCode, String)>> {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
+            .await
+            .expect("the server answers within 20 s");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                return Ok(serde_json::from_str(text.as_str()).unwrap());
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Err(frame.map(|f| (f.code, f.reason.to_string())));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+fn hello(running: Vec<RunRef>) -> AgentMessage {
+    AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: "test".into(),
+        labels: [("os".to_string(), "plan9".to_string())].into(),
+        runtimes: vec!["shell".into()],
+        capacity: 2,
+        running,
+    }
+}
+
+fn events() -> Vec<RunEvent> {
+    vec![
+        RunEvent::RunStarted {
+            run_id: "x".into(),
+            pipeline: "p".into(),
+        },
+        RunEvent::TaskStarted {
+            task: "t".into(),
+            attempt: 1,
+        },
+        RunEvent::StepStarted {
+            task: "t".into(),
+            step: "s".into(),
+        },
+        RunEvent::Log {
+            task: "t".into(),
+            step: "s".into(),
+            stream: xene_core::event::LogStream::Stdout,
+            data: "hi".into(),
+        },
+        RunEvent::StepFinished {
+            task: "t".into(),
+            step: "s".into(),
+            status: StepStatus::Success,
+            exit_code: Some(0),
+            duration_ms: 3,
+        },
+        RunEvent::TaskFinished {
+            task: "t".into(),
+            status: TaskStatus::Success,
+            output: Some("out".into()),
+            duration_ms: 4,
+            attempt: 1,
+            error: None,
+            retry_in_ms: None,
+        },
+        RunEvent::RunFinished {
+            status: RunStatus::Success,
+            duration_ms: 5,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn a_remote_agent_gets_its_run_and_events_apply_once() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let (agent_id, credential) = join(&server, json!({ "pool": "remote" })).await;
+        server.post("/api/v1/workflows", ONE_TASK).await;
+        let (_, run) = server
+            .post("/api/v1/workflows/remote/pipelines/p/runs", "")
+            .await;
+        let id = run["id"].as_i64().unwrap();
+
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(&mut socket, &hello(vec![])).await;
+        let Ok(ServerMessage::Welcome {
+            agent_id: welcomed,
+            heartbeat_ms,
+        }) = receive(&mut socket).await
+        else {
+            panic!("no welcome")
+        };
+        assert_eq!(welcomed, agent_id);
+        assert!(heartbeat_ms > 0);
+
+        // The run's selector matches only the token's label: it comes here.
+        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
+            panic!("no dispatch")
+        };
+        assert_eq!(
+            dispatch.run,
+            RunRef {
+                run_id: id,
+                attempt: 1
+            }
+        );
+        assert_eq!(dispatch.pipeline_name, "p");
+        assert!(dispatch.pipeline.tasks.contains_key("t"));
+
+        let run_ref = dispatch.run;
+        let all = events();
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: run_ref,
+                first_seq: 0,
+                events: all[..3].to_vec(),
+            },
+        )
+        .await;
+        assert_eq!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Ack {
+                run: run_ref,
+                seq: 2
+            })
+        );
+        // A resend after a lost ack overlaps what is stored: applied once.
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: run_ref,
+                first_seq: 0,
+                events: all.clone(),
+            },
+        )
+        .await;
+        assert_eq!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Ack {
+                run: run_ref,
+                seq: 6
+            })
+        );
+
+        let run = server.wait_for_run(id).await;
+        assert_eq!(run["status"], "success", "{run}");
+        assert_eq!(run["agent"], agent_id);
+        assert_eq!(run["tasks"][0]["output"], "out");
+        let (_, logs) = server.get(&format!("/api/v1/runs/{id}/logs")).await;
+        assert_eq!(logs["lines"].as_array().unwrap().len(), 1, "{logs}");
+
+        let (_, agents) = server.get("/api/v1/agents").await;
+        let remote = agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == agent_id)
+            .unwrap()
+            .clone();
+        assert_eq!(remote["state"], "online");
+        assert_eq!(remote["labels"], json!({ "os": "plan9", "pool": "remote" }));
+        assert_eq!(remote["capacity"], 2);
+        socket.close(None).await.unwrap();
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn revoking_an_agent_closes_its_connection_and_its_credential() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let (agent_id, credential) = join(&server, json!({})).await;
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(&mut socket, &hello(vec![])).await;
+        assert!(matches!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Welcome { .. })
+        ));
+
+        assert_eq!(
+            server.delete(&format!("/api/v1/agents/{agent_id}")).await,
+            204
+        );
+        let closed = receive(&mut socket).await.unwrap_err();
+        assert_eq!(closed.map(|(code, _)| code), Some(CloseCode::from(4001)));
+
+        let refused = dial(&server, &credential).await.unwrap_err();
+        assert!(refused.to_string().contains("401"), "{refused}");
+        assert_eq!(
+            server.delete(&format!("/api/v1/agents/{agent_id}")).await,
+            204,
+            "revoking twice is harmless"
+        );
+        assert_eq!(server.delete("/api/v1/agents/agent-unknown").await, 404);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn join_tokens_are_one_time_and_expire() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let (_, token) = server.post("/api/v1/agents/join-tokens", "").await;
+        let token = token["token"].as_str().unwrap().to_string();
+        let body = json!({ "token": token }).to_string();
+        assert_eq!(
+            server.post("/api/v1/agents/join", body.clone()).await.0,
+            201
+        );
+        let (status, replay) = server.post("/api/v1/agents/join", body).await;
+        assert_eq!(
+            (status, replay["error"].as_str().unwrap()),
+            (401, "the join token was already used")
+        );
+
+        let (_, short) = server
+            .post("/api/v1/agents/join-tokens", r#"{"expires_in": "1ms"}"#)
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (status, expired) = server
+            .post(
+                "/api/v1/agents/join",
+                json!({ "token": short["token"] }).to_string(),
+            )
+            .await;
+        assert_eq!(
+            (status, expired["error"].as_str().unwrap()),
+            (401, "the join token has expired")
+        );
+
+        let (status, unknown) = server
+            .post(
+                "/api/v1/agents/join",
+                json!({ "token": format!("xjt_{}", "0".repeat(64)) }).to_string(),
+            )
+            .await;
+        assert_eq!(
+            (status, unknown["error"].as_str().unwrap()),
+            (401, "unknown token")
+        );
+        let (status, malformed) = server
+            .post("/api/v1/agents/join", r#"{"token": "letmein"}"#)
+            .await;
+        assert_eq!(
+            (status, malformed["error"].as_str().unwrap()),
+            (401, "malformed token")
+        );
+        assert_eq!(server.post("/api/v1/agents/join", "{}").await.0, 400);
+        assert_eq!(
+            server
+                .post("/api/v1/agents/join-tokens", r#"{"expires_in": "forever"}"#)
+                .await
+                .0,
+            400
+        );
+        assert_eq!(
+            server
+                .post("/api/v1/agents/join-tokens", r#"{"expires_in": "90d"}"#)
+                .await
+                .0,
+            400
+        );
+
+        for bad in ["", "Bearer nope", &format!("Bearer xac_{}", "1".repeat(64))] {
+            let mut request = format!("ws://{}/api/v1/agents/connect", server.addr)
+                .into_client_request()
+                .unwrap();
+            if !bad.is_empty() {
+                request
+                    .headers_mut()
+                    .insert("Authorization", bad.parse().unwrap());
+            }
+            let refused = tokio_tungstenite::connect_async(request).await.unwrap_err();
+            assert!(refused.to_string().contains("401"), "{bad}: {refused}");
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_reconnecting_agent_keeps_its_run_and_a_lost_run_is_retried() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let (_, credential) = join(&server, json!({ "pool": "remote" })).await;
+        server
+            .post(
+                "/api/v1/workflows",
+                ONE_TASK.replace("steps:\n", "retries: 1\n        steps:\n"),
+            )
+            .await;
+        let (_, run) = server
+            .post("/api/v1/workflows/remote/pipelines/p/runs", "")
+            .await;
+        let id = run["id"].as_i64().unwrap();
+
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(&mut socket, &hello(vec![])).await;
+        receive(&mut socket).await.unwrap();
+        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
+            panic!("no dispatch")
+        };
+        let run_ref = dispatch.run;
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: run_ref,
+                first_seq: 0,
+                events: events()[..2].to_vec(),
+            },
+        )
+        .await;
+        assert_eq!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Ack {
+                run: run_ref,
+                seq: 1
+            })
+        );
+        drop(socket);
+
+        // Back, still running it: no second dispatch, the events go on.
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(&mut socket, &hello(vec![run_ref])).await;
+        receive(&mut socket).await.unwrap();
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: run_ref,
+                first_seq: 2,
+                events: events()[2..3].to_vec(),
+            },
+        )
+        .await;
+        assert_eq!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Ack {
+                run: run_ref,
+                seq: 2
+            })
+        );
+        drop(socket);
+
+        // Back again, having lost it (restarted): it is retried as attempt 2,
+        // and the agent gets it again.
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(&mut socket, &hello(vec![])).await;
+        receive(&mut socket).await.unwrap();
+        let retried = loop {
+            match receive(&mut socket).await {
+                Ok(ServerMessage::Dispatch(dispatch)) => break dispatch,
+                Ok(_) => continue,
+                Err(e) => panic!("closed: {e:?}"),
+            }
+        };
+        assert_eq!(
+            retried.run,
+            RunRef {
+                run_id: id,
+                attempt: 2
+            }
+        );
+        // Events of the old attempt are refused: the agent is told to stop it.
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: run_ref,
+                first_seq: 3,
+                events: events()[3..4].to_vec(),
+            },
+        )
+        .await;
+        assert_eq!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Stop { run: run_ref })
+        );
+        server.stop().await;
+    }
+}
