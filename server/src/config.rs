@@ -34,6 +34,18 @@ pub struct Args {
     #[arg(long, env = "XENE_SITE_DIR")]
     pub site_dir: Option<PathBuf>,
 
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "XENE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "XENE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: every client must present a certificate signed by this CA (PEM).
+    #[arg(long, env = "XENE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// The URL agents and people use to reach this server, for install
     /// commands (e.g. https://xene.example.com). Default: http://ADDR.
     #[arg(long, env = "XENE_PUBLIC_URL")]
@@ -71,6 +83,9 @@ impl Args {
             data_dir: Some(data_dir),
             database_url: None,
             site_dir: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             public_url: None,
             agent_binary: None,
             no_local_agent: false,

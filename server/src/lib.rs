@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 
 use config::Args;
 use http::AppState;
@@ -28,11 +29,24 @@ pub struct Server {
     listener: TcpListener,
     state: AppState,
     local_agent: Option<controllers::local_agent::LocalAgentConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
     /// Connects the database, applies migrations and binds the address.
     pub async fn bind(args: &Args) -> anyhow::Result<Self> {
+        // Checked before anything else so a bad certificate fails fast.
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(
+                cert,
+                key,
+                args.tls_client_ca.as_deref(),
+            )?),
+            (None, None) if args.tls_client_ca.is_none() => None,
+            _ => anyhow::bail!(
+                "--tls-cert and --tls-key go together (and --tls-client-ca needs them)"
+            ),
+        };
         let db = Db::connect(&args.database_url())
             .await
             .context("opening the database")?;
@@ -86,16 +100,17 @@ impl Server {
             leptos,
             ctx,
             gateway: Arc::default(),
-            public_url: args
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{addr}")),
+            public_url: args.public_url.clone().unwrap_or_else(|| {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{addr}")
+            }),
             agent_binary: args.agent_binary(),
         };
         Ok(Self {
             listener,
             state,
             local_agent,
+            tls,
         })
     }
 
@@ -129,12 +144,21 @@ impl Server {
         }
         let app = http::router(self.state);
         let stop = ctx.shutdown.clone();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
+        let result = match self.tls {
+            Some(config) => {
+                let serving = tokio::spawn(tls::serve(self.listener, config, app, stop.clone()));
                 shutdown.await;
                 stop.cancel();
-            })
-            .await;
+                serving.await.map_err(anyhow::Error::from)
+            }
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    stop.cancel();
+                })
+                .await
+                .map_err(anyhow::Error::from),
+        };
         ctx.shutdown.cancel();
         for controller in controllers {
             let _ = controller.await;
@@ -151,8 +175,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         addr = %server.local_addr(),
         database = server.state.db.backend().name(),
         site = %server.state.leptos.site_root,
-        "xene is listening on http://{}",
-        server.local_addr()
+        "xene is listening on {}",
+        server.state.public_url
     );
     server.serve(shutdown_signal()).await
 }

@@ -40,10 +40,14 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
     if queued.is_empty() {
         return Ok(0);
     }
+    // An agent silent for half a run lease is probably gone (a killed
+    // replica's built-in agent, a cut-off remote one): placing runs on it
+    // would only have them wait for the lease to end.
+    let fresh_since = now_ms() - ctx.timings.run_lease.as_millis() as i64 / 2;
     let mut agents: Vec<Agent> = agents::list(&ctx.db)
         .await?
         .into_iter()
-        .filter(|a| a.state == "online")
+        .filter(|a| a.state == "online" && a.last_seen_at >= fresh_since)
         .collect();
     let mut specs: HashMap<(String, i64), Option<Pipeline>> = HashMap::new();
     // The latest word on each pipeline, written once at the end: written

@@ -6,3 +6,4 @@ mod api;
 mod controllers;
 mod gateway;
 mod health;
+mod tls;
