@@ -2,6 +2,7 @@
 //! that the `xene-agent` binary and the server's built-in local agent run
 //! pipelines the same way.
 
+pub mod connect;
 pub mod executor;
 pub mod runtime;
 

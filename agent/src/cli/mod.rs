@@ -1,6 +1,7 @@
-//! The command line. `run` executes a workflow file on this machine; the
-//! server-connected mode (`--server URL --join-token T`) will sit beside it.
+//! The command line. `run` executes a workflow file on this machine;
+//! `connect` serves a Xene server.
 
+mod connect;
 mod local;
 mod output;
 
@@ -14,6 +15,8 @@ pub const EXIT_SUCCESS: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// The spec or the command line is invalid; nothing ran.
 pub const EXIT_INVALID: u8 = 2;
+/// The server no longer accepts this agent's credential (revoked).
+pub const EXIT_REVOKED: u8 = 3;
 /// Interrupted (Ctrl-C): 128 + SIGINT, as shells report it.
 pub const EXIT_CANCELLED: u8 = 130;
 
@@ -29,6 +32,9 @@ pub struct Args {
 pub enum Command {
     /// Run a pipeline of a workflow file on this machine, then exit.
     Run(RunArgs),
+    /// Serve a Xene server: join it once with a token, then run what it
+    /// dispatches, reconnecting whenever the connection drops.
+    Connect(ConnectArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +56,81 @@ pub struct RunArgs {
     pub concurrency: Option<u32>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// The server's URL, like https://xene.example.com. Plain http:// only
+    /// to this machine, or with --allow-insecure.
+    #[arg(long, env = "XENE_SERVER", value_name = "URL")]
+    pub server: String,
+    /// The one-time join token (from the server's agents page). Used only
+    /// when no credential for this server is stored in the state dir.
+    #[arg(
+        long,
+        env = "XENE_JOIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub join_token: Option<String>,
+    /// The agent's name on the server [default: this machine's host name].
+    #[arg(long, env = "XENE_AGENT_NAME")]
+    pub name: Option<String>,
+    /// A label that runs select agents by, as KEY=VALUE; repeatable. The
+    /// environment variable takes a comma-separated list.
+    #[arg(
+        long = "label",
+        env = "XENE_AGENT_LABELS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = parse_param
+    )]
+    pub labels: Vec<(String, String)>,
+    /// Most runs at once.
+    #[arg(long, env = "XENE_AGENT_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub capacity: u32,
+    /// Let tasks without an image run as processes on this machine (the
+    /// shell runtime), with a clean environment. Off by default: a task
+    /// then needs an image.
+    #[arg(long, env = "XENE_ALLOW_SHELL", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_shell: bool,
+    /// Where the credential and the shell runtime's work directories go
+    /// [default: $XDG_STATE_HOME/xene-agent, ~/.local/state/xene-agent, or
+    /// /var/lib/xene-agent as root].
+    #[arg(long, env = "XENE_AGENT_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, env = "XENE_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Trust exactly the server certificate with this SHA-256 (64 hex
+    /// digits), e.g. a self-signed one; its name and dates are not checked.
+    #[arg(
+        long,
+        env = "XENE_SERVER_CERT_SHA256",
+        value_name = "HEX",
+        conflicts_with = "ca_file"
+    )]
+    pub server_cert_sha256: Option<String>,
+    /// Client certificate chain (PEM) for mutual TLS.
+    #[arg(
+        long,
+        env = "XENE_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "XENE_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Allow plain http:// to a server that is not on this machine: the
+    /// credential and the runs' secrets then cross the network unencrypted.
+    #[arg(long, env = "XENE_ALLOW_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_insecure: bool,
+}
+
 fn parse_param(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once('=')
@@ -61,18 +142,30 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A local run prints its own output; a connected agent is a service,
+    // whose log is its output.
+    let default_log = match args.command {
+        Command::Run(_) => "warn",
+        Command::Connect(_) => "info",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("XENE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let code = match args.command {
-        Command::Run(run) => runtime.block_on(local::run(run))?,
+        Command::Run(run) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(local::run(run))?,
+        // One thread: the agent mostly waits on the network and on its
+        // steps' processes, and an idle agent should stay small.
+        Command::Connect(connect) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(connect::run(connect))?,
     };
     Ok(ExitCode::from(code))
 }
