@@ -1,7 +1,9 @@
 //! Server tests over real HTTP, each against SQLite and a throwaway PostgreSQL.
 
+mod process;
 mod util;
 
+mod agents;
 mod api;
 mod controllers;
 mod gateway;
