@@ -2,6 +2,7 @@
 //! built `xene-agent` binary.
 
 mod cli;
+mod connect;
 mod docker;
 mod examples;
 mod shell;
