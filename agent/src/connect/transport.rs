@@ -503,6 +503,7 @@ mod tests {
         der: CertificateDer<'static>,
         key: PrivateKeyDer<'static>,
         pem: String,
+        key_pem: String,
     }
 
     fn self_signed() -> TestCert {
@@ -513,6 +514,7 @@ mod tests {
                 certified.signing_key.serialize_der(),
             )),
             pem: certified.cert.pem(),
+            key_pem: certified.signing_key.serialize_pem(),
         }
     }
 
@@ -606,6 +608,68 @@ mod tests {
         })
         .unwrap();
         assert!(dial(&endpoint(port), Some(&config)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_gets_through_mutual_tls() {
+        let server_cert = self_signed();
+        let client = self_signed();
+        let mut client_roots = RootCertStore::empty();
+        client_roots.add(client.der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(client_roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![server_cert.der.clone()], server_cert.key.clone_key())
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tls.write_all(b"hi").await;
+                    let _ = tls.shutdown().await;
+                }
+            }
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+        std::fs::write(&cert, &client.pem).unwrap();
+        std::fs::write(&key, &client.key_pem).unwrap();
+        let pin = Some(cert_sha256(&server_cert.der));
+        let with_cert = tls_config(&TlsOptions {
+            server_cert_sha256: pin.clone(),
+            client_cert: Some(cert),
+            client_key: Some(key),
+            ..TlsOptions::default()
+        })
+        .unwrap();
+        let mut conn = dial(&endpoint(port), Some(&with_cert)).await.unwrap();
+        let mut greeting = String::new();
+        conn.read_to_string(&mut greeting).await.unwrap();
+        assert_eq!(greeting, "hi");
+
+        // Without one, the server ends the handshake (with TLS 1.3 the
+        // client may only learn it on its first read).
+        let without = tls_config(&TlsOptions {
+            server_cert_sha256: pin,
+            ..TlsOptions::default()
+        })
+        .unwrap();
+        let refused = match dial(&endpoint(port), Some(&without)).await {
+            Err(_) => true,
+            Ok(mut conn) => conn.read_to_string(&mut String::new()).await.is_err(),
+        };
+        assert!(refused);
     }
 
     #[tokio::test]
