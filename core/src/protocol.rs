@@ -75,6 +75,9 @@ pub enum ServerMessage {
     Stop {
         run: RunRef,
     },
+    /// Answers each heartbeat, so an agent can tell a live connection from
+    /// one the network silently dropped (which TCP may take minutes to see).
+    Pong,
 }
 
 /// A run for the agent to execute.
@@ -105,21 +108,38 @@ mod tests {
             labels: [("os".to_string(), "linux".to_string())].into(),
             runtimes: vec!["docker".into()],
             capacity: 2,
-            running: vec![RunRef { run_id: 7, attempt: 1 }],
+            running: vec![RunRef {
+                run_id: 7,
+                attempt: 1,
+            }],
         };
         let json = serde_json::to_string(&hello).unwrap();
-        assert!(json.starts_with(r#"{"type":"hello","protocol":1,"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"type":"hello","protocol":1,"#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), hello);
 
-        let ack = ServerMessage::Ack { run: RunRef { run_id: 7, attempt: 1 }, seq: 41 };
+        let ack = ServerMessage::Ack {
+            run: RunRef {
+                run_id: 7,
+                attempt: 1,
+            },
+            seq: 41,
+        };
         let json = serde_json::to_string(&ack).unwrap();
-        assert_eq!(json, r#"{"type":"ack","run":{"run_id":7,"attempt":1},"seq":41}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"ack","run":{"run_id":7,"attempt":1},"seq":41}"#
+        );
         assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), ack);
     }
 
     #[test]
     fn unknown_message_types_are_errors() {
         assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"reboot"}"#).is_err());
-        assert!(serde_json::from_str::<ServerMessage>(r#"{"type":"ack","run":{"run_id":1}}"#).is_err());
+        assert!(
+            serde_json::from_str::<ServerMessage>(r#"{"type":"ack","run":{"run_id":1}}"#).is_err()
+        );
     }
 }

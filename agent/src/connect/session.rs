@@ -79,6 +79,10 @@ where
 
     let mut welcomed = false;
     let mut heartbeat: Option<Interval> = None;
+    // The server answers every heartbeat; hearing nothing for a few of them
+    // means the network dropped the connection without closing it.
+    let mut last_heard = Instant::now();
+    let mut period = Duration::MAX;
     let welcome_deadline = tokio::time::sleep(config.welcome_timeout);
     tokio::pin!(welcome_deadline);
     let mut shutdown_deadline: Option<Pin<Box<Sleep>>> = None;
@@ -95,14 +99,14 @@ where
             return SessionEnd::Shutdown;
         }
         tokio::select! {
-            message = stream.next() => match message {
+            message = stream.next() => match message.inspect(|_| last_heard = Instant::now()) {
                 None => return lost(welcomed, LinkError::Lost("the server closed the connection".into())),
                 Some(Err(LinkError::Revoked)) => return SessionEnd::Revoked,
                 Some(Err(e)) => return lost(welcomed, e),
                 Some(Ok(ServerMessage::Welcome { agent_id, heartbeat_ms })) => {
                     tracing::info!(agent_id, heartbeat_ms, "connected");
                     welcomed = true;
-                    let period = Duration::from_millis(heartbeat_ms.max(100));
+                    period = Duration::from_millis(heartbeat_ms.max(100));
                     let mut interval = tokio::time::interval_at(Instant::now() + period, period);
                     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     heartbeat = Some(interval);
@@ -118,6 +122,10 @@ where
                 }
             }
             () = tick(&mut heartbeat) => {
+                if last_heard.elapsed() > period.saturating_mul(3) {
+                    let silence = last_heard.elapsed().as_secs_f32();
+                    return lost(welcomed, LinkError::Lost(format!("the server has been silent for {silence:.1} s")));
+                }
                 let beat = AgentMessage::Heartbeat { running: runs.held() };
                 if let Err(e) = sink.send(beat).await {
                     return lost(welcomed, e);
@@ -177,6 +185,7 @@ fn handle(runs: &mut Runs, message: ServerMessage, shutting_down: bool) {
             tracing::info!(run_id = run.run_id, attempt = run.attempt, "stopping");
             runs.stop(run);
         }
+        ServerMessage::Pong => {}
     }
 }
 

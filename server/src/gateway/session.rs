@@ -300,6 +300,7 @@ where
                     }
                 }
                 self.reported = running.into_iter().collect();
+                self.send(ServerMessage::Pong).await?;
                 for run in strays {
                     // A run that finished keeps being reported until its last
                     // events are acknowledged; only a lost one needs stopping.
