@@ -138,7 +138,12 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_match_serde() {
-        for status in [RunStatus::Queued, RunStatus::StartingUp, RunStatus::ShuttingDown, RunStatus::Unknown] {
+        for status in [
+            RunStatus::Queued,
+            RunStatus::StartingUp,
+            RunStatus::ShuttingDown,
+            RunStatus::Unknown,
+        ] {
             assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
@@ -146,6 +151,9 @@ mod tests {
             assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
-        assert_eq!("bogus".parse::<StepStatus>(), Err(UnknownStatus("bogus".into())));
+        assert_eq!(
+            "bogus".parse::<StepStatus>(),
+            Err(UnknownStatus("bogus".into()))
+        );
     }
 }
