@@ -56,6 +56,11 @@ pub struct Args {
     #[arg(long, env = "XENE_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,
 
+    /// How long a run stays with an agent that stopped sending heartbeats
+    /// before it is marked unknown and retried elsewhere (like 15s, 1m).
+    #[arg(long, env = "XENE_RUN_LEASE", default_value = "15s", value_parser = parse_lease)]
+    pub run_lease: std::time::Duration,
+
     /// Do not run the built-in local agent: runs then wait for remote agents.
     #[arg(long, env = "XENE_NO_LOCAL_AGENT")]
     pub no_local_agent: bool,
@@ -88,6 +93,7 @@ impl Args {
             tls_client_ca: None,
             public_url: None,
             agent_binary: None,
+            run_lease: std::time::Duration::from_secs(15),
             no_local_agent: false,
             local_agent_capacity: 4,
             local_agent_id: None,
@@ -155,4 +161,12 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = xene_core::duration::parse(text).map_err(|e| e.to_string())?;
+    if lease < std::time::Duration::from_secs(1) {
+        return Err("a run lease of less than 1s would expire between heartbeats".into());
+    }
+    Ok(lease)
 }

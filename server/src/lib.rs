@@ -79,7 +79,10 @@ impl Server {
                 std::process::id(),
                 storage::now_ms()
             ),
-            timings: controllers::Timings::default(),
+            timings: controllers::Timings {
+                run_lease: args.run_lease,
+                ..Default::default()
+            },
             metrics: Arc::default(),
             wake_scheduler: Arc::new(Notify::new()),
             wake_supervisor: Arc::new(Notify::new()),

@@ -166,7 +166,9 @@ where
         if let Err(e) = self.reconcile().await {
             return e;
         }
-        let heartbeat_ms = (self.ctx.timings.run_lease.as_millis() as u64 / 5).max(100);
+        // Several heartbeats fit in a lease, and an agent that hears no
+        // answer for three of them reconnects, well before the lease ends.
+        let heartbeat_ms = (self.ctx.timings.run_lease.as_millis() as u64 / 5).clamp(100, 2000);
         if let Err(e) = self
             .send(ServerMessage::Welcome {
                 agent_id: self.agent.id.clone(),

@@ -8,4 +8,5 @@ mod api;
 mod controllers;
 mod gateway;
 mod health;
+mod network;
 mod tls;
