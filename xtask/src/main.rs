@@ -105,6 +105,18 @@ fn test(root: &Path) -> anyhow::Result<()> {
     ]))?;
     // The browser tests load the bundle from target/site.
     site::build(root, false)?;
+    // The network tests put a static agent in a `FROM scratch` image.
+    util::step("building the static agent");
+    util::run(&mut util::cargo(&[
+        "build",
+        "--package",
+        "xene-agent",
+        "--bin",
+        "xene-agent",
+        "--target",
+        setup::MUSL_TARGET,
+        "--locked",
+    ]))?;
     util::step("tests");
     util::run(&mut util::cargo(&[
         "nextest",

@@ -30,6 +30,7 @@ pub fn site_tools(root: &Path) -> anyhow::Result<()> {
 pub fn all(root: &Path) -> anyhow::Result<()> {
     apt_packages(TEST_PACKAGES)?;
     site_tools(root)?;
+    rust_target(MUSL_TARGET)?;
     if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
         util::step("installing cargo-nextest");
         util::run(&mut util::cargo(&["install", "cargo-nextest", "--locked"]))?;
@@ -73,16 +74,20 @@ fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
 }
 
 fn wasm_target() -> anyhow::Result<()> {
+    rust_target("wasm32-unknown-unknown")
+}
+
+/// The static agent for container tests is built for musl.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+fn rust_target(target: &str) -> anyhow::Result<()> {
     let installed =
         output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
-    if installed
-        .lines()
-        .any(|t| t.trim() == "wasm32-unknown-unknown")
-    {
+    if installed.lines().any(|t| t.trim() == target) {
         return Ok(());
     }
-    util::step("adding the wasm32-unknown-unknown target");
-    util::run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+    util::step(&format!("adding the {target} target"));
+    util::run(Command::new("rustup").args(["target", "add", target]))
 }
 
 /// wasm-bindgen's CLI must be the very version the bundle links.
