@@ -19,6 +19,11 @@ use crate::storage::auth::{self, AgentIdentity};
 
 /// The largest message an agent may send (a batch of log lines).
 const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// tungstenite zero-fills its whole read buffer (128 KiB by default) on
+/// every read, so each idle agent kept that much resident: most of the
+/// server's memory per connection. Agents mostly send heartbeats; a big
+/// batch of events grows the buffer for as long as it needs.
+const READ_BUFFER_BYTES: usize = 8 << 10;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/agents/connect", get(connect))
@@ -47,6 +52,7 @@ async fn connect(
     })?;
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| serve(state, identity, socket))
         .into_response())
 }
