@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use leptos::prelude::LeptosOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -87,7 +88,7 @@ impl Server {
             wake_scheduler: Arc::new(Notify::new()),
             wake_supervisor: Arc::new(Notify::new()),
             wake_agents: Arc::new(Notify::new()),
-            agent_news: tokio::sync::watch::Sender::new(0),
+            agent_news: tokio::sync::broadcast::Sender::new(1024),
             shutdown: CancellationToken::new(),
         };
         let local_agent = (!args.no_local_agent).then(|| {
@@ -154,20 +155,28 @@ impl Server {
                 stop.cancel();
                 serving.await.map_err(anyhow::Error::from)
             }
-            None => axum::serve(self.listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    stop.cancel();
-                })
-                .await
-                .map_err(anyhow::Error::from),
+            // Without TCP_NODELAY a small message written right after
+            // another (a dispatch after an ack) waits for the peer's delayed
+            // ACK: 40 ms on every back-to-back dispatch.
+            None => axum::serve(
+                self.listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                app,
+            )
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await
+            .map_err(anyhow::Error::from),
         };
         ctx.shutdown.cancel();
         for controller in controllers {
             let _ = controller.await;
         }
         ctx.db.close().await;
-        Ok(result?)
+        result
     }
 }
 

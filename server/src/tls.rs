@@ -104,6 +104,8 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        // See `Server::serve`: small messages must not wait for delayed ACKs.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         let shutdown = shutdown.clone();

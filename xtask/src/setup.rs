@@ -54,7 +54,7 @@ fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
         "installing Debian packages: {}",
         missing.join(" ")
     ));
-    let sudo = !output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
+    let sudo = output(Command::new("id").arg("-u")).is_none_or(|uid| uid.trim() != "0");
     let apt = |args: &[&str]| {
         let mut cmd = if sudo {
             Command::new("sudo")

@@ -135,13 +135,13 @@ impl Browser {
         let started = Instant::now();
         let mut last = String::new();
         while started.elapsed() < WAIT {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await {
-                if let Ok(text) = el.text().await {
-                    if check(&text) {
-                        return Ok(text);
-                    }
-                    last = text;
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = el.text().await
+            {
+                if check(&text) {
+                    return Ok(text);
                 }
+                last = text;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

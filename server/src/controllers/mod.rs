@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -16,6 +16,9 @@ use crate::storage::Db;
 pub mod local_agent;
 pub mod scheduler;
 pub mod supervisor;
+
+/// The news for every agent at once.
+pub const ALL_AGENTS: &str = "*";
 
 /// Timings of the controllers; tests shorten them.
 #[derive(Debug, Clone)]
@@ -53,17 +56,21 @@ pub struct Context {
     pub wake_supervisor: Arc<Notify>,
     /// Agents waiting to hear that runs were put on them (or cancelled).
     pub wake_agents: Arc<Notify>,
-    /// The same news for remote agents' sessions: a counter, because a
-    /// watch never loses a change to a session that was busy when it came.
-    pub agent_news: watch::Sender<u64>,
+    /// The same news for remote agents' sessions: the id of the agent that
+    /// has work, or `*` for all. Each session looks only at its own news, so
+    /// a run placed on one agent does not send a thousand sessions to the
+    /// database; one that lagged behind looks anyway.
+    pub agent_news: broadcast::Sender<Arc<str>>,
     pub shutdown: CancellationToken,
 }
 
 impl Context {
-    /// Tells every agent, built-in and remote, to look at its runs again.
-    pub fn tell_agents(&self) {
+    /// Tells an agent (`None`: every agent), built-in or remote, to look at
+    /// its runs again.
+    pub fn tell_agents(&self, agent: Option<&str>) {
         self.wake_agents.notify_one();
-        self.agent_news.send_modify(|n| *n = n.wrapping_add(1));
+        // No receiver (no remote agent connected) is not an error.
+        let _ = self.agent_news.send(Arc::from(agent.unwrap_or(ALL_AGENTS)));
     }
 
     /// Waits for a wake-up, the resync period, or shutdown (returns false).

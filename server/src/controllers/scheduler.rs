@@ -86,6 +86,7 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
                 {
                     agent.running += 1;
                     placed += 1;
+                    ctx.tell_agents(Some(&agent.id));
                     ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
                     verdicts.insert((run.workflow.clone(), run.pipeline.clone()), None);
                     tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
@@ -106,9 +107,6 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
             reason.as_deref(),
         )
         .await?;
-    }
-    if placed > 0 {
-        ctx.tell_agents();
     }
     Ok(placed)
 }

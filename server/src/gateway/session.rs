@@ -13,11 +13,12 @@ use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, Serv
 use xene_core::status::{RunStatus, TaskStatus};
 
 use super::{CLOSE_REPLACED, CLOSE_REVOKED, Ending, Registered};
-use crate::controllers::Context;
+use crate::controllers::{ALL_AGENTS, Context};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
 use crate::storage::events::{self, Applied};
 use crate::storage::{StorageError, now_ms, runs, workflows};
+use tokio::sync::broadcast::error::RecvError;
 
 /// How long an agent has to say hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,7 +181,10 @@ where
         }
         self.ctx.wake_scheduler.notify_one();
         let mut news = self.ctx.agent_news.subscribe();
-        let mut resync = tokio::time::interval(self.ctx.timings.resync);
+        // News wakes a session when it has work; the resync is only the
+        // safety net, and a thousand sessions resyncing every second would
+        // keep the database busy for nothing.
+        let mut resync = tokio::time::interval(self.ctx.timings.resync * 5);
         loop {
             let step = tokio::select! {
                 _ = registered.stop.cancelled() => {
@@ -192,7 +196,12 @@ where
                     Some(Err(e)) => return SessionEnd::Transport(e),
                     None => return SessionEnd::Disconnected,
                 },
-                _ = news.changed() => self.dispatch().await,
+                news = news.recv() => match news {
+                    Ok(agent) if *agent != *self.agent.id && *agent != *ALL_AGENTS => Ok(()),
+                    // Lagged: some news was missed, maybe ours.
+                    Ok(_) | Err(RecvError::Lagged(_)) => self.dispatch().await,
+                    Err(RecvError::Closed) => return SessionEnd::Shutdown,
+                },
                 _ = resync.tick() => self.dispatch().await,
             };
             if let Err(end) = step {

@@ -101,7 +101,7 @@ async fn cancel_run(
 ) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
     let Path(id) = id?;
     let outcome = runs::cancel(&state.db, id).await?;
-    state.ctx.tell_agents();
+    state.ctx.tell_agents(None);
     Ok(match outcome {
         Cancelled::Now => (
             StatusCode::OK,

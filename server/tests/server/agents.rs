@@ -408,13 +408,10 @@ fn no_docker_path(dir: &std::path::Path) -> String {
 }
 
 fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(tool))
-                .find(|p| p.is_file())
-        })
-        .flatten()
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 fn kill(pid: i32) {
