@@ -419,3 +419,36 @@ fn kill(pid: i32) {
         .args(["-9", &pid.to_string()])
         .status();
 }
+
+#[tokio::test]
+async fn cancelling_a_remote_run_stops_its_step() {
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = Xene::start(&db, "srv", &["--no-local-agent"]).await;
+    let marker = db.dir.path().join("finished");
+    let spec = format!(
+        "name: long\npipelines:\n  p:\n    tasks:\n      t:\n        steps:\n          - name: wait\n            run: echo started; sleep 30; touch {}\n",
+        marker.display()
+    );
+    xene.apply(&spec).await;
+    let token = xene.join_token(json!({})).await;
+    let _agent = Agent::start(
+        &xene.base,
+        &token,
+        &db.dir.path().join("agent"),
+        "agent",
+        &["--allow-shell"],
+    );
+    xene.wait_agents_online(1).await;
+    let id = xene.start_run("long", "p", json!({})).await;
+    xene.wait_run(id, MINUTE, |run| {
+        run["tasks"][0]["steps"][0]["status"] == "running"
+    })
+    .await;
+
+    let (status, body) = xene.post(&format!("/api/v1/runs/{id}/cancel"), "").await;
+    assert_eq!(status, 202, "{body}");
+    let run = xene.wait_finished(id, MINUTE).await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    assert_eq!(run["tasks"][0]["steps"][0]["status"], "cancelled", "{run}");
+    assert!(!marker.exists(), "the step ran to its end");
+}

@@ -4,6 +4,7 @@ mod process;
 mod util;
 
 mod agents;
+mod agents_tls;
 mod api;
 mod controllers;
 mod gateway;

@@ -10,13 +10,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::{Backend, TestDb, TestServer};
 
-struct Pki {
-    ca_pem: String,
+pub struct Pki {
+    pub ca_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -31,15 +31,22 @@ impl Pki {
     }
 
     /// A certificate for `name` signed by this CA: (cert PEM, key PEM).
-    fn issue(&self, name: &str) -> (String, String) {
-        let params = CertificateParams::new(vec![name.to_string()]).unwrap();
+    pub fn issue(&self, name: &str) -> (String, String) {
+        self.issue_for(&[name])
+    }
+
+    /// A certificate for these names (DNS names or IP addresses).
+    pub fn issue_for(&self, names: &[&str]) -> (String, String) {
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+pub fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
