@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xene_agent::{Executor, ExecutorConfig, RunRequest};
-use xene_core::context::TaskResult;
 use xene_core::event::RunEvent;
 use xene_core::status::{RunStatus, TaskStatus};
 
@@ -18,7 +17,7 @@ use super::Context;
 use crate::storage::agents::{self, Registration};
 use crate::storage::events::{self, Applied};
 use crate::storage::runs::{self, Run};
-use crate::storage::{StorageError, now_ms, workflows};
+use crate::storage::{StorageError, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct LocalAgentConfig {
@@ -185,9 +184,7 @@ impl LocalAgent {
 
     async fn execute_inner(&self, run: Run, cancel: CancellationToken) -> Result<(), StorageError> {
         let db = &self.ctx.db;
-        let pipeline = workflows::spec_of_version(db, &run.workflow, run.version)
-            .await?
-            .and_then(|w| w.pipelines.get(&run.pipeline).cloned());
+        let pipeline = runs::pipeline_of(db, &run).await?;
         let Some(pipeline) = pipeline else {
             return fail(
                 db,
@@ -196,23 +193,7 @@ impl LocalAgent {
             )
             .await;
         };
-        // A retried run keeps what earlier attempts finished well.
-        let completed: BTreeMap<String, TaskResult> = runs::get(db, run.id)
-            .await?
-            .map(|detail| detail.tasks)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| t.status == TaskStatus::Success)
-            .map(|t| {
-                (
-                    t.name,
-                    TaskResult {
-                        status: t.status,
-                        output: t.output,
-                    },
-                )
-            })
-            .collect();
+        let completed = runs::completed_tasks(db, run.id).await?;
         let request = RunRequest {
             run_id: format!("{}-{}-{}", run.id, run.attempt, self.incarnation),
             pipeline_name: run.pipeline.clone(),

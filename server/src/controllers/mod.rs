@@ -10,8 +10,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use futures::future::BoxFuture;
+
 use crate::metrics::Metrics;
-use crate::storage::Db;
+use crate::storage::{Db, StorageError, leases};
 
 pub mod local_agent;
 pub mod scheduler;
@@ -81,4 +83,28 @@ impl Context {
             _ = self.shutdown.cancelled() => false,
         }
     }
+}
+
+/// Runs `pass` whenever `wake` fires or the resync period passes, on the one
+/// server that holds the lease `name`; gives the lease up on shutdown so
+/// another server takes over at once.
+pub async fn run_singleton(
+    ctx: Context,
+    name: &'static str,
+    wake: Arc<Notify>,
+    pass: impl for<'a> Fn(&'a Context) -> BoxFuture<'a, Result<(), StorageError>>,
+) {
+    let ttl_ms = ctx.timings.controller_lease.as_millis() as i64;
+    while ctx.wait(&wake).await {
+        match leases::acquire(&ctx.db, name, &ctx.instance, ttl_ms).await {
+            Ok(true) => {
+                if let Err(e) = pass(&ctx).await {
+                    tracing::warn!(controller = name, error = %e, "pass failed; retrying at the next resync");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(controller = name, error = %e, "cannot take the lease"),
+        }
+    }
+    let _ = leases::release(&ctx.db, name, &ctx.instance).await;
 }

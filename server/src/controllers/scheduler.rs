@@ -8,30 +8,14 @@ use xene_core::spec::Pipeline;
 
 use super::Context;
 use crate::storage::agents::{self, Agent};
-use crate::storage::{StorageError, leases, now_ms, runs, workflows};
-
-const LEASE: &str = "scheduler";
+use crate::storage::{StorageError, now_ms, runs, workflows};
 
 pub async fn run(ctx: Context) {
-    while ctx.wait(&ctx.wake_scheduler).await {
-        match leases::acquire(
-            &ctx.db,
-            LEASE,
-            &ctx.instance,
-            ctx.timings.controller_lease.as_millis() as i64,
-        )
-        .await
-        {
-            Ok(true) => {
-                if let Err(e) = pass(&ctx).await {
-                    tracing::warn!(error = %e, "scheduling pass failed; retrying at the next resync");
-                }
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot take the scheduler lease"),
-        }
-    }
-    let _ = leases::release(&ctx.db, LEASE, &ctx.instance).await;
+    let wake = ctx.wake_scheduler.clone();
+    super::run_singleton(ctx, "scheduler", wake, |ctx| {
+        Box::pin(async move { pass(ctx).await.map(|_| ()) })
+    })
+    .await;
 }
 
 /// One look at the queue. Returns how many runs were placed.

@@ -3,30 +3,14 @@
 //! silent are marked offline.
 
 use super::Context;
-use crate::storage::{StorageError, agents, leases, runs};
-
-const LEASE: &str = "supervisor";
+use crate::storage::{StorageError, agents, runs};
 
 pub async fn run(ctx: Context) {
-    while ctx.wait(&ctx.wake_supervisor).await {
-        match leases::acquire(
-            &ctx.db,
-            LEASE,
-            &ctx.instance,
-            ctx.timings.controller_lease.as_millis() as i64,
-        )
-        .await
-        {
-            Ok(true) => {
-                if let Err(e) = pass(&ctx).await {
-                    tracing::warn!(error = %e, "supervision pass failed; retrying at the next resync");
-                }
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot take the supervisor lease"),
-        }
-    }
-    let _ = leases::release(&ctx.db, LEASE, &ctx.instance).await;
+    let wake = ctx.wake_supervisor.clone();
+    super::run_singleton(ctx, "supervisor", wake, |ctx| {
+        Box::pin(async move { pass(ctx).await })
+    })
+    .await;
 }
 
 pub async fn pass(ctx: &Context) -> Result<(), StorageError> {

@@ -7,17 +7,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use xene_core::context::TaskResult;
 use xene_core::event::RunEvent;
 use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, ServerMessage};
-use xene_core::status::{RunStatus, TaskStatus};
+use xene_core::status::RunStatus;
 
 use super::{CLOSE_REPLACED, CLOSE_REVOKED, Ending, Registered};
 use crate::controllers::{ALL_AGENTS, Context};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
 use crate::storage::events::{self, Applied};
-use crate::storage::{StorageError, now_ms, runs, workflows};
+use crate::storage::{StorageError, now_ms, runs};
 use tokio::sync::broadcast::error::RecvError;
 
 /// How long an agent has to say hello after connecting.
@@ -367,9 +366,7 @@ where
     }
 
     async fn prepare(&self, run: &runs::Run) -> Result<Option<Dispatch>, StorageError> {
-        let pipeline = workflows::spec_of_version(&self.ctx.db, &run.workflow, run.version)
-            .await?
-            .and_then(|w| w.pipelines.get(&run.pipeline).cloned());
+        let pipeline = runs::pipeline_of(&self.ctx.db, run).await?;
         let Some(pipeline) = pipeline else {
             tracing::error!(
                 run = run.id,
@@ -377,22 +374,7 @@ where
             );
             return Ok(None);
         };
-        let completed = runs::get(&self.ctx.db, run.id)
-            .await?
-            .map(|d| d.tasks)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| t.status == TaskStatus::Success)
-            .map(|t| {
-                (
-                    t.name,
-                    TaskResult {
-                        status: t.status,
-                        output: t.output,
-                    },
-                )
-            })
-            .collect();
+        let completed = runs::completed_tasks(&self.ctx.db, run.id).await?;
         tracing::debug!(run = run.id, agent = %self.agent.id, at = now_ms(), "dispatching");
         Ok(Some(Dispatch {
             run: RunRef {

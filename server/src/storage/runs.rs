@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use xene_core::context::TaskResult;
 use xene_core::dag::Dag;
 use xene_core::spec::Workflow;
 use xene_core::status::{RunStatus, StepStatus, TaskStatus};
@@ -502,6 +503,26 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
                 .await?;
             }
             requeued += 1;
+        } else if cancel != 0 {
+            // Somebody asked for it to stop, and its agent is gone: it stopped.
+            sqlx::query("UPDATE runs SET status = 'cancelled', error = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for table in ["task_runs", "step_runs"] {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET status = 'cancelled' WHERE run_id = $1 AND status = 'running'"
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE {table} SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'"
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
     }
@@ -581,4 +602,42 @@ pub async fn is_finished_attempt(
     .fetch_optional(db.pool())
     .await?;
     Ok(status.is_some_and(|s| s.parse::<RunStatus>().is_ok_and(is_final)))
+}
+
+/// The pipeline a run runs, from the workflow version it was started with.
+pub async fn pipeline_of(
+    db: &Db,
+    run: &Run,
+) -> Result<Option<xene_core::spec::Pipeline>, StorageError> {
+    Ok(
+        super::workflows::spec_of_version(db, &run.workflow, run.version)
+            .await?
+            .and_then(|mut w| w.pipelines.remove(&run.pipeline)),
+    )
+}
+
+/// The tasks earlier attempts of a run finished well: a retried run keeps
+/// their results and does not run them again.
+pub async fn completed_tasks(
+    db: &Db,
+    id: i64,
+) -> Result<BTreeMap<String, TaskResult>, StorageError> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT task, output FROM task_runs WHERE run_id = $1 AND status = 'success'",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(task, output)| {
+            (
+                task,
+                TaskResult {
+                    status: TaskStatus::Success,
+                    output,
+                },
+            )
+        })
+        .collect())
 }

@@ -456,3 +456,64 @@ async fn a_reconnecting_agent_keeps_its_run_and_a_lost_run_is_retried() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_run_whose_agent_vanishes_ends_cancelled() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |args| {
+            args.run_lease = std::time::Duration::from_secs(1)
+        })
+        .await;
+        let (_, credential) = join(&server, json!({ "pool": "remote" })).await;
+        server
+            .post(
+                "/api/v1/workflows",
+                ONE_TASK.replace("steps:\n", "retries: 3\n        steps:\n"),
+            )
+            .await;
+        let (_, run) = server
+            .post("/api/v1/workflows/remote/pipelines/p/runs", "")
+            .await;
+        let id = run["id"].as_i64().unwrap();
+
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(&mut socket, &hello(vec![])).await;
+        receive(&mut socket).await.unwrap();
+        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
+            panic!("no dispatch")
+        };
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: dispatch.run,
+                first_seq: 0,
+                events: events()[..3].to_vec(),
+            },
+        )
+        .await;
+        assert_eq!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Ack {
+                run: dispatch.run,
+                seq: 2
+            })
+        );
+        let (status, _) = server.post(&format!("/api/v1/runs/{id}/cancel"), "").await;
+        assert_eq!(status, 202);
+        assert_eq!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Cancel { run: dispatch.run })
+        );
+        // Gone before it could report the cancellation: retries left or not,
+        // a run somebody cancelled is not tried again.
+        drop(socket);
+
+        let run = server.wait_for_run(id).await;
+        assert_eq!(run["status"], "cancelled", "{run}");
+        assert_eq!(run["attempt"], 1, "{run}");
+        assert_eq!(run["tasks"][0]["status"], "cancelled", "{run}");
+        assert_eq!(run["tasks"][0]["steps"][0]["status"], "cancelled", "{run}");
+        server.stop().await;
+    }
+}
