@@ -121,6 +121,8 @@ if [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ] && command -v systemctl >/de
         echo
         echo "Restart=always"
         echo "RestartSec=2"
+        # 2: a setting is wrong, 3: the credential was revoked; restarting cannot help.
+        echo "RestartPreventExitStatus=2 3"
         echo "[Install]"
         echo "WantedBy=multi-user.target"
     } > "$UNIT"
