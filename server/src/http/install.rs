@@ -1,8 +1,6 @@
 //! `GET /install.sh` and the agent binary it downloads from this server,
 //! with its checksum, so installing an agent needs nothing but the server.
 
-use std::path::PathBuf;
-
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -38,11 +36,11 @@ struct Download {
     arch: Option<String>,
 }
 
-/// The agent binary this server hands out, if it has one for `arch`.
+/// The bytes of the agent binary this server hands out, if it has one for `arch`.
 async fn agent_binary(
     state: &AppState,
     query: Result<Query<Download>, QueryRejection>,
-) -> Result<PathBuf, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let Query(query) = query?;
     let ours = std::env::consts::ARCH;
     if let Some(arch) = query.arch.as_deref()
@@ -55,7 +53,7 @@ async fn agent_binary(
         )));
     }
     match &state.agent_binary {
-        Some(path) if path.is_file() => Ok(path.clone()),
+        Some(path) if path.is_file() => tokio::fs::read(path).await.map_err(|e| ApiError::Internal(e.into())),
         _ => Err(ApiError::NotFound(
             "this server has no xene-agent binary to hand out (put it beside `xene` or pass --agent-binary)".into(),
         )),
@@ -66,10 +64,7 @@ async fn binary(
     State(state): State<AppState>,
     query: Result<Query<Download>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let path = agent_binary(&state, query).await?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let bytes = agent_binary(&state, query).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -86,10 +81,7 @@ async fn checksum(
     State(state): State<AppState>,
     query: Result<Query<Download>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let path = agent_binary(&state, query).await?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let bytes = agent_binary(&state, query).await?;
     let digest: String = Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -8,38 +8,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::process::{Xene, nonce};
+use crate::process::{Xene, build_agent, nonce, target_dir};
 use crate::util::{Backend, TestDb};
 
 /// The agent built for musl: static, so it runs in a `FROM scratch` image.
 /// `cargo xtask test` installs the target and musl-tools.
 fn static_agent() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     // Always asked for: cargo does nothing when it is fresh, and a stale
     // agent in the image would test old code.
-    let path = target.join("x86_64-unknown-linux-musl/debug/xene-agent");
-    {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--package",
-                "xene-agent",
-                "--bin",
-                "xene-agent",
-            ])
-            .args(["--target", "x86_64-unknown-linux-musl"])
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building the static xene-agent failed (rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools)"
-        );
-    }
-    path
+    build_agent(Some("x86_64-unknown-linux-musl"));
+    target_dir().join("x86_64-unknown-linux-musl/debug/xene-agent")
 }
 
 fn docker(args: &[&str]) -> String {

@@ -204,6 +204,32 @@ async fn json_of(response: reqwest::Response) -> (u16, Value) {
     )
 }
 
+/// The target directory cargo builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Has cargo build `xene-agent`, for `target` when given.
+pub fn build_agent(target: Option<&str>) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--package",
+        "xene-agent",
+        "--bin",
+        "xene-agent",
+    ]);
+    if let Some(target) = target {
+        cmd.args(["--target", target]);
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building xene-agent {target:?} failed");
+}
+
 /// The `xene-agent` binary. It belongs to another package, so cargo does
 /// not hand its path to these tests: `cargo nextest run --workspace` (what
 /// `cargo xtask test` runs) builds it beside them; a run of this package
@@ -215,24 +241,9 @@ pub fn agent_binary() -> PathBuf {
             if let Some(path) = std::env::var_os("XENE_AGENT_BIN") {
                 return PathBuf::from(path);
             }
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-            let path = target.join("debug/xene-agent");
+            let path = target_dir().join("debug/xene-agent");
             if !path.is_file() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .args([
-                        "build",
-                        "--quiet",
-                        "--package",
-                        "xene-agent",
-                        "--bin",
-                        "xene-agent",
-                    ])
-                    .status()
-                    .expect("cargo runs");
-                assert!(status.success(), "building xene-agent failed");
+                build_agent(None);
             }
             path
         })
