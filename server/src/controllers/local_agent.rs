@@ -51,12 +51,20 @@ pub struct LocalAgent {
     ctx: Context,
     config: LocalAgentConfig,
     executor: Arc<Executor>,
-    /// Runs executing now, by id, with the token that stops them.
-    running: Mutex<HashMap<i64, CancellationToken>>,
+    /// Run attempts taken up, with the token that stops them. An entry stays
+    /// after its execution ends, until the run is no longer assigned here,
+    /// so a `pass` that read the assignments just before the end never
+    /// starts the same attempt twice.
+    running: Mutex<HashMap<(i64, i64), Execution>>,
     executions: TaskTracker,
     /// Makes this process's executor run ids unique, so two servers (or a
     /// restart) never share a container label or a working directory.
     incarnation: String,
+}
+
+struct Execution {
+    cancel: CancellationToken,
+    done: bool,
 }
 
 pub async fn run(ctx: Context, config: LocalAgentConfig) {
@@ -89,8 +97,8 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
     // Shutting down is not cancelling: stop what runs (removing containers)
     // without recording it, so the runs stay held and are taken up again by
     // this server when it restarts, or by another once their leases end.
-    for token in agent.running.lock().unwrap().values() {
-        token.cancel();
+    for execution in agent.running.lock().unwrap().values() {
+        execution.cancel.cancel();
     }
     agent.executions.close();
     if tokio::time::timeout(std::time::Duration::from_secs(30), agent.executions.wait())
@@ -143,41 +151,64 @@ impl LocalAgent {
 
     async fn pass(self: Arc<Self>) -> Result<(), StorageError> {
         agents::heartbeat(&self.ctx.db, &self.config.id).await?;
-        runs::renew_leases(
-            &self.ctx.db,
-            &self.config.id,
-            self.ctx.timings.run_lease.as_millis() as i64,
-        )
-        .await?;
+        // Only attempts still executing keep their leases: one whose
+        // execution ended without its outcome stored lets its lease run out,
+        // and the supervisor retries it as a new attempt.
+        let live: Vec<(i64, i64)> = {
+            let running = self.running.lock().unwrap();
+            running
+                .iter()
+                .filter(|(_, e)| !e.done)
+                .map(|(key, _)| *key)
+                .collect()
+        };
+        let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
+        for (id, attempt) in live {
+            runs::renew_lease(&self.ctx.db, id, attempt, &self.config.id, lease_ms).await?;
+        }
         let assigned = runs::assigned_to(&self.ctx.db, &self.config.id).await?;
         let mut running = self.running.lock().unwrap();
         for run in &assigned {
-            match running.get(&run.id) {
-                Some(token) if run.cancel_requested => token.cancel(),
+            match running.get(&(run.id, run.attempt)) {
+                Some(execution) if run.cancel_requested => execution.cancel.cancel(),
                 Some(_) => {}
                 None => {
-                    let token = CancellationToken::new();
-                    running.insert(run.id, token.clone());
+                    let cancel = CancellationToken::new();
+                    if run.cancel_requested {
+                        cancel.cancel();
+                    }
+                    running.insert(
+                        (run.id, run.attempt),
+                        Execution {
+                            cancel: cancel.clone(),
+                            done: false,
+                        },
+                    );
                     self.executions
-                        .spawn(self.clone().execute(run.clone(), token));
+                        .spawn(self.clone().execute(run.clone(), cancel));
                 }
             }
         }
-        // Held here but no longer ours (reassigned after a lost lease): stop it.
-        for (id, token) in running.iter() {
-            if !assigned.iter().any(|r| r.id == *id) {
-                token.cancel();
+        // Held here but no longer ours (finished, or reassigned after a lost
+        // lease): forget what ended, stop what still runs.
+        running.retain(|key, execution| {
+            if assigned.iter().any(|r| (r.id, r.attempt) == *key) {
+                return true;
             }
-        }
+            execution.cancel.cancel();
+            !execution.done
+        });
         Ok(())
     }
 
     async fn execute(self: Arc<Self>, run: Run, cancel: CancellationToken) {
-        let id = run.id;
+        let key = (run.id, run.attempt);
         if let Err(e) = self.execute_inner(run, cancel).await {
-            tracing::error!(run = id, error = %e, "the built-in agent could not record a run");
+            tracing::error!(run = key.0, error = %e, "the built-in agent could not record a run");
         }
-        self.running.lock().unwrap().remove(&id);
+        if let Some(execution) = self.running.lock().unwrap().get_mut(&key) {
+            execution.done = true;
+        }
         // Capacity came free.
         self.ctx.wake_scheduler.notify_one();
     }
@@ -232,9 +263,15 @@ impl LocalAgent {
                     _ => {}
                 }
             }
-            match events::apply(db, run.id, run.attempt, &self.config.id, seq, &batch).await? {
-                Applied::Ok { .. } => {}
-                Applied::Stale => cancel.cancel(),
+            match self.apply(&run, seq, &batch).await {
+                Some(Applied::Ok { .. }) => {}
+                Some(Applied::Stale) => cancel.cancel(),
+                // Shutting down: what is not stored is resent by nobody, but
+                // the run is taken up again from what is.
+                None => {
+                    batch.clear();
+                    continue;
+                }
             }
             seq += batch.len() as i64;
             batch.clear();
@@ -244,6 +281,37 @@ impl LocalAgent {
             Ok(Ok(_report)) => Ok(()),
             Ok(Err(e)) => fail(db, &run, &e.to_string()).await,
             Err(e) => fail(db, &run, &format!("the executor crashed: {e}")).await,
+        }
+    }
+}
+
+impl LocalAgent {
+    /// Stores a batch of events, trying again while the database refuses
+    /// (busy, restarting): giving up would leave the run half-recorded while
+    /// its executor goes on. `None` when the server shuts down first.
+    async fn apply(&self, run: &Run, seq: i64, batch: &[RunEvent]) -> Option<Applied> {
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            match events::apply(
+                &self.ctx.db,
+                run.id,
+                run.attempt,
+                &self.config.id,
+                seq,
+                batch,
+            )
+            .await
+            {
+                Ok(applied) => return Some(applied),
+                Err(e) => {
+                    tracing::warn!(run = run.id, error = %e, "cannot store events; trying again")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.ctx.shutdown.cancelled() => return None,
+            }
+            wait = (wait * 2).min(std::time::Duration::from_secs(5));
         }
     }
 }

@@ -18,9 +18,12 @@ pub async fn run(ctx: Context) {
     .await;
 }
 
+/// Queued runs read at once.
+const QUEUE_PAGE: i64 = 500;
+
 /// One look at the queue. Returns how many runs were placed.
 pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
-    let queued = runs::queued(&ctx.db, 500).await?;
+    let mut queued = runs::queued(&ctx.db, 0, QUEUE_PAGE).await?;
     if queued.is_empty() {
         return Ok(0);
     }
@@ -33,54 +36,58 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
         .into_iter()
         .filter(|a| a.state == "online" && a.last_seen_at >= fresh_since)
         .collect();
-    let mut specs: HashMap<(String, i64), Option<Pipeline>> = HashMap::new();
+    let mut specs: HashMap<(String, i64, String), Option<Pipeline>> = HashMap::new();
     // The latest word on each pipeline, written once at the end: written
     // per run, a queue of thousands at full capacity cost two writes per
     // waiting run on every pass, which starved the agents' own writes.
     let mut verdicts: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
     let mut placed = 0;
-    for run in queued {
-        let key = (run.workflow.clone(), run.version);
-        if !specs.contains_key(&key) {
-            let spec = workflows::spec_of_version(&ctx.db, &run.workflow, run.version).await?;
-            specs.insert(
-                key.clone(),
-                spec.and_then(|w| w.pipelines.get(&run.pipeline).cloned()),
-            );
-        }
-        let Some(pipeline) = specs[&key].as_ref() else {
-            wait(
-                ctx,
-                &run,
-                "its pipeline is missing from the stored workflow version",
-            )
-            .await?;
-            continue;
-        };
-        match choose(&agents, pipeline) {
-            Ok(index) => {
-                let agent = &mut agents[index];
-                if runs::assign(
-                    &ctx.db,
-                    run.id,
-                    &agent.id,
-                    ctx.timings.run_lease.as_millis() as i64,
+    // The whole queue, a page at a time: runs at its head that nothing
+    // fits must not keep newer runs from agents that would take them.
+    while let Some(last) = queued.last().map(|r| r.id) {
+        for run in std::mem::take(&mut queued) {
+            let key = (run.workflow.clone(), run.version, run.pipeline.clone());
+            if !specs.contains_key(&key) {
+                specs.insert(key.clone(), runs::pipeline_of(&ctx.db, &run).await?);
+            }
+            let Some(pipeline) = specs[&key].as_ref() else {
+                wait(
+                    ctx,
+                    &run,
+                    "its pipeline is missing from the stored workflow version",
                 )
-                .await?
-                {
-                    agent.running += 1;
-                    placed += 1;
-                    ctx.tell_agents(Some(&agent.id));
-                    ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
-                    verdicts.insert((run.workflow.clone(), run.pipeline.clone()), None);
-                    tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
+                .await?;
+                continue;
+            };
+            match choose(&agents, pipeline) {
+                Ok(index) => {
+                    let agent = &mut agents[index];
+                    if runs::assign(
+                        &ctx.db,
+                        run.id,
+                        &agent.id,
+                        ctx.timings.run_lease.as_millis() as i64,
+                    )
+                    .await?
+                    {
+                        agent.running += 1;
+                        placed += 1;
+                        ctx.tell_agents(Some(&agent.id));
+                        ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
+                        verdicts.insert((run.workflow.clone(), run.pipeline.clone()), None);
+                        tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
+                    }
+                }
+                Err(reason) => {
+                    wait(ctx, &run, &reason).await?;
+                    verdicts.insert((run.workflow.clone(), run.pipeline.clone()), Some(reason));
                 }
             }
-            Err(reason) => {
-                wait(ctx, &run, &reason).await?;
-                verdicts.insert((run.workflow.clone(), run.pipeline.clone()), Some(reason));
-            }
         }
+        if agents.iter().all(|a| a.running >= a.capacity) {
+            break;
+        }
+        queued = runs::queued(&ctx.db, last, QUEUE_PAGE).await?;
     }
     for ((workflow, pipeline), reason) in &verdicts {
         workflows::set_pipeline_schedule(

@@ -160,8 +160,10 @@ where
             capacity: capacity.max(1) as i64,
             version,
         };
-        if let Err(e) = agents::register(&self.ctx.db, &registration).await {
-            return e.into();
+        match agents::register(&self.ctx.db, &registration).await {
+            Ok(true) => {}
+            Ok(false) => return SessionEnd::Closed(Ending::Revoked),
+            Err(e) => return e.into(),
         }
         if let Err(e) = self.reconcile().await {
             return e;
@@ -270,6 +272,14 @@ where
                 let finished = events
                     .iter()
                     .any(|e| matches!(e, RunEvent::RunFinished { .. }));
+                // Numbers come off the wire: out of range is a protocol error,
+                // not an overflow.
+                let last = first_seq
+                    .checked_add(events.len() as u64 - 1)
+                    .filter(|last| i64::try_from(*last).is_ok())
+                    .ok_or_else(|| {
+                        SessionEnd::Protocol(format!("event number {first_seq} is out of range"))
+                    })?;
                 let applied = events::apply(
                     &self.ctx.db,
                     run.run_id,
@@ -281,7 +291,7 @@ where
                 .await?;
                 match applied {
                     Applied::Ok { .. } => {
-                        let seq = first_seq + events.len() as u64 - 1;
+                        let seq = last;
                         self.send(ServerMessage::Ack { run, seq }).await?;
                         if finished {
                             // Its capacity came free.
@@ -293,7 +303,11 @@ where
                 }
             }
             AgentMessage::Heartbeat { running } => {
-                agents::heartbeat(&self.ctx.db, &self.agent.id).await?;
+                // Revoked through another server, or between this session's
+                // authentication and its registration: end it here too.
+                if !agents::heartbeat(&self.ctx.db, &self.agent.id).await? {
+                    return Err(SessionEnd::Closed(Ending::Revoked));
+                }
                 let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
                 let mut strays = Vec::new();
                 for run in &running {
@@ -310,6 +324,12 @@ where
                     }
                 }
                 self.reported = running.into_iter().collect();
+                // A dispatch the agent did not take (it was full, or it never
+                // arrived) is sent again by the next dispatch pass; one it
+                // took and reports is not.
+                let reported = &self.reported;
+                self.dispatched.retain(|r| reported.contains(r));
+                self.cancels_sent.retain(|r| reported.contains(r));
                 self.send(ServerMessage::Pong).await?;
                 for run in strays {
                     // A run that finished keeps being reported until its last

@@ -17,8 +17,10 @@ use crate::gateway::session::{self, Outgoing};
 use crate::storage::agents;
 use crate::storage::auth::{self, AgentIdentity};
 
-/// The largest message an agent may send (a batch of log lines).
-const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// The largest message an agent may send: a batch of up to 256 log lines
+/// of up to 64 KiB each, with room for JSON escaping. A smaller limit would
+/// refuse a legitimate batch, and the agent would resend it forever.
+const MAX_MESSAGE_BYTES: usize = 48 << 20;
 /// tungstenite zero-fills its whole read buffer (128 KiB by default) on
 /// every read, so each idle agent kept that much resident: most of the
 /// server's memory per connection. Agents mostly send heartbeats; a big
@@ -52,6 +54,7 @@ async fn connect(
     })?;
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| serve(state, identity, socket))
         .into_response())

@@ -37,14 +37,15 @@ pub struct Registration {
     pub version: String,
 }
 
-pub async fn register(db: &Db, agent: &Registration) -> Result<(), StorageError> {
+/// Records an agent's (re)join. False when it was revoked.
+pub async fn register(db: &Db, agent: &Registration) -> Result<bool, StorageError> {
     let now = now_ms();
-    sqlx::query(
+    let touched = sqlx::query(
         "INSERT INTO agents (id, name, builtin, labels, runtimes, capacity, version, state, last_seen_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'online', $8, $8) \
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, builtin = excluded.builtin, labels = excluded.labels, \
          runtimes = excluded.runtimes, capacity = excluded.capacity, version = excluded.version, state = 'online', \
-         last_seen_at = excluded.last_seen_at",
+         last_seen_at = excluded.last_seen_at WHERE agents.revoked = 0",
     )
     .bind(&agent.id)
     .bind(&agent.name)
@@ -55,22 +56,26 @@ pub async fn register(db: &Db, agent: &Registration) -> Result<(), StorageError>
     .bind(&agent.version)
     .bind(now)
     .execute(db.pool())
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(touched == 1)
 }
 
-/// Records that the agent is alive.
-pub async fn heartbeat(db: &Db, id: &str) -> Result<(), StorageError> {
-    sqlx::query("UPDATE agents SET last_seen_at = $1, state = 'online' WHERE id = $2")
-        .bind(now_ms())
-        .bind(id)
-        .execute(db.pool())
-        .await?;
-    Ok(())
+/// Records that the agent is alive. False when it was revoked meanwhile.
+pub async fn heartbeat(db: &Db, id: &str) -> Result<bool, StorageError> {
+    let touched = sqlx::query(
+        "UPDATE agents SET last_seen_at = $1, state = 'online' WHERE id = $2 AND revoked = 0",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(touched == 1)
 }
 
 pub async fn set_offline(db: &Db, id: &str) -> Result<(), StorageError> {
-    sqlx::query("UPDATE agents SET state = 'offline' WHERE id = $1")
+    sqlx::query("UPDATE agents SET state = 'offline' WHERE id = $1 AND revoked = 0")
         .bind(id)
         .execute(db.pool())
         .await?;

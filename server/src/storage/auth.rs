@@ -180,7 +180,7 @@ pub async fn authenticate(db: &Db, credential: &str) -> Result<AgentIdentity, Au
 /// Revokes an agent's credential. False when there is no such (remote) agent.
 pub async fn revoke(db: &Db, agent_id: &str) -> Result<bool, StorageError> {
     Ok(sqlx::query(
-        "UPDATE agents SET revoked = 1, state = 'offline' WHERE id = $1 AND builtin = 0",
+        "UPDATE agents SET revoked = 1, state = 'revoked' WHERE id = $1 AND builtin = 0",
     )
     .bind(agent_id)
     .execute(db.pool())

@@ -30,12 +30,20 @@ pub async fn apply(
 ) -> Result<Applied, StorageError> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let holder: Option<(Option<String>, i64)> =
-        sqlx::query_as("SELECT agent_id, attempt FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if holder != Some((Some(agent.to_string()), attempt)) {
+    // An UPDATE, not a SELECT: it locks the run's row until this
+    // transaction ends, so the supervisor cannot requeue the run (and the
+    // scheduler hand it to another agent) while an old attempt's events are
+    // being applied. On PostgreSQL a plain read would not wait.
+    let held = sqlx::query(
+        "UPDATE runs SET attempt = attempt WHERE id = $1 AND agent_id = $2 AND attempt = $3",
+    )
+    .bind(run_id)
+    .bind(agent)
+    .bind(attempt)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if held == 0 {
         return Ok(Applied::Stale);
     }
     let mut new = 0;
@@ -130,7 +138,7 @@ async fn apply_one(
                 LogStream::Stdout => "stdout",
                 LogStream::Stderr => "stderr",
             })
-            .bind(data)
+            .bind(text(data))
             .bind(now)
             .execute(&mut **tx)
             .await?;
@@ -170,7 +178,7 @@ async fn apply_one(
                 sqlx::query(
                     "UPDATE task_runs SET error = $1, attempt = $2 WHERE run_id = $3 AND task = $4",
                 )
-                .bind(error.as_deref())
+                .bind(error.as_deref().map(text))
                 .bind(*task_attempt as i64)
                 .bind(run_id)
                 .bind(task)
@@ -184,8 +192,8 @@ async fn apply_one(
                  attempt = CASE WHEN $6 > 0 THEN $6 ELSE attempt END WHERE run_id = $7 AND task = $8",
             )
             .bind(status.as_str())
-            .bind(output.as_deref())
-            .bind(error.as_deref())
+            .bind(output.as_deref().map(text))
+            .bind(error.as_deref().map(text))
             .bind(now)
             .bind(if never_started { None } else { Some(*duration_ms as i64) })
             .bind(*task_attempt as i64)
@@ -199,6 +207,9 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
+        // Only a final status ends a run: anything else would clear the
+        // lease of a run that is still going and leave it stuck.
+        RunEvent::RunFinished { status, .. } if !status.is_finished() => {}
         RunEvent::RunFinished { status, .. } => {
             sqlx::query(
                 "UPDATE runs SET status = $1, finished_at = $2, lease_expires_at = NULL WHERE id = $3 \
@@ -268,4 +279,10 @@ pub async fn has_events(db: &Db, run_id: i64, attempt: i64) -> Result<bool, Stor
             .fetch_optional(db.pool())
             .await?;
     Ok(found.is_some())
+}
+
+/// Text as both databases store it: PostgreSQL refuses NUL in text columns
+/// (SQLite takes it), and step output may contain any byte.
+fn text(value: &str) -> String {
+    value.replace('\0', "\u{fffd}")
 }

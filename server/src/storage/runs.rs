@@ -357,24 +357,28 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
     if is_final(status) {
         return Err(RunError::AlreadyFinished { id, status });
     }
-    let outcome = if status == RunStatus::Queued {
-        sqlx::query("UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = $1 WHERE id = $2")
-            .bind(now)
+    // Guarded by its status: the scheduler may have placed the run since it
+    // was read, and then its agent has to be asked to stop it.
+    let cancelled_now = status == RunStatus::Queued
+        && sqlx::query(
+            "UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = $1 \
+             WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+    let outcome = if cancelled_now {
+        for table in ["task_runs", "step_runs"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'"
+            ))
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE task_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE step_runs SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        }
         Cancelled::Now
     } else {
         sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
@@ -393,11 +397,12 @@ pub fn is_final(status: RunStatus) -> bool {
     status.is_finished() || status == RunStatus::Unknown
 }
 
-/// Runs waiting for an agent, oldest first.
-pub async fn queued(db: &Db, limit: i64) -> Result<Vec<Run>, StorageError> {
+/// Runs waiting for an agent after `after_id`, oldest first.
+pub async fn queued(db: &Db, after_id: i64, limit: i64) -> Result<Vec<Run>, StorageError> {
     let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' ORDER BY id LIMIT $1"
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND id > $1 ORDER BY id LIMIT $2"
     ))
+    .bind(after_id)
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
@@ -439,18 +444,6 @@ pub async fn set_waiting_reason(db: &Db, id: i64, reason: &str) -> Result<(), St
         .execute(db.pool())
         .await?;
     Ok(())
-}
-
-/// Extends the leases of an agent's runs; returns how many it still holds.
-pub async fn renew_leases(db: &Db, agent: &str, lease_ms: i64) -> Result<u64, StorageError> {
-    let result = sqlx::query(
-        "UPDATE runs SET lease_expires_at = $1 WHERE agent_id = $2 AND status IN ('starting_up', 'running', 'shutting_down')",
-    )
-    .bind(now_ms() + lease_ms)
-    .bind(agent)
-    .execute(db.pool())
-    .await?;
-    Ok(result.rows_affected())
 }
 
 /// Marks runs whose lease ended `unknown`, then puts back in the queue those

@@ -660,3 +660,60 @@ async fn the_openapi_document_matches_the_routes() {
     }
     server.stop().await;
 }
+
+/// PostgreSQL refuses NUL in text; step output may hold any byte.
+#[tokio::test]
+async fn output_with_nul_bytes_is_stored_on_both_backends() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let spec = "\
+name: binary
+pipelines:
+  p:
+    tasks:
+      t:
+        steps:
+          - name: s
+            run: printf 'a\\000b\\n'; printf 'x\\000y' > $XENE_OUTPUT
+";
+        assert_eq!(apply(&server, spec).await.0, 201);
+        let (_, run) = start(&server, "binary", "p", "").await;
+        let id = run["id"].as_i64().unwrap();
+        let run = server.wait_for_run(id).await;
+        assert_eq!(run["status"], "success", "{backend:?}: {run}");
+        assert_eq!(run["tasks"][0]["output"], "x\u{fffd}y", "{run}");
+        let (_, logs) = server.get(&format!("/api/v1/runs/{id}/logs")).await;
+        assert_eq!(logs["lines"][0]["data"], "a\u{fffd}b", "{logs}");
+        server.stop().await;
+    }
+}
+
+/// Runs nothing can take at the head of the queue, more than one page of
+/// them, do not keep a newer run from an agent that fits it.
+#[tokio::test]
+async fn a_blocked_head_of_the_queue_does_not_starve_newer_runs() {
+    let db = TestDb::new(crate::util::Backend::Sqlite);
+    let server = TestServer::start(&db).await;
+    let spec = "\
+name: mixed
+pipelines:
+  gpu:
+    selector: {gpu: \"yes\"}
+    tasks:
+      t:
+        steps: [\"true\"]
+  cpu:
+    tasks:
+      t:
+        steps: [\"true\"]
+";
+    assert_eq!(apply(&server, spec).await.0, 201);
+    for _ in 0..510 {
+        assert_eq!(start(&server, "mixed", "gpu", "").await.0, 201);
+    }
+    let (_, run) = start(&server, "mixed", "cpu", "").await;
+    let run = server.wait_for_run(run["id"].as_i64().unwrap()).await;
+    assert_eq!(run["status"], "success", "{run}");
+    server.stop().await;
+}
