@@ -279,8 +279,17 @@ async fn execute(
             let _ = reports.send(Report::Event(run, event)).await;
         }
     };
-    let (result, ()) = tokio::join!(executor.run(request, events, cancel), forward);
-    if let Err(e) = result {
+    // Its own task, so that even a panic in the executor ends the run for
+    // the server instead of leaving it running (and its lease renewed)
+    // forever.
+    let execution = tokio::spawn(async move { executor.run(request, events, cancel).await });
+    let (result, ()) = tokio::join!(execution, forward);
+    let failure = match result {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("the executor crashed: {e}")),
+    };
+    if let Some(e) = failure {
         // The server validated the spec, so this is rare; the run must still
         // end for the server.
         tracing::warn!(run_id = run.run_id, attempt = run.attempt, error = %e, "run refused by the executor");
