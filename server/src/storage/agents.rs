@@ -20,7 +20,7 @@ pub struct Agent {
     /// Runs it holds now.
     pub running: i64,
     pub version: String,
-    /// `online` or `offline`.
+    /// `online`, `offline`, or `revoked` (its credential no longer works).
     pub state: String,
     pub last_seen_at: i64,
 }
