@@ -5,5 +5,6 @@ mod cli;
 mod connect;
 mod docker;
 mod examples;
+mod model;
 mod shell;
 mod util;
