@@ -18,6 +18,19 @@ use crate::{Executor, RunRequest, new_run_id};
 
 /// Most events in one `Events` message.
 pub const MAX_BATCH: usize = 256;
+/// Roughly the most bytes of event text in one batch.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// An event's size on the wire, near enough: log lines dominate.
+fn event_size(event: &RunEvent) -> usize {
+    match event {
+        RunEvent::Log { data, .. } => data.len() + 64,
+        RunEvent::TaskFinished { output, error, .. } => {
+            output.as_ref().map_or(0, String::len) + error.as_ref().map_or(0, String::len) + 128
+        }
+        _ => 128,
+    }
+}
 
 /// Past this many unacknowledged events (all runs together) the agent stops
 /// taking events from its executors, which then wait: a server that does not
@@ -221,7 +234,20 @@ impl Runs {
             .find(|(_, s)| !s.stopped && s.sent < s.next_seq())?;
         let start = (state.sent - state.acked) as usize;
         let end = state.pending.len().min(start + MAX_BATCH);
-        let events: Vec<RunEvent> = state.pending.range(start..end).cloned().collect();
+        // Also bounded by size, well under the server's message limit: log
+        // lines may be long, and a batch the server refuses would be resent
+        // forever. One event always goes, whatever its size.
+        let mut bytes = 0;
+        let events: Vec<RunEvent> = state
+            .pending
+            .range(start..end)
+            .take_while(|event| {
+                let fits = bytes == 0 || bytes + event_size(event) <= MAX_BATCH_BYTES;
+                bytes += event_size(event);
+                fits
+            })
+            .cloned()
+            .collect();
         let first_seq = state.sent;
         state.sent += events.len() as u64;
         Some(AgentMessage::Events {
@@ -304,4 +330,67 @@ async fn execute(
             .await;
     }
     let _ = reports.send(Report::Finished(run)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use xene_core::event::LogStream;
+    use xene_core::protocol::{Dispatch, RunRef};
+
+    use super::*;
+    use crate::ExecutorConfig;
+
+    fn dispatch(run: RunRef) -> Dispatch {
+        let workflow = xene_core::parse_workflow(
+            "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [\"sleep 30\"]\n",
+        )
+        .unwrap();
+        Dispatch {
+            run,
+            workflow: "w".into(),
+            pipeline_name: "p".into(),
+            pipeline: workflow.pipelines["p"].clone(),
+            params: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            completed: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_stay_under_the_size_bound_and_keep_every_event() {
+        let mut runs = Runs::new(Arc::new(Executor::new(ExecutorConfig::default())), 1);
+        let run = RunRef {
+            run_id: 1,
+            attempt: 1,
+        };
+        runs.dispatch(dispatch(run)).unwrap();
+        let line = "x".repeat(600 * 1024);
+        for _ in 0..5 {
+            runs.apply(Report::Event(
+                run,
+                RunEvent::Log {
+                    task: "t".into(),
+                    step: "s".into(),
+                    stream: LogStream::Stdout,
+                    data: line.clone(),
+                },
+            ));
+        }
+        let mut logged = 0;
+        while let Some(AgentMessage::Events { events, .. }) = runs.next_batch() {
+            let size: usize = events.iter().map(event_size).sum();
+            assert!(
+                events.len() == 1 || size <= MAX_BATCH_BYTES,
+                "a batch of {size} bytes"
+            );
+            logged += events
+                .iter()
+                .filter(|e| matches!(e, RunEvent::Log { .. }))
+                .count();
+        }
+        assert_eq!(logged, 5);
+        runs.cancel_all();
+    }
 }
