@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, env = "XENE_RUN_LEASE", default_value = "15s", value_parser = parse_lease)]
     pub run_lease: std::time::Duration,
 
+    /// A queued run nobody picks up within this long is flagged as stuck
+    /// (in its scheduler reason, `/api/v1/stats` and `/metrics`).
+    #[arg(long, env = "XENE_PICKUP_TIMEOUT", default_value = "5m", value_parser = parse_pickup_timeout)]
+    pub pickup_timeout: std::time::Duration,
+
     /// Do not run the built-in local agent: runs then wait for remote agents.
     #[arg(long, env = "XENE_NO_LOCAL_AGENT")]
     pub no_local_agent: bool,
@@ -94,6 +99,7 @@ impl Args {
             public_url: None,
             agent_binary: None,
             run_lease: std::time::Duration::from_secs(15),
+            pickup_timeout: std::time::Duration::from_secs(300),
             no_local_agent: false,
             local_agent_capacity: 4,
             local_agent_id: None,
@@ -169,4 +175,8 @@ fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
         return Err("a run lease of less than 1s would expire between heartbeats".into());
     }
     Ok(lease)
+}
+
+fn parse_pickup_timeout(text: &str) -> Result<std::time::Duration, String> {
+    xene_core::duration::parse(text).map_err(|e| e.to_string())
 }

@@ -82,6 +82,7 @@ impl Server {
             ),
             timings: controllers::Timings {
                 run_lease: args.run_lease,
+                pickup_timeout: args.pickup_timeout,
                 ..Default::default()
             },
             metrics: Arc::default(),

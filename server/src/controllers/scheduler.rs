@@ -105,8 +105,23 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
 /// Records why `run` waits, unless it says so already: most passes find
 /// most of a long queue waiting for the same reason as before.
 async fn wait(ctx: &Context, run: &runs::Run, reason: &str) -> Result<(), StorageError> {
-    if run.scheduler_reason.as_deref() != Some(reason) {
-        runs::set_waiting_reason(&ctx.db, run.id, reason).await?;
+    // Waiting past the pick-up timeout is flagged, in the run's reason as in
+    // `/api/v1/stats` and `/metrics`: somebody has to add or fix an agent.
+    let timeout = ctx.timings.pickup_timeout;
+    let stuck = now_ms() - run.requested_at > timeout.as_millis() as i64;
+    let reason = if stuck {
+        format!(
+            "stuck: nobody picked it up within {}; {reason}",
+            xene_core::duration::format(timeout)
+        )
+    } else {
+        reason.to_string()
+    };
+    if run.scheduler_reason.as_deref() != Some(reason.as_str()) {
+        if stuck {
+            tracing::warn!(run = run.id, reason, "a run is stuck in the queue");
+        }
+        runs::set_waiting_reason(&ctx.db, run.id, &reason).await?;
     }
     Ok(())
 }

@@ -717,3 +717,55 @@ pipelines:
     assert_eq!(run["status"], "success", "{run}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn runs_nobody_picks_up_in_time_are_flagged_stuck() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |args| {
+            args.pickup_timeout = std::time::Duration::from_millis(300)
+        })
+        .await;
+        let spec = "\
+name: picky
+pipelines:
+  gpu:
+    selector: {gpu: \"yes\"}
+    tasks:
+      train:
+        steps: [\"true\"]
+";
+        apply(&server, spec).await;
+        let (_, run) = start(&server, "picky", "gpu", "").await;
+        let id = run["id"].as_i64().unwrap();
+        let started = std::time::Instant::now();
+        let run = loop {
+            let (_, run) = server.get(&format!("/api/v1/runs/{id}")).await;
+            if run["scheduler_reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("stuck:"))
+            {
+                break run;
+            }
+            assert!(started.elapsed().as_secs() < 30, "never flagged: {run}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            run["scheduler_reason"],
+            "stuck: nobody picked it up within 300ms; no online agent has labels gpu=yes and the shell runtime"
+        );
+        let (_, stats) = server.get("/api/v1/stats").await;
+        assert_eq!(stats["stuck_runs"], 1, "{stats}");
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.lines().any(|l| l == "xene_runs_stuck 1"),
+            "{metrics}"
+        );
+        server.stop().await;
+    }
+}
