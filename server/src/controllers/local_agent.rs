@@ -136,12 +136,7 @@ impl LocalAgent {
         // `pass` would renew them and execute them again as the same
         // attempt, numbering events from 0 again, so that the new events
         // would be taken for resent ones and dropped.
-        sqlx::query(
-            "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 AND status IN ('starting_up', 'running', 'shutting_down')",
-        )
-        .bind(&self.config.id)
-        .execute(self.ctx.db.pool())
-        .await?;
+        runs::end_leases_of(&self.ctx.db, &self.config.id).await?;
         let (_, requeued) = runs::expire_leases(&self.ctx.db).await?;
         if requeued > 0 {
             self.ctx.wake_scheduler.notify_one();

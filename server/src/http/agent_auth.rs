@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::ApiError;
 use crate::gateway::Ending;
-use crate::storage::auth;
+use crate::storage::{auth, runs};
 
 /// The longest a join token may live.
 const MAX_TOKEN_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -57,12 +57,7 @@ async fn create_join_token(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
     let body = body?;
-    let request: JoinTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        JoinTokenRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
-    };
+    let request: JoinTokenRequest = super::json_body(&body)?;
     let ttl_ms = match &request.expires_in {
         None => 3600 * 1000,
         Some(text) => {
@@ -166,13 +161,7 @@ async fn revoke_agent(
     }
     state.gateway.disconnect(&id, Ending::Revoked);
     // Its runs will not be reported on: retry them now, not when the leases end.
-    sqlx::query(
-        "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 AND status IN ('starting_up', 'running', 'shutting_down')",
-    )
-    .bind(&id)
-    .execute(state.db.pool())
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    runs::end_leases_of(&state.db, &id).await?;
     state.ctx.wake_supervisor.notify_one();
     tracing::info!(agent = %id, "agent revoked");
     Ok(StatusCode::NO_CONTENT)

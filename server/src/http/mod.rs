@@ -53,3 +53,14 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::router(&state))
         .with_state(state)
 }
+
+/// A JSON request body; an empty (or blank) body means the defaults.
+pub fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, error::ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| error::ApiError::BadRequest(format!("malformed JSON body: {e}")))
+}

@@ -178,12 +178,7 @@ async fn start_run(
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
     let Path((name, pipeline)) = path?;
     let body = body?;
-    let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
-        StartRun::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?
-    };
+    let request: StartRun = super::json_body(&body)?;
     let run = runs::create(&state.db, &name, &pipeline, request.params, "manual").await?;
     state.ctx.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(run)))

@@ -371,14 +371,7 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
         .rows_affected()
             == 1;
     let outcome = if cancelled_now {
-        for table in ["task_runs", "step_runs"] {
-            sqlx::query(&format!(
-                "UPDATE {table} SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'"
-            ))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        move_unfinished(&mut tx, id, "pending", "not_executed").await?;
         Cancelled::Now
     } else {
         sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
@@ -487,14 +480,7 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
             .execute(&mut *tx)
             .await?;
             // Unfinished work goes back to pending; what succeeded stays.
-            for table in ["task_runs", "step_runs"] {
-                sqlx::query(&format!(
-                    "UPDATE {table} SET status = 'pending' WHERE run_id = $1 AND status = 'running'"
-                ))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            move_unfinished(&mut tx, id, "running", "pending").await?;
             requeued += 1;
         } else if cancel != 0 {
             // Somebody asked for it to stop, and its agent is gone: it stopped.
@@ -502,20 +488,8 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            for table in ["task_runs", "step_runs"] {
-                sqlx::query(&format!(
-                    "UPDATE {table} SET status = 'cancelled' WHERE run_id = $1 AND status = 'running'"
-                ))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(&format!(
-                    "UPDATE {table} SET status = 'not_executed' WHERE run_id = $1 AND status = 'pending'"
-                ))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            move_unfinished(&mut tx, id, "running", "cancelled").await?;
+            move_unfinished(&mut tx, id, "pending", "not_executed").await?;
         }
         tx.commit().await?;
     }
@@ -633,4 +607,38 @@ pub async fn completed_tasks(
             )
         })
         .collect())
+}
+
+/// Ends the leases of every run `agent` holds: it will not report on them
+/// (it restarted, or was revoked), so the supervisor retries them now
+/// rather than when the leases run out.
+pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 \
+         AND status IN ('starting_up', 'running', 'shutting_down')",
+    )
+    .bind(agent)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Moves a run's tasks and steps in status `from` to status `to`.
+async fn move_unfinished(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: i64,
+    from: &str,
+    to: &str,
+) -> Result<(), sqlx::Error> {
+    for table in ["task_runs", "step_runs"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET status = $1 WHERE run_id = $2 AND status = $3"
+        ))
+        .bind(to)
+        .bind(id)
+        .bind(from)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
