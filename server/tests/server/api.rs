@@ -461,15 +461,9 @@ pipelines:
         let (_, run) = start(&server, "slow", "p", "").await;
         let id = run["id"].as_i64().unwrap();
         // Wait for the step to be running before cancelling it.
-        let started = std::time::Instant::now();
-        loop {
-            let (_, run) = server.get(&format!("/api/v1/runs/{id}")).await;
-            if run["tasks"][0]["steps"][0]["status"] == "running" {
-                break;
-            }
-            assert!(started.elapsed().as_secs() < 30, "never started: {run}");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        server
+            .wait_run_until(id, |run| run["tasks"][0]["steps"][0]["status"] == "running")
+            .await;
         let (status, body) = server.post(&format!("/api/v1/runs/{id}/cancel"), "").await;
         assert_eq!(
             (status, body),
@@ -530,15 +524,9 @@ pipelines:
         apply(&server, spec).await;
         let (_, run) = start(&server, "picky", "gpu", "").await;
         let id = run["id"].as_i64().unwrap();
-        let started = std::time::Instant::now();
-        let run = loop {
-            let (_, run) = server.get(&format!("/api/v1/runs/{id}")).await;
-            if !run["scheduler_reason"].is_null() {
-                break run;
-            }
-            assert!(started.elapsed().as_secs() < 30, "no reason given: {run}");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let run = server
+            .wait_run_until(id, |run| !run["scheduler_reason"].is_null())
+            .await;
         assert_eq!(run["status"], "queued");
         assert_eq!(run["scheduler_status"], "not_scheduled");
         assert_eq!(
@@ -738,18 +726,13 @@ pipelines:
         apply(&server, spec).await;
         let (_, run) = start(&server, "picky", "gpu", "").await;
         let id = run["id"].as_i64().unwrap();
-        let started = std::time::Instant::now();
-        let run = loop {
-            let (_, run) = server.get(&format!("/api/v1/runs/{id}")).await;
-            if run["scheduler_reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("stuck:"))
-            {
-                break run;
-            }
-            assert!(started.elapsed().as_secs() < 30, "never flagged: {run}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
+        let run = server
+            .wait_run_until(id, |run| {
+                run["scheduler_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("stuck:"))
+            })
+            .await;
         assert_eq!(
             run["scheduler_reason"],
             "stuck: nobody picked it up within 300ms; no online agent has labels gpu=yes and the shell runtime"

@@ -118,16 +118,25 @@ impl TestServer {
 
     /// Polls a run until it reaches a final status; returns it.
     pub async fn wait_for_run(&self, id: i64) -> Value {
+        self.wait_run_until(id, |run| {
+            ["success", "error", "cancelled"].contains(&run["status"].as_str().unwrap())
+        })
+        .await
+    }
+
+    /// Polls a run until `done` holds; returns it. The timeout only keeps a
+    /// broken server from hanging the test.
+    pub async fn wait_run_until(&self, id: i64, done: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
         loop {
             let (status, run) = self.get(&format!("/api/v1/runs/{id}")).await;
             assert_eq!(status, 200, "{run}");
-            if ["success", "error", "cancelled"].contains(&run["status"].as_str().unwrap()) {
+            if done(&run) {
                 return run;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "run {id} did not finish: {run}"
+                "run {id} never got there: {run}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
