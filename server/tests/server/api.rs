@@ -533,7 +533,20 @@ pipelines:
             run["scheduler_reason"],
             "no online agent has labels gpu=yes and the shell runtime"
         );
-        let (_, workflow) = server.get("/api/v1/workflows/picky").await;
+        // The pipeline's verdict is written at the end of the scheduling
+        // pass, just after the run's reason: wait for the pass to finish.
+        let started = std::time::Instant::now();
+        let workflow = loop {
+            let (_, workflow) = server.get("/api/v1/workflows/picky").await;
+            if !workflow["pipelines"][0]["scheduler_reason"].is_null() {
+                break workflow;
+            }
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "no pipeline verdict: {workflow}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         assert_eq!(
             workflow["pipelines"][0]["scheduler_status"],
             "not_scheduled"
