@@ -45,13 +45,31 @@ pub fn App() -> impl IntoView {
         <Router>
             <header class="topbar">
                 <a class="brand" href="/">"Xene"</a>
+                <SignOut />
             </header>
             <main>
                 <Routes fallback=pages::NotFound>
                     <Route path=StaticSegment("") view=pages::Home />
+                    <Route path=StaticSegment("signin") view=pages::SignIn />
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// A plain form, so signing out works before (and without) the wasm; not
+/// on the sign-in page, where nobody is signed in.
+#[component]
+fn SignOut() -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    move || {
+        (location.pathname.get() != "/signin").then(|| {
+            view! {
+                <form class="signout" method="post" action="/auth/logout">
+                    <button type="submit">"Sign out"</button>
+                </form>
+            }
+        })
     }
 }
 

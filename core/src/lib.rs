@@ -1,6 +1,7 @@
 //! The domain of Xene, free of I/O so that the server, the agent, the CLI and
 //! the browser bundle (wasm32) all share one definition of a workflow.
 
+pub mod access;
 pub mod condition;
 pub mod context;
 pub mod cron;

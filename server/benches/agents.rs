@@ -20,6 +20,9 @@
 //! process, one in the server, which inherits this process's limit): the
 //! bench raises its soft limit up to the hard one itself.
 
+#[path = "../tests/support/admin.rs"]
+mod admin;
+use admin::admin_client;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -340,6 +343,7 @@ impl Xene {
             }
             if let Some(addr) = listening_addr(&xene.log_text()) {
                 xene.base = format!("http://{addr}");
+                xene.http = admin_client(&dir.join("data"));
                 return xene;
             }
             assert!(
@@ -611,3 +615,4 @@ fn report(what: &str, unit: &str, samples: &mut [f64]) {
         samples.len()
     );
 }
+

@@ -6,6 +6,9 @@
 //! `cargo bench -p xene-server --bench api`; `XENE_BENCH_RUNS` sets the queue
 //! length of (c) (default 10000), `XENE_BENCH_POSTGRES=0` skips PostgreSQL.
 
+#[path = "../tests/support/admin.rs"]
+mod admin;
+use admin::admin_client;
 #[path = "../tests/support/postgres.rs"]
 mod postgres;
 
@@ -46,7 +49,7 @@ impl Running {
         }));
         Self {
             base,
-            http: reqwest::Client::new(),
+            http: admin_client(data_dir),
             stop,
             done,
         }
@@ -219,3 +222,4 @@ fn report(what: &str, unit: &str, samples: &mut [f64]) {
         samples.len()
     );
 }
+

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub mod access;
 pub mod config;
 pub mod controllers;
 pub mod gateway;
@@ -31,6 +32,7 @@ pub struct Server {
     state: AppState,
     local_agent: Option<controllers::local_agent::LocalAgentConfig>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    sign_in_link: Option<String>,
 }
 
 impl Server {
@@ -100,23 +102,36 @@ impl Server {
                 args.data_dir().join("work"),
             )
         });
+        let public_url = args.public_url.clone().unwrap_or_else(|| {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{addr}")
+        });
+        let access =
+            access::AccessState::new(&db, args, addr, &public_url, tls.is_some()).await?;
+        let sign_in_link = access::bootstrap(&db, &access, &args.data_dir(), &public_url)
+            .await
+            .context("setting up access")?;
         let state = AppState {
             db,
             leptos,
             ctx,
             gateway: Arc::default(),
-            public_url: args.public_url.clone().unwrap_or_else(|| {
-                let scheme = if tls.is_some() { "https" } else { "http" };
-                format!("{scheme}://{addr}")
-            }),
+            public_url,
             agent_binary: args.agent_binary(),
+            access: Arc::new(access),
         };
         Ok(Self {
             listener,
             state,
             local_agent,
             tls,
+            sign_in_link,
         })
+    }
+
+    /// The one-time link that signs in the first admin, while there is none.
+    pub fn sign_in_link(&self) -> Option<&str> {
+        self.sign_in_link.as_deref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -141,6 +156,7 @@ impl Server {
             tokio::spawn(controllers::scheduler::run(ctx.clone())),
             tokio::spawn(controllers::supervisor::run(ctx.clone())),
         ];
+        controllers.push(tokio::spawn(prune_sessions(ctx.clone())));
         if let Some(config) = self.local_agent {
             controllers.push(tokio::spawn(controllers::local_agent::run(
                 ctx.clone(),
@@ -163,7 +179,7 @@ impl Server {
                 self.listener.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 }),
-                app,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -191,7 +207,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "xene is listening on {}",
         server.state.public_url
     );
+    if let Some(link) = server.sign_in_link() {
+        // On stderr and unadorned, so it can be copied from any terminal.
+        eprintln!(
+            "\n    No admin has signed in yet. Open this one-time link to sign in as the first admin:\n\n        {link}\n\n    The local admin token for xenectl is in {}\n",
+            args.data_dir().join(access::LOCAL_TOKEN_FILE).display()
+        );
+    }
     server.serve(shutdown_signal()).await
+}
+
+/// Expired browser sessions are deleted now and then; reads ignore them anyway.
+async fn prune_sessions(ctx: controllers::Context) {
+    let store = storage::sessions::DbSessionStore::new(ctx.db.clone());
+    loop {
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "pruning expired sessions failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

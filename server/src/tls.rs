@@ -107,7 +107,16 @@ pub async fn serve(
         // See `Server::serve`: small messages must not wait for delayed ACKs.
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers and the audit log see the client's address as with plain HTTP.
+        let service = TowerToHyperService::new(
+            tower::ServiceBuilder::new()
+                .map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                })
+                .service(app.clone()),
+        );
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let tls =

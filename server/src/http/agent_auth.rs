@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::body::Bytes;
+use axum::{Extension, Json};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +14,9 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::access::Principal;
 use crate::gateway::Ending;
+use crate::storage::access::audit;
 use crate::storage::{auth, runs};
 
 /// The longest a join token may live.
@@ -54,6 +56,7 @@ pub struct JoinToken {
 )]
 async fn create_join_token(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<JoinToken>), ApiError> {
     let body = body?;
@@ -72,6 +75,8 @@ async fn create_join_token(
         ));
     }
     let (token, expires_at) = auth::create_join_token(&state.db, &request.labels, ttl_ms).await?;
+    let labels = serde_json::to_string(&request.labels).unwrap_or_default();
+    audit(&state.db, &principal.user_id, "join_token.create", "", &labels, &principal.remote).await?;
     let install_command = format!(
         "curl -fsSL {}/install.sh | sh -s -- --join-token {token}",
         state.public_url.trim_end_matches('/')
@@ -114,6 +119,7 @@ pub struct Credential {
 )]
 async fn join(
     State(state): State<AppState>,
+    crate::access::guard::Remote(remote): crate::access::guard::Remote,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Credential>), ApiError> {
     let body = body?;
@@ -134,6 +140,8 @@ async fn join(
             .map_err(|e| ApiError::Internal(e.into()))?;
     }
     tracing::info!(agent = %joined.agent_id, "an agent joined");
+    let actor = format!("agent:{}", joined.agent_id);
+    audit(&state.db, &actor, "agent.join", &joined.agent_id, &name, &remote).await?;
     Ok((
         StatusCode::CREATED,
         Json(Credential {
@@ -151,6 +159,7 @@ async fn join(
 )]
 async fn revoke_agent(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id?;
@@ -164,5 +173,6 @@ async fn revoke_agent(
     runs::end_leases_of(&state.db, &id).await?;
     state.ctx.wake_supervisor.notify_one();
     tracing::info!(agent = %id, "agent revoked");
+    audit(&state.db, &principal.user_id, "agent.revoke", &id, "", &principal.remote).await?;
     Ok(StatusCode::NO_CONTENT)
 }

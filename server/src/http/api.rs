@@ -26,6 +26,9 @@ pub fn router() -> Router<AppState> {
         .merge(super::runs::router())
         .merge(super::agents::router())
         .merge(super::agent_auth::router())
+        .merge(super::users::router())
+        .merge(super::tokens::router())
+        .merge(super::audit::router())
         .split_for_parts();
     let doc = doc.to_json().expect("the OpenAPI document serializes");
     router

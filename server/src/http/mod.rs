@@ -2,7 +2,13 @@
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::middleware::from_fn_with_state;
 use leptos::prelude::LeptosOptions;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::access::{self, SharedAccess};
+use crate::storage::sessions::DbSessionStore;
 
 use crate::controllers;
 use crate::storage::Db;
@@ -10,13 +16,16 @@ use crate::storage::Db;
 pub mod agent_auth;
 pub mod agents;
 pub mod api;
+pub mod audit;
 pub mod connect;
 pub mod error;
 pub mod health;
 pub mod install;
 pub mod metrics;
 pub mod runs;
+pub mod tokens;
 pub mod ui;
+pub mod users;
 pub mod workflows;
 
 /// The largest request body the API reads: a workflow at its size limit.
@@ -33,6 +42,8 @@ pub struct AppState {
     pub public_url: String,
     /// The `xene-agent` binary `/install.sh` hands out.
     pub agent_binary: Option<std::path::PathBuf>,
+    /// Sign-in, tokens, the host check.
+    pub access: SharedAccess,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -43,14 +54,35 @@ impl FromRef<AppState> for LeptosOptions {
 
 /// The whole application: API, health, metrics, and the web UI (which also
 /// serves the static bundle and answers every other path).
+///
+/// Every route passes the access guard, which applies its rule from
+/// `access::rules`; pages pass the page guard, which sends strangers to sign
+/// in; everything passes the host check first.
 pub fn router(state: AppState) -> Router {
+    let guard = from_fn_with_state(state.clone(), access::guard::guard);
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name("xene_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.access.https)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(
+            time::Duration::try_from(state.access.session_idle).unwrap_or(time::Duration::HOUR),
+        ));
     Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(install::router())
         .merge(connect::router())
+        .merge(access::oidc::router())
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
-        .merge(ui::router(&state))
+        .route_layer(guard)
+        .merge(
+            ui::router(&state)
+                .route_layer(from_fn_with_state(state.clone(), access::guard::page_guard)),
+        )
+        .layer(sessions)
+        .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
         .with_state(state)
 }
 

@@ -12,7 +12,7 @@ const JOIN_TOKEN_PREFIX: &str = "xjt_";
 const CREDENTIAL_PREFIX: &str = "xac_";
 
 /// A fresh secret: a prefix naming its kind and 32 random bytes in hex.
-fn secret(prefix: &str) -> String {
+pub fn secret(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS provides randomness");
     let mut out = String::with_capacity(prefix.len() + 64);

@@ -13,11 +13,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub mod access;
 pub mod agents;
 pub mod auth;
 pub mod events;
 pub mod leases;
 pub mod runs;
+pub mod sessions;
 pub mod workflows;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");

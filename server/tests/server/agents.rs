@@ -226,7 +226,7 @@ async fn a_revoked_agent_is_cut_off_and_stops() {
         .await;
     assert_eq!(status, 401);
 
-    let client = reqwest::Client::new();
+    let client = xene.http.clone();
     let revoked = client
         .delete(format!("{}/api/v1/agents/{id}", xene.base))
         .send()

@@ -173,7 +173,7 @@ async fn oversized_and_non_text_bodies_are_refused() {
             "{body}"
         );
 
-        let client = reqwest::Client::new();
+        let client = server.client.clone();
         let response = client
             .post(server.url("/api/v1/workflows"))
             .body(vec![0xff, 0xfe, 0x00])
@@ -352,7 +352,7 @@ async fn bad_run_requests_get_a_4xx_and_create_nothing() {
             (status, body["error"].as_str().unwrap()),
             (404, "no run with id 999")
         );
-        let client = reqwest::Client::new();
+        let client = server.client.clone();
         let response = client
             .put(server.url("/api/v1/workflows"))
             .send()
@@ -633,19 +633,29 @@ async fn the_openapi_document_matches_the_routes() {
         paths,
         [
             "DELETE /api/v1/agents/{id}",
+            "DELETE /api/v1/invites/{id}",
+            "DELETE /api/v1/tokens/{id}",
             "DELETE /api/v1/workflows/{name}",
             "GET /api/v1/agents",
+            "GET /api/v1/audit",
+            "GET /api/v1/invites",
+            "GET /api/v1/me",
             "GET /api/v1/runs",
             "GET /api/v1/runs/{id}",
             "GET /api/v1/runs/{id}/logs",
             "GET /api/v1/stats",
+            "GET /api/v1/tokens",
+            "GET /api/v1/users",
             "GET /api/v1/workflows",
             "GET /api/v1/workflows/{name}",
             "GET /api/v1/workflows/{name}/versions",
             "GET /api/v1/workflows/{name}/versions/{version}",
+            "PATCH /api/v1/users/{id}",
             "POST /api/v1/agents/join",
             "POST /api/v1/agents/join-tokens",
+            "POST /api/v1/invites",
             "POST /api/v1/runs/{id}/cancel",
+            "POST /api/v1/tokens",
             "POST /api/v1/workflows",
             "POST /api/v1/workflows/{name}/pipelines/{pipeline}/runs",
         ]

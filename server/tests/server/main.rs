@@ -3,6 +3,7 @@
 mod process;
 mod util;
 
+mod access;
 mod agents;
 mod agents_tls;
 mod api;

@@ -15,7 +15,7 @@ pub struct Xene {
     pub base: String,
     log: PathBuf,
     pub agent_id: String,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 impl Xene {
@@ -68,6 +68,8 @@ impl Xene {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The server wrote the local admin token before it listened.
+        xene.http = crate::util::client_with_token(&crate::util::admin_token(&data_dir));
         // This client speaks plain HTTP only; HTTPS tests check their own way.
         if xene.base.starts_with("http://") {
             let (status, body) = xene.get("/healthz").await;

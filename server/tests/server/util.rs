@@ -9,6 +9,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use xene_server::config::Args;
 
+#[path = "../support/admin.rs"]
+mod admin;
+pub use admin::{admin_token, client_with_token};
 #[path = "../support/postgres.rs"]
 mod postgres;
 pub use postgres::Postgres;
@@ -52,9 +55,16 @@ impl TestDb {
     }
 }
 
-/// A running Xene server; stops when dropped.
+/// A running Xene server; stops when dropped. Its helpers act as the local
+/// admin, with the token the server wrote into its data directory.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The local admin API token.
+    pub token: String,
+    /// A client that sends the admin token.
+    pub client: reqwest::Client,
+    /// The one-time sign-in link the server printed, if any.
+    pub sign_in_link: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -73,12 +83,17 @@ impl TestServer {
             .await
             .expect("server starts");
         let addr = server.local_addr();
+        let sign_in_link = server.sign_in_link().map(String::from);
+        let token = admin_token(&args.data_dir());
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            client: client_with_token(&token),
+            token,
+            sign_in_link,
             stop: Some(stop),
             done: Some(done),
         }
@@ -89,13 +104,12 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        response(reqwest::get(self.url(path)).await.expect("GET")).await
+        response(self.client.get(self.url(path)).send().await.expect("GET")).await
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let client = reqwest::Client::new();
         response(
-            client
+            self.client
                 .post(self.url(path))
                 .body(body)
                 .send()
@@ -106,8 +120,7 @@ impl TestServer {
     }
 
     pub async fn delete(&self, path: &str) -> u16 {
-        let client = reqwest::Client::new();
-        client
+        self.client
             .delete(self.url(path))
             .send()
             .await
@@ -164,7 +177,7 @@ impl Drop for TestServer {
 }
 
 /// The status and JSON body of a response; every API answer is JSON, errors too.
-async fn response(response: reqwest::Response) -> (u16, Value) {
+pub async fn response(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     let body = if text.is_empty() {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+pub mod access;
+
 /// The Xene server: web UI, REST API, agent gateway and controllers.
 ///
 /// With no flags it runs on the embedded default: a SQLite database in the
@@ -83,6 +85,9 @@ pub struct Args {
     /// on this machine (the shell runtime).
     #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_agent_shell: bool,
+
+    #[command(flatten)]
+    pub access: access::AccessArgs,
 }
 
 impl Args {
@@ -104,6 +109,7 @@ impl Args {
             local_agent_capacity: 4,
             local_agent_id: None,
             local_agent_shell: true,
+            access: access::AccessArgs::default(),
         }
     }
 

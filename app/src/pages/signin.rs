@@ -1,0 +1,79 @@
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+/// What each refusal code the server sends here means, in words. Codes the
+/// page does not know get a generic line: nothing from the URL is shown.
+fn explain(code: &str) -> &'static str {
+    match code {
+        "unverified_email" => {
+            "Your email address is not verified with your identity provider, so it cannot be trusted yet."
+        }
+        "domain_not_allowed" => {
+            "Your email address is not in a domain this Xene admits. Sign in with your organisation's account, or ask an admin to allow your address."
+        }
+        "hd_missing" => {
+            "Your account is not managed by an allowed Google Workspace organisation (a personal Google account, even with a company address, is not enough)."
+        }
+        "hd_not_allowed" => {
+            "Your account belongs to a Google Workspace organisation this Xene does not admit."
+        }
+        "no_email" => "Your identity provider did not tell Xene your email address.",
+        "disabled" => "Your account is disabled. Ask an admin of this Xene to enable it.",
+        "not_configured" => {
+            "Sign-in with an identity provider is not set up on this server. The first admin signs in with the one-time link that `xene` prints when it starts."
+        }
+        "link_invalid" => {
+            "That sign-in link is unknown, used or expired. Restart `xene` to print a fresh one."
+        }
+        _ => "Signing in did not work. Please try again.",
+    }
+}
+
+/// Local paths only, like the server's check: never another site.
+fn local(next: Option<String>) -> String {
+    next.filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
+        .unwrap_or_else(|| "/".into())
+}
+
+#[component]
+pub fn SignIn() -> impl IntoView {
+    let query = use_query_map();
+    let error = move || query.with(|q| q.get("error"));
+    let login_href = move || {
+        let next = local(query.with(|q| q.get("next")));
+        let mut encoded = String::new();
+        for b in next.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!("/auth/login?next={encoded}")
+    };
+    view! {
+        <section class="card signin">
+            <h1>"Sign in to Xene"</h1>
+            {move || {
+                error()
+                    .map(|code| {
+                        view! {
+                            <p class="refusal" role="alert" data-code=code.clone()>
+                                <strong>"You were not signed in. "</strong>
+                                {explain(&code)}
+                            </p>
+                        }
+                    })
+            }}
+            <p>
+                <a class="button primary" id="sign-in-google" href=login_href>
+                    "Sign in with Google"
+                </a>
+            </p>
+            <p class="hint">
+                "Running Xene yourself? The first admin signs in with the one-time link "
+                "that " <code>"xene"</code> " prints when it starts."
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,327 @@
+//! The guard in front of every route: the host check, then authentication
+//! (an API token, or a browser session with a cross-site check on anything
+//! that changes state), then the route's rule from `rules`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+use xene_core::access::Role;
+
+use super::rules::{self, Access};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::storage::access as store;
+use crate::storage::now_ms;
+
+/// Who is asking, for handlers that need it (`Extension<Principal>`).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+    /// The API token used, if any (absent for a browser session).
+    pub token: Option<String>,
+    pub remote: String,
+}
+
+/// What a browser session holds about its user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub user_id: String,
+    /// UTC ms: the session ends `--session-max` after this.
+    pub signed_in_at: i64,
+    /// UTC ms, to the minute: each refresh extends the idle expiry.
+    pub seen_at: i64,
+}
+
+pub const SESSION_USER: &str = "user";
+
+/// Why a request got no principal.
+enum Denied {
+    /// No credential at all.
+    Anonymous,
+    /// A credential that does not work; the reason is logged, never sent.
+    Invalid(String),
+    /// A session cookie on a state-changing request from another site.
+    CrossSite,
+    Internal(anyhow::Error),
+}
+
+impl From<crate::storage::StorageError> for Denied {
+    fn from(e: crate::storage::StorageError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Refuses requests for host names that are not this server's.
+pub async fn host_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    if state.access.hosts.allows(host) {
+        return next.run(req).await;
+    }
+    tracing::warn!(host = %host.chars().take(200).collect::<String>(), "refused a request for an unknown host name");
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        axum::Json(serde_json::json!({"error": "this server does not answer to that host name"})),
+    )
+        .into_response()
+}
+
+/// The guard for the API and every other non-page route.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = matched_path(&req);
+    match rules::lookup(req.method(), &path) {
+        Some(access) => enforce(&state, access, req, next, false).await,
+        None => {
+            tracing::error!(method = %req.method(), %path, "a route has no access rule: refused");
+            ApiError::Forbidden("no access rule for this route".into()).into_response()
+        }
+    }
+}
+
+/// The guard for pages: a request without a session is sent to sign in.
+pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = matched_path(&req);
+    let access = if path.starts_with(rules::SERVER_FN_PREFIX) {
+        rules::SERVER_FN_ACCESS
+    } else {
+        rules::page_access(&path)
+    };
+    let is_page = !path.starts_with(rules::SERVER_FN_PREFIX);
+    enforce(&state, access, req, next, is_page).await
+}
+
+fn matched_path(req: &Request) -> String {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string())
+}
+
+async fn enforce(state: &AppState, access: Access, mut req: Request, next: Next, page: bool) -> Response {
+    let Access::Role(needed) = access else {
+        return next.run(req).await;
+    };
+    let asking = Asking {
+        method: req.method().clone(),
+        headers: req.headers().clone(),
+        session: req.extensions().get::<Session>().cloned(),
+        remote: remote(&req),
+    };
+    match authenticate(state, &asking).await {
+        Ok(principal) if principal.role >= needed => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Ok(principal) => {
+            tracing::info!(user = %principal.user_id, role = %principal.role, needed = %needed, path = %req.uri().path(), "refused: role too low");
+            ApiError::Forbidden(format!("this needs the {needed} role")).into_response()
+        }
+        Err(Denied::Anonymous) if page => {
+            let next_path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            Redirect::to(&format!("/signin?next={}", encode_component(next_path))).into_response()
+        }
+        Err(Denied::Anonymous) => ApiError::Unauthorized("sign in or send an API token".into()).into_response(),
+        Err(Denied::Invalid(reason)) => {
+            tracing::warn!(%reason, remote = %remote(&req), path = %req.uri().path(), "refused a credential");
+            if page {
+                return Redirect::to("/signin").into_response();
+            }
+            ApiError::Unauthorized("invalid or expired credentials".into()).into_response()
+        }
+        Err(Denied::CrossSite) => {
+            tracing::warn!(remote = %remote(&req), path = %req.uri().path(), "refused a cross-site request");
+            ApiError::Forbidden("cross-site request refused".into()).into_response()
+        }
+        Err(Denied::Internal(e)) => ApiError::Internal(e).into_response(),
+    }
+}
+
+/// The client's address, for logs and the audit log.
+pub fn remote(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// The parts of a request authentication reads (a `Request` itself cannot
+/// be held across an await: its body is not `Sync`).
+struct Asking {
+    method: Method,
+    headers: HeaderMap,
+    session: Option<Session>,
+    remote: String,
+}
+
+/// The client's address as an extractor, for handlers outside the guard.
+#[derive(Debug, Clone)]
+pub struct Remote(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Remote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Remote(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denied> {
+    if let Some(value) = req.headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| Denied::Invalid("not a bearer token".into()))?;
+        return token_principal(state, token, req.remote.clone()).await;
+    }
+    let Some(session) = req.session.as_ref() else {
+        return Err(Denied::Anonymous);
+    };
+    let user: Option<SessionUser> = session
+        .get(SESSION_USER)
+        .await
+        .map_err(|e| Denied::Internal(e.into()))?;
+    let Some(mut user) = user else {
+        return Err(Denied::Anonymous);
+    };
+    let now = now_ms();
+    if now - user.signed_in_at > state.access.session_max.as_millis() as i64 {
+        let _ = session.flush().await;
+        return Err(Denied::Anonymous);
+    }
+    if !is_safe(&req.method) && !same_origin(&req.headers) {
+        return Err(Denied::CrossSite);
+    }
+    let Some(stored) = store::user(&state.db, &user.user_id).await? else {
+        let _ = session.flush().await;
+        return Err(Denied::Anonymous);
+    };
+    if stored.disabled {
+        let _ = session.flush().await;
+        return Err(Denied::Invalid(format!("user {} is disabled", stored.id)));
+    }
+    if now - user.seen_at > 60_000 {
+        user.seen_at = now;
+        session
+            .insert(SESSION_USER, &user)
+            .await
+            .map_err(|e| Denied::Internal(e.into()))?;
+    }
+    Ok(Principal {
+        user_id: stored.id,
+        role: stored.role,
+        token: None,
+        remote: req.remote.clone(),
+    })
+}
+
+async fn token_principal(state: &AppState, token: &str, remote: String) -> Result<Principal, Denied> {
+    let verified = state.access.keys.verify(token).map_err(Denied::Invalid)?;
+    let info = store::token(&state.db, &verified.jti)
+        .await?
+        .ok_or_else(|| Denied::Invalid(format!("token {} is unknown", verified.jti)))?;
+    if info.revoked_at.is_some() {
+        return Err(Denied::Invalid(format!("token {} is revoked", info.id)));
+    }
+    if info.user_id != verified.user_id {
+        return Err(Denied::Invalid(format!("token {} names another user", info.id)));
+    }
+    let user = store::user(&state.db, &info.user_id)
+        .await?
+        .ok_or_else(|| Denied::Invalid(format!("token {} has no user", info.id)))?;
+    if user.disabled {
+        return Err(Denied::Invalid(format!("user {} is disabled", user.id)));
+    }
+    store::touch_token(&state.db, &info.id).await?;
+    Ok(Principal {
+        user_id: user.id,
+        // A token never does more than its row says, nor more than its
+        // user may do today.
+        role: info.role.min(user.role).min(verified.role),
+        token: Some(info.id),
+        remote,
+    })
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Whether a state-changing request with a session cookie comes from our
+/// own pages. Browsers send `Sec-Fetch-Site` (and `Origin` on every POST);
+/// a foreign page can forge neither.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.to_str(), Ok("same-origin") | Ok("none"));
+    }
+    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) else {
+        return false;
+    };
+    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
+/// Percent-encodes a value for a query string.
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn cross_site_checks() {
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(same_origin(&headers(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")])));
+        assert!(!same_origin(&headers(&[("origin", "http://evil.example"), ("host", "127.0.0.1:8080")])));
+        assert!(!same_origin(&headers(&[("origin", "null"), ("host", "127.0.0.1:8080")])));
+        assert!(!same_origin(&headers(&[("host", "127.0.0.1:8080")])));
+    }
+}

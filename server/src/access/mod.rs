@@ -1,0 +1,283 @@
+//! Access: who may reach what. Sign-in (OpenID Connect, one-time links),
+//! browser sessions, API tokens, the host check and the rule table, with one
+//! guard in front of every route.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use xene_core::access::Role;
+
+use crate::config::Args;
+use crate::storage::access::{self as store, FIRST_ADMIN_SUBJECT, Identity, LOCAL_CLI_SUBJECT, LOCAL_ISSUER};
+use crate::storage::{Db, StorageError, now_ms};
+
+pub mod admit;
+pub mod guard;
+pub mod oidc;
+pub mod rules;
+pub mod tokens;
+
+pub use guard::Principal;
+
+/// The file in the data directory holding the local admin token for `xenectl`.
+pub const LOCAL_TOKEN_FILE: &str = "admin-token";
+
+/// How long the printed first-admin link works.
+const SIGN_IN_LINK_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// Everything the guard and the sign-in routes need; built once at start.
+#[derive(Debug)]
+pub struct AccessState {
+    pub keys: tokens::TokenKeys,
+    pub oidc: Option<oidc::Oidc>,
+    pub policy: admit::Policy,
+    pub admin_emails: Vec<String>,
+    pub default_role: Role,
+    pub hosts: HostCheck,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    /// Cookies are marked `Secure` when the server speaks HTTPS.
+    pub https: bool,
+}
+
+impl AccessState {
+    pub async fn new(
+        db: &Db,
+        args: &Args,
+        addr: SocketAddr,
+        public_url: &str,
+        https: bool,
+    ) -> anyhow::Result<Self> {
+        let access = &args.access;
+        let lower = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let oidc = match &access.oidc_client_id {
+            None => None,
+            Some(client_id) => Some(oidc::Oidc::new(
+                &access.oidc_issuer,
+                client_id,
+                access.client_secret()?,
+                public_url,
+            )?),
+        };
+        let policy = admit::Policy {
+            allowed_domains: lower(&access.allowed_domains),
+            allowed_emails: lower(&access.allowed_emails),
+            require_hd: access.require_hd(),
+        };
+        if oidc.is_some() && policy.allowed_domains.is_empty() && policy.allowed_emails.is_empty() {
+            tracing::warn!(
+                "OpenID sign-in is on but no --allowed-domains or --allowed-emails are set: nobody can sign in with it"
+            );
+        }
+        Ok(Self {
+            keys: tokens::TokenKeys::new(&store::signing_key(db).await?),
+            oidc,
+            policy,
+            admin_emails: lower(&access.admin_emails),
+            default_role: access.default_role,
+            hosts: HostCheck::new(addr, public_url, &access.allowed_hosts, args.public_url.is_some()),
+            session_idle: access.session_idle,
+            session_max: access.session_max,
+            https,
+        })
+    }
+
+    /// Mints an API token for a user; the token is shown once and never stored.
+    pub async fn mint_token(
+        &self,
+        db: &Db,
+        user_id: &str,
+        name: &str,
+        role: Role,
+        ttl_ms: i64,
+    ) -> Result<(String, store::TokenInfo), StorageError> {
+        let ttl_ms = ttl_ms.clamp(60_000, tokens::MAX_TTL_MS);
+        let info = store::create_token(db, user_id, name, role, Some(now_ms() + ttl_ms)).await?;
+        let token = self.keys.sign(
+            &info.id,
+            user_id,
+            role,
+            info.created_at,
+            info.expires_at.unwrap_or_default(),
+        );
+        Ok((token, info))
+    }
+}
+
+/// The host names the server answers to. A browser on the user's machine
+/// can be made to send requests for `evil.example` to a loopback server (DNS
+/// rebinding); checking `Host` turns those away.
+#[derive(Debug, Clone)]
+pub struct HostCheck {
+    any: bool,
+    names: Vec<String>,
+}
+
+impl HostCheck {
+    pub fn new(addr: SocketAddr, public_url: &str, extra: &[String], explicit_url: bool) -> Self {
+        let mut names: Vec<String> = extra
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if let Some(host) = url_host(public_url) {
+            names.push(host);
+        }
+        let ip = addr.ip();
+        names.push(ip_name(ip));
+        if ip.is_loopback() {
+            names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+        }
+        // Bound to every interface with no name given: the names it is
+        // reached by are unknown, so any is accepted (and said so).
+        let any = ip.is_unspecified() && extra.is_empty() && !explicit_url;
+        if any {
+            tracing::warn!(
+                "listening on {addr} with no --public-url or --allowed-hosts: requests for any host name are accepted"
+            );
+        }
+        Self { any, names }
+    }
+
+    /// Whether a `Host` header value (with or without port) is ours.
+    pub fn allows(&self, host: &str) -> bool {
+        if self.any {
+            return true;
+        }
+        let name = host_name(host);
+        self.names.iter().any(|n| *n == name)
+    }
+}
+
+fn ip_name(ip: IpAddr) -> String {
+    ip.to_string()
+}
+
+/// The host of a URL, lowercased, without port or brackets.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    Some(host_name(authority)).filter(|h| !h.is_empty())
+}
+
+/// `example.com:8080` -> `example.com`; `[::1]:80` -> `::1`.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Makes what a fresh installation needs to be usable and closed: the local
+/// admin token for `xenectl` (written to the data directory, mode 0600), and
+/// while no person is admin, a one-time sign-in link for the first one.
+/// Returns that link.
+pub async fn bootstrap(
+    db: &Db,
+    access: &AccessState,
+    data_dir: &Path,
+    public_url: &str,
+) -> anyhow::Result<Option<String>> {
+    local_admin_token(db, access, data_dir).await?;
+    if store::has_person_admin(db).await? {
+        return Ok(None);
+    }
+    let token = store::create_sign_in_link(db, Role::Admin, SIGN_IN_LINK_TTL_MS).await?;
+    Ok(Some(format!(
+        "{}/auth/link?token={token}",
+        public_url.trim_end_matches('/')
+    )))
+}
+
+async fn local_admin_token(db: &Db, access: &AccessState, data_dir: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join(LOCAL_TOKEN_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(verified) = access.keys.verify(text.trim())
+        && let Some(info) = store::token(db, &verified.jti).await?
+        && info.revoked_at.is_none()
+    {
+        return Ok(());
+    }
+    let user = store::sign_in(
+        db,
+        &Identity {
+            issuer: LOCAL_ISSUER.into(),
+            subject: LOCAL_CLI_SUBJECT.into(),
+            email: String::new(),
+            name: "local xenectl".into(),
+        },
+        Role::Admin,
+    )
+    .await?;
+    let (token, _) = access
+        .mint_token(db, &user.id, "local admin token", Role::Admin, tokens::MAX_TTL_MS)
+        .await?;
+    std::fs::create_dir_all(data_dir)?;
+    write_private(&path, &token)?;
+    store::audit(db, "xene", "token.create", &user.id, "local admin token", "").await?;
+    Ok(())
+}
+
+/// Writes a file only its owner can read, replacing any earlier one.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The identity a first-admin link signs in.
+pub fn first_admin_identity() -> Identity {
+    Identity {
+        issuer: LOCAL_ISSUER.into(),
+        subject: FIRST_ADMIN_SUBJECT.into(),
+        email: String::new(),
+        name: "first admin".into(),
+    }
+}
+
+/// Shared for the router.
+pub type SharedAccess = Arc<AccessState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("Example.com:8080"), "example.com");
+        assert_eq!(host_name("[::1]:80"), "::1");
+        assert_eq!(host_name("localhost."), "localhost");
+        assert_eq!(url_host("https://u@xene.example.com:443/x").as_deref(), Some("xene.example.com"));
+    }
+
+    #[test]
+    fn loopback_server_refuses_other_hosts() {
+        let check = HostCheck::new("127.0.0.1:8080".parse().unwrap(), "http://127.0.0.1:8080", &[], false);
+        assert!(check.allows("127.0.0.1:8080"));
+        assert!(check.allows("localhost:8080"));
+        assert!(!check.allows("evil.example:8080"));
+        assert!(!check.allows("127.0.0.1.evil.example"));
+    }
+}

@@ -1,0 +1,141 @@
+//! `/api/v1/tokens`: API tokens for the CLI and scripts. Everyone manages
+//! their own; admins see and revoke everyone's.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use xene_core::access::Role;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::access::Principal;
+use crate::storage::access::{self as store, TokenInfo};
+
+/// A token lives 90 days unless asked otherwise, and at most a year.
+const DEFAULT_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
+const MAX_TTL_MS: i64 = 366 * 24 * 3600 * 1000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// Your API tokens (an admin's list holds everyone's).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", responses((status = 200, body = TokenList), (status = 401)))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<TokenList>, ApiError> {
+    let own = (principal.role < Role::Admin).then_some(principal.user_id.as_str());
+    Ok(Json(TokenList {
+        tokens: store::tokens(&state.db, own).await?,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// What the token is for, e.g. `ci` (1 to 100 characters).
+    pub name: String,
+    /// At most the creator's role; default the creator's role.
+    #[schema(value_type = Option<String>, example = "viewer")]
+    pub role: Option<Role>,
+    /// How long it works, like `30d` (default 90d, at most 366d).
+    pub expires_in: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NewToken {
+    /// Shown once: send it as `Authorization: Bearer TOKEN`.
+    pub token: String,
+    pub info: TokenInfo,
+}
+
+/// Create an API token with a role no higher than yours.
+#[utoipa::path(
+    post, path = "/api/v1/tokens", tag = "access",
+    request_body(content = TokenRequest, content_type = "application/json"),
+    responses((status = 201, body = NewToken), (status = 400), (status = 403, description = "Role above yours"))
+)]
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<NewToken>), ApiError> {
+    let request: TokenRequest = serde_json::from_slice(&body?)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "a token's name is 1 to 100 printable characters".into(),
+        ));
+    }
+    let role = request.role.unwrap_or(principal.role);
+    if role > principal.role {
+        return Err(ApiError::Forbidden(format!(
+            "a token cannot have a role ({role}) above yours ({})",
+            principal.role
+        )));
+    }
+    let ttl_ms = match request.expires_in.as_deref() {
+        None => DEFAULT_TTL_MS,
+        Some(text) => {
+            let d = xene_core::duration::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            if !(60_000..=MAX_TTL_MS).contains(&ms) {
+                return Err(ApiError::BadRequest(
+                    "expires_in must be between 1m and 366d".into(),
+                ));
+            }
+            ms
+        }
+    };
+    let (token, info) = state
+        .access
+        .mint_token(&state.db, &principal.user_id, name, role, ttl_ms)
+        .await?;
+    store::audit(
+        &state.db,
+        &principal.user_id,
+        "token.create",
+        &info.id,
+        &format!("{name} ({role})"),
+        &principal.remote,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(NewToken { token, info })))
+}
+
+/// Revoke an API token: it stops working at once.
+#[utoipa::path(
+    delete, path = "/api/v1/tokens/{id}", tag = "access",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 204), (status = 404))
+)]
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id?;
+    let not_found = || ApiError::NotFound("no such token".into());
+    let info = store::token(&state.db, &id).await?.ok_or_else(not_found)?;
+    // Someone else's token looks just like one that does not exist.
+    if info.user_id != principal.user_id && principal.role < Role::Admin {
+        return Err(not_found());
+    }
+    store::revoke_token(&state.db, &id).await?;
+    store::audit(&state.db, &principal.user_id, "token.revoke", &id, &info.name, &principal.remote).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

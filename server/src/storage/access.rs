@@ -1,0 +1,553 @@
+//! Users, invites, API token records, one-time sign-in links, the audit log
+//! and the key that signs API tokens.
+
+use sqlx::Row;
+use xene_core::access::Role;
+
+use super::auth::{hash, secret};
+use super::{Db, StorageError, now_ms};
+
+/// The issuer of identities Xene vouches for itself: the first admin's
+/// sign-in link and the local `xenectl` token.
+pub const LOCAL_ISSUER: &str = "xene:local";
+/// The service identity behind the local admin token.
+pub const LOCAL_CLI_SUBJECT: &str = "cli";
+/// The identity the first admin's sign-in link creates.
+pub const FIRST_ADMIN_SUBJECT: &str = "first-admin";
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: String,
+    /// The OpenID issuer that vouched for this user (`xene:local` for Xene's own).
+    pub issuer: String,
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    #[schema(value_type = String, example = "viewer")]
+    pub role: Role,
+    pub disabled: bool,
+    /// UTC milliseconds.
+    pub created_at: i64,
+    /// UTC milliseconds.
+    pub last_sign_in: Option<i64>,
+}
+
+const USER_COLUMNS: &str =
+    "id, issuer, subject, email, name, role, disabled, created_at, last_sign_in";
+
+fn user_from(row: &sqlx::any::AnyRow) -> Result<User, StorageError> {
+    let role: String = row.get(5);
+    Ok(User {
+        id: row.get(0),
+        issuer: row.get(1),
+        subject: row.get(2),
+        email: row.get(3),
+        name: row.get(4),
+        role: role
+            .parse()
+            .map_err(|e: xene_core::access::UnknownRole| StorageError::Corrupt(e.to_string()))?,
+        disabled: row.get::<i64, _>(6) != 0,
+        created_at: row.get(7),
+        last_sign_in: row.get(8),
+    })
+}
+
+pub async fn user(db: &Db, id: &str) -> Result<Option<User>, StorageError> {
+    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(user_from).transpose()
+}
+
+pub async fn user_by_identity(
+    db: &Db,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<User>, StorageError> {
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE issuer = $1 AND subject = $2"
+    ))
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(user_from).transpose()
+}
+
+pub async fn users(db: &Db) -> Result<Vec<User>, StorageError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id LIMIT 10000"
+    ))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(user_from).collect()
+}
+
+/// Who a new user is, as their issuer told us.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+}
+
+/// Finds the user for an identity or creates it with `role`, and records
+/// the sign-in. Email and name follow the issuer's latest word.
+pub async fn sign_in(db: &Db, identity: &Identity, role: Role) -> Result<User, StorageError> {
+    let now = now_ms();
+    let id = format!("u_{}", &hash(&format!("{}\n{}", identity.issuer, identity.subject))[..20]);
+    sqlx::query(
+        "INSERT INTO users (id, issuer, subject, email, name, role, created_at, last_sign_in)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+         ON CONFLICT (issuer, subject) DO UPDATE SET email = $4, name = $5, last_sign_in = $7",
+    )
+    .bind(&id)
+    .bind(&identity.issuer)
+    .bind(&identity.subject)
+    .bind(&identity.email)
+    .bind(&identity.name)
+    .bind(role.as_str())
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    user_by_identity(db, &identity.issuer, &identity.subject)
+        .await?
+        .ok_or_else(|| StorageError::Corrupt("a user vanished while signing in".into()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserChangeError {
+    #[error("no user with id {0:?}")]
+    Unknown(String),
+    #[error("the last enabled admin cannot be demoted or disabled")]
+    LastAdmin,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for UserChangeError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+/// Changes a user's role or disabled flag; never leaves Xene without an
+/// enabled admin who is a person.
+pub async fn update_user(
+    db: &Db,
+    id: &str,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<User, UserChangeError> {
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| UserChangeError::Unknown(id.chars().take(64).collect()))?;
+    let user = user_from(&row)?;
+    let new_role = role.unwrap_or(user.role);
+    let new_disabled = disabled.unwrap_or(user.disabled);
+    let was_admin = user.role == Role::Admin && !user.disabled;
+    let stays_admin = new_role == Role::Admin && !new_disabled;
+    let is_cli = user.issuer == LOCAL_ISSUER && user.subject == LOCAL_CLI_SUBJECT;
+    if was_admin && !stays_admin && !is_cli {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id <> $1 AND NOT (issuer = $2 AND subject = $3)",
+        )
+        .bind(id)
+        .bind(LOCAL_ISSUER)
+        .bind(LOCAL_CLI_SUBJECT)
+        .fetch_one(&mut *tx)
+        .await?;
+        if others == 0 {
+            return Err(UserChangeError::LastAdmin);
+        }
+    }
+    sqlx::query("UPDATE users SET role = $1, disabled = $2 WHERE id = $3")
+        .bind(new_role.as_str())
+        .bind(i64::from(new_disabled))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(User {
+        role: new_role,
+        disabled: new_disabled,
+        ..user
+    })
+}
+
+/// Whether a person (not the local CLI identity) holds the admin role.
+pub async fn has_person_admin(db: &Db) -> Result<bool, StorageError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND NOT (issuer = $1 AND subject = $2)",
+    )
+    .bind(LOCAL_ISSUER)
+    .bind(LOCAL_CLI_SUBJECT)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n > 0)
+}
+
+// ---- invites ----
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Invite {
+    pub id: i64,
+    /// Exactly one of `email` and `domain` is set.
+    pub email: Option<String>,
+    pub domain: Option<String>,
+    #[schema(value_type = String, example = "editor")]
+    pub role: Role,
+    pub created_by: String,
+    /// UTC milliseconds.
+    pub created_at: i64,
+}
+
+fn invite_from(row: &sqlx::any::AnyRow) -> Result<Invite, StorageError> {
+    let role: String = row.get(3);
+    Ok(Invite {
+        id: row.get(0),
+        email: row.get(1),
+        domain: row.get(2),
+        role: role
+            .parse()
+            .map_err(|e: xene_core::access::UnknownRole| StorageError::Corrupt(e.to_string()))?,
+        created_by: row.get(4),
+        created_at: row.get(5),
+    })
+}
+
+pub async fn invites(db: &Db) -> Result<Vec<Invite>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT id, email, domain, role, created_by, created_at FROM invites ORDER BY id LIMIT 10000",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(invite_from).collect()
+}
+
+/// Adds or replaces the invite for an email or a domain (lowercased).
+pub async fn put_invite(
+    db: &Db,
+    email: Option<&str>,
+    domain: Option<&str>,
+    role: Role,
+    created_by: &str,
+) -> Result<Invite, StorageError> {
+    let email = email.map(str::to_ascii_lowercase);
+    let domain = domain.map(str::to_ascii_lowercase);
+    let mut tx = db.begin_write().await?;
+    sqlx::query("DELETE FROM invites WHERE email = $1 OR domain = $2")
+        .bind(&email)
+        .bind(&domain)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO invites (email, domain, role, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&email)
+    .bind(&domain)
+    .bind(role.as_str())
+    .bind(created_by)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(
+        "SELECT id, email, domain, role, created_by, created_at FROM invites WHERE email = $1 OR domain = $2",
+    )
+    .bind(&email)
+    .bind(&domain)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    invite_from(&row)
+}
+
+pub async fn delete_invite(db: &Db, id: i64) -> Result<bool, StorageError> {
+    let done = sqlx::query("DELETE FROM invites WHERE id = $1")
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The role an invite gives this (verified, lowercased) email: by exact
+/// email first, then by its domain.
+pub async fn invited_role(db: &Db, email: &str) -> Result<Option<Role>, StorageError> {
+    let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    let row = sqlx::query(
+        "SELECT role FROM invites WHERE email = $1 OR domain = $2 ORDER BY email IS NULL LIMIT 1",
+    )
+    .bind(email)
+    .bind(domain)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        r.get::<String, _>(0)
+            .parse()
+            .map_err(|e: xene_core::access::UnknownRole| StorageError::Corrupt(e.to_string()))
+    })
+    .transpose()
+}
+
+// ---- API tokens ----
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    /// The token's id (its `jti` claim).
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "editor")]
+    pub role: Role,
+    /// UTC milliseconds.
+    pub created_at: i64,
+    /// UTC milliseconds; absent for a token that never expires.
+    pub expires_at: Option<i64>,
+    /// UTC milliseconds, to the minute.
+    pub last_used_at: Option<i64>,
+    /// UTC milliseconds.
+    pub revoked_at: Option<i64>,
+}
+
+const TOKEN_COLUMNS: &str =
+    "jti, user_id, name, role, created_at, expires_at, last_used_at, revoked_at";
+
+fn token_from(row: &sqlx::any::AnyRow) -> Result<TokenInfo, StorageError> {
+    let role: String = row.get(3);
+    Ok(TokenInfo {
+        id: row.get(0),
+        user_id: row.get(1),
+        name: row.get(2),
+        role: role
+            .parse()
+            .map_err(|e: xene_core::access::UnknownRole| StorageError::Corrupt(e.to_string()))?,
+        created_at: row.get(4),
+        expires_at: row.get(5),
+        last_used_at: row.get(6),
+        revoked_at: row.get(7),
+    })
+}
+
+/// Records a new token; the caller signs the JWT carrying `jti`.
+pub async fn create_token(
+    db: &Db,
+    user_id: &str,
+    name: &str,
+    role: Role,
+    expires_at: Option<i64>,
+) -> Result<TokenInfo, StorageError> {
+    let jti = secret("")[..32].to_string();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO api_tokens (jti, user_id, name, role, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&jti)
+    .bind(user_id)
+    .bind(name)
+    .bind(role.as_str())
+    .bind(now)
+    .bind(expires_at)
+    .execute(db.pool())
+    .await?;
+    Ok(TokenInfo {
+        id: jti,
+        user_id: user_id.into(),
+        name: name.into(),
+        role,
+        created_at: now,
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+    })
+}
+
+pub async fn token(db: &Db, jti: &str) -> Result<Option<TokenInfo>, StorageError> {
+    let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE jti = $1"))
+        .bind(jti)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(token_from).transpose()
+}
+
+/// Tokens, newest first: one user's, or everyone's.
+pub async fn tokens(db: &Db, user_id: Option<&str>) -> Result<Vec<TokenInfo>, StorageError> {
+    let rows = match user_id {
+        Some(user) => sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC LIMIT 10000"
+        ))
+        .bind(user)
+        .fetch_all(db.pool())
+        .await?,
+        None => sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC LIMIT 10000"
+        ))
+        .fetch_all(db.pool())
+        .await?,
+    };
+    rows.iter().map(token_from).collect()
+}
+
+pub async fn revoke_token(db: &Db, jti: &str) -> Result<bool, StorageError> {
+    let done =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(jti)
+            .execute(db.pool())
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Records a use, at most once a minute per token so reads stay reads.
+pub async fn touch_token(db: &Db, jti: &str) -> Result<(), StorageError> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE api_tokens SET last_used_at = $1 WHERE jti = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+    )
+    .bind(now)
+    .bind(jti)
+    .bind(now - 60_000)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+// ---- one-time sign-in links ----
+
+/// A new one-time sign-in link token for `role`, valid for `ttl_ms`. Earlier
+/// unused links stop working: only the latest printed one does.
+pub async fn create_sign_in_link(db: &Db, role: Role, ttl_ms: i64) -> Result<String, StorageError> {
+    let token = secret("xsl_");
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    sqlx::query("DELETE FROM sign_in_links WHERE used_at IS NULL OR expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO sign_in_links (token_hash, role, expires_at) VALUES ($1, $2, $3)")
+        .bind(hash(&token))
+        .bind(role.as_str())
+        .bind(now + ttl_ms)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// Spends a sign-in link: the role it grants, once, while it is valid.
+pub async fn use_sign_in_link(db: &Db, token: &str) -> Result<Option<Role>, StorageError> {
+    if token.len() > 100 {
+        return Ok(None);
+    }
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query(
+        "UPDATE sign_in_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at >= $1 RETURNING role",
+    )
+    .bind(now)
+    .bind(hash(token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    row.map(|r| {
+        r.get::<String, _>(0)
+            .parse()
+            .map_err(|e: xene_core::access::UnknownRole| StorageError::Corrupt(e.to_string()))
+    })
+    .transpose()
+}
+
+// ---- the token signing key ----
+
+/// The key that signs API tokens, made once and shared by every replica.
+pub async fn signing_key(db: &Db) -> Result<Vec<u8>, StorageError> {
+    sqlx::query(
+        "INSERT INTO server_meta (key, value, updated_at) VALUES ('api_token_key', $1, $2) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(secret(""))
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    let value: String =
+        sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'api_token_key'")
+            .fetch_one(db.pool())
+            .await?;
+    hex::decode(value.trim()).map_err(|e| StorageError::Corrupt(format!("api token key: {e}")))
+}
+
+// ---- audit log ----
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// UTC milliseconds.
+    pub at: i64,
+    /// Who: a user id, `agent:ID`, or `anonymous`.
+    pub actor: String,
+    /// What, as `object.verb`: `sign_in.ok`, `sign_in.refused`, `token.create`...
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    /// The client's address.
+    pub remote: String,
+}
+
+/// Longest text kept per audit field: a hostile value cannot bloat the log.
+const AUDIT_FIELD_MAX: usize = 512;
+
+fn clip(s: &str) -> String {
+    s.chars().take(AUDIT_FIELD_MAX).collect()
+}
+
+pub async fn audit(
+    db: &Db,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+    remote: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, detail, remote) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(now_ms())
+    .bind(clip(actor))
+    .bind(clip(action))
+    .bind(clip(target))
+    .bind(clip(detail))
+    .bind(clip(remote))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Entries, newest first, before the id `before` when given.
+pub async fn audit_entries(
+    db: &Db,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, target, detail, remote FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AuditEntry {
+            id: r.get(0),
+            at: r.get(1),
+            actor: r.get(2),
+            action: r.get(3),
+            target: r.get(4),
+            detail: r.get(5),
+            remote: r.get(6),
+        })
+        .collect())
+}
