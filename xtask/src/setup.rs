@@ -31,6 +31,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     apt_packages(TEST_PACKAGES)?;
     site_tools(root)?;
     rust_target(MUSL_TARGET)?;
+    oidc_provider(root)?;
     if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
         util::step("installing cargo-nextest");
         util::run(&mut util::cargo(&["install", "cargo-nextest", "--locked"]))?;
@@ -71,6 +72,22 @@ fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
     let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
     install.args(&missing);
     util::run(&mut install).context("installing Debian packages (are you root or a sudoer?)")
+}
+
+/// The real OpenID provider the sign-in tests run (`oidc-provider` from the
+/// npm registry, pinned by end2end/oidc/package-lock.json).
+fn oidc_provider(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("end2end/oidc");
+    if dir.join("node_modules/oidc-provider/package.json").is_file() {
+        return Ok(());
+    }
+    util::step("installing the test OpenID provider (npm ci in end2end/oidc)");
+    util::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+    )
+    .context("npm ci in end2end/oidc (Node.js 20 and npm are needed)")
 }
 
 fn wasm_target() -> anyhow::Result<()> {

@@ -66,7 +66,8 @@ pub fn SignIn() -> impl IntoView {
                     })
             }}
             <p>
-                <a class="button primary" id="sign-in-google" href=login_href>
+                // Not a page of this app: the client-side router must let it through.
+                <a class="button primary" id="sign-in-google" rel="external" href=login_href>
                     "Sign in with Google"
                 </a>
             </p>

@@ -10,6 +10,7 @@ async fn home_page_hydrates_and_talks_to_the_server() {
     let browser = Browser::start().await;
 
     let outcome = async {
+        browser.sign_in_as_admin(&server).await?;
         browser
             .client
             .goto(&server.url("/"))
@@ -31,6 +32,7 @@ async fn home_page_hydrates_and_talks_to_the_server() {
         let status = browser
             .wait_for_text("#server-status", |t| t.contains("database"))
             .await?;
+        browser.screenshot("home").await?;
         Ok::<_, String>((title, status_before, status))
     }
     .await;
@@ -53,7 +55,17 @@ async fn home_page_hydrates_and_talks_to_the_server() {
 #[tokio::test]
 async fn server_renders_the_page_before_hydration() {
     let server = TestServer::start().await;
-    let body = reqwest::get(server.url("/"))
+    // A client that keeps the session cookie the sign-in link sets.
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let signed_in = client
+        .get(server.sign_in_link.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.url().path(), "/");
+    let body = client
+        .get(server.url("/"))
+        .send()
         .await
         .unwrap()
         .text()

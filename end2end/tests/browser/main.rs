@@ -4,3 +4,4 @@
 mod util;
 
 mod home;
+mod signin;

@@ -18,25 +18,35 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// A running Xene server; stopped when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The one-time link that signs in the first admin.
+    pub sign_in_link: Option<String>,
     _data: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with flags adjusted by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut xene_server::config::Args)) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let mut args = xene_server::config::Args::for_data_dir(data.path().to_path_buf());
         args.site_dir = Some(site_dir());
+        configure(&mut args);
         let server = xene_server::Server::bind(&args)
             .await
             .expect("server starts");
         let addr = server.local_addr();
+        let sign_in_link = server.sign_in_link().map(String::from);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            sign_in_link,
             _data: data,
             stop: Some(stop),
         }
@@ -57,16 +67,78 @@ impl Drop for TestServer {
 
 /// The bundle `cargo xtask site` builds; the test command builds it first.
 fn site_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let site = target.join("site");
+    let site = target_dir().join("site");
     assert!(
         site.join("pkg/xene_bg.wasm").is_file(),
         "no web bundle in {}: run `cargo xtask site` first (`cargo xtask test` does)",
         site.display()
     );
     site
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// A real OpenID provider (the npm package `oidc-provider`, installed by the
+/// test command into `end2end/oidc`), issuing Google-shaped ID tokens; see
+/// `end2end/oidc/provider.mjs` for the accounts it knows. Killed when dropped.
+pub struct OidcProvider {
+    pub issuer: String,
+    _process: Child,
+}
+
+impl OidcProvider {
+    pub const CLIENT_ID: &str = "xene-test";
+    pub const CLIENT_SECRET: &str = "xene-test-secret";
+
+    pub async fn start(redirect_uri: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let port = free_port();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed: run `npm ci` in {} (`cargo xtask test` does)",
+            dir.display()
+        );
+        let mut process = Command::new("node")
+            .arg(dir.join("provider.mjs"))
+            .args([&port.to_string(), Self::CLIENT_ID, Self::CLIENT_SECRET, redirect_uri])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs the OpenID provider");
+        let mut lines = tokio::io::BufReader::new(process.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("listening") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(ready, Ok(true), "the OpenID provider did not start");
+        // Keep reading: a closed pipe would kill node at its next line.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            issuer: format!("http://127.0.0.1:{port}"),
+            _process: process,
+        }
+    }
+}
+
+/// A free loopback port, for servers whose address must be known before
+/// they start (the provider must know the redirect URI).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A headless Chromium behind its own chromedriver; both end when dropped.
@@ -165,17 +237,29 @@ impl Browser {
         ))
     }
 
+    /// Signs in as the first admin with the server's one-time link.
+    pub async fn sign_in_as_admin(&self, server: &TestServer) -> Result<(), String> {
+        let link = server.sign_in_link.as_deref().ok_or("the server printed no link")?;
+        self.client.goto(link).await.map_err(|e| e.to_string())?;
+        let url = self.client.current_url().await.map_err(|e| e.to_string())?;
+        if url.path() != "/" {
+            return Err(format!("the sign-in link led to {url}"));
+        }
+        Ok(())
+    }
+
+    /// Saves a screenshot of the page as `target/screenshots/NAME.png`, for
+    /// people to look at after the run.
+    pub async fn screenshot(&self, name: &str) -> Result<(), String> {
+        let png = self.client.screenshot().await.map_err(|e| e.to_string())?;
+        let dir = target_dir().join("screenshots");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(format!("{name}.png")), png).map_err(|e| e.to_string())
+    }
+
     /// Ends the session. Always call it before asserting: a test that panics
     /// with a live session leaves Chromium holding the test's output open.
     pub async fn close(self) {
         let _ = self.client.close().await;
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -81,6 +81,13 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let path = matched_path(&req);
     match rules::lookup(req.method(), &path) {
         Some(access) => enforce(&state, access, req, next, false).await,
+        // A known path asked with a method it does not take: say so, as
+        // the router would, without running anything.
+        None if rules::RULES.iter().any(|r| r.path == path) => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            axum::Json(serde_json::json!({"error": format!("method not allowed on {}", req.uri().path())})),
+        )
+            .into_response(),
         None => {
             tracing::error!(method = %req.method(), %path, "a route has no access rule: refused");
             ApiError::Forbidden("no access rule for this route".into()).into_response()
