@@ -222,4 +222,3 @@ fn report(what: &str, unit: &str, samples: &mut [f64]) {
         samples.len()
     );
 }
-

@@ -106,8 +106,7 @@ impl Server {
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{addr}")
         });
-        let access =
-            access::AccessState::new(&db, args, addr, &public_url, tls.is_some()).await?;
+        let access = access::AccessState::new(&db, args, addr, &public_url, tls.is_some()).await?;
         let sign_in_link = access::bootstrap(&db, &access, &args.data_dir(), &public_url)
             .await
             .context("setting up access")?;

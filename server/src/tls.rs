@@ -110,11 +110,13 @@ pub async fn serve(
         // Handlers and the audit log see the client's address as with plain HTTP.
         let service = TowerToHyperService::new(
             tower::ServiceBuilder::new()
-                .map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                })
+                .map_request(
+                    move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                        req
+                    },
+                )
                 .service(app.clone()),
         );
         let shutdown = shutdown.clone();

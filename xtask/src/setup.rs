@@ -78,7 +78,10 @@ fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
 /// npm registry, pinned by end2end/oidc/package-lock.json).
 fn oidc_provider(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("end2end/oidc");
-    if dir.join("node_modules/oidc-provider/package.json").is_file() {
+    if dir
+        .join("node_modules/oidc-provider/package.json")
+        .is_file()
+    {
         return Ok(());
     }
     util::step("installing the test OpenID provider (npm ci in end2end/oidc)");

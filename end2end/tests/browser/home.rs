@@ -56,7 +56,10 @@ async fn home_page_hydrates_and_talks_to_the_server() {
 async fn server_renders_the_page_before_hydration() {
     let server = TestServer::start().await;
     // A client that keeps the session cookie the sign-in link sets.
-    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
     let signed_in = client
         .get(server.sign_in_link.as_deref().unwrap())
         .send()

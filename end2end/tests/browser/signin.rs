@@ -17,8 +17,18 @@ async fn sign_in_as(
     // cookies and ours share the host 127.0.0.1).
     c.delete_all_cookies().await.map_err(e)?;
     c.goto(&server.url("/signin")).await.map_err(e)?;
-    c.find(Locator::Css("#sign-in-google")).await.map_err(e)?.click().await.map_err(e)?;
-    let login_field = match c.wait().at_most(WAIT).for_element(Locator::Css("input[name=login]")).await {
+    c.find(Locator::Css("#sign-in-google"))
+        .await
+        .map_err(e)?
+        .click()
+        .await
+        .map_err(e)?;
+    let login_field = match c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=login]"))
+        .await
+    {
         Ok(field) => field,
         Err(err) => {
             let url = c.current_url().await.map_err(e)?;
@@ -27,8 +37,18 @@ async fn sign_in_as(
         }
     };
     login_field.send_keys(login).await.map_err(e)?;
-    c.find(Locator::Css("input[name=password]")).await.map_err(e)?.send_keys("any").await.map_err(e)?;
-    c.find(Locator::Css("button[type=submit]")).await.map_err(e)?.click().await.map_err(e)?;
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .map_err(e)?
+        .send_keys("any")
+        .await
+        .map_err(e)?;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .map_err(e)?
+        .click()
+        .await
+        .map_err(e)?;
     // The provider asks for consent once per account and client.
     let started = std::time::Instant::now();
     let ours = format!("127.0.0.1:{}", server.addr.port());
@@ -42,7 +62,11 @@ async fn sign_in_as(
             };
             return Ok((path, code));
         }
-        if let Ok(button) = c.find(Locator::Css("button[type=submit][autofocus], button[type=submit]")).await
+        if let Ok(button) = c
+            .find(Locator::Css(
+                "button[type=submit][autofocus], button[type=submit]",
+            ))
+            .await
             && url.path().contains("interaction")
         {
             let _ = button.click().await;
@@ -75,13 +99,33 @@ async fn sign_in_with_openid_admits_only_allowed_workspace_accounts() {
     let browser = Browser::start().await;
     let cases = [
         ("alice@example.com", None, "signed-in"),
-        ("erin@other.org", Some("domain_not_allowed"), "refused-other-domain"),
-        ("unverified.bob@example.com", Some("unverified_email"), "refused-unverified"),
-        ("nohd.carol@example.com", Some("hd_missing"), "refused-no-hd"),
-        ("dave@gmail.com", Some("domain_not_allowed"), "refused-consumer"),
+        (
+            "erin@other.org",
+            Some("domain_not_allowed"),
+            "refused-other-domain",
+        ),
+        (
+            "unverified.bob@example.com",
+            Some("unverified_email"),
+            "refused-unverified",
+        ),
+        (
+            "nohd.carol@example.com",
+            Some("hd_missing"),
+            "refused-no-hd",
+        ),
+        (
+            "dave@gmail.com",
+            Some("domain_not_allowed"),
+            "refused-consumer",
+        ),
     ];
     let outcome = async {
-        browser.client.goto(&server.url("/signin")).await.map_err(|e| e.to_string())?;
+        browser
+            .client
+            .goto(&server.url("/signin"))
+            .await
+            .map_err(|e| e.to_string())?;
         browser.screenshot("signin").await?;
         let mut seen = Vec::new();
         for (login, _, shot) in cases {
@@ -104,7 +148,10 @@ async fn sign_in_with_openid_admits_only_allowed_workspace_accounts() {
             None => assert_eq!(path, "/", "{login}"),
             Some(_) => {
                 assert_eq!(path, "/signin", "{login}");
-                assert!(text.starts_with("You were not signed in."), "{login}: {text}");
+                assert!(
+                    text.starts_with("You were not signed in."),
+                    "{login}: {text}"
+                );
             }
         }
     }

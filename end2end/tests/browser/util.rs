@@ -105,7 +105,12 @@ impl OidcProvider {
         );
         let mut process = Command::new("node")
             .arg(dir.join("provider.mjs"))
-            .args([&port.to_string(), Self::CLIENT_ID, Self::CLIENT_SECRET, redirect_uri])
+            .args([
+                &port.to_string(),
+                Self::CLIENT_ID,
+                Self::CLIENT_SECRET,
+                redirect_uri,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -239,7 +244,10 @@ impl Browser {
 
     /// Signs in as the first admin with the server's one-time link.
     pub async fn sign_in_as_admin(&self, server: &TestServer) -> Result<(), String> {
-        let link = server.sign_in_link.as_deref().ok_or("the server printed no link")?;
+        let link = server
+            .sign_in_link
+            .as_deref()
+            .ok_or("the server printed no link")?;
         self.client.goto(link).await.map_err(|e| e.to_string())?;
         let url = self.client.current_url().await.map_err(|e| e.to_string())?;
         if url.path() != "/" {

@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn domains_match_exactly() {
         let p = policy(false);
-        assert_eq!(p.admit(&claims("a@gmail.com", true, None)), Err(Refusal::DomainNotAllowed));
+        assert_eq!(
+            p.admit(&claims("a@gmail.com", true, None)),
+            Err(Refusal::DomainNotAllowed)
+        );
         assert_eq!(
             p.admit(&claims("a@sub.example.com", true, None)),
             Err(Refusal::DomainNotAllowed)
@@ -135,12 +138,18 @@ mod tests {
     #[test]
     fn unverified_or_missing_email_is_refused() {
         let p = policy(false);
-        assert_eq!(p.admit(&claims("a@example.com", false, None)), Err(Refusal::UnverifiedEmail));
+        assert_eq!(
+            p.admit(&claims("a@example.com", false, None)),
+            Err(Refusal::UnverifiedEmail)
+        );
         let mut c = claims("a@example.com", true, None);
         c.email_verified = None;
         assert_eq!(p.admit(&c), Err(Refusal::UnverifiedEmail));
         assert_eq!(p.admit(&Claims::default()), Err(Refusal::NoEmail));
-        assert_eq!(p.admit(&claims("@example.com", true, None)), Err(Refusal::NoEmail));
+        assert_eq!(
+            p.admit(&claims("@example.com", true, None)),
+            Err(Refusal::NoEmail)
+        );
     }
 
     #[test]
@@ -154,13 +163,20 @@ mod tests {
             p.admit(&claims("a@example.com", true, Some("evil.org"))),
             Err(Refusal::HostedDomainNotAllowed)
         );
-        assert!(policy(false).admit(&claims("a@example.com", true, None)).is_ok());
+        assert!(
+            policy(false)
+                .admit(&claims("a@example.com", true, None))
+                .is_ok()
+        );
     }
 
     #[test]
     fn single_emails_bypass_the_domain_list() {
         let p = policy(true);
-        assert_eq!(p.admit(&claims("guest@gmail.com", true, None)), Ok("guest@gmail.com".into()));
+        assert_eq!(
+            p.admit(&claims("guest@gmail.com", true, None)),
+            Ok("guest@gmail.com".into())
+        );
         assert_eq!(
             p.admit(&claims("guest@gmail.com", false, None)),
             Err(Refusal::UnverifiedEmail)
@@ -170,6 +186,9 @@ mod tests {
     #[test]
     fn nothing_allowed_admits_nobody() {
         let p = Policy::default();
-        assert_eq!(p.admit(&claims("a@example.com", true, None)), Err(Refusal::DomainNotAllowed));
+        assert_eq!(
+            p.admit(&claims("a@example.com", true, None)),
+            Err(Refusal::DomainNotAllowed)
+        );
     }
 }

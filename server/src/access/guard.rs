@@ -85,7 +85,9 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         // the router would, without running anything.
         None if rules::RULES.iter().any(|r| r.path == path) => (
             StatusCode::METHOD_NOT_ALLOWED,
-            axum::Json(serde_json::json!({"error": format!("method not allowed on {}", req.uri().path())})),
+            axum::Json(
+                serde_json::json!({"error": format!("method not allowed on {}", req.uri().path())}),
+            ),
         )
             .into_response(),
         None => {
@@ -114,7 +116,13 @@ fn matched_path(req: &Request) -> String {
         .unwrap_or_else(|| req.uri().path().to_string())
 }
 
-async fn enforce(state: &AppState, access: Access, mut req: Request, next: Next, page: bool) -> Response {
+async fn enforce(
+    state: &AppState,
+    access: Access,
+    mut req: Request,
+    next: Next,
+    page: bool,
+) -> Response {
     let Access::Role(needed) = access else {
         return next.run(req).await;
     };
@@ -141,7 +149,9 @@ async fn enforce(state: &AppState, access: Access, mut req: Request, next: Next,
                 .unwrap_or("/");
             Redirect::to(&format!("/signin?next={}", encode_component(next_path))).into_response()
         }
-        Err(Denied::Anonymous) => ApiError::Unauthorized("sign in or send an API token".into()).into_response(),
+        Err(Denied::Anonymous) => {
+            ApiError::Unauthorized("sign in or send an API token".into()).into_response()
+        }
         Err(Denied::Invalid(reason)) => {
             tracing::warn!(%reason, remote = %remote(&req), path = %req.uri().path(), "refused a credential");
             if page {
@@ -200,7 +210,10 @@ async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denie
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| Denied::Invalid("not a bearer token".into()))?;
         return token_principal(state, token, req.remote.clone()).await;
@@ -246,7 +259,11 @@ async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denie
     })
 }
 
-async fn token_principal(state: &AppState, token: &str, remote: String) -> Result<Principal, Denied> {
+async fn token_principal(
+    state: &AppState,
+    token: &str,
+    remote: String,
+) -> Result<Principal, Denied> {
     let verified = state.access.keys.verify(token).map_err(Denied::Invalid)?;
     let info = store::token(&state.db, &verified.jti)
         .await?
@@ -255,7 +272,10 @@ async fn token_principal(state: &AppState, token: &str, remote: String) -> Resul
         return Err(Denied::Invalid(format!("token {} is revoked", info.id)));
     }
     if info.user_id != verified.user_id {
-        return Err(Denied::Invalid(format!("token {} names another user", info.id)));
+        return Err(Denied::Invalid(format!(
+            "token {} names another user",
+            info.id
+        )));
     }
     let user = store::user(&state.db, &info.user_id)
         .await?
@@ -285,7 +305,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return matches!(site.to_str(), Ok("same-origin") | Ok("none"));
     }
-    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) else {
+    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
+    else {
         return false;
     };
     let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
@@ -326,9 +347,18 @@ mod tests {
         assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
-        assert!(same_origin(&headers(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")])));
-        assert!(!same_origin(&headers(&[("origin", "http://evil.example"), ("host", "127.0.0.1:8080")])));
-        assert!(!same_origin(&headers(&[("origin", "null"), ("host", "127.0.0.1:8080")])));
+        assert!(same_origin(&headers(&[
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("origin", "http://evil.example"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("origin", "null"),
+            ("host", "127.0.0.1:8080")
+        ])));
         assert!(!same_origin(&headers(&[("host", "127.0.0.1:8080")])));
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use xene_core::access::Role;
 
 use crate::config::Args;
-use crate::storage::access::{self as store, FIRST_ADMIN_SUBJECT, Identity, LOCAL_CLI_SUBJECT, LOCAL_ISSUER};
+use crate::storage::access::{
+    self as store, FIRST_ADMIN_SUBJECT, Identity, LOCAL_CLI_SUBJECT, LOCAL_ISSUER,
+};
 use crate::storage::{Db, StorageError, now_ms};
 
 pub mod admit;
@@ -82,7 +84,12 @@ impl AccessState {
             policy,
             admin_emails: lower(&access.admin_emails),
             default_role: access.default_role,
-            hosts: HostCheck::new(addr, public_url, &access.allowed_hosts, args.public_url.is_some()),
+            hosts: HostCheck::new(
+                addr,
+                public_url,
+                &access.allowed_hosts,
+                args.public_url.is_some(),
+            ),
             session_idle: access.session_idle,
             session_max: access.session_max,
             https,
@@ -221,11 +228,25 @@ async fn local_admin_token(db: &Db, access: &AccessState, data_dir: &Path) -> an
     )
     .await?;
     let (token, _) = access
-        .mint_token(db, &user.id, "local admin token", Role::Admin, tokens::MAX_TTL_MS)
+        .mint_token(
+            db,
+            &user.id,
+            "local admin token",
+            Role::Admin,
+            tokens::MAX_TTL_MS,
+        )
         .await?;
     std::fs::create_dir_all(data_dir)?;
     write_private(&path, &token)?;
-    store::audit(db, "xene", "token.create", &user.id, "local admin token", "").await?;
+    store::audit(
+        db,
+        "xene",
+        "token.create",
+        &user.id,
+        "local admin token",
+        "",
+    )
+    .await?;
     Ok(())
 }
 
@@ -269,12 +290,20 @@ mod tests {
         assert_eq!(host_name("Example.com:8080"), "example.com");
         assert_eq!(host_name("[::1]:80"), "::1");
         assert_eq!(host_name("localhost."), "localhost");
-        assert_eq!(url_host("https://u@xene.example.com:443/x").as_deref(), Some("xene.example.com"));
+        assert_eq!(
+            url_host("https://u@xene.example.com:443/x").as_deref(),
+            Some("xene.example.com")
+        );
     }
 
     #[test]
     fn loopback_server_refuses_other_hosts() {
-        let check = HostCheck::new("127.0.0.1:8080".parse().unwrap(), "http://127.0.0.1:8080", &[], false);
+        let check = HostCheck::new(
+            "127.0.0.1:8080".parse().unwrap(),
+            "http://127.0.0.1:8080",
+            &[],
+            false,
+        );
         assert!(check.allows("127.0.0.1:8080"));
         assert!(check.allows("localhost:8080"));
         assert!(!check.allows("evil.example:8080"));

@@ -92,7 +92,9 @@ impl Oidc {
         }
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
             .await
-            .map_err(|e| anyhow::anyhow!("OpenID discovery at {} failed: {e}", self.issuer.as_str()))?;
+            .map_err(|e| {
+                anyhow::anyhow!("OpenID discovery at {} failed: {e}", self.issuer.as_str())
+            })?;
         *cached = Some((Instant::now(), metadata.clone()));
         Ok(metadata)
     }
@@ -126,7 +128,12 @@ struct LoginQuery {
 /// would make the sign-in an open redirect.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() < 2048 => {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() < 2048 =>
+        {
             p.to_string()
         }
         _ => "/".into(),
@@ -152,11 +159,19 @@ async fn login(
             return refused(Refusal::Failed);
         }
     };
-    let client = CoreClient::from_provider_metadata(metadata, oidc.client_id.clone(), oidc.client_secret.clone())
-        .set_redirect_uri(oidc.redirect.clone());
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        oidc.client_id.clone(),
+        oidc.client_secret.clone(),
+    )
+    .set_redirect_uri(oidc.redirect.clone());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, csrf, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("email".into()))
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge)
@@ -190,12 +205,28 @@ async fn callback(State(state): State<AppState>, session: Session, req: Request)
     };
     match finish(&state, &session, query).await {
         Ok((user, next)) => {
-            let _ = store::audit(&state.db, &user.id, "sign_in.ok", &user.id, &user.email, &remote).await;
+            let _ = store::audit(
+                &state.db,
+                &user.id,
+                "sign_in.ok",
+                &user.id,
+                &user.email,
+                &remote,
+            )
+            .await;
             Redirect::to(&next).into_response()
         }
         Err((refusal, email)) => {
             tracing::info!(reason = refusal.code(), email = %email, %remote, "sign-in refused");
-            let _ = store::audit(&state.db, "anonymous", "sign_in.refused", &email, refusal.code(), &remote).await;
+            let _ = store::audit(
+                &state.db,
+                "anonymous",
+                "sign_in.refused",
+                &email,
+                refusal.code(),
+                &remote,
+            )
+            .await;
             refused(refusal)
         }
     }
@@ -209,7 +240,11 @@ async fn finish(
     query: CallbackQuery,
 ) -> Result<(store::User, String), Failure> {
     let fail = |r: Refusal| (r, String::new());
-    let oidc = state.access.oidc.as_ref().ok_or(fail(Refusal::NotConfigured))?;
+    let oidc = state
+        .access
+        .oidc
+        .as_ref()
+        .ok_or(fail(Refusal::NotConfigured))?;
     // Taken out at once: a state and a code are good for one try.
     let pending: Pending = session
         .remove(PENDING)
@@ -233,12 +268,18 @@ async fn finish(
         tracing::error!(error = %e, "cannot finish a sign-in");
         fail(Refusal::Failed)
     })?;
-    let client = CoreClient::from_provider_metadata(metadata, oidc.client_id.clone(), oidc.client_secret.clone())
-        .set_redirect_uri(oidc.redirect.clone());
-    let request = client.exchange_code(AuthorizationCode::new(code)).map_err(|e| {
-        tracing::error!(error = %e, "the provider has no token endpoint");
-        fail(Refusal::Failed)
-    })?;
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        oidc.client_id.clone(),
+        oidc.client_secret.clone(),
+    )
+    .set_redirect_uri(oidc.redirect.clone());
+    let request = client
+        .exchange_code(AuthorizationCode::new(code))
+        .map_err(|e| {
+            tracing::error!(error = %e, "the provider has no token endpoint");
+            fail(Refusal::Failed)
+        })?;
     let response = request
         .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
         .request_async(&oidc.http)
@@ -278,14 +319,19 @@ async fn finish(
             .map(|n| n.as_str().chars().take(200).collect())
             .unwrap_or_default(),
     };
-    let role = newcomer_role(state, &email).await.map_err(|_| fail(Refusal::Failed))?;
+    let role = newcomer_role(state, &email)
+        .await
+        .map_err(|_| fail(Refusal::Failed))?;
     let user = sign_in(state, session, &identity, role).await?;
     Ok((user, pending.next))
 }
 
 /// The role of someone signing in for the first time (ignored for people
 /// Xene knows: their role is what an admin made it).
-async fn newcomer_role(state: &AppState, email: &str) -> Result<Role, crate::storage::StorageError> {
+async fn newcomer_role(
+    state: &AppState,
+    email: &str,
+) -> Result<Role, crate::storage::StorageError> {
     if state.access.admin_emails.iter().any(|e| e == email) {
         return Ok(Role::Admin);
     }
@@ -358,14 +404,30 @@ async fn link(State(state): State<AppState>, session: Session, req: Request) -> 
     let role = match store::use_sign_in_link(&state.db, &token).await {
         Ok(Some(role)) => role,
         Ok(None) => {
-            let _ = store::audit(&state.db, "anonymous", "sign_in.refused", "", "link_invalid", &remote).await;
+            let _ = store::audit(
+                &state.db,
+                "anonymous",
+                "sign_in.refused",
+                "",
+                "link_invalid",
+                &remote,
+            )
+            .await;
             return Redirect::to("/signin?error=link_invalid").into_response();
         }
         Err(e) => return crate::http::error::ApiError::from(e).into_response(),
     };
     match sign_in(&state, &session, &super::first_admin_identity(), role).await {
         Ok(user) => {
-            let _ = store::audit(&state.db, &user.id, "sign_in.ok", &user.id, "one-time link", &remote).await;
+            let _ = store::audit(
+                &state.db,
+                &user.id,
+                "sign_in.ok",
+                &user.id,
+                "one-time link",
+                &remote,
+            )
+            .await;
             Redirect::to("/").into_response()
         }
         Err((refusal, _)) => refused(refusal),
@@ -392,8 +454,12 @@ mod tests {
 
     #[test]
     fn reads_hd_from_the_payload() {
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"hd":"example.com"}"#);
-        assert_eq!(hosted_domain(&format!("x.{payload}.y")).as_deref(), Some("example.com"));
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"hd":"example.com"}"#);
+        assert_eq!(
+            hosted_domain(&format!("x.{payload}.y")).as_deref(),
+            Some("example.com")
+        );
         assert_eq!(hosted_domain("garbage"), None);
     }
 }

@@ -69,8 +69,16 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/workflows/{name}", VIEWER),
     rule(Method::DELETE, "/api/v1/workflows/{name}", EDITOR),
     rule(Method::GET, "/api/v1/workflows/{name}/versions", VIEWER),
-    rule(Method::GET, "/api/v1/workflows/{name}/versions/{version}", VIEWER),
-    rule(Method::POST, "/api/v1/workflows/{name}/pipelines/{pipeline}/runs", EDITOR),
+    rule(
+        Method::GET,
+        "/api/v1/workflows/{name}/versions/{version}",
+        VIEWER,
+    ),
+    rule(
+        Method::POST,
+        "/api/v1/workflows/{name}/pipelines/{pipeline}/runs",
+        EDITOR,
+    ),
     rule(Method::GET, "/api/v1/runs", VIEWER),
     rule(Method::GET, "/api/v1/runs/{id}", VIEWER),
     rule(Method::POST, "/api/v1/runs/{id}/cancel", EDITOR),

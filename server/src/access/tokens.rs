@@ -107,13 +107,19 @@ mod tests {
         let now = now_ms();
         let token = keys.sign("j1", "u1", Role::Editor, now, now + 60_000);
         let ok = keys.verify(&token).unwrap();
-        assert_eq!((ok.jti.as_str(), ok.user_id.as_str(), ok.role), ("j1", "u1", Role::Editor));
+        assert_eq!(
+            (ok.jti.as_str(), ok.user_id.as_str(), ok.role),
+            ("j1", "u1", Role::Editor)
+        );
 
         let expired = keys.sign("j1", "u1", Role::Editor, now - 120_000, now - 60_000);
         assert!(keys.verify(&expired).is_err());
 
         let other = TokenKeys::new(b"another key entirely, 32 bytes!!");
-        assert!(keys.verify(&other.sign("j1", "u1", Role::Admin, now, now + 60_000)).is_err());
+        assert!(
+            keys.verify(&other.sign("j1", "u1", Role::Admin, now, now + 60_000))
+                .is_err()
+        );
 
         // Flip a character of the payload: the signature no longer matches.
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::{Extension, Json};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,7 +76,15 @@ async fn create_join_token(
     }
     let (token, expires_at) = auth::create_join_token(&state.db, &request.labels, ttl_ms).await?;
     let labels = serde_json::to_string(&request.labels).unwrap_or_default();
-    audit(&state.db, &principal.user_id, "join_token.create", "", &labels, &principal.remote).await?;
+    audit(
+        &state.db,
+        &principal.user_id,
+        "join_token.create",
+        "",
+        &labels,
+        &principal.remote,
+    )
+    .await?;
     let install_command = format!(
         "curl -fsSL {}/install.sh | sh -s -- --join-token {token}",
         state.public_url.trim_end_matches('/')
@@ -141,7 +149,15 @@ async fn join(
     }
     tracing::info!(agent = %joined.agent_id, "an agent joined");
     let actor = format!("agent:{}", joined.agent_id);
-    audit(&state.db, &actor, "agent.join", &joined.agent_id, &name, &remote).await?;
+    audit(
+        &state.db,
+        &actor,
+        "agent.join",
+        &joined.agent_id,
+        &name,
+        &remote,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(Credential {
@@ -173,6 +189,14 @@ async fn revoke_agent(
     runs::end_leases_of(&state.db, &id).await?;
     state.ctx.wake_supervisor.notify_one();
     tracing::info!(agent = %id, "agent revoked");
-    audit(&state.db, &principal.user_id, "agent.revoke", &id, "", &principal.remote).await?;
+    audit(
+        &state.db,
+        &principal.user_id,
+        "agent.revoke",
+        &id,
+        "",
+        &principal.remote,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -44,9 +44,16 @@ async fn audit_log(
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and 500, not {limit}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and 500, not {limit}"
+        )));
     }
     let entries = store::audit_entries(&state.db, query.before, limit).await?;
-    let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
-    Ok(Json(AuditPage { entries, next_before }))
+    let next_before = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(AuditPage {
+        entries,
+        next_before,
+    }))
 }

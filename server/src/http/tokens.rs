@@ -91,7 +91,8 @@ async fn create_token(
     let ttl_ms = match request.expires_in.as_deref() {
         None => DEFAULT_TTL_MS,
         Some(text) => {
-            let d = xene_core::duration::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let d = xene_core::duration::parse(text)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
             if !(60_000..=MAX_TTL_MS).contains(&ms) {
                 return Err(ApiError::BadRequest(
@@ -136,6 +137,14 @@ async fn revoke_token(
         return Err(not_found());
     }
     store::revoke_token(&state.db, &id).await?;
-    store::audit(&state.db, &principal.user_id, "token.revoke", &id, &info.name, &principal.remote).await?;
+    store::audit(
+        &state.db,
+        &principal.user_id,
+        "token.revoke",
+        &id,
+        &info.name,
+        &principal.remote,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

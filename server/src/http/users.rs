@@ -97,7 +97,15 @@ async fn update_user(
             UserChangeError::Storage(e) => e.into(),
         })?;
     let detail = format!("role={} disabled={}", user.role, user.disabled);
-    store::audit(&state.db, &principal.user_id, "user.update", &user.id, &detail, &principal.remote).await?;
+    store::audit(
+        &state.db,
+        &principal.user_id,
+        "user.update",
+        &user.id,
+        &detail,
+        &principal.remote,
+    )
+    .await?;
     Ok(Json(user))
 }
 
@@ -142,7 +150,8 @@ async fn put_invite(
     let valid = |s: &str, email: bool| {
         !s.is_empty()
             && s.len() <= 254
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+@".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.+@".contains(c))
             && (s.contains('@') == email)
     };
     match (&request.email, &request.domain) {
@@ -162,8 +171,20 @@ async fn put_invite(
         &principal.user_id,
     )
     .await?;
-    let target = invite.email.clone().or(invite.domain.clone()).unwrap_or_default();
-    store::audit(&state.db, &principal.user_id, "invite.put", &target, invite.role.as_str(), &principal.remote).await?;
+    let target = invite
+        .email
+        .clone()
+        .or(invite.domain.clone())
+        .unwrap_or_default();
+    store::audit(
+        &state.db,
+        &principal.user_id,
+        "invite.put",
+        &target,
+        invite.role.as_str(),
+        &principal.remote,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
@@ -182,6 +203,14 @@ async fn delete_invite(
     if !store::delete_invite(&state.db, id).await? {
         return Err(ApiError::NotFound(format!("no invite with id {id}")));
     }
-    store::audit(&state.db, &principal.user_id, "invite.delete", &id.to_string(), "", &principal.remote).await?;
+    store::audit(
+        &state.db,
+        &principal.user_id,
+        "invite.delete",
+        &id.to_string(),
+        "",
+        &principal.remote,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -97,7 +97,10 @@ pub struct Identity {
 /// the sign-in. Email and name follow the issuer's latest word.
 pub async fn sign_in(db: &Db, identity: &Identity, role: Role) -> Result<User, StorageError> {
     let now = now_ms();
-    let id = format!("u_{}", &hash(&format!("{}\n{}", identity.issuer, identity.subject))[..20]);
+    let id = format!(
+        "u_{}",
+        &hash(&format!("{}\n{}", identity.issuer, identity.subject))[..20]
+    );
     sqlx::query(
         "INSERT INTO users (id, issuer, subject, email, name, role, created_at, last_sign_in)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
@@ -367,10 +370,12 @@ pub async fn create_token(
 }
 
 pub async fn token(db: &Db, jti: &str) -> Result<Option<TokenInfo>, StorageError> {
-    let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE jti = $1"))
-        .bind(jti)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE jti = $1"
+    ))
+    .bind(jti)
+    .fetch_optional(db.pool())
+    .await?;
     row.as_ref().map(token_from).transpose()
 }
 

@@ -31,7 +31,10 @@ fn no_redirects() -> reqwest::Client {
 
 /// Signs in through the one-time link; returns the session cookie.
 async fn sign_in_with_link(server: &TestServer) -> String {
-    let link = server.sign_in_link.as_deref().expect("a fresh server prints a link");
+    let link = server
+        .sign_in_link
+        .as_deref()
+        .expect("a fresh server prints a link");
     let response = no_redirects().get(link).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["location"], "/");
@@ -43,8 +46,14 @@ async fn sign_in_with_link(server: &TestServer) -> String {
         .find(|c| c.starts_with("xene_session="))
         .expect("a session cookie");
     let flags = cookie.to_ascii_lowercase();
-    assert!(flags.contains("httponly") && flags.contains("samesite=lax"), "{cookie}");
-    assert!(!flags.contains("secure"), "plain HTTP cookies cannot be Secure: {cookie}");
+    assert!(
+        flags.contains("httponly") && flags.contains("samesite=lax"),
+        "{cookie}"
+    );
+    assert!(
+        !flags.contains("secure"),
+        "plain HTTP cookies cannot be Secure: {cookie}"
+    );
     cookie.split(';').next().unwrap().to_string()
 }
 
@@ -57,7 +66,10 @@ async fn anonymous_and_cross_site_requests_store_and_run_nothing() {
         let anon = reqwest::Client::new();
 
         // The attack as found: a foreign page POSTs text/plain, no credential.
-        for path in ["/api/v1/workflows", "/api/v1/workflows/pwned/pipelines/p/runs"] {
+        for path in [
+            "/api/v1/workflows",
+            "/api/v1/workflows/pwned/pipelines/p/runs",
+        ] {
             let r = anon
                 .post(server.url(path))
                 .header("content-type", "text/plain")
@@ -70,7 +82,10 @@ async fn anonymous_and_cross_site_requests_store_and_run_nothing() {
         }
         // With a session cookie, from another site: refused too.
         let cookie = sign_in_with_link(&server).await;
-        for (header, value) in [("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")] {
+        for (header, value) in [
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://evil.example"),
+        ] {
             let r = anon
                 .post(server.url("/api/v1/workflows"))
                 .header("content-type", "text/plain")
@@ -141,7 +156,10 @@ async fn requests_for_other_host_names_are_refused() {
 /// A token of `role` for the local admin (a token never exceeds its role).
 async fn token_with_role(server: &TestServer, role: Role) -> String {
     let (status, body) = server
-        .post("/api/v1/tokens", json!({"name": format!("as {role}"), "role": role}).to_string())
+        .post(
+            "/api/v1/tokens",
+            json!({"name": format!("as {role}"), "role": role}).to_string(),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().unwrap().to_string()
@@ -157,7 +175,10 @@ async fn every_documented_operation_follows_its_rule_for_every_role() {
     let (_, doc) = server.get("/api/v1/openapi.json").await;
     let mut clients = vec![(None, reqwest::Client::new())];
     for role in Role::ALL {
-        clients.push((Some(role), client_with_token(&token_with_role(&server, role).await)));
+        clients.push((
+            Some(role),
+            client_with_token(&token_with_role(&server, role).await),
+        ));
     }
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -199,7 +220,10 @@ async fn every_documented_operation_follows_its_rule_for_every_role() {
     }
     assert!(checked >= 25, "only {checked} operations documented");
     // Every API rule names a documented operation (or the JSON 404).
-    for rule in rules::RULES.iter().filter(|r| r.path.starts_with("/api/v1/")) {
+    for rule in rules::RULES
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v1/"))
+    {
         let documented = doc["paths"][rule.path]
             .get(rule.method.as_ref().unwrap().as_str().to_lowercase())
             .is_some();
@@ -219,20 +243,20 @@ async fn bad_tokens_get_the_same_bare_401() {
         let db = TestDb::new(backend);
         let server = TestServer::start(&db).await;
         let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
-        let key_hex: String = sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'api_token_key'")
-            .fetch_one(storage.pool())
-            .await
-            .unwrap();
+        let key_hex: String =
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'api_token_key'")
+                .fetch_one(storage.pool())
+                .await
+                .unwrap();
         let key = hex::decode(key_hex).unwrap();
         let now = xene_server::storage::now_ms() / 1000;
         let (_, me) = server.get("/api/v1/me").await;
         let user = me["user"]["id"].as_str().unwrap().to_string();
         let jti = me["token"].as_str().unwrap().to_string();
-        let claims = |aud: &str, exp: i64| {
-            json!({"iss": "xene", "aud": aud, "sub": user, "jti": jti, "role": "admin", "iat": now, "exp": exp})
-        };
+        let claims = |aud: &str, exp: i64| json!({"iss": "xene", "aud": aud, "sub": user, "jti": jti, "role": "admin", "iat": now, "exp": exp});
         let sign = |alg: Algorithm, claims: Value| {
-            jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(&key)).unwrap()
+            jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(&key))
+                .unwrap()
         };
         // The real token, with one character of its signature changed.
         let mut tampered = server.token.clone();
@@ -242,22 +266,40 @@ async fn bad_tokens_get_the_same_bare_401() {
             use base64::Engine;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
         };
-        let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims("xene-api", now + 3600)));
-        let (status, revocable) = server.post("/api/v1/tokens", r#"{"name": "short-lived"}"#).await;
+        let alg_none = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims("xene-api", now + 3600))
+        );
+        let (status, revocable) = server
+            .post("/api/v1/tokens", r#"{"name": "short-lived"}"#)
+            .await;
         assert_eq!(status, 201);
         let revoked = revocable["token"].as_str().unwrap().to_string();
         assert_eq!(
             server
-                .delete(&format!("/api/v1/tokens/{}", revocable["info"]["id"].as_str().unwrap()))
+                .delete(&format!(
+                    "/api/v1/tokens/{}",
+                    revocable["info"]["id"].as_str().unwrap()
+                ))
                 .await,
             204
         );
         let cases = [
             ("tampered", tampered),
-            ("expired", sign(Algorithm::HS256, claims("xene-api", now - 10))),
+            (
+                "expired",
+                sign(Algorithm::HS256, claims("xene-api", now - 10)),
+            ),
             ("alg none", alg_none),
-            ("other algorithm", sign(Algorithm::HS512, claims("xene-api", now + 3600))),
-            ("other audience", sign(Algorithm::HS256, claims("other-api", now + 3600))),
+            (
+                "other algorithm",
+                sign(Algorithm::HS512, claims("xene-api", now + 3600)),
+            ),
+            (
+                "other audience",
+                sign(Algorithm::HS256, claims("other-api", now + 3600)),
+            ),
             ("revoked", revoked),
             ("garbage", "not.a.token".into()),
         ];
@@ -278,14 +320,21 @@ async fn bad_tokens_get_the_same_bare_401() {
         }
         // A token signed right, for a role its row does not hold, gets only the row's.
         let (_, viewer) = server
-            .post("/api/v1/tokens", json!({"name": "v", "role": "viewer"}).to_string())
+            .post(
+                "/api/v1/tokens",
+                json!({"name": "v", "role": "viewer"}).to_string(),
+            )
             .await;
         let viewer_jti = viewer["info"]["id"].as_str().unwrap();
         let forged = sign(
             Algorithm::HS256,
             json!({"iss": "xene", "aud": "xene-api", "sub": user, "jti": viewer_jti, "role": "admin", "iat": now, "exp": now + 3600}),
         );
-        let r = client_with_token(&forged).get(server.url("/api/v1/users")).send().await.unwrap();
+        let r = client_with_token(&forged)
+            .get(server.url("/api/v1/users"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 403);
         server.stop().await;
     }
@@ -296,6 +345,13 @@ async fn tokens_roles_users_and_the_audit_log() {
     for backend in BACKENDS {
         let db = TestDb::new(backend);
         let server = TestServer::start(&db).await;
+        // The local admin token is for this machine's owner only.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(db.dir.path().join("admin-token"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
         let editor = client_with_token(&token_with_role(&server, Role::Editor).await);
         // No token above its creator's role.
         let r = editor
@@ -306,7 +362,11 @@ async fn tokens_roles_users_and_the_audit_log() {
             .unwrap();
         assert_eq!(r.status(), 403);
         // Editors run things but manage no agents or people.
-        for (method, path) in [("POST", "/api/v1/agents/join-tokens"), ("GET", "/api/v1/users"), ("GET", "/api/v1/audit")] {
+        for (method, path) in [
+            ("POST", "/api/v1/agents/join-tokens"),
+            ("GET", "/api/v1/users"),
+            ("GET", "/api/v1/audit"),
+        ] {
             let r = editor
                 .request(method.parse().unwrap(), server.url(path))
                 .send()
@@ -332,7 +392,10 @@ async fn tokens_roles_users_and_the_audit_log() {
             .await
             .unwrap();
         assert_eq!(again.headers()["location"], "/signin?error=link_invalid");
-        let session = |req: reqwest::RequestBuilder| req.header(COOKIE, &cookie).header("sec-fetch-site", "same-origin");
+        let session = |req: reqwest::RequestBuilder| {
+            req.header(COOKIE, &cookie)
+                .header("sec-fetch-site", "same-origin")
+        };
         let me: Value = session(reqwest::Client::new().get(server.url("/api/v1/me")))
             .send()
             .await
@@ -358,24 +421,45 @@ async fn tokens_roles_users_and_the_audit_log() {
 
         // An invite decides a newcomer's role.
         let (status, invite) = server
-            .post("/api/v1/invites", json!({"domain": "example.com", "role": "editor"}).to_string())
+            .post(
+                "/api/v1/invites",
+                json!({"domain": "example.com", "role": "editor"}).to_string(),
+            )
             .await;
         assert_eq!(status, 201, "{invite}");
-        for bad in [json!({"role": "editor"}), json!({"email": "a@b.c", "domain": "b.c", "role": "editor"}), json!({"domain": "no dots", "role": "viewer"})] {
-            assert_eq!(server.post("/api/v1/invites", bad.to_string()).await.0, 400, "{bad}");
+        for bad in [
+            json!({"role": "editor"}),
+            json!({"email": "a@b.c", "domain": "b.c", "role": "editor"}),
+            json!({"domain": "no dots", "role": "viewer"}),
+        ] {
+            assert_eq!(
+                server.post("/api/v1/invites", bad.to_string()).await.0,
+                400,
+                "{bad}"
+            );
         }
 
         // Signing out ends the session on the server: the old cookie is worthless.
-        let out = session(no_redirects().post(server.url("/auth/logout"))).send().await.unwrap();
+        let out = session(no_redirects().post(server.url("/auth/logout")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(out.status(), StatusCode::SEE_OTHER);
-        let r = session(reqwest::Client::new().get(server.url("/api/v1/me"))).send().await.unwrap();
+        let r = session(reqwest::Client::new().get(server.url("/api/v1/me")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
 
         // Pages send strangers to sign in, and show the sign-in page to them.
         let r = no_redirects().get(server.url("/")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert_eq!(r.headers()["location"], "/signin?next=/");
-        let r = no_redirects().get(server.url("/signin")).send().await.unwrap();
+        let r = no_redirects()
+            .get(server.url("/signin"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
 
         let (_, audit) = server.get("/api/v1/audit?limit=500").await;
@@ -385,8 +469,16 @@ async fn tokens_roles_users_and_the_audit_log() {
             .iter()
             .map(|e| e["action"].as_str().unwrap())
             .collect();
-        for action in ["token.create", "sign_in.ok", "sign_in.refused", "invite.put"] {
-            assert!(actions.contains(&action), "{action} missing from {actions:?}");
+        for action in [
+            "token.create",
+            "sign_in.ok",
+            "sign_in.refused",
+            "invite.put",
+        ] {
+            assert!(
+                actions.contains(&action),
+                "{action} missing from {actions:?}"
+            );
         }
         let sign_in = audit["entries"]
             .as_array()
