@@ -65,7 +65,7 @@ impl Policy {
         if claims.email_verified != Some(true) {
             return Err(Refusal::UnverifiedEmail);
         }
-        if self.allowed_emails.iter().any(|e| *e == email) {
+        if self.allowed_emails.contains(&email) {
             return Ok(email);
         }
         let domain = match email.rsplit_once('@') {

@@ -159,7 +159,7 @@ impl HostCheck {
             return true;
         }
         let name = host_name(host);
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 }
 
