@@ -33,6 +33,7 @@ pub struct Server {
     local_agent: Option<controllers::local_agent::LocalAgentConfig>,
     tls: Option<Arc<rustls::ServerConfig>>,
     sign_in_link: Option<String>,
+    log_retention: std::time::Duration,
 }
 
 impl Server {
@@ -52,7 +53,8 @@ impl Server {
         };
         let db = Db::connect(&args.database_url())
             .await
-            .context("opening the database")?;
+            .context("opening the database")?
+            .with_log_cap(args.log_cap_per_step);
         let listener = TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -125,6 +127,7 @@ impl Server {
             local_agent,
             tls,
             sign_in_link,
+            log_retention: args.log_retention,
         })
     }
 
@@ -156,6 +159,11 @@ impl Server {
             tokio::spawn(controllers::supervisor::run(ctx.clone())),
         ];
         controllers.push(tokio::spawn(prune_sessions(ctx.clone())));
+        controllers.push(tokio::spawn(storage::logs::prune_forever(
+            ctx.db.clone(),
+            self.log_retention,
+            ctx.shutdown.clone(),
+        )));
         if let Some(config) = self.local_agent {
             controllers.push(tokio::spawn(controllers::local_agent::run(
                 ctx.clone(),

@@ -233,7 +233,13 @@ async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denie
         let _ = session.flush().await;
         return Err(Denied::Anonymous);
     }
-    if !is_safe(&req.method) && !same_origin(&req.headers) {
+    // A WebSocket handshake is a GET, but a foreign page may open one with
+    // our cookie and read what it says: it gets the cross-site check too.
+    let websocket = req
+        .headers
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if (websocket || !is_safe(&req.method)) && !same_origin(&req.headers) {
         return Err(Denied::CrossSite);
     }
     let Some(stored) = store::user(&state.db, &user.user_id).await? else {

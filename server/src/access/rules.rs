@@ -83,6 +83,9 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/runs/{id}", VIEWER),
     rule(Method::POST, "/api/v1/runs/{id}/cancel", EDITOR),
     rule(Method::GET, "/api/v1/runs/{id}/logs", VIEWER),
+    rule(Method::GET, "/api/v1/runs/{id}/logs/{task}/{step}", VIEWER),
+    rule(Method::GET, "/api/v1/runs/{id}/events", VIEWER),
+    rule(Method::GET, "/api/v1/runs/feed", VIEWER),
     rule(Method::GET, "/api/v1/stats", VIEWER),
     // Agents.
     rule(Method::GET, "/api/v1/agents", VIEWER),

@@ -86,6 +86,16 @@ pub struct Args {
     #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_agent_shell: bool,
 
+    /// The most log each step keeps (like 32MiB, 500KiB): past it, the first
+    /// half stays and only the latest half rolls, with the cut marked.
+    #[arg(long, env = "XENE_LOG_CAP_PER_STEP", default_value = "32MiB", value_parser = parse_bytes)]
+    pub log_cap_per_step: i64,
+
+    /// Logs and events of runs that finished longer ago than this are
+    /// deleted (the runs themselves stay); 0 keeps them forever.
+    #[arg(long, env = "XENE_LOG_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub log_retention: std::time::Duration,
+
     #[command(flatten)]
     pub access: access::AccessArgs,
 }
@@ -109,6 +119,8 @@ impl Args {
             local_agent_capacity: 4,
             local_agent_id: None,
             local_agent_shell: true,
+            log_cap_per_step: crate::storage::logs::DEFAULT_CAP_BYTES,
+            log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
             access: access::AccessArgs::default(),
         }
     }
@@ -185,4 +197,37 @@ fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
 
 fn parse_pickup_timeout(text: &str) -> Result<std::time::Duration, String> {
     xene_core::duration::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_retention(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    xene_core::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// Sizes as people write them: `512KiB`, `32MiB`, `1GiB`, or bytes.
+fn parse_bytes(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("bad size {text:?}: expected like 512KiB, 32MiB or 1GiB"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    let bytes = number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("size {text:?} is too large"))?;
+    if bytes < 2 * 1024 * 1024 {
+        return Err("the log cap is at least 2MiB (two chunks)".into());
+    }
+    Ok(bytes)
 }

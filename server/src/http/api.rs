@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(super::workflows::router())
         .merge(super::runs::router())
+        .merge(super::feed::router())
         .merge(super::agents::router())
         .merge(super::agent_auth::router())
         .merge(super::users::router())

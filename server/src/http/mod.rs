@@ -19,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod connect;
 pub mod error;
+pub mod feed;
 pub mod health;
 pub mod install;
 pub mod metrics;

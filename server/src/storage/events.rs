@@ -47,8 +47,16 @@ pub async fn apply(
         return Ok(Applied::Stale);
     }
     let mut new = 0;
+    // Consecutive lines of one step and stream become one stored chunk.
+    let mut chunk: Option<PendingChunk> = None;
     for (i, event) in events.iter().enumerate() {
         let seq = first_seq + i as i64;
+        // A log event's text is stored once, in its chunk; its number is
+        // kept here so a resent one is recognised.
+        let body = match event {
+            RunEvent::Log { .. } => r#"{"type":"log"}"#.to_string(),
+            _ => serde_json::to_string(event).expect("events serialize"),
+        };
         let inserted = sqlx::query(
             "INSERT INTO run_events (run_id, attempt, seq, body, received_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (run_id, attempt, seq) DO NOTHING",
@@ -56,7 +64,7 @@ pub async fn apply(
         .bind(run_id)
         .bind(attempt)
         .bind(seq)
-        .bind(serde_json::to_string(event).expect("events serialize"))
+        .bind(body)
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -65,16 +73,109 @@ pub async fn apply(
             continue;
         }
         new += 1;
-        apply_one(&mut tx, run_id, attempt, event, now).await?;
+        if let RunEvent::Log {
+            task,
+            step,
+            stream,
+            data,
+        } = event
+        {
+            let stream = match stream {
+                LogStream::Stdout => "stdout",
+                LogStream::Stderr => "stderr",
+            };
+            let line = text(data);
+            match &mut chunk {
+                Some(c) if c.takes(task, step, stream, &line) => c.push(&line),
+                _ => {
+                    if let Some(done) = chunk.take() {
+                        done.store(&mut tx, db.log_cap(), run_id, attempt, now)
+                            .await?;
+                    }
+                    let mut c = PendingChunk::new(task, step, stream);
+                    c.push(&line);
+                    chunk = Some(c);
+                }
+            }
+            continue;
+        }
+        if let Some(done) = chunk.take() {
+            done.store(&mut tx, db.log_cap(), run_id, attempt, now)
+                .await?;
+        }
+        apply_one(&mut tx, run_id, event, now).await?;
+    }
+    if let Some(done) = chunk.take() {
+        done.store(&mut tx, db.log_cap(), run_id, attempt, now)
+            .await?;
     }
     tx.commit().await?;
+    if new > 0 {
+        db.changed(run_id).await;
+    }
     Ok(Applied::Ok { new })
+}
+
+/// Lines waiting to be stored as one chunk.
+struct PendingChunk {
+    task: String,
+    step: String,
+    stream: &'static str,
+    data: String,
+    lines: i64,
+}
+
+impl PendingChunk {
+    fn new(task: &str, step: &str, stream: &'static str) -> Self {
+        Self {
+            task: task.to_string(),
+            step: step.to_string(),
+            stream,
+            data: String::new(),
+            lines: 0,
+        }
+    }
+
+    fn takes(&self, task: &str, step: &str, stream: &str, line: &str) -> bool {
+        self.task == task
+            && self.step == step
+            && self.stream == stream
+            && self.data.len() + line.len() < super::logs::MAX_CHUNK_BYTES
+    }
+
+    fn push(&mut self, line: &str) {
+        self.data.push_str(line);
+        self.data.push('\n');
+        self.lines += 1;
+    }
+
+    async fn store(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        cap: i64,
+        run_id: i64,
+        attempt: i64,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        super::logs::append(
+            tx,
+            cap,
+            run_id,
+            attempt,
+            &self.task,
+            &self.step,
+            self.stream,
+            &self.data,
+            self.lines,
+            now,
+        )
+        .await
+    }
 }
 
 async fn apply_one(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: i64,
-    attempt: i64,
     event: &RunEvent,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -121,28 +222,8 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
-        RunEvent::Log {
-            task,
-            step,
-            stream,
-            data,
-        } => {
-            sqlx::query(
-                "INSERT INTO log_lines (run_id, attempt, task, step, stream, data, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(run_id)
-            .bind(attempt)
-            .bind(task)
-            .bind(step)
-            .bind(match stream {
-                LogStream::Stdout => "stdout",
-                LogStream::Stderr => "stderr",
-            })
-            .bind(text(data))
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        // Stored as chunks by `apply`.
+        RunEvent::Log { .. } => {}
         RunEvent::StepFinished {
             task,
             step,
@@ -223,51 +304,6 @@ async fn apply_one(
         }
     }
     Ok(())
-}
-
-/// A stored log line.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct LogLine {
-    /// Resume after this with `?after=`.
-    pub offset: i64,
-    pub attempt: i64,
-    pub task: String,
-    pub step: String,
-    pub stream: String,
-    pub data: String,
-    pub at: i64,
-}
-
-/// Log lines of a run after `after`, optionally of one task, oldest first.
-pub async fn logs(
-    db: &Db,
-    run_id: i64,
-    task: Option<&str>,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LogLine>, StorageError> {
-    let rows: Vec<(i64, i64, String, String, String, String, i64)> = sqlx::query_as(
-        "SELECT id, attempt, task, step, stream, data, at FROM log_lines \
-         WHERE run_id = $1 AND id > $2 AND ($3 IS NULL OR task = $3) ORDER BY id LIMIT $4",
-    )
-    .bind(run_id)
-    .bind(after)
-    .bind(task)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(offset, attempt, task, step, stream, data, at)| LogLine {
-            offset,
-            attempt,
-            task,
-            step,
-            stream,
-            data,
-            at,
-        })
-        .collect())
 }
 
 /// Whether any event of this run attempt was stored.

@@ -18,6 +18,7 @@ pub mod agents;
 pub mod auth;
 pub mod events;
 pub mod leases;
+pub mod logs;
 pub mod runs;
 pub mod sessions;
 pub mod workflows;
@@ -67,11 +68,25 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// News that runs changed, for live feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// This run (its state or its logs) changed.
+    Run(i64),
+    /// Anything may have changed (news may have been missed): look again.
+    All,
+}
+
+/// How many changes wait for a slow listener before it is told it lagged.
+const CHANGES_BUFFER: usize = 4096;
+
 /// The server's database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    changes: tokio::sync::broadcast::Sender<Change>,
+    log_cap: i64,
 }
 
 impl Db {
@@ -115,7 +130,56 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let changes = tokio::sync::broadcast::Sender::new(CHANGES_BUFFER);
+        if backend == Backend::Postgres {
+            tokio::spawn(listen_for_changes(url.to_string(), changes.downgrade()));
+        }
+        Ok(Self {
+            pool,
+            backend,
+            changes,
+            log_cap: logs::DEFAULT_CAP_BYTES,
+        })
+    }
+
+    /// Sets the per-step log cap (bytes).
+    pub fn with_log_cap(mut self, cap: i64) -> Self {
+        self.log_cap = cap.max(2 * logs::MAX_CHUNK_BYTES as i64);
+        self
+    }
+
+    pub fn log_cap(&self) -> i64 {
+        self.log_cap
+    }
+
+    /// Tells every feed, on every replica, that a run changed. On
+    /// PostgreSQL the news goes through NOTIFY (this replica hears it too);
+    /// SQLite has one server, so it stays in this process.
+    pub async fn changed(&self, run_id: i64) {
+        match self.backend {
+            Backend::Sqlite => {
+                let _ = self.changes.send(Change::Run(run_id));
+            }
+            Backend::Postgres => {
+                let notified = sqlx::query("SELECT pg_notify('xene_runs', $1)")
+                    .bind(run_id.to_string())
+                    .execute(&self.pool)
+                    .await;
+                if let Err(e) = notified {
+                    tracing::warn!(run_id, error = %e, "cannot announce a change; feeds catch up on the next one");
+                }
+            }
+        }
+    }
+
+    /// Tells feeds that anything may have changed.
+    pub fn changed_all(&self) {
+        let _ = self.changes.send(Change::All);
+    }
+
+    /// News of changes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -145,6 +209,57 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Relays PostgreSQL notifications to this process's listeners, for as long
+/// as the `Db` lives; after a lost connection, says that anything may have
+/// changed, so no feed misses what happened meanwhile.
+async fn listen_for_changes(url: String, changes: tokio::sync::broadcast::WeakSender<Change>) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+            listener.listen("xene_runs").await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listener.await {
+            Ok(l) => l,
+            Err(e) => {
+                if changes.upgrade().is_none() {
+                    return;
+                }
+                tracing::warn!(error = %e, "cannot listen for changes; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(200);
+        match changes.upgrade() {
+            Some(tx) => {
+                let _ = tx.send(Change::All);
+            }
+            None => return,
+        }
+        loop {
+            // Wakes now and then to notice that the Db is gone.
+            match tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await {
+                Err(_) => {
+                    if changes.upgrade().is_none() {
+                        return;
+                    }
+                }
+                Ok(Ok(Some(note))) => {
+                    let Some(tx) = changes.upgrade() else { return };
+                    if let Ok(id) = note.payload().parse::<i64>() {
+                        let _ = tx.send(Change::Run(id));
+                    }
+                }
+                // The connection dropped: reconnect, then say "look again".
+                Ok(Ok(None)) | Ok(Err(_)) => break,
+            }
+        }
     }
 }
 

@@ -236,6 +236,7 @@ pub async fn create(
         }
     }
     tx.commit().await?;
+    db.changed(id).await;
     Ok(get(db, id).await?.expect("the run just created").run)
 }
 
@@ -381,6 +382,7 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
         Cancelled::Requested
     };
     tx.commit().await?;
+    db.changed(id).await;
     Ok(outcome)
 }
 
@@ -426,7 +428,11 @@ pub async fn assign(db: &Db, id: i64, agent: &str, lease_ms: i64) -> Result<bool
     .bind(id)
     .execute(db.pool())
     .await?;
-    Ok(result.rows_affected() == 1)
+    let assigned = result.rows_affected() == 1;
+    if assigned {
+        db.changed(id).await;
+    }
+    Ok(assigned)
 }
 
 /// Records why a queued run is still waiting.
@@ -492,6 +498,7 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
             move_unfinished(&mut tx, id, "pending", "not_executed").await?;
         }
         tx.commit().await?;
+        db.changed(id).await;
     }
     Ok((lost, requeued))
 }

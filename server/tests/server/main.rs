@@ -8,6 +8,7 @@ mod agents;
 mod agents_tls;
 mod api;
 mod controllers;
+mod feed;
 mod gateway;
 mod health;
 mod network;

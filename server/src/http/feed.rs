@@ -1,0 +1,223 @@
+//! Live feeds over WebSocket: one run's status changes and log chunks, in
+//! order and resumable (`/api/v1/runs/{id}/events?after=CURSOR`), and every
+//! run's status changes (`/api/v1/runs/feed`) for the runs list.
+//!
+//! A feed never holds anything up: it is woken by the database's change
+//! news (NOTIFY across replicas on PostgreSQL) and reads what is new from
+//! storage by its cursor. A client that reads slowly only falls behind on
+//! its own: it is told (`lagged`) and catches up from storage.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::storage::{Change, Db, logs, runs};
+
+/// A client that takes longer than this to accept a message is gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// An idle feed pings this often, so dead connections are noticed.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// Log bytes read from storage per message batch.
+const READ_BYTES: i64 = 256 * 1024;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(run_events))
+        .routes(routes!(runs_feed))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FeedQuery {
+    /// Resume after this log cursor (the last `cursor` received).
+    pub after: Option<i64>,
+}
+
+/// A run's live feed (WebSocket). Messages, as JSON text:
+/// `{"type":"run","run":RUN}` with the run's state (tasks and steps
+/// included) whenever it changes; `{"type":"log","cursor":N,"attempt":A,
+/// "task":T,"step":S,"stream":"stdout","offset":BYTES,"data":"lines\n"}` for
+/// each log chunk, in order; `{"type":"lagged"}` when the client fell
+/// behind (nothing is lost: what follows catches up); `{"type":"end"}` once
+/// the run is over and every chunk was sent.
+#[utoipa::path(
+    get, path = "/api/v1/runs/{id}/events", tag = "runs",
+    params(("id" = i64, Path, description = "Run id"), FeedQuery),
+    responses((status = 101, description = "Switching to the WebSocket feed"), (status = 404))
+)]
+async fn run_events(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Query(query) = query?;
+    if runs::get(&state.db, id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no run with id {id}")));
+    }
+    let db = state.db.clone();
+    Ok(ws
+        .max_message_size(4096)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = follow_run(db, id, query.after.unwrap_or(0), socket).await {
+                tracing::debug!(run_id = id, error = %e, "a run feed ended");
+            }
+        }))
+}
+
+async fn send(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    value: serde_json::Value,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(
+        SEND_TIMEOUT,
+        sink.send(Message::Text(Utf8Bytes::from(value.to_string()))),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the client stopped reading"))??;
+    Ok(())
+}
+
+async fn follow_run(db: Db, id: i64, mut cursor: i64, socket: WebSocket) -> anyhow::Result<()> {
+    // Subscribed before the first read, so no change falls between the two.
+    let mut changes = db.subscribe();
+    let (mut sink, mut incoming) = socket.split();
+    let mut last_state = String::new();
+    loop {
+        let Some(run) = runs::get(&db, id).await? else {
+            return Ok(());
+        };
+        let state = serde_json::to_value(&run)?;
+        let text = state.to_string();
+        if text != last_state {
+            send(&mut sink, json!({"type": "run", "run": state})).await?;
+            last_state = text;
+        }
+        loop {
+            let filter = logs::Filter {
+                after: cursor,
+                max_bytes: READ_BYTES,
+                ..Default::default()
+            };
+            let chunks = logs::chunks(&db, id, &filter).await?;
+            if chunks.is_empty() {
+                break;
+            }
+            for chunk in chunks {
+                cursor = chunk.cursor;
+                let mut message = serde_json::to_value(&chunk)?;
+                message["type"] = json!("log");
+                send(&mut sink, message).await?;
+            }
+        }
+        // Logs are stored before the event that ends the run, so a run seen
+        // over here has nothing left to send.
+        if runs::is_final(run.run.status) {
+            send(&mut sink, json!({"type": "end"})).await?;
+            let _ = sink.close().await;
+            return Ok(());
+        }
+        wait_for(&mut changes, &mut incoming, &mut sink, |change| {
+            change == Change::Run(id) || change == Change::All
+        })
+        .await?;
+    }
+}
+
+/// Waits until a change `wanted` arrives (or news was lost), answering the
+/// client's pings and pinging an idle one. Errors when the client leaves.
+async fn wait_for(
+    changes: &mut tokio::sync::broadcast::Receiver<Change>,
+    incoming: &mut futures::stream::SplitStream<WebSocket>,
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    wanted: impl Fn(Change) -> bool,
+) -> anyhow::Result<Vec<Change>> {
+    let mut seen = Vec::new();
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(change) if wanted(change) => {
+                    seen.push(change);
+                    // Take what else is waiting, so one read serves them all.
+                    while let Ok(more) = changes.try_recv() {
+                        if wanted(more) {
+                            seen.push(more);
+                        }
+                    }
+                    return Ok(seen);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    send(sink, json!({"type": "lagged"})).await?;
+                    seen.push(Change::All);
+                    return Ok(seen);
+                }
+                Err(RecvError::Closed) => anyhow::bail!("the server is stopping"),
+            },
+            message = incoming.next() => match message {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => anyhow::bail!("the client left"),
+                Some(Ok(_)) => {}
+            },
+            _ = tokio::time::sleep(PING_EVERY) => {
+                tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Default::default())))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the client stopped reading"))??;
+            }
+        }
+    }
+}
+
+/// Every run's status changes (WebSocket), for lists: `{"type":"run",
+/// "run":RUN}` (the run without its tasks) for each run that changes, and
+/// `{"type":"resync"}` when news may have been missed and the list should
+/// be read again.
+#[utoipa::path(
+    get, path = "/api/v1/runs/feed", tag = "runs",
+    responses((status = 101, description = "Switching to the WebSocket feed"))
+)]
+async fn runs_feed(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let db = state.db.clone();
+    ws.max_message_size(4096)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = follow_runs(db, socket).await {
+                tracing::debug!(error = %e, "a runs feed ended");
+            }
+        })
+}
+
+async fn follow_runs(db: Db, socket: WebSocket) -> anyhow::Result<()> {
+    let mut changes = db.subscribe();
+    let (mut sink, mut incoming) = socket.split();
+    loop {
+        let seen = wait_for(&mut changes, &mut incoming, &mut sink, |_| true).await?;
+        if seen.contains(&Change::All) {
+            send(&mut sink, json!({"type": "resync"})).await?;
+            continue;
+        }
+        let ids: BTreeSet<i64> = seen
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::Run(id) => Some(id),
+                Change::All => None,
+            })
+            .collect();
+        for id in ids {
+            if let Some(detail) = runs::get(&db, id).await? {
+                send(&mut sink, json!({"type": "run", "run": detail.run})).await?;
+            }
+        }
+    }
+}
