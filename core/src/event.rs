@@ -48,6 +48,16 @@ pub enum RunEvent {
         stream: LogStream,
         data: String,
     },
+    /// Consecutive lines of one step's output, each ending in `\n`: what a
+    /// transport sends in place of many `Log` events (see `RunEvent::absorb`),
+    /// so a step that prints fast costs a message and a row per batch, not
+    /// per line.
+    Logs {
+        task: String,
+        step: String,
+        stream: LogStream,
+        data: String,
+    },
     StepFinished {
         task: String,
         step: String,
@@ -80,9 +90,121 @@ pub enum RunEvent {
     },
 }
 
+impl RunEvent {
+    /// Merges `next` into this event when both are output of the same step
+    /// and stream and the lines fit in `max_bytes`; a `Log` becomes `Logs`.
+    /// Returns whether `next` was taken.
+    pub fn absorb(&mut self, next: &RunEvent, max_bytes: usize) -> bool {
+        let (ntask, nstep, nstream, ndata, nline) = match next {
+            RunEvent::Log {
+                task,
+                step,
+                stream,
+                data,
+            } => (task, step, stream, data, true),
+            RunEvent::Logs {
+                task,
+                step,
+                stream,
+                data,
+            } => (task, step, stream, data, false),
+            _ => return false,
+        };
+        // Nothing changes unless `next` fits: same step and stream, and size.
+        let (task, step, stream, data, line) = match self {
+            RunEvent::Log {
+                task,
+                step,
+                stream,
+                data,
+            } => (task, step, stream, data, true),
+            RunEvent::Logs {
+                task,
+                step,
+                stream,
+                data,
+            } => (task, step, stream, data, false),
+            _ => return false,
+        };
+        let grown = data.len() + usize::from(line) + ndata.len() + usize::from(nline);
+        if task != ntask || step != nstep || stream != nstream || grown > max_bytes {
+            return false;
+        }
+        if let RunEvent::Log {
+            task,
+            step,
+            stream,
+            data,
+        } = self
+        {
+            let mut lines = std::mem::take(data);
+            lines.push('\n');
+            *self = RunEvent::Logs {
+                task: std::mem::take(task),
+                step: std::mem::take(step),
+                stream: *stream,
+                data: lines,
+            };
+        }
+        let RunEvent::Logs { data, .. } = self else {
+            return false;
+        };
+        data.push_str(ndata);
+        if nline {
+            data.push('\n');
+        }
+        true
+    }
+}
+
+/// Merges runs of output events in place (see `RunEvent::absorb`).
+pub fn coalesce(events: Vec<RunEvent>, max_bytes: usize) -> Vec<RunEvent> {
+    let mut out: Vec<RunEvent> = Vec::with_capacity(events.len());
+    for event in events {
+        if let Some(last) = out.last_mut()
+            && matches!(last, RunEvent::Log { .. } | RunEvent::Logs { .. })
+            && last.absorb(&event, max_bytes)
+        {
+            continue;
+        }
+        out.push(event);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(step: &str, data: &str) -> RunEvent {
+        RunEvent::Log {
+            task: "t".into(),
+            step: step.into(),
+            stream: LogStream::Stdout,
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn lines_of_one_step_coalesce_up_to_a_size() {
+        let events = vec![
+            line("a", "1"),
+            line("a", "2"),
+            line("b", "3"),
+            line("b", "4"),
+            line("b", "5"),
+        ];
+        let merged = coalesce(events, 4);
+        let data: Vec<&str> = merged
+            .iter()
+            .map(|e| match e {
+                RunEvent::Logs { data, .. } => data.as_str(),
+                RunEvent::Log { data, .. } => data.as_str(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(data, ["1\n2\n", "3\n4\n", "5"]);
+    }
 
     #[test]
     fn events_are_tagged_by_type() {

@@ -126,6 +126,15 @@ async fn bench(xene_bin: &Path, agent_bin: &Path, agents: usize, dispatches: usi
             / window.as_secs_f64()
             * 100.0
     );
+    let statements = |text: &str| text.matches("sqlx::query").count();
+    let before_window = statements(&xene.log_text());
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await;
+    println!(
+        "(2) database statements while {} agents idle: {:.1} per second (target 0)",
+        1 + agents,
+        (statements(&xene.log_text()) - before_window) as f64 / window.as_secs_f64()
+    );
     let agent_now = memory(agent.pid());
     println!(
         "(1) idle agent after all that: VmRSS {:.1} MB",
@@ -325,7 +334,8 @@ impl Xene {
             .args(["--addr", "127.0.0.1:0", "--no-local-agent", "--data-dir"])
             .arg(dir.join("data"))
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn,xene_server=info")
+            // Every statement logged, so idle queries can be counted.
+            .env("RUST_LOG", "warn,xene_server=info,sqlx::query=trace")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

@@ -93,7 +93,7 @@ impl Server {
             wake_scheduler: Arc::new(Notify::new()),
             wake_supervisor: Arc::new(Notify::new()),
             wake_agents: Arc::new(Notify::new()),
-            agent_news: tokio::sync::broadcast::Sender::new(1024),
+            agent_news: db.agent_news(),
             shutdown: CancellationToken::new(),
         };
         let local_agent = (!args.no_local_agent).then(|| {
@@ -159,6 +159,10 @@ impl Server {
             tokio::spawn(controllers::supervisor::run(ctx.clone())),
         ];
         controllers.push(tokio::spawn(prune_sessions(ctx.clone())));
+        controllers.push(tokio::spawn(flush_liveness(
+            ctx.clone(),
+            self.state.gateway.clone(),
+        )));
         controllers.push(tokio::spawn(storage::logs::prune_forever(
             ctx.db.clone(),
             self.log_retention,
@@ -222,6 +226,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     server.serve(shutdown_signal()).await
+}
+
+/// Writes the agents' heartbeats in one statement per period (a run lease's
+/// quarter, at most a second, so the scheduler never thinks a live agent
+/// silent), and ends the sessions of agents revoked through any replica.
+async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway>) {
+    let period = (ctx.timings.run_lease / 4).min(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+        match storage::agents::flush_seen(&ctx.db).await {
+            Ok(revoked) => {
+                for agent in revoked {
+                    gateway.disconnect(&agent, gateway::Ending::Revoked);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "writing agents' heartbeats failed"),
+        }
+    }
 }
 
 /// Expired browser sessions are deleted now and then; reads ignore them anyway.

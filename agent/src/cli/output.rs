@@ -89,6 +89,11 @@ impl Printer {
             RunEvent::Log {
                 task, step, data, ..
             } => writeln!(out, "[{task}/{step}] {data}"),
+            RunEvent::Logs {
+                task, step, data, ..
+            } => data
+                .lines()
+                .try_for_each(|line| writeln!(out, "[{task}/{step}] {line}")),
             RunEvent::StepFinished {
                 task,
                 step,

@@ -21,10 +21,13 @@ pub const MAX_BATCH: usize = 256;
 /// Roughly the most bytes of event text in one batch.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
+/// The most lines of output one event carries.
+const MAX_LOGS_BYTES: usize = 64 * 1024;
+
 /// An event's size on the wire, near enough: log lines dominate.
 fn event_size(event: &RunEvent) -> usize {
     match event {
-        RunEvent::Log { data, .. } => data.len() + 64,
+        RunEvent::Log { data, .. } | RunEvent::Logs { data, .. } => data.len() + 64,
         RunEvent::TaskFinished { output, error, .. } => {
             output.as_ref().map_or(0, String::len) + error.as_ref().map_or(0, String::len) + 128
         }
@@ -164,7 +167,17 @@ impl Runs {
                 if let Some(state) = self.runs.get_mut(&run)
                     && !state.stopped
                 {
-                    state.pending.push_back(event);
+                    // Lines of one step join the last event while it is
+                    // unsent: one event (and one stored row) per burst.
+                    let unsent = state.next_seq() > state.sent;
+                    let merged = unsent
+                        && state.pending.back_mut().is_some_and(|last| {
+                            matches!(last, RunEvent::Log { .. } | RunEvent::Logs { .. })
+                                && last.absorb(&event, MAX_LOGS_BYTES)
+                        });
+                    if !merged {
+                        state.pending.push_back(event);
+                    }
                 }
             }
             Report::Finished(run) => {

@@ -258,6 +258,9 @@ impl LocalAgent {
                     _ => {}
                 }
             }
+            // Lines of one step travel as one event, so a step that prints
+            // fast costs a row per batch, not per line.
+            batch = xene_core::event::coalesce(std::mem::take(&mut batch), 64 * 1024);
             match self.apply(&run, seq, &batch).await {
                 Some(Applied::Ok { .. }) => {}
                 Some(Applied::Stale) => cancel.cancel(),

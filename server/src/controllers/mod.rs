@@ -71,8 +71,8 @@ impl Context {
     /// its runs again.
     pub fn tell_agents(&self, agent: Option<&str>) {
         self.wake_agents.notify_one();
-        // No receiver (no remote agent connected) is not an error.
-        let _ = self.agent_news.send(Arc::from(agent.unwrap_or(ALL_AGENTS)));
+        // Through the database: the agent may be connected to another replica.
+        self.db.tell_agent(agent.unwrap_or(ALL_AGENTS));
     }
 
     /// Waits for a wake-up, the resync period, or shutdown (returns false).

@@ -182,10 +182,10 @@ where
         }
         self.ctx.wake_scheduler.notify_one();
         let mut news = self.ctx.agent_news.subscribe();
-        // News wakes a session when it has work; the resync is only the
-        // safety net, and a thousand sessions resyncing every second would
-        // keep the database busy for nothing.
-        let mut resync = tokio::time::interval(self.ctx.timings.resync * 5);
+        // News wakes a session when it has work, from this replica or
+        // another (through the database); there is no periodic resync, so
+        // an idle agent costs no query. Missed news (lag, a lost listener
+        // connection) arrives as news for every agent.
         loop {
             let step = tokio::select! {
                 _ = registered.stop.cancelled() => {
@@ -203,7 +203,6 @@ where
                     Ok(_) | Err(RecvError::Lagged(_)) => self.dispatch().await,
                     Err(RecvError::Closed) => return SessionEnd::Shutdown,
                 },
-                _ = resync.tick() => self.dispatch().await,
             };
             if let Err(end) = step {
                 return end;
@@ -303,11 +302,10 @@ where
                 }
             }
             AgentMessage::Heartbeat { running } => {
-                // Revoked through another server, or between this session's
-                // authentication and its registration: end it here too.
-                if !agents::heartbeat(&self.ctx.db, &self.agent.id).await? {
-                    return Err(SessionEnd::Closed(Ending::Revoked));
-                }
+                // Written behind, with every other agent's, by the gateway's
+                // liveness flush, which also ends the sessions of agents
+                // revoked through any replica: an idle agent costs no query.
+                self.ctx.db.agent_seen(&self.agent.id);
                 let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
                 let mut strays = Vec::new();
                 for run in &running {

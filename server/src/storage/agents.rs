@@ -74,6 +74,29 @@ pub async fn heartbeat(db: &Db, id: &str) -> Result<bool, StorageError> {
     Ok(touched == 1)
 }
 
+/// Writes the heartbeats heard since the last call, a statement per 500
+/// agents however many there are; returns the agents among them that were
+/// revoked (through any replica), whose sessions must end.
+pub async fn flush_seen(db: &Db) -> Result<Vec<String>, StorageError> {
+    let seen = db.take_seen();
+    let mut revoked = Vec::new();
+    for ids in seen.chunks(500) {
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE agents SET last_seen_at = $1, state = 'online' WHERE revoked = 0 AND id IN ({}) RETURNING id",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(now_ms());
+        for id in ids {
+            query = query.bind(id);
+        }
+        let alive: std::collections::HashSet<String> =
+            query.fetch_all(db.pool()).await?.into_iter().collect();
+        revoked.extend(ids.iter().filter(|id| !alive.contains(*id)).cloned());
+    }
+    Ok(revoked)
+}
+
 pub async fn set_offline(db: &Db, id: &str) -> Result<(), StorageError> {
     sqlx::query("UPDATE agents SET state = 'offline' WHERE id = $1 AND revoked = 0")
         .bind(id)

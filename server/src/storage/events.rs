@@ -54,7 +54,7 @@ pub async fn apply(
         // A log event's text is stored once, in its chunk; its number is
         // kept here so a resent one is recognised.
         let body = match event {
-            RunEvent::Log { .. } => r#"{"type":"log"}"#.to_string(),
+            RunEvent::Log { .. } | RunEvent::Logs { .. } => r#"{"type":"log"}"#.to_string(),
             _ => serde_json::to_string(event).expect("events serialize"),
         };
         let inserted = sqlx::query(
@@ -73,27 +73,35 @@ pub async fn apply(
             continue;
         }
         new += 1;
-        if let RunEvent::Log {
-            task,
-            step,
-            stream,
-            data,
-        } = event
-        {
+        let output = match event {
+            RunEvent::Log {
+                task,
+                step,
+                stream,
+                data,
+            } => Some((task, step, stream, format!("{}\n", text(data)))),
+            RunEvent::Logs {
+                task,
+                step,
+                stream,
+                data,
+            } => Some((task, step, stream, text(data))),
+            _ => None,
+        };
+        if let Some((task, step, stream, lines)) = output {
             let stream = match stream {
                 LogStream::Stdout => "stdout",
                 LogStream::Stderr => "stderr",
             };
-            let line = text(data);
             match &mut chunk {
-                Some(c) if c.takes(task, step, stream, &line) => c.push(&line),
+                Some(c) if c.takes(task, step, stream, &lines) => c.push(&lines),
                 _ => {
                     if let Some(done) = chunk.take() {
                         done.store(&mut tx, db.log_cap(), run_id, attempt, now)
                             .await?;
                     }
                     let mut c = PendingChunk::new(task, step, stream);
-                    c.push(&line);
+                    c.push(&lines);
                     chunk = Some(c);
                 }
             }
@@ -143,10 +151,10 @@ impl PendingChunk {
             && self.data.len() + line.len() < super::logs::MAX_CHUNK_BYTES
     }
 
-    fn push(&mut self, line: &str) {
-        self.data.push_str(line);
-        self.data.push('\n');
-        self.lines += 1;
+    /// Appends whole lines, each ending in a newline.
+    fn push(&mut self, lines: &str) {
+        self.data.push_str(lines);
+        self.lines += lines.matches('\n').count() as i64;
     }
 
     async fn store(
@@ -223,7 +231,7 @@ async fn apply_one(
                 .await?;
         }
         // Stored as chunks by `apply`.
-        RunEvent::Log { .. } => {}
+        RunEvent::Log { .. } | RunEvent::Logs { .. } => {}
         RunEvent::StepFinished {
             task,
             step,

@@ -86,6 +86,11 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// Which agent has work: an agent id, or `*` for every agent.
+    agent_news: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    /// Agents heard from since the last `agents::flush_seen`: their
+    /// heartbeats are written in one statement per period, not one each.
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     log_cap: i64,
 }
 
@@ -131,13 +136,20 @@ impl Db {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let changes = tokio::sync::broadcast::Sender::new(CHANGES_BUFFER);
+        let agent_news = tokio::sync::broadcast::Sender::new(CHANGES_BUFFER);
         if backend == Backend::Postgres {
-            tokio::spawn(listen_for_changes(url.to_string(), changes.downgrade()));
+            tokio::spawn(listen_for_changes(
+                url.to_string(),
+                changes.downgrade(),
+                agent_news.downgrade(),
+            ));
         }
         Ok(Self {
             pool,
             backend,
             changes,
+            agent_news,
+            seen: Default::default(),
             log_cap: logs::DEFAULT_CAP_BYTES,
         })
     }
@@ -172,6 +184,17 @@ impl Db {
         }
     }
 
+    /// Notes that an agent was heard from (written by `agents::flush_seen`).
+    pub fn agent_seen(&self, agent: &str) {
+        self.seen.lock().unwrap().insert(agent.to_string());
+    }
+
+    pub(crate) fn take_seen(&self) -> Vec<String> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+            .into_iter()
+            .collect()
+    }
+
     /// Tells feeds that anything may have changed.
     pub fn changed_all(&self) {
         let _ = self.changes.send(Change::All);
@@ -180,6 +203,37 @@ impl Db {
     /// News of changes from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    /// The channel of agent news (ids of agents with work, `*` for all),
+    /// fed by every replica on PostgreSQL.
+    pub fn agent_news(&self) -> tokio::sync::broadcast::Sender<std::sync::Arc<str>> {
+        self.agent_news.clone()
+    }
+
+    /// Tells an agent's session, wherever it is connected, to look at its
+    /// runs again (`*`: every agent).
+    pub fn tell_agent(&self, agent: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let _ = self.agent_news.send(std::sync::Arc::from(agent));
+            }
+            Backend::Postgres => {
+                let pool = self.pool.clone();
+                let local = self.agent_news.clone();
+                let agent = agent.to_string();
+                tokio::spawn(async move {
+                    let notified = sqlx::query("SELECT pg_notify('xene_agents', $1)")
+                        .bind(&agent)
+                        .execute(&pool)
+                        .await;
+                    // At least this replica's sessions hear it.
+                    if notified.is_err() {
+                        let _ = local.send(std::sync::Arc::from(agent.as_str()));
+                    }
+                });
+            }
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -215,12 +269,16 @@ impl Db {
 /// Relays PostgreSQL notifications to this process's listeners, for as long
 /// as the `Db` lives; after a lost connection, says that anything may have
 /// changed, so no feed misses what happened meanwhile.
-async fn listen_for_changes(url: String, changes: tokio::sync::broadcast::WeakSender<Change>) {
+async fn listen_for_changes(
+    url: String,
+    changes: tokio::sync::broadcast::WeakSender<Change>,
+    agent_news: tokio::sync::broadcast::WeakSender<std::sync::Arc<str>>,
+) {
     let mut delay = Duration::from_millis(200);
     loop {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
-            listener.listen("xene_runs").await?;
+            listener.listen_all(["xene_runs", "xene_agents"]).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let mut listener = match listener.await {
@@ -236,11 +294,12 @@ async fn listen_for_changes(url: String, changes: tokio::sync::broadcast::WeakSe
             }
         };
         delay = Duration::from_millis(200);
-        match changes.upgrade() {
-            Some(tx) => {
-                let _ = tx.send(Change::All);
+        match (changes.upgrade(), agent_news.upgrade()) {
+            (Some(runs), Some(agents)) => {
+                let _ = runs.send(Change::All);
+                let _ = agents.send(std::sync::Arc::from("*"));
             }
-            None => return,
+            _ => return,
         }
         loop {
             // Wakes now and then to notice that the Db is gone.
@@ -249,6 +308,12 @@ async fn listen_for_changes(url: String, changes: tokio::sync::broadcast::WeakSe
                     if changes.upgrade().is_none() {
                         return;
                     }
+                }
+                Ok(Ok(Some(note))) if note.channel() == "xene_agents" => {
+                    let Some(tx) = agent_news.upgrade() else {
+                        return;
+                    };
+                    let _ = tx.send(std::sync::Arc::from(note.payload()));
                 }
                 Ok(Ok(Some(note))) => {
                     let Some(tx) = changes.upgrade() else { return };

@@ -142,12 +142,14 @@ fn is_step_started(event: &RunEvent) -> bool {
     matches!(event, RunEvent::StepStarted { .. })
 }
 
+/// Every line of output, whether it came alone or with others.
 fn logs(events: &[(u64, RunEvent)]) -> Vec<&str> {
     events
         .iter()
-        .filter_map(|(_, e)| match e {
-            RunEvent::Log { data, .. } => Some(data.as_str()),
-            _ => None,
+        .flat_map(|(_, e)| match e {
+            RunEvent::Log { data, .. } => vec![data.as_str()],
+            RunEvent::Logs { data, .. } => data.lines().collect(),
+            _ => Vec::new(),
         })
         .collect()
 }
@@ -266,7 +268,7 @@ async fn cancel_kills_the_running_step_and_reports_cancelled() {
         server.welcome();
         server.send(dispatch(RUN, "echo waiting; sleep 600"));
         let mut events = server
-            .events_until(|e| matches!(e, RunEvent::Log { .. }))
+            .events_until(|e| matches!(e, RunEvent::Log { .. } | RunEvent::Logs { .. }))
             .await;
         server.send(ServerMessage::Cancel { run: RUN });
         events.extend(server.events_until(is_run_finished).await);
