@@ -17,6 +17,7 @@ pub mod controllers;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod settings;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

@@ -1,17 +1,28 @@
-//! `xene`: the Xene server. Parses flags and hands over to the library.
+//! `xene`: the Xene server. Parses its settings and hands over to the library.
 
-use clap::Parser;
-use xene_server::config::Args;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    xene_server::telemetry::init();
+async fn main() -> ExitCode {
+    let args = match xene_server::settings::parse(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) => return ExitCode::from(e.exit_code()),
+    };
+    if args.print_config {
+        return match xene_server::settings::print_config(std::env::args_os()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => ExitCode::from(e.exit_code()),
+        };
+    }
+    xene_server::telemetry::init(args.log_format);
     match xene_server::run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xene: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

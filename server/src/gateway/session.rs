@@ -46,6 +46,21 @@ pub enum SessionEnd {
     Storage(#[from] StorageError),
 }
 
+impl SessionEnd {
+    /// A short name for the reason, for the disconnects metric's label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Protocol(_) => "protocol_error",
+            Self::Transport(_) => "transport_error",
+            Self::Closed(Ending::Revoked) => "revoked",
+            Self::Closed(Ending::Replaced) => "replaced",
+            Self::Shutdown => "shutdown",
+            Self::Storage(_) => "storage_error",
+        }
+    }
+}
+
 struct Session<'a, S> {
     ctx: &'a Context,
     agent: AgentIdentity,
@@ -280,6 +295,7 @@ where
                     .ok_or_else(|| {
                         SessionEnd::Protocol(format!("event number {first_seq} is out of range"))
                     })?;
+                let started = std::time::Instant::now();
                 let applied = events::apply(
                     &self.ctx.db,
                     run.run_id,
@@ -289,8 +305,15 @@ where
                     &events,
                 )
                 .await?;
+                self.ctx.metrics.observe_event_apply(started.elapsed());
                 match applied {
-                    Applied::Ok { .. } => {
+                    Applied::Ok { new } => {
+                        // Events already stored (a resend) are a prefix of the batch.
+                        let fresh = &events[events.len() - (new as usize).min(events.len())..];
+                        self.ctx
+                            .metrics
+                            .observe_events(&self.ctx.db, run.run_id, fresh)
+                            .await;
                         let seq = last;
                         self.send(ServerMessage::Ack { run, seq }).await?;
                         if finished {

@@ -44,14 +44,16 @@ impl FromRef<AppState> for LeptosOptions {
 /// The whole application: API, health, metrics, and the web UI (which also
 /// serves the static bundle and answers every other path).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let metrics = state.ctx.metrics.clone();
+    let router = Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(install::router())
         .merge(connect::router())
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .merge(ui::router(&state))
-        .with_state(state)
+        .with_state(state);
+    crate::telemetry::instrument(router, metrics)
 }
 
 /// A JSON request body; an empty (or blank) body means the defaults.

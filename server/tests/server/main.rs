@@ -10,4 +10,6 @@ mod controllers;
 mod gateway;
 mod health;
 mod network;
+mod observability;
+mod settings;
 mod tls;

@@ -1,0 +1,227 @@
+//! Logs and metrics shared by `xene` and `xene-agent`: one filter variable
+//! (`RUST_LOG`), one choice of log format, and the process metrics every
+//! Prometheus target is expected to expose.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line with the event's fields and the spans it
+    /// happened in, for log collectors.
+    Json,
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+/// Sends logs to stderr, filtered by `RUST_LOG` (else `default_filter`).
+/// A second call does nothing, so tests may call it freely.
+pub fn init(format: LogFormat, default_filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+        // The span list is what lets a collector (and the tests) see which
+        // request, run and task an event belongs to.
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+}
+
+/// Registers `{prefix}_build_info{version}` and the process metrics.
+pub fn register_common(registry: &mut Registry, prefix: &str) {
+    registry.register(
+        format!("{prefix}_build"),
+        "The running version",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
+    registry.register_collector(Box::new(ProcessCollector));
+}
+
+/// The standard `process_*` metrics, read from `/proc/self` at each scrape.
+/// A value that cannot be read is left out rather than failing the scrape.
+#[derive(Debug)]
+pub struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok();
+        // Fields after the command name, which is in parentheses and may
+        // hold spaces.
+        let fields: Vec<&str> = stat
+            .as_deref()
+            .and_then(|s| s.rsplit_once(')'))
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // `rest` starts at field 3 (state): utime is field 14, stime 15,
+        // starttime 22, vsize 23, rss 24 (in pages).
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let page = rustix::param::page_size() as u64;
+        if let (Some(user), Some(system)) = (field(14), field(15)) {
+            let cpu = ConstCounter::new((user + system) as f64 / ticks);
+            let metric = encoder.encode_descriptor(
+                "process_cpu",
+                "User and system CPU time spent",
+                Some(&Unit::Seconds),
+                cpu.metric_type(),
+            )?;
+            cpu.encode(metric)?;
+        }
+        if let Some(rss) = field(24) {
+            gauge(
+                &mut encoder,
+                "process_resident_memory",
+                "Resident memory size",
+                Some(&Unit::Bytes),
+                (rss * page) as i64,
+            )?;
+        }
+        if let Some(vsize) = field(23) {
+            gauge(
+                &mut encoder,
+                "process_virtual_memory",
+                "Virtual memory size",
+                Some(&Unit::Bytes),
+                vsize as i64,
+            )?;
+        }
+        if let (Some(start), Some(boot)) = (field(22), boot_time()) {
+            gauge(
+                &mut encoder,
+                "process_start_time",
+                "Start time of the process since the Unix epoch",
+                Some(&Unit::Seconds),
+                (boot + start / ticks as u64) as i64,
+            )?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                fds.count() as i64,
+            )?;
+        }
+        if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+            gauge(
+                &mut encoder,
+                "process_max_fds",
+                "The limit of open file descriptors",
+                None,
+                i64::try_from(max).unwrap_or(i64::MAX),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    let metric = encoder.encode_descriptor(name, help, unit, gauge.metric_type())?;
+    gauge.encode(metric)
+}
+
+/// Seconds since the epoch at which the machine booted (`btime`).
+fn boot_time() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The content type of OpenMetrics text, which Prometheus asks for first.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Encodes `registry` as OpenMetrics text.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String does not fail");
+    out
+}
+
+/// Serves `GET /metrics` (and nothing else) on `addr` until the process
+/// ends. Plain HTTP: bind it to loopback or a private network.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) -> std::io::Result<SocketAddr> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::{Response, StatusCode};
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let render = render.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let render = render.clone();
+                    async move {
+                        let response = if request.uri().path() == "/metrics" {
+                            Response::builder()
+                                .header(hyper::header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)
+                                .body(Full::new(Bytes::from(render())))
+                        } else {
+                            Response::builder()
+                                .status(StatusCode::NOT_FOUND)
+                                .body(Full::new(Bytes::from_static(b"only /metrics is here\n")))
+                        };
+                        Ok::<_, hyper::http::Error>(response.expect("a valid response"))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}

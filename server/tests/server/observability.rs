@@ -1,0 +1,377 @@
+//! Observability as operators use it: Debian's Prometheus scraping a real
+//! `xene` and a real `xene-agent`, and JSON logs whose spans say which
+//! request, run and task each line belongs to.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::process::{Agent, Xene};
+use crate::util::{Backend, TestDb};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+const WORKFLOW: &str = "\
+name: observed
+pipelines:
+  local:
+    selector: {builtin: \"true\"}
+    tasks:
+      build:
+        steps: [\"echo building\"]
+      test:
+        depends_on: [build]
+        steps: [\"echo testing\", \"true\"]
+  remote:
+    selector: {pool: metrics}
+    tasks:
+      work:
+        steps: [\"echo working\"]
+";
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's `prometheus`, scraping `targets` (job name, host:port) every
+/// second; killed when dropped.
+struct Prometheus {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Prometheus {
+    async fn start(dir: &Path, targets: &[(&str, String)]) -> Self {
+        let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+        for (job, target) in targets {
+            config.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ));
+        }
+        let config_file = dir.join("prometheus.yml");
+        std::fs::write(&config_file, config).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("Debian's prometheus is installed (cargo xtask setup installs it)");
+        let prometheus = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = prometheus.http.get(format!("{}/-/ready", prometheus.base)).send().await
+                && response.status() == 200
+            {
+                return prometheus;
+            }
+            assert!(
+                started.elapsed() < MINUTE,
+                "prometheus did not get ready:\n{}",
+                std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The series an instant query returns.
+    async fn query(&self, query: &str) -> Vec<Value> {
+        let response: Value = self
+            .http
+            .get(format!("{}/api/v1/query", self.base))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .expect("query")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(response["status"], "success", "{query}: {response}");
+        response["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `query` returns a series for which `check` holds.
+    async fn wait_for(&self, query: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let series = self.query(query).await;
+            if let Some(found) = series.iter().find(|s| check(s)) {
+                return found.clone();
+            }
+            assert!(
+                started.elapsed() < MINUTE,
+                "prometheus never saw {query}; last answer: {series:?}; targets: {}",
+                self.targets().await
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn targets(&self) -> Value {
+        self.http
+            .get(format!("{}/api/v1/targets", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn value(series: &Value) -> f64 {
+    series["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+/// The address after `addr=` in the first log line that has `marker`.
+fn logged_addr(log: &str, marker: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let start = line.find("addr=")? + "addr=".len();
+    Some(
+        line[start..]
+            .split(|c: char| c.is_whitespace())
+            .next()?
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_the_named_series_from_xene_and_an_agent() {
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = Xene::start(&db, "scraped", &[]).await;
+    let token = xene.join_token(json!({ "pool": "metrics" })).await;
+    let agent = Agent::start(
+        &xene.base,
+        &token,
+        &db.dir.path().join("agent"),
+        "scraped-agent",
+        &["--allow-shell", "--metrics-addr", "127.0.0.1:0"],
+    );
+    xene.wait_agents_online(1).await;
+    let started = Instant::now();
+    let agent_addr = loop {
+        if let Some(addr) = logged_addr(&agent.log_text(), "serving metrics") {
+            break addr;
+        }
+        assert!(started.elapsed() < MINUTE, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    xene.apply(WORKFLOW).await;
+    for pipeline in ["local", "remote"] {
+        let id = xene.start_run("observed", pipeline, json!({})).await;
+        let run = xene.wait_finished(id, MINUTE).await;
+        assert_eq!(run["status"], "success", "{run}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let server_target = xene.base.trim_start_matches("http://").to_string();
+    let prometheus = Prometheus::start(
+        dir.path(),
+        &[("xene", server_target), ("agent", agent_addr)],
+    )
+    .await;
+
+    // The server: runs by trigger, pipeline and status; tasks; requests by
+    // route; the gauges read from the database; build and process.
+    let started = prometheus
+        .wait_for("xene_runs_started_total{job=\"xene\",trigger=\"manual\"}", |s| {
+            s["metric"]["pipeline"] == "observed/local"
+        })
+        .await;
+    assert_eq!(value(&started), 1.0);
+    for (pipeline, expected) in [("observed/local", 1.0), ("observed/remote", 1.0)] {
+        let finished = prometheus
+            .wait_for("xene_runs_finished_total{status=\"success\"}", |s| {
+                s["metric"]["pipeline"] == pipeline
+            })
+            .await;
+        assert_eq!(value(&finished), expected, "{finished}");
+    }
+    let tasks = prometheus
+        .wait_for("xene_tasks_finished_total{status=\"success\"}", |_| true)
+        .await;
+    assert_eq!(value(&tasks), 3.0, "{tasks}");
+    let steps = prometheus
+        .wait_for("xene_steps_finished_total{status=\"success\"}", |_| true)
+        .await;
+    assert_eq!(value(&steps), 4.0, "{steps}");
+    prometheus
+        .wait_for(
+            "xene_http_request_duration_seconds_count{route=\"/api/v1/workflows/{name}/pipelines/{pipeline}/runs\",method=\"POST\",status=\"201\"}",
+            |s| value(s) == 2.0,
+        )
+        .await;
+    for query in [
+        "xene_run_queue_wait_seconds_count",
+        "xene_run_start_latency_seconds_count",
+        "xene_task_duration_seconds_count",
+    ] {
+        let series = prometheus.wait_for(query, |_| true).await;
+        assert!(value(&series) >= 2.0, "{query}: {series}");
+    }
+    prometheus
+        .wait_for("xene_event_apply_seconds_count", |s| value(s) >= 2.0)
+        .await;
+    let queued = prometheus
+        .wait_for("xene_runs{status=\"queued\"}", |_| true)
+        .await;
+    assert_eq!(value(&queued), 0.0);
+    prometheus
+        .wait_for("xene_agents_connected{kind=\"remote\"}", |s| value(s) == 1.0)
+        .await;
+    prometheus
+        .wait_for("xene_agents_connected{kind=\"builtin\"}", |s| value(s) == 1.0)
+        .await;
+    prometheus
+        .wait_for("xene_gateway_connects_total", |s| value(s) == 1.0)
+        .await;
+    prometheus
+        .wait_for("xene_build_info", |s| {
+            s["metric"]["version"] == env!("CARGO_PKG_VERSION")
+        })
+        .await;
+    for job in ["xene", "agent"] {
+        for query in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            prometheus
+                .wait_for(&format!("{query}{{job=\"{job}\"}}"), |s| value(s) > 0.0)
+                .await;
+        }
+    }
+
+    // The agent's own.
+    let finished = prometheus
+        .wait_for("xene_agent_runs_finished_total{status=\"success\"}", |_| true)
+        .await;
+    assert_eq!(value(&finished), 1.0);
+    prometheus
+        .wait_for("xene_agent_tasks_finished_total{status=\"success\"}", |s| value(s) == 1.0)
+        .await;
+    prometheus.wait_for("xene_agent_connected", |s| value(s) == 1.0).await;
+    prometheus.wait_for("xene_agent_running_runs", |s| value(s) == 0.0).await;
+    prometheus.wait_for("xene_agent_build_info", |_| true).await;
+}
+
+/// The JSON log lines (others, like a panic message, are skipped).
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect()
+}
+
+/// The names of the spans a JSON log line happened in, outermost first.
+fn span_names(line: &Value) -> Vec<String> {
+    line["spans"]
+        .as_array()
+        .map(|spans| {
+            spans
+                .iter()
+                .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn json_logs_nest_the_task_in_its_run_and_name_the_request() {
+    let db = TestDb::new(Backend::Sqlite);
+    let json_env = [
+        ("XENE_LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,xene::http=debug"),
+    ];
+    let xene = Xene::start_with_env(&db, "logged", &[], &json_env).await;
+    let token = xene.join_token(json!({ "pool": "metrics" })).await;
+    let agent = Agent::start_with_env(
+        &xene.base,
+        &token,
+        &db.dir.path().join("agent"),
+        "logged-agent",
+        &["--allow-shell"],
+        &json_env,
+    );
+    xene.wait_agents_online(1).await;
+    xene.apply(WORKFLOW).await;
+    let mut ids = Vec::new();
+    for pipeline in ["local", "remote"] {
+        let id = xene.start_run("observed", pipeline, json!({})).await;
+        let run = xene.wait_finished(id, MINUTE).await;
+        assert_eq!(run["status"], "success", "{run}");
+        ids.push(id);
+    }
+
+    let server_log = json_lines(&xene.log_text());
+    assert!(!server_log.is_empty(), "no JSON lines in\n{}", xene.log_text());
+
+    // The request that started the run, with its route, status and latency,
+    // and the run it queued logged inside it.
+    let queued = server_log
+        .iter()
+        .find(|l| l["fields"]["message"] == "run queued" && l["fields"]["run_id"] == ids[0])
+        .unwrap_or_else(|| panic!("no 'run queued' line in\n{}", xene.log_text()));
+    assert_eq!(span_names(queued), ["request"], "{queued}");
+    assert_eq!(
+        queued["span"]["route"],
+        "/api/v1/workflows/{name}/pipelines/{pipeline}/runs"
+    );
+    assert_eq!(queued["span"]["method"], "POST");
+    let answered = server_log
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "request answered"
+                && l["span"]["route"] == "/api/v1/workflows/{name}/pipelines/{pipeline}/runs"
+        })
+        .expect("the request's own line");
+    assert_eq!(answered["span"]["status"], 201, "{answered}");
+    assert!(answered["span"]["latency_ms"].is_u64(), "{answered}");
+
+    // The built-in agent's task, inside its run, with the shared field names.
+    let task = |log: &[Value], task: &str| -> Value {
+        log.iter()
+            .find(|l| l["fields"]["message"] == "task finished" && l["span"]["task"] == task)
+            .cloned()
+            .unwrap_or_else(|| panic!("no 'task finished' line for {task}"))
+    };
+    let test = task(&server_log, "test");
+    assert_eq!(span_names(&test), ["run", "task"], "{test}");
+    let run_span = &test["spans"][0];
+    assert_eq!(run_span["run_id"], ids[0], "{test}");
+    assert_eq!(run_span["workflow"], "observed");
+    assert_eq!(run_span["pipeline"], "local");
+    assert_eq!(run_span["agent_id"], "logged");
+    assert_eq!(test["fields"]["status"], "success");
+
+    // The remote agent's task, inside its run, inside its session.
+    let agent_log = json_lines(&agent.log_text());
+    let work = task(&agent_log, "work");
+    assert_eq!(span_names(&work), ["agent_session", "run", "task"], "{work}");
+    assert!(work["spans"][0]["agent_id"].is_string(), "{work}");
+    assert_eq!(work["spans"][1]["run_id"], ids[1], "{work}");
+    assert_eq!(work["spans"][1]["workflow"], "observed");
+    assert_eq!(work["spans"][1]["pipeline"], "remote");
+}
