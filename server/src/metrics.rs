@@ -100,9 +100,7 @@ pub struct Metrics {
     task_duration: Histogram,
     request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     event_apply: Histogram,
-    runs: Family<StatusLabel, Gauge>,
-    /// No labels: a family only so that a failed read can leave it out.
-    stuck_runs: Family<Vec<(String, String)>, Gauge>,
+    from_db: std::sync::Arc<DbGauges>,
     agents_connected: Family<KindLabel, Gauge>,
     feed_clients: Gauge,
     pipelines: Mutex<HashSet<String>>,
@@ -137,8 +135,7 @@ impl Metrics {
             task_duration: Histogram::new(xene_agent::metrics::DURATION_BUCKETS),
             request_duration: Family::new_with_constructor(fast_histogram),
             event_apply: fast_histogram(),
-            runs: Family::default(),
-            stuck_runs: Family::default(),
+            from_db: std::sync::Arc::default(),
             agents_connected: Family::default(),
             feed_clients: Gauge::default(),
             pipelines: Mutex::default(),
@@ -214,16 +211,7 @@ impl Metrics {
             Unit::Seconds,
             m.event_apply.clone(),
         );
-        r.register(
-            "xene_runs",
-            "Runs waiting or executing, by status (from the database at scrape time)",
-            m.runs.clone(),
-        );
-        r.register(
-            "xene_runs_stuck",
-            "Queued runs nobody picked up within the pick-up timeout",
-            m.stuck_runs.clone(),
-        );
+        r.register_collector(Box::new(m.from_db.clone()));
         r.register(
             "xene_agents_connected",
             "Agents connected to this server process, by kind (builtin, remote)",
@@ -415,37 +403,29 @@ impl Metrics {
     }
 
     /// Reads the gauges that live in the database: indexed counts, each
-    /// under a timeout. One that fails is left out of this scrape.
+    /// under a timeout. One that fails is left out of the scrape.
     pub async fn refresh_from_db(&self, db: &Db, pickup_timeout: Duration) {
+        let mut runs = Vec::new();
         for status in ["queued", "starting_up", "running", "shutting_down"] {
-            let label = StatusLabel {
-                status: status.into(),
-            };
             match tokio::time::timeout(DB_GAUGE_TIMEOUT, count_runs(db, status)).await {
-                Ok(Ok(n)) => {
-                    self.runs.get_or_create(&label).set(n);
-                }
-                failed => {
-                    self.runs.remove(&label);
-                    warn_gauge("xene_runs", failure(failed));
-                }
+                Ok(Ok(n)) => runs.push((status, n)),
+                failed => warn_gauge("xene_runs", failure(failed)),
             }
         }
         let before = now_ms() - pickup_timeout.as_millis() as i64;
-        match tokio::time::timeout(
+        let stuck = match tokio::time::timeout(
             DB_GAUGE_TIMEOUT,
             crate::storage::runs::count_waiting_since(db, before),
         )
         .await
         {
-            Ok(Ok(n)) => {
-                self.stuck_runs.get_or_create(&Vec::new()).set(n);
-            }
+            Ok(Ok(n)) => Some(n),
             failed => {
-                self.stuck_runs.remove(&Vec::new());
                 warn_gauge("xene_runs_stuck", failure(failed));
+                None
             }
-        }
+        };
+        *self.from_db.values.lock().unwrap() = DbValues { runs, stuck };
     }
 
     /// The OpenMetrics text of every metric.
@@ -468,6 +448,56 @@ fn warn_gauge(name: &str, error: String) {
         error,
         "a gauge could not be read; it is left out of this scrape"
     );
+}
+
+/// The gauges read from the database by the last scrape, encoded only
+/// when they could be read.
+#[derive(Debug, Default)]
+struct DbGauges {
+    values: Mutex<DbValues>,
+}
+
+#[derive(Debug, Default)]
+struct DbValues {
+    runs: Vec<(&'static str, i64)>,
+    stuck: Option<i64>,
+}
+
+impl prometheus_client::collector::Collector for DbGauges {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::gauge::ConstGauge;
+
+        let values = self.values.lock().unwrap();
+        if !values.runs.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "xene_runs",
+                "Runs waiting or executing, by status (from the database at scrape time)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (status, n) in &values.runs {
+                let labels = StatusLabel {
+                    status: (*status).to_string(),
+                };
+                ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if let Some(n) = values.stuck {
+            let gauge = ConstGauge::new(n);
+            gauge.encode(encoder.encode_descriptor(
+                "xene_runs_stuck",
+                "Queued runs nobody picked up within the pick-up timeout",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts a gauge up while alive.
@@ -508,4 +538,45 @@ async fn count_runs(db: &Db, status: &str) -> Result<i64, StorageError> {
         .fetch_one(db.pool())
         .await?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_gauge_that_cannot_be_read_is_left_out_not_the_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let metrics = Metrics::new();
+        metrics.refresh_from_db(&db, Duration::from_secs(60)).await;
+        let text = metrics.render();
+        assert!(text.contains("\nxene_runs{status=\"queued\"} 0\n"), "{text}");
+        assert!(text.contains("\nxene_runs_stuck 0\n"), "{text}");
+
+        db.close().await;
+        metrics.refresh_from_db(&db, Duration::from_secs(60)).await;
+        let text = metrics.render();
+        assert!(!text.contains("xene_runs{"), "{text}");
+        assert!(!text.contains("xene_runs_stuck"), "{text}");
+        assert!(text.contains("xene_build_info{version="), "{text}");
+        assert!(text.contains("process_open_fds"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn pipeline_labels_are_capped() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_PIPELINES + 10 {
+            metrics.run_started("manual", "w", &format!("p{i}"));
+        }
+        let text = metrics.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("xene_runs_started_total{"))
+            .count();
+        assert_eq!(series, MAX_PIPELINES + 1, "{text}");
+        assert!(text.contains("xene_runs_started_total{trigger=\"manual\",pipeline=\"other\"} 10"));
+    }
 }
