@@ -112,7 +112,10 @@ impl AgentMetrics {
             metrics.disconnects.clone(),
         );
         crate::telemetry::register_common(&mut registry, "xene_agent");
-        Self { registry, ..metrics }
+        Self {
+            registry,
+            ..metrics
+        }
     }
 
     /// Counts what an executor reported.

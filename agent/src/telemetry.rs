@@ -173,7 +173,8 @@ fn boot_time() -> Option<u64> {
 }
 
 /// The content type of OpenMetrics text, which Prometheus asks for first.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Encodes `registry` as OpenMetrics text.
 pub fn encode(registry: &Registry) -> String {
@@ -202,21 +203,23 @@ pub async fn serve_metrics(
             };
             let render = render.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let render = render.clone();
-                    async move {
-                        let response = if request.uri().path() == "/metrics" {
-                            Response::builder()
-                                .header(hyper::header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)
-                                .body(Full::new(Bytes::from(render())))
-                        } else {
-                            Response::builder()
-                                .status(StatusCode::NOT_FOUND)
-                                .body(Full::new(Bytes::from_static(b"only /metrics is here\n")))
-                        };
-                        Ok::<_, hyper::http::Error>(response.expect("a valid response"))
-                    }
-                });
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let render = render.clone();
+                        async move {
+                            let response = if request.uri().path() == "/metrics" {
+                                Response::builder()
+                                    .header(hyper::header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)
+                                    .body(Full::new(Bytes::from(render())))
+                            } else {
+                                Response::builder()
+                                    .status(StatusCode::NOT_FOUND)
+                                    .body(Full::new(Bytes::from_static(b"only /metrics is here\n")))
+                            };
+                            Ok::<_, hyper::http::Error>(response.expect("a valid response"))
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                     .await;

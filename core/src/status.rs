@@ -123,6 +123,11 @@ macro_rules! from_str_by_name {
                 f.write_str(self.as_str())
             }
         }
+
+        impl $ty {
+            /// Every value (the API document lists them as an enum).
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+        }
     )*};
 }
 

@@ -518,10 +518,11 @@ struct Labels {
 
 async fn run_labels(db: &Db, run_id: i64) -> Result<Option<Labels>, StorageError> {
     use sqlx::Row;
-    let row = sqlx::query("SELECT workflow, pipeline, trigger, requested_at FROM runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT workflow, pipeline, trigger, requested_at FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(row.map(|row| Labels {
         workflow: row.get(0),
         pipeline: row.get(1),
@@ -552,7 +553,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics.refresh_from_db(&db, Duration::from_secs(60)).await;
         let text = metrics.render();
-        assert!(text.contains("\nxene_runs{status=\"queued\"} 0\n"), "{text}");
+        assert!(
+            text.contains("\nxene_runs{status=\"queued\"} 0\n"),
+            "{text}"
+        );
         assert!(text.contains("\nxene_runs_stuck 0\n"), "{text}");
 
         db.close().await;

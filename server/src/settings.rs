@@ -140,7 +140,9 @@ fn settable(command: &clap::Command) -> impl Iterator<Item = (String, String)> +
 
 /// The effective settings as a config file: every flag with its value,
 /// secrets (flags whose environment values `--help` hides) redacted.
-pub fn print_config(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<String, SettingsError> {
+pub fn print_config(
+    argv: impl IntoIterator<Item = impl Into<OsString>>,
+) -> Result<String, SettingsError> {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let mut command = Args::command();
     if let Some(path) = config_path(&argv) {
@@ -233,7 +235,14 @@ mod tests {
             "addr = \"127.0.0.1:9999\"\nlocal-agent-capacity = 7\nno_local_agent = true\nlog-format = \"json\"\n",
         )
         .unwrap();
-        let args = parse(["xene", "--config", file.to_str().unwrap(), "--addr", "127.0.0.1:1234"]).unwrap();
+        let args = parse([
+            "xene",
+            "--config",
+            file.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:1234",
+        ])
+        .unwrap();
         assert_eq!(args.addr.port(), 1234);
         assert_eq!(args.local_agent_capacity, 7);
         assert!(args.no_local_agent);
@@ -266,8 +275,14 @@ mod tests {
         ])
         .unwrap();
         assert!(!printed.contains("s3cret"), "{printed}");
-        assert!(printed.contains("database-url = \"postgres://xene:REDACTED@localhost/xene\" # flag"), "{printed}");
-        assert!(printed.contains("local-agent-shell = false # flag"), "{printed}");
+        assert!(
+            printed.contains("database-url = \"postgres://xene:REDACTED@localhost/xene\" # flag"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("local-agent-shell = false # flag"),
+            "{printed}"
+        );
         assert!(printed.contains("addr = \"127.0.0.1:8080\""), "{printed}");
         // What it prints is a config file xene reads (without the redacted secret).
         let file = dir.path().join("printed.toml");
@@ -283,7 +298,14 @@ mod tests {
 
     #[test]
     fn boolean_settings_take_yes_no_one_zero() {
-        for (text, value) in [("yes", true), ("1", true), ("true", true), ("no", false), ("0", false), ("false", false)] {
+        for (text, value) in [
+            ("yes", true),
+            ("1", true),
+            ("true", true),
+            ("no", false),
+            ("0", false),
+            ("false", false),
+        ] {
             let args = parse(["xene", "--local-agent-shell", text]).unwrap();
             assert_eq!(args.local_agent_shell, value, "{text}");
         }

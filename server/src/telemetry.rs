@@ -40,22 +40,24 @@ fn route(request: &Request) -> String {
 /// latency) and times it into `xene_http_request_duration_seconds`.
 pub fn instrument(router: Router, metrics: Arc<Metrics>) -> Router {
     router
-        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let metrics = metrics.clone();
-            async move {
-                let method = request.method().as_str().to_string();
-                let route = route(&request);
-                let started = Instant::now();
-                let response = next.run(request).await;
-                metrics.observe_request(
-                    &method,
-                    &route,
-                    response.status().as_u16(),
-                    started.elapsed(),
-                );
-                response
-            }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let metrics = metrics.clone();
+                async move {
+                    let method = request.method().as_str().to_string();
+                    let route = route(&request);
+                    let started = Instant::now();
+                    let response = next.run(request).await;
+                    metrics.observe_request(
+                        &method,
+                        &route,
+                        response.status().as_u16(),
+                        started.elapsed(),
+                    );
+                    response
+                }
+            },
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<Body>| {

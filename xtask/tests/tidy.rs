@@ -122,8 +122,15 @@ fn no_file_outside_the_allow_list_uses_unsafe() {
     assert!(files.len() > 50, "found only {} Rust files", files.len());
     let mut offenders = Vec::new();
     for file in files {
-        let relative = file.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
-        if UNSAFE_ALLOWED.iter().any(|(allowed, _)| *allowed == relative) {
+        let relative = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if UNSAFE_ALLOWED
+            .iter()
+            .any(|(allowed, _)| *allowed == relative)
+        {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();

@@ -6,12 +6,12 @@
 //! `sh` exits): otherwise a forgotten `sleep 100 &` would hold the output
 //! pipes open and hang the task.
 
+use rustix::process::{Pid, Signal};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-use rustix::process::{Pid, Signal};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;

@@ -19,16 +19,32 @@ use super::error::ApiError;
 ))]
 struct ApiDoc;
 
-/// The API routes and their OpenAPI document.
-pub fn router() -> Router<AppState> {
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(super::workflows::router())
         .merge(super::runs::router())
         .merge(super::agents::router())
         .merge(super::agent_auth::router())
-        .split_for_parts();
+}
+
+/// The API document, as `/api/v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    super::openapi::complete(&mut doc);
+    doc
+}
+
+/// The API routes and their OpenAPI document.
+pub fn router() -> Router<AppState> {
+    let (router, mut doc) = routes().split_for_parts();
+    super::openapi::complete(&mut doc);
+    let page = axum::response::Html(super::openapi::docs_page(&doc));
     let doc = doc.to_json().expect("the OpenAPI document serializes");
     router
+        .route(
+            "/api/v1/docs",
+            get(move || std::future::ready(page.clone())),
+        )
         .route(
             "/api/v1/openapi.json",
             get(move || {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod install;
 pub mod metrics;
+pub mod openapi;
 pub mod runs;
 pub mod ui;
 pub mod workflows;

@@ -11,5 +11,6 @@ mod gateway;
 mod health;
 mod network;
 mod observability;
+mod openapi;
 mod settings;
 mod tls;

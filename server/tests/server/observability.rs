@@ -51,7 +51,8 @@ struct Prometheus {
 
 impl Prometheus {
     async fn start(dir: &Path, targets: &[(&str, String)]) -> Self {
-        let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+        let mut config =
+            String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
         for (job, target) in targets {
             config.push_str(&format!(
                 "  - job_name: {job}\n    static_configs:\n      - targets: [\"{target}\"]\n"
@@ -63,7 +64,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_file.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -76,7 +80,11 @@ impl Prometheus {
         };
         let started = Instant::now();
         loop {
-            if let Ok(response) = prometheus.http.get(format!("{}/-/ready", prometheus.base)).send().await
+            if let Ok(response) = prometheus
+                .http
+                .get(format!("{}/-/ready", prometheus.base))
+                .send()
+                .await
                 && response.status() == 200
             {
                 return prometheus;
@@ -103,7 +111,10 @@ impl Prometheus {
             .await
             .expect("JSON");
         assert_eq!(response["status"], "success", "{query}: {response}");
-        response["data"]["result"].as_array().cloned().unwrap_or_default()
+        response["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits until `query` returns a series for which `check` holds.
@@ -197,9 +208,10 @@ async fn prometheus_scrapes_the_named_series_from_xene_and_an_agent() {
     // The server: runs by trigger, pipeline and status; tasks; requests by
     // route; the gauges read from the database; build and process.
     let started = prometheus
-        .wait_for("xene_runs_started_total{job=\"xene\",trigger=\"manual\"}", |s| {
-            s["metric"]["pipeline"] == "observed/local"
-        })
+        .wait_for(
+            "xene_runs_started_total{job=\"xene\",trigger=\"manual\"}",
+            |s| s["metric"]["pipeline"] == "observed/local",
+        )
         .await;
     assert_eq!(value(&started), 1.0);
     for (pipeline, expected) in [("observed/local", 1.0), ("observed/remote", 1.0)] {
@@ -240,10 +252,14 @@ async fn prometheus_scrapes_the_named_series_from_xene_and_an_agent() {
         .await;
     assert_eq!(value(&queued), 0.0);
     prometheus
-        .wait_for("xene_agents_connected{kind=\"remote\"}", |s| value(s) == 1.0)
+        .wait_for("xene_agents_connected{kind=\"remote\"}", |s| {
+            value(s) == 1.0
+        })
         .await;
     prometheus
-        .wait_for("xene_agents_connected{kind=\"builtin\"}", |s| value(s) == 1.0)
+        .wait_for("xene_agents_connected{kind=\"builtin\"}", |s| {
+            value(s) == 1.0
+        })
         .await;
     prometheus
         .wait_for("xene_gateway_connects_total", |s| value(s) == 1.0)
@@ -267,14 +283,22 @@ async fn prometheus_scrapes_the_named_series_from_xene_and_an_agent() {
 
     // The agent's own.
     let finished = prometheus
-        .wait_for("xene_agent_runs_finished_total{status=\"success\"}", |_| true)
+        .wait_for("xene_agent_runs_finished_total{status=\"success\"}", |_| {
+            true
+        })
         .await;
     assert_eq!(value(&finished), 1.0);
     prometheus
-        .wait_for("xene_agent_tasks_finished_total{status=\"success\"}", |s| value(s) == 1.0)
+        .wait_for("xene_agent_tasks_finished_total{status=\"success\"}", |s| {
+            value(s) == 1.0
+        })
         .await;
-    prometheus.wait_for("xene_agent_connected", |s| value(s) == 1.0).await;
-    prometheus.wait_for("xene_agent_running_runs", |s| value(s) == 0.0).await;
+    prometheus
+        .wait_for("xene_agent_connected", |s| value(s) == 1.0)
+        .await;
+    prometheus
+        .wait_for("xene_agent_running_runs", |s| value(s) == 0.0)
+        .await;
     prometheus.wait_for("xene_agent_build_info", |_| true).await;
 }
 
@@ -326,7 +350,11 @@ async fn json_logs_nest_the_task_in_its_run_and_name_the_request() {
     }
 
     let server_log = json_lines(&xene.log_text());
-    assert!(!server_log.is_empty(), "no JSON lines in\n{}", xene.log_text());
+    assert!(
+        !server_log.is_empty(),
+        "no JSON lines in\n{}",
+        xene.log_text()
+    );
 
     // The request that started the run, with its route, status and latency,
     // and the run it queued logged inside it.
@@ -369,7 +397,11 @@ async fn json_logs_nest_the_task_in_its_run_and_name_the_request() {
     // The remote agent's task, inside its run, inside its session.
     let agent_log = json_lines(&agent.log_text());
     let work = task(&agent_log, "work");
-    assert_eq!(span_names(&work), ["agent_session", "run", "task"], "{work}");
+    assert_eq!(
+        span_names(&work),
+        ["agent_session", "run", "task"],
+        "{work}"
+    );
     assert!(work["spans"][0]["agent_id"].is_string(), "{work}");
     assert_eq!(work["spans"][1]["run_id"], ids[1], "{work}");
     assert_eq!(work["spans"][1]["workflow"], "observed");

@@ -64,7 +64,10 @@ fn readme_flags() -> Vec<String> {
 #[test]
 fn the_readme_flags_table_equals_xene_help() {
     let help = help_flags();
-    assert!(help.len() > 10, "parsed too few flags from --help: {help:?}");
+    assert!(
+        help.len() > 10,
+        "parsed too few flags from --help: {help:?}"
+    );
     assert_eq!(
         readme_flags(),
         help,
@@ -111,7 +114,10 @@ fn print_config_shows_the_effective_settings_with_secrets_redacted() {
         "no-local-agent = true # environment",
         "local-agent-shell = false # environment",
     ] {
-        assert!(printed.lines().any(|l| l == line), "missing {line:?} in\n{printed}");
+        assert!(
+            printed.lines().any(|l| l == line),
+            "missing {line:?} in\n{printed}"
+        );
     }
 }
 
@@ -119,7 +125,10 @@ fn print_config_shows_the_effective_settings_with_secrets_redacted() {
 fn bad_settings_are_clear_errors() {
     let (code, _, stderr) = output(xene().env("XENE_NO_LOCAL_AGENT", "maybe"));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("XENE_NO_LOCAL_AGENT") || stderr.contains("no-local-agent"), "{stderr}");
+    assert!(
+        stderr.contains("XENE_NO_LOCAL_AGENT") || stderr.contains("no-local-agent"),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("xene.toml");
@@ -130,5 +139,8 @@ fn bad_settings_are_clear_errors() {
 
     let (code, _, stderr) = output(xene().args(["--config", "/nonexistent/xene.toml"]));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("cannot read the config file /nonexistent/xene.toml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the config file /nonexistent/xene.toml"),
+        "{stderr}"
+    );
 }
