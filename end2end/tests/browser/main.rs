@@ -3,4 +3,5 @@
 
 mod util;
 
+mod api_docs;
 mod home;

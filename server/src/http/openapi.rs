@@ -493,9 +493,9 @@ const STYLE: &str = "\
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f7f8fa}\
 header{background:#1d2330;color:#fff;padding:1rem 2rem}header a{color:#9cc4ff}\
 main{max-width:70rem;margin:0 auto;padding:1rem 2rem}\
-nav ul{columns:2;list-style:none;padding:0}nav a{text-decoration:none;color:inherit}\
+nav ul{columns:22rem;list-style:none;padding:0}nav a{text-decoration:none;color:inherit}\
 section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:0.5rem 1rem;margin:1rem 0}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:0.25rem 0.5rem;border-bottom:1px solid #eef0f4;vertical-align:top}\
 .method{display:inline-block;min-width:4em;text-transform:uppercase;font-weight:600;font-size:0.8em;padding:0.1em 0.4em;border-radius:4px;background:#e8ecf3}\
 .get{background:#dff0e1}.post{background:#dde9fb}.delete{background:#fbe0dd}.put,.patch{background:#fbf1d8}\
-code{font-family:ui-monospace,monospace}.status{font-weight:600}";
+code{font-family:ui-monospace,monospace;overflow-wrap:anywhere}.status{font-weight:600}";
