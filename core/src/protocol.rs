@@ -19,6 +19,13 @@ use crate::spec::Pipeline;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// WebSocket close code: the agent speaks a protocol version the server does not.
+pub const CLOSE_UNSUPPORTED_PROTOCOL: u16 = 4000;
+/// WebSocket close code: the agent's credential is revoked; it must not reconnect.
+pub const CLOSE_REVOKED: u16 = 4001;
+/// WebSocket close code: a newer connection of the same agent replaced this one.
+pub const CLOSE_REPLACED: u16 = 4002;
+
 /// Identifies one attempt of a run: events and leases belong to an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RunRef {

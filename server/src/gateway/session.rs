@@ -11,7 +11,7 @@ use xene_core::event::RunEvent;
 use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, ServerMessage};
 use xene_core::status::RunStatus;
 
-use super::{CLOSE_REPLACED, CLOSE_REVOKED, Ending, Registered};
+use super::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL, Ending, Registered};
 use crate::controllers::{ALL_AGENTS, Context};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
@@ -103,7 +103,7 @@ where
                 let reason = format!(
                     "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
                 );
-                let _ = out.send(Outgoing::Close(4000, reason.clone())).await;
+                let _ = out.send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason.clone())).await;
                 return SessionEnd::Protocol(reason);
             }
             (labels, runtimes, capacity, agent_version, running)
