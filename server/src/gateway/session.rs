@@ -103,7 +103,9 @@ where
                 let reason = format!(
                     "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
                 );
-                let _ = out.send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason.clone())).await;
+                let _ = out
+                    .send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason.clone()))
+                    .await;
                 return SessionEnd::Protocol(reason);
             }
             (labels, runtimes, capacity, agent_version, running)
