@@ -31,7 +31,7 @@ fn help_flags() -> Vec<String> {
         .filter_map(|line| {
             let line = line.trim_start();
             let flag = line
-                .split(|c: char| c == ',' || c == ' ' || c == '=' || c == '<')
+                .split([',', ' ', '=', '<'])
                 .find(|word| word.starts_with("--"))?;
             (line.starts_with("--") || line.starts_with('-')).then(|| flag.to_string())
         })
