@@ -407,3 +407,111 @@ async fn json_logs_nest_the_task_in_its_run_and_name_the_request() {
     assert_eq!(work["spans"][1]["workflow"], "observed");
     assert_eq!(work["spans"][1]["pipeline"], "remote");
 }
+
+/// The metric families an exposition declares (`# TYPE NAME ...`).
+fn families(exposition: &str) -> Vec<String> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_metrics_that_exist() {
+    use xene_core::event::RunEvent;
+    use xene_core::status::{RunStatus, StepStatus, TaskStatus};
+
+    // A family shows in the exposition once it has a sample: record one of
+    // each kind, as the server and the agent do.
+    let metrics = xene_server::metrics::Metrics::new();
+    metrics.run_started("manual", "w", "p");
+    metrics.run_finished("success", "manual", "w", "p");
+    metrics.webhook_delivery("accepted");
+    metrics.sign_in("signed_in");
+    metrics.agent_disconnected("shutdown");
+    let _agent = metrics.agent_connected("remote");
+    let _feed = metrics.feed_client();
+    metrics.observe_queue_wait(1);
+    metrics.observe_start_latency(1);
+    metrics.observe_event_apply(Duration::from_millis(1));
+    metrics.observe_request("GET", "/healthz", 200, Duration::from_millis(1));
+    let db = TestDb::new(Backend::Sqlite);
+    let server = crate::util::TestServer::start(&db).await;
+    let served = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    server.stop().await;
+    let events = [
+        RunEvent::StepFinished {
+            task: "t".into(),
+            step: "s".into(),
+            status: StepStatus::Success,
+            exit_code: Some(0),
+            duration_ms: 1,
+        },
+        RunEvent::TaskFinished {
+            task: "t".into(),
+            status: TaskStatus::Success,
+            output: None,
+            duration_ms: 1,
+            attempt: 1,
+            error: None,
+            retry_in_ms: None,
+        },
+        RunEvent::RunFinished {
+            status: RunStatus::Success,
+            duration_ms: 1,
+        },
+    ];
+    let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    metrics.observe_events(&store, 1, &events[..2]).await;
+    store.close().await;
+    let agent_metrics = &xene_agent::metrics::METRICS;
+    for event in &events {
+        agent_metrics.observe(event);
+    }
+    // The gauges read from the database come from a served scrape.
+    let mut known = families(&metrics.render());
+    known.extend(families(&served));
+    known.extend(families(&agent_metrics.render()));
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut unknown = Vec::new();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !(word.starts_with("xene_") || word.starts_with("process_")) {
+                    continue;
+                }
+                let family = ["_bucket", "_count", "_sum", "_total", "_info"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .unwrap_or(word);
+                checked += 1;
+                if !known.iter().any(|k| k == family) {
+                    unknown.push(format!("{word} in {:?}", panel["title"]));
+                }
+            }
+        }
+    }
+    assert!(checked > 30, "only {checked} metric names in the dashboard");
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries unknown metrics:\n{}",
+        unknown.join("\n")
+    );
+}
