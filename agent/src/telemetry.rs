@@ -36,12 +36,80 @@ impl std::fmt::Display for LogFormat {
 /// Sends logs to stderr, filtered by `RUST_LOG` (else `default_filter`).
 /// A second call does nothing, so tests may call it freely.
 pub fn init(format: LogFormat, default_filter: &str) {
+    let _ = init_with_otlp(format, default_filter, None, "xene");
+}
+
+/// Why OpenTelemetry export could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot export traces to {endpoint}: {source}")]
+pub struct OtlpError {
+    endpoint: String,
+    #[source]
+    source: opentelemetry_otlp::ExporterBuildError,
+}
+
+/// Flushes and stops the trace export when dropped: keep it until exit.
+#[must_use = "dropping it stops the trace export"]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Like [`init`], and with `otlp_endpoint` (like `http://collector:4318`)
+/// exports spans as OTLP over HTTP (protobuf) under the name `service`.
+pub fn init_with_otlp(
+    format: LogFormat,
+    default_filter: &str,
+    otlp_endpoint: Option<&str>,
+    service: &'static str,
+) -> Result<Telemetry, OtlpError> {
+    use opentelemetry::trace::TracerProvider;
+    use opentelemetry_otlp::WithExportConfig;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
+    let provider = match otlp_endpoint {
+        None => None,
+        Some(endpoint) => {
+            let base = endpoint.trim_end_matches('/');
+            let url = if base.ends_with("/v1/traces") {
+                base.to_string()
+            } else {
+                format!("{base}/v1/traces")
+            };
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(url)
+                .build()
+                .map_err(|source| OtlpError {
+                    endpoint: endpoint.to_string(),
+                    source,
+                })?;
+            Some(
+                opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name(service)
+                            .build(),
+                    )
+                    .build(),
+            )
+        }
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = match format {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
@@ -58,6 +126,61 @@ pub fn init(format: LogFormat, default_filter: &str) {
             )
             .try_init(),
     };
+    Ok(Telemetry { provider })
+}
+
+/// The W3C `traceparent` of `span`, when spans are exported.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Makes the span described by `traceparent` (from another process) the
+/// parent of `span`; a malformed one is ignored, as W3C trace context says.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let mut parts = traceparent.trim().split('-');
+    let (Some("00"), Some(trace), Some(parent), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return;
+    };
+    let (Ok(trace), Ok(parent), Ok(flags)) = (
+        TraceId::from_hex(trace),
+        SpanId::from_hex(parent),
+        u8::from_str_radix(flags, 16),
+    ) else {
+        return;
+    };
+    let remote = SpanContext::new(
+        trace,
+        parent,
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    );
+    if remote.is_valid() {
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
 }
 
 /// Registers `{prefix}_build_info{version}` and the process metrics.

@@ -127,6 +127,10 @@ pub struct Dispatch {
     /// Tasks an earlier attempt finished: not to be run again.
     #[serde(default)]
     pub completed: BTreeMap<String, TaskResult>,
+    /// The W3C `traceparent` of the server's span for this dispatch, when
+    /// the server exports traces: the agent's spans for the run join it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[cfg(test)]

@@ -91,6 +91,11 @@ pub struct Args {
     #[arg(long, env = "XENE_LOG_FORMAT", default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
 
+    /// Export traces to this OpenTelemetry collector, as OTLP over HTTP
+    /// (like http://collector:4318). Off by default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
     /// Read settings from this TOML file: one `flag-name = value` per flag
     /// (like `addr = "0.0.0.0:8080"`). Flags and environment variables win
     /// over the file.
@@ -123,6 +128,7 @@ impl Args {
             local_agent_id: None,
             local_agent_shell: true,
             log_format: crate::telemetry::LogFormat::Text,
+            otlp_endpoint: None,
             config: None,
             print_config: false,
         }

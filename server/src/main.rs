@@ -17,7 +17,16 @@ async fn main() -> ExitCode {
             Err(e) => ExitCode::from(e.exit_code()),
         };
     }
-    xene_server::telemetry::init(args.log_format);
+    let _telemetry = match xene_server::telemetry::init_with_otlp(
+        args.log_format,
+        args.otlp_endpoint.as_deref(),
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("xene: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match xene_server::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

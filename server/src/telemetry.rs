@@ -27,6 +27,15 @@ pub fn init(format: LogFormat) {
     xene_agent::telemetry::init(format, DEFAULT_FILTER);
 }
 
+/// Like [`init`], exporting spans to `otlp_endpoint` when given; keep the
+/// returned guard until exit, when it flushes what is left.
+pub fn init_with_otlp(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> Result<xene_agent::telemetry::Telemetry, xene_agent::telemetry::OtlpError> {
+    xene_agent::telemetry::init_with_otlp(format, DEFAULT_FILTER, otlp_endpoint, "xene")
+}
+
 /// The route label of a request: the router's pattern, so the label set is
 /// bounded (`/api/v1/runs/{id}`, not every id); `unmatched` otherwise.
 fn route(request: &Request) -> String {

@@ -31,6 +31,15 @@ pub struct Args {
     /// line, with its spans) for log collectors. Filter them with RUST_LOG.
     #[arg(long, global = true, env = "XENE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export traces to this OpenTelemetry collector, as OTLP over HTTP
+    /// (like http://collector:4318); a server's runs continue its traces.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,7 +166,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Run(_) => "warn",
         Command::Connect(_) => "info",
     };
-    xene_agent::telemetry::init(args.log_format, default_log);
+    let _telemetry = match xene_agent::telemetry::init_with_otlp(
+        args.log_format,
+        default_log,
+        args.otlp_endpoint.as_deref(),
+        "xene-agent",
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let code = match args.command {
         Command::Run(run) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

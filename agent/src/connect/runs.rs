@@ -137,6 +137,9 @@ impl Runs {
             workflow = %dispatch.workflow,
             pipeline = %request.pipeline_name,
         );
+        if let Some(parent) = &dispatch.traceparent {
+            crate::telemetry::set_remote_parent(&span, parent);
+        }
         tokio::spawn(tracing::Instrument::instrument(
             execute(
                 self.executor.clone(),
@@ -371,6 +374,7 @@ mod tests {
             params: BTreeMap::new(),
             secrets: BTreeMap::new(),
             completed: BTreeMap::new(),
+            traceparent: None,
         }
     }
 

@@ -420,7 +420,22 @@ where
             return Ok(None);
         };
         let completed = runs::completed_tasks(&self.ctx.db, run.id).await?;
-        tracing::debug!(run = run.id, agent = %self.agent.id, at = now_ms(), "dispatching");
+        // The agent's spans for the run continue this one's trace.
+        let span = tracing::info_span!(
+            "dispatch",
+            run_id = run.id,
+            attempt = run.attempt,
+            workflow = %run.workflow,
+            pipeline = %run.pipeline,
+        );
+        let traceparent = xene_agent::telemetry::traceparent(&span);
+        span.in_scope(|| {
+            tracing::debug!(
+                at = now_ms(),
+                traceparent = traceparent.as_deref(),
+                "dispatching"
+            );
+        });
         Ok(Some(Dispatch {
             run: RunRef {
                 run_id: run.id,
@@ -432,6 +447,7 @@ where
             params: run.params.clone(),
             secrets: BTreeMap::new(),
             completed,
+            traceparent,
         }))
     }
 }

@@ -515,3 +515,94 @@ async fn the_grafana_dashboard_queries_only_metrics_that_exist() {
         unknown.join("\n")
     );
 }
+
+/// An OTLP/HTTP collector that keeps the bodies of trace exports.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    use axum::routing::post;
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body.to_vec());
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, bodies)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn the_agents_spans_join_the_trace_of_the_servers_dispatch() {
+    let (endpoint, bodies) = collector().await;
+    let db = TestDb::new(Backend::Sqlite);
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("XENE_LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,xene_server::gateway=debug"),
+    ];
+    let xene = Xene::start_with_env(&db, "traced", &[], &env).await;
+    let token = xene.join_token(json!({ "pool": "metrics" })).await;
+    let _agent = Agent::start_with_env(
+        &xene.base,
+        &token,
+        &db.dir.path().join("agent"),
+        "traced-agent",
+        &["--allow-shell"],
+        &env,
+    );
+    xene.wait_agents_online(1).await;
+    xene.apply(WORKFLOW).await;
+    let id = xene.start_run("observed", "remote", json!({})).await;
+    let run = xene.wait_finished(id, MINUTE).await;
+    assert_eq!(run["status"], "success", "{run}");
+
+    // The trace the server started for the dispatch, as it logged it.
+    let dispatched = json_lines(&xene.log_text())
+        .into_iter()
+        .find(|l| l["fields"]["message"] == "dispatching" && l["span"]["run_id"] == id)
+        .unwrap_or_else(|| panic!("no dispatch logged:\n{}", xene.log_text()));
+    let traceparent = dispatched["fields"]["traceparent"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no traceparent: {dispatched}"));
+    let trace_hex = traceparent.split('-').nth(1).unwrap();
+    let trace_id = hex::decode(trace_hex).unwrap();
+    assert_eq!(trace_id.len(), 16);
+
+    // Both processes export spans of that trace: the server its dispatch,
+    // the agent its run and tasks (exports are batched every few seconds).
+    let started = Instant::now();
+    loop {
+        let (server_side, agent_side) = {
+            let bodies = bodies.lock().unwrap();
+            let of_trace: Vec<&Vec<u8>> =
+                bodies.iter().filter(|b| contains(b, &trace_id)).collect();
+            (
+                of_trace
+                    .iter()
+                    .any(|b| !contains(b, b"xene-agent") && contains(b, b"dispatch")),
+                of_trace.iter().any(|b| {
+                    contains(b, b"xene-agent") && contains(b, b"task") && contains(b, b"work")
+                }),
+            )
+        };
+        if server_side && agent_side {
+            break;
+        }
+        assert!(
+            started.elapsed() < MINUTE,
+            "trace {trace_hex}: server's dispatch exported {server_side}, agent's task {agent_side}; {} exports",
+            bodies.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
