@@ -30,7 +30,8 @@ async fn main() -> ExitCode {
     match xene_server::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xene: {e:#}");
+            // The binary's edge: the whole chain of causes, on one line.
+            eprintln!("xene: {:#}", anyhow::Error::from(e));
             ExitCode::FAILURE
         }
     }

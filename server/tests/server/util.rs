@@ -56,7 +56,7 @@ impl TestDb {
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    done: Option<tokio::task::JoinHandle<Result<(), xene_server::ServerError>>>,
 }
 
 impl TestServer {
