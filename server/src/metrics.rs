@@ -104,6 +104,38 @@ pub struct Metrics {
     agents_connected: Family<KindLabel, Gauge>,
     feed_clients: Gauge,
     pipelines: Mutex<HashSet<String>>,
+    /// Trace contexts of runs requested through this process, so that the
+    /// spans of their execution join the request's trace.
+    pub run_traces: RunTraces,
+}
+
+/// The W3C `traceparent` of the request that created each run, for runs
+/// created by this process while it exports traces. Telemetry, not state:
+/// a run executed by another replica, or after a restart, starts a trace of
+/// its own. Bounded: the oldest entries go first.
+#[derive(Debug, Default)]
+pub struct RunTraces(Mutex<std::collections::BTreeMap<i64, String>>);
+
+impl RunTraces {
+    const MAX: usize = 10_000;
+
+    /// Remembers the trace of the current span for `run_id`, if it is exported.
+    pub fn remember(&self, run_id: i64) {
+        if let Some(traceparent) = xene_agent::telemetry::traceparent(&tracing::Span::current()) {
+            let mut traces = self.0.lock().unwrap();
+            traces.insert(run_id, traceparent);
+            while traces.len() > Self::MAX {
+                traces.pop_first();
+            }
+        }
+    }
+
+    /// Makes the request that created `run_id` the parent of `span`.
+    pub fn adopt(&self, run_id: i64, span: &tracing::Span) {
+        if let Some(traceparent) = self.0.lock().unwrap().get(&run_id) {
+            xene_agent::telemetry::set_remote_parent(span, traceparent);
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -139,6 +171,7 @@ impl Metrics {
             agents_connected: Family::default(),
             feed_clients: Gauge::default(),
             pipelines: Mutex::default(),
+            run_traces: RunTraces::default(),
         };
         let r = &mut m.registry;
         r.register(

@@ -188,6 +188,7 @@ impl LocalAgent {
                         pipeline = %run.pipeline,
                         agent_id = %self.config.id,
                     );
+                    self.ctx.metrics.run_traces.adopt(run.id, &span);
                     self.executions.spawn(tracing::Instrument::instrument(
                         self.clone().execute(run.clone(), cancel),
                         span,

@@ -428,6 +428,7 @@ where
             workflow = %run.workflow,
             pipeline = %run.pipeline,
         );
+        self.ctx.metrics.run_traces.adopt(run.id, &span);
         let traceparent = xene_agent::telemetry::traceparent(&span);
         span.in_scope(|| {
             tracing::debug!(

@@ -542,7 +542,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[tokio::test]
-async fn the_agents_spans_join_the_trace_of_the_servers_dispatch() {
+async fn a_run_is_one_trace_from_the_api_request_to_the_agents_tasks() {
     let (endpoint, bodies) = collector().await;
     let db = TestDb::new(Backend::Sqlite);
     let env = [
@@ -578,31 +578,132 @@ async fn the_agents_spans_join_the_trace_of_the_servers_dispatch() {
     let trace_id = hex::decode(trace_hex).unwrap();
     assert_eq!(trace_id.len(), 16);
 
-    // Both processes export spans of that trace: the server its dispatch,
-    // the agent its run and tasks (exports are batched every few seconds).
+    // Both processes export spans of that trace: the server the request
+    // that started the run and its dispatch, the agent its run and tasks
+    // (exports are batched every few seconds).
     let started = Instant::now();
     loop {
-        let (server_side, agent_side) = {
-            let bodies = bodies.lock().unwrap();
-            let of_trace: Vec<&Vec<u8>> =
-                bodies.iter().filter(|b| contains(b, &trace_id)).collect();
-            (
-                of_trace
-                    .iter()
-                    .any(|b| !contains(b, b"xene-agent") && contains(b, b"dispatch")),
-                of_trace.iter().any(|b| {
-                    contains(b, b"xene-agent") && contains(b, b"task") && contains(b, b"work")
-                }),
-            )
-        };
-        if server_side && agent_side {
+        let spans: Vec<ExportedSpan> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|body| exported_spans(body))
+            .filter(|s| s.trace_id == trace_id)
+            .collect();
+        let named = |name: &str| spans.iter().find(|s| s.name == name);
+        if let (Some(request), Some(dispatch), Some(run_span), Some(task)) = (
+            named("request"),
+            named("dispatch"),
+            named("run"),
+            named("task"),
+        ) {
+            assert!(
+                contains(
+                    &request.attributes,
+                    b"/api/v1/workflows/{name}/pipelines/{pipeline}/runs"
+                ),
+                "the trace's request is not the one that started the run"
+            );
+            assert!(request.parent.is_empty(), "the request is the trace's root");
+            assert_eq!(
+                dispatch.parent, request.span_id,
+                "the dispatch is a child of the request"
+            );
+            assert_eq!(
+                run_span.parent, dispatch.span_id,
+                "the agent's run is a child of the dispatch"
+            );
+            assert_eq!(
+                task.parent, run_span.span_id,
+                "the task is a child of its run"
+            );
+            assert!(contains(&task.attributes, b"work"));
             break;
         }
         assert!(
             started.elapsed() < MINUTE,
-            "trace {trace_hex}: server's dispatch exported {server_side}, agent's task {agent_side}; {} exports",
-            bodies.lock().unwrap().len()
+            "trace {trace_hex} lacks a span; it has {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What the test reads of an exported span.
+#[derive(Debug)]
+struct ExportedSpan {
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+    name: String,
+    /// The encoded attributes, searched for values.
+    attributes: Vec<u8>,
+}
+
+/// The length-delimited fields of a protobuf message: (field number, bytes).
+fn fields(mut message: &[u8]) -> Vec<(u64, &[u8])> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut out = Vec::new();
+    while let Some(key) = varint(&mut message) {
+        match key & 7 {
+            0 => {
+                varint(&mut message);
+            }
+            1 => message = &message[8.min(message.len())..],
+            5 => message = &message[4.min(message.len())..],
+            2 => {
+                let Some(len) = varint(&mut message) else {
+                    break;
+                };
+                let len = (len as usize).min(message.len());
+                out.push((key >> 3, &message[..len]));
+                message = &message[len..];
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// The spans of an OTLP `ExportTraceServiceRequest` (resource_spans = 1,
+/// scope_spans = 2, spans = 2; a span's trace_id = 1, span_id = 2,
+/// parent_span_id = 4, name = 5, attributes = 9).
+fn exported_spans(body: &[u8]) -> Vec<ExportedSpan> {
+    let mut spans = Vec::new();
+    for (_, resource_spans) in fields(body).into_iter().filter(|(n, _)| *n == 1) {
+        for (_, scope_spans) in fields(resource_spans).into_iter().filter(|(n, _)| *n == 2) {
+            for (_, span) in fields(scope_spans).into_iter().filter(|(n, _)| *n == 2) {
+                let mut exported = ExportedSpan {
+                    trace_id: Vec::new(),
+                    span_id: Vec::new(),
+                    parent: Vec::new(),
+                    name: String::new(),
+                    attributes: Vec::new(),
+                };
+                for (number, value) in fields(span) {
+                    match number {
+                        1 => exported.trace_id = value.to_vec(),
+                        2 => exported.span_id = value.to_vec(),
+                        4 => exported.parent = value.to_vec(),
+                        5 => exported.name = String::from_utf8_lossy(value).into_owned(),
+                        9 => exported.attributes.extend_from_slice(value),
+                        _ => {}
+                    }
+                }
+                spans.push(exported);
+            }
+        }
+    }
+    spans
 }
