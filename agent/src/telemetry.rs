@@ -322,6 +322,9 @@ pub async fn serve_metrics(
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
+                // Out of file descriptors, most likely: give it a moment
+                // rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let render = render.clone();

@@ -145,12 +145,16 @@ pub fn print_config(
 ) -> Result<String, SettingsError> {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let mut command = Args::command();
+    let mut from_file = Vec::new();
     if let Some(path) = config_path(&argv) {
         let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::Read {
             path: path.clone(),
             source,
         })?;
         command = apply_file(command, &path, &text)?;
+        if let Ok(table) = text.parse::<toml::Table>() {
+            from_file = table.keys().map(|k| k.replace('_', "-")).collect();
+        }
     }
     let matches = command.clone().try_get_matches_from(argv)?;
     let mut out = String::from("# The effective settings of xene (secrets redacted).\n");
@@ -178,7 +182,12 @@ pub fn print_config(
         let source = match matches.value_source(id) {
             Some(clap::parser::ValueSource::CommandLine) => "flag",
             Some(clap::parser::ValueSource::EnvVariable) => "environment",
-            Some(clap::parser::ValueSource::DefaultValue) => "default or config file",
+            Some(clap::parser::ValueSource::DefaultValue)
+                if from_file.iter().any(|k| k == long) =>
+            {
+                "config file"
+            }
+            Some(clap::parser::ValueSource::DefaultValue) => "default",
             _ => "unknown",
         };
         let _ = writeln!(out, "{long} = {} # {source}", toml_value(&value));

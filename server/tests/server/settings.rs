@@ -107,8 +107,9 @@ fn print_config_shows_the_effective_settings_with_secrets_redacted() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!printed.contains("hunter2"), "{printed}");
     for line in [
-        "addr = \"127.0.0.1:9000\" # default or config file",
-        "run-lease = \"30s\" # default or config file",
+        "addr = \"127.0.0.1:9000\" # config file",
+        "run-lease = \"30s\" # config file",
+        "pickup-timeout = \"5m\" # default",
         "local-agent-capacity = 3 # flag",
         "database-url = \"postgres://xene:REDACTED@db/xene\" # environment",
         "no-local-agent = true # environment",
