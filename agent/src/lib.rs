@@ -4,7 +4,9 @@
 
 pub mod connect;
 pub mod executor;
+pub mod metrics;
 pub mod runtime;
+pub mod telemetry;
 
 pub use executor::{
     Executor, ExecutorConfig, ExecutorError, RunReport, RunRequest, StepReport, TaskReport,

@@ -20,11 +20,13 @@ use crate::template::{Reference, is_ident};
 /// The statuses a finished task can be compared with.
 pub const STATUS_NAMES: &[&str] = &["success", "error", "skipped", "not_executed", "cancelled"];
 
+/// An `if` condition that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at column {column}")]
 pub struct ConditionError {
     /// Counted in characters from 1.
     pub column: usize,
+    /// What is wrong, with the column where it is.
     pub message: String,
 }
 
@@ -355,6 +357,7 @@ fn path(word: &str) -> Option<Reference> {
 }
 
 impl Condition {
+    /// Parses an `if` condition, like `tasks.build.status == 'success'`.
     pub fn parse(text: &str) -> Result<Condition, ConditionError> {
         let toks = lex(text)?;
         if toks.len() == 1 {

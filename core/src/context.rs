@@ -9,6 +9,7 @@ use crate::status::TaskStatus;
 /// The outcome of a finished task, as dependants see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult {
+    /// How the task ended.
     pub status: TaskStatus,
     /// What its steps wrote to `$XENE_OUTPUT`, trailing newline trimmed.
     pub output: Option<String>,
@@ -17,6 +18,7 @@ pub struct TaskResult {
 /// The values `{{ ... }}` templates and `if` conditions are evaluated against.
 #[derive(Debug, Clone, Copy)]
 pub struct EvalContext<'a> {
+    /// The tasks that finished so far, by name.
     pub tasks: &'a BTreeMap<String, TaskResult>,
     /// The run's parameters, defaults already applied.
     pub params: &'a BTreeMap<String, String>,

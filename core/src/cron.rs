@@ -9,24 +9,34 @@
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 
+/// A cron line that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CronError {
+    /// Not five fields; the number found.
     #[error("expected 5 fields (minute hour day-of-month month day-of-week), found {0}")]
     FieldCount(usize),
+    /// An `@name` that is not one of the known shorthands.
     #[error("unknown shorthand {0:?}: expected @hourly, @daily, @weekly, @monthly or @yearly")]
     UnknownShorthand(String),
+    /// A field with a value out of range or malformed.
     #[error("bad {field} {value:?}: {reason}")]
     Field {
+        /// Which field (`minute`, `hour`, ...).
         field: &'static str,
+        /// The field's text.
         value: String,
+        /// Why it is wrong.
         reason: String,
     },
 }
 
+/// A time zone that is not an IANA name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown time zone {name:?}{}", suggestion.as_ref().map_or_else(String::new, |s| format!("; did you mean {s:?}?")))]
 pub struct TimezoneError {
+    /// The name given.
     pub name: String,
+    /// A known name close to it, if any.
     pub suggestion: Option<String>,
 }
 
@@ -86,6 +96,7 @@ const DAY_OF_WEEK: FieldSpec = FieldSpec {
 };
 
 impl Schedule {
+    /// Parses a 5-field cron line or an `@hourly`-style shorthand.
     pub fn parse(line: &str) -> Result<Schedule, CronError> {
         let line = line.trim();
         let expanded = match line {
@@ -255,6 +266,7 @@ pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, TimezoneError> {
     })
 }
 
+/// Checks that `name` is an IANA time zone, suggesting a close one when not.
 pub fn check_timezone(name: &str) -> Result<(), TimezoneError> {
     parse_timezone(name).map(|_| ())
 }

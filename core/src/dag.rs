@@ -8,16 +8,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::spec::Pipeline;
 
+/// Why a pipeline's tasks do not form a DAG.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DagError {
+    /// A `depends_on` names a task the pipeline does not have.
     #[error("task {task:?} depends on unknown task {dependency:?}")]
-    UnknownDependency { task: String, dependency: String },
+    UnknownDependency {
+        /// The task with the bad dependency.
+        task: String,
+        /// The name it depends on.
+        dependency: String,
+    },
     /// The names along the cycle, first one repeated at the end; `a -> b`
     /// means `a` depends on `b`.
     #[error("cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
 }
 
+/// A pipeline's tasks in an order that respects their dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dag {
     order: Vec<String>,
@@ -81,6 +89,7 @@ impl Dag {
         &self.order
     }
 
+    /// Whether the pipeline has a task named `task`.
     pub fn contains(&self, task: &str) -> bool {
         self.dependencies.contains_key(task)
     }

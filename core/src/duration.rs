@@ -2,16 +2,21 @@
 
 use std::time::Duration;
 
+/// A duration that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// Nothing was given.
     #[error("empty duration")]
     Empty,
+    /// Not a number followed by a unit (`ms`, `s`, `m`, `h`, `d`); the text.
     #[error("bad duration {0:?}: expected a number with a unit, like 90s, 5m, 1h30m or 250ms")]
     Malformed(String),
+    /// More than fits; the text.
     #[error("duration {0:?} is too long")]
     TooLong(String),
 }
 
+/// Parses a duration like `90s`, `5m` or `1h30m`.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {

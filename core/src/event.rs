@@ -13,7 +13,9 @@ use crate::status::{RunStatus, StepStatus, TaskStatus};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
+    /// The step's standard output.
     Stdout,
+    /// The step's standard error.
     Stderr,
 }
 
@@ -27,25 +29,37 @@ pub enum LogStream {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunEvent {
+    /// The executor took up the run.
     RunStarted {
+        /// The executor's id of this execution.
         run_id: String,
+        /// The pipeline's name.
         pipeline: String,
     },
+    /// A task's attempt started.
     TaskStarted {
+        /// The task's name.
         task: String,
         /// 1 for the first try, 2 for the first retry, ...
         attempt: u32,
     },
+    /// A step started.
     StepStarted {
+        /// The task's name.
         task: String,
+        /// The step's name.
         step: String,
     },
     /// One line of a step's output, without its line ending. Secrets are
     /// already masked.
     Log {
+        /// The task's name.
         task: String,
+        /// The step's name.
         step: String,
+        /// Which stream the line came from.
         stream: LogStream,
+        /// The line.
         data: String,
     },
     /// Consecutive lines of one step's output, each ending in `\n`: what a
@@ -53,27 +67,42 @@ pub enum RunEvent {
     /// so a step that prints fast costs a message and a row per batch, not
     /// per line.
     Logs {
+        /// The task's name.
         task: String,
+        /// The step's name.
         step: String,
+        /// Which stream the lines came from.
         stream: LogStream,
+        /// The lines, each ending in `\n`.
         data: String,
     },
+    /// A step ended.
     StepFinished {
+        /// The task's name.
         task: String,
+        /// The step's name.
         step: String,
+        /// How it ended.
         status: StepStatus,
         /// The script's exit code; 128 + N when killed by signal N; `None`
         /// when it never ran.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
+        /// How long it ran.
         duration_ms: u64,
     },
+    /// A task's attempt ended (or the task never started).
     TaskFinished {
+        /// The task's name.
         task: String,
+        /// How it ended.
         status: TaskStatus,
+        /// What its steps wrote to `$XENE_OUTPUT`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
+        /// How long this attempt ran.
         duration_ms: u64,
+        /// Which attempt: 1 for the first, 0 when it never started.
         attempt: u32,
         /// Why the task failed when it is not just a step's exit code (image
         /// missing, timeout, template error, ...).
@@ -84,8 +113,11 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_in_ms: Option<u64>,
     },
+    /// The run ended; nothing follows.
     RunFinished {
+        /// How it ended.
         status: RunStatus,
+        /// How long it ran.
         duration_ms: u64,
     },
 }

@@ -1,5 +1,6 @@
 //! The domain of Xene, free of I/O so that the server, the agent, the CLI and
 //! the browser bundle (wasm32) all share one definition of a workflow.
+#![deny(missing_docs)]
 
 pub mod access;
 pub mod condition;

@@ -25,11 +25,14 @@ use crate::yaml::{self, Entry, Node, ScalarKind, Value};
 pub const MAX_SPEC_BYTES: usize = 1 << 20;
 /// Longest workflow, pipeline, task or step name.
 pub const MAX_NAME_LEN: usize = 63;
+/// The most retries a task may ask for.
 pub const MAX_RETRIES: u32 = 10;
 
 // The fields each mapping accepts; the JSON Schema must list the same ones
 // (a test checks).
+/// The fields a workflow may have.
 pub const WORKFLOW_FIELDS: &[&str] = &["name", "description", "pipelines"];
+/// The fields a pipeline may have.
 pub const PIPELINE_FIELDS: &[&str] = &[
     "trigger",
     "selector",
@@ -38,7 +41,9 @@ pub const PIPELINE_FIELDS: &[&str] = &[
     "concurrency",
     "tasks",
 ];
+/// The fields of a `cron` trigger.
 pub const CRON_TRIGGER_FIELDS: &[&str] = &["cron", "timezone"];
+/// The fields a task may have.
 pub const TASK_FIELDS: &[&str] = &[
     "image",
     "depends_on",
@@ -50,7 +55,9 @@ pub const TASK_FIELDS: &[&str] = &[
     "steps",
     "post",
 ];
+/// The fields of a task's `retries`.
 pub const RETRIES_FIELDS: &[&str] = &["count", "backoff"];
+/// The fields a step may have.
 pub const STEP_FIELDS: &[&str] = &["name", "run", "env"];
 /// The triggers written as a plain word.
 pub const TRIGGER_WORDS: &[&str] = &["manual", "webhook"];
@@ -63,6 +70,7 @@ pub struct Diagnostic {
     pub path: String,
     /// 1-based.
     pub line: Option<usize>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -85,14 +93,17 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// The faults, in order of line.
     pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
         self.0.iter()
     }
 
+    /// How many faults there are.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True when there are none (a parsed spec never has that).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

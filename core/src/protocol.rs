@@ -17,21 +17,36 @@ use crate::context::TaskResult;
 use crate::event::RunEvent;
 use crate::spec::Pipeline;
 
+/// The protocol version this build speaks; `Hello` carries it.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// WebSocket close code: the agent speaks a protocol version the server does not.
+pub const CLOSE_UNSUPPORTED_PROTOCOL: u16 = 4000;
+/// WebSocket close code: the agent's credential is revoked; it must not reconnect.
+pub const CLOSE_REVOKED: u16 = 4001;
+/// WebSocket close code: a newer connection of the same agent replaced this one.
+pub const CLOSE_REPLACED: u16 = 4002;
 
 /// Identifies one attempt of a run: events and leases belong to an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RunRef {
+    /// The run's id on the server.
     pub run_id: i64,
+    /// Which attempt of the run, from 1.
     pub attempt: i64,
 }
 
+/// What an agent sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
+    /// The first message on every connection.
     Hello {
+        /// `PROTOCOL_VERSION` of the agent.
         protocol: u32,
+        /// The agent's version, for people.
         agent_version: String,
+        /// The labels run selectors match.
         labels: BTreeMap<String, String>,
         /// `docker`, `shell`.
         runtimes: Vec<String>,
@@ -43,36 +58,49 @@ pub enum AgentMessage {
     },
     /// Events `first_seq`, `first_seq + 1`, ... of one run attempt.
     Events {
+        /// The run attempt they belong to.
         run: RunRef,
+        /// The number of the first event.
         first_seq: u64,
+        /// The events, in order.
         events: Vec<RunEvent>,
     },
+    /// The agent is alive and holds these runs.
     Heartbeat {
+        /// The runs it holds.
         running: Vec<RunRef>,
     },
 }
 
+/// What the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
+    /// The answer to `Hello`.
     Welcome {
+        /// The agent's id on the server.
         agent_id: String,
         /// How often to send a heartbeat.
         heartbeat_ms: u64,
     },
+    /// A run to execute.
     Dispatch(Box<Dispatch>),
     /// Every event of `run` up to and including `seq` is stored.
     Ack {
+        /// The run attempt.
         run: RunRef,
+        /// The number of the last event stored.
         seq: u64,
     },
     /// The user cancelled the run: stop it and report it cancelled.
     Cancel {
+        /// The run attempt to cancel.
         run: RunRef,
     },
     /// The run is not this agent's any more (its lease ended and it went to
     /// another agent, or it is gone): stop it and report nothing more.
     Stop {
+        /// The run attempt to stop.
         run: RunRef,
     },
     /// Answers each heartbeat, so an agent can tell a live connection from
@@ -83,10 +111,15 @@ pub enum ServerMessage {
 /// A run for the agent to execute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispatch {
+    /// The run attempt.
     pub run: RunRef,
+    /// The workflow's name.
     pub workflow: String,
+    /// The pipeline's name.
     pub pipeline_name: String,
+    /// The pipeline, as of the run's workflow version.
     pub pipeline: Pipeline,
+    /// Values of the pipeline's params.
     pub params: BTreeMap<String, String>,
     /// Only the secrets this run's tasks reference.
     #[serde(default)]
@@ -94,6 +127,10 @@ pub struct Dispatch {
     /// Tasks an earlier attempt finished: not to be run again.
     #[serde(default)]
     pub completed: BTreeMap<String, TaskResult>,
+    /// The W3C `traceparent` of the server's span for this dispatch, when
+    /// the server exports traces: the agent's spans for the run join it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[cfg(test)]

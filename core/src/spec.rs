@@ -13,15 +13,19 @@ use serde::{Deserialize, Serialize};
 /// A named workflow: one or more pipelines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workflow {
+    /// Unique per server.
     pub name: String,
+    /// For people; may be empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The pipelines, by name.
     pub pipelines: BTreeMap<String, Pipeline>,
 }
 
 /// A DAG of tasks started by its trigger; one run of it goes to one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pipeline {
+    /// What starts it.
     #[serde(default)]
     pub trigger: Trigger,
     /// Agent labels that must all match for an agent to take a run.
@@ -30,20 +34,26 @@ pub struct Pipeline {
     /// Parameters a run may set, with their defaults; `{{ params.NAME }}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
+    /// Environment variables of every task's steps.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Most tasks running at once within one run; `None` leaves it to the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// The tasks, by name.
     pub tasks: BTreeMap<String, Task>,
 }
 
+/// What starts a pipeline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Trigger {
+    /// A person, through the UI, the API or the CLI.
     #[default]
     Manual,
+    /// A signed HTTP request to the pipeline's webhook URL.
     Webhook,
+    /// A schedule.
     Cron {
         /// The 5-field cron line as written; validated by `cron::Schedule`.
         schedule: String,
@@ -60,23 +70,28 @@ pub struct Task {
     /// Run in this Docker image; `None` means the shell runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Tasks that must succeed before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// The steps, run in order.
     pub steps: Vec<Step>,
     /// Steps run after `steps` whatever happened (cleanup, upload).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post: Vec<Step>,
+    /// Environment variables of the task's steps (over the pipeline's).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Names of secrets injected as environment variables of the same name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The longest the task may run; it is killed after that.
     #[serde(
         default,
         with = "opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// How often, and how soon, a failed task starts again.
     #[serde(default, skip_serializing_if = "Retries::is_none")]
     pub retries: Retries,
     /// The condition as written, parsed into `condition`.
@@ -84,10 +99,14 @@ pub struct Task {
     pub condition: Option<String>,
 }
 
+/// A shell script run in its task's context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
+    /// Unique within its task.
     pub name: String,
+    /// The script, run with `sh -e -c`.
     pub run: String,
+    /// Environment variables of this step (over the task's).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
 }
@@ -96,7 +115,9 @@ pub struct Step {
 /// The wait doubles after each attempt, starting at `backoff`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retries {
+    /// How many more times a failed task starts (0: never).
     pub count: u32,
+    /// The wait before each retry.
     #[serde(
         default,
         with = "opt_duration",
@@ -106,6 +127,7 @@ pub struct Retries {
 }
 
 impl Retries {
+    /// True when the task is not retried.
     pub fn is_none(&self) -> bool {
         self.count == 0
     }
@@ -123,6 +145,7 @@ pub mod opt_duration {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes an optional duration as text like `90s`.
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_str(&crate::duration::format(*d)),
@@ -130,6 +153,7 @@ pub mod opt_duration {
         }
     }
 
+    /// Reads an optional duration from text like `90s`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
         text.map(|t| crate::duration::parse(&t).map_err(serde::de::Error::custom))

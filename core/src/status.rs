@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SchedulerStatus {
+    /// Placed on an agent.
     Scheduled,
+    /// Waiting: no agent fits (the reason says why).
     NotScheduled,
 }
 
@@ -16,21 +18,29 @@ pub enum SchedulerStatus {
 pub enum RunStatus {
     /// Requested, waiting for an agent.
     Queued,
+    /// Placed on an agent, which has not started it yet.
     StartingUp,
+    /// Its agent is executing it.
     Running,
+    /// Every task succeeded (or was skipped).
     Success,
+    /// A task failed, or the run could not execute.
     Error,
+    /// Cancelled by a person.
     Cancelled,
+    /// Its agent is stopping it.
     ShuttingDown,
     /// Its agent went silent and its lease ended.
     Unknown,
 }
 
 impl RunStatus {
+    /// True for the statuses a run never leaves.
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Success | Self::Error | Self::Cancelled)
     }
 
+    /// The name used in the API and the database.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -49,22 +59,29 @@ impl RunStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
+    /// Waiting for its dependencies.
     Pending,
+    /// Its steps are running.
     Running,
+    /// Every step succeeded.
     Success,
+    /// A step failed, or the task could not run.
     Error,
     /// A dependency failed or was not executed, or the run was cancelled first.
     NotExecuted,
     /// Its `if` condition was false.
     Skipped,
+    /// The run was cancelled while it ran.
     Cancelled,
 }
 
 impl TaskStatus {
+    /// True once the task has ended, however.
     pub fn is_finished(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
     }
 
+    /// The name used in the API and the database.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -82,15 +99,22 @@ impl TaskStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
+    /// Waiting for the steps before it.
     Pending,
+    /// Its script is running.
     Running,
+    /// Its script exited with 0.
     Success,
+    /// Its script failed.
     Error,
+    /// A step before it failed.
     NotExecuted,
+    /// The run was cancelled while it ran.
     Cancelled,
 }
 
 impl StepStatus {
+    /// The name used in the API and the database.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -122,6 +146,11 @@ macro_rules! from_str_by_name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
+        }
+
+        impl $ty {
+            /// Every value (the API document lists them as an enum).
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
         }
     )*};
 }

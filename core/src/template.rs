@@ -10,8 +10,11 @@ use crate::context::EvalContext;
 /// A value a template or a condition reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reference {
+    /// `tasks.NAME.output`.
     TaskOutput(String),
+    /// `tasks.NAME.status`.
     TaskStatus(String),
+    /// `params.NAME`.
     Param(String),
 }
 
@@ -25,16 +28,29 @@ impl Reference {
     }
 }
 
+/// A template in a script or an `env` value that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// A `{{` without its `}}`.
     #[error("unclosed \"{{{{\" at column {column}")]
-    Unclosed { column: usize },
+    Unclosed {
+        /// 1-based column of the `{{`.
+        column: usize,
+    },
+    /// Braces around something that is not a reference.
     #[error(
         "unknown template expression {expr:?} at column {column}: expected tasks.NAME.output or params.NAME"
     )]
-    UnknownExpression { expr: String, column: usize },
+    UnknownExpression {
+        /// The text between the braces.
+        expr: String,
+        /// 1-based column of the `{{`.
+        column: usize,
+    },
+    /// A reference to a task the pipeline does not have.
     #[error("unknown task {0:?} in template")]
     UnknownTask(String),
+    /// A reference to a param the pipeline does not declare.
     #[error("unknown param {0:?} in template")]
     UnknownParam(String),
 }

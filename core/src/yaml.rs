@@ -14,20 +14,27 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// overflowing the stack of this recursive builder.
 const MAX_DEPTH: usize = 64;
 
+/// A YAML value with the line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// 1-based.
     pub line: usize,
+    /// The value.
     pub value: Value,
 }
 
+/// A YAML value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
+    /// A plain or quoted scalar.
     Scalar(Scalar),
+    /// A sequence.
     Seq(Vec<Node>),
+    /// A mapping, its entries in order.
     Map(Vec<Entry>),
 }
 
+/// A scalar's text and how it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scalar {
     /// The text as written, quotes removed.
@@ -36,24 +43,34 @@ pub struct Scalar {
     pub plain: bool,
 }
 
+/// One entry of a mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The key's text.
     pub key: String,
+    /// The key's line, 1-based.
     pub key_line: usize,
+    /// The value.
     pub value: Node,
 }
 
 /// What a scalar means under the YAML 1.2 core schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScalarKind {
+    /// `null`, `~` or nothing.
     Null,
+    /// `true` or `false`.
     Bool,
+    /// An integer.
     Int,
+    /// A floating-point number.
     Float,
+    /// Anything else, or anything quoted.
     String,
 }
 
 impl Scalar {
+    /// What the scalar is, by YAML 1.2's core schema.
     pub fn kind(&self) -> ScalarKind {
         if !self.plain {
             return ScalarKind::String;
@@ -87,6 +104,7 @@ fn is_float(t: &str) -> bool {
 }
 
 impl Node {
+    /// The scalar, if the value is one.
     pub fn as_scalar(&self) -> Option<&Scalar> {
         match &self.value {
             Value::Scalar(s) => Some(s),
@@ -94,6 +112,7 @@ impl Node {
         }
     }
 
+    /// True for an explicit or implicit null.
     pub fn is_null(&self) -> bool {
         self.as_scalar()
             .is_some_and(|s| s.kind() == ScalarKind::Null)
@@ -114,11 +133,14 @@ impl Node {
     }
 }
 
+/// YAML that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YamlError {
     /// Where in the tree, like `pipelines.ci.tasks`; empty for the document.
     pub path: String,
+    /// The line, 1-based.
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 

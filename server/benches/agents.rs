@@ -485,7 +485,7 @@ impl Agent {
             .args(["connect", "--server", server, "--join-token", token])
             .args(["--name", "bench-agent", "--allow-shell", "--state-dir"])
             .arg(state_dir)
-            .env("XENE_LOG", "info")
+            .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

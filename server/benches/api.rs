@@ -29,7 +29,7 @@ struct Running {
     base: String,
     http: reqwest::Client,
     stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    done: tokio::task::JoinHandle<Result<(), xene_server::ServerError>>,
 }
 
 impl Running {

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
@@ -18,6 +17,7 @@ pub mod controllers;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod settings;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
@@ -25,6 +25,29 @@ pub mod tls;
 use config::Args;
 use http::AppState;
 use storage::Db;
+
+/// Why the server could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")]
+    TlsFlags,
+    #[error("opening the database")]
+    Database(#[source] storage::StorageError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
+    #[error("the HTTPS listener stopped")]
+    Listener(#[source] tokio::task::JoinError),
+    #[error("setting up sign-in and access")]
+    Access(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// A server bound to its socket, ready to serve.
 pub struct Server {
@@ -38,7 +61,7 @@ pub struct Server {
 
 impl Server {
     /// Connects the database, applies migrations and binds the address.
-    pub async fn bind(args: &Args) -> anyhow::Result<Self> {
+    pub async fn bind(args: &Args) -> Result<Self, ServerError> {
         // Checked before anything else so a bad certificate fails fast.
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(tls::server_config(
@@ -47,18 +70,18 @@ impl Server {
                 args.tls_client_ca.as_deref(),
             )?),
             (None, None) if args.tls_client_ca.is_none() => None,
-            _ => anyhow::bail!(
-                "--tls-cert and --tls-key go together (and --tls-client-ca needs them)"
-            ),
+            _ => return Err(ServerError::TlsFlags),
         };
         let db = Db::connect(&args.database_url())
             .await
-            .context("opening the database")?
+            .map_err(ServerError::Database)?
             .with_log_cap(args.log_cap_per_step);
-        let listener = TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.addr))?;
-        let addr = listener.local_addr()?;
+        let listen = |source| ServerError::Listen {
+            addr: args.addr,
+            source,
+        };
+        let listener = TcpListener::bind(args.addr).await.map_err(listen)?;
+        let addr = listener.local_addr().map_err(listen)?;
         let site_root = match args.site_dir() {
             Some(dir) => dir,
             None => {
@@ -108,10 +131,12 @@ impl Server {
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{addr}")
         });
-        let access = access::AccessState::new(&db, args, addr, &public_url, tls.is_some()).await?;
+        let access = access::AccessState::new(&db, args, addr, &public_url, tls.is_some())
+            .await
+            .map_err(|e| ServerError::Access(e.into()))?;
         let sign_in_link = access::bootstrap(&db, &access, &args.data_dir(), &public_url)
             .await
-            .context("setting up access")?;
+            .map_err(|e| ServerError::Access(e.into()))?;
         let state = AppState {
             db,
             leptos,
@@ -152,7 +177,7 @@ impl Server {
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ServerError> {
         let ctx = self.state.ctx.clone();
         let mut controllers = vec![
             tokio::spawn(controllers::scheduler::run(ctx.clone())),
@@ -181,7 +206,7 @@ impl Server {
                 let serving = tokio::spawn(tls::serve(self.listener, config, app, stop.clone()));
                 shutdown.await;
                 stop.cancel();
-                serving.await.map_err(anyhow::Error::from)
+                serving.await.map_err(ServerError::Listener)
             }
             // Without TCP_NODELAY a small message written right after
             // another (a dispatch after an ack) waits for the peer's delayed
@@ -197,7 +222,7 @@ impl Server {
                 stop.cancel();
             })
             .await
-            .map_err(anyhow::Error::from),
+            .map_err(ServerError::Serve),
         };
         ctx.shutdown.cancel();
         for controller in controllers {
@@ -209,7 +234,7 @@ impl Server {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> Result<(), ServerError> {
     let server = Server::bind(&args).await?;
     tracing::info!(
         addr = %server.local_addr(),

@@ -1,17 +1,38 @@
-//! `xene`: the Xene server. Parses flags and hands over to the library.
+//! `xene`: the Xene server. Parses its settings and hands over to the library.
 
-use clap::Parser;
-use xene_server::config::Args;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    xene_server::telemetry::init();
-    match xene_server::run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+async fn main() -> ExitCode {
+    let args = match xene_server::settings::parse(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) => return ExitCode::from(e.exit_code()),
+    };
+    if args.print_config {
+        return match xene_server::settings::print_config(std::env::args_os()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => ExitCode::from(e.exit_code()),
+        };
+    }
+    let _telemetry = match xene_server::telemetry::init_with_otlp(
+        args.log_format,
+        args.otlp_endpoint.as_deref(),
+    ) {
+        Ok(telemetry) => telemetry,
         Err(e) => {
-            eprintln!("xene: {e:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("xene: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match xene_server::run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The binary's edge: the whole chain of causes, on one line.
+            eprintln!("xene: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
         }
     }
 }

@@ -18,6 +18,8 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium-driver",
     "postgresql",
     "musl-tools",
+    // The observability test scrapes a server and an agent with it.
+    "prometheus",
 ];
 
 /// What building the web bundle needs.

@@ -9,6 +9,16 @@ use super::{ConnectArgs, EXIT_CANCELLED, EXIT_FAILURE, EXIT_INVALID, EXIT_REVOKE
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<u8> {
+    if let Some(addr) = args.metrics_addr {
+        let render = std::sync::Arc::new(|| xene_agent::metrics::METRICS.render());
+        match xene_agent::telemetry::serve_metrics(addr, render).await {
+            Ok(bound) => tracing::info!(addr = %bound, "serving metrics"),
+            Err(e) => {
+                eprintln!("error: --metrics-addr {addr}: {e}");
+                return Ok(EXIT_INVALID);
+            }
+        }
+    }
     let config = ConnectConfig {
         server: args.server,
         join_token: args.join_token,

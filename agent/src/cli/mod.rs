@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use xene_agent::telemetry::LogFormat;
 
 pub const EXIT_SUCCESS: u8 = 0;
 /// The run failed (a task failed), or the agent hit an unexpected error.
@@ -26,6 +27,19 @@ pub const EXIT_CANCELLED: u8 = 130;
 pub struct Args {
     #[command(subcommand)]
     pub command: Command,
+    /// How logs are written to stderr: `text`, or `json` (one object per
+    /// line, with its spans) for log collectors. Filter them with RUST_LOG.
+    #[arg(long, global = true, env = "XENE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Export traces to this OpenTelemetry collector, as OTLP over HTTP
+    /// (like http://collector:4318); a server's runs continue its traces.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +143,10 @@ pub struct ConnectArgs {
     /// credential and the runs' secrets then cross the network unencrypted.
     #[arg(long, env = "XENE_ALLOW_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_insecure: bool,
+    /// Serve this agent's Prometheus metrics at http://ADDR/metrics (plain
+    /// HTTP: keep it on loopback or a private network).
+    #[arg(long, env = "XENE_AGENT_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -148,13 +166,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Run(_) => "warn",
         Command::Connect(_) => "info",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("XENE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
-        )
-        .init();
+    let _telemetry = match xene_agent::telemetry::init_with_otlp(
+        args.log_format,
+        default_log,
+        args.otlp_endpoint.as_deref(),
+        "xene-agent",
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let code = match args.command {
         Command::Run(run) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::runtime::docker::DockerConfig;
 use crate::runtime::shell::ShellConfig;
@@ -146,7 +147,18 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
         }
         match transport::open(&endpoint, tls.as_ref(), &credential.credential).await {
             Ok((sink, stream)) => {
-                match session::run(&session_config, &mut runs, sink, stream, &shutdown).await {
+                let metrics = &crate::metrics::METRICS;
+                metrics.connects.inc();
+                metrics.connected.set(1);
+                let end = session::run(&session_config, &mut runs, sink, stream, &shutdown)
+                    .instrument(tracing::info_span!(
+                        "agent_session",
+                        agent_id = %credential.agent_id
+                    ))
+                    .await;
+                metrics.connected.set(0);
+                metrics.disconnects.inc();
+                match end {
                     SessionEnd::Shutdown => return Ok(()),
                     SessionEnd::Revoked => return Err(ConnectError::Revoked),
                     SessionEnd::Lost { welcomed, reason } => {

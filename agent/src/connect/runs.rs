@@ -131,12 +131,27 @@ impl Runs {
             secrets: dispatch.secrets,
             completed: dispatch.completed,
         };
-        tokio::spawn(execute(
-            self.executor.clone(),
-            run,
-            request,
-            cancel,
-            self.reports_tx.clone(),
+        // The run's span joins the session's, so its tasks' logs name the
+        // agent, the run and the workflow.
+        let span = tracing::info_span!(
+            "run",
+            run_id = run.run_id,
+            attempt = run.attempt,
+            workflow = %dispatch.workflow,
+            pipeline = %request.pipeline_name,
+        );
+        if let Some(parent) = &dispatch.traceparent {
+            crate::telemetry::set_remote_parent(&span, parent);
+        }
+        tokio::spawn(tracing::Instrument::instrument(
+            execute(
+                self.executor.clone(),
+                run,
+                request,
+                cancel,
+                self.reports_tx.clone(),
+            ),
+            span,
         ));
         Ok(())
     }
@@ -315,13 +330,17 @@ async fn execute(
     let (events, mut received) = mpsc::channel(256);
     let forward = async {
         while let Some(event) = received.recv().await {
+            crate::metrics::METRICS.observe(&event);
             let _ = reports.send(Report::Event(run, event)).await;
         }
     };
     // Its own task, so that even a panic in the executor ends the run for
     // the server instead of leaving it running (and its lease renewed)
     // forever.
-    let execution = tokio::spawn(async move { executor.run(request, events, cancel).await });
+    let execution = tokio::spawn(tracing::Instrument::in_current_span(async move {
+        let _running = crate::metrics::RunningGuard::new();
+        executor.run(request, events, cancel).await
+    }));
     let (result, ()) = tokio::join!(execution, forward);
     let failure = match result {
         Ok(Ok(_)) => None,
@@ -368,6 +387,7 @@ mod tests {
             params: BTreeMap::new(),
             secrets: BTreeMap::new(),
             completed: BTreeMap::new(),
+            traceparent: None,
         }
     }
 

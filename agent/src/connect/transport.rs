@@ -28,11 +28,8 @@ use xene_core::protocol::{AgentMessage, ServerMessage};
 
 use super::session::LinkError;
 
-/// The close code with which the server says the credential is revoked.
-pub const CLOSE_REVOKED: u16 = 4001;
-/// The close code with which the server says a newer connection with the
-/// same credential replaced this one.
-pub const CLOSE_REPLACED: u16 = 4002;
+// Defined once, with the protocol, for the server and the agent.
+pub use xene_core::protocol::{CLOSE_REPLACED, CLOSE_REVOKED};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -241,13 +238,8 @@ impl PinnedCert {
                 "--server-cert-sha256: expected 64 hex digits, got {hex:?}"
             ))
         };
-        if hex.len() != 64 {
-            return Err(bad());
-        }
         let mut sha256 = [0u8; 32];
-        for (i, byte) in sha256.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(&hex, &mut sha256).map_err(|_| bad())?;
         Ok(Self {
             sha256,
             algorithms: provider.signature_verification_algorithms,
@@ -257,11 +249,7 @@ impl PinnedCert {
 
 /// The SHA-256 of a certificate's DER bytes, as hex.
 pub fn cert_sha256(cert: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, cert)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, cert))
 }
 
 impl ServerCertVerifier for PinnedCert {

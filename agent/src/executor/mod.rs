@@ -280,7 +280,21 @@ impl<'a> Scheduler<'a> {
                             kill_grace: self.executor.config.kill_grace,
                             cleanups: cleanups.clone(),
                         };
-                        let handle = running.spawn(run_task(plan, env));
+                        // Spawned tasks do not inherit the span they start
+                        // in: the task's span names its run's as its parent.
+                        let span = tracing::info_span!("task", task = self.names[next]);
+                        let handle = running.spawn(tracing::Instrument::instrument(
+                            async move {
+                                let report = run_task(plan, env).await;
+                                tracing::info!(
+                                    status = %report.status,
+                                    duration_ms = report.duration_ms,
+                                    "task finished"
+                                );
+                                report
+                            },
+                            span,
+                        ));
                         running_ids.insert(handle.id(), next);
                     }
                     Err(error) => {

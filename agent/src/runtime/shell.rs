@@ -6,6 +6,7 @@
 //! `sh` exits): otherwise a forgotten `sleep 100 &` would hold the output
 //! pipes open and hang the task.
 
+use rustix::process::{Pid, Signal};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -154,18 +155,18 @@ impl ShellContext {
             let (status, killed) = tokio::select! {
                 status = child.wait() => (status, false),
                 () = cancel.cancelled() => {
-                    signal_group(pgid, libc::SIGTERM);
+                    signal_group(pgid, Signal::TERM);
                     let status = match tokio::time::timeout(grace, child.wait()).await {
                         Ok(status) => status,
                         Err(_) => {
-                            signal_group(pgid, libc::SIGKILL);
+                            signal_group(pgid, Signal::KILL);
                             child.wait().await
                         }
                     };
                     (status, true)
                 }
             };
-            signal_group(pgid, libc::SIGKILL);
+            signal_group(pgid, Signal::KILL);
             (status, killed)
         };
         let ((status, killed), (), ()) = tokio::join!(
@@ -238,27 +239,23 @@ struct GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if self.armed {
-            signal_group(self.pgid, libc::SIGKILL);
+            signal_group(self.pgid, Signal::KILL);
         }
     }
 }
 
 /// Sends `signal` to every process in the group led by `pgid`.
-#[allow(unsafe_code)]
-fn signal_group(pgid: u32, signal: libc::c_int) {
+fn signal_group(pgid: u32, signal: Signal) {
     // 0 or 1 would address our own group or every process we may signal.
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+    let Some(pgid) = i32::try_from(pgid)
+        .ok()
+        .filter(|&pgid| pgid > 1)
+        .and_then(Pid::from_raw)
+    else {
         return;
     };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours. A
-    // negative pid addresses the process group; ESRCH (group already gone)
-    // is fine to ignore.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
+    // ESRCH (the group is already gone) is fine to ignore.
+    let _ = rustix::process::kill_process_group(pgid, signal);
 }
 
 async fn pump(stream: impl AsyncRead + Unpin, which: LogStream, sink: &LogSink<'_>) {

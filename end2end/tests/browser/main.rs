@@ -3,5 +3,6 @@
 
 mod util;
 
+mod api_docs;
 mod home;
 mod signin;

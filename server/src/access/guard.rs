@@ -163,7 +163,7 @@ async fn enforce(
             tracing::warn!(remote = %remote(&req), path = %req.uri().path(), "refused a cross-site request");
             ApiError::Forbidden("cross-site request refused".into()).into_response()
         }
-        Err(Denied::Internal(e)) => ApiError::Internal(e).into_response(),
+        Err(Denied::Internal(e)) => ApiError::Internal(e.into()).into_response(),
     }
 }
 

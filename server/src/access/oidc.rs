@@ -205,6 +205,7 @@ async fn callback(State(state): State<AppState>, session: Session, req: Request)
     };
     match finish(&state, &session, query).await {
         Ok((user, next)) => {
+            state.ctx.metrics.sign_in("ok");
             let _ = store::audit(
                 &state.db,
                 &user.id,
@@ -217,6 +218,7 @@ async fn callback(State(state): State<AppState>, session: Session, req: Request)
             Redirect::to(&next).into_response()
         }
         Err((refusal, email)) => {
+            state.ctx.metrics.sign_in(refusal.code());
             tracing::info!(reason = refusal.code(), email = %email, %remote, "sign-in refused");
             let _ = store::audit(
                 &state.db,
@@ -404,6 +406,7 @@ async fn link(State(state): State<AppState>, session: Session, req: Request) -> 
     let role = match store::use_sign_in_link(&state.db, &token).await {
         Ok(Some(role)) => role,
         Ok(None) => {
+            state.ctx.metrics.sign_in("link_invalid");
             let _ = store::audit(
                 &state.db,
                 "anonymous",
@@ -419,6 +422,7 @@ async fn link(State(state): State<AppState>, session: Session, req: Request) -> 
     };
     match sign_in(&state, &session, &super::first_admin_identity(), role).await {
         Ok(user) => {
+            state.ctx.metrics.sign_in("ok");
             let _ = store::audit(
                 &state.db,
                 &user.id,

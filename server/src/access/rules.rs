@@ -47,6 +47,7 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/agents/connect", PUBLIC),
     rule(Method::POST, "/api/v1/agents/join", PUBLIC),
     rule(Method::GET, "/api/v1/openapi.json", PUBLIC),
+    rule(Method::GET, "/api/v1/docs", PUBLIC),
     // Unknown API paths answer a JSON 404 to anyone.
     Rule {
         method: None,

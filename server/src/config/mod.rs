@@ -26,7 +26,8 @@ pub struct Args {
 
     /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`.
     /// Default: the SQLite file `xene.db` in the data directory.
-    #[arg(long, env = "XENE_DATABASE_URL")]
+    // It may hold a password: `--help` must not print it from the environment.
+    #[arg(long, env = "XENE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Directory holding the web UI bundle (`pkg/xene.js`, `pkg/xene_bg.wasm`,
@@ -69,7 +70,7 @@ pub struct Args {
     pub pickup_timeout: std::time::Duration,
 
     /// Do not run the built-in local agent: runs then wait for remote agents.
-    #[arg(long, env = "XENE_NO_LOCAL_AGENT")]
+    #[arg(long, env = "XENE_NO_LOCAL_AGENT", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_local_agent: bool,
 
     /// Most runs the built-in local agent executes at once.
@@ -83,7 +84,7 @@ pub struct Args {
 
     /// Let the built-in agent run tasks without an `image` as plain processes
     /// on this machine (the shell runtime).
-    #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub local_agent_shell: bool,
 
     /// The most log each step keeps (like 32MiB, 500KiB): past it, the first
@@ -95,6 +96,28 @@ pub struct Args {
     /// deleted (the runs themselves stay); 0 keeps them forever.
     #[arg(long, env = "XENE_LOG_RETENTION", default_value = "30d", value_parser = parse_retention)]
     pub log_retention: std::time::Duration,
+
+    /// How logs are written to stderr: `text`, or `json` (one object per
+    /// line, with the spans it happened in) for log collectors. Filter them
+    /// with RUST_LOG, like `RUST_LOG=info,xene::http=debug`.
+    #[arg(long, env = "XENE_LOG_FORMAT", default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+
+    /// Export traces to this OpenTelemetry collector, as OTLP over HTTP
+    /// (like http://collector:4318). Off by default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Read settings from this TOML file: one `flag-name = value` per flag
+    /// (like `addr = "0.0.0.0:8080"`). Flags and environment variables win
+    /// over the file.
+    #[arg(long, env = "XENE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective settings (from flags, environment, config file
+    /// and defaults) as a config file, secrets redacted, and exit.
+    #[arg(long)]
+    pub print_config: bool,
 
     #[command(flatten)]
     pub access: access::AccessArgs,
@@ -121,6 +144,10 @@ impl Args {
             local_agent_shell: true,
             log_cap_per_step: crate::storage::logs::DEFAULT_CAP_BYTES,
             log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
+            log_format: crate::telemetry::LogFormat::Text,
+            otlp_endpoint: None,
+            config: None,
+            print_config: false,
             access: access::AccessArgs::default(),
         }
     }

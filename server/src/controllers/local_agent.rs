@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xene_agent::{Executor, ExecutorConfig, RunRequest};
 use xene_core::event::RunEvent;
-use xene_core::status::{RunStatus, TaskStatus};
+use xene_core::status::RunStatus;
 
 use super::Context;
 use crate::storage::agents::{self, Registration};
@@ -89,6 +89,7 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         tracing::error!(error = %e, "the built-in agent cannot register; it takes no runs");
         return;
     }
+    let _connected = agent.ctx.metrics.agent_connected("builtin");
     while agent.ctx.wait(&agent.ctx.wake_agents).await {
         if let Err(e) = agent.clone().pass().await {
             tracing::warn!(error = %e, "built-in agent pass failed; retrying at the next resync");
@@ -179,8 +180,19 @@ impl LocalAgent {
                             done: false,
                         },
                     );
-                    self.executions
-                        .spawn(self.clone().execute(run.clone(), cancel));
+                    let span = tracing::info_span!(
+                        "run",
+                        run_id = run.id,
+                        attempt = run.attempt,
+                        workflow = %run.workflow,
+                        pipeline = %run.pipeline,
+                        agent_id = %self.config.id,
+                    );
+                    self.ctx.metrics.run_traces.adopt(run.id, &span);
+                    self.executions.spawn(tracing::Instrument::instrument(
+                        self.clone().execute(run.clone(), cancel),
+                        span,
+                    ));
                 }
             }
         }
@@ -231,7 +243,9 @@ impl LocalAgent {
         let (tx, mut rx) = mpsc::channel::<RunEvent>(1024);
         let executor = self.executor.clone();
         let exec_cancel = cancel.clone();
-        let handle = tokio::spawn(async move { executor.run(request, tx, exec_cancel).await });
+        let handle = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            executor.run(request, tx, exec_cancel).await
+        }));
         let mut seq = 0i64;
         let mut batch = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, 256).await > 0 {
@@ -241,28 +255,19 @@ impl LocalAgent {
                 batch.clear();
                 continue;
             }
-            for event in &batch {
-                match event {
-                    RunEvent::RunStarted { .. } => self
-                        .ctx
-                        .metrics
-                        .observe_start_latency(now_ms() - run.requested_at),
-                    RunEvent::TaskFinished {
-                        duration_ms,
-                        retry_in_ms: None,
-                        status,
-                        ..
-                    } if !matches!(status, TaskStatus::Skipped | TaskStatus::NotExecuted) => {
-                        self.ctx.metrics.observe_task_duration(*duration_ms)
-                    }
-                    _ => {}
-                }
-            }
             // Lines of one step travel as one event, so a step that prints
             // fast costs a row per batch, not per line.
             batch = xene_core::event::coalesce(std::mem::take(&mut batch), 64 * 1024);
-            match self.apply(&run, seq, &batch).await {
-                Some(Applied::Ok { .. }) => {}
+            let started = std::time::Instant::now();
+            let applied = self.apply(&run, seq, &batch).await;
+            self.ctx.metrics.observe_event_apply(started.elapsed());
+            match applied {
+                Some(Applied::Ok { new }) => {
+                    // Events already stored (a retry after an error that
+                    // committed after all) are a prefix of the batch.
+                    let fresh = &batch[batch.len() - (new as usize).min(batch.len())..];
+                    self.ctx.metrics.observe_events(db, run.id, fresh).await;
+                }
                 Some(Applied::Stale) => cancel.cancel(),
                 // Shutting down: what is not stored is resent by nobody, but
                 // the run is taken up again from what is.

@@ -9,10 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod session;
 
-/// WebSocket close code telling an agent its credential was revoked.
-pub const CLOSE_REVOKED: u16 = 4001;
-/// WebSocket close code telling an agent a newer connection replaced this one.
-pub const CLOSE_REPLACED: u16 = 4002;
+pub use xene_core::protocol::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL};
 
 /// Why a session was told to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

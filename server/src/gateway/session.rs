@@ -11,7 +11,7 @@ use xene_core::event::RunEvent;
 use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, ServerMessage};
 use xene_core::status::RunStatus;
 
-use super::{CLOSE_REPLACED, CLOSE_REVOKED, Ending, Registered};
+use super::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL, Ending, Registered};
 use crate::controllers::{ALL_AGENTS, Context};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
@@ -44,6 +44,21 @@ pub enum SessionEnd {
     Shutdown,
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl SessionEnd {
+    /// A short name for the reason, for the disconnects metric's label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Protocol(_) => "protocol_error",
+            Self::Transport(_) => "transport_error",
+            Self::Closed(Ending::Revoked) => "revoked",
+            Self::Closed(Ending::Replaced) => "replaced",
+            Self::Shutdown => "shutdown",
+            Self::Storage(_) => "storage_error",
+        }
+    }
 }
 
 struct Session<'a, S> {
@@ -88,7 +103,9 @@ where
                 let reason = format!(
                     "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
                 );
-                let _ = out.send(Outgoing::Close(4000, reason.clone())).await;
+                let _ = out
+                    .send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason.clone()))
+                    .await;
                 return SessionEnd::Protocol(reason);
             }
             (labels, runtimes, capacity, agent_version, running)
@@ -279,6 +296,7 @@ where
                     .ok_or_else(|| {
                         SessionEnd::Protocol(format!("event number {first_seq} is out of range"))
                     })?;
+                let started = std::time::Instant::now();
                 let applied = events::apply(
                     &self.ctx.db,
                     run.run_id,
@@ -288,8 +306,15 @@ where
                     &events,
                 )
                 .await?;
+                self.ctx.metrics.observe_event_apply(started.elapsed());
                 match applied {
-                    Applied::Ok { .. } => {
+                    Applied::Ok { new } => {
+                        // Events already stored (a resend) are a prefix of the batch.
+                        let fresh = &events[events.len() - (new as usize).min(events.len())..];
+                        self.ctx
+                            .metrics
+                            .observe_events(&self.ctx.db, run.run_id, fresh)
+                            .await;
                         let seq = last;
                         self.send(ServerMessage::Ack { run, seq }).await?;
                         if finished {
@@ -393,7 +418,23 @@ where
             return Ok(None);
         };
         let completed = runs::completed_tasks(&self.ctx.db, run.id).await?;
-        tracing::debug!(run = run.id, agent = %self.agent.id, at = now_ms(), "dispatching");
+        // The agent's spans for the run continue this one's trace.
+        let span = tracing::info_span!(
+            "dispatch",
+            run_id = run.id,
+            attempt = run.attempt,
+            workflow = %run.workflow,
+            pipeline = %run.pipeline,
+        );
+        self.ctx.metrics.run_traces.adopt(run.id, &span);
+        let traceparent = xene_agent::telemetry::traceparent(&span);
+        span.in_scope(|| {
+            tracing::debug!(
+                at = now_ms(),
+                traceparent = traceparent.as_deref(),
+                "dispatching"
+            );
+        });
         Ok(Some(Dispatch {
             run: RunRef {
                 run_id: run.id,
@@ -405,6 +446,7 @@ where
             params: run.params.clone(),
             secrets: BTreeMap::new(),
             completed,
+            traceparent,
         }))
     }
 }

@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1`, documented by the OpenAPI document built
-//! from the same route definitions. Authentication will wrap `router()` as
-//! one layer.
+//! from the same route definitions. Every route passes the access guard
+//! (see `http::router`).
 
 use axum::Router;
 use axum::extract::OriginalUri;
@@ -19,9 +19,8 @@ use super::error::ApiError;
 ))]
 struct ApiDoc;
 
-/// The API routes and their OpenAPI document.
-pub fn router() -> Router<AppState> {
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(super::workflows::router())
         .merge(super::runs::router())
         .merge(super::feed::router())
@@ -30,9 +29,26 @@ pub fn router() -> Router<AppState> {
         .merge(super::users::router())
         .merge(super::tokens::router())
         .merge(super::audit::router())
-        .split_for_parts();
+}
+
+/// The API document, as `/api/v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    super::openapi::complete(&mut doc);
+    doc
+}
+
+/// The API routes and their OpenAPI document.
+pub fn router() -> Router<AppState> {
+    let (router, mut doc) = routes().split_for_parts();
+    super::openapi::complete(&mut doc);
+    let page = axum::response::Html(super::openapi::docs_page(&doc));
     let doc = doc.to_json().expect("the OpenAPI document serializes");
     router
+        .route(
+            "/api/v1/docs",
+            get(move || std::future::ready(page.clone())),
+        )
         .route(
             "/api/v1/openapi.json",
             get(move || {

@@ -60,11 +60,18 @@ async fn connect(
         .into_response())
 }
 
+/// One agent's session, in a span naming the agent for everything it logs.
 async fn serve(state: AppState, identity: AgentIdentity, socket: WebSocket) {
+    let span = tracing::info_span!("agent_session", agent_id = %identity.id);
+    tracing::Instrument::instrument(serve_in_span(state, identity, socket), span).await
+}
+
+async fn serve_in_span(state: AppState, identity: AgentIdentity, socket: WebSocket) {
     let registered = state.gateway.register(&identity.id);
     let generation = registered.generation;
     let agent_id = identity.id.clone();
-    tracing::info!(agent = %agent_id, "agent connected");
+    let _connected = state.ctx.metrics.agent_connected("remote");
+    tracing::info!("agent connected");
     let (sink, stream) = socket.split();
     let out = sink.with(|outgoing: Outgoing| async move {
         Ok::<_, axum::Error>(match outgoing {
@@ -98,7 +105,8 @@ async fn serve(state: AppState, identity: AgentIdentity, socket: WebSocket) {
         Box::pin(incoming),
     )
     .await;
-    tracing::info!(agent = %agent_id, reason = %end, "agent session ended");
+    state.ctx.metrics.agent_disconnected(end.kind());
+    tracing::info!(reason = %end, "agent session ended");
     if state.gateway.unregister(&agent_id, generation) {
         let _ = agents::set_offline(&state.db, &agent_id).await;
     }

@@ -28,7 +28,7 @@ pub enum ApiError {
     #[error("the workflow is invalid: {} fault(s)", .0.len())]
     Invalid(Diagnostics),
     #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -50,7 +50,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match &self {
             Self::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "request failed");
+                let mut chain = e.to_string();
+                let mut source = e.source();
+                while let Some(cause) = source {
+                    chain.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                tracing::error!(error = chain, "request failed");
                 json!({ "error": self.to_string() })
             }
             Self::Invalid(diagnostics) => json!({

@@ -69,9 +69,11 @@ async fn run_events(
         return Err(ApiError::NotFound(format!("no run with id {id}")));
     }
     let db = state.db.clone();
+    let metrics = state.ctx.metrics.clone();
     Ok(ws
         .max_message_size(4096)
         .on_upgrade(move |socket| async move {
+            let _counted = metrics.feed_client();
             if let Err(e) = follow_run(db, id, query.after.unwrap_or(0), socket).await {
                 tracing::debug!(run_id = id, error = %e, "a run feed ended");
             }
@@ -190,8 +192,10 @@ async fn wait_for(
 )]
 async fn runs_feed(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let db = state.db.clone();
+    let metrics = state.ctx.metrics.clone();
     ws.max_message_size(4096)
         .on_upgrade(move |socket| async move {
+            let _counted = metrics.feed_client();
             if let Err(e) = follow_runs(db, socket).await {
                 tracing::debug!(error = %e, "a runs feed ended");
             }

@@ -1,14 +1,21 @@
 //! `GET /install.sh` and the agent binary it downloads from this server,
 //! with its checksum, so installing an agent needs nothing but the server.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::SystemTime;
+
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::error::ApiError;
@@ -36,11 +43,11 @@ struct Download {
     arch: Option<String>,
 }
 
-/// The bytes of the agent binary this server hands out, if it has one for `arch`.
-async fn agent_binary(
+/// The agent binary this server hands out, if it has one for `arch`.
+fn agent_binary(
     state: &AppState,
     query: Result<Query<Download>, QueryRejection>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<PathBuf, ApiError> {
     let Query(query) = query?;
     let ours = std::env::consts::ARCH;
     if let Some(arch) = query.arch.as_deref()
@@ -53,41 +60,66 @@ async fn agent_binary(
         )));
     }
     match &state.agent_binary {
-        Some(path) if path.is_file() => tokio::fs::read(path).await.map_err(|e| ApiError::Internal(e.into())),
+        Some(path) if path.is_file() => Ok(path.clone()),
         _ => Err(ApiError::NotFound(
             "this server has no xene-agent binary to hand out (put it beside `xene` or pass --agent-binary)".into(),
         )),
     }
 }
 
+/// The binary, streamed from its file (with ranges and conditional
+/// requests) rather than read into memory for every download.
 async fn binary(
     State(state): State<AppState>,
     query: Result<Query<Download>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let bytes = agent_binary(&state, query).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"xene-agent\"".to_string(),
-            ),
-        ],
-        bytes,
-    ))
+    request: Request,
+) -> Result<Response, ApiError> {
+    let path = agent_binary(&state, query)?;
+    let mut response = ServeFile::new_with_mime(&path, &mime::APPLICATION_OCTET_STREAM)
+        .try_call(request)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map(Body::new);
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"xene-agent\""),
+    );
+    Ok(response)
 }
 
 async fn checksum(
     State(state): State<AppState>,
     query: Result<Query<Download>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bytes = agent_binary(&state, query).await?;
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let path = agent_binary(&state, query)?;
+    let digest = tokio::task::spawn_blocking(move || sha256_of(&path))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(e.into()))?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain")],
         format!("{digest}  xene-agent\n"),
     ))
+}
+
+/// The file's SHA-256 in hex, computed once per version of the file (its
+/// size and modification time), not on every request.
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    type Cache = Mutex<HashMap<PathBuf, (SystemTime, u64, String)>>;
+    static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);
+    let meta = std::fs::metadata(path)?;
+    let version = (meta.modified()?, meta.len());
+    if let Some((modified, len, digest)) = CACHE.lock().unwrap().get(path)
+        && (*modified, *len) == version
+    {
+        return Ok(digest.clone());
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    let digest = hex::encode(hasher.finalize());
+    CACHE
+        .lock()
+        .unwrap()
+        .insert(path.to_path_buf(), (version.0, version.1, digest.clone()));
+    Ok(digest)
 }

@@ -23,6 +23,7 @@ pub mod feed;
 pub mod health;
 pub mod install;
 pub mod metrics;
+pub mod openapi;
 pub mod runs;
 pub mod tokens;
 pub mod ui;
@@ -60,6 +61,7 @@ impl FromRef<AppState> for LeptosOptions {
 /// `access::rules`; pages pass the page guard, which sends strangers to sign
 /// in; everything passes the host check first.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.ctx.metrics.clone();
     let guard = from_fn_with_state(state.clone(), access::guard::guard);
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
         .with_name("xene_session")
@@ -70,7 +72,7 @@ pub fn router(state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(
             time::Duration::try_from(state.access.session_idle).unwrap_or(time::Duration::HOUR),
         ));
-    Router::new()
+    let router = Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(install::router())
@@ -84,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(sessions)
         .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
-        .with_state(state)
+        .with_state(state);
+    crate::telemetry::instrument(router, metrics)
 }
 
 /// A JSON request body; an empty (or blank) body means the defaults.

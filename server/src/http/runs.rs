@@ -102,6 +102,9 @@ async fn cancel_run(
 ) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
     let Path(id) = id?;
     let outcome = runs::cancel(&state.db, id).await?;
+    if outcome == Cancelled::Now {
+        state.ctx.metrics.run_cancelled(&state.db, id).await;
+    }
     state.ctx.tell_agents(None);
     Ok(match outcome {
         Cancelled::Now => (

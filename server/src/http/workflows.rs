@@ -180,6 +180,9 @@ async fn start_run(
     let body = body?;
     let request: StartRun = super::json_body(&body)?;
     let run = runs::create(&state.db, &name, &pipeline, request.params, "manual").await?;
+    state.ctx.metrics.run_started("manual", &name, &pipeline);
+    state.ctx.metrics.run_traces.remember(run.id);
+    tracing::info!(run_id = run.id, workflow = %name, pipeline = %pipeline, "run queued");
     state.ctx.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(run)))
 }

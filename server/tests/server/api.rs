@@ -592,9 +592,9 @@ async fn agents_stats_and_metrics_report_the_built_in_agent_and_runs() {
             .await
             .unwrap();
         for line in [
-            "xene_runs{status=\"success\"} 1",
+            "xene_runs_finished_total{status=\"success\",trigger=\"manual\",pipeline=\"hello/greet\"} 1",
             "xene_runs{status=\"queued\"} 0",
-            "xene_agents{state=\"online\"} 1",
+            "xene_agents_connected{kind=\"builtin\"} 1",
             "xene_run_queue_wait_seconds_count 1",
             "xene_run_start_latency_seconds_count 1",
             "xene_task_duration_seconds_count 2",

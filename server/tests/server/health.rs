@@ -67,7 +67,8 @@ async fn a_bad_database_url_is_a_clear_error() {
         .await
         .err()
         .expect("refused");
-    let message = format!("{err:#}");
+    // As `xene` prints it: the error with its causes.
+    let message = format!("{:#}", anyhow::Error::from(err));
     assert!(message.contains("unsupported database URL"), "{message}");
     assert!(
         !message.contains("hunter2"),

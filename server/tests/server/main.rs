@@ -12,4 +12,7 @@ mod feed;
 mod gateway;
 mod health;
 mod network;
+mod observability;
+mod openapi;
+mod settings;
 mod tls;

@@ -20,6 +20,16 @@ pub struct Xene {
 
 impl Xene {
     pub async fn start(db: &TestDb, agent_id: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(db, agent_id, extra, &[]).await
+    }
+
+    /// Starts with extra environment variables (they win over the defaults here).
+    pub async fn start_with_env(
+        db: &TestDb,
+        agent_id: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let started = Instant::now();
         let log = db
             .dir
@@ -39,6 +49,7 @@ impl Xene {
             .args(extra)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "warn,xene_server=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -267,6 +278,18 @@ impl Agent {
         name: &str,
         extra: &[&str],
     ) -> Self {
+        Self::start_with_env(server, token, state_dir, name, extra, &[])
+    }
+
+    /// Starts with extra environment variables (they win over the defaults here).
+    pub fn start_with_env(
+        server: &str,
+        token: &str,
+        state_dir: &std::path::Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         std::fs::create_dir_all(state_dir).unwrap();
         let log = state_dir.join(format!("agent-{}.log", nonce()));
         let child = Command::new(agent_binary())
@@ -282,8 +305,9 @@ impl Agent {
             .arg("--state-dir")
             .arg(state_dir)
             .args(extra)
-            .env("XENE_LOG", "info")
+            .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

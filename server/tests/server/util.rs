@@ -66,7 +66,7 @@ pub struct TestServer {
     /// The one-time sign-in link the server printed, if any.
     pub sign_in_link: Option<String>,
     stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    done: Option<tokio::task::JoinHandle<Result<(), xene_server::ServerError>>>,
 }
 
 impl TestServer {

@@ -131,6 +131,7 @@ fn dispatch(run: RunRef, script: &str) -> ServerMessage {
         params: Default::default(),
         secrets: Default::default(),
         completed: Default::default(),
+        traceparent: None,
     }))
 }
 
