@@ -55,6 +55,11 @@ struct StatusLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: String,
 }
@@ -458,7 +463,18 @@ impl Metrics {
                 None
             }
         };
-        *self.from_db.values.lock().unwrap() = DbValues { runs, stuck };
+        let mut agents = Vec::new();
+        for state in ["online", "offline"] {
+            match tokio::time::timeout(DB_GAUGE_TIMEOUT, count_agents(db, state)).await {
+                Ok(Ok(n)) => agents.push((state, n)),
+                failed => warn_gauge("xene_agents", failure(failed)),
+            }
+        }
+        *self.from_db.values.lock().unwrap() = DbValues {
+            runs,
+            stuck,
+            agents,
+        };
     }
 
     /// The OpenMetrics text of every metric.
@@ -494,6 +510,7 @@ struct DbGauges {
 struct DbValues {
     runs: Vec<(&'static str, i64)>,
     stuck: Option<i64>,
+    agents: Vec<(&'static str, i64)>,
 }
 
 impl prometheus_client::collector::Collector for DbGauges {
@@ -516,6 +533,20 @@ impl prometheus_client::collector::Collector for DbGauges {
             for (status, n) in &values.runs {
                 let labels = StatusLabel {
                     status: (*status).to_string(),
+                };
+                ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if !values.agents.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "xene_agents",
+                "Agents (not revoked) by state, every replica's (from the database at scrape time)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (state, n) in &values.agents {
+                let labels = StateLabel {
+                    state: (*state).to_string(),
                 };
                 ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
             }
@@ -562,6 +593,16 @@ async fn run_labels(db: &Db, run_id: i64) -> Result<Option<Labels>, StorageError
         trigger: row.get(2),
         requested_at: row.get(3),
     }))
+}
+
+/// An index range count (`agents_by_state`), never a table scan.
+async fn count_agents(db: &Db, state: &str) -> Result<i64, StorageError> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT COUNT(*) FROM agents WHERE state = $1 AND revoked = 0")
+        .bind(state)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row.get(0))
 }
 
 /// An index range count (`runs_by_status`), never a table scan.
