@@ -144,6 +144,8 @@ pub(crate) struct Reach {
     index: HashMap<String, usize>,
     /// `None` for a task on or behind a cycle, whose upstream is not told.
     sets: Vec<Option<Vec<u64>>>,
+    /// The tasks Kahn's algorithm cannot order: those on or behind a cycle.
+    pub(crate) unordered: BTreeSet<String>,
 }
 
 impl Reach {
@@ -156,7 +158,7 @@ impl Reach {
             .collect();
         let words = dependencies.len().div_ceil(64);
         let mut sets: Vec<Option<Vec<u64>>> = vec![None; dependencies.len()];
-        let (order, _) = kahn(dependencies, &dependants_of(dependencies));
+        let (order, unordered) = kahn(dependencies, &dependants_of(dependencies));
         for task in &order {
             let mut set = vec![0u64; words];
             for dep in &dependencies[task] {
@@ -171,7 +173,11 @@ impl Reach {
             }
             sets[index[task]] = Some(set);
         }
-        Reach { index, sets }
+        Reach {
+            index,
+            sets,
+            unordered,
+        }
     }
 
     /// Whether `other` is upstream of `task`; `None` when either is unknown
@@ -197,12 +203,6 @@ fn dependants_of(dependencies: &BTreeMap<String, Vec<String>>) -> BTreeMap<Strin
         }
     }
     dependants
-}
-
-/// The tasks Kahn's algorithm cannot order: those on or behind a cycle.
-/// Every dependency must be a task of `dependencies`.
-pub(crate) fn unordered(dependencies: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
-    kahn(dependencies, &dependants_of(dependencies)).1
 }
 
 /// The order Kahn's algorithm finds, and the tasks left over (on or behind a cycle).

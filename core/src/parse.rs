@@ -1088,9 +1088,9 @@ impl Checker {
             edges.insert(task.clone(), deps);
         }
 
-        let waiting = dag::unordered(&edges);
-        if !waiting.is_empty() {
-            for cycle in dag::cycles(&edges, waiting) {
+        let reach = dag::Reach::new(&edges);
+        if !reach.unordered.is_empty() {
+            for cycle in dag::cycles(&edges, reach.unordered.clone()) {
                 let (first, next) = (&cycle[0], &cycle[1]);
                 let (p, line) = notes[first]
                     .0
@@ -1115,7 +1115,6 @@ impl Checker {
                 }
             }
         }
-        let reach = dag::Reach::new(&edges);
         for (task, (n, _)) in notes {
             let mut reads: Vec<(Reference, String, usize)> = Vec::new();
             for site in &n.templates {
