@@ -32,11 +32,6 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best.map(|(_, c)| c)
 }
 
-/// ` did you mean "x"?` or nothing, to append to a message.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    closest(word, candidates).map_or_else(String::new, |c| format!("; did you mean {c:?}?"))
-}
-
 /// Edit distance counting a swap of two neighbours as one edit (optimal
 /// string alignment), since `tset` for `test` is the commonest typo. Keeps
 /// three rows, not the whole matrix.
@@ -78,10 +73,7 @@ mod tests {
             Some("depends_on")
         );
         assert_eq!(closest("xyz", ["depends_on", "env"]), None);
-        assert_eq!(
-            did_you_mean("imgae", ["image"]),
-            "; did you mean \"image\"?"
-        );
+        assert_eq!(closest("imgae", ["image"]), Some("image"));
         assert_eq!(
             closest("Europe/Pariss", ["Europe/Paris"]),
             Some("Europe/Paris")

@@ -17,7 +17,7 @@ use rustls::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::docker::DockerConfig;
-use crate::runtime::shell::ShellConfig;
+use crate::runtime::shell::{ShellConfig, ensure_private_dir, private_work_root};
 use crate::{Executor, ExecutorConfig};
 use join::{Credential, JoinError};
 use runs::Runs;
@@ -41,6 +41,9 @@ pub struct ConnectConfig {
     pub tls: TlsOptions,
     /// Plain `http://`/`ws://` to a host that is not this machine.
     pub allow_insecure: bool,
+    /// The shell runtime's task directories; `None` for
+    /// [`private_work_root`]`("xene-agent")`. Never inside `state_dir`.
+    pub work_dir: Option<PathBuf>,
     pub docker: DockerConfig,
 }
 
@@ -114,10 +117,24 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
         "agent starting"
     );
 
+    // Steps work outside the state dir, so the credential is not a `..`
+    // away from their working directory.
+    let work_dir = match &config.work_dir {
+        Some(dir) if dir.starts_with(&config.state_dir) => {
+            return Err(ConnectError::Invalid(format!(
+                "the work directory {} is inside the state directory {}, which holds the credential",
+                dir.display(),
+                config.state_dir.display()
+            )));
+        }
+        Some(dir) => ensure_private_dir(dir).map(|()| dir.clone()),
+        None => private_work_root("xene-agent"),
+    }
+    .map_err(|e| ConnectError::Invalid(format!("work directory: {e}")))?;
     let executor = Executor::new(ExecutorConfig {
         allow_shell: config.allow_shell,
         shell: ShellConfig {
-            root: config.state_dir.join("work"),
+            root: work_dir,
             // The agent's environment holds its own secrets (the join token
             // among them); steps get a clean one.
             inherit_env: false,
