@@ -8,6 +8,7 @@ mod agents_tls;
 mod api;
 mod controllers;
 mod gateway;
+mod hardening;
 mod health;
 mod network;
 mod tls;
