@@ -99,6 +99,17 @@ fn main() {
             unknown_deps(5000),
         ),
         ("one mapping of ~90,000 distinct keys", distinct_keys()),
+        (
+            "100 pipelines with unknown 40-character time zones",
+            format!(
+                "name: w\npipelines:\n{}",
+                (0..100)
+                    .map(|i| format!(
+                        "  p{i}:\n    trigger: {{cron: \"* * * * *\", timezone: America/Argentina/Buenos_Aires_{i:08}}}\n    tasks: {{t: {{steps: [x]}}}}\n"
+                    ))
+                    .collect::<String>()
+            ),
+        ),
         ("~200,000 duplicate keys", fill("name: w\n", "k: 1\n", "")),
         (
             "one line of ~75,000 templates",

@@ -16,12 +16,12 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     for c in candidates {
         // Counting bytes first skips most of a long list cheaply: a distance
         // is at least the difference in length.
-        if c.len() > 4 * MAX_WORD_CHARS {
+        if c.len() > 4 * MAX_WORD_CHARS || c.chars().count().abs_diff(word.len()) > limit {
             continue;
         }
         candidate.clear();
         candidate.extend(c.chars().flat_map(char::to_lowercase));
-        if candidate.len() > MAX_WORD_CHARS || candidate.len().abs_diff(word.len()) > limit {
+        if candidate.len() > MAX_WORD_CHARS {
             continue;
         }
         let d = distance(&word, &candidate);
