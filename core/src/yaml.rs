@@ -416,4 +416,14 @@ mod tests {
         let errs = errors(&long);
         assert!(errs[0].len() < 200, "{}", errs[0]);
     }
+
+    /// What docs/spec.md says of long keys: YAML ends a plain key at 1,024
+    /// characters, so longer ones are malformed YAML.
+    #[test]
+    fn keys_end_at_1024_characters() {
+        assert!(errors(&format!("{}: 1\n", "a".repeat(1000))).is_empty());
+        let long = errors(&format!("{}: 1\n", "a".repeat(1100)));
+        assert_eq!(long.len(), 1);
+        assert!(long[0].starts_with("invalid yaml: "), "{long:?}");
+    }
 }
