@@ -105,6 +105,23 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
     } else {
         None
     };
+    // Steps work outside the state dir, so the credential is not a `..`
+    // away from their working directory. Only the shell runtime uses it (a
+    // Docker-only agent may have no writable temp dir at all).
+    let work_dir = match &config.work_dir {
+        Some(dir) if dir.starts_with(&config.state_dir) => {
+            return Err(ConnectError::Invalid(format!(
+                "the work directory {} is inside the state directory {}, which holds the credential",
+                dir.display(),
+                config.state_dir.display()
+            )));
+        }
+        Some(dir) if config.allow_shell => ensure_private_dir(dir).map(|()| dir.clone()),
+        None if config.allow_shell => private_work_root("xene-agent"),
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(std::env::temp_dir()),
+    }
+    .map_err(|e| ConnectError::Invalid(format!("work directory: {e}")))?;
     let mut random = Random::seeded();
     let Some(credential) =
         credential(&config, &endpoint, tls.as_ref(), &shutdown, &mut random).await?
@@ -117,20 +134,6 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
         "agent starting"
     );
 
-    // Steps work outside the state dir, so the credential is not a `..`
-    // away from their working directory.
-    let work_dir = match &config.work_dir {
-        Some(dir) if dir.starts_with(&config.state_dir) => {
-            return Err(ConnectError::Invalid(format!(
-                "the work directory {} is inside the state directory {}, which holds the credential",
-                dir.display(),
-                config.state_dir.display()
-            )));
-        }
-        Some(dir) => ensure_private_dir(dir).map(|()| dir.clone()),
-        None => private_work_root("xene-agent"),
-    }
-    .map_err(|e| ConnectError::Invalid(format!("work directory: {e}")))?;
     let executor = Executor::new(ExecutorConfig {
         allow_shell: config.allow_shell,
         shell: ShellConfig {

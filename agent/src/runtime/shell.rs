@@ -68,7 +68,12 @@ pub fn private_work_root(name: &str) -> std::io::Result<PathBuf> {
 /// shared temp dir lets anyone create it first.
 pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    // Recursive: a minimal image (`FROM scratch`) may have no /tmp yet.
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
