@@ -10,7 +10,7 @@ fuzz_target!(|text: &str| {
     // Names past 64 characters get no suggestion; below, the suggestion
     // compares with every zone name, slow under instrumentation, so only
     // one input in eight tries it.
-    if text.len() <= 64 && text.len() % 8 == 0 {
+    if text.len() <= 64 && text.len().is_multiple_of(8) {
         let _ = check_timezone(text);
     }
     let Ok(schedule) = Schedule::parse(text) else {
