@@ -17,6 +17,13 @@ use crate::context::EvalContext;
 use crate::status::TaskStatus;
 use crate::template::{Reference, is_ident};
 
+/// Longer conditions are refused: a condition is a line of logic, and the
+/// parser and evaluator work in time and stack proportional to its length.
+pub const MAX_CONDITION_CHARS: usize = 4096;
+/// Deepest nesting of `(`, `!` and `contains(`: the parser recurses once per
+/// level, so without a bound a run of `!` or `(` overflows the stack.
+pub const MAX_NESTING: usize = 32;
+
 /// The statuses a finished task can be compared with.
 pub const STATUS_NAMES: &[&str] = &["success", "error", "skipped", "not_executed", "cancelled"];
 
@@ -154,9 +161,22 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Levels of `(`, `!` and `contains(` open at `pos`.
+    depth: usize,
 }
 
 impl Parser {
+    fn enter(&mut self, column: usize) -> Result<(), ConditionError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return err(
+                column,
+                format!("nested more than {MAX_NESTING} levels deep"),
+            );
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> &Tok {
         &self.toks[self.pos].0
     }
@@ -233,8 +253,10 @@ impl Parser {
 
     fn unary(&mut self) -> Result<(Expr, Type), ConditionError> {
         if *self.peek() == Tok::Not {
-            self.bump();
+            let (_, column) = self.bump();
+            self.enter(column)?;
             let inner = self.bool_operand(Self::unary)?;
+            self.depth -= 1;
             return Ok((Expr::Not(Box::new(inner)), Type::Bool));
         }
         self.comparison()
@@ -272,18 +294,22 @@ impl Parser {
         match tok {
             Tok::Str(s) => Ok((Expr::Str(s), Type::Str)),
             Tok::LParen => {
+                self.enter(col)?;
                 let inner = self.or()?;
                 self.expect(Tok::RParen)?;
+                self.depth -= 1;
                 Ok(inner)
             }
             Tok::Word(w) if w == "true" => Ok((Expr::Bool(true), Type::Bool)),
             Tok::Word(w) if w == "false" => Ok((Expr::Bool(false), Type::Bool)),
             Tok::Word(w) if w == "contains" => {
+                self.enter(col)?;
                 self.expect(Tok::LParen)?;
                 let haystack = self.string_operand()?;
                 self.expect(Tok::Comma)?;
                 let needle = self.string_operand()?;
                 self.expect(Tok::RParen)?;
+                self.depth -= 1;
                 Ok((
                     Expr::Contains(Box::new(haystack), Box::new(needle)),
                     Type::Bool,
@@ -359,11 +385,21 @@ fn path(word: &str) -> Option<Reference> {
 impl Condition {
     /// Parses an `if` condition, like `tasks.build.status == 'success'`.
     pub fn parse(text: &str) -> Result<Condition, ConditionError> {
+        if text.chars().nth(MAX_CONDITION_CHARS).is_some() {
+            return err(
+                MAX_CONDITION_CHARS + 1,
+                format!("the condition is longer than {MAX_CONDITION_CHARS} characters"),
+            );
+        }
         let toks = lex(text)?;
         if toks.len() == 1 {
             return err(1, "empty condition");
         }
-        let mut parser = Parser { toks, pos: 0 };
+        let mut parser = Parser {
+            toks,
+            pos: 0,
+            depth: 0,
+        };
         let expr = parser.bool_operand(Parser::or)?;
         if *parser.peek() != Tok::End {
             return err(
@@ -378,6 +414,8 @@ impl Condition {
     pub fn references(&self) -> Vec<Reference> {
         let mut out = Vec::new();
         collect(&self.expr, &mut out);
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|r| seen.insert(r.clone()));
         out
     }
 
@@ -391,11 +429,7 @@ impl Condition {
 
 fn collect(expr: &Expr, out: &mut Vec<Reference>) {
     match expr {
-        Expr::Ref(r) => {
-            if !out.contains(r) {
-                out.push(r.clone());
-            }
-        }
+        Expr::Ref(r) => out.push(r.clone()),
         Expr::Str(_) | Expr::Bool(_) => {}
         Expr::Not(e) => collect(e, out),
         Expr::And(a, b)
@@ -571,5 +605,48 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A long run of `!` or `(` recursed once per character and overflowed
+    /// the stack, aborting the whole server on one request.
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        for text in [
+            "!".repeat(4000) + "true",
+            "(".repeat(4000) + "true" + &")".repeat(4000),
+            "contains(".repeat(400) + "'a'",
+            "!".repeat(1 << 20) + "true",
+        ] {
+            let e = Condition::parse(&text).unwrap_err();
+            assert!(
+                e.message.contains("nested more than 32 levels deep")
+                    || e.message.contains("longer than 4096 characters"),
+                "{e}"
+            );
+        }
+        let deepest = "(".repeat(MAX_NESTING) + "true" + &")".repeat(MAX_NESTING);
+        assert!(Condition::parse(&deepest).is_ok());
+        assert_eq!(
+            Condition::parse(&("!".repeat(MAX_NESTING + 1) + "true"))
+                .unwrap_err()
+                .to_string(),
+            "nested more than 32 levels deep at column 33"
+        );
+    }
+
+    /// Each reference was checked against every earlier one: a long chain
+    /// of distinct references took time in the square of its length.
+    #[test]
+    fn long_conditions_are_refused_and_references_are_deduplicated_in_linear_time() {
+        let chain: Vec<String> = (0..200).map(|i| format!("params.p{i} == ''")).collect();
+        let text = chain.join(" || ");
+        assert!(text.chars().count() < MAX_CONDITION_CHARS);
+        let refs = Condition::parse(&text).unwrap().references();
+        assert_eq!(refs.len(), 200);
+        let too_long = format!("{text} || {text}");
+        assert_eq!(
+            Condition::parse(&too_long).unwrap_err().to_string(),
+            "the condition is longer than 4096 characters at column 4097"
+        );
     }
 }

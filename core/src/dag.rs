@@ -4,7 +4,7 @@
 //! Built with Kahn's algorithm; ties are broken by name so the order (and so
 //! every log and snapshot that follows it) is stable.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::spec::Pipeline;
 
@@ -146,9 +146,59 @@ pub(crate) fn upstream<S: AsRef<str>>(
     seen
 }
 
-/// The tasks Kahn's algorithm cannot order: those on or behind a cycle.
-/// Every dependency must be a task of `dependencies`.
-pub(crate) fn unordered(dependencies: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+/// Which tasks are upstream of which, for validation: one bit set per task,
+/// built once in topological order. (An upstream set walked afresh for each
+/// task cost time in the square of a long chain's length.)
+pub(crate) struct Reach {
+    index: HashMap<String, usize>,
+    /// `None` for a task on or behind a cycle, whose upstream is not told.
+    sets: Vec<Option<Vec<u64>>>,
+    /// The tasks Kahn's algorithm cannot order: those on or behind a cycle.
+    pub(crate) unordered: BTreeSet<String>,
+}
+
+impl Reach {
+    /// Every dependency must be a task of `dependencies`.
+    pub(crate) fn new(dependencies: &BTreeMap<String, Vec<String>>) -> Reach {
+        let index: HashMap<String, usize> = dependencies
+            .keys()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i))
+            .collect();
+        let words = dependencies.len().div_ceil(64);
+        let mut sets: Vec<Option<Vec<u64>>> = vec![None; dependencies.len()];
+        let (order, unordered) = kahn(dependencies, &dependants_of(dependencies));
+        for task in &order {
+            let mut set = vec![0u64; words];
+            for dep in &dependencies[task] {
+                let d = index[dep];
+                set[d / 64] |= 1 << (d % 64);
+                let above = sets[d]
+                    .as_ref()
+                    .expect("a dependency comes first in the order");
+                for (w, a) in set.iter_mut().zip(above) {
+                    *w |= a;
+                }
+            }
+            sets[index[task]] = Some(set);
+        }
+        Reach {
+            index,
+            sets,
+            unordered,
+        }
+    }
+
+    /// Whether `other` is upstream of `task`; `None` when either is unknown
+    /// or `task` is on or behind a cycle.
+    pub(crate) fn is_upstream(&self, task: &str, other: &str) -> Option<bool> {
+        let set = self.sets[*self.index.get(task)?].as_ref()?;
+        let o = *self.index.get(other)?;
+        Some(set[o / 64] & (1 << (o % 64)) != 0)
+    }
+}
+
+fn dependants_of(dependencies: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
     let mut dependants: BTreeMap<String, Vec<String>> = dependencies
         .keys()
         .map(|k| (k.clone(), Vec::new()))
@@ -161,7 +211,7 @@ pub(crate) fn unordered(dependencies: &BTreeMap<String, Vec<String>>) -> BTreeSe
                 .push(task.clone());
         }
     }
-    kahn(dependencies, &dependants).1
+    dependants
 }
 
 /// The order Kahn's algorithm finds, and the tasks left over (on or behind a cycle).
@@ -198,13 +248,36 @@ fn kahn(
 /// One cycle per knot among `remaining` (the tasks Kahn's algorithm could not
 /// order), each starting at its smallest name. Every remaining task has a
 /// dependency that is also remaining, so walking dependencies always loops.
+///
+/// Linear in the edges among `remaining` (the walks aside): positions on the
+/// walk are looked up, not searched, and tasks left behind a reported cycle
+/// are peeled off by counting their remaining dependencies, not by
+/// rescanning every remaining task after each cycle.
 pub(crate) fn cycles(
     dependencies: &BTreeMap<String, Vec<String>>,
     mut remaining: BTreeSet<String>,
 ) -> Vec<Vec<String>> {
+    // Remaining dependencies of each remaining task, and who waits on whom.
+    let mut pending: HashMap<&str, usize> = HashMap::new();
+    let mut waiting_on: HashMap<&str, Vec<&str>> = HashMap::new();
+    for task in &remaining {
+        let (task, deps) = dependencies
+            .get_key_value(task)
+            .expect("a remaining task is a task");
+        let mut n = 0;
+        for dep in deps.iter().filter(|d| remaining.contains(*d)) {
+            n += 1;
+            waiting_on
+                .entry(dep.as_str())
+                .or_default()
+                .push(task.as_str());
+        }
+        pending.insert(task.as_str(), n);
+    }
     let mut found = Vec::new();
     while let Some(start) = remaining.first().cloned() {
-        let mut path: Vec<String> = vec![start];
+        let mut path: Vec<String> = vec![start.clone()];
+        let mut on_path: HashMap<String, usize> = HashMap::from([(start, 0)]);
         let cycle = loop {
             let last = path.last().expect("path is never empty");
             let next = dependencies[last]
@@ -213,26 +286,27 @@ pub(crate) fn cycles(
                 .min()
                 .expect("a remaining task has a remaining dependency")
                 .clone();
-            if let Some(at) = path.iter().position(|t| *t == next) {
+            if let Some(&at) = on_path.get(&next) {
                 break path[at..].to_vec();
             }
+            on_path.insert(next.clone(), path.len());
             path.push(next);
         };
+        // Drop the cycle, then the tasks that were only behind it.
+        let mut freed: Vec<&str> = Vec::new();
         for t in &cycle {
-            remaining.remove(t);
-        }
-        // Drop tasks that are only behind the cycle just reported.
-        loop {
-            let free: Vec<String> = remaining
-                .iter()
-                .filter(|t| !dependencies[*t].iter().any(|d| remaining.contains(d)))
-                .cloned()
-                .collect();
-            if free.is_empty() {
-                break;
+            let (t, _) = dependencies.get_key_value(t).expect("a task");
+            if remaining.remove(t.as_str()) {
+                freed.push(t.as_str());
             }
-            for t in free {
-                remaining.remove(&t);
+        }
+        while let Some(t) = freed.pop() {
+            for &w in waiting_on.get(t).map_or(&[][..], Vec::as_slice) {
+                let n = pending.get_mut(w).expect("a waiting task is counted");
+                *n -= 1;
+                if *n == 0 && remaining.remove(w) {
+                    freed.push(w);
+                }
             }
         }
         let smallest = cycle

@@ -17,7 +17,7 @@ use crate::cron;
 use crate::dag;
 use crate::duration;
 use crate::spec::{Pipeline, Retries, Step, Task, Trigger, Workflow};
-use crate::suggest::{closest, did_you_mean};
+use crate::suggest::closest;
 use crate::template::{self, Reference};
 use crate::yaml::{self, Entry, Node, ScalarKind, Value};
 
@@ -27,6 +27,27 @@ pub const MAX_SPEC_BYTES: usize = 1 << 20;
 pub const MAX_NAME_LEN: usize = 63;
 /// The most retries a task may ask for.
 pub const MAX_RETRIES: u32 = 10;
+/// Most pipelines in one workflow.
+pub const MAX_PIPELINES: usize = 100;
+/// Most tasks in one pipeline.
+pub const MAX_TASKS: usize = 1000;
+/// Most steps in one task, `steps` and `post` together.
+pub const MAX_STEPS: usize = 100;
+/// Most entries in one task's `depends_on`.
+pub const MAX_DEPENDENCIES: usize = 256;
+/// Most `{{ }}` template expressions in one workflow.
+pub const MAX_TEMPLATES: usize = 10_000;
+/// Longest env var, param and secret name.
+pub const MAX_ENV_NAME_LEN: usize = 128;
+/// Most entries in one `env`, `params` or `selector` mapping, and secrets
+/// in one task.
+pub const MAX_ENV_VARS: usize = 256;
+/// Faults past this many are counted, not listed: a spec with a fault on
+/// every line would otherwise answer with a response larger than itself.
+pub const MAX_DIAGNOSTICS: usize = 100;
+/// "Did you mean" searches per spec; further unknown names get no hint, so
+/// many unknown names against many candidates cannot cost their product.
+const MAX_SUGGESTIONS: usize = 100;
 
 // The fields each mapping accepts; the JSON Schema must list the same ones
 // (a test checks).
@@ -136,7 +157,7 @@ impl std::error::Error for Diagnostics {}
 pub fn parse_workflow(text: &str) -> Result<Workflow, Diagnostics> {
     let mut c = Checker::default();
     if text.len() > MAX_SPEC_BYTES {
-        c.diags.push(Diagnostic {
+        c.push(Diagnostic {
             path: String::new(),
             line: None,
             message: format!(
@@ -148,7 +169,7 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, Diagnostics> {
     }
     let (root, yaml_errors) = yaml::parse(text);
     for e in yaml_errors {
-        c.diags.push(Diagnostic {
+        c.push(Diagnostic {
             path: e.path,
             line: Some(e.line),
             message: e.message,
@@ -157,7 +178,7 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, Diagnostics> {
     let workflow = match root {
         Some(root) => c.workflow(&root),
         None if c.diags.is_empty() => {
-            c.diags.push(Diagnostic {
+            c.push(Diagnostic {
                 path: String::new(),
                 line: None,
                 message: "the spec is empty".into(),
@@ -171,13 +192,39 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, Diagnostics> {
     } else {
         // Stable, so faults on one line keep the order they were found in.
         c.diags.sort_by_key(|d| d.line);
+        if c.dropped > 0 {
+            c.diags.push(Diagnostic {
+                path: String::new(),
+                line: None,
+                message: format!(
+                    "{} more faults not shown (only the first {MAX_DIAGNOSTICS} are)",
+                    c.dropped
+                ),
+            });
+        }
         Err(Diagnostics(c.diags))
     }
 }
 
-#[derive(Default)]
 struct Checker {
     diags: Vec<Diagnostic>,
+    /// Faults found past `MAX_DIAGNOSTICS`.
+    dropped: usize,
+    /// "Did you mean" searches left.
+    suggestions: usize,
+    /// Template expressions seen so far in the workflow.
+    templates: usize,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Self {
+            diags: Vec::new(),
+            dropped: 0,
+            suggestions: MAX_SUGGESTIONS,
+            templates: 0,
+        }
+    }
 }
 
 /// The entries of a mapping whose keys were checked against a field list.
@@ -209,12 +256,25 @@ struct TaskNotes {
     templates: Vec<TemplateSite>,
 }
 
+/// `path.key`. A long key is shortened: paths are for reading, and one
+/// long key repeated in the path of every node below it would multiply the
+/// memory a spec costs.
 fn join(path: &str, key: &str) -> String {
+    let key = shorten(key);
     if path.is_empty() {
-        key.to_string()
+        key.into_owned()
     } else {
         format!("{path}.{key}")
     }
+}
+
+/// Text quoted in a path or a message: past 128 characters, its first 64.
+fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().nth(128).is_none() {
+        return text.into();
+    }
+    let cut = text.char_indices().nth(64).map_or(text.len(), |(i, _)| i);
+    format!("{}...", &text[..cut]).into()
 }
 
 fn is_name(s: &str) -> bool {
@@ -234,12 +294,44 @@ fn is_env_name(s: &str) -> bool {
 }
 
 impl Checker {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        if self.diags.len() < MAX_DIAGNOSTICS {
+            self.diags.push(diagnostic);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     fn error(&mut self, path: &str, line: usize, message: impl Into<String>) {
-        self.diags.push(Diagnostic {
+        self.push(Diagnostic {
             path: path.to_string(),
             line: Some(line),
             message: message.into(),
         });
+    }
+
+    /// `; did you mean "x"?` while the budget lasts, else nothing.
+    fn did_you_mean<'a>(
+        &mut self,
+        word: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> String {
+        match self.closest(word, candidates) {
+            Some(c) => format!("; did you mean {c:?}?"),
+            None => String::new(),
+        }
+    }
+
+    fn closest<'a>(
+        &mut self,
+        word: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Option<&'a str> {
+        if self.suggestions == 0 {
+            return None;
+        }
+        self.suggestions -= 1;
+        closest(word, candidates)
     }
 
     fn wrong_type(&mut self, path: &str, node: &Node, expected: &str) {
@@ -271,7 +363,7 @@ impl Checker {
                 self.error(
                     &join(path, &e.key),
                     e.key_line,
-                    format!("unknown field {:?}; {hint}", e.key),
+                    format!("unknown field {:?}; {hint}", shorten(&e.key)),
                 );
             }
         }
@@ -350,20 +442,62 @@ impl Checker {
     }
 
     fn name(&mut self, name: &str, path: &str, line: usize, what: &str) {
+        let shown = shorten(name);
         if !is_name(name) {
             self.error(
                 path,
                 line,
                 format!(
-                    "invalid {what} name {name:?}: use lowercase letters, digits, \"-\" and \"_\", starting with a letter or digit"
+                    "invalid {what} name {shown:?}: use lowercase letters, digits, \"-\" and \"_\", starting with a letter or digit"
                 ),
             );
         } else if name.len() > MAX_NAME_LEN {
             self.error(
                 path,
                 line,
-                format!("{what} name {name:?} is longer than {MAX_NAME_LEN} characters"),
+                format!("{what} name {shown:?} is longer than {MAX_NAME_LEN} characters"),
             );
+        }
+    }
+
+    /// Whether `items` (entries, list items) are within `max`; reported at
+    /// the first one past it.
+    fn at_most(&mut self, count: usize, max: usize, path: &str, line: usize, what: &str) -> bool {
+        if count > max {
+            self.error(
+                path,
+                line,
+                format!("{count} {what}, more than the limit of {max}"),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// An env var, param or secret name.
+    fn env_name(&mut self, name: &str, path: &str, line: usize, what: &str) -> bool {
+        if !is_env_name(name) {
+            self.error(
+                path,
+                line,
+                format!(
+                    "invalid {what} name {:?}: use letters, digits and \"_\", not starting with a digit",
+                    shorten(name)
+                ),
+            );
+            false
+        } else if name.len() > MAX_ENV_NAME_LEN {
+            self.error(
+                path,
+                line,
+                format!(
+                    "{what} name {:?} is longer than {MAX_ENV_NAME_LEN} characters",
+                    shorten(name)
+                ),
+            );
+            false
+        } else {
+            true
         }
     }
 
@@ -374,15 +508,18 @@ impl Checker {
             self.wrong_type(path, node, &format!("a mapping of {what}s to values"));
             return out;
         };
+        if !self.at_most(
+            entries.len(),
+            MAX_ENV_VARS,
+            path,
+            node.line,
+            &format!("{what}s"),
+        ) {
+            return out;
+        }
         for e in entries {
             let p = join(path, &e.key);
-            if !is_env_name(&e.key) {
-                self.error(
-                    &p,
-                    e.key_line,
-                    format!("invalid {what} name {:?}: use letters, digits and \"_\", not starting with a digit", e.key),
-                );
-            }
+            self.env_name(&e.key, &p, e.key_line, what);
             if let Some(v) = self.scalar_text(&e.value, &p) {
                 out.insert(e.key.clone(), v);
             }
@@ -414,6 +551,14 @@ impl Checker {
                     node.line,
                     "no pipelines: a workflow needs at least one",
                 ),
+                Value::Map(entries)
+                    if !self.at_most(
+                        entries.len(),
+                        MAX_PIPELINES,
+                        "pipelines",
+                        node.line,
+                        "pipelines",
+                    ) => {}
                 Value::Map(entries) => {
                     for e in entries {
                         let path = join("pipelines", &e.key);
@@ -478,6 +623,9 @@ impl Checker {
         let mut tasks = BTreeMap::new();
         let mut notes = BTreeMap::new();
         let tasks_path = join(path, "tasks");
+        // Past the limit the tasks are not read at all, and nothing that
+        // needs them all (dependencies, cycles) is checked.
+        let mut too_many = false;
         if let Some(node) = self.required(&f, path, "tasks") {
             match &node.value {
                 Value::Map(entries) if entries.is_empty() => self.error(
@@ -485,6 +633,11 @@ impl Checker {
                     node.line,
                     "no tasks: a pipeline needs at least one",
                 ),
+                Value::Map(entries)
+                    if !self.at_most(entries.len(), MAX_TASKS, &tasks_path, node.line, "tasks") =>
+                {
+                    too_many = true;
+                }
                 Value::Map(entries) => {
                     for e in entries {
                         let p = join(&tasks_path, &e.key);
@@ -512,7 +665,9 @@ impl Checker {
                 }
             }
         }
-        self.cross_check(&notes, &params, &env_sites, path);
+        if !too_many {
+            self.cross_check(&notes, &params, &env_sites, path);
+        }
         Some(Pipeline {
             trigger: trigger?,
             selector,
@@ -537,7 +692,7 @@ impl Checker {
                     None
                 }
                 other => {
-                    let hint = match closest(other, TRIGGER_WORDS.iter().copied()) {
+                    let hint = match self.closest(other, TRIGGER_WORDS.iter().copied()) {
                         Some(c) => format!("did you mean {c:?}?"),
                         None => "expected manual, webhook or {cron: \"...\"}".into(),
                     };
@@ -593,6 +748,9 @@ impl Checker {
             self.wrong_type(path, node, "a mapping of agent labels to values");
             return out;
         };
+        if !self.at_most(entries.len(), MAX_ENV_VARS, path, node.line, "labels") {
+            return out;
+        }
         for e in entries {
             if let Some(v) = self.scalar_text(&e.value, &join(path, &e.key)) {
                 out.insert(e.key.clone(), v);
@@ -624,14 +782,22 @@ impl Checker {
         if let Some(n) = f.get("depends_on") {
             let p = join(path, "depends_on");
             match &n.value {
+                Value::Seq(items)
+                    if !self.at_most(items.len(), MAX_DEPENDENCIES, &p, n.line, "dependencies") => {
+                }
                 Value::Seq(items) => {
+                    let mut seen = std::collections::HashSet::new();
                     for (i, item) in items.iter().enumerate() {
                         let ip = format!("{p}[{i}]");
                         let Some(dep) = self.string(item, &ip) else {
                             continue;
                         };
-                        if depends_on.contains(&dep) {
-                            self.error(&ip, item.line, format!("duplicate dependency {dep:?}"));
+                        if !seen.insert(dep.clone()) {
+                            self.error(
+                                &ip,
+                                item.line,
+                                format!("duplicate dependency {:?}", shorten(&dep)),
+                            );
                             continue;
                         }
                         depends_on.push(dep.clone());
@@ -739,21 +905,22 @@ impl Checker {
             self.wrong_type(path, node, "a list of secret names");
             return out;
         };
+        if !self.at_most(items.len(), MAX_ENV_VARS, path, node.line, "secrets") {
+            return out;
+        }
+        let mut seen = std::collections::HashSet::new();
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");
             let Some(name) = self.string(item, &p) else {
                 continue;
             };
-            if !is_env_name(&name) {
-                self.error(
-                    &p,
-                    item.line,
-                    format!("invalid secret name {name:?}: use letters, digits and \"_\", not starting with a digit"),
-                );
-            } else if out.contains(&name) {
-                self.error(&p, item.line, format!("duplicate secret {name:?}"));
-            } else {
+            if !self.env_name(&name, &p, item.line, "secret") {
+                continue;
+            }
+            if seen.insert(name.clone()) {
                 out.push(name);
+            } else {
+                self.error(&p, item.line, format!("duplicate secret {name:?}"));
             }
         }
         out
@@ -810,6 +977,15 @@ impl Checker {
             self.wrong_type(path, node, "a list of steps");
             return out;
         };
+        if !self.at_most(
+            names.len() + items.len(),
+            MAX_STEPS,
+            path,
+            node.line,
+            "steps in the task (steps and post together)",
+        ) {
+            return out;
+        }
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");
             let default_name = format!("{default_prefix}-{}", i + 1);
@@ -914,8 +1090,8 @@ impl Checker {
                 if dep == task {
                     self.error(p, *line, format!("task {task:?} depends on itself"));
                 } else if !notes.contains_key(dep) {
-                    let hint = did_you_mean(dep, task_names.iter().copied());
-                    self.error(p, *line, format!("unknown task {dep:?}{hint}"));
+                    let hint = self.did_you_mean(dep, task_names.iter().copied());
+                    self.error(p, *line, format!("unknown task {:?}{hint}", shorten(dep)));
                 } else {
                     deps.push(dep.clone());
                 }
@@ -923,9 +1099,9 @@ impl Checker {
             edges.insert(task.clone(), deps);
         }
 
-        let waiting = dag::unordered(&edges);
-        if !waiting.is_empty() {
-            for cycle in dag::cycles(&edges, waiting) {
+        let reach = dag::Reach::new(&edges);
+        if !reach.unordered.is_empty() {
+            for cycle in dag::cycles(&edges, reach.unordered.clone()) {
                 let (first, next) = (&cycle[0], &cycle[1]);
                 let (p, line) = notes[first]
                     .0
@@ -951,7 +1127,6 @@ impl Checker {
             }
         }
         for (task, (n, _)) in notes {
-            let upstream = dag::upstream(&edges, task);
             let mut reads: Vec<(Reference, String, usize)> = Vec::new();
             for site in &n.templates {
                 for r in self.references(site) {
@@ -979,9 +1154,9 @@ impl Checker {
                                 format!("task {task:?} cannot read its own output or status"),
                             );
                         } else if !notes.contains_key(other) {
-                            let hint = did_you_mean(other, task_names.iter().copied());
+                            let hint = self.did_you_mean(other, task_names.iter().copied());
                             self.error(&p, line, format!("unknown task {other:?}{hint}"));
-                        } else if !upstream.contains(other) {
+                        } else if reach.is_upstream(task, other) == Some(false) {
                             self.error(
                                 &p,
                                 line,
@@ -998,7 +1173,18 @@ impl Checker {
 
     fn references(&mut self, site: &TemplateSite) -> Vec<Reference> {
         match template::references(&site.text) {
-            Ok(refs) => refs,
+            Ok(refs) => {
+                let before = self.templates;
+                self.templates += refs.len();
+                if before <= MAX_TEMPLATES && self.templates > MAX_TEMPLATES {
+                    self.error(
+                        &site.path,
+                        site.line,
+                        format!("more than {MAX_TEMPLATES} template expressions in the workflow"),
+                    );
+                }
+                refs
+            }
             Err(e) => {
                 self.error(&site.path, site.line, e.to_string());
                 Vec::new()
@@ -1014,7 +1200,7 @@ impl Checker {
         pipeline: &str,
     ) {
         if !params.contains_key(name) {
-            let hint = match closest(name, params.keys().map(String::as_str)) {
+            let hint = match self.closest(name, params.keys().map(String::as_str)) {
                 Some(c) => format!("did you mean {c:?}?"),
                 None => format!("declare it under {pipeline}.params"),
             };
@@ -1078,5 +1264,183 @@ mod tests {
         assert_eq!(p.env["N"], "1.10");
         let names: Vec<&str> = p.tasks["t"].steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["step-1", "step-2"]);
+    }
+
+    fn chain(tasks: usize, extra: &str) -> String {
+        let mut text = String::from("name: w\npipelines:\n  p:\n    tasks:\n");
+        for i in 0..tasks {
+            text.push_str(&format!("      t{i}:\n"));
+            if i > 0 {
+                text.push_str(&format!("        depends_on: [t{}]\n", i - 1));
+            }
+            text.push_str("        steps: [\"echo {{ tasks.t0.output }}\"]\n");
+        }
+        text.push_str(extra);
+        text
+    }
+
+    fn messages(text: &str) -> Vec<String> {
+        parse_workflow(text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Upstream sets were built afresh per task (a 5,000-task chain took 15 s
+    /// in a debug build); the answers must stay the same with one pass.
+    #[test]
+    fn long_chains_check_upstream_reads() {
+        let text = chain(MAX_TASKS, "");
+        // t0 reads its own output: the only fault.
+        assert_eq!(
+            messages(&text),
+            [
+                "pipelines.p.tasks.t0.steps[0]: task \"t0\" cannot read its own output or status (line 6)"
+            ]
+        );
+        let text = text.replace("tasks.t0.output", "tasks.t1.output").replacen(
+            "t1:\n",
+            "t1:\n        if: \"tasks.t998.status == 'success'\"\n",
+            1,
+        );
+        let got = messages(&text);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got[0].contains("task \"t1\" is not upstream of \"t0\""),
+            "{got:?}"
+        );
+        assert!(
+            got[1].contains("task \"t998\" is not upstream of \"t1\""),
+            "{got:?}"
+        );
+        assert!(
+            got[2].contains("task \"t1\" cannot read its own output"),
+            "{got:?}"
+        );
+    }
+
+    /// Reporting a long cycle searched the walk for each step and rescanned
+    /// every remaining task after each cycle (a 3,000-task cycle: 14 s).
+    #[test]
+    fn long_cycles_are_reported_once() {
+        let text = chain(MAX_TASKS, "").replace(
+            "      t0:\n",
+            &format!("      t0:\n        depends_on: [t{}]\n", MAX_TASKS - 1),
+        );
+        let got = messages(&text);
+        assert_eq!(got.len(), 2, "{:?}", &got[..2]);
+        assert!(
+            got[0].starts_with("pipelines.p.tasks.t0.depends_on[0]: cycle: t0 -> t999 -> t998 -> "),
+            "{}",
+            &got[0][..200]
+        );
+        assert!(got[0].ends_with(" -> t1 -> t0 (line 6)"));
+    }
+
+    #[test]
+    fn limits_are_faults_with_paths_and_lines() {
+        let over = |n: usize, line: &str| line.repeat(n);
+        let cases: Vec<(String, &str)> = vec![
+            (
+                chain(MAX_TASKS + 1, ""),
+                "pipelines.p.tasks: 1001 tasks, more than the limit of 1000 (line 5)",
+            ),
+            (
+                format!(
+                    "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps:\n{}        post: [x]\n",
+                    over(MAX_STEPS, "          - x\n")
+                ),
+                "pipelines.p.tasks.t.post: 101 steps in the task (steps and post together), more than the limit of 100",
+            ),
+            (
+                format!(
+                    "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        depends_on: [{}]\n        steps: [x]\n",
+                    (0..=MAX_DEPENDENCIES)
+                        .map(|i| format!("d{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "pipelines.p.tasks.t.depends_on: 257 dependencies, more than the limit of 256 (line 6)",
+            ),
+            (
+                format!(
+                    "name: w\npipelines:\n  p:\n    env:\n{}    tasks:\n      t:\n        steps: [x]\n",
+                    (0..=MAX_ENV_VARS)
+                        .map(|i| format!("      V{i}: x\n"))
+                        .collect::<String>()
+                ),
+                "pipelines.p.env: 257 env vars, more than the limit of 256 (line 5)",
+            ),
+            (
+                format!(
+                    "name: w\npipelines:\n  p:\n    params:\n      {}: x\n    tasks:\n      t:\n        steps: [x]\n",
+                    "P".repeat(MAX_ENV_NAME_LEN + 1)
+                ),
+                "param name \"PPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP...\" is longer than 128 characters (line 5)",
+            ),
+            (
+                format!(
+                    "name: w\npipelines:\n{}",
+                    (0..=MAX_PIPELINES)
+                        .map(|i| format!("  p{i}: {{tasks: {{t: {{steps: [x]}}}}}}\n"))
+                        .collect::<String>()
+                ),
+                "pipelines: 101 pipelines, more than the limit of 100 (line 3)",
+            ),
+            (
+                format!(
+                    "name: w\npipelines:\n  p:\n    params: {{a: x}}\n    tasks:\n      t:\n        steps: [\"{}\"]\n",
+                    "{{ params.a }}".repeat(MAX_TEMPLATES + 1)
+                ),
+                "pipelines.p.tasks.t.steps[0]: more than 10000 template expressions in the workflow (line 7)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert!(text.len() < MAX_SPEC_BYTES);
+            let got = messages(&text);
+            assert!(
+                got.iter().any(|m| m.contains(want)),
+                "want {want}\ngot {got:?}"
+            );
+        }
+    }
+
+    /// Every fault used to be listed: a spec with a fault on every line
+    /// answered with more than itself.
+    #[test]
+    fn faults_past_the_limit_are_counted() {
+        let text = format!(
+            "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        depends_on: [{}]\n",
+            (0..200)
+                .map(|i| format!("u{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let got = messages(&text);
+        assert_eq!(got.len(), MAX_DIAGNOSTICS + 1);
+        assert_eq!(
+            got[MAX_DIAGNOSTICS],
+            "100 more faults not shown (only the first 100 are)"
+        );
+    }
+
+    /// A long task name was repeated whole in the path of every node below
+    /// it, so memory grew with its length times the task's size.
+    #[test]
+    fn long_keys_are_cut_in_paths() {
+        // YAML keys end at 1,024 characters.
+        let name = "a".repeat(1000);
+        let text = format!(
+            "name: w\npipelines:\n  p:\n    tasks:\n      {name}:\n        steps:\n{}",
+            "          - {run: x, bad: 1}\n".repeat(50)
+        );
+        let got = messages(&text);
+        assert_eq!(got.len(), 51);
+        assert!(got.iter().all(|m| m.len() < 300), "{got:?}");
+        assert!(got[0].starts_with(&format!(
+            "pipelines.p.tasks.{}...: task name",
+            "a".repeat(64)
+        )));
     }
 }

@@ -127,9 +127,10 @@ pub struct Retries {
 }
 
 impl Retries {
-    /// True when the task is not retried.
+    /// Nothing to say: serialization leaves it out. A backoff without a
+    /// count is kept, or a spec would not come back as it went.
     pub fn is_none(&self) -> bool {
-        self.count == 0
+        self.count == 0 && self.backoff.is_none()
     }
 
     /// The wait before attempt `attempt` (1 is the first retry).
@@ -158,5 +159,38 @@ pub mod opt_duration {
         let text: Option<String> = Option::deserialize(d)?;
         text.map(|t| crate::duration::parse(&t).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing the protocol decoder: `retries: {count: 0, backoff:
+    /// 5s}` lost its backoff on the way to an agent, so the pipeline an
+    /// agent ran was not the one dispatched.
+    #[test]
+    fn retries_with_a_backoff_and_no_count_survive_json() {
+        let retries = Retries {
+            count: 0,
+            backoff: Some(Duration::from_secs(5)),
+        };
+        let task = Task {
+            image: None,
+            depends_on: Vec::new(),
+            steps: vec![Step {
+                name: "s".into(),
+                run: "true".into(),
+                env: BTreeMap::new(),
+            }],
+            post: Vec::new(),
+            env: BTreeMap::new(),
+            secrets: Vec::new(),
+            timeout: None,
+            retries,
+            condition: None,
+        };
+        let json = serde_json::to_string(&task).unwrap();
+        assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);
     }
 }

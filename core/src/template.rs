@@ -68,18 +68,21 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
     let mut consumed = 0;
     while let Some(open) = rest.find("{{") {
         out.push(Piece::Text(&rest[..open]));
+        // The column is only worked out for an error: computing it for
+        // every `{{` rescanned the line each time, quadratic in its length.
         let start = consumed + open;
-        let column = column_of(text, start);
         let after = &rest[open + 2..];
-        let close = after.find("}}").ok_or(TemplateError::Unclosed { column })?;
+        let close = after.find("}}").ok_or_else(|| TemplateError::Unclosed {
+            column: column_of(text, start),
+        })?;
         let expr = after[..close].trim();
         match expression(expr) {
             Some(Ok(r)) => out.push(Piece::Ref(r)),
             Some(Err(literal)) => out.push(Piece::Text(literal)),
             None => {
                 return Err(TemplateError::UnknownExpression {
-                    expr: expr.to_string(),
-                    column,
+                    expr: shorten(expr),
+                    column: column_of(text, start),
                 });
             }
         }
@@ -89,6 +92,16 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
     }
     out.push(Piece::Text(rest));
     Ok(out)
+}
+
+/// An expression as quoted in an error: a huge one is cut, so one
+/// message cannot be as large as the spec.
+fn shorten(expr: &str) -> String {
+    const MAX: usize = 80;
+    match expr.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &expr[..cut]),
+        None => expr.to_string(),
+    }
 }
 
 fn column_of(text: &str, byte: usize) -> usize {
@@ -256,6 +269,23 @@ mod tests {
         assert_eq!(
             references("x {{ params.a"),
             Err(TemplateError::Unclosed { column: 3 })
+        );
+    }
+
+    /// Every `{{` worked out its column by scanning back to the start of
+    /// its line, so one long line of templates took time in the square of
+    /// its length (a megabyte: minutes).
+    #[test]
+    fn many_templates_on_one_line_are_linear() {
+        let line = "{{ params.p }}".repeat(70_000);
+        assert_eq!(references(&line).unwrap().len(), 70_000);
+        let bad = format!("{line}{{{{ x }}}}");
+        assert_eq!(
+            references(&bad),
+            Err(TemplateError::UnknownExpression {
+                expr: "x".into(),
+                column: 70_000 * 14 + 1
+            })
         );
     }
 }

@@ -13,6 +13,9 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// Deeper nesting than any sane spec; it keeps a hostile input from
 /// overflowing the stack of this recursive builder.
 const MAX_DEPTH: usize = 64;
+/// Faults past this many are dropped (a spec of nothing but duplicate keys
+/// would otherwise render a path for every line).
+const MAX_ERRORS: usize = 100;
 
 /// A YAML value with the line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +161,14 @@ fn render_path(segs: &[Seg]) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out.push_str(k);
+                // Paths are for reading: a long key is cut short.
+                match k.char_indices().nth(64) {
+                    Some((cut, _)) if k.chars().nth(128).is_some() => {
+                        out.push_str(&k[..cut]);
+                        out.push_str("...");
+                    }
+                    _ => out.push_str(k),
+                }
             }
             Seg::Index(i) => out.push_str(&format!("[{i}]")),
         }
@@ -283,6 +293,10 @@ impl Builder<'_> {
             }
             Event::MappingStart(..) => {
                 let mut entries: Vec<Entry> = Vec::new();
+                // Key to index in `entries`: a search of the entries for each
+                // new key was quadratic in the size of a mapping.
+                let mut seen: std::collections::HashMap<String, usize> =
+                    std::collections::HashMap::new();
                 loop {
                     let (event, mark) = self.next()?;
                     let key = match event {
@@ -300,16 +314,20 @@ impl Builder<'_> {
                             return Err(e);
                         }
                     };
-                    if let Some(first) = entries.iter().find(|e| e.key == key) {
-                        self.errors.push(YamlError {
-                            path: render_path(&self.path),
-                            line: mark.line(),
-                            message: format!(
-                                "duplicate key {key:?} (first at line {})",
-                                first.key_line
-                            ),
-                        });
+                    if let Some(&first) = seen.get(&key) {
+                        if self.errors.len() < MAX_ERRORS {
+                            self.errors.push(YamlError {
+                                path: render_path(&self.path),
+                                line: mark.line(),
+                                message: format!(
+                                    "duplicate key {:?} (first at line {})",
+                                    render_path(&[Seg::Key(key.clone())]),
+                                    entries[first].key_line
+                                ),
+                            });
+                        }
                     } else {
+                        seen.insert(key.clone(), entries.len());
                         entries.push(Entry {
                             key,
                             key_line: mark.line(),
@@ -395,5 +413,39 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert!(bad[0].starts_with("invalid yaml: "), "{bad:?}");
         assert!(parse("").0.is_none());
+    }
+
+    /// Each key was compared with every earlier key of its mapping, and each
+    /// duplicate rendered its whole path: a megabyte of keys cost time in
+    /// the square of their number.
+    #[test]
+    fn large_mappings_and_many_duplicates_stay_cheap() {
+        let mut text = String::new();
+        for i in 0..50_000 {
+            text.push_str(&format!("k{i}: 1\n"));
+        }
+        let (root, errs) = parse(&text);
+        assert!(errs.is_empty());
+        let Value::Map(entries) = root.unwrap().value else {
+            panic!("not a map")
+        };
+        assert_eq!(entries.len(), 50_000);
+        let dups = "k: 1\n".repeat(50_000);
+        let errs = errors(&dups);
+        assert_eq!(errs.len(), MAX_ERRORS);
+        assert_eq!(errs[0], "k: duplicate key \"k\" (first at line 1) (line 2)");
+        let long = format!("{}: 1\n{}: 2\n", "a".repeat(1000), "a".repeat(1000));
+        let errs = errors(&long);
+        assert!(errs[0].len() < 200, "{}", errs[0]);
+    }
+
+    /// What docs/spec.md says of long keys: YAML ends a plain key at 1,024
+    /// characters, so longer ones are malformed YAML.
+    #[test]
+    fn keys_end_at_1024_characters() {
+        assert!(errors(&format!("{}: 1\n", "a".repeat(1000))).is_empty());
+        let long = errors(&format!("{}: 1\n", "a".repeat(1100)));
+        assert_eq!(long.len(), 1);
+        assert!(long[0].starts_with("invalid yaml: "), "{long:?}");
     }
 }

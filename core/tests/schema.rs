@@ -58,4 +58,23 @@ fn schema_limits_match_the_parser() {
     let defs = &schema()["$defs"];
     assert_eq!(defs["name"]["maxLength"], xene_core::parse::MAX_NAME_LEN);
     assert_eq!(defs["retryCount"]["maximum"], xene_core::parse::MAX_RETRIES);
+    use xene_core::parse::{
+        MAX_DEPENDENCIES, MAX_ENV_NAME_LEN, MAX_ENV_VARS, MAX_PIPELINES, MAX_STEPS, MAX_TASKS,
+    };
+    let s = schema();
+    assert_eq!(s["properties"]["pipelines"]["maxProperties"], MAX_PIPELINES);
+    assert_eq!(defs["envName"]["maxLength"], MAX_ENV_NAME_LEN);
+    assert_eq!(defs["env"]["maxProperties"], MAX_ENV_VARS);
+    let pipeline = &defs["pipeline"]["properties"];
+    assert_eq!(pipeline["selector"]["maxProperties"], MAX_ENV_VARS);
+    assert_eq!(pipeline["tasks"]["maxProperties"], MAX_TASKS);
+    let task = &defs["task"]["properties"];
+    assert_eq!(task["depends_on"]["maxItems"], MAX_DEPENDENCIES);
+    assert_eq!(task["secrets"]["maxItems"], MAX_ENV_VARS);
+    assert_eq!(task["steps"]["maxItems"], MAX_STEPS);
+    assert_eq!(task["post"]["maxItems"], MAX_STEPS);
+    assert_eq!(
+        task["if"]["maxLength"],
+        xene_core::condition::MAX_CONDITION_CHARS
+    );
 }

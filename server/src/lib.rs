@@ -124,7 +124,7 @@ impl Server {
                 args.local_agent_id(),
                 args.local_agent_capacity,
                 args.local_agent_shell,
-                args.data_dir().join("work"),
+                controllers::local_agent::LocalAgentConfig::default_work_dir(),
             )
         });
         let public_url = args.public_url.clone().unwrap_or_else(|| {

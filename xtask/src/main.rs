@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+mod fuzz;
 mod setup;
 mod site;
 mod util;
@@ -16,7 +17,10 @@ cargo xtask <command> [flags]
 commands:
   run [--release] [-- XENE FLAGS]  build the web bundle and start the Xene server
   site [--release]                 build the web bundle into target/site
-  test                             install what is missing, then run every check and test
+  test                             install what is missing, then run every check and test,
+                                   and each fuzz target for 20 s (XENE_FUZZ_SECONDS)
+  fuzz [--seconds N] [TARGET]...   run the fuzz targets (spec, template, condition, cron,
+                                   protocol) for N seconds each (default 60)
   setup                            install what the tests need (apt packages, wasm target,
                                    wasm-bindgen-cli, cargo-nextest) and start Docker
   help                             print this
@@ -65,6 +69,16 @@ fn run() -> anyhow::Result<()> {
         }
         "setup" => setup::all(&root),
         "test" => test(&root),
+        "fuzz" => {
+            let seconds = fuzz::seconds(&rest, 60)?;
+            let targets: Vec<String> = rest
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| !a.starts_with('-') && (*i == 0 || rest[i - 1] != "--seconds"))
+                .map(|(_, a)| a.clone())
+                .collect();
+            fuzz::run(&root, seconds, &targets)
+        }
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -131,7 +145,19 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "--workspace",
         "--doc",
         "--locked",
-    ]))
+    ]))?;
+    // A bounded run: new crashes surface here; longer runs are
+    // `cargo xtask fuzz`.
+    let seconds = match std::env::var("XENE_FUZZ_SECONDS") {
+        Ok(s) => s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("XENE_FUZZ_SECONDS must be a number of seconds"))?,
+        Err(_) => fuzz::TEST_SECONDS,
+    };
+    if seconds > 0 {
+        fuzz::run(root, seconds, &[])?;
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {

@@ -99,10 +99,16 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Files that may use `unsafe`, each with its reason.
-const UNSAFE_ALLOWED: &[(&str, &str)] = &[(
-    "server/benches/agents.rs",
-    "raises the open-files limit and reads clock ticks for a benchmark",
-)];
+const UNSAFE_ALLOWED: &[(&str, &str)] = &[
+    (
+        "server/benches/agents.rs",
+        "raises the open-files limit and reads clock ticks for a benchmark",
+    ),
+    (
+        "agent/src/runtime/shell.rs",
+        "`pre_exec` (setsid in the forked child) is unsafe by contract; no safe API starts a session",
+    ),
+];
 
 #[test]
 fn no_file_outside_the_allow_list_uses_unsafe() {

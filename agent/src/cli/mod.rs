@@ -147,6 +147,26 @@ pub struct ConnectArgs {
     /// HTTP: keep it on loopback or a private network).
     #[arg(long, env = "XENE_AGENT_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the shell runtime's task directories go; never inside the
+    /// state dir, which holds the credential [default: $TMPDIR/xene-agent-UID,
+    /// created private].
+    #[arg(long, env = "XENE_AGENT_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Memory of each task's container, like 512m or 4g; 0 for no limit.
+    #[arg(long, env = "XENE_DOCKER_MEMORY", value_name = "SIZE", default_value = "2g", value_parser = xene_agent::runtime::docker::parse_size)]
+    pub docker_memory: u64,
+    /// Processes (and threads) at once in each task's container; 0 for no limit.
+    #[arg(
+        long,
+        env = "XENE_DOCKER_PIDS",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub docker_pids: u64,
+    /// CPUs of each task's container, fractions allowed; 0 for no limit
+    /// [default: 2, or this machine's CPUs if fewer].
+    #[arg(long, env = "XENE_DOCKER_CPUS", value_name = "N")]
+    pub docker_cpus: Option<f64>,
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {

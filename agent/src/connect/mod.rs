@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::runtime::docker::DockerConfig;
-use crate::runtime::shell::ShellConfig;
+use crate::runtime::shell::{ShellConfig, ensure_private_dir, private_work_root};
 use crate::{Executor, ExecutorConfig};
 use join::{Credential, JoinError};
 use runs::Runs;
@@ -42,6 +42,9 @@ pub struct ConnectConfig {
     pub tls: TlsOptions,
     /// Plain `http://`/`ws://` to a host that is not this machine.
     pub allow_insecure: bool,
+    /// The shell runtime's task directories; `None` for
+    /// [`private_work_root`]`("xene-agent")`. Never inside `state_dir`.
+    pub work_dir: Option<PathBuf>,
     pub docker: DockerConfig,
 }
 
@@ -103,6 +106,23 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
     } else {
         None
     };
+    // Steps work outside the state dir, so the credential is not a `..`
+    // away from their working directory. Only the shell runtime uses it (a
+    // Docker-only agent may have no writable temp dir at all).
+    let work_dir = match &config.work_dir {
+        Some(dir) if dir.starts_with(&config.state_dir) => {
+            return Err(ConnectError::Invalid(format!(
+                "the work directory {} is inside the state directory {}, which holds the credential",
+                dir.display(),
+                config.state_dir.display()
+            )));
+        }
+        Some(dir) if config.allow_shell => ensure_private_dir(dir).map(|()| dir.clone()),
+        None if config.allow_shell => private_work_root("xene-agent"),
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(std::env::temp_dir()),
+    }
+    .map_err(|e| ConnectError::Invalid(format!("work directory: {e}")))?;
     let mut random = Random::seeded();
     let Some(credential) =
         credential(&config, &endpoint, tls.as_ref(), &shutdown, &mut random).await?
@@ -118,7 +138,7 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
     let executor = Executor::new(ExecutorConfig {
         allow_shell: config.allow_shell,
         shell: ShellConfig {
-            root: config.state_dir.join("work"),
+            root: work_dir,
             // The agent's environment holds its own secrets (the join token
             // among them); steps get a clean one.
             inherit_env: false,

@@ -45,6 +45,71 @@ pub struct DockerConfig {
     /// The engine's address (`unix:///...`, `tcp://...`); `DOCKER_HOST` or
     /// the local socket when `None`.
     pub host: Option<String>,
+    pub limits: ContainerLimits,
+}
+
+/// What one task's container may use, so that one task cannot take the
+/// machine from the others (and from the agent). 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContainerLimits {
+    /// Bytes of memory; swap is not added on top.
+    pub memory_bytes: u64,
+    /// Processes and threads at once (a fork bomb stops there).
+    pub pids: u64,
+    /// CPUs, fractions allowed.
+    pub cpus: f64,
+}
+
+impl Default for ContainerLimits {
+    /// 2 GiB, 1,024 processes, 2 CPUs (or this machine's, if fewer: the
+    /// engine refuses more CPUs than it has).
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            memory_bytes: 2 << 30,
+            pids: 1024,
+            cpus: cpus.min(2) as f64,
+        }
+    }
+}
+
+impl ContainerLimits {
+    fn apply(&self, host: &mut HostConfig) {
+        if self.memory_bytes > 0 {
+            let bytes = i64::try_from(self.memory_bytes).unwrap_or(i64::MAX);
+            host.memory = Some(bytes);
+            host.memory_swap = Some(bytes);
+        }
+        if self.pids > 0 {
+            host.pids_limit = Some(i64::try_from(self.pids).unwrap_or(i64::MAX));
+        }
+        if self.cpus > 0.0 {
+            host.nano_cpus = Some((self.cpus * 1e9) as i64);
+        }
+    }
+}
+
+/// `512m`, `2g`, `1048576` (bytes), `0` (no limit): a Docker-style size.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{text:?} is not a size like 512m or 2g")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 512m or 2g"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 pub struct DockerRuntime {
@@ -79,11 +144,12 @@ impl DockerRuntime {
                     }
                     None => Docker::connect_with_local_defaults(),
                 };
-                let docker = docker.map_err(|e| format!("cannot reach the engine: {e}"))?;
-                docker
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| format!("cannot reach the engine: {e}"))
+                let unreachable = |e: DockerError| {
+                    tracing::warn!(error = %e, "cannot reach the Docker engine");
+                    "cannot reach the engine (the agent's log says why)".to_string()
+                };
+                let docker = docker.map_err(unreachable)?;
+                docker.negotiate_version().await.map_err(unreachable)
             })
             .await;
         client.clone().map_err(RuntimeError::Docker)
@@ -106,9 +172,12 @@ impl DockerRuntime {
                     .create_image(Some(options), None, None)
                     .try_collect::<Vec<_>>()
                     .await
-                    .map_err(|e| RuntimeError::ImageMissing {
-                        image: image.to_string(),
-                        reason: e.to_string(),
+                    .map_err(|e| {
+                        tracing::warn!(image, error = %e, "pulling an image failed");
+                        RuntimeError::ImageMissing {
+                            image: image.to_string(),
+                            reason: "the pull failed (the agent's log says why)".into(),
+                        }
                     })?;
             }
             Err(e) => return Err(docker_error(e)),
@@ -166,9 +235,13 @@ impl Runtime for DockerRuntime {
                     cmd: Some(Vec::new()),
                     working_dir: Some(WORKSPACE.into()),
                     labels: Some(labels),
-                    host_config: Some(HostConfig {
-                        binds: Some(vec![format!("{name}:{WORKSPACE}")]),
-                        ..Default::default()
+                    host_config: Some({
+                        let mut host = HostConfig {
+                            binds: Some(vec![format!("{name}:{WORKSPACE}")]),
+                            ..Default::default()
+                        };
+                        self.config.limits.apply(&mut host);
+                        host
                     }),
                     ..Default::default()
                 };
@@ -380,7 +453,8 @@ impl DockerContext {
             }
         }
         match first_file_in_tar(&bytes) {
-            Some(content) => output_from_bytes(content.to_vec()),
+            Some(TarEntry::File(content)) => output_from_bytes(content.to_vec()),
+            Some(TarEntry::Other) => Err(RuntimeError::OutputNotAFile),
             None => Err(RuntimeError::Docker("unreadable output archive".into())),
         }
     }
@@ -471,13 +545,31 @@ fn is_not_found(e: &DockerError) -> bool {
     )
 }
 
+/// The engine's own words go to the agent's log only: they may name hosts,
+/// paths and internals that the people reading a run need not see.
 fn docker_error(e: DockerError) -> RuntimeError {
-    RuntimeError::Docker(e.to_string())
+    tracing::warn!(error = %e, "docker engine error");
+    let message = match &e {
+        DockerError::DockerResponseServerError { status_code, .. } => match status_code {
+            400 => "the engine refused the request (the container's settings or limits?)",
+            404 => "the engine lost an object of this task (removed from outside?)",
+            409 => "the engine reported a conflict with an existing object",
+            _ => "the engine failed",
+        },
+        _ => "the connection to the engine failed",
+    };
+    RuntimeError::Docker(format!("{message}; the agent's log says more"))
 }
 
-/// The content of the first regular file in a tar archive (the engine's
-/// archive of one file may put PAX headers before it).
-fn first_file_in_tar(archive: &[u8]) -> Option<&[u8]> {
+enum TarEntry<'a> {
+    File(&'a [u8]),
+    /// A link, a FIFO, a device, a directory: not read.
+    Other,
+}
+
+/// The first entry of a tar archive past any PAX or GNU extension headers
+/// (the engine's archive of one file may put them before it).
+fn first_file_in_tar(archive: &[u8]) -> Option<TarEntry<'_>> {
     let mut rest = archive;
     while rest.len() >= 512 {
         let header = &rest[..512];
@@ -489,8 +581,10 @@ fn first_file_in_tar(archive: &[u8]) -> Option<&[u8]> {
             usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
                 .ok()?;
         let body = rest.get(512..512 + size)?;
-        if matches!(header[156], b'0' | b'\0') {
-            return Some(body);
+        match header[156] {
+            b'0' | b'\0' => return Some(TarEntry::File(body)),
+            b'x' | b'g' | b'L' | b'K' => {}
+            _ => return Some(TarEntry::Other),
         }
         let padded = size.div_ceil(512) * 512;
         rest = rest.get(512 + padded..)?;
@@ -520,6 +614,24 @@ mod tests {
         tar.extend(b"hello\n");
         tar.resize(2048, 0);
         tar.extend(vec![0u8; 1024]);
-        assert_eq!(first_file_in_tar(&tar), Some(&b"hello\n"[..]));
+        assert!(matches!(
+            first_file_in_tar(&tar),
+            Some(TarEntry::File(b"hello\n"))
+        ));
+        let mut fifo = header(".xene-output", 0, b'6');
+        fifo.resize(2048, 0);
+        assert!(matches!(first_file_in_tar(&fifo), Some(TarEntry::Other)));
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2gb"), Ok(2 << 30));
+        assert!(parse_size("2x").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999t").is_err());
     }
 }

@@ -41,6 +41,8 @@ pub enum RuntimeError {
     },
     #[error("output is larger than {} KiB", MAX_OUTPUT_BYTES / 1024)]
     OutputTooLarge,
+    #[error("$XENE_OUTPUT is not a regular file (a link, a FIFO or a device is not read)")]
+    OutputNotAFile,
     #[error("the shell runtime is not allowed on this agent (task has no image)")]
     ShellNotAllowed,
 }

@@ -1,13 +1,19 @@
 //! The shell runtime: each task attempt gets a fresh directory under the
-//! run's directory; each step is `sh -e -c SCRIPT` in its own process group,
-//! so a timeout or a cancel can kill everything the script started.
+//! run's directory; each step is `sh -e -c SCRIPT` in its own session (and so
+//! its own process group), so a timeout or a cancel can kill everything the
+//! script started.
 //!
 //! A step's background processes end with the step (the group is killed once
 //! `sh` exits): otherwise a forgotten `sleep 100 &` would hold the output
-//! pipes open and hang the task.
+//! pipes open and hang the task. A process that leaves the group and the
+//! session (`setsid`) is found by the step's `XENE_STEP_ID`, which it
+//! inherits: it is killed when the step times out or is cancelled, or when
+//! it still holds the step's output after `sh` exits; and the step stops
+//! reading its output soon after `sh` exits, whatever holds it open. Only
+//! the Docker runtime contains a hostile script completely.
 
 use rustix::process::{Pid, Signal};
-use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -17,6 +23,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use xene_core::event::LogStream;
 
@@ -25,13 +32,65 @@ use super::{
     StepOutcome, TaskContext, TaskSetup, output_from_bytes,
 };
 
+/// How long the pipes of a step may stay open after its `sh` ended before
+/// the step stops reading them: a process that escaped the kill holds them.
+const PIPE_GRACE: Duration = Duration::from_millis(500);
+
+/// The `PATH` of a step with a clean environment.
+pub const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 #[derive(Debug, Clone)]
 pub struct ShellConfig {
     /// Where run directories go; the system temp dir by default.
     pub root: PathBuf,
     /// Steps see the agent's own environment under theirs. True for a local
-    /// run, where a user expects their `PATH` and tools.
+    /// run, where a user expects their `PATH` and tools; false for a
+    /// server's agents, whose environment holds their credentials: steps
+    /// then get [`CLEAN_PATH`], `HOME` set to their workspace, `LANG`, and
+    /// their own variables.
     pub inherit_env: bool,
+}
+
+/// A work directory for the shell runtime outside any data or state
+/// directory (which hold databases and credentials):
+/// `$TMPDIR/NAME-UID`, created private (0700) and refused when it is not
+/// this user's own directory.
+pub fn private_work_root(name: &str) -> std::io::Result<PathBuf> {
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    let root = std::env::temp_dir().join(format!("{name}-{uid}"));
+    ensure_private_dir(&root)?;
+    Ok(root)
+}
+
+/// Creates `dir` (mode 0700) unless it exists; either way it must be a real
+/// directory (not a link) owned by this user and closed to others, since a
+/// shared temp dir lets anyone create it first.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // Recursive: a minimal image (`FROM scratch`) may have no /tmp yet.
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    let me = std::fs::metadata("/proc/self")?.uid();
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory of this user",
+            dir.display()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 impl Default for ShellConfig {
@@ -119,6 +178,7 @@ impl ShellContext {
         grace: Duration,
     ) -> Result<StepOutcome, RuntimeError> {
         let dir = self.dir();
+        let step_id = step_id();
         let mut cmd = Command::new("sh");
         cmd.arg("-e")
             .arg("-c")
@@ -126,18 +186,18 @@ impl ShellContext {
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
+        start_session(&mut cmd);
         if !self.inherit_env {
             cmd.env_clear();
-            cmd.env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            );
+            cmd.env("PATH", CLEAN_PATH);
+            cmd.env("HOME", dir);
+            cmd.env("LANG", "C.UTF-8");
         }
         cmd.envs(step.env.iter().map(|(k, v)| (k, v)));
         cmd.env("XENE_OUTPUT", &self.output);
         cmd.env("XENE_WORKSPACE", dir);
+        cmd.env(STEP_ID_VAR, &step_id);
 
         let mut child = cmd
             .spawn()
@@ -145,9 +205,13 @@ impl ShellContext {
         let pgid = child
             .id()
             .expect("a child that was not waited for has an id");
-        // Kills the group if this future is dropped half-way (its task was
+        // Kills the step if this future is dropped half-way (its task was
         // aborted or panicked).
-        let mut guard = GroupGuard { pgid, armed: true };
+        let mut guard = GroupGuard {
+            pgid,
+            step_id: step_id.clone(),
+            armed: true,
+        };
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
 
@@ -156,7 +220,7 @@ impl ShellContext {
                 status = child.wait() => (status, false),
                 () = cancel.cancelled() => {
                     signal_group(pgid, Signal::TERM);
-                    let status = match tokio::time::timeout(grace, child.wait()).await {
+                    let status = match timeout(grace, child.wait()).await {
                         Ok(status) => status,
                         Err(_) => {
                             signal_group(pgid, Signal::KILL);
@@ -169,11 +233,37 @@ impl ShellContext {
             signal_group(pgid, Signal::KILL);
             (status, killed)
         };
-        let ((status, killed), (), ()) = tokio::join!(
-            wait,
-            pump(stdout, LogStream::Stdout, sink),
-            pump(stderr, LogStream::Stderr, sink),
-        );
+        let pumps = async {
+            tokio::join!(
+                pump(stdout, LogStream::Stdout, sink),
+                pump(stderr, LogStream::Stderr, sink),
+            )
+        };
+        tokio::pin!(wait, pumps);
+        let mut pumped = false;
+        let (status, killed) = loop {
+            tokio::select! {
+                ended = &mut wait => break ended,
+                _ = &mut pumps, if !pumped => pumped = true,
+            }
+        };
+        // Whatever left the group and the session but kept the step's id
+        // ends with a stopped step.
+        if killed {
+            sweep(pgid, &step_id).await;
+        }
+        if !pumped && timeout(PIPE_GRACE, &mut pumps).await.is_err() {
+            // `sh` is gone but its pipes are still open: held by a process
+            // that escaped the group.
+            sweep(pgid, &step_id).await;
+            if timeout(PIPE_GRACE, &mut pumps).await.is_err() {
+                sink.line(
+                    LogStream::Stderr,
+                    b"xene: a process this step started still holds its output open; no longer reading it",
+                )
+                .await;
+            }
+        }
         guard.armed = false;
         let status = status.map_err(|e| RuntimeError::io("waiting for sh", e))?;
         Ok(StepOutcome {
@@ -196,16 +286,10 @@ impl TaskContext for ShellContext {
 
     fn read_output(&mut self) -> BoxFuture<'_, Result<Option<String>, RuntimeError>> {
         async move {
-            let file = match std::fs::File::open(&self.output) {
-                Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(RuntimeError::io("opening the output file", e)),
-            };
-            let mut bytes = Vec::new();
-            file.take(MAX_OUTPUT_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| RuntimeError::io("reading the output file", e))?;
-            output_from_bytes(bytes)
+            match read_regular_file(&self.output, MAX_OUTPUT_BYTES as u64 + 1).await? {
+                Some(bytes) => output_from_bytes(bytes),
+                None => Ok(None),
+            }
         }
         .boxed()
     }
@@ -231,8 +315,148 @@ impl Drop for ShellContext {
     }
 }
 
+/// Up to `limit` bytes of the file at `path`, `None` when there is none.
+/// The steps choose what is there: a FIFO would block an ordinary open
+/// (and a reader) forever, and a link could point at any file the agent
+/// may read, so the file is opened without blocking or following a link,
+/// and only a regular file is read.
+pub(crate) async fn read_regular_file(
+    path: &Path,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, RuntimeError> {
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            (rustix::fs::OFlags::NONBLOCK
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::NOCTTY)
+                .bits() as i32,
+        )
+        .open(path)
+        .await;
+    let file = match file {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(RuntimeError::OutputNotAFile);
+        }
+        Err(e) => return Err(RuntimeError::io("opening the output file", e)),
+    };
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| RuntimeError::io("reading the output file", e))?;
+    if !meta.is_file() {
+        return Err(RuntimeError::OutputNotAFile);
+    }
+    let mut bytes = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| RuntimeError::io("reading the output file", e))?;
+    Ok(Some(bytes))
+}
+
+/// The variable that marks every process of one step.
+const STEP_ID_VAR: &str = "XENE_STEP_ID";
+
+/// Unique per step within this machine: the process id, time and a counter.
+fn step_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The step starts its own session, so that it leaves the agent's
+/// controlling terminal and its processes can be told by their session.
+#[allow(unsafe_code)]
+fn start_session(cmd: &mut Command) {
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the
+    // parent; it cannot fail in a freshly forked child, which leads no group.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+}
+
+/// Kills, with SIGKILL, every process of this user in the step's session or
+/// carrying its id, until none is left (a process may fork while it is
+/// looked for). Reads `/proc`, so off the async workers.
+async fn sweep(session: u32, step_id: &str) {
+    let marker = format!("{STEP_ID_VAR}={step_id}");
+    let _ = tokio::task::spawn_blocking(move || sweep_now(session, &marker)).await;
+}
+
+fn sweep_now(session: u32, marker: &str) {
+    let me = std::process::id();
+    for _ in 0..10 {
+        let found = step_processes(session, marker.as_bytes(), me);
+        if found.is_empty() {
+            return;
+        }
+        for pid in found {
+            signal_process(pid, Signal::KILL);
+        }
+    }
+}
+
+/// Pids in session `session` or whose initial environment holds `marker`.
+fn step_processes(session: u32, marker: &[u8], me: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state, ppid, pgrp, session.
+        let Some(fields) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let mut fields = fields.split_whitespace();
+        let state = fields.next();
+        if state == Some("Z") {
+            continue;
+        }
+        let sid = fields.nth(2).and_then(|s| s.parse::<u32>().ok());
+        if sid == Some(session) {
+            found.push(pid);
+            continue;
+        }
+        // Others' processes are unreadable here, which is as well.
+        if let Ok(environ) = std::fs::read(dir.join("environ"))
+            && environ.split(|&b| b == 0).any(|var| var == marker)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 struct GroupGuard {
     pgid: u32,
+    step_id: String,
     armed: bool,
 }
 
@@ -240,8 +464,22 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if self.armed {
             signal_group(self.pgid, Signal::KILL);
+            sweep_now(self.pgid, &format!("{STEP_ID_VAR}={}", self.step_id));
         }
     }
+}
+
+fn signal_process(pid: u32, signal: Signal) {
+    // 0 or 1 would address our own group or init.
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .filter(|&pid| pid > 1)
+        .and_then(Pid::from_raw)
+    else {
+        return;
+    };
+    // ESRCH (already gone) is fine to ignore.
+    let _ = rustix::process::kill_process(pid, signal);
 }
 
 /// Sends `signal` to every process in the group led by `pgid`.

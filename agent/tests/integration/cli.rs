@@ -227,3 +227,32 @@ pipelines:
     assert_eq!(report["tasks"]["after"]["status"], "not_executed");
     assert!(!dir.path().join("after-ran").exists());
 }
+
+/// On a connected agent the shell's work directory was `<state dir>/work`:
+/// the credential sat a `..` away from every step. Now it may not be there.
+#[test]
+fn a_work_dir_inside_the_state_dir_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let work = state.path().join("work");
+    let output = agent()
+        .args([
+            "connect",
+            "--server",
+            "http://127.0.0.1:9",
+            "--join-token",
+            "xjt_x",
+        ])
+        .args(["--allow-shell", "--state-dir"])
+        .arg(state.path())
+        .arg("--work-dir")
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("inside the state directory"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!work.exists());
+}

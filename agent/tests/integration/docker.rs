@@ -6,6 +6,8 @@ use tokio_util::sync::CancellationToken;
 use xene_core::event::RunEvent;
 use xene_core::status::{RunStatus, StepStatus, TaskStatus};
 
+use xene_agent::runtime::docker::{ContainerLimits, DockerConfig};
+
 use crate::util::{self, busybox_image, docker_leftovers, run, run_with};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,5 +165,145 @@ pipelines:
         error.contains("xene-test/does-not-exist:1") && error.contains("not present locally"),
         "{error}"
     );
+    // The engine's own words stay in the agent's log.
+    assert!(!error.contains("Docker responded"), "{error}");
     assert_eq!(docker_leftovers(&run.report.run_id), Vec::<String>::new());
+}
+
+fn limited(limits: ContainerLimits) -> xene_agent::ExecutorConfig {
+    xene_agent::ExecutorConfig {
+        docker: DockerConfig {
+            limits,
+            ..DockerConfig::default()
+        },
+        ..util::config()
+    }
+}
+
+/// What a task's container may use, as its cgroup reports it.
+const SHOW_LIMITS: &str = r#"cg=/sys/fs/cgroup
+              if [ -f $cg/memory/memory.limit_in_bytes ]; then
+                echo "$(cat $cg/memory/memory.limit_in_bytes) $(cat $cg/pids/pids.max) $(cat $cg/cpu/cpu.cfs_quota_us)/$(cat $cg/cpu/cpu.cfs_period_us)" > "$XENE_OUTPUT"
+              else
+                echo "$(cat $cg/memory.max) $(cat $cg/pids.max) $(cat $cg/cpu.max | tr ' ' /)" > "$XENE_OUTPUT"
+              fi"#;
+
+/// Containers had no memory, process or CPU limit: one task could take the
+/// machine (a fork bomb, a leak) from every other task and the agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_get_memory_pids_and_cpu_limits() {
+    let image = busybox_image();
+    let yaml = format!(
+        "name: limits
+pipelines:
+  p:
+    tasks:
+      show:
+        image: {image}
+        steps:
+          - |
+              {SHOW_LIMITS}
+"
+    );
+    let run = |config| {
+        let yaml = yaml.clone();
+        async move {
+            run_with(
+                &yaml,
+                config,
+                BTreeMap::new(),
+                CancellationToken::new(),
+                |_| {},
+            )
+            .await
+        }
+    };
+    let defaults = run(util::config()).await;
+    let cpus = ContainerLimits::default().cpus;
+    assert_eq!(
+        defaults.task("show").output.as_deref(),
+        Some(format!("{} 1024 {}/100000", 2u64 << 30, (cpus * 100_000.0) as u64).as_str()),
+        "{:?}",
+        defaults.report
+    );
+    let set = run(limited(ContainerLimits {
+        memory_bytes: 256 << 20,
+        pids: 64,
+        cpus: 0.5,
+    }))
+    .await;
+    assert_eq!(
+        set.task("show").output.as_deref(),
+        Some(format!("{} 64 50000/100000", 256u64 << 20).as_str())
+    );
+    let unlimited = run(limited(ContainerLimits {
+        memory_bytes: 0,
+        pids: 0,
+        cpus: 0.0,
+    }))
+    .await;
+    let output = unlimited.task("show").output.clone().unwrap_or_default();
+    assert!(output.ends_with(" max -1/100000"), "{output}");
+}
+
+/// The engine's refusal (here: more CPUs than it has) reached users word
+/// for word; they get what happened, the agent's log gets the details.
+#[tokio::test(flavor = "multi_thread")]
+async fn engine_errors_are_not_echoed_to_users() {
+    let image = busybox_image();
+    let config = limited(ContainerLimits {
+        cpus: 1000.0,
+        ..ContainerLimits::default()
+    });
+    let yaml = format!(
+        "name: refused
+pipelines:
+  p:
+    tasks:
+      greedy:
+        image: {image}
+        steps: [echo never]
+"
+    );
+    let run = run_with(
+        &yaml,
+        config,
+        BTreeMap::new(),
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
+    let greedy = run.task("greedy");
+    assert_eq!(greedy.status, TaskStatus::Error);
+    let error = greedy.error.as_deref().unwrap_or("");
+    assert!(error.contains("the engine refused the request"), "{error}");
+    assert!(!error.contains("CPUs"), "{error}");
+    assert_eq!(docker_leftovers(&run.report.run_id), Vec::<String>::new());
+}
+
+/// In a container the output arrives as an archive: a FIFO there is no
+/// regular file either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_output_in_a_container_is_refused() {
+    let image = busybox_image();
+    let run = run(&format!(
+        "name: fifo
+pipelines:
+  p:
+    tasks:
+      fifo:
+        image: {image}
+        steps: [mkfifo \"$XENE_OUTPUT\"]
+"
+    ))
+    .await;
+    let fifo = run.task("fifo");
+    assert_eq!(fifo.status, TaskStatus::Error);
+    assert!(
+        fifo.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a regular file"),
+        "{fifo:?}"
+    );
 }

@@ -503,3 +503,203 @@ pipelines:
         ]
     );
 }
+
+/// The config of a server's agents: a clean environment.
+fn clean_config(root: &std::path::Path) -> xene_agent::ExecutorConfig {
+    xene_agent::ExecutorConfig {
+        shell: xene_agent::runtime::shell::ShellConfig {
+            root: root.to_path_buf(),
+            inherit_env: false,
+        },
+        kill_grace: std::time::Duration::from_millis(500),
+        ..util::config()
+    }
+}
+
+/// Waits for DIR/pid, written by a process that left the step's group and
+/// session with `setsid`, then prints "ready".
+const ESCAPE: &str = "setsid sh -c 'echo $$ > DIR/pid; exec sleep 1000' &
+              while [ ! -s DIR/pid ]; do sleep 0.01; done
+              echo ready";
+
+fn escaped_pid(dir: &std::path::Path) -> u32 {
+    std::fs::read_to_string(dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A child that left the step's process group (and session) with `setsid`
+/// kept the step's pipes open: neither the timeout nor a cancel ended the
+/// step, which hung for as long as the child lived.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setsid_child_cannot_outlive_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: escape
+pipelines:
+  p:
+    tasks:
+      escape:
+        timeout: 2s
+        steps:
+          - |
+              {ESCAPE}
+              sleep 1000
+"
+    )
+    .replace("DIR", dir.path().to_str().unwrap());
+    let run = run_with(
+        &yaml,
+        clean_config(root.path()),
+        BTreeMap::new(),
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
+    let task = run.task("escape");
+    assert_eq!(task.status, TaskStatus::Error);
+    assert!(
+        task.error.as_deref().unwrap_or("").contains("timed out"),
+        "{task:?}"
+    );
+    assert!(!alive(escaped_pid(dir.path())), "the setsid child survived");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setsid_child_cannot_outlive_a_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: escape
+pipelines:
+  p:
+    tasks:
+      escape:
+        steps:
+          - |
+              {ESCAPE}
+              sleep 1000
+"
+    )
+    .replace("DIR", dir.path().to_str().unwrap());
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let run = run_with(
+        &yaml,
+        clean_config(root.path()),
+        BTreeMap::new(),
+        cancel,
+        move |event| {
+            if matches!(event, RunEvent::Log { data, .. } if data == "ready") {
+                trigger.cancel();
+            }
+        },
+    )
+    .await;
+    assert_eq!(run.report.status, RunStatus::Cancelled);
+    assert!(!alive(escaped_pid(dir.path())), "the setsid child survived");
+}
+
+/// A step that ends while a `setsid` child still holds its output: the
+/// child is found by the step's id and killed, and the step ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setsid_child_holding_the_output_does_not_hang_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: escape
+pipelines:
+  p:
+    tasks:
+      escape:
+        steps:
+          - |
+              {ESCAPE}
+      next:
+        depends_on: [escape]
+        steps: [echo next]
+"
+    )
+    .replace("DIR", dir.path().to_str().unwrap());
+    let run = run_with(
+        &yaml,
+        clean_config(root.path()),
+        BTreeMap::new(),
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
+    assert_eq!(run.report.status, RunStatus::Success, "{:?}", run.report);
+    assert_eq!(run.logs("escape"), ["ready"]);
+    assert!(!alive(escaped_pid(dir.path())), "the setsid child survived");
+}
+
+/// `$XENE_OUTPUT` was opened with a blocking open: a FIFO there blocked an
+/// async worker (and the run) forever; a link read any file the agent may.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_output_file_must_be_a_regular_file() {
+    let run = run("name: outputs
+pipelines:
+  p:
+    tasks:
+      fifo:
+        steps: [mkfifo \"$XENE_OUTPUT\"]
+      link:
+        steps: [ln -s /etc/passwd \"$XENE_OUTPUT\"]
+      fine:
+        steps: [echo fine > \"$XENE_OUTPUT\"]
+")
+    .await;
+    for task in ["fifo", "link"] {
+        let report = run.task(task);
+        assert_eq!(report.status, TaskStatus::Error, "{task}");
+        assert!(
+            report
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("not a regular file"),
+            "{task}: {report:?}"
+        );
+    }
+    assert_eq!(run.task("fine").output.as_deref(), Some("fine"));
+}
+
+/// A server's agents give steps a clean environment: none of the agent's
+/// own variables (its credentials among them), `HOME` in the workspace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_environment_holds_only_the_steps_variables() {
+    let root = tempfile::tempdir().unwrap();
+    let yaml = "name: env
+pipelines:
+  p:
+    tasks:
+      show:
+        env: {MINE: here}
+        steps:
+          - env
+          - test \"$HOME\" = \"$XENE_WORKSPACE\"
+";
+    let run = run_with(
+        yaml,
+        clean_config(root.path()),
+        BTreeMap::new(),
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
+    assert_eq!(run.task("show").status, TaskStatus::Success);
+    let mut names: Vec<&str> = run
+        .logs("show")
+        .into_iter()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .filter(|name| !name.starts_with("XENE_"))
+        .collect();
+    names.sort();
+    // `PWD`, `SHLVL` and `_` come from sh itself.
+    names.retain(|n| !["PWD", "SHLVL", "_", "OLDPWD"].contains(n));
+    assert_eq!(names, ["HOME", "LANG", "MINE", "PATH"]);
+}

@@ -26,8 +26,11 @@ pub struct LocalAgentConfig {
     pub labels: BTreeMap<String, String>,
     /// Run tasks without an image as processes on this machine.
     pub allow_shell: bool,
-    /// Where shell tasks get their working directories.
+    /// Where shell tasks get their working directories: outside the data
+    /// directory, which holds the database.
     pub work_dir: std::path::PathBuf,
+    /// Limits of each task's container, and the engine to use.
+    pub docker: xene_agent::runtime::docker::DockerConfig,
 }
 
 impl LocalAgentConfig {
@@ -43,7 +46,14 @@ impl LocalAgentConfig {
             labels,
             allow_shell,
             work_dir,
+            docker: Default::default(),
         }
+    }
+
+    /// `$TMPDIR/xene-UID`, created private: never beside the database.
+    pub fn default_work_dir() -> std::path::PathBuf {
+        xene_agent::runtime::shell::private_work_root("xene")
+            .unwrap_or_else(|_| std::env::temp_dir().join("xene-work"))
     }
 }
 
@@ -70,10 +80,14 @@ struct Execution {
 pub async fn run(ctx: Context, config: LocalAgentConfig) {
     let mut executor_config = ExecutorConfig {
         allow_shell: config.allow_shell,
+        docker: config.docker.clone(),
         ..Default::default()
     };
     executor_config.shell.root = config.work_dir.clone();
-    if let Err(e) = std::fs::create_dir_all(&config.work_dir) {
+    // The server's environment holds its own secrets (database URL, TLS
+    // key paths): steps get a clean one.
+    executor_config.shell.inherit_env = false;
+    if let Err(e) = xene_agent::runtime::shell::ensure_private_dir(&config.work_dir) {
         tracing::error!(dir = %config.work_dir.display(), error = %e, "cannot create the built-in agent's work directory");
     }
     let executor = Arc::new(Executor::new(executor_config));

@@ -63,7 +63,13 @@ async fn apply_workflow(
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
-    let workflow = xene_core::parse_workflow(text).map_err(ApiError::Invalid)?;
+    // Validation is CPU work in the size of the body: off the async workers,
+    // so that heavy bodies never stall other requests.
+    let owned = text.to_owned();
+    let workflow = tokio::task::spawn_blocking(move || xene_core::parse_workflow(&owned))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(ApiError::Invalid)?;
     let applied = workflows::apply(&state.db, &workflow, text).await?;
     let status = if applied.changed {
         StatusCode::CREATED

@@ -10,6 +10,7 @@ mod api;
 mod controllers;
 mod feed;
 mod gateway;
+mod hardening;
 mod health;
 mod network;
 mod observability;
