@@ -258,12 +258,29 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
 /// Writes the agents' heartbeats in one statement per period (a run lease's
 /// quarter, at most a second, so the scheduler never thinks a live agent
 /// silent), and ends the sessions of agents revoked through any replica.
+///
+/// Every few seconds it also looks, in one query for all agents, for runs
+/// placed on an agent connected here that it has not started: news of them
+/// was lost (a dropped notification) or the agent turned them away when
+/// full. Their sessions are told to dispatch; idle agents cost nothing.
 async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway>) {
     let period = (ctx.timings.run_lease / 4).min(std::time::Duration::from_secs(1));
+    let mut rounds = 0u32;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = ctx.shutdown.cancelled() => return,
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds % 5 == 0 && gateway.connected() > 0 {
+            match storage::runs::agents_with_unstarted_runs(&ctx.db).await {
+                Ok(agents) => {
+                    for agent in agents.iter().filter(|a| gateway.is_connected(a)) {
+                        let _ = ctx.agent_news.send(Arc::from(agent.as_str()));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "looking for undelivered runs failed"),
+            }
         }
         match storage::agents::flush_seen(&ctx.db, |id| gateway.is_connected(id)).await {
             Ok(revoked) => {

@@ -152,16 +152,21 @@ async fn follow_run(
     let (mut sink, mut incoming) = socket.split();
     let mut ping = ping_timer();
     let mut last_state = String::new();
+    let mut finished = false;
+    let mut state_changed = true;
     loop {
         recheck.ensure(&db).await?;
-        let Some(run) = runs::get(&db, id).await? else {
-            return Ok(());
-        };
-        let state = serde_json::to_value(&run)?;
-        let text = state.to_string();
-        if text != last_state {
-            send(&mut sink, json!({"type": "run", "run": state})).await?;
-            last_state = text;
+        if state_changed {
+            let Some(run) = runs::get(&db, id).await? else {
+                return Ok(());
+            };
+            finished = runs::is_final(run.run.status);
+            let state = serde_json::to_value(&run)?;
+            let text = state.to_string();
+            if text != last_state {
+                send(&mut sink, json!({"type": "run", "run": state})).await?;
+                last_state = text;
+            }
         }
         loop {
             let filter = logs::Filter {
@@ -182,19 +187,25 @@ async fn follow_run(
         }
         // Logs are stored before the event that ends the run, so a run seen
         // over here has nothing left to send.
-        if runs::is_final(run.run.status) {
+        if finished {
             send(&mut sink, json!({"type": "end"})).await?;
             let _ = sink.close().await;
             return Ok(());
         }
-        wait_for(
+        let seen = wait_for(
             &mut changes,
             &mut incoming,
             &mut sink,
             &mut ping,
-            |change| change == Change::Run(id) || change == Change::All,
+            |change| {
+                matches!(change, Change::Run(r) | Change::Logs(r) if r == id)
+                    || change == Change::All
+            },
         )
         .await?;
+        state_changed = seen
+            .iter()
+            .any(|c| matches!(c, Change::Run(_) | Change::All));
     }
 }
 
@@ -284,7 +295,11 @@ async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow:
     let (mut sink, mut incoming) = socket.split();
     let mut ping = ping_timer();
     loop {
-        let seen = wait_for(&mut changes, &mut incoming, &mut sink, &mut ping, |_| true).await?;
+        // The runs list shows states: lines alone are not news to it.
+        let seen = wait_for(&mut changes, &mut incoming, &mut sink, &mut ping, |c| {
+            !matches!(c, Change::Logs(_))
+        })
+        .await?;
         recheck.ensure(&db).await?;
         if seen.contains(&Change::All) {
             send(&mut sink, json!({"type": "resync"})).await?;
@@ -294,7 +309,7 @@ async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow:
             .into_iter()
             .filter_map(|c| match c {
                 Change::Run(id) => Some(id),
-                Change::All => None,
+                Change::Logs(_) | Change::All => None,
             })
             .collect();
         for id in ids {

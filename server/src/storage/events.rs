@@ -124,7 +124,16 @@ pub async fn apply(
     }
     tx.commit().await?;
     if new > 0 {
-        db.changed(run_id).await;
+        // Feeds reread a run's state only when it changed, not per batch of lines.
+        let only_logs = events
+            .iter()
+            .all(|e| matches!(e, RunEvent::Log { .. } | RunEvent::Logs { .. }));
+        let change = if only_logs {
+            super::Change::Logs(run_id)
+        } else {
+            super::Change::Run(run_id)
+        };
+        db.announce(change).await;
     }
     Ok(Applied::Ok { new })
 }

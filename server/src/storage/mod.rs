@@ -71,8 +71,10 @@ pub fn now_ms() -> i64 {
 /// News that runs changed, for live feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// This run (its state or its logs) changed.
+    /// This run's state changed (and maybe its logs).
     Run(i64),
+    /// Only this run's logs grew: its state is as it was.
+    Logs(i64),
     /// Anything may have changed (news may have been missed): look again.
     All,
 }
@@ -168,13 +170,26 @@ impl Db {
     /// PostgreSQL the news goes through NOTIFY (this replica hears it too);
     /// SQLite has one server, so it stays in this process.
     pub async fn changed(&self, run_id: i64) {
+        self.announce(Change::Run(run_id)).await
+    }
+
+    /// Announces a change (see `changed`).
+    pub async fn announce(&self, change: Change) {
+        let (run_id, payload) = match change {
+            Change::Run(id) => (id, id.to_string()),
+            Change::Logs(id) => (id, format!("L{id}")),
+            Change::All => {
+                self.changed_all();
+                return;
+            }
+        };
         match self.backend {
             Backend::Sqlite => {
-                let _ = self.changes.send(Change::Run(run_id));
+                let _ = self.changes.send(change);
             }
             Backend::Postgres => {
                 let notified = sqlx::query("SELECT pg_notify('xene_runs', $1)")
-                    .bind(run_id.to_string())
+                    .bind(payload)
                     .execute(&self.pool)
                     .await;
                 if let Err(e) = notified {
@@ -321,8 +336,13 @@ async fn listen_for_changes(
                 }
                 Ok(Ok(Some(note))) => {
                     let Some(tx) = changes.upgrade() else { return };
-                    if let Ok(id) = note.payload().parse::<i64>() {
-                        let _ = tx.send(Change::Run(id));
+                    let payload = note.payload();
+                    let change = match payload.strip_prefix('L') {
+                        Some(id) => id.parse().ok().map(Change::Logs),
+                        None => payload.parse().ok().map(Change::Run),
+                    };
+                    if let Some(change) = change {
+                        let _ = tx.send(change);
                     }
                 }
                 // The connection dropped: reconnect, then say "look again".

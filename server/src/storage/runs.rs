@@ -404,6 +404,15 @@ pub async fn queued(db: &Db, after_id: i64, limit: i64) -> Result<Vec<Run>, Stor
     rows.iter().map(run_from_row).collect()
 }
 
+/// Agents holding runs they have not started (placed, not yet reported).
+pub async fn agents_with_unstarted_runs(db: &Db) -> Result<Vec<String>, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT agent_id FROM runs WHERE status = 'starting_up' AND agent_id IS NOT NULL LIMIT 10000",
+    )
+    .fetch_all(db.pool())
+    .await?)
+}
+
 /// Runs an agent holds (assigned and not finished).
 pub async fn assigned_to(db: &Db, agent: &str) -> Result<Vec<Run>, StorageError> {
     let rows = sqlx::query(&format!(

@@ -87,6 +87,7 @@ async fn healthz_answers_while_a_heavy_spec_validates() {
     let db = TestDb::new(Backend::Sqlite);
     let server = TestServer::start(&db).await;
     let addr = server.addr;
+    let token = server.token.clone();
     let healthz = server.url("/healthz");
     // Just under the 1 MiB limit: one mapping of distinct keys, refused
     // (an unknown field) once the whole tree is built.
@@ -104,7 +105,7 @@ async fn healthz_answers_while_a_heavy_spec_validates() {
         runtime.block_on(async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let head = format!(
-                "POST /api/v1/workflows HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/yaml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "POST /api/v1/workflows HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/yaml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()
             );
             stream.write_all(head.as_bytes()).await.unwrap();
