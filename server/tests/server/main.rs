@@ -6,6 +6,7 @@ mod util;
 mod access;
 mod agents;
 mod agents_tls;
+mod cli_login;
 mod api;
 mod controllers;
 mod feed;
