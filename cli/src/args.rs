@@ -193,9 +193,7 @@ pub enum ConfigCommand {
     /// `xenectl login`.
     #[command(after_help = "Examples:
   xenectl config set-context prod --server https://xene.example.com")]
-    SetContext {
-        name: String,
-    },
+    SetContext { name: String },
     /// Remove a context (and its token) from the config file.
     #[command(after_help = "Examples:
   xenectl config delete-context old")]

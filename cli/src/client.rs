@@ -184,8 +184,18 @@ impl Client {
             tokio::net::TcpStream::connect(&addr),
         )
         .await
-        .map_err(|_| fail(Exit::Unreachable, format!("cannot reach {}: timed out", self.base)))?
-        .map_err(|e| fail(Exit::Unreachable, format!("cannot reach {}: {e}", self.base)))?;
+        .map_err(|_| {
+            fail(
+                Exit::Unreachable,
+                format!("cannot reach {}: timed out", self.base),
+            )
+        })?
+        .map_err(|e| {
+            fail(
+                Exit::Unreachable,
+                format!("cannot reach {}: {e}", self.base),
+            )
+        })?;
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Io> = if tls {
             let name = rustls::pki_types::ServerName::try_from(host.clone())

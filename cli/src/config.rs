@@ -208,10 +208,7 @@ mod tests {
             normalize("127.0.0.1:8080/").unwrap(),
             "http://127.0.0.1:8080"
         );
-        assert_eq!(
-            normalize("https://x.example").unwrap(),
-            "https://x.example"
-        );
+        assert_eq!(normalize("https://x.example").unwrap(), "https://x.example");
         assert!(normalize("ftp://x").is_err());
         assert!(same_server("http://a:1/", "http://a:1"));
     }

@@ -258,6 +258,8 @@ pub fn cell(value: &Value) -> String {
         Value::Null => "-".into(),
         Value::String(s) if s.is_empty() => "-".into(),
         Value::String(s) => s.clone(),
+        Value::Object(m) if m.is_empty() => "-".into(),
+        Value::Array(a) if a.is_empty() => "-".into(),
         Value::Object(m) => m
             .iter()
             .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))

@@ -15,7 +15,14 @@ use crate::output;
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 const HEADERS: &[&str] = &[
-    "ID", "STATE", "RUNNING", "CAPACITY", "RUNTIMES", "LABELS", "VERSION", "LAST SEEN",
+    "ID",
+    "STATE",
+    "RUNNING",
+    "CAPACITY",
+    "RUNTIMES",
+    "LABELS",
+    "VERSION",
+    "LAST SEEN",
 ];
 
 fn row(colour: bool, a: &Value) -> Vec<String> {
@@ -70,7 +77,14 @@ pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {
     }
     // A line for each agent whose state, load or labels change.
     let key = |a: &Value| {
-        json!([a["state"], a["running"], a["capacity"], a["labels"], a["version"]]).to_string()
+        json!([
+            a["state"],
+            a["running"],
+            a["capacity"],
+            a["labels"],
+            a["version"]
+        ])
+        .to_string()
     };
     let mut seen = std::collections::BTreeMap::new();
     let mut first = true;
@@ -118,7 +132,10 @@ pub async fn describe(ctx: &Ctx, id: &str) -> anyhow::Result<Exit> {
     let c = ctx.colour;
     println!("Agent:      {}", output::cell(&agent["id"]));
     println!("Name:       {}", output::cell(&agent["name"]));
-    println!("State:      {}", output::status(c, agent["state"].as_str().unwrap_or("-")));
+    println!(
+        "State:      {}",
+        output::status(c, agent["state"].as_str().unwrap_or("-"))
+    );
     println!("Built in:   {}", output::cell(&agent["builtin"]));
     println!(
         "Load:       {} of {} runs",
@@ -128,6 +145,9 @@ pub async fn describe(ctx: &Ctx, id: &str) -> anyhow::Result<Exit> {
     println!("Runtimes:   {}", output::cell(&agent["runtimes"]));
     println!("Labels:     {}", output::cell(&agent["labels"]));
     println!("Version:    {}", output::cell(&agent["version"]));
-    println!("Last seen:  {}", output::time(agent["last_seen_at"].as_i64()));
+    println!(
+        "Last seen:  {}",
+        output::time(agent["last_seen_at"].as_i64())
+    );
     Ok(Exit::Ok)
 }

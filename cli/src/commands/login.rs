@@ -185,15 +185,11 @@ fn open_browser(url: &str) {
 async fn wait_for_code(listener: &TcpListener, state: &str) -> anyhow::Result<String> {
     loop {
         let (mut socket, _) = listener.accept().await?;
-        let request = match tokio::time::timeout(
-            Duration::from_secs(10),
-            read_head(&mut socket),
-        )
-        .await
-        {
-            Ok(Ok(head)) => head,
-            _ => continue,
-        };
+        let request =
+            match tokio::time::timeout(Duration::from_secs(10), read_head(&mut socket)).await {
+                Ok(Ok(head)) => head,
+                _ => continue,
+            };
         let query = request
             .lines()
             .next()
@@ -263,9 +259,12 @@ pub async fn logout(ctx: &Ctx, mut config: Config) -> anyhow::Result<Exit> {
         .as_ref()
         .and_then(|n| config.contexts.get(n))
         .and_then(|c| c.token.clone());
-    let Some(name) = ctx.target.context.clone().filter(|_| {
-        stored.is_some() && stored == ctx.target.token
-    }) else {
+    let Some(name) = ctx
+        .target
+        .context
+        .clone()
+        .filter(|_| stored.is_some() && stored == ctx.target.token)
+    else {
         return Err(fail(
             Exit::Usage,
             "no token of a context is in use (a token from XENE_TOKEN or a local admin token is not xenectl's to revoke)",

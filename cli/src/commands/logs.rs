@@ -23,7 +23,16 @@ pub async fn logs(ctx: &Ctx, id: i64, follow: bool, options: &Options) -> anyhow
             {
                 let mut out = std::io::stdout().lock();
                 for line in chunk.data.lines() {
-                    print_line(&mut out, ctx, options, &chunk.task, &chunk.step, &chunk.stream, chunk.at, line)?;
+                    print_line(
+                        &mut out,
+                        ctx,
+                        options,
+                        &chunk.task,
+                        &chunk.step,
+                        &chunk.stream,
+                        chunk.at,
+                        line,
+                    )?;
                 }
                 out.flush()?;
             }

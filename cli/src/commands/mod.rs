@@ -131,7 +131,10 @@ pub fn pairs(
                 format!("{what} {item:?} has an empty key"),
             ));
         }
-        map.insert(key.to_string(), serde_json::Value::String(value.to_string()));
+        map.insert(
+            key.to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
     }
     Ok(map)
 }

@@ -22,7 +22,14 @@ pub struct Filter {
 }
 
 const RUN_HEADERS: &[&str] = &[
-    "ID", "WORKFLOW", "PIPELINE", "STATUS", "TRIGGER", "AGENT", "REQUESTED", "DURATION",
+    "ID",
+    "WORKFLOW",
+    "PIPELINE",
+    "STATUS",
+    "TRIGGER",
+    "AGENT",
+    "REQUESTED",
+    "DURATION",
 ];
 
 fn run_row(colour: bool, r: &Value) -> Vec<String> {
@@ -51,7 +58,9 @@ fn matches(filter: &Filter, run: &Value) -> bool {
         want.as_deref()
             .is_none_or(|w| run[field].as_str() == Some(w))
     };
-    is("workflow", &filter.workflow) && is("pipeline", &filter.pipeline) && is("status", &filter.status)
+    is("workflow", &filter.workflow)
+        && is("pipeline", &filter.pipeline)
+        && is("status", &filter.status)
 }
 
 pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exit> {
@@ -134,7 +143,10 @@ pub async fn describe(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
         output::cell(&run["pipeline"])
     );
     println!("Version:    {}", output::cell(&run["version"]));
-    println!("Status:     {}", output::status(c, run["status"].as_str().unwrap_or("-")));
+    println!(
+        "Status:     {}",
+        output::status(c, run["status"].as_str().unwrap_or("-"))
+    );
     println!("Trigger:    {}", output::cell(&run["trigger"]));
     println!("Params:     {}", output::cell(&run["params"]));
     println!("Agent:      {}", output::cell(&run["agent"]));

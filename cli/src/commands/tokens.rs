@@ -75,7 +75,15 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
         })
         .collect();
     output::table(
-        &["ID", "NAME", "ROLE", "CREATED", "EXPIRES", "LAST USED", "STATE"],
+        &[
+            "ID",
+            "NAME",
+            "ROLE",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+            "STATE",
+        ],
         &rows,
     );
     Ok(Exit::Ok)

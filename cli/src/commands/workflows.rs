@@ -61,10 +61,7 @@ fn sources(path: &Path) -> anyhow::Result<Vec<Source>> {
         if files.is_empty() {
             return Err(fail(
                 Exit::Usage,
-                format!(
-                    "{} holds no .yaml, .yml or .json file",
-                    path.display()
-                ),
+                format!("{} holds no .yaml, .yml or .json file", path.display()),
             ));
         }
         if files.len() > MAX_FILES {
@@ -109,7 +106,9 @@ pub async fn apply(ctx: &Ctx, path: &Path, dry_run: bool) -> anyhow::Result<Exit
     let mut exit = Exit::Ok;
     if dry_run {
         // The server has no dry-run: `core` is the same validation it runs.
-        eprintln!("dry run: validating with xenectl's copy of the server's checks; nothing is applied");
+        eprintln!(
+            "dry run: validating with xenectl's copy of the server's checks; nothing is applied"
+        );
     }
     for source in sources(path)? {
         let name = match xene_core::parse_workflow(&source.text) {

@@ -31,12 +31,10 @@ const HOSTNAME_MAX: usize = 64;
 const CODE_PREFIX: &str = "xcc_";
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/cli", get(start))
-        .route(
-            "/auth/cli/token",
-            post(exchange).layer(DefaultBodyLimit::max(4096)),
-        )
+    Router::new().route("/auth/cli", get(start)).route(
+        "/auth/cli/token",
+        post(exchange).layer(DefaultBodyLimit::max(4096)),
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -228,7 +228,13 @@ async fn every_documented_operation_follows_its_rule_for_every_role() {
             .get(rule.method.as_ref().unwrap().as_str().to_lowercase())
             .is_some();
         assert!(
-            documented || ["/api/v1/agents/connect", "/api/v1/openapi.json", "/api/v1/docs"].contains(&rule.path),
+            documented
+                || [
+                    "/api/v1/agents/connect",
+                    "/api/v1/openapi.json",
+                    "/api/v1/docs"
+                ]
+                .contains(&rule.path),
             "rule for an undocumented route: {:?} {}",
             rule.method,
             rule.path

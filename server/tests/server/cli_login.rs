@@ -114,8 +114,7 @@ async fn a_signed_in_browser_hands_xenectl_a_one_time_code() {
         assert_eq!(status, 403, "{body}");
 
         let first = code(&server, &cookie).await;
-        let (status, answer) =
-            exchange(&server, json!({"code": first, "hostname": "box-1"})).await;
+        let (status, answer) = exchange(&server, json!({"code": first, "hostname": "box-1"})).await;
         assert_eq!(status, 201, "{answer}");
         let token = answer["token"].as_str().unwrap();
         assert_eq!(answer["info"]["name"], "xenectl on box-1");
@@ -146,7 +145,8 @@ async fn a_signed_in_browser_hands_xenectl_a_one_time_code() {
         assert_eq!(status, 401, "{body}");
 
         // Nor made up, nor malformed.
-        let (status, _) = exchange(&server, json!({"code": format!("xcc_{}", "0".repeat(64))})).await;
+        let (status, _) =
+            exchange(&server, json!({"code": format!("xcc_{}", "0".repeat(64))})).await;
         assert_eq!(status, 401);
         let (status, _) = exchange(&server, json!({"nope": 1})).await;
         assert!((400..500).contains(&status), "{status}");

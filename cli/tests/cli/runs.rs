@@ -1,0 +1,182 @@
+//! `run --wait` (its exit code is the run's), `rerun`, `cancel`, `get runs`,
+//! `describe run`; and the same path on PostgreSQL.
+
+use crate::util::{Home, Postgres, Xene, sqlite_url, write};
+
+const SPEC: &str = "\
+name: ci
+pipelines:
+  pass:
+    params: {who: nobody}
+    tasks:
+      build:
+        steps:
+          - name: compile
+            run: echo \"building for {{ params.who }}\"
+      test:
+        depends_on: [build]
+        steps:
+          - run: echo tested
+  fail:
+    tasks:
+      build:
+        steps:
+          - name: compile
+            run: echo broken >&2; exit 3
+      test:
+        depends_on: [build]
+        steps:
+          - run: echo never
+";
+
+async fn check_runs(home: &Home, xene: &Xene) {
+    let server = ["--server", xene.base.as_str()];
+    let file = write(home, "ci.yaml", SPEC);
+    let out = home
+        .run(&[&server[..], &["apply", "-f", file.to_str().unwrap()]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // Success: exit 0, a line per task change (not a terminal), the outcome last.
+    let out = home
+        .run(
+            &[
+                &server[..],
+                &["run", "ci/pass", "-p", "who=world", "--wait"],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("build: success"), "{out:?}");
+    assert!(out.stdout.contains("test: success"), "{out:?}");
+    let last = out.stdout.lines().last().unwrap();
+    assert!(last.starts_with("run/1 success"), "{out:?}");
+    assert!(
+        !out.stdout.contains('\x1b'),
+        "no colours off a terminal: {out:?}"
+    );
+
+    // Failure: exit 1, with the failed and the skipped tasks.
+    let out = home
+        .run(&[&server[..], &["run", "ci/fail", "--wait"]].concat())
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("build: error"), "{out:?}");
+    assert!(out.stdout.contains("test: not_executed"), "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("run/2 error"),
+        "{out:?}"
+    );
+
+    // The params reached the step, and `logs` shows them.
+    let out = home.run(&[&server[..], &["logs", "1"]].concat()).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout, "[build/compile] building for world\n[test/step-1] tested\n",
+        "{out:?}"
+    );
+    let out = home
+        .run(
+            &[
+                &server[..],
+                &["logs", "2", "--task", "build", "--step", "compile"],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(out.stdout, "broken\n", "{out:?}");
+
+    // rerun: the same pipeline with the same params, as a new run.
+    let out = home
+        .run(&[&server[..], &["rerun", "1", "--wait", "-o", "json"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let rerun = out.json();
+    assert_eq!(rerun["id"], 3);
+    assert_eq!(rerun["pipeline"], "pass");
+    assert_eq!(rerun["params"]["who"], "world");
+
+    let out = home
+        .run(&[&server[..], &["get", "runs", "-o", "json"]].concat())
+        .await;
+    let ids: Vec<i64> = out.json()["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [3, 2, 1], "{out:?}");
+    let out = home
+        .run(&[&server[..], &["get", "runs", "--status", "error"]].concat())
+        .await;
+    assert_eq!(out.stdout.lines().count(), 2, "a header and run 2: {out:?}");
+    assert!(
+        out.stdout.lines().nth(1).unwrap().starts_with("2 "),
+        "{out:?}"
+    );
+
+    let out = home
+        .run(&[&server[..], &["describe", "run", "2"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Pipeline:   ci/fail"), "{out:?}");
+    assert!(out.stdout.contains("exit 3"), "{out:?}");
+
+    // Cancelling a finished run is refused (409: exit 2); an unknown run is 4.
+    let out = home.run(&[&server[..], &["cancel", "2"]].concat()).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = home
+        .run(&[&server[..], &["describe", "run", "99"]].concat())
+        .await;
+    assert_eq!(out.code, 4, "{out:?}");
+    let out = home.run(&[&server[..], &["run", "ci/nope"]].concat()).await;
+    assert_eq!(out.code, 4, "{out:?}");
+    let out = home
+        .run(&[&server[..], &["run", "ci-without-slash"]].concat())
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+
+    let out = home.run(&[&server[..], &["get", "agents"]].concat()).await;
+    assert!(
+        out.stdout.lines().nth(1).unwrap().starts_with("builtin "),
+        "{out:?}"
+    );
+    let out = home
+        .run(&[&server[..], &["describe", "agent", "builtin"]].concat())
+        .await;
+    assert!(out.stdout.contains("State:      online"), "{out:?}");
+}
+
+#[tokio::test]
+async fn run_wait_exits_with_the_runs_outcome_on_sqlite() {
+    let home = Home::new();
+    let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
+    check_runs(&home, &xene).await;
+}
+
+#[tokio::test]
+async fn run_wait_exits_with_the_runs_outcome_on_postgres() {
+    let home = Home::new();
+    let pg = Postgres::start();
+    let xene = Xene::start(&home, &pg.url(), None, &[]).await;
+    check_runs(&home, &xene).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_5() {
+    let home = Home::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("http://127.0.0.1:{port}");
+    let out = home.run(&["--server", &server, "get", "runs"]).await;
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(out.stderr.contains("cannot reach"), "{out:?}");
+}
