@@ -180,3 +180,69 @@ async fn an_unreachable_server_exits_5() {
     assert_eq!(out.code, 5, "{out:?}");
     assert!(out.stderr.contains("cannot reach"), "{out:?}");
 }
+
+#[tokio::test]
+async fn get_runs_watch_prints_a_line_per_change() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let home = Home::new();
+    let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
+    let file = write(&home, "ci.yaml", SPEC);
+    let out = home
+        .run(&[
+            "--server",
+            &xene.base,
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut watch = home
+        .xenectl(&[
+            "--server",
+            &xene.base,
+            "get",
+            "runs",
+            "-w",
+            "--pipeline",
+            "pass",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    assert!(
+        next_line(&mut lines).await.starts_with("ID "),
+        "the header first"
+    );
+    // A run of another pipeline is filtered out; this one's changes show.
+    xene.post(
+        "/api/v1/workflows/ci/pipelines/fail/runs",
+        serde_json::json!({}),
+    )
+    .await;
+    xene.post(
+        "/api/v1/workflows/ci/pipelines/pass/runs",
+        serde_json::json!({}),
+    )
+    .await;
+    loop {
+        let line = next_line(&mut lines).await;
+        assert!(line.starts_with("2 ") && line.contains(" pass "), "{line}");
+        if line.contains(" success ") {
+            break;
+        }
+    }
+    watch.kill().await.unwrap();
+}
+
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(crate::util::LONG, lines.next_line())
+        .await
+        .expect("a line")
+        .unwrap()
+        .expect("still watching")
+}
