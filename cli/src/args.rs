@@ -134,7 +134,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   xenectl logs 42
   xenectl logs 42 -f --task test
-  xenectl logs 42 --task build --step compile --timestamps")]
+  xenectl logs 42 --task build --step compile --timestamps
+  xenectl logs 42 --since 10m")]
     Logs {
         run: i64,
         /// Follow the live feed until the run ends (reconnects by itself).
@@ -149,6 +150,9 @@ pub enum Command {
         /// Prefix each line with when it was written (UTC).
         #[arg(long)]
         timestamps: bool,
+        /// Only lines written in this last while, like 10m or 2h.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
     },
     /// Agents: join tokens and revocation.
     #[command(subcommand)]
@@ -302,4 +306,8 @@ pub enum TokensCommand {
     #[command(after_help = "Examples:
   xenectl tokens revoke 0b5c...")]
     Revoke { id: String },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    xene_core::duration::parse(text).map_err(|e| e.to_string())
 }

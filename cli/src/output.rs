@@ -9,7 +9,16 @@ use crate::args::Format;
 
 /// Whether stdout gets colours: a terminal, and no `NO_COLOR`.
 pub fn colour() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    colour_for(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colours off
+/// (no-color.org).
+fn colour_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 pub fn paint(on: bool, code: &str, text: &str) -> String {
@@ -289,6 +298,15 @@ mod tests {
             ],
         );
         assert_eq!(text, "ID     NAME\n1      short\n1234   x\n");
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_for(true, None));
+        assert!(colour_for(true, Some(OsStr::new(""))));
+        assert!(!colour_for(true, Some(OsStr::new("1"))));
+        assert!(!colour_for(false, None));
     }
 
     #[test]

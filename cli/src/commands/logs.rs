@@ -13,6 +13,9 @@ pub struct Options {
     pub task: Option<String>,
     pub step: Option<String>,
     pub timestamps: bool,
+    /// Only lines written at or after this (UTC ms). The API cannot filter
+    /// by time, so lines are read and dropped here.
+    pub since_ms: Option<i64>,
 }
 
 pub async fn logs(ctx: &Ctx, id: i64, follow: bool, options: &Options) -> anyhow::Result<Exit> {
@@ -20,6 +23,7 @@ pub async fn logs(ctx: &Ctx, id: i64, follow: bool, options: &Options) -> anyhow
         feed::follow(&ctx.client, id, |event| {
             if let Event::Log(chunk) = event
                 && wanted(options, &chunk.task, &chunk.step)
+                && options.since_ms.is_none_or(|since| chunk.at >= since)
             {
                 let mut out = std::io::stdout().lock();
                 for line in chunk.data.lines() {
@@ -55,6 +59,12 @@ pub async fn logs(ctx: &Ctx, id: i64, follow: bool, options: &Options) -> anyhow
         let next = page["next_offset"].as_i64().unwrap_or(after);
         let mut out = std::io::stdout().lock();
         for line in &lines {
+            if options
+                .since_ms
+                .is_some_and(|since| line["at"].as_i64().unwrap_or_default() < since)
+            {
+                continue;
+            }
             let text = |k: &str| line[k].as_str().unwrap_or_default().to_string();
             print_line(
                 &mut out,

@@ -95,11 +95,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             task,
             step,
             timestamps,
+            since,
         } => {
             let options = logs::Options {
                 task,
                 step,
                 timestamps,
+                since_ms: since.map(|d| crate::output::now_ms() - d.as_millis() as i64),
             };
             logs::logs(&ctx, run, follow, &options).await
         }

@@ -104,6 +104,21 @@ async fn login_through_the_loopback_flow_contexts_and_logout() {
         url.starts_with(&format!("{}/auth/cli?port=", xene.base)),
         "{url}"
     );
+    // A request that is not the sign-in (another state) is turned away, and
+    // the login keeps waiting for the real one.
+    let port = url
+        .split("port=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let stray = reqwest::get(format!(
+        "http://127.0.0.1:{port}/callback?code=xcc_forged&state=not-the-state"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(stray.status(), StatusCode::BAD_REQUEST);
     browse(&xene, &url).await;
     let output = tokio::time::timeout(LONG, login.wait_with_output())
         .await

@@ -90,6 +90,25 @@ async fn check_runs(home: &Home, xene: &Xene) {
         )
         .await;
     assert_eq!(out.stdout, "broken\n", "{out:?}");
+    let out = home
+        .run(&[&server[..], &["logs", "1", "--timestamps", "--since", "1h"]].concat())
+        .await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    // Lines from before the last millisecond: none, since the run ended
+    // before the commands above ran.
+    let out = home
+        .run(&[&server[..], &["logs", "1", "--since", "1ms"]].concat())
+        .await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
+    for line in lines {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(
+            time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+            "{line}"
+        );
+        assert!(rest.starts_with('['), "{line}");
+    }
 
     // rerun: the same pipeline with the same params, as a new run.
     let out = home
