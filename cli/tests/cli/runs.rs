@@ -265,3 +265,69 @@ async fn next_line(
         .unwrap()
         .expect("still watching")
 }
+
+/// `xenectl ARGS` on a terminal (a pty from util-linux's `script`); what
+/// the terminal showed.
+async fn on_a_terminal(home: &Home, args: &[&str], no_color: bool) -> (i32, String) {
+    let line = std::iter::once(env!("CARGO_BIN_EXE_xenectl"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = home.xenectl(&[]);
+    let cmd = cmd.as_std_mut();
+    let mut script = tokio::process::Command::new("script");
+    script.args(["-qefc", &line, "/dev/null"]).env_clear();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            script.env(key, value);
+        }
+    }
+    if no_color {
+        script.env("NO_COLOR", "1");
+    }
+    let output = tokio::time::timeout(crate::util::LONG, script.output())
+        .await
+        .unwrap()
+        .expect("script runs (util-linux)");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_view_is_a_table_in_colour_unless_no_color() {
+    let home = Home::new();
+    let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
+    let file = write(&home, "ci.yaml", SPEC);
+    let out = home
+        .run(&[
+            "--server",
+            &xene.base,
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let args = ["--server", &xene.base, "run", "ci/fail", "--wait"];
+
+    let (code, shown) = on_a_terminal(&home, &args, false).await;
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("STATUS") && shown.contains("DURATION"),
+        "a table: {shown:?}"
+    );
+    assert!(
+        shown.contains("\x1b[31merror\x1b[0m"),
+        "in colour: {shown:?}"
+    );
+
+    let (code, shown) = on_a_terminal(&home, &args, true).await;
+    assert_eq!(code, 1, "{shown}");
+    assert!(shown.contains("STATUS"), "{shown:?}");
+    assert!(
+        !shown.contains("\x1b[31m") && !shown.contains("\x1b[32m"),
+        "no colours: {shown:?}"
+    );
+}
