@@ -14,6 +14,9 @@ use crate::error::{Exit, Failure, fail};
 
 /// How long the feed keeps trying to reconnect before giving up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+/// The server pings an idle feed every 20 s: a connection silent for longer
+/// than this is dead (a lost network rarely says so) and is opened again.
+pub const SILENCE: Duration = Duration::from_secs(60);
 
 /// One log chunk of the feed: whole lines of one step.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,7 +67,7 @@ pub async fn follow(
         };
         failing_since = None;
         backoff = Duration::from_millis(200);
-        while let Some(message) = ws.next().await {
+        while let Ok(Some(message)) = tokio::time::timeout(SILENCE, ws.next()).await {
             let Ok(message) = message else { break };
             let text = match message {
                 Message::Text(text) => text,

@@ -110,12 +110,19 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
     } else {
         print_rows(&runs);
     }
-    while let Some(message) = feed.next().await {
-        let Ok(Message::Text(text)) = message else {
-            if message.is_err() {
-                return Err(fail(Exit::Unreachable, "the runs feed ended"));
+    loop {
+        let message = tokio::time::timeout(crate::feed::SILENCE, feed.next()).await;
+        let text = match message {
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(_))) => continue,
+            // Dropped or silent: open the feed again and list again, since
+            // changes may have been missed meanwhile.
+            _ => {
+                feed = reconnect(ctx).await?;
+                let body = ctx.client.get(&query).await?;
+                print_rows(body["runs"].as_array().map_or(&[][..], Vec::as_slice));
+                continue;
             }
-            continue;
         };
         let value: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
         match value["type"].as_str() {
@@ -127,7 +134,28 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
             _ => {}
         }
     }
-    Err(fail(Exit::Unreachable, "the runs feed ended"))
+}
+
+/// Opens the runs feed again, waiting for a server that is away (for five
+/// minutes at most).
+async fn reconnect(
+    ctx: &Ctx,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<Box<dyn crate::client::Io>>> {
+    let started = std::time::Instant::now();
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match ctx.client.websocket("/api/v1/runs/feed").await {
+            Ok(feed) => return Ok(feed),
+            Err(e)
+                if crate::error::exit_of(&e) == Exit::Unreachable
+                    && started.elapsed() < std::time::Duration::from_secs(300) =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 pub async fn describe(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
