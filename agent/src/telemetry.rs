@@ -108,7 +108,15 @@ pub fn init_with_otlp(
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter))
+        // The session layer opens a span per request at info level; it would
+        // sit between every request and its events under `RUST_LOG=info`.
+        .add_directive("tower_sessions=warn".parse().expect("a valid directive"))
+        .add_directive(
+            "tower_sessions_core=warn"
+                .parse()
+                .expect("a valid directive"),
+        );
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = match format {
         LogFormat::Text => registry

@@ -127,41 +127,20 @@ impl RunEvent {
     /// and stream and the lines fit in `max_bytes`; a `Log` becomes `Logs`.
     /// Returns whether `next` was taken.
     pub fn absorb(&mut self, next: &RunEvent, max_bytes: usize) -> bool {
-        let (ntask, nstep, nstream, ndata, nline) = match next {
-            RunEvent::Log {
-                task,
-                step,
-                stream,
-                data,
-            } => (task, step, stream, data, true),
-            RunEvent::Logs {
-                task,
-                step,
-                stream,
-                data,
-            } => (task, step, stream, data, false),
-            _ => return false,
+        let (Some(mine), Some(theirs)) = (self.output(), next.output()) else {
+            return false;
         };
         // Nothing changes unless `next` fits: same step and stream, and size.
-        let (task, step, stream, data, line) = match self {
-            RunEvent::Log {
-                task,
-                step,
-                stream,
-                data,
-            } => (task, step, stream, data, true),
-            RunEvent::Logs {
-                task,
-                step,
-                stream,
-                data,
-            } => (task, step, stream, data, false),
-            _ => return false,
-        };
-        let grown = data.len() + usize::from(line) + ndata.len() + usize::from(nline);
-        if task != ntask || step != nstep || stream != nstream || grown > max_bytes {
+        let grown = mine.data.len()
+            + usize::from(mine.single)
+            + theirs.data.len()
+            + usize::from(theirs.single);
+        if (mine.task, mine.step, mine.stream) != (theirs.task, theirs.step, theirs.stream)
+            || grown > max_bytes
+        {
             return false;
         }
+        let (ndata, nline) = (theirs.data, theirs.single);
         if let RunEvent::Log {
             task,
             step,
@@ -186,6 +165,48 @@ impl RunEvent {
             data.push('\n');
         }
         true
+    }
+}
+
+/// A view of an output event (`Log` or `Logs`).
+struct Output<'a> {
+    task: &'a str,
+    step: &'a str,
+    stream: LogStream,
+    data: &'a str,
+    /// A `Log`: one line without its ending.
+    single: bool,
+}
+
+impl RunEvent {
+    fn output(&self) -> Option<Output<'_>> {
+        match self {
+            RunEvent::Log {
+                task,
+                step,
+                stream,
+                data,
+            } => Some(Output {
+                task,
+                step,
+                stream: *stream,
+                data,
+                single: true,
+            }),
+            RunEvent::Logs {
+                task,
+                step,
+                stream,
+                data,
+            } => Some(Output {
+                task,
+                step,
+                stream: *stream,
+                data,
+                single: false,
+            }),
+            _ => None,
+        }
     }
 }
 

@@ -36,9 +36,12 @@ CREATE TABLE api_tokens (
     created_at BIGINT NOT NULL,
     expires_at BIGINT,
     last_used_at BIGINT,
-    revoked_at BIGINT
+    revoked_at BIGINT,
+    -- The token this one was made with, if any: revoked with it.
+    parent_jti TEXT
 );
 CREATE INDEX api_tokens_by_user ON api_tokens (user_id);
+CREATE INDEX api_tokens_by_parent ON api_tokens (parent_jti);
 
 -- One-time sign-in links (the first admin's): only hashes are stored.
 CREATE TABLE sign_in_links (

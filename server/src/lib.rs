@@ -131,7 +131,9 @@ impl Server {
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{addr}")
         });
-        let access = access::AccessState::new(&db, args, addr, &public_url, tls.is_some())
+        // Behind a proxy that ends TLS, the public URL says what browsers see.
+        let https = tls.is_some() || public_url.starts_with("https://");
+        let access = access::AccessState::new(&db, args, addr, &public_url, https)
             .await
             .map_err(|e| ServerError::Access(e.into()))?;
         let sign_in_link = access::bootstrap(&db, &access, &args.data_dir(), &public_url)
@@ -263,7 +265,7 @@ async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway
             _ = tokio::time::sleep(period) => {}
             _ = ctx.shutdown.cancelled() => return,
         }
-        match storage::agents::flush_seen(&ctx.db).await {
+        match storage::agents::flush_seen(&ctx.db, |id| gateway.is_connected(id)).await {
             Ok(revoked) => {
                 for agent in revoked {
                     gateway.disconnect(&agent, gateway::Ending::Revoked);

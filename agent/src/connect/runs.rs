@@ -61,6 +61,10 @@ struct Run {
     pending: VecDeque<RunEvent>,
     /// Events numbered below this were sent on the current connection.
     sent: u64,
+    /// Events numbered below this were sent on some connection: they may be
+    /// stored already, so nothing may be merged into them (a resend would
+    /// be recognised by its number and its new lines dropped).
+    ever_sent: u64,
     /// Its executor task has ended (its last event is in `pending`).
     finished: bool,
     /// The server took it away: its events are dropped.
@@ -117,6 +121,7 @@ impl Runs {
                 acked: 0,
                 pending: VecDeque::new(),
                 sent: 0,
+                ever_sent: 0,
                 finished: false,
                 stopped: false,
             },
@@ -184,7 +189,7 @@ impl Runs {
                 {
                     // Lines of one step join the last event while it is
                     // unsent: one event (and one stored row) per burst.
-                    let unsent = state.next_seq() > state.sent;
+                    let unsent = state.next_seq() > state.sent.max(state.ever_sent);
                     let merged = unsent
                         && state.pending.back_mut().is_some_and(|last| {
                             matches!(last, RunEvent::Log { .. } | RunEvent::Logs { .. })
@@ -278,6 +283,7 @@ impl Runs {
             .collect();
         let first_seq = state.sent;
         state.sent += events.len() as u64;
+        state.ever_sent = state.ever_sent.max(state.sent);
         Some(AgentMessage::Events {
             run: *run,
             first_seq,

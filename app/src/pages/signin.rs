@@ -31,8 +31,14 @@ fn explain(code: &str) -> &'static str {
 
 /// Local paths only, like the server's check: never another site.
 fn local(next: Option<String>) -> String {
-    next.filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.contains('\\'))
-        .unwrap_or_else(|| "/".into())
+    next.filter(|p| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p
+                .chars()
+                .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+    })
+    .unwrap_or_else(|| "/".into())
 }
 
 #[component]

@@ -98,6 +98,9 @@ impl AccessState {
     }
 
     /// Mints an API token for a user; the token is shown once and never stored.
+    /// A token made with another token (`parent`) ends no later than it and
+    /// is revoked with it, so a leaked short-lived token cannot outlive
+    /// itself.
     pub async fn mint_token(
         &self,
         db: &Db,
@@ -105,9 +108,17 @@ impl AccessState {
         name: &str,
         role: Role,
         ttl_ms: i64,
+        parent: Option<&str>,
     ) -> Result<(String, store::TokenInfo), StorageError> {
         let ttl_ms = ttl_ms.clamp(60_000, tokens::MAX_TTL_MS);
-        let info = store::create_token(db, user_id, name, role, Some(now_ms() + ttl_ms)).await?;
+        let mut expires_at = now_ms() + ttl_ms;
+        if let Some(parent) = parent
+            && let Some(info) = store::token(db, parent).await?
+            && let Some(parent_expiry) = info.expires_at
+        {
+            expires_at = expires_at.min(parent_expiry);
+        }
+        let info = store::create_token(db, user_id, name, role, Some(expires_at), parent).await?;
         let token = self.keys.sign(
             &info.id,
             user_id,
@@ -235,6 +246,7 @@ async fn local_admin_token(db: &Db, access: &AccessState, data_dir: &Path) -> an
             "local admin token",
             Role::Admin,
             tokens::MAX_TTL_MS,
+            None,
         )
         .await?;
     std::fs::create_dir_all(data_dir)?;

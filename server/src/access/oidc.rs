@@ -128,11 +128,15 @@ struct LoginQuery {
 /// would make the sign-in an open redirect.
 fn local_path(next: Option<&str>) -> String {
     match next {
+        // Browsers drop tabs and newlines from a Location, so `/\t/evil` would
+        // become `//evil`: no control character or space gets through.
         Some(p)
             if p.starts_with('/')
                 && !p.starts_with("//")
-                && !p.contains('\\')
-                && p.len() < 2048 =>
+                && p.len() < 2048
+                && !p
+                    .chars()
+                    .any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
         {
             p.to_string()
         }
@@ -453,6 +457,8 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example/")), "/");
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(local_path(Some("/\t/evil.example")), "/");
+        assert_eq!(local_path(Some("/\n/evil.example")), "/");
         assert_eq!(local_path(None), "/");
     }
 

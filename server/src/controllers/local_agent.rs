@@ -332,5 +332,6 @@ async fn fail(db: &crate::storage::Db, run: &Run, reason: &str) -> Result<(), St
     .bind(run.attempt)
     .execute(db.pool())
     .await?;
+    db.changed(run.id).await;
     Ok(())
 }

@@ -91,6 +91,11 @@ impl Gateway {
         }
     }
 
+    /// Whether the agent has a session on this server.
+    pub fn is_connected(&self, agent: &str) -> bool {
+        self.sessions.lock().unwrap().contains_key(agent)
+    }
+
     pub fn connected(&self) -> usize {
         self.sessions.lock().unwrap().len()
     }

@@ -177,6 +177,8 @@ where
             capacity: capacity.max(1) as i64,
             version,
         };
+        // Subscribed before anything is read, so no news falls in between.
+        let mut news = self.ctx.agent_news.subscribe();
         match agents::register(&self.ctx.db, &registration).await {
             Ok(true) => {}
             Ok(false) => return SessionEnd::Closed(Ending::Revoked),
@@ -198,7 +200,11 @@ where
             return e;
         }
         self.ctx.wake_scheduler.notify_one();
-        let mut news = self.ctx.agent_news.subscribe();
+        // What was assigned while the agent was away (or whose dispatch it
+        // never got) goes out now, not at the next news.
+        if let Err(e) = self.dispatch().await {
+            return e;
+        }
         // News wakes a session when it has work, from this replica or
         // another (through the database); there is no periodic resync, so
         // an idle agent costs no query. Missed news (lag, a lost listener
@@ -351,9 +357,13 @@ where
                 // arrived) is sent again by the next dispatch pass; one it
                 // took and reports is not.
                 let reported = &self.reported;
+                let refused = self.dispatched.iter().any(|r| !reported.contains(r));
                 self.dispatched.retain(|r| reported.contains(r));
                 self.cancels_sent.retain(|r| reported.contains(r));
                 self.send(ServerMessage::Pong).await?;
+                if refused {
+                    self.dispatch().await?;
+                }
                 for run in strays {
                     // A run that finished keeps being reported until its last
                     // events are acknowledged; only a lost one needs stopping.

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -23,7 +24,48 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::storage::{Change, Db, logs, runs};
+use crate::access::Principal;
+use crate::storage::{Change, Db, access as people, logs, now_ms, runs};
+
+/// How often an open feed checks that its client may still read it (a
+/// revoked token, a disabled user): the feed closes within this.
+const RECHECK_EVERY_MS: i64 = 30_000;
+
+/// Whether the one who opened a feed may still read: their token is not
+/// revoked or expired, they are not disabled.
+async fn still_allowed(db: &Db, principal: &Principal) -> anyhow::Result<bool> {
+    if let Some(jti) = &principal.token {
+        let Some(token) = people::token(db, jti).await? else {
+            return Ok(false);
+        };
+        if token.revoked_at.is_some() || token.expires_at.is_some_and(|e| e < now_ms()) {
+            return Ok(false);
+        }
+    }
+    Ok(people::user(db, &principal.user_id)
+        .await?
+        .is_some_and(|u| !u.disabled))
+}
+
+/// Closes the feed when its reader lost the right to it.
+struct Recheck {
+    principal: Principal,
+    checked_at: i64,
+}
+
+impl Recheck {
+    async fn ensure(&mut self, db: &Db) -> anyhow::Result<()> {
+        if now_ms() - self.checked_at < RECHECK_EVERY_MS {
+            return Ok(());
+        }
+        self.checked_at = now_ms();
+        anyhow::ensure!(
+            still_allowed(db, &self.principal).await?,
+            "the reader's credential no longer works"
+        );
+        Ok(())
+    }
+}
 
 /// A client that takes longer than this to accept a message is gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +101,7 @@ pub struct FeedQuery {
 )]
 async fn run_events(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     id: Result<Path<i64>, PathRejection>,
     query: Result<Query<FeedQuery>, QueryRejection>,
     ws: WebSocketUpgrade,
@@ -74,7 +117,11 @@ async fn run_events(
         .max_message_size(4096)
         .on_upgrade(move |socket| async move {
             let _counted = metrics.feed_client();
-            if let Err(e) = follow_run(db, id, query.after.unwrap_or(0), socket).await {
+            let recheck = Recheck {
+                principal,
+                checked_at: now_ms(),
+            };
+            if let Err(e) = follow_run(db, id, query.after.unwrap_or(0), socket, recheck).await {
                 tracing::debug!(run_id = id, error = %e, "a run feed ended");
             }
         }))
@@ -93,12 +140,20 @@ async fn send(
     Ok(())
 }
 
-async fn follow_run(db: Db, id: i64, mut cursor: i64, socket: WebSocket) -> anyhow::Result<()> {
+async fn follow_run(
+    db: Db,
+    id: i64,
+    mut cursor: i64,
+    socket: WebSocket,
+    mut recheck: Recheck,
+) -> anyhow::Result<()> {
     // Subscribed before the first read, so no change falls between the two.
     let mut changes = db.subscribe();
     let (mut sink, mut incoming) = socket.split();
+    let mut ping = ping_timer();
     let mut last_state = String::new();
     loop {
+        recheck.ensure(&db).await?;
         let Some(run) = runs::get(&db, id).await? else {
             return Ok(());
         };
@@ -132,19 +187,33 @@ async fn follow_run(db: Db, id: i64, mut cursor: i64, socket: WebSocket) -> anyh
             let _ = sink.close().await;
             return Ok(());
         }
-        wait_for(&mut changes, &mut incoming, &mut sink, |change| {
-            change == Change::Run(id) || change == Change::All
-        })
+        wait_for(
+            &mut changes,
+            &mut incoming,
+            &mut sink,
+            &mut ping,
+            |change| change == Change::Run(id) || change == Change::All,
+        )
         .await?;
     }
 }
 
 /// Waits until a change `wanted` arrives (or news was lost), answering the
 /// client's pings and pinging an idle one. Errors when the client leaves.
+/// One timer per feed, so news for other runs does not put off the ping
+/// that finds a dead client.
+fn ping_timer() -> tokio::time::Interval {
+    let mut timer = tokio::time::interval(PING_EVERY);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer.reset();
+    timer
+}
+
 async fn wait_for(
     changes: &mut tokio::sync::broadcast::Receiver<Change>,
     incoming: &mut futures::stream::SplitStream<WebSocket>,
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    ping: &mut tokio::time::Interval,
     wanted: impl Fn(Change) -> bool,
 ) -> anyhow::Result<Vec<Change>> {
     let mut seen = Vec::new();
@@ -173,7 +242,7 @@ async fn wait_for(
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => anyhow::bail!("the client left"),
                 Some(Ok(_)) => {}
             },
-            _ = tokio::time::sleep(PING_EVERY) => {
+            _ = ping.tick() => {
                 tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Default::default())))
                     .await
                     .map_err(|_| anyhow::anyhow!("the client stopped reading"))??;
@@ -190,23 +259,33 @@ async fn wait_for(
     get, path = "/api/v1/runs/feed", tag = "runs",
     responses((status = 101, description = "Switching to the WebSocket feed"))
 )]
-async fn runs_feed(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn runs_feed(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let db = state.db.clone();
     let metrics = state.ctx.metrics.clone();
     ws.max_message_size(4096)
         .on_upgrade(move |socket| async move {
             let _counted = metrics.feed_client();
-            if let Err(e) = follow_runs(db, socket).await {
+            let recheck = Recheck {
+                principal,
+                checked_at: now_ms(),
+            };
+            if let Err(e) = follow_runs(db, socket, recheck).await {
                 tracing::debug!(error = %e, "a runs feed ended");
             }
         })
 }
 
-async fn follow_runs(db: Db, socket: WebSocket) -> anyhow::Result<()> {
+async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow::Result<()> {
     let mut changes = db.subscribe();
     let (mut sink, mut incoming) = socket.split();
+    let mut ping = ping_timer();
     loop {
-        let seen = wait_for(&mut changes, &mut incoming, &mut sink, |_| true).await?;
+        let seen = wait_for(&mut changes, &mut incoming, &mut sink, &mut ping, |_| true).await?;
+        recheck.ensure(&db).await?;
         if seen.contains(&Change::All) {
             send(&mut sink, json!({"type": "resync"})).await?;
             continue;

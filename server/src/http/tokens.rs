@@ -104,7 +104,14 @@ async fn create_token(
     };
     let (token, info) = state
         .access
-        .mint_token(&state.db, &principal.user_id, name, role, ttl_ms)
+        .mint_token(
+            &state.db,
+            &principal.user_id,
+            name,
+            role,
+            ttl_ms,
+            principal.token.as_deref(),
+        )
         .await?;
     store::audit(
         &state.db,

@@ -145,6 +145,14 @@ pub async fn update_user(
     disabled: Option<bool>,
 ) -> Result<User, UserChangeError> {
     let mut tx = db.begin_write().await?;
+    if db.backend() == super::Backend::Postgres {
+        // Two demotions at once must not each count the other as the
+        // remaining admin: the admins' rows are locked until commit (SQLite
+        // took its write lock at BEGIN).
+        sqlx::query("SELECT id FROM users WHERE role = 'admin' AND disabled = 0 FOR UPDATE")
+            .execute(&mut *tx)
+            .await?;
+    }
     let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -336,18 +344,21 @@ fn token_from(row: &sqlx::any::AnyRow) -> Result<TokenInfo, StorageError> {
     })
 }
 
-/// Records a new token; the caller signs the JWT carrying `jti`.
+/// Records a new token; the caller signs the JWT carrying `jti`. A token
+/// made with another token names it as `parent`: revoking the parent
+/// revokes it too.
 pub async fn create_token(
     db: &Db,
     user_id: &str,
     name: &str,
     role: Role,
     expires_at: Option<i64>,
+    parent: Option<&str>,
 ) -> Result<TokenInfo, StorageError> {
     let jti = secret("")[..32].to_string();
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO api_tokens (jti, user_id, name, role, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_tokens (jti, user_id, name, role, created_at, expires_at, parent_jti) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&jti)
     .bind(user_id)
@@ -355,6 +366,7 @@ pub async fn create_token(
     .bind(role.as_str())
     .bind(now)
     .bind(expires_at)
+    .bind(parent)
     .execute(db.pool())
     .await?;
     Ok(TokenInfo {
@@ -397,14 +409,37 @@ pub async fn tokens(db: &Db, user_id: Option<&str>) -> Result<Vec<TokenInfo>, St
     rows.iter().map(token_from).collect()
 }
 
+/// Revokes a token and every token made with it (and with those...).
 pub async fn revoke_token(db: &Db, jti: &str) -> Result<bool, StorageError> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
     let done =
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
-            .bind(now_ms())
+            .bind(now)
             .bind(jti)
-            .execute(db.pool())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+    // Each round revokes one generation; a token is revoked once, so the
+    // rounds end when a generation is empty.
+    let mut generation = vec![jti.to_string()];
+    while !generation.is_empty() {
+        let mut next = Vec::new();
+        for parent in &generation {
+            let children: Vec<String> = sqlx::query_scalar(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE parent_jti = $2 AND revoked_at IS NULL RETURNING jti",
+            )
+            .bind(now)
+            .bind(parent)
+            .fetch_all(&mut *tx)
             .await?;
-    Ok(done.rows_affected() > 0)
+            next.extend(children);
+        }
+        generation = next;
+    }
+    tx.commit().await?;
+    Ok(done)
 }
 
 /// Records a use, at most once a minute per token so reads stay reads.

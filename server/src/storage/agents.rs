@@ -77,8 +77,17 @@ pub async fn heartbeat(db: &Db, id: &str) -> Result<bool, StorageError> {
 /// Writes the heartbeats heard since the last call, a statement per 500
 /// agents however many there are; returns the agents among them that were
 /// revoked (through any replica), whose sessions must end.
-pub async fn flush_seen(db: &Db) -> Result<Vec<String>, StorageError> {
-    let seen = db.take_seen();
+pub async fn flush_seen(
+    db: &Db,
+    still_connected: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StorageError> {
+    // One that disconnected since its heartbeat was marked offline then and
+    // must not come back online here.
+    let seen: Vec<String> = db
+        .take_seen()
+        .into_iter()
+        .filter(|id| still_connected(id))
+        .collect();
     let mut revoked = Vec::new();
     for ids in seen.chunks(500) {
         let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
@@ -98,6 +107,7 @@ pub async fn flush_seen(db: &Db) -> Result<Vec<String>, StorageError> {
 }
 
 pub async fn set_offline(db: &Db, id: &str) -> Result<(), StorageError> {
+    db.forget_seen(id);
     sqlx::query("UPDATE agents SET state = 'offline' WHERE id = $1 AND revoked = 0")
         .bind(id)
         .execute(db.pool())

@@ -93,16 +93,21 @@ pub async fn apply(
                 LogStream::Stdout => "stdout",
                 LogStream::Stderr => "stderr",
             };
-            match &mut chunk {
-                Some(c) if c.takes(task, step, stream, &lines) => c.push(&lines),
-                _ => {
-                    if let Some(done) = chunk.take() {
-                        done.store(&mut tx, db.log_cap(), run_id, attempt, now)
-                            .await?;
+            // An agent's event may carry more than a chunk holds: split at
+            // line ends (a line itself is bounded by the agent), so no
+            // chunk, and no read, grows past the bound.
+            for piece in pieces(&lines, super::logs::MAX_CHUNK_BYTES) {
+                match &mut chunk {
+                    Some(c) if c.takes(task, step, stream, piece) => c.push(piece),
+                    _ => {
+                        if let Some(done) = chunk.take() {
+                            done.store(&mut tx, db.log_cap(), run_id, attempt, now)
+                                .await?;
+                        }
+                        let mut c = PendingChunk::new(task, step, stream);
+                        c.push(piece);
+                        chunk = Some(c);
                     }
-                    let mut c = PendingChunk::new(task, step, stream);
-                    c.push(&lines);
-                    chunk = Some(c);
                 }
             }
             continue;
@@ -122,6 +127,29 @@ pub async fn apply(
         db.changed(run_id).await;
     }
     Ok(Applied::Ok { new })
+}
+
+/// `text` cut into pieces of at most `max` bytes, at line ends where a
+/// line allows it (else at a character boundary); no empty piece.
+fn pieces(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        if rest.len() <= max {
+            out.push(rest);
+            break;
+        }
+        let mut cut = rest[..max].rfind('\n').map_or(0, |i| i + 1);
+        if cut == 0 {
+            cut = max;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+        }
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
 }
 
 /// Lines waiting to be stored as one chunk.

@@ -189,6 +189,10 @@ impl Db {
         self.seen.lock().unwrap().insert(agent.to_string());
     }
 
+    pub(crate) fn forget_seen(&self, agent: &str) {
+        self.seen.lock().unwrap().remove(agent);
+    }
+
     pub(crate) fn take_seen(&self) -> Vec<String> {
         std::mem::take(&mut *self.seen.lock().unwrap())
             .into_iter()

@@ -437,11 +437,20 @@ pub async fn assign(db: &Db, id: i64, agent: &str, lease_ms: i64) -> Result<bool
 
 /// Records why a queued run is still waiting.
 pub async fn set_waiting_reason(db: &Db, id: i64, reason: &str) -> Result<(), StorageError> {
-    sqlx::query("UPDATE runs SET scheduler_status = 'not_scheduled', scheduler_reason = $1 WHERE id = $2 AND status = 'queued'")
-        .bind(reason)
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+    // Written (and announced) only when it changes: the scheduler says it
+    // again on every pass.
+    let changed = sqlx::query(
+        "UPDATE runs SET scheduler_status = 'not_scheduled', scheduler_reason = $1 WHERE id = $2 AND status = 'queued' \
+         AND (scheduler_reason IS NULL OR scheduler_reason <> $1 OR scheduler_status <> 'not_scheduled')",
+    )
+    .bind(reason)
+    .bind(id)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        db.changed(id).await;
+    }
     Ok(())
 }
 

@@ -65,16 +65,15 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET data = $2, expires_at = $3",
-        )
-        .bind(hash(&record.id.to_string()))
-        .bind(&data)
-        .bind(expiry_ms(record))
-        .execute(self.db.pool())
-        .await
-        .map_err(backend)?;
+        // Only ever an update: a request still running when its session was
+        // ended (signed out) must not bring the session back.
+        sqlx::query("UPDATE sessions SET data = $2, expires_at = $3 WHERE id = $1")
+            .bind(hash(&record.id.to_string()))
+            .bind(&data)
+            .bind(expiry_ms(record))
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 

@@ -390,6 +390,33 @@ async fn tokens_roles_users_and_the_audit_log() {
             assert_eq!(status, 400, "{bad}");
         }
 
+        // A token made with a token ends with it and is revoked with it.
+        let (_, parent) = server
+            .post("/api/v1/tokens", json!({"name": "short", "expires_in": "1h"}).to_string())
+            .await;
+        let parent_client = client_with_token(parent["token"].as_str().unwrap());
+        let (status, child) = response(
+            parent_client
+                .post(server.url("/api/v1/tokens"))
+                .body(json!({"name": "long", "expires_in": "300d"}).to_string())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 201, "{child}");
+        assert!(
+            child["info"]["expires_at"].as_i64() <= parent["info"]["expires_at"].as_i64(),
+            "{child} outlives {parent}"
+        );
+        let child_client = client_with_token(child["token"].as_str().unwrap());
+        let me = child_client.get(server.url("/api/v1/me")).send().await.unwrap();
+        assert_eq!(me.status(), 200);
+        let revoke = format!("/api/v1/tokens/{}", parent["info"]["id"].as_str().unwrap());
+        assert_eq!(server.delete(&revoke).await, 204);
+        let me = child_client.get(server.url("/api/v1/me")).send().await.unwrap();
+        assert_eq!(me.status(), 401, "the child outlived its revoked parent");
+
         // The first admin signs in with the link, which works once.
         let cookie = sign_in_with_link(&server).await;
         let again = no_redirects()
