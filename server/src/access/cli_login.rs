@@ -118,7 +118,8 @@ async fn exchange(
     };
     let (token, info) = state
         .access
-        .mint_token(&state.db, &user.id, &name, user.role, TOKEN_TTL_MS)
+        // A browser session made it, not another token: it has no parent.
+        .mint_token(&state.db, &user.id, &name, user.role, TOKEN_TTL_MS, None)
         .await?;
     store::audit(
         &state.db,

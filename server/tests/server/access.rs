@@ -392,7 +392,10 @@ async fn tokens_roles_users_and_the_audit_log() {
 
         // A token made with a token ends with it and is revoked with it.
         let (_, parent) = server
-            .post("/api/v1/tokens", json!({"name": "short", "expires_in": "1h"}).to_string())
+            .post(
+                "/api/v1/tokens",
+                json!({"name": "short", "expires_in": "1h"}).to_string(),
+            )
             .await;
         let parent_client = client_with_token(parent["token"].as_str().unwrap());
         let (status, child) = response(
@@ -410,11 +413,19 @@ async fn tokens_roles_users_and_the_audit_log() {
             "{child} outlives {parent}"
         );
         let child_client = client_with_token(child["token"].as_str().unwrap());
-        let me = child_client.get(server.url("/api/v1/me")).send().await.unwrap();
+        let me = child_client
+            .get(server.url("/api/v1/me"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(me.status(), 200);
         let revoke = format!("/api/v1/tokens/{}", parent["info"]["id"].as_str().unwrap());
         assert_eq!(server.delete(&revoke).await, 204);
-        let me = child_client.get(server.url("/api/v1/me")).send().await.unwrap();
+        let me = child_client
+            .get(server.url("/api/v1/me"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(me.status(), 401, "the child outlived its revoked parent");
 
         // The first admin signs in with the link, which works once.
