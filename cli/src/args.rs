@@ -58,7 +58,10 @@ pub enum Command {
   xenectl logout --context prod")]
     Logout,
     /// Contexts: the servers xenectl knows and their tokens.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl config get-contexts\n  xenectl config use-context prod"
+    )]
     Config(ConfigCommand),
     /// Check a workflow file offline: every fault with its path and line.
     #[command(after_help = "Examples:
@@ -155,10 +158,16 @@ pub enum Command {
         since: Option<std::time::Duration>,
     },
     /// Agents: join tokens and revocation.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl agents join-token --label pool=linux\n  xenectl agents revoke build-01"
+    )]
     Agents(AgentsCommand),
     /// API tokens: create, list, revoke.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl tokens create ci --role editor\n  xenectl tokens revoke 0b5c..."
+    )]
     Tokens(TokensCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
@@ -217,13 +226,22 @@ pub struct Get {
 #[derive(Debug, Subcommand)]
 pub enum GetWhat {
     /// Workflows with their current version.
-    #[command(visible_alias = "workflow")]
+    #[command(
+        visible_alias = "workflow",
+        after_help = "Examples:\n  xenectl get workflows\n  xenectl get workflows -o yaml"
+    )]
     Workflows,
     /// Pipelines of every workflow with their trigger and scheduling state.
-    #[command(visible_alias = "pipeline")]
+    #[command(
+        visible_alias = "pipeline",
+        after_help = "Examples:\n  xenectl get pipelines"
+    )]
     Pipelines,
     /// Runs, newest first.
-    #[command(visible_alias = "run")]
+    #[command(
+        visible_alias = "run",
+        after_help = "Examples:\n  xenectl get runs --workflow ci --status error --limit 5\n  xenectl get runs -w"
+    )]
     Runs {
         #[arg(long)]
         workflow: Option<String>,
@@ -239,27 +257,42 @@ pub enum GetWhat {
         watch: bool,
     },
     /// Agents with their state and load.
-    #[command(visible_alias = "agent")]
+    #[command(
+        visible_alias = "agent",
+        after_help = "Examples:\n  xenectl get agents\n  xenectl get agents -w"
+    )]
     Agents {
         /// Keep watching: a line per change.
         #[arg(short, long)]
         watch: bool,
     },
-    /// Your API tokens.
-    #[command(visible_alias = "token")]
+    /// Your API tokens (an admin sees everyone's).
+    #[command(
+        visible_alias = "token",
+        after_help = "Examples:\n  xenectl get tokens -o json"
+    )]
     Tokens,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Describe {
+    /// A workflow's current version, its pipelines and recent runs.
+    #[command(after_help = "Examples:\n  xenectl describe workflow ci")]
     Workflow { name: String },
+    /// A run with its tasks and steps, statuses, durations and exit codes.
+    #[command(
+        after_help = "Examples:\n  xenectl describe run 42\n  xenectl describe run 42 -o json"
+    )]
     Run { id: i64 },
+    /// An agent's state, load, runtimes and labels.
+    #[command(after_help = "Examples:\n  xenectl describe agent builtin@host")]
     Agent { id: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Delete {
     /// Delete a workflow (its runs keep their history).
+    #[command(after_help = "Examples:\n  xenectl delete workflow ci")]
     Workflow { name: String },
 }
 
@@ -281,6 +314,7 @@ pub enum AgentsCommand {
   xenectl agents revoke build-01")]
     Revoke { id: String },
     /// List agents (as `get agents`).
+    #[command(after_help = "Examples:\n  xenectl agents list")]
     List,
 }
 

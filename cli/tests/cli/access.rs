@@ -214,6 +214,29 @@ async fn login_through_the_loopback_flow_contexts_and_logout() {
             .any(|r| r.starts_with("*") && r.contains(" ci ")),
         "{out:?}"
     );
+    // set-context adds a server without a token, and keeps the current one.
+    let out = home
+        .run(&[
+            "config",
+            "set-context",
+            "staging",
+            "--server",
+            "xene.example.com:8080",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = home.run(&["config", "get-contexts"]).await;
+    let staging = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" staging "))
+        .unwrap_or_default();
+    assert!(
+        staging.contains("http://xene.example.com:8080") && staging.ends_with(" no"),
+        "{out:?}"
+    );
+    let out = home.run(&["config", "delete-context", "staging"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
     let out = home.run(&["config", "use-context", "127.0.0.1"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let out = home.run(&["config", "current-context"]).await;
@@ -371,6 +394,29 @@ async fn completions_and_help() {
         vec!["config", "use-context"],
         vec!["completion"],
         vec!["validate"],
+        vec!["logout"],
+        vec!["describe"],
+        vec!["delete"],
+        vec!["config"],
+        vec!["config", "get-contexts"],
+        vec!["config", "set-context"],
+        vec!["config", "delete-context"],
+        vec!["config", "current-context"],
+        vec!["get", "workflows"],
+        vec!["get", "pipelines"],
+        vec!["get", "runs"],
+        vec!["get", "agents"],
+        vec!["get", "tokens"],
+        vec!["describe", "workflow"],
+        vec!["describe", "run"],
+        vec!["describe", "agent"],
+        vec!["delete", "workflow"],
+        vec!["agents"],
+        vec!["agents", "revoke"],
+        vec!["agents", "list"],
+        vec!["tokens"],
+        vec!["tokens", "list"],
+        vec!["tokens", "revoke"],
     ] {
         let mut args = command.clone();
         args.push("--help");

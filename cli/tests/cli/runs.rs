@@ -17,6 +17,11 @@ pipelines:
         depends_on: [build]
         steps:
           - run: echo tested
+  slow:
+    tasks:
+      wait:
+        steps:
+          - run: sleep 120
   fail:
     tasks:
       build:
@@ -145,6 +150,23 @@ async fn check_runs(home: &Home, xene: &Xene) {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("Pipeline:   ci/fail"), "{out:?}");
     assert!(out.stdout.contains("exit 3"), "{out:?}");
+
+    // Cancelling a running run: its agent stops it.
+    let out = home.run(&[&server[..], &["run", "ci/slow"]].concat()).await;
+    assert_eq!(out.stdout, "run/4 queued (ci/slow)\n", "{out:?}");
+    xene.wait_run(4, |run| run["status"] == "running").await;
+    let out = home.run(&[&server[..], &["cancel", "4"]].concat()).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "run/4 cancelling\n"),
+        "{out:?}"
+    );
+    let out = home
+        .run(&[&server[..], &["logs", "4", "-f"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "logs -f ends with the run: {out:?}");
+    let run = xene.wait_run(4, |run| run["status"] == "cancelled").await;
+    assert_eq!(run["tasks"][0]["status"], "cancelled", "{run}");
 
     // Cancelling a finished run is refused (409: exit 2); an unknown run is 4.
     let out = home.run(&[&server[..], &["cancel", "2"]].concat()).await;

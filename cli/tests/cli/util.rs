@@ -289,6 +289,21 @@ impl Xene {
     }
 }
 
+impl Xene {
+    /// Polls run `id` until `done` holds.
+    pub async fn wait_run(&self, id: i64, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let run = self.get(&format!("/api/v1/runs/{id}")).await;
+            if done(&run) {
+                return run;
+            }
+            assert!(started.elapsed() < LONG, "run {id} stuck: {run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for Xene {
     fn drop(&mut self) {
         self.kill();
