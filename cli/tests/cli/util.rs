@@ -28,13 +28,22 @@ fn target_dir() -> PathBuf {
 }
 
 /// `xene` and `xene-agent` belong to other packages, so cargo does not hand
-/// their paths to these tests: they are built here (a no-op when fresh).
-/// `XENE_BIN_DIR` names a directory holding both instead.
+/// their paths to these tests: `cargo nextest run --workspace` builds them
+/// beside these tests, and a run of this package alone builds them here
+/// when they are missing or older than their sources. `XENE_BIN_DIR` names
+/// a directory holding both instead.
 fn bin_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("XENE_BIN_DIR") {
             return PathBuf::from(dir);
+        }
+        let dir = PathBuf::from(env!("CARGO_BIN_EXE_xenectl"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        if fresh(&[dir.join("xene"), dir.join("xene-agent")]) {
+            return dir;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -72,12 +81,45 @@ fn bin_dir() -> PathBuf {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building xene and xene-agent failed");
-        PathBuf::from(env!("CARGO_BIN_EXE_xenectl"))
-            .parent()
-            .unwrap()
-            .to_path_buf()
+        dir
     })
     .clone()
+}
+
+/// Whether every binary exists and is newer than every source it is built
+/// from. Building anyway would be right too, but a workspace build's
+/// binaries have other features unified in, and cargo would rebuild them.
+fn fresh(binaries: &[PathBuf]) -> bool {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for dir in [
+        "core",
+        "app",
+        "server/src",
+        "agent/src",
+        "migrations",
+        "Cargo.lock",
+    ] {
+        newest = newest.max(newest_in(&root.join(dir)));
+    }
+    binaries.iter().all(|b| {
+        std::fs::metadata(b)
+            .and_then(|m| m.modified())
+            .is_ok_and(|built| built > newest)
+    })
+}
+
+fn newest_in(path: &Path) -> std::time::SystemTime {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return std::time::SystemTime::UNIX_EPOCH;
+    };
+    let mut newest = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            newest = newest.max(newest_in(&entry.path()));
+        }
+    }
+    newest
 }
 
 /// A temporary home: `HOME`, `XDG_CONFIG_HOME`, `XDG_DATA_HOME`.
