@@ -49,6 +49,16 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let widths = widths(headers, rows);
+    let mut text = row_line(&widths, headers);
+    for row in rows {
+        text.push_str(&row_line(&widths, row));
+    }
+    text
+}
+
+/// Each column's width: its widest cell.
+pub fn widths(headers: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -57,24 +67,24 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
     }
-    let mut text = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            l.push_str(cell);
-            if i + 1 < cells.len() {
-                let pad = widths[i].saturating_sub(visible_len(cell)) + 3;
-                l.push_str(&" ".repeat(pad));
-            }
+    widths
+}
+
+/// One line of a table with these column widths (a wider cell pushes the
+/// rest of its line along).
+pub fn row_line(widths: &[usize], cells: &[impl AsRef<str>]) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let cell = cell.as_ref();
+        line.push_str(cell);
+        if i + 1 < cells.len() {
+            let width = widths.get(i).copied().unwrap_or_default();
+            line.push_str(&" ".repeat(width.saturating_sub(visible_len(cell)) + 3));
         }
-        text.push_str(l.trim_end());
-        text.push('\n');
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
     }
-    text
+    let mut line = line.trim_end().to_string();
+    line.push('\n');
+    line
 }
 
 /// Width on screen, not counting colour escapes.

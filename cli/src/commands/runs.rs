@@ -89,27 +89,26 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
         }
         return Ok(Exit::Ok);
     };
-    // Watching: the list, then a line per change, as `kubectl get -w` does.
+    // Watching: the list, then a line per change, as `kubectl get -w` does,
+    // in the list's columns (wide enough for any status).
+    let rows: Vec<Vec<String>> = runs.iter().map(|r| run_row(ctx.colour, r)).collect();
+    let mut widths = output::widths(RUN_HEADERS, &rows);
+    widths[3] = widths[3].max("shutting_down".len());
     let print_rows = |runs: &[Value]| {
         let mut out = std::io::stdout().lock();
         for run in runs {
             let line = match ctx.format {
-                crate::args::Format::Table => {
-                    let text = output::render_table(RUN_HEADERS, &[run_row(ctx.colour, run)]);
-                    text.lines().nth(1).unwrap_or_default().to_string()
-                }
-                _ => run.to_string(),
+                crate::args::Format::Table => output::row_line(&widths, &run_row(ctx.colour, run)),
+                _ => format!("{run}\n"),
             };
-            let _ = writeln!(out, "{line}");
+            let _ = out.write_all(line.as_bytes());
         }
         let _ = out.flush();
     };
     if ctx.format == crate::args::Format::Table {
-        let rows: Vec<Vec<String>> = runs.iter().map(|r| run_row(ctx.colour, r)).collect();
-        output::table(RUN_HEADERS, &rows);
-    } else {
-        print_rows(&runs);
+        let _ = std::io::stdout().write_all(output::row_line(&widths, RUN_HEADERS).as_bytes());
     }
+    print_rows(&runs);
     loop {
         let message = tokio::time::timeout(crate::feed::SILENCE, feed.next()).await;
         let text = match message {
