@@ -67,6 +67,25 @@ fn the_agent_links_neither_sqlx_nor_leptos() {
 }
 
 #[test]
+fn xenectl_links_no_server_side_crate() {
+    assert_absent(
+        &["-p", "xenectl", "-e", "normal"],
+        &[
+            "xene-server",
+            "xene-agent",
+            "xene-app",
+            "sqlx",
+            "sqlx-core",
+            "leptos",
+            "axum",
+            "bollard",
+            "openssl",
+            "aws-lc-rs",
+        ],
+    );
+}
+
+#[test]
 fn the_hydrate_bundle_links_neither_tokio_nor_sqlx_nor_bollard() {
     assert_absent(
         &[

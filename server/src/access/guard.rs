@@ -80,7 +80,10 @@ pub async fn host_guard(State(state): State<AppState>, req: Request, next: Next)
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = matched_path(&req);
     match rules::lookup(req.method(), &path) {
-        Some(access) => enforce(&state, access, req, next, false).await,
+        Some(access) => {
+            let page = rules::SIGN_IN_FIRST.contains(&path.as_str());
+            enforce(&state, access, req, next, page).await
+        }
         // A known path asked with a method it does not take: say so, as
         // the router would, without running anything.
         None if rules::RULES.iter().any(|r| r.path == path) => (

@@ -16,6 +16,7 @@ use crate::storage::access::{
 use crate::storage::{Db, StorageError, now_ms};
 
 pub mod admit;
+pub mod cli_login;
 pub mod guard;
 pub mod oidc;
 pub mod rules;

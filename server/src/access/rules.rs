@@ -64,6 +64,10 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/auth/callback", PUBLIC),
     rule(Method::GET, "/auth/link", PUBLIC),
     rule(Method::POST, "/auth/logout", VIEWER),
+    // `xenectl login`: a signed-in browser hands out a one-time code, which
+    // the CLI spends (the code is its credential).
+    rule(Method::GET, "/auth/cli", VIEWER),
+    rule(Method::POST, "/auth/cli/token", PUBLIC),
     // Workflows and runs.
     rule(Method::GET, "/api/v1/workflows", VIEWER),
     rule(Method::POST, "/api/v1/workflows", EDITOR),
@@ -113,6 +117,10 @@ pub const SERVER_FN_ACCESS: Access = VIEWER;
 
 /// Pages anyone may see; every other page needs a signed-in viewer.
 pub const PUBLIC_PAGES: &[&str] = &["/signin"];
+
+/// Routes that are not pages but are opened in a browser: a stranger is
+/// sent to sign in (and back) instead of getting a 401.
+pub const SIGN_IN_FIRST: &[&str] = &["/auth/cli"];
 
 /// The rule for a request, by method and matched path.
 pub fn lookup(method: &Method, path: &str) -> Option<Access> {

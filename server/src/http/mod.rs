@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(install::router())
         .merge(connect::router())
         .merge(access::oidc::router())
+        .merge(access::cli_login::router())
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route_layer(guard)
         .merge(

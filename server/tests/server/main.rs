@@ -7,6 +7,7 @@ mod access;
 mod agents;
 mod agents_tls;
 mod api;
+mod cli_login;
 mod controllers;
 mod feed;
 mod gateway;

@@ -1,0 +1,347 @@
+//! What the user typed: the commands and flags, validated by clap, no I/O.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "Exit codes: 0 ok, 1 run failed, 2 usage or validation, 3 auth, 4 not found, 5 server unreachable.
+
+Examples:
+  xenectl login --server https://xene.example.com
+  xenectl apply -f ci.yaml
+  xenectl run ci/build -p branch=main --wait
+  xenectl logs 42 -f
+  xenectl get runs -w";
+
+/// The command-line client for a Xene server: apply workflows, start runs,
+/// follow logs, manage agents and tokens.
+#[derive(Debug, Parser)]
+#[command(name = "xenectl", version, about, after_help = EXIT_CODES, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The server to talk to (wins over the context's).
+    #[arg(long, global = true, env = "XENE_SERVER")]
+    pub server: Option<String>,
+    /// The context of the config file to use (instead of the current one).
+    #[arg(long, global = true, env = "XENE_CONTEXT")]
+    pub context: Option<String>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in: opens the browser at the server's sign-in and receives an API
+    /// token on a loopback address (or reads one from stdin with --token).
+    #[command(after_help = "Examples:
+  xenectl login --server https://xene.example.com --context prod
+  echo \"$TOKEN\" | xenectl login --server https://xene.example.com --token")]
+    Login(Login),
+    /// Revoke the context's token on the server and forget it.
+    #[command(after_help = "Examples:
+  xenectl logout
+  xenectl logout --context prod")]
+    Logout,
+    /// Contexts: the servers xenectl knows and their tokens.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl config get-contexts\n  xenectl config use-context prod"
+    )]
+    Config(ConfigCommand),
+    /// Check a workflow file offline: every fault with its path and line.
+    #[command(after_help = "Examples:
+  xenectl validate ci.yaml")]
+    Validate {
+        /// The workflow file (YAML or JSON); `-` reads stdin.
+        file: PathBuf,
+    },
+    /// Apply workflows, showing what changes against the current version.
+    #[command(after_help = "Examples:
+  xenectl apply -f ci.yaml
+  xenectl apply -f workflows/ --dry-run
+  cat ci.yaml | xenectl apply -f -")]
+    Apply {
+        /// A file, a directory (its .yaml, .yml and .json files) or `-` for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        file: PathBuf,
+        /// Validate and show the diff, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List objects.
+    #[command(after_help = "Examples:
+  xenectl get workflows
+  xenectl get runs --workflow ci --status error
+  xenectl get runs -w
+  xenectl get agents -o json")]
+    Get(Get),
+    /// Show one object in detail.
+    #[command(after_help = "Examples:
+  xenectl describe workflow ci
+  xenectl describe run 42
+  xenectl describe agent builtin@host")]
+    Describe {
+        #[command(subcommand)]
+        what: Describe,
+    },
+    /// Delete an object.
+    #[command(after_help = "Examples:
+  xenectl delete workflow ci")]
+    Delete {
+        #[command(subcommand)]
+        what: Delete,
+    },
+    /// Start a pipeline; with --wait, follow it to the end.
+    #[command(after_help = "Examples:
+  xenectl run ci/build
+  xenectl run ci/build -p branch=main -p sha=abc123 --wait")]
+    Run {
+        /// WORKFLOW/PIPELINE
+        target: String,
+        /// A parameter, as key=value (repeatable).
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Follow the run and exit with its outcome (0 success, 1 otherwise).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel a run.
+    #[command(after_help = "Examples:
+  xenectl cancel 42")]
+    Cancel { run: i64 },
+    /// Start a run's pipeline again with the same parameters.
+    #[command(after_help = "Examples:
+  xenectl rerun 42 --wait")]
+    Rerun {
+        run: i64,
+        /// Follow the new run and exit with its outcome.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Print a run's logs; with -f, follow them until the run ends.
+    #[command(after_help = "Examples:
+  xenectl logs 42
+  xenectl logs 42 -f --task test
+  xenectl logs 42 --task build --step compile --timestamps
+  xenectl logs 42 --since 10m")]
+    Logs {
+        run: i64,
+        /// Follow the live feed until the run ends (reconnects by itself).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only this task's lines.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this step's lines (with --task).
+        #[arg(long, requires = "task")]
+        step: Option<String>,
+        /// Prefix each line with when it was written (UTC).
+        #[arg(long)]
+        timestamps: bool,
+        /// Only lines written in this last while, like 10m or 2h.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+    },
+    /// Agents: join tokens and revocation.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl agents join-token --label pool=linux\n  xenectl agents revoke build-01"
+    )]
+    Agents(AgentsCommand),
+    /// API tokens: create, list, revoke.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl tokens create ci --role editor\n  xenectl tokens revoke 0b5c..."
+    )]
+    Tokens(TokensCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  xenectl completion bash > /etc/bash_completion.d/xenectl
+  xenectl completion zsh > \"${fpath[1]}/_xenectl\"
+  xenectl completion fish > ~/.config/fish/completions/xenectl.fish")]
+    Completion { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct Login {
+    /// Read an API token from stdin instead of signing in with a browser
+    /// (a token never goes on the command line, where others can read it).
+    #[arg(long)]
+    pub token: bool,
+    /// Do not try to open a browser; only print the address.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Save the server and token under this context name (default: the
+    /// current context, else one named after the server's host).
+    #[arg(long = "name")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Make a context the current one.
+    #[command(after_help = "Examples:
+  xenectl config use-context prod")]
+    UseContext { name: String },
+    /// List the contexts; the current one is marked with *.
+    #[command(after_help = "Examples:
+  xenectl config get-contexts")]
+    GetContexts,
+    /// Create or change a context: its server comes from --server, its token from
+    /// `xenectl login`.
+    #[command(after_help = "Examples:
+  xenectl config set-context prod --server https://xene.example.com")]
+    SetContext { name: String },
+    /// Remove a context (and its token) from the config file.
+    #[command(after_help = "Examples:
+  xenectl config delete-context old")]
+    DeleteContext { name: String },
+    /// Print the current context's name.
+    #[command(after_help = "Examples:
+  xenectl config current-context")]
+    CurrentContext,
+}
+
+#[derive(Debug, Args)]
+pub struct Get {
+    #[command(subcommand)]
+    pub what: GetWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetWhat {
+    /// Workflows with their current version.
+    #[command(
+        visible_alias = "workflow",
+        after_help = "Examples:\n  xenectl get workflows\n  xenectl get workflows -o yaml"
+    )]
+    Workflows,
+    /// Pipelines of every workflow with their trigger and scheduling state.
+    #[command(
+        visible_alias = "pipeline",
+        after_help = "Examples:\n  xenectl get pipelines"
+    )]
+    Pipelines,
+    /// Runs, newest first.
+    #[command(
+        visible_alias = "run",
+        after_help = "Examples:\n  xenectl get runs --workflow ci --status error --limit 5\n  xenectl get runs -w"
+    )]
+    Runs {
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long)]
+        pipeline: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Keep watching: a line per change (from the runs feed).
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Agents with their state and load.
+    #[command(
+        visible_alias = "agent",
+        after_help = "Examples:\n  xenectl get agents\n  xenectl get agents -w"
+    )]
+    Agents {
+        /// Keep watching: a line per change.
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Your API tokens (an admin sees everyone's).
+    #[command(
+        visible_alias = "token",
+        after_help = "Examples:\n  xenectl get tokens -o json"
+    )]
+    Tokens,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Describe {
+    /// A workflow's current version, its pipelines and recent runs.
+    #[command(after_help = "Examples:\n  xenectl describe workflow ci")]
+    Workflow { name: String },
+    /// A run with its tasks and steps, statuses, durations and exit codes.
+    #[command(
+        after_help = "Examples:\n  xenectl describe run 42\n  xenectl describe run 42 -o json"
+    )]
+    Run { id: i64 },
+    /// An agent's state, load, runtimes and labels.
+    #[command(after_help = "Examples:\n  xenectl describe agent builtin@host")]
+    Agent { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Delete {
+    /// Delete a workflow (its runs keep their history).
+    #[command(after_help = "Examples:\n  xenectl delete workflow ci")]
+    Workflow { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Make a one-time join token and print the command that installs an agent with it.
+    #[command(after_help = "Examples:
+  xenectl agents join-token --label gpu=true --label zone=eu")]
+    JoinToken {
+        /// A label every agent joining with it gets, as key=value (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// How long it works, like 30m or 24h (default 1h).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Revoke an agent: its credential stops working at once.
+    #[command(after_help = "Examples:
+  xenectl agents revoke build-01")]
+    Revoke { id: String },
+    /// List agents (as `get agents`).
+    #[command(after_help = "Examples:\n  xenectl agents list")]
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token; only the token goes to stdout, shown once.
+    #[command(after_help = "Examples:
+  xenectl tokens create ci --role editor --expires-in 30d > ci-token")]
+    Create {
+        name: String,
+        /// At most your own role (default: your role).
+        #[arg(long)]
+        role: Option<String>,
+        /// How long it works, like 30d (default 90d).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List your tokens.
+    #[command(after_help = "Examples:
+  xenectl tokens list")]
+    List,
+    /// Revoke a token by id.
+    #[command(after_help = "Examples:
+  xenectl tokens revoke 0b5c...")]
+    Revoke { id: String },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    xene_core::duration::parse(text).map_err(|e| e.to_string())
+}

@@ -1,0 +1,292 @@
+//! `xenectl login` and `logout`.
+//!
+//! Login works as `gh auth login` does: a listener on a random loopback
+//! port, the browser sent to the server's `/auth/cli?port=P&state=S`, which
+//! (once the person is signed in) redirects to
+//! `http://127.0.0.1:P/callback?code=C&state=S`; the one-time code is then
+//! spent at `POST /auth/cli/token` for an API token. The state, random per
+//! login, keeps another page from feeding us a code of its choosing.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::Ctx;
+use crate::args::{Global, Login};
+use crate::client::Client;
+use crate::config::{self, Config, Context, Target};
+use crate::error::{Exit, fail};
+
+/// How long the browser has to come back.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most of a callback request we read.
+const MAX_REQUEST: usize = 8192;
+
+pub async fn login(global: &Global, login: &Login) -> anyhow::Result<Exit> {
+    let mut config = Config::load()?;
+    let current = global
+        .context
+        .clone()
+        .or_else(|| config.current_context.clone());
+    let server = config::normalize(
+        global
+            .server
+            .as_deref()
+            .or_else(|| {
+                current
+                    .as_ref()
+                    .and_then(|n| config.contexts.get(n))
+                    .map(|c| c.server.as_str())
+            })
+            .unwrap_or(config::DEFAULT_SERVER),
+    )?;
+    let name = login
+        .name
+        .clone()
+        .or_else(|| global.context.clone())
+        .or_else(|| {
+            // The current context only when it is this server's.
+            current.filter(|n| config.contexts.get(n).is_some_and(|c| c.server == server))
+        })
+        .unwrap_or_else(|| context_name(&server));
+    let token = if login.token {
+        read_token_from_stdin()?
+    } else {
+        browser_login(&server, login.no_browser).await?
+    };
+    // Check it before keeping it.
+    let client = Client::new(&Target {
+        server: server.clone(),
+        token: Some(token.clone()),
+        context: None,
+    })?;
+    let me = client.get("/api/v1/me").await?;
+    config.contexts.insert(
+        name.clone(),
+        Context {
+            server: server.clone(),
+            token: Some(token),
+        },
+    );
+    config.current_context = Some(name.clone());
+    config.save()?;
+    eprintln!(
+        "logged in to {server} as {} ({}); context {name:?} is current",
+        who(&me["user"]),
+        me["role"].as_str().unwrap_or("?")
+    );
+    Ok(Exit::Ok)
+}
+
+fn who(user: &Value) -> String {
+    for key in ["email", "name", "id"] {
+        if let Some(v) = user[key].as_str().filter(|v| !v.is_empty()) {
+            return v.to_string();
+        }
+    }
+    "?".into()
+}
+
+/// A context name from a server's host: `xene.example.com`, `127.0.0.1`.
+fn context_name(server: &str) -> String {
+    let host = config::host_of(server);
+    if host.is_empty() {
+        "default".into()
+    } else {
+        host
+    }
+}
+
+fn read_token_from_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(16 * 1024)
+        .read_to_string(&mut text)
+        .context("cannot read the token from stdin")?;
+    let token = text.trim().to_string();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(fail(
+            Exit::Usage,
+            "--token reads one API token from stdin, and got none",
+        ));
+    }
+    Ok(token)
+}
+
+async fn browser_login(server: &str, no_browser: bool) -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on a loopback port")?;
+    let port = listener.local_addr()?.port();
+    let state = random_state();
+    let url = format!("{server}/auth/cli?port={port}&state={state}");
+    eprintln!("Open this address in a browser to sign in (it works once):\n\n    {url}\n");
+    if !no_browser {
+        open_browser(&url);
+    }
+    let code = tokio::time::timeout(LOGIN_TIMEOUT, wait_for_code(&listener, &state))
+        .await
+        .map_err(|_| {
+            fail(
+                Exit::Auth,
+                "no sign-in came back within 5 minutes; run `xenectl login` again",
+            )
+        })??;
+    let client = Client::new(&Target {
+        server: server.to_string(),
+        token: None,
+        context: None,
+    })?;
+    let answer = client
+        .post(
+            "/auth/cli/token",
+            json!({"code": code, "hostname": hostname()}),
+        )
+        .await?;
+    answer["token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| fail(Exit::Failed, "the server answered without a token"))
+}
+
+fn random_state() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the OS provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Best effort: the address is printed anyway.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let _ = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+/// Answers requests on the listener until one brings our state and a code.
+async fn wait_for_code(listener: &TcpListener, state: &str) -> anyhow::Result<String> {
+    loop {
+        let (mut socket, _) = listener.accept().await?;
+        let request =
+            match tokio::time::timeout(Duration::from_secs(10), read_head(&mut socket)).await {
+                Ok(Ok(head)) => head,
+                _ => continue,
+            };
+        let query = request
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("GET /callback?"))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_default();
+        let (mut code, mut got_state) = (None, None);
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("code", v)) => code = Some(v.to_string()),
+                Some(("state", v)) => got_state = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        match (code, got_state) {
+            (Some(code), Some(s)) if s == state && !code.is_empty() => {
+                respond(
+                    &mut socket,
+                    "200 OK",
+                    "xenectl is signed in. You can close this tab.",
+                )
+                .await;
+                return Ok(code);
+            }
+            _ => {
+                respond(
+                    &mut socket,
+                    "400 Bad Request",
+                    "This is not the sign-in xenectl is waiting for.",
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn read_head(socket: &mut tokio::net::TcpStream) -> anyhow::Result<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 || buf.len() + n > MAX_REQUEST {
+            anyhow::bail!("a bad request on the callback port");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+async fn respond(socket: &mut tokio::net::TcpStream, status: &str, text: &str) {
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>xenectl</title><p style=\"font-family:sans-serif\">{text}</p>"
+    );
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+/// Revokes the context's token on the server, then forgets it.
+pub async fn logout(ctx: &Ctx, mut config: Config) -> anyhow::Result<Exit> {
+    let stored = ctx
+        .target
+        .context
+        .as_ref()
+        .and_then(|n| config.contexts.get(n))
+        .and_then(|c| c.token.clone());
+    let Some(name) = ctx
+        .target
+        .context
+        .clone()
+        .filter(|_| stored.is_some() && stored == ctx.target.token)
+    else {
+        return Err(fail(
+            Exit::Usage,
+            "no token of a context is in use (a token from XENE_TOKEN or a local admin token is not xenectl's to revoke)",
+        ));
+    };
+    let me = ctx.client.get("/api/v1/me").await;
+    match me {
+        Ok(me) => {
+            if let Some(id) = me["token"].as_str() {
+                ctx.client
+                    .delete(&format!("/api/v1/tokens/{}", crate::client::encode(id)))
+                    .await?;
+            }
+        }
+        // Already refused: nothing left to revoke.
+        Err(e) if crate::error::exit_of(&e) == Exit::Auth => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(context) = config.contexts.get_mut(&name) {
+        context.token = None;
+    }
+    config.save()?;
+    eprintln!("logged out of {} (context {name:?})", ctx.target.server);
+    Ok(Exit::Ok)
+}

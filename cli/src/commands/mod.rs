@@ -1,0 +1,142 @@
+//! The commands: each resolves its target (server and token), talks to the
+//! server and prints for people or scripts.
+
+use clap::CommandFactory;
+
+use crate::args::{Cli, Command, Describe, Format, GetWhat};
+use crate::client::Client;
+use crate::config::{self, Config, Target};
+use crate::error::Exit;
+
+mod agents;
+mod contexts;
+mod login;
+mod logs;
+mod runs;
+mod tokens;
+mod workflows;
+
+/// What a command needs: where to send requests, and how to print.
+pub struct Ctx {
+    pub client: Client,
+    pub target: Target,
+    pub format: Format,
+    pub colour: bool,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let global = &cli.global;
+    // Commands that need no server first.
+    match &cli.command {
+        Command::Validate { file } => return workflows::validate(file),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "xenectl",
+                &mut std::io::stdout(),
+            );
+            return Ok(Exit::Ok);
+        }
+        Command::Config(command) => return contexts::run(global, command),
+        Command::Login(login) => return login::login(global, login).await,
+        _ => {}
+    }
+    let config = Config::load()?;
+    let target = config::resolve(global, &config)?;
+    let ctx = Ctx {
+        client: Client::new(&target)?,
+        target,
+        format: global.output,
+        colour: crate::output::colour(),
+    };
+    match cli.command {
+        Command::Logout => login::logout(&ctx, config).await,
+        Command::Apply { file, dry_run } => workflows::apply(&ctx, &file, dry_run).await,
+        Command::Get(get) => match get.what {
+            GetWhat::Workflows => workflows::list(&ctx).await,
+            GetWhat::Pipelines => workflows::pipelines(&ctx).await,
+            GetWhat::Runs {
+                workflow,
+                pipeline,
+                status,
+                limit,
+                watch,
+            } => {
+                let filter = runs::Filter {
+                    workflow,
+                    pipeline,
+                    status,
+                    limit,
+                };
+                runs::list(&ctx, &filter, watch).await
+            }
+            GetWhat::Agents { watch } => agents::list(&ctx, watch).await,
+            GetWhat::Tokens => tokens::list(&ctx).await,
+        },
+        Command::Describe { what } => match what {
+            Describe::Workflow { name } => workflows::describe(&ctx, &name).await,
+            Describe::Run { id } => runs::describe(&ctx, id).await,
+            Describe::Agent { id } => agents::describe(&ctx, &id).await,
+        },
+        Command::Delete { what } => match what {
+            crate::args::Delete::Workflow { name } => workflows::delete(&ctx, &name).await,
+        },
+        Command::Run {
+            target,
+            params,
+            wait,
+        } => runs::start(&ctx, &target, &params, wait).await,
+        Command::Cancel { run } => runs::cancel(&ctx, run).await,
+        Command::Rerun { run, wait } => runs::rerun(&ctx, run, wait).await,
+        Command::Logs {
+            run,
+            follow,
+            task,
+            step,
+            timestamps,
+            since,
+        } => {
+            let options = logs::Options {
+                task,
+                step,
+                timestamps,
+                since_ms: since.map(|d| crate::output::now_ms() - d.as_millis() as i64),
+            };
+            logs::logs(&ctx, run, follow, &options).await
+        }
+        Command::Agents(command) => agents::run(&ctx, command).await,
+        Command::Tokens(command) => tokens::run(&ctx, command).await,
+        Command::Validate { .. }
+        | Command::Completion { .. }
+        | Command::Config(_)
+        | Command::Login(_) => unreachable!("handled above"),
+    }
+}
+
+/// Splits `key=value` arguments.
+pub fn pairs(
+    items: &[String],
+    what: &str,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut map = serde_json::Map::new();
+    for item in items {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(crate::error::fail(
+                Exit::Usage,
+                format!("{what} {item:?} is not key=value"),
+            ));
+        };
+        if key.is_empty() {
+            return Err(crate::error::fail(
+                Exit::Usage,
+                format!("{what} {item:?} has an empty key"),
+            ));
+        }
+        map.insert(
+            key.to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
+    }
+    Ok(map)
+}

@@ -1,0 +1,344 @@
+//! Workflows: `validate` (offline, with `core`), `apply` with a diff,
+//! `get workflows|pipelines`, `describe workflow`, `delete workflow`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::Ctx;
+use crate::client::{Body, encode};
+use crate::error::{Exit, fail};
+use crate::output;
+
+/// The most files one `apply` takes from a directory.
+const MAX_FILES: usize = 1000;
+
+/// A workflow file's text and how to name it in messages.
+struct Source {
+    label: String,
+    text: String,
+}
+
+fn read(path: &Path) -> anyhow::Result<Source> {
+    let limit = xene_core::parse::MAX_SPEC_BYTES as u64 + 1;
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(limit)
+            .read_to_string(&mut text)
+            .context("cannot read stdin")?;
+        return Ok(Source {
+            label: "<stdin>".into(),
+            text,
+        });
+    }
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit).read_to_string(&mut text))
+        .map_err(|e| fail(Exit::Usage, format!("cannot read {}: {e}", path.display())))?;
+    Ok(Source {
+        label: path.display().to_string(),
+        text,
+    })
+}
+
+/// A file, the workflow files of a directory (sorted), or stdin.
+fn sources(path: &Path) -> anyhow::Result<Vec<Source>> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| fail(Exit::Usage, format!("cannot read {}: {e}", path.display())))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(fail(
+                Exit::Usage,
+                format!("{} holds no .yaml, .yml or .json file", path.display()),
+            ));
+        }
+        if files.len() > MAX_FILES {
+            return Err(fail(
+                Exit::Usage,
+                format!("{} holds more than {MAX_FILES} files", path.display()),
+            ));
+        }
+        return files.iter().map(|p| read(p)).collect();
+    }
+    Ok(vec![read(path)?])
+}
+
+/// Prints every fault of a file with its path and line.
+fn report(label: &str, faults: &xene_core::Diagnostics) {
+    for fault in faults.iter() {
+        eprintln!("{label}: {fault}");
+    }
+    eprintln!("{label}: {} fault(s)", faults.len());
+}
+
+pub fn validate(path: &Path) -> anyhow::Result<Exit> {
+    let source = read(path)?;
+    match xene_core::parse_workflow(&source.text) {
+        Ok(workflow) => {
+            println!(
+                "{}: workflow {:?} is valid ({} pipeline(s))",
+                source.label,
+                workflow.name,
+                workflow.pipelines.len()
+            );
+            Ok(Exit::Ok)
+        }
+        Err(faults) => {
+            report(&source.label, &faults);
+            Ok(Exit::Usage)
+        }
+    }
+}
+
+pub async fn apply(ctx: &Ctx, path: &Path, dry_run: bool) -> anyhow::Result<Exit> {
+    let mut exit = Exit::Ok;
+    if dry_run {
+        // The server has no dry-run: `core` is the same validation it runs.
+        eprintln!(
+            "dry run: validating with xenectl's copy of the server's checks; nothing is applied"
+        );
+    }
+    for source in sources(path)? {
+        let name = match xene_core::parse_workflow(&source.text) {
+            Ok(workflow) => Some(workflow.name),
+            Err(faults) if dry_run => {
+                report(&source.label, &faults);
+                exit = Exit::Usage;
+                continue;
+            }
+            // The server's checks decide; it answers with every fault.
+            Err(_) => None,
+        };
+        if let Some(name) = &name {
+            show_diff(ctx, name, &source).await?;
+        }
+        if dry_run {
+            continue;
+        }
+        let answer = ctx
+            .client
+            .send(
+                Method::POST,
+                "/api/v1/workflows",
+                Some(Body::Text(source.text.clone())),
+                &[StatusCode::UNPROCESSABLE_ENTITY],
+            )
+            .await?;
+        if answer.status == StatusCode::UNPROCESSABLE_ENTITY {
+            for fault in answer.body["diagnostics"].as_array().into_iter().flatten() {
+                let path = fault["path"].as_str().unwrap_or_default();
+                let message = fault["message"].as_str().unwrap_or_default();
+                let line = fault["line"]
+                    .as_i64()
+                    .map(|l| format!(" (line {l})"))
+                    .unwrap_or_default();
+                let path = if path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{path}: ")
+                };
+                eprintln!("{}: {path}{message}{line}", source.label);
+            }
+            exit = Exit::Usage;
+            continue;
+        }
+        let body = &answer.body;
+        let name = body["name"].as_str().unwrap_or_default();
+        let version = body["version"].as_i64().unwrap_or_default();
+        if body["changed"].as_bool().unwrap_or(true) {
+            println!("workflow/{name} applied: version {version}");
+        } else {
+            println!("workflow/{name} unchanged: version {version}");
+        }
+    }
+    Ok(exit)
+}
+
+/// Prints a unified diff of the current version against the file.
+async fn show_diff(ctx: &Ctx, name: &str, source: &Source) -> anyhow::Result<()> {
+    let current = ctx
+        .client
+        .send(
+            Method::GET,
+            &format!("/api/v1/workflows/{}", encode(name)),
+            None,
+            &[StatusCode::NOT_FOUND],
+        )
+        .await?;
+    if current.status == StatusCode::NOT_FOUND {
+        eprintln!("workflow/{name} is new");
+        return Ok(());
+    }
+    let old = current.body["source"].as_str().unwrap_or_default();
+    let version = current.body["version"].as_i64().unwrap_or_default();
+    if old == source.text {
+        return Ok(());
+    }
+    let diff = similar::TextDiff::from_lines(old, &source.text);
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{name} (version {version})"), &source.label)
+        .to_string();
+    for line in text.lines() {
+        let code = match line.as_bytes().first() {
+            _ if line.starts_with("+++") || line.starts_with("---") => "1",
+            Some(b'+') => "32",
+            Some(b'-') => "31",
+            Some(b'@') => "36",
+            _ => "0",
+        };
+        println!("{}", output::paint(ctx.colour && code != "0", code, line));
+    }
+    Ok(())
+}
+
+pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let body = ctx.client.get("/api/v1/workflows").await?;
+    if output::structured(ctx.format, &body) {
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<Vec<String>> = body["workflows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            vec![
+                output::cell(&w["name"]),
+                output::cell(&w["version"]),
+                output::cell(&w["pipelines"]),
+                output::time(w["updated_at"].as_i64()),
+                output::cell(&w["description"]),
+            ]
+        })
+        .collect();
+    output::table(
+        &["NAME", "VERSION", "PIPELINES", "UPDATED", "DESCRIPTION"],
+        &rows,
+    );
+    Ok(Exit::Ok)
+}
+
+pub async fn pipelines(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let list = ctx.client.get("/api/v1/workflows").await?;
+    let mut all = Vec::new();
+    for workflow in list["workflows"].as_array().into_iter().flatten() {
+        let name = workflow["name"].as_str().unwrap_or_default();
+        let detail = ctx
+            .client
+            .get(&format!("/api/v1/workflows/{}", encode(name)))
+            .await?;
+        for pipeline in detail["pipelines"].as_array().into_iter().flatten() {
+            let mut p = pipeline.clone();
+            p["workflow"] = Value::String(name.to_string());
+            all.push(p);
+        }
+    }
+    let all = Value::Array(all);
+    if output::structured(ctx.format, &serde_json::json!({ "pipelines": all })) {
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<Vec<String>> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            vec![
+                output::cell(&p["workflow"]),
+                output::cell(&p["name"]),
+                trigger(&p["trigger"]),
+                output::cell(&p["scheduler_status"]),
+                output::cell(&p["scheduler_reason"]),
+            ]
+        })
+        .collect();
+    output::table(
+        &["WORKFLOW", "PIPELINE", "TRIGGER", "SCHEDULER", "REASON"],
+        &rows,
+    );
+    Ok(Exit::Ok)
+}
+
+/// A trigger as one word: `manual`, `cron`, `webhook`.
+fn trigger(value: &Value) -> String {
+    match value {
+        Value::Object(m) => m
+            .get("type")
+            .or_else(|| m.get("kind"))
+            .map(output::cell)
+            .unwrap_or_else(|| m.keys().cloned().collect::<Vec<_>>().join(",")),
+        other => output::cell(other),
+    }
+}
+
+pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
+    let body = ctx
+        .client
+        .get(&format!("/api/v1/workflows/{}", encode(name)))
+        .await?;
+    if output::structured(ctx.format, &body) {
+        return Ok(Exit::Ok);
+    }
+    println!("Name:        {}", output::cell(&body["name"]));
+    println!("Version:     {}", output::cell(&body["version"]));
+    println!("Applied:     {}", output::time(body["created_at"].as_i64()));
+    if let Some(description) = body["spec"]["description"].as_str() {
+        println!("Description: {description}");
+    }
+    println!("Pipelines:");
+    let rows: Vec<Vec<String>> = body["pipelines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            vec![
+                format!("  {}", output::cell(&p["name"])),
+                trigger(&p["trigger"]),
+                output::cell(&p["scheduler_status"]),
+                output::cell(&p["scheduler_reason"]),
+            ]
+        })
+        .collect();
+    output::table(&["  NAME", "TRIGGER", "SCHEDULER", "REASON"], &rows);
+    let runs = ctx
+        .client
+        .get(&format!("/api/v1/runs?workflow={}&limit=5", encode(name)))
+        .await?;
+    let runs = runs["runs"].as_array().cloned().unwrap_or_default();
+    if !runs.is_empty() {
+        println!("Recent runs:");
+        let rows: Vec<Vec<String>> = runs
+            .iter()
+            .map(|r| {
+                vec![
+                    format!("  {}", output::cell(&r["id"])),
+                    output::cell(&r["pipeline"]),
+                    output::status(ctx.colour, r["status"].as_str().unwrap_or("-")),
+                    output::time(r["requested_at"].as_i64()),
+                ]
+            })
+            .collect();
+        output::table(&["  ID", "PIPELINE", "STATUS", "REQUESTED"], &rows);
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn delete(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
+    ctx.client
+        .delete(&format!("/api/v1/workflows/{}", encode(name)))
+        .await?;
+    println!("workflow/{name} deleted");
+    Ok(Exit::Ok)
+}

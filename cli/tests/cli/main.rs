@@ -1,0 +1,9 @@
+//! `xenectl` end to end: the real binary against real `xene` servers (and a
+//! real `xene-agent`), on SQLite and on a throwaway PostgreSQL.
+
+mod util;
+
+mod access;
+mod logs;
+mod runs;
+mod workflows;
