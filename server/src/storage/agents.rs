@@ -106,12 +106,18 @@ pub async fn flush_seen(
     Ok(revoked)
 }
 
+/// Marks an agent offline as its session ends, unless it registered again
+/// meanwhile: a reconnect's registration can reach the database before the
+/// old session's ending does, and must not be undone by it.
 pub async fn set_offline(db: &Db, id: &str) -> Result<(), StorageError> {
     db.forget_seen(id);
-    sqlx::query("UPDATE agents SET state = 'offline' WHERE id = $1 AND revoked = 0")
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE agents SET state = 'offline' WHERE id = $1 AND revoked = 0 AND last_seen_at <= $2",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
