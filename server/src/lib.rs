@@ -272,7 +272,7 @@ async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway
             _ = ctx.shutdown.cancelled() => return,
         }
         rounds = rounds.wrapping_add(1);
-        if rounds % 5 == 0 && gateway.connected() > 0 {
+        if rounds.is_multiple_of(5) && gateway.connected() > 0 {
             match storage::runs::agents_with_unstarted_runs(&ctx.db).await {
                 Ok(agents) => {
                     for agent in agents.iter().filter(|a| gateway.is_connected(a)) {

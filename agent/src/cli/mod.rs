@@ -48,7 +48,8 @@ pub enum Command {
     Run(RunArgs),
     /// Serve a Xene server: join it once with a token, then run what it
     /// dispatches, reconnecting whenever the connection drops.
-    Connect(ConnectArgs),
+    // Boxed: its flags make it several times the size of `Run`.
+    Connect(Box<ConnectArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -208,7 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Connect(connect) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(connect::run(connect))?,
+            .block_on(connect::run(*connect))?,
     };
     Ok(ExitCode::from(code))
 }
