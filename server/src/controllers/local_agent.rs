@@ -57,6 +57,9 @@ impl LocalAgentConfig {
     }
 }
 
+/// The most events stored in one transaction.
+const EVENT_BATCH: usize = 4096;
+
 pub struct LocalAgent {
     ctx: Context,
     config: LocalAgentConfig,
@@ -254,15 +257,18 @@ impl LocalAgent {
             secrets: BTreeMap::new(),
             completed,
         };
-        let (tx, mut rx) = mpsc::channel::<RunEvent>(1024);
+        // Room for a burst of lines, taken in one transaction: a step that
+        // floods its output costs a transaction per few thousand lines, and
+        // a quiet one still gets each line stored at once.
+        let (tx, mut rx) = mpsc::channel::<RunEvent>(EVENT_BATCH);
         let executor = self.executor.clone();
         let exec_cancel = cancel.clone();
         let handle = tokio::spawn(tracing::Instrument::in_current_span(async move {
             executor.run(request, tx, exec_cancel).await
         }));
         let mut seq = 0i64;
-        let mut batch = Vec::with_capacity(256);
-        while rx.recv_many(&mut batch, 256).await > 0 {
+        let mut batch = Vec::with_capacity(EVENT_BATCH);
+        while rx.recv_many(&mut batch, EVENT_BATCH).await > 0 {
             if self.ctx.shutdown.is_cancelled() {
                 // What the executor reports while stopping for a shutdown is
                 // not the run's outcome: drop it and let the executor clean up.
