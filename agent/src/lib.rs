@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod executor;
+pub mod mask;
 pub mod metrics;
 pub mod runtime;
 pub mod telemetry;

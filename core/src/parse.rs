@@ -277,7 +277,9 @@ fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
     format!("{}...", &text[..cut]).into()
 }
 
-fn is_name(s: &str) -> bool {
+/// Whether `s` can name a workflow, pipeline, task or step: lowercase
+/// letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -285,7 +287,9 @@ fn is_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn is_env_name(s: &str) -> bool {
+/// Whether `s` can name an environment variable (and so a param or a
+/// secret): letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

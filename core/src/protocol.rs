@@ -123,7 +123,7 @@ pub struct Dispatch {
     pub params: BTreeMap<String, String>,
     /// Only the secrets this run's tasks reference.
     #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, SecretValue>,
     /// Tasks an earlier attempt finished: not to be run again.
     #[serde(default)]
     pub completed: BTreeMap<String, TaskResult>,
@@ -131,6 +131,32 @@ pub struct Dispatch {
     /// the server exports traces: the agent's spans for the run join it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+}
+
+/// A secret's value on its way to the steps that use it. It serializes as
+/// the plain string (the link is what protects it), but never shows in a
+/// `Debug` print, so a dispatch that ends up in a log line or an error
+/// message does not carry the value with it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself: call this only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(***)")
+    }
 }
 
 #[cfg(test)]
@@ -178,5 +204,15 @@ mod tests {
         assert!(
             serde_json::from_str::<ServerMessage>(r#"{"type":"ack","run":{"run_id":1}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn secret_values_travel_as_strings_and_never_print() {
+        let value = SecretValue::new("hunter22");
+        assert_eq!(serde_json::to_string(&value).unwrap(), "\"hunter22\"");
+        let back: SecretValue = serde_json::from_str("\"hunter22\"").unwrap();
+        assert_eq!(back.expose(), "hunter22");
+        let printed = format!("{:?}", BTreeMap::from([("TOKEN", value)]));
+        assert!(!printed.contains("hunter22"), "{printed}");
     }
 }

@@ -21,6 +21,7 @@ pub mod settings;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod vault;
 
 use config::Args;
 use http::AppState;
@@ -47,6 +48,8 @@ pub enum ServerError {
     Listener(#[source] tokio::task::JoinError),
     #[error("setting up sign-in and access")]
     Access(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("opening the secrets store")]
+    Secrets(#[source] storage::secrets::SecretsError),
 }
 
 /// A server bound to its socket, ready to serve.
@@ -76,6 +79,7 @@ impl Server {
             .await
             .map_err(ServerError::Database)?
             .with_log_cap(args.log_cap_per_step);
+        let vault = Arc::new(open_vault(&db, args).await.map_err(ServerError::Secrets)?);
         let listen = |source| ServerError::Listen {
             addr: args.addr,
             source,
@@ -118,6 +122,7 @@ impl Server {
             wake_agents: Arc::new(Notify::new()),
             agent_news: db.agent_news(),
             shutdown: CancellationToken::new(),
+            vault,
         };
         let local_agent = (!args.no_local_agent).then(|| {
             controllers::local_agent::LocalAgentConfig::new(
@@ -233,6 +238,17 @@ impl Server {
         ctx.db.close().await;
         result
     }
+}
+
+/// Loads the master keys of secrets and proves they are the database's. The
+/// default key file is made only for a database that never had one, so a
+/// lost file is reported, not silently replaced by a new key.
+async fn open_vault(db: &Db, args: &Args) -> Result<vault::Vault, storage::secrets::SecretsError> {
+    let (source, is_default) = args.secrets_key_source();
+    let create = is_default && !storage::secrets::has_key_check(db).await?;
+    let vault = vault::Vault::load(source, create)?;
+    storage::secrets::check_key(db, &vault).await?;
+    Ok(vault)
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.

@@ -7,6 +7,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use xene_agent::{Executor, ExecutorConfig, ExecutorError, RunRequest, new_run_id};
+use xene_core::protocol::SecretValue;
 use xene_core::status::RunStatus;
 
 use super::output::{Mode, Printer};
@@ -63,11 +64,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .context("pipeline chosen above")?;
 
     // A local run takes its secrets from the environment, by name.
-    let secrets: BTreeMap<String, String> = pipeline
+    let secrets: BTreeMap<String, SecretValue> = pipeline
         .tasks
         .values()
         .flat_map(|t| &t.secrets)
-        .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+        .filter_map(|name| {
+            let value = std::env::var(name).ok()?;
+            Some((name.clone(), SecretValue::new(value)))
+        })
         .collect();
     let total_tasks = pipeline.tasks.len();
     let request = RunRequest {

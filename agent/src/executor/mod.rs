@@ -20,6 +20,7 @@ use xene_core::condition::Condition;
 use xene_core::context::{EvalContext, TaskResult};
 use xene_core::dag::{Dag, DagError};
 use xene_core::event::RunEvent;
+use xene_core::protocol::SecretValue;
 use xene_core::spec::{Pipeline, Step};
 use xene_core::status::{RunStatus, TaskStatus};
 use xene_core::template;
@@ -27,6 +28,7 @@ use xene_core::template;
 pub use report::{RunReport, StepReport, TaskReport};
 use task::{TaskEnv, TaskPlan, millis, run_task};
 
+use crate::mask::Masker;
 use crate::runtime::docker::{DockerConfig, DockerRuntime};
 use crate::runtime::shell::{ShellConfig, ShellRuntime};
 use crate::runtime::{Runtime, RuntimeError, StepCommand, TaskSetup};
@@ -85,7 +87,7 @@ pub struct RunRequest {
     /// Values for the pipeline's params; the rest take their defaults.
     pub params: BTreeMap<String, String>,
     /// Secret values by name; a task gets those it lists in `secrets`.
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, SecretValue>,
     /// Tasks an earlier attempt of this run finished (a run resumed after
     /// its agent was lost): they are not run again, and dependants see
     /// their results.
@@ -203,6 +205,8 @@ struct Scheduler<'a> {
     reports: BTreeMap<String, TaskReport>,
     events: mpsc::Sender<RunEvent>,
     cancel: CancellationToken,
+    /// Every secret value of the run, masked in all it reports.
+    masker: Arc<Masker>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -245,6 +249,9 @@ impl<'a> Scheduler<'a> {
             reports: BTreeMap::new(),
             events,
             cancel,
+            masker: Arc::new(Masker::new(
+                request.secrets.values().map(SecretValue::expose),
+            )),
         }
     }
 
@@ -279,6 +286,7 @@ impl<'a> Scheduler<'a> {
                             cancel: self.cancel.clone(),
                             kill_grace: self.executor.config.kill_grace,
                             cleanups: cleanups.clone(),
+                            masker: self.masker.clone(),
                         };
                         // Spawned tasks do not inherit the span they start
                         // in: the task's span names its run's as its parent.
@@ -408,7 +416,10 @@ impl<'a> Scheduler<'a> {
                 output: None,
                 duration_ms: 0,
                 attempt: 0,
-                error: report.error.clone(),
+                error: report
+                    .error
+                    .as_deref()
+                    .map(|e| self.masker.mask(e).into_owned()),
                 retry_in_ms: None,
             })
             .await;
@@ -467,7 +478,6 @@ impl<'a> Scheduler<'a> {
         for (key, value) in pipeline.env.iter().chain(&spec.env) {
             base.insert(key.clone(), render(&format!("env {key}"), value)?);
         }
-        let mut masks = Vec::new();
         let mut secrets = BTreeMap::new();
         for secret in &spec.secrets {
             let value = self
@@ -475,10 +485,7 @@ impl<'a> Scheduler<'a> {
                 .secrets
                 .get(secret)
                 .ok_or_else(|| format!("secret {secret:?} was not provided"))?;
-            if !value.is_empty() {
-                masks.push(value.clone());
-            }
-            secrets.insert(secret.clone(), value.clone());
+            secrets.insert(secret.clone(), value.expose().to_string());
         }
         let command = |step: &Step| -> Result<StepCommand, String> {
             let mut env = base.clone();
@@ -509,7 +516,6 @@ impl<'a> Scheduler<'a> {
             post: spec.post.iter().map(command).collect::<Result<_, _>>()?,
             timeout: spec.timeout,
             retries: spec.retries,
-            masks,
         };
         Ok((plan, runtime))
     }

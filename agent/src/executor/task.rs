@@ -12,6 +12,7 @@ use xene_core::spec::Retries;
 use xene_core::status::{StepStatus, TaskStatus};
 
 use super::report::{StepReport, TaskReport};
+use crate::mask::Masker;
 use crate::runtime::{LogSink, Runtime, StepCommand, TaskContext, TaskSetup};
 
 /// A task ready to run: templates rendered, environment merged.
@@ -21,8 +22,6 @@ pub(crate) struct TaskPlan {
     pub post: Vec<StepCommand>,
     pub timeout: Option<Duration>,
     pub retries: Retries,
-    /// Secret values, masked in log lines.
-    pub masks: Vec<String>,
 }
 
 /// What every task of a run shares.
@@ -34,6 +33,8 @@ pub(crate) struct TaskEnv {
     pub kill_grace: Duration,
     /// Context removals under way; the run waits for them all.
     pub cleanups: mpsc::UnboundedSender<tokio::task::JoinHandle<()>>,
+    /// The run's secret values, masked in output, task outputs and errors.
+    pub masker: Arc<Masker>,
 }
 
 pub(crate) async fn run_task(mut plan: TaskPlan, env: TaskEnv) -> TaskReport {
@@ -50,7 +51,9 @@ pub(crate) async fn run_task(mut plan: TaskPlan, env: TaskEnv) -> TaskReport {
             },
         )
         .await;
-        let result = run_attempt(&plan, &env).await;
+        let mut result = run_attempt(&plan, &env).await;
+        env.masker.mask_option(&mut result.output);
+        env.masker.mask_option(&mut result.error);
 
         let retry_in =
             (result.status == TaskStatus::Error && attempt < tries && !env.cancel.is_cancelled())
@@ -143,7 +146,6 @@ async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
                 step,
                 report,
                 task,
-                plan,
                 env,
                 &attempt_cancel,
                 &mut progress,
@@ -233,7 +235,6 @@ async fn run_post(
                 step,
                 report,
                 task,
-                plan,
                 env,
                 &post_cancel,
                 &mut post_progress,
@@ -257,13 +258,11 @@ async fn run_post(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_step(
     ctx: &mut dyn TaskContext,
     step: &StepCommand,
     report: &mut StepReport,
     task: &str,
-    plan: &TaskPlan,
     env: &TaskEnv,
     cancel: &CancellationToken,
     progress: &mut Progress,
@@ -286,7 +285,7 @@ async fn run_step(
         events: &env.events,
         task,
         step: &step.name,
-        masks: &plan.masks,
+        masker: &env.masker,
     };
     let outcome = ctx.exec(step, &sink, cancel, env.kill_grace).await;
     report.duration_ms = millis(started.elapsed());

@@ -11,6 +11,7 @@ pub mod shell;
 
 use std::time::Duration;
 
+use crate::mask::Masker;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -92,20 +93,15 @@ pub struct LogSink<'a> {
     pub events: &'a mpsc::Sender<RunEvent>,
     pub task: &'a str,
     pub step: &'a str,
-    /// Values replaced by `***` in every line.
-    pub masks: &'a [String],
+    /// The run's secret values, replaced by `***` in every line.
+    pub masker: &'a Masker,
 }
 
 impl LogSink<'_> {
     pub async fn line(&self, stream: LogStream, bytes: &[u8]) {
         let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let mut data = String::from_utf8_lossy(bytes).into_owned();
-        for secret in self.masks {
-            if data.contains(secret.as_str()) {
-                data = data.replace(secret.as_str(), "***");
-            }
-        }
+        let data = String::from_utf8_lossy(&self.masker.mask_bytes(bytes)).into_owned();
         // A closed receiver means nobody listens any more; the run goes on.
         let _ = self
             .events
@@ -141,8 +137,19 @@ impl LineBuffer {
         }
         self.pending.extend_from_slice(rest);
         if self.pending.len() >= MAX_LINE_BYTES {
-            let line = std::mem::take(&mut self.pending);
-            sink.line(stream, &line).await;
+            if sink.masker.is_empty() {
+                let line = std::mem::take(&mut self.pending);
+                sink.line(stream, &line).await;
+                return;
+            }
+            // An over-long line goes out in pieces; a secret value must not
+            // be cut in two by that, or neither half would be masked.
+            let masked = sink.masker.mask_bytes(&self.pending).into_owned();
+            let cut = sink.masker.safe_cut(&masked);
+            if cut > 0 {
+                sink.line(stream, &masked[..cut]).await;
+                self.pending = masked[cut..].to_vec();
+            }
         }
     }
 

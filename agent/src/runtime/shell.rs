@@ -21,14 +21,14 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use xene_core::event::LogStream;
 
 use super::{
-    LogSink, MAX_LINE_BYTES, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand,
+    LineBuffer, LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand,
     StepOutcome, TaskContext, TaskSetup, output_from_bytes,
 };
 
@@ -496,20 +496,16 @@ fn signal_group(pgid: u32, signal: Signal) {
     let _ = rustix::process::kill_process_group(pgid, signal);
 }
 
-async fn pump(stream: impl AsyncRead + Unpin, which: LogStream, sink: &LogSink<'_>) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
+async fn pump(mut stream: impl AsyncRead + Unpin, which: LogStream, sink: &LogSink<'_>) {
+    let mut lines = LineBuffer::default();
+    let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        line.clear();
-        match (&mut reader)
-            .take(MAX_LINE_BYTES as u64)
-            .read_until(b'\n', &mut line)
-            .await
-        {
+        match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => sink.line(which, &line).await,
+            Ok(n) => lines.push(&chunk[..n], which, sink).await,
         }
     }
+    lines.finish(which, sink).await;
 }
 
 fn exit_code(status: ExitStatus) -> i32 {

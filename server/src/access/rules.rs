@@ -108,6 +108,11 @@ pub static RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/tokens", VIEWER),
     rule(Method::DELETE, "/api/v1/tokens/{id}", VIEWER),
     rule(Method::GET, "/api/v1/audit", ADMIN),
+    // Names only; values are never read back by anyone.
+    rule(Method::GET, "/api/v1/secrets", VIEWER),
+    rule(Method::PUT, "/api/v1/secrets/{name}", ADMIN),
+    rule(Method::DELETE, "/api/v1/secrets/{name}", ADMIN),
+    rule(Method::POST, "/api/v1/secrets/rotate-key", ADMIN),
 ];
 
 /// Server functions of the web UI: a signed-in viewer at least; those that

@@ -108,6 +108,24 @@ pub struct Args {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 
+    /// The master key file for secrets at rest: one base64 key of 32 bytes
+    /// per line (make one with `head -c 32 /dev/urandom | base64`); the
+    /// first encrypts, the others only decrypt, for rotation. Default:
+    /// `secrets.key` in the data directory, made at the first start.
+    #[arg(long, env = "XENE_SECRETS_KEY_FILE", value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+
+    /// The master key(s) for secrets, as in --secrets-key-file (keys
+    /// separated by commas). Prefer the environment variable or the file:
+    /// a flag's value shows in the process list.
+    #[arg(
+        long,
+        env = "XENE_SECRETS_KEY",
+        hide_env_values = true,
+        conflicts_with = "secrets_key_file"
+    )]
+    pub secrets_key: Option<String>,
+
     /// Read settings from this TOML file: one `flag-name = value` per flag
     /// (like `addr = "0.0.0.0:8080"`). Flags and environment variables win
     /// over the file.
@@ -146,6 +164,8 @@ impl Args {
             log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
             log_format: crate::telemetry::LogFormat::Text,
             otlp_endpoint: None,
+            secrets_key_file: None,
+            secrets_key: None,
             config: None,
             print_config: false,
             access: access::AccessArgs::default(),
@@ -169,6 +189,20 @@ impl Args {
             None => format!(
                 "sqlite://{}?mode=rwc",
                 self.data_dir().join("xene.db").display()
+            ),
+        }
+    }
+
+    /// Where the master keys of secrets come from, and whether this is the
+    /// default file (which the first start makes).
+    pub fn secrets_key_source(&self) -> (crate::vault::KeySource, bool) {
+        use crate::vault::KeySource;
+        match (&self.secrets_key, &self.secrets_key_file) {
+            (Some(keys), _) => (KeySource::Env(keys.clone()), false),
+            (None, Some(file)) => (KeySource::File(file.clone()), false),
+            (None, None) => (
+                KeySource::File(self.data_dir().join(crate::vault::DEFAULT_KEY_FILE)),
+                true,
             ),
         }
     }

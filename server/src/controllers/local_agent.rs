@@ -17,7 +17,7 @@ use super::Context;
 use crate::storage::agents::{self, Registration};
 use crate::storage::events::{self, Applied};
 use crate::storage::runs::{self, Run};
-use crate::storage::{StorageError, now_ms};
+use crate::storage::{StorageError, now_ms, secrets};
 
 #[derive(Debug, Clone)]
 pub struct LocalAgentConfig {
@@ -248,13 +248,18 @@ impl LocalAgent {
             )
             .await;
         };
+        let names = secrets::names_used(&pipeline);
+        let resolved = secrets::resolve(db, &self.ctx.vault, &run.workflow, &names).await?;
+        if let Some(reason) = resolved.failure() {
+            return fail(db, &run, &reason).await;
+        }
         let completed = runs::completed_tasks(db, run.id).await?;
         let request = RunRequest {
             run_id: format!("{}-{}-{}", run.id, run.attempt, self.incarnation),
             pipeline_name: run.pipeline.clone(),
             pipeline,
             params: run.params.clone(),
-            secrets: BTreeMap::new(),
+            secrets: resolved.values,
             completed,
         };
         // Room for a burst of lines, taken in one transaction: a step that

@@ -64,6 +64,8 @@ pub struct Context {
     /// database; one that lagged behind looks anyway.
     pub agent_news: broadcast::Sender<Arc<str>>,
     pub shutdown: CancellationToken,
+    /// Opens secrets for the runs that use them.
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 impl Context {

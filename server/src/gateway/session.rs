@@ -16,7 +16,7 @@ use crate::controllers::{ALL_AGENTS, Context};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
 use crate::storage::events::{self, Applied};
-use crate::storage::{StorageError, now_ms, runs};
+use crate::storage::{StorageError, now_ms, runs, secrets};
 use tokio::sync::broadcast::error::RecvError;
 
 /// How long an agent has to say hello after connecting.
@@ -71,12 +71,15 @@ struct Session<'a, S> {
     reported: HashSet<RunRef>,
     cancels_sent: HashSet<RunRef>,
     stops_sent: HashSet<RunRef>,
+    /// TLS or loopback: only then are secrets sent.
+    secure_link: bool,
 }
 
 pub async fn run<S, R>(
     ctx: Context,
     agent: AgentIdentity,
     registered: Registered,
+    secure_link: bool,
     out: S,
     mut incoming: R,
 ) -> SessionEnd
@@ -125,6 +128,7 @@ where
         reported: running.into_iter().collect(),
         cancels_sent: HashSet::new(),
         stops_sent: HashSet::new(),
+        secure_link,
     };
     let end = session
         .serve(
@@ -427,6 +431,26 @@ where
             );
             return Ok(None);
         };
+        let names = secrets::names_used(&pipeline);
+        let mut values = BTreeMap::new();
+        if !names.is_empty() {
+            if !self.secure_link {
+                let reason = format!(
+                    "its tasks use secrets, and agent {} is connected over plain HTTP from another machine: \
+                     secrets are sent only over TLS or loopback",
+                    self.agent.id
+                );
+                runs::fail_before_start(&self.ctx.db, run.id, run.attempt, &reason).await?;
+                return Ok(None);
+            }
+            let resolved =
+                secrets::resolve(&self.ctx.db, &self.ctx.vault, &run.workflow, &names).await?;
+            if let Some(reason) = resolved.failure() {
+                runs::fail_before_start(&self.ctx.db, run.id, run.attempt, &reason).await?;
+                return Ok(None);
+            }
+            values = resolved.values;
+        }
         let completed = runs::completed_tasks(&self.ctx.db, run.id).await?;
         // The agent's spans for the run continue this one's trace.
         let span = tracing::info_span!(
@@ -454,7 +478,7 @@ where
             pipeline_name: run.pipeline.clone(),
             pipeline,
             params: run.params.clone(),
-            secrets: BTreeMap::new(),
+            secrets: values,
             completed,
             traceparent,
         }))

@@ -29,6 +29,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(super::users::router())
         .merge(super::tokens::router())
         .merge(super::audit::router())
+        .merge(super::secrets::router())
 }
 
 /// The API document, as `/api/v1/openapi.json` serves it.

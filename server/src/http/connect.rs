@@ -13,6 +13,7 @@ use xene_core::protocol::{AgentMessage, ServerMessage};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::access::guard::Remote;
 use crate::gateway::session::{self, Outgoing};
 use crate::storage::agents;
 use crate::storage::auth::{self, AgentIdentity};
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
 
 async fn connect(
     State(state): State<AppState>,
+    Remote(remote): Remote,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -46,6 +48,12 @@ async fn connect(
             )
         })?;
     let identity = auth::authenticate(&state.db, credential.trim()).await?;
+    // Secrets travel only where nobody on the way can read them: over TLS
+    // (ours, or a proxy's in front of a public https URL) or on this machine.
+    let secure_link = state.access.https
+        || remote
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     let upgrade = upgrade.map_err(|e| {
         ApiError::BadRequest(format!(
             "this endpoint takes a WebSocket: {}",
@@ -56,17 +64,22 @@ async fn connect(
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve(state, identity, socket))
+        .on_upgrade(move |socket| serve(state, identity, secure_link, socket))
         .into_response())
 }
 
 /// One agent's session, in a span naming the agent for everything it logs.
-async fn serve(state: AppState, identity: AgentIdentity, socket: WebSocket) {
+async fn serve(state: AppState, identity: AgentIdentity, secure_link: bool, socket: WebSocket) {
     let span = tracing::info_span!("agent_session", agent_id = %identity.id);
-    tracing::Instrument::instrument(serve_in_span(state, identity, socket), span).await
+    tracing::Instrument::instrument(serve_in_span(state, identity, secure_link, socket), span).await
 }
 
-async fn serve_in_span(state: AppState, identity: AgentIdentity, socket: WebSocket) {
+async fn serve_in_span(
+    state: AppState,
+    identity: AgentIdentity,
+    secure_link: bool,
+    socket: WebSocket,
+) {
     let registered = state.gateway.register(&identity.id);
     let generation = registered.generation;
     let agent_id = identity.id.clone();
@@ -101,6 +114,7 @@ async fn serve_in_span(state: AppState, identity: AgentIdentity, socket: WebSock
         state.ctx.clone(),
         identity,
         registered,
+        secure_link,
         Box::pin(out),
         Box::pin(incoming),
     )

@@ -23,6 +23,12 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// One part of the body is over its own limit (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Well-formed but not acceptable (422).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("the request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("the workflow is invalid: {} fault(s)", .0.len())]
@@ -39,6 +45,8 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,6 +92,7 @@ impl From<RunError> for ApiError {
             | RunError::UnknownRun(_) => Self::NotFound(e.to_string()),
             RunError::UnknownParam { .. } => Self::BadRequest(e.to_string()),
             RunError::AlreadyFinished { .. } => Self::Conflict(e.to_string()),
+            RunError::MissingSecrets(_) => Self::Unprocessable(e.to_string()),
             RunError::Storage(e) => e.into(),
         }
     }

@@ -25,6 +25,7 @@ pub mod install;
 pub mod metrics;
 pub mod openapi;
 pub mod runs;
+pub mod secrets;
 pub mod tokens;
 pub mod ui;
 pub mod users;

@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::ApiError;
 use crate::storage::runs::{self, Run};
+use crate::storage::secrets;
 use crate::storage::workflows::{
     self, Applied, PipelineState, VersionSummary, WorkflowSummary, WorkflowVersion,
 };
@@ -70,7 +71,19 @@ async fn apply_workflow(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(ApiError::Invalid)?;
-    let applied = workflows::apply(&state.db, &workflow, text).await?;
+    let mut applied = workflows::apply(&state.db, &workflow, text).await?;
+    let used: std::collections::BTreeSet<String> = workflow
+        .pipelines
+        .values()
+        .flat_map(secrets::names_used)
+        .collect();
+    let missing = secrets::missing(&state.db, &workflow.name, &used).await?;
+    if !missing.is_empty() {
+        applied.warnings.push(format!(
+            "the tasks use secrets that do not exist yet: {}; runs that need them are refused until they are created",
+            missing.join(", ")
+        ));
+    }
     let status = if applied.changed {
         StatusCode::CREATED
     } else {
@@ -175,6 +188,7 @@ pub struct StartRun {
         (status = 201, description = "Queued", body = Run),
         (status = 400, description = "Malformed body or unknown param"),
         (status = 404, description = "No such workflow or pipeline"),
+        (status = 422, description = "Secrets the tasks use do not exist (named in the error)"),
     )
 )]
 async fn start_run(

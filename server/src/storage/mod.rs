@@ -20,6 +20,7 @@ pub mod events;
 pub mod leases;
 pub mod logs;
 pub mod runs;
+pub mod secrets;
 pub mod sessions;
 pub mod workflows;
 

@@ -27,6 +27,8 @@ pub enum RunError {
     },
     #[error("no run with id {0}")]
     UnknownRun(i64),
+    #[error("the pipeline's tasks use secrets that do not exist: {}", .0.join(", "))]
+    MissingSecrets(Vec<String>),
     #[error("run {id} already finished with status {status}; nothing to cancel")]
     AlreadyFinished { id: i64, status: RunStatus },
     #[error(transparent)]
@@ -181,6 +183,11 @@ pub async fn create(
                 declared.join(", ")
             },
         });
+    }
+    let missing =
+        super::secrets::missing(db, workflow, &super::secrets::names_used(spec_pipeline)).await?;
+    if !missing.is_empty() {
+        return Err(RunError::MissingSecrets(missing));
     }
     let mut resolved = spec_pipeline.params.clone();
     resolved.extend(params);
@@ -388,6 +395,29 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
 
 /// Statuses a run never leaves. `unknown` counts once no attempt is left:
 /// the supervisor requeues the others right away.
+/// Fails an attempt that has not started (its secrets are missing, say),
+/// with the reason people will read.
+pub async fn fail_before_start(
+    db: &Db,
+    id: i64,
+    attempt: i64,
+    reason: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires_at = NULL \
+         WHERE id = $4 AND attempt = $5 AND status IN ('queued', 'starting_up')",
+    )
+    .bind(RunStatus::Error.as_str())
+    .bind(reason)
+    .bind(now_ms())
+    .bind(id)
+    .bind(attempt)
+    .execute(db.pool())
+    .await?;
+    db.changed(id).await;
+    Ok(())
+}
+
 pub fn is_final(status: RunStatus) -> bool {
     status.is_finished() || status == RunStatus::Unknown
 }

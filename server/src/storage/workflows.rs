@@ -13,6 +13,9 @@ pub struct Applied {
     pub version: i64,
     /// False when the spec was the same as the current version's.
     pub changed: bool,
+    /// What is stored but will not work yet, like secrets the tasks name
+    /// that do not exist (runs of such a pipeline are refused until they do).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -78,6 +81,7 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
                     name: workflow.name.clone(),
                     version,
                     changed: false,
+                    warnings: Vec::new(),
                 });
             }
             (version + 1, true)
@@ -135,6 +139,7 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
         name: workflow.name.clone(),
         version,
         changed: true,
+        warnings: Vec::new(),
     })
 }
 

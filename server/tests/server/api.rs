@@ -634,6 +634,7 @@ async fn the_openapi_document_matches_the_routes() {
         [
             "DELETE /api/v1/agents/{id}",
             "DELETE /api/v1/invites/{id}",
+            "DELETE /api/v1/secrets/{name}",
             "DELETE /api/v1/tokens/{id}",
             "DELETE /api/v1/workflows/{name}",
             "GET /api/v1/agents",
@@ -646,6 +647,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/runs/{id}/events",
             "GET /api/v1/runs/{id}/logs",
             "GET /api/v1/runs/{id}/logs/{task}/{step}",
+            "GET /api/v1/secrets",
             "GET /api/v1/stats",
             "GET /api/v1/tokens",
             "GET /api/v1/users",
@@ -658,9 +660,11 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/agents/join-tokens",
             "POST /api/v1/invites",
             "POST /api/v1/runs/{id}/cancel",
+            "POST /api/v1/secrets/rotate-key",
             "POST /api/v1/tokens",
             "POST /api/v1/workflows",
             "POST /api/v1/workflows/{name}/pipelines/{pipeline}/runs",
+            "PUT /api/v1/secrets/{name}",
         ]
     );
     // Each documented GET without path parameters answers.

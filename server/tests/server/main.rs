@@ -16,5 +16,6 @@ mod health;
 mod network;
 mod observability;
 mod openapi;
+mod secrets;
 mod settings;
 mod tls;

@@ -32,6 +32,34 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// Every file the database keeps its data in: the SQLite file with its
+    /// journal, or the PostgreSQL cluster's files (WAL included).
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let root = match &self._postgres {
+            Some(pg) => pg.data_dir(),
+            None => {
+                return ["xene.db", "xene.db-wal", "xene.db-shm"]
+                    .iter()
+                    .map(|f| self.dir.path().join(f))
+                    .filter(|p| p.exists())
+                    .collect();
+            }
+        };
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
     pub fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         match backend {

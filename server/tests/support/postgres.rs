@@ -58,6 +58,12 @@ impl Postgres {
         pg
     }
 
+    /// The cluster's files (tests grep them for what must not be stored).
+    #[allow(dead_code)] // benchmarks share this file and never look
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }

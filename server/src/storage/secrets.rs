@@ -1,0 +1,410 @@
+//! Secrets: names in the clear, values sealed by the `Vault` (only
+//! ciphertext reaches the database), global or scoped to one workflow.
+//!
+//! Which master key seals is decided by the key check row in `server_meta`,
+//! not by each replica's configuration: a replica that has not yet read a
+//! rotated key file still seals with the key the database says is current,
+//! and a rotation (which moves that row) cannot interleave with a write.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sqlx::Row;
+use xene_core::protocol::SecretValue;
+use xene_core::spec::Pipeline;
+
+use super::{Backend, Db, StorageError, now_ms};
+use crate::vault::{Vault, VaultError};
+
+/// Largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Shortest value, in characters: a shorter one masked in logs would shred them.
+pub const MIN_VALUE_CHARS: usize = 4;
+/// Most secrets in one database.
+pub const MAX_SECRETS: i64 = 10_000;
+
+const KEY_CHECK: &str = "secrets_key_check";
+/// What the key check seals: its scope holds a NUL, which no real secret's
+/// scope can, so the check never collides with a row.
+const CHECK_SCOPE: &str = "\0check";
+const CHECK_TEXT: &[u8] = b"xene secrets key check";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("there are already {MAX_SECRETS} secrets; delete some first")]
+    TooMany,
+}
+
+impl From<sqlx::Error> for SecretsError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+/// A secret as the API lists it: never its value.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SecretInfo {
+    pub name: String,
+    /// The workflow it belongs to; absent for a global secret.
+    pub workflow: Option<String>,
+    pub created_by: String,
+    /// UTC milliseconds.
+    pub created_at: i64,
+    pub updated_by: String,
+    /// UTC milliseconds.
+    pub updated_at: i64,
+}
+
+fn scope_of(workflow: Option<&str>) -> &str {
+    workflow.unwrap_or("")
+}
+
+/// Every secret name a pipeline's tasks use.
+pub fn names_used(pipeline: &Pipeline) -> BTreeSet<String> {
+    pipeline
+        .tasks
+        .values()
+        .flat_map(|t| t.secrets.iter().cloned())
+        .collect()
+}
+
+/// All secrets, or those visible to one workflow (its own and the global
+/// ones), ordered by name and then scope.
+pub async fn list(db: &Db, workflow: Option<&str>) -> Result<Vec<SecretInfo>, StorageError> {
+    let rows =
+        match workflow {
+            Some(w) => sqlx::query(
+                "SELECT scope, name, created_by, created_at, updated_by, updated_at FROM secrets \
+                 WHERE scope = '' OR scope = $1 ORDER BY name, scope LIMIT $2",
+            )
+            .bind(w)
+            .bind(MAX_SECRETS)
+            .fetch_all(db.pool())
+            .await?,
+            None => sqlx::query(
+                "SELECT scope, name, created_by, created_at, updated_by, updated_at FROM secrets \
+                 ORDER BY name, scope LIMIT $1",
+            )
+            .bind(MAX_SECRETS)
+            .fetch_all(db.pool())
+            .await?,
+        };
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let scope: String = r.get(0);
+            SecretInfo {
+                name: r.get(1),
+                workflow: (!scope.is_empty()).then_some(scope),
+                created_by: r.get(2),
+                created_at: r.get(3),
+                updated_by: r.get(4),
+                updated_at: r.get(5),
+            }
+        })
+        .collect())
+}
+
+/// Reads the key check inside a write transaction, locking it on
+/// PostgreSQL (SQLite's write transaction already excludes every other).
+async fn current_key(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let value: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT value FROM server_meta WHERE key = $1{lock}"
+    ))
+    .bind(KEY_CHECK)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(value.and_then(|v| {
+        v.split_once(':')
+            .map(|(id, sealed)| (id.to_string(), sealed.to_string()))
+    }))
+}
+
+/// Creates or replaces a secret's value; true when it was created.
+pub async fn put(
+    db: &Db,
+    vault: &Vault,
+    workflow: Option<&str>,
+    name: &str,
+    value: &str,
+    actor: &str,
+) -> Result<bool, SecretsError> {
+    let scope = scope_of(workflow);
+    let mut tx = db.begin_write().await?;
+    let key = current_key(&mut tx, db.backend()).await?;
+    let (key_id, sealed) = match key {
+        Some((id, _)) => {
+            if !vault.has_key(&id) {
+                vault.reload()?;
+            }
+            (
+                id.clone(),
+                vault.seal_with(&id, scope, name, value.as_bytes())?,
+            )
+        }
+        None => vault.seal(scope, name, value.as_bytes()),
+    };
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM secrets WHERE scope = $1 AND name = $2")
+            .bind(scope)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let now = now_ms();
+    if exists.is_some() {
+        sqlx::query(
+            "UPDATE secrets SET key_id = $1, ciphertext = $2, updated_by = $3, updated_at = $4 \
+             WHERE scope = $5 AND name = $6",
+        )
+        .bind(&key_id)
+        .bind(&sealed)
+        .bind(actor)
+        .bind(now)
+        .bind(scope)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets")
+            .fetch_one(&mut *tx)
+            .await?;
+        if count >= MAX_SECRETS {
+            return Err(SecretsError::TooMany);
+        }
+        sqlx::query(
+            "INSERT INTO secrets (scope, name, key_id, ciphertext, created_by, created_at, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $5, $6)",
+        )
+        .bind(scope)
+        .bind(name)
+        .bind(&key_id)
+        .bind(&sealed)
+        .bind(actor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(exists.is_none())
+}
+
+/// Deletes a secret; false when there was none.
+pub async fn delete(db: &Db, workflow: Option<&str>, name: &str) -> Result<bool, StorageError> {
+    let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND name = $2")
+        .bind(scope_of(workflow))
+        .bind(name)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// A run's secrets, each from the workflow's own scope when it has one,
+/// else the global one.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub values: BTreeMap<String, SecretValue>,
+    /// Names no scope provides.
+    pub missing: Vec<String>,
+    /// Names whose value does not decrypt (tampered, or an unknown key).
+    pub broken: Vec<String>,
+}
+
+impl Resolved {
+    /// Why the run cannot have its secrets, if it cannot.
+    pub fn failure(&self) -> Option<String> {
+        if !self.missing.is_empty() {
+            return Some(format!(
+                "missing secrets: {} (create them, or remove them from the tasks' `secrets`)",
+                self.missing.join(", ")
+            ));
+        }
+        if !self.broken.is_empty() {
+            return Some(format!(
+                "secrets that do not decrypt with the configured master keys: {}",
+                self.broken.join(", ")
+            ));
+        }
+        None
+    }
+}
+
+async fn rows_for(
+    db: &Db,
+    workflow: &str,
+    names: &BTreeSet<String>,
+) -> Result<Vec<(String, String, String, String)>, StorageError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT scope, name, key_id, ciphertext FROM secrets WHERE (scope = '' OR scope = $1) AND name IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(workflow);
+    for name in names {
+        query = query.bind(name);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+/// The names of `names` that neither the workflow nor the global scope has.
+pub async fn missing(
+    db: &Db,
+    workflow: &str,
+    names: &BTreeSet<String>,
+) -> Result<Vec<String>, StorageError> {
+    let found: BTreeSet<String> = rows_for(db, workflow, names)
+        .await?
+        .into_iter()
+        .map(|(_, name, _, _)| name)
+        .collect();
+    Ok(names.difference(&found).cloned().collect())
+}
+
+/// Decrypts the secrets a run of `workflow` needs.
+pub async fn resolve(
+    db: &Db,
+    vault: &Vault,
+    workflow: &str,
+    names: &BTreeSet<String>,
+) -> Result<Resolved, StorageError> {
+    let mut chosen: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    for (scope, name, key_id, sealed) in rows_for(db, workflow, names).await? {
+        // The workflow's own value wins over the global one.
+        if scope.is_empty() && chosen.contains_key(&name) {
+            continue;
+        }
+        chosen.insert(name, (scope, key_id, sealed));
+    }
+    let mut resolved = Resolved::default();
+    for name in names {
+        let Some((scope, key_id, sealed)) = chosen.get(name) else {
+            resolved.missing.push(name.clone());
+            continue;
+        };
+        match vault
+            .open(scope, name, key_id, sealed)
+            .ok()
+            .and_then(|v| String::from_utf8(v).ok())
+        {
+            Some(value) => {
+                resolved
+                    .values
+                    .insert(name.clone(), SecretValue::new(value));
+            }
+            None => {
+                tracing::error!(secret = %name, scope = %scope, "a secret does not decrypt");
+                resolved.broken.push(name.clone());
+            }
+        }
+    }
+    Ok(resolved)
+}
+
+/// Proves at start that the configured keys are the database's: the key
+/// check (made on the first start) must open, and every stored value's key
+/// must be configured. Never lets a wrong key produce garbage later.
+pub async fn check_key(db: &Db, vault: &Vault) -> Result<(), SecretsError> {
+    let (id, sealed) = vault.seal(CHECK_SCOPE, "", CHECK_TEXT);
+    sqlx::query(
+        "INSERT INTO server_meta (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(KEY_CHECK)
+    .bind(format!("{id}:{sealed}"))
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    let value: String = sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
+        .bind(KEY_CHECK)
+        .fetch_one(db.pool())
+        .await?;
+    let (id, sealed) = value
+        .split_once(':')
+        .ok_or_else(|| StorageError::Corrupt("the secrets key check is malformed".into()))?;
+    match vault.open(CHECK_SCOPE, "", id, sealed) {
+        Ok(text) if text == CHECK_TEXT => {}
+        Ok(_) | Err(VaultError::Tampered) => {
+            return Err(StorageError::Corrupt("the secrets key check does not open".into()).into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT key_id FROM secrets")
+        .fetch_all(db.pool())
+        .await?;
+    if let Some(unknown) = ids.into_iter().find(|id| !vault.has_key(id)) {
+        return Err(VaultError::UnknownKey(unknown).into());
+    }
+    Ok(())
+}
+
+/// Whether the database has a key check yet (it has none before the first
+/// start with secrets support): only then may a new key file be made.
+pub async fn has_key_check(db: &Db) -> Result<bool, StorageError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM server_meta WHERE key = $1")
+        .bind(KEY_CHECK)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Re-encrypts every secret under the vault's first key, and makes it the
+/// key that seals from now on, in one transaction: a replica sees all
+/// values under the old key or all under the new one. Returns how many
+/// values were re-encrypted.
+pub async fn rotate(db: &Db, vault: &Vault) -> Result<usize, SecretsError> {
+    vault.reload()?;
+    let primary = vault.primary_id();
+    let mut tx = db.begin_write().await?;
+    current_key(&mut tx, db.backend()).await?;
+    let rows = sqlx::query("SELECT scope, name, key_id, ciphertext FROM secrets")
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut changed = 0;
+    for row in &rows {
+        let (scope, name, key_id, sealed): (String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if key_id == primary {
+            continue;
+        }
+        let value = vault.open(&scope, &name, &key_id, &sealed)?;
+        let (new_id, new_sealed) = vault.seal(&scope, &name, &value);
+        sqlx::query(
+            "UPDATE secrets SET key_id = $1, ciphertext = $2 WHERE scope = $3 AND name = $4",
+        )
+        .bind(&new_id)
+        .bind(&new_sealed)
+        .bind(&scope)
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?;
+        changed += 1;
+    }
+    let (id, sealed) = vault.seal(CHECK_SCOPE, "", CHECK_TEXT);
+    sqlx::query(
+        "INSERT INTO server_meta (key, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(KEY_CHECK)
+    .bind(format!("{id}:{sealed}"))
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(changed)
+}
