@@ -169,6 +169,12 @@ pub enum Command {
         after_help = "Examples:\n  xenectl tokens create ci --role editor\n  xenectl tokens revoke 0b5c..."
     )]
     Tokens(TokensCommand),
+    /// Secrets for tasks: set (value from stdin or a file), remove, rotate the key.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl secrets set DEPLOY_TOKEN < token.txt\n  xenectl secrets set DEPLOY_TOKEN --workflow site --from-file token.txt\n  xenectl secrets rm DEPLOY_TOKEN --workflow site\n  xenectl get secrets"
+    )]
+    Secrets(SecretsCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   xenectl completion bash > /etc/bash_completion.d/xenectl
@@ -272,6 +278,16 @@ pub enum GetWhat {
         after_help = "Examples:\n  xenectl get tokens -o json"
     )]
     Tokens,
+    /// Secrets' names and scopes (never their values).
+    #[command(
+        visible_alias = "secret",
+        after_help = "Examples:\n  xenectl get secrets\n  xenectl get secrets --workflow site"
+    )]
+    Secrets {
+        /// Only those a run of this workflow sees (its own and the global ones).
+        #[arg(long)]
+        workflow: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,6 +356,49 @@ pub enum TokensCommand {
     #[command(after_help = "Examples:
   xenectl tokens revoke 0b5c...")]
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create or replace a secret. The value comes from stdin (a trailing
+    /// newline is dropped) or a file, never from the command line, where
+    /// other users could read it in the process list.
+    #[command(after_help = "Examples:
+  xenectl secrets set DEPLOY_TOKEN < token.txt
+  printf %s \"$TOKEN\" | xenectl secrets set DEPLOY_TOKEN --workflow site
+  xenectl secrets set TLS_KEY --from-file key.pem")]
+    Set {
+        name: String,
+        /// Only for this workflow's runs (it wins over a global one).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Read the value from this file, as it is.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+    },
+    /// Delete a secret.
+    #[command(
+        visible_alias = "delete",
+        after_help = "Examples:
+  xenectl secrets rm DEPLOY_TOKEN
+  xenectl secrets rm DEPLOY_TOKEN --workflow site"
+    )]
+    Rm {
+        name: String,
+        /// The workflow's own secret, not the global one.
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// List secrets (as `get secrets`).
+    #[command(after_help = "Examples:\n  xenectl secrets list")]
+    List {
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// Re-encrypt every secret under the first key of the server's key
+    /// file (after adding a new key first in every replica's file).
+    #[command(after_help = "Examples:\n  xenectl secrets rotate-key")]
+    RotateKey,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -99,6 +99,11 @@ impl Client {
             .body)
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Answer> {
+        self.send(Method::PUT, path, Some(Body::Json(body)), &[])
+            .await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send(Method::DELETE, path, None, &[]).await?;
         Ok(())

@@ -13,6 +13,7 @@ mod contexts;
 mod login;
 mod logs;
 mod runs;
+mod secrets;
 mod tokens;
 mod workflows;
 
@@ -73,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             GetWhat::Agents { watch } => agents::list(&ctx, watch).await,
             GetWhat::Tokens => tokens::list(&ctx).await,
+            GetWhat::Secrets { workflow } => secrets::list(&ctx, workflow.as_deref()).await,
         },
         Command::Describe { what } => match what {
             Describe::Workflow { name } => workflows::describe(&ctx, &name).await,
@@ -107,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Agents(command) => agents::run(&ctx, command).await,
         Command::Tokens(command) => tokens::run(&ctx, command).await,
+        Command::Secrets(command) => secrets::run(&ctx, command).await,
         Command::Validate { .. }
         | Command::Completion { .. }
         | Command::Config(_)

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::util::{Home, LONG, Out, Xene, run, sqlite_url};
+use crate::util::{Home, LONG, Out, Xene, argv_with, run, sqlite_url};
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
@@ -44,20 +44,6 @@ async fn browse(xene: &Xene, url: &str) {
     let page = browser.get(&callback).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("signed in"));
-}
-
-/// Every process's command line that mentions `secret`.
-fn argv_with(secret: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(secret) {
-                found.push(cmdline);
-            }
-        }
-    }
-    found
 }
 
 fn config_token(home: &Home, context: &str) -> Option<String> {

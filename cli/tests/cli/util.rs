@@ -428,3 +428,17 @@ pub fn write(home: &Home, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Every process's command line that mentions `secret`.
+pub fn argv_with(secret: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(secret) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}

@@ -201,7 +201,12 @@ async fn check_masked_run(xene: &Xene, token: &str) {
     assert_clean("the feed", &feed_text(&xene.base, token, id).await);
     let (_, listed) = xene.get("/api/v1/secrets").await;
     assert_clean("the list", &listed.to_string());
-    let metrics = xene.http.get(format!("{}/metrics", xene.base)).send().await.unwrap();
+    let metrics = xene
+        .http
+        .get(format!("{}/metrics", xene.base))
+        .send()
+        .await
+        .unwrap();
     assert_clean("the metrics", &metrics.text().await.unwrap());
 }
 

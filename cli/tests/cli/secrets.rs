@@ -1,0 +1,132 @@
+//! `secrets set|rm|list|rotate-key` and `get secrets`: values go in through
+//! stdin or a file, never through argv, and never come back out.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::util::{Home, LONG, Xene, argv_with, run, sqlite_url, write};
+
+async fn run_in(
+    xenectl: &impl Fn(&[&str]) -> tokio::process::Command,
+    args: &[&str],
+) -> crate::util::Out {
+    run(xenectl(args)).await
+}
+
+const VALUE: &str = "tok-9f8e7d6c5b4a";
+
+#[tokio::test]
+async fn secrets_are_set_from_stdin_or_a_file_and_never_shown() {
+    let home = Home::new();
+    let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
+    let xenectl = |args: &[&str]| {
+        let mut cmd = home.xenectl(args);
+        cmd.env("XENE_SERVER", &xene.base);
+        cmd
+    };
+
+    // While `secrets set` waits for its value, no process's argv holds it.
+    let mut set = xenectl(&["secrets", "set", "DEPLOY_TOKEN"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = set.stdin.take().unwrap();
+    stdin.write_all(VALUE.as_bytes()).await.unwrap();
+    assert_eq!(argv_with(VALUE), Vec::<String>::new());
+    stdin.write_all(b"\n").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(LONG, set.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "secret/DEPLOY_TOKEN created"
+    );
+
+    let file = write(&home, "value.txt", "file-value-1234");
+    let out = run_in(
+        &xenectl,
+        &[
+            "secrets",
+            "set",
+            "DEPLOY_TOKEN",
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "secret/DEPLOY_TOKEN replaced");
+
+    let out = run_in(&xenectl, &["get", "secrets"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("NAME"), "{out:?}");
+    assert!(
+        out.stdout.contains("DEPLOY_TOKEN") && out.stdout.contains("(global)"),
+        "{out:?}"
+    );
+    let out = run_in(&xenectl, &["get", "secrets", "-o", "json"]).await;
+    assert_eq!(out.json()["secrets"][0]["name"], "DEPLOY_TOKEN", "{out:?}");
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.contains(VALUE) && !text.contains("file-value-1234"),
+            "{out:?}"
+        );
+    }
+
+    // Refusals: a short value (2), an unknown workflow (4), a missing file (2).
+    let short = write(&home, "short.txt", "abc");
+    let out = run_in(
+        &xenectl,
+        &[
+            "secrets",
+            "set",
+            "OTHER",
+            "--from-file",
+            short.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("at least 4"), "{out:?}");
+    let out = run_in(
+        &xenectl,
+        &[
+            "secrets",
+            "set",
+            "OTHER",
+            "--workflow",
+            "nosuch",
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 4, "{out:?}");
+    let out = run_in(
+        &xenectl,
+        &[
+            "secrets",
+            "set",
+            "OTHER",
+            "--from-file",
+            "/nonexistent/file",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+
+    let out = run_in(&xenectl, &["secrets", "rotate-key"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("re-encrypted"), "{out:?}");
+
+    let out = run_in(&xenectl, &["secrets", "rm", "DEPLOY_TOKEN"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = run(xenectl(&["secrets", "rm", "DEPLOY_TOKEN"])).await;
+    assert_eq!(out.code, 4, "{out:?}");
+}
