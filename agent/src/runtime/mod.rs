@@ -208,3 +208,41 @@ pub(crate) fn output_from_bytes(mut bytes: Vec<u8>) -> Result<Option<String>, Ru
     }
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line longer than `MAX_LINE_BYTES` goes out in pieces; a value that
+    /// straddles a cut is still masked, whatever the chunking.
+    #[tokio::test]
+    async fn a_value_across_a_forced_cut_is_masked() {
+        let secret = "straddling-secret-value";
+        let masker = Masker::new([secret]);
+        for lead in [MAX_LINE_BYTES - 5, MAX_LINE_BYTES - 1, MAX_LINE_BYTES] {
+            let (tx, mut rx) = mpsc::channel(64);
+            let sink = LogSink {
+                events: &tx,
+                task: "t",
+                step: "s",
+                masker: &masker,
+            };
+            let mut text = "x".repeat(lead).into_bytes();
+            text.extend_from_slice(secret.as_bytes());
+            text.extend_from_slice(b" tail\n");
+            let mut buffer = LineBuffer::default();
+            for chunk in text.chunks(7000) {
+                buffer.push(chunk, LogStream::Stdout, &sink).await;
+            }
+            buffer.finish(LogStream::Stdout, &sink).await;
+            drop(tx);
+            let mut joined = String::new();
+            while let Some(RunEvent::Log { data, .. }) = rx.recv().await {
+                joined.push_str(&data);
+            }
+            assert!(!joined.contains("straddling"), "lead {lead}");
+            assert!(joined.ends_with("*** tail"), "lead {lead}");
+            assert_eq!(joined.len(), lead + "*** tail".len());
+        }
+    }
+}

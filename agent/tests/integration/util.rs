@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use xene_agent::{Executor, ExecutorConfig, RunReport, RunRequest, TaskReport, new_run_id};
 use xene_core::event::RunEvent;
+use xene_core::protocol::SecretValue;
 use xene_core::spec::Pipeline;
 use xene_core::status::StepStatus;
 
@@ -127,7 +128,7 @@ pub async fn run_with(
         pipeline_name: "test".into(),
         pipeline: pipeline(yaml),
         params,
-        secrets: [("TOKEN".to_string(), "s3cr3t-value".to_string())].into(),
+        secrets: [("TOKEN".to_string(), SecretValue::new("s3cr3t-value"))].into(),
         completed: Default::default(),
     };
     let (sender, mut receiver) = mpsc::channel(64);
