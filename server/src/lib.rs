@@ -245,7 +245,13 @@ impl Server {
 /// lost file is reported, not silently replaced by a new key.
 async fn open_vault(db: &Db, args: &Args) -> Result<vault::Vault, storage::secrets::SecretsError> {
     let (source, is_default) = args.secrets_key_source();
-    let create = is_default && !storage::secrets::has_key_check(db).await?;
+    let has_check = storage::secrets::has_key_check(db).await?;
+    if let (vault::KeySource::File(path), true, true) = (&source, is_default, has_check)
+        && !path.exists()
+    {
+        return Err(vault::VaultError::Lost(path.clone()).into());
+    }
+    let create = is_default && !has_check;
     let vault = vault::Vault::load(source, create)?;
     storage::secrets::check_key(db, &vault).await?;
     Ok(vault)

@@ -34,18 +34,23 @@ const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    #[error("reading the secrets key file {path}: {source}")]
+    #[error("reading the secrets key file {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("writing a new secrets key file {path}: {source}")]
+    #[error("writing a new secrets key file {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the secrets key file {0} is missing, and this database's secrets were sealed with a key: \
+         restore the file, or give this server the key the others use (--secrets-key-file or XENE_SECRETS_KEY)"
+    )]
+    Lost(PathBuf),
     #[error("the secrets key {what}: {why}")]
     BadKey { what: String, why: String },
     #[error(

@@ -196,7 +196,7 @@ impl PendingChunk {
 
     async fn store(
         self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut super::WriteTx,
         cap: i64,
         run_id: i64,
         attempt: i64,
@@ -219,7 +219,7 @@ impl PendingChunk {
 }
 
 async fn apply_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut super::WriteTx,
     run_id: i64,
     event: &RunEvent,
     now: i64,

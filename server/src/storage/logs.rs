@@ -38,7 +38,7 @@ pub struct Chunk {
 /// then trims the step's log to the cap.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn append(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut super::WriteTx,
     cap: i64,
     run_id: i64,
     attempt: i64,

@@ -95,6 +95,44 @@ pub struct Db {
     /// heartbeats are written in one statement per period, not one each.
     seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     log_cap: i64,
+    /// SQLite has one writer at a time: write transactions take turns here,
+    /// first come first served, instead of polling SQLite's lock with
+    /// sleeps (which let a hundred busy runs starve each other for 700 ms).
+    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction (from `Db::begin_write`). It reads as the
+/// connection, like sqlx's own (`&mut *tx`); on SQLite it holds the
+/// process's write turn until it commits, rolls back or is dropped.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let Self { tx, _turn } = self;
+        tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        let Self { tx, _turn } = self;
+        tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Db {
@@ -154,6 +192,7 @@ impl Db {
             agent_news,
             seen: Default::default(),
             log_cap: logs::DEFAULT_CAP_BYTES,
+            write_turn: Default::default(),
         })
     }
 
@@ -264,10 +303,20 @@ impl Db {
     /// lock up front: a transaction that reads first and writes later fails
     /// outright (SQLITE_BUSY_SNAPSHOT) when another writer committed in
     /// between, where waiting for the lock at BEGIN just works.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => {
+                let turn = self.write_turn.clone().lock_owned().await;
+                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(WriteTx {
+                    tx,
+                    _turn: Some(turn),
+                })
+            }
+            Backend::Postgres => Ok(WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            }),
         }
     }
 

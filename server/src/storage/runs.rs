@@ -680,7 +680,7 @@ pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
 
 /// Moves a run's tasks and steps in status `from` to status `to`.
 async fn move_unfinished(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::WriteTx,
     id: i64,
     from: &str,
     to: &str,

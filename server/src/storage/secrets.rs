@@ -112,7 +112,7 @@ pub async fn list(db: &Db, workflow: Option<&str>) -> Result<Vec<SecretInfo>, St
 /// Reads the key check inside a write transaction, locking it on
 /// PostgreSQL (SQLite's write transaction already excludes every other).
 async fn current_key(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::WriteTx,
     backend: Backend,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
     let lock = match backend {

@@ -46,14 +46,14 @@ async fn apply_keeps_versions_and_skips_unchanged_specs() {
             apply(&server, HELLO).await,
             (
                 201,
-                json!({ "name": "hello", "version": 1, "changed": true })
+                json!({ "name": "hello", "version": 1, "changed": true, "warnings": [] })
             )
         );
         assert_eq!(
             apply(&server, HELLO).await,
             (
                 200,
-                json!({ "name": "hello", "version": 1, "changed": false })
+                json!({ "name": "hello", "version": 1, "changed": false, "warnings": [] })
             )
         );
         let changed = HELLO.replace("a first workflow", "a second look");
@@ -61,7 +61,7 @@ async fn apply_keeps_versions_and_skips_unchanged_specs() {
             apply(&server, &changed).await,
             (
                 201,
-                json!({ "name": "hello", "version": 2, "changed": true })
+                json!({ "name": "hello", "version": 2, "changed": true, "warnings": [] })
             )
         );
 
@@ -500,7 +500,7 @@ async fn deleted_workflows_take_no_runs_but_keep_their_history() {
             apply(&server, HELLO).await,
             (
                 201,
-                json!({ "name": "hello", "version": 2, "changed": true })
+                json!({ "name": "hello", "version": 2, "changed": true, "warnings": [] })
             )
         );
         server.stop().await;

@@ -36,6 +36,12 @@ impl Xene {
             .path()
             .join(format!("xene-{agent_id}-{}.log", nonce()));
         let data_dir = db.dir.path().join(format!("data-{agent_id}"));
+        // Replicas of one database share one master key for secrets, as
+        // they must in production.
+        let key_file = db.dir.path().join("secrets-master.key");
+        if !key_file.exists() {
+            std::fs::write(&key_file, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_xene"))
             // Port 0 and the logged address: no race for a free port between parallel tests.
             .args(if extra.contains(&"--addr") {
@@ -48,6 +54,7 @@ impl Xene {
             .arg(&data_dir)
             .args(extra)
             .env("NO_COLOR", "1")
+            .env("XENE_SECRETS_KEY_FILE", &key_file)
             .env("RUST_LOG", "warn,xene_server=info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

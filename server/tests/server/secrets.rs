@@ -465,7 +465,10 @@ async fn a_wrong_or_lost_master_key_is_refused_at_start() {
         .err()
         .expect("a lost key is refused");
     let chain = format!("{:#}", anyhow::Error::new(err));
-    assert!(chain.contains("secrets key file"), "{chain}");
+    assert!(
+        chain.contains("secrets key file") && chain.contains("missing"),
+        "{chain}"
+    );
     assert!(!default_file.exists(), "no new key was made");
 }
 
