@@ -27,6 +27,9 @@ const URL_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Python's `quote`: leaves `/` as it is.
+const PATH_ESCAPED: &AsciiSet = &URL_ESCAPED.remove(b'/');
+
 /// Finds every form of a run's secret values; empty when the run has none.
 #[derive(Debug, Default)]
 pub struct Masker {
@@ -122,14 +125,58 @@ fn forms(value: &str) -> Vec<String> {
     let bytes = value.as_bytes();
     out.push(STANDARD.encode(bytes));
     for offset in 0..3 {
-        out.push(base64_core(&STANDARD_NO_PAD, bytes, offset));
-        out.push(base64_core(&URL_SAFE_NO_PAD, bytes, offset));
+        for core in [
+            base64_core(&STANDARD_NO_PAD, bytes, offset),
+            base64_core(&URL_SAFE_NO_PAD, bytes, offset),
+        ] {
+            // `base64` wraps at 76 columns, openssl at 64: a long value's
+            // encoding is cut into lines at places that depend on what came
+            // before it, so no line holds the whole core. Its blocks are
+            // masked one by one instead; a wrapped line then shows at most
+            // a few characters of the value's encoding at each end.
+            if core.len() > WRAP_COLUMNS {
+                out.extend(
+                    core.as_bytes()
+                        .chunks(WRAPPED_BLOCK)
+                        .filter(|b| b.len() == WRAPPED_BLOCK)
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
+                );
+            }
+            out.push(core);
+        }
     }
+    // Percent-encoding as RFC 3986 wants it, as forms send it (`+` for a
+    // space), with lowercase hex, and as Python's `quote` leaves `/`.
     let url = utf8_percent_encode(value, URL_ESCAPED).to_string();
     out.push(url.replace("%20", "+"));
+    out.push(lowercase_escapes(&url));
+    out.push(utf8_percent_encode(value, PATH_ESCAPED).to_string());
     out.push(url);
     let json = serde_json::to_string(value).expect("strings serialize");
     out.push(json[1..json.len() - 1].to_string());
+    out
+}
+
+/// The shortest line a base64 tool wraps its output at.
+const WRAP_COLUMNS: usize = 64;
+/// Blocks of a long value's encoding masked on their own (see `forms`).
+const WRAPPED_BLOCK: usize = 8;
+
+/// `%2f` for `%2F`: some encoders write lowercase hex.
+fn lowercase_escapes(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut hex_left = 0;
+    for c in url.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            if c == '%' {
+                hex_left = 2;
+            }
+            out.push(c);
+        }
+    }
     out
 }
 
@@ -177,6 +224,32 @@ mod tests {
             // What is left cannot be decoded back to the value.
             assert!(out.len() < encoded.len());
         }
+    }
+
+    #[test]
+    fn masks_wrapped_base64_of_a_long_value() {
+        let secret: String = (0..200)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
+        let m = Masker::new([secret.as_str()]);
+        for prefix in ["", "k=", "key: "] {
+            let encoded = STANDARD.encode(format!("{prefix}{secret}"));
+            for width in [64, 76] {
+                for line in encoded.as_bytes().chunks(width) {
+                    let line = std::str::from_utf8(line).unwrap();
+                    let out = masked(&m, line);
+                    let shown = out.replace(MASK, "");
+                    assert!(
+                        shown.len() <= 2 * (WRAPPED_BLOCK - 1) + 8,
+                        "{line} -> {out}"
+                    );
+                }
+            }
+        }
+        let lower = "a/b+c=d";
+        let m = Masker::new([lower]);
+        assert_eq!(masked(&m, "x a%2fb%2bc%3dd"), "x ***");
+        assert_eq!(masked(&m, "x a/b%2Bc%3Dd"), "x ***");
     }
 
     #[test]

@@ -921,6 +921,14 @@ impl Checker {
             if !self.env_name(&name, &p, item.line, "secret") {
                 continue;
             }
+            if name.starts_with("XENE_") {
+                self.error(
+                    &p,
+                    item.line,
+                    format!("secret name {name:?} starts with XENE_, which is Xene's own"),
+                );
+                continue;
+            }
             if seen.insert(name.clone()) {
                 out.push(name);
             } else {

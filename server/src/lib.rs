@@ -152,6 +152,7 @@ impl Server {
             public_url,
             agent_binary: args.agent_binary(),
             access: Arc::new(access),
+            serves_tls: tls.is_some(),
         };
         Ok(Self {
             listener,

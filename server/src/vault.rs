@@ -65,11 +65,20 @@ pub enum VaultError {
 }
 
 /// Where the keys come from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum KeySource {
     File(PathBuf),
     /// The text of `XENE_SECRETS_KEY` (it cannot be read again).
     Env(String),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Env(_) => f.write_str("Env(***)"),
+        }
+    }
 }
 
 struct MasterKey {

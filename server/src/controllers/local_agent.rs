@@ -250,6 +250,10 @@ impl LocalAgent {
         };
         let names = secrets::names_used(&pipeline);
         let resolved = secrets::resolve(db, &self.ctx.vault, &run.workflow, &names).await?;
+        if !resolved.unavailable.is_empty() {
+            // The supervisor hands the run on if this server never gets the key.
+            return Ok(());
+        }
         if let Some(reason) = resolved.failure() {
             return fail(db, &run, &reason).await;
         }

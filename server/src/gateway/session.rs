@@ -445,6 +445,10 @@ where
             }
             let resolved =
                 secrets::resolve(&self.ctx.db, &self.ctx.vault, &run.workflow, &names).await?;
+            if !resolved.unavailable.is_empty() {
+                // Another look when news of the run comes again.
+                return Ok(None);
+            }
             if let Some(reason) = resolved.failure() {
                 runs::fail_before_start(&self.ctx.db, run.id, run.attempt, &reason).await?;
                 return Ok(None);

@@ -48,12 +48,13 @@ async fn connect(
             )
         })?;
     let identity = auth::authenticate(&state.db, credential.trim()).await?;
-    // Secrets travel only where nobody on the way can read them: over TLS
-    // (ours, or a proxy's in front of a public https URL) or on this machine.
-    let secure_link = state.access.https
-        || remote
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    // Secrets travel only where nobody on the way can read them: over our
+    // own TLS, on this machine, or from a TLS-ending proxy on this machine
+    // (a proxy elsewhere leaves a plain hop between it and us).
+    let local = remote
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    let secure_link = state.serves_tls || local;
     let upgrade = upgrade.map_err(|e| {
         ApiError::BadRequest(format!(
             "this endpoint takes a WebSocket: {}",

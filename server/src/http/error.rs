@@ -26,6 +26,9 @@ pub enum ApiError {
     /// One part of the body is over its own limit (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// This replica cannot do it now; another may, or this one later (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// Well-formed but not acceptable (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -46,6 +49,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,

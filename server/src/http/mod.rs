@@ -47,6 +47,8 @@ pub struct AppState {
     pub agent_binary: Option<std::path::PathBuf>,
     /// Sign-in, tokens, the host check.
     pub access: SharedAccess,
+    /// This process serves HTTPS itself (not only behind a proxy).
+    pub serves_tls: bool,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -20,6 +20,7 @@ use crate::access::Principal;
 use crate::storage::access::audit;
 use crate::storage::secrets::{self as store, MAX_VALUE_BYTES, MIN_VALUE_CHARS, SecretInfo};
 use crate::storage::{runs, workflows};
+use crate::vault::VaultError;
 
 /// Queued runs looked at when a secret is deleted: a bound on the work.
 const MAX_RUNS_CHECKED: i64 = 10_000;
@@ -304,6 +305,9 @@ fn too_large() -> ApiError {
 fn secrets_error(e: store::SecretsError) -> ApiError {
     match e {
         store::SecretsError::TooMany => ApiError::Conflict(e.to_string()),
+        store::SecretsError::Vault(VaultError::UnknownKey(_)) => ApiError::Unavailable(
+            "this server lacks the current master key of secrets; try again when its key file is updated".into(),
+        ),
         other => ApiError::Internal(other.into()),
     }
 }

@@ -393,8 +393,6 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
     Ok(outcome)
 }
 
-/// Statuses a run never leaves. `unknown` counts once no attempt is left:
-/// the supervisor requeues the others right away.
 /// Fails an attempt that has not started (its secrets are missing, say),
 /// with the reason people will read.
 pub async fn fail_before_start(
@@ -418,6 +416,8 @@ pub async fn fail_before_start(
     Ok(())
 }
 
+/// Statuses a run never leaves. `unknown` counts once no attempt is left:
+/// the supervisor requeues the others right away.
 pub fn is_final(status: RunStatus) -> bool {
     status.is_finished() || status == RunStatus::Unknown
 }

@@ -216,8 +216,11 @@ pub struct Resolved {
     pub values: BTreeMap<String, SecretValue>,
     /// Names no scope provides.
     pub missing: Vec<String>,
-    /// Names whose value does not decrypt (tampered, or an unknown key).
+    /// Names whose value does not decrypt (tampered, or moved to another row).
     pub broken: Vec<String>,
+    /// Names sealed under a key this replica lacks (its key file is not
+    /// updated yet): worth trying again later, not a failure of the run.
+    pub unavailable: Vec<String>,
 }
 
 impl Resolved {
