@@ -359,7 +359,7 @@ async fn fail(db: &crate::storage::Db, run: &Run, reason: &str) -> Result<(), St
     .bind(now_ms())
     .bind(run.id)
     .bind(run.attempt)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     db.changed(run.id).await;
     Ok(())

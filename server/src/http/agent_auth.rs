@@ -143,7 +143,13 @@ async fn join(
     if name.is_empty() {
         sqlx::query("UPDATE agents SET name = id WHERE id = $1")
             .bind(&joined.agent_id)
-            .execute(state.db.pool())
+            .execute(
+                &mut *state
+                    .db
+                    .write_conn()
+                    .await
+                    .map_err(|e| ApiError::Internal(e.into()))?,
+            )
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
     }

@@ -113,7 +113,7 @@ pub async fn sign_in(db: &Db, identity: &Identity, role: Role) -> Result<User, S
     .bind(&identity.name)
     .bind(role.as_str())
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     user_by_identity(db, &identity.issuer, &identity.subject)
         .await?
@@ -281,7 +281,7 @@ pub async fn put_invite(
 pub async fn delete_invite(db: &Db, id: i64) -> Result<bool, StorageError> {
     let done = sqlx::query("DELETE FROM invites WHERE id = $1")
         .bind(id)
-        .execute(db.pool())
+        .execute(&mut *db.write_conn().await?)
         .await?;
     Ok(done.rows_affected() > 0)
 }
@@ -367,7 +367,7 @@ pub async fn create_token(
     .bind(now)
     .bind(expires_at)
     .bind(parent)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(TokenInfo {
         id: jti,
@@ -451,7 +451,7 @@ pub async fn touch_token(db: &Db, jti: &str) -> Result<(), StorageError> {
     .bind(now)
     .bind(jti)
     .bind(now - 60_000)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
 }
@@ -510,7 +510,7 @@ pub async fn signing_key(db: &Db) -> Result<Vec<u8>, StorageError> {
     )
     .bind(secret(""))
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     let value: String =
         sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'api_token_key'")
@@ -560,7 +560,7 @@ pub async fn audit(
     .bind(clip(target))
     .bind(clip(detail))
     .bind(clip(remote))
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
 }

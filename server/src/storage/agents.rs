@@ -55,7 +55,7 @@ pub async fn register(db: &Db, agent: &Registration) -> Result<bool, StorageErro
     .bind(agent.capacity)
     .bind(&agent.version)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected();
     Ok(touched == 1)
@@ -68,7 +68,7 @@ pub async fn heartbeat(db: &Db, id: &str) -> Result<bool, StorageError> {
     )
     .bind(now_ms())
     .bind(id)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected();
     Ok(touched == 1)
@@ -116,7 +116,7 @@ pub async fn set_offline(db: &Db, id: &str) -> Result<(), StorageError> {
     )
     .bind(id)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
 }
@@ -127,7 +127,7 @@ pub async fn mark_silent_offline(db: &Db, silence_ms: i64) -> Result<u64, Storag
         "UPDATE agents SET state = 'offline' WHERE state = 'online' AND last_seen_at < $1",
     )
     .bind(now_ms() - silence_ms)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected())
 }

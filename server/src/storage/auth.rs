@@ -81,7 +81,7 @@ pub async fn create_join_token(
         .bind(serde_json::to_string(labels).expect("maps serialize"))
         .bind(expires_at)
         .bind(now)
-        .execute(db.pool())
+        .execute(&mut *db.write_conn().await?)
         .await?;
     Ok((token, expires_at))
 }
@@ -183,7 +183,7 @@ pub async fn revoke(db: &Db, agent_id: &str) -> Result<bool, StorageError> {
         "UPDATE agents SET revoked = 1, state = 'revoked' WHERE id = $1 AND builtin = 0",
     )
     .bind(agent_id)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected()
         == 1)

@@ -15,7 +15,7 @@ pub async fn acquire(db: &Db, name: &str, holder: &str, ttl_ms: i64) -> Result<b
     .bind(holder)
     .bind(now + ttl_ms)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -25,7 +25,7 @@ pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), StorageErr
     sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
         .bind(name)
         .bind(holder)
-        .execute(db.pool())
+        .execute(&mut *db.write_conn().await?)
         .await?;
     Ok(())
 }

@@ -242,7 +242,7 @@ pub async fn prune(db: &Db, before_ms: i64) -> Result<u64, StorageError> {
         );
         total += sqlx::query(&sql)
             .bind(before_ms)
-            .execute(db.pool())
+            .execute(&mut *db.write_conn().await?)
             .await?
             .rows_affected();
     }

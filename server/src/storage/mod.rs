@@ -121,6 +121,28 @@ impl WriteTx {
     }
 }
 
+/// A connection for one write statement outside a transaction; on SQLite it
+/// waits for its turn like `WriteTx`, so a lease renewal is never starved by
+/// a stream of transactions handing the lock to each other.
+pub struct WriteConn {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
 impl std::ops::Deref for WriteTx {
     type Target = sqlx::AnyConnection;
 
@@ -318,6 +340,18 @@ impl Db {
                 _turn: None,
             }),
         }
+    }
+
+    /// A connection for a single write statement (see `WriteConn`).
+    pub async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.write_turn.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(WriteConn {
+            conn: self.pool.acquire().await?,
+            _turn: turn,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -410,7 +410,7 @@ pub async fn fail_before_start(
     .bind(now_ms())
     .bind(id)
     .bind(attempt)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     db.changed(id).await;
     Ok(())
@@ -465,7 +465,7 @@ pub async fn assign(db: &Db, id: i64, agent: &str, lease_ms: i64) -> Result<bool
     .bind(now)
     .bind(now + lease_ms)
     .bind(id)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     let assigned = result.rows_affected() == 1;
     if assigned {
@@ -484,7 +484,7 @@ pub async fn set_waiting_reason(db: &Db, id: i64, reason: &str) -> Result<(), St
     )
     .bind(reason)
     .bind(id)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected();
     if changed > 0 {
@@ -588,7 +588,7 @@ pub async fn renew_lease(
     .bind(id)
     .bind(attempt)
     .bind(agent)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(result.rows_affected() == 1)
 }
@@ -603,7 +603,7 @@ pub async fn end_lease(db: &Db, id: i64, attempt: i64, agent: &str) -> Result<()
     .bind(id)
     .bind(attempt)
     .bind(agent)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
 }
@@ -673,7 +673,7 @@ pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
          AND status IN ('starting_up', 'running', 'shutting_down')",
     )
     .bind(agent)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
 }

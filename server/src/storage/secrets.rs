@@ -204,7 +204,7 @@ pub async fn delete(db: &Db, workflow: Option<&str>, name: &str) -> Result<bool,
     let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND name = $2")
         .bind(scope_of(workflow))
         .bind(name)
-        .execute(db.pool())
+        .execute(&mut *db.write_conn().await?)
         .await?;
     Ok(done.rows_affected() > 0)
 }
@@ -331,7 +331,7 @@ pub async fn check_key(db: &Db, vault: &Vault) -> Result<(), SecretsError> {
     .bind(KEY_CHECK)
     .bind(format!("{id}:{sealed}"))
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     let value: String = sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
         .bind(KEY_CHECK)

@@ -23,7 +23,7 @@ impl DbSessionStore {
     pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(now_ms())
-            .execute(self.db.pool())
+            .execute(&mut *self.db.write_conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -51,7 +51,7 @@ impl SessionStore for DbSessionStore {
             .bind(hash(&record.id.to_string()))
             .bind(&data)
             .bind(expiry_ms(record))
-            .execute(self.db.pool())
+            .execute(&mut *self.db.write_conn().await.map_err(backend)?)
             .await
             .map_err(backend)?;
             if inserted.rows_affected() == 1 {
@@ -71,7 +71,7 @@ impl SessionStore for DbSessionStore {
             .bind(hash(&record.id.to_string()))
             .bind(&data)
             .bind(expiry_ms(record))
-            .execute(self.db.pool())
+            .execute(&mut *self.db.write_conn().await.map_err(backend)?)
             .await
             .map_err(backend)?;
         Ok(())
@@ -102,7 +102,7 @@ impl SessionStore for DbSessionStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(hash(&id.to_string()))
-            .execute(self.db.pool())
+            .execute(&mut *self.db.write_conn().await.map_err(backend)?)
             .await
             .map_err(backend)?;
         Ok(())

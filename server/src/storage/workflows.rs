@@ -276,7 +276,7 @@ pub async fn delete(db: &Db, name: &str) -> Result<bool, StorageError> {
     )
     .bind(now_ms())
     .bind(name)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(result.rows_affected() > 0)
 }
@@ -297,7 +297,7 @@ pub async fn set_pipeline_schedule(
     .bind(now_ms())
     .bind(workflow)
     .bind(pipeline)
-    .execute(db.pool())
+    .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
 }
