@@ -212,35 +212,57 @@ async fn check_masked_run(xene: &Xene, token: &str) {
     assert_clean("the metrics", &metrics.text().await.unwrap());
 }
 
-#[tokio::test]
-async fn secrets_are_masked_everywhere_on_sqlite_with_the_built_in_agent() {
-    let db = TestDb::new(Backend::Sqlite);
-    let xene = Xene::start(&db, "srv", &[]).await;
+/// One run of `LEAKY` on `backend`, through the built-in agent or a remote
+/// one, then a look at every file the database and the agent keep.
+async fn masked_everywhere(backend: Backend, remote: bool) {
+    let db = TestDb::new(backend);
+    let flags: &[&str] = if remote { &["--no-local-agent"] } else { &[] };
+    let xene = Xene::start(&db, "srv", flags).await;
     let token = admin_token(&db.dir.path().join("data-srv"));
+    let state = db.dir.path().join("agent");
+    let mut agent = None;
+    if remote {
+        let join = xene.join_token(json!({})).await;
+        agent = Some(Agent::start(
+            &xene.base,
+            &join,
+            &state,
+            "remote",
+            &["--allow-shell"],
+        ));
+        xene.wait_agents_online(1).await;
+    }
     check_masked_run(&xene, &token).await;
+    if let Some(agent) = &mut agent {
+        agent.kill();
+        assert_files_clean("the agent's state directory", &files_under(&state));
+    }
     drop(xene);
-    assert_files_clean("the SQLite database", &db.files());
-    // The server's own log and whatever else it keeps in its data directory.
+    // SQLite's file and journal; PostgreSQL's cluster with its WAL, which
+    // holds every committed change.
+    assert_files_clean("the database", &db.files());
+    // The server's log and whatever else it keeps in its data directory.
     assert_files_clean("the data directory", &files_under(db.dir.path()));
 }
 
 #[tokio::test]
+async fn secrets_are_masked_everywhere_on_sqlite_with_the_built_in_agent() {
+    masked_everywhere(Backend::Sqlite, false).await;
+}
+
+#[tokio::test]
+async fn secrets_are_masked_everywhere_on_sqlite_with_a_remote_agent() {
+    masked_everywhere(Backend::Sqlite, true).await;
+}
+
+#[tokio::test]
+async fn secrets_are_masked_everywhere_on_postgres_with_the_built_in_agent() {
+    masked_everywhere(Backend::Postgres, false).await;
+}
+
+#[tokio::test]
 async fn secrets_are_masked_everywhere_on_postgres_with_a_remote_agent() {
-    let db = TestDb::new(Backend::Postgres);
-    let xene = Xene::start(&db, "srv", &["--no-local-agent"]).await;
-    let token = admin_token(&db.dir.path().join("data-srv"));
-    let join = xene.join_token(json!({})).await;
-    let state = db.dir.path().join("agent");
-    let mut agent = Agent::start(&xene.base, &join, &state, "remote", &["--allow-shell"]);
-    xene.wait_agents_online(1).await;
-    check_masked_run(&xene, &token).await;
-    agent.kill();
-    drop(xene);
-    // PostgreSQL flushes its WAL on commit; a checkpoint is not needed to
-    // see what reached its files.
-    assert_files_clean("the PostgreSQL cluster", &db.files());
-    assert_files_clean("the agent's state directory", &files_under(&state));
-    assert_files_clean("the data directory", &files_under(db.dir.path()));
+    masked_everywhere(Backend::Postgres, true).await;
 }
 
 async fn token_with_role(server: &TestServer, role: &str) -> reqwest::Client {
@@ -553,4 +575,68 @@ async fn rotation_under_load_loses_nothing() {
         assert_eq!(run["status"], "success", "{backend:?}: {run}");
         server.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_rotation_on_one_replica_is_followed_by_the_others() {
+    let db = TestDb::new(Backend::Postgres);
+    let key_file = db.dir.path().join("keys");
+    let (old, new) = (key(), key());
+    std::fs::write(&key_file, format!("{old}\n")).unwrap();
+    let file = key_file.clone();
+    // This replica read the file when it held only the old key.
+    let stale = TestServer::start_with(&db, |args| {
+        args.secrets_key_file = Some(file);
+        args.local_agent_id = Some("stale".into());
+    })
+    .await;
+    let stale_base = format!("http://{}", stale.addr);
+    let (status, _) = put(
+        &stale.client,
+        &stale_base,
+        "SCOPED_ONE",
+        "",
+        "before-rotation",
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    std::fs::write(&key_file, format!("{new}\n{old}\n")).unwrap();
+    let file = key_file.clone();
+    let rotating = TestServer::start_with(&db, |args| {
+        args.secrets_key_file = Some(file);
+        args.local_agent_id = Some("rotating".into());
+        args.no_local_agent = true;
+    })
+    .await;
+    let (status, body) = rotating.post("/api/v1/secrets/rotate-key", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reencrypted"], 1, "{body}");
+
+    // The stale replica seals with the key the database names, after
+    // reading its file again, and opens what the other one sealed.
+    let (status, body) = put(
+        &stale.client,
+        &stale_base,
+        "SCOPED_ONE",
+        "",
+        "workflow-value",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    stale.post("/api/v1/workflows", NEEDY).await;
+    let (status, run) = stale
+        .post("/api/v1/workflows/needy/pipelines/p/runs", "")
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let run = stale.wait_for_run(run["id"].as_i64().unwrap()).await;
+    assert_eq!(run["status"], "success", "{run}");
+    rotating.stop().await;
+    stale.stop().await;
+
+    // Every value is under the new key: a server with only it starts.
+    std::fs::write(&key_file, format!("{new}\n")).unwrap();
+    let file = key_file.clone();
+    let fresh = TestServer::start_with(&db, |args| args.secrets_key_file = Some(file)).await;
+    fresh.stop().await;
 }
