@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use tokio_util::sync::CancellationToken;
 
+pub mod limits;
 pub mod session;
 
 pub use xene_core::protocol::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL};

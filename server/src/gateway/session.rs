@@ -3,7 +3,8 @@
 //! over a generic sink and stream of protocol messages, so it does not care
 //! whether they travel over a WebSocket or a test's channels.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -11,6 +12,7 @@ use xene_core::event::RunEvent;
 use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, ServerMessage};
 use xene_core::status::RunStatus;
 
+use super::limits;
 use super::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL, Ending, Registered};
 use crate::controllers::{ALL_AGENTS, Context};
 use crate::storage::agents::{self, Registration};
@@ -18,6 +20,9 @@ use crate::storage::auth::AgentIdentity;
 use crate::storage::events::{self, Applied};
 use crate::storage::{StorageError, now_ms, runs, secrets};
 use tokio::sync::broadcast::error::RecvError;
+
+/// How long a message to the agent may wait for it to read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an agent has to say hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +78,9 @@ struct Session<'a, S> {
     stops_sent: HashSet<RunRef>,
     /// TLS or loopback: only then are secrets sent.
     secure_link: bool,
+    /// The task and step names of runs the agent reports on: events must
+    /// name only these.
+    known: HashMap<i64, Arc<BTreeMap<String, BTreeSet<String>>>>,
 }
 
 pub async fn run<S, R>(
@@ -92,7 +100,7 @@ where
         first = tokio::time::timeout(HELLO_TIMEOUT, incoming.next()) => first,
         _ = registered.stop.cancelled() => return SessionEnd::Closed(Ending::Replaced),
     };
-    let (labels, runtimes, capacity, version, running) = match hello {
+    let (hello, running) = match hello {
         Ok(Some(Ok(AgentMessage::Hello {
             protocol,
             agent_version,
@@ -111,7 +119,10 @@ where
                     .await;
                 return SessionEnd::Protocol(reason);
             }
-            (labels, runtimes, capacity, agent_version, running)
+            match limits::hello(labels, runtimes, capacity, agent_version, &running) {
+                Ok(hello) => (hello, running),
+                Err(reason) => return SessionEnd::Protocol(format!("bad hello: {reason}")),
+            }
         }
         Ok(Some(Ok(other))) => {
             return SessionEnd::Protocol(format!("expected hello, got {other:?}"));
@@ -129,26 +140,19 @@ where
         cancels_sent: HashSet::new(),
         stops_sent: HashSet::new(),
         secure_link,
+        known: HashMap::new(),
     };
-    let end = session
-        .serve(
-            labels,
-            runtimes,
-            capacity,
-            version,
-            &registered,
-            &mut incoming,
-        )
-        .await;
+    let end = session.serve(hello, &registered, &mut incoming).await;
     if let SessionEnd::Closed(why) = &end {
         let code = match why {
             Ending::Revoked => CLOSE_REVOKED,
             Ending::Replaced => CLOSE_REPLACED,
         };
-        let _ = session
-            .out
-            .send(Outgoing::Close(code, end.to_string()))
-            .await;
+        let _ = tokio::time::timeout(
+            SEND_TIMEOUT,
+            session.out.send(Outgoing::Close(code, end.to_string())),
+        )
+        .await;
     }
     end
 }
@@ -160,10 +164,7 @@ where
 {
     async fn serve<R>(
         &mut self,
-        mut labels: BTreeMap<String, String>,
-        runtimes: Vec<String>,
-        capacity: u32,
-        version: String,
+        hello: limits::Hello,
         registered: &Registered,
         incoming: &mut R,
     ) -> SessionEnd
@@ -171,15 +172,16 @@ where
         R: Stream<Item = Result<AgentMessage, String>> + Unpin,
     {
         // The labels an admin gave the join token win over what the agent claims.
+        let mut labels = hello.labels;
         labels.extend(self.agent.labels.clone());
         let registration = Registration {
             id: self.agent.id.clone(),
             name: self.agent.name.clone(),
             builtin: false,
             labels,
-            runtimes,
-            capacity: capacity.max(1) as i64,
-            version,
+            runtimes: hello.runtimes,
+            capacity: i64::from(hello.capacity),
+            version: hello.version,
         };
         // Subscribed before anything is read, so no news falls in between.
         let mut news = self.ctx.agent_news.subscribe();
@@ -238,10 +240,31 @@ where
     }
 
     async fn send(&mut self, message: ServerMessage) -> Result<(), SessionEnd> {
-        self.out
-            .send(Outgoing::Message(message))
-            .await
-            .map_err(|e| SessionEnd::Transport(e.to_string()))
+        // An agent that stops reading must not hold its session (and a
+        // revocation's close) forever.
+        match tokio::time::timeout(SEND_TIMEOUT, self.out.send(Outgoing::Message(message))).await {
+            Ok(sent) => sent.map_err(|e| SessionEnd::Transport(e.to_string())),
+            Err(_) => Err(SessionEnd::Transport(format!(
+                "the agent read nothing for {} s",
+                SEND_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The run's task and step names, read once per run and session.
+    async fn known(
+        &mut self,
+        run_id: i64,
+    ) -> Result<Arc<BTreeMap<String, BTreeSet<String>>>, SessionEnd> {
+        if let Some(known) = self.known.get(&run_id) {
+            return Ok(known.clone());
+        }
+        if self.known.len() >= limits::MAX_RUNNING {
+            self.known.clear();
+        }
+        let known = Arc::new(runs::task_steps(&self.ctx.db, run_id).await?);
+        self.known.insert(run_id, known.clone());
+        Ok(known)
     }
 
     /// Squares what the agent says it runs with what the database says it
@@ -306,37 +329,47 @@ where
                     .ok_or_else(|| {
                         SessionEnd::Protocol(format!("event number {first_seq} is out of range"))
                     })?;
-                let started = std::time::Instant::now();
-                let applied = events::apply(
-                    &self.ctx.db,
-                    run.run_id,
-                    run.attempt,
-                    &self.agent.id,
-                    first_seq as i64,
-                    &events,
-                )
-                .await?;
-                self.ctx.metrics.observe_event_apply(started.elapsed());
-                match applied {
-                    Applied::Ok { new } => {
-                        // Events already stored (a resend) are a prefix of the batch.
-                        let fresh = &events[events.len() - (new as usize).min(events.len())..];
-                        self.ctx
-                            .metrics
-                            .observe_events(&self.ctx.db, run.run_id, fresh)
-                            .await;
-                        let seq = last;
-                        self.send(ServerMessage::Ack { run, seq }).await?;
-                        if finished {
-                            // Its capacity came free.
-                            self.ctx.wake_scheduler.notify_one();
+                let known = self.known(run.run_id).await?;
+                limits::check_events(&events, &known)
+                    .map_err(|e| SessionEnd::Protocol(format!("bad events: {e}")))?;
+                // A big batch goes in several transactions, each recording
+                // its events' numbers: a crash in between loses nothing.
+                let mut seq = first_seq as i64;
+                for group in limits::groups(&events, limits::APPLY_BYTES) {
+                    let started = std::time::Instant::now();
+                    let applied = events::apply(
+                        &self.ctx.db,
+                        run.run_id,
+                        run.attempt,
+                        &self.agent.id,
+                        seq,
+                        group,
+                    )
+                    .await?;
+                    self.ctx.metrics.observe_event_apply(started.elapsed());
+                    match applied {
+                        Applied::Ok { new } => {
+                            // Events already stored (a resend) are a prefix.
+                            let fresh = &group[group.len() - (new as usize).min(group.len())..];
+                            self.ctx
+                                .metrics
+                                .observe_events(&self.ctx.db, run.run_id, fresh)
+                                .await;
                         }
-                        Ok(())
+                        Applied::Stale => return self.stop(run).await,
                     }
-                    Applied::Stale => self.stop(run).await,
+                    seq += group.len() as i64;
                 }
+                self.send(ServerMessage::Ack { run, seq: last }).await?;
+                if finished {
+                    // Its capacity came free.
+                    self.ctx.wake_scheduler.notify_one();
+                }
+                Ok(())
             }
             AgentMessage::Heartbeat { running } => {
+                limits::check_running(&running)
+                    .map_err(|e| SessionEnd::Protocol(format!("bad heartbeat: {e}")))?;
                 // Written behind, with every other agent's, by the gateway's
                 // liveness flush, which also ends the sessions of agents
                 // revoked through any replica: an idle agent costs no query.
@@ -364,6 +397,9 @@ where
                 let refused = self.dispatched.iter().any(|r| !reported.contains(r));
                 self.dispatched.retain(|r| reported.contains(r));
                 self.cancels_sent.retain(|r| reported.contains(r));
+                self.stops_sent.retain(|r| reported.contains(r));
+                self.known
+                    .retain(|id, _| reported.iter().any(|r| r.run_id == *id));
                 self.send(ServerMessage::Pong).await?;
                 if refused {
                     self.dispatch().await?;

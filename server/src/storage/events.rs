@@ -241,7 +241,7 @@ async fn apply_one(
         } => {
             sqlx::query(
                 "UPDATE task_runs SET status = 'running', attempt = $1, started_at = $2, finished_at = NULL, \
-                 duration_ms = NULL, error = NULL WHERE run_id = $3 AND task = $4",
+                 duration_ms = NULL, error = NULL WHERE run_id = $3 AND task = $4 AND status IN ('pending', 'running')",
             )
             .bind(*task_attempt as i64)
             .bind(now)
@@ -251,7 +251,8 @@ async fn apply_one(
             .await?;
             sqlx::query(
                 "UPDATE step_runs SET status = 'pending', exit_code = NULL, started_at = NULL, finished_at = NULL, \
-                 duration_ms = NULL WHERE run_id = $1 AND task = $2",
+                 duration_ms = NULL WHERE run_id = $1 AND task = $2 \
+                 AND EXISTS (SELECT 1 FROM task_runs WHERE run_id = $1 AND task = $2 AND status = 'running')",
             )
             .bind(run_id)
             .bind(task)
@@ -259,7 +260,7 @@ async fn apply_one(
             .await?;
         }
         RunEvent::StepStarted { task, step } => {
-            sqlx::query("UPDATE step_runs SET status = 'running', started_at = $1 WHERE run_id = $2 AND task = $3 AND name = $4")
+            sqlx::query("UPDATE step_runs SET status = 'running', started_at = $1 WHERE run_id = $2 AND task = $3 AND name = $4 AND status = 'pending'")
                 .bind(now)
                 .bind(run_id)
                 .bind(task)
@@ -278,7 +279,7 @@ async fn apply_one(
         } => {
             sqlx::query(
                 "UPDATE step_runs SET status = $1, exit_code = $2, finished_at = $3, duration_ms = $4 \
-                 WHERE run_id = $5 AND task = $6 AND name = $7",
+                 WHERE run_id = $5 AND task = $6 AND name = $7 AND status IN ('pending', 'running')",
             )
             .bind(status.as_str())
             .bind(exit_code.map(i64::from))
@@ -302,7 +303,7 @@ async fn apply_one(
             if retry_in_ms.is_some() {
                 // Not finished: it starts again after the backoff.
                 sqlx::query(
-                    "UPDATE task_runs SET error = $1, attempt = $2 WHERE run_id = $3 AND task = $4",
+                    "UPDATE task_runs SET error = $1, attempt = $2 WHERE run_id = $3 AND task = $4 AND status IN ('pending', 'running')",
                 )
                 .bind(error.as_deref().map(text))
                 .bind(*task_attempt as i64)
@@ -315,7 +316,8 @@ async fn apply_one(
             let never_started = matches!(status, TaskStatus::NotExecuted | TaskStatus::Skipped);
             sqlx::query(
                 "UPDATE task_runs SET status = $1, output = $2, error = $3, finished_at = $4, duration_ms = $5, \
-                 attempt = CASE WHEN $6 > 0 THEN $6 ELSE attempt END WHERE run_id = $7 AND task = $8",
+                 attempt = CASE WHEN $6 > 0 THEN $6 ELSE attempt END WHERE run_id = $7 AND task = $8 \
+                 AND status IN ('pending', 'running')",
             )
             .bind(status.as_str())
             .bind(output.as_deref().map(text))

@@ -393,6 +393,29 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
     Ok(outcome)
 }
 
+/// A run's task names, each with its steps' names: what its events may name.
+pub async fn task_steps(
+    db: &Db,
+    id: i64,
+) -> Result<BTreeMap<String, std::collections::BTreeSet<String>>, StorageError> {
+    let mut known: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let tasks: Vec<String> = sqlx::query_scalar("SELECT task FROM task_runs WHERE run_id = $1")
+        .bind(id)
+        .fetch_all(db.pool())
+        .await?;
+    for task in tasks {
+        known.entry(task).or_default();
+    }
+    let steps = sqlx::query("SELECT task, name FROM step_runs WHERE run_id = $1")
+        .bind(id)
+        .fetch_all(db.pool())
+        .await?;
+    for row in steps {
+        known.entry(row.get(0)).or_default().insert(row.get(1));
+    }
+    Ok(known)
+}
+
 /// Fails an attempt that has not started (its secrets are missing, say),
 /// with the reason people will read.
 pub async fn fail_before_start(

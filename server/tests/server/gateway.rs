@@ -517,3 +517,153 @@ async fn a_cancelled_run_whose_agent_vanishes_ends_cancelled() {
         server.stop().await;
     }
 }
+
+/// An agent's messages are input: bounded fields, a capped capacity, events
+/// that name only the run's tasks and steps, and no going back from a
+/// finished state. A breach ends the session and changes nothing.
+#[tokio::test]
+async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let (agent_id, credential) = join(&server, json!({ "pool": "remote" })).await;
+
+        // Too many labels: refused at hello.
+        let mut socket = dial(&server, &credential).await.unwrap();
+        let labels = (0..40)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        send(
+            &mut socket,
+            &AgentMessage::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent_version: "test".into(),
+                labels,
+                runtimes: vec!["shell".into()],
+                capacity: 2,
+                running: vec![],
+            },
+        )
+        .await;
+        assert!(receive(&mut socket).await.is_err(), "the session ended");
+
+        // A claimed capacity of 4 billion is cut to the cap.
+        let mut socket = dial(&server, &credential).await.unwrap();
+        let AgentMessage::Hello {
+            protocol,
+            agent_version,
+            labels,
+            runtimes,
+            running,
+            ..
+        } = hello(vec![])
+        else {
+            unreachable!()
+        };
+        send(
+            &mut socket,
+            &AgentMessage::Hello {
+                protocol,
+                agent_version,
+                labels,
+                runtimes,
+                capacity: u32::MAX,
+                running,
+            },
+        )
+        .await;
+        assert!(matches!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Welcome { .. })
+        ));
+        let (_, agents) = server.get("/api/v1/agents").await;
+        let remote = agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == agent_id)
+            .unwrap()
+            .clone();
+        assert_eq!(remote["capacity"], 256, "{remote}");
+
+        server.post("/api/v1/workflows", ONE_TASK).await;
+        let (_, run) = server
+            .post("/api/v1/workflows/remote/pipelines/p/runs", "")
+            .await;
+        let id = run["id"].as_i64().unwrap();
+        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
+            panic!("no dispatch")
+        };
+        let run_ref = dispatch.run;
+        let all = events();
+        // The task finishes (and so does the run)...
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: run_ref,
+                first_seq: 0,
+                events: all.clone(),
+            },
+        )
+        .await;
+        assert!(matches!(
+            receive(&mut socket).await,
+            Ok(ServerMessage::Ack { seq: 6, .. })
+        ));
+        // ...and cannot be started again.
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: run_ref,
+                first_seq: 7,
+                events: vec![all[1].clone(), all[2].clone()],
+            },
+        )
+        .await;
+        let _ = receive(&mut socket).await;
+        let run = server.wait_for_run(id).await;
+        assert_eq!(run["tasks"][0]["status"], "success", "{run}");
+        assert_eq!(run["tasks"][0]["steps"][0]["status"], "success", "{run}");
+
+        // A step the run does not have, and a NUL in a name: the session
+        // ends, nothing is stored, the server carries on.
+        for (task, step) in [("t", "nosuch"), ("t\0x", "s")] {
+            let mut socket = dial(&server, &credential).await.unwrap();
+            send(&mut socket, &hello(vec![run_ref])).await;
+            // A Stop for the finished run it still reports comes first.
+            loop {
+                match receive(&mut socket).await {
+                    Ok(ServerMessage::Welcome { .. }) => break,
+                    Ok(_) => continue,
+                    Err(e) => panic!("no welcome: {e:?}"),
+                }
+            }
+            send(
+                &mut socket,
+                &AgentMessage::Events {
+                    run: run_ref,
+                    first_seq: 100,
+                    events: vec![RunEvent::Log {
+                        task: task.into(),
+                        step: step.into(),
+                        stream: xene_core::event::LogStream::Stdout,
+                        data: "junk".into(),
+                    }],
+                },
+            )
+            .await;
+            loop {
+                match receive(&mut socket).await {
+                    Ok(ServerMessage::Ack { .. }) => panic!("{task:?}/{step:?} was accepted"),
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+        let (_, logs) = server.get(&format!("/api/v1/runs/{id}/logs")).await;
+        assert_eq!(logs["lines"].as_array().unwrap().len(), 1, "{logs}");
+        let (status, _) = server.get("/healthz").await;
+        assert_eq!(status, 200);
+        server.stop().await;
+    }
+}

@@ -1,0 +1,272 @@
+//! What the server takes from an agent. An agent holds a credential, but
+//! what it says is still input: every field, list and batch is bounded, and
+//! names must be the dispatched run's own, before anything reaches the
+//! database. A breach ends the session as a protocol error.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use xene_core::event::RunEvent;
+use xene_core::protocol::RunRef;
+
+/// Most runs one agent may hold at once; a larger claim is cut to this.
+pub const MAX_CAPACITY: u32 = 256;
+/// Runs an agent may report holding (a reconnect may report a few more
+/// than its capacity: runs it is still finishing).
+pub const MAX_RUNNING: usize = 1024;
+const MAX_LABELS: usize = 32;
+const MAX_LABEL_KEY: usize = 63;
+const MAX_LABEL_VALUE: usize = 255;
+const MAX_VERSION: usize = 64;
+const RUNTIMES: &[&str] = &["docker", "shell"];
+/// Most events in one message.
+pub const MAX_EVENTS: usize = 16_384;
+/// Longest task or step name (as the spec allows).
+const MAX_NAME: usize = xene_core::parse::MAX_ENV_NAME_LEN;
+/// Longest output or error text of one event (outputs are capped at 64 KiB
+/// by the agent; errors are short).
+const MAX_TEXT: usize = 64 * 1024;
+/// Most log bytes applied in one write transaction: a bigger batch is
+/// applied in several, so no agent holds SQLite's write lock for long.
+pub const APPLY_BYTES: usize = 4 << 20;
+
+/// The hello's fields once checked.
+#[derive(Debug)]
+pub struct Hello {
+    pub labels: BTreeMap<String, String>,
+    pub runtimes: Vec<String>,
+    pub capacity: u32,
+    pub version: String,
+}
+
+pub fn hello(
+    labels: BTreeMap<String, String>,
+    runtimes: Vec<String>,
+    capacity: u32,
+    version: String,
+    running: &[RunRef],
+) -> Result<Hello, String> {
+    if version.len() > MAX_VERSION || version.chars().any(char::is_control) {
+        return Err(format!(
+            "agent_version is up to {MAX_VERSION} printable characters"
+        ));
+    }
+    if labels.len() > MAX_LABELS {
+        return Err(format!("at most {MAX_LABELS} labels"));
+    }
+    for (key, value) in &labels {
+        let key_ok = !key.is_empty()
+            && key.len() <= MAX_LABEL_KEY
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !key_ok {
+            return Err(format!(
+                "label keys are 1 to {MAX_LABEL_KEY} letters, digits and ._-/"
+            ));
+        }
+        if value.len() > MAX_LABEL_VALUE || value.chars().any(char::is_control) {
+            return Err(format!(
+                "label values are up to {MAX_LABEL_VALUE} printable characters"
+            ));
+        }
+    }
+    let distinct: BTreeSet<&String> = runtimes.iter().collect();
+    if distinct.len() != runtimes.len() || runtimes.iter().any(|r| !RUNTIMES.contains(&r.as_str()))
+    {
+        return Err(format!("runtimes are distinct names of {RUNTIMES:?}"));
+    }
+    check_running(running)?;
+    Ok(Hello {
+        labels,
+        runtimes,
+        capacity: capacity.clamp(1, MAX_CAPACITY),
+        version,
+    })
+}
+
+pub fn check_running(running: &[RunRef]) -> Result<(), String> {
+    if running.len() > MAX_RUNNING {
+        return Err(format!("at most {MAX_RUNNING} running runs"));
+    }
+    Ok(())
+}
+
+/// Every name must be one of the run's (`known`: task -> its steps), and
+/// every text bounded.
+pub fn check_events(
+    events: &[RunEvent],
+    known: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), String> {
+    if events.len() > MAX_EVENTS {
+        return Err(format!("at most {MAX_EVENTS} events in one message"));
+    }
+    let task_of = |task: &str| {
+        known
+            .get(task)
+            .ok_or_else(|| format!("the run has no task {:?}", clip(task)))
+    };
+    let step_of = |task: &str, step: &str| {
+        if task_of(task)?.contains(step) {
+            Ok(())
+        } else {
+            Err(format!(
+                "task {:?} has no step {:?}",
+                clip(task),
+                clip(step)
+            ))
+        }
+    };
+    let bounded = |what: &str, text: &Option<String>| match text {
+        Some(t) if t.len() > MAX_TEXT => Err(format!("{what} is over {MAX_TEXT} bytes")),
+        _ => Ok(()),
+    };
+    for event in events {
+        match event {
+            RunEvent::RunStarted { run_id, pipeline } => {
+                if run_id.len() > MAX_NAME * 2 || pipeline.len() > MAX_NAME {
+                    return Err("run_started names are too long".into());
+                }
+            }
+            RunEvent::TaskStarted { task, .. } => {
+                task_of(task)?;
+            }
+            RunEvent::StepStarted { task, step }
+            | RunEvent::StepFinished { task, step, .. }
+            | RunEvent::Log { task, step, .. }
+            | RunEvent::Logs { task, step, .. } => step_of(task, step)?,
+            RunEvent::TaskFinished {
+                task,
+                output,
+                error,
+                ..
+            } => {
+                task_of(task)?;
+                bounded("an output", output)?;
+                bounded("an error", error)?;
+            }
+            RunEvent::RunFinished { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Consecutive groups of `events` each holding at most `max_bytes` of log
+/// text (a single bigger event makes a group of its own).
+pub fn groups(events: &[RunEvent], max_bytes: usize) -> Vec<&[RunEvent]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, event) in events.iter().enumerate() {
+        let size = match event {
+            RunEvent::Log { data, .. } | RunEvent::Logs { data, .. } => data.len(),
+            _ => 0,
+        };
+        if i > start && bytes + size > max_bytes {
+            out.push(&events[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < events.len() {
+        out.push(&events[start..]);
+    }
+    out
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect::<String>().replace('\0', "\\0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xene_core::event::LogStream;
+
+    fn log(task: &str, step: &str, data: &str) -> RunEvent {
+        RunEvent::Log {
+            task: task.into(),
+            step: step.into(),
+            stream: LogStream::Stdout,
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn hello_fields_are_bounded_and_capacity_capped() {
+        let ok = hello(
+            [("pool".to_string(), "a".to_string())].into(),
+            vec!["shell".into()],
+            u32::MAX,
+            "0.1.0".into(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.capacity, MAX_CAPACITY);
+        let labels: BTreeMap<String, String> = (0..40)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert!(hello(labels, vec![], 1, "v".into(), &[]).is_err());
+        assert!(
+            hello(
+                [("a\0b".into(), "v".into())].into(),
+                vec![],
+                1,
+                "v".into(),
+                &[]
+            )
+            .is_err()
+        );
+        assert!(hello(BTreeMap::new(), vec!["vm".into()], 1, "v".into(), &[]).is_err());
+        assert!(
+            hello(
+                BTreeMap::new(),
+                vec!["shell".into(), "shell".into()],
+                1,
+                "v".into(),
+                &[]
+            )
+            .is_err()
+        );
+        assert!(hello(BTreeMap::new(), vec![], 1, "x".repeat(100), &[]).is_err());
+        let running = vec![
+            RunRef {
+                run_id: 1,
+                attempt: 1
+            };
+            MAX_RUNNING + 1
+        ];
+        assert!(hello(BTreeMap::new(), vec![], 1, "v".into(), &running).is_err());
+    }
+
+    #[test]
+    fn events_name_only_the_runs_tasks_and_steps() {
+        let known: BTreeMap<String, BTreeSet<String>> =
+            [("t".to_string(), ["s".to_string()].into())].into();
+        assert!(check_events(&[log("t", "s", "hi")], &known).is_ok());
+        assert!(check_events(&[log("t", "x", "hi")], &known).is_err());
+        assert!(check_events(&[log("t\0", "s", "hi")], &known).is_err());
+        let finished = RunEvent::TaskFinished {
+            task: "t".into(),
+            status: xene_core::status::TaskStatus::Success,
+            output: Some("x".repeat(MAX_TEXT + 1)),
+            duration_ms: 0,
+            attempt: 1,
+            error: None,
+            retry_in_ms: None,
+        };
+        assert!(check_events(&[finished], &known).is_err());
+    }
+
+    #[test]
+    fn big_batches_are_applied_in_groups() {
+        let events: Vec<RunEvent> = (0..10).map(|_| log("t", "s", &"x".repeat(100))).collect();
+        let groups = groups(&events, 250);
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [2, 2, 2, 2, 2]
+        );
+        assert_eq!(super::groups(&events[..1], 10).len(), 1);
+        assert!(super::groups(&[], 10).is_empty());
+    }
+}
