@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use leptos::prelude::LeptosOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -16,6 +15,7 @@ pub mod config;
 pub mod controllers;
 pub mod gateway;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod settings;
 pub mod storage;
@@ -42,9 +42,7 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("serving HTTP")]
-    Serve(#[source] std::io::Error),
-    #[error("the HTTPS listener stopped")]
+    #[error("the listener stopped")]
     Listener(#[source] tokio::task::JoinError),
     #[error("setting up sign-in and access")]
     Access(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -209,29 +207,10 @@ impl Server {
         }
         let app = http::router(self.state);
         let stop = ctx.shutdown.clone();
-        let result = match self.tls {
-            Some(config) => {
-                let serving = tokio::spawn(tls::serve(self.listener, config, app, stop.clone()));
-                shutdown.await;
-                stop.cancel();
-                serving.await.map_err(ServerError::Listener)
-            }
-            // Without TCP_NODELAY a small message written right after
-            // another (a dispatch after an ack) waits for the peer's delayed
-            // ACK: 40 ms on every back-to-back dispatch.
-            None => axum::serve(
-                self.listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                }),
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stop.cancel();
-            })
-            .await
-            .map_err(ServerError::Serve),
-        };
+        let serving = tokio::spawn(listen::serve(self.listener, self.tls, app, stop.clone()));
+        shutdown.await;
+        stop.cancel();
+        let result = serving.await.map_err(ServerError::Listener);
         ctx.shutdown.cancel();
         for controller in controllers {
             let _ = controller.await;

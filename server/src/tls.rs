@@ -5,17 +5,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -81,68 +73,4 @@ pub fn server_config(
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Serves `app` over TLS until `shutdown`, then lets open connections finish.
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    app: Router,
-    shutdown: CancellationToken,
-) {
-    let acceptor = TlsAcceptor::from(config);
-    let connections = TaskTracker::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        // See `Server::serve`: small messages must not wait for delayed ACKs.
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        // Handlers and the audit log see the client's address as with plain HTTP.
-        let service = TowerToHyperService::new(
-            tower::ServiceBuilder::new()
-                .map_request(
-                    move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                        req.extensions_mut()
-                            .insert(axum::extract::ConnectInfo(peer));
-                        req
-                    },
-                )
-                .service(app.clone()),
-        );
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
-    }
-    connections.close();
-    let _ = tokio::time::timeout(Duration::from_secs(30), connections.wait()).await;
 }

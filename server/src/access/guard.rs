@@ -59,6 +59,16 @@ impl From<crate::storage::StorageError> for Denied {
 
 /// Refuses requests for host names that are not this server's.
 pub async fn host_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // A NUL has no business in a path or a query, and PostgreSQL refuses it
+    // in text: refused here, before any handler turns it into a 500.
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if target.to_ascii_lowercase().contains("%00") {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "a NUL character (%00) in the path or query"})),
+        )
+            .into_response();
+    }
     let host = req
         .headers()
         .get(header::HOST)

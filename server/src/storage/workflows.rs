@@ -62,6 +62,14 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
     let spec = serde_json::to_string(workflow).expect("specs serialize");
     let now = now_ms();
     let mut tx = db.begin_write().await?;
+    if db.backend() == super::Backend::Postgres {
+        // Two applies of one workflow at once would both take the next
+        // version number (SQLite's writers already take turns).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(&workflow.name)
+            .execute(&mut *tx)
+            .await?;
+    }
     let current = sqlx::query(
         "SELECT w.current_version, w.deleted, v.spec FROM workflows w \
          JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
