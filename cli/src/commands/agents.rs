@@ -47,11 +47,23 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
             }
             let answer = ctx.client.post("/api/v1/agents/join-tokens", body).await?;
             if !output::structured(ctx.format, &answer) {
-                eprintln!(
-                    "A one-time join token, valid until {} UTC. On the agent's machine, run:\n",
-                    output::time(answer["expires_at"].as_i64())
-                );
-                println!("{}", output::cell(&answer["install_command"]));
+                match answer["install_command"].as_str() {
+                    Some(command) => {
+                        eprintln!(
+                            "A one-time join token, valid until {} UTC. On the agent's machine, run:\n",
+                            output::time(answer["expires_at"].as_i64())
+                        );
+                        println!("{command}");
+                    }
+                    None => {
+                        eprintln!(
+                            "A one-time join token, valid until {} UTC (shown once):\n\n    {}\n\n{}",
+                            output::time(answer["expires_at"].as_i64()),
+                            output::cell(&answer["token"]),
+                            output::cell(&answer["install_note"])
+                        );
+                    }
+                }
             }
             Ok(Exit::Ok)
         }

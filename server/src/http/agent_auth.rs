@@ -44,8 +44,15 @@ pub struct JoinToken {
     /// Shown once: only its hash is kept.
     pub token: String,
     pub expires_at: i64,
-    /// A command that installs and starts an agent with this token.
-    pub install_command: String,
+    /// A command that installs and starts an agent with this token (the
+    /// token goes in the environment, not in any process's arguments).
+    /// Absent when this server is reached over plain HTTP from beyond this
+    /// machine: piping a script fetched that way into a shell would run
+    /// whatever the network put there.
+    pub install_command: Option<String>,
+    /// Why there is no install command, and what to do instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install_note: Option<String>,
 }
 
 /// Create a one-time join token for an agent.
@@ -85,16 +92,31 @@ async fn create_join_token(
         &principal.remote,
     )
     .await?;
-    let install_command = format!(
-        "curl -fsSL {}/install.sh | sh -s -- --join-token {token}",
-        state.public_url.trim_end_matches('/')
-    );
+    let base = state.public_url.trim_end_matches('/');
+    let (install_command, install_note) = if plain_http_beyond_loopback(base) {
+        (
+            None,
+            Some(format!(
+                "{base} is plain HTTP: serve HTTPS (--tls-cert, or --public-url https://... behind a TLS proxy) \
+                 to get an install command, or copy xene-agent to the machine yourself and run \
+                 XENE_JOIN_TOKEN=<token> xene-agent connect --server {base} --allow-insecure"
+            )),
+        )
+    } else {
+        (
+            Some(format!(
+                "curl -fsSL {base}/install.sh | XENE_JOIN_TOKEN={token} sh"
+            )),
+            None,
+        )
+    };
     Ok((
         StatusCode::CREATED,
         Json(JoinToken {
             token,
             expires_at,
             install_command,
+            install_note,
         }),
     ))
 }
@@ -205,4 +227,38 @@ async fn revoke_agent(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether `url` is `http://` to a host other than this machine.
+fn plain_http_beyond_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_http_beyond_this_machine_is_insecure() {
+        for (url, insecure) in [
+            ("http://127.0.0.1:8080", false),
+            ("http://localhost:8080", false),
+            ("http://[::1]:8080", false),
+            ("https://xene.example.com", false),
+            ("http://xene.example.com", true),
+            ("http://10.0.0.5:8080", true),
+        ] {
+            assert_eq!(super::plain_http_beyond_loopback(url), insecure, "{url}");
+        }
+    }
 }

@@ -2,10 +2,14 @@
 # Installs and starts a Xene agent that joins the Xene server at
 # __XENE_SERVER__ with a one-time join token.
 #
-#   curl -fsSL __XENE_SERVER__/install.sh | sh -s -- --join-token TOKEN [options]
+#   curl -fsSL __XENE_SERVER__/install.sh | XENE_JOIN_TOKEN=TOKEN sh -s -- [options]
+#
+# The token is read from XENE_JOIN_TOKEN so that it shows in no process's
+# arguments; the agent gets it through its environment (under systemd, from
+# a file only root reads) and spends it at its first start.
 #
 # Options:
-#   --join-token TOKEN   the token from the server (or XENE_JOIN_TOKEN)
+#   --join-token TOKEN   the token (prefer XENE_JOIN_TOKEN: arguments are public)
 #   --name NAME          a name for the agent (default: this host's name)
 #   --label KEY=VALUE    a label for the scheduler's selectors; repeatable
 #   --capacity N         most runs at once (default: the agent's)
@@ -44,7 +48,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ -n "$TOKEN" ] || fail "a join token is required: sh -s -- --join-token TOKEN"
+[ -n "$TOKEN" ] || fail "a join token is required: XENE_JOIN_TOKEN=TOKEN sh"
 
 if [ "$(id -u)" = 0 ]; then
     PREFIX="${PREFIX:-/usr/local}"
@@ -100,7 +104,7 @@ echo "xene-agent installed: $BIN/xene-agent"
 
 [ -n "$START" ] || exit 0
 
-set -- connect --server "$SERVER" --join-token "$TOKEN" --state-dir "$STATE_DIR"
+set -- connect --server "$SERVER" --state-dir "$STATE_DIR"
 [ -z "$NAME" ] || set -- "$@" --name "$NAME"
 [ -z "$CAPACITY" ] || set -- "$@" --capacity "$CAPACITY"
 [ -z "$ALLOW_SHELL" ] || set -- "$@" --allow-shell
@@ -108,7 +112,14 @@ OLD_IFS="$IFS"; IFS=','
 for label in $LABELS; do set -- "$@" --label "$label"; done
 IFS="$OLD_IFS"
 
+# Quoted for a unit file: backslashes and quotes escaped, and systemd's own
+# specifiers (% and $) doubled, so every argument reaches the agent as is.
+systemd_escape() {
+    printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/%/%%/g' -e 's/\$/$$/g'
+}
+
 if [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    (umask 077; printf 'XENE_JOIN_TOKEN=%s\n' "$TOKEN" > "$STATE_DIR/agent.env")
     UNIT=/etc/systemd/system/xene-agent.service
     {
         echo "[Unit]"
@@ -116,8 +127,9 @@ if [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ] && command -v systemctl >/de
         echo "After=network-online.target docker.service"
         echo "Wants=network-online.target"
         echo "[Service]"
-        printf 'ExecStart=%s/xene-agent' "$BIN"
-        for arg in "$@"; do printf ' "%s"' "$arg"; done
+        echo "EnvironmentFile=-$(systemd_escape "$STATE_DIR")/agent.env"
+        printf 'ExecStart="%s/xene-agent"' "$(systemd_escape "$BIN")"
+        for arg in "$@"; do printf ' "%s"' "$(systemd_escape "$arg")"; done
         echo
         echo "Restart=always"
         echo "RestartSec=2"
@@ -131,7 +143,7 @@ if [ "$(id -u)" = 0 ] && [ -d /run/systemd/system ] && command -v systemctl >/de
     echo "xene-agent started as the systemd service xene-agent (journalctl -u xene-agent)"
 else
     LOG="$STATE_DIR/agent.log"
-    nohup "$BIN/xene-agent" "$@" >>"$LOG" 2>&1 &
+    XENE_JOIN_TOKEN="$TOKEN" nohup "$BIN/xene-agent" "$@" >>"$LOG" 2>&1 &
     echo $! > "$STATE_DIR/agent.pid"
     echo "xene-agent started in the background (pid $(cat "$STATE_DIR/agent.pid")); log: $LOG"
 fi

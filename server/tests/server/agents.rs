@@ -274,15 +274,11 @@ async fn the_install_script_installs_and_starts_an_agent() {
     let prefix = db.dir.path().join("prefix");
     let state = db.dir.path().join("state");
     let token = xene.join_token(json!({ "via": "script" })).await;
+    // The token travels in the environment, as the install command has it.
     let output = std::process::Command::new("sh")
         .arg(&script_path)
-        .args([
-            "--join-token",
-            &token,
-            "--allow-shell",
-            "--name",
-            "scripted",
-        ])
+        .env("XENE_JOIN_TOKEN", &token)
+        .args(["--allow-shell", "--name", "scripted"])
         .arg("--prefix")
         .arg(&prefix)
         .arg("--state-dir")
@@ -311,7 +307,26 @@ async fn the_install_script_installs_and_starts_an_agent() {
         .trim()
         .parse()
         .unwrap();
+    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&argv).contains(&token),
+        "the token is in the agent's arguments"
+    );
     kill(pid);
+
+    // The API offers the command with the token in the environment.
+    let (status, answer) = xene
+        .post("/api/v1/agents/join-tokens", json!({}).to_string())
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let command = answer["install_command"].as_str().unwrap();
+    assert!(
+        command.ends_with(&format!(
+            "| XENE_JOIN_TOKEN={} sh",
+            answer["token"].as_str().unwrap()
+        )),
+        "{command}"
+    );
 }
 
 #[tokio::test]
