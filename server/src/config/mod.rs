@@ -93,7 +93,10 @@ pub struct Args {
     pub log_cap_per_step: i64,
 
     /// Logs and events of runs that finished longer ago than this are
-    /// deleted (the runs themselves stay); 0 keeps them forever.
+    /// deleted (the runs themselves stay), and so are revoked agents silent
+    /// that long and workflow versions that old that no run was made from
+    /// and that are not current; 0 keeps them forever. Expired join tokens
+    /// go a day after they expire.
     #[arg(long, env = "XENE_LOG_RETENTION", default_value = "30d", value_parser = parse_retention)]
     pub log_retention: std::time::Duration,
 

@@ -260,6 +260,10 @@ pub async fn prune_forever(
     }
     loop {
         let before = now_ms() - retention.as_millis() as i64;
+        match super::retention::prune_records(&db, before).await {
+            Ok(n) => tracing::debug!(rows = n, "pruned old tokens, agents and versions"),
+            Err(e) => tracing::warn!(error = %e, "pruning old records failed"),
+        }
         loop {
             match prune(&db, before).await {
                 Ok(0) => break,

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod events;
 pub mod leases;
 pub mod logs;
+pub mod retention;
 pub mod runs;
 pub mod secrets;
 pub mod sessions;

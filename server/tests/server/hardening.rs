@@ -128,3 +128,76 @@ async fn nuls_and_concurrent_applies_are_not_server_errors() {
         server.stop().await;
     }
 }
+
+/// Retention reaches what used to be kept forever: join tokens, revoked
+/// agents and versions no run refers to; never a current version or one a
+/// run was made from.
+#[tokio::test]
+async fn old_tokens_agents_and_unused_versions_are_pruned() {
+    for backend in crate::util::BACKENDS {
+        let db = crate::util::TestDb::new(backend);
+        let server =
+            crate::util::TestServer::start_with(&db, |args| args.no_local_agent = true).await;
+        for i in 1..=3 {
+            let spec = format!(
+                "name: kept\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [\"echo {i}\"]\n"
+            );
+            let (status, body) = server.post("/api/v1/workflows", spec).await;
+            assert_eq!(status, 201, "{body}");
+            if i == 2 {
+                let (status, run) = server
+                    .post("/api/v1/workflows/kept/pipelines/p/runs", "")
+                    .await;
+                assert_eq!(status, 201, "{run}");
+            }
+        }
+        let (_, token) = server
+            .post(
+                "/api/v1/agents/join-tokens",
+                serde_json::json!({}).to_string(),
+            )
+            .await;
+        let (_, joined) = server
+            .post(
+                "/api/v1/agents/join",
+                serde_json::json!({ "token": token["token"], "name": "gone" }).to_string(),
+            )
+            .await;
+        let agent = joined["agent_id"].as_str().unwrap().to_string();
+        assert_eq!(server.delete(&format!("/api/v1/agents/{agent}")).await, 204);
+        let (_, unused) = server
+            .post(
+                "/api/v1/agents/join-tokens",
+                serde_json::json!({}).to_string(),
+            )
+            .await;
+
+        let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+        let later = xene_server::storage::now_ms() + 40 * 24 * 3600 * 1000;
+        let pruned = xene_server::storage::retention::prune_records(&store, later)
+            .await
+            .unwrap();
+        assert!(pruned >= 3, "{backend:?}: {pruned}");
+        let (_, versions) = server.get("/api/v1/workflows/kept/versions").await;
+        let kept: Vec<i64> = versions["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_i64().unwrap())
+            .collect();
+        assert_eq!(kept.len(), 2, "{backend:?}: {versions}");
+        assert!(kept.contains(&2) && kept.contains(&3), "{versions}");
+        let (_, agents) = server.get("/api/v1/agents").await;
+        assert!(!agents.to_string().contains(&agent), "{agents}");
+        // The unused token is gone: joining with it fails.
+        let (status, _) = server
+            .post(
+                "/api/v1/agents/join",
+                serde_json::json!({ "token": unused["token"], "name": "late" }).to_string(),
+            )
+            .await;
+        assert_eq!(status, 401, "{backend:?}");
+        store.close().await;
+        server.stop().await;
+    }
+}

@@ -1,0 +1,47 @@
+//! What is kept for how long, besides logs and events (`logs::prune`):
+//! spent or expired join tokens, revoked agents, workflow versions nothing
+//! refers to any more, and expired one-time codes. Runs themselves stay.
+
+use super::{Db, StorageError, now_ms};
+
+/// Join tokens are pruned this long after they expire, whatever the retention.
+const EXPIRED_TOKEN_GRACE_MS: i64 = 24 * 3600 * 1000;
+
+/// Deletes what is older than `before` (UTC ms); returns how many rows.
+pub async fn prune_records(db: &Db, before: i64) -> Result<u64, StorageError> {
+    let mut pruned = 0;
+    let token_cutoff = before.max(now_ms() - EXPIRED_TOKEN_GRACE_MS);
+    pruned += sqlx::query("DELETE FROM join_tokens WHERE expires_at < $1")
+        .bind(token_cutoff)
+        .execute(&mut *db.write_conn().await?)
+        .await?
+        .rows_affected();
+    // A revoked agent is kept while runs may still name it in their history
+    // view: its row goes once it has been silent past the retention.
+    pruned += sqlx::query(
+        "DELETE FROM agents WHERE revoked <> 0 AND builtin = 0 AND last_seen_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.agent_id = agents.id \
+         AND runs.status IN ('queued', 'starting_up', 'running', 'shutting_down'))",
+    )
+    .bind(before)
+    .execute(&mut *db.write_conn().await?)
+    .await?
+    .rows_affected();
+    // Versions no run was made from and that are not current.
+    pruned += sqlx::query(
+        "DELETE FROM workflow_versions WHERE created_at < $1 \
+         AND version <> (SELECT w.current_version FROM workflows w WHERE w.name = workflow_versions.workflow) \
+         AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.workflow = workflow_versions.workflow \
+         AND runs.version = workflow_versions.version)",
+    )
+    .bind(before)
+    .execute(&mut *db.write_conn().await?)
+    .await?
+    .rows_affected();
+    pruned += sqlx::query("DELETE FROM cli_codes WHERE expires_at < $1")
+        .bind(now_ms())
+        .execute(&mut *db.write_conn().await?)
+        .await?
+        .rows_affected();
+    Ok(pruned)
+}
