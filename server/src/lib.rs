@@ -126,7 +126,7 @@ impl Server {
             controllers::local_agent::LocalAgentConfig::new(
                 args.local_agent_id(),
                 args.local_agent_capacity,
-                args.local_agent_shell,
+                args.local_agent_shell(),
                 controllers::local_agent::LocalAgentConfig::default_work_dir(),
             )
         });

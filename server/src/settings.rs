@@ -302,7 +302,25 @@ mod tests {
             .collect();
         std::fs::write(&file, without_secret).unwrap();
         let args = parse(["xene", "--config", file.to_str().unwrap()]).unwrap();
-        assert!(!args.local_agent_shell);
+        assert_eq!(args.local_agent_shell, Some(false));
+    }
+
+    #[test]
+    fn shell_tasks_are_opt_in_beyond_loopback() {
+        assert!(parse(["xene"]).unwrap().local_agent_shell());
+        assert!(
+            !parse(["xene", "--addr", "0.0.0.0:8080"])
+                .unwrap()
+                .local_agent_shell()
+        );
+        let opted = parse([
+            "xene",
+            "--addr",
+            "0.0.0.0:8080",
+            "--local-agent-shell",
+            "yes",
+        ]);
+        assert!(opted.unwrap().local_agent_shell());
     }
 
     #[test]
@@ -316,7 +334,7 @@ mod tests {
             ("false", false),
         ] {
             let args = parse(["xene", "--local-agent-shell", text]).unwrap();
-            assert_eq!(args.local_agent_shell, value, "{text}");
+            assert_eq!(args.local_agent_shell, Some(value), "{text}");
         }
         assert!(parse(["xene", "--local-agent-shell", "maybe"]).is_err());
     }

@@ -83,9 +83,11 @@ pub struct Args {
     pub local_agent_id: Option<String>,
 
     /// Let the built-in agent run tasks without an `image` as plain processes
-    /// on this machine (the shell runtime).
-    #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub local_agent_shell: bool,
+    /// on this machine (the shell runtime). Default: on when listening on
+    /// loopback only; off when listening beyond it, where people on other
+    /// machines could start processes here.
+    #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub local_agent_shell: Option<bool>,
 
     /// The most log each step keeps (like 32MiB, 500KiB): past it, the first
     /// half stays and only the latest half rolls, with the cut marked.
@@ -162,7 +164,7 @@ impl Args {
             no_local_agent: false,
             local_agent_capacity: 4,
             local_agent_id: None,
-            local_agent_shell: true,
+            local_agent_shell: None,
             log_cap_per_step: crate::storage::logs::DEFAULT_CAP_BYTES,
             log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
             log_format: crate::telemetry::LogFormat::Text,
@@ -208,6 +210,12 @@ impl Args {
                 true,
             ),
         }
+    }
+
+    /// Whether the built-in agent may run shell tasks (see the flag).
+    pub fn local_agent_shell(&self) -> bool {
+        self.local_agent_shell
+            .unwrap_or_else(|| self.addr.ip().to_canonical().is_loopback())
     }
 
     pub fn agent_binary(&self) -> Option<PathBuf> {
