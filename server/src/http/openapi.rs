@@ -210,6 +210,29 @@ pub fn complete(doc: &mut OpenApi) {
                     _ => needs,
                 });
             }
+            // What every such route may answer, documented once here.
+            let mut implied = Vec::new();
+            if path.contains('{') {
+                implied.push(("400", "A malformed path parameter or query"));
+            }
+            if let Some(crate::access::rules::Access::Role(_)) =
+                crate::access::rules::lookup(&method, path)
+            {
+                implied.push((
+                    "401",
+                    "No credential, or one that is invalid, expired or revoked",
+                ));
+                implied.push(("403", "The caller's role is below the route's"));
+            }
+            for (status, description) in implied {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| RefOr::T(utoipa::openapi::Response::new(description)));
+            }
+            let invalid_workflow =
+                method == axum::http::Method::POST && path == "/api/v1/workflows";
             for (status, response) in operation.responses.responses.iter_mut() {
                 let RefOr::T(response) = response else {
                     continue;
@@ -219,7 +242,7 @@ pub fn complete(doc: &mut OpenApi) {
                 {
                     continue;
                 }
-                let body = if status == "422" {
+                let body = if status == "422" && invalid_workflow {
                     "InvalidWorkflow"
                 } else {
                     "ErrorBody"
