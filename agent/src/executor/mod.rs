@@ -480,6 +480,27 @@ impl<'a> Scheduler<'a> {
             }
             secrets.insert(secret.clone(), value.clone());
         }
+        // Values from outside the spec reach scripts only as variables: the
+        // run's params, and the outputs of the tasks this one depends on or
+        // reads (upstream, so finished; a bound set, not every output).
+        let mut data = BTreeMap::new();
+        for (param, value) in self.params.iter() {
+            data.insert(template::param_var(param), value.clone());
+        }
+        let mut upstream: Vec<&str> = spec.depends_on.iter().map(String::as_str).collect();
+        let texts = spec.steps.iter().chain(&spec.post).flat_map(|s| {
+            std::iter::once(s.run.as_str()).chain(s.env.values().map(String::as_str))
+        });
+        let read: Vec<template::Reference> = texts
+            .chain(spec.env.values().map(String::as_str))
+            .flat_map(|t| template::references(t).unwrap_or_default())
+            .collect();
+        upstream.extend(read.iter().filter_map(template::Reference::task));
+        for task in upstream {
+            if let Some(output) = self.results.get(task).and_then(|r| r.output.as_ref()) {
+                data.insert(template::output_var(task), output.clone());
+            }
+        }
         let command = |step: &Step| -> Result<StepCommand, String> {
             let mut env = base.clone();
             for (key, value) in &step.env {
@@ -489,12 +510,14 @@ impl<'a> Scheduler<'a> {
                 );
             }
             env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+            env.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
             env.insert("XENE_RUN_ID".into(), self.request.run_id.clone());
             env.insert("XENE_TASK".into(), name.to_string());
             env.insert("XENE_STEP".into(), step.name.clone());
             Ok(StepCommand {
                 name: step.name.clone(),
-                script: render(&format!("step {}", step.name), &step.run)?,
+                script: template::render_script(&step.run, &ctx)
+                    .map_err(|e| format!("step {}: {e}", step.name))?,
                 env: env.into_iter().collect(),
             })
         };
