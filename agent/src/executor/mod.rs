@@ -96,8 +96,8 @@ pub struct RunRequest {
 pub enum ExecutorError {
     #[error("invalid pipeline: {0}")]
     InvalidPipeline(#[from] DagError),
-    #[error("unknown param {0:?}: the pipeline declares no such param")]
-    UnknownParam(String),
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
 }
 
 pub struct Executor {
@@ -125,13 +125,16 @@ impl Executor {
         cancel: CancellationToken,
     ) -> Result<RunReport, ExecutorError> {
         let dag = Dag::new(&request.pipeline)?;
-        let mut params = request.pipeline.params.clone();
-        for (name, value) in &request.params {
-            let slot = params
-                .get_mut(name)
-                .ok_or_else(|| ExecutorError::UnknownParam(name.clone()))?;
-            slot.clone_from(value);
-        }
+        let params = xene_core::params::resolve(&request.pipeline.params, &request.params)
+            .map_err(|faults| {
+                ExecutorError::InvalidParams(
+                    faults
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
         let limit = self
             .config
             .concurrency

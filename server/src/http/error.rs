@@ -27,6 +27,8 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("the workflow is invalid: {} fault(s)", .0.len())]
     Invalid(Diagnostics),
+    #[error("the run's params are invalid: {} fault(s)", .0.len())]
+    InvalidParams(Vec<xene_core::params::ParamFault>),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -40,7 +42,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) | Self::InvalidParams(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,6 +66,11 @@ impl IntoResponse for ApiError {
                 "diagnostics": diagnostics,
                 "message": diagnostics.to_string(),
             }),
+            Self::InvalidParams(faults) => json!({
+                "error": self.to_string(),
+                "faults": faults,
+                "message": faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            }),
             _ => json!({ "error": self.to_string() }),
         };
         (self.status(), Json(body)).into_response()
@@ -82,7 +89,7 @@ impl From<RunError> for ApiError {
             RunError::UnknownWorkflow(_)
             | RunError::UnknownPipeline { .. }
             | RunError::UnknownRun(_) => Self::NotFound(e.to_string()),
-            RunError::UnknownParam { .. } => Self::BadRequest(e.to_string()),
+            RunError::InvalidParams(faults) => Self::InvalidParams(faults),
             RunError::AlreadyFinished { .. } => Self::Conflict(e.to_string()),
             RunError::Storage(e) => e.into(),
         }

@@ -19,12 +19,8 @@ pub enum RunError {
     UnknownWorkflow(String),
     #[error("workflow {workflow:?} has no pipeline named {pipeline:?}")]
     UnknownPipeline { workflow: String, pipeline: String },
-    #[error("pipeline {pipeline:?} has no param named {param:?}; it declares: {declared}")]
-    UnknownParam {
-        pipeline: String,
-        param: String,
-        declared: String,
-    },
+    #[error("invalid params: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidParams(Vec<xene_core::params::ParamFault>),
     #[error("no run with id {0}")]
     UnknownRun(i64),
     #[error("run {id} already finished with status {status}; nothing to cancel")]
@@ -167,23 +163,8 @@ pub async fn create(
             workflow: workflow.to_string(),
             pipeline: pipeline.to_string(),
         })?;
-    if let Some(param) = params
-        .keys()
-        .find(|p| !spec_pipeline.params.contains_key(*p))
-    {
-        let declared: Vec<&str> = spec_pipeline.params.keys().map(String::as_str).collect();
-        return Err(RunError::UnknownParam {
-            pipeline: pipeline.to_string(),
-            param: param.clone(),
-            declared: if declared.is_empty() {
-                "none".into()
-            } else {
-                declared.join(", ")
-            },
-        });
-    }
-    let mut resolved = spec_pipeline.params.clone();
-    resolved.extend(params);
+    let resolved = xene_core::params::resolve(&spec_pipeline.params, &params)
+        .map_err(RunError::InvalidParams)?;
     // A run lost with its agent is tried again as often as its most patient task would be.
     let max_attempts = 1 + spec_pipeline
         .tasks

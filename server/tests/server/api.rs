@@ -301,8 +301,8 @@ async fn bad_run_requests_get_a_4xx_and_create_nothing() {
                 "hello",
                 "greet",
                 r#"{"params": {"nobody": "x"}}"#,
-                400,
-                "no param named \"nobody\"",
+                422,
+                "params are invalid",
             ),
             (
                 "hello",
@@ -314,9 +314,9 @@ async fn bad_run_requests_get_a_4xx_and_create_nothing() {
             (
                 "hello",
                 "greet",
-                r#"{"params": {"who": 3}}"#,
-                400,
-                "malformed JSON body",
+                r#"{"params": {"who": [3]}}"#,
+                422,
+                "params are invalid",
             ),
             ("nope", "greet", "", 404, "no workflow named \"nope\""),
             ("hello", "nope", "", 404, "has no pipeline named \"nope\""),
