@@ -18,3 +18,4 @@ mod observability;
 mod openapi;
 mod settings;
 mod tls;
+mod triggers;
