@@ -101,7 +101,13 @@ async fn get_workflow(
     let current = workflows::get(&state.db, &name, None)
         .await?
         .ok_or_else(|| unknown_workflow(&name))?;
-    let pipelines = workflows::pipelines(&state.db, &name).await?;
+    let mut pipelines = workflows::pipelines(&state.db, &name).await?;
+    let now = crate::storage::now_ms();
+    for p in &mut pipelines {
+        if let Some(spec) = current.spec.pipelines.get(&p.name) {
+            p.next_fires = crate::controllers::cron::next_fires(&spec.trigger, now, 5);
+        }
+    }
     Ok(Json(WorkflowDetail { current, pipelines }))
 }
 

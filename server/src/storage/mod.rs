@@ -16,6 +16,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub mod access;
 pub mod agents;
 pub mod auth;
+pub mod cron;
 pub mod events;
 pub mod leases;
 pub mod logs;

@@ -57,6 +57,11 @@ pub struct Run {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub lease_expires_at: Option<i64>,
+    /// Why the trigger started it: for a cron run, its fire and whether it
+    /// was caught up or waited behind an earlier run.
+    pub trigger_reason: Option<String>,
+    /// A cron run's fire time (UTC ms).
+    pub fired_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -107,7 +112,7 @@ pub struct RunFilter {
 
 const RUN_COLUMNS: &str = "id, workflow, version, pipeline, params, trigger, status, scheduler_status, \
     scheduler_reason, agent_id, attempt, max_attempts, cancel_requested, error, requested_at, \
-    scheduled_at, started_at, finished_at, lease_expires_at";
+    scheduled_at, started_at, finished_at, lease_expires_at, trigger_reason, fired_at";
 
 fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
     let params: String = row.get(4);
@@ -135,6 +140,8 @@ fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
         started_at: row.get(16),
         finished_at: row.get(17),
         lease_expires_at: row.get(18),
+        trigger_reason: row.get(19),
+        fired_at: row.get(20),
     })
 }
 
@@ -147,6 +154,31 @@ pub async fn create(
     params: BTreeMap<String, String>,
     trigger: &str,
 ) -> Result<Run, RunError> {
+    let prepared = prepare(db, workflow, pipeline, params).await?;
+    let mut tx = db.begin_write().await?;
+    let id = insert(&mut tx, &prepared, trigger, None, None).await?;
+    tx.commit().await?;
+    db.changed(id).await;
+    Ok(get(db, id).await?.expect("the run just created").run)
+}
+
+/// A run checked and ready to insert: the pipeline's current version, the
+/// params resolved against its declarations.
+pub struct Prepared {
+    workflow: String,
+    pipeline: String,
+    version: i64,
+    spec: xene_core::spec::Pipeline,
+    resolved: BTreeMap<String, String>,
+}
+
+/// Checks a run request against the pipeline's current version.
+pub async fn prepare(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+    params: BTreeMap<String, String>,
+) -> Result<Prepared, RunError> {
     let version: Option<i64> =
         sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
             .bind(workflow)
@@ -165,6 +197,30 @@ pub async fn create(
         })?;
     let resolved = xene_core::params::resolve(&spec_pipeline.params, &params)
         .map_err(RunError::InvalidParams)?;
+    Ok(Prepared {
+        workflow: workflow.to_string(),
+        pipeline: pipeline.to_string(),
+        version,
+        spec: spec_pipeline.clone(),
+        resolved,
+    })
+}
+
+/// Inserts a prepared run, queued, with every task and step pending.
+pub async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    prepared: &Prepared,
+    trigger: &str,
+    reason: Option<&str>,
+    fired_at: Option<i64>,
+) -> Result<i64, RunError> {
+    let Prepared {
+        workflow,
+        pipeline,
+        version,
+        spec: spec_pipeline,
+        resolved,
+    } = prepared;
     // A run lost with its agent is tried again as often as its most patient task would be.
     let max_attempts = 1 + spec_pipeline
         .tasks
@@ -175,11 +231,10 @@ pub async fn create(
     let dag = Dag::new(spec_pipeline).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     let now = now_ms();
 
-    let mut tx = db.begin_write().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (workflow, version, pipeline, params, trigger, status, scheduler_status, \
-         attempt, max_attempts, cancel_requested, requested_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 'not_scheduled', 1, $6, 0, $7) RETURNING id",
+         attempt, max_attempts, cancel_requested, requested_at, trigger_reason, fired_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 'not_scheduled', 1, $6, 0, $7, $8, $9) RETURNING id",
     )
     .bind(workflow)
     .bind(version)
@@ -188,7 +243,9 @@ pub async fn create(
     .bind(trigger)
     .bind(max_attempts)
     .bind(now)
-    .fetch_one(&mut *tx)
+    .bind(reason)
+    .bind(fired_at)
+    .fetch_one(&mut **tx)
     .await?;
     for (position, name) in dag.order().iter().enumerate() {
         let task = &spec_pipeline.tasks[name];
@@ -196,7 +253,7 @@ pub async fn create(
             .bind(id)
             .bind(name)
             .bind(position as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let steps = task
             .steps
@@ -212,13 +269,11 @@ pub async fn create(
             .bind(position as i64)
             .bind(&step.name)
             .bind(post as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
     }
-    tx.commit().await?;
-    db.changed(id).await;
-    Ok(get(db, id).await?.expect("the run just created").run)
+    Ok(id)
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {

@@ -130,3 +130,201 @@ pipelines:
     assert!(left.is_empty(), "a hostile value ran: {left:?}");
     server.stop().await;
 }
+
+/// Moves a workflow's apply time back by `years`, so the cron controller
+/// finds fires it missed "while no server ran".
+async fn backdate(db: &TestDb, workflow: &str, years: i64) {
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE workflows SET updated_at = updated_at - $1 WHERE name = $2")
+        .bind(years * 366 * 24 * 3600 * 1000)
+        .bind(workflow)
+        .execute(storage.pool())
+        .await
+        .unwrap();
+}
+
+async fn fires(db: &TestDb, workflow: &str) -> Vec<(i64, String, String, Option<i64>)> {
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    sqlx::query_as(
+        "SELECT fire_at, outcome, reason, run_id FROM cron_fires WHERE workflow = $1 ORDER BY fire_at",
+    )
+    .bind(workflow)
+    .fetch_all(storage.pool())
+    .await
+    .unwrap()
+}
+
+async fn runs_of(server: &TestServer, workflow: &str) -> Vec<Value> {
+    let (status, list) = server
+        .get(&format!("/api/v1/runs?workflow={workflow}"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list["runs"].as_array().unwrap().clone()
+}
+
+/// Waits until `done` holds for the cron fires of `workflow`.
+async fn wait_fires(
+    db: &TestDb,
+    workflow: &str,
+    done: impl Fn(&[(i64, String, String, Option<i64>)]) -> bool,
+) -> Vec<(i64, String, String, Option<i64>)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let f = fires(db, workflow).await;
+        if done(&f) {
+            return f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no such fires: {f:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The start of this year in UTC, in ms: the latest fire of `0 0 1 1 *`.
+fn new_year_ms() -> i64 {
+    use chrono::{Datelike, TimeZone};
+    let now = chrono::Utc::now();
+    chrono::Utc
+        .with_ymd_and_hms(now.year(), 1, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn yearly(name: &str, extra: &str, step: &str) -> String {
+    format!(
+        "name: {name}
+pipelines:
+  p:
+    trigger: {{cron: \"0 0 1 1 *\", timezone: UTC{extra}}}
+    params:
+      mode: {{type: choice, options: [full, quick], default: quick}}
+    tasks:
+      t:
+        steps: [\"{step}\"]
+"
+    )
+}
+
+#[tokio::test]
+async fn missed_cron_fires_catch_up_once_or_are_skipped() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        for (name, extra) in [("latest", ""), ("skipping", ", catchup: skip")] {
+            let (status, answer) = server
+                .post("/api/v1/workflows", yearly(name, extra, "echo {{ params.mode }}"))
+                .await;
+            assert_eq!(status, 201, "{answer}");
+            // The next fires are in the API, soonest first.
+            let (_, detail) = server.get(&format!("/api/v1/workflows/{name}")).await;
+            let next: Vec<i64> = detail["pipelines"][0]["next_fires"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            assert_eq!(next.len(), 5, "{detail}");
+            assert!(next[0] > new_year_ms() && next.windows(2).all(|w| w[0] < w[1]));
+            backdate(&db, name, 3).await;
+        }
+
+        let latest = wait_fires(&db, "latest", |f| !f.is_empty()).await;
+        let skipping = wait_fires(&db, "skipping", |f| !f.is_empty()).await;
+        // Three years of yearly fires missed: the latest runs once.
+        assert_eq!(latest.len(), 1, "{latest:?}");
+        assert_eq!(latest[0].0, new_year_ms());
+        assert_eq!(latest[0].1, "started");
+        let run = server.wait_for_run(latest[0].3.unwrap()).await;
+        assert_eq!(run["status"], "success", "{run}");
+        assert_eq!(run["trigger"], "cron");
+        assert_eq!(run["fired_at"], new_year_ms());
+        assert_eq!(run["params"], json!({"mode": "quick"}));
+        let reason = run["trigger_reason"].as_str().unwrap();
+        assert!(reason.contains("caught up") && reason.contains("0 0 1 1 *"), "{reason}");
+
+        assert_eq!(skipping.len(), 1, "{skipping:?}");
+        assert_eq!(skipping[0].1, "skipped");
+        assert!(skipping[0].2.contains("catchup: skip"), "{skipping:?}");
+        assert_eq!(skipping[0].3, None);
+
+        // Passes later find nothing new to fire.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(runs_of(&server, "latest").await.len(), 1);
+        assert_eq!(runs_of(&server, "skipping").await.len(), 0);
+        assert_eq!(fires(&db, "latest").await.len(), 1);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_fire_while_a_run_is_unfinished_is_skipped_or_queued() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start(&db).await;
+    for (name, extra) in [("skips", ""), ("queues", ", overlap: queue"), ("allows", ", overlap: allow")] {
+        let (status, answer) = server
+            .post("/api/v1/workflows", yearly(name, extra, "sleep 60"))
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        let (status, run) = server
+            .post(&format!("/api/v1/workflows/{name}/pipelines/p/runs"), String::new())
+            .await;
+        assert_eq!(status, 201, "{run}");
+        backdate(&db, name, 1).await;
+    }
+    let skips = wait_fires(&db, "skips", |f| !f.is_empty()).await;
+    assert_eq!(skips[0].1, "skipped", "{skips:?}");
+    assert!(skips[0].2.contains("has not finished (overlap: skip)"), "{skips:?}");
+    let allows = wait_fires(&db, "allows", |f| !f.is_empty()).await;
+    assert_eq!(allows[0].1, "started", "{allows:?}");
+    assert_eq!(runs_of(&server, "allows").await.len(), 2);
+
+    let queued = wait_fires(&db, "queues", |f| !f.is_empty()).await;
+    assert_eq!(queued[0].1, "queued", "{queued:?}");
+    assert_eq!(runs_of(&server, "queues").await.len(), 1);
+    // The run it waits for ends: the queued fire starts.
+    let first = runs_of(&server, "queues").await[0]["id"].as_i64().unwrap();
+    let (status, _) = server
+        .post(&format!("/api/v1/runs/{first}/cancel"), String::new())
+        .await;
+    assert_eq!(status, 202);
+    let started = wait_fires(&db, "queues", |f| f[0].1 == "started").await;
+    let run = server.wait_run_until(started[0].3.unwrap(), |r| r["trigger"] == "cron").await;
+    assert!(
+        run["trigger_reason"].as_str().unwrap().contains("queued behind an earlier run"),
+        "{run}"
+    );
+    assert_eq!(runs_of(&server, "queues").await.len(), 2);
+    assert_eq!(runs_of(&server, "skips").await.len(), 1);
+    server.stop().await;
+}
+
+/// The key under the lease: two replicas that both believe they may fire
+/// (a lease that changed hands mid-pass) record a fire once and start one run.
+#[tokio::test]
+async fn one_fire_starts_one_run_whatever_races_for_it() {
+    let db = TestDb::new(Backend::Postgres);
+    let server = TestServer::start(&db).await;
+    let (status, _) = server.post("/api/v1/workflows", yearly("race", "", "true")).await;
+    assert_eq!(status, 201);
+    let a = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    let b = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    use xene_server::storage::{cron, runs};
+    let fire_at = 1_000;
+    let mut started = 0;
+    for _ in 0..5 {
+        let pa = runs::prepare(&a, "race", "p", Default::default()).await.unwrap();
+        let pb = runs::prepare(&b, "race", "p", Default::default()).await.unwrap();
+        let (ra, rb) = tokio::join!(
+            cron::fire(&a, "race", "p", fire_at, cron::Outcome::Start(&pa, "a")),
+            cron::fire(&b, "race", "p", fire_at, cron::Outcome::Start(&pb, "b")),
+        );
+        started += [ra.unwrap(), rb.unwrap()].iter().flatten().count();
+    }
+    assert_eq!(started, 1);
+    let runs: Vec<Value> = runs_of(&server, "race")
+        .await
+        .into_iter()
+        .filter(|r| r["fired_at"] == fire_at)
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    server.stop().await;
+}
