@@ -328,3 +328,79 @@ async fn one_fire_starts_one_run_whatever_races_for_it() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     server.stop().await;
 }
+
+/// Two real `xene` processes on one PostgreSQL; the one holding the cron
+/// lease is killed (SIGKILL) at a different moment of its pass each round,
+/// before, while or after it fires. The other takes over, and every fire
+/// still starts exactly one run.
+#[tokio::test]
+async fn each_fire_happens_once_across_replicas_when_the_firing_one_is_killed() {
+    use crate::process::Xene;
+    let db = TestDb::new(Backend::Postgres);
+    let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    let flags = ["--no-local-agent"];
+    let mut replicas = vec![
+        Xene::start(&db, "cron-a", &flags).await,
+        Xene::start(&db, "cron-b", &flags).await,
+    ];
+    for (round, delay_ms) in [0u64, 400, 900, 1500].into_iter().enumerate() {
+        let name = format!("yearly-{round}");
+        replicas[0].apply(&yearly(&name, "", "true")).await;
+        // Who fires: the holder of the cron lease.
+        let holder_pid = loop {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT holder FROM leases WHERE name = 'cron' AND expires_at > $1",
+            )
+            .bind(xene_server::storage::now_ms())
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+            if let Some(pid) = holder
+                .and_then(|h| h.split(['#', '@']).nth(1).map(str::to_string))
+                .and_then(|p| p.parse::<u32>().ok())
+                .filter(|p| replicas.iter().any(|r| r.pid() == *p))
+            {
+                break pid;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        backdate(&db, &name, 1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        let index = replicas.iter().position(|r| r.pid() == holder_pid).unwrap();
+        let mut killed = replicas.remove(index);
+        killed.kill();
+
+        // The survivor takes the lease once it expires, and fires if the
+        // killed one had not.
+        let f = wait_fires(&db, &name, |f| !f.is_empty()).await;
+        let survivor = replicas[0].pid().to_string();
+        loop {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT holder FROM leases WHERE name = 'cron' AND expires_at > $1",
+            )
+            .bind(xene_server::storage::now_ms())
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+            if holder.is_some_and(|h| h.contains(&format!("#{survivor}@"))) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // A few passes of the survivor.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let f2 = fires(&db, &name).await;
+        assert_eq!(f2, f, "round {round}: a fire was recorded twice");
+        assert_eq!(f.len(), 1, "round {round}: {f:?}");
+        assert_eq!(f[0].0, new_year_ms());
+        let (_, list) = replicas[0]
+            .get(&format!("/api/v1/runs?workflow={name}"))
+            .await;
+        let runs = list["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "round {round}: {list}");
+        assert_eq!(runs[0]["fired_at"], new_year_ms());
+        assert_eq!(Some(runs[0]["id"].as_i64().unwrap()), f[0].3);
+        // A fresh replica for the next round.
+        replicas.push(Xene::start(&db, &format!("cron-{round}"), &flags).await);
+    }
+}
