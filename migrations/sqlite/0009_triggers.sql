@@ -18,3 +18,34 @@ CREATE TABLE cron_fires (
     PRIMARY KEY (workflow, pipeline, fire_at)
 );
 CREATE INDEX cron_fires_by_outcome ON cron_fires (outcome, workflow, pipeline);
+
+-- A webhook pipeline's hook: the unguessable id in its URL and the secret
+-- deliveries are signed with. The secret must be readable to check an
+-- HMAC, so it cannot be a hash.
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY NOT NULL,
+    workflow TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    rotated_at BIGINT NOT NULL,
+    UNIQUE (workflow, pipeline)
+);
+
+-- Every delivery to a known hook, accepted or refused, with why.
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hook_id TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    -- github | standard | none
+    scheme TEXT NOT NULL,
+    -- What a replay would repeat: the signed webhook-id, or the body's hash.
+    replay_key TEXT,
+    status BIGINT NOT NULL,
+    accepted BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    run_id BIGINT
+);
+CREATE INDEX webhook_deliveries_by_hook ON webhook_deliveries (hook_id, id);
+-- A delivery is accepted once: a replay of it finds this.
+CREATE UNIQUE INDEX webhook_deliveries_once ON webhook_deliveries (hook_id, replay_key) WHERE accepted = 1;

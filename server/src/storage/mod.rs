@@ -18,6 +18,7 @@ pub mod agents;
 pub mod auth;
 pub mod cron;
 pub mod events;
+pub mod hooks;
 pub mod leases;
 pub mod logs;
 pub mod runs;

@@ -172,6 +172,13 @@ pub struct Prepared {
     resolved: BTreeMap<String, String>,
 }
 
+impl Prepared {
+    /// The pipeline as its current version declares it.
+    pub fn spec(&self) -> &xene_core::spec::Pipeline {
+        &self.spec
+    }
+}
+
 /// Checks a run request against the pipeline's current version.
 pub async fn prepare(
     db: &Db,
