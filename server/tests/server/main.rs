@@ -19,3 +19,4 @@ mod openapi;
 mod settings;
 mod tls;
 mod triggers;
+mod webhooks;
