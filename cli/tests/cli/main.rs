@@ -6,4 +6,5 @@ mod util;
 mod access;
 mod logs;
 mod runs;
+mod triggers;
 mod workflows;
