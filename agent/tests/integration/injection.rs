@@ -88,10 +88,17 @@ fn check(run: &util::Run, pwn: &str) {
         .map(|v| format!("{}|", v.replace("PWN", pwn)))
         .collect();
     for task in ["plain", "double", "single"] {
-        assert_eq!(run.task(task).output.as_deref(), Some(all.as_str()), "{task}");
+        assert_eq!(
+            run.task(task).output.as_deref(),
+            Some(all.as_str()),
+            "{task}"
+        );
     }
     let produced = format!("{}{}", HOSTILE[1], HOSTILE[0]).replace("PWN", pwn);
-    assert_eq!(run.task("produce").output.as_deref(), Some(produced.as_str()));
+    assert_eq!(
+        run.task("produce").output.as_deref(),
+        Some(produced.as_str())
+    );
     assert_eq!(
         run.task("consume").output.as_deref(),
         Some(format!("{produced}|{produced}|{produced}|").as_str())
@@ -103,7 +110,14 @@ async fn hostile_values_are_data_on_the_shell_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let pwn = dir.path().to_str().unwrap();
     let (yaml, params) = workflow("", pwn);
-    let run = run_with(&yaml, util::config(), params, CancellationToken::new(), |_| {}).await;
+    let run = run_with(
+        &yaml,
+        util::config(),
+        params,
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
     check(&run, pwn);
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "a hostile value ran: {left:?}");
@@ -113,7 +127,14 @@ async fn hostile_values_are_data_on_the_shell_runtime() {
 async fn hostile_values_are_data_on_the_docker_runtime() {
     let image = format!("        image: {}\n", busybox_image());
     let (yaml, params) = workflow(&image, "/tmp");
-    let run = run_with(&yaml, util::config(), params, CancellationToken::new(), |_| {}).await;
+    let run = run_with(
+        &yaml,
+        util::config(),
+        params,
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
     check(&run, "/tmp");
     assert_eq!(docker_leftovers(&run.report.run_id), Vec::<String>::new());
 }

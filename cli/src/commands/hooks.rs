@@ -31,7 +31,10 @@ pub async fn run(ctx: &Ctx, command: HooksCommand) -> anyhow::Result<Exit> {
             }
             println!("URL:      {}", ctx.client.url(&output::cell(&hook["path"])));
             println!("Created:  {}", output::time(hook["created_at"].as_i64()));
-            println!("Secret:   made {}", output::time(hook["rotated_at"].as_i64()));
+            println!(
+                "Secret:   made {}",
+                output::time(hook["rotated_at"].as_i64())
+            );
             Ok(Exit::Ok)
         }
         HooksCommand::Rotate { target } => {

@@ -36,7 +36,14 @@ async fn typed_params_and_hooks_from_the_command_line() {
         .run(
             &[
                 &server[..],
-                &["run", "trig/deploy", "-p", "replicas=lots", "-p", "target=moon"],
+                &[
+                    "run",
+                    "trig/deploy",
+                    "-p",
+                    "replicas=lots",
+                    "-p",
+                    "target=moon",
+                ],
             ]
             .concat(),
         )
@@ -50,19 +57,43 @@ async fn typed_params_and_hooks_from_the_command_line() {
         assert!(out.stderr.contains(fault), "{fault}: {out:?}");
     }
     let out = home
-        .run(&[&server[..], &["run", "trig/deploy", "-p", "tag=v1", "-p", "replicas=3", "--wait"]].concat())
+        .run(
+            &[
+                &server[..],
+                &[
+                    "run",
+                    "trig/deploy",
+                    "-p",
+                    "tag=v1",
+                    "-p",
+                    "replicas=3",
+                    "--wait",
+                ],
+            ]
+            .concat(),
+        )
         .await;
     assert_eq!(out.code, 0, "{out:?}");
 
-    let out = home.run(&[&server[..], &["hooks", "rotate", "trig/push"]].concat()).await;
+    let out = home
+        .run(&[&server[..], &["hooks", "rotate", "trig/push"]].concat())
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let secret = out.stdout.trim();
-    assert!(secret.starts_with("whsec_") && !secret.contains('\n'), "{out:?}");
+    assert!(
+        secret.starts_with("whsec_") && !secret.contains('\n'),
+        "{out:?}"
+    );
     let url = format!("{}/api/v1/hooks/", xene.base);
     assert!(out.stderr.contains(&url), "{out:?}");
-    let out = home.run(&[&server[..], &["hooks", "show", "trig/push"]].concat()).await;
+    let out = home
+        .run(&[&server[..], &["hooks", "show", "trig/push"]].concat())
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains(&url) && !out.stdout.contains(secret), "{out:?}");
+    assert!(
+        out.stdout.contains(&url) && !out.stdout.contains(secret),
+        "{out:?}"
+    );
     let hook_url = out
         .stdout
         .lines()
@@ -83,7 +114,10 @@ async fn typed_params_and_hooks_from_the_command_line() {
         .run(&[&server[..], &["hooks", "deliveries", "trig/push"]].concat())
         .await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("refused") && out.stdout.contains("unsigned"), "{out:?}");
+    assert!(
+        out.stdout.contains("refused") && out.stdout.contains("unsigned"),
+        "{out:?}"
+    );
     let out = home
         .run(&[&server[..], &["hooks", "show", "trig/deploy"]].concat())
         .await;

@@ -24,7 +24,10 @@ const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 pub async fn run(ctx: Context) {
     // Fires are due by the clock, not by news: the resync wakes it.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    super::run_singleton(ctx, "cron", wake, |ctx| Box::pin(async move { pass(ctx).await })).await;
+    super::run_singleton(ctx, "cron", wake, |ctx| {
+        Box::pin(async move { pass(ctx).await })
+    })
+    .await;
 }
 
 pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
@@ -33,7 +36,9 @@ pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
         if let Err(e) = pipeline(ctx, &p, now).await {
             match e {
                 RunError::Storage(e) => return Err(e),
-                other => tracing::warn!(workflow = %p.workflow, pipeline = %p.pipeline, error = %other, "cron fire failed"),
+                other => {
+                    tracing::warn!(workflow = %p.workflow, pipeline = %p.pipeline, error = %other, "cron fire failed")
+                }
             }
         }
     }
@@ -58,14 +63,20 @@ pub fn next_fires(trigger: &Trigger, after: i64, count: usize) -> Vec<i64> {
     let mut at = DateTime::from_timestamp_millis(after).unwrap_or_default();
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
-        let Some(next) = schedule.next_fire(tz, at) else { break };
+        let Some(next) = schedule.next_fire(tz, at) else {
+            break;
+        };
         out.push(next.timestamp_millis());
         at = next;
     }
     out
 }
 
-async fn pipeline(ctx: &Context, p: &cron::CronPipeline, now: DateTime<Utc>) -> Result<(), RunError> {
+async fn pipeline(
+    ctx: &Context,
+    p: &cron::CronPipeline,
+    now: DateTime<Utc>,
+) -> Result<(), RunError> {
     let Some(spec) = workflows::spec_of_version(&ctx.db, &p.workflow, p.version).await? else {
         return Ok(());
     };
@@ -86,11 +97,25 @@ async fn pipeline(ctx: &Context, p: &cron::CronPipeline, now: DateTime<Utc>) -> 
 
     if overlap == Overlap::Queue
         && let Some(fire_at) = cron::queued_fire(&ctx.db, &p.workflow, &p.pipeline).await?
-        && cron::unfinished_run(&ctx.db, &p.workflow, &p.pipeline).await?.is_none()
+        && cron::unfinished_run(&ctx.db, &p.workflow, &p.pipeline)
+            .await?
+            .is_none()
     {
         let prepared = runs::prepare(&ctx.db, &p.workflow, &p.pipeline, Default::default()).await?;
-        let reason = format!("{}, queued behind an earlier run", describe(&line, &zone, fire_at, tz));
-        if let Some(id) = cron::start_queued(&ctx.db, &p.workflow, &p.pipeline, fire_at, &prepared, &reason).await? {
+        let reason = format!(
+            "{}, queued behind an earlier run",
+            describe(&line, &zone, fire_at, tz)
+        );
+        if let Some(id) = cron::start_queued(
+            &ctx.db,
+            &p.workflow,
+            &p.pipeline,
+            fire_at,
+            &prepared,
+            &reason,
+        )
+        .await?
+        {
             started(ctx, p, id);
         }
     }
@@ -119,12 +144,23 @@ async fn pipeline(ctx: &Context, p: &cron::CronPipeline, now: DateTime<Utc>) -> 
     let what = describe(&line, &zone, fire_at, tz);
     if late && catchup == Catchup::Skip {
         let reason = format!("{what}: missed while no server ran (catchup: skip)");
-        cron::fire(&ctx.db, &p.workflow, &p.pipeline, fire_at, Outcome::Skipped(&reason)).await?;
+        cron::fire(
+            &ctx.db,
+            &p.workflow,
+            &p.pipeline,
+            fire_at,
+            Outcome::Skipped(&reason),
+        )
+        .await?;
         return Ok(());
     }
     let mut reason = what.clone();
     if late || missed > 0 {
-        let more = if missed >= MAX_COUNTED { " or more" } else { "" };
+        let more = if missed >= MAX_COUNTED {
+            " or more"
+        } else {
+            ""
+        };
         reason.push_str(&format!(
             ", caught up ({}{more} earlier fire(s) missed)",
             missed
@@ -141,7 +177,11 @@ async fn pipeline(ctx: &Context, p: &cron::CronPipeline, now: DateTime<Utc>) -> 
                 Err(RunError::InvalidParams(faults)) => {
                     outcome_reason = format!(
                         "{what}: invalid params: {}",
-                        faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                        faults
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     );
                     Outcome::Skipped(&outcome_reason)
                 }
@@ -153,8 +193,12 @@ async fn pipeline(ctx: &Context, p: &cron::CronPipeline, now: DateTime<Utc>) -> 
             Outcome::Skipped(&outcome_reason)
         }
         (Some(id), Overlap::Queue) => {
-            if cron::queued_fire(&ctx.db, &p.workflow, &p.pipeline).await?.is_some() {
-                outcome_reason = format!("{what}: a fire already waits for run {id} (overlap: queue)");
+            if cron::queued_fire(&ctx.db, &p.workflow, &p.pipeline)
+                .await?
+                .is_some()
+            {
+                outcome_reason =
+                    format!("{what}: a fire already waits for run {id} (overlap: queue)");
                 Outcome::Skipped(&outcome_reason)
             } else {
                 outcome_reason = format!("{what}: waits for run {id} to finish (overlap: queue)");

@@ -72,10 +72,12 @@ pub fn verify(
     if let Some(signatures) = header("webhook-signature") {
         let id = header("webhook-id").ok_or("webhook-signature without webhook-id")?;
         if id.is_empty() || id.len() > MAX_DELIVERY_ID {
-            return Err(format!("webhook-id is empty or longer than {MAX_DELIVERY_ID} bytes"));
+            return Err(format!(
+                "webhook-id is empty or longer than {MAX_DELIVERY_ID} bytes"
+            ));
         }
-        let timestamp = header("webhook-timestamp")
-            .ok_or("webhook-signature without webhook-timestamp")?;
+        let timestamp =
+            header("webhook-timestamp").ok_or("webhook-signature without webhook-timestamp")?;
         let ts: i64 = timestamp
             .parse()
             .map_err(|_| "webhook-timestamp is not a number of seconds".to_string())?;
@@ -89,7 +91,9 @@ pub fn verify(
             .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
             .map_err(|_| "the hook's secret is not a whsec_ secret".to_string())?;
         for signature in signatures.split_whitespace() {
-            let Some(b64) = signature.strip_prefix("v1,") else { continue };
+            let Some(b64) = signature.strip_prefix("v1,") else {
+                continue;
+            };
             let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(b64) else {
                 continue;
             };
@@ -114,7 +118,10 @@ pub fn verify(
         m.update(body);
         m.verify_slice(&sig)
             .map_err(|_| "X-Hub-Signature-256 does not match".to_string())?;
-        return Ok((Scheme::GitHub, format!("gh:{}", hex::encode(Sha256::digest(body)))));
+        return Ok((
+            Scheme::GitHub,
+            format!("gh:{}", hex::encode(Sha256::digest(body))),
+        ));
     }
     Err("unsigned: send X-Hub-Signature-256 or the webhook-id, webhook-timestamp and webhook-signature headers".into())
 }
@@ -128,7 +135,12 @@ pub struct DeliveryAnswer {
     pub run_id: Option<i64>,
 }
 
-fn answer(status: StatusCode, reason: &str, run_id: Option<i64>, extra: serde_json::Value) -> Response {
+fn answer(
+    status: StatusCode,
+    reason: &str,
+    run_id: Option<i64>,
+    extra: serde_json::Value,
+) -> Response {
     let mut body = json!({ "accepted": run_id.is_some(), "reason": reason, "run_id": run_id });
     if run_id.is_none() {
         body["error"] = json!(reason);
@@ -169,7 +181,10 @@ async fn receive(
         state.ctx.metrics.webhook_delivery("unknown_hook");
         return Err(ApiError::NotFound("no such hook".into()));
     };
-    let refuse = |status: StatusCode, scheme: &'static str, reason: String, extra: serde_json::Value| {
+    let refuse = |status: StatusCode,
+                  scheme: &'static str,
+                  reason: String,
+                  extra: serde_json::Value| {
         let db = state.db.clone();
         let hook_id = hook.id.clone();
         let metrics = state.ctx.metrics.clone();
@@ -226,7 +241,10 @@ async fn receive(
         return refuse(StatusCode::GONE, scheme_name, reason, json!({})).await;
     };
     if spec.trigger != Trigger::Webhook {
-        let reason = format!("pipeline {:?} is no longer triggered by webhooks", hook.pipeline);
+        let reason = format!(
+            "pipeline {:?} is no longer triggered by webhooks",
+            hook.pipeline
+        );
         return refuse(StatusCode::CONFLICT, scheme_name, reason, json!({})).await;
     }
     let params = if spec.params.values().any(|p| p.from.is_some()) {
@@ -245,9 +263,19 @@ async fn receive(
         Err(RunError::InvalidParams(faults)) => {
             let reason = format!(
                 "invalid params: {}",
-                faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                faults
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             );
-            return refuse(StatusCode::UNPROCESSABLE_ENTITY, scheme_name, reason, json!({ "faults": faults })).await;
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                scheme_name,
+                reason,
+                json!({ "faults": faults }),
+            )
+            .await;
         }
         Err(RunError::UnknownWorkflow(_) | RunError::UnknownPipeline { .. }) => {
             let reason = "the workflow or pipeline was deleted".to_string();
@@ -266,7 +294,10 @@ async fn receive(
     match hooks::accepted(&state.db, &record, &prepared).await? {
         Some(run) => {
             state.ctx.metrics.webhook_delivery("accepted");
-            state.ctx.metrics.run_started("webhook", &hook.workflow, &hook.pipeline);
+            state
+                .ctx
+                .metrics
+                .run_started("webhook", &hook.workflow, &hook.pipeline);
             state.ctx.wake_scheduler.notify_one();
             tracing::info!(hook = %hook.id, run_id = run, "webhook run queued");
             Ok(answer(StatusCode::ACCEPTED, &reason, Some(run), json!({})))
@@ -315,7 +346,11 @@ async fn get_hook(
     hooks::of_pipeline(&state.db, &name, &pipeline)
         .await?
         .map(|h| Json(h.info()))
-        .ok_or_else(|| ApiError::NotFound(format!("pipeline {pipeline:?} of {name:?} has no hook; create one with POST")))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "pipeline {pipeline:?} of {name:?} has no hook; create one with POST"
+            ))
+        })
 }
 
 /// A hook and its secret, shown this once.
@@ -349,11 +384,11 @@ async fn rotate_hook(
     let current = workflows::get(&state.db, &name, None)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no workflow named {name:?}")))?;
-    let spec = current
-        .spec
-        .pipelines
-        .get(&pipeline)
-        .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} has no pipeline named {pipeline:?}")))?;
+    let spec = current.spec.pipelines.get(&pipeline).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "workflow {name:?} has no pipeline named {pipeline:?}"
+        ))
+    })?;
     if spec.trigger != Trigger::Webhook {
         return Err(ApiError::Conflict(format!(
             "pipeline {pipeline:?} is not triggered by webhooks: set trigger: webhook first"
@@ -363,14 +398,28 @@ async fn rotate_hook(
     store::audit(
         &state.db,
         &principal.user_id,
-        if created { "hook.create" } else { "hook.rotate" },
+        if created {
+            "hook.create"
+        } else {
+            "hook.rotate"
+        },
         &hook.id,
         &format!("{name}/{pipeline}"),
         &principal.remote,
     )
     .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(NewSecret { hook: hook.info(), secret: hook.secret })))
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(NewSecret {
+            hook: hook.info(),
+            secret: hook.secret,
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -436,6 +485,10 @@ mod tests {
             ("webhook-signature", &sig),
         ]);
         assert!(verify(&other_id, body, secret, now).is_err());
-        assert!(verify(&HeaderMap::new(), body, secret, now).unwrap_err().starts_with("unsigned"));
+        assert!(
+            verify(&HeaderMap::new(), body, secret, now)
+                .unwrap_err()
+                .starts_with("unsigned")
+        );
     }
 }

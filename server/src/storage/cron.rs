@@ -36,7 +36,11 @@ pub async fn pipelines(db: &Db) -> Result<Vec<CronPipeline>, StorageError> {
 }
 
 /// The latest fire handled, whatever came of it.
-pub async fn last_fire(db: &Db, workflow: &str, pipeline: &str) -> Result<Option<i64>, StorageError> {
+pub async fn last_fire(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+) -> Result<Option<i64>, StorageError> {
     Ok(sqlx::query_scalar(
         "SELECT MAX(fire_at) FROM cron_fires WHERE workflow = $1 AND pipeline = $2",
     )
@@ -47,7 +51,11 @@ pub async fn last_fire(db: &Db, workflow: &str, pipeline: &str) -> Result<Option
 }
 
 /// The oldest fire waiting for an earlier run to finish.
-pub async fn queued_fire(db: &Db, workflow: &str, pipeline: &str) -> Result<Option<i64>, StorageError> {
+pub async fn queued_fire(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+) -> Result<Option<i64>, StorageError> {
     Ok(sqlx::query_scalar(
         "SELECT MIN(fire_at) FROM cron_fires WHERE workflow = $1 AND pipeline = $2 AND outcome = 'queued'",
     )
@@ -58,7 +66,11 @@ pub async fn queued_fire(db: &Db, workflow: &str, pipeline: &str) -> Result<Opti
 }
 
 /// A run of the pipeline that has not finished, if any.
-pub async fn unfinished_run(db: &Db, workflow: &str, pipeline: &str) -> Result<Option<i64>, StorageError> {
+pub async fn unfinished_run(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+) -> Result<Option<i64>, StorageError> {
     Ok(sqlx::query_scalar(
         "SELECT MIN(id) FROM runs WHERE workflow = $1 AND pipeline = $2 AND finished_at IS NULL",
     )

@@ -86,14 +86,20 @@ fn hook_from(r: &sqlx::any::AnyRow) -> Hook {
 const HOOK_COLUMNS: &str = "id, workflow, pipeline, secret, created_at, rotated_at";
 
 pub async fn by_id(db: &Db, id: &str) -> Result<Option<Hook>, StorageError> {
-    let row = sqlx::query(&format!("SELECT {HOOK_COLUMNS} FROM webhooks WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {HOOK_COLUMNS} FROM webhooks WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(row.as_ref().map(hook_from))
 }
 
-pub async fn of_pipeline(db: &Db, workflow: &str, pipeline: &str) -> Result<Option<Hook>, StorageError> {
+pub async fn of_pipeline(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+) -> Result<Option<Hook>, StorageError> {
     let row = sqlx::query(&format!(
         "SELECT {HOOK_COLUMNS} FROM webhooks WHERE workflow = $1 AND pipeline = $2"
     ))
@@ -106,7 +112,11 @@ pub async fn of_pipeline(db: &Db, workflow: &str, pipeline: &str) -> Result<Opti
 
 /// Gives the pipeline a hook, or its hook a new secret (the id stays, so
 /// the URL configured elsewhere keeps working). The secret is returned once.
-pub async fn create_or_rotate(db: &Db, workflow: &str, pipeline: &str) -> Result<(Hook, bool), StorageError> {
+pub async fn create_or_rotate(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+) -> Result<(Hook, bool), StorageError> {
     let now = now_ms();
     let secret = new_secret();
     let mut tx = db.begin_write().await?;
@@ -232,7 +242,10 @@ async fn insert(
 }
 
 /// Keeps a hook's newest deliveries, for a bounded time.
-async fn prune(tx: &mut sqlx::Transaction<'static, sqlx::Any>, hook_id: &str) -> Result<(), StorageError> {
+async fn prune(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    hook_id: &str,
+) -> Result<(), StorageError> {
     sqlx::query(
         "DELETE FROM webhook_deliveries WHERE hook_id = $1 AND (received_at < $2 OR id <= \
          (SELECT id FROM webhook_deliveries WHERE hook_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $3))",

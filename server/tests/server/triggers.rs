@@ -58,7 +58,11 @@ async fn typed_params_are_checked_with_every_fault_at_once() {
             })
             .collect();
         let names: Vec<&str> = faults.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(names, ["extra", "dry_run", "replicas", "tag", "target"], "{answer}");
+        assert_eq!(
+            names,
+            ["extra", "dry_run", "replicas", "tag", "target"],
+            "{answer}"
+        );
         assert!(faults[3].1.contains("required"), "{faults:?}");
         assert!(faults[4].1.contains("not one of the options"), "{faults:?}");
         assert_eq!(server.get("/api/v1/runs").await.1["runs"], json!([]));
@@ -211,7 +215,10 @@ async fn missed_cron_fires_catch_up_once_or_are_skipped() {
         let server = TestServer::start(&db).await;
         for (name, extra) in [("latest", ""), ("skipping", ", catchup: skip")] {
             let (status, answer) = server
-                .post("/api/v1/workflows", yearly(name, extra, "echo {{ params.mode }}"))
+                .post(
+                    "/api/v1/workflows",
+                    yearly(name, extra, "echo {{ params.mode }}"),
+                )
                 .await;
             assert_eq!(status, 201, "{answer}");
             // The next fires are in the API, soonest first.
@@ -239,7 +246,10 @@ async fn missed_cron_fires_catch_up_once_or_are_skipped() {
         assert_eq!(run["fired_at"], new_year_ms());
         assert_eq!(run["params"], json!({"mode": "quick"}));
         let reason = run["trigger_reason"].as_str().unwrap();
-        assert!(reason.contains("caught up") && reason.contains("0 0 1 1 *"), "{reason}");
+        assert!(
+            reason.contains("caught up") && reason.contains("0 0 1 1 *"),
+            "{reason}"
+        );
 
         assert_eq!(skipping.len(), 1, "{skipping:?}");
         assert_eq!(skipping[0].1, "skipped");
@@ -259,20 +269,30 @@ async fn missed_cron_fires_catch_up_once_or_are_skipped() {
 async fn a_fire_while_a_run_is_unfinished_is_skipped_or_queued() {
     let db = TestDb::new(Backend::Sqlite);
     let server = TestServer::start(&db).await;
-    for (name, extra) in [("skips", ""), ("queues", ", overlap: queue"), ("allows", ", overlap: allow")] {
+    for (name, extra) in [
+        ("skips", ""),
+        ("queues", ", overlap: queue"),
+        ("allows", ", overlap: allow"),
+    ] {
         let (status, answer) = server
             .post("/api/v1/workflows", yearly(name, extra, "sleep 60"))
             .await;
         assert_eq!(status, 201, "{answer}");
         let (status, run) = server
-            .post(&format!("/api/v1/workflows/{name}/pipelines/p/runs"), String::new())
+            .post(
+                &format!("/api/v1/workflows/{name}/pipelines/p/runs"),
+                String::new(),
+            )
             .await;
         assert_eq!(status, 201, "{run}");
         backdate(&db, name, 1).await;
     }
     let skips = wait_fires(&db, "skips", |f| !f.is_empty()).await;
     assert_eq!(skips[0].1, "skipped", "{skips:?}");
-    assert!(skips[0].2.contains("has not finished (overlap: skip)"), "{skips:?}");
+    assert!(
+        skips[0].2.contains("has not finished (overlap: skip)"),
+        "{skips:?}"
+    );
     let allows = wait_fires(&db, "allows", |f| !f.is_empty()).await;
     assert_eq!(allows[0].1, "started", "{allows:?}");
     assert_eq!(runs_of(&server, "allows").await.len(), 2);
@@ -287,9 +307,14 @@ async fn a_fire_while_a_run_is_unfinished_is_skipped_or_queued() {
         .await;
     assert_eq!(status, 202);
     let started = wait_fires(&db, "queues", |f| f[0].1 == "started").await;
-    let run = server.wait_run_until(started[0].3.unwrap(), |r| r["trigger"] == "cron").await;
+    let run = server
+        .wait_run_until(started[0].3.unwrap(), |r| r["trigger"] == "cron")
+        .await;
     assert!(
-        run["trigger_reason"].as_str().unwrap().contains("queued behind an earlier run"),
+        run["trigger_reason"]
+            .as_str()
+            .unwrap()
+            .contains("queued behind an earlier run"),
         "{run}"
     );
     assert_eq!(runs_of(&server, "queues").await.len(), 2);
@@ -303,7 +328,9 @@ async fn a_fire_while_a_run_is_unfinished_is_skipped_or_queued() {
 async fn one_fire_starts_one_run_whatever_races_for_it() {
     let db = TestDb::new(Backend::Postgres);
     let server = TestServer::start(&db).await;
-    let (status, _) = server.post("/api/v1/workflows", yearly("race", "", "true")).await;
+    let (status, _) = server
+        .post("/api/v1/workflows", yearly("race", "", "true"))
+        .await;
     assert_eq!(status, 201);
     let a = xene_server::storage::Db::connect(&db.url).await.unwrap();
     let b = xene_server::storage::Db::connect(&db.url).await.unwrap();
@@ -311,8 +338,12 @@ async fn one_fire_starts_one_run_whatever_races_for_it() {
     let fire_at = 1_000;
     let mut started = 0;
     for _ in 0..5 {
-        let pa = runs::prepare(&a, "race", "p", Default::default()).await.unwrap();
-        let pb = runs::prepare(&b, "race", "p", Default::default()).await.unwrap();
+        let pa = runs::prepare(&a, "race", "p", Default::default())
+            .await
+            .unwrap();
+        let pb = runs::prepare(&b, "race", "p", Default::default())
+            .await
+            .unwrap();
         let (ra, rb) = tokio::join!(
             cron::fire(&a, "race", "p", fire_at, cron::Outcome::Start(&pa, "a")),
             cron::fire(&b, "race", "p", fire_at, cron::Outcome::Start(&pb, "b")),

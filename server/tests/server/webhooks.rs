@@ -52,7 +52,12 @@ fn standard(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
 }
 
 /// Posts a delivery without the admin's token: the signature is all.
-async fn deliver(server: &TestServer, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
+async fn deliver(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new().post(server.url(path)).body(body);
     for (k, v) in headers {
         request = request.header(*k, v);
@@ -74,18 +79,29 @@ async fn signed_deliveries_start_runs_and_every_other_one_is_refused_and_listed(
 
         // Hooks are for webhook pipelines; the secret is shown once.
         let (status, _) = server
-            .post("/api/v1/workflows/hooked/pipelines/by-hand/hook", String::new())
+            .post(
+                "/api/v1/workflows/hooked/pipelines/by-hand/hook",
+                String::new(),
+            )
             .await;
         assert_eq!(status, 409);
         let (status, hook) = server
-            .post("/api/v1/workflows/hooked/pipelines/push/hook", String::new())
+            .post(
+                "/api/v1/workflows/hooked/pipelines/push/hook",
+                String::new(),
+            )
             .await;
         assert_eq!(status, 201, "{hook}");
         let secret = hook["secret"].as_str().unwrap().to_string();
         assert!(secret.starts_with("whsec_"));
         let path = hook["path"].as_str().unwrap().to_string();
-        assert!(path.starts_with("/api/v1/hooks/xh_") && path.len() > 40, "{path}");
-        let (status, shown) = server.get("/api/v1/workflows/hooked/pipelines/push/hook").await;
+        assert!(
+            path.starts_with("/api/v1/hooks/xh_") && path.len() > 40,
+            "{path}"
+        );
+        let (status, shown) = server
+            .get("/api/v1/workflows/hooked/pipelines/push/hook")
+            .await;
         assert_eq!(status, 200);
         assert_eq!(shown["path"], path.as_str());
         assert!(shown.get("secret").is_none() && !shown.to_string().contains(&secret));
@@ -98,14 +114,32 @@ async fn signed_deliveries_start_runs_and_every_other_one_is_refused_and_listed(
         .into_bytes();
 
         // Unknown hook: 404, nothing recorded anywhere.
-        let (status, _) = deliver(&server, "/api/v1/hooks/xh_nope", &[("x-hub-signature-256", github(&secret, &body))], body.clone()).await;
+        let (status, _) = deliver(
+            &server,
+            "/api/v1/hooks/xh_nope",
+            &[("x-hub-signature-256", github(&secret, &body))],
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 404);
         // Unsigned, badly signed, signed with another secret.
         let (status, a) = deliver(&server, &path, &[], body.clone()).await;
         assert_eq!(status, 401, "{a}");
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", "sha256=00".into())], body.clone()).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", "sha256=00".into())],
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 401);
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", github("whsec_other", &body))], body.clone()).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github("whsec_other", &body))],
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 401);
         // A Standard Webhooks delivery from too long ago.
         let old = now_s() - 301;
@@ -115,7 +149,10 @@ async fn signed_deliveries_start_runs_and_every_other_one_is_refused_and_listed(
             &[
                 ("webhook-id", "msg_old".into()),
                 ("webhook-timestamp", old.to_string()),
-                ("webhook-signature", standard(&secret, "msg_old", old, &body)),
+                (
+                    "webhook-signature",
+                    standard(&secret, "msg_old", old, &body),
+                ),
             ],
             body.clone(),
         )
@@ -123,23 +160,56 @@ async fn signed_deliveries_start_runs_and_every_other_one_is_refused_and_listed(
         assert_eq!(status, 401, "{a}");
         // Signed, but the params it gives are wrong: every fault named.
         let no_ref = br#"{"head_commit": {"id": "x"}}"#.to_vec();
-        let (status, a) = deliver(&server, &path, &[("x-hub-signature-256", github(&secret, &no_ref))], no_ref).await;
+        let (status, a) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&secret, &no_ref))],
+            no_ref,
+        )
+        .await;
         assert_eq!(status, 422, "{a}");
         assert_eq!(a["faults"][0]["param"], "ref");
         let not_json = b"ref=main".to_vec();
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", github(&secret, &not_json))], not_json).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&secret, &not_json))],
+            not_json,
+        )
+        .await;
         assert_eq!(status, 400);
         // Too large.
         let huge = vec![b' '; xene_server::http::MAX_BODY_BYTES + 1];
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", github(&secret, &huge))], huge).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&secret, &huge))],
+            huge,
+        )
+        .await;
         assert_eq!(status, 413);
-        assert_eq!(server.get("/api/v1/runs?workflow=hooked").await.1["runs"], json!([]));
+        assert_eq!(
+            server.get("/api/v1/runs?workflow=hooked").await.1["runs"],
+            json!([])
+        );
 
         // GitHub-signed: accepted, once.
-        let (status, a) = deliver(&server, &path, &[("x-hub-signature-256", github(&secret, &body))], body.clone()).await;
+        let (status, a) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&secret, &body))],
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 202, "{a}");
         let first = a["run_id"].as_i64().unwrap();
-        let (status, a) = deliver(&server, &path, &[("x-hub-signature-256", github(&secret, &body))], body.clone()).await;
+        let (status, a) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&secret, &body))],
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 409, "{a}");
         // Standard-signed: accepted, once per webhook-id.
         let ts = now_s();
@@ -168,16 +238,31 @@ async fn signed_deliveries_start_runs_and_every_other_one_is_refused_and_listed(
 
         // Rotating: the URL stays, the old secret stops working.
         let (status, rotated) = server
-            .post("/api/v1/workflows/hooked/pipelines/push/hook", String::new())
+            .post(
+                "/api/v1/workflows/hooked/pipelines/push/hook",
+                String::new(),
+            )
             .await;
         assert_eq!(status, 200);
         assert_eq!(rotated["path"], path.as_str());
         let new_secret = rotated["secret"].as_str().unwrap().to_string();
         assert_ne!(new_secret, secret);
         let body2 = br#"{"ref": "main"}"#.to_vec();
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", github(&secret, &body2))], body2.clone()).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&secret, &body2))],
+            body2.clone(),
+        )
+        .await;
         assert_eq!(status, 401);
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", github(&new_secret, &body2))], body2.clone()).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&new_secret, &body2))],
+            body2.clone(),
+        )
+        .await;
         assert_eq!(status, 202);
 
         // The pipeline no longer takes webhooks; then the workflow is gone.
@@ -185,10 +270,22 @@ async fn signed_deliveries_start_runs_and_every_other_one_is_refused_and_listed(
         let (status, a) = server.post("/api/v1/workflows", changed.to_string()).await;
         assert_eq!(status, 201, "{a}");
         let body3 = br#"{"ref": "dev"}"#.to_vec();
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", github(&new_secret, &body3))], body3.clone()).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&new_secret, &body3))],
+            body3.clone(),
+        )
+        .await;
         assert_eq!(status, 409);
         assert_eq!(server.delete("/api/v1/workflows/hooked").await, 204);
-        let (status, _) = deliver(&server, &path, &[("x-hub-signature-256", github(&new_secret, &body3))], body3).await;
+        let (status, _) = deliver(
+            &server,
+            &path,
+            &[("x-hub-signature-256", github(&new_secret, &body3))],
+            body3,
+        )
+        .await;
         assert_eq!(status, 410);
 
         // Every delivery to the hook is listed with its answer and reason;
@@ -197,17 +294,47 @@ async fn signed_deliveries_start_runs_and_every_other_one_is_refused_and_listed(
         let (status, list) = server.get(&format!("/api/v1/hooks/{id}/deliveries")).await;
         assert_eq!(status, 200, "{list}");
         let deliveries = list["deliveries"].as_array().unwrap();
-        let answers: Vec<i64> = deliveries.iter().rev().map(|d| d["http_status"].as_i64().unwrap()).collect();
-        assert_eq!(answers, [401, 401, 401, 401, 422, 400, 413, 202, 409, 202, 409, 401, 202, 409, 410], "{list}");
-        let reasons: Vec<&str> = deliveries.iter().rev().map(|d| d["reason"].as_str().unwrap()).collect();
+        let answers: Vec<i64> = deliveries
+            .iter()
+            .rev()
+            .map(|d| d["http_status"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                401, 401, 401, 401, 422, 400, 413, 202, 409, 202, 409, 401, 202, 409, 410
+            ],
+            "{list}"
+        );
+        let reasons: Vec<&str> = deliveries
+            .iter()
+            .rev()
+            .map(|d| d["reason"].as_str().unwrap())
+            .collect();
         assert!(reasons[0].starts_with("unsigned"), "{reasons:?}");
         assert!(reasons[3].contains("5 minutes"), "{reasons:?}");
         assert!(reasons[8].contains("replay"), "{reasons:?}");
-        assert!(reasons[13].contains("no longer triggered by webhooks"), "{reasons:?}");
-        let started: Vec<i64> = deliveries.iter().filter_map(|d| d["run_id"].as_i64()).collect();
+        assert!(
+            reasons[13].contains("no longer triggered by webhooks"),
+            "{reasons:?}"
+        );
+        let started: Vec<i64> = deliveries
+            .iter()
+            .filter_map(|d| d["run_id"].as_i64())
+            .collect();
         assert_eq!(started.len(), 3);
-        assert!(deliveries.iter().all(|d| d["accepted"] == (d["http_status"] == 202)));
-        assert_eq!(server.get("/api/v1/runs?workflow=hooked").await.1["runs"].as_array().unwrap().len(), 3);
+        assert!(
+            deliveries
+                .iter()
+                .all(|d| d["accepted"] == (d["http_status"] == 202))
+        );
+        assert_eq!(
+            server.get("/api/v1/runs?workflow=hooked").await.1["runs"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
         server.stop().await;
     }
 }
@@ -220,7 +347,10 @@ async fn githubs_published_example_is_accepted() {
     let (status, _) = server.post("/api/v1/workflows", SPEC.to_string()).await;
     assert_eq!(status, 201);
     let (_, hook) = server
-        .post("/api/v1/workflows/hooked/pipelines/plain/hook", String::new())
+        .post(
+            "/api/v1/workflows/hooked/pipelines/plain/hook",
+            String::new(),
+        )
         .await;
     let id = hook["id"].as_str().unwrap();
     let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
