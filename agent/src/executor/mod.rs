@@ -500,8 +500,13 @@ impl<'a> Scheduler<'a> {
             .collect();
         upstream.extend(read.iter().filter_map(template::Reference::task));
         for task in upstream {
-            if let Some(output) = self.results.get(task).and_then(|r| r.output.as_ref()) {
-                data.insert(template::output_var(task), output.clone());
+            // Set even when empty, so nothing of the agent's own
+            // environment can stand in for a missing output.
+            if let Some(result) = self.results.get(task) {
+                data.insert(
+                    template::output_var(task),
+                    result.output.clone().unwrap_or_default(),
+                );
             }
         }
         let command = |step: &Step| -> Result<StepCommand, String> {

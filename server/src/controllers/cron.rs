@@ -120,9 +120,11 @@ async fn pipeline(
         }
     }
 
+    // Fires before the version in force was applied belong to an older
+    // schedule: they are not caught up.
     let from = cron::last_fire(&ctx.db, &p.workflow, &p.pipeline)
         .await?
-        .unwrap_or(p.applied_at);
+        .map_or(p.applied_at, |last| last.max(p.applied_at));
     let mut at = DateTime::from_timestamp_millis(from).unwrap_or(now);
     let (mut latest, mut missed) = (None, 0u64);
     while let Some(next) = schedule.next_fire(tz, at) {

@@ -11,8 +11,8 @@ pub struct CronPipeline {
     pub workflow: String,
     pub pipeline: String,
     pub version: i64,
-    /// When the workflow was last applied (UTC ms): where a schedule
-    /// without fires yet starts counting.
+    /// When the version in force was applied (UTC ms): fires before it
+    /// belong to an older schedule and are not caught up.
     pub applied_at: i64,
 }
 
