@@ -210,41 +210,102 @@ enum Quoting {
     Double,
 }
 
+/// Follows a script's quoting, a character at a time, well enough to quote
+/// a variable reference to suit where it stands.
+struct Lexer {
+    quoting: Quoting,
+    escaped: bool,
+    /// Inside `$(( ))`: the parentheses open, and the quoting around it.
+    arith: Option<(u32, Quoting)>,
+    /// The two characters before, to see `$((` coming.
+    last: [char; 2],
+}
+
+impl Lexer {
+    fn new() -> Self {
+        Self {
+            quoting: Quoting::Plain,
+            escaped: false,
+            arith: None,
+            last: [' ', ' '],
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        let last = self.last;
+        self.last = [last[1], c];
+        if self.escaped {
+            self.escaped = false;
+            return;
+        }
+        if let Some((depth, outer)) = &mut self.arith {
+            match c {
+                '(' => *depth += 1,
+                ')' => {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        self.quoting = *outer;
+                        self.arith = None;
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if c == '(' && last == ['$', '('] && self.quoting != Quoting::Single {
+            self.arith = Some((2, self.quoting));
+            return;
+        }
+        self.quoting = match (self.quoting, c) {
+            (Quoting::Plain | Quoting::Double, '\\') => {
+                self.escaped = true;
+                self.quoting
+            }
+            (Quoting::Plain, '\'') => Quoting::Single,
+            (Quoting::Plain, '"') => Quoting::Double,
+            (Quoting::Single, '\'') | (Quoting::Double, '"') => Quoting::Plain,
+            (q, _) => q,
+        };
+    }
+
+    /// A reference to `var` as it must be written here.
+    fn reference(&mut self, var: &str) -> String {
+        self.escaped = false;
+        self.last = ['}', '}'];
+        if self.arith.is_some() {
+            // Arithmetic evaluates a bare value as an expression (bash runs
+            // `a[$(cmd)]` there): only an integer, by printf, gets in.
+            return format!("$(printf '%d' \"${{{var}}}\")");
+        }
+        match self.quoting {
+            Quoting::Plain => format!("\"${{{var}}}\""),
+            Quoting::Double => format!("${{{var}}}"),
+            Quoting::Single => format!("'\"${{{var}}}\"'"),
+        }
+    }
+}
+
 /// Expands a step script: every reference becomes a reference to the
 /// environment variable that carries its value (see [`param_var`] and
 /// [`output_var`]), never the value itself, so a value from outside the
 /// spec (a param, a webhook field, another task's output) cannot become
 /// shell code whatever it holds. The reference is quoted to suit where it
-/// stands: `"${VAR}"` in plain text, `${VAR}` inside double quotes, and
+/// stands: `"${VAR}"` in plain text, `${VAR}` inside double quotes,
 /// `'"${VAR}"'` inside single quotes, so the script sees the value as one
-/// word as it would have seen a pasted one. The quoting is only for
-/// convenience: the shell never parses an expanded value as code.
+/// word as it would have seen a pasted one; inside `$(( ))`, where a shell
+/// would evaluate a value as an expression, `$(printf '%d' "${VAR}")`, the
+/// value as an integer only. The quoting is for convenience: the shell
+/// never parses an expanded value as code.
 ///
 /// A reference to a task or param missing from `ctx` is an error, as in
 /// [`render`].
 pub fn render_script(text: &str, ctx: &EvalContext) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len());
-    let mut quoting = Quoting::Plain;
-    let mut escaped = false;
+    let mut lexer = Lexer::new();
     for piece in pieces(text)? {
         let var = match piece {
             Piece::Text(t) => {
-                for c in t.chars() {
-                    if escaped {
-                        escaped = false;
-                    } else {
-                        quoting = match (quoting, c) {
-                            (Quoting::Plain | Quoting::Double, '\\') => {
-                                escaped = true;
-                                quoting
-                            }
-                            (Quoting::Plain, '\'') => Quoting::Single,
-                            (Quoting::Plain, '"') => Quoting::Double,
-                            (Quoting::Single, '\'') | (Quoting::Double, '"') => Quoting::Plain,
-                            (q, _) => q,
-                        };
-                    }
-                }
+                t.chars().for_each(|c| lexer.push(c));
                 out.push_str(t);
                 continue;
             }
@@ -261,12 +322,7 @@ pub fn render_script(text: &str, ctx: &EvalContext) -> Result<String, TemplateEr
                 param_var(&name)
             }
         };
-        escaped = false;
-        match quoting {
-            Quoting::Plain => out.push_str(&format!("\"${{{var}}}\"")),
-            Quoting::Double => out.push_str(&format!("${{{var}}}")),
-            Quoting::Single => out.push_str(&format!("'\"${{{var}}}\"'")),
-        }
+        out.push_str(&lexer.reference(&var));
     }
     Ok(out)
 }
@@ -354,6 +410,22 @@ mod tests {
         assert_eq!(
             render_script("{{ \"{{\" }} .Names }}", &ctx).unwrap(),
             "{{ .Names }}"
+        );
+        assert_eq!(
+            render_script(
+                "n=$(( {{ params.version }} + (2 * 3) )); echo {{ params.version }}",
+                &ctx
+            )
+            .unwrap(),
+            "n=$(( $(printf '%d' \"${XENE_PARAM_VERSION}\") + (2 * 3) )); echo \"${XENE_PARAM_VERSION}\""
+        );
+        assert_eq!(
+            render_script(
+                "echo \"$(( {{ params.version }} ))\" {{ params.version }}",
+                &ctx
+            )
+            .unwrap(),
+            "echo \"$(( $(printf '%d' \"${XENE_PARAM_VERSION}\") ))\" \"${XENE_PARAM_VERSION}\""
         );
         assert_eq!(
             render_script("{{ params.y }}", &ctx),

@@ -43,7 +43,7 @@ fn workflow(image: &str, pwn: &str) -> (String, BTreeMap<String, String>) {
             "      {name}:\n{image}        depends_on: [{deps}]\n        env: {{{env}}}\n        steps:\n          - {run:?}\n          - {guard:?}\n"
         )
     };
-    let mut yaml = String::from("name: hostile\npipelines:\n  p:\n    params:\n");
+    let mut yaml = String::from("name: hostile\npipelines:\n  p:\n    params:\n      n: 41\n");
     for n in &names {
         yaml.push_str(&format!("      {n}: x\n"));
     }
@@ -65,6 +65,14 @@ fn workflow(image: &str, pwn: &str) -> (String, BTreeMap<String, String>) {
         "",
         "",
         &format!("printf '%s|' {} > \"$XENE_OUTPUT\"", refs("'")),
+    ));
+    // Arithmetic evaluates a bare value as an expression: only integers
+    // get in, a hostile value counts as 0.
+    yaml.push_str(&task(
+        "arith",
+        "",
+        "",
+        "printf '%s|%s|%s' $(( {{ params.n }} + 1 )) \"$(( {{ params.h1 }} + 0 ))\" $(( {{ params.h6 }} * 2 )) > \"$XENE_OUTPUT\"",
     ));
     yaml.push_str(&task(
         "produce",
@@ -94,6 +102,7 @@ fn check(run: &util::Run, pwn: &str) {
             "{task}"
         );
     }
+    assert_eq!(run.task("arith").output.as_deref(), Some("42|0|0"));
     let produced = format!("{}{}", HOSTILE[1], HOSTILE[0]).replace("PWN", pwn);
     assert_eq!(
         run.task("produce").output.as_deref(),
