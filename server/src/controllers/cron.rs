@@ -2,6 +2,9 @@
 //! fire across replicas (the lease, and the key of `cron_fires` beneath it),
 //! with the pipeline's `catchup` and `overlap` settings.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use xene_core::cron::{Schedule, parse_timezone};
 use xene_core::spec::{Catchup, Overlap, Trigger};
@@ -21,28 +24,71 @@ const MAX_COUNTED: u64 = 1000;
 /// Fires handled are listed this long (a pipeline's latest always stays).
 const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
+/// Forgetting old fires is done this often.
+const PRUNE_EVERY_MS: i64 = 3600 * 1000;
+
+/// What a pass learnt that spares the next ones work: per pipeline, the
+/// version (and its apply time) it looked at and the time before which
+/// nothing is due. Only the clock and a new version change that; a fire
+/// recorded by another replica meanwhile is found by its key.
+#[derive(Default)]
+pub struct Memo {
+    due: HashMap<(String, String), ((i64, i64), i64)>,
+    pruned_at: i64,
+}
+
 pub async fn run(ctx: Context) {
     // Fires are due by the clock, not by news: the resync wakes it.
-    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    super::run_singleton(ctx, "cron", wake, |ctx| {
-        Box::pin(async move { pass(ctx).await })
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let memo = Arc::new(Mutex::new(Memo::default()));
+    super::run_singleton(ctx, "cron", wake, move |ctx| {
+        let memo = memo.clone();
+        Box::pin(async move { pass(ctx, &memo).await })
     })
     .await;
 }
 
-pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
+pub async fn pass(ctx: &Context, memo: &Mutex<Memo>) -> Result<(), StorageError> {
     let now = Utc::now();
-    for p in cron::pipelines(&ctx.db).await? {
-        if let Err(e) = pipeline(ctx, &p, now).await {
-            match e {
-                RunError::Storage(e) => return Err(e),
-                other => {
-                    tracing::warn!(workflow = %p.workflow, pipeline = %p.pipeline, error = %other, "cron fire failed")
-                }
+    let now_ms = now.timestamp_millis();
+    let pipelines = cron::pipelines(&ctx.db).await?;
+    for p in &pipelines {
+        let key = (p.workflow.clone(), p.pipeline.clone());
+        let known = memo.lock().expect("memo").due.get(&key).copied();
+        let seen = (p.version, p.applied_at);
+        if known.is_some_and(|(looked_at, due)| looked_at == seen && now_ms < due) {
+            continue;
+        }
+        match pipeline(ctx, p, now).await {
+            Ok(due) => {
+                let mut memo = memo.lock().expect("memo");
+                match due {
+                    Some(due) => memo.due.insert(key, (seen, due)),
+                    None => memo.due.remove(&key),
+                };
+            }
+            Err(RunError::Storage(e)) => return Err(e),
+            Err(other) => {
+                tracing::warn!(workflow = %p.workflow, pipeline = %p.pipeline, error = %other, "cron fire failed")
             }
         }
     }
-    cron::prune(&ctx.db, KEEP_MS).await?;
+    let prune = {
+        let mut memo = memo.lock().expect("memo");
+        memo.due.retain(|(w, n), _| {
+            pipelines
+                .iter()
+                .any(|p| &p.workflow == w && &p.pipeline == n)
+        });
+        let due = now_ms - memo.pruned_at >= PRUNE_EVERY_MS;
+        if due {
+            memo.pruned_at = now_ms;
+        }
+        due
+    };
+    if prune {
+        cron::prune(&ctx.db, KEEP_MS).await?;
+    }
     Ok(())
 }
 
@@ -72,13 +118,16 @@ pub fn next_fires(trigger: &Trigger, after: i64, count: usize) -> Vec<i64> {
     out
 }
 
+/// Fires what is due of one pipeline; then the time before which nothing
+/// more will be (`None`: look again next pass, a queued fire waits).
 async fn pipeline(
     ctx: &Context,
     p: &cron::CronPipeline,
     now: DateTime<Utc>,
-) -> Result<(), RunError> {
+) -> Result<Option<i64>, RunError> {
+    const NEVER: Option<i64> = Some(i64::MAX);
     let Some(spec) = workflows::spec_of_version(&ctx.db, &p.workflow, p.version).await? else {
-        return Ok(());
+        return Ok(NEVER);
     };
     let Some(Trigger::Cron {
         schedule: line,
@@ -87,12 +136,59 @@ async fn pipeline(
         overlap,
     }) = spec.pipelines.get(&p.pipeline).map(|s| s.trigger.clone())
     else {
-        return Ok(());
+        return Ok(NEVER);
     };
     let zone = timezone.unwrap_or_else(|| "UTC".into());
     let (Ok(schedule), Ok(tz)) = (Schedule::parse(&line), parse_timezone(&zone)) else {
-        return Ok(());
+        return Ok(NEVER);
     };
+    let cron = Cron {
+        line: &line,
+        zone: &zone,
+        schedule,
+        tz,
+        catchup,
+        overlap,
+    };
+    fire_due(ctx, p, now, &cron).await?;
+    if overlap == Overlap::Queue
+        && cron::queued_fire(&ctx.db, &p.workflow, &p.pipeline)
+            .await?
+            .is_some()
+    {
+        return Ok(None);
+    }
+    Ok(Some(
+        schedule
+            .next_fire(tz, now)
+            .map_or(i64::MAX, |t| t.timestamp_millis()),
+    ))
+}
+
+/// A pipeline's cron trigger, parsed.
+struct Cron<'a> {
+    line: &'a str,
+    zone: &'a str,
+    schedule: Schedule,
+    tz: chrono_tz::Tz,
+    catchup: Catchup,
+    overlap: Overlap,
+}
+
+async fn fire_due(
+    ctx: &Context,
+    p: &cron::CronPipeline,
+    now: DateTime<Utc>,
+    cron: &Cron<'_>,
+) -> Result<(), RunError> {
+    let Cron {
+        line,
+        zone,
+        schedule,
+        tz,
+        catchup,
+        overlap,
+    } = *cron;
     let now_ms = now.timestamp_millis();
 
     if overlap == Overlap::Queue

@@ -201,6 +201,7 @@ pipelines:
     trigger: {{cron: \"0 0 1 1 *\", timezone: UTC{extra}}}
     params:
       mode: {{type: choice, options: [full, quick], default: quick}}
+      note: \"$(touch /tmp/xene-cron-pwned)'; #\"
     tasks:
       t:
         steps: [\"{step}\"]
@@ -217,7 +218,11 @@ async fn missed_cron_fires_catch_up_once_or_are_skipped() {
             let (status, answer) = server
                 .post(
                     "/api/v1/workflows",
-                    yearly(name, extra, "echo {{ params.mode }}"),
+                    yearly(
+                        name,
+                        extra,
+                        "printf '%s %s' {{ params.mode }} {{ params.note }} > $XENE_OUTPUT",
+                    ),
                 )
                 .await;
             assert_eq!(status, 201, "{answer}");
@@ -244,7 +249,13 @@ async fn missed_cron_fires_catch_up_once_or_are_skipped() {
         assert_eq!(run["status"], "success", "{run}");
         assert_eq!(run["trigger"], "cron");
         assert_eq!(run["fired_at"], new_year_ms());
-        assert_eq!(run["params"], json!({"mode": "quick"}));
+        assert_eq!(run["params"]["mode"], "quick");
+        // A value reaches the step as data, whatever it spells.
+        assert_eq!(
+            run["tasks"][0]["output"],
+            "quick $(touch /tmp/xene-cron-pwned)'; #"
+        );
+        assert!(!std::path::Path::new("/tmp/xene-cron-pwned").exists());
         let reason = run["trigger_reason"].as_str().unwrap();
         assert!(
             reason.contains("caught up") && reason.contains("0 0 1 1 *"),
