@@ -19,6 +19,11 @@ pipelines:
     tasks:
       t:
         steps: ['true']
+  nightly:
+    trigger: {cron: \"0 3 * * *\", timezone: Europe/Paris}
+    tasks:
+      t:
+        steps: ['true']
 ";
 
 #[tokio::test]
@@ -31,6 +36,22 @@ async fn typed_params_and_hooks_from_the_command_line() {
         .run(&[&server[..], &["apply", "-f", file.to_str().unwrap()]].concat())
         .await;
     assert_eq!(out.code, 0, "{out:?}");
+
+    // A cron pipeline's next fire, in UTC: 03:00 in Paris is 01:00 or 02:00.
+    let out = home
+        .run(&[&server[..], &["describe", "workflow", "trig"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("NEXT FIRE (UTC)"), "{out:?}");
+    let nightly = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("nightly"))
+        .unwrap();
+    assert!(
+        nightly.contains(" 01:00:00") || nightly.contains(" 02:00:00"),
+        "{out:?}"
+    );
 
     let out = home
         .run(
