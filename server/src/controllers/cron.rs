@@ -200,7 +200,7 @@ async fn fire_due(
         let prepared = runs::prepare(&ctx.db, &p.workflow, &p.pipeline, Default::default()).await?;
         let reason = format!(
             "{}, queued behind an earlier run",
-            describe(&line, &zone, fire_at, tz)
+            describe(line, zone, fire_at, tz)
         );
         if let Some(id) = cron::start_queued(
             &ctx.db,
@@ -239,7 +239,7 @@ async fn fire_due(
     let Some(fire) = latest else { return Ok(()) };
     let fire_at = fire.timestamp_millis();
     let late = now_ms - fire_at > LATE_MS;
-    let what = describe(&line, &zone, fire_at, tz);
+    let what = describe(line, zone, fire_at, tz);
     if late && catchup == Catchup::Skip {
         let reason = format!("{what}: missed while no server ran (catchup: skip)");
         cron::fire(
