@@ -57,8 +57,8 @@ pub struct Run {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub lease_expires_at: Option<i64>,
-    /// Why the trigger started it: for a cron run, its fire and whether it
-    /// was caught up or waited behind an earlier run.
+    /// Why the trigger started it: a cron run's fire (and whether it was
+    /// caught up or waited behind an earlier run), a webhook's scheme.
     pub trigger_reason: Option<String>,
     /// A cron run's fire time (UTC ms).
     pub fired_at: Option<i64>,
