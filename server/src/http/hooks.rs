@@ -466,6 +466,8 @@ mod tests {
         };
         let now = 1_614_265_330;
         let sig = sign("msg_p5jXN8AQM9LWM0D4loKWxJek", now);
+        // The Standard Webhooks specification's own example.
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         let ok = headers(&[
             ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
             ("webhook-timestamp", &now.to_string()),
