@@ -175,6 +175,12 @@ pub enum Command {
         after_help = "Examples:\n  xenectl secrets set DEPLOY_TOKEN < token.txt\n  xenectl secrets set DEPLOY_TOKEN --workflow site --from-file token.txt\n  xenectl secrets rm DEPLOY_TOKEN --workflow site\n  xenectl get secrets"
     )]
     Secrets(SecretsCommand),
+    /// Webhooks of webhook pipelines: URL, secret rotation, deliveries.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl hooks rotate ci/push > secret\n  xenectl hooks deliveries ci/push"
+    )]
+    Hooks(HooksCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   xenectl completion bash > /etc/bash_completion.d/xenectl
@@ -332,6 +338,32 @@ pub enum AgentsCommand {
     /// List agents (as `get agents`).
     #[command(after_help = "Examples:\n  xenectl agents list")]
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Show a pipeline's webhook URL (never its secret).
+    #[command(after_help = "Examples:
+  xenectl hooks show ci/push")]
+    Show {
+        /// WORKFLOW/PIPELINE
+        target: String,
+    },
+    /// Give a webhook pipeline its hook, or its hook a new secret (the URL
+    /// stays); only the secret goes to stdout, shown once.
+    #[command(after_help = "Examples:
+  xenectl hooks rotate ci/push > push-secret")]
+    Rotate {
+        /// WORKFLOW/PIPELINE
+        target: String,
+    },
+    /// List a hook's recent deliveries with their answers and reasons.
+    #[command(after_help = "Examples:
+  xenectl hooks deliveries ci/push -o json")]
+    Deliveries {
+        /// WORKFLOW/PIPELINE
+        target: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

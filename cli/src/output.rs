@@ -32,8 +32,8 @@ pub fn paint(on: bool, code: &str, text: &str) -> String {
 /// A status in its colour: green success, red failure, yellow in progress.
 pub fn status(on: bool, status: &str) -> String {
     let code = match status {
-        "success" => "32",
-        "error" | "unknown" | "revoked" => "31",
+        "success" | "accepted" => "32",
+        "error" | "unknown" | "revoked" | "refused" => "31",
         "cancelled" | "not_executed" | "skipped" | "offline" => "90",
         "running" | "starting_up" | "shutting_down" | "queued" | "pending" => "33",
         "online" => "32",

@@ -7,7 +7,10 @@
 //! `@yearly` (`@annually`) stand for their usual lines. As in Vixie cron, when
 //! both day fields are restricted a day matching either one fires.
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc,
+};
+use chrono_tz::Tz;
 
 /// A cron line that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +55,10 @@ pub struct Schedule {
     /// how the two combine.
     any_day_of_month: bool,
     any_day_of_week: bool,
+    /// Neither the minute nor the hour field starts with `*`: a job at a
+    /// fixed time of day, which Debian's cron keeps on the wall clock
+    /// across daylight-saving changes (see [`Schedule::next_fire`]).
+    fixed_time: bool,
 }
 
 struct FieldSpec {
@@ -126,6 +133,7 @@ impl Schedule {
             days_of_week,
             any_day_of_month: dom.starts_with('*'),
             any_day_of_week: dow.starts_with('*'),
+            fixed_time: !minute.starts_with('*') && !hour.starts_with('*'),
         })
     }
 
@@ -173,6 +181,101 @@ impl Schedule {
             } else {
                 return Some(t);
             }
+        }
+        None
+    }
+}
+
+/// How far ahead [`Schedule::next_fire`] looks for a time-zone change
+/// between two instants, in steps of this size (changes are months apart).
+const TRANSITION_STEP: Duration = Duration::hours(6);
+
+impl Schedule {
+    /// The first fire strictly after `after` in time zone `tz`, with the
+    /// daylight-saving behaviour of Debian's cron:
+    ///
+    /// - a job at a fixed time of day (neither minute nor hour starts with
+    ///   `*`) follows the wall clock: a time in a spring-forward gap fires
+    ///   once, at the first valid minute after the gap; a time repeated by a
+    ///   fall-back fires once, at its first occurrence;
+    /// - any other job fires at every instant whose wall-clock time matches,
+    ///   so it skips the minutes a spring-forward removes and fires again in
+    ///   an hour a fall-back repeats.
+    ///
+    /// `None` when the line never fires.
+    pub fn next_fire(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.fixed_time {
+            self.next_fixed(tz, after)
+        } else {
+            self.next_instant(tz, after)
+        }
+    }
+
+    fn next_fixed(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut cursor = after.with_timezone(&tz).naive_local();
+        // A wall time in the gap moves on a minute at a time; a gap is at
+        // most a day long.
+        loop {
+            let mut wall = self.next_after(cursor)?;
+            let mut tries = 0;
+            let instant = loop {
+                match tz.from_local_datetime(&wall) {
+                    chrono::LocalResult::Single(t) => break t,
+                    chrono::LocalResult::Ambiguous(first, _) => break first,
+                    chrono::LocalResult::None => {
+                        tries += 1;
+                        if tries > 24 * 60 {
+                            return None;
+                        }
+                        wall += Duration::minutes(1);
+                    }
+                }
+            };
+            let instant = instant.with_timezone(&Utc);
+            // Only from inside a repeated hour can the first occurrence of
+            // the next wall-clock match lie before `after`.
+            if instant > after {
+                return Some(instant);
+            }
+            cursor = wall;
+        }
+    }
+
+    fn next_instant(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        // Between two offset changes the wall clock runs with the instants,
+        // so the first match of a stretch is the next wall-clock match,
+        // unless that lies past the stretch's end: then the next stretch,
+        // read with its own offset, starts just after the change.
+        let mut from = after;
+        let mut off = offset(after);
+        for _ in 0..1024 {
+            let wall = self.next_after(from.naive_utc() + off)?;
+            let candidate = (wall - off).and_utc();
+            let mut probe = from;
+            let mut change = None;
+            while probe < candidate {
+                let next = (probe + TRANSITION_STEP).min(candidate);
+                if offset(next) != off {
+                    let (mut lo, mut hi) = (probe, next);
+                    while hi - lo > Duration::seconds(1) {
+                        let mid = lo + (hi - lo) / 2;
+                        if offset(mid) == off {
+                            lo = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    change = Some(hi);
+                    break;
+                }
+                probe = next;
+            }
+            let Some(changed_at) = change else {
+                return Some(candidate);
+            };
+            off = offset(changed_at);
+            from = changed_at - Duration::seconds(1);
         }
         None
     }
@@ -277,6 +380,81 @@ mod tests {
 
     fn at(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    }
+
+    fn fires(line: &str, zone: &str, after: &str, count: usize) -> Vec<String> {
+        let schedule = Schedule::parse(line).unwrap();
+        let tz = parse_timezone(zone).unwrap();
+        let mut t = tz
+            .from_local_datetime(&at(after))
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc);
+        (0..count)
+            .map(|_| {
+                t = schedule.next_fire(tz, t).unwrap();
+                t.with_timezone(&tz)
+                    .format("%Y-%m-%d %H:%M %:z")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn daylight_saving_changes_in_both_hemispheres() {
+        // Berlin springs forward 02:00 -> 03:00 on 2026-03-29: a 02:30 job
+        // fires once, at 03:00; a job every 30 minutes skips the gap.
+        assert_eq!(
+            fires("30 2 * * *", "Europe/Berlin", "2026-03-28 12:00", 3),
+            [
+                "2026-03-29 03:00 +02:00",
+                "2026-03-30 02:30 +02:00",
+                "2026-03-31 02:30 +02:00"
+            ]
+        );
+        assert_eq!(
+            fires("*/30 * * * *", "Europe/Berlin", "2026-03-29 01:10", 3),
+            [
+                "2026-03-29 01:30 +01:00",
+                "2026-03-29 03:00 +02:00",
+                "2026-03-29 03:30 +02:00"
+            ]
+        );
+        // Berlin falls back 03:00 -> 02:00 on 2026-10-25: a 02:30 job fires
+        // once (the first 02:30), a job every 30 minutes fires in both hours.
+        assert_eq!(
+            fires("30 2 * * *", "Europe/Berlin", "2026-10-24 12:00", 2),
+            ["2026-10-25 02:30 +02:00", "2026-10-26 02:30 +01:00"]
+        );
+        assert_eq!(
+            fires("*/30 2 * * *", "Europe/Berlin", "2026-10-25 01:50", 5),
+            [
+                "2026-10-25 02:00 +02:00",
+                "2026-10-25 02:30 +02:00",
+                "2026-10-25 02:00 +01:00",
+                "2026-10-25 02:30 +01:00",
+                "2026-10-26 02:00 +01:00"
+            ]
+        );
+        // Sydney springs forward 02:00 -> 03:00 on 2026-10-04 and falls back
+        // 03:00 -> 02:00 on 2026-04-05.
+        assert_eq!(
+            fires("15 2 * * *", "Australia/Sydney", "2026-10-03 12:00", 2),
+            ["2026-10-04 03:00 +11:00", "2026-10-05 02:15 +11:00"]
+        );
+        assert_eq!(
+            fires("15 2 * * *", "Australia/Sydney", "2026-04-04 12:00", 2),
+            ["2026-04-05 02:15 +11:00", "2026-04-06 02:15 +10:00"]
+        );
+        // Two fixed times in one gap fire once together.
+        assert_eq!(
+            fires("0,30 2 * * *", "Australia/Sydney", "2026-10-03 12:00", 2),
+            ["2026-10-04 03:00 +11:00", "2026-10-05 02:00 +11:00"]
+        );
+        assert_eq!(
+            fires("0 0 * * *", "UTC", "2026-01-01 00:00", 1),
+            ["2026-01-02 00:00 +00:00"]
+        );
     }
 
     fn next(line: &str, after: &str) -> String {

@@ -9,6 +9,7 @@ pub mod cron;
 pub mod dag;
 pub mod duration;
 pub mod event;
+pub mod params;
 pub mod parse;
 pub mod protocol;
 pub mod spec;

@@ -16,7 +16,8 @@ use crate::condition::Condition;
 use crate::cron;
 use crate::dag;
 use crate::duration;
-use crate::spec::{Pipeline, Retries, Step, Task, Trigger, Workflow};
+use crate::params::{self, Param, ParamType};
+use crate::spec::{Catchup, Overlap, Pipeline, Retries, Step, Task, Trigger, Workflow};
 use crate::suggest::closest;
 use crate::template::{self, Reference};
 use crate::yaml::{self, Entry, Node, ScalarKind, Value};
@@ -62,8 +63,17 @@ pub const PIPELINE_FIELDS: &[&str] = &[
     "concurrency",
     "tasks",
 ];
+/// The fields of a param written as a mapping.
+pub const PARAM_FIELDS: &[&str] = &[
+    "type",
+    "description",
+    "default",
+    "required",
+    "options",
+    "from",
+];
 /// The fields of a `cron` trigger.
-pub const CRON_TRIGGER_FIELDS: &[&str] = &["cron", "timezone"];
+pub const CRON_TRIGGER_FIELDS: &[&str] = &["cron", "timezone", "catchup", "overlap"];
 /// The fields a task may have.
 pub const TASK_FIELDS: &[&str] = &[
     "image",
@@ -602,8 +612,39 @@ impl Checker {
         };
         let params = f
             .get("params")
-            .map(|n| self.env(n, &join(path, "params"), "param"))
+            .map(|n| self.params(n, &join(path, "params")))
             .unwrap_or_default();
+        if let (Some(Trigger::Cron { .. }), Some(n)) = (&trigger, f.get("params")) {
+            // Nobody is there to give a cron fire a value.
+            for (name, param) in &params {
+                if param.required {
+                    self.error(
+                        &join(&join(path, "params"), name),
+                        n.line,
+                        format!("param {name:?} is required, but a cron trigger gives no values: give it a default"),
+                    );
+                }
+            }
+        }
+        if !matches!(trigger, Some(Trigger::Webhook) | None)
+            && let Some(n) = f.get("params")
+        {
+            for (name, param) in &params {
+                if param.from.is_some() {
+                    self.error(
+                        &join(&join(path, "params"), name),
+                        n.line,
+                        format!("param {name:?} reads a webhook's body (from), but the pipeline's trigger is not webhook"),
+                    );
+                }
+            }
+        }
+        self.shared_variables(
+            params.keys().map(|k| (k.as_str(), template::param_var(k))),
+            &join(path, "params"),
+            f.get("params").map_or(0, |n| n.line),
+            "params",
+        );
         let env = f
             .get("env")
             .map(|n| self.env(n, &join(path, "env"), "env var"))
@@ -670,6 +711,12 @@ impl Checker {
             }
         }
         if !too_many {
+            self.shared_variables(
+                tasks.keys().map(|k| (k.as_str(), template::output_var(k))),
+                &tasks_path,
+                f.get("tasks").map_or(0, |n| n.line),
+                "tasks",
+            );
             self.cross_check(&notes, &params, &env_sites, path);
         }
         Some(Pipeline {
@@ -740,10 +787,251 @@ impl Checker {
                     })
             }
         };
+        let catchup = match f.get("catchup") {
+            None => Some(Catchup::default()),
+            Some(n) => {
+                let p = join(path, "catchup");
+                self.string(n, &p).and_then(|w| match w.as_str() {
+                    "latest" => Some(Catchup::Latest),
+                    "skip" => Some(Catchup::Skip),
+                    other => {
+                        self.error(
+                            &p,
+                            n.line,
+                            format!(
+                                "unknown catchup {:?}; expected latest or skip",
+                                shorten(other)
+                            ),
+                        );
+                        None
+                    }
+                })
+            }
+        };
+        let overlap = match f.get("overlap") {
+            None => Some(Overlap::default()),
+            Some(n) => {
+                let p = join(path, "overlap");
+                self.string(n, &p).and_then(|w| match w.as_str() {
+                    "allow" => Some(Overlap::Allow),
+                    "skip" => Some(Overlap::Skip),
+                    "queue" => Some(Overlap::Queue),
+                    other => {
+                        self.error(
+                            &p,
+                            n.line,
+                            format!(
+                                "unknown overlap {:?}; expected allow, skip or queue",
+                                shorten(other)
+                            ),
+                        );
+                        None
+                    }
+                })
+            }
+        };
         Some(Trigger::Cron {
             schedule: schedule?,
             timezone: timezone?,
+            catchup: catchup?,
+            overlap: overlap?,
         })
+    }
+
+    /// Two names whose values would reach steps in one variable.
+    fn shared_variables<'a>(
+        &mut self,
+        names: impl Iterator<Item = (&'a str, String)>,
+        path: &str,
+        line: usize,
+        what: &str,
+    ) {
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for (name, var) in names {
+            if let Some(first) = seen.get(&var) {
+                self.error(
+                    path,
+                    line,
+                    format!(
+                        "{what} {first:?} and {name:?} would both reach steps as ${var}: rename one"
+                    ),
+                );
+            } else {
+                seen.insert(var, name);
+            }
+        }
+    }
+
+    /// A pipeline's `params`: each a plain default, or a mapping with a type.
+    fn params(&mut self, node: &Node, path: &str) -> BTreeMap<String, Param> {
+        let mut out = BTreeMap::new();
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(
+                path,
+                node,
+                "a mapping of param names to defaults or declarations",
+            );
+            return out;
+        };
+        if !self.at_most(entries.len(), MAX_ENV_VARS, path, node.line, "params") {
+            return out;
+        }
+        for e in entries {
+            let p = join(path, &e.key);
+            self.env_name(&e.key, &p, e.key_line, "param");
+            let param = if matches!(e.value.value, Value::Map(_)) {
+                self.param(&e.value, &p)
+            } else {
+                self.scalar_text(&e.value, &p).map(Param::plain)
+            };
+            if let Some(param) = param {
+                out.insert(e.key.clone(), param);
+            }
+        }
+        out
+    }
+
+    fn param(&mut self, node: &Node, path: &str) -> Option<Param> {
+        let f = self.mapping(node, path, "", PARAM_FIELDS)?;
+        let mut ok = true;
+        let kind = match f.get("type") {
+            None => ParamType::String,
+            Some(n) => {
+                let p = join(path, "type");
+                let name = self.string(n, &p)?;
+                match ParamType::from_name(&name) {
+                    Some(k) => k,
+                    None => {
+                        let hint = self.did_you_mean(&name, ParamType::NAMES.iter().copied());
+                        let hint = if hint.is_empty() {
+                            format!("; expected one of {}", ParamType::NAMES.join(", "))
+                        } else {
+                            hint
+                        };
+                        self.error(
+                            &p,
+                            n.line,
+                            format!("unknown param type {:?}{hint}", shorten(&name)),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let description = f
+            .get("description")
+            .and_then(|n| self.string(n, &join(path, "description")))
+            .unwrap_or_default();
+        let required = match f.get("required") {
+            None => false,
+            Some(n) => match n.as_scalar() {
+                Some(s) if s.kind() == ScalarKind::Bool => s.text == "true",
+                _ => {
+                    self.wrong_type(&join(path, "required"), n, "true or false");
+                    ok = false;
+                    false
+                }
+            },
+        };
+        let mut options = Vec::new();
+        match (f.get("options"), kind) {
+            (Some(n), ParamType::Choice) => {
+                let p = join(path, "options");
+                match &n.value {
+                    Value::Seq(items) if !items.is_empty() => {
+                        if self.at_most(items.len(), params::MAX_OPTIONS, &p, n.line, "options") {
+                            for (i, item) in items.iter().enumerate() {
+                                let ip = format!("{p}[{i}]");
+                                if let Some(v) = self.scalar_text(item, &ip) {
+                                    if options.contains(&v) {
+                                        self.error(
+                                            &ip,
+                                            item.line,
+                                            format!("option {:?} is listed twice", shorten(&v)),
+                                        );
+                                    }
+                                    options.push(v);
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        self.wrong_type(&p, n, "a non-empty list of options");
+                        ok = false;
+                    }
+                }
+            }
+            (None, ParamType::Choice) => {
+                self.error(
+                    path,
+                    f.line,
+                    "a choice param needs options: write options: [a, b]",
+                );
+                ok = false;
+            }
+            (Some(n), _) => {
+                self.error(
+                    &join(path, "options"),
+                    n.line,
+                    format!("options are for choice params; this one is a {kind}"),
+                );
+                ok = false;
+            }
+            (None, _) => {}
+        }
+        let from = f.get("from").and_then(|n| {
+            let p = join(path, "from");
+            let text = self.string(n, &p)?;
+            match params::parse_from(&text) {
+                Ok(segs) => Some(segs),
+                Err(e) => {
+                    self.error(&p, n.line, e);
+                    ok = false;
+                    None
+                }
+            }
+        });
+        let mut param = Param {
+            kind,
+            default: None,
+            required,
+            description,
+            options,
+            from,
+        };
+        match (f.get("default"), required) {
+            (Some(n), true) => {
+                self.error(
+                    &join(path, "default"),
+                    n.line,
+                    "a required param has no default: drop one of them",
+                );
+                ok = false;
+            }
+            (Some(n), false) => {
+                let p = join(path, "default");
+                if let Some(text) = self.scalar_text(n, &p) {
+                    match param.check(&text) {
+                        Ok(v) => param.default = Some(v),
+                        Err(e) => {
+                            // Options already faulted say enough.
+                            if ok {
+                                self.error(&p, n.line, format!("default {e}"));
+                            }
+                            ok = false;
+                        }
+                    }
+                } else {
+                    ok = false;
+                }
+            }
+            (None, false) => {
+                self.error(path, f.line, "a param needs a default or required: true");
+                ok = false;
+            }
+            (None, true) => {}
+        }
+        ok.then_some(param)
     }
 
     fn selector(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
@@ -1090,7 +1378,7 @@ impl Checker {
     fn cross_check(
         &mut self,
         notes: &BTreeMap<String, (TaskNotes, usize)>,
-        params: &BTreeMap<String, String>,
+        params: &BTreeMap<String, Param>,
         pipeline_env: &[TemplateSite],
         path: &str,
     ) {
@@ -1207,7 +1495,7 @@ impl Checker {
     fn check_param(
         &mut self,
         name: &str,
-        params: &BTreeMap<String, String>,
+        params: &BTreeMap<String, Param>,
         site: &TemplateSite,
         pipeline: &str,
     ) {

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::params::{Param, ParamType};
+
 /// A named workflow: one or more pipelines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workflow {
@@ -31,9 +33,10 @@ pub struct Pipeline {
     /// Agent labels that must all match for an agent to take a run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,
-    /// Parameters a run may set, with their defaults; `{{ params.NAME }}`.
+    /// Parameters a run may set, with their types and defaults;
+    /// `{{ params.NAME }}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<String, String>,
+    pub params: BTreeMap<String, Param>,
     /// Environment variables of every task's steps.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -60,7 +63,42 @@ pub enum Trigger {
         /// An IANA time zone name; `UTC` when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timezone: Option<String>,
+        /// What happens to fires missed while no server ran.
+        #[serde(default, skip_serializing_if = "is_default")]
+        catchup: Catchup,
+        /// What a fire does while an earlier run of the pipeline is unfinished.
+        #[serde(default, skip_serializing_if = "is_default")]
+        overlap: Overlap,
     },
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// Fires missed while no server ran (or the pipeline's cron was off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Catchup {
+    /// The latest missed fire runs once, whatever number were missed.
+    #[default]
+    Latest,
+    /// Missed fires are dropped; the next one on time runs.
+    Skip,
+}
+
+/// What a cron fire does while a run of its pipeline has not finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Starts another run beside it.
+    Allow,
+    /// Starts nothing; the fire is recorded as skipped.
+    #[default]
+    Skip,
+    /// Queues a run that starts when the earlier ones have finished (at
+    /// most one waits: later fires while one waits are skipped).
+    Queue,
 }
 
 /// The unit the DAG connects: one context (a container with one workspace,

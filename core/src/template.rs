@@ -4,6 +4,10 @@
 //!
 //! Anything else between braces is an error rather than passed through, so a
 //! typo fails validation instead of reaching a shell as `{{ taks.x.output }}`.
+//!
+//! Values never become script text: [`render_script`] turns a reference into
+//! a quoted reference to the environment variable that carries the value;
+//! [`render`] (env values, images) pastes values where no shell reads them.
 
 use crate::context::EvalContext;
 
@@ -173,6 +177,156 @@ pub fn render(text: &str, ctx: &EvalContext) -> Result<String, TemplateError> {
     Ok(out)
 }
 
+/// The environment variable that carries param `name` to every step:
+/// `XENE_PARAM_` and the name in upper case.
+pub fn param_var(name: &str) -> String {
+    format!("XENE_PARAM_{}", var_suffix(name))
+}
+
+/// The environment variable that carries task `task`'s output to the steps
+/// of the tasks that read it: `XENE_OUTPUT_` and the name in upper case,
+/// `-` as `_`.
+pub fn output_var(task: &str) -> String {
+    format!("XENE_OUTPUT_{}", var_suffix(task))
+}
+
+fn var_suffix(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect()
+}
+
+/// Where a script's text stands, as far as `sh` quoting goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    Plain,
+    Single,
+    Double,
+}
+
+/// Follows a script's quoting, a character at a time, well enough to quote
+/// a variable reference to suit where it stands.
+struct Lexer {
+    quoting: Quoting,
+    escaped: bool,
+    /// Inside `$(( ))`: the parentheses open, and the quoting around it.
+    arith: Option<(u32, Quoting)>,
+    /// The two characters before, to see `$((` coming.
+    last: [char; 2],
+}
+
+impl Lexer {
+    fn new() -> Self {
+        Self {
+            quoting: Quoting::Plain,
+            escaped: false,
+            arith: None,
+            last: [' ', ' '],
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        let last = self.last;
+        self.last = [last[1], c];
+        if self.escaped {
+            self.escaped = false;
+            return;
+        }
+        if let Some((depth, outer)) = &mut self.arith {
+            match c {
+                '(' => *depth += 1,
+                ')' => {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        self.quoting = *outer;
+                        self.arith = None;
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if c == '(' && last == ['$', '('] && self.quoting != Quoting::Single {
+            self.arith = Some((2, self.quoting));
+            return;
+        }
+        self.quoting = match (self.quoting, c) {
+            (Quoting::Plain | Quoting::Double, '\\') => {
+                self.escaped = true;
+                self.quoting
+            }
+            (Quoting::Plain, '\'') => Quoting::Single,
+            (Quoting::Plain, '"') => Quoting::Double,
+            (Quoting::Single, '\'') | (Quoting::Double, '"') => Quoting::Plain,
+            (q, _) => q,
+        };
+    }
+
+    /// A reference to `var` as it must be written here.
+    fn reference(&mut self, var: &str) -> String {
+        self.escaped = false;
+        self.last = ['}', '}'];
+        if self.arith.is_some() {
+            // Arithmetic evaluates a bare value as an expression (bash runs
+            // `a[$(cmd)]` there): only an integer, by printf, gets in.
+            return format!("$(printf '%d' \"${{{var}}}\")");
+        }
+        match self.quoting {
+            Quoting::Plain => format!("\"${{{var}}}\""),
+            Quoting::Double => format!("${{{var}}}"),
+            Quoting::Single => format!("'\"${{{var}}}\"'"),
+        }
+    }
+}
+
+/// Expands a step script: every reference becomes a reference to the
+/// environment variable that carries its value (see [`param_var`] and
+/// [`output_var`]), never the value itself, so a value from outside the
+/// spec (a param, a webhook field, another task's output) cannot become
+/// shell code whatever it holds. The reference is quoted to suit where it
+/// stands: `"${VAR}"` in plain text, `${VAR}` inside double quotes,
+/// `'"${VAR}"'` inside single quotes, so the script sees the value as one
+/// word as it would have seen a pasted one; inside `$(( ))`, where a shell
+/// would evaluate a value as an expression, `$(printf '%d' "${VAR}")`, the
+/// value as an integer only. The quoting is for convenience: the shell
+/// never parses an expanded value as code.
+///
+/// A reference to a task or param missing from `ctx` is an error, as in
+/// [`render`].
+pub fn render_script(text: &str, ctx: &EvalContext) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(text.len());
+    let mut lexer = Lexer::new();
+    for piece in pieces(text)? {
+        let var = match piece {
+            Piece::Text(t) => {
+                t.chars().for_each(|c| lexer.push(c));
+                out.push_str(t);
+                continue;
+            }
+            Piece::Ref(Reference::TaskOutput(name) | Reference::TaskStatus(name)) => {
+                if !ctx.tasks.contains_key(&name) {
+                    return Err(TemplateError::UnknownTask(name));
+                }
+                output_var(&name)
+            }
+            Piece::Ref(Reference::Param(name)) => {
+                if !ctx.params.contains_key(&name) {
+                    return Err(TemplateError::UnknownParam(name));
+                }
+                param_var(&name)
+            }
+        };
+        out.push_str(&lexer.reference(&var));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -235,6 +389,50 @@ mod tests {
             render("{{ params.y }}", &ctx),
             Err(TemplateError::UnknownParam("y".into()))
         );
+    }
+
+    #[test]
+    fn scripts_refer_to_variables_quoted_for_where_they_stand() {
+        let (tasks, params) = ctx_maps();
+        let ctx = EvalContext {
+            tasks: &tasks,
+            params: &params,
+        };
+        let out = render_script(
+            "echo {{ params.version }} \"v={{params.version}}\" 'x {{ tasks.build.output }}' \\'{{ params.version }}",
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "echo \"${XENE_PARAM_VERSION}\" \"v=${XENE_PARAM_VERSION}\" 'x '\"${XENE_OUTPUT_BUILD}\"'' \\'\"${XENE_PARAM_VERSION}\""
+        );
+        assert_eq!(
+            render_script("{{ \"{{\" }} .Names }}", &ctx).unwrap(),
+            "{{ .Names }}"
+        );
+        assert_eq!(
+            render_script(
+                "n=$(( {{ params.version }} + (2 * 3) )); echo {{ params.version }}",
+                &ctx
+            )
+            .unwrap(),
+            "n=$(( $(printf '%d' \"${XENE_PARAM_VERSION}\") + (2 * 3) )); echo \"${XENE_PARAM_VERSION}\""
+        );
+        assert_eq!(
+            render_script(
+                "echo \"$(( {{ params.version }} ))\" {{ params.version }}",
+                &ctx
+            )
+            .unwrap(),
+            "echo \"$(( $(printf '%d' \"${XENE_PARAM_VERSION}\") ))\" \"${XENE_PARAM_VERSION}\""
+        );
+        assert_eq!(
+            render_script("{{ params.y }}", &ctx),
+            Err(TemplateError::UnknownParam("y".into()))
+        );
+        assert_eq!(output_var("build-all_2"), "XENE_OUTPUT_BUILD_ALL_2");
+        assert_eq!(param_var("tag"), "XENE_PARAM_TAG");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use xene_core::parse::{
-    CRON_TRIGGER_FIELDS, PIPELINE_FIELDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS,
-    WORKFLOW_FIELDS,
+    CRON_TRIGGER_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS,
+    TRIGGER_WORDS, WORKFLOW_FIELDS,
 };
 
 fn schema() -> Value {
@@ -45,6 +45,7 @@ fn schema_lists_the_parser_fields() {
     check_object(&defs["pipeline"], PIPELINE_FIELDS, "a pipeline");
     check_object(&defs["cronTrigger"], CRON_TRIGGER_FIELDS, "a cron trigger");
     check_object(&defs["task"], TASK_FIELDS, "a task");
+    check_object(&defs["param"], PARAM_FIELDS, "a param");
     check_object(&defs["retries"], RETRIES_FIELDS, "retries");
     check_object(&defs["step"]["oneOf"][1], STEP_FIELDS, "a step");
     assert_eq!(

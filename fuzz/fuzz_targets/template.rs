@@ -1,5 +1,6 @@
 //! Any text as a template: listing its references and rendering it agree
-//! (a template that validates always renders when its values are there).
+//! (a template that validates always renders when its values are there),
+//! and a script's rendering never contains a value, only variables.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -36,4 +37,11 @@ fuzz_target!(|text: &str| {
         params: &params,
     };
     template::render(text, &ctx).expect("a template that validates renders");
+    let script = template::render_script(text, &ctx).expect("a script that validates renders");
+    if !refs.is_empty() && !text.contains("out") && !text.contains("value") {
+        assert!(
+            !script.contains("out") && !script.contains("value"),
+            "a value was pasted into {script:?}"
+        );
+    }
 });

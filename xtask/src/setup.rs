@@ -1,5 +1,6 @@
 //! Installs what building and testing Xene needs when it is missing, from
-//! the registries this project may use (Debian, crates.io) and nothing else.
+//! the registries this project may use (Debian, crates.io, npm, PyPI) and
+//! nothing else.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,6 +35,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     site_tools(root)?;
     rust_target(MUSL_TARGET)?;
     oidc_provider(root)?;
+    cron_oracle()?;
     if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
         util::step("installing cargo-nextest");
         util::run(&mut util::cargo(&["install", "cargo-nextest", "--locked"]))?;
@@ -93,6 +95,17 @@ fn oidc_provider(root: &Path) -> anyhow::Result<()> {
             .current_dir(&dir),
     )
     .context("npm ci in end2end/oidc (Node.js 20 and npm are needed)")
+}
+
+/// The independent cron implementation the fire-time test compares with:
+/// PyPI's `cronsim` (Debian cron's daylight-saving rules).
+fn cron_oracle() -> anyhow::Result<()> {
+    if succeeds(Command::new("python3").args(["-c", "import cronsim"])) {
+        return Ok(());
+    }
+    util::step("installing the cron oracle (pip install cronsim)");
+    util::run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "cronsim"]))
+        .context("pip install cronsim (Python 3 and pip are needed)")
 }
 
 fn wasm_target() -> anyhow::Result<()> {

@@ -103,7 +103,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
     let report = match result {
         Ok(report) => report,
-        Err(e @ ExecutorError::UnknownParam(_)) | Err(e @ ExecutorError::InvalidPipeline(_)) => {
+        Err(e @ ExecutorError::InvalidParams(_)) | Err(e @ ExecutorError::InvalidPipeline(_)) => {
             eprintln!("error: {e}; nothing ran");
             return Ok(EXIT_INVALID);
         }

@@ -98,8 +98,8 @@ pub struct RunRequest {
 pub enum ExecutorError {
     #[error("invalid pipeline: {0}")]
     InvalidPipeline(#[from] DagError),
-    #[error("unknown param {0:?}: the pipeline declares no such param")]
-    UnknownParam(String),
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
 }
 
 pub struct Executor {
@@ -127,13 +127,16 @@ impl Executor {
         cancel: CancellationToken,
     ) -> Result<RunReport, ExecutorError> {
         let dag = Dag::new(&request.pipeline)?;
-        let mut params = request.pipeline.params.clone();
-        for (name, value) in &request.params {
-            let slot = params
-                .get_mut(name)
-                .ok_or_else(|| ExecutorError::UnknownParam(name.clone()))?;
-            slot.clone_from(value);
-        }
+        let params = xene_core::params::resolve(&request.pipeline.params, &request.params)
+            .map_err(|faults| {
+                ExecutorError::InvalidParams(
+                    faults
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
         let limit = self
             .config
             .concurrency
@@ -487,6 +490,32 @@ impl<'a> Scheduler<'a> {
                 .ok_or_else(|| format!("secret {secret:?} was not provided"))?;
             secrets.insert(secret.clone(), value.expose().to_string());
         }
+        // Values from outside the spec reach scripts only as variables: the
+        // run's params, and the outputs of the tasks this one depends on or
+        // reads (upstream, so finished; a bound set, not every output).
+        let mut data = BTreeMap::new();
+        for (param, value) in self.params.iter() {
+            data.insert(template::param_var(param), value.clone());
+        }
+        let mut upstream: Vec<&str> = spec.depends_on.iter().map(String::as_str).collect();
+        let texts = spec.steps.iter().chain(&spec.post).flat_map(|s| {
+            std::iter::once(s.run.as_str()).chain(s.env.values().map(String::as_str))
+        });
+        let read: Vec<template::Reference> = texts
+            .chain(spec.env.values().map(String::as_str))
+            .flat_map(|t| template::references(t).unwrap_or_default())
+            .collect();
+        upstream.extend(read.iter().filter_map(template::Reference::task));
+        for task in upstream {
+            // Set even when empty, so nothing of the agent's own
+            // environment can stand in for a missing output.
+            if let Some(result) = self.results.get(task) {
+                data.insert(
+                    template::output_var(task),
+                    result.output.clone().unwrap_or_default(),
+                );
+            }
+        }
         let command = |step: &Step| -> Result<StepCommand, String> {
             let mut env = base.clone();
             for (key, value) in &step.env {
@@ -496,12 +525,14 @@ impl<'a> Scheduler<'a> {
                 );
             }
             env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+            env.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
             env.insert("XENE_RUN_ID".into(), self.request.run_id.clone());
             env.insert("XENE_TASK".into(), name.to_string());
             env.insert("XENE_STEP".into(), step.name.clone());
             Ok(StepCommand {
                 name: step.name.clone(),
-                script: render(&format!("step {}", step.name), &step.run)?,
+                script: template::render_script(&step.run, &ctx)
+                    .map_err(|e| format!("step {}: {e}", step.name))?,
                 env: env.into_iter().collect(),
             })
         };

@@ -5,6 +5,7 @@ mod cli;
 mod connect;
 mod docker;
 mod examples;
+mod injection;
 mod model;
 mod shell;
 mod util;

@@ -10,6 +10,7 @@ use crate::error::Exit;
 
 mod agents;
 mod contexts;
+mod hooks;
 mod login;
 mod logs;
 mod runs;
@@ -110,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Agents(command) => agents::run(&ctx, command).await,
         Command::Tokens(command) => tokens::run(&ctx, command).await,
         Command::Secrets(command) => secrets::run(&ctx, command).await,
+        Command::Hooks(command) => hooks::run(&ctx, command).await,
         Command::Validate { .. }
         | Command::Completion { .. }
         | Command::Config(_)

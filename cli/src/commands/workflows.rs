@@ -306,12 +306,22 @@ pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
             vec![
                 format!("  {}", output::cell(&p["name"])),
                 trigger(&p["trigger"]),
+                output::time(p["next_fires"][0].as_i64()),
                 output::cell(&p["scheduler_status"]),
                 output::cell(&p["scheduler_reason"]),
             ]
         })
         .collect();
-    output::table(&["  NAME", "TRIGGER", "SCHEDULER", "REASON"], &rows);
+    output::table(
+        &[
+            "  NAME",
+            "TRIGGER",
+            "NEXT FIRE (UTC)",
+            "SCHEDULER",
+            "REASON",
+        ],
+        &rows,
+    );
     let runs = ctx
         .client
         .get(&format!("/api/v1/runs?workflow={}&limit=5", encode(name)))

@@ -7,4 +7,5 @@ mod access;
 mod logs;
 mod runs;
 mod secrets;
+mod triggers;
 mod workflows;

@@ -84,6 +84,19 @@ pub static RULES: &[Rule] = &[
         "/api/v1/workflows/{name}/pipelines/{pipeline}/runs",
         EDITOR,
     ),
+    // Webhooks: a delivery's signature is its credential.
+    rule(Method::POST, "/api/v1/hooks/{id}", PUBLIC),
+    rule(Method::GET, "/api/v1/hooks/{id}/deliveries", VIEWER),
+    rule(
+        Method::GET,
+        "/api/v1/workflows/{name}/pipelines/{pipeline}/hook",
+        VIEWER,
+    ),
+    rule(
+        Method::POST,
+        "/api/v1/workflows/{name}/pipelines/{pipeline}/hook",
+        EDITOR,
+    ),
     rule(Method::GET, "/api/v1/runs", VIEWER),
     rule(Method::GET, "/api/v1/runs/{id}", VIEWER),
     rule(Method::POST, "/api/v1/runs/{id}/cancel", EDITOR),

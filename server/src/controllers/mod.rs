@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use crate::metrics::Metrics;
 use crate::storage::{Db, StorageError, leases};
 
+pub mod cron;
 pub mod local_agent;
 pub mod scheduler;
 pub mod supervisor;

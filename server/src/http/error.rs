@@ -36,6 +36,8 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("the workflow is invalid: {} fault(s)", .0.len())]
     Invalid(Diagnostics),
+    #[error("the run's params are invalid: {} fault(s)", .0.len())]
+    InvalidParams(Vec<xene_core::params::ParamFault>),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -52,7 +54,7 @@ impl ApiError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) | Self::InvalidParams(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +78,11 @@ impl IntoResponse for ApiError {
                 "diagnostics": diagnostics,
                 "message": diagnostics.to_string(),
             }),
+            Self::InvalidParams(faults) => json!({
+                "error": self.to_string(),
+                "faults": faults,
+                "message": faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            }),
             _ => json!({ "error": self.to_string() }),
         };
         (self.status(), Json(body)).into_response()
@@ -94,7 +101,7 @@ impl From<RunError> for ApiError {
             RunError::UnknownWorkflow(_)
             | RunError::UnknownPipeline { .. }
             | RunError::UnknownRun(_) => Self::NotFound(e.to_string()),
-            RunError::UnknownParam { .. } => Self::BadRequest(e.to_string()),
+            RunError::InvalidParams(faults) => Self::InvalidParams(faults),
             RunError::AlreadyFinished { .. } => Self::Conflict(e.to_string()),
             RunError::MissingSecrets(_) => Self::Unprocessable(e.to_string()),
             RunError::Storage(e) => e.into(),

@@ -21,6 +21,7 @@ pub mod connect;
 pub mod error;
 pub mod feed;
 pub mod health;
+pub mod hooks;
 pub mod install;
 pub mod metrics;
 pub mod openapi;

@@ -22,14 +22,24 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// The body of a 422 answer to an invalid workflow: every fault at once.
+/// The body of a 422 answer: an invalid workflow or invalid run params,
+/// every fault at once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvalidWorkflow {
     /// A summary, like `the workflow is invalid: 2 fault(s)`.
     pub error: String,
-    /// Every fault, in order of line.
-    pub diagnostics: Vec<Diagnostic>,
+    /// An invalid workflow's faults, in order of line.
+    pub diagnostics: Option<Vec<Diagnostic>>,
+    /// Invalid params' faults, one per param.
+    pub faults: Option<Vec<ParamFault>>,
     /// The faults as text, one per line.
+    pub message: String,
+}
+
+/// One invalid param of a run request (`xene_core::params::ParamFault`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParamFault {
+    pub param: String,
     pub message: String,
 }
 
@@ -140,6 +150,7 @@ pub fn complete(doc: &mut OpenApi) {
     for (name, schema) in [
         ("ErrorBody", ErrorBody::schema()),
         ("InvalidWorkflow", InvalidWorkflow::schema()),
+        ("ParamFault", ParamFault::schema()),
         ("Diagnostic", Diagnostic::schema()),
     ]
     .into_iter()

@@ -114,7 +114,13 @@ async fn get_workflow(
     let current = workflows::get(&state.db, &name, None)
         .await?
         .ok_or_else(|| unknown_workflow(&name))?;
-    let pipelines = workflows::pipelines(&state.db, &name).await?;
+    let mut pipelines = workflows::pipelines(&state.db, &name).await?;
+    let now = crate::storage::now_ms();
+    for p in &mut pipelines {
+        if let Some(spec) = current.spec.pipelines.get(&p.name) {
+            p.next_fires = crate::controllers::cron::next_fires(&spec.trigger, now, 5);
+        }
+    }
     Ok(Json(WorkflowDetail { current, pipelines }))
 }
 
@@ -174,9 +180,38 @@ async fn get_version(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
-    /// Values for the pipeline's declared params; the rest keep their defaults.
+    /// Values for the pipeline's declared params (strings, numbers or
+    /// booleans); the rest keep their defaults.
     #[serde(default)]
-    pub params: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, Object>)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// JSON scalars as the text a param holds; anything else is a fault.
+pub(crate) fn param_texts(
+    given: BTreeMap<String, serde_json::Value>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    let mut faults = Vec::new();
+    for (name, value) in given {
+        match value {
+            serde_json::Value::String(s) => {
+                out.insert(name, s);
+            }
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                out.insert(name, value.to_string());
+            }
+            _ => faults.push(xene_core::params::ParamFault {
+                param: name,
+                message: "must be a string, a number or a boolean".into(),
+            }),
+        }
+    }
+    if faults.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::InvalidParams(faults))
+    }
 }
 
 /// Start a manual run of a pipeline; answers with the queued run and its `id`.
@@ -186,9 +221,9 @@ pub struct StartRun {
     request_body(content = Option<StartRun>, description = "Optional params", content_type = "application/json"),
     responses(
         (status = 201, description = "Queued", body = Run),
-        (status = 400, description = "Malformed body or unknown param"),
+        (status = 400, description = "Malformed body"),
         (status = 404, description = "No such workflow or pipeline"),
-        (status = 422, description = "Secrets the tasks use do not exist (named in the error)"),
+        (status = 422, description = "Invalid params (every fault at once, in `faults`), or secrets the tasks use that do not exist (named in the error)"),
     )
 )]
 async fn start_run(
@@ -199,7 +234,8 @@ async fn start_run(
     let Path((name, pipeline)) = path?;
     let body = body?;
     let request: StartRun = super::json_body(&body)?;
-    let run = runs::create(&state.db, &name, &pipeline, request.params, "manual").await?;
+    let params = param_texts(request.params)?;
+    let run = runs::create(&state.db, &name, &pipeline, params, "manual").await?;
     state.ctx.metrics.run_started("manual", &name, &pipeline);
     state.ctx.metrics.run_traces.remember(run.id);
     tracing::info!(run_id = run.id, workflow = %name, pipeline = %pipeline, "run queued");

@@ -19,12 +19,8 @@ pub enum RunError {
     UnknownWorkflow(String),
     #[error("workflow {workflow:?} has no pipeline named {pipeline:?}")]
     UnknownPipeline { workflow: String, pipeline: String },
-    #[error("pipeline {pipeline:?} has no param named {param:?}; it declares: {declared}")]
-    UnknownParam {
-        pipeline: String,
-        param: String,
-        declared: String,
-    },
+    #[error("invalid params: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidParams(Vec<xene_core::params::ParamFault>),
     #[error("no run with id {0}")]
     UnknownRun(i64),
     #[error("the pipeline's tasks use secrets that do not exist: {}", .0.join(", "))]
@@ -63,6 +59,11 @@ pub struct Run {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub lease_expires_at: Option<i64>,
+    /// Why the trigger started it: a cron run's fire (and whether it was
+    /// caught up or waited behind an earlier run), a webhook's scheme.
+    pub trigger_reason: Option<String>,
+    /// A cron run's fire time (UTC ms).
+    pub fired_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -113,7 +114,7 @@ pub struct RunFilter {
 
 const RUN_COLUMNS: &str = "id, workflow, version, pipeline, params, trigger, status, scheduler_status, \
     scheduler_reason, agent_id, attempt, max_attempts, cancel_requested, error, requested_at, \
-    scheduled_at, started_at, finished_at, lease_expires_at";
+    scheduled_at, started_at, finished_at, lease_expires_at, trigger_reason, fired_at";
 
 fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
     let params: String = row.get(4);
@@ -141,6 +142,8 @@ fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
         started_at: row.get(16),
         finished_at: row.get(17),
         lease_expires_at: row.get(18),
+        trigger_reason: row.get(19),
+        fired_at: row.get(20),
     })
 }
 
@@ -153,6 +156,38 @@ pub async fn create(
     params: BTreeMap<String, String>,
     trigger: &str,
 ) -> Result<Run, RunError> {
+    let prepared = prepare(db, workflow, pipeline, params).await?;
+    let mut tx = db.begin_write().await?;
+    let id = insert(&mut tx, &prepared, trigger, None, None).await?;
+    tx.commit().await?;
+    db.changed(id).await;
+    Ok(get(db, id).await?.expect("the run just created").run)
+}
+
+/// A run checked and ready to insert: the pipeline's current version, the
+/// params resolved against its declarations.
+pub struct Prepared {
+    workflow: String,
+    pipeline: String,
+    version: i64,
+    spec: xene_core::spec::Pipeline,
+    resolved: BTreeMap<String, String>,
+}
+
+impl Prepared {
+    /// The pipeline as its current version declares it.
+    pub fn spec(&self) -> &xene_core::spec::Pipeline {
+        &self.spec
+    }
+}
+
+/// Checks a run request against the pipeline's current version.
+pub async fn prepare(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+    params: BTreeMap<String, String>,
+) -> Result<Prepared, RunError> {
     let version: Option<i64> =
         sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
             .bind(workflow)
@@ -169,28 +204,37 @@ pub async fn create(
             workflow: workflow.to_string(),
             pipeline: pipeline.to_string(),
         })?;
-    if let Some(param) = params
-        .keys()
-        .find(|p| !spec_pipeline.params.contains_key(*p))
-    {
-        let declared: Vec<&str> = spec_pipeline.params.keys().map(String::as_str).collect();
-        return Err(RunError::UnknownParam {
-            pipeline: pipeline.to_string(),
-            param: param.clone(),
-            declared: if declared.is_empty() {
-                "none".into()
-            } else {
-                declared.join(", ")
-            },
-        });
-    }
+    let resolved = xene_core::params::resolve(&spec_pipeline.params, &params)
+        .map_err(RunError::InvalidParams)?;
     let missing =
         super::secrets::missing(db, workflow, &super::secrets::names_used(spec_pipeline)).await?;
     if !missing.is_empty() {
         return Err(RunError::MissingSecrets(missing));
     }
-    let mut resolved = spec_pipeline.params.clone();
-    resolved.extend(params);
+    Ok(Prepared {
+        workflow: workflow.to_string(),
+        pipeline: pipeline.to_string(),
+        version,
+        spec: spec_pipeline.clone(),
+        resolved,
+    })
+}
+
+/// Inserts a prepared run, queued, with every task and step pending.
+pub async fn insert(
+    tx: &mut super::WriteTx,
+    prepared: &Prepared,
+    trigger: &str,
+    reason: Option<&str>,
+    fired_at: Option<i64>,
+) -> Result<i64, RunError> {
+    let Prepared {
+        workflow,
+        pipeline,
+        version,
+        spec: spec_pipeline,
+        resolved,
+    } = prepared;
     // A run lost with its agent is tried again as often as its most patient task would be.
     let max_attempts = 1 + spec_pipeline
         .tasks
@@ -201,11 +245,10 @@ pub async fn create(
     let dag = Dag::new(spec_pipeline).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     let now = now_ms();
 
-    let mut tx = db.begin_write().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (workflow, version, pipeline, params, trigger, status, scheduler_status, \
-         attempt, max_attempts, cancel_requested, requested_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 'not_scheduled', 1, $6, 0, $7) RETURNING id",
+         attempt, max_attempts, cancel_requested, requested_at, trigger_reason, fired_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 'not_scheduled', 1, $6, 0, $7, $8, $9) RETURNING id",
     )
     .bind(workflow)
     .bind(version)
@@ -214,7 +257,9 @@ pub async fn create(
     .bind(trigger)
     .bind(max_attempts)
     .bind(now)
-    .fetch_one(&mut *tx)
+    .bind(reason)
+    .bind(fired_at)
+    .fetch_one(&mut **tx)
     .await?;
     for (position, name) in dag.order().iter().enumerate() {
         let task = &spec_pipeline.tasks[name];
@@ -222,7 +267,7 @@ pub async fn create(
             .bind(id)
             .bind(name)
             .bind(position as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let steps = task
             .steps
@@ -238,13 +283,11 @@ pub async fn create(
             .bind(position as i64)
             .bind(&step.name)
             .bind(post as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
     }
-    tx.commit().await?;
-    db.changed(id).await;
-    Ok(get(db, id).await?.expect("the run just created").run)
+    Ok(id)
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {

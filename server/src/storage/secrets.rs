@@ -199,6 +199,42 @@ pub async fn put(
     Ok(exists.is_none())
 }
 
+/// Seals another kind of secret (a webhook's signing secret) under the key
+/// the database names, as `KEY_ID:CIPHERTEXT`, inside the caller's write
+/// transaction. `scope` starts with a NUL, so it never meets a secret's row.
+pub(crate) async fn seal_stored(
+    tx: &mut super::WriteTx,
+    backend: Backend,
+    vault: &Vault,
+    scope: &str,
+    name: &str,
+    value: &str,
+) -> Result<String, SecretsError> {
+    let (id, sealed) = match current_key(tx, backend).await? {
+        Some((id, _)) => {
+            if !vault.has_key(&id) {
+                vault.reload()?;
+            }
+            let sealed = vault.seal_with(&id, scope, name, value.as_bytes())?;
+            (id, sealed)
+        }
+        None => vault.seal(scope, name, value.as_bytes()),
+    };
+    Ok(format!("{id}:{sealed}"))
+}
+
+/// Opens what `seal_stored` made.
+pub(crate) fn open_stored(
+    vault: &Vault,
+    scope: &str,
+    name: &str,
+    stored: &str,
+) -> Result<String, VaultError> {
+    let (id, sealed) = stored.split_once(':').ok_or(VaultError::Tampered)?;
+    let bytes = vault.open(scope, name, id, sealed)?;
+    String::from_utf8(bytes).map_err(|_| VaultError::Tampered)
+}
+
 /// Deletes a secret; false when there was none.
 pub async fn delete(db: &Db, workflow: Option<&str>, name: &str) -> Result<bool, StorageError> {
     let done = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND name = $2")
@@ -347,9 +383,17 @@ pub async fn check_key(db: &Db, vault: &Vault) -> Result<(), SecretsError> {
         }
         Err(e) => return Err(e.into()),
     }
-    let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT key_id FROM secrets")
+    let mut ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT key_id FROM secrets")
         .fetch_all(db.pool())
         .await?;
+    let hooks: Vec<String> = sqlx::query_scalar("SELECT secret FROM webhooks")
+        .fetch_all(db.pool())
+        .await?;
+    ids.extend(
+        hooks
+            .iter()
+            .filter_map(|s| s.split_once(':').map(|(id, _)| id.to_string())),
+    );
     if let Some(unknown) = ids.into_iter().find(|id| !vault.has_key(id)) {
         return Err(VaultError::UnknownKey(unknown).into());
     }
@@ -396,6 +440,27 @@ pub async fn rotate(db: &Db, vault: &Vault) -> Result<usize, SecretsError> {
         .bind(&name)
         .execute(&mut *tx)
         .await?;
+        changed += 1;
+    }
+    // Webhooks' signing secrets are sealed the same way.
+    let hooks = sqlx::query("SELECT workflow, pipeline, secret FROM webhooks")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in &hooks {
+        let (workflow, pipeline, stored): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        if stored.split_once(':').is_some_and(|(id, _)| id == primary) {
+            continue;
+        }
+        let scope = super::hooks::sealing_scope(&workflow);
+        let value = open_stored(vault, &scope, &pipeline, &stored)?;
+        let (new_id, new_sealed) = vault.seal(&scope, &pipeline, value.as_bytes());
+        sqlx::query("UPDATE webhooks SET secret = $1 WHERE workflow = $2 AND pipeline = $3")
+            .bind(format!("{new_id}:{new_sealed}"))
+            .bind(&workflow)
+            .bind(&pipeline)
+            .execute(&mut *tx)
+            .await?;
         changed += 1;
     }
     let (id, sealed) = vault.seal(CHECK_SCOPE, "", CHECK_TEXT);

@@ -35,6 +35,9 @@ pub struct PipelineState {
     /// `scheduled` or `not_scheduled`: the scheduler's latest decision.
     pub scheduler_status: String,
     pub scheduler_reason: Option<String>,
+    /// A cron pipeline's next fire times (UTC ms), the soonest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_fires: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -263,6 +266,7 @@ pub async fn pipelines(db: &Db, name: &str) -> Result<Vec<PipelineState>, Storag
             trigger: r.get(1),
             scheduler_status: r.get(2),
             scheduler_reason: r.get(3),
+            next_fires: Vec::new(),
         })
         .collect())
 }

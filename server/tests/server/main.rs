@@ -19,3 +19,5 @@ mod openapi;
 mod secrets;
 mod settings;
 mod tls;
+mod triggers;
+mod webhooks;

@@ -1,0 +1,189 @@
+//! Cron fire times against an independent implementation: Python's
+//! `cronsim` (Debian cron's daylight-saving rules), over random lines, time
+//! zones of both hemispheres and start times crowded around DST changes.
+//! Installs `cronsim` with pip when it is missing.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, TimeZone, Utc};
+use xene_core::cron::{Schedule, parse_timezone};
+
+const ZONES: &[&str] = &[
+    "UTC",
+    "Europe/Berlin",
+    "Europe/London",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "America/Santiago",
+    "Asia/Kolkata",
+];
+// Not Australia/Lord_Howe: its changes move the clock by 30 minutes, and
+// cronsim, which advances hours by adding 3600 s, then misses whole-hour
+// fires for the rest of that day (`0 */12 * * *` skips 12:00) where a cron
+// checking every minute, and Xene, fire.
+
+/// A small deterministic generator: the cases are the same every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+fn field(rng: &mut Rng, max: u64, hot: &[u64]) -> String {
+    let v = |rng: &mut Rng| {
+        if !hot.is_empty() && rng.below(2) == 0 {
+            hot[rng.below(hot.len() as u64) as usize]
+        } else {
+            rng.below(max + 1)
+        }
+    };
+    match rng.below(6) {
+        0 => "*".into(),
+        1 => format!("*/{}", 1 + rng.below(max.min(20))),
+        2 | 3 => v(rng).to_string(),
+        4 => {
+            let (a, b) = (v(rng), v(rng));
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{},{}", a.min(b), a.max(b))
+            }
+        }
+        _ => {
+            let (a, b) = (v(rng), v(rng));
+            format!("{}-{}", a.min(b), a.max(b))
+        }
+    }
+}
+
+fn line(rng: &mut Rng) -> String {
+    let minute = field(rng, 59, &[0, 15, 30, 45]);
+    // Hours around the changes (1-3 in most zones; 0 at Santiago).
+    let hour = field(rng, 23, &[0, 1, 2, 3]);
+    let dom = match rng.below(4) {
+        0 => (1 + rng.below(28)).to_string(),
+        _ => "*".into(),
+    };
+    let month = match rng.below(4) {
+        0 => rng
+            .pick(&["3", "4", "9", "10", "11", "3-4", "9-11"])
+            .to_string(),
+        _ => "*".into(),
+    };
+    let dow = match rng.below(4) {
+        0 => rng.below(7).to_string(),
+        1 => "1-5".into(),
+        _ => "*".into(),
+    };
+    format!("{minute} {hour} {dom} {month} {dow}")
+}
+
+fn start(rng: &mut Rng) -> DateTime<Utc> {
+    let year = 2021 + rng.below(9) as i32;
+    // Months of the changes in both hemispheres, most of the time.
+    let month = *[3u32, 4, 9, 10, 11, 1, 6]
+        .get(rng.below(9) as usize)
+        .unwrap_or(&3);
+    let day = 1 + rng.below(28) as u32;
+    let base = Utc.with_ymd_and_hms(year, month, day, 0, 0, 0).unwrap();
+    base + chrono::Duration::seconds(rng.below(86_400) as i64)
+}
+
+fn python_has_cronsim() -> bool {
+    Command::new("python3")
+        .args(["-c", "import cronsim"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn fire_times_match_cronsim() {
+    if !python_has_cronsim() {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "cronsim"])
+            .status()
+            .expect("python3 must be installed for the cron oracle");
+        assert!(status.success(), "pip install cronsim failed");
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    const COUNT: usize = 6;
+    let mut cases = Vec::new();
+    for i in 0..1200 {
+        let zone = ZONES[i % ZONES.len()];
+        cases.push((line(&mut rng), zone, start(&mut rng)));
+    }
+    let input: Vec<(String, &str, i64, usize)> = cases
+        .iter()
+        .map(|(l, z, s)| (l.clone(), *z, s.timestamp(), COUNT))
+        .collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cron_oracle.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the oracle failed");
+    let expected: Vec<Vec<i64>> = serde_json::from_slice(&output.stdout).unwrap();
+
+    let mut wrong = Vec::new();
+    for ((line, zone, start), want) in cases.iter().zip(&expected) {
+        let schedule = Schedule::parse(line).unwrap();
+        let tz = parse_timezone(zone).unwrap();
+        let mut got = Vec::new();
+        let mut at = *start;
+        while got.len() < want.len() {
+            let Some(next) = schedule.next_fire(tz, at) else {
+                break;
+            };
+            got.push(next.timestamp());
+            at = next;
+        }
+        if &got != want {
+            let show = |v: &[i64]| -> Vec<String> {
+                v.iter()
+                    .map(|t| {
+                        DateTime::from_timestamp(*t, 0)
+                            .unwrap()
+                            .with_timezone(&tz)
+                            .to_rfc3339()
+                    })
+                    .collect()
+            };
+            wrong.push(format!(
+                "{line:?} in {zone} after {}:\n  xene    {:?}\n  cronsim {:?}",
+                start.with_timezone(&tz).to_rfc3339(),
+                show(&got),
+                show(want)
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases differ:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong[..wrong.len().min(10)].join("\n")
+    );
+}
