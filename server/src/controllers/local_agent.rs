@@ -11,13 +11,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xene_agent::{Executor, ExecutorConfig, RunRequest};
 use xene_core::event::RunEvent;
-use xene_core::status::RunStatus;
 
 use super::Context;
 use crate::storage::agents::{self, Registration};
 use crate::storage::events::{self, Applied};
 use crate::storage::runs::{self, Run};
-use crate::storage::{StorageError, now_ms, secrets};
+use crate::storage::{StorageError, secrets};
 
 #[derive(Debug, Clone)]
 pub struct LocalAgentConfig {
@@ -350,17 +349,5 @@ impl LocalAgent {
 
 /// Ends a run that could not execute at all.
 async fn fail(db: &crate::storage::Db, run: &Run, reason: &str) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires_at = NULL \
-         WHERE id = $4 AND attempt = $5 AND status IN ('starting_up', 'running')",
-    )
-    .bind(RunStatus::Error.as_str())
-    .bind(reason)
-    .bind(now_ms())
-    .bind(run.id)
-    .bind(run.attempt)
-    .execute(&mut *db.write_conn().await?)
-    .await?;
-    db.changed(run.id).await;
-    Ok(())
+    runs::fail_attempt(db, run.id, run.attempt, reason).await
 }

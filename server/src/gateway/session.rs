@@ -476,7 +476,7 @@ where
                      secrets are sent only over TLS or loopback",
                     self.agent.id
                 );
-                runs::fail_before_start(&self.ctx.db, run.id, run.attempt, &reason).await?;
+                runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
                 return Ok(None);
             }
             let resolved =
@@ -486,7 +486,7 @@ where
                 return Ok(None);
             }
             if let Some(reason) = resolved.failure() {
-                runs::fail_before_start(&self.ctx.db, run.id, run.attempt, &reason).await?;
+                runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
                 return Ok(None);
             }
             values = resolved.values;

@@ -239,7 +239,7 @@ async fn fail_runs_waiting_for(state: &AppState, name: &str) -> Result<(), ApiEr
         }
         let reason =
             format!("the secret {name} was deleted while the run waited; create it and run again");
-        runs::fail_before_start(&state.db, run.id, run.attempt, &reason).await?;
+        runs::fail_attempt(&state.db, run.id, run.attempt, &reason).await?;
     }
     Ok(())
 }

@@ -459,9 +459,9 @@ pub async fn task_steps(
     Ok(known)
 }
 
-/// Fails an attempt that has not started (its secrets are missing, say),
-/// with the reason people will read.
-pub async fn fail_before_start(
+/// Fails an attempt that has not finished (its secrets are missing, its
+/// pipeline is gone), with the reason people will read.
+pub async fn fail_attempt(
     db: &Db,
     id: i64,
     attempt: i64,
@@ -469,7 +469,7 @@ pub async fn fail_before_start(
 ) -> Result<(), StorageError> {
     sqlx::query(
         "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires_at = NULL \
-         WHERE id = $4 AND attempt = $5 AND status IN ('queued', 'starting_up')",
+         WHERE id = $4 AND attempt = $5 AND status IN ('queued', 'starting_up', 'running')",
     )
     .bind(RunStatus::Error.as_str())
     .bind(reason)

@@ -13,7 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::process::{Agent, Xene};
-use crate::util::{Backend, TestDb, TestServer, admin_token, client_with_token, response};
+use crate::util::{
+    Backend, TestDb, TestServer, admin_token, client_with_token, files_under, response,
+};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -78,22 +80,6 @@ fn assert_files_clean(what: &str, files: &[std::path::PathBuf]) {
             assert!(!found, "{what}: {} holds {secret:?}", file.display());
         }
     }
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 async fn put(
