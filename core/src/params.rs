@@ -99,6 +99,9 @@ impl Param {
     /// it will be kept otherwise (a boolean written in any case as `true`
     /// or `false`).
     pub fn check(&self, value: &str) -> Result<String, String> {
+        if value.contains('\0') {
+            return Err("holds a NUL character, which no environment variable can".into());
+        }
         if value.len() > MAX_PARAM_VALUE_BYTES {
             return Err(format!(
                 "is longer than {} KiB",

@@ -1316,6 +1316,9 @@ impl Checker {
             if step.run.trim().is_empty() {
                 self.error(&run_path, run_line, "empty run script");
             }
+            if let Some(fault) = template::script_fault(&step.run) {
+                self.error(&run_path, run_line, fault.to_string());
+            }
             notes.templates.push(TemplateSite {
                 path: run_path,
                 line: run_line,

@@ -57,6 +57,12 @@ pub enum TemplateError {
     /// A reference to a param the pipeline does not declare.
     #[error("unknown param {0:?} in template")]
     UnknownParam(String),
+    /// A reference in a script where no quoting keeps its value data.
+    #[error(
+        "a template {0} cannot be kept from running as code: use the variable it stands for instead \
+         (like \"$XENE_PARAM_NAME\" or \"$XENE_OUTPUT_TASK\"), passed on through the environment"
+    )]
+    UnsafePlace(&'static str),
 }
 
 enum Piece<'a> {
@@ -217,7 +223,13 @@ struct Lexer {
     escaped: bool,
     /// Inside `$(( ))`: the parentheses open, and the quoting around it.
     arith: Option<(u32, Quoting)>,
-    /// The two characters before, to see `$((` coming.
+    /// Inside bash's `(( ))` or `[[ ]]`, which evaluate even a quoted value
+    /// as arithmetic (`-eq`, array subscripts): the parentheses open for
+    /// `((`, 0 for `[[`.
+    bash_test: Option<u32>,
+    /// In a `#` comment, to the end of its line.
+    comment: bool,
+    /// The two characters before, to see `$((`, `((` and `[[` coming.
     last: [char; 2],
 }
 
@@ -227,13 +239,30 @@ impl Lexer {
             quoting: Quoting::Plain,
             escaped: false,
             arith: None,
-            last: [' ', ' '],
+            bash_test: None,
+            comment: false,
+            last: ['\n', '\n'],
         }
     }
 
     fn push(&mut self, c: char) {
         let last = self.last;
         self.last = [last[1], c];
+        if self.comment {
+            self.comment = c != '\n';
+            return;
+        }
+        // A `#` starting a word outside quotes starts a comment, whose
+        // quotes (`# don't`) mean nothing.
+        if c == '#'
+            && !self.escaped
+            && self.quoting == Quoting::Plain
+            && self.arith.is_none()
+            && (last[1].is_whitespace() || matches!(last[1], ';' | '&' | '|' | '(' | ')'))
+        {
+            self.comment = true;
+            return;
+        }
         if self.escaped {
             self.escaped = false;
             return;
@@ -256,6 +285,21 @@ impl Lexer {
             self.arith = Some((2, self.quoting));
             return;
         }
+        if self.quoting == Quoting::Plain {
+            match (&mut self.bash_test, c) {
+                (Some(0), ']') if last[1] == ']' => self.bash_test = None,
+                (Some(depth), '(') if *depth > 0 => *depth += 1,
+                (Some(depth), ')') if *depth > 0 => {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        self.bash_test = None;
+                    }
+                }
+                (None, '[') if last[1] == '[' => self.bash_test = Some(0),
+                (None, '(') if last[1] == '(' && last[0] != '$' => self.bash_test = Some(2),
+                _ => {}
+            }
+        }
         self.quoting = match (self.quoting, c) {
             (Quoting::Plain | Quoting::Double, '\\') => {
                 self.escaped = true;
@@ -268,19 +312,25 @@ impl Lexer {
         };
     }
 
-    /// A reference to `var` as it must be written here.
-    fn reference(&mut self, var: &str) -> String {
+    /// A reference to `var` as it must be written here, or why none is safe.
+    fn reference(&mut self, var: &str) -> Result<String, TemplateError> {
         self.escaped = false;
         self.last = ['}', '}'];
         if self.arith.is_some() {
             // Arithmetic evaluates a bare value as an expression (bash runs
             // `a[$(cmd)]` there): only an integer, by printf, gets in.
-            return format!("$(printf '%d' \"${{{var}}}\")");
+            return Ok(format!("$(printf '%d' \"${{{var}}}\")"));
+        }
+        if self.bash_test.is_some() {
+            return Err(TemplateError::UnsafePlace("inside bash's [[ ]] or (( ))"));
         }
         match self.quoting {
-            Quoting::Plain => format!("\"${{{var}}}\""),
-            Quoting::Double => format!("${{{var}}}"),
-            Quoting::Single => format!("'\"${{{var}}}\"'"),
+            Quoting::Plain => Ok(format!("\"${{{var}}}\"")),
+            Quoting::Double => Ok(format!("${{{var}}}")),
+            // Single quotes usually hand their text to another shell (`sh
+            // -c '...'`, `ssh host '...'`), which would run a value pasted
+            // there: no rendering is safe both ways.
+            Quoting::Single => Err(TemplateError::UnsafePlace("inside single quotes")),
         }
     }
 }
@@ -290,12 +340,15 @@ impl Lexer {
 /// [`output_var`]), never the value itself, so a value from outside the
 /// spec (a param, a webhook field, another task's output) cannot become
 /// shell code whatever it holds. The reference is quoted to suit where it
-/// stands: `"${VAR}"` in plain text, `${VAR}` inside double quotes,
-/// `'"${VAR}"'` inside single quotes, so the script sees the value as one
-/// word as it would have seen a pasted one; inside `$(( ))`, where a shell
-/// would evaluate a value as an expression, `$(printf '%d' "${VAR}")`, the
-/// value as an integer only. The quoting is for convenience: the shell
-/// never parses an expanded value as code.
+/// stands: `"${VAR}"` in plain text, `${VAR}` inside double quotes, so the
+/// script sees the value as one word as it would have seen a pasted one;
+/// inside `$(( ))`, where a shell would evaluate a value as an expression,
+/// `$(printf '%d' "${VAR}")`, the value as an integer only. Inside single
+/// quotes (text usually meant for another shell) and bash's `[[ ]]` and
+/// `(( ))` (which evaluate quoted values as arithmetic) no form is safe:
+/// those are errors, found when the workflow is applied. A value the script
+/// itself hands to another shell (`sh -c "..."`, `eval`, `ssh`) is that
+/// shell's input: pass the variable on instead.
 ///
 /// A reference to a task or param missing from `ctx` is an error, as in
 /// [`render`].
@@ -322,9 +375,26 @@ pub fn render_script(text: &str, ctx: &EvalContext) -> Result<String, TemplateEr
                 param_var(&name)
             }
         };
-        out.push_str(&lexer.reference(&var));
+        out.push_str(&lexer.reference(&var)?);
     }
     Ok(out)
+}
+
+/// Why a script's templates cannot all be rendered safely, if they cannot
+/// (see [`render_script`]): checked when a workflow is applied.
+pub fn script_fault(text: &str) -> Option<TemplateError> {
+    let mut lexer = Lexer::new();
+    for piece in pieces(text).ok()? {
+        match piece {
+            Piece::Text(t) => t.chars().for_each(|c| lexer.push(c)),
+            Piece::Ref(_) => {
+                if let Err(e) = lexer.reference("V") {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -399,14 +469,40 @@ mod tests {
             params: &params,
         };
         let out = render_script(
-            "echo {{ params.version }} \"v={{params.version}}\" 'x {{ tasks.build.output }}' \\'{{ params.version }}",
+            "echo {{ params.version }} \"v={{params.version}}\" 'x' \\'{{ params.version }}",
             &ctx,
         )
         .unwrap();
         assert_eq!(
             out,
-            "echo \"${XENE_PARAM_VERSION}\" \"v=${XENE_PARAM_VERSION}\" 'x '\"${XENE_OUTPUT_BUILD}\"'' \\'\"${XENE_PARAM_VERSION}\""
+            "echo \"${XENE_PARAM_VERSION}\" \"v=${XENE_PARAM_VERSION}\" 'x' \\'\"${XENE_PARAM_VERSION}\""
         );
+        // Where no quoting keeps a value data: refused, when applied too.
+        for unsafe_place in [
+            "sh -c 'echo {{ params.version }}'",
+            "[[ {{ params.version }} -eq 1 ]]",
+            "if (( {{ params.version }} > 1 )); then :; fi",
+            "[[ -n x ]] && (( 1 + {{ params.version }} ))",
+        ] {
+            assert!(
+                matches!(
+                    render_script(unsafe_place, &ctx),
+                    Err(TemplateError::UnsafePlace(_))
+                ),
+                "{unsafe_place}"
+            );
+            assert!(script_fault(unsafe_place).is_some(), "{unsafe_place}");
+        }
+        for fine in [
+            "# don't worry\necho {{ params.version }}",
+            "echo a#b {{ params.version }}",
+            "[[ -n x ]] && echo {{ params.version }}",
+            "(cd /tmp && echo {{ params.version }})",
+            "f() { echo {{ params.version }}; }",
+        ] {
+            assert!(script_fault(fine).is_none(), "{fine}");
+            assert!(render_script(fine, &ctx).is_ok(), "{fine}");
+        }
         assert_eq!(
             render_script("{{ \"{{\" }} .Names }}", &ctx).unwrap(),
             "{{ .Names }}"

@@ -37,6 +37,11 @@ fuzz_target!(|text: &str| {
         params: &params,
     };
     template::render(text, &ctx).expect("a template that validates renders");
+    // Where no quoting keeps a value data, rendering refuses, as validation does.
+    if template::script_fault(text).is_some() {
+        assert!(template::render_script(text, &ctx).is_err());
+        return;
+    }
     let script = template::render_script(text, &ctx).expect("a script that validates renders");
     if !refs.is_empty() && !text.contains("out") && !text.contains("value") {
         assert!(

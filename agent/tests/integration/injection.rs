@@ -20,7 +20,8 @@ const HOSTILE: &[&str] = &[
 ];
 
 /// A pipeline reading five hostile params and a hostile task output in
-/// plain, double-quoted and single-quoted positions and in env values;
+/// plain and double-quoted positions, handed on to a nested shell through
+/// the environment (single quotes are refused), and in env values;
 /// `image` is the task image line (empty on the shell runtime). Each task
 /// ends with a step that fails if any file under `PWN` appeared.
 fn workflow(image: &str, pwn: &str) -> (String, BTreeMap<String, String>) {
@@ -64,7 +65,16 @@ fn workflow(image: &str, pwn: &str) -> (String, BTreeMap<String, String>) {
         "single",
         "",
         "",
-        &format!("printf '%s|' {} > \"$XENE_OUTPUT\"", refs("'")),
+        // Templates inside single quotes are refused: a nested shell gets
+        // the variables through the environment instead.
+        &format!(
+            "sh -c 'printf \"%s|\" {}' > \"$XENE_OUTPUT\"",
+            names
+                .iter()
+                .map(|n| format!("\"$XENE_PARAM_{}\"", n.to_uppercase()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     ));
     // Arithmetic evaluates a bare value as an expression: only integers
     // get in, a hostile value counts as 0.

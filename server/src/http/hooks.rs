@@ -81,7 +81,7 @@ pub fn verify(
         let ts: i64 = timestamp
             .parse()
             .map_err(|_| "webhook-timestamp is not a number of seconds".to_string())?;
-        if (now_s - ts).abs() > TIMESTAMP_TOLERANCE_S {
+        if now_s.abs_diff(ts) > TIMESTAMP_TOLERANCE_S as u64 {
             return Err(format!(
                 "webhook-timestamp is more than {} minutes from the server's time",
                 TIMESTAMP_TOLERANCE_S / 60

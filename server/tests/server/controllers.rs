@@ -45,7 +45,7 @@ pipelines:
         steps:
           - name: mark
             run: |
-              echo ran >> '{{ params.dir }}/a'
+              echo ran >> "{{ params.dir }}/a"
               for i in 1 2 3; do echo "a says $i"; done
       b:
         depends_on: [a]
@@ -54,7 +54,7 @@ pipelines:
         steps:
           - name: mark
             run: |
-              echo ran >> '{{ params.dir }}/b'
+              echo ran >> "{{ params.dir }}/b"
               echo "b begins"
               sleep 4
               echo "b ends"
@@ -63,7 +63,7 @@ pipelines:
         steps:
           - name: mark
             run: |
-              echo ran >> '{{ params.dir }}/c'
+              echo ran >> "{{ params.dir }}/c"
               for i in 1 2 3; do echo "c says $i"; done
 "#;
 
@@ -156,7 +156,7 @@ pipelines:
         retries: 2
         steps:
           - run: |
-              echo "$XENE_RUN_ID" >> '{{ params.file }}'
+              echo "$XENE_RUN_ID" >> "{{ params.file }}"
               sleep 1
 "#;
 

@@ -103,7 +103,7 @@ pipelines:
     tasks:
       echo:
         steps:
-          - printf '%s|' {{ params.a }} \"{{ params.b }}\" '{{ params.c }}' {{ params.d }} > \"$XENE_OUTPUT\"
+          - printf '%s|' {{ params.a }} \"{{ params.b }}\" \"$XENE_PARAM_C\" {{ params.d }} > \"$XENE_OUTPUT\"
       after:
         depends_on: [echo]
         steps:
