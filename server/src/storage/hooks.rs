@@ -9,10 +9,14 @@ use super::runs::{self, Prepared, RunError};
 use super::{Db, StorageError, now_ms};
 use crate::vault::Vault;
 
-/// Deliveries kept per hook; older ones are pruned as new ones arrive.
+/// Refused deliveries kept per hook; older ones are pruned as new ones arrive.
 pub const KEEP_DELIVERIES: i64 = 500;
-/// Deliveries are kept at most this long.
+/// Refused deliveries are kept at most this long.
 pub const KEEP_DELIVERIES_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Accepted deliveries carry the keys that refuse their replays, so neither
+/// a flood of refused ones nor the week above pushes them out: they stay
+/// this long (each started a run, so only the secret's holder makes them).
+pub const KEEP_ACCEPTED_MS: i64 = 90 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct Hook {
@@ -269,12 +273,14 @@ async fn insert(
 /// Keeps a hook's newest deliveries, for a bounded time.
 async fn prune(tx: &mut super::WriteTx, hook_id: &str) -> Result<(), StorageError> {
     sqlx::query(
-        "DELETE FROM webhook_deliveries WHERE hook_id = $1 AND (received_at < $2 OR id <= \
-         (SELECT id FROM webhook_deliveries WHERE hook_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $3))",
+        "DELETE FROM webhook_deliveries WHERE hook_id = $1 AND (received_at < $2 OR (accepted = 0 AND \
+         (received_at < $4 OR id <= (SELECT id FROM webhook_deliveries WHERE hook_id = $1 AND accepted = 0 \
+         ORDER BY id DESC LIMIT 1 OFFSET $3))))",
     )
     .bind(hook_id)
-    .bind(now_ms() - KEEP_DELIVERIES_MS)
+    .bind(now_ms() - KEEP_ACCEPTED_MS)
     .bind(KEEP_DELIVERIES)
+    .bind(now_ms() - KEEP_DELIVERIES_MS)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -418,3 +418,31 @@ async fn hook_secrets_are_sealed_at_rest() {
         }
     }
 }
+
+/// A flood of refused deliveries (anyone with the URL can send them) does
+/// not push out what refuses the replay of an accepted one.
+#[tokio::test]
+async fn a_flood_of_refused_deliveries_does_not_open_a_replay() {
+    let db = TestDb::new(crate::util::Backend::Sqlite);
+    let server = TestServer::start(&db).await;
+    server.post("/api/v1/workflows", SPEC.to_string()).await;
+    let (_, hook) = server
+        .post(
+            "/api/v1/workflows/hooked/pipelines/plain/hook",
+            String::new(),
+        )
+        .await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let path = hook["path"].as_str().unwrap().to_string();
+    let body = br#"{"zen": "replay me"}"#.to_vec();
+    let signed = [("x-hub-signature-256", github(&secret, &body))];
+    let (status, answer) = deliver(&server, &path, &signed, body.clone()).await;
+    assert_eq!(status, 202, "{answer}");
+    for _ in 0..(xene_server::storage::hooks::KEEP_DELIVERIES + 10) {
+        let (status, _) = deliver(&server, &path, &[], b"{}".to_vec()).await;
+        assert_eq!(status, 401);
+    }
+    let (status, answer) = deliver(&server, &path, &signed, body).await;
+    assert_eq!(status, 409, "the replay was accepted: {answer}");
+    server.stop().await;
+}
