@@ -6,3 +6,4 @@ mod util;
 mod api_docs;
 mod home;
 mod signin;
+mod ui;
