@@ -123,3 +123,180 @@ async fn first_run_loads_the_examples_and_runs_one_live() {
         assert!(dag.contains(task), "{dag}");
     }
 }
+
+impl Browser {
+    pub async fn js(&self, script: &str) -> Result<serde_json::Value, String> {
+        self.client.execute(script, vec![]).await.map_err(e)
+    }
+
+    /// Calls the API from the page, as the page's own code would (same
+    /// origin, the session cookie); answers the status and the body.
+    pub async fn api(&self, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+        let v = self
+            .client
+            .execute_async(
+                "const [m, p, b, done] = arguments; \
+                 fetch(p, {method: m, body: m === 'GET' ? undefined : b}) \
+                   .then(async r => done([r.status, await r.text()])) \
+                   .catch(err => done([0, String(err)]));",
+                vec![method.into(), path.into(), body.into()],
+            )
+            .await
+            .map_err(e)?;
+        Ok((
+            v[0].as_u64().unwrap_or(0) as u16,
+            v[1].as_str().unwrap_or_default().to_string(),
+        ))
+    }
+
+    pub async fn wait_for(&self, what: &str, script: &str) -> Result<serde_json::Value, String> {
+        let started = Instant::now();
+        let mut last = serde_json::Value::Null;
+        while started.elapsed() < WAIT {
+            last = self.js(script).await?;
+            if !last.is_null() && last != serde_json::Value::Bool(false) {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("{what}: never true; last {last}"))
+    }
+
+    pub async fn wait_for_path(&self, prefix: &str) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let path = self.path().await?;
+            if path.starts_with(prefix) {
+                return Ok(path);
+            }
+            if started.elapsed() > WAIT {
+                return Err(format!("never reached {prefix}; at {path}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const LOGS_WORKFLOW: &str = r#"
+name: logs
+pipelines:
+  big:
+    params:
+      count: "100000"
+    tasks:
+      print:
+        steps:
+          - name: lines
+            run: |
+              printf '\033[31mred line\033[0m\n'
+              printf '\033[38;5;208morange\033[0m and \033[38;2;10;200;30mtrue colour\033[0m\n'
+              echo "::group::Setup"
+              echo "inside the group"
+              echo "::endgroup::"
+              i=1; while [ $i -le {{ params.count }} ]; do echo "line $i of the big log"; i=$((i+1)); done
+              echo "needle at the end"
+"#;
+
+/// A 100,000-line log: every line reachable from line 1 while scrolling
+/// renders only a window; colours (16, 256, true colour), a section that
+/// collapses, search over every line, a link to a line range, timestamps
+/// and the raw download.
+#[tokio::test]
+async fn a_big_log_is_virtualised_searchable_and_linkable() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1280, 900).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/workflows")).await?;
+        browser.hydrated().await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", LOGS_WORKFLOW).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        // The Run button opens a form drawn from the params.
+        browser.goto(&server.url("/workflows/logs")).await?;
+        browser.hydrated().await?;
+        browser.click(".run-button").await?;
+        let field = browser
+            .wait_for("the param field", "return document.querySelector('#param-big-count')?.value")
+            .await?;
+        if field != "100000" {
+            return Err(format!("param default {field}"));
+        }
+        browser.screenshot("run-form").await?;
+        browser.click(".start-run").await?;
+        let path = browser.wait_for_path("/runs/").await?;
+        browser.wait_for_text("h1 .status", |t| t == "success").await?;
+        browser
+            .wait_for_text("#line-count", |t| t == "100006 lines")
+            .await?;
+        browser.screenshot("log-big").await?;
+        // Only a window of rows is in the page.
+        let rendered = browser
+            .js("return document.querySelectorAll('.log-line').length")
+            .await?;
+        // Line 1 is reachable, with its colour.
+        browser
+            .js("document.querySelector('.log-scroll').scrollTop = 0; \
+                 document.querySelector('.log-scroll').dispatchEvent(new Event('scroll'))")
+            .await?;
+        let red = browser
+            .wait_for("line 1", "return document.querySelector('#L1 .txt span')?.className")
+            .await?;
+        let colours = browser
+            .js("return document.querySelector('#L2 .txt').innerHTML")
+            .await?;
+        // The section collapses to its title.
+        browser.click("#L3 .section-toggle").await?;
+        browser
+            .wait_for("collapsed", "return document.querySelector('#L4') === null && document.querySelector('#L6') !== null")
+            .await?;
+        browser.screenshot("log-section-collapsed").await?;
+        // Search reaches the last line, never rendered so far.
+        browser
+            .client
+            .find(Locator::Css("#log-search"))
+            .await
+            .map_err(e)?
+            .send_keys("needle\u{E007}")
+            .await
+            .map_err(e)?;
+        let count = browser.wait_for_text("#search-count", |t| t == "1 of 1").await?;
+        browser
+            .wait_for("the match in view", "return document.querySelector('#L100006.current') !== null")
+            .await?;
+        browser.screenshot("log-search").await?;
+        // Timestamps on demand.
+        browser.click("#show-times").await?;
+        browser
+            .wait_for("timestamps", "return document.querySelector('.log-line .ts') !== null")
+            .await?;
+        // A link to a range opens the step there, lines selected.
+        browser
+            .goto(&server.url(&format!("{path}?task=print&step=lines#L50000-L50002")))
+            .await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for("the range selected", "return document.querySelectorAll('.log-line.selected').length === 3 && document.querySelector('#L50001.selected') !== null")
+            .await?;
+        browser.screenshot("log-line-link").await?;
+        // The raw log downloads whole.
+        let href = browser
+            .js("return document.querySelector('a[download]').getAttribute('href')")
+            .await?;
+        let (status, raw) = browser.api("GET", href.as_str().unwrap_or_default(), "").await?;
+        Ok::<_, String>((rendered, red, colours, count, status, raw.lines().count()))
+    }
+    .await;
+    browser.close().await;
+    let (rendered, red, colours, count, status, raw_lines) = outcome.unwrap();
+    assert!(rendered.as_u64().unwrap() < 200, "{rendered}");
+    assert_eq!(red, "ansi-fg-1");
+    let colours = colours.as_str().unwrap();
+    assert!(colours.contains("color:#ff8700"), "{colours}");
+    assert!(colours.contains("color:#0ac81e"), "{colours}");
+    assert_eq!(count, "1 of 1");
+    assert_eq!(status, 200);
+    assert_eq!(raw_lines, 100_006);
+}
