@@ -60,8 +60,11 @@ impl CurrentUser {
     }
 }
 
-pub fn current_user() -> Option<api::Me> {
-    use_context::<CurrentUser>().and_then(|u| u.get())
+/// Who is signed in, looked up now (when the component is made) and read
+/// whenever called, so closures that run later still reach it.
+pub fn current_user() -> impl Fn() -> Option<api::Me> + Copy + Send + Sync + 'static {
+    let user = use_context::<CurrentUser>();
+    move || user.and_then(|u| u.get())
 }
 
 #[component]

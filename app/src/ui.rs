@@ -16,6 +16,13 @@ pub fn hydrated() -> bool {
     use_context::<Hydrated>().is_some_and(|h| h.0.get())
 }
 
+/// `hydrated` looked up now, for closures that run later (where the
+/// context may not be reachable).
+fn hydrated_signal() -> impl Fn() -> bool + Copy + Send + Sync + 'static {
+    let h = use_context::<Hydrated>();
+    move || h.is_some_and(|h| h.0.get())
+}
+
 /// The current time in UTC ms, ticking every second in the browser (for the
 /// durations of what still runs); the render time on the server.
 #[derive(Clone, Copy)]
@@ -103,8 +110,9 @@ pub fn clock_text(ms: i64) -> String {
 pub fn Time(ms: i64) -> impl IntoView {
     let utc = utc_text(ms);
     let shown = utc.clone();
+    let hydrated = hydrated_signal();
     view! {
-        <time datetime=utc.clone() title=utc>
+        <time datetime=utc.replacen(' ', "T", 1).replace(" UTC", "Z") title=utc>
             {move || if hydrated() { local_text(ms) } else { shown.clone() }}
         </time>
     }

@@ -20,7 +20,8 @@ pub fn AgentsPage() -> impl IntoView {
         || (),
         |_| api::get::<api::RunList>("/api/v1/runs?status=running&limit=100".into()),
     );
-    let is_admin = move || crate::current_user().is_some_and(|m| m.is_admin());
+    let me = crate::current_user();
+    let is_admin = move || me().is_some_and(|m| m.is_admin());
     let join = Action::new(|_: &()| async {
         let text = api::send(
             "POST",
@@ -85,6 +86,7 @@ pub fn AgentsPage() -> impl IntoView {
                             {list.agents.into_iter().map(|a| {
                                 let mine: Vec<i64> = running.iter().filter(|r| r.agent.as_deref() == Some(a.id.as_str())).map(|r| r.id).collect();
                                 let id = a.id.clone();
+                                let revocable = !a.builtin && a.state != "revoked";
                                 let labels = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
                                 view! {
                                     <tr data-agent=a.id.clone()>
@@ -96,7 +98,7 @@ pub fn AgentsPage() -> impl IntoView {
                                         <td class="mono">{a.version.clone()}</td>
                                         <td>{mine.into_iter().map(|id| view! { <a href=format!("/runs/{id}")>"#" {id}</a> " " }).collect_view()}</td>
                                         <td>
-                                            <Show when=move || is_admin() && !a.builtin>
+                                            <Show when=move || is_admin() && revocable>
                                                 {
                                                     let id = id.clone();
                                                     view! { <button class="danger" on:click=move |_| { revoke.dispatch(id.clone()); }>"Revoke"</button> }

@@ -374,7 +374,7 @@ fn RunView(data: RunData) -> impl IntoView {
     let layout = data.pipeline.layout();
     let href = Callback::new(move |task: String| format!("/runs/{run_id}?task={}", enc(&task)));
     let run = move || detail.with(|d| d.run.clone());
-    let me = move || crate::current_user();
+    let me = crate::current_user();
     let navigate = use_navigate();
     let cancel = Action::new(move |_: &()| async move {
         api::send("POST", format!("/api/v1/runs/{run_id}/cancel"), None).await

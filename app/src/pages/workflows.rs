@@ -90,7 +90,7 @@ pub fn WorkflowsPage() -> impl IntoView {
         || (),
         |_| async { workflow_rows().await.map_err(api::error_text) },
     );
-    let me = move || crate::current_user();
+    let me = crate::current_user();
     let navigate = use_navigate();
     let load = Action::new(|_: &()| async { api::load_examples().await.map_err(api::error_text) });
     Effect::new(move |_| {
@@ -357,7 +357,8 @@ fn PipelineCard(
 ) -> impl IntoView {
     let layout = spec.layout();
     let form_name = name.clone();
-    let can_edit = move || crate::current_user().is_some_and(|m| m.can_edit());
+    let me = crate::current_user();
+    let can_edit = move || me().is_some_and(|m| m.can_edit());
     let (form_open, set_form_open) = signal(false);
     let params = spec.params();
     let trigger = spec.trigger_text();

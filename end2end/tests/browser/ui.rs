@@ -300,3 +300,180 @@ async fn a_big_log_is_virtualised_searchable_and_linkable() {
     assert_eq!(status, 200);
     assert_eq!(raw_lines, 100_006);
 }
+
+const SLOW_WORKFLOW: &str = r#"
+name: slow
+pipelines:
+  wait:
+    tasks:
+      first:
+        steps:
+          - name: hello
+            run: echo "starting"
+      sleeper:
+        depends_on: [first]
+        steps:
+          - name: sleep
+            run: |
+              echo "sleeping"
+              sleep 60
+      after:
+        depends_on: [sleeper]
+        steps:
+          - run: echo never
+"#;
+
+/// The runs list follows the feed: a run started elsewhere appears and
+/// changes status live; filters narrow it. On the run page, pending tasks
+/// show, cancel stops the run and re-run starts a new one.
+#[tokio::test]
+async fn runs_list_is_live_and_a_run_can_be_cancelled_and_rerun() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1280, 900).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/runs")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_text("#no-runs h2", |t| t.contains("No runs"))
+            .await?;
+        browser.screenshot("runs-empty").await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", SLOW_WORKFLOW).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        let (status, body) = browser
+            .api("POST", "/api/v1/workflows/slow/pipelines/wait/runs", "")
+            .await?;
+        if status != 201 {
+            return Err(format!("start: {status} {body}"));
+        }
+        // Without reloading, the feed brings the run and its status.
+        browser
+            .wait_for_text("#runs tr[data-run=\"1\"] .status", |t| t == "running")
+            .await?;
+        browser.screenshot("runs-live").await?;
+        // Filters are a plain GET form: part of the URL.
+        browser.goto(&server.url("/runs?status=success")).await?;
+        browser
+            .wait_for_text("#no-runs h2", |t| t.contains("No runs"))
+            .await?;
+        browser.goto(&server.url("/runs?workflow=slow&status=running")).await?;
+        browser
+            .wait_for_text("#runs tr[data-run=\"1\"] .status", |t| t == "running")
+            .await?;
+        browser.click("#runs tr[data-run=\"1\"] a").await?;
+        browser.wait_for_path("/runs/1").await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_attr(".dag g[data-task=\"sleeper\"]", "class", "node status-running")
+            .await?;
+        let pending = browser
+            .js("return document.querySelector('.dag g[data-task=\"after\"]').getAttribute('class')")
+            .await?;
+        // The sleeper's log, live.
+        browser.click("a[href=\"/runs/1?task=sleeper\"]").await?;
+        browser
+            .wait_for("the log line", "return document.querySelector('#L1 .txt')?.textContent")
+            .await?;
+        browser.screenshot("run-live").await?;
+        browser.click("#cancel-run").await?;
+        browser.wait_for_text("h1 .status", |t| t == "cancelled").await?;
+        browser.screenshot("run-cancelled").await?;
+        browser.click("#rerun").await?;
+        browser.wait_for_path("/runs/2").await?;
+        browser.wait_for_text("h1", |t| t.contains("Run #2")).await?;
+        // The back button returns to the cancelled run.
+        browser.client.back().await.map_err(e)?;
+        browser.wait_for_path("/runs/1").await?;
+        let title = browser.wait_for_text("h1", |t| t.contains("Run #1")).await?;
+        browser
+            .api("POST", "/api/v1/runs/2/cancel", "")
+            .await?;
+        Ok::<_, String>((pending, title))
+    }
+    .await;
+    browser.close().await;
+    let (pending, title) = outcome.unwrap();
+    assert_eq!(pending, "node status-pending");
+    assert!(title.contains("cancelled"), "{title}");
+}
+
+/// Tokens: created and shown once, listed, revoked. Agents: a fresh
+/// install command with a join token that an agent can join with, listed,
+/// then revoked. The audit log shows it all.
+#[tokio::test]
+async fn tokens_and_agents_are_managed_from_the_ui() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1280, 900).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/tokens")).await?;
+        browser.hydrated().await?;
+        browser.wait_for_text("h1", |t| t == "API tokens").await?;
+        browser
+            .client
+            .find(Locator::Css("#token-name"))
+            .await
+            .map_err(e)?
+            .send_keys("ci")
+            .await
+            .map_err(e)?;
+        browser.click("#create-token").await?;
+        let token = browser.wait_for_text("#new-token", |t| t.len() > 20).await?;
+        browser
+            .wait_for_text("#tokens tr[data-token=\"ci\"] .token-state", |t| t == "active")
+            .await?;
+        browser.screenshot("tokens").await?;
+        browser.click("#tokens tr[data-token=\"ci\"] .revoke").await?;
+        browser
+            .wait_for_text("#tokens tr[data-token=\"ci\"] .token-state", |t| t == "revoked")
+            .await?;
+
+        browser.goto(&server.url("/agents")).await?;
+        browser.hydrated().await?;
+        browser.wait_for_text("#agents", |t| t.contains("built-in")).await?;
+        browser.click("#new-join-token").await?;
+        let command = browser.wait_for_text("#install-command", |t| t.contains("install.sh")).await?;
+        browser.click("#join .copy").await?;
+        browser.wait_for_text("#join .copy", |t| t == "Copied").await?;
+        // The command's token joins an agent (as `xene-agent` would).
+        let join_token = command
+            .split("--join-token ")
+            .nth(1)
+            .map(|t| t.trim().to_string())
+            .ok_or(format!("no token in {command}"))?;
+        let (status, body) = browser
+            .api(
+                "POST",
+                "/api/v1/agents/join",
+                &serde_json::json!({"token": join_token, "name": "laptop"}).to_string(),
+            )
+            .await?;
+        if status >= 300 {
+            return Err(format!("join: {status} {body}"));
+        }
+        browser.goto(&server.url("/agents")).await?;
+        browser.hydrated().await?;
+        browser.wait_for_text("#agents", |t| t.contains("laptop")).await?;
+        browser.screenshot("agents").await?;
+        browser.click("#agents button.danger").await?;
+        browser
+            .wait_for("the agent revoked", "return [...document.querySelectorAll('#agents tr')].some(r => r.textContent.includes('laptop') && r.querySelector('.status').textContent === 'revoked')")
+            .await?;
+        browser.goto(&server.url("/audit")).await?;
+        let audit = browser.wait_for_text("#audit", |t| t.contains("token")).await?;
+        browser.screenshot("audit").await?;
+        browser.goto(&server.url("/users")).await?;
+        browser.wait_for_text("#users", |t| t.contains("first admin")).await?;
+        browser.screenshot("users").await?;
+        Ok::<_, String>((token, audit))
+    }
+    .await;
+    browser.close().await;
+    let (token, audit) = outcome.unwrap();
+    assert!(token.starts_with("xene_") || token.len() > 40, "{token}");
+    assert!(!audit.is_empty());
+}
