@@ -166,6 +166,20 @@ pub struct PipelineState {
 pub struct TaskSpec {
     pub image: Option<String>,
     pub depends_on: Vec<String>,
+    pub steps: Vec<serde_json::Value>,
+}
+
+impl TaskSpec {
+    /// `2 steps · alpine:3`, under the task's name in a drawing.
+    pub fn summary(&self) -> String {
+        let steps = match self.steps.len() {
+            1 => "1 step".to_string(),
+            n => format!("{n} steps"),
+        };
+        let runtime = self.image.as_deref().unwrap_or("shell");
+        let runtime = runtime.rsplit('/').next().unwrap_or(runtime);
+        format!("{steps} · {runtime}")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

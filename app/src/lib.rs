@@ -104,7 +104,7 @@ pub fn App() -> impl IntoView {
     view! {
         <Stylesheet id="xene" href="/pkg/xene.css" />
         <Title formatter=|text: String| {
-            if text.is_empty() { "Xene".to_string() } else { format!("{text} · Xene") }
+            if text.is_empty() || text == "Xene" { "Xene".to_string() } else { format!("{text} · Xene") }
         } />
         <Router>
             <a class="skip" href="#main">"Skip to content"</a>

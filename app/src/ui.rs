@@ -267,7 +267,7 @@ pub fn Dag(
         })
         .collect_view();
     view! {
-        <div class="dag" role="img" aria-label=label>
+        <div class="dag" role="group" aria-label=label tabindex="0">
             <svg
                 viewBox=format!("0 0 {width} {height}")
                 width=width

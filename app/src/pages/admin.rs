@@ -75,7 +75,7 @@ pub fn AgentsPage() -> impl IntoView {
                 Ok(list) => {
                     let running = runs.get().and_then(|r| r.ok()).map(|r| r.runs).unwrap_or_default();
                     view! {
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
                         <table class="list" id="agents">
                             <thead><tr>
                                 <th scope="col">"Agent"</th><th scope="col">"State"</th><th scope="col">"Labels"</th>
@@ -210,7 +210,7 @@ pub fn TokensPage() -> impl IntoView {
                     <p class="empty card" id="no-tokens">"You have no API tokens. Create one above to use the API or xenectl."</p>
                 }.into_any(),
                 Ok(list) => view! {
-                    <div class="table-wrap">
+                    <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
                     <table class="list" id="tokens">
                         <thead><tr>
                             <th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"Created"</th>
@@ -264,7 +264,7 @@ pub fn UsersPage() -> impl IntoView {
             {move || users.get().map(|r| match r {
                 Err(e) => view! { <ErrorBox message=e /> }.into_any(),
                 Ok(list) => view! {
-                    <div class="table-wrap">
+                    <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
                     <table class="list" id="users">
                         <thead><tr><th scope="col">"User"</th><th scope="col">"Role"</th><th scope="col">"Last sign-in"</th><th scope="col">"State"</th></tr></thead>
                         <tbody>
@@ -324,7 +324,7 @@ pub fn AuditPage() -> impl IntoView {
                 Err(e) => view! { <ErrorBox message=e /> }.into_any(),
                 Ok(p) if p.entries.is_empty() => view! { <p class="empty card">"Nothing recorded yet."</p> }.into_any(),
                 Ok(p) => view! {
-                    <div class="table-wrap">
+                    <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
                     <table class="list" id="audit">
                         <thead><tr><th scope="col">"When"</th><th scope="col">"Who"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Detail"</th><th scope="col">"From"</th></tr></thead>
                         <tbody>

@@ -206,7 +206,7 @@ pub fn RunsPage() -> impl IntoView {
                                     .into_any();
                             }
                             view! {
-                                <div class="table-wrap">
+                                <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
                                     <table class="list" id="runs">
                                         <thead>
                                             <tr>

@@ -202,7 +202,7 @@ pub fn WorkflowsPage() -> impl IntoView {
                                             </section>
                                         }
                                     })}
-                                <div class="table-wrap">
+                                <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
                                     <table class="list" id="workflows">
                                         <thead>
                                             <tr>
@@ -356,6 +356,19 @@ fn PipelineCard(
     state: api::PipelineState,
 ) -> impl IntoView {
     let layout = spec.layout();
+    let summaries: BTreeMap<String, NodeState> = spec
+        .tasks
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                NodeState {
+                    status: String::new(),
+                    detail: t.summary(),
+                },
+            )
+        })
+        .collect();
     let form_name = name.clone();
     let me = crate::current_user();
     let can_edit = move || me().is_some_and(|m| m.can_edit());
@@ -387,7 +400,7 @@ fn PipelineCard(
             <Show when=move || form_open.get()>
                 <RunForm workflow=workflow.clone() pipeline=form_name.clone() params=params.clone() />
             </Show>
-            <Dag layout=layout.clone() states=Signal::derive(BTreeMap::<String, NodeState>::new) label=label.clone() />
+            <Dag layout=layout.clone() states=Signal::derive(move || summaries.clone()) label=label.clone() />
         </section>
     }
 }

@@ -477,3 +477,137 @@ async fn tokens_and_agents_are_managed_from_the_ui() {
     assert!(token.starts_with("xene_") || token.len() > 40, "{token}");
     assert!(!audit.is_empty());
 }
+
+impl Browser {
+    /// Runs axe-core (npm, installed in end2end/axe) on the page; answers
+    /// its serious and critical violations, one line each.
+    pub async fn axe(&self) -> Result<Vec<String>, String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("axe/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&path).map_err(|err| {
+            format!(
+                "{}: {err} (run `npm ci` in end2end/axe; `cargo xtask setup` does)",
+                path.display()
+            )
+        })?;
+        self.client.execute(&source, vec![]).await.map_err(e)?;
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[0]; \
+                 axe.run(document, {resultTypes: ['violations']}).then(r => done( \
+                   r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical') \
+                     .map(v => v.impact + ' ' + v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')))) \
+                 .catch(err => done(['axe failed: ' + err]));",
+                vec![],
+            )
+            .await
+            .map_err(e)?;
+        Ok(found
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Every page, at a laptop's and a phone's width, in the light and the
+/// dark theme: no serious or critical accessibility violation (axe-core),
+/// and a screenshot of each for people to review.
+#[tokio::test]
+async fn every_page_is_accessible_at_laptop_and_phone_widths() {
+    let server = TestServer::start().await;
+    let mut problems = Vec::new();
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/workflows")).await?;
+        browser.hydrated().await?;
+        browser.click("#load-examples").await?;
+        browser
+            .wait_for_text("#workflows", |t| t.contains("fan-out-fan-in"))
+            .await?;
+        let (status, body) = browser
+            .api(
+                "POST",
+                "/api/v1/workflows/fan-out-fan-in/pipelines/shards/runs",
+                "",
+            )
+            .await?;
+        if status != 201 {
+            return Err(format!("start: {status} {body}"));
+        }
+        browser.goto(&server.url("/runs/1")).await?;
+        browser
+            .wait_for_text("h1 .status", |t| t == "success")
+            .await?;
+        let cookie = browser
+            .client
+            .get_named_cookie("xene_session")
+            .await
+            .map_err(e)?;
+        let pages = [
+            ("home", "/"),
+            ("workflows", "/workflows"),
+            ("workflow", "/workflows/fan-out-fan-in"),
+            ("runs", "/runs"),
+            ("run", "/runs/1?task=gather"),
+            ("agents", "/agents"),
+            ("tokens", "/tokens"),
+            ("users", "/users"),
+            ("audit", "/audit"),
+            ("not-found", "/no/such/page"),
+        ];
+        let mut problems = Vec::new();
+        for (width, height, size) in [(1280, 900, "laptop"), (390, 844, "phone")] {
+            browser.set_size(width, height).await?;
+            for (name, path) in pages {
+                browser.goto(&server.url(path)).await?;
+                browser.hydrated().await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                for v in browser.axe().await? {
+                    problems.push(format!("{name} ({size}, light): {v}"));
+                }
+                browser.screenshot(&format!("page-{name}-{size}")).await?;
+            }
+        }
+        Ok::<_, String>((problems, cookie, pages))
+    }
+    .await;
+    browser.close().await;
+    let (found, session, pages) = outcome.unwrap();
+    problems.extend(found);
+
+    // The dark theme: the same session in a browser that prefers dark.
+    let dark = Browser::start_with(&["--force-dark-mode"]).await;
+    let outcome = async {
+        dark.goto(&server.url("/signin")).await?;
+        dark.client.add_cookie(session).await.map_err(e)?;
+        let prefers_dark = dark
+            .js("return matchMedia('(prefers-color-scheme: dark)').matches")
+            .await?;
+        let mut problems = Vec::new();
+        for (width, height, size) in [(1280, 900, "laptop"), (390, 844, "phone")] {
+            dark.set_size(width, height).await?;
+            for (name, path) in pages {
+                dark.goto(&server.url(path)).await?;
+                dark.hydrated().await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                for v in dark.axe().await? {
+                    problems.push(format!("{name} ({size}, dark): {v}"));
+                }
+                dark.screenshot(&format!("page-{name}-{size}-dark")).await?;
+            }
+        }
+        Ok::<_, String>((problems, prefers_dark))
+    }
+    .await;
+    dark.close().await;
+    let (found, prefers_dark) = outcome.unwrap();
+    problems.extend(found);
+    assert_eq!(prefers_dark, true, "the dark browser does not prefer dark");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
