@@ -611,3 +611,93 @@ async fn every_page_is_accessible_at_laptop_and_phone_widths() {
     assert_eq!(prefers_dark, true, "the dark browser does not prefer dark");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+const WAITING_WORKFLOW: &str = r#"
+name: gpu
+pipelines:
+  train:
+    selector:
+      gpu: "yes"
+    tasks:
+      fit:
+        steps:
+          - run: echo fit
+"#;
+
+/// A run no agent can take says why it waits. The role rules seen from
+/// the UI: a viewer sees no Run, Cancel or Re-run button, and the server
+/// refuses a viewer's run anyway.
+#[tokio::test]
+async fn a_viewer_sees_no_run_button_and_the_server_refuses_anyway() {
+    let port = crate::util::free_port();
+    let provider =
+        crate::util::OidcProvider::start(&format!("http://127.0.0.1:{port}/auth/callback")).await;
+    let server = TestServer::start_with(|args| {
+        args.addr = ([127, 0, 0, 1], port).into();
+        args.access.oidc_issuer = provider.issuer.clone();
+        args.access.oidc_client_id = Some(crate::util::OidcProvider::CLIENT_ID.into());
+        args.access.oidc_client_secret = Some(crate::util::OidcProvider::CLIENT_SECRET.into());
+        args.access.allowed_domains = vec!["example.com".into()];
+        args.access.oidc_require_hd = Some(true);
+    })
+    .await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1280, 900).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/workflows")).await?;
+        browser.hydrated().await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", WAITING_WORKFLOW).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        let (status, body) = browser
+            .api("POST", "/api/v1/workflows/gpu/pipelines/train/runs", "")
+            .await?;
+        if status != 201 {
+            return Err(format!("start: {status} {body}"));
+        }
+        browser.goto(&server.url("/runs/1")).await?;
+        let waiting = browser.wait_for_text("#waiting", |t| t.len() > 10).await?;
+        let admin_buttons = browser
+            .js("return [!!document.querySelector('#cancel-run'), !!document.querySelector('#rerun')]")
+            .await?;
+        browser.screenshot("run-waiting").await?;
+
+        let (path, refused) = crate::signin::sign_in_as(&browser, &server, "alice@example.com").await?;
+        if refused.is_some() || path != "/" {
+            return Err(format!("alice was not signed in: {path} {refused:?}"));
+        }
+        browser.goto(&server.url("/workflows/gpu")).await?;
+        browser.hydrated().await?;
+        browser.wait_for_text(".role", |t| t == "viewer").await?;
+        browser.wait_for_text(".pipeline h2", |t| t == "train").await?;
+        let run_button = browser
+            .js("return document.querySelector('.run-button') !== null")
+            .await?;
+        browser.screenshot("viewer-workflow").await?;
+        browser.goto(&server.url("/runs/1")).await?;
+        browser.hydrated().await?;
+        browser.wait_for_text("#waiting", |t| t.len() > 10).await?;
+        let viewer_buttons = browser
+            .js("return [!!document.querySelector('#cancel-run'), !!document.querySelector('#rerun')]")
+            .await?;
+        let nav = browser.wait_for_text(".topbar nav", |t| t.contains("Runs")).await?;
+        let (refused, _) = browser
+            .api("POST", "/api/v1/workflows/gpu/pipelines/train/runs", "")
+            .await?;
+        let (cancel_refused, _) = browser.api("POST", "/api/v1/runs/1/cancel", "").await?;
+        Ok::<_, String>((waiting, admin_buttons, run_button, viewer_buttons, nav, refused, cancel_refused))
+    }
+    .await;
+    browser.close().await;
+    let (waiting, admin_buttons, run_button, viewer_buttons, nav, refused, cancel_refused) =
+        outcome.unwrap();
+    assert!(waiting.starts_with("Waiting:"), "{waiting}");
+    assert_eq!(admin_buttons, serde_json::json!([true, true]));
+    assert_eq!(run_button, false);
+    assert_eq!(viewer_buttons, serde_json::json!([false, false]));
+    assert!(!nav.contains("Users") && !nav.contains("Audit"), "{nav}");
+    assert_eq!(refused, 403);
+    assert_eq!(cancel_refused, 403);
+}
