@@ -9,7 +9,7 @@
 #![recursion_limit = "256"]
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::{
     SsrMode, StaticSegment,
     components::{A, Route, Router, Routes},
@@ -29,6 +29,21 @@ pub use pages::home::ServerStatus;
 /// The name of the browser bundle's files under `/pkg` (`xene.js`, `xene_bg.wasm`, `xene.css`).
 pub const BUNDLE_NAME: &str = "xene";
 
+/// The name the bundle is served under: the fingerprinted one `cargo xtask
+/// site` names in `pkg/bundle-name` (`xene-HASH`, cached for a year), else
+/// the plain one.
+#[cfg(feature = "ssr")]
+pub fn bundle_name(site_root: &std::path::Path) -> String {
+    std::fs::read_to_string(site_root.join("pkg/bundle-name"))
+        .ok()
+        .map(|n| n.trim().to_string())
+        .filter(|n| {
+            n.strip_prefix("xene-")
+                .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .unwrap_or_else(|| BUNDLE_NAME.to_string())
+}
+
 /// The HTML document around every page, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -38,6 +53,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
+                <link rel="stylesheet" href=format!("/pkg/{}.css", options.output_name) />
                 <HydrationScripts options />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <MetaTags />
@@ -75,11 +91,18 @@ pub fn App() -> impl IntoView {
         set_hydrated.set(true);
         // For tests and measurements: the page is interactive from here.
         #[cfg(feature = "hydrate")]
-        let _ = js_sys::Reflect::set(
-            &window(),
-            &wasm_bindgen::JsValue::from_str("__xene_hydrated"),
-            &wasm_bindgen::JsValue::TRUE,
-        );
+        {
+            let _ = js_sys::Reflect::set(
+                &window(),
+                &wasm_bindgen::JsValue::from_str("__xene_hydrated_at"),
+                &wasm_bindgen::JsValue::from_f64(js_sys::Date::now()),
+            );
+            let _ = js_sys::Reflect::set(
+                &window(),
+                &wasm_bindgen::JsValue::from_str("__xene_hydrated"),
+                &wasm_bindgen::JsValue::TRUE,
+            );
+        }
     });
     provide_context(ui::Hydrated(hydrated));
     let (now, set_now) = signal(ui::now_ms());
@@ -102,7 +125,6 @@ pub fn App() -> impl IntoView {
     provide_context(CurrentUser(me));
 
     view! {
-        <Stylesheet id="xene" href="/pkg/xene.css" />
         <Title formatter=|text: String| {
             if text.is_empty() || text == "Xene" { "Xene".to_string() } else { format!("{text} · Xene") }
         } />

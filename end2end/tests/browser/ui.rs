@@ -701,3 +701,41 @@ async fn a_viewer_sees_no_run_button_and_the_server_refuses_anyway() {
     assert_eq!(refused, 403);
     assert_eq!(cancel_refused, 403);
 }
+
+/// A workflow applied twice has two versions; the workflow page shows the
+/// diff between any two, picked with a plain form (so it has its own URL).
+#[tokio::test]
+async fn a_workflow_page_diffs_two_versions() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1280, 900).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/workflows")).await?;
+        browser.hydrated().await?;
+        let v2 = SLOW_WORKFLOW.replace("echo \"starting\"", "echo \"starting v2\"");
+        for body in [SLOW_WORKFLOW, v2.as_str()] {
+            let (status, text) = browser.api("POST", "/api/v1/workflows", body).await?;
+            if status != 201 {
+                return Err(format!("apply: {status} {text}"));
+            }
+        }
+        browser.goto(&server.url("/workflows/slow")).await?;
+        browser.hydrated().await?;
+        let diff = browser.wait_for_text("#diff", |t| t.contains("v2")).await?;
+        // Comparing a version with itself says so; the form makes the URL.
+        browser.click(".diff-pick button").await?;
+        let url = browser.client.current_url().await.map_err(e)?;
+        browser.screenshot("workflow-versions").await?;
+        browser.goto(&server.url("/workflows/slow?from=2&to=2")).await?;
+        let same = browser.wait_for_text("#diff", |t| t.contains("same")).await?;
+        Ok::<_, String>((diff, url.query().unwrap_or_default().to_string(), same))
+    }
+    .await;
+    browser.close().await;
+    let (diff, query, same) = outcome.unwrap();
+    assert!(diff.contains("- ") && diff.contains("echo \"starting\""), "{diff}");
+    assert!(diff.contains("+ ") && diff.contains("starting v2"), "{diff}");
+    assert_eq!(query, "from=1&to=2");
+    assert_eq!(same, "v2 and v2 are the same.");
+}
