@@ -16,7 +16,7 @@ pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
         "building the web bundle"
     });
     let profile = if release { "wasm-release" } else { "dev" };
-    let mut build = util::cargo(&[
+    util::run(&mut util::cargo(&[
         "build",
         "--package",
         "xene-app",
@@ -27,18 +27,7 @@ pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
         "hydrate",
         "--profile",
         profile,
-    ]);
-    if release {
-        // Leptos' type-erased components: one view type per component instead
-        // of a tree of generics, which cuts the release wasm by about a
-        // quarter (cargo-leptos uses it for debug builds). Only for the wasm
-        // target's release profile, whose build directory is its own.
-        build.env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-            "--cfg erase_components",
-        );
-    }
-    util::run(&mut build)?;
+    ]))?;
     let target = crate::target_dir(root);
     let profile_dir = if release { "wasm-release" } else { "debug" };
     let wasm = target
@@ -70,7 +59,11 @@ pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
 /// writes a gzip copy beside each (served to browsers that take gzip); and
 /// prints the sizes.
 fn fingerprint(pkg: &Path) -> anyhow::Result<()> {
-    let parts = [("xene.js", ".js"), ("xene_bg.wasm", "_bg.wasm"), ("xene.css", ".css")];
+    let parts = [
+        ("xene.js", ".js"),
+        ("xene_bg.wasm", "_bg.wasm"),
+        ("xene.css", ".css"),
+    ];
     // FNV-1a over the three files: a content fingerprint, not a security measure.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (file, _) in parts {
@@ -82,7 +75,10 @@ fn fingerprint(pkg: &Path) -> anyhow::Result<()> {
     // Older fingerprinted copies go: only the current bundle is served.
     for entry in std::fs::read_dir(pkg)? {
         let path = entry?.path();
-        let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
         if file.starts_with("xene-") && !file.starts_with(&name) {
             std::fs::remove_file(&path)?;
         }
@@ -92,13 +88,21 @@ fn fingerprint(pkg: &Path) -> anyhow::Result<()> {
     for (file, suffix) in parts {
         let hashed = pkg.join(format!("{name}{suffix}"));
         std::fs::copy(pkg.join(file), &hashed)?;
-        util::run(Command::new("gzip").args(["-9", "-k", "-f", "-n"]).arg(&hashed))
-            .context("gzip (Debian's gzip package)")?;
+        util::run(
+            Command::new("gzip")
+                .args(["-9", "-k", "-f", "-n"])
+                .arg(&hashed),
+        )
+        .context("gzip (Debian's gzip package)")?;
         let raw = std::fs::metadata(&hashed)?.len();
         let gz = std::fs::metadata(pkg.join(format!("{name}{suffix}.gz")))?.len();
         raw_total += raw;
         gz_total += gz;
-        eprintln!("  {file:<14} {:>8.1} KB, {:>7.1} KB gzipped", kb(raw), kb(gz));
+        eprintln!(
+            "  {file:<14} {:>8.1} KB, {:>7.1} KB gzipped",
+            kb(raw),
+            kb(gz)
+        );
     }
     eprintln!(
         "  {:<14} {:>8.1} KB, {:>7.1} KB gzipped (goal: under 500 KB gzipped)",

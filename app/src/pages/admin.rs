@@ -42,7 +42,10 @@ pub fn AgentsPage() -> impl IntoView {
     view! {
         <Title text="Agents" />
         <div class="page-head"><h1>"Agents"</h1></div>
-        <Show when=is_admin>
+        // Inside a Transition: the signed-in user is a resource, read on the
+        // server before the page is sent and again once hydrated.
+        <Transition>
+            {move || is_admin().then(|| view! {
             <section class="card" id="join">
                 <h2>"Add an agent"</h2>
                 <p>"Run the install command on the machine that should take runs. It carries a join token for one agent, valid for a short while."</p>
@@ -63,7 +66,8 @@ pub fn AgentsPage() -> impl IntoView {
                     }
                 })}
             </section>
-        </Show>
+            })}
+        </Transition>
         {move || revoke.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorBox message=e /> })}
         <Transition fallback=|| loading("agents")>
             {move || agents.get().map(|r| match r {

@@ -727,15 +727,25 @@ async fn a_workflow_page_diffs_two_versions() {
         browser.click(".diff-pick button").await?;
         let url = browser.client.current_url().await.map_err(e)?;
         browser.screenshot("workflow-versions").await?;
-        browser.goto(&server.url("/workflows/slow?from=2&to=2")).await?;
-        let same = browser.wait_for_text("#diff", |t| t.contains("same")).await?;
+        browser
+            .goto(&server.url("/workflows/slow?from=2&to=2"))
+            .await?;
+        let same = browser
+            .wait_for_text("#diff", |t| t.contains("same"))
+            .await?;
         Ok::<_, String>((diff, url.query().unwrap_or_default().to_string(), same))
     }
     .await;
     browser.close().await;
     let (diff, query, same) = outcome.unwrap();
-    assert!(diff.contains("- ") && diff.contains("echo \"starting\""), "{diff}");
-    assert!(diff.contains("+ ") && diff.contains("starting v2"), "{diff}");
+    assert!(
+        diff.contains("- ") && diff.contains("echo \"starting\""),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+ ") && diff.contains("starting v2"),
+        "{diff}"
+    );
     assert_eq!(query, "from=1&to=2");
     assert_eq!(same, "v2 and v2 are the same.");
 }
