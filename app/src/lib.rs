@@ -1,21 +1,48 @@
 //! Xene's web UI: Leptos components and server functions. Built twice: with
 //! `ssr` into the server, and with `hydrate` into the browser bundle (wasm32).
+//!
+//! Every page reads the REST API (`api`), server-rendered first so that
+//! reading works before the wasm loads, then kept live by the API's feeds
+//! (`live`). Each object has its own URL: `/workflows/NAME`, `/runs/ID`
+//! (`?task=T&step=S#L10-L20` for a log line range).
+
+#![recursion_limit = "256"]
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::{
-    StaticSegment,
-    components::{Route, Router, Routes},
+    SsrMode, StaticSegment,
+    components::{A, Route, Router, Routes},
+    hooks::use_location,
+    path,
 };
 
+pub mod api;
+pub mod live;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod ui;
 
 pub use pages::home::ServerStatus;
 
 /// The name of the browser bundle's files under `/pkg` (`xene.js`, `xene_bg.wasm`, `xene.css`).
 pub const BUNDLE_NAME: &str = "xene";
+
+/// The name the bundle is served under: the fingerprinted one `cargo xtask
+/// site` names in `pkg/bundle-name` (`xene-HASH`, cached for a year), else
+/// the plain one.
+#[cfg(feature = "ssr")]
+pub fn bundle_name(site_root: &std::path::Path) -> String {
+    std::fs::read_to_string(site_root.join("pkg/bundle-name"))
+        .ok()
+        .map(|n| n.trim().to_string())
+        .filter(|n| {
+            n.strip_prefix("xene-")
+                .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .unwrap_or_else(|| BUNDLE_NAME.to_string())
+}
 
 /// The HTML document around every page, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -25,6 +52,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="stylesheet" href=format!("/pkg/{}.css", options.output_name) />
                 <HydrationScripts options />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <MetaTags />
@@ -36,40 +65,144 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Who is signed in, for every page (`None` on the sign-in page).
+#[derive(Clone, Copy)]
+pub struct CurrentUser(pub Resource<Result<api::Me, String>>);
+
+impl CurrentUser {
+    /// The signed-in user once known.
+    pub fn get(&self) -> Option<api::Me> {
+        self.0.get().and_then(Result::ok)
+    }
+}
+
+/// Who is signed in, looked up now (when the component is made) and read
+/// whenever called, so closures that run later still reach it.
+pub fn current_user() -> impl Fn() -> Option<api::Me> + Copy + Send + Sync + 'static {
+    let user = use_context::<CurrentUser>();
+    move || user.and_then(|u| u.get())
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let (hydrated, set_hydrated) = signal(false);
+    Effect::new(move |_| {
+        set_hydrated.set(true);
+        // For tests and measurements: the page is interactive from here.
+        #[cfg(feature = "hydrate")]
+        {
+            let _ = js_sys::Reflect::set(
+                &window(),
+                &wasm_bindgen::JsValue::from_str("__xene_hydrated_at"),
+                &wasm_bindgen::JsValue::from_f64(js_sys::Date::now()),
+            );
+            let _ = js_sys::Reflect::set(
+                &window(),
+                &wasm_bindgen::JsValue::from_str("__xene_hydrated"),
+                &wasm_bindgen::JsValue::TRUE,
+            );
+        }
+    });
+    provide_context(ui::Hydrated(hydrated));
+    let (now, set_now) = signal(ui::now_ms());
+    provide_context(ui::Now(now));
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || set_now.set(ui::now_ms()),
+            std::time::Duration::from_secs(1),
+        );
+        on_cleanup(move || {
+            if let Ok(h) = handle {
+                h.clear();
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = set_now;
+    let me = Resource::new(|| (), |_| api::get::<api::Me>("/api/v1/me".into()));
+    provide_context(CurrentUser(me));
+
     view! {
-        <Stylesheet id="xene" href="/pkg/xene.css" />
-        <Title text="Xene" />
+        <Title formatter=|text: String| {
+            if text.is_empty() || text == "Xene" { "Xene".to_string() } else { format!("{text} · Xene") }
+        } />
         <Router>
-            <header class="topbar">
-                <a class="brand" href="/">"Xene"</a>
-                <SignOut />
-            </header>
-            <main>
+            <a class="skip" href="#main">"Skip to content"</a>
+            <TopBar />
+            <main id="main" tabindex="-1">
                 <Routes fallback=pages::NotFound>
                     <Route path=StaticSegment("") view=pages::Home />
                     <Route path=StaticSegment("signin") view=pages::SignIn />
+                    <Route path=path!("/workflows") ssr=SsrMode::Async view=pages::workflows::WorkflowsPage />
+                    <Route path=path!("/workflows/:name") ssr=SsrMode::Async view=pages::workflows::WorkflowPage />
+                    <Route path=path!("/runs") ssr=SsrMode::Async view=pages::runs::RunsPage />
+                    <Route path=path!("/runs/:id") ssr=SsrMode::Async view=pages::runs::RunPage />
+                    <Route path=path!("/agents") ssr=SsrMode::Async view=pages::admin::AgentsPage />
+                    <Route path=path!("/tokens") ssr=SsrMode::Async view=pages::admin::TokensPage />
+                    <Route path=path!("/secrets") ssr=SsrMode::Async view=pages::secrets::SecretsPage />
+                    <Route path=path!("/users") ssr=SsrMode::Async view=pages::admin::UsersPage />
+                    <Route path=path!("/audit") ssr=SsrMode::Async view=pages::admin::AuditPage />
                 </Routes>
             </main>
         </Router>
     }
 }
 
-/// A plain form, so signing out works before (and without) the wasm; not
-/// on the sign-in page, where nobody is signed in.
+/// Navigation and the signed-in user; nothing but the name on the sign-in page.
 #[component]
-fn SignOut() -> impl IntoView {
-    let location = leptos_router::hooks::use_location();
-    move || {
-        (location.pathname.get() != "/signin").then(|| {
-            view! {
-                <form class="signout" method="post" action="/auth/logout">
-                    <button type="submit">"Sign out"</button>
-                </form>
-            }
-        })
+fn TopBar() -> impl IntoView {
+    let location = use_location();
+    let user = use_context::<CurrentUser>().expect("App provides the user");
+    let signin = move || location.pathname.get() == "/signin";
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"Xene"</a>
+            <Show when=move || !signin()>
+                <nav aria-label="Main">
+                    <A href="/workflows">"Workflows"</A>
+                    <A href="/runs">"Runs"</A>
+                    <A href="/agents">"Agents"</A>
+                    <A href="/secrets">"Secrets"</A>
+                    <A href="/tokens">"Tokens"</A>
+                    <Transition>
+                        {move || {
+                            user.get()
+                                .filter(|me| me.is_admin())
+                                .map(|_| {
+                                    view! {
+                                        <A href="/users">"Users"</A>
+                                        <A href="/audit">"Audit"</A>
+                                    }
+                                })
+                        }}
+                    </Transition>
+                </nav>
+                <div class="who">
+                    <Transition>
+                        {move || {
+                            user.get()
+                                .map(|me| {
+                                    let shown = if me.user.name.is_empty() {
+                                        me.user.email.clone()
+                                    } else {
+                                        me.user.name.clone()
+                                    };
+                                    view! {
+                                        <span class="user" title=me.user.email.clone()>{shown}</span>
+                                        <span class="role" data-role=me.role.clone()>{me.role.clone()}</span>
+                                    }
+                                })
+                        }}
+                    </Transition>
+                    // A plain form, so signing out works before (and without) the wasm.
+                    <form class="signout" method="post" action="/auth/logout">
+                        <button type="submit">"Sign out"</button>
+                    </form>
+                </div>
+            </Show>
+        </header>
     }
 }
 

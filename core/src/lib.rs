@@ -3,12 +3,14 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod ansi;
 pub mod condition;
 pub mod context;
 pub mod cron;
 pub mod dag;
 pub mod duration;
 pub mod event;
+pub mod layout;
 pub mod params;
 pub mod parse;
 pub mod protocol;

@@ -96,7 +96,7 @@ impl Server {
             }
         };
         let leptos = LeptosOptions::builder()
-            .output_name(xene_app::BUNDLE_NAME)
+            .output_name(xene_app::bundle_name(&site_root))
             .site_root(site_root.display().to_string())
             .site_pkg_dir("pkg")
             .site_addr(addr)

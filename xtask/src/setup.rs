@@ -36,6 +36,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     rust_target(MUSL_TARGET)?;
     oidc_provider(root)?;
     cron_oracle()?;
+    npm_ci(root, "end2end/axe", "axe-core")?;
     if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
         util::step("installing cargo-nextest");
         util::run(&mut util::cargo(&["install", "cargo-nextest", "--locked"]))?;
@@ -106,6 +107,24 @@ fn cron_oracle() -> anyhow::Result<()> {
     util::step("installing the cron oracle (pip install cronsim)");
     util::run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "cronsim"]))
         .context("pip install cronsim (Python 3 and pip are needed)")
+}
+
+/// An npm package the browser tests use, pinned by the folder's lockfile.
+fn npm_ci(root: &Path, folder: &str, package: &str) -> anyhow::Result<()> {
+    let dir = root.join(folder);
+    if dir
+        .join(format!("node_modules/{package}/package.json"))
+        .is_file()
+    {
+        return Ok(());
+    }
+    util::step(&format!("installing {package} (npm ci in {folder})"));
+    util::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+    )
+    .with_context(|| format!("npm ci in {folder} (Node.js 20 and npm are needed)"))
 }
 
 fn wasm_target() -> anyhow::Result<()> {

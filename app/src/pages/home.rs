@@ -35,6 +35,7 @@ pub fn Home() -> impl IntoView {
     };
 
     view! {
+        <leptos_meta::Title text="Xene" />
         <section class="card">
             <h1>"Xene"</h1>
             <p>
@@ -48,6 +49,10 @@ pub fn Home() -> impl IntoView {
                 "Check the server"
             </button>
             <p id="server-status" role="status">{result}</p>
+            <p>
+                "Start with the " <a href="/workflows">"workflows"</a> ", or follow the "
+                <a href="/runs">"runs"</a> " as they happen."
+            </p>
         </section>
     }
 }

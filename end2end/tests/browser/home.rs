@@ -75,5 +75,5 @@ async fn server_renders_the_page_before_hydration() {
         .await
         .unwrap();
     assert!(body.contains(r#"data-hydrated="false""#), "{body}");
-    assert!(body.contains("/pkg/xene.js"), "{body}");
+    assert!(body.contains("/pkg/xene"), "{body}");
 }

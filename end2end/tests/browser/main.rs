@@ -5,4 +5,5 @@ mod util;
 
 mod api_docs;
 mod home;
-mod signin;
+pub mod signin;
+mod ui;

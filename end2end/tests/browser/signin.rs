@@ -5,7 +5,7 @@ use crate::util::{Browser, OidcProvider, TestServer, WAIT, free_port};
 /// Signs in at the provider's login form (which takes any name; the name
 /// decides the account's claims) and comes back to Xene. Returns the path
 /// and the refusal code shown, if any.
-async fn sign_in_as(
+pub async fn sign_in_as(
     browser: &Browser,
     server: &TestServer,
     login: &str,

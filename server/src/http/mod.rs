@@ -67,15 +67,7 @@ impl FromRef<AppState> for LeptosOptions {
 pub fn router(state: AppState) -> Router {
     let metrics = state.ctx.metrics.clone();
     let guard = from_fn_with_state(state.clone(), access::guard::guard);
-    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
-        .with_name("xene_session")
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_secure(state.access.https)
-        .with_path("/")
-        .with_expiry(Expiry::OnInactivity(
-            time::Duration::try_from(state.access.session_idle).unwrap_or(time::Duration::HOUR),
-        ));
+    let sessions = session_layer(&state);
     let router = Router::new()
         .merge(health::router())
         .merge(metrics::router())
@@ -93,6 +85,31 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
         .with_state(state);
     crate::telemetry::instrument(router, metrics)
+}
+
+/// Browser sessions: a cookie naming a row of the sessions table.
+pub fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
+    SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name("xene_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.access.https)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(
+            time::Duration::try_from(state.access.session_idle).unwrap_or(time::Duration::HOUR),
+        ))
+}
+
+/// The REST API alone behind the same guards as in `router`: what the web
+/// UI's pages and server functions call in process, with the caller's own
+/// headers, so a page can never do more than its user could with the API.
+pub fn api_only(state: AppState) -> Router {
+    Router::new()
+        .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .route_layer(from_fn_with_state(state.clone(), access::guard::guard))
+        .layer(session_layer(&state))
+        .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
+        .with_state(state)
 }
 
 /// A JSON request body; an empty (or blank) body means the defaults.

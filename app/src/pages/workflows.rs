@@ -1,0 +1,608 @@
+//! The workflows list and a workflow's page: each pipeline's DAG, its
+//! versions with a diff between any two, and the Run form.
+
+use std::collections::BTreeMap;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{self, Run, enc};
+use crate::ui::{Dag, ErrorBox, NodeState, Status, Time, duration_text, now};
+
+/// A pipeline in the list: its trigger and its last run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRow {
+    pub name: String,
+    pub trigger: String,
+    pub last_run: Option<Run>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRow {
+    pub name: String,
+    pub description: String,
+    pub version: i64,
+    pub updated_at: i64,
+    pub pipelines: Vec<PipelineRow>,
+}
+
+/// Workflows read with each pipeline's trigger and last run, on the server
+/// in one round trip (the API has them per workflow and per pipeline).
+#[server]
+pub async fn workflow_rows() -> Result<Vec<WorkflowRow>, ServerFnError> {
+    // Past this many, the list shows names and versions only.
+    const DETAILED: usize = 100;
+    let list: api::WorkflowList = api::get("/api/v1/workflows".into())
+        .await
+        .map_err(ServerFnError::new)?;
+    let mut rows = Vec::new();
+    for (i, w) in list.workflows.into_iter().enumerate() {
+        let mut row = WorkflowRow {
+            name: w.name.clone(),
+            description: w.description.clone(),
+            version: w.version,
+            updated_at: w.updated_at,
+            pipelines: w
+                .pipelines
+                .iter()
+                .map(|p| PipelineRow {
+                    name: p.clone(),
+                    ..PipelineRow::default()
+                })
+                .collect(),
+        };
+        if i < DETAILED {
+            let detail: api::WorkflowDetail =
+                api::get(format!("/api/v1/workflows/{}", enc(&w.name)))
+                    .await
+                    .map_err(ServerFnError::new)?;
+            for p in &mut row.pipelines {
+                p.trigger = detail
+                    .spec
+                    .pipelines
+                    .get(&p.name)
+                    .map(|s| s.trigger_text())
+                    .unwrap_or_default();
+                let runs: api::RunList = api::get(format!(
+                    "/api/v1/runs?workflow={}&pipeline={}&limit=1",
+                    enc(&w.name),
+                    enc(&p.name)
+                ))
+                .await
+                .map_err(ServerFnError::new)?;
+                p.last_run = runs.runs.into_iter().next();
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The example the first-run card offers to run: shell only, so it runs on
+/// the built-in agent of a fresh server without Docker images.
+const FIRST_EXAMPLE: (&str, &str) = ("fan-out-fan-in", "shards");
+
+#[component]
+pub fn WorkflowsPage() -> impl IntoView {
+    let rows = Resource::new(
+        || (),
+        |_| async { workflow_rows().await.map_err(api::error_text) },
+    );
+    let me = crate::current_user();
+    let navigate = use_navigate();
+    let load = Action::new(|_: &()| async { api::load_examples().await.map_err(api::error_text) });
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = load.value().get() {
+            rows.refetch();
+        }
+    });
+    let run_first = Action::new(|_: &()| async {
+        let (w, p) = FIRST_EXAMPLE;
+        let text = api::send(
+            "POST",
+            format!("/api/v1/workflows/{}/pipelines/{}/runs", enc(w), enc(p)),
+            None,
+        )
+        .await?;
+        serde_json::from_str::<Run>(&text).map_err(|e| e.to_string())
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(run)) = run_first.value().get() {
+            navigate(&format!("/runs/{}", run.id), Default::default());
+        }
+    });
+    view! {
+        <Title text="Workflows" />
+        <div class="page-head">
+            <h1>"Workflows"</h1>
+        </div>
+        <Transition fallback=|| view! { <p class="loading">"Loading workflows…"</p> }>
+            {move || {
+                rows.get()
+                    .map(|result| match result {
+                        Err(e) => view! { <ErrorBox message=e /> }.into_any(),
+                        Ok(rows) if rows.is_empty() => {
+                            let can_edit = me().is_some_and(|m| m.can_edit());
+                            view! {
+                                <section class="card empty-state" id="first-run">
+                                    <h2>"No workflows yet"</h2>
+                                    <p>
+                                        "A workflow is a YAML file of pipelines, each a DAG of tasks. Apply one with "
+                                        <code>"xenectl apply -f FILE"</code> " or "
+                                        <code>"POST /api/v1/workflows"</code> "."
+                                    </p>
+                                    {if can_edit {
+                                        view! {
+                                            <p>
+                                                "Or start from the examples that ship with Xene: "
+                                                <button
+                                                    id="load-examples"
+                                                    class="primary"
+                                                    on:click=move |_| {
+                                                        load.dispatch(());
+                                                    }
+                                                    disabled=move || load.pending().get()
+                                                >
+                                                    {move || {
+                                                        if load.pending().get() {
+                                                            "Loading the examples…"
+                                                        } else {
+                                                            "Load the example workflows"
+                                                        }
+                                                    }}
+                                                </button>
+                                            </p>
+                                        }
+                                            .into_any()
+                                    } else {
+                                        view! {
+                                            <p>"Ask an editor or an admin to apply the first one."</p>
+                                        }
+                                            .into_any()
+                                    }}
+                                    {move || {
+                                        load.value()
+                                            .get()
+                                            .and_then(|r| r.err())
+                                            .map(|e| view! { <ErrorBox message=e /> })
+                                    }}
+                                </section>
+                            }
+                                .into_any()
+                        }
+                        Ok(rows) => {
+                            let loaded = load.value().get().and_then(|r| r.ok());
+                            view! {
+                                {loaded
+                                    .map(|names| {
+                                        view! {
+                                            <section class="card notice" id="examples-loaded">
+                                                <p>
+                                                    {format!("Loaded {} example workflows. ", names.len())}
+                                                    "Run one and watch its tasks and logs live: "
+                                                    <button
+                                                        id="run-example"
+                                                        class="primary"
+                                                        on:click=move |_| {
+                                                            run_first.dispatch(());
+                                                        }
+                                                    >
+                                                        {format!("Run {}", FIRST_EXAMPLE.0)}
+                                                    </button>
+                                                </p>
+                                                {move || {
+                                                    run_first
+                                                        .value()
+                                                        .get()
+                                                        .and_then(|r| r.err())
+                                                        .map(|e| view! { <ErrorBox message=e /> })
+                                                }}
+                                            </section>
+                                        }
+                                    })}
+                                <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
+                                    <table class="list" id="workflows">
+                                        <thead>
+                                            <tr>
+                                                <th scope="col">"Workflow"</th>
+                                                <th scope="col">"Pipeline"</th>
+                                                <th scope="col">"Trigger"</th>
+                                                <th scope="col">"Last run"</th>
+                                                <th scope="col">"Duration"</th>
+                                            </tr>
+                                        </thead>
+                                        <tbody>
+                                            {rows.into_iter().map(workflow_row).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Transition>
+    }
+}
+
+fn workflow_row(w: WorkflowRow) -> impl IntoView {
+    let href = format!("/workflows/{}", enc(&w.name));
+    let span = w.pipelines.len().max(1);
+    let mut pipelines = w.pipelines.into_iter();
+    let first = pipelines.next();
+    let cells = |p: Option<PipelineRow>| {
+        let p = p.unwrap_or_default();
+        let last = p.last_run.clone();
+        view! {
+            <td>{p.name.clone()}</td>
+            <td>{p.trigger.clone()}</td>
+            <td>
+                {match last.clone() {
+                    Some(run) => {
+                        view! {
+                            <a href=format!("/runs/{}", run.id)>
+                                <Status status=run.status.clone() />
+                                " #"
+                                {run.id}
+                            </a>
+                            " "
+                            <Time ms=run.requested_at />
+                        }
+                            .into_any()
+                    }
+                    None => view! { <span class="muted">"never run"</span> }.into_any(),
+                }}
+            </td>
+            <td>
+                {move || {
+                    last.as_ref().and_then(|r| r.duration_ms(now())).map(duration_text)
+                }}
+            </td>
+        }
+    };
+    view! {
+        <tr>
+            <th scope="row" rowspan=span>
+                <a href=href>{w.name.clone()}</a>
+                <span class="muted">" v" {w.version}</span>
+                <div class="muted small">{w.description.clone()}</div>
+            </th>
+            {cells(first)}
+        </tr>
+        {pipelines.map(|p| view! { <tr>{cells(Some(p))}</tr> }).collect_view()}
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WorkflowData {
+    detail: api::WorkflowDetail,
+    versions: Vec<api::VersionSummary>,
+}
+
+async fn workflow_data(name: String) -> Result<WorkflowData, String> {
+    let detail: api::WorkflowDetail = api::get(format!("/api/v1/workflows/{}", enc(&name))).await?;
+    let versions: api::VersionList =
+        api::get(format!("/api/v1/workflows/{}/versions", enc(&name))).await?;
+    Ok(WorkflowData {
+        detail,
+        versions: versions.versions,
+    })
+}
+
+#[component]
+pub fn WorkflowPage() -> impl IntoView {
+    let params = use_params_map();
+    let name = move || params.with(|p| p.get("name").unwrap_or_default());
+    let data = Resource::new(name, workflow_data);
+    view! {
+        <Title text=name />
+        <nav class="crumbs" aria-label="Breadcrumb">
+            <a href="/workflows">"Workflows"</a>
+            " / "
+            <span aria-current="page">{name}</span>
+        </nav>
+        <Transition fallback=|| view! { <p class="loading">"Loading the workflow…"</p> }>
+            {move || {
+                data.get()
+                    .map(|r| match r {
+                        Err(e) => view! { <ErrorBox message=e /> }.into_any(),
+                        Ok(d) => workflow_view(d).into_any(),
+                    })
+            }}
+        </Transition>
+    }
+}
+
+fn workflow_view(d: WorkflowData) -> impl IntoView {
+    let detail = d.detail;
+    let name = detail.name.clone();
+    let pipelines = detail
+        .spec
+        .pipelines
+        .clone()
+        .into_iter()
+        .map(|(pname, spec)| {
+            let state = detail
+                .pipelines
+                .iter()
+                .find(|p| p.name == pname)
+                .cloned()
+                .unwrap_or_default();
+            view! { <PipelineCard workflow=name.clone() name=pname spec state /> }
+        })
+        .collect_view();
+    view! {
+        <div class="page-head">
+            <h1>{detail.name.clone()}</h1>
+            <span class="muted">"version " {detail.version} ", applied " <Time ms=detail.created_at /></span>
+        </div>
+        {(!detail.spec.description.is_empty()).then(|| view! { <p>{detail.spec.description.clone()}</p> })}
+        {pipelines}
+        <Versions name=detail.name.clone() versions=d.versions current=detail.version />
+        <details class="card">
+            <summary>"Source of version " {detail.version}</summary>
+            <pre class="source">{detail.source.clone()}</pre>
+        </details>
+    }
+}
+
+#[component]
+fn PipelineCard(
+    workflow: String,
+    name: String,
+    spec: api::PipelineSpec,
+    state: api::PipelineState,
+) -> impl IntoView {
+    let layout = spec.layout();
+    let summaries: BTreeMap<String, NodeState> = spec
+        .tasks
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                NodeState {
+                    status: String::new(),
+                    detail: t.summary(),
+                },
+            )
+        })
+        .collect();
+    let form_name = name.clone();
+    let me = crate::current_user();
+    let can_edit = move || me().is_some_and(|m| m.can_edit());
+    let (form_open, set_form_open) = signal(false);
+    let params = spec.params();
+    let trigger = spec.trigger_text();
+    let label = format!("The tasks of pipeline {name} and their dependencies");
+    let run_href = format!("/runs?workflow={}&pipeline={}", enc(&workflow), enc(&name));
+    view! {
+        <section class="card pipeline" data-pipeline=name.clone()>
+            <div class="section-head">
+                <h2>{name.clone()}</h2>
+                <span class="muted">"trigger: " {trigger}</span>
+                {state
+                    .scheduler_reason
+                    .clone()
+                    .map(|r| view! { <span class="muted">" · " {r}</span> })}
+                <a href=run_href>"Runs"</a>
+                <Show when=can_edit>
+                    <button
+                        class="primary run-button"
+                        aria-expanded=move || form_open.get().to_string()
+                        on:click=move |_| set_form_open.update(|o| *o = !*o)
+                    >
+                        "Run"
+                    </button>
+                </Show>
+            </div>
+            <Show when=move || form_open.get()>
+                <RunForm workflow=workflow.clone() pipeline=form_name.clone() params=params.clone() />
+            </Show>
+            <Dag layout=layout.clone() states=Signal::derive(move || summaries.clone()) label=label.clone() />
+        </section>
+    }
+}
+
+/// The form a Run button opens: one field per param, its default filled in.
+#[component]
+fn RunForm(workflow: String, pipeline: String, params: Vec<api::Param>) -> impl IntoView {
+    let navigate = use_navigate();
+    let values: Vec<(String, RwSignal<String>)> = params
+        .iter()
+        .map(|p| (p.name.clone(), RwSignal::new(p.default.clone())))
+        .collect();
+    let path = format!(
+        "/api/v1/workflows/{}/pipelines/{}/runs",
+        enc(&workflow),
+        enc(&pipeline)
+    );
+    let for_submit = values.clone();
+    let start = Action::new(move |body: &String| {
+        let path = path.clone();
+        let body = body.clone();
+        async move {
+            let text = api::send("POST", path, Some(body)).await?;
+            serde_json::from_str::<Run>(&text).map_err(|e| e.to_string())
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(run)) = start.value().get() {
+            navigate(&format!("/runs/{}", run.id), Default::default());
+        }
+    });
+    let fields = params
+        .into_iter()
+        .zip(values)
+        .map(|(p, (_, value))| {
+            let id = format!("param-{}-{}", pipeline, p.name);
+            let input = if p.choices.is_empty() {
+                let kind = match p.kind.as_str() {
+                    "number" | "integer" => "number",
+                    _ => "text",
+                };
+                view! {
+                    <input
+                        id=id.clone()
+                        name=p.name.clone()
+                        type=kind
+                        prop:value=move || value.get()
+                        on:input=move |e| value.set(event_target_value(&e))
+                    />
+                }
+                    .into_any()
+            } else {
+                view! {
+                    <select id=id.clone() name=p.name.clone() on:change=move |e| value.set(event_target_value(&e))>
+                        {p.choices
+                            .iter()
+                            .map(|c| {
+                                let selected = *c == p.default;
+                                view! { <option value=c.clone() selected=selected>{c.clone()}</option> }
+                            })
+                            .collect_view()}
+                    </select>
+                }
+                    .into_any()
+            };
+            view! {
+                <div class="field">
+                    <label for=id>{p.name.clone()}</label>
+                    {input}
+                    {(!p.description.is_empty()).then(|| view! { <span class="hint">{p.description.clone()}</span> })}
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <form
+            class="run-form"
+            on:submit=move |e| {
+                e.prevent_default();
+                let params: BTreeMap<String, String> = for_submit
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.get_untracked()))
+                    .collect();
+                let body = serde_json::json!({ "params": params }).to_string();
+                start.dispatch(body);
+            }
+        >
+            {fields}
+            <button type="submit" class="primary start-run" disabled=move || start.pending().get()>
+                {move || if start.pending().get() { "Starting…" } else { "Start the run" }}
+            </button>
+            {move || start.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorBox message=e /> })}
+        </form>
+    }
+}
+
+/// The versions, and a diff between any two (`?from=1&to=3`).
+#[component]
+fn Versions(name: String, versions: Vec<api::VersionSummary>, current: i64) -> impl IntoView {
+    let query = use_query_map();
+    let pick = move |key: &str, default: i64| {
+        query.with(|q| {
+            q.get(key)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default)
+        })
+    };
+    let previous = versions
+        .iter()
+        .map(|v| v.version)
+        .filter(|v| *v < current)
+        .max()
+        .unwrap_or(current);
+    let for_diff = name.clone();
+    let diff = Resource::new(
+        move || (pick("from", previous), pick("to", current)),
+        move |(from, to)| {
+            let name = for_diff.clone();
+            async move {
+                let get = |v: i64| {
+                    api::get::<api::WorkflowVersion>(format!(
+                        "/api/v1/workflows/{}/versions/{v}",
+                        enc(&name)
+                    ))
+                };
+                let a = get(from).await?;
+                let b = get(to).await?;
+                Ok::<_, String>((from, to, a.source, b.source))
+            }
+        },
+    );
+    let options = move |selected: i64| {
+        versions
+            .iter()
+            .map(|v| {
+                view! {
+                    <option value=v.version selected=v.version == selected>
+                        {format!("v{}", v.version)}
+                    </option>
+                }
+            })
+            .collect_view()
+    };
+    let (from_options, to_options) = (options.clone(), options);
+    view! {
+        <section class="card versions">
+            <h2>"Versions"</h2>
+            // A GET form: picking versions is a link, so it works without the
+            // wasm and the diff has its own URL.
+            <form method="get" class="diff-pick">
+                <label for="diff-from">"Compare"</label>
+                <select id="diff-from" name="from">{move || from_options(pick("from", previous))}</select>
+                <label for="diff-to">"with"</label>
+                <select id="diff-to" name="to">{move || to_options(pick("to", current))}</select>
+                <button type="submit">"Show the diff"</button>
+            </form>
+            <Transition fallback=|| view! { <p class="loading">"Loading the diff…"</p> }>
+                {move || {
+                    diff.get()
+                        .map(|r| match r {
+                            Err(e) => view! { <ErrorBox message=e /> }.into_any(),
+                            Ok((from, to, a, b)) => diff_view(from, to, &a, &b).into_any(),
+                        })
+                }}
+            </Transition>
+        </section>
+    }
+}
+
+fn diff_view(from: i64, to: i64, a: &str, b: &str) -> impl IntoView {
+    if a == b {
+        return view! {
+            <p class="muted" id="diff">{format!("v{from} and v{to} are the same.")}</p>
+        }
+        .into_any();
+    }
+    let diff = similar::TextDiff::from_lines(a, b);
+    let mut lines = Vec::new();
+    for group in diff.grouped_ops(3) {
+        lines.push(("hunk", "⋯\n".to_string()));
+        for op in group {
+            for change in diff.iter_changes(&op) {
+                let (class, sign) = match change.tag() {
+                    similar::ChangeTag::Delete => ("del", "-"),
+                    similar::ChangeTag::Insert => ("ins", "+"),
+                    similar::ChangeTag::Equal => ("same", " "),
+                };
+                let mut text = format!("{sign} {}", change.value());
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                lines.push((class, text));
+            }
+        }
+    }
+    view! {
+        <pre class="diff" id="diff" aria-label=format!("Changes from v{from} to v{to}")>
+            {lines
+                .into_iter()
+                .map(|(class, text)| view! { <span class=class>{text}</span> })
+                .collect_view()}
+        </pre>
+    }
+    .into_any()
+}

@@ -1,0 +1,316 @@
+//! Pieces every page uses: times, durations, statuses, the DAG drawing,
+//! errors and empty states.
+
+use std::collections::BTreeMap;
+
+use leptos::prelude::*;
+use xene_core::layout::{Layout, NODE_HEIGHT, NODE_WIDTH};
+
+/// Whether the browser bundle has taken over the page (set by an effect,
+/// which never runs on the server): what differs between the server's
+/// render and the browser's (the user's time zone) waits for it.
+#[derive(Clone, Copy)]
+pub struct Hydrated(pub ReadSignal<bool>);
+
+pub fn hydrated() -> bool {
+    use_context::<Hydrated>().is_some_and(|h| h.0.get())
+}
+
+/// `hydrated` looked up now, for closures that run later (where the
+/// context may not be reachable).
+fn hydrated_signal() -> impl Fn() -> bool + Copy + Send + Sync + 'static {
+    let h = use_context::<Hydrated>();
+    move || h.is_some_and(|h| h.0.get())
+}
+
+/// The current time in UTC ms, ticking every second in the browser (for the
+/// durations of what still runs); the render time on the server.
+#[derive(Clone, Copy)]
+pub struct Now(pub ReadSignal<i64>);
+
+pub fn now() -> i64 {
+    use_context::<Now>().map_or_else(now_ms, |n| n.0.get())
+}
+
+pub fn now_ms() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now() as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// `2026-11-30 19:05:01 UTC`.
+pub fn utc_text(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a date (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The time in the browser's zone, `2026-11-30 20:05:01`.
+fn local_text(ms: i64) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            d.get_full_year(),
+            d.get_month() + 1,
+            d.get_date(),
+            d.get_hours(),
+            d.get_minutes(),
+            d.get_seconds()
+        )
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        utc_text(ms)
+    }
+}
+
+/// `20:05:01.250` in the reader's zone (UTC before hydration), for log lines.
+pub fn clock_text(ms: i64) -> String {
+    let full = if hydrated() {
+        local_text(ms)
+    } else {
+        utc_text(ms)
+    };
+    let clock = full.split(' ').nth(1).unwrap_or_default().to_string();
+    format!("{clock}.{:03}", ms.rem_euclid(1000))
+}
+
+/// A moment: in the reader's zone once the page is interactive (UTC until
+/// then, since the server cannot know the zone), UTC on hover.
+#[component]
+pub fn Time(ms: i64) -> impl IntoView {
+    let utc = utc_text(ms);
+    let shown = utc.clone();
+    let hydrated = hydrated_signal();
+    view! {
+        <time datetime=utc.replacen(' ', "T", 1).replace(" UTC", "Z") title=utc>
+            {move || if hydrated() { local_text(ms) } else { shown.clone() }}
+        </time>
+    }
+}
+
+/// `850ms`, `12.3s`, `4m 05s`, `2h 03m`.
+pub fn duration_text(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m {:02}s", ms / 60_000, ms / 1000 % 60)
+    } else {
+        format!("{}h {:02}m", ms / 3_600_000, ms / 60_000 % 60)
+    }
+}
+
+/// A status in words and colour (never colour alone).
+#[component]
+pub fn Status(#[prop(into)] status: Signal<String>) -> impl IntoView {
+    view! {
+        <span class=move || format!("status status-{}", status.get()) data-status=move || status.get()>
+            {move || status.get().replace('_', " ")}
+        </span>
+    }
+}
+
+/// An error where it happened.
+#[component]
+pub fn ErrorBox(#[prop(into)] message: String) -> impl IntoView {
+    view! { <p class="error" role="alert">{message}</p> }
+}
+
+/// What a task looks like in a drawing: its status and the text under its
+/// name (a duration, "waiting").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeState {
+    pub status: String,
+    pub detail: String,
+}
+
+/// A pipeline's DAG as SVG, laid out by `xene_core::layout` (the same
+/// numbers on the server and in the browser). Each task links to `href`.
+#[component]
+pub fn Dag(
+    layout: Layout,
+    #[prop(into)] states: Signal<BTreeMap<String, NodeState>>,
+    #[prop(optional, into)] href: Option<Callback<String, String>>,
+    #[prop(optional, into)] selected: Option<Signal<Option<String>>>,
+    #[prop(into)] label: String,
+) -> impl IntoView {
+    if layout.nodes.is_empty() {
+        return view! { <p class="empty">"This pipeline has no tasks."</p> }.into_any();
+    }
+    let width = layout.width;
+    let height = layout.height;
+    let edges = layout
+        .edges
+        .iter()
+        .map(|e| {
+            let d = Layout::path_data(e);
+            view! { <path class="edge" d=d marker-end="url(#arrow)" /> }
+        })
+        .collect_view();
+    let nodes = layout
+        .nodes
+        .iter()
+        .map(|n| {
+            let name = n.name.clone();
+            let (x, y) = (n.x, n.y);
+            let for_status = name.clone();
+            let for_detail = name.clone();
+            let for_selected = name.clone();
+            let status = move || {
+                states.with(|s| {
+                    s.get(&for_status)
+                        .map(|s| s.status.clone())
+                        .unwrap_or_default()
+                })
+            };
+            let detail = move || {
+                states.with(|s| {
+                    s.get(&for_detail)
+                        .map(|s| s.detail.clone())
+                        .unwrap_or_default()
+                })
+            };
+            let is_selected =
+                move || selected.is_some_and(|s| s.get().as_deref() == Some(for_selected.as_str()));
+            let shown = if name.chars().count() > 20 {
+                format!("{}…", name.chars().take(19).collect::<String>())
+            } else {
+                name.clone()
+            };
+            let status_for_class = status.clone();
+            let class = move || {
+                let s = status_for_class();
+                format!(
+                    "node status-{}{}",
+                    if s.is_empty() { "none".into() } else { s },
+                    if is_selected() { " selected" } else { "" }
+                )
+            };
+            // Not an SVG <a>: the view macro would build it as an HTML
+            // anchor in the browser. A focusable group that navigates, and
+            // the task list's plain links for reading without the wasm.
+            let target = href.map(|h| h.run(name.clone()));
+            let focusable = target.as_ref().map(|_| "0");
+            let role = target.as_ref().map(|_| "link");
+            let aria = target.as_ref().map(|_| format!("task {name}"));
+            let (for_click, for_key) = (target.clone(), target);
+            let navigate_click = leptos_router::hooks::use_navigate();
+            let navigate_key = leptos_router::hooks::use_navigate();
+            view! {
+                <g
+                    class=class
+                    data-task=name.clone()
+                    tabindex=focusable
+                    role=role
+                    aria-label=aria
+                    on:click=move |_| {
+                        if let Some(to) = &for_click {
+                            navigate_click(to, Default::default());
+                        }
+                    }
+                    on:keydown=move |e| {
+                        if e.key() == "Enter"
+                            && let Some(to) = &for_key
+                        {
+                            navigate_key(to, Default::default());
+                        }
+                    }
+                >
+                    <title>{name.clone()}</title>
+                    <rect x=x y=y width=NODE_WIDTH height=NODE_HEIGHT rx="6" />
+                    <text class="name" x=x + 10 y=y + 18>{shown}</text>
+                    <text class="detail" x=x + 10 y=y + 35>
+                        {move || {
+                            let s = status();
+                            let d = detail();
+                            match (s.is_empty(), d.is_empty()) {
+                                (true, _) => d,
+                                (false, true) => s.replace('_', " "),
+                                (false, false) => format!("{} · {d}", s.replace('_', " ")),
+                            }
+                        }}
+                    </text>
+                </g>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="dag" role="group" aria-label=label tabindex="0">
+            <svg
+                viewBox=format!("0 0 {width} {height}")
+                width=width
+                height=height
+                xmlns="http://www.w3.org/2000/svg"
+            >
+                <defs>
+                    <marker
+                        id="arrow"
+                        viewBox="0 0 10 10"
+                        refX="10"
+                        refY="5"
+                        markerWidth="7"
+                        markerHeight="7"
+                        orient="auto-start-reverse"
+                    >
+                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" />
+                    </marker>
+                </defs>
+                {edges}
+                {nodes}
+            </svg>
+        </div>
+    }
+    .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(1_796_065_501_000), "2026-11-30 19:05:01 UTC");
+        assert_eq!(utc_text(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_text(850), "850ms");
+        assert_eq!(duration_text(12_345), "12.3s");
+        assert_eq!(duration_text(245_000), "4m 05s");
+        assert_eq!(duration_text(7_380_000), "2h 03m");
+    }
+}
