@@ -158,6 +158,8 @@ pub struct PipelineState {
     pub trigger: String,
     pub scheduler_status: String,
     pub scheduler_reason: Option<String>,
+    /// A cron pipeline's next fire times (UTC ms), the soonest first.
+    pub next_fires: Vec<i64>,
 }
 
 /// A task of the spec, as much as the pages draw.
@@ -219,7 +221,8 @@ impl PipelineSpec {
                     default: o.get("default").map(text).unwrap_or_default(),
                     description: o.get("description").map(text).unwrap_or_default(),
                     choices: o
-                        .get("choices")
+                        .get("options")
+                        .or_else(|| o.get("choices"))
                         .or_else(|| o.get("enum"))
                         .and_then(|c| c.as_array())
                         .map(|a| a.iter().map(text).collect())
@@ -500,4 +503,35 @@ pub struct SecretInfo {
 #[serde(default)]
 pub struct SecretList {
     pub secrets: Vec<SecretInfo>,
+}
+
+/// A webhook pipeline's hook (never its secret).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Hook {
+    pub id: String,
+    pub path: String,
+    pub created_at: i64,
+    pub rotated_at: i64,
+    /// Only in the answer that made or rotated it.
+    pub secret: Option<String>,
+}
+
+/// One delivery to a hook, accepted or refused, with why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Delivery {
+    pub id: i64,
+    pub received_at: i64,
+    pub scheme: String,
+    pub http_status: i64,
+    pub accepted: bool,
+    pub reason: String,
+    pub run_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
 }

@@ -370,6 +370,7 @@ fn PipelineCard(
         })
         .collect();
     let form_name = name.clone();
+    let (hook_workflow, hook_pipeline) = (workflow.clone(), name.clone());
     let me = crate::current_user();
     let can_edit = move || me().is_some_and(|m| m.can_edit());
     let (form_open, set_form_open) = signal(false);
@@ -397,10 +398,16 @@ fn PipelineCard(
                     </button>
                 </Show>
             </div>
+            {(!state.next_fires.is_empty()).then(|| view! {
+                <p class="next-fires">"Next fires: "
+                    {state.next_fires.iter().take(3).map(|ms| view! { <Time ms=*ms /> " " }).collect_view()}
+                </p>
+            })}
             <Show when=move || form_open.get()>
                 <RunForm workflow=workflow.clone() pipeline=form_name.clone() params=params.clone() />
             </Show>
             <Dag layout=layout.clone() states=Signal::derive(move || summaries.clone()) label=label.clone() />
+            {(state.trigger == "webhook").then(|| view! { <HookPanel workflow=hook_workflow.clone() pipeline=hook_pipeline.clone() /> })}
         </section>
     }
 }
@@ -605,4 +612,101 @@ fn diff_view(from: i64, to: i64, a: &str, b: &str) -> impl IntoView {
         </pre>
     }
     .into_any()
+}
+
+/// A webhook pipeline's URL and its recent deliveries, accepted or refused,
+/// each with why; editors make the hook or rotate its secret (shown once).
+#[component]
+fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
+    let hook_path = format!(
+        "/api/v1/workflows/{}/pipelines/{}/hook",
+        enc(&workflow),
+        enc(&pipeline)
+    );
+    let get_path = hook_path.clone();
+    let hook = Resource::new(
+        || (),
+        move |_| {
+            let path = get_path.clone();
+            async move {
+                let hook = api::get::<api::Hook>(path).await.ok();
+                let deliveries = match &hook {
+                    Some(h) => api::get::<api::DeliveryList>(format!(
+                        "/api/v1/hooks/{}/deliveries",
+                        enc(&h.id)
+                    ))
+                    .await
+                    .map(|d| d.deliveries)
+                    .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                (hook, deliveries)
+            }
+        },
+    );
+    let rotate = Action::new(move |_: &()| {
+        let path = hook_path.clone();
+        async move {
+            let text = api::send("POST", path, Some(String::new())).await?;
+            hook.refetch();
+            serde_json::from_str::<api::Hook>(&text).map_err(|e| e.to_string())
+        }
+    });
+    let me = crate::current_user();
+    let can_edit = move || me().is_some_and(|m| m.can_edit());
+    view! {
+        <div class="hook">
+            <h3>"Webhook"</h3>
+            <Transition fallback=|| view! { <p class="loading">"Loading the hook…"</p> }>
+                {move || hook.get().map(|(h, deliveries)| view! {
+                    {match h.clone() {
+                        Some(h) => view! {
+                            <p>"Deliveries go to " <code class="hook-url">{h.path.clone()}</code>
+                               " on this server, signed with the hook's secret (GitHub's X-Hub-Signature-256 or Standard Webhooks)."</p>
+                        }.into_any(),
+                        None => view! { <p class="muted">"No hook yet: make one to get its URL and secret."</p> }.into_any(),
+                    }}
+                    {move || can_edit().then(|| view! {
+                        <button class="rotate-hook" on:click=move |_| { rotate.dispatch(()); }>
+                            {if h.is_some() { "Rotate the secret" } else { "Make a hook" }}
+                        </button>
+                    })}
+                    {if deliveries.is_empty() {
+                        view! { <p class="muted">"No deliveries yet."</p> }.into_any()
+                    } else {
+                        view! {
+                            <div class="table-wrap" tabindex="0" role="region" aria-label="Recent deliveries">
+                            <table class="list deliveries">
+                                <thead><tr>
+                                    <th scope="col">"Received"</th><th scope="col">"Scheme"</th><th scope="col">"Answer"</th>
+                                    <th scope="col">"Why"</th><th scope="col">"Run"</th>
+                                </tr></thead>
+                                <tbody>
+                                {deliveries.into_iter().map(|d| view! {
+                                    <tr data-accepted=d.accepted.to_string()>
+                                        <td><Time ms=d.received_at /></td>
+                                        <td>{d.scheme.clone()}</td>
+                                        <td>{d.http_status}</td>
+                                        <td>{d.reason.clone()}</td>
+                                        <td>{d.run_id.map(|id| view! { <a href=format!("/runs/{id}")>{format!("#{id}")}</a> })}</td>
+                                    </tr>
+                                }).collect_view()}
+                                </tbody>
+                            </table>
+                            </div>
+                        }.into_any()
+                    }}
+                })}
+            </Transition>
+            {move || rotate.value().get().map(|r| match r {
+                Err(e) => view! { <ErrorBox message=e /> }.into_any(),
+                Ok(h) => view! {
+                    <div class="copy-box notice">
+                        <p><strong>"Copy this secret now: it is shown only once."</strong></p>
+                        <pre class="hook-secret">{h.secret.clone().unwrap_or_default()}</pre>
+                    </div>
+                }.into_any(),
+            })}
+        </div>
+    }
 }

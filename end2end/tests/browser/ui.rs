@@ -832,3 +832,62 @@ async fn secrets_are_managed_from_the_ui_and_never_shown() {
     browser.close().await;
     outcome.unwrap();
 }
+
+/// Triggers on a workflow's page: a cron pipeline's next fires, and a
+/// webhook pipeline's hook (made from the page, its secret shown once) with
+/// its deliveries, a refused one listed with why.
+#[tokio::test]
+async fn triggers_show_next_fires_and_hook_deliveries() {
+    const SPEC: &str = "name: triggered\npipelines:\n  nightly:\n    trigger: {cron: \"0 3 * * *\", timezone: Europe/Berlin}\n    tasks:\n      t:\n        steps: ['true']\n  on-push:\n    trigger: webhook\n    tasks:\n      t:\n        steps: ['true']\n";
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1280, 900).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/workflows")).await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", SPEC).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        browser.goto(&server.url("/workflows/triggered")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_text("[data-pipeline=\"nightly\"] .next-fires", |t| {
+                t.contains("Next fires")
+            })
+            .await?;
+        browser
+            .click("[data-pipeline=\"on-push\"] .rotate-hook")
+            .await?;
+        let secret = browser
+            .wait_for_text("[data-pipeline=\"on-push\"] .hook-secret", |t| {
+                t.starts_with("whsec_")
+            })
+            .await?;
+        let url = browser
+            .wait_for_text("[data-pipeline=\"on-push\"] .hook-url", |t| {
+                t.starts_with("/api/v1/hooks/")
+            })
+            .await?;
+        // Unsigned: refused, started nothing, and listed with why.
+        let (status, _) = browser.api("POST", &url, "{}").await?;
+        if status != 401 {
+            return Err(format!("an unsigned delivery got {status}"));
+        }
+        browser.goto(&server.url("/workflows/triggered")).await?;
+        browser.hydrated().await?;
+        let row = browser
+            .wait_for_text("[data-pipeline=\"on-push\"] .deliveries", |t| {
+                t.contains("401")
+            })
+            .await?;
+        if row.contains(&secret) {
+            return Err("the secret is shown again".into());
+        }
+        browser.screenshot("workflow-triggers").await?;
+        Ok::<_, String>(())
+    }
+    .await;
+    browser.close().await;
+    outcome.unwrap();
+}
