@@ -284,6 +284,12 @@ pub enum GetWhat {
         after_help = "Examples:\n  xenectl get tokens -o json"
     )]
     Tokens,
+    /// Webhook pipelines with their hooks' URLs (never their secrets).
+    #[command(
+        visible_alias = "hook",
+        after_help = "Examples:\n  xenectl get hooks\n  xenectl get hooks -o json"
+    )]
+    Hooks,
     /// Secrets' names and scopes (never their values).
     #[command(
         visible_alias = "secret",

@@ -1,4 +1,4 @@
-//! Webhooks: `hooks show|rotate|deliveries WORKFLOW/PIPELINE`.
+//! Webhooks: `hooks show|rotate|deliveries WORKFLOW/PIPELINE`, `get hooks`.
 
 use serde_json::{Value, json};
 
@@ -93,4 +93,56 @@ pub async fn run(ctx: &Ctx, command: HooksCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
     }
+}
+
+/// Every webhook pipeline with its hook's URL, or `(none)` before one is made.
+pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let workflows = ctx.client.get("/api/v1/workflows").await?;
+    let mut hooks = Vec::new();
+    for workflow in workflows["workflows"].as_array().into_iter().flatten() {
+        let name = workflow["name"].as_str().unwrap_or_default();
+        let detail = ctx
+            .client
+            .get(&format!("/api/v1/workflows/{}", encode(name)))
+            .await?;
+        for pipeline in detail["pipelines"].as_array().into_iter().flatten() {
+            if pipeline["trigger"] != "webhook" {
+                continue;
+            }
+            let pname = pipeline["name"].as_str().unwrap_or_default();
+            let target = format!("{name}/{pname}");
+            // No hook yet is a 404, and a normal state here.
+            let hook = ctx
+                .client
+                .get(&hook_path(&target)?)
+                .await
+                .unwrap_or(Value::Null);
+            hooks.push(json!({ "workflow": name, "pipeline": pname, "hook": hook }));
+        }
+    }
+    let body = json!({ "hooks": hooks });
+    if output::structured(ctx.format, &body) {
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<Vec<String>> = hooks
+        .iter()
+        .map(|h| {
+            let hook = &h["hook"];
+            vec![
+                format!(
+                    "{}/{}",
+                    output::cell(&h["workflow"]),
+                    output::cell(&h["pipeline"])
+                ),
+                if hook.is_null() {
+                    "(none: xenectl hooks rotate)".to_string()
+                } else {
+                    ctx.client.url(&output::cell(&hook["path"]))
+                },
+                output::time(hook["rotated_at"].as_i64()),
+            ]
+        })
+        .collect();
+    output::table(&["PIPELINE", "URL", "SECRET MADE"], &rows);
+    Ok(Exit::Ok)
 }

@@ -76,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             GetWhat::Agents { watch } => agents::list(&ctx, watch).await,
             GetWhat::Tokens => tokens::list(&ctx).await,
             GetWhat::Secrets { workflow } => secrets::list(&ctx, workflow.as_deref()).await,
+            GetWhat::Hooks => hooks::list(&ctx).await,
         },
         Command::Describe { what } => match what {
             Describe::Workflow { name } => workflows::describe(&ctx, &name).await,

@@ -105,33 +105,24 @@ pub fn validate(path: &Path) -> anyhow::Result<Exit> {
 pub async fn apply(ctx: &Ctx, path: &Path, dry_run: bool) -> anyhow::Result<Exit> {
     let mut exit = Exit::Ok;
     if dry_run {
-        // The server has no dry-run: `core` is the same validation it runs.
-        eprintln!(
-            "dry run: validating with xenectl's copy of the server's checks; nothing is applied"
-        );
+        eprintln!("dry run: the server validates; nothing is applied");
     }
+    let target = if dry_run {
+        "/api/v1/workflows?dry_run=true"
+    } else {
+        "/api/v1/workflows"
+    };
     for source in sources(path)? {
-        let name = match xene_core::parse_workflow(&source.text) {
-            Ok(workflow) => Some(workflow.name),
-            Err(faults) if dry_run => {
-                report(&source.label, &faults);
-                exit = Exit::Usage;
-                continue;
-            }
-            // The server's checks decide; it answers with every fault.
-            Err(_) => None,
-        };
-        if let Some(name) = &name {
-            show_diff(ctx, name, &source).await?;
-        }
-        if dry_run {
-            continue;
+        // The diff needs the name; the server's checks decide the rest and
+        // answer with every fault.
+        if let Ok(workflow) = xene_core::parse_workflow(&source.text) {
+            show_diff(ctx, &workflow.name, &source).await?;
         }
         let answer = ctx
             .client
             .send(
                 Method::POST,
-                "/api/v1/workflows",
+                target,
                 Some(Body::Text(source.text.clone())),
                 &[StatusCode::UNPROCESSABLE_ENTITY],
             )
@@ -157,10 +148,15 @@ pub async fn apply(ctx: &Ctx, path: &Path, dry_run: bool) -> anyhow::Result<Exit
         let body = &answer.body;
         let name = body["name"].as_str().unwrap_or_default();
         let version = body["version"].as_i64().unwrap_or_default();
-        if body["changed"].as_bool().unwrap_or(true) {
-            println!("workflow/{name} applied: version {version}");
-        } else {
-            println!("workflow/{name} unchanged: version {version}");
+        for warning in body["warnings"].as_array().into_iter().flatten() {
+            eprintln!("{}: warning: {}", source.label, output::cell(warning));
+        }
+        let changed = body["changed"].as_bool().unwrap_or(true);
+        match (dry_run, changed) {
+            (false, true) => println!("workflow/{name} applied: version {version}"),
+            (false, false) => println!("workflow/{name} unchanged: version {version}"),
+            (true, true) => println!("workflow/{name} would be applied: version {version}"),
+            (true, false) => println!("workflow/{name} unchanged: version {version}"),
         }
     }
     Ok(exit)

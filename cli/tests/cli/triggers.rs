@@ -115,6 +115,15 @@ async fn typed_params_and_hooks_from_the_command_line() {
         out.stdout.contains(&url) && !out.stdout.contains(secret),
         "{out:?}"
     );
+    // `get hooks` lists every webhook pipeline, with its URL once made.
+    let listed = home.run(&[&server[..], &["get", "hooks"]].concat()).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(listed.stdout.starts_with("PIPELINE"), "{listed:?}");
+    assert!(
+        listed.stdout.contains("trig/push") && listed.stdout.contains(&url),
+        "{listed:?}"
+    );
+    assert!(!listed.stdout.contains(secret), "{listed:?}");
     let hook_url = out
         .stdout
         .lines()

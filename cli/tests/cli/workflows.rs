@@ -104,6 +104,12 @@ async fn apply_shows_the_diff_then_get_describe_and_delete() {
         "{out:?}"
     );
     assert!(out.stderr.contains("dry run"), "{out:?}");
+    // The server validated it and says what applying would do.
+    assert!(
+        out.stdout
+            .contains("workflow/hello would be applied: version 2"),
+        "{out:?}"
+    );
     assert_eq!(xene.get("/api/v1/workflows/hello").await["version"], 1);
 
     // A directory: the diff again, then version 2; once more is unchanged.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -46,12 +46,21 @@ pub struct VersionList {
     pub versions: Vec<VersionSummary>,
 }
 
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyOptions {
+    /// Validate and say what would change (the answer's `changed` and
+    /// `version`, faults as a 422), storing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// Apply a workflow from YAML or JSON. A changed spec becomes a new version.
 #[utoipa::path(
-    post, path = "/api/v1/workflows", tag = "workflows",
+    post, path = "/api/v1/workflows", tag = "workflows", params(ApplyOptions),
     request_body(content = String, description = "The workflow, YAML or JSON", content_type = "application/yaml"),
     responses(
-        (status = 201, description = "Stored as a new version", body = Applied),
+        (status = 201, description = "Stored as a new version (or would be, with dry_run)", body = Applied),
         (status = 200, description = "Unchanged: same as the current version", body = Applied),
         (status = 413, description = "Body over the size limit"),
         (status = 422, description = "Invalid: every fault with its YAML path and line"),
@@ -59,8 +68,10 @@ pub struct VersionList {
 )]
 async fn apply_workflow(
     State(state): State<AppState>,
+    options: Result<Query<ApplyOptions>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
+    let Query(options) = options?;
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
@@ -71,7 +82,11 @@ async fn apply_workflow(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(ApiError::Invalid)?;
-    let mut applied = workflows::apply(&state.db, &workflow, text).await?;
+    let mut applied = if options.dry_run {
+        workflows::preview(&state.db, &workflow).await?
+    } else {
+        workflows::apply(&state.db, &workflow, text).await?
+    };
     let used: std::collections::BTreeSet<String> = workflow
         .pipelines
         .values()

@@ -60,6 +60,38 @@ fn trigger_name(trigger: &Trigger) -> &'static str {
     }
 }
 
+/// What `apply` would answer, storing nothing (a dry run).
+pub async fn preview(db: &Db, workflow: &Workflow) -> Result<Applied, StorageError> {
+    let spec = serde_json::to_string(workflow).expect("specs serialize");
+    let current = sqlx::query(
+        "SELECT w.current_version, w.deleted, v.spec FROM workflows w \
+         JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
+         WHERE w.name = $1",
+    )
+    .bind(&workflow.name)
+    .fetch_optional(db.pool())
+    .await?;
+    let (version, changed) = match current {
+        Some(row) => {
+            let version: i64 = row.get(0);
+            let deleted: i64 = row.get(1);
+            let old_spec: String = row.get(2);
+            if deleted == 0 && old_spec == spec {
+                (version, false)
+            } else {
+                (version + 1, true)
+            }
+        }
+        None => (1, true),
+    };
+    Ok(Applied {
+        name: workflow.name.clone(),
+        version,
+        changed,
+        warnings: Vec::new(),
+    })
+}
+
 /// Stores `workflow` as a new version unless it equals the current one.
 pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied, StorageError> {
     let spec = serde_json::to_string(workflow).expect("specs serialize");

@@ -786,3 +786,35 @@ pipelines:
         server.stop().await;
     }
 }
+
+/// `?dry_run=true` validates on the server and says what applying would do,
+/// storing nothing; faults are the same 422.
+#[tokio::test]
+async fn a_dry_run_apply_validates_and_stores_nothing() {
+    let db = TestDb::new(crate::util::Backend::Sqlite);
+    let server = TestServer::start(&db).await;
+    let spec = "name: dry\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [\"true\"]\n";
+    let (status, body) = server.post("/api/v1/workflows?dry_run=true", spec).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["changed"], true);
+    let (status, _) = server.get("/api/v1/workflows/dry").await;
+    assert_eq!(status, 404, "a dry run stored the workflow");
+    let (status, _) = server.post("/api/v1/workflows", spec).await;
+    assert_eq!(status, 201);
+    let (status, body) = server.post("/api/v1/workflows?dry_run=true", spec).await;
+    assert_eq!(
+        (status, body["changed"].clone()),
+        (200, serde_json::json!(false)),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/api/v1/workflows?dry_run=true",
+            "name: dry\npipelines: {}\n",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["diagnostics"].is_array(), "{body}");
+    server.stop().await;
+}
