@@ -315,6 +315,26 @@ pub enum Describe {
     /// An agent's state, load, runtimes and labels.
     #[command(after_help = "Examples:\n  xenectl describe agent builtin@host")]
     Agent { id: String },
+    /// A pipeline: its trigger, next fires, params with their types, tasks
+    /// and what they depend on, and its hook's URL.
+    #[command(after_help = "Examples:\n  xenectl describe pipeline ci/build")]
+    Pipeline {
+        /// WORKFLOW/PIPELINE
+        target: String,
+    },
+    /// A secret's scope and who changed it when (never its value).
+    #[command(
+        after_help = "Examples:\n  xenectl describe secret DEPLOY_TOKEN\n  xenectl describe secret DEPLOY_TOKEN --workflow site"
+    )]
+    Secret {
+        name: String,
+        /// The workflow's own secret, not the global one.
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// An API token's name, role, expiry and last use (never the token).
+    #[command(after_help = "Examples:\n  xenectl describe token 0b5c...")]
+    Token { id: String },
 }
 
 #[derive(Debug, Subcommand)]

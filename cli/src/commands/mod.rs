@@ -82,6 +82,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Describe::Workflow { name } => workflows::describe(&ctx, &name).await,
             Describe::Run { id } => runs::describe(&ctx, id).await,
             Describe::Agent { id } => agents::describe(&ctx, &id).await,
+            Describe::Pipeline { target } => workflows::describe_pipeline(&ctx, &target).await,
+            Describe::Secret { name, workflow } => {
+                secrets::describe(&ctx, &name, workflow.as_deref()).await
+            }
+            Describe::Token { id } => tokens::describe(&ctx, &id).await,
         },
         Command::Delete { what } => match what {
             crate::args::Delete::Workflow { name } => workflows::delete(&ctx, &name).await,

@@ -143,3 +143,43 @@ fn scoped(name: &str, workflow: Option<&str>) -> String {
         None => name.to_string(),
     }
 }
+
+pub async fn describe(ctx: &Ctx, name: &str, workflow: Option<&str>) -> anyhow::Result<Exit> {
+    let path = match workflow {
+        Some(w) => format!("/api/v1/secrets?workflow={}", encode(w)),
+        None => "/api/v1/secrets".to_string(),
+    };
+    let body = ctx.client.get(&path).await?;
+    let found = body["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == name && s["workflow"].as_str() == workflow)
+        .cloned();
+    let Some(secret) = found else {
+        return Err(fail(
+            Exit::NotFound,
+            format!("no secret {}", scoped(name, workflow)),
+        ));
+    };
+    if output::structured(ctx.format, &secret) {
+        return Ok(Exit::Ok);
+    }
+    println!("Secret:     {}", output::cell(&secret["name"]));
+    println!(
+        "Scope:      {}",
+        workflow.map_or_else(|| "global".to_string(), |w| format!("workflow {w}"))
+    );
+    println!(
+        "Created:    {} by {}",
+        output::time(secret["created_at"].as_i64()),
+        output::cell(&secret["created_by"])
+    );
+    println!(
+        "Updated:    {} by {}",
+        output::time(secret["updated_at"].as_i64()),
+        output::cell(&secret["updated_by"])
+    );
+    println!("Value:      (never shown)");
+    Ok(Exit::Ok)
+}

@@ -88,3 +88,38 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
     );
     Ok(Exit::Ok)
 }
+
+pub async fn describe(ctx: &Ctx, id: &str) -> anyhow::Result<Exit> {
+    let body = ctx.client.get("/api/v1/tokens").await?;
+    let found = body["tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["id"] == id)
+        .cloned();
+    let Some(token) = found else {
+        return Err(crate::error::fail(
+            Exit::NotFound,
+            format!("no token with id {id:?}"),
+        ));
+    };
+    if output::structured(ctx.format, &token) {
+        return Ok(Exit::Ok);
+    }
+    println!("Token:      {}", output::cell(&token["id"]));
+    println!("Name:       {}", output::cell(&token["name"]));
+    println!("Role:       {}", output::cell(&token["role"]));
+    println!("Created:    {}", output::time(token["created_at"].as_i64()));
+    println!("Expires:    {}", output::time(token["expires_at"].as_i64()));
+    println!(
+        "Last used:  {}",
+        output::time(token["last_used_at"].as_i64())
+    );
+    let state = if token["revoked_at"].is_i64() {
+        "revoked"
+    } else {
+        "active"
+    };
+    println!("State:      {}", output::status(ctx.colour, state));
+    Ok(Exit::Ok)
+}

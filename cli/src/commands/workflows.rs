@@ -348,3 +348,106 @@ pub async fn delete(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
     println!("workflow/{name} deleted");
     Ok(Exit::Ok)
 }
+
+/// One pipeline: its trigger and next fires, params with their types, its
+/// tasks with what they depend on, and its hook's URL.
+pub async fn describe_pipeline(ctx: &Ctx, target: &str) -> anyhow::Result<Exit> {
+    let Some((workflow, pipeline)) = target.split_once('/') else {
+        return Err(crate::error::fail(
+            Exit::Usage,
+            format!("{target:?} is not WORKFLOW/PIPELINE"),
+        ));
+    };
+    let body = ctx
+        .client
+        .get(&format!("/api/v1/workflows/{}", encode(workflow)))
+        .await?;
+    let spec = &body["spec"]["pipelines"][pipeline];
+    let state = body["pipelines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == pipeline)
+        .cloned()
+        .unwrap_or(Value::Null);
+    if spec.is_null() {
+        return Err(crate::error::fail(
+            Exit::NotFound,
+            format!("workflow {workflow:?} has no pipeline {pipeline:?}"),
+        ));
+    }
+    let hook = if state["trigger"] == "webhook" {
+        ctx.client
+            .get(&format!(
+                "/api/v1/workflows/{}/pipelines/{}/hook",
+                encode(workflow),
+                encode(pipeline)
+            ))
+            .await
+            .ok()
+    } else {
+        None
+    };
+    let whole = serde_json::json!({ "spec": spec, "state": state, "hook": hook });
+    if output::structured(ctx.format, &whole) {
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "Pipeline:   {target} (version {})",
+        output::cell(&body["version"])
+    );
+    println!("Trigger:    {}", trigger(&spec["trigger"]));
+    for (i, fire) in state["next_fires"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let label = if i == 0 { "Next fires:" } else { "" };
+        println!("{label:<11} {} UTC", output::time(fire.as_i64()));
+    }
+    if let Some(hook) = &hook {
+        println!(
+            "Hook URL:   {}",
+            ctx.client.url(&output::cell(&hook["path"]))
+        );
+    }
+    println!("Scheduler:  {}", output::cell(&state["scheduler_status"]));
+    if let Some(params) = spec["params"].as_object().filter(|p| !p.is_empty()) {
+        println!("Params:");
+        let rows: Vec<Vec<String>> = params
+            .iter()
+            .map(|(name, p)| {
+                let (kind, default) = match p {
+                    Value::Object(o) => (
+                        o.get("type").map_or("string".into(), output::cell),
+                        if o.get("required") == Some(&Value::Bool(true)) {
+                            "(required)".to_string()
+                        } else {
+                            o.get("default").map_or("-".into(), output::cell)
+                        },
+                    ),
+                    other => ("string".to_string(), output::cell(other)),
+                };
+                vec![format!("  {name}"), kind, default]
+            })
+            .collect();
+        output::table(&["  NAME", "TYPE", "DEFAULT"], &rows);
+    }
+    println!("Tasks:");
+    let rows: Vec<Vec<String>> = spec["tasks"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, t)| {
+            vec![
+                format!("  {name}"),
+                t["image"].as_str().unwrap_or("shell").to_string(),
+                t["steps"].as_array().map_or(0, Vec::len).to_string(),
+                output::cell(&t["depends_on"]),
+            ]
+        })
+        .collect();
+    output::table(&["  NAME", "RUNTIME", "STEPS", "DEPENDS ON"], &rows);
+    Ok(Exit::Ok)
+}

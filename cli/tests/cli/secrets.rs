@@ -121,6 +121,42 @@ async fn secrets_are_set_from_stdin_or_a_file_and_never_shown() {
     .await;
     assert_eq!(out.code, 2, "{out:?}");
 
+    let out = run_in(&xenectl, &["describe", "secret", "DEPLOY_TOKEN"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("global") && out.stdout.contains("(never shown)"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("file-value-1234"), "{out:?}");
+    let out = run_in(
+        &xenectl,
+        &["describe", "secret", "DEPLOY_TOKEN", "--workflow", "nosuch"],
+    )
+    .await;
+    assert_eq!(out.code, 4, "{out:?}");
+
+    // Tokens are described the same way, never the token itself.
+    let out = run_in(&xenectl, &["tokens", "create", "described"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let token = out.stdout.trim().to_string();
+    let listed = run_in(&xenectl, &["get", "tokens", "-o", "json"]).await;
+    let id = listed.json()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "described")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = run_in(&xenectl, &["describe", "token", &id]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("described") && out.stdout.contains("active"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains(&token), "{out:?}");
+
     let out = run_in(&xenectl, &["secrets", "rotate-key"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("re-encrypted"), "{out:?}");

@@ -124,6 +124,15 @@ async fn typed_params_and_hooks_from_the_command_line() {
         "{listed:?}"
     );
     assert!(!listed.stdout.contains(secret), "{listed:?}");
+    let described = home
+        .run(&[&server[..], &["describe", "pipeline", "trig/push"]].concat())
+        .await;
+    assert_eq!(described.code, 0, "{described:?}");
+    assert!(
+        described.stdout.contains("Hook URL:") && described.stdout.contains(&url),
+        "{described:?}"
+    );
+    assert!(!described.stdout.contains(secret), "{described:?}");
     let hook_url = out
         .stdout
         .lines()
