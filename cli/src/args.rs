@@ -335,6 +335,13 @@ pub enum Describe {
     /// An API token's name, role, expiry and last use (never the token).
     #[command(after_help = "Examples:\n  xenectl describe token 0b5c...")]
     Token { id: String },
+    /// A webhook pipeline's hook: its URL and when its secret was made (as
+    /// `hooks show`; never the secret).
+    #[command(after_help = "Examples:\n  xenectl describe hook ci/push")]
+    Hook {
+        /// WORKFLOW/PIPELINE
+        target: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -87,6 +87,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 secrets::describe(&ctx, &name, workflow.as_deref()).await
             }
             Describe::Token { id } => tokens::describe(&ctx, &id).await,
+            Describe::Hook { target } => {
+                hooks::run(&ctx, crate::args::HooksCommand::Show { target }).await
+            }
         },
         Command::Delete { what } => match what {
             crate::args::Delete::Workflow { name } => workflows::delete(&ctx, &name).await,

@@ -133,6 +133,14 @@ async fn typed_params_and_hooks_from_the_command_line() {
         "{described:?}"
     );
     assert!(!described.stdout.contains(secret), "{described:?}");
+    let hook = home
+        .run(&[&server[..], &["describe", "hook", "trig/push"]].concat())
+        .await;
+    assert_eq!(hook.code, 0, "{hook:?}");
+    assert!(
+        hook.stdout.contains(&url) && !hook.stdout.contains(secret),
+        "{hook:?}"
+    );
     let hook_url = out
         .stdout
         .lines()
