@@ -142,19 +142,7 @@ pub async fn put(
 ) -> Result<bool, SecretsError> {
     let scope = scope_of(workflow);
     let mut tx = db.begin_write().await?;
-    let key = current_key(&mut tx, db.backend()).await?;
-    let (key_id, sealed) = match key {
-        Some((id, _)) => {
-            if !vault.has_key(&id) {
-                vault.reload()?;
-            }
-            (
-                id.clone(),
-                vault.seal_with(&id, scope, name, value.as_bytes())?,
-            )
-        }
-        None => vault.seal(scope, name, value.as_bytes()),
-    };
+    let (key_id, sealed) = seal_current(&mut tx, db.backend(), vault, scope, name, value).await?;
     let exists: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM secrets WHERE scope = $1 AND name = $2")
             .bind(scope)
@@ -210,7 +198,22 @@ pub(crate) async fn seal_stored(
     name: &str,
     value: &str,
 ) -> Result<String, SecretsError> {
-    let (id, sealed) = match current_key(tx, backend).await? {
+    let (id, sealed) = seal_current(tx, backend, vault, scope, name, value).await?;
+    Ok(format!("{id}:{sealed}"))
+}
+
+/// Seals under the key the database's key check names (reading the key
+/// file again if this process lacks it), or under the first key before
+/// there is a check: the key id and the ciphertext.
+async fn seal_current(
+    tx: &mut super::WriteTx,
+    backend: Backend,
+    vault: &Vault,
+    scope: &str,
+    name: &str,
+    value: &str,
+) -> Result<(String, String), SecretsError> {
+    Ok(match current_key(tx, backend).await? {
         Some((id, _)) => {
             if !vault.has_key(&id) {
                 vault.reload()?;
@@ -219,8 +222,7 @@ pub(crate) async fn seal_stored(
             (id, sealed)
         }
         None => vault.seal(scope, name, value.as_bytes()),
-    };
-    Ok(format!("{id}:{sealed}"))
+    })
 }
 
 /// Opens what `seal_stored` made.
