@@ -8,6 +8,7 @@ pub mod condition;
 pub mod context;
 pub mod cron;
 pub mod dag;
+pub mod edit;
 pub mod duration;
 pub mod event;
 pub mod layout;

@@ -22,6 +22,9 @@ const MAX_ERRORS: usize = 100;
 pub struct Node {
     /// 1-based.
     pub line: usize,
+    /// 0-based, in characters: where the value starts (for a block mapping,
+    /// its first key; for a flow collection, its bracket).
+    pub col: usize,
     /// The value.
     pub value: Value,
 }
@@ -53,6 +56,8 @@ pub struct Entry {
     pub key: String,
     /// The key's line, 1-based.
     pub key_line: usize,
+    /// The key's column, 0-based, in characters.
+    pub key_col: usize,
     /// The value.
     pub value: Node,
 }
@@ -254,6 +259,7 @@ impl Builder<'_> {
 
     fn node(&mut self, event: Event, mark: Marker, depth: usize) -> Result<Node, YamlError> {
         let line = mark.line();
+        let col = mark.col();
         if depth > MAX_DEPTH {
             return self.fail(line, format!("nested more than {MAX_DEPTH} levels deep"));
         }
@@ -331,6 +337,7 @@ impl Builder<'_> {
                         entries.push(Entry {
                             key,
                             key_line: mark.line(),
+                            key_col: mark.col(),
                             value,
                         });
                     }
@@ -340,7 +347,7 @@ impl Builder<'_> {
             }
             _ => return self.fail(line, "unexpected yaml event"),
         };
-        Ok(Node { line, value })
+        Ok(Node { line, col, value })
     }
 }
 
