@@ -499,7 +499,13 @@ impl<'a> Doc<'a> {
                 let l = self.lines[at.line];
                 let key_text = &l[byte_at(l, at.col)..key_end - 1];
                 let flow = self.is_flow(at.value);
-                let mut lines = entry_lines(key_text, value, at.col, flow);
+                let style = match at.value.value {
+                    Value::Scalar(_) => self
+                        .char_at(at.value.line, at.value.col)
+                        .filter(|c| matches!(c, '\'' | '"')),
+                    _ => None,
+                };
+                let mut lines = entry_lines(key_text, value, at.col, flow, style);
                 if lines.len() == 1
                     && matches!(value, Yaml::Scalar(..))
                     && let Some(comment) = self.trailing_comment(at.line, at.value)
@@ -521,7 +527,7 @@ impl<'a> Doc<'a> {
                 }
                 let line = lastent.key_line - 1;
                 let (_, end) = self.span(line, lastent.key_col);
-                let mut lines = entry_lines(&key_token(last), value, lastent.key_col, false);
+                let mut lines = entry_lines(&key_token(last), value, lastent.key_col, true, None);
                 lines[0].insert_str(0, &" ".repeat(lastent.key_col));
                 Some(self.splice(end, end, &lines))
             }
@@ -567,7 +573,7 @@ impl<'a> Doc<'a> {
     /// The whole document written anew: for flow-style roots (JSON).
     fn whole(&self, want: &Yaml) -> String {
         let mut out = String::new();
-        match render(want, 0, false) {
+        match render(want, 0, false, None) {
             Rendered::Inline(s) => {
                 out.push_str(&s);
                 out.push('\n');
@@ -612,8 +618,14 @@ enum Rendered {
 
 /// The lines of `key: value` for a key at `col`; the first line without
 /// its indentation, the rest with theirs.
-fn entry_lines(key: &str, value: &Yaml, col: usize, flow: bool) -> Vec<String> {
-    match render(value, col + 2, flow) {
+fn entry_lines(
+    key: &str,
+    value: &Yaml,
+    col: usize,
+    flow: bool,
+    style: Option<char>,
+) -> Vec<String> {
+    match render(value, col + 2, flow, style) {
         Rendered::Inline(s) if s.is_empty() => vec![format!("{key}:")],
         Rendered::Inline(s) => vec![format!("{key}: {s}")],
         Rendered::Block { header, lines } => {
@@ -628,7 +640,7 @@ fn entry_lines(key: &str, value: &Yaml, col: usize, flow: bool) -> Vec<String> {
     }
 }
 
-fn render(value: &Yaml, indent: usize, flow: bool) -> Rendered {
+fn render(value: &Yaml, indent: usize, flow: bool, style: Option<char>) -> Rendered {
     let pad = " ".repeat(indent);
     match value {
         Yaml::Scalar(text, kind) => {
@@ -636,6 +648,7 @@ fn render(value: &Yaml, indent: usize, flow: bool) -> Rendered {
                 return Rendered::Inline(text.clone());
             }
             if text.contains('\n')
+                && style != Some('"')
                 && let Some((header, body)) = literal(text)
             {
                 let lines = body
@@ -650,7 +663,7 @@ fn render(value: &Yaml, indent: usize, flow: bool) -> Rendered {
                     .collect();
                 return Rendered::Block { header, lines };
             }
-            Rendered::Inline(scalar(text))
+            Rendered::Inline(styled(text, false, style))
         }
         Yaml::Seq(items) if items.is_empty() => Rendered::Inline("[]".into()),
         Yaml::Map(entries) if entries.is_empty() => Rendered::Inline("{}".into()),
@@ -663,7 +676,7 @@ fn render(value: &Yaml, indent: usize, flow: bool) -> Rendered {
             let parts: Vec<String> = items
                 .iter()
                 .map(|i| match i {
-                    Yaml::Scalar(t, ScalarKind::String) => scalar(t),
+                    Yaml::Scalar(t, ScalarKind::String) => styled(t, true, None),
                     Yaml::Scalar(t, _) => t.clone(),
                     _ => unreachable!("checked above"),
                 })
@@ -673,7 +686,7 @@ fn render(value: &Yaml, indent: usize, flow: bool) -> Rendered {
         Yaml::Seq(items) => {
             let mut lines = Vec::new();
             for item in items {
-                match render(item, indent + 2, false) {
+                match render(item, indent + 2, false, None) {
                     Rendered::Inline(s) if s.is_empty() => lines.push(format!("{pad}-")),
                     Rendered::Inline(s) => lines.push(format!("{pad}- {s}")),
                     Rendered::Block { header, lines: body } if !header.is_empty() => {
@@ -698,7 +711,7 @@ fn render(value: &Yaml, indent: usize, flow: bool) -> Rendered {
         Yaml::Map(entries) => {
             let mut lines = Vec::new();
             for (k, v) in entries {
-                let mut entry = entry_lines(&key_token(k), v, indent, false);
+                let mut entry = entry_lines(&key_token(k), v, indent, false, None);
                 entry[0].insert_str(0, &pad);
                 lines.extend(entry);
             }
@@ -738,14 +751,23 @@ fn key_token(key: &str) -> String {
 /// A string scalar on one line: plain when plain reads back as the same
 /// string, else double-quoted.
 pub fn scalar(text: &str) -> String {
-    if plain_ok(text) {
-        text.to_string()
-    } else {
-        quote(text)
+    styled(text, false, None)
+}
+
+/// A string scalar on one line, in flow context (inside `[ ]`) or not, in
+/// the quoting style it had (`'` or `"`) when that style can say it.
+fn styled(text: &str, flow: bool, style: Option<char>) -> String {
+    match style {
+        Some('\'') if !text.chars().any(|c| c.is_control() || c == '\u{feff}') => {
+            format!("'{}'", text.replace('\'', "''"))
+        }
+        Some('"') => quote(text),
+        _ if plain_ok(text, flow) => text.to_string(),
+        _ => quote(text),
     }
 }
 
-fn plain_ok(text: &str) -> bool {
+fn plain_ok(text: &str, flow: bool) -> bool {
     let Some(first) = text.chars().next() else {
         return false;
     };
@@ -756,7 +778,9 @@ fn plain_ok(text: &str) -> bool {
         && !text.contains(": ")
         && !text.contains(" #")
         && !text.chars().any(|c| {
-            c.is_control() || matches!(c, ',' | '[' | ']' | '{' | '}' | '\t' | '\u{feff}')
+            c.is_control()
+                || matches!(c, '\t' | '\u{feff}')
+                || (flow && matches!(c, ',' | '[' | ']' | '{' | '}'))
         })
         && yaml::Scalar {
             text: text.to_string(),
@@ -831,7 +855,7 @@ pipelines:
         .unwrap();
         assert_eq!(
             out,
-            SPEC.replace("image: 'busybox'  # pinned", "image: alpine:3  # pinned")
+            SPEC.replace("image: 'busybox'  # pinned", "image: 'alpine:3'  # pinned")
         );
     }
 

@@ -79,11 +79,29 @@ impl Layout {
     }
 }
 
+/// Which way the layers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Layers are columns, edges run left to right.
+    #[default]
+    LeftRight,
+    /// Layers are rows, edges run top down.
+    TopDown,
+}
+
+/// Lays out tasks left to right; see [`layout_in`].
+pub fn layout<'a, S: AsRef<str> + 'a>(
+    tasks: impl IntoIterator<Item = (&'a str, &'a [S])>,
+) -> Layout {
+    layout_in(tasks, Direction::LeftRight)
+}
+
 /// Lays out tasks given as `(name, dependencies)`. Unknown dependencies are
 /// ignored; a cycle (which a validated pipeline never has) puts its tasks
 /// after the rest instead of looping.
-pub fn layout<'a, S: AsRef<str> + 'a>(
+pub fn layout_in<'a, S: AsRef<str> + 'a>(
     tasks: impl IntoIterator<Item = (&'a str, &'a [S])>,
+    direction: Direction,
 ) -> Layout {
     // Names in a stable order; indices from here on.
     let deps: BTreeMap<&str, Vec<&str>> = tasks
@@ -147,19 +165,29 @@ pub fn layout<'a, S: AsRef<str> + 'a>(
         reduce_crossings(&mut order, &vertex_layer, &links);
     }
 
-    // Coordinates: each column centred on the tallest.
-    let tallest = order.iter().map(Vec::len).max().unwrap_or(1) as i32;
-    let height = tallest * NODE_HEIGHT + (tallest - 1).max(0) * GAP_Y;
+    // Coordinates: each layer centred on the longest. Along a layer, nodes
+    // are NODE_HEIGHT + GAP_Y apart in columns and NODE_WIDTH + GAP_Y in rows.
+    let top_down = direction == Direction::TopDown;
+    let (across, along) = if top_down {
+        (NODE_WIDTH, NODE_HEIGHT)
+    } else {
+        (NODE_HEIGHT, NODE_WIDTH)
+    };
+    let longest = order.iter().map(Vec::len).max().unwrap_or(1) as i32;
+    let extent = longest * across + (longest - 1).max(0) * GAP_Y;
     let mut pos: Vec<(i32, i32)> = vec![(0, 0); vertex_layer.len()];
-    for (l, column) in order.iter().enumerate() {
-        let size = column.len() as i32;
-        let column_height = size * NODE_HEIGHT + (size - 1).max(0) * GAP_Y;
-        let top = MARGIN + (height - column_height) / 2;
-        for (i, &v) in column.iter().enumerate() {
-            pos[v] = (
-                MARGIN + l as i32 * (NODE_WIDTH + GAP_X),
-                top + i as i32 * (NODE_HEIGHT + GAP_Y),
-            );
+    for (l, members) in order.iter().enumerate() {
+        let size = members.len() as i32;
+        let layer_extent = size * across + (size - 1).max(0) * GAP_Y;
+        let first = MARGIN + (extent - layer_extent) / 2;
+        for (i, &v) in members.iter().enumerate() {
+            let depth = MARGIN + l as i32 * (along + GAP_X);
+            let offset = first + i as i32 * (across + GAP_Y);
+            pos[v] = if top_down {
+                (offset, depth)
+            } else {
+                (depth, offset)
+            };
         }
     }
 
@@ -171,17 +199,29 @@ pub fn layout<'a, S: AsRef<str> + 'a>(
             y: pos[v].1,
         })
         .collect();
+    let (out_at, in_at, mid_at) = if top_down {
+        (
+            (NODE_WIDTH / 2, NODE_HEIGHT),
+            (NODE_WIDTH / 2, 0),
+            (NODE_WIDTH / 2, NODE_HEIGHT / 2),
+        )
+    } else {
+        (
+            (NODE_WIDTH, NODE_HEIGHT / 2),
+            (0, NODE_HEIGHT / 2),
+            (NODE_WIDTH / 2, NODE_HEIGHT / 2),
+        )
+    };
     let edges = edges
         .iter()
         .zip(&chains)
         .map(|(&(f, t), chain)| {
-            let mid = NODE_HEIGHT / 2;
-            let mut points = vec![(pos[f].0 + NODE_WIDTH, pos[f].1 + mid)];
+            let mut points = vec![(pos[f].0 + out_at.0, pos[f].1 + out_at.1)];
             for &d in &chain[1..chain.len() - 1] {
                 // A dummy is a point in the middle of its slot.
-                points.push((pos[d].0 + NODE_WIDTH / 2, pos[d].1 + mid));
+                points.push((pos[d].0 + mid_at.0, pos[d].1 + mid_at.1));
             }
-            points.push((pos[t].0, pos[t].1 + mid));
+            points.push((pos[t].0 + in_at.0, pos[t].1 + in_at.1));
             EdgePath {
                 from: names[f].to_string(),
                 to: names[t].to_string(),
@@ -189,11 +229,16 @@ pub fn layout<'a, S: AsRef<str> + 'a>(
             }
         })
         .collect();
+    let depth = 2 * MARGIN + layer_count as i32 * along + (layer_count as i32 - 1).max(0) * GAP_X;
+    let breadth = extent + 2 * MARGIN;
+    let (width, height) = if top_down {
+        (breadth, depth)
+    } else {
+        (depth, breadth)
+    };
     Layout {
-        width: 2 * MARGIN
-            + layer_count as i32 * NODE_WIDTH
-            + (layer_count as i32 - 1).max(0) * GAP_X,
-        height: height + 2 * MARGIN,
+        width,
+        height,
         nodes,
         edges,
     }

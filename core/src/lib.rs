@@ -4,10 +4,12 @@
 
 pub mod access;
 pub mod ansi;
+pub mod complete;
 pub mod condition;
 pub mod context;
 pub mod cron;
 pub mod dag;
+pub mod draft;
 pub mod edit;
 pub mod duration;
 pub mod event;

@@ -1,0 +1,727 @@
+//! The visual editor's model: a workflow being drawn, read leniently from
+//! its YAML (a task without steps or a misspelt field still shows on the
+//! canvas, with its faults), and the canvas's gestures as edits of that
+//! YAML through [`crate::edit`], so only the lines a gesture concerns change.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::edit::{self, EditError, Op, Seg, Yaml};
+use crate::parse::{Diagnostic, is_name};
+
+/// A workflow as drawn.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Draft {
+    /// The workflow's name, as written.
+    pub name: String,
+    /// Its pipelines, in the text's order.
+    pub pipelines: Vec<PipelineDraft>,
+}
+
+/// A pipeline as drawn.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PipelineDraft {
+    /// Its name.
+    pub name: String,
+    /// `manual`, `webhook` or `cron 0 * * * *`, as written.
+    pub trigger: String,
+    /// Its tasks, in the text's order.
+    pub tasks: Vec<TaskDraft>,
+}
+
+/// A task as drawn.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskDraft {
+    /// Its name.
+    pub name: String,
+    /// The image, or `None` for a process on the agent.
+    pub image: Option<String>,
+    /// The names it waits for, as written (unknown ones included).
+    pub depends_on: Vec<String>,
+    /// How many steps, `post` ones apart.
+    pub steps: usize,
+    /// How many `post` steps.
+    pub post: usize,
+}
+
+/// What the editor can do to a workflow's text.
+fn tasks_path(pipeline: &str) -> Vec<Seg> {
+    vec![Seg::key("pipelines"), Seg::key(pipeline), Seg::key("tasks")]
+}
+
+/// The path of a task, or of one of its fields.
+pub fn task_path(pipeline: &str, task: &str, field: Option<&str>) -> Vec<Seg> {
+    let mut path = tasks_path(pipeline);
+    path.push(Seg::key(task));
+    if let Some(f) = field {
+        path.push(Seg::key(f));
+    }
+    path
+}
+
+/// The path of a pipeline's field.
+pub fn pipeline_path(pipeline: &str, field: &str) -> Vec<Seg> {
+    vec![Seg::key("pipelines"), Seg::key(pipeline), Seg::key(field)]
+}
+
+fn strings(value: Option<&Yaml>) -> Vec<String> {
+    match value {
+        Some(Yaml::Seq(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(String::from))
+            .collect(),
+        Some(Yaml::Scalar(s, _)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn count(value: Option<&Yaml>) -> usize {
+    match value {
+        Some(Yaml::Seq(items)) => items.len(),
+        _ => 0,
+    }
+}
+
+impl Draft {
+    /// The draft of a YAML text, or the YAML fault that keeps it from
+    /// being read.
+    pub fn read(text: &str) -> Result<Draft, EditError> {
+        Ok(Draft::from_tree(&edit::tree(text)?))
+    }
+
+    /// The draft of a tree.
+    pub fn from_tree(tree: &Yaml) -> Draft {
+        let name = tree
+            .get(&[Seg::key("name")])
+            .and_then(Yaml::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let pipelines = tree
+            .get(&[Seg::key("pipelines")])
+            .and_then(Yaml::as_map)
+            .unwrap_or_default()
+            .iter()
+            .map(|(pname, p)| {
+                let trigger = match p.get(&[Seg::key("trigger")]) {
+                    Some(Yaml::Map(_)) => {
+                        let cron = p
+                            .get(&[Seg::key("trigger"), Seg::key("cron")])
+                            .and_then(Yaml::as_str)
+                            .unwrap_or_default();
+                        format!("cron {cron}")
+                    }
+                    Some(t) => t.as_str().unwrap_or("manual").to_string(),
+                    None => "manual".to_string(),
+                };
+                let tasks = p
+                    .get(&[Seg::key("tasks")])
+                    .and_then(Yaml::as_map)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(tname, t)| TaskDraft {
+                        name: tname.clone(),
+                        image: t
+                            .get(&[Seg::key("image")])
+                            .and_then(Yaml::as_str)
+                            .map(String::from),
+                        depends_on: strings(t.get(&[Seg::key("depends_on")])),
+                        steps: count(t.get(&[Seg::key("steps")])),
+                        post: count(t.get(&[Seg::key("post")])),
+                    })
+                    .collect();
+                PipelineDraft {
+                    name: pname.clone(),
+                    trigger,
+                    tasks,
+                }
+            })
+            .collect();
+        Draft { name, pipelines }
+    }
+
+    /// A pipeline by name.
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineDraft> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+impl PipelineDraft {
+    /// A task by name.
+    pub fn task(&self, name: &str) -> Option<&TaskDraft> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// The cycle that making `to` wait for `from` would close, as the
+    /// names along it (`from -> to -> ... -> from`), or `None` when the
+    /// edge is fine.
+    pub fn cycle_if_connected(&self, from: &str, to: &str) -> Option<Vec<String>> {
+        if from == to {
+            return Some(vec![from.to_string(), from.to_string()]);
+        }
+        // Breadth-first from `to` along "is waited for by" edges; a path
+        // back to `from` closes the cycle. Each task is visited once.
+        let mut dependants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for t in &self.tasks {
+            for d in &t.depends_on {
+                dependants.entry(d.as_str()).or_default().push(t.name.as_str());
+            }
+        }
+        let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = VecDeque::from([to]);
+        let mut seen = BTreeSet::from([to]);
+        while let Some(at) = queue.pop_front() {
+            if at == from {
+                let mut path = vec![from.to_string()];
+                let mut back = from;
+                while back != to {
+                    back = came_from[back];
+                    path.push(back.to_string());
+                }
+                path.reverse();
+                path.insert(0, from.to_string());
+                return Some(path);
+            }
+            for &next in dependants.get(at).map(Vec::as_slice).unwrap_or_default() {
+                if seen.insert(next) {
+                    came_from.insert(next, at);
+                    queue.push_back(next);
+                }
+            }
+        }
+        None
+    }
+
+    /// A name not yet taken, from `base`: `base`, `base-2`, `base-3`...
+    pub fn fresh_name(&self, base: &str) -> String {
+        (1..=self.tasks.len() + 1)
+            .map(|i| {
+                if i == 1 {
+                    base.to_string()
+                } else {
+                    format!("{base}-{i}")
+                }
+            })
+            .find(|n| self.task(n).is_none())
+            .expect("one of n + 1 names is free among n tasks")
+    }
+}
+
+/// The YAML a new workflow starts from in the editor.
+pub fn new_workflow(name: &str) -> String {
+    format!(
+        "name: {}\ndescription: \"\"\npipelines:\n  main:\n    trigger: manual\n    tasks: {{}}\n",
+        edit::scalar(name)
+    )
+}
+
+fn no_task(pipeline: &str, task: &str) -> EditError {
+    EditError(format!("pipeline {pipeline} has no task {task}"))
+}
+
+fn pipeline_of<'d>(draft: &'d Draft, pipeline: &str) -> Result<&'d PipelineDraft, EditError> {
+    draft
+        .pipeline(pipeline)
+        .ok_or_else(|| EditError(format!("there is no pipeline {pipeline}")))
+}
+
+/// A gesture of the canvas, turned into edits of the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gesture {
+    /// A new task with one step.
+    AddTask {
+        /// Where.
+        pipeline: String,
+        /// Its name.
+        name: String,
+    },
+    /// A new task between two connected ones: it waits for `from` and
+    /// `to` waits for it instead of `from`.
+    InsertBetween {
+        /// Where.
+        pipeline: String,
+        /// The dependency.
+        from: String,
+        /// The dependant.
+        to: String,
+        /// The new task's name.
+        name: String,
+    },
+    /// `to` waits for `from`.
+    Connect {
+        /// Where.
+        pipeline: String,
+        /// The dependency.
+        from: String,
+        /// The dependant.
+        to: String,
+    },
+    /// `to` no longer waits for `from`.
+    Disconnect {
+        /// Where.
+        pipeline: String,
+        /// The dependency.
+        from: String,
+        /// The dependant.
+        to: String,
+    },
+    /// The task goes, and every mention of it in `depends_on`.
+    RemoveTask {
+        /// Where.
+        pipeline: String,
+        /// Which.
+        name: String,
+    },
+    /// The task is renamed, and every `depends_on`, `if` and `{{ }}` that
+    /// names it follows.
+    RenameTask {
+        /// Where.
+        pipeline: String,
+        /// Its name.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// A field of a task set (`Some`) or removed (`None`).
+    SetTaskField {
+        /// Where.
+        pipeline: String,
+        /// Which task.
+        task: String,
+        /// The field, one of `parse::TASK_FIELDS`.
+        field: String,
+        /// Its value.
+        value: Option<Yaml>,
+    },
+    /// A field of a pipeline set (`Some`) or removed (`None`).
+    SetPipelineField {
+        /// Which pipeline.
+        pipeline: String,
+        /// The field, one of `parse::PIPELINE_FIELDS` except `tasks`.
+        field: String,
+        /// Its value.
+        value: Option<Yaml>,
+    },
+}
+
+fn deps_op(pipeline: &str, task: &str, deps: Vec<String>) -> Op {
+    let path = task_path(pipeline, task, Some("depends_on"));
+    if deps.is_empty() {
+        Op::Remove { path }
+    } else {
+        Op::Set {
+            path,
+            value: Yaml::strs(&deps),
+        }
+    }
+}
+
+/// The edits a gesture makes, checked against the draft first.
+pub fn ops(text: &str, gesture: &Gesture) -> Result<Vec<Op>, EditError> {
+    let tree = edit::tree(text)?;
+    let draft = Draft::from_tree(&tree);
+    let check_name = |name: &str, p: &PipelineDraft| {
+        if !is_name(name) {
+            return Err(EditError(format!(
+                "{name:?} is not a task name: use 1 to 63 of a-z, 0-9, -, _, starting with a letter or digit"
+            )));
+        }
+        if p.task(name).is_some() {
+            return Err(EditError(format!("there is already a task {name}")));
+        }
+        Ok(())
+    };
+    let new_task = |deps: &[&str], name: &str| {
+        let mut entries = Vec::new();
+        if !deps.is_empty() {
+            entries.push(("depends_on".to_string(), Yaml::strs(deps)));
+        }
+        entries.push((
+            "steps".to_string(),
+            Yaml::Seq(vec![Yaml::Map(vec![(
+                "run".to_string(),
+                Yaml::str(format!("echo {name}")),
+            )])]),
+        ));
+        Yaml::Map(entries)
+    };
+    Ok(match gesture {
+        Gesture::AddTask { pipeline, name } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            check_name(name, p)?;
+            vec![Op::Set {
+                path: task_path(pipeline, name, None),
+                value: new_task(&[], name),
+            }]
+        }
+        Gesture::InsertBetween {
+            pipeline,
+            from,
+            to,
+            name,
+        } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            check_name(name, p)?;
+            let target = p.task(to).ok_or_else(|| no_task(pipeline, to))?;
+            if !target.depends_on.contains(from) {
+                return Err(EditError(format!("{to} does not wait for {from}")));
+            }
+            let deps = target
+                .depends_on
+                .iter()
+                .map(|d| if d == from { name.clone() } else { d.clone() })
+                .collect();
+            vec![
+                Op::Set {
+                    path: task_path(pipeline, name, None),
+                    value: new_task(&[from], name),
+                },
+                deps_op(pipeline, to, deps),
+            ]
+        }
+        Gesture::Connect { pipeline, from, to } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            p.task(from).ok_or_else(|| no_task(pipeline, from))?;
+            let target = p.task(to).ok_or_else(|| no_task(pipeline, to))?;
+            if let Some(cycle) = p.cycle_if_connected(from, to) {
+                return Err(EditError(format!(
+                    "that would make a cycle: {}",
+                    cycle.join(" -> ")
+                )));
+            }
+            if target.depends_on.contains(from) {
+                return Ok(Vec::new());
+            }
+            let mut deps = target.depends_on.clone();
+            deps.push(from.clone());
+            vec![deps_op(pipeline, to, deps)]
+        }
+        Gesture::Disconnect { pipeline, from, to } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            let target = p.task(to).ok_or_else(|| no_task(pipeline, to))?;
+            let deps: Vec<String> = target
+                .depends_on
+                .iter()
+                .filter(|d| *d != from)
+                .cloned()
+                .collect();
+            vec![deps_op(pipeline, to, deps)]
+        }
+        Gesture::RemoveTask { pipeline, name } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            p.task(name).ok_or_else(|| no_task(pipeline, name))?;
+            let mut out: Vec<Op> = p
+                .tasks
+                .iter()
+                .filter(|t| t.name != *name && t.depends_on.contains(name))
+                .map(|t| {
+                    deps_op(
+                        pipeline,
+                        &t.name,
+                        t.depends_on.iter().filter(|d| *d != name).cloned().collect(),
+                    )
+                })
+                .collect();
+            out.push(Op::Remove {
+                path: task_path(pipeline, name, None),
+            });
+            out
+        }
+        Gesture::RenameTask { pipeline, from, to } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            p.task(from).ok_or_else(|| no_task(pipeline, from))?;
+            if from == to {
+                return Ok(Vec::new());
+            }
+            check_name(to, p)?;
+            let mut out = vec![Op::Rename {
+                path: task_path(pipeline, from, None),
+                to: to.clone(),
+            }];
+            for t in &p.tasks {
+                let name = if t.name == *from { to } else { &t.name };
+                if t.depends_on.contains(from) {
+                    let deps = t
+                        .depends_on
+                        .iter()
+                        .map(|d| if d == from { to.clone() } else { d.clone() })
+                        .collect();
+                    out.push(deps_op(pipeline, name, deps));
+                }
+                out.extend(reference_ops(&tree, pipeline, &t.name, name, from, to));
+            }
+            out
+        }
+        Gesture::SetTaskField {
+            pipeline,
+            task,
+            field,
+            value,
+        } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            p.task(task).ok_or_else(|| no_task(pipeline, task))?;
+            let path = task_path(pipeline, task, Some(field));
+            vec![match value {
+                Some(value) => Op::Set {
+                    path,
+                    value: value.clone(),
+                },
+                None if tree.get(&path).is_some() => Op::Remove { path },
+                None => return Ok(Vec::new()),
+            }]
+        }
+        Gesture::SetPipelineField {
+            pipeline,
+            field,
+            value,
+        } => {
+            pipeline_of(&draft, pipeline)?;
+            let path = pipeline_path(pipeline, field);
+            vec![match value {
+                Some(value) => Op::Set {
+                    path,
+                    value: value.clone(),
+                },
+                None if tree.get(&path).is_some() => Op::Remove { path },
+                None => return Ok(Vec::new()),
+            }]
+        }
+    })
+}
+
+/// Rewrites of the `if` and of the step scripts of one task that mention
+/// `tasks.FROM.` inside a template or a condition.
+fn reference_ops(
+    tree: &Yaml,
+    pipeline: &str,
+    old_task: &str,
+    task: &str,
+    from: &str,
+    to: &str,
+) -> Vec<Op> {
+    let mut out = Vec::new();
+    let at = |field: &str| tree.get(&task_path(pipeline, old_task, Some(field)));
+    if let Some(cond) = at("if").and_then(Yaml::as_str) {
+        let renamed = rename_in_condition(cond, from, to);
+        if renamed != cond {
+            out.push(Op::Set {
+                path: task_path(pipeline, task, Some("if")),
+                value: Yaml::str(renamed),
+            });
+        }
+    }
+    for list in ["steps", "post"] {
+        let Some(Yaml::Seq(steps)) = at(list) else {
+            continue;
+        };
+        for (i, step) in steps.iter().enumerate() {
+            let Some(run) = step.get(&[Seg::key("run")]).and_then(Yaml::as_str) else {
+                continue;
+            };
+            let renamed = rename_in_templates(run, from, to);
+            if renamed != run {
+                let mut path = task_path(pipeline, task, Some(list));
+                path.push(Seg::Index(i));
+                path.push(Seg::key("run"));
+                out.push(Op::Set {
+                    path,
+                    value: Yaml::str(renamed),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `tasks.FROM.` becomes `tasks.TO.` where it stands as a whole name.
+fn rename_refs(text: &str, from: &str, to: &str) -> String {
+    let needle = format!("tasks.{from}.");
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (i, _) in text.match_indices(&needle) {
+        let whole = text[..i]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')));
+        if whole {
+            out.push_str(&text[last..i]);
+            out.push_str(&format!("tasks.{to}."));
+            last = i + needle.len();
+        }
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+fn rename_in_condition(cond: &str, from: &str, to: &str) -> String {
+    rename_refs(cond, from, to)
+}
+
+/// Only inside `{{ }}`: the rest of a script is shell, not ours to touch.
+fn rename_in_templates(script: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(script.len());
+    let mut rest = script;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push_str(&rename_refs(&rest[open..open + close + 2], from, to));
+        rest = &rest[open + close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Carries out a gesture on the text.
+pub fn apply(text: &str, gesture: &Gesture) -> Result<String, EditError> {
+    edit::apply_all(text, &ops(text, gesture)?)
+}
+
+/// Where a validation fault belongs on the canvas: its pipeline and task,
+/// read from the fault's path (`pipelines.ci.tasks.build.steps[0]`).
+pub fn fault_target(d: &Diagnostic) -> Option<(String, Option<String>)> {
+    let rest = d.path.strip_prefix("pipelines.")?;
+    let (pipeline, rest) = match rest.split_once('.') {
+        Some((p, rest)) => (p, rest),
+        None => (rest, ""),
+    };
+    let task = rest
+        .strip_prefix("tasks.")
+        .map(|t| t.split(['.', '[']).next().unwrap_or(t).to_string());
+    Some((pipeline.to_string(), task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = "\
+name: demo
+pipelines:
+  ci:
+    tasks:
+      # Builds.
+      build:
+        steps:
+          - run: make
+      test:
+        depends_on: [build]
+        if: tasks.build.status == 'success'
+        steps:
+          - run: echo {{ tasks.build.output }} tasks.build.x
+      ship:
+        depends_on:
+          - test
+        steps:
+          - run: ship
+";
+
+    fn g(text: &str, gesture: Gesture) -> Result<String, EditError> {
+        apply(text, &gesture)
+    }
+
+    #[test]
+    fn draws_from_a_new_workflow() {
+        let mut text = new_workflow("hello");
+        for name in ["a", "b", "c"] {
+            text = g(
+                &text,
+                Gesture::AddTask {
+                    pipeline: "main".into(),
+                    name: name.into(),
+                },
+            )
+            .unwrap();
+        }
+        for (from, to) in [("a", "b"), ("b", "c")] {
+            text = g(
+                &text,
+                Gesture::Connect {
+                    pipeline: "main".into(),
+                    from: from.into(),
+                    to: to.into(),
+                },
+            )
+            .unwrap();
+        }
+        let err = g(
+            &text,
+            Gesture::Connect {
+                pipeline: "main".into(),
+                from: "c".into(),
+                to: "a".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "that would make a cycle: c -> a -> b -> c");
+        let wf = crate::parse_workflow(&text).unwrap();
+        assert_eq!(wf.pipelines["main"].tasks["c"].depends_on, ["b"]);
+        assert_eq!(
+            text,
+            "name: hello\ndescription: \"\"\npipelines:\n  main:\n    trigger: manual\n    tasks:\n      a:\n        steps:\n          - run: echo a\n      b:\n        steps:\n          - run: echo b\n        depends_on: [a]\n      c:\n        steps:\n          - run: echo c\n        depends_on: [b]\n"
+        );
+    }
+
+    #[test]
+    fn renames_follow_every_mention() {
+        let out = g(
+            SPEC,
+            Gesture::RenameTask {
+                pipeline: "ci".into(),
+                from: "build".into(),
+                to: "compile".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            SPEC.replace("      build:", "      compile:")
+                .replace("[build]", "[compile]")
+                .replace("if: tasks.build.status", "if: tasks.compile.status")
+                .replace("{{ tasks.build.output }}", "{{ tasks.compile.output }}")
+        );
+    }
+
+    #[test]
+    fn removes_a_task_and_its_mentions_and_inserts_between() {
+        let out = g(
+            SPEC,
+            Gesture::RemoveTask {
+                pipeline: "ci".into(),
+                name: "test".into(),
+            },
+        )
+        .unwrap();
+        assert!(!out.contains("test"), "{out}");
+        assert!(out.contains("      ship:\n        steps:"), "{out}");
+        let out = g(
+            SPEC,
+            Gesture::InsertBetween {
+                pipeline: "ci".into(),
+                from: "test".into(),
+                to: "ship".into(),
+                name: "scan".into(),
+            },
+        )
+        .unwrap();
+        let wf = crate::parse_workflow(&out).unwrap();
+        assert_eq!(wf.pipelines["ci"].tasks["ship"].depends_on, ["scan"]);
+        assert_eq!(wf.pipelines["ci"].tasks["scan"].depends_on, ["test"]);
+        assert!(out.starts_with(&SPEC[..SPEC.find("      ship:").unwrap()]));
+    }
+
+    #[test]
+    fn faults_find_their_task() {
+        let d = Diagnostic {
+            path: "pipelines.ci.tasks.build.steps[0].run".into(),
+            line: Some(3),
+            message: "x".into(),
+        };
+        assert_eq!(fault_target(&d), Some(("ci".into(), Some("build".into()))));
+        let d = Diagnostic {
+            path: "name".into(),
+            line: None,
+            message: "x".into(),
+        };
+        assert_eq!(fault_target(&d), None);
+    }
+}
