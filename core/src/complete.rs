@@ -54,8 +54,12 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
     };
 
     // Inside a template or a condition: expressions.
-    let in_template = before.rfind("{{").is_some_and(|o| !before[o..].contains("}}"));
-    let key_here = head.strip_suffix(':').map(|k| k.trim_start_matches("- ").trim());
+    let in_template = before
+        .rfind("{{")
+        .is_some_and(|o| !before[o..].contains("}}"));
+    let key_here = head
+        .strip_suffix(':')
+        .map(|k| k.trim_start_matches("- ").trim());
     let in_condition = key_here == Some("if");
     if in_template || in_condition || word.starts_with("tasks.") || word.starts_with("params.") {
         let mut items = Vec::new();
@@ -87,7 +91,11 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
         Some("depends_on") => return finish(start, word, tasks()),
         Some("secrets") => return finish(start, word, secrets.to_vec()),
         Some("trigger") => {
-            return finish(start, word, TRIGGER_WORDS.iter().map(|s| s.to_string()).collect());
+            return finish(
+                start,
+                word,
+                TRIGGER_WORDS.iter().map(|s| s.to_string()).collect(),
+            );
         }
         Some("type") if chain.iter().any(|k| k == "params") => {
             let types = ["string", "number", "boolean", "choice"];
@@ -157,7 +165,11 @@ fn key_chain(above: &str, col: usize) -> Vec<String> {
             continue;
         }
         let key_part = trimmed.trim_start_matches("- ");
-        let ind = if trimmed.starts_with("- ") { ind + 2 } else { ind };
+        let ind = if trimmed.starts_with("- ") {
+            ind + 2
+        } else {
+            ind
+        };
         if let Some((key, _)) = key_part.split_once(':') {
             let key = key.trim().trim_matches(['"', '\'']);
             if ind < limit {
@@ -165,7 +177,11 @@ fn key_chain(above: &str, col: usize) -> Vec<String> {
             }
         }
         // A list item's dash is a level of its own.
-        limit = if trimmed.starts_with("- ") { ind - 2 } else { ind };
+        limit = if trimmed.starts_with("- ") {
+            ind - 2
+        } else {
+            ind
+        };
         if limit == 0 {
             break;
         }
@@ -200,18 +216,32 @@ pipelines:
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      build:\n        de";
         let c = complete(text, text.len(), &draft, &[]);
         assert_eq!(c.items, ["depends_on: "]);
-        let text = "name: x\npipelines:\n  ci:\n    tasks:\n      build:\n        steps:\n          - ru";
+        let text =
+            "name: x\npipelines:\n  ci:\n    tasks:\n      build:\n        steps:\n          - ru";
         assert_eq!(complete(text, text.len(), &draft, &[]).items, ["run: "]);
         let text = "name: x\npipelines:\n  ci:\n    tr";
         assert_eq!(complete(text, text.len(), &draft, &[]).items, ["trigger: "]);
         let text = "name: x\npipelines:\n  ci:\n    trigger: ";
-        assert_eq!(complete(text, text.len(), &draft, &[]).items, ["manual", "webhook"]);
+        assert_eq!(
+            complete(text, text.len(), &draft, &[]).items,
+            ["manual", "webhook"]
+        );
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        steps:\n          - run: echo {{ tasks.b";
-        assert_eq!(complete(text, text.len(), &draft, &[]).items, ["tasks.build."]);
+        assert_eq!(
+            complete(text, text.len(), &draft, &[]).items,
+            ["tasks.build."]
+        );
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        if: tasks.build.s";
-        assert_eq!(complete(text, text.len(), &draft, &[]).items, ["tasks.build.status"]);
-        let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        secrets:\n          - ";
-        assert_eq!(complete(text, text.len(), &draft, &["TOKEN".into()]).items, ["TOKEN"]);
+        assert_eq!(
+            complete(text, text.len(), &draft, &[]).items,
+            ["tasks.build.status"]
+        );
+        let text =
+            "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        secrets:\n          - ";
+        assert_eq!(
+            complete(text, text.len(), &draft, &["TOKEN".into()]).items,
+            ["TOKEN"]
+        );
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        image: bus";
         assert!(complete(text, text.len(), &draft, &[]).items.is_empty());
     }

@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::edit::{self, EditError, Op, Seg, Yaml};
+use crate::layout::Direction;
 use crate::parse::{Diagnostic, is_name};
 
 /// A workflow as drawn.
@@ -43,7 +46,58 @@ pub struct TaskDraft {
     pub post: usize,
 }
 
-/// What the editor can do to a workflow's text.
+/// Farthest a dragged node may sit from the origin, in SVG units.
+pub const MAX_COORDINATE: i32 = 1_000_000;
+
+/// Where the editor's user placed tasks (the rest are laid out
+/// automatically), and which way the drawing runs. Stored with a workflow
+/// version, outside the spec's meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditorLayout {
+    /// `left-right` (the default) or `top-down`.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Pipeline, then task, to the node's top-left corner.
+    #[serde(default)]
+    pub positions: BTreeMap<String, BTreeMap<String, (i32, i32)>>,
+}
+
+impl EditorLayout {
+    /// A fault when the layout is larger than any spec could need or names
+    /// what no spec could hold.
+    pub fn check(&self) -> Result<(), String> {
+        if self.positions.len() > crate::parse::MAX_PIPELINES {
+            return Err(format!(
+                "positions for more than {} pipelines",
+                crate::parse::MAX_PIPELINES
+            ));
+        }
+        for (pipeline, tasks) in &self.positions {
+            if !is_name(pipeline) {
+                return Err(format!("{pipeline:?} is not a pipeline name"));
+            }
+            if tasks.len() > crate::parse::MAX_TASKS {
+                return Err(format!(
+                    "positions for more than {} tasks in {pipeline}",
+                    crate::parse::MAX_TASKS
+                ));
+            }
+            for (task, (x, y)) in tasks {
+                if !is_name(task) {
+                    return Err(format!("{task:?} is not a task name"));
+                }
+                if x.abs() > MAX_COORDINATE || y.abs() > MAX_COORDINATE {
+                    return Err(format!(
+                        "{pipeline}.{task} is placed beyond {MAX_COORDINATE} units"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn tasks_path(pipeline: &str) -> Vec<Seg> {
     vec![Seg::key("pipelines"), Seg::key(pipeline), Seg::key("tasks")]
 }
@@ -162,7 +216,10 @@ impl PipelineDraft {
         let mut dependants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for t in &self.tasks {
             for d in &t.depends_on {
-                dependants.entry(d.as_str()).or_default().push(t.name.as_str());
+                dependants
+                    .entry(d.as_str())
+                    .or_default()
+                    .push(t.name.as_str());
             }
         }
         let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
@@ -416,7 +473,11 @@ pub fn ops(text: &str, gesture: &Gesture) -> Result<Vec<Op>, EditError> {
                     deps_op(
                         pipeline,
                         &t.name,
-                        t.depends_on.iter().filter(|d| *d != name).cloned().collect(),
+                        t.depends_on
+                            .iter()
+                            .filter(|d| *d != name)
+                            .cloned()
+                            .collect(),
                     )
                 })
                 .collect();

@@ -279,7 +279,10 @@ pub fn apply(text: &str, op: &Op) -> Result<String, EditError> {
     while out.is_none() && k > 1 {
         k -= 1;
         if let Seg::Key(_) = path[k - 1] {
-            let value = want.get(&path[..k]).cloned().expect("an ancestor of an edited key");
+            let value = want
+                .get(&path[..k])
+                .cloned()
+                .expect("an ancestor of an edited key");
             out = doc.precise(
                 &Op::Set {
                     path: path[..k].to_vec(),
@@ -669,9 +672,9 @@ fn render(value: &Yaml, indent: usize, flow: bool, style: Option<char>) -> Rende
         Yaml::Map(entries) if entries.is_empty() => Rendered::Inline("{}".into()),
         Yaml::Seq(items)
             if flow
-                && items.iter().all(|i| {
-                    matches!(i, Yaml::Scalar(t, _) if !t.contains('\n') && !t.is_empty())
-                }) =>
+                && items.iter().all(
+                    |i| matches!(i, Yaml::Scalar(t, _) if !t.contains('\n') && !t.is_empty()),
+                ) =>
         {
             let parts: Vec<String> = items
                 .iter()
@@ -689,7 +692,10 @@ fn render(value: &Yaml, indent: usize, flow: bool, style: Option<char>) -> Rende
                 match render(item, indent + 2, false, None) {
                     Rendered::Inline(s) if s.is_empty() => lines.push(format!("{pad}-")),
                     Rendered::Inline(s) => lines.push(format!("{pad}- {s}")),
-                    Rendered::Block { header, lines: body } if !header.is_empty() => {
+                    Rendered::Block {
+                        header,
+                        lines: body,
+                    } if !header.is_empty() => {
                         lines.push(format!("{pad}- {header}"));
                         lines.extend(body);
                     }
@@ -869,11 +875,7 @@ pipelines:
             },
         )
         .unwrap();
-        assert_eq!(
-            out,
-            SPEC.replace("[build]", "[build, lint]"),
-            "{out}"
-        );
+        assert_eq!(out, SPEC.replace("[build]", "[build, lint]"), "{out}");
     }
 
     #[test]
@@ -1000,7 +1002,10 @@ pipelines:
             },
         )
         .unwrap();
-        assert!(out.contains("        steps:\n          - run: |\n"), "{out}");
+        assert!(
+            out.contains("        steps:\n          - run: |\n"),
+            "{out}"
+        );
         assert!(out.starts_with("# A comment at the top.\nname: demo   # trailing\n"));
         let json = "{\"name\": \"x\", \"pipelines\": {}}";
         let out = apply(
@@ -1017,13 +1022,19 @@ pipelines:
     #[test]
     fn scalars_read_back_as_written() {
         for s in [
-            "", "true", "5", "null", "~", "a: b", "a #b", "#x", "- x", "{{ x }}", "é", "\t",
-            "'q'", "\"q\"", "x\\y", " lead", "trail ", "1e3", "0x1F", "a,b", "\u{7f}",
+            "", "true", "5", "null", "~", "a: b", "a #b", "#x", "- x", "{{ x }}", "é", "\t", "'q'",
+            "\"q\"", "x\\y", " lead", "trail ", "1e3", "0x1F", "a,b", "\u{7f}",
         ] {
             let text = format!("k: {}\n", scalar(s));
-            assert_eq!(tree(&text).unwrap(), Yaml::Map(vec![("k".into(), Yaml::str(s))]), "{s:?} as {text}");
+            assert_eq!(
+                tree(&text).unwrap(),
+                Yaml::Map(vec![("k".into(), Yaml::str(s))]),
+                "{s:?} as {text}"
+            );
         }
-        for s in ["a\nb\n", "a\nb", "a\n\nb\n", " a\nb\n", "a\n\n", "x \ny\n", "\ta\n", "a\r\nb\n"] {
+        for s in [
+            "a\nb\n", "a\nb", "a\n\nb\n", " a\nb\n", "a\n\n", "x \ny\n", "\ta\n", "a\r\nb\n",
+        ] {
             let out = apply(
                 "k: 1\n",
                 &Op::Set {
@@ -1032,7 +1043,11 @@ pipelines:
                 },
             )
             .unwrap();
-            assert_eq!(tree(&out).unwrap(), Yaml::Map(vec![("k".into(), Yaml::str(s))]), "{s:?}");
+            assert_eq!(
+                tree(&out).unwrap(),
+                Yaml::Map(vec![("k".into(), Yaml::str(s))]),
+                "{s:?}"
+            );
         }
     }
 

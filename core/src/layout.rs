@@ -80,7 +80,8 @@ impl Layout {
 }
 
 /// Which way the layers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Direction {
     /// Layers are columns, edges run left to right.
     #[default]

@@ -108,8 +108,19 @@ fn tasks(tree: &Yaml) -> Vec<(String, Vec<String>)> {
 }
 
 const WORDS: &[&str] = &[
-    "x", "lint", "a b", "true", "5", "#hash", "k: v", "multi\nline\n", "tab\there", "é",
-    "{{ params.v }}", "", "'quoted'",
+    "x",
+    "lint",
+    "a b",
+    "true",
+    "5",
+    "#hash",
+    "k: v",
+    "multi\nline\n",
+    "tab\there",
+    "é",
+    "{{ params.v }}",
+    "",
+    "'quoted'",
 ];
 
 fn random_op(rng: &mut Rng, tree: &Yaml, fresh: &mut usize) -> Option<(Op, String, String)> {
@@ -126,7 +137,10 @@ fn random_op(rng: &mut Rng, tree: &Yaml, fresh: &mut usize) -> Option<(Op, Strin
     if names.is_empty() || rng.below(6) == 0 {
         let value = Yaml::Map(vec![(
             "steps".into(),
-            Yaml::Seq(vec![Yaml::Map(vec![("run".into(), Yaml::str(*rng.pick(WORDS)))])]),
+            Yaml::Seq(vec![Yaml::Map(vec![(
+                "run".into(),
+                Yaml::str(*rng.pick(WORDS)),
+            )])]),
         )]);
         return Some((
             Op::Set {
@@ -148,7 +162,13 @@ fn random_op(rng: &mut Rng, tree: &Yaml, fresh: &mut usize) -> Option<(Op, Strin
             let mut deps: Vec<String> = tree
                 .get(&with(&[&t, "depends_on"]))
                 .and_then(|d| match d {
-                    Yaml::Seq(items) => Some(items.iter().filter_map(|i| i.as_str()).map(String::from).collect()),
+                    Yaml::Seq(items) => Some(
+                        items
+                            .iter()
+                            .filter_map(|i| i.as_str())
+                            .map(String::from)
+                            .collect(),
+                    ),
                     _ => None,
                 })
                 .unwrap_or_default();
@@ -184,7 +204,10 @@ fn random_op(rng: &mut Rng, tree: &Yaml, fresh: &mut usize) -> Option<(Op, Strin
             value: Yaml::str(*rng.pick(WORDS)),
         },
         5 => Op::Remove {
-            path: with(&[&t, *rng.pick(&["image", "depends_on", "env", "timeout", "steps"])]),
+            path: with(&[
+                &t,
+                *rng.pick(&["image", "depends_on", "env", "timeout", "steps"]),
+            ]),
         },
         6 => Op::Remove { path: with(&[&t]) },
         7 => Op::Rename {
@@ -209,13 +232,21 @@ fn task_lines(text: &str, pipeline: &str, task: &str) -> Option<(usize, usize)> 
     let root = root?;
     let mut keys = Vec::new();
     collect_keys(&root, 0, &mut keys);
-    let Value::Map(top) = &root.value else { return None };
+    let Value::Map(top) = &root.value else {
+        return None;
+    };
     let pipes = &top.iter().find(|e| e.key == "pipelines")?.value;
-    let Value::Map(pipes) = &pipes.value else { return None };
+    let Value::Map(pipes) = &pipes.value else {
+        return None;
+    };
     let p = &pipes.iter().find(|e| e.key == pipeline)?.value;
-    let Value::Map(pfields) = &p.value else { return None };
+    let Value::Map(pfields) = &p.value else {
+        return None;
+    };
     let ts = &pfields.iter().find(|e| e.key == "tasks")?.value;
-    let Value::Map(ts) = &ts.value else { return None };
+    let Value::Map(ts) = &ts.value else {
+        return None;
+    };
     let e = ts.iter().find(|e| e.key == task)?;
     let start = e.key_line - 1;
     let end = keys
@@ -277,11 +308,15 @@ fn random_edits_keep_meaning_and_untouched_lines() {
             let got = edit::apply(&text, &op);
             match (expected, got) {
                 (Ok(()), Ok(new)) => {
-                    assert_eq!(edit::tree(&new).unwrap(), want, "{op:?} on\n{text}\ngave\n{new}");
+                    assert_eq!(
+                        edit::tree(&new).unwrap(),
+                        want,
+                        "{op:?} on\n{text}\ngave\n{new}"
+                    );
                     let (from, to) = changed(&text, &new);
                     if from < to {
-                        let (start, end) = task_lines(&text, &pipeline, &task)
-                            .unwrap_or((usize::MAX, usize::MAX));
+                        let (start, end) =
+                            task_lines(&text, &pipeline, &task).unwrap_or((usize::MAX, usize::MAX));
                         let in_task = start <= from && to <= end;
                         // Removing the last task or adding the first
                         // rewrites `tasks:` itself.

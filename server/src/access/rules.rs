@@ -80,6 +80,11 @@ pub static RULES: &[Rule] = &[
         VIEWER,
     ),
     rule(
+        Method::PUT,
+        "/api/v1/workflows/{name}/versions/{version}/layout",
+        EDITOR,
+    ),
+    rule(
         Method::POST,
         "/api/v1/workflows/{name}/pipelines/{pipeline}/runs",
         EDITOR,

@@ -125,6 +125,7 @@ async fn cancel_run(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Only this task's lines.
@@ -227,6 +228,7 @@ async fn run_logs(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogQuery {
     /// Which attempt of the task (default: the latest that logged).

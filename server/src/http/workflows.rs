@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use crate::storage::secrets;
 use crate::storage::workflows::{
     self, Applied, PipelineState, VersionSummary, WorkflowSummary, WorkflowVersion,
 };
+use xene_core::draft::EditorLayout;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_workflow, delete_workflow))
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
+        .routes(routes!(put_layout))
         .routes(routes!(start_run))
 }
 
@@ -47,12 +49,17 @@ pub struct VersionList {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyOptions {
     /// Validate and say what would change (the answer's `changed` and
     /// `version`, faults as a 422), storing nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// The version this text was edited from (0 for a new workflow): when
+    /// the current version is another, nothing is stored and the answer is
+    /// 409 naming the current version.
+    pub base: Option<i64>,
 }
 
 /// Apply a workflow from YAML or JSON. A changed spec becomes a new version.
@@ -62,6 +69,7 @@ pub struct ApplyOptions {
     responses(
         (status = 201, description = "Stored as a new version (or would be, with dry_run)", body = Applied),
         (status = 200, description = "Unchanged: same as the current version", body = Applied),
+        (status = 409, description = "`base` is no longer the current version"),
         (status = 413, description = "Body over the size limit"),
         (status = 422, description = "Invalid: every fault with its YAML path and line"),
     )
@@ -83,9 +91,18 @@ async fn apply_workflow(
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(ApiError::Invalid)?;
     let mut applied = if options.dry_run {
-        workflows::preview(&state.db, &workflow).await?
+        workflows::preview(&state.db, &workflow, text).await?
     } else {
-        workflows::apply(&state.db, &workflow, text).await?
+        workflows::apply(&state.db, &workflow, text, options.base)
+            .await?
+            .map_err(|stale| {
+                ApiError::Conflict(format!(
+                    "workflow {:?} changed meanwhile: this edit started from version {}, the current one is {}",
+                    workflow.name,
+                    options.base.unwrap_or_default(),
+                    stale.current
+                ))
+            })?
     };
     let used: std::collections::BTreeSet<String> = workflow
         .pipelines
@@ -189,6 +206,34 @@ async fn get_version(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} has no version {version}")))
+}
+
+/// Store where the visual editor placed a version's tasks.
+#[utoipa::path(
+    put, path = "/api/v1/workflows/{name}/versions/{version}/layout", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name"), ("version" = i64, Path, description = "Version number")),
+    request_body(content = Object, description = "`direction` (`left-right` or `top-down`) and `positions`: pipeline, then task, to `[x, y]`", content_type = "application/json"),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 404, description = "No such workflow or version"),
+        (status = 422, description = "Names no spec could hold, or beyond the bounds"),
+    )
+)]
+async fn put_layout(
+    State(state): State<AppState>,
+    path: Result<Path<(String, i64)>, PathRejection>,
+    body: Result<Json<EditorLayout>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((name, version)) = path?;
+    let Json(layout) = body?;
+    layout.check().map_err(ApiError::Unprocessable)?;
+    if workflows::set_layout(&state.db, &name, version, &layout).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "workflow {name:?} has no version {version}"
+        )))
+    }
 }
 
 /// What a manual run may set.

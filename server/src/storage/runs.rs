@@ -102,6 +102,7 @@ pub struct RunDetail {
 
 /// Filters and page for listing runs, newest first.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunFilter {
     pub workflow: Option<String>,
     pub pipeline: Option<String>,

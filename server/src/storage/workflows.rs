@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
+use xene_core::draft::EditorLayout;
 use xene_core::spec::{Trigger, Workflow};
 
 use super::{Db, StorageError, now_ms};
@@ -50,6 +51,17 @@ pub struct WorkflowVersion {
     /// The text that was applied.
     pub source: String,
     pub created_at: i64,
+    /// Where the visual editor placed tasks; carried over from version to
+    /// version.
+    #[schema(value_type = Option<Object>)]
+    pub layout: Option<EditorLayout>,
+}
+
+/// An apply made against a version that is no longer the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale {
+    /// The current version (0: the workflow does not exist).
+    pub current: i64,
 }
 
 fn trigger_name(trigger: &Trigger) -> &'static str {
@@ -61,10 +73,10 @@ fn trigger_name(trigger: &Trigger) -> &'static str {
 }
 
 /// What `apply` would answer, storing nothing (a dry run).
-pub async fn preview(db: &Db, workflow: &Workflow) -> Result<Applied, StorageError> {
+pub async fn preview(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied, StorageError> {
     let spec = serde_json::to_string(workflow).expect("specs serialize");
     let current = sqlx::query(
-        "SELECT w.current_version, w.deleted, v.spec FROM workflows w \
+        "SELECT w.current_version, w.deleted, v.spec, v.source FROM workflows w \
          JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
          WHERE w.name = $1",
     )
@@ -76,7 +88,8 @@ pub async fn preview(db: &Db, workflow: &Workflow) -> Result<Applied, StorageErr
             let version: i64 = row.get(0);
             let deleted: i64 = row.get(1);
             let old_spec: String = row.get(2);
-            if deleted == 0 && old_spec == spec {
+            let old_source: String = row.get(3);
+            if deleted == 0 && old_spec == spec && old_source == source {
                 (version, false)
             } else {
                 (version + 1, true)
@@ -92,8 +105,16 @@ pub async fn preview(db: &Db, workflow: &Workflow) -> Result<Applied, StorageErr
     })
 }
 
-/// Stores `workflow` as a new version unless it equals the current one.
-pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied, StorageError> {
+/// Stores `workflow` as a new version unless it equals the current one
+/// (spec and text). With `base`, only if the current version is still
+/// `base` (0: the workflow must not exist), so that an editor never
+/// overwrites a version it has not seen.
+pub async fn apply(
+    db: &Db,
+    workflow: &Workflow,
+    source: &str,
+    base: Option<i64>,
+) -> Result<Result<Applied, Stale>, StorageError> {
     let spec = serde_json::to_string(workflow).expect("specs serialize");
     let now = now_ms();
     let mut tx = db.begin_write().await?;
@@ -106,27 +127,40 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
             .await?;
     }
     let current = sqlx::query(
-        "SELECT w.current_version, w.deleted, v.spec FROM workflows w \
+        "SELECT w.current_version, w.deleted, v.spec, v.source, v.layout FROM workflows w \
          JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
          WHERE w.name = $1",
     )
     .bind(&workflow.name)
     .fetch_optional(&mut *tx)
     .await?;
+    let live = current
+        .as_ref()
+        .filter(|row| row.get::<i64, _>(1) == 0)
+        .map_or(0, |row| row.get::<i64, _>(0));
+    if let Some(base) = base
+        && base != live
+    {
+        tx.rollback().await?;
+        return Ok(Err(Stale { current: live }));
+    }
+    let mut layout: Option<String> = None;
     let (version, exists) = match &current {
         Some(row) => {
             let version: i64 = row.get(0);
             let deleted: i64 = row.get(1);
             let old_spec: String = row.get(2);
-            if deleted == 0 && old_spec == spec {
+            let old_source: String = row.get(3);
+            if deleted == 0 && old_spec == spec && old_source == source {
                 tx.rollback().await?;
-                return Ok(Applied {
+                return Ok(Ok(Applied {
                     name: workflow.name.clone(),
                     version,
                     changed: false,
                     warnings: Vec::new(),
-                });
+                }));
             }
+            layout = row.get(4);
             (version + 1, true)
         }
         None => (1, false),
@@ -153,12 +187,13 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("INSERT INTO workflow_versions (workflow, version, spec, source, created_at) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query("INSERT INTO workflow_versions (workflow, version, spec, source, created_at, layout) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&workflow.name)
         .bind(version)
         .bind(&spec)
         .bind(source)
         .bind(now)
+        .bind(layout)
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM pipelines WHERE workflow = $1")
@@ -178,12 +213,36 @@ pub async fn apply(db: &Db, workflow: &Workflow, source: &str) -> Result<Applied
         .await?;
     }
     tx.commit().await?;
-    Ok(Applied {
+    Ok(Ok(Applied {
         name: workflow.name.clone(),
         version,
         changed: true,
         warnings: Vec::new(),
-    })
+    }))
+}
+
+/// Stores the editor's layout with a version; false when there is no such
+/// version of a live workflow.
+pub async fn set_layout(
+    db: &Db,
+    name: &str,
+    version: i64,
+    layout: &EditorLayout,
+) -> Result<bool, StorageError> {
+    let json = serde_json::to_string(layout).expect("layouts serialize");
+    let mut tx = db.begin_write().await?;
+    let done = sqlx::query(
+        "UPDATE workflow_versions SET layout = $1 WHERE workflow = $2 AND version = $3 \
+         AND EXISTS (SELECT 1 FROM workflows w WHERE w.name = $2 AND w.deleted = 0)",
+    )
+    .bind(json)
+    .bind(name)
+    .bind(version)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(done == 1)
 }
 
 pub async fn list(db: &Db) -> Result<Vec<WorkflowSummary>, StorageError> {
@@ -221,7 +280,7 @@ pub async fn get(
     version: Option<i64>,
 ) -> Result<Option<WorkflowVersion>, StorageError> {
     let row = sqlx::query(
-        "SELECT v.version, v.spec, v.source, v.created_at FROM workflows w \
+        "SELECT v.version, v.spec, v.source, v.created_at, v.layout FROM workflows w \
          JOIN workflow_versions v ON v.workflow = w.name \
          WHERE w.name = $1 AND w.deleted = 0 AND v.version = COALESCE($2, w.current_version)",
     )
@@ -237,6 +296,10 @@ pub async fn get(
             spec: serde_json::from_str(&spec).map_err(|e| StorageError::Corrupt(e.to_string()))?,
             source: row.get(2),
             created_at: row.get(3),
+            // A layout that no longer reads is dropped: it only places boxes.
+            layout: row
+                .get::<Option<String>, _>(4)
+                .and_then(|l| serde_json::from_str(&l).ok()),
         })
     })
     .transpose()

@@ -57,7 +57,10 @@ async fn wait_online(db: &Db, n: usize, agents: &[&Agent]) {
 
 async fn run_once(db: &Db) {
     let workflow = xene_core::parse_workflow(WORK).unwrap();
-    workflows::apply(db, &workflow, WORK).await.unwrap();
+    workflows::apply(db, &workflow, WORK, None)
+        .await
+        .unwrap()
+        .unwrap();
     let run = runs::create(db, "secure", "p", BTreeMap::new(), "manual")
         .await
         .unwrap();

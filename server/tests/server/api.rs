@@ -669,6 +669,7 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/workflows/{name}/pipelines/{pipeline}/hook",
             "POST /api/v1/workflows/{name}/pipelines/{pipeline}/runs",
             "PUT /api/v1/secrets/{name}",
+            "PUT /api/v1/workflows/{name}/versions/{version}/layout",
         ]
     );
     // Each documented GET without path parameters answers.
@@ -817,4 +818,85 @@ async fn a_dry_run_apply_validates_and_stores_nothing() {
     assert_eq!(status, 422, "{body}");
     assert!(body["diagnostics"].is_array(), "{body}");
     server.stop().await;
+}
+
+/// The editor saves against the version it started from: a save over a
+/// version it has not seen is refused with 409 and stores nothing; a text
+/// that differs only in comments is a new version (the text is the
+/// user's); the layout of dragged nodes is kept with a version and carried
+/// to the next.
+#[tokio::test]
+async fn editor_saves_against_a_base_and_keeps_its_layout() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let save = |base: i64, text: String| {
+            let server = &server;
+            async move {
+                server
+                    .post(&format!("/api/v1/workflows?base={base}"), text)
+                    .await
+            }
+        };
+        assert_eq!(save(0, HELLO.to_string()).await.0, 201);
+        let (status, body) = save(0, HELLO.to_string()).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("started from version 0, the current one is 1"),
+            "{body}"
+        );
+        let commented = format!("# Greets.\n{HELLO}");
+        let (status, body) = save(1, commented.clone()).await;
+        assert_eq!((status, body["version"].clone()), (201, json!(2)));
+        let (status, _) = save(1, format!("# Another.\n{HELLO}")).await;
+        assert_eq!(status, 409);
+        let (_, current) = server.get("/api/v1/workflows/hello").await;
+        assert_eq!(current["source"], commented.as_str());
+        assert_eq!(current["layout"], Value::Null);
+
+        let layout = json!({
+            "direction": "top-down",
+            "positions": { "greet": { "hello": [10, 20], "after": [300, -40] } }
+        });
+        let put = |version: i64, body: Value| {
+            let server = &server;
+            async move {
+                server
+                    .client
+                    .put(server.url(&format!(
+                        "/api/v1/workflows/hello/versions/{version}/layout"
+                    )))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("PUT")
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(put(2, layout.clone()).await, 204);
+        assert_eq!(put(9, layout.clone()).await, 404);
+        for bad in [
+            json!({ "positions": { "greet": { "../x": [0, 0] } } }),
+            json!({ "positions": { "greet": { "hello": [2_000_000, 0] } } }),
+            json!({ "direction": "sideways" }),
+            json!({ "positions": {}, "extra": 1 }),
+        ] {
+            assert!(
+                [400, 422].contains(&put(2, bad.clone()).await),
+                "{bad} was taken"
+            );
+        }
+        let (_, v2) = server.get("/api/v1/workflows/hello/versions/2").await;
+        assert_eq!(v2["layout"], layout);
+        // The next version, applied by anyone, keeps the drawing.
+        let (status, _) = apply(&server, &HELLO.replace("a first", "a third")).await;
+        assert_eq!(status, 201);
+        let (_, v3) = server.get("/api/v1/workflows/hello/versions/3").await;
+        assert_eq!(v3["layout"], layout);
+        server.stop().await;
+    }
 }
