@@ -89,6 +89,7 @@ pub static RULES: &[Rule] = &[
         "/api/v1/workflows/{name}/pipelines/{pipeline}/runs",
         EDITOR,
     ),
+    rule(Method::GET, "/api/v1/cron/next", VIEWER),
     // Webhooks: a delivery's signature is its credential.
     rule(Method::POST, "/api/v1/hooks/{id}", PUBLIC),
     rule(Method::GET, "/api/v1/hooks/{id}/deliveries", VIEWER),

@@ -18,6 +18,7 @@ pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod connect;
+pub mod cron;
 pub mod error;
 pub mod feed;
 pub mod health;

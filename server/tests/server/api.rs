@@ -639,6 +639,7 @@ async fn the_openapi_document_matches_the_routes() {
             "DELETE /api/v1/workflows/{name}",
             "GET /api/v1/agents",
             "GET /api/v1/audit",
+            "GET /api/v1/cron/next",
             "GET /api/v1/hooks/{id}/deliveries",
             "GET /api/v1/invites",
             "GET /api/v1/me",
@@ -899,4 +900,35 @@ async fn editor_saves_against_a_base_and_keeps_its_layout() {
         assert_eq!(v3["layout"], layout);
         server.stop().await;
     }
+}
+
+/// The editor shows when a cron line being typed would fire.
+#[tokio::test]
+async fn cron_next_lists_fire_times_or_the_fault() {
+    let db = TestDb::new(crate::util::Backend::Sqlite);
+    let server = TestServer::start(&db).await;
+    let (status, body) = server
+        .get("/api/v1/cron/next?schedule=0%203%20*%20*%20*&timezone=Europe/Paris&count=3")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let fires: Vec<i64> = serde_json::from_value(body["fires"].clone()).unwrap();
+    assert_eq!(fires.len(), 3);
+    assert!(
+        fires.windows(2).all(|w| w[1] - w[0] >= 23 * 3_600_000),
+        "{fires:?}"
+    );
+    for (query, fault) in [
+        ("schedule=61%20*%20*%20*%20*", "bad minute"),
+        ("schedule=*%20*%20*%20*", "expected 5 fields"),
+        ("schedule=@daily&timezone=Mars/Olympus", "unknown time zone"),
+    ] {
+        let (status, body) = server.get(&format!("/api/v1/cron/next?{query}")).await;
+        assert_eq!(status, 422, "{query}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(fault), "{body}");
+    }
+    let (status, body) = server
+        .get("/api/v1/cron/next?schedule=@hourly&count=500")
+        .await;
+    assert_eq!((status, body["fires"].as_array().unwrap().len()), (200, 20));
+    server.stop().await;
 }
