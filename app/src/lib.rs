@@ -137,6 +137,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("signin") view=pages::SignIn />
                     <Route path=path!("/workflows") ssr=SsrMode::Async view=pages::workflows::WorkflowsPage />
                     <Route path=path!("/workflows/:name") ssr=SsrMode::Async view=pages::workflows::WorkflowPage />
+                    <Route path=path!("/workflows/:name/edit") ssr=SsrMode::Async view=pages::editor::EditorPage />
+                    <Route path=path!("/editor") ssr=SsrMode::Async view=pages::editor::EditorPage />
                     <Route path=path!("/runs") ssr=SsrMode::Async view=pages::runs::RunsPage />
                     <Route path=path!("/runs/:id") ssr=SsrMode::Async view=pages::runs::RunPage />
                     <Route path=path!("/agents") ssr=SsrMode::Async view=pages::admin::AgentsPage />

@@ -1,6 +1,7 @@
 //! One module per page.
 
 pub mod admin;
+pub mod editor;
 pub mod home;
 pub mod logs;
 mod not_found;

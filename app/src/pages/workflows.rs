@@ -91,6 +91,7 @@ pub fn WorkflowsPage() -> impl IntoView {
         |_| async { workflow_rows().await.map_err(api::error_text) },
     );
     let me = crate::current_user();
+    let can_edit_list = move || me().is_some_and(|m| m.can_edit());
     let navigate = use_navigate();
     let load = Action::new(|_: &()| async { api::load_examples().await.map_err(api::error_text) });
     Effect::new(move |_| {
@@ -117,6 +118,13 @@ pub fn WorkflowsPage() -> impl IntoView {
         <Title text="Workflows" />
         <div class="page-head">
             <h1>"Workflows"</h1>
+            <Transition>
+                <Show when=can_edit_list>
+                    <div class="actions">
+                        <a class="button" id="new-workflow" href="/editor">"New workflow"</a>
+                    </div>
+                </Show>
+            </Transition>
         </div>
         <Transition fallback=|| view! { <p class="loading">"Loading workflows…"</p> }>
             {move || {
@@ -317,6 +325,9 @@ pub fn WorkflowPage() -> impl IntoView {
 
 fn workflow_view(d: WorkflowData) -> impl IntoView {
     let detail = d.detail;
+    let me = crate::current_user();
+    let can_edit = move || me().is_some_and(|m| m.can_edit());
+    let edit_href = format!("/workflows/{}/edit", enc(&detail.name));
     let name = detail.name.clone();
     let pipelines = detail
         .spec
@@ -337,6 +348,11 @@ fn workflow_view(d: WorkflowData) -> impl IntoView {
         <div class="page-head">
             <h1>{detail.name.clone()}</h1>
             <span class="muted">"version " {detail.version} ", applied " <Time ms=detail.created_at /></span>
+            <Show when=can_edit>
+                <div class="actions">
+                    <a class="button" id="edit-workflow" href=edit_href.clone()>"Edit"</a>
+                </div>
+            </Show>
         </div>
         {(!detail.spec.description.is_empty()).then(|| view! { <p>{detail.spec.description.clone()}</p> })}
         {pipelines}
@@ -584,6 +600,11 @@ fn diff_view(from: i64, to: i64, a: &str, b: &str) -> impl IntoView {
         }
         .into_any();
     }
+    diff_lines(a, b, format!("Changes from v{from} to v{to}")).into_any()
+}
+
+/// A line diff of two texts, three lines of context around each change.
+pub fn diff_lines(a: &str, b: &str, label: String) -> impl IntoView + use<> {
     let diff = similar::TextDiff::from_lines(a, b);
     let mut lines = Vec::new();
     for group in diff.grouped_ops(3) {
@@ -604,14 +625,13 @@ fn diff_view(from: i64, to: i64, a: &str, b: &str) -> impl IntoView {
         }
     }
     view! {
-        <pre class="diff" id="diff" aria-label=format!("Changes from v{from} to v{to}")>
+        <pre class="diff" id="diff" aria-label=label>
             {lines
                 .into_iter()
                 .map(|(class, text)| view! { <span class=class>{text}</span> })
                 .collect_view()}
         </pre>
     }
-    .into_any()
 }
 
 /// A webhook pipeline's URL and its recent deliveries, accepted or refused,

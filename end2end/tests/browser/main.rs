@@ -4,6 +4,7 @@
 mod util;
 
 mod api_docs;
+mod editor;
 mod home;
 pub mod signin;
 mod ui;

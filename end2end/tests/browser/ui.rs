@@ -569,6 +569,7 @@ async fn every_page_is_accessible_at_laptop_and_phone_widths() {
             ("home", "/"),
             ("workflows", "/workflows"),
             ("workflow", "/workflows/fan-out-fan-in"),
+            ("editor", "/workflows/fan-out-fan-in/edit"),
             ("runs", "/runs"),
             ("run", "/runs/1?task=gather"),
             ("agents", "/agents"),

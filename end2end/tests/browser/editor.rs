@@ -1,0 +1,364 @@
+//! The visual editor, as a user draws with a mouse and types in a real
+//! browser: a three-task pipeline drawn from an empty page, a cycle
+//! refused while dragging, the YAML typed by hand and the canvas following,
+//! comments and untouched lines kept byte for byte, undo and redo, save,
+//! run, and a version saved by someone else meanwhile merged, never
+//! overwritten.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use fantoccini::actions::{
+    InputSource, KeyAction, KeyActions, MOUSE_BUTTON_LEFT, MouseActions, PointerAction,
+};
+
+use crate::util::{Browser, TestServer, WAIT};
+
+fn e(err: impl std::fmt::Display) -> String {
+    err.to_string()
+}
+
+impl Browser {
+    /// The YAML view's text.
+    async fn yaml(&self) -> Result<String, String> {
+        let v = self
+            .js("return document.querySelector('#editor-yaml').value")
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
+    /// Types a whole new text into the YAML view, as one edit.
+    async fn type_yaml(&self, text: &str) -> Result<(), String> {
+        self.client
+            .execute(
+                "const t = document.querySelector('#editor-yaml'); t.focus(); \
+                 t.value = arguments[0]; t.dispatchEvent(new Event('input', {bubbles: true}));",
+                vec![text.into()],
+            )
+            .await
+            .map_err(e)?;
+        Ok(())
+    }
+
+    /// The centre of an element, in viewport pixels.
+    async fn centre(&self, css: &str) -> Result<(f64, f64), String> {
+        let v = self
+            .client
+            .execute(
+                "const el = document.querySelector(arguments[0]); \
+                 el.scrollIntoView({block: 'nearest'}); \
+                 const r = el.getBoundingClientRect(); \
+                 return [r.left + r.width / 2, r.top + r.height / 2];",
+                vec![css.into()],
+            )
+            .await
+            .map_err(e)?;
+        Ok((v[0].as_f64().ok_or("no x")?, v[1].as_f64().ok_or("no y")?))
+    }
+
+    /// Presses the mouse on one element and moves it to another, holding
+    /// the button; `release` lets go.
+    async fn drag(&self, from: &str, to: &str, release: bool) -> Result<(), String> {
+        let (fx, fy) = self.centre(from).await?;
+        let (tx, ty) = self.centre(to).await?;
+        let mut mouse = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveTo {
+                duration: None,
+                x: fx,
+                y: fy,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveTo {
+                duration: Some(Duration::from_millis(150)),
+                x: (fx + tx) / 2.0,
+                y: (fy + ty) / 2.0,
+            })
+            .then(PointerAction::MoveTo {
+                duration: Some(Duration::from_millis(150)),
+                x: tx,
+                y: ty,
+            });
+        if release {
+            mouse = mouse.then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        }
+        self.client
+            .perform_actions(mouse)
+            .await
+            .map_err(|err| format!("drag {from} to {to}: {err}"))
+    }
+
+    async fn set_field(&self, css: &str, value: &str) -> Result<(), String> {
+        let el = self.client.find(Locator::Css(css)).await.map_err(e)?;
+        el.clear().await.map_err(e)?;
+        el.send_keys(value).await.map_err(e)?;
+        // A field edits the YAML when it changes: on leaving it.
+        el.send_keys("\u{E004}").await.map_err(e)?;
+        Ok(())
+    }
+
+    async fn wait_yaml(&self, what: &str, check: impl Fn(&str) -> bool) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let y = self.yaml().await?;
+            if check(&y) {
+                return Ok(y);
+            }
+            if started.elapsed() > WAIT {
+                return Err(format!("the YAML never {what}:\n{y}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn node(name: &str) -> String {
+    format!("svg.canvas g.node[data-task=\"{name}\"]")
+}
+
+#[tokio::test]
+async fn draw_a_pipeline_edit_its_yaml_and_run_it() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1400, 1000).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/editor")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_text(".canvas-empty", |t| t.contains("No tasks yet"))
+            .await?;
+        browser.screenshot("editor-new").await?;
+
+        // Draw: three tasks, two edges.
+        for _ in 0..3 {
+            browser.click("#add-task").await?;
+        }
+        for n in ["task", "task-2", "task-3"] {
+            browser.client.find(Locator::Css(&node(n))).await.map_err(e)?;
+        }
+        browser
+            .drag(".handle[data-handle=\"task\"]", &node("task-2"), true)
+            .await?;
+        browser.wait_yaml("connected task-2", |y| y.contains("depends_on: [task]")).await?;
+        browser
+            .drag(".handle[data-handle=\"task-2\"]", &node("task-3"), true)
+            .await?;
+        browser.wait_yaml("connected task-3", |y| y.contains("depends_on: [task-2]")).await?;
+
+        // A cycle is refused while dragging, with its path, and on release.
+        browser
+            .drag(".handle[data-handle=\"task-3\"]", &node("task"), false)
+            .await?;
+        let hint = browser
+            .wait_for_text("#drag-hint", |t| t.contains("cycle"))
+            .await?;
+        browser.screenshot("editor-cycle-refused").await?;
+        browser
+            .client
+            .perform_actions(MouseActions::new("mouse".into()).then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            }))
+            .await
+            .map_err(e)?;
+        let refusal = browser
+            .wait_for_text("p.error", |t| t.contains("cycle"))
+            .await?;
+        let before_cycle = browser.yaml().await?;
+
+        // Rename and fill steps in the panel.
+        browser.click(&node("task")).await?;
+        browser.set_field("#task-name", "build").await?;
+        browser.wait_yaml("renamed task", |y| y.contains("      build:") && y.contains("depends_on: [build]")).await?;
+        browser.set_field("#steps-0-run", "echo built").await?;
+        browser.wait_yaml("took the script", |y| y.contains("run: echo built")).await?;
+
+        // Type in the YAML: a comment and a fourth task; the canvas follows.
+        let typed = browser.yaml().await?.replace(
+            "pipelines:\n",
+            "# Drawn in the editor, then typed.\npipelines:\n",
+        ) + "      lint:   # typed by hand\n        depends_on: [build]\n        steps:\n          - run: echo lint\n";
+        browser.type_yaml(&typed).await?;
+        browser.client.find(Locator::Css(&node("lint"))).await.map_err(e)?;
+        browser
+            .wait_for_attr(&node("lint"), "class", "node")
+            .await?;
+        // A fault in the YAML leaves the canvas as it was.
+        browser.type_yaml(&format!("{typed}  bad: [\n")).await?;
+        browser
+            .wait_for_text(".yaml-fault", |t| t.contains("does not parse") || t.contains("fault"))
+            .await?;
+        browser.client.find(Locator::Css(&node("lint"))).await.map_err(e)?;
+        browser.type_yaml(&typed).await?;
+
+        // Move a node: the YAML stays byte for byte the same.
+        browser
+            .js("document.querySelector('svg.canvas').scrollIntoView({block: 'start'})")
+            .await?;
+        let (x, y) = browser.centre(&node("lint")).await?;
+        browser
+            .client
+            .perform_actions(
+                MouseActions::new("mouse".into())
+                    .then(PointerAction::MoveTo { duration: None, x: x - 40.0, y })
+                    .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+                    .then(PointerAction::MoveTo { duration: Some(Duration::from_millis(200)), x: x - 40.0, y: y + 120.0 })
+                    .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT }),
+            )
+            .await
+            .map_err(e)?;
+        let (_, moved_y) = browser.centre(&node("lint")).await?;
+        let after_move = browser.yaml().await?;
+
+        // A change in the panel touches only its own line.
+        browser.click(&node("build")).await?;
+        browser.set_field("#task-timeout", "5m").await?;
+        let after_timeout = browser.wait_yaml("took the timeout", |y| y.contains("timeout: 5m")).await?;
+        browser.screenshot("editor-drawn").await?;
+
+        // Undo and redo, by button and by keyboard.
+        browser.click("#undo").await?;
+        browser.wait_yaml("undid the timeout", |y| *y == after_move).await?;
+        browser.click("#redo").await?;
+        browser.wait_yaml("redid the timeout", |y| *y == after_timeout).await?;
+        // Focus is on the Redo button, inside the editor.
+        browser
+            .client
+            .perform_actions(
+                KeyActions::new("keys".into())
+                    .then(KeyAction::Down { value: '\u{E009}' })
+                    .then(KeyAction::Down { value: 'z' })
+                    .then(KeyAction::Up { value: 'z' })
+                    .then(KeyAction::Up { value: '\u{E009}' }),
+            )
+            .await
+            .map_err(e)?;
+        browser.wait_yaml("undid by keyboard", |y| *y == after_move).await?;
+        browser.click("#redo").await?;
+        browser.wait_yaml("redid again", |y| *y == after_timeout).await?;
+
+        // Save (after the diff), then run.
+        browser.click("button.save").await?;
+        browser.wait_for_text(".dialog", |t| t.contains("Save the new workflow")).await?;
+        browser.click("button.confirm-save").await?;
+        browser.wait_for_text(".notice", |t| t.contains("version 1")).await?;
+        let path = browser.wait_for_path("/workflows/my-workflow/edit").await?;
+        browser.screenshot("editor-saved").await?;
+        browser.click("button.run").await?;
+        browser.wait_for_path("/runs/").await?;
+        browser.wait_for_text("h1 .status", |t| t == "success").await?;
+        Ok::<_, String>((hint, refusal, before_cycle, typed, after_move, after_timeout, y, moved_y, path))
+    }
+    .await;
+    browser.close().await;
+    let (hint, refusal, before_cycle, typed, after_move, after_timeout, y, moved_y, path) =
+        outcome.unwrap();
+    assert_eq!(hint, "refused, a cycle: task-3 -> task -> task-2 -> task-3");
+    assert!(
+        refusal.contains("task-3 -> task -> task-2 -> task-3"),
+        "{refusal}"
+    );
+    assert!(before_cycle.contains("depends_on: [task-2]") && !before_cycle.contains("[task-3]"));
+    assert_eq!(after_move, typed, "moving a node changed the YAML");
+    assert!(
+        moved_y > y + 60.0,
+        "the node did not move: {y} -> {moved_y}"
+    );
+    // Every line but the new one is untouched, comments included.
+    let mut expected: Vec<&str> = typed.lines().collect();
+    let at = expected.iter().position(|l| *l == "      task-2:").unwrap();
+    expected.insert(at, "        timeout: 5m");
+    assert_eq!(
+        after_timeout.lines().collect::<Vec<_>>(),
+        expected,
+        "{after_timeout}"
+    );
+    assert_eq!(path, "/workflows/my-workflow/edit");
+}
+
+const SHARED: &str = "\
+# Shared by two people.
+name: shared
+pipelines:
+  main:
+    tasks:
+      one:
+        steps:
+          - run: echo one
+      two:   # the second
+        depends_on: [one]
+        steps:
+          - run: echo two
+";
+
+/// Someone saves a version while the editor is open: Save is refused, the
+/// editor offers a merge or a reload, and the merge keeps both changes.
+#[tokio::test]
+async fn a_version_saved_meanwhile_is_merged_never_overwritten() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1400, 1000).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/workflows")).await?;
+        browser.hydrated().await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", SHARED).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        browser.goto(&server.url("/workflows/shared")).await?;
+        browser.hydrated().await?;
+        browser.click("#edit-workflow").await?;
+        browser.wait_for_path("/workflows/shared/edit").await?;
+        browser.hydrated().await?;
+        browser
+            .client
+            .find(Locator::Css(&node("two")))
+            .await
+            .map_err(e)?;
+
+        // Meanwhile, another person's version 2.
+        let theirs = SHARED.replace("echo one", "echo one, theirs");
+        let (status, body) = browser.api("POST", "/api/v1/workflows", &theirs).await?;
+        if status != 201 {
+            return Err(format!("apply theirs: {status} {body}"));
+        }
+        browser.click(&node("two")).await?;
+        browser.set_field("#task-image", "busybox:stable").await?;
+        browser
+            .wait_yaml("took the image", |y| y.contains("image: busybox:stable"))
+            .await?;
+        browser.click("button.save").await?;
+        browser
+            .wait_for_text(".dialog.conflict", |t| t.contains("Version 2 was saved"))
+            .await?;
+        browser.screenshot("editor-conflict").await?;
+        browser.click("button.merge").await?;
+        let merged = browser
+            .wait_yaml("merged", |y| {
+                y.contains("echo one, theirs") && y.contains("busybox:stable")
+            })
+            .await?;
+        browser.click("button.save").await?;
+        browser
+            .wait_for_text(".dialog", |t| t.contains("Changes against version 2"))
+            .await?;
+        browser.click("button.confirm-save").await?;
+        browser
+            .wait_for_text(".notice", |t| t.contains("version 3"))
+            .await?;
+        let (_, current) = browser.api("GET", "/api/v1/workflows/shared", "").await?;
+        Ok::<_, String>((merged, current))
+    }
+    .await;
+    browser.close().await;
+    let (merged, current) = outcome.unwrap();
+    let current: serde_json::Value = serde_json::from_str(&current).unwrap();
+    assert_eq!(current["version"], 3);
+    assert_eq!(current["source"], merged.as_str());
+    assert!(merged.starts_with("# Shared by two people.\n"), "{merged}");
+    assert!(merged.contains("      two:   # the second\n"), "{merged}");
+}
