@@ -1252,286 +1252,286 @@ fn Editor(loaded: Loaded) -> impl IntoView {
 
     let secrets_panel = secrets.clone();
     view! {
-            <div class="editor">
-    {view! {
-                <div class="page-head">
-                    <h1>{move || {
-                        let n = save_name();
-                        if n.is_empty() { "New workflow".to_string() } else { n }
-                    }}</h1>
-                    <span class="muted">{move || match base.get() {
-                        0 => "not saved yet".to_string(),
-                        b => format!("editing from version {b}"),
-                    }}</span>
-                    <div class="actions">
-                        <button id="undo" on:click=move |_| step_history(true) disabled=move || undo.with(Vec::is_empty) title="Undo (Ctrl+Z)">"Undo"</button>
-                        <button id="redo" on:click=move |_| step_history(false) disabled=move || redo.with(Vec::is_empty) title="Redo (Ctrl+Shift+Z)">"Redo"</button>
-                        <button id="shortcuts" on:click=move |_| dialog.set(Dialog::Help) title="Keyboard shortcuts (?)">"Shortcuts"</button>
-                        <Show when=can_edit>
-                            <button
-                                class="primary save"
-                                disabled=move || blocked().is_some() || !dirty() || save.pending().get()
-                                title=move || blocked().unwrap_or_default()
-                                on:click=move |_| { open_review.dispatch(()); }
-                            >
-                                "Save"
-                            </button>
-                            <Show when=move || saved_name.get().is_some() && !dirty()>
-                                <button class="run" on:click=move |_| { run.dispatch(()); }>"Run " {move || pipeline.get()}</button>
+                <div class="editor">
+        {view! {
+                    <div class="page-head">
+                        <h1>{move || {
+                            let n = save_name();
+                            if n.is_empty() { "New workflow".to_string() } else { n }
+                        }}</h1>
+                        <span class="muted">{move || match base.get() {
+                            0 => "not saved yet".to_string(),
+                            b => format!("editing from version {b}"),
+                        }}</span>
+                        <div class="actions">
+                            <button id="undo" on:click=move |_| step_history(true) disabled=move || undo.with(Vec::is_empty) title="Undo (Ctrl+Z)">"Undo"</button>
+                            <button id="redo" on:click=move |_| step_history(false) disabled=move || redo.with(Vec::is_empty) title="Redo (Ctrl+Shift+Z)">"Redo"</button>
+                            <button id="shortcuts" on:click=move |_| dialog.set(Dialog::Help) title="Keyboard shortcuts (?)">"Shortcuts"</button>
+                            <Show when=can_edit>
+                                <button
+                                    class="primary save"
+                                    disabled=move || blocked().is_some() || !dirty() || save.pending().get()
+                                    title=move || blocked().unwrap_or_default()
+                                    on:click=move |_| { open_review.dispatch(()); }
+                                >
+                                    "Save"
+                                </button>
+                                <Show when=move || saved_name.get().is_some() && !dirty()>
+                                    <button class="run" on:click=move |_| { run.dispatch(()); }>"Run " {move || pipeline.get()}</button>
+                                </Show>
                             </Show>
-                        </Show>
+                        </div>
                     </div>
-                </div>
-    }.into_any()}
-                {move || notice.get().map(|n| view! { <p class="notice" role="status">{n}</p> })}
-                {move || message.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
-                <div class="editor-grid">
-    {view! {
-                    <section class="canvas-pane card" aria-label="Canvas">
-                        <div class="tabs" role="tablist" aria-label="Pipelines">
-                            {tabs}
-                            <button class="tab add" on:click=add_pipeline title="Add a pipeline">"+ pipeline"</button>
-                        </div>
-                        <div class="toolbar">
-                            <button id="add-task" on:click=move |_| add_task_at(None)>"Add task"</button>
-                            <button
-                                id="direction"
-                                on:click=move |_| {
-                                    let mut l = layout.get_untracked();
-                                    l.direction = match l.direction {
-                                        Direction::LeftRight => Direction::TopDown,
-                                        Direction::TopDown => Direction::LeftRight,
-                                    };
-                                    commit(text.get_untracked(), l);
-                                }
-                                aria-label="Switch between top-down and left-right"
-                            >
-                                {move || match layout.with(|l| l.direction) {
-                                    Direction::LeftRight => "Left to right",
-                                    Direction::TopDown => "Top down",
-                                }}
-                            </button>
-                            <button
-                                id="auto-layout"
-                                on:click=move |_| {
-                                    let mut l = layout.get_untracked();
-                                    l.positions.remove(&pipeline.get_untracked());
-                                    commit(text.get_untracked(), l);
-                                }
-                                title="Forget where nodes were dragged"
-                            >
-                                "Auto layout"
-                            </button>
-                            <button on:click=move |_| zoom_by(1.2) aria-label="Zoom in">"+"</button>
-                            <button on:click=move |_| zoom_by(1.0 / 1.2) aria-label="Zoom out">"−"</button>
-                            <button id="fit" on:click=move |_| fit()>"Fit"</button>
-                            <span id="drag-hint" class="hint" role="status">{move || cycle_hint.get()}</span>
-                        </div>
-                        <div class="canvas-wrap">
-                            <svg
-                                node_ref=svg_ref
-                                class="canvas"
-                                role="group"
-                                aria-label=move || format!("The tasks of pipeline {}", pipeline.get())
-                                on:pointerdown=on_pointerdown_bg
-                                on:pointermove=on_pointermove
-                                on:pointerup=on_pointerup
-                                on:dblclick=move |ev: leptos::ev::MouseEvent| {
-                                    let (x, y) = to_canvas(ev.client_x() as f64, ev.client_y() as f64);
-                                    add_task_at(Some((x as i32 - NODE_WIDTH / 2, y as i32 - NODE_HEIGHT / 2)));
-                                }
-                                on:wheel=move |ev: leptos::ev::WheelEvent| {
-                                    if ev.ctrl_key() || ev.meta_key() {
-                                        ev.prevent_default();
-                                        zoom_by(if ev.delta_y() < 0.0 { 1.1 } else { 1.0 / 1.1 });
+        }.into_any()}
+                    {move || notice.get().map(|n| view! { <p class="notice" role="status">{n}</p> })}
+                    {move || message.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+                    <div class="editor-grid">
+        {view! {
+                        <section class="canvas-pane card" aria-label="Canvas">
+                            <div class="tabs">
+    <div class="tablist" role="tablist" aria-label="Pipelines">{tabs}</div>
+    <button class="tab add" on:click=add_pipeline title="Add a pipeline">"+ pipeline"</button>
+                            </div>
+                            <div class="toolbar">
+                                <button id="add-task" on:click=move |_| add_task_at(None)>"Add task"</button>
+                                <button
+                                    id="direction"
+                                    on:click=move |_| {
+                                        let mut l = layout.get_untracked();
+                                        l.direction = match l.direction {
+                                            Direction::LeftRight => Direction::TopDown,
+                                            Direction::TopDown => Direction::LeftRight,
+                                        };
+                                        commit(text.get_untracked(), l);
                                     }
-                                }
-                            >
-                                <defs>
-                                    <marker id="editor-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-                                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" />
-                                    </marker>
-                                </defs>
-                                <g transform=move || {
-                                    let v = view_state.get();
-                                    format!("translate({} {}) scale({})", v.tx, v.ty, v.zoom)
-                                }>
-                                    {edges}
-                                    {nodes}
-                                    {preview_line}
-                                </g>
-                            </svg>
-                            {rename_box}
-                            <Show when=move || current.with(|p| p.tasks.is_empty())>
-                                <p class="canvas-empty">"No tasks yet: press Add task, or double-click the canvas."</p>
-                            </Show>
-                        </div>
-                    </section>
-    }.into_any()}
-                    <aside class="panel card" aria-label="Properties">
-                        {move || match selected.get() {
-                            Selection::Task(t) if current.with(|p| p.task(&t).is_some()) => view! {
-                                <TaskPanel
-                                    pipeline=pipeline.get()
-                                    task=t
-                                    tree=good_tree
-                                    draft=current
-                                    secrets=secrets_panel.clone()
-                                    text
-                                    on_gesture=Callback::new(move |g| { gesture(g); })
-                                />
-                            }.into_any(),
-                            Selection::Edge(from, to) => view! {
-                                <h2>"Dependency"</h2>
-                                <p><code>{to.clone()}</code>" waits for "<code>{from.clone()}</code>"."</p>
-                                <button on:click=move |_| remove_selected()>"Remove it"</button>
-                            }.into_any(),
-                            _ => view! {
-                                <PipelinePanel
-                                    pipeline=pipeline.get()
-                                    tree=good_tree
-                                    text
-                                    on_gesture=Callback::new(move |g| { gesture(g); })
-                                    on_op=Callback::new(move |op: Op| {
-                                        match edit::apply(&text.get_untracked(), &op) {
-                                            Ok(t) => commit(t, layout.get_untracked()),
-                                            Err(e) => message.set(Some(e.0)),
-                                        }
-                                    })
-                                />
-                            }.into_any(),
-                        }}
-                    </aside>
-    {view! {
-                    <section class="yaml-pane card" aria-label="YAML">
-                        <h2><label for="editor-yaml">"YAML"</label></h2>
-                        <div class="yaml-wrap">
-                            <textarea
-                                id="editor-yaml"
-                                class="yaml mono"
-                                node_ref=yaml_ref
-                                spellcheck="false"
-                                autocomplete="off"
-                                aria-autocomplete="list"
-                                aria-controls="editor-completions"
-                                prop:value=move || text.get()
-                                on:input=on_yaml_input
-                                on:keydown=on_yaml_keydown
-                                on:blur=move |_| completions.set((0, Vec::new(), 0))
-                            ></textarea>
-                            <Show when=move || completions.with(|c| !c.1.is_empty())>
-                                <ul id="editor-completions" class="completions" role="listbox" aria-label="Completions">
-                                    {move || {
-                                        let (_, items, active) = completions.get();
-                                        items
-                                            .into_iter()
-                                            .enumerate()
-                                            .map(|(i, item)| view! {
-                                                <li
-                                                    role="option"
-                                                    aria-selected=(i == active).to_string()
-                                                    on:mousedown=move |ev| {
-                                                        ev.prevent_default();
-                                                        accept_completion(i);
-                                                    }
-                                                >
-                                                    {item}
-                                                </li>
-                                            })
-                                            .collect_view()
+                                    aria-label="Switch between top-down and left-right"
+                                >
+                                    {move || match layout.with(|l| l.direction) {
+                                        Direction::LeftRight => "Left to right",
+                                        Direction::TopDown => "Top down",
                                     }}
-                                </ul>
-                            </Show>
-                        </div>
-                        {move || yaml_fault.get().map(|f| view! { <p class="error yaml-fault" role="alert">{f}" (the canvas shows the last YAML that parsed)"</p> })}
-                        <Show when=move || yaml_fault.with(Option::is_none) && faults.with(|f| !f.is_empty())>
-                            <div class="faults">
-                                <h3>"Faults"</h3>
-                                <ul>
-                                    {move || faults.get().into_iter().map(|d| {
-                                        let shown = d.to_string();
-                                        view! {
-                                            <li><button class="link" on:click=move |_| jump_to(d.clone())>{shown}</button></li>
+                                </button>
+                                <button
+                                    id="auto-layout"
+                                    on:click=move |_| {
+                                        let mut l = layout.get_untracked();
+                                        l.positions.remove(&pipeline.get_untracked());
+                                        commit(text.get_untracked(), l);
+                                    }
+                                    title="Forget where nodes were dragged"
+                                >
+                                    "Auto layout"
+                                </button>
+                                <button on:click=move |_| zoom_by(1.2) aria-label="Zoom in">"+"</button>
+                                <button on:click=move |_| zoom_by(1.0 / 1.2) aria-label="Zoom out">"−"</button>
+                                <button id="fit" on:click=move |_| fit()>"Fit"</button>
+                                <span id="drag-hint" class="hint" role="status">{move || cycle_hint.get()}</span>
+                            </div>
+                            <div class="canvas-wrap">
+                                <svg
+                                    node_ref=svg_ref
+                                    class="canvas"
+                                    role="group"
+                                    aria-label=move || format!("The tasks of pipeline {}", pipeline.get())
+                                    on:pointerdown=on_pointerdown_bg
+                                    on:pointermove=on_pointermove
+                                    on:pointerup=on_pointerup
+                                    on:dblclick=move |ev: leptos::ev::MouseEvent| {
+                                        let (x, y) = to_canvas(ev.client_x() as f64, ev.client_y() as f64);
+                                        add_task_at(Some((x as i32 - NODE_WIDTH / 2, y as i32 - NODE_HEIGHT / 2)));
+                                    }
+                                    on:wheel=move |ev: leptos::ev::WheelEvent| {
+                                        if ev.ctrl_key() || ev.meta_key() {
+                                            ev.prevent_default();
+                                            zoom_by(if ev.delta_y() < 0.0 { 1.1 } else { 1.0 / 1.1 });
                                         }
-                                    }).collect_view()}
-                                </ul>
+                                    }
+                                >
+                                    <defs>
+                                        <marker id="editor-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                                            <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" />
+                                        </marker>
+                                    </defs>
+                                    <g transform=move || {
+                                        let v = view_state.get();
+                                        format!("translate({} {}) scale({})", v.tx, v.ty, v.zoom)
+                                    }>
+                                        {edges}
+                                        {nodes}
+                                        {preview_line}
+                                    </g>
+                                </svg>
+                                {rename_box}
+                                <Show when=move || current.with(|p| p.tasks.is_empty())>
+                                    <p class="canvas-empty">"No tasks yet: press Add task, or double-click the canvas."</p>
+                                </Show>
                             </div>
-                        </Show>
-                    </section>
-    }.into_any()}
+                        </section>
+        }.into_any()}
+                        <aside class="panel card" aria-label="Properties">
+                            {move || match selected.get() {
+                                Selection::Task(t) if current.with(|p| p.task(&t).is_some()) => view! {
+                                    <TaskPanel
+                                        pipeline=pipeline.get()
+                                        task=t
+                                        tree=good_tree
+                                        draft=current
+                                        secrets=secrets_panel.clone()
+                                        text
+                                        on_gesture=Callback::new(move |g| { gesture(g); })
+                                    />
+                                }.into_any(),
+                                Selection::Edge(from, to) => view! {
+                                    <h2>"Dependency"</h2>
+                                    <p><code>{to.clone()}</code>" waits for "<code>{from.clone()}</code>"."</p>
+                                    <button on:click=move |_| remove_selected()>"Remove it"</button>
+                                }.into_any(),
+                                _ => view! {
+                                    <PipelinePanel
+                                        pipeline=pipeline.get()
+                                        tree=good_tree
+                                        text
+                                        on_gesture=Callback::new(move |g| { gesture(g); })
+                                        on_op=Callback::new(move |op: Op| {
+                                            match edit::apply(&text.get_untracked(), &op) {
+                                                Ok(t) => commit(t, layout.get_untracked()),
+                                                Err(e) => message.set(Some(e.0)),
+                                            }
+                                        })
+                                    />
+                                }.into_any(),
+                            }}
+                        </aside>
+        {view! {
+                        <section class="yaml-pane card" aria-label="YAML">
+                            <h2><label for="editor-yaml">"YAML"</label></h2>
+                            <div class="yaml-wrap">
+                                <textarea
+                                    id="editor-yaml"
+                                    class="yaml mono"
+                                    node_ref=yaml_ref
+                                    spellcheck="false"
+                                    autocomplete="off"
+                                    aria-autocomplete="list"
+                                    aria-controls=move || completions.with(|c| (!c.1.is_empty()).then_some("editor-completions"))
+                                    prop:value=move || text.get()
+                                    on:input=on_yaml_input
+                                    on:keydown=on_yaml_keydown
+                                    on:blur=move |_| completions.set((0, Vec::new(), 0))
+                                ></textarea>
+                                <Show when=move || completions.with(|c| !c.1.is_empty())>
+                                    <ul id="editor-completions" class="completions" role="listbox" aria-label="Completions">
+                                        {move || {
+                                            let (_, items, active) = completions.get();
+                                            items
+                                                .into_iter()
+                                                .enumerate()
+                                                .map(|(i, item)| view! {
+                                                    <li
+                                                        role="option"
+                                                        aria-selected=(i == active).to_string()
+                                                        on:mousedown=move |ev| {
+                                                            ev.prevent_default();
+                                                            accept_completion(i);
+                                                        }
+                                                    >
+                                                        {item}
+                                                    </li>
+                                                })
+                                                .collect_view()
+                                        }}
+                                    </ul>
+                                </Show>
+                            </div>
+                            {move || yaml_fault.get().map(|f| view! { <p class="error yaml-fault" role="alert">{f}" (the canvas shows the last YAML that parsed)"</p> })}
+                            <Show when=move || yaml_fault.with(Option::is_none) && faults.with(|f| !f.is_empty())>
+                                <div class="faults">
+                                    <h3>"Faults"</h3>
+                                    <ul>
+                                        {move || faults.get().into_iter().map(|d| {
+                                            let shown = d.to_string();
+                                            view! {
+                                                <li><button class="link" on:click=move |_| jump_to(d.clone())>{shown}</button></li>
+                                            }
+                                        }).collect_view()}
+                                    </ul>
+                                </div>
+                            </Show>
+                        </section>
+        }.into_any()}
+                    </div>
+                    {move || match dialog.get() {
+                        Dialog::Closed => None,
+                        Dialog::Help => Some(view! {
+                            <div class="dialog card" role="dialog" aria-modal="true" aria-labelledby="help-title">
+                                <h2 id="help-title">"Keyboard shortcuts"</h2>
+                                <dl class="shortcuts">
+                                    <dt><kbd>"Ctrl+Z"</kbd></dt><dd>"undo, on the canvas and in the YAML"</dd>
+                                    <dt><kbd>"Ctrl+Shift+Z"</kbd>" or "<kbd>"Ctrl+Y"</kbd></dt><dd>"redo"</dd>
+                                    <dt><kbd>"Delete"</kbd></dt><dd>"remove the selected task or dependency"</dd>
+                                    <dt><kbd>"Enter"</kbd></dt><dd>"select the focused task"</dd>
+                                    <dt><kbd>"F2"</kbd>" or double-click"</dt><dd>"rename the focused task"</dd>
+                                    <dt>"double-click the canvas"</dt><dd>"add a task there"</dd>
+                                    <dt>"drag from a task's dot"</dt><dd>"make another task wait for it"</dd>
+                                    <dt><kbd>"Ctrl+Space"</kbd></dt><dd>"complete in the YAML"</dd>
+                                    <dt><kbd>"Ctrl"</kbd>" + wheel"</dt><dd>"zoom"</dd>
+                                    <dt><kbd>"?"</kbd></dt><dd>"this list"</dd>
+                                    <dt><kbd>"Escape"</kbd></dt><dd>"close, deselect"</dd>
+                                </dl>
+                                <button on:click=move |_| dialog.set(Dialog::Closed)>"Close"</button>
+                            </div>
+                        }.into_any()),
+                        Dialog::Review { current } => {
+                            let diff = crate::pages::workflows::diff_lines(&current, &text.get_untracked(), "Changes to save".into());
+                            Some(view! {
+                                <div class="dialog card" role="dialog" aria-modal="true" aria-labelledby="review-title">
+                                    <h2 id="review-title">{if current.is_empty() { "Save the new workflow".to_string() } else { format!("Changes against version {}", base.get_untracked()) }}</h2>
+                                    {diff}
+                                    <div class="actions">
+                                        <button class="primary confirm-save" on:click=move |_| { save.dispatch(()); } disabled=move || save.pending().get()>"Save version"</button>
+                                        <button on:click=move |_| dialog.set(Dialog::Closed)>"Keep editing"</button>
+                                    </div>
+                                </div>
+                            }.into_any())
+                        }
+                        Dialog::Conflict { version, source } => {
+                            let theirs = source.clone();
+                            let theirs_reload = source.clone();
+                            Some(view! {
+                                <div class="dialog card conflict" role="alertdialog" aria-modal="true" aria-labelledby="conflict-title">
+                                    <h2 id="conflict-title">"Changed by someone else"</h2>
+                                    <p>{format!(
+                                        "Version {version} was saved while you edited version {}. Nothing was overwritten.",
+                                        base.get_untracked()
+                                    )}</p>
+                                    <div class="actions">
+                                        <button class="primary merge" on:click=move |_| {
+                                            let (merged, clean) = merge3(&base_source.get_untracked(), &text.get_untracked(), &theirs);
+                                            commit(merged, layout.get_untracked());
+                                            base.set(version);
+                                            base_source.set(theirs.clone());
+                                            dialog.set(Dialog::Closed);
+                                            notice.set(Some(if clean {
+                                                format!("Merged with version {version}: review, then save.")
+                                            } else {
+                                                format!("Merged with version {version}, with conflicts marked <<<<<<< in the YAML: resolve them, then save.")
+                                            }));
+                                        }>"Merge their changes"</button>
+                                        <button class="reload" on:click=move |_| {
+                                            commit(theirs_reload.clone(), layout.get_untracked());
+                                            base.set(version);
+                                            base_source.set(theirs_reload.clone());
+                                            dialog.set(Dialog::Closed);
+                                            notice.set(Some(format!("Reloaded version {version}; Undo brings your edit back.")));
+                                        }>"Reload theirs"</button>
+                                        <button on:click=move |_| dialog.set(Dialog::Closed)>"Cancel"</button>
+                                    </div>
+                                </div>
+                            }.into_any())
+                        }
+                    }}
                 </div>
-                {move || match dialog.get() {
-                    Dialog::Closed => None,
-                    Dialog::Help => Some(view! {
-                        <div class="dialog card" role="dialog" aria-modal="true" aria-labelledby="help-title">
-                            <h2 id="help-title">"Keyboard shortcuts"</h2>
-                            <dl class="shortcuts">
-                                <dt><kbd>"Ctrl+Z"</kbd></dt><dd>"undo, on the canvas and in the YAML"</dd>
-                                <dt><kbd>"Ctrl+Shift+Z"</kbd>" or "<kbd>"Ctrl+Y"</kbd></dt><dd>"redo"</dd>
-                                <dt><kbd>"Delete"</kbd></dt><dd>"remove the selected task or dependency"</dd>
-                                <dt><kbd>"Enter"</kbd></dt><dd>"select the focused task"</dd>
-                                <dt><kbd>"F2"</kbd>" or double-click"</dt><dd>"rename the focused task"</dd>
-                                <dt>"double-click the canvas"</dt><dd>"add a task there"</dd>
-                                <dt>"drag from a task's dot"</dt><dd>"make another task wait for it"</dd>
-                                <dt><kbd>"Ctrl+Space"</kbd></dt><dd>"complete in the YAML"</dd>
-                                <dt><kbd>"Ctrl"</kbd>" + wheel"</dt><dd>"zoom"</dd>
-                                <dt><kbd>"?"</kbd></dt><dd>"this list"</dd>
-                                <dt><kbd>"Escape"</kbd></dt><dd>"close, deselect"</dd>
-                            </dl>
-                            <button on:click=move |_| dialog.set(Dialog::Closed)>"Close"</button>
-                        </div>
-                    }.into_any()),
-                    Dialog::Review { current } => {
-                        let diff = crate::pages::workflows::diff_lines(&current, &text.get_untracked(), "Changes to save".into());
-                        Some(view! {
-                            <div class="dialog card" role="dialog" aria-modal="true" aria-labelledby="review-title">
-                                <h2 id="review-title">{if current.is_empty() { "Save the new workflow".to_string() } else { format!("Changes against version {}", base.get_untracked()) }}</h2>
-                                {diff}
-                                <div class="actions">
-                                    <button class="primary confirm-save" on:click=move |_| { save.dispatch(()); } disabled=move || save.pending().get()>"Save version"</button>
-                                    <button on:click=move |_| dialog.set(Dialog::Closed)>"Keep editing"</button>
-                                </div>
-                            </div>
-                        }.into_any())
-                    }
-                    Dialog::Conflict { version, source } => {
-                        let theirs = source.clone();
-                        let theirs_reload = source.clone();
-                        Some(view! {
-                            <div class="dialog card conflict" role="alertdialog" aria-modal="true" aria-labelledby="conflict-title">
-                                <h2 id="conflict-title">"Changed by someone else"</h2>
-                                <p>{format!(
-                                    "Version {version} was saved while you edited version {}. Nothing was overwritten.",
-                                    base.get_untracked()
-                                )}</p>
-                                <div class="actions">
-                                    <button class="primary merge" on:click=move |_| {
-                                        let (merged, clean) = merge3(&base_source.get_untracked(), &text.get_untracked(), &theirs);
-                                        commit(merged, layout.get_untracked());
-                                        base.set(version);
-                                        base_source.set(theirs.clone());
-                                        dialog.set(Dialog::Closed);
-                                        notice.set(Some(if clean {
-                                            format!("Merged with version {version}: review, then save.")
-                                        } else {
-                                            format!("Merged with version {version}, with conflicts marked <<<<<<< in the YAML: resolve them, then save.")
-                                        }));
-                                    }>"Merge their changes"</button>
-                                    <button class="reload" on:click=move |_| {
-                                        commit(theirs_reload.clone(), layout.get_untracked());
-                                        base.set(version);
-                                        base_source.set(theirs_reload.clone());
-                                        dialog.set(Dialog::Closed);
-                                        notice.set(Some(format!("Reloaded version {version}; Undo brings your edit back.")));
-                                    }>"Reload theirs"</button>
-                                    <button on:click=move |_| dialog.set(Dialog::Closed)>"Cancel"</button>
-                                </div>
-                            </div>
-                        }.into_any())
-                    }
-                }}
-            </div>
-        }
+            }
 }
 
 fn js_now() -> f64 {
