@@ -91,6 +91,18 @@ impl Browser {
             .map_err(|err| format!("drag {from} to {to}: {err}"))
     }
 
+    /// Presses keys together (a chord) and lets go, wherever the focus is.
+    async fn press(&self, keys: &[char]) -> Result<(), String> {
+        let mut actions = KeyActions::new("keys".into());
+        for k in keys {
+            actions = actions.then(KeyAction::Down { value: *k });
+        }
+        for k in keys.iter().rev() {
+            actions = actions.then(KeyAction::Up { value: *k });
+        }
+        self.client.perform_actions(actions).await.map_err(e)
+    }
+
     async fn set_field(&self, css: &str, value: &str) -> Result<(), String> {
         let el = self.client.find(Locator::Css(css)).await.map_err(e)?;
         el.clear().await.map_err(e)?;
@@ -176,6 +188,31 @@ async fn draw_a_pipeline_edit_its_yaml_and_run_it() {
         browser.set_field("#steps-0-run", "echo built").await?;
         browser.wait_yaml("took the script", |y| y.contains("run: echo built")).await?;
 
+        // Rename in place: double-click the node, type, Enter.
+        browser
+            .js(&format!(
+                "document.querySelector('{}').dispatchEvent(new MouseEvent('dblclick', {{bubbles: true}}))",
+                node("task-3").replace('"', "\\\"")
+            ))
+            .await?;
+        let rename = browser.client.find(Locator::Css("input.rename")).await.map_err(e)?;
+        // Select all, type over it, Enter (a clear would blur, which ends
+        // the rename).
+        rename
+            .send_keys("\u{E009}a\u{E009}deploy\u{E007}")
+            .await
+            .map_err(e)?;
+        browser.wait_yaml("renamed in place", |y| y.contains("      deploy:\n")).await?;
+
+        // Select an edge and press Delete; then bring it back with Ctrl+Z.
+        browser
+            .js("document.querySelector('.edge-group[data-edge=\"task-2->deploy\"] .edge-hit').dispatchEvent(new PointerEvent('pointerdown', {bubbles: true, button: 0}))")
+            .await?;
+        browser.press(&['\u{E017}']).await?;
+        browser.wait_yaml("lost the edge", |y| !y.contains("depends_on: [task-2]")).await?;
+        browser.press(&['\u{E009}', 'z']).await?;
+        browser.wait_yaml("got the edge back", |y| y.contains("depends_on: [task-2]")).await?;
+
         // Type in the YAML: a comment and a fourth task; the canvas follows.
         let typed = browser.yaml().await?.replace(
             "pipelines:\n",
@@ -186,6 +223,21 @@ async fn draw_a_pipeline_edit_its_yaml_and_run_it() {
         browser
             .wait_for_attr(&node("lint"), "class", "node")
             .await?;
+        // Completion: field names where a key goes.
+        browser.type_yaml(&format!("{typed}      check:\n        dep")).await?;
+        browser
+            .wait_for_text("#editor-completions", |t| t.trim() == "depends_on:")
+            .await?;
+        browser.screenshot("editor-completion").await?;
+        browser.press(&['\u{E007}']).await?;
+        let completed = browser.wait_yaml("took the completion", |y| y.ends_with("        depends_on: ")).await?;
+        // A task that is not a mapping is a fault: shown at its node, and
+        // Save is refused.
+        browser.wait_for_attr(&node("check"), "class", "node faulty").await?;
+        browser.wait_for_attr("button.save", "disabled", "true").await?;
+        let faults = browser.wait_for_text(".faults", |t| t.contains("check")).await?;
+        browser.type_yaml(&typed).await?;
+
         // A fault in the YAML leaves the canvas as it was.
         browser.type_yaml(&format!("{typed}  bad: [\n")).await?;
         browser
@@ -224,18 +276,7 @@ async fn draw_a_pipeline_edit_its_yaml_and_run_it() {
         browser.wait_yaml("undid the timeout", |y| *y == after_move).await?;
         browser.click("#redo").await?;
         browser.wait_yaml("redid the timeout", |y| *y == after_timeout).await?;
-        // Focus is on the Redo button, inside the editor.
-        browser
-            .client
-            .perform_actions(
-                KeyActions::new("keys".into())
-                    .then(KeyAction::Down { value: '\u{E009}' })
-                    .then(KeyAction::Down { value: 'z' })
-                    .then(KeyAction::Up { value: 'z' })
-                    .then(KeyAction::Up { value: '\u{E009}' }),
-            )
-            .await
-            .map_err(e)?;
+        browser.press(&['\u{E009}', 'z']).await?;
         browser.wait_yaml("undid by keyboard", |y| *y == after_move).await?;
         browser.click("#redo").await?;
         browser.wait_yaml("redid again", |y| *y == after_timeout).await?;
@@ -250,12 +291,38 @@ async fn draw_a_pipeline_edit_its_yaml_and_run_it() {
         browser.click("button.run").await?;
         browser.wait_for_path("/runs/").await?;
         browser.wait_for_text("h1 .status", |t| t == "success").await?;
-        Ok::<_, String>((hint, refusal, before_cycle, typed, after_move, after_timeout, y, moved_y, path))
+        Ok::<_, String>((
+            hint,
+            refusal,
+            before_cycle,
+            typed,
+            after_move,
+            after_timeout,
+            y,
+            moved_y,
+            path,
+            completed,
+            faults,
+        ))
     }
     .await;
     browser.close().await;
-    let (hint, refusal, before_cycle, typed, after_move, after_timeout, y, moved_y, path) =
-        outcome.unwrap();
+    let (
+        hint,
+        refusal,
+        before_cycle,
+        typed,
+        after_move,
+        after_timeout,
+        y,
+        moved_y,
+        path,
+        completed,
+        faults,
+    ) = outcome.unwrap();
+    assert!(completed.starts_with(&typed), "{completed}");
+    assert!(faults.contains("pipelines.main.tasks.check"), "{faults}");
+    assert!(typed.contains("      deploy:\n        steps:\n          - run: echo task-3\n        depends_on: [task-2]\n"), "{typed}");
     assert_eq!(hint, "refused, a cycle: task-3 -> task -> task-2 -> task-3");
     assert!(
         refusal.contains("task-3 -> task -> task-2 -> task-3"),
