@@ -48,6 +48,7 @@ impl Filters {
             ("workflow", &self.workflow),
             ("pipeline", &self.pipeline),
             ("status", &self.status),
+            ("trigger", &self.trigger),
             ("cursor", &self.cursor),
         ] {
             if !value.is_empty() {
@@ -189,8 +190,8 @@ pub fn RunsPage() -> impl IntoView {
                             let f = filters.get();
                             let mut runs: Vec<Run> = fresh.get();
                             runs.extend(list.runs.iter().filter(|r| !runs.iter().any(|x| x.id == r.id)).cloned().collect::<Vec<_>>());
-                            // The API cannot filter by trigger yet: this page's rows are.
-                            runs.retain(|r| f.trigger.is_empty() || r.trigger == f.trigger);
+                            // Runs the feed brought in since the page loaded pass the same filters.
+                            runs.retain(|r| f.matches(r));
                             let next = list.next_cursor.clone();
                             if runs.is_empty() {
                                 return view! {

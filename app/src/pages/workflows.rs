@@ -16,6 +16,8 @@ use crate::ui::{Dag, ErrorBox, NodeState, Status, Time, duration_text, now};
 pub struct PipelineRow {
     pub name: String,
     pub trigger: String,
+    /// A cron pipeline's next fire (UTC ms).
+    pub next_fire: Option<i64>,
     pub last_run: Option<Run>,
 }
 
@@ -65,6 +67,11 @@ pub async fn workflow_rows() -> Result<Vec<WorkflowRow>, ServerFnError> {
                     .get(&p.name)
                     .map(|s| s.trigger_text())
                     .unwrap_or_default();
+                p.next_fire = detail
+                    .pipelines
+                    .iter()
+                    .find(|s| s.name == p.name)
+                    .and_then(|s| s.next_fires.first().copied());
                 let runs: api::RunList = api::get(format!(
                     "/api/v1/runs?workflow={}&pipeline={}&limit=1",
                     enc(&w.name),
@@ -217,6 +224,7 @@ pub fn WorkflowsPage() -> impl IntoView {
                                                 <th scope="col">"Workflow"</th>
                                                 <th scope="col">"Pipeline"</th>
                                                 <th scope="col">"Trigger"</th>
+                                                <th scope="col">"Next fire"</th>
                                                 <th scope="col">"Last run"</th>
                                                 <th scope="col">"Duration"</th>
                                             </tr>
@@ -246,6 +254,12 @@ fn workflow_row(w: WorkflowRow) -> impl IntoView {
         view! {
             <td>{p.name.clone()}</td>
             <td>{p.trigger.clone()}</td>
+            <td>
+                {match p.next_fire {
+                    Some(ms) => view! { <Time ms /> }.into_any(),
+                    None => view! { <span class="muted">"—"</span> }.into_any(),
+                }}
+            </td>
             <td>
                 {match last.clone() {
                     Some(run) => {

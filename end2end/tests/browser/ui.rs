@@ -850,6 +850,16 @@ async fn triggers_show_next_fires_and_hook_deliveries() {
         if status != 201 {
             return Err(format!("apply: {status} {body}"));
         }
+        // The list: the cron pipeline's next fire, 03:00 Berlin time.
+        browser.goto(&server.url("/workflows")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for(
+                "the next fire in the list",
+                "return [...document.querySelectorAll('#workflows tr')].some(r => \
+                   r.textContent.includes('nightly') && /(01|02):00:00 UTC/.test(r.querySelector('time')?.title || ''))",
+            )
+            .await?;
         browser.goto(&server.url("/workflows/triggered")).await?;
         browser.hydrated().await?;
         browser

@@ -45,6 +45,13 @@ async fn list_runs(
             .parse::<RunStatus>()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
+    if let Some(trigger) = &filter.trigger
+        && !["manual", "webhook", "cron"].contains(&trigger.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown trigger {trigger:?}: expected manual, webhook or cron"
+        )));
+    }
     if let Some(limit) = filter.limit
         && !(1..=500).contains(&limit)
     {

@@ -107,6 +107,8 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     pub pipeline: Option<String>,
     pub status: Option<String>,
+    /// `manual`, `webhook` or `cron`: what started the run.
+    pub trigger: Option<String>,
     /// At most this many runs (1 to 500, default 50).
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
@@ -364,12 +366,14 @@ pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<Strin
     let rows = sqlx::query(&format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE id < $1 \
          AND ($2 IS NULL OR workflow = $2) AND ($3 IS NULL OR pipeline = $3) AND ($4 IS NULL OR status = $4) \
-         ORDER BY id DESC LIMIT $5"
+         AND ($5 IS NULL OR trigger = $5) \
+         ORDER BY id DESC LIMIT $6"
     ))
     .bind(before)
     .bind(filter.workflow.as_deref())
     .bind(filter.pipeline.as_deref())
     .bind(filter.status.as_deref())
+    .bind(filter.trigger.as_deref())
     .bind(limit + 1)
     .fetch_all(db.pool())
     .await?;

@@ -337,6 +337,7 @@ async fn bad_run_requests_get_a_4xx_and_create_nothing() {
             ("/api/v1/runs/999", 404),
             ("/api/v1/runs/999/logs", 404),
             ("/api/v1/runs?status=bogus", 400),
+            ("/api/v1/runs?trigger=bogus", 400),
             ("/api/v1/runs?limit=0", 400),
             ("/api/v1/runs?limit=many", 400),
             ("/api/v1/runs?cursor=abc", 400),
@@ -411,6 +412,11 @@ async fn runs_list_with_filters_and_cursor_pagination() {
         assert_eq!(queued["runs"].as_array().unwrap().len(), 5);
         let (_, none) = server.get("/api/v1/runs?status=success").await;
         assert_eq!(none["runs"], json!([]));
+        let (_, manual) = server.get("/api/v1/runs?trigger=manual&limit=500").await;
+        let (_, all) = server.get("/api/v1/runs?limit=500").await;
+        assert_eq!(manual["runs"], all["runs"]);
+        let (_, cron) = server.get("/api/v1/runs?trigger=cron").await;
+        assert_eq!(cron["runs"], json!([]));
         server.stop().await;
     }
 }
