@@ -87,7 +87,9 @@ impl EditorLayout {
                 if !is_name(task) {
                     return Err(format!("{task:?} is not a task name"));
                 }
-                if x.abs() > MAX_COORDINATE || y.abs() > MAX_COORDINATE {
+                if x.unsigned_abs() > MAX_COORDINATE.unsigned_abs()
+                    || y.unsigned_abs() > MAX_COORDINATE.unsigned_abs()
+                {
                     return Err(format!(
                         "{pipeline}.{task} is placed beyond {MAX_COORDINATE} units"
                     ));
@@ -454,6 +456,9 @@ pub fn ops(text: &str, gesture: &Gesture) -> Result<Vec<Op>, EditError> {
         Gesture::Disconnect { pipeline, from, to } => {
             let p = pipeline_of(&draft, pipeline)?;
             let target = p.task(to).ok_or_else(|| no_task(pipeline, to))?;
+            if !target.depends_on.contains(from) {
+                return Ok(Vec::new());
+            }
             let deps: Vec<String> = target
                 .depends_on
                 .iter()
@@ -509,6 +514,9 @@ pub fn ops(text: &str, gesture: &Gesture) -> Result<Vec<Op>, EditError> {
                 }
                 out.extend(reference_ops(&tree, pipeline, &t.name, name, from, to));
             }
+            if let Some(Yaml::Map(env)) = tree.get(&pipeline_path(pipeline, "env")) {
+                rename_in_map(env, &pipeline_path(pipeline, "env"), from, to, &mut out);
+            }
             out
         }
         Gesture::SetTaskField {
@@ -548,8 +556,9 @@ pub fn ops(text: &str, gesture: &Gesture) -> Result<Vec<Op>, EditError> {
     })
 }
 
-/// Rewrites of the `if` and of the step scripts of one task that mention
-/// `tasks.FROM.` inside a template or a condition.
+/// Rewrites of every value of one task (its `if`, image, env, steps and
+/// their env, plain or as mappings) that mentions `tasks.FROM.` inside a
+/// template or a condition; `depends_on` is done apart.
 fn reference_ops(
     tree: &Yaml,
     pipeline: &str,
@@ -559,37 +568,84 @@ fn reference_ops(
     to: &str,
 ) -> Vec<Op> {
     let mut out = Vec::new();
-    let at = |field: &str| tree.get(&task_path(pipeline, old_task, Some(field)));
-    if let Some(cond) = at("if").and_then(Yaml::as_str) {
-        let renamed = rename_in_condition(cond, from, to);
-        if renamed != cond {
-            out.push(Op::Set {
-                path: task_path(pipeline, task, Some("if")),
-                value: Yaml::str(renamed),
-            });
-        }
-    }
-    for list in ["steps", "post"] {
-        let Some(Yaml::Seq(steps)) = at(list) else {
-            continue;
-        };
-        for (i, step) in steps.iter().enumerate() {
-            let Some(run) = step.get(&[Seg::key("run")]).and_then(Yaml::as_str) else {
-                continue;
-            };
-            let renamed = rename_in_templates(run, from, to);
-            if renamed != run {
-                let mut path = task_path(pipeline, task, Some(list));
-                path.push(Seg::Index(i));
-                path.push(Seg::key("run"));
-                out.push(Op::Set {
-                    path,
-                    value: Yaml::str(renamed),
-                });
-            }
-        }
+    if let Some(Yaml::Map(fields)) = tree.get(&task_path(pipeline, old_task, None)) {
+        let path = task_path(pipeline, task, None);
+        rename_in_map(fields, &path, from, to, &mut out);
     }
     out
+}
+
+/// The ops that rename references in a mapping's values, found walking it
+/// (bounded by the spec's nesting, at most 64 levels).
+fn rename_in_map(fields: &[(String, Yaml)], path: &[Seg], from: &str, to: &str, out: &mut Vec<Op>) {
+    for (key, value) in fields {
+        if key == "depends_on" {
+            continue;
+        }
+        let mut here = path.to_vec();
+        here.push(Seg::key(key));
+        match value {
+            Yaml::Scalar(text, kind) if *kind == crate::yaml::ScalarKind::String => {
+                let renamed = if key == "if" {
+                    rename_in_condition(text, from, to)
+                } else {
+                    rename_in_templates(text, from, to)
+                };
+                if renamed != *text {
+                    out.push(Op::Set {
+                        path: here,
+                        value: Yaml::str(renamed),
+                    });
+                }
+            }
+            Yaml::Map(inner) => rename_in_map(inner, &here, from, to, out),
+            Yaml::Seq(items) => {
+                let plain_changes = items.iter().any(|i| match i {
+                    Yaml::Scalar(t, _) => rename_in_templates(t, from, to) != *t,
+                    _ => false,
+                });
+                if plain_changes {
+                    // A plain-string step cannot be set alone: the list is.
+                    out.push(Op::Set {
+                        path: here,
+                        value: Yaml::Seq(items.iter().map(|i| renamed_tree(i, from, to)).collect()),
+                    });
+                } else {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Yaml::Map(inner) = item {
+                            let mut at = here.clone();
+                            at.push(Seg::Index(i));
+                            rename_in_map(inner, &at, from, to, out);
+                        }
+                    }
+                }
+            }
+            Yaml::Scalar(..) => {}
+        }
+    }
+}
+
+fn renamed_tree(value: &Yaml, from: &str, to: &str) -> Yaml {
+    match value {
+        Yaml::Scalar(t, crate::yaml::ScalarKind::String) => {
+            Yaml::str(rename_in_templates(t, from, to))
+        }
+        Yaml::Scalar(..) => value.clone(),
+        Yaml::Seq(items) => Yaml::Seq(items.iter().map(|i| renamed_tree(i, from, to)).collect()),
+        Yaml::Map(entries) => Yaml::Map(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), v) {
+                        ("if", Yaml::Scalar(t, _)) => Yaml::str(rename_in_condition(t, from, to)),
+                        ("depends_on", _) => v.clone(),
+                        _ => renamed_tree(v, from, to),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+    }
 }
 
 /// `tasks.FROM.` becomes `tasks.TO.` where it stands as a whole name.
@@ -739,6 +795,32 @@ pipelines:
                 .replace("[build]", "[compile]")
                 .replace("if: tasks.build.status", "if: tasks.compile.status")
                 .replace("{{ tasks.build.output }}", "{{ tasks.compile.output }}")
+        );
+    }
+
+    /// Found by review: env values, images, plain-string steps and the
+    /// pipeline's env also name tasks.
+    #[test]
+    fn renames_reach_env_images_and_plain_steps() {
+        let text = "name: d\npipelines:\n  p:\n    env:\n      V: \"{{ tasks.a.output }}\"\n    tasks:\n      a:\n        steps:\n          - echo a\n      b:\n        depends_on: [a]\n        image: \"img:{{ tasks.a.output }}\"\n        env:\n          X: \"{{ tasks.a.output }}\"\n        steps:\n          - echo {{ tasks.a.output }}\n          - run: echo\n            env:\n              Y: \"{{ tasks.a.output }}\"\n";
+        let out = g(
+            text,
+            Gesture::RenameTask {
+                pipeline: "p".into(),
+                from: "a".into(),
+                to: "first".into(),
+            },
+        )
+        .unwrap();
+        assert!(!out.contains("tasks.a."), "{out}");
+        assert_eq!(out.matches("tasks.first.output").count(), 5, "{out}");
+        assert!(
+            EditorLayout {
+                positions: [("p".into(), [("t".into(), (i32::MIN, 0))].into())].into(),
+                ..EditorLayout::default()
+            }
+            .check()
+            .is_err()
         );
     }
 

@@ -268,9 +268,41 @@ pub fn apply_to_tree(tree: &mut Yaml, op: &Op) -> Result<(), EditError> {
 /// Applies an op to YAML text, changing only the lines of the entry it
 /// concerns. The result always parses to the tree [`apply_to_tree`] gives.
 pub fn apply(text: &str, op: &Op) -> Result<String, EditError> {
-    let root = parse_node(text)?;
-    let mut want = Yaml::from_node(&root);
+    let mut want = tree(text)?;
     apply_to_tree(&mut want, op)?;
+    let out = patch(text, op, &want)?;
+    check(&out, &want, op.path())
+}
+
+/// The new text must mean exactly the tree the ops give.
+fn check(out: &str, want: &Yaml, path: &[Seg]) -> Result<String, EditError> {
+    match tree(out) {
+        Ok(got) if got == *want => Ok(out.to_string()),
+        _ => fail(format!(
+            "the edit of {} could not be written without changing other values; edit the YAML by hand",
+            render_path(path)
+        )),
+    }
+}
+
+/// A carriage return that is not part of a CRLF ends a line for the YAML
+/// parser but not for the line splitting here: such texts are not patched.
+fn lone_cr(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\r' && b.get(i + 1) != Some(&b'\n'))
+}
+
+/// The op carried out on the text, `want` being the tree it must give.
+fn patch(text: &str, op: &Op, want: &Yaml) -> Result<String, EditError> {
+    if lone_cr(text) {
+        return fail(
+            "the YAML has a carriage return that does not end a CRLF line; use LF or CRLF line endings",
+        );
+    }
+    let root = parse_node(text)?;
+    let want = want.clone();
     let doc = Doc::new(text, &root);
     let path = op.path();
     let mut out = doc.precise(op, &want);
@@ -292,23 +324,19 @@ pub fn apply(text: &str, op: &Op) -> Result<String, EditError> {
             );
         }
     }
-    let out = out.unwrap_or_else(|| doc.whole(&want));
-    match tree(&out) {
-        Ok(got) if got == want => Ok(out),
-        _ => fail(format!(
-            "the edit of {} could not be written without changing other values; edit the YAML by hand",
-            render_path(path)
-        )),
-    }
+    Ok(out.unwrap_or_else(|| doc.whole(&want)))
 }
 
-/// Applies ops in order; all or nothing.
+/// Applies ops in order; all or nothing. The result is checked once, at
+/// the end, against the tree all the ops give.
 pub fn apply_all(text: &str, ops: &[Op]) -> Result<String, EditError> {
+    let mut want = tree(text)?;
     let mut text = text.to_string();
     for op in ops {
-        text = apply(&text, op)?;
+        apply_to_tree(&mut want, op)?;
+        text = patch(&text, op, &want)?;
     }
-    Ok(text)
+    check(&text, &want, ops.last().map(Op::path).unwrap_or_default())
 }
 
 /// Where an entry is in the text.
@@ -327,6 +355,8 @@ struct Doc<'a> {
     lines: Vec<&'a str>,
     root: &'a Node,
     ends_with_newline: bool,
+    /// The line ending new lines get: the document's own.
+    eol: &'static str,
 }
 
 fn indent_of(line: &str) -> usize {
@@ -352,6 +382,11 @@ impl<'a> Doc<'a> {
             lines: text.split_inclusive('\n').collect(),
             root,
             ends_with_newline: text.is_empty() || text.ends_with('\n'),
+            eol: if text.split('\n').next().is_some_and(|l| l.ends_with('\r')) {
+                "\r\n"
+            } else {
+                "\n"
+            },
         }
     }
 
@@ -381,6 +416,9 @@ impl<'a> Doc<'a> {
             return None;
         };
         let e = entries.iter().find(|e| &e.key == k)?;
+        if e.key_line == 0 || e.key_line > self.lines.len() {
+            return None;
+        }
         Some(Located {
             line: e.key_line.checked_sub(1)?,
             col: e.key_col,
@@ -442,45 +480,23 @@ impl<'a> Doc<'a> {
             .then_some(start + token_len + colon + 1)
     }
 
-    /// A comment after a one-line scalar value on the key's line, with the
-    /// spaces before it.
-    fn trailing_comment(&self, line: usize, value: &Node) -> Option<&'a str> {
-        if value.line != line + 1 || !matches!(value.value, Value::Scalar(_)) {
-            return None;
-        }
-        let l = self.lines[line].trim_end_matches(['\n', '\r']);
-        let start = byte_at(l, value.col);
-        let rest = &l[start..];
-        let value_len = match rest.chars().next() {
-            Some(q @ ('"' | '\'')) => quoted_len(rest, q)?,
-            Some('|' | '>') => return None,
-            _ => rest.find(" #").unwrap_or(rest.len()),
-        };
-        let tail = &rest[value_len..];
-        let hash = tail.find('#')?;
-        tail[..hash]
-            .chars()
-            .all(|c| c == ' ' || c == '\t')
-            .then_some(tail)
-    }
-
     fn splice(&self, start: usize, end: usize, new: &[String]) -> String {
         let mut out = String::new();
         for l in &self.lines[..start] {
             out.push_str(l);
         }
         if start > 0 && !out.ends_with('\n') {
-            out.push('\n');
+            out.push_str(self.eol);
         }
         for l in new {
             out.push_str(l);
-            out.push('\n');
+            out.push_str(self.eol);
         }
         for l in &self.lines[end..] {
             out.push_str(l);
         }
         if !self.ends_with_newline && end == self.lines.len() && out.ends_with('\n') {
-            out.pop();
+            out.truncate(out.len() - self.eol.len());
         }
         out
     }
@@ -509,10 +525,7 @@ impl<'a> Doc<'a> {
                     _ => None,
                 };
                 let mut lines = entry_lines(key_text, value, at.col, flow, style);
-                if lines.len() == 1
-                    && matches!(value, Yaml::Scalar(..))
-                    && let Some(comment) = self.trailing_comment(at.line, at.value)
-                {
+                if let Some(comment) = self.key_line_comment(at.line, key_end, at.value) {
                     lines[0].push_str(comment);
                 }
                 lines[0].insert_str(0, self.prefix(at.line, at.col));
@@ -538,14 +551,36 @@ impl<'a> Doc<'a> {
                 let Value::Map(entries) = &at.parent.value else {
                     return None;
                 };
-                if self.is_flow(at.parent)
-                    || entries.len() < 2
-                    || self.prefix(at.line, at.col).trim() != ""
-                {
+                if self.is_flow(at.parent) || self.prefix(at.line, at.col).trim() != "" {
                     return None;
                 }
                 let (start, end) = self.span(at.line, at.col);
-                Some(self.splice(start, end, &[]))
+                if entries.len() >= 2 {
+                    return Some(self.splice(start, end, &[]));
+                }
+                // The mapping's last key: its owner becomes `key: {}`, and
+                // the comments around the removed entry stay.
+                let (Seg::Key(owner_key), owner_path) = parents.split_last()? else {
+                    return None;
+                };
+                let owner = self.locate(parents)?;
+                let _ = owner_path;
+                if owner.value.line <= owner.line + 1 || owner.line >= start {
+                    return None;
+                }
+                let key_end = self.key_end(owner.line, owner.col, owner_key)?;
+                let l = self.lines[owner.line];
+                let rest = &l[key_end..];
+                let owner_line = format!("{} {{}}{}", &l[..key_end], rest);
+                let mut out = String::new();
+                for (i, l) in self.lines.iter().enumerate() {
+                    if i == owner.line {
+                        out.push_str(&owner_line);
+                    } else if !(start..end).contains(&i) {
+                        out.push_str(l);
+                    }
+                }
+                Some(out)
             }
             (Op::Rename { to, .. }, Some(at)) => {
                 if self.is_flow(at.parent) {
@@ -567,15 +602,60 @@ impl<'a> Doc<'a> {
     }
 
     fn node(&self, path: &[Seg]) -> Option<&'a Node> {
-        if path.is_empty() {
-            return Some(self.root);
+        let mut at = self.root;
+        for seg in path {
+            at = match (seg, &at.value) {
+                (Seg::Key(k), Value::Map(entries)) => &entries.iter().find(|e| &e.key == k)?.value,
+                (Seg::Index(i), Value::Seq(items)) => items.get(*i)?,
+                _ => return None,
+            };
         }
-        Some(self.locate(path)?.value)
+        Some(at)
+    }
+
+    /// What follows the value on the key's line when it is a comment, with
+    /// the spaces before it: kept when the entry is written anew.
+    fn key_line_comment(&self, line: usize, key_end: usize, value: &Node) -> Option<&'a str> {
+        let l = self.lines[line].trim_end_matches(['\n', '\r']);
+        let after_colon = &l[key_end.min(l.len())..];
+        let tail = if value.line != line + 1 {
+            // A block value on the lines below: anything after the colon.
+            after_colon
+        } else {
+            let start = byte_at(l, value.col);
+            let rest = &l[start..];
+            let value_len = match (&value.value, rest.chars().next()) {
+                (Value::Scalar(_), Some(q @ ('"' | '\''))) => quoted_len(rest, q)?,
+                (Value::Scalar(_), Some('|' | '>')) => rest
+                    .find(|c: char| c == ' ' || c == '\t')
+                    .unwrap_or(rest.len()),
+                (Value::Scalar(_), _) => rest.find(" #").unwrap_or(rest.len()),
+                (_, Some('[' | '{')) => flow_len(rest)?,
+                _ => return None,
+            };
+            &rest[value_len..]
+        };
+        let hash = tail.find('#')?;
+        tail[..hash]
+            .chars()
+            .all(|c| c == ' ' || c == '\t')
+            .then_some(tail)
     }
 
     /// The whole document written anew: for flow-style roots (JSON).
     fn whole(&self, want: &Yaml) -> String {
         let mut out = String::new();
+        // The comments at the top say what the file is: they stay.
+        for l in &self.lines {
+            let t = l.trim();
+            if !(t.is_empty() || t.starts_with('#')) {
+                break;
+            }
+            out.push_str(l);
+            if !l.ends_with('\n') {
+                out.push('\n');
+            }
+        }
         match render(want, 0, false, None) {
             Rendered::Inline(s) => {
                 out.push_str(&s);
@@ -605,6 +685,35 @@ fn quoted_len(s: &str, quote: char) -> Option<usize> {
                 continue;
             }
             return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The length in bytes of a flow collection at the start of `s` that
+/// closes on the same line, brackets included.
+fn flow_len(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            '"' | '\'' => {
+                let len = quoted_len(&s[i..], c)?;
+                // Skip to the closing quote.
+                while let Some((j, _)) = chars.next() {
+                    if j + 1 >= i + len {
+                        break;
+                    }
+                }
+            }
+            _ => {}
         }
     }
     None
@@ -734,7 +843,8 @@ fn render(value: &Yaml, indent: usize, flow: bool, style: Option<char>) -> Rende
 fn literal(text: &str) -> Option<(String, Vec<&str>)> {
     let body = text.strip_suffix('\n').unwrap_or(text);
     let header = if body.len() == text.len() { "|-" } else { "|" };
-    if body.ends_with('\n')
+    if body.is_empty()
+        || body.ends_with('\n')
         || body.starts_with(' ')
         || body.starts_with('\n')
         || text
@@ -1049,6 +1159,81 @@ pipelines:
                 "{s:?}"
             );
         }
+    }
+
+    /// Found by review: the comment after `key:` went with every rewrite of
+    /// a list; CRLF files got LF lines; a lone CR panicked.
+    #[test]
+    fn keeps_key_line_comments_line_endings_and_refuses_lone_cr() {
+        let text =
+            "t:\n  depends_on: [build]  # after build\n  env:   # the env\n    A: '1'\n  x: 1\n";
+        let out = apply(
+            text,
+            &Op::Set {
+                path: path("t.depends_on"),
+                value: Yaml::strs(&["build", "lint"]),
+            },
+        )
+        .unwrap();
+        assert_eq!(out, text.replace("[build]", "[build, lint]"));
+        let out = apply(
+            text,
+            &Op::Set {
+                path: path("t.env"),
+                value: Yaml::Map(vec![("B".into(), Yaml::str("2"))]),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            text.replace("    A: '1'\n", "    B: 2\n")
+                .replace("B: 2", "B: \"2\"")
+        );
+        let crlf = "a: 1\r\nb:\r\n  c: 2\r\n";
+        let out = apply(
+            crlf,
+            &Op::Set {
+                path: path("b.d"),
+                value: Yaml::str("x"),
+            },
+        )
+        .unwrap();
+        assert_eq!(out, "a: 1\r\nb:\r\n  c: 2\r\n  d: x\r\n");
+        for lone in ["a: 1\rb: 2\r", "a: \"x\ry\"\nb: 1\n"] {
+            let err = apply(
+                lone,
+                &Op::Set {
+                    path: path("b"),
+                    value: Yaml::int(3),
+                },
+            )
+            .unwrap_err();
+            assert!(
+                err.0.contains("carriage return") || err.0.contains("fault"),
+                "{err}"
+            );
+        }
+        // A key added to a list item lands in it, the rest untouched.
+        let steps = "s:\n  # first\n  - run: a\n  # second\n  - run: b\n";
+        let out = apply(
+            steps,
+            &Op::Set {
+                path: vec![k("s"), Seg::Index(1), k("name")],
+                value: Yaml::str("two"),
+            },
+        )
+        .unwrap();
+        assert_eq!(out, format!("{steps}    name: two\n"));
+        // Comments at the top survive a rewrite of a flow document.
+        let out = apply(
+            "# mine\n{a: 1}\n",
+            &Op::Set {
+                path: path("b"),
+                value: Yaml::int(2),
+            },
+        )
+        .unwrap();
+        assert_eq!(out, "# mine\na: 1\nb: 2\n");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! parses back to the tree the same edit gives on the model, and the lines
 //! outside the edited task stay byte for byte the same.
 
+use xene_core::draft::{self, Draft, Gesture};
 use xene_core::edit::{self, Op, Seg, Yaml};
 use xene_core::yaml::{self, Node, Value};
 
@@ -297,7 +298,12 @@ fn random_edits_keep_meaning_and_untouched_lines() {
     let mut applied = 0;
     let mut fresh = 0;
     for round in 0..300 {
-        let mut text = FIXTURES[round % FIXTURES.len()].to_string();
+        // Every fourth round, the first fixture with CRLF line endings.
+        let mut text = if round % 4 == 3 {
+            FIXTURES[0].replace('\n', "\r\n")
+        } else {
+            FIXTURES[round % FIXTURES.len()].to_string()
+        };
         for _ in 0..12 {
             let model = edit::tree(&text).expect("the text stays well-formed");
             let Some((op, pipeline, task)) = random_op(&mut rng, &model, &mut fresh) else {
@@ -338,4 +344,137 @@ fn random_edits_keep_meaning_and_untouched_lines() {
     }
     eprintln!("{applied} edits applied");
     assert!(applied > 2000, "only {applied} edits applied");
+}
+
+/// Comment lines, trimmed, with how often each occurs.
+fn comments(text: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        let t = l.trim();
+        if t.starts_with('#') {
+            *out.entry(t.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Random canvas gestures: every result parses, no gesture closes a cycle,
+/// CRLF stays CRLF, and every comment survives except those inside a
+/// removed task.
+#[test]
+fn random_gestures_keep_comments_and_never_make_cycles() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut done = 0;
+    let mut fresh = 0;
+    for round in 0..200 {
+        let crlf = round % 3 == 2;
+        let mut text = FIXTURES[round % FIXTURES.len()].to_string();
+        if crlf {
+            text = text.replace('\n', "\r\n");
+        }
+        for _ in 0..15 {
+            let d = Draft::read(&text).expect("the text stays well-formed");
+            let p = rng.pick(&d.pipelines).clone();
+            if p.tasks.is_empty() {
+                continue;
+            }
+            let a = rng.pick(&p.tasks).name.clone();
+            let b = rng.pick(&p.tasks).name.clone();
+            fresh += 1;
+            let name = format!("g{fresh}");
+            let pipeline = p.name.clone();
+            let gesture = match rng.below(7) {
+                0 => Gesture::AddTask { pipeline, name },
+                1 | 2 => Gesture::Connect {
+                    pipeline,
+                    from: a,
+                    to: b,
+                },
+                3 => Gesture::Disconnect {
+                    pipeline,
+                    from: a,
+                    to: b,
+                },
+                4 => Gesture::RemoveTask { pipeline, name: a },
+                5 => Gesture::RenameTask {
+                    pipeline,
+                    from: a,
+                    to: name,
+                },
+                _ => match p.tasks.iter().find(|t| !t.depends_on.is_empty()) {
+                    Some(t) => Gesture::InsertBetween {
+                        pipeline,
+                        from: t.depends_on[0].clone(),
+                        to: t.name.clone(),
+                        name,
+                    },
+                    None => Gesture::SetTaskField {
+                        pipeline,
+                        task: a,
+                        field: "timeout".into(),
+                        value: Some(Yaml::str("1m")),
+                    },
+                },
+            };
+            let cycle_refused = match &gesture {
+                Gesture::Connect { from, to, .. } => p.cycle_if_connected(from, to).is_some(),
+                _ => false,
+            };
+            let Ok(new) = draft::apply(&text, &gesture) else {
+                continue;
+            };
+            assert!(!cycle_refused, "{gesture:?} made a cycle:\n{new}");
+            // Comments: all survive, but those inside a removed task.
+            let mut before = comments(&text);
+            if let Gesture::RemoveTask { pipeline, name } = &gesture
+                && let Some((start, end)) = task_lines(&text, pipeline, name)
+            {
+                for l in text.lines().skip(start).take(end.saturating_sub(start)) {
+                    let t = l.trim();
+                    if let Some(n) = before.get_mut(t) {
+                        *n -= 1;
+                    }
+                }
+            }
+            let after = comments(&new);
+            for (c, n) in &before {
+                assert!(
+                    after.get(c).copied().unwrap_or(0) >= *n,
+                    "{gesture:?} lost {c:?}:\n{text}\n---\n{new}"
+                );
+            }
+            if crlf {
+                assert!(
+                    !new.replace("\r\n", "").contains('\n'),
+                    "{gesture:?} wrote LF lines into a CRLF file:\n{new:?}"
+                );
+            }
+            // No task ever waits for itself through others.
+            let d = Draft::read(&new).unwrap();
+            for p in &d.pipelines {
+                for t in &p.tasks {
+                    for dep in &t.depends_on {
+                        if p.task(dep).is_some() {
+                            let mut without = p.clone();
+                            without
+                                .tasks
+                                .iter_mut()
+                                .find(|x| x.name == t.name)
+                                .unwrap()
+                                .depends_on
+                                .retain(|x| x != dep);
+                            assert!(
+                                without.cycle_if_connected(dep, &t.name).is_none(),
+                                "a cycle through {dep} -> {}:\n{new}",
+                                t.name
+                            );
+                        }
+                    }
+                }
+            }
+            text = new;
+            done += 1;
+        }
+    }
+    assert!(done > 1500, "only {done} gestures done");
 }
