@@ -627,7 +627,7 @@ impl<'a> Doc<'a> {
             let value_len = match (&value.value, rest.chars().next()) {
                 (Value::Scalar(_), Some(q @ ('"' | '\''))) => quoted_len(rest, q)?,
                 (Value::Scalar(_), Some('|' | '>')) => rest
-                    .find(|c: char| c == ' ' || c == '\t')
+                    .find([' ', '\t'])
                     .unwrap_or(rest.len()),
                 (Value::Scalar(_), _) => rest.find(" #").unwrap_or(rest.len()),
                 (_, Some('[' | '{')) => flow_len(rest)?,
@@ -707,7 +707,7 @@ fn flow_len(s: &str) -> Option<usize> {
             '"' | '\'' => {
                 let len = quoted_len(&s[i..], c)?;
                 // Skip to the closing quote.
-                while let Some((j, _)) = chars.next() {
+                for (j, _) in chars.by_ref() {
                     if j + 1 >= i + len {
                         break;
                     }
