@@ -45,51 +45,12 @@ pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
     }
     bindgen.args(["--out-name", "xene", "--out-dir"]);
     util::run(bindgen.arg(&pkg).arg(&wasm))?;
-    if release {
-        wasm_opt(root, &pkg.join("xene_bg.wasm"))?;
-    }
     std::fs::copy(root.join("style/main.css"), pkg.join("xene.css"))
         .context("copying style/main.css")?;
     copy_dir(&root.join("public"), &site)?;
     fingerprint(&pkg)?;
     eprintln!("web bundle ready in {}", site.display());
     Ok(())
-}
-
-/// Shrinks the release wasm with Binaryen's `wasm-opt -Oz`, the npm build
-/// pinned by `xtask/binaryen/package-lock.json` (Debian's binaryen 108 makes
-/// wasm that fails to hydrate).
-fn wasm_opt(root: &Path, wasm: &Path) -> anyhow::Result<()> {
-    let dir = root.join("xtask/binaryen");
-    let tool = dir.join("node_modules/binaryen/bin/wasm-opt");
-    if !tool.is_file() {
-        util::step("installing wasm-opt (npm ci in xtask/binaryen)");
-        util::run(
-            Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir),
-        )
-        .context("npm ci in xtask/binaryen (Node.js 20 and npm are needed)")?;
-    }
-    util::step("optimising the wasm for size (wasm-opt -Oz)");
-    // The features rustc's wasm32 target emits by default.
-    util::run(
-        Command::new("node")
-            .arg(&tool)
-            .args([
-                "-Oz",
-                "--enable-bulk-memory",
-                "--enable-nontrapping-float-to-int",
-                "--enable-sign-ext",
-                "--enable-mutable-globals",
-                "--enable-reference-types",
-                "--enable-multivalue",
-            ])
-            .arg(wasm)
-            .arg("-o")
-            .arg(wasm),
-    )
-    .context("wasm-opt")
 }
 
 /// Copies the bundle under names that carry a hash of its content
