@@ -518,8 +518,10 @@ impl<'a> Doc<'a> {
                 let l = self.lines[at.line];
                 let key_text = &l[byte_at(l, at.col)..key_end - 1];
                 let flow = self.is_flow(at.value);
-                let style = match at.value.value {
-                    Value::Scalar(_) => self
+                // The quoting it had, unless it was empty (quoted only
+                // because empty strings must be).
+                let style = match &at.value.value {
+                    Value::Scalar(old) if !old.text.is_empty() => self
                         .char_at(at.value.line, at.value.col)
                         .filter(|c| matches!(c, '\'' | '"')),
                     _ => None,
@@ -626,9 +628,7 @@ impl<'a> Doc<'a> {
             let rest = &l[start..];
             let value_len = match (&value.value, rest.chars().next()) {
                 (Value::Scalar(_), Some(q @ ('"' | '\''))) => quoted_len(rest, q)?,
-                (Value::Scalar(_), Some('|' | '>')) => rest
-                    .find([' ', '\t'])
-                    .unwrap_or(rest.len()),
+                (Value::Scalar(_), Some('|' | '>')) => rest.find([' ', '\t']).unwrap_or(rest.len()),
                 (Value::Scalar(_), _) => rest.find(" #").unwrap_or(rest.len()),
                 (_, Some('[' | '{')) => flow_len(rest)?,
                 _ => return None,
@@ -826,7 +826,8 @@ fn render(value: &Yaml, indent: usize, flow: bool, style: Option<char>) -> Rende
         Yaml::Map(entries) => {
             let mut lines = Vec::new();
             for (k, v) in entries {
-                let mut entry = entry_lines(&key_token(k), v, indent, false, None);
+                // Short lists (`depends_on`, `secrets`) read best in flow style.
+                let mut entry = entry_lines(&key_token(k), v, indent, true, None);
                 entry[0].insert_str(0, &pad);
                 lines.extend(entry);
             }
@@ -1008,7 +1009,7 @@ pipelines:
             },
         )
         .unwrap();
-        let added = "      deploy:\n        depends_on:\n          - test\n        steps:\n          - run: |\n              echo one\n              echo two\n";
+        let added = "      deploy:\n        depends_on: [test]\n        steps:\n          - run: |\n              echo one\n              echo two\n";
         assert_eq!(out, format!("{SPEC}{added}"));
         // A key added to build lands after its steps, before the blank line.
         let out = apply(

@@ -23,6 +23,8 @@ use crate::ui::{ErrorBox, Time};
 const MAX_HISTORY: usize = 500;
 /// Typing within this many milliseconds of the last keystroke is one undo step.
 const TYPING_GROUP_MS: f64 = 1_000.0;
+/// Undo keeps texts up to this many bytes in all.
+const MAX_HISTORY_BYTES: usize = 32 << 20;
 
 /// What the page opens with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -217,69 +219,55 @@ fn utf16_of_byte(text: &str, byte: usize) -> u32 {
 
 /// A three-way merge of line-based texts: the changes from `base` to `mine`
 /// and from `base` to `theirs`, both applied; where both changed the same
-/// lines differently, conflict markers around the two versions. Answers the
-/// text and whether it merged cleanly.
+/// or touching lines differently, conflict markers around the two versions.
+/// Answers the text and whether it merged cleanly.
 pub fn merge3(base: &str, mine: &str, theirs: &str) -> (String, bool) {
     let b: Vec<&str> = base.split_inclusive('\n').collect();
     let m: Vec<&str> = mine.split_inclusive('\n').collect();
     let t: Vec<&str> = theirs.split_inclusive('\n').collect();
-    let hunks = |other: &[&str]| -> Vec<(usize, usize, Vec<String>)> {
-        similar::capture_diff_slices(similar::Algorithm::Myers, &b, other)
-            .into_iter()
-            .filter_map(|op| {
-                let (tag, old, new) = op.as_tag_tuple();
-                (tag != similar::DiffTag::Equal).then(|| {
-                    (
-                        old.start,
-                        old.end,
-                        other[new].iter().map(|s| s.to_string()).collect(),
-                    )
-                })
-            })
-            .collect()
-    };
-    let (hm, ht) = (hunks(&m), hunks(&t));
-    let (mut i, mut j, mut at) = (0, 0, 0);
+    // (base start, base end, mine?, replacement lines)
+    let mut hunks: Vec<(usize, usize, bool, Vec<&str>)> = Vec::new();
+    for (other, is_mine) in [(&m, true), (&t, false)] {
+        for op in similar::capture_diff_slices(similar::Algorithm::Myers, &b, other) {
+            let (tag, old, new) = op.as_tag_tuple();
+            if tag != similar::DiffTag::Equal {
+                hunks.push((old.start, old.end, is_mine, other[new].to_vec()));
+            }
+        }
+    }
+    hunks.sort_by_key(|h| (h.0, h.1));
     let mut out = String::new();
     let mut clean = true;
-    let overlaps = |a: &(usize, usize, Vec<String>), b: &(usize, usize, Vec<String>)| {
-        a.0 < b.1 || a.0 == b.0 || (a.0 == a.1 && a.0 == b.1) || (b.0 == b.1 && b.0 == a.1)
-    };
-    while i < hm.len() || j < ht.len() {
-        let take_mine = j >= ht.len() || (i < hm.len() && hm[i].0 <= ht[j].0);
-        let (first, other, fi, oi) = if take_mine {
-            (&hm, &ht, &mut i, &mut j)
-        } else {
-            (&ht, &hm, &mut j, &mut i)
-        };
-        let h = &first[*fi];
-        if *oi < other.len() && overlaps(h, &other[*oi]) && other[*oi].0 < h.1.max(h.0 + 1) {
-            let o = &other[*oi];
-            let (start, end) = (h.0.min(o.0), h.1.max(o.1));
-            for l in &b[at..start] {
-                out.push_str(l);
+    let mut at = 0;
+    let mut i = 0;
+    while i < hunks.len() {
+        // A region: every hunk that overlaps or touches the ones before it.
+        let (start, mut end) = (hunks[i].0, hunks[i].1);
+        let mut j = i + 1;
+        while j < hunks.len() && hunks[j].0 <= end {
+            end = end.max(hunks[j].1);
+            j += 1;
+        }
+        let region = &hunks[i..j];
+        // One side's text for the region: its hunks applied to base.
+        let side = |mine: bool| -> Option<String> {
+            let mut text = String::new();
+            let mut p = start;
+            let mut any = false;
+            for h in region.iter().filter(|h| h.2 == mine) {
+                any = true;
+                text.extend(b[p..h.0.max(p)].iter().copied());
+                text.extend(h.3.iter().copied());
+                p = p.max(h.1);
             }
-            let side = |hs: &(usize, usize, Vec<String>)| {
-                let mut s = String::new();
-                for l in &b[start..hs.0] {
-                    s.push_str(l);
-                }
-                for l in &hs.2 {
-                    s.push_str(l);
-                }
-                for l in &b[hs.1..end] {
-                    s.push_str(l);
-                }
-                s
-            };
-            let (mine_text, theirs_text) = if take_mine {
-                (side(h), side(o))
-            } else {
-                (side(o), side(h))
-            };
-            if mine_text == theirs_text {
-                out.push_str(&mine_text);
-            } else {
+            text.extend(b[p..end].iter().copied());
+            any.then_some(text)
+        };
+        out.extend(b[at..start].iter().copied());
+        match (side(true), side(false)) {
+            (Some(x), None) | (None, Some(x)) => out.push_str(&x),
+            (Some(x), Some(y)) if x == y => out.push_str(&x),
+            (Some(x), Some(y)) => {
                 clean = false;
                 let nl = |s: &str| {
                     if s.is_empty() || s.ends_with('\n') {
@@ -289,30 +277,19 @@ pub fn merge3(base: &str, mine: &str, theirs: &str) -> (String, bool) {
                     }
                 };
                 out.push_str("<<<<<<< yours\n");
-                out.push_str(&mine_text);
-                out.push_str(nl(&mine_text));
+                out.push_str(&x);
+                out.push_str(nl(&x));
                 out.push_str("=======\n");
-                out.push_str(&theirs_text);
-                out.push_str(nl(&theirs_text));
+                out.push_str(&y);
+                out.push_str(nl(&y));
                 out.push_str(">>>>>>> theirs\n");
             }
-            at = end;
-            *fi += 1;
-            *oi += 1;
-        } else {
-            for l in &b[at..h.0] {
-                out.push_str(l);
-            }
-            for l in &h.2 {
-                out.push_str(l);
-            }
-            at = h.1;
-            *fi += 1;
+            (None, None) => {}
         }
+        at = end;
+        i = j;
     }
-    for l in &b[at.min(b.len())..] {
-        out.push_str(l);
-    }
+    out.extend(b[at.min(b.len())..].iter().copied());
     (out, clean)
 }
 
@@ -351,6 +328,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     let layout = RwSignal::new(loaded.layout.clone());
     let base = RwSignal::new(loaded.base);
     let base_source = RwSignal::new(loaded.base_source.clone());
+    let saved_layout = RwSignal::new(loaded.layout.clone());
     let saved_name = RwSignal::new(loaded.name.clone());
     let secrets = loaded.secrets.clone();
     let undo: RwSignal<Vec<Snapshot>> = RwSignal::new(Vec::new());
@@ -367,6 +345,9 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     let connecting: RwSignal<Option<String>> = RwSignal::new(None);
     let cycle_hint: RwSignal<Option<String>> = RwSignal::new(None);
     let renaming: RwSignal<Option<String>> = RwSignal::new(None);
+    // Completion in the YAML view: where the word starts, the choices, the
+    // highlighted one.
+    let completions: RwSignal<(usize, Vec<String>, usize)> = RwSignal::new((0, Vec::new(), 0));
     let svg_ref = NodeRef::<leptos::svg::Svg>::new();
     let yaml_ref = NodeRef::<leptos::html::Textarea>::new();
 
@@ -375,10 +356,11 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     let initial = Draft::read(&loaded.source).unwrap_or_default();
     let good = RwSignal::new(initial.clone());
     let good_tree = RwSignal::new(edit::tree(&loaded.source).ok());
-    let yaml_fault = Memo::new(move |_| text.with(|t| Draft::read(t).err().map(|e| e.0)));
+    // One parse of the YAML per change, shared by the canvas and the fault.
+    let parsed = Memo::new(move |_| text.with(|t| edit::tree(t).map_err(|e| e.0)));
+    let yaml_fault = Memo::new(move |_| parsed.with(|p| p.as_ref().err().cloned()));
     Effect::new(move |_| {
-        let t = text.get();
-        if let Ok(tree) = edit::tree(&t) {
+        if let Ok(tree) = parsed.get() {
             good.set(Draft::from_tree(&tree));
             good_tree.set(Some(tree));
         }
@@ -410,10 +392,39 @@ fn Editor(loaded: Loaded) -> impl IntoView {
         let p = pipeline.get();
         good.with(|d| d.pipeline(&p).cloned().unwrap_or_default())
     });
-    let places = Memo::new(move |_| {
+    // The layered layout only when the graph or the direction changes, not
+    // on every move of a dragged node.
+    let direction = Memo::new(move |_| layout.with(|l| l.direction));
+    let auto = Memo::new(move |_| {
         let p = current.get();
+        positions(
+            &p,
+            &EditorLayout {
+                direction: direction.get(),
+                ..EditorLayout::default()
+            },
+            None,
+        )
+    });
+    let places = Memo::new(move |_| {
         let m = moving.get();
-        layout.with(|l| positions(&p, l, m.as_ref()))
+        let p = pipeline.get();
+        let mut at = auto.get();
+        layout.with(|l| {
+            if let Some(placed) = l.positions.get(&p) {
+                for (name, xy) in at.iter_mut() {
+                    if let Some(v) = placed.get(name) {
+                        *xy = *v;
+                    }
+                }
+            }
+        });
+        if let Some((name, x, y)) = m
+            && let Some(xy) = at.get_mut(&name)
+        {
+            *xy = (x, y);
+        }
+        at
     });
 
     // One history for everything.
@@ -427,19 +438,40 @@ fn Editor(loaded: Loaded) -> impl IntoView {
         }
         undo.update(|u| {
             u.push(old);
-            if u.len() > MAX_HISTORY {
-                u.remove(0);
+            // Bounded in steps and in bytes: a 1 MiB spec keeps fewer.
+            let mut bytes: usize = u.iter().map(|s| s.text.len()).sum();
+            while u.len() > MAX_HISTORY || (bytes > MAX_HISTORY_BYTES && u.len() > 1) {
+                bytes -= u.remove(0).text.len();
             }
         });
         redo.set(Vec::new());
         last_typing.set_value(0.0);
+        completions.set((0, Vec::new(), 0));
         text.set(new_text);
         layout.set(new_layout);
     };
     let gesture = move |g: Gesture| match draft::apply(&text.get_untracked(), &g) {
         Ok(t) => {
             message.set(None);
-            commit(t, layout.get_untracked());
+            // A placed node keeps its place under its new name, and goes
+            // with its task.
+            let mut l = layout.get_untracked();
+            match &g {
+                Gesture::RenameTask { pipeline, from, to } => {
+                    if let Some(m) = l.positions.get_mut(pipeline)
+                        && let Some(at) = m.remove(from)
+                    {
+                        m.insert(to.clone(), at);
+                    }
+                }
+                Gesture::RemoveTask { pipeline, name } => {
+                    if let Some(m) = l.positions.get_mut(pipeline) {
+                        m.remove(name);
+                    }
+                }
+                _ => {}
+            }
+            commit(t, l);
             // The selection follows its task.
             match &g {
                 Gesture::RenameTask { from, to, .. }
@@ -473,6 +505,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
             })
         });
         last_typing.set_value(0.0);
+        completions.set((0, Vec::new(), 0));
         text.set(snap.text);
         layout.set(snap.layout);
     };
@@ -550,10 +583,25 @@ fn Editor(loaded: Loaded) -> impl IntoView {
             let _ = svg.set_pointer_capture(_id);
         }
     };
+    // A panel field commits on change, which a browser fires when the field
+    // loses focus: let it, before the selection (and the panel) changes.
+    let commit_focused_field = move || {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            if let Some(el) = document()
+                .active_element()
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+            {
+                let _ = el.blur();
+            }
+        }
+    };
     let on_pointerdown_bg = move |ev: leptos::ev::PointerEvent| {
         if ev.button() != 0 {
             return;
         }
+        commit_focused_field();
         let v = view_state.get_untracked();
         drag.set_value(Drag::Pan {
             x: ev.client_x() as f64,
@@ -752,6 +800,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                                 return;
                             }
                             ev.stop_propagation();
+                            commit_focused_field();
                             let (px, py) = to_canvas(ev.client_x() as f64, ev.client_y() as f64);
                             selected.set(Selection::Task(n2.clone()));
                             drag.set_value(Drag::Node {
@@ -892,45 +941,63 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     };
 
     // The in-place rename box over a node.
+    // Made once per rename (moving or zooming only moves it), focused and
+    // selected when it appears, finished once: by Enter, Escape or leaving.
+    let rename_ref = NodeRef::<leptos::html::Input>::new();
+    let rename_done = StoredValue::new(false);
+    Effect::new(move |_| {
+        if let Some(input) = rename_ref.get() {
+            let _ = input.focus();
+            input.select();
+        }
+    });
     let rename_box = move || {
         let name = renaming.get()?;
-        let &(x, y) = places.with(|p| p.get(&name).copied()).as_ref()?;
-        let v = view_state.get();
-        let style = format!(
-            "left: {}px; top: {}px; width: {}px",
-            v.tx + x as f64 * v.zoom,
-            v.ty + y as f64 * v.zoom,
-            NODE_WIDTH as f64 * v.zoom
-        );
+        rename_done.set_value(false);
+        let at = name.clone();
+        let style = move || {
+            let (x, y) = places.with(|p| p.get(&at).copied()).unwrap_or_default();
+            let v = view_state.get();
+            format!(
+                "left: {}px; top: {}px; width: {}px",
+                v.tx + x as f64 * v.zoom,
+                v.ty + y as f64 * v.zoom,
+                NODE_WIDTH as f64 * v.zoom
+            )
+        };
         let old = name.clone();
-        let done = move |value: String| {
+        let done = move |value: Option<String>| {
+            if rename_done.get_value() {
+                return;
+            }
+            rename_done.set_value(true);
             renaming.set(None);
-            if value != old
-                && gesture(Gesture::RenameTask {
+            if let Some(value) = value.map(|v| v.trim().to_string())
+                && value != old
+            {
+                gesture(Gesture::RenameTask {
                     pipeline: pipeline.get_untracked(),
                     from: old.clone(),
-                    to: value.clone(),
-                })
-            {
-                selected.set(Selection::Task(value));
+                    to: value,
+                });
             }
         };
         let done_key = done.clone();
         Some(view! {
             <input
                 class="rename"
+                node_ref=rename_ref
                 style=style
                 aria-label=format!("new name for task {name}")
                 value=name.clone()
-                autofocus
                 on:keydown=move |ev: leptos::ev::KeyboardEvent| {
                     if ev.key() == "Enter" {
-                        done_key(event_target_value(&ev));
+                        done_key(Some(event_target_value(&ev)));
                     } else if ev.key() == "Escape" {
-                        renaming.set(None);
+                        done_key(None);
                     }
                 }
-                on:blur=move |ev| done(event_target_value(&ev))
+                on:blur=move |ev| done(Some(event_target_value(&ev)))
             />
         })
     };
@@ -990,7 +1057,6 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     };
 
     // The YAML view and its completion.
-    let completions: RwSignal<(usize, Vec<String>, usize)> = RwSignal::new((0, Vec::new(), 0));
     let secrets_for_complete = StoredValue::new(secrets.clone());
     let refresh_completions = move |force: bool| {
         #[cfg(feature = "hydrate")]
@@ -1028,8 +1094,13 @@ fn Editor(loaded: Loaded) -> impl IntoView {
         if let Some(ta) = yaml_ref.get_untracked() {
             let t = text.get_untracked();
             let caret = byte_of_utf16(&t, ta.selection_start().ok().flatten().unwrap_or(0));
+            // The list may be older than the text (an undo): then it goes.
+            if !(start <= caret && caret <= t.len() && t.is_char_boundary(start)) {
+                completions.set((0, Vec::new(), 0));
+                return;
+            }
             let mut new = t.clone();
-            new.replace_range(start..caret.max(start), &item);
+            new.replace_range(start..caret, &item);
             let at = utf16_of_byte(&new, start + item.len());
             commit(new, layout.get_untracked());
             // The value lands on the next frame; the caret after it.
@@ -1089,6 +1160,9 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                 ev.stop_propagation();
                 completions.set((0, Vec::new(), 0));
             }
+            "ArrowLeft" | "ArrowRight" | "Home" | "End" | "PageUp" | "PageDown" => {
+                completions.set((0, Vec::new(), 0));
+            }
             _ => {}
         }
     };
@@ -1104,7 +1178,12 @@ fn Editor(loaded: Loaded) -> impl IntoView {
         #[cfg(feature = "hydrate")]
         if let (Some(line), Some(ta)) = (d.line, yaml_ref.get_untracked()) {
             let t = text.get_untracked();
-            let start: usize = t.split_inclusive('\n').take(line - 1).map(str::len).sum();
+            let start: usize = t
+                .split_inclusive('\n')
+                .take(line.saturating_sub(1))
+                .map(str::len)
+                .sum();
+            let start = start.min(t.len());
             let end = start + t[start..].find('\n').unwrap_or(t.len() - start);
             let _ = ta.focus();
             let _ = ta.set_selection_range(utf16_of_byte(&t, start), utf16_of_byte(&t, end));
@@ -1114,13 +1193,26 @@ fn Editor(loaded: Loaded) -> impl IntoView {
 
     // Saving.
     let save_name = move || good.with(|d| d.name.clone());
+    // The version a save builds on: the loaded one, unless the YAML now
+    // names another workflow, which must then be new.
+    let save_base = move || {
+        if saved_name.get_untracked().as_deref() == Some(save_name().as_str()) {
+            base.get_untracked()
+        } else {
+            0
+        }
+    };
     let open_review = Action::new(move |_: &()| {
         let name = save_name();
+        let b = save_base();
         async move {
-            if base.get_untracked() == 0 {
-                return Ok(VersionText::default());
+            let current =
+                api::get::<VersionText>(format!("/api/v1/workflows/{}", enc(&name))).await;
+            match (b, current) {
+                // A new name nobody has taken.
+                (0, Err(_)) => Ok((0, VersionText::default())),
+                (b, current) => current.map(|c| (b, c)),
             }
-            api::get::<VersionText>(format!("/api/v1/workflows/{}", enc(&name))).await
         }
     });
     Effect::new(move |_| {
@@ -1128,13 +1220,11 @@ fn Editor(loaded: Loaded) -> impl IntoView {
             match r {
                 // Someone saved since this edit began: say so before
                 // anything else.
-                Ok(current) if current.version != base.get_untracked() => {
-                    dialog.set(Dialog::Conflict {
-                        version: current.version,
-                        source: current.source,
-                    })
-                }
-                Ok(current) => dialog.set(Dialog::Review {
+                Ok((b, current)) if current.version != b => dialog.set(Dialog::Conflict {
+                    version: current.version,
+                    source: current.source,
+                }),
+                Ok((_, current)) => dialog.set(Dialog::Review {
                     current: current.source,
                 }),
                 Err(e) => message.set(Some(e)),
@@ -1144,10 +1234,15 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     let save = Action::new(move |_: &()| {
         let body = text.get_untracked();
         let l = layout.get_untracked();
-        let b = base.get_untracked();
+        let b = save_base();
         let name = save_name();
         async move {
-            let answer = api::send("POST", format!("/api/v1/workflows?base={b}"), Some(body)).await;
+            let answer = api::send(
+                "POST",
+                format!("/api/v1/workflows?base={b}"),
+                Some(body.clone()),
+            )
+            .await;
             let saved: Saved = match answer {
                 Ok(t) => serde_json::from_str(&t).map_err(|e| e.to_string())?,
                 Err(e) if e.contains("changed meanwhile") => {
@@ -1157,7 +1252,9 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                 }
                 Err(e) => return Err(e),
             };
-            api::send(
+            // The version is stored: a layout that fails to store is a
+            // warning, not a failed save.
+            let placed = api::send(
                 "PUT",
                 format!(
                     "/api/v1/workflows/{}/versions/{}/layout",
@@ -1166,8 +1263,9 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                 ),
                 Some(serde_json::to_string(&l).expect("layouts serialize")),
             )
-            .await?;
-            Ok(Ok(saved))
+            .await
+            .err();
+            Ok(Ok((saved, body, l, placed)))
         }
     });
     Effect::new(move |_| {
@@ -1175,14 +1273,18 @@ fn Editor(loaded: Loaded) -> impl IntoView {
             return;
         };
         match r {
-            Ok(Ok(saved)) => {
+            Ok(Ok((saved, body, l, placed))) => {
                 base.set(saved.version);
-                base_source.set(text.get_untracked());
+                base_source.set(body);
+                saved_layout.set(l);
                 dialog.set(Dialog::Closed);
                 let mut note = format!("Saved {} version {}.", saved.name, saved.version);
                 for w in &saved.warnings {
                     note.push(' ');
                     note.push_str(w);
+                }
+                if let Some(e) = placed {
+                    note.push_str(&format!(" The nodes' places were not kept: {e}"));
                 }
                 notice.set(Some(note));
                 message.set(None);
@@ -1233,7 +1335,17 @@ fn Editor(loaded: Loaded) -> impl IntoView {
         Some(Err(e)) => message.set(Some(e)),
         None => {}
     });
-    let dirty = move || text.with(|t| base_source.with(|b| t != b)) || base.get() == 0;
+    // The panel is rebuilt when the selection changes, not on every edit
+    // (a rebuild would take the focus from the field being filled).
+    let selected_exists = Memo::new(move |_| match selected.get() {
+        Selection::Task(t) => current.with(|p| p.task(&t).is_some()),
+        _ => false,
+    });
+    let dirty = move || {
+        text.with(|t| base_source.with(|b| t != b))
+            || layout.with(|l| saved_layout.with(|s| l != s))
+            || base.get() == 0
+    };
     let blocked = move || {
         if yaml_fault.with(Option::is_some) {
             Some("The YAML does not parse: fix it first.".to_string())
@@ -1370,7 +1482,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
         }.into_any()}
                         <aside class="panel card" aria-label="Properties">
                             {move || match selected.get() {
-                                Selection::Task(t) if current.with(|p| p.task(&t).is_some()) => view! {
+                                Selection::Task(t) if selected_exists.get() => view! {
                                     <TaskPanel
                                         pipeline=pipeline.get()
                                         task=t
@@ -1379,6 +1491,12 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                                         secrets=secrets_panel.clone()
                                         text
                                         on_gesture=Callback::new(move |g| { gesture(g); })
+                                        on_op=Callback::new(move |op: Op| {
+                                            match edit::apply(&text.get_untracked(), &op) {
+                                                Ok(t) => commit(t, layout.get_untracked()),
+                                                Err(e) => message.set(Some(e.0)),
+                                            }
+                                        })
                                     />
                                 }.into_any(),
                                 Selection::Edge(from, to) => view! {
@@ -1620,6 +1738,7 @@ fn TaskPanel(
     secrets: Vec<String>,
     text: RwSignal<String>,
     on_gesture: Callback<Gesture>,
+    on_op: Callback<Op>,
 ) -> impl IntoView {
     let _ = text;
     let path = draft::task_path(&pipeline, &task, None);
@@ -1795,8 +1914,8 @@ fn TaskPanel(
             <legend>"Secrets"</legend>
             {secret_boxes}
         </fieldset>
-        <Steps list="steps" title="Steps" tree field=field("steps") set=set.clone() />
-        <Steps list="post" title="Post steps (always run)" tree field=field("post") set=set.clone() />
+        <Steps list="steps" title="Steps" path=draft::task_path(&pipeline, &task, Some("steps")) field=field("steps") set=set.clone() on_op />
+        <Steps list="post" title="Post steps (always run)" path=draft::task_path(&pipeline, &task, Some("post")) field=field("post") set=set.clone() on_op />
     }
 }
 
@@ -1805,14 +1924,15 @@ fn TaskPanel(
 fn Steps<F>(
     list: &'static str,
     title: &'static str,
-    tree: RwSignal<Option<Yaml>>,
+    /// The list's own path, for edits of one step's field.
+    path: Vec<Seg>,
     field: Signal<Option<Yaml>>,
     set: F,
+    on_op: Callback<Op>,
 ) -> impl IntoView
 where
     F: Fn(&'static str, Option<Yaml>) + Clone + Send + Sync + 'static,
 {
-    let _ = tree;
     let steps = move || match field.get() {
         Some(Yaml::Seq(items)) => items,
         _ => Vec::new(),
@@ -1830,13 +1950,36 @@ where
                     let get = move |key: &'static str| {
                         Signal::derive(move || {
                             let s = steps();
-                            text_of(s.get(i).and_then(|st| st.get(&[Seg::key(key)])))
+                            match s.get(i) {
+                                // A step written as a plain string is its script.
+                                Some(Yaml::Scalar(t, _)) if key == "run" => t.clone(),
+                                st => text_of(st.and_then(|st| st.get(&[Seg::key(key)]))),
+                            }
                         })
                     };
                     let update = {
                         let write = write.clone();
+                        let path = path.clone();
                         move |key: &'static str, value: String| {
                             let mut items = steps();
+                            let mut at = path.clone();
+                            at.push(Seg::Index(i));
+                            at.push(Seg::key(key));
+                            match items.get(i) {
+                                // One field of one step: only its lines change.
+                                Some(Yaml::Map(_)) if value.is_empty() && key == "name" => {
+                                    on_op.run(Op::Remove { path: at });
+                                    return;
+                                }
+                                Some(Yaml::Map(_)) => {
+                                    on_op.run(Op::Set { path: at, value: Yaml::str(value) });
+                                    return;
+                                }
+                                Some(Yaml::Scalar(..)) => {
+                                    items[i] = Yaml::Map(vec![("run".into(), Yaml::str(""))]);
+                                }
+                                _ => return,
+                            }
                             let Some(Yaml::Map(entries)) = items.get_mut(i) else {
                                 return;
                             };
@@ -2131,7 +2274,11 @@ fn PipelinePanel(
             on_change=Callback::new(move |v: String| set_env("env", lines_map(&v))) />
         <Field id="pipeline-concurrency" label="Concurrency" placeholder="unlimited"
             value=Signal::derive(move || text_of(concurrency.get().as_ref()))
-            on_change=Callback::new(move |v: String| set_conc("concurrency", v.trim().parse::<i64>().ok().map(Yaml::int))) />
+            on_change=Callback::new(move |v: String| {
+                let v = v.trim().to_string();
+                // Not a number: written as typed, and the check says why.
+                set_conc("concurrency", (!v.is_empty()).then(|| v.parse::<i64>().map(Yaml::int).unwrap_or_else(|_| Yaml::str(v))))
+            }) />
         <fieldset>
             <legend>"Params"</legend>
             {param_rows}
@@ -2166,6 +2313,18 @@ mod tests {
         assert_eq!((m.as_str(), clean), (base, true));
         let (m, clean) = merge3(base, "a\nb2\nc\nd\n", "a\nb2\nc\nd\n");
         assert_eq!((m.as_str(), clean), ("a\nb2\nc\nd\n", true));
+        // Found by review: one change overlapping two on the other side
+        // panicked.
+        let (m, clean) = merge3("a\nb\nc\nd\ne\n", "a\nX\ne\n", "a\nB\nc\nD\ne\n");
+        assert!(!clean);
+        assert_eq!(
+            m,
+            "a\n<<<<<<< yours\nX\n=======\nB\nc\nD\n>>>>>>> theirs\ne\n"
+        );
+        // Both insert at the same place.
+        let (m, clean) = merge3("a\n", "a\nx\n", "a\ny\n");
+        assert_eq!(m, "a\n<<<<<<< yours\nx\n=======\ny\n>>>>>>> theirs\n");
+        assert!(!clean);
     }
 
     #[test]

@@ -429,3 +429,143 @@ async fn a_version_saved_meanwhile_is_merged_never_overwritten() {
     assert!(merged.starts_with("# Shared by two people.\n"), "{merged}");
     assert!(merged.contains("      two:   # the second\n"), "{merged}");
 }
+
+impl Browser {
+    /// A node's box in drawing units: the `x` and `y` of its rect.
+    async fn node_at(&self, name: &str) -> Result<(f64, f64), String> {
+        let v = self
+            .client
+            .execute(
+                "const r = document.querySelector(arguments[0] + ' rect'); \
+                 return [Number(r.getAttribute('x')), Number(r.getAttribute('y'))];",
+                vec![node(name).into()],
+            )
+            .await
+            .map_err(e)?;
+        Ok((v[0].as_f64().unwrap_or(-1.0), v[1].as_f64().unwrap_or(-1.0)))
+    }
+}
+
+/// A dragged node's place is saved with the version (a move alone can be
+/// saved) and comes back on reload; the direction toggle, the `+` on an
+/// edge and a second pipeline's tab; a version saved meanwhile, reloaded
+/// instead of merged.
+#[tokio::test]
+async fn places_are_kept_and_the_canvas_tools_work() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1400, 1000).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/workflows")).await?;
+        browser.hydrated().await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", SHARED).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        browser.goto(&server.url("/workflows/shared/edit")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_attr(&node("one"), "data-task", "one")
+            .await?;
+        let (_, y0) = browser.node_at("one").await?;
+        let (x, y) = browser.centre(&node("one")).await?;
+        browser
+            .client
+            .perform_actions(
+                MouseActions::new("mouse".into())
+                    .then(PointerAction::MoveTo {
+                        duration: None,
+                        x: x - 30.0,
+                        y,
+                    })
+                    .then(PointerAction::Down {
+                        button: MOUSE_BUTTON_LEFT,
+                    })
+                    .then(PointerAction::MoveTo {
+                        duration: Some(Duration::from_millis(200)),
+                        x: x - 30.0,
+                        y: y + 150.0,
+                    })
+                    .then(PointerAction::Up {
+                        button: MOUSE_BUTTON_LEFT,
+                    }),
+            )
+            .await
+            .map_err(e)?;
+        let (_, moved) = browser.node_at("one").await?;
+        browser.click("button.save").await?;
+        browser.click("button.confirm-save").await?;
+        browser
+            .wait_for_text(".notice", |t| t.contains("version 1"))
+            .await?;
+        browser.goto(&server.url("/workflows/shared/edit")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_attr(&node("one"), "data-task", "one")
+            .await?;
+        let (_, reloaded) = browser.node_at("one").await?;
+
+        // Top down: `two` goes below `one`'s row.
+        browser.click("#auto-layout").await?;
+        browser.click("#direction").await?;
+        browser
+            .wait_for_text("#direction", |t| t == "Top down")
+            .await?;
+        let (x1, y1) = browser.node_at("one").await?;
+        let (x2, y2) = browser.node_at("two").await?;
+        browser.screenshot("editor-top-down").await?;
+
+        // The + on an edge puts a task between.
+        browser
+            .click(".edge-group[data-edge=\"one->two\"] .insert")
+            .await?;
+        browser
+            .wait_yaml("inserted a task", |y| {
+                y.contains("      task:\n        depends_on: [one]")
+                    && y.contains("depends_on: [task]")
+            })
+            .await?;
+        // A second pipeline gets its own tab.
+        browser.click(".tab.add").await?;
+        browser
+            .wait_for_text(".tablist", |t| t.contains("pipeline"))
+            .await?;
+        browser
+            .wait_yaml("added a pipeline", |y| {
+                y.contains("  pipeline:\n    trigger: manual\n    tasks: {}")
+            })
+            .await?;
+        // A pipeline without tasks is a fault: back out of it to save.
+        browser.click("#undo").await?;
+        browser
+            .wait_yaml("dropped the pipeline", |y| !y.contains("  pipeline:"))
+            .await?;
+
+        // Someone saves version 2; reloading theirs replaces the edit.
+        let theirs = SHARED.replace("echo two", "echo two, theirs");
+        let (status, body) = browser.api("POST", "/api/v1/workflows", &theirs).await?;
+        if status != 201 {
+            return Err(format!("apply theirs: {status} {body}"));
+        }
+        browser.click("button.save").await?;
+        browser
+            .wait_for_text(".dialog.conflict", |t| t.contains("Version 2"))
+            .await?;
+        browser.click("button.reload").await?;
+        let reloaded_text = browser
+            .wait_yaml("reloaded theirs", |y| y.contains("echo two, theirs"))
+            .await?;
+        Ok::<_, String>((y0, moved, reloaded, (x1, y1, x2, y2), reloaded_text, theirs))
+    }
+    .await;
+    browser.close().await;
+    let (y0, moved, reloaded, (x1, y1, x2, y2), reloaded_text, theirs) = outcome.unwrap();
+    assert!(moved > y0 + 100.0, "the node did not move: {y0} -> {moved}");
+    assert_eq!(reloaded, moved, "the place was not kept");
+    assert!(
+        y2 > y1 && (x2 - x1).abs() < 1.0,
+        "not top down: one ({x1},{y1}) two ({x2},{y2})"
+    );
+    assert_eq!(reloaded_text, theirs);
+}
