@@ -71,6 +71,13 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
                 }
                 None => items.extend(tasks().into_iter().map(|t| format!("tasks.{t}."))),
             }
+        } else if word.starts_with("params.") {
+            let params = pipeline
+                .as_deref()
+                .and_then(|p| draft.pipeline(p))
+                .map(|p| p.params.clone())
+                .unwrap_or_default();
+            items.extend(params.into_iter().map(|p| format!("params.{p}")));
         } else {
             items.push("tasks.".into());
             items.push("params.".into());
@@ -230,6 +237,15 @@ pipelines:
         assert_eq!(
             complete(text, text.len(), &draft, &[]).items,
             ["tasks.build."]
+        );
+        let with_params = Draft::read(
+            "name: x\npipelines:\n  ci:\n    params:\n      version: '1'\n    tasks: {}\n",
+        )
+        .unwrap();
+        let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        steps:\n          - run: echo {{ params.v";
+        assert_eq!(
+            complete(text, text.len(), &with_params, &[]).items,
+            ["params.version"]
         );
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        if: tasks.build.s";
         assert_eq!(

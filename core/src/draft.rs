@@ -29,6 +29,8 @@ pub struct PipelineDraft {
     pub trigger: String,
     /// Its tasks, in the text's order.
     pub tasks: Vec<TaskDraft>,
+    /// Its params' names, in the text's order.
+    pub params: Vec<String>,
 }
 
 /// A task as drawn.
@@ -184,10 +186,18 @@ impl Draft {
                         post: count(t.get(&[Seg::key("post")])),
                     })
                     .collect();
+                let params = p
+                    .get(&[Seg::key("params")])
+                    .and_then(Yaml::as_map)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 PipelineDraft {
                     name: pname.clone(),
                     trigger,
                     tasks,
+                    params,
                 }
             })
             .collect();

@@ -1497,6 +1497,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                                                 Err(e) => message.set(Some(e.0)),
                                             }
                                         })
+                                        faults
                                     />
                                 }.into_any(),
                                 Selection::Edge(from, to) => view! {
@@ -1663,6 +1664,33 @@ fn js_now() -> f64 {
     }
 }
 
+/// The params a task's templates and conditions read.
+fn collect_params(value: &Yaml, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Yaml::Scalar(text, _) => {
+            if let Ok(refs) = xene_core::template::references(text) {
+                for r in refs {
+                    if let xene_core::template::Reference::Param(p) = r {
+                        out.insert(p);
+                    }
+                }
+            }
+            // Conditions name params without braces.
+            for word in
+                text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            {
+                if let Some(p) = word.strip_prefix("params.")
+                    && !p.is_empty()
+                {
+                    out.insert(p.to_string());
+                }
+            }
+        }
+        Yaml::Seq(items) => items.iter().for_each(|i| collect_params(i, out)),
+        Yaml::Map(entries) => entries.iter().for_each(|(_, v)| collect_params(v, out)),
+    }
+}
+
 /// `KEY=VALUE` lines of a mapping of strings.
 fn map_lines(value: Option<&Yaml>) -> String {
     value
@@ -1739,9 +1767,39 @@ fn TaskPanel(
     text: RwSignal<String>,
     on_gesture: Callback<Gesture>,
     on_op: Callback<Op>,
+    faults: Memo<Vec<Diagnostic>>,
 ) -> impl IntoView {
     let _ = text;
     let path = draft::task_path(&pipeline, &task, None);
+    // This task's faults, where its fields are.
+    let mine = {
+        let (pipeline, task) = (pipeline.clone(), task.clone());
+        move || {
+            faults.with(|f| {
+                f.iter()
+                    .filter(|d| {
+                        draft::fault_target(d).is_some_and(|(p, t)| {
+                            p == pipeline && t.as_deref() == Some(task.as_str())
+                        })
+                    })
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+            })
+        }
+    };
+    // The params its templates read.
+    let params_used = {
+        let path = path.clone();
+        move || {
+            let mut used = std::collections::BTreeSet::new();
+            tree.with(|t| {
+                if let Some(task) = t.as_ref().and_then(|t| t.get(&path)) {
+                    collect_params(task, &mut used);
+                }
+            });
+            used.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    };
     let field = {
         let path = path.clone();
         move |name: &'static str| {
@@ -1890,6 +1948,18 @@ fn TaskPanel(
     let set_env = set.clone();
     view! {
         <h2>"Task " <code>{task.clone()}</code></h2>
+        {move || {
+            let m = mine();
+            (!m.is_empty()).then(|| view! {
+                <ul class="task-faults error" role="alert">
+                    {m.into_iter().map(|f| view! { <li>{f}</li> }).collect_view()}
+                </ul>
+            })
+        }}
+        <p class="muted params-used">"Params used: " {move || {
+            let p = params_used();
+            if p.is_empty() { "none".to_string() } else { p }
+        }}</p>
         <Field id=id("name") label="Name" value=name_value on_change=rename />
         <Field id=id("image") label="Image" value=Signal::derive(move || text_of(image.get().as_ref()))
             on_change=scalar_field("image") placeholder="none: steps run as processes on the agent" />

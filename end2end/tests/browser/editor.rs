@@ -236,6 +236,9 @@ async fn draw_a_pipeline_edit_its_yaml_and_run_it() {
         browser.wait_for_attr(&node("check"), "class", "node faulty").await?;
         browser.wait_for_attr("button.save", "disabled", "true").await?;
         let faults = browser.wait_for_text(".faults", |t| t.contains("check")).await?;
+        // Selected, its faults show in the panel too.
+        browser.click(&node("check")).await?;
+        browser.wait_for_text(".task-faults", |t| t.contains("check")).await?;
         browser.type_yaml(&typed).await?;
 
         // A fault in the YAML leaves the canvas as it was.
