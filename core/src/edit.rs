@@ -481,6 +481,8 @@ impl<'a> Doc<'a> {
     }
 
     fn splice(&self, start: usize, end: usize, new: &[String]) -> String {
+        let end = end.min(self.lines.len());
+        let start = start.min(end);
         let mut out = String::new();
         for l in &self.lines[..start] {
             out.push_str(l);
@@ -543,7 +545,10 @@ impl<'a> Doc<'a> {
                 if self.is_flow(parent) {
                     return None;
                 }
-                let line = lastent.key_line - 1;
+                let line = lastent.key_line.checked_sub(1)?;
+                if line >= self.lines.len() {
+                    return None;
+                }
                 let (_, end) = self.span(line, lastent.key_col);
                 let mut lines = entry_lines(&key_token(last), value, lastent.key_col, true, None);
                 lines[0].insert_str(0, &" ".repeat(lastent.key_col));
@@ -1235,6 +1240,23 @@ pipelines:
         )
         .unwrap();
         assert_eq!(out, "# mine\na: 1\nb: 2\n");
+    }
+
+    /// Found by fuzzing: explicit (`?`) keys put a key on a line past the
+    /// last one, and the splice indexed beyond the text.
+    #[test]
+    fn explicit_keys_past_the_end_do_not_panic() {
+        let text = format!(
+            "\n  ? \n        \u{1}% \n  ? \n     {}   eello\n",
+            "\0".repeat(85)
+        );
+        let _ = apply(
+            &text,
+            &Op::Set {
+                path: path("name.x"),
+                value: Yaml::str("v"),
+            },
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use anyhow::bail;
 
 use crate::util::{self, succeeds};
 
-pub const TARGETS: &[&str] = &["spec", "template", "condition", "cron", "protocol"];
+pub const TARGETS: &[&str] = &["spec", "template", "condition", "cron", "protocol", "edit"];
 
 /// Seconds per target in `cargo xtask test`; `XENE_FUZZ_SECONDS` overrides.
 pub const TEST_SECONDS: u64 = 20;
