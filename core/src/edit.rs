@@ -305,7 +305,7 @@ fn patch(text: &str, op: &Op, want: &Yaml) -> Result<String, EditError> {
     let want = want.clone();
     let doc = Doc::new(text, &root);
     let path = op.path();
-    let mut out = doc.precise(op, &want);
+    let mut out = doc.precise(op);
     // The smallest enclosing block entry, written anew from the new tree.
     let mut k = path.len();
     while out.is_none() && k > 1 {
@@ -315,13 +315,10 @@ fn patch(text: &str, op: &Op, want: &Yaml) -> Result<String, EditError> {
                 .get(&path[..k])
                 .cloned()
                 .expect("an ancestor of an edited key");
-            out = doc.precise(
-                &Op::Set {
-                    path: path[..k].to_vec(),
-                    value,
-                },
-                &want,
-            );
+            out = doc.precise(&Op::Set {
+                path: path[..k].to_vec(),
+                value,
+            });
         }
     }
     Ok(out.unwrap_or_else(|| doc.whole(&want)))
@@ -331,12 +328,70 @@ fn patch(text: &str, op: &Op, want: &Yaml) -> Result<String, EditError> {
 /// the end, against the tree all the ops give.
 pub fn apply_all(text: &str, ops: &[Op]) -> Result<String, EditError> {
     let mut want = tree(text)?;
-    let mut text = text.to_string();
     for op in ops {
         apply_to_tree(&mut want, op)?;
-        text = patch(&text, op, &want)?;
     }
-    check(&text, &want, ops.last().map(Op::path).unwrap_or_default())
+    let last = ops.last().map(Op::path).unwrap_or_default();
+    // Many ops at once (a rename that every task mentions): patched in one
+    // pass over one parse when they touch separate lines, instead of a
+    // parse per op.
+    if ops.len() > 1
+        && !lone_cr(text)
+        && let Some(out) = batched(text, ops)
+        && let Ok(out) = check(&out, &want, last)
+    {
+        return Ok(out);
+    }
+    let mut text = text.to_string();
+    let mut so_far = tree(&text)?;
+    for op in ops {
+        apply_to_tree(&mut so_far, op)?;
+        text = patch(&text, op, &so_far)?;
+    }
+    check(&text, &want, last)
+}
+
+/// Every op as a patch of the original text, read through the renames made
+/// by earlier ops; `None` when one needs a rewrite or two touch the same
+/// lines.
+fn batched(text: &str, ops: &[Op]) -> Option<String> {
+    let root = parse_node(text).ok()?;
+    let doc = Doc::new(text, &root);
+    let mut renamed: Vec<(Vec<Seg>, Vec<Seg>)> = Vec::new();
+    let mut patches = Vec::new();
+    for op in ops {
+        let mut op = op.clone();
+        let path = match &mut op {
+            Op::Set { path, .. } | Op::Remove { path } | Op::Rename { path, .. } => path,
+        };
+        for (new, old) in &renamed {
+            if path.starts_with(new) {
+                path.splice(..new.len(), old.iter().cloned());
+            }
+        }
+        if let Op::Rename { path, to } = &op {
+            let mut new = path.clone();
+            *new.last_mut()? = Seg::Key(to.clone());
+            renamed.push((new, path.clone()));
+        }
+        patches.extend(doc.patches(&op)?);
+    }
+    patches.sort_by_key(|p| (p.start, p.end));
+    for pair in patches.windows(2) {
+        if pair[0].end > pair[1].start || pair[0].start == pair[1].start {
+            return None;
+        }
+    }
+    Some(doc.splice(&patches))
+}
+
+/// Lines `[start, end)` of the text replaced by `lines` (without their
+/// endings).
+#[derive(Debug)]
+struct Patch {
+    start: usize,
+    end: usize,
+    lines: Vec<String>,
 }
 
 /// Where an entry is in the text.
@@ -480,32 +535,46 @@ impl<'a> Doc<'a> {
             .then_some(start + token_len + colon + 1)
     }
 
-    fn splice(&self, start: usize, end: usize, new: &[String]) -> String {
-        let end = end.min(self.lines.len());
-        let start = start.min(end);
+    /// The text with each patch's lines `[start, end)` replaced by its
+    /// lines; patches are disjoint and sorted.
+    fn splice(&self, patches: &[Patch]) -> String {
         let mut out = String::new();
-        for l in &self.lines[..start] {
+        let mut at = 0;
+        let mut touched_end = false;
+        for p in patches {
+            let end = p.end.min(self.lines.len());
+            let start = p.start.min(end).max(at);
+            for l in &self.lines[at..start] {
+                out.push_str(l);
+            }
+            if start > 0 && !out.is_empty() && !out.ends_with('\n') && !p.lines.is_empty() {
+                out.push_str(self.eol);
+            }
+            for l in &p.lines {
+                out.push_str(l);
+                out.push_str(self.eol);
+            }
+            at = end.max(at);
+            touched_end |= end == self.lines.len();
+        }
+        for l in &self.lines[at..] {
             out.push_str(l);
         }
-        if start > 0 && !out.ends_with('\n') {
-            out.push_str(self.eol);
-        }
-        for l in new {
-            out.push_str(l);
-            out.push_str(self.eol);
-        }
-        for l in &self.lines[end..] {
-            out.push_str(l);
-        }
-        if !self.ends_with_newline && end == self.lines.len() && out.ends_with('\n') {
+        if !self.ends_with_newline && touched_end && at == self.lines.len() && out.ends_with('\n') {
             out.truncate(out.len() - self.eol.len());
         }
         out
     }
 
-    /// The op done by patching lines, or `None` where the layout needs a
+    /// The op as text, patched in place, or `None` where the layout needs a
     /// wider rewrite.
-    fn precise(&self, op: &Op, want: &Yaml) -> Option<String> {
+    fn precise(&self, op: &Op) -> Option<String> {
+        self.patches(op).map(|p| self.splice(&p))
+    }
+
+    /// The line replacements that carry out the op, or `None` where the
+    /// layout needs a wider rewrite.
+    fn patches(&self, op: &Op) -> Option<Vec<Patch>> {
         let path = op.path();
         let (Seg::Key(last), parents) = path.split_last()? else {
             return None;
@@ -533,7 +602,7 @@ impl<'a> Doc<'a> {
                     lines[0].push_str(comment);
                 }
                 lines[0].insert_str(0, self.prefix(at.line, at.col));
-                Some(self.splice(start, end, &lines))
+                Some(vec![Patch { start, end, lines }])
             }
             (Op::Set { value, .. }, None) => {
                 // A new key: after the last entry of its block mapping.
@@ -552,7 +621,11 @@ impl<'a> Doc<'a> {
                 let (_, end) = self.span(line, lastent.key_col);
                 let mut lines = entry_lines(&key_token(last), value, lastent.key_col, true, None);
                 lines[0].insert_str(0, &" ".repeat(lastent.key_col));
-                Some(self.splice(end, end, &lines))
+                Some(vec![Patch {
+                    start: end,
+                    end,
+                    lines,
+                }])
             }
             (Op::Remove { .. }, Some(at)) => {
                 let Value::Map(entries) = &at.parent.value else {
@@ -563,7 +636,11 @@ impl<'a> Doc<'a> {
                 }
                 let (start, end) = self.span(at.line, at.col);
                 if entries.len() >= 2 {
-                    return Some(self.splice(start, end, &[]));
+                    return Some(vec![Patch {
+                        start,
+                        end,
+                        lines: Vec::new(),
+                    }]);
                 }
                 // The mapping's last key: its owner becomes `key: {}`, and
                 // the comments around the removed entry stay.
@@ -579,15 +656,18 @@ impl<'a> Doc<'a> {
                 let l = self.lines[owner.line];
                 let rest = &l[key_end..];
                 let owner_line = format!("{} {{}}{}", &l[..key_end], rest);
-                let mut out = String::new();
-                for (i, l) in self.lines.iter().enumerate() {
-                    if i == owner.line {
-                        out.push_str(&owner_line);
-                    } else if !(start..end).contains(&i) {
-                        out.push_str(l);
-                    }
-                }
-                Some(out)
+                Some(vec![
+                    Patch {
+                        start: owner.line,
+                        end: owner.line + 1,
+                        lines: vec![owner_line.trim_end_matches(['\n', '\r']).to_string()],
+                    },
+                    Patch {
+                        start,
+                        end,
+                        lines: Vec::new(),
+                    },
+                ])
             }
             (Op::Rename { to, .. }, Some(at)) => {
                 if self.is_flow(at.parent) {
@@ -597,12 +677,11 @@ impl<'a> Doc<'a> {
                 let l = self.lines[at.line];
                 let start = byte_at(l, at.col);
                 let new_line = format!("{}{}:{}", &l[..start], key_token(to), &l[key_end..]);
-                let mut out = String::new();
-                for (i, l) in self.lines.iter().enumerate() {
-                    out.push_str(if i == at.line { &new_line } else { l });
-                }
-                let _ = want;
-                Some(out)
+                Some(vec![Patch {
+                    start: at.line,
+                    end: at.line + 1,
+                    lines: vec![new_line.trim_end_matches(['\n', '\r']).to_string()],
+                }])
             }
             _ => None,
         }
