@@ -7,6 +7,7 @@ mod access;
 mod agents;
 mod agents_tls;
 mod api;
+mod api_fuzz;
 mod cli_login;
 mod controllers;
 mod feed;
