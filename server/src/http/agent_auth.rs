@@ -35,7 +35,7 @@ pub struct JoinTokenRequest {
     /// How long the token stays valid, like `30m` or `24h` (default 1h, at most 30d).
     pub expires_in: Option<String>,
     /// The labels of the agent joining with it, instead of those it
-    /// declares (absent: the agent's own). At most 32; keys of 1 to 63
+    /// declares (absent or empty: the agent's own). At most 32; keys of 1 to 63
     /// letters, digits and `._-/`, values of up to 255 printable characters.
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
@@ -106,7 +106,8 @@ async fn create_join_token(
         )));
     }
     let fixed = auth::Fixed {
-        labels: request.labels,
+        // `{}` was how clients said "nothing more" before labels were fixed.
+        labels: request.labels.filter(|l| !l.is_empty()),
         capacity: request.capacity,
     };
     let (token, expires_at) = auth::create_join_token(&state.db, &fixed, ttl_ms).await?;
