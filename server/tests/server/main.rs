@@ -19,6 +19,7 @@ mod observability;
 mod openapi;
 mod secrets;
 mod settings;
+mod soak;
 mod tls;
 mod triggers;
 mod webhooks;
