@@ -14,6 +14,7 @@ mod feed;
 mod gateway;
 mod hardening;
 mod health;
+mod load;
 mod network;
 mod observability;
 mod openapi;
