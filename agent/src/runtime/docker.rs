@@ -636,7 +636,9 @@ mod tests {
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_cpus("1.5"), Ok(1.5));
         assert_eq!(parse_cpus("0"), Ok(0.0));
-        assert!(parse_cpus("-1").is_err() && parse_cpus("NaN").is_err() && parse_cpus("inf").is_err());
+        assert!(
+            parse_cpus("-1").is_err() && parse_cpus("NaN").is_err() && parse_cpus("inf").is_err()
+        );
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert_eq!(parse_size("2G"), Ok(2 << 30));

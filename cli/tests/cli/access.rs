@@ -367,7 +367,11 @@ async fn tokens_create_use_and_revoke() {
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     let token: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(token["labels"], serde_json::json!({ "pool": "a" }), "{out:?}");
+    assert_eq!(
+        token["labels"],
+        serde_json::json!({ "pool": "a" }),
+        "{out:?}"
+    );
     assert_eq!(token["capacity"], 2, "{out:?}");
     let out = home
         .run(&[&server[..], &["agents", "join-token", "--capacity", "0"]].concat())

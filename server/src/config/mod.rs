@@ -96,7 +96,12 @@ pub struct Args {
 
     /// Processes (and threads) at once in each built-in agent task's
     /// container; 0 for no limit.
-    #[arg(long, env = "XENE_DOCKER_PIDS", value_name = "N", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "XENE_DOCKER_PIDS",
+        value_name = "N",
+        default_value_t = 1024
+    )]
     pub docker_pids: u64,
 
     /// CPUs of each built-in agent task's container, fractions allowed; 0

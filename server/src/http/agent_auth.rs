@@ -111,7 +111,8 @@ async fn create_join_token(
         capacity: request.capacity,
     };
     let (token, expires_at) = auth::create_join_token(&state.db, &fixed, ttl_ms).await?;
-    let labels = serde_json::json!({ "labels": fixed.labels, "capacity": fixed.capacity }).to_string();
+    let labels =
+        serde_json::json!({ "labels": fixed.labels, "capacity": fixed.capacity }).to_string();
     audit(
         &state.db,
         &principal.user_id,

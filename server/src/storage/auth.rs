@@ -89,13 +89,18 @@ pub async fn create_join_token(
         "INSERT INTO join_tokens (token_hash, fixed_labels, capacity, expires_at, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-        .bind(hash(&token))
-        .bind(fixed.labels.as_ref().map(|l| serde_json::to_string(l).expect("maps serialize")))
-        .bind(fixed.capacity.map(i64::from))
-        .bind(expires_at)
-        .bind(now)
-        .execute(&mut *db.write_conn().await?)
-        .await?;
+    .bind(hash(&token))
+    .bind(
+        fixed
+            .labels
+            .as_ref()
+            .map(|l| serde_json::to_string(l).expect("maps serialize")),
+    )
+    .bind(fixed.capacity.map(i64::from))
+    .bind(expires_at)
+    .bind(now)
+    .execute(&mut *db.write_conn().await?)
+    .await?;
     Ok((token, expires_at))
 }
 
@@ -113,12 +118,13 @@ pub async fn join(db: &Db, token: &str, name: &str) -> Result<Joined, AuthFailur
     }
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let row =
-        sqlx::query("SELECT fixed_labels, capacity, expires_at, used_at FROM join_tokens WHERE token_hash = $1")
-            .bind(hash(token))
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
+    let row = sqlx::query(
+        "SELECT fixed_labels, capacity, expires_at, used_at FROM join_tokens WHERE token_hash = $1",
+    )
+    .bind(hash(token))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
     let fixed_labels: Option<String> = row.get(0);
     let capacity: Option<i64> = row.get(1);
     let expires_at: i64 = row.get(2);

@@ -139,7 +139,9 @@ fn schemathesis(dir: &Path, base: &str, token: Option<&str>, examples: u32) -> (
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_or_schema_break_for_any_role() {
-    tokio::task::spawn_blocking(ensure_schemathesis).await.unwrap();
+    tokio::task::spawn_blocking(ensure_schemathesis)
+        .await
+        .unwrap();
     let examples = std::env::var("XENE_SCHEMATHESIS_EXAMPLES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -194,8 +196,15 @@ async fn schemathesis_finds_no_server_error_or_schema_break_for_any_role() {
             .filter(|l| l.contains("generated,") || l.starts_with("Seed:"))
             .collect::<Vec<_>>()
             .join("; ");
-        eprintln!("schemathesis as {role}: {summary} in {:?}", started.elapsed());
-        assert!(ok, "schemathesis as {role} found:\n{report}\n{}", xene.log_text());
+        eprintln!(
+            "schemathesis as {role}: {summary} in {:?}",
+            started.elapsed()
+        );
+        assert!(
+            ok,
+            "schemathesis as {role} found:\n{report}\n{}",
+            xene.log_text()
+        );
         if role != "admin" {
             assert_eq!(
                 state(&xene, ADMIN_STATE).await,

@@ -699,7 +699,9 @@ async fn next_dispatch(
 ) -> Option<xene_core::protocol::Dispatch> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let frame = tokio::time::timeout_at(deadline, socket.next()).await.ok()?;
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()?;
         match frame {
             Some(Ok(Message::Text(text))) => {
                 if let ServerMessage::Dispatch(d) = serde_json::from_str(text.as_str()).unwrap() {
@@ -738,11 +740,8 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
         assert_eq!(status, 201, "{token}");
         assert_eq!(token["labels"], json!({ "pool": "a" }));
         assert_eq!(token["capacity"], 2);
-        let (agent_id, credential) = join_with(
-            &server,
-            json!({ "labels": { "pool": "a" }, "capacity": 2 }),
-        )
-        .await;
+        let (agent_id, credential) =
+            join_with(&server, json!({ "labels": { "pool": "a" }, "capacity": 2 })).await;
 
         server.post("/api/v1/workflows", POOLS).await;
         let (_, gpu) = server
@@ -775,7 +774,11 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
             assert_eq!(d.pipeline_name, "a", "only the token's pool is selected");
             held.push(d.run);
         }
-        assert_eq!(held.len(), 2, "at most the token's capacity at once: {held:?}");
+        assert_eq!(
+            held.len(),
+            2,
+            "at most the token's capacity at once: {held:?}"
+        );
         let (_, agents) = server.get("/api/v1/agents").await;
         let remote = agents["agents"]
             .as_array()

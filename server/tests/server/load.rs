@@ -249,12 +249,10 @@ async fn agent(
                             let _ = tx.send(AgentMessage::Events { run, first_seq: 0, events: all });
                         }
                     }
-                    ServerMessage::Ack { run, seq } => {
-                        if last_seq.get(&run) == Some(&seq) {
-                            last_seq.remove(&run);
-                            measured.stored.lock().unwrap().insert(run.run_id, Instant::now());
-                            held.lock().unwrap().retain(|r| *r != run);
-                        }
+                    ServerMessage::Ack { run, seq } if last_seq.get(&run) == Some(&seq) => {
+                        last_seq.remove(&run);
+                        measured.stored.lock().unwrap().insert(run.run_id, Instant::now());
+                        held.lock().unwrap().retain(|r| *r != run);
                     }
                     ServerMessage::Stop { run } | ServerMessage::Cancel { run } => {
                         held.lock().unwrap().retain(|r| *r != run);
@@ -403,7 +401,10 @@ async fn load(backend: Backend, agents: usize, runs: usize, viewers: usize) {
     let since_posted = |at: &HashMap<i64, Instant>| -> Vec<f64> {
         posted
             .iter()
-            .filter_map(|(id, p)| at.get(id).map(|a| a.saturating_duration_since(*p).as_secs_f64() * 1000.0))
+            .filter_map(|(id, p)| {
+                at.get(id)
+                    .map(|a| a.saturating_duration_since(*p).as_secs_f64() * 1000.0)
+            })
             .collect()
     };
     eprintln!(
@@ -430,8 +431,14 @@ async fn load(backend: Backend, agents: usize, runs: usize, viewers: usize) {
                 .collect()
         )
     );
-    eprintln!("load: {}", percentiles("requested -> dispatched", since_posted(&dispatched)));
-    eprintln!("load: {}", percentiles("requested -> result stored", since_posted(&stored)));
+    eprintln!(
+        "load: {}",
+        percentiles("requested -> dispatched", since_posted(&dispatched))
+    );
+    eprintln!(
+        "load: {}",
+        percentiles("requested -> result stored", since_posted(&stored))
+    );
     eprintln!(
         "load: {}",
         percentiles(

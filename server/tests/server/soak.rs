@@ -185,7 +185,11 @@ async fn soak(plan: Plan, seed: u64) {
     for i in 0..plan.agents {
         cluster.start_agent(i);
     }
-    cluster.live().unwrap().wait_agents_online(plan.agents).await;
+    cluster
+        .live()
+        .unwrap()
+        .wait_agents_online(plan.agents)
+        .await;
     cluster.note(format!(
         "{} replica(s) on {:?}, {} agents online, seed {seed}",
         plan.replicas, plan.backend, plan.agents
@@ -217,8 +221,8 @@ async fn soak(plan: Plan, seed: u64) {
         if let Some(server) = cluster.live() {
             let mut started = Vec::new();
             for _ in 0..per_tick.min(plan.runs - runs.len()) {
-                let pipeline = ["once", "once", "retried", "retried", "failing"]
-                    [rng.below(5) as usize];
+                let pipeline =
+                    ["once", "once", "retried", "retried", "failing"][rng.below(5) as usize];
                 let path = format!("/api/v1/workflows/soak/pipelines/{pipeline}/runs");
                 // A server may be killed under the request: then it is not a run.
                 let answer = server
@@ -281,7 +285,10 @@ async fn soak(plan: Plan, seed: u64) {
         cluster.start_agent(i);
         cluster.note(format!("restarted agent {i}"));
     }
-    cluster.note(format!("{} runs started; waiting for them to end", runs.len()));
+    cluster.note(format!(
+        "{} runs started; waiting for them to end",
+        runs.len()
+    ));
     let xene = cluster.live().unwrap();
     let mut finished = BTreeMap::new();
     for (id, pipeline) in &runs {
@@ -296,10 +303,10 @@ async fn soak(plan: Plan, seed: u64) {
     let mut attempts = BTreeMap::<i64, usize>::new();
     for (id, (pipeline, run)) in &finished {
         let status = run["status"].as_str().unwrap().to_string();
-        *statuses
-            .entry(format!("{pipeline}: {status}"))
+        *statuses.entry(format!("{pipeline}: {status}")).or_default() += 1;
+        *attempts
+            .entry(run["attempt"].as_i64().unwrap())
             .or_default() += 1;
-        *attempts.entry(run["attempt"].as_i64().unwrap()).or_default() += 1;
         let ok = match *pipeline {
             // Lost with its agent, no attempt left: `unknown` is the right end.
             "once" => status == "success" || status == "unknown",
@@ -351,11 +358,15 @@ async fn soak(plan: Plan, seed: u64) {
             .entry((id, task.to_string()))
             .or_default()
             .insert(run_id.to_string());
-        *per_attempt.entry((id, attempt, task.to_string())).or_default() += 1;
+        *per_attempt
+            .entry((id, attempt, task.to_string()))
+            .or_default() += 1;
     }
     for ((id, attempt, task), n) in &per_attempt {
         if *n > 1 {
-            problems.push(format!("run {id} attempt {attempt} ran task {task} {n} times"));
+            problems.push(format!(
+                "run {id} attempt {attempt} ran task {task} {n} times"
+            ));
         }
     }
     let mut reexecuted = 0;
@@ -384,7 +395,9 @@ async fn soak(plan: Plan, seed: u64) {
         if run["status"] == "success" {
             for task in ["a", "b"] {
                 if !executions.contains_key(&(*id, task.to_string())) {
-                    problems.push(format!("run {id} ({pipeline}) succeeded but task {task} never ran"));
+                    problems.push(format!(
+                        "run {id} ({pipeline}) succeeded but task {task} never ran"
+                    ));
                 }
             }
         }
@@ -397,7 +410,11 @@ async fn soak(plan: Plan, seed: u64) {
         cluster.started.elapsed().as_secs_f64(),
         problems.len()
     );
-    assert!(problems.is_empty(), "soak problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "soak problems:\n{}",
+        problems.join("\n")
+    );
     for agent in cluster.agents.iter_mut().flatten() {
         agent.kill();
     }
