@@ -5,7 +5,8 @@
 //!
 //! `chaos_soak` is the short form (SQLite, one server, two agents, about a
 //! minute), part of the test suite. `chaos_soak_long` (ignored; `cargo
-//! xtask soak`) runs on PostgreSQL with two replicas and three agents for
+//! xtask soak`) runs on PostgreSQL with two replicas, three agent processes
+//! and two agents in Docker containers (whose network is also cut) for
 //! `XENE_SOAK_SECONDS` (default 600). Both print what they did and what
 //! they found.
 
@@ -81,6 +82,10 @@ struct Plan {
     runs: usize,
     /// Seconds between two faults.
     fault_every: u64,
+    /// More agents, in Docker containers on a network of their own: these
+    /// are also cut off (`docker network disconnect`) and killed with
+    /// `docker kill`.
+    boxed: usize,
 }
 
 /// A tiny deterministic generator: the seed printed reproduces the plan.
@@ -107,6 +112,11 @@ fn free_addr() -> String {
 struct Cluster<'a> {
     db: &'a TestDb,
     addrs: Vec<String>,
+    /// Where containers reach the servers: their network's gateway.
+    gateway: Option<String>,
+    network: String,
+    image: String,
+    boxes: Vec<String>,
     servers: Vec<Option<Xene>>,
     agents: Vec<Option<Agent>>,
     tokens: Vec<String>,
@@ -116,15 +126,15 @@ struct Cluster<'a> {
 
 impl Cluster<'_> {
     fn flags(&self, i: usize) -> Vec<String> {
-        [
-            "--no-local-agent",
-            "--addr",
-            &self.addrs[i],
-            "--run-lease",
-            "5s",
-        ]
-        .map(String::from)
-        .to_vec()
+        // Containers reach a server through their network's gateway: then
+        // it listens on every address.
+        let addr = match self.gateway {
+            Some(_) => self.addrs[i].replace("127.0.0.1", "0.0.0.0"),
+            None => self.addrs[i].clone(),
+        };
+        ["--no-local-agent", "--addr", &addr, "--run-lease", "5s"]
+            .map(String::from)
+            .to_vec()
     }
 
     async fn start_server(&mut self, i: usize) {
@@ -148,6 +158,51 @@ impl Cluster<'_> {
         ));
     }
 
+    /// Starts container agent `i` (created on first use, started again
+    /// after a kill: its state directory is in the container).
+    fn start_box(&mut self, i: usize, token: &str) {
+        use crate::network::docker;
+        if let Some(name) = self.boxes.get(i) {
+            docker(&["start", name]);
+            return;
+        }
+        let gateway = self.gateway.clone().unwrap();
+        let port = self.addrs[i % self.addrs.len()]
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string();
+        let name = format!("soak-box-{i}-{}", crate::process::nonce());
+        // The ledger's directory at the same path inside, so steps write
+        // to the one ledger.
+        let dir = self.db.dir.path().display().to_string();
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &self.network,
+            "-v",
+            &format!("{dir}:{dir}"),
+            &self.image,
+            "connect",
+            "--server",
+            &format!("http://{gateway}:{port}"),
+            "--join-token",
+            token,
+            "--name",
+            &name,
+            "--allow-shell",
+            "--allow-insecure",
+            "--capacity",
+            "4",
+            "--state-dir",
+            "/state",
+        ]);
+        self.boxes.push(name);
+    }
+
     fn live(&self) -> Option<&Xene> {
         self.servers.iter().flatten().next()
     }
@@ -163,8 +218,35 @@ async fn soak(plan: Plan, seed: u64) {
     let db = TestDb::new(plan.backend);
     let ledger = db.dir.path().join("ledger");
     std::fs::write(&ledger, "").unwrap();
+    // Containers' steps run as root: the ledger must be theirs to append to.
+    std::fs::set_permissions(&ledger, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let mut cleanup = crate::network::Cleanup {
+        containers: Vec::new(),
+        network: None,
+        image: None,
+    };
+    let (mut gateway, mut network, mut image) = (None, String::new(), String::new());
+    if plan.boxed > 0 {
+        use crate::network::{agent_image, docker};
+        image = agent_image(db.dir.path());
+        cleanup.image = Some(image.clone());
+        network = format!("xene-soak-{}", crate::process::nonce());
+        docker(&["network", "create", &network]);
+        cleanup.network = Some(network.clone());
+        gateway = Some(docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+            &network,
+        ]));
+    }
     let mut cluster = Cluster {
         db: &db,
+        gateway,
+        network,
+        image,
+        boxes: Vec::new(),
         addrs: (0..plan.replicas).map(|_| free_addr()).collect(),
         servers: (0..plan.replicas).map(|_| None).collect(),
         agents: (0..plan.agents).map(|_| None).collect(),
@@ -178,21 +260,29 @@ async fn soak(plan: Plan, seed: u64) {
     let first = cluster.live().unwrap();
     first.apply(&workflow(&ledger)).await;
     let mut tokens = Vec::new();
-    for _ in 0..plan.agents {
+    for _ in 0..plan.agents + plan.boxed {
         tokens.push(first.join_token(json!({})).await);
     }
     cluster.tokens = tokens;
     for i in 0..plan.agents {
         cluster.start_agent(i);
     }
+    for i in 0..plan.boxed {
+        let token = cluster.tokens[plan.agents + i].clone();
+        cluster.start_box(i, &token);
+        cleanup.containers.push(cluster.boxes[i].clone());
+    }
     cluster
         .live()
         .unwrap()
-        .wait_agents_online(plan.agents)
+        .wait_agents_online(plan.agents + plan.boxed)
         .await;
     cluster.note(format!(
-        "{} replica(s) on {:?}, {} agents online, seed {seed}",
-        plan.replicas, plan.backend, plan.agents
+        "{} replica(s) on {:?}, {} agents online ({} in containers), seed {seed}",
+        plan.replicas,
+        plan.backend,
+        plan.agents + plan.boxed,
+        plan.boxed
     ));
 
     let mut rng = Rng(seed | 1);
@@ -200,6 +290,8 @@ async fn soak(plan: Plan, seed: u64) {
     // What is down, and when it comes back.
     let mut down_servers: BTreeMap<usize, Instant> = BTreeMap::new();
     let mut down_agents: BTreeMap<usize, Instant> = BTreeMap::new();
+    // Containers cut off (true) or killed (false), and when they come back.
+    let mut down_boxes: BTreeMap<usize, (Instant, bool)> = BTreeMap::new();
     let mut faults = BTreeMap::<&str, usize>::new();
     let chaos = Duration::from_secs(plan.seconds);
     let mut next_fault = Instant::now() + Duration::from_secs(plan.fault_every);
@@ -217,6 +309,10 @@ async fn soak(plan: Plan, seed: u64) {
             cluster.start_agent(*i);
             down_agents.remove(i);
             cluster.note(format!("restarted agent {i}"));
+        }
+        for (i, (_, cut)) in down_boxes.clone().iter().filter(|(_, (at, _))| *at <= now) {
+            bring_back_box(&cluster, *i, *cut);
+            down_boxes.remove(i);
         }
         if let Some(server) = cluster.live() {
             let mut started = Vec::new();
@@ -243,7 +339,27 @@ async fn soak(plan: Plan, seed: u64) {
         if now >= next_fault && cluster.started.elapsed() < chaos {
             next_fault = now + Duration::from_secs(plan.fault_every);
             let choice = rng.below(10);
-            if choice < 3 && down_servers.len() + 1 < plan.replicas.max(2) {
+            if plan.boxed > 0 && choice >= 8 {
+                let i = rng.below(plan.boxed as u64) as usize;
+                if let std::collections::btree_map::Entry::Vacant(entry) = down_boxes.entry(i) {
+                    let name = &cluster.boxes[i];
+                    let cut = choice == 8;
+                    if cut {
+                        crate::network::docker(&["network", "disconnect", &cluster.network, name]);
+                    } else {
+                        crate::network::docker(&["kill", name]);
+                    }
+                    let back = 2000 + rng.below(6000);
+                    entry.insert((now + Duration::from_millis(back), cut));
+                    let what = if cut {
+                        "network cut of"
+                    } else {
+                        "docker kill of"
+                    };
+                    *faults.entry(what).or_default() += 1;
+                    cluster.note(format!("{what} container agent {i}, back in {back} ms"));
+                }
+            } else if choice < 3 && down_servers.len() + 1 < plan.replicas.max(2) {
                 // A server (never the last two at once with replicas).
                 let i = rng.below(plan.replicas as u64) as usize;
                 if let Some(mut server) = cluster.servers[i].take() {
@@ -284,6 +400,9 @@ async fn soak(plan: Plan, seed: u64) {
     for (i, _) in std::mem::take(&mut down_agents) {
         cluster.start_agent(i);
         cluster.note(format!("restarted agent {i}"));
+    }
+    for (i, (_, cut)) in std::mem::take(&mut down_boxes) {
+        bring_back_box(&cluster, i, cut);
     }
     cluster.note(format!(
         "{} runs started; waiting for them to end",
@@ -420,6 +539,17 @@ async fn soak(plan: Plan, seed: u64) {
     }
 }
 
+fn bring_back_box(cluster: &Cluster, i: usize, cut: bool) {
+    let name = &cluster.boxes[i];
+    if cut {
+        crate::network::docker(&["network", "connect", &cluster.network, name]);
+        cluster.note(format!("reconnected container agent {i}"));
+    } else {
+        crate::network::docker(&["start", name]);
+        cluster.note(format!("restarted container agent {i}"));
+    }
+}
+
 fn seed() -> u64 {
     std::env::var("XENE_SOAK_SEED")
         .ok()
@@ -438,6 +568,7 @@ async fn chaos_soak() {
             seconds: 30,
             runs: 30,
             fault_every: 3,
+            boxed: 0,
         },
         seed(),
     )
@@ -445,7 +576,8 @@ async fn chaos_soak() {
 }
 
 /// The long form (`cargo xtask soak`): PostgreSQL, two replicas, three
-/// agents, `XENE_SOAK_SECONDS` of chaos (default 600).
+/// agent processes and two in containers, `XENE_SOAK_SECONDS` of chaos
+/// (default 600).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "long: run by cargo xtask soak"]
 async fn chaos_soak_long() {
@@ -461,6 +593,7 @@ async fn chaos_soak_long() {
             seconds,
             runs: (seconds as usize) * 2,
             fault_every: 4,
+            boxed: 2,
         },
         seed(),
     )
