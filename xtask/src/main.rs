@@ -21,8 +21,9 @@ commands:
                                    and each fuzz target for 20 s (XENE_FUZZ_SECONDS)
   fuzz [--seconds N] [TARGET]...   run the fuzz targets (spec, template, condition, cron,
                                    protocol) for N seconds each (default 60)
-  soak [--seconds N]               the long chaos soak: PostgreSQL, two replicas, three
-                                   agents, N seconds of kill -9 (default 600)
+  soak [--seconds N]               the long chaos soak: PostgreSQL, two replicas, five
+                                   agents (two in containers), N seconds of kill -9 and
+                                   network cuts (default 600)
   load [--agents N] [--runs N] [--viewers N]
                                    the long load test on SQLite and PostgreSQL (default
                                    1000 agents, 10000 runs, 100 live log viewers)
