@@ -479,7 +479,11 @@ async fn load_long() {
         number("XENE_LOAD_RUNS", 10_000),
         number("XENE_LOAD_VIEWERS", 100),
     );
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        load(backend, agents, runs, viewers).await;
+    // `XENE_LOAD_BACKEND=sqlite` or `postgres` for one of them.
+    let only = std::env::var("XENE_LOAD_BACKEND").unwrap_or_default();
+    for (name, backend) in [("sqlite", Backend::Sqlite), ("postgres", Backend::Postgres)] {
+        if only.is_empty() || only == name {
+            load(backend, agents, runs, viewers).await;
+        }
     }
 }
