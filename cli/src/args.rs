@@ -355,11 +355,17 @@ pub enum Delete {
 pub enum AgentsCommand {
     /// Make a one-time join token and print the command that installs an agent with it.
     #[command(after_help = "Examples:
-  xenectl agents join-token --label gpu=true --label zone=eu")]
+  xenectl agents join-token --label gpu=true --label zone=eu
+  xenectl agents join-token --label pool=a --capacity 2")]
     JoinToken {
-        /// A label every agent joining with it gets, as key=value (repeatable).
+        /// A label of the agent joining with it, as key=value (repeatable).
+        /// Given, these are its labels: those it declares are ignored.
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Most runs the agent joining with it takes at once (1 to 256),
+        /// whatever it declares.
+        #[arg(long, value_name = "N")]
+        capacity: Option<u32>,
         /// How long it works, like 30m or 24h (default 1h).
         #[arg(long)]
         expires_in: Option<String>,

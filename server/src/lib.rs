@@ -123,12 +123,14 @@ impl Server {
             vault,
         };
         let local_agent = (!args.no_local_agent).then(|| {
-            controllers::local_agent::LocalAgentConfig::new(
+            let mut config = controllers::local_agent::LocalAgentConfig::new(
                 args.local_agent_id(),
                 args.local_agent_capacity,
                 args.local_agent_shell(),
                 controllers::local_agent::LocalAgentConfig::default_work_dir(),
-            )
+            );
+            config.docker.limits = args.container_limits();
+            config
         });
         let public_url = args.public_url.clone().unwrap_or_else(|| {
             let scheme = if tls.is_some() { "https" } else { "http" };

@@ -21,6 +21,12 @@ commands:
                                    and each fuzz target for 20 s (XENE_FUZZ_SECONDS)
   fuzz [--seconds N] [TARGET]...   run the fuzz targets (spec, template, condition, cron,
                                    protocol) for N seconds each (default 60)
+  soak [--seconds N]               the long chaos soak: PostgreSQL, two replicas, five
+                                   agents (two in containers), N seconds of kill -9 and
+                                   network cuts (default 600)
+  load [--agents N] [--runs N] [--viewers N]
+                                   the long load test on SQLite and PostgreSQL (default
+                                   1000 agents, 10000 runs, 100 live log viewers)
   setup                            install what the tests need (apt packages, wasm target,
                                    wasm-bindgen-cli, cargo-nextest) and start Docker
   help                             print this
@@ -78,6 +84,32 @@ fn run() -> anyhow::Result<()> {
                 .map(|(_, a)| a.clone())
                 .collect();
             fuzz::run(&root, seconds, &targets)
+        }
+        "soak" => {
+            let seconds = fuzz::seconds(&rest, 600)?;
+            long_test(
+                "soak::chaos_soak_long",
+                &[("XENE_SOAK_SECONDS", seconds.to_string())],
+            )
+        }
+        "load" => {
+            let flag = |name: &str, default: u64| -> anyhow::Result<String> {
+                match rest.iter().position(|a| a == name) {
+                    None => Ok(default.to_string()),
+                    Some(i) => match rest.get(i + 1).and_then(|n| n.parse::<u64>().ok()) {
+                        Some(n) => Ok(n.to_string()),
+                        None => bail!("{name} takes a number"),
+                    },
+                }
+            };
+            long_test(
+                "load::load_long",
+                &[
+                    ("XENE_LOAD_AGENTS", flag("--agents", 1000)?),
+                    ("XENE_LOAD_RUNS", flag("--runs", 10_000)?),
+                    ("XENE_LOAD_VIEWERS", flag("--viewers", 100)?),
+                ],
+            )
         }
         "help" | "--help" | "-h" => {
             print!("{HELP}");
@@ -158,6 +190,34 @@ fn test(root: &Path) -> anyhow::Result<()> {
         fuzz::run(root, seconds, &[])?;
     }
     Ok(())
+}
+
+/// Runs one of the server's ignored long tests, printing as it goes.
+fn long_test(name: &str, env: &[(&str, String)]) -> anyhow::Result<()> {
+    // The test runs the agent binary cargo built last: make it this code.
+    util::run(&mut util::cargo(&[
+        "build",
+        "--package",
+        "xene-agent",
+        "--bin",
+        "xene-agent",
+        "--locked",
+    ]))?;
+    let filter = format!("test(={name})");
+    let mut cargo = util::cargo(&[
+        "nextest",
+        "run",
+        "--package",
+        "xene-server",
+        "--locked",
+        "--run-ignored",
+        "all",
+        "--no-capture",
+        "-E",
+        &filter,
+    ]);
+    cargo.envs(env.iter().map(|(k, v)| (k, v)));
+    util::run(&mut cargo)
 }
 
 fn workspace_root() -> PathBuf {

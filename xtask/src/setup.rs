@@ -36,6 +36,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     rust_target(MUSL_TARGET)?;
     oidc_provider(root)?;
     cron_oracle()?;
+    api_fuzzer()?;
     npm_ci(root, "end2end/axe", "axe-core")?;
     if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
         util::step("installing cargo-nextest");
@@ -107,6 +108,29 @@ fn cron_oracle() -> anyhow::Result<()> {
     util::step("installing the cron oracle (pip install cronsim)");
     util::run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "cronsim"]))
         .context("pip install cronsim (Python 3 and pip are needed)")
+}
+
+/// The schema-driven API fuzzer the server's `api_fuzz` test runs: PyPI's
+/// `schemathesis`.
+fn api_fuzzer() -> anyhow::Result<()> {
+    if succeeds(Command::new("python3").args(["-c", "import schemathesis"])) {
+        return Ok(());
+    }
+    util::step("installing the API fuzzer (pip install schemathesis)");
+    let pip = |extra: &[&str]| {
+        succeeds(
+            Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(extra)
+                .arg("schemathesis"),
+        )
+    };
+    // A Debian-managed Python refuses plain installs (PEP 668).
+    if pip(&[]) || pip(&["--break-system-packages"]) {
+        Ok(())
+    } else {
+        bail!("pip install schemathesis failed (Python 3 and pip are needed)")
+    }
 }
 
 /// An npm package the browser tests use, pinned by the folder's lockfile.

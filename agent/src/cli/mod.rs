@@ -166,7 +166,7 @@ pub struct ConnectArgs {
     pub docker_pids: u64,
     /// CPUs of each task's container, fractions allowed; 0 for no limit
     /// [default: 2, or this machine's CPUs if fewer].
-    #[arg(long, env = "XENE_DOCKER_CPUS", value_name = "N")]
+    #[arg(long, env = "XENE_DOCKER_CPUS", value_name = "N", value_parser = xene_agent::runtime::docker::parse_cpus)]
     pub docker_cpus: Option<f64>,
 }
 

@@ -90,6 +90,14 @@ impl ContainerLimits {
 }
 
 /// `512m`, `2g`, `1048576` (bytes), `0` (no limit): a Docker-style size.
+/// A number of CPUs like `1.5`, for flags; 0 for no limit.
+pub fn parse_cpus(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && cpus >= 0.0 => Ok(cpus),
+        _ => Err(format!("{text:?} is not a number of CPUs like 1.5")),
+    }
+}
+
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t);
@@ -626,6 +634,11 @@ mod tests {
     #[test]
     fn parses_sizes() {
         assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_cpus("1.5"), Ok(1.5));
+        assert_eq!(parse_cpus("0"), Ok(0.0));
+        assert!(
+            parse_cpus("-1").is_err() && parse_cpus("NaN").is_err() && parse_cpus("inf").is_err()
+        );
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert_eq!(parse_size("2G"), Ok(2 << 30));

@@ -40,8 +40,18 @@ fn row(colour: bool, a: &Value) -> Vec<String> {
 
 pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
     match command {
-        AgentsCommand::JoinToken { labels, expires_in } => {
-            let mut body = json!({ "labels": super::pairs(&labels, "label")? });
+        AgentsCommand::JoinToken {
+            labels,
+            capacity,
+            expires_in,
+        } => {
+            let mut body = json!({});
+            if !labels.is_empty() {
+                body["labels"] = json!(super::pairs(&labels, "label")?);
+            }
+            if let Some(c) = capacity {
+                body["capacity"] = json!(c);
+            }
             if let Some(e) = expires_in {
                 body["expires_in"] = Value::String(e);
             }

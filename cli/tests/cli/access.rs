@@ -346,6 +346,38 @@ async fn tokens_create_use_and_revoke() {
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("install.sh"), "{out:?}");
+    // What the token fixes for its agent goes to the server and back.
+    let out = home
+        .run(
+            &[
+                &server[..],
+                &[
+                    "agents",
+                    "join-token",
+                    "--label",
+                    "pool=a",
+                    "--capacity",
+                    "2",
+                    "-o",
+                    "json",
+                ],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let token: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        token["labels"],
+        serde_json::json!({ "pool": "a" }),
+        "{out:?}"
+    );
+    assert_eq!(token["capacity"], 2, "{out:?}");
+    let out = home
+        .run(&[&server[..], &["agents", "join-token", "--capacity", "0"]].concat())
+        .await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("capacity"), "{out:?}");
     let out = home
         .run(&[&server[..], &["agents", "revoke", "nope"]].concat())
         .await;

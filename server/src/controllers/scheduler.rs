@@ -42,6 +42,8 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
     // waiting run on every pass, which starved the agents' own writes.
     let mut verdicts: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
     let mut placed = 0;
+    let mut chosen: Vec<(runs::Run, usize)> = Vec::new();
+    let mut waiting: Vec<(runs::Run, String)> = Vec::new();
     // The whole queue, a page at a time: runs at its head that nothing
     // fits must not keep newer runs from agents that would take them.
     while let Some(last) = queued.last().map(|r| r.id) {
@@ -61,28 +63,26 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
             };
             match choose(&agents, pipeline) {
                 Ok(index) => {
-                    let agent = &mut agents[index];
-                    if runs::assign(
-                        &ctx.db,
-                        run.id,
-                        &agent.id,
-                        ctx.timings.run_lease.as_millis() as i64,
-                    )
-                    .await?
-                    {
-                        agent.running += 1;
-                        placed += 1;
-                        ctx.tell_agents(Some(&agent.id));
-                        ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
-                        verdicts.insert((run.workflow.clone(), run.pipeline.clone()), None);
-                        tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
+                    // Counted now, so the next choice sees it; written with
+                    // a chunk of others.
+                    agents[index].running += 1;
+                    chosen.push((run, index));
+                    if chosen.len() >= runs::ASSIGN_CHUNK {
+                        placed +=
+                            place(ctx, &mut agents, std::mem::take(&mut chosen), &mut verdicts)
+                                .await?;
                     }
                 }
                 Err(reason) => {
-                    wait(ctx, &run, &reason).await?;
-                    verdicts.insert((run.workflow.clone(), run.pipeline.clone()), Some(reason));
+                    waiting.push((run, reason));
                 }
             }
+        }
+        placed += place(ctx, &mut agents, std::mem::take(&mut chosen), &mut verdicts).await?;
+        // Then the reasons of those that wait (written only when they change).
+        for (run, reason) in std::mem::take(&mut waiting) {
+            wait(ctx, &run, &reason).await?;
+            verdicts.insert((run.workflow.clone(), run.pipeline.clone()), Some(reason));
         }
         if agents.iter().all(|a| a.running >= a.capacity) {
             break;
@@ -98,6 +98,36 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
             reason.as_deref(),
         )
         .await?;
+    }
+    Ok(placed)
+}
+
+/// Writes the placements chosen, and tells their agents. Returns how many
+/// were placed; a run someone else got first frees its agent's slot again.
+async fn place(
+    ctx: &Context,
+    agents: &mut [Agent],
+    chosen: Vec<(runs::Run, usize)>,
+    verdicts: &mut BTreeMap<(String, String), Option<String>>,
+) -> Result<usize, StorageError> {
+    let pairs: Vec<(i64, &str)> = chosen
+        .iter()
+        .map(|(run, index)| (run.id, agents[*index].id.as_str()))
+        .collect();
+    let outcomes =
+        runs::assign_many(&ctx.db, &pairs, ctx.timings.run_lease.as_millis() as i64).await?;
+    let mut placed = 0;
+    for ((run, index), assigned) in chosen.into_iter().zip(outcomes) {
+        let agent = &mut agents[index];
+        if assigned {
+            placed += 1;
+            ctx.tell_agents(Some(&agent.id));
+            ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
+            verdicts.insert((run.workflow.clone(), run.pipeline.clone()), None);
+            tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
+        } else {
+            agent.running -= 1;
+        }
     }
     Ok(placed)
 }

@@ -50,10 +50,27 @@ pub fn hello(
             "agent_version is up to {MAX_VERSION} printable characters"
         ));
     }
+    check_labels(&labels)?;
+    let distinct: BTreeSet<&String> = runtimes.iter().collect();
+    if distinct.len() != runtimes.len() || runtimes.iter().any(|r| !RUNTIMES.contains(&r.as_str()))
+    {
+        return Err(format!("runtimes are distinct names of {RUNTIMES:?}"));
+    }
+    check_running(running)?;
+    Ok(Hello {
+        labels,
+        runtimes,
+        capacity: capacity.clamp(1, MAX_CAPACITY),
+        version,
+    })
+}
+
+/// Labels an agent declares or a join token fixes.
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     if labels.len() > MAX_LABELS {
         return Err(format!("at most {MAX_LABELS} labels"));
     }
-    for (key, value) in &labels {
+    for (key, value) in labels {
         let key_ok = !key.is_empty()
             && key.len() <= MAX_LABEL_KEY
             && key
@@ -70,18 +87,7 @@ pub fn hello(
             ));
         }
     }
-    let distinct: BTreeSet<&String> = runtimes.iter().collect();
-    if distinct.len() != runtimes.len() || runtimes.iter().any(|r| !RUNTIMES.contains(&r.as_str()))
-    {
-        return Err(format!("runtimes are distinct names of {RUNTIMES:?}"));
-    }
-    check_running(running)?;
-    Ok(Hello {
-        labels,
-        runtimes,
-        capacity: capacity.clamp(1, MAX_CAPACITY),
-        version,
-    })
+    Ok(())
 }
 
 pub fn check_running(running: &[RunRef]) -> Result<(), String> {

@@ -171,16 +171,20 @@ where
     where
         R: Stream<Item = Result<AgentMessage, String>> + Unpin,
     {
-        // The labels an admin gave the join token win over what the agent claims.
-        let mut labels = hello.labels;
-        labels.extend(self.agent.labels.clone());
+        // What an admin fixed in the join token wins over what the agent
+        // claims: its labels replace the agent's, its capacity caps it.
+        let fixed = &self.agent.fixed;
+        let labels = fixed.labels.clone().unwrap_or(hello.labels);
+        let capacity = fixed
+            .capacity
+            .map_or(hello.capacity, |most| hello.capacity.min(most));
         let registration = Registration {
             id: self.agent.id.clone(),
             name: self.agent.name.clone(),
             builtin: false,
             labels,
             runtimes: hello.runtimes,
-            capacity: i64::from(hello.capacity),
+            capacity: i64::from(capacity),
             version: hello.version,
         };
         // Subscribed before anything is read, so no news falls in between.

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
-use crate::gateway::Ending;
+use crate::gateway::{Ending, limits};
 use crate::storage::access::audit;
 use crate::storage::{auth, runs};
 
@@ -34,9 +34,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct JoinTokenRequest {
     /// How long the token stays valid, like `30m` or `24h` (default 1h, at most 30d).
     pub expires_in: Option<String>,
-    /// Labels every agent joining with it gets (they win over the agent's own).
+    /// The labels of the agent joining with it, instead of those it
+    /// declares (absent or empty: the agent's own). At most 32; keys of 1 to 63
+    /// letters, digits and `._-/`, values of up to 255 printable characters.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Most runs the agent joining with it takes at once, whatever it
+    /// declares (1 to 256; absent: its own claim, at most 256).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 256)]
+    pub capacity: Option<u32>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,6 +51,12 @@ pub struct JoinToken {
     /// Shown once: only its hash is kept.
     pub token: String,
     pub expires_at: i64,
+    /// The labels it fixes, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The capacity it caps, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
     /// A command that installs and starts an agent with this token (the
     /// token goes in the environment, not in any process's arguments).
     /// Absent when this server is reached over plain HTTP from beyond this
@@ -59,7 +72,7 @@ pub struct JoinToken {
 #[utoipa::path(
     post, path = "/api/v1/agents/join-tokens", tag = "agents",
     request_body(content = Option<JoinTokenRequest>, content_type = "application/json"),
-    responses((status = 201, body = JoinToken), (status = 400, description = "Bad expiry or labels"))
+    responses((status = 201, body = JoinToken), (status = 400, description = "Bad expiry, labels or capacity"))
 )]
 async fn create_join_token(
     State(state): State<AppState>,
@@ -81,8 +94,25 @@ async fn create_join_token(
             "expires_in must be between 1ms and 30d".into(),
         ));
     }
-    let (token, expires_at) = auth::create_join_token(&state.db, &request.labels, ttl_ms).await?;
-    let labels = serde_json::to_string(&request.labels).unwrap_or_default();
+    if let Some(labels) = &request.labels {
+        limits::check_labels(labels).map_err(|e| ApiError::BadRequest(format!("labels: {e}")))?;
+    }
+    if let Some(capacity) = request.capacity
+        && !(1..=limits::MAX_CAPACITY).contains(&capacity)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "capacity must be between 1 and {}",
+            limits::MAX_CAPACITY
+        )));
+    }
+    let fixed = auth::Fixed {
+        // `{}` was how clients said "nothing more" before labels were fixed.
+        labels: request.labels.filter(|l| !l.is_empty()),
+        capacity: request.capacity,
+    };
+    let (token, expires_at) = auth::create_join_token(&state.db, &fixed, ttl_ms).await?;
+    let labels =
+        serde_json::json!({ "labels": fixed.labels, "capacity": fixed.capacity }).to_string();
     audit(
         &state.db,
         &principal.user_id,
@@ -115,6 +145,8 @@ async fn create_join_token(
         Json(JoinToken {
             token,
             expires_at,
+            labels: fixed.labels,
+            capacity: fixed.capacity,
             install_command,
             install_note,
         }),

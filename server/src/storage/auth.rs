@@ -67,22 +67,40 @@ impl From<StorageError> for AuthFailure {
     }
 }
 
+/// What a join token fixes for the agent joining with it.
+#[derive(Debug, Clone, Default)]
+pub struct Fixed {
+    /// Its labels, instead of those it declares.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Most runs at once, whatever it declares.
+    pub capacity: Option<u32>,
+}
+
 /// Creates a join token valid for `ttl_ms`; returns it (shown once) and its expiry.
 pub async fn create_join_token(
     db: &Db,
-    labels: &BTreeMap<String, String>,
+    fixed: &Fixed,
     ttl_ms: i64,
 ) -> Result<(String, i64), StorageError> {
     let token = secret(JOIN_TOKEN_PREFIX);
     let now = now_ms();
     let expires_at = now + ttl_ms;
-    sqlx::query("INSERT INTO join_tokens (token_hash, labels, expires_at, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(hash(&token))
-        .bind(serde_json::to_string(labels).expect("maps serialize"))
-        .bind(expires_at)
-        .bind(now)
-        .execute(&mut *db.write_conn().await?)
-        .await?;
+    sqlx::query(
+        "INSERT INTO join_tokens (token_hash, fixed_labels, capacity, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hash(&token))
+    .bind(
+        fixed
+            .labels
+            .as_ref()
+            .map(|l| serde_json::to_string(l).expect("maps serialize")),
+    )
+    .bind(fixed.capacity.map(i64::from))
+    .bind(expires_at)
+    .bind(now)
+    .execute(&mut *db.write_conn().await?)
+    .await?;
     Ok((token, expires_at))
 }
 
@@ -100,15 +118,17 @@ pub async fn join(db: &Db, token: &str, name: &str) -> Result<Joined, AuthFailur
     }
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let row =
-        sqlx::query("SELECT labels, expires_at, used_at FROM join_tokens WHERE token_hash = $1")
-            .bind(hash(token))
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
-    let labels: String = row.get(0);
-    let expires_at: i64 = row.get(1);
-    let used_at: Option<i64> = row.get(2);
+    let row = sqlx::query(
+        "SELECT fixed_labels, capacity, expires_at, used_at FROM join_tokens WHERE token_hash = $1",
+    )
+    .bind(hash(token))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AuthFailure::Denied(AuthError::Unknown))?;
+    let fixed_labels: Option<String> = row.get(0);
+    let capacity: Option<i64> = row.get(1);
+    let expires_at: i64 = row.get(2);
+    let used_at: Option<i64> = row.get(3);
     if used_at.is_some() {
         return Err(AuthFailure::Denied(AuthError::Used));
     }
@@ -131,13 +151,16 @@ pub async fn join(db: &Db, token: &str, name: &str) -> Result<Joined, AuthFailur
     }
     sqlx::query(
         "INSERT INTO agents (id, name, builtin, labels, runtimes, capacity, version, state, last_seen_at, created_at, \
-         credential_hash, revoked) VALUES ($1, $2, 0, $3, '[]', 1, '', 'offline', $4, $4, $5, 0)",
+         credential_hash, revoked, fixed_labels, max_capacity) \
+         VALUES ($1, $2, 0, $3, '[]', 1, '', 'offline', $4, $4, $5, 0, $6, $7)",
     )
     .bind(&agent_id)
     .bind(name)
-    .bind(&labels)
+    .bind(fixed_labels.as_deref().unwrap_or("{}"))
     .bind(now)
     .bind(hash(&credential))
+    .bind(&fixed_labels)
+    .bind(capacity)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -147,12 +170,12 @@ pub async fn join(db: &Db, token: &str, name: &str) -> Result<Joined, AuthFailur
     })
 }
 
-/// An authenticated agent: its id and the labels its join token gave it.
+/// An authenticated agent: its id and what its join token fixed.
 #[derive(Debug, Clone)]
 pub struct AgentIdentity {
     pub id: String,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    pub fixed: Fixed,
 }
 
 pub async fn authenticate(db: &Db, credential: &str) -> Result<AgentIdentity, AuthFailure> {
@@ -160,7 +183,7 @@ pub async fn authenticate(db: &Db, credential: &str) -> Result<AgentIdentity, Au
         return Err(AuthFailure::Denied(AuthError::Malformed));
     }
     let row =
-        sqlx::query("SELECT id, name, labels, revoked FROM agents WHERE credential_hash = $1")
+        sqlx::query("SELECT id, name, fixed_labels, revoked, max_capacity FROM agents WHERE credential_hash = $1")
             .bind(hash(credential))
             .fetch_optional(db.pool())
             .await?
@@ -169,11 +192,22 @@ pub async fn authenticate(db: &Db, credential: &str) -> Result<AgentIdentity, Au
     if revoked != 0 {
         return Err(AuthFailure::Denied(AuthError::Revoked));
     }
-    let labels: String = row.get(2);
+    let labels: Option<String> = row.get(2);
+    let capacity: Option<i64> = row.get(4);
+    let labels = match labels {
+        Some(l) => {
+            Some(serde_json::from_str(&l).map_err(|e| StorageError::Corrupt(e.to_string()))?)
+        }
+        None => None,
+    };
     Ok(AgentIdentity {
         id: row.get(0),
         name: row.get(1),
-        labels: serde_json::from_str(&labels).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        fixed: Fixed {
+            labels,
+            // Out of range would be a corrupt row: the API refuses it.
+            capacity: capacity.map(|c| u32::try_from(c).unwrap_or(1)),
+        },
     })
 }
 

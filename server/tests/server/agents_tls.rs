@@ -26,7 +26,7 @@ pipelines:
 ";
 
 async fn token(db: &Db) -> String {
-    auth::create_join_token(db, &BTreeMap::new(), 60_000)
+    auth::create_join_token(db, &auth::Fixed::default(), 60_000)
         .await
         .unwrap()
         .0

@@ -28,11 +28,13 @@ pipelines:
 ";
 
 async fn join(server: &TestServer, labels: Value) -> (String, String) {
+    join_with(server, json!({ "labels": labels })).await
+}
+
+/// Joins with a token made from `request` (the join-token API's body).
+async fn join_with(server: &TestServer, request: Value) -> (String, String) {
     let (status, token) = server
-        .post(
-            "/api/v1/agents/join-tokens",
-            json!({ "labels": labels }).to_string(),
-        )
+        .post("/api/v1/agents/join-tokens", request.to_string())
         .await;
     assert_eq!(status, 201, "{token}");
     let token = token["token"].as_str().unwrap().to_string();
@@ -235,7 +237,8 @@ async fn a_remote_agent_gets_its_run_and_events_apply_once() {
             .unwrap()
             .clone();
         assert_eq!(remote["state"], "online");
-        assert_eq!(remote["labels"], json!({ "os": "plan9", "pool": "remote" }));
+        // The token fixed its labels: the ones it declared are not kept.
+        assert_eq!(remote["labels"], json!({ "pool": "remote" }));
         assert_eq!(remote["capacity"], 2);
         socket.close(None).await.unwrap();
         server.stop().await;
@@ -664,6 +667,175 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
         assert_eq!(logs["lines"].as_array().unwrap().len(), 1, "{logs}");
         let (status, _) = server.get("/healthz").await;
         assert_eq!(status, 200);
+        server.stop().await;
+    }
+}
+
+/// Two pipelines: one for the token's pool, one for the label the agent
+/// only claims.
+const POOLS: &str = "\
+name: pools
+pipelines:
+  a:
+    selector: {pool: a}
+    tasks:
+      t:
+        steps:
+          - name: s
+            run: echo hi
+  gpu:
+    selector: {gpu: \"true\"}
+    tasks:
+      t:
+        steps:
+          - name: s
+            run: echo hi
+";
+
+/// The next dispatch within `wait`, answering nothing else; `None` if none came.
+async fn next_dispatch(
+    socket: &mut Socket,
+    wait: std::time::Duration,
+) -> Option<xene_core::protocol::Dispatch> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()?;
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                if let ServerMessage::Dispatch(d) = serde_json::from_str(text.as_str()).unwrap() {
+                    return Some(*d);
+                }
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => panic!("the session ended"),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_join_token_fixes_the_agents_labels_and_capacity() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        for (bad, why) in [
+            (json!({ "capacity": 0 }), "capacity"),
+            (json!({ "capacity": 257 }), "capacity"),
+            (json!({ "labels": { "a b": "x" } }), "label keys"),
+            (json!({ "labels": { "k": "a\u{0}b" } }), "label values"),
+        ] {
+            let (status, body) = server
+                .post("/api/v1/agents/join-tokens", bad.to_string())
+                .await;
+            assert_eq!(status, 400, "{bad}: {body}");
+            assert!(body["error"].as_str().unwrap().contains(why), "{body}");
+        }
+        let (status, token) = server
+            .post(
+                "/api/v1/agents/join-tokens",
+                json!({ "labels": { "pool": "a" }, "capacity": 2 }).to_string(),
+            )
+            .await;
+        assert_eq!(status, 201, "{token}");
+        assert_eq!(token["labels"], json!({ "pool": "a" }));
+        assert_eq!(token["capacity"], 2);
+        let (agent_id, credential) =
+            join_with(&server, json!({ "labels": { "pool": "a" }, "capacity": 2 })).await;
+
+        server.post("/api/v1/workflows", POOLS).await;
+        let (_, gpu) = server
+            .post("/api/v1/workflows/pools/pipelines/gpu/runs", "")
+            .await;
+        let gpu = gpu["id"].as_i64().unwrap();
+        for _ in 0..5 {
+            let (status, _) = server
+                .post("/api/v1/workflows/pools/pipelines/a/runs", "")
+                .await;
+            assert_eq!(status, 201);
+        }
+
+        // It claims room for 200 runs and a GPU.
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(
+            &mut socket,
+            &AgentMessage::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent_version: "test".into(),
+                labels: [("gpu".to_string(), "true".to_string())].into(),
+                runtimes: vec!["shell".into()],
+                capacity: 200,
+                running: vec![],
+            },
+        )
+        .await;
+        let mut held = Vec::new();
+        while let Some(d) = next_dispatch(&mut socket, std::time::Duration::from_secs(3)).await {
+            assert_eq!(d.pipeline_name, "a", "only the token's pool is selected");
+            held.push(d.run);
+        }
+        assert_eq!(
+            held.len(),
+            2,
+            "at most the token's capacity at once: {held:?}"
+        );
+        let (_, agents) = server.get("/api/v1/agents").await;
+        let remote = agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == agent_id)
+            .unwrap()
+            .clone();
+        assert_eq!(remote["labels"], json!({ "pool": "a" }), "{remote}");
+        assert_eq!(remote["capacity"], 2, "{remote}");
+
+        // One ends: one more comes, never a third at once.
+        send(
+            &mut socket,
+            &AgentMessage::Events {
+                run: held[0],
+                first_seq: 0,
+                events: events(),
+            },
+        )
+        .await;
+        let next = next_dispatch(&mut socket, std::time::Duration::from_secs(10))
+            .await
+            .expect("a freed slot is filled");
+        assert_eq!(next.pipeline_name, "a");
+        assert!(
+            next_dispatch(&mut socket, std::time::Duration::from_secs(2))
+                .await
+                .is_none(),
+            "still two at once"
+        );
+        let (_, run) = server.get(&format!("/api/v1/runs/{gpu}")).await;
+        assert_eq!(run["status"], "queued", "nothing with a GPU joined: {run}");
+
+        // A reconnect claims again; the token still decides.
+        drop(socket);
+        let mut socket = dial(&server, &credential).await.unwrap();
+        send(
+            &mut socket,
+            &AgentMessage::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent_version: "test".into(),
+                labels: [("gpu".to_string(), "true".to_string())].into(),
+                runtimes: vec!["shell".into()],
+                capacity: 200,
+                running: vec![held[1], next.run],
+            },
+        )
+        .await;
+        assert!(
+            next_dispatch(&mut socket, std::time::Duration::from_secs(3))
+                .await
+                .is_none(),
+            "it holds two already"
+        );
+        let (_, run) = server.get(&format!("/api/v1/runs/{gpu}")).await;
+        assert_eq!(run["status"], "queued", "{run}");
         server.stop().await;
     }
 }

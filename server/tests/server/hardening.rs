@@ -201,3 +201,79 @@ async fn old_tokens_agents_and_unused_versions_are_pruned() {
         server.stop().await;
     }
 }
+
+/// The built-in agent's containers had only the built-in defaults: `xene`
+/// had no flags for them. A real `xene` with `--docker-memory`,
+/// `--docker-pids` and `--docker-cpus` runs a step in Docker that reads
+/// its own cgroup.
+#[tokio::test(flavor = "multi_thread")]
+async fn built_in_agent_containers_get_the_configured_limits() {
+    let image = busybox_image();
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = crate::process::Xene::start(
+        &db,
+        "limits",
+        &[
+            "--docker-memory",
+            "300m",
+            "--docker-pids",
+            "77",
+            "--docker-cpus",
+            "0.5",
+        ],
+    )
+    .await;
+    xene.apply(&format!(
+        r#"name: limits
+pipelines:
+  p:
+    tasks:
+      show:
+        image: {image}
+        steps:
+          - |
+            cg=/sys/fs/cgroup
+            if [ -f $cg/memory/memory.limit_in_bytes ]; then
+              echo "$(cat $cg/memory/memory.limit_in_bytes) $(cat $cg/pids/pids.max) $(cat $cg/cpu/cpu.cfs_quota_us)/$(cat $cg/cpu/cpu.cfs_period_us)" > "$XENE_OUTPUT"
+            else
+              echo "$(cat $cg/memory.max) $(cat $cg/pids.max) $(cat $cg/cpu.max | tr ' ' /)" > "$XENE_OUTPUT"
+            fi
+"#
+    ))
+    .await;
+    let id = xene.start_run("limits", "p", serde_json::json!({})).await;
+    let run = xene
+        .wait_finished(id, std::time::Duration::from_secs(120))
+        .await;
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(
+        run["tasks"][0]["output"],
+        format!("{} 77 50000/100000", 300u64 << 20),
+        "{run}"
+    );
+}
+
+/// A busybox image (`FROM scratch`), built once; the agent's Docker tests
+/// build the same one.
+fn busybox_image() -> &'static str {
+    const IMAGE: &str = "xene-test/busybox:latest";
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::copy("/usr/bin/busybox", context.path().join("busybox"))
+            .expect("copying /usr/bin/busybox (apt-get install busybox-static)");
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )
+        .unwrap();
+        let status = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", IMAGE])
+            .arg(context.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker runs");
+        assert!(status.success(), "docker build of {IMAGE} failed");
+    });
+    IMAGE
+}

@@ -20,7 +20,7 @@ fn static_agent() -> PathBuf {
     target_dir().join("x86_64-unknown-linux-musl/debug/xene-agent")
 }
 
-fn docker(args: &[&str]) -> String {
+pub fn docker(args: &[&str]) -> String {
     let output = Command::new("docker")
         .args(args)
         .output()
@@ -34,7 +34,7 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// An image with busybox (for shell steps) and the static agent.
-fn agent_image(dir: &Path) -> String {
+pub fn agent_image(dir: &Path) -> String {
     let context = dir.join("image");
     std::fs::create_dir_all(&context).unwrap();
     let busybox = ["/usr/bin/busybox", "/bin/busybox"]
@@ -55,10 +55,10 @@ fn agent_image(dir: &Path) -> String {
 }
 
 /// Removes what the test made in Docker, whatever happened.
-struct Cleanup {
-    containers: Vec<String>,
-    network: Option<String>,
-    image: Option<String>,
+pub struct Cleanup {
+    pub containers: Vec<String>,
+    pub network: Option<String>,
+    pub image: Option<String>,
 }
 
 impl Drop for Cleanup {
