@@ -3,7 +3,7 @@
 
 use xene_agent::connect::transport::TlsOptions;
 use xene_agent::connect::{self, ConnectConfig, ConnectError};
-use xene_agent::runtime::docker::{ContainerLimits, DockerConfig};
+use xene_agent::runtime::docker::DockerConfig;
 
 use super::{ConnectArgs, EXIT_CANCELLED, EXIT_FAILURE, EXIT_INVALID, EXIT_REVOKED, EXIT_SUCCESS};
 use tokio_util::sync::CancellationToken;
@@ -36,13 +36,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<u8> {
         allow_insecure: args.allow_insecure,
         work_dir: args.work_dir,
         docker: DockerConfig {
-            limits: ContainerLimits {
-                memory_bytes: args.docker_memory,
-                pids: args.docker_pids,
-                cpus: args
-                    .docker_cpus
-                    .unwrap_or_else(|| ContainerLimits::default().cpus),
-            },
+            limits: args.docker.limits(),
             ..DockerConfig::default()
         },
     };

@@ -153,21 +153,8 @@ pub struct ConnectArgs {
     /// created private].
     #[arg(long, env = "XENE_AGENT_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Memory of each task's container, like 512m or 4g; 0 for no limit.
-    #[arg(long, env = "XENE_DOCKER_MEMORY", value_name = "SIZE", default_value = "2g", value_parser = xene_agent::runtime::docker::parse_size)]
-    pub docker_memory: u64,
-    /// Processes (and threads) at once in each task's container; 0 for no limit.
-    #[arg(
-        long,
-        env = "XENE_DOCKER_PIDS",
-        value_name = "N",
-        default_value_t = 1024
-    )]
-    pub docker_pids: u64,
-    /// CPUs of each task's container, fractions allowed; 0 for no limit
-    /// [default: 2, or this machine's CPUs if fewer].
-    #[arg(long, env = "XENE_DOCKER_CPUS", value_name = "N", value_parser = xene_agent::runtime::docker::parse_cpus)]
-    pub docker_cpus: Option<f64>,
+    #[command(flatten)]
+    pub docker: xene_agent::runtime::docker::ContainerLimitArgs,
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {

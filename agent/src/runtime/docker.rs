@@ -60,6 +60,51 @@ pub struct ContainerLimits {
     pub cpus: f64,
 }
 
+/// The limits as command-line flags, the same for `xene-agent connect` and
+/// for `xene`'s built-in agent. Unset CPUs take the default's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContainerLimitArgs {
+    /// Memory of each task's container, like 512m or 4g (swap not added);
+    /// 0 for no limit.
+    #[arg(long = "docker-memory", env = "XENE_DOCKER_MEMORY", value_name = "SIZE", default_value = "2g", value_parser = parse_size)]
+    pub memory: u64,
+    /// Processes (and threads) at once in each task's container; 0 for no
+    /// limit.
+    #[arg(
+        long = "docker-pids",
+        env = "XENE_DOCKER_PIDS",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub pids: u64,
+    /// CPUs of each task's container, fractions allowed; 0 for no limit
+    /// [default: 2, or this machine's CPUs if fewer].
+    #[arg(long = "docker-cpus", env = "XENE_DOCKER_CPUS", value_name = "N", value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
+}
+
+impl ContainerLimitArgs {
+    /// The limits the flags ask for.
+    pub fn limits(&self) -> ContainerLimits {
+        ContainerLimits {
+            memory_bytes: self.memory,
+            pids: self.pids,
+            cpus: self.cpus.unwrap_or_else(|| ContainerLimits::default().cpus),
+        }
+    }
+}
+
+impl Default for ContainerLimitArgs {
+    fn default() -> Self {
+        let d = ContainerLimits::default();
+        Self {
+            memory: d.memory_bytes,
+            pids: d.pids,
+            cpus: None,
+        }
+    }
+}
+
 impl Default for ContainerLimits {
     /// 2 GiB, 1,024 processes, 2 CPUs (or this machine's, if fewer: the
     /// engine refuses more CPUs than it has).

@@ -364,6 +364,21 @@ pipelines:
           - run: echo two
 ";
 
+impl Browser {
+    /// Signs in as the admin, with the workflow `shared` applied.
+    async fn sign_in_with_shared(&self, server: &TestServer) -> Result<(), String> {
+        self.set_size(1400, 1000).await?;
+        self.sign_in_as_admin(server).await?;
+        self.goto(&server.url("/workflows")).await?;
+        self.hydrated().await?;
+        let (status, body) = self.api("POST", "/api/v1/workflows", SHARED).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        Ok(())
+    }
+}
+
 /// Someone saves a version while the editor is open: Save is refused, the
 /// editor offers a merge or a reload, and the merge keeps both changes.
 #[tokio::test]
@@ -371,14 +386,7 @@ async fn a_version_saved_meanwhile_is_merged_never_overwritten() {
     let server = TestServer::start().await;
     let browser = Browser::start().await;
     let outcome = async {
-        browser.set_size(1400, 1000).await?;
-        browser.sign_in_as_admin(&server).await?;
-        browser.goto(&server.url("/workflows")).await?;
-        browser.hydrated().await?;
-        let (status, body) = browser.api("POST", "/api/v1/workflows", SHARED).await?;
-        if status != 201 {
-            return Err(format!("apply: {status} {body}"));
-        }
+        browser.sign_in_with_shared(&server).await?;
         browser.goto(&server.url("/workflows/shared")).await?;
         browser.hydrated().await?;
         browser.click("#edit-workflow").await?;
@@ -458,14 +466,7 @@ async fn places_are_kept_and_the_canvas_tools_work() {
     let server = TestServer::start().await;
     let browser = Browser::start().await;
     let outcome = async {
-        browser.set_size(1400, 1000).await?;
-        browser.sign_in_as_admin(&server).await?;
-        browser.goto(&server.url("/workflows")).await?;
-        browser.hydrated().await?;
-        let (status, body) = browser.api("POST", "/api/v1/workflows", SHARED).await?;
-        if status != 201 {
-            return Err(format!("apply: {status} {body}"));
-        }
+        browser.sign_in_with_shared(&server).await?;
         browser.goto(&server.url("/workflows/shared/edit")).await?;
         browser.hydrated().await?;
         browser

@@ -89,25 +89,9 @@ pub struct Args {
     #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub local_agent_shell: Option<bool>,
 
-    /// Memory of each built-in agent task's container, like 512m or 4g
-    /// (swap not added); 0 for no limit.
-    #[arg(long, env = "XENE_DOCKER_MEMORY", value_name = "SIZE", default_value = "2g", value_parser = xene_agent::runtime::docker::parse_size)]
-    pub docker_memory: u64,
-
-    /// Processes (and threads) at once in each built-in agent task's
-    /// container; 0 for no limit.
-    #[arg(
-        long,
-        env = "XENE_DOCKER_PIDS",
-        value_name = "N",
-        default_value_t = 1024
-    )]
-    pub docker_pids: u64,
-
-    /// CPUs of each built-in agent task's container, fractions allowed; 0
-    /// for no limit [default: 2, or this machine's CPUs if fewer].
-    #[arg(long, env = "XENE_DOCKER_CPUS", value_name = "N", value_parser = xene_agent::runtime::docker::parse_cpus)]
-    pub docker_cpus: Option<f64>,
+    /// The built-in agent's Docker task containers: memory, processes, CPUs.
+    #[command(flatten)]
+    pub docker: xene_agent::runtime::docker::ContainerLimitArgs,
 
     /// The most log each step keeps (like 32MiB, 500KiB): past it, the first
     /// half stays and only the latest half rolls, with the cut marked.
@@ -185,9 +169,7 @@ impl Args {
             local_agent_capacity: 4,
             local_agent_id: None,
             local_agent_shell: None,
-            docker_memory: xene_agent::runtime::docker::ContainerLimits::default().memory_bytes,
-            docker_pids: xene_agent::runtime::docker::ContainerLimits::default().pids,
-            docker_cpus: None,
+            docker: Default::default(),
             log_cap_per_step: crate::storage::logs::DEFAULT_CAP_BYTES,
             log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
             log_format: crate::telemetry::LogFormat::Text,
@@ -249,12 +231,7 @@ impl Args {
 
     /// Limits of each built-in agent task's container.
     pub fn container_limits(&self) -> xene_agent::runtime::docker::ContainerLimits {
-        let defaults = xene_agent::runtime::docker::ContainerLimits::default();
-        xene_agent::runtime::docker::ContainerLimits {
-            memory_bytes: self.docker_memory,
-            pids: self.docker_pids,
-            cpus: self.docker_cpus.unwrap_or(defaults.cpus),
-        }
+        self.docker.limits()
     }
 
     pub fn local_agent_id(&self) -> String {
