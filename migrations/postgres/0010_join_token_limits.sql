@@ -8,8 +8,10 @@ ALTER TABLE agents ADD COLUMN fixed_labels TEXT;
 ALTER TABLE agents ADD COLUMN max_capacity BIGINT;
 
 -- Tokens made before carried labels that joined agents got on top of their
--- own; they are now what those agents are fixed to.
+-- own: an unused one now fixes its labels; an agent that joined with one
+-- keeps the whole set it has now (the token's and its own), so no selector
+-- it served stops matching.
 UPDATE join_tokens SET fixed_labels = labels WHERE labels <> '{}';
-UPDATE agents SET fixed_labels = (
-    SELECT t.labels FROM join_tokens t WHERE t.used_by = agents.id AND t.labels <> '{}'
-) WHERE builtin = 0;
+UPDATE agents SET fixed_labels = labels WHERE builtin = 0 AND EXISTS (
+    SELECT 1 FROM join_tokens t WHERE t.used_by = agents.id AND t.labels <> '{}'
+);

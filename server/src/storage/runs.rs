@@ -529,8 +529,11 @@ pub async fn assigned_to(db: &Db, agent: &str) -> Result<Vec<Run>, StorageError>
 /// holds before writing them).
 pub const ASSIGN_CHUNK: usize = 64;
 
+// The agent is checked in the same statement: one revoked between the
+// scheduler's read of the agents and this write gets nothing.
 const ASSIGN: &str = "UPDATE runs SET status = 'starting_up', scheduler_status = 'scheduled', scheduler_reason = NULL, \
-     agent_id = $1, scheduled_at = $2, lease_expires_at = $3 WHERE id = $4 AND status = 'queued'";
+     agent_id = $1, scheduled_at = $2, lease_expires_at = $3 WHERE id = $4 AND status = 'queued' \
+     AND EXISTS (SELECT 1 FROM agents a WHERE a.id = $1 AND a.revoked = 0)";
 
 /// Puts queued runs on agents (`(run, agent)` pairs); says for each whether
 /// it was placed (not if someone else got there first). On SQLite a chunk
@@ -545,24 +548,25 @@ pub async fn assign_many(
 ) -> Result<Vec<bool>, StorageError> {
     let now = now_ms();
     let mut placed = Vec::with_capacity(placements.len());
-    match db.backend() {
+    // A failure partway stops the placing, but what was written before it
+    // is still answered (and announced): those runs are no longer queued,
+    // so nothing else would ever tell their agents.
+    let failed = match db.backend() {
         Backend::Sqlite => {
+            let mut failed = None;
             for chunk in placements.chunks(ASSIGN_CHUNK) {
-                let mut tx = db.begin_write().await?;
-                for (id, agent) in chunk {
-                    let result = sqlx::query(ASSIGN)
-                        .bind(*agent)
-                        .bind(now)
-                        .bind(now + lease_ms)
-                        .bind(*id)
-                        .execute(&mut *tx)
-                        .await?;
-                    placed.push(result.rows_affected() == 1);
+                match assign_chunk(db, chunk, now, lease_ms).await {
+                    Ok(done) => placed.extend(done),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
-                tx.commit().await?;
             }
+            failed
         }
         Backend::Postgres => {
+            let mut failed = None;
             for (id, agent) in placements {
                 let result = sqlx::query(ASSIGN)
                     .bind(*agent)
@@ -570,17 +574,54 @@ pub async fn assign_many(
                     .bind(now + lease_ms)
                     .bind(*id)
                     .execute(db.pool())
-                    .await?;
-                placed.push(result.rows_affected() == 1);
+                    .await;
+                match result {
+                    Ok(r) => placed.push(r.rows_affected() == 1),
+                    Err(e) => {
+                        failed = Some(StorageError::from(e));
+                        break;
+                    }
+                }
             }
+            failed
         }
-    }
+    };
     for ((id, _), placed) in placements.iter().zip(&placed) {
         if *placed {
             db.changed(*id).await;
         }
     }
+    if let Some(e) = failed {
+        if placed.iter().all(|p| !p) {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "placing runs stopped partway; the rest wait for the next pass");
+    }
+    placed.resize(placements.len(), false);
     Ok(placed)
+}
+
+/// One SQLite turn at the writer: all of a chunk's placements or none.
+async fn assign_chunk(
+    db: &Db,
+    chunk: &[(i64, &str)],
+    now: i64,
+    lease_ms: i64,
+) -> Result<Vec<bool>, StorageError> {
+    let mut done = Vec::with_capacity(chunk.len());
+    let mut tx = db.begin_write().await?;
+    for (id, agent) in chunk {
+        let result = sqlx::query(ASSIGN)
+            .bind(*agent)
+            .bind(now)
+            .bind(now + lease_ms)
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+        done.push(result.rows_affected() == 1);
+    }
+    tx.commit().await?;
+    Ok(done)
 }
 
 /// Records why a queued run is still waiting.

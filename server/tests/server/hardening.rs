@@ -277,3 +277,41 @@ fn busybox_image() -> &'static str {
     });
     IMAGE
 }
+
+/// Found by review: the scheduler read the agents, then wrote its
+/// placements up to 64 at a time; an agent revoked in between still got
+/// runs, which then waited out their lease. The write checks the agent.
+#[tokio::test]
+async fn a_run_is_never_placed_on_a_revoked_agent() {
+    use std::collections::BTreeMap;
+    use xene_server::storage::{Db, auth, runs, workflows};
+    const SPEC: &str = "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: ['true']\n";
+    for backend in crate::util::BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = Db::connect(&test_db.url).await.unwrap();
+        let workflow = xene_core::parse_workflow(SPEC).unwrap();
+        workflows::apply(&db, &workflow, SPEC, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let run = runs::create(&db, "w", "p", BTreeMap::new(), "manual")
+            .await
+            .unwrap();
+        let mut agents = Vec::new();
+        for name in ["gone", "here"] {
+            let (token, _) = auth::create_join_token(&db, &auth::Fixed::default(), 60_000)
+                .await
+                .unwrap();
+            agents.push(auth::join(&db, &token, name).await.unwrap().agent_id);
+        }
+        assert!(auth::revoke(&db, &agents[0]).await.unwrap());
+        let placed = runs::assign_many(&db, &[(run.id, agents[0].as_str())], 15_000)
+            .await
+            .unwrap();
+        assert_eq!(placed, [false], "{backend:?}: placed on a revoked agent");
+        let placed = runs::assign_many(&db, &[(run.id, agents[1].as_str())], 15_000)
+            .await
+            .unwrap();
+        assert_eq!(placed, [true], "{backend:?}");
+    }
+}
