@@ -597,7 +597,7 @@ fn rename_in_map(fields: &[(String, Yaml)], path: &[Seg], from: &str, to: &str, 
         match value {
             Yaml::Scalar(text, kind) if *kind == crate::yaml::ScalarKind::String => {
                 let renamed = if key == "if" {
-                    rename_in_condition(text, from, to)
+                    rename_refs(text, from, to)
                 } else {
                     rename_in_templates(text, from, to)
                 };
@@ -647,7 +647,7 @@ fn renamed_tree(value: &Yaml, from: &str, to: &str) -> Yaml {
                 .iter()
                 .map(|(k, v)| {
                     let v = match (k.as_str(), v) {
-                        ("if", Yaml::Scalar(t, _)) => Yaml::str(rename_in_condition(t, from, to)),
+                        ("if", Yaml::Scalar(t, _)) => Yaml::str(rename_refs(t, from, to)),
                         ("depends_on", _) => v.clone(),
                         _ => renamed_tree(v, from, to),
                     };
@@ -676,10 +676,6 @@ fn rename_refs(text: &str, from: &str, to: &str) -> String {
     }
     out.push_str(&text[last..]);
     out
-}
-
-fn rename_in_condition(cond: &str, from: &str, to: &str) -> String {
-    rename_refs(cond, from, to)
 }
 
 /// Only inside `{{ }}`: the rest of a script is shell, not ours to touch.

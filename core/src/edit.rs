@@ -459,14 +459,7 @@ impl<'a> Doc<'a> {
     /// The node at a path and, for a key, its entry.
     fn locate(&self, path: &[Seg]) -> Option<Located<'a>> {
         let (last, parents) = path.split_last()?;
-        let mut at = self.root;
-        for seg in parents {
-            at = match (seg, &at.value) {
-                (Seg::Key(k), Value::Map(entries)) => &entries.iter().find(|e| &e.key == k)?.value,
-                (Seg::Index(i), Value::Seq(items)) => items.get(*i)?,
-                _ => return None,
-            };
-        }
+        let at = self.node(parents)?;
         let (Seg::Key(k), Value::Map(entries)) = (last, &at.value) else {
             return None;
         };

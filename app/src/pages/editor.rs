@@ -168,32 +168,19 @@ impl Default for View {
     }
 }
 
-/// Where a pipeline's tasks are drawn: placed ones where the user put them,
-/// the rest by the layered layout.
-fn positions(
-    p: &PipelineDraft,
-    layout: &EditorLayout,
-    moving: Option<&(String, i32, i32)>,
-) -> BTreeMap<String, (i32, i32)> {
-    let auto = layout_in(
+/// Where the layered layout puts a pipeline's tasks; the places the user
+/// dragged them to are laid over this by the canvas.
+fn auto_positions(p: &PipelineDraft, direction: Direction) -> BTreeMap<String, (i32, i32)> {
+    layout_in(
         p.tasks
             .iter()
             .map(|t| (t.name.as_str(), t.depends_on.as_slice())),
-        layout.direction,
-    );
-    let placed = layout.positions.get(&p.name);
-    auto.nodes
-        .into_iter()
-        .map(|n| {
-            let at = match moving {
-                Some((name, x, y)) if *name == n.name => (*x, *y),
-                _ => placed
-                    .and_then(|m| m.get(&n.name).copied())
-                    .unwrap_or((n.x, n.y)),
-            };
-            (n.name, at)
-        })
-        .collect()
+        direction,
+    )
+    .nodes
+    .into_iter()
+    .map(|n| (n.name, (n.x, n.y)))
+    .collect()
 }
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
@@ -397,14 +384,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     let direction = Memo::new(move |_| layout.with(|l| l.direction));
     let auto = Memo::new(move |_| {
         let p = current.get();
-        positions(
-            &p,
-            &EditorLayout {
-                direction: direction.get(),
-                ..EditorLayout::default()
-            },
-            None,
-        )
+        auto_positions(&p, direction.get())
     });
     let places = Memo::new(move |_| {
         let m = moving.get();
@@ -1489,7 +1469,6 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                                         tree=good_tree
                                         draft=current
                                         secrets=secrets_panel.clone()
-                                        text
                                         on_gesture=Callback::new(move |g| { gesture(g); })
                                         on_op=Callback::new(move |op: Op| {
                                             match edit::apply(&text.get_untracked(), &op) {
@@ -1509,7 +1488,6 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                                     <PipelinePanel
                                         pipeline=pipeline.get()
                                         tree=good_tree
-                                        text
                                         on_gesture=Callback::new(move |g| { gesture(g); })
                                         on_op=Callback::new(move |op: Op| {
                                             match edit::apply(&text.get_untracked(), &op) {
@@ -1764,12 +1742,10 @@ fn TaskPanel(
     tree: RwSignal<Option<Yaml>>,
     draft: Memo<PipelineDraft>,
     secrets: Vec<String>,
-    text: RwSignal<String>,
     on_gesture: Callback<Gesture>,
     on_op: Callback<Op>,
     faults: Memo<Vec<Diagnostic>>,
 ) -> impl IntoView {
-    let _ = text;
     let path = draft::task_path(&pipeline, &task, None);
     // This task's faults, where its fields are.
     let mine = {
@@ -2110,11 +2086,9 @@ where
 fn PipelinePanel(
     pipeline: String,
     tree: RwSignal<Option<Yaml>>,
-    text: RwSignal<String>,
     on_gesture: Callback<Gesture>,
     on_op: Callback<Op>,
 ) -> impl IntoView {
-    let _ = text;
     let at = {
         let pipeline = pipeline.clone();
         move |field: &'static str| {
