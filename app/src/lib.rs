@@ -11,7 +11,7 @@
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::{
-    SsrMode, StaticSegment,
+    Lazy, SsrMode, StaticSegment,
     components::{A, Route, Router, Routes},
     hooks::use_location,
     path,
@@ -29,9 +29,9 @@ pub use pages::home::ServerStatus;
 /// The name of the browser bundle's files under `/pkg` (`xene.js`, `xene_bg.wasm`, `xene.css`).
 pub const BUNDLE_NAME: &str = "xene";
 
-/// The name the bundle is served under: the fingerprinted one `cargo xtask
-/// site` names in `pkg/bundle-name` (`xene-HASH`, cached for a year), else
-/// the plain one.
+/// The name the bundle is served under: the fingerprinted folder `cargo
+/// xtask site` names in `pkg/bundle-name` (`xene-HASH/xene`, cached for a
+/// year), else the plain one.
 #[cfg(feature = "ssr")]
 pub fn bundle_name(site_root: &std::path::Path) -> String {
     std::fs::read_to_string(site_root.join("pkg/bundle-name"))
@@ -39,6 +39,7 @@ pub fn bundle_name(site_root: &std::path::Path) -> String {
         .map(|n| n.trim().to_string())
         .filter(|n| {
             n.strip_prefix("xene-")
+                .and_then(|n| n.strip_suffix("/xene"))
                 .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
         })
         .unwrap_or_else(|| BUNDLE_NAME.to_string())
@@ -87,23 +88,7 @@ pub fn current_user() -> impl Fn() -> Option<api::Me> + Copy + Send + Sync + 'st
 pub fn App() -> impl IntoView {
     provide_meta_context();
     let (hydrated, set_hydrated) = signal(false);
-    Effect::new(move |_| {
-        set_hydrated.set(true);
-        // For tests and measurements: the page is interactive from here.
-        #[cfg(feature = "hydrate")]
-        {
-            let _ = js_sys::Reflect::set(
-                &window(),
-                &wasm_bindgen::JsValue::from_str("__xene_hydrated_at"),
-                &wasm_bindgen::JsValue::from_f64(js_sys::Date::now()),
-            );
-            let _ = js_sys::Reflect::set(
-                &window(),
-                &wasm_bindgen::JsValue::from_str("__xene_hydrated"),
-                &wasm_bindgen::JsValue::TRUE,
-            );
-        }
-    });
+    Effect::new(move |_| set_hydrated.set(true));
     provide_context(ui::Hydrated(hydrated));
     let (now, set_now) = signal(ui::now_ms());
     provide_context(ui::Now(now));
@@ -135,17 +120,17 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=pages::NotFound>
                     <Route path=StaticSegment("") view=pages::Home />
                     <Route path=StaticSegment("signin") view=pages::SignIn />
-                    <Route path=path!("/workflows") ssr=SsrMode::Async view=pages::workflows::WorkflowsPage />
-                    <Route path=path!("/workflows/:name") ssr=SsrMode::Async view=pages::workflows::WorkflowPage />
-                    <Route path=path!("/workflows/:name/edit") ssr=SsrMode::Async view=pages::editor::EditorPage />
-                    <Route path=path!("/editor") ssr=SsrMode::Async view=pages::editor::EditorPage />
-                    <Route path=path!("/runs") ssr=SsrMode::Async view=pages::runs::RunsPage />
-                    <Route path=path!("/runs/:id") ssr=SsrMode::Async view=pages::runs::RunPage />
-                    <Route path=path!("/agents") ssr=SsrMode::Async view=pages::admin::AgentsPage />
-                    <Route path=path!("/tokens") ssr=SsrMode::Async view=pages::admin::TokensPage />
-                    <Route path=path!("/secrets") ssr=SsrMode::Async view=pages::secrets::SecretsPage />
-                    <Route path=path!("/users") ssr=SsrMode::Async view=pages::admin::UsersPage />
-                    <Route path=path!("/audit") ssr=SsrMode::Async view=pages::admin::AuditPage />
+                    <Route path=path!("/workflows") ssr=SsrMode::Async view={Lazy::<pages::WorkflowsRoute>::new()} />
+                    <Route path=path!("/workflows/:name") ssr=SsrMode::Async view={Lazy::<pages::WorkflowRoute>::new()} />
+                    <Route path=path!("/workflows/:name/edit") ssr=SsrMode::Async view={Lazy::<pages::EditorRoute>::new()} />
+                    <Route path=path!("/editor") ssr=SsrMode::Async view={Lazy::<pages::EditorRoute>::new()} />
+                    <Route path=path!("/runs") ssr=SsrMode::Async view={Lazy::<pages::RunsRoute>::new()} />
+                    <Route path=path!("/runs/:id") ssr=SsrMode::Async view={Lazy::<pages::RunRoute>::new()} />
+                    <Route path=path!("/agents") ssr=SsrMode::Async view={Lazy::<pages::AgentsRoute>::new()} />
+                    <Route path=path!("/tokens") ssr=SsrMode::Async view={Lazy::<pages::TokensRoute>::new()} />
+                    <Route path=path!("/secrets") ssr=SsrMode::Async view={Lazy::<pages::SecretsRoute>::new()} />
+                    <Route path=path!("/users") ssr=SsrMode::Async view={Lazy::<pages::UsersRoute>::new()} />
+                    <Route path=path!("/audit") ssr=SsrMode::Async view={Lazy::<pages::AuditRoute>::new()} />
                 </Routes>
             </main>
         </Router>
@@ -208,10 +193,28 @@ fn TopBar() -> impl IntoView {
     }
 }
 
-/// The browser bundle's entry point, called by the hydration script.
+/// The browser bundle's entry point, called by the hydration script. The
+/// page's own piece of the bundle is loaded first (see `pages::preload`);
+/// the page is marked interactive, for tests and measurements, once it is
+/// hydrated.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    wasm_bindgen_futures::spawn_local(async {
+        let path = window().location().pathname().unwrap_or_default();
+        pages::preload(&path).await;
+        leptos::mount::hydrate_body(App);
+        let window = window();
+        let _ = js_sys::Reflect::set(
+            &window,
+            &wasm_bindgen::JsValue::from_str("__xene_hydrated_at"),
+            &wasm_bindgen::JsValue::from_f64(js_sys::Date::now()),
+        );
+        let _ = js_sys::Reflect::set(
+            &window,
+            &wasm_bindgen::JsValue::from_str("__xene_hydrated"),
+            &wasm_bindgen::JsValue::TRUE,
+        );
+    });
 }

@@ -1,5 +1,6 @@
 //! Builds the browser bundle: the `xene-app` crate compiled to wasm with its
-//! `hydrate` feature, bound with wasm-bindgen, plus the stylesheet and the
+//! `hydrate` feature, split (the editor's code becomes a piece fetched on
+//! its first use), bound with wasm-bindgen, plus the stylesheet and the
 //! static files, into `target/site` (what `xene --site-dir` serves).
 
 use std::path::Path;
@@ -37,80 +38,231 @@ pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
     let site = target.join("site");
     let pkg = site.join("pkg");
     std::fs::create_dir_all(&pkg)?;
+    // What an earlier build split off must not linger beside this one's.
+    for entry in std::fs::read_dir(&pkg)? {
+        let path = entry?.path();
+        if path.is_file() && is_split_file(&path) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let (main, pieces) = split(&wasm, &target, &pkg)?;
     let mut bindgen = Command::new("wasm-bindgen");
-    bindgen.args(["--target", "web", "--no-typescript"]);
+    // The loader of the split-off pieces links them through the function
+    // table, which wasm-bindgen would otherwise stop exporting.
+    bindgen.args(["--target", "web", "--no-typescript", "--keep-lld-exports"]);
     if release {
         // Function names are over half the file and only help debugging.
         bindgen.args(["--remove-name-section", "--remove-producers-section"]);
     }
     bindgen.args(["--out-name", "xene", "--out-dir"]);
-    util::run(bindgen.arg(&pkg).arg(&wasm))?;
+    util::run(bindgen.arg(&pkg).arg(&main))?;
+    if release {
+        for entry in std::fs::read_dir(&pkg)? {
+            let path = entry?.path();
+            if is_split_file(&path) && path.extension().is_some_and(|e| e == "wasm") {
+                let stripped = strip_names(&std::fs::read(&path)?)?;
+                std::fs::write(&path, stripped)?;
+            }
+        }
+    }
     std::fs::copy(root.join("style/main.css"), pkg.join("xene.css"))
         .context("copying style/main.css")?;
     copy_dir(&root.join("public"), &site)?;
-    fingerprint(&pkg)?;
+    fingerprint(&pkg, &pieces)?;
     eprintln!("web bundle ready in {}", site.display());
     Ok(())
 }
 
-/// Copies the bundle under names that carry a hash of its content
-/// (`xene-HASH.js`, `xene-HASH_bg.wasm`, `xene-HASH.css`), which the server
-/// serves with a year's cache lifetime, and names them in `pkg/bundle-name`;
-/// writes a gzip copy beside each (served to browsers that take gzip); and
-/// prints the sizes.
-fn fingerprint(pkg: &Path) -> anyhow::Result<()> {
-    let parts = [
-        ("xene.js", ".js"),
-        ("xene_bg.wasm", "_bg.wasm"),
-        ("xene.css", ".css"),
-    ];
-    // FNV-1a over the three files: a content fingerprint, not a security measure.
+/// The loader and the pieces the splitter writes beside the main module.
+fn is_split_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|f| f.to_str())
+        .is_some_and(|f| f == LOADER || f.starts_with("split_") || f.starts_with("chunk_"))
+}
+
+/// The splitter's loader: the main module imports it to fetch a piece, and
+/// it fetches pieces relative to its own URL, so all sit in one folder.
+const LOADER: &str = "__wasm_split.js";
+
+/// Which pieces (file stems) each lazy route loads, by the route's split name.
+type Pieces = std::collections::HashMap<String, Vec<String>>;
+
+/// Splits the code only one lazy route reaches (`#[lazy_route]`: a page's)
+/// out of the main module into pieces fetched on first use; returns the
+/// main module, for wasm-bindgen, and which pieces each route needs. The
+/// pieces and their loader go to `pkg`.
+fn split(wasm: &Path, target: &Path, pkg: &Path) -> anyhow::Result<(std::path::PathBuf, Pieces)> {
+    let input = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let main = target.join("xene_split.wasm");
+    let mut options = wasm_split_cli_support::Options::new(&input);
+    options.output_dir = pkg;
+    options.main_out_path = &main;
+    options.main_module = "./xene.js";
+    let link = format!("./{LOADER}");
+    options.link_name = &link;
+    let split = wasm_split_cli_support::transform(options)
+        .map_err(|e| anyhow::anyhow!("splitting {}: {e:?}", wasm.display()))?;
+    eprintln!(
+        "split off {} piece(s) loaded on demand",
+        split.split_modules.len()
+    );
+    Ok((main, split.prefetch_map))
+}
+
+/// Drops the `name` and `producers` custom sections from a wasm module:
+/// the splitter copies the names into every piece, where they are most of
+/// the bytes and only help debugging (wasm-bindgen does this for the main
+/// module). Every other section is kept byte for byte.
+fn strip_names(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(
+        wasm.len() >= 8 && &wasm[..4] == b"\0asm",
+        "not a wasm module"
+    );
+    let mut out = wasm[..8].to_vec();
+    let mut at = 8;
+    while at < wasm.len() {
+        let start = at;
+        let id = wasm[at];
+        let (size, after) = leb128(wasm, at + 1)?;
+        let end = after
+            .checked_add(size)
+            .filter(|&e| e <= wasm.len())
+            .context("a section runs past the end of the module")?;
+        let dropped = id == 0 && {
+            let (len, name_at) = leb128(wasm, after)?;
+            let name = wasm.get(name_at..name_at + len).unwrap_or_default();
+            name == b"name" || name == b"producers"
+        };
+        if !dropped {
+            out.extend_from_slice(&wasm[start..end]);
+        }
+        at = end;
+    }
+    Ok(out)
+}
+
+/// An unsigned LEB128 number at `at`, and where it ends.
+fn leb128(bytes: &[u8], mut at: usize) -> anyhow::Result<(usize, usize)> {
+    let mut value: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes
+            .get(at)
+            .context("a number runs past the end of the module")?;
+        at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok((usize::try_from(value)?, at));
+        }
+    }
+    anyhow::bail!("a number longer than 5 bytes")
+}
+
+/// Copies the bundle into a folder named for a hash of its content
+/// (`pkg/xene-HASH/`, under the files' own names, which the loader and the
+/// main module use for each other), served with a year's cache lifetime,
+/// and names it in `pkg/bundle-name` (`xene-HASH/xene`); writes a gzip copy
+/// beside each file (served to browsers that take gzip); and prints the
+/// sizes: what every page loads, and what each page loads besides.
+fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<()> {
+    let main = [LOADER, "xene.css", "xene.js", "xene_bg.wasm"].map(String::from);
+    let mut pieces: Vec<String> = std::fs::read_dir(pkg)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f != LOADER && is_split_file(Path::new(f)))
+        .collect();
+    pieces.sort();
+    let files: Vec<&String> = main.iter().chain(&pieces).collect();
+    // FNV-1a over the files: a content fingerprint, not a security measure.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (file, _) in parts {
-        for b in std::fs::read(pkg.join(file))? {
+    for file in &files {
+        for b in std::fs::read(pkg.join(file)).with_context(|| format!("reading {file}"))? {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
     }
     let name = format!("xene-{:012x}", hash & 0xffff_ffff_ffff);
-    // Older fingerprinted copies go: only the current bundle is served.
-    for entry in std::fs::read_dir(pkg)? {
-        let path = entry?.path();
-        let file = path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or_default();
-        if file.starts_with("xene-") && !file.starts_with(&name) {
-            std::fs::remove_file(&path)?;
-        }
-    }
-    let mut raw_total = 0;
-    let mut gz_total = 0;
-    for (file, suffix) in parts {
-        let hashed = pkg.join(format!("{name}{suffix}"));
-        std::fs::copy(pkg.join(file), &hashed)?;
+    let dir = pkg.join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let mut sizes = std::collections::HashMap::new();
+    for file in &files {
+        let copy = dir.join(file);
+        std::fs::copy(pkg.join(file), &copy)?;
         util::run(
             Command::new("gzip")
                 .args(["-9", "-k", "-f", "-n"])
-                .arg(&hashed),
+                .arg(&copy),
         )
         .context("gzip (Debian's gzip package)")?;
-        let raw = std::fs::metadata(&hashed)?.len();
-        let gz = std::fs::metadata(pkg.join(format!("{name}{suffix}.gz")))?.len();
-        raw_total += raw;
-        gz_total += gz;
+        let raw = std::fs::metadata(&copy)?.len();
+        let gz = std::fs::metadata(dir.join(format!("{file}.gz")))?.len();
         eprintln!(
-            "  {file:<14} {:>8.1} KB, {:>7.1} KB gzipped",
+            "  {file:<48} {:>8.1} KB, {:>7.1} KB gzipped",
             kb(raw),
             kb(gz)
         );
+        sizes.insert(file.trim_end_matches(".wasm").to_string(), (raw, gz));
+    }
+    let every = main
+        .iter()
+        .map(|f| sizes[f.trim_end_matches(".wasm")])
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    eprintln!(
+        "  {:<48} {:>8.1} KB, {:>7.1} KB gzipped",
+        "every page loads",
+        kb(every.0),
+        kb(every.1)
+    );
+    let mut largest = every;
+    let mut names: Vec<&String> = routes.keys().collect();
+    names.sort();
+    for route in names {
+        let own = routes[route]
+            .iter()
+            .filter_map(|stem| sizes.get(stem))
+            .fold(every, |a, b| (a.0 + b.0, a.1 + b.1));
+        largest = largest.max(own);
+        // `dag_pages_HASH`: the group's name is enough here.
+        let group = route
+            .rsplit_once('_')
+            .filter(|(_, hash)| hash.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(route.as_str(), |(group, _)| group);
+        eprintln!(
+            "  {:<48} {:>8.1} KB, {:>7.1} KB gzipped",
+            format!("a page of `{group}` loads in all"),
+            kb(own.0),
+            kb(own.1)
+        );
     }
     eprintln!(
-        "  {:<14} {:>8.1} KB, {:>7.1} KB gzipped (goal: under 500 KB gzipped)",
-        "bundle",
-        kb(raw_total),
-        kb(gz_total)
+        "  the largest page loads {:.1} KB gzipped (goal: under 500 KB gzipped)",
+        kb(largest.1)
     );
-    std::fs::write(pkg.join("bundle-name"), &name)?;
+    std::fs::write(pkg.join("bundle-name"), format!("{name}/xene"))?;
+    prune(pkg, &name)?;
+    Ok(())
+}
+
+/// Keeps the newest few bundles besides `current`: a page opened before a
+/// rebuild still fetches its editor piece from its own bundle.
+fn prune(pkg: &Path, current: &str) -> anyhow::Result<()> {
+    const KEPT: usize = 2;
+    let mut older = Vec::new();
+    for entry in std::fs::read_dir(pkg)? {
+        let entry = entry?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if !file.starts_with("xene-") || file == current {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            older.push((entry.metadata()?.modified()?, entry.path()));
+        } else {
+            // A single-file bundle from before the split.
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    older.sort();
+    older.reverse();
+    for (_, dir) in older.into_iter().skip(KEPT) {
+        std::fs::remove_dir_all(dir)?;
+    }
     Ok(())
 }
 

@@ -389,6 +389,13 @@ async fn a_version_saved_meanwhile_is_merged_never_overwritten() {
         browser.sign_in_with_shared(&server).await?;
         browser.goto(&server.url("/workflows/shared")).await?;
         browser.hydrated().await?;
+        // The editor's code is a piece of the bundle of its own, fetched
+        // when an editor page is first opened, not before.
+        let editor_piece_fetched = "return performance.getEntriesByType('resource')\
+             .some(r => /\\/split_editor_[^/]*\\.wasm$/.test(r.name))";
+        if browser.js(editor_piece_fetched).await? != serde_json::json!(false) {
+            return Err("the workflow page fetched the editor's code".into());
+        }
         browser.click("#edit-workflow").await?;
         browser.wait_for_path("/workflows/shared/edit").await?;
         browser.hydrated().await?;
@@ -397,6 +404,9 @@ async fn a_version_saved_meanwhile_is_merged_never_overwritten() {
             .find(Locator::Css(&node("two")))
             .await
             .map_err(e)?;
+        if browser.js(editor_piece_fetched).await? != serde_json::json!(true) {
+            return Err("the editor's page did not fetch the editor's code".into());
+        }
 
         // Meanwhile, another person's version 2.
         let theirs = SHARED.replace("echo one", "echo one, theirs");

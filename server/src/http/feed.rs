@@ -5,7 +5,8 @@
 //! A feed never holds anything up: it is woken by the database's change
 //! news (NOTIFY across replicas on PostgreSQL) and reads what is new from
 //! storage by its cursor. A client that reads slowly only falls behind on
-//! its own: it is told (`lagged`) and catches up from storage.
+//! its own, in storage: a run's feed reads on from its cursor, and the runs
+//! list is told to `resync`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
+use crate::storage::changes::Versions;
 use crate::storage::{Change, Db, access as people, logs, now_ms, runs};
 
 /// How often an open feed checks that its client may still read it (a
@@ -92,8 +94,7 @@ pub struct FeedQuery {
 /// `{"type":"run","run":RUN}` with the run's state (tasks and steps
 /// included) whenever it changes; `{"type":"log","cursor":N,"attempt":A,
 /// "task":T,"step":S,"stream":"stdout","offset":BYTES,"data":"lines\n"}` for
-/// each log chunk, in order; `{"type":"lagged"}` when the client fell
-/// behind (nothing is lost: what follows catches up); `{"type":"end"}` once
+/// each log chunk, in order; `{"type":"end"}` once
 /// the run is over and every chunk was sent.
 #[utoipa::path(
     get, path = "/api/v1/runs/{id}/events", tag = "runs",
@@ -148,8 +149,9 @@ async fn follow_run(
     socket: WebSocket,
     mut recheck: Recheck,
 ) -> anyhow::Result<()> {
-    // Subscribed before the first read, so no change falls between the two.
-    let mut changes = db.subscribe();
+    // Following before the first read, so no change falls between the two.
+    let mut following = db.follow(id);
+    let mut versions = Versions::default();
     let (mut sink, mut incoming) = socket.split();
     let mut ping = ping_timer();
     let mut last_state = String::new();
@@ -193,27 +195,34 @@ async fn follow_run(
             let _ = sink.close().await;
             return Ok(());
         }
-        let seen = wait_for(
-            &mut changes,
-            &mut incoming,
-            &mut sink,
-            &mut ping,
-            |change| {
-                matches!(change, Change::Run(r) | Change::Logs(r) if r == id)
-                    || change == Change::All
-            },
-        )
-        .await?;
-        state_changed = seen
-            .iter()
-            .any(|c| matches!(c, Change::Run(_) | Change::All));
+        // However much news came meanwhile, one read above or below takes
+        // all of it: a slow client falls behind only in storage.
+        state_changed = loop {
+            tokio::select! {
+                changed = following.changed(&mut versions) => {
+                    break changed.map_err(|_| anyhow::anyhow!("the server is stopping"))?;
+                }
+                message = incoming.next() => match message {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => anyhow::bail!("the client left"),
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => ping_client(&mut sink).await?,
+            }
+        };
     }
 }
 
-/// Waits until a change `wanted` arrives (or news was lost), answering the
-/// client's pings and pinging an idle one. Errors when the client leaves.
-/// One timer per feed, so news for other runs does not put off the ping
-/// that finds a dead client.
+async fn ping_client(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Default::default())))
+        .await
+        .map_err(|_| anyhow::anyhow!("the client stopped reading"))??;
+    Ok(())
+}
+
+/// A feed's timer for pinging an idle client. One timer per feed, so news
+/// for other runs does not put off the ping that finds a dead client.
 fn ping_timer() -> tokio::time::Interval {
     let mut timer = tokio::time::interval(PING_EVERY);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,44 +230,35 @@ fn ping_timer() -> tokio::time::Interval {
     timer
 }
 
+/// Waits for news of runs' states (or that news was lost), answering the
+/// client's pings and pinging an idle one. Errors when the client leaves.
 async fn wait_for(
     changes: &mut tokio::sync::broadcast::Receiver<Change>,
     incoming: &mut futures::stream::SplitStream<WebSocket>,
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
     ping: &mut tokio::time::Interval,
-    wanted: impl Fn(Change) -> bool,
 ) -> anyhow::Result<Vec<Change>> {
     let mut seen = Vec::new();
     loop {
         tokio::select! {
             change = changes.recv() => match change {
-                Ok(change) if wanted(change) => {
+                Ok(change) => {
                     seen.push(change);
                     // Take what else is waiting, so one read serves them all.
                     while let Ok(more) = changes.try_recv() {
-                        if wanted(more) {
-                            seen.push(more);
-                        }
+                        seen.push(more);
                     }
                     return Ok(seen);
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
-                    send(sink, json!({"type": "lagged"})).await?;
-                    seen.push(Change::All);
-                    return Ok(seen);
-                }
+                // News was missed: the list reads everything again.
+                Err(RecvError::Lagged(_)) => return Ok(vec![Change::All]),
                 Err(RecvError::Closed) => anyhow::bail!("the server is stopping"),
             },
             message = incoming.next() => match message {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => anyhow::bail!("the client left"),
                 Some(Ok(_)) => {}
             },
-            _ = ping.tick() => {
-                tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Default::default())))
-                    .await
-                    .map_err(|_| anyhow::anyhow!("the client stopped reading"))??;
-            }
+            _ = ping.tick() => ping_client(sink).await?,
         }
     }
 }
@@ -292,15 +292,11 @@ async fn runs_feed(
 }
 
 async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow::Result<()> {
-    let mut changes = db.subscribe();
+    let mut changes = db.subscribe_list();
     let (mut sink, mut incoming) = socket.split();
     let mut ping = ping_timer();
     loop {
-        // The runs list shows states: lines alone are not news to it.
-        let seen = wait_for(&mut changes, &mut incoming, &mut sink, &mut ping, |c| {
-            !matches!(c, Change::Logs(_))
-        })
-        .await?;
+        let seen = wait_for(&mut changes, &mut incoming, &mut sink, &mut ping).await?;
         recheck.ensure(&db).await?;
         if seen.contains(&Change::All) {
             send(&mut sink, json!({"type": "resync"})).await?;

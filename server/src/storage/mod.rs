@@ -16,6 +16,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub mod access;
 pub mod agents;
 pub mod auth;
+pub mod changes;
 pub mod cron;
 pub mod events;
 pub mod hooks;
@@ -83,15 +84,15 @@ pub enum Change {
     All,
 }
 
-/// How many changes wait for a slow listener before it is told it lagged.
-const CHANGES_BUFFER: usize = 4096;
+/// How much agent news waits for a slow session before it is told it lagged.
+const AGENT_NEWS_BUFFER: usize = 4096;
 
 /// The server's database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    changes: tokio::sync::broadcast::Sender<Change>,
+    changes: std::sync::Arc<changes::Hub>,
     /// Which agent has work: an agent id, or `*` for every agent.
     agent_news: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
     /// Agents heard from since the last `agents::flush_seen`: their
@@ -201,12 +202,12 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let changes = tokio::sync::broadcast::Sender::new(CHANGES_BUFFER);
-        let agent_news = tokio::sync::broadcast::Sender::new(CHANGES_BUFFER);
+        let changes = changes::Hub::new();
+        let agent_news = tokio::sync::broadcast::Sender::new(AGENT_NEWS_BUFFER);
         if backend == Backend::Postgres {
             tokio::spawn(listen_for_changes(
                 url.to_string(),
-                changes.downgrade(),
+                std::sync::Arc::downgrade(&changes),
                 agent_news.downgrade(),
             ));
         }
@@ -249,9 +250,7 @@ impl Db {
             }
         };
         match self.backend {
-            Backend::Sqlite => {
-                let _ = self.changes.send(change);
-            }
+            Backend::Sqlite => self.changes.deliver(change),
             Backend::Postgres => {
                 let notified = sqlx::query("SELECT pg_notify('xene_runs', $1)")
                     .bind(payload)
@@ -281,12 +280,18 @@ impl Db {
 
     /// Tells feeds that anything may have changed.
     pub fn changed_all(&self) {
-        let _ = self.changes.send(Change::All);
+        self.changes.deliver(Change::All);
     }
 
-    /// News of changes from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.changes.subscribe()
+    /// News of every run's state from now on, for lists (`Change::Run`,
+    /// `Change::All`; growing logs are not news here).
+    pub fn subscribe_list(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe_list()
+    }
+
+    /// News of one run from now on, for its feed.
+    pub fn follow(&self, run_id: i64) -> changes::Following {
+        self.changes.follow(run_id)
     }
 
     /// The channel of agent news (ids of agents with work, `*` for all),
@@ -377,7 +382,7 @@ impl Db {
 /// changed, so no feed misses what happened meanwhile.
 async fn listen_for_changes(
     url: String,
-    changes: tokio::sync::broadcast::WeakSender<Change>,
+    changes: std::sync::Weak<changes::Hub>,
     agent_news: tokio::sync::broadcast::WeakSender<std::sync::Arc<str>>,
 ) {
     let mut delay = Duration::from_millis(200);
@@ -402,7 +407,7 @@ async fn listen_for_changes(
         delay = Duration::from_millis(200);
         match (changes.upgrade(), agent_news.upgrade()) {
             (Some(runs), Some(agents)) => {
-                let _ = runs.send(Change::All);
+                runs.deliver(Change::All);
                 let _ = agents.send(std::sync::Arc::from("*"));
             }
             _ => return,
@@ -422,14 +427,14 @@ async fn listen_for_changes(
                     let _ = tx.send(std::sync::Arc::from(note.payload()));
                 }
                 Ok(Ok(Some(note))) => {
-                    let Some(tx) = changes.upgrade() else { return };
+                    let Some(hub) = changes.upgrade() else { return };
                     let payload = note.payload();
                     let change = match payload.strip_prefix('L') {
                         Some(id) => id.parse().ok().map(Change::Logs),
                         None => payload.parse().ok().map(Change::Run),
                     };
                     if let Some(change) = change {
-                        let _ = tx.send(change);
+                        hub.deliver(change);
                     }
                 }
                 // The connection dropped: reconnect, then say "look again".
