@@ -26,7 +26,8 @@ pub mod ui;
 
 pub use pages::home::ServerStatus;
 
-/// The name of the browser bundle's files under `/pkg` (`xene.js`, `xene_bg.wasm`, `xene.css`).
+/// The name of the browser bundle's files under `/pkg` (`xene.js`,
+/// `xene_bg.wasm`, `xene.css`, beside the splitter's loader and pieces).
 pub const BUNDLE_NAME: &str = "xene";
 
 /// The name the bundle is served under: the fingerprinted folder `cargo

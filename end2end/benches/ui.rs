@@ -29,8 +29,9 @@ async fn main() {
         .expect("no pkg/bundle-name: run `cargo xtask site --release` first");
     let name = name.trim();
     println!("bundle {name} in {}", site.display());
-    // `xene-HASH/xene`: the folder holds every file of the bundle; the
-    // split-off pieces (`split_*`, `chunk_*`) load only on the editor's pages.
+    // `xene-HASH/xene`: the folder holds every file of the bundle; a page
+    // loads the shell and its own group's pieces (`split_*`, `chunk_*`; see
+    // what `cargo xtask site` prints per group).
     let folder = pkg.join(name.split('/').next().unwrap_or(name));
     let mut files: Vec<(String, u64, u64)> = std::fs::read_dir(&folder)
         .expect("the bundle's folder")
@@ -65,7 +66,7 @@ async fn main() {
         every.1 as f64 / 1e3
     );
     println!(
-        "  the editor loads besides {:>8.1} KB raw {:>8.1} KB gzipped",
+        "  all groups' pieces, loaded on demand {:>8.1} KB raw {:>8.1} KB gzipped",
         lazy.0 as f64 / 1e3,
         lazy.1 as f64 / 1e3
     );

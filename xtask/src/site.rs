@@ -1,7 +1,8 @@
 //! Builds the browser bundle: the `xene-app` crate compiled to wasm with its
-//! `hydrate` feature, split (the editor's code becomes a piece fetched on
-//! its first use), bound with wasm-bindgen, plus the stylesheet and the
-//! static files, into `target/site` (what `xene --site-dir` serves).
+//! `hydrate` feature, split (each group of pages' own code becomes a piece
+//! fetched when one of its pages first opens), bound with wasm-bindgen,
+//! plus the stylesheet and the static files, into `target/site` (what
+//! `xene --site-dir` serves).
 
 use std::path::Path;
 use std::process::Command;
@@ -129,8 +130,12 @@ fn strip_names(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
             .filter(|&e| e <= wasm.len())
             .context("a section runs past the end of the module")?;
         let dropped = id == 0 && {
-            let (len, name_at) = leb128(wasm, after)?;
-            let name = wasm.get(name_at..name_at + len).unwrap_or_default();
+            let section = &wasm[..end];
+            let (len, name_at) = leb128(section, after)?;
+            let name = name_at
+                .checked_add(len)
+                .and_then(|name_end| section.get(name_at..name_end))
+                .context("a custom section's name runs past the section")?;
             name == b"name" || name == b"producers"
         };
         if !dropped {
@@ -218,7 +223,9 @@ fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<()> {
             .iter()
             .filter_map(|stem| sizes.get(stem))
             .fold(every, |a, b| (a.0 + b.0, a.1 + b.1));
-        largest = largest.max(own);
+        if own.1 > largest.1 {
+            largest = own;
+        }
         // `dag_pages_HASH`: the group's name is enough here.
         let group = route
             .rsplit_once('_')
@@ -241,9 +248,10 @@ fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<()> {
 }
 
 /// Keeps the newest few bundles besides `current`: a page opened before a
-/// rebuild still fetches its editor piece from its own bundle.
+/// rebuild still fetches its pieces from its own bundle (a piece that
+/// cannot be fetched stops the page).
 fn prune(pkg: &Path, current: &str) -> anyhow::Result<()> {
-    const KEPT: usize = 2;
+    const KEPT: usize = 5;
     let mut older = Vec::new();
     for entry in std::fs::read_dir(pkg)? {
         let entry = entry?;

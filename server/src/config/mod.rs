@@ -30,8 +30,9 @@ pub struct Args {
     #[arg(long, env = "XENE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Directory holding the web UI bundle (`pkg/xene.js`, `pkg/xene_bg.wasm`,
-    /// `pkg/xene.css`). Default: `site` beside the binary, then `../site`
+    /// Directory holding the web UI bundle (`pkg/bundle-name` naming the
+    /// folder of `xene.js`, `xene_bg.wasm`, `xene.css` and the pieces pages
+    /// load on demand). Default: `site` beside the binary, then `../site`
     /// (where `cargo xtask site` puts it for `target/*/xene`), then
     /// `../share/xene/site`.
     #[arg(long, env = "XENE_SITE_DIR")]

@@ -19,14 +19,13 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
-use crate::storage::changes::Versions;
 use crate::storage::{Change, Db, access as people, logs, now_ms, runs};
 
 /// How often an open feed checks that its client may still read it (a
@@ -151,7 +150,7 @@ async fn follow_run(
 ) -> anyhow::Result<()> {
     // Following before the first read, so no change falls between the two.
     let mut following = db.follow(id);
-    let mut versions = Versions::default();
+    let mut versions = following.now();
     let (mut sink, mut incoming) = socket.split();
     let mut ping = ping_timer();
     let mut last_state = String::new();
@@ -245,10 +244,13 @@ async fn wait_for(
                 Ok(change) => {
                     seen.push(change);
                     // Take what else is waiting, so one read serves them all.
-                    while let Ok(more) = changes.try_recv() {
-                        seen.push(more);
+                    loop {
+                        match changes.try_recv() {
+                            Ok(more) => seen.push(more),
+                            Err(TryRecvError::Lagged(_)) => return Ok(vec![Change::All]),
+                            Err(_) => return Ok(seen),
+                        }
                     }
-                    return Ok(seen);
                 }
                 // News was missed: the list reads everything again.
                 Err(RecvError::Lagged(_)) => return Ok(vec![Change::All]),

@@ -27,9 +27,11 @@ pub struct Versions {
 pub struct Hub {
     /// State changes of any run, and "look again": for lists.
     list: broadcast::Sender<Change>,
-    /// The runs somebody follows, each with its versions. An entry lives
-    /// as long as one of its followers does.
-    followed: Mutex<HashMap<i64, watch::Sender<Versions>>>,
+    /// The runs somebody follows, each with its versions and how many
+    /// follow it: an entry lives as long as one of its followers does.
+    /// (The count is kept here, under the lock, because a receiver's own
+    /// count drops only after its holder's `Drop` has run.)
+    followed: Mutex<HashMap<i64, (watch::Sender<Versions>, usize)>>,
 }
 
 impl Hub {
@@ -45,7 +47,7 @@ impl Hub {
         let followed = self.followed.lock().unwrap();
         match change {
             Change::Run(id) => {
-                if let Some(run) = followed.get(&id) {
+                if let Some((run, _)) = followed.get(&id) {
                     run.send_modify(|v| {
                         v.state += 1;
                         v.logs += 1;
@@ -55,12 +57,12 @@ impl Hub {
                 let _ = self.list.send(change);
             }
             Change::Logs(id) => {
-                if let Some(run) = followed.get(&id) {
+                if let Some((run, _)) = followed.get(&id) {
                     run.send_modify(|v| v.logs += 1);
                 }
             }
             Change::All => {
-                for run in followed.values() {
+                for (run, _) in followed.values() {
                     run.send_modify(|v| {
                         v.state += 1;
                         v.logs += 1;
@@ -81,10 +83,11 @@ impl Hub {
     /// Follows one run: news of it from now on.
     pub fn follow(self: &Arc<Self>, run_id: i64) -> Following {
         let mut followed = self.followed.lock().unwrap();
-        let news = followed
+        let (run, followers) = followed
             .entry(run_id)
-            .or_insert_with(|| watch::Sender::new(Versions::default()))
-            .subscribe();
+            .or_insert_with(|| (watch::Sender::new(Versions::default()), 0));
+        *followers += 1;
+        let news = run.subscribe();
         Following {
             hub: Arc::downgrade(self),
             run_id,
@@ -110,6 +113,12 @@ pub struct Following {
 }
 
 impl Following {
+    /// Where the run's news stands now: a follower that starts from here
+    /// is woken only by what comes next.
+    pub fn now(&self) -> Versions {
+        *self.news.borrow()
+    }
+
     /// Waits for news of the run; answers whether its state may have
     /// changed (else only its logs grew). The hub gone (the server
     /// stopping) is an error.
@@ -132,12 +141,11 @@ impl Drop for Following {
             return;
         };
         let mut followed = hub.followed.lock().unwrap();
-        // This follower still counts: it is the last when it is the only one.
-        if followed
-            .get(&self.run_id)
-            .is_some_and(|run| run.receiver_count() <= 1)
-        {
-            followed.remove(&self.run_id);
+        if let Some((_, followers)) = followed.get_mut(&self.run_id) {
+            *followers -= 1;
+            if *followers == 0 {
+                followed.remove(&self.run_id);
+            }
         }
     }
 }
@@ -183,6 +191,31 @@ mod tests {
         drop(a);
         assert_eq!(hub.followed(), 1);
         drop(b);
+        assert_eq!(hub.followed(), 0);
+    }
+
+    /// Followers of one run that end at once, on several threads (as every
+    /// viewer of a run does when it finishes), leave nothing behind.
+    #[test]
+    fn followers_ending_together_leave_nothing_behind() {
+        let hub = Hub::new();
+        for round in 0..200 {
+            let followers: Vec<Following> = (0..8).map(|_| hub.follow(round)).collect();
+            let barrier = Arc::new(std::sync::Barrier::new(followers.len()));
+            let threads: Vec<_> = followers
+                .into_iter()
+                .map(|f| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        drop(f);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
         assert_eq!(hub.followed(), 0);
     }
 }
