@@ -110,19 +110,25 @@ fn cron_oracle() -> anyhow::Result<()> {
         .context("pip install cronsim (Python 3 and pip are needed)")
 }
 
+/// The schemathesis the `api_fuzz` test is known to work with: its command
+/// line and checks change between releases.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
 /// The schema-driven API fuzzer the server's `api_fuzz` test runs: PyPI's
 /// `schemathesis`.
 fn api_fuzzer() -> anyhow::Result<()> {
     if succeeds(Command::new("python3").args(["-c", "import schemathesis"])) {
         return Ok(());
     }
-    util::step("installing the API fuzzer (pip install schemathesis)");
+    util::step(&format!(
+        "installing the API fuzzer (pip install {SCHEMATHESIS})"
+    ));
     let pip = |extra: &[&str]| {
         succeeds(
             Command::new("python3")
                 .args(["-m", "pip", "install", "--quiet"])
                 .args(extra)
-                .arg("schemathesis"),
+                .arg(SCHEMATHESIS),
         )
     };
     // A Debian-managed Python refuses plain installs (PEP 668).

@@ -134,15 +134,19 @@ impl ContainerLimits {
     }
 }
 
-/// `512m`, `2g`, `1048576` (bytes), `0` (no limit): a Docker-style size.
-/// A number of CPUs like `1.5`, for flags; 0 for no limit.
+/// A number of CPUs like `1.5`, for flags; 0 for no limit. Docker itself
+/// refuses less than a hundredth of a CPU, when the container starts.
 pub fn parse_cpus(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(cpus) if cpus.is_finite() && cpus >= 0.0 => Ok(cpus),
+        Ok(cpus) if cpus == 0.0 || (0.01..=1024.0).contains(&cpus) => Ok(cpus),
+        Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Err(format!(
+            "{text:?} CPUs: Docker takes 0.01 to the machine's CPUs (0 for no limit)"
+        )),
         _ => Err(format!("{text:?} is not a number of CPUs like 1.5")),
     }
 }
 
+/// `512m`, `2g`, `1048576` (bytes), `0` (no limit): a Docker-style size.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t);
@@ -681,9 +685,12 @@ mod tests {
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_cpus("1.5"), Ok(1.5));
         assert_eq!(parse_cpus("0"), Ok(0.0));
+        assert_eq!(parse_cpus("0.01"), Ok(0.01));
         assert!(
             parse_cpus("-1").is_err() && parse_cpus("NaN").is_err() && parse_cpus("inf").is_err()
         );
+        // Docker would refuse these only when a container starts.
+        assert!(parse_cpus("0.001").is_err() && parse_cpus("1e6").is_err());
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert_eq!(parse_size("2G"), Ok(2 << 30));
