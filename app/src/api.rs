@@ -309,74 +309,7 @@ pub struct WorkflowVersion {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Run {
-    pub id: i64,
-    pub workflow: String,
-    pub version: i64,
-    pub pipeline: String,
-    pub params: BTreeMap<String, String>,
-    pub trigger: String,
-    pub status: String,
-    pub scheduler_status: String,
-    pub scheduler_reason: Option<String>,
-    pub agent: Option<String>,
-    pub attempt: i64,
-    pub max_attempts: i64,
-    pub cancel_requested: bool,
-    pub error: Option<String>,
-    pub requested_at: i64,
-    pub scheduled_at: Option<i64>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-impl Run {
-    pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "success" | "error" | "cancelled")
-    }
-
-    /// How long it ran (so far, given `now`), in ms.
-    pub fn duration_ms(&self, now: i64) -> Option<i64> {
-        let start = self.started_at?;
-        Some(self.finished_at.unwrap_or(now).max(start) - start)
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StepRun {
-    pub name: String,
-    pub post: bool,
-    pub status: String,
-    pub exit_code: Option<i64>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub duration_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TaskRun {
-    pub name: String,
-    pub status: String,
-    pub attempt: i64,
-    pub output: Option<String>,
-    pub error: Option<String>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub duration_ms: Option<i64>,
-    pub steps: Vec<StepRun>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunDetail {
-    #[serde(flatten)]
-    pub run: Run,
-    #[serde(default)]
-    pub tasks: Vec<TaskRun>,
-}
+pub use xene_core::run::{Run, RunDetail, StepRun, TaskRun};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod params;
 pub mod parse;
 pub mod protocol;
+pub mod run;
 pub mod spec;
 pub mod status;
 mod suggest;

@@ -18,6 +18,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 use xene_core::ansi::{self, Style};
 
+use xene_core::status::TaskStatus;
+
 use crate::api::{RunDetail, enc};
 
 /// A row's height in pixels: the CSS gives `.log-line` the same.
@@ -226,8 +228,8 @@ pub fn LogPane(
                 Some(t) => tasks.iter().find(|x| &x.name == t),
                 None => tasks
                     .iter()
-                    .find(|t| t.status == "error")
-                    .or_else(|| tasks.iter().find(|t| t.status == "running"))
+                    .find(|t| t.status == TaskStatus::Error)
+                    .or_else(|| tasks.iter().find(|t| t.status == TaskStatus::Running))
                     .or_else(|| tasks.iter().find(|t| !t.steps.is_empty())),
             }?;
             let step = match step {
@@ -504,7 +506,7 @@ fn StepPane(
                 .map(|t| {
                     t.steps
                         .iter()
-                        .map(|s| (s.name.clone(), s.status.clone()))
+                        .map(|s| (s.name.clone(), s.status.as_str()))
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default()

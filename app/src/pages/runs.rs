@@ -38,7 +38,7 @@ impl Filters {
     fn matches(&self, run: &Run) -> bool {
         (self.workflow.is_empty() || run.workflow == self.workflow)
             && (self.pipeline.is_empty() || run.pipeline == self.pipeline)
-            && (self.status.is_empty() || run.status == self.status)
+            && (self.status.is_empty() || run.status.as_str() == self.status)
             && (self.trigger.is_empty() || run.trigger == self.trigger)
     }
 
@@ -230,7 +230,7 @@ pub fn RunsPage() -> impl IntoView {
                                                     view! {
                                                         <tr data-run=id>
                                                             <td><a href=format!("/runs/{id}")>"#" {id}</a></td>
-                                                            <td><Status status=Signal::derive(move || current.get().status) /></td>
+                                                            <td><Status status=Signal::derive(move || current.get().status.as_str().to_string()) /></td>
                                                             <td>
                                                                 {move || {
                                                                     let r = current.get();
@@ -364,7 +364,7 @@ fn RunView(data: RunData) -> impl IntoView {
                     (
                         task.name.clone(),
                         NodeState {
-                            status: task.status.clone(),
+                            status: task.status.as_str().to_string(),
                             detail: ms.map(duration_text).unwrap_or_default(),
                         },
                     )
@@ -412,7 +412,7 @@ fn RunView(data: RunData) -> impl IntoView {
         <div class="page-head">
             <h1>
                 "Run #" {run_id} " "
-                <Status status=Signal::derive(move || run().status) />
+                <Status status=Signal::derive(move || run().status.as_str().to_string()) />
             </h1>
             <div class="actions">
                 <Show when=move || me().is_some_and(|m| m.can_edit())>
@@ -473,7 +473,7 @@ fn RunView(data: RunData) -> impl IntoView {
                             <li data-task=name.clone()>
                                 <div class="task-head">
                                     <a href=format!("/runs/{run_id}?task={}", enc(&name))><strong>{name.clone()}</strong></a>
-                                    " " <Status status=task.status.clone() />
+                                    " " <Status status=task.status.as_str().to_string() />
                                     {task.duration_ms.map(|ms| view! { <span class="muted">" " {duration_text(ms)}</span> })}
                                 </div>
                                 {task.output.clone().filter(|o| !o.is_empty()).map(|o| view! {
@@ -486,7 +486,7 @@ fn RunView(data: RunData) -> impl IntoView {
                                         view! {
                                             <li>
                                                 <a href=href>{s.name.clone()}</a>
-                                                " " <Status status=s.status.clone() />
+                                                " " <Status status=s.status.as_str().to_string() />
                                                 {s.exit_code.filter(|c| *c != 0).map(|c| view! { <span class="muted">" exit " {c}</span> })}
                                                 {s.duration_ms.map(|ms| view! { <span class="muted">" " {duration_text(ms)}</span> })}
                                             </li>

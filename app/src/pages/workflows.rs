@@ -265,7 +265,7 @@ fn workflow_row(w: WorkflowRow) -> impl IntoView {
                     Some(run) => {
                         view! {
                             <a href=format!("/runs/{}", run.id)>
-                                <Status status=run.status.clone() />
+                                <Status status=run.status.as_str().to_string() />
                                 " #"
                                 {run.id}
                             </a>
@@ -318,6 +318,16 @@ pub fn WorkflowPage() -> impl IntoView {
     let params = use_params_map();
     let name = move || params.with(|p| p.get("name").unwrap_or_default());
     let data = Resource::new(name, workflow_data);
+    // Made here, with the page, not inside what `data` renders: a resource
+    // made while another one resolves gets its number in whatever order
+    // the server's fetches finish, and the browser would then hydrate it
+    // with another resource's value.
+    let query = use_query_map();
+    let pick = move |key: &str| query.with(|q| q.get(key).and_then(|v| v.parse::<i64>().ok()));
+    let diff = Resource::new(
+        move || (name(), pick("from"), pick("to")),
+        |(name, from, to)| version_diff(name, from, to),
+    );
     view! {
         <Title text=name />
         <nav class="crumbs" aria-label="Breadcrumb">
@@ -330,14 +340,47 @@ pub fn WorkflowPage() -> impl IntoView {
                 data.get()
                     .map(|r| match r {
                         Err(e) => view! { <ErrorBox message=e /> }.into_any(),
-                        Ok(d) => workflow_view(d).into_any(),
+                        Ok(d) => workflow_view(d, diff).into_any(),
                     })
             }}
         </Transition>
     }
 }
 
-fn workflow_view(d: WorkflowData) -> impl IntoView {
+/// Two versions' sources for the diff: `from` (default: the version before
+/// the current one) and `to` (default: the current one).
+async fn version_diff(
+    name: String,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<(i64, i64, String, String), String> {
+    let versions: api::VersionList =
+        api::get(format!("/api/v1/workflows/{}/versions", enc(&name))).await?;
+    let current = versions
+        .versions
+        .iter()
+        .map(|v| v.version)
+        .max()
+        .unwrap_or(1);
+    let previous = versions
+        .versions
+        .iter()
+        .map(|v| v.version)
+        .filter(|v| *v < current)
+        .max()
+        .unwrap_or(current);
+    let (from, to) = (from.unwrap_or(previous), to.unwrap_or(current));
+    let get = |v: i64| {
+        api::get::<api::WorkflowVersion>(format!("/api/v1/workflows/{}/versions/{v}", enc(&name)))
+    };
+    let a = get(from).await?;
+    let b = get(to).await?;
+    Ok((from, to, a.source, b.source))
+}
+
+type Diff = Resource<Result<(i64, i64, String, String), String>>;
+
+fn workflow_view(d: WorkflowData, diff: Diff) -> impl IntoView {
     let detail = d.detail;
     let me = crate::current_user();
     let can_edit = move || me().is_some_and(|m| m.can_edit());
@@ -370,7 +413,7 @@ fn workflow_view(d: WorkflowData) -> impl IntoView {
         </div>
         {(!detail.spec.description.is_empty()).then(|| view! { <p>{detail.spec.description.clone()}</p> })}
         {pipelines}
-        <Versions name=detail.name.clone() versions=d.versions current=detail.version />
+        <Versions versions=d.versions current=detail.version diff />
         <details class="card">
             <summary>"Source of version " {detail.version}</summary>
             <pre class="source">{detail.source.clone()}</pre>
@@ -536,7 +579,7 @@ fn RunForm(workflow: String, pipeline: String, params: Vec<api::Param>) -> impl 
 
 /// The versions, and a diff between any two (`?from=1&to=3`).
 #[component]
-fn Versions(name: String, versions: Vec<api::VersionSummary>, current: i64) -> impl IntoView {
+fn Versions(versions: Vec<api::VersionSummary>, current: i64, diff: Diff) -> impl IntoView {
     let query = use_query_map();
     let pick = move |key: &str, default: i64| {
         query.with(|q| {
@@ -551,24 +594,6 @@ fn Versions(name: String, versions: Vec<api::VersionSummary>, current: i64) -> i
         .filter(|v| *v < current)
         .max()
         .unwrap_or(current);
-    let for_diff = name.clone();
-    let diff = Resource::new(
-        move || (pick("from", previous), pick("to", current)),
-        move |(from, to)| {
-            let name = for_diff.clone();
-            async move {
-                let get = |v: i64| {
-                    api::get::<api::WorkflowVersion>(format!(
-                        "/api/v1/workflows/{}/versions/{v}",
-                        enc(&name)
-                    ))
-                };
-                let a = get(from).await?;
-                let b = get(to).await?;
-                Ok::<_, String>((from, to, a.source, b.source))
-            }
-        },
-    );
     let options = move |selected: i64| {
         versions
             .iter()
@@ -658,26 +683,26 @@ fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
         enc(&pipeline)
     );
     let get_path = hook_path.clone();
-    let hook = Resource::new(
-        || (),
-        move |_| {
-            let path = get_path.clone();
-            async move {
-                let hook = api::get::<api::Hook>(path).await.ok();
-                let deliveries = match &hook {
-                    Some(h) => api::get::<api::DeliveryList>(format!(
-                        "/api/v1/hooks/{}/deliveries",
-                        enc(&h.id)
-                    ))
-                    .await
-                    .map(|d| d.deliveries)
-                    .unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                (hook, deliveries)
-            }
-        },
-    );
+    // Fetched by the browser alone (the server renders "Loading"): made
+    // inside what the page's resource renders, a server-side resource here
+    // would be numbered in the order the fetches finish (see WorkflowPage).
+    let hook = LocalResource::new(move || {
+        let path = get_path.clone();
+        async move {
+            let hook = api::get::<api::Hook>(path).await.ok();
+            let deliveries = match &hook {
+                Some(h) => api::get::<api::DeliveryList>(format!(
+                    "/api/v1/hooks/{}/deliveries",
+                    enc(&h.id)
+                ))
+                .await
+                .map(|d| d.deliveries)
+                .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            (hook, deliveries)
+        }
+    });
     let rotate = Action::new(move |_: &()| {
         let path = hook_path.clone();
         async move {
@@ -691,8 +716,12 @@ fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
     view! {
         <div class="hook">
             <h3>"Webhook"</h3>
-            <Transition fallback=|| view! { <p class="loading">"Loading the hook…"</p> }>
-                {move || hook.get().map(|(h, deliveries)| view! {
+            // Not a Transition: the server renders "Loading" (a local
+            // resource never loads there), and so does the browser until
+            // its fetch is back, so hydration finds what the server sent.
+            {move || match hook.get() {
+                None => view! { <p class="loading">"Loading the hook…"</p> }.into_any(),
+                Some((h, deliveries)) => view! {
                     {match h.clone() {
                         Some(h) => view! {
                             <p>"Deliveries go to " <code class="hook-url">{h.path.clone()}</code>
@@ -719,9 +748,12 @@ fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
                                 {deliveries.into_iter().map(|d| view! {
                                     <tr data-accepted=d.accepted.to_string()>
                                         <td><Time ms=d.received_at /></td>
-                                        <td>{d.scheme.clone()}</td>
+                                        // Never an empty text: the browser drops it
+                                        // from the server's HTML, and hydration
+                                        // then finds no text node where it wants one.
+                                        <td>{non_empty(&d.scheme, "none")}</td>
                                         <td>{d.http_status}</td>
-                                        <td>{d.reason.clone()}</td>
+                                        <td>{non_empty(&d.reason, "—")}</td>
                                         <td>{d.run_id.map(|id| view! { <a href=format!("/runs/{id}")>{format!("#{id}")}</a> })}</td>
                                     </tr>
                                 }).collect_view()}
@@ -730,8 +762,8 @@ fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
                             </div>
                         }.into_any()
                     }}
-                })}
-            </Transition>
+                }.into_any(),
+            }}
             {move || rotate.value().get().map(|r| match r {
                 Err(e) => view! { <ErrorBox message=e /> }.into_any(),
                 Ok(h) => view! {
@@ -743,4 +775,9 @@ fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
             })}
         </div>
     }
+}
+
+/// `text`, or `instead` when it is empty.
+fn non_empty(text: &str, instead: &str) -> String {
+    if text.is_empty() { instead } else { text }.to_string()
 }

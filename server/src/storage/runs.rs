@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use xene_core::context::TaskResult;
 use xene_core::dag::Dag;
 use xene_core::spec::Workflow;
-use xene_core::status::{RunStatus, StepStatus, TaskStatus};
+use xene_core::status::{RunStatus, TaskStatus};
 
 use super::{Backend, Db, StorageError, now_ms};
 
@@ -37,68 +37,7 @@ impl From<sqlx::Error> for RunError {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Run {
-    pub id: i64,
-    pub workflow: String,
-    pub version: i64,
-    pub pipeline: String,
-    pub params: BTreeMap<String, String>,
-    pub trigger: String,
-    #[schema(value_type = String)]
-    pub status: RunStatus,
-    pub scheduler_status: String,
-    pub scheduler_reason: Option<String>,
-    pub agent: Option<String>,
-    pub attempt: i64,
-    pub max_attempts: i64,
-    pub cancel_requested: bool,
-    pub error: Option<String>,
-    pub requested_at: i64,
-    pub scheduled_at: Option<i64>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub lease_expires_at: Option<i64>,
-    /// Why the trigger started it: a cron run's fire (and whether it was
-    /// caught up or waited behind an earlier run), a webhook's scheme.
-    pub trigger_reason: Option<String>,
-    /// A cron run's fire time (UTC ms).
-    pub fired_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TaskRun {
-    pub name: String,
-    #[schema(value_type = String)]
-    pub status: TaskStatus,
-    pub attempt: i64,
-    pub output: Option<String>,
-    pub error: Option<String>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub duration_ms: Option<i64>,
-    pub steps: Vec<StepRun>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct StepRun {
-    pub name: String,
-    /// True for `post` steps, which run whatever happened.
-    pub post: bool,
-    #[schema(value_type = String)]
-    pub status: StepStatus,
-    pub exit_code: Option<i64>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub duration_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RunDetail {
-    #[serde(flatten)]
-    pub run: Run,
-    pub tasks: Vec<TaskRun>,
-}
+pub use xene_core::run::{Run, RunDetail, StepRun, TaskRun};
 
 /// Filters and page for listing runs, newest first.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]

@@ -1,0 +1,129 @@
+//! A run as the API shows it, with its tasks and steps: one definition for
+//! the server, which writes it, and the web UI, which reads it (and a run's
+//! live feed, which carries it).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::{RunStatus, StepStatus, TaskStatus};
+
+/// A run of a pipeline, without its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Run {
+    /// Its id.
+    pub id: i64,
+    /// Its workflow.
+    pub workflow: String,
+    /// The workflow version it runs.
+    pub version: i64,
+    /// The pipeline it runs.
+    pub pipeline: String,
+    /// The values of the pipeline's params.
+    pub params: BTreeMap<String, String>,
+    /// What started it: `manual`, `webhook` or `cron`.
+    pub trigger: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    /// Its status.
+    pub status: RunStatus,
+    /// Whether the scheduler placed it: `not_scheduled` or `scheduled`.
+    pub scheduler_status: String,
+    /// Why it waits, when it does: which agent selector, which capacity.
+    pub scheduler_reason: Option<String>,
+    /// The agent it is placed on.
+    pub agent: Option<String>,
+    /// Its attempt, from 1.
+    pub attempt: i64,
+    /// How many attempts it may take.
+    pub max_attempts: i64,
+    /// Someone asked to cancel it.
+    pub cancel_requested: bool,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When it was requested (UTC ms).
+    pub requested_at: i64,
+    /// When it was placed on an agent (UTC ms).
+    pub scheduled_at: Option<i64>,
+    /// When it started (UTC ms).
+    pub started_at: Option<i64>,
+    /// When it ended (UTC ms).
+    pub finished_at: Option<i64>,
+    /// When its agent's lease on it ends unless renewed (UTC ms).
+    pub lease_expires_at: Option<i64>,
+    /// Why the trigger started it: a cron run's fire (and whether it was
+    /// caught up or waited behind an earlier run), a webhook's scheme.
+    pub trigger_reason: Option<String>,
+    /// A cron run's fire time (UTC ms).
+    pub fired_at: Option<i64>,
+}
+
+/// A task of a run: its status, output and steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskRun {
+    /// The task's name.
+    pub name: String,
+    /// Its status.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: TaskStatus,
+    /// Its attempt, from 1.
+    pub attempt: i64,
+    /// What it wrote to `$XENE_OUTPUT`.
+    pub output: Option<String>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When it started (UTC ms).
+    pub started_at: Option<i64>,
+    /// When it ended (UTC ms).
+    pub finished_at: Option<i64>,
+    /// How long it took, once ended.
+    pub duration_ms: Option<i64>,
+    /// Its steps, in order (`post` steps last).
+    pub steps: Vec<StepRun>,
+}
+
+/// A step of a task's run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepRun {
+    /// The step's name.
+    pub name: String,
+    /// True for `post` steps, which run whatever happened.
+    pub post: bool,
+    /// Its status.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub status: StepStatus,
+    /// Its exit code, once ended.
+    pub exit_code: Option<i64>,
+    /// When it started (UTC ms).
+    pub started_at: Option<i64>,
+    /// When it ended (UTC ms).
+    pub finished_at: Option<i64>,
+    /// How long it took, once ended.
+    pub duration_ms: Option<i64>,
+}
+
+/// A run with its tasks (what `GET /api/v1/runs/{id}` and a run's feed carry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub run: Run,
+    /// Its tasks, pending ones included.
+    pub tasks: Vec<TaskRun>,
+}
+
+impl Run {
+    /// True once it can change no more.
+    pub fn is_finished(&self) -> bool {
+        self.status.is_finished()
+    }
+
+    /// How long it ran (so far, given `now`, UTC ms), in ms.
+    pub fn duration_ms(&self, now: i64) -> Option<i64> {
+        let start = self.started_at?;
+        Some(self.finished_at.unwrap_or(now).max(start) - start)
+    }
+}
