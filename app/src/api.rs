@@ -6,8 +6,10 @@
 //! the same JSON, and nothing the UI does skips the API's guard and rules.
 //! Live feeds are the API's WebSockets, opened by the browser itself.
 //!
-//! The types below mirror the API's JSON bodies leniently: unknown fields are
-//! ignored and new ones default, so the API can grow without breaking pages.
+//! A run, its tasks and steps are `core`'s types, the very ones the server
+//! writes (and a run's feed carries). The other bodies below mirror the
+//! API's JSON leniently: unknown fields are ignored and new ones default,
+//! so the API can grow without breaking pages.
 
 use std::collections::BTreeMap;
 
