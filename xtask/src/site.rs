@@ -85,13 +85,13 @@ fn is_split_file(path: &Path) -> bool {
 /// it fetches pieces relative to its own URL, so all sit in one folder.
 const LOADER: &str = "__wasm_split.js";
 
-/// Which pieces (file stems) each lazy route loads, by the route's split name.
+/// Which pieces (file stems) each lazy group loads, by the group's split name.
 type Pieces = std::collections::HashMap<String, Vec<String>>;
 
-/// Splits the code only one lazy route reaches (`#[lazy_route]`: a page's)
-/// out of the main module into pieces fetched on first use; returns the
-/// main module, for wasm-bindgen, and which pieces each route needs. The
-/// pieces and their loader go to `pkg`.
+/// Splits the code only one lazy group of pages reaches (a `#[leptos::lazy]`
+/// function in `app/src/pages.rs`) out of the main module into pieces
+/// fetched on first use; returns the main module, for wasm-bindgen, and
+/// which pieces each group needs. The pieces and their loader go to `pkg`.
 fn split(wasm: &Path, target: &Path, pkg: &Path) -> anyhow::Result<(std::path::PathBuf, Pieces)> {
     let input = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let main = target.join("xene_split.wasm");
@@ -167,7 +167,7 @@ fn leb128(bytes: &[u8], mut at: usize) -> anyhow::Result<(usize, usize)> {
 /// main module use for each other), served with a year's cache lifetime,
 /// and names it in `pkg/bundle-name` (`xene-HASH/xene`); writes a gzip copy
 /// beside each file (served to browsers that take gzip); and prints the
-/// sizes: what every page loads, and what each page loads besides.
+/// sizes: what every page loads, and what a page of each group loads in all.
 fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<()> {
     let main = [LOADER, "xene.css", "xene.js", "xene_bg.wasm"].map(String::from);
     let mut pieces: Vec<String> = std::fs::read_dir(pkg)?
@@ -226,7 +226,7 @@ fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<()> {
         if own.1 > largest.1 {
             largest = own;
         }
-        // `dag_pages_HASH`: the group's name is enough here.
+        // `run_page_HASH`: the group's name is enough here.
         let group = route
             .rsplit_once('_')
             .filter(|(_, hash)| hash.bytes().all(|b| b.is_ascii_digit()))

@@ -323,7 +323,7 @@ pub fn WorkflowPage() -> impl IntoView {
     // the server's fetches finish, and the browser would then hydrate it
     // with another resource's value.
     let query = use_query_map();
-    let pick = move |key: &str| query.with(|q| q.get(key).and_then(|v| v.parse::<i64>().ok()));
+    let pick = move |key: &str| query.with(|q| version_param(q, key));
     let diff = Resource::new(
         move || (name(), pick("from"), pick("to")),
         |(name, from, to)| version_diff(name, from, to),
@@ -362,13 +362,7 @@ async fn version_diff(
         .map(|v| v.version)
         .max()
         .unwrap_or(1);
-    let previous = versions
-        .versions
-        .iter()
-        .map(|v| v.version)
-        .filter(|v| *v < current)
-        .max()
-        .unwrap_or(current);
+    let previous = version_before(&versions.versions, current);
     let (from, to) = (from.unwrap_or(previous), to.unwrap_or(current));
     let get = |v: i64| {
         api::get::<api::WorkflowVersion>(format!("/api/v1/workflows/{}/versions/{v}", enc(&name)))
@@ -379,6 +373,22 @@ async fn version_diff(
 }
 
 type Diff = Resource<Result<(i64, i64, String, String), String>>;
+
+/// A version number from the query (`?from=1&to=3`).
+fn version_param(query: &leptos_router::params::ParamsMap, key: &str) -> Option<i64> {
+    query.get(key).and_then(|v| v.parse::<i64>().ok())
+}
+
+/// The version the diff starts from by default: the one before `current`
+/// (or `current` itself, the first).
+fn version_before(versions: &[api::VersionSummary], current: i64) -> i64 {
+    versions
+        .iter()
+        .map(|v| v.version)
+        .filter(|v| *v < current)
+        .max()
+        .unwrap_or(current)
+}
 
 fn workflow_view(d: WorkflowData, diff: Diff) -> impl IntoView {
     let detail = d.detail;
@@ -581,19 +591,9 @@ fn RunForm(workflow: String, pipeline: String, params: Vec<api::Param>) -> impl 
 #[component]
 fn Versions(versions: Vec<api::VersionSummary>, current: i64, diff: Diff) -> impl IntoView {
     let query = use_query_map();
-    let pick = move |key: &str, default: i64| {
-        query.with(|q| {
-            q.get(key)
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(default)
-        })
-    };
-    let previous = versions
-        .iter()
-        .map(|v| v.version)
-        .filter(|v| *v < current)
-        .max()
-        .unwrap_or(current);
+    let pick =
+        move |key: &str, default: i64| query.with(|q| version_param(q, key).unwrap_or(default));
+    let previous = version_before(&versions, current);
     let options = move |selected: i64| {
         versions
             .iter()

@@ -507,15 +507,8 @@ pub async fn assign_many(
         Backend::Postgres => {
             let mut failed = None;
             for (id, agent) in placements {
-                let result = sqlx::query(ASSIGN)
-                    .bind(*agent)
-                    .bind(now)
-                    .bind(now + lease_ms)
-                    .bind(*id)
-                    .execute(db.pool())
-                    .await;
-                match result {
-                    Ok(r) => placed.push(r.rows_affected() == 1),
+                match assign_one(db.pool(), *id, agent, now, lease_ms).await {
+                    Ok(done) => placed.push(done),
                     Err(e) => {
                         failed = Some(StorageError::from(e));
                         break;
@@ -550,17 +543,29 @@ async fn assign_chunk(
     let mut done = Vec::with_capacity(chunk.len());
     let mut tx = db.begin_write().await?;
     for (id, agent) in chunk {
-        let result = sqlx::query(ASSIGN)
-            .bind(*agent)
-            .bind(now)
-            .bind(now + lease_ms)
-            .bind(*id)
-            .execute(&mut *tx)
-            .await?;
-        done.push(result.rows_affected() == 1);
+        done.push(assign_one(&mut *tx, *id, agent, now, lease_ms).await?);
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// One placement; whether it was made (the run still queued, its agent
+/// not revoked).
+async fn assign_one<'c>(
+    conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    id: i64,
+    agent: &str,
+    now: i64,
+    lease_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(ASSIGN)
+        .bind(agent)
+        .bind(now)
+        .bind(now + lease_ms)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 /// Records why a queued run is still waiting.
