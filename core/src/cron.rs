@@ -4,8 +4,9 @@
 //! Fields take `*`, numbers, lists (`1,15`), ranges (`1-5`), steps (`*/15`,
 //! `0-30/10`, `5/10`), month names (`jan`) and day names (`mon`, with 0 and 7
 //! both Sunday). `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly` and
-//! `@yearly` (`@annually`) stand for their usual lines. As in Vixie cron, when
-//! both day fields are restricted a day matching either one fires.
+//! `@yearly` (`@annually`) stand for their usual lines. As in Debian's cron,
+//! when both day fields are restricted a day matching either one fires; when
+//! either starts with `*` (`*/2` included) a day must match both.
 
 use chrono::{
     DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc,
@@ -148,11 +149,13 @@ impl Schedule {
     fn matches_day(&self, d: NaiveDate) -> bool {
         let dom = bit(self.days_of_month, d.day());
         let dow = bit(self.days_of_week, d.weekday().num_days_from_sunday());
-        match (self.any_day_of_month, self.any_day_of_week) {
-            (true, true) => true,
-            (true, false) => dow,
-            (false, true) => dom,
-            (false, false) => dom || dow,
+        // Debian's cron: when either field starts with `*` (`*/2` too) a
+        // day must match both, else either. Testing only the other field
+        // when one starts with `*` lost the step: `*/2` fired every day.
+        if self.any_day_of_month || self.any_day_of_week {
+            dom && dow
+        } else {
+            dom || dow
         }
     }
 
@@ -161,8 +164,9 @@ impl Schedule {
     /// like `0 0 30 2 *`. Time zones and DST are the caller's business.
     pub fn next_after(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
         let start = after.with_second(0)?.with_nanosecond(0)? + Duration::minutes(1);
-        // A leap day can be 8 years away (2096 -> 2104); past that it never fires.
-        let give_up = start.year() + 9;
+        // A leap day on a given weekday can be 40 years away (2088 -> 2128,
+        // across 2100, which is no leap year); past that it never fires.
+        let give_up = start.year() + 41;
         let mut t = start;
         while t.year() <= give_up {
             if !bit(self.months, t.month()) {
@@ -496,6 +500,72 @@ mod tests {
             next("5/20 1-2 * JAN,dec *", "2025-01-01 01:50"),
             "2025-01-01 02:05 Wed"
         );
+    }
+
+    /// `*/2` in a day field fired every day: a field starting with `*`
+    /// was taken to allow every day, whatever its step.
+    #[test]
+    fn steps_in_day_fields_follow_debian_cron() {
+        let fires = |line: &str, after: &str, count: usize| {
+            let s = Schedule::parse(line).unwrap();
+            let mut t = at(after);
+            (0..count)
+                .map(|_| {
+                    t = s.next_after(t).unwrap();
+                    t.format("%m-%d %a").to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fires("0 12 */2 * *", "2026-01-01 00:00", 4),
+            ["01-01 Thu", "01-03 Sat", "01-05 Mon", "01-07 Wed"]
+        );
+        // Odd days, then a 31st and the 1st in a row.
+        assert_eq!(
+            fires("0 12 */2 * *", "2026-01-28 00:00", 3),
+            ["01-29 Thu", "01-31 Sat", "02-01 Sun"]
+        );
+        // One day field starting with `*`: a day must match both.
+        assert_eq!(
+            fires("0 12 */2 * mon", "2026-01-01 00:00", 3),
+            ["01-05 Mon", "01-19 Mon", "02-09 Mon"]
+        );
+        assert_eq!(
+            fires("0 12 1-10 * */2", "2026-01-01 00:00", 4),
+            ["01-01 Thu", "01-03 Sat", "01-04 Sun", "01-06 Tue"]
+        );
+        // Both restricted: either.
+        assert_eq!(
+            fires("0 12 1-3/2 * 1-5/4", "2026-01-01 00:00", 4),
+            ["01-01 Thu", "01-02 Fri", "01-03 Sat", "01-05 Mon"]
+        );
+        // 7 is Sunday in a step too; `A/N` runs to the field's end.
+        assert_eq!(
+            fires("0 0 * * 1-7/3", "2026-01-01 00:00", 3),
+            ["01-04 Sun", "01-05 Mon", "01-08 Thu"]
+        );
+        assert_eq!(
+            fires("0 0 20/5 * *", "2026-01-01 00:00", 3),
+            ["01-20 Tue", "01-25 Sun", "01-30 Fri"]
+        );
+    }
+
+    /// With one day field starting with `*`, a day must match both, and a
+    /// date on a weekday can be decades away; finding it stays quick.
+    #[test]
+    fn rare_days_are_found_far_ahead() {
+        assert_eq!(
+            next("0 0 29 2 */7", "2088-03-01 00:00"),
+            "2128-02-29 00:00 Sun"
+        );
+        assert_eq!(
+            next("27 1 18 10 */7", "2026-10-19 00:00"),
+            "2037-10-18 01:27 Sun"
+        );
+        let fire = fires("0 0 29 2 */7", "America/New_York", "2088-03-01 00:00", 1);
+        assert_eq!(fire, ["2128-02-29 00:00 -05:00"]);
+        let fire = fires("*/30 * 29 2 */7", "America/New_York", "2088-03-01 00:00", 1);
+        assert_eq!(fire, ["2128-02-29 00:00 -05:00"]);
     }
 
     #[test]

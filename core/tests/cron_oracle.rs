@@ -110,8 +110,7 @@ fn python_has_cronsim() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[test]
-fn fire_times_match_cronsim() {
+fn ensure_cronsim() {
     if !python_has_cronsim() {
         let status = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "cronsim"])
@@ -119,13 +118,86 @@ fn fire_times_match_cronsim() {
             .expect("python3 must be installed for the cron oracle");
         assert!(status.success(), "pip install cronsim failed");
     }
+}
+
+#[test]
+fn fire_times_match_cronsim() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    const COUNT: usize = 6;
     let mut cases = Vec::new();
     for i in 0..1200 {
         let zone = ZONES[i % ZONES.len()];
         cases.push((line(&mut rng), zone, start(&mut rng)));
     }
+    compare_with_cronsim(&cases);
+}
+
+/// A field in one of the step forms, or a plain one: `*/N`, `A-B/N`,
+/// `A/N` (from A to the field's end), a value, `*`. Values start at most
+/// at `top`, so a day field never asks for a day a month lacks.
+fn step_field(rng: &mut Rng, min: u64, max: u64, top: u64) -> String {
+    let span = max - min;
+    let a = min + rng.below(top - min + 1);
+    match rng.below(5) {
+        0 | 1 => format!("*/{}", 1 + rng.below(span)),
+        2 => {
+            let b = a + rng.below(max - a + 1);
+            format!("{a}-{b}/{}", 1 + rng.below(span))
+        }
+        3 => format!("{a}/{}", 1 + rng.below(span)),
+        _ => a.to_string(),
+    }
+}
+
+/// A restricted day field that does not start with `*`.
+fn restricted(rng: &mut Rng, min: u64, max: u64, top: u64) -> String {
+    loop {
+        let f = step_field(rng, min, max, top);
+        if !f.starts_with('*') {
+            return f;
+        }
+    }
+}
+
+/// Steps in every field, and `*/N` in one day field with the other day
+/// field restricted (or `*`): whether a day must match both fields or
+/// either depends on which starts with `*`, steps included.
+#[test]
+fn step_forms_match_cronsim() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut cases = Vec::new();
+    for i in 0..600 {
+        let zone = ZONES[i % ZONES.len()];
+        let minute = step_field(&mut rng, 0, 59, 59);
+        let hour = step_field(&mut rng, 0, 23, 23);
+        let month = match rng.below(3) {
+            0 => step_field(&mut rng, 1, 12, 12),
+            _ => "*".into(),
+        };
+        let (dom, dow) = match i % 4 {
+            0 => (
+                format!("*/{}", 1 + rng.below(30)),
+                restricted(&mut rng, 0, 7, 7),
+            ),
+            1 => (
+                restricted(&mut rng, 1, 31, 28),
+                format!("*/{}", 1 + rng.below(7)),
+            ),
+            2 => (format!("*/{}", 1 + rng.below(30)), "*".into()),
+            _ => (
+                step_field(&mut rng, 1, 31, 28),
+                step_field(&mut rng, 0, 7, 7),
+            ),
+        };
+        let line = format!("{minute} {hour} {dom} {month} {dow}");
+        cases.push((line, zone, start(&mut rng)));
+    }
+    compare_with_cronsim(&cases);
+}
+
+/// The next fires of every case, from Xene and from cronsim, must agree.
+fn compare_with_cronsim(cases: &[(String, &str, DateTime<Utc>)]) {
+    ensure_cronsim();
+    const COUNT: usize = 6;
     let input: Vec<(String, &str, i64, usize)> = cases
         .iter()
         .map(|(l, z, s)| (l.clone(), *z, s.timestamp(), COUNT))
