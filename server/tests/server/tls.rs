@@ -119,6 +119,13 @@ async fn the_server_speaks_https_with_its_certificate() {
         response.ends_with(r#"{"database":"sqlite","status":"ok"}"#),
         "{response}"
     );
+    // Browsers are told to come back over HTTPS only.
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{response}"
+    );
     // The install command points at the HTTPS address.
     let script = get(server.addr, &pki.ca_pem, None, "/install.sh")
         .await
