@@ -18,6 +18,7 @@ pub mod params;
 pub mod parse;
 pub mod protocol;
 pub mod run;
+mod shell;
 pub mod spec;
 pub mod status;
 mod suggest;

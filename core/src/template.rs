@@ -10,6 +10,7 @@
 //! [`render`] (env values, images) pastes values where no shell reads them.
 
 use crate::context::EvalContext;
+use crate::shell::Lexer;
 
 /// A value a template or a condition reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,12 +58,21 @@ pub enum TemplateError {
     /// A reference to a param the pipeline does not declare.
     #[error("unknown param {0:?} in template")]
     UnknownParam(String),
-    /// A reference in a script where no quoting keeps its value data.
+    /// A reference in a script where no quoting keeps its value data:
+    /// where it stands.
     #[error(
         "a template {0} cannot be kept from running as code: use the variable it stands for instead \
          (like \"$XENE_PARAM_NAME\" or \"$XENE_OUTPUT_TASK\"), passed on through the environment"
     )]
-    UnsafePlace(&'static str),
+    UnsafePlace(String),
+    /// A reference in a heredoc's body (or its delimiter), where it would
+    /// print with quotes around it, or as the variable's name.
+    #[error(
+        "a template inside a heredoc prints its value in quotes, or the variable's name under <<'EOF': \
+         write the variable it stands for instead (like $XENE_PARAM_NAME or $XENE_OUTPUT_TASK), \
+         which an unquoted heredoc expands"
+    )]
+    InHeredoc,
 }
 
 enum Piece<'a> {
@@ -208,133 +218,6 @@ fn var_suffix(name: &str) -> String {
         .collect()
 }
 
-/// Where a script's text stands, as far as `sh` quoting goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Quoting {
-    Plain,
-    Single,
-    Double,
-}
-
-/// Follows a script's quoting, a character at a time, well enough to quote
-/// a variable reference to suit where it stands.
-struct Lexer {
-    quoting: Quoting,
-    escaped: bool,
-    /// Inside `$(( ))`: the parentheses open, and the quoting around it.
-    arith: Option<(u32, Quoting)>,
-    /// Inside bash's `(( ))` or `[[ ]]`, which evaluate even a quoted value
-    /// as arithmetic (`-eq`, array subscripts): the parentheses open for
-    /// `((`, 0 for `[[`.
-    bash_test: Option<u32>,
-    /// In a `#` comment, to the end of its line.
-    comment: bool,
-    /// The two characters before, to see `$((`, `((` and `[[` coming.
-    last: [char; 2],
-}
-
-impl Lexer {
-    fn new() -> Self {
-        Self {
-            quoting: Quoting::Plain,
-            escaped: false,
-            arith: None,
-            bash_test: None,
-            comment: false,
-            last: ['\n', '\n'],
-        }
-    }
-
-    fn push(&mut self, c: char) {
-        let last = self.last;
-        self.last = [last[1], c];
-        if self.comment {
-            self.comment = c != '\n';
-            return;
-        }
-        // A `#` starting a word outside quotes starts a comment, whose
-        // quotes (`# don't`) mean nothing.
-        if c == '#'
-            && !self.escaped
-            && self.quoting == Quoting::Plain
-            && self.arith.is_none()
-            && (last[1].is_whitespace() || matches!(last[1], ';' | '&' | '|' | '(' | ')'))
-        {
-            self.comment = true;
-            return;
-        }
-        if self.escaped {
-            self.escaped = false;
-            return;
-        }
-        if let Some((depth, outer)) = &mut self.arith {
-            match c {
-                '(' => *depth += 1,
-                ')' => {
-                    *depth -= 1;
-                    if *depth == 0 {
-                        self.quoting = *outer;
-                        self.arith = None;
-                    }
-                }
-                _ => {}
-            }
-            return;
-        }
-        if c == '(' && last == ['$', '('] && self.quoting != Quoting::Single {
-            self.arith = Some((2, self.quoting));
-            return;
-        }
-        if self.quoting == Quoting::Plain {
-            match (&mut self.bash_test, c) {
-                (Some(0), ']') if last[1] == ']' => self.bash_test = None,
-                (Some(depth), '(') if *depth > 0 => *depth += 1,
-                (Some(depth), ')') if *depth > 0 => {
-                    *depth -= 1;
-                    if *depth == 0 {
-                        self.bash_test = None;
-                    }
-                }
-                (None, '[') if last[1] == '[' => self.bash_test = Some(0),
-                (None, '(') if last[1] == '(' && last[0] != '$' => self.bash_test = Some(2),
-                _ => {}
-            }
-        }
-        self.quoting = match (self.quoting, c) {
-            (Quoting::Plain | Quoting::Double, '\\') => {
-                self.escaped = true;
-                self.quoting
-            }
-            (Quoting::Plain, '\'') => Quoting::Single,
-            (Quoting::Plain, '"') => Quoting::Double,
-            (Quoting::Single, '\'') | (Quoting::Double, '"') => Quoting::Plain,
-            (q, _) => q,
-        };
-    }
-
-    /// A reference to `var` as it must be written here, or why none is safe.
-    fn reference(&mut self, var: &str) -> Result<String, TemplateError> {
-        self.escaped = false;
-        self.last = ['}', '}'];
-        if self.arith.is_some() {
-            // Arithmetic evaluates a bare value as an expression (bash runs
-            // `a[$(cmd)]` there): only an integer, by printf, gets in.
-            return Ok(format!("$(printf '%d' \"${{{var}}}\")"));
-        }
-        if self.bash_test.is_some() {
-            return Err(TemplateError::UnsafePlace("inside bash's [[ ]] or (( ))"));
-        }
-        match self.quoting {
-            Quoting::Plain => Ok(format!("\"${{{var}}}\"")),
-            Quoting::Double => Ok(format!("${{{var}}}")),
-            // Single quotes usually hand their text to another shell (`sh
-            // -c '...'`, `ssh host '...'`), which would run a value pasted
-            // there: no rendering is safe both ways.
-            Quoting::Single => Err(TemplateError::UnsafePlace("inside single quotes")),
-        }
-    }
-}
-
 /// Expands a step script: every reference becomes a reference to the
 /// environment variable that carries its value (see [`param_var`] and
 /// [`output_var`]), never the value itself, so a value from outside the
@@ -345,10 +228,13 @@ impl Lexer {
 /// inside `$(( ))`, where a shell would evaluate a value as an expression,
 /// `$(printf '%d' "${VAR}")`, the value as an integer only. Inside single
 /// quotes (text usually meant for another shell) and bash's `[[ ]]` and
-/// `(( ))` (which evaluate quoted values as arithmetic) no form is safe:
-/// those are errors, found when the workflow is applied. A value the script
-/// itself hands to another shell (`sh -c "..."`, `eval`, `ssh`) is that
-/// shell's input: pass the variable on instead.
+/// `(( ))` (which evaluate quoted values as arithmetic) no form is safe,
+/// nor in text the script hands to another shell or interpreter as code
+/// (the arguments of `eval`, the code of `sh -c "..."`, `su -c`, `ssh host
+/// "..."`, `python -c`), where the outer shell expands the variable and the
+/// inner one runs the value; a heredoc's body would print the reference
+/// with its quotes. Those are errors, found when the workflow is applied
+/// (the `shell` module reads the script).
 ///
 /// A reference to a task or param missing from `ctx` is an error, as in
 /// [`render`].
