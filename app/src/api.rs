@@ -287,6 +287,10 @@ pub struct WorkflowDetail {
     pub source: String,
     pub created_at: i64,
     pub pipelines: Vec<PipelineState>,
+    /// Protected secrets this version uses; its runs need an admin's approval.
+    pub protected_secrets: Vec<String>,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

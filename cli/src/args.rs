@@ -124,6 +124,17 @@ pub enum Command {
     #[command(after_help = "Examples:
   xenectl cancel 42")]
     Cancel { run: i64 },
+    /// Approve a workflow version for the protected secrets it uses
+    /// (admins). Read it first: whatever it runs sees their values.
+    #[command(after_help = "Examples:
+  xenectl describe workflow deploy
+  xenectl approve deploy --version 7")]
+    Approve {
+        workflow: String,
+        /// The version to approve (`xenectl describe workflow` shows the current one).
+        #[arg(long)]
+        version: i64,
+    },
     /// Start a run's pipeline again with the same parameters.
     #[command(after_help = "Examples:
   xenectl rerun 42 --wait")]
@@ -437,7 +448,9 @@ pub enum SecretsCommand {
     #[command(after_help = "Examples:
   xenectl secrets set DEPLOY_TOKEN < token.txt
   printf %s \"$TOKEN\" | xenectl secrets set DEPLOY_TOKEN --workflow site
-  xenectl secrets set TLS_KEY --from-file key.pem")]
+  xenectl secrets set TLS_KEY --from-file key.pem
+  xenectl secrets set PROD_KEY --protected --allow deploy/prod < key.txt
+  xenectl secrets set PROD_KEY --keep-value --allow deploy/prod --allow release")]
     Set {
         name: String,
         /// Only for this workflow's runs (it wins over a global one).
@@ -446,6 +459,24 @@ pub enum SecretsCommand {
         /// Read the value from this file, as it is.
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        /// Protected: only workflow versions an admin approved may use it
+        /// (`xenectl approve`), in the workflows --allow names.
+        #[arg(long, conflicts_with = "unprotected")]
+        protected: bool,
+        /// No longer protected: every editor's workflow may use it again.
+        #[arg(long)]
+        unprotected: bool,
+        /// A workflow, or WORKFLOW/PIPELINE, that may use the protected
+        /// secret (repeatable; replaces the list).
+        #[arg(
+            long,
+            value_name = "WORKFLOW[/PIPELINE]",
+            conflicts_with = "unprotected"
+        )]
+        allow: Vec<String>,
+        /// Change only the protection, keeping the stored value.
+        #[arg(long, conflicts_with = "from_file")]
+        keep_value: bool,
     },
     /// Delete a secret.
     #[command(

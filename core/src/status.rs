@@ -73,6 +73,8 @@ pub enum TaskStatus {
     Skipped,
     /// The run was cancelled while it ran.
     Cancelled,
+    /// It was running when its run ended without news from its agent.
+    Unknown,
 }
 
 impl TaskStatus {
@@ -91,6 +93,7 @@ impl TaskStatus {
             Self::NotExecuted => "not_executed",
             Self::Skipped => "skipped",
             Self::Cancelled => "cancelled",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -111,6 +114,8 @@ pub enum StepStatus {
     NotExecuted,
     /// The run was cancelled while it ran.
     Cancelled,
+    /// It was running when its run ended without news from its agent.
+    Unknown,
 }
 
 impl StepStatus {
@@ -123,6 +128,7 @@ impl StepStatus {
             Self::Error => "error",
             Self::NotExecuted => "not_executed",
             Self::Cancelled => "cancelled",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -157,8 +163,8 @@ macro_rules! from_str_by_name {
 
 from_str_by_name! {
     RunStatus => [Queued, StartingUp, Running, Success, Error, Cancelled, ShuttingDown, Unknown],
-    TaskStatus => [Pending, Running, Success, Error, NotExecuted, Skipped, Cancelled],
-    StepStatus => [Pending, Running, Success, Error, NotExecuted, Cancelled]
+    TaskStatus => [Pending, Running, Success, Error, NotExecuted, Skipped, Cancelled, Unknown],
+    StepStatus => [Pending, Running, Success, Error, NotExecuted, Cancelled, Unknown]
 }
 
 #[cfg(test)]

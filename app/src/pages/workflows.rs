@@ -422,6 +422,7 @@ fn workflow_view(d: WorkflowData, diff: Diff) -> impl IntoView {
             </Show>
         </div>
         {(!detail.spec.description.is_empty()).then(|| view! { <p>{detail.spec.description.clone()}</p> })}
+        {approval(&detail)}
         {pipelines}
         <Versions versions=d.versions current=detail.version diff />
         <details class="card">
@@ -588,6 +589,19 @@ fn RunForm(workflow: String, pipeline: String, params: Vec<api::Param>) -> impl 
 }
 
 /// The versions, and a diff between any two (`?from=1&to=3`).
+/// Whether this version may have the protected secrets it names.
+fn approval(d: &api::WorkflowDetail) -> Option<impl IntoView + use<>> {
+    let names = (!d.protected_secrets.is_empty()).then(|| d.protected_secrets.join(", "))?;
+    let (v, w) = (d.version, &d.name);
+    let text = match &d.approved_by {
+        Some(by) => format!("Uses protected secrets {names}: approved by {by}."),
+        None => format!(
+            "Uses protected secrets {names}: its runs are refused until an admin approves version {v} (xenectl approve {w} --version {v})."
+        ),
+    };
+    Some(view! { <p class="card" id="approval">{text}</p> })
+}
+
 #[component]
 fn Versions(versions: Vec<api::VersionSummary>, current: i64, diff: Diff) -> impl IntoView {
     let query = use_query_map();

@@ -100,6 +100,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             wait,
         } => runs::start(&ctx, &target, &params, wait).await,
         Command::Cancel { run } => runs::cancel(&ctx, run).await,
+        Command::Approve { workflow, version } => {
+            workflows::approve(&ctx, &workflow, version).await
+        }
         Command::Rerun { run, wait } => runs::rerun(&ctx, run, wait).await,
         Command::Logs {
             run,

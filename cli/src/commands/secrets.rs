@@ -20,24 +20,43 @@ pub async fn run(ctx: &Ctx, command: SecretsCommand) -> anyhow::Result<Exit> {
             name,
             workflow,
             from_file,
+            protected,
+            unprotected,
+            allow,
+            keep_value,
         } => {
+            let mut body = json!({});
+            if protected || !allow.is_empty() {
+                body["protected"] = json!(true);
+            }
+            if unprotected {
+                body["protected"] = json!(false);
+                body["allow"] = json!([]);
+            }
+            if !allow.is_empty() {
+                body["allow"] = json!(allow);
+            }
             let value = match from_file {
+                _ if keep_value => None,
                 Some(path) => {
                     let file = std::fs::File::open(&path).map_err(|e| {
                         fail(Exit::Usage, format!("cannot read {}: {e}", path.display()))
                     })?;
-                    read_value(file, false)?
+                    Some(read_value(file, false)?)
                 }
                 None => {
                     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                         eprintln!("Type the value of {name}, then Enter and Ctrl-D:");
                     }
-                    read_value(std::io::stdin(), true)?
+                    Some(read_value(std::io::stdin(), true)?)
                 }
             };
+            if let Some(value) = value {
+                body["value"] = json!(value);
+            }
             let answer = ctx
                 .client
-                .put(&path(&name, workflow.as_deref()), json!({ "value": value }))
+                .put(&path(&name, workflow.as_deref()), body)
                 .await?;
             if output::structured(ctx.format, &answer.body) {
                 return Ok(Exit::Ok);
@@ -47,7 +66,18 @@ pub async fn run(ctx: &Ctx, command: SecretsCommand) -> anyhow::Result<Exit> {
             } else {
                 "replaced"
             };
-            println!("secret/{} {verb}", scoped(&name, workflow.as_deref()));
+            let protection = match answer.body["allow"].as_array() {
+                Some(allow) if answer.body["protected"] == true && !allow.is_empty() => {
+                    let names: Vec<String> = allow.iter().map(output::cell).collect();
+                    format!(" (protected; allowed: {})", names.join(", "))
+                }
+                _ if answer.body["protected"] == true => " (protected)".to_string(),
+                _ => String::new(),
+            };
+            println!(
+                "secret/{} {verb}{protection}",
+                scoped(&name, workflow.as_deref())
+            );
             Ok(Exit::Ok)
         }
         SecretsCommand::Rm { name, workflow } => {
@@ -93,13 +123,35 @@ pub async fn list(ctx: &Ctx, workflow: Option<&str>) -> anyhow::Result<Exit> {
                 s["workflow"]
                     .as_str()
                     .map_or_else(|| "(global)".to_string(), str::to_string),
+                protection(s),
                 output::cell(&s["updated_by"]),
                 output::time(s["updated_at"].as_i64()),
             ]
         })
         .collect();
-    output::table(&["NAME", "WORKFLOW", "UPDATED BY", "UPDATED"], &rows);
+    output::table(
+        &["NAME", "WORKFLOW", "PROTECTED", "UPDATED BY", "UPDATED"],
+        &rows,
+    );
     Ok(Exit::Ok)
+}
+
+/// "no", or "yes: " and who may use it.
+fn protection(secret: &serde_json::Value) -> String {
+    if secret["protected"] != true {
+        return "no".to_string();
+    }
+    let allow: Vec<String> = secret["allow"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(output::cell)
+        .collect();
+    if allow.is_empty() {
+        "yes: its workflow".to_string()
+    } else {
+        format!("yes: {}", allow.join(", "))
+    }
 }
 
 /// Reads a value, bounded; from stdin, one trailing newline (what `echo`
@@ -180,6 +232,7 @@ pub async fn describe(ctx: &Ctx, name: &str, workflow: Option<&str>) -> anyhow::
         output::time(secret["updated_at"].as_i64()),
         output::cell(&secret["updated_by"])
     );
+    println!("Protected:  {}", protection(&secret));
     println!("Value:      (never shown)");
     Ok(Exit::Ok)
 }

@@ -290,6 +290,25 @@ pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
     println!("Name:        {}", output::cell(&body["name"]));
     println!("Version:     {}", output::cell(&body["version"]));
     println!("Applied:     {}", output::time(body["created_at"].as_i64()));
+    let protected: Vec<String> = body["protected_secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(output::cell)
+        .collect();
+    if !protected.is_empty() {
+        println!("Protected:   {}", protected.join(", "));
+        match body["approved_by"].as_str() {
+            Some(by) => println!(
+                "Approved:    {} by {by}",
+                output::time(body["approved_at"].as_i64())
+            ),
+            None => println!(
+                "Approved:    no: its runs are refused until an admin runs `xenectl approve {name} --version {}`",
+                output::cell(&body["version"])
+            ),
+        }
+    }
     if let Some(description) = body["spec"]["description"].as_str() {
         println!("Description: {description}");
     }
@@ -337,6 +356,44 @@ pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
             })
             .collect();
         output::table(&["  ID", "PIPELINE", "STATUS", "REQUESTED"], &rows);
+    }
+    Ok(Exit::Ok)
+}
+
+/// Approves a version for the protected secrets it uses.
+pub async fn approve(ctx: &Ctx, name: &str, version: i64) -> anyhow::Result<Exit> {
+    let body = ctx
+        .client
+        .post(
+            &format!(
+                "/api/v1/workflows/{}/versions/{version}/approve",
+                encode(name)
+            ),
+            serde_json::json!({}),
+        )
+        .await?;
+    if output::structured(ctx.format, &body) {
+        return Ok(Exit::Ok);
+    }
+    let secrets: Vec<String> = body["protected_secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(output::cell)
+        .collect();
+    let uses = if secrets.is_empty() {
+        "it uses no protected secret now".to_string()
+    } else {
+        format!("protected secrets: {}", secrets.join(", "))
+    };
+    if body["changed"] == true {
+        println!("workflow/{name} version {version} approved ({uses})");
+    } else {
+        println!(
+            "workflow/{name} version {version} was approved already by {} at {} ({uses})",
+            output::cell(&body["approved_by"]),
+            output::time(body["approved_at"].as_i64())
+        );
     }
     Ok(Exit::Ok)
 }

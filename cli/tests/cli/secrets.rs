@@ -166,3 +166,82 @@ async fn secrets_are_set_from_stdin_or_a_file_and_never_shown() {
     let out = run(xenectl(&["secrets", "rm", "DEPLOY_TOKEN"])).await;
     assert_eq!(out.code, 4, "{out:?}");
 }
+
+const GUARDED: &str = "
+name: guarded
+pipelines:
+  p:
+    tasks:
+      t:
+        secrets: [PROD_KEY]
+        steps: ['test \"$PROD_KEY\" = prod-value-77']
+";
+
+#[tokio::test]
+async fn a_protected_secret_waits_for_xenectl_approve() {
+    let home = Home::new();
+    let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
+    let xenectl = |args: &[&str]| {
+        let mut cmd = home.xenectl(args);
+        cmd.env("XENE_SERVER", &xene.base);
+        cmd
+    };
+    let value = write(&home, "prod.txt", "prod-value-77");
+    let out = run_in(
+        &xenectl,
+        &[
+            "secrets",
+            "set",
+            "PROD_KEY",
+            "--from-file",
+            value.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // Applied before the protection: this version was never approved.
+    let spec = write(&home, "guarded.yaml", GUARDED);
+    let out = run_in(&xenectl, &["apply", "-f", spec.to_str().unwrap()]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = run_in(
+        &xenectl,
+        &[
+            "secrets",
+            "set",
+            "PROD_KEY",
+            "--keep-value",
+            "--allow",
+            "guarded/p",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("protected; allowed: guarded/p"),
+        "{out:?}"
+    );
+    let out = run_in(&xenectl, &["get", "secrets"]).await;
+    assert!(out.stdout.contains("yes: guarded/p"), "{out:?}");
+
+    let out = run_in(&xenectl, &["run", "guarded/p"]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("version 1")
+            && out.stderr.contains("xenectl approve guarded --version 1"),
+        "{out:?}"
+    );
+    let out = run_in(&xenectl, &["describe", "workflow", "guarded"]).await;
+    assert!(
+        out.stdout.contains("PROD_KEY") && out.stdout.contains("Approved:    no"),
+        "{out:?}"
+    );
+    let out = run_in(&xenectl, &["approve", "guarded", "--version", "1"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("approved (protected secrets: PROD_KEY)"),
+        "{out:?}"
+    );
+    let out = run_in(&xenectl, &["run", "guarded/p", "--wait"]).await;
+    assert_eq!(out.code, 0, "the step saw the value: {out:?}");
+}

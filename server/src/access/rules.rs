@@ -84,6 +84,12 @@ pub static RULES: &[Rule] = &[
         "/api/v1/workflows/{name}/versions/{version}/layout",
         EDITOR,
     ),
+    // Lets a version have the protected secrets it names.
+    rule(
+        Method::POST,
+        "/api/v1/workflows/{name}/versions/{version}/approve",
+        ADMIN,
+    ),
     rule(
         Method::POST,
         "/api/v1/workflows/{name}/pipelines/{pipeline}/runs",

@@ -248,7 +248,7 @@ impl LocalAgent {
             .await;
         };
         let names = secrets::names_used(&pipeline);
-        let resolved = secrets::resolve(db, &self.ctx.vault, &run.workflow, &names).await?;
+        let resolved = secrets::resolve(db, &self.ctx.vault, &run, &names).await?;
         if !resolved.unavailable.is_empty() {
             // The supervisor hands the run on if this server never gets the key.
             return Ok(());

@@ -1,6 +1,8 @@
 //! The supervisor: runs whose agent stopped renewing their lease become
-//! `unknown` and, with attempts left, go back to the queue; agents that went
-//! silent are marked offline.
+//! `unknown` and, with attempts left, go back to the queue; with none left
+//! their unfinished tasks and steps end too (`unknown` if they were running,
+//! `not_executed` if they never started), in the same transaction. Agents
+//! that went silent are marked offline.
 
 use super::Context;
 use crate::storage::{StorageError, agents, runs};

@@ -483,8 +483,7 @@ where
                 runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
                 return Ok(None);
             }
-            let resolved =
-                secrets::resolve(&self.ctx.db, &self.ctx.vault, &run.workflow, &names).await?;
+            let resolved = secrets::resolve(&self.ctx.db, &self.ctx.vault, run, &names).await?;
             if !resolved.unavailable.is_empty() {
                 // Another look when news of the run comes again.
                 return Ok(None);

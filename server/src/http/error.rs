@@ -104,6 +104,7 @@ impl From<RunError> for ApiError {
             RunError::InvalidParams(faults) => Self::InvalidParams(faults),
             RunError::AlreadyFinished { .. } => Self::Conflict(e.to_string()),
             RunError::MissingSecrets(_) => Self::Unprocessable(e.to_string()),
+            RunError::ProtectedSecrets(_) => Self::Forbidden(e.to_string()),
             RunError::Storage(e) => e.into(),
         }
     }

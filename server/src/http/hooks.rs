@@ -281,6 +281,14 @@ async fn receive(
             let reason = "the workflow or pipeline was deleted".to_string();
             return refuse(StatusCode::GONE, scheme_name, reason, json!({})).await;
         }
+        // Logged with the delivery, so whoever wired the hook sees why.
+        Err(e @ RunError::ProtectedSecrets(_)) => {
+            return refuse(StatusCode::FORBIDDEN, scheme_name, e.to_string(), json!({})).await;
+        }
+        Err(e @ RunError::MissingSecrets(_)) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return refuse(status, scheme_name, e.to_string(), json!({})).await;
+        }
         Err(e) => return Err(e.into()),
     };
     let reason = format!("{scheme_name} delivery accepted");

@@ -67,11 +67,19 @@ async fn list_secrets(
 #[serde(deny_unknown_fields)]
 pub struct SecretValueRequest {
     /// The value: 4 characters to 64 KiB, no NUL. It is stored encrypted
-    /// and never shown again.
-    pub value: String,
+    /// and never shown again. Needed to create; without it, a change of
+    /// protection keeps the stored value.
+    pub value: Option<String>,
+    /// Protected: only workflow versions an admin approved may use it.
+    /// Absent: unchanged (a new secret is not protected).
+    pub protected: Option<bool>,
+    /// Who may use a protected secret: `WORKFLOW` or `WORKFLOW/PIPELINE`
+    /// entries (a workflow's own secret: that workflow when empty).
+    /// Absent: unchanged.
+    pub allow: Option<Vec<String>>,
 }
 
-/// Create or replace a secret (admins).
+/// Create or replace a secret, or change its protection (admins).
 #[utoipa::path(
     put, path = "/api/v1/secrets/{name}", tag = "secrets",
     params(("name" = String, Path, description = "Secret name, as tasks list it (letters, digits, _)"), Scope),
@@ -82,7 +90,7 @@ pub struct SecretValueRequest {
         (status = 400, description = "Bad name or malformed body"),
         (status = 404, description = "No such workflow"),
         (status = 413, description = "Value over 64 KiB"),
-        (status = 422, description = "Empty, short or otherwise unusable value"),
+        (status = 422, description = "Empty, short or otherwise unusable value; no value for a new secret; an allow-list that is malformed, names another workflow for a workflow's own secret, is empty for a protected global one, or is given for an unprotected one"),
     )
 )]
 async fn put_secret(
@@ -103,20 +111,30 @@ async fn put_secret(
     }
     // Serde's message would quote the body, and so the value: never.
     let request: SecretValueRequest = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::BadRequest(r#"the body must be JSON like {"value": "..."}"#.into())
+        ApiError::BadRequest(
+            r#"the body must be JSON like {"value": "...", "protected": true, "allow": ["WORKFLOW", "WORKFLOW/PIPELINE"]}"#.into(),
+        )
     })?;
-    check_value(&request.value)?;
+    if let Some(value) = &request.value {
+        check_value(value)?;
+    }
+    let allow = request.allow.as_deref().map(checked_allow).transpose()?;
     if let Some(w) = workflow
         && !workflows::exists(&state.db, w).await?
     {
         return Err(ApiError::NotFound(format!("no workflow named {w:?}")));
     }
+    let change = store::Change {
+        value: request.value.as_deref(),
+        protected: request.protected,
+        allow: allow.as_deref(),
+    };
     let created = store::put(
         &state.db,
         &state.ctx.vault,
         workflow,
         &name,
-        &request.value,
+        change,
         &principal.user_id,
     )
     .await
@@ -139,6 +157,22 @@ async fn put_secret(
         .into_iter()
         .find(|s| s.name == name && s.workflow.as_deref() == workflow)
         .ok_or_else(|| ApiError::Internal("the secret just stored is gone".into()))?;
+    if request.protected.is_some() || request.allow.is_some() {
+        let detail = if info.protected {
+            format!("protected; allow: {}", info.allow.join(", "))
+        } else {
+            "not protected".to_string()
+        };
+        audit(
+            &state.db,
+            &principal.user_id,
+            "secret.protect",
+            &target(workflow, &name),
+            &detail,
+            &principal.remote,
+        )
+        .await?;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -274,6 +308,29 @@ fn checked_scope(scope: &Scope) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// Allow-list entries: `WORKFLOW` or `WORKFLOW/PIPELINE`, bounded, each once.
+fn checked_allow(allow: &[String]) -> Result<Vec<String>, ApiError> {
+    if allow.len() > store::MAX_ALLOW {
+        return Err(ApiError::Unprocessable(format!(
+            "`allow` has at most {} entries",
+            store::MAX_ALLOW
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(allow.len());
+    for entry in allow {
+        let parts: Vec<&str> = entry.split('/').collect();
+        if parts.len() > 2 || parts.iter().any(|p| !is_name(p) || p.len() > 128) {
+            return Err(ApiError::Unprocessable(format!(
+                "{entry:?} in `allow` is not WORKFLOW or WORKFLOW/PIPELINE"
+            )));
+        }
+        if !out.contains(entry) {
+            out.push(entry.clone());
+        }
+    }
+    Ok(out)
+}
+
 fn check_value(value: &str) -> Result<(), ApiError> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(too_large());
@@ -306,6 +363,7 @@ fn too_large() -> ApiError {
 fn secrets_error(e: store::SecretsError) -> ApiError {
     match e {
         store::SecretsError::TooMany => ApiError::Conflict(e.to_string()),
+        store::SecretsError::Invalid(message) => ApiError::Unprocessable(message),
         store::SecretsError::Vault(VaultError::UnknownKey(_)) => ApiError::Unavailable(
             "this server lacks the current master key of secrets; try again when its key file is updated".into(),
         ),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
@@ -14,11 +15,15 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::access::Principal;
+use crate::storage::access::audit;
+use crate::storage::approvals;
 use crate::storage::runs::{self, Run};
 use crate::storage::secrets;
 use crate::storage::workflows::{
     self, Applied, PipelineState, VersionSummary, WorkflowSummary, WorkflowVersion,
 };
+use xene_core::access::Role;
 use xene_core::draft::EditorLayout;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -28,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
         .routes(routes!(put_layout))
+        .routes(routes!(approve_version))
         .routes(routes!(start_run))
 }
 
@@ -67,7 +73,7 @@ pub struct ApplyOptions {
     post, path = "/api/v1/workflows", tag = "workflows", params(ApplyOptions),
     request_body(content = String, description = "The workflow, YAML or JSON", content_type = "application/yaml"),
     responses(
-        (status = 201, description = "Stored as a new version (or would be, with dry_run)", body = Applied),
+        (status = 201, description = "Stored as a new version (or would be, with dry_run); stored by an admin, the version is approved for protected secrets", body = Applied),
         (status = 200, description = "Unchanged: same as the current version", body = Applied),
         (status = 409, description = "`base` is no longer the current version"),
         (status = 413, description = "Body over the size limit"),
@@ -76,6 +82,7 @@ pub struct ApplyOptions {
 )]
 async fn apply_workflow(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     options: Result<Query<ApplyOptions>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
@@ -116,12 +123,66 @@ async fn apply_workflow(
             missing.join(", ")
         ));
     }
+    protection_warnings(&state, &principal, &workflow, &mut applied, options.dry_run).await?;
     let status = if applied.changed {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(applied)))
+}
+
+/// Says what protected secrets mean for this version; an admin storing a
+/// new version approves it by that act (audited as such).
+async fn protection_warnings(
+    state: &AppState,
+    principal: &Principal,
+    workflow: &xene_core::spec::Workflow,
+    applied: &mut Applied,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    for (pipeline, names) in approvals::not_allowed(&state.db, workflow).await? {
+        applied.warnings.push(format!(
+            "pipeline {pipeline} uses protected secret(s) {} whose allow-list does not name it: its runs are refused until an admin allows it",
+            names.join(", ")
+        ));
+    }
+    let protected = approvals::protected_used(&state.db, workflow).await?;
+    if protected.is_empty() {
+        return Ok(());
+    }
+    let name = &workflow.name;
+    let version = applied.version;
+    if principal.role == Role::Admin && applied.changed && !dry_run {
+        if let Some((_, true)) =
+            approvals::approve(&state.db, name, version, &principal.user_id).await?
+        {
+            audit(
+                &state.db,
+                &principal.user_id,
+                "workflow.approve",
+                &format!("{name} version {version}"),
+                &format!(
+                    "stored by an admin; protected secrets: {}",
+                    protected.join(", ")
+                ),
+                &principal.remote,
+            )
+            .await?;
+        }
+        return Ok(());
+    }
+    if approvals::approval_of(&state.db, name, version)
+        .await?
+        .flatten()
+        .is_none()
+    {
+        applied.warnings.push(format!(
+            "version {version} uses the protected secret(s) {}: its runs are refused until an admin approves it (`xenectl approve {name} --version {version}`)",
+            protected.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// List workflows.
@@ -143,9 +204,10 @@ async fn get_workflow(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WorkflowDetail>, ApiError> {
     let Path(name) = name?;
-    let current = workflows::get(&state.db, &name, None)
+    let mut current = workflows::get(&state.db, &name, None)
         .await?
         .ok_or_else(|| unknown_workflow(&name))?;
+    current.protected_secrets = approvals::protected_used(&state.db, &current.spec).await?;
     let mut pipelines = workflows::pipelines(&state.db, &name).await?;
     let now = crate::storage::now_ms();
     for p in &mut pipelines {
@@ -202,10 +264,72 @@ async fn get_version(
     path: Result<Path<(String, i64)>, PathRejection>,
 ) -> Result<Json<WorkflowVersion>, ApiError> {
     let Path((name, version)) = path?;
-    workflows::get(&state.db, &name, Some(version))
+    let mut found = workflows::get(&state.db, &name, Some(version))
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} has no version {version}")))
+        .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} has no version {version}")))?;
+    found.protected_secrets = approvals::protected_used(&state.db, &found.spec).await?;
+    Ok(Json(found))
+}
+
+/// A version's approval, and the protected secrets it uses.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Approved {
+    pub name: String,
+    pub version: i64,
+    pub approved_by: String,
+    /// UTC ms.
+    pub approved_at: i64,
+    /// False when an admin had approved it before: that approval stands.
+    pub changed: bool,
+    pub protected_secrets: Vec<String>,
+}
+
+/// Approve a version for the protected secrets it uses (admins). Its runs
+/// may then have them, in the workflows and pipelines their allow-lists
+/// name. Read the version first: whatever it runs sees those values.
+#[utoipa::path(
+    post, path = "/api/v1/workflows/{name}/versions/{version}/approve", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name"), ("version" = i64, Path, description = "Version number")),
+    responses(
+        (status = 200, description = "Approved (now or before)", body = Approved),
+        (status = 404, description = "No such workflow or version"),
+    )
+)]
+async fn approve_version(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<(String, i64)>, PathRejection>,
+) -> Result<Json<Approved>, ApiError> {
+    let Path((name, version)) = path?;
+    let missing = || ApiError::NotFound(format!("workflow {name:?} has no version {version}"));
+    let spec = workflows::get(&state.db, &name, Some(version))
+        .await?
+        .ok_or_else(missing)?
+        .spec;
+    let (approval, changed) = approvals::approve(&state.db, &name, version, &principal.user_id)
+        .await?
+        .ok_or_else(missing)?;
+    let protected_secrets = approvals::protected_used(&state.db, &spec).await?;
+    if changed {
+        audit(
+            &state.db,
+            &principal.user_id,
+            "workflow.approve",
+            &format!("{name} version {version}"),
+            &format!("protected secrets: {}", protected_secrets.join(", ")),
+            &principal.remote,
+        )
+        .await?;
+        tracing::info!(workflow = %name, version, by = %principal.user_id, "version approved");
+    }
+    Ok(Json(Approved {
+        name,
+        version,
+        approved_by: approval.approved_by,
+        approved_at: approval.approved_at,
+        changed,
+        protected_secrets,
+    }))
 }
 
 /// Store where the visual editor placed a version's tasks.
@@ -283,6 +407,7 @@ pub(crate) fn param_texts(
         (status = 201, description = "Queued", body = Run),
         (status = 400, description = "Malformed body"),
         (status = 404, description = "No such workflow or pipeline"),
+        (status = 403, description = "The caller's role is below the route's; or the version uses protected secrets and no admin approved it, or the pipeline is not on a protected secret's allow-list (the error names the version and the secrets)"),
         (status = 422, description = "Invalid params (every fault at once, in `faults`), or secrets the tasks use that do not exist (named in the error)"),
     )
 )]

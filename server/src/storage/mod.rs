@@ -15,6 +15,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub mod access;
 pub mod agents;
+pub mod approvals;
 pub mod auth;
 pub mod changes;
 pub mod cron;

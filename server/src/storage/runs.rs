@@ -25,6 +25,10 @@ pub enum RunError {
     UnknownRun(i64),
     #[error("the pipeline's tasks use secrets that do not exist: {}", .0.join(", "))]
     MissingSecrets(Vec<String>),
+    /// Protected secrets this version or pipeline may not use (the message
+    /// names the version, the secrets and what an admin must do).
+    #[error("{0}")]
+    ProtectedSecrets(String),
     #[error("run {id} already finished with status {status}; nothing to cancel")]
     AlreadyFinished { id: i64, status: RunStatus },
     #[error(transparent)]
@@ -152,6 +156,11 @@ pub async fn prepare(
         super::secrets::missing(db, workflow, &super::secrets::names_used(spec_pipeline)).await?;
     if !missing.is_empty() {
         return Err(RunError::MissingSecrets(missing));
+    }
+    if let Some(refusal) =
+        super::approvals::check_start(db, workflow, version, pipeline, spec_pipeline).await?
+    {
+        return Err(RunError::ProtectedSecrets(refusal));
     }
     Ok(Prepared {
         workflow: workflow.to_string(),
@@ -411,7 +420,8 @@ pub async fn fail_attempt(
     attempt: i64,
     reason: &str,
 ) -> Result<(), StorageError> {
-    sqlx::query(
+    let mut tx = db.begin_write().await?;
+    let failed = sqlx::query(
         "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires_at = NULL \
          WHERE id = $4 AND attempt = $5 AND status IN ('queued', 'starting_up', 'running')",
     )
@@ -420,8 +430,13 @@ pub async fn fail_attempt(
     .bind(now_ms())
     .bind(id)
     .bind(attempt)
-    .execute(&mut *db.write_conn().await?)
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if failed == 1 {
+        finish_unfinished(&mut tx, id).await?;
+    }
+    tx.commit().await?;
     db.changed(id).await;
     Ok(())
 }
@@ -638,6 +653,9 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
                 .await?;
             move_unfinished(&mut tx, id, "running", "cancelled").await?;
             move_unfinished(&mut tx, id, "pending", "not_executed").await?;
+        } else {
+            // Final: nothing of it runs any more, whatever it last reported.
+            finish_unfinished(&mut tx, id).await?;
         }
         tx.commit().await?;
         db.changed(id).await;
@@ -770,6 +788,13 @@ pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
     .execute(&mut *db.write_conn().await?)
     .await?;
     Ok(())
+}
+
+/// A run became final: what was running ends `unknown` (nobody knows how
+/// far it got), what never started ends `not_executed`.
+async fn finish_unfinished(tx: &mut super::WriteTx, id: i64) -> Result<(), sqlx::Error> {
+    move_unfinished(tx, id, "running", "unknown").await?;
+    move_unfinished(tx, id, "pending", "not_executed").await
 }
 
 /// Moves a run's tasks and steps in status `from` to status `to`.

@@ -37,6 +37,9 @@ pub enum SecretsError {
     Vault(#[from] VaultError),
     #[error("there are already {MAX_SECRETS} secrets; delete some first")]
     TooMany,
+    /// A change that would leave the secret unusable or unclear (422).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<sqlx::Error> for SecretsError {
@@ -57,6 +60,29 @@ pub struct SecretInfo {
     pub updated_by: String,
     /// UTC milliseconds.
     pub updated_at: i64,
+    /// Only workflow versions an admin approved may use it, and only in
+    /// the workflows (or pipelines) `allow` names.
+    pub protected: bool,
+    /// `WORKFLOW` or `WORKFLOW/PIPELINE` entries that may use a protected
+    /// secret (a workflow's own protected secret: that workflow when empty).
+    pub allow: Vec<String>,
+}
+
+/// What a `put` changes; `None` keeps what is stored (a new secret needs a
+/// value and is unprotected unless asked).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Change<'a> {
+    pub value: Option<&'a str>,
+    pub protected: Option<bool>,
+    pub allow: Option<&'a [String]>,
+}
+
+/// Most entries in a protected secret's allow-list.
+pub const MAX_ALLOW: usize = 100;
+
+fn allow_from(text: &str) -> Vec<String> {
+    // Written by `put` only; an unreadable list allows nobody.
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 fn scope_of(workflow: Option<&str>) -> &str {
@@ -78,16 +104,16 @@ pub async fn list(db: &Db, workflow: Option<&str>) -> Result<Vec<SecretInfo>, St
     let rows =
         match workflow {
             Some(w) => sqlx::query(
-                "SELECT scope, name, created_by, created_at, updated_by, updated_at FROM secrets \
-                 WHERE scope = '' OR scope = $1 ORDER BY name, scope LIMIT $2",
+                "SELECT scope, name, created_by, created_at, updated_by, updated_at, protected, allowed \
+                 FROM secrets WHERE scope = '' OR scope = $1 ORDER BY name, scope LIMIT $2",
             )
             .bind(w)
             .bind(MAX_SECRETS)
             .fetch_all(db.pool())
             .await?,
             None => sqlx::query(
-                "SELECT scope, name, created_by, created_at, updated_by, updated_at FROM secrets \
-                 ORDER BY name, scope LIMIT $1",
+                "SELECT scope, name, created_by, created_at, updated_by, updated_at, protected, allowed \
+                 FROM secrets ORDER BY name, scope LIMIT $1",
             )
             .bind(MAX_SECRETS)
             .fetch_all(db.pool())
@@ -104,6 +130,8 @@ pub async fn list(db: &Db, workflow: Option<&str>) -> Result<Vec<SecretInfo>, St
                 created_at: r.get(3),
                 updated_by: r.get(4),
                 updated_at: r.get(5),
+                protected: r.get::<i64, _>(6) != 0,
+                allow: allow_from(&r.get::<String, _>(7)),
             }
         })
         .collect())
@@ -131,32 +159,52 @@ async fn current_key(
     }))
 }
 
-/// Creates or replaces a secret's value; true when it was created.
+/// Creates a secret or changes its value or protection; true when it was
+/// created.
 pub async fn put(
     db: &Db,
     vault: &Vault,
     workflow: Option<&str>,
     name: &str,
-    value: &str,
+    change: Change<'_>,
     actor: &str,
 ) -> Result<bool, SecretsError> {
     let scope = scope_of(workflow);
     let mut tx = db.begin_write().await?;
-    let (key_id, sealed) = seal_current(&mut tx, db.backend(), vault, scope, name, value).await?;
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM secrets WHERE scope = $1 AND name = $2")
+    let existing =
+        sqlx::query("SELECT protected, allowed FROM secrets WHERE scope = $1 AND name = $2")
             .bind(scope)
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
+    let (was_protected, was_allowed) = existing.as_ref().map_or((false, Vec::new()), |r| {
+        (r.get::<i64, _>(0) != 0, allow_from(&r.get::<String, _>(1)))
+    });
+    let protected = change.protected.unwrap_or(was_protected);
+    let allow = change.allow.map_or(was_allowed, <[String]>::to_vec);
+    check_protection(workflow, protected, &allow)?;
+    let allowed = serde_json::to_string(&allow).expect("strings serialize");
     let now = now_ms();
-    if exists.is_some() {
+    if existing.is_some() {
+        if let Some(value) = change.value {
+            let (key_id, sealed) =
+                seal_current(&mut tx, db.backend(), vault, scope, name, value).await?;
+            sqlx::query(
+                "UPDATE secrets SET key_id = $1, ciphertext = $2 WHERE scope = $3 AND name = $4",
+            )
+            .bind(&key_id)
+            .bind(&sealed)
+            .bind(scope)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
-            "UPDATE secrets SET key_id = $1, ciphertext = $2, updated_by = $3, updated_at = $4 \
+            "UPDATE secrets SET protected = $1, allowed = $2, updated_by = $3, updated_at = $4 \
              WHERE scope = $5 AND name = $6",
         )
-        .bind(&key_id)
-        .bind(&sealed)
+        .bind(i64::from(protected))
+        .bind(&allowed)
         .bind(actor)
         .bind(now)
         .bind(scope)
@@ -164,15 +212,20 @@ pub async fn put(
         .execute(&mut *tx)
         .await?;
     } else {
+        let Some(value) = change.value else {
+            return Err(SecretsError::Invalid("a new secret needs a value".into()));
+        };
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets")
             .fetch_one(&mut *tx)
             .await?;
         if count >= MAX_SECRETS {
             return Err(SecretsError::TooMany);
         }
+        let (key_id, sealed) =
+            seal_current(&mut tx, db.backend(), vault, scope, name, value).await?;
         sqlx::query(
-            "INSERT INTO secrets (scope, name, key_id, ciphertext, created_by, created_at, updated_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $5, $6)",
+            "INSERT INTO secrets (scope, name, key_id, ciphertext, created_by, created_at, updated_by, updated_at, protected, allowed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $5, $6, $7, $8)",
         )
         .bind(scope)
         .bind(name)
@@ -180,11 +233,40 @@ pub async fn put(
         .bind(&sealed)
         .bind(actor)
         .bind(now)
+        .bind(i64::from(protected))
+        .bind(&allowed)
         .execute(&mut *tx)
         .await?;
     }
     tx.commit().await?;
-    Ok(exists.is_none())
+    Ok(existing.is_none())
+}
+
+/// A protected global secret must name who may use it; a workflow's own
+/// may name only that workflow; an allow-list means nothing unprotected.
+fn check_protection(
+    workflow: Option<&str>,
+    protected: bool,
+    allow: &[String],
+) -> Result<(), SecretsError> {
+    if !protected && !allow.is_empty() {
+        return Err(SecretsError::Invalid(
+            "`allow` applies to protected secrets only: set `protected` too".into(),
+        ));
+    }
+    if protected && workflow.is_none() && allow.is_empty() {
+        return Err(SecretsError::Invalid(
+            "a protected global secret names the workflows (or WORKFLOW/PIPELINE) that may use it in `allow`".into(),
+        ));
+    }
+    if let Some(w) = workflow
+        && let Some(other) = allow.iter().find(|a| a.split('/').next() != Some(w))
+    {
+        return Err(SecretsError::Invalid(format!(
+            "workflow {w}'s own secret can allow only that workflow or its pipelines, not {other:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Seals another kind of secret (a webhook's signing secret) under the key
@@ -259,11 +341,17 @@ pub struct Resolved {
     /// Names sealed under a key this replica lacks (its key file is not
     /// updated yet): worth trying again later, not a failure of the run.
     pub unavailable: Vec<String>,
+    /// Why protected secrets are withheld from this run (its version is not
+    /// approved, or its workflow is not allowed); then no value is opened.
+    pub refused: Option<String>,
 }
 
 impl Resolved {
     /// Why the run cannot have its secrets, if it cannot.
     pub fn failure(&self) -> Option<String> {
+        if let Some(refused) = &self.refused {
+            return Some(refused.clone());
+        }
         if !self.missing.is_empty() {
             return Some(format!(
                 "missing secrets: {} (create them, or remove them from the tasks' `secrets`)",
@@ -280,28 +368,53 @@ impl Resolved {
     }
 }
 
-async fn rows_for(
+/// One stored secret a run of a workflow would get.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub scope: String,
+    pub name: String,
+    key_id: String,
+    sealed: String,
+    pub protected: bool,
+    pub allow: Vec<String>,
+}
+
+/// The secrets a run of `workflow` gets for `names`: the workflow's own
+/// value wins over the global one.
+pub async fn chosen(
     db: &Db,
     workflow: &str,
     names: &BTreeSet<String>,
-) -> Result<Vec<(String, String, String, String)>, StorageError> {
+) -> Result<BTreeMap<String, Chosen>, StorageError> {
+    let mut chosen: BTreeMap<String, Chosen> = BTreeMap::new();
     if names.is_empty() {
-        return Ok(Vec::new());
+        return Ok(chosen);
     }
     let placeholders: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
-        "SELECT scope, name, key_id, ciphertext FROM secrets WHERE (scope = '' OR scope = $1) AND name IN ({})",
+        "SELECT scope, name, key_id, ciphertext, protected, allowed FROM secrets \
+         WHERE (scope = '' OR scope = $1) AND name IN ({})",
         placeholders.join(", ")
     );
     let mut query = sqlx::query(&sql).bind(workflow);
     for name in names {
         query = query.bind(name);
     }
-    let rows = query.fetch_all(db.pool()).await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect())
+    for r in query.fetch_all(db.pool()).await? {
+        let row = Chosen {
+            scope: r.get(0),
+            name: r.get(1),
+            key_id: r.get(2),
+            sealed: r.get(3),
+            protected: r.get::<i64, _>(4) != 0,
+            allow: allow_from(&r.get::<String, _>(5)),
+        };
+        if row.scope.is_empty() && chosen.contains_key(&row.name) {
+            continue;
+        }
+        chosen.insert(row.name.clone(), row);
+    }
+    Ok(chosen)
 }
 
 /// The names of `names` that neither the workflow nor the global scope has.
@@ -310,37 +423,38 @@ pub async fn missing(
     workflow: &str,
     names: &BTreeSet<String>,
 ) -> Result<Vec<String>, StorageError> {
-    let found: BTreeSet<String> = rows_for(db, workflow, names)
-        .await?
-        .into_iter()
-        .map(|(_, name, _, _)| name)
-        .collect();
-    Ok(names.difference(&found).cloned().collect())
+    let found = chosen(db, workflow, names).await?;
+    Ok(names
+        .iter()
+        .filter(|n| !found.contains_key(*n))
+        .cloned()
+        .collect())
 }
 
-/// Decrypts the secrets a run of `workflow` needs.
+/// Decrypts the secrets a run needs. Protected ones are checked again here,
+/// where values leave for an agent, whatever was checked at start.
 pub async fn resolve(
     db: &Db,
     vault: &Vault,
-    workflow: &str,
+    run: &super::runs::Run,
     names: &BTreeSet<String>,
 ) -> Result<Resolved, StorageError> {
-    let mut chosen: BTreeMap<String, (String, String, String)> = BTreeMap::new();
-    for (scope, name, key_id, sealed) in rows_for(db, workflow, names).await? {
-        // The workflow's own value wins over the global one.
-        if scope.is_empty() && chosen.contains_key(&name) {
-            continue;
-        }
-        chosen.insert(name, (scope, key_id, sealed));
+    let chosen = chosen(db, &run.workflow, names).await?;
+    let mut resolved = Resolved {
+        refused: super::approvals::refusal(db, &run.workflow, run.version, &run.pipeline, &chosen)
+            .await?,
+        ..Resolved::default()
+    };
+    if resolved.refused.is_some() {
+        return Ok(resolved);
     }
-    let mut resolved = Resolved::default();
     for name in names {
-        let Some((scope, key_id, sealed)) = chosen.get(name) else {
+        let Some(row) = chosen.get(name) else {
             resolved.missing.push(name.clone());
             continue;
         };
         match vault
-            .open(scope, name, key_id, sealed)
+            .open(&row.scope, name, &row.key_id, &row.sealed)
             .ok()
             .and_then(|v| String::from_utf8(v).ok())
         {
@@ -350,7 +464,7 @@ pub async fn resolve(
                     .insert(name.clone(), SecretValue::new(value));
             }
             None => {
-                tracing::error!(secret = %name, scope = %scope, "a secret does not decrypt");
+                tracing::error!(secret = %name, scope = %row.scope, "a secret does not decrypt");
                 resolved.broken.push(name.clone());
             }
         }
@@ -465,6 +579,8 @@ pub async fn rotate(db: &Db, vault: &Vault) -> Result<usize, SecretsError> {
             .await?;
         changed += 1;
     }
+    // So is the API token signing key (not counted: it is no one's secret).
+    super::access::reseal_signing_key(&mut tx, vault, &primary).await?;
     let (id, sealed) = vault.seal(CHECK_SCOPE, "", CHECK_TEXT);
     sqlx::query(
         "INSERT INTO server_meta (key, value, updated_at) VALUES ($1, $2, $3) \

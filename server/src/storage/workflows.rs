@@ -55,6 +55,13 @@ pub struct WorkflowVersion {
     /// version.
     #[schema(value_type = Option<Object>)]
     pub layout: Option<EditorLayout>,
+    /// The admin who approved this version for protected secrets (storing
+    /// it as an admin approves it); absent while nobody has.
+    pub approved_by: Option<String>,
+    /// When it was approved, UTC ms.
+    pub approved_at: Option<i64>,
+    /// The protected secrets its pipelines use: its runs need the approval.
+    pub protected_secrets: Vec<String>,
 }
 
 /// An apply made against a version that is no longer the current one.
@@ -280,7 +287,7 @@ pub async fn get(
     version: Option<i64>,
 ) -> Result<Option<WorkflowVersion>, StorageError> {
     let row = sqlx::query(
-        "SELECT v.version, v.spec, v.source, v.created_at, v.layout FROM workflows w \
+        "SELECT v.version, v.spec, v.source, v.created_at, v.layout, v.approved_by, v.approved_at FROM workflows w \
          JOIN workflow_versions v ON v.workflow = w.name \
          WHERE w.name = $1 AND w.deleted = 0 AND v.version = COALESCE($2, w.current_version)",
     )
@@ -300,6 +307,10 @@ pub async fn get(
             layout: row
                 .get::<Option<String>, _>(4)
                 .and_then(|l| serde_json::from_str(&l).ok()),
+            approved_by: row.get(5),
+            approved_at: row.get(6),
+            // Filled by who shows it: it depends on the secrets of now.
+            protected_secrets: Vec::new(),
         })
     })
     .transpose()
