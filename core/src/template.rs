@@ -283,6 +283,18 @@ pub fn script_fault(text: &str) -> Option<TemplateError> {
     None
 }
 
+/// The first step script of `pipeline` whose templates cannot be rendered
+/// safely (see [`script_fault`]), as `task T, step S: the fault`. A version
+/// stored before a check was added may hold one: its runs are refused at
+/// start with this, as applying it now would be.
+pub fn pipeline_fault(pipeline: &crate::spec::Pipeline) -> Option<String> {
+    pipeline.tasks.iter().find_map(|(task, t)| {
+        t.steps.iter().chain(&t.post).find_map(|step| {
+            script_fault(&step.run).map(|e| format!("task {task:?}, step {:?}: {e}", step.name))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

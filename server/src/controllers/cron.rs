@@ -284,7 +284,11 @@ async fn fire_due(
                     Outcome::Skipped(&outcome_reason)
                 }
                 // Recorded as the fire's reason: nobody is there to read a 4xx.
-                Err(e @ (RunError::ProtectedSecrets(_) | RunError::MissingSecrets(_))) => {
+                Err(
+                    e @ (RunError::ProtectedSecrets(_)
+                    | RunError::MissingSecrets(_)
+                    | RunError::UnsafeScript { .. }),
+                ) => {
                     outcome_reason = format!("{what}: refused: {e}");
                     Outcome::Skipped(&outcome_reason)
                 }

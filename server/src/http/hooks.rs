@@ -285,7 +285,7 @@ async fn receive(
         Err(e @ RunError::ProtectedSecrets(_)) => {
             return refuse(StatusCode::FORBIDDEN, scheme_name, e.to_string(), json!({})).await;
         }
-        Err(e @ RunError::MissingSecrets(_)) => {
+        Err(e @ (RunError::MissingSecrets(_) | RunError::UnsafeScript { .. })) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             return refuse(status, scheme_name, e.to_string(), json!({})).await;
         }

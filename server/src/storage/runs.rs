@@ -25,6 +25,12 @@ pub enum RunError {
     UnknownRun(i64),
     #[error("the pipeline's tasks use secrets that do not exist: {}", .0.join(", "))]
     MissingSecrets(Vec<String>),
+    /// A version stored before a template check was added, which it fails.
+    #[error(
+        "version {version} was stored before Xene refused what it holds, and does not run: {fault}; \
+         apply a corrected version"
+    )]
+    UnsafeScript { version: i64, fault: String },
     /// Protected secrets this version or pipeline may not use (the message
     /// names the version, the secrets and what an admin must do).
     #[error("{0}")]
@@ -150,6 +156,11 @@ pub async fn prepare(
             workflow: workflow.to_string(),
             pipeline: pipeline.to_string(),
         })?;
+    // Every trigger passes here: a stored version whose scripts hold a
+    // template now refused never runs, whoever starts it.
+    if let Some(fault) = xene_core::template::pipeline_fault(spec_pipeline) {
+        return Err(RunError::UnsafeScript { version, fault });
+    }
     let resolved = xene_core::params::resolve(&spec_pipeline.params, &params)
         .map_err(RunError::InvalidParams)?;
     let missing =

@@ -22,6 +22,7 @@ mod protected_secrets;
 mod secrets;
 mod settings;
 mod soak;
+mod stored_templates;
 mod tls;
 mod triggers;
 mod unknown_runs;
