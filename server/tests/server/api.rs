@@ -675,6 +675,7 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/workflows",
             "POST /api/v1/workflows/{name}/pipelines/{pipeline}/hook",
             "POST /api/v1/workflows/{name}/pipelines/{pipeline}/runs",
+            "POST /api/v1/workflows/{name}/versions/{version}/approve",
             "PUT /api/v1/secrets/{name}",
             "PUT /api/v1/workflows/{name}/versions/{version}/layout",
         ]
