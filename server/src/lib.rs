@@ -48,6 +48,8 @@ pub enum ServerError {
     Access(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("opening the secrets store")]
     Secrets(#[source] storage::secrets::SecretsError),
+    #[error(transparent)]
+    LocalAgent(controllers::local_agent::LocalAgentError),
 }
 
 /// A server bound to its socket, ready to serve.
@@ -122,16 +124,9 @@ impl Server {
             shutdown: CancellationToken::new(),
             vault,
         };
-        let local_agent = (!args.no_local_agent).then(|| {
-            let mut config = controllers::local_agent::LocalAgentConfig::new(
-                args.local_agent_id(),
-                args.local_agent_capacity,
-                args.local_agent_shell(),
-                controllers::local_agent::LocalAgentConfig::default_work_dir(),
-            );
-            config.docker.limits = args.container_limits();
-            config
-        });
+        let local_agent = controllers::local_agent::configure(args)
+            .await
+            .map_err(ServerError::LocalAgent)?;
         let public_url = args.public_url.clone().unwrap_or_else(|| {
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{addr}")

@@ -2,8 +2,23 @@
 
 use std::process::ExitCode;
 
+fn main() -> ExitCode {
+    // A built-in shell step's supervisor: before any thread starts.
+    if let Some(code) = xene_agent::runtime::supervisor::run_if_asked() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    // Processes of the same user (built-in steps among them, when the
+    // server is not root) can no longer read /proc/<server>/environ, fd or
+    // mem, nor attach to it.
+    if let Err(e) = xene_agent::runtime::supervisor::make_undumpable() {
+        eprintln!("xene: cannot make this process non-dumpable: {e}");
+        return ExitCode::FAILURE;
+    }
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     let args = match xene_server::settings::parse(std::env::args_os()) {
         Ok(args) => args,
         Err(e) => return ExitCode::from(e.exit_code()),

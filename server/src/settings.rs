@@ -321,6 +321,27 @@ mod tests {
             "yes",
         ]);
         assert!(opted.unwrap().local_agent_shell());
+        // Published under another name (a reverse proxy), or signing people
+        // in through an OpenID provider: more than one person.
+        for flags in [
+            &["--public-url", "https://xene.example.com"][..],
+            &["--public-url", "http://192.0.2.2:8080"],
+            &["--oidc-client-id", "client"],
+        ] {
+            let args = parse(["xene"].iter().chain(flags)).unwrap();
+            assert!(!args.local_agent_shell(), "{flags:?}");
+            let asked = ["--local-agent-shell", "yes"];
+            let args = parse(["xene"].iter().chain(flags).chain(&asked)).unwrap();
+            assert!(args.local_agent_shell(), "{flags:?}");
+        }
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://[::1]:8080",
+        ] {
+            let args = parse(["xene", "--public-url", url]).unwrap();
+            assert!(args.local_agent_shell(), "{url}");
+        }
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
             // The agent's environment holds its own secrets (the join token
             // among them); steps get a clean one.
             inherit_env: false,
+            sandbox: None,
         },
         docker: config.docker.clone(),
         ..ExecutorConfig::default()

@@ -7,7 +7,9 @@
 //! runtime is a module with its config and its driver.
 
 pub mod docker;
+pub mod sandbox;
 pub mod shell;
+pub mod supervisor;
 
 use std::time::Duration;
 

@@ -9,8 +9,14 @@
 //! session (`setsid`) is found by the step's `XENE_STEP_ID`, which it
 //! inherits: it is killed when the step times out or is cancelled, or when
 //! it still holds the step's output after `sh` exits; and the step stops
-//! reading its output soon after `sh` exits, whatever holds it open. Only
-//! the Docker runtime contains a hostile script completely.
+//! reading its output soon after `sh` exits, whatever holds it open.
+//!
+//! With a [`Sandbox`] (the steps of a server's built-in agent), each step
+//! runs under its own supervisor process instead (see
+//! [`super::supervisor`]): another user when the server is root, a clean
+//! environment, Landlock around the workspace, and every process of the step
+//! killed when `sh` ends or the server dies. Without one, only the Docker
+//! runtime contains a hostile script completely.
 
 use rustix::process::{Pid, Signal};
 use std::os::unix::fs::MetadataExt;
@@ -27,6 +33,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use xene_core::event::LogStream;
 
+use super::sandbox::Sandbox;
 use super::{
     LineBuffer, LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand,
     StepOutcome, TaskContext, TaskSetup, output_from_bytes,
@@ -35,6 +42,17 @@ use super::{
 /// How long the pipes of a step may stay open after its `sh` ended before
 /// the step stops reading them: a process that escaped the kill holds them.
 const PIPE_GRACE: Duration = Duration::from_millis(500);
+
+/// How much longer than the grace a sandboxed step gets before this process
+/// kills its group: its supervisor ends it first.
+const SUPERVISOR_SLACK: Duration = Duration::from_secs(1);
+
+/// The tmp dir of a sandboxed step's workspace: `DIR.tmp`.
+fn tmp_of(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    dir.with_file_name(name)
+}
 
 /// The `PATH` of a step with a clean environment.
 pub const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -49,6 +67,9 @@ pub struct ShellConfig {
     /// then get [`CLEAN_PATH`], `HOME` set to their workspace, `LANG`, and
     /// their own variables.
     pub inherit_env: bool,
+    /// Run each step under a supervisor, sandboxed (which implies a clean
+    /// environment).
+    pub sandbox: Option<Sandbox>,
 }
 
 /// A work directory for the shell runtime outside any data or state
@@ -87,7 +108,9 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
             dir.display()
         )));
     }
-    if meta.mode() & 0o077 != 0 {
+    // Passing through (0711) is allowed: sandboxed steps that run as
+    // another user need it to reach their workspace (`Sandbox::open_to_steps`).
+    if meta.mode() & 0o066 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
@@ -98,6 +121,7 @@ impl Default for ShellConfig {
         Self {
             root: std::env::temp_dir(),
             inherit_env: true,
+            sandbox: None,
         }
     }
 }
@@ -135,10 +159,33 @@ impl Runtime for ShellRuntime {
             }
             std::fs::create_dir_all(&dir)
                 .map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
+            let sandbox = self.config.sandbox.clone();
+            // Beside the workspace, so the workspace starts empty.
+            let tmp = sandbox.as_ref().map(|_| tmp_of(&dir));
+            if let (Some(sandbox), Some(tmp)) = (&sandbox, &tmp) {
+                let prepared = (|| {
+                    if tmp.exists() {
+                        std::fs::remove_dir_all(tmp)?;
+                    }
+                    std::fs::create_dir(tmp)?;
+                    sandbox.open_to_steps(&self.config.root)?;
+                    sandbox.open_to_steps(&self.run_dir(&setup.run_id))?;
+                    sandbox.give_to_steps(&dir)?;
+                    sandbox.give_to_steps(tmp)
+                })();
+                prepared.map_err(|e| {
+                    RuntimeError::io(
+                        format!("preparing {} for a sandboxed step", dir.display()),
+                        e,
+                    )
+                })?;
+            }
             let context = ShellContext {
                 output: dir.join(OUTPUT_FILE),
                 dir: Some(dir),
+                tmp,
                 inherit_env: self.config.inherit_env,
+                sandbox,
             };
             Ok(Box::new(context) as Box<dyn TaskContext>)
         }
@@ -161,8 +208,11 @@ impl Runtime for ShellRuntime {
 struct ShellContext {
     /// `None` once torn down.
     dir: Option<PathBuf>,
+    /// The `TMPDIR` of sandboxed steps.
+    tmp: Option<PathBuf>,
     output: PathBuf,
     inherit_env: bool,
+    sandbox: Option<Sandbox>,
 }
 
 impl ShellContext {
@@ -179,16 +229,39 @@ impl ShellContext {
     ) -> Result<StepOutcome, RuntimeError> {
         let dir = self.dir();
         let step_id = step_id();
-        let mut cmd = Command::new("sh");
-        cmd.arg("-e")
-            .arg("-c")
-            .arg(&step.script)
-            .current_dir(dir)
+        let mut cmd = match (&self.sandbox, &self.tmp) {
+            (Some(sandbox), Some(tmp)) => {
+                let spec = super::supervisor::Spec {
+                    workspace: dir.to_path_buf(),
+                    tmp: tmp.clone(),
+                    writable: sandbox.writable.clone(),
+                    user: sandbox.user,
+                    grace_ms: grace.as_millis() as u64,
+                    script: step.script.clone(),
+                };
+                let mut cmd = Command::new(&sandbox.exe);
+                cmd.args(super::supervisor::args(&sandbox.owner, &spec));
+                cmd
+            }
+            _ => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-e").arg("-c").arg(&step.script);
+                cmd
+            }
+        };
+        // The supervisor kills what is left after the grace itself; this
+        // process only steps in when the supervisor does not.
+        let grace = if self.sandbox.is_some() {
+            grace + SUPERVISOR_SLACK
+        } else {
+            grace
+        };
+        cmd.current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         start_session(&mut cmd);
-        if !self.inherit_env {
+        if !self.inherit_env || self.sandbox.is_some() {
             cmd.env_clear();
             cmd.env("PATH", CLEAN_PATH);
             cmd.env("HOME", dir);
@@ -296,6 +369,9 @@ impl TaskContext for ShellContext {
 
     fn teardown(mut self: Box<Self>) -> BoxFuture<'static, Result<(), RuntimeError>> {
         let dir = self.dir.take();
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
         async move {
             if let Some(dir) = dir {
                 std::fs::remove_dir_all(&dir)
@@ -311,6 +387,9 @@ impl Drop for ShellContext {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_dir_all(tmp);
         }
     }
 }

@@ -7,5 +7,6 @@ mod docker;
 mod examples;
 mod injection;
 mod model;
+mod sandbox;
 mod shell;
 mod util;

@@ -513,6 +513,7 @@ fn clean_config(root: &std::path::Path) -> xene_agent::ExecutorConfig {
         shell: xene_agent::runtime::shell::ShellConfig {
             root: root.to_path_buf(),
             inherit_env: false,
+            sandbox: None,
         },
         kill_grace: std::time::Duration::from_millis(500),
         ..util::config()

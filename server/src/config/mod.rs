@@ -84,11 +84,33 @@ pub struct Args {
     pub local_agent_id: Option<String>,
 
     /// Let the built-in agent run tasks without an `image` as plain processes
-    /// on this machine (the shell runtime). Default: on when listening on
-    /// loopback only; off when listening beyond it, where people on other
-    /// machines could start processes here.
+    /// on this machine (the shell runtime). On, every editor can run any
+    /// program on the server's machine: as the server's user, or as `nobody`
+    /// when the server runs as root. Each step is sandboxed: a clean
+    /// environment, Landlock lets it read system directories (/usr, /etc,
+    /// /opt, ...) and write only its own workspace (not /tmp, not $HOME, not
+    /// the data directory), it cannot see or signal the server, and it is
+    /// killed with the server. xene refuses to start when that sandbox cannot
+    /// be set up. Default: on only for the one-person setup (listening on
+    /// loopback, no other --public-url, no OpenID provider); off otherwise.
     #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub local_agent_shell: Option<bool>,
+
+    /// Directories (comma-separated) that shell steps of the built-in agent
+    /// may write besides their workspace, like a shared cache. The steps'
+    /// user (`nobody` when the server is root) must be allowed to write them.
+    #[arg(
+        long,
+        env = "XENE_LOCAL_AGENT_SHELL_WRITABLE",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub local_agent_shell_writable: Vec<PathBuf>,
+
+    /// The binary that supervises each built-in shell step (this one by
+    /// default; tests running the server in-process name `xene`).
+    #[arg(long, env = "XENE_LOCAL_AGENT_SUPERVISOR", hide = true)]
+    pub local_agent_supervisor: Option<PathBuf>,
 
     /// The built-in agent's Docker task containers: memory, processes, CPUs.
     #[command(flatten)]
@@ -170,6 +192,8 @@ impl Args {
             local_agent_capacity: 4,
             local_agent_id: None,
             local_agent_shell: None,
+            local_agent_shell_writable: Vec::new(),
+            local_agent_supervisor: None,
             docker: Default::default(),
             log_cap_per_step: crate::storage::logs::DEFAULT_CAP_BYTES,
             log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
@@ -220,8 +244,16 @@ impl Args {
 
     /// Whether the built-in agent may run shell tasks (see the flag).
     pub fn local_agent_shell(&self) -> bool {
-        self.local_agent_shell
-            .unwrap_or_else(|| self.addr.ip().to_canonical().is_loopback())
+        self.local_agent_shell.unwrap_or_else(|| self.one_person())
+    }
+
+    /// Only this machine's user reaches the server: it listens on loopback,
+    /// is not published under another name (a reverse proxy's
+    /// --public-url) and signs nobody in through an OpenID provider.
+    fn one_person(&self) -> bool {
+        self.addr.ip().to_canonical().is_loopback()
+            && self.public_url.as_deref().is_none_or(is_loopback_url)
+            && self.access.oidc_client_id.is_none()
     }
 
     pub fn agent_binary(&self) -> Option<PathBuf> {
@@ -259,6 +291,23 @@ impl Args {
                 .is_file()
         })
     }
+}
+
+/// Whether a URL's host is this machine (`localhost` or a loopback address).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn hostname() -> String {

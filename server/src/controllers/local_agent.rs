@@ -13,10 +13,12 @@ use xene_agent::{Executor, ExecutorConfig, RunRequest};
 use xene_core::event::RunEvent;
 
 use super::Context;
+use crate::config::Args;
 use crate::storage::agents::{self, Registration};
 use crate::storage::events::{self, Applied};
 use crate::storage::runs::{self, Run};
 use crate::storage::{StorageError, secrets};
+use xene_agent::runtime::sandbox::{LEFTOVER_DEADLINE, Sandbox, SandboxError};
 
 #[derive(Debug, Clone)]
 pub struct LocalAgentConfig {
@@ -30,6 +32,8 @@ pub struct LocalAgentConfig {
     pub work_dir: std::path::PathBuf,
     /// Limits of each task's container, and the engine to use.
     pub docker: xene_agent::runtime::docker::DockerConfig,
+    /// How shell steps are kept from the server (see `sandbox_for`).
+    pub sandbox: Option<Sandbox>,
 }
 
 impl LocalAgentConfig {
@@ -46,6 +50,7 @@ impl LocalAgentConfig {
             allow_shell,
             work_dir,
             docker: Default::default(),
+            sandbox: None,
         }
     }
 
@@ -54,6 +59,115 @@ impl LocalAgentConfig {
         xene_agent::runtime::shell::private_work_root("xene")
             .unwrap_or_else(|_| std::env::temp_dir().join("xene-work"))
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalAgentError {
+    // The cause inside the message (not as a source) so that it comes
+    // before what to do.
+    #[error(
+        "shell tasks on the built-in agent are on (--local-agent-shell), but their sandbox cannot be set up: {0}. \
+         Without it, every editor's steps could read this server's secrets. Turn shell tasks off \
+         (--local-agent-shell no) and run tasks in Docker or on remote agents, or fix the cause"
+    )]
+    Sandbox(SandboxError),
+    #[error(
+        "steps that a previous server on this data directory started are still alive after SIGKILL \
+         (pids {0:?}); a retried run would run beside them. See what holds them \
+         (`ps -o pid,stat,cmd -p PID`), end them, and start again"
+    )]
+    Leftovers(Vec<u32>),
+}
+
+impl From<SandboxError> for LocalAgentError {
+    fn from(e: SandboxError) -> Self {
+        Self::Sandbox(e)
+    }
+}
+
+/// The built-in agent's config from the flags, once the steps that a
+/// previous server on this data directory left are gone. Before any
+/// controller starts: a run retried while its old steps still run would
+/// run twice at once.
+pub async fn configure(args: &Args) -> Result<Option<LocalAgentConfig>, LocalAgentError> {
+    let data_dir = std::path::absolute(args.data_dir()).unwrap_or_else(|_| args.data_dir());
+    // Marks this server's supervisors (on their command line), so its next
+    // start finds those a crash left.
+    let owner = format!("{}@{}", args.local_agent_id(), data_dir.display());
+    let leftover_owner = owner.clone();
+    let ended = tokio::task::spawn_blocking(move || {
+        xene_agent::runtime::supervisor::end_leftovers(&leftover_owner, LEFTOVER_DEADLINE)
+    })
+    .await
+    .expect("the leftover sweep does not panic");
+    match ended {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            supervisors = n,
+            "ended the steps a previous server on this data directory left running"
+        ),
+        Err(alive) => return Err(LocalAgentError::Leftovers(alive)),
+    }
+    if args.no_local_agent {
+        return Ok(None);
+    }
+    let mut config = LocalAgentConfig::new(
+        args.local_agent_id(),
+        args.local_agent_capacity,
+        args.local_agent_shell(),
+        LocalAgentConfig::default_work_dir(),
+    );
+    config.docker.limits = args.container_limits();
+    if config.allow_shell {
+        config.sandbox = Some(sandbox_for(args, owner, &data_dir, &config.work_dir).await?);
+    }
+    Ok(Some(config))
+}
+
+/// The sandbox of built-in shell steps, checked end to end: refused when
+/// the server's secrets would be within the steps' reach or when a
+/// sandboxed step cannot run here.
+async fn sandbox_for(
+    args: &Args,
+    owner: String,
+    data_dir: &std::path::Path,
+    work_dir: &std::path::Path,
+) -> Result<Sandbox, SandboxError> {
+    let exe = match &args.local_agent_supervisor {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe().map_err(|source| SandboxError::Start {
+            exe: "xene".into(),
+            source,
+        })?,
+    };
+    let sandbox = Sandbox::new(exe, owner, args.local_agent_shell_writable.clone())?;
+    sandbox.refuse_readable(data_dir)?;
+    if let (crate::vault::KeySource::File(file), _) = args.secrets_key_source() {
+        sandbox.refuse_readable(&file)?;
+    }
+    if let Some(key) = &args.tls_key {
+        sandbox.refuse_readable(key)?;
+    }
+    let probe = sandbox.clone();
+    let work_dir = work_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        xene_agent::runtime::shell::ensure_private_dir(&work_dir).map_err(|source| {
+            SandboxError::Io {
+                dir: work_dir.clone(),
+                source,
+            }
+        })?;
+        probe
+            .open_to_steps(&work_dir)
+            .map_err(|source| SandboxError::Io {
+                dir: work_dir.clone(),
+                source,
+            })?;
+        probe.probe(&work_dir)
+    })
+    .await
+    .expect("the sandbox check does not panic")?;
+    Ok(sandbox)
 }
 
 /// The most events stored in one transaction.
@@ -89,6 +203,7 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
     // The server's environment holds its own secrets (database URL, TLS
     // key paths): steps get a clean one.
     executor_config.shell.inherit_env = false;
+    executor_config.shell.sandbox = config.sandbox.clone();
     if let Err(e) = xene_agent::runtime::shell::ensure_private_dir(&config.work_dir) {
         tracing::error!(dir = %config.work_dir.display(), error = %e, "cannot create the built-in agent's work directory");
     }

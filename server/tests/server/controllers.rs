@@ -71,7 +71,15 @@ async fn a_run_survives_kill_9_of_its_server(backend: Backend) {
     let db = TestDb::new(backend);
     let markers = tempfile::tempdir().unwrap();
     let dir = markers.path().display().to_string();
-    let mut first = Xene::start(&db, "builtin-crash", &[]).await;
+    // Built-in steps write only their workspace unless told (and run as
+    // nobody under root).
+    std::fs::set_permissions(
+        markers.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let writable = ["--local-agent-shell-writable", dir.as_str()];
+    let mut first = Xene::start(&db, "builtin-crash", &writable).await;
     first.apply(CHAIN).await;
     let id = first.start_run("chain", "abc", json!({ "dir": dir })).await;
     let before = first
@@ -87,7 +95,7 @@ async fn a_run_survives_kill_9_of_its_server(backend: Backend) {
     first.kill();
 
     // Same agent id: the new process knows the runs held under it died with the old one.
-    let second = Xene::start(&db, "builtin-crash", &[]).await;
+    let second = Xene::start(&db, "builtin-crash", &writable).await;
     let run = second.wait_finished(id, Duration::from_secs(120)).await;
     assert_eq!(status_of(&run), "success", "{run}");
     assert_eq!(
@@ -191,9 +199,18 @@ async fn two_replicas_share_postgres_and_run_each_run_once() {
     let shared = tempfile::tempdir().unwrap();
     let file = shared.path().join("tally");
     let file_param = file.display().to_string();
+    // Built-in steps write only their workspace unless told (and run as
+    // nobody under root).
+    std::fs::set_permissions(
+        shared.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let shared_dir = shared.path().display().to_string();
+    let writable = ["--local-agent-shell-writable", shared_dir.as_str()];
     let mut replicas = [
-        Xene::start(&db, "replica-1", &[]).await,
-        Xene::start(&db, "replica-2", &[]).await,
+        Xene::start(&db, "replica-1", &writable).await,
+        Xene::start(&db, "replica-2", &writable).await,
     ];
     let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
 

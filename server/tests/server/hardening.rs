@@ -2,6 +2,8 @@
 
 use crate::util::{Backend, TestDb, TestServer};
 
+mod shell;
+
 /// Steps of the built-in agent inherited the server's environment (its
 /// database URL with the password, TLS paths) and worked in a directory
 /// beside `xene.db`.

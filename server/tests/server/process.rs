@@ -208,7 +208,7 @@ pub fn nonce() -> u128 {
 }
 
 /// The URL the server logs it listens on, `http://` or `https://`.
-fn listening_url(log: &str) -> Option<&str> {
+pub(crate) fn listening_url(log: &str) -> Option<&str> {
     let start = log.find("listening on http")? + "listening on ".len();
     let rest = &log[start..];
     let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '\u{1b}')?;

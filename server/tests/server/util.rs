@@ -94,6 +94,9 @@ impl TestServer {
     pub async fn start_with(db: &TestDb, configure: impl FnOnce(&mut Args)) -> Self {
         let mut args = Args::for_data_dir(db.dir.path().to_path_buf());
         args.database_url = Some(db.url.clone());
+        // The built-in agent's shell steps run under a supervisor, the `xene`
+        // binary (this process is the test binary).
+        args.local_agent_supervisor = Some(env!("CARGO_BIN_EXE_xene").into());
         configure(&mut args);
         let server = xene_server::Server::bind(&args)
             .await

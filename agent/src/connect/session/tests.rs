@@ -107,6 +107,7 @@ fn runs(dir: &tempfile::TempDir) -> Runs {
         shell: ShellConfig {
             root: dir.path().to_path_buf(),
             inherit_env: false,
+            sandbox: None,
         },
         ..ExecutorConfig::default()
     });
