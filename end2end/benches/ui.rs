@@ -71,7 +71,11 @@ async fn main() {
         lazy.1 as f64 / 1e3
     );
 
-    let data = tempfile::tempdir().unwrap();
+    // 0700: xene refuses a data directory others can enter.
+    let data = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
     let mut args = xene_server::config::Args::for_data_dir(data.path().to_path_buf());
     args.site_dir = Some(site.clone());
     let server = xene_server::Server::bind(&args)

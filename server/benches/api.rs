@@ -112,12 +112,12 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = private_tempdir();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("xene.db").display());
         bench("sqlite", &url, dir.path(), queue).await;
         if std::env::var("XENE_BENCH_POSTGRES").as_deref() != Ok("0") {
             let pg = postgres::Postgres::start();
-            let dir = tempfile::tempdir().expect("temp dir");
+            let dir = private_tempdir();
             bench("postgres", &pg.url(), dir.path(), queue).await;
         }
     });
@@ -221,4 +221,12 @@ fn report(what: &str, unit: &str, samples: &mut [f64]) {
         samples[samples.len() - 1],
         samples.len()
     );
+}
+
+/// 0700: xene refuses a data directory others can enter.
+fn private_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .expect("temp dir")
 }

@@ -86,7 +86,11 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
+        // 0700: xene refuses a data directory others can enter.
+        let dir = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .expect("temp dir");
         let mut args = Args::for_data_dir(dir.path().to_path_buf());
         args.local_agent_capacity = runs.max(1) as i64;
         // Everything is kept, so (b) measures storing, not the cap's deletes.

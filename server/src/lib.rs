@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub mod access;
 pub mod config;
 pub mod controllers;
+pub mod data_dir;
 pub mod gateway;
 pub mod http;
 pub mod listen;
@@ -49,6 +50,8 @@ pub enum ServerError {
     #[error("opening the secrets store")]
     Secrets(#[source] storage::secrets::SecretsError),
     #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
+    #[error(transparent)]
     LocalAgent(controllers::local_agent::LocalAgentError),
 }
 
@@ -75,6 +78,8 @@ impl Server {
             (None, None) if args.tls_client_ca.is_none() => None,
             _ => return Err(ServerError::TlsFlags),
         };
+        // Before anything is written in it: made private, or refused if open.
+        data_dir::prepare(&args.data_dir())?;
         let db = Db::connect(&args.database_url())
             .await
             .map_err(ServerError::Database)?
@@ -133,7 +138,7 @@ impl Server {
         });
         // Behind a proxy that ends TLS, the public URL says what browsers see.
         let https = tls.is_some() || public_url.starts_with("https://");
-        let access = access::AccessState::new(&db, args, addr, &public_url, https)
+        let access = access::AccessState::new(&db, &ctx.vault, args, addr, &public_url, https)
             .await
             .map_err(|e| ServerError::Access(e.into()))?;
         let sign_in_link = access::bootstrap(&db, &access, &args.data_dir(), &public_url)

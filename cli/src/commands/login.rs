@@ -1,11 +1,14 @@
 //! `xenectl login` and `logout`.
 //!
-//! Login works as `gh auth login` does: a listener on a random loopback
-//! port, the browser sent to the server's `/auth/cli?port=P&state=S`, which
-//! (once the person is signed in) redirects to
-//! `http://127.0.0.1:P/callback?code=C&state=S`; the one-time code is then
-//! spent at `POST /auth/cli/token` for an API token. The state, random per
-//! login, keeps another page from feeding us a code of its choosing.
+//! Login works as `gh auth login` does, with PKCE (RFC 8252, 7636): a
+//! listener on a random loopback port, the browser sent to the server's
+//! `/auth/cli?port=P&state=S&code_challenge=C&code_challenge_method=S256`,
+//! where the signed-in person allows it; the server then redirects to
+//! `http://127.0.0.1:P/callback?code=K&state=S`, and the one-time code is
+//! spent at `POST /auth/cli/token` with the verifier whose SHA-256 is C.
+//! The state, random per login, keeps another page from feeding us a code
+//! of its choosing; the verifier, which never leaves this process before
+//! the exchange, makes a code seen by anyone else useless.
 
 use std::io::Read;
 use std::time::Duration;
@@ -123,7 +126,11 @@ async fn browser_login(server: &str, no_browser: bool) -> anyhow::Result<String>
         .context("cannot listen on a loopback port")?;
     let port = listener.local_addr()?.port();
     let state = random_state();
-    let url = format!("{server}/auth/cli?port={port}&state={state}");
+    let verifier = random_state();
+    let challenge = s256(&verifier);
+    let url = format!(
+        "{server}/auth/cli?port={port}&state={state}&code_challenge={challenge}&code_challenge_method=S256"
+    );
     eprintln!("Open this address in a browser to sign in (it works once):\n\n    {url}\n");
     if !no_browser {
         open_browser(&url);
@@ -144,7 +151,7 @@ async fn browser_login(server: &str, no_browser: bool) -> anyhow::Result<String>
     let answer = client
         .post(
             "/auth/cli/token",
-            json!({"code": code, "hostname": hostname()}),
+            json!({"code": code, "code_verifier": verifier, "hostname": hostname()}),
         )
         .await?;
     answer["token"]
@@ -153,10 +160,18 @@ async fn browser_login(server: &str, no_browser: bool) -> anyhow::Result<String>
         .ok_or_else(|| fail(Exit::Failed, "the server answered without a token"))
 }
 
+/// 48 hex characters: a state, or a PKCE verifier (43 to 128 characters).
 fn random_state() -> String {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).expect("the OS provides randomness");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// RFC 7636's S256 challenge of a verifier.
+fn s256(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
 }
 
 fn hostname() -> String {
@@ -181,7 +196,8 @@ fn open_browser(url: &str) {
         .spawn();
 }
 
-/// Answers requests on the listener until one brings our state and a code.
+/// Answers requests on the listener until one brings our state and a code
+/// (or says the person denied it).
 async fn wait_for_code(listener: &TcpListener, state: &str) -> anyhow::Result<String> {
     loop {
         let (mut socket, _) = listener.accept().await?;
@@ -196,13 +212,26 @@ async fn wait_for_code(listener: &TcpListener, state: &str) -> anyhow::Result<St
             .and_then(|line| line.strip_prefix("GET /callback?"))
             .and_then(|rest| rest.split(' ').next())
             .unwrap_or_default();
-        let (mut code, mut got_state) = (None, None);
+        let (mut code, mut got_state, mut error) = (None, None, None);
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("code", v)) => code = Some(v.to_string()),
                 Some(("state", v)) => got_state = Some(v.to_string()),
+                Some(("error", v)) => error = Some(v.to_string()),
                 _ => {}
             }
+        }
+        if error.is_some() && got_state.as_deref() == Some(state) {
+            respond(
+                &mut socket,
+                "200 OK",
+                "xenectl was denied. You can close this tab.",
+            )
+            .await;
+            return Err(fail(
+                Exit::Auth,
+                "the sign-in was denied in the browser; run `xenectl login` again to allow it",
+            ));
         }
         match (code, got_state) {
             (Some(code), Some(s)) if s == state && !code.is_empty() => {

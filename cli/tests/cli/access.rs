@@ -19,8 +19,21 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
+/// The hidden fields of the page's form, as a browser would post them.
+fn form_fields(page: &str) -> Vec<(String, String)> {
+    page.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let value = rest.split_once("value=\"")?.1.split_once('"')?.0;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
 /// Plays the browser: signs in with the printed link, opens xenectl's
-/// address, follows the redirect to its loopback listener.
+/// address, presses Allow on the question, follows the redirect to its
+/// loopback listener.
 async fn browse(xene: &Xene, url: &str) {
     let browser = no_redirects();
     let signed_in = browser.get(xene.sign_in_link()).send().await.unwrap();
@@ -32,9 +45,25 @@ async fn browse(xene: &Xene, url: &str) {
         .find(|c| c.starts_with("xene_session="))
         .expect("a session cookie");
     let cookie = cookie.split(';').next().unwrap();
-    let answer = browser
+    let question = browser
         .get(url)
         .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(question.status(), StatusCode::OK);
+    let page = question.text().await.unwrap();
+    assert!(page.contains("asks for an API token"), "{page}");
+    let mut form = form_fields(&page);
+    assert_eq!(form.len(), 3, "{page}");
+    form.push(("decision".into(), "allow".into()));
+    let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let answer = browser
+        .post(format!("{}/auth/cli", xene.base))
+        .header(COOKIE, cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
         .send()
         .await
         .unwrap();
@@ -58,7 +87,18 @@ fn config_token(home: &Home, context: &str) -> Option<String> {
 #[tokio::test]
 async fn login_through_the_loopback_flow_contexts_and_logout() {
     let home = Home::new();
-    let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
+    login_flow(&home, &sqlite_url(&home)).await;
+}
+
+/// The server side of the flow (codes, challenges) on PostgreSQL.
+#[tokio::test]
+async fn login_through_the_loopback_flow_on_postgres() {
+    let pg = crate::util::Postgres::start();
+    login_flow(&Home::new(), &pg.url()).await;
+}
+
+async fn login_flow(home: &Home, db_url: &str) {
+    let xene = Xene::start(home, db_url, None, &[]).await;
     // The "browser" xenectl opens: it writes down what it was asked to open.
     let opened = home.path("opened");
     let opener = home.path("bin/xdg-open");
@@ -88,6 +128,11 @@ async fn login_through_the_loopback_flow_contexts_and_logout() {
     };
     assert!(
         url.starts_with(&format!("{}/auth/cli?port=", xene.base)),
+        "{url}"
+    );
+    // PKCE: the challenge goes with the browser, the verifier stays here.
+    assert!(
+        url.contains("&code_challenge=") && url.ends_with("&code_challenge_method=S256"),
         "{url}"
     );
     // A request that is not the sign-in (another state) is turned away, and
@@ -124,7 +169,7 @@ async fn login_through_the_loopback_flow_contexts_and_logout() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let token = config_token(&home, "127.0.0.1").expect("a token in the context");
+    let token = config_token(home, "127.0.0.1").expect("a token in the context");
 
     // The context's token is the one used: with no local admin token to
     // fall back on, it still works.
@@ -184,7 +229,7 @@ async fn login_through_the_loopback_flow_contexts_and_logout() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(
-        config_token(&home, "ci").as_deref(),
+        config_token(home, "ci").as_deref(),
         Some(scripted.as_str())
     );
 
@@ -233,7 +278,7 @@ async fn login_through_the_loopback_flow_contexts_and_logout() {
     // logout revokes the token on the server and forgets it.
     let out = home.run(&["logout"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(config_token(&home, "127.0.0.1"), None);
+    assert_eq!(config_token(home, "127.0.0.1"), None);
     let out = run({
         let mut cmd = home.xenectl(&["--server", &xene.base, "get", "runs"]);
         cmd.env("XENE_TOKEN", &token);

@@ -31,7 +31,11 @@ impl TestServer {
 
     /// Starts with flags adjusted by `configure`.
     pub async fn start_with(configure: impl FnOnce(&mut xene_server::config::Args)) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
+        // 0700: xene refuses a data directory others can enter.
+        let data = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .expect("temp dir");
         let mut args = xene_server::config::Args::for_data_dir(data.path().to_path_buf());
         args.site_dir = Some(site_dir());
         configure(&mut args);

@@ -48,6 +48,9 @@ enum Denied {
     Invalid(String),
     /// A session cookie on a state-changing request from another site.
     CrossSite,
+    /// More than one session cookie: one may have been planted, and which
+    /// one a layer reads is not something to rely on.
+    TwoSessions,
     Internal(anyhow::Error),
 }
 
@@ -147,6 +150,8 @@ async fn enforce(
     };
     match authenticate(state, &asking).await {
         Ok(principal) if principal.role >= needed => {
+            // A signed-in client's connection leaves the strangers' budget.
+            crate::listen::trust(req.extensions());
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
@@ -171,6 +176,14 @@ async fn enforce(
                 return Redirect::to("/signin").into_response();
             }
             ApiError::Unauthorized("invalid or expired credentials".into()).into_response()
+        }
+        Err(Denied::TwoSessions) => {
+            tracing::warn!(remote = %remote(&req), path = %req.uri().path(), "refused a request with two session cookies");
+            ApiError::Unauthorized(
+                "the request carries two session cookies: clear this site's cookies and sign in again"
+                    .into(),
+            )
+            .into_response()
         }
         Err(Denied::CrossSite) => {
             tracing::warn!(remote = %remote(&req), path = %req.uri().path(), "refused a cross-site request");
@@ -231,6 +244,9 @@ async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denie
             .ok_or_else(|| Denied::Invalid("not a bearer token".into()))?;
         return token_principal(state, token, req.remote.clone()).await;
     }
+    if cookie_count(&req.headers, state.access.session_cookie()) > 1 {
+        return Err(Denied::TwoSessions);
+    }
     let Some(session) = req.session.as_ref() else {
         return Err(Denied::Anonymous);
     };
@@ -252,7 +268,9 @@ async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denie
         .headers
         .get(header::UPGRADE)
         .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if (websocket || !is_safe(&req.method)) && !same_origin(&req.headers) {
+    if (websocket || !is_safe(&req.method))
+        && !same_origin(&req.headers, state.access.https, &state.access.origin)
+    {
         return Err(Denied::CrossSite);
     }
     let Some(stored) = store::user(&state.db, &user.user_id).await? else {
@@ -319,21 +337,60 @@ fn is_safe(method: &Method) -> bool {
 
 /// Whether a state-changing request with a session cookie comes from our
 /// own pages. Browsers send `Sec-Fetch-Site` (and `Origin` on every POST);
-/// a foreign page can forge neither.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// a foreign page can forge neither. Without `Sec-Fetch-Site` (older
+/// browsers) the whole origin must be ours, scheme included: the public
+/// URL's, or this server's scheme with the `Host` asked for (which the host
+/// check has already accepted).
+fn same_origin(headers: &HeaderMap, https: bool, public_origin: &str) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return matches!(site.to_str(), Ok("same-origin") | Ok("none"));
     }
-    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .and_then(normalize_origin)
     else {
         return false;
     };
-    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
-        return false;
+    if !public_origin.is_empty() && origin == public_origin {
+        return true;
+    }
+    let scheme = if https { "https" } else { "http" };
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|host| normalize_origin(&format!("{scheme}://{host}")))
+        .is_some_and(|own| own == origin)
+}
+
+/// `HTTPS://Example.com:443/x` -> `https://example.com`: an origin as
+/// browsers compare them. None for anything but an http(s) URL.
+pub fn normalize_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return None,
     };
-    origin
-        .split_once("://")
-        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// How many cookies named `name` the request carries, over all its
+/// `Cookie` headers.
+fn cookie_count(headers: &HeaderMap, name: &str) -> usize {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| pair.split_once('=').is_some_and(|(n, _)| n.trim() == name))
+        .count()
 }
 
 /// Percent-encodes a value for a query string.
@@ -363,21 +420,54 @@ mod tests {
 
     #[test]
     fn cross_site_checks() {
-        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
-        assert!(same_origin(&headers(&[
+        let check = |pairs: &[(&'static str, &'static str)]| {
+            same_origin(&headers(pairs), false, "http://127.0.0.1:8080")
+        };
+        assert!(check(&[("sec-fetch-site", "same-origin")]));
+        assert!(!check(&[("sec-fetch-site", "cross-site")]));
+        assert!(!check(&[("sec-fetch-site", "same-site")]));
+        assert!(check(&[
             ("origin", "http://127.0.0.1:8080"),
             ("host", "127.0.0.1:8080")
-        ])));
-        assert!(!same_origin(&headers(&[
+        ]));
+        assert!(check(&[
+            ("origin", "http://localhost:8080"),
+            ("host", "localhost:8080")
+        ]));
+        // The scheme counts: an https page is another origin.
+        assert!(!check(&[
+            ("origin", "https://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080")
+        ]));
+        assert!(!check(&[
             ("origin", "http://evil.example"),
             ("host", "127.0.0.1:8080")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("origin", "null"),
-            ("host", "127.0.0.1:8080")
-        ])));
-        assert!(!same_origin(&headers(&[("host", "127.0.0.1:8080")])));
+        ]));
+        assert!(!check(&[("origin", "null"), ("host", "127.0.0.1:8080")]));
+        assert!(!check(&[("host", "127.0.0.1:8080")]));
+        // Behind a proxy that ends TLS: the public URL's origin.
+        let proxied = headers(&[
+            ("origin", "https://xene.example"),
+            ("host", "10.0.0.5:8080"),
+        ]);
+        assert!(same_origin(&proxied, true, "https://xene.example"));
+        assert!(!same_origin(&proxied, true, "https://other.example"));
+    }
+
+    #[test]
+    fn origins_and_cookies() {
+        assert_eq!(
+            normalize_origin("HTTPS://Xene.Example:443/x").as_deref(),
+            Some("https://xene.example")
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(normalize_origin("ftp://x"), None);
+        assert_eq!(normalize_origin("http://u@evil"), None);
+        let two = headers(&[("cookie", "a=1; xene_session=x; b=2; xene_session=y")]);
+        assert_eq!(cookie_count(&two, "xene_session"), 2);
+        assert_eq!(cookie_count(&two, "__Host-xene_session"), 0);
     }
 }

@@ -43,11 +43,15 @@ pub struct AccessState {
     pub session_max: Duration,
     /// Cookies are marked `Secure` when the server speaks HTTPS.
     pub https: bool,
+    /// The public URL's origin (`scheme://host[:port]`, lowercase, no
+    /// default port): what a browser on our own pages sends as `Origin`.
+    pub origin: String,
 }
 
 impl AccessState {
     pub async fn new(
         db: &Db,
+        vault: &crate::vault::Vault,
         args: &Args,
         addr: SocketAddr,
         public_url: &str,
@@ -80,7 +84,7 @@ impl AccessState {
             );
         }
         Ok(Self {
-            keys: tokens::TokenKeys::new(&store::signing_key(db).await?),
+            keys: tokens::TokenKeys::new(&store::signing_key(db, vault).await?),
             oidc,
             policy,
             admin_emails: lower(&access.admin_emails),
@@ -94,7 +98,19 @@ impl AccessState {
             session_idle: access.session_idle,
             session_max: access.session_max,
             https,
+            origin: guard::normalize_origin(public_url).unwrap_or_default(),
         })
+    }
+
+    /// The session cookie's name: `__Host-` over HTTPS, so no other host
+    /// (a sibling subdomain) can set or shadow it. Browsers refuse that
+    /// prefix without `Secure`, so plain HTTP keeps the bare name.
+    pub fn session_cookie(&self) -> &'static str {
+        if self.https {
+            "__Host-xene_session"
+        } else {
+            "xene_session"
+        }
     }
 
     /// Mints an API token for a user; the token is shown once and never stored.

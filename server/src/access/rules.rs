@@ -64,9 +64,11 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/auth/callback", PUBLIC),
     rule(Method::GET, "/auth/link", PUBLIC),
     rule(Method::POST, "/auth/logout", VIEWER),
-    // `xenectl login`: a signed-in browser hands out a one-time code, which
-    // the CLI spends (the code is its credential).
+    // `xenectl login`: a signed-in browser asks its person to allow it,
+    // then hands out a one-time code, which the CLI spends with its PKCE
+    // verifier (the code and the verifier are its credential).
     rule(Method::GET, "/auth/cli", VIEWER),
+    rule(Method::POST, "/auth/cli", VIEWER),
     rule(Method::POST, "/auth/cli/token", PUBLIC),
     // Workflows and runs.
     rule(Method::GET, "/api/v1/workflows", VIEWER),

@@ -211,9 +211,17 @@ impl Args {
         if let Some(dir) = &self.data_dir {
             return dir.clone();
         }
+        // The XDG spec: an empty or relative XDG_DATA_HOME is ignored (else
+        // `XDG_DATA_HOME=` would put the keys in ./xene, under the working
+        // directory).
         let base = std::env::var_os("XDG_DATA_HOME")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local/share"))
+            })
             .unwrap_or_else(|| PathBuf::from("."));
         base.join("xene")
     }

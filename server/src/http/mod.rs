@@ -91,7 +91,7 @@ pub fn router(state: AppState) -> Router {
 /// Browser sessions: a cookie naming a row of the sessions table.
 pub fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
     SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
-        .with_name("xene_session")
+        .with_name(state.access.session_cookie())
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.access.https)

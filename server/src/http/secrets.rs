@@ -1,6 +1,9 @@
-//! `/api/v1/secrets`: secrets for pipelines' tasks. Admins set and delete
-//! them; anyone signed in sees their names (the editor picks from them);
-//! nobody ever reads a value back.
+//! `/api/v1/secrets`: secrets for pipelines' tasks. Admins set, protect and
+//! delete them; anyone signed in sees their names (the editor picks from
+//! them); nobody ever reads a value back. An unprotected secret is readable
+//! by every editor whose workflow names it (a step can print it transformed:
+//! masking is a courtesy); a protected one only by versions an admin
+//! approved.
 
 use std::collections::BTreeSet;
 

@@ -38,9 +38,21 @@ async fn list_tokens(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<TokenList>, ApiError> {
     let own = (principal.role < Role::Admin).then_some(principal.user_id.as_str());
-    Ok(Json(TokenList {
-        tokens: store::tokens(&state.db, own).await?,
-    }))
+    let mut tokens = store::tokens(&state.db, own).await?;
+    if own.is_some() {
+        // A token given to a dashboard does not learn of the stronger
+        // tokens beside it.
+        let user_role = user_role(&state, &principal.user_id).await?;
+        tokens.retain(|t| t.role.min(user_role) <= principal.role);
+    }
+    Ok(Json(TokenList { tokens }))
+}
+
+/// The user's role today (a token never acts above it).
+async fn user_role(state: &AppState, user_id: &str) -> Result<Role, ApiError> {
+    Ok(store::user(&state.db, user_id)
+        .await?
+        .map_or(Role::Viewer, |u| u.role))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -142,6 +154,15 @@ async fn revoke_token(
     // Someone else's token looks just like one that does not exist.
     if info.user_id != principal.user_id && principal.role < Role::Admin {
         return Err(not_found());
+    }
+    // A viewer token cannot lock out its user's admin token: only tokens
+    // that do no more than the caller may be revoked by it.
+    let acts_as = info.role.min(user_role(&state, &info.user_id).await?);
+    if acts_as > principal.role {
+        return Err(ApiError::Forbidden(format!(
+            "this token acts as {acts_as}, above your {}: revoke it with an {acts_as} token or a browser session",
+            principal.role
+        )));
     }
     store::revoke_token(&state.db, &id).await?;
     store::audit(

@@ -5,7 +5,9 @@ use sqlx::Row;
 use xene_core::access::Role;
 
 use super::auth::{hash, secret};
+use super::secrets::{SecretsError, open_stored, seal_stored};
 use super::{Db, StorageError, now_ms};
+use crate::vault::Vault;
 
 /// The issuer of identities Xene vouches for itself: the first admin's
 /// sign-in link and the local `xenectl` token.
@@ -503,20 +505,90 @@ pub async fn use_sign_in_link(db: &Db, token: &str) -> Result<Option<Role>, Stor
 
 // ---- the token signing key ----
 
+const SIGNING_KEY: &str = "api_token_key";
+/// Its sealing scope starts with a NUL, so it never meets a secret's row.
+const SIGNING_KEY_SCOPE: &str = "\0api_token_key";
+
 /// The key that signs API tokens, made once and shared by every replica.
-pub async fn signing_key(db: &Db) -> Result<Vec<u8>, StorageError> {
+/// It is stored sealed under the master key of secrets: a copy of the
+/// database alone signs nothing. A key an older Xene stored in clear is
+/// sealed where it is, so every token it signed keeps working.
+pub async fn signing_key(db: &Db, vault: &Vault) -> Result<Vec<u8>, SecretsError> {
+    let mut tx = db.begin_write().await?;
+    let fresh = secret("");
+    let sealed = seal_stored(&mut tx, db.backend(), vault, SIGNING_KEY_SCOPE, "", &fresh).await?;
     sqlx::query(
-        "INSERT INTO server_meta (key, value, updated_at) VALUES ('api_token_key', $1, $2) ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO server_meta (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
     )
-    .bind(secret(""))
+    .bind(SIGNING_KEY)
+    .bind(&sealed)
     .bind(now_ms())
-    .execute(&mut *db.write_conn().await?)
+    .execute(&mut *tx)
     .await?;
-    let value: String =
-        sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'api_token_key'")
-            .fetch_one(db.pool())
-            .await?;
-    hex::decode(value.trim()).map_err(|e| StorageError::Corrupt(format!("api token key: {e}")))
+    let mut value: String = sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
+        .bind(SIGNING_KEY)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !value.contains(':') {
+        let plain = value.trim().to_string();
+        let sealed =
+            seal_stored(&mut tx, db.backend(), vault, SIGNING_KEY_SCOPE, "", &plain).await?;
+        let sqlite = db.backend() == super::Backend::Sqlite;
+        if sqlite {
+            // The clear text is overwritten, not left in the page's free space.
+            sqlx::query("PRAGMA secure_delete = ON")
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Only if no other replica sealed it meanwhile (the same key either way).
+        sqlx::query(
+            "UPDATE server_meta SET value = $1, updated_at = $2 WHERE key = $3 AND value = $4",
+        )
+        .bind(&sealed)
+        .bind(now_ms())
+        .bind(SIGNING_KEY)
+        .bind(&value)
+        .execute(&mut *tx)
+        .await?;
+        if sqlite {
+            sqlx::query("PRAGMA secure_delete = OFF")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tracing::info!("sealed the API token signing key under the master key of secrets");
+        value = sealed;
+    }
+    tx.commit().await?;
+    let key = open_stored(vault, SIGNING_KEY_SCOPE, "", &value)?;
+    hex::decode(key.trim()).map_err(|e| StorageError::Corrupt(format!("api token key: {e}")).into())
+}
+
+/// Seals the signing key again under `primary`, inside a key rotation's
+/// transaction (the old master key may be dropped after it).
+pub(crate) async fn reseal_signing_key(
+    tx: &mut super::WriteTx,
+    vault: &Vault,
+    primary: &str,
+) -> Result<(), SecretsError> {
+    let value: Option<String> = sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
+        .bind(SIGNING_KEY)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(value) = value.filter(|v| v.contains(':')) else {
+        return Ok(());
+    };
+    if value.split_once(':').is_some_and(|(id, _)| id == primary) {
+        return Ok(());
+    }
+    let key = open_stored(vault, SIGNING_KEY_SCOPE, "", &value)?;
+    let (id, sealed) = vault.seal(SIGNING_KEY_SCOPE, "", key.as_bytes());
+    sqlx::query("UPDATE server_meta SET value = $1, updated_at = $2 WHERE key = $3")
+        .bind(format!("{id}:{sealed}"))
+        .bind(now_ms())
+        .bind(SIGNING_KEY)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 // ---- audit log ----

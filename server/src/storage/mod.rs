@@ -455,15 +455,31 @@ fn create_sqlite_dir(url: &str) -> Result<(), StorageError> {
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
-    match Path::new(path).parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+    if let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Whoever reads the database can forge tokens' owners and read
+        // every run: private from the start.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StorageError::CreateDir {
                 path: dir.display().to_string(),
                 source,
-            })
-        }
-        _ => Ok(()),
+            })?;
     }
+    // The file is made 0600 before SQLite opens it, so its -wal and -shm
+    // (which SQLite gives the database file's mode) are private too.
+    let create = url.contains("mode=rwc");
+    crate::data_dir::private_sqlite_file(Path::new(path), create).map_err(|e| {
+        StorageError::CreateDir {
+            path: path.to_string(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })
 }
 
 /// The URL without its password, for messages.

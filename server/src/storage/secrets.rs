@@ -1,5 +1,8 @@
 //! Secrets: names in the clear, values sealed by the `Vault` (only
 //! ciphertext reaches the database), global or scoped to one workflow.
+//! A protected secret reaches only runs of versions an admin approved, in
+//! the workflows its allow-list names (`approvals`), checked where values
+//! are opened for an agent.
 //!
 //! Which master key seals is decided by the key check row in `server_meta`,
 //! not by each replica's configuration: a replica that has not yet read a

@@ -249,11 +249,21 @@ async fn bad_tokens_get_the_same_bare_401() {
         let db = TestDb::new(backend);
         let server = TestServer::start(&db).await;
         let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
-        let key_hex: String =
+        let sealed: String =
             sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'api_token_key'")
                 .fetch_one(storage.pool())
                 .await
                 .unwrap();
+        // Sealed under the master key: the test opens it with the key file.
+        let vault = xene_server::vault::Vault::load(
+            xene_server::vault::KeySource::File(db.dir.path().join("secrets.key")),
+            false,
+        )
+        .unwrap();
+        let (key_id, ciphertext) = sealed.split_once(':').unwrap();
+        let key_hex = vault
+            .open("\0api_token_key", "", key_id, ciphertext)
+            .unwrap();
         let key = hex::decode(key_hex).unwrap();
         let now = xene_server::storage::now_ms() / 1000;
         let (_, me) = server.get("/api/v1/me").await;
@@ -538,4 +548,143 @@ async fn tokens_roles_users_and_the_audit_log() {
         assert!(server.sign_in_link.is_none());
         server.stop().await;
     }
+}
+
+/// #22: a viewer token given to a dashboard could revoke its user's admin
+/// tokens (the local admin token among them) and list them.
+#[tokio::test]
+async fn a_token_neither_sees_nor_revokes_a_stronger_one() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let (_, me) = server.get("/api/v1/me").await;
+        let admin_jti = me["token"].as_str().unwrap().to_string();
+        let viewer = client_with_token(&token_with_role(&server, Role::Viewer).await);
+        let (status, mine) =
+            response(viewer.get(server.url("/api/v1/me")).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{mine}");
+        let viewer_jti = mine["token"].as_str().unwrap().to_string();
+
+        let (status, list) = response(
+            viewer
+                .get(server.url("/api/v1/tokens"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        let ids: Vec<&str> = list["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&viewer_jti.as_str()), "{ids:?}");
+        assert!(
+            !ids.contains(&admin_jti.as_str()),
+            "a viewer token lists {ids:?}"
+        );
+
+        let (status, body) = response(
+            viewer
+                .delete(server.url(&format!("/api/v1/tokens/{admin_jti}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        let (status, _) = server.get("/api/v1/me").await;
+        assert_eq!(status, 200, "the local admin token still works");
+
+        // Its own kind it may revoke: itself.
+        let r = viewer
+            .delete(server.url(&format!("/api/v1/tokens/{viewer_jti}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        server.stop().await;
+    }
+}
+
+/// #42 and #28: an `Origin` of another scheme is another site, and a
+/// request with two session cookies is refused; over HTTPS the cookie is
+/// `__Host-` (no other host can set it).
+#[tokio::test]
+async fn the_origin_check_takes_the_scheme_and_one_session_cookie_is_allowed() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let cookie = sign_in_with_link(&server).await;
+        let create = |origin: String, cookie: &str| {
+            reqwest::Client::new()
+                .post(server.url("/api/v1/tokens"))
+                .header(COOKIE, cookie)
+                .header(ORIGIN, origin)
+                .body(json!({"name": "from a page"}).to_string())
+                .send()
+        };
+        let r = create(format!("https://{}", server.addr), &cookie)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "another scheme passed the origin check");
+        let r = create(format!("http://{}", server.addr), &cookie)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "our own origin");
+
+        let planted = "xene_session=planted-by-a-sibling";
+        for two in [
+            format!("{planted}; {cookie}"),
+            format!("{cookie}; {planted}"),
+        ] {
+            let (status, body) = response(
+                reqwest::Client::new()
+                    .get(server.url("/api/v1/me"))
+                    .header(COOKIE, two.as_str())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, 401, "{two}: {body}");
+        }
+        server.stop().await;
+    }
+
+    // Behind a proxy that ends TLS: the public URL says HTTPS.
+    let db = TestDb::new(crate::util::Backend::Sqlite);
+    let server = TestServer::start_with(&db, |args| {
+        args.public_url = Some("https://127.0.0.1".into())
+    })
+    .await;
+    let link = server.sign_in_link.clone().unwrap();
+    let link = link.replacen("https://127.0.0.1", &format!("http://{}", server.addr), 1);
+    let signed_in = no_redirects().get(link).send().await.unwrap();
+    let set = signed_in
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.contains("xene_session="))
+        .expect("a session cookie");
+    let flags = set.to_ascii_lowercase();
+    assert!(set.starts_with("__Host-xene_session="), "{set}");
+    assert!(
+        flags.contains("; secure") && flags.contains("; path=/") && !flags.contains("domain="),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let me = |cookie: String| {
+        reqwest::Client::new()
+            .get(server.url("/api/v1/me"))
+            .header(COOKIE, cookie)
+            .send()
+    };
+    assert_eq!(me(cookie.clone()).await.unwrap().status(), 200);
+    let two = format!("{cookie}; {cookie}");
+    assert_eq!(me(two).await.unwrap().status(), 401);
+    server.stop().await;
 }

@@ -60,7 +60,7 @@ async fn restarting_over_an_existing_database_works() {
 
 #[tokio::test]
 async fn a_bad_database_url_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::util::private_tempdir();
     let mut args = xene_server::config::Args::for_data_dir(dir.path().to_path_buf());
     args.database_url = Some("mysql://root:hunter2@localhost/xene".into());
     let err = xene_server::Server::bind(&args)

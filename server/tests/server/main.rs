@@ -10,6 +10,7 @@ mod api;
 mod api_fuzz;
 mod cli_login;
 mod controllers;
+mod data_dir;
 mod feed;
 mod gateway;
 mod hardening;

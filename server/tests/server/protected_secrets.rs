@@ -386,3 +386,45 @@ async fn the_value_is_not_dispatched_to_an_unapproved_version_on_sqlite() {
 async fn the_value_is_not_dispatched_to_an_unapproved_version_on_postgres() {
     the_value_is_not_dispatched_to_an_unapproved_version(Backend::Postgres).await;
 }
+
+/// The same through a remote agent's session: the run waits for an agent
+/// while its secret becomes protected; the agent that comes is refused it.
+#[tokio::test]
+async fn a_remote_agent_is_not_sent_the_value_for_an_unapproved_version() {
+    use crate::process::{Agent, Xene};
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = Xene::start(&db, "srv", &["--no-local-agent"]).await;
+    let put = |body: Value| {
+        xene.http
+            .put(format!("{}/api/v1/secrets/DEPLOY_KEY", xene.base))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(put(json!({ "value": VALUE })).await.unwrap().status(), 201);
+    xene.apply(&deploy("remote-early")).await;
+    let id = xene.start_run("deploy", "prod", json!({})).await;
+    let protect = put(json!({ "protected": true, "allow": ["deploy"] }));
+    assert_eq!(protect.await.unwrap().status(), 200);
+
+    let join = xene.join_token(json!({})).await;
+    let state = db.dir.path().join("agent");
+    let mut agent = Agent::start(&xene.base, &join, &state, "remote", &["--allow-shell"]);
+    let run = xene
+        .wait_finished(id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(run["status"], "error", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not approved"),
+        "{run}"
+    );
+    assert_eq!(run["tasks"][0]["status"], "not_executed", "{run}");
+    agent.kill();
+    for file in crate::util::files_under(&state) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let found = bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes());
+        assert!(!found, "{} holds the value", file.display());
+    }
+}

@@ -49,7 +49,9 @@ impl TestDb {
     }
 
     pub fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        // Private, as the server asks of a data directory (tempfile's are
+        // not).
+        let dir = private_tempdir();
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("xene.db").display());
@@ -69,6 +71,16 @@ impl TestDb {
             }
         }
     }
+}
+
+/// A temporary directory only its owner enters (mode 0700): what `xene`
+/// accepts as a data directory.
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// A running Xene server; stops when dropped. Its helpers act as the local
