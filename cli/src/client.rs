@@ -14,6 +14,28 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::config::Target;
 use crate::error::{Exit, fail};
 
+/// How many times a request answered "busy" (503 with `Retry-After`) is
+/// sent again, and the longest wait honoured each time.
+const BUSY_RETRIES: u32 = 5;
+const BUSY_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How long a busy server asks to wait (`Retry-After` in seconds, 1 to 10),
+/// or `None` when the answer is not "busy, try again".
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let seconds: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).clamp(Duration::from_secs(1), BUSY_WAIT_MAX))
+}
+
 /// The longest a single request may take; feeds are not requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -66,15 +88,31 @@ impl Client {
         body: Option<Body>,
         accept: &[StatusCode],
     ) -> anyhow::Result<Answer> {
-        let mut request = self.request(method, path);
-        request = match body {
-            Some(Body::Json(v)) => request.json(&v),
-            Some(Body::Text(t)) => request
-                .header(reqwest::header::CONTENT_TYPE, "application/yaml")
-                .body(t),
-            None => request,
+        // A busy server (503 with Retry-After) did nothing: ask again a few
+        // times, as long as it says.
+        let mut retries = 0;
+        let response = loop {
+            let mut request = self.request(method.clone(), path);
+            request = match &body {
+                Some(Body::Json(v)) => request.json(v),
+                Some(Body::Text(t)) => request
+                    .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+                    .body(t.clone()),
+                None => request,
+            };
+            let response = request.send().await.map_err(|e| self.unreachable(e))?;
+            match retry_after(&response) {
+                Some(wait) if retries < BUSY_RETRIES => {
+                    retries += 1;
+                    eprintln!(
+                        "xenectl: the server is busy; asking again in {} s",
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break response,
+            }
         };
-        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| self.unreachable(e))?;
         let body = if text.trim().is_empty() {

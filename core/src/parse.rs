@@ -260,8 +260,9 @@ struct TemplateSite {
 /// What the second pass needs about a task besides the spec itself.
 #[derive(Default)]
 struct TaskNotes {
-    /// Each dependency with its path and line.
-    depends_on: Vec<(String, String, usize)>,
+    /// Each dependency with its index in `depends_on` and its line (its
+    /// path is made only for a fault: a dense pipeline has 180,000).
+    depends_on: Vec<(String, usize, usize)>,
     condition: Option<(Condition, String, usize)>,
     templates: Vec<TemplateSite>,
 }
@@ -1079,6 +1080,8 @@ impl Checker {
                 }
                 Value::Seq(items) => {
                     let mut seen = std::collections::HashSet::new();
+                    depends_on.reserve_exact(items.len());
+                    notes.depends_on.reserve_exact(items.len());
                     for (i, item) in items.iter().enumerate() {
                         let ip = format!("{p}[{i}]");
                         let Some(dep) = self.string(item, &ip) else {
@@ -1093,7 +1096,7 @@ impl Checker {
                             continue;
                         }
                         depends_on.push(dep.clone());
-                        notes.depends_on.push((dep, ip, item.line));
+                        notes.depends_on.push((dep, i, item.line));
                     }
                 }
                 Value::Scalar(s) if s.kind() == ScalarKind::String => self.error(
@@ -1386,15 +1389,23 @@ impl Checker {
         path: &str,
     ) {
         let task_names: Vec<&str> = notes.keys().map(String::as_str).collect();
+        let dep_path = |task: &str, i: usize| {
+            format!(
+                "{}[{i}]",
+                join(&join(&join(path, "tasks"), task), "depends_on")
+            )
+        };
         let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (task, (n, _)) in notes {
-            let mut deps = Vec::new();
-            for (dep, p, line) in &n.depends_on {
+            let mut deps = Vec::with_capacity(n.depends_on.len());
+            for (dep, i, line) in &n.depends_on {
                 if dep == task {
-                    self.error(p, *line, format!("task {task:?} depends on itself"));
+                    let p = dep_path(task, *i);
+                    self.error(&p, *line, format!("task {task:?} depends on itself"));
                 } else if !notes.contains_key(dep) {
                     let hint = self.did_you_mean(dep, task_names.iter().copied());
-                    self.error(p, *line, format!("unknown task {:?}{hint}", shorten(dep)));
+                    let p = dep_path(task, *i);
+                    self.error(&p, *line, format!("unknown task {:?}{hint}", shorten(dep)));
                 } else {
                     deps.push(dep.clone());
                 }
@@ -1411,7 +1422,7 @@ impl Checker {
                     .depends_on
                     .iter()
                     .find(|(d, _, _)| d == next)
-                    .map(|(_, p, l)| (p.clone(), *l))
+                    .map(|(_, i, l)| (dep_path(first, *i), *l))
                     .expect("a cycle follows written dependencies");
                 self.error(&p, line, format!("cycle: {}", cycle.join(" -> ")));
             }

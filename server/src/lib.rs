@@ -63,6 +63,7 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
     sign_in_link: Option<String>,
     log_retention: std::time::Duration,
+    limits: listen::ListenArgs,
 }
 
 impl Server {
@@ -161,6 +162,7 @@ impl Server {
             tls,
             sign_in_link,
             log_retention: args.log_retention,
+            limits: args.listen.clone(),
         })
     }
 
@@ -210,7 +212,13 @@ impl Server {
         }
         let app = http::router(self.state);
         let stop = ctx.shutdown.clone();
-        let serving = tokio::spawn(listen::serve(self.listener, self.tls, app, stop.clone()));
+        let serving = tokio::spawn(listen::serve(
+            self.listener,
+            self.tls,
+            app,
+            self.limits,
+            stop.clone(),
+        ));
         shutdown.await;
         stop.cancel();
         let result = serving.await.map_err(ServerError::Listener);

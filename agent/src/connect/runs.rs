@@ -18,21 +18,53 @@ use crate::{Executor, RunRequest, new_run_id};
 
 /// Most events in one `Events` message.
 pub const MAX_BATCH: usize = 256;
-/// Roughly the most bytes of event text in one batch.
+/// The most bytes of one batch as sent (JSON), a quarter of what the server
+/// takes in one message: a batch it refused would be resent forever.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// The most lines of output one event carries.
 const MAX_LOGS_BYTES: usize = 64 * 1024;
 
-/// An event's size on the wire, near enough: log lines dominate.
+/// An event's size as sent, or a little more: its texts as JSON escapes
+/// them (a control character takes six bytes), its names, and room for the
+/// rest.
 fn event_size(event: &RunEvent) -> usize {
+    let text = |t: &Option<String>| t.as_deref().map_or(0, escaped_len);
     match event {
-        RunEvent::Log { data, .. } | RunEvent::Logs { data, .. } => data.len() + 64,
-        RunEvent::TaskFinished { output, error, .. } => {
-            output.as_ref().map_or(0, String::len) + error.as_ref().map_or(0, String::len) + 128
+        RunEvent::Log {
+            task, step, data, ..
         }
-        _ => 128,
+        | RunEvent::Logs {
+            task, step, data, ..
+        } => escaped_len(data) + escaped_len(task) + escaped_len(step) + 64,
+        RunEvent::TaskFinished {
+            task,
+            output,
+            error,
+            ..
+        } => text(output) + text(error) + escaped_len(task) + 160,
+        RunEvent::StepStarted { task, step } | RunEvent::StepFinished { task, step, .. } => {
+            escaped_len(task) + escaped_len(step) + 128
+        }
+        RunEvent::TaskStarted { task, .. } => escaped_len(task) + 128,
+        RunEvent::RunStarted { run_id, pipeline } => {
+            escaped_len(run_id) + escaped_len(pipeline) + 128
+        }
+        RunEvent::RunFinished { .. } => 128,
     }
+}
+
+/// The length of `text` inside a JSON string.
+fn escaped_len(text: &str) -> usize {
+    text.len()
+        + text
+            .bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+                0..=0x1f => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
 }
 
 /// Past this many unacknowledged events (all runs together) the agent stops
@@ -430,6 +462,38 @@ mod tests {
                 .count();
         }
         assert_eq!(logged, 5);
+        runs.cancel_all();
+    }
+
+    /// Control characters take six bytes each in JSON: a batch of them must
+    /// still fit the server's message limit (4 MiB) as sent, with room.
+    #[tokio::test]
+    async fn batches_are_measured_as_sent() {
+        let mut runs = Runs::new(Arc::new(Executor::new(ExecutorConfig::default())), 1);
+        let run = RunRef {
+            run_id: 1,
+            attempt: 1,
+        };
+        runs.dispatch(dispatch(run)).unwrap();
+        let line = "\u{1}".repeat(MAX_LOGS_BYTES);
+        for _ in 0..64 {
+            runs.apply(Report::Event(
+                run,
+                RunEvent::Log {
+                    task: "t".into(),
+                    step: "s".into(),
+                    stream: LogStream::Stderr,
+                    data: line.clone(),
+                },
+            ));
+        }
+        let mut sent = 0;
+        while let Some(message) = runs.next_batch() {
+            let wire = serde_json::to_string(&message).unwrap().len();
+            assert!(wire <= MAX_BATCH_BYTES, "a batch of {wire} bytes as sent");
+            sent += 1;
+        }
+        assert!(sent >= 24, "{sent} batches");
         runs.cancel_all();
     }
 }

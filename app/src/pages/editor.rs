@@ -1217,12 +1217,23 @@ fn Editor(loaded: Loaded) -> impl IntoView {
         let b = save_base();
         let name = save_name();
         async move {
-            let answer = api::send(
-                "POST",
-                format!("/api/v1/workflows?base={b}"),
-                Some(body.clone()),
-            )
-            .await;
+            // A server busy validating others says when to ask again.
+            let mut tries = 0;
+            let answer = loop {
+                let answer = api::send(
+                    "POST",
+                    format!("/api/v1/workflows?base={b}"),
+                    Some(body.clone()),
+                )
+                .await;
+                match answer.as_ref().err().and_then(|e| busy_wait(e)) {
+                    Some(seconds) if tries < 5 => {
+                        tries += 1;
+                        wait_ms(seconds * 1000).await;
+                    }
+                    _ => break answer,
+                }
+            };
             let saved: Saved = match answer {
                 Ok(t) => serde_json::from_str(&t).map_err(|e| e.to_string())?,
                 Err(e) if e.contains("changed meanwhile") => {
@@ -1643,6 +1654,37 @@ fn js_now() -> f64 {
 }
 
 /// The params a task's templates and conditions read.
+/// The seconds a busy server asked to wait ("... try again in N s"), 1 to 10.
+fn busy_wait(error: &str) -> Option<i32> {
+    let rest = error.rsplit_once("try again in ")?.1;
+    let seconds: i32 = rest.strip_suffix(" s")?.parse().ok()?;
+    Some(seconds.clamp(1, 10))
+}
+
+/// Waits in the browser; actions never run on the server.
+async fn wait_ms(ms: i32) {
+    #[cfg(feature = "hydrate")]
+    {
+        // The browser has one thread: the timer's future only claims Send.
+        struct OneThread(send_wrapper::SendWrapper<wasm_bindgen_futures::JsFuture>);
+        impl std::future::Future for OneThread {
+            type Output = ();
+            fn poll(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<()> {
+                std::pin::Pin::new(&mut *self.0).poll(cx).map(|_| ())
+            }
+        }
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        });
+        OneThread(send_wrapper::SendWrapper::new(promise.into())).await;
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ms;
+}
+
 fn collect_params(value: &Yaml, out: &mut std::collections::BTreeSet<String>) {
     match value {
         Yaml::Scalar(text, _) => {

@@ -4,6 +4,7 @@
 mod util;
 
 mod access;
+mod busy;
 mod logs;
 mod runs;
 mod secrets;

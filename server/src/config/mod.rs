@@ -171,6 +171,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub access: access::AccessArgs,
+
+    #[command(flatten)]
+    pub listen: crate::listen::ListenArgs,
 }
 
 impl Args {
@@ -204,6 +207,7 @@ impl Args {
             config: None,
             print_config: false,
             access: access::AccessArgs::default(),
+            listen: crate::listen::ListenArgs::default(),
         }
     }
 

@@ -27,6 +27,46 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an agent has to say hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most of an agent's input a log line quotes.
+pub const LOG_QUOTE_BYTES: usize = 300;
+
+/// `value` as text, cut after [`LOG_QUOTE_BYTES`] (formatting stops there,
+/// so a huge message costs no huge string).
+pub fn clip(value: &dyn std::fmt::Display) -> String {
+    struct Bounded(String, bool);
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = LOG_QUOTE_BYTES - self.0.len();
+            if s.len() <= room {
+                self.0.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.0.push_str(&s[..end]);
+            self.1 = true;
+            Err(std::fmt::Error)
+        }
+    }
+    let mut out = Bounded(String::new(), false);
+    let _ = std::fmt::write(&mut out, format_args!("{value}"));
+    if out.1 {
+        out.0.push_str("… (cut)");
+    }
+    out.0
+}
+
+/// A value's `Debug` form as `Display`, for [`clip`].
+struct Debug<'a, T>(&'a T);
+
+impl<T: std::fmt::Debug> std::fmt::Display for Debug<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
 /// What the session sends: a message, or a close frame with a code.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
@@ -125,7 +165,7 @@ where
             }
         }
         Ok(Some(Ok(other))) => {
-            return SessionEnd::Protocol(format!("expected hello, got {other:?}"));
+            return SessionEnd::Protocol(format!("expected hello, got {}", clip(&Debug(&other))));
         }
         Ok(Some(Err(e))) => return SessionEnd::Protocol(e),
         Ok(None) => return SessionEnd::Disconnected,

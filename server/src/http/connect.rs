@@ -18,10 +18,16 @@ use crate::gateway::session::{self, Outgoing};
 use crate::storage::agents;
 use crate::storage::auth::{self, AgentIdentity};
 
-/// The largest message an agent may send: a batch of up to 256 log lines
-/// of up to 64 KiB each, with room for JSON escaping. A smaller limit would
-/// refuse a legitimate batch, and the agent would resend it forever.
-const MAX_MESSAGE_BYTES: usize = 48 << 20;
+/// The largest message (and frame) an agent may send, refused from the
+/// frame's header before its payload is read or parsed. What the protocol
+/// needs is far less: an agent's batch of events is at most 1 MiB as sent
+/// (one event alone may exceed that, and an event holds at most 64 KiB of
+/// output, under 400 KiB escaped), a hello at most 1,024 running runs and 32
+/// labels (tens of KiB). Four times the batch leaves room for agents of
+/// older versions, which counted a batch's bytes before JSON escaping. Data
+/// larger than a message (outputs a task reads, a fan-in's items) is for
+/// agents to fetch in bounded pages, never to carry in one message.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// tungstenite zero-fills its whole read buffer (128 KiB by default) on
 /// every read, so each idle agent kept that much resident: most of the
 /// server's memory per connection. Agents mostly send heartbeats; a big
@@ -36,6 +42,7 @@ async fn connect(
     State(state): State<AppState>,
     Remote(remote): Remote,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let credential = headers
@@ -48,6 +55,9 @@ async fn connect(
             )
         })?;
     let identity = auth::authenticate(&state.db, credential.trim()).await?;
+    // An agent's connection leaves the strangers' budget: a thousand agents
+    // behind one address all connect.
+    crate::listen::trust(&extensions);
     // Secrets travel only where nobody on the way can read them: over our
     // own TLS, on this machine, or from a TLS-ending proxy on this machine
     // (a proxy elsewhere leaves a plain hop between it and us).
@@ -100,15 +110,16 @@ async fn serve_in_span(
         .take_while(|frame| std::future::ready(!matches!(frame, Ok(Message::Close(_)))))
         .filter_map(|frame| {
             std::future::ready(match frame {
+                // serde's message may quote the input: bounded for the log.
                 Ok(Message::Text(text)) => Some(
                     serde_json::from_str::<AgentMessage>(text.as_str())
-                        .map_err(|e| format!("malformed message: {e}")),
+                        .map_err(|e| format!("malformed message: {}", session::clip(&e))),
                 ),
                 Ok(Message::Binary(_)) => {
                     Some(Err("binary frames are not part of the protocol".to_string()))
                 }
                 Ok(_) => None,
-                Err(e) => Some(Err(e.to_string())),
+                Err(e) => Some(Err(session::clip(&e))),
             })
         });
     let end = session::run(
@@ -121,7 +132,7 @@ async fn serve_in_span(
     )
     .await;
     state.ctx.metrics.agent_disconnected(end.kind());
-    tracing::info!(reason = %end, "agent session ended");
+    tracing::info!(reason = %session::clip(&end), "agent session ended");
     if state.gateway.unregister(&agent_id, generation) {
         let _ = agents::set_offline(&state.db, &agent_id).await;
     }

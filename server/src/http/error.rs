@@ -29,6 +29,10 @@ pub enum ApiError {
     /// This replica cannot do it now; another may, or this one later (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Too busy now: asked again after `retry_after` seconds, it may be
+    /// done (503 with `Retry-After`).
+    #[error("{message}")]
+    Busy { message: String, retry_after: u32 },
     /// Well-formed but not acceptable (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -51,7 +55,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid(_) | Self::InvalidParams(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -83,6 +87,14 @@ impl IntoResponse for ApiError {
                 "faults": faults,
                 "message": faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
             }),
+            Self::Busy { retry_after, .. } => {
+                return (
+                    self.status(),
+                    [(axum::http::header::RETRY_AFTER, retry_after.to_string())],
+                    Json(json!({ "error": self.to_string() })),
+                )
+                    .into_response();
+            }
             _ => json!({ "error": self.to_string() }),
         };
         (self.status(), Json(body)).into_response()

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::SystemTime;
 
@@ -92,9 +93,8 @@ async fn checksum(
     query: Result<Query<Download>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let path = agent_binary(&state, query)?;
-    let digest = tokio::task::spawn_blocking(move || sha256_of(&path))
+    let digest = sha256_of(path)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain")],
@@ -102,24 +102,61 @@ async fn checksum(
     ))
 }
 
-/// The file's SHA-256 in hex, computed once per version of the file (its
-/// size and modification time), not on every request.
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    type Cache = Mutex<HashMap<PathBuf, (SystemTime, u64, String)>>;
-    static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);
-    let meta = std::fs::metadata(path)?;
-    let version = (meta.modified()?, meta.len());
-    if let Some((modified, len, digest)) = CACHE.lock().unwrap().get(path)
-        && (*modified, *len) == version
-    {
-        return Ok(digest.clone());
+/// Which version of a file a digest is of: its size and modification time.
+type Version = (SystemTime, u64);
+
+/// Digests already made, by path.
+static DIGESTS: LazyLock<Mutex<HashMap<PathBuf, (Version, String)>>> =
+    LazyLock::new(Mutex::default);
+/// Held while a digest is made, so requests that arrive meanwhile wait for
+/// it instead of each reading the whole binary again.
+static HASHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// How many times a file was read to hash it, for tests.
+static HASHED: AtomicU64 = AtomicU64::new(0);
+
+/// How many digests this process has computed (not served from memory).
+pub fn digests_computed() -> u64 {
+    HASHED.load(Ordering::Relaxed)
+}
+
+/// The file's SHA-256 in hex, computed once per version of the file, not
+/// on every request: the agent binary is tens of MB, and this route is
+/// open to anyone.
+async fn sha256_of(path: PathBuf) -> std::io::Result<String> {
+    let cached = |version: &Version| {
+        DIGESTS
+            .lock()
+            .unwrap()
+            .get(&path)
+            .filter(|(v, _)| v == version)
+            .map(|(_, digest)| digest.clone())
+    };
+    let version = version_of(&path).await?;
+    if let Some(digest) = cached(&version) {
+        return Ok(digest);
     }
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    let digest = hex::encode(hasher.finalize());
-    CACHE
+    let _hashing = HASHING.lock().await;
+    let version = version_of(&path).await?;
+    if let Some(digest) = cached(&version) {
+        return Ok(digest);
+    }
+    let file = path.clone();
+    let digest = tokio::task::spawn_blocking(move || {
+        HASHED.fetch_add(1, Ordering::Relaxed);
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut std::fs::File::open(&file)?, &mut hasher)?;
+        Ok::<_, std::io::Error>(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    DIGESTS
         .lock()
         .unwrap()
-        .insert(path.to_path_buf(), (version.0, version.1, digest.clone()));
+        .insert(path, (version, digest.clone()));
     Ok(digest)
+}
+
+async fn version_of(path: &Path) -> std::io::Result<Version> {
+    let meta = tokio::fs::metadata(path).await?;
+    Ok((meta.modified()?, meta.len()))
 }

@@ -31,6 +31,7 @@ pub mod secrets;
 pub mod tokens;
 pub mod ui;
 pub mod users;
+pub mod validation;
 pub mod workflows;
 
 /// The largest request body the API reads: a workflow at its size limit.

@@ -76,6 +76,7 @@ pub struct ApplyOptions {
         (status = 201, description = "Stored as a new version (or would be, with dry_run); stored by an admin, the version is approved for protected secrets", body = Applied),
         (status = 200, description = "Unchanged: same as the current version", body = Applied),
         (status = 409, description = "`base` is no longer the current version"),
+        (status = 503, description = "Busy validating others: try again after `Retry-After` seconds"),
         (status = 413, description = "Body over the size limit"),
         (status = 422, description = "Invalid: every fault with its YAML path and line"),
     )
@@ -90,12 +91,10 @@ async fn apply_workflow(
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
-    // Validation is CPU work in the size of the body: off the async workers,
-    // so that heavy bodies never stall other requests.
-    let owned = text.to_owned();
-    let workflow = tokio::task::spawn_blocking(move || xene_core::parse_workflow(&owned))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
+    // Validation is CPU and memory in the size of the body: off the async
+    // workers, and only so many at once (503 past that).
+    let workflow = super::validation::parse_workflow(text.to_owned())
+        .await?
         .map_err(ApiError::Invalid)?;
     let mut applied = if options.dry_run {
         workflows::preview(&state.db, &workflow, text).await?

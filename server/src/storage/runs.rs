@@ -58,7 +58,8 @@ pub struct RunFilter {
     pub status: Option<String>,
     /// `manual`, `webhook` or `cron`: what started the run.
     pub trigger: Option<String>,
-    /// At most this many runs (1 to 500, default 50).
+    /// At most this many runs (1 to 500, default 50); fewer when their
+    /// params are large (about 1 MiB of params a page): `next_cursor` goes on.
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -322,10 +323,10 @@ pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<Strin
         .as_deref()
         .and_then(|c| c.parse().ok())
         .unwrap_or(i64::MAX);
-    let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE id < $1 \
-         AND ($2 IS NULL OR workflow = $2) AND ($3 IS NULL OR pipeline = $3) AND ($4 IS NULL OR status = $4) \
-         AND ($5 IS NULL OR trigger = $5) \
+    // The page's runs and the size of their params first, without the
+    // params themselves (a run may carry about 1 MiB of them).
+    let sizes: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT id, CAST(octet_length(params) AS BIGINT) FROM runs WHERE id < $1 {LIST_FILTERS} \
          ORDER BY id DESC LIMIT $6"
     ))
     .bind(before)
@@ -336,18 +337,46 @@ pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<Strin
     .bind(limit + 1)
     .fetch_all(db.pool())
     .await?;
-    let mut runs = rows
+    let mut taken = 0usize;
+    let mut bytes = 0i64;
+    for (_, size) in sizes.iter().take(limit as usize) {
+        if taken > 0 && bytes + size > LIST_PAGE_PARAMS_BYTES {
+            break;
+        }
+        bytes += size;
+        taken += 1;
+    }
+    let Some(&(last, _)) = taken.checked_sub(1).and_then(|i| sizes.get(i)) else {
+        return Ok((Vec::new(), None));
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id < $1 AND id >= $7 {LIST_FILTERS} \
+         ORDER BY id DESC LIMIT $6"
+    ))
+    .bind(before)
+    .bind(filter.workflow.as_deref())
+    .bind(filter.pipeline.as_deref())
+    .bind(filter.status.as_deref())
+    .bind(filter.trigger.as_deref())
+    .bind(taken as i64)
+    .bind(last)
+    .fetch_all(db.pool())
+    .await?;
+    let runs = rows
         .iter()
         .map(run_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if runs.len() as i64 > limit {
-        runs.truncate(limit as usize);
-        runs.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next = (sizes.len() > taken).then(|| last.to_string());
     Ok((runs, next))
 }
+
+/// The most bytes of params one page of the runs list carries: past it the
+/// page ends early, with a `next_cursor` to go on (a page holds at least
+/// one run, so at most about 2 MiB of params).
+pub const LIST_PAGE_PARAMS_BYTES: i64 = 1 << 20;
+
+const LIST_FILTERS: &str = "AND ($2 IS NULL OR workflow = $2) AND ($3 IS NULL OR pipeline = $3) \
+    AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR trigger = $5)";
 
 /// What cancelling did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ mod agents;
 mod agents_tls;
 mod api;
 mod api_fuzz;
+mod bounds;
 mod cli_login;
 mod controllers;
 mod data_dir;

@@ -1,0 +1,426 @@
+//! What a stranger, a rogue agent or a crowd of editors can make the server
+//! spend: connections, frames, validations, hashing, page bytes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::process::Xene;
+use crate::util::{BACKENDS, Backend, TestDb, TestServer, response};
+
+/// A TCP connection to `server` from the loopback address `from`
+/// (127.0.0.0/8 is all this machine's), so one test can play several clients.
+async fn connect_from(from: [u8; 4], server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(server).await
+}
+
+/// One keep-alive request on `stream`; the answer's status.
+async fn get_on(stream: &mut TcpStream, path: &str, token: &str) -> u16 {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    // Headers, then the body by its length.
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("answered within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .map_or(0, |v| v.parse().unwrap());
+            if answer.len() >= end + 4 + length {
+                return text[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+const SLOW_HEAD: &[u8] = b"POST /auth/cli/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n ";
+
+/// Sends a body a byte every 300 ms until the server answers or closes;
+/// true when it did so within `within`.
+async fn trickle_until_cut(stream: &mut TcpStream, within: Duration) -> bool {
+    if stream.write_all(SLOW_HEAD).await.is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            tokio::select! {
+                _ = stream.read(&mut buf) => return,
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                    if stream.write_all(b" ").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// H3: strangers trickling request bodies from one address hold no more
+/// than that address's budget, and each of them only for a while; the
+/// server goes on serving others, and signed-in clients on the same
+/// address keep their connections.
+#[tokio::test]
+async fn strangers_trickling_bodies_leave_the_server_to_others() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| {
+        a.listen.max_connections = 48;
+        a.listen.guest_connections_per_address = 16;
+        a.listen.guest_body_timeout = Duration::from_secs(2);
+    })
+    .await;
+    // More signed-in connections on one address than its strangers' budget.
+    let mut signed_in = Vec::new();
+    for _ in 0..20 {
+        let mut stream = connect_from([127, 0, 0, 2], server.addr).await.unwrap();
+        assert_eq!(
+            get_on(&mut stream, "/api/v1/workflows", &server.token).await,
+            200
+        );
+        signed_in.push(stream);
+    }
+    // Then 120 strangers on that address, each trickling a body and coming
+    // back whenever it is cut off: far more than all connections together.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    for _ in 0..120 {
+        let stop = stop.clone();
+        let addr = server.addr;
+        attackers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(mut stream) = connect_from([127, 0, 0, 2], addr).await {
+                    trickle_until_cut(&mut stream, Duration::from_secs(60)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }));
+    }
+    // Let them take what they can.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Another client, a stranger too, is served...
+    let fresh = || {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let health = fresh().get(server.url("/healthz")).send().await;
+    assert_eq!(health.expect("/healthz answers within 10 s").status(), 200);
+    // ...and so is a signed-in one...
+    let (status, body) = response(
+        fresh()
+            .get(server.url("/api/v1/workflows"))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("an authenticated request answers within 10 s"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // ...and the signed-in connections on the strangers' address still are.
+    for stream in &mut signed_in {
+        assert_eq!(
+            get_on(stream, "/api/v1/workflows", &server.token).await,
+            200
+        );
+    }
+    // A body trickled from elsewhere is cut off after its deadline (2 s here).
+    let mut slow = connect_from([127, 0, 0, 3], server.addr).await.unwrap();
+    assert!(
+        trickle_until_cut(&mut slow, Duration::from_secs(20)).await,
+        "a trickled body held its connection for 20 s"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.abort();
+    }
+    server.stop().await;
+}
+
+async fn join_agent(xene: &Xene) -> String {
+    let (status, token) = xene
+        .post(
+            "/api/v1/agents/join-tokens",
+            json!({ "labels": {} }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let (status, joined) = xene
+        .post(
+            "/api/v1/agents/join",
+            json!({ "token": token["token"], "name": "rogue" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{joined}");
+    joined["credential"].as_str().unwrap().to_string()
+}
+
+/// Sends one text frame as the agent's first message; true when the server
+/// then closed the connection within 20 s.
+async fn first_message_closes(xene: &Xene, credential: &str, text: String) -> bool {
+    let url = xene.base.replace("http://", "ws://") + "/api/v1/agents/connect";
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {credential}").parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    // The server may close while the frame is still going out.
+    let _ = socket.send(Message::text(text)).await;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// M6: an agent's frame over the protocol's limit is refused from its
+/// header, before it is read or parsed, and what the log quotes of an
+/// agent's unexpected message is bounded.
+#[tokio::test]
+async fn an_agents_oversized_or_unexpected_message_costs_little() {
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = Xene::start(&db, "bounds-m6", &["--no-local-agent"]).await;
+    let credential = join_agent(&xene).await;
+    let refs = |n: usize| -> String {
+        let refs: Vec<String> = (0..n)
+            .map(|i| format!("{{\"run_id\":{i},\"attempt\":1}}"))
+            .collect();
+        format!("[{}]", refs.join(","))
+    };
+    // 45 MB: a hello with far too many runs.
+    let huge = format!(
+        "{{\"type\":\"hello\",\"protocol\":1,\"agent_version\":\"x\",\"labels\":{{}},\"runtimes\":[],\"capacity\":1,\"running\":{}}}",
+        refs(1_500_000)
+    );
+    assert!(huge.len() > 40_000_000, "{}", huge.len());
+    assert!(first_message_closes(&xene, &credential, huge).await);
+    // Under the limit, but not a hello: 2.5 MB the log must not copy.
+    let heartbeat = format!("{{\"type\":\"heartbeat\",\"running\":{}}}", refs(90_000));
+    assert!(heartbeat.len() > 2_000_000, "{}", heartbeat.len());
+    assert!(first_message_closes(&xene, &credential, heartbeat).await);
+    // Malformed, with the input in serde's message.
+    let odd = json!({ "type": "x".repeat(2_000_000) }).to_string();
+    assert!(first_message_closes(&xene, &credential, odd).await);
+
+    let ended = |log: &str| log.matches("agent session ended").count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ended(&xene.log_text()) < 3 {
+        assert!(std::time::Instant::now() < deadline, "{}", xene.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = xene.log_text();
+    let too_long = log.lines().find(|l| l.contains("Message too long"));
+    assert!(too_long.is_some(), "the size refusal is logged:\n{log}");
+    for line in log.lines() {
+        assert!(line.len() < 1_000, "a log line of {} bytes", line.len());
+    }
+}
+
+/// A pipeline dense enough that validating it takes a while (and about
+/// 85 MB): 1,000 tasks, each depending on the 180 before it.
+fn dense_spec() -> String {
+    let mut text = String::from("name: dense\npipelines:\n  p:\n    tasks:\n");
+    for i in 0..1000usize {
+        text.push_str(&format!("      t{i}:\n"));
+        let deps: Vec<String> = (i.saturating_sub(180)..i)
+            .map(|d| format!("t{d}"))
+            .collect();
+        if !deps.is_empty() {
+            text.push_str(&format!("        depends_on: [{}]\n", deps.join(",")));
+            text.push_str("        if: \"tasks.t0.status == 'success'\"\n");
+        }
+        text.push_str("        steps: [x]\n");
+    }
+    text
+}
+
+/// M5: validations beyond the machine's share wait their turn or are
+/// answered 503 with Retry-After; nothing is stored by a dry run.
+#[tokio::test]
+async fn validations_beyond_the_limit_are_answered_busy() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let spec = dense_spec();
+    assert!(spec.len() > 800_000);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let asked = cores * 3 + 12;
+    let answers = futures::future::join_all((0..asked).map(|_| {
+        server
+            .client
+            .post(server.url("/api/v1/workflows?dry_run=true"))
+            .body(spec.clone())
+            .send()
+    }))
+    .await;
+    let (mut applied, mut busy) = (0, 0);
+    for answer in answers {
+        let answer = answer.expect("answered");
+        match answer.status().as_u16() {
+            201 => applied += 1,
+            503 => {
+                let retry: u64 = answer.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=10).contains(&retry));
+                busy += 1;
+            }
+            other => panic!("{other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    assert!(applied >= 1 && applied <= cores * 3, "{applied} applied");
+    assert_eq!(applied + busy, asked);
+    let (status, list) = server.get("/api/v1/workflows").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["workflows"], json!([]), "a dry run stores nothing");
+    // Once the crowd is gone, a validation is served again.
+    let (status, body) = server.post("/api/v1/workflows?dry_run=true", spec).await;
+    assert_eq!(status, 201, "{body}");
+    server.stop().await;
+}
+
+/// L2: the agent binary's checksum is computed once per version of the file,
+/// however many ask at once, and follows a changed binary.
+#[tokio::test]
+async fn the_agent_binary_is_hashed_once_per_version() {
+    use sha2::{Digest, Sha256};
+    let db = TestDb::new(Backend::Sqlite);
+    let binary = db.dir.path().join("xene-agent");
+    let first: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&binary, &first).unwrap();
+    let path = binary.clone();
+    let server = TestServer::start_with(&db, move |a| {
+        a.no_local_agent = true;
+        a.agent_binary = Some(path);
+    })
+    .await;
+    let url = server.url("/download/xene-agent.sha256");
+    let anonymous = reqwest::Client::new();
+    let before = xene_server::http::install::digests_computed();
+    let answers = futures::future::join_all((0..20).map(|_| anonymous.get(&url).send())).await;
+    let expected = format!("{}  xene-agent\n", hex::encode(Sha256::digest(&first)));
+    for answer in answers {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await.unwrap(), expected);
+    }
+    assert_eq!(xene_server::http::install::digests_computed() - before, 1);
+    // A new binary (another size, so another version) is hashed anew, once.
+    let second = &first[..first.len() - 1000];
+    std::fs::write(&binary, second).unwrap();
+    let expected = format!("{}  xene-agent\n", hex::encode(Sha256::digest(second)));
+    for _ in 0..3 {
+        let text = anonymous
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text, expected);
+    }
+    assert_eq!(xene_server::http::install::digests_computed() - before, 2);
+    server.stop().await;
+}
+
+/// L1: a page of the runs list holds about 1 MiB of params at most, however
+/// large `limit`; `next_cursor` goes on, and every run comes whole.
+#[tokio::test]
+async fn run_list_pages_are_bounded_in_bytes() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+        let names: Vec<String> = (0..14).map(|i| format!("p{i}")).collect();
+        let params: String = names.iter().map(|n| format!("      {n}: x\n")).collect();
+        let spec = format!(
+            "name: big\npipelines:\n  p:\n    params:\n{params}    tasks:\n      t:\n        steps: [x]\n"
+        );
+        let (status, body) = server.post("/api/v1/workflows", spec).await;
+        assert_eq!(status, 201, "{body}");
+        let value = "v".repeat(64_000);
+        let big: serde_json::Map<String, Value> =
+            names.iter().map(|n| (n.clone(), json!(value))).collect();
+        let mut started = Vec::new();
+        for i in 0..6 {
+            let params = if i < 2 { json!({}) } else { json!(big) };
+            let (status, run) = server
+                .post(
+                    "/api/v1/workflows/big/pipelines/p/runs",
+                    json!({ "params": params }).to_string(),
+                )
+                .await;
+            assert_eq!(status, 201, "{run}");
+            started.push(run["id"].as_i64().unwrap());
+        }
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        let mut pages = 0;
+        loop {
+            let answer = server
+                .client
+                .get(server.url(&format!("/api/v1/runs?limit=500{cursor}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            let text = answer.text().await.unwrap();
+            assert!(
+                text.len() < 2_500_000,
+                "{backend:?}: a page of {} bytes",
+                text.len()
+            );
+            let page: Value = serde_json::from_str(&text).unwrap();
+            for run in page["runs"].as_array().unwrap() {
+                let id = run["id"].as_i64().unwrap();
+                if id >= started[2] {
+                    assert_eq!(run["params"]["p13"], json!(value), "params come whole");
+                }
+                seen.push(id);
+            }
+            pages += 1;
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        started.reverse();
+        assert_eq!(seen, started, "{backend:?}: every run once, newest first");
+        assert!(pages >= 4, "{backend:?}: {pages} pages");
+        server.stop().await;
+    }
+}
