@@ -386,6 +386,9 @@ pub async fn approve(ctx: &Ctx, name: &str, version: i64) -> anyhow::Result<Exit
     } else {
         format!("protected secrets: {}", secrets.join(", "))
     };
+    for warning in body["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", output::cell(warning));
+    }
     if body["changed"] == true {
         println!("workflow/{name} version {version} approved ({uses})");
     } else {

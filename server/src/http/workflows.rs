@@ -152,9 +152,11 @@ async fn protection_warnings(
     }
     let name = &workflow.name;
     let version = applied.version;
-    if principal.role == Role::Admin && applied.changed && !dry_run {
-        if let Some((_, true)) =
-            approvals::approve(&state.db, name, version, &principal.user_id).await?
+    // An admin's new version is approved by storing it (a dry run would be).
+    if principal.role == Role::Admin && applied.changed {
+        if !dry_run
+            && let Some((_, true)) =
+                approvals::approve(&state.db, name, version, &principal.user_id).await?
         {
             audit(
                 &state.db,
@@ -281,6 +283,9 @@ pub struct Approved {
     /// False when an admin had approved it before: that approval stands.
     pub changed: bool,
     pub protected_secrets: Vec<String>,
+    /// What whoever starts a run of it still chooses, such as an image
+    /// taken from a param in a task with protected secrets.
+    pub warnings: Vec<String>,
 }
 
 /// Approve a version for the protected secrets it uses (admins). Its runs
@@ -309,6 +314,7 @@ async fn approve_version(
         .await?
         .ok_or_else(missing)?;
     let protected_secrets = approvals::protected_used(&state.db, &spec).await?;
+    let warnings = approvals::run_time_choices(&spec, &protected_secrets);
     if changed {
         audit(
             &state.db,
@@ -328,6 +334,7 @@ async fn approve_version(
         approved_at: approval.approved_at,
         changed,
         protected_secrets,
+        warnings,
     }))
 }
 

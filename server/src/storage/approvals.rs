@@ -104,6 +104,27 @@ pub async fn protected_used(db: &Db, spec: &Workflow) -> Result<Vec<String>, Sto
         .collect())
 }
 
+/// What whoever starts a run still chooses in an approved version: a task
+/// that has protected secrets and takes its image from a template runs the
+/// image the run's params name.
+pub fn run_time_choices(spec: &Workflow, protected: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (pipeline, p) in &spec.pipelines {
+        for (name, task) in &p.tasks {
+            let uses = task.secrets.iter().any(|s| protected.contains(s));
+            if let Some(image) = &task.image
+                && uses
+                && image.contains("{{")
+            {
+                out.push(format!(
+                    "task {pipeline}/{name} takes its image from a template ({image}): whoever starts a run chooses the image that gets the protected secrets"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Pipelines of a version that name protected secrets their workflow is
 /// not allowed to use: `(pipeline, secrets)`.
 pub async fn not_allowed(

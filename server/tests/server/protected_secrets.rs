@@ -317,6 +317,22 @@ async fn only_approved_versions_get_protected_secrets(backend: Backend) {
     assert_eq!(status, 403, "{refused}");
     assert!(error_of(&refused).contains("other/prod"), "{refused}");
 
+    // Approving says what a run's starter still chooses.
+    let imaged = "name: imaged\npipelines:\n  p:\n    params: {tag: \"3\"}\n    tasks:\n      t:\n        image: \"alpine:{{ params.tag }}\"\n        secrets: [DEPLOY_KEY]\n        steps: ['true']\n";
+    let (status, applied) = post(&editor, &server, "/api/v1/workflows", imaged.into()).await;
+    assert_eq!(status, 201, "{applied}");
+    let (status, approved) = server
+        .post("/api/v1/workflows/imaged/versions/1/approve", String::new())
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    assert!(
+        approved["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("takes its image from a template"),
+        "{approved}"
+    );
+
     let (_, audit) = server.get("/api/v1/audit").await;
     let audit = audit.to_string();
     assert!(
