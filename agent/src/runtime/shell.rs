@@ -272,9 +272,12 @@ impl ShellContext {
         cmd.env("XENE_WORKSPACE", dir);
         cmd.env(STEP_ID_VAR, &step_id);
 
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| RuntimeError::io("starting sh", e))?;
+        let what = if self.sandbox.is_some() {
+            "starting the step's supervisor"
+        } else {
+            "starting sh"
+        };
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::io(what, e))?;
         let pgid = child
             .id()
             .expect("a child that was not waited for has an id");

@@ -133,13 +133,11 @@ async fn sandbox_for(
     data_dir: &std::path::Path,
     work_dir: &std::path::Path,
 ) -> Result<Sandbox, SandboxError> {
-    let exe = match &args.local_agent_supervisor {
-        Some(exe) => exe.clone(),
-        None => std::env::current_exe().map_err(|source| SandboxError::Start {
-            exe: "xene".into(),
-            source,
-        })?,
-    };
+    // This very binary, even once an upgrade replaced or removed its file.
+    let exe = args
+        .local_agent_supervisor
+        .clone()
+        .unwrap_or_else(|| "/proc/self/exe".into());
     let sandbox = Sandbox::new(exe, owner, args.local_agent_shell_writable.clone())?;
     sandbox.refuse_readable(data_dir)?;
     if let (crate::vault::KeySource::File(file), _) = args.secrets_key_source() {

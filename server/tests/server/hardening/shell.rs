@@ -202,6 +202,7 @@ pipelines:
             try admin-token {data}/admin-token
             try secrets-key {data}/secrets.key
             try database {data}/xene.db
+            if kill -0 {pid} 2>/dev/null; then echo "read: signal"; else echo "denied: signal"; fi
             for p in /proc/[0-9]*; do
               tr '\0' '\n' 2>/dev/null < $p/environ | grep -a -e AWS_SECRET -e XENE_DATA_DIR || true
               ls -l $p/fd 2>/dev/null | grep -a -o "{data}[^ ]*" || true
@@ -222,6 +223,7 @@ pipelines:
         "admin-token",
         "secrets-key",
         "database",
+        "signal",
     ] {
         assert!(
             lines.iter().any(|l| l == &format!("denied: {target}")),
