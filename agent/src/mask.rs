@@ -3,11 +3,18 @@
 //!
 //! A value is also masked in the forms a step is likely to print it in: each
 //! line of a multi-line value, its base64 (standard and URL-safe, at any
-//! alignment inside a longer encoded text), its URL encoding and its JSON
-//! string escaping. Forms shorter than `MIN_FORM_BYTES` are left alone:
-//! masking them would shred the logs and hide little.
+//! alignment inside a longer encoded text, and wrapped over lines at any
+//! width: see [`Carry`]), its URL encoding and its JSON string escaping (as
+//! serde, Python, PHP and Go write it). Forms shorter than `MIN_FORM_BYTES`
+//! are left alone: masking them would shred the logs and hide little.
+//!
+//! Masking is a courtesy against printing a secret by accident, not a
+//! boundary: a step that reads a value can always print it in a form not
+//! listed here (reversed, hex, one character per line...).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
@@ -35,14 +42,41 @@ const PATH_ESCAPED: &AsciiSet = &URL_ESCAPED.remove(b'/');
 pub struct Masker {
     finder: Option<AhoCorasick>,
     patterns: Vec<Vec<u8>>,
+    wrapped: Option<Wrapped>,
+}
+
+/// The base64 of the values, for finding it wrapped over lines.
+#[derive(Debug)]
+struct Wrapped {
+    /// Every occurrence, overlapping ones too.
+    finder: AhoCorasick,
+    cores: Vec<Vec<u8>>,
+    /// Cores by their first `MIN_FORM_BYTES` characters.
+    by_start: HashMap<Vec<u8>, Vec<usize>>,
+    longest: usize,
+}
+
+/// What masking a stream carries from one line to the next: the end of the
+/// base64 text its last lines formed (at most the longest encoded value),
+/// so that a value's base64 wrapped over lines, at any width, is masked on
+/// each of them. Only the first few characters of a wrapped encoding can
+/// show, when it begins within `MIN_FORM_BYTES - 1` characters of a line's
+/// end.
+#[derive(Debug, Default)]
+pub struct Carry {
+    tail: Vec<u8>,
 }
 
 impl Masker {
     pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        // Even the encodings of a short value would shred the logs.
+        let values: Vec<&str> = values
+            .into_iter()
+            .filter(|v| v.len() >= MIN_FORM_BYTES)
+            .collect();
+        let wrapped = Wrapped::new(&values);
         let mut patterns: Vec<Vec<u8>> = values
             .into_iter()
-            // Even the encodings of a short value would shred the logs.
-            .filter(|v| v.len() >= MIN_FORM_BYTES)
             .flat_map(forms)
             .filter(|f| f.len() >= MIN_FORM_BYTES)
             .map(String::into_bytes)
@@ -60,6 +94,7 @@ impl Masker {
         Self {
             finder: Some(finder),
             patterns,
+            wrapped,
         }
     }
 
@@ -76,13 +111,46 @@ impl Masker {
         }
     }
 
+    /// Masks a text of any number of lines: a task's output, a message.
     pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if let Some(wrapped) = &self.wrapped
+            && text.contains('\n')
+            && let Cow::Owned(unwrapped) = wrapped.mask_lines(text)
+        {
+            return Cow::Owned(self.mask_flat(&unwrapped).into_owned());
+        }
+        self.mask_flat(text)
+    }
+
+    fn mask_flat<'t>(&self, text: &'t str) -> Cow<'t, str> {
         match &self.finder {
             Some(finder) if finder.is_match(text) => {
                 Cow::Owned(finder.replace_all(text, &vec![MASK; self.patterns.len()]))
             }
             _ => Cow::Borrowed(text),
         }
+    }
+
+    /// Masks one line of a stream (without its line break), with what the
+    /// stream's lines before it left in `carry`: base64 of a value wrapped
+    /// over lines is masked on every line it spans.
+    pub fn mask_line<'t>(&self, line: &'t [u8], carry: &mut Carry) -> Cow<'t, [u8]> {
+        let spans = match &self.wrapped {
+            Some(wrapped) => wrapped.spans(line, carry),
+            None => Vec::new(),
+        };
+        if spans.is_empty() {
+            return self.mask_bytes(line);
+        }
+        let mut out = Vec::with_capacity(line.len());
+        let mut at = 0;
+        for span in spans {
+            out.extend_from_slice(&line[at..span.start]);
+            out.extend_from_slice(MASK.as_bytes());
+            at = span.end;
+        }
+        out.extend_from_slice(&line[at..]);
+        Cow::Owned(self.mask_bytes(&out).into_owned())
     }
 
     /// Masks an optional message in place.
@@ -109,6 +177,132 @@ impl Masker {
             })
             .unwrap_or(text.len())
     }
+}
+
+impl Wrapped {
+    fn new(values: &[&str]) -> Option<Self> {
+        let mut cores: Vec<Vec<u8>> = values
+            .iter()
+            .flat_map(|v| base64_cores(v.as_bytes()))
+            .filter(|c| c.len() >= MIN_FORM_BYTES)
+            .map(String::into_bytes)
+            .collect();
+        cores.sort();
+        cores.dedup();
+        let finder = AhoCorasick::new(&cores).ok()?;
+        let mut by_start: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        for (i, core) in cores.iter().enumerate() {
+            by_start
+                .entry(core[..MIN_FORM_BYTES].to_vec())
+                .or_default()
+                .push(i);
+        }
+        let longest = cores.iter().map(Vec::len).max()?;
+        Some(Self {
+            finder,
+            cores,
+            by_start,
+            longest,
+        })
+    }
+
+    /// The parts of `line` that belong to a value's base64 begun, ended or
+    /// wholly written on this line or across it, sorted and disjoint.
+    fn spans(&self, line: &[u8], carry: &mut Carry) -> Vec<Range<usize>> {
+        if line.is_empty() || !line.iter().all(|&b| is_base64_char(b)) {
+            carry.tail.clear();
+            return Vec::new();
+        }
+        let mut joined = std::mem::take(&mut carry.tail);
+        let start = joined.len();
+        joined.extend_from_slice(line);
+        let mut spans: Vec<Range<usize>> = self
+            .finder
+            .find_overlapping_iter(&joined)
+            .filter(|m| m.end() > start)
+            .map(|m| m.start().max(start) - start..m.end() - start)
+            .collect();
+        // The text's end may begin an encoding that goes on next line.
+        if let Some(from) = self.open_tail(&joined) {
+            spans.push(from.max(start) - start..line.len());
+        }
+        let keep = joined.len().saturating_sub(self.longest - 1);
+        joined.drain(..keep);
+        carry.tail = joined;
+        spans.sort_by_key(|s| s.start);
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(spans.len());
+        for span in spans {
+            match merged.last_mut() {
+                Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
+                _ => merged.push(span),
+            }
+        }
+        merged
+    }
+
+    /// `text` with the base64 of values wrapped over its lines masked.
+    fn mask_lines<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut carry = Carry::default();
+        let mut out = String::with_capacity(text.len());
+        let mut changed = false;
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let (body, cr) = line.strip_suffix('\r').map_or((line, ""), |b| (b, "\r"));
+            let mut at = 0;
+            for span in self.spans(body.as_bytes(), &mut carry) {
+                out.push_str(&body[at..span.start]);
+                out.push_str(MASK);
+                at = span.end;
+                changed = true;
+            }
+            out.push_str(&body[at..]);
+            out.push_str(cr);
+        }
+        if changed {
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    /// Where the longest end of `text`, `MIN_FORM_BYTES` long at least,
+    /// that is the beginning of a value's encoding (and not all of it)
+    /// starts.
+    fn open_tail(&self, text: &[u8]) -> Option<usize> {
+        let from = text.len().saturating_sub(self.longest - 1);
+        let last = text.len().checked_sub(MIN_FORM_BYTES)?;
+        (from..=last).find(|&at| {
+            let tail = &text[at..];
+            self.by_start
+                .get(&tail[..MIN_FORM_BYTES])
+                .is_some_and(|cores| {
+                    cores.iter().any(|&i| {
+                        let core = &self.cores[i];
+                        core.len() > tail.len() && core.starts_with(tail)
+                    })
+                })
+        })
+    }
+}
+
+/// A character of standard or URL-safe base64, padding included.
+fn is_base64_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+}
+
+/// The base64 of `value` wherever it starts in a longer encoded text,
+/// standard and URL-safe: the characters that depend on its bytes alone.
+fn base64_cores(value: &[u8]) -> Vec<String> {
+    (0..3)
+        .flat_map(|offset| {
+            [
+                base64_core(&STANDARD_NO_PAD, value, offset),
+                base64_core(&URL_SAFE_NO_PAD, value, offset),
+            ]
+        })
+        .collect()
 }
 
 /// The forms of one value a step might print.
@@ -154,6 +348,74 @@ fn forms(value: &str) -> Vec<String> {
     out.push(url);
     let json = serde_json::to_string(value).expect("strings serialize");
     out.push(json[1..json.len() - 1].to_string());
+    // Other JSON writers escape more: `/` as `\/` (PHP), what is not ASCII
+    // as `\u00e9` (Python, PHP; `\u00E9` elsewhere), `<`, `>` and `&` as
+    // `\u003c` (Go).
+    for escapes in [
+        JsonEscapes::SLASH,
+        JsonEscapes::ASCII,
+        JsonEscapes::ASCII | JsonEscapes::UPPER,
+        JsonEscapes::ASCII | JsonEscapes::SLASH,
+        JsonEscapes::HTML,
+    ] {
+        out.push(json_escaped(value, escapes));
+    }
+    out
+}
+
+/// Which characters a JSON writer escapes beyond what it must.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct JsonEscapes(u8);
+
+impl JsonEscapes {
+    const SLASH: Self = Self(1);
+    const ASCII: Self = Self(2);
+    const UPPER: Self = Self(4);
+    const HTML: Self = Self(8);
+
+    fn has(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for JsonEscapes {
+    type Output = Self;
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+/// `value` as the inside of a JSON string, with `escapes`.
+fn json_escaped(value: &str, escapes: JsonEscapes) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    let unit = |out: &mut String, u: u16| {
+        if escapes.has(JsonEscapes::UPPER) {
+            out.push_str(&format!("\\u{u:04X}"));
+        } else {
+            out.push_str(&format!("\\u{u:04x}"));
+        }
+    };
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '/' if escapes.has(JsonEscapes::SLASH) => out.push_str("\\/"),
+            '<' | '>' | '&' if escapes.has(JsonEscapes::HTML) => unit(&mut out, c as u16),
+            c if (c as u32) < 0x20 => unit(&mut out, c as u16),
+            c if !c.is_ascii() && escapes.has(JsonEscapes::ASCII) => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    unit(&mut out, *u);
+                }
+            }
+            c => out.push(c),
+        }
+    }
     out
 }
 
@@ -250,6 +512,149 @@ mod tests {
         let m = Masker::new([lower]);
         assert_eq!(masked(&m, "x a%2fb%2bc%3dd"), "x ***");
         assert_eq!(masked(&m, "x a/b%2Bc%3Dd"), "x ***");
+    }
+
+    /// Feeds `encoded` wrapped at `width` through a stream's masking and
+    /// returns how many characters of it stay visible.
+    fn visible_when_wrapped(m: &Masker, encoded: &str, width: usize) -> usize {
+        let mut carry = Carry::default();
+        encoded
+            .as_bytes()
+            .chunks(width)
+            .map(|line| {
+                let out = m.mask_line(line, &mut carry);
+                assert!(carry.tail.len() < m.wrapped.as_ref().unwrap().longest);
+                String::from_utf8_lossy(&out).replace(MASK, "").len()
+            })
+            .sum()
+    }
+
+    /// The characters of `value`'s base64 that depend on it alone, when
+    /// it follows `prefix` bytes.
+    fn core_len(prefix: usize, value: usize) -> usize {
+        (8 * (prefix + value)) / 6 - (8 * prefix).div_ceil(6)
+    }
+
+    /// `base64` wraps at 76 columns, openssl at 64, `base64 -w N` anywhere:
+    /// masked line by line, a 100-character value's encoding showed 10
+    /// characters at the line edges at 76 columns, and all of it when
+    /// wrapped narrower than the value (review L5, attack #65).
+    #[test]
+    fn masks_base64_wrapped_at_any_width() {
+        let long: String = (0..100)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
+        for secret in [long.as_str(), "p4ssw0rd-xyz", "s3cr3t"] {
+            let m = Masker::new([secret]);
+            for prefix in ["", "k=", "key: ", "a longer line before it\n"] {
+                let text = format!("{prefix}{secret}\n");
+                for engine in [STANDARD, URL_SAFE_NO_PAD] {
+                    let encoded = engine.encode(&text);
+                    for width in [1, 3, 4, 8, 13, 60, 64, 76, 200] {
+                        let shown = visible_when_wrapped(&m, &encoded, width);
+                        let allowed = encoded.len() - core_len(prefix.len(), secret.len())
+                            + (MIN_FORM_BYTES - 1);
+                        assert!(
+                            shown <= allowed,
+                            "{secret:?} after {prefix:?} at {width}: {shown} shown, {allowed} allowed"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A task's output or a message holds its lines in one text.
+    #[test]
+    fn masks_base64_wrapped_in_a_multi_line_text() {
+        let secret = "correct horse battery staple, and more of it";
+        let m = Masker::new([secret, "-----BEGIN-----\nAAAA\n-----END-----"]);
+        let encoded = STANDARD.encode(format!("user: {secret}"));
+        let wrapped: Vec<&str> = encoded
+            .as_bytes()
+            .chunks(13)
+            .map(|l| std::str::from_utf8(l).unwrap())
+            .collect();
+        let out = masked(&m, &format!("before\r\n{}\r\nafter", wrapped.join("\r\n")));
+        let shown = out.replace(MASK, "");
+        let core = core_len("user: ".len(), secret.len());
+        let visible = shown.len() - "before\r\n\r\nafter".len() - 2 * (wrapped.len() - 1);
+        assert!(visible < encoded.len() - core + MIN_FORM_BYTES, "{out}");
+        assert!(
+            out.starts_with("before\r\n") && out.ends_with("\r\nafter"),
+            "{out}"
+        );
+        // A multi-line value is still masked whole.
+        assert_eq!(
+            masked(&m, "x -----BEGIN-----\nAAAA\n-----END----- y"),
+            "x *** y"
+        );
+    }
+
+    /// Wrapped base64 of other data is left alone, and so are short words.
+    #[test]
+    fn other_wrapped_base64_is_not_masked() {
+        let m = Masker::new(["correct horse battery staple", "p4ssw0rd-xyz"]);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..20_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let encoded = STANDARD.encode(&data);
+        let mut carry = Carry::default();
+        for line in encoded
+            .as_bytes()
+            .chunks(76)
+            .chain([b"Done".as_slice(), b"OK"])
+        {
+            assert_eq!(m.mask_line(line, &mut carry), line);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any value, after any text, wrapped at any width: at most the
+        /// first `MIN_FORM_BYTES - 1` characters of its encoding show.
+        #[test]
+        fn wrapped_base64_shows_at_most_a_few_characters(
+            secret in "[ -~é€😀]{4,120}",
+            prefix in "[ -~\n]{0,40}",
+            width in 1usize..120,
+            url_safe in proptest::bool::ANY,
+        ) {
+            let m = Masker::new([secret.as_str()]);
+            let text = format!("{prefix}{secret}");
+            let encoded = if url_safe {
+                URL_SAFE_NO_PAD.encode(&text)
+            } else {
+                STANDARD.encode(&text)
+            };
+            let shown = visible_when_wrapped(&m, &encoded, width);
+            let allowed = encoded.len() - core_len(prefix.len(), secret.len())
+                + (MIN_FORM_BYTES - 1);
+            proptest::prop_assert!(shown <= allowed, "{} shown, {} allowed", shown, allowed);
+        }
+    }
+
+    /// JSON writers other than serde escape `/`, what is not ASCII, and
+    /// `<`, `>`, `&` (attack #65).
+    #[test]
+    fn masks_json_escapes_of_other_writers() {
+        let secret = "p/ss<wörd>&\"x\u{1F600}";
+        let m = Masker::new([secret]);
+        for printed in [
+            r#"{"k":"p\/ss<wörd>&\"x😀"}"#,
+            r#"{"k":"p/ss<w\u00f6rd>&\"x\ud83d\ude00"}"#,
+            r#"{"k":"p/ss<w\u00F6rd>&\"x\uD83D\uDE00"}"#,
+            r#"{"k":"p\/ss<w\u00f6rd>&\"x\ud83d\ude00"}"#,
+            r#"{"k":"p/ss\u003cwörd\u003e\u0026\"x😀"}"#,
+        ] {
+            assert_eq!(masked(&m, printed), r#"{"k":"***"}"#, "{printed}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod supervisor;
 
 use std::time::Duration;
 
-use crate::mask::Masker;
+use crate::mask::{Carry, Masker};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -101,9 +101,15 @@ pub struct LogSink<'a> {
 
 impl LogSink<'_> {
     pub async fn line(&self, stream: LogStream, bytes: &[u8]) {
+        self.line_after(stream, bytes, &mut Carry::default()).await;
+    }
+
+    /// A line of a stream, masked with what the stream's earlier lines
+    /// left in `carry` (base64 wrapped over lines).
+    async fn line_after(&self, stream: LogStream, bytes: &[u8], carry: &mut Carry) {
         let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let data = String::from_utf8_lossy(&self.masker.mask_bytes(bytes)).into_owned();
+        let data = String::from_utf8_lossy(&self.masker.mask_line(bytes, carry)).into_owned();
         // A closed receiver means nobody listens any more; the run goes on.
         let _ = self
             .events
@@ -122,6 +128,7 @@ impl LogSink<'_> {
 #[derive(Default)]
 pub(crate) struct LineBuffer {
     pending: Vec<u8>,
+    carry: Carry,
 }
 
 impl LineBuffer {
@@ -129,16 +136,17 @@ impl LineBuffer {
         let mut rest = chunk;
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
             if self.pending.is_empty() {
-                sink.line(stream, &rest[..end]).await;
+                sink.line_after(stream, &rest[..end], &mut self.carry).await;
             } else {
                 self.pending.extend_from_slice(&rest[..end]);
                 let line = std::mem::take(&mut self.pending);
-                sink.line(stream, &line).await;
+                sink.line_after(stream, &line, &mut self.carry).await;
             }
             rest = &rest[end + 1..];
         }
         self.pending.extend_from_slice(rest);
         if self.pending.len() >= MAX_LINE_BYTES {
+            self.carry = Carry::default();
             if sink.masker.is_empty() {
                 let line = std::mem::take(&mut self.pending);
                 sink.line(stream, &line).await;
@@ -158,7 +166,7 @@ impl LineBuffer {
     pub(crate) async fn finish(&mut self, stream: LogStream, sink: &LogSink<'_>) {
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
-            sink.line(stream, &line).await;
+            sink.line_after(stream, &line, &mut self.carry).await;
         }
     }
 }

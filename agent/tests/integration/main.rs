@@ -6,6 +6,7 @@ mod connect;
 mod docker;
 mod examples;
 mod injection;
+mod masking;
 mod model;
 mod sandbox;
 mod shell;
