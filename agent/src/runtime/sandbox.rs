@@ -156,6 +156,42 @@ impl Sandbox {
 /// How long a start waits for the supervisors of a previous process.
 pub const LEFTOVER_DEADLINE: Duration = Duration::from_secs(10);
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox(user: Option<(u32, u32)>) -> Sandbox {
+        Sandbox {
+            exe: "/proc/self/exe".into(),
+            owner: "test".into(),
+            user,
+            writable: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn secrets_where_steps_may_read_are_refused() {
+        let nobody = Some((65534, 65534));
+        // Outside every readable directory: fine.
+        let private = tempfile::tempdir().unwrap();
+        assert!(sandbox(None).refuse_readable(private.path()).is_ok());
+        // Readable by others inside one: refused, whoever steps run as.
+        for user in [None, nobody] {
+            let e = sandbox(user).refuse_readable(Path::new("/etc/passwd"));
+            assert!(
+                e.unwrap_err().to_string().contains("inside /etc"),
+                "{user:?}"
+            );
+        }
+        // Steps of the same user pass any mode.
+        assert!(
+            sandbox(None)
+                .refuse_readable(Path::new("/proc/self"))
+                .is_err()
+        );
+    }
+}
+
 /// `nobody`'s uid and gid, from /etc/passwd.
 fn nobody() -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;

@@ -36,6 +36,10 @@ pub const READ_PATHS: [&str; 11] = [
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/proc", "/sys",
 ];
 
+/// Files in [`READ_PATHS`] that are often links to elsewhere: their
+/// targets are readable too.
+const LINKED_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/localtime"];
+
 /// Device files a step may write (and `/dev` is readable).
 const DEVICE_FILES: [&str; 7] = [
     "/dev/null",
@@ -205,6 +209,13 @@ fn ruleset(writable: &[PathBuf]) -> std::io::Result<landlock::RulesetCreated> {
         }
     }
     let error = |e: landlock::RulesetError| std::io::Error::other(e.to_string());
+    // Landlock checks the file a link leads to: /etc/resolv.conf often
+    // leads into /run (systemd-resolved), and without it no name resolves.
+    let linked: Vec<PathBuf> = LINKED_FILES
+        .iter()
+        .filter_map(|link| std::fs::canonicalize(link).ok())
+        .filter(|target| target.is_file())
+        .collect();
     Ruleset::default()
         .handle_access(all)
         .map_err(error)?
@@ -215,6 +226,8 @@ fn ruleset(writable: &[PathBuf]) -> std::io::Result<landlock::RulesetCreated> {
         .add_rules(path_beneath_rules(READ_PATHS, read))
         .map_err(error)?
         .add_rules(path_beneath_rules(["/dev"], read))
+        .map_err(error)?
+        .add_rules(path_beneath_rules(&linked, read))
         .map_err(error)?
         .add_rules(path_beneath_rules(DEVICE_FILES, file_rw))
         .map_err(error)?

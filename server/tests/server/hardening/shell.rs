@@ -452,3 +452,41 @@ async fn a_restart_ends_the_steps_a_previous_server_left() {
         server.log_text()
     );
 }
+
+/// Where the sandbox cannot be set up (here: a supervisor that fails, as
+/// on a kernel without Landlock), the built-in shell refuses to start and
+/// says what to do; with shell turned off the server starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_built_in_shell_that_cannot_be_sandboxed_refuses_to_start() {
+    let dir = open_dir();
+    let data = dir.path().join("data");
+    let xene = |shell: &str| {
+        Command::new(env!("CARGO_BIN_EXE_xene"))
+            .args(["--addr", "127.0.0.1:0", "--local-agent-shell", shell])
+            .env("XENE_DATA_DIR", &data)
+            .env("XENE_LOCAL_AGENT_SUPERVISOR", "/bin/false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = xene("yes").wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("their sandbox cannot be set up") && said.contains("--local-agent-shell no"),
+        "{said}"
+    );
+    let mut off = xene("no");
+    let mut stderr = off.stderr.take().unwrap();
+    let started = Instant::now();
+    let mut log = String::new();
+    while !log.contains("listening on") {
+        let mut chunk = [0u8; 4096];
+        let n = std::io::Read::read(&mut stderr, &mut chunk).unwrap();
+        assert!(n > 0 && started.elapsed() < DEADLINE, "{log}");
+        log.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    let _ = off.kill();
+    let _ = off.wait();
+}
