@@ -156,6 +156,21 @@ impl Sandbox {
 /// How long a start waits for the supervisors of a previous process.
 pub const LEFTOVER_DEADLINE: Duration = Duration::from_secs(10);
 
+/// `nobody`'s uid and gid, from /etc/passwd.
+fn nobody() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&"nobody") || fields.len() < 4 {
+            return None;
+        }
+        let uid: u32 = fields[2].parse().ok()?;
+        let gid: u32 = fields[3].parse().ok()?;
+        // Never root again by a strange passwd.
+        (uid != 0 && gid != 0).then_some((uid, gid))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,19 +205,4 @@ mod tests {
                 .is_err()
         );
     }
-}
-
-/// `nobody`'s uid and gid, from /etc/passwd.
-fn nobody() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.first() != Some(&"nobody") || fields.len() < 4 {
-            return None;
-        }
-        let uid: u32 = fields[2].parse().ok()?;
-        let gid: u32 = fields[3].parse().ok()?;
-        // Never root again by a strange passwd.
-        (uid != 0 && gid != 0).then_some((uid, gid))
-    })
 }
