@@ -53,6 +53,11 @@ pub enum ServerError {
     DataDir(#[from] data_dir::DataDirError),
     #[error(transparent)]
     LocalAgent(controllers::local_agent::LocalAgentError),
+    #[error("reading --metrics-token-file {path}: {reason}")]
+    MetricsToken {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// A server bound to its socket, ready to serve.
@@ -66,9 +71,30 @@ pub struct Server {
     limits: listen::ListenArgs,
 }
 
+/// The bearer token `/metrics` asks for: the file's first line, at least
+/// 16 characters (a scraper's credential, not a password to remember).
+fn read_metrics_token(path: &std::path::Path) -> Result<Arc<str>, ServerError> {
+    let fail = |reason: String| ServerError::MetricsToken {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.len() < 16 || token.len() > 4096 {
+        return Err(fail(
+            "the token must be 16 to 4096 characters on the first line".into(),
+        ));
+    }
+    Ok(token.into())
+}
+
 impl Server {
     /// Connects the database, applies migrations and binds the address.
     pub async fn bind(args: &Args) -> Result<Self, ServerError> {
+        let metrics_token = match &args.metrics_token_file {
+            Some(path) => Some(read_metrics_token(path)?),
+            None => None,
+        };
         // Checked before anything else so a bad certificate fails fast.
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(tls::server_config(
@@ -154,6 +180,7 @@ impl Server {
             agent_binary: args.agent_binary(),
             access: Arc::new(access),
             serves_tls: tls.is_some(),
+            metrics_token,
         };
         Ok(Self {
             listener,

@@ -140,6 +140,13 @@ pub struct Args {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 
+    /// Put `/metrics` behind a token: the first line of this file, which
+    /// scrapers send as `Authorization: Bearer TOKEN` (Prometheus:
+    /// `authorization: {credentials_file: ...}`). Open by default: the
+    /// metrics name every workflow and pipeline with their run counts.
+    #[arg(long, env = "XENE_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+
     /// The master key file for secrets at rest: one base64 key of 32 bytes
     /// per line (make one with `head -c 32 /dev/urandom | base64`); the
     /// first encrypts, the others only decrypt, for rotation. Default:
@@ -202,6 +209,7 @@ impl Args {
             log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
             log_format: crate::telemetry::LogFormat::Text,
             otlp_endpoint: None,
+            metrics_token_file: None,
             secrets_key_file: None,
             secrets_key: None,
             config: None,

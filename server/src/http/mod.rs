@@ -21,6 +21,7 @@ pub mod connect;
 pub mod cron;
 pub mod error;
 pub mod feed;
+pub mod headers;
 pub mod health;
 pub mod hooks;
 pub mod install;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub access: SharedAccess,
     /// This process serves HTTPS itself (not only behind a proxy).
     pub serves_tls: bool,
+    /// When set, `/metrics` answers only a bearer of this token.
+    pub metrics_token: Option<std::sync::Arc<str>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -85,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(sessions)
         .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
+        .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .with_state(state);
     crate::telemetry::instrument(router, metrics)
 }

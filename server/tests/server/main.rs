@@ -15,6 +15,7 @@ mod data_dir;
 mod feed;
 mod gateway;
 mod hardening;
+mod headers;
 mod health;
 mod load;
 mod network;
