@@ -61,6 +61,17 @@ const RUNNERS: &[Runner] = &[
         flags: "ep",
         long: &["--eval", "--print"],
     },
+    // SQL is code too.
+    Runner {
+        names: &["psql"],
+        flags: "c",
+        long: &["--command"],
+    },
+    Runner {
+        names: &["mysql", "mariadb"],
+        flags: "e",
+        long: &["--execute"],
+    },
 ];
 
 /// A command named by an expansion (`$SHELL -c ...`): it may be a shell.
@@ -109,6 +120,8 @@ struct Command {
     /// The word has quotes (`""` is a word) or a template in it.
     quoted: bool,
     template: bool,
+    /// The word before was an option, which this one may be the value of.
+    after_option: bool,
 }
 
 impl Command {
@@ -119,6 +132,7 @@ impl Command {
             overflow: false,
             quoted: false,
             template: false,
+            after_option: false,
         }
     }
 }
@@ -444,6 +458,7 @@ impl Lexer {
             }
         } else {
             cmd.state = next_state(cmd);
+            cmd.after_option = cmd.word.starts_with('-');
         }
         cmd.word.clear();
         cmd.overflow = false;
@@ -538,8 +553,10 @@ fn next_state(cmd: &Command) -> Cmd {
             return None;
         }
         let name = word.rsplit('/').next().unwrap_or(word);
+        // `rsync -e ssh src host:dest` names the program rsync runs, and
+        // the words after it are rsync's.
         if name == "ssh" {
-            return Some(Cmd::Ssh(false));
+            return (!cmd.after_option).then_some(Cmd::Ssh(false));
         }
         RUNNERS.iter().find_map(|r| {
             r.names

@@ -137,6 +137,18 @@ fn templates_in_code_for_another_shell_are_refused() {
             "node --eval=\"f('{{ params.a }}')\"",
             "in the code `node --eval` runs",
         ),
+        (
+            "psql -h db -c \"select * from t where n = '{{ params.a }}'\"",
+            "in the code `psql -c` runs",
+        ),
+        (
+            "mysql -e \"drop table {{ params.a }}\"",
+            "in the code `mysql -e` runs",
+        ),
+        (
+            "sshpass -f pw ssh host \"deploy {{ params.a }}\"",
+            "in the command `ssh`",
+        ),
         // Inside substitutions, and substitutions inside code.
         (
             "x=$(sh -c \"echo {{ params.a }}\")",
@@ -206,6 +218,26 @@ fn data_next_to_code_is_fine() {
         (
             "ssh -p {{ params.a }} host uptime",
             "ssh -p \"${XENE_PARAM_A}\" host uptime",
+        ),
+        (
+            "rsync -a -e ssh dist/ host:/srv/{{ params.a }}",
+            "rsync -a -e ssh dist/ host:/srv/\"${XENE_PARAM_A}\"",
+        ),
+        (
+            "docker build -t app:{{ params.a }} .",
+            "docker build -t app:\"${XENE_PARAM_A}\" .",
+        ),
+        (
+            "perl -i -pe 's/x/y/' f{{ params.a }}",
+            "perl -i -pe 's/x/y/' f\"${XENE_PARAM_A}\"",
+        ),
+        (
+            "psql -f q.sql -v n={{ params.a }}",
+            "psql -f q.sql -v n=\"${XENE_PARAM_A}\"",
+        ),
+        (
+            "cat > f <<EOF\nx\nEOF\nawk -v v={{ params.a }} '{print v}' f",
+            "cat > f <<EOF\nx\nEOF\nawk -v v=\"${XENE_PARAM_A}\" '{print v}' f",
         ),
         (
             "bash deploy.sh {{ params.a }}",
