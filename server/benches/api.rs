@@ -35,6 +35,8 @@ struct Running {
 impl Running {
     async fn start(url: &str, data_dir: &Path, configure: impl FnOnce(&mut Args)) -> Self {
         let mut args = Args::for_data_dir(data_dir.to_path_buf());
+        // Shell steps run under `xene` (this bench binary cannot supervise them).
+        args.local_agent_supervisor = Some(env!("CARGO_BIN_EXE_xene").into());
         args.database_url = Some(url.to_string());
         args.local_agent_capacity = CAPACITY;
         args.local_agent_id = Some("bench".into());

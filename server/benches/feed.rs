@@ -92,6 +92,8 @@ fn main() {
             .tempdir()
             .expect("temp dir");
         let mut args = Args::for_data_dir(dir.path().to_path_buf());
+        // Shell steps run under `xene` (this bench binary cannot supervise them).
+        args.local_agent_supervisor = Some(env!("CARGO_BIN_EXE_xene").into());
         args.local_agent_capacity = runs.max(1) as i64;
         // Everything is kept, so (b) measures storing, not the cap's deletes.
         args.log_cap_per_step = 1 << 40;

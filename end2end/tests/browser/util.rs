@@ -38,6 +38,7 @@ impl TestServer {
             .expect("temp dir");
         let mut args = xene_server::config::Args::for_data_dir(data.path().to_path_buf());
         args.site_dir = Some(site_dir());
+        args.local_agent_supervisor = Some(xene_binary());
         configure(&mut args);
         let server = xene_server::Server::bind(&args)
             .await
@@ -78,6 +79,39 @@ fn site_dir() -> PathBuf {
         site.display()
     );
     site
+}
+
+/// The `xene` binary, which supervises the built-in agent's shell steps
+/// (this test binary cannot). It belongs to another package, so cargo does
+/// not hand its path here: `cargo nextest run --workspace` (what `cargo
+/// xtask test` runs) builds it; a run of this package alone builds it when
+/// it is missing. `XENE_BIN` overrides.
+fn xene_binary() -> PathBuf {
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("XENE_BIN") {
+                return PathBuf::from(path);
+            }
+            let path = target_dir().join("debug/xene");
+            if !path.is_file() {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let status = std::process::Command::new(cargo)
+                    .args([
+                        "build",
+                        "--quiet",
+                        "--package",
+                        "xene-server",
+                        "--bin",
+                        "xene",
+                    ])
+                    .status()
+                    .expect("cargo runs");
+                assert!(status.success(), "building xene failed");
+            }
+            path
+        })
+        .clone()
 }
 
 fn target_dir() -> PathBuf {
