@@ -231,10 +231,13 @@ fn var_suffix(name: &str) -> String {
 /// `(( ))` (which evaluate quoted values as arithmetic) no form is safe,
 /// nor in text the script hands to another shell or interpreter as code
 /// (the arguments of `eval`, the code of `sh -c "..."`, `su -c`, `ssh host
-/// "..."`, `python -c`), where the outer shell expands the variable and the
-/// inner one runs the value; a heredoc's body would print the reference
-/// with its quotes. Those are errors, found when the workflow is applied
-/// (the `shell` module reads the script).
+/// "..."`, `python -c`, the program of sed or awk), where the outer shell
+/// expands the variable and the inner one runs the value, nor where the
+/// value reaches through a pipe or a here-string a program that reads its
+/// input as code (`echo "{{ x }}" | sh`, `bash <<< ...`, `source <(...)`);
+/// a heredoc's body would print the reference with its quotes. Those are
+/// errors, found when the workflow is applied (the `shell` module reads
+/// the script).
 ///
 /// A reference to a task or param missing from `ctx` is an error, as in
 /// [`render`].
@@ -263,6 +266,7 @@ pub fn render_script(text: &str, ctx: &EvalContext) -> Result<String, TemplateEr
         };
         out.push_str(&lexer.reference(&var)?);
     }
+    lexer.finish()?;
     Ok(out)
 }
 
@@ -280,7 +284,7 @@ pub fn script_fault(text: &str) -> Option<TemplateError> {
             }
         }
     }
-    None
+    lexer.finish().err()
 }
 
 /// The first step script of `pipeline` whose templates cannot be rendered

@@ -323,14 +323,23 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
 
 /// A page of runs, newest first, and the cursor of the next page if any.
 pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<String>), StorageError> {
+    let (ids, next) = list_ids(db, filter).await?;
+    Ok((listed(db, &ids).await?, next))
+}
+
+/// The ids of a page of runs, newest first, and the cursor of the next page
+/// if any. Chosen from the runs' ids and the size of their params, without
+/// the params themselves (a run may carry about 1 MiB of them).
+pub async fn list_ids(
+    db: &Db,
+    filter: &RunFilter,
+) -> Result<(Vec<i64>, Option<String>), StorageError> {
     let limit = filter.limit.unwrap_or(50).clamp(1, 500);
     let before: i64 = filter
         .cursor
         .as_deref()
         .and_then(|c| c.parse().ok())
         .unwrap_or(i64::MAX);
-    // The page's runs and the size of their params first, without the
-    // params themselves (a run may carry about 1 MiB of them).
     let sizes: Vec<(i64, i64)> = sqlx::query_as(&format!(
         "SELECT id, CAST(octet_length(params) AS BIGINT) FROM runs WHERE id < $1 {LIST_FILTERS} \
          ORDER BY id DESC LIMIT $6"
@@ -343,37 +352,40 @@ pub async fn list(db: &Db, filter: &RunFilter) -> Result<(Vec<Run>, Option<Strin
     .bind(limit + 1)
     .fetch_all(db.pool())
     .await?;
-    let mut taken = 0usize;
+    let mut ids = Vec::new();
     let mut bytes = 0i64;
-    for (_, size) in sizes.iter().take(limit as usize) {
-        if taken > 0 && bytes + size > LIST_PAGE_PARAMS_BYTES {
+    for &(id, size) in sizes.iter().take(limit as usize) {
+        if !ids.is_empty() && bytes + size > LIST_PAGE_PARAMS_BYTES {
             break;
         }
         bytes += size;
-        taken += 1;
+        ids.push(id);
     }
-    let Some(&(last, _)) = taken.checked_sub(1).and_then(|i| sizes.get(i)) else {
-        return Ok((Vec::new(), None));
-    };
-    let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE id < $1 AND id >= $7 {LIST_FILTERS} \
-         ORDER BY id DESC LIMIT $6"
-    ))
-    .bind(before)
-    .bind(filter.workflow.as_deref())
-    .bind(filter.pipeline.as_deref())
-    .bind(filter.status.as_deref())
-    .bind(filter.trigger.as_deref())
-    .bind(taken as i64)
-    .bind(last)
-    .fetch_all(db.pool())
-    .await?;
-    let runs = rows
-        .iter()
-        .map(run_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = (sizes.len() > taken).then(|| last.to_string());
-    Ok((runs, next))
+    let next = (sizes.len() > ids.len())
+        .then(|| ids.last().map(ToString::to_string))
+        .flatten();
+    Ok((ids, next))
+}
+
+/// The runs `ids` (a page `list_ids` chose), in that order. Read by id, not
+/// by the filters again: a run that entered the filter since (a new one, on
+/// the first page) would shift the page, and its cursor would skip a run.
+pub async fn listed(db: &Db, ids: &[i64]) -> Result<Vec<Run>, StorageError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // At most 500 ids (a page's limit): as many placeholders.
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({}) ORDER BY id DESC",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    rows.iter().map(run_from_row).collect()
 }
 
 /// The most bytes of params one page of the runs list carries: past it the
