@@ -139,12 +139,27 @@ async fn sandbox_for(
         .clone()
         .unwrap_or_else(|| "/proc/self/exe".into());
     let sandbox = Sandbox::new(exe, owner, args.local_agent_shell_writable.clone())?;
-    sandbox.refuse_readable(data_dir)?;
+    // Every file a secret of the server's may be in.
+    let mut secrets = vec![data_dir.to_path_buf()];
     if let (crate::vault::KeySource::File(file), _) = args.secrets_key_source() {
-        sandbox.refuse_readable(&file)?;
+        secrets.push(file);
     }
-    if let Some(key) = &args.tls_key {
-        sandbox.refuse_readable(key)?;
+    if let Some(path) = args.database_url().strip_prefix("sqlite://") {
+        secrets.push(path.split('?').next().unwrap_or(path).into());
+    }
+    secrets.extend(
+        [
+            &args.tls_key,
+            &args.config,
+            &args.access.oidc_client_secret_file,
+            &args.metrics_token_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned(),
+    );
+    for path in &secrets {
+        sandbox.refuse_readable(path)?;
     }
     let probe = sandbox.clone();
     let work_dir = work_dir.to_path_buf();
@@ -246,6 +261,20 @@ impl LocalAgent {
         if self.config.allow_shell {
             runtimes.push("shell".to_string());
         }
+        // This process just started, so it executes nothing: runs still held
+        // under this agent's name died with the previous process. End their
+        // leases and requeue them here and now: left to the supervisor
+        // (whose lease the dead process may hold for a while), the first
+        // `pass` would renew them and execute them again as the same
+        // attempt, numbering events from 0 again, so that the new events
+        // would be taken for resent ones and dropped. Before registering:
+        // once registered, a run placed here would be new, and ending its
+        // lease would lose it.
+        runs::end_leases_of(&self.ctx.db, &self.config.id).await?;
+        let (_, requeued) = runs::expire_leases(&self.ctx.db).await?;
+        if requeued > 0 {
+            self.ctx.wake_scheduler.notify_one();
+        }
         agents::register(
             &self.ctx.db,
             &Registration {
@@ -259,18 +288,6 @@ impl LocalAgent {
             },
         )
         .await?;
-        // This process just started, so it executes nothing: runs still held
-        // under this agent's name died with the previous process. End their
-        // leases and requeue them here and now: left to the supervisor
-        // (whose lease the dead process may hold for a while), the first
-        // `pass` would renew them and execute them again as the same
-        // attempt, numbering events from 0 again, so that the new events
-        // would be taken for resent ones and dropped.
-        runs::end_leases_of(&self.ctx.db, &self.config.id).await?;
-        let (_, requeued) = runs::expire_leases(&self.ctx.db).await?;
-        if requeued > 0 {
-            self.ctx.wake_scheduler.notify_one();
-        }
         Ok(())
     }
 
