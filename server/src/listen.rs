@@ -13,22 +13,28 @@ use std::time::Duration;
 use axum::Router;
 use clap::builder::TypedValueParser as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
+mod busy;
 mod deadline;
 pub mod guests;
 
+use busy::BusyBody;
 pub use deadline::BodyTimeouts;
 use deadline::DeadlineBody;
-use guests::{Guests, Visit};
+use guests::{Busy, Guests, Visit};
 
-/// Open connections at most: agents, feeds and browsers together. Past it,
-/// new connections wait in the kernel's backlog until one closes.
+/// Open HTTP connections at most, counted from accept until the request
+/// on them upgrades or the connection closes. An upgraded WebSocket (an
+/// agent's, a browser's feed) gives its slot back: upgraded connections are
+/// not bounded here (agents by their credentials, feeds by the sessions and
+/// tokens that open them). Past it, new connections wait in the kernel's
+/// backlog until one closes.
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// A request's headers must arrive within this long (and so must the TLS
 /// handshake): slow clients cannot hold connections open for nothing.
@@ -56,6 +62,20 @@ pub struct ListenArgs {
     #[arg(long, env = "XENE_BODY_TIMEOUT", default_value = "60s", hide = true,
           value_parser = parse_timeout)]
     pub body_timeout: Duration,
+    /// Addresses (comma-separated) of the reverse proxies in front of this
+    /// server, like `127.0.0.1,::1` for a TLS-ending proxy on this machine.
+    /// Every client of a proxy reaches Xene from the proxy's address, so
+    /// connections from these addresses are exempt from the budget of
+    /// unauthenticated connections per address (they still count in the
+    /// total): the proxy must then limit connections per client itself.
+    /// Default: none.
+    #[arg(
+        long,
+        env = "XENE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ListenArgs {
@@ -65,6 +85,7 @@ impl Default for ListenArgs {
             guest_connections_per_address: 256,
             guest_body_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -98,11 +119,13 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let guests = Guests::new(
-        limits.guest_connections_per_address,
-        limits.max_connections / 4 * 3,
-        guests::GRACE,
-    );
+    let guests = Guests::new(guests::Limits {
+        per_address: limits.guest_connections_per_address,
+        total: limits.max_connections / 4 * 3,
+        grace: guests::GRACE,
+        busy_grace: guests::BUSY_GRACE,
+        proxies: limits.trusted_proxies.clone(),
+    });
     let timeouts = BodyTimeouts {
         guest: limits.guest_body_timeout,
         trusted: limits.body_timeout,
@@ -134,17 +157,27 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         // Handlers and the audit log see the client's address; whatever
         // authenticates a request marks its connection trusted (`trust`).
+        // A request is busy from when its body has arrived (or its answer
+        // begins) until its answer has gone out.
         let on_request = visit.clone();
-        let service = TowerToHyperService::new(
-            tower::ServiceBuilder::new()
-                .map_request(move |req: axum::extract::Request<hyper::body::Incoming>| {
-                    let (mut parts, body) = req.into_parts();
-                    parts.extensions.insert(axum::extract::ConnectInfo(peer));
-                    parts.extensions.insert(on_request.clone());
-                    let body = DeadlineBody::new(body, timeouts, on_request.clone());
-                    axum::extract::Request::from_parts(parts, axum::body::Body::new(body))
-                })
-                .service(app.clone()),
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |req: axum::extract::Request<hyper::body::Incoming>| {
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(axum::extract::ConnectInfo(peer));
+                parts.extensions.insert(on_request.clone());
+                let busy = Arc::new(Busy::new(on_request.clone()));
+                let body = DeadlineBody::new(body, timeouts, busy.clone());
+                let request =
+                    axum::extract::Request::from_parts(parts, axum::body::Body::new(body));
+                let app = app.clone();
+                async move {
+                    let response = app.oneshot(request).await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| axum::body::Body::new(BusyBody::new(body, busy))),
+                    )
+                }
+            },
         );
         let shutdown = shutdown.clone();
         let acceptor = acceptor.clone();

@@ -19,15 +19,16 @@ use crate::storage::agents;
 use crate::storage::auth::{self, AgentIdentity};
 
 /// The largest message (and frame) an agent may send, refused from the
-/// frame's header before its payload is read or parsed. What the protocol
-/// needs is far less: an agent's batch of events is at most 1 MiB as sent
-/// (one event alone may exceed that, and an event holds at most 64 KiB of
-/// output, under 400 KiB escaped), a hello at most 1,024 running runs and 32
-/// labels (tens of KiB). Four times the batch leaves room for agents of
-/// older versions, which counted a batch's bytes before JSON escaping. Data
-/// larger than a message (outputs a task reads, a fan-in's items) is for
-/// agents to fetch in bounded pages, never to carry in one message.
-pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// frame's header before its payload is read or parsed. An agent's batch of
+/// events is at most 1 MiB as sent (one event alone may exceed that: an
+/// event holds at most 64 KiB of output, under 400 KiB escaped), a hello at
+/// most 1,024 running runs and 32 labels (tens of KiB). Agents of older
+/// versions counted a batch's 1 MiB before JSON escaping, and a control
+/// character escapes to six bytes: their batches reach about 6 MiB, which
+/// must pass, or they would send the same batch again forever. Data larger
+/// than a message (outputs a task reads, a fan-in's items) is for agents to
+/// fetch in bounded pages, never to carry in one message.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 /// tungstenite zero-fills its whole read buffer (128 KiB by default) on
 /// every read, so each idle agent kept that much resident: most of the
 /// server's memory per connection. Agents mostly send heartbeats; a big

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::SystemTime;
 
 use axum::Router;
@@ -109,8 +109,10 @@ type Version = (SystemTime, u64);
 static DIGESTS: LazyLock<Mutex<HashMap<PathBuf, (Version, String)>>> =
     LazyLock::new(Mutex::default);
 /// Held while a digest is made, so requests that arrive meanwhile wait for
-/// it instead of each reading the whole binary again.
-static HASHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// it instead of each reading the whole binary again. The hashing thread
+/// holds it (an owned guard) and stores the digest before letting go: a
+/// client hanging up drops its request, not the work it began.
+static HASHING: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Arc::default);
 /// How many times a file was read to hash it, for tests.
 static HASHED: AtomicU64 = AtomicU64::new(0);
 
@@ -135,25 +137,26 @@ async fn sha256_of(path: PathBuf) -> std::io::Result<String> {
     if let Some(digest) = cached(&version) {
         return Ok(digest);
     }
-    let _hashing = HASHING.lock().await;
+    let hashing = HASHING.clone().lock_owned().await;
     let version = version_of(&path).await?;
     if let Some(digest) = cached(&version) {
         return Ok(digest);
     }
-    let file = path.clone();
-    let digest = tokio::task::spawn_blocking(move || {
+    // Runs to its end even when this request is dropped.
+    tokio::task::spawn_blocking(move || {
+        let _hashing = hashing;
         HASHED.fetch_add(1, Ordering::Relaxed);
         let mut hasher = Sha256::new();
-        std::io::copy(&mut std::fs::File::open(&file)?, &mut hasher)?;
-        Ok::<_, std::io::Error>(hex::encode(hasher.finalize()))
+        std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
+        let digest = hex::encode(hasher.finalize());
+        DIGESTS
+            .lock()
+            .unwrap()
+            .insert(path, (version, digest.clone()));
+        Ok::<_, std::io::Error>(digest)
     })
     .await
-    .map_err(std::io::Error::other)??;
-    DIGESTS
-        .lock()
-        .unwrap()
-        .insert(path, (version, digest.clone()));
-    Ok(digest)
+    .map_err(std::io::Error::other)?
 }
 
 async fn version_of(path: &Path) -> std::io::Result<Version> {

@@ -59,10 +59,11 @@ else
 fi
 BIN="$PREFIX/bin"
 
+# Retried: a server flooded by strangers closes some newcomers at once.
 if command -v curl >/dev/null 2>&1; then
-    fetch() { curl -fsSL "$1" -o "$2"; }
+    fetch() { curl -fsSL --retry 3 --retry-connrefused "$1" -o "$2"; }
 elif command -v wget >/dev/null 2>&1; then
-    fetch() { wget -q "$1" -O "$2"; }
+    fetch() { wget -q --tries=3 "$1" -O "$2"; }
 else
     fail "curl or wget is needed to download the agent"
 fi

@@ -3,6 +3,9 @@
 //! connection is trusted), or reading it fails. A client trickling a body
 //! byte by byte no longer holds its connection for as long as it likes: the
 //! handler answers the error and the connection, its body unread, closes.
+//!
+//! A body that has arrived in full marks its request busy (`Busy`): its
+//! guest connection is then among the last to give way to newcomers.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use axum::body::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::guests::Visit;
+use super::guests::Busy;
 
 /// How long a body may take to arrive.
 #[derive(Debug, Clone, Copy)]
@@ -32,25 +35,29 @@ pub struct DeadlineBody {
     inner: Incoming,
     start: Instant,
     timeouts: BodyTimeouts,
-    visit: Arc<Visit>,
+    busy: Arc<Busy>,
     /// Armed at the first read that has to wait: bodies that are already
     /// here (most of them) cost no timer.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl DeadlineBody {
-    pub fn new(inner: Incoming, timeouts: BodyTimeouts, visit: Arc<Visit>) -> Self {
+    pub fn new(inner: Incoming, timeouts: BodyTimeouts, busy: Arc<Busy>) -> Self {
+        // A request without a body is whole from the start.
+        if inner.is_end_stream() {
+            busy.start();
+        }
         Self {
             inner,
             start: Instant::now(),
             timeouts,
-            visit,
+            busy,
             timer: None,
         }
     }
 
     fn limit(&self) -> Duration {
-        if self.visit.is_trusted() {
+        if self.busy.visit().is_trusted() {
             self.timeouts.trusted
         } else {
             self.timeouts.guest
@@ -68,6 +75,9 @@ impl Body for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_none() || this.inner.is_end_stream() {
+                this.busy.start();
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         loop {

@@ -424,3 +424,333 @@ async fn run_list_pages_are_bounded_in_bytes() {
         server.stop().await;
     }
 }
+
+/// Sends `GET path` on a fresh connection and returns it unread.
+async fn ask(server: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// L2: clients that hang up while the digest is being made do not waste it
+/// (it is kept, and those asking meanwhile wait for it): one stranger asking
+/// and hanging up over and over costs one hash per version, not one each.
+#[tokio::test]
+async fn the_agent_binary_is_hashed_once_when_askers_hang_up() {
+    use sha2::{Digest, Sha256};
+    let db = TestDb::new(Backend::Sqlite);
+    let binary = db.dir.path().join("xene-agent");
+    let content: Vec<u8> = (0..16_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&binary, &content).unwrap();
+    let path = binary.clone();
+    let server = TestServer::start_with(&db, move |a| {
+        a.no_local_agent = true;
+        a.agent_binary = Some(path);
+    })
+    .await;
+    let computed = xene_server::http::install::digests_computed;
+    let before = computed();
+    let first = ask(server.addr, "/download/xene-agent.sha256").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while computed() == before {
+        assert!(std::time::Instant::now() < deadline, "no hashing began");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Hangs up while its digest is being made; others come and do the same.
+    drop(first);
+    for _ in 0..3 {
+        let again = ask(server.addr, "/download/xene-agent.sha256").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(again);
+    }
+    let text = reqwest::get(server.url("/download/xene-agent.sha256"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let expected = format!("{}  xene-agent\n", hex::encode(Sha256::digest(&content)));
+    assert_eq!(text, expected);
+    assert_eq!(computed() - before, 1, "digests computed");
+    server.stop().await;
+}
+
+/// A connection from `from` that has sent `GET /healthz` and got 200; `None`
+/// when the server closed it instead.
+async fn healthz_from(from: [u8; 4], server: SocketAddr) -> Option<TcpStream> {
+    let mut stream = connect_from(from, server).await.ok()?;
+    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("answered or closed within 10 s")
+        .ok()?;
+    (n > 0).then_some(())?;
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    Some(stream)
+}
+
+/// H3 behind a reverse proxy: every client of a proxy comes from its
+/// address, so connections from `--trusted-proxies` are exempt from the
+/// per-address budget of strangers (the proxy limits its clients), while
+/// any other address keeps it.
+#[tokio::test]
+async fn a_trusted_proxy_is_not_held_to_one_addresss_budget() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| {
+        a.no_local_agent = true;
+        a.listen.guest_connections_per_address = 4;
+        a.listen.trusted_proxies = vec!["127.0.0.5".parse().unwrap()];
+    })
+    .await;
+    let mut proxied = Vec::new();
+    for i in 0..12 {
+        let stream = healthz_from([127, 0, 0, 5], server.addr).await;
+        proxied.push(stream.unwrap_or_else(|| panic!("proxy connection {i} was closed")));
+    }
+    let mut direct = Vec::new();
+    for _ in 0..4 {
+        direct.push(
+            healthz_from([127, 0, 0, 6], server.addr)
+                .await
+                .expect("within budget"),
+        );
+    }
+    assert!(
+        healthz_from([127, 0, 0, 6], server.addr).await.is_none(),
+        "a fifth stranger's connection from one address is refused"
+    );
+    server.stop().await;
+}
+
+/// H3: when an address's strangers are past their budget, the ones busy
+/// with a request (here a download of the agent binary read slowly, as on
+/// a slow link) are not closed for a newcomer; idle ones give way first.
+#[tokio::test]
+async fn guests_busy_with_a_request_are_not_evicted() {
+    let db = TestDb::new(Backend::Sqlite);
+    let binary = db.dir.path().join("xene-agent");
+    let whole = 8 << 20;
+    let content = vec![b'x'; whole];
+    std::fs::write(&binary, &content).unwrap();
+    let path = binary.clone();
+    let server = TestServer::start_with(&db, move |a| {
+        a.no_local_agent = true;
+        a.agent_binary = Some(path);
+        a.listen.guest_connections_per_address = 2;
+    })
+    .await;
+    let from = [127, 0, 0, 7];
+    // A download that stalls: a small receive window, nothing read yet.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut download = socket.connect(server.addr).await.unwrap();
+    let request = "GET /download/xene-agent HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    download.write_all(request.as_bytes()).await.unwrap();
+    // An idle stranger beside it.
+    let mut idle = connect_from(from, server.addr).await.unwrap();
+    tokio::time::sleep(xene_server::listen::guests::GRACE + Duration::from_millis(500)).await;
+    // Newcomers past the budget: the idle one gives way, the download stays.
+    let mut newcomers = Vec::new();
+    for _ in 0..3 {
+        newcomers.push(connect_from(from, server.addr).await.unwrap());
+    }
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle stranger was closed"
+    );
+    // Read until the whole body is here or the server closes (then the
+    // body is short): the connection is kept open after the body.
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let body = received
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |end| received.len() - end - 4);
+            if body >= whole {
+                return body;
+            }
+            match download.read(&mut buf).await {
+                Ok(0) | Err(_) => return body,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let body = read.await.expect("the download ends or stops within 30 s");
+    assert_eq!(body, content.len(), "the download came whole");
+    drop(newcomers);
+    server.stop().await;
+}
+
+/// M6: an agent of an older version measured its batch of events before
+/// JSON escaping (about 1 MiB); output full of control characters makes
+/// that about 6 MiB as sent, which the server must take, not refuse (the
+/// agent would send it again forever).
+#[tokio::test]
+async fn an_older_agents_escaped_batch_is_taken() {
+    use xene_core::event::{LogStream, RunEvent};
+    use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, ServerMessage};
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let spec = "name: old\npipelines:\n  p:\n    selector: {pool: old}\n    tasks:\n      t:\n        steps:\n          - name: s\n            run: echo hi\n";
+    let (status, body) = server.post("/api/v1/workflows", spec).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, token) = server
+        .post(
+            "/api/v1/agents/join-tokens",
+            json!({ "labels": { "pool": "old" } }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let (status, joined) = server
+        .post(
+            "/api/v1/agents/join",
+            json!({ "token": token["token"], "name": "old" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{joined}");
+    let credential = joined["credential"].as_str().unwrap();
+    let (status, run) = server
+        .post("/api/v1/workflows/old/pipelines/p/runs", "")
+        .await;
+    assert_eq!(status, 201, "{run}");
+
+    let mut request = format!("ws://{}/api/v1/agents/connect", server.addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {credential}").parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let send = |message: AgentMessage| Message::text(serde_json::to_string(&message).unwrap());
+    socket
+        .send(send(AgentMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "0.old".into(),
+            labels: Default::default(),
+            runtimes: vec!["shell".into()],
+            capacity: 1,
+            running: vec![],
+        }))
+        .await
+        .unwrap();
+    let run_ref = loop {
+        if let ServerMessage::Dispatch(dispatch) = next_message(&mut socket).await {
+            break dispatch.run;
+        }
+    };
+    assert_eq!(run_ref.run_id, run["id"].as_i64().unwrap());
+    // 1 MiB of output before escaping: 16 lines of 64 KiB control characters.
+    let line = "\u{1}".repeat(64 * 1024);
+    let mut events = vec![
+        RunEvent::RunStarted {
+            run_id: "x".into(),
+            pipeline: "p".into(),
+        },
+        RunEvent::TaskStarted {
+            task: "t".into(),
+            attempt: 1,
+        },
+        RunEvent::StepStarted {
+            task: "t".into(),
+            step: "s".into(),
+        },
+    ];
+    events.extend((0..16).map(|_| RunEvent::Log {
+        task: "t".into(),
+        step: "s".into(),
+        stream: LogStream::Stdout,
+        data: line.clone(),
+    }));
+    let batch = serde_json::to_string(&AgentMessage::Events {
+        run: run_ref,
+        first_seq: 0,
+        events,
+    })
+    .unwrap();
+    assert!(batch.len() > 6_000_000, "{} bytes", batch.len());
+    socket.send(Message::text(batch)).await.unwrap();
+    let acked = loop {
+        if let ServerMessage::Ack { run, seq } = next_message(&mut socket).await {
+            break (run, seq);
+        }
+    };
+    assert_eq!(acked, (run_ref, 18));
+    server.stop().await;
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The server's next protocol message; panics, with why, if the session ends.
+async fn next_message(socket: &mut Socket) -> xene_core::protocol::ServerMessage {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("the server answers within 20 s");
+        match frame {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).unwrap(),
+            Some(Ok(Message::Close(close))) => panic!("the session ended: {close:?}"),
+            Some(Err(e)) => panic!("the session ended: {e}"),
+            None => panic!("the session ended"),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// L1: a run that enters the list's filter after a page's runs were chosen
+/// and before they are read (here a new run, on the first page) does not
+/// shift the page: the page holds the runs chosen, and its cursor skips none.
+#[tokio::test]
+async fn a_run_arriving_while_a_page_is_read_shifts_nothing() {
+    use xene_server::storage::runs::{self, RunFilter};
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+        let spec = "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n";
+        let (status, body) = server.post("/api/v1/workflows", spec).await;
+        assert_eq!(status, 201, "{body}");
+        let start = async || {
+            let (status, run) = server
+                .post("/api/v1/workflows/w/pipelines/p/runs", "")
+                .await;
+            assert_eq!(status, 201, "{run}");
+            run["id"].as_i64().unwrap()
+        };
+        let mut started = Vec::new();
+        for _ in 0..3 {
+            started.push(start().await);
+        }
+        let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+        let filter = RunFilter {
+            limit: Some(2),
+            ..Default::default()
+        };
+        let (ids, next) = runs::list_ids(&storage, &filter).await.unwrap();
+        assert_eq!(ids, [started[2], started[1]], "{backend:?}");
+        start().await;
+        let page = runs::listed(&storage, &ids).await.unwrap();
+        let read: Vec<i64> = page.iter().map(|r| r.id).collect();
+        assert_eq!(read, ids, "{backend:?}: the page read is the page chosen");
+        let filter = RunFilter {
+            limit: Some(2),
+            cursor: next,
+            ..Default::default()
+        };
+        let (rest, _) = runs::list_ids(&storage, &filter).await.unwrap();
+        assert_eq!(rest, [started[0]], "{backend:?}: the next page goes on");
+        server.stop().await;
+    }
+}
