@@ -64,6 +64,17 @@ impl Sandbox {
     /// by others).
     pub fn refuse_readable(&self, path: &Path) -> Result<(), SandboxError> {
         let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        // A directory steps may write is theirs whatever the modes.
+        if let Some(dir) = self
+            .writable
+            .iter()
+            .find(|dir| path.starts_with(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())))
+        {
+            return Err(SandboxError::Readable {
+                path,
+                dir: dir.display().to_string(),
+            });
+        }
         let Some(dir) = supervisor::READ_PATHS
             .iter()
             .find(|dir| path.starts_with(dir))
@@ -204,5 +215,9 @@ mod tests {
                 .refuse_readable(Path::new("/proc/self"))
                 .is_err()
         );
+        // Nor is a secret inside a directory steps may write.
+        let mut open = sandbox(nobody);
+        open.writable = vec![private.path().to_path_buf()];
+        assert!(open.refuse_readable(&private.path().join("data")).is_err());
     }
 }
