@@ -74,7 +74,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   xenectl apply -f ci.yaml
   xenectl apply -f workflows/ --dry-run
-  cat ci.yaml | xenectl apply -f -")]
+  cat ci.yaml | xenectl apply -f -
+  xenectl apply -f deploy.yaml --approve")]
     Apply {
         /// A file, a directory (its .yaml, .yml and .json files) or `-` for stdin.
         #[arg(short = 'f', long = "filename", required = true)]
@@ -82,6 +83,17 @@ pub enum Command {
         /// Validate and show the diff, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also approve what is applied for the protected secrets it uses
+        /// (admins; read the diff first: whatever it runs sees their
+        /// values). Without it a version is stored unapproved, whoever
+        /// applies it, and its runs are refused those secrets.
+        #[arg(long)]
+        approve: bool,
+        /// With --approve: approve even though whoever starts a run chooses
+        /// what runs with the protected secrets (an image or env taken
+        /// from a template), which is refused otherwise.
+        #[arg(long, requires = "approve")]
+        accept_run_time_choices: bool,
     },
     /// List objects.
     #[command(after_help = "Examples:
@@ -128,12 +140,22 @@ pub enum Command {
     /// (admins). Read it first: whatever it runs sees their values.
     #[command(after_help = "Examples:
   xenectl describe workflow deploy
-  xenectl approve deploy --version 7")]
+  xenectl approve deploy --version 7
+  xenectl approve deploy --version 7 --revoke")]
     Approve {
         workflow: String,
         /// The version to approve (`xenectl describe workflow` shows the current one).
         #[arg(long)]
         version: i64,
+        /// Approve even though whoever starts a run chooses what runs with
+        /// the protected secrets (an image or env taken from a template):
+        /// refused otherwise, naming each place.
+        #[arg(long, conflicts_with = "revoke")]
+        accept_run_time_choices: bool,
+        /// Withdraw the version's approval: its runs are refused the
+        /// protected secrets again.
+        #[arg(long)]
+        revoke: bool,
     },
     /// Start a run's pipeline again with the same parameters.
     #[command(after_help = "Examples:

@@ -211,6 +211,16 @@ fn range_hash((a, b): (usize, usize)) -> String {
     }
 }
 
+/// The task whose log a run page opens on: the first that failed or ended
+/// `unknown` (where to look), else one running, else the first that ran.
+fn default_task(tasks: &[crate::api::TaskRun]) -> Option<&crate::api::TaskRun> {
+    tasks
+        .iter()
+        .find(|t| matches!(t.status, TaskStatus::Error | TaskStatus::Unknown))
+        .or_else(|| tasks.iter().find(|t| t.status == TaskStatus::Running))
+        .or_else(|| tasks.iter().find(|t| !t.steps.is_empty()))
+}
+
 #[component]
 pub fn LogPane(
     run_id: i64,
@@ -219,18 +229,14 @@ pub fn LogPane(
 ) -> impl IntoView {
     let query = use_query_map();
     // The step shown: the URL's, else the first step of the URL's task,
-    // else the first step that ran.
+    // else the first step of the default task.
     let selected = Memo::new(move |_| {
         let (task, step) = query.with(|q| (q.get("task"), q.get("step")));
         detail.with(|d| {
             let tasks = &d.tasks;
             let task_run = match &task {
                 Some(t) => tasks.iter().find(|x| &x.name == t),
-                None => tasks
-                    .iter()
-                    .find(|t| t.status == TaskStatus::Error)
-                    .or_else(|| tasks.iter().find(|t| t.status == TaskStatus::Running))
-                    .or_else(|| tasks.iter().find(|t| !t.steps.is_empty())),
+                None => default_task(tasks),
             }?;
             let step = match step {
                 Some(s) if task_run.steps.iter().any(|x| x.name == s) => s,
@@ -698,6 +704,31 @@ mod tests {
 
     fn chunk(cursor: i64, attempt: i64, data: &str) -> serde_json::Value {
         serde_json::json!({"type": "log", "cursor": cursor, "attempt": attempt, "task": "t", "step": "s", "data": data, "at": 5})
+    }
+
+    #[test]
+    fn the_default_task_is_one_that_failed_or_ended_unknown() {
+        let task = |name: &str, status: TaskStatus| {
+            serde_json::from_value::<crate::api::TaskRun>(serde_json::json!({
+                "name": name, "status": status, "attempt": 1, "output": null, "error": null,
+                "started_at": null, "finished_at": null, "duration_ms": null, "steps": [],
+            }))
+            .unwrap()
+        };
+        let pick = |tasks: &[crate::api::TaskRun]| default_task(tasks).map(|t| t.name.clone());
+        // Unknown weighs like error: ahead of a task still running.
+        let tasks = [
+            task("ran", TaskStatus::Running),
+            task("lost", TaskStatus::Unknown),
+        ];
+        assert_eq!(pick(&tasks).as_deref(), Some("lost"));
+        let tasks = [
+            task("lost", TaskStatus::Unknown),
+            task("failed", TaskStatus::Error),
+        ];
+        assert_eq!(pick(&tasks).as_deref(), Some("lost"));
+        let tasks = [task("ran", TaskStatus::Running)];
+        assert_eq!(pick(&tasks).as_deref(), Some("ran"));
     }
 
     #[test]

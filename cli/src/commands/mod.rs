@@ -54,7 +54,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     };
     match cli.command {
         Command::Logout => login::logout(&ctx, config).await,
-        Command::Apply { file, dry_run } => workflows::apply(&ctx, &file, dry_run).await,
+        Command::Apply {
+            file,
+            dry_run,
+            approve,
+            accept_run_time_choices,
+        } => {
+            let how = workflows::ApplyHow {
+                dry_run,
+                approve,
+                accept_run_time_choices,
+            };
+            workflows::apply(&ctx, &file, how).await
+        }
         Command::Get(get) => match get.what {
             GetWhat::Workflows => workflows::list(&ctx).await,
             GetWhat::Pipelines => workflows::pipelines(&ctx).await,
@@ -100,9 +112,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             wait,
         } => runs::start(&ctx, &target, &params, wait).await,
         Command::Cancel { run } => runs::cancel(&ctx, run).await,
-        Command::Approve { workflow, version } => {
-            workflows::approve(&ctx, &workflow, version).await
-        }
+        Command::Approve {
+            workflow,
+            version,
+            revoke: true,
+            ..
+        } => workflows::revoke(&ctx, &workflow, version).await,
+        Command::Approve {
+            workflow,
+            version,
+            accept_run_time_choices,
+            ..
+        } => workflows::approve(&ctx, &workflow, version, accept_run_time_choices).await,
         Command::Rerun { run, wait } => runs::rerun(&ctx, run, wait).await,
         Command::Logs {
             run,

@@ -102,15 +102,35 @@ pub fn validate(path: &Path) -> anyhow::Result<Exit> {
     }
 }
 
-pub async fn apply(ctx: &Ctx, path: &Path, dry_run: bool) -> anyhow::Result<Exit> {
+/// How `apply` stores what it reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyHow {
+    pub dry_run: bool,
+    /// Approve the versions applied for protected secrets (admins).
+    pub approve: bool,
+    pub accept_run_time_choices: bool,
+}
+
+pub async fn apply(ctx: &Ctx, path: &Path, how: ApplyHow) -> anyhow::Result<Exit> {
+    let dry_run = how.dry_run;
     let mut exit = Exit::Ok;
     if dry_run {
         eprintln!("dry run: the server validates; nothing is applied");
     }
-    let target = if dry_run {
-        "/api/v1/workflows?dry_run=true"
+    let mut query = Vec::new();
+    if dry_run {
+        query.push("dry_run=true");
+    }
+    if how.approve {
+        query.push("approve=true");
+    }
+    if how.accept_run_time_choices {
+        query.push("accept_run_time_choices=true");
+    }
+    let target = if query.is_empty() {
+        "/api/v1/workflows".to_string()
     } else {
-        "/api/v1/workflows"
+        format!("/api/v1/workflows?{}", query.join("&"))
     };
     for source in sources(path)? {
         // The diff needs the name; the server's checks decide the rest and
@@ -122,7 +142,7 @@ pub async fn apply(ctx: &Ctx, path: &Path, dry_run: bool) -> anyhow::Result<Exit
             .client
             .send(
                 Method::POST,
-                target,
+                &target,
                 Some(Body::Text(source.text.clone())),
                 &[StatusCode::UNPROCESSABLE_ENTITY],
             )
@@ -157,6 +177,9 @@ pub async fn apply(ctx: &Ctx, path: &Path, dry_run: bool) -> anyhow::Result<Exit
             (false, false) => println!("workflow/{name} unchanged: version {version}"),
             (true, true) => println!("workflow/{name} would be applied: version {version}"),
             (true, false) => println!("workflow/{name} unchanged: version {version}"),
+        }
+        if how.approve && !dry_run {
+            println!("workflow/{name} version {version} approved for protected secrets");
         }
     }
     Ok(exit)
@@ -361,12 +384,17 @@ pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
 }
 
 /// Approves a version for the protected secrets it uses.
-pub async fn approve(ctx: &Ctx, name: &str, version: i64) -> anyhow::Result<Exit> {
+pub async fn approve(ctx: &Ctx, name: &str, version: i64, accept: bool) -> anyhow::Result<Exit> {
+    let accept = if accept {
+        "?accept_run_time_choices=true"
+    } else {
+        ""
+    };
     let body = ctx
         .client
         .post(
             &format!(
-                "/api/v1/workflows/{}/versions/{version}/approve",
+                "/api/v1/workflows/{}/versions/{version}/approve{accept}",
                 encode(name)
             ),
             serde_json::json!({}),
@@ -397,6 +425,33 @@ pub async fn approve(ctx: &Ctx, name: &str, version: i64) -> anyhow::Result<Exit
             output::cell(&body["approved_by"]),
             output::time(body["approved_at"].as_i64())
         );
+    }
+    Ok(Exit::Ok)
+}
+
+/// Withdraws a version's approval.
+pub async fn revoke(ctx: &Ctx, name: &str, version: i64) -> anyhow::Result<Exit> {
+    let answer = ctx
+        .client
+        .send(
+            Method::DELETE,
+            &format!(
+                "/api/v1/workflows/{}/versions/{version}/approve",
+                encode(name)
+            ),
+            None,
+            &[],
+        )
+        .await?;
+    if output::structured(ctx.format, &answer.body) {
+        return Ok(Exit::Ok);
+    }
+    if answer.body["changed"] == true {
+        println!(
+            "workflow/{name} version {version}: approval revoked; its runs are refused protected secrets"
+        );
+    } else {
+        println!("workflow/{name} version {version} was not approved");
     }
     Ok(Exit::Ok)
 }

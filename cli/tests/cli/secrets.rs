@@ -244,4 +244,62 @@ async fn a_protected_secret_waits_for_xenectl_approve() {
     );
     let out = run_in(&xenectl, &["run", "guarded/p", "--wait"]).await;
     assert_eq!(out.code, 0, "the step saw the value: {out:?}");
+
+    // Revoked: refused again.
+    let revoke = ["approve", "guarded", "--version", "1", "--revoke"];
+    let out = run_in(&xenectl, &revoke).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("approval revoked"), "{out:?}");
+    let out = run_in(&xenectl, &["run", "guarded/p"]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("not approved"), "{out:?}");
+
+    // An admin's apply approves only with --approve; a starter's choice
+    // (env from a param) must be accepted first.
+    let spec = write(&home, "guarded2.yaml", GUARDED_ENV);
+    let spec = spec.to_str().unwrap();
+    let out = run_in(&xenectl, &["apply", "-f", spec]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("xenectl approve guarded --version 2"),
+        "stored unapproved: {out:?}"
+    );
+    let out = run_in(&xenectl, &["apply", "-f", spec, "--approve"]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("env GREETING") && out.stderr.contains("--accept-run-time-choices"),
+        "{out:?}"
+    );
+    let out = run_in(&xenectl, &["approve", "guarded", "--version", "2"]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("env GREETING"), "{out:?}");
+    let accept = [
+        "apply",
+        "-f",
+        spec,
+        "--approve",
+        "--accept-run-time-choices",
+    ];
+    let out = run_in(&xenectl, &accept).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("workflow/guarded version 2 approved for protected secrets"),
+        "{out:?}"
+    );
+    let out = run_in(&xenectl, &["describe", "workflow", "guarded"]).await;
+    assert!(!out.stdout.contains("Approved:    no"), "{out:?}");
 }
+
+/// GUARDED with an env value whoever starts a run chooses.
+const GUARDED_ENV: &str = "
+name: guarded
+pipelines:
+  p:
+    params: {who: world}
+    tasks:
+      t:
+        secrets: [PROD_KEY]
+        env: {GREETING: '{{ params.who }}'}
+        steps: ['test \"$PROD_KEY\" = prod-value-77']
+";

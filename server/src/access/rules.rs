@@ -86,9 +86,14 @@ pub static RULES: &[Rule] = &[
         "/api/v1/workflows/{name}/versions/{version}/layout",
         EDITOR,
     ),
-    // Lets a version have the protected secrets it names.
+    // Lets a version have the protected secrets it names, or no more.
     rule(
         Method::POST,
+        "/api/v1/workflows/{name}/versions/{version}/approve",
+        ADMIN,
+    ),
+    rule(
+        Method::DELETE,
         "/api/v1/workflows/{name}/versions/{version}/approve",
         ADMIN,
     ),

@@ -197,20 +197,31 @@ async fn fire_due(
             .await?
             .is_none()
     {
-        let prepared = runs::prepare(&ctx.db, &p.workflow, &p.pipeline, Default::default()).await?;
-        let reason = format!(
-            "{}, queued behind an earlier run",
-            describe(line, zone, fire_at, tz)
-        );
-        if let Some(id) = cron::start_queued(
-            &ctx.db,
-            &p.workflow,
-            &p.pipeline,
-            fire_at,
-            &prepared,
-            &reason,
-        )
-        .await?
+        let what = describe(line, zone, fire_at, tz);
+        let prepared = runs::prepare(&ctx.db, &p.workflow, &p.pipeline, Default::default()).await;
+        let prepared = match prepared {
+            Ok(prepared) => Some(prepared),
+            // Refused now (its secrets, its scripts, its params): the fire
+            // is recorded as skipped, or it would block every later fire.
+            Err(e) => match refusal(&what, &e) {
+                Some(reason) => {
+                    cron::skip_queued(&ctx.db, &p.workflow, &p.pipeline, fire_at, &reason).await?;
+                    None
+                }
+                None => return Err(e),
+            },
+        };
+        let reason = format!("{what}, queued behind an earlier run");
+        if let Some(prepared) = prepared
+            && let Some(id) = cron::start_queued(
+                &ctx.db,
+                &p.workflow,
+                &p.pipeline,
+                fire_at,
+                &prepared,
+                &reason,
+            )
+            .await?
         {
             started(ctx, p, id);
         }
@@ -272,27 +283,13 @@ async fn fire_due(
             prepared = runs::prepare(&ctx.db, &p.workflow, &p.pipeline, Default::default()).await;
             match &prepared {
                 Ok(prepared) => Outcome::Start(prepared, &reason),
-                Err(RunError::InvalidParams(faults)) => {
-                    outcome_reason = format!(
-                        "{what}: invalid params: {}",
-                        faults
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    );
-                    Outcome::Skipped(&outcome_reason)
-                }
-                // Recorded as the fire's reason: nobody is there to read a 4xx.
-                Err(
-                    e @ (RunError::ProtectedSecrets(_)
-                    | RunError::MissingSecrets(_)
-                    | RunError::UnsafeScript { .. }),
-                ) => {
-                    outcome_reason = format!("{what}: refused: {e}");
-                    Outcome::Skipped(&outcome_reason)
-                }
-                Err(_) => return prepared.map(|_| ()),
+                Err(e) => match refusal(&what, e) {
+                    Some(reason) => {
+                        outcome_reason = reason;
+                        Outcome::Skipped(&outcome_reason)
+                    }
+                    None => return prepared.map(|_| ()),
+                },
             }
         }
         (Some(id), Overlap::Skip) => {
@@ -317,6 +314,25 @@ async fn fire_due(
         started(ctx, p, id);
     }
     Ok(())
+}
+
+/// Why a fire's run was refused, as the fire's reason (nobody is there to
+/// read a 4xx); `None` for failures that are not a refusal.
+fn refusal(what: &str, error: &RunError) -> Option<String> {
+    match error {
+        RunError::InvalidParams(faults) => Some(format!(
+            "{what}: invalid params: {}",
+            faults
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        RunError::ProtectedSecrets(_)
+        | RunError::MissingSecrets(_)
+        | RunError::UnsafeScript { .. } => Some(format!("{what}: refused: {error}")),
+        _ => None,
+    }
 }
 
 fn started(ctx: &Context, p: &cron::CronPipeline, id: i64) {

@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
         .routes(routes!(put_layout))
-        .routes(routes!(approve_version))
+        .routes(routes!(approve_version, revoke_approval))
         .routes(routes!(start_run))
 }
 
@@ -66,6 +66,17 @@ pub struct ApplyOptions {
     /// the current version is another, nothing is stored and the answer is
     /// 409 naming the current version.
     pub base: Option<i64>,
+    /// Approve the version applied for the protected secrets it uses
+    /// (admins only: an editor asking gets 403 and nothing is stored).
+    /// Without it a version is stored unapproved, whoever applies it.
+    #[serde(default)]
+    pub approve: bool,
+    /// With `approve`: approve even though whoever starts a run chooses
+    /// what runs with the protected secrets (an image or env taken from a
+    /// template); without it such a version is refused with 409 naming
+    /// each place, and nothing is stored.
+    #[serde(default)]
+    pub accept_run_time_choices: bool,
 }
 
 /// Apply a workflow from YAML or JSON. A changed spec becomes a new version.
@@ -73,9 +84,10 @@ pub struct ApplyOptions {
     post, path = "/api/v1/workflows", tag = "workflows", params(ApplyOptions),
     request_body(content = String, description = "The workflow, YAML or JSON", content_type = "application/yaml"),
     responses(
-        (status = 201, description = "Stored as a new version (or would be, with dry_run); stored by an admin, the version is approved for protected secrets", body = Applied),
-        (status = 200, description = "Unchanged: same as the current version", body = Applied),
-        (status = 409, description = "`base` is no longer the current version"),
+        (status = 201, description = "Stored as a new version (or would be, with dry_run); approved for protected secrets only with `approve`", body = Applied),
+        (status = 200, description = "Unchanged: same as the current version (approved with `approve`)", body = Applied),
+        (status = 403, description = "The caller's role is below the route's, or `approve` was asked by someone who is not an admin (nothing is stored)"),
+        (status = 409, description = "`base` is no longer the current version, or with `approve`, a run's starter would choose what runs with protected secrets and `accept_run_time_choices` is not set"),
         (status = 503, description = "Busy validating others: try again after `Retry-After` seconds"),
         (status = 413, description = "Body over the size limit"),
         (status = 422, description = "Invalid: every fault with its YAML path and line"),
@@ -88,6 +100,11 @@ async fn apply_workflow(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
     let Query(options) = options?;
+    if options.approve && principal.role != Role::Admin {
+        return Err(ApiError::Forbidden(
+            "only an admin approves a version (apply without approve, then ask an admin to run `xenectl approve`)".into(),
+        ));
+    }
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))?;
@@ -96,6 +113,11 @@ async fn apply_workflow(
     let workflow = super::validation::parse_workflow(text.to_owned())
         .await?
         .map_err(ApiError::Invalid)?;
+    // Told before anything is stored or approved.
+    let protected = approvals::protected_used(&state.db, &workflow).await?;
+    if options.approve {
+        refuse_run_time_choices(&workflow, &protected, options.accept_run_time_choices)?;
+    }
     let mut applied = if options.dry_run {
         workflows::preview(&state.db, &workflow, text).await?
     } else {
@@ -122,7 +144,15 @@ async fn apply_workflow(
             missing.join(", ")
         ));
     }
-    protection_warnings(&state, &principal, &workflow, &mut applied, options.dry_run).await?;
+    protection_warnings(
+        &state,
+        &principal,
+        &workflow,
+        &protected,
+        &mut applied,
+        &options,
+    )
+    .await?;
     let status = if applied.changed {
         StatusCode::CREATED
     } else {
@@ -131,14 +161,36 @@ async fn apply_workflow(
     Ok((status, Json(applied)))
 }
 
-/// Says what protected secrets mean for this version; an admin storing a
-/// new version approves it by that act (audited as such).
+/// 409 naming every place where whoever starts a run of this version
+/// chooses what runs with its protected secrets, unless accepted.
+fn refuse_run_time_choices(
+    spec: &xene_core::spec::Workflow,
+    protected: &[String],
+    accepted: bool,
+) -> Result<Vec<String>, ApiError> {
+    let choices = approvals::run_time_choices(spec, protected);
+    if choices.is_empty() || accepted {
+        return Ok(choices);
+    }
+    Err(ApiError::Conflict(format!(
+        "not approved: whoever starts a run would choose what runs with the protected secrets: {}. \
+         Take these from the spec instead, or approve knowing it (`accept_run_time_choices=true`, \
+         `xenectl approve --accept-run-time-choices`, `xenectl apply --approve --accept-run-time-choices`)",
+        choices.join("; ")
+    )))
+}
+
+/// Says what protected secrets mean for this version, and approves it when
+/// an admin asked for that (`approve`): storing a version approves nothing
+/// by itself, so an admin saving an editor's text is not taken as having
+/// read it.
 async fn protection_warnings(
     state: &AppState,
     principal: &Principal,
     workflow: &xene_core::spec::Workflow,
+    protected: &[String],
     applied: &mut Applied,
-    dry_run: bool,
+    options: &ApplyOptions,
 ) -> Result<(), ApiError> {
     for (pipeline, names) in approvals::not_allowed(&state.db, workflow).await? {
         applied.warnings.push(format!(
@@ -146,40 +198,50 @@ async fn protection_warnings(
             names.join(", ")
         ));
     }
-    let protected = approvals::protected_used(&state.db, workflow).await?;
-    if protected.is_empty() {
-        return Ok(());
-    }
     let name = &workflow.name;
     let version = applied.version;
-    // An admin's new version is approved by storing it (a dry run would be).
-    if principal.role == Role::Admin && applied.changed {
-        if !dry_run
-            && let Some((_, true)) =
-                approvals::approve(&state.db, name, version, &principal.user_id).await?
-        {
+    if options.approve {
+        applied
+            .warnings
+            .extend(approvals::run_time_choices(workflow, protected));
+        if options.dry_run {
+            return Ok(());
+        }
+        let (_, made) = approvals::approve(&state.db, name, version, &principal.user_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("workflow {name:?} has no version {version}"))
+            })?;
+        if made {
             audit(
                 &state.db,
                 &principal.user_id,
                 "workflow.approve",
                 &format!("{name} version {version}"),
                 &format!(
-                    "stored by an admin; protected secrets: {}",
+                    "approved on apply; protected secrets: {}",
                     protected.join(", ")
                 ),
                 &principal.remote,
             )
             .await?;
+            tracing::info!(workflow = %name, version, by = %principal.user_id, "version approved on apply");
         }
         return Ok(());
     }
-    if approvals::approval_of(&state.db, name, version)
-        .await?
-        .flatten()
-        .is_none()
-    {
+    if protected.is_empty() {
+        return Ok(());
+    }
+    // A dry run's new version would be unapproved; an unchanged one is
+    // what is stored.
+    let approved = !(applied.changed && options.dry_run)
+        && approvals::approval_of(&state.db, name, version)
+            .await?
+            .flatten()
+            .is_some();
+    if !approved {
         applied.warnings.push(format!(
-            "version {version} uses the protected secret(s) {}: its runs are refused until an admin approves it (`xenectl approve {name} --version {version}`)",
+            "version {version} uses the protected secret(s) {}: its runs are refused until an admin approves it (`xenectl approve {name} --version {version}`, or apply it with `xenectl apply --approve`)",
             protected.join(", ")
         ));
     }
@@ -284,8 +346,20 @@ pub struct Approved {
     pub changed: bool,
     pub protected_secrets: Vec<String>,
     /// What whoever starts a run of it still chooses, such as an image
-    /// taken from a param in a task with protected secrets.
+    /// or env taken from a param in a task with protected secrets
+    /// (accepted with `accept_run_time_choices`).
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveOptions {
+    /// Approve even though whoever starts a run chooses what runs with the
+    /// protected secrets (an image or env taken from a template); without
+    /// it such a version is refused with 409 naming each place.
+    #[serde(default)]
+    pub accept_run_time_choices: bool,
 }
 
 /// Approve a version for the protected secrets it uses (admins). Its runs
@@ -293,35 +367,48 @@ pub struct Approved {
 /// name. Read the version first: whatever it runs sees those values.
 #[utoipa::path(
     post, path = "/api/v1/workflows/{name}/versions/{version}/approve", tag = "workflows",
-    params(("name" = String, Path, description = "Workflow name"), ("version" = i64, Path, description = "Version number")),
+    params(("name" = String, Path, description = "Workflow name"), ("version" = i64, Path, description = "Version number"), ApproveOptions),
     responses(
         (status = 200, description = "Approved (now or before)", body = Approved),
         (status = 404, description = "No such workflow or version"),
+        (status = 409, description = "Whoever starts a run would choose what runs with protected secrets (each place named) and `accept_run_time_choices` is not set: not approved"),
     )
 )]
 async fn approve_version(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     path: Result<Path<(String, i64)>, PathRejection>,
+    options: Result<Query<ApproveOptions>, QueryRejection>,
 ) -> Result<Json<Approved>, ApiError> {
     let Path((name, version)) = path?;
+    let Query(options) = options?;
     let missing = || ApiError::NotFound(format!("workflow {name:?} has no version {version}"));
     let spec = workflows::get(&state.db, &name, Some(version))
         .await?
         .ok_or_else(missing)?
         .spec;
+    // Told before approving, not after.
+    let protected_secrets = approvals::protected_used(&state.db, &spec).await?;
+    let warnings =
+        refuse_run_time_choices(&spec, &protected_secrets, options.accept_run_time_choices)?;
     let (approval, changed) = approvals::approve(&state.db, &name, version, &principal.user_id)
         .await?
         .ok_or_else(missing)?;
-    let protected_secrets = approvals::protected_used(&state.db, &spec).await?;
-    let warnings = approvals::run_time_choices(&spec, &protected_secrets);
     if changed {
+        let accepted = if warnings.is_empty() {
+            String::new()
+        } else {
+            format!("; run-time choices accepted: {}", warnings.join("; "))
+        };
         audit(
             &state.db,
             &principal.user_id,
             "workflow.approve",
             &format!("{name} version {version}"),
-            &format!("protected secrets: {}", protected_secrets.join(", ")),
+            &format!(
+                "protected secrets: {}{accepted}",
+                protected_secrets.join(", ")
+            ),
             &principal.remote,
         )
         .await?;
@@ -335,6 +422,54 @@ async fn approve_version(
         changed,
         protected_secrets,
         warnings,
+    }))
+}
+
+/// A withdrawn approval.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    pub name: String,
+    pub version: i64,
+    /// False when the version was not approved.
+    pub changed: bool,
+}
+
+/// Withdraw a version's approval (admins). Runs of it are refused the
+/// protected secrets again from their next check (start, or hand-out to
+/// an agent); a run that already has them keeps running.
+#[utoipa::path(
+    delete, path = "/api/v1/workflows/{name}/versions/{version}/approve", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name"), ("version" = i64, Path, description = "Version number")),
+    responses(
+        (status = 200, description = "Not approved any more (or was not)", body = Revoked),
+        (status = 404, description = "No such workflow or version"),
+    )
+)]
+async fn revoke_approval(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<(String, i64)>, PathRejection>,
+) -> Result<Json<Revoked>, ApiError> {
+    let Path((name, version)) = path?;
+    let changed = approvals::revoke(&state.db, &name, version)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} has no version {version}")))?;
+    if changed {
+        audit(
+            &state.db,
+            &principal.user_id,
+            "workflow.revoke_approval",
+            &format!("{name} version {version}"),
+            "approval withdrawn: its runs are refused protected secrets again",
+            &principal.remote,
+        )
+        .await?;
+        tracing::info!(workflow = %name, version, by = %principal.user_id, "version approval revoked");
+    }
+    Ok(Json(Revoked {
+        name,
+        version,
+        changed,
     }))
 }
 

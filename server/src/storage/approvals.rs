@@ -4,8 +4,10 @@
 //! boundary: whoever can store a version can print what it names. A
 //! protected secret reaches a run only when its workflow (or pipeline) is
 //! on the secret's allow-list and an admin approved that very version
-//! (storing it as an admin counts). A version is approved as a whole: a new
-//! step, image or param is a new version and needs a new approval.
+//! (with `approve`, or by applying it with `?approve=true`: storing it is
+//! not enough, whoever stores it). A version is approved as a whole: a new
+//! step, image or param is a new version and needs a new approval. An
+//! approval can be revoked.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,6 +79,35 @@ pub async fn approve(
         .map(|a| (a, made)))
 }
 
+/// Withdraws the approval of a stored version (of a live or deleted
+/// workflow: a queued run keeps its version); its runs are refused the
+/// protected secrets again from their next check. `None` when there is no
+/// such version; else true when it was approved.
+pub async fn revoke(db: &Db, workflow: &str, version: i64) -> Result<Option<bool>, StorageError> {
+    let mut conn = db.write_conn().await?;
+    let revoked = sqlx::query(
+        "UPDATE workflow_versions SET approved_by = NULL, approved_at = NULL \
+         WHERE workflow = $1 AND version = $2 AND approved_by IS NOT NULL",
+    )
+    .bind(workflow)
+    .bind(version)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if revoked {
+        return Ok(Some(true));
+    }
+    let exists: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM workflow_versions WHERE workflow = $1 AND version = $2",
+    )
+    .bind(workflow)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(exists.map(|_| false))
+}
+
 /// Whether an allow-list lets `pipeline` of `workflow` use a protected
 /// secret. A workflow's own secret with an empty list allows that workflow.
 pub fn allows(row: &Chosen, workflow: &str, pipeline: &str) -> bool {
@@ -104,23 +135,51 @@ pub async fn protected_used(db: &Db, spec: &Workflow) -> Result<Vec<String>, Sto
         .collect())
 }
 
+/// The most run-time choices named one by one; the rest are counted.
+const MAX_CHOICES: usize = 50;
+
 /// What whoever starts a run still chooses in an approved version: a task
-/// that has protected secrets and takes its image from a template runs the
-/// image the run's params name.
+/// that has protected secrets and takes its image, or any environment
+/// variable of its steps (from the pipeline, the task or a step), from a
+/// template. Env is code as much as a script is (`BASH_ENV`, `PATH`,
+/// `LD_PRELOAD`, `GIT_SSH_COMMAND`...), so approving such a version lets
+/// the starter choose what runs with the values. Computed before an
+/// approval is made, so an admin is told before approving.
 pub fn run_time_choices(spec: &Workflow, protected: &[String]) -> Vec<String> {
+    let templated = |value: &str| value.contains("{{");
     let mut out = Vec::new();
     for (pipeline, p) in &spec.pipelines {
         for (name, task) in &p.tasks {
-            let uses = task.secrets.iter().any(|s| protected.contains(s));
-            if let Some(image) = &task.image
-                && uses
-                && image.contains("{{")
-            {
+            if !task.secrets.iter().any(|s| protected.contains(s)) {
+                continue;
+            }
+            let task_id = format!("task {pipeline}/{name}");
+            if let Some(image) = task.image.as_deref().filter(|i| templated(i)) {
                 out.push(format!(
-                    "task {pipeline}/{name} takes its image from a template ({image}): whoever starts a run chooses the image that gets the protected secrets"
+                    "{task_id} takes its image from a template ({image}): whoever starts a run chooses the image that gets the protected secrets"
+                ));
+            }
+            let envs = p
+                .env
+                .iter()
+                .map(|(k, v)| (format!("pipeline {pipeline}"), k, v))
+                .chain(task.env.iter().map(|(k, v)| ("the task".to_string(), k, v)))
+                .chain(task.steps.iter().chain(&task.post).flat_map(|step| {
+                    step.env
+                        .iter()
+                        .map(move |(k, v)| (format!("step {}", step.name), k, v))
+                }));
+            for (owner, key, value) in envs.filter(|(_, _, v)| templated(v)) {
+                out.push(format!(
+                    "{task_id} takes env {key} (of {owner}) from a template ({value}): whoever starts a run chooses it, and env can be code (BASH_ENV, PATH, LD_PRELOAD...) run with the protected secrets"
                 ));
             }
         }
+    }
+    if out.len() > MAX_CHOICES {
+        let more = out.len() - MAX_CHOICES;
+        out.truncate(MAX_CHOICES);
+        out.push(format!("and {more} more"));
     }
     out
 }

@@ -183,6 +183,29 @@ pub async fn start_queued(
     Ok(Some(id))
 }
 
+/// Records the queued fire `fire_at` as skipped, for `reason` (its run
+/// was refused when its turn came); false when another replica handled it.
+pub async fn skip_queued(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+    fire_at: i64,
+    reason: &str,
+) -> Result<bool, StorageError> {
+    Ok(sqlx::query(
+        "UPDATE cron_fires SET outcome = 'skipped', reason = $1 \
+         WHERE workflow = $2 AND pipeline = $3 AND fire_at = $4 AND outcome = 'queued'",
+    )
+    .bind(reason)
+    .bind(workflow)
+    .bind(pipeline)
+    .bind(fire_at)
+    .execute(&mut *db.write_conn().await?)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 /// Forgets fires older than `keep_ms`, but never a pipeline's latest: it
 /// is where the schedule goes on from.
 pub async fn prune(db: &Db, keep_ms: i64) -> Result<u64, StorageError> {

@@ -339,7 +339,7 @@ async fn apply_one(
         // lease of a run that is still going and leave it stuck.
         RunEvent::RunFinished { status, .. } if !status.is_finished() => {}
         RunEvent::RunFinished { status, .. } => {
-            sqlx::query(
+            let ended = sqlx::query(
                 "UPDATE runs SET status = $1, finished_at = $2, lease_expires_at = NULL WHERE id = $3 \
                  AND status IN ('starting_up', 'running', 'shutting_down')",
             )
@@ -347,7 +347,13 @@ async fn apply_one(
             .bind(now)
             .bind(run_id)
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected();
+            // Final: nothing of it runs any more, whatever the agent last
+            // reported of its tasks (L6).
+            if ended == 1 {
+                super::runs::leave_nothing_running(tx, run_id, *status).await?;
+            }
         }
     }
     Ok(())

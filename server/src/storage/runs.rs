@@ -54,6 +54,7 @@ use ends::move_unfinished;
 pub use ends::{
     end_lease, end_leases_of, expire_leases, fail_attempt, is_finished_attempt, renew_lease,
 };
+pub(crate) use ends::leave_nothing_running;
 
 /// Filters and page for listing runs, newest first.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]

@@ -643,6 +643,7 @@ async fn the_openapi_document_matches_the_routes() {
             "DELETE /api/v1/secrets/{name}",
             "DELETE /api/v1/tokens/{id}",
             "DELETE /api/v1/workflows/{name}",
+            "DELETE /api/v1/workflows/{name}/versions/{version}/approve",
             "GET /api/v1/agents",
             "GET /api/v1/audit",
             "GET /api/v1/cron/next",

@@ -61,6 +61,16 @@ async fn cron_fire(db: &TestDb, workflow: &str) -> (String, String) {
         .execute(storage.pool())
         .await
         .unwrap();
+    fire_where(db, workflow, |_| true).await
+}
+
+/// The first cron fire of `workflow` whose outcome passes `wanted`.
+async fn fire_where(
+    db: &TestDb,
+    workflow: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> (String, String) {
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let fires: Vec<(String, String)> =
@@ -69,7 +79,9 @@ async fn cron_fire(db: &TestDb, workflow: &str) -> (String, String) {
                 .fetch_all(storage.pool())
                 .await
                 .unwrap();
-        if let Some(fire) = fires.into_iter().next() {
+        if let Some(fire) = fires.into_iter().next()
+            && wanted(&fire.0)
+        {
             return fire;
         }
         assert!(
@@ -294,19 +306,16 @@ async fn only_approved_versions_get_protected_secrets(backend: Backend) {
     .await;
     assert_eq!(status, 403, "{refused}");
     assert!(error_of(&refused).contains("allow-list"), "{refused}");
-    // Another workflow: the apply warns; stored by an admin it is approved,
-    // and still refused.
-    let (status, applied) = server.post("/api/v1/workflows", OTHER).await;
+    // Another workflow: the apply warns; approved on apply, it is still
+    // refused.
+    let (status, applied) = server.post("/api/v1/workflows?approve=true", OTHER).await;
     assert_eq!(status, 201, "{applied}");
     assert!(
         applied["warnings"].to_string().contains("allow-list"),
         "{applied}"
     );
     let (_, shown) = server.get("/api/v1/workflows/other").await;
-    assert!(
-        shown["approved_by"].is_string(),
-        "stored by an admin: {shown}"
-    );
+    assert!(shown["approved_by"].is_string(), "approved: {shown}");
     let (status, refused) = post(
         &editor,
         &server,
@@ -317,12 +326,15 @@ async fn only_approved_versions_get_protected_secrets(backend: Backend) {
     assert_eq!(status, 403, "{refused}");
     assert!(error_of(&refused).contains("other/prod"), "{refused}");
 
-    // Approving says what a run's starter still chooses.
+    // Approving says what a run's starter still chooses, once accepted.
     let imaged = "name: imaged\npipelines:\n  p:\n    params: {tag: \"3\"}\n    tasks:\n      t:\n        image: \"alpine:{{ params.tag }}\"\n        secrets: [DEPLOY_KEY]\n        steps: ['true']\n";
     let (status, applied) = post(&editor, &server, "/api/v1/workflows", imaged.into()).await;
     assert_eq!(status, 201, "{applied}");
     let (status, approved) = server
-        .post("/api/v1/workflows/imaged/versions/1/approve", String::new())
+        .post(
+            "/api/v1/workflows/imaged/versions/1/approve?accept_run_time_choices=true",
+            String::new(),
+        )
         .await;
     assert_eq!(status, 200, "{approved}");
     assert!(
@@ -443,4 +455,275 @@ async fn a_remote_agent_is_not_sent_the_value_for_an_unapproved_version() {
         let found = bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes());
         assert!(!found, "{} holds the value", file.display());
     }
+}
+
+async fn versions_of(server: &TestServer, workflow: &str) -> usize {
+    let (_, versions) = server
+        .get(&format!("/api/v1/workflows/{workflow}/versions"))
+        .await;
+    versions["versions"].as_array().unwrap().len()
+}
+
+/// F1: an admin who stores a version (a typo fixed in the editor, a
+/// merge, `get | edit | apply`) approves nothing unless asked to:
+/// `?approve=true`, which only an admin may ask for.
+async fn an_admin_apply_approves_only_when_asked(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
+    let editor = editor(&server).await;
+    put_secret(&server, json!({ "value": VALUE })).await;
+    let (status, body) =
+        put_secret(&server, json!({ "protected": true, "allow": ["deploy"] })).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, applied) = post(&editor, &server, "/api/v1/workflows", deploy("ed")).await;
+    assert_eq!(status, 201, "{applied}");
+
+    // The admin saves the editor's text with a change of their own.
+    let (status, applied) = server.post("/api/v1/workflows", deploy("admin")).await;
+    assert_eq!(status, 201, "{applied}");
+    assert_eq!(applied["version"], 2, "{applied}");
+    assert!(
+        applied["warnings"].to_string().contains("approves it"),
+        "told that it needs approval: {applied}"
+    );
+    let (_, shown) = server.get("/api/v1/workflows/deploy").await;
+    assert_eq!(shown["approved_by"], Value::Null, "{shown}");
+    let start = "/api/v1/workflows/deploy/pipelines/prod/runs";
+    let (status, refused) = server.post(start, String::new()).await;
+    assert_eq!(status, 403, "{refused}");
+
+    // An editor asking for approval is refused, and nothing is stored.
+    let (status, refused) = post(
+        &editor,
+        &server,
+        "/api/v1/workflows?approve=true",
+        deploy("sneaky"),
+    )
+    .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(versions_of(&server, "deploy").await, 2);
+
+    // Asked explicitly, the admin's apply approves (the same text: the
+    // current version).
+    let (status, applied) = server
+        .post("/api/v1/workflows?approve=true", deploy("admin"))
+        .await;
+    assert_eq!(status, 200, "{applied}");
+    assert!(
+        !applied["warnings"].to_string().contains("approves it"),
+        "{applied}"
+    );
+    let (_, shown) = server.get("/api/v1/workflows/deploy").await;
+    assert!(shown["approved_by"].is_string(), "{shown}");
+    let (status, run) = server.post(start, String::new()).await;
+    assert_eq!(status, 201, "{run}");
+    let (_, audit) = server.get("/api/v1/audit").await;
+    assert!(audit.to_string().contains("approved on apply"), "{audit}");
+}
+
+#[tokio::test]
+async fn an_admin_apply_approves_only_when_asked_on_sqlite() {
+    an_admin_apply_approves_only_when_asked(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_admin_apply_approves_only_when_asked_on_postgres() {
+    an_admin_apply_approves_only_when_asked(Backend::Postgres).await;
+}
+
+/// Env from a param is code chosen by whoever starts a run (`BASH_ENV`
+/// runs a file before every step's script), as is a templated image.
+const CHOSEN: &str = r#"
+name: chosen
+pipelines:
+  p:
+    params: {rc: "/dev/null", tag: "3", v: "1"}
+    env: {BASH_ENV: "{{ params.rc }}"}
+    tasks:
+      t:
+        image: "alpine:{{ params.tag }}"
+        env: {LD_PRELOAD: "{{ params.v }}"}
+        secrets: [DEPLOY_KEY]
+        steps:
+          - name: s
+            run: 'true'
+            env: {GIT_SSH_COMMAND: "{{ params.v }}"}
+"#;
+
+/// F3: what a run's starter chooses is named before approving (409 unless
+/// accepted, on approve and on apply), and an approval can be revoked.
+async fn run_time_choices_are_told_first_and_approvals_revoked(backend: Backend) {
+    let db = TestDb::new(backend);
+    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
+    let editor = editor(&server).await;
+    put_secret(&server, json!({ "value": VALUE })).await;
+    put_secret(&server, json!({ "protected": true, "allow": ["chosen"] })).await;
+    let (status, applied) = post(&editor, &server, "/api/v1/workflows", CHOSEN.into()).await;
+    assert_eq!(status, 201, "{applied}");
+
+    let approve = "/api/v1/workflows/chosen/versions/1/approve";
+    let (status, refused) = server.post(approve, String::new()).await;
+    assert_eq!(status, 409, "{refused}");
+    let error = error_of(&refused);
+    for place in [
+        "image",
+        "env BASH_ENV (of pipeline p)",
+        "env LD_PRELOAD (of the task)",
+        "env GIT_SSH_COMMAND (of step s)",
+        "accept_run_time_choices",
+    ] {
+        assert!(error.contains(place), "{place}: {refused}");
+    }
+    let (_, shown) = server.get("/api/v1/workflows/chosen").await;
+    assert_eq!(shown["approved_by"], Value::Null, "not approved: {shown}");
+    // The same on apply: nothing stored, nothing approved.
+    let changed = CHOSEN.replace("'true'", "'true '");
+    let (status, refused) = server
+        .post("/api/v1/workflows?approve=true", changed.clone())
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(error_of(&refused).contains("BASH_ENV"), "{refused}");
+    assert_eq!(versions_of(&server, "chosen").await, 1);
+
+    let (status, approved) = server
+        .post(
+            &format!("{approve}?accept_run_time_choices=true"),
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(
+        approved["warnings"].as_array().unwrap().len(),
+        4,
+        "{approved}"
+    );
+    let start = "/api/v1/workflows/chosen/pipelines/p/runs";
+    let (status, run) = server.post(start, String::new()).await;
+    assert_eq!(status, 201, "{run}");
+
+    // Revoked: refused again. Only admins revoke.
+    let (status, body) = response(editor.delete(server.url(approve)).send().await.unwrap()).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, revoked) = response(
+        server
+            .client
+            .delete(server.url(approve))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["changed"], true, "{revoked}");
+    let (_, shown) = server.get("/api/v1/workflows/chosen").await;
+    assert_eq!(shown["approved_by"], Value::Null, "{shown}");
+    let (status, refused) = server.post(start, String::new()).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(error_of(&refused).contains("not approved"), "{refused}");
+    let (status, again) = response(
+        server
+            .client
+            .delete(server.url(approve))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &again["changed"]), (200, &json!(false)), "{again}");
+    let missing = "/api/v1/workflows/chosen/versions/9/approve";
+    let (status, body) = response(
+        server
+            .client
+            .delete(server.url(missing))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    // Approved on apply once accepted.
+    let (status, applied) = server
+        .post(
+            "/api/v1/workflows?approve=true&accept_run_time_choices=true",
+            changed,
+        )
+        .await;
+    assert_eq!(status, 201, "{applied}");
+    assert!(
+        applied["warnings"].to_string().contains("BASH_ENV"),
+        "{applied}"
+    );
+    let (_, shown) = server.get("/api/v1/workflows/chosen").await;
+    assert!(shown["approved_by"].is_string(), "{shown}");
+    let (_, audit) = server.get("/api/v1/audit").await;
+    assert!(
+        audit.to_string().contains("workflow.revoke_approval"),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn run_time_choices_are_told_first_and_approvals_revoked_on_sqlite() {
+    run_time_choices_are_told_first_and_approvals_revoked(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn run_time_choices_are_told_first_and_approvals_revoked_on_postgres() {
+    run_time_choices_are_told_first_and_approvals_revoked(Backend::Postgres).await;
+}
+
+/// Queues its fire behind an unfinished run.
+const QUEUED: &str = r#"
+name: queued
+pipelines:
+  p:
+    trigger: {cron: "0 0 1 1 *", timezone: UTC, overlap: queue}
+    tasks:
+      t:
+        secrets: [DEPLOY_KEY]
+        steps: ['test -n "$DEPLOY_KEY"']
+"#;
+
+/// F5: a fire queued behind a run, refused when its turn comes (here its
+/// secret became protected meanwhile), is recorded as skipped with the
+/// reason instead of blocking the pipeline's fires.
+async fn a_queued_fire_refused_is_recorded_skipped(backend: Backend) {
+    let db = TestDb::new(backend);
+    // No agent: the manual run stays queued, unfinished.
+    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
+    let editor = editor(&server).await;
+    put_secret(&server, json!({ "value": VALUE })).await;
+    let (status, applied) = post(&editor, &server, "/api/v1/workflows", QUEUED.into()).await;
+    assert_eq!(status, 201, "{applied}");
+    let (status, run) = post(
+        &editor,
+        &server,
+        "/api/v1/workflows/queued/pipelines/p/runs",
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let (outcome, reason) = cron_fire(&db, "queued").await;
+    assert_eq!(outcome, "queued", "{reason}");
+
+    put_secret(&server, json!({ "protected": true, "allow": ["queued"] })).await;
+    let id = run["id"].as_i64().unwrap();
+    let (status, body) = server
+        .post(&format!("/api/v1/runs/{id}/cancel"), String::new())
+        .await;
+    assert!(status < 300, "{body}");
+    let (outcome, reason) = fire_where(&db, "queued", |o| o != "queued").await;
+    assert_eq!(outcome, "skipped", "{reason}");
+    assert!(reason.contains("not approved"), "{reason}");
+    assert_eq!(run_count(&server).await, 1, "nothing more was queued");
+}
+
+#[tokio::test]
+async fn a_queued_fire_refused_is_recorded_skipped_on_sqlite() {
+    a_queued_fire_refused_is_recorded_skipped(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_queued_fire_refused_is_recorded_skipped_on_postgres() {
+    a_queued_fire_refused_is_recorded_skipped(Backend::Postgres).await;
 }

@@ -83,3 +83,161 @@ async fn an_unknown_run_leaves_nothing_running_on_sqlite() {
 async fn an_unknown_run_leaves_nothing_running_on_postgres() {
     an_unknown_run_leaves_nothing_running(Backend::Postgres).await;
 }
+
+/// A hand-driven agent that reports the run finished while it still has a
+/// task and a step running and a task pending (an agent that gives up, or
+/// cancels, mid-run).
+mod reported_finished {
+    use futures::{SinkExt, StreamExt};
+    use serde_json::json;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use xene_core::event::RunEvent;
+    use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, ServerMessage};
+    use xene_core::status::{RunStatus, StepStatus};
+
+    use super::{ONCE, step_statuses, task};
+    use crate::util::{Backend, TestDb, TestServer};
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn send(socket: &mut Socket, message: &AgentMessage) {
+        let text = serde_json::to_string(message).unwrap();
+        socket.send(Message::text(text)).await.unwrap();
+    }
+
+    async fn receive(socket: &mut Socket) -> ServerMessage {
+        loop {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
+                .await
+                .expect("the server answers within 20 s");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).unwrap();
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    async fn agent(server: &TestServer) -> Socket {
+        let (status, token) = server
+            .post("/api/v1/agents/join-tokens", json!({}).to_string())
+            .await;
+        assert_eq!(status, 201, "{token}");
+        let body = json!({ "token": token["token"], "name": "hand" }).to_string();
+        let (status, joined) = server.post("/api/v1/agents/join", body).await;
+        assert_eq!(status, 201, "{joined}");
+        let mut request = format!("ws://{}/api/v1/agents/connect", server.addr)
+            .into_client_request()
+            .unwrap();
+        let credential = joined["credential"].as_str().unwrap();
+        let bearer = format!("Bearer {credential}").parse().unwrap();
+        request.headers_mut().insert("Authorization", bearer);
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let hello = AgentMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+            labels: Default::default(),
+            runtimes: vec!["shell".into()],
+            capacity: 2,
+            running: vec![],
+        };
+        send(&mut socket, &hello).await;
+        assert!(matches!(
+            receive(&mut socket).await,
+            ServerMessage::Welcome { .. }
+        ));
+        socket
+    }
+
+    /// Runs `ONCE` and reports it finished `status` with `a`'s first step
+    /// done and its second running.
+    async fn finish_midway(server: &TestServer, socket: &mut Socket, status: RunStatus) -> i64 {
+        let (_, run) = server
+            .post("/api/v1/workflows/once/pipelines/p/runs", "")
+            .await;
+        let id = run["id"].as_i64().unwrap();
+        let ServerMessage::Dispatch(dispatch) = receive(socket).await else {
+            panic!("no dispatch")
+        };
+        assert_eq!(dispatch.run.run_id, id);
+        let (a, first, wait) = ("a".to_string(), "first".to_string(), "wait".to_string());
+        let events = vec![
+            RunEvent::RunStarted {
+                run_id: id.to_string(),
+                pipeline: "p".into(),
+            },
+            RunEvent::TaskStarted {
+                task: a.clone(),
+                attempt: 1,
+            },
+            RunEvent::StepStarted {
+                task: a.clone(),
+                step: first.clone(),
+            },
+            RunEvent::StepFinished {
+                task: a.clone(),
+                step: first,
+                status: StepStatus::Success,
+                exit_code: Some(0),
+                duration_ms: 1,
+            },
+            RunEvent::StepStarted {
+                task: a,
+                step: wait,
+            },
+            RunEvent::RunFinished {
+                status,
+                duration_ms: 5,
+            },
+        ];
+        let message = AgentMessage::Events {
+            run: dispatch.run,
+            first_seq: 0,
+            events,
+        };
+        send(socket, &message).await;
+        assert!(matches!(
+            receive(socket).await,
+            ServerMessage::Ack { seq: 5, .. }
+        ));
+        id
+    }
+
+    async fn a_run_reported_finished_leaves_nothing_running(backend: Backend) {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
+        server.post("/api/v1/workflows", ONCE).await;
+        let mut socket = agent(&server).await;
+        for (status, ran) in [
+            (RunStatus::Error, "unknown"),
+            (RunStatus::Cancelled, "cancelled"),
+        ] {
+            let id = finish_midway(&server, &mut socket, status).await;
+            let run = server.wait_for_run(id).await;
+            assert_eq!(run["status"], status.as_str(), "{run}");
+            let a = task(&run, "a");
+            assert_eq!(a["status"], ran, "{run}");
+            assert_eq!(step_statuses(a), ["success", ran, "not_executed"], "{run}");
+            let b = task(&run, "b");
+            assert_eq!(b["status"], "not_executed", "{run}");
+            assert_eq!(step_statuses(b), ["not_executed"], "{run}");
+        }
+        socket.close(None).await.unwrap();
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_run_reported_finished_leaves_nothing_running_on_sqlite() {
+        a_run_reported_finished_leaves_nothing_running(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn a_run_reported_finished_leaves_nothing_running_on_postgres() {
+        a_run_reported_finished_leaves_nothing_running(Backend::Postgres).await;
+    }
+}
