@@ -18,8 +18,8 @@ use crate::{Executor, RunRequest, new_run_id};
 
 /// Most events in one `Events` message.
 pub const MAX_BATCH: usize = 256;
-/// The most bytes of one batch as sent (JSON), a quarter of what the server
-/// takes in one message: a batch it refused would be resent forever.
+/// The most bytes of one batch as sent (JSON), an eighth of what the server
+/// takes in one message (8 MiB): a batch it refused would be resent forever.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// The most lines of output one event carries.
@@ -466,7 +466,7 @@ mod tests {
     }
 
     /// Control characters take six bytes each in JSON: a batch of them must
-    /// still fit the server's message limit (4 MiB) as sent, with room.
+    /// still fit the server's message limit (8 MiB) as sent, with room.
     #[tokio::test]
     async fn batches_are_measured_as_sent() {
         let mut runs = Runs::new(Arc::new(Executor::new(ExecutorConfig::default())), 1);
