@@ -118,6 +118,10 @@ struct Session<'a, S> {
     stops_sent: HashSet<RunRef>,
     /// TLS or loopback: only then are secrets sent.
     secure_link: bool,
+    /// The agent runs shell steps. A remote agent's shell steps share its
+    /// user with no sandbox, so one run's steps could read another run's
+    /// environment or the agent's memory: protected secrets never go there.
+    runs_shell: bool,
     /// The task and step names of runs the agent reports on: events must
     /// name only these.
     known: HashMap<i64, Arc<BTreeMap<String, BTreeSet<String>>>>,
@@ -180,6 +184,7 @@ where
         cancels_sent: HashSet::new(),
         stops_sent: HashSet::new(),
         secure_link,
+        runs_shell: hello.runtimes.iter().any(|r| r == "shell"),
         known: HashMap::new(),
     };
     let end = session.serve(hello, &registered, &mut incoming).await;
@@ -529,6 +534,17 @@ where
                 return Ok(None);
             }
             if let Some(reason) = resolved.failure() {
+                runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
+                return Ok(None);
+            }
+            if self.runs_shell && !resolved.protected.is_empty() {
+                let reason = format!(
+                    "its tasks use protected secrets ({}), and agent {} runs shell steps, which no \
+                     sandbox keeps from other runs' steps there: protected secrets go only to the \
+                     built-in agent and to agents without the shell runtime",
+                    resolved.protected.join(", "),
+                    self.agent.id
+                );
                 runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
                 return Ok(None);
             }

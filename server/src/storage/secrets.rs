@@ -347,6 +347,9 @@ pub struct Resolved {
     /// Why protected secrets are withheld from this run (its version is not
     /// approved, or its workflow is not allowed); then no value is opened.
     pub refused: Option<String>,
+    /// The protected ones among the names: where they may go is narrower
+    /// (see `gateway::session`).
+    pub protected: Vec<String>,
 }
 
 impl Resolved {
@@ -451,6 +454,11 @@ pub async fn resolve(
     if resolved.refused.is_some() {
         return Ok(resolved);
     }
+    resolved.protected = chosen
+        .values()
+        .filter(|c| c.protected)
+        .map(|c| c.name.clone())
+        .collect();
     for name in names {
         let Some(row) = chosen.get(name) else {
             resolved.missing.push(name.clone());

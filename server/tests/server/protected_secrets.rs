@@ -449,6 +449,25 @@ async fn a_remote_agent_is_not_sent_the_value_for_an_unapproved_version() {
         "{run}"
     );
     assert_eq!(run["tasks"][0]["status"], "not_executed", "{run}");
+
+    // Approved, the value still never goes to an agent that runs shell
+    // steps: there they share its user, unsandboxed, with other runs' steps.
+    let (status, approved) = xene
+        .post("/api/v1/workflows/deploy/versions/1/approve", String::new())
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    let id = xene.start_run("deploy", "prod", json!({})).await;
+    let run = xene
+        .wait_finished(id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(run["status"], "error", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("runs shell steps"),
+        "{run}"
+    );
     agent.kill();
     for file in crate::util::files_under(&state) {
         let bytes = std::fs::read(&file).unwrap_or_default();
