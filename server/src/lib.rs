@@ -106,12 +106,18 @@ impl Server {
             _ => return Err(ServerError::TlsFlags),
         };
         // Before anything is written in it: made private, or refused if open.
-        data_dir::prepare(&args.data_dir())?;
+        let prepared = data_dir::prepare(&args.data_dir(), &args.database_url())?;
         let db = Db::connect(&args.database_url())
             .await
             .map_err(ServerError::Database)?
             .with_log_cap(args.log_cap_per_step);
         let vault = Arc::new(open_vault(&db, args).await.map_err(ServerError::Secrets)?);
+        if prepared.database_was_open {
+            // Whoever read it holds the signing key an older Xene kept in clear.
+            storage::access::replace_plain_signing_key(&db, &vault)
+                .await
+                .map_err(ServerError::Secrets)?;
+        }
         let listen = |source| ServerError::Listen {
             addr: args.addr,
             source,

@@ -51,6 +51,11 @@ pub enum VaultError {
          restore the file, or give this server the key the others use (--secrets-key-file or XENE_SECRETS_KEY)"
     )]
     Lost(PathBuf),
+    #[error(
+        "the secrets key file {path} is open to other users (mode {mode:04o}), and the key opens every secret \
+         and the token signing key: run `chmod 600 {path}` (and consider the key read: rotate it) and start again"
+    )]
+    OpenKeyFile { path: PathBuf, mode: u32 },
     #[error("the secrets key {what}: {why}")]
     BadKey { what: String, why: String },
     #[error(
@@ -240,23 +245,7 @@ fn key_id(key: &[u8]) -> String {
 
 fn read_keys(source: &KeySource) -> Result<Vec<MasterKey>, VaultError> {
     let (text, what) = match source {
-        KeySource::File(path) => {
-            let read = |source| VaultError::Read {
-                path: path.clone(),
-                source,
-            };
-            let len = std::fs::metadata(path).map_err(read)?.len();
-            if len > MAX_KEY_FILE_BYTES {
-                return Err(VaultError::BadKey {
-                    what: format!("file {}", path.display()),
-                    why: format!("it is larger than {MAX_KEY_FILE_BYTES} bytes"),
-                });
-            }
-            (
-                std::fs::read_to_string(path).map_err(read)?,
-                format!("file {}", path.display()),
-            )
-        }
+        KeySource::File(path) => (read_key_file(path)?, format!("file {}", path.display())),
         KeySource::Env(text) => (text.clone(), "in XENE_SECRETS_KEY".to_string()),
     };
     let bad = |why: String| VaultError::BadKey {
@@ -294,6 +283,41 @@ fn read_keys(source: &KeySource) -> Result<Vec<MasterKey>, VaultError> {
         return Err(bad("it holds no key".into()));
     }
     Ok(keys)
+}
+
+/// Reads a key file that only its owner can read: the key opens every
+/// secret and the token signing key. Mode and size are those of the file
+/// read (`fstat`), not of whatever the path named a moment before.
+fn read_key_file(path: &Path) -> Result<String, VaultError> {
+    use std::io::Read;
+    let read = |source| VaultError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(VaultError::OpenKeyFile {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    if meta.len() > MAX_KEY_FILE_BYTES {
+        return Err(VaultError::BadKey {
+            what: format!("file {}", path.display()),
+            why: format!("it is larger than {MAX_KEY_FILE_BYTES} bytes"),
+        });
+    }
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    Ok(text)
 }
 
 /// Makes a key file with one fresh key, mode 0600 from its creation on.

@@ -35,6 +35,11 @@ fn form_fields(page: &str) -> Vec<(String, String)> {
 /// address, presses Allow on the question, follows the redirect to its
 /// loopback listener.
 async fn browse(xene: &Xene, url: &str) {
+    answer(xene, url, "allow", "signed in").await;
+}
+
+/// As `browse`, pressing `decision`; xenectl's page says `said`.
+async fn answer(xene: &Xene, url: &str, decision: &str, said: &str) {
     let browser = no_redirects();
     let signed_in = browser.get(xene.sign_in_link()).send().await.unwrap();
     let cookie = signed_in
@@ -56,7 +61,7 @@ async fn browse(xene: &Xene, url: &str) {
     assert!(page.contains("asks for an API token"), "{page}");
     let mut form = form_fields(&page);
     assert_eq!(form.len(), 3, "{page}");
-    form.push(("decision".into(), "allow".into()));
+    form.push(("decision".into(), decision.into()));
     let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let answer = browser
         .post(format!("{}/auth/cli", xene.base))
@@ -72,7 +77,7 @@ async fn browse(xene: &Xene, url: &str) {
     assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
     let page = browser.get(&callback).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("signed in"));
+    assert!(page.text().await.unwrap().contains(said));
 }
 
 fn config_token(home: &Home, context: &str) -> Option<String> {
@@ -97,8 +102,9 @@ async fn login_through_the_loopback_flow_on_postgres() {
     login_flow(&Home::new(), &pg.url()).await;
 }
 
-async fn login_flow(home: &Home, db_url: &str) {
-    let xene = Xene::start(home, db_url, None, &[]).await;
+/// Starts `xenectl login` with a "browser" that writes down the address it
+/// was asked to open; returns the process and that address.
+async fn start_login(home: &Home, xene: &Xene) -> (tokio::process::Child, String) {
     // The "browser" xenectl opens: it writes down what it was asked to open.
     let opened = home.path("opened");
     let opener = home.path("bin/xdg-open");
@@ -126,6 +132,12 @@ async fn login_flow(home: &Home, db_url: &str) {
         assert!(started.elapsed() < LONG, "xenectl never opened a browser");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    (login, url)
+}
+
+async fn login_flow(home: &Home, db_url: &str) {
+    let xene = Xene::start(home, db_url, None, &[]).await;
+    let (login, url) = start_login(home, &xene).await;
     assert!(
         url.starts_with(&format!("{}/auth/cli?port=", xene.base)),
         "{url}"
@@ -228,10 +240,7 @@ async fn login_flow(home: &Home, db_url: &str) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(
-        config_token(home, "ci").as_deref(),
-        Some(scripted.as_str())
-    );
+    assert_eq!(config_token(home, "ci").as_deref(), Some(scripted.as_str()));
 
     let out = home.run(&["config", "get-contexts"]).await;
     let rows: Vec<&str> = out.stdout.lines().collect();
@@ -286,6 +295,25 @@ async fn login_flow(home: &Home, db_url: &str) {
     })
     .await;
     assert_eq!(out.code, 3, "a revoked token is refused: {out:?}");
+}
+
+/// Deny in the browser: xenectl says so and fails as unauthorized,
+/// keeping no token.
+#[tokio::test]
+async fn login_denied_in_the_browser_fails_and_keeps_no_token() {
+    let home = Home::new();
+    let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
+    let (login, url) = start_login(&home, &xene).await;
+    answer(&xene, &url, "deny", "denied").await;
+    let output = tokio::time::timeout(LONG, login.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("denied in the browser"), "{stderr}");
+    let config = std::fs::read_to_string(home.config_file()).unwrap_or_default();
+    assert!(!config.contains("token"), "{config}");
 }
 
 async fn with_token(home: &Home, token: &str, args: &[&str]) -> Out {

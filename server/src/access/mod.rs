@@ -17,6 +17,7 @@ use crate::storage::{Db, StorageError, now_ms};
 
 pub mod admit;
 pub mod cli_login;
+pub mod cookies;
 pub mod guard;
 pub mod oidc;
 pub mod rules;

@@ -509,10 +509,17 @@ const SIGNING_KEY: &str = "api_token_key";
 /// Its sealing scope starts with a NUL, so it never meets a secret's row.
 const SIGNING_KEY_SCOPE: &str = "\0api_token_key";
 
+/// What to do once, by hand, when a database that held the signing key in
+/// clear may have been read by others (said in the warnings).
+const ROTATE_BY_HAND: &str = "stop every xene on this database, run \
+     `DELETE FROM server_meta WHERE key = 'api_token_key'` on it (sqlite3 or psql) and start again: \
+     a new key is made and every API token made before must be made again";
+
 /// The key that signs API tokens, made once and shared by every replica.
 /// It is stored sealed under the master key of secrets: a copy of the
 /// database alone signs nothing. A key an older Xene stored in clear is
-/// sealed where it is, so every token it signed keeps working.
+/// sealed where it is, so every token it signed keeps working (see
+/// `replace_plain_signing_key` for a database known to have been open).
 pub async fn signing_key(db: &Db, vault: &Vault) -> Result<Vec<u8>, SecretsError> {
     let mut tx = db.begin_write().await?;
     let fresh = secret("");
@@ -555,12 +562,74 @@ pub async fn signing_key(db: &Db, vault: &Vault) -> Result<Vec<u8>, SecretsError
                 .execute(&mut *tx)
                 .await?;
         }
-        tracing::info!("sealed the API token signing key under the master key of secrets");
+        tracing::warn!(
+            "the API token signing key was kept in the database in clear (as Xene did before): \
+             sealed it under the master key of secrets. If this database (or a copy or backup of it) \
+             was ever readable by others, they can still sign tokens with it: {ROTATE_BY_HAND}"
+        );
         value = sealed;
     }
     tx.commit().await?;
     let key = open_stored(vault, SIGNING_KEY_SCOPE, "", &value)?;
     hex::decode(key.trim()).map_err(|e| StorageError::Corrupt(format!("api token key: {e}")).into())
+}
+
+/// Replaces a signing key stored in clear with a fresh sealed one, for a
+/// database others could read (`data_dir::Prepared::database_was_open`):
+/// whoever read it can sign any token with the old key, so it must not be
+/// kept. Every API token it signed stops verifying, and is marked revoked
+/// so the token lists say so; the local admin token is written again at
+/// start. Returns whether a key was replaced.
+pub async fn replace_plain_signing_key(db: &Db, vault: &Vault) -> Result<bool, SecretsError> {
+    let mut tx = db.begin_write().await?;
+    let value: Option<String> = sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
+        .bind(SIGNING_KEY)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(value) = value.filter(|v| !v.contains(':')) else {
+        return Ok(false);
+    };
+    let sealed = seal_stored(
+        &mut tx,
+        db.backend(),
+        vault,
+        SIGNING_KEY_SCOPE,
+        "",
+        &secret(""),
+    )
+    .await?;
+    let sqlite = db.backend() == super::Backend::Sqlite;
+    if sqlite {
+        // The old key is overwritten, not left in the page's free space.
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("UPDATE server_meta SET value = $1, updated_at = $2 WHERE key = $3 AND value = $4")
+        .bind(&sealed)
+        .bind(now_ms())
+        .bind(SIGNING_KEY)
+        .bind(&value)
+        .execute(&mut *tx)
+        .await?;
+    if sqlite {
+        sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL")
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    tracing::warn!(
+        revoked,
+        "the database was readable by other users and held the API token signing key in clear: \
+         made a new key. Every API token made before no longer works (they are marked revoked): \
+         make them again (`xenectl login`, or `xenectl tokens create`); the local admin token is written again"
+    );
+    Ok(true)
 }
 
 /// Seals the signing key again under `primary`, inside a key rotation's

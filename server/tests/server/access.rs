@@ -688,3 +688,53 @@ async fn the_origin_check_takes_the_scheme_and_one_session_cookie_is_allowed() {
     assert_eq!(me(two).await.unwrap().status(), 401);
     server.stop().await;
 }
+
+/// L4 bypasses: the session layer percent-decodes cookie names and reads
+/// non-ASCII headers, so `xene%5Fsession` (or `%5F%5FHost-xene_session`,
+/// which a sibling subdomain may set) was read as the session cookie,
+/// alone (login CSRF) or beside the real one, past the two-cookie check.
+#[tokio::test]
+async fn encoded_or_non_ascii_session_cookies_are_not_read() {
+    for https in [false, true] {
+        let db = TestDb::new(crate::util::Backend::Sqlite);
+        let server = TestServer::start_with(&db, |args| {
+            if https {
+                args.public_url = Some("https://127.0.0.1".into());
+            }
+        })
+        .await;
+        let link = server.sign_in_link.clone().unwrap();
+        let link = link.replacen("https://127.0.0.1", &format!("http://{}", server.addr), 1);
+        let set = no_redirects().get(link).send().await.unwrap();
+        let cookie = set
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.contains("xene_session="))
+            .expect("a session cookie");
+        let cookie = cookie.split(';').next().unwrap().to_string();
+        let (name, id) = cookie.split_once('=').unwrap();
+        let encoded = format!("{}={id}", name.replace('_', "%5F"));
+        let me = |value: Vec<u8>| {
+            reqwest::Client::new()
+                .get(server.url("/api/v1/me"))
+                .header(
+                    COOKIE,
+                    reqwest::header::HeaderValue::from_bytes(&value).unwrap(),
+                )
+                .send()
+        };
+        assert_eq!(me(cookie.clone().into_bytes()).await.unwrap().status(), 200);
+        for value in [
+            encoded.clone(),
+            format!("{cookie}; {encoded}"),
+            format!("{encoded}; {cookie}"),
+            format!("{cookie}; x=\u{e9}; {cookie}"),
+        ] {
+            let (status, body) = response(me(value.clone().into_bytes()).await.unwrap()).await;
+            assert_eq!(status, 401, "https {https}, {value}: {body}");
+        }
+        server.stop().await;
+    }
+}

@@ -9,12 +9,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xene_core::access::Role;
+use xene_server::access::tokens::TokenKeys;
+
 use crate::util::{BACKENDS, Backend, TestDb, TestServer};
 
 /// `xene` on a free loopback port with nothing of the test's environment
 /// that could pick its data directory, its output in `log`.
 fn xene(home: &Path, log: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xene"));
+    with_env(Command::new(env!("CARGO_BIN_EXE_xene")), home, log, args)
+}
+
+/// `xene` as `xene()` makes it, started with a umask of 000.
+fn xene_umask_000(home: &Path, log: &Path, args: &[&str]) -> Command {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_xene"));
+    with_env(sh, home, log, args)
+}
+
+fn with_env(mut command: Command, home: &Path, log: &Path, args: &[&str]) -> Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("XENE_") {
             command.env_remove(name);
@@ -225,60 +239,296 @@ fn an_empty_xdg_data_home_means_the_default() {
     );
 }
 
-/// A database from before sealing holds the key in hex: the server seals
-/// it at start and keeps it (the tokens it signed still work), and makes
-/// an older world-readable SQLite file private.
+/// Not even in a page's free space (secure_delete on the update), once the
+/// WAL is written back: until then the main file holds the page as it was
+/// (which of the server's connections closes last, and so writes it back,
+/// is not for the test to wait on).
+async fn assert_no_plain_key(db: &TestDb, hex: &str) {
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(storage.pool())
+        .await
+        .unwrap();
+    storage.close().await;
+    // The server's last connection may be removing the WAL meanwhile.
+    let bytes: Vec<u8> = db
+        .files()
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap_or_default())
+        .collect();
+    assert!(
+        !bytes.windows(hex.len()).any(|w| w == hex.as_bytes()),
+        "the plain key is still in the database's files"
+    );
+}
+
+/// A database from before sealing: the signing key in hex, and a token
+/// row signed with it. Returns the key and that token.
+async fn plain_key_db(url: &str) -> ([u8; 32], String) {
+    use xene_server::storage::access as store;
+    let key = [7u8; 32];
+    let storage = xene_server::storage::Db::connect(url).await.unwrap();
+    sqlx::query("INSERT INTO server_meta (key, value, updated_at) VALUES ('api_token_key', $1, 0)")
+        .bind(hex::encode(key))
+        .execute(storage.pool())
+        .await
+        .unwrap();
+    let user = store::sign_in(
+        &storage,
+        &store::Identity {
+            issuer: "xene:local".into(),
+            subject: "someone".into(),
+            email: "someone@example.com".into(),
+            name: "someone".into(),
+        },
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    let now = xene_server::storage::now_ms();
+    let info = store::create_token(
+        &storage,
+        &user.id,
+        "old",
+        Role::Admin,
+        Some(now + 3_600_000),
+        None,
+    )
+    .await
+    .unwrap();
+    storage.close().await;
+    let token = TokenKeys::new(&key).sign(&info.id, &user.id, Role::Admin, now, now + 3_600_000);
+    (key, token)
+}
+
+async fn me_with(server: &TestServer, token: &str) -> u16 {
+    crate::util::client_with_token(token)
+        .get(server.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A database from before sealing whose files were private (and any on
+/// PostgreSQL): the key is sealed at start and kept, so the tokens it
+/// signed still work (a warning says how to rotate it).
 #[tokio::test]
 async fn a_plain_signing_key_is_sealed_at_start_and_kept() {
     for backend in BACKENDS {
         let db = TestDb::new(backend);
-        let key = [7u8; 32];
+        let (key, old_token) = plain_key_db(&db.url).await;
         let hex = hex::encode(key);
-        {
-            let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
-            sqlx::query(
-                "INSERT INTO server_meta (key, value, updated_at) VALUES ('api_token_key', $1, 0)",
-            )
-            .bind(&hex)
-            .execute(storage.pool())
-            .await
-            .unwrap();
-            storage.close().await;
-        }
-        let sqlite_files = if backend == Backend::Sqlite {
-            db.files()
-        } else {
-            Vec::new()
-        };
-        for file in &sqlite_files {
-            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
         let server = TestServer::start(&db).await;
-        xene_server::access::tokens::TokenKeys::new(&key)
+        TokenKeys::new(&key)
             .verify(&server.token)
             .expect("the admin token is signed with the key the database had");
-        let (status, me) = server.get("/api/v1/me").await;
-        assert_eq!(status, 200, "{me}");
+        assert_eq!(me_with(&server, &server.token).await, 200);
+        assert_eq!(me_with(&server, &old_token).await, 200, "{backend:?}");
         let stored = stored_signing_key(&db.url).await;
         assert!(
             stored.contains(':') && !stored.contains(&hex),
             "{backend:?}: not sealed"
         );
-        for file in &sqlite_files {
-            assert_eq!(mode(file), 0o600, "{}", file.display());
-        }
         server.stop().await;
         if backend == Backend::Sqlite {
-            // Not even in the page's free space (secure_delete on the update).
-            let bytes: Vec<u8> = db
-                .files()
-                .iter()
-                .flat_map(|f| std::fs::read(f).unwrap())
-                .collect();
-            assert!(
-                !bytes.windows(hex.len()).any(|w| w == hex.as_bytes()),
-                "the plain key is still in the database's files"
-            );
+            assert_no_plain_key(&db, &hex).await;
         }
     }
+}
+
+/// H2's upgrade: a SQLite database others could read (0644, as older
+/// releases made it) gave its plain signing key away, so it is replaced,
+/// not sealed: the tokens it signed stop working (forged ones too) and the
+/// local admin token is written again with the new key.
+#[tokio::test]
+async fn a_plain_signing_key_others_could_read_is_replaced() {
+    let db = TestDb::new(Backend::Sqlite);
+    let (key, old_token) = plain_key_db(&db.url).await;
+    let admin_file = db.dir.path().join("admin-token");
+    std::fs::write(&admin_file, format!("{old_token}\n")).unwrap();
+    std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let files = db.files();
+    assert!(!files.is_empty());
+    for file in &files {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let server = TestServer::start(&db).await;
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    assert!(
+        TokenKeys::new(&key).verify(&server.token).is_err(),
+        "the admin token is still signed with the key others could read"
+    );
+    assert_ne!(server.token, old_token);
+    assert_eq!(me_with(&server, &server.token).await, 200);
+    assert_eq!(
+        me_with(&server, &old_token).await,
+        401,
+        "a token of the old key still works"
+    );
+    let stored = stored_signing_key(&db.url).await;
+    assert!(stored.contains(':'), "not sealed: {stored:.12}...");
+    server.stop().await;
+    assert_no_plain_key(&db, &hex::encode(key)).await;
+}
+
+/// Waits for `xene` to exit (it must) and returns its log.
+fn refused(command: &mut Command, log: &Path) -> String {
+    let mut child = command.spawn().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "xene started:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(!status.success(), "{text}");
+    text
+}
+
+/// Whether this test runs as root (the suite does): only root can give a
+/// file to another user.
+fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+const NOBODY: u32 = 65534;
+
+/// Review of H2: a data directory, or a file of Xene's in it, that belongs
+/// to another user is refused (like OpenSSH's StrictModes), the file a
+/// symlinked database points to is made private too (its -wal and -shm
+/// take its mode) unless it belongs to another user, and missing parents
+/// of the data directory are made 0755 whatever the umask.
+#[test]
+fn owners_symlinks_and_parents_of_the_data_dir() {
+    let root_dir = crate::util::private_tempdir();
+    let base = root_dir.path();
+
+    // Missing parents under umask 000: 0755, not 0777.
+    let data = base.join("p1/p2/xene");
+    let log = base.join("parents.log");
+    let mut child = xene_umask_000(
+        base,
+        &log,
+        &["--no-local-agent", "--data-dir", data.to_str().unwrap()],
+    )
+    .spawn()
+    .unwrap();
+    wait_listening(&mut child, &log);
+    drop(Running(child));
+    assert_eq!(mode(&base.join("p1")), 0o755);
+    assert_eq!(mode(&base.join("p1/p2")), 0o755);
+    assert_eq!(mode(&data), 0o700);
+
+    // A database linked to a file of this user's, elsewhere, left 0644.
+    let linked = base.join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let elsewhere = base.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let target = elsewhere.join("xene.db");
+    std::fs::write(&target, "").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&target, linked.join("xene.db")).unwrap();
+    let log = base.join("linked.log");
+    let mut child = xene(
+        base,
+        &log,
+        &["--no-local-agent", "--data-dir", linked.to_str().unwrap()],
+    )
+    .spawn()
+    .unwrap();
+    wait_listening(&mut child, &log);
+    let running = Running(child);
+    for name in ["xene.db", "xene.db-wal", "xene.db-shm"] {
+        assert_eq!(mode(&elsewhere.join(name)), 0o600, "{name}");
+    }
+    drop(running);
+
+    if !root() {
+        eprintln!("not root: the owner checks need a file of another user's, skipped");
+        return;
+    }
+    let give = |path: &Path| std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    // The directory itself.
+    let theirs = base.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    give(&theirs);
+    // A file in a directory of ours, and a link to a file of theirs.
+    let file_theirs = base.join("file-theirs");
+    std::fs::create_dir(&file_theirs).unwrap();
+    std::fs::set_permissions(&file_theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(file_theirs.join("secrets.key"), "").unwrap();
+    give(&file_theirs.join("secrets.key"));
+    let link_theirs = base.join("link-theirs");
+    std::fs::create_dir(&link_theirs).unwrap();
+    std::fs::set_permissions(&link_theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let their_db = elsewhere.join("their.db");
+    std::fs::write(&their_db, "").unwrap();
+    std::fs::set_permissions(&their_db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    give(&their_db);
+    std::os::unix::fs::symlink(&their_db, link_theirs.join("xene.db")).unwrap();
+    for (dir, named) in [
+        (&theirs, theirs.clone()),
+        (&file_theirs, file_theirs.join("secrets.key")),
+        (&link_theirs, link_theirs.join("xene.db")),
+    ] {
+        let log = base.join("owner.log");
+        let text = refused(
+            &mut xene(
+                base,
+                &log,
+                &["--no-local-agent", "--data-dir", dir.to_str().unwrap()],
+            ),
+            &log,
+        );
+        assert!(
+            text.contains(&named.display().to_string()) && text.contains("belongs to uid 65534"),
+            "{text}"
+        );
+    }
+    assert_eq!(mode(&their_db), 0o644, "another user's file was changed");
+}
+
+/// Review of H2: a key file given with --secrets-key-file that other users
+/// can read gives away the master key (which also seals the token signing
+/// key): refused, naming the chmod.
+#[test]
+fn a_secrets_key_file_others_can_read_is_refused() {
+    let root_dir = crate::util::private_tempdir();
+    let base = root_dir.path();
+    let key = base.join("key");
+    std::fs::write(&key, "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let data = base.join("data");
+    let log = base.join("key.log");
+    let args = [
+        "--no-local-agent",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--secrets-key-file",
+        key.to_str().unwrap(),
+    ];
+    let text = refused(&mut xene(base, &log, &args), &log);
+    assert!(
+        text.contains(&format!("chmod 600 {}", key.display())),
+        "{text}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut child = xene(base, &log, &args).spawn().unwrap();
+    wait_listening(&mut child, &log);
+    drop(Running(child));
 }

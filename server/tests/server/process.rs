@@ -41,6 +41,10 @@ impl Xene {
         let key_file = db.dir.path().join("secrets-master.key");
         if !key_file.exists() {
             std::fs::write(&key_file, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+            // Xene refuses a key file others can read.
+            let private =
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+            std::fs::set_permissions(&key_file, private).unwrap();
         }
         let child = Command::new(env!("CARGO_BIN_EXE_xene"))
             // Port 0 and the logged address: no race for a free port between parallel tests.

@@ -3,6 +3,7 @@
 //! value is masked before it is stored or streamed, on both databases,
 //! through the built-in agent and a remote one.
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use base64::Engine;
@@ -490,6 +491,8 @@ async fn rotation_under_load_loses_nothing() {
         let key_file = db.dir.path().join("keys");
         let (old, new) = (key(), key());
         std::fs::write(&key_file, format!("{old}\n")).unwrap();
+        // Xene refuses a key file others can read.
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let file = key_file.clone();
         let server = TestServer::start_with(&db, |args| args.secrets_key_file = Some(file)).await;
         let base = format!("http://{}", server.addr);
@@ -569,6 +572,8 @@ async fn a_rotation_on_one_replica_is_followed_by_the_others() {
     let key_file = db.dir.path().join("keys");
     let (old, new) = (key(), key());
     std::fs::write(&key_file, format!("{old}\n")).unwrap();
+    // Xene refuses a key file others can read.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let file = key_file.clone();
     // This replica read the file when it held only the old key.
     let stale = TestServer::start_with(&db, |args| {
