@@ -14,17 +14,34 @@ async fn run_in(
     run(xenectl(args)).await
 }
 
+/// `xenectl secrets set NAME --from-file FILE`.
+async fn set_from_file(
+    xenectl: &impl Fn(&[&str]) -> tokio::process::Command,
+    name: &str,
+    file: &str,
+) -> crate::util::Out {
+    run_in(xenectl, &["secrets", "set", name, "--from-file", file]).await
+}
+
+/// `xenectl ARGS` against `xene`.
+fn xenectl_of<'a>(
+    home: &'a Home,
+    xene: &'a Xene,
+) -> impl Fn(&[&str]) -> tokio::process::Command + 'a {
+    move |args| {
+        let mut cmd = home.xenectl(args);
+        cmd.env("XENE_SERVER", &xene.base);
+        cmd
+    }
+}
+
 const VALUE: &str = "tok-9f8e7d6c5b4a";
 
 #[tokio::test]
 async fn secrets_are_set_from_stdin_or_a_file_and_never_shown() {
     let home = Home::new();
     let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
-    let xenectl = |args: &[&str]| {
-        let mut cmd = home.xenectl(args);
-        cmd.env("XENE_SERVER", &xene.base);
-        cmd
-    };
+    let xenectl = xenectl_of(&home, &xene);
 
     // While `secrets set` waits for its value, no process's argv holds it.
     let mut set = xenectl(&["secrets", "set", "DEPLOY_TOKEN"])
@@ -49,17 +66,7 @@ async fn secrets_are_set_from_stdin_or_a_file_and_never_shown() {
     );
 
     let file = write(&home, "value.txt", "file-value-1234");
-    let out = run_in(
-        &xenectl,
-        &[
-            "secrets",
-            "set",
-            "DEPLOY_TOKEN",
-            "--from-file",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = set_from_file(&xenectl, "DEPLOY_TOKEN", file.to_str().unwrap()).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), "secret/DEPLOY_TOKEN replaced");
 
@@ -81,17 +88,7 @@ async fn secrets_are_set_from_stdin_or_a_file_and_never_shown() {
 
     // Refusals: a short value (2), an unknown workflow (4), a missing file (2).
     let short = write(&home, "short.txt", "abc");
-    let out = run_in(
-        &xenectl,
-        &[
-            "secrets",
-            "set",
-            "OTHER",
-            "--from-file",
-            short.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = set_from_file(&xenectl, "OTHER", short.to_str().unwrap()).await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("at least 4"), "{out:?}");
     let out = run_in(
@@ -108,17 +105,7 @@ async fn secrets_are_set_from_stdin_or_a_file_and_never_shown() {
     )
     .await;
     assert_eq!(out.code, 4, "{out:?}");
-    let out = run_in(
-        &xenectl,
-        &[
-            "secrets",
-            "set",
-            "OTHER",
-            "--from-file",
-            "/nonexistent/file",
-        ],
-    )
-    .await;
+    let out = set_from_file(&xenectl, "OTHER", "/nonexistent/file").await;
     assert_eq!(out.code, 2, "{out:?}");
 
     let out = run_in(&xenectl, &["describe", "secret", "DEPLOY_TOKEN"]).await;
@@ -181,23 +168,9 @@ pipelines:
 async fn a_protected_secret_waits_for_xenectl_approve() {
     let home = Home::new();
     let xene = Xene::start(&home, &sqlite_url(&home), None, &[]).await;
-    let xenectl = |args: &[&str]| {
-        let mut cmd = home.xenectl(args);
-        cmd.env("XENE_SERVER", &xene.base);
-        cmd
-    };
+    let xenectl = xenectl_of(&home, &xene);
     let value = write(&home, "prod.txt", "prod-value-77");
-    let out = run_in(
-        &xenectl,
-        &[
-            "secrets",
-            "set",
-            "PROD_KEY",
-            "--from-file",
-            value.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = set_from_file(&xenectl, "PROD_KEY", value.to_str().unwrap()).await;
     assert_eq!(out.code, 0, "{out:?}");
     // Applied before the protection: this version was never approved.
     let spec = write(&home, "guarded.yaml", GUARDED);

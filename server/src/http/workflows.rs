@@ -213,19 +213,11 @@ async fn protection_warnings(
                 ApiError::NotFound(format!("workflow {name:?} has no version {version}"))
             })?;
         if made {
-            audit(
-                &state.db,
-                &principal.user_id,
-                "workflow.approve",
-                &format!("{name} version {version}"),
-                &format!(
-                    "approved on apply; protected secrets: {}",
-                    protected.join(", ")
-                ),
-                &principal.remote,
-            )
-            .await?;
-            tracing::info!(workflow = %name, version, by = %principal.user_id, "version approved on apply");
+            let detail = format!(
+                "approved on apply; protected secrets: {}",
+                protected.join(", ")
+            );
+            audit_version(state, principal, "workflow.approve", name, version, &detail).await?;
         }
         return Ok(());
     }
@@ -400,19 +392,19 @@ async fn approve_version(
         } else {
             format!("; run-time choices accepted: {}", warnings.join("; "))
         };
-        audit(
-            &state.db,
-            &principal.user_id,
+        let detail = format!(
+            "protected secrets: {}{accepted}",
+            protected_secrets.join(", ")
+        );
+        audit_version(
+            &state,
+            &principal,
             "workflow.approve",
-            &format!("{name} version {version}"),
-            &format!(
-                "protected secrets: {}{accepted}",
-                protected_secrets.join(", ")
-            ),
-            &principal.remote,
+            &name,
+            version,
+            &detail,
         )
         .await?;
-        tracing::info!(workflow = %name, version, by = %principal.user_id, "version approved");
     }
     Ok(Json(Approved {
         name,
@@ -455,22 +447,45 @@ async fn revoke_approval(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("workflow {name:?} has no version {version}")))?;
     if changed {
-        audit(
-            &state.db,
-            &principal.user_id,
+        audit_version(
+            &state,
+            &principal,
             "workflow.revoke_approval",
-            &format!("{name} version {version}"),
+            &name,
+            version,
             "approval withdrawn: its runs are refused protected secrets again",
-            &principal.remote,
         )
         .await?;
-        tracing::info!(workflow = %name, version, by = %principal.user_id, "version approval revoked");
     }
     Ok(Json(Revoked {
         name,
         version,
         changed,
     }))
+}
+
+/// Records an admin's act on a workflow version in the audit log and the
+/// server's log.
+async fn audit_version(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    name: &str,
+    version: i64,
+    detail: &str,
+) -> Result<(), ApiError> {
+    let target = format!("{name} version {version}");
+    audit(
+        &state.db,
+        &principal.user_id,
+        action,
+        &target,
+        detail,
+        &principal.remote,
+    )
+    .await?;
+    tracing::info!(workflow = %name, version, by = %principal.user_id, action, "{detail}");
+    Ok(())
 }
 
 /// Store where the visual editor placed a version's tasks.

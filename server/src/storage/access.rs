@@ -540,28 +540,8 @@ pub async fn signing_key(db: &Db, vault: &Vault) -> Result<Vec<u8>, SecretsError
         let plain = value.trim().to_string();
         let sealed =
             seal_stored(&mut tx, db.backend(), vault, SIGNING_KEY_SCOPE, "", &plain).await?;
-        let sqlite = db.backend() == super::Backend::Sqlite;
-        if sqlite {
-            // The clear text is overwritten, not left in the page's free space.
-            sqlx::query("PRAGMA secure_delete = ON")
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Only if no other replica sealed it meanwhile (the same key either way).
-        sqlx::query(
-            "UPDATE server_meta SET value = $1, updated_at = $2 WHERE key = $3 AND value = $4",
-        )
-        .bind(&sealed)
-        .bind(now_ms())
-        .bind(SIGNING_KEY)
-        .bind(&value)
-        .execute(&mut *tx)
-        .await?;
-        if sqlite {
-            sqlx::query("PRAGMA secure_delete = OFF")
-                .execute(&mut *tx)
-                .await?;
-        }
+        // Another replica may have sealed it meanwhile: the same key either way.
+        overwrite_plain_signing_key(&mut tx, db.backend(), &value, &sealed).await?;
         tracing::warn!(
             "the API token signing key was kept in the database in clear (as Xene did before): \
              sealed it under the master key of secrets. If this database (or a copy or backup of it) \
@@ -598,25 +578,7 @@ pub async fn replace_plain_signing_key(db: &Db, vault: &Vault) -> Result<bool, S
         &secret(""),
     )
     .await?;
-    let sqlite = db.backend() == super::Backend::Sqlite;
-    if sqlite {
-        // The old key is overwritten, not left in the page's free space.
-        sqlx::query("PRAGMA secure_delete = ON")
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query("UPDATE server_meta SET value = $1, updated_at = $2 WHERE key = $3 AND value = $4")
-        .bind(&sealed)
-        .bind(now_ms())
-        .bind(SIGNING_KEY)
-        .bind(&value)
-        .execute(&mut *tx)
-        .await?;
-    if sqlite {
-        sqlx::query("PRAGMA secure_delete = OFF")
-            .execute(&mut *tx)
-            .await?;
-    }
+    overwrite_plain_signing_key(&mut tx, db.backend(), &value, &sealed).await?;
     let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL")
         .bind(now_ms())
         .execute(&mut *tx)
@@ -630,6 +592,36 @@ pub async fn replace_plain_signing_key(db: &Db, vault: &Vault) -> Result<bool, S
          make them again (`xenectl login`, or `xenectl tokens create`); the local admin token is written again"
     );
     Ok(true)
+}
+
+/// Puts `sealed` in place of the signing key stored in clear as `plain`,
+/// unless the stored value is no longer `plain`. On SQLite the clear text
+/// is overwritten, not left in the page's free space.
+async fn overwrite_plain_signing_key(
+    tx: &mut super::WriteTx,
+    backend: super::Backend,
+    plain: &str,
+    sealed: &str,
+) -> Result<(), sqlx::Error> {
+    let sqlite = backend == super::Backend::Sqlite;
+    if sqlite {
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE server_meta SET value = $1, updated_at = $2 WHERE key = $3 AND value = $4")
+        .bind(sealed)
+        .bind(now_ms())
+        .bind(SIGNING_KEY)
+        .bind(plain)
+        .execute(&mut **tx)
+        .await?;
+    if sqlite {
+        sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Seals the signing key again under `primary`, inside a key rotation's

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
+use reqwest::header::{COOKIE, HOST, HeaderValue, ORIGIN, SET_COOKIE};
 use serde_json::{Value, json};
 use xene_core::access::Role;
 use xene_server::access::rules::{self, Access};
@@ -55,6 +55,30 @@ async fn sign_in_with_link(server: &TestServer) -> String {
         "plain HTTP cookies cannot be Secure: {cookie}"
     );
     cookie.split(';').next().unwrap().to_string()
+}
+
+/// Signs in through the link of a server whose public URL may be
+/// `https://127.0.0.1` (a proxy ending TLS in front): the session cookie's
+/// whole Set-Cookie line.
+async fn session_set_cookie(server: &TestServer) -> String {
+    let link = server.sign_in_link.clone().unwrap();
+    let link = link.replacen("https://127.0.0.1", &format!("http://{}", server.addr), 1);
+    let signed_in = no_redirects().get(link).send().await.unwrap();
+    signed_in
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.contains("xene_session="))
+        .expect("a session cookie")
+}
+
+/// Who `/api/v1/me` says a request with this whole Cookie header is.
+async fn me_with_cookie(server: &TestServer, cookie: &str) -> (u16, Value) {
+    let request = reqwest::Client::new()
+        .get(server.url("/api/v1/me"))
+        .header(COOKIE, HeaderValue::from_bytes(cookie.as_bytes()).unwrap());
+    response(request.send().await.unwrap()).await
 }
 
 #[tokio::test]
@@ -640,15 +664,7 @@ async fn the_origin_check_takes_the_scheme_and_one_session_cookie_is_allowed() {
             format!("{planted}; {cookie}"),
             format!("{cookie}; {planted}"),
         ] {
-            let (status, body) = response(
-                reqwest::Client::new()
-                    .get(server.url("/api/v1/me"))
-                    .header(COOKIE, two.as_str())
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
+            let (status, body) = me_with_cookie(&server, &two).await;
             assert_eq!(status, 401, "{two}: {body}");
         }
         server.stop().await;
@@ -660,16 +676,7 @@ async fn the_origin_check_takes_the_scheme_and_one_session_cookie_is_allowed() {
         args.public_url = Some("https://127.0.0.1".into())
     })
     .await;
-    let link = server.sign_in_link.clone().unwrap();
-    let link = link.replacen("https://127.0.0.1", &format!("http://{}", server.addr), 1);
-    let signed_in = no_redirects().get(link).send().await.unwrap();
-    let set = signed_in
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.contains("xene_session="))
-        .expect("a session cookie");
+    let set = session_set_cookie(&server).await;
     let flags = set.to_ascii_lowercase();
     assert!(set.starts_with("__Host-xene_session="), "{set}");
     assert!(
@@ -677,15 +684,9 @@ async fn the_origin_check_takes_the_scheme_and_one_session_cookie_is_allowed() {
         "{set}"
     );
     let cookie = set.split(';').next().unwrap().to_string();
-    let me = |cookie: String| {
-        reqwest::Client::new()
-            .get(server.url("/api/v1/me"))
-            .header(COOKIE, cookie)
-            .send()
-    };
-    assert_eq!(me(cookie.clone()).await.unwrap().status(), 200);
+    assert_eq!(me_with_cookie(&server, &cookie).await.0, 200);
     let two = format!("{cookie}; {cookie}");
-    assert_eq!(me(two).await.unwrap().status(), 401);
+    assert_eq!(me_with_cookie(&server, &two).await.0, 401);
     server.stop().await;
 }
 
@@ -703,36 +704,18 @@ async fn encoded_or_non_ascii_session_cookies_are_not_read() {
             }
         })
         .await;
-        let link = server.sign_in_link.clone().unwrap();
-        let link = link.replacen("https://127.0.0.1", &format!("http://{}", server.addr), 1);
-        let set = no_redirects().get(link).send().await.unwrap();
-        let cookie = set
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .find(|c| c.contains("xene_session="))
-            .expect("a session cookie");
-        let cookie = cookie.split(';').next().unwrap().to_string();
+        let set = session_set_cookie(&server).await;
+        let cookie = set.split(';').next().unwrap().to_string();
         let (name, id) = cookie.split_once('=').unwrap();
         let encoded = format!("{}={id}", name.replace('_', "%5F"));
-        let me = |value: Vec<u8>| {
-            reqwest::Client::new()
-                .get(server.url("/api/v1/me"))
-                .header(
-                    COOKIE,
-                    reqwest::header::HeaderValue::from_bytes(&value).unwrap(),
-                )
-                .send()
-        };
-        assert_eq!(me(cookie.clone().into_bytes()).await.unwrap().status(), 200);
+        assert_eq!(me_with_cookie(&server, &cookie).await.0, 200);
         for value in [
             encoded.clone(),
             format!("{cookie}; {encoded}"),
             format!("{encoded}; {cookie}"),
             format!("{cookie}; x=\u{e9}; {cookie}"),
         ] {
-            let (status, body) = response(me(value.clone().into_bytes()).await.unwrap()).await;
+            let (status, body) = me_with_cookie(&server, &value).await;
             assert_eq!(status, 401, "https {https}, {value}: {body}");
         }
         server.stop().await;

@@ -76,6 +76,20 @@ fn wait_listening(child: &mut Child, log: &Path) {
     }
 }
 
+/// Starts `command` and waits until it listens; ended when dropped.
+fn listening(command: &mut Command, log: &Path) -> Running {
+    let mut running = Running(command.spawn().unwrap());
+    wait_listening(&mut running.0, log);
+    running
+}
+
+/// A new directory only its owner may enter.
+fn private_dir(path: PathBuf) -> PathBuf {
+    std::fs::create_dir(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    path
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
@@ -110,9 +124,7 @@ async fn a_missing_data_dir_is_made_private_and_other_users_read_nothing() {
     // itself keeps them out.
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let log = root.path().join("xene.log");
-    let mut child = xene(root.path(), &log, &[]).spawn().unwrap();
-    wait_listening(&mut child, &log);
-    let running = Running(child);
+    let running = listening(&mut xene(root.path(), &log, &[]), &log);
 
     let data = root.path().join(".local/share/xene");
     assert_eq!(mode(&data), 0o700, "{}", data.display());
@@ -186,20 +198,7 @@ fn a_data_dir_others_can_enter_is_refused_with_the_chmod_to_run() {
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(open)).unwrap();
         let log = root.path().join("refused.log");
         let mut command = xene(root.path(), &log, &["--data-dir", data.to_str().unwrap()]);
-        let mut child = command.spawn().unwrap();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("xene started with a data dir of mode {open:o}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let text = std::fs::read_to_string(&log).unwrap();
-        assert!(!status.success(), "{text}");
+        let text = refused(&mut command, &log);
         assert!(
             text.contains(&format!("run `chmod 700 {}`", data.display())),
             "{text}"
@@ -221,9 +220,7 @@ fn an_empty_xdg_data_home_means_the_default() {
     let log = root.path().join("xene.log");
     let mut command = xene(root.path(), &log, &["--no-local-agent"]);
     command.env("XDG_DATA_HOME", "").current_dir(&work);
-    let mut child = command.spawn().unwrap();
-    wait_listening(&mut child, &log);
-    drop(Running(child));
+    drop(listening(&mut command, &log));
     assert!(
         root.path().join(".local/share/xene/admin-token").is_file(),
         "{}",
@@ -419,23 +416,14 @@ fn owners_symlinks_and_parents_of_the_data_dir() {
     // Missing parents under umask 000: 0755, not 0777.
     let data = base.join("p1/p2/xene");
     let log = base.join("parents.log");
-    let mut child = xene_umask_000(
-        base,
-        &log,
-        &["--no-local-agent", "--data-dir", data.to_str().unwrap()],
-    )
-    .spawn()
-    .unwrap();
-    wait_listening(&mut child, &log);
-    drop(Running(child));
+    let args = ["--no-local-agent", "--data-dir", data.to_str().unwrap()];
+    drop(listening(&mut xene_umask_000(base, &log, &args), &log));
     assert_eq!(mode(&base.join("p1")), 0o755);
     assert_eq!(mode(&base.join("p1/p2")), 0o755);
     assert_eq!(mode(&data), 0o700);
 
     // A database linked to a file of this user's, elsewhere, left 0644.
-    let linked = base.join("linked");
-    std::fs::create_dir(&linked).unwrap();
-    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let linked = private_dir(base.join("linked"));
     let elsewhere = base.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     let target = elsewhere.join("xene.db");
@@ -443,15 +431,8 @@ fn owners_symlinks_and_parents_of_the_data_dir() {
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::symlink(&target, linked.join("xene.db")).unwrap();
     let log = base.join("linked.log");
-    let mut child = xene(
-        base,
-        &log,
-        &["--no-local-agent", "--data-dir", linked.to_str().unwrap()],
-    )
-    .spawn()
-    .unwrap();
-    wait_listening(&mut child, &log);
-    let running = Running(child);
+    let args = ["--no-local-agent", "--data-dir", linked.to_str().unwrap()];
+    let running = listening(&mut xene(base, &log, &args), &log);
     for name in ["xene.db", "xene.db-wal", "xene.db-shm"] {
         assert_eq!(mode(&elsewhere.join(name)), 0o600, "{name}");
     }
@@ -463,19 +444,13 @@ fn owners_symlinks_and_parents_of_the_data_dir() {
     }
     let give = |path: &Path| std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
     // The directory itself.
-    let theirs = base.join("theirs");
-    std::fs::create_dir(&theirs).unwrap();
-    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let theirs = private_dir(base.join("theirs"));
     give(&theirs);
     // A file in a directory of ours, and a link to a file of theirs.
-    let file_theirs = base.join("file-theirs");
-    std::fs::create_dir(&file_theirs).unwrap();
-    std::fs::set_permissions(&file_theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file_theirs = private_dir(base.join("file-theirs"));
     std::fs::write(file_theirs.join("secrets.key"), "").unwrap();
     give(&file_theirs.join("secrets.key"));
-    let link_theirs = base.join("link-theirs");
-    std::fs::create_dir(&link_theirs).unwrap();
-    std::fs::set_permissions(&link_theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link_theirs = private_dir(base.join("link-theirs"));
     let their_db = elsewhere.join("their.db");
     std::fs::write(&their_db, "").unwrap();
     std::fs::set_permissions(&their_db, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -528,7 +503,5 @@ fn a_secrets_key_file_others_can_read_is_refused() {
         "{text}"
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut child = xene(base, &log, &args).spawn().unwrap();
-    wait_listening(&mut child, &log);
-    drop(Running(child));
+    drop(listening(&mut xene(base, &log, &args), &log));
 }

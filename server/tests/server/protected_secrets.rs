@@ -3,11 +3,12 @@
 //! gets a protected value, checked when a run is asked for (by hand or by a
 //! webhook) and again where values leave for an agent; on both databases.
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
-use crate::util::{Backend, TestDb, TestServer, client_with_token, response};
+use crate::util::{
+    Backend, TestDb, TestServer, backdated_cron_fire, client_with_token, cron_fire_where,
+    deliver_to_new_hook, response, run_count,
+};
 
 const VALUE: &str = "prod-deploy-key-8812";
 
@@ -51,47 +52,6 @@ pipelines:
         steps: ['test -n "$DEPLOY_KEY"']
 "#;
 
-/// The cron fires of `workflow` once there is one: (outcome, reason).
-async fn cron_fire(db: &TestDb, workflow: &str) -> (String, String) {
-    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
-    // As if applied a year ago: the controller catches up the latest fire.
-    sqlx::query("UPDATE workflows SET updated_at = updated_at - $1 WHERE name = $2")
-        .bind(366_i64 * 24 * 3600 * 1000)
-        .bind(workflow)
-        .execute(storage.pool())
-        .await
-        .unwrap();
-    fire_where(db, workflow, |_| true).await
-}
-
-/// The first cron fire of `workflow` whose outcome passes `wanted`.
-async fn fire_where(
-    db: &TestDb,
-    workflow: &str,
-    wanted: impl Fn(&str) -> bool,
-) -> (String, String) {
-    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let fires: Vec<(String, String)> =
-            sqlx::query_as("SELECT outcome, reason FROM cron_fires WHERE workflow = $1")
-                .bind(workflow)
-                .fetch_all(storage.pool())
-                .await
-                .unwrap();
-        if let Some(fire) = fires.into_iter().next()
-            && wanted(&fire.0)
-        {
-            return fire;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no fire of {workflow}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 const OTHER: &str = r#"
 name: other
 pipelines:
@@ -130,6 +90,31 @@ async fn post(
     .await
 }
 
+async fn delete(client: &reqwest::Client, server: &TestServer, path: &str) -> (u16, Value) {
+    response(client.delete(server.url(path)).send().await.unwrap()).await
+}
+
+/// Stores `text` as `editor`, which must be taken as a new workflow or version.
+async fn applied_by(
+    editor: &reqwest::Client,
+    server: &TestServer,
+    text: impl Into<String>,
+) -> Value {
+    let (status, applied) = post(editor, server, "/api/v1/workflows", text.into()).await;
+    assert_eq!(status, 201, "{applied}");
+    applied
+}
+
+/// A server without a built-in agent over a fresh database, an editor's
+/// client, and the secret with its value (not protected yet).
+async fn agentless(backend: Backend) -> (TestDb, TestServer, reqwest::Client) {
+    let db = TestDb::new(backend);
+    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
+    let editor = editor(&server).await;
+    put_secret(&server, json!({ "value": VALUE })).await;
+    (db, server, editor)
+}
+
 async fn put_secret(server: &TestServer, body: Value) -> (u16, Value) {
     response(
         server
@@ -147,13 +132,6 @@ fn error_of(body: &Value) -> &str {
     body["error"].as_str().unwrap_or_default()
 }
 
-async fn run_count(server: &TestServer) -> usize {
-    server.get("/api/v1/runs").await.1["runs"]
-        .as_array()
-        .unwrap()
-        .len()
-}
-
 async fn only_approved_versions_get_protected_secrets(backend: Backend) {
     let db = TestDb::new(backend);
     let server = TestServer::start(&db).await;
@@ -161,8 +139,7 @@ async fn only_approved_versions_get_protected_secrets(backend: Backend) {
     let (status, body) = put_secret(&server, json!({ "value": VALUE })).await;
     assert_eq!(status, 201, "{body}");
     // Stored by an editor before the secret was protected.
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", deploy("v1")).await;
-    assert_eq!(status, 201, "{applied}");
+    applied_by(&editor, &server, deploy("v1")).await;
 
     // Bad protections change nothing.
     for (body, expected) in [
@@ -210,8 +187,7 @@ async fn only_approved_versions_get_protected_secrets(backend: Backend) {
     );
 
     // A new version by an editor: a changed step is enough.
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", deploy("v2")).await;
-    assert_eq!(status, 201, "{applied}");
+    let applied = applied_by(&editor, &server, deploy("v2")).await;
     assert_eq!(applied["version"], 2);
     assert!(
         applied["warnings"].to_string().contains("approves it"),
@@ -225,43 +201,12 @@ async fn only_approved_versions_get_protected_secrets(backend: Backend) {
     assert_eq!(shown["protected_secrets"], json!(["DEPLOY_KEY"]), "{shown}");
 
     // A webhook delivery is refused and logged with the reason.
-    let (status, hook) = server
-        .post(
-            "/api/v1/workflows/deploy/pipelines/hooked/hook",
-            String::new(),
-        )
-        .await;
-    assert_eq!(status, 201, "{hook}");
-    let body = b"{}".to_vec();
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(hook["secret"].as_str().unwrap().as_bytes()).unwrap();
-    mac.update(&body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let path = hook["path"].as_str().unwrap();
-    let (status, answer) = response(
-        reqwest::Client::new()
-            .post(server.url(path))
-            .header("x-hub-signature-256", signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, answer, reason) = deliver_to_new_hook(&server, "deploy", "hooked").await;
     assert_eq!(status, 403, "{answer}");
-    let id = path.rsplit('/').next().unwrap();
-    let (_, deliveries) = server.get(&format!("/api/v1/hooks/{id}/deliveries")).await;
-    assert!(
-        deliveries["deliveries"][0]["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("not approved"),
-        "{deliveries}"
-    );
+    assert!(reason.contains("not approved"), "{reason}");
     // A cron fire is recorded as skipped, with the reason.
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", NIGHTLY.into()).await;
-    assert_eq!(status, 201, "{applied}");
-    let (outcome, reason) = cron_fire(&db, "nightly").await;
+    applied_by(&editor, &server, NIGHTLY).await;
+    let (outcome, reason) = backdated_cron_fire(&db, "nightly").await;
     assert_eq!(outcome, "skipped", "{reason}");
     assert!(reason.contains("not approved"), "{reason}");
     assert_eq!(run_count(&server).await, 0, "nothing was queued");
@@ -328,8 +273,7 @@ async fn only_approved_versions_get_protected_secrets(backend: Backend) {
 
     // Approving says what a run's starter still chooses, once accepted.
     let imaged = "name: imaged\npipelines:\n  p:\n    params: {tag: \"3\"}\n    tasks:\n      t:\n        image: \"alpine:{{ params.tag }}\"\n        secrets: [DEPLOY_KEY]\n        steps: ['true']\n";
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", imaged.into()).await;
-    assert_eq!(status, 201, "{applied}");
+    applied_by(&editor, &server, imaged).await;
     let (status, approved) = server
         .post(
             "/api/v1/workflows/imaged/versions/1/approve?accept_run_time_choices=true",
@@ -368,12 +312,8 @@ async fn only_approved_versions_get_protected_secrets_on_postgres() {
 /// through the check where values are resolved: it must fail there, and
 /// its step must never run.
 async fn the_value_is_not_dispatched_to_an_unapproved_version(backend: Backend) {
-    let db = TestDb::new(backend);
-    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
-    let editor = editor(&server).await;
-    put_secret(&server, json!({ "value": VALUE })).await;
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", deploy("early")).await;
-    assert_eq!(status, 201, "{applied}");
+    let (db, server, editor) = agentless(backend).await;
+    applied_by(&editor, &server, deploy("early")).await;
     let (status, run) = post(
         &editor,
         &server,
@@ -392,13 +332,7 @@ async fn the_value_is_not_dispatched_to_an_unapproved_version(backend: Backend) 
     let server = TestServer::start(&db).await;
     let run = server.wait_for_run(id).await;
     assert_eq!(run["status"], "error", "{run}");
-    assert!(
-        run["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("not approved"),
-        "{run}"
-    );
+    assert!(error_of(&run).contains("not approved"), "{run}");
     let ship = &run["tasks"][0];
     assert_eq!(ship["status"], "not_executed", "the step never ran: {run}");
     let (_, logs) = server.get(&format!("/api/v1/runs/{id}/logs")).await;
@@ -441,13 +375,7 @@ async fn a_remote_agent_is_not_sent_the_value_for_an_unapproved_version() {
         .wait_finished(id, std::time::Duration::from_secs(60))
         .await;
     assert_eq!(run["status"], "error", "{run}");
-    assert!(
-        run["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("not approved"),
-        "{run}"
-    );
+    assert!(error_of(&run).contains("not approved"), "{run}");
     assert_eq!(run["tasks"][0]["status"], "not_executed", "{run}");
 
     // Approved, the value still never goes to an agent that runs shell
@@ -461,13 +389,7 @@ async fn a_remote_agent_is_not_sent_the_value_for_an_unapproved_version() {
         .wait_finished(id, std::time::Duration::from_secs(60))
         .await;
     assert_eq!(run["status"], "error", "{run}");
-    assert!(
-        run["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("runs shell steps"),
-        "{run}"
-    );
+    assert!(error_of(&run).contains("runs shell steps"), "{run}");
     agent.kill();
     for file in crate::util::files_under(&state) {
         let bytes = std::fs::read(&file).unwrap_or_default();
@@ -487,15 +409,11 @@ async fn versions_of(server: &TestServer, workflow: &str) -> usize {
 /// merge, `get | edit | apply`) approves nothing unless asked to:
 /// `?approve=true`, which only an admin may ask for.
 async fn an_admin_apply_approves_only_when_asked(backend: Backend) {
-    let db = TestDb::new(backend);
-    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
-    let editor = editor(&server).await;
-    put_secret(&server, json!({ "value": VALUE })).await;
+    let (_db, server, editor) = agentless(backend).await;
     let (status, body) =
         put_secret(&server, json!({ "protected": true, "allow": ["deploy"] })).await;
     assert_eq!(status, 200, "{body}");
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", deploy("ed")).await;
-    assert_eq!(status, 201, "{applied}");
+    applied_by(&editor, &server, deploy("ed")).await;
 
     // The admin saves the editor's text with a change of their own.
     let (status, applied) = server.post("/api/v1/workflows", deploy("admin")).await;
@@ -572,13 +490,9 @@ pipelines:
 /// F3: what a run's starter chooses is named before approving (409 unless
 /// accepted, on approve and on apply), and an approval can be revoked.
 async fn run_time_choices_are_told_first_and_approvals_revoked(backend: Backend) {
-    let db = TestDb::new(backend);
-    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
-    let editor = editor(&server).await;
-    put_secret(&server, json!({ "value": VALUE })).await;
+    let (_db, server, editor) = agentless(backend).await;
     put_secret(&server, json!({ "protected": true, "allow": ["chosen"] })).await;
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", CHOSEN.into()).await;
-    assert_eq!(status, 201, "{applied}");
+    applied_by(&editor, &server, CHOSEN).await;
 
     let approve = "/api/v1/workflows/chosen/versions/1/approve";
     let (status, refused) = server.post(approve, String::new()).await;
@@ -621,17 +535,9 @@ async fn run_time_choices_are_told_first_and_approvals_revoked(backend: Backend)
     assert_eq!(status, 201, "{run}");
 
     // Revoked: refused again. Only admins revoke.
-    let (status, body) = response(editor.delete(server.url(approve)).send().await.unwrap()).await;
+    let (status, body) = delete(&editor, &server, approve).await;
     assert_eq!(status, 403, "{body}");
-    let (status, revoked) = response(
-        server
-            .client
-            .delete(server.url(approve))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, revoked) = delete(&server.client, &server, approve).await;
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["changed"], true, "{revoked}");
     let (_, shown) = server.get("/api/v1/workflows/chosen").await;
@@ -639,26 +545,10 @@ async fn run_time_choices_are_told_first_and_approvals_revoked(backend: Backend)
     let (status, refused) = server.post(start, String::new()).await;
     assert_eq!(status, 403, "{refused}");
     assert!(error_of(&refused).contains("not approved"), "{refused}");
-    let (status, again) = response(
-        server
-            .client
-            .delete(server.url(approve))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, again) = delete(&server.client, &server, approve).await;
     assert_eq!((status, &again["changed"]), (200, &json!(false)), "{again}");
     let missing = "/api/v1/workflows/chosen/versions/9/approve";
-    let (status, body) = response(
-        server
-            .client
-            .delete(server.url(missing))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = delete(&server.client, &server, missing).await;
     assert_eq!(status, 404, "{body}");
     // Approved on apply once accepted.
     let (status, applied) = server
@@ -707,13 +597,9 @@ pipelines:
 /// secret became protected meanwhile), is recorded as skipped with the
 /// reason instead of blocking the pipeline's fires.
 async fn a_queued_fire_refused_is_recorded_skipped(backend: Backend) {
-    let db = TestDb::new(backend);
     // No agent: the manual run stays queued, unfinished.
-    let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
-    let editor = editor(&server).await;
-    put_secret(&server, json!({ "value": VALUE })).await;
-    let (status, applied) = post(&editor, &server, "/api/v1/workflows", QUEUED.into()).await;
-    assert_eq!(status, 201, "{applied}");
+    let (db, server, editor) = agentless(backend).await;
+    applied_by(&editor, &server, QUEUED).await;
     let (status, run) = post(
         &editor,
         &server,
@@ -722,7 +608,7 @@ async fn a_queued_fire_refused_is_recorded_skipped(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201, "{run}");
-    let (outcome, reason) = cron_fire(&db, "queued").await;
+    let (outcome, reason) = backdated_cron_fire(&db, "queued").await;
     assert_eq!(outcome, "queued", "{reason}");
 
     put_secret(&server, json!({ "protected": true, "allow": ["queued"] })).await;
@@ -731,7 +617,7 @@ async fn a_queued_fire_refused_is_recorded_skipped(backend: Backend) {
         .post(&format!("/api/v1/runs/{id}/cancel"), String::new())
         .await;
     assert!(status < 300, "{body}");
-    let (outcome, reason) = fire_where(&db, "queued", |o| o != "queued").await;
+    let (outcome, reason) = cron_fire_where(&db, "queued", |o| o != "queued").await;
     assert_eq!(outcome, "skipped", "{reason}");
     assert!(reason.contains("not approved"), "{reason}");
     assert_eq!(run_count(&server).await, 1, "nothing more was queued");

@@ -2,11 +2,11 @@
 //! runs (`eval "..."`, `sh -c "..."`, `ssh host "..."`) does not run,
 //! whoever starts it: by hand, by a webhook or by cron; on both databases.
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
-use crate::util::{Backend, TestDb, TestServer, response};
+use crate::util::{
+    Backend, TestDb, TestServer, backdated_cron_fire, deliver_to_new_hook, run_count,
+};
 
 /// Valid as applied. The stored copy then gets a template where
 /// `PLACEHOLDER` stands, as a version stored before the check holds it.
@@ -38,13 +38,6 @@ pipelines:
 
 const FAULT: &str = "a template in the arguments of `eval` cannot be kept from running as code";
 
-async fn run_count(server: &TestServer) -> usize {
-    server.get("/api/v1/runs").await.1["runs"]
-        .as_array()
-        .unwrap()
-        .len()
-}
-
 async fn old_versions_with_unsafe_templates_do_not_run(backend: Backend) {
     let db = TestDb::new(backend);
     let server = TestServer::start(&db).await;
@@ -73,54 +66,13 @@ async fn old_versions_with_unsafe_templates_do_not_run(backend: Backend) {
     );
 
     // By a webhook: refused, and logged with the delivery.
-    let (status, hook) = server
-        .post("/api/v1/workflows/old/pipelines/hooked/hook", "")
-        .await;
-    assert_eq!(status, 201, "{hook}");
-    let body = b"{}".to_vec();
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(hook["secret"].as_str().unwrap().as_bytes()).unwrap();
-    mac.update(&body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let path = hook["path"].as_str().unwrap();
-    let (status, answer) = response(
-        reqwest::Client::new()
-            .post(server.url(path))
-            .header("x-hub-signature-256", signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, answer, reason) = deliver_to_new_hook(&server, "old", "hooked").await;
     assert_eq!(status, 422, "{answer}");
-    let id = path.rsplit('/').next().unwrap();
-    let (_, deliveries) = server.get(&format!("/api/v1/hooks/{id}/deliveries")).await;
-    let reason = deliveries["deliveries"][0]["reason"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(reason.contains(FAULT), "{deliveries}");
+    assert!(reason.contains(FAULT), "{reason}");
 
     // By cron: applied a year ago, the latest fire is caught up, and
     // recorded as skipped with the fault.
-    sqlx::query("UPDATE workflows SET updated_at = updated_at - $1 WHERE name = 'old'")
-        .bind(366_i64 * 24 * 3600 * 1000)
-        .execute(storage.pool())
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (outcome, reason) = loop {
-        let fire: Option<(String, String)> =
-            sqlx::query_as("SELECT outcome, reason FROM cron_fires WHERE workflow = 'old'")
-                .fetch_optional(storage.pool())
-                .await
-                .unwrap();
-        if let Some(fire) = fire {
-            break fire;
-        }
-        assert!(std::time::Instant::now() < deadline, "no cron fire");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let (outcome, reason) = backdated_cron_fire(&db, "old").await;
     assert_eq!(outcome, "skipped", "{reason}");
     assert!(
         reason.contains("task \"t\", step \"post-1\"") && reason.contains(FAULT),

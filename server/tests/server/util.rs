@@ -236,3 +236,88 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Gives `workflow`'s webhook `pipeline` a hook and delivers `{}` to it as
+/// GitHub would (signed with the hook's secret, no admin token): the
+/// answer, and the reason the hook's deliveries log gives for it.
+pub async fn deliver_to_new_hook(
+    server: &TestServer,
+    workflow: &str,
+    pipeline: &str,
+) -> (u16, Value, String) {
+    use hmac::{Hmac, Mac};
+    let (status, hook) = server
+        .post(
+            &format!("/api/v1/workflows/{workflow}/pipelines/{pipeline}/hook"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let body = b"{}".to_vec();
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(hook["secret"].as_str().unwrap().as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let path = hook["path"].as_str().unwrap();
+    let (status, answer) = response(
+        reqwest::Client::new()
+            .post(server.url(path))
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = path.rsplit('/').next().unwrap();
+    let (_, deliveries) = server.get(&format!("/api/v1/hooks/{id}/deliveries")).await;
+    let reason = deliveries["deliveries"][0]["reason"].as_str();
+    (status, answer, reason.unwrap_or_default().to_string())
+}
+
+/// The cron fire of `workflow` once there is one, as (outcome, reason),
+/// after backdating the workflow a year: the controller catches up the
+/// latest fire of a yearly schedule.
+pub async fn backdated_cron_fire(db: &TestDb, workflow: &str) -> (String, String) {
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE workflows SET updated_at = updated_at - $1 WHERE name = $2")
+        .bind(366_i64 * 24 * 3600 * 1000)
+        .bind(workflow)
+        .execute(storage.pool())
+        .await
+        .unwrap();
+    cron_fire_where(db, workflow, |_| true).await
+}
+
+/// The first cron fire of `workflow` whose outcome passes `wanted`.
+pub async fn cron_fire_where(
+    db: &TestDb,
+    workflow: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> (String, String) {
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fires: Vec<(String, String)> =
+            sqlx::query_as("SELECT outcome, reason FROM cron_fires WHERE workflow = $1")
+                .bind(workflow)
+                .fetch_all(storage.pool())
+                .await
+                .unwrap();
+        if let Some(fire) = fires.into_iter().next()
+            && wanted(&fire.0)
+        {
+            return fire;
+        }
+        assert!(Instant::now() < deadline, "no fire of {workflow}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many runs the server lists (its first page).
+pub async fn run_count(server: &TestServer) -> usize {
+    server.get("/api/v1/runs").await.1["runs"]
+        .as_array()
+        .unwrap()
+        .len()
+}
