@@ -87,7 +87,10 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(from_fn_with_state(state.clone(), access::guard::page_guard)),
         )
         .layer(sessions)
-        .layer(from_fn_with_state(state.clone(), access::cookies::clean_cookies))
+        .layer(from_fn_with_state(
+            state.clone(),
+            access::cookies::clean_cookies,
+        ))
         .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .with_state(state);
@@ -115,7 +118,10 @@ pub fn api_only(state: AppState) -> Router {
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route_layer(from_fn_with_state(state.clone(), access::guard::guard))
         .layer(session_layer(&state))
-        .layer(from_fn_with_state(state.clone(), access::cookies::clean_cookies))
+        .layer(from_fn_with_state(
+            state.clone(),
+            access::cookies::clean_cookies,
+        ))
         .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
         .with_state(state)
 }

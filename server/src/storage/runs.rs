@@ -50,11 +50,11 @@ impl From<sqlx::Error> for RunError {
 pub use xene_core::run::{Run, RunDetail, StepRun, TaskRun};
 
 mod ends;
+pub(crate) use ends::leave_nothing_running;
 use ends::move_unfinished;
 pub use ends::{
     end_lease, end_leases_of, expire_leases, fail_attempt, is_finished_attempt, renew_lease,
 };
-pub(crate) use ends::leave_nothing_running;
 
 /// Filters and page for listing runs, newest first.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
