@@ -522,7 +522,7 @@ impl Lexer {
         }
         if let Some(reader) = self.cmd.input_reader() {
             self.refused = Some(format!(
-                "in the input of `{reader}`, which reads it as code"
+                "in the input of `{reader}` (which runs what it reads)"
             ));
         }
     }
