@@ -19,10 +19,13 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn serve() -> ExitCode {
-    let args = match xene_server::settings::parse(std::env::args_os()) {
+    let mut args = match xene_server::settings::parse(std::env::args_os()) {
         Ok(args) => args,
         Err(e) => return ExitCode::from(e.exit_code()),
     };
+    // The built-in shell refuses to start with these (steps read
+    // /proc/<server>/cmdline).
+    args.secrets_in_argv = xene_server::config::secret_flags(std::env::args_os());
     if args.print_config {
         return match xene_server::settings::print_config(std::env::args_os()) {
             Ok(text) => {

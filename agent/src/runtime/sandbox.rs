@@ -117,6 +117,7 @@ impl Sandbox {
                 writable: self.writable.clone(),
                 user: self.user,
                 grace_ms: 1000,
+                parent: std::process::id(),
                 script: "exit 0".into(),
             };
             let output = std::process::Command::new(&self.exe)
@@ -166,6 +167,20 @@ impl Sandbox {
 
 /// How long a start waits for the supervisors of a previous process.
 pub const LEFTOVER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The real uids a supervisor of this process's steps has: this process's,
+/// and `nobody`'s when it is root (a supervisor becomes the steps' user).
+/// Another user's process is never taken for one.
+pub fn supervisor_uids() -> Vec<u32> {
+    let me = rustix::process::getuid().as_raw();
+    let mut uids = vec![me];
+    if rustix::process::geteuid().is_root()
+        && let Some((uid, _)) = nobody()
+    {
+        uids.push(uid);
+    }
+    uids
+}
 
 /// `nobody`'s uid and gid, from /etc/passwd.
 fn nobody() -> Option<(u32, u32)> {

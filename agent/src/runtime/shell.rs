@@ -44,8 +44,11 @@ use super::{
 const PIPE_GRACE: Duration = Duration::from_millis(500);
 
 /// How much longer than the grace a sandboxed step gets before this process
-/// kills its group: its supervisor ends it first.
-const SUPERVISOR_SLACK: Duration = Duration::from_secs(1);
+/// kills its group. Its supervisor ends the step first and, until it exits,
+/// is only sent TERM: killing it while it kills the step's tree would hand
+/// what is left to init. This is the last resort for a supervisor that
+/// hangs, well past the time it takes to kill even a deep tree.
+const SUPERVISOR_SLACK: Duration = Duration::from_secs(30);
 
 /// The tmp dir of a sandboxed step's workspace: `DIR.tmp`.
 fn tmp_of(dir: &Path) -> PathBuf {
@@ -237,6 +240,7 @@ impl ShellContext {
                     writable: sandbox.writable.clone(),
                     user: sandbox.user,
                     grace_ms: grace.as_millis() as u64,
+                    parent: std::process::id(),
                     script: step.script.clone(),
                 };
                 let mut cmd = Command::new(&sandbox.exe);

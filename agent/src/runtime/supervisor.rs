@@ -10,14 +10,18 @@
 //! - drops to the sandbox's user (`nobody` when the server is root),
 //!   becomes non-dumpable, and asks for a signal when its parent dies (after
 //!   the user change, which would clear that request);
-//! - starts `sh` inside a Landlock domain (system directories read-only, the
-//!   step's workspace and tmp dir writable, no signals or abstract sockets
-//!   out of the domain), so the step cannot read the server's data directory
-//!   or signal the supervisor.
+//! - clears its capabilities (ambient, inheritable, and the bounding set
+//!   where it may);
+//! - starts `sh` under a seccomp filter that refuses Unix sockets (see
+//!   [`confine`]) and inside a Landlock domain (system directories
+//!   read-only, the step's workspace and tmp dir writable, no signals or
+//!   abstract sockets out of the domain), every right of which the kernel
+//!   must enforce, so the step cannot read the server's data directory,
+//!   reach its user's services or signal the supervisor.
 //!
 //! When `sh` ends, or the parent dies, or a cancel outlives its grace, it
-//! kills every process left below it and exits with `sh`'s status (128+N
-//! for a signal).
+//! kills every process left below it (however deep, never giving up while
+//! one is left) and exits with `sh`'s status (128+N for a signal).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -27,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
+
+mod confine;
 
 /// The hidden first argument that makes the binary a step supervisor.
 pub const ARG: &str = "__xene-step-supervisor";
@@ -40,24 +46,27 @@ pub const READ_PATHS: [&str; 11] = [
 /// targets are readable too.
 const LINKED_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/localtime"];
 
-/// Device files a step may write (and `/dev` is readable).
-const DEVICE_FILES: [&str; 7] = [
+/// Device files a step may read and write (`/dev` itself may be listed).
+/// No terminal: steps have none, and /dev/pts holds the server user's.
+const DEVICE_FILES: [&str; 5] = [
     "/dev/null",
     "/dev/zero",
     "/dev/full",
     "/dev/random",
     "/dev/urandom",
-    "/dev/tty",
-    "/dev/ptmx",
 ];
 
 /// Exit status of a supervisor that could not set the sandbox up (the
 /// reason is on the step's stderr).
 pub const SETUP_FAILED: i32 = 125;
 
-/// How long the supervisor keeps killing what is below it before it gives
-/// up (a fork bomb as nobody is bounded by the process limit).
-const KILL_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the supervisor kills what is below it before it says so (it
+/// goes on: nothing limits the number of a step's processes, and one left
+/// alive would outlive the step).
+const KILL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The longest pause between two passes of killing.
+const KILL_PAUSE_MAX: Duration = Duration::from_millis(100);
 
 /// How often the supervisor checks that its parent is still there (the
 /// parent-death signal follows the thread that forked, not the process).
@@ -77,6 +86,10 @@ pub struct Spec {
     pub user: Option<(u32, u32)>,
     /// How long `sh` has after a cancel before everything is killed.
     pub grace_ms: u64,
+    /// The pid of the process that starts the supervisor: a supervisor
+    /// whose parent is another one (its server died, even before the
+    /// supervisor could look) runs nothing and ends.
+    pub parent: u32,
     pub script: String,
 }
 
@@ -112,9 +125,13 @@ pub fn args(owner: &str, spec: &Spec) -> Vec<OsString> {
     ]
 }
 
+/// Whether the process that started the supervisor is still its parent.
+fn parent_alive(spec: &Spec) -> bool {
+    rustix::process::getppid().is_some_and(|p| p.as_raw_nonzero().get() as u32 == spec.parent)
+}
+
 fn supervise(spec: &Spec) -> i32 {
-    let parent = rustix::process::getppid();
-    let mut sh = match start(spec, parent) {
+    let mut sh = match start(spec) {
         Ok(Some(sh)) => sh,
         // The parent died before the step started: nothing to do.
         Ok(None) => return 128 + libc::SIGKILL,
@@ -134,7 +151,7 @@ fn supervise(spec: &Spec) -> i32 {
         if let Some(status) = reap(sh_pid) {
             break status;
         }
-        if rustix::process::getppid() != parent {
+        if !parent_alive(spec) {
             // The server is gone: nobody reads the step's output or takes
             // its result, and a restarted server would run it again.
             kill_descendants();
@@ -152,10 +169,12 @@ fn supervise(spec: &Spec) -> i32 {
 }
 
 /// Sets the process up and starts `sh`; `None` when the parent is gone.
-fn start(spec: &Spec, parent: Option<Pid>) -> std::io::Result<Option<std::process::Child>> {
-    close_inherited_fds();
+fn start(spec: &Spec) -> std::io::Result<Option<std::process::Child>> {
+    close_inherited_fds()?;
     let me = rustix::process::getpid();
     rustix::process::set_child_subreaper(Some(me))?;
+    // Before the user change: dropping the bounding set takes root.
+    confine::drop_capabilities()?;
     if let Some((uid, gid)) = spec.user {
         become_user(uid, gid)?;
     }
@@ -163,12 +182,13 @@ fn start(spec: &Spec, parent: Option<Pid>) -> std::io::Result<Option<std::proces
     block_signals()?;
     // After the user change, which clears it.
     rustix::process::set_parent_process_death_signal(Some(Signal::USR1))?;
-    if rustix::process::getppid() != parent {
+    if !parent_alive(spec) {
         return Ok(None);
     }
     let mut writable = vec![spec.workspace.clone(), spec.tmp.clone()];
     writable.extend(spec.writable.iter().cloned());
     let mut ruleset = Some(ruleset(&writable)?);
+    let filter = confine::filter();
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-e")
         .arg("-c")
@@ -182,6 +202,7 @@ fn start(spec: &Spec, parent: Option<Pid>) -> std::io::Result<Option<std::proces
             let ruleset = ruleset
                 .take()
                 .ok_or_else(|| std::io::Error::other("spawned twice"))?;
+            filter.install()?;
             enforce(ruleset)
         });
     }
@@ -191,7 +212,8 @@ fn start(spec: &Spec, parent: Option<Pid>) -> std::io::Result<Option<std::proces
 /// The step's Landlock rules, opened before the fork.
 fn ruleset(writable: &[PathBuf]) -> std::io::Result<landlock::RulesetCreated> {
     use landlock::{
-        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, path_beneath_rules,
+        ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        Scope, path_beneath_rules,
     };
     let abi = ABI::V6;
     let all = AccessFs::from_all(abi);
@@ -208,7 +230,11 @@ fn ruleset(writable: &[PathBuf]) -> std::io::Result<landlock::RulesetCreated> {
             )));
         }
     }
-    let error = |e: landlock::RulesetError| std::io::Error::other(e.to_string());
+    let error = |e: landlock::RulesetError| {
+        std::io::Error::other(format!(
+            "this kernel's Landlock cannot enforce every rule of the sandbox ({e}); Linux 6.12 or later is needed"
+        ))
+    };
     // Landlock checks the file a link leads to: /etc/resolv.conf often
     // leads into /run (systemd-resolved), and without it no name resolves.
     let linked: Vec<PathBuf> = LINKED_FILES
@@ -216,7 +242,11 @@ fn ruleset(writable: &[PathBuf]) -> std::io::Result<landlock::RulesetCreated> {
         .filter_map(|link| std::fs::canonicalize(link).ok())
         .filter(|target| target.is_file())
         .collect();
+    // Every right, or none: the crate's best effort would silently leave
+    // out what an older kernel lacks (signal and abstract-socket scoping,
+    // truncate, ioctl).
     Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(all)
         .map_err(error)?
         .scope(Scope::from_all(abi))
@@ -225,13 +255,15 @@ fn ruleset(writable: &[PathBuf]) -> std::io::Result<landlock::RulesetCreated> {
         .map_err(error)?
         .add_rules(path_beneath_rules(READ_PATHS, read))
         .map_err(error)?
-        .add_rules(path_beneath_rules(["/dev"], read))
+        .add_rules(path_beneath_rules(["/dev"], AccessFs::ReadDir))
         .map_err(error)?
         .add_rules(path_beneath_rules(&linked, read))
         .map_err(error)?
         .add_rules(path_beneath_rules(DEVICE_FILES, file_rw))
         .map_err(error)?
-        .add_rules(path_beneath_rules(["/dev/pts", "/dev/shm"], all))
+        // Shared by every step (and process) of this user: not a place
+        // for anything private.
+        .add_rules(path_beneath_rules(["/dev/shm"], all))
         .map_err(error)?
         .add_rules(path_beneath_rules(writable, all))
         .map_err(error)
@@ -241,47 +273,71 @@ fn enforce(ruleset: landlock::RulesetCreated) -> std::io::Result<()> {
     let status = ruleset
         .restrict_self()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    if status.ruleset == landlock::RulesetStatus::NotEnforced {
-        return Err(std::io::Error::other(
-            "Landlock is not available in this kernel (Linux 5.13 or later with Landlock enabled is needed)",
-        ));
+    match status.ruleset {
+        landlock::RulesetStatus::FullyEnforced => {}
+        landlock::RulesetStatus::NotEnforced => {
+            return Err(std::io::Error::other(
+                "Landlock is not available in this kernel (Linux 6.12 or later with Landlock enabled is needed)",
+            ));
+        }
+        landlock::RulesetStatus::PartiallyEnforced => {
+            return Err(std::io::Error::other(
+                "this kernel's Landlock enforces only part of the sandbox (Linux 6.12 or later is needed)",
+            ));
+        }
     }
     Ok(())
 }
 
-/// Kills every process below this one until none is left. Killing a process
-/// hands its children to this one (a subreaper), so the loop reaches the
-/// whole tree.
+/// Kills every process below this one until none is left. Each pass stops
+/// the whole tree, so nothing in it forks or moves while it is killed, then
+/// kills all of it; what was forked in between is handed to this process
+/// (a subreaper) and found by the next pass. It never gives up while a
+/// process is left: it would outlive the step.
 fn kill_descendants() {
     let me = std::process::id();
     let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut said = false;
     loop {
         while reap_any() {}
-        let children = children_of(me);
-        if children.is_empty() {
+        let tree = descendants(me);
+        if tree.is_empty() {
             return;
         }
-        for pid in children {
-            if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-                let _ = rustix::process::kill_process(pid, Signal::KILL);
-            }
+        for &pid in &tree {
+            signal(pid, Signal::STOP);
         }
-        if started.elapsed() > KILL_DEADLINE {
-            eprintln!("xene: processes of this step are still alive after {KILL_DEADLINE:?}");
-            return;
+        for &pid in &tree {
+            signal(pid, Signal::KILL);
         }
-        std::thread::sleep(Duration::from_millis(2));
+        if !said && started.elapsed() > KILL_PATIENCE {
+            said = true;
+            eprintln!(
+                "xene: processes of this step are still alive after {KILL_PATIENCE:?}; still killing them"
+            );
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(KILL_PAUSE_MAX);
     }
 }
 
-/// The pids whose parent is `parent`: from the kernel's list when it keeps
-/// one, else from every process's `stat`.
+/// The pids whose parent is `parent`: from the kernel's lists (one per
+/// thread: a child belongs to the thread that forked it) when it keeps
+/// them, else from every process's `stat`.
 pub(crate) fn children_of(parent: u32) -> Vec<u32> {
-    let list = format!("/proc/{parent}/task/{parent}/children");
-    if let Ok(text) = std::fs::read_to_string(list) {
-        return text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task"))
+        && std::fs::metadata(format!("/proc/{parent}/task/{parent}/children")).is_ok()
+    {
+        return tasks
+            .flatten()
+            .take(100_000)
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|text| {
+                text.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
             .collect();
     }
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -416,18 +472,40 @@ fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whatever the parent left open without close-on-exec stays out of the step.
-fn close_inherited_fds() {
+/// Whatever the parent left open without close-on-exec stays out of the
+/// step: by close_range, else one by one as /proc/self/fd lists them.
+fn close_inherited_fds() -> std::io::Result<()> {
     // SAFETY: closes descriptors this fresh process does not use (it has
     // opened nothing of its own yet).
     #[allow(unsafe_code)]
-    unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if rc == 0 {
+        return Ok(());
     }
+    let cannot = |e: std::io::Error| {
+        std::io::Error::other(format!("cannot close the descriptors it inherited: {e}"))
+    };
+    // Read all first: the listing's own descriptor is among them.
+    let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(cannot)?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in open {
+        // SAFETY: as above; EBADF (the listing's own, now closed) is fine.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::close(fd)
+        };
+    }
+    Ok(())
 }
 
-/// Supervisors started for `owner` by an earlier process: their pids.
-pub fn leftovers(owner: &str) -> Vec<u32> {
+/// Supervisors started for `owner` by an earlier process, run by one of
+/// `uids` (another user's process with the same command line is not one):
+/// their pids.
+pub fn leftovers(owner: &str, uids: &[u32]) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -436,6 +514,7 @@ pub fn leftovers(owner: &str) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me && parent_of(pid) != Some(me))
+        .filter(|&pid| real_uid(pid).is_some_and(|uid| uids.contains(&uid)))
         .filter(|&pid| {
             let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 return false;
@@ -446,12 +525,20 @@ pub fn leftovers(owner: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Ends the supervisors a previous process left for `owner` (each kills its
-/// step's processes on TERM); SIGKILL, with the processes below them, for
-/// those still there at half of `deadline`. The pids still alive at the
-/// deadline, which is an error: their steps may still run.
-pub fn end_leftovers(owner: &str, deadline: Duration) -> Result<usize, Vec<u32>> {
-    let found = leftovers(owner);
+/// The real uid in `/proc/PID/status`.
+fn real_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Ends the supervisors a previous process left for `owner` under one of
+/// `uids` (each kills its step's processes on TERM); SIGKILL, with the
+/// processes below them, for those still there at half of `deadline`. The
+/// pids still alive at the deadline, which is an error: their steps may
+/// still run.
+pub fn end_leftovers(owner: &str, uids: &[u32], deadline: Duration) -> Result<usize, Vec<u32>> {
+    let found = leftovers(owner, uids);
     if found.is_empty() {
         return Ok(0);
     }
@@ -461,7 +548,7 @@ pub fn end_leftovers(owner: &str, deadline: Duration) -> Result<usize, Vec<u32>>
     let started = Instant::now();
     let mut forced = false;
     loop {
-        let alive = leftovers(owner);
+        let alive = leftovers(owner, uids);
         if alive.is_empty() {
             return Ok(found.len());
         }

@@ -89,10 +89,13 @@ pub struct Args {
     /// when the server runs as root. Each step is sandboxed: a clean
     /// environment, Landlock lets it read system directories (/usr, /etc,
     /// /opt, ...) and write only its own workspace (not /tmp, not $HOME, not
-    /// the data directory), it cannot see or signal the server, and it is
-    /// killed with the server. xene refuses to start when that sandbox cannot
-    /// be set up. Default: on only for the one-person setup (listening on
-    /// loopback, no other --public-url, no OpenID provider); off otherwise.
+    /// the data directory), it cannot see or signal the server, open a Unix
+    /// socket (the user's D-Bus, systemd, ssh-agent, docker) or hold a
+    /// capability, and it is killed with the server. xene refuses to start
+    /// when that sandbox cannot be set up, or when a secret was given as a
+    /// flag (steps can read the command line). Default: on only for the
+    /// one-person setup (listening on loopback, no other --public-url, no
+    /// OpenID provider, no --trusted-proxies); off otherwise.
     #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub local_agent_shell: Option<bool>,
 
@@ -111,6 +114,11 @@ pub struct Args {
     /// default; tests running the server in-process name `xene`).
     #[arg(long, env = "XENE_LOCAL_AGENT_SUPERVISOR", hide = true)]
     pub local_agent_supervisor: Option<PathBuf>,
+
+    /// Flags given on the command line that hold a secret (see
+    /// [`secret_flags`]), each with what to use instead: set by the binary.
+    #[arg(skip)]
+    pub secrets_in_argv: Vec<&'static str>,
 
     /// The built-in agent's Docker task containers: memory, processes, CPUs.
     #[command(flatten)]
@@ -204,6 +212,7 @@ impl Args {
             local_agent_shell: None,
             local_agent_shell_writable: Vec::new(),
             local_agent_supervisor: None,
+            secrets_in_argv: Vec::new(),
             docker: Default::default(),
             log_cap_per_step: crate::storage::logs::DEFAULT_CAP_BYTES,
             log_retention: std::time::Duration::from_secs(30 * 24 * 3600),
@@ -274,6 +283,8 @@ impl Args {
         self.addr.ip().to_canonical().is_loopback()
             && self.public_url.as_deref().is_none_or(is_loopback_url)
             && self.access.oidc_client_id.is_none()
+            // Behind a reverse proxy, everyone comes from loopback.
+            && self.listen.trusted_proxies.is_empty()
     }
 
     pub fn agent_binary(&self) -> Option<PathBuf> {
@@ -311,6 +322,55 @@ impl Args {
                 .is_file()
         })
     }
+}
+
+/// The flags of `argv` (a command line `parse` accepted) that hold a
+/// secret, each with what to use instead: anyone on the machine reads a
+/// command line in /proc. A database URL counts only with a password.
+pub fn secret_flags(
+    argv: impl IntoIterator<Item = impl Into<std::ffi::OsString>>,
+) -> Vec<&'static str> {
+    use clap::CommandFactory;
+    use clap::parser::ValueSource;
+    // Settings from a config file are defaults here, which is right: they
+    // are not on the command line.
+    let Ok(matches) = Args::command().ignore_errors(true).try_get_matches_from(
+        argv.into_iter()
+            .map(Into::into)
+            .collect::<Vec<std::ffi::OsString>>(),
+    ) else {
+        return Vec::new();
+    };
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let mut found = Vec::new();
+    if given("database_url")
+        && matches
+            .get_one::<String>("database_url")
+            .is_some_and(|url| has_password(url))
+    {
+        found.push("--database-url holds a password (use XENE_DATABASE_URL)");
+    }
+    if given("secrets_key") {
+        found.push("--secrets-key (use XENE_SECRETS_KEY or --secrets-key-file)");
+    }
+    if given("oidc_client_secret") {
+        found.push(
+            "--oidc-client-secret (use XENE_OIDC_CLIENT_SECRET or --oidc-client-secret-file)",
+        );
+    }
+    found
+}
+
+/// Whether a database URL carries a password (`user:pw@`, `password=`).
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = authority.split('/').next().unwrap_or("");
+    let userinfo = authority.rsplit_once('@').map_or("", |(user, _)| user);
+    userinfo.contains(':')
+        || query
+            .split('&')
+            .any(|pair| pair.to_ascii_lowercase().starts_with("password="))
 }
 
 /// Whether a URL's host is this machine (`localhost` or a loopback address).
@@ -382,4 +442,27 @@ fn parse_bytes(text: &str) -> Result<i64, String> {
         return Err("the log cap is at least 2MiB (two chunks)".into());
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_are_named() {
+        let flags =
+            |argv: &[&str]| secret_flags(std::iter::once("xene").chain(argv.iter().copied()));
+        assert!(flags(&[]).is_empty());
+        assert!(flags(&["--database-url", "postgres://xene@db/xene"]).is_empty());
+        for url in [
+            "postgres://xene:pw@db/xene",
+            "postgres://xene@db/xene?sslmode=require&password=pw",
+        ] {
+            assert_eq!(flags(&["--database-url", url]).len(), 1, "{url}");
+        }
+        let both = flags(&["--secrets-key=k", "--oidc-client-secret", "s"]);
+        assert!(
+            both[0].starts_with("--secrets-key") && both[1].starts_with("--oidc-client-secret")
+        );
+    }
 }

@@ -18,7 +18,7 @@ use crate::storage::agents::{self, Registration};
 use crate::storage::events::{self, Applied};
 use crate::storage::runs::{self, Run};
 use crate::storage::{StorageError, secrets};
-use xene_agent::runtime::sandbox::{LEFTOVER_DEADLINE, Sandbox, SandboxError};
+use xene_agent::runtime::sandbox::{LEFTOVER_DEADLINE, Sandbox, SandboxError, supervisor_uids};
 
 #[derive(Debug, Clone)]
 pub struct LocalAgentConfig {
@@ -77,6 +77,12 @@ pub enum LocalAgentError {
          (`ps -o pid,stat,cmd -p PID`), end them, and start again"
     )]
     Leftovers(Vec<u32>),
+    #[error(
+        "shell tasks on the built-in agent are on (--local-agent-shell), but secrets were given on the \
+         command line, which every process on this machine (a step too) can read in /proc: {0}. \
+         Give them in the environment or a file instead, or turn shell tasks off (--local-agent-shell no)"
+    )]
+    SecretFlags(String),
 }
 
 impl From<SandboxError> for LocalAgentError {
@@ -90,13 +96,20 @@ impl From<SandboxError> for LocalAgentError {
 /// controller starts: a run retried while its old steps still run would
 /// run twice at once.
 pub async fn configure(args: &Args) -> Result<Option<LocalAgentConfig>, LocalAgentError> {
-    let data_dir = std::path::absolute(args.data_dir()).unwrap_or_else(|_| args.data_dir());
+    // Canonical: the same directory always gives the same owner.
+    let data_dir = std::fs::canonicalize(args.data_dir())
+        .or_else(|_| std::path::absolute(args.data_dir()))
+        .unwrap_or_else(|_| args.data_dir());
     // Marks this server's supervisors (on their command line), so its next
     // start finds those a crash left.
     let owner = format!("{}@{}", args.local_agent_id(), data_dir.display());
     let leftover_owner = owner.clone();
     let ended = tokio::task::spawn_blocking(move || {
-        xene_agent::runtime::supervisor::end_leftovers(&leftover_owner, LEFTOVER_DEADLINE)
+        xene_agent::runtime::supervisor::end_leftovers(
+            &leftover_owner,
+            &supervisor_uids(),
+            LEFTOVER_DEADLINE,
+        )
     })
     .await
     .expect("the leftover sweep does not panic");
@@ -118,6 +131,11 @@ pub async fn configure(args: &Args) -> Result<Option<LocalAgentConfig>, LocalAge
         LocalAgentConfig::default_work_dir(),
     );
     config.docker.limits = args.container_limits();
+    if config.allow_shell && !args.secrets_in_argv.is_empty() {
+        return Err(LocalAgentError::SecretFlags(
+            args.secrets_in_argv.join("; "),
+        ));
+    }
     if config.allow_shell {
         config.sandbox = Some(sandbox_for(args, owner, &data_dir, &config.work_dir).await?);
     }

@@ -302,6 +302,59 @@ async fn built_in_shell_is_on_only_for_one_person_unless_asked() {
         args.local_agent_shell = Some(true);
     };
     assert!(built_in_runtimes(asked).await.contains(&"shell".into()));
+    // Behind a reverse proxy, every client comes from loopback.
+    let proxied = |args: &mut xene_server::config::Args| {
+        args.listen.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]
+    };
+    assert!(!built_in_runtimes(proxied).await.contains(&"shell".into()));
+}
+
+/// A secret given as a flag is in /proc/<server>/cmdline, which every
+/// process (a step too) may read: with shell on, the server refuses to
+/// start and names the variable or file to use instead; the same key from
+/// the environment starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_built_in_shell_refuses_secrets_given_as_flags() {
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let dir = open_dir();
+    let data = dir.path().join("data");
+    // Its stderr up to "listening on", or all of it when it exits.
+    let start = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xene"))
+            .args(["--addr", "127.0.0.1:0", "--local-agent-shell", "yes"])
+            .args(flags)
+            .envs(env.iter().copied())
+            .env("XENE_DATA_DIR", &data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let started = Instant::now();
+        let mut log = String::new();
+        while !log.contains("listening on") {
+            let mut chunk = [0u8; 4096];
+            let n = std::io::Read::read(&mut stderr, &mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(started.elapsed() < DEADLINE, "{log}");
+            log.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        log
+    };
+    let refused = start(&["--secrets-key", KEY], &[]);
+    assert!(
+        !refused.contains("listening on")
+            && refused.contains("--secrets-key")
+            && refused.contains("XENE_SECRETS_KEY"),
+        "{refused}"
+    );
+    assert!(!refused.contains(KEY), "{refused}");
+    let from_env = start(&[], &[("XENE_SECRETS_KEY", KEY)]);
+    assert!(from_env.contains("listening on"), "{from_env}");
 }
 
 /// Processes with `word` as one of their arguments (a `sleep`, not the
@@ -420,6 +473,7 @@ async fn a_restart_ends_the_steps_a_previous_server_left() {
         writable: Vec::new(),
         user: Some(NOBODY),
         grace_ms: 300,
+        parent: std::process::id(),
         script: format!("(setsid sleep {sleeper} &) ; sleep {sleeper}"),
     };
     let owner = format!("builtin-test@{}", data.display());
