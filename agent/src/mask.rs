@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What a masked value becomes.
@@ -44,15 +44,33 @@ pub struct Masker {
     wrapped: Option<Wrapped>,
 }
 
-/// The base64 of the values, for finding it wrapped over lines: each core
-/// with its KMP failure function, so that a stream is read once, a byte at
-/// a time, whatever the lines (a line never rescans the text before it).
+/// The base64 of the values, for finding it wrapped over lines: each
+/// value's encoding to the end of a text (see [`EncodedEnd`]) with its KMP
+/// failure function, so that a stream is read once, a byte at a time,
+/// whatever the lines (a line never rescans the text before it).
 #[derive(Debug)]
 struct Wrapped {
-    cores: Vec<Vec<u8>>,
-    /// `fail[k][i]`: the longest proper prefix of `cores[k][..=i]` that is
+    ends: Vec<Vec<u8>>,
+    /// `fail[k][i]`: the longest proper prefix of `ends[k][..=i]` that is
     /// also its suffix.
     fail: Vec<Vec<u32>>,
+    /// `found[k][m]`: with the text ending in `ends[k][..m]`, the longest
+    /// whole form of the value (core, end without or with padding) it ends
+    /// with, 0 for none. The forms are prefixes of `ends[k]`, so one KMP
+    /// finds them all: the whole encoding is masked whole, not just its core.
+    found: Vec<Vec<u32>>,
+}
+
+/// The base64 of a value from its first character that depends on it alone
+/// (at one alignment, in one alphabet) to the end of an encoded text that
+/// the value ends, padding included. Its first `core` characters are there
+/// wherever the value is in the text; the `unpadded` ones when it ends the
+/// text; all of them when the encoder pads.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct EncodedEnd {
+    text: String,
+    core: usize,
+    unpadded: usize,
 }
 
 /// What masking a stream carries from one line to the next: for each
@@ -180,24 +198,25 @@ impl Masker {
 
 impl Wrapped {
     fn new(values: &[&str]) -> Option<Self> {
-        let mut cores: Vec<Vec<u8>> = values
+        let mut ends: Vec<EncodedEnd> = values
             .iter()
-            .flat_map(|v| base64_cores(v.as_bytes()))
-            .filter(|c| c.len() >= MIN_FORM_BYTES)
-            .map(String::into_bytes)
+            .flat_map(|v| base64_ends(v.as_bytes()))
+            .filter(|e| e.core >= MIN_FORM_BYTES)
             .collect();
-        cores.sort();
-        cores.dedup();
-        if cores.is_empty() {
+        ends.sort();
+        ends.dedup();
+        if ends.is_empty() {
             return None;
         }
-        let fail = cores.iter().map(|core| failure(core)).collect();
-        Some(Self { cores, fail })
+        let fail: Vec<Vec<u32>> = ends.iter().map(|e| failure(e.text.as_bytes())).collect();
+        let found = ends.iter().zip(&fail).map(|(e, f)| found(e, f)).collect();
+        let ends = ends.into_iter().map(|e| e.text.into_bytes()).collect();
+        Some(Self { ends, fail, found })
     }
 
-    /// After `matched` characters of core `k`, reading `b`: how many match.
+    /// After `matched` characters of end `k`, reading `b`: how many match.
     fn step(&self, k: usize, mut matched: usize, b: u8) -> usize {
-        let core = &self.cores[k];
+        let core = &self.ends[k];
         loop {
             if core[matched] == b {
                 return matched + 1;
@@ -216,17 +235,20 @@ impl Wrapped {
             carry.matched.clear();
             return Vec::new();
         }
-        carry.matched.resize(self.cores.len(), 0);
+        carry.matched.resize(self.ends.len(), 0);
         let mut spans: Vec<Range<usize>> = Vec::new();
         let mut open = 0;
         for (k, matched) in carry.matched.iter_mut().enumerate() {
-            let len = self.cores[k].len();
+            let len = self.ends[k].len();
             let mut m = *matched as usize;
             for (i, &b) in line.iter().enumerate() {
                 m = self.step(k, m, b);
+                // Every occurrence, overlapping ones too.
+                let form = self.found[k][m] as usize;
+                if form > 0 {
+                    spans.push((i + 1).saturating_sub(form)..i + 1);
+                }
                 if m == len {
-                    // Every occurrence, overlapping ones too.
-                    spans.push((i + 1).saturating_sub(len)..i + 1);
                     m = self.fail[k][len - 1] as usize;
                 }
             }
@@ -276,6 +298,21 @@ impl Wrapped {
     }
 }
 
+/// [`Wrapped::found`] for one end, from its failure function: a form ends
+/// where the text does if its length is in the failure chain of `m`.
+fn found(end: &EncodedEnd, fail: &[u32]) -> Vec<u32> {
+    let len = end.text.len();
+    let mut found = vec![0u32; len + 1];
+    for m in 1..=len {
+        found[m] = if m == end.core || m == end.unpadded || m == len {
+            m as u32
+        } else {
+            found[fail[m - 1] as usize]
+        };
+    }
+    found
+}
+
 /// KMP's failure function of `pattern` (see [`Wrapped::fail`]).
 fn failure(pattern: &[u8]) -> Vec<u32> {
     let mut fail = vec![0u32; pattern.len()];
@@ -298,13 +335,13 @@ fn is_base64_char(b: u8) -> bool {
 }
 
 /// The base64 of `value` wherever it starts in a longer encoded text,
-/// standard and URL-safe: the characters that depend on its bytes alone.
-fn base64_cores(value: &[u8]) -> Vec<String> {
+/// standard and URL-safe (see [`EncodedEnd`]).
+fn base64_ends(value: &[u8]) -> Vec<EncodedEnd> {
     (0..3)
         .flat_map(|offset| {
             [
-                base64_core(&STANDARD_NO_PAD, value, offset),
-                base64_core(&URL_SAFE_NO_PAD, value, offset),
+                base64_end(&STANDARD, value, offset),
+                base64_end(&URL_SAFE, value, offset),
             ]
         })
         .collect()
@@ -321,28 +358,26 @@ fn forms(value: &str) -> Vec<String> {
                 .filter(|l| !l.trim().is_empty()),
         );
     }
-    let bytes = value.as_bytes();
-    out.push(STANDARD.encode(bytes));
-    for offset in 0..3 {
-        for core in [
-            base64_core(&STANDARD_NO_PAD, bytes, offset),
-            base64_core(&URL_SAFE_NO_PAD, bytes, offset),
-        ] {
-            // `base64` wraps at 76 columns, openssl at 64: a long value's
-            // encoding is cut into lines at places that depend on what came
-            // before it, so no line holds the whole core. Its blocks are
-            // masked one by one instead; a wrapped line then shows at most
-            // a few characters of the value's encoding at each end.
-            if core.len() > WRAP_COLUMNS {
-                out.extend(
-                    core.as_bytes()
-                        .chunks(WRAPPED_BLOCK)
-                        .filter(|b| b.len() == WRAPPED_BLOCK)
-                        .map(|b| String::from_utf8_lossy(b).into_owned()),
-                );
-            }
-            out.push(core);
+    for end in base64_ends(value.as_bytes()) {
+        // A value that ends the encoded text (alone, or after `user:`)
+        // has a fixed end too, padding included: masked whole.
+        out.push(end.text[..end.unpadded].to_string());
+        let core = end.text[..end.core].to_string();
+        out.push(end.text);
+        // `base64` wraps at 76 columns, openssl at 64: a long value's
+        // encoding is cut into lines at places that depend on what came
+        // before it, so no line holds the whole core. Its blocks are
+        // masked one by one instead; a wrapped line then shows at most
+        // a few characters of the value's encoding at each end.
+        if core.len() > WRAP_COLUMNS {
+            out.extend(
+                core.as_bytes()
+                    .chunks(WRAPPED_BLOCK)
+                    .filter(|b| b.len() == WRAPPED_BLOCK)
+                    .map(|b| String::from_utf8_lossy(b).into_owned()),
+            );
         }
+        out.push(core);
     }
     // Percent-encoding as RFC 3986 wants it, as forms send it (`+` for a
     // space), with lowercase hex, and as Python's `quote` leaves `/`.
@@ -447,294 +482,22 @@ fn lowercase_escapes(url: &str) -> String {
     out
 }
 
-/// The characters of the base64 of `value` that depend on its bytes alone
-/// when it starts `offset` bytes into a longer encoded text.
-fn base64_core(engine: &impl Engine, value: &[u8], offset: usize) -> String {
+/// The base64 of `value` when it starts `offset` bytes into an encoded
+/// text that it ends, by a padding `engine` (see [`EncodedEnd`]).
+fn base64_end(engine: &impl Engine, value: &[u8], offset: usize) -> EncodedEnd {
     let mut padded = vec![0u8; offset];
     padded.extend_from_slice(value);
     let encoded = engine.encode(&padded);
     // Character i carries bits [6i, 6i + 6); the value holds bits
     // [8 * offset, 8 * (offset + len)).
     let first = (8 * offset).div_ceil(6);
-    let end = (8 * (offset + value.len())) / 6;
-    encoded.get(first..end).unwrap_or_default().to_string()
+    let bits = 8 * (offset + value.len());
+    EncodedEnd {
+        text: encoded[first..].to_string(),
+        core: bits / 6 - first,
+        unpadded: bits.div_ceil(6) - first,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn masked(masker: &Masker, text: &str) -> String {
-        masker.mask(text).into_owned()
-    }
-
-    #[test]
-    fn masks_the_value_and_its_encodings() {
-        let secret = "s3cr3t value/with+signs";
-        let m = Masker::new([secret]);
-        assert_eq!(masked(&m, &format!("token={secret}!")), "token=***!");
-        let b64 = STANDARD.encode(secret);
-        assert_eq!(masked(&m, &format!("b64 {b64} end")), "b64 *** end");
-        let url = utf8_percent_encode(secret, URL_ESCAPED).to_string();
-        assert_eq!(masked(&m, &format!("?q={url}&x=1")), "?q=***&x=1");
-        assert_eq!(masked(&m, "nothing here"), "nothing here");
-    }
-
-    #[test]
-    fn masks_base64_of_the_value_inside_a_longer_text() {
-        let secret = "correct horse battery";
-        let m = Masker::new([secret]);
-        for prefix in ["", "u:", "user:", "x"] {
-            let encoded = STANDARD.encode(format!("{prefix}{secret}@host"));
-            let out = masked(&m, &encoded);
-            assert!(out.contains(MASK), "{prefix:?}: {encoded} -> {out}");
-            // What is left cannot be decoded back to the value.
-            assert!(out.len() < encoded.len());
-        }
-    }
-
-    #[test]
-    fn masks_wrapped_base64_of_a_long_value() {
-        let secret: String = (0..200)
-            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
-            .collect();
-        let m = Masker::new([secret.as_str()]);
-        for prefix in ["", "k=", "key: "] {
-            let encoded = STANDARD.encode(format!("{prefix}{secret}"));
-            for width in [64, 76] {
-                for line in encoded.as_bytes().chunks(width) {
-                    let line = std::str::from_utf8(line).unwrap();
-                    let out = masked(&m, line);
-                    let shown = out.replace(MASK, "");
-                    assert!(
-                        shown.len() <= 2 * (WRAPPED_BLOCK - 1) + 8,
-                        "{line} -> {out}"
-                    );
-                }
-            }
-        }
-        let lower = "a/b+c=d";
-        let m = Masker::new([lower]);
-        assert_eq!(masked(&m, "x a%2fb%2bc%3dd"), "x ***");
-        assert_eq!(masked(&m, "x a/b%2Bc%3Dd"), "x ***");
-    }
-
-    /// Feeds `encoded` wrapped at `width` through a stream's masking and
-    /// returns how many characters of it stay visible.
-    fn visible_when_wrapped(m: &Masker, encoded: &str, width: usize) -> usize {
-        let mut carry = Carry::default();
-        encoded
-            .as_bytes()
-            .chunks(width)
-            .map(|line| {
-                let out = m.mask_line(line, &mut carry);
-                let wrapped = m.wrapped.as_ref().unwrap();
-                let longest = wrapped.cores.iter().map(Vec::len).max().unwrap();
-                assert!(carry.matched.iter().all(|&n| (n as usize) < longest));
-                String::from_utf8_lossy(&out).replace(MASK, "").len()
-            })
-            .sum()
-    }
-
-    /// The characters of `value`'s base64 that depend on it alone, when
-    /// it follows `prefix` bytes.
-    fn core_len(prefix: usize, value: usize) -> usize {
-        (8 * (prefix + value)) / 6 - (8 * prefix).div_ceil(6)
-    }
-
-    /// `base64` wraps at 76 columns, openssl at 64, `base64 -w N` anywhere:
-    /// masked line by line, a 100-character value's encoding showed 10
-    /// characters at the line edges at 76 columns, and all of it when
-    /// wrapped narrower than the value (review L5, attack #65).
-    #[test]
-    fn masks_base64_wrapped_at_any_width() {
-        let long: String = (0..100)
-            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
-            .collect();
-        for secret in [long.as_str(), "p4ssw0rd-xyz", "s3cr3t"] {
-            let m = Masker::new([secret]);
-            for prefix in ["", "k=", "key: ", "a longer line before it\n"] {
-                let text = format!("{prefix}{secret}\n");
-                for engine in [STANDARD, URL_SAFE_NO_PAD] {
-                    let encoded = engine.encode(&text);
-                    for width in [1, 3, 4, 8, 13, 60, 64, 76, 200] {
-                        let shown = visible_when_wrapped(&m, &encoded, width);
-                        let allowed = encoded.len() - core_len(prefix.len(), secret.len())
-                            + (MIN_FORM_BYTES - 1);
-                        assert!(
-                            shown <= allowed,
-                            "{secret:?} after {prefix:?} at {width}: {shown} shown, {allowed} allowed"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// A task's output or a message holds its lines in one text.
-    #[test]
-    fn masks_base64_wrapped_in_a_multi_line_text() {
-        let secret = "correct horse battery staple, and more of it";
-        let m = Masker::new([secret, "-----BEGIN-----\nAAAA\n-----END-----"]);
-        let encoded = STANDARD.encode(format!("user: {secret}"));
-        let wrapped: Vec<&str> = encoded
-            .as_bytes()
-            .chunks(13)
-            .map(|l| std::str::from_utf8(l).unwrap())
-            .collect();
-        let out = masked(&m, &format!("before\r\n{}\r\nafter", wrapped.join("\r\n")));
-        let shown = out.replace(MASK, "");
-        let core = core_len("user: ".len(), secret.len());
-        let visible = shown.len() - "before\r\n\r\nafter".len() - 2 * (wrapped.len() - 1);
-        assert!(visible < encoded.len() - core + MIN_FORM_BYTES, "{out}");
-        assert!(
-            out.starts_with("before\r\n") && out.ends_with("\r\nafter"),
-            "{out}"
-        );
-        // A multi-line value is still masked whole.
-        assert_eq!(
-            masked(&m, "x -----BEGIN-----\nAAAA\n-----END----- y"),
-            "x *** y"
-        );
-    }
-
-    /// Wrapped base64 of other data is left alone, and so are short words.
-    #[test]
-    fn other_wrapped_base64_is_not_masked() {
-        let m = Masker::new(["correct horse battery staple", "p4ssw0rd-xyz"]);
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let data: Vec<u8> = (0..20_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        let encoded = STANDARD.encode(&data);
-        let mut carry = Carry::default();
-        for line in encoded
-            .as_bytes()
-            .chunks(76)
-            .chain([b"Done".as_slice(), b"OK"])
-        {
-            assert_eq!(m.mask_line(line, &mut carry), line);
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        /// Any value, after any text, wrapped at any width: at most the
-        /// first `MIN_FORM_BYTES - 1` characters of its encoding show.
-        #[test]
-        fn wrapped_base64_shows_at_most_a_few_characters(
-            secret in "[ -~é€😀]{4,120}",
-            prefix in "[ -~\n]{0,40}",
-            width in 1usize..120,
-            url_safe in proptest::bool::ANY,
-        ) {
-            let m = Masker::new([secret.as_str()]);
-            let text = format!("{prefix}{secret}");
-            let encoded = if url_safe {
-                URL_SAFE_NO_PAD.encode(&text)
-            } else {
-                STANDARD.encode(&text)
-            };
-            let shown = visible_when_wrapped(&m, &encoded, width);
-            let allowed = encoded.len() - core_len(prefix.len(), secret.len())
-                + (MIN_FORM_BYTES - 1);
-            proptest::prop_assert!(shown <= allowed, "{} shown, {} allowed", shown, allowed);
-        }
-    }
-
-    /// JSON writers other than serde escape `/`, what is not ASCII, and
-    /// `<`, `>`, `&` (attack #65).
-    #[test]
-    fn masks_json_escapes_of_other_writers() {
-        let secret = "p/ss<wörd>&\"x\u{1F600}";
-        let m = Masker::new([secret]);
-        for printed in [
-            r#"{"k":"p\/ss<wörd>&\"x😀"}"#,
-            r#"{"k":"p/ss<w\u00f6rd>&\"x\ud83d\ude00"}"#,
-            r#"{"k":"p/ss<w\u00F6rd>&\"x\uD83D\uDE00"}"#,
-            r#"{"k":"p\/ss<w\u00f6rd>&\"x\ud83d\ude00"}"#,
-            r#"{"k":"p/ss\u003cwörd\u003e\u0026\"x😀"}"#,
-        ] {
-            assert_eq!(masked(&m, printed), r#"{"k":"***"}"#, "{printed}");
-        }
-    }
-
-    #[test]
-    fn masks_each_line_of_a_multi_line_value() {
-        let key = "-----BEGIN KEY-----\r\nAAAABBBBCCCC\nDDDDEEEE\n-----END KEY-----";
-        let m = Masker::new([key]);
-        assert_eq!(masked(&m, "AAAABBBBCCCC"), "***");
-        assert_eq!(masked(&m, "x DDDDEEEE y"), "x *** y");
-    }
-
-    #[test]
-    fn short_values_are_not_masked() {
-        let m = Masker::new(["abc"]);
-        assert!(m.is_empty());
-        assert_eq!(masked(&m, "abc abc"), "abc abc");
-    }
-
-    /// Not a check: prints what streams of short base64-like lines cost
-    /// with a 64 KiB secret (review L5 CPU). Run by hand:
-    /// `cargo nextest run -p xene-agent -E 'test(mask_cost)' --run-ignored only --no-capture`.
-    #[test]
-    #[ignore]
-    fn mask_cost_of_short_lines_with_a_long_secret() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let kubeconfig: String = (0..64 * 1024)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                char::from(b' ' + (state % 95) as u8)
-            })
-            .collect();
-        let repetitive = "A".repeat(4 * 1024);
-        let numbers: Vec<Vec<u8>> = (1..=2000).map(|i| i.to_string().into_bytes()).collect();
-        let periodic: Vec<Vec<u8>> = (0..2000).map(|_| b"QUFBQUFBQUFB".to_vec()).collect();
-        for (name, secret, lines) in [
-            ("random 64 KiB secret, seq 1 2000", &kubeconfig, &numbers),
-            (
-                "'AAAA...' 4 KiB secret, 2000 lines of QUFB...",
-                &repetitive,
-                &periodic,
-            ),
-        ] {
-            let start = std::time::Instant::now();
-            let m = Masker::new([secret.as_str()]);
-            println!(
-                "{name}: masker built in {:.1} ms",
-                start.elapsed().as_secs_f64() * 1e3
-            );
-            let mut carry = Carry::default();
-            let start = std::time::Instant::now();
-            for line in lines {
-                std::hint::black_box(m.mask_line(line, &mut carry));
-            }
-            let spent = start.elapsed();
-            println!(
-                "{name}: {:.1} ms in all, {:.1} us a line",
-                spent.as_secs_f64() * 1e3,
-                spent.as_secs_f64() * 1e6 / lines.len() as f64
-            );
-        }
-    }
-
-    #[test]
-    fn safe_cut_never_splits_a_value() {
-        let m = Masker::new(["ABCDEFGH"]);
-        assert_eq!(m.safe_cut(b"hello ABC"), 6);
-        assert_eq!(m.safe_cut(b"hello world"), 11);
-        // Called on masked text: a whole value is already `***`.
-        let masked = m.mask_bytes(b"hello ABCDEFGH").into_owned();
-        assert_eq!(m.safe_cut(&masked), masked.len());
-        // Only a tail shorter than the value is held back.
-        assert_eq!(m.safe_cut(b"ABCDEFG"), 0);
-        assert_eq!(m.safe_cut(b"xxABCDEFG"), 2);
-    }
-}
+mod tests;
