@@ -88,12 +88,14 @@ pub struct Args {
     /// program on the server's machine: as the server's user, or as `nobody`
     /// when the server runs as root. Each step is sandboxed: a clean
     /// environment, Landlock lets it read system directories (/usr, /etc,
-    /// /opt, ...) and write only its own workspace (not /tmp, not $HOME, not
-    /// the data directory), it cannot see or signal the server, open a Unix
-    /// socket (the user's D-Bus, systemd, ssh-agent, docker) or hold a
-    /// capability, and it is killed with the server. xene refuses to start
-    /// when that sandbox cannot be set up, or when a secret was given as a
-    /// flag (steps can read the command line). Default: on only for the
+    /// /opt, ...) and write only its own workspace, its TMPDIR, /dev/shm
+    /// and --local-agent-shell-writable (not /tmp, not the server user's
+    /// home, not the data directory), it cannot see or signal the server,
+    /// open a Unix socket (the user's D-Bus, systemd, ssh-agent, docker) or
+    /// hold a capability, and it is killed with the server. xene refuses to
+    /// start when that sandbox cannot be set up, when a server secret file
+    /// lies where steps may read it, or when a secret was given as a flag
+    /// (steps can read the command line). Default: on only for the
     /// one-person setup (listening on loopback, no other --public-url, no
     /// OpenID provider, no --trusted-proxies); off otherwise.
     #[arg(long, env = "XENE_LOCAL_AGENT_SHELL", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
