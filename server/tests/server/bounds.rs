@@ -754,3 +754,71 @@ async fn a_run_arriving_while_a_page_is_read_shifts_nothing() {
         server.stop().await;
     }
 }
+
+/// H3: agents leave the strangers' budget once their credential is
+/// accepted, so many agents behind one address all connect and stay,
+/// though they far outnumber that address's budget: sixty connect at once
+/// from 127.0.0.1 against a budget of eight (the ones refused while the
+/// first are still strangers retry, as a real agent does), and strangers
+/// arriving later close none of them.
+#[tokio::test]
+async fn many_agents_on_one_address_connect_past_the_strangers_budget() {
+    use crate::load::{Measured, agent, join};
+    const AGENTS: usize = 60;
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = Xene::start(
+        &db,
+        "crowd",
+        &["--no-local-agent", "--guest-connections-per-address", "8"],
+    )
+    .await;
+    let mut credentials = Vec::new();
+    for _ in 0..AGENTS {
+        credentials.push(join(&xene).await);
+    }
+    // All at once: every permit is taken up front, so none waits for another.
+    let permits = Arc::new(tokio::sync::Semaphore::new(AGENTS));
+    let measured = Arc::new(Measured::default());
+    let mut agents = Vec::new();
+    for credential in credentials {
+        let permit = permits.clone().try_acquire_owned().unwrap();
+        let (base, measured) = (xene.base.clone(), measured.clone());
+        agents.push(tokio::spawn(agent(base, credential, measured, permit)));
+    }
+    xene.wait_agents_online(AGENTS).await;
+    // Past the strangers' grace, strangers from the same address fill its
+    // budget: had the agents stayed strangers, the oldest would give way.
+    tokio::time::sleep(xene_server::listen::guests::GRACE + Duration::from_millis(500)).await;
+    let addr: SocketAddr = xene.base.trim_start_matches("http://").parse().unwrap();
+    let mut strangers = Vec::new();
+    for _ in 0..16 {
+        if let Some(stranger) = healthz_from([127, 0, 0, 1], addr).await {
+            strangers.push(stranger);
+        }
+    }
+    assert!(
+        strangers.len() >= 8,
+        "the address's budget is full of strangers"
+    );
+    drop(strangers);
+    let (status, listed) = xene.get("/api/v1/agents").await;
+    assert_eq!(status, 200, "{listed}");
+    let online = listed["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["builtin"] == false && a["state"] == "online")
+        .count();
+    assert_eq!(online, AGENTS, "every agent stayed connected: {listed}");
+    assert!(
+        agents.iter().all(|a| !a.is_finished()),
+        "no agent's session ended"
+    );
+    eprintln!(
+        "{AGENTS} agents on one address, budget 8: {} connection attempts refused and retried",
+        measured.refused.load(Ordering::Relaxed)
+    );
+    for agent in agents {
+        agent.abort();
+    }
+}

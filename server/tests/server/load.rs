@@ -56,7 +56,7 @@ fn now_ms() -> i64 {
 }
 
 #[derive(Default)]
-struct Measured {
+pub(crate) struct Measured {
     /// Run id -> when its start request returned, and when its agent got it
     /// and when the server acknowledged its last event.
     posted: Mutex<HashMap<i64, Instant>>,
@@ -66,7 +66,11 @@ struct Measured {
     /// From a log line's creation on the agent to a viewer receiving it.
     view_latency: Mutex<Vec<i64>>,
     lines_seen: AtomicUsize,
-    done: AtomicBool,
+    /// Connection attempts the server refused or closed before the
+    /// WebSocket was up.
+    pub(crate) refused: AtomicUsize,
+    /// Set to make the agents hang up (at their next heartbeat).
+    pub(crate) done: AtomicBool,
 }
 
 fn percentiles(what: &str, mut samples: Vec<f64>) -> String {
@@ -95,7 +99,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-async fn join(xene: &Xene) -> String {
+pub(crate) async fn join(xene: &Xene) -> String {
     let (status, token) = xene.post("/api/v1/agents/join-tokens", "{}").await;
     assert_eq!(status, 201, "{token}");
     let (status, joined) = xene
@@ -167,23 +171,34 @@ fn finish() -> Vec<RunEvent> {
 }
 
 /// One simulated agent: hello, then each dispatch is reported done (a
-/// watched run prints its lines over time first), with heartbeats.
-async fn agent(
+/// watched run prints its lines over time first), with heartbeats. A
+/// connection refused or closed before the WebSocket is up is tried again
+/// after a short backoff, as a real agent does, for up to 60 s.
+pub(crate) async fn agent(
     base: String,
     credential: String,
     measured: Arc<Measured>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let mut request = format!("{}/api/v1/agents/connect", base.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {credential}").parse().unwrap(),
-    );
-    let (socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("an agent connects");
+    let url = format!("{}/api/v1/agents/connect", base.replace("http://", "ws://"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut backoff = Duration::from_millis(50);
+    let socket = loop {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {credential}").parse().unwrap(),
+        );
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => break socket,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "an agent connects: {e}");
+                measured.refused.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    };
     drop(permit);
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<AgentMessage>();
