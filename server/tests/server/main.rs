@@ -14,6 +14,7 @@ mod controllers;
 mod data_dir;
 mod feed;
 mod gateway;
+mod guests;
 mod hardening;
 mod headers;
 mod health;
