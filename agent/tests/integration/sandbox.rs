@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use xene_agent::runtime::sandbox::Sandbox;
-use xene_core::event::RunEvent;
 use xene_core::status::{RunStatus, TaskStatus};
 
-use crate::util::{self, run_with};
+use crate::util::{self, run_cancelled_when_ready, run_with};
 
 fn sandboxed(root: &std::path::Path) -> xene_agent::ExecutorConfig {
     let sandbox = Sandbox::new(
@@ -131,20 +130,7 @@ pipelines:
             sleep 100
 "#
     );
-    let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    let run = run_with(
-        &yaml,
-        sandboxed(root.path()),
-        BTreeMap::new(),
-        cancel,
-        move |event| {
-            if matches!(event, RunEvent::Log { data, .. } if data == "ready") {
-                trigger.cancel();
-            }
-        },
-    )
-    .await;
+    let run = run_cancelled_when_ready(&yaml, sandboxed(root.path())).await;
     assert_eq!(run.report.status, RunStatus::Cancelled, "{:?}", run.report);
     assert_eq!(run.task("stubborn").steps[0].exit_code, Some(128 + 9));
     assert!(processes_with(&format!("302.{tag}")).is_empty());
@@ -222,20 +208,7 @@ pipelines:
             sh "$PWD/chain.sh" 500 {tag}
 "#
     );
-    let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    let run = run_with(
-        &yaml,
-        sandboxed(root.path()),
-        BTreeMap::new(),
-        cancel,
-        move |event| {
-            if matches!(event, RunEvent::Log { data, .. } if data == "ready") {
-                trigger.cancel();
-            }
-        },
-    )
-    .await;
+    let run = run_cancelled_when_ready(&yaml, sandboxed(root.path())).await;
     assert_eq!(run.report.status, RunStatus::Cancelled, "{:?}", run.report);
     let left = processes_with(&tag);
     for &pid in &left {

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use xene_core::event::RunEvent;
 use xene_core::status::{RunStatus, StepStatus, TaskStatus};
 
-use crate::util::{self, alive, run, run_with};
+use crate::util::{self, alive, run, run_cancelled_when_ready, run_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fan_out_runs_concurrently() {
@@ -589,20 +589,7 @@ pipelines:
 "
     )
     .replace("DIR", dir.path().to_str().unwrap());
-    let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    let run = run_with(
-        &yaml,
-        clean_config(root.path()),
-        BTreeMap::new(),
-        cancel,
-        move |event| {
-            if matches!(event, RunEvent::Log { data, .. } if data == "ready") {
-                trigger.cancel();
-            }
-        },
-    )
-    .await;
+    let run = run_cancelled_when_ready(&yaml, clean_config(root.path())).await;
     assert_eq!(run.report.status, RunStatus::Cancelled);
     assert!(!alive(escaped_pid(dir.path())), "the setsid child survived");
 }

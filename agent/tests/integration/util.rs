@@ -149,6 +149,18 @@ pub async fn run_with(
     Run { report, events }
 }
 
+/// Runs a workflow and cancels it once a step prints the line `ready`.
+pub async fn run_cancelled_when_ready(yaml: &str, config: ExecutorConfig) -> Run {
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    run_with(yaml, config, Default::default(), cancel, move |event| {
+        if matches!(event, RunEvent::Log { data, .. } if data == "ready") {
+            trigger.cancel();
+        }
+    })
+    .await
+}
+
 /// Containers and volumes still labelled with this run.
 pub fn docker_leftovers(run_id: &str) -> Vec<String> {
     let label = format!("label=xene.run={run_id}");
