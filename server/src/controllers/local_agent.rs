@@ -396,10 +396,8 @@ impl LocalAgent {
             .await;
         };
         // A run queued before an upgrade may hold a template now refused.
-        if let Some(fault) = xene_core::template::pipeline_fault(&pipeline) {
-            let version = run.version;
-            let reason = runs::RunError::UnsafeScript { version, fault }.to_string();
-            return fail(db, &run, &reason).await;
+        if let Some(refused) = runs::RunError::unsafe_script(run.version, &pipeline) {
+            return fail(db, &run, &refused.to_string()).await;
         }
         let names = secrets::names_used(&pipeline);
         let resolved = secrets::resolve(db, &self.ctx.vault, &run, &names).await?;

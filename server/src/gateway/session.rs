@@ -518,9 +518,8 @@ where
         };
         // A run queued before an upgrade may hold a template now refused,
         // and an older agent would render it as it did then.
-        if let Some(fault) = xene_core::template::pipeline_fault(&pipeline) {
-            let version = run.version;
-            let reason = runs::RunError::UnsafeScript { version, fault }.to_string();
+        if let Some(refused) = runs::RunError::unsafe_script(run.version, &pipeline) {
+            let reason = refused.to_string();
             runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
             return Ok(None);
         }

@@ -41,6 +41,16 @@ pub enum RunError {
     Storage(#[from] StorageError),
 }
 
+impl RunError {
+    /// The refusal of a stored version whose scripts hold a template that
+    /// is refused now (a version stored before the check), if they do: at
+    /// start, and again at dispatch for runs queued before an upgrade.
+    pub fn unsafe_script(version: i64, pipeline: &xene_core::spec::Pipeline) -> Option<Self> {
+        xene_core::template::pipeline_fault(pipeline)
+            .map(|fault| Self::UnsafeScript { version, fault })
+    }
+}
+
 impl From<sqlx::Error> for RunError {
     fn from(e: sqlx::Error) -> Self {
         Self::Storage(e.into())
@@ -166,8 +176,8 @@ pub async fn prepare(
         })?;
     // Every trigger passes here: a stored version whose scripts hold a
     // template now refused never runs, whoever starts it.
-    if let Some(fault) = xene_core::template::pipeline_fault(spec_pipeline) {
-        return Err(RunError::UnsafeScript { version, fault });
+    if let Some(refused) = RunError::unsafe_script(version, spec_pipeline) {
+        return Err(refused);
     }
     let resolved = xene_core::params::resolve(&spec_pipeline.params, &params)
         .map_err(RunError::InvalidParams)?;
