@@ -8,7 +8,7 @@
 
 #[path = "../tests/support/admin.rs"]
 mod admin;
-use admin::admin_client;
+use admin::{admin_client, private_tempdir};
 #[path = "../tests/support/postgres.rs"]
 mod postgres;
 
@@ -223,12 +223,4 @@ fn report(what: &str, unit: &str, samples: &mut [f64]) {
         samples[samples.len() - 1],
         samples.len()
     );
-}
-
-/// 0700: xene refuses a data directory others can enter.
-fn private_tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .expect("temp dir")
 }

@@ -86,11 +86,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
     runtime.block_on(async {
-        // 0700: xene refuses a data directory others can enter.
-        let dir = tempfile::Builder::new()
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()
-            .expect("temp dir");
+        let dir = admin::private_tempdir();
         let mut args = Args::for_data_dir(dir.path().to_path_buf());
         // Shell steps run under `xene` (this bench binary cannot supervise them).
         args.local_agent_supervisor = Some(env!("CARGO_BIN_EXE_xene").into());

@@ -11,7 +11,7 @@ use xene_server::config::Args;
 
 #[path = "../support/admin.rs"]
 mod admin;
-pub use admin::{admin_token, client_with_token};
+pub use admin::{admin_token, client_with_token, private_tempdir};
 #[path = "../support/postgres.rs"]
 mod postgres;
 pub use postgres::Postgres;
@@ -71,16 +71,6 @@ impl TestDb {
             }
         }
     }
-}
-
-/// A temporary directory only its owner enters (mode 0700): what `xene`
-/// accepts as a data directory.
-pub fn private_tempdir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .expect("temp dir")
 }
 
 /// A running Xene server; stops when dropped. Its helpers act as the local

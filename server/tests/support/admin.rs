@@ -1,5 +1,6 @@
 //! Acting as the local admin: the token a server writes into its data
-//! directory at start, sent with every request.
+//! directory at start, sent with every request; and a data directory a
+//! server accepts.
 
 use std::path::Path;
 
@@ -30,4 +31,15 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
 #[allow(dead_code)]
 pub fn admin_client(data_dir: &Path) -> reqwest::Client {
     client_with_token(&admin_token(data_dir))
+}
+
+/// A temporary data directory only its owner enters (mode 0700): what a
+/// server accepts, since it refuses one others can enter.
+#[allow(dead_code)]
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("temp dir")
 }
