@@ -387,20 +387,7 @@ async fn an_older_agents_escaped_batch_is_taken() {
     assert_eq!(run_ref.run_id, run["id"].as_i64().unwrap());
     // 1 MiB of output before escaping: 16 lines of 64 KiB control characters.
     let line = "\u{1}".repeat(64 * 1024);
-    let mut events = vec![
-        RunEvent::RunStarted {
-            run_id: "x".into(),
-            pipeline: "p".into(),
-        },
-        RunEvent::TaskStarted {
-            task: "t".into(),
-            attempt: 1,
-        },
-        RunEvent::StepStarted {
-            task: "t".into(),
-            step: "s".into(),
-        },
-    ];
+    let mut events = crate::util::started_events();
     events.extend((0..16).map(|_| RunEvent::Log {
         task: "t".into(),
         step: "s".into(),

@@ -105,19 +105,8 @@ fn hello(running: Vec<RunRef>) -> AgentMessage {
 }
 
 fn events() -> Vec<RunEvent> {
-    vec![
-        RunEvent::RunStarted {
-            run_id: "x".into(),
-            pipeline: "p".into(),
-        },
-        RunEvent::TaskStarted {
-            task: "t".into(),
-            attempt: 1,
-        },
-        RunEvent::StepStarted {
-            task: "t".into(),
-            step: "s".into(),
-        },
+    let mut events = crate::util::started_events();
+    events.extend([
         RunEvent::Log {
             task: "t".into(),
             step: "s".into(),
@@ -144,7 +133,8 @@ fn events() -> Vec<RunEvent> {
             status: RunStatus::Success,
             duration_ms: 5,
         },
-    ]
+    ]);
+    events
 }
 
 #[tokio::test]

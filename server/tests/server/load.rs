@@ -115,20 +115,7 @@ pub(crate) async fn join(xene: &Xene) -> String {
 /// The events of a run done at once, `lines` log lines (stamped with their
 /// creation time) included.
 fn events(lines: usize) -> Vec<RunEvent> {
-    let mut all = vec![
-        RunEvent::RunStarted {
-            run_id: "x".into(),
-            pipeline: "p".into(),
-        },
-        RunEvent::TaskStarted {
-            task: "t".into(),
-            attempt: 1,
-        },
-        RunEvent::StepStarted {
-            task: "t".into(),
-            step: "s".into(),
-        },
-    ];
+    let mut all = crate::util::started_events();
     for _ in 0..lines {
         all.push(log_line());
     }
