@@ -207,16 +207,7 @@ pipelines:
     );
     let run = |config| {
         let yaml = yaml.clone();
-        async move {
-            run_with(
-                &yaml,
-                config,
-                BTreeMap::new(),
-                CancellationToken::new(),
-                |_| {},
-            )
-            .await
-        }
+        async move { util::run_on(&yaml, config).await }
     };
     let defaults = run(util::config()).await;
     let cpus = ContainerLimits::default().cpus;
@@ -265,14 +256,7 @@ pipelines:
         steps: [echo never]
 "
     );
-    let run = run_with(
-        &yaml,
-        config,
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(&yaml, config).await;
     let greedy = run.task("greedy");
     assert_eq!(greedy.status, TaskStatus::Error);
     let error = greedy.error.as_deref().unwrap_or("");

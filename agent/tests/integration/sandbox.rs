@@ -2,15 +2,13 @@
 //! agent): another user when root, Landlock around the workspace, and every
 //! process of the step ended with it.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use xene_agent::runtime::sandbox::Sandbox;
 use xene_core::status::{RunStatus, TaskStatus};
 
-use crate::util::{self, run_cancelled_when_ready, run_with};
+use crate::util::{self, run_cancelled_when_ready};
 
 fn sandboxed(root: &std::path::Path) -> xene_agent::ExecutorConfig {
     let sandbox = Sandbox::new(
@@ -80,14 +78,7 @@ pipelines:
 "#,
         open = open.path().display()
     );
-    let run = run_with(
-        &yaml,
-        sandboxed(root.path()),
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(&yaml, sandboxed(root.path())).await;
     assert_eq!(
         run.task("boxed").status,
         TaskStatus::Success,
@@ -163,14 +154,7 @@ pipelines:
 "#,
         path = path.display()
     );
-    let run = run_with(
-        &yaml,
-        sandboxed(root.path()),
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(&yaml, sandboxed(root.path())).await;
     let logs = run.logs("socket");
     assert_eq!(
         logs,
@@ -244,14 +228,7 @@ pipelines:
 "#,
         pts = pts.path
     );
-    let run = run_with(
-        &yaml,
-        sandboxed(root.path()),
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(&yaml, sandboxed(root.path())).await;
     let logs = run.logs("caps");
     assert_eq!(logs[..2], ["ptmx closed", "pts closed"], "{:?}", run.report);
     for line in &logs[2..] {

@@ -328,14 +328,7 @@ pipelines:
         kill_grace: std::time::Duration::from_millis(200),
         ..util::config()
     };
-    let run = run_with(
-        yaml,
-        config,
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(yaml, config).await;
     assert_eq!(run.task("stubborn").status, TaskStatus::Error);
     assert_eq!(run.task("stubborn").steps[0].exit_code, Some(128 + 9));
 }
@@ -555,14 +548,7 @@ pipelines:
 "
     )
     .replace("DIR", dir.path().to_str().unwrap());
-    let run = run_with(
-        &yaml,
-        clean_config(root.path()),
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(&yaml, clean_config(root.path())).await;
     let task = run.task("escape");
     assert_eq!(task.status, TaskStatus::Error);
     assert!(
@@ -615,14 +601,7 @@ pipelines:
 "
     )
     .replace("DIR", dir.path().to_str().unwrap());
-    let run = run_with(
-        &yaml,
-        clean_config(root.path()),
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(&yaml, clean_config(root.path())).await;
     assert_eq!(run.report.status, RunStatus::Success, "{:?}", run.report);
     assert_eq!(run.logs("escape"), ["ready"]);
     assert!(!alive(escaped_pid(dir.path())), "the setsid child survived");
@@ -674,14 +653,7 @@ pipelines:
           - env
           - test \"$HOME\" = \"$XENE_WORKSPACE\"
 ";
-    let run = run_with(
-        yaml,
-        clean_config(root.path()),
-        BTreeMap::new(),
-        CancellationToken::new(),
-        |_| {},
-    )
-    .await;
+    let run = util::run_on(yaml, clean_config(root.path())).await;
     assert_eq!(run.task("show").status, TaskStatus::Success);
     let mut names: Vec<&str> = run
         .logs("show")

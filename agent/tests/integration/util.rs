@@ -104,9 +104,14 @@ impl Run {
 }
 
 pub async fn run(yaml: &str) -> Run {
+    run_on(yaml, config()).await
+}
+
+/// Runs a workflow in-process with `config`, no params, to its end.
+pub async fn run_on(yaml: &str, config: ExecutorConfig) -> Run {
     run_with(
         yaml,
-        config(),
+        config,
         Default::default(),
         CancellationToken::new(),
         |_| {},
