@@ -399,11 +399,11 @@ async fn a_version_saved_meanwhile_is_merged_never_overwritten() {
         browser.click("#edit-workflow").await?;
         browser.wait_for_path("/workflows/shared/edit").await?;
         browser.hydrated().await?;
+        // The canvas draws once the editor's piece has loaded: wait for it
+        // (a single look found nothing once on a loaded machine).
         browser
-            .client
-            .find(Locator::Css(&node("two")))
-            .await
-            .map_err(e)?;
+            .wait_for_attr(&node("two"), "data-task", "two")
+            .await?;
         if browser.js(editor_piece_fetched).await? != serde_json::json!(true) {
             return Err("the editor's page did not fetch the editor's code".into());
         }
