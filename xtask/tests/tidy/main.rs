@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 mod deps;
+mod sizes;
 mod unsafe_code;
 
 /// The workspace root.
