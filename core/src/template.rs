@@ -10,7 +10,7 @@
 //! [`render`] (env values, images) pastes values where no shell reads them.
 
 use crate::context::EvalContext;
-use crate::shell::Lexer;
+use crate::shell::{Lexer, Unsafe};
 
 /// A value a template or a condition reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +73,15 @@ pub enum TemplateError {
          which an unquoted heredoc expands"
     )]
     InHeredoc,
+}
+
+impl From<Unsafe> for TemplateError {
+    fn from(e: Unsafe) -> Self {
+        match e {
+            Unsafe::Place(place) => TemplateError::UnsafePlace(place),
+            Unsafe::Heredoc => TemplateError::InHeredoc,
+        }
+    }
 }
 
 enum Piece<'a> {
@@ -279,12 +288,12 @@ pub fn script_fault(text: &str) -> Option<TemplateError> {
             Piece::Text(t) => t.chars().for_each(|c| lexer.push(c)),
             Piece::Ref(_) => {
                 if let Err(e) = lexer.reference("V") {
-                    return Some(e);
+                    return Some(e.into());
                 }
             }
         }
     }
-    lexer.finish().err()
+    lexer.finish().err().map(TemplateError::from)
 }
 
 /// The first step script of `pipeline` whose templates cannot be rendered

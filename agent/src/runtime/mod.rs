@@ -27,6 +27,9 @@ pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 /// breaks cannot take all memory.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
+/// The `PATH` of a shell step with a clean environment (sandboxed or not).
+pub const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The name of the output file inside a task's workspace.
 pub const OUTPUT_FILE: &str = ".xene-output";
 

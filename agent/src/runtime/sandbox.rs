@@ -124,7 +124,7 @@ impl Sandbox {
                 .args(supervisor::args(&self.owner, &spec))
                 .current_dir(&dir)
                 .env_clear()
-                .env("PATH", super::shell::CLEAN_PATH)
+                .env("PATH", super::CLEAN_PATH)
                 .stdin(std::process::Stdio::null())
                 .output()
                 .map_err(|source| SandboxError::Start {

@@ -57,9 +57,6 @@ fn tmp_of(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// The `PATH` of a step with a clean environment.
-pub const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 #[derive(Debug, Clone)]
 pub struct ShellConfig {
     /// Where run directories go; the system temp dir by default.
@@ -67,7 +64,7 @@ pub struct ShellConfig {
     /// Steps see the agent's own environment under theirs. True for a local
     /// run, where a user expects their `PATH` and tools; false for a
     /// server's agents, whose environment holds their credentials: steps
-    /// then get [`CLEAN_PATH`], `HOME` set to their workspace, `LANG`, and
+    /// then get [`super::CLEAN_PATH`], `HOME` set to their workspace, `LANG`, and
     /// their own variables.
     pub inherit_env: bool,
     /// Run each step under a supervisor, sandboxed (which implies a clean
@@ -267,7 +264,7 @@ impl ShellContext {
         start_session(&mut cmd);
         if !self.inherit_env || self.sandbox.is_some() {
             cmd.env_clear();
-            cmd.env("PATH", CLEAN_PATH);
+            cmd.env("PATH", super::CLEAN_PATH);
             cmd.env("HOME", dir);
             cmd.env("LANG", "C.UTF-8");
         }

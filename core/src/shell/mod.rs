@@ -14,7 +14,15 @@ mod commands;
 
 use commands::Command;
 
-use crate::template::TemplateError;
+/// Why no quoting keeps a reference's value data where it stands; the
+/// template module words it for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsafe {
+    /// Where it stands (e.g. "inside single quotes").
+    Place(String),
+    /// In a heredoc's body or its delimiter.
+    Heredoc,
+}
 
 /// Where a script's text stands, as far as `sh` quoting goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -369,9 +377,9 @@ impl Lexer {
     }
 
     /// A reference to `var` as it must be written here, or why none is safe.
-    pub(crate) fn reference(&mut self, var: &str) -> Result<String, TemplateError> {
+    pub(crate) fn reference(&mut self, var: &str) -> Result<String, Unsafe> {
         if let Some(why) = &self.refused {
-            return Err(TemplateError::UnsafePlace(why.clone()));
+            return Err(Unsafe::Place(why.clone()));
         }
         if std::mem::take(&mut self.dollar_paren) {
             self.open_frame(Nested::Dollar);
@@ -390,10 +398,10 @@ impl Lexer {
             if let Some(bodies) = &mut self.bodies {
                 bodies.overflow = true;
             }
-            return Err(TemplateError::InHeredoc);
+            return Err(Unsafe::Heredoc);
         }
         if self.lost {
-            return Err(TemplateError::UnsafePlace(format!(
+            return Err(Unsafe::Place(format!(
                 "after more than {MAX_NESTING} nested substitutions or heredocs on a line"
             )));
         }
@@ -403,26 +411,24 @@ impl Lexer {
             return Ok(format!("$(printf '%d' \"${{{var}}}\")"));
         }
         if self.bash_test.is_some() {
-            return Err(TemplateError::UnsafePlace(
-                "inside bash's [[ ]] or (( ))".into(),
-            ));
+            return Err(Unsafe::Place("inside bash's [[ ]] or (( ))".into()));
         }
         match self.quoting {
             // Single quotes usually hand their text to another shell (`sh
             // -c '...'`, `ssh host '...'`), which would run a value pasted
             // there: no rendering is safe both ways.
             Quoting::Single => {
-                return Err(TemplateError::UnsafePlace("inside single quotes".into()));
+                return Err(Unsafe::Place("inside single quotes".into()));
             }
             Quoting::Ansi => {
-                return Err(TemplateError::UnsafePlace("inside $'...' quotes".into()));
+                return Err(Unsafe::Place("inside $'...' quotes".into()));
             }
             _ => {}
         }
         // The outer shell expands the variable into text another shell or
         // `eval` then reads as code: whatever the quoting, the value runs.
         if let Some(place) = self.code_place() {
-            return Err(TemplateError::UnsafePlace(place));
+            return Err(Unsafe::Place(place));
         }
         let cmd = &mut self.cmd;
         cmd.template = true;
@@ -439,7 +445,7 @@ impl Lexer {
     /// The end of the script: whether a template reached code through a
     /// command's input (a pipe, a here-string), found only once the
     /// command reading it was read.
-    pub(crate) fn finish(mut self) -> Result<(), TemplateError> {
+    pub(crate) fn finish(mut self) -> Result<(), Unsafe> {
         if self.bodies.is_none() && !self.comment {
             self.end_command(false);
         }
@@ -447,7 +453,7 @@ impl Lexer {
             self.close_frame();
         }
         match self.refused {
-            Some(why) => Err(TemplateError::UnsafePlace(why)),
+            Some(why) => Err(Unsafe::Place(why)),
             None => Ok(()),
         }
     }

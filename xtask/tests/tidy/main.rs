@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod cycles;
 mod deps;
 mod sizes;
 mod unsafe_code;
