@@ -1,0 +1,228 @@
+use super::*;
+
+#[test]
+fn renders_diagnostics_like_the_design() {
+    let d = Diagnostic {
+        path: "pipelines.build.tasks.test.depends_on[0]".into(),
+        line: Some(14),
+        message: "unknown task \"tset\"".into(),
+    };
+    assert_eq!(
+        d.to_string(),
+        "pipelines.build.tasks.test.depends_on[0]: unknown task \"tset\" (line 14)"
+    );
+    let all = Diagnostics(vec![
+        d.clone(),
+        Diagnostic {
+            path: String::new(),
+            line: None,
+            message: "m".into(),
+        },
+    ]);
+    assert_eq!(all.to_string(), format!("{d}\nm"));
+    assert_eq!(
+        serde_json::to_value(&all).unwrap(),
+        serde_json::json!([
+            {"path": "pipelines.build.tasks.test.depends_on[0]", "line": 14, "message": "unknown task \"tset\""},
+            {"path": "", "line": null, "message": "m"}
+        ])
+    );
+}
+
+#[test]
+fn refuses_oversized_specs() {
+    let text = format!("name: big\n# {}\n", "x".repeat(MAX_SPEC_BYTES));
+    let err = parse_workflow(&text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the spec is 1048589 bytes, more than the limit of 1048576 (1 MiB)"
+    );
+}
+
+#[test]
+fn accepts_steps_as_strings_and_numbers_as_env_values() {
+    let w = parse_workflow("name: w\npipelines:\n  p:\n    env: {N: 1.10}\n    tasks:\n      t:\n        steps: [make, make test]\n")
+        .unwrap();
+    let p = &w.pipelines["p"];
+    assert_eq!(p.env["N"], "1.10");
+    let names: Vec<&str> = p.tasks["t"].steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["step-1", "step-2"]);
+}
+
+fn chain(tasks: usize, extra: &str) -> String {
+    let mut text = String::from("name: w\npipelines:\n  p:\n    tasks:\n");
+    for i in 0..tasks {
+        text.push_str(&format!("      t{i}:\n"));
+        if i > 0 {
+            text.push_str(&format!("        depends_on: [t{}]\n", i - 1));
+        }
+        text.push_str("        steps: [\"echo {{ tasks.t0.output }}\"]\n");
+    }
+    text.push_str(extra);
+    text
+}
+
+fn messages(text: &str) -> Vec<String> {
+    parse_workflow(text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Upstream sets were built afresh per task (a 5,000-task chain took 15 s
+/// in a debug build); the answers must stay the same with one pass.
+#[test]
+fn long_chains_check_upstream_reads() {
+    let text = chain(MAX_TASKS, "");
+    // t0 reads its own output: the only fault.
+    assert_eq!(
+        messages(&text),
+        [
+            "pipelines.p.tasks.t0.steps[0]: task \"t0\" cannot read its own output or status (line 6)"
+        ]
+    );
+    let text = text.replace("tasks.t0.output", "tasks.t1.output").replacen(
+        "t1:\n",
+        "t1:\n        if: \"tasks.t998.status == 'success'\"\n",
+        1,
+    );
+    let got = messages(&text);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].contains("task \"t1\" is not upstream of \"t0\""),
+        "{got:?}"
+    );
+    assert!(
+        got[1].contains("task \"t998\" is not upstream of \"t1\""),
+        "{got:?}"
+    );
+    assert!(
+        got[2].contains("task \"t1\" cannot read its own output"),
+        "{got:?}"
+    );
+}
+
+/// Reporting a long cycle searched the walk for each step and rescanned
+/// every remaining task after each cycle (a 3,000-task cycle: 14 s).
+#[test]
+fn long_cycles_are_reported_once() {
+    let text = chain(MAX_TASKS, "").replace(
+        "      t0:\n",
+        &format!("      t0:\n        depends_on: [t{}]\n", MAX_TASKS - 1),
+    );
+    let got = messages(&text);
+    assert_eq!(got.len(), 2, "{:?}", &got[..2]);
+    assert!(
+        got[0].starts_with("pipelines.p.tasks.t0.depends_on[0]: cycle: t0 -> t999 -> t998 -> "),
+        "{}",
+        &got[0][..200]
+    );
+    assert!(got[0].ends_with(" -> t1 -> t0 (line 6)"));
+}
+
+#[test]
+fn limits_are_faults_with_paths_and_lines() {
+    let over = |n: usize, line: &str| line.repeat(n);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            chain(MAX_TASKS + 1, ""),
+            "pipelines.p.tasks: 1001 tasks, more than the limit of 1000 (line 5)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps:\n{}        post: [x]\n",
+                over(MAX_STEPS, "          - x\n")
+            ),
+            "pipelines.p.tasks.t.post: 101 steps in the task (steps and post together), more than the limit of 100",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        depends_on: [{}]\n        steps: [x]\n",
+                (0..=MAX_DEPENDENCIES)
+                    .map(|i| format!("d{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "pipelines.p.tasks.t.depends_on: 257 dependencies, more than the limit of 256 (line 6)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    env:\n{}    tasks:\n      t:\n        steps: [x]\n",
+                (0..=MAX_ENV_VARS)
+                    .map(|i| format!("      V{i}: x\n"))
+                    .collect::<String>()
+            ),
+            "pipelines.p.env: 257 env vars, more than the limit of 256 (line 5)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    params:\n      {}: x\n    tasks:\n      t:\n        steps: [x]\n",
+                "P".repeat(MAX_ENV_NAME_LEN + 1)
+            ),
+            "param name \"PPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP...\" is longer than 128 characters (line 5)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n{}",
+                (0..=MAX_PIPELINES)
+                    .map(|i| format!("  p{i}: {{tasks: {{t: {{steps: [x]}}}}}}\n"))
+                    .collect::<String>()
+            ),
+            "pipelines: 101 pipelines, more than the limit of 100 (line 3)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    params: {{a: x}}\n    tasks:\n      t:\n        steps: [\"{}\"]\n",
+                "{{ params.a }}".repeat(MAX_TEMPLATES + 1)
+            ),
+            "pipelines.p.tasks.t.steps[0]: more than 10000 template expressions in the workflow (line 7)",
+        ),
+    ];
+    for (text, want) in cases {
+        assert!(text.len() < MAX_SPEC_BYTES);
+        let got = messages(&text);
+        assert!(
+            got.iter().any(|m| m.contains(want)),
+            "want {want}\ngot {got:?}"
+        );
+    }
+}
+
+/// Every fault used to be listed: a spec with a fault on every line
+/// answered with more than itself.
+#[test]
+fn faults_past_the_limit_are_counted() {
+    let text = format!(
+        "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        depends_on: [{}]\n",
+        (0..200)
+            .map(|i| format!("u{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let got = messages(&text);
+    assert_eq!(got.len(), MAX_DIAGNOSTICS + 1);
+    assert_eq!(
+        got[MAX_DIAGNOSTICS],
+        "100 more faults not shown (only the first 100 are)"
+    );
+}
+
+/// A long task name was repeated whole in the path of every node below
+/// it, so memory grew with its length times the task's size.
+#[test]
+fn long_keys_are_cut_in_paths() {
+    // YAML keys end at 1,024 characters.
+    let name = "a".repeat(1000);
+    let text = format!(
+        "name: w\npipelines:\n  p:\n    tasks:\n      {name}:\n        steps:\n{}",
+        "          - {run: x, bad: 1}\n".repeat(50)
+    );
+    let got = messages(&text);
+    assert_eq!(got.len(), 51);
+    assert!(got.iter().all(|m| m.len() < 300), "{got:?}");
+    assert!(got[0].starts_with(&format!(
+        "pipelines.p.tasks.{}...: task name",
+        "a".repeat(64)
+    )));
+}
