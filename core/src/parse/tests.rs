@@ -42,7 +42,7 @@ fn refuses_oversized_specs() {
 #[test]
 fn accepts_steps_as_strings_and_numbers_as_env_values() {
     let w = parse_workflow("name: w\npipelines:\n  p:\n    env: {N: 1.10}\n    tasks:\n      t:\n        steps: [make, make test]\n")
-        .unwrap();
+            .unwrap();
     let p = &w.pipelines["p"];
     assert_eq!(p.env["N"], "1.10");
     let names: Vec<&str> = p.tasks["t"].steps.iter().map(|s| s.name.as_str()).collect();
