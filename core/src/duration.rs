@@ -54,6 +54,21 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total))
 }
 
+/// A duration for people, as the UI and the CLI show it: `850ms`,
+/// `12.3s`, `4m 05s`, `2h 03m` (rounded down past a minute).
+pub fn human(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m {:02}s", ms / 60_000, ms / 1000 % 60)
+    } else {
+        format!("{}h {:02}m", ms / 3_600_000, ms / 60_000 % 60)
+    }
+}
+
 /// The shortest text that `parse` reads back as the same duration (to the millisecond).
 pub fn format(d: Duration) -> String {
     let mut ms = d.as_millis() as u64;

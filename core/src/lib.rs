@@ -23,6 +23,7 @@ pub mod spec;
 pub mod status;
 mod suggest;
 pub mod template;
+pub mod time;
 pub mod yaml;
 
 pub use parse::{Diagnostic, Diagnostics, parse_workflow};
