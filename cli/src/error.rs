@@ -1,4 +1,4 @@
-//! Exit codes, as documented in README.md, and the error that carries one.
+//! Exit codes, as documented in docs/cli.md, and the error that carries one.
 
 use std::process::ExitCode;
 

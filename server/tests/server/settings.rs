@@ -1,5 +1,5 @@
-//! The `xene` binary's settings as people meet them: `--help`, the README's
-//! flags table, `--print-config`, environment values and the config file.
+//! The `xene` binary's settings as people meet them: `--help`, the flags
+//! table of docs/server.md, `--print-config`, environment values and the config file.
 
 use std::process::Command;
 
@@ -39,14 +39,14 @@ fn help_flags() -> Vec<String> {
         .collect()
 }
 
-/// The flags in the README's table of server flags, in order.
-fn readme_flags() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
-    let table = readme
+/// The flags in docs/server.md's table of server flags, in order.
+fn docs_flags() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/server.md"))
+        .expect("docs/server.md");
+    let table = doc
         .split("`xene --help` lists its flags")
         .nth(1)
-        .expect("the README introduces the flags table");
+        .expect("docs/server.md introduces the flags table");
     table
         .lines()
         .skip_while(|line| !line.starts_with('|'))
@@ -62,16 +62,16 @@ fn readme_flags() -> Vec<String> {
 }
 
 #[test]
-fn the_readme_flags_table_equals_xene_help() {
+fn the_docs_flags_table_equals_xene_help() {
     let help = help_flags();
     assert!(
         help.len() > 10,
         "parsed too few flags from --help: {help:?}"
     );
     assert_eq!(
-        readme_flags(),
+        docs_flags(),
         help,
-        "README.md's flags table and `xene --help` differ: update the table"
+        "docs/server.md's flags table and `xene --help` differ: update the table"
     );
 }
 
