@@ -14,6 +14,7 @@ pub mod duration;
 pub mod edit;
 pub mod event;
 pub mod layout;
+pub mod merge;
 pub mod params;
 pub mod parse;
 pub mod protocol;
