@@ -20,8 +20,10 @@ use leptos_router::{
 pub mod api;
 pub mod live;
 pub mod pages;
+pub mod session;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod text;
 pub mod ui;
 
 pub use pages::home::ServerStatus;
@@ -92,24 +94,6 @@ fn set_content_security_policy() {
     }
 }
 
-/// Who is signed in, for every page (`None` on the sign-in page).
-#[derive(Clone, Copy)]
-pub struct CurrentUser(pub Resource<Result<api::Me, String>>);
-
-impl CurrentUser {
-    /// The signed-in user once known.
-    pub fn get(&self) -> Option<api::Me> {
-        self.0.get().and_then(Result::ok)
-    }
-}
-
-/// Who is signed in, looked up now (when the component is made) and read
-/// whenever called, so closures that run later still reach it.
-pub fn current_user() -> impl Fn() -> Option<api::Me> + Copy + Send + Sync + 'static {
-    let user = use_context::<CurrentUser>();
-    move || user.and_then(|u| u.get())
-}
-
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -133,7 +117,7 @@ pub fn App() -> impl IntoView {
     #[cfg(not(feature = "hydrate"))]
     let _ = set_now;
     let me = Resource::new(|| (), |_| api::get::<api::Me>("/api/v1/me".into()));
-    provide_context(CurrentUser(me));
+    provide_context(session::CurrentUser(me));
 
     view! {
         <Title formatter=|text: String| {
@@ -167,7 +151,7 @@ pub fn App() -> impl IntoView {
 #[component]
 fn TopBar() -> impl IntoView {
     let location = use_location();
-    let user = use_context::<CurrentUser>().expect("App provides the user");
+    let user = use_context::<session::CurrentUser>().expect("App provides the user");
     let signin = move || location.pathname.get() == "/signin";
     view! {
         <header class="topbar">

@@ -3,7 +3,6 @@
 pub mod admin;
 pub mod editor;
 pub mod home;
-pub mod logs;
 mod not_found;
 pub mod runs;
 pub mod secrets;

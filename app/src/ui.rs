@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 use xene_core::layout::{Layout, NODE_HEIGHT, NODE_WIDTH};
 
+mod diff;
+
+pub use diff::diff_lines;
+
 /// Whether the browser bundle has taken over the page (set by an effect,
 /// which never runs on the server): what differs between the server's
 /// render and the browser's (the user's time zone) waits for it.

@@ -20,7 +20,7 @@ pub fn AgentsPage() -> impl IntoView {
         || (),
         |_| api::get::<api::RunList>("/api/v1/runs?status=running&limit=100".into()),
     );
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let is_admin = move || me().is_some_and(|m| m.is_admin());
     let join = Action::new(|_: &()| async {
         let text = api::send(

@@ -17,6 +17,8 @@ use xene_core::layout::{Direction, NODE_HEIGHT, NODE_WIDTH, layout_in};
 use xene_core::parse::Diagnostic;
 
 use crate::api::{self, enc};
+#[cfg(feature = "hydrate")]
+use crate::text::{byte_of_utf16, utf16_of_byte};
 use crate::ui::{ErrorBox, Time};
 
 /// Undo steps kept; the oldest go first.
@@ -183,103 +185,6 @@ fn auto_positions(p: &PipelineDraft, direction: Direction) -> BTreeMap<String, (
     .collect()
 }
 
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-/// Byte offset of a UTF-16 offset (what the browser's selection counts).
-fn byte_of_utf16(text: &str, units: u32) -> usize {
-    let mut seen = 0u32;
-    for (i, c) in text.char_indices() {
-        if seen >= units {
-            return i;
-        }
-        seen += c.len_utf16() as u32;
-    }
-    text.len()
-}
-
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-fn utf16_of_byte(text: &str, byte: usize) -> u32 {
-    text[..byte.min(text.len())]
-        .chars()
-        .map(|c| c.len_utf16() as u32)
-        .sum()
-}
-
-/// A three-way merge of line-based texts: the changes from `base` to `mine`
-/// and from `base` to `theirs`, both applied; where both changed the same
-/// or touching lines differently, conflict markers around the two versions.
-/// Answers the text and whether it merged cleanly.
-pub fn merge3(base: &str, mine: &str, theirs: &str) -> (String, bool) {
-    let b: Vec<&str> = base.split_inclusive('\n').collect();
-    let m: Vec<&str> = mine.split_inclusive('\n').collect();
-    let t: Vec<&str> = theirs.split_inclusive('\n').collect();
-    // (base start, base end, mine?, replacement lines)
-    let mut hunks: Vec<(usize, usize, bool, Vec<&str>)> = Vec::new();
-    for (other, is_mine) in [(&m, true), (&t, false)] {
-        for op in similar::capture_diff_slices(similar::Algorithm::Myers, &b, other) {
-            let (tag, old, new) = op.as_tag_tuple();
-            if tag != similar::DiffTag::Equal {
-                hunks.push((old.start, old.end, is_mine, other[new].to_vec()));
-            }
-        }
-    }
-    hunks.sort_by_key(|h| (h.0, h.1));
-    let mut out = String::new();
-    let mut clean = true;
-    let mut at = 0;
-    let mut i = 0;
-    while i < hunks.len() {
-        // A region: every hunk that overlaps or touches the ones before it.
-        let (start, mut end) = (hunks[i].0, hunks[i].1);
-        let mut j = i + 1;
-        while j < hunks.len() && hunks[j].0 <= end {
-            end = end.max(hunks[j].1);
-            j += 1;
-        }
-        let region = &hunks[i..j];
-        // One side's text for the region: its hunks applied to base.
-        let side = |mine: bool| -> Option<String> {
-            let mut text = String::new();
-            let mut p = start;
-            let mut any = false;
-            for h in region.iter().filter(|h| h.2 == mine) {
-                any = true;
-                text.extend(b[p..h.0.max(p)].iter().copied());
-                text.extend(h.3.iter().copied());
-                p = p.max(h.1);
-            }
-            text.extend(b[p..end].iter().copied());
-            any.then_some(text)
-        };
-        out.extend(b[at..start].iter().copied());
-        match (side(true), side(false)) {
-            (Some(x), None) | (None, Some(x)) => out.push_str(&x),
-            (Some(x), Some(y)) if x == y => out.push_str(&x),
-            (Some(x), Some(y)) => {
-                clean = false;
-                let nl = |s: &str| {
-                    if s.is_empty() || s.ends_with('\n') {
-                        ""
-                    } else {
-                        "\n"
-                    }
-                };
-                out.push_str("<<<<<<< yours\n");
-                out.push_str(&x);
-                out.push_str(nl(&x));
-                out.push_str("=======\n");
-                out.push_str(&y);
-                out.push_str(nl(&y));
-                out.push_str(">>>>>>> theirs\n");
-            }
-            (None, None) => {}
-        }
-        at = end;
-        i = j;
-    }
-    out.extend(b[at.min(b.len())..].iter().copied());
-    (out, clean)
-}
-
 /// What the save dialog is showing.
 #[derive(Debug, Clone, PartialEq)]
 enum Dialog {
@@ -307,7 +212,7 @@ struct Saved {
 
 #[component]
 fn Editor(loaded: Loaded) -> impl IntoView {
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let can_edit = move || me().is_some_and(|m| m.can_edit());
     let navigate = use_navigate();
 
@@ -1590,7 +1495,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                             </div>
                         }.into_any()),
                         Dialog::Review { current } => {
-                            let diff = crate::pages::workflows::diff_lines(&current, &text.get_untracked(), "Changes to save".into());
+                            let diff = crate::ui::diff_lines(&current, &text.get_untracked(), "Changes to save".into());
                             Some(view! {
                                 <div class="dialog card" role="dialog" aria-modal="true" aria-labelledby="review-title">
                                     <h2 id="review-title">{if current.is_empty() { "Save the new workflow".to_string() } else { format!("Changes against version {}", base.get_untracked()) }}</h2>
@@ -1614,7 +1519,7 @@ fn Editor(loaded: Loaded) -> impl IntoView {
                                     )}</p>
                                     <div class="actions">
                                         <button class="primary merge" on:click=move |_| {
-                                            let (merged, clean) = merge3(&base_source.get_untracked(), &text.get_untracked(), &theirs);
+                                            let (merged, clean) = xene_core::merge::merge3(&base_source.get_untracked(), &text.get_untracked(), &theirs);
                                             commit(merged, layout.get_untracked());
                                             base.set(version);
                                             base_source.set(theirs.clone());
@@ -2375,49 +2280,5 @@ fn PipelinePanel(
             </form>
         </fieldset>
         <p class="muted">"Select a task to edit it; select nothing for the pipeline."</p>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merges_changes_to_different_lines_and_marks_the_same_lines() {
-        let base = "a\nb\nc\nd\n";
-        let (m, clean) = merge3(base, "a\nB\nc\nd\n", "a\nb\nc\nD\n");
-        assert_eq!((m.as_str(), clean), ("a\nB\nc\nD\n", true));
-        let (m, clean) = merge3(base, "a\nmine\nc\nd\n", "a\ntheirs\nc\nd\n");
-        assert!(!clean);
-        assert_eq!(
-            m,
-            "a\n<<<<<<< yours\nmine\n=======\ntheirs\n>>>>>>> theirs\nc\nd\n"
-        );
-        let (m, clean) = merge3(base, "x\na\nb\nc\nd\n", "a\nb\nc\nd\ny\n");
-        assert_eq!((m.as_str(), clean), ("x\na\nb\nc\nd\ny\n", true));
-        let (m, clean) = merge3(base, "a\nb\nc\nd\n", "a\nb\nc\nd\n");
-        assert_eq!((m.as_str(), clean), (base, true));
-        let (m, clean) = merge3(base, "a\nb2\nc\nd\n", "a\nb2\nc\nd\n");
-        assert_eq!((m.as_str(), clean), ("a\nb2\nc\nd\n", true));
-        // Found by review: one change overlapping two on the other side
-        // panicked.
-        let (m, clean) = merge3("a\nb\nc\nd\ne\n", "a\nX\ne\n", "a\nB\nc\nD\ne\n");
-        assert!(!clean);
-        assert_eq!(
-            m,
-            "a\n<<<<<<< yours\nX\n=======\nB\nc\nD\n>>>>>>> theirs\ne\n"
-        );
-        // Both insert at the same place.
-        let (m, clean) = merge3("a\n", "a\nx\n", "a\ny\n");
-        assert_eq!(m, "a\n<<<<<<< yours\nx\n=======\ny\n>>>>>>> theirs\n");
-        assert!(!clean);
-    }
-
-    #[test]
-    fn utf16_offsets() {
-        let t = "é😀x";
-        assert_eq!(byte_of_utf16(t, 1), 2);
-        assert_eq!(byte_of_utf16(t, 3), 6);
-        assert_eq!(utf16_of_byte(t, 6), 3);
     }
 }

@@ -1,6 +1,8 @@
 //! The runs list (live, filtered, paged) and a run's page (its DAG coloured
 //! by live task status, outputs, why it waits, re-run and cancel, logs).
 
+pub mod logs;
+
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
@@ -9,8 +11,8 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{self, Run, RunDetail, enc};
-use crate::pages::logs::{LogPane, LogStore};
 use crate::ui::{Dag, ErrorBox, NodeState, Status, Time, duration_text, now};
+use logs::{LogPane, LogStore};
 
 const STATUSES: &[&str] = &[
     "queued",
@@ -375,7 +377,7 @@ fn RunView(data: RunData) -> impl IntoView {
     let layout = data.pipeline.layout();
     let href = Callback::new(move |task: String| format!("/runs/{run_id}?task={}", enc(&task)));
     let run = move || detail.with(|d| d.run.clone());
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let navigate = use_navigate();
     let cancel = Action::new(move |_: &()| async move {
         api::send("POST", format!("/api/v1/runs/{run_id}/cancel"), None).await

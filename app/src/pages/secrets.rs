@@ -22,7 +22,7 @@ pub fn SecretsPage() -> impl IntoView {
         || (),
         |_| api::get::<api::SecretList>("/api/v1/secrets".into()),
     );
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let is_admin = move || me().is_some_and(|m| m.is_admin());
     let name = RwSignal::new(String::new());
     let workflow = RwSignal::new(String::new());

@@ -9,7 +9,7 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{self, Run, enc};
-use crate::ui::{Dag, ErrorBox, NodeState, Status, Time, duration_text, now};
+use crate::ui::{Dag, ErrorBox, NodeState, Status, Time, diff_lines, duration_text, now};
 
 /// A pipeline in the list: its trigger and its last run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,7 +97,7 @@ pub fn WorkflowsPage() -> impl IntoView {
         || (),
         |_| async { workflow_rows().await.map_err(api::error_text) },
     );
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let can_edit_list = move || me().is_some_and(|m| m.can_edit());
     let navigate = use_navigate();
     let load = Action::new(|_: &()| async { api::load_examples().await.map_err(api::error_text) });
@@ -392,7 +392,7 @@ fn version_before(versions: &[api::VersionSummary], current: i64) -> i64 {
 
 fn workflow_view(d: WorkflowData, diff: Diff) -> impl IntoView {
     let detail = d.detail;
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let can_edit = move || me().is_some_and(|m| m.can_edit());
     let edit_href = format!("/workflows/{}/edit", enc(&detail.name));
     let name = detail.name.clone();
@@ -455,7 +455,7 @@ fn PipelineCard(
         .collect();
     let form_name = name.clone();
     let (hook_workflow, hook_pipeline) = (workflow.clone(), name.clone());
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let can_edit = move || me().is_some_and(|m| m.can_edit());
     let (form_open, set_form_open) = signal(false);
     let params = spec.params();
@@ -656,37 +656,6 @@ fn diff_view(from: i64, to: i64, a: &str, b: &str) -> impl IntoView {
     diff_lines(a, b, format!("Changes from v{from} to v{to}")).into_any()
 }
 
-/// A line diff of two texts, three lines of context around each change.
-pub fn diff_lines(a: &str, b: &str, label: String) -> impl IntoView + use<> {
-    let diff = similar::TextDiff::from_lines(a, b);
-    let mut lines = Vec::new();
-    for group in diff.grouped_ops(3) {
-        lines.push(("hunk", "⋯\n".to_string()));
-        for op in group {
-            for change in diff.iter_changes(&op) {
-                let (class, sign) = match change.tag() {
-                    similar::ChangeTag::Delete => ("del", "-"),
-                    similar::ChangeTag::Insert => ("ins", "+"),
-                    similar::ChangeTag::Equal => ("same", " "),
-                };
-                let mut text = format!("{sign} {}", change.value());
-                if !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                lines.push((class, text));
-            }
-        }
-    }
-    view! {
-        <pre class="diff" id="diff" aria-label=label>
-            {lines
-                .into_iter()
-                .map(|(class, text)| view! { <span class=class>{text}</span> })
-                .collect_view()}
-        </pre>
-    }
-}
-
 /// A webhook pipeline's URL and its recent deliveries, accepted or refused,
 /// each with why; editors make the hook or rotate its secret (shown once).
 #[component]
@@ -725,7 +694,7 @@ fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
             serde_json::from_str::<api::Hook>(&text).map_err(|e| e.to_string())
         }
     });
-    let me = crate::current_user();
+    let me = crate::session::current_user();
     let can_edit = move || me().is_some_and(|m| m.can_edit());
     view! {
         <div class="hook">
