@@ -20,13 +20,15 @@ commands:
   test                             install what is missing, then run every check and test,
                                    and each fuzz target for 20 s (XENE_FUZZ_SECONDS)
   fuzz [--seconds N] [TARGET]...   run the fuzz targets (spec, template, condition, cron,
-                                   protocol) for N seconds each (default 60)
+                                   protocol, edit) for N seconds each (default 60)
   soak [--seconds N]               the long chaos soak: PostgreSQL, two replicas, five
                                    agents (two in containers), N seconds of kill -9 and
                                    network cuts (default 600)
   load [--agents N] [--runs N] [--viewers N]
                                    the long load test on SQLite and PostgreSQL (default
                                    1000 agents, 10000 runs, 100 live log viewers)
+  codegen                          regenerate the generated parts of the docs (the flags
+                                   table of docs/server.md, from `xene --help`)
   setup                            install what the tests need (apt packages, wasm target,
                                    wasm-bindgen-cli, cargo-nextest) and start Docker
   help                             print this
@@ -74,6 +76,7 @@ fn run() -> anyhow::Result<()> {
             site::build(&root, release)
         }
         "setup" => setup::all(&root),
+        "codegen" => codegen(),
         "test" => test(&root),
         "fuzz" => {
             let seconds = fuzz::seconds(&rest, 60)?;
@@ -190,6 +193,24 @@ fn test(root: &Path) -> anyhow::Result<()> {
         fuzz::run(root, seconds, &[])?;
     }
     Ok(())
+}
+
+/// Rewrites the generated blocks of the docs: the tests that check them
+/// write them instead when `UPDATE_DOCS=1` (rust-analyzer's "sourcegen").
+fn codegen() -> anyhow::Result<()> {
+    let mut cargo = util::cargo(&[
+        "nextest",
+        "run",
+        "--package",
+        "xene-server",
+        "--test",
+        "server",
+        "--locked",
+        "-E",
+        "test(=settings::the_docs_flags_table_equals_xene_help)",
+    ]);
+    cargo.env("UPDATE_DOCS", "1");
+    util::run(&mut cargo)
 }
 
 /// Runs one of the server's ignored long tests, printing as it goes.

@@ -23,55 +23,171 @@ fn output(command: &mut Command) -> (i32, String, String) {
     )
 }
 
-/// The long flags `xene --help` lists, in order.
-fn help_flags() -> Vec<String> {
+/// One option of `xene --help`, as its long help describes it.
+struct Flag {
+    /// `--addr`, with its value's name when it takes one: `--addr ADDR`.
+    usage: String,
+    env: Option<String>,
+    /// True when clap hides the variable's value (`hide_env_values`): a secret.
+    env_hidden: bool,
+    default: Option<String>,
+    /// The help's paragraphs, each on one line.
+    text: Vec<String>,
+    /// `name` or `name: what it means`, in the help's order.
+    values: Vec<String>,
+}
+
+/// The options of `xene --help` (its long form), in order, without
+/// `--help` and `--version`.
+fn help_flags() -> Vec<Flag> {
     let (code, help, _) = output(xene().arg("--help"));
     assert_eq!(code, 0);
-    help.lines()
-        .filter_map(|line| {
-            let line = line.trim_start();
-            let flag = line
-                .split([',', ' ', '=', '<'])
-                .find(|word| word.starts_with("--"))?;
-            (line.starts_with("--") || line.starts_with('-')).then(|| flag.to_string())
-        })
-        .filter(|flag| flag != "--help" && flag != "--version")
-        .collect()
-}
-
-/// The flags in docs/server.md's table of server flags, in order.
-fn docs_flags() -> Vec<String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/server.md"))
-        .expect("docs/server.md");
-    let table = doc
-        .split("`xene --help` lists its flags")
+    let mut flags: Vec<Flag> = Vec::new();
+    let mut paragraph = String::new();
+    let mut in_values = false;
+    let options = help
+        .split("\nOptions:\n")
         .nth(1)
-        .expect("docs/server.md introduces the flags table");
-    table
-        .lines()
-        .skip_while(|line| !line.starts_with('|'))
-        .take_while(|line| line.starts_with('|'))
-        .filter_map(|line| line.split('|').nth(1))
-        .flat_map(|cell| {
-            cell.split('`')
-                .filter(|part| part.starts_with("--"))
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+        .expect("--help has Options");
+    for line in options.lines().chain([""]) {
+        let text = line.trim();
+        let indent = line.len() - line.trim_start().len();
+        let Some(flag) = flags.last_mut().filter(|_| indent >= 8 || text.is_empty()) else {
+            // An option's first line: `  -h, --help` or `      --addr <ADDR>`.
+            let mut words = text.split([',', ' ']).filter(|w| !w.is_empty());
+            let name = words.find(|w| w.starts_with("--")).expect("an option line");
+            let value = words.next().map(|v| v.trim_matches(['<', '>']));
+            flags.push(Flag {
+                usage: [Some(name), value]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                env: None,
+                env_hidden: false,
+                default: None,
+                text: Vec::new(),
+                values: Vec::new(),
+            });
+            in_values = false;
+            continue;
+        };
+        if let Some(env) = text
+            .strip_prefix("[env: ")
+            .and_then(|e| e.strip_suffix(']'))
+        {
+            flag.env_hidden = !env.contains('=');
+            flag.env = Some(env.split('=').next().unwrap().to_string());
+        } else if let Some(default) = text
+            .strip_prefix("[default: ")
+            .and_then(|d| d.strip_suffix(']'))
+        {
+            flag.default = Some(default.to_string());
+        } else if let Some(values) = text
+            .strip_prefix("[possible values: ")
+            .and_then(|v| v.strip_suffix(']'))
+        {
+            flag.values = values.split(", ").map(str::to_string).collect();
+        } else if text == "Possible values:" {
+            in_values = true;
+        } else if let Some(value) = text.strip_prefix("- ").filter(|_| in_values) {
+            flag.values.push(value.to_string());
+        } else if text.is_empty() {
+            if !paragraph.is_empty() {
+                flag.text.push(std::mem::take(&mut paragraph));
+            }
+        } else {
+            if !paragraph.is_empty() {
+                paragraph.push(' ');
+            }
+            paragraph.push_str(text);
+        }
+    }
+    flags.retain(|f| !["--help", "--version"].contains(&f.usage.as_str()));
+    flags
 }
 
+/// The Markdown table of server flags that docs/server.md carries.
+fn flags_table(flags: &[Flag]) -> String {
+    let cell = |text: &str| text.replace('|', "\\|");
+    let code = |text: &str| format!("`{}`", cell(text));
+    let mut table =
+        String::from("| flag | environment | default | what |\n| --- | --- | --- | --- |\n");
+    for flag in flags {
+        let env = match (&flag.env, flag.env_hidden) {
+            (Some(env), false) => code(env),
+            (Some(env), true) => format!("{} (value never shown)", code(env)),
+            (None, _) => String::new(),
+        };
+        let mut what = flag.text.join(" ");
+        if !flag.values.is_empty() {
+            let values: Vec<String> = flag
+                .values
+                .iter()
+                .map(|v| match v.split_once(": ") {
+                    Some((name, meaning)) => format!("`{name}`: {meaning}"),
+                    None => format!("`{v}`"),
+                })
+                .collect();
+            if !what.is_empty() && !what.ends_with('.') {
+                what.push('.');
+            }
+            let separator = if values.iter().any(|v| v.contains(": ")) {
+                "; "
+            } else {
+                ", "
+            };
+            what.push_str(&format!(" Values: {}.", values.join(separator)));
+        }
+        table.push_str(&format!(
+            "| {} | {env} | {} | {} |\n",
+            code(&flag.usage),
+            flag.default.as_deref().map(code).unwrap_or_default(),
+            cell(&what),
+        ));
+    }
+    table
+}
+
+const FLAGS_BEGIN: &str =
+    "<!-- begin: generated from `xene --help` by `cargo xtask codegen`; do not edit -->\n";
+const FLAGS_END: &str = "<!-- end: generated from `xene --help` -->";
+
+/// docs/server.md's flags table is `xene --help` as a table. With
+/// `UPDATE_DOCS=1` (`cargo xtask codegen`) the test writes the table
+/// instead of comparing: rust-analyzer's "sourcegen" habit, so the
+/// document cannot drift from the binary.
 #[test]
 fn the_docs_flags_table_equals_xene_help() {
-    let help = help_flags();
+    let flags = help_flags();
     assert!(
-        help.len() > 10,
-        "parsed too few flags from --help: {help:?}"
+        flags.len() > 10,
+        "parsed too few flags from --help: {:?}",
+        flags.iter().map(|f| &f.usage).collect::<Vec<_>>()
     );
-    assert_eq!(
-        docs_flags(),
-        help,
-        "docs/server.md's flags table and `xene --help` differ: update the table"
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/server.md");
+    let doc = std::fs::read_to_string(path).expect("docs/server.md");
+    let (before, rest) = doc
+        .split_once(FLAGS_BEGIN)
+        .expect("docs/server.md has the flags table's begin marker");
+    let (found, after) = rest
+        .split_once(FLAGS_END)
+        .expect("docs/server.md has the flags table's end marker");
+    let table = flags_table(&flags);
+    if std::env::var_os("UPDATE_DOCS").is_some_and(|v| v == "1") {
+        if found != table {
+            std::fs::write(
+                path,
+                format!("{before}{FLAGS_BEGIN}{table}{FLAGS_END}{after}"),
+            )
+            .expect("writing docs/server.md");
+        }
+        return;
+    }
+    assert!(
+        found == table,
+        "docs/server.md's flags table differs from `xene --help`: run `cargo xtask codegen` \
+         and commit the result\n--- in docs/server.md\n{found}\n--- from --help\n{table}"
     );
 }
 
