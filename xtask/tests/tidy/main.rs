@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 mod cycles;
 mod deps;
+mod links;
 mod sizes;
 mod unsafe_code;
 
