@@ -7,7 +7,6 @@
 //! Run after `cargo xtask site --release` (the figures are the bundle's in
 //! target/site): `cargo bench -p end2end --bench ui`.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,7 @@ const LOADS: usize = 15;
 
 #[tokio::main]
 async fn main() {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = xene_testkit::bins::target_dir();
     let site = target.join("site");
     let pkg = site.join("pkg");
     let name = std::fs::read_to_string(pkg.join("bundle-name"))
@@ -72,10 +69,7 @@ async fn main() {
     );
 
     // 0700: xene refuses a data directory others can enter.
-    let data = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .unwrap();
+    let data = xene_testkit::private_tempdir();
     let mut args = xene_server::config::Args::for_data_dir(data.path().to_path_buf());
     args.site_dir = Some(site.clone());
     let server = xene_server::Server::bind(&args)
@@ -222,11 +216,7 @@ async fn wait(client: &Client, script: &str) {
 }
 
 async fn browser() -> (Client, tokio::process::Child, tempfile::TempDir) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = xene_testkit::free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())

@@ -20,12 +20,8 @@
 //! process, one in the server, which inherits this process's limit): the
 //! bench raises its soft limit up to the hard one itself.
 
-#[path = "../tests/support/admin.rs"]
-mod admin;
-use admin::admin_client;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, ServerMessage};
+use xene_testkit::{Agent, Xene};
 
 /// Only the real agent's token carries `pool: real`, so no run of the bench
 /// ever goes to one of the load's sockets, which execute nothing.
@@ -60,15 +57,17 @@ fn main() {
 
 async fn bench(xene_bin: &Path, agent_bin: &Path, agents: usize, dispatches: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let xene = Xene::start(xene_bin, dir.path()).await;
+    let xene = start_xene(xene_bin, dir.path()).await;
     println!("server {} (pid {})", xene.base, xene.pid());
     xene.apply(WORKFLOW).await;
 
     // (1) The real agent, idle once it is online.
     let token = xene.join_token(json!({ "pool": "real" })).await;
-    let agent = Agent::start(agent_bin, &xene.base, &token, &dir.path().join("agent"));
-    xene.wait_online(1, Duration::from_secs(30), || agent.log_text())
-        .await;
+    let agent = Agent::builder(agent_bin, &xene.base, &token, &dir.path().join("agent"))
+        .name("bench-agent")
+        .args(["--allow-shell"])
+        .start();
+    wait_online(&xene, 1, Duration::from_secs(30), || agent.log_text()).await;
     // Settle: allocator caches, the first heartbeat, lazily built TLS roots.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = memory(agent.pid());
@@ -91,8 +90,10 @@ async fn bench(xene_bin: &Path, agent_bin: &Path, agents: usize, dispatches: usi
     );
     let started = Instant::now();
     let load = Load::connect(&xene, agents).await;
-    xene.wait_online(1 + agents, Duration::from_secs(120), || agent.log_text())
-        .await;
+    wait_online(&xene, 1 + agents, Duration::from_secs(120), || {
+        agent.log_text()
+    })
+    .await;
     let online = memory(xene.pid());
     println!(
         "(2) server with {agents} more agents online ({:.1} s to join and connect them): \
@@ -158,10 +159,10 @@ async fn bench(xene_bin: &Path, agent_bin: &Path, agents: usize, dispatches: usi
 async fn dispatch_latency(xene: &Xene, n: usize, what: &str) {
     // One run first, so the shell runtime's work directory and the
     // connections exist before the clock matters.
-    xene.run_to_end().await;
+    run_to_end(xene).await;
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
-        let run = xene.run_to_end().await;
+        let run = run_to_end(xene).await;
         let first_step = run["tasks"][0]["steps"][0]["started_at"]
             .as_i64()
             .unwrap_or_else(|| panic!("first step never started: {run}"));
@@ -318,195 +319,52 @@ async fn send(socket: &mut Socket, message: &AgentMessage) {
         .expect("WebSocket send");
 }
 
-/// A `xene` process on a free loopback port; killed when dropped.
-struct Xene {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    http: reqwest::Client,
+/// The server on a free loopback port, with no built-in agent.
+async fn start_xene(binary: &Path, dir: &Path) -> Xene {
+    Xene::builder(binary, dir.join("data"))
+        .log(dir.join("xene.log"))
+        .args(["--no-local-agent"])
+        // Every statement logged, so idle queries can be counted.
+        .env("RUST_LOG", "warn,xene_server=info,sqlx::query=trace")
+        .start()
+        .await
 }
 
-impl Xene {
-    async fn start(binary: &Path, dir: &Path) -> Self {
-        let log = dir.join("xene.log");
-        let child = Command::new(binary)
-            // Port 0 and the logged address: no race for a free port.
-            .args(["--addr", "127.0.0.1:0", "--no-local-agent", "--data-dir"])
-            .arg(dir.join("data"))
-            .env("NO_COLOR", "1")
-            // Every statement logged, so idle queries can be counted.
-            .env("RUST_LOG", "warn,xene_server=info,sqlx::query=trace")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("xene starts");
-        let mut xene = Self {
-            child,
-            base: String::new(),
-            log,
-            http: reqwest::Client::new(),
-        };
-        let started = Instant::now();
-        loop {
-            if let Some(status) = xene.child.try_wait().expect("wait") {
-                panic!("xene exited with {status}:\n{}", xene.log_text());
-            }
-            if let Some(addr) = listening_addr(&xene.log_text()) {
-                xene.base = format!("http://{addr}");
-                xene.http = admin_client(&dir.join("data"));
-                return xene;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "xene did not start:\n{}",
-                xene.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits until `n` agents are online; `why` explains a timeout.
+async fn wait_online(xene: &Xene, n: usize, timeout: Duration, why: impl Fn() -> String) {
+    let started = Instant::now();
+    loop {
+        let stats: Value = xene.get("/api/v1/stats").await;
+        if stats["agents_by_state"]["online"].as_u64().unwrap_or(0) >= n as u64 {
+            return;
         }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
         assert!(
-            response.status().is_success(),
-            "GET {path}: {}",
-            response.status()
+            started.elapsed() < timeout,
+            "{n} agents never came online: {stats}\n--- agent ---\n{}\n--- server ---\n{}",
+            why(),
+            xene.log_text()
         );
-        response.json().await.expect("JSON")
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
 
-    async fn post(&self, path: &str, body: String) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
+/// Starts a run and polls it until it ends successfully.
+async fn run_to_end(xene: &Xene) -> Value {
+    let started_run: Value = xene.post(START, "{}").await;
+    let id = started_run["id"].as_i64().expect("run id");
+    let started = Instant::now();
+    loop {
+        let run: Value = xene.get(&format!("/api/v1/runs/{id}")).await;
+        if run["finished_at"].is_i64() {
+            assert_eq!(run["status"], "success", "{run}");
+            return run;
+        }
         assert!(
-            response.status().is_success(),
-            "POST {path}: {}",
-            response.status()
+            started.elapsed() < Duration::from_secs(60),
+            "run {id} stuck: {run}\n{}",
+            xene.log_text()
         );
-        response.json().await.expect("JSON")
-    }
-
-    async fn apply(&self, yaml: &str) {
-        self.post("/api/v1/workflows", yaml.to_string()).await;
-    }
-
-    async fn join_token(&self, labels: Value) -> String {
-        let token = self
-            .post(
-                "/api/v1/agents/join-tokens",
-                json!({ "labels": labels }).to_string(),
-            )
-            .await;
-        token["token"].as_str().expect("token").to_string()
-    }
-
-    /// Waits until `n` agents are online; `why` explains a timeout.
-    async fn wait_online(&self, n: usize, timeout: Duration, why: impl Fn() -> String) {
-        let started = Instant::now();
-        loop {
-            let stats = self.get("/api/v1/stats").await;
-            if stats["agents_by_state"]["online"].as_u64().unwrap_or(0) >= n as u64 {
-                return;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "{n} agents never came online: {stats}\n--- agent ---\n{}\n--- server ---\n{}",
-                why(),
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Starts a run and polls it until it ends successfully.
-    async fn run_to_end(&self) -> Value {
-        let id = self.post(START, "{}".into()).await["id"]
-            .as_i64()
-            .expect("run id");
-        let started = Instant::now();
-        loop {
-            let run = self.get(&format!("/api/v1/runs/{id}")).await;
-            if run["finished_at"].is_i64() {
-                assert_eq!(run["status"], "success", "{run}");
-                return run;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "run {id} stuck: {run}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-}
-
-impl Drop for Xene {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn listening_addr(log: &str) -> Option<&str> {
-    let rest = &log[log.find("listening on http://")? + "listening on http://".len()..];
-    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '\u{1b}')?;
-    Some(&rest[..end])
-}
-
-/// A `xene-agent connect` process; killed when dropped.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(binary: &Path, server: &str, token: &str, state_dir: &Path) -> Self {
-        std::fs::create_dir_all(state_dir).expect("state dir");
-        let log = state_dir.join("agent.log");
-        let child = Command::new(binary)
-            .args(["connect", "--server", server, "--join-token", token])
-            .args(["--name", "bench-agent", "--allow-shell", "--state-dir"])
-            .arg(state_dir)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("xene-agent starts");
-        Self { child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -6,18 +6,13 @@
 //! `cargo bench -p xene-server --bench api`; `XENE_BENCH_RUNS` sets the queue
 //! length of (c) (default 10000), `XENE_BENCH_POSTGRES=0` skips PostgreSQL.
 
-#[path = "../tests/support/admin.rs"]
-mod admin;
-use admin::{admin_client, private_tempdir};
-#[path = "../tests/support/postgres.rs"]
-mod postgres;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 use xene_server::config::Args;
+use xene_testkit::{Client, Postgres, admin_client, private_tempdir, sqlite_url};
 
 const NOOP: &str =
     "name: bench\npipelines:\n  noop:\n    tasks:\n      t:\n        steps: [\"true\"]\n";
@@ -26,8 +21,7 @@ const START: &str = "/api/v1/workflows/bench/pipelines/noop/runs";
 const CAPACITY: i64 = 16;
 
 struct Running {
-    base: String,
-    http: reqwest::Client,
+    api: Client,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<Result<(), xene_server::ServerError>>,
 }
@@ -45,16 +39,12 @@ impl Running {
             .await
             .expect("server starts");
         let base = format!("http://{}", server.local_addr());
+        let api = Client::new(base, admin_client(data_dir));
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
-        Self {
-            base,
-            http: admin_client(data_dir),
-            stop,
-            done,
-        }
+        Self { api, stop, done }
     }
 
     async fn stop(self) {
@@ -65,25 +55,11 @@ impl Running {
             .expect("server stops cleanly");
     }
 
-    async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
-        assert!(
-            response.status().is_success(),
-            "GET {path}: {}",
-            response.status()
-        );
-        response.json().await.expect("JSON")
-    }
-
     async fn start_run(&self) -> i64 {
         let response = self
+            .api
             .http
-            .post(format!("{}{START}", self.base))
+            .post(self.api.url(START))
             .send()
             .await
             .expect("POST");
@@ -95,7 +71,7 @@ impl Running {
     /// Waits until nothing is queued or running; returns the runs by status.
     async fn drain(&self, poll: Duration) -> Value {
         loop {
-            let stats = self.get("/api/v1/stats").await;
+            let stats: Value = self.api.get("/api/v1/stats").await;
             if stats["waiting_runs"] == 0 && stats["running_runs"] == 0 {
                 return stats["runs_by_status"].clone();
             }
@@ -115,10 +91,9 @@ fn main() {
         .unwrap_or(10_000);
     runtime.block_on(async {
         let dir = private_tempdir();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("xene.db").display());
-        bench("sqlite", &url, dir.path(), queue).await;
+        bench("sqlite", &sqlite_url(dir.path()), dir.path(), queue).await;
         if std::env::var("XENE_BENCH_POSTGRES").as_deref() != Ok("0") {
-            let pg = postgres::Postgres::start();
+            let pg = Postgres::start();
             let dir = private_tempdir();
             bench("postgres", &pg.url(), dir.path(), queue).await;
         }
@@ -128,18 +103,7 @@ fn main() {
 async fn bench(backend: &str, url: &str, data_dir: &Path, queue: usize) {
     println!("== {backend} (built-in agent capacity {CAPACITY})");
     let server = Running::start(url, data_dir, |_| {}).await;
-    let response = server
-        .http
-        .post(format!("{}/api/v1/workflows", server.base))
-        .body(NOOP)
-        .send()
-        .await
-        .expect("apply");
-    assert!(
-        response.status().is_success(),
-        "apply: {}",
-        response.status()
-    );
+    server.api.apply(NOOP).await;
     // Warm the connection pools and the executor before timing anything.
     for _ in 0..10 {
         server.start_run().await;
@@ -162,7 +126,7 @@ async fn bench(backend: &str, url: &str, data_dir: &Path, queue: usize) {
     for _ in 0..50 {
         let id = server.start_run().await;
         let run = loop {
-            let run = server.get(&format!("/api/v1/runs/{id}")).await;
+            let run: Value = server.api.get(&format!("/api/v1/runs/{id}")).await;
             if run["finished_at"].is_i64() {
                 break run;
             }

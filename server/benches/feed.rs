@@ -8,9 +8,6 @@
 //! the runs of (a) (default 100), `XENE_BENCH_INGEST_MB` the log of (b)
 //! (default 200).
 
-#[path = "../tests/support/admin.rs"]
-mod admin;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -19,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use xene_server::config::Args;
+use xene_testkit::{admin_token, client_with_token, private_tempdir};
 
 /// Each line carries the time it was printed, in microseconds (bash's
 /// EPOCHREALTIME needs no process per line).
@@ -86,7 +84,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
     runtime.block_on(async {
-        let dir = admin::private_tempdir();
+        let dir = private_tempdir();
         let mut args = Args::for_data_dir(dir.path().to_path_buf());
         // Shell steps run under `xene` (this bench binary cannot supervise them).
         args.local_agent_supervisor = Some(env!("CARGO_BIN_EXE_xene").into());
@@ -97,8 +95,8 @@ fn main() {
             .await
             .expect("server starts");
         let base = format!("http://{}", server.local_addr());
-        let token = admin::admin_token(dir.path());
-        let http = admin::client_with_token(&token);
+        let token = admin_token(dir.path());
+        let http = client_with_token(&token);
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.serve(async move {
             let _ = stopped.await;

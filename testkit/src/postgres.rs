@@ -1,7 +1,6 @@
-//! A throwaway PostgreSQL server for tests and benchmarks, shared by both
-//! through `#[path]` so neither depends on the other.
+//! A throwaway PostgreSQL server from Debian's packages, for tests and
+//! benchmarks.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,7 +26,7 @@ impl Postgres {
             .unwrap();
         let owner = postgres_user();
         chown_tree(dir.path(), owner);
-        let port = free_port();
+        let port = crate::net::free_port();
         let mut cmd = Command::new(bin.join("postgres"));
         cmd.arg("-D")
             .arg(&data)
@@ -59,7 +58,6 @@ impl Postgres {
     }
 
     /// The cluster's files (tests grep them for what must not be stored).
-    #[allow(dead_code)] // benchmarks share this file and never look
     pub fn data_dir(&self) -> PathBuf {
         self._dir.path().join("data")
     }
@@ -128,9 +126,7 @@ fn postgres_user() -> Option<(u32, u32)> {
 }
 
 fn cluster_template(bin: &Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = crate::bins::target_dir();
     let version = bin
         .parent()
         .and_then(|p| p.file_name())
@@ -187,12 +183,4 @@ fn chown_tree(path: &Path, owner: Option<(u32, u32)>) {
             chown_tree(&entry.unwrap().path(), owner);
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -202,13 +202,8 @@ pub fn alive(pid: u32) -> bool {
 
 /// Waits for a file to appear; panics after the hang guard.
 pub fn wait_for_file(path: &Path) {
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while !path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("{} to appear", path.display());
+    xene_testkit::wait_for_blocking(&what, HANG_GUARD, || {
+        path.exists().then_some(()).ok_or_else(String::new)
+    });
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::util::{Agent, Home, LONG, Xene, sqlite_url, write};
+use crate::util::{Home, LONG, Xene, sqlite_url, start_agent, write};
 
 const SPEC: &str = "\
 name: counting
@@ -29,11 +29,7 @@ pipelines:
 #[tokio::test]
 async fn logs_follow_resumes_across_a_server_restart_without_gaps_or_repeats() {
     let home = Home::new();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let addr = xene_testkit::next_addr().to_string();
     let db = sqlite_url(&home);
     // A remote agent keeps running the step while the server is down, and
     // resends what the server did not acknowledge.
@@ -46,7 +42,7 @@ async fn logs_follow_resumes_across_a_server_restart_without_gaps_or_repeats() {
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     let join = xene.post("/api/v1/agents/join-tokens", json!({})).await;
-    let _agent = Agent::start(
+    let _agent = start_agent(
         &server,
         join["token"].as_str().unwrap(),
         &home.path("agent"),

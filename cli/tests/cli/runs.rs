@@ -211,11 +211,7 @@ async fn run_wait_exits_with_the_runs_outcome_on_postgres() {
 #[tokio::test]
 async fn an_unreachable_server_exits_5() {
     let home = Home::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = xene_testkit::free_port();
     let server = format!("http://127.0.0.1:{port}");
     let out = home.run(&["--server", &server, "get", "runs"]).await;
     assert_eq!(out.code, 5, "{out:?}");

@@ -2,17 +2,14 @@
 //! per test (config and data directories), the server's data directory
 //! inside it, so `xenectl` finds the local admin token as a user's would.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "../../../server/tests/support/postgres.rs"]
-#[allow(dead_code)]
-mod postgres;
-
-pub use postgres::Postgres;
+pub use xene_testkit::Postgres;
 
 /// What a server may take to start or a run to finish; only there to turn a
 /// hang into a failure.
@@ -204,134 +201,50 @@ pub async fn run(mut cmd: tokio::process::Command) -> Out {
     }
 }
 
-/// A `xene` process on loopback. Dropping it kills it; on a failure its
-/// log is printed.
-pub struct Xene {
-    child: Child,
-    pub base: String,
-    pub addr: String,
-    data_dir: PathBuf,
-    log: PathBuf,
-    pub http: reqwest::Client,
+/// A `xene` process on loopback (the testkit's, from the `xene` of
+/// [`bin_dir`]), acting as the local admin. Dropping it kills it; on a
+/// failure its log is printed.
+pub struct Xene(xene_testkit::Xene);
+
+impl Deref for Xene {
+    type Target = xene_testkit::Xene;
+
+    fn deref(&self) -> &xene_testkit::Xene {
+        &self.0
+    }
+}
+
+impl DerefMut for Xene {
+    fn deref_mut(&mut self) -> &mut xene_testkit::Xene {
+        &mut self.0
+    }
 }
 
 impl Xene {
     /// Starts on a free port (`addr` None) or on `addr`, over `db_url`,
     /// with its data directory in `home`.
     pub async fn start(home: &Home, db_url: &str, addr: Option<&str>, extra: &[&str]) -> Self {
-        let data_dir = home.server_data();
-        let log = home.path(&format!("xene-{}.log", nonce()));
-        let child = Command::new(bin_dir().join("xene"))
+        let process = xene_testkit::Xene::builder(bin_dir().join("xene"), home.server_data())
+            .log(home.path(&format!("xene-{}.log", xene_testkit::nonce())))
             .args(["--addr", addr.unwrap_or("127.0.0.1:0")])
             .args(["--database-url", db_url, "--local-agent-id", "builtin"])
-            .arg("--data-dir")
-            .arg(&data_dir)
             .args(extra)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn,xene_server=info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("xene starts");
-        let mut xene = Self {
-            child,
-            base: String::new(),
-            addr: String::new(),
-            data_dir,
-            log,
-            http: reqwest::Client::new(),
-        };
-        let started = Instant::now();
-        loop {
-            if let Some(status) = xene.child.try_wait().unwrap() {
-                panic!("xene exited with {status}:\n{}", xene.log_text());
-            }
-            if let Some(base) = listening_url(&xene.log_text()) {
-                xene.base = base.to_string();
-                break;
-            }
-            assert!(
-                started.elapsed() < LONG,
-                "xene did not start:\n{}",
-                xene.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        xene.addr = xene.base.trim_start_matches("http://").to_string();
-        let token = xene.admin_token();
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {token}").parse().unwrap(),
-        );
-        xene.http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap();
-        xene
+            .timeout(LONG)
+            .start()
+            .await;
+        Self(process)
     }
 
-    /// The local admin token in the server's data directory.
-    pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin-token"))
-            .expect("the server writes its local admin token")
-            .trim()
-            .to_string()
-    }
-
-    /// SIGKILL: nothing flushed, nothing said goodbye to.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The one-time first-admin sign-in link the server printed.
-    pub fn sign_in_link(&self) -> String {
-        self.log_text()
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("http") && l.contains("/auth/link?token="))
-            .expect("xene printed a sign-in link")
-            .to_string()
-    }
-
+    /// GETs `path`, which must succeed.
     pub async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
-        assert!(
-            response.status().is_success(),
-            "GET {path}: {}",
-            response.status()
-        );
-        response.json().await.expect("JSON")
+        self.client().get(path).await
     }
 
+    /// POSTs `body` as JSON to `path`, which must succeed.
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        assert!(
-            response.status().is_success(),
-            "POST {path}: {}",
-            response.status()
-        );
-        response.json().await.expect("JSON")
+        self.client().post_json(path, &body).await
     }
-}
 
-impl Xene {
     /// Polls run `id` until `done` holds.
     pub async fn wait_run(&self, id: i64, done: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
@@ -346,77 +259,18 @@ impl Xene {
     }
 }
 
-impl Drop for Xene {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- xene log ---\n{}", self.log_text());
-        }
-    }
-}
-
-/// A `xene-agent connect` process; killed when dropped.
-pub struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    pub fn start(server: &str, join_token: &str, state_dir: &Path) -> Self {
-        std::fs::create_dir_all(state_dir).unwrap();
-        let log = state_dir.join("agent.log");
-        let child = Command::new(bin_dir().join("xene-agent"))
-            .args([
-                "connect",
-                "--server",
-                server,
-                "--join-token",
-                join_token,
-                "--name",
-                "remote",
-                "--allow-shell",
-            ])
-            .arg("--state-dir")
-            .arg(state_dir)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("xene-agent starts");
-        Self { child, log }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- agent log ---\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-fn nonce() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-fn listening_url(log: &str) -> Option<&str> {
-    let start = log.find("listening on http")? + "listening on ".len();
-    let rest = &log[start..];
-    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '\u{1b}')?;
-    Some(&rest[..end])
+/// A `xene-agent connect` of [`bin_dir`] named `remote`, with shell steps
+/// allowed; killed when dropped.
+pub fn start_agent(server: &str, join_token: &str, state_dir: &Path) -> xene_testkit::Agent {
+    xene_testkit::Agent::builder(bin_dir().join("xene-agent"), server, join_token, state_dir)
+        .name("remote")
+        .args(["--allow-shell"])
+        .start()
 }
 
 /// A SQLite database in `home`.
 pub fn sqlite_url(home: &Home) -> String {
-    format!("sqlite://{}?mode=rwc", home.path("xene.db").display())
+    xene_testkit::sqlite_url(home.dir.path())
 }
 
 /// Writes `text` to `home/NAME`; its path.

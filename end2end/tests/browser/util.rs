@@ -1,7 +1,7 @@
 //! The harness: a Xene server on a free port with its own data directory,
 //! and a fresh headless Chromium per test.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -11,6 +11,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
+use xene_testkit::bins::{target_dir, xene_binary};
+pub use xene_testkit::free_port;
 
 /// How long a page may take to reach the state a test waits for.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -32,12 +34,11 @@ impl TestServer {
     /// Starts with flags adjusted by `configure`.
     pub async fn start_with(configure: impl FnOnce(&mut xene_server::config::Args)) -> Self {
         // 0700: xene refuses a data directory others can enter.
-        let data = tempfile::Builder::new()
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()
-            .expect("temp dir");
+        let data = xene_testkit::private_tempdir();
         let mut args = xene_server::config::Args::for_data_dir(data.path().to_path_buf());
         args.site_dir = Some(site_dir());
+        // The `xene` binary supervises the built-in agent's shell steps (this
+        // test binary cannot); `XENE_BIN` overrides.
         args.local_agent_supervisor = Some(xene_binary());
         configure(&mut args);
         let server = xene_server::Server::bind(&args)
@@ -79,45 +80,6 @@ fn site_dir() -> PathBuf {
         site.display()
     );
     site
-}
-
-/// The `xene` binary, which supervises the built-in agent's shell steps
-/// (this test binary cannot). It belongs to another package, so cargo does
-/// not hand its path here: `cargo nextest run --workspace` (what `cargo
-/// xtask test` runs) builds it; a run of this package alone builds it when
-/// it is missing. `XENE_BIN` overrides.
-fn xene_binary() -> PathBuf {
-    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("XENE_BIN") {
-                return PathBuf::from(path);
-            }
-            let path = target_dir().join("debug/xene");
-            if !path.is_file() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = std::process::Command::new(cargo)
-                    .args([
-                        "build",
-                        "--quiet",
-                        "--package",
-                        "xene-server",
-                        "--bin",
-                        "xene",
-                    ])
-                    .status()
-                    .expect("cargo runs");
-                assert!(status.success(), "building xene failed");
-            }
-            path
-        })
-        .clone()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// A real OpenID provider (the npm package `oidc-provider`, installed by the
@@ -172,16 +134,6 @@ impl OidcProvider {
             _process: process,
         }
     }
-}
-
-/// A free loopback port, for servers whose address must be known before
-/// they start (the provider must know the redirect URI).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A headless Chromium behind its own chromedriver; both end when dropped.

@@ -145,11 +145,7 @@ pipelines:
 #[tokio::test]
 async fn a_server_restart_mid_run_loses_no_event() {
     let db = TestDb::new(Backend::Sqlite);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = xene_testkit::free_port();
     let addr = format!("127.0.0.1:{port}");
     let flags = ["--no-local-agent", "--addr", addr.as_str()];
     let mut xene = Xene::start(&db, "srv", &flags).await;

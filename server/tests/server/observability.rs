@@ -2,10 +2,10 @@
 //! `xene` and a real `xene-agent`, and JSON logs whose spans say which
 //! request, run and task each line belongs to.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use xene_testkit::free_port;
 
 use serde_json::{Value, json};
 
@@ -31,15 +31,6 @@ pipelines:
       work:
         steps: [\"echo working\"]
 ";
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Debian's `prometheus`, scraping `targets` (job name, host:port) every
 /// second; killed when dropped.

@@ -101,12 +101,7 @@ impl Rng {
 }
 
 fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
+    xene_testkit::next_addr().to_string()
 }
 
 struct Cluster<'a> {

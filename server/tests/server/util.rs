@@ -1,6 +1,5 @@
-//! The harness: a Xene server on a free port over a fresh database, SQLite
-//! (a file in a temp dir) or PostgreSQL (a throwaway server from Debian's
-//! packages, started here).
+//! The harness: a Xene server in this process on a free port over a fresh
+//! database (`xene_testkit::TestDb`: SQLite, or a throwaway PostgreSQL).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,69 +8,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use xene_server::config::Args;
 
-#[path = "../support/admin.rs"]
-mod admin;
-pub use admin::{admin_token, client_with_token, private_tempdir};
-#[path = "../support/postgres.rs"]
-mod postgres;
-pub use postgres::Postgres;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
-
-/// A database for one test; a PostgreSQL server stops when this is dropped.
-pub struct TestDb {
-    pub url: String,
-    pub dir: tempfile::TempDir,
-    _postgres: Option<Postgres>,
-}
-
-impl TestDb {
-    /// Every file the database keeps its data in: the SQLite file with its
-    /// journal, or the PostgreSQL cluster's files (WAL included).
-    pub fn files(&self) -> Vec<std::path::PathBuf> {
-        let root = match &self._postgres {
-            Some(pg) => pg.data_dir(),
-            None => {
-                return ["xene.db", "xene.db-wal", "xene.db-shm"]
-                    .iter()
-                    .map(|f| self.dir.path().join(f))
-                    .filter(|p| p.exists())
-                    .collect();
-            }
-        };
-        files_under(&root)
-    }
-
-    pub fn new(backend: Backend) -> Self {
-        // Private, as the server asks of a data directory (tempfile's are
-        // not).
-        let dir = private_tempdir();
-        match backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("xene.db").display());
-                Self {
-                    url,
-                    dir,
-                    _postgres: None,
-                }
-            }
-            Backend::Postgres => {
-                let pg = Postgres::start();
-                Self {
-                    url: pg.url(),
-                    dir,
-                    _postgres: Some(pg),
-                }
-            }
-        }
-    }
-}
+pub use xene_testkit::{
+    BACKENDS, Backend, TestDb, admin_token, client_with_token, files_under, private_tempdir,
+    response,
+};
 
 /// A running Xene server; stops when dropped. Its helpers act as the local
 /// admin, with the token the server wrote into its data directory.
@@ -195,36 +135,6 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
-}
-
-/// The status and JSON body of a response; every API answer is JSON, errors too.
-pub async fn response(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
-    };
-    (status, body)
-}
-
-/// Every file below `dir`, at any depth (tests grep them for what must not
-/// be stored).
-pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 /// Gives `workflow`'s webhook `pipeline` a hook and delivers `{}` to it as

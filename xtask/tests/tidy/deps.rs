@@ -93,3 +93,13 @@ fn the_hydrate_bundle_links_neither_tokio_nor_sqlx_nor_bollard() {
         &["tokio", "sqlx", "bollard", "mio", "leptos_axum"],
     );
 }
+
+#[test]
+fn the_testkit_links_neither_the_server_nor_the_agent() {
+    // The server's and the agent's tests depend on it: a dependency back
+    // would build each of them twice.
+    assert_absent(
+        &["-p", "xene-testkit", "-e", "normal"],
+        &["xene-server", "xene-agent", "xene-app"],
+    );
+}

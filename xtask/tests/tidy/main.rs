@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 mod cycles;
 mod deps;
 mod links;
+mod paths;
 mod sizes;
 mod unsafe_code;
 
