@@ -1,12 +1,12 @@
-//! A run as the API shows it, with its tasks and steps: one definition for
-//! the server, which writes it, and the web UI, which reads it (and a run's
-//! live feed, which carries it).
+//! Runs: a run as the API shows it, with its tasks and steps (a run's live
+//! feed carries it too), the runs list, starting and cancelling a run, and
+//! a page of its log lines.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::{RunStatus, StepStatus, TaskStatus};
+use xene_core::status::{RunStatus, StepStatus, TaskStatus};
 
 /// A run of a pipeline, without its tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,9 @@ pub struct TaskRun {
     pub status: TaskStatus,
     /// Its attempt, from 1.
     pub attempt: i64,
+    /// The tasks of the run it waits for (from the version's spec), so
+    /// the run alone draws its graph.
+    pub depends_on: Vec<String>,
     /// What it wrote to `$XENE_OUTPUT`.
     pub output: Option<String>,
     /// Why it failed, when it did.
@@ -126,4 +129,56 @@ impl Run {
         let start = self.started_at?;
         Some(self.finished_at.unwrap_or(now).max(start) - start)
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunList {
+    pub runs: Vec<Run>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What a manual run may set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// Values for the pipeline's declared params (strings, numbers or
+    /// booleans); the rest keep their defaults.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, Object>))]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CancelResponse {
+    pub id: i64,
+    /// `cancelled` when it had not started; `cancelling` while its agent stops it.
+    pub status: String,
+}
+
+/// One line of a step's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogLine {
+    /// The chunk this line came in: resume after the page's `next_offset`.
+    pub offset: i64,
+    pub attempt: i64,
+    pub task: String,
+    pub step: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub data: String,
+    /// UTC milliseconds.
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// Pass as `after` to continue.
+    pub next_offset: i64,
 }

@@ -315,7 +315,7 @@ pub struct WorkflowVersion {
     pub created_at: i64,
 }
 
-pub use xene_core::run::{Run, RunDetail, StepRun, TaskRun};
+pub use xene_api::run::{Run, RunDetail, StepRun, TaskRun};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -18,7 +18,6 @@ pub mod merge;
 pub mod params;
 pub mod parse;
 pub mod protocol;
-pub mod run;
 mod shell;
 pub mod spec;
 pub mod status;

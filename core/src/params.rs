@@ -231,6 +231,7 @@ impl From<Param> for ParamWire {
 
 /// One thing wrong with the values a run was requested with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("param {param:?}: {message}")]
 pub struct ParamFault {
     /// The param's name.

@@ -101,6 +101,7 @@ pub const TRIGGER_WORDS: &[&str] = &["manual", "webhook"];
 
 /// One fault in a spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diagnostic {
     /// Where in the YAML, like `pipelines.ci.tasks.test.depends_on[0]`;
     /// empty for the document as a whole.

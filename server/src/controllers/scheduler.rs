@@ -11,7 +11,7 @@ use crate::storage::agents::{self, Agent};
 use crate::storage::{StorageError, now_ms, runs, workflows};
 
 pub async fn run(ctx: Context) {
-    let wake = ctx.wake_scheduler.clone();
+    let wake = ctx.db.news().scheduler();
     super::run_singleton(ctx, "scheduler", wake, |ctx| {
         Box::pin(async move { pass(ctx).await.map(|_| ()) })
     })
@@ -34,7 +34,7 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
     let mut agents: Vec<Agent> = agents::list(&ctx.db)
         .await?
         .into_iter()
-        .filter(|a| a.state == "online" && a.last_seen_at >= fresh_since)
+        .filter(|a| a.state == agents::AgentState::Online && a.last_seen_at >= fresh_since)
         .collect();
     let mut specs: HashMap<(String, i64, String), Option<Pipeline>> = HashMap::new();
     // The latest word on each pipeline, written once at the end: written
@@ -121,7 +121,6 @@ async fn place(
         let agent = &mut agents[index];
         if assigned {
             placed += 1;
-            ctx.tell_agents(Some(&agent.id));
             ctx.metrics.observe_queue_wait(now_ms() - run.requested_at);
             verdicts.insert((run.workflow.clone(), run.pipeline.clone()), None);
             tracing::debug!(run = run.id, agent = %agent.id, "run scheduled");
@@ -221,7 +220,7 @@ mod tests {
             capacity,
             running,
             version: String::new(),
-            state: "online".into(),
+            state: agents::AgentState::Online,
             last_seen_at: 0,
         }
     }

@@ -1,14 +1,11 @@
 //! Agents joining and leaving: join tokens, the one-time exchange of a token
 //! for a credential, and revocation.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -18,6 +15,7 @@ use crate::access::Principal;
 use crate::gateway::{Ending, limits};
 use crate::storage::access::audit;
 use crate::storage::{auth, runs};
+use xene_api::agents::{Credential, JoinRequest, JoinToken, JoinTokenRequest};
 
 /// The longest a join token may live.
 const MAX_TOKEN_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -27,45 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_join_token))
         .routes(routes!(join))
         .routes(routes!(revoke_agent))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JoinTokenRequest {
-    /// How long the token stays valid, like `30m` or `24h` (default 1h, at most 30d).
-    pub expires_in: Option<String>,
-    /// The labels of the agent joining with it, instead of those it
-    /// declares (absent or empty: the agent's own). At most 32; keys of 1 to 63
-    /// letters, digits and `._-/`, values of up to 255 printable characters.
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Most runs the agent joining with it takes at once, whatever it
-    /// declares (1 to 256; absent: its own claim, at most 256).
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 256)]
-    pub capacity: Option<u32>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JoinToken {
-    /// Shown once: only its hash is kept.
-    pub token: String,
-    pub expires_at: i64,
-    /// The labels it fixes, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// The capacity it caps, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<u32>,
-    /// A command that installs and starts an agent with this token (the
-    /// token goes in the environment, not in any process's arguments).
-    /// Absent when this server is reached over plain HTTP from beyond this
-    /// machine: piping a script fetched that way into a shell would run
-    /// whatever the network put there.
-    pub install_command: Option<String>,
-    /// Why there is no install command, and what to do instead.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub install_note: Option<String>,
 }
 
 /// Create a one-time join token for an agent.
@@ -153,22 +112,6 @@ async fn create_join_token(
     ))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JoinRequest {
-    pub token: String,
-    /// A name for people; defaults to the agent id.
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Credential {
-    pub agent_id: String,
-    /// The agent's own secret for `/api/v1/agents/connect`; shown once.
-    pub credential: String,
-}
-
 /// Exchange a join token, once, for an agent credential.
 #[utoipa::path(
     post, path = "/api/v1/agents/join", tag = "agents",
@@ -181,7 +124,7 @@ pub struct Credential {
 )]
 async fn join(
     State(state): State<AppState>,
-    crate::access::guard::Remote(remote): crate::access::guard::Remote,
+    super::guard::Remote(remote): super::guard::Remote,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Credential>), ApiError> {
     let body = body?;
@@ -247,7 +190,6 @@ async fn revoke_agent(
     state.gateway.disconnect(&id, Ending::Revoked);
     // Its runs will not be reported on: retry them now, not when the leases end.
     runs::end_leases_of(&state.db, &id).await?;
-    state.ctx.wake_supervisor.notify_one();
     tracing::info!(agent = %id, "agent revoked");
     audit(
         &state.db,

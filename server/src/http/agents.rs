@@ -4,24 +4,19 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::storage::agents::{self, Agent};
+use crate::storage::agents;
 use crate::storage::{now_ms, runs};
+use xene_api::agents::{AgentList, Stats};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_agents))
         .routes(routes!(stats))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AgentList {
-    pub agents: Vec<Agent>,
 }
 
 /// List agents with their labels, capacity, load and state.
@@ -30,18 +25,6 @@ async fn list_agents(State(state): State<AppState>) -> Result<Json<AgentList>, A
     Ok(Json(AgentList {
         agents: agents::list(&state.db).await?,
     }))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Stats {
-    /// Runs waiting for an agent.
-    pub waiting_runs: i64,
-    /// Of those, runs nobody picked up within the pick-up timeout.
-    pub stuck_runs: i64,
-    /// Runs starting or running on an agent.
-    pub running_runs: i64,
-    pub runs_by_status: BTreeMap<String, i64>,
-    pub agents_by_state: BTreeMap<String, i64>,
 }
 
 /// The queue and the agents at a glance.
@@ -57,7 +40,7 @@ pub async fn collect(state: &AppState) -> Result<Stats, crate::storage::StorageE
     let mut agents_by_state =
         BTreeMap::from([("online".to_string(), 0), ("offline".to_string(), 0)]);
     for agent in agents::list(&state.db).await? {
-        *agents_by_state.entry(agent.state).or_default() += 1;
+        *agents_by_state.entry(agent.state.to_string()).or_default() += 1;
     }
     Ok(Stats {
         waiting_runs: count("queued"),

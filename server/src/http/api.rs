@@ -4,8 +4,8 @@
 
 use axum::Router;
 use axum::extract::OriginalUri;
+use axum::http::Uri;
 use axum::routing::get;
-use axum::{Json, http::Uri};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -73,9 +73,6 @@ async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::NotFound(format!("no API route at {}", uri.path()))
 }
 
-async fn method_not_allowed(uri: Uri) -> (axum::http::StatusCode, Json<serde_json::Value>) {
-    (
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        Json(serde_json::json!({ "error": format!("method not allowed on {}", uri.path()) })),
-    )
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("method not allowed on {}", uri.path()))
 }

@@ -3,13 +3,14 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::storage::access::{self as store, AuditEntry};
+use crate::storage::access as store;
+use xene_api::access::AuditPage;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(audit_log))
@@ -23,13 +24,6 @@ pub struct AuditQuery {
     pub before: Option<i64>,
     /// 1 to 500, default 100.
     pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-    /// Pass as `before` for the next page; absent on the last.
-    pub next_before: Option<i64>,
 }
 
 /// The audit log, newest first: sign-ins and refusals, token, role and

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xene_core::cron::{Schedule, parse_timezone};
@@ -14,6 +14,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::controllers::cron::next_fires;
 use crate::storage::now_ms;
+use xene_api::workflows::NextFires;
 
 /// Most fire times one answer lists.
 const MAX_COUNT: usize = 20;
@@ -32,12 +33,6 @@ pub struct NextQuery {
     pub timezone: Option<String>,
     /// How many fire times, 1 to 20 (5 when absent).
     pub count: Option<usize>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NextFires {
-    /// UTC milliseconds, the soonest first.
-    pub fires: Vec<i64>,
 }
 
 /// The next times a cron line fires, from now.

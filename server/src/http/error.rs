@@ -1,11 +1,11 @@
-//! The API's one error type: every variant maps to a status and a JSON body
-//! `{ "error": ... }`; internal details are logged, never sent.
+//! The API's one error type: every variant maps to a status and an
+//! `xene_api::error::ErrorBody`; internal details are logged, never sent.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use xene_api::error::ErrorBody;
 use xene_core::Diagnostics;
 
 use crate::storage::StorageError;
@@ -23,9 +23,15 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
-    /// One part of the body is over its own limit (413).
+    /// A request for a host name this server does not answer to (421).
     #[error("{0}")]
-    PayloadTooLarge(String),
+    Misdirected(String),
+    /// A known path asked with a method it does not take (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The body, or one part of it, is over its limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// This replica cannot do it now; another may, or this one later (503).
     #[error("{0}")]
     Unavailable(String),
@@ -36,8 +42,6 @@ pub enum ApiError {
     /// Well-formed but not acceptable (422).
     #[error("{0}")]
     Unprocessable(String),
-    #[error("the request body is larger than the limit of {0} bytes")]
-    TooLarge(usize),
     #[error("the workflow is invalid: {} fault(s)", .0.len())]
     Invalid(Diagnostics),
     #[error("the run's params are invalid: {} fault(s)", .0.len())]
@@ -54,9 +58,10 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid(_) | Self::InvalidParams(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,9 +69,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The whole request body is over the API's limit.
+    fn body_too_large() -> Self {
+        Self::TooLarge(format!(
+            "the request body is larger than the limit of {} bytes",
+            super::MAX_BODY_BYTES
+        ))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match &self {
+        let mut body = ErrorBody::new(self.to_string());
+        match &self {
             Self::Internal(e) => {
                 let mut chain = e.to_string();
                 let mut source = e.source();
@@ -75,28 +91,31 @@ impl IntoResponse for ApiError {
                     source = cause.source();
                 }
                 tracing::error!(error = chain, "request failed");
-                json!({ "error": self.to_string() })
             }
-            Self::Invalid(diagnostics) => json!({
-                "error": self.to_string(),
-                "diagnostics": diagnostics,
-                "message": diagnostics.to_string(),
-            }),
-            Self::InvalidParams(faults) => json!({
-                "error": self.to_string(),
-                "faults": faults,
-                "message": faults.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
-            }),
+            Self::Invalid(diagnostics) => {
+                body.message = Some(diagnostics.to_string());
+                body.diagnostics = Some(diagnostics.clone());
+            }
+            Self::InvalidParams(faults) => {
+                body.message = Some(
+                    faults
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+                body.faults = Some(faults.clone());
+            }
             Self::Busy { retry_after, .. } => {
                 return (
                     self.status(),
                     [(axum::http::header::RETRY_AFTER, retry_after.to_string())],
-                    Json(json!({ "error": self.to_string() })),
+                    Json(body),
                 )
                     .into_response();
             }
-            _ => json!({ "error": self.to_string() }),
-        };
+            _ => {}
+        }
         (self.status(), Json(body)).into_response()
     }
 }
@@ -127,7 +146,7 @@ impl From<RunError> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::TooLarge(super::MAX_BODY_BYTES)
+            Self::body_too_large()
         } else {
             Self::BadRequest(format!("cannot read the request body: {}", e.body_text()))
         }
@@ -137,7 +156,7 @@ impl From<BytesRejection> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::TooLarge(super::MAX_BODY_BYTES)
+            Self::body_too_large()
         } else {
             Self::BadRequest(e.body_text())
         }

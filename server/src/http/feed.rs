@@ -18,7 +18,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,6 +26,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
 use crate::storage::{Change, Db, access as people, logs, now_ms, runs};
+use xene_api::feed::{ListFeed, RunFeed};
 
 /// How often an open feed checks that its client may still read it (a
 /// revoked token, a disabled user): the feed closes within this.
@@ -130,11 +130,11 @@ async fn run_events(
 
 async fn send(
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
-    value: serde_json::Value,
+    text: String,
 ) -> anyhow::Result<()> {
     tokio::time::timeout(
         SEND_TIMEOUT,
-        sink.send(Message::Text(Utf8Bytes::from(value.to_string()))),
+        sink.send(Message::Text(Utf8Bytes::from(text))),
     )
     .await
     .map_err(|_| anyhow::anyhow!("the client stopped reading"))??;
@@ -149,7 +149,7 @@ async fn follow_run(
     mut recheck: Recheck,
 ) -> anyhow::Result<()> {
     // Following before the first read, so no change falls between the two.
-    let mut following = db.follow(id);
+    let mut following = db.news().follow(id);
     let mut versions = following.now();
     let (mut sink, mut incoming) = socket.split();
     let mut ping = ping_timer();
@@ -163,10 +163,9 @@ async fn follow_run(
                 return Ok(());
             };
             finished = runs::is_final(run.run.status);
-            let state = serde_json::to_value(&run)?;
-            let text = state.to_string();
+            let text = RunFeed::Run { run }.to_text();
             if text != last_state {
-                send(&mut sink, json!({"type": "run", "run": state})).await?;
+                send(&mut sink, text.clone()).await?;
                 last_state = text;
             }
         }
@@ -182,15 +181,13 @@ async fn follow_run(
             }
             for chunk in chunks {
                 cursor = chunk.cursor;
-                let mut message = serde_json::to_value(&chunk)?;
-                message["type"] = json!("log");
-                send(&mut sink, message).await?;
+                send(&mut sink, RunFeed::Log(chunk).to_text()).await?;
             }
         }
         // Logs are stored before the event that ends the run, so a run seen
         // over here has nothing left to send.
         if finished {
-            send(&mut sink, json!({"type": "end"})).await?;
+            send(&mut sink, RunFeed::End.to_text()).await?;
             let _ = sink.close().await;
             return Ok(());
         }
@@ -294,14 +291,14 @@ async fn runs_feed(
 }
 
 async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow::Result<()> {
-    let mut changes = db.subscribe_list();
+    let mut changes = db.news().list();
     let (mut sink, mut incoming) = socket.split();
     let mut ping = ping_timer();
     loop {
         let seen = wait_for(&mut changes, &mut incoming, &mut sink, &mut ping).await?;
         recheck.ensure(&db).await?;
         if seen.contains(&Change::All) {
-            send(&mut sink, json!({"type": "resync"})).await?;
+            send(&mut sink, ListFeed::Resync.to_text()).await?;
             continue;
         }
         let ids: BTreeSet<i64> = seen
@@ -313,7 +310,7 @@ async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow:
             .collect();
         for id in ids {
             if let Some(detail) = runs::get(&db, id).await? {
-                send(&mut sink, json!({"type": "run", "run": detail.run})).await?;
+                send(&mut sink, ListFeed::Run { run: detail.run }.to_text()).await?;
             }
         }
     }

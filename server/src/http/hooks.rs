@@ -12,19 +12,19 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use xene_core::params::ParamFault;
 use xene_core::spec::Trigger;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
-use crate::storage::hooks::{self, Delivery, HookInfo, Record};
+use crate::storage::hooks::{self, Record};
 use crate::storage::runs::{self, RunError};
 use crate::storage::{access as store, workflows};
+use xene_api::hooks::{DeliveryAnswer, DeliveryList, HookInfo, NewSecret};
 
 /// A Standard Webhooks timestamp further than this from now is refused.
 pub const TIMESTAMP_TOLERANCE_S: i64 = 5 * 60;
@@ -126,28 +126,19 @@ pub fn verify(
     Err("unsigned: send X-Hub-Signature-256 or the webhook-id, webhook-timestamp and webhook-signature headers".into())
 }
 
-/// What a delivery was answered.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryAnswer {
-    pub accepted: bool,
-    pub reason: String,
-    /// The run it started.
-    pub run_id: Option<i64>,
-}
-
 fn answer(
     status: StatusCode,
     reason: &str,
     run_id: Option<i64>,
-    extra: serde_json::Value,
+    faults: Option<Vec<ParamFault>>,
 ) -> Response {
-    let mut body = json!({ "accepted": run_id.is_some(), "reason": reason, "run_id": run_id });
-    if run_id.is_none() {
-        body["error"] = json!(reason);
-    }
-    if let (Some(map), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
-        map.extend(more);
-    }
+    let body = DeliveryAnswer {
+        accepted: run_id.is_some(),
+        reason: reason.to_string(),
+        run_id,
+        error: run_id.is_none().then(|| reason.to_string()),
+        faults,
+    };
     (status, Json(body)).into_response()
 }
 
@@ -184,7 +175,7 @@ async fn receive(
     let refuse = |status: StatusCode,
                   scheme: &'static str,
                   reason: String,
-                  extra: serde_json::Value| {
+                  faults: Option<Vec<ParamFault>>| {
         let db = state.db.clone();
         let hook_id = hook.id.clone();
         let metrics = state.ctx.metrics.clone();
@@ -202,18 +193,18 @@ async fn receive(
             .await?;
             metrics.webhook_delivery("refused");
             tracing::info!(hook = %hook_id, status = status.as_u16(), reason, "webhook delivery refused");
-            Ok::<_, ApiError>(answer(status, &reason, None, extra))
+            Ok::<_, ApiError>(answer(status, &reason, None, faults))
         }
     };
     let body = match body {
         Ok(body) => body,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let reason = format!("the body is larger than {} bytes", super::MAX_BODY_BYTES);
-            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "none", reason, json!({})).await;
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "none", reason, None).await;
         }
         Err(e) => {
             let reason = format!("cannot read the body: {}", e.body_text());
-            return refuse(StatusCode::BAD_REQUEST, "none", reason, json!({})).await;
+            return refuse(StatusCode::BAD_REQUEST, "none", reason, None).await;
         }
     };
     let now_s = crate::storage::now_ms() / 1000;
@@ -227,32 +218,32 @@ async fn receive(
             } else {
                 "none"
             };
-            return refuse(StatusCode::UNAUTHORIZED, scheme, reason, json!({})).await;
+            return refuse(StatusCode::UNAUTHORIZED, scheme, reason, None).await;
         }
     };
     let scheme_name = scheme.name();
 
     let Some(current) = workflows::get(&state.db, &hook.workflow, None).await? else {
         let reason = format!("workflow {:?} was deleted", hook.workflow);
-        return refuse(StatusCode::GONE, scheme_name, reason, json!({})).await;
+        return refuse(StatusCode::GONE, scheme_name, reason, None).await;
     };
     let Some(spec) = current.spec.pipelines.get(&hook.pipeline) else {
         let reason = format!("pipeline {:?} is no longer in the workflow", hook.pipeline);
-        return refuse(StatusCode::GONE, scheme_name, reason, json!({})).await;
+        return refuse(StatusCode::GONE, scheme_name, reason, None).await;
     };
     if spec.trigger != Trigger::Webhook {
         let reason = format!(
             "pipeline {:?} is no longer triggered by webhooks",
             hook.pipeline
         );
-        return refuse(StatusCode::CONFLICT, scheme_name, reason, json!({})).await;
+        return refuse(StatusCode::CONFLICT, scheme_name, reason, None).await;
     }
     let params = if spec.params.values().any(|p| p.from.is_some()) {
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(value) => xene_core::params::from_body(&spec.params, &value),
             Err(_) => {
                 let reason = "the body is not JSON, but params are read from it".to_string();
-                return refuse(StatusCode::BAD_REQUEST, scheme_name, reason, json!({})).await;
+                return refuse(StatusCode::BAD_REQUEST, scheme_name, reason, None).await;
             }
         }
     } else {
@@ -273,21 +264,21 @@ async fn receive(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 scheme_name,
                 reason,
-                json!({ "faults": faults }),
+                Some(faults),
             )
             .await;
         }
         Err(RunError::UnknownWorkflow(_) | RunError::UnknownPipeline { .. }) => {
             let reason = "the workflow or pipeline was deleted".to_string();
-            return refuse(StatusCode::GONE, scheme_name, reason, json!({})).await;
+            return refuse(StatusCode::GONE, scheme_name, reason, None).await;
         }
         // Logged with the delivery, so whoever wired the hook sees why.
         Err(e @ RunError::ProtectedSecrets(_)) => {
-            return refuse(StatusCode::FORBIDDEN, scheme_name, e.to_string(), json!({})).await;
+            return refuse(StatusCode::FORBIDDEN, scheme_name, e.to_string(), None).await;
         }
         Err(e @ (RunError::MissingSecrets(_) | RunError::UnsafeScript { .. })) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return refuse(status, scheme_name, e.to_string(), json!({})).await;
+            return refuse(status, scheme_name, e.to_string(), None).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -306,20 +297,14 @@ async fn receive(
                 .ctx
                 .metrics
                 .run_started("webhook", &hook.workflow, &hook.pipeline);
-            state.ctx.wake_scheduler.notify_one();
             tracing::info!(hook = %hook.id, run_id = run, "webhook run queued");
-            Ok(answer(StatusCode::ACCEPTED, &reason, Some(run), json!({})))
+            Ok(answer(StatusCode::ACCEPTED, &reason, Some(run), None))
         }
         None => {
             let reason = "a replay: this delivery was accepted before".to_string();
-            refuse(StatusCode::CONFLICT, scheme_name, reason, json!({})).await
+            refuse(StatusCode::CONFLICT, scheme_name, reason, None).await
         }
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryList {
-    pub deliveries: Vec<Delivery>,
 }
 
 /// A hook's recent deliveries, newest first, each with its reason.
@@ -362,16 +347,6 @@ async fn get_hook(
                 "pipeline {pipeline:?} of {name:?} has no hook; create one with POST"
             ))
         })
-}
-
-/// A hook and its secret, shown this once.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NewSecret {
-    #[serde(flatten)]
-    pub hook: HookInfo,
-    /// Signs deliveries: GitHub takes it whole as its secret; Standard
-    /// Webhooks senders take it as it is (`whsec_...`).
-    pub secret: String,
 }
 
 /// Give a webhook pipeline its hook, or its hook a new secret (the URL

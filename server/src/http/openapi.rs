@@ -8,50 +8,20 @@
 
 use std::fmt::Write;
 
-use serde::Serialize;
+use utoipa::PartialSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Ref, Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, RefOr};
-use utoipa::{PartialSchema, ToSchema};
+use xene_api::agents::AgentState;
+use xene_api::error::ErrorBody;
 use xene_core::status::{RunStatus, StepStatus, TaskStatus};
 
-/// The body of every error answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, for people.
-    pub error: String,
-}
-
-/// The body of a 422 answer: an invalid workflow or invalid run params,
-/// every fault at once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InvalidWorkflow {
-    /// A summary, like `the workflow is invalid: 2 fault(s)`.
-    pub error: String,
-    /// An invalid workflow's faults, in order of line.
-    pub diagnostics: Option<Vec<Diagnostic>>,
-    /// Invalid params' faults, one per param.
-    pub faults: Option<Vec<ParamFault>>,
-    /// The faults as text, one per line.
-    pub message: String,
-}
-
-/// One invalid param of a run request (`xene_core::params::ParamFault`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ParamFault {
-    pub param: String,
-    pub message: String,
-}
-
-/// One fault in a workflow spec (`xene_core::Diagnostic`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Diagnostic {
-    /// Where in the YAML, like `pipelines.ci.tasks.test.depends_on[0]`;
-    /// empty for the document as a whole.
-    pub path: String,
-    /// The 1-based line, when the fault has one.
-    pub line: Option<u32>,
-    pub message: String,
+/// An invalid workflow's 422: the error body, with every fault.
+fn invalid_workflow() -> Ref {
+    let mut body = Ref::from_schema_name("ErrorBody");
+    body.description =
+        "An invalid workflow's error body: `diagnostics` and `message` list every fault.".into();
+    body
 }
 
 /// A string enum, its values taken from `core` where they are defined.
@@ -75,6 +45,8 @@ const ENUM_PROPERTIES: &[(&str, &str, &str)] = &[
     ("StepRun", "status", "StepStatus"),
     ("PipelineState", "trigger", "Trigger"),
     ("PipelineState", "scheduler_status", "SchedulerStatus"),
+    ("PipelineSummary", "trigger", "Trigger"),
+    ("LastRun", "status", "RunStatus"),
     ("Agent", "state", "AgentState"),
     ("CancelResponse", "status", "CancelStatus"),
 ];
@@ -129,7 +101,7 @@ fn enums() -> Vec<(&'static str, RefOr<Schema>)> {
             "AgentState",
             string_enum(
                 "`revoked`: its credential no longer works.",
-                &["online", "offline", "revoked"],
+                &AgentState::ALL.map(AgentState::as_str),
             ),
         ),
         (
@@ -147,11 +119,14 @@ const TIME_DESCRIPTION: &str = "UTC time in milliseconds since the Unix epoch.";
 /// Applies the document-wide rules to `doc`.
 pub fn complete(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
+    // The error body is no route's answer type, so it and what it holds
+    // are added here; an invalid workflow's 422 is the same body, named
+    // for the faults it lists.
     for (name, schema) in [
         ("ErrorBody", ErrorBody::schema()),
-        ("InvalidWorkflow", InvalidWorkflow::schema()),
-        ("ParamFault", ParamFault::schema()),
-        ("Diagnostic", Diagnostic::schema()),
+        ("InvalidWorkflow", RefOr::Ref(invalid_workflow())),
+        ("ParamFault", xene_core::params::ParamFault::schema()),
+        ("Diagnostic", xene_core::Diagnostic::schema()),
     ]
     .into_iter()
     .chain(enums())

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xene_core::status::RunStatus;
@@ -12,7 +12,8 @@ use xene_core::status::RunStatus;
 use super::AppState;
 use super::error::ApiError;
 use crate::storage::logs;
-use crate::storage::runs::{self, Cancelled, Run, RunDetail, RunFilter};
+use crate::storage::runs::{self, Cancelled, RunFilter};
+use xene_api::run::{CancelResponse, LogLine, LogPage, RunDetail, RunList};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -21,13 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_run))
         .routes(routes!(run_logs))
         .routes(routes!(raw_step_log))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RunList {
-    pub runs: Vec<Run>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// List runs, newest first, with filters and cursor pagination.
@@ -85,13 +79,6 @@ async fn get_run(
         .ok_or_else(|| ApiError::NotFound(format!("no run with id {id}")))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CancelResponse {
-    pub id: i64,
-    /// `cancelled` when it had not started; `cancelling` while its agent stops it.
-    pub status: String,
-}
-
 /// Cancel a run. Finished runs cannot be cancelled (409).
 #[utoipa::path(
     post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
@@ -112,7 +99,6 @@ async fn cancel_run(
     if outcome == Cancelled::Now {
         state.ctx.metrics.run_cancelled(&state.db, id).await;
     }
-    state.ctx.tell_agents(None);
     Ok(match outcome {
         Cancelled::Now => (
             StatusCode::OK,
@@ -147,28 +133,6 @@ pub struct LogQuery {
     /// At most this many bytes of log (1 to 8388608, default 1048576),
     /// again in whole chunks, at least one.
     pub max_bytes: Option<i64>,
-}
-
-/// One line of a step's log.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LogLine {
-    /// The chunk this line came in: resume after the page's `next_offset`.
-    pub offset: i64,
-    pub attempt: i64,
-    pub task: String,
-    pub step: String,
-    /// `stdout` or `stderr`.
-    pub stream: String,
-    pub data: String,
-    /// UTC milliseconds.
-    pub at: i64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LogPage {
-    pub lines: Vec<LogLine>,
-    /// Pass as `after` to continue.
-    pub next_offset: i64,
 }
 
 /// A run's log lines, oldest first, a page bounded in lines and bytes.

@@ -12,7 +12,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xene_core::parse::{MAX_ENV_NAME_LEN, is_env_name, is_name};
@@ -21,9 +21,10 @@ use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
 use crate::storage::access::audit;
-use crate::storage::secrets::{self as store, MAX_VALUE_BYTES, MIN_VALUE_CHARS, SecretInfo};
+use crate::storage::secrets::{self as store, MAX_VALUE_BYTES, MIN_VALUE_CHARS};
 use crate::storage::{runs, workflows};
 use crate::vault::VaultError;
+use xene_api::secrets::{Rotated, SecretInfo, SecretList, SecretValueRequest};
 
 /// Queued runs looked at when a secret is deleted: a bound on the work.
 const MAX_RUNS_CHECKED: i64 = 10_000;
@@ -44,11 +45,6 @@ pub struct Scope {
     pub workflow: Option<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SecretList {
-    pub secrets: Vec<SecretInfo>,
-}
-
 /// Secrets' names, scopes and who changed them when; never their values.
 /// With `workflow`, the secrets its runs see.
 #[utoipa::path(
@@ -64,22 +60,6 @@ async fn list_secrets(
     Ok(Json(SecretList {
         secrets: store::list(&state.db, workflow).await?,
     }))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecretValueRequest {
-    /// The value: 4 characters to 64 KiB, no NUL. It is stored encrypted
-    /// and never shown again. Needed to create; without it, a change of
-    /// protection keeps the stored value.
-    pub value: Option<String>,
-    /// Protected: only workflow versions an admin approved may use it.
-    /// Absent: unchanged (a new secret is not protected).
-    pub protected: Option<bool>,
-    /// Who may use a protected secret: `WORKFLOW` or `WORKFLOW/PIPELINE`
-    /// entries (a workflow's own secret: that workflow when empty).
-    /// Absent: unchanged.
-    pub allow: Option<Vec<String>>,
 }
 
 /// Create or replace a secret, or change its protection (admins).
@@ -220,14 +200,6 @@ async fn delete_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Rotated {
-    /// How many values were encrypted again.
-    pub reencrypted: usize,
-    /// The fingerprint of the key that now encrypts.
-    pub key_id: String,
-}
-
 /// Re-encrypt every secret under the first configured master key (admins).
 /// Add the new key first in every replica's key file, keeping the old one
 /// below it, then call this; then the old key can go.
@@ -358,7 +330,7 @@ fn check_value(value: &str) -> Result<(), ApiError> {
 }
 
 fn too_large() -> ApiError {
-    ApiError::PayloadTooLarge(format!(
+    ApiError::TooLarge(format!(
         "a secret's value is at most {MAX_VALUE_BYTES} bytes"
     ))
 }

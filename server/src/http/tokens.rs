@@ -6,7 +6,6 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xene_core::access::Role;
@@ -14,7 +13,8 @@ use xene_core::access::Role;
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
-use crate::storage::access::{self as store, TokenInfo};
+use crate::storage::access as store;
+use xene_api::access::{NewToken, TokenList, TokenRequest};
 
 /// A token lives 90 days unless asked otherwise, and at most a year.
 const DEFAULT_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -24,11 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenList {
-    pub tokens: Vec<TokenInfo>,
 }
 
 /// Your API tokens (an admin's list holds everyone's).
@@ -53,25 +48,6 @@ async fn user_role(state: &AppState, user_id: &str) -> Result<Role, ApiError> {
     Ok(store::user(&state.db, user_id)
         .await?
         .map_or(Role::Viewer, |u| u.role))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    /// What the token is for, e.g. `ci` (1 to 100 characters).
-    pub name: String,
-    /// At most the creator's role; default the creator's role.
-    #[schema(value_type = Option<String>, example = "viewer")]
-    pub role: Option<Role>,
-    /// How long it works, like `30d` (default 90d, at most 366d).
-    pub expires_in: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NewToken {
-    /// Shown once: send it as `Authorization: Bearer TOKEN`.
-    pub token: String,
-    pub info: TokenInfo,
 }
 
 /// Create an API token with a role no higher than yours.

@@ -6,15 +6,14 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use xene_core::access::Role;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
-use crate::storage::access::{self as store, Invite, User, UserChangeError};
+use crate::storage::access::{self as store, UserChangeError};
+use xene_api::access::{Invite, InviteList, InviteRequest, Me, User, UserChange, UserList};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -23,16 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_user))
         .routes(routes!(list_invites, put_invite))
         .routes(routes!(delete_invite))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Me {
-    pub user: User,
-    /// The role this request acts with: a token's may be lower than its user's.
-    #[schema(value_type = String, example = "editor")]
-    pub role: Role,
-    /// The API token's id when the request carried one.
-    pub token: Option<String>,
 }
 
 /// The user (and role) behind this request.
@@ -51,27 +40,12 @@ async fn me(
     }))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UserList {
-    pub users: Vec<User>,
-}
-
 /// Every user with their role (admins only).
 #[utoipa::path(get, path = "/api/v1/users", tag = "access", responses((status = 200, body = UserList), (status = 401), (status = 403)))]
 async fn list_users(State(state): State<AppState>) -> Result<Json<UserList>, ApiError> {
     Ok(Json(UserList {
         users: store::users(&state.db).await?,
     }))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserChange {
-    /// `viewer`, `editor` or `admin`.
-    #[schema(value_type = Option<String>, example = "editor")]
-    pub role: Option<Role>,
-    /// A disabled user's sessions and tokens stop working at once.
-    pub disabled: Option<bool>,
 }
 
 /// Change a user's role or disable them (admins only). The last admin stays.
@@ -109,28 +83,12 @@ async fn update_user(
     Ok(Json(user))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InviteList {
-    pub invites: Vec<Invite>,
-}
-
 /// Invites: the role a newcomer gets by email or by domain (admins only).
 #[utoipa::path(get, path = "/api/v1/invites", tag = "access", responses((status = 200, body = InviteList), (status = 401), (status = 403)))]
 async fn list_invites(State(state): State<AppState>) -> Result<Json<InviteList>, ApiError> {
     Ok(Json(InviteList {
         invites: store::invites(&state.db).await?,
     }))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InviteRequest {
-    /// One address, or...
-    pub email: Option<String>,
-    /// ...every address of a domain (its users still need the domain allowed to sign in).
-    pub domain: Option<String>,
-    #[schema(value_type = String, example = "editor")]
-    pub role: Role,
 }
 
 /// Give an email or a domain a role at first sign-in (admins only).

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -18,10 +18,12 @@ use super::error::ApiError;
 use crate::access::Principal;
 use crate::storage::access::audit;
 use crate::storage::approvals;
-use crate::storage::runs::{self, Run};
+use crate::storage::runs;
 use crate::storage::secrets;
-use crate::storage::workflows::{
-    self, Applied, PipelineState, VersionSummary, WorkflowSummary, WorkflowVersion,
+use crate::storage::workflows;
+use xene_api::run::{Run, StartRun};
+use xene_api::workflows::{
+    Applied, Approved, Revoked, VersionList, WorkflowDetail, WorkflowList, WorkflowVersion,
 };
 use xene_core::access::Role;
 use xene_core::draft::EditorLayout;
@@ -35,23 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_layout))
         .routes(routes!(approve_version, revoke_approval))
         .routes(routes!(start_run))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WorkflowList {
-    pub workflows: Vec<WorkflowSummary>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WorkflowDetail {
-    #[serde(flatten)]
-    pub current: WorkflowVersion,
-    pub pipelines: Vec<PipelineState>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct VersionList {
-    pub versions: Vec<VersionSummary>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -243,9 +228,20 @@ async fn protection_warnings(
 /// List workflows.
 #[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", responses((status = 200, body = WorkflowList)))]
 async fn list_workflows(State(state): State<AppState>) -> Result<Json<WorkflowList>, ApiError> {
-    Ok(Json(WorkflowList {
-        workflows: workflows::list(&state.db).await?,
-    }))
+    let now = crate::storage::now_ms();
+    let workflows = workflows::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|mut listed| {
+            for (pipeline, trigger) in listed.summary.summaries.iter_mut().zip(&listed.triggers) {
+                pipeline.next_fire = crate::controllers::cron::next_fires(trigger, now, 1)
+                    .first()
+                    .copied();
+            }
+            listed.summary
+        })
+        .collect();
+    Ok(Json(WorkflowList { workflows }))
 }
 
 /// A workflow's current version, with its pipelines' scheduling state.
@@ -326,23 +322,6 @@ async fn get_version(
     Ok(Json(found))
 }
 
-/// A version's approval, and the protected secrets it uses.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Approved {
-    pub name: String,
-    pub version: i64,
-    pub approved_by: String,
-    /// UTC ms.
-    pub approved_at: i64,
-    /// False when an admin had approved it before: that approval stands.
-    pub changed: bool,
-    pub protected_secrets: Vec<String>,
-    /// What whoever starts a run of it still chooses, such as an image
-    /// or env taken from a param in a task with protected secrets
-    /// (accepted with `accept_run_time_choices`).
-    pub warnings: Vec<String>,
-}
-
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -415,15 +394,6 @@ async fn approve_version(
         protected_secrets,
         warnings,
     }))
-}
-
-/// A withdrawn approval.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Revoked {
-    pub name: String,
-    pub version: i64,
-    /// False when the version was not approved.
-    pub changed: bool,
 }
 
 /// Withdraw a version's approval (admins). Runs of it are refused the
@@ -516,17 +486,6 @@ async fn put_layout(
     }
 }
 
-/// What a manual run may set.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartRun {
-    /// Values for the pipeline's declared params (strings, numbers or
-    /// booleans); the rest keep their defaults.
-    #[serde(default)]
-    #[schema(value_type = BTreeMap<String, Object>)]
-    pub params: BTreeMap<String, serde_json::Value>,
-}
-
 /// JSON scalars as the text a param holds; anything else is a fault.
 pub(crate) fn param_texts(
     given: BTreeMap<String, serde_json::Value>,
@@ -580,7 +539,6 @@ async fn start_run(
     state.ctx.metrics.run_started("manual", &name, &pipeline);
     state.ctx.metrics.run_traces.remember(run.id);
     tracing::info!(run_id = run.id, workflow = %name, pipeline = %pipeline, "run queued");
-    state.ctx.wake_scheduler.notify_one();
     Ok((StatusCode::CREATED, Json(run)))
 }
 

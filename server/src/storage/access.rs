@@ -17,22 +17,7 @@ pub const LOCAL_CLI_SUBJECT: &str = "cli";
 /// The identity the first admin's sign-in link creates.
 pub const FIRST_ADMIN_SUBJECT: &str = "first-admin";
 
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct User {
-    pub id: String,
-    /// The OpenID issuer that vouched for this user (`xene:local` for Xene's own).
-    pub issuer: String,
-    pub subject: String,
-    pub email: String,
-    pub name: String,
-    #[schema(value_type = String, example = "viewer")]
-    pub role: Role,
-    pub disabled: bool,
-    /// UTC milliseconds.
-    pub created_at: i64,
-    /// UTC milliseconds.
-    pub last_sign_in: Option<i64>,
-}
+pub use xene_api::access::User;
 
 const USER_COLUMNS: &str =
     "id, issuer, subject, email, name, role, disabled, created_at, last_sign_in";
@@ -207,18 +192,7 @@ pub async fn has_person_admin(db: &Db) -> Result<bool, StorageError> {
 
 // ---- invites ----
 
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Invite {
-    pub id: i64,
-    /// Exactly one of `email` and `domain` is set.
-    pub email: Option<String>,
-    pub domain: Option<String>,
-    #[schema(value_type = String, example = "editor")]
-    pub role: Role,
-    pub created_by: String,
-    /// UTC milliseconds.
-    pub created_at: i64,
-}
+pub use xene_api::access::Invite;
 
 fn invite_from(row: &sqlx::any::AnyRow) -> Result<Invite, StorageError> {
     let role: String = row.get(3);
@@ -309,23 +283,7 @@ pub async fn invited_role(db: &Db, email: &str) -> Result<Option<Role>, StorageE
 
 // ---- API tokens ----
 
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TokenInfo {
-    /// The token's id (its `jti` claim).
-    pub id: String,
-    pub user_id: String,
-    pub name: String,
-    #[schema(value_type = String, example = "editor")]
-    pub role: Role,
-    /// UTC milliseconds.
-    pub created_at: i64,
-    /// UTC milliseconds; absent for a token that never expires.
-    pub expires_at: Option<i64>,
-    /// UTC milliseconds, to the minute.
-    pub last_used_at: Option<i64>,
-    /// UTC milliseconds.
-    pub revoked_at: Option<i64>,
-}
+pub use xene_api::access::TokenInfo;
 
 const TOKEN_COLUMNS: &str =
     "jti, user_id, name, role, created_at, expires_at, last_used_at, revoked_at";
@@ -654,20 +612,7 @@ pub(crate) async fn reseal_signing_key(
 
 // ---- audit log ----
 
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct AuditEntry {
-    pub id: i64,
-    /// UTC milliseconds.
-    pub at: i64,
-    /// Who: a user id, `agent:ID`, or `anonymous`.
-    pub actor: String,
-    /// What, as `object.verb`: `sign_in.ok`, `sign_in.refused`, `token.create`...
-    pub action: String,
-    pub target: String,
-    pub detail: String,
-    /// The client's address.
-    pub remote: String,
-}
+pub use xene_api::access::AuditEntry;
 
 /// Longest text kept per audit field: a hostile value cannot bloat the log.
 const AUDIT_FIELD_MAX: usize = 512;

@@ -2,28 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sqlx::Row;
 
 use super::{Db, StorageError, now_ms};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Agent {
-    pub id: String,
-    pub name: String,
-    /// The server's own in-process agent.
-    pub builtin: bool,
-    pub labels: BTreeMap<String, String>,
-    pub runtimes: Vec<String>,
-    /// Most runs at once.
-    pub capacity: i64,
-    /// Runs it holds now.
-    pub running: i64,
-    pub version: String,
-    /// `online`, `offline`, or `revoked` (its credential no longer works).
-    pub state: String,
-    pub last_seen_at: i64,
-}
+pub use xene_api::agents::{Agent, AgentState};
 
 /// What an agent says about itself when it (re)joins.
 #[derive(Debug, Clone)]
@@ -58,6 +41,10 @@ pub async fn register(db: &Db, agent: &Registration) -> Result<bool, StorageErro
     .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected();
+    if touched == 1 {
+        // An agent (back) online has room for runs.
+        db.news().room_freed();
+    }
     Ok(touched == 1)
 }
 
@@ -155,7 +142,10 @@ pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
                     .map_err(|e| StorageError::Corrupt(e.to_string()))?,
                 capacity: r.get(5),
                 version: r.get(6),
-                state: r.get(7),
+                state: r
+                    .get::<String, _>(7)
+                    .parse()
+                    .map_err(StorageError::Corrupt)?,
                 last_seen_at: r.get(8),
                 running: r.get(9),
             })

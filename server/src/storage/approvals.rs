@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
 use sqlx::Row;
 use xene_core::spec::Workflow;
 
@@ -19,7 +18,7 @@ use super::secrets::{self, Chosen};
 use super::{Db, StorageError, now_ms};
 
 /// Who approved a version, and when (UTC ms).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct Approval {
     pub approved_by: String,
     pub approved_at: i64,

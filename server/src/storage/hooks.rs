@@ -2,11 +2,10 @@
 //! secret), and the log of deliveries, accepted or refused, with why.
 
 use base64::Engine;
-use serde::Serialize;
 use sqlx::Row;
 
 use super::runs::{self, Prepared, RunError};
-use super::{Db, StorageError, now_ms};
+use super::{Db, StorageError, now_ms, secrets};
 use crate::vault::Vault;
 
 /// Refused deliveries kept per hook; older ones are pruned as new ones arrive.
@@ -28,18 +27,7 @@ pub struct Hook {
     pub rotated_at: i64,
 }
 
-/// A hook as the API shows it: never its secret.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HookInfo {
-    pub id: String,
-    pub workflow: String,
-    pub pipeline: String,
-    /// The path deliveries are posted to.
-    pub path: String,
-    pub created_at: i64,
-    /// When the secret was last made (created or rotated).
-    pub rotated_at: i64,
-}
+pub use xene_api::hooks::HookInfo;
 
 impl Hook {
     pub fn info(&self) -> HookInfo {
@@ -77,20 +65,15 @@ fn new_secret() -> String {
     )
 }
 
-/// The sealing scope of a workflow's hook secrets (its pipeline is the
-/// name): the NUL keeps it apart from every secret's scope.
-pub(crate) fn sealing_scope(workflow: &str) -> String {
-    format!("\0hook:{workflow}")
-}
-
 /// A hook row with its secret opened: the database holds it sealed under
 /// the master key (it must be recoverable to check signatures).
 fn hook_from(r: &sqlx::any::AnyRow, vault: &Vault) -> Result<Hook, StorageError> {
     let workflow: String = r.get(1);
     let pipeline: String = r.get(2);
     let stored: String = r.get(3);
-    let secret = super::secrets::open_stored(vault, &sealing_scope(&workflow), &pipeline, &stored)
-        .map_err(|e| StorageError::Corrupt(format!("a webhook's secret does not open: {e}")))?;
+    let secret =
+        secrets::open_stored(vault, &secrets::hook_scope(&workflow), &pipeline, &stored)
+            .map_err(|e| StorageError::Corrupt(format!("a webhook's secret does not open: {e}")))?;
     Ok(Hook {
         id: r.get(0),
         workflow,
@@ -139,11 +122,11 @@ pub async fn create_or_rotate(
 ) -> Result<(Hook, bool), StorageError> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let secret = super::secrets::seal_stored(
+    let secret = secrets::seal_stored(
         &mut tx,
         db.backend(),
         vault,
-        &sealing_scope(workflow),
+        &secrets::hook_scope(workflow),
         pipeline,
         &new_secret(),
     )
@@ -179,20 +162,7 @@ pub async fn create_or_rotate(
     Ok((hook, !rotated))
 }
 
-/// One delivery as listed.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Delivery {
-    pub id: i64,
-    pub received_at: i64,
-    /// `github`, `standard` or `none`.
-    pub scheme: String,
-    /// The HTTP status it was answered with.
-    pub http_status: i64,
-    pub accepted: bool,
-    /// Why it was refused, or what it started.
-    pub reason: String,
-    pub run_id: Option<i64>,
-}
+pub use xene_api::hooks::Delivery;
 
 /// What a delivery came to, to be recorded.
 pub struct Record<'a> {
@@ -243,7 +213,7 @@ pub async fn accepted(
     }
     prune(&mut tx, record.hook_id).await?;
     tx.commit().await?;
-    db.changed(run).await;
+    db.news().run_queued(run).await;
     Ok(Some(run))
 }
 

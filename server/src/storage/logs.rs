@@ -15,24 +15,7 @@ pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 /// The most one read returns (at least one chunk, whatever its size).
 pub const MAX_READ_BYTES: i64 = 8 * 1024 * 1024;
 
-/// A piece of one step's log, as stored.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Chunk {
-    /// Orders every chunk of the run: resume after it with `after=`.
-    pub cursor: i64,
-    pub attempt: i64,
-    pub task: String,
-    pub step: String,
-    /// `stdout` or `stderr`.
-    pub stream: String,
-    /// Where `data` starts in its step's log (bytes); a gap before it is a
-    /// part the per-step cap dropped.
-    pub offset: i64,
-    /// Whole lines, each ending in a newline.
-    pub data: String,
-    /// UTC milliseconds.
-    pub at: i64,
-}
+pub use xene_api::feed::LogChunk;
 
 /// Appends a chunk of a step's log inside the transaction that applies it,
 /// then trims the step's log to the cap.
@@ -112,7 +95,11 @@ pub struct Filter<'a> {
 
 /// Chunks of a run in the order they arrived, bounded in bytes: first the
 /// sizes are read, then only the rows that fit.
-pub async fn chunks(db: &Db, run_id: i64, filter: &Filter<'_>) -> Result<Vec<Chunk>, StorageError> {
+pub async fn chunks(
+    db: &Db,
+    run_id: i64,
+    filter: &Filter<'_>,
+) -> Result<Vec<LogChunk>, StorageError> {
     let sizes: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT id, bytes FROM log_chunks WHERE run_id = $1 AND id > $2 \
          AND ($3 IS NULL OR task = $3) AND ($4 IS NULL OR step = $4) ORDER BY id LIMIT 1000",
@@ -150,8 +137,8 @@ pub async fn chunks(db: &Db, run_id: i64, filter: &Filter<'_>) -> Result<Vec<Chu
     Ok(rows.iter().map(chunk_from).collect())
 }
 
-fn chunk_from(row: &sqlx::any::AnyRow) -> Chunk {
-    Chunk {
+fn chunk_from(row: &sqlx::any::AnyRow) -> LogChunk {
+    LogChunk {
         cursor: row.get(0),
         attempt: row.get(1),
         task: row.get(2),
@@ -173,7 +160,7 @@ pub async fn step_chunks(
     step: &str,
     from: i64,
     max_bytes: i64,
-) -> Result<Vec<Chunk>, StorageError> {
+) -> Result<Vec<LogChunk>, StorageError> {
     let sizes: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT offset_bytes, bytes FROM log_chunks WHERE run_id = $1 AND attempt = $2 AND task = $3 AND step = $4 \
          AND offset_bytes >= $5 ORDER BY offset_bytes LIMIT 1000",

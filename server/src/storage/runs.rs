@@ -57,7 +57,7 @@ impl From<sqlx::Error> for RunError {
     }
 }
 
-pub use xene_core::run::{Run, RunDetail, StepRun, TaskRun};
+pub use xene_api::run::{Run, RunDetail, StepRun, TaskRun};
 
 mod ends;
 pub(crate) use ends::leave_nothing_running;
@@ -130,7 +130,7 @@ pub async fn create(
     let mut tx = db.begin_write().await?;
     let id = insert(&mut tx, &prepared, trigger, None, None).await?;
     tx.commit().await?;
-    db.changed(id).await;
+    db.news().run_queued(id).await;
     Ok(get(db, id).await?.expect("the run just created").run)
 }
 
@@ -271,12 +271,21 @@ pub async fn insert(
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
-    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    // The version's spec comes along for the tasks' `depends_on`.
+    let row = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS}, (SELECT v.spec FROM workflow_versions v \
+         WHERE v.workflow = runs.workflow AND v.version = runs.version) FROM runs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let run = run_from_row(&row)?;
+    let mut depends_on = row
+        .get::<Option<String>, _>(21)
+        .map(|spec| dependencies(&spec, &run.pipeline))
+        .transpose()?
+        .unwrap_or_default();
     let task_rows = sqlx::query(
         "SELECT task, status, attempt, output, error, started_at, finished_at, duration_ms \
          FROM task_runs WHERE run_id = $1 ORDER BY position",
@@ -315,6 +324,7 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
         let status: String = r.get(1);
         tasks.push(TaskRun {
             steps: steps.remove(&name).unwrap_or_default(),
+            depends_on: depends_on.remove(&name).unwrap_or_default(),
             name,
             status: status
                 .parse()
@@ -330,6 +340,36 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
         });
     }
     Ok(Some(RunDetail { run, tasks }))
+}
+
+/// Each task's `depends_on` in a stored spec's pipeline, read without the
+/// rest of the spec.
+fn dependencies(spec: &str, pipeline: &str) -> Result<BTreeMap<String, Vec<String>>, StorageError> {
+    #[derive(Deserialize)]
+    struct Spec {
+        pipelines: BTreeMap<String, Pipeline>,
+    }
+    #[derive(Deserialize)]
+    struct Pipeline {
+        tasks: BTreeMap<String, Task>,
+    }
+    #[derive(Deserialize)]
+    struct Task {
+        #[serde(default)]
+        depends_on: Vec<String>,
+    }
+    let mut spec: Spec =
+        serde_json::from_str(spec).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(spec
+        .pipelines
+        .remove(pipeline)
+        .map(|p| {
+            p.tasks
+                .into_iter()
+                .map(|(name, task)| (name, task.depends_on))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// A page of runs, newest first, and the cursor of the next page if any.
@@ -454,7 +494,9 @@ pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
         Cancelled::Requested
     };
     tx.commit().await?;
-    db.changed(id).await;
+    db.news().run_changed(id).await;
+    // Its agent stops it, or forgets it if it had not started it.
+    db.news().agent_has_work(None);
     Ok(outcome)
 }
 
@@ -573,9 +615,10 @@ pub async fn assign_many(
             failed
         }
     };
-    for ((id, _), placed) in placements.iter().zip(&placed) {
+    for ((id, agent), placed) in placements.iter().zip(&placed) {
         if *placed {
-            db.changed(*id).await;
+            db.news().run_changed(*id).await;
+            db.news().agent_has_work(Some(agent));
         }
     }
     if let Some(e) = failed {
@@ -637,7 +680,7 @@ pub async fn set_waiting_reason(db: &Db, id: i64, reason: &str) -> Result<(), St
     .await?
     .rows_affected();
     if changed > 0 {
-        db.changed(id).await;
+        db.news().run_changed(id).await;
     }
     Ok(())
 }

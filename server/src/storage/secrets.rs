@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
 use sqlx::Row;
 use xene_core::protocol::SecretValue;
 use xene_core::spec::Pipeline;
@@ -51,25 +50,7 @@ impl From<sqlx::Error> for SecretsError {
     }
 }
 
-/// A secret as the API lists it: never its value.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SecretInfo {
-    pub name: String,
-    /// The workflow it belongs to; absent for a global secret.
-    pub workflow: Option<String>,
-    pub created_by: String,
-    /// UTC milliseconds.
-    pub created_at: i64,
-    pub updated_by: String,
-    /// UTC milliseconds.
-    pub updated_at: i64,
-    /// Only workflow versions an admin approved may use it, and only in
-    /// the workflows (or pipelines) `allow` names.
-    pub protected: bool,
-    /// `WORKFLOW` or `WORKFLOW/PIPELINE` entries that may use a protected
-    /// secret (a workflow's own protected secret: that workflow when empty).
-    pub allow: Vec<String>,
-}
+pub use xene_api::secrets::SecretInfo;
 
 /// What a `put` changes; `None` keeps what is stored (a new secret needs a
 /// value and is unprotected unless asked).
@@ -270,6 +251,12 @@ fn check_protection(
         )));
     }
     Ok(())
+}
+
+/// The sealing scope of a workflow's webhook secrets (its pipeline is the
+/// name): the NUL keeps it apart from every secret's scope.
+pub(crate) fn hook_scope(workflow: &str) -> String {
+    format!("\0hook:{workflow}")
 }
 
 /// Seals another kind of secret (a webhook's signing secret) under the key
@@ -579,7 +566,7 @@ pub async fn rotate(db: &Db, vault: &Vault) -> Result<usize, SecretsError> {
         if stored.split_once(':').is_some_and(|(id, _)| id == primary) {
             continue;
         }
-        let scope = super::hooks::sealing_scope(&workflow);
+        let scope = hook_scope(&workflow);
         let value = open_stored(vault, &scope, &pipeline, &stored)?;
         let (new_id, new_sealed) = vault.seal(&scope, &pipeline, value.as_bytes());
         sqlx::query("UPDATE webhooks SET secret = $1 WHERE workflow = $2 AND pipeline = $3")

@@ -1,82 +1,24 @@
 //! Workflows and their versions.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
 use sqlx::Row;
+use xene_api::workflows::{trigger_kind, trigger_text};
 use xene_core::draft::EditorLayout;
 use xene_core::spec::{Trigger, Workflow};
 
 use super::{Db, StorageError, now_ms};
 
-/// The result of applying a workflow.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Applied {
-    pub name: String,
-    pub version: i64,
-    /// False when the spec was the same as the current version's.
-    pub changed: bool,
-    /// What is stored but will not work yet, like secrets the tasks name
-    /// that do not exist (runs of such a pipeline are refused until they do).
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct WorkflowSummary {
-    pub name: String,
-    pub description: String,
-    pub version: i64,
-    pub pipelines: Vec<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PipelineState {
-    pub name: String,
-    pub trigger: String,
-    /// `scheduled` or `not_scheduled`: the scheduler's latest decision.
-    pub scheduler_status: String,
-    pub scheduler_reason: Option<String>,
-    /// A cron pipeline's next fire times (UTC ms), the soonest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub next_fires: Vec<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct WorkflowVersion {
-    pub name: String,
-    pub version: i64,
-    /// The validated spec, as JSON.
-    #[schema(value_type = Object)]
-    pub spec: Workflow,
-    /// The text that was applied.
-    pub source: String,
-    pub created_at: i64,
-    /// Where the visual editor placed tasks; carried over from version to
-    /// version.
-    #[schema(value_type = Option<Object>)]
-    pub layout: Option<EditorLayout>,
-    /// The admin who approved this version for protected secrets (storing
-    /// it as an admin approves it); absent while nobody has.
-    pub approved_by: Option<String>,
-    /// When it was approved, UTC ms.
-    pub approved_at: Option<i64>,
-    /// The protected secrets its pipelines use: its runs need the approval.
-    pub protected_secrets: Vec<String>,
-}
+pub use xene_api::workflows::{
+    Applied, LastRun, PipelineState, PipelineSummary, VersionSummary, WorkflowSummary,
+    WorkflowVersion,
+};
 
 /// An apply made against a version that is no longer the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stale {
     /// The current version (0: the workflow does not exist).
     pub current: i64,
-}
-
-fn trigger_name(trigger: &Trigger) -> &'static str {
-    match trigger {
-        Trigger::Manual => "manual",
-        Trigger::Webhook => "webhook",
-        Trigger::Cron { .. } => "cron",
-    }
 }
 
 /// What `apply` would answer, storing nothing (a dry run).
@@ -214,7 +156,7 @@ pub async fn apply(
         )
         .bind(&workflow.name)
         .bind(name)
-        .bind(trigger_name(&pipeline.trigger))
+        .bind(trigger_kind(&pipeline.trigger))
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -252,32 +194,97 @@ pub async fn set_layout(
     Ok(done == 1)
 }
 
-pub async fn list(db: &Db) -> Result<Vec<WorkflowSummary>, StorageError> {
+/// A workflow of the list, with each pipeline's trigger for the caller to
+/// compute its next fire (the scheduler's clock is not storage's).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub summary: WorkflowSummary,
+    /// The triggers of `summary.summaries`, in their order.
+    pub triggers: Vec<Trigger>,
+}
+
+/// Every live workflow with its pipelines' triggers and last runs, in one
+/// query: the list's page asks once, however many pipelines there are.
+pub async fn list(db: &Db) -> Result<Vec<Listed>, StorageError> {
     let rows = sqlx::query(
-        "SELECT w.name, w.description, w.current_version, w.created_at, w.updated_at FROM workflows w \
-         WHERE w.deleted = 0 ORDER BY w.name",
+        "SELECT w.name, w.description, w.current_version, w.created_at, w.updated_at, v.spec, \
+         p.name, r.id, r.status, r.requested_at, r.started_at, r.finished_at \
+         FROM workflows w \
+         JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
+         LEFT JOIN pipelines p ON p.workflow = w.name \
+         LEFT JOIN runs r ON r.id = \
+           (SELECT MAX(l.id) FROM runs l WHERE l.workflow = w.name AND l.pipeline = p.name) \
+         WHERE w.deleted = 0 ORDER BY w.name, p.name",
     )
     .fetch_all(db.pool())
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let mut out: Vec<Listed> = Vec::new();
+    let mut triggers = BTreeMap::new();
     for row in rows {
         let name: String = row.get(0);
-        let pipelines = sqlx::query_scalar::<_, String>(
-            "SELECT name FROM pipelines WHERE workflow = $1 ORDER BY name",
-        )
-        .bind(&name)
-        .fetch_all(db.pool())
-        .await?;
-        out.push(WorkflowSummary {
-            name,
-            description: row.get(1),
-            version: row.get(2),
-            pipelines,
-            created_at: row.get(3),
-            updated_at: row.get(4),
+        if out.last().is_none_or(|l| l.summary.name != name) {
+            triggers = pipeline_triggers(&row.get::<String, _>(5))?;
+            out.push(Listed {
+                summary: WorkflowSummary {
+                    name,
+                    description: row.get(1),
+                    version: row.get(2),
+                    pipelines: Vec::new(),
+                    summaries: Vec::new(),
+                    created_at: row.get(3),
+                    updated_at: row.get(4),
+                },
+                triggers: Vec::new(),
+            });
+        }
+        let listed = out.last_mut().expect("pushed above");
+        let Some(pipeline) = row.get::<Option<String>, _>(6) else {
+            continue;
+        };
+        let last_run = match row.get::<Option<i64>, _>(7) {
+            Some(id) => Some(LastRun {
+                id,
+                status: row.get::<String, _>(8).parse().map_err(
+                    |e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()),
+                )?,
+                requested_at: row.get(9),
+                started_at: row.get(10),
+                finished_at: row.get(11),
+            }),
+            None => None,
+        };
+        let trigger = triggers.remove(&pipeline).unwrap_or_default();
+        listed.summary.summaries.push(PipelineSummary {
+            name: pipeline.clone(),
+            trigger: trigger_kind(&trigger).to_string(),
+            trigger_text: trigger_text(&trigger),
+            next_fire: None,
+            last_run,
         });
+        listed.summary.pipelines.push(pipeline);
+        listed.triggers.push(trigger);
     }
     Ok(out)
+}
+
+/// Each pipeline's trigger in a stored spec, read without the rest of it.
+fn pipeline_triggers(spec: &str) -> Result<BTreeMap<String, Trigger>, StorageError> {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        pipelines: BTreeMap<String, Pipeline>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Pipeline {
+        #[serde(default)]
+        trigger: Trigger,
+    }
+    let spec: Spec =
+        serde_json::from_str(spec).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(spec
+        .pipelines
+        .into_iter()
+        .map(|(name, p)| (name, p.trigger))
+        .collect())
 }
 
 /// A version of a live (not deleted) workflow; the current one when `version` is `None`.
@@ -332,12 +339,6 @@ pub async fn spec_of_version(
     .await?;
     spec.map(|s| serde_json::from_str(&s).map_err(|e| StorageError::Corrupt(e.to_string())))
         .transpose()
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct VersionSummary {
-    pub version: i64,
-    pub created_at: i64,
 }
 
 pub async fn versions(db: &Db, name: &str) -> Result<Option<Vec<VersionSummary>>, StorageError> {

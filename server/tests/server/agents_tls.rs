@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
-use xene_server::storage::{Db, auth, runs, workflows};
+use xene_server::storage::{Db, agents, auth, runs, workflows};
 
 use crate::process::{Agent, Xene};
 use crate::tls::{Pki, write};
@@ -40,7 +40,7 @@ async fn wait_online(db: &Db, n: usize, agents: &[&Agent]) {
             .await
             .unwrap()
             .into_iter()
-            .filter(|a| !a.builtin && a.state == "online")
+            .filter(|a| !a.builtin && a.state == agents::AgentState::Online)
             .count();
         if online >= n {
             return;

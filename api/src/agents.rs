@@ -1,0 +1,148 @@
+//! Agents: the list with their state, the queue at a glance, join tokens
+//! and the exchange of one for a credential.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    /// The server's own in-process agent.
+    pub builtin: bool,
+    pub labels: BTreeMap<String, String>,
+    pub runtimes: Vec<String>,
+    /// Most runs at once.
+    pub capacity: i64,
+    /// Runs it holds now.
+    pub running: i64,
+    pub version: String,
+    /// `online`, `offline`, or `revoked` (its credential no longer works).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub state: AgentState,
+    pub last_seen_at: i64,
+}
+
+/// Whether an agent takes work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Online,
+    Offline,
+    /// Its credential no longer works.
+    Revoked,
+}
+
+impl AgentState {
+    /// Every state, in the order the API document lists them.
+    pub const ALL: [AgentState; 3] = [Self::Online, Self::Offline, Self::Revoked];
+
+    /// The state as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for AgentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AgentState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown agent state {s:?}: expected online, offline or revoked")
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentList {
+    pub agents: Vec<Agent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Stats {
+    /// Runs waiting for an agent.
+    pub waiting_runs: i64,
+    /// Of those, runs nobody picked up within the pick-up timeout.
+    pub stuck_runs: i64,
+    /// Runs starting or running on an agent.
+    pub running_runs: i64,
+    pub runs_by_status: BTreeMap<String, i64>,
+    pub agents_by_state: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// How long the token stays valid, like `30m` or `24h` (default 1h, at most 30d).
+    pub expires_in: Option<String>,
+    /// The labels of the agent joining with it, instead of those it
+    /// declares (absent or empty: the agent's own). At most 32; keys of 1 to 63
+    /// letters, digits and `._-/`, values of up to 255 printable characters.
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Most runs the agent joining with it takes at once, whatever it
+    /// declares (1 to 256; absent: its own claim, at most 256).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 256))]
+    pub capacity: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinToken {
+    /// Shown once: only its hash is kept.
+    pub token: String,
+    pub expires_at: i64,
+    /// The labels it fixes, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The capacity it caps, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+    /// A command that installs and starts an agent with this token (the
+    /// token goes in the environment, not in any process's arguments).
+    /// Absent when this server is reached over plain HTTP from beyond this
+    /// machine: piping a script fetched that way into a shell would run
+    /// whatever the network put there.
+    pub install_command: Option<String>,
+    /// Why there is no install command, and what to do instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install_note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub token: String,
+    /// A name for people; defaults to the agent id.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Credential {
+    pub agent_id: String,
+    /// The agent's own secret for `/api/v1/agents/connect`; shown once.
+    pub credential: String,
+}
