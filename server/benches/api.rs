@@ -40,10 +40,8 @@ impl Running {
             .expect("server starts");
         let base = format!("http://{}", server.local_addr());
         let api = Client::new(base, admin_client(data_dir));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = xene_testkit::stop_signal();
+        let done = tokio::spawn(server.serve(stopped));
         Self { api, stop, done }
     }
 

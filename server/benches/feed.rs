@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use xene_server::config::Args;
@@ -97,10 +96,8 @@ fn main() {
         let base = format!("http://{}", server.local_addr());
         let token = admin_token(dir.path());
         let http = client_with_token(&token);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = xene_testkit::stop_signal();
+        let done = tokio::spawn(server.serve(stopped));
 
         feed_latency(&http, &base, &token, runs).await;
         ingest(&http, &base, mb).await;

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -13,35 +12,10 @@ use xene_core::event::RunEvent;
 use xene_core::protocol::SecretValue;
 use xene_core::spec::Pipeline;
 use xene_core::status::StepStatus;
-
-pub const IMAGE: &str = "xene-test/busybox:latest";
+pub use xene_testkit::docker::busybox_image;
 
 /// Only guards against a hung run; nothing is asserted about time.
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
-
-/// Builds the test image once per test process: Debian's static busybox in
-/// an image `FROM scratch` (there is no registry to pull from).
-pub fn busybox_image() -> &'static str {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let context = tempfile::tempdir().expect("temp dir");
-        std::fs::copy("/usr/bin/busybox", context.path().join("busybox"))
-            .expect("copying /usr/bin/busybox (apt-get install busybox-static)");
-        std::fs::write(
-            context.path().join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-        )
-        .expect("writing the Dockerfile");
-        let status = Command::new("docker")
-            .args(["build", "-q", "-t", IMAGE])
-            .arg(context.path())
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("running docker build");
-        assert!(status.success(), "docker build of {IMAGE} failed");
-    });
-    IMAGE
-}
 
 /// The one pipeline of a workflow written in YAML; panics with every
 /// diagnostic when it is invalid.

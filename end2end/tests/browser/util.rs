@@ -46,10 +46,8 @@ impl TestServer {
             .expect("server starts");
         let addr = server.local_addr();
         let sign_in_link = server.sign_in_link().map(String::from);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = xene_testkit::stop_signal();
+        tokio::spawn(server.serve(stopped));
         Self {
             addr,
             sign_in_link,

@@ -1,5 +1,7 @@
 //! What a step on the built-in agent can see of the server.
 
+use xene_testkit::docker::busybox_image;
+
 use crate::util::{Backend, TestDb, TestServer};
 
 mod shell;
@@ -253,31 +255,6 @@ pipelines:
         format!("{} 77 50000/100000", 300u64 << 20),
         "{run}"
     );
-}
-
-/// A busybox image (`FROM scratch`), built once; the agent's Docker tests
-/// build the same one.
-fn busybox_image() -> &'static str {
-    const IMAGE: &str = "xene-test/busybox:latest";
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        let context = tempfile::tempdir().unwrap();
-        std::fs::copy("/usr/bin/busybox", context.path().join("busybox"))
-            .expect("copying /usr/bin/busybox (apt-get install busybox-static)");
-        std::fs::write(
-            context.path().join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-        )
-        .unwrap();
-        let status = std::process::Command::new("docker")
-            .args(["build", "-q", "-t", IMAGE])
-            .arg(context.path())
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("docker runs");
-        assert!(status.success(), "docker build of {IMAGE} failed");
-    });
-    IMAGE
 }
 
 /// Found by review: the scheduler read the agents, then wrote its

@@ -46,10 +46,8 @@ impl TestServer {
         let addr = server.local_addr();
         let sign_in_link = server.sign_in_link().map(String::from);
         let token = admin_token(&args.data_dir());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = xene_testkit::stop_signal();
+        let done = tokio::spawn(server.serve(stopped));
         Self {
             addr,
             client: client_with_token(&token),
