@@ -1,6 +1,7 @@
-//! Access: who may reach what. Sign-in (OpenID Connect, one-time links),
-//! browser sessions, API tokens, the host check and the rule table, with one
-//! guard in front of every route.
+//! Access policy: who may reach what. The rule table, who is admitted at
+//! sign-in, API tokens, the OpenID provider client, the host check and the
+//! first admin's bootstrap. The HTTP side (the guard middlewares, the `/auth`
+//! routes, `xenectl login`) lives in `crate::http` and asks this module.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -16,14 +17,46 @@ use crate::storage::access::{
 use crate::storage::{Db, StorageError, now_ms};
 
 pub mod admit;
-pub mod cli_login;
-pub mod cookies;
-pub mod guard;
 pub mod oidc;
+pub mod principal;
 pub mod rules;
 pub mod tokens;
 
-pub use guard::Principal;
+pub use principal::{Principal, SESSION_USER, SessionUser};
+
+/// Why access could not be set up, or a sign-in with the provider failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    ClientSecret(#[from] crate::config::access::ClientSecretError),
+    #[error("bad --oidc-issuer {issuer:?}: {reason}")]
+    Issuer { issuer: String, reason: String },
+    #[error("bad --public-url {url:?}: {reason}")]
+    PublicUrl { url: String, reason: String },
+    #[error("cannot make the OpenID provider's HTTP client: {0}")]
+    HttpClient(String),
+    #[error("OpenID discovery at {issuer} failed: {reason}")]
+    Discovery { issuer: String, reason: String },
+    #[error("the sign-in's state does not match, or it took too long")]
+    Flow,
+    #[error("the provider has no token endpoint: {0}")]
+    NoTokenEndpoint(String),
+    #[error("exchanging the authorization code failed: {0}")]
+    CodeExchange(String),
+    #[error("the provider answered without an ID token")]
+    NoIdToken,
+    #[error("the ID token did not verify: {0}")]
+    IdToken(String),
+    #[error("writing the local admin token {path}: {source}")]
+    TokenFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secrets(#[from] crate::storage::secrets::SecretsError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
 
 /// The file in the data directory holding the local admin token for `xenectl`.
 pub const LOCAL_TOKEN_FILE: &str = "admin-token";
@@ -57,7 +90,7 @@ impl AccessState {
         addr: SocketAddr,
         public_url: &str,
         https: bool,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, AccessError> {
         let access = &args.access;
         let lower = |v: &[String]| -> Vec<String> {
             v.iter()
@@ -99,7 +132,7 @@ impl AccessState {
             session_idle: access.session_idle,
             session_max: access.session_max,
             https,
-            origin: guard::normalize_origin(public_url).unwrap_or_default(),
+            origin: normalize_origin(public_url).unwrap_or_default(),
         })
     }
 
@@ -215,6 +248,24 @@ fn host_name(host: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// `HTTPS://Example.com:443/x` -> `https://example.com`: an origin as
+/// browsers compare them. None for anything but an http(s) URL.
+pub fn normalize_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}"))
+}
+
 /// Makes what a fresh installation needs to be usable and closed: the local
 /// admin token for `xenectl` (written to the data directory, mode 0600), and
 /// while no person is admin, a one-time sign-in link for the first one.
@@ -224,7 +275,7 @@ pub async fn bootstrap(
     access: &AccessState,
     data_dir: &Path,
     public_url: &str,
-) -> anyhow::Result<Option<String>> {
+) -> Result<Option<String>, AccessError> {
     local_admin_token(db, access, data_dir).await?;
     if store::has_person_admin(db).await? {
         return Ok(None);
@@ -236,7 +287,11 @@ pub async fn bootstrap(
     )))
 }
 
-async fn local_admin_token(db: &Db, access: &AccessState, data_dir: &Path) -> anyhow::Result<()> {
+async fn local_admin_token(
+    db: &Db,
+    access: &AccessState,
+    data_dir: &Path,
+) -> Result<(), AccessError> {
     let path = data_dir.join(LOCAL_TOKEN_FILE);
     if let Ok(text) = std::fs::read_to_string(&path)
         && let Ok(verified) = access.keys.verify(text.trim())
@@ -266,8 +321,11 @@ async fn local_admin_token(db: &Db, access: &AccessState, data_dir: &Path) -> an
             None,
         )
         .await?;
-    std::fs::create_dir_all(data_dir)?;
-    write_private(&path, &token)?;
+    let written = std::fs::create_dir_all(data_dir).and_then(|_| write_private(&path, &token));
+    written.map_err(|source| AccessError::TokenFile {
+        path: path.clone(),
+        source,
+    })?;
     store::audit(
         db,
         "xene",
@@ -324,6 +382,20 @@ mod tests {
             url_host("https://u@xene.example.com:443/x").as_deref(),
             Some("xene.example.com")
         );
+    }
+
+    #[test]
+    fn origins_are_normalized() {
+        assert_eq!(
+            normalize_origin("HTTPS://Xene.Example:443/x").as_deref(),
+            Some("https://xene.example")
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(normalize_origin("ftp://x"), None);
+        assert_eq!(normalize_origin("http://u@evil"), None);
     }
 
     #[test]

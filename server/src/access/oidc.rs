@@ -1,13 +1,11 @@
-//! Signing in: the OpenID Connect authorization code flow (PKCE, state,
-//! nonce; the ID token's signature, issuer, audience, expiry and nonce
-//! checked by `openidconnect`), one-time sign-in links, and signing out.
+//! The OpenID provider client: discovery (cached, refreshed for key
+//! rotation), the authorization URL with PKCE, state and nonce, and the code
+//! exchange with the ID token's signature, issuer, audience, expiry and
+//! nonce checked by `openidconnect`. The `/auth` routes that drive it are in
+//! `crate::http::signin`.
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Query, Request, State};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -17,13 +15,9 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
-use tower_sessions::Session;
-use xene_core::access::Role;
 
-use super::admit::{Claims, Refusal};
-use super::guard::{SESSION_USER, SessionUser, encode_component, remote};
-use crate::http::AppState;
-use crate::storage::access::{self as store, Identity};
+use super::AccessError;
+use super::admit::Claims;
 use crate::storage::now_ms;
 
 /// Discovery documents (and their keys) are fetched again after this, so a
@@ -31,7 +25,6 @@ use crate::storage::now_ms;
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// A sign-in that takes longer than this at the provider starts over.
 const FLOW_TTL_MS: i64 = 10 * 60 * 1000;
-const PENDING: &str = "oidc_pending";
 
 /// A configured OpenID provider.
 pub struct Oidc {
@@ -58,22 +51,30 @@ impl Oidc {
         client_id: &str,
         client_secret: Option<String>,
         public_url: &str,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, AccessError> {
         let http = openidconnect::reqwest::ClientBuilder::new()
             // Following redirects would let a provider's answer send us anywhere.
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
-            .build()?;
+            .build()
+            .map_err(|e| AccessError::HttpClient(e.to_string()))?;
         Ok(Self {
-            issuer: IssuerUrl::new(issuer.trim_end_matches('/').to_string())
-                .map_err(|e| anyhow::anyhow!("bad --oidc-issuer {issuer:?}: {e}"))?,
+            issuer: IssuerUrl::new(issuer.trim_end_matches('/').to_string()).map_err(|e| {
+                AccessError::Issuer {
+                    issuer: issuer.to_string(),
+                    reason: e.to_string(),
+                }
+            })?,
             client_id: ClientId::new(client_id.to_string()),
             client_secret: client_secret.map(ClientSecret::new),
             redirect: RedirectUrl::new(format!(
                 "{}/auth/callback",
                 public_url.trim_end_matches('/')
             ))
-            .map_err(|e| anyhow::anyhow!("bad --public-url {public_url:?}: {e}"))?,
+            .map_err(|e| AccessError::PublicUrl {
+                url: public_url.to_string(),
+                reason: e.to_string(),
+            })?,
             http,
             metadata: Mutex::new(None),
         })
@@ -83,7 +84,7 @@ impl Oidc {
         self.issuer.as_str()
     }
 
-    async fn metadata(&self) -> anyhow::Result<CoreProviderMetadata> {
+    async fn metadata(&self) -> Result<CoreProviderMetadata, AccessError> {
         let mut cached = self.metadata.lock().await;
         if let Some((at, metadata)) = cached.as_ref()
             && at.elapsed() < METADATA_TTL
@@ -92,297 +93,127 @@ impl Oidc {
         }
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("OpenID discovery at {} failed: {e}", self.issuer.as_str())
+            .map_err(|e| AccessError::Discovery {
+                issuer: self.issuer.as_str().to_string(),
+                reason: e.to_string(),
             })?;
         *cached = Some((Instant::now(), metadata.clone()));
         Ok(metadata)
+    }
+
+    async fn client(
+        &self,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        AccessError,
+    > {
+        let metadata = self.metadata().await?;
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            self.client_id.clone(),
+            self.client_secret.clone(),
+        )
+        .set_redirect_uri(self.redirect.clone()))
+    }
+
+    /// Starts a sign-in: where to send the browser, and the flow's secrets
+    /// to keep in its session until it comes back. `next` is where it goes
+    /// after (a path on this server, checked by the caller).
+    pub async fn start(&self, next: String) -> Result<(String, Pending), AccessError> {
+        let client = self.client().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, csrf, nonce) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("email".into()))
+            .add_scope(Scope::new("profile".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        let pending = Pending {
+            state: csrf.secret().clone(),
+            nonce: nonce.secret().clone(),
+            verifier: verifier.secret().clone(),
+            next,
+            started: now_ms(),
+        };
+        Ok((url.to_string(), pending))
+    }
+
+    /// Finishes a sign-in the provider sent back with `code` and `state`:
+    /// the state must be the pending flow's and recent, then the code is
+    /// exchanged and the ID token verified.
+    pub async fn finish(
+        &self,
+        pending: Pending,
+        code: String,
+        returned_state: &str,
+    ) -> Result<Verified, AccessError> {
+        if now_ms() - pending.started > FLOW_TTL_MS
+            || !bool::from(returned_state.as_bytes().ct_eq(pending.state.as_bytes()))
+        {
+            return Err(AccessError::Flow);
+        }
+        let client = self.client().await?;
+        let request = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| AccessError::NoTokenEndpoint(e.to_string()))?;
+        let response = request
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| AccessError::CodeExchange(e.to_string()))?;
+        let id_token = response.id_token().ok_or(AccessError::NoIdToken)?;
+        let verifier = client.id_token_verifier();
+        let verified = id_token
+            .claims(&verifier, &Nonce::new(pending.nonce))
+            .map_err(|e| AccessError::IdToken(e.to_string()))?;
+        Ok(Verified {
+            claims: Claims {
+                email: verified.email().map(|e| e.as_str().to_string()),
+                email_verified: verified.email_verified(),
+                // Read from the token just verified as a whole: `hd` is not
+                // one of the standard claims the library types.
+                hd: hosted_domain(&id_token.to_string()),
+            },
+            subject: verified.subject().as_str().to_string(),
+            name: verified
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().chars().take(200).collect())
+                .unwrap_or_default(),
+        })
     }
 }
 
 /// The flow's secrets, kept in the session between leaving for the
 /// provider and coming back.
 #[derive(Debug, Serialize, Deserialize)]
-struct Pending {
+pub struct Pending {
     state: String,
     nonce: String,
     verifier: String,
-    next: String,
+    /// Where the browser goes once signed in.
+    pub next: String,
     started: i64,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", get(login))
-        .route("/auth/callback", get(callback))
-        .route("/auth/link", get(link))
-        .route("/auth/logout", post(logout))
-}
-
-#[derive(Debug, Deserialize)]
-struct LoginQuery {
-    next: Option<String>,
-}
-
-/// Only a path on this server: never `//host` or `https://...`, which
-/// would make the sign-in an open redirect.
-fn local_path(next: Option<&str>) -> String {
-    match next {
-        // Browsers drop tabs and newlines from a Location, so `/\t/evil` would
-        // become `//evil`: no control character or space gets through.
-        Some(p)
-            if p.starts_with('/')
-                && !p.starts_with("//")
-                && p.len() < 2048
-                && !p
-                    .chars()
-                    .any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
-        {
-            p.to_string()
-        }
-        _ => "/".into(),
-    }
-}
-
-fn refused(refusal: Refusal) -> Response {
-    Redirect::to(&format!("/signin?error={}", refusal.code())).into_response()
-}
-
-async fn login(
-    State(state): State<AppState>,
-    session: Session,
-    Query(query): Query<LoginQuery>,
-) -> Response {
-    let Some(oidc) = state.access.oidc.as_ref() else {
-        return refused(Refusal::NotConfigured);
-    };
-    let metadata = match oidc.metadata().await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start a sign-in");
-            return refused(Refusal::Failed);
-        }
-    };
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        oidc.client_id.clone(),
-        oidc.client_secret.clone(),
-    )
-    .set_redirect_uri(oidc.redirect.clone());
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, csrf, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .add_scope(Scope::new("email".into()))
-        .add_scope(Scope::new("profile".into()))
-        .set_pkce_challenge(challenge)
-        .url();
-    let pending = Pending {
-        state: csrf.secret().clone(),
-        nonce: nonce.secret().clone(),
-        verifier: verifier.secret().clone(),
-        next: local_path(query.next.as_deref()),
-        started: now_ms(),
-    };
-    if let Err(e) = session.insert(PENDING, pending).await {
-        tracing::error!(error = %e, "cannot store a sign-in in the session");
-        return refused(Refusal::Failed);
-    }
-    Redirect::to(url.as_str()).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-}
-
-async fn callback(State(state): State<AppState>, session: Session, req: Request) -> Response {
-    let remote = remote(&req);
-    let query: CallbackQuery = match Query::try_from_uri(req.uri()) {
-        Ok(Query(q)) => q,
-        Err(_) => return refused(Refusal::Failed),
-    };
-    match finish(&state, &session, query).await {
-        Ok((user, next)) => {
-            state.ctx.metrics.sign_in("ok");
-            let _ = store::audit(
-                &state.db,
-                &user.id,
-                "sign_in.ok",
-                &user.id,
-                &user.email,
-                &remote,
-            )
-            .await;
-            Redirect::to(&next).into_response()
-        }
-        Err((refusal, email)) => {
-            state.ctx.metrics.sign_in(refusal.code());
-            tracing::info!(reason = refusal.code(), email = %email, %remote, "sign-in refused");
-            let _ = store::audit(
-                &state.db,
-                "anonymous",
-                "sign_in.refused",
-                &email,
-                refusal.code(),
-                &remote,
-            )
-            .await;
-            refused(refusal)
-        }
-    }
-}
-
-type Failure = (Refusal, String);
-
-async fn finish(
-    state: &AppState,
-    session: &Session,
-    query: CallbackQuery,
-) -> Result<(store::User, String), Failure> {
-    let fail = |r: Refusal| (r, String::new());
-    let oidc = state
-        .access
-        .oidc
-        .as_ref()
-        .ok_or(fail(Refusal::NotConfigured))?;
-    // Taken out at once: a state and a code are good for one try.
-    let pending: Pending = session
-        .remove(PENDING)
-        .await
-        .ok()
-        .flatten()
-        .ok_or(fail(Refusal::Failed))?;
-    if let Some(error) = &query.error {
-        tracing::info!(error = %error.chars().take(100).collect::<String>(), "the provider refused the sign-in");
-        return Err(fail(Refusal::Failed));
-    }
-    let (Some(code), Some(returned_state)) = (query.code, query.state) else {
-        return Err(fail(Refusal::Failed));
-    };
-    if now_ms() - pending.started > FLOW_TTL_MS
-        || !bool::from(returned_state.as_bytes().ct_eq(pending.state.as_bytes()))
-    {
-        return Err(fail(Refusal::Failed));
-    }
-    let metadata = oidc.metadata().await.map_err(|e| {
-        tracing::error!(error = %e, "cannot finish a sign-in");
-        fail(Refusal::Failed)
-    })?;
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        oidc.client_id.clone(),
-        oidc.client_secret.clone(),
-    )
-    .set_redirect_uri(oidc.redirect.clone());
-    let request = client
-        .exchange_code(AuthorizationCode::new(code))
-        .map_err(|e| {
-            tracing::error!(error = %e, "the provider has no token endpoint");
-            fail(Refusal::Failed)
-        })?;
-    let response = request
-        .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
-        .request_async(&oidc.http)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "exchanging the authorization code failed");
-            fail(Refusal::Failed)
-        })?;
-    let id_token = response.id_token().ok_or(fail(Refusal::Failed))?;
-    let verifier = client.id_token_verifier();
-    let verified = id_token
-        .claims(&verifier, &Nonce::new(pending.nonce))
-        .map_err(|e| {
-            tracing::warn!(error = %e, "the ID token did not verify");
-            fail(Refusal::Failed)
-        })?;
-    let claims = Claims {
-        email: verified.email().map(|e| e.as_str().to_string()),
-        email_verified: verified.email_verified(),
-        // Read from the token just verified as a whole: `hd` is not one of
-        // the standard claims the library types.
-        hd: hosted_domain(&id_token.to_string()),
-    };
-    let seen_email = claims.email.clone().unwrap_or_default();
-    let email = state
-        .access
-        .policy
-        .admit(&claims)
-        .map_err(|r| (r, seen_email.clone()))?;
-    let identity = Identity {
-        issuer: oidc.issuer().to_string(),
-        subject: verified.subject().as_str().to_string(),
-        email: email.clone(),
-        name: verified
-            .name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().chars().take(200).collect())
-            .unwrap_or_default(),
-    };
-    let role = newcomer_role(state, &email)
-        .await
-        .map_err(|_| fail(Refusal::Failed))?;
-    let user = sign_in(state, session, &identity, role).await?;
-    Ok((user, pending.next))
-}
-
-/// The role of someone signing in for the first time (ignored for people
-/// Xene knows: their role is what an admin made it).
-async fn newcomer_role(
-    state: &AppState,
-    email: &str,
-) -> Result<Role, crate::storage::StorageError> {
-    if state.access.admin_emails.iter().any(|e| e == email) {
-        return Ok(Role::Admin);
-    }
-    Ok(store::invited_role(&state.db, email)
-        .await?
-        .unwrap_or(state.access.default_role))
-}
-
-/// Records the sign-in and starts a fresh session (a new id, so a session
-/// id planted before sign-in is worth nothing after).
-async fn sign_in(
-    state: &AppState,
-    session: &Session,
-    identity: &Identity,
-    role: Role,
-) -> Result<store::User, Failure> {
-    if let Some(known) = store::user_by_identity(&state.db, &identity.issuer, &identity.subject)
-        .await
-        .map_err(|_| (Refusal::Failed, identity.email.clone()))?
-        && known.disabled
-    {
-        return Err((Refusal::Disabled, identity.email.clone()));
-    }
-    let user = store::sign_in(&state.db, identity, role)
-        .await
-        .map_err(|_| (Refusal::Failed, identity.email.clone()))?;
-    let now = now_ms();
-    let stored = async {
-        session.cycle_id().await?;
-        session
-            .insert(
-                SESSION_USER,
-                SessionUser {
-                    user_id: user.id.clone(),
-                    signed_in_at: now,
-                    seen_at: now,
-                },
-            )
-            .await
-    };
-    stored.await.map_err(|e| {
-        tracing::error!(error = %e, "cannot store the session");
-        (Refusal::Failed, identity.email.clone())
-    })?;
-    Ok(user)
+/// What the provider vouched for about who signed in.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    pub subject: String,
+    /// The display name, cut at 200 characters.
+    pub name: String,
 }
 
 /// The `hd` claim of a compact JWT whose signature was already checked.
@@ -395,72 +226,9 @@ fn hosted_domain(jwt: &str) -> Option<String> {
     value.get("hd")?.as_str().map(str::to_string)
 }
 
-#[derive(Debug, Deserialize)]
-struct LinkQuery {
-    token: Option<String>,
-}
-
-/// A one-time sign-in link, as printed for the first admin.
-async fn link(State(state): State<AppState>, session: Session, req: Request) -> Response {
-    let remote = remote(&req);
-    let token = Query::<LinkQuery>::try_from_uri(req.uri())
-        .ok()
-        .and_then(|Query(q)| q.token)
-        .unwrap_or_default();
-    let role = match store::use_sign_in_link(&state.db, &token).await {
-        Ok(Some(role)) => role,
-        Ok(None) => {
-            state.ctx.metrics.sign_in("link_invalid");
-            let _ = store::audit(
-                &state.db,
-                "anonymous",
-                "sign_in.refused",
-                "",
-                "link_invalid",
-                &remote,
-            )
-            .await;
-            return Redirect::to("/signin?error=link_invalid").into_response();
-        }
-        Err(e) => return crate::http::error::ApiError::from(e).into_response(),
-    };
-    match sign_in(&state, &session, &super::first_admin_identity(), role).await {
-        Ok(user) => {
-            state.ctx.metrics.sign_in("ok");
-            let _ = store::audit(
-                &state.db,
-                &user.id,
-                "sign_in.ok",
-                &user.id,
-                "one-time link",
-                &remote,
-            )
-            .await;
-            Redirect::to("/").into_response()
-        }
-        Err((refusal, _)) => refused(refusal),
-    }
-}
-
-async fn logout(session: Session) -> Response {
-    let _ = session.flush().await;
-    Redirect::to(&format!("/signin?next={}", encode_component("/"))).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn next_is_always_local() {
-        assert_eq!(local_path(Some("/runs/1?x=2")), "/runs/1?x=2");
-        assert_eq!(local_path(Some("//evil.example/")), "/");
-        assert_eq!(local_path(Some("https://evil.example/")), "/");
-        assert_eq!(local_path(Some("/\\evil.example")), "/");
-        assert_eq!(local_path(Some("/\t/evil.example")), "/");
-        assert_eq!(local_path(Some("/\n/evil.example")), "/");
-        assert_eq!(local_path(None), "/");
-    }
 
     #[test]
     fn reads_hd_from_the_payload() {

@@ -98,22 +98,38 @@ impl AccessArgs {
     }
 
     /// The client secret from the flag, the environment or the file.
-    pub fn client_secret(&self) -> anyhow::Result<Option<String>> {
+    pub fn client_secret(&self) -> Result<Option<String>, ClientSecretError> {
         if let Some(secret) = &self.oidc_client_secret {
             return Ok(Some(secret.clone()));
         }
         match &self.oidc_client_secret_file {
             None => Ok(None),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read the OIDC client secret {}: {e}", path.display())
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ClientSecretError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
                 let secret = text.lines().next().unwrap_or_default().trim().to_string();
-                anyhow::ensure!(!secret.is_empty(), "{} is empty", path.display());
+                if secret.is_empty() {
+                    return Err(ClientSecretError::Empty(path.clone()));
+                }
                 Ok(Some(secret))
             }
         }
     }
+}
+
+/// Why `--oidc-client-secret-file` gave no secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSecretError {
+    #[error("cannot read the OIDC client secret {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is empty", .0.display())]
+    Empty(PathBuf),
 }
 
 fn parse_session(text: &str) -> Result<Duration, String> {

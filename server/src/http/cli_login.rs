@@ -21,14 +21,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::Principal;
+use super::AppState;
+use super::error::ApiError;
 use super::guard::Remote;
-use crate::http::AppState;
-use crate::http::error::ApiError;
-use crate::http::tokens::NewToken;
+use crate::access::Principal;
 use crate::storage::access as store;
 use crate::storage::auth::{hash, secret};
 use crate::storage::{Db, StorageError, now_ms};
+use xene_api::access::NewToken;
 
 /// How long a code can wait to be spent.
 const CODE_TTL_MS: i64 = 2 * 60 * 1000;

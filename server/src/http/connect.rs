@@ -13,7 +13,7 @@ use xene_core::protocol::{AgentMessage, ServerMessage};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::access::guard::Remote;
+use super::guard::Remote;
 use crate::gateway::session::{self, Outgoing};
 use crate::storage::agents;
 use crate::storage::auth::{self, AgentIdentity};

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::http::AppState;
+use super::AppState;
 
 /// In a request's extensions: it carried more than one session cookie.
 #[derive(Debug, Clone, Copy)]

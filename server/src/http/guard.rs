@@ -5,40 +5,17 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
-use xene_core::access::Role;
 
-use super::rules::{self, Access};
-use crate::http::AppState;
-use crate::http::error::ApiError;
+use super::AppState;
+use super::error::ApiError;
+use crate::access::rules::{self, Access};
+use crate::access::{Principal, SESSION_USER, SessionUser, normalize_origin};
 use crate::storage::access as store;
-use crate::storage::now_ms;
-
-/// Who is asking, for handlers that need it (`Extension<Principal>`).
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user_id: String,
-    pub role: Role,
-    /// The API token used, if any (absent for a browser session).
-    pub token: Option<String>,
-    pub remote: String,
-}
-
-/// What a browser session holds about its user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionUser {
-    pub user_id: String,
-    /// UTC ms: the session ends `--session-max` after this.
-    pub signed_in_at: i64,
-    /// UTC ms, to the minute: each refresh extends the idle expiry.
-    pub seen_at: i64,
-}
-
-pub const SESSION_USER: &str = "user";
+use crate::storage::{StorageError, now_ms};
 
 /// Why a request got no principal.
 enum Denied {
@@ -51,12 +28,13 @@ enum Denied {
     /// More than one session cookie: one may have been planted, and which
     /// one a layer reads is not something to rely on.
     TwoSessions,
-    Internal(anyhow::Error),
+    Storage(StorageError),
+    Session(tower_sessions::session::Error),
 }
 
-impl From<crate::storage::StorageError> for Denied {
-    fn from(e: crate::storage::StorageError) -> Self {
-        Self::Internal(e.into())
+impl From<StorageError> for Denied {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
     }
 }
 
@@ -66,10 +44,7 @@ pub async fn host_guard(State(state): State<AppState>, req: Request, next: Next)
     // in text: refused here, before any handler turns it into a 500.
     let target = req.uri().path_and_query().map_or("", |p| p.as_str());
     if target.to_ascii_lowercase().contains("%00") {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({"error": "a NUL character (%00) in the path or query"})),
-        )
+        return ApiError::BadRequest("a NUL character (%00) in the path or query".into())
             .into_response();
     }
     let host = req
@@ -82,11 +57,7 @@ pub async fn host_guard(State(state): State<AppState>, req: Request, next: Next)
         return next.run(req).await;
     }
     tracing::warn!(host = %host.chars().take(200).collect::<String>(), "refused a request for an unknown host name");
-    (
-        StatusCode::MISDIRECTED_REQUEST,
-        axum::Json(serde_json::json!({"error": "this server does not answer to that host name"})),
-    )
-        .into_response()
+    ApiError::Misdirected("this server does not answer to that host name".into()).into_response()
 }
 
 /// The guard for the API and every other non-page route.
@@ -99,13 +70,10 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         }
         // A known path asked with a method it does not take: say so, as
         // the router would, without running anything.
-        None if rules::RULES.iter().any(|r| r.path == path) => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            axum::Json(
-                serde_json::json!({"error": format!("method not allowed on {}", req.uri().path())}),
-            ),
-        )
-            .into_response(),
+        None if rules::RULES.iter().any(|r| r.path == path) => {
+            ApiError::MethodNotAllowed(format!("method not allowed on {}", req.uri().path()))
+                .into_response()
+        }
         None => {
             tracing::error!(method = %req.method(), %path, "a route has no access rule: refused");
             ApiError::Forbidden("no access rule for this route".into()).into_response()
@@ -193,7 +161,8 @@ async fn enforce(
             tracing::warn!(remote = %remote(&req), path = %req.uri().path(), "refused a cross-site request");
             ApiError::Forbidden("cross-site request refused".into()).into_response()
         }
-        Err(Denied::Internal(e)) => ApiError::Internal(e.into()).into_response(),
+        Err(Denied::Storage(e)) => ApiError::from(e).into_response(),
+        Err(Denied::Session(e)) => ApiError::Internal(e.into()).into_response(),
     }
 }
 
@@ -257,10 +226,7 @@ async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denie
     let Some(session) = req.session.as_ref() else {
         return Err(Denied::Anonymous);
     };
-    let user: Option<SessionUser> = session
-        .get(SESSION_USER)
-        .await
-        .map_err(|e| Denied::Internal(e.into()))?;
+    let user: Option<SessionUser> = session.get(SESSION_USER).await.map_err(Denied::Session)?;
     let Some(mut user) = user else {
         return Err(Denied::Anonymous);
     };
@@ -293,7 +259,7 @@ async fn authenticate(state: &AppState, req: &Asking) -> Result<Principal, Denie
         session
             .insert(SESSION_USER, &user)
             .await
-            .map_err(|e| Denied::Internal(e.into()))?;
+            .map_err(Denied::Session)?;
     }
     Ok(Principal {
         user_id: stored.id,
@@ -370,24 +336,6 @@ fn same_origin(headers: &HeaderMap, https: bool, public_origin: &str) -> bool {
         .is_some_and(|own| own == origin)
 }
 
-/// `HTTPS://Example.com:443/x` -> `https://example.com`: an origin as
-/// browsers compare them. None for anything but an http(s) URL.
-pub fn normalize_origin(url: &str) -> Option<String> {
-    let (scheme, rest) = url.trim().split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => ":80",
-        "https" => ":443",
-        _ => return None,
-    };
-    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
-    if authority.is_empty() || authority.contains('@') {
-        return None;
-    }
-    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
-    Some(format!("{scheme}://{authority}"))
-}
-
 /// Percent-encodes a value for a query string.
 pub fn encode_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -447,19 +395,5 @@ mod tests {
         ]);
         assert!(same_origin(&proxied, true, "https://xene.example"));
         assert!(!same_origin(&proxied, true, "https://other.example"));
-    }
-
-    #[test]
-    fn origins_are_normalized() {
-        assert_eq!(
-            normalize_origin("HTTPS://Xene.Example:443/x").as_deref(),
-            Some("https://xene.example")
-        );
-        assert_eq!(
-            normalize_origin("http://127.0.0.1:8080").as_deref(),
-            Some("http://127.0.0.1:8080")
-        );
-        assert_eq!(normalize_origin("ftp://x"), None);
-        assert_eq!(normalize_origin("http://u@evil"), None);
     }
 }

@@ -7,7 +7,7 @@ use leptos::prelude::LeptosOptions;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-use crate::access::{self, SharedAccess};
+use crate::access::SharedAccess;
 use crate::storage::sessions::DbSessionStore;
 
 use crate::controllers;
@@ -17,10 +17,13 @@ pub mod agent_auth;
 pub mod agents;
 pub mod api;
 pub mod audit;
+pub mod cli_login;
 pub mod connect;
+pub mod cookies;
 pub mod cron;
 pub mod error;
 pub mod feed;
+pub mod guard;
 pub mod headers;
 pub mod health;
 pub mod hooks;
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod runs;
 pub mod secrets;
+pub mod signin;
 pub mod tokens;
 pub mod ui;
 pub mod users;
@@ -71,27 +75,27 @@ impl FromRef<AppState> for LeptosOptions {
 /// in; everything passes the host check first.
 pub fn router(state: AppState) -> Router {
     let metrics = state.ctx.metrics.clone();
-    let guard = from_fn_with_state(state.clone(), access::guard::guard);
+    let guard = from_fn_with_state(state.clone(), guard::guard);
     let sessions = session_layer(&state);
     let router = Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(install::router())
         .merge(connect::router())
-        .merge(access::oidc::router())
-        .merge(access::cli_login::router())
+        .merge(signin::router())
+        .merge(cli_login::router())
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route_layer(guard)
         .merge(
             ui::router(&state)
-                .route_layer(from_fn_with_state(state.clone(), access::guard::page_guard)),
+                .route_layer(from_fn_with_state(state.clone(), guard::page_guard)),
         )
         .layer(sessions)
         .layer(from_fn_with_state(
             state.clone(),
-            access::cookies::clean_cookies,
+            cookies::clean_cookies,
         ))
-        .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
+        .layer(from_fn_with_state(state.clone(), guard::host_guard))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .with_state(state);
     crate::telemetry::instrument(router, metrics)
@@ -116,13 +120,13 @@ pub fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
 pub fn api_only(state: AppState) -> Router {
     Router::new()
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
-        .route_layer(from_fn_with_state(state.clone(), access::guard::guard))
+        .route_layer(from_fn_with_state(state.clone(), guard::guard))
         .layer(session_layer(&state))
         .layer(from_fn_with_state(
             state.clone(),
-            access::cookies::clean_cookies,
+            cookies::clean_cookies,
         ))
-        .layer(from_fn_with_state(state.clone(), access::guard::host_guard))
+        .layer(from_fn_with_state(state.clone(), guard::host_guard))
         .with_state(state)
 }
 
