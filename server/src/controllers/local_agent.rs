@@ -13,11 +13,12 @@ use xene_agent::{Executor, ExecutorConfig, RunRequest};
 use xene_core::event::RunEvent;
 
 use super::Context;
+use super::dispatch::{self, Link, Prepared};
 use crate::config::Args;
+use crate::storage::StorageError;
 use crate::storage::agents::{self, Registration};
 use crate::storage::events::{self, Applied};
 use crate::storage::runs::{self, Run};
-use crate::storage::{StorageError, secrets};
 use xene_agent::runtime::sandbox::{LEFTOVER_DEADLINE, Sandbox, SandboxError, supervisor_uids};
 
 #[derive(Debug, Clone)]
@@ -252,7 +253,8 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         return;
     }
     let _connected = agent.ctx.metrics.agent_connected("builtin");
-    while agent.ctx.wait(&agent.ctx.wake_agents).await {
+    let wake = agent.ctx.db.news().builtin_agent();
+    while agent.ctx.wait(&wake).await {
         if let Err(e) = agent.clone().pass().await {
             tracing::warn!(error = %e, "built-in agent pass failed; retrying at the next resync");
         }
@@ -289,10 +291,7 @@ impl LocalAgent {
         // once registered, a run placed here would be new, and ending its
         // lease would lose it.
         runs::end_leases_of(&self.ctx.db, &self.config.id).await?;
-        let (_, requeued) = runs::expire_leases(&self.ctx.db).await?;
-        if requeued > 0 {
-            self.ctx.wake_scheduler.notify_one();
-        }
+        runs::expire_leases(&self.ctx.db).await?;
         agents::register(
             &self.ctx.db,
             &Registration {
@@ -380,42 +379,21 @@ impl LocalAgent {
         if let Some(execution) = self.running.lock().unwrap().get_mut(&key) {
             execution.done = true;
         }
-        // Capacity came free.
-        self.ctx.wake_scheduler.notify_one();
     }
 
     async fn execute_inner(&self, run: Run, cancel: CancellationToken) -> Result<(), StorageError> {
         let db = &self.ctx.db;
-        let pipeline = runs::pipeline_of(db, &run).await?;
-        let Some(pipeline) = pipeline else {
-            return fail(
-                db,
-                &run,
-                "its pipeline is missing from the stored workflow version",
-            )
-            .await;
+        let dispatch = match dispatch::prepare(&self.ctx, &run, Link::BuiltIn).await? {
+            Prepared::Send(dispatch) => *dispatch,
+            Prepared::Wait | Prepared::Failed(_) => return Ok(()),
         };
-        // A run queued before an upgrade may hold a template now refused.
-        if let Some(refused) = runs::RunError::unsafe_script(run.version, &pipeline) {
-            return fail(db, &run, &refused.to_string()).await;
-        }
-        let names = secrets::names_used(&pipeline);
-        let resolved = secrets::resolve(db, &self.ctx.vault, &run, &names).await?;
-        if !resolved.unavailable.is_empty() {
-            // The supervisor hands the run on if this server never gets the key.
-            return Ok(());
-        }
-        if let Some(reason) = resolved.failure() {
-            return fail(db, &run, &reason).await;
-        }
-        let completed = runs::completed_tasks(db, run.id).await?;
         let request = RunRequest {
             run_id: format!("{}-{}-{}", run.id, run.attempt, self.incarnation),
-            pipeline_name: run.pipeline.clone(),
-            pipeline,
-            params: run.params.clone(),
-            secrets: resolved.values,
-            completed,
+            pipeline_name: dispatch.pipeline_name,
+            pipeline: dispatch.pipeline,
+            params: dispatch.params,
+            secrets: dispatch.secrets,
+            completed: dispatch.completed,
         };
         // Room for a burst of lines, taken in one transaction: a step that
         // floods its output costs a transaction per few thousand lines, and

@@ -8,17 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use xene_core::event::RunEvent;
 use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, ServerMessage};
 use xene_core::status::RunStatus;
 
 use super::limits;
 use super::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL, Ending, Registered};
-use crate::controllers::{ALL_AGENTS, Context};
+use crate::controllers::Context;
+use crate::controllers::dispatch::{self, Link, Prepared};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
 use crate::storage::events::{self, Applied};
-use crate::storage::{StorageError, now_ms, runs, secrets};
+use crate::storage::{ALL_AGENTS, StorageError, now_ms, runs};
 use tokio::sync::broadcast::error::RecvError;
 
 /// How long a message to the agent may wait for it to read.
@@ -233,7 +233,7 @@ where
             version: hello.version,
         };
         // Subscribed before anything is read, so no news falls in between.
-        let mut news = self.ctx.agent_news.subscribe();
+        let mut news = self.ctx.db.news().agents();
         match agents::register(&self.ctx.db, &registration).await {
             Ok(true) => {}
             Ok(false) => return SessionEnd::Closed(Ending::Revoked),
@@ -254,7 +254,6 @@ where
         {
             return e;
         }
-        self.ctx.wake_scheduler.notify_one();
         // What was assigned while the agent was away (or whose dispatch it
         // never got) goes out now, not at the next news.
         if let Err(e) = self.dispatch().await {
@@ -320,7 +319,6 @@ where
     /// holds, after a (re)connect.
     async fn reconcile(&mut self) -> Result<(), SessionEnd> {
         let assigned = runs::assigned_to(&self.ctx.db, &self.agent.id).await?;
-        let mut lost = false;
         for run in &assigned {
             let r = RunRef {
                 run_id: run.id,
@@ -336,11 +334,7 @@ where
                 && !events::has_events(&self.ctx.db, run.id, run.attempt).await?;
             if !untouched {
                 runs::end_lease(&self.ctx.db, run.id, run.attempt, &self.agent.id).await?;
-                lost = true;
             }
-        }
-        if lost {
-            self.ctx.wake_supervisor.notify_one();
         }
         let held: HashSet<RunRef> = assigned
             .iter()
@@ -367,9 +361,6 @@ where
                 if events.is_empty() {
                     return Ok(());
                 }
-                let finished = events
-                    .iter()
-                    .any(|e| matches!(e, RunEvent::RunFinished { .. }));
                 // Numbers come off the wire: out of range is a protocol error,
                 // not an overflow.
                 let last = first_seq
@@ -410,10 +401,6 @@ where
                     seq += group.len() as i64;
                 }
                 self.send(ServerMessage::Ack { run, seq: last }).await?;
-                if finished {
-                    // Its capacity came free.
-                    self.ctx.wake_scheduler.notify_one();
-                }
                 Ok(())
             }
             AgentMessage::Heartbeat { running } => {
@@ -496,8 +483,7 @@ where
                 let Some(dispatch) = self.prepare(&run).await? else {
                     continue;
                 };
-                self.send(ServerMessage::Dispatch(Box::new(dispatch)))
-                    .await?;
+                self.send(ServerMessage::Dispatch(dispatch)).await?;
                 self.dispatched.insert(r);
             }
             if run.cancel_requested && self.cancels_sent.insert(r) {
@@ -507,57 +493,16 @@ where
         Ok(())
     }
 
-    async fn prepare(&self, run: &runs::Run) -> Result<Option<Dispatch>, StorageError> {
-        let pipeline = runs::pipeline_of(&self.ctx.db, run).await?;
-        let Some(pipeline) = pipeline else {
-            tracing::error!(
-                run = run.id,
-                "a scheduled run's pipeline is missing from its workflow version"
-            );
-            return Ok(None);
+    async fn prepare(&self, run: &runs::Run) -> Result<Option<Box<Dispatch>>, StorageError> {
+        let link = Link::Remote {
+            agent: &self.agent.id,
+            secure: self.secure_link,
+            runs_shell: self.runs_shell,
         };
-        // A run queued before an upgrade may hold a template now refused,
-        // and an older agent would render it as it did then.
-        if let Some(refused) = runs::RunError::unsafe_script(run.version, &pipeline) {
-            let reason = refused.to_string();
-            runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
-            return Ok(None);
-        }
-        let names = secrets::names_used(&pipeline);
-        let mut values = BTreeMap::new();
-        if !names.is_empty() {
-            if !self.secure_link {
-                let reason = format!(
-                    "its tasks use secrets, and agent {} is connected over plain HTTP from another machine: \
-                     secrets are sent only over TLS or loopback",
-                    self.agent.id
-                );
-                runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
-                return Ok(None);
-            }
-            let resolved = secrets::resolve(&self.ctx.db, &self.ctx.vault, run, &names).await?;
-            if !resolved.unavailable.is_empty() {
-                // Another look when news of the run comes again.
-                return Ok(None);
-            }
-            if let Some(reason) = resolved.failure() {
-                runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
-                return Ok(None);
-            }
-            if self.runs_shell && !resolved.protected.is_empty() {
-                let reason = format!(
-                    "its tasks use protected secrets ({}), and agent {} runs shell steps, which no \
-                     sandbox keeps from other runs' steps there: protected secrets go only to the \
-                     built-in agent and to agents without the shell runtime",
-                    resolved.protected.join(", "),
-                    self.agent.id
-                );
-                runs::fail_attempt(&self.ctx.db, run.id, run.attempt, &reason).await?;
-                return Ok(None);
-            }
-            values = resolved.values;
-        }
-        let completed = runs::completed_tasks(&self.ctx.db, run.id).await?;
+        let mut dispatch = match dispatch::prepare(self.ctx, run, link).await? {
+            Prepared::Send(dispatch) => dispatch,
+            Prepared::Wait | Prepared::Failed(_) => return Ok(None),
+        };
         // The agent's spans for the run continue this one's trace.
         let span = tracing::info_span!(
             "dispatch",
@@ -575,18 +520,7 @@ where
                 "dispatching"
             );
         });
-        Ok(Some(Dispatch {
-            run: RunRef {
-                run_id: run.id,
-                attempt: run.attempt,
-            },
-            workflow: run.workflow.clone(),
-            pipeline_name: run.pipeline.clone(),
-            pipeline,
-            params: run.params.clone(),
-            secrets: values,
-            completed,
-            traceparent,
-        }))
+        dispatch.traceparent = traceparent;
+        Ok(Some(dispatch))
     }
 }

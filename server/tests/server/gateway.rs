@@ -27,7 +27,7 @@ pipelines:
             run: echo hi
 ";
 
-async fn join(server: &TestServer, labels: Value) -> (String, String) {
+pub(crate) async fn join(server: &TestServer, labels: Value) -> (String, String) {
     join_with(server, json!({ "labels": labels })).await
 }
 
@@ -51,7 +51,7 @@ async fn join_with(server: &TestServer, request: Value) -> (String, String) {
     )
 }
 
-async fn dial(
+pub(crate) async fn dial(
     server: &TestServer,
     credential: &str,
 ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
@@ -67,7 +67,7 @@ async fn dial(
         .map(|(socket, _)| socket)
 }
 
-async fn send(socket: &mut Socket, message: &AgentMessage) {
+pub(crate) async fn send(socket: &mut Socket, message: &AgentMessage) {
     socket
         .send(Message::text(serde_json::to_string(message).unwrap()))
         .await
@@ -75,7 +75,9 @@ async fn send(socket: &mut Socket, message: &AgentMessage) {
 }
 
 /// The next protocol message, skipping pings; `None` when the server closed.
-async fn receive(socket: &mut Socket) -> Result<ServerMessage, Option<(CloseCode, String)>> {
+pub(crate) async fn receive(
+    socket: &mut Socket,
+) -> Result<ServerMessage, Option<(CloseCode, String)>> {
     loop {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
             .await
@@ -93,7 +95,7 @@ async fn receive(socket: &mut Socket) -> Result<ServerMessage, Option<(CloseCode
     }
 }
 
-fn hello(running: Vec<RunRef>) -> AgentMessage {
+pub(crate) fn hello(running: Vec<RunRef>) -> AgentMessage {
     AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         agent_version: "test".into(),
