@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use leptos::prelude::LeptosOptions;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub mod access;
@@ -155,10 +154,6 @@ impl Server {
                 ..Default::default()
             },
             metrics: Arc::default(),
-            wake_scheduler: Arc::new(Notify::new()),
-            wake_supervisor: Arc::new(Notify::new()),
-            wake_agents: Arc::new(Notify::new()),
-            agent_news: db.agent_news(),
             shutdown: CancellationToken::new(),
             vault,
         };
@@ -322,7 +317,7 @@ async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway
             match storage::runs::agents_with_unstarted_runs(&ctx.db).await {
                 Ok(agents) => {
                     for agent in agents.iter().filter(|a| gateway.is_connected(a)) {
-                        let _ = ctx.agent_news.send(Arc::from(agent.as_str()));
+                        ctx.db.news().remind_session(agent);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "looking for undelivered runs failed"),

@@ -1,7 +1,7 @@
 //! Access policy: who may reach what. The rule table, who is admitted at
 //! sign-in, API tokens, the OpenID provider client, the host check and the
 //! first admin's bootstrap. The HTTP side (the guard middlewares, the `/auth`
-//! routes, `xenectl login`) lives in `crate::http` and asks this module.
+//! routes, `xenectl login`) lives under `http/` and asks this module.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

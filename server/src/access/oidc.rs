@@ -2,7 +2,7 @@
 //! rotation), the authorization URL with PKCE, state and nonce, and the code
 //! exchange with the ID token's signature, issuer, audience, expiry and
 //! nonce checked by `openidconnect`. The `/auth` routes that drive it are in
-//! `crate::http::signin`.
+//! `http/signin.rs`.
 
 use std::time::{Duration, Instant};
 

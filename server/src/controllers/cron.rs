@@ -338,7 +338,6 @@ fn refusal(what: &str, error: &RunError) -> Option<String> {
 fn started(ctx: &Context, p: &cron::CronPipeline, id: i64) {
     ctx.metrics.run_started("cron", &p.workflow, &p.pipeline);
     tracing::info!(run_id = id, workflow = %p.workflow, pipeline = %p.pipeline, "cron run queued");
-    ctx.wake_scheduler.notify_one();
 }
 
 fn describe(line: &str, zone: &str, fire_at: i64, tz: chrono_tz::Tz) -> String {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use futures::future::BoxFuture;
@@ -16,12 +16,10 @@ use crate::metrics::Metrics;
 use crate::storage::{Db, StorageError, leases};
 
 pub mod cron;
+pub mod dispatch;
 pub mod local_agent;
 pub mod scheduler;
 pub mod supervisor;
-
-/// The news for every agent at once.
-pub const ALL_AGENTS: &str = "*";
 
 /// Timings of the controllers; tests shorten them.
 #[derive(Debug, Clone)]
@@ -55,29 +53,12 @@ pub struct Context {
     pub instance: String,
     pub timings: Timings,
     pub metrics: Arc<Metrics>,
-    pub wake_scheduler: Arc<Notify>,
-    pub wake_supervisor: Arc<Notify>,
-    /// Agents waiting to hear that runs were put on them (or cancelled).
-    pub wake_agents: Arc<Notify>,
-    /// The same news for remote agents' sessions: the id of the agent that
-    /// has work, or `*` for all. Each session looks only at its own news, so
-    /// a run placed on one agent does not send a thousand sessions to the
-    /// database; one that lagged behind looks anyway.
-    pub agent_news: broadcast::Sender<Arc<str>>,
     pub shutdown: CancellationToken,
     /// Opens secrets for the runs that use them.
     pub vault: Arc<crate::vault::Vault>,
 }
 
 impl Context {
-    /// Tells an agent (`None`: every agent), built-in or remote, to look at
-    /// its runs again.
-    pub fn tell_agents(&self, agent: Option<&str>) {
-        self.wake_agents.notify_one();
-        // Through the database: the agent may be connected to another replica.
-        self.db.tell_agent(agent.unwrap_or(ALL_AGENTS));
-    }
-
     /// Waits for a wake-up, the resync period, or shutdown (returns false).
     pub async fn wait(&self, wake: &Notify) -> bool {
         tokio::select! {

@@ -8,7 +8,7 @@ use super::Context;
 use crate::storage::{StorageError, agents, runs};
 
 pub async fn run(ctx: Context) {
-    let wake = ctx.wake_supervisor.clone();
+    let wake = ctx.db.news().supervisor();
     super::run_singleton(ctx, "supervisor", wake, |ctx| {
         Box::pin(async move { pass(ctx).await })
     })
@@ -19,9 +19,6 @@ pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
     let (lost, requeued) = runs::expire_leases(&ctx.db).await?;
     if lost > 0 {
         tracing::warn!(lost, requeued, "runs lost with their agents");
-    }
-    if requeued > 0 {
-        ctx.wake_scheduler.notify_one();
     }
     // Silent for as long as a run lease: whatever it held has expired too.
     agents::mark_silent_offline(&ctx.db, ctx.timings.run_lease.as_millis() as i64).await?;

@@ -139,7 +139,7 @@ pub async fn fire(
     }
     tx.commit().await?;
     if let Some(id) = started {
-        db.changed(id).await;
+        db.news().run_queued(id).await;
     }
     Ok(Some(started))
 }
@@ -179,7 +179,7 @@ pub async fn start_queued(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    db.changed(id).await;
+    db.news().run_queued(id).await;
     Ok(Some(id))
 }
 

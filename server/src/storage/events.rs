@@ -128,12 +128,18 @@ pub async fn apply(
         let only_logs = events
             .iter()
             .all(|e| matches!(e, RunEvent::Log { .. } | RunEvent::Logs { .. }));
-        let change = if only_logs {
-            super::Change::Logs(run_id)
+        if only_logs {
+            db.news().logs_grew(run_id).await;
         } else {
-            super::Change::Run(run_id)
-        };
-        db.announce(change).await;
+            db.news().run_changed(run_id).await;
+        }
+        if events
+            .iter()
+            .any(|e| matches!(e, RunEvent::RunFinished { .. }))
+        {
+            // Its agent has room again.
+            db.news().room_freed();
+        }
     }
     Ok(Applied::Ok { new })
 }

@@ -23,6 +23,7 @@ pub mod events;
 pub mod hooks;
 pub mod leases;
 pub mod logs;
+pub mod news;
 pub mod retention;
 pub mod runs;
 pub mod secrets;
@@ -74,28 +75,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// News that runs changed, for live feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// This run's state changed (and maybe its logs).
-    Run(i64),
-    /// Only this run's logs grew: its state is as it was.
-    Logs(i64),
-    /// Anything may have changed (news may have been missed): look again.
-    All,
-}
-
-/// How much agent news waits for a slow session before it is told it lagged.
-const AGENT_NEWS_BUFFER: usize = 4096;
+pub use news::{ALL_AGENTS, Change, News};
 
 /// The server's database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    changes: std::sync::Arc<changes::Hub>,
-    /// Which agent has work: an agent id, or `*` for every agent.
-    agent_news: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    /// Who must look again (see `news`).
+    news: std::sync::Arc<News>,
     /// Agents heard from since the last `agents::flush_seen`: their
     /// heartbeats are written in one statement per period, not one each.
     seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -203,20 +191,11 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let changes = changes::Hub::new();
-        let agent_news = tokio::sync::broadcast::Sender::new(AGENT_NEWS_BUFFER);
-        if backend == Backend::Postgres {
-            tokio::spawn(listen_for_changes(
-                url.to_string(),
-                std::sync::Arc::downgrade(&changes),
-                agent_news.downgrade(),
-            ));
-        }
+        let news = News::new(backend, pool.clone(), url);
         Ok(Self {
             pool,
             backend,
-            changes,
-            agent_news,
+            news,
             seen: Default::default(),
             log_cap: logs::DEFAULT_CAP_BYTES,
             write_turn: Default::default(),
@@ -233,35 +212,9 @@ impl Db {
         self.log_cap
     }
 
-    /// Tells every feed, on every replica, that a run changed. On
-    /// PostgreSQL the news goes through NOTIFY (this replica hears it too);
-    /// SQLite has one server, so it stays in this process.
-    pub async fn changed(&self, run_id: i64) {
-        self.announce(Change::Run(run_id)).await
-    }
-
-    /// Announces a change (see `changed`).
-    pub async fn announce(&self, change: Change) {
-        let (run_id, payload) = match change {
-            Change::Run(id) => (id, id.to_string()),
-            Change::Logs(id) => (id, format!("L{id}")),
-            Change::All => {
-                self.changed_all();
-                return;
-            }
-        };
-        match self.backend {
-            Backend::Sqlite => self.changes.deliver(change),
-            Backend::Postgres => {
-                let notified = sqlx::query("SELECT pg_notify('xene_runs', $1)")
-                    .bind(payload)
-                    .execute(&self.pool)
-                    .await;
-                if let Err(e) = notified {
-                    tracing::warn!(run_id, error = %e, "cannot announce a change; feeds catch up on the next one");
-                }
-            }
-        }
+    /// Where changes are announced and heard (see `news`).
+    pub fn news(&self) -> &News {
+        &self.news
     }
 
     /// Notes that an agent was heard from (written by `agents::flush_seen`).
@@ -277,53 +230,6 @@ impl Db {
         std::mem::take(&mut *self.seen.lock().unwrap())
             .into_iter()
             .collect()
-    }
-
-    /// Tells feeds that anything may have changed.
-    pub fn changed_all(&self) {
-        self.changes.deliver(Change::All);
-    }
-
-    /// News of every run's state from now on, for lists (`Change::Run`,
-    /// `Change::All`; growing logs are not news here).
-    pub fn subscribe_list(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.changes.subscribe_list()
-    }
-
-    /// News of one run from now on, for its feed.
-    pub fn follow(&self, run_id: i64) -> changes::Following {
-        self.changes.follow(run_id)
-    }
-
-    /// The channel of agent news (ids of agents with work, `*` for all),
-    /// fed by every replica on PostgreSQL.
-    pub fn agent_news(&self) -> tokio::sync::broadcast::Sender<std::sync::Arc<str>> {
-        self.agent_news.clone()
-    }
-
-    /// Tells an agent's session, wherever it is connected, to look at its
-    /// runs again (`*`: every agent).
-    pub fn tell_agent(&self, agent: &str) {
-        match self.backend {
-            Backend::Sqlite => {
-                let _ = self.agent_news.send(std::sync::Arc::from(agent));
-            }
-            Backend::Postgres => {
-                let pool = self.pool.clone();
-                let local = self.agent_news.clone();
-                let agent = agent.to_string();
-                tokio::spawn(async move {
-                    let notified = sqlx::query("SELECT pg_notify('xene_agents', $1)")
-                        .bind(&agent)
-                        .execute(&pool)
-                        .await;
-                    // At least this replica's sessions hear it.
-                    if notified.is_err() {
-                        let _ = local.send(std::sync::Arc::from(agent.as_str()));
-                    }
-                });
-            }
-        }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -375,73 +281,6 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-/// Relays PostgreSQL notifications to this process's listeners, for as long
-/// as the `Db` lives; after a lost connection, says that anything may have
-/// changed, so no feed misses what happened meanwhile.
-async fn listen_for_changes(
-    url: String,
-    changes: std::sync::Weak<changes::Hub>,
-    agent_news: tokio::sync::broadcast::WeakSender<std::sync::Arc<str>>,
-) {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let listener = async {
-            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
-            listener.listen_all(["xene_runs", "xene_agents"]).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let mut listener = match listener.await {
-            Ok(l) => l,
-            Err(e) => {
-                if changes.upgrade().is_none() {
-                    return;
-                }
-                tracing::warn!(error = %e, "cannot listen for changes; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        delay = Duration::from_millis(200);
-        match (changes.upgrade(), agent_news.upgrade()) {
-            (Some(runs), Some(agents)) => {
-                runs.deliver(Change::All);
-                let _ = agents.send(std::sync::Arc::from("*"));
-            }
-            _ => return,
-        }
-        loop {
-            // Wakes now and then to notice that the Db is gone.
-            match tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await {
-                Err(_) => {
-                    if changes.upgrade().is_none() {
-                        return;
-                    }
-                }
-                Ok(Ok(Some(note))) if note.channel() == "xene_agents" => {
-                    let Some(tx) = agent_news.upgrade() else {
-                        return;
-                    };
-                    let _ = tx.send(std::sync::Arc::from(note.payload()));
-                }
-                Ok(Ok(Some(note))) => {
-                    let Some(hub) = changes.upgrade() else { return };
-                    let payload = note.payload();
-                    let change = match payload.strip_prefix('L') {
-                        Some(id) => id.parse().ok().map(Change::Logs),
-                        None => payload.parse().ok().map(Change::Run),
-                    };
-                    if let Some(change) = change {
-                        hub.deliver(change);
-                    }
-                }
-                // The connection dropped: reconnect, then say "look again".
-                Ok(Ok(None)) | Ok(Err(_)) => break,
-            }
-        }
     }
 }
 

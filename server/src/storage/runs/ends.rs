@@ -33,7 +33,11 @@ pub async fn fail_attempt(
         finish_unfinished(&mut tx, id).await?;
     }
     tx.commit().await?;
-    db.changed(id).await;
+    db.news().run_changed(id).await;
+    if failed == 1 {
+        // Its agent, if it had one, has room again.
+        db.news().room_freed();
+    }
     Ok(())
 }
 
@@ -93,7 +97,10 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
             finish_unfinished(&mut tx, id).await?;
         }
         tx.commit().await?;
-        db.changed(id).await;
+        db.news().run_changed(id).await;
+    }
+    if requeued > 0 {
+        db.news().queue_grew();
     }
     Ok((lost, requeued))
 }
@@ -131,6 +138,7 @@ pub async fn end_lease(db: &Db, id: i64, attempt: i64, agent: &str) -> Result<()
     .bind(agent)
     .execute(&mut *db.write_conn().await?)
     .await?;
+    db.news().leases_ended();
     Ok(())
 }
 
@@ -163,6 +171,7 @@ pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
     .bind(agent)
     .execute(&mut *db.write_conn().await?)
     .await?;
+    db.news().leases_ended();
     Ok(())
 }
 
