@@ -1,0 +1,163 @@
+//! The visual DAG editor: a canvas, a side panel and the YAML, one source of
+//! truth (the text). Every gesture on the canvas or in the panel is an edit
+//! of the text through `xene_core::draft`, which changes only the lines it
+//! concerns; typing in the YAML view redraws the canvas from the text. A
+//! text that does not parse leaves the canvas as it last was, with the
+//! fault shown. Canvas, panel and YAML share one undo history.
+//!
+//! The parts share one document ([`doc::Doc`]: the text, layout, history,
+//! parse, pipeline shown and selection), provided through context:
+//! `canvas`, `canvas_state` and `graph` draw and edit the DAG; `yaml` is the
+//! text view; `panel`, `task_panel` and `fields` the side panel; `save` the
+//! head, the review and the conflict dialog; `keys` the shortcuts.
+
+mod canvas;
+mod canvas_state;
+mod doc;
+mod fields;
+mod graph;
+mod keys;
+mod panel;
+mod save;
+mod task_panel;
+mod yaml;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
+use xene_core::draft::{self, EditorLayout};
+
+use crate::api::{self, enc};
+use crate::ui::ErrorBox;
+use canvas::Canvas;
+use doc::{Dialog, Doc};
+use keys::Help;
+use panel::Properties;
+use save::{Conflict, Review, SaveBar, Saving};
+use yaml::YamlView;
+
+/// What the page opens with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Loaded {
+    /// The workflow's name; `None` for a new one.
+    pub name: Option<String>,
+    /// The current version this edit starts from (0: new).
+    pub base: i64,
+    /// The base version's text, for a three-way merge.
+    pub base_source: String,
+    /// The text to edit (of `?version=N`, or of the current version).
+    pub source: String,
+    /// Which version `source` is.
+    pub version: i64,
+    /// The drawing's placed nodes.
+    pub layout: EditorLayout,
+    /// The names in the secret store, for the panel and completion.
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct VersionText {
+    version: i64,
+    source: String,
+    layout: Option<EditorLayout>,
+}
+
+async fn load(name: Option<String>, version: Option<i64>) -> Result<Loaded, String> {
+    let secrets: api::SecretList = api::get("/api/v1/secrets".into()).await.unwrap_or_default();
+    let mut secrets: Vec<String> = secrets.secrets.into_iter().map(|s| s.name).collect();
+    secrets.sort();
+    secrets.dedup();
+    let Some(name) = name else {
+        return Ok(Loaded {
+            source: draft::new_workflow("my-workflow"),
+            secrets,
+            ..Loaded::default()
+        });
+    };
+    let current: VersionText = api::get(format!("/api/v1/workflows/{}", enc(&name))).await?;
+    let edited = match version {
+        Some(v) if v != current.version => {
+            api::get::<VersionText>(format!("/api/v1/workflows/{}/versions/{v}", enc(&name)))
+                .await?
+        }
+        _ => current.clone(),
+    };
+    Ok(Loaded {
+        name: Some(name),
+        base: current.version,
+        base_source: current.source,
+        source: edited.source,
+        version: edited.version,
+        layout: edited.layout.or(current.layout).unwrap_or_default(),
+        secrets,
+    })
+}
+
+/// `/editor` (a new workflow) and `/workflows/NAME/edit[?version=N]`.
+#[component]
+pub fn EditorPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let name = move || params.with(|p| p.get("name"));
+    let version = move || query.with(|q| q.get("version").and_then(|v| v.parse::<i64>().ok()));
+    let data = Resource::new(move || (name(), version()), |(n, v)| load(n, v));
+    let title = move || match name() {
+        Some(n) => format!("Edit {n}"),
+        None => "New workflow".to_string(),
+    };
+    view! {
+        <Title text=title />
+        <nav class="crumbs" aria-label="Breadcrumb">
+            <a href="/workflows">"Workflows"</a>
+            " / "
+            {move || name().map(|n| view! { <a href=format!("/workflows/{}", enc(&n))>{n.clone()}</a> " / " })}
+            <span aria-current="page">{move || if name().is_some() { "Edit" } else { "New workflow" }}</span>
+        </nav>
+        <Transition fallback=|| view! { <p class="loading">"Loading the editor…"</p> }>
+            {move || {
+                data.get()
+                    .map(|r| match r {
+                        Err(e) => view! { <ErrorBox message=e /> }.into_any(),
+                        Ok(loaded) => view! { <Editor loaded /> }.into_any(),
+                    })
+            }}
+        </Transition>
+    }
+}
+
+/// The editor of one loaded text: the parts around their shared document.
+#[component]
+fn Editor(loaded: Loaded) -> impl IntoView {
+    let doc = Doc::new(&loaded);
+    provide_context(doc);
+    let saving = Saving::new(&loaded, doc);
+    keys::listen(doc);
+    let Doc {
+        notice,
+        message,
+        dialog,
+        ..
+    } = doc;
+    view! {
+        <div class="editor">
+            <SaveBar saving />
+            {move || notice.get().map(|n| view! { <p class="notice" role="status">{n}</p> })}
+            {move || message.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+            <div class="editor-grid">
+                <Canvas />
+                <Properties />
+                <YamlView />
+            </div>
+            {move || match dialog.get() {
+                Dialog::Closed => None,
+                Dialog::Help => Some(view! { <Help /> }.into_any()),
+                Dialog::Review { current } => Some(view! { <Review saving current /> }.into_any()),
+                Dialog::Conflict { version, source } => {
+                    Some(view! { <Conflict saving version source /> }.into_any())
+                }
+            }}
+        </div>
+    }
+}
