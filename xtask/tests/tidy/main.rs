@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod api_bodies;
 mod cycles;
 mod deps;
 mod links;
