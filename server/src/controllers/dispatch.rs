@@ -8,7 +8,7 @@ use xene_core::protocol::{Dispatch, RunRef};
 
 use super::Context;
 use crate::storage::runs::{self, Run};
-use crate::storage::{Db, StorageError, secrets};
+use crate::storage::{Db, StorageError, run_secrets, secrets};
 
 /// The link a dispatch travels on, which decides which secrets may go.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +79,7 @@ pub async fn prepare(ctx: &Context, run: &Run, link: Link<'_>) -> Result<Prepare
             );
             return fail(db, run, reason).await;
         }
-        let resolved = secrets::resolve(db, &ctx.vault, run, &names).await?;
+        let resolved = run_secrets::resolve(db, &ctx.vault, run, &names).await?;
         if !resolved.unavailable.is_empty() {
             return Ok(Prepared::Wait);
         }

@@ -22,7 +22,7 @@ use super::error::ApiError;
 use crate::access::Principal;
 use crate::storage::access::audit;
 use crate::storage::secrets::{self as store, MAX_VALUE_BYTES, MIN_VALUE_CHARS};
-use crate::storage::{runs, workflows};
+use crate::storage::{rotation, runs, workflows};
 use crate::vault::VaultError;
 use xene_api::secrets::{Rotated, SecretInfo, SecretList, SecretValueRequest};
 
@@ -211,7 +211,7 @@ async fn rotate_key(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Rotated>, ApiError> {
-    let reencrypted = store::rotate(&state.db, &state.ctx.vault)
+    let reencrypted = rotation::rotate(&state.db, &state.ctx.vault)
         .await
         .map_err(secrets_error)?;
     let key_id = state.ctx.vault.primary_id();

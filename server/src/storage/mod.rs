@@ -25,6 +25,8 @@ pub mod leases;
 pub mod logs;
 pub mod news;
 pub mod retention;
+pub mod rotation;
+pub mod run_secrets;
 pub mod runs;
 pub mod secrets;
 pub mod sessions;

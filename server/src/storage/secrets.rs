@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
-use xene_core::protocol::SecretValue;
 use xene_core::spec::Pipeline;
 
 use super::{Backend, Db, StorageError, now_ms};
@@ -25,11 +24,11 @@ pub const MIN_VALUE_CHARS: usize = 4;
 /// Most secrets in one database.
 pub const MAX_SECRETS: i64 = 10_000;
 
-const KEY_CHECK: &str = "secrets_key_check";
+pub(super) const KEY_CHECK: &str = "secrets_key_check";
 /// What the key check seals: its scope holds a NUL, which no real secret's
 /// scope can, so the check never collides with a row.
-const CHECK_SCOPE: &str = "\0check";
-const CHECK_TEXT: &[u8] = b"xene secrets key check";
+pub(super) const CHECK_SCOPE: &str = "\0check";
+pub(super) const CHECK_TEXT: &[u8] = b"xene secrets key check";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
@@ -123,7 +122,7 @@ pub async fn list(db: &Db, workflow: Option<&str>) -> Result<Vec<SecretInfo>, St
 
 /// Reads the key check inside a write transaction, locking it on
 /// PostgreSQL (SQLite's write transaction already excludes every other).
-async fn current_key(
+pub(super) async fn current_key(
     tx: &mut super::WriteTx,
     backend: Backend,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
@@ -319,55 +318,13 @@ pub async fn delete(db: &Db, workflow: Option<&str>, name: &str) -> Result<bool,
     Ok(done.rows_affected() > 0)
 }
 
-/// A run's secrets, each from the workflow's own scope when it has one,
-/// else the global one.
-#[derive(Debug, Default)]
-pub struct Resolved {
-    pub values: BTreeMap<String, SecretValue>,
-    /// Names no scope provides.
-    pub missing: Vec<String>,
-    /// Names whose value does not decrypt (tampered, or moved to another row).
-    pub broken: Vec<String>,
-    /// Names sealed under a key this replica lacks (its key file is not
-    /// updated yet): worth trying again later, not a failure of the run.
-    pub unavailable: Vec<String>,
-    /// Why protected secrets are withheld from this run (its version is not
-    /// approved, or its workflow is not allowed); then no value is opened.
-    pub refused: Option<String>,
-    /// The protected ones among the names: where they may go is narrower
-    /// (see `gateway::session`).
-    pub protected: Vec<String>,
-}
-
-impl Resolved {
-    /// Why the run cannot have its secrets, if it cannot.
-    pub fn failure(&self) -> Option<String> {
-        if let Some(refused) = &self.refused {
-            return Some(refused.clone());
-        }
-        if !self.missing.is_empty() {
-            return Some(format!(
-                "missing secrets: {} (create them, or remove them from the tasks' `secrets`)",
-                self.missing.join(", ")
-            ));
-        }
-        if !self.broken.is_empty() {
-            return Some(format!(
-                "secrets that do not decrypt with the configured master keys: {}",
-                self.broken.join(", ")
-            ));
-        }
-        None
-    }
-}
-
 /// One stored secret a run of a workflow would get.
 #[derive(Debug, Clone)]
 pub struct Chosen {
     pub scope: String,
     pub name: String,
-    key_id: String,
-    sealed: String,
+    pub(super) key_id: String,
+    pub(super) sealed: String,
     pub protected: bool,
     pub allow: Vec<String>,
 }
@@ -424,52 +381,6 @@ pub async fn missing(
         .collect())
 }
 
-/// Decrypts the secrets a run needs. Protected ones are checked again here,
-/// where values leave for an agent, whatever was checked at start.
-pub async fn resolve(
-    db: &Db,
-    vault: &Vault,
-    run: &super::runs::Run,
-    names: &BTreeSet<String>,
-) -> Result<Resolved, StorageError> {
-    let chosen = chosen(db, &run.workflow, names).await?;
-    let mut resolved = Resolved {
-        refused: super::approvals::refusal(db, &run.workflow, run.version, &run.pipeline, &chosen)
-            .await?,
-        ..Resolved::default()
-    };
-    if resolved.refused.is_some() {
-        return Ok(resolved);
-    }
-    resolved.protected = chosen
-        .values()
-        .filter(|c| c.protected)
-        .map(|c| c.name.clone())
-        .collect();
-    for name in names {
-        let Some(row) = chosen.get(name) else {
-            resolved.missing.push(name.clone());
-            continue;
-        };
-        match vault
-            .open(&row.scope, name, &row.key_id, &row.sealed)
-            .ok()
-            .and_then(|v| String::from_utf8(v).ok())
-        {
-            Some(value) => {
-                resolved
-                    .values
-                    .insert(name.clone(), SecretValue::new(value));
-            }
-            None => {
-                tracing::error!(secret = %name, scope = %row.scope, "a secret does not decrypt");
-                resolved.broken.push(name.clone());
-            }
-        }
-    }
-    Ok(resolved)
-}
-
 /// Proves at start that the configured keys are the database's: the key
 /// check (made on the first start) must open, and every stored value's key
 /// must be configured. Never lets a wrong key produce garbage later.
@@ -522,73 +433,4 @@ pub async fn has_key_check(db: &Db) -> Result<bool, StorageError> {
         .fetch_optional(db.pool())
         .await?;
     Ok(found.is_some())
-}
-
-/// Re-encrypts every secret under the vault's first key, and makes it the
-/// key that seals from now on, in one transaction: a replica sees all
-/// values under the old key or all under the new one. Returns how many
-/// values were re-encrypted.
-pub async fn rotate(db: &Db, vault: &Vault) -> Result<usize, SecretsError> {
-    vault.reload()?;
-    let primary = vault.primary_id();
-    let mut tx = db.begin_write().await?;
-    current_key(&mut tx, db.backend()).await?;
-    let rows = sqlx::query("SELECT scope, name, key_id, ciphertext FROM secrets")
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut changed = 0;
-    for row in &rows {
-        let (scope, name, key_id, sealed): (String, String, String, String) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if key_id == primary {
-            continue;
-        }
-        let value = vault.open(&scope, &name, &key_id, &sealed)?;
-        let (new_id, new_sealed) = vault.seal(&scope, &name, &value);
-        sqlx::query(
-            "UPDATE secrets SET key_id = $1, ciphertext = $2 WHERE scope = $3 AND name = $4",
-        )
-        .bind(&new_id)
-        .bind(&new_sealed)
-        .bind(&scope)
-        .bind(&name)
-        .execute(&mut *tx)
-        .await?;
-        changed += 1;
-    }
-    // Webhooks' signing secrets are sealed the same way.
-    let hooks = sqlx::query("SELECT workflow, pipeline, secret FROM webhooks")
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in &hooks {
-        let (workflow, pipeline, stored): (String, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        if stored.split_once(':').is_some_and(|(id, _)| id == primary) {
-            continue;
-        }
-        let scope = hook_scope(&workflow);
-        let value = open_stored(vault, &scope, &pipeline, &stored)?;
-        let (new_id, new_sealed) = vault.seal(&scope, &pipeline, value.as_bytes());
-        sqlx::query("UPDATE webhooks SET secret = $1 WHERE workflow = $2 AND pipeline = $3")
-            .bind(format!("{new_id}:{new_sealed}"))
-            .bind(&workflow)
-            .bind(&pipeline)
-            .execute(&mut *tx)
-            .await?;
-        changed += 1;
-    }
-    // So is the API token signing key (not counted: it is no one's secret).
-    super::access::reseal_signing_key(&mut tx, vault, &primary).await?;
-    let (id, sealed) = vault.seal(CHECK_SCOPE, "", CHECK_TEXT);
-    sqlx::query(
-        "INSERT INTO server_meta (key, value, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind(KEY_CHECK)
-    .bind(format!("{id}:{sealed}"))
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(changed)
 }
