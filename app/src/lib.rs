@@ -26,8 +26,6 @@ pub mod ssr;
 pub mod text;
 pub mod ui;
 
-pub use pages::home::ServerStatus;
-
 /// The name of the browser bundle's files under `/pkg` (`xene.js`,
 /// `xene_bg.wasm`, `xene.css`, beside the splitter's loader and pieces).
 pub const BUNDLE_NAME: &str = "xene";
@@ -126,9 +124,13 @@ pub fn App() -> impl IntoView {
         <Router>
             <a class="skip" href="#main">"Skip to content"</a>
             <TopBar />
-            <main id="main" tabindex="-1">
+            // Effects never run during server rendering, so this flips only
+            // once the browser bundle has hydrated the page: tests and people
+            // can tell.
+            <main id="main" tabindex="-1" data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=pages::NotFound>
-                    <Route path=StaticSegment("") view=pages::Home />
+                    // The workflows list until there is a dashboard.
+                    <Route path=StaticSegment("") ssr=SsrMode::Async view={Lazy::<pages::WorkflowsRoute>::new()} />
                     <Route path=StaticSegment("signin") view=pages::SignIn />
                     <Route path=path!("/workflows") ssr=SsrMode::Async view={Lazy::<pages::WorkflowsRoute>::new()} />
                     <Route path=path!("/workflows/:name") ssr=SsrMode::Async view={Lazy::<pages::WorkflowRoute>::new()} />

@@ -2,14 +2,12 @@
 
 pub mod admin;
 pub mod editor;
-pub mod home;
 mod not_found;
 pub mod runs;
 pub mod secrets;
 mod signin;
 pub mod workflows;
 
-pub use home::Home;
 pub use not_found::NotFound;
 pub use signin::SignIn;
 
@@ -96,7 +94,7 @@ lazy_groups! {
 pub async fn preload(path: &str) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        ["workflows"] | ["runs"] => __preload_lists().await,
+        [] | ["workflows"] | ["runs"] => __preload_lists().await,
         ["workflows", _] => __preload_workflow_page().await,
         ["workflows", _, "edit"] | ["editor"] => __preload_editor().await,
         ["runs", _] => __preload_run_page().await,

@@ -9,11 +9,10 @@ use axum::response::{IntoResponse, Response};
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower::ServiceExt;
-use xene_app::ssr::{ApiBridge, ApiReply, StatusProbe};
-use xene_app::{App, ServerStatus, shell};
+use xene_app::ssr::{ApiBridge, ApiReply};
+use xene_app::{App, shell};
 
 use super::AppState;
-use crate::storage::Db;
 
 /// The largest API answer a page reads in process (a page of runs, a log
 /// page): anything bigger is refused rather than held in memory.
@@ -21,7 +20,6 @@ const MAX_BRIDGED_BYTES: usize = 16 * 1024 * 1024;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let routes = generate_route_list(App);
-    let db = state.db.clone();
     let options = state.leptos.clone();
     let api = super::api_only(state.clone());
     Router::new()
@@ -29,7 +27,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
             state,
             routes,
             move || {
-                provide_context(status_probe(db.clone()));
                 provide_context(bridge(api.clone()));
             },
             move || shell(options.clone()),
@@ -93,19 +90,6 @@ fn bridge(api: Router) -> ApiBridge {
             Ok(ApiReply {
                 status,
                 body: String::from_utf8_lossy(&body).into_owned(),
-            })
-        }
-    })
-}
-
-fn status_probe(db: Db) -> StatusProbe {
-    StatusProbe::new(move || {
-        let db = db.clone();
-        async move {
-            db.ping().await.map_err(|e| e.to_string())?;
-            Ok(ServerStatus {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                database: db.backend().name().to_string(),
             })
         }
     })
