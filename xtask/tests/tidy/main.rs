@@ -8,6 +8,7 @@ mod api_bodies;
 mod cycles;
 mod deps;
 mod links;
+mod pages;
 mod paths;
 mod sizes;
 mod unsafe_code;
