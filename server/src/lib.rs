@@ -45,7 +45,7 @@ pub enum ServerError {
     #[error("the listener stopped")]
     Listener(#[source] tokio::task::JoinError),
     #[error("setting up sign-in and access")]
-    Access(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Access(#[source] access::AccessError),
     #[error("opening the secrets store")]
     Secrets(#[source] storage::secrets::SecretsError),
     #[error(transparent)]
@@ -168,10 +168,10 @@ impl Server {
         let https = tls.is_some() || public_url.starts_with("https://");
         let access = access::AccessState::new(&db, &ctx.vault, args, addr, &public_url, https)
             .await
-            .map_err(|e| ServerError::Access(e.into()))?;
+            .map_err(ServerError::Access)?;
         let sign_in_link = access::bootstrap(&db, &access, &args.data_dir(), &public_url)
             .await
-            .map_err(|e| ServerError::Access(e.into()))?;
+            .map_err(ServerError::Access)?;
         let state = AppState {
             db,
             leptos,
