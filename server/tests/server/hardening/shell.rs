@@ -373,18 +373,8 @@ fn processes_with(word: &str) -> Vec<u32> {
 
 /// Every file named `name` under `dir`.
 fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut next = vec![dir.to_path_buf()];
-    while let Some(dir) = next.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                next.push(path);
-            } else if entry.file_name() == name {
-                found.push(path);
-            }
-        }
-    }
+    let mut found = crate::util::files_under(dir);
+    found.retain(|path| path.file_name().is_some_and(|n| n == name));
     found
 }
 
