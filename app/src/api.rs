@@ -6,16 +6,15 @@
 //! the same JSON, and nothing the UI does skips the API's guard and rules.
 //! Live feeds are the API's WebSockets, opened by the browser itself.
 //!
-//! A run, its tasks and steps are `core`'s types, the very ones the server
-//! writes (and a run's feed carries). The other bodies below mirror the
-//! API's JSON leniently: unknown fields are ignored and new ones default,
-//! so the API can grow without breaking pages.
+//! Bodies are `xene_api`'s types, the very ones the server answers, and
+//! paths come from `xene_api::paths`: the UI has no copy of either.
 
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use xene_api::paths;
+use xene_api::run::{Run, StartRun};
 
 /// Calls the REST API with the caller's session: `path` must be an
 /// `/api/v1/` path. Answers the body of a 2xx answer, or the API's error.
@@ -58,10 +57,9 @@ pub async fn api_call(
     if (200..300).contains(&reply.status) {
         return Ok(reply.body);
     }
-    let message = serde_json::from_str::<serde_json::Value>(&reply.body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-        .unwrap_or_else(|| format!("the server answered {}", reply.status));
+    let message = serde_json::from_str::<xene_api::error::ErrorBody>(&reply.body)
+        .map(|body| body.error)
+        .unwrap_or_else(|_| format!("the server answered {}", reply.status));
     Err(ServerFnError::new(message))
 }
 
@@ -88,316 +86,40 @@ pub async fn send(method: &str, path: String, body: Option<String>) -> Result<St
         .map_err(error_text)
 }
 
-/// Percent-encodes a path segment or query value.
-pub fn enc(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Sends a request that changes something; answers the body as `T`.
+pub async fn send_as<T: DeserializeOwned>(
+    method: &str,
+    path: String,
+    body: Option<String>,
+) -> Result<T, String> {
+    let text = send(method, path, body).await?;
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the server: {e}"))
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct User {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    pub role: String,
-    pub disabled: bool,
-    pub created_at: i64,
-    pub last_sign_in: Option<i64>,
+/// `body` as the JSON text a request carries.
+pub fn json(body: &impl serde::Serialize) -> String {
+    serde_json::to_string(body).expect("request bodies serialize")
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Me {
-    pub user: User,
-    pub role: String,
-}
-
-impl Me {
-    pub fn can_edit(&self) -> bool {
-        matches!(self.role.as_str(), "editor" | "admin")
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.role == "admin"
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UserList {
-    pub users: Vec<User>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkflowSummary {
-    pub name: String,
-    pub description: String,
-    pub version: i64,
-    pub pipelines: Vec<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkflowList {
-    pub workflows: Vec<WorkflowSummary>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PipelineState {
-    pub name: String,
-    pub trigger: String,
-    pub scheduler_status: String,
-    pub scheduler_reason: Option<String>,
-    /// A cron pipeline's next fire times (UTC ms), the soonest first.
-    pub next_fires: Vec<i64>,
-}
-
-/// A task of the spec, as much as the pages draw.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TaskSpec {
-    pub image: Option<String>,
-    pub depends_on: Vec<String>,
-    pub steps: Vec<serde_json::Value>,
-}
-
-impl TaskSpec {
-    /// `2 steps · alpine:3`, under the task's name in a drawing.
-    pub fn summary(&self) -> String {
-        let steps = match self.steps.len() {
-            1 => "1 step".to_string(),
-            n => format!("{n} steps"),
-        };
-        let runtime = self.image.as_deref().unwrap_or("shell");
-        let runtime = runtime.rsplit('/').next().unwrap_or(runtime);
-        format!("{steps} · {runtime}")
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PipelineSpec {
-    pub trigger: serde_json::Value,
-    pub params: serde_json::Value,
-    pub tasks: BTreeMap<String, TaskSpec>,
-}
-
-/// A param of a pipeline, whichever shape the spec gives it: a plain
-/// default (`name: value`) or a typed param (`name: {type, default, ...}`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Param {
-    pub name: String,
-    pub kind: String,
-    pub default: String,
-    pub description: String,
-    pub choices: Vec<String>,
-}
-
-impl PipelineSpec {
-    pub fn params(&self) -> Vec<Param> {
-        let Some(map) = self.params.as_object() else {
-            return Vec::new();
-        };
-        let text = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        map.iter()
-            .map(|(name, value)| match value {
-                serde_json::Value::Object(o) => Param {
-                    name: name.clone(),
-                    kind: o.get("type").map(text).unwrap_or_else(|| "string".into()),
-                    default: o.get("default").map(text).unwrap_or_default(),
-                    description: o.get("description").map(text).unwrap_or_default(),
-                    choices: o
-                        .get("options")
-                        .or_else(|| o.get("choices"))
-                        .or_else(|| o.get("enum"))
-                        .and_then(|c| c.as_array())
-                        .map(|a| a.iter().map(text).collect())
-                        .unwrap_or_default(),
-                },
-                other => Param {
-                    name: name.clone(),
-                    kind: "string".into(),
-                    default: text(other),
-                    description: String::new(),
-                    choices: Vec::new(),
-                },
-            })
-            .collect()
-    }
-
-    /// The trigger in words: `manual`, `webhook`, `cron 0 3 * * * (UTC)`.
-    pub fn trigger_text(&self) -> String {
-        let kind = self
-            .trigger
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("manual");
-        match (kind, self.trigger.get("schedule").and_then(|s| s.as_str())) {
-            ("cron", Some(schedule)) => {
-                let zone = self
-                    .trigger
-                    .get("timezone")
-                    .and_then(|z| z.as_str())
-                    .unwrap_or("UTC");
-                format!("cron {schedule} ({zone})")
-            }
-            (kind, _) => kind.to_string(),
-        }
-    }
-
-    pub fn layout(&self) -> xene_core::layout::Layout {
-        xene_core::layout::layout(
-            self.tasks
-                .iter()
-                .map(|(name, task)| (name.as_str(), task.depends_on.as_slice())),
-        )
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkflowSpec {
-    pub name: String,
-    pub description: String,
-    pub pipelines: BTreeMap<String, PipelineSpec>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkflowDetail {
-    pub name: String,
-    pub version: i64,
-    pub spec: WorkflowSpec,
-    pub source: String,
-    pub created_at: i64,
-    pub pipelines: Vec<PipelineState>,
-    /// Protected secrets this version uses; its runs need an admin's approval.
-    pub protected_secrets: Vec<String>,
-    pub approved_by: Option<String>,
-    pub approved_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct VersionSummary {
-    pub version: i64,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct VersionList {
-    pub versions: Vec<VersionSummary>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkflowVersion {
-    pub name: String,
-    pub version: i64,
-    pub source: String,
-    pub created_at: i64,
-}
-
-pub use xene_api::run::{Run, RunDetail, StepRun, TaskRun};
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunList {
-    pub runs: Vec<Run>,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Agent {
-    pub id: String,
-    pub name: String,
-    pub builtin: bool,
-    pub labels: BTreeMap<String, String>,
-    pub runtimes: Vec<String>,
-    pub capacity: i64,
-    pub running: i64,
-    pub version: String,
-    pub state: String,
-    pub last_seen_at: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AgentList {
-    pub agents: Vec<Agent>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct JoinToken {
-    pub token: String,
-    pub expires_at: i64,
-    /// Absent when the server is plain HTTP beyond loopback (see `install_note`).
-    pub install_command: Option<String>,
-    pub install_note: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TokenInfo {
-    pub id: String,
-    pub user_id: String,
-    pub name: String,
-    pub role: String,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TokenList {
-    pub tokens: Vec<TokenInfo>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NewToken {
-    pub token: String,
-    pub info: TokenInfo,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub detail: String,
-    pub remote: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-    pub next_before: Option<i64>,
+/// Starts a run of a pipeline with these param values (the rest keep
+/// their defaults).
+pub async fn start_run(
+    workflow: &str,
+    pipeline: &str,
+    params: BTreeMap<String, String>,
+) -> Result<Run, String> {
+    let body = StartRun {
+        params: params
+            .into_iter()
+            .map(|(name, value)| (name, serde_json::Value::String(value)))
+            .collect(),
+    };
+    send_as(
+        "POST",
+        paths::pipeline_runs(workflow, pipeline),
+        Some(json(&body)),
+    )
+    .await
 }
 
 /// The example workflows shipped in `examples/`, built into the server so
@@ -412,65 +134,10 @@ pub async fn load_examples() -> Result<Vec<String>, ServerFnError> {
     ];
     let mut loaded = Vec::new();
     for text in EXAMPLES {
-        let reply = api_call(
-            "POST".into(),
-            "/api/v1/workflows".into(),
-            Some(text.to_string()),
-        )
-        .await?;
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&reply)
-            && let Some(name) = v.get("name").and_then(|n| n.as_str())
-        {
-            loaded.push(name.to_string());
+        let reply = api_call("POST".into(), paths::workflows(), Some(text.to_string())).await?;
+        if let Ok(applied) = serde_json::from_str::<xene_api::workflows::Applied>(&reply) {
+            loaded.push(applied.name);
         }
     }
     Ok(loaded)
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SecretInfo {
-    pub name: String,
-    pub workflow: Option<String>,
-    pub created_by: String,
-    pub created_at: i64,
-    pub updated_by: String,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SecretList {
-    pub secrets: Vec<SecretInfo>,
-}
-
-/// A webhook pipeline's hook (never its secret).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Hook {
-    pub id: String,
-    pub path: String,
-    pub created_at: i64,
-    pub rotated_at: i64,
-    /// Only in the answer that made or rotated it.
-    pub secret: Option<String>,
-}
-
-/// One delivery to a hook, accepted or refused, with why.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Delivery {
-    pub id: i64,
-    pub received_at: i64,
-    pub scheme: String,
-    pub http_status: i64,
-    pub accepted: bool,
-    pub reason: String,
-    pub run_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DeliveryList {
-    pub deliveries: Vec<Delivery>,
 }

@@ -114,7 +114,10 @@ pub fn App() -> impl IntoView {
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = set_now;
-    let me = Resource::new(|| (), |_| api::get::<api::Me>("/api/v1/me".into()));
+    let me = Resource::new(
+        || (),
+        |_| api::get::<xene_api::access::Me>(xene_api::paths::me()),
+    );
     provide_context(session::CurrentUser(me));
 
     view! {
@@ -168,7 +171,7 @@ fn TopBar() -> impl IntoView {
                     <Transition>
                         {move || {
                             user.get()
-                                .filter(|me| me.is_admin())
+                                .filter(|me| me.role == xene_core::access::Role::Admin)
                                 .map(|_| {
                                     view! {
                                         <A href="/users">"Users"</A>
@@ -190,7 +193,7 @@ fn TopBar() -> impl IntoView {
                                     };
                                     view! {
                                         <span class="user" title=me.user.email.clone()>{shown}</span>
-                                        <span class="role" data-role=me.role.clone()>{me.role.clone()}</span>
+                                        <span class="role" data-role=me.role.as_str()>{me.role.as_str()}</span>
                                     }
                                 })
                         }}

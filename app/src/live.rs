@@ -1,5 +1,5 @@
-//! The API's live feeds (WebSockets) in the browser: a JSON message per
-//! text frame to a callback, reopened after a drop with the URL the caller
+//! The API's live feeds (WebSockets) in the browser: each text frame read
+//! as one of `xene_api::feed`'s messages and given to a callback, reopened after a drop with the URL the caller
 //! computes then (so a run's feed resumes after its last cursor). Nothing
 //! happens on the server, where pages render once.
 
@@ -7,9 +7,9 @@
 /// and query (`/api/v1/runs/7/events?after=12`) each time it (re)connects;
 /// `stop` tells it not to reopen (the run ended).
 #[allow(unused_variables)]
-pub fn follow(
+pub fn follow<M: serde::de::DeserializeOwned + 'static>(
     url: impl Fn() -> String + Send + Sync + 'static,
-    on_message: impl Fn(serde_json::Value) + Send + Sync + 'static,
+    on_message: impl Fn(M) + Send + Sync + 'static,
     stop: impl Fn() -> bool + Send + Sync + 'static,
 ) {
     #[cfg(feature = "hydrate")]
@@ -27,9 +27,9 @@ mod browser {
     use wasm_bindgen::prelude::Closure;
     use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-    pub fn follow(
+    pub fn follow<M: serde::de::DeserializeOwned + 'static>(
         url: impl Fn() -> String + Send + Sync + 'static,
-        on_message: impl Fn(serde_json::Value) + Send + Sync + 'static,
+        on_message: impl Fn(M) + Send + Sync + 'static,
         stop: impl Fn() -> bool + Send + Sync + 'static,
     ) {
         let alive = Arc::new(AtomicBool::new(true));
@@ -52,19 +52,19 @@ mod browser {
     }
 
     type Url = Box<dyn Fn() -> String + Send + Sync>;
-    type OnMessage = Box<dyn Fn(serde_json::Value) + Send + Sync>;
+    type OnMessage<M> = Box<dyn Fn(M) + Send + Sync>;
     type Stop = Box<dyn Fn() -> bool + Send + Sync>;
 
-    struct Feed {
+    struct Feed<M> {
         url: Url,
-        on_message: OnMessage,
+        on_message: OnMessage<M>,
         stop: Stop,
         alive: Arc<AtomicBool>,
         current: Arc<std::sync::Mutex<Option<SendWrapper<WebSocket>>>>,
         failures: std::sync::atomic::AtomicU32,
     }
 
-    fn open(feed: Arc<Feed>) {
+    fn open<M: serde::de::DeserializeOwned + 'static>(feed: Arc<Feed<M>>) {
         if !feed.alive.load(Ordering::SeqCst) || (feed.stop)() {
             return;
         }
@@ -82,10 +82,12 @@ mod browser {
             let feed = feed.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
                 feed.failures.store(0, Ordering::SeqCst);
+                // A message this UI does not know (a newer server's) is
+                // skipped, as before.
                 if let Some(text) = e.data().as_string()
-                    && let Ok(value) = serde_json::from_str(&text)
+                    && let Ok(message) = serde_json::from_str::<M>(&text)
                 {
-                    (feed.on_message)(value);
+                    (feed.on_message)(message);
                 }
             })
         };

@@ -1,11 +1,16 @@
 //! One module per page, and the routes that load each page's code.
 
-pub mod admin;
+pub mod agents;
+pub mod audit;
 pub mod editor;
 mod not_found;
+pub mod run;
 pub mod runs;
 pub mod secrets;
 mod signin;
+pub mod tokens;
+pub mod users;
+pub mod workflow;
 pub mod workflows;
 
 pub use not_found::NotFound;
@@ -67,19 +72,19 @@ lazy_groups! {
     }
     /// A workflow's page: its DAGs, versions, webhook and run form.
     workflow_page(WorkflowPages) {
-        WorkflowRoute => workflows::WorkflowPage,
+        WorkflowRoute => workflow::WorkflowPage,
     }
     /// A run's page: its DAG and logs, live.
     run_page(RunPages) {
-        RunRoute => runs::RunPage,
+        RunRoute => run::RunPage,
     }
     /// Agents, tokens, secrets, users, the audit log.
     admin_pages(AdminPage) {
-        AgentsRoute => admin::AgentsPage,
-        TokensRoute => admin::TokensPage,
+        AgentsRoute => agents::AgentsPage,
+        TokensRoute => tokens::TokensPage,
         SecretsRoute => secrets::SecretsPage,
-        UsersRoute => admin::UsersPage,
-        AuditRoute => admin::AuditPage,
+        UsersRoute => users::UsersPage,
+        AuditRoute => audit::AuditPage,
     }
     /// The visual editor.
     editor(EditorPages) {

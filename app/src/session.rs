@@ -3,22 +3,22 @@
 
 use leptos::prelude::*;
 
-use crate::api;
+use xene_api::access::Me;
 
 /// Who is signed in, for every page (`None` on the sign-in page).
 #[derive(Clone, Copy)]
-pub struct CurrentUser(pub Resource<Result<api::Me, String>>);
+pub struct CurrentUser(pub Resource<Result<Me, String>>);
 
 impl CurrentUser {
     /// The signed-in user once known.
-    pub fn get(&self) -> Option<api::Me> {
+    pub fn get(&self) -> Option<Me> {
         self.0.get().and_then(Result::ok)
     }
 }
 
 /// Who is signed in, looked up now (when the component is made) and read
 /// whenever called, so closures that run later still reach it.
-pub fn current_user() -> impl Fn() -> Option<api::Me> + Copy + Send + Sync + 'static {
+pub fn current_user() -> impl Fn() -> Option<Me> + Copy + Send + Sync + 'static {
     let user = use_context::<CurrentUser>();
     move || user.and_then(|u| u.get())
 }

@@ -1,14 +1,18 @@
-//! Pieces every page uses: times, durations, statuses, the DAG drawing,
-//! errors and empty states.
+//! Pieces every page uses: times in the reader's zone, statuses, the DAG
+//! drawing, errors, loading and empty states, the copy button. Dates in
+//! UTC and durations are `xene_core::time` and `xene_core::duration`.
 
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 use xene_core::layout::{Layout, NODE_HEIGHT, NODE_WIDTH};
 
+mod copy;
 mod diff;
 
+pub use copy::CopyButton;
 pub use diff::diff_lines;
+use xene_core::time::utc_text;
 
 /// Whether the browser bundle has taken over the page (set by an effect,
 /// which never runs on the server): what differs between the server's
@@ -47,33 +51,6 @@ pub fn now_ms() -> i64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
     }
-}
-
-/// `2026-11-30 19:05:01 UTC`.
-pub fn utc_text(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a date (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The time in the browser's zone, `2026-11-30 20:05:01`.
@@ -122,20 +99,6 @@ pub fn Time(ms: i64) -> impl IntoView {
     }
 }
 
-/// `850ms`, `12.3s`, `4m 05s`, `2h 03m`.
-pub fn duration_text(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{}m {:02}s", ms / 60_000, ms / 1000 % 60)
-    } else {
-        format!("{}h {:02}m", ms / 3_600_000, ms / 60_000 % 60)
-    }
-}
-
 /// A status in words and colour (never colour alone).
 #[component]
 pub fn Status(#[prop(into)] status: Signal<String>) -> impl IntoView {
@@ -144,6 +107,11 @@ pub fn Status(#[prop(into)] status: Signal<String>) -> impl IntoView {
             {move || status.get().replace('_', " ")}
         </span>
     }
+}
+
+/// What a list shows while it loads.
+pub fn loading(what: &'static str) -> impl IntoView {
+    view! { <p class="loading">{format!("Loading {what}…")}</p> }
 }
 
 /// An error where it happened.
@@ -297,24 +265,4 @@ pub fn Dag(
         </div>
     }
     .into_any()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc_text(1_796_065_501_000), "2026-11-30 19:05:01 UTC");
-        assert_eq!(utc_text(951_782_400_000), "2000-02-29 00:00:00 UTC");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration_text(850), "850ms");
-        assert_eq!(duration_text(12_345), "12.3s");
-        assert_eq!(duration_text(245_000), "4m 05s");
-        assert_eq!(duration_text(7_380_000), "2h 03m");
-    }
 }

@@ -5,25 +5,22 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::{self, enc};
+use xene_api::paths::{self, encode};
+use xene_api::secrets::{SecretInfo, SecretList};
+use xene_core::access::Role;
+
+use crate::api;
 use crate::ui::{ErrorBox, Time};
 
 fn path(name: &str, workflow: &str) -> String {
-    let mut path = format!("/api/v1/secrets/{}", enc(name));
-    if !workflow.is_empty() {
-        path.push_str(&format!("?workflow={}", enc(workflow)));
-    }
-    path
+    paths::secret(name, (!workflow.is_empty()).then_some(workflow))
 }
 
 #[component]
 pub fn SecretsPage() -> impl IntoView {
-    let secrets = Resource::new(
-        || (),
-        |_| api::get::<api::SecretList>("/api/v1/secrets".into()),
-    );
+    let secrets = Resource::new(|| (), |_| api::get::<SecretList>(paths::secrets(None)));
     let me = crate::session::current_user();
-    let is_admin = move || me().is_some_and(|m| m.is_admin());
+    let is_admin = move || me().is_some_and(|m| m.role == Role::Admin);
     let name = RwSignal::new(String::new());
     let workflow = RwSignal::new(String::new());
     let value = RwSignal::new(String::new());
@@ -31,9 +28,10 @@ pub fn SecretsPage() -> impl IntoView {
         let (name, workflow) = (name.clone(), workflow.clone());
         let body = serde_json::json!({ "value": value }).to_string();
         async move {
-            let text = api::send("PUT", path(&name, &workflow), Some(body)).await?;
+            let saved =
+                api::send_as::<SecretInfo>("PUT", path(&name, &workflow), Some(body)).await?;
             secrets.refetch();
-            serde_json::from_str::<api::SecretInfo>(&text).map_err(|e| e.to_string())
+            Ok::<_, String>(saved)
         }
     });
     let delete = Action::new(move |(name, workflow): &(String, String)| {
@@ -122,7 +120,7 @@ pub fn SecretsPage() -> impl IntoView {
                                     <th scope="row"><code>{s.name.clone()}</code></th>
                                     <td>{match s.workflow.clone() {
                                         Some(w) => {
-                                            let href = format!("/workflows/{}", enc(&w));
+                                            let href = format!("/workflows/{}", encode(&w));
                                             view! { <a href=href>{w}</a> }.into_any()
                                         }
                                         None => view! { <span class="muted">"global"</span> }.into_any(),

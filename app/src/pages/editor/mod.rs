@@ -28,7 +28,11 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 use xene_core::draft::{self, EditorLayout};
 
-use crate::api::{self, enc};
+use xene_api::paths::{self, encode};
+use xene_api::secrets::SecretList;
+use xene_api::workflows::{WorkflowDetail, WorkflowVersion};
+
+use crate::api;
 use crate::ui::ErrorBox;
 use canvas::Canvas;
 use doc::{Dialog, Doc};
@@ -56,17 +60,36 @@ pub struct Loaded {
     pub secrets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+/// A stored version, as much as the editor keeps of it.
+#[derive(Debug, Clone, Default)]
 struct VersionText {
     version: i64,
     source: String,
     layout: Option<EditorLayout>,
 }
 
+impl From<WorkflowVersion> for VersionText {
+    fn from(v: WorkflowVersion) -> Self {
+        Self {
+            version: v.version,
+            source: v.source,
+            layout: v.layout,
+        }
+    }
+}
+
+/// The current version of workflow `name`.
+async fn current_version(name: &str) -> Result<VersionText, String> {
+    let detail: WorkflowDetail = api::get(paths::workflow(name)).await?;
+    Ok(detail.current.into())
+}
+
 async fn load(name: Option<String>, version: Option<i64>) -> Result<Loaded, String> {
-    let secrets: api::SecretList = api::get("/api/v1/secrets".into()).await.unwrap_or_default();
-    let mut secrets: Vec<String> = secrets.secrets.into_iter().map(|s| s.name).collect();
+    let secrets = api::get::<SecretList>(paths::secrets(None))
+        .await
+        .map(|list| list.secrets)
+        .unwrap_or_default();
+    let mut secrets: Vec<String> = secrets.into_iter().map(|s| s.name).collect();
     secrets.sort();
     secrets.dedup();
     let Some(name) = name else {
@@ -76,12 +99,11 @@ async fn load(name: Option<String>, version: Option<i64>) -> Result<Loaded, Stri
             ..Loaded::default()
         });
     };
-    let current: VersionText = api::get(format!("/api/v1/workflows/{}", enc(&name))).await?;
+    let current = current_version(&name).await?;
     let edited = match version {
-        Some(v) if v != current.version => {
-            api::get::<VersionText>(format!("/api/v1/workflows/{}/versions/{v}", enc(&name)))
-                .await?
-        }
+        Some(v) if v != current.version => api::get::<WorkflowVersion>(paths::version(&name, v))
+            .await?
+            .into(),
         _ => current.clone(),
     };
     Ok(Loaded {
@@ -112,7 +134,7 @@ pub fn EditorPage() -> impl IntoView {
         <nav class="crumbs" aria-label="Breadcrumb">
             <a href="/workflows">"Workflows"</a>
             " / "
-            {move || name().map(|n| view! { <a href=format!("/workflows/{}", enc(&n))>{n.clone()}</a> " / " })}
+            {move || name().map(|n| view! { <a href=format!("/workflows/{}", encode(&n))>{n.clone()}</a> " / " })}
             <span aria-current="page">{move || if name().is_some() { "Edit" } else { "New workflow" }}</span>
         </nav>
         <Transition fallback=|| view! { <p class="loading">"Loading the editor…"</p> }>

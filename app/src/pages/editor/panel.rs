@@ -3,14 +3,16 @@
 //! workflow's name. Every field edits the text through the document.
 
 use leptos::prelude::*;
-use serde::Deserialize;
 use xene_core::draft::{self, Gesture};
 use xene_core::edit::{Op, Seg, Yaml};
 
 use super::doc::{Doc, Selection, use_doc};
 use super::fields::{Field, lines_map, map_lines, text_of};
 use super::task_panel::TaskPanel;
-use crate::api::{self, enc};
+use xene_api::paths;
+use xene_api::workflows::NextFires;
+
+use crate::api;
 use crate::ui::Time;
 
 /// What the panel shows, for what is selected.
@@ -134,15 +136,9 @@ pub(super) fn PipelinePanel(
             if line.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut path = format!("/api/v1/cron/next?schedule={}", enc(&line));
-            if !zone.is_empty() {
-                path.push_str(&format!("&timezone={}", enc(&zone)));
-            }
-            #[derive(Deserialize)]
-            struct Fires {
-                fires: Vec<i64>,
-            }
-            api::get::<Fires>(path).await.map(|f| f.fires)
+            let zone = (!zone.is_empty()).then_some(zone.as_str());
+            let path = paths::cron_next(&line, zone, None);
+            api::get::<NextFires>(path).await.map(|f| f.fires)
         },
     );
     let env = at("env");

@@ -4,20 +4,14 @@
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
-use serde::Deserialize;
+use xene_api::paths::{self, with_query};
+use xene_api::run::Run;
+use xene_api::workflows::Applied as Saved;
 use xene_core::draft::EditorLayout;
 
 use super::doc::{Dialog, Doc};
-use super::{Loaded, VersionText};
-use crate::api::{self, enc};
-
-#[derive(Debug, Clone, Deserialize)]
-struct Saved {
-    name: String,
-    version: i64,
-    #[serde(default)]
-    warnings: Vec<String>,
-}
+use super::{Loaded, VersionText, current_version};
+use crate::api;
 
 /// What a save answers: the version stored, with the text and layout
 /// saved and why the layout was not kept (if it was not); or, when someone
@@ -40,7 +34,7 @@ pub(super) struct Saving {
     /// Fetches the current version, to review against or to find a conflict.
     open_review: Action<(), Result<(i64, VersionText), String>>,
     save: Action<(), SaveOutcome>,
-    run: Action<(), Result<api::Run, String>>,
+    run: Action<(), Result<Run, String>>,
 }
 
 impl Saving {
@@ -74,8 +68,7 @@ impl Saving {
             let name = save_name();
             let b = save_base();
             async move {
-                let current =
-                    api::get::<VersionText>(format!("/api/v1/workflows/{}", enc(&name))).await;
+                let current = current_version(&name).await;
                 match (b, current) {
                     // A new name nobody has taken.
                     (0, Err(_)) => Ok((0, VersionText::default())),
@@ -108,12 +101,8 @@ impl Saving {
                 // A server busy validating others says when to ask again.
                 let mut tries = 0;
                 let answer = loop {
-                    let answer = api::send(
-                        "POST",
-                        format!("/api/v1/workflows?base={b}"),
-                        Some(body.clone()),
-                    )
-                    .await;
+                    let path = with_query(paths::workflows(), [("base", Some(b.to_string()))]);
+                    let answer = api::send("POST", path, Some(body.clone())).await;
                     match answer.as_ref().err().and_then(|e| busy_wait(e)) {
                         Some(seconds) if tries < 5 => {
                             tries += 1;
@@ -125,9 +114,7 @@ impl Saving {
                 let saved: Saved = match answer {
                     Ok(t) => serde_json::from_str(&t).map_err(|e| e.to_string())?,
                     Err(e) if e.contains("changed meanwhile") => {
-                        let current: VersionText =
-                            api::get(format!("/api/v1/workflows/{}", enc(&name))).await?;
-                        return Ok(Err(current));
+                        return Ok(Err(current_version(&name).await?));
                     }
                     Err(e) => return Err(e),
                 };
@@ -135,12 +122,8 @@ impl Saving {
                 // warning, not a failed save.
                 let placed = api::send(
                     "PUT",
-                    format!(
-                        "/api/v1/workflows/{}/versions/{}/layout",
-                        enc(&saved.name),
-                        saved.version
-                    ),
-                    Some(serde_json::to_string(&l).expect("layouts serialize")),
+                    paths::layout(&saved.name, saved.version),
+                    Some(api::json(&l)),
                 )
                 .await
                 .err();
@@ -176,7 +159,7 @@ impl Saving {
                             let _ = history.replace_state_with_url(
                                 &wasm_bindgen::JsValue::NULL,
                                 "",
-                                Some(&format!("/workflows/{}/edit", enc(&saved.name))),
+                                Some(&format!("/workflows/{}/edit", paths::encode(&saved.name))),
                             );
                         }
                     }
@@ -194,19 +177,7 @@ impl Saving {
         let run = Action::new(move |_: &()| {
             let name = saved_name.get_untracked().unwrap_or_default();
             let p = pipeline.get_untracked();
-            async move {
-                let t = api::send(
-                    "POST",
-                    format!(
-                        "/api/v1/workflows/{}/pipelines/{}/runs",
-                        enc(&name),
-                        enc(&p)
-                    ),
-                    Some("{}".into()),
-                )
-                .await?;
-                serde_json::from_str::<api::Run>(&t).map_err(|e| e.to_string())
-            }
+            async move { api::start_run(&name, &p, Default::default()).await }
         });
         let navigate_run = navigate.clone();
         Effect::new(move |_| match run.value().get() {

@@ -20,7 +20,9 @@ use xene_core::ansi::{self, Style};
 
 use xene_core::status::TaskStatus;
 
-use crate::api::{RunDetail, enc};
+use xene_api::feed::LogChunk;
+use xene_api::paths::{self, encode};
+use xene_api::run::{RunDetail, TaskRun};
 
 /// A row's height in pixels: the CSS gives `.log-line` the same.
 const ROW: i32 = 20;
@@ -165,19 +167,16 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Takes one `{"type":"log",...}` message of the feed.
-    pub fn absorb(&mut self, m: &serde_json::Value) {
-        let int = |k: &str| m.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
-        let text = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-        let cursor = int("cursor");
-        if cursor <= self.cursor {
+    /// Takes one log chunk of the feed.
+    pub fn absorb(&mut self, chunk: &LogChunk) {
+        if chunk.cursor <= self.cursor {
             return;
         }
-        self.cursor = cursor;
-        let attempt = int("attempt");
+        self.cursor = chunk.cursor;
+        let attempt = chunk.attempt;
         let step = self
             .steps
-            .entry((text("task").to_string(), text("step").to_string()))
+            .entry((chunk.task.clone(), chunk.step.clone()))
             .or_default();
         if attempt > step.attempt {
             // A new attempt of the step: its log starts over.
@@ -187,7 +186,7 @@ impl LogStore {
             };
         }
         if attempt == step.attempt {
-            step.absorb(text("data"), int("at"));
+            step.absorb(&chunk.data, chunk.at);
         }
     }
 }
@@ -213,7 +212,7 @@ fn range_hash((a, b): (usize, usize)) -> String {
 
 /// The task whose log a run page opens on: the first that failed or ended
 /// `unknown` (where to look), else one running, else the first that ran.
-fn default_task(tasks: &[crate::api::TaskRun]) -> Option<&crate::api::TaskRun> {
+fn default_task(tasks: &[TaskRun]) -> Option<&TaskRun> {
     tasks
         .iter()
         .find(|t| matches!(t.status, TaskStatus::Error | TaskStatus::Unknown))
@@ -518,7 +517,7 @@ fn StepPane(
                 .unwrap_or_default()
         })
     };
-    let download = format!("/api/v1/runs/{run_id}/logs/{}/{}", enc(&task), enc(&step));
+    let download = paths::step_log(run_id, &task, &step, None);
     let (task_label, step_label) = (task.clone(), step.clone());
     let task_link = task.clone();
     let step_now = step.clone();
@@ -530,7 +529,7 @@ fn StepPane(
             </h2>
             <nav class="step-tabs" aria-label="Steps">
                 {move || steps().into_iter().map(|(name, status)| {
-                    let href = format!("/runs/{run_id}?task={}&step={}", enc(&task_link), enc(&name));
+                    let href = format!("/runs/{run_id}?task={}&step={}", encode(&task_link), encode(&name));
                     let current = (name == step_now).then_some("page");
                     view! {
                         <a href=href aria-current=current class=format!("tab status-{status}")>{name}</a>
@@ -702,20 +701,30 @@ fn row_view(
 mod tests {
     use super::*;
 
-    fn chunk(cursor: i64, attempt: i64, data: &str) -> serde_json::Value {
-        serde_json::json!({"type": "log", "cursor": cursor, "attempt": attempt, "task": "t", "step": "s", "data": data, "at": 5})
+    fn chunk(cursor: i64, attempt: i64, data: &str) -> LogChunk {
+        LogChunk {
+            cursor,
+            attempt,
+            task: "t".into(),
+            step: "s".into(),
+            stream: "stdout".into(),
+            offset: 0,
+            data: data.into(),
+            at: 5,
+        }
     }
 
     #[test]
     fn the_default_task_is_one_that_failed_or_ended_unknown() {
         let task = |name: &str, status: TaskStatus| {
-            serde_json::from_value::<crate::api::TaskRun>(serde_json::json!({
-                "name": name, "status": status, "attempt": 1, "output": null, "error": null,
-                "started_at": null, "finished_at": null, "duration_ms": null, "steps": [],
+            serde_json::from_value::<TaskRun>(serde_json::json!({
+                "name": name, "status": status, "attempt": 1, "depends_on": [], "output": null,
+                "error": null, "started_at": null, "finished_at": null, "duration_ms": null,
+                "steps": [],
             }))
             .unwrap()
         };
-        let pick = |tasks: &[crate::api::TaskRun]| default_task(tasks).map(|t| t.name.clone());
+        let pick = |tasks: &[TaskRun]| default_task(tasks).map(|t| t.name.clone());
         // Unknown weighs like error: ahead of a task still running.
         let tasks = [
             task("ran", TaskStatus::Running),
