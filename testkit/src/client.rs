@@ -117,6 +117,12 @@ impl Client {
         response(sent).await
     }
 
+    /// DELETEs `path`: the status.
+    pub async fn delete_status(&self, path: &str) -> u16 {
+        let sent = self.http.delete(self.url(path)).send().await;
+        sent.expect("DELETE").status().as_u16()
+    }
+
     /// Applies a workflow written in YAML; it must be accepted.
     pub async fn apply(&self, yaml: &str) {
         let (status, body) = self

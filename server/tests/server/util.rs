@@ -21,6 +21,8 @@ pub struct TestServer {
     pub token: String,
     /// A client that sends the admin token.
     pub client: reqwest::Client,
+    /// The same client, for this server's API.
+    api: xene_testkit::Client,
     /// The one-time sign-in link the server printed, if any.
     pub sign_in_link: Option<String>,
     stop: Option<oneshot::Sender<()>>,
@@ -48,9 +50,11 @@ impl TestServer {
         let token = admin_token(&args.data_dir());
         let (stop, stopped) = xene_testkit::stop_signal();
         let done = tokio::spawn(server.serve(stopped));
+        let client = client_with_token(&token);
         Self {
             addr,
-            client: client_with_token(&token),
+            api: xene_testkit::Client::new(format!("http://{addr}"), client.clone()),
+            client,
             token,
             sign_in_link,
             stop: Some(stop),
@@ -63,29 +67,15 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        response(self.client.get(self.url(path)).send().await.expect("GET")).await
+        self.api.get_status(path).await
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        response(
-            self.client
-                .post(self.url(path))
-                .body(body)
-                .send()
-                .await
-                .expect("POST"),
-        )
-        .await
+        self.api.post_status(path, body).await
     }
 
     pub async fn delete(&self, path: &str) -> u16 {
-        self.client
-            .delete(self.url(path))
-            .send()
-            .await
-            .expect("DELETE")
-            .status()
-            .as_u16()
+        self.api.delete_status(path).await
     }
 
     /// Polls a run until it reaches a final status; returns it.
