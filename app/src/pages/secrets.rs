@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use xene_api::paths::{self, encode};
-use xene_api::secrets::{SecretInfo, SecretList};
+use xene_api::secrets::{SecretInfo, SecretList, SecretValueRequest};
 use xene_core::access::Role;
 
 use crate::api;
@@ -26,7 +26,11 @@ pub fn SecretsPage() -> impl IntoView {
     let value = RwSignal::new(String::new());
     let save = Action::new(move |(name, workflow, value): &(String, String, String)| {
         let (name, workflow) = (name.clone(), workflow.clone());
-        let body = serde_json::json!({ "value": value }).to_string();
+        let body = api::json(&SecretValueRequest {
+            value: Some(value.clone()),
+            protected: None,
+            allow: None,
+        });
         async move {
             let saved =
                 api::send_as::<SecretInfo>("PUT", path(&name, &workflow), Some(body)).await?;

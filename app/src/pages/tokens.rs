@@ -2,8 +2,9 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use xene_api::access::{NewToken, TokenList};
+use xene_api::access::{NewToken, TokenList, TokenRequest};
 use xene_api::paths;
+use xene_core::access::Role;
 
 use crate::api;
 use crate::ui::{CopyButton, ErrorBox, Time, loading};
@@ -37,11 +38,13 @@ pub fn TokensPage() -> impl IntoView {
             <p class="hint">"For scripts and " <code>"xenectl"</code> ". A token never does more than your own role allows."</p>
             <form class="inline-form" on:submit=move |e| {
                 e.prevent_default();
-                let mut body = serde_json::json!({ "name": name.get_untracked() });
-                if !role.get_untracked().is_empty() {
-                    body["role"] = serde_json::json!(role.get_untracked());
-                }
-                create.dispatch(body.to_string());
+                // "my role" is the empty value: no role, the creator's.
+                let body = TokenRequest {
+                    name: name.get_untracked(),
+                    role: role.get_untracked().parse::<Role>().ok(),
+                    expires_in: None,
+                };
+                create.dispatch(api::json(&body));
             }>
                 <div class="field">
                     <label for="token-name">"Name"</label>

@@ -2,8 +2,9 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use xene_api::access::UserList;
+use xene_api::access::{UserChange, UserList};
 use xene_api::paths;
+use xene_core::access::Role;
 
 use crate::api;
 use crate::ui::{ErrorBox, Time, loading};
@@ -43,7 +44,10 @@ pub fn UsersPage() -> impl IntoView {
                                     <td>
                                         <label class="visually-hidden" for=select_id.clone()>"Role"</label>
                                         <select id=select_id on:change=move |e| {
-                                            let body = serde_json::json!({ "role": event_target_value(&e) }).to_string();
+                                            let body = api::json(&UserChange {
+                                                role: event_target_value(&e).parse::<Role>().ok(),
+                                                disabled: None,
+                                            });
                                             change.dispatch((id.clone(), body));
                                         }>
                                             {["viewer", "editor", "admin"].into_iter().map(|r| view! { <option value=r selected=u.role.as_str() == r>{r}</option> }).collect_view()}
@@ -52,7 +56,10 @@ pub fn UsersPage() -> impl IntoView {
                                     <td>{u.last_sign_in.map(|ms| view! { <Time ms /> })}</td>
                                     <td>
                                         <button on:click=move |_| {
-                                            let body = serde_json::json!({ "disabled": !disabled }).to_string();
+                                            let body = api::json(&UserChange {
+                                                role: None,
+                                                disabled: Some(!disabled),
+                                            });
                                             change.dispatch((id2.clone(), body));
                                         }>{if disabled { "Enable" } else { "Disable" }}</button>
                                     </td>
