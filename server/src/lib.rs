@@ -314,7 +314,7 @@ async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway
         }
         rounds = rounds.wrapping_add(1);
         if rounds.is_multiple_of(5) && gateway.connected() > 0 {
-            match storage::runs::agents_with_unstarted_runs(&ctx.db).await {
+            match storage::placement::agents_with_unstarted_runs(&ctx.db).await {
                 Ok(agents) => {
                     for agent in agents.iter().filter(|a| gateway.is_connected(a)) {
                         ctx.db.news().remind_session(agent);

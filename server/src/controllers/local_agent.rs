@@ -15,10 +15,10 @@ use xene_core::event::RunEvent;
 use super::Context;
 use super::dispatch::{self, Link, Prepared};
 use crate::config::Args;
-use crate::storage::StorageError;
 use crate::storage::agents::{self, Registration};
 use crate::storage::events::{self, Applied};
 use crate::storage::runs::{self, Run};
+use crate::storage::{StorageError, placement};
 use xene_agent::runtime::sandbox::{LEFTOVER_DEADLINE, Sandbox, SandboxError, supervisor_uids};
 
 #[derive(Debug, Clone)]
@@ -290,7 +290,7 @@ impl LocalAgent {
         // would be taken for resent ones and dropped. Before registering:
         // once registered, a run placed here would be new, and ending its
         // lease would lose it.
-        runs::end_leases_of(&self.ctx.db, &self.config.id).await?;
+        placement::end_leases_of(&self.ctx.db, &self.config.id).await?;
         runs::expire_leases(&self.ctx.db).await?;
         agents::register(
             &self.ctx.db,
@@ -323,9 +323,9 @@ impl LocalAgent {
         };
         let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
         for (id, attempt) in live {
-            runs::renew_lease(&self.ctx.db, id, attempt, &self.config.id, lease_ms).await?;
+            placement::renew_lease(&self.ctx.db, id, attempt, &self.config.id, lease_ms).await?;
         }
-        let assigned = runs::assigned_to(&self.ctx.db, &self.config.id).await?;
+        let assigned = placement::assigned_to(&self.ctx.db, &self.config.id).await?;
         let mut running = self.running.lock().unwrap();
         for run in &assigned {
             match running.get(&(run.id, run.attempt)) {

@@ -8,7 +8,7 @@ use xene_core::spec::Pipeline;
 
 use super::Context;
 use crate::storage::agents::{self, Agent};
-use crate::storage::{StorageError, now_ms, runs, workflows};
+use crate::storage::{StorageError, now_ms, placement, runs, workflows};
 
 pub async fn run(ctx: Context) {
     let wake = ctx.db.news().scheduler();
@@ -23,7 +23,7 @@ const QUEUE_PAGE: i64 = 500;
 
 /// One look at the queue. Returns how many runs were placed.
 pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
-    let mut queued = runs::queued(&ctx.db, 0, QUEUE_PAGE).await?;
+    let mut queued = placement::queued(&ctx.db, 0, QUEUE_PAGE).await?;
     if queued.is_empty() {
         return Ok(0);
     }
@@ -67,7 +67,7 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
                     // a chunk of others.
                     agents[index].running += 1;
                     chosen.push((run, index));
-                    if chosen.len() >= runs::ASSIGN_CHUNK {
+                    if chosen.len() >= placement::ASSIGN_CHUNK {
                         placed +=
                             place(ctx, &mut agents, std::mem::take(&mut chosen), &mut verdicts)
                                 .await?;
@@ -87,7 +87,7 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
         if agents.iter().all(|a| a.running >= a.capacity) {
             break;
         }
-        queued = runs::queued(&ctx.db, last, QUEUE_PAGE).await?;
+        queued = placement::queued(&ctx.db, last, QUEUE_PAGE).await?;
     }
     for ((workflow, pipeline), reason) in &verdicts {
         workflows::set_pipeline_schedule(
@@ -115,7 +115,7 @@ async fn place(
         .map(|(run, index)| (run.id, agents[*index].id.as_str()))
         .collect();
     let outcomes =
-        runs::assign_many(&ctx.db, &pairs, ctx.timings.run_lease.as_millis() as i64).await?;
+        placement::assign_many(&ctx.db, &pairs, ctx.timings.run_lease.as_millis() as i64).await?;
     let mut placed = 0;
     for ((run, index), assigned) in chosen.into_iter().zip(outcomes) {
         let agent = &mut agents[index];
@@ -150,7 +150,7 @@ async fn wait(ctx: &Context, run: &runs::Run, reason: &str) -> Result<(), Storag
         if stuck {
             tracing::warn!(run = run.id, reason, "a run is stuck in the queue");
         }
-        runs::set_waiting_reason(&ctx.db, run.id, &reason).await?;
+        placement::set_waiting_reason(&ctx.db, run.id, &reason).await?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::controllers::dispatch::{self, Link, Prepared};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
 use crate::storage::events::{self, Applied};
-use crate::storage::{ALL_AGENTS, StorageError, now_ms, runs};
+use crate::storage::{ALL_AGENTS, StorageError, now_ms, placement, runs};
 use tokio::sync::broadcast::error::RecvError;
 
 /// How long a message to the agent may wait for it to read.
@@ -318,7 +318,7 @@ where
     /// Squares what the agent says it runs with what the database says it
     /// holds, after a (re)connect.
     async fn reconcile(&mut self) -> Result<(), SessionEnd> {
-        let assigned = runs::assigned_to(&self.ctx.db, &self.agent.id).await?;
+        let assigned = placement::assigned_to(&self.ctx.db, &self.agent.id).await?;
         for run in &assigned {
             let r = RunRef {
                 run_id: run.id,
@@ -333,7 +333,7 @@ where
             let untouched = run.status == RunStatus::StartingUp
                 && !events::has_events(&self.ctx.db, run.id, run.attempt).await?;
             if !untouched {
-                runs::end_lease(&self.ctx.db, run.id, run.attempt, &self.agent.id).await?;
+                placement::end_lease(&self.ctx.db, run.id, run.attempt, &self.agent.id).await?;
             }
         }
         let held: HashSet<RunRef> = assigned
@@ -413,7 +413,7 @@ where
                 let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
                 let mut strays = Vec::new();
                 for run in &running {
-                    let renewed = runs::renew_lease(
+                    let renewed = placement::renew_lease(
                         &self.ctx.db,
                         run.run_id,
                         run.attempt,
@@ -443,7 +443,7 @@ where
                 for run in strays {
                     // A run that finished keeps being reported until its last
                     // events are acknowledged; only a lost one needs stopping.
-                    if !runs::is_finished_attempt(
+                    if !placement::is_finished_attempt(
                         &self.ctx.db,
                         run.run_id,
                         run.attempt,
@@ -469,7 +469,7 @@ where
     /// Sends the agent the runs put on it that it does not have yet, and
     /// cancellations of runs it has.
     async fn dispatch(&mut self) -> Result<(), SessionEnd> {
-        let assigned = runs::assigned_to(&self.ctx.db, &self.agent.id).await?;
+        let assigned = placement::assigned_to(&self.ctx.db, &self.agent.id).await?;
         for run in assigned {
             let r = RunRef {
                 run_id: run.id,

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use crate::access::Principal;
 use crate::gateway::{Ending, limits};
 use crate::storage::access::audit;
-use crate::storage::{auth, runs};
+use crate::storage::{auth, placement};
 use xene_api::agents::{Credential, JoinRequest, JoinToken, JoinTokenRequest};
 
 /// The longest a join token may live.
@@ -189,7 +189,7 @@ async fn revoke_agent(
     }
     state.gateway.disconnect(&id, Ending::Revoked);
     // Its runs will not be reported on: retry them now, not when the leases end.
-    runs::end_leases_of(&state.db, &id).await?;
+    placement::end_leases_of(&state.db, &id).await?;
     tracing::info!(agent = %id, "agent revoked");
     audit(
         &state.db,

@@ -22,7 +22,7 @@ use super::error::ApiError;
 use crate::access::Principal;
 use crate::storage::access::audit;
 use crate::storage::secrets::{self as store, MAX_VALUE_BYTES, MIN_VALUE_CHARS};
-use crate::storage::{rotation, runs, workflows};
+use crate::storage::{placement, rotation, runs, workflows};
 use crate::vault::VaultError;
 use xene_api::secrets::{Rotated, SecretInfo, SecretList, SecretValueRequest};
 
@@ -233,7 +233,7 @@ async fn rotate_key(
 /// Fails queued runs whose tasks use `name` when no scope provides it now.
 async fn fail_runs_waiting_for(state: &AppState, name: &str) -> Result<(), ApiError> {
     let wanted = BTreeSet::from([name.to_string()]);
-    let queued = runs::queued(&state.db, 0, MAX_RUNS_CHECKED).await?;
+    let queued = placement::queued(&state.db, 0, MAX_RUNS_CHECKED).await?;
     for run in queued {
         let Some(pipeline) = runs::pipeline_of(&state.db, &run).await? else {
             continue;

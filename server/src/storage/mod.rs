@@ -24,6 +24,7 @@ pub mod hooks;
 pub mod leases;
 pub mod logs;
 pub mod news;
+pub mod placement;
 pub mod retention;
 pub mod rotation;
 pub mod run_secrets;

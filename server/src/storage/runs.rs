@@ -10,7 +10,7 @@ use xene_core::dag::Dag;
 use xene_core::spec::Workflow;
 use xene_core::status::{RunStatus, TaskStatus};
 
-use super::{Backend, Db, StorageError, now_ms};
+use super::{Db, StorageError, now_ms};
 
 /// Why a run could not be created or changed: each maps to a 4xx.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +62,7 @@ pub use xene_api::run::{Run, RunDetail, StepRun, TaskRun};
 mod ends;
 pub(crate) use ends::leave_nothing_running;
 use ends::move_unfinished;
-pub use ends::{
-    end_lease, end_leases_of, expire_leases, fail_attempt, is_finished_attempt, renew_lease,
-};
+pub use ends::{expire_leases, fail_attempt};
 
 /// Filters and page for listing runs, newest first.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -82,11 +80,11 @@ pub struct RunFilter {
     pub cursor: Option<String>,
 }
 
-const RUN_COLUMNS: &str = "id, workflow, version, pipeline, params, trigger, status, scheduler_status, \
+pub(super) const RUN_COLUMNS: &str = "id, workflow, version, pipeline, params, trigger, status, scheduler_status, \
     scheduler_reason, agent_id, attempt, max_attempts, cancel_requested, error, requested_at, \
     scheduled_at, started_at, finished_at, lease_expires_at, trigger_reason, fired_at";
 
-fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
+pub(super) fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
     let params: String = row.get(4);
     let status: String = row.get(6);
     let cancel: i64 = row.get(12);
@@ -530,162 +528,6 @@ pub async fn task_steps(
 /// the supervisor requeues the others right away.
 pub fn is_final(status: RunStatus) -> bool {
     status.is_finished() || status == RunStatus::Unknown
-}
-
-/// Runs waiting for an agent after `after_id`, oldest first.
-pub async fn queued(db: &Db, after_id: i64, limit: i64) -> Result<Vec<Run>, StorageError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND id > $1 ORDER BY id LIMIT $2"
-    ))
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(run_from_row).collect()
-}
-
-/// Agents holding runs they have not started (placed, not yet reported).
-pub async fn agents_with_unstarted_runs(db: &Db) -> Result<Vec<String>, StorageError> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT agent_id FROM runs WHERE status = 'starting_up' AND agent_id IS NOT NULL LIMIT 10000",
-    )
-    .fetch_all(db.pool())
-    .await?)
-}
-
-/// Runs an agent holds (assigned and not finished).
-pub async fn assigned_to(db: &Db, agent: &str) -> Result<Vec<Run>, StorageError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE agent_id = $1 AND status IN ('starting_up', 'running', 'shutting_down') ORDER BY id"
-    ))
-    .bind(agent)
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(run_from_row).collect()
-}
-
-/// Placements written in one SQLite transaction (and most the scheduler
-/// holds before writing them).
-pub const ASSIGN_CHUNK: usize = 64;
-
-// The agent is checked in the same statement: one revoked between the
-// scheduler's read of the agents and this write gets nothing.
-const ASSIGN: &str = "UPDATE runs SET status = 'starting_up', scheduler_status = 'scheduled', scheduler_reason = NULL, \
-     agent_id = $1, scheduled_at = $2, lease_expires_at = $3 WHERE id = $4 AND status = 'queued' \
-     AND EXISTS (SELECT 1 FROM agents a WHERE a.id = $1 AND a.revoked = 0)";
-
-/// Puts queued runs on agents (`(run, agent)` pairs); says for each whether
-/// it was placed (not if someone else got there first). On SQLite a chunk
-/// of placements shares one turn at the writer: one statement per turn
-/// left a backlog of thousands placed at a few dozen a second behind the
-/// API's writes (found by the load test). PostgreSQL has no such queue, and
-/// there each stays a statement of its own.
-pub async fn assign_many(
-    db: &Db,
-    placements: &[(i64, &str)],
-    lease_ms: i64,
-) -> Result<Vec<bool>, StorageError> {
-    let now = now_ms();
-    let mut placed = Vec::with_capacity(placements.len());
-    // A failure partway stops the placing, but what was written before it
-    // is still answered (and announced): those runs are no longer queued,
-    // so nothing else would ever tell their agents.
-    let failed = match db.backend() {
-        Backend::Sqlite => {
-            let mut failed = None;
-            for chunk in placements.chunks(ASSIGN_CHUNK) {
-                match assign_chunk(db, chunk, now, lease_ms).await {
-                    Ok(done) => placed.extend(done),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            failed
-        }
-        Backend::Postgres => {
-            let mut failed = None;
-            for (id, agent) in placements {
-                match assign_one(db.pool(), *id, agent, now, lease_ms).await {
-                    Ok(done) => placed.push(done),
-                    Err(e) => {
-                        failed = Some(StorageError::from(e));
-                        break;
-                    }
-                }
-            }
-            failed
-        }
-    };
-    for ((id, agent), placed) in placements.iter().zip(&placed) {
-        if *placed {
-            db.news().run_changed(*id).await;
-            db.news().agent_has_work(Some(agent));
-        }
-    }
-    if let Some(e) = failed {
-        if placed.iter().all(|p| !p) {
-            return Err(e);
-        }
-        tracing::warn!(error = %e, "placing runs stopped partway; the rest wait for the next pass");
-    }
-    placed.resize(placements.len(), false);
-    Ok(placed)
-}
-
-/// One SQLite turn at the writer: all of a chunk's placements or none.
-async fn assign_chunk(
-    db: &Db,
-    chunk: &[(i64, &str)],
-    now: i64,
-    lease_ms: i64,
-) -> Result<Vec<bool>, StorageError> {
-    let mut done = Vec::with_capacity(chunk.len());
-    let mut tx = db.begin_write().await?;
-    for (id, agent) in chunk {
-        done.push(assign_one(&mut *tx, *id, agent, now, lease_ms).await?);
-    }
-    tx.commit().await?;
-    Ok(done)
-}
-
-/// One placement; whether it was made (the run still queued, its agent
-/// not revoked).
-async fn assign_one<'c>(
-    conn: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    id: i64,
-    agent: &str,
-    now: i64,
-    lease_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(ASSIGN)
-        .bind(agent)
-        .bind(now)
-        .bind(now + lease_ms)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// Records why a queued run is still waiting.
-pub async fn set_waiting_reason(db: &Db, id: i64, reason: &str) -> Result<(), StorageError> {
-    // Written (and announced) only when it changes: the scheduler says it
-    // again on every pass.
-    let changed = sqlx::query(
-        "UPDATE runs SET scheduler_status = 'not_scheduled', scheduler_reason = $1 WHERE id = $2 AND status = 'queued' \
-         AND (scheduler_reason IS NULL OR scheduler_reason <> $1 OR scheduler_status <> 'not_scheduled')",
-    )
-    .bind(reason)
-    .bind(id)
-    .execute(&mut *db.write_conn().await?)
-    .await?
-    .rows_affected();
-    if changed > 0 {
-        db.news().run_changed(id).await;
-    }
-    Ok(())
 }
 
 /// Counts of runs by status, for stats and metrics.

@@ -4,7 +4,7 @@
 use serde_json::json;
 use xene_core::protocol::{AgentMessage, ServerMessage};
 
-use crate::gateway::{dial, hello, join, receive, send};
+use crate::agent_socket::{dial, hello, join, receive, send};
 use crate::util::{Backend, TestDb, TestServer};
 
 const WORKFLOW: &str = "\

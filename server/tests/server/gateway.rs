@@ -1,8 +1,8 @@
 //! The agent gateway, spoken to by a bare WebSocket client that plays the
 //! agent's side of the protocol message by message.
 
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use futures::StreamExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -10,10 +10,8 @@ use xene_core::event::RunEvent;
 use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, RunRef, ServerMessage};
 use xene_core::status::{RunStatus, StepStatus, TaskStatus};
 
+use crate::agent_socket::{Socket, dial, hello, join, join_with, receive, send};
 use crate::util::{BACKENDS, TestDb, TestServer};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const ONE_TASK: &str = "\
 name: remote
@@ -26,85 +24,6 @@ pipelines:
           - name: s
             run: echo hi
 ";
-
-pub(crate) async fn join(server: &TestServer, labels: Value) -> (String, String) {
-    join_with(server, json!({ "labels": labels })).await
-}
-
-/// Joins with a token made from `request` (the join-token API's body).
-async fn join_with(server: &TestServer, request: Value) -> (String, String) {
-    let (status, token) = server
-        .post("/api/v1/agents/join-tokens", request.to_string())
-        .await;
-    assert_eq!(status, 201, "{token}");
-    let token = token["token"].as_str().unwrap().to_string();
-    let (status, joined) = server
-        .post(
-            "/api/v1/agents/join",
-            json!({ "token": token, "name": "test-agent" }).to_string(),
-        )
-        .await;
-    assert_eq!(status, 201, "{joined}");
-    (
-        joined["agent_id"].as_str().unwrap().to_string(),
-        joined["credential"].as_str().unwrap().to_string(),
-    )
-}
-
-pub(crate) async fn dial(
-    server: &TestServer,
-    credential: &str,
-) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let mut request = format!("ws://{}/api/v1/agents/connect", server.addr)
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {credential}").parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(socket, _)| socket)
-}
-
-pub(crate) async fn send(socket: &mut Socket, message: &AgentMessage) {
-    socket
-        .send(Message::text(serde_json::to_string(message).unwrap()))
-        .await
-        .unwrap();
-}
-
-/// The next protocol message, skipping pings; `None` when the server closed.
-pub(crate) async fn receive(
-    socket: &mut Socket,
-) -> Result<ServerMessage, Option<(CloseCode, String)>> {
-    loop {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
-            .await
-            .expect("the server answers within 20 s");
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                return Ok(serde_json::from_str(text.as_str()).unwrap());
-            }
-            Some(Ok(Message::Close(frame))) => {
-                return Err(frame.map(|f| (f.code, f.reason.to_string())));
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return Err(None),
-        }
-    }
-}
-
-pub(crate) fn hello(running: Vec<RunRef>) -> AgentMessage {
-    AgentMessage::Hello {
-        protocol: PROTOCOL_VERSION,
-        agent_version: "test".into(),
-        labels: [("os".to_string(), "plan9".to_string())].into(),
-        runtimes: vec!["shell".into()],
-        capacity: 2,
-        running,
-    }
-}
 
 fn events() -> Vec<RunEvent> {
     let mut events = crate::util::started_events();

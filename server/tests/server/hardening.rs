@@ -263,7 +263,7 @@ pipelines:
 #[tokio::test]
 async fn a_run_is_never_placed_on_a_revoked_agent() {
     use std::collections::BTreeMap;
-    use xene_server::storage::{Db, auth, runs, workflows};
+    use xene_server::storage::{Db, auth, placement, runs, workflows};
     const SPEC: &str = "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: ['true']\n";
     for backend in crate::util::BACKENDS {
         let test_db = TestDb::new(backend);
@@ -284,11 +284,11 @@ async fn a_run_is_never_placed_on_a_revoked_agent() {
             agents.push(auth::join(&db, &token, name).await.unwrap().agent_id);
         }
         assert!(auth::revoke(&db, &agents[0]).await.unwrap());
-        let placed = runs::assign_many(&db, &[(run.id, agents[0].as_str())], 15_000)
+        let placed = placement::assign_many(&db, &[(run.id, agents[0].as_str())], 15_000)
             .await
             .unwrap();
         assert_eq!(placed, [false], "{backend:?}: placed on a revoked agent");
-        let placed = runs::assign_many(&db, &[(run.id, agents[1].as_str())], 15_000)
+        let placed = placement::assign_many(&db, &[(run.id, agents[1].as_str())], 15_000)
             .await
             .unwrap();
         assert_eq!(placed, [true], "{backend:?}");

@@ -4,6 +4,7 @@ mod process;
 mod util;
 
 mod access;
+mod agent_socket;
 mod agents;
 mod agents_tls;
 mod api;

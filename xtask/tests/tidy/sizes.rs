@@ -10,7 +10,6 @@ const MOST_LINES: usize = 800;
 const LONGER: &[(&str, usize)] = &[
     ("server/tests/server/api.rs", 942),
     ("end2end/tests/browser/ui.rs", 904),
-    ("server/tests/server/gateway.rs", 831),
 ];
 
 #[test]

@@ -1,11 +1,10 @@
-//! How run attempts end: leases renewed, ended and expired, attempts failed
-//! by the server; a run that becomes final leaves no task or step running
-//! or pending.
+//! How run attempts end: failed by the server, or lost when their lease
+//! expired (retried while attempts are left); a run that becomes final
+//! leaves no task or step running or pending.
 
 use sqlx::Row;
 use xene_core::status::RunStatus;
 
-use super::is_final;
 use crate::storage::{Db, StorageError, now_ms};
 
 /// Fails an attempt that has not finished (its secrets are missing, its
@@ -103,76 +102,6 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
         db.news().queue_grew();
     }
     Ok((lost, requeued))
-}
-
-/// Extends one run attempt's lease if `agent` still holds it.
-pub async fn renew_lease(
-    db: &Db,
-    id: i64,
-    attempt: i64,
-    agent: &str,
-    lease_ms: i64,
-) -> Result<bool, StorageError> {
-    let result = sqlx::query(
-        "UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND agent_id = $4 \
-         AND status IN ('starting_up', 'running', 'shutting_down')",
-    )
-    .bind(now_ms() + lease_ms)
-    .bind(id)
-    .bind(attempt)
-    .bind(agent)
-    .execute(&mut *db.write_conn().await?)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// Ends a run attempt's lease now: its agent lost it, and the supervisor
-/// should not wait for the lease to run out.
-pub async fn end_lease(db: &Db, id: i64, attempt: i64, agent: &str) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE runs SET lease_expires_at = 0 WHERE id = $1 AND attempt = $2 AND agent_id = $3 \
-         AND status IN ('starting_up', 'running', 'shutting_down')",
-    )
-    .bind(id)
-    .bind(attempt)
-    .bind(agent)
-    .execute(&mut *db.write_conn().await?)
-    .await?;
-    db.news().leases_ended();
-    Ok(())
-}
-
-/// True when this attempt of the run, held by `agent`, reached a final status.
-pub async fn is_finished_attempt(
-    db: &Db,
-    id: i64,
-    attempt: i64,
-    agent: &str,
-) -> Result<bool, StorageError> {
-    let status: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM runs WHERE id = $1 AND attempt = $2 AND agent_id = $3",
-    )
-    .bind(id)
-    .bind(attempt)
-    .bind(agent)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(status.is_some_and(|s| s.parse::<RunStatus>().is_ok_and(is_final)))
-}
-
-/// Ends the leases of every run `agent` holds: it will not report on them
-/// (it restarted, or was revoked), so the supervisor retries them now
-/// rather than when the leases run out.
-pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 \
-         AND status IN ('starting_up', 'running', 'shutting_down')",
-    )
-    .bind(agent)
-    .execute(&mut *db.write_conn().await?)
-    .await?;
-    db.news().leases_ended();
-    Ok(())
 }
 
 /// A run became final: what was running ends `unknown` (nobody knows how
