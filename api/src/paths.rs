@@ -233,6 +233,27 @@ pub fn openapi() -> String {
     format!("{V1}/openapi.json")
 }
 
+/// Where `xenectl login` sends the browser to allow it (outside `/api/v1`,
+/// as a sign-in page is): its loopback port, its state and its PKCE
+/// challenge (S256).
+pub fn cli_sign_in(port: u16, state: &str, challenge: &str) -> String {
+    with_query(
+        "/auth/cli".to_string(),
+        [
+            ("port", Some(port.to_string())),
+            ("state", Some(state.to_string())),
+            ("code_challenge", Some(challenge.to_string())),
+            ("code_challenge_method", Some("S256".to_string())),
+        ],
+    )
+}
+
+/// Where `xenectl login` spends its one-time code for an API token
+/// (`POST`; answers a `NewToken`).
+pub fn cli_token() -> String {
+    "/auth/cli/token".to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

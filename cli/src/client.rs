@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use xene_api::error::ErrorBody;
 
 use crate::config::Target;
 use crate::error::{Exit, fail};
@@ -45,10 +48,31 @@ pub struct Client {
     token: Option<String>,
 }
 
-/// An answer's body: JSON when it is JSON.
+/// An answer: its status and its body as the server sent it.
 pub struct Answer {
     pub status: StatusCode,
-    pub body: Value,
+    text: String,
+}
+
+impl Answer {
+    /// The body as the xene-api type it is.
+    pub fn read<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
+        serde_json::from_str(&self.text).map_err(|e| {
+            fail(
+                Exit::Failed,
+                format!("the server's answer is not what xenectl reads: {e}"),
+            )
+        })
+    }
+
+    /// The body for `-o json|yaml`: as sent, every field included (JSON
+    /// when it is JSON, else its text).
+    pub fn json(&self) -> Value {
+        if self.text.trim().is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&self.text).unwrap_or_else(|_| Value::String(self.text.clone()))
+    }
 }
 
 impl Client {
@@ -115,30 +139,29 @@ impl Client {
         };
         let status = response.status();
         let text = response.text().await.map_err(|e| self.unreachable(e))?;
-        let body = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
         if status.is_success() || accept.contains(&status) {
-            return Ok(Answer { status, body });
+            return Ok(Answer { status, text });
         }
-        Err(self.refused(status, &body))
+        Err(self.refused(status, &text))
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self.send(Method::GET, path, None, &[]).await?.body)
+    /// `GET`, the body read as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.answer(path).await?.read()
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        Ok(self
-            .send(Method::POST, path, Some(Body::Json(body)), &[])
-            .await?
-            .body)
+    /// `GET`, the answer kept as sent (for `-o json|yaml`).
+    pub async fn answer(&self, path: &str) -> anyhow::Result<Answer> {
+        self.send(Method::GET, path, None, &[]).await
     }
 
-    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Answer> {
-        self.send(Method::PUT, path, Some(Body::Json(body)), &[])
+    pub async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Answer> {
+        self.send(Method::POST, path, Some(Body::json(body)?), &[])
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Answer> {
+        self.send(Method::PUT, path, Some(Body::json(body)?), &[])
             .await
     }
 
@@ -160,12 +183,12 @@ impl Client {
         )
     }
 
-    fn refused(&self, status: StatusCode, body: &Value) -> anyhow::Error {
+    /// The error for a refusal: the server's `ErrorBody` when it sent one.
+    fn refused(&self, status: StatusCode, text: &str) -> anyhow::Error {
+        let body = serde_json::from_str::<ErrorBody>(text).ok();
         let message = body
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| status.to_string());
+            .as_ref()
+            .map_or_else(|| status.to_string(), |b| b.error.clone());
         let (exit, message) = match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => (
                 Exit::Auth,
@@ -181,10 +204,7 @@ impl Client {
             StatusCode::FORBIDDEN => (Exit::Auth, message),
             StatusCode::NOT_FOUND => (Exit::NotFound, message),
             StatusCode::UNPROCESSABLE_ENTITY => {
-                let faults = body
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let faults = body.and_then(|b| b.message).unwrap_or_default();
                 (Exit::Usage, format!("{message}\n{faults}"))
             }
             s if s.is_client_error() => (Exit::Usage, message),
@@ -257,9 +277,9 @@ impl Client {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let body = response
                     .body()
-                    .as_ref()
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or(Value::Null);
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
                 Err(self.refused(
                     StatusCode::from_u16(response.status().as_u16())
                         .unwrap_or(StatusCode::BAD_GATEWAY),
@@ -279,6 +299,15 @@ pub enum Body {
     Text(String),
 }
 
+impl Body {
+    /// A request body of xene-api as JSON.
+    pub fn json(body: &impl Serialize) -> anyhow::Result<Self> {
+        Ok(Self::Json(
+            serde_json::to_value(body).context("encoding the request")?,
+        ))
+    }
+}
+
 /// A connection the WebSocket runs over: plain TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -294,17 +323,4 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
     .with_root_certificates(roots)
     .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-/// Puts a value in a URL path or query.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
+use xene_api::feed::RunFeed;
+use xene_api::paths;
 
 use crate::client::Client;
 use crate::error::{Exit, Failure, fail};
@@ -18,37 +19,18 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 /// than this is dead (a lost network rarely says so) and is opened again.
 pub const SILENCE: Duration = Duration::from_secs(60);
 
-/// One log chunk of the feed: whole lines of one step.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Chunk {
-    pub cursor: i64,
-    pub task: String,
-    pub step: String,
-    #[serde(default)]
-    pub stream: String,
-    pub data: String,
-    #[serde(default)]
-    pub at: i64,
-}
-
-pub enum Event {
-    /// The run's state (tasks and steps included), on every change.
-    Run(Value),
-    Log(Chunk),
-}
-
-/// Follows run `id` until it ends, calling `on` for each event.
+/// Follows run `id` until it ends, calling `on` for each message but the
+/// end: the run whenever it changes, and each log chunk once.
 pub async fn follow(
     client: &Client,
     id: i64,
-    mut on: impl FnMut(Event) -> anyhow::Result<()>,
+    mut on: impl FnMut(RunFeed) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut cursor = 0i64;
     let mut backoff = Duration::from_millis(200);
     let mut failing_since: Option<Instant> = None;
     loop {
-        let path = format!("/api/v1/runs/{id}/events?after={cursor}");
-        let mut ws = match client.websocket(&path).await {
+        let mut ws = match client.websocket(&paths::run_events(id, Some(cursor))).await {
             Ok(ws) => ws,
             Err(e) => {
                 // Only an unreachable server is worth waiting for; a refusal
@@ -74,25 +56,41 @@ pub async fn follow(
                 Message::Close(_) => break,
                 _ => continue,
             };
-            let value: Value = serde_json::from_str(text.as_str())
-                .map_err(|e| fail(Exit::Failed, format!("the feed sent bad JSON: {e}")))?;
-            match value.get("type").and_then(Value::as_str) {
-                Some("run") => on(Event::Run(value["run"].clone()))?,
-                Some("log") => {
-                    let chunk: Chunk = serde_json::from_value(value).map_err(|e| {
-                        fail(Exit::Failed, format!("the feed sent a bad log chunk: {e}"))
-                    })?;
+            let message = match serde_json::from_str::<RunFeed>(text.as_str()) {
+                Ok(message) => message,
+                Err(e) if of_a_known_type(text.as_str())? => {
+                    return Err(fail(
+                        Exit::Failed,
+                        format!("the feed sent a bad message: {e}"),
+                    ));
+                }
+                // A message this client does not know (a newer server's):
+                // what follows still tells the run.
+                Err(_) => continue,
+            };
+            match message {
+                RunFeed::Log(chunk) => {
                     // A chunk at or before the cursor was already shown.
                     if chunk.cursor > cursor {
                         cursor = chunk.cursor;
-                        on(Event::Log(chunk))?;
+                        on(RunFeed::Log(chunk))?;
                     }
                 }
-                Some("end") => return Ok(()),
-                // Nothing is lost when the feed lags: what follows catches up.
-                _ => {}
+                RunFeed::End => return Ok(()),
+                run @ RunFeed::Run { .. } => on(run)?,
             }
         }
         // The connection dropped before the end: reconnect from the cursor.
     }
+}
+
+/// Whether a message the feed sent, and this client could not read, names
+/// a type it knows; a message that is not JSON is an error.
+fn of_a_known_type(text: &str) -> anyhow::Result<bool> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| fail(Exit::Failed, format!("the feed sent bad JSON: {e}")))?;
+    Ok(matches!(
+        value.get("type").and_then(Value::as_str),
+        Some("run" | "log" | "end")
+    ))
 }

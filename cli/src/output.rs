@@ -1,8 +1,10 @@
 //! Output for people (aligned tables, colours on a terminal) and for scripts
 //! (the server's JSON as is, or the same as YAML).
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::args::Format;
@@ -103,21 +105,28 @@ fn visible_len(text: &str) -> usize {
 }
 
 /// Prints a value as JSON or YAML; `false` for tables (the caller draws them).
-pub fn structured(format: Format, value: &Value) -> bool {
-    match format {
-        Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
-            true
-        }
-        Format::Yaml => {
-            print!("{}", yaml(value));
-            true
-        }
-        Format::Table => false,
+/// An answer is printed as the server sent it (`Answer::json`); a value of
+/// the CLI's own, as JSON with its keys sorted, like an answer.
+pub fn structured(format: Format, value: &impl Serialize) -> bool {
+    if format == Format::Table {
+        return false;
     }
+    let value = serde_json::to_value(value).unwrap_or_default();
+    if format == Format::Yaml {
+        print!("{}", yaml(&value));
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    }
+    true
+}
+
+/// A value as one line of JSON with its keys sorted, as `-w` prints each
+/// change with `-o json|yaml`.
+pub fn json_line(value: &impl Serialize) -> String {
+    format!("{}\n", serde_json::to_value(value).unwrap_or_default())
 }
 
 /// A JSON value as YAML. Strings are written as JSON strings, which YAML
@@ -212,56 +221,24 @@ fn yaml_list(items: &[Value], indent: usize, out: &mut String) {
 
 /// UTC milliseconds as `2026-11-30T17:20:38.123Z`.
 pub fn timestamp(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    xene_core::time::rfc3339_millis(ms)
 }
 
-/// UTC milliseconds as `2026-11-30 17:20:38`, for tables.
+/// UTC milliseconds as `2026-11-30 17:20:38`, for tables: `-` when absent.
 pub fn time(ms: Option<i64>) -> String {
     match ms {
         Some(ms) => {
-            let t = timestamp(ms);
-            format!("{} {}", &t[..10], &t[11..19])
+            let text = xene_core::time::utc_text(ms);
+            text.strip_suffix(" UTC").unwrap_or(&text).to_string()
         }
         None => "-".into(),
     }
 }
 
-/// Days since 1970-01-01 to a date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// A duration for people: `850ms`, `12.3s`, `4m05s`, `2h10m`.
-pub fn duration(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000)
-    } else {
-        format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000)
-    }
+/// Milliseconds for people (`850ms`, `12.3s`, `4m 05s`, as the UI shows
+/// them): `-` when absent.
+pub fn duration(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".into(), xene_core::duration::human)
 }
 
 /// The current time in UTC milliseconds.
@@ -271,26 +248,31 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A field as text for a table cell: `-` when absent.
-pub fn cell(value: &Value) -> String {
+/// A text for a table cell: `-` when absent or empty.
+pub fn text(value: Option<&str>) -> String {
     match value {
-        Value::Null => "-".into(),
-        Value::String(s) if s.is_empty() => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Object(m) if m.is_empty() => "-".into(),
-        Value::Array(a) if a.is_empty() => "-".into(),
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Array(a) => a
-            .iter()
-            .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
+        Some(text) if !text.is_empty() => text.to_string(),
+        _ => "-".into(),
     }
+}
+
+/// A list for a table cell: `a,b`, or `-` when empty.
+pub fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "-".into();
+    }
+    items.join(",")
+}
+
+/// A map for a table cell: `k=v,k2=v2`, or `-` when empty.
+pub fn pairs(map: &BTreeMap<String, String>) -> String {
+    if map.is_empty() {
+        return "-".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -337,8 +319,11 @@ mod tests {
     fn times_and_durations() {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(timestamp(1_796_059_238_123), "2026-11-30T17:20:38.123Z");
-        assert_eq!(duration(850), "850ms");
-        assert_eq!(duration(12_345), "12.3s");
-        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(time(Some(1_796_059_238_123)), "2026-11-30 17:20:38");
+        assert_eq!(time(None), "-");
+        assert_eq!(duration(Some(850)), "850ms");
+        assert_eq!(duration(Some(12_345)), "12.3s");
+        assert_eq!(duration(Some(245_000)), "4m 05s");
+        assert_eq!(duration(None), "-");
     }
 }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use xene_api::agents::{Agent, AgentList, JoinToken, JoinTokenRequest};
+use xene_api::paths;
 
 use super::Ctx;
 use crate::args::{AgentsCommand, Format};
-use crate::client::encode;
 use crate::error::{Exit, fail};
 use crate::output;
 
@@ -25,16 +25,16 @@ const HEADERS: &[&str] = &[
     "LAST SEEN",
 ];
 
-fn row(colour: bool, a: &Value) -> Vec<String> {
+fn row(colour: bool, a: &Agent) -> Vec<String> {
     vec![
-        output::cell(&a["id"]),
-        output::status(colour, a["state"].as_str().unwrap_or("-")),
-        output::cell(&a["running"]),
-        output::cell(&a["capacity"]),
-        output::cell(&a["runtimes"]),
-        output::cell(&a["labels"]),
-        output::cell(&a["version"]),
-        output::time(a["last_seen_at"].as_i64()),
+        a.id.clone(),
+        output::status(colour, a.state.as_str()),
+        a.running.to_string(),
+        a.capacity.to_string(),
+        output::list(&a.runtimes),
+        output::pairs(&a.labels),
+        output::text(Some(&a.version)),
+        output::time(Some(a.last_seen_at)),
     ]
 }
 
@@ -45,32 +45,28 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
             capacity,
             expires_in,
         } => {
-            let mut body = json!({});
-            if !labels.is_empty() {
-                body["labels"] = json!(super::pairs(&labels, "label")?);
-            }
-            if let Some(c) = capacity {
-                body["capacity"] = json!(c);
-            }
-            if let Some(e) = expires_in {
-                body["expires_in"] = Value::String(e);
-            }
-            let answer = ctx.client.post("/api/v1/agents/join-tokens", body).await?;
-            if !output::structured(ctx.format, &answer) {
-                match answer["install_command"].as_str() {
+            let labels = super::pairs(&labels, "label")?;
+            let request = JoinTokenRequest {
+                expires_in,
+                labels: (!labels.is_empty()).then_some(labels),
+                capacity,
+            };
+            let answer = ctx.client.post(&paths::join_tokens(), &request).await?;
+            if let Some(join) = ctx.for_table::<JoinToken>(&answer)? {
+                match &join.install_command {
                     Some(command) => {
                         eprintln!(
                             "A one-time join token, valid until {} UTC. On the agent's machine, run:\n",
-                            output::time(answer["expires_at"].as_i64())
+                            output::time(Some(join.expires_at))
                         );
                         println!("{command}");
                     }
                     None => {
                         eprintln!(
                             "A one-time join token, valid until {} UTC (shown once):\n\n    {}\n\n{}",
-                            output::time(answer["expires_at"].as_i64()),
-                            output::cell(&answer["token"]),
-                            output::cell(&answer["install_note"])
+                            output::time(Some(join.expires_at)),
+                            join.token,
+                            output::text(join.install_note.as_deref())
                         );
                     }
                 }
@@ -78,9 +74,7 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         AgentsCommand::Revoke { id } => {
-            ctx.client
-                .delete(&format!("/api/v1/agents/{}", encode(&id)))
-                .await?;
+            ctx.client.delete(&paths::agent(&id)).await?;
             println!("agent/{id} revoked");
             Ok(Exit::Ok)
         }
@@ -89,35 +83,33 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
 }
 
 pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {
-    let body = ctx.client.get("/api/v1/agents").await?;
+    let answer = ctx.client.answer(&paths::agents()).await?;
     if !watch {
-        if !output::structured(ctx.format, &body) {
-            let rows: Vec<Vec<String>> = agents(&body).iter().map(|a| row(ctx.colour, a)).collect();
+        if let Some(list) = ctx.for_table::<AgentList>(&answer)? {
+            let rows: Vec<Vec<String>> = list.agents.iter().map(|a| row(ctx.colour, a)).collect();
             output::table(HEADERS, &rows);
         }
         return Ok(Exit::Ok);
     }
     // A line for each agent whose state, load or labels change.
-    let key = |a: &Value| {
-        json!([
-            a["state"],
-            a["running"],
-            a["capacity"],
-            a["labels"],
-            a["version"]
-        ])
-        .to_string()
+    let key = |a: &Agent| {
+        (
+            a.state,
+            a.running,
+            a.capacity,
+            a.labels.clone(),
+            a.version.clone(),
+        )
     };
     let mut seen = std::collections::BTreeMap::new();
     let mut first = true;
-    let mut body = body;
+    let mut list: AgentList = answer.read()?;
     loop {
         let mut changed = Vec::new();
-        for agent in agents(&body) {
-            let id = agent["id"].as_str().unwrap_or_default().to_string();
+        for agent in list.agents {
             let k = key(&agent);
-            if seen.get(&id) != Some(&k) {
-                seen.insert(id, k);
+            if seen.get(&agent.id) != Some(&k) {
+                seen.insert(agent.id.clone(), k);
                 changed.push(agent);
             }
         }
@@ -130,46 +122,32 @@ pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {
             }
         } else {
             for agent in &changed {
-                println!("{agent}");
+                print!("{}", output::json_line(agent));
             }
         }
         first = false;
         tokio::time::sleep(WATCH_EVERY).await;
-        body = ctx.client.get("/api/v1/agents").await?;
+        list = ctx.client.get(&paths::agents()).await?;
     }
 }
 
-fn agents(body: &Value) -> Vec<Value> {
-    body["agents"].as_array().cloned().unwrap_or_default()
-}
-
 pub async fn describe(ctx: &Ctx, id: &str) -> anyhow::Result<Exit> {
-    let body = ctx.client.get("/api/v1/agents").await?;
-    let Some(agent) = agents(&body).into_iter().find(|a| a["id"] == id) else {
+    let list: AgentList = ctx.client.get(&paths::agents()).await?;
+    let Some(agent) = list.agents.into_iter().find(|a| a.id == id) else {
         return Err(fail(Exit::NotFound, format!("no agent with id {id:?}")));
     };
     if output::structured(ctx.format, &agent) {
         return Ok(Exit::Ok);
     }
     let c = ctx.colour;
-    println!("Agent:      {}", output::cell(&agent["id"]));
-    println!("Name:       {}", output::cell(&agent["name"]));
-    println!(
-        "State:      {}",
-        output::status(c, agent["state"].as_str().unwrap_or("-"))
-    );
-    println!("Built in:   {}", output::cell(&agent["builtin"]));
-    println!(
-        "Load:       {} of {} runs",
-        output::cell(&agent["running"]),
-        output::cell(&agent["capacity"])
-    );
-    println!("Runtimes:   {}", output::cell(&agent["runtimes"]));
-    println!("Labels:     {}", output::cell(&agent["labels"]));
-    println!("Version:    {}", output::cell(&agent["version"]));
-    println!(
-        "Last seen:  {}",
-        output::time(agent["last_seen_at"].as_i64())
-    );
+    println!("Agent:      {}", agent.id);
+    println!("Name:       {}", output::text(Some(&agent.name)));
+    println!("State:      {}", output::status(c, agent.state.as_str()));
+    println!("Built in:   {}", agent.builtin);
+    println!("Load:       {} of {} runs", agent.running, agent.capacity);
+    println!("Runtimes:   {}", output::list(&agent.runtimes));
+    println!("Labels:     {}", output::pairs(&agent.labels));
+    println!("Version:    {}", output::text(Some(&agent.version)));
+    println!("Last seen:  {}", output::time(Some(agent.last_seen_at)));
     Ok(Exit::Ok)
 }

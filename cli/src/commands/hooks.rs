@@ -1,10 +1,12 @@
 //! Webhooks: `hooks show|rotate|deliveries WORKFLOW/PIPELINE`, `get hooks`.
 
-use serde_json::{Value, json};
+use serde_json::json;
+use xene_api::hooks::{DeliveryList, HookInfo, NewSecret};
+use xene_api::paths;
+use xene_api::workflows::{WorkflowDetail, WorkflowList};
 
 use super::Ctx;
 use crate::args::HooksCommand;
-use crate::client::encode;
 use crate::error::{Exit, fail};
 use crate::output;
 
@@ -15,74 +17,56 @@ fn hook_path(target: &str) -> anyhow::Result<String> {
             format!("{target:?} is not WORKFLOW/PIPELINE"),
         ));
     };
-    Ok(format!(
-        "/api/v1/workflows/{}/pipelines/{}/hook",
-        encode(workflow),
-        encode(pipeline)
-    ))
+    Ok(paths::pipeline_hook(workflow, pipeline))
 }
 
 pub async fn run(ctx: &Ctx, command: HooksCommand) -> anyhow::Result<Exit> {
     match command {
         HooksCommand::Show { target } => {
-            let hook = ctx.client.get(&hook_path(&target)?).await?;
-            if output::structured(ctx.format, &hook) {
+            let Some(hook) = ctx.get_for_table::<HookInfo>(&hook_path(&target)?).await? else {
                 return Ok(Exit::Ok);
-            }
-            println!("URL:      {}", ctx.client.url(&output::cell(&hook["path"])));
-            println!("Created:  {}", output::time(hook["created_at"].as_i64()));
-            println!(
-                "Secret:   made {}",
-                output::time(hook["rotated_at"].as_i64())
-            );
+            };
+            println!("URL:      {}", ctx.client.url(&hook.path));
+            println!("Created:  {}", output::time(Some(hook.created_at)));
+            println!("Secret:   made {}", output::time(Some(hook.rotated_at)));
             Ok(Exit::Ok)
         }
         HooksCommand::Rotate { target } => {
-            let hook = ctx.client.post(&hook_path(&target)?, json!({})).await?;
-            if output::structured(ctx.format, &hook) {
+            let answer = ctx.client.post(&hook_path(&target)?, &json!({})).await?;
+            let Some(made) = ctx.for_table::<NewSecret>(&answer)? else {
                 return Ok(Exit::Ok);
-            }
+            };
             // Only the secret on stdout, so `> file` takes it whole.
             eprintln!(
                 "hook {} of {target}: deliveries go to {}\nsign them with this secret (GitHub: paste it whole; Standard Webhooks: as is); it is shown only now:",
-                output::cell(&hook["id"]),
-                ctx.client.url(&output::cell(&hook["path"]))
+                made.hook.id,
+                ctx.client.url(&made.hook.path)
             );
-            println!("{}", output::cell(&hook["secret"]));
+            println!("{}", made.secret);
             Ok(Exit::Ok)
         }
         HooksCommand::Deliveries { target } => {
-            let hook = ctx.client.get(&hook_path(&target)?).await?;
-            let id = output::cell(&hook["id"]);
-            let body = ctx
-                .client
-                .get(&format!("/api/v1/hooks/{}/deliveries", encode(&id)))
-                .await?;
-            if output::structured(ctx.format, &body) {
+            let hook: HookInfo = ctx.client.get(&hook_path(&target)?).await?;
+            let Some(list) = ctx
+                .get_for_table::<DeliveryList>(&paths::hook_deliveries(&hook.id))
+                .await?
+            else {
                 return Ok(Exit::Ok);
-            }
-            let rows: Vec<Vec<String>> = body["deliveries"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            };
+            let rows: Vec<Vec<String>> = list
+                .deliveries
+                .iter()
                 .map(|d| {
                     vec![
-                        output::time(d["received_at"].as_i64()),
-                        output::cell(&d["scheme"]),
-                        output::cell(&d["http_status"]),
-                        output::status(
-                            ctx.colour,
-                            if d["accepted"] == Value::Bool(true) {
-                                "accepted"
-                            } else {
-                                "refused"
-                            },
-                        ),
-                        match d["run_id"].as_i64() {
+                        output::time(Some(d.received_at)),
+                        output::text(Some(&d.scheme)),
+                        d.http_status.to_string(),
+                        output::status(ctx.colour, if d.accepted { "accepted" } else { "refused" }),
+                        match d.run_id {
                             Some(run) => format!("run/{run}"),
                             None => "-".into(),
                         },
-                        output::cell(&d["reason"]),
+                        output::text(Some(&d.reason)),
                     ]
                 })
                 .collect();
@@ -97,49 +81,44 @@ pub async fn run(ctx: &Ctx, command: HooksCommand) -> anyhow::Result<Exit> {
 
 /// Every webhook pipeline with its hook's URL, or `(none)` before one is made.
 pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
-    let workflows = ctx.client.get("/api/v1/workflows").await?;
-    let mut hooks = Vec::new();
-    for workflow in workflows["workflows"].as_array().into_iter().flatten() {
-        let name = workflow["name"].as_str().unwrap_or_default();
-        let detail = ctx
-            .client
-            .get(&format!("/api/v1/workflows/{}", encode(name)))
-            .await?;
-        for pipeline in detail["pipelines"].as_array().into_iter().flatten() {
-            if pipeline["trigger"] != "webhook" {
+    let list: WorkflowList = ctx.client.get(&paths::workflows()).await?;
+    // Each webhook pipeline as `WORKFLOW/PIPELINE`, with its hook if made.
+    let mut hooks: Vec<(String, String, Option<HookInfo>)> = Vec::new();
+    for workflow in &list.workflows {
+        let name = &workflow.name;
+        let detail: WorkflowDetail = ctx.client.get(&paths::workflow(name)).await?;
+        for pipeline in detail.pipelines {
+            if pipeline.trigger != "webhook" {
                 continue;
             }
-            let pname = pipeline["name"].as_str().unwrap_or_default();
-            let target = format!("{name}/{pname}");
             // No hook yet is a 404, and a normal state here.
             let hook = ctx
                 .client
-                .get(&hook_path(&target)?)
+                .get::<HookInfo>(&paths::pipeline_hook(name, &pipeline.name))
                 .await
-                .unwrap_or(Value::Null);
-            hooks.push(json!({ "workflow": name, "pipeline": pname, "hook": hook }));
+                .ok();
+            hooks.push((name.clone(), pipeline.name, hook));
         }
     }
-    let body = json!({ "hooks": hooks });
-    if output::structured(ctx.format, &body) {
+    let listed: Vec<_> = hooks
+        .iter()
+        .map(|(workflow, pipeline, hook)| {
+            json!({ "workflow": workflow, "pipeline": pipeline, "hook": hook })
+        })
+        .collect();
+    if output::structured(ctx.format, &json!({ "hooks": listed })) {
         return Ok(Exit::Ok);
     }
     let rows: Vec<Vec<String>> = hooks
         .iter()
-        .map(|h| {
-            let hook = &h["hook"];
+        .map(|(workflow, pipeline, hook)| {
             vec![
-                format!(
-                    "{}/{}",
-                    output::cell(&h["workflow"]),
-                    output::cell(&h["pipeline"])
-                ),
-                if hook.is_null() {
-                    "(none: xenectl hooks rotate)".to_string()
-                } else {
-                    ctx.client.url(&output::cell(&hook["path"]))
+                format!("{workflow}/{pipeline}"),
+                match hook {
+                    Some(hook) => ctx.client.url(&hook.path),
+                    None => "(none: xenectl hooks rotate)".to_string(),
                 },
-                output::time(hook["rotated_at"].as_i64()),
+                output::time(hook.as_ref().map(|h| h.rotated_at)),
             ]
         })
         .collect();

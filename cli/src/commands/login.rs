@@ -14,9 +14,11 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use xene_api::access::{Me, NewToken, User};
+use xene_api::paths;
 
 use super::Ctx;
 use crate::args::{Global, Login};
@@ -67,7 +69,7 @@ pub async fn login(global: &Global, login: &Login) -> anyhow::Result<Exit> {
         token: Some(token.clone()),
         context: None,
     })?;
-    let me = client.get("/api/v1/me").await?;
+    let me: Me = client.get(&paths::me()).await?;
     config.contexts.insert(
         name.clone(),
         Context {
@@ -79,19 +81,18 @@ pub async fn login(global: &Global, login: &Login) -> anyhow::Result<Exit> {
     config.save()?;
     eprintln!(
         "logged in to {server} as {} ({}); context {name:?} is current",
-        who(&me["user"]),
-        me["role"].as_str().unwrap_or("?")
+        who(&me.user),
+        me.role
     );
     Ok(Exit::Ok)
 }
 
-fn who(user: &Value) -> String {
-    for key in ["email", "name", "id"] {
-        if let Some(v) = user[key].as_str().filter(|v| !v.is_empty()) {
-            return v.to_string();
-        }
-    }
-    "?".into()
+/// The user by email, else name, else id.
+fn who(user: &User) -> String {
+    [&user.email, &user.name, &user.id]
+        .into_iter()
+        .find(|v| !v.is_empty())
+        .map_or_else(|| "?".into(), |v| v.to_string())
 }
 
 /// A context name from a server's host: `xene.example.com`, `127.0.0.1`.
@@ -128,9 +129,7 @@ async fn browser_login(server: &str, no_browser: bool) -> anyhow::Result<String>
     let state = random_state();
     let verifier = random_state();
     let challenge = s256(&verifier);
-    let url = format!(
-        "{server}/auth/cli?port={port}&state={state}&code_challenge={challenge}&code_challenge_method=S256"
-    );
+    let url = format!("{server}{}", paths::cli_sign_in(port, &state, &challenge));
     eprintln!("Open this address in a browser to sign in (it works once):\n\n    {url}\n");
     if !no_browser {
         open_browser(&url);
@@ -150,14 +149,11 @@ async fn browser_login(server: &str, no_browser: bool) -> anyhow::Result<String>
     })?;
     let answer = client
         .post(
-            "/auth/cli/token",
-            json!({"code": code, "code_verifier": verifier, "hostname": hostname()}),
+            &paths::cli_token(),
+            &json!({"code": code, "code_verifier": verifier, "hostname": hostname()}),
         )
         .await?;
-    answer["token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| fail(Exit::Failed, "the server answered without a token"))
+    Ok(answer.read::<NewToken>()?.token)
 }
 
 /// 48 hex characters: a state, or a PKCE verifier (43 to 128 characters).
@@ -299,13 +295,10 @@ pub async fn logout(ctx: &Ctx, mut config: Config) -> anyhow::Result<Exit> {
             "no token of a context is in use (a token from XENE_TOKEN or a local admin token is not xenectl's to revoke)",
         ));
     };
-    let me = ctx.client.get("/api/v1/me").await;
-    match me {
+    match ctx.client.get::<Me>(&paths::me()).await {
         Ok(me) => {
-            if let Some(id) = me["token"].as_str() {
-                ctx.client
-                    .delete(&format!("/api/v1/tokens/{}", crate::client::encode(id)))
-                    .await?;
+            if let Some(id) = &me.token {
+                ctx.client.delete(&paths::token(id)).await?;
             }
         }
         // Already refused: nothing left to revoke.

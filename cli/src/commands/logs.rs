@@ -3,10 +3,13 @@
 
 use std::io::Write;
 
+use xene_api::feed::RunFeed;
+use xene_api::paths;
+use xene_api::run::LogPage;
+
 use super::Ctx;
-use crate::client::encode;
 use crate::error::Exit;
-use crate::feed::{self, Event};
+use crate::feed;
 use crate::output;
 
 pub struct Options {
@@ -20,8 +23,8 @@ pub struct Options {
 
 pub async fn logs(ctx: &Ctx, id: i64, follow: bool, options: &Options) -> anyhow::Result<Exit> {
     if follow {
-        feed::follow(&ctx.client, id, |event| {
-            if let Event::Log(chunk) = event
+        feed::follow(&ctx.client, id, |message| {
+            if let RunFeed::Log(chunk) = message
                 && wanted(options, &chunk.task, &chunk.step)
                 && options.since_ms.is_none_or(|since| chunk.at >= since)
             {
@@ -47,38 +50,35 @@ pub async fn logs(ctx: &Ctx, id: i64, follow: bool, options: &Options) -> anyhow
     }
     let mut after = 0i64;
     loop {
-        let mut path = format!("/api/v1/runs/{id}/logs?after={after}&limit=5000");
-        if let Some(task) = &options.task {
-            path.push_str(&format!("&task={}", encode(task)));
-        }
-        if let Some(step) = &options.step {
-            path.push_str(&format!("&step={}", encode(step)));
-        }
-        let page = ctx.client.get(&path).await?;
-        let lines = page["lines"].as_array().cloned().unwrap_or_default();
-        let next = page["next_offset"].as_i64().unwrap_or(after);
+        let path = paths::with_query(
+            paths::run_logs(id),
+            [
+                ("after", Some(after.to_string())),
+                ("limit", Some("5000".to_string())),
+                ("task", options.task.clone()),
+                ("step", options.step.clone()),
+            ],
+        );
+        let page: LogPage = ctx.client.get(&path).await?;
+        let next = page.next_offset;
         let mut out = std::io::stdout().lock();
-        for line in &lines {
-            if options
-                .since_ms
-                .is_some_and(|since| line["at"].as_i64().unwrap_or_default() < since)
-            {
+        for line in &page.lines {
+            if options.since_ms.is_some_and(|since| line.at < since) {
                 continue;
             }
-            let text = |k: &str| line[k].as_str().unwrap_or_default().to_string();
             print_line(
                 &mut out,
                 ctx,
                 options,
-                &text("task"),
-                &text("step"),
-                &text("stream"),
-                line["at"].as_i64().unwrap_or_default(),
-                &text("data"),
+                &line.task,
+                &line.step,
+                &line.stream,
+                line.at,
+                &line.data,
             )?;
         }
         out.flush()?;
-        if lines.is_empty() || next <= after {
+        if page.lines.is_empty() || next <= after {
             return Ok(Exit::Ok);
         }
         after = next;

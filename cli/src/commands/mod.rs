@@ -1,10 +1,13 @@
 //! The commands: each resolves its target (server and token), talks to the
 //! server and prints for people or scripts.
 
+use std::collections::BTreeMap;
+
 use clap::CommandFactory;
+use serde::de::DeserializeOwned;
 
 use crate::args::{Cli, Command, Describe, Format, GetWhat};
-use crate::client::Client;
+use crate::client::{Answer, Client};
 use crate::config::{self, Config, Target};
 use crate::error::Exit;
 
@@ -24,6 +27,26 @@ pub struct Ctx {
     pub target: Target,
     pub format: Format,
     pub colour: bool,
+}
+
+impl Ctx {
+    /// An answer for people or scripts: with `-o json|yaml`, printed as the
+    /// server sent it (`None`); for a table, read as `T`.
+    pub fn for_table<T: DeserializeOwned>(&self, answer: &Answer) -> anyhow::Result<Option<T>> {
+        if crate::output::structured(self.format, &answer.json()) {
+            return Ok(None);
+        }
+        answer.read().map(Some)
+    }
+
+    /// `GET path`, for people or scripts (see `for_table`).
+    pub async fn get_for_table<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<T>> {
+        let answer = self.client.answer(path).await?;
+        self.for_table(&answer)
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
@@ -153,11 +176,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
 }
 
 /// Splits `key=value` arguments.
-pub fn pairs(
-    items: &[String],
-    what: &str,
-) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
-    let mut map = serde_json::Map::new();
+pub fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
     for item in items {
         let Some((key, value)) = item.split_once('=') else {
             return Err(crate::error::fail(
@@ -171,10 +191,7 @@ pub fn pairs(
                 format!("{what} {item:?} has an empty key"),
             ));
         }
-        map.insert(
-            key.to_string(),
-            serde_json::Value::String(value.to_string()),
-        );
+        map.insert(key.to_string(), value.to_string());
     }
     Ok(map)
 }

@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
+use xene_api::feed::{ListFeed, RunFeed};
+use xene_api::paths;
+use xene_api::run::{CancelResponse, Run, RunDetail, RunList, StartRun, TaskRun};
+use xene_core::status::RunStatus;
 
 use super::Ctx;
-use crate::client::encode;
 use crate::error::{Exit, fail};
-use crate::feed::{self, Event};
+use crate::feed;
 use crate::output;
 
 pub struct Filter {
@@ -32,74 +35,67 @@ const RUN_HEADERS: &[&str] = &[
     "DURATION",
 ];
 
-fn run_row(colour: bool, r: &Value) -> Vec<String> {
+fn run_row(colour: bool, r: &Run) -> Vec<String> {
     vec![
-        output::cell(&r["id"]),
-        output::cell(&r["workflow"]),
-        output::cell(&r["pipeline"]),
-        output::status(colour, r["status"].as_str().unwrap_or("-")),
-        output::cell(&r["trigger"]),
-        output::cell(&r["agent"]),
-        output::time(r["requested_at"].as_i64()),
+        r.id.to_string(),
+        r.workflow.clone(),
+        r.pipeline.clone(),
+        output::status(colour, r.status.as_str()),
+        output::text(Some(&r.trigger)),
+        output::text(r.agent.as_deref()),
+        output::time(Some(r.requested_at)),
         run_duration(r),
     ]
 }
 
-fn run_duration(r: &Value) -> String {
-    match (r["started_at"].as_i64(), r["finished_at"].as_i64()) {
-        (Some(start), Some(end)) => output::duration(end - start),
-        (Some(start), None) => output::duration(output::now_ms() - start),
-        _ => "-".into(),
-    }
+/// How long it ran, or has run so far.
+fn run_duration(r: &Run) -> String {
+    output::duration(r.duration_ms(output::now_ms()))
 }
 
-fn matches(filter: &Filter, run: &Value) -> bool {
-    let is = |field: &str, want: &Option<String>| {
-        want.as_deref()
-            .is_none_or(|w| run[field].as_str() == Some(w))
-    };
-    is("workflow", &filter.workflow)
-        && is("pipeline", &filter.pipeline)
-        && is("status", &filter.status)
+fn matches(filter: &Filter, run: &Run) -> bool {
+    let is = |have: &str, want: &Option<String>| want.as_deref().is_none_or(|w| have == w);
+    is(&run.workflow, &filter.workflow)
+        && is(&run.pipeline, &filter.pipeline)
+        && is(run.status.as_str(), &filter.status)
 }
 
 pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exit> {
-    let mut query = format!("/api/v1/runs?limit={}", filter.limit.clamp(1, 1000));
-    for (key, value) in [
-        ("workflow", &filter.workflow),
-        ("pipeline", &filter.pipeline),
-        ("status", &filter.status),
-    ] {
-        if let Some(v) = value {
-            query.push_str(&format!("&{key}={}", encode(v)));
-        }
-    }
+    let query = paths::with_query(
+        paths::runs(),
+        [
+            ("limit", Some(filter.limit.clamp(1, 1000).to_string())),
+            ("workflow", filter.workflow.clone()),
+            ("pipeline", filter.pipeline.clone()),
+            ("status", filter.status.clone()),
+        ],
+    );
     // Subscribed before the list is read, so no change falls between.
     let feed = if watch {
-        Some(ctx.client.websocket("/api/v1/runs/feed").await?)
+        Some(ctx.client.websocket(&paths::runs_feed()).await?)
     } else {
         None
     };
-    let body = ctx.client.get(&query).await?;
-    let runs = body["runs"].as_array().cloned().unwrap_or_default();
+    let answer = ctx.client.answer(&query).await?;
     let Some(mut feed) = feed else {
-        if !output::structured(ctx.format, &body) {
-            let rows: Vec<Vec<String>> = runs.iter().map(|r| run_row(ctx.colour, r)).collect();
+        if let Some(list) = ctx.for_table::<RunList>(&answer)? {
+            let rows: Vec<Vec<String>> = list.runs.iter().map(|r| run_row(ctx.colour, r)).collect();
             output::table(RUN_HEADERS, &rows);
         }
         return Ok(Exit::Ok);
     };
+    let list: RunList = answer.read()?;
     // Watching: the list, then a line per change, as `kubectl get -w` does,
     // in the list's columns (wide enough for any status).
-    let rows: Vec<Vec<String>> = runs.iter().map(|r| run_row(ctx.colour, r)).collect();
+    let rows: Vec<Vec<String>> = list.runs.iter().map(|r| run_row(ctx.colour, r)).collect();
     let mut widths = output::widths(RUN_HEADERS, &rows);
     widths[3] = widths[3].max("shutting_down".len());
-    let print_rows = |runs: &[Value]| {
+    let print_rows = |runs: &[Run]| {
         let mut out = std::io::stdout().lock();
         for run in runs {
             let line = match ctx.format {
                 crate::args::Format::Table => output::row_line(&widths, &run_row(ctx.colour, run)),
-                _ => format!("{run}\n"),
+                _ => output::json_line(run),
             };
             let _ = out.write_all(line.as_bytes());
         }
@@ -108,7 +104,7 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
     if ctx.format == crate::args::Format::Table {
         let _ = std::io::stdout().write_all(output::row_line(&widths, RUN_HEADERS).as_bytes());
     }
-    print_rows(&runs);
+    print_rows(&list.runs);
     loop {
         let message = tokio::time::timeout(crate::feed::SILENCE, feed.next()).await;
         let text = match message {
@@ -118,18 +114,19 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
             // changes may have been missed meanwhile.
             _ => {
                 feed = reconnect(ctx).await?;
-                let body = ctx.client.get(&query).await?;
-                print_rows(body["runs"].as_array().map_or(&[][..], Vec::as_slice));
+                let list: RunList = ctx.client.get(&query).await?;
+                print_rows(&list.runs);
                 continue;
             }
         };
-        let value: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-        match value["type"].as_str() {
-            Some("run") if matches(filter, &value["run"]) => print_rows(&[value["run"].clone()]),
-            Some("resync") => {
-                let body = ctx.client.get(&query).await?;
-                print_rows(body["runs"].as_array().map_or(&[][..], Vec::as_slice));
+        match serde_json::from_str::<ListFeed>(text.as_str()) {
+            Ok(ListFeed::Run { run }) if matches(filter, &run) => print_rows(&[run]),
+            Ok(ListFeed::Resync) => {
+                let list: RunList = ctx.client.get(&query).await?;
+                print_rows(&list.runs);
             }
+            // Another list's run, or a message this client does not know
+            // (a newer server's).
             _ => {}
         }
     }
@@ -143,7 +140,7 @@ async fn reconnect(
     let started = std::time::Instant::now();
     let mut backoff = std::time::Duration::from_millis(200);
     loop {
-        match ctx.client.websocket("/api/v1/runs/feed").await {
+        match ctx.client.websocket(&paths::runs_feed()).await {
             Ok(feed) => return Ok(feed),
             Err(e)
                 if crate::error::exit_of(&e) == Exit::Unreachable
@@ -158,60 +155,44 @@ async fn reconnect(
 }
 
 pub async fn describe(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
-    let run = ctx.client.get(&format!("/api/v1/runs/{id}")).await?;
-    if output::structured(ctx.format, &run) {
+    let Some(detail) = ctx.get_for_table::<RunDetail>(&paths::run(id)).await? else {
         return Ok(Exit::Ok);
-    }
+    };
+    let run = &detail.run;
     let c = ctx.colour;
-    println!("Run:        {}", output::cell(&run["id"]));
-    println!(
-        "Pipeline:   {}/{}",
-        output::cell(&run["workflow"]),
-        output::cell(&run["pipeline"])
-    );
-    println!("Version:    {}", output::cell(&run["version"]));
-    println!(
-        "Status:     {}",
-        output::status(c, run["status"].as_str().unwrap_or("-"))
-    );
-    println!("Trigger:    {}", output::cell(&run["trigger"]));
-    println!("Params:     {}", output::cell(&run["params"]));
-    println!("Agent:      {}", output::cell(&run["agent"]));
-    println!(
-        "Attempt:    {} of {}",
-        output::cell(&run["attempt"]),
-        output::cell(&run["max_attempts"])
-    );
-    println!("Requested:  {}", output::time(run["requested_at"].as_i64()));
-    println!("Started:    {}", output::time(run["started_at"].as_i64()));
-    println!("Finished:   {}", output::time(run["finished_at"].as_i64()));
-    println!("Duration:   {}", run_duration(&run));
-    if let Some(error) = run["error"].as_str() {
+    println!("Run:        {}", run.id);
+    println!("Pipeline:   {}/{}", run.workflow, run.pipeline);
+    println!("Version:    {}", run.version);
+    println!("Status:     {}", output::status(c, run.status.as_str()));
+    println!("Trigger:    {}", output::text(Some(&run.trigger)));
+    println!("Params:     {}", output::pairs(&run.params));
+    println!("Agent:      {}", output::text(run.agent.as_deref()));
+    println!("Attempt:    {} of {}", run.attempt, run.max_attempts);
+    println!("Requested:  {}", output::time(Some(run.requested_at)));
+    println!("Started:    {}", output::time(run.started_at));
+    println!("Finished:   {}", output::time(run.finished_at));
+    println!("Duration:   {}", run_duration(run));
+    if let Some(error) = &run.error {
         println!("Error:      {error}");
     }
-    if let Some(reason) = run["scheduler_reason"].as_str() {
+    if let Some(reason) = &run.scheduler_reason {
         println!("Scheduler:  {reason}");
     }
     println!("Tasks:");
     let mut rows = Vec::new();
-    for task in run["tasks"].as_array().into_iter().flatten() {
+    for task in &detail.tasks {
         rows.push(vec![
-            format!("  {}", output::cell(&task["name"])),
-            output::status(c, task["status"].as_str().unwrap_or("-")),
-            task["duration_ms"]
-                .as_i64()
-                .map_or("-".into(), output::duration),
-            task["error"].as_str().unwrap_or_default().to_string(),
+            format!("  {}", task.name),
+            output::status(c, task.status.as_str()),
+            output::duration(task.duration_ms),
+            task.error.clone().unwrap_or_default(),
         ]);
-        for step in task["steps"].as_array().into_iter().flatten() {
+        for step in &task.steps {
             rows.push(vec![
-                format!("    {}", output::cell(&step["name"])),
-                output::status(c, step["status"].as_str().unwrap_or("-")),
-                step["duration_ms"]
-                    .as_i64()
-                    .map_or("-".into(), output::duration),
-                step["exit_code"]
-                    .as_i64()
+                format!("    {}", step.name),
+                output::status(c, step.status.as_str()),
+                output::duration(step.duration_ms),
+                step.exit_code
                     .map_or(String::new(), |code| format!("exit {code}")),
             ]);
         }
@@ -228,32 +209,29 @@ pub async fn start(ctx: &Ctx, target: &str, params: &[String], wait: bool) -> an
         ));
     };
     let params = super::pairs(params, "param")?;
-    start_run(ctx, workflow, pipeline, Value::Object(params), wait).await
+    start_run(ctx, workflow, pipeline, params, wait).await
 }
 
 async fn start_run(
     ctx: &Ctx,
     workflow: &str,
     pipeline: &str,
-    params: Value,
+    params: BTreeMap<String, String>,
     wait: bool,
 ) -> anyhow::Result<Exit> {
-    let run = ctx
+    let request = StartRun {
+        params: params
+            .into_iter()
+            .map(|(name, value)| (name, Value::String(value)))
+            .collect(),
+    };
+    let answer = ctx
         .client
-        .post(
-            &format!(
-                "/api/v1/workflows/{}/pipelines/{}/runs",
-                encode(workflow),
-                encode(pipeline)
-            ),
-            json!({ "params": params }),
-        )
+        .post(&paths::pipeline_runs(workflow, pipeline), &request)
         .await?;
-    let id = run["id"]
-        .as_i64()
-        .ok_or_else(|| fail(Exit::Failed, "the server answered without a run id"))?;
+    let id = answer.read::<Run>()?.id;
     if !wait {
-        if !output::structured(ctx.format, &run) {
+        if !output::structured(ctx.format, &answer.json()) {
             println!("run/{id} queued ({workflow}/{pipeline})");
         }
         return Ok(Exit::Ok);
@@ -265,23 +243,17 @@ async fn start_run(
 pub async fn cancel(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
     let answer = ctx
         .client
-        .post(&format!("/api/v1/runs/{id}/cancel"), Value::Null)
+        .post(&paths::run_cancel(id), &Value::Null)
         .await?;
-    if !output::structured(ctx.format, &answer) {
-        println!("run/{id} {}", output::cell(&answer["status"]));
+    if let Some(cancelled) = ctx.for_table::<CancelResponse>(&answer)? {
+        println!("run/{id} {}", cancelled.status);
     }
     Ok(Exit::Ok)
 }
 
 pub async fn rerun(ctx: &Ctx, id: i64, wait: bool) -> anyhow::Result<Exit> {
-    let run = ctx.client.get(&format!("/api/v1/runs/{id}")).await?;
-    let workflow = run["workflow"].as_str().unwrap_or_default().to_string();
-    let pipeline = run["pipeline"].as_str().unwrap_or_default().to_string();
-    let params = match &run["params"] {
-        Value::Object(_) => run["params"].clone(),
-        _ => json!({}),
-    };
-    start_run(ctx, &workflow, &pipeline, params, wait).await
+    let run: Run = ctx.client.get(&paths::run(id)).await?;
+    start_run(ctx, &run.workflow, &run.pipeline, run.params, wait).await
 }
 
 /// Follows a run to its end with a live view of its tasks; the run's
@@ -294,31 +266,32 @@ async fn wait_for(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
         quiet: ctx.format != crate::args::Format::Table,
         drawn: 0,
         seen: BTreeMap::new(),
-        last: Value::Null,
+        last: None,
     };
-    feed::follow(&ctx.client, id, |event| {
-        if let Event::Run(run) = event {
+    feed::follow(&ctx.client, id, |message| {
+        if let RunFeed::Run { run } = message {
             view.update(&run);
         }
         Ok(())
     })
     .await?;
     // The feed's last state may lag its end by nothing; read it to be sure.
-    let run = ctx.client.get(&format!("/api/v1/runs/{id}")).await?;
-    view.update(&run);
-    let status = run["status"].as_str().unwrap_or("unknown");
-    if !output::structured(ctx.format, &run) {
+    let answer = ctx.client.answer(&paths::run(id)).await?;
+    let detail: RunDetail = answer.read()?;
+    view.update(&detail);
+    let run = &detail.run;
+    if !output::structured(ctx.format, &answer.json()) {
         let mut line = format!(
             "run/{id} {} in {}",
-            output::status(ctx.colour, status),
-            run_duration(&run)
+            output::status(ctx.colour, run.status.as_str()),
+            run_duration(run)
         );
-        if let Some(error) = run["error"].as_str() {
+        if let Some(error) = &run.error {
             line.push_str(&format!(": {error}"));
         }
         println!("{line}");
     }
-    Ok(if status == "success" {
+    Ok(if run.status == RunStatus::Success {
         Exit::Ok
     } else {
         Exit::Failed
@@ -336,16 +309,15 @@ struct View {
     drawn: usize,
     /// Each task's last printed status (plain mode).
     seen: BTreeMap<String, String>,
-    last: Value,
+    last: Option<RunDetail>,
 }
 
 impl View {
-    fn update(&mut self, run: &Value) {
-        if *run == self.last {
+    fn update(&mut self, run: &RunDetail) {
+        if self.last.as_ref() == Some(run) {
             return;
         }
-        self.last = run.clone();
-        let tasks = run["tasks"].as_array().cloned().unwrap_or_default();
+        self.last = Some(run.clone());
         let mut out: Box<dyn Write> = if self.quiet {
             Box::new(std::io::stderr().lock())
         } else {
@@ -354,13 +326,13 @@ impl View {
         if self.terminal {
             let mut rows = vec![vec![
                 "run".to_string(),
-                output::status(self.colour, run["status"].as_str().unwrap_or("-")),
-                run_duration(run),
+                output::status(self.colour, run.run.status.as_str()),
+                run_duration(&run.run),
             ]];
-            for task in &tasks {
+            for task in &run.tasks {
                 rows.push(vec![
-                    format!("  {}", output::cell(&task["name"])),
-                    output::status(self.colour, task["status"].as_str().unwrap_or("-")),
+                    format!("  {}", task.name),
+                    output::status(self.colour, task.status.as_str()),
                     task_duration(task),
                 ]);
             }
@@ -372,21 +344,20 @@ impl View {
             let _ = out.write_all(text.as_bytes());
             self.drawn = text.lines().count();
         } else {
-            for task in &tasks {
-                let name = task["name"].as_str().unwrap_or_default().to_string();
-                let status = task["status"].as_str().unwrap_or("-").to_string();
-                if self.seen.get(&name) != Some(&status) {
-                    let finished = task["finished_at"].is_i64();
+            for task in &run.tasks {
+                let status = task.status.as_str();
+                if self.seen.get(&task.name).map(String::as_str) != Some(status) {
                     let _ = writeln!(
                         out,
-                        "{name}: {status}{}",
-                        if finished {
+                        "{}: {status}{}",
+                        task.name,
+                        if task.finished_at.is_some() {
                             format!(" ({})", task_duration(task))
                         } else {
                             String::new()
                         }
                     );
-                    self.seen.insert(name, status);
+                    self.seen.insert(task.name.clone(), status.to_string());
                 }
             }
         }
@@ -394,12 +365,10 @@ impl View {
     }
 }
 
-fn task_duration(task: &Value) -> String {
-    if let Some(ms) = task["duration_ms"].as_i64() {
-        return output::duration(ms);
-    }
-    match task["started_at"].as_i64() {
-        Some(start) => output::duration(output::now_ms() - start),
-        None => "-".into(),
-    }
+/// How long a task took, or has taken so far.
+fn task_duration(task: &TaskRun) -> String {
+    output::duration(
+        task.duration_ms
+            .or_else(|| task.started_at.map(|start| output::now_ms() - start)),
+    )
 }

@@ -4,10 +4,11 @@
 use std::io::Read;
 
 use serde_json::json;
+use xene_api::paths;
+use xene_api::secrets::{Rotated, SecretInfo, SecretList, SecretValueRequest};
 
 use super::Ctx;
 use crate::args::SecretsCommand;
-use crate::client::encode;
 use crate::error::{Exit, fail};
 use crate::output;
 
@@ -25,18 +26,18 @@ pub async fn run(ctx: &Ctx, command: SecretsCommand) -> anyhow::Result<Exit> {
             allow,
             keep_value,
         } => {
-            let mut body = json!({});
+            let mut request = SecretValueRequest::default();
             if protected || !allow.is_empty() {
-                body["protected"] = json!(true);
+                request.protected = Some(true);
             }
             if unprotected {
-                body["protected"] = json!(false);
-                body["allow"] = json!([]);
+                request.protected = Some(false);
+                request.allow = Some(Vec::new());
             }
             if !allow.is_empty() {
-                body["allow"] = json!(allow);
+                request.allow = Some(allow);
             }
-            let value = match from_file {
+            request.value = match from_file {
                 _ if keep_value => None,
                 Some(path) => {
                     let file = std::fs::File::open(&path).map_err(|e| {
@@ -51,28 +52,22 @@ pub async fn run(ctx: &Ctx, command: SecretsCommand) -> anyhow::Result<Exit> {
                     Some(read_value(std::io::stdin(), true)?)
                 }
             };
-            if let Some(value) = value {
-                body["value"] = json!(value);
-            }
             let answer = ctx
                 .client
-                .put(&path(&name, workflow.as_deref()), body)
+                .put(&paths::secret(&name, workflow.as_deref()), &request)
                 .await?;
-            if output::structured(ctx.format, &answer.body) {
+            let Some(secret) = ctx.for_table::<SecretInfo>(&answer)? else {
                 return Ok(Exit::Ok);
-            }
+            };
             let verb = if answer.status.as_u16() == 201 {
                 "created"
             } else {
                 "replaced"
             };
-            let protection = match answer.body["allow"].as_array() {
-                Some(allow) if answer.body["protected"] == true && !allow.is_empty() => {
-                    let names: Vec<String> = allow.iter().map(output::cell).collect();
-                    format!(" (protected; allowed: {})", names.join(", "))
-                }
-                _ if answer.body["protected"] == true => " (protected)".to_string(),
-                _ => String::new(),
+            let protection = match (secret.protected, secret.allow.is_empty()) {
+                (true, false) => format!(" (protected; allowed: {})", secret.allow.join(", ")),
+                (true, true) => " (protected)".to_string(),
+                (false, _) => String::new(),
             };
             println!(
                 "secret/{} {verb}{protection}",
@@ -81,23 +76,21 @@ pub async fn run(ctx: &Ctx, command: SecretsCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         SecretsCommand::Rm { name, workflow } => {
-            ctx.client.delete(&path(&name, workflow.as_deref())).await?;
+            ctx.client
+                .delete(&paths::secret(&name, workflow.as_deref()))
+                .await?;
             println!("secret/{} deleted", scoped(&name, workflow.as_deref()));
             Ok(Exit::Ok)
         }
         SecretsCommand::List { workflow } => list(ctx, workflow.as_deref()).await,
         SecretsCommand::RotateKey => {
-            let answer = ctx
-                .client
-                .post("/api/v1/secrets/rotate-key", json!({}))
-                .await?;
-            if output::structured(ctx.format, &answer) {
+            let answer = ctx.client.post(&paths::rotate_key(), &json!({})).await?;
+            let Some(rotated) = ctx.for_table::<Rotated>(&answer)? else {
                 return Ok(Exit::Ok);
-            }
+            };
             println!(
                 "{} secret(s) re-encrypted; key {} now encrypts",
-                output::cell(&answer["reencrypted"]),
-                output::cell(&answer["key_id"])
+                rotated.reencrypted, rotated.key_id
             );
             Ok(Exit::Ok)
         }
@@ -105,27 +98,22 @@ pub async fn run(ctx: &Ctx, command: SecretsCommand) -> anyhow::Result<Exit> {
 }
 
 pub async fn list(ctx: &Ctx, workflow: Option<&str>) -> anyhow::Result<Exit> {
-    let path = match workflow {
-        Some(w) => format!("/api/v1/secrets?workflow={}", encode(w)),
-        None => "/api/v1/secrets".to_string(),
-    };
-    let body = ctx.client.get(&path).await?;
-    if output::structured(ctx.format, &body) {
+    let Some(list) = ctx
+        .get_for_table::<SecretList>(&paths::secrets(workflow))
+        .await?
+    else {
         return Ok(Exit::Ok);
-    }
-    let rows: Vec<Vec<String>> = body["secrets"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    };
+    let rows: Vec<Vec<String>> = list
+        .secrets
+        .iter()
         .map(|s| {
             vec![
-                output::cell(&s["name"]),
-                s["workflow"]
-                    .as_str()
-                    .map_or_else(|| "(global)".to_string(), str::to_string),
+                s.name.clone(),
+                s.workflow.clone().unwrap_or_else(|| "(global)".to_string()),
                 protection(s),
-                output::cell(&s["updated_by"]),
-                output::time(s["updated_at"].as_i64()),
+                output::text(Some(&s.updated_by)),
+                output::time(Some(s.updated_at)),
             ]
         })
         .collect();
@@ -137,20 +125,13 @@ pub async fn list(ctx: &Ctx, workflow: Option<&str>) -> anyhow::Result<Exit> {
 }
 
 /// "no", or "yes: " and who may use it.
-fn protection(secret: &serde_json::Value) -> String {
-    if secret["protected"] != true {
-        return "no".to_string();
-    }
-    let allow: Vec<String> = secret["allow"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(output::cell)
-        .collect();
-    if allow.is_empty() {
+fn protection(secret: &SecretInfo) -> String {
+    if !secret.protected {
+        "no".to_string()
+    } else if secret.allow.is_empty() {
         "yes: its workflow".to_string()
     } else {
-        format!("yes: {}", allow.join(", "))
+        format!("yes: {}", secret.allow.join(", "))
     }
 }
 
@@ -181,14 +162,6 @@ fn read_value(source: impl Read, trim_newline: bool) -> anyhow::Result<String> {
     Ok(value)
 }
 
-fn path(name: &str, workflow: Option<&str>) -> String {
-    let mut path = format!("/api/v1/secrets/{}", encode(name));
-    if let Some(w) = workflow {
-        path.push_str(&format!("?workflow={}", encode(w)));
-    }
-    path
-}
-
 fn scoped(name: &str, workflow: Option<&str>) -> String {
     match workflow {
         Some(w) => format!("{name} (workflow {w})"),
@@ -197,17 +170,11 @@ fn scoped(name: &str, workflow: Option<&str>) -> String {
 }
 
 pub async fn describe(ctx: &Ctx, name: &str, workflow: Option<&str>) -> anyhow::Result<Exit> {
-    let path = match workflow {
-        Some(w) => format!("/api/v1/secrets?workflow={}", encode(w)),
-        None => "/api/v1/secrets".to_string(),
-    };
-    let body = ctx.client.get(&path).await?;
-    let found = body["secrets"]
-        .as_array()
+    let list: SecretList = ctx.client.get(&paths::secrets(workflow)).await?;
+    let found = list
+        .secrets
         .into_iter()
-        .flatten()
-        .find(|s| s["name"] == name && s["workflow"].as_str() == workflow)
-        .cloned();
+        .find(|s| s.name == name && s.workflow.as_deref() == workflow);
     let Some(secret) = found else {
         return Err(fail(
             Exit::NotFound,
@@ -217,20 +184,20 @@ pub async fn describe(ctx: &Ctx, name: &str, workflow: Option<&str>) -> anyhow::
     if output::structured(ctx.format, &secret) {
         return Ok(Exit::Ok);
     }
-    println!("Secret:     {}", output::cell(&secret["name"]));
+    println!("Secret:     {}", secret.name);
     println!(
         "Scope:      {}",
         workflow.map_or_else(|| "global".to_string(), |w| format!("workflow {w}"))
     );
     println!(
         "Created:    {} by {}",
-        output::time(secret["created_at"].as_i64()),
-        output::cell(&secret["created_by"])
+        output::time(Some(secret.created_at)),
+        output::text(Some(&secret.created_by))
     );
     println!(
         "Updated:    {} by {}",
-        output::time(secret["updated_at"].as_i64()),
-        output::cell(&secret["updated_by"])
+        output::time(Some(secret.updated_at)),
+        output::text(Some(&secret.updated_by))
     );
     println!("Protected:  {}", protection(&secret));
     println!("Value:      (never shown)");

@@ -1,11 +1,12 @@
 //! API tokens: `tokens create|list|revoke` and `get tokens`.
 
-use serde_json::{Value, json};
+use xene_api::access::{NewToken, TokenInfo, TokenList, TokenRequest};
+use xene_api::paths;
+use xene_core::access::Role;
 
 use super::Ctx;
 use crate::args::TokensCommand;
-use crate::client::encode;
-use crate::error::Exit;
+use crate::error::{Exit, fail};
 use crate::output;
 
 pub async fn run(ctx: &Ctx, command: TokensCommand) -> anyhow::Result<Exit> {
@@ -15,62 +16,65 @@ pub async fn run(ctx: &Ctx, command: TokensCommand) -> anyhow::Result<Exit> {
             role,
             expires_in,
         } => {
-            let mut body = json!({ "name": name });
-            if let Some(role) = role {
-                body["role"] = Value::String(role);
-            }
-            if let Some(e) = expires_in {
-                body["expires_in"] = Value::String(e);
-            }
-            let answer = ctx.client.post("/api/v1/tokens", body).await?;
-            if output::structured(ctx.format, &answer) {
+            let role = role
+                .map(|r| r.parse::<Role>())
+                .transpose()
+                .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+            let request = TokenRequest {
+                name,
+                role,
+                expires_in,
+            };
+            let answer = ctx.client.post(&paths::tokens(), &request).await?;
+            let Some(made) = ctx.for_table::<NewToken>(&answer)? else {
                 return Ok(Exit::Ok);
-            }
-            let info = &answer["info"];
+            };
+            let info = &made.info;
             // Only the token on stdout, so `> file` or `$(...)` takes it whole.
             eprintln!(
                 "token {} ({}, {}) created, valid until {} UTC; it is shown only now:",
-                output::cell(&info["id"]),
-                output::cell(&info["name"]),
-                output::cell(&info["role"]),
-                output::time(info["expires_at"].as_i64())
+                info.id,
+                output::text(Some(&info.name)),
+                info.role,
+                output::time(info.expires_at)
             );
-            println!("{}", output::cell(&answer["token"]));
+            println!("{}", made.token);
             Ok(Exit::Ok)
         }
         TokensCommand::List => list(ctx).await,
         TokensCommand::Revoke { id } => {
-            ctx.client
-                .delete(&format!("/api/v1/tokens/{}", encode(&id)))
-                .await?;
+            ctx.client.delete(&paths::token(&id)).await?;
             println!("token/{id} revoked");
             Ok(Exit::Ok)
         }
     }
 }
 
-pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
-    let body = ctx.client.get("/api/v1/tokens").await?;
-    if output::structured(ctx.format, &body) {
-        return Ok(Exit::Ok);
+/// `active`, or `revoked` in its colour.
+fn state(colour: bool, token: &TokenInfo) -> String {
+    if token.revoked_at.is_some() {
+        output::status(colour, "revoked")
+    } else {
+        "active".into()
     }
-    let rows: Vec<Vec<String>> = body["tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
+}
+
+pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let Some(list) = ctx.get_for_table::<TokenList>(&paths::tokens()).await? else {
+        return Ok(Exit::Ok);
+    };
+    let rows: Vec<Vec<String>> = list
+        .tokens
+        .iter()
         .map(|t| {
             vec![
-                output::cell(&t["id"]),
-                output::cell(&t["name"]),
-                output::cell(&t["role"]),
-                output::time(t["created_at"].as_i64()),
-                output::time(t["expires_at"].as_i64()),
-                output::time(t["last_used_at"].as_i64()),
-                if t["revoked_at"].is_i64() {
-                    output::status(ctx.colour, "revoked")
-                } else {
-                    "active".into()
-                },
+                t.id.clone(),
+                output::text(Some(&t.name)),
+                t.role.to_string(),
+                output::time(Some(t.created_at)),
+                output::time(t.expires_at),
+                output::time(t.last_used_at),
+                state(ctx.colour, t),
             ]
         })
         .collect();
@@ -90,36 +94,19 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 pub async fn describe(ctx: &Ctx, id: &str) -> anyhow::Result<Exit> {
-    let body = ctx.client.get("/api/v1/tokens").await?;
-    let found = body["tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["id"] == id)
-        .cloned();
-    let Some(token) = found else {
-        return Err(crate::error::fail(
-            Exit::NotFound,
-            format!("no token with id {id:?}"),
-        ));
+    let list: TokenList = ctx.client.get(&paths::tokens()).await?;
+    let Some(token) = list.tokens.into_iter().find(|t| t.id == id) else {
+        return Err(fail(Exit::NotFound, format!("no token with id {id:?}")));
     };
     if output::structured(ctx.format, &token) {
         return Ok(Exit::Ok);
     }
-    println!("Token:      {}", output::cell(&token["id"]));
-    println!("Name:       {}", output::cell(&token["name"]));
-    println!("Role:       {}", output::cell(&token["role"]));
-    println!("Created:    {}", output::time(token["created_at"].as_i64()));
-    println!("Expires:    {}", output::time(token["expires_at"].as_i64()));
-    println!(
-        "Last used:  {}",
-        output::time(token["last_used_at"].as_i64())
-    );
-    let state = if token["revoked_at"].is_i64() {
-        "revoked"
-    } else {
-        "active"
-    };
-    println!("State:      {}", output::status(ctx.colour, state));
+    println!("Token:      {}", token.id);
+    println!("Name:       {}", output::text(Some(&token.name)));
+    println!("Role:       {}", token.role);
+    println!("Created:    {}", output::time(Some(token.created_at)));
+    println!("Expires:    {}", output::time(token.expires_at));
+    println!("Last used:  {}", output::time(token.last_used_at));
+    println!("State:      {}", state(ctx.colour, &token));
     Ok(Exit::Ok)
 }

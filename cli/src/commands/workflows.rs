@@ -6,10 +6,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
+use xene_api::error::ErrorBody;
+use xene_api::hooks::HookInfo;
+use xene_api::paths;
+use xene_api::run::RunList;
+use xene_api::workflows::{
+    Applied, Approved, PipelineState, Revoked, WorkflowDetail, WorkflowList, trigger_kind,
+};
 
 use super::Ctx;
-use crate::client::{Body, encode};
+use crate::client::Body;
 use crate::error::{Exit, fail};
 use crate::output;
 
@@ -117,21 +124,15 @@ pub async fn apply(ctx: &Ctx, path: &Path, how: ApplyHow) -> anyhow::Result<Exit
     if dry_run {
         eprintln!("dry run: the server validates; nothing is applied");
     }
-    let mut query = Vec::new();
-    if dry_run {
-        query.push("dry_run=true");
-    }
-    if how.approve {
-        query.push("approve=true");
-    }
-    if how.accept_run_time_choices {
-        query.push("accept_run_time_choices=true");
-    }
-    let target = if query.is_empty() {
-        "/api/v1/workflows".to_string()
-    } else {
-        format!("/api/v1/workflows?{}", query.join("&"))
-    };
+    let yes = |asked: bool| asked.then(|| "true".to_string());
+    let target = paths::with_query(
+        paths::workflows(),
+        [
+            ("dry_run", yes(dry_run)),
+            ("approve", yes(how.approve)),
+            ("accept_run_time_choices", yes(how.accept_run_time_choices)),
+        ],
+    );
     for source in sources(path)? {
         // The diff needs the name; the server's checks decide the rest and
         // answer with every fault.
@@ -148,31 +149,24 @@ pub async fn apply(ctx: &Ctx, path: &Path, how: ApplyHow) -> anyhow::Result<Exit
             )
             .await?;
         if answer.status == StatusCode::UNPROCESSABLE_ENTITY {
-            for fault in answer.body["diagnostics"].as_array().into_iter().flatten() {
-                let path = fault["path"].as_str().unwrap_or_default();
-                let message = fault["message"].as_str().unwrap_or_default();
-                let line = fault["line"]
-                    .as_i64()
-                    .map(|l| format!(" (line {l})"))
-                    .unwrap_or_default();
-                let path = if path.is_empty() {
-                    String::new()
-                } else {
-                    format!("{path}: ")
-                };
-                eprintln!("{}: {path}{message}{line}", source.label);
+            let refusal: ErrorBody = answer.read()?;
+            match &refusal.diagnostics {
+                Some(faults) => {
+                    for fault in faults {
+                        eprintln!("{}: {fault}", source.label);
+                    }
+                }
+                None => eprintln!("{}: {}", source.label, refusal.error),
             }
             exit = Exit::Usage;
             continue;
         }
-        let body = &answer.body;
-        let name = body["name"].as_str().unwrap_or_default();
-        let version = body["version"].as_i64().unwrap_or_default();
-        for warning in body["warnings"].as_array().into_iter().flatten() {
-            eprintln!("{}: warning: {}", source.label, output::cell(warning));
+        let applied: Applied = answer.read()?;
+        let (name, version) = (&applied.name, applied.version);
+        for warning in &applied.warnings {
+            eprintln!("{}: warning: {}", source.label, output::text(Some(warning)));
         }
-        let changed = body["changed"].as_bool().unwrap_or(true);
-        match (dry_run, changed) {
+        match (dry_run, applied.changed) {
             (false, true) => println!("workflow/{name} applied: version {version}"),
             (false, false) => println!("workflow/{name} unchanged: version {version}"),
             (true, true) => println!("workflow/{name} would be applied: version {version}"),
@@ -187,21 +181,21 @@ pub async fn apply(ctx: &Ctx, path: &Path, how: ApplyHow) -> anyhow::Result<Exit
 
 /// Prints a unified diff of the current version against the file.
 async fn show_diff(ctx: &Ctx, name: &str, source: &Source) -> anyhow::Result<()> {
-    let current = ctx
+    let answer = ctx
         .client
         .send(
             Method::GET,
-            &format!("/api/v1/workflows/{}", encode(name)),
+            &paths::workflow(name),
             None,
             &[StatusCode::NOT_FOUND],
         )
         .await?;
-    if current.status == StatusCode::NOT_FOUND {
+    if answer.status == StatusCode::NOT_FOUND {
         eprintln!("workflow/{name} is new");
         return Ok(());
     }
-    let old = current.body["source"].as_str().unwrap_or_default();
-    let version = current.body["version"].as_i64().unwrap_or_default();
+    let current = answer.read::<WorkflowDetail>()?.current;
+    let old = current.source.as_str();
     if old == source.text {
         return Ok(());
     }
@@ -209,7 +203,10 @@ async fn show_diff(ctx: &Ctx, name: &str, source: &Source) -> anyhow::Result<()>
     let text = diff
         .unified_diff()
         .context_radius(3)
-        .header(&format!("{name} (version {version})"), &source.label)
+        .header(
+            &format!("{name} (version {})", current.version),
+            &source.label,
+        )
         .to_string();
     for line in text.lines() {
         let code = match line.as_bytes().first() {
@@ -225,21 +222,22 @@ async fn show_diff(ctx: &Ctx, name: &str, source: &Source) -> anyhow::Result<()>
 }
 
 pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
-    let body = ctx.client.get("/api/v1/workflows").await?;
-    if output::structured(ctx.format, &body) {
+    let Some(list) = ctx
+        .get_for_table::<WorkflowList>(&paths::workflows())
+        .await?
+    else {
         return Ok(Exit::Ok);
-    }
-    let rows: Vec<Vec<String>> = body["workflows"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    };
+    let rows: Vec<Vec<String>> = list
+        .workflows
+        .iter()
         .map(|w| {
             vec![
-                output::cell(&w["name"]),
-                output::cell(&w["version"]),
-                output::cell(&w["pipelines"]),
-                output::time(w["updated_at"].as_i64()),
-                output::cell(&w["description"]),
+                w.name.clone(),
+                w.version.to_string(),
+                output::list(&w.pipelines),
+                output::time(Some(w.updated_at)),
+                output::text(Some(&w.description)),
             ]
         })
         .collect();
@@ -251,35 +249,30 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 pub async fn pipelines(ctx: &Ctx) -> anyhow::Result<Exit> {
-    let list = ctx.client.get("/api/v1/workflows").await?;
+    let list: WorkflowList = ctx.client.get(&paths::workflows()).await?;
     let mut all = Vec::new();
-    for workflow in list["workflows"].as_array().into_iter().flatten() {
-        let name = workflow["name"].as_str().unwrap_or_default();
-        let detail = ctx
-            .client
-            .get(&format!("/api/v1/workflows/{}", encode(name)))
-            .await?;
-        for pipeline in detail["pipelines"].as_array().into_iter().flatten() {
-            let mut p = pipeline.clone();
-            p["workflow"] = Value::String(name.to_string());
-            all.push(p);
-        }
+    for workflow in list.workflows {
+        let detail: WorkflowDetail = ctx.client.get(&paths::workflow(&workflow.name)).await?;
+        all.extend(
+            detail
+                .pipelines
+                .into_iter()
+                .map(|p| (workflow.name.clone(), p)),
+        );
     }
-    let all = Value::Array(all);
-    if output::structured(ctx.format, &serde_json::json!({ "pipelines": all })) {
+    let listed: Vec<Value> = all.iter().map(|(w, p)| with_workflow(w, p)).collect();
+    if output::structured(ctx.format, &json!({ "pipelines": listed })) {
         return Ok(Exit::Ok);
     }
     let rows: Vec<Vec<String>> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
+        .iter()
+        .map(|(workflow, p)| {
             vec![
-                output::cell(&p["workflow"]),
-                output::cell(&p["name"]),
-                trigger(&p["trigger"]),
-                output::cell(&p["scheduler_status"]),
-                output::cell(&p["scheduler_reason"]),
+                workflow.clone(),
+                p.name.clone(),
+                output::text(Some(&p.trigger)),
+                output::text(Some(&p.scheduler_status)),
+                output::text(p.scheduler_reason.as_deref()),
             ]
         })
         .collect();
@@ -290,63 +283,56 @@ pub async fn pipelines(ctx: &Ctx) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// A trigger as one word: `manual`, `cron`, `webhook`.
-fn trigger(value: &Value) -> String {
-    match value {
-        Value::Object(m) => m
-            .get("type")
-            .or_else(|| m.get("kind"))
-            .map(output::cell)
-            .unwrap_or_else(|| m.keys().cloned().collect::<Vec<_>>().join(",")),
-        other => output::cell(other),
+/// A pipeline's state with its workflow's name, as `get pipelines -o json`
+/// lists it.
+fn with_workflow(workflow: &str, state: &PipelineState) -> Value {
+    let mut value = serde_json::to_value(state).unwrap_or_default();
+    if let Value::Object(fields) = &mut value {
+        fields.insert("workflow".into(), workflow.into());
     }
+    value
 }
 
 pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
-    let body = ctx
-        .client
-        .get(&format!("/api/v1/workflows/{}", encode(name)))
-        .await?;
-    if output::structured(ctx.format, &body) {
+    let Some(detail) = ctx
+        .get_for_table::<WorkflowDetail>(&paths::workflow(name))
+        .await?
+    else {
         return Ok(Exit::Ok);
-    }
-    println!("Name:        {}", output::cell(&body["name"]));
-    println!("Version:     {}", output::cell(&body["version"]));
-    println!("Applied:     {}", output::time(body["created_at"].as_i64()));
-    let protected: Vec<String> = body["protected_secrets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(output::cell)
+    };
+    let current = &detail.current;
+    println!("Name:        {}", current.name);
+    println!("Version:     {}", current.version);
+    println!("Applied:     {}", output::time(Some(current.created_at)));
+    let protected: Vec<String> = current
+        .protected_secrets
+        .iter()
+        .map(|s| output::text(Some(s)))
         .collect();
     if !protected.is_empty() {
         println!("Protected:   {}", protected.join(", "));
-        match body["approved_by"].as_str() {
-            Some(by) => println!(
-                "Approved:    {} by {by}",
-                output::time(body["approved_at"].as_i64())
-            ),
+        match &current.approved_by {
+            Some(by) => println!("Approved:    {} by {by}", output::time(current.approved_at)),
             None => println!(
                 "Approved:    no: its runs are refused until an admin runs `xenectl approve {name} --version {}`",
-                output::cell(&body["version"])
+                current.version
             ),
         }
     }
-    if let Some(description) = body["spec"]["description"].as_str() {
-        println!("Description: {description}");
+    if !current.spec.description.is_empty() {
+        println!("Description: {}", current.spec.description);
     }
     println!("Pipelines:");
-    let rows: Vec<Vec<String>> = body["pipelines"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = detail
+        .pipelines
+        .iter()
         .map(|p| {
             vec![
-                format!("  {}", output::cell(&p["name"])),
-                trigger(&p["trigger"]),
-                output::time(p["next_fires"][0].as_i64()),
-                output::cell(&p["scheduler_status"]),
-                output::cell(&p["scheduler_reason"]),
+                format!("  {}", p.name),
+                output::text(Some(&p.trigger)),
+                output::time(p.next_fires.first().copied()),
+                output::text(Some(&p.scheduler_status)),
+                output::text(p.scheduler_reason.as_deref()),
             ]
         })
         .collect();
@@ -360,21 +346,25 @@ pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
         ],
         &rows,
     );
-    let runs = ctx
-        .client
-        .get(&format!("/api/v1/runs?workflow={}&limit=5", encode(name)))
-        .await?;
-    let runs = runs["runs"].as_array().cloned().unwrap_or_default();
-    if !runs.is_empty() {
+    let recent = paths::with_query(
+        paths::runs(),
+        [
+            ("workflow", Some(name.to_string())),
+            ("limit", Some("5".to_string())),
+        ],
+    );
+    let runs: RunList = ctx.client.get(&recent).await?;
+    if !runs.runs.is_empty() {
         println!("Recent runs:");
         let rows: Vec<Vec<String>> = runs
+            .runs
             .iter()
             .map(|r| {
                 vec![
-                    format!("  {}", output::cell(&r["id"])),
-                    output::cell(&r["pipeline"]),
-                    output::status(ctx.colour, r["status"].as_str().unwrap_or("-")),
-                    output::time(r["requested_at"].as_i64()),
+                    format!("  {}", r.id),
+                    r.pipeline.clone(),
+                    output::status(ctx.colour, r.status.as_str()),
+                    output::time(Some(r.requested_at)),
                 ]
             })
             .collect();
@@ -385,45 +375,37 @@ pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
 
 /// Approves a version for the protected secrets it uses.
 pub async fn approve(ctx: &Ctx, name: &str, version: i64, accept: bool) -> anyhow::Result<Exit> {
-    let accept = if accept {
-        "?accept_run_time_choices=true"
-    } else {
-        ""
-    };
-    let body = ctx
-        .client
-        .post(
-            &format!(
-                "/api/v1/workflows/{}/versions/{version}/approve{accept}",
-                encode(name)
-            ),
-            serde_json::json!({}),
-        )
-        .await?;
-    if output::structured(ctx.format, &body) {
+    let path = paths::with_query(
+        paths::approval(name, version),
+        [(
+            "accept_run_time_choices",
+            accept.then(|| "true".to_string()),
+        )],
+    );
+    let answer = ctx.client.post(&path, &json!({})).await?;
+    let Some(approved) = ctx.for_table::<Approved>(&answer)? else {
         return Ok(Exit::Ok);
-    }
-    let secrets: Vec<String> = body["protected_secrets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(output::cell)
+    };
+    let secrets: Vec<String> = approved
+        .protected_secrets
+        .iter()
+        .map(|s| output::text(Some(s)))
         .collect();
     let uses = if secrets.is_empty() {
         "it uses no protected secret now".to_string()
     } else {
         format!("protected secrets: {}", secrets.join(", "))
     };
-    for warning in body["warnings"].as_array().into_iter().flatten() {
-        eprintln!("warning: {}", output::cell(warning));
+    for warning in &approved.warnings {
+        eprintln!("warning: {}", output::text(Some(warning)));
     }
-    if body["changed"] == true {
+    if approved.changed {
         println!("workflow/{name} version {version} approved ({uses})");
     } else {
         println!(
             "workflow/{name} version {version} was approved already by {} at {} ({uses})",
-            output::cell(&body["approved_by"]),
-            output::time(body["approved_at"].as_i64())
+            output::text(Some(&approved.approved_by)),
+            output::time(Some(approved.approved_at))
         );
     }
     Ok(Exit::Ok)
@@ -433,20 +415,12 @@ pub async fn approve(ctx: &Ctx, name: &str, version: i64, accept: bool) -> anyho
 pub async fn revoke(ctx: &Ctx, name: &str, version: i64) -> anyhow::Result<Exit> {
     let answer = ctx
         .client
-        .send(
-            Method::DELETE,
-            &format!(
-                "/api/v1/workflows/{}/versions/{version}/approve",
-                encode(name)
-            ),
-            None,
-            &[],
-        )
+        .send(Method::DELETE, &paths::approval(name, version), None, &[])
         .await?;
-    if output::structured(ctx.format, &answer.body) {
+    let Some(revoked) = ctx.for_table::<Revoked>(&answer)? else {
         return Ok(Exit::Ok);
-    }
-    if answer.body["changed"] == true {
+    };
+    if revoked.changed {
         println!(
             "workflow/{name} version {version}: approval revoked; its runs are refused protected secrets"
         );
@@ -457,9 +431,7 @@ pub async fn revoke(ctx: &Ctx, name: &str, version: i64) -> anyhow::Result<Exit>
 }
 
 pub async fn delete(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
-    ctx.client
-        .delete(&format!("/api/v1/workflows/{}", encode(name)))
-        .await?;
+    ctx.client.delete(&paths::workflow(name)).await?;
     println!("workflow/{name} deleted");
     Ok(Exit::Ok)
 }
@@ -473,93 +445,66 @@ pub async fn describe_pipeline(ctx: &Ctx, target: &str) -> anyhow::Result<Exit> 
             format!("{target:?} is not WORKFLOW/PIPELINE"),
         ));
     };
-    let body = ctx
-        .client
-        .get(&format!("/api/v1/workflows/{}", encode(workflow)))
-        .await?;
-    let spec = &body["spec"]["pipelines"][pipeline];
-    let state = body["pipelines"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == pipeline)
-        .cloned()
-        .unwrap_or(Value::Null);
-    if spec.is_null() {
+    let detail: WorkflowDetail = ctx.client.get(&paths::workflow(workflow)).await?;
+    let state = detail.pipelines.iter().find(|p| p.name == pipeline);
+    let Some(spec) = detail.current.spec.pipelines.get(pipeline) else {
         return Err(crate::error::fail(
             Exit::NotFound,
             format!("workflow {workflow:?} has no pipeline {pipeline:?}"),
         ));
-    }
-    let hook = if state["trigger"] == "webhook" {
+    };
+    let hook = if state.is_some_and(|s| s.trigger == "webhook") {
         ctx.client
-            .get(&format!(
-                "/api/v1/workflows/{}/pipelines/{}/hook",
-                encode(workflow),
-                encode(pipeline)
-            ))
+            .get::<HookInfo>(&paths::pipeline_hook(workflow, pipeline))
             .await
             .ok()
     } else {
         None
     };
-    let whole = serde_json::json!({ "spec": spec, "state": state, "hook": hook });
+    let whole = json!({ "spec": spec, "state": state, "hook": hook });
     if output::structured(ctx.format, &whole) {
         return Ok(Exit::Ok);
     }
-    println!(
-        "Pipeline:   {target} (version {})",
-        output::cell(&body["version"])
-    );
-    println!("Trigger:    {}", trigger(&spec["trigger"]));
-    for (i, fire) in state["next_fires"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    println!("Pipeline:   {target} (version {})", detail.current.version);
+    println!("Trigger:    {}", trigger_kind(&spec.trigger));
+    let fires = state.map_or(&[][..], |s| s.next_fires.as_slice());
+    for (i, fire) in fires.iter().enumerate() {
         let label = if i == 0 { "Next fires:" } else { "" };
-        println!("{label:<11} {} UTC", output::time(fire.as_i64()));
+        println!("{label:<11} {} UTC", output::time(Some(*fire)));
     }
     if let Some(hook) = &hook {
-        println!(
-            "Hook URL:   {}",
-            ctx.client.url(&output::cell(&hook["path"]))
-        );
+        println!("Hook URL:   {}", ctx.client.url(&hook.path));
     }
-    println!("Scheduler:  {}", output::cell(&state["scheduler_status"]));
-    if let Some(params) = spec["params"].as_object().filter(|p| !p.is_empty()) {
+    println!(
+        "Scheduler:  {}",
+        output::text(state.map(|s| s.scheduler_status.as_str()))
+    );
+    if !spec.params.is_empty() {
         println!("Params:");
-        let rows: Vec<Vec<String>> = params
+        let rows: Vec<Vec<String>> = spec
+            .params
             .iter()
             .map(|(name, p)| {
-                let (kind, default) = match p {
-                    Value::Object(o) => (
-                        o.get("type").map_or("string".into(), output::cell),
-                        if o.get("required") == Some(&Value::Bool(true)) {
-                            "(required)".to_string()
-                        } else {
-                            o.get("default").map_or("-".into(), output::cell)
-                        },
-                    ),
-                    other => ("string".to_string(), output::cell(other)),
+                let default = if p.required {
+                    "(required)".to_string()
+                } else {
+                    output::text(p.default.as_deref())
                 };
-                vec![format!("  {name}"), kind, default]
+                vec![format!("  {name}"), p.kind.to_string(), default]
             })
             .collect();
         output::table(&["  NAME", "TYPE", "DEFAULT"], &rows);
     }
     println!("Tasks:");
-    let rows: Vec<Vec<String>> = spec["tasks"]
-        .as_object()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = spec
+        .tasks
+        .iter()
         .map(|(name, t)| {
             vec![
                 format!("  {name}"),
-                t["image"].as_str().unwrap_or("shell").to_string(),
-                t["steps"].as_array().map_or(0, Vec::len).to_string(),
-                output::cell(&t["depends_on"]),
+                t.image.as_deref().unwrap_or("shell").to_string(),
+                t.steps.len().to_string(),
+                output::list(&t.depends_on),
             ]
         })
         .collect();
