@@ -221,7 +221,6 @@ fn circles(src: &Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "on once the circles in server/src and app/src are cut (issue 23)"]
 fn no_crate_has_an_import_circle() {
     let mut found = Vec::new();
     let mut walked = 0;
