@@ -106,17 +106,45 @@ fn the_answer_does_not_depend_on_which_side_is_mine() {
 /// stays, so no two changes touch.
 #[test]
 fn changes_lines_apart_merge_to_both_changes() {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    // Each shape: the lines' ending, whether the second line of every pair
+    // is the same text (so the diff must line up repeats), and whether the
+    // last line ends.
+    for (shape, (eol, repeated, last_ends)) in [
+        ("\n", false, true),
+        ("\r\n", false, true),
+        ("\n", true, true),
+        ("\r\n", true, false),
+        ("\n", false, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        lines_apart(
+            0x1234_5678_9abc_def1 + shape as u64,
+            eol,
+            repeated,
+            last_ends,
+        );
+    }
+}
+
+fn lines_apart(seed: u64, eol: &str, repeated: bool, last_ends: bool) {
+    let mut rng = Rng(seed);
     for _ in 0..1_000 {
         let pairs = rng.below(8);
-        let base: Vec<String> = (0..pairs * 2).map(|i| format!("line {i}\n")).collect();
+        let base: Vec<String> = (0..pairs * 2)
+            .map(|i| match (repeated, i % 2) {
+                (true, 1) => format!("a{eol}"),
+                _ => format!("line {i}{eol}"),
+            })
+            .collect();
         let (mut mine, mut theirs, mut want) = (Vec::new(), Vec::new(), Vec::new());
         for (k, pair) in base.chunks(2).enumerate() {
             let (first, second) = (&pair[0], &pair[1]);
             let changed: Vec<String> = match rng.below(3) {
-                0 => vec![format!("new {k}\n")],
+                0 => vec![format!("new {k}{eol}")],
                 1 => Vec::new(),
-                _ => vec![format!("new {k}\n"), first.clone()],
+                _ => vec![format!("new {k}{eol}"), first.clone()],
             };
             let (changer, keeper) = match rng.below(3) {
                 0 => (&mut mine, &mut theirs),
@@ -135,8 +163,17 @@ fn changes_lines_apart_merge_to_both_changes() {
                 side.push(second.clone());
             }
         }
-        let (base, mine, theirs, want) =
+        let (mut base, mut mine, mut theirs, mut want) =
             (base.concat(), mine.concat(), theirs.concat(), want.concat());
+        if !last_ends {
+            // Every pair ends on its kept second line, so all four texts
+            // end on the same line: drop its ending everywhere.
+            for text in [&mut base, &mut mine, &mut theirs, &mut want] {
+                if let Some(cut) = text.strip_suffix(eol).map(str::len) {
+                    text.truncate(cut);
+                }
+            }
+        }
         assert_eq!(
             merge3(&base, &mine, &theirs),
             (want, true),

@@ -11,10 +11,14 @@ use crate::{relative, root, rust_files};
 fn foreign_page(file: &str, text: &str) -> Option<String> {
     let inside = file.strip_prefix("app/src/pages/")?;
     let own = inside.split('/').next()?.trim_end_matches(".rs");
-    let top_file = !inside.contains('/');
+    // In a page's top file, `super` is `pages`: a folder page's `mod.rs`
+    // is its top file as much as a one-file page is.
+    let top_file =
+        !inside.contains('/') || inside.matches('/').count() == 1 && inside.ends_with("/mod.rs");
     for line in text.lines() {
         let code = line.split("//").next().unwrap_or_default();
-        if let Some((_, rest)) = code.split_once("crate::pages::") {
+        // `crate::pages::x`, or `pages::x` after a `use crate::pages;`.
+        if let Some((_, rest)) = code.split_once("pages::") {
             let page: String = rest
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
@@ -63,4 +67,9 @@ fn the_rule_sees_an_import_of_another_page() {
     assert!(foreign_page("app/src/pages/runs.rs", "use super::logs::LogPane;").is_some());
     assert!(foreign_page("app/src/pages/runs.rs", "    use super::*;").is_none());
     assert!(foreign_page("app/src/pages/runs.rs", "use logs::LogPane;").is_none());
+    let folder_top = "app/src/pages/editor/mod.rs";
+    assert!(foreign_page(folder_top, "use super::workflows::X;").is_some());
+    assert!(foreign_page(folder_top, "use super::*;").is_none());
+    assert!(foreign_page(folder_top, "mod doc;\nuse doc::Doc;").is_none());
+    assert!(foreign_page(editor, "use crate::pages;\nfn f() { pages::runs::g() }").is_some());
 }
