@@ -1,7 +1,8 @@
 use crate::util::{Browser, TestServer};
 
 /// The home page (the workflows list, until there is a dashboard)
-/// hydrates.
+/// hydrates: its lazily loaded page answers a button, which only works
+/// once that page's wasm has loaded, through a server function.
 #[tokio::test]
 async fn home_page_hydrates_and_shows_the_workflows() {
     let server = TestServer::start().await;
@@ -19,19 +20,25 @@ async fn home_page_hydrates_and_shows_the_workflows() {
             .wait_for_attr("main", "data-hydrated", "true")
             .await?;
         let heading = browser.wait_for_text("h1", |_| true).await?;
+        browser.click("#load-examples").await?;
+        let loaded = browser
+            .wait_for_text("#examples-loaded", |t| t.contains("Loaded"))
+            .await?;
         browser.screenshot("home").await?;
-        Ok::<_, String>((title, heading))
+        Ok::<_, String>((title, heading, loaded))
     }
     .await;
     browser.close().await;
 
-    let (title, heading) = outcome.unwrap();
+    let (title, heading, loaded) = outcome.unwrap();
     assert_eq!(title, "Workflows · Xene");
     assert_eq!(heading, "Workflows");
+    assert!(loaded.contains("example workflows"), "{loaded}");
 }
 
-/// The server renders the page unhydrated, which is what makes the test
-/// above a proof of hydration rather than of server rendering.
+/// The server renders the page unhydrated and nothing answers the button
+/// without the wasm, which is what makes the test above a proof of
+/// hydration rather than of server rendering.
 #[tokio::test]
 async fn server_renders_the_page_before_hydration() {
     let server = TestServer::start().await;
