@@ -74,13 +74,10 @@ async fn main() {
     args.site_dir = Some(site.clone());
     let server = xene_server::Server::bind(&args)
         .await
-        .expect("server starts");
-    let addr = server.local_addr();
-    let link = server.sign_in_link().expect("a sign-in link").to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(async move {
-        let _ = stopped.await;
-    }));
+        .expect("server starts")
+        .spawn();
+    let addr = server.addr;
+    let link = server.sign_in_link.clone().expect("a sign-in link");
     let url = |p: &str| format!("http://{addr}{p}");
 
     let http = reqwest::Client::new();
@@ -154,7 +151,7 @@ async fn main() {
     }
     .await;
     let _ = client.close().await;
-    let _ = stop.send(());
+    drop(server);
     let (first, mut tti, mut html, editor) = result.expect("the browser session");
     let stats = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));

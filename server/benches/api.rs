@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 use xene_server::config::Args;
 use xene_testkit::{Client, Postgres, admin_client, private_tempdir, sqlite_url};
 
@@ -22,8 +21,7 @@ const CAPACITY: i64 = 16;
 
 struct Running {
     api: Client,
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<Result<(), xene_server::ServerError>>,
+    server: xene_server::Spawned,
 }
 
 impl Running {
@@ -37,20 +35,15 @@ impl Running {
         configure(&mut args);
         let server = xene_server::Server::bind(&args)
             .await
-            .expect("server starts");
-        let base = format!("http://{}", server.local_addr());
+            .expect("server starts")
+            .spawn();
+        let base = format!("http://{}", server.addr);
         let api = Client::new(base, admin_client(data_dir));
-        let (stop, stopped) = xene_testkit::stop_signal();
-        let done = tokio::spawn(server.serve(stopped));
-        Self { api, stop, done }
+        Self { api, server }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.done
-            .await
-            .expect("server task")
-            .expect("server stops cleanly");
+        self.server.stop().await.expect("server stops cleanly");
     }
 
     async fn start_run(&self) -> i64 {

@@ -92,12 +92,11 @@ fn main() {
         args.log_cap_per_step = 1 << 40;
         let server = xene_server::Server::bind(&args)
             .await
-            .expect("server starts");
-        let base = format!("http://{}", server.local_addr());
+            .expect("server starts")
+            .spawn();
+        let base = format!("http://{}", server.addr);
         let token = admin_token(dir.path());
         let http = client_with_token(&token);
-        let (stop, stopped) = xene_testkit::stop_signal();
-        let done = tokio::spawn(server.serve(stopped));
 
         feed_latency(&http, &base, &token, runs).await;
         ingest(&http, &base, mb).await;
@@ -106,8 +105,7 @@ fn main() {
             peak_rss_mib()
         );
 
-        let _ = stop.send(());
-        done.await.expect("server task").expect("server stops");
+        server.stop().await.expect("server stops");
     });
 }
 

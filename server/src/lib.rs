@@ -259,6 +259,57 @@ impl Server {
     }
 }
 
+/// A server serving on a task of the current runtime: how tests and
+/// benchmarks run it in process. Dropping it stops the server.
+pub struct Spawned {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The one-time link that signs in the first admin, while there is none.
+    pub sign_in_link: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl Server {
+    /// Serves on a new task until the returned handle is stopped or dropped.
+    pub fn spawn(self) -> Spawned {
+        let addr = self.local_addr();
+        let sign_in_link = self.sign_in_link.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(self.serve(async move {
+            let _ = stopped.await;
+        }));
+        Spawned {
+            addr,
+            sign_in_link,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+}
+
+impl Spawned {
+    /// Stops the server and waits until it has stopped its controllers and
+    /// closed its database.
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.done.take() {
+            Some(done) => done.await.map_err(ServerError::Listener)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Loads the master keys of secrets and proves they are the database's. The
 /// default key file is made only for a database that never had one, so a
 /// lost file is reported, not silently replaced by a new key.

@@ -10,7 +10,6 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 use xene_testkit::bins::{target_dir, xene_binary};
 pub use xene_testkit::free_port;
 
@@ -22,8 +21,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The one-time link that signs in the first admin.
     pub sign_in_link: Option<String>,
+    // Stopped before its data directory goes (fields drop in order).
+    _server: xene_server::Spawned,
     _data: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
 }
 
 impl TestServer {
@@ -43,29 +43,18 @@ impl TestServer {
         configure(&mut args);
         let server = xene_server::Server::bind(&args)
             .await
-            .expect("server starts");
-        let addr = server.local_addr();
-        let sign_in_link = server.sign_in_link().map(String::from);
-        let (stop, stopped) = xene_testkit::stop_signal();
-        tokio::spawn(server.serve(stopped));
+            .expect("server starts")
+            .spawn();
         Self {
-            addr,
-            sign_in_link,
+            addr: server.addr,
+            sign_in_link: server.sign_in_link.clone(),
+            _server: server,
             _data: data,
-            stop: Some(stop),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

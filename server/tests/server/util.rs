@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 use xene_server::config::Args;
 
 pub use xene_testkit::{
@@ -25,8 +24,7 @@ pub struct TestServer {
     api: xene_testkit::Client,
     /// The one-time sign-in link the server printed, if any.
     pub sign_in_link: Option<String>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<Result<(), xene_server::ServerError>>>,
+    server: Option<xene_server::Spawned>,
 }
 
 impl TestServer {
@@ -44,12 +42,11 @@ impl TestServer {
         configure(&mut args);
         let server = xene_server::Server::bind(&args)
             .await
-            .expect("server starts");
-        let addr = server.local_addr();
-        let sign_in_link = server.sign_in_link().map(String::from);
+            .expect("server starts")
+            .spawn();
+        let addr = server.addr;
+        let sign_in_link = server.sign_in_link.clone();
         let token = admin_token(&args.data_dir());
-        let (stop, stopped) = xene_testkit::stop_signal();
-        let done = tokio::spawn(server.serve(stopped));
         let client = client_with_token(&token);
         Self {
             addr,
@@ -57,8 +54,7 @@ impl TestServer {
             client,
             token,
             sign_in_link,
-            stop: Some(stop),
-            done: Some(done),
+            server: Some(server),
         }
     }
 
@@ -106,21 +102,8 @@ impl TestServer {
 
     /// Stops gracefully and waits until the database is closed.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            done.await
-                .expect("server task")
-                .expect("server stops cleanly");
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stops cleanly");
         }
     }
 }
