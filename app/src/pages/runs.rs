@@ -9,20 +9,11 @@ use xene_api::feed::ListFeed;
 use xene_api::paths::{self, encode, with_query};
 use xene_api::run::{Run, RunList};
 use xene_core::duration::human;
+use xene_core::status::RunStatus;
 
 use crate::api;
 use crate::ui::{ErrorBox, Status, Time, now};
 
-const STATUSES: &[&str] = &[
-    "queued",
-    "starting_up",
-    "running",
-    "success",
-    "error",
-    "cancelled",
-    "shutting_down",
-    "unknown",
-];
 const TRIGGERS: &[&str] = &["manual", "webhook", "cron"];
 const PAGE: usize = 25;
 
@@ -130,7 +121,7 @@ pub fn RunsPage() -> impl IntoView {
         },
         || false,
     );
-    let select = |name: &'static str, label: &'static str, options: &'static [&'static str]| {
+    let select = |name: &'static str, label: &'static str, options: Vec<&'static str>| {
         view! {
             <div class="field">
                 <label for=format!("filter-{name}")>{label}</label>
@@ -169,8 +160,8 @@ pub fn RunsPage() -> impl IntoView {
                 <label for="filter-pipeline">"Pipeline"</label>
                 <input id="filter-pipeline" name="pipeline" prop:value=move || filters.with(|f| f.pipeline.clone()) />
             </div>
-            {select("status", "Status", STATUSES)}
-            {select("trigger", "Trigger", TRIGGERS)}
+            {select("status", "Status", RunStatus::ALL.iter().map(|s| s.as_str()).collect())}
+            {select("trigger", "Trigger", TRIGGERS.to_vec())}
             <button type="submit">"Filter"</button>
             <a href="/runs">"Clear"</a>
         </form>
