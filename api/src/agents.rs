@@ -106,7 +106,7 @@ pub struct JoinTokenRequest {
     pub capacity: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JoinToken {
     /// Shown once: only its hash is kept.
@@ -129,7 +129,7 @@ pub struct JoinToken {
     pub install_note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
@@ -139,10 +139,44 @@ pub struct JoinRequest {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Credential {
     pub agent_id: String,
     /// The agent's own secret for `/api/v1/agents/connect`; shown once.
     pub credential: String,
+}
+
+impl fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinToken")
+            .field("token", &crate::Redacted)
+            .field("expires_at", &self.expires_at)
+            .field("labels", &self.labels)
+            .field("capacity", &self.capacity)
+            .field(
+                "install_command",
+                &self.install_command.as_ref().map(|_| crate::Redacted),
+            )
+            .field("install_note", &self.install_note)
+            .finish()
+    }
+}
+
+impl fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("token", &crate::Redacted)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("agent_id", &self.agent_id)
+            .field("credential", &crate::Redacted)
+            .finish()
+    }
 }

@@ -19,7 +19,7 @@ pub struct HookInfo {
 }
 
 /// A hook and its secret, shown this once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewSecret {
     #[serde(flatten)]
@@ -27,6 +27,15 @@ pub struct NewSecret {
     /// Signs deliveries: GitHub takes it whole as its secret; Standard
     /// Webhooks senders take it as it is (`whsec_...`).
     pub secret: String,
+}
+
+impl std::fmt::Debug for NewSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSecret")
+            .field("hook", &self.hook)
+            .field("secret", &crate::Redacted)
+            .finish()
+    }
 }
 
 /// One delivery as listed.

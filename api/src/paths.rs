@@ -21,8 +21,9 @@ pub fn with_query<'a>(
     path: String,
     params: impl IntoIterator<Item = (&'a str, Option<String>)>,
 ) -> String {
+    // A path that already holds a query goes on with it.
+    let mut separator = if path.contains('?') { '&' } else { '?' };
     let mut out = path;
-    let mut separator = '?';
     for (name, value) in params {
         if let Some(value) = value {
             out.push(separator);
@@ -282,5 +283,17 @@ mod tests {
             "/api/v1/secrets/TOKEN?workflow=w"
         );
         assert_eq!(encode("é~"), "%C3%A9~");
+    }
+
+    #[test]
+    fn a_query_goes_on_after_one_the_path_holds() {
+        assert_eq!(
+            with_query(
+                run_events(7, Some(42)),
+                [("limit", Some("5".into())), ("task", None)]
+            ),
+            "/api/v1/runs/7/events?after=42&limit=5"
+        );
+        assert_eq!(with_query(runs(), [("status", None)]), "/api/v1/runs");
     }
 }

@@ -71,6 +71,10 @@ pub struct TaskRun {
     pub attempt: i64,
     /// The tasks of the run it waits for (from the version's spec), so
     /// the run alone draws its graph.
+    // Default: empty from a server older than this field; this server
+    // always sends it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub depends_on: Vec<String>,
     /// What it wrote to `$XENE_OUTPUT`.
     pub output: Option<String>,

@@ -30,7 +30,7 @@ pub struct SecretList {
     pub secrets: Vec<SecretInfo>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretValueRequest {
@@ -45,6 +45,16 @@ pub struct SecretValueRequest {
     /// entries (a workflow's own secret: that workflow when empty).
     /// Absent: unchanged.
     pub allow: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for SecretValueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValueRequest")
+            .field("value", &self.value.as_ref().map(|_| crate::Redacted))
+            .field("protected", &self.protected)
+            .field("allow", &self.allow)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

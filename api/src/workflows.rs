@@ -35,6 +35,10 @@ pub struct WorkflowSummary {
     pub pipelines: Vec<String>,
     /// Each pipeline, in the order of `pipelines`: its trigger, next fire
     /// and last run.
+    // Default: empty from a server older than this field; this server
+    // always sends it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub summaries: Vec<PipelineSummary>,
     pub created_at: i64,
     pub updated_at: i64,
