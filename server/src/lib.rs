@@ -117,6 +117,11 @@ impl Server {
                 .await
                 .map_err(ServerError::Secrets)?;
         }
+        // Pipelines stored before their trigger was: the list reads rows
+        // only. Unfilled rows are still listed (by their trigger's kind).
+        if let Err(e) = storage::workflows::backfill_triggers(&db).await {
+            tracing::warn!(error = %e, "pipelines' triggers were not filled in");
+        }
         let listen = |source| ServerError::Listen {
             addr: args.addr,
             source,

@@ -109,7 +109,7 @@ async fn run_events(
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
     let Query(query) = query?;
-    if runs::get(&state.db, id).await?.is_none() {
+    if runs::get_run(&state.db, id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no run with id {id}")));
     }
     let db = state.db.clone();
@@ -309,8 +309,8 @@ async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow:
             })
             .collect();
         for id in ids {
-            if let Some(detail) = runs::get(&db, id).await? {
-                send(&mut sink, ListFeed::Run { run: detail.run }.to_text()).await?;
+            if let Some(run) = runs::get_run(&db, id).await? {
+                send(&mut sink, ListFeed::Run { run }.to_text()).await?;
             }
         }
     }

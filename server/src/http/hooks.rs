@@ -152,13 +152,13 @@ fn answer(
     request_body(content = String, description = "The payload; JSON when params read from it", content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted: the run it started", body = DeliveryAnswer),
-        (status = 400, description = "The body is not JSON, but params read from it"),
-        (status = 401, description = "Unsigned, bad signature, or timestamp outside the window"),
+        (status = 400, description = "The body is not JSON, but params read from it", body = DeliveryAnswer),
+        (status = 401, description = "Unsigned, bad signature, or timestamp outside the window", body = DeliveryAnswer),
         (status = 404, description = "No such hook"),
-        (status = 409, description = "A replay of an accepted delivery, or the pipeline's trigger is no longer webhook"),
-        (status = 410, description = "The workflow or pipeline was deleted"),
-        (status = 413, description = "Body over the size limit"),
-        (status = 422, description = "Invalid params: every fault at once, in `faults`"),
+        (status = 409, description = "A replay of an accepted delivery, or the pipeline's trigger is no longer webhook", body = DeliveryAnswer),
+        (status = 410, description = "The workflow or pipeline was deleted", body = DeliveryAnswer),
+        (status = 413, description = "Body over the size limit", body = DeliveryAnswer),
+        (status = 422, description = "Invalid params: every fault at once, in `faults`", body = DeliveryAnswer),
     )
 )]
 async fn receive(

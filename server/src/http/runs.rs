@@ -161,7 +161,7 @@ async fn run_logs(
             logs::MAX_READ_BYTES
         )));
     }
-    if runs::get(&state.db, id).await?.is_none() {
+    if runs::get_run(&state.db, id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no run with id {id}")));
     }
     let after = query.after.unwrap_or(0);

@@ -234,9 +234,11 @@ async fn list_workflows(State(state): State<AppState>) -> Result<Json<WorkflowLi
         .into_iter()
         .map(|mut listed| {
             for (pipeline, trigger) in listed.summary.summaries.iter_mut().zip(&listed.triggers) {
-                pipeline.next_fire = crate::controllers::cron::next_fires(trigger, now, 1)
-                    .first()
-                    .copied();
+                pipeline.next_fire = trigger.as_ref().and_then(|trigger| {
+                    crate::controllers::cron::next_fires(trigger, now, 1)
+                        .first()
+                        .copied()
+                });
             }
             listed.summary
         })

@@ -129,10 +129,11 @@ pub async fn create(
     let id = insert(&mut tx, &prepared, trigger, None, None).await?;
     tx.commit().await?;
     // Read before the news: told first, the scheduler could place it
-    // before the answer shows it queued.
-    let run = get(db, id).await?.expect("the run just created").run;
+    // before the answer shows it queued. Told whatever the read gave: the
+    // run exists and must not wait unseen.
+    let read = get_run(db, id).await;
     db.news().run_queued(id).await;
-    Ok(run)
+    read?.ok_or(RunError::UnknownRun(id))
 }
 
 /// A run checked and ready to insert: the pipeline's current version, the
@@ -244,12 +245,16 @@ pub async fn insert(
     .await?;
     for (position, name) in dag.order().iter().enumerate() {
         let task = &spec_pipeline.tasks[name];
-        sqlx::query("INSERT INTO task_runs (run_id, task, position, status, attempt) VALUES ($1, $2, $3, 'pending', 0)")
-            .bind(id)
-            .bind(name)
-            .bind(position as i64)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO task_runs (run_id, task, position, status, attempt, depends_on) \
+             VALUES ($1, $2, $3, 'pending', 0, $4)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(position as i64)
+        .bind(serde_json::to_string(&task.depends_on).expect("names serialize"))
+        .execute(&mut **tx)
+        .await?;
         let steps = task
             .steps
             .iter()
@@ -271,29 +276,38 @@ pub async fn insert(
     Ok(id)
 }
 
+/// A run alone, without its tasks and steps: for who only needs the run
+/// (the runs feed, a check that it exists).
+pub async fn get_run(db: &Db, id: i64) -> Result<Option<Run>, StorageError> {
+    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(run_from_row).transpose()
+}
+
+/// A run with its tasks and steps.
 pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
-    // The version's spec comes along for the tasks' `depends_on`.
-    let row = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS}, (SELECT v.spec FROM workflow_versions v \
-         WHERE v.workflow = runs.workflow AND v.version = runs.version) FROM runs WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let run = run_from_row(&row)?;
-    let mut depends_on = row
-        .get::<Option<String>, _>(21)
-        .map(|spec| dependencies(&spec, &run.pipeline))
-        .transpose()?
-        .unwrap_or_default();
+    let Some(run) = get_run(db, id).await? else {
+        return Ok(None);
+    };
     let task_rows = sqlx::query(
-        "SELECT task, status, attempt, output, error, started_at, finished_at, duration_ms \
-         FROM task_runs WHERE run_id = $1 ORDER BY position",
+        "SELECT task, status, attempt, output, error, started_at, finished_at, duration_ms, \
+         depends_on FROM task_runs WHERE run_id = $1 ORDER BY position",
     )
     .bind(id)
     .fetch_all(db.pool())
     .await?;
+    // Runs created before `depends_on` was stored read it from their
+    // version's spec, once.
+    let mut from_spec = if task_rows
+        .iter()
+        .any(|r| r.get::<Option<String>, _>(8).is_none())
+    {
+        spec_dependencies(db, &run).await?
+    } else {
+        BTreeMap::new()
+    };
     let step_rows = sqlx::query(
         "SELECT task, name, post, status, exit_code, started_at, finished_at, duration_ms \
          FROM step_runs WHERE run_id = $1 ORDER BY task, position",
@@ -323,9 +337,16 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
     for r in &task_rows {
         let name: String = r.get(0);
         let status: String = r.get(1);
+        let depends_on = match r.get::<Option<String>, _>(8) {
+            Some(stored) => serde_json::from_str(&stored).unwrap_or_else(|e| {
+                tracing::warn!(run_id = id, task = %name, error = %e, "a task's stored depends_on does not read: shown empty");
+                Vec::new()
+            }),
+            None => from_spec.remove(&name).unwrap_or_default(),
+        };
         tasks.push(TaskRun {
             steps: steps.remove(&name).unwrap_or_default(),
-            depends_on: depends_on.remove(&name).unwrap_or_default(),
+            depends_on,
             name,
             status: status
                 .parse()
@@ -341,6 +362,29 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
         });
     }
     Ok(Some(RunDetail { run, tasks }))
+}
+
+/// Each task's `depends_on` from the run's version's spec, for runs created
+/// before it was stored with their tasks. A spec that does not read gives
+/// none, with a warning: the run still reads, only its graph is flat.
+async fn spec_dependencies(
+    db: &Db,
+    run: &Run,
+) -> Result<BTreeMap<String, Vec<String>>, StorageError> {
+    let spec: Option<String> = sqlx::query_scalar(
+        "SELECT spec FROM workflow_versions WHERE workflow = $1 AND version = $2",
+    )
+    .bind(&run.workflow)
+    .bind(run.version)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(spec) = spec else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(dependencies(&spec, &run.pipeline).unwrap_or_else(|e| {
+        tracing::warn!(run_id = run.id, error = %e, "the run's version spec does not read: its tasks show no depends_on");
+        BTreeMap::new()
+    }))
 }
 
 /// Each task's `depends_on` in a stored spec's pipeline, read without the

@@ -151,12 +151,13 @@ pub async fn apply(
         .await?;
     for (name, pipeline) in &workflow.pipelines {
         sqlx::query(
-            "INSERT INTO pipelines (workflow, name, trigger_type, scheduler_status, updated_at) \
-             VALUES ($1, $2, $3, 'not_scheduled', $4)",
+            "INSERT INTO pipelines (workflow, name, trigger_type, trigger_spec, scheduler_status, updated_at) \
+             VALUES ($1, $2, $3, $4, 'not_scheduled', $5)",
         )
         .bind(&workflow.name)
         .bind(name)
         .bind(trigger_kind(&pipeline.trigger))
+        .bind(serde_json::to_string(&pipeline.trigger).expect("triggers serialize"))
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -199,18 +200,19 @@ pub async fn set_layout(
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub summary: WorkflowSummary,
-    /// The triggers of `summary.summaries`, in their order.
-    pub triggers: Vec<Trigger>,
+    /// The triggers of `summary.summaries`, in their order; `None` when a
+    /// pipeline's stored trigger does not read (it shows its kind only).
+    pub triggers: Vec<Option<Trigger>>,
 }
 
 /// Every live workflow with its pipelines' triggers and last runs, in one
-/// query: the list's page asks once, however many pipelines there are.
+/// query over rows (never a spec): the list's page asks once, however many
+/// pipelines there are.
 pub async fn list(db: &Db) -> Result<Vec<Listed>, StorageError> {
     let rows = sqlx::query(
-        "SELECT w.name, w.description, w.current_version, w.created_at, w.updated_at, v.spec, \
-         p.name, r.id, r.status, r.requested_at, r.started_at, r.finished_at \
+        "SELECT w.name, w.description, w.current_version, w.created_at, w.updated_at, \
+         p.name, p.trigger_type, p.trigger_spec, r.id, r.status, r.requested_at, r.started_at, r.finished_at \
          FROM workflows w \
-         JOIN workflow_versions v ON v.workflow = w.name AND v.version = w.current_version \
          LEFT JOIN pipelines p ON p.workflow = w.name \
          LEFT JOIN runs r ON r.id = \
            (SELECT MAX(l.id) FROM runs l WHERE l.workflow = w.name AND l.pipeline = p.name) \
@@ -219,14 +221,12 @@ pub async fn list(db: &Db) -> Result<Vec<Listed>, StorageError> {
     .fetch_all(db.pool())
     .await?;
     let mut out: Vec<Listed> = Vec::new();
-    let mut triggers = BTreeMap::new();
     for row in rows {
         let name: String = row.get(0);
         if out.last().is_none_or(|l| l.summary.name != name) {
-            triggers = pipeline_triggers(&row.get::<String, _>(5))?;
             out.push(Listed {
                 summary: WorkflowSummary {
-                    name,
+                    name: name.clone(),
                     description: row.get(1),
                     version: row.get(2),
                     pipelines: Vec::new(),
@@ -238,26 +238,27 @@ pub async fn list(db: &Db) -> Result<Vec<Listed>, StorageError> {
             });
         }
         let listed = out.last_mut().expect("pushed above");
-        let Some(pipeline) = row.get::<Option<String>, _>(6) else {
+        let Some(pipeline) = row.get::<Option<String>, _>(5) else {
             continue;
         };
-        let last_run = match row.get::<Option<i64>, _>(7) {
+        let kind: String = row.get(6);
+        let last_run = match row.get::<Option<i64>, _>(8) {
             Some(id) => Some(LastRun {
                 id,
-                status: row.get::<String, _>(8).parse().map_err(
+                status: row.get::<String, _>(9).parse().map_err(
                     |e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()),
                 )?,
-                requested_at: row.get(9),
-                started_at: row.get(10),
-                finished_at: row.get(11),
+                requested_at: row.get(10),
+                started_at: row.get(11),
+                finished_at: row.get(12),
             }),
             None => None,
         };
-        let trigger = triggers.remove(&pipeline).unwrap_or_default();
+        let trigger = stored_trigger(&name, &pipeline, row.get(7));
         listed.summary.summaries.push(PipelineSummary {
             name: pipeline.clone(),
-            trigger: trigger_kind(&trigger).to_string(),
-            trigger_text: trigger_text(&trigger),
+            trigger_text: trigger.as_ref().map_or_else(|| kind.clone(), trigger_text),
+            trigger: kind,
             next_fire: None,
             last_run,
         });
@@ -265,6 +266,79 @@ pub async fn list(db: &Db) -> Result<Vec<Listed>, StorageError> {
         listed.triggers.push(trigger);
     }
     Ok(out)
+}
+
+/// A pipelines row's stored trigger; `None` when it was never filled (its
+/// spec did not parse at start), or, with a warning, when it does not read.
+fn stored_trigger(workflow: &str, pipeline: &str, stored: Option<String>) -> Option<Trigger> {
+    // Unfilled: the start's backfill warned once that its spec does not read.
+    let stored = stored?;
+    match serde_json::from_str(&stored) {
+        Ok(trigger) => Some(trigger),
+        Err(e) => {
+            tracing::warn!(workflow, pipeline, error = %e, "a stored trigger does not read: listed by its kind only");
+            None
+        }
+    }
+}
+
+/// How many workflows one step of the backfill reads (one spec at a time).
+const BACKFILL_BATCH: i64 = 100;
+
+/// Fills the stored trigger of pipelines rows from before it was stored, from
+/// each live workflow's current spec, once at start: the list then reads
+/// rows only. A spec that does not parse leaves its rows unfilled (listed by
+/// their kind) with a warning; it never stops the server. Returns how many
+/// workflows were filled.
+pub async fn backfill_triggers(db: &Db) -> Result<usize, StorageError> {
+    let mut filled = 0;
+    let mut after = String::new();
+    loop {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT p.workflow FROM pipelines p JOIN workflows w ON w.name = p.workflow \
+             WHERE p.trigger_spec IS NULL AND w.deleted = 0 AND p.workflow > $1 \
+             ORDER BY p.workflow LIMIT $2",
+        )
+        .bind(&after)
+        .bind(BACKFILL_BATCH)
+        .fetch_all(db.pool())
+        .await?;
+        let Some(last) = names.last() else {
+            return Ok(filled);
+        };
+        after = last.clone();
+        for name in names {
+            let spec: Option<String> = sqlx::query_scalar(
+                "SELECT v.spec FROM workflows w JOIN workflow_versions v \
+                 ON v.workflow = w.name AND v.version = w.current_version WHERE w.name = $1",
+            )
+            .bind(&name)
+            .fetch_optional(db.pool())
+            .await?;
+            let triggers = match spec.as_deref().map(pipeline_triggers) {
+                Some(Ok(triggers)) => triggers,
+                Some(Err(e)) => {
+                    tracing::warn!(workflow = %name, error = %e, "a stored spec does not read: its pipelines are listed by their trigger's kind only");
+                    continue;
+                }
+                None => continue,
+            };
+            let mut tx = db.begin_write().await?;
+            for (pipeline, trigger) in triggers {
+                sqlx::query(
+                    "UPDATE pipelines SET trigger_spec = $1 \
+                     WHERE workflow = $2 AND name = $3 AND trigger_spec IS NULL",
+                )
+                .bind(serde_json::to_string(&trigger).expect("triggers serialize"))
+                .bind(&name)
+                .bind(&pipeline)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            filled += 1;
+        }
+    }
 }
 
 /// Each pipeline's trigger in a stored spec, read without the rest of it.

@@ -13,10 +13,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::process::Xene;
 use crate::util::{Backend, TestDb, TestServer};
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn feed(base: &str, token: &str, path: &str) -> Socket {
+pub(crate) async fn feed(base: &str, token: &str, path: &str) -> Socket {
     let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().unwrap();
     request
@@ -29,7 +29,7 @@ async fn feed(base: &str, token: &str, path: &str) -> Socket {
 }
 
 /// The next JSON message, skipping pings.
-async fn next(socket: &mut Socket) -> Option<Value> {
+pub(crate) async fn next(socket: &mut Socket) -> Option<Value> {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
             .await
