@@ -33,8 +33,8 @@ pub enum AccessError {
     Issuer { issuer: String, reason: String },
     #[error("bad --public-url {url:?}: {reason}")]
     PublicUrl { url: String, reason: String },
-    #[error("cannot make the OpenID provider's HTTP client: {0}")]
-    HttpClient(String),
+    #[error("cannot make the OpenID provider's HTTP client")]
+    HttpClient(#[source] openidconnect::reqwest::Error),
     #[error("OpenID discovery at {issuer} failed: {reason}")]
     Discovery { issuer: String, reason: String },
     #[error("the sign-in's state does not match, or it took too long")]
@@ -47,7 +47,7 @@ pub enum AccessError {
     NoIdToken,
     #[error("the ID token did not verify: {0}")]
     IdToken(String),
-    #[error("writing the local admin token {path}: {source}")]
+    #[error("writing the local admin token {path}")]
     TokenFile {
         path: std::path::PathBuf,
         source: std::io::Error,

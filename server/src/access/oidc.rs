@@ -57,7 +57,7 @@ impl Oidc {
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| AccessError::HttpClient(e.to_string()))?;
+            .map_err(AccessError::HttpClient)?;
         Ok(Self {
             issuer: IssuerUrl::new(issuer.trim_end_matches('/').to_string()).map_err(|e| {
                 AccessError::Issuer {

@@ -123,7 +123,7 @@ impl AccessArgs {
 /// Why `--oidc-client-secret-file` gave no secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSecretError {
-    #[error("cannot read the OIDC client secret {}: {source}", path.display())]
+    #[error("cannot read the OIDC client secret {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -33,10 +33,6 @@ pub enum Link<'a> {
 pub enum Prepared {
     /// Ready to send (`traceparent` is left for the sender to fill in).
     Send(Box<Dispatch>),
-    /// Not now: a secret is sealed under a key this replica does not have
-    /// yet. The next news of the run looks again, and the supervisor hands
-    /// the run on if this server never gets the key.
-    Wait,
     /// The run cannot execute here at all: its attempt was ended with this
     /// reason.
     Failed(String),
@@ -80,9 +76,6 @@ pub async fn prepare(ctx: &Context, run: &Run, link: Link<'_>) -> Result<Prepare
             return fail(db, run, reason).await;
         }
         let resolved = run_secrets::resolve(db, &ctx.vault, run, &names).await?;
-        if !resolved.unavailable.is_empty() {
-            return Ok(Prepared::Wait);
-        }
         if let Some(reason) = resolved.failure() {
             return fail(db, run, reason).await;
         }

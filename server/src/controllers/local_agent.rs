@@ -385,7 +385,7 @@ impl LocalAgent {
         let db = &self.ctx.db;
         let dispatch = match dispatch::prepare(&self.ctx, &run, Link::BuiltIn).await? {
             Prepared::Send(dispatch) => *dispatch,
-            Prepared::Wait | Prepared::Failed(_) => return Ok(()),
+            Prepared::Failed(_) => return Ok(()),
         };
         let request = RunRequest {
             run_id: format!("{}-{}-{}", run.id, run.attempt, self.incarnation),

@@ -501,7 +501,7 @@ where
         };
         let mut dispatch = match dispatch::prepare(self.ctx, run, link).await? {
             Prepared::Send(dispatch) => dispatch,
-            Prepared::Wait | Prepared::Failed(_) => return Ok(None),
+            Prepared::Failed(_) => return Ok(None),
         };
         // The agent's spans for the run continue this one's trace.
         let span = tracing::info_span!(

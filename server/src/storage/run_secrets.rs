@@ -20,9 +20,6 @@ pub struct Resolved {
     pub missing: Vec<String>,
     /// Names whose value does not decrypt (tampered, or moved to another row).
     pub broken: Vec<String>,
-    /// Names sealed under a key this replica lacks (its key file is not
-    /// updated yet): worth trying again later, not a failure of the run.
-    pub unavailable: Vec<String>,
     /// Why protected secrets are withheld from this run (its version is not
     /// approved, or its workflow is not allowed); then no value is opened.
     pub refused: Option<String>,
