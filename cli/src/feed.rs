@@ -56,17 +56,8 @@ pub async fn follow(
                 Message::Close(_) => break,
                 _ => continue,
             };
-            let message = match serde_json::from_str::<RunFeed>(text.as_str()) {
-                Ok(message) => message,
-                Err(e) if of_a_known_type(text.as_str())? => {
-                    return Err(fail(
-                        Exit::Failed,
-                        format!("the feed sent a bad message: {e}"),
-                    ));
-                }
-                // A message this client does not know (a newer server's):
-                // what follows still tells the run.
-                Err(_) => continue,
+            let Some(message) = decode(text.as_str())? else {
+                continue;
             };
             match message {
                 RunFeed::Log(chunk) => {
@@ -84,13 +75,75 @@ pub async fn follow(
     }
 }
 
-/// Whether a message the feed sent, and this client could not read, names
-/// a type it knows; a message that is not JSON is an error.
-fn of_a_known_type(text: &str) -> anyhow::Result<bool> {
+/// One message of the feed: `None` for one to pass over. A run message
+/// this client cannot read (a newer server's) is passed over: only the run
+/// view misses it, and the next one, the log and the end still tell the
+/// run. A log or end message it cannot read, or a message that is not JSON,
+/// is an error; a message of an unknown type is passed over.
+fn decode(text: &str) -> anyhow::Result<Option<RunFeed>> {
+    let error = match serde_json::from_str::<RunFeed>(text) {
+        Ok(message) => return Ok(Some(message)),
+        Err(e) => e,
+    };
     let value: Value = serde_json::from_str(text)
         .map_err(|e| fail(Exit::Failed, format!("the feed sent bad JSON: {e}")))?;
-    Ok(matches!(
-        value.get("type").and_then(Value::as_str),
-        Some("run" | "log" | "end")
-    ))
+    match value.get("type").and_then(Value::as_str) {
+        Some("run") => {
+            tracing::debug!(%error, "passed over a run message this client cannot read");
+            Ok(None)
+        }
+        Some("log") => Err(fail(
+            Exit::Failed,
+            format!("the feed sent a bad log chunk: {error}"),
+        )),
+        Some("end") => Err(fail(
+            Exit::Failed,
+            format!("the feed sent a bad message: {error}"),
+        )),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(result: anyhow::Result<Option<RunFeed>>) -> Exit {
+        let error = result.expect_err("an error");
+        error.downcast_ref::<Failure>().expect("a failure").exit
+    }
+
+    #[test]
+    fn a_run_message_it_cannot_read_is_passed_over() {
+        assert!(
+            decode(r#"{"type":"run","run":{"id":"not a number"}}"#)
+                .unwrap()
+                .is_none()
+        );
+        assert!(decode(r#"{"type":"run"}"#).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_log_message_it_cannot_read_ends_the_feed() {
+        assert_eq!(exit(decode(r#"{"type":"log","cursor":"x"}"#)), Exit::Failed);
+        assert_eq!(exit(decode("not json")), Exit::Failed);
+    }
+
+    #[test]
+    fn log_and_end_messages_are_read_and_unknown_ones_passed_over() {
+        let chunk = xene_api::feed::LogChunk {
+            cursor: 3,
+            attempt: 1,
+            task: "t".into(),
+            step: "s".into(),
+            stream: "stdout".into(),
+            offset: 0,
+            data: "hi\n".into(),
+            at: 1,
+        };
+        let text = RunFeed::Log(chunk.clone()).to_text();
+        assert_eq!(decode(&text).unwrap(), Some(RunFeed::Log(chunk)));
+        assert_eq!(decode(r#"{"type":"end"}"#).unwrap(), Some(RunFeed::End));
+        assert!(decode(r#"{"type":"gate","name":"g"}"#).unwrap().is_none());
+    }
 }
