@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod feed;
 mod output;
+mod sent;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();

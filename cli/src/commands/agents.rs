@@ -3,13 +3,16 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
 use xene_api::agents::{Agent, AgentList, JoinToken, JoinTokenRequest};
 use xene_api::paths;
 
 use super::Ctx;
 use crate::args::{AgentsCommand, Format};
+use crate::client::Answer;
 use crate::error::{Exit, fail};
 use crate::output;
+use crate::sent;
 
 /// How often `get agents -w` looks again: the server has no agents feed.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -103,40 +106,47 @@ pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {
     };
     let mut seen = std::collections::BTreeMap::new();
     let mut first = true;
-    let mut list: AgentList = answer.read()?;
+    // Each agent as read (for the table and what changed) and as sent (for
+    // `-o json|yaml`).
+    let mut agents = listed(&answer)?;
     loop {
         let mut changed = Vec::new();
-        for agent in list.agents {
+        for (agent, as_sent) in agents {
             let k = key(&agent);
             if seen.get(&agent.id) != Some(&k) {
                 seen.insert(agent.id.clone(), k);
-                changed.push(agent);
+                changed.push((agent, as_sent));
             }
         }
         if ctx.format == Format::Table {
-            let rows: Vec<Vec<String>> = changed.iter().map(|a| row(ctx.colour, a)).collect();
+            let rows: Vec<Vec<String>> = changed.iter().map(|(a, _)| row(ctx.colour, a)).collect();
             let text = output::render_table(HEADERS, &rows);
             let skip = usize::from(!first);
             for line in text.lines().skip(skip) {
                 println!("{line}");
             }
         } else {
-            for agent in &changed {
-                print!("{}", output::json_line(agent));
+            for (_, as_sent) in &changed {
+                print!("{}", output::json_line(as_sent));
             }
         }
         first = false;
         tokio::time::sleep(WATCH_EVERY).await;
-        list = ctx.client.get(&paths::agents()).await?;
+        agents = listed(&ctx.client.answer(&paths::agents()).await?)?;
     }
 }
 
+/// The agents of a list, each as read and as sent.
+fn listed(answer: &Answer) -> anyhow::Result<Vec<(Agent, Value)>> {
+    sent::items(&answer.json(), "agents")
+}
+
 pub async fn describe(ctx: &Ctx, id: &str) -> anyhow::Result<Exit> {
-    let list: AgentList = ctx.client.get(&paths::agents()).await?;
-    let Some(agent) = list.agents.into_iter().find(|a| a.id == id) else {
+    let agents = listed(&ctx.client.answer(&paths::agents()).await?)?;
+    let Some((agent, as_sent)) = agents.into_iter().find(|(a, _)| a.id == id) else {
         return Err(fail(Exit::NotFound, format!("no agent with id {id:?}")));
     };
-    if output::structured(ctx.format, &agent) {
+    if output::structured(ctx.format, &as_sent) {
         return Ok(Exit::Ok);
     }
     let c = ctx.colour;

@@ -1,6 +1,6 @@
 //! Webhooks: `hooks show|rotate|deliveries WORKFLOW/PIPELINE`, `get hooks`.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use xene_api::hooks::{DeliveryList, HookInfo, NewSecret};
 use xene_api::paths;
 use xene_api::workflows::{WorkflowDetail, WorkflowList};
@@ -9,6 +9,7 @@ use super::Ctx;
 use crate::args::HooksCommand;
 use crate::error::{Exit, fail};
 use crate::output;
+use crate::sent;
 
 fn hook_path(target: &str) -> anyhow::Result<String> {
     let Some((workflow, pipeline)) = target.split_once('/') else {
@@ -82,8 +83,9 @@ pub async fn run(ctx: &Ctx, command: HooksCommand) -> anyhow::Result<Exit> {
 /// Every webhook pipeline with its hook's URL, or `(none)` before one is made.
 pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
     let list: WorkflowList = ctx.client.get(&paths::workflows()).await?;
-    // Each webhook pipeline as `WORKFLOW/PIPELINE`, with its hook if made.
-    let mut hooks: Vec<(String, String, Option<HookInfo>)> = Vec::new();
+    // Each webhook pipeline as `WORKFLOW/PIPELINE`, with its hook if made,
+    // as read (for the table) and as sent (for `-o json|yaml`).
+    let mut hooks: Vec<(String, String, Option<HookInfo>, Value)> = Vec::new();
     for workflow in &list.workflows {
         let name = &workflow.name;
         let detail: WorkflowDetail = ctx.client.get(&paths::workflow(name)).await?;
@@ -92,17 +94,21 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
                 continue;
             }
             // No hook yet is a 404, and a normal state here.
-            let hook = ctx
+            let as_sent = match ctx
                 .client
-                .get::<HookInfo>(&paths::pipeline_hook(name, &pipeline.name))
+                .answer(&paths::pipeline_hook(name, &pipeline.name))
                 .await
-                .ok();
-            hooks.push((name.clone(), pipeline.name, hook));
+            {
+                Ok(answer) => answer.json(),
+                Err(_) => Value::Null,
+            };
+            let hook = sent::read::<HookInfo>(&as_sent).ok();
+            hooks.push((name.clone(), pipeline.name, hook, as_sent));
         }
     }
     let listed: Vec<_> = hooks
         .iter()
-        .map(|(workflow, pipeline, hook)| {
+        .map(|(workflow, pipeline, _, hook)| {
             json!({ "workflow": workflow, "pipeline": pipeline, "hook": hook })
         })
         .collect();
@@ -111,7 +117,7 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
     }
     let rows: Vec<Vec<String>> = hooks
         .iter()
-        .map(|(workflow, pipeline, hook)| {
+        .map(|(workflow, pipeline, hook, _)| {
             vec![
                 format!("{workflow}/{pipeline}"),
                 match hook {

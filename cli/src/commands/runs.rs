@@ -16,6 +16,7 @@ use super::Ctx;
 use crate::error::{Exit, fail};
 use crate::feed;
 use crate::output;
+use crate::sent;
 
 pub struct Filter {
     pub workflow: Option<String>,
@@ -84,18 +85,20 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
         }
         return Ok(Exit::Ok);
     };
-    let list: RunList = answer.read()?;
+    // Each run as sent (for `-o json|yaml`) and as read (for the table).
+    let listed = |answer: &crate::client::Answer| sent::items::<Run>(&answer.json(), "runs");
+    let runs = listed(&answer)?;
     // Watching: the list, then a line per change, as `kubectl get -w` does,
     // in the list's columns (wide enough for any status).
-    let rows: Vec<Vec<String>> = list.runs.iter().map(|r| run_row(ctx.colour, r)).collect();
+    let rows: Vec<Vec<String>> = runs.iter().map(|(r, _)| run_row(ctx.colour, r)).collect();
     let mut widths = output::widths(RUN_HEADERS, &rows);
     widths[3] = widths[3].max("shutting_down".len());
-    let print_rows = |runs: &[Run]| {
+    let print_rows = |runs: &[(Run, Value)]| {
         let mut out = std::io::stdout().lock();
-        for run in runs {
+        for (run, as_sent) in runs {
             let line = match ctx.format {
                 crate::args::Format::Table => output::row_line(&widths, &run_row(ctx.colour, run)),
-                _ => output::json_line(run),
+                _ => output::json_line(as_sent),
             };
             let _ = out.write_all(line.as_bytes());
         }
@@ -104,7 +107,7 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
     if ctx.format == crate::args::Format::Table {
         let _ = std::io::stdout().write_all(output::row_line(&widths, RUN_HEADERS).as_bytes());
     }
-    print_rows(&list.runs);
+    print_rows(&runs);
     loop {
         let message = tokio::time::timeout(crate::feed::SILENCE, feed.next()).await;
         let text = match message {
@@ -114,17 +117,16 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
             // changes may have been missed meanwhile.
             _ => {
                 feed = reconnect(ctx).await?;
-                let list: RunList = ctx.client.get(&query).await?;
-                print_rows(&list.runs);
+                print_rows(&listed(&ctx.client.answer(&query).await?)?);
                 continue;
             }
         };
-        match serde_json::from_str::<ListFeed>(text.as_str()) {
-            Ok(ListFeed::Run { run }) if matches(filter, &run) => print_rows(&[run]),
-            Ok(ListFeed::Resync) => {
-                let list: RunList = ctx.client.get(&query).await?;
-                print_rows(&list.runs);
+        let message: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+        match sent::read::<ListFeed>(&message) {
+            Ok(ListFeed::Run { run }) if matches(filter, &run) => {
+                print_rows(&[(run, sent::part(&message, &["run"]))]);
             }
+            Ok(ListFeed::Resync) => print_rows(&listed(&ctx.client.answer(&query).await?)?),
             // Another list's run, or a message this client does not know
             // (a newer server's).
             _ => {}

@@ -11,6 +11,7 @@ use super::Ctx;
 use crate::args::SecretsCommand;
 use crate::error::{Exit, fail};
 use crate::output;
+use crate::sent;
 
 /// The server refuses more; reading stops just past it.
 const MAX_VALUE_BYTES: u64 = 64 * 1024;
@@ -170,18 +171,17 @@ fn scoped(name: &str, workflow: Option<&str>) -> String {
 }
 
 pub async fn describe(ctx: &Ctx, name: &str, workflow: Option<&str>) -> anyhow::Result<Exit> {
-    let list: SecretList = ctx.client.get(&paths::secrets(workflow)).await?;
-    let found = list
-        .secrets
+    let body = ctx.client.answer(&paths::secrets(workflow)).await?.json();
+    let found = sent::items::<SecretInfo>(&body, "secrets")?
         .into_iter()
-        .find(|s| s.name == name && s.workflow.as_deref() == workflow);
-    let Some(secret) = found else {
+        .find(|(s, _)| s.name == name && s.workflow.as_deref() == workflow);
+    let Some((secret, as_sent)) = found else {
         return Err(fail(
             Exit::NotFound,
             format!("no secret {}", scoped(name, workflow)),
         ));
     };
-    if output::structured(ctx.format, &secret) {
+    if output::structured(ctx.format, &as_sent) {
         return Ok(Exit::Ok);
     }
     println!("Secret:     {}", secret.name);

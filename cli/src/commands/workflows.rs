@@ -19,6 +19,7 @@ use super::Ctx;
 use crate::client::Body;
 use crate::error::{Exit, fail};
 use crate::output;
+use crate::sent;
 
 /// The most files one `apply` takes from a directory.
 const MAX_FILES: usize = 1000;
@@ -250,17 +251,21 @@ pub async fn list(ctx: &Ctx) -> anyhow::Result<Exit> {
 
 pub async fn pipelines(ctx: &Ctx) -> anyhow::Result<Exit> {
     let list: WorkflowList = ctx.client.get(&paths::workflows()).await?;
-    let mut all = Vec::new();
+    // Each pipeline's state with its workflow's name, as read (for the
+    // table) and as sent with the name added (for `-o json|yaml`).
+    let mut all: Vec<(String, PipelineState)> = Vec::new();
+    let mut listed: Vec<Value> = Vec::new();
     for workflow in list.workflows {
-        let detail: WorkflowDetail = ctx.client.get(&paths::workflow(&workflow.name)).await?;
-        all.extend(
-            detail
-                .pipelines
-                .into_iter()
-                .map(|p| (workflow.name.clone(), p)),
-        );
+        let detail = ctx.client.answer(&paths::workflow(&workflow.name)).await?;
+        for (state, as_sent) in sent::items::<PipelineState>(&detail.json(), "pipelines")? {
+            listed.push(sent::with_field(
+                as_sent,
+                "workflow",
+                workflow.name.as_str(),
+            ));
+            all.push((workflow.name.clone(), state));
+        }
     }
-    let listed: Vec<Value> = all.iter().map(|(w, p)| with_workflow(w, p)).collect();
     if output::structured(ctx.format, &json!({ "pipelines": listed })) {
         return Ok(Exit::Ok);
     }
@@ -281,16 +286,6 @@ pub async fn pipelines(ctx: &Ctx) -> anyhow::Result<Exit> {
         &rows,
     );
     Ok(Exit::Ok)
-}
-
-/// A pipeline's state with its workflow's name, as `get pipelines -o json`
-/// lists it.
-fn with_workflow(workflow: &str, state: &PipelineState) -> Value {
-    let mut value = serde_json::to_value(state).unwrap_or_default();
-    if let Value::Object(fields) = &mut value {
-        fields.insert("workflow".into(), workflow.into());
-    }
-    value
 }
 
 pub async fn describe(ctx: &Ctx, name: &str) -> anyhow::Result<Exit> {
@@ -445,23 +440,39 @@ pub async fn describe_pipeline(ctx: &Ctx, target: &str) -> anyhow::Result<Exit> 
             format!("{target:?} is not WORKFLOW/PIPELINE"),
         ));
     };
-    let detail: WorkflowDetail = ctx.client.get(&paths::workflow(workflow)).await?;
-    let state = detail.pipelines.iter().find(|p| p.name == pipeline);
+    let body = ctx.client.answer(&paths::workflow(workflow)).await?.json();
+    let detail: WorkflowDetail = sent::read(&body)?;
+    let states = sent::items::<PipelineState>(&body, "pipelines")?;
+    let (state, state_as_sent) = match states.into_iter().find(|(p, _)| p.name == pipeline) {
+        Some((state, as_sent)) => (Some(state), as_sent),
+        None => (None, Value::Null),
+    };
     let Some(spec) = detail.current.spec.pipelines.get(pipeline) else {
         return Err(crate::error::fail(
             Exit::NotFound,
             format!("workflow {workflow:?} has no pipeline {pipeline:?}"),
         ));
     };
-    let hook = if state.is_some_and(|s| s.trigger == "webhook") {
-        ctx.client
-            .get::<HookInfo>(&paths::pipeline_hook(workflow, pipeline))
+    let state = state.as_ref();
+    // No hook yet is a 404, and a normal state here.
+    let hook_as_sent = if state.is_some_and(|s| s.trigger == "webhook") {
+        match ctx
+            .client
+            .answer(&paths::pipeline_hook(workflow, pipeline))
             .await
-            .ok()
+        {
+            Ok(answer) => answer.json(),
+            Err(_) => Value::Null,
+        }
     } else {
-        None
+        Value::Null
     };
-    let whole = json!({ "spec": spec, "state": state, "hook": hook });
+    let hook = sent::read::<HookInfo>(&hook_as_sent).ok();
+    let whole = json!({
+        "spec": sent::part(&body, &["spec", "pipelines", pipeline]),
+        "state": state_as_sent,
+        "hook": hook_as_sent,
+    });
     if output::structured(ctx.format, &whole) {
         return Ok(Exit::Ok);
     }
