@@ -4,6 +4,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::ops::Deref;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,8 +28,8 @@ pub struct XeneBuilder {
 }
 
 impl XeneBuilder {
-    /// Where its log goes (default: `xene-NONCE.log` beside the data
-    /// directory).
+    /// Where its log goes (default: `xene-NONCE.log` in the data
+    /// directory, so it goes with it).
     pub fn log(mut self, path: impl Into<PathBuf>) -> Self {
         self.log = Some(path.into());
         self
@@ -66,8 +67,14 @@ impl XeneBuilder {
     /// admin, with the token the server wrote before it listened.
     pub async fn start(self) -> Xene {
         let log = self.log.unwrap_or_else(|| {
-            let parent = self.data_dir.parent().unwrap_or(&self.data_dir);
-            parent.join(format!("xene-{}.log", crate::nonce()))
+            // Made as xene would make it: it refuses a data directory
+            // others can open.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.data_dir)
+                .expect("data directory");
+            self.data_dir.join(format!("xene-{}.log", crate::nonce()))
         });
         let mut cmd = Command::new(&self.bin);
         if !self.args.iter().any(|a| a == "--addr") {
