@@ -14,6 +14,7 @@ pub mod db;
 pub mod docker;
 pub mod net;
 pub mod postgres;
+pub mod session;
 pub mod tempdir;
 pub mod wait;
 pub mod xene;
@@ -23,6 +24,7 @@ pub use client::{Client, admin_client, admin_token, client_with_token, response}
 pub use db::{BACKENDS, Backend, TestDb, files_under, sqlite_url};
 pub use net::{free_port, next_addr};
 pub use postgres::Postgres;
+pub use session::{cookie_pair, no_redirects, set_cookie};
 pub use tempdir::private_tempdir;
 pub use wait::{wait_for, wait_for_blocking};
 pub use xene::{Xene, listening_url};

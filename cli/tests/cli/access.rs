@@ -7,17 +7,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::util::{Home, LONG, Out, Xene, argv_with, run, sqlite_url};
+use xene_testkit::{cookie_pair, no_redirects, set_cookie};
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+use crate::util::{Home, LONG, Out, Xene, argv_with, run, sqlite_url};
 
 /// The hidden fields of the page's form, as a browser would post them.
 fn form_fields(page: &str) -> Vec<(String, String)> {
@@ -42,14 +37,8 @@ async fn browse(xene: &Xene, url: &str) {
 async fn answer(xene: &Xene, url: &str, decision: &str, said: &str) {
     let browser = no_redirects();
     let signed_in = browser.get(xene.sign_in_link()).send().await.unwrap();
-    let cookie = signed_in
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("xene_session="))
-        .expect("a session cookie");
-    let cookie = cookie.split(';').next().unwrap();
+    let cookie = set_cookie(&signed_in, "xene_session").expect("a session cookie");
+    let cookie = cookie_pair(&cookie);
     let question = browser
         .get(url)
         .header(COOKIE, cookie)

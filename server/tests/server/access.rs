@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, HOST, HeaderValue, ORIGIN, SET_COOKIE};
+use reqwest::header::{COOKIE, HOST, HeaderValue, ORIGIN};
 use serde_json::{Value, json};
 use xene_core::access::Role;
 use xene_server::access::rules::{self, Access};
+
+use xene_testkit::{cookie_pair, no_redirects, set_cookie};
 
 use crate::util::{BACKENDS, TestDb, TestServer, client_with_token, response};
 
@@ -22,13 +24,6 @@ fn pwn_spec(marker: &std::path::Path) -> String {
     )
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// Signs in through the one-time link; returns the session cookie.
 async fn sign_in_with_link(server: &TestServer) -> String {
     let link = server
@@ -38,13 +33,7 @@ async fn sign_in_with_link(server: &TestServer) -> String {
     let response = no_redirects().get(link).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["location"], "/");
-    let cookie = response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("xene_session="))
-        .expect("a session cookie");
+    let cookie = set_cookie(&response, "xene_session").expect("a session cookie");
     let flags = cookie.to_ascii_lowercase();
     assert!(
         flags.contains("httponly") && flags.contains("samesite=lax"),
@@ -54,7 +43,7 @@ async fn sign_in_with_link(server: &TestServer) -> String {
         !flags.contains("secure"),
         "plain HTTP cookies cannot be Secure: {cookie}"
     );
-    cookie.split(';').next().unwrap().to_string()
+    cookie_pair(&cookie).to_string()
 }
 
 /// Signs in through the link of a server whose public URL may be
@@ -64,12 +53,8 @@ async fn session_set_cookie(server: &TestServer) -> String {
     let link = server.sign_in_link.clone().unwrap();
     let link = link.replacen("https://127.0.0.1", &format!("http://{}", server.addr), 1);
     let signed_in = no_redirects().get(link).send().await.unwrap();
-    signed_in
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.contains("xene_session="))
+    set_cookie(&signed_in, "xene_session")
+        .or_else(|| set_cookie(&signed_in, "__Host-xene_session"))
         .expect("a session cookie")
 }
 

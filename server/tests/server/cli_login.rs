@@ -6,8 +6,10 @@
 //! backends.
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
 use serde_json::{Value, json};
+
+use xene_testkit::{cookie_pair, no_redirects, set_cookie};
 
 use crate::util::{BACKENDS, TestDb, TestServer, client_with_token, response};
 
@@ -16,27 +18,11 @@ const STATE: &str = "abcdefghijklmnop-_0123";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 async fn session(server: &TestServer) -> String {
     let link = server.sign_in_link.as_deref().expect("a sign-in link");
     let response = no_redirects().get(link).send().await.unwrap();
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("xene_session="))
-        .expect("a session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
+    let cookie = set_cookie(&response, "xene_session").expect("a session cookie");
+    cookie_pair(&cookie).to_string()
 }
 
 /// What xenectl opens: its port, state and challenge.
