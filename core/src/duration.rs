@@ -54,8 +54,9 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total))
 }
 
-/// A duration for people, as the UI and the CLI show it: `850ms`,
-/// `12.3s`, `4m 05s`, `2h 03m` (rounded down past a minute).
+/// A duration for people, as the UI shows it: `850ms`, `12.3s`, `4m 05s`,
+/// `2h 03m` (rounded down past a minute). The CLI keeps a one-word form
+/// (`4m05s`), since its tables split on spaces.
 pub fn human(ms: i64) -> String {
     let ms = ms.max(0);
     if ms < 1000 {
