@@ -1,4 +1,4 @@
-//! Moments as text, the same in the UI, the CLI and the agent's output.
+//! Moments as text, the same in the UI and the CLI.
 //! Plain arithmetic rather than a calendar library: the browser bundle
 //! carries this too.
 
