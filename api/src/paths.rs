@@ -5,9 +5,19 @@
 /// Puts a value in a URL path segment or a query value: everything but
 /// `A-Z a-z 0-9 - _ . ~` is percent-encoded (RFC 3986's unreserved set).
 pub fn encode(text: &str) -> String {
+    encode_keeping(text, b"")
+}
+
+/// As [`encode`], but keeping `/`: a path carried in a query value
+/// (`/signin?next=/runs/1`), readable in the address bar.
+pub fn encode_path(text: &str) -> String {
+    encode_keeping(text, b"/")
+}
+
+fn encode_keeping(text: &str, kept: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || kept.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -283,6 +293,7 @@ mod tests {
             "/api/v1/secrets/TOKEN?workflow=w"
         );
         assert_eq!(encode("é~"), "%C3%A9~");
+        assert_eq!(encode_path("/runs/1?a=b c"), "/runs/1%3Fa%3Db%20c");
     }
 
     #[test]

@@ -137,7 +137,11 @@ async fn enforce(
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or("/");
-            Redirect::to(&format!("/signin?next={}", encode_component(next_path))).into_response()
+            Redirect::to(&format!(
+                "/signin?next={}",
+                xene_api::paths::encode_path(next_path)
+            ))
+            .into_response()
         }
         Err(Denied::Anonymous) => {
             ApiError::Unauthorized("sign in or send an API token".into()).into_response()
@@ -334,19 +338,6 @@ fn same_origin(headers: &HeaderMap, https: bool, public_origin: &str) -> bool {
         .and_then(|h| h.to_str().ok())
         .and_then(|host| normalize_origin(&format!("{scheme}://{host}")))
         .is_some_and(|own| own == origin)
-}
-
-/// Percent-encodes a value for a query string.
-pub fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use xene_core::access::Role;
 
 use super::AppState;
 use super::error::ApiError;
-use super::guard::{encode_component, remote};
+use super::guard::remote;
 use crate::access::admit::Refusal;
 use crate::access::oidc::Pending;
 use crate::access::{AccessError, SESSION_USER, SessionUser, first_admin_identity};
@@ -287,7 +287,11 @@ async fn link(State(state): State<AppState>, session: Session, req: Request) -> 
 
 async fn logout(session: Session) -> Response {
     let _ = session.flush().await;
-    Redirect::to(&format!("/signin?next={}", encode_component("/"))).into_response()
+    Redirect::to(&format!(
+        "/signin?next={}",
+        xene_api::paths::encode_path("/")
+    ))
+    .into_response()
 }
 
 #[cfg(test)]
