@@ -86,15 +86,9 @@ pub fn router(state: AppState) -> Router {
         .merge(cli_login::router())
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route_layer(guard)
-        .merge(
-            ui::router(&state)
-                .route_layer(from_fn_with_state(state.clone(), guard::page_guard)),
-        )
+        .merge(ui::router(&state).route_layer(from_fn_with_state(state.clone(), guard::page_guard)))
         .layer(sessions)
-        .layer(from_fn_with_state(
-            state.clone(),
-            cookies::clean_cookies,
-        ))
+        .layer(from_fn_with_state(state.clone(), cookies::clean_cookies))
         .layer(from_fn_with_state(state.clone(), guard::host_guard))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .with_state(state);
@@ -122,10 +116,7 @@ pub fn api_only(state: AppState) -> Router {
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route_layer(from_fn_with_state(state.clone(), guard::guard))
         .layer(session_layer(&state))
-        .layer(from_fn_with_state(
-            state.clone(),
-            cookies::clean_cookies,
-        ))
+        .layer(from_fn_with_state(state.clone(), cookies::clean_cookies))
         .layer(from_fn_with_state(state.clone(), guard::host_guard))
         .with_state(state)
 }
