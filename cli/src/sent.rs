@@ -2,7 +2,8 @@
 //! server sent, and a typed reading drops the fields this client does not
 //! know (a newer server's), so what scripts get is cut from the body
 //! itself; the typed reading of the same part is only for tables, filters
-//! and lookups. The one place in the CLI that reads JSON by field name.
+//! and lookups. With the feed's check of a message's `type`
+//! (`feed.rs`), the only place in the CLI that reads JSON by field name.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;

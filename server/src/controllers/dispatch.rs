@@ -1,5 +1,5 @@
 //! Preparing a placed run for its agent, built-in or remote: one path, so
-//! that both send, wait or fail the run in the same cases. What differs is
+//! that both send or fail the run in the same cases. What differs is
 //! only what the link may carry (`Link`).
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! News: who must look again, and why. Storage functions announce what they
-//! changed; controllers, agents' sessions and live feeds subscribe. No one
-//! else wakes anyone, so every cause of work is listed here.
+//! changed; controllers, agents' sessions and live feeds subscribe. Besides
+//! storage only the gateway's sweep for undelivered runs announces
+//! (`remind_session`); no one else wakes anyone, so every cause of work is
+//! listed here.
 //!
 //! News only says "look again": every listener also looks on its own now
 //! and then (the controllers' resync, the gateway's sweep for undelivered

@@ -156,7 +156,7 @@ fn the_cli_reads_the_api_crates_types() {
             if indexed || line.contains(".get(\"") {
                 faults.push(format!(
                     "{name}:{}: reads JSON by field name; read a xene-api type \
-                     (raw bodies are printed by cli/src/output.rs only)",
+                     (parts of bodies as sent come from cli/src/sent.rs)",
                     number + 1
                 ));
             }
