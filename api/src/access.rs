@@ -127,6 +127,32 @@ pub struct TokenRequest {
     pub expires_in: Option<String>,
 }
 
+/// `POST /auth/cli/token`: what `xenectl login` trades for its token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliTokenRequest {
+    /// The one-time code the consent page handed to xenectl.
+    pub code: String,
+    /// The PKCE verifier whose S256 is the code's challenge. Optional here
+    /// so that a request without it still spends (burns) the code.
+    #[serde(default)]
+    pub code_verifier: Option<String>,
+    /// Names the token `xenectl on HOSTNAME`, so the tokens page tells
+    /// machines apart.
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+impl std::fmt::Debug for CliTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliTokenRequest")
+            .field("code", &crate::Redacted)
+            .field("code_verifier", &crate::Redacted)
+            .field("hostname", &self.hostname)
+            .finish()
+    }
+}
+
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {

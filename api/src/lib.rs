@@ -76,6 +76,14 @@ mod tests {
         ));
         shows_no_secret(format!(
             "{:?}",
+            access::CliTokenRequest {
+                code: SECRET.into(),
+                code_verifier: Some(SECRET.into()),
+                hostname: Some("laptop".into()),
+            }
+        ));
+        shows_no_secret(format!(
+            "{:?}",
             agents::JoinToken {
                 token: SECRET.into(),
                 expires_at: 0,

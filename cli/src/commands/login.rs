@@ -14,10 +14,9 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use xene_api::access::{Me, NewToken, User};
+use xene_api::access::{CliTokenRequest, Me, NewToken, User};
 use xene_api::paths;
 
 use super::Ctx;
@@ -150,7 +149,11 @@ async fn browser_login(server: &str, no_browser: bool) -> anyhow::Result<String>
     let answer = client
         .post(
             &paths::cli_token(),
-            &json!({"code": code, "code_verifier": verifier, "hostname": hostname()}),
+            &CliTokenRequest {
+                code,
+                code_verifier: Some(verifier),
+                hostname: Some(hostname()),
+            },
         )
         .await?;
     Ok(answer.read::<NewToken>()?.token)

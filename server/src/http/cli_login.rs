@@ -28,7 +28,7 @@ use crate::access::Principal;
 use crate::storage::access as store;
 use crate::storage::auth::{hash, secret};
 use crate::storage::{Db, StorageError, now_ms};
-use xene_api::access::NewToken;
+use xene_api::access::{CliTokenRequest, NewToken};
 
 /// How long a code can wait to be spent.
 const CODE_TTL_MS: i64 = 2 * 60 * 1000;
@@ -275,24 +275,10 @@ async fn answer(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exchange {
-    code: String,
-    /// The PKCE verifier whose S256 is the code's challenge. Optional here
-    /// so that a request without it still spends (burns) the code.
-    #[serde(default)]
-    code_verifier: Option<String>,
-    /// Names the token `xenectl on HOSTNAME`, so the tokens page tells
-    /// machines apart.
-    #[serde(default)]
-    hostname: Option<String>,
-}
-
 async fn exchange(
     State(state): State<AppState>,
     Remote(remote): Remote,
-    body: Result<Json<Exchange>, JsonRejection>,
+    body: Result<Json<CliTokenRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let invalid = || {
