@@ -235,23 +235,11 @@ pub fn time(ms: Option<i64>) -> String {
     }
 }
 
-/// Milliseconds for people: `850ms`, `12.3s`, `4m05s`, `2h10m`, or `-`
-/// when absent. Not `xene_core::duration::human` (`4m 05s`): a table cell
-/// stays one word, so scripts can split a line on whitespace.
+/// Milliseconds for people in one word (`850ms`, `12.3s`, `4m05s`,
+/// `2h10m`), or `-` when absent: a table cell stays one word, so scripts
+/// can split a line on whitespace.
 pub fn duration(ms: Option<i64>) -> String {
-    let Some(ms) = ms else {
-        return "-".into();
-    };
-    let ms = ms.max(0);
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000)
-    } else {
-        format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000)
-    }
+    ms.map_or_else(|| "-".into(), xene_core::duration::compact)
 }
 
 /// The current time in UTC milliseconds.

@@ -55,18 +55,27 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
 }
 
 /// A duration for people, as the UI shows it: `850ms`, `12.3s`, `4m 05s`,
-/// `2h 03m` (rounded down past a minute). The CLI keeps a one-word form
-/// (`4m05s`), since its tables split on spaces.
+/// `2h 03m` (rounded down past a minute).
 pub fn human(ms: i64) -> String {
+    spoken(ms, " ")
+}
+
+/// [`human`] in one word (`4m05s`, `2h03m`), for the CLI's tables, which
+/// scripts split on whitespace.
+pub fn compact(ms: i64) -> String {
+    spoken(ms, "")
+}
+
+fn spoken(ms: i64, gap: &str) -> String {
     let ms = ms.max(0);
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
         format!("{:.1}s", ms as f64 / 1000.0)
     } else if ms < 3_600_000 {
-        format!("{}m {:02}s", ms / 60_000, ms / 1000 % 60)
+        format!("{}m{gap}{:02}s", ms / 60_000, ms / 1000 % 60)
     } else {
-        format!("{}h {:02}m", ms / 3_600_000, ms / 60_000 % 60)
+        format!("{}h{gap}{:02}m", ms / 3_600_000, ms / 60_000 % 60)
     }
 }
 
@@ -95,6 +104,20 @@ pub fn format(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_for_people_spaced_and_in_one_word() {
+        for (ms, spaced, one_word) in [
+            (-5, "0ms", "0ms"),
+            (850, "850ms", "850ms"),
+            (12_340, "12.3s", "12.3s"),
+            (245_000, "4m 05s", "4m05s"),
+            (7_800_000, "2h 10m", "2h10m"),
+        ] {
+            assert_eq!(human(ms), spaced);
+            assert_eq!(compact(ms), one_word);
+        }
+    }
 
     #[test]
     fn parses_compound_durations() {
