@@ -83,7 +83,6 @@ impl OidcProvider {
 
     pub async fn start(redirect_uri: &str) -> Self {
         use tokio::io::AsyncBufReadExt;
-        let port = free_port();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -92,32 +91,31 @@ impl OidcProvider {
         );
         let mut process = Command::new("node")
             .arg(dir.join("provider.mjs"))
-            .args([
-                &port.to_string(),
-                Self::CLIENT_ID,
-                Self::CLIENT_SECRET,
-                redirect_uri,
-            ])
+            // Port 0: it binds a free port itself and says which, so no other
+            // test can take the port between a lookup and node's start.
+            .args(["0", Self::CLIENT_ID, Self::CLIENT_SECRET, redirect_uri])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("node runs the OpenID provider");
         let mut lines = tokio::io::BufReader::new(process.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("listening") {
-                    return true;
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return Some(url.to_string());
                 }
             }
-            false
+            None
         })
-        .await;
-        assert_eq!(ready, Ok(true), "the OpenID provider did not start");
+        .await
+        .ok()
+        .flatten()
+        .expect("the OpenID provider did not start");
         // Keep reading: a closed pipe would kill node at its next line.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
-            issuer: format!("http://127.0.0.1:{port}"),
+            issuer,
             _process: process,
         }
     }
