@@ -1,6 +1,7 @@
 //! Browser tests: a real headless Chromium, driven over WebDriver by
 //! chromedriver, against a real Xene server on a real socket.
 
+mod actions;
 mod util;
 
 mod api_docs;

@@ -9,6 +9,7 @@ mod agents;
 mod agents_tls;
 mod api;
 mod api_fuzz;
+mod apply;
 mod bounds;
 mod cli_login;
 mod controllers;
