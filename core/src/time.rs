@@ -3,7 +3,7 @@
 //! carries this too.
 
 /// Days since 1970-01-01 as a date (Howard Hinnant's `civil_from_days`).
-pub fn civil(days: i64) -> (i64, u32, u32) {
+fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
