@@ -5,8 +5,8 @@
 
 use crate::draft::Draft;
 use crate::parse::{
-    CRON_TRIGGER_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS,
-    TRIGGER_WORDS, WORKFLOW_FIELDS,
+    CRON_TRIGGER_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS, RETRIES_FIELDS,
+    STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS, WORKFLOW_FIELDS,
 };
 
 /// How many lines above the cursor are read for its context; specs whose
@@ -102,6 +102,13 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
                 start,
                 word,
                 TRIGGER_WORDS.iter().map(|s| s.to_string()).collect(),
+            );
+        }
+        Some("placement") if chain.len() == 2 => {
+            return finish(
+                start,
+                word,
+                PLACEMENT_WORDS.iter().map(|s| s.to_string()).collect(),
             );
         }
         Some("type") if chain.iter().any(|k| k == "params") => {
@@ -232,6 +239,18 @@ pipelines:
         assert_eq!(
             complete(text, text.len(), &draft, &[]).items,
             ["manual", "webhook"]
+        );
+        let text = "name: x\npipelines:\n  ci:\n    placement: to";
+        assert_eq!(complete(text, text.len(), &draft, &[]).items, ["together"]);
+        let text = "name: x\npipelines:\n  ci:\n    pl";
+        assert_eq!(
+            complete(text, text.len(), &draft, &[]).items,
+            ["placement: "]
+        );
+        let text = "name: x\npipelines:\n  ci:\n    tasks:\n      build:\n        sel";
+        assert_eq!(
+            complete(text, text.len(), &draft, &[]).items,
+            ["selector: "]
         );
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        steps:\n          - run: echo {{ tasks.b";
         assert_eq!(

@@ -24,15 +24,20 @@ pub struct Workflow {
     pub pipelines: BTreeMap<String, Pipeline>,
 }
 
-/// A DAG of tasks started by its trigger; one run of it goes to one agent.
+/// A DAG of tasks started by its trigger; the server places a run's tasks
+/// one by one on agents (see `placement`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pipeline {
     /// What starts it.
     #[serde(default)]
     pub trigger: Trigger,
-    /// Agent labels that must all match for an agent to take a run.
+    /// Agent labels that must all match for an agent to take any of the
+    /// pipeline's tasks; a task's own `selector` is merged over it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,
+    /// Whether a run's tasks may go to different agents.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub placement: Placement,
     /// Parameters a run may set, with their types and defaults;
     /// `{{ params.NAME }}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -40,11 +45,44 @@ pub struct Pipeline {
     /// Environment variables of every task's steps.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// Most tasks running at once within one run; `None` leaves it to the agent.
+    /// Most tasks of one run running at once, across every agent; `None`
+    /// is no limit beyond the agents' capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
     /// The tasks, by name.
     pub tasks: BTreeMap<String, Task>,
+}
+
+impl Pipeline {
+    /// The labels an agent needs to run `task`: the pipeline's `selector`
+    /// with the task's merged over it (the task wins per key).
+    pub fn task_selector(&self, task: &Task) -> BTreeMap<String, String> {
+        let mut merged = self.selector.clone();
+        merged.extend(task.selector.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged
+    }
+}
+
+/// Where a run's tasks go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Each task goes to any agent that fits it, least loaded first.
+    #[default]
+    Spread,
+    /// Every task of a run goes to the agent that took its first task (for
+    /// tasks that share files or a Docker image built on one host).
+    Together,
+}
+
+impl Placement {
+    /// The word a spec writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Spread => "spread",
+            Placement::Together => "together",
+        }
+    }
 }
 
 /// What starts a pipeline.
@@ -111,6 +149,10 @@ pub struct Task {
     /// Tasks that must succeed before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Agent labels this task needs, over the pipeline's `selector` (see
+    /// `Pipeline::task_selector`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
     /// Steps run after `steps` whatever happened (cleanup, upload).
@@ -216,6 +258,7 @@ mod tests {
         let task = Task {
             image: None,
             depends_on: Vec::new(),
+            selector: BTreeMap::new(),
             steps: vec![Step {
                 name: "s".into(),
                 run: "true".into(),
@@ -230,5 +273,30 @@ mod tests {
         };
         let json = serde_json::to_string(&task).unwrap();
         assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);
+    }
+
+    #[test]
+    fn a_task_selector_wins_over_the_pipeline_per_key() {
+        let w = crate::parse::parse_workflow(
+            "name: w\npipelines:\n  p:\n    selector: {os: linux, arch: amd64}\n    tasks:\n      t:\n        selector: {arch: arm64, gpu: \"yes\"}\n        steps: [make]\n      u:\n        steps: [make]\n",
+        )
+        .unwrap();
+        let p = &w.pipelines["p"];
+        let pairs = |m: BTreeMap<String, String>| m.into_iter().collect::<Vec<_>>();
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            pairs(p.task_selector(&p.tasks["t"])),
+            [s("arch", "arm64"), s("gpu", "yes"), s("os", "linux")]
+        );
+        assert_eq!(
+            pairs(p.task_selector(&p.tasks["u"])),
+            [s("arch", "amd64"), s("os", "linux")]
+        );
+        assert_eq!(p.placement, Placement::Spread);
+        // Defaults stay out of what is stored and sent.
+        let json = serde_json::to_value(p).unwrap();
+        assert!(json.get("placement").is_none(), "{json}");
+        assert!(json["tasks"]["u"].get("selector").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<Pipeline>(json).unwrap(), *p);
     }
 }

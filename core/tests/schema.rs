@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use xene_core::parse::{
-    CRON_TRIGGER_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS,
-    TRIGGER_WORDS, WORKFLOW_FIELDS,
+    CRON_TRIGGER_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS, RETRIES_FIELDS,
+    STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS, WORKFLOW_FIELDS,
 };
 
 fn schema() -> Value {
@@ -52,6 +52,10 @@ fn schema_lists_the_parser_fields() {
         defs["trigger"]["oneOf"][0]["enum"],
         serde_json::json!(TRIGGER_WORDS)
     );
+    assert_eq!(
+        defs["pipeline"]["properties"]["placement"]["enum"],
+        serde_json::json!(PLACEMENT_WORDS)
+    );
 }
 
 #[test]
@@ -71,6 +75,7 @@ fn schema_limits_match_the_parser() {
     assert_eq!(pipeline["tasks"]["maxProperties"], MAX_TASKS);
     let task = &defs["task"]["properties"];
     assert_eq!(task["depends_on"]["maxItems"], MAX_DEPENDENCIES);
+    assert_eq!(task["selector"]["maxProperties"], MAX_ENV_VARS);
     assert_eq!(task["secrets"]["maxItems"], MAX_ENV_VARS);
     assert_eq!(task["steps"]["maxItems"], MAX_STEPS);
     assert_eq!(task["post"]["maxItems"], MAX_STEPS);

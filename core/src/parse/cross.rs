@@ -109,6 +109,40 @@ impl Checker {
         }
     }
 
+    /// Under `placement: together` every task of a run goes to one agent,
+    /// chosen by the first task placed: a task selector that asks for
+    /// other labels than the pipeline's could never be met there.
+    pub(super) fn together(
+        &mut self,
+        tasks: &BTreeMap<String, Task>,
+        notes: &BTreeMap<String, (TaskNotes, usize)>,
+        pipeline_selector: &BTreeMap<String, String>,
+        path: &str,
+    ) {
+        for (name, task) in tasks {
+            for (key, value) in &task.selector {
+                let message = match pipeline_selector.get(key) {
+                    Some(v) if v == value => continue,
+                    Some(v) => format!(
+                        "{key}={} contradicts the pipeline's selector {key}={}: under placement: together every task runs on one agent",
+                        shorten(value),
+                        shorten(v)
+                    ),
+                    None => format!(
+                        "under placement: together every task runs on one agent: move {key}={} to the pipeline's selector",
+                        shorten(value)
+                    ),
+                };
+                let line = notes
+                    .get(name)
+                    .and_then(|(n, _)| n.selector_lines.get(key).copied())
+                    .unwrap_or_default();
+                let p = join(&join(&join(&join(path, "tasks"), name), "selector"), key);
+                self.error(&p, line, message);
+            }
+        }
+    }
+
     pub(super) fn references(&mut self, site: &TemplateSite) -> Vec<Reference> {
         match template::references(&site.text) {
             Ok(refs) => {

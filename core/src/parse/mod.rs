@@ -17,7 +17,7 @@ use crate::cron;
 use crate::dag;
 use crate::duration;
 use crate::params::{self, Param, ParamType};
-use crate::spec::{Catchup, Overlap, Pipeline, Retries, Step, Task, Trigger, Workflow};
+use crate::spec::{Catchup, Overlap, Pipeline, Placement, Retries, Step, Task, Trigger, Workflow};
 use crate::suggest::closest;
 use crate::template::{self, Reference};
 use crate::yaml::{self, Entry, Node, ScalarKind, Value};
@@ -64,6 +64,7 @@ pub const WORKFLOW_FIELDS: &[&str] = &["name", "description", "pipelines"];
 pub const PIPELINE_FIELDS: &[&str] = &[
     "trigger",
     "selector",
+    "placement",
     "params",
     "env",
     "concurrency",
@@ -84,6 +85,7 @@ pub const CRON_TRIGGER_FIELDS: &[&str] = &["cron", "timezone", "catchup", "overl
 pub const TASK_FIELDS: &[&str] = &[
     "image",
     "depends_on",
+    "selector",
     "if",
     "env",
     "secrets",
@@ -96,6 +98,8 @@ pub const TASK_FIELDS: &[&str] = &[
 pub const RETRIES_FIELDS: &[&str] = &["count", "backoff"];
 /// The fields a step may have.
 pub const STEP_FIELDS: &[&str] = &["name", "run", "env"];
+/// The words of a pipeline's `placement`, the default first.
+pub const PLACEMENT_WORDS: &[&str] = &["spread", "together"];
 /// The triggers written as a plain word.
 pub const TRIGGER_WORDS: &[&str] = &["manual", "webhook"];
 
@@ -272,6 +276,8 @@ struct TaskNotes {
     depends_on: Vec<(String, usize, usize)>,
     condition: Option<(Condition, String, usize)>,
     templates: Vec<TemplateSite>,
+    /// The line of each key of the task's `selector`.
+    selector_lines: BTreeMap<String, usize>,
 }
 
 /// `path.key`. A long key is shortened: paths are for reading, and one

@@ -16,6 +16,10 @@ impl Checker {
             Some(n) => self.selector(n, &join(path, "selector")),
             None => BTreeMap::new(),
         };
+        let placement = match f.get("placement") {
+            None => Some(Placement::default()),
+            Some(n) => self.placement(n, &join(path, "placement")),
+        };
         let params = f
             .get("params")
             .map(|n| self.params(n, &join(path, "params")))
@@ -125,14 +129,40 @@ impl Checker {
             );
             self.cross_check(&notes, &params, &env_sites, path);
         }
+        if placement == Some(Placement::Together) {
+            self.together(&tasks, &notes, &selector, path);
+        }
         Some(Pipeline {
             trigger: trigger?,
             selector,
+            placement: placement?,
             params,
             env,
             concurrency,
             tasks,
         })
+    }
+
+    pub(super) fn placement(&mut self, node: &Node, path: &str) -> Option<Placement> {
+        let word = self.string(node, path)?;
+        match word.as_str() {
+            "spread" => Some(Placement::Spread),
+            "together" => Some(Placement::Together),
+            other => {
+                let hint = self.did_you_mean(other, PLACEMENT_WORDS.iter().copied());
+                let hint = if hint.is_empty() {
+                    "; expected spread or together".to_string()
+                } else {
+                    hint
+                };
+                self.error(
+                    path,
+                    node.line,
+                    format!("unknown placement {:?}{hint}", shorten(other)),
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn trigger(&mut self, node: &Node, path: &str) -> Option<Trigger> {

@@ -60,6 +60,18 @@ impl Checker {
                 _ => self.wrong_type(&p, n, "a list of task names"),
             }
         }
+        let selector = match f.get("selector") {
+            Some(n) => {
+                if let Value::Map(entries) = &n.value {
+                    notes.selector_lines = entries
+                        .iter()
+                        .map(|e| (e.key.clone(), e.key_line))
+                        .collect();
+                }
+                self.selector(n, &join(path, "selector"))
+            }
+            None => BTreeMap::new(),
+        };
         let condition = f.get("if").and_then(|n| {
             let p = join(path, "if");
             // `if: false` is a plain boolean in YAML; take it as written.
@@ -120,6 +132,7 @@ impl Checker {
         Some(Task {
             image,
             depends_on,
+            selector,
             steps,
             post,
             env,
