@@ -2,12 +2,17 @@
 //! agent dials. These are wire types: add fields with `#[serde(default)]`,
 //! never rename or remove one, and bump `PROTOCOL_VERSION` for anything else.
 //!
-//! The exchange: the agent says `Hello` (who it is, what it runs, what it is
-//! still running from before a reconnect); the server answers `Welcome`,
-//! then `Dispatch`es runs to it. The agent reports each run's events in
-//! numbered batches; the server applies them idempotently and `Ack`s them,
-//! and the agent keeps what is not acknowledged to send again after a
-//! reconnect. `Heartbeat`s renew the leases of the runs it holds.
+//! The exchange (protocol 2): the agent says `Hello` (who it is, what it
+//! runs, which task attempts it still holds from before a reconnect); the
+//! server answers `Welcome`, then sends `TaskDispatch`es, one task attempt
+//! each. The agent reports each attempt's events in numbered `TaskEvents`
+//! batches; the server applies them idempotently and answers `TaskAck`, and
+//! the agent keeps what is not acknowledged to send again after a reconnect.
+//! `Heartbeat`s renew the leases of the attempts it holds.
+//!
+//! Protocol 1 placed whole runs (`Dispatch`, `Events`, `Ack`, `Cancel`,
+//! `Stop`, `RunRef`): those variants stay so old frames still decode, but
+//! nothing sends them once both sides speak 2.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::TaskResult;
 use crate::event::RunEvent;
-use crate::spec::Pipeline;
+use crate::spec::{Pipeline, Task};
 
 /// The protocol version this build speaks; `Hello` carries it.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -27,7 +32,23 @@ pub const CLOSE_REVOKED: u16 = 4001;
 /// WebSocket close code: a newer connection of the same agent replaced this one.
 pub const CLOSE_REPLACED: u16 = 4002;
 
-/// Identifies one attempt of a run: events and leases belong to an attempt.
+/// The most bytes of upstream outputs a `TaskDispatch` carries inline; the
+/// rest the agent fetches with `FetchOutputs`.
+pub const INLINE_OUTPUTS: usize = 256 * 1024;
+/// The most bytes of outputs one `Outputs` page carries (whole results only,
+/// so a page may hold one result past it when a single result is larger).
+pub const OUTPUT_PAGE: usize = 1024 * 1024;
+
+/// Identifies one task attempt (protocol 2): what is dispatched, leased and
+/// numbered. The id is the server's, unique across runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AttemptRef {
+    /// The attempt's id on the server.
+    pub id: i64,
+}
+
+/// Identifies one attempt of a run (protocol 1): events and leases belonged
+/// to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RunRef {
     /// The run's id on the server.
@@ -52,9 +73,13 @@ pub enum AgentMessage {
         runtimes: Vec<String>,
         /// Most runs at once.
         capacity: u32,
-        /// Runs it is executing (or has unacknowledged events of) from before
-        /// this connection.
+        /// Protocol 1: runs it is executing from before this connection.
+        /// Sent empty by protocol 2 agents.
         running: Vec<RunRef>,
+        /// Task attempts it is executing (or has unacknowledged events of)
+        /// from before this connection.
+        #[serde(default)]
+        attempts: Vec<AttemptRef>,
     },
     /// Events `first_seq`, `first_seq + 1`, ... of one run attempt.
     Events {
@@ -65,10 +90,30 @@ pub enum AgentMessage {
         /// The events, in order.
         events: Vec<RunEvent>,
     },
-    /// The agent is alive and holds these runs.
+    /// The agent is alive and holds these task attempts.
     Heartbeat {
-        /// The runs it holds.
+        /// Protocol 1: the runs it holds. Sent empty by protocol 2 agents.
         running: Vec<RunRef>,
+        /// The task attempts it holds.
+        #[serde(default)]
+        attempts: Vec<AttemptRef>,
+    },
+    /// Events `first_seq`, `first_seq + 1`, ... of one task attempt.
+    TaskEvents {
+        /// The task attempt they belong to.
+        attempt: AttemptRef,
+        /// The number of the first event (an attempt's events count from 0).
+        first_seq: u64,
+        /// The events, in order, all of the attempt's task.
+        events: Vec<RunEvent>,
+    },
+    /// The dispatch said `more_outputs`: the next page of the outputs the
+    /// attempt reads, by task name after `after`.
+    FetchOutputs {
+        /// The task attempt that reads them.
+        attempt: AttemptRef,
+        /// The last task name already received; `None` for the first page.
+        after: Option<String>,
     },
 }
 
@@ -106,6 +151,37 @@ pub enum ServerMessage {
     /// Answers each heartbeat, so an agent can tell a live connection from
     /// one the network silently dropped (which TCP may take minutes to see).
     Pong,
+    /// A task attempt to execute.
+    TaskDispatch(Box<TaskDispatch>),
+    /// Every event of `attempt` up to and including `seq` is stored.
+    TaskAck {
+        /// The task attempt.
+        attempt: AttemptRef,
+        /// The number of the last event stored.
+        seq: u64,
+    },
+    /// The user cancelled the run: stop the attempt, run no `post` steps, and
+    /// report it cancelled.
+    CancelTask {
+        /// The task attempt to cancel.
+        attempt: AttemptRef,
+    },
+    /// The attempt is not this agent's any more (its lease ended, or it is
+    /// gone): stop it and report nothing more.
+    StopTask {
+        /// The task attempt to stop.
+        attempt: AttemptRef,
+    },
+    /// A page of the outputs an attempt reads, answering `FetchOutputs`.
+    Outputs {
+        /// The task attempt that reads them.
+        attempt: AttemptRef,
+        /// Results by task name, after the page's `after`, in name order.
+        results: BTreeMap<String, TaskResult>,
+        /// Where the next page starts (the last name in `results`); `None`
+        /// when this is the last page.
+        next: Option<String>,
+    },
 }
 
 /// A run for the agent to execute.
@@ -129,6 +205,46 @@ pub struct Dispatch {
     pub completed: BTreeMap<String, TaskResult>,
     /// The W3C `traceparent` of the server's span for this dispatch, when
     /// the server exports traces: the agent's spans for the run join it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// One task attempt for the agent to execute (protocol 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDispatch {
+    /// The task attempt: events, leases and acknowledgements name it.
+    pub attempt: AttemptRef,
+    /// The run's id on the server, for people, spans and `XENE_*` variables.
+    pub run_id: i64,
+    /// The task's name in its pipeline.
+    pub task: String,
+    /// The attempt's number for this task, from 1 (`XENE_ATTEMPT`).
+    pub number: u32,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The pipeline's name.
+    pub pipeline_name: String,
+    /// This task's spec, as of the run's workflow version.
+    pub spec: Task,
+    /// The pipeline's `env`, not rendered yet (the agent renders it).
+    #[serde(default)]
+    pub pipeline_env: BTreeMap<String, String>,
+    /// Values of the pipeline's params, resolved.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Only the secrets this task names.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretValue>,
+    /// Results of the upstream tasks it reads, in name order, up to
+    /// `INLINE_OUTPUTS` bytes.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, TaskResult>,
+    /// The rest of the outputs come by `FetchOutputs`, after the last name in
+    /// `outputs`.
+    #[serde(default)]
+    pub more_outputs: bool,
+    /// The W3C `traceparent` of the server's span for this dispatch, when
+    /// the server exports traces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
 }
@@ -175,6 +291,7 @@ mod tests {
                 run_id: 7,
                 attempt: 1,
             }],
+            attempts: vec![],
         };
         let json = serde_json::to_string(&hello).unwrap();
         assert!(
@@ -196,6 +313,139 @@ mod tests {
             r#"{"type":"ack","run":{"run_id":7,"attempt":1},"seq":41}"#
         );
         assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), ack);
+    }
+
+    #[test]
+    fn protocol_2_messages_are_tagged_and_round_trip() {
+        let attempt = AttemptRef { id: 42 };
+        let agent = [
+            AgentMessage::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent_version: "0.2.0".into(),
+                labels: BTreeMap::new(),
+                runtimes: vec!["shell".into()],
+                capacity: 8,
+                running: vec![],
+                attempts: vec![attempt],
+            },
+            AgentMessage::Heartbeat {
+                running: vec![],
+                attempts: vec![attempt, AttemptRef { id: 43 }],
+            },
+            AgentMessage::TaskEvents {
+                attempt,
+                first_seq: 3,
+                events: vec![RunEvent::TaskStarted {
+                    task: "build".into(),
+                    attempt: 2,
+                }],
+            },
+            AgentMessage::FetchOutputs {
+                attempt,
+                after: Some("a".into()),
+            },
+        ];
+        let tags = ["hello", "heartbeat", "task_events", "fetch_outputs"];
+        for (message, tag) in agent.into_iter().zip(tags) {
+            let json = serde_json::to_string(&message).unwrap();
+            assert!(json.starts_with(&format!(r#"{{"type":"{tag}""#)), "{json}");
+            assert_eq!(
+                serde_json::from_str::<AgentMessage>(&json).unwrap(),
+                message
+            );
+        }
+
+        let spec: Task =
+            serde_json::from_str(r#"{"steps":[{"name":"s","run":"echo hi"}]}"#).unwrap();
+        let result = TaskResult {
+            status: crate::status::TaskStatus::Success,
+            output: Some("o".into()),
+        };
+        let server = [
+            ServerMessage::TaskDispatch(Box::new(TaskDispatch {
+                attempt,
+                run_id: 7,
+                task: "build".into(),
+                number: 2,
+                workflow: "w".into(),
+                pipeline_name: "p".into(),
+                spec,
+                pipeline_env: [("A".to_string(), "1".to_string())].into(),
+                params: [("v".to_string(), "2".to_string())].into(),
+                secrets: [("TOKEN".to_string(), SecretValue::new("x"))].into(),
+                outputs: [("a".to_string(), result.clone())].into(),
+                more_outputs: true,
+                traceparent: None,
+            })),
+            ServerMessage::TaskAck { attempt, seq: 9 },
+            ServerMessage::CancelTask { attempt },
+            ServerMessage::StopTask { attempt },
+            ServerMessage::Outputs {
+                attempt,
+                results: [("b".to_string(), result)].into(),
+                next: None,
+            },
+        ];
+        let tags = [
+            "task_dispatch",
+            "task_ack",
+            "cancel_task",
+            "stop_task",
+            "outputs",
+        ];
+        for (message, tag) in server.into_iter().zip(tags) {
+            let json = serde_json::to_string(&message).unwrap();
+            assert!(json.starts_with(&format!(r#"{{"type":"{tag}""#)), "{json}");
+            assert_eq!(
+                serde_json::from_str::<ServerMessage>(&json).unwrap(),
+                message
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&ServerMessage::TaskAck { attempt, seq: 9 }).unwrap(),
+            r#"{"type":"task_ack","attempt":{"id":42},"seq":9}"#
+        );
+    }
+
+    #[test]
+    fn protocol_1_frames_still_decode_with_no_attempts() {
+        let hello: AgentMessage = serde_json::from_str(
+            r#"{"type":"hello","protocol":1,"agent_version":"0.1.0","labels":{},"runtimes":["shell"],"capacity":2,"running":[]}"#,
+        )
+        .unwrap();
+        let AgentMessage::Hello {
+            protocol, attempts, ..
+        } = hello
+        else {
+            panic!("not a hello: {hello:?}");
+        };
+        assert_eq!((protocol, attempts), (1, vec![]));
+        let beat: AgentMessage =
+            serde_json::from_str(r#"{"type":"heartbeat","running":[]}"#).unwrap();
+        assert_eq!(
+            beat,
+            AgentMessage::Heartbeat {
+                running: vec![],
+                attempts: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn every_fuzz_seed_decodes() {
+        // The fuzz target starts from these: a seed that no longer decodes
+        // would only exercise the error path.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/protocol");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let agent = serde_json::from_slice::<AgentMessage>(&bytes).is_ok();
+            let server = serde_json::from_slice::<ServerMessage>(&bytes).is_ok();
+            assert!(agent || server, "{} decodes as neither", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 15, "only {seen} seeds in {}", dir.display());
     }
 
     #[test]

@@ -72,6 +72,7 @@ where
         runtimes: config.runtimes.clone(),
         capacity: config.capacity,
         running: runs.held(),
+        attempts: vec![],
     };
     if let Err(e) = sink.send(hello).await {
         return lost(false, e);
@@ -126,7 +127,10 @@ where
                     let silence = last_heard.elapsed().as_secs_f32();
                     return lost(welcomed, LinkError::Lost(format!("the server has been silent for {silence:.1} s")));
                 }
-                let beat = AgentMessage::Heartbeat { running: runs.held() };
+                let beat = AgentMessage::Heartbeat {
+                    running: runs.held(),
+                    attempts: vec![],
+                };
                 if let Err(e) = sink.send(beat).await {
                     return lost(welcomed, e);
                 }
@@ -186,6 +190,15 @@ fn handle(runs: &mut Runs, message: ServerMessage, shutting_down: bool) {
             runs.stop(run);
         }
         ServerMessage::Pong => {}
+        // Protocol 2 messages: this agent still speaks 1 until its attempt
+        // runner lands, and a server that speaks 2 refuses it at hello.
+        ServerMessage::TaskDispatch(_)
+        | ServerMessage::TaskAck { .. }
+        | ServerMessage::CancelTask { .. }
+        | ServerMessage::StopTask { .. }
+        | ServerMessage::Outputs { .. } => {
+            tracing::warn!("a protocol 2 message on a protocol 1 session: ignored")
+        }
     }
 }
 

@@ -714,6 +714,7 @@ mod tests {
             runtimes: vec!["docker".into()],
             capacity: 1,
             running: vec![],
+            attempts: vec![],
         };
         sink.send(hello).await.unwrap();
         assert!(matches!(

@@ -152,6 +152,7 @@ where
             runtimes,
             capacity,
             running,
+            ..
         }))) => {
             if protocol != PROTOCOL_VERSION {
                 let mut out = out;
@@ -353,6 +354,9 @@ where
     async fn handle(&mut self, message: AgentMessage) -> Result<(), SessionEnd> {
         match message {
             AgentMessage::Hello { .. } => Err(SessionEnd::Protocol("hello sent twice".into())),
+            AgentMessage::TaskEvents { .. } | AgentMessage::FetchOutputs { .. } => Err(
+                SessionEnd::Protocol("a protocol 2 message on a protocol 1 session".into()),
+            ),
             AgentMessage::Events {
                 run,
                 first_seq,
@@ -403,7 +407,7 @@ where
                 self.send(ServerMessage::Ack { run, seq: last }).await?;
                 Ok(())
             }
-            AgentMessage::Heartbeat { running } => {
+            AgentMessage::Heartbeat { running, .. } => {
                 limits::check_running(&running)
                     .map_err(|e| SessionEnd::Protocol(format!("bad heartbeat: {e}")))?;
                 // Written behind, with every other agent's, by the gateway's

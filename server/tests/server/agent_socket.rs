@@ -87,5 +87,6 @@ pub fn hello(running: Vec<RunRef>) -> AgentMessage {
         runtimes: vec!["shell".into()],
         capacity: 2,
         running,
+        attempts: vec![],
     }
 }

@@ -376,6 +376,7 @@ async fn an_older_agents_escaped_batch_is_taken() {
             runtimes: vec!["shell".into()],
             capacity: 1,
             running: vec![],
+            attempts: vec![],
         }))
         .await
         .unwrap();

@@ -54,6 +54,7 @@ async fn a_run_whose_pipeline_is_gone_fails_on_a_remote_agent() {
         &mut socket,
         &AgentMessage::Heartbeat {
             running: Vec::new(),
+            attempts: Vec::new(),
         },
     )
     .await;

@@ -456,6 +456,7 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
                 runtimes: vec!["shell".into()],
                 capacity: 2,
                 running: vec![],
+                attempts: vec![],
             },
         )
         .await;
@@ -483,6 +484,7 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
                 runtimes,
                 capacity: u32::MAX,
                 running,
+                attempts: vec![],
             },
         )
         .await;
@@ -677,6 +679,7 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
                 runtimes: vec!["shell".into()],
                 capacity: 200,
                 running: vec![],
+                attempts: vec![],
             },
         )
         .await;
@@ -736,6 +739,7 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
                 runtimes: vec!["shell".into()],
                 capacity: 200,
                 running: vec![held[1], next.run],
+                attempts: vec![],
             },
         )
         .await;

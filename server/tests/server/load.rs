@@ -204,6 +204,7 @@ pub(crate) async fn agent(
         runtimes: vec!["shell".into()],
         capacity: 4,
         running: vec![],
+        attempts: vec![],
     })
     .unwrap();
     let held: Arc<Mutex<Vec<RunRef>>> = Arc::default();
@@ -217,7 +218,7 @@ pub(crate) async fn agent(
                     break;
                 }
                 let running = held.lock().unwrap().clone();
-                let _ = tx.send(AgentMessage::Heartbeat { running });
+                let _ = tx.send(AgentMessage::Heartbeat { running, attempts: vec![] });
             }
             frame = stream.next() => {
                 let Some(Ok(frame)) = frame else { break };

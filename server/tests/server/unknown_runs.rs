@@ -145,6 +145,7 @@ mod reported_finished {
             runtimes: vec!["shell".into()],
             capacity: 2,
             running: vec![],
+            attempts: vec![],
         };
         send(&mut socket, &hello).await;
         assert!(matches!(

@@ -82,6 +82,7 @@ impl Server {
                 }
                 AgentMessage::Heartbeat { .. } => {}
                 AgentMessage::Hello { .. } => panic!("hello in the middle of a session"),
+                other => panic!("unexpected {other:?}"),
             }
         }
     }
