@@ -154,13 +154,14 @@ impl Server {
                 storage::now_ms()
             ),
             timings: controllers::Timings {
-                run_lease: args.run_lease,
+                run_lease: args.task_lease,
                 pickup_timeout: args.pickup_timeout,
                 ..Default::default()
             },
             metrics: Arc::default(),
             shutdown: CancellationToken::new(),
             vault,
+            specs: Arc::default(),
         };
         let local_agent = controllers::local_agent::configure(args)
             .await

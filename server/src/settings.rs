@@ -58,8 +58,34 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Args
         })?;
         command = apply_file(command, &path, &text)?;
     }
+    command = legacy_env(command).0;
     let matches = command.try_get_matches_from(argv)?;
     Ok(Args::from_arg_matches(&matches)?)
+}
+
+/// `XENE_RUN_LEASE`, the old name of `XENE_TASK_LEASE`, as the default
+/// of --task-lease when the new name is not set: over the config file,
+/// under flags, as any environment variable.
+/// Returns whether it did.
+fn legacy_env(command: clap::Command) -> (clap::Command, bool) {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    match set(crate::config::LEGACY_LEASE_ENV) {
+        Some(value) if set("XENE_TASK_LEASE").is_none() => {
+            let value: &'static str =
+                Box::leak(value.to_string_lossy().into_owned().into_boxed_str());
+            let command = command.mut_arg("task_lease", |arg| arg.default_value(value));
+            (command, true)
+        }
+        _ => (command, false),
+    }
+}
+
+/// The flag a config file's key names: its long name or an alias of it
+/// (a renamed flag's old name keeps working in files too).
+fn flag_named<'a>(command: &'a clap::Command, long: &str) -> Option<&'a clap::Arg> {
+    command.get_arguments().find(|a| {
+        a.get_long() == Some(long) || a.get_all_aliases().is_some_and(|all| all.contains(&long))
+    })
 }
 
 /// `--config FILE`, `--config=FILE`, else `XENE_CONFIG`.
@@ -97,9 +123,7 @@ fn apply_file(
         .map_err(|e: toml::de::Error| invalid(e.to_string().trim_end().to_string()))?;
     for (key, value) in table {
         let long = key.replace('_', "-");
-        let Some(id) = command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()))
+        let Some(id) = flag_named(&command, &long)
             .map(|a| a.get_id().to_string())
             .filter(|id| !NOT_IN_FILE.contains(&id.as_str()))
         else {
@@ -153,9 +177,14 @@ pub fn print_config(
         })?;
         command = apply_file(command, &path, &text)?;
         if let Ok(table) = text.parse::<toml::Table>() {
-            from_file = table.keys().map(|k| k.replace('_', "-")).collect();
+            from_file = table
+                .keys()
+                .filter_map(|k| flag_named(&command, &k.replace('_', "-"))?.get_long())
+                .map(str::to_string)
+                .collect();
         }
     }
+    let (command, legacy) = legacy_env(command);
     let matches = command.clone().try_get_matches_from(argv)?;
     let mut out = String::from("# The effective settings of xene (secrets redacted).\n");
     for arg in command.get_arguments() {
@@ -182,6 +211,9 @@ pub fn print_config(
         let source = match matches.value_source(id) {
             Some(clap::parser::ValueSource::CommandLine) => "flag",
             Some(clap::parser::ValueSource::EnvVariable) => "environment",
+            Some(clap::parser::ValueSource::DefaultValue) if legacy && id == "task_lease" => {
+                "environment"
+            }
             Some(clap::parser::ValueSource::DefaultValue)
                 if from_file.iter().any(|k| k == long) =>
             {

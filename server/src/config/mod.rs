@@ -60,10 +60,18 @@ pub struct Args {
     #[arg(long, env = "XENE_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,
 
-    /// How long a run stays with an agent that stopped sending heartbeats
-    /// before it is marked unknown and retried elsewhere (like 15s, 1m).
-    #[arg(long, env = "XENE_RUN_LEASE", default_value = "15s", value_parser = parse_lease)]
-    pub run_lease: std::time::Duration,
+    /// How long a task attempt stays with an agent that stopped sending
+    /// heartbeats before it is marked unknown and retried elsewhere under
+    /// the task's retry policy (like 15s, 1m). Formerly --run-lease
+    /// (XENE_RUN_LEASE), which still works.
+    #[arg(
+        long,
+        env = "XENE_TASK_LEASE",
+        alias = "run-lease",
+        default_value = "15s",
+        value_parser = parse_lease
+    )]
+    pub task_lease: std::time::Duration,
 
     /// A queued run nobody picks up within this long is flagged as stuck
     /// (in its scheduler reason, `/api/v1/stats` and `/metrics`).
@@ -74,8 +82,10 @@ pub struct Args {
     #[arg(long, env = "XENE_NO_LOCAL_AGENT", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_local_agent: bool,
 
-    /// Most runs the built-in local agent executes at once.
-    #[arg(long, env = "XENE_LOCAL_AGENT_CAPACITY", default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    /// Most task attempts the built-in local agent executes at once: a
+    /// number from 1 to 1000, or `cores` for the cores this machine offers
+    /// this process.
+    #[arg(long, env = "XENE_LOCAL_AGENT_CAPACITY", default_value = "cores", value_parser = parse_capacity)]
     pub local_agent_capacity: i64,
 
     /// The built-in agent's id (unique per server when several share a database).
@@ -206,9 +216,10 @@ impl Args {
             tls_client_ca: None,
             public_url: None,
             agent_binary: None,
-            run_lease: std::time::Duration::from_secs(15),
+            task_lease: std::time::Duration::from_secs(15),
             pickup_timeout: std::time::Duration::from_secs(300),
             no_local_agent: false,
+            // Fixed, not the cores: tests behave the same on every machine.
             local_agent_capacity: 4,
             local_agent_id: None,
             local_agent_shell: None,
@@ -404,9 +415,27 @@ fn hostname() -> String {
 fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     let lease = xene_core::duration::parse(text).map_err(|e| e.to_string())?;
     if lease < std::time::Duration::from_secs(1) {
-        return Err("a run lease of less than 1s would expire between heartbeats".into());
+        return Err("a task lease of less than 1s would expire between heartbeats".into());
     }
     Ok(lease)
+}
+
+/// The environment variable --task-lease had as --run-lease: still read
+/// when XENE_TASK_LEASE is not set.
+pub const LEGACY_LEASE_ENV: &str = "XENE_RUN_LEASE";
+
+/// `cores` (what this process may use), or a number from 1 to 1000.
+fn parse_capacity(text: &str) -> Result<i64, String> {
+    if text.trim() == "cores" {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return Ok(cores.clamp(1, 1000) as i64);
+    }
+    match text.trim().parse::<i64>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a capacity: a number from 1 to 1000, or `cores`"
+        )),
+    }
 }
 
 fn parse_pickup_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -449,6 +478,16 @@ fn parse_bytes(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_is_a_number_or_the_cores() {
+        let cores = std::thread::available_parallelism().unwrap().get() as i64;
+        assert_eq!(parse_capacity("cores"), Ok(cores.min(1000)));
+        assert_eq!(parse_capacity("7"), Ok(7));
+        for bad in ["0", "1001", "many", ""] {
+            assert!(parse_capacity(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_on_the_command_line_are_named() {

@@ -43,7 +43,11 @@ pub enum Prepared {
 /// attempt when it cannot execute.
 pub async fn prepare(ctx: &Context, run: &Run, link: Link<'_>) -> Result<Prepared, StorageError> {
     let db = &ctx.db;
-    let Some(pipeline) = runs::pipeline_of(db, run).await? else {
+    let pipeline = ctx
+        .specs
+        .pipeline(db, &run.workflow, run.version, &run.pipeline)
+        .await?;
+    let Some(pipeline) = pipeline.map(|p| (*p).clone()) else {
         tracing::error!(
             run = run.id,
             "a scheduled run's pipeline is missing from its workflow version"

@@ -26,7 +26,8 @@ pub mod supervisor;
 pub struct Timings {
     /// How often every controller looks again without being woken.
     pub resync: Duration,
-    /// How long a run's lease lasts without a heartbeat from its agent.
+    /// How long a task attempt's lease lasts without a heartbeat from its
+    /// agent (`--task-lease`).
     pub run_lease: Duration,
     /// How long a controller lease lasts without renewal.
     pub controller_lease: Duration,
@@ -56,6 +57,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Opens secrets for the runs that use them.
     pub vault: Arc<crate::vault::Vault>,
+    /// Parsed pipelines by workflow version: dispatch never parses a spec.
+    pub specs: Arc<crate::storage::specs::Specs>,
 }
 
 impl Context {

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use xene_core::spec::Pipeline;
 
+pub mod choose;
+
 use super::Context;
 use crate::storage::agents::{self, Agent};
 use crate::storage::{StorageError, now_ms, placement, runs, workflows};
@@ -36,7 +38,8 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
         .into_iter()
         .filter(|a| a.state == agents::AgentState::Online && a.last_seen_at >= fresh_since)
         .collect();
-    let mut specs: HashMap<(String, i64, String), Option<Pipeline>> = HashMap::new();
+    let mut specs: HashMap<(String, i64, String), Option<std::sync::Arc<Pipeline>>> =
+        HashMap::new();
     // The latest word on each pipeline, written once at the end: written
     // per run, a queue of thousands at full capacity cost two writes per
     // waiting run on every pass, which starved the agents' own writes.
@@ -50,7 +53,11 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
         for run in std::mem::take(&mut queued) {
             let key = (run.workflow.clone(), run.version, run.pipeline.clone());
             if !specs.contains_key(&key) {
-                specs.insert(key.clone(), runs::pipeline_of(&ctx.db, &run).await?);
+                let pipeline = ctx
+                    .specs
+                    .pipeline(&ctx.db, &run.workflow, run.version, &run.pipeline)
+                    .await?;
+                specs.insert(key.clone(), pipeline);
             }
             let Some(pipeline) = specs[&key].as_ref() else {
                 wait(
@@ -222,6 +229,8 @@ mod tests {
             version: String::new(),
             state: agents::AgentState::Online,
             last_seen_at: 0,
+            draining: false,
+            held: Vec::new(),
         }
     }
 

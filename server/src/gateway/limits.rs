@@ -6,12 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use xene_core::event::RunEvent;
-use xene_core::protocol::RunRef;
+use xene_core::protocol::{AttemptRef, RunRef};
 
-/// Most runs one agent may hold at once; a larger claim is cut to this.
+/// Most task attempts one agent may hold at once; a larger claim is cut to
+/// this.
 pub const MAX_CAPACITY: u32 = 256;
-/// Runs an agent may report holding (a reconnect may report a few more
-/// than its capacity: runs it is still finishing).
+/// Task attempts an agent may report holding in a hello or a heartbeat (a
+/// reconnect may report a few more than its capacity: attempts it is still
+/// finishing).
 pub const MAX_RUNNING: usize = 1024;
 const MAX_LABELS: usize = 32;
 const MAX_LABEL_KEY: usize = 63;
@@ -44,6 +46,7 @@ pub fn hello(
     capacity: u32,
     version: String,
     running: &[RunRef],
+    attempts: &[AttemptRef],
 ) -> Result<Hello, String> {
     if version.len() > MAX_VERSION || version.chars().any(char::is_control) {
         return Err(format!(
@@ -57,6 +60,7 @@ pub fn hello(
         return Err(format!("runtimes are distinct names of {RUNTIMES:?}"));
     }
     check_running(running)?;
+    check_attempts(attempts)?;
     Ok(Hello {
         labels,
         runtimes,
@@ -95,6 +99,44 @@ pub fn check_running(running: &[RunRef]) -> Result<(), String> {
         return Err(format!("at most {MAX_RUNNING} running runs"));
     }
     Ok(())
+}
+
+pub fn check_attempts(attempts: &[AttemptRef]) -> Result<(), String> {
+    if attempts.len() > MAX_RUNNING {
+        return Err(format!("at most {MAX_RUNNING} task attempts"));
+    }
+    Ok(())
+}
+
+/// Events of one task attempt: each names the attempt's `task` (and one of
+/// its `steps`), and none speaks for the whole run, whose status the
+/// server derives.
+pub fn check_task_events(
+    events: &[RunEvent],
+    task: &str,
+    steps: &BTreeSet<String>,
+) -> Result<(), String> {
+    for event in events {
+        let named = match event {
+            RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {
+                return Err("a task attempt reports no run_started or run_finished".into());
+            }
+            RunEvent::TaskStarted { task, .. } | RunEvent::TaskFinished { task, .. } => task,
+            RunEvent::StepStarted { task, .. }
+            | RunEvent::StepFinished { task, .. }
+            | RunEvent::Log { task, .. }
+            | RunEvent::Logs { task, .. } => task,
+        };
+        if named != task {
+            return Err(format!(
+                "the attempt is of task {:?}, not {:?}",
+                clip(task),
+                clip(named)
+            ));
+        }
+    }
+    let known = BTreeMap::from([(task.to_string(), steps.clone())]);
+    check_events(events, &known)
 }
 
 /// Every name must be one of the run's (`known`: task -> its steps), and
@@ -206,35 +248,38 @@ mod tests {
             u32::MAX,
             "0.1.0".into(),
             &[],
+            &[],
         )
         .unwrap();
         assert_eq!(ok.capacity, MAX_CAPACITY);
         let labels: BTreeMap<String, String> = (0..40)
             .map(|i| (format!("k{i}"), "v".to_string()))
             .collect();
-        assert!(hello(labels, vec![], 1, "v".into(), &[]).is_err());
+        assert!(hello(labels, vec![], 1, "v".into(), &[], &[]).is_err());
         assert!(
             hello(
                 [("a\0b".into(), "v".into())].into(),
                 vec![],
                 1,
                 "v".into(),
+                &[],
                 &[]
             )
             .is_err()
         );
-        assert!(hello(BTreeMap::new(), vec!["vm".into()], 1, "v".into(), &[]).is_err());
+        assert!(hello(BTreeMap::new(), vec!["vm".into()], 1, "v".into(), &[], &[]).is_err());
         assert!(
             hello(
                 BTreeMap::new(),
                 vec!["shell".into(), "shell".into()],
                 1,
                 "v".into(),
+                &[],
                 &[]
             )
             .is_err()
         );
-        assert!(hello(BTreeMap::new(), vec![], 1, "x".repeat(100), &[]).is_err());
+        assert!(hello(BTreeMap::new(), vec![], 1, "x".repeat(100), &[], &[]).is_err());
         let running = vec![
             RunRef {
                 run_id: 1,
@@ -242,7 +287,22 @@ mod tests {
             };
             MAX_RUNNING + 1
         ];
-        assert!(hello(BTreeMap::new(), vec![], 1, "v".into(), &running).is_err());
+        assert!(hello(BTreeMap::new(), vec![], 1, "v".into(), &running, &[]).is_err());
+        let attempts = vec![AttemptRef { id: 1 }; MAX_RUNNING + 1];
+        assert!(hello(BTreeMap::new(), vec![], 1, "v".into(), &[], &attempts).is_err());
+    }
+
+    #[test]
+    fn a_task_attempt_reports_only_its_own_task() {
+        let steps: BTreeSet<String> = ["s".to_string()].into();
+        assert!(check_task_events(&[log("t", "s", "hi")], "t", &steps).is_ok());
+        assert!(check_task_events(&[log("u", "s", "hi")], "t", &steps).is_err());
+        assert!(check_task_events(&[log("t", "x", "hi")], "t", &steps).is_err());
+        let run_finished = RunEvent::RunFinished {
+            status: xene_core::status::RunStatus::Success,
+            duration_ms: 0,
+        };
+        assert!(check_task_events(&[run_finished], "t", &steps).is_err());
     }
 
     #[test]

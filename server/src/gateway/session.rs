@@ -152,7 +152,7 @@ where
             runtimes,
             capacity,
             running,
-            ..
+            attempts,
         }))) => {
             if protocol != PROTOCOL_VERSION {
                 let mut out = out;
@@ -164,7 +164,7 @@ where
                     .await;
                 return SessionEnd::Protocol(reason);
             }
-            match limits::hello(labels, runtimes, capacity, agent_version, &running) {
+            match limits::hello(labels, runtimes, capacity, agent_version, &running, &attempts) {
                 Ok(hello) => (hello, running),
                 Err(reason) => return SessionEnd::Protocol(format!("bad hello: {reason}")),
             }

@@ -31,6 +31,7 @@ pub mod run_secrets;
 pub mod runs;
 pub mod secrets;
 pub mod sessions;
+pub mod specs;
 pub mod workflows;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");

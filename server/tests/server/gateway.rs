@@ -376,7 +376,7 @@ async fn a_cancelled_run_whose_agent_vanishes_ends_cancelled() {
     for backend in BACKENDS {
         let db = TestDb::new(backend);
         let server = TestServer::start_with(&db, |args| {
-            args.run_lease = std::time::Duration::from_secs(1)
+            args.task_lease = std::time::Duration::from_secs(1)
         })
         .await;
         let (_, credential) = join(&server, json!({ "pool": "remote" })).await;

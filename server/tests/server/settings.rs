@@ -224,7 +224,8 @@ fn print_config_shows_the_effective_settings_with_secrets_redacted() {
     assert!(!printed.contains("hunter2"), "{printed}");
     for line in [
         "addr = \"127.0.0.1:9000\" # config file",
-        "run-lease = \"30s\" # config file",
+        // The file names the flag by its old name, which still works.
+        "task-lease = \"30s\" # config file",
         "pickup-timeout = \"5m\" # default",
         "local-agent-capacity = 3 # flag",
         "database-url = \"postgres://xene:REDACTED@db/xene\" # environment",
@@ -236,6 +237,44 @@ fn print_config_shows_the_effective_settings_with_secrets_redacted() {
             "missing {line:?} in\n{printed}"
         );
     }
+}
+
+#[test]
+fn the_task_lease_keeps_its_old_names() {
+    let (code, printed, stderr) = output(
+        xene()
+            .args(["--print-config"])
+            .env("XENE_RUN_LEASE", "40s")
+            .env("XENE_NO_LOCAL_AGENT", "yes"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        printed.lines().any(|l| l == "task-lease = \"40s\" # environment"),
+        "{printed}"
+    );
+    let (code, printed, stderr) = output(
+        xene()
+            .args(["--print-config", "--run-lease", "41s"])
+            .env("XENE_RUN_LEASE", "40s")
+            .env("XENE_NO_LOCAL_AGENT", "yes"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        printed.lines().any(|l| l == "task-lease = \"41s\" # flag"),
+        "{printed}"
+    );
+    let (code, printed, stderr) = output(
+        xene()
+            .args(["--print-config"])
+            .env("XENE_RUN_LEASE", "40s")
+            .env("XENE_TASK_LEASE", "42s")
+            .env("XENE_NO_LOCAL_AGENT", "yes"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        printed.lines().any(|l| l == "task-lease = \"42s\" # environment"),
+        "{printed}"
+    );
 }
 
 #[test]
