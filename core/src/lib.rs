@@ -16,6 +16,7 @@ pub mod event;
 pub mod layout;
 pub mod merge;
 pub mod params;
+pub mod plan;
 pub mod parse;
 pub mod protocol;
 mod shell;
