@@ -226,6 +226,7 @@ impl Server {
         let mut controllers = vec![
             tokio::spawn(controllers::scheduler::run(ctx.clone())),
             tokio::spawn(controllers::supervisor::run(ctx.clone())),
+            tokio::spawn(controllers::readiness::run(ctx.clone())),
             tokio::spawn(controllers::cron::run(ctx.clone())),
         ];
         controllers.push(tokio::spawn(prune_sessions(ctx.clone())));

@@ -18,6 +18,7 @@ use crate::storage::{Db, StorageError, leases};
 pub mod cron;
 pub mod dispatch;
 pub mod local_agent;
+pub mod readiness;
 pub mod scheduler;
 pub mod supervisor;
 

@@ -9,6 +9,9 @@ use xene_core::status::TaskStatus;
 
 use super::{Db, StorageError, now_ms};
 
+mod attempt;
+pub use attempt::{ApplyError, AttemptApplied, apply_attempt};
+
 /// Whether the events could be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {

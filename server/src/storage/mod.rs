@@ -16,6 +16,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub mod access;
 pub mod agents;
 pub mod approvals;
+pub mod attempts;
 pub mod auth;
 pub mod changes;
 pub mod cron;
@@ -25,6 +26,7 @@ pub mod leases;
 pub mod logs;
 pub mod news;
 pub mod placement;
+pub mod readiness;
 pub mod retention;
 pub mod rotation;
 pub mod run_secrets;
@@ -81,6 +83,12 @@ pub fn now_ms() -> i64 {
 
 pub use news::{ALL_AGENTS, Change, News};
 
+/// The model of the runs created from now on: 1, the run goes to one agent
+/// which walks its DAG; 2, the server places its tasks one by one
+/// (`task_attempts`). Stays 1 until agent protocol 2 is complete; tests
+/// choose per database with `Db::with_run_model`.
+pub const RUN_MODEL: i64 = 1;
+
 /// The server's database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -96,6 +104,8 @@ pub struct Db {
     /// first come first served, instead of polling SQLite's lock with
     /// sleeps (which let a hundred busy runs starve each other for 700 ms).
     write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The model of new runs (see `RUN_MODEL`).
+    run_model: i64,
 }
 
 /// A write transaction (from `Db::begin_write`). It reads as the
@@ -203,6 +213,7 @@ impl Db {
             seen: Default::default(),
             log_cap: logs::DEFAULT_CAP_BYTES,
             write_turn: Default::default(),
+            run_model: RUN_MODEL,
         })
     }
 
@@ -214,6 +225,17 @@ impl Db {
 
     pub fn log_cap(&self) -> i64 {
         self.log_cap
+    }
+
+    /// Sets the model of new runs (1 or 2, see `RUN_MODEL`).
+    pub fn with_run_model(mut self, model: i64) -> Self {
+        self.run_model = model;
+        self
+    }
+
+    /// The model of new runs (see `RUN_MODEL`).
+    pub fn run_model(&self) -> i64 {
+        self.run_model
     }
 
     /// Where changes are announced and heard (see `news`).

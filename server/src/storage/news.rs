@@ -9,9 +9,11 @@
 //! runs, a feed that lagged), so lost news delays work but never loses it.
 //! On PostgreSQL the news that other replicas need (runs and agents) goes
 //! through NOTIFY, which this replica hears too; SQLite has one server, so
-//! it stays in this process. The controllers' wake-ups stay in this
-//! process: a controller runs on the one replica holding its lease, and
-//! the others' resync is its fallback.
+//! it stays in this process. Most controllers' wake-ups stay in this
+//! process (a controller runs on the one replica holding its lease, and the
+//! others' resync is its fallback); the two on a task's path from ended to
+//! started, `tasks_ready` and `runs_dirty`, also cross replicas by NOTIFY
+//! on `xene_controllers`, since that lease may sit on another replica.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -39,6 +41,10 @@ pub const ALL_AGENTS: &str = "*";
 /// How much agent news waits for a slow session before it is told it lagged.
 const AGENT_NEWS_BUFFER: usize = 4096;
 
+/// Controllers named in `xene_controllers` news.
+const CONTROLLER_SCHEDULER: &str = "scheduler";
+const CONTROLLER_READINESS: &str = "readiness";
+
 /// The news hub; one per `Db`, shared by its clones.
 #[derive(Debug)]
 pub struct News {
@@ -53,6 +59,7 @@ pub struct News {
     agents: broadcast::Sender<Arc<str>>,
     scheduler: Arc<Notify>,
     supervisor: Arc<Notify>,
+    readiness: Arc<Notify>,
     builtin_agent: Arc<Notify>,
 }
 
@@ -67,6 +74,7 @@ impl News {
             agents: broadcast::Sender::new(AGENT_NEWS_BUFFER),
             scheduler: Arc::default(),
             supervisor: Arc::default(),
+            readiness: Arc::default(),
             builtin_agent: Arc::default(),
         });
         if backend == Backend::Postgres {
@@ -88,10 +96,11 @@ impl News {
         self.announce(Change::Logs(run_id)).await
     }
 
-    /// A run was queued: feeds hear of it and the scheduler places it.
+    /// A run was queued: feeds hear of it and the scheduler places it (or
+    /// its first tasks), wherever its lease is.
     pub async fn run_queued(&self, run_id: i64) {
         self.run_changed(run_id).await;
-        self.queue_grew();
+        self.tasks_ready();
     }
 
     /// Runs wait to be placed (new, or back in the queue): the scheduler
@@ -110,6 +119,44 @@ impl News {
     /// retries or ends them.
     pub fn leases_ended(&self) {
         self.supervisor.notify_one();
+    }
+
+    /// Task attempts became ready (a run's roots, a dependant, a retry): the
+    /// scheduler looks, on whichever replica holds its lease.
+    pub fn tasks_ready(&self) {
+        self.wake_controller(CONTROLLER_SCHEDULER);
+    }
+
+    /// Runs were marked dirty: the readiness controller looks, on whichever
+    /// replica holds its lease.
+    pub fn runs_dirty(&self) {
+        self.wake_controller(CONTROLLER_READINESS);
+    }
+
+    /// Wakes a controller here at once and, on PostgreSQL, on every other
+    /// replica by NOTIFY (a second wake-up here is harmless).
+    fn wake_controller(&self, name: &'static str) {
+        self.controller(name).notify_one();
+        if self.backend == Backend::Postgres {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let notified = sqlx::query("SELECT pg_notify('xene_controllers', $1)")
+                    .bind(name)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = notified {
+                    tracing::warn!(controller = name, error = %e, "cannot wake a controller on other replicas; their resync will");
+                }
+            });
+        }
+    }
+
+    /// The wake-up of a controller named in `xene_controllers` news.
+    fn controller(&self, name: &str) -> &Notify {
+        match name {
+            CONTROLLER_READINESS => &self.readiness,
+            _ => &self.scheduler,
+        }
     }
 
     /// An agent (`None`: every agent), built-in or remote, wherever it is
@@ -202,6 +249,11 @@ impl News {
         self.supervisor.clone()
     }
 
+    /// Wakes the readiness controller.
+    pub fn readiness(&self) -> Arc<Notify> {
+        self.readiness.clone()
+    }
+
     /// Wakes this process's built-in agent.
     pub fn builtin_agent(&self) -> Arc<Notify> {
         self.builtin_agent.clone()
@@ -216,7 +268,9 @@ async fn listen(url: String, news: Weak<News>) {
     loop {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
-            listener.listen_all(["xene_runs", "xene_agents"]).await?;
+            listener
+                .listen_all(["xene_runs", "xene_agents", "xene_controllers"])
+                .await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let mut listener = match listener.await {
@@ -236,6 +290,8 @@ async fn listen(url: String, news: Weak<News>) {
             Some(news) => {
                 news.runs.deliver(Change::All);
                 let _ = news.agents.send(Arc::from(ALL_AGENTS));
+                news.scheduler.notify_one();
+                news.readiness.notify_one();
             }
             None => return,
         }
@@ -257,6 +313,10 @@ async fn listen(url: String, news: Weak<News>) {
             let payload = note.payload();
             if note.channel() == "xene_agents" {
                 let _ = news.agents.send(Arc::from(payload));
+                continue;
+            }
+            if note.channel() == "xene_controllers" {
+                news.controller(payload).notify_one();
                 continue;
             }
             let change = match payload.strip_prefix('L') {

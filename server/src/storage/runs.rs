@@ -101,6 +101,8 @@ pub(super) fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
         scheduler_status: row.get(7),
         scheduler_reason: row.get(8),
         agent: row.get(9),
+        // Filled by `attempt_views` where shown.
+        agents: Vec::new(),
         attempt: row.get(10),
         max_attempts: row.get(11),
         cancel_requested: cancel != 0,
@@ -144,6 +146,8 @@ pub struct Prepared {
     version: i64,
     spec: xene_core::spec::Pipeline,
     resolved: BTreeMap<String, String>,
+    /// The run's model (see `storage::RUN_MODEL`).
+    model: i64,
 }
 
 impl Prepared {
@@ -199,10 +203,13 @@ pub async fn prepare(
         version,
         spec: spec_pipeline.clone(),
         resolved,
+        model: db.run_model(),
     })
 }
 
-/// Inserts a prepared run, queued, with every task and step pending.
+/// Inserts a prepared run, queued, with every task and step pending; a run
+/// of model 2 also gets `ready` attempts for the tasks without dependencies
+/// (or ends those whose `if` is false).
 pub async fn insert(
     tx: &mut super::WriteTx,
     prepared: &Prepared,
@@ -216,6 +223,7 @@ pub async fn insert(
         version,
         spec: spec_pipeline,
         resolved,
+        model,
     } = prepared;
     // A run lost with its agent is tried again as often as its most patient task would be.
     let max_attempts = 1 + spec_pipeline
@@ -229,8 +237,10 @@ pub async fn insert(
 
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (workflow, version, pipeline, params, trigger, status, scheduler_status, \
-         attempt, max_attempts, cancel_requested, requested_at, trigger_reason, fired_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 'not_scheduled', 1, $6, 0, $7, $8, $9) RETURNING id",
+         attempt, max_attempts, cancel_requested, requested_at, trigger_reason, fired_at, \
+         placement, concurrency, tasks_left, model) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 'not_scheduled', 1, $6, 0, $7, $8, $9, $10, $11, $12, $13) \
+         RETURNING id",
     )
     .bind(workflow)
     .bind(version)
@@ -241,18 +251,31 @@ pub async fn insert(
     .bind(now)
     .bind(reason)
     .bind(fired_at)
+    .bind(spec_pipeline.placement.as_str())
+    .bind(spec_pipeline.concurrency.map(i64::from))
+    .bind(spec_pipeline.tasks.len() as i64)
+    .bind(*model)
     .fetch_one(&mut **tx)
     .await?;
     for (position, name) in dag.order().iter().enumerate() {
         let task = &spec_pipeline.tasks[name];
+        let rules = super::readiness::TaskRules::of(spec_pipeline, &dag, name, task);
         sqlx::query(
-            "INSERT INTO task_runs (run_id, task, position, status, attempt, depends_on) \
-             VALUES ($1, $2, $3, 'pending', 0, $4)",
+            "INSERT INTO task_runs (run_id, task, position, status, attempt, depends_on, selector, \
+             runtime, condition, dependants, waiting_on, retries, backoff_ms) \
+             VALUES ($1, $2, $3, 'pending', 0, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id)
         .bind(name)
         .bind(position as i64)
         .bind(serde_json::to_string(&task.depends_on).expect("names serialize"))
+        .bind(rules.selector)
+        .bind(rules.runtime)
+        .bind(rules.condition)
+        .bind(rules.dependants)
+        .bind(rules.waiting_on)
+        .bind(rules.retries)
+        .bind(rules.backoff_ms)
         .execute(&mut **tx)
         .await?;
         let steps = task
@@ -272,6 +295,9 @@ pub async fn insert(
             .execute(&mut **tx)
             .await?;
         }
+    }
+    if *model == 2 {
+        super::readiness::start_run(tx, id).await?;
     }
     Ok(id)
 }
@@ -359,8 +385,12 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<RunDetail>, StorageError> {
             started_at: r.get(5),
             finished_at: r.get(6),
             duration_ms: r.get(7),
+            agent_id: None,
+            attempts: Vec::new(),
         });
     }
+    let mut run = run;
+    super::attempt_views::fill_tasks(db, &mut run, &mut tasks).await?;
     Ok(Some(RunDetail { run, tasks }))
 }
 
@@ -504,16 +534,29 @@ pub enum Cancelled {
 pub async fn cancel(db: &Db, id: i64) -> Result<Cancelled, RunError> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT status, model FROM runs WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
+    let (status, model) = row.ok_or(RunError::UnknownRun(id))?;
     let status: RunStatus = status
-        .ok_or(RunError::UnknownRun(id))?
         .parse()
         .map_err(|e: xene_core::status::UnknownStatus| StorageError::Corrupt(e.to_string()))?;
     if is_final(status) {
         return Err(RunError::AlreadyFinished { id, status });
+    }
+    if model == 2 {
+        let cancelling = ends::cancel_tasks(&mut tx, id).await?;
+        tx.commit().await?;
+        db.news().run_changed(id).await;
+        for agent in &cancelling.agents {
+            db.news().agent_has_work(Some(agent));
+        }
+        return Ok(if cancelling.ended {
+            Cancelled::Now
+        } else {
+            Cancelled::Requested
+        });
     }
     // Guarded by its status: the scheduler may have placed the run since it
     // was read, and then its agent has to be asked to stop it.

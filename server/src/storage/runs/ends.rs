@@ -146,3 +146,74 @@ pub(super) async fn move_unfinished(
     }
     Ok(())
 }
+
+/// What cancelling a run of model 2 did.
+pub(super) struct Cancelling {
+    /// The run is final now (nothing of it was placed or running).
+    pub ended: bool,
+    /// Agents holding its attempts, which must stop them.
+    pub agents: Vec<String>,
+}
+
+/// Cancels a run of model 2 (§4.5 of the design): its ready attempts are
+/// cancelled, its tasks that never started end `not_executed` (a retry
+/// waiting on its backoff, `cancelled`), and its attempts under way are
+/// asked to stop; the run ends `cancelled` once they have (`tasks_left`
+/// reaches 0). Every task ends through readiness, so the counters stay exact.
+pub(super) async fn cancel_tasks(
+    tx: &mut crate::storage::WriteTx,
+    id: i64,
+) -> Result<Cancelling, sqlx::Error> {
+    use xene_core::status::TaskStatus;
+
+    use crate::storage::{attempts, readiness};
+
+    let now = now_ms();
+    sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let waiting: Vec<String> = sqlx::query_scalar(
+        "UPDATE task_attempts SET status = 'cancelled', finished_at = $1 \
+         WHERE run_id = $2 AND status = 'ready' RETURNING task",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut ended = None;
+    for task in &waiting {
+        let done =
+            if readiness::end_pending(tx, id, task, TaskStatus::NotExecuted, None, now).await? {
+                readiness::task_ended(tx, id, task, TaskStatus::NotExecuted).await?
+            } else {
+                attempts::end_task(tx, id, task, TaskStatus::Cancelled, None, now).await?
+            };
+        ended = ended.or(done.run_final);
+    }
+    let pending: Vec<String> = sqlx::query_scalar(
+        "SELECT task FROM task_runs WHERE run_id = $1 AND status = 'pending' ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for task in &pending {
+        if readiness::end_pending(tx, id, task, TaskStatus::NotExecuted, None, now).await? {
+            let done = readiness::task_ended(tx, id, task, TaskStatus::NotExecuted).await?;
+            ended = ended.or(done.run_final);
+        }
+    }
+    let mut agents: Vec<String> = sqlx::query_scalar(
+        "UPDATE task_attempts SET cancel_requested = 1 WHERE run_id = $1 \
+         AND status IN ('placed', 'running') AND agent_id IS NOT NULL RETURNING agent_id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    agents.sort();
+    agents.dedup();
+    Ok(Cancelling {
+        ended: ended.is_some(),
+        agents,
+    })
+}

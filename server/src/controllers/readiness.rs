@@ -1,0 +1,30 @@
+//! The readiness controller: the level-triggered backstop behind the
+//! incremental readiness of runs of model 2 (`storage::readiness`). Runs
+//! marked `dirty` (at a server's start, at an upgrade's conversion, or by a
+//! path that could not decide inline) are looked at again from their rows:
+//! counters recomputed, unblocked tasks decided, finished runs ended.
+
+use super::Context;
+use crate::storage::{StorageError, readiness};
+
+pub async fn run(ctx: Context) {
+    // What happened while no server ran (or before this one took over) is
+    // seen on the first pass.
+    if let Err(e) = readiness::mark_active_dirty(&ctx.db).await {
+        tracing::warn!(error = %e, "cannot mark active runs for readiness; the next start will");
+    }
+    let wake = ctx.db.news().readiness();
+    super::run_singleton(ctx, "readiness", wake, |ctx| {
+        Box::pin(async move { pass(ctx).await })
+    })
+    .await;
+}
+
+pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
+    let looked = readiness::resync_dirty(&ctx.db).await?;
+    if looked as i64 == readiness::RESYNC_PAGE {
+        // More are marked: look again at once rather than at the resync.
+        ctx.db.news().runs_dirty();
+    }
+    Ok(())
+}
