@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+mod bench_tasks;
 mod fuzz;
 mod setup;
 mod site;
@@ -27,6 +28,10 @@ commands:
   load [--agents N] [--runs N] [--viewers N]
                                    the long load test on SQLite and PostgreSQL (default
                                    1000 agents, 10000 runs, 100 live log viewers)
+  bench-tasks [fanout|chain|latency]...
+                                   figures for runs placed task by task (release build;
+                                   default all three): 1,000 tasks over 4 agents, a 40-task
+                                   chain, ready -> started with 1,000 idle agents
   codegen                          regenerate the generated parts of the docs (the flags
                                    table of docs/server.md, from `xene --help`)
   setup                            install what the tests need (apt packages, wasm target,
@@ -114,6 +119,7 @@ fn run() -> anyhow::Result<()> {
                 ],
             )
         }
+        "bench-tasks" => bench_tasks::run(&root, &rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())

@@ -1,6 +1,7 @@
 //! Server tests over real HTTP, each against SQLite and a throwaway PostgreSQL.
 
 mod process;
+mod relay;
 mod util;
 
 mod access;
@@ -10,11 +11,13 @@ mod agents_tls;
 mod api;
 mod api_fuzz;
 mod apply;
+mod bench_tasks;
 mod bounds;
 mod cli_login;
 mod controllers;
 mod data_dir;
 mod dispatch;
+mod drain;
 mod feed;
 mod gateway;
 mod guests;
@@ -29,6 +32,7 @@ mod protected_secrets;
 mod secrets;
 mod settings;
 mod soak;
+mod spread;
 mod stored_templates;
 mod summaries;
 mod tls;

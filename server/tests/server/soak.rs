@@ -26,12 +26,13 @@ const LINES: usize = 8;
 /// Three pipelines: `once` must never run a task twice (no retries, so one
 /// attempt); `retried` may be tried again; `failing` must end in error.
 /// Each counting step writes one line to the ledger when it ends, naming
-/// its run, attempt and task.
+/// its run, task attempt and task (`$XENE_RUN_ID` is
+/// `{run}-{task attempt}-{incarnation}`; `$XENE_ATTEMPT` the attempt).
 fn workflow(ledger: &Path) -> String {
     let ledger = ledger.display();
     let count = |task: &str| {
         format!(
-            "for i in $(seq 1 {LINES}); do echo {task}-$i; sleep 0.2; done; echo \"$XENE_RUN_ID {task}\" >> {ledger}"
+            "for i in $(seq 1 {LINES}); do echo {task}-$i; sleep 0.2; done; echo \"$XENE_RUN_ID $XENE_ATTEMPT {task}\" >> {ledger}"
         )
     };
     format!(
@@ -414,13 +415,15 @@ async fn soak(plan: Plan, seed: u64) {
     // What it found.
     let mut problems = Vec::new();
     let mut statuses = BTreeMap::<String, usize>::new();
-    let mut attempts = BTreeMap::<i64, usize>::new();
+    // How many attempts the tasks took: attempts -> tasks.
+    let mut attempts = BTreeMap::<usize, usize>::new();
     for (id, (pipeline, run)) in &finished {
         let status = run["status"].as_str().unwrap().to_string();
         *statuses.entry(format!("{pipeline}: {status}")).or_default() += 1;
-        *attempts
-            .entry(run["attempt"].as_i64().unwrap())
-            .or_default() += 1;
+        for task in run["tasks"].as_array().unwrap() {
+            let name = task["name"].as_str().unwrap();
+            *attempts.entry(task_attempts(run, name)).or_default() += 1;
+        }
         let ok = match *pipeline {
             // Lost with its agent, no attempt left: `unknown` is the right end.
             "once" => status == "success" || status == "unknown",
@@ -430,7 +433,7 @@ async fn soak(plan: Plan, seed: u64) {
         if !ok {
             problems.push(format!("run {id} ({pipeline}) ended {status}: {run}"));
         }
-        if status == "unknown" && !run["error"].as_str().unwrap_or("").contains("agent") {
+        if status == "unknown" && !lost_with_agent(run) {
             problems.push(format!("run {id} is unknown without its agent lost: {run}"));
         }
         if status == "success" {
@@ -464,10 +467,18 @@ async fn soak(plan: Plan, seed: u64) {
     let mut executions = BTreeMap::<(i64, String), BTreeSet<String>>::new();
     let mut per_attempt = BTreeMap::<(i64, i64, String), usize>::new();
     for line in std::fs::read_to_string(&ledger).unwrap().lines() {
-        let (run_id, task) = line.split_once(' ').unwrap();
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [run_id, number, task] = fields[..] else {
+            panic!("a ledger line is `XENE_RUN_ID XENE_ATTEMPT task`: {line:?}");
+        };
         let mut parts = run_id.split('-');
         let id: i64 = parts.next().unwrap().parse().unwrap();
         let attempt: i64 = parts.next().unwrap().parse().unwrap();
+        if number.parse() != Ok(attempt) {
+            problems.push(format!(
+                "XENE_ATTEMPT is not XENE_RUN_ID's middle: {line:?}"
+            ));
+        }
         executions
             .entry((id, task.to_string()))
             .or_default()
@@ -479,7 +490,7 @@ async fn soak(plan: Plan, seed: u64) {
     for ((id, attempt, task), n) in &per_attempt {
         if *n > 1 {
             problems.push(format!(
-                "run {id} attempt {attempt} ran task {task} {n} times"
+                "run {id} task {task}: its attempt {attempt} ran {n} times"
             ));
         }
     }
@@ -497,11 +508,11 @@ async fn soak(plan: Plan, seed: u64) {
                 runs_of.len()
             ));
         }
-        if runs_of.len() as i64 > run["attempt"].as_i64().unwrap() {
+        let tried = task_attempts(run, task);
+        if runs_of.len() > tried {
             problems.push(format!(
-                "run {id} ran task {task} {} times in {} attempt(s)",
+                "run {id} ran task {task} {} times in {tried} attempt(s)",
                 runs_of.len(),
-                run["attempt"]
             ));
         }
     }
@@ -532,6 +543,27 @@ async fn soak(plan: Plan, seed: u64) {
     for agent in cluster.agents.iter_mut().flatten() {
         agent.kill();
     }
+}
+
+/// How many attempts the API shows for `task` of `run`.
+fn task_attempts(run: &Value, task: &str) -> usize {
+    run["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["name"] == task))
+        .and_then(|t| t["attempts"].as_array())
+        .map_or(0, Vec::len)
+}
+
+/// An `unknown` run must be one whose agent was lost: the run, a task or
+/// an attempt says so.
+fn lost_with_agent(run: &Value) -> bool {
+    let says = |v: &Value| v["error"].as_str().is_some_and(|e| e.contains("agent"));
+    says(run)
+        || run["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| says(t) || t["attempts"].as_array().into_iter().flatten().any(says))
 }
 
 fn bring_back_box(cluster: &Cluster, i: usize, cut: bool) {

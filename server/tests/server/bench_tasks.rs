@@ -1,0 +1,317 @@
+//! The figures of `cargo xtask bench-tasks` (issue 24: runs placed task by
+//! task). Ignored: that command builds the release binaries and runs it
+//! with `XENE_BIN` and `XENE_AGENT_BIN` pointing at them (without them it
+//! measures the debug build). `XENE_BENCH_TASKS` names the parts
+//! (`fanout,chain,latency`, default all). It prints figures and asserts
+//! nothing about time; every figure comes from the server's own times
+//! (a run's `requested_at` and `finished_at`, an attempt's `ready_at` and
+//! `started_at`), so this driver's speed is not in them. SQLite.
+//!
+//! - fanout: 1,000 independent `sleep 0.1` tasks in one run over 4
+//!   `xene-agent connect` of capacity 8 (ideal 1000/32 × 0.1 s = 3.1 s,
+//!   target ≤ 1.25×), and the same run on 1 agent;
+//! - chain: a 40-task chain of `true` through the server (built-in agent;
+//!   one remote agent) against `xene-agent run` of the same file (target
+//!   ≤ 2×), medians of 10;
+//! - latency: ready → started of a task on a warm agent while 1,000 idle
+//!   protocol clients (the load test's) are connected (target p99 < 25 ms).
+//!   It needs about 2,000 open files.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use xene_testkit::bins::{agent_binary, xene_binary};
+use xene_testkit::{Agent, Xene};
+
+use crate::util::{Backend, TestDb};
+
+const FANOUT: usize = 1000;
+const CHAIN: usize = 40;
+const CHAIN_RUNS: usize = 10;
+const IDLE_AGENTS: usize = 1000;
+const LATENCY_RUNS: usize = 100;
+
+fn workflow() -> String {
+    let step =
+        |run: &str| format!("        steps:\n          - name: s\n            run: '{run}'\n");
+    let mut fanout = String::new();
+    for i in 0..FANOUT {
+        fanout += &format!("      t{i:04}:\n{}", step("sleep 0.1"));
+    }
+    let mut chain = String::new();
+    for i in 1..=CHAIN {
+        let after = match i {
+            1 => String::new(),
+            _ => format!("        depends_on: [c{:02}]\n", i - 1),
+        };
+        chain += &format!("      c{i:02}:\n{after}{}", step("true"));
+    }
+    format!(
+        "name: bench
+pipelines:
+  fanout:
+    tasks:
+{fanout}  chain:
+    tasks:
+{chain}  one:
+    selector: {{pool: real}}
+    tasks:
+      t:
+{}",
+        step("true")
+    )
+}
+
+async fn start_xene(db: &TestDb, extra: &[&str]) -> Xene {
+    Xene::builder(xene_binary(), db.dir.path().join("data"))
+        .args(["--database-url", &db.url])
+        .args(extra)
+        .start()
+        .await
+}
+
+fn start_agent(xene: &Xene, token: &str, dir: &Path, name: &str) -> Agent {
+    Agent::builder(agent_binary(), &xene.base, token, &dir.join(name))
+        .name(name)
+        .args(["--allow-shell", "--capacity", "8"])
+        .start()
+}
+
+async fn wait_online(xene: &Xene, n: usize) {
+    xene_testkit::wait_for("agents online", Duration::from_secs(120), async || {
+        let (_, agents) = xene.get_status("/api/v1/agents").await;
+        let online = agents["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["builtin"] == false && a["state"] == "online")
+            .count();
+        if online >= n {
+            Ok(())
+        } else {
+            Err(format!("{online} of {n} online"))
+        }
+    })
+    .await;
+}
+
+/// Starts a run of `pipeline`, waits for its end (polling every `poll`)
+/// and gives it; it must succeed.
+async fn run(xene: &Xene, pipeline: &str, poll: Duration) -> Value {
+    let path = format!("/api/v1/workflows/bench/pipelines/{pipeline}/runs");
+    let (status, body) = xene.post_status(&path, "{}").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let run = xene_testkit::wait_for("the run to end", Duration::from_secs(600), async || {
+        let (_, run) = xene.get_status(&format!("/api/v1/runs/{id}")).await;
+        let status = run["status"].as_str().unwrap_or_default();
+        if ["success", "error", "cancelled", "unknown"].contains(&status) {
+            return Ok(run);
+        }
+        tokio::time::sleep(poll).await;
+        Err(status.to_string())
+    })
+    .await;
+    assert_eq!(run["status"], "success", "{run}");
+    run
+}
+
+/// Requested → finished, by the server's clock, in ms.
+fn took_ms(run: &Value) -> f64 {
+    (run["finished_at"].as_i64().unwrap() - run["requested_at"].as_i64().unwrap()) as f64
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn at(samples: &[f64], p: f64) -> f64 {
+    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
+}
+
+async fn fanout(agents: usize) -> f64 {
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = start_xene(&db, &["--no-local-agent"]).await;
+    xene.apply(&workflow()).await;
+    let mut fleet = Vec::new();
+    for i in 0..agents {
+        let token = xene.join_token(json!({})).await;
+        fleet.push(start_agent(
+            &xene,
+            &token,
+            db.dir.path(),
+            &format!("fan-{i}"),
+        ));
+    }
+    wait_online(&xene, agents).await;
+    let run = run(&xene, "fanout", Duration::from_millis(500)).await;
+    took_ms(&run) / 1000.0
+}
+
+/// Medians of the chain through a server with its built-in agent, through
+/// one remote agent, and of `xene-agent run` of the same file, in ms.
+async fn chain() -> (f64, f64, f64) {
+    let mut through = Vec::new();
+    for builtin in [true, false] {
+        let db = TestDb::new(Backend::Sqlite);
+        let flags: &[&str] = match builtin {
+            true => &["--local-agent-shell", "true", "--local-agent-capacity", "8"],
+            false => &["--no-local-agent"],
+        };
+        let xene = start_xene(&db, flags).await;
+        xene.apply(&workflow()).await;
+        let _agent = if builtin {
+            None
+        } else {
+            let token = xene.join_token(json!({})).await;
+            let agent = start_agent(&xene, &token, db.dir.path(), "chain");
+            wait_online(&xene, 1).await;
+            Some(agent)
+        };
+        // The first run warms the caches; it is not counted.
+        run(&xene, "chain", Duration::from_millis(20)).await;
+        let mut samples = Vec::new();
+        for _ in 0..CHAIN_RUNS {
+            samples.push(took_ms(
+                &run(&xene, "chain", Duration::from_millis(20)).await,
+            ));
+        }
+        through.push(median(samples));
+    }
+    let dir = xene_testkit::private_tempdir();
+    let file = dir.path().join("bench.yaml");
+    std::fs::write(&file, workflow()).unwrap();
+    let mut local = Vec::new();
+    for i in 0..=CHAIN_RUNS {
+        let began = Instant::now();
+        let status = std::process::Command::new(agent_binary())
+            .arg("run")
+            .arg(&file)
+            .args(["--pipeline", "chain"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "xene-agent run of the chain");
+        if i > 0 {
+            local.push(began.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    (through[0], through[1], median(local))
+}
+
+/// Ready → started of `one`'s task, ms, sorted, with the idle clients on.
+async fn latency() -> Vec<f64> {
+    let db = TestDb::new(Backend::Sqlite);
+    let xene = start_xene(&db, &["--no-local-agent"]).await;
+    xene.apply(&workflow()).await;
+    let token = xene.join_token(json!({ "pool": "real" })).await;
+    let _agent = start_agent(&xene, &token, db.dir.path(), "warm");
+    wait_online(&xene, 1).await;
+
+    let measured = Arc::new(crate::load::Measured::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut idle = Vec::new();
+    for _ in 0..IDLE_AGENTS {
+        let credential = join(&xene).await;
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let (base, measured) = (xene.base.clone(), measured.clone());
+        idle.push(tokio::spawn(crate::load::agent(
+            base, credential, measured, permit,
+        )));
+    }
+    wait_online(&xene, IDLE_AGENTS + 1).await;
+
+    // Warm: the agent's first spawns, the server's caches.
+    for _ in 0..5 {
+        run(&xene, "one", Duration::from_millis(5)).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..LATENCY_RUNS {
+        ids.push(
+            run(&xene, "one", Duration::from_millis(5)).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    let mut samples = Vec::new();
+    for id in ids {
+        let (ready, started): (i64, i64) = sqlx::query_as(
+            "SELECT ready_at, started_at FROM task_attempts WHERE run_id = $1 AND number = 1",
+        )
+        .bind(id)
+        .fetch_one(storage.pool())
+        .await
+        .unwrap();
+        samples.push((started - ready) as f64);
+    }
+    measured
+        .done
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in idle {
+        client.abort();
+    }
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+async fn join(xene: &Xene) -> String {
+    let (status, token) = xene.post_status("/api/v1/agents/join-tokens", "{}").await;
+    assert_eq!(status, 201, "{token}");
+    let body = json!({ "token": token["token"] }).to_string();
+    let (status, joined) = xene.post_status("/api/v1/agents/join", body).await;
+    assert_eq!(status, 201, "{joined}");
+    joined["credential"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: run by cargo xtask bench-tasks"]
+async fn bench_tasks() {
+    let parts = std::env::var("XENE_BENCH_TASKS").unwrap_or_default();
+    let wanted = |part: &str| parts.is_empty() || parts.split(',').any(|p| p == part);
+    println!(
+        "bench-tasks: xene {}, xene-agent {}",
+        xene_binary().display(),
+        agent_binary().display()
+    );
+    if wanted("fanout") {
+        let ideal = FANOUT as f64 / 32.0 * 0.1;
+        let four = fanout(4).await;
+        println!(
+            "fanout: {FANOUT} × sleep 0.1 over 4 agents of capacity 8: {four:.2} s \
+             (ideal {ideal:.2} s: {:.2}×, target ≤ 1.25×)",
+            four / ideal
+        );
+        let one = fanout(1).await;
+        println!(
+            "fanout: the same run on 1 agent of capacity 8: {one:.2} s (ideal {:.2} s: {:.2}×)",
+            ideal * 4.0,
+            one / (ideal * 4.0)
+        );
+    }
+    if wanted("chain") {
+        let (builtin, remote, local) = chain().await;
+        println!(
+            "chain: {CHAIN} × true, medians of {CHAIN_RUNS}: xene-agent run {local:.0} ms; \
+             through the server, built-in agent {builtin:.0} ms ({:.2}×), one remote agent \
+             {remote:.0} ms ({:.2}×) (target ≤ 2×)",
+            builtin / local,
+            remote / local
+        );
+    }
+    if wanted("latency") {
+        let samples = latency().await;
+        println!(
+            "latency: ready → started, warm agent, {IDLE_AGENTS} idle agents connected: \
+             p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} runs; target p99 < 25 ms)",
+            at(&samples, 0.5),
+            at(&samples, 0.99),
+            samples[samples.len() - 1],
+            samples.len()
+        );
+    }
+}
