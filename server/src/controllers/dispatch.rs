@@ -2,11 +2,12 @@
 //! that both send or fail the run in the same cases. What differs is
 //! only what the link may carry (`Link`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use xene_core::protocol::{Dispatch, RunRef};
+use xene_core::protocol::{AttemptRef, Dispatch, RunRef, TaskDispatch};
 
 use super::Context;
+use crate::storage::attempts::{self, HeldAttempt};
 use crate::storage::runs::{self, Run};
 use crate::storage::{Db, StorageError, run_secrets, secrets};
 
@@ -114,6 +115,141 @@ pub async fn prepare(ctx: &Context, run: &Run, link: Link<'_>) -> Result<Prepare
         completed,
         traceparent: None,
     })))
+}
+
+/// What became of a task attempt on its way to the agent.
+#[derive(Debug)]
+pub enum PreparedAttempt {
+    /// Ready to send (`traceparent` is left for the sender to fill in).
+    Send(Box<TaskDispatch>),
+    /// The attempt cannot execute here at all: its task ended `error` with
+    /// this reason.
+    Failed(String),
+}
+
+/// Reads what the agent needs to execute one task attempt: the task's spec
+/// as of its run's version, the params, only the secrets the task names,
+/// and the results of the tasks it reads, inline up to `inline` bytes (the
+/// rest the agent fetches by `FetchOutputs`). Fails the attempt when it
+/// cannot execute on this link.
+pub async fn prepare_attempt(
+    ctx: &Context,
+    attempt: &HeldAttempt,
+    link: Link<'_>,
+    inline: usize,
+) -> Result<PreparedAttempt, StorageError> {
+    let db = &ctx.db;
+    let Some(run) = runs::get_run(db, attempt.run_id).await? else {
+        // Deleted meanwhile: the attempt went with it.
+        return Ok(PreparedAttempt::Failed("its run is gone".into()));
+    };
+    let cached = ctx
+        .specs
+        .checked(db, &run.workflow, run.version, &run.pipeline)
+        .await?;
+    let Some(cached) = cached else {
+        tracing::error!(
+            run = run.id,
+            "a placed task's pipeline is missing from its workflow version"
+        );
+        let reason = "its pipeline is missing from the stored workflow version";
+        return fail_attempt(db, attempt, reason.into()).await;
+    };
+    // A run queued before an upgrade may hold a template now refused, and
+    // an older agent would render it as it did then.
+    if let Some(fault) = &cached.fault {
+        let refused = runs::RunError::UnsafeScript {
+            version: run.version,
+            fault: fault.to_string(),
+        };
+        return fail_attempt(db, attempt, refused.to_string()).await;
+    }
+    let pipeline = &cached.pipeline;
+    let Some(spec) = pipeline.tasks.get(&attempt.task) else {
+        let reason = format!(
+            "task {:?} is missing from its pipeline's stored version",
+            attempt.task
+        );
+        return fail_attempt(db, attempt, reason).await;
+    };
+    let names: BTreeSet<String> = spec.secrets.iter().cloned().collect();
+    let mut values = BTreeMap::new();
+    if !names.is_empty() {
+        if let Some(reason) = plain_link_refusal(link) {
+            return fail_attempt(db, attempt, reason).await;
+        }
+        let resolved = run_secrets::resolve(db, &ctx.vault, &run, &names).await?;
+        if let Some(reason) = resolved.failure() {
+            return fail_attempt(db, attempt, reason).await;
+        }
+        if let Some(reason) = protected_refusal(link, &resolved.protected) {
+            return fail_attempt(db, attempt, reason).await;
+        }
+        values = resolved.values;
+    }
+    let reads = xene_core::plan::reads(spec);
+    let (outputs, more) = if reads.is_empty() {
+        (BTreeMap::new(), None)
+    } else {
+        attempts::read_outputs(db, run.id, &reads, None, inline).await?
+    };
+    Ok(PreparedAttempt::Send(Box::new(TaskDispatch {
+        attempt: AttemptRef { id: attempt.id },
+        run_id: run.id,
+        task: attempt.task.clone(),
+        number: u32::try_from(attempt.number).unwrap_or(u32::MAX),
+        workflow: run.workflow.clone(),
+        pipeline_name: run.pipeline.clone(),
+        spec: spec.clone(),
+        pipeline_env: pipeline.env.clone(),
+        params: run.params.clone(),
+        secrets: values,
+        outputs,
+        more_outputs: more.is_some(),
+        traceparent: None,
+    })))
+}
+
+/// Secrets never travel over plain HTTP off this machine.
+fn plain_link_refusal(link: Link<'_>) -> Option<String> {
+    match link {
+        Link::Remote {
+            agent,
+            secure: false,
+            ..
+        } => Some(format!(
+            "the task uses secrets, and agent {agent} is connected over plain HTTP from another \
+             machine: secrets are sent only over TLS or loopback"
+        )),
+        _ => None,
+    }
+}
+
+/// Protected secrets never go to a remote agent that runs shell steps.
+fn protected_refusal(link: Link<'_>, protected: &[String]) -> Option<String> {
+    match link {
+        Link::Remote {
+            agent,
+            runs_shell: true,
+            ..
+        } if !protected.is_empty() => Some(format!(
+            "the task uses protected secrets ({}), and agent {agent} runs shell steps, which no \
+             sandbox keeps from other tasks' steps there: protected secrets go only to the \
+             built-in agent and to agents without the shell runtime",
+            protected.join(", "),
+        )),
+        _ => None,
+    }
+}
+
+/// Ends a task attempt that cannot execute.
+async fn fail_attempt(
+    db: &Db,
+    attempt: &HeldAttempt,
+    reason: String,
+) -> Result<PreparedAttempt, StorageError> {
+    attempts::fail(db, attempt.id, &reason).await?;
+    Ok(PreparedAttempt::Failed(reason))
 }
 
 /// Ends a run's attempt that cannot execute.

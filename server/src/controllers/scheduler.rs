@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use xene_core::spec::Pipeline;
 
 pub mod choose;
+mod tasks;
 
 use super::Context;
 use crate::storage::agents::{self, Agent};
@@ -23,8 +24,14 @@ pub async fn run(ctx: Context) {
 /// Queued runs read at once.
 const QUEUE_PAGE: i64 = 500;
 
-/// One look at the queue. Returns how many runs were placed.
+/// One look at the queue: ready task attempts (runs of model 2), and
+/// runs placed whole (model 1). Returns how many were placed.
 pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
+    Ok(tasks::pass(ctx).await? + runs_pass(ctx).await?)
+}
+
+/// Queued runs of model 1, each placed whole on one agent.
+async fn runs_pass(ctx: &Context) -> Result<usize, StorageError> {
     let mut queued = placement::queued(&ctx.db, 0, QUEUE_PAGE).await?;
     if queued.is_empty() {
         return Ok(0);

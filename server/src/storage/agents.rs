@@ -119,11 +119,92 @@ pub async fn mark_silent_offline(db: &Db, silence_ms: i64) -> Result<u64, Storag
     .rows_affected())
 }
 
+/// Every agent with what it holds now: task attempts placed on it or
+/// running there (and, for runs placed whole before protocol 2, those runs).
 pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
+    let mut agents: Vec<Agent> = rows(db)
+        .await?
+        .into_iter()
+        .map(|row| Agent {
+            id: row.id,
+            name: row.name,
+            builtin: row.builtin,
+            labels: row.labels,
+            runtimes: row.runtimes,
+            capacity: row.capacity,
+            running: 0,
+            version: row.version,
+            state: row.state,
+            last_seen_at: row.last_seen_at,
+            draining: row.draining,
+            held: Vec::new(),
+        })
+        .collect();
+    let mut load = super::attempts::load(db).await?;
+    let runs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT agent_id, COUNT(*) FROM runs WHERE agent_id IS NOT NULL \
+         AND status IN ('starting_up', 'running', 'shutting_down') GROUP BY agent_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    for (agent, n) in runs {
+        *load.entry(agent).or_default() += n;
+    }
+    // The held attempts, oldest first, a bounded number in all: past it the
+    // counts still say how many.
+    let limit = (xene_api::agents::MAX_HELD_SHOWN * agents.len().max(1)).min(HELD_SHOWN_IN_ALL);
+    let held: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "SELECT agent_id, run_id, task, number FROM task_attempts \
+         WHERE status IN ('placed', 'running') AND agent_id IS NOT NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit as i64)
+    .fetch_all(db.pool())
+    .await?;
+    let index: std::collections::HashMap<String, usize> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.id.clone(), i))
+        .collect();
+    for (agent, run_id, task, number) in held {
+        if let Some(&i) = index.get(&agent)
+            && agents[i].held.len() < xene_api::agents::MAX_HELD_SHOWN
+        {
+            agents[i].held.push(xene_api::agents::HeldTask {
+                run_id,
+                task,
+                number,
+            });
+        }
+    }
+    for agent in &mut agents {
+        agent.running = load.get(&agent.id).copied().unwrap_or(0);
+    }
+    Ok(agents)
+}
+
+/// The most held attempts one agents list shows across all agents.
+const HELD_SHOWN_IN_ALL: usize = 20_000;
+
+/// An agent's row as stored, without what it holds: what the scheduler
+/// reads (it counts the load once per pass, for every agent at once).
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub id: String,
+    pub name: String,
+    pub builtin: bool,
+    pub labels: BTreeMap<String, String>,
+    pub runtimes: Vec<String>,
+    pub capacity: i64,
+    pub version: String,
+    pub state: AgentState,
+    pub last_seen_at: i64,
+    pub draining: bool,
+}
+
+pub async fn rows(db: &Db) -> Result<Vec<AgentRow>, StorageError> {
     let rows = sqlx::query(
-        "SELECT a.id, a.name, a.builtin, a.labels, a.runtimes, a.capacity, a.version, a.state, a.last_seen_at, \
-         (SELECT COUNT(*) FROM runs r WHERE r.agent_id = a.id AND r.status IN ('starting_up', 'running', 'shutting_down')) \
-         FROM agents a ORDER BY a.name, a.id",
+        "SELECT id, name, builtin, labels, runtimes, capacity, version, state, last_seen_at, draining \
+         FROM agents ORDER BY name, id",
     )
     .fetch_all(db.pool())
     .await?;
@@ -132,7 +213,8 @@ pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
             let labels: String = r.get(3);
             let runtimes: String = r.get(4);
             let builtin: i64 = r.get(2);
-            Ok(Agent {
+            let draining: i64 = r.get(9);
+            Ok(AgentRow {
                 id: r.get(0),
                 name: r.get(1),
                 builtin: builtin != 0,
@@ -147,8 +229,24 @@ pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
                     .parse()
                     .map_err(StorageError::Corrupt)?,
                 last_seen_at: r.get(8),
-                running: r.get(9),
+                draining: draining != 0,
             })
         })
         .collect()
+}
+
+/// Drains an agent (it takes no new tasks and finishes those it holds), or
+/// undoes that. False when there is no such agent.
+pub async fn set_draining(db: &Db, id: &str, draining: bool) -> Result<bool, StorageError> {
+    let touched = sqlx::query("UPDATE agents SET draining = $1 WHERE id = $2")
+        .bind(draining as i64)
+        .bind(id)
+        .execute(&mut *db.write_conn().await?)
+        .await?
+        .rows_affected();
+    if touched == 1 && !draining {
+        // Back in the fleet: tasks that waited may go there now.
+        db.news().tasks_ready();
+    }
+    Ok(touched == 1)
 }

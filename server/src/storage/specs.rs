@@ -15,7 +15,16 @@ use super::{Db, StorageError, workflows};
 /// runs of a busy server use far fewer.
 pub const CAPACITY: usize = 256;
 
-type Pipelines = Arc<BTreeMap<String, Arc<Pipeline>>>;
+type Pipelines = Arc<BTreeMap<String, Cached>>;
+
+/// A parsed pipeline and what checking its templates found, once.
+#[derive(Clone)]
+pub struct Cached {
+    pub pipeline: Arc<Pipeline>,
+    /// Why the pipeline does not run: a template refused now in a version
+    /// stored before the check (see `runs::RunError::unsafe_script`).
+    pub fault: Option<Arc<str>>,
+}
 
 /// The cache: one per server process, shared by every controller and
 /// session.
@@ -42,6 +51,20 @@ impl Specs {
         version: i64,
         pipeline: &str,
     ) -> Result<Option<Arc<Pipeline>>, StorageError> {
+        Ok(self
+            .checked(db, workflow, version, pipeline)
+            .await?
+            .map(|c| c.pipeline))
+    }
+
+    /// As `pipeline`, with the verdict of its template check.
+    pub async fn checked(
+        &self,
+        db: &Db,
+        workflow: &str,
+        version: i64,
+        pipeline: &str,
+    ) -> Result<Option<Cached>, StorageError> {
         let pipelines = match self.cached(workflow, version) {
             Some(pipelines) => pipelines,
             None => {
@@ -52,12 +75,7 @@ impl Specs {
                     // missing one is rare enough to read again.
                     return Ok(None);
                 };
-                let pipelines: Pipelines = Arc::new(
-                    spec.pipelines
-                        .into_iter()
-                        .map(|(name, p)| (name, Arc::new(p)))
-                        .collect(),
-                );
+                let pipelines = parsed(spec.pipelines);
                 self.insert(workflow, version, pipelines.clone());
                 pipelines
             }
@@ -103,6 +121,19 @@ impl Specs {
     }
 }
 
+fn parsed(pipelines: BTreeMap<String, Pipeline>) -> Pipelines {
+    Arc::new(
+        pipelines
+            .into_iter()
+            .map(|(name, pipeline)| {
+                let fault = xene_core::template::pipeline_fault(&pipeline).map(Arc::from);
+                let pipeline = Arc::new(pipeline);
+                (name, Cached { pipeline, fault })
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,14 +142,7 @@ mod tests {
         let yaml = format!(
             "name: w\npipelines:\n  {name}:\n    tasks:\n      t:\n        steps: [\"true\"]\n"
         );
-        let workflow = xene_core::parse_workflow(&yaml).unwrap();
-        Arc::new(
-            workflow
-                .pipelines
-                .into_iter()
-                .map(|(n, p)| (n, Arc::new(p)))
-                .collect(),
-        )
+        parsed(xene_core::parse_workflow(&yaml).unwrap().pipelines)
     }
 
     #[test]

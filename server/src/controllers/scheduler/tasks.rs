@@ -1,0 +1,200 @@
+//! The scheduler's pass over ready task attempts (runs of model 2): each
+//! goes to the agent `choose` names, written in chunks, and each that waits
+//! has its reason recorded (only when it changed).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::choose::{Need, Slot, choose};
+use crate::controllers::Context;
+use crate::storage::attempts::{self, PLACE_CHUNK, ReadyAttempt};
+use crate::storage::{StorageError, agents, now_ms, workflows};
+
+/// Ready attempts read at once.
+const READY_PAGE: i64 = 500;
+
+/// What one pass knows, updated by its own placements so that the next
+/// choice sees them.
+struct Pass {
+    slots: Vec<Slot>,
+    /// Attempts placed or running per run, for runs with a `concurrency`.
+    active: HashMap<i64, i64>,
+    /// Runs under `together` pinned by this pass (not yet in the page read).
+    pinned: HashMap<i64, String>,
+    chosen: Vec<(ReadyAttempt, usize)>,
+    /// The latest word on each pipeline, written once at the end.
+    verdicts: BTreeMap<(String, String), Option<String>>,
+    placed: usize,
+}
+
+/// One look at the ready attempts. Returns how many were placed.
+pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
+    let now = now_ms();
+    let mut page = attempts::ready_page(&ctx.db, 0, now, READY_PAGE).await?;
+    if page.is_empty() {
+        return Ok(0);
+    }
+    let mut pass = Pass {
+        slots: slots(ctx, now).await?,
+        active: HashMap::new(),
+        pinned: HashMap::new(),
+        chosen: Vec::new(),
+        verdicts: BTreeMap::new(),
+        placed: 0,
+    };
+    // The whole queue, a page at a time: attempts at its head that nothing
+    // fits must not keep later ones from agents that would take them.
+    while let Some(last) = page.last().map(|a| a.id) {
+        let limited: Vec<i64> = page
+            .iter()
+            .filter(|a| a.concurrency.is_some() && !pass.active.contains_key(&a.run_id))
+            .map(|a| a.run_id)
+            .collect();
+        if !limited.is_empty() {
+            let counts = attempts::running_per_run(&ctx.db, &limited).await?;
+            for run in limited {
+                pass.active
+                    .insert(run, counts.get(&run).copied().unwrap_or(0));
+            }
+        }
+        let mut waiting = Vec::new();
+        for attempt in page {
+            let pinned = pass
+                .pinned
+                .get(&attempt.run_id)
+                .cloned()
+                .or_else(|| attempt.pinned_agent.clone());
+            let need = Need {
+                task: &attempt.task,
+                selector: &attempt.selector,
+                runtime: &attempt.runtime,
+                pinned: pinned.as_deref(),
+                together: attempt.placement == "together",
+                concurrency: attempt.concurrency,
+                run_active: pass.active.get(&attempt.run_id).copied().unwrap_or(0),
+                avoid: attempt.avoid_agent.as_deref(),
+                warm: &[],
+            };
+            match choose(&pass.slots, &need) {
+                Ok(index) => {
+                    pass.slots[index].held += 1;
+                    if let Some(n) = pass.active.get_mut(&attempt.run_id) {
+                        *n += 1;
+                    }
+                    if need.together && pinned.is_none() {
+                        pass.pinned
+                            .insert(attempt.run_id, pass.slots[index].id.clone());
+                    }
+                    pass.chosen.push((attempt, index));
+                    if pass.chosen.len() >= PLACE_CHUNK {
+                        place(ctx, &mut pass).await?;
+                    }
+                }
+                Err(reason) => waiting.push((attempt, reason)),
+            }
+        }
+        place(ctx, &mut pass).await?;
+        for (attempt, reason) in waiting {
+            wait(ctx, &attempt, &reason).await?;
+            pass.verdicts
+                .insert((attempt.workflow, attempt.pipeline), Some(reason));
+        }
+        if pass.slots.iter().all(|s| !s.fresh || s.held >= s.capacity) {
+            break;
+        }
+        page = attempts::ready_page(&ctx.db, last, now, READY_PAGE).await?;
+    }
+    for ((workflow, pipeline), reason) in &pass.verdicts {
+        workflows::set_pipeline_schedule(
+            &ctx.db,
+            workflow,
+            pipeline,
+            reason.is_none(),
+            reason.as_deref(),
+        )
+        .await?;
+    }
+    Ok(pass.placed)
+}
+
+/// The agents as this pass sees them: their rows and what they hold, read
+/// once.
+async fn slots(ctx: &Context, now: i64) -> Result<Vec<Slot>, StorageError> {
+    // An agent silent for half a lease is probably gone (a killed replica's
+    // built-in agent, a cut-off remote one): a task placed on it would only
+    // wait for the lease to end.
+    let fresh_since = now - ctx.timings.run_lease.as_millis() as i64 / 2;
+    let load = attempts::load(&ctx.db).await?;
+    Ok(agents::rows(&ctx.db)
+        .await?
+        .into_iter()
+        .filter(|a| a.state == agents::AgentState::Online)
+        .map(|a| Slot {
+            held: load.get(&a.id).copied().unwrap_or(0),
+            fresh: a.last_seen_at >= fresh_since,
+            id: a.id,
+            labels: a.labels,
+            runtimes: a.runtimes,
+            capacity: a.capacity,
+            draining: a.draining,
+        })
+        .collect())
+}
+
+/// Writes the placements chosen; one someone else got first (or whose
+/// agent was revoked or drained meanwhile) frees its slot again.
+async fn place(ctx: &Context, pass: &mut Pass) -> Result<(), StorageError> {
+    let chosen = std::mem::take(&mut pass.chosen);
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(i64, &str)> = chosen
+        .iter()
+        .map(|(a, index)| (a.id, pass.slots[*index].id.as_str()))
+        .collect();
+    let lease_ms = ctx.timings.run_lease.as_millis() as i64;
+    let outcomes = attempts::place_many(&ctx.db, &pairs, lease_ms).await?;
+    let now = now_ms();
+    for ((attempt, index), placed) in chosen.into_iter().zip(outcomes) {
+        if placed {
+            pass.placed += 1;
+            ctx.metrics.observe_queue_wait(now - attempt.ready_at);
+            tracing::debug!(
+                run = attempt.run_id,
+                task = %attempt.task,
+                agent = %pass.slots[index].id,
+                "task placed"
+            );
+            pass.verdicts
+                .insert((attempt.workflow, attempt.pipeline), None);
+        } else {
+            pass.slots[index].held -= 1;
+            if let Some(n) = pass.active.get_mut(&attempt.run_id) {
+                *n -= 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records why `attempt` waits, unless it says so already.
+async fn wait(ctx: &Context, attempt: &ReadyAttempt, reason: &str) -> Result<(), StorageError> {
+    // Waiting past the pick-up timeout is flagged: somebody has to add or
+    // fix an agent.
+    let timeout = ctx.timings.pickup_timeout;
+    let stuck = now_ms() - attempt.ready_at > timeout.as_millis() as i64;
+    let reason = if stuck {
+        format!(
+            "stuck: nobody picked it up within {}; {reason}",
+            xene_core::duration::format(timeout)
+        )
+    } else {
+        reason.to_string()
+    };
+    if attempt.scheduler_reason.as_deref() != Some(reason.as_str()) {
+        if stuck {
+            tracing::warn!(run = attempt.run_id, task = %attempt.task, reason, "a task is stuck in the queue");
+        }
+        attempts::set_waiting_reason(&ctx.db, attempt.id, &reason).await?;
+    }
+    Ok(())
+}
