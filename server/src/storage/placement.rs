@@ -10,10 +10,11 @@ use xene_core::status::RunStatus;
 use super::runs::{RUN_COLUMNS, Run, is_final, run_from_row};
 use super::{Backend, Db, StorageError, now_ms};
 
-/// Runs waiting for an agent after `after_id`, oldest first.
+/// Runs placed whole (model 1) waiting for an agent after `after_id`,
+/// oldest first.
 pub async fn queued(db: &Db, after_id: i64, limit: i64) -> Result<Vec<Run>, StorageError> {
     let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND id > $1 ORDER BY id LIMIT $2"
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND model = 1 AND id > $1 ORDER BY id LIMIT $2"
     ))
     .bind(after_id)
     .bind(limit)
