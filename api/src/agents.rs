@@ -15,15 +15,46 @@ pub struct Agent {
     pub builtin: bool,
     pub labels: BTreeMap<String, String>,
     pub runtimes: Vec<String>,
-    /// Most runs at once.
+    /// Most task attempts at once.
     pub capacity: i64,
-    /// Runs it holds now.
+    /// Task attempts (or, for runs placed whole, runs) it holds now.
     pub running: i64,
     pub version: String,
     /// `online`, `offline`, or `revoked` (its credential no longer works).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub state: AgentState,
     pub last_seen_at: i64,
+    /// An admin drained it: it takes no new tasks and finishes those it
+    /// holds (drained once it holds none).
+    // Default: absent from a server older than this field.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub draining: bool,
+    /// The tasks it holds now (placed on it or running there), oldest
+    /// first; at most `MAX_HELD_SHOWN`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub held: Vec<HeldTask>,
+}
+
+/// The most held tasks an agent row lists (`running` counts them all).
+pub const MAX_HELD_SHOWN: usize = 256;
+
+impl Agent {
+    /// Draining and holding nothing more: safe to stop or upgrade.
+    pub fn drained(&self) -> bool {
+        self.draining && self.held.is_empty() && self.running == 0
+    }
+}
+
+/// A task attempt an agent holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeldTask {
+    pub run_id: i64,
+    pub task: String,
+    /// The attempt's number within the task, from 1.
+    pub number: i64,
 }
 
 /// Whether an agent takes work.

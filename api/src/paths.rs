@@ -168,6 +168,11 @@ pub fn agent(id: &str) -> String {
     format!("{V1}/agents/{}", encode(id))
 }
 
+/// Drain an agent (`POST`), or take it back into service (`DELETE`).
+pub fn agent_drain(id: &str) -> String {
+    format!("{V1}/agents/{}/drain", encode(id))
+}
+
 /// Create a join token (`POST`).
 pub fn join_tokens() -> String {
     format!("{V1}/agents/join-tokens")

@@ -31,8 +31,16 @@ pub struct Run {
     pub scheduler_status: String,
     /// Why it waits, when it does: which agent selector, which capacity.
     pub scheduler_reason: Option<String>,
-    /// The agent it is placed on.
+    /// The agent it is placed on, for a run placed whole on one agent
+    /// (before task placement); see `agents`.
     pub agent: Option<String>,
+    /// The agents that hold or ran its tasks, in order of id (for a run
+    /// placed whole: its agent). Filled by the runs list and a run's page,
+    /// empty in feed messages.
+    // Default: absent from a server older than this field.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub agents: Vec<String>,
     /// Its attempt, from 1.
     pub attempt: i64,
     /// How many attempts it may take.
@@ -86,8 +94,38 @@ pub struct TaskRun {
     pub finished_at: Option<i64>,
     /// How long it took, once ended.
     pub duration_ms: Option<i64>,
+    /// The agent of its latest attempt; for a run placed whole on one agent
+    /// (before task placement), the run's agent once placed.
+    // Default: absent from a server older than this field.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Its attempts, oldest first: each dispatch of the task to an agent.
+    /// Empty for a run placed whole on one agent.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub attempts: Vec<TaskAttempt>,
     /// Its steps, in order (`post` steps last).
     pub steps: Vec<StepRun>,
+}
+
+/// One attempt of a task: a dispatch to one agent, which runs the task's
+/// steps once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskAttempt {
+    /// 1, 2, ... within the task.
+    pub number: i64,
+    /// The agent it was placed on; none while it waits for one.
+    pub agent_id: Option<String>,
+    /// `ready` (waiting for an agent), `placed`, `running`, `success`,
+    /// `error`, `cancelled` or `unknown` (its agent went silent).
+    pub status: String,
+    /// When it started on its agent (UTC ms).
+    pub started_at: Option<i64>,
+    /// When it ended (UTC ms).
+    pub finished_at: Option<i64>,
+    /// Why it failed or ended, or why it waits for an agent.
+    pub error: Option<String>,
 }
 
 /// A step of a task's run.

@@ -40,8 +40,17 @@ pub struct Global {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
+    /// A table with more columns (`get runs`: the agents of each run).
+    Wide,
     Json,
     Yaml,
+}
+
+impl Format {
+    /// A table for people (`table` or `wide`), not JSON or YAML.
+    pub fn is_table(self) -> bool {
+        matches!(self, Format::Table | Format::Wide)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,10 +199,10 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         since: Option<std::time::Duration>,
     },
-    /// Agents: join tokens and revocation.
+    /// Agents: join tokens, revocation and draining.
     #[command(
         subcommand,
-        after_help = "Examples:\n  xenectl agents join-token --label pool=linux\n  xenectl agents revoke build-01"
+        after_help = "Examples:\n  xenectl agents join-token --label pool=linux\n  xenectl agents revoke build-01\n  xenectl agents drain build-01"
     )]
     Agents(AgentsCommand),
     /// API tokens: create, list, revoke.
@@ -285,7 +294,7 @@ pub enum GetWhat {
     /// Runs, newest first.
     #[command(
         visible_alias = "run",
-        after_help = "Examples:\n  xenectl get runs --workflow ci --status error --limit 5\n  xenectl get runs -w"
+        after_help = "Examples:\n  xenectl get runs --workflow ci --status error --limit 5\n  xenectl get runs -w\n  xenectl get runs -o wide"
     )]
     Runs {
         #[arg(long)]
@@ -407,6 +416,17 @@ pub enum AgentsCommand {
     #[command(after_help = "Examples:
   xenectl agents revoke build-01")]
     Revoke { id: String },
+    /// Drain an agent: it takes no new tasks and finishes those it holds;
+    /// with --undo, it takes tasks again.
+    #[command(after_help = "Examples:
+  xenectl agents drain build-01
+  xenectl agents drain build-01 --undo")]
+    Drain {
+        id: String,
+        /// Take the agent back into service.
+        #[arg(long)]
+        undo: bool,
+    },
     /// List agents (as `get agents`).
     #[command(after_help = "Examples:\n  xenectl agents list")]
     List,

@@ -108,7 +108,7 @@ fn visible_len(text: &str) -> usize {
 /// An answer is printed as the server sent it (`Answer::json`); a value of
 /// the CLI's own, as JSON with its keys sorted, like an answer.
 pub fn structured(format: Format, value: &impl Serialize) -> bool {
-    if format == Format::Table {
+    if format.is_table() {
         return false;
     }
     let value = serde_json::to_value(value).unwrap_or_default();

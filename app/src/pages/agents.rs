@@ -1,10 +1,10 @@
-//! The agents: their state, load and runs, adding one (an install command
-//! with a join token) and revoking one.
+//! The agents: their state, load and the tasks they hold, adding one (an
+//! install command with a join token), draining and revoking one.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use xene_api::agents::{AgentList, AgentState, JoinToken, JoinTokenRequest};
-use xene_api::paths::{self, with_query};
+use xene_api::paths::{self, encode, with_query};
 use xene_api::run::RunList;
 use xene_core::access::Role;
 
@@ -31,6 +31,16 @@ pub fn AgentsPage() -> impl IntoView {
     let join = Action::new(|_: &()| async {
         let body = JoinTokenRequest::default();
         api::send_as::<JoinToken>("POST", paths::join_tokens(), Some(api::json(&body))).await
+    });
+    // (agent id, drain it: true; take it back: false)
+    let drain = Action::new(move |(id, on): &(String, bool)| {
+        let (id, on) = (id.clone(), *on);
+        async move {
+            let method = if on { "POST" } else { "DELETE" };
+            api::send(method, paths::agent_drain(&id), None).await?;
+            agents.refetch();
+            Ok::<_, String>(())
+        }
     });
     let revoke = Action::new(move |id: &String| {
         let id = id.clone();
@@ -77,6 +87,7 @@ pub fn AgentsPage() -> impl IntoView {
             })}
         </Transition>
         {move || revoke.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorBox message=e /> })}
+        {move || drain.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorBox message=e /> })}
         <Transition fallback=|| loading("agents")>
             {move || agents.get().map(|r| match r {
                 Err(e) => view! { <ErrorBox message=e /> }.into_any(),
@@ -92,24 +103,55 @@ pub fn AgentsPage() -> impl IntoView {
                             <thead><tr>
                                 <th scope="col">"Agent"</th><th scope="col">"State"</th><th scope="col">"Labels"</th>
                                 <th scope="col">"Load"</th><th scope="col">"Last heartbeat"</th><th scope="col">"Version"</th>
-                                <th scope="col">"Running"</th><th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                                <th scope="col">"Holds"</th><th scope="col"><span class="visually-hidden">"Actions"</span></th>
                             </tr></thead>
                             <tbody>
                             {list.agents.into_iter().map(|a| {
                                 let mine: Vec<i64> = running.iter().filter(|r| r.agent.as_deref() == Some(a.id.as_str())).map(|r| r.id).collect();
                                 let id = a.id.clone();
+                                let drain_id = a.id.clone();
                                 let revocable = !a.builtin && a.state != AgentState::Revoked;
+                                let drainable = a.state != AgentState::Revoked;
+                                let draining = a.draining;
+                                // A draining agent that holds nothing may be stopped.
+                                let drain_state = match (a.draining, a.drained()) {
+                                    (false, _) => None,
+                                    (true, true) => Some(("drained", "status status-skipped")),
+                                    (true, false) => Some(("draining", "status status-shutting_down")),
+                                };
+                                let held = a.held.clone();
                                 let labels = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
                                 view! {
                                     <tr data-agent=a.id.clone()>
                                         <th scope="row">{a.name.clone()} {a.builtin.then_some(" (built-in)")}<div class="muted small mono">{a.id.clone()}</div></th>
-                                        <td><span class=format!("status status-{}", a.state)>{a.state.as_str()}</span></td>
+                                        <td>
+                                            <span class=format!("status status-{}", a.state)>{a.state.as_str()}</span>
+                                            {drain_state.map(|(text, class)| view! { <div class=format!("drain {class}")>{text}</div> })}
+                                        </td>
                                         <td class="mono small">{labels}<div class="muted">{a.runtimes.join(", ")}</div></td>
                                         <td>{format!("{} / {}", a.running, a.capacity)}</td>
                                         <td><Time ms=a.last_seen_at /></td>
                                         <td class="mono">{a.version.clone()}</td>
-                                        <td>{mine.into_iter().map(|id| view! { <a href=format!("/runs/{id}")>"#" {id}</a> " " }).collect_view()}</td>
+                                        <td class="held">
+                                            {held.into_iter().map(|h| {
+                                                let href = format!("/runs/{}?task={}", h.run_id, encode(&h.task));
+                                                let attempt = (h.number > 1).then(|| format!(" (attempt {})", h.number));
+                                                view! { <div><a href=href>"#" {h.run_id} " " {h.task.clone()}</a> {attempt}</div> }
+                                            }).collect_view()}
+                                            // Runs placed whole on it (before task placement).
+                                            {mine.into_iter().map(|id| view! { <a href=format!("/runs/{id}")>"#" {id}</a> " " }).collect_view()}
+                                        </td>
                                         <td>
+                                            <Show when=move || is_admin() && drainable>
+                                                {
+                                                    let id = drain_id.clone();
+                                                    view! {
+                                                        <button class="drain" on:click=move |_| { drain.dispatch((id.clone(), !draining)); }>
+                                                            {if draining { "Undrain" } else { "Drain" }}
+                                                        </button>
+                                                    }
+                                                }
+                                            </Show>
                                             <Show when=move || is_admin() && revocable>
                                                 {
                                                     let id = id.clone();

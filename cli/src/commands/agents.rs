@@ -1,5 +1,5 @@
 //! Agents: `get agents` (with `-w`), `describe agent`, `agents join-token`,
-//! `agents revoke`.
+//! `agents revoke`, `agents drain`.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use xene_api::agents::{Agent, AgentList, JoinToken, JoinTokenRequest};
 use xene_api::paths;
 
 use super::Ctx;
-use crate::args::{AgentsCommand, Format};
+use crate::args::AgentsCommand;
 use crate::client::Answer;
 use crate::error::{Exit, fail};
 use crate::output;
@@ -28,10 +28,20 @@ const HEADERS: &[&str] = &[
     "LAST SEEN",
 ];
 
+/// The state people need: a drained agent can be stopped.
+fn state(a: &Agent) -> String {
+    match (a.state.as_str(), a.draining) {
+        (state, false) => state.to_string(),
+        ("online", true) if a.drained() => "drained".into(),
+        ("online", true) => "draining".into(),
+        (state, true) => format!("{state},draining"),
+    }
+}
+
 fn row(colour: bool, a: &Agent) -> Vec<String> {
     vec![
         a.id.clone(),
-        output::status(colour, a.state.as_str()),
+        output::status(colour, &state(a)),
         a.running.to_string(),
         a.capacity.to_string(),
         output::list(&a.runtimes),
@@ -81,6 +91,27 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
             println!("agent/{id} revoked");
             Ok(Exit::Ok)
         }
+        AgentsCommand::Drain { id, undo } => {
+            let path = paths::agent_drain(&id);
+            let answer = if undo {
+                ctx.client
+                    .send(reqwest::Method::DELETE, &path, None, &[])
+                    .await?
+            } else {
+                ctx.client.post(&path, &Value::Null).await?
+            };
+            if let Some(agent) = ctx.for_table::<Agent>(&answer)? {
+                let held = agent.held.len();
+                match (undo, held) {
+                    (true, _) => println!("agent/{id} takes tasks again"),
+                    (false, 0) => println!("agent/{id} drained: it holds no tasks"),
+                    (false, n) => println!(
+                        "agent/{id} draining: it takes no new tasks and finishes the {n} it holds"
+                    ),
+                }
+            }
+            Ok(Exit::Ok)
+        }
         AgentsCommand::List => list(ctx, false).await,
     }
 }
@@ -97,7 +128,7 @@ pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {
     // A line for each agent whose state, load or labels change.
     let key = |a: &Agent| {
         (
-            a.state,
+            state(a),
             a.running,
             a.capacity,
             a.labels.clone(),
@@ -118,7 +149,7 @@ pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {
                 changed.push((agent, as_sent));
             }
         }
-        if ctx.format == Format::Table {
+        if ctx.format.is_table() {
             let rows: Vec<Vec<String>> = changed.iter().map(|(a, _)| row(ctx.colour, a)).collect();
             let text = output::render_table(HEADERS, &rows);
             let skip = usize::from(!first);
@@ -152,12 +183,27 @@ pub async fn describe(ctx: &Ctx, id: &str) -> anyhow::Result<Exit> {
     let c = ctx.colour;
     println!("Agent:      {}", agent.id);
     println!("Name:       {}", output::text(Some(&agent.name)));
-    println!("State:      {}", output::status(c, agent.state.as_str()));
+    println!("State:      {}", output::status(c, &state(&agent)));
     println!("Built in:   {}", agent.builtin);
-    println!("Load:       {} of {} runs", agent.running, agent.capacity);
+    println!("Load:       {} of {} tasks", agent.running, agent.capacity);
     println!("Runtimes:   {}", output::list(&agent.runtimes));
     println!("Labels:     {}", output::pairs(&agent.labels));
     println!("Version:    {}", output::text(Some(&agent.version)));
     println!("Last seen:  {}", output::time(Some(agent.last_seen_at)));
+    if !agent.held.is_empty() {
+        println!("Holds:");
+        let rows: Vec<Vec<String>> = agent
+            .held
+            .iter()
+            .map(|h| {
+                vec![
+                    format!("  run/{}", h.run_id),
+                    h.task.clone(),
+                    h.number.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["  RUN", "TASK", "ATTEMPT"], &rows);
+    }
     Ok(Exit::Ok)
 }

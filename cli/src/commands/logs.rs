@@ -104,7 +104,7 @@ fn print_line(
     at: i64,
     line: &str,
 ) -> std::io::Result<()> {
-    if ctx.format != crate::args::Format::Table {
+    if !ctx.format.is_table() {
         let value = serde_json::json!({"task": task, "step": step, "stream": stream, "at": at, "data": line});
         return match ctx.format {
             crate::args::Format::Yaml => write!(out, "---\n{}", output::yaml(&value)),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use xene_api::feed::{ListFeed, RunFeed};
 use xene_api::paths;
-use xene_api::run::{CancelResponse, Run, RunDetail, RunList, StartRun, TaskRun};
+use xene_api::run::{CancelResponse, Run, RunDetail, RunList, StartRun, TaskAttempt, TaskRun};
 use xene_core::status::RunStatus;
 
 use super::Ctx;
@@ -36,17 +36,53 @@ const RUN_HEADERS: &[&str] = &[
     "DURATION",
 ];
 
-fn run_row(colour: bool, r: &Run) -> Vec<String> {
+/// `-o wide`: every agent of the run instead of the first.
+const WIDE_RUN_HEADERS: &[&str] = &[
+    "ID",
+    "WORKFLOW",
+    "PIPELINE",
+    "STATUS",
+    "TRIGGER",
+    "AGENTS",
+    "REQUESTED",
+    "DURATION",
+];
+
+fn run_headers(format: crate::args::Format) -> &'static [&'static str] {
+    if format == crate::args::Format::Wide {
+        WIDE_RUN_HEADERS
+    } else {
+        RUN_HEADERS
+    }
+}
+
+fn run_row(colour: bool, wide: bool, r: &Run) -> Vec<String> {
     vec![
         r.id.to_string(),
         r.workflow.clone(),
         r.pipeline.clone(),
         output::status(colour, r.status.as_str()),
         output::text(Some(&r.trigger)),
-        output::text(r.agent.as_deref()),
+        agents_cell(r, wide),
         output::time(Some(r.requested_at)),
         run_duration(r),
     ]
+}
+
+/// The agents a run's tasks went to: all of them (wide), or the first and
+/// how many more. A feed's message names none: its one agent, if any.
+fn agents_cell(r: &Run, wide: bool) -> String {
+    let agents: Vec<String> = if r.agents.is_empty() {
+        r.agent.iter().cloned().collect()
+    } else {
+        r.agents.clone()
+    };
+    match agents.as_slice() {
+        [] => output::text(None),
+        [one] => one.clone(),
+        [first, rest @ ..] if !wide => format!("{first} +{}", rest.len()),
+        all => all.join(","),
+    }
 }
 
 /// How long it ran, or has run so far.
@@ -78,10 +114,18 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
         None
     };
     let answer = ctx.client.answer(&query).await?;
+    let (wide, headers) = (
+        ctx.format == crate::args::Format::Wide,
+        run_headers(ctx.format),
+    );
     let Some(mut feed) = feed else {
         if let Some(list) = ctx.for_table::<RunList>(&answer)? {
-            let rows: Vec<Vec<String>> = list.runs.iter().map(|r| run_row(ctx.colour, r)).collect();
-            output::table(RUN_HEADERS, &rows);
+            let rows: Vec<Vec<String>> = list
+                .runs
+                .iter()
+                .map(|r| run_row(ctx.colour, wide, r))
+                .collect();
+            output::table(headers, &rows);
         }
         return Ok(Exit::Ok);
     };
@@ -90,22 +134,27 @@ pub async fn list(ctx: &Ctx, filter: &Filter, watch: bool) -> anyhow::Result<Exi
     let runs = listed(&answer)?;
     // Watching: the list, then a line per change, as `kubectl get -w` does,
     // in the list's columns (wide enough for any status).
-    let rows: Vec<Vec<String>> = runs.iter().map(|(r, _)| run_row(ctx.colour, r)).collect();
-    let mut widths = output::widths(RUN_HEADERS, &rows);
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|(r, _)| run_row(ctx.colour, wide, r))
+        .collect();
+    let mut widths = output::widths(headers, &rows);
     widths[3] = widths[3].max("shutting_down".len());
     let print_rows = |runs: &[(Run, Value)]| {
         let mut out = std::io::stdout().lock();
         for (run, as_sent) in runs {
             let line = match ctx.format {
-                crate::args::Format::Table => output::row_line(&widths, &run_row(ctx.colour, run)),
+                crate::args::Format::Table | crate::args::Format::Wide => {
+                    output::row_line(&widths, &run_row(ctx.colour, wide, run))
+                }
                 _ => output::json_line(as_sent),
             };
             let _ = out.write_all(line.as_bytes());
         }
         let _ = out.flush();
     };
-    if ctx.format == crate::args::Format::Table {
-        let _ = std::io::stdout().write_all(output::row_line(&widths, RUN_HEADERS).as_bytes());
+    if ctx.format.is_table() {
+        let _ = std::io::stdout().write_all(output::row_line(&widths, headers).as_bytes());
     }
     print_rows(&runs);
     loop {
@@ -168,7 +217,7 @@ pub async fn describe(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
     println!("Status:     {}", output::status(c, run.status.as_str()));
     println!("Trigger:    {}", output::text(Some(&run.trigger)));
     println!("Params:     {}", output::pairs(&run.params));
-    println!("Agent:      {}", output::text(run.agent.as_deref()));
+    println!("Agents:     {}", agents_cell(run, true));
     println!("Attempt:    {} of {}", run.attempt, run.max_attempts);
     println!("Requested:  {}", output::time(Some(run.requested_at)));
     println!("Started:    {}", output::time(run.started_at));
@@ -186,21 +235,39 @@ pub async fn describe(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
         rows.push(vec![
             format!("  {}", task.name),
             output::status(c, task.status.as_str()),
+            output::text(task.agent_id.as_deref()),
             output::duration(task.duration_ms),
             task.error.clone().unwrap_or_default(),
         ]);
+        // One attempt says nothing the task's row does not.
+        if task.attempts.len() > 1 {
+            for attempt in &task.attempts {
+                rows.push(vec![
+                    format!("    attempt {}", attempt.number),
+                    output::status(c, &attempt.status),
+                    output::text(attempt.agent_id.as_deref()),
+                    output::duration(attempt_duration(attempt)),
+                    attempt.error.clone().unwrap_or_default(),
+                ]);
+            }
+        }
         for step in &task.steps {
             rows.push(vec![
                 format!("    {}", step.name),
                 output::status(c, step.status.as_str()),
+                String::new(),
                 output::duration(step.duration_ms),
                 step.exit_code
                     .map_or(String::new(), |code| format!("exit {code}")),
             ]);
         }
     }
-    output::table(&["  NAME", "STATUS", "DURATION", ""], &rows);
+    output::table(&["  NAME", "STATUS", "AGENT", "DURATION", ""], &rows);
     Ok(Exit::Ok)
+}
+
+fn attempt_duration(attempt: &TaskAttempt) -> Option<i64> {
+    Some(attempt.finished_at? - attempt.started_at?)
 }
 
 pub async fn start(ctx: &Ctx, target: &str, params: &[String], wait: bool) -> anyhow::Result<Exit> {
@@ -261,11 +328,11 @@ pub async fn rerun(ctx: &Ctx, id: i64, wait: bool) -> anyhow::Result<Exit> {
 /// Follows a run to its end with a live view of its tasks; the run's
 /// outcome is the exit code.
 async fn wait_for(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
-    let terminal = std::io::stdout().is_terminal() && ctx.format == crate::args::Format::Table;
+    let terminal = std::io::stdout().is_terminal() && ctx.format.is_table();
     let mut view = View {
         colour: ctx.colour,
         terminal,
-        quiet: ctx.format != crate::args::Format::Table,
+        quiet: !ctx.format.is_table(),
         drawn: 0,
         seen: BTreeMap::new(),
         last: None,

@@ -128,6 +128,8 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/agents", VIEWER),
     rule(Method::POST, "/api/v1/agents/join-tokens", ADMIN),
     rule(Method::DELETE, "/api/v1/agents/{id}", ADMIN),
+    rule(Method::POST, "/api/v1/agents/{id}/drain", ADMIN),
+    rule(Method::DELETE, "/api/v1/agents/{id}/drain", ADMIN),
     // People, tokens and the audit log. Everyone manages their own tokens;
     // the handlers keep them to their own.
     rule(Method::GET, "/api/v1/me", VIEWER),

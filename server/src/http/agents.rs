@@ -2,29 +2,98 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::access::Principal;
+use crate::storage::access::audit;
 use crate::storage::agents;
 use crate::storage::{now_ms, runs};
-use xene_api::agents::{AgentList, Stats};
+use xene_api::agents::{Agent, AgentList, Stats};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_agents))
+        .routes(routes!(drain_agent, undrain_agent))
         .routes(routes!(stats))
 }
 
-/// List agents with their labels, capacity, load and state.
+/// List agents with their labels, capacity, load, state, whether they
+/// drain, and the tasks they hold now.
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = AgentList)))]
 async fn list_agents(State(state): State<AppState>) -> Result<Json<AgentList>, ApiError> {
     Ok(Json(AgentList {
         agents: agents::list(&state.db).await?,
     }))
+}
+
+/// Drain an agent: it takes no new tasks and finishes those it holds
+/// (tasks of a run kept on it by `placement: together` still go there).
+/// Answers the agent as it is now; once it holds nothing, it is drained.
+#[utoipa::path(
+    post, path = "/api/v1/agents/{id}/drain", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    responses((status = 200, body = Agent), (status = 404, description = "No such agent"))
+)]
+async fn drain_agent(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Agent>, ApiError> {
+    set_draining(&state, &principal, id, true).await
+}
+
+/// Take a drained (or draining) agent back into service.
+#[utoipa::path(
+    delete, path = "/api/v1/agents/{id}/drain", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    responses((status = 200, body = Agent), (status = 404, description = "No such agent"))
+)]
+async fn undrain_agent(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Agent>, ApiError> {
+    set_draining(&state, &principal, id, false).await
+}
+
+async fn set_draining(
+    state: &AppState,
+    principal: &Principal,
+    id: Result<Path<String>, PathRejection>,
+    draining: bool,
+) -> Result<Json<Agent>, ApiError> {
+    let Path(id) = id?;
+    let unknown = || ApiError::NotFound(format!("no agent with id {id:?}"));
+    if !agents::set_draining(&state.db, &id, draining).await? {
+        return Err(unknown());
+    }
+    let action = if draining {
+        "agent.drain"
+    } else {
+        "agent.undrain"
+    };
+    tracing::info!(agent = %id, draining, "agent drain changed");
+    audit(
+        &state.db,
+        &principal.user_id,
+        action,
+        &id,
+        "",
+        &principal.remote,
+    )
+    .await?;
+    let agent = agents::list(&state.db)
+        .await?
+        .into_iter()
+        .find(|a| a.id == id)
+        .ok_or_else(unknown)?;
+    Ok(Json(agent))
 }
 
 /// The queue and the agents at a glance.

@@ -11,8 +11,8 @@ use xene_core::status::RunStatus;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::storage::logs;
 use crate::storage::runs::{self, Cancelled, RunFilter};
+use crate::storage::{attempt_views, logs};
 use xene_api::run::{CancelResponse, LogLine, LogPage, RunDetail, RunList};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -58,7 +58,8 @@ async fn list_runs(
             .parse::<i64>()
             .map_err(|_| ApiError::BadRequest(format!("malformed cursor {cursor:?}")))?;
     }
-    let (runs, next_cursor) = runs::list(&state.db, &filter).await?;
+    let (mut runs, next_cursor) = runs::list(&state.db, &filter).await?;
+    attempt_views::fill_runs(&state.db, &mut runs).await?;
     Ok(Json(RunList { runs, next_cursor }))
 }
 

@@ -10,7 +10,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use xene_api::feed::RunFeed;
 use xene_api::paths::{self, encode};
-use xene_api::run::{Run, RunDetail};
+use xene_api::run::{Run, RunDetail, TaskAttempt};
 use xene_core::duration::human;
 
 use crate::api;
@@ -47,6 +47,25 @@ pub fn RunPage() -> impl IntoView {
             }}
         </Transition>
     }
+}
+
+/// A task's attempts, when there was more than one (or one that waits):
+/// where each ran and how it ended.
+#[component]
+fn Attempts(attempts: Vec<TaskAttempt>) -> impl IntoView {
+    let worth_showing = attempts.len() > 1 || attempts.iter().any(|a| a.status == "ready");
+    worth_showing.then(|| view! {
+        <ol class="attempts small">
+            {attempts.into_iter().map(|a| view! {
+                <li data-attempt=a.number>
+                    "attempt " {a.number} " "
+                    <Status status=a.status.clone() />
+                    {a.agent_id.map(|agent| view! { <span class="muted">" on " <span class="mono">{agent}</span></span> })}
+                    {a.error.map(|e| view! { <span class="muted">" — " {e}</span> })}
+                </li>
+            }).collect_view()}
+        </ol>
+    })
 }
 
 #[component]
@@ -156,7 +175,11 @@ fn RunView(detail: RunDetail) -> impl IntoView {
             <div><dt>"Trigger"</dt><dd>{move || run().trigger}</dd></div>
             <div><dt>"Requested"</dt><dd><Time ms=detail.get_untracked().run.requested_at /></dd></div>
             <div><dt>"Duration"</dt><dd>{move || run().duration_ms(now()).map(human).unwrap_or_else(|| "not started".into())}</dd></div>
-            <div><dt>"Agent"</dt><dd>{move || run().agent.unwrap_or_else(|| "none yet".into())}</dd></div>
+            <div><dt>"Agents"</dt><dd id="run-agents">{move || {
+                let r = run();
+                let agents = if r.agents.is_empty() { r.agent.into_iter().collect() } else { r.agents };
+                if agents.is_empty() { "none yet".to_string() } else { agents.join(", ") }
+            }}</dd></div>
             <div><dt>"Attempt"</dt><dd>{move || format!("{} of {}", run().attempt.max(1), run().max_attempts.max(1))}</dd></div>
             {move || {
                 let params = run().params;
@@ -187,7 +210,9 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                                     <a href=format!("/runs/{run_id}?task={}", encode(&name))><strong>{name.clone()}</strong></a>
                                     " " <Status status=task.status.as_str().to_string() />
                                     {task.duration_ms.map(|ms| view! { <span class="muted">" " {human(ms)}</span> })}
+                                    {task.agent_id.clone().map(|a| view! { <span class="muted task-agent">" on " <span class="mono">{a}</span></span> })}
                                 </div>
+                                <Attempts attempts=task.attempts.clone() />
                                 {task.output.clone().filter(|o| !o.is_empty()).map(|o| view! {
                                     <div class="output"><span class="muted">"output: "</span><code>{o}</code></div>
                                 })}
