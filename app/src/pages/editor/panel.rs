@@ -144,8 +144,10 @@ pub(super) fn PipelinePanel(
     let env = at("env");
     let selector = at("selector");
     let concurrency = at("concurrency");
+    let placement = at("placement");
     let params = at("params");
-    let (set_env, set_sel, set_conc) = (set.clone(), set.clone(), set.clone());
+    let (set_env, set_sel, set_conc, set_place) =
+        (set.clone(), set.clone(), set.clone(), set.clone());
     let name_path = vec![Seg::key("name")];
     let workflow_name =
         Signal::derive(move || tree.with(|t| text_of(t.as_ref().and_then(|t| t.get(&name_path)))));
@@ -297,6 +299,22 @@ pub(super) fn PipelinePanel(
         <Field id="pipeline-selector" label="Agent selector" multiline=true hint="label=value, one per line"
             value=Signal::derive(move || map_lines(selector.get().as_ref()))
             on_change=Callback::new(move |v: String| set_sel("selector", lines_map(&v))) />
+        <div class="field">
+            <label for="pipeline-placement">"Placement"</label>
+            <select id="pipeline-placement" on:change=move |ev| {
+                let v = event_target_value(&ev);
+                // Spread is the default: written only when asked for.
+                set_place("placement", (v != "spread").then(|| Yaml::str(v)));
+            }>
+                {[("spread", "spread: each task on any agent that fits"), ("together", "together: a run's tasks on one agent")]
+                    .into_iter()
+                    .map(|(value, text)| view! {
+                        <option value=value selected=move || text_of(placement.get().as_ref()).as_str() == value
+                            || (value == "spread" && placement.get().is_none())>{text}</option>
+                    })
+                    .collect_view()}
+            </select>
+        </div>
         <Field id="pipeline-env" label="Environment" multiline=true hint="KEY=VALUE, one per line"
             value=Signal::derive(move || map_lines(env.get().as_ref()))
             on_change=Callback::new(move |v: String| set_env("env", lines_map(&v))) />

@@ -1,5 +1,6 @@
 //! The panel of one task: its name, image, dependencies, condition,
-//! timeout, retries, environment, secrets, steps and post steps.
+//! timeout, retries, agent selector, environment, secrets, steps and post
+//! steps.
 
 use leptos::prelude::*;
 use xene_core::draft::{self, Gesture, PipelineDraft};
@@ -223,6 +224,8 @@ pub(super) fn TaskPanel(
         }
     };
     let set_env = set.clone();
+    let set_sel = set.clone();
+    let selector = field("selector");
     view! {
         <h2>"Task " <code>{task.clone()}</code></h2>
         {move || {
@@ -254,6 +257,9 @@ pub(super) fn TaskPanel(
             <Field id=id("backoff") label="Backoff" value=Signal::derive(move || text_of(retries.get().as_ref().and_then(|r| r.get(&[Seg::key("backoff")]))))
                 on_change=Callback::new(move |v| set_retries2(None, Some(v))) placeholder="10s" />
         </div>
+        <Field id=id("selector") label="Agent selector" multiline=true hint="label=value, one per line, over the pipeline's"
+            value=Signal::derive(move || map_lines(selector.get().as_ref()))
+            on_change=Callback::new(move |v: String| set_sel("selector", lines_map(&v))) />
         <Field id=id("env") label="Environment" multiline=true hint="KEY=VALUE, one per line"
             value=Signal::derive(move || map_lines(env.get().as_ref()))
             on_change=Callback::new(move |v: String| set_env("env", lines_map(&v))) />
