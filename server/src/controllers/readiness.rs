@@ -2,10 +2,11 @@
 //! incremental readiness of runs of model 2 (`storage::readiness`). Runs
 //! marked `dirty` (at a server's start, at an upgrade's conversion, or by a
 //! path that could not decide inline) are looked at again from their rows:
-//! counters recomputed, unblocked tasks decided, finished runs ended.
+//! counters recomputed, unblocked tasks decided, finished runs ended. Runs
+//! of model 1 still queued once new runs are of model 2 are converted first.
 
 use super::Context;
-use crate::storage::{StorageError, readiness};
+use crate::storage::{StorageError, readiness, runs};
 
 pub async fn run(ctx: Context) {
     // What happened while no server ran (or before this one took over) is
@@ -21,6 +22,8 @@ pub async fn run(ctx: Context) {
 }
 
 pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
+    // Runs queued before new runs were of model 2 (an upgrade).
+    runs::convert_queued(&ctx.db).await?;
     let looked = readiness::resync_dirty(&ctx.db).await?;
     if looked as i64 == readiness::RESYNC_PAGE {
         // More are marked: look again at once rather than at the resync.

@@ -15,11 +15,11 @@ use sqlx::Row;
 use xene_core::condition::Condition;
 use xene_core::context::TaskResult;
 use xene_core::dag::Dag;
+use xene_core::plan::{self, Verdict};
 use xene_core::spec::{Pipeline, Retries, Task};
 use xene_core::status::{RunStatus, TaskStatus};
 
 use super::{Db, StorageError, WriteTx, now_ms};
-use plan::Verdict;
 
 /// Runs one backstop pass looks at.
 pub const RESYNC_PAGE: i64 = 200;
@@ -546,78 +546,4 @@ pub async fn resync(db: &Db, run_id: i64, seen: i64) -> Result<Ended, StorageErr
         .await?;
     tx.commit().await?;
     Ok(out)
-}
-
-/// The rules `xene_core::plan` holds once it lands (the executor's today),
-/// with its signatures: this module switches to it then.
-mod plan {
-    use std::collections::BTreeMap;
-
-    use xene_core::condition::Condition;
-    use xene_core::context::{EvalContext, TaskResult};
-    use xene_core::status::{RunStatus, TaskStatus};
-
-    pub enum Verdict {
-        Run,
-        Skip,
-        NotExecuted,
-        Fail(String),
-    }
-
-    /// Everything the task depends on has ended: does it run?
-    pub fn verdict(
-        condition: Option<&str>,
-        dependencies: &[String],
-        results: &BTreeMap<String, TaskResult>,
-        params: &BTreeMap<String, String>,
-        cancelled: bool,
-    ) -> Verdict {
-        if cancelled {
-            return Verdict::NotExecuted;
-        }
-        match condition {
-            Some(text) => match Condition::parse(text) {
-                Ok(condition) => {
-                    let ctx = EvalContext {
-                        tasks: results,
-                        params,
-                    };
-                    if condition.eval(&ctx) {
-                        Verdict::Run
-                    } else {
-                        Verdict::Skip
-                    }
-                }
-                Err(e) => Verdict::Fail(format!("condition: {e}")),
-            },
-            None => {
-                let all_succeeded = dependencies.iter().all(|d| {
-                    results
-                        .get(d)
-                        .is_some_and(|r| r.status == TaskStatus::Success)
-                });
-                if all_succeeded {
-                    Verdict::Run
-                } else {
-                    Verdict::NotExecuted
-                }
-            }
-        }
-    }
-
-    /// The run's final status once every task is final.
-    pub fn run_status(
-        statuses: impl IntoIterator<Item = TaskStatus>,
-        cancelled: bool,
-    ) -> RunStatus {
-        if cancelled {
-            return RunStatus::Cancelled;
-        }
-        let mut statuses = statuses.into_iter();
-        if statuses.all(|s| matches!(s, TaskStatus::Success | TaskStatus::Skipped)) {
-            RunStatus::Success
-        } else {
-            RunStatus::Error
-        }
-    }
 }

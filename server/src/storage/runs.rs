@@ -59,7 +59,9 @@ impl From<sqlx::Error> for RunError {
 
 pub use xene_api::run::{Run, RunDetail, StepRun, TaskRun};
 
+mod convert;
 mod ends;
+pub use convert::convert_queued;
 pub(crate) use ends::leave_nothing_running;
 use ends::move_unfinished;
 pub use ends::{expire_leases, fail_attempt};

@@ -35,6 +35,7 @@ mod soak;
 mod spread;
 mod stored_templates;
 mod summaries;
+mod task_attempts;
 mod tls;
 mod triggers;
 mod unknown_runs;
