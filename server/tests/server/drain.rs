@@ -8,16 +8,29 @@ use xene_core::access::Role;
 use crate::api::{HELLO, apply, start};
 use crate::util::{BACKENDS, TestDb, TestServer, client_with_token};
 
+/// The built-in agent's row, once it has registered (it does so as the
+/// server starts, not before `start` returns). The timeout only keeps a
+/// broken server from hanging the test.
 async fn builtin(server: &TestServer) -> Value {
-    let (status, list) = server.get("/api/v1/agents").await;
-    assert_eq!(status, 200, "{list}");
-    list["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["builtin"] == true)
-        .cloned()
-        .unwrap_or_else(|| panic!("no built-in agent in {list}"))
+    let started = std::time::Instant::now();
+    loop {
+        let (status, list) = server.get("/api/v1/agents").await;
+        assert_eq!(status, 200, "{list}");
+        let found = list["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["builtin"] == true)
+            .cloned();
+        if let Some(agent) = found {
+            return agent;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no built-in agent in {list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn token_with_role(server: &TestServer, role: Role) -> String {
@@ -126,5 +139,140 @@ async fn a_runs_tasks_and_the_runs_list_name_their_agent() {
             .unwrap();
         assert_eq!(listed["agents"], json!([agent_id]), "{list}");
         server.stop().await;
+    }
+}
+
+const RETRIED: &str = "\
+name: spread
+pipelines:
+  p:
+    selector: {os: linux}
+    tasks:
+      a:
+        selector: {gpu: \"yes\"}
+        retries: {count: 1, backoff: 1ms}
+        steps: [\"true\"]
+      b:
+        depends_on: [a]
+        steps: [\"true\"]
+";
+
+/// A run whose tasks are placed one by one: each task names the agent of
+/// its latest attempt and lists every attempt; the run names every agent;
+/// an agent lists the attempts it holds now. Through storage, as the API
+/// reads it.
+#[tokio::test]
+async fn each_task_names_its_attempts_and_each_agent_what_it_holds() {
+    use xene_core::event::RunEvent;
+    use xene_core::protocol::AttemptRef;
+    use xene_core::status::TaskStatus;
+    use xene_server::storage::{Db, agents, attempt_views, attempts, events, runs, workflows};
+
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
+        let spec = xene_core::parse_workflow(RETRIED).unwrap();
+        workflows::apply(&db, &spec, RETRIED, None)
+            .await
+            .unwrap()
+            .unwrap();
+        for id in ["x", "y"] {
+            sqlx::query(
+                "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
+                 VALUES ($1, $1, 8, 'online', 0, 0)",
+            )
+            .bind(id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        let run = runs::create(&db, "spread", "p", Default::default(), "manual")
+            .await
+            .unwrap()
+            .id;
+        let ready = |db: Db| async move {
+            attempts::ready_page(&db, 0, i64::MAX / 4, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.run_id == run)
+                .collect::<Vec<_>>()
+        };
+        let first = ready(db.clone()).await;
+        assert_eq!(first.len(), 1, "{first:?}");
+        // The task's selector is the pipeline's merged with its own.
+        assert_eq!(
+            first[0].selector,
+            [("gpu", "yes"), ("os", "linux")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into()
+        );
+        let detail = runs::get(&db, run).await.unwrap().unwrap();
+        let a = &detail.tasks.iter().find(|t| t.name == "a").unwrap();
+        assert_eq!(a.agent_id, None);
+        assert_eq!(a.attempts.len(), 1);
+        assert_eq!(a.attempts[0].status, "ready");
+
+        // The first attempt fails on x; its retry goes to y.
+        attempts::place_many(&db, &[(first[0].id, "x")], 60_000)
+            .await
+            .unwrap();
+        let failed = [
+            RunEvent::TaskStarted {
+                task: "a".into(),
+                attempt: 1,
+            },
+            RunEvent::TaskFinished {
+                task: "a".into(),
+                status: TaskStatus::Error,
+                output: None,
+                duration_ms: 5,
+                attempt: 1,
+                error: Some("exit 1".into()),
+                retry_in_ms: None,
+            },
+        ];
+        let applied = events::apply_attempt(&db, AttemptRef { id: first[0].id }, "x", 0, &failed)
+            .await
+            .unwrap();
+        assert!(!applied.stale);
+        let retry = ready(db.clone()).await;
+        assert_eq!(retry.len(), 1, "{retry:?}");
+        assert_eq!(retry[0].number, 2);
+        attempts::place_many(&db, &[(retry[0].id, "y")], 60_000)
+            .await
+            .unwrap();
+
+        let detail = runs::get(&db, run).await.unwrap().unwrap();
+        let a = detail.tasks.iter().find(|t| t.name == "a").unwrap();
+        assert_eq!(a.agent_id.as_deref(), Some("y"), "{a:?}");
+        let seen: Vec<(i64, Option<&str>, &str)> = a
+            .attempts
+            .iter()
+            .map(|t| (t.number, t.agent_id.as_deref(), t.status.as_str()))
+            .collect();
+        assert_eq!(seen, [(1, Some("x"), "error"), (2, Some("y"), "placed")]);
+        assert_eq!(a.attempts[0].error.as_deref(), Some("exit 1"));
+        assert!(a.attempts[0].started_at.is_some());
+        let b = detail.tasks.iter().find(|t| t.name == "b").unwrap();
+        assert_eq!((b.agent_id.as_deref(), b.attempts.len()), (None, 0));
+        assert_eq!(detail.run.agents, ["x", "y"]);
+        assert_eq!(detail.run.agent, None);
+
+        let mut listed = vec![runs::get_run(&db, run).await.unwrap().unwrap()];
+        attempt_views::fill_runs(&db, &mut listed).await.unwrap();
+        assert_eq!(listed[0].agents, ["x", "y"]);
+
+        let agents = agents::list(&db).await.unwrap();
+        let holds = |id: &str| {
+            let agent = agents.iter().find(|a| a.id == id).unwrap();
+            agent
+                .held
+                .iter()
+                .map(|h| (h.run_id, h.task.clone(), h.number))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(holds("y"), [(run, "a".to_string(), 2)]);
+        assert_eq!(holds("x"), []);
     }
 }
