@@ -10,6 +10,6 @@ pub mod runtime;
 pub mod telemetry;
 
 pub use executor::{
-    Executor, ExecutorConfig, ExecutorError, RunReport, RunRequest, StepReport, TaskReport,
-    default_concurrency, new_run_id,
+    AttemptIds, AttemptRequest, Executor, ExecutorConfig, ExecutorError, RunReport, RunRequest,
+    StepReport, TaskReport, default_concurrency, new_run_id,
 };

@@ -1,17 +1,17 @@
-//! One task, from its first attempt to its last: prepare a context, run the
-//! steps in order, run the `post` steps whatever happened, read the output,
-//! tear the context down; again after a backoff while retries are left.
+//! One try of one task: prepare a context, run the steps in order, run the
+//! `post` steps whatever happened, read the output, and hand the context's
+//! teardown back to run in the background.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xene_core::event::RunEvent;
-use xene_core::spec::Retries;
 use xene_core::status::{StepStatus, TaskStatus};
 
-use super::report::{StepReport, TaskReport};
+use super::report::StepReport;
 use crate::mask::Masker;
 use crate::runtime::{LogSink, Runtime, StepCommand, TaskContext, TaskSetup};
 
@@ -21,82 +21,28 @@ pub(crate) struct TaskPlan {
     pub steps: Vec<StepCommand>,
     pub post: Vec<StepCommand>,
     pub timeout: Option<Duration>,
-    pub retries: Retries,
 }
 
-/// What every task of a run shares.
+/// What one attempt runs with.
 pub(crate) struct TaskEnv {
     pub runtime: Arc<dyn Runtime>,
     pub events: mpsc::Sender<RunEvent>,
-    /// The run's token: fires on cancel only (timeouts use a child token).
+    /// Fires on cancel only (timeouts use a child token).
     pub cancel: CancellationToken,
     pub kill_grace: Duration,
-    /// Context removals under way; the run waits for them all.
-    pub cleanups: mpsc::UnboundedSender<tokio::task::JoinHandle<()>>,
-    /// The run's secret values, masked in output, task outputs and errors.
+    /// The attempt's secret values, masked in output, outputs and errors.
     pub masker: Arc<Masker>,
 }
 
-pub(crate) async fn run_task(mut plan: TaskPlan, env: TaskEnv) -> TaskReport {
-    let started = Instant::now();
-    let tries = plan.retries.count.saturating_add(1);
-    let mut attempt = 1;
-    loop {
-        plan.setup.attempt = attempt;
-        send(
-            &env,
-            RunEvent::TaskStarted {
-                task: plan.setup.task.clone(),
-                attempt,
-            },
-        )
-        .await;
-        let mut result = run_attempt(&plan, &env).await;
-        env.masker.mask_option(&mut result.output);
-        env.masker.mask_option(&mut result.error);
-
-        let retry_in =
-            (result.status == TaskStatus::Error && attempt < tries && !env.cancel.is_cancelled())
-                .then(|| plan.retries.delay(attempt));
-        send(
-            &env,
-            RunEvent::TaskFinished {
-                task: plan.setup.task.clone(),
-                status: result.status,
-                output: result.output.clone(),
-                duration_ms: millis(result.duration),
-                attempt,
-                error: result.error.clone(),
-                retry_in_ms: retry_in.map(millis),
-            },
-        )
-        .await;
-
-        let report = TaskReport {
-            status: result.status,
-            attempts: attempt,
-            duration_ms: millis(started.elapsed()),
-            output: result.output,
-            error: result.error,
-            steps: result.steps,
-        };
-        let Some(delay) = retry_in else { return report };
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = env.cancel.cancelled() => {
-                return TaskReport { status: TaskStatus::Cancelled, ..report };
-            }
-        }
-        attempt += 1;
-    }
-}
-
-struct AttemptResult {
-    status: TaskStatus,
-    output: Option<String>,
-    error: Option<String>,
-    steps: Vec<StepReport>,
-    duration: Duration,
+pub(crate) struct AttemptResult {
+    pub status: TaskStatus,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub steps: Vec<StepReport>,
+    pub duration: Duration,
+    /// The context's removal, under way: nothing after the task needs to
+    /// wait for it, but whoever owns the attempt awaits it before its sweep.
+    pub teardown: Option<JoinHandle<()>>,
 }
 
 /// How the main steps went, before `post`.
@@ -107,7 +53,7 @@ struct Progress {
     error: Option<String>,
 }
 
-async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
+pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
     let started = Instant::now();
     let task = plan.setup.task.as_str();
     let mut steps: Vec<StepReport> = plan
@@ -126,7 +72,7 @@ async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
         let prepared = tokio::select! {
             prepared = env.runtime.prepare(&plan.setup) => prepared,
             () = attempt_cancel.cancelled() => {
-                // Whatever prepare had created is found by the run's sweep.
+                // Whatever prepare had created is found by the attempt's sweep.
                 progress.failed = true;
                 progress.cancelled = env.cancel.is_cancelled();
                 return;
@@ -170,6 +116,7 @@ async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
     }
 
     let mut output = None;
+    let mut teardown = None;
     if let Some(mut ctx) = context {
         if !progress.cancelled {
             run_post(ctx.as_mut(), plan, env, &mut steps, &mut progress).await;
@@ -183,11 +130,11 @@ async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
             Err(_) => {}
         }
         // Removing a container takes a while and nothing after this task
-        // needs to wait for it: the run awaits all removals before it ends.
-        let teardown = ctx.teardown();
+        // needs to wait for it.
+        let removal = ctx.teardown();
         let task_name = task.to_string();
-        let _ = env.cleanups.send(tokio::spawn(async move {
-            if let Err(e) = teardown.await {
+        teardown = Some(tokio::spawn(async move {
+            if let Err(e) = removal.await {
                 tracing::warn!(task = task_name, error = %e, "could not remove a task's context");
             }
         }));
@@ -209,6 +156,7 @@ async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult {
         error: progress.error,
         steps,
         duration: started.elapsed(),
+        teardown,
     }
 }
 
@@ -355,7 +303,7 @@ fn step_finished(task: &str, report: &StepReport) -> RunEvent {
     }
 }
 
-async fn send(env: &TaskEnv, event: RunEvent) {
+pub(crate) async fn send(env: &TaskEnv, event: RunEvent) {
     // Nobody listening is no reason to stop a run.
     let _ = env.events.send(event).await;
 }

@@ -2,8 +2,9 @@
 //! sleep-forever entrypoint, with a fresh volume at `/workspace` that its
 //! steps share; each step is a `docker exec` of `sh -e -c SCRIPT`.
 //!
-//! Every container and volume carries the label `xene.run=<run id>`, so
-//! [`Runtime::sweep`] (and an operator) can find whatever a crash left.
+//! Every container and volume carries the labels `xene.run=<run id>` (an
+//! operator's handle on a run) and `xene.attempt=<context id>`, so
+//! [`Runtime::sweep`] finds whatever a crash left of one task attempt.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -34,6 +35,9 @@ use super::{
 /// The label every container and volume of a run carries.
 pub const RUN_LABEL: &str = "xene.run";
 const TASK_LABEL: &str = "xene.task";
+/// The label that tells one task attempt's container and volume apart
+/// (the attempt's context id), for the sweep after it.
+pub const ATTEMPT_LABEL: &str = "xene.attempt";
 pub const WORKSPACE: &str = "/workspace";
 
 /// PID 1 of a task container: does nothing until the container is removed,
@@ -257,15 +261,11 @@ impl Runtime for DockerRuntime {
             let docker = self.client().await?;
             self.ensure_image(&docker, image).await?;
 
-            let name = format!(
-                "xene-{}-{}-{}",
-                safe_name(&setup.run_id),
-                safe_name(&setup.task),
-                setup.attempt
-            );
+            let name = format!("xene-{}", safe_name(&setup.context));
             let labels = HashMap::from([
                 (RUN_LABEL.to_string(), setup.run_id.clone()),
                 (TASK_LABEL.to_string(), setup.task.clone()),
+                (ATTEMPT_LABEL.to_string(), setup.context.clone()),
             ]);
             // Built before anything exists, so that any failure below tears
             // down exactly what was created.
@@ -331,13 +331,14 @@ impl Runtime for DockerRuntime {
         .boxed()
     }
 
-    fn sweep<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
+    fn sweep<'a>(&'a self, setup: &'a TaskSetup) -> BoxFuture<'a, ()> {
         async move {
-            // Only a run that used Docker has anything to sweep.
+            // Only an agent that used Docker has anything to sweep.
             let Some(Ok(docker)) = self.client.get() else {
                 return;
             };
-            let filters = HashMap::from([("label", vec![format!("{RUN_LABEL}={run_id}")])]);
+            let filters =
+                HashMap::from([("label", vec![format!("{ATTEMPT_LABEL}={}", setup.context)])]);
             let options = ListContainersOptionsBuilder::new()
                 .all(true)
                 .filters(&filters)
@@ -547,7 +548,7 @@ impl Drop for DockerContext {
             return;
         }
         // Dropped without teardown: its task panicked or was aborted. Clean
-        // up in the background; the run's final sweep catches the rest.
+        // up in the background; the attempt's sweep catches the rest.
         let (container, volume) = (self.container.take(), self.volume.take());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(remove_all(self.docker.clone(), container, volume));

@@ -65,9 +65,14 @@ impl RuntimeError {
 /// What a runtime needs to know to set up one attempt of a task.
 #[derive(Debug, Clone)]
 pub struct TaskSetup {
+    /// `XENE_RUN_ID`: the execution of the run the attempt belongs to.
     pub run_id: String,
     pub task: String,
     pub attempt: u32,
+    /// Unique to this attempt on this machine: it names the attempt's
+    /// directory or container and volume (and labels them `xene.attempt`),
+    /// so that [`Runtime::sweep`] removes this attempt's leftovers only.
+    pub context: String,
     /// The image (templates already rendered); `None` on the shell runtime.
     pub image: Option<String>,
 }
@@ -181,9 +186,11 @@ pub trait Runtime: Send + Sync {
         setup: &'a TaskSetup,
     ) -> BoxFuture<'a, Result<Box<dyn TaskContext>, RuntimeError>>;
 
-    /// Removes whatever a run may have left behind (a context whose teardown
-    /// never ran because its task panicked or was dropped).
-    fn sweep<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()>;
+    /// Removes whatever an attempt may have left behind (a context whose
+    /// teardown never ran because its task panicked, was dropped, or was
+    /// cancelled in the middle of `prepare`). Other attempts of the same run,
+    /// which may still run, are left alone.
+    fn sweep<'a>(&'a self, setup: &'a TaskSetup) -> BoxFuture<'a, ()>;
 }
 
 /// One prepared context: a container or a directory that a task's steps

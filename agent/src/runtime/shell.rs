@@ -135,8 +135,12 @@ impl ShellRuntime {
         Self { config }
     }
 
-    fn run_dir(&self, run_id: &str) -> PathBuf {
-        self.config.root.join(format!("xene-{}", safe_name(run_id)))
+    /// The attempt's own directory, straight under the root: removing it
+    /// (and its `.tmp` sibling) leaves nothing of the attempt behind.
+    fn attempt_dir(&self, setup: &TaskSetup) -> PathBuf {
+        self.config
+            .root
+            .join(format!("xene-{}", safe_name(&setup.context)))
     }
 }
 
@@ -146,11 +150,7 @@ impl Runtime for ShellRuntime {
         setup: &'a TaskSetup,
     ) -> BoxFuture<'a, Result<Box<dyn TaskContext>, RuntimeError>> {
         async move {
-            let dir = self.run_dir(&setup.run_id).join(format!(
-                "{}-{}",
-                safe_name(&setup.task),
-                setup.attempt
-            ));
+            let dir = self.attempt_dir(setup);
             // A leftover from an earlier agent with the same run id must not
             // leak files into this attempt.
             if dir.exists() {
@@ -169,7 +169,6 @@ impl Runtime for ShellRuntime {
                     }
                     std::fs::create_dir(tmp)?;
                     sandbox.open_to_steps(&self.config.root)?;
-                    sandbox.open_to_steps(&self.run_dir(&setup.run_id))?;
                     sandbox.give_to_steps(&dir)?;
                     sandbox.give_to_steps(tmp)
                 })();
@@ -192,13 +191,15 @@ impl Runtime for ShellRuntime {
         .boxed()
     }
 
-    fn sweep<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
+    fn sweep<'a>(&'a self, setup: &'a TaskSetup) -> BoxFuture<'a, ()> {
         async move {
-            let dir = self.run_dir(run_id);
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove run directory");
+            let dir = self.attempt_dir(setup);
+            for dir in [tmp_of(&dir), dir] {
+                if let Err(e) = std::fs::remove_dir_all(&dir)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove a task's directory");
+                }
             }
         }
         .boxed()

@@ -1,0 +1,238 @@
+//! One task attempt: what a server dispatches to an agent (and what
+//! `xene-agent run` runs for each try of a task). Its templates are
+//! rendered against the upstream results it was given, one try runs, and
+//! its events say so: `TaskStarted`, the steps', `TaskFinished`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use xene_core::context::{EvalContext, TaskResult};
+use xene_core::event::RunEvent;
+use xene_core::plan::{self, RenderedStep, TaskIds};
+use xene_core::protocol::{SecretValue, TaskDispatch};
+use xene_core::spec::Task;
+use xene_core::status::TaskStatus;
+
+use super::Executor;
+use super::report::TaskReport;
+use super::task::{self, TaskEnv, TaskPlan, millis};
+use crate::mask::Masker;
+use crate::runtime::{Runtime, RuntimeError, StepCommand, TaskSetup};
+
+/// Who an attempt is, as its steps and its runtime see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptIds {
+    /// `XENE_RUN_ID`: this execution of the run (for a server's run,
+    /// `{run}-{attempt number}-{agent incarnation}`).
+    pub run_id: String,
+    /// The task's name (`XENE_TASK`).
+    pub task: String,
+    /// The attempt's number for this task, from 1 (`XENE_ATTEMPT`).
+    pub number: u32,
+    /// Unique to this attempt on this machine: it names the attempt's
+    /// directory or container and volume (label `xene.attempt`), which the
+    /// sweep after the attempt removes.
+    pub context: String,
+}
+
+/// One try of one task, with everything it reads.
+#[derive(Debug, Clone)]
+pub struct AttemptRequest {
+    pub ids: AttemptIds,
+    /// The task's spec.
+    pub spec: Task,
+    /// The pipeline's `env`, not rendered yet.
+    pub pipeline_env: BTreeMap<String, String>,
+    /// The run's params, resolved (defaults applied).
+    pub params: BTreeMap<String, String>,
+    /// Secret values by name: the task gets those it names in `secrets`,
+    /// and every value given here is masked in what the attempt reports.
+    pub secrets: BTreeMap<String, SecretValue>,
+    /// The results of the upstream tasks it reads (`core::plan::reads`).
+    pub outputs: BTreeMap<String, TaskResult>,
+}
+
+impl AttemptRequest {
+    /// The request for a server's dispatch, on an agent whose process is
+    /// told apart by `incarnation` (`new_run_id()` once per process): the
+    /// `XENE_RUN_ID` is `{run}-{number}-{incarnation}`, and the context id
+    /// names the server's attempt id.
+    pub fn from_dispatch(dispatch: TaskDispatch, incarnation: &str) -> Self {
+        let run_id = format!("{}-{}-{incarnation}", dispatch.run_id, dispatch.number);
+        let context = format!("{run_id}-{}-a{}", dispatch.task, dispatch.attempt.id);
+        Self {
+            ids: AttemptIds {
+                run_id,
+                task: dispatch.task,
+                number: dispatch.number,
+                context,
+            },
+            spec: dispatch.spec,
+            pipeline_env: dispatch.pipeline_env,
+            params: dispatch.params,
+            secrets: dispatch.secrets,
+            outputs: dispatch.outputs,
+        }
+    }
+}
+
+impl Executor {
+    /// Runs one try of one task to its end: renders its templates, sends
+    /// `TaskStarted { attempt: number }` before its context is prepared,
+    /// then its steps' events, and `TaskFinished` (`retry_in_ms` is never
+    /// set: whoever placed the attempt decides retries). A task that cannot
+    /// start (a template that does not render, a missing secret, no shell
+    /// allowed) sends only `TaskFinished { attempt: 0, status: error }`.
+    ///
+    /// `cancel` kills what runs and skips the `post` steps; the attempt then
+    /// ends `cancelled`. It returns once the attempt's context is removed
+    /// and swept, so nothing of it is left; a closed `events` receiver does
+    /// not stop it.
+    pub async fn run_attempt(
+        &self,
+        request: AttemptRequest,
+        events: mpsc::Sender<RunEvent>,
+        cancel: CancellationToken,
+    ) -> TaskReport {
+        let masker = Arc::new(Masker::new(
+            request.secrets.values().map(SecretValue::expose),
+        ));
+        let (report, cleanup) = self.attempt(&request, masker, events, cancel, None).await;
+        if let Some(cleanup) = cleanup {
+            let _ = cleanup.await;
+        }
+        report
+    }
+
+    /// One attempt, its context's removal and sweep left running in the
+    /// returned handle. `retry_in`: when this try fails (not cancelled),
+    /// the caller tries again after that long, and `TaskFinished` says so.
+    pub(crate) async fn attempt(
+        &self,
+        request: &AttemptRequest,
+        masker: Arc<Masker>,
+        events: mpsc::Sender<RunEvent>,
+        cancel: CancellationToken,
+        retry_in: Option<Duration>,
+    ) -> (TaskReport, Option<JoinHandle<()>>) {
+        let ids = &request.ids;
+        let (plan, runtime) = match self.plan(request) {
+            Ok(planned) => planned,
+            Err(error) => {
+                let error = masker.mask(&error).into_owned();
+                let _ = events
+                    .send(RunEvent::TaskFinished {
+                        task: ids.task.clone(),
+                        status: TaskStatus::Error,
+                        output: None,
+                        duration_ms: 0,
+                        attempt: 0,
+                        error: Some(error.clone()),
+                        retry_in_ms: None,
+                    })
+                    .await;
+                return (
+                    TaskReport::not_started(TaskStatus::Error, Some(error)),
+                    None,
+                );
+            }
+        };
+        let env = TaskEnv {
+            runtime: runtime.clone(),
+            events,
+            cancel,
+            kill_grace: self.config.kill_grace,
+            masker,
+        };
+        task::send(
+            &env,
+            RunEvent::TaskStarted {
+                task: ids.task.clone(),
+                attempt: ids.number,
+            },
+        )
+        .await;
+        let mut result = task::run_attempt(&plan, &env).await;
+        env.masker.mask_option(&mut result.output);
+        env.masker.mask_option(&mut result.error);
+        let retry_in =
+            retry_in.filter(|_| result.status == TaskStatus::Error && !env.cancel.is_cancelled());
+        task::send(
+            &env,
+            RunEvent::TaskFinished {
+                task: ids.task.clone(),
+                status: result.status,
+                output: result.output.clone(),
+                duration_ms: millis(result.duration),
+                attempt: ids.number,
+                error: result.error.clone(),
+                retry_in_ms: retry_in.map(millis),
+            },
+        )
+        .await;
+
+        // Removing the context takes a while (a container) and nothing
+        // after the task waits for it; the sweep after it removes what a
+        // cancelled prepare or a panic left.
+        let teardown = result.teardown.take();
+        let setup = plan.setup;
+        let cleanup = tokio::spawn(async move {
+            if let Some(teardown) = teardown {
+                let _ = teardown.await;
+            }
+            runtime.sweep(&setup).await;
+        });
+        let report = TaskReport {
+            status: result.status,
+            attempts: ids.number,
+            duration_ms: millis(result.duration),
+            output: result.output,
+            error: result.error,
+            steps: result.steps,
+        };
+        (report, Some(cleanup))
+    }
+
+    /// Chooses the runtime and renders the task; an error here fails the
+    /// task before it starts.
+    fn plan(&self, request: &AttemptRequest) -> Result<(TaskPlan, Arc<dyn Runtime>), String> {
+        let spec = &request.spec;
+        let runtime: Arc<dyn Runtime> = match spec.image {
+            Some(_) => self.docker.clone(),
+            None if self.config.allow_shell => self.shell.clone(),
+            None => return Err(RuntimeError::ShellNotAllowed.to_string()),
+        };
+        let ctx = EvalContext {
+            tasks: &request.outputs,
+            params: &request.params,
+        };
+        let ids = TaskIds {
+            run_id: &request.ids.run_id,
+            task: &request.ids.task,
+            attempt: request.ids.number,
+        };
+        let rendered = plan::render_task(&request.pipeline_env, spec, &ctx, &request.secrets, ids)?;
+        let command = |step: RenderedStep| StepCommand {
+            name: step.name,
+            script: step.script,
+            env: step.env.into_iter().collect(),
+        };
+        let plan = TaskPlan {
+            setup: TaskSetup {
+                run_id: request.ids.run_id.clone(),
+                task: request.ids.task.clone(),
+                attempt: request.ids.number,
+                context: request.ids.context.clone(),
+                image: rendered.image,
+            },
+            steps: rendered.steps.into_iter().map(command).collect(),
+            post: rendered.post.into_iter().map(command).collect(),
+            timeout: spec.timeout,
+        };
+        Ok((plan, runtime))
+    }
+}
