@@ -14,6 +14,10 @@ pub async fn run(ctx: Context) {
     if let Err(e) = readiness::mark_active_dirty(&ctx.db).await {
         tracing::warn!(error = %e, "cannot mark active runs for readiness; the next start will");
     }
+    // Runs of model 1 under way belong to agents that are refused now.
+    if let Err(e) = runs::end_model_1_leases(&ctx.db).await {
+        tracing::warn!(error = %e, "cannot end the leases of runs placed whole; they run out");
+    }
     let wake = ctx.db.news().readiness();
     super::run_singleton(ctx, "readiness", wake, |ctx| {
         Box::pin(async move { pass(ctx).await })

@@ -290,8 +290,6 @@ async fn listen(url: String, news: Weak<News>) {
             Some(news) => {
                 news.runs.deliver(Change::All);
                 let _ = news.agents.send(Arc::from(ALL_AGENTS));
-                news.scheduler.notify_one();
-                news.readiness.notify_one();
             }
             None => return,
         }

@@ -36,6 +36,8 @@ mod spread;
 mod stored_templates;
 mod summaries;
 mod task_attempts;
+mod task_news;
+mod task_upgrade;
 mod tls;
 mod triggers;
 mod unknown_runs;

@@ -3,8 +3,9 @@
 //! their tasks. Their rules are filled from their version's spec (as
 //! `insert` does for a new run), and the readiness backstop decides their
 //! tasks from their rows; tasks that succeeded in an earlier attempt keep
-//! their results. Runs under way on an old agent are requeued by the
-//! supervisor when their lease ends, then converted here.
+//! their results. Runs under way on an old agent have their leases ended
+//! at a server's start, are requeued by the supervisor, then converted
+//! here.
 
 use xene_core::dag::Dag;
 
@@ -14,6 +15,27 @@ use crate::storage::{Db, StorageError};
 
 /// Runs converted in one call.
 pub const CONVERT_PAGE: i64 = 100;
+
+/// Ends the leases of runs of model 1 under way, once new runs are of
+/// model 2: their agents speak protocol 1 and are refused, so the
+/// supervisor requeues the runs now (and `convert_queued` converts them)
+/// rather than when their leases run out. Returns how many.
+pub async fn end_model_1_leases(db: &Db) -> Result<u64, StorageError> {
+    if db.run_model() != 2 {
+        return Ok(0);
+    }
+    let ended = sqlx::query(
+        "UPDATE runs SET lease_expires_at = 0 WHERE model = 1 \
+         AND status IN ('starting_up', 'running', 'shutting_down')",
+    )
+    .execute(&mut *db.write_conn().await?)
+    .await?
+    .rows_affected();
+    if ended > 0 {
+        db.news().leases_ended();
+    }
+    Ok(ended)
+}
 
 /// Converts queued runs of model 1, when new runs are of model 2. Returns
 /// how many were converted.

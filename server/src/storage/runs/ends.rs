@@ -71,7 +71,11 @@ pub async fn expire_leases(db: &Db) -> Result<(u64, u64), StorageError> {
             continue;
         }
         lost += 1;
-        if attempt < max_attempts && cancel == 0 {
+        // Once new runs are of model 2, a run of model 1 lost with its
+        // (old) agent is requeued whatever its attempts, and converted: the
+        // upgrade re-runs its unfinished tasks, as its notes say.
+        let upgrading = db.run_model() == 2;
+        if (attempt < max_attempts || upgrading) && cancel == 0 {
             sqlx::query(
                 "UPDATE runs SET status = 'queued', attempt = attempt + 1, agent_id = NULL, lease_expires_at = NULL, \
                  scheduler_status = 'not_scheduled', scheduler_reason = 'its previous agent was lost', \
