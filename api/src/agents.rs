@@ -31,13 +31,13 @@ pub struct Agent {
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub draining: bool,
     /// The tasks it holds now (placed on it or running there), oldest
-    /// first; at most `MAX_HELD_SHOWN`.
+    /// first; at most 256 (`running` counts them all).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub held: Vec<HeldTask>,
 }
 
-/// The most held tasks an agent row lists (`running` counts them all).
+/// The most held tasks an agent row lists.
 pub const MAX_HELD_SHOWN: usize = 256;
 
 impl Agent {

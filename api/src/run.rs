@@ -35,8 +35,7 @@ pub struct Run {
     /// (before task placement); see `agents`.
     pub agent: Option<String>,
     /// The agents that hold or ran its tasks, in order of id (for a run
-    /// placed whole: its agent). Filled by the runs list and a run's page,
-    /// empty in feed messages.
+    /// placed whole: its agent). Empty in the runs list feed's messages.
     // Default: absent from a server older than this field.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
@@ -108,6 +107,17 @@ pub struct TaskRun {
     pub steps: Vec<StepRun>,
 }
 
+/// Every status a task attempt may have, in order of its life.
+pub const ATTEMPT_STATUSES: [&str; 7] = [
+    "ready",
+    "placed",
+    "running",
+    "success",
+    "error",
+    "cancelled",
+    "unknown",
+];
+
 /// One attempt of a task: a dispatch to one agent, which runs the task's
 /// steps once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,7 +128,8 @@ pub struct TaskAttempt {
     /// The agent it was placed on; none while it waits for one.
     pub agent_id: Option<String>,
     /// `ready` (waiting for an agent), `placed`, `running`, `success`,
-    /// `error`, `cancelled` or `unknown` (its agent went silent).
+    /// `error`, `cancelled` or `unknown` (its agent went silent); see
+    /// `ATTEMPT_STATUSES`.
     pub status: String,
     /// When it started on its agent (UTC ms).
     pub started_at: Option<i64>,

@@ -38,7 +38,7 @@ async fn list_agents(State(state): State<AppState>) -> Result<Json<AgentList>, A
 #[utoipa::path(
     post, path = "/api/v1/agents/{id}/drain", tag = "agents",
     params(("id" = String, Path, description = "Agent id")),
-    responses((status = 200, body = Agent), (status = 404, description = "No such agent"))
+    responses((status = 200, description = "The agent as it is now", body = Agent), (status = 404, description = "No such agent"))
 )]
 async fn drain_agent(
     State(state): State<AppState>,
@@ -52,7 +52,7 @@ async fn drain_agent(
 #[utoipa::path(
     delete, path = "/api/v1/agents/{id}/drain", tag = "agents",
     params(("id" = String, Path, description = "Agent id")),
-    responses((status = 200, body = Agent), (status = 404, description = "No such agent"))
+    responses((status = 200, description = "The agent as it is now", body = Agent), (status = 404, description = "No such agent"))
 )]
 async fn undrain_agent(
     State(state): State<AppState>,

@@ -43,6 +43,7 @@ const ENUM_PROPERTIES: &[(&str, &str, &str)] = &[
     ("RunDetail", "scheduler_status", "SchedulerStatus"),
     ("TaskRun", "status", "TaskStatus"),
     ("StepRun", "status", "StepStatus"),
+    ("TaskAttempt", "status", "AttemptStatus"),
     ("PipelineState", "trigger", "Trigger"),
     ("PipelineState", "scheduler_status", "SchedulerStatus"),
     ("PipelineSummary", "trigger", "Trigger"),
@@ -71,6 +72,13 @@ fn enums() -> Vec<(&'static str, RefOr<Schema>)> {
                     .iter()
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>(),
+            ),
+        ),
+        (
+            "AttemptStatus",
+            string_enum(
+                "The status of a task attempt: `ready` waits for an agent; `unknown`, its agent went silent.",
+                &xene_api::run::ATTEMPT_STATUSES,
             ),
         ),
         (
