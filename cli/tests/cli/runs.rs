@@ -191,6 +191,107 @@ async fn check_runs(home: &Home, xene: &Xene) {
         .run(&[&server[..], &["describe", "agent", "builtin"]].concat())
         .await;
     assert!(out.stdout.contains("State:      online"), "{out:?}");
+
+    check_agents_of_runs(home, xene).await;
+    check_drain(home, xene).await;
+}
+
+/// `get runs` names a run's agent; `-o wide` every agent, under AGENTS;
+/// `describe run` each task's.
+async fn check_agents_of_runs(home: &Home, xene: &Xene) {
+    let server = ["--server", xene.base.as_str()];
+    let out = home
+        .run(&[&server[..], &["get", "runs", "--status", "success"]].concat())
+        .await;
+    let header: Vec<&str> = out
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(header.contains(&"AGENT"), "{out:?}");
+    let out = home
+        .run(&[&server[..], &["get", "runs", "-o", "wide"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut lines = out.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let column = header.iter().position(|h| *h == "AGENTS");
+    let column = column.unwrap_or_else(|| panic!("no AGENTS column: {out:?}"));
+    let run_1 = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells[0] == "1")
+        .unwrap_or_else(|| panic!("no run 1: {out:?}"));
+    assert_eq!(run_1[column], "builtin", "{out:?}");
+    let out = home
+        .run(&[&server[..], &["get", "runs", "-o", "json"]].concat())
+        .await;
+    let runs = out.json();
+    let run_1 = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 1);
+    assert_eq!(run_1.unwrap()["agents"], serde_json::json!(["builtin"]));
+    let out = home
+        .run(&[&server[..], &["describe", "run", "1"]].concat())
+        .await;
+    assert!(out.stdout.contains("Agents:     builtin"), "{out:?}");
+    let build = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("build "));
+    let build: Vec<&str> = build.unwrap().split_whitespace().collect();
+    assert_eq!(build[..3], ["build", "success", "builtin"], "{out:?}");
+}
+
+/// `agents drain` and `--undo`: the agent says `draining`, or `drained`
+/// when it holds nothing; an unknown agent is exit 4.
+async fn check_drain(home: &Home, xene: &Xene) {
+    let server = ["--server", xene.base.as_str()];
+    let out = home
+        .run(&[&server[..], &["agents", "drain", "builtin"]].concat())
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "agent/builtin drained: it holds no tasks\n"),
+        "{out:?}"
+    );
+    let out = home.run(&[&server[..], &["get", "agents"]].concat()).await;
+    let row: Vec<&str> = out
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..2], ["builtin", "drained"], "{out:?}");
+    let out = home
+        .run(&[&server[..], &["describe", "agent", "builtin", "-o", "json"]].concat())
+        .await;
+    assert_eq!(out.json()["draining"], true, "{out:?}");
+    let out = home
+        .run(&[&server[..], &["agents", "drain", "builtin", "--undo"]].concat())
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "agent/builtin takes tasks again\n"),
+        "{out:?}"
+    );
+    let out = home
+        .run(&[&server[..], &["describe", "agent", "builtin"]].concat())
+        .await;
+    assert!(out.stdout.contains("State:      online"), "{out:?}");
+    let out = home
+        .run(&[&server[..], &["agents", "drain", "nobody"]].concat())
+        .await;
+    assert_eq!(out.code, 4, "{out:?}");
+    // Undrained, it takes runs again.
+    let out = home
+        .run(&[&server[..], &["run", "ci/pass", "--wait"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
 }
 
 #[tokio::test]
