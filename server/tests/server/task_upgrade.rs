@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use xene_core::event::RunEvent;
 use xene_core::protocol::AttemptRef;
-use xene_core::status::TaskStatus;
+use xene_core::status::{RunStatus, TaskStatus};
 use xene_server::storage::{Db, attempts, events, now_ms, placement, readiness, runs, workflows};
 
 use crate::util::{BACKENDS, TestDb};
@@ -56,10 +56,16 @@ async fn run_ready(db: &Db, run: i64, agent: &str) -> Vec<String> {
                     retry_in_ms: None,
                 },
             ];
-            events::apply_attempt(db, AttemptRef { id: attempt.id }, agent, 0, &events)
-                .await
-                .unwrap();
+            let applied =
+                events::apply_attempt(db, AttemptRef { id: attempt.id }, agent, 0, &events)
+                    .await
+                    .unwrap();
             ran.push(task);
+            let (_, status) = model_and_status(db, run).await;
+            // What the caller records in its metrics.
+            assert_eq!(applied.run_started, ran.len() == 1, "{ran:?}");
+            let finished = (status == "success").then_some(RunStatus::Success);
+            assert_eq!(applied.run_finished, finished, "{ran:?}");
         }
     }
     ran

@@ -6,7 +6,7 @@
 
 use xene_core::event::{LogStream, RunEvent};
 use xene_core::protocol::AttemptRef;
-use xene_core::status::TaskStatus;
+use xene_core::status::{RunStatus, TaskStatus};
 
 use super::{PendingChunk, pieces, text};
 use crate::storage::attempts;
@@ -22,6 +22,10 @@ pub struct AttemptApplied {
     /// never its): nothing was applied, the agent should stop it
     /// (`StopTask`).
     pub stale: bool,
+    /// These events started the run (its first task started).
+    pub run_started: bool,
+    /// These events ended the run, with this status.
+    pub run_finished: Option<RunStatus>,
 }
 
 /// Events an attempt may not carry; nothing of the batch was applied.
@@ -74,6 +78,8 @@ pub async fn apply_attempt(
         return Ok(AttemptApplied {
             new: 0,
             stale: true,
+            run_started: false,
+            run_finished: None,
         });
     };
     check(attempt.id, &task, events)?;
@@ -166,7 +172,12 @@ pub async fn apply_attempt(
     if news.ready {
         db.news().tasks_ready();
     }
-    Ok(AttemptApplied { new, stale: false })
+    Ok(AttemptApplied {
+        new,
+        stale: false,
+        run_started: news.run_started,
+        run_finished: news.run_finished,
+    })
 }
 
 /// Refuses a batch with an event an attempt may not carry, before any
@@ -225,12 +236,16 @@ struct Held<'a> {
 struct Ended {
     attempt_ended: bool,
     ready: bool,
+    run_started: bool,
+    run_finished: Option<RunStatus>,
 }
 
 impl Ended {
     fn absorb(&mut self, other: Ended) {
         self.attempt_ended |= other.attempt_ended;
         self.ready |= other.ready;
+        self.run_started |= other.run_started;
+        self.run_finished = self.run_finished.or(other.run_finished);
     }
 }
 
@@ -282,14 +297,19 @@ async fn apply_one(
             .bind(task)
             .execute(&mut **tx)
             .await?;
-            sqlx::query(
+            let run_started = sqlx::query(
                 "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1) \
-                 WHERE id = $2 AND status IN ('queued', 'starting_up', 'running')",
+                 WHERE id = $2 AND status IN ('queued', 'starting_up')",
             )
             .bind(now)
             .bind(run_id)
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected();
+            return Ok(Ended {
+                run_started: run_started == 1,
+                ..Ended::default()
+            });
         }
         RunEvent::StepStarted { step, .. } => {
             sqlx::query(
@@ -391,7 +411,7 @@ async fn finished(
     let Some((retries, backoff_ms, used, cancel)) = policy else {
         return Ok(Ended {
             attempt_ended: true,
-            ready: false,
+            ..Ended::default()
         });
     };
     if status == TaskStatus::Error && cancel == 0 && used < retries {
@@ -406,6 +426,7 @@ async fn finished(
         return Ok(Ended {
             attempt_ended: true,
             ready: true,
+            ..Ended::default()
         });
     }
     let moved = sqlx::query(
@@ -425,12 +446,13 @@ async fn finished(
     .rows_affected();
     let mut out = Ended {
         attempt_ended: true,
-        ready: false,
+        ..Ended::default()
     };
     if moved == 1 {
         readiness::end_steps(tx, run_id, task, status).await?;
         let next = readiness::task_ended(tx, run_id, task, status).await?;
         out.ready = next.ready > 0;
+        out.run_finished = next.run_final;
     }
     Ok(out)
 }
