@@ -173,10 +173,18 @@ pub(super) async fn cancel_tasks(
     use crate::storage::{attempts, readiness};
 
     let now = now_ms();
-    sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    // Attempt rows first, then the run's: the order every writer of a
+    // run's attempts takes (events, placement, the supervisor), so two
+    // transactions on PostgreSQL never wait on each other in a circle.
+    let mut agents: Vec<String> = sqlx::query_scalar(
+        "UPDATE task_attempts SET cancel_requested = 1 WHERE run_id = $1 \
+         AND status IN ('placed', 'running') AND agent_id IS NOT NULL RETURNING agent_id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    agents.sort();
+    agents.dedup();
     let waiting: Vec<String> = sqlx::query_scalar(
         "UPDATE task_attempts SET status = 'cancelled', finished_at = $1 \
          WHERE run_id = $2 AND status = 'ready' RETURNING task",
@@ -185,6 +193,11 @@ pub(super) async fn cancel_tasks(
     .bind(id)
     .fetch_all(&mut **tx)
     .await?;
+    // Before any task ends: what it unblocks must not start.
+    sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     let mut ended = None;
     for task in &waiting {
         let done =
@@ -207,15 +220,6 @@ pub(super) async fn cancel_tasks(
             ended = ended.or(done.run_final);
         }
     }
-    let mut agents: Vec<String> = sqlx::query_scalar(
-        "UPDATE task_attempts SET cancel_requested = 1 WHERE run_id = $1 \
-         AND status IN ('placed', 'running') AND agent_id IS NOT NULL RETURNING agent_id",
-    )
-    .bind(id)
-    .fetch_all(&mut **tx)
-    .await?;
-    agents.sort();
-    agents.dedup();
     Ok(Cancelling {
         ended: ended.is_some(),
         agents,
