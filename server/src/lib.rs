@@ -145,7 +145,7 @@ impl Server {
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .build();
-        let ctx = controllers::Context {
+        let mut ctx = controllers::Context {
             db: db.clone(),
             instance: format!(
                 "{}#{}@{}",
@@ -162,6 +162,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             vault,
             specs: Arc::default(),
+            public_url: Arc::from(""),
         };
         let local_agent = controllers::local_agent::configure(args)
             .await
@@ -170,6 +171,7 @@ impl Server {
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{addr}")
         });
+        ctx.public_url = Arc::from(public_url.as_str());
         // Behind a proxy that ends TLS, the public URL says what browsers see.
         let https = tls.is_some() || public_url.starts_with("https://");
         let access = access::AccessState::new(&db, &ctx.vault, args, addr, &public_url, https)
@@ -358,10 +360,14 @@ pub async fn run(args: Args) -> Result<(), ServerError> {
 /// quarter, at most a second, so the scheduler never thinks a live agent
 /// silent), and ends the sessions of agents revoked through any replica.
 ///
-/// Every few seconds it also looks, in one query for all agents, for runs
-/// placed on an agent connected here that it has not started: news of them
-/// was lost (a dropped notification) or the agent turned them away when
-/// full. Their sessions are told to dispatch; idle agents cost nothing.
+/// The same flush renews the leases of the task attempts those agents
+/// hold, a statement per 500 agents.
+///
+/// Every few seconds it also looks, in one query for all agents, for task
+/// attempts placed on an agent connected here that it has not started:
+/// news of them was lost (a dropped notification) or the agent turned them
+/// away when full. Their sessions are told to dispatch; idle agents cost
+/// nothing.
 async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway>) {
     let period = (ctx.timings.run_lease / 4).min(std::time::Duration::from_secs(1));
     let mut rounds = 0u32;
@@ -372,7 +378,7 @@ async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway
         }
         rounds = rounds.wrapping_add(1);
         if rounds.is_multiple_of(5) && gateway.connected() > 0 {
-            match storage::placement::agents_with_unstarted_runs(&ctx.db).await {
+            match storage::agents::with_unstarted_work(&ctx.db).await {
                 Ok(agents) => {
                     for agent in agents.iter().filter(|a| gateway.is_connected(a)) {
                         ctx.db.news().remind_session(agent);
@@ -381,7 +387,8 @@ async fn flush_liveness(ctx: controllers::Context, gateway: Arc<gateway::Gateway
                 Err(e) => tracing::warn!(error = %e, "looking for undelivered runs failed"),
             }
         }
-        match storage::agents::flush_seen(&ctx.db, |id| gateway.is_connected(id)).await {
+        let lease_ms = ctx.timings.run_lease.as_millis() as i64;
+        match storage::agents::flush_seen(&ctx.db, |id| gateway.is_connected(id), lease_ms).await {
             Ok(revoked) => {
                 for agent in revoked {
                     gateway.disconnect(&agent, gateway::Ending::Revoked);

@@ -1,7 +1,8 @@
-//! The built-in local agent: the executor, in-process, taking runs the
-//! scheduler puts on it. It is an agent like any other to the scheduler and
-//! the supervisor (a row in `agents`, leases renewed by heartbeat), so
-//! `xene` alone runs workflows end to end on the embedded default.
+//! The built-in local agent: the executor, in-process, running the task
+//! attempts the scheduler puts on it. It is an agent like any other to the
+//! scheduler and the supervisor (a row in `agents`, leases renewed by
+//! heartbeat), so `xene` alone runs workflows end to end on the embedded
+//! default.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -9,16 +10,17 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use xene_agent::{Executor, ExecutorConfig, RunRequest};
+use xene_agent::{AttemptRequest, Executor, ExecutorConfig};
 use xene_core::event::RunEvent;
+use xene_core::protocol::AttemptRef;
 
 use super::Context;
-use super::dispatch::{self, Link, Prepared};
+use super::dispatch::{self, Link, PreparedAttempt};
 use crate::config::Args;
 use crate::storage::agents::{self, Registration};
-use crate::storage::events::{self, Applied};
-use crate::storage::runs::{self, Run};
-use crate::storage::{StorageError, placement};
+use crate::storage::attempts::{self, HeldAttempt};
+use crate::storage::events::{self, ApplyError, AttemptApplied};
+use crate::storage::{StorageError, now_ms, placement, runs};
 use xene_agent::runtime::sandbox::{LEFTOVER_DEADLINE, Sandbox, SandboxError, supervisor_uids};
 
 #[derive(Debug, Clone)]
@@ -209,13 +211,13 @@ pub struct LocalAgent {
     ctx: Context,
     config: LocalAgentConfig,
     executor: Arc<Executor>,
-    /// Run attempts taken up, with the token that stops them. An entry stays
-    /// after its execution ends, until the run is no longer assigned here,
-    /// so a `pass` that read the assignments just before the end never
-    /// starts the same attempt twice.
-    running: Mutex<HashMap<(i64, i64), Execution>>,
+    /// Task attempts taken up, by id, with the token that stops them. An
+    /// entry stays after its execution ends, until the attempt is no longer
+    /// held here, so a `pass` that read the held attempts just before the
+    /// end never starts the same attempt twice.
+    running: Mutex<HashMap<i64, Execution>>,
     executions: TaskTracker,
-    /// Makes this process's executor run ids unique, so two servers (or a
+    /// Makes this process's executor ids unique, so two servers (or a
     /// restart) never share a container label or a working directory.
     incarnation: String,
 }
@@ -249,7 +251,7 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         incarnation: xene_agent::new_run_id(),
     });
     if let Err(e) = agent.join().await {
-        tracing::error!(error = %e, "the built-in agent cannot register; it takes no runs");
+        tracing::error!(error = %e, "the built-in agent cannot register; it takes no tasks");
         return;
     }
     let _connected = agent.ctx.metrics.agent_connected("builtin");
@@ -260,8 +262,9 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         }
     }
     // Shutting down is not cancelling: stop what runs (removing containers)
-    // without recording it, so the runs stay held and are taken up again by
-    // this server when it restarts, or by another once their leases end.
+    // without recording it, so the attempts stay held and are taken up
+    // again by this server when it restarts, or retried once their leases
+    // end.
     for execution in agent.running.lock().unwrap().values() {
         execution.cancel.cancel();
     }
@@ -270,7 +273,7 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         .await
         .is_err()
     {
-        tracing::warn!("runs of the built-in agent did not stop within 30 s");
+        tracing::warn!("tasks of the built-in agent did not stop within 30 s");
     }
     let _ = agents::set_offline(&agent.ctx.db, &agent.config.id).await;
 }
@@ -281,17 +284,20 @@ impl LocalAgent {
         if self.config.allow_shell {
             runtimes.push("shell".to_string());
         }
-        // This process just started, so it executes nothing: runs still held
-        // under this agent's name died with the previous process. End their
-        // leases and requeue them here and now: left to the supervisor
+        // This process just started, so it executes nothing: attempts (and
+        // runs placed whole, from before task placement) still held under
+        // this agent's name died with the previous process. End their
+        // leases and deal with them here and now: left to the supervisor
         // (whose lease the dead process may hold for a while), the first
-        // `pass` would renew them and execute them again as the same
-        // attempt, numbering events from 0 again, so that the new events
-        // would be taken for resent ones and dropped. Before registering:
-        // once registered, a run placed here would be new, and ending its
-        // lease would lose it.
+        // `pass` would take them up again as the same attempt, numbering
+        // events from 0 again, so that the new events would be taken for
+        // resent ones and dropped. Before registering: once registered, an
+        // attempt placed here would be new, and ending its lease would lose
+        // it.
         placement::end_leases_of(&self.ctx.db, &self.config.id).await?;
         runs::expire_leases(&self.ctx.db).await?;
+        attempts::end_leases_of(&self.ctx.db, &self.config.id).await?;
+        attempts::expire_leases(&self.ctx.db, now_ms()).await?;
         agents::register(
             &self.ctx.db,
             &Registration {
@@ -309,92 +315,97 @@ impl LocalAgent {
     }
 
     async fn pass(self: Arc<Self>) -> Result<(), StorageError> {
-        agents::heartbeat(&self.ctx.db, &self.config.id).await?;
-        // Only attempts still executing keep their leases: one whose
-        // execution ended without its outcome stored lets its lease run out,
-        // and the supervisor retries it as a new attempt.
-        let live: Vec<(i64, i64)> = {
-            let running = self.running.lock().unwrap();
-            running
-                .iter()
-                .filter(|(_, e)| !e.done)
-                .map(|(key, _)| *key)
-                .collect()
-        };
+        let db = &self.ctx.db;
+        agents::heartbeat(db, &self.config.id).await?;
         let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
-        for (id, attempt) in live {
-            placement::renew_lease(&self.ctx.db, id, attempt, &self.config.id, lease_ms).await?;
-        }
-        let assigned = placement::assigned_to(&self.ctx.db, &self.config.id).await?;
-        let mut running = self.running.lock().unwrap();
-        for run in &assigned {
-            match running.get(&(run.id, run.attempt)) {
-                Some(execution) if run.cancel_requested => execution.cancel.cancel(),
-                Some(_) => {}
-                None => {
-                    let cancel = CancellationToken::new();
-                    if run.cancel_requested {
-                        cancel.cancel();
+        attempts::renew_for_agents(db, std::slice::from_ref(&self.config.id), lease_ms).await?;
+        let held = attempts::held_by(db, &self.config.id).await?;
+        let mut lost = Vec::new();
+        {
+            let mut running = self.running.lock().unwrap();
+            for attempt in &held {
+                match running.get(&attempt.id) {
+                    // Its execution ended without its outcome stored: its
+                    // lease ends, and the supervisor deals with it.
+                    Some(execution) if execution.done => lost.push(attempt.id),
+                    Some(execution) if attempt.cancel_requested => execution.cancel.cancel(),
+                    Some(_) => {}
+                    // Started by another process under this name (one that
+                    // died after this one joined): lost with it.
+                    None if attempt.started => lost.push(attempt.id),
+                    None => {
+                        let cancel = CancellationToken::new();
+                        if attempt.cancel_requested {
+                            cancel.cancel();
+                        }
+                        running.insert(
+                            attempt.id,
+                            Execution {
+                                cancel: cancel.clone(),
+                                done: false,
+                            },
+                        );
+                        let span = tracing::info_span!(
+                            "task",
+                            run_id = attempt.run_id,
+                            task = %attempt.task,
+                            attempt = attempt.number,
+                            agent_id = %self.config.id,
+                        );
+                        self.ctx.metrics.run_traces.adopt(attempt.run_id, &span);
+                        self.executions.spawn(tracing::Instrument::instrument(
+                            self.clone().execute(attempt.clone(), cancel),
+                            span,
+                        ));
                     }
-                    running.insert(
-                        (run.id, run.attempt),
-                        Execution {
-                            cancel: cancel.clone(),
-                            done: false,
-                        },
-                    );
-                    let span = tracing::info_span!(
-                        "run",
-                        run_id = run.id,
-                        attempt = run.attempt,
-                        workflow = %run.workflow,
-                        pipeline = %run.pipeline,
-                        agent_id = %self.config.id,
-                    );
-                    self.ctx.metrics.run_traces.adopt(run.id, &span);
-                    self.executions.spawn(tracing::Instrument::instrument(
-                        self.clone().execute(run.clone(), cancel),
-                        span,
-                    ));
                 }
             }
+            // Held here but no longer ours (finished, or expired after a
+            // lost lease): forget what ended, stop what still runs.
+            running.retain(|id, execution| {
+                if held.iter().any(|a| a.id == *id) {
+                    return true;
+                }
+                execution.cancel.cancel();
+                !execution.done
+            });
         }
-        // Held here but no longer ours (finished, or reassigned after a lost
-        // lease): forget what ended, stop what still runs.
-        running.retain(|key, execution| {
-            if assigned.iter().any(|r| (r.id, r.attempt) == *key) {
-                return true;
-            }
-            execution.cancel.cancel();
-            !execution.done
-        });
+        for id in lost {
+            attempts::end_lease(db, id, &self.config.id).await?;
+        }
         Ok(())
     }
 
-    async fn execute(self: Arc<Self>, run: Run, cancel: CancellationToken) {
-        let key = (run.id, run.attempt);
-        if let Err(e) = self.execute_inner(run, cancel).await {
-            tracing::error!(run = key.0, error = %e, "the built-in agent could not record a run");
+    async fn execute(self: Arc<Self>, attempt: HeldAttempt, cancel: CancellationToken) {
+        let id = attempt.id;
+        if let Err(e) = self.execute_inner(attempt, cancel).await {
+            tracing::error!(attempt = id, error = %e, "the built-in agent could not record a task");
         }
-        if let Some(execution) = self.running.lock().unwrap().get_mut(&key) {
+        if let Some(execution) = self.running.lock().unwrap().get_mut(&id) {
             execution.done = true;
         }
+        // Its slot is free: the next pass forgets it.
+        self.ctx.db.news().agent_has_work(Some(&self.config.id));
     }
 
-    async fn execute_inner(&self, run: Run, cancel: CancellationToken) -> Result<(), StorageError> {
-        let db = &self.ctx.db;
-        let dispatch = match dispatch::prepare(&self.ctx, &run, Link::BuiltIn).await? {
-            Prepared::Send(dispatch) => *dispatch,
-            Prepared::Failed(_) => return Ok(()),
+    async fn execute_inner(
+        &self,
+        attempt: HeldAttempt,
+        cancel: CancellationToken,
+    ) -> Result<(), StorageError> {
+        // In process: every output it reads comes inline.
+        let dispatch = match dispatch::prepare_attempt(
+            &self.ctx,
+            &attempt,
+            Link::BuiltIn,
+            usize::MAX,
+        )
+        .await?
+        {
+            PreparedAttempt::Send(dispatch) => *dispatch,
+            PreparedAttempt::Failed(_) => return Ok(()),
         };
-        let request = RunRequest {
-            run_id: format!("{}-{}-{}", run.id, run.attempt, self.incarnation),
-            pipeline_name: dispatch.pipeline_name,
-            pipeline: dispatch.pipeline,
-            params: dispatch.params,
-            secrets: dispatch.secrets,
-            completed: dispatch.completed,
-        };
+        let request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
         // Room for a burst of lines, taken in one transaction: a step that
         // floods its output costs a transaction per few thousand lines, and
         // a quiet one still gets each line stored at once.
@@ -402,14 +413,15 @@ impl LocalAgent {
         let executor = self.executor.clone();
         let exec_cancel = cancel.clone();
         let handle = tokio::spawn(tracing::Instrument::in_current_span(async move {
-            executor.run(request, tx, exec_cancel).await
+            executor.run_attempt(request, tx, exec_cancel).await
         }));
-        let mut seq = 0i64;
+        let r = AttemptRef { id: attempt.id };
+        let mut seq = 0u64;
         let mut batch = Vec::with_capacity(EVENT_BATCH);
         while rx.recv_many(&mut batch, EVENT_BATCH).await > 0 {
             if self.ctx.shutdown.is_cancelled() {
                 // What the executor reports while stopping for a shutdown is
-                // not the run's outcome: drop it and let the executor clean up.
+                // not the attempt's outcome: drop it and let it clean up.
                 batch.clear();
                 continue;
             }
@@ -417,55 +429,63 @@ impl LocalAgent {
             // fast costs a row per batch, not per line.
             batch = xene_core::event::coalesce(std::mem::take(&mut batch), 64 * 1024);
             let started = std::time::Instant::now();
-            let applied = self.apply(&run, seq, &batch).await;
+            let applied = self.apply(r, seq, &batch).await;
             self.ctx.metrics.observe_event_apply(started.elapsed());
             match applied {
-                Some(Applied::Ok { new }) => {
+                Some(applied) if applied.stale => cancel.cancel(),
+                Some(applied) => {
                     // Events already stored (a retry after an error that
                     // committed after all) are a prefix of the batch.
-                    let fresh = &batch[batch.len() - (new as usize).min(batch.len())..];
-                    self.ctx.metrics.observe_events(db, run.id, fresh).await;
+                    let fresh = &batch[batch.len() - applied.new.min(batch.len())..];
+                    self.ctx
+                        .metrics
+                        .observe_events(&self.ctx.db, attempt.run_id, fresh)
+                        .await;
                 }
-                Some(Applied::Stale) => cancel.cancel(),
-                // Shutting down: what is not stored is resent by nobody, but
-                // the run is taken up again from what is.
+                // Shutting down, or events the store refuses: what is not
+                // stored is resent by nobody, and the lease decides.
                 None => {
                     batch.clear();
                     continue;
                 }
             }
-            seq += batch.len() as i64;
+            seq += batch.len() as u64;
             batch.clear();
         }
         match handle.await {
-            Ok(_) if self.ctx.shutdown.is_cancelled() => Ok(()),
-            Ok(Ok(_report)) => Ok(()),
-            Ok(Err(e)) => fail(db, &run, &e.to_string()).await,
-            Err(e) => fail(db, &run, &format!("the executor crashed: {e}")).await,
+            Ok(_) => Ok(()),
+            Err(_) if self.ctx.shutdown.is_cancelled() => Ok(()),
+            Err(e) => {
+                attempts::fail(
+                    &self.ctx.db,
+                    attempt.id,
+                    &format!("the executor crashed: {e}"),
+                )
+                .await
+            }
         }
     }
-}
 
-impl LocalAgent {
     /// Stores a batch of events, trying again while the database refuses
-    /// (busy, restarting): giving up would leave the run half-recorded while
-    /// its executor goes on. `None` when the server shuts down first.
-    async fn apply(&self, run: &Run, seq: i64, batch: &[RunEvent]) -> Option<Applied> {
+    /// (busy, restarting): giving up would leave the attempt half-recorded
+    /// while its executor goes on. `None` when the server shuts down first,
+    /// or when the events themselves are refused (a bug: logged).
+    async fn apply(
+        &self,
+        attempt: AttemptRef,
+        seq: u64,
+        batch: &[RunEvent],
+    ) -> Option<AttemptApplied> {
         let mut wait = std::time::Duration::from_millis(50);
         loop {
-            match events::apply(
-                &self.ctx.db,
-                run.id,
-                run.attempt,
-                &self.config.id,
-                seq,
-                batch,
-            )
-            .await
-            {
+            match events::apply_attempt(&self.ctx.db, attempt, &self.config.id, seq, batch).await {
                 Ok(applied) => return Some(applied),
-                Err(e) => {
-                    tracing::warn!(run = run.id, error = %e, "cannot store events; trying again")
+                Err(ApplyError::Storage(e)) => {
+                    tracing::warn!(attempt = attempt.id, error = %e, "cannot store events; trying again")
+                }
+                Err(refused) => {
+                    tracing::error!(attempt = attempt.id, error = %refused, "the executor reported events its attempt may not carry");
+                    return None;
                 }
             }
             tokio::select! {
@@ -475,9 +495,4 @@ impl LocalAgent {
             wait = (wait * 2).min(std::time::Duration::from_secs(5));
         }
     }
-}
-
-/// Ends a run that could not execute at all.
-async fn fail(db: &crate::storage::Db, run: &Run, reason: &str) -> Result<(), StorageError> {
-    runs::fail_attempt(db, run.id, run.attempt, reason).await
 }

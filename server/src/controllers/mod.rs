@@ -60,6 +60,9 @@ pub struct Context {
     pub vault: Arc<crate::vault::Vault>,
     /// Parsed pipelines by workflow version: dispatch never parses a spec.
     pub specs: Arc<crate::storage::specs::Specs>,
+    /// The URL agents reach this server at, for the install command an
+    /// agent of another protocol is told to run.
+    pub public_url: Arc<str>,
 }
 
 impl Context {

@@ -1,25 +1,27 @@
-//! One agent's connection: hello, then dispatching its runs, applying the
-//! events it reports, acknowledging them, and renewing its leases. Written
-//! over a generic sink and stream of protocol messages, so it does not care
-//! whether they travel over a WebSocket or a test's channels.
+//! One agent's connection (protocol 2): hello, then dispatching the task
+//! attempts placed on it, applying the events it reports on each,
+//! acknowledging them, and telling it which attempts to cancel or stop.
+//! Its heartbeats renew its attempts' leases through the gateway's
+//! liveness flush, for all agents at once. Written over a generic sink and
+//! stream of protocol messages, so it does not care whether they travel
+//! over a WebSocket or a test's channels.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use xene_core::protocol::{AgentMessage, Dispatch, PROTOCOL_VERSION, RunRef, ServerMessage};
-use xene_core::status::RunStatus;
+use xene_core::protocol::{AgentMessage, AttemptRef, PROTOCOL_VERSION, ServerMessage};
 
 use super::limits;
 use super::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL, Ending, Registered};
 use crate::controllers::Context;
-use crate::controllers::dispatch::{self, Link, Prepared};
 use crate::storage::agents::{self, Registration};
 use crate::storage::auth::AgentIdentity;
-use crate::storage::events::{self, Applied};
-use crate::storage::{ALL_AGENTS, StorageError, now_ms, placement, runs};
+use crate::storage::{ALL_AGENTS, StorageError};
 use tokio::sync::broadcast::error::RecvError;
+
+mod attempts;
 
 /// How long a message to the agent may wait for it to read.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,22 +112,50 @@ struct Session<'a, S> {
     ctx: &'a Context,
     agent: AgentIdentity,
     out: S,
-    /// Runs sent to the agent on this connection.
-    dispatched: HashSet<RunRef>,
-    /// Runs the agent last said it holds.
-    reported: HashSet<RunRef>,
-    cancels_sent: HashSet<RunRef>,
-    stops_sent: HashSet<RunRef>,
+    /// Attempts sent to the agent on this connection.
+    dispatched: HashSet<AttemptRef>,
+    /// Attempts the agent last said it holds.
+    reported: HashSet<AttemptRef>,
+    cancels_sent: HashSet<AttemptRef>,
+    stops_sent: HashSet<AttemptRef>,
     /// TLS or loopback: only then are secrets sent.
     secure_link: bool,
     /// The agent runs shell steps. A remote agent's shell steps share its
-    /// user with no sandbox, so one run's steps could read another run's
+    /// user with no sandbox, so one task's steps could read another task's
     /// environment or the agent's memory: protected secrets never go there.
     runs_shell: bool,
+    /// The attempts it holds as last read (placed or running here): their
+    /// run and task, so that events are checked without a query.
+    held: HashMap<i64, attempts::Known>,
     /// The task and step names of runs the agent reports on: events must
     /// name only these.
-    known: HashMap<i64, Arc<BTreeMap<String, BTreeSet<String>>>>,
+    steps: HashMap<i64, Arc<BTreeMap<String, BTreeSet<String>>>>,
 }
+
+/// What an agent of another protocol is told, within the 123 bytes a close
+/// frame's reason may hold: the version it needs and the command that
+/// installs it, in the longest form that fits.
+pub fn refusal(agent_speaks: u32, public_url: &str) -> String {
+    let base = public_url.trim_end_matches('/');
+    let version = env!("CARGO_PKG_VERSION");
+    let install = format!("curl -fsSL {base}/install.sh | XENE_JOIN_TOKEN=<token> sh");
+    [
+        format!(
+            "this server speaks agent protocol {PROTOCOL_VERSION} (xene-agent {version} or later); \
+             this agent speaks {agent_speaks}. Install the matching agent: {install}"
+        ),
+        format!("needs agent protocol {PROTOCOL_VERSION} (xene-agent {version}+), not {agent_speaks}; install: {install}"),
+        format!("needs agent protocol {PROTOCOL_VERSION} (xene-agent {version}+), not {agent_speaks}; reinstall from {base}/install.sh"),
+        format!("needs agent protocol {PROTOCOL_VERSION} (xene-agent {version} or later), not {agent_speaks}"),
+    ]
+    .into_iter()
+    .find(|r| r.len() <= MAX_CLOSE_REASON)
+    .unwrap_or_else(|| format!("needs agent protocol {PROTOCOL_VERSION}"))
+}
+
+/// The most bytes of a close frame's reason (125 bytes of control frame
+/// payload less the code).
+pub const MAX_CLOSE_REASON: usize = 123;
 
 pub async fn run<S, R>(
     ctx: Context,
@@ -144,7 +174,7 @@ where
         first = tokio::time::timeout(HELLO_TIMEOUT, incoming.next()) => first,
         _ = registered.stop.cancelled() => return SessionEnd::Closed(Ending::Replaced),
     };
-    let (hello, running) = match hello {
+    let (hello, reported) = match hello {
         Ok(Some(Ok(AgentMessage::Hello {
             protocol,
             agent_version,
@@ -156,16 +186,23 @@ where
         }))) => {
             if protocol != PROTOCOL_VERSION {
                 let mut out = out;
-                let reason = format!(
-                    "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
-                );
-                let _ = out
-                    .send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason.clone()))
-                    .await;
+                let reason = refusal(protocol, &ctx.public_url);
+                let _ = tokio::time::timeout(
+                    SEND_TIMEOUT,
+                    out.send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason.clone())),
+                )
+                .await;
                 return SessionEnd::Protocol(reason);
             }
-            match limits::hello(labels, runtimes, capacity, agent_version, &running, &attempts) {
-                Ok(hello) => (hello, running),
+            match limits::hello(
+                labels,
+                runtimes,
+                capacity,
+                agent_version,
+                &running,
+                &attempts,
+            ) {
+                Ok(hello) => (hello, attempts),
                 Err(reason) => return SessionEnd::Protocol(format!("bad hello: {reason}")),
             }
         }
@@ -181,12 +218,13 @@ where
         agent,
         out,
         dispatched: HashSet::new(),
-        reported: running.into_iter().collect(),
+        reported: reported.into_iter().collect(),
         cancels_sent: HashSet::new(),
         stops_sent: HashSet::new(),
         secure_link,
         runs_shell: hello.runtimes.iter().any(|r| r == "shell"),
-        known: HashMap::new(),
+        held: HashMap::new(),
+        steps: HashMap::new(),
     };
     let end = session.serve(hello, &registered, &mut incoming).await;
     if let SessionEnd::Closed(why) = &end {
@@ -255,7 +293,7 @@ where
         {
             return e;
         }
-        // What was assigned while the agent was away (or whose dispatch it
+        // What was placed while the agent was away (or whose dispatch it
         // never got) goes out now, not at the next news.
         if let Err(e) = self.dispatch().await {
             return e;
@@ -300,231 +338,28 @@ where
         }
     }
 
-    /// The run's task and step names, read once per run and session.
-    async fn known(
-        &mut self,
-        run_id: i64,
-    ) -> Result<Arc<BTreeMap<String, BTreeSet<String>>>, SessionEnd> {
-        if let Some(known) = self.known.get(&run_id) {
-            return Ok(known.clone());
-        }
-        if self.known.len() >= limits::MAX_RUNNING {
-            self.known.clear();
-        }
-        let known = Arc::new(runs::task_steps(&self.ctx.db, run_id).await?);
-        self.known.insert(run_id, known.clone());
-        Ok(known)
-    }
-
-    /// Squares what the agent says it runs with what the database says it
-    /// holds, after a (re)connect.
-    async fn reconcile(&mut self) -> Result<(), SessionEnd> {
-        let assigned = placement::assigned_to(&self.ctx.db, &self.agent.id).await?;
-        for run in &assigned {
-            let r = RunRef {
-                run_id: run.id,
-                attempt: run.attempt,
-            };
-            if self.reported.contains(&r) {
-                continue;
-            }
-            // Never started and nothing reported: it may simply be sent
-            // again. Otherwise the agent lost it (it restarted): let the
-            // supervisor retry it as a new attempt.
-            let untouched = run.status == RunStatus::StartingUp
-                && !events::has_events(&self.ctx.db, run.id, run.attempt).await?;
-            if !untouched {
-                placement::end_lease(&self.ctx.db, run.id, run.attempt, &self.agent.id).await?;
-            }
-        }
-        let held: HashSet<RunRef> = assigned
-            .iter()
-            .map(|r| RunRef {
-                run_id: r.id,
-                attempt: r.attempt,
-            })
-            .collect();
-        let strays: Vec<RunRef> = self.reported.difference(&held).copied().collect();
-        for run in strays {
-            self.stop(run).await?;
-        }
-        Ok(())
-    }
-
     async fn handle(&mut self, message: AgentMessage) -> Result<(), SessionEnd> {
         match message {
             AgentMessage::Hello { .. } => Err(SessionEnd::Protocol("hello sent twice".into())),
-            AgentMessage::TaskEvents { .. } | AgentMessage::FetchOutputs { .. } => Err(
-                SessionEnd::Protocol("a protocol 2 message on a protocol 1 session".into()),
-            ),
-            AgentMessage::Events {
-                run,
+            AgentMessage::TaskEvents {
+                attempt,
                 first_seq,
                 events,
-            } => {
-                if events.is_empty() {
-                    return Ok(());
+            } => self.events(attempt, first_seq, events).await,
+            AgentMessage::Heartbeat { running, attempts } => {
+                if !running.is_empty() {
+                    return Err(SessionEnd::Protocol(
+                        "a protocol 2 heartbeat names task attempts, not runs".into(),
+                    ));
                 }
-                // Numbers come off the wire: out of range is a protocol error,
-                // not an overflow.
-                let last = first_seq
-                    .checked_add(events.len() as u64 - 1)
-                    .filter(|last| i64::try_from(*last).is_ok())
-                    .ok_or_else(|| {
-                        SessionEnd::Protocol(format!("event number {first_seq} is out of range"))
-                    })?;
-                let known = self.known(run.run_id).await?;
-                limits::check_events(&events, &known)
-                    .map_err(|e| SessionEnd::Protocol(format!("bad events: {e}")))?;
-                // A big batch goes in several transactions, each recording
-                // its events' numbers: a crash in between loses nothing.
-                let mut seq = first_seq as i64;
-                for group in limits::groups(&events, limits::APPLY_BYTES) {
-                    let started = std::time::Instant::now();
-                    let applied = events::apply(
-                        &self.ctx.db,
-                        run.run_id,
-                        run.attempt,
-                        &self.agent.id,
-                        seq,
-                        group,
-                    )
-                    .await?;
-                    self.ctx.metrics.observe_event_apply(started.elapsed());
-                    match applied {
-                        Applied::Ok { new } => {
-                            // Events already stored (a resend) are a prefix.
-                            let fresh = &group[group.len() - (new as usize).min(group.len())..];
-                            self.ctx
-                                .metrics
-                                .observe_events(&self.ctx.db, run.run_id, fresh)
-                                .await;
-                        }
-                        Applied::Stale => return self.stop(run).await,
-                    }
-                    seq += group.len() as i64;
-                }
-                self.send(ServerMessage::Ack { run, seq: last }).await?;
-                Ok(())
+                self.heartbeat(attempts).await
             }
-            AgentMessage::Heartbeat { running, .. } => {
-                limits::check_running(&running)
-                    .map_err(|e| SessionEnd::Protocol(format!("bad heartbeat: {e}")))?;
-                // Written behind, with every other agent's, by the gateway's
-                // liveness flush, which also ends the sessions of agents
-                // revoked through any replica: an idle agent costs no query.
-                self.ctx.db.agent_seen(&self.agent.id);
-                let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
-                let mut strays = Vec::new();
-                for run in &running {
-                    let renewed = placement::renew_lease(
-                        &self.ctx.db,
-                        run.run_id,
-                        run.attempt,
-                        &self.agent.id,
-                        lease_ms,
-                    )
-                    .await?;
-                    if !renewed {
-                        strays.push(*run);
-                    }
-                }
-                self.reported = running.into_iter().collect();
-                // A dispatch the agent did not take (it was full, or it never
-                // arrived) is sent again by the next dispatch pass; one it
-                // took and reports is not.
-                let reported = &self.reported;
-                let refused = self.dispatched.iter().any(|r| !reported.contains(r));
-                self.dispatched.retain(|r| reported.contains(r));
-                self.cancels_sent.retain(|r| reported.contains(r));
-                self.stops_sent.retain(|r| reported.contains(r));
-                self.known
-                    .retain(|id, _| reported.iter().any(|r| r.run_id == *id));
-                self.send(ServerMessage::Pong).await?;
-                if refused {
-                    self.dispatch().await?;
-                }
-                for run in strays {
-                    // A run that finished keeps being reported until its last
-                    // events are acknowledged; only a lost one needs stopping.
-                    if !placement::is_finished_attempt(
-                        &self.ctx.db,
-                        run.run_id,
-                        run.attempt,
-                        &self.agent.id,
-                    )
-                    .await?
-                    {
-                        self.stop(run).await?;
-                    }
-                }
-                Ok(())
+            AgentMessage::FetchOutputs { attempt, after } => {
+                self.fetch_outputs(attempt, after).await
             }
+            AgentMessage::Events { .. } => Err(SessionEnd::Protocol(
+                "events of a run (protocol 1); protocol 2 reports task attempts".into(),
+            )),
         }
-    }
-
-    async fn stop(&mut self, run: RunRef) -> Result<(), SessionEnd> {
-        if self.stops_sent.insert(run) {
-            self.send(ServerMessage::Stop { run }).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the agent the runs put on it that it does not have yet, and
-    /// cancellations of runs it has.
-    async fn dispatch(&mut self) -> Result<(), SessionEnd> {
-        let assigned = placement::assigned_to(&self.ctx.db, &self.agent.id).await?;
-        for run in assigned {
-            let r = RunRef {
-                run_id: run.id,
-                attempt: run.attempt,
-            };
-            // Only a run that never started is sent: one that started and
-            // that the agent does not report was lost, and `reconcile` handed
-            // it to the supervisor to retry as a new attempt.
-            let unsent = !self.dispatched.contains(&r) && !self.reported.contains(&r);
-            if unsent && run.status == RunStatus::StartingUp {
-                let Some(dispatch) = self.prepare(&run).await? else {
-                    continue;
-                };
-                self.send(ServerMessage::Dispatch(dispatch)).await?;
-                self.dispatched.insert(r);
-            }
-            if run.cancel_requested && self.cancels_sent.insert(r) {
-                self.send(ServerMessage::Cancel { run: r }).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn prepare(&self, run: &runs::Run) -> Result<Option<Box<Dispatch>>, StorageError> {
-        let link = Link::Remote {
-            agent: &self.agent.id,
-            secure: self.secure_link,
-            runs_shell: self.runs_shell,
-        };
-        let mut dispatch = match dispatch::prepare(self.ctx, run, link).await? {
-            Prepared::Send(dispatch) => dispatch,
-            Prepared::Failed(_) => return Ok(None),
-        };
-        // The agent's spans for the run continue this one's trace.
-        let span = tracing::info_span!(
-            "dispatch",
-            run_id = run.id,
-            attempt = run.attempt,
-            workflow = %run.workflow,
-            pipeline = %run.pipeline,
-        );
-        self.ctx.metrics.run_traces.adopt(run.id, &span);
-        let traceparent = xene_agent::telemetry::traceparent(&span);
-        span.in_scope(|| {
-            tracing::debug!(
-                at = now_ms(),
-                traceparent = traceparent.as_deref(),
-                "dispatching"
-            );
-        });
-        dispatch.traceparent = traceparent;
-        Ok(Some(dispatch))
     }
 }

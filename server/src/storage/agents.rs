@@ -62,11 +62,14 @@ pub async fn heartbeat(db: &Db, id: &str) -> Result<bool, StorageError> {
 }
 
 /// Writes the heartbeats heard since the last call, a statement per 500
-/// agents however many there are; returns the agents among them that were
-/// revoked (through any replica), whose sessions must end.
+/// agents however many there are, and renews for `lease_ms` the leases of
+/// every task attempt those agents hold (another statement per 500: not one
+/// per attempt); returns the agents among them that were revoked (through
+/// any replica), whose sessions must end.
 pub async fn flush_seen(
     db: &Db,
     still_connected: impl Fn(&str) -> bool,
+    lease_ms: i64,
 ) -> Result<Vec<String>, StorageError> {
     // One that disconnected since its heartbeat was marked offline then and
     // must not come back online here.
@@ -89,8 +92,23 @@ pub async fn flush_seen(
         let alive: std::collections::HashSet<String> =
             query.fetch_all(db.pool()).await?.into_iter().collect();
         revoked.extend(ids.iter().filter(|id| !alive.contains(*id)).cloned());
+        let alive: Vec<String> = alive.into_iter().collect();
+        super::attempts::renew_for_agents(db, &alive, lease_ms).await?;
     }
     Ok(revoked)
+}
+
+/// Agents holding task attempts placed on them and not started (or runs
+/// of model 1 not started): their sessions are reminded now and then, in
+/// case news of them was lost or the agent turned them away when full.
+pub async fn with_unstarted_work(db: &Db) -> Result<Vec<String>, StorageError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT agent_id FROM task_attempts WHERE status = 'placed' AND agent_id IS NOT NULL \
+         UNION SELECT DISTINCT agent_id FROM runs WHERE status = 'starting_up' AND agent_id IS NOT NULL \
+         LIMIT 10000",
+    )
+    .fetch_all(db.pool())
+    .await?)
 }
 
 /// Marks an agent offline as its session ends, unless it registered again

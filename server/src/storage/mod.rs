@@ -86,9 +86,10 @@ pub use news::{ALL_AGENTS, Change, News};
 
 /// The model of the runs created from now on: 1, the run goes to one agent
 /// which walks its DAG; 2, the server places its tasks one by one
-/// (`task_attempts`). Stays 1 until agent protocol 2 is complete; tests
-/// choose per database with `Db::with_run_model`.
-pub const RUN_MODEL: i64 = 1;
+/// (`task_attempts`). New runs are of model 2; runs of model 1 from before
+/// are converted (`runs::convert_queued`). Tests may choose per database
+/// with `Db::with_run_model`.
+pub const RUN_MODEL: i64 = 2;
 
 /// The server's database handle; cheap to clone.
 #[derive(Debug, Clone)]

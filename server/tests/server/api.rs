@@ -58,7 +58,7 @@ async fn a_run_goes_from_request_to_success_with_outputs_and_logs() {
         assert_eq!(run["status"], "success", "{run}");
         assert_eq!(run["scheduler_status"], "scheduled");
         assert!(
-            run["agent"].as_str().unwrap().starts_with("builtin@"),
+            run["agents"][0].as_str().unwrap().starts_with("builtin@"),
             "{run}"
         );
         for field in ["requested_at", "scheduled_at", "started_at", "finished_at"] {
@@ -389,7 +389,7 @@ pipelines:
         assert_eq!(run["scheduler_status"], "not_scheduled");
         assert_eq!(
             run["scheduler_reason"],
-            "no online agent has labels gpu=yes and the shell runtime"
+            "no online agent has labels gpu=yes and the shell runtime (task `train`)"
         );
         // The pipeline's verdict is written at the end of the scheduling
         // pass, just after the run's reason: wait for the pass to finish.
@@ -631,7 +631,7 @@ pipelines:
             .await;
         assert_eq!(
             run["scheduler_reason"],
-            "stuck: nobody picked it up within 300ms; no online agent has labels gpu=yes and the shell runtime"
+            "stuck: nobody picked it up within 300ms; no online agent has labels gpu=yes and the shell runtime (task `train`)"
         );
         let (_, stats) = server.get("/api/v1/stats").await;
         assert_eq!(stats["stuck_runs"], 1, "{stats}");
