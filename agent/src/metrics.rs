@@ -34,6 +34,8 @@ pub struct AgentMetrics {
     pub task_duration: Histogram,
     /// Runs executing now.
     pub running_runs: Gauge,
+    /// Task attempts executing now (a server's agent runs attempts).
+    pub running_tasks: Gauge,
     /// 1 while the WebSocket to the server is up.
     pub connected: Gauge,
     /// Connections to the server opened.
@@ -60,6 +62,7 @@ impl AgentMetrics {
             steps_finished: Family::default(),
             task_duration: Histogram::new(DURATION_BUCKETS),
             running_runs: Gauge::default(),
+            running_tasks: Gauge::default(),
             connected: Gauge::default(),
             connects: Counter::default(),
             disconnects: Counter::default(),
@@ -95,6 +98,11 @@ impl AgentMetrics {
             "xene_agent_running_runs",
             "Runs executing on this agent",
             metrics.running_runs.clone(),
+        );
+        registry.register(
+            "xene_agent_running_tasks",
+            "Task attempts executing on this agent",
+            metrics.running_tasks.clone(),
         );
         registry.register(
             "xene_agent_connected",
@@ -185,5 +193,29 @@ impl Default for RunningGuard {
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         METRICS.running_runs.dec();
+    }
+}
+
+/// Counts a task attempt as executing for as long as it lives, panics
+/// included.
+pub struct RunningTask(());
+
+impl RunningTask {
+    /// Counts one more executing attempt.
+    pub fn new() -> Self {
+        METRICS.running_tasks.inc();
+        Self(())
+    }
+}
+
+impl Default for RunningTask {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RunningTask {
+    fn drop(&mut self) {
+        METRICS.running_tasks.dec();
     }
 }

@@ -23,7 +23,7 @@ use crate::event::RunEvent;
 use crate::spec::{Pipeline, Task};
 
 /// The protocol version this build speaks; `Hello` carries it.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// WebSocket close code: the agent speaks a protocol version the server does not.
 pub const CLOSE_UNSUPPORTED_PROTOCOL: u16 = 4000;
@@ -295,7 +295,7 @@ mod tests {
         };
         let json = serde_json::to_string(&hello).unwrap();
         assert!(
-            json.starts_with(r#"{"type":"hello","protocol":1,"#),
+            json.starts_with(r#"{"type":"hello","protocol":2,"#),
             "{json}"
         );
         assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), hello);

@@ -1,10 +1,11 @@
 //! The server-connected agent: get a credential (join once), then hold one
 //! WebSocket to the server for as long as the agent runs, reconnecting with
-//! backoff whenever it drops. Runs and their unacknowledged events live
-//! across connections in [`runs::Runs`].
+//! backoff whenever it drops. Task attempts and their unacknowledged events
+//! live across connections in [`attempts::Attempts`].
 
+pub mod attempts;
+pub mod batch;
 pub mod join;
-pub mod runs;
 pub mod session;
 pub mod transport;
 
@@ -20,8 +21,8 @@ use tracing::Instrument;
 use crate::runtime::docker::DockerConfig;
 use crate::runtime::shell::{ShellConfig, ensure_private_dir, private_work_root};
 use crate::{Executor, ExecutorConfig};
+use attempts::Attempts;
 use join::{Credential, JoinError};
-use runs::Runs;
 use session::{SessionConfig, SessionEnd};
 use transport::{Endpoint, TlsOptions, TransportError};
 
@@ -33,7 +34,7 @@ pub struct ConnectConfig {
     pub join_token: Option<String>,
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// Most runs at once.
+    /// Most task attempts at once.
     pub capacity: u32,
     /// Tasks without an image may run on this machine's shell.
     pub allow_shell: bool,
@@ -60,6 +61,9 @@ pub enum ConnectError {
     Unauthorized(TransportError),
     #[error("the server revoked this agent's credential; join again with a new token")]
     Revoked,
+    /// The server closed with code 4000: it speaks another protocol version.
+    #[error("the server refused this agent: {0}")]
+    Unsupported(String),
 }
 
 impl ConnectError {
@@ -96,8 +100,10 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "xene-agent".into())
 }
 
-/// Runs the agent until `shutdown` fires (then cancels its runs and waits a
-/// little for their last events to be acknowledged) or a fatal error.
+/// Runs the agent until `shutdown` fires (then cancels its task attempts and
+/// waits a little for their last events to be acknowledged) or a fatal
+/// error: a revoked credential, or a server that does not speak this
+/// agent's protocol (reconnecting would never help).
 pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(), ConnectError> {
     let endpoint = Endpoint::parse(&config.server, config.allow_insecure)
         .map_err(|e| ConnectError::Invalid(e.to_string()))?;
@@ -148,7 +154,7 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
         ..ExecutorConfig::default()
     });
     let kill_grace = ExecutorConfig::default().kill_grace;
-    let mut runs = Runs::new(Arc::new(executor), config.capacity as usize);
+    let mut attempts = Attempts::new(Arc::new(executor), config.capacity as usize);
     let mut runtimes = vec!["docker".to_string()];
     if config.allow_shell {
         runtimes.push("shell".into());
@@ -164,14 +170,14 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
     let mut failures = 0u32;
     loop {
         if shutdown.is_cancelled() {
-            return wind_down(&mut runs, session_config.shutdown_grace).await;
+            return wind_down(&mut attempts, session_config.shutdown_grace).await;
         }
         match transport::open(&endpoint, tls.as_ref(), &credential.credential).await {
             Ok((sink, stream)) => {
                 let metrics = &crate::metrics::METRICS;
                 metrics.connects.inc();
                 metrics.connected.set(1);
-                let end = session::run(&session_config, &mut runs, sink, stream, &shutdown)
+                let end = session::run(&session_config, &mut attempts, sink, stream, &shutdown)
                     .instrument(tracing::info_span!(
                         "agent_session",
                         agent_id = %credential.agent_id
@@ -182,6 +188,12 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
                 match end {
                     SessionEnd::Shutdown => return Ok(()),
                     SessionEnd::Revoked => return Err(ConnectError::Revoked),
+                    SessionEnd::Unsupported(reason) => {
+                        // Attempts held from before the server changed
+                        // can no longer be reported: end them cleanly.
+                        wind_down(&mut attempts, session_config.shutdown_grace).await?;
+                        return Err(ConnectError::Unsupported(reason));
+                    }
                     SessionEnd::Lost { welcomed, reason } => {
                         if welcomed {
                             failures = 0;
@@ -197,7 +209,7 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
         let wait = backoff(failures, &mut random);
         failures = failures.saturating_add(1);
         tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
-        idle(&mut runs, wait, &shutdown).await;
+        idle(&mut attempts, wait, &shutdown).await;
     }
 }
 
@@ -245,29 +257,29 @@ async fn credential(
     }
 }
 
-/// Waits `wait` between connections; runs go on meanwhile, and their events
+/// Waits `wait` between connections; attempts go on meanwhile, and their events
 /// are kept for the next connection.
-async fn idle(runs: &mut Runs, wait: Duration, shutdown: &CancellationToken) {
+async fn idle(attempts: &mut Attempts, wait: Duration, shutdown: &CancellationToken) {
     let sleep = tokio::time::sleep(wait);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
             () = &mut sleep => return,
             () = shutdown.cancelled() => return,
-            report = runs.next_report() => runs.apply(report),
+            report = attempts.next_report() => attempts.apply(report),
         }
     }
 }
 
-/// Shut down while disconnected: cancel the runs and wait for their
+/// Shut down while disconnected: cancel the attempts and wait for their
 /// executors to clean up; their last events cannot be delivered.
-async fn wind_down(runs: &mut Runs, grace: Duration) -> Result<(), ConnectError> {
-    runs.cancel_all();
-    if tokio::time::timeout(grace, runs.finish_all())
+async fn wind_down(attempts: &mut Attempts, grace: Duration) -> Result<(), ConnectError> {
+    attempts.cancel_all();
+    if tokio::time::timeout(grace, attempts.finish_all())
         .await
         .is_err()
     {
-        tracing::warn!("runs did not end in time");
+        tracing::warn!("attempts did not end in time");
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! One connection's life: say `Hello`, wait for `Welcome`, then execute
-//! dispatched runs, send their events in numbered batches, drop what the
-//! server acknowledges, and heartbeat — until the connection ends.
+//! dispatched task attempts (fetching the outputs they read when the
+//! dispatch did not carry them all), send their events in numbered
+//! batches, drop what the server acknowledges, and heartbeat — until the
+//! connection ends.
 //!
 //! It is written over any typed `Sink`/`Stream` pair, so tests drive it with
 //! channels; `transport` adapts a WebSocket to that pair.
@@ -14,7 +16,8 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, ServerMessage};
 
-use super::runs::{MAX_BATCH, Refusal, Runs};
+use super::attempts::{Attempts, Refusal};
+use super::batch::MAX_BATCH;
 
 /// How a connection failed, as the session sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +25,10 @@ pub enum LinkError {
     /// The server closed with code 4001: the credential is revoked.
     #[error("the server revoked this agent's credential")]
     Revoked,
+    /// The server closed with code 4000: it does not speak this agent's
+    /// protocol. The server's reason says which it needs and how to get it.
+    #[error("the server does not speak this agent's protocol: {0}")]
+    Unsupported(String),
     #[error("{0}")]
     Lost(String),
 }
@@ -34,7 +41,7 @@ pub struct SessionConfig {
     pub capacity: u32,
     /// How long the server has to answer `Hello`.
     pub welcome_timeout: Duration,
-    /// How long a shutdown waits for runs to end and their events to be
+    /// How long a shutdown waits for task attempts to end and their events to be
     /// acknowledged.
     pub shutdown_grace: Duration,
 }
@@ -48,14 +55,16 @@ pub enum SessionEnd {
         reason: String,
     },
     Revoked,
-    /// Shutdown was asked for, and the runs ended (or the grace ran out).
+    /// The server refused this agent's protocol version, for this reason.
+    Unsupported(String),
+    /// Shutdown was asked for, and the attempts ended (or the grace ran out).
     Shutdown,
 }
 
-/// Runs one connection until it ends. `runs` carries over to the next one.
+/// Runs one connection until it ends. `attempts` carries over to the next one.
 pub async fn run<S, R>(
     config: &SessionConfig,
-    runs: &mut Runs,
+    attempts: &mut Attempts,
     mut sink: S,
     mut stream: R,
     shutdown: &CancellationToken,
@@ -64,15 +73,15 @@ where
     S: Sink<AgentMessage, Error = LinkError> + Unpin,
     R: Stream<Item = Result<ServerMessage, LinkError>> + Unpin,
 {
-    runs.rewind();
+    attempts.rewind();
     let hello = AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         labels: config.labels.clone(),
         runtimes: config.runtimes.clone(),
         capacity: config.capacity,
-        running: runs.held(),
-        attempts: vec![],
+        running: vec![],
+        attempts: attempts.held(),
     };
     if let Err(e) = sink.send(hello).await {
         return lost(false, e);
@@ -88,21 +97,22 @@ where
     tokio::pin!(welcome_deadline);
     let mut shutdown_deadline: Option<Pin<Box<Sleep>>> = None;
     if shutdown.is_cancelled() {
-        runs.cancel_all();
+        attempts.cancel_all();
         shutdown_deadline = Some(Box::pin(tokio::time::sleep(config.shutdown_grace)));
     }
 
     loop {
-        if welcomed && let Err(e) = flush(runs, &mut sink).await {
+        if welcomed && let Err(e) = flush(attempts, &mut sink).await {
             return lost(welcomed, e);
         }
-        if shutdown_deadline.is_some() && runs.is_empty() {
+        if shutdown_deadline.is_some() && attempts.is_empty() {
             return SessionEnd::Shutdown;
         }
         tokio::select! {
             message = stream.next() => match message.inspect(|_| last_heard = Instant::now()) {
                 None => return lost(welcomed, LinkError::Lost("the server closed the connection".into())),
                 Some(Err(LinkError::Revoked)) => return SessionEnd::Revoked,
+                Some(Err(LinkError::Unsupported(reason))) => return SessionEnd::Unsupported(reason),
                 Some(Err(e)) => return lost(welcomed, e),
                 Some(Ok(ServerMessage::Welcome { agent_id, heartbeat_ms })) => {
                     tracing::info!(agent_id, heartbeat_ms, "connected");
@@ -112,14 +122,14 @@ where
                     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     heartbeat = Some(interval);
                 }
-                Some(Ok(message)) => handle(runs, message, shutdown_deadline.is_some()),
+                Some(Ok(message)) => handle(attempts, message, shutdown_deadline.is_some()),
             },
-            report = runs.next_report() => {
-                runs.apply(report);
+            report = attempts.next_report() => {
+                attempts.apply(report);
                 // Take what else is queued so it goes out in one batch.
                 for _ in 0..MAX_BATCH {
-                    let Some(report) = runs.try_next_report() else { break };
-                    runs.apply(report);
+                    let Some(report) = attempts.try_next_report() else { break };
+                    attempts.apply(report);
                 }
             }
             () = tick(&mut heartbeat) => {
@@ -128,8 +138,8 @@ where
                     return lost(welcomed, LinkError::Lost(format!("the server has been silent for {silence:.1} s")));
                 }
                 let beat = AgentMessage::Heartbeat {
-                    running: runs.held(),
-                    attempts: vec![],
+                    running: vec![],
+                    attempts: attempts.held(),
                 };
                 if let Err(e) = sink.send(beat).await {
                     return lost(welcomed, e);
@@ -139,8 +149,8 @@ where
                 return lost(false, LinkError::Lost("the server did not answer hello".into()));
             }
             () = shutdown.cancelled(), if shutdown_deadline.is_none() => {
-                tracing::info!("shutting down: cancelling the runs");
-                runs.cancel_all();
+                tracing::info!("shutting down: cancelling the task attempts");
+                attempts.cancel_all();
                 shutdown_deadline = Some(Box::pin(tokio::time::sleep(config.shutdown_grace)));
             }
             () = async { shutdown_deadline.as_mut().expect("guarded").await }, if shutdown_deadline.is_some() => {
@@ -151,64 +161,62 @@ where
     }
 }
 
-fn handle(runs: &mut Runs, message: ServerMessage, shutting_down: bool) {
+fn handle(attempts: &mut Attempts, message: ServerMessage, shutting_down: bool) {
     match message {
-        ServerMessage::Welcome { .. } => {}
-        ServerMessage::Dispatch(dispatch) => {
-            let run = dispatch.run;
+        ServerMessage::Welcome { .. } | ServerMessage::Pong => {}
+        ServerMessage::TaskDispatch(dispatch) => {
+            let (attempt, run_id, task) =
+                (dispatch.attempt.id, dispatch.run_id, dispatch.task.clone());
             if shutting_down {
-                tracing::warn!(
-                    run_id = run.run_id,
-                    attempt = run.attempt,
-                    "dispatch ignored: shutting down"
-                );
+                tracing::warn!(attempt, run_id, task, "dispatch ignored: shutting down");
                 return;
             }
-            match runs.dispatch(*dispatch) {
-                Ok(()) => tracing::info!(run_id = run.run_id, attempt = run.attempt, "run started"),
+            match attempts.dispatch(*dispatch) {
+                Ok(()) => tracing::info!(attempt, run_id, task, "task attempt taken"),
                 Err(Refusal::AlreadyRunning) => {
-                    tracing::debug!(
-                        run_id = run.run_id,
-                        attempt = run.attempt,
-                        "already running"
-                    )
+                    tracing::debug!(attempt, run_id, task, "already running")
                 }
                 Err(Refusal::AtCapacity) => tracing::warn!(
-                    run_id = run.run_id,
-                    attempt = run.attempt,
+                    attempt,
+                    run_id,
+                    task,
                     "dispatch ignored: the agent is at capacity"
                 ),
             }
         }
-        ServerMessage::Ack { run, seq } => runs.ack(run, seq),
-        ServerMessage::Cancel { run } => {
-            tracing::info!(run_id = run.run_id, attempt = run.attempt, "cancelling");
-            runs.cancel(run);
+        ServerMessage::TaskAck { attempt, seq } => attempts.ack(attempt, seq),
+        ServerMessage::Outputs {
+            attempt,
+            results,
+            next,
+        } => attempts.outputs(attempt, results, next),
+        ServerMessage::CancelTask { attempt } => {
+            tracing::info!(attempt = attempt.id, "cancelling");
+            attempts.cancel(attempt);
         }
-        ServerMessage::Stop { run } => {
-            tracing::info!(run_id = run.run_id, attempt = run.attempt, "stopping");
-            runs.stop(run);
+        ServerMessage::StopTask { attempt } => {
+            tracing::info!(attempt = attempt.id, "stopping");
+            attempts.stop(attempt);
         }
-        ServerMessage::Pong => {}
-        // Protocol 2 messages: this agent still speaks 1 until its attempt
-        // runner lands, and a server that speaks 2 refuses it at hello.
-        ServerMessage::TaskDispatch(_)
-        | ServerMessage::TaskAck { .. }
-        | ServerMessage::CancelTask { .. }
-        | ServerMessage::StopTask { .. }
-        | ServerMessage::Outputs { .. } => {
-            tracing::warn!("a protocol 2 message on a protocol 1 session: ignored")
+        // Protocol 1's messages: a server that sends them speaks 1, and
+        // refuses this agent at hello.
+        ServerMessage::Dispatch(_)
+        | ServerMessage::Ack { .. }
+        | ServerMessage::Cancel { .. }
+        | ServerMessage::Stop { .. } => {
+            tracing::warn!("a protocol 1 message: ignored")
         }
     }
 }
 
-/// Sends every event not yet sent on this connection.
-async fn flush<S>(runs: &mut Runs, sink: &mut S) -> Result<(), LinkError>
+/// Sends every event not yet sent on this connection, and the requests
+/// for outputs.
+async fn flush<S>(attempts: &mut Attempts, sink: &mut S) -> Result<(), LinkError>
 where
     S: Sink<AgentMessage, Error = LinkError> + Unpin,
 {
     let mut fed = false;
-    while let Some(batch) = runs.next_batch() {
+    while let Some(batch) = attempts.next_message() {
         sink.feed(batch).await?;
         fed = true;
     }
@@ -230,6 +238,7 @@ async fn tick(heartbeat: &mut Option<Interval>) {
 fn lost(welcomed: bool, error: LinkError) -> SessionEnd {
     match error {
         LinkError::Revoked => SessionEnd::Revoked,
+        LinkError::Unsupported(reason) => SessionEnd::Unsupported(reason),
         LinkError::Lost(reason) => SessionEnd::Lost { welcomed, reason },
     }
 }

@@ -29,7 +29,7 @@ use xene_core::protocol::{AgentMessage, ServerMessage};
 use super::session::LinkError;
 
 // Defined once, with the protocol, for the server and the agent.
-pub use xene_core::protocol::{CLOSE_REPLACED, CLOSE_REVOKED};
+pub use xene_core::protocol::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -410,6 +410,11 @@ pub fn typed(ws: WebSocketStream<Conn>) -> (MessageSink, MessageStream) {
             },
             Ok(Message::Close(Some(frame))) if frame.code == CloseCode::from(CLOSE_REVOKED) => {
                 Some(Err(LinkError::Revoked))
+            }
+            Ok(Message::Close(Some(frame)))
+                if frame.code == CloseCode::from(CLOSE_UNSUPPORTED_PROTOCOL) =>
+            {
+                Some(Err(LinkError::Unsupported(frame.reason.to_string())))
             }
             Ok(Message::Close(Some(frame))) if frame.code == CloseCode::from(CLOSE_REPLACED) => {
                 Some(Err(LinkError::Lost(

@@ -97,3 +97,53 @@ fn a_refused_credential_exits_3() {
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(stderr(&output).contains("revoked"), "{}", stderr(&output));
 }
+
+/// A server of another protocol version closes with code 4000 and says why:
+/// the agent prints that and exits 2 instead of reconnecting forever.
+#[test]
+fn a_server_of_another_protocol_makes_the_agent_exit_with_its_reason() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let reason =
+        "this server speaks agent protocol 3 (xene-agent 9.0 or later); install the matching agent";
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let hello = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let Some(Ok(Message::Text(hello))) = ws.next().await else {
+                panic!("a hello first");
+            };
+            ws.send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(xene_core::protocol::CLOSE_UNSUPPORTED_PROTOCOL),
+                reason: reason.into(),
+            })))
+            .await
+            .unwrap();
+            // Only one connection: a second would hang here, not reconnect.
+            hello.to_string()
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("http://127.0.0.1:{port}");
+    std::fs::write(
+        dir.path().join("credential.json"),
+        format!(r#"{{"server":"{server}","agent_id":"a1","credential":"c1"}}"#),
+    )
+    .unwrap();
+    let output = connect(&["--server", &server], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains(reason), "{}", stderr(&output));
+    let hello = hello.join().unwrap();
+    assert!(hello.contains(r#""protocol":2"#), "{hello}");
+}

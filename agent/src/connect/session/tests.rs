@@ -1,13 +1,15 @@
-//! The session over channels instead of a WebSocket, with real shell runs:
-//! the test plays the server.
+//! The session over channels instead of a WebSocket, with real shell task
+//! attempts: the test plays the server.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{SinkExt, StreamExt};
+use xene_core::context::TaskResult;
 use xene_core::event::RunEvent;
-use xene_core::protocol::{Dispatch, RunRef};
-use xene_core::status::{RunStatus, StepStatus};
+use xene_core::protocol::{AttemptRef, TaskDispatch};
+use xene_core::status::{StepStatus, TaskStatus};
 
 use super::*;
 use crate::runtime::shell::ShellConfig;
@@ -67,7 +69,7 @@ impl Server {
         let mut events = Vec::new();
         loop {
             match self.recv().await {
-                AgentMessage::Events {
+                AgentMessage::TaskEvents {
                     first_seq,
                     events: batch,
                     ..
@@ -103,7 +105,7 @@ fn config() -> SessionConfig {
     }
 }
 
-fn runs(dir: &tempfile::TempDir) -> Runs {
+fn runs(dir: &tempfile::TempDir) -> Attempts {
     let executor = Executor::new(ExecutorConfig {
         shell: ShellConfig {
             root: dir.path().to_path_buf(),
@@ -112,33 +114,41 @@ fn runs(dir: &tempfile::TempDir) -> Runs {
         },
         ..ExecutorConfig::default()
     });
-    Runs::new(Arc::new(executor), 1)
+    Attempts::new(Arc::new(executor), 1)
 }
 
-const RUN: RunRef = RunRef {
-    run_id: 7,
-    attempt: 1,
-};
+const RUN: AttemptRef = AttemptRef { id: 7 };
 
-fn dispatch(run: RunRef, script: &str) -> ServerMessage {
+/// Task `build` (depending on `setup`, whose output it prints) of run 70,
+/// attempt number 1.
+fn task_dispatch(attempt: AttemptRef, script: &str) -> TaskDispatch {
     let yaml = format!(
-        "name: wf\npipelines:\n  main:\n    tasks:\n      build:\n        steps:\n          - name: go\n            run: {script:?}\n"
+        "name: wf\npipelines:\n  main:\n    tasks:\n      setup:\n        steps: [\"true\"]\n      build:\n        depends_on: [setup]\n        steps:\n          - name: go\n            run: {script:?}\n"
     );
-    let mut workflow = xene_core::parse_workflow(&yaml).expect("a valid workflow");
-    ServerMessage::Dispatch(Box::new(Dispatch {
-        run,
+    let workflow = xene_core::parse_workflow(&yaml).expect("a valid workflow");
+    TaskDispatch {
+        attempt,
+        run_id: 70,
+        task: "build".into(),
+        number: 1,
         workflow: "wf".into(),
         pipeline_name: "main".into(),
-        pipeline: workflow.pipelines.remove("main").unwrap(),
-        params: Default::default(),
-        secrets: Default::default(),
-        completed: Default::default(),
+        spec: workflow.pipelines["main"].tasks["build"].clone(),
+        pipeline_env: BTreeMap::new(),
+        params: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+        more_outputs: false,
         traceparent: None,
-    }))
+    }
+}
+
+fn dispatch(attempt: AttemptRef, script: &str) -> ServerMessage {
+    ServerMessage::TaskDispatch(Box::new(task_dispatch(attempt, script)))
 }
 
 fn is_run_finished(event: &RunEvent) -> bool {
-    matches!(event, RunEvent::RunFinished { .. })
+    matches!(event, RunEvent::TaskFinished { .. })
 }
 
 fn is_step_started(event: &RunEvent) -> bool {
@@ -171,16 +181,19 @@ async fn hello_then_numbered_events_and_acks_forget_the_run() {
             runtimes,
             capacity,
             running,
+            attempts,
             ..
         } = server.recv().await
         else {
             panic!("hello first");
         };
         assert_eq!(protocol, PROTOCOL_VERSION);
+        assert_eq!(protocol, 2);
         assert_eq!(labels["os"], "linux");
         assert_eq!(runtimes, ["docker", "shell"]);
         assert_eq!(capacity, 1);
         assert!(running.is_empty());
+        assert!(attempts.is_empty());
 
         server.welcome();
         server.send(dispatch(RUN, "echo one; echo two"));
@@ -189,17 +202,29 @@ async fn hello_then_numbered_events_and_acks_forget_the_run() {
         let events = server.events_until(is_run_finished).await;
         let numbers: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
         assert_eq!(numbers, (0..events.len() as u64).collect::<Vec<_>>());
-        assert!(matches!(events[0].1, RunEvent::RunStarted { .. }));
+        assert!(matches!(
+            events[0].1,
+            RunEvent::TaskStarted { attempt: 1, .. }
+        ));
         assert_eq!(logs(&events), ["one", "two"]);
         assert!(matches!(
             events.last().unwrap().1,
-            RunEvent::RunFinished {
-                status: RunStatus::Success,
+            RunEvent::TaskFinished {
+                status: TaskStatus::Success,
+                attempt: 1,
+                retry_in_ms: None,
                 ..
             }
         ));
-        server.send(ServerMessage::Ack {
-            run: RUN,
+        assert!(
+            !events.iter().any(|(_, e)| matches!(
+                e,
+                RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. }
+            )),
+            "an attempt reports its task only"
+        );
+        server.send(ServerMessage::TaskAck {
+            attempt: RUN,
             seq: events.len() as u64 - 1,
         });
         server.hang_up();
@@ -231,7 +256,10 @@ async fn unacknowledged_events_are_sent_again_after_a_reconnect() {
         server.send(dispatch(RUN, "echo one; echo two; echo three"));
         let events = server.events_until(is_run_finished).await;
         // Only the first two are stored before the connection drops.
-        server.send(ServerMessage::Ack { run: RUN, seq: 1 });
+        server.send(ServerMessage::TaskAck {
+            attempt: RUN,
+            seq: 1,
+        });
         server.hang_up();
         events
     };
@@ -241,15 +269,15 @@ async fn unacknowledged_events_are_sent_again_after_a_reconnect() {
 
     let (mut server, sink, stream) = connection();
     let script = async {
-        let AgentMessage::Hello { running, .. } = server.recv().await else {
+        let AgentMessage::Hello { attempts, .. } = server.recv().await else {
             panic!("hello first");
         };
-        assert_eq!(running, [RUN]);
+        assert_eq!(attempts, [RUN]);
         server.welcome();
         let again = server.events_until(is_run_finished).await;
         assert_eq!(again, first[2..], "the same events with the same numbers");
-        server.send(ServerMessage::Ack {
-            run: RUN,
+        server.send(ServerMessage::TaskAck {
+            attempt: RUN,
             seq: again.last().unwrap().0,
         });
         server.hang_up();
@@ -273,7 +301,7 @@ async fn cancel_kills_the_running_step_and_reports_cancelled() {
         let mut events = server
             .events_until(|e| matches!(e, RunEvent::Log { .. } | RunEvent::Logs { .. }))
             .await;
-        server.send(ServerMessage::Cancel { run: RUN });
+        server.send(ServerMessage::CancelTask { attempt: RUN });
         events.extend(server.events_until(is_run_finished).await);
         let step = events
             .iter()
@@ -285,13 +313,13 @@ async fn cancel_kills_the_running_step_and_reports_cancelled() {
         assert_eq!(step, StepStatus::Cancelled);
         assert!(matches!(
             events.last().unwrap().1,
-            RunEvent::RunFinished {
-                status: RunStatus::Cancelled,
+            RunEvent::TaskFinished {
+                status: TaskStatus::Cancelled,
                 ..
             }
         ));
-        server.send(ServerMessage::Ack {
-            run: RUN,
+        server.send(ServerMessage::TaskAck {
+            attempt: RUN,
             seq: events.last().unwrap().0,
         });
         server.hang_up();
@@ -313,7 +341,7 @@ async fn stop_kills_the_run_and_drops_its_events() {
         server.welcome();
         server.send(dispatch(RUN, "sleep 600"));
         server.events_until(is_step_started).await;
-        server.send(ServerMessage::Stop { run: RUN });
+        server.send(ServerMessage::StopTask { attempt: RUN });
         server.hang_up();
     };
     tokio::join!(run(&config, &mut runs, sink, stream, &shutdown), script);
@@ -324,16 +352,16 @@ async fn stop_kills_the_run_and_drops_its_events() {
         !server
             .leftovers()
             .iter()
-            .any(|m| matches!(m, AgentMessage::Events { .. })),
-        "nothing is sent for a stopped run"
+            .any(|m| matches!(m, AgentMessage::TaskEvents { .. })),
+        "nothing is sent for a stopped attempt"
     );
 
     let (mut server, sink, stream) = connection();
     let script = async {
-        let AgentMessage::Hello { running, .. } = server.recv().await else {
+        let AgentMessage::Hello { attempts, .. } = server.recv().await else {
             panic!("hello first");
         };
-        assert!(running.is_empty());
+        assert!(attempts.is_empty());
         server.welcome();
         server.hang_up();
     };
@@ -347,10 +375,7 @@ async fn dispatches_beyond_capacity_are_ignored() {
     let mut runs = runs(&dir);
     let shutdown = CancellationToken::new();
     let config = config();
-    let other = RunRef {
-        run_id: 8,
-        attempt: 1,
-    };
+    let other = AttemptRef { id: 8 };
     let (mut server, sink, stream) = connection();
     let script = async {
         server.recv().await;
@@ -400,8 +425,8 @@ async fn shutdown_cancels_runs_and_waits_for_their_last_events() {
         server.events_until(is_step_started).await;
         shutdown.cancel();
         let events = server.events_until(is_run_finished).await;
-        server.send(ServerMessage::Ack {
-            run: RUN,
+        server.send(ServerMessage::TaskAck {
+            attempt: RUN,
             seq: events.last().unwrap().0,
         });
         // The session ends by itself, with the connection still up.
@@ -409,4 +434,110 @@ async fn shutdown_cancels_runs_and_waits_for_their_last_events() {
     };
     let (end, _server) = tokio::join!(run(&config, &mut runs, sink, stream, &shutdown), script);
     assert_eq!(end, SessionEnd::Shutdown);
+}
+
+#[tokio::test]
+async fn outputs_beyond_the_dispatch_are_fetched_in_pages_before_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = runs(&dir);
+    let shutdown = CancellationToken::new();
+    let config = config();
+    let (mut server, sink, stream) = connection();
+    let script = async {
+        server.recv().await;
+        server.welcome();
+        let mut dispatch = task_dispatch(RUN, "echo got {{ tasks.setup.output }}");
+        dispatch.more_outputs = true;
+        server.send(ServerMessage::TaskDispatch(Box::new(dispatch)));
+        let AgentMessage::FetchOutputs { attempt, after } = server.recv().await else {
+            panic!("the agent asks for the outputs first");
+        };
+        assert_eq!((attempt, after), (RUN, None));
+        // An empty page that says more come, then the last page.
+        server.send(ServerMessage::Outputs {
+            attempt: RUN,
+            results: BTreeMap::new(),
+            next: Some("a".into()),
+        });
+        let AgentMessage::FetchOutputs { after, .. } = server.recv().await else {
+            panic!("the next page is asked for");
+        };
+        assert_eq!(after.as_deref(), Some("a"));
+        server.send(ServerMessage::Outputs {
+            attempt: RUN,
+            results: [(
+                "setup".to_string(),
+                TaskResult {
+                    status: TaskStatus::Success,
+                    output: Some("v9".into()),
+                },
+            )]
+            .into(),
+            next: None,
+        });
+        let events = server.events_until(is_run_finished).await;
+        assert_eq!(logs(&events), ["got v9"]);
+        server.send(ServerMessage::TaskAck {
+            attempt: RUN,
+            seq: events.last().unwrap().0,
+        });
+        server.hang_up();
+    };
+    tokio::join!(run(&config, &mut runs, sink, stream, &shutdown), script);
+    runs.finish_all().await;
+    assert!(runs.is_empty());
+}
+
+#[tokio::test]
+async fn heartbeats_name_the_attempts_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = runs(&dir);
+    let shutdown = CancellationToken::new();
+    let config = config();
+    let (mut server, sink, stream) = connection();
+    let script = async {
+        server.recv().await;
+        server.send(ServerMessage::Welcome {
+            agent_id: "agent-1".into(),
+            heartbeat_ms: 100,
+        });
+        server.send(dispatch(RUN, "sleep 600"));
+        loop {
+            match server.recv().await {
+                AgentMessage::Heartbeat { running, attempts } if attempts == [RUN] => {
+                    assert!(running.is_empty());
+                    break;
+                }
+                AgentMessage::Heartbeat { .. } | AgentMessage::TaskEvents { .. } => {
+                    server.send(ServerMessage::Pong);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        server.hang_up();
+    };
+    tokio::join!(run(&config, &mut runs, sink, stream, &shutdown), script);
+    runs.cancel_all();
+    runs.finish_all().await;
+}
+
+#[tokio::test]
+async fn a_server_of_another_protocol_ends_the_session_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = runs(&dir);
+    let shutdown = CancellationToken::new();
+    let config = config();
+    let (mut server, sink, stream) = connection();
+    let reason = "this server speaks agent protocol 3; this agent speaks 2";
+    let script = async {
+        server.recv().await;
+        server
+            .to_agent
+            .as_ref()
+            .unwrap()
+            .unbounded_send(Err(LinkError::Unsupported(reason.into())))
+            .unwrap();
+    };
+    let (end, ()) = tokio::join!(run(&config, &mut runs, sink, stream, &shutdown), script);
+    assert_eq!(end, SessionEnd::Unsupported(reason.into()));
 }
