@@ -37,6 +37,7 @@ mod stored_templates;
 mod summaries;
 mod task_attempts;
 mod task_news;
+mod task_races;
 mod task_upgrade;
 mod tls;
 mod triggers;
