@@ -10,11 +10,11 @@ use xene_core::status::RunStatus;
 use super::runs::{RUN_COLUMNS, Run, is_final, run_from_row};
 use super::{Backend, Db, StorageError, now_ms};
 
-/// Runs placed whole (model 1) waiting for an agent after `after_id`,
-/// oldest first.
+/// Runs waiting for an agent (none of their tasks placed yet) after
+/// `after_id`, oldest first.
 pub async fn queued(db: &Db, after_id: i64, limit: i64) -> Result<Vec<Run>, StorageError> {
     let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND model = 1 AND id > $1 ORDER BY id LIMIT $2"
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' AND id > $1 ORDER BY id LIMIT $2"
     ))
     .bind(after_id)
     .bind(limit)
@@ -222,9 +222,9 @@ pub async fn is_finished_attempt(
     Ok(status.is_some_and(|s| s.parse::<RunStatus>().is_ok_and(is_final)))
 }
 
-/// Ends the leases of every run `agent` holds: it will not report on them
-/// (it restarted, or was revoked), so the supervisor retries them now
-/// rather than when the leases run out.
+/// Ends the leases of every run and task attempt `agent` holds: it will
+/// not report on them (it restarted, or was revoked), so the supervisor
+/// deals with them now rather than when the leases run out.
 pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
     sqlx::query(
         "UPDATE runs SET lease_expires_at = 0 WHERE agent_id = $1 \
@@ -233,6 +233,6 @@ pub async fn end_leases_of(db: &Db, agent: &str) -> Result<(), StorageError> {
     .bind(agent)
     .execute(&mut *db.write_conn().await?)
     .await?;
-    db.news().leases_ended();
+    super::attempts::end_leases_of(db, agent).await?;
     Ok(())
 }
