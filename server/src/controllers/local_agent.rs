@@ -345,16 +345,24 @@ impl LocalAgent {
                                 done: false,
                             },
                         );
-                        let span = tracing::info_span!(
-                            "task",
+                        // The attempt's task inside its run, as a remote
+                        // agent's spans are, in the run's trace.
+                        let run_span = tracing::info_span!(
+                            "run",
                             run_id = attempt.run_id,
-                            task = %attempt.task,
-                            attempt = attempt.number,
+                            workflow = tracing::field::Empty,
+                            pipeline = tracing::field::Empty,
                             agent_id = %self.config.id,
                         );
-                        self.ctx.metrics.run_traces.adopt(attempt.run_id, &span);
+                        self.ctx.metrics.run_traces.adopt(attempt.run_id, &run_span);
+                        let span = tracing::info_span!(
+                            parent: &run_span,
+                            "task",
+                            task = %attempt.task,
+                            attempt = attempt.number,
+                        );
                         self.executions.spawn(tracing::Instrument::instrument(
-                            self.clone().execute(attempt.clone(), cancel),
+                            self.clone().execute(attempt.clone(), cancel, run_span),
                             span,
                         ));
                     }
@@ -376,9 +384,14 @@ impl LocalAgent {
         Ok(())
     }
 
-    async fn execute(self: Arc<Self>, attempt: HeldAttempt, cancel: CancellationToken) {
+    async fn execute(
+        self: Arc<Self>,
+        attempt: HeldAttempt,
+        cancel: CancellationToken,
+        run_span: tracing::Span,
+    ) {
         let id = attempt.id;
-        if let Err(e) = self.execute_inner(attempt, cancel).await {
+        if let Err(e) = self.execute_inner(attempt, cancel, run_span).await {
             tracing::error!(attempt = id, error = %e, "the built-in agent could not record a task");
         }
         if let Some(execution) = self.running.lock().unwrap().get_mut(&id) {
@@ -392,6 +405,7 @@ impl LocalAgent {
         &self,
         attempt: HeldAttempt,
         cancel: CancellationToken,
+        run_span: tracing::Span,
     ) -> Result<(), StorageError> {
         // In process: every output it reads comes inline.
         let dispatch = match dispatch::prepare_attempt(
@@ -405,6 +419,8 @@ impl LocalAgent {
             PreparedAttempt::Send(dispatch) => *dispatch,
             PreparedAttempt::Failed(_) => return Ok(()),
         };
+        run_span.record("workflow", dispatch.workflow.as_str());
+        run_span.record("pipeline", dispatch.pipeline_name.as_str());
         let request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
         // Room for a burst of lines, taken in one transaction: a step that
         // floods its output costs a transaction per few thousand lines, and
@@ -437,10 +453,7 @@ impl LocalAgent {
                     // Events already stored (a retry after an error that
                     // committed after all) are a prefix of the batch.
                     let fresh = &batch[batch.len() - applied.new.min(batch.len())..];
-                    self.ctx
-                        .metrics
-                        .observe_events(&self.ctx.db, attempt.run_id, fresh)
-                        .await;
+                    super::observe_applied(&self.ctx, attempt.run_id, fresh, &applied).await;
                 }
                 // Shutting down, or events the store refuses: what is not
                 // stored is resent by nobody, and the lease decides.
@@ -453,7 +466,14 @@ impl LocalAgent {
             batch.clear();
         }
         match handle.await {
-            Ok(_) => Ok(()),
+            Ok(report) => {
+                tracing::info!(
+                    status = %report.status,
+                    duration_ms = report.duration_ms,
+                    "task finished"
+                );
+                Ok(())
+            }
             Err(_) if self.ctx.shutdown.is_cancelled() => Ok(()),
             Err(e) => {
                 attempts::fail(

@@ -76,6 +76,35 @@ impl Context {
     }
 }
 
+/// Counts what applying a task attempt's events did: the events new to
+/// the store, and the run's start or end they caused (which no agent
+/// reports any more: the server derives them).
+pub async fn observe_applied(
+    ctx: &Context,
+    run_id: i64,
+    fresh: &[xene_core::event::RunEvent],
+    applied: &crate::storage::events::AttemptApplied,
+) {
+    use xene_core::event::RunEvent;
+    ctx.metrics.observe_events(&ctx.db, run_id, fresh).await;
+    let mut run = Vec::new();
+    if applied.run_started {
+        run.push(RunEvent::RunStarted {
+            run_id: run_id.to_string(),
+            pipeline: String::new(),
+        });
+    }
+    if let Some(status) = applied.run_finished {
+        run.push(RunEvent::RunFinished {
+            status,
+            duration_ms: 0,
+        });
+    }
+    if !run.is_empty() {
+        ctx.metrics.observe_events(&ctx.db, run_id, &run).await;
+    }
+}
+
 /// Runs `pass` whenever `wake` fires or the resync period passes, on the one
 /// server that holds the lease `name`; gives the lease up on shutdown so
 /// another server takes over at once.

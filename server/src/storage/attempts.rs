@@ -613,6 +613,14 @@ pub async fn fail(db: &Db, attempt: i64, reason: &str) -> Result<(), StorageErro
         return Ok(());
     };
     let ended = end_task(&mut tx, run_id, &task, TaskStatus::Error, Some(reason), now).await?;
+    // What keeps a task from executing at all (a secret not approved, a
+    // version that no longer runs) is the run's trouble too: its page and
+    // the runs list say it.
+    sqlx::query("UPDATE runs SET error = COALESCE(error, $1) WHERE id = $2")
+        .bind(reason)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     db.news().run_changed(run_id).await;
     db.news().room_freed();

@@ -453,7 +453,8 @@ async fn agents_stats_and_metrics_report_the_built_in_agent_and_runs() {
             "xene_runs_finished_total{status=\"success\",trigger=\"manual\",pipeline=\"hello/greet\"} 1",
             "xene_runs{status=\"queued\"} 0",
             "xene_agents_connected{kind=\"builtin\"} 1",
-            "xene_run_queue_wait_seconds_count 1",
+            // Each task attempt's wait to be placed.
+            "xene_run_queue_wait_seconds_count 2",
             "xene_run_start_latency_seconds_count 1",
             "xene_task_duration_seconds_count 2",
         ] {

@@ -284,7 +284,7 @@ async fn a_feed_on_one_replica_follows_a_run_on_another() {
     assert!(ended);
     assert_eq!(text.lines().count(), 40, "{text}");
     let (_, run) = runner.get(&format!("/api/v1/runs/{id}")).await;
-    assert_eq!(run["agent"], "runner", "{run}");
+    assert_eq!(run["agents"], json!(["runner"]), "{run}");
     viewer.stop().await;
     runner.stop().await;
 }

@@ -333,8 +333,13 @@ async fn the_value_is_not_dispatched_to_an_unapproved_version(backend: Backend) 
     let run = server.wait_for_run(id).await;
     assert_eq!(run["status"], "error", "{run}");
     assert!(error_of(&run).contains("not approved"), "{run}");
+    // The task ended at dispatch: its step never ran.
     let ship = &run["tasks"][0];
-    assert_eq!(ship["status"], "not_executed", "the step never ran: {run}");
+    assert_eq!(ship["status"], "error", "{run}");
+    assert_eq!(
+        ship["steps"][0]["status"], "not_executed",
+        "the step never ran: {run}"
+    );
     let (_, logs) = server.get(&format!("/api/v1/runs/{id}/logs")).await;
     assert!(!logs.to_string().contains("early"), "{logs}");
 }
@@ -376,7 +381,10 @@ async fn a_remote_agent_is_not_sent_the_value_for_an_unapproved_version() {
         .await;
     assert_eq!(run["status"], "error", "{run}");
     assert!(error_of(&run).contains("not approved"), "{run}");
-    assert_eq!(run["tasks"][0]["status"], "not_executed", "{run}");
+    assert_eq!(
+        run["tasks"][0]["steps"][0]["status"], "not_executed",
+        "{run}"
+    );
 
     // Approved, the value still never goes to an agent that runs shell
     // steps: there they share its user, unsandboxed, with other runs' steps.

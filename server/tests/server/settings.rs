@@ -249,7 +249,9 @@ fn the_task_lease_keeps_its_old_names() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        printed.lines().any(|l| l == "task-lease = \"40s\" # environment"),
+        printed
+            .lines()
+            .any(|l| l == "task-lease = \"40s\" # environment"),
         "{printed}"
     );
     let (code, printed, stderr) = output(
@@ -272,7 +274,9 @@ fn the_task_lease_keeps_its_old_names() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        printed.lines().any(|l| l == "task-lease = \"42s\" # environment"),
+        printed
+            .lines()
+            .any(|l| l == "task-lease = \"42s\" # environment"),
         "{printed}"
     );
 }

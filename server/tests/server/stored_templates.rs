@@ -127,7 +127,12 @@ fn assert_refused_at_dispatch(run: &Value) {
         error.contains("version 1 was stored before") && error.contains(FAULT),
         "{run}"
     );
-    assert_eq!(run["tasks"][0]["status"], "not_executed", "{run}");
+    // Ended at dispatch: the task's step never ran.
+    assert_eq!(run["tasks"][0]["status"], "error", "{run}");
+    assert_eq!(
+        run["tasks"][0]["steps"][0]["status"], "not_executed",
+        "{run}"
+    );
 }
 
 /// A run queued before the upgrade (the template check came after it was

@@ -254,9 +254,7 @@ where
                 Ok(applied) => {
                     // Events already stored (a resend) are a prefix.
                     let fresh = &group[group.len() - applied.new.min(group.len())..];
-                    self.ctx
-                        .metrics
-                        .observe_events(&self.ctx.db, known.run_id, fresh)
+                    crate::controllers::observe_applied(self.ctx, known.run_id, fresh, &applied)
                         .await;
                 }
                 Err(ApplyError::Storage(e)) => return Err(e.into()),

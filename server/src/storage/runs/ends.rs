@@ -30,6 +30,16 @@ pub async fn fail_attempt(
     .rows_affected();
     if failed == 1 {
         finish_unfinished(&mut tx, id).await?;
+        // A run whose tasks the server places (model 2) may have attempts
+        // waiting to be placed: they go with it.
+        sqlx::query(
+            "UPDATE task_attempts SET status = 'cancelled', finished_at = $1 \
+             WHERE run_id = $2 AND status = 'ready'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     db.news().run_changed(id).await;
