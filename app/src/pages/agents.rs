@@ -59,7 +59,7 @@ pub fn AgentsPage() -> impl IntoView {
             {move || is_admin().then(|| view! {
             <section class="card" id="join">
                 <h2>"Add an agent"</h2>
-                <p>"Run the install command on the machine that should take runs. It carries a join token for one agent, valid for a short while."</p>
+                <p>"Run the install command on the machine that should take tasks. It carries a join token for one agent, valid for a short while."</p>
                 <button id="new-join-token" class="primary" on:click=move |_| { join.dispatch(()); }>
                     "Make an install command"
                 </button>

@@ -8,4 +8,5 @@ mod api_docs;
 mod editor;
 mod home;
 pub mod signin;
+mod spread;
 mod ui;

@@ -1,0 +1,97 @@
+//! Where tasks ran and draining, as an admin sees them: the run page names
+//! the agent of each task, and the agents page drains and undrains one.
+//! Screenshots under `target/screenshots/`.
+
+use crate::util::{Browser, TestServer};
+
+const TWO_TASKS: &str = r#"
+name: two
+pipelines:
+  p:
+    tasks:
+      first:
+        steps: ["echo one > $XENE_OUTPUT"]
+      second:
+        depends_on: [first]
+        steps: ["echo two"]
+"#;
+
+#[tokio::test]
+async fn the_run_page_names_each_tasks_agent_and_admins_drain_agents() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    let outcome = async {
+        browser.set_size(1280, 900).await?;
+        browser.sign_in_as_admin(&server).await?;
+        browser.goto(&server.url("/agents")).await?;
+        browser.hydrated().await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", TWO_TASKS).await?;
+        if status != 201 {
+            return Err(format!("apply: {status} {body}"));
+        }
+        let (status, body) = browser
+            .api("POST", "/api/v1/workflows/two/pipelines/p/runs", "")
+            .await?;
+        if status != 201 {
+            return Err(format!("start: {status} {body}"));
+        }
+        browser.goto(&server.url("/runs/1")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_text("h1 .status", |t| t == "success")
+            .await?;
+        let first = browser
+            .wait_for_text("li[data-task=\"first\"] .task-agent", |t| {
+                t.contains("builtin")
+            })
+            .await?;
+        let second = browser
+            .wait_for_text("li[data-task=\"second\"] .task-agent", |t| {
+                t.contains("builtin")
+            })
+            .await?;
+        let agents = browser
+            .wait_for_text("#run-agents", |t| t.starts_with("builtin"))
+            .await?;
+        browser.screenshot("run-task-agents").await?;
+
+        // Drained while it holds nothing: it says so at once.
+        browser.goto(&server.url("/agents")).await?;
+        browser.hydrated().await?;
+        // The built-in agent's id is `builtin@HOST`.
+        let row = "#agents tr[data-agent^=\"builtin\"]";
+        browser
+            .wait_for_text(&format!("{row} button.drain"), |t| t == "Drain")
+            .await?;
+        browser.click(&format!("{row} button.drain")).await?;
+        let drained = browser
+            .wait_for_text(&format!("{row} .drain.status"), |t| t == "drained")
+            .await?;
+        browser
+            .wait_for_text(&format!("{row} button.drain"), |t| t == "Undrain")
+            .await?;
+        browser.screenshot("agents-drained").await?;
+        let (_, list) = browser.api("GET", "/api/v1/agents", "").await?;
+        let list: serde_json::Value = serde_json::from_str(&list).map_err(|e| e.to_string())?;
+        let draining = list["agents"][0]["draining"].clone();
+
+        browser.click(&format!("{row} button.drain")).await?;
+        browser
+            .wait_for_text(&format!("{row} button.drain"), |t| t == "Drain")
+            .await?;
+        let badge = browser
+            .js(&format!(
+                "return document.querySelector('{row} .drain.status') === null"
+            ))
+            .await?;
+        Ok::<_, String>((first, second, agents, drained, draining, badge))
+    }
+    .await;
+    browser.close().await;
+    let (first, second, agents, drained, draining, badge) = outcome.unwrap();
+    assert!(first.contains("builtin") && second.contains("builtin"));
+    assert!(agents.starts_with("builtin"), "{agents}");
+    assert_eq!(drained, "drained");
+    assert_eq!(draining, true);
+    assert_eq!(badge, true, "undrained, the badge goes");
+}
