@@ -276,3 +276,93 @@ async fn each_task_names_its_attempts_and_each_agent_what_it_holds() {
         assert_eq!(holds("x"), []);
     }
 }
+
+const FLAKY: &str = "\
+name: flaky
+pipelines:
+  p:
+    tasks:
+      flaky:
+        retries: {count: 1, backoff: 1ms}
+        steps:
+          - test \"$XENE_ATTEMPT\" = 2
+      after:
+        depends_on: [flaky]
+        steps: [\"true\"]
+";
+
+/// Through the server and its built-in agent: a run started while the only
+/// agent drains waits, saying why, and runs once it is undrained; a task
+/// that failed once lists both attempts with their agent.
+#[tokio::test]
+async fn a_drained_fleet_places_nothing_and_a_retry_is_a_second_attempt() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start(&db).await;
+        let agent = builtin(&server).await["id"].as_str().unwrap().to_string();
+        let (status, body) = server
+            .post(&format!("/api/v1/agents/{agent}/drain"), "")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = apply(&server, FLAKY).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, run) = start(&server, "flaky", "p", "{}").await;
+        assert_eq!(status, 201, "{run}");
+        let id = run["id"].as_i64().unwrap();
+        let waiting = server
+            .wait_run_until(id, |run| {
+                run["scheduler_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("draining"))
+            })
+            .await;
+        assert_eq!(waiting["status"], "queued", "{waiting}");
+        let flaky = &waiting["tasks"][0];
+        assert_eq!(flaky["attempts"][0]["status"], "ready", "{waiting}");
+        assert!(
+            flaky["attempts"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("draining")),
+            "why the attempt waits: {waiting}"
+        );
+
+        assert_eq!(
+            server
+                .client
+                .delete(server.url(&format!("/api/v1/agents/{agent}/drain")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let run = server.wait_for_run(id).await;
+        assert_eq!(run["status"], "success", "{run}");
+        let flaky = run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "flaky")
+            .unwrap();
+        let attempts: Vec<(i64, &str, &str)> = flaky["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["number"].as_i64().unwrap(),
+                    a["status"].as_str().unwrap(),
+                    a["agent_id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            attempts,
+            [(1, "error", agent.as_str()), (2, "success", agent.as_str())],
+            "{run}"
+        );
+        assert_eq!(flaky["agent_id"], agent.as_str());
+        assert_eq!(run["agents"], json!([agent]));
+        server.stop().await;
+    }
+}
