@@ -132,21 +132,32 @@ struct Session<'a, S> {
     steps: HashMap<i64, Arc<BTreeMap<String, BTreeSet<String>>>>,
 }
 
-/// What an agent of another protocol is told, within the 123 bytes a close
-/// frame's reason may hold: the version it needs and the command that
-/// installs it, in the longest form that fits.
+/// What an agent of another protocol is told: the version it needs and
+/// the command that installs the matching build. The whole of it goes to
+/// the log; the close frame carries the longest form that fits its 123
+/// bytes (`close_reason`).
 pub fn refusal(agent_speaks: u32, public_url: &str) -> String {
     let base = public_url.trim_end_matches('/');
     let version = env!("CARGO_PKG_VERSION");
-    let install = format!("curl -fsSL {base}/install.sh | XENE_JOIN_TOKEN=<token> sh");
+    format!(
+        "this server speaks agent protocol {PROTOCOL_VERSION} (xene-agent {version} or later); \
+         this agent speaks {agent_speaks}. Install the matching agent: \
+         curl -fsSL {base}/install.sh | XENE_JOIN_TOKEN=<token> sh"
+    )
+}
+
+/// `refusal` in the longest form that fits a close frame.
+pub fn close_reason(agent_speaks: u32, public_url: &str) -> String {
+    let base = public_url.trim_end_matches('/');
+    let version = env!("CARGO_PKG_VERSION");
+    let needs = format!(
+        "needs agent protocol {PROTOCOL_VERSION} (xene-agent {version}+), not {agent_speaks}"
+    );
     [
-        format!(
-            "this server speaks agent protocol {PROTOCOL_VERSION} (xene-agent {version} or later); \
-             this agent speaks {agent_speaks}. Install the matching agent: {install}"
-        ),
-        format!("needs agent protocol {PROTOCOL_VERSION} (xene-agent {version}+), not {agent_speaks}; install: {install}"),
-        format!("needs agent protocol {PROTOCOL_VERSION} (xene-agent {version}+), not {agent_speaks}; reinstall from {base}/install.sh"),
-        format!("needs agent protocol {PROTOCOL_VERSION} (xene-agent {version} or later), not {agent_speaks}"),
+        refusal(agent_speaks, public_url),
+        format!("{needs}; install: curl -fsSL {base}/install.sh | XENE_JOIN_TOKEN=<token> sh"),
+        format!("{needs}; reinstall from {base}/install.sh"),
+        needs.clone(),
     ]
     .into_iter()
     .find(|r| r.len() <= MAX_CLOSE_REASON)
@@ -186,13 +197,13 @@ where
         }))) => {
             if protocol != PROTOCOL_VERSION {
                 let mut out = out;
-                let reason = refusal(protocol, &ctx.public_url);
+                let reason = close_reason(protocol, &ctx.public_url);
                 let _ = tokio::time::timeout(
                     SEND_TIMEOUT,
-                    out.send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason.clone())),
+                    out.send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason)),
                 )
                 .await;
-                return SessionEnd::Protocol(reason);
+                return SessionEnd::Protocol(refusal(protocol, &ctx.public_url));
             }
             match limits::hello(
                 labels,

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, RunRef, ServerMessage};
+use xene_core::protocol::{
+    AgentMessage, AttemptRef, PROTOCOL_VERSION, ServerMessage, TaskDispatch,
+};
 
 use crate::util::TestServer;
 
@@ -79,14 +81,49 @@ pub async fn receive(socket: &mut Socket) -> Result<ServerMessage, Option<(Close
     }
 }
 
-pub fn hello(running: Vec<RunRef>) -> AgentMessage {
+/// A protocol-2 hello of an agent with capacity 2 that still holds
+/// `attempts` from before.
+pub fn hello(attempts: Vec<AttemptRef>) -> AgentMessage {
+    hello_with(2, attempts)
+}
+
+pub fn hello_with(capacity: u32, attempts: Vec<AttemptRef>) -> AgentMessage {
     AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         agent_version: "test".into(),
         labels: [("os".to_string(), "plan9".to_string())].into(),
         runtimes: vec!["shell".into()],
-        capacity: 2,
-        running,
-        attempts: vec![],
+        capacity,
+        running: vec![],
+        attempts,
+    }
+}
+
+/// Dials, says hello, and reads the welcome.
+pub async fn connect(server: &TestServer, credential: &str, hello: &AgentMessage) -> Socket {
+    let mut socket = dial(server, credential).await.unwrap();
+    send(&mut socket, hello).await;
+    match receive(&mut socket).await {
+        Ok(ServerMessage::Welcome { .. }) => socket,
+        other => panic!("no welcome: {other:?}"),
+    }
+}
+
+/// The next task dispatch, passing over pongs; panics on anything else.
+pub async fn next_task(socket: &mut Socket) -> TaskDispatch {
+    loop {
+        match receive(socket).await {
+            Ok(ServerMessage::TaskDispatch(dispatch)) => return *dispatch,
+            Ok(ServerMessage::Pong) => continue,
+            other => panic!("expected a task dispatch, got {other:?}"),
+        }
+    }
+}
+
+/// A heartbeat holding `attempts`.
+pub fn heartbeat(attempts: Vec<AttemptRef>) -> AgentMessage {
+    AgentMessage::Heartbeat {
+        running: vec![],
+        attempts,
     }
 }

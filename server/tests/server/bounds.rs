@@ -380,23 +380,33 @@ async fn an_older_agents_escaped_batch_is_taken() {
         }))
         .await
         .unwrap();
-    let run_ref = loop {
-        if let ServerMessage::Dispatch(dispatch) = next_message(&mut socket).await {
-            break dispatch.run;
+    let dispatch = loop {
+        if let ServerMessage::TaskDispatch(dispatch) = next_message(&mut socket).await {
+            break dispatch;
         }
     };
-    assert_eq!(run_ref.run_id, run["id"].as_i64().unwrap());
+    assert_eq!(dispatch.run_id, run["id"].as_i64().unwrap());
+    let attempt = dispatch.attempt;
     // 1 MiB of output before escaping: 16 lines of 64 KiB control characters.
     let line = "\u{1}".repeat(64 * 1024);
-    let mut events = crate::util::started_events();
+    let mut events = vec![
+        RunEvent::TaskStarted {
+            task: "t".into(),
+            attempt: 1,
+        },
+        RunEvent::StepStarted {
+            task: "t".into(),
+            step: "s".into(),
+        },
+    ];
     events.extend((0..16).map(|_| RunEvent::Log {
         task: "t".into(),
         step: "s".into(),
         stream: LogStream::Stdout,
         data: line.clone(),
     }));
-    let batch = serde_json::to_string(&AgentMessage::Events {
-        run: run_ref,
+    let batch = serde_json::to_string(&AgentMessage::TaskEvents {
+        attempt,
         first_seq: 0,
         events,
     })
@@ -404,11 +414,11 @@ async fn an_older_agents_escaped_batch_is_taken() {
     assert!(batch.len() > 6_000_000, "{} bytes", batch.len());
     socket.send(Message::text(batch)).await.unwrap();
     let acked = loop {
-        if let ServerMessage::Ack { run, seq } = next_message(&mut socket).await {
-            break (run, seq);
+        if let ServerMessage::TaskAck { attempt, seq } = next_message(&mut socket).await {
+            break (attempt, seq);
         }
     };
-    assert_eq!(acked, (run_ref, 18));
+    assert_eq!(acked, (attempt, 17));
     server.stop().await;
 }
 

@@ -1,5 +1,5 @@
-//! The agent gateway, spoken to by a bare WebSocket client that plays the
-//! agent's side of the protocol message by message.
+//! The agent gateway (protocol 2), spoken to by a bare WebSocket client
+//! that plays the agent's side message by message.
 
 use futures::StreamExt;
 use serde_json::json;
@@ -7,13 +7,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use xene_core::event::RunEvent;
-use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, RunRef, ServerMessage};
-use xene_core::status::{RunStatus, StepStatus, TaskStatus};
+use xene_core::protocol::{
+    AgentMessage, AttemptRef, PROTOCOL_VERSION, ServerMessage, TaskDispatch,
+};
+use xene_core::status::{StepStatus, TaskStatus};
 
-use crate::agent_socket::{Socket, dial, hello, join, join_with, receive, send};
+use crate::agent_socket::{Socket, dial, hello, join, join_with, next_task, receive, send};
 use crate::util::{BACKENDS, TestDb, TestServer};
 
-const ONE_TASK: &str = "\
+pub const ONE_TASK: &str = "\
 name: remote
 pipelines:
   p:
@@ -25,9 +27,18 @@ pipelines:
             run: echo hi
 ";
 
-fn events() -> Vec<RunEvent> {
-    let mut events = crate::util::started_events();
-    events.extend([
+/// What an agent reports on one attempt of task `t`: started, its step's
+/// start, a line, its end, the task's end.
+pub fn events() -> Vec<RunEvent> {
+    vec![
+        RunEvent::TaskStarted {
+            task: "t".into(),
+            attempt: 1,
+        },
+        RunEvent::StepStarted {
+            task: "t".into(),
+            step: "s".into(),
+        },
         RunEvent::Log {
             task: "t".into(),
             step: "s".into(),
@@ -50,16 +61,20 @@ fn events() -> Vec<RunEvent> {
             error: None,
             retry_in_ms: None,
         },
-        RunEvent::RunFinished {
-            status: RunStatus::Success,
-            duration_ms: 5,
-        },
-    ]);
-    events
+    ]
+}
+
+/// Reports `events` of `attempt`, numbered from `first_seq`.
+pub fn task_events(attempt: AttemptRef, first_seq: u64, events: &[RunEvent]) -> AgentMessage {
+    AgentMessage::TaskEvents {
+        attempt,
+        first_seq,
+        events: events.to_vec(),
+    }
 }
 
 #[tokio::test]
-async fn a_remote_agent_gets_its_run_and_events_apply_once() {
+async fn a_remote_agent_gets_its_task_and_events_apply_once() {
     for backend in BACKENDS {
         let db = TestDb::new(backend);
         let server = TestServer::start(&db).await;
@@ -82,59 +97,34 @@ async fn a_remote_agent_gets_its_run_and_events_apply_once() {
         assert_eq!(welcomed, agent_id);
         assert!(heartbeat_ms > 0);
 
-        // The run's selector matches only the token's label: it comes here.
-        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
-            panic!("no dispatch")
-        };
-        assert_eq!(
-            dispatch.run,
-            RunRef {
-                run_id: id,
-                attempt: 1
-            }
-        );
+        // The task's selector matches only the token's label: it comes here,
+        // with its own spec.
+        let dispatch = next_task(&mut socket).await;
+        assert_eq!(dispatch.run_id, id);
+        assert_eq!((dispatch.task.as_str(), dispatch.number), ("t", 1));
         assert_eq!(dispatch.pipeline_name, "p");
-        assert!(dispatch.pipeline.tasks.contains_key("t"));
+        assert_eq!(dispatch.spec.steps[0].name, "s");
+        assert!(dispatch.secrets.is_empty() && dispatch.outputs.is_empty());
+        assert!(!dispatch.more_outputs);
 
-        let run_ref = dispatch.run;
+        let attempt = dispatch.attempt;
         let all = events();
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: run_ref,
-                first_seq: 0,
-                events: all[..3].to_vec(),
-            },
-        )
-        .await;
+        send(&mut socket, &task_events(attempt, 0, &all[..3])).await;
         assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Ack {
-                run: run_ref,
-                seq: 2
-            })
+            Ok(ServerMessage::TaskAck { attempt, seq: 2 })
         );
         // A resend after a lost ack overlaps what is stored: applied once.
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: run_ref,
-                first_seq: 0,
-                events: all.clone(),
-            },
-        )
-        .await;
+        send(&mut socket, &task_events(attempt, 0, &all)).await;
         assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Ack {
-                run: run_ref,
-                seq: 6
-            })
+            Ok(ServerMessage::TaskAck { attempt, seq: 4 })
         );
 
         let run = server.wait_for_run(id).await;
         assert_eq!(run["status"], "success", "{run}");
-        assert_eq!(run["agent"], agent_id);
+        assert_eq!(run["agents"], json!([agent_id]), "{run}");
+        assert_eq!(run["tasks"][0]["agent_id"], agent_id, "{run}");
         assert_eq!(run["tasks"][0]["output"], "out");
         let (_, logs) = server.get(&format!("/api/v1/runs/{id}/logs")).await;
         assert_eq!(logs["lines"].as_array().unwrap().len(), 1, "{logs}");
@@ -151,6 +141,8 @@ async fn a_remote_agent_gets_its_run_and_events_apply_once() {
         // The token fixed its labels: the ones it declared are not kept.
         assert_eq!(remote["labels"], json!({ "pool": "remote" }));
         assert_eq!(remote["capacity"], 2);
+        assert_eq!(remote["running"], 0, "{remote}");
+        assert_eq!(remote["held"], json!([]), "{remote}");
         socket.close(None).await.unwrap();
         server.stop().await;
     }
@@ -271,7 +263,7 @@ async fn join_tokens_are_one_time_and_expire() {
 }
 
 #[tokio::test]
-async fn a_reconnecting_agent_keeps_its_run_and_a_lost_run_is_retried() {
+async fn a_reconnecting_agent_keeps_its_task_and_a_lost_one_is_retried() {
     for backend in BACKENDS {
         let db = TestDb::new(backend);
         let server = TestServer::start(&db).await;
@@ -290,83 +282,44 @@ async fn a_reconnecting_agent_keeps_its_run_and_a_lost_run_is_retried() {
         let mut socket = dial(&server, &credential).await.unwrap();
         send(&mut socket, &hello(vec![])).await;
         receive(&mut socket).await.unwrap();
-        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
-            panic!("no dispatch")
-        };
-        let run_ref = dispatch.run;
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: run_ref,
-                first_seq: 0,
-                events: events()[..2].to_vec(),
-            },
-        )
-        .await;
+        let attempt = next_task(&mut socket).await.attempt;
+        send(&mut socket, &task_events(attempt, 0, &events()[..2])).await;
         assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Ack {
-                run: run_ref,
-                seq: 1
-            })
+            Ok(ServerMessage::TaskAck { attempt, seq: 1 })
         );
         drop(socket);
 
-        // Back, still running it: no second dispatch, the events go on.
+        // Back, still running it: no second dispatch, the events go on, and
+        // a resend overlapping what is stored is acknowledged.
         let mut socket = dial(&server, &credential).await.unwrap();
-        send(&mut socket, &hello(vec![run_ref])).await;
+        send(&mut socket, &hello(vec![attempt])).await;
         receive(&mut socket).await.unwrap();
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: run_ref,
-                first_seq: 2,
-                events: events()[2..3].to_vec(),
-            },
-        )
-        .await;
+        send(&mut socket, &task_events(attempt, 0, &events()[..3])).await;
         assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Ack {
-                run: run_ref,
-                seq: 2
-            })
+            Ok(ServerMessage::TaskAck { attempt, seq: 2 })
         );
         drop(socket);
 
-        // Back again, having lost it (restarted): it is retried as attempt 2,
-        // and the agent gets it again.
+        // Back again, having lost it (restarted): the task is retried as its
+        // attempt 2, and the agent gets that.
         let mut socket = dial(&server, &credential).await.unwrap();
         send(&mut socket, &hello(vec![])).await;
         receive(&mut socket).await.unwrap();
-        let retried = loop {
-            match receive(&mut socket).await {
-                Ok(ServerMessage::Dispatch(dispatch)) => break dispatch,
-                Ok(_) => continue,
-                Err(e) => panic!("closed: {e:?}"),
-            }
-        };
-        assert_eq!(
-            retried.run,
-            RunRef {
-                run_id: id,
-                attempt: 2
-            }
-        );
-        // Events of the old attempt are refused: the agent is told to stop it.
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: run_ref,
-                first_seq: 3,
-                events: events()[3..4].to_vec(),
-            },
-        )
-        .await;
+        let retried = next_task(&mut socket).await;
+        assert_eq!((retried.run_id, retried.number), (id, 2));
+        assert_ne!(retried.attempt, attempt);
+        // Events of the lost attempt are refused: the agent is told to stop it.
+        send(&mut socket, &task_events(attempt, 3, &events()[3..4])).await;
         assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Stop { run: run_ref })
+            Ok(ServerMessage::StopTask { attempt })
         );
+        let (_, run) = server.get(&format!("/api/v1/runs/{id}")).await;
+        let attempts = &run["tasks"][0]["attempts"];
+        assert_eq!(attempts[0]["status"], "unknown", "{run}");
+        assert_eq!(attempts[1]["number"], 2, "{run}");
         server.stop().await;
     }
 }
@@ -394,47 +347,35 @@ async fn a_cancelled_run_whose_agent_vanishes_ends_cancelled() {
         let mut socket = dial(&server, &credential).await.unwrap();
         send(&mut socket, &hello(vec![])).await;
         receive(&mut socket).await.unwrap();
-        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
-            panic!("no dispatch")
-        };
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: dispatch.run,
-                first_seq: 0,
-                events: events()[..3].to_vec(),
-            },
-        )
-        .await;
+        let attempt = next_task(&mut socket).await.attempt;
+        send(&mut socket, &task_events(attempt, 0, &events()[..3])).await;
         assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Ack {
-                run: dispatch.run,
-                seq: 2
-            })
+            Ok(ServerMessage::TaskAck { attempt, seq: 2 })
         );
         let (status, _) = server.post(&format!("/api/v1/runs/{id}/cancel"), "").await;
         assert_eq!(status, 202);
         assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Cancel { run: dispatch.run })
+            Ok(ServerMessage::CancelTask { attempt })
         );
         // Gone before it could report the cancellation: retries left or not,
-        // a run somebody cancelled is not tried again.
+        // a task somebody cancelled is not tried again.
         drop(socket);
 
         let run = server.wait_for_run(id).await;
         assert_eq!(run["status"], "cancelled", "{run}");
-        assert_eq!(run["attempt"], 1, "{run}");
-        assert_eq!(run["tasks"][0]["status"], "cancelled", "{run}");
-        assert_eq!(run["tasks"][0]["steps"][0]["status"], "cancelled", "{run}");
+        let task = &run["tasks"][0];
+        assert_eq!(task["status"], "cancelled", "{run}");
+        assert_eq!(task["attempts"].as_array().unwrap().len(), 1, "{run}");
+        assert_ne!(task["steps"][0]["status"], "running", "{run}");
         server.stop().await;
     }
 }
 
 /// An agent's messages are input: bounded fields, a capped capacity, events
-/// that name only the run's tasks and steps, and no going back from a
-/// finished state. A breach ends the session and changes nothing.
+/// that name only the attempt's task and its steps, and no going back from
+/// a finished state. A breach ends the session and changes nothing.
 #[tokio::test]
 async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
     for backend in BACKENDS {
@@ -464,28 +405,9 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
 
         // A claimed capacity of 4 billion is cut to the cap.
         let mut socket = dial(&server, &credential).await.unwrap();
-        let AgentMessage::Hello {
-            protocol,
-            agent_version,
-            labels,
-            runtimes,
-            running,
-            ..
-        } = hello(vec![])
-        else {
-            unreachable!()
-        };
         send(
             &mut socket,
-            &AgentMessage::Hello {
-                protocol,
-                agent_version,
-                labels,
-                runtimes,
-                capacity: u32::MAX,
-                running,
-                attempts: vec![],
-            },
+            &crate::agent_socket::hello_with(u32::MAX, vec![]),
         )
         .await;
         assert!(matches!(
@@ -507,70 +429,54 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
             .post("/api/v1/workflows/remote/pipelines/p/runs", "")
             .await;
         let id = run["id"].as_i64().unwrap();
-        let Ok(ServerMessage::Dispatch(dispatch)) = receive(&mut socket).await else {
-            panic!("no dispatch")
-        };
-        let run_ref = dispatch.run;
+        let attempt = next_task(&mut socket).await.attempt;
         let all = events();
         // The task finishes (and so does the run)...
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: run_ref,
-                first_seq: 0,
-                events: all.clone(),
-            },
-        )
-        .await;
-        assert!(matches!(
+        send(&mut socket, &task_events(attempt, 0, &all)).await;
+        assert_eq!(
             receive(&mut socket).await,
-            Ok(ServerMessage::Ack { seq: 6, .. })
-        ));
+            Ok(ServerMessage::TaskAck { attempt, seq: 4 })
+        );
         // ...and cannot be started again.
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: run_ref,
-                first_seq: 7,
-                events: vec![all[1].clone(), all[2].clone()],
-            },
-        )
-        .await;
+        send(&mut socket, &task_events(attempt, 5, &all[..2])).await;
         let _ = receive(&mut socket).await;
         let run = server.wait_for_run(id).await;
         assert_eq!(run["tasks"][0]["status"], "success", "{run}");
         assert_eq!(run["tasks"][0]["steps"][0]["status"], "success", "{run}");
 
-        // A step the run does not have, and a NUL in a name: the session
-        // ends, nothing is stored, the server carries on.
-        for (task, step) in [("t", "nosuch"), ("t\0x", "s")] {
+        // A step the task does not have, another task's name, a NUL in a
+        // name, a run's event: the session ends, nothing is stored, the
+        // server carries on.
+        let run_event = RunEvent::RunFinished {
+            status: xene_core::status::RunStatus::Error,
+            duration_ms: 1,
+        };
+        let log = |task: &str, step: &str| RunEvent::Log {
+            task: task.into(),
+            step: step.into(),
+            stream: xene_core::event::LogStream::Stdout,
+            data: "junk".into(),
+        };
+        for bad in [
+            log("t", "nosuch"),
+            log("u", "s"),
+            log("t\0x", "s"),
+            run_event,
+        ] {
             let mut socket = dial(&server, &credential).await.unwrap();
-            send(&mut socket, &hello(vec![run_ref])).await;
-            // A Stop for the finished run it still reports comes first.
+            // It still reports the finished attempt: no stop for that.
+            send(&mut socket, &hello(vec![attempt])).await;
+            assert!(matches!(
+                receive(&mut socket).await,
+                Ok(ServerMessage::Welcome { .. })
+            ));
+            send(&mut socket, &task_events(attempt, 100, &[bad.clone()])).await;
             loop {
                 match receive(&mut socket).await {
-                    Ok(ServerMessage::Welcome { .. }) => break,
-                    Ok(_) => continue,
-                    Err(e) => panic!("no welcome: {e:?}"),
-                }
-            }
-            send(
-                &mut socket,
-                &AgentMessage::Events {
-                    run: run_ref,
-                    first_seq: 100,
-                    events: vec![RunEvent::Log {
-                        task: task.into(),
-                        step: step.into(),
-                        stream: xene_core::event::LogStream::Stdout,
-                        data: "junk".into(),
-                    }],
-                },
-            )
-            .await;
-            loop {
-                match receive(&mut socket).await {
-                    Ok(ServerMessage::Ack { .. }) => panic!("{task:?}/{step:?} was accepted"),
+                    Ok(ServerMessage::TaskAck { .. }) => panic!("{bad:?} was accepted"),
+                    Ok(ServerMessage::StopTask { .. }) => {
+                        panic!("{bad:?}: a finished attempt stopped")
+                    }
                     Ok(_) => continue,
                     Err(_) => break,
                 }
@@ -578,6 +484,8 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
         }
         let (_, logs) = server.get(&format!("/api/v1/runs/{id}/logs")).await;
         assert_eq!(logs["lines"].as_array().unwrap().len(), 1, "{logs}");
+        let run = server.wait_for_run(id).await;
+        assert_eq!(run["status"], "success", "{run}");
         let (status, _) = server.get("/healthz").await;
         assert_eq!(status, 200);
         server.stop().await;
@@ -605,11 +513,9 @@ pipelines:
             run: echo hi
 ";
 
-/// The next dispatch within `wait`, answering nothing else; `None` if none came.
-async fn next_dispatch(
-    socket: &mut Socket,
-    wait: std::time::Duration,
-) -> Option<xene_core::protocol::Dispatch> {
+/// The next task dispatch within `wait`, answering nothing else; `None` if
+/// none came.
+async fn next_dispatch(socket: &mut Socket, wait: std::time::Duration) -> Option<TaskDispatch> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())
@@ -617,7 +523,8 @@ async fn next_dispatch(
             .ok()?;
         match frame {
             Some(Ok(Message::Text(text))) => {
-                if let ServerMessage::Dispatch(d) = serde_json::from_str(text.as_str()).unwrap() {
+                if let ServerMessage::TaskDispatch(d) = serde_json::from_str(text.as_str()).unwrap()
+                {
                     return Some(*d);
                 }
             }
@@ -668,25 +575,22 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
             assert_eq!(status, 201);
         }
 
-        // It claims room for 200 runs and a GPU.
+        // It claims room for 200 tasks and a GPU.
+        let claim = |attempts: Vec<AttemptRef>| AgentMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+            labels: [("gpu".to_string(), "true".to_string())].into(),
+            runtimes: vec!["shell".into()],
+            capacity: 200,
+            running: vec![],
+            attempts,
+        };
         let mut socket = dial(&server, &credential).await.unwrap();
-        send(
-            &mut socket,
-            &AgentMessage::Hello {
-                protocol: PROTOCOL_VERSION,
-                agent_version: "test".into(),
-                labels: [("gpu".to_string(), "true".to_string())].into(),
-                runtimes: vec!["shell".into()],
-                capacity: 200,
-                running: vec![],
-                attempts: vec![],
-            },
-        )
-        .await;
+        send(&mut socket, &claim(vec![])).await;
         let mut held = Vec::new();
         while let Some(d) = next_dispatch(&mut socket, std::time::Duration::from_secs(3)).await {
             assert_eq!(d.pipeline_name, "a", "only the token's pool is selected");
-            held.push(d.run);
+            held.push(d.attempt);
         }
         assert_eq!(
             held.len(),
@@ -703,17 +607,11 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
             .clone();
         assert_eq!(remote["labels"], json!({ "pool": "a" }), "{remote}");
         assert_eq!(remote["capacity"], 2, "{remote}");
+        assert_eq!(remote["running"], 2, "{remote}");
+        assert_eq!(remote["held"].as_array().unwrap().len(), 2, "{remote}");
 
         // One ends: one more comes, never a third at once.
-        send(
-            &mut socket,
-            &AgentMessage::Events {
-                run: held[0],
-                first_seq: 0,
-                events: events(),
-            },
-        )
-        .await;
+        send(&mut socket, &task_events(held[0], 0, &events())).await;
         let next = next_dispatch(&mut socket, std::time::Duration::from_secs(10))
             .await
             .expect("a freed slot is filled");
@@ -730,19 +628,7 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
         // A reconnect claims again; the token still decides.
         drop(socket);
         let mut socket = dial(&server, &credential).await.unwrap();
-        send(
-            &mut socket,
-            &AgentMessage::Hello {
-                protocol: PROTOCOL_VERSION,
-                agent_version: "test".into(),
-                labels: [("gpu".to_string(), "true".to_string())].into(),
-                runtimes: vec!["shell".into()],
-                capacity: 200,
-                running: vec![held[1], next.run],
-                attempts: vec![],
-            },
-        )
-        .await;
+        send(&mut socket, &claim(vec![held[1], next.attempt])).await;
         assert!(
             next_dispatch(&mut socket, std::time::Duration::from_secs(3))
                 .await

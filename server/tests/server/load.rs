@@ -22,8 +22,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use xene_core::event::{LogStream, RunEvent};
-use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, RunRef, ServerMessage};
-use xene_core::status::{RunStatus, StepStatus, TaskStatus};
+use xene_core::protocol::{AgentMessage, AttemptRef, PROTOCOL_VERSION, ServerMessage};
+use xene_core::status::{StepStatus, TaskStatus};
 
 use crate::process::Xene;
 use crate::util::{Backend, TestDb};
@@ -112,15 +112,29 @@ pub(crate) async fn join(xene: &Xene) -> String {
     joined["credential"].as_str().unwrap().to_string()
 }
 
-/// The events of a run done at once, `lines` log lines (stamped with their
-/// creation time) included.
+/// The events of a task attempt done at once, `lines` log lines (stamped
+/// with their creation time) included.
 fn events(lines: usize) -> Vec<RunEvent> {
-    let mut all = crate::util::started_events();
+    let mut all = started();
     for _ in 0..lines {
         all.push(log_line());
     }
     all.extend(finish());
     all
+}
+
+/// The task and its step start.
+fn started() -> Vec<RunEvent> {
+    vec![
+        RunEvent::TaskStarted {
+            task: "t".into(),
+            attempt: 1,
+        },
+        RunEvent::StepStarted {
+            task: "t".into(),
+            step: "s".into(),
+        },
+    ]
 }
 
 fn log_line() -> RunEvent {
@@ -150,15 +164,12 @@ fn finish() -> Vec<RunEvent> {
             error: None,
             retry_in_ms: None,
         },
-        RunEvent::RunFinished {
-            status: RunStatus::Success,
-            duration_ms: 1,
-        },
     ]
 }
 
-/// One simulated agent: hello, then each dispatch is reported done (a
-/// watched run prints its lines over time first), with heartbeats. A
+/// One simulated agent (protocol 2): hello, then each task dispatch is
+/// reported done (a watched run's task prints its lines over time first),
+/// with heartbeats. A
 /// connection refused or closed before the WebSocket is up is tried again
 /// after a short backoff, as a real agent does, for up to 60 s.
 pub(crate) async fn agent(
@@ -207,58 +218,59 @@ pub(crate) async fn agent(
         attempts: vec![],
     })
     .unwrap();
-    let held: Arc<Mutex<Vec<RunRef>>> = Arc::default();
+    let held: Arc<Mutex<Vec<AttemptRef>>> = Arc::default();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
-    // Last event number per run: the ack of that one means "stored".
-    let mut last_seq: HashMap<RunRef, u64> = HashMap::new();
+    // Last event number per attempt, and its run: the ack of that one
+    // means "stored".
+    let mut last_seq: HashMap<AttemptRef, (u64, i64)> = HashMap::new();
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
                 if measured.done.load(Ordering::Relaxed) {
                     break;
                 }
-                let running = held.lock().unwrap().clone();
-                let _ = tx.send(AgentMessage::Heartbeat { running, attempts: vec![] });
+                let attempts = held.lock().unwrap().clone();
+                let _ = tx.send(AgentMessage::Heartbeat { running: vec![], attempts });
             }
             frame = stream.next() => {
                 let Some(Ok(frame)) = frame else { break };
                 let Message::Text(text) = frame else { continue };
                 let Ok(message) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
                 match message {
-                    ServerMessage::Dispatch(d) => {
-                        let run = d.run;
-                        measured.dispatched.lock().unwrap().insert(run.run_id, Instant::now());
-                        held.lock().unwrap().push(run);
+                    ServerMessage::TaskDispatch(d) => {
+                        let (attempt, run_id) = (d.attempt, d.run_id);
+                        measured.dispatched.lock().unwrap().insert(run_id, Instant::now());
+                        held.lock().unwrap().push(attempt);
                         if d.pipeline_name == "watched" {
-                            let mut first = events(0);
-                            first.truncate(3);
-                            last_seq.insert(run, (3 + WATCHED_LINES + 3 - 1) as u64);
+                            let first = started();
+                            let lines = first.len();
+                            last_seq.insert(attempt, ((lines + WATCHED_LINES + finish().len() - 1) as u64, run_id));
                             let tx = tx.clone();
                             tokio::spawn(async move {
-                                let _ = tx.send(AgentMessage::Events { run, first_seq: 0, events: first });
+                                let _ = tx.send(AgentMessage::TaskEvents { attempt, first_seq: 0, events: first });
                                 for i in 0..WATCHED_LINES {
                                     tokio::time::sleep(LINE_EVERY).await;
-                                    let _ = tx.send(AgentMessage::Events {
-                                        run, first_seq: (3 + i) as u64, events: vec![log_line()],
+                                    let _ = tx.send(AgentMessage::TaskEvents {
+                                        attempt, first_seq: (lines + i) as u64, events: vec![log_line()],
                                     });
                                 }
-                                let _ = tx.send(AgentMessage::Events {
-                                    run, first_seq: (3 + WATCHED_LINES) as u64, events: finish(),
+                                let _ = tx.send(AgentMessage::TaskEvents {
+                                    attempt, first_seq: (lines + WATCHED_LINES) as u64, events: finish(),
                                 });
                             });
                         } else {
                             let all = events(1);
-                            last_seq.insert(run, all.len() as u64 - 1);
-                            let _ = tx.send(AgentMessage::Events { run, first_seq: 0, events: all });
+                            last_seq.insert(attempt, (all.len() as u64 - 1, run_id));
+                            let _ = tx.send(AgentMessage::TaskEvents { attempt, first_seq: 0, events: all });
                         }
                     }
-                    ServerMessage::Ack { run, seq } if last_seq.get(&run) == Some(&seq) => {
-                        last_seq.remove(&run);
-                        measured.stored.lock().unwrap().insert(run.run_id, Instant::now());
-                        held.lock().unwrap().retain(|r| *r != run);
+                    ServerMessage::TaskAck { attempt, seq } if last_seq.get(&attempt).map(|l| l.0) == Some(seq) => {
+                        let (_, run_id) = last_seq.remove(&attempt).unwrap();
+                        measured.stored.lock().unwrap().insert(run_id, Instant::now());
+                        held.lock().unwrap().retain(|a| *a != attempt);
                     }
-                    ServerMessage::Stop { run } | ServerMessage::Cancel { run } => {
-                        held.lock().unwrap().retain(|r| *r != run);
+                    ServerMessage::StopTask { attempt } | ServerMessage::CancelTask { attempt } => {
+                        held.lock().unwrap().retain(|a| *a != attempt);
                     }
                     _ => {}
                 }

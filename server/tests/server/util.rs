@@ -192,23 +192,3 @@ pub async fn run_count(server: &TestServer) -> usize {
         .unwrap()
         .len()
 }
-
-/// What an agent reports as it starts step `s` of task `t`: how every
-/// hand-written run of the tests that play an agent begins.
-pub fn started_events() -> Vec<xene_core::event::RunEvent> {
-    use xene_core::event::RunEvent;
-    vec![
-        RunEvent::RunStarted {
-            run_id: "x".into(),
-            pipeline: "p".into(),
-        },
-        RunEvent::TaskStarted {
-            task: "t".into(),
-            attempt: 1,
-        },
-        RunEvent::StepStarted {
-            task: "t".into(),
-            step: "s".into(),
-        },
-    ]
-}

@@ -1,0 +1,369 @@
+//! Protocol 2 on raw sockets: who may speak it, what a task dispatch
+//! carries (only its task's secrets, its upstream outputs inline or in
+//! pages), and cancel and stop per task attempt across agents.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use xene_core::event::RunEvent;
+use xene_core::protocol::{
+    AgentMessage, AttemptRef, CLOSE_UNSUPPORTED_PROTOCOL, PROTOCOL_VERSION, ServerMessage,
+    TaskDispatch,
+};
+use xene_core::status::TaskStatus;
+
+use crate::agent_socket::{
+    Socket, connect, dial, heartbeat, hello, hello_with, join, next_task, receive, send,
+};
+use crate::gateway::task_events;
+use crate::util::{Backend, TestDb, TestServer};
+
+#[tokio::test]
+async fn an_agent_of_another_protocol_is_told_what_to_install() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let (_, credential) = join(&server, json!({})).await;
+    let mut socket = dial(&server, &credential).await.unwrap();
+    let AgentMessage::Hello {
+        agent_version,
+        labels,
+        runtimes,
+        capacity,
+        ..
+    } = hello(vec![])
+    else {
+        unreachable!()
+    };
+    let old = PROTOCOL_VERSION - 1;
+    send(
+        &mut socket,
+        &AgentMessage::Hello {
+            protocol: old,
+            agent_version,
+            labels,
+            runtimes,
+            capacity,
+            running: vec![],
+            attempts: vec![],
+        },
+    )
+    .await;
+    let (code, reason) = receive(&mut socket).await.unwrap_err().unwrap();
+    assert_eq!(code, CloseCode::from(CLOSE_UNSUPPORTED_PROTOCOL));
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        reason,
+        format!(
+            "needs agent protocol {PROTOCOL_VERSION} (xene-agent {version}+), not {old}; \
+             reinstall from http://{}/install.sh",
+            server.addr
+        )
+    );
+    // It never became an agent that takes work.
+    let (_, agents) = server.get("/api/v1/agents").await;
+    assert_ne!(agents["agents"][0]["state"], "online", "{agents}");
+    server.stop().await;
+}
+
+const TWO_SECRETS: &str = "\
+name: keys
+pipelines:
+  p:
+    selector: {pool: remote}
+    tasks:
+      first:
+        secrets: [FIRST_KEY]
+        steps: ['echo \"$FIRST_KEY\"']
+      second:
+        secrets: [SECOND_KEY]
+        steps: ['echo \"$SECOND_KEY\"']
+      none:
+        steps: ['true']
+";
+
+#[tokio::test]
+async fn a_task_dispatch_carries_only_the_secrets_its_task_names() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    for (name, value) in [
+        ("FIRST_KEY", "first-value-1"),
+        ("SECOND_KEY", "second-value-2"),
+    ] {
+        let answer = server
+            .client
+            .put(server.url(&format!("/api/v1/secrets/{name}")))
+            .json(&json!({ "value": value }))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{answer:?}");
+    }
+    let (status, body) = server.post("/api/v1/workflows", TWO_SECRETS).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, credential) = join(&server, json!({ "pool": "remote" })).await;
+    let (status, run) = server
+        .post("/api/v1/workflows/keys/pipelines/p/runs", "")
+        .await;
+    assert_eq!(status, 201, "{run}");
+    // Over loopback, secrets may travel.
+    let mut socket = connect(&server, &credential, &hello_with(3, vec![])).await;
+    let mut seen = BTreeMap::new();
+    for _ in 0..3 {
+        let dispatch = next_task(&mut socket).await;
+        let secrets: Vec<(String, String)> = dispatch
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect();
+        seen.insert(dispatch.task.clone(), secrets);
+    }
+    assert_eq!(
+        seen,
+        BTreeMap::from([
+            (
+                "first".into(),
+                vec![("FIRST_KEY".into(), "first-value-1".into())]
+            ),
+            ("none".into(), vec![]),
+            (
+                "second".into(),
+                vec![("SECOND_KEY".into(), "second-value-2".into())]
+            ),
+        ])
+    );
+    server.stop().await;
+}
+
+/// Upstream tasks `u00` .. `u29` and `read`, which depends on them all.
+fn fan_in(upstream: usize) -> String {
+    let mut spec =
+        String::from("name: fan\npipelines:\n  p:\n    selector: {pool: remote}\n    tasks:\n");
+    for i in 0..upstream {
+        spec.push_str(&format!("      u{i:02}:\n        steps: ['true']\n"));
+    }
+    let names: Vec<String> = (0..upstream).map(|i| format!("u{i:02}")).collect();
+    spec.push_str(&format!(
+        "      read:\n        depends_on: [{}]\n        steps: ['true']\n",
+        names.join(", ")
+    ));
+    spec
+}
+
+/// Reports a whole attempt of `task` with `output`, at once.
+fn done(task: &str, output: String) -> Vec<RunEvent> {
+    vec![
+        RunEvent::TaskStarted {
+            task: task.into(),
+            attempt: 1,
+        },
+        RunEvent::TaskFinished {
+            task: task.into(),
+            status: TaskStatus::Success,
+            output: Some(output),
+            duration_ms: 1,
+            attempt: 1,
+            error: None,
+            retry_in_ms: None,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn outputs_past_the_inline_budget_come_in_bounded_pages() {
+    const UPSTREAM: usize = 30;
+    const OUTPUT: usize = 60_000;
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let (status, body) = server.post("/api/v1/workflows", fan_in(UPSTREAM)).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, credential) = join(&server, json!({ "pool": "remote" })).await;
+    let (status, run) = server
+        .post("/api/v1/workflows/fan/pipelines/p/runs", "")
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let mut socket = connect(&server, &credential, &hello_with(64, vec![])).await;
+    let mut upstream = Vec::new();
+    for _ in 0..UPSTREAM {
+        upstream.push(next_task(&mut socket).await);
+    }
+    // Each reports an output of its own letter, 60 KB long.
+    for dispatch in &upstream {
+        let letter = &dispatch.task[1..];
+        let output = letter.repeat(OUTPUT / 2);
+        send(
+            &mut socket,
+            &task_events(dispatch.attempt, 0, &done(&dispatch.task, output)),
+        )
+        .await;
+    }
+    let read: TaskDispatch = loop {
+        match receive(&mut socket).await {
+            Ok(ServerMessage::TaskDispatch(d)) => break *d,
+            Ok(ServerMessage::TaskAck { .. }) => continue,
+            other => panic!("expected acks and a dispatch, got {other:?}"),
+        }
+    };
+    assert_eq!(read.task, "read");
+    let inline: usize = read
+        .outputs
+        .values()
+        .map(|r| r.output.as_ref().unwrap().len())
+        .sum();
+    assert!(read.more_outputs, "{} inline", read.outputs.len());
+    assert!(
+        inline <= xene_core::protocol::INLINE_OUTPUTS && !read.outputs.is_empty(),
+        "{inline} bytes inline"
+    );
+    // The rest, page by page, each bounded, until the last says so.
+    let mut all = read.outputs.clone();
+    let mut after = all.keys().next_back().cloned();
+    let mut pages = 0;
+    loop {
+        send(
+            &mut socket,
+            &AgentMessage::FetchOutputs {
+                attempt: read.attempt,
+                after: after.clone(),
+            },
+        )
+        .await;
+        let Ok(ServerMessage::Outputs {
+            attempt,
+            results,
+            next,
+        }) = receive(&mut socket).await
+        else {
+            panic!("no outputs page")
+        };
+        assert_eq!(attempt, read.attempt);
+        pages += 1;
+        let bytes: usize = results
+            .values()
+            .map(|r| r.output.as_ref().unwrap().len())
+            .sum();
+        assert!(
+            bytes <= xene_core::protocol::OUTPUT_PAGE,
+            "{bytes} bytes in a page"
+        );
+        assert!(
+            results.keys().all(|k| Some(k) > after.as_ref()),
+            "pages go forward"
+        );
+        all.extend(results);
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "{pages} pages");
+    assert_eq!(all.len(), UPSTREAM);
+    for (task, result) in &all {
+        assert_eq!(
+            result.output.as_deref(),
+            Some(task[1..].repeat(OUTPUT / 2).as_str())
+        );
+    }
+    server.stop().await;
+}
+
+const TWO_TASKS: &str = "\
+name: pair
+pipelines:
+  p:
+    selector: {pool: remote}
+    tasks:
+      left:
+        steps: ['sleep 60']
+      right:
+        steps: ['sleep 60']
+";
+
+/// The attempt a socket was given, once it reported it started.
+async fn take(socket: &mut Socket) -> (AttemptRef, String) {
+    let dispatch = next_task(socket).await;
+    let started = RunEvent::TaskStarted {
+        task: dispatch.task.clone(),
+        attempt: 1,
+    };
+    send(socket, &task_events(dispatch.attempt, 0, &[started])).await;
+    assert_eq!(
+        receive(socket).await,
+        Ok(ServerMessage::TaskAck {
+            attempt: dispatch.attempt,
+            seq: 0
+        })
+    );
+    (dispatch.attempt, dispatch.task)
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_every_agent_holding_a_task_and_strays_are_stopped() {
+    for backend in crate::util::BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+        server.post("/api/v1/workflows", TWO_TASKS).await;
+        let (_, one) = join(&server, json!({ "pool": "remote" })).await;
+        let (_, two) = join(&server, json!({ "pool": "remote" })).await;
+        // One slot each: the run's two tasks go to two agents.
+        let mut first = connect(&server, &one, &hello_with(1, vec![])).await;
+        let mut second = connect(&server, &two, &hello_with(1, vec![])).await;
+        let (status, run) = server
+            .post("/api/v1/workflows/pair/pipelines/p/runs", "")
+            .await;
+        assert_eq!(status, 201, "{run}");
+        let id = run["id"].as_i64().unwrap();
+        let (a, a_task) = take(&mut first).await;
+        let (b, b_task) = take(&mut second).await;
+        assert_ne!(a_task, b_task);
+
+        let (status, _) = server.post(&format!("/api/v1/runs/{id}/cancel"), "").await;
+        assert_eq!(status, 202);
+        assert_eq!(
+            receive(&mut first).await,
+            Ok(ServerMessage::CancelTask { attempt: a })
+        );
+        assert_eq!(
+            receive(&mut second).await,
+            Ok(ServerMessage::CancelTask { attempt: b })
+        );
+        for (socket, attempt, task) in [(&mut first, a, &a_task), (&mut second, b, &b_task)] {
+            let cancelled = RunEvent::TaskFinished {
+                task: task.clone(),
+                status: TaskStatus::Cancelled,
+                output: None,
+                duration_ms: 1,
+                attempt: 1,
+                error: None,
+                retry_in_ms: None,
+            };
+            send(socket, &task_events(attempt, 1, &[cancelled])).await;
+            assert_eq!(
+                receive(socket).await,
+                Ok(ServerMessage::TaskAck { attempt, seq: 1 })
+            );
+        }
+        let run = server.wait_for_run(id).await;
+        assert_eq!(run["status"], "cancelled", "{run}");
+
+        // An attempt the agent does not hold (another agent's, or none the
+        // server knows) is stopped when the agent claims it.
+        let unknown = AttemptRef { id: 1 << 40 };
+        send(&mut first, &heartbeat(vec![a, b, unknown])).await;
+        let mut stopped = Vec::new();
+        while stopped.len() < 2 {
+            match receive(&mut first).await {
+                Ok(ServerMessage::Pong) => {}
+                Ok(ServerMessage::StopTask { attempt }) => stopped.push(attempt),
+                other => panic!("expected stops, got {other:?}"),
+            }
+        }
+        stopped.sort();
+        assert_eq!(
+            stopped,
+            [b, unknown],
+            "its own finished attempt is not stopped"
+        );
+        server.stop().await;
+    }
+}
