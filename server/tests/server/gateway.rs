@@ -470,7 +470,11 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
                 receive(&mut socket).await,
                 Ok(ServerMessage::Welcome { .. })
             ));
-            send(&mut socket, &task_events(attempt, 100, &[bad.clone()])).await;
+            send(
+                &mut socket,
+                &task_events(attempt, 100, std::slice::from_ref(&bad)),
+            )
+            .await;
             loop {
                 match receive(&mut socket).await {
                     Ok(ServerMessage::TaskAck { .. }) => panic!("{bad:?} was accepted"),
