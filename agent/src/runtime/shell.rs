@@ -262,7 +262,7 @@ impl ShellContext {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        start_session(&mut cmd);
+        start_session(&mut cmd, self.sandbox.is_none());
         if !self.inherit_env || self.sandbox.is_some() {
             cmd.env_clear();
             cmd.env("PATH", super::CLEAN_PATH);
@@ -460,13 +460,29 @@ fn step_id() -> String {
 
 /// The step starts its own session, so that it leaves the agent's
 /// controlling terminal and its processes can be told by their session.
+///
+/// With `die_with_parent`, the step's `sh` is killed when the agent dies:
+/// a killed agent's attempt runs again elsewhere, and a step that went on
+/// here would run it twice. (A sandboxed step's supervisor watches its
+/// parent itself, and kills every process below it.)
 #[allow(unsafe_code)]
-fn start_session(cmd: &mut Command) {
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the
-    // parent; it cannot fail in a freshly forked child, which leads no group.
+fn start_session(cmd: &mut Command, die_with_parent: bool) {
+    let parent = rustix::process::getpid();
+    // SAFETY: setsid(2), prctl(2) and getppid(2) are async-signal-safe
+    // system calls that touch no memory of the parent; setsid cannot fail
+    // in a freshly forked child, which leads no group.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             rustix::process::setsid()?;
+            if die_with_parent {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))?;
+                // The agent died between the fork and the request.
+                if rustix::process::getppid() != Some(parent) {
+                    return Err(std::io::Error::other("the agent is gone"));
+                }
+            }
             Ok(())
         });
     }

@@ -353,3 +353,42 @@ pipelines:
     assert_eq!(report.output.as_deref(), Some("hi"));
     assert_eq!(labelled(&context), Vec::<String>::new());
 }
+
+/// A killed agent's attempts run again elsewhere: a shell step must not go
+/// on here after it (the ledger of a chaos test would count it twice).
+#[test]
+fn a_killed_agent_takes_its_shell_steps_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let workflow = dir.path().join("wf.yaml");
+    std::fs::write(
+        &workflow,
+        format!(
+            "name: orphan\npipelines:\n  p:\n    tasks:\n      t:\n        steps: ['echo $$ > {}; while true; do sleep 0.1; done']\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = util::agent()
+        .arg("run")
+        .arg(&workflow)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    util::wait_for_file(&pid_file);
+    let pid: u32 = xene_testkit::wait_for_blocking("the step's pid", HANG_GUARD, || {
+        let text = std::fs::read_to_string(&pid_file).map_err(|e| e.to_string())?;
+        text.trim().parse().map_err(|_| text.clone())
+    });
+    assert!(util::alive(pid));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    xene_testkit::wait_for_blocking("the step to die with its agent", HANG_GUARD, || {
+        if util::alive(pid) {
+            Err(format!("{pid} is alive"))
+        } else {
+            Ok(())
+        }
+    });
+}
