@@ -218,7 +218,11 @@ pub async fn describe(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
     println!("Trigger:    {}", output::text(Some(&run.trigger)));
     println!("Params:     {}", output::pairs(&run.params));
     println!("Agents:     {}", agents_cell(run, true));
-    println!("Attempt:    {} of {}", run.attempt, run.max_attempts);
+    // Only a run placed whole on one agent is retried whole; a run placed
+    // task by task retries its tasks (their attempts, below).
+    if run.agent.is_some() {
+        println!("Attempt:    {} of {}", run.attempt, run.max_attempts);
+    }
     println!("Requested:  {}", output::time(Some(run.requested_at)));
     println!("Started:    {}", output::time(run.started_at));
     println!("Finished:   {}", output::time(run.finished_at));

@@ -1,5 +1,6 @@
 //! Where tasks ran and draining, as an admin sees them: the run page names
-//! the agent of each task, and the agents page drains and undrains one.
+//! the agent of each task and lists a retried task's attempts, and the
+//! agents page drains and undrains one.
 //! Screenshots under `target/screenshots/`.
 
 use crate::util::{Browser, TestServer};
@@ -10,7 +11,8 @@ pipelines:
   p:
     tasks:
       first:
-        steps: ["echo one > $XENE_OUTPUT"]
+        retries: {count: 1, backoff: 1ms}
+        steps: ["test $XENE_ATTEMPT = 2 && echo one > $XENE_OUTPUT"]
       second:
         depends_on: [first]
         steps: ["echo two"]
@@ -53,6 +55,12 @@ async fn the_run_page_names_each_tasks_agent_and_admins_drain_agents() {
         let agents = browser
             .wait_for_text("#run-agents", |t| t.starts_with("builtin"))
             .await?;
+        // Its first attempt failed: both are listed, with their agent.
+        let attempts = browser
+            .wait_for_text("li[data-task=\"first\"] .attempts", |t| {
+                t.contains("attempt 2") && t.contains("success")
+            })
+            .await?;
         browser.screenshot("run-task-agents").await?;
 
         // Drained while it holds nothing: it says so at once.
@@ -84,11 +92,15 @@ async fn the_run_page_names_each_tasks_agent_and_admins_drain_agents() {
                 "return document.querySelector('{row} .drain.status') === null"
             ))
             .await?;
-        Ok::<_, String>((first, second, agents, drained, draining, badge))
+        Ok::<_, String>((first, second, agents, attempts, drained, draining, badge))
     }
     .await;
     browser.close().await;
-    let (first, second, agents, drained, draining, badge) = outcome.unwrap();
+    let (first, second, agents, attempts, drained, draining, badge) = outcome.unwrap();
+    assert!(
+        attempts.contains("attempt 1") && attempts.contains("error"),
+        "{attempts}"
+    );
     assert!(first.contains("builtin") && second.contains("builtin"));
     assert!(agents.starts_with("builtin"), "{agents}");
     assert_eq!(drained, "drained");

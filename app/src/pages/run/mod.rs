@@ -55,7 +55,7 @@ pub fn RunPage() -> impl IntoView {
 fn Attempts(attempts: Vec<TaskAttempt>) -> impl IntoView {
     let worth_showing = attempts.len() > 1 || attempts.iter().any(|a| a.status == "ready");
     worth_showing.then(|| view! {
-        <ol class="attempts small">
+        <ul class="attempts small">
             {attempts.into_iter().map(|a| view! {
                 <li data-attempt=a.number>
                     "attempt " {a.number} " "
@@ -64,7 +64,7 @@ fn Attempts(attempts: Vec<TaskAttempt>) -> impl IntoView {
                     {a.error.map(|e| view! { <span class="muted">" — " {e}</span> })}
                 </li>
             }).collect_view()}
-        </ol>
+        </ul>
     })
 }
 
@@ -180,7 +180,11 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                 let agents = if r.agents.is_empty() { r.agent.into_iter().collect() } else { r.agents };
                 if agents.is_empty() { "none yet".to_string() } else { agents.join(", ") }
             }}</dd></div>
-            <div><dt>"Attempt"</dt><dd>{move || format!("{} of {}", run().attempt.max(1), run().max_attempts.max(1))}</dd></div>
+            // A run placed whole on one agent was retried whole; a run placed
+            // task by task retries its tasks (their attempts, below).
+            {move || run().agent.is_some().then(|| view! {
+                <div><dt>"Attempt"</dt><dd>{move || format!("{} of {}", run().attempt.max(1), run().max_attempts.max(1))}</dd></div>
+            })}
             {move || {
                 let params = run().params;
                 (!params.is_empty()).then(|| view! {
