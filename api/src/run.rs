@@ -93,8 +93,9 @@ pub struct TaskRun {
     pub finished_at: Option<i64>,
     /// How long it took, once ended.
     pub duration_ms: Option<i64>,
-    /// The agent of its latest attempt; for a run placed whole on one agent
-    /// (before task placement), the run's agent once placed.
+    /// The agent of its latest attempt placed; for a run placed whole on
+    /// one agent (before task placement), the run's agent once the task
+    /// started.
     // Default: absent from a server older than this field.
     #[serde(default)]
     pub agent_id: Option<String>,

@@ -13,7 +13,7 @@ use xene_api::run::{Run, TaskAttempt, TaskRun};
 
 /// Fills each task's `agent_id` and `attempts` from its attempts, and the
 /// run's `agents`. A run placed whole on one agent (before task placement)
-/// has no attempt rows: its tasks show the run's agent.
+/// has no attempt rows: its tasks that started show the run's agent.
 pub async fn fill_tasks(db: &Db, run: &mut Run, tasks: &mut [TaskRun]) -> Result<(), StorageError> {
     let mut attempts = of_run(db, run.id).await?;
     let mut agents = std::collections::BTreeSet::new();
@@ -21,7 +21,8 @@ pub async fn fill_tasks(db: &Db, run: &mut Run, tasks: &mut [TaskRun]) -> Result
         let mine = attempts.remove(&task.name).unwrap_or_default();
         agents.extend(mine.iter().filter_map(|a| a.agent_id.clone()));
         task.agent_id = if mine.is_empty() {
-            run.agent.clone()
+            // Placed whole: the run's agent ran every task that started.
+            task.started_at.and(run.agent.clone())
         } else {
             // A retry waiting for an agent shows where the task last ran.
             mine.iter().rev().find_map(|a| a.agent_id.clone())
