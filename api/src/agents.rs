@@ -130,7 +130,7 @@ pub struct JoinTokenRequest {
     /// letters, digits and `._-/`, values of up to 255 printable characters.
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
-    /// Most runs the agent joining with it takes at once, whatever it
+    /// Most task attempts the agent joining with it holds at once, whatever it
     /// declares (1 to 256; absent: its own claim, at most 256).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 256))]

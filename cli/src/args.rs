@@ -404,7 +404,7 @@ pub enum AgentsCommand {
         /// Given, these are its labels: those it declares are ignored.
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
-        /// Most runs the agent joining with it takes at once (1 to 256),
+        /// Most task attempts the agent joining with it holds at once (1 to 256),
         /// whatever it declares.
         #[arg(long, value_name = "N")]
         capacity: Option<u32>,

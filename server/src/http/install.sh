@@ -12,7 +12,7 @@
 #   --join-token TOKEN   the token (prefer XENE_JOIN_TOKEN: arguments are public)
 #   --name NAME          a name for the agent (default: this host's name)
 #   --label KEY=VALUE    a label for the scheduler's selectors; repeatable
-#   --capacity N         most runs at once (default: the agent's)
+#   --capacity N         most tasks at once (default: the agent's)
 #   --allow-shell        also run tasks without an image as plain processes
 #   --prefix DIR         install into DIR/bin (default /usr/local as root, else ~/.local)
 #   --state-dir DIR      where the agent keeps its credential and work
