@@ -96,16 +96,23 @@ pub fn verdict(
 }
 
 /// A run's status once every task has ended: cancelled if the run was,
-/// else success when every task succeeded or was skipped, else error.
+/// else success when every task succeeded or was skipped, else error when
+/// a task failed, else unknown when a task was lost with its agent (nobody
+/// knows how it went), else error.
 pub fn run_status(statuses: impl IntoIterator<Item = TaskStatus>, cancelled: bool) -> RunStatus {
     if cancelled {
         return RunStatus::Cancelled;
     }
-    let fine = statuses
-        .into_iter()
-        .all(|s| matches!(s, TaskStatus::Success | TaskStatus::Skipped));
+    let (mut fine, mut failed, mut lost) = (true, false, false);
+    for status in statuses {
+        fine &= matches!(status, TaskStatus::Success | TaskStatus::Skipped);
+        failed |= status == TaskStatus::Error;
+        lost |= status == TaskStatus::Unknown;
+    }
     if fine {
         RunStatus::Success
+    } else if lost && !failed {
+        RunStatus::Unknown
     } else {
         RunStatus::Error
     }

@@ -111,7 +111,12 @@ fn a_run_succeeds_when_every_task_succeeded_or_was_skipped() {
     assert_eq!(run_status([], false), RunStatus::Success);
     assert_eq!(run_status([Success, NotExecuted], false), RunStatus::Error);
     assert_eq!(run_status([Success, Error], false), RunStatus::Error);
-    assert_eq!(run_status([Success, Unknown], false), RunStatus::Error);
+    assert_eq!(run_status([Success, Unknown], false), RunStatus::Unknown);
+    assert_eq!(
+        run_status([Unknown, NotExecuted], false),
+        RunStatus::Unknown
+    );
+    assert_eq!(run_status([Unknown, Error], false), RunStatus::Error);
     assert_eq!(run_status([Success], true), RunStatus::Cancelled);
 }
 

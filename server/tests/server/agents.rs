@@ -55,7 +55,7 @@ async fn several_agents_share_the_work_by_label() {
         ran_on
             .entry(pool)
             .or_default()
-            .push(run["agent"].as_str().unwrap().to_string());
+            .push(run["agents"][0].as_str().unwrap().to_string());
     }
     let (_, listed) = xene.get("/api/v1/agents").await;
     let name_of: BTreeMap<String, String> = listed["agents"]
@@ -115,7 +115,7 @@ pipelines:
             run["tasks"][0]["steps"][0]["status"] == "running"
         })
         .await;
-    let first_agent = run["agent"].as_str().unwrap().to_string();
+    let first_agent = run["tasks"][0]["agent_id"].as_str().unwrap().to_string();
 
     let token = xene.join_token(json!({ "pool": "a" })).await;
     let _second = Agent::start(
@@ -130,8 +130,11 @@ pipelines:
 
     let run = xene.wait_finished(id, MINUTE).await;
     assert_eq!(run["status"], "success", "{run}");
-    assert_eq!(run["attempt"], 2, "{run}");
-    assert_ne!(run["agent"].as_str().unwrap(), first_agent, "{run}");
+    // The task's attempt 2 ran on the other agent.
+    let task = &run["tasks"][0];
+    assert_eq!(task["attempt"], 2, "{run}");
+    assert_ne!(task["agent_id"].as_str().unwrap(), first_agent, "{run}");
+    assert_eq!(task["attempts"][0]["agent_id"], first_agent, "{run}");
     let logs: Vec<String> = xene
         .logs(id)
         .await

@@ -84,9 +84,9 @@ async fn an_unknown_run_leaves_nothing_running_on_postgres() {
     an_unknown_run_leaves_nothing_running(Backend::Postgres).await;
 }
 
-/// A hand-driven agent that reports the run finished while it still has a
-/// task and a step running and a task pending (an agent that gives up, or
-/// cancels, mid-run).
+/// A hand-driven agent that reports a task finished while it still has a
+/// step running, its dependant pending (an agent that gives up, or
+/// cancels, mid-task).
 mod reported_finished {
     use futures::{SinkExt, StreamExt};
     use serde_json::json;
@@ -94,7 +94,7 @@ mod reported_finished {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use xene_core::event::RunEvent;
     use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, ServerMessage};
-    use xene_core::status::{RunStatus, StepStatus};
+    use xene_core::status::{StepStatus, TaskStatus};
 
     use super::{ONCE, step_statuses, task};
     use crate::util::{Backend, TestDb, TestServer};
@@ -155,23 +155,19 @@ mod reported_finished {
         socket
     }
 
-    /// Runs `ONCE` and reports it finished `status` with `a`'s first step
+    /// Runs `ONCE` and reports `a` finished `status` with its first step
     /// done and its second running.
-    async fn finish_midway(server: &TestServer, socket: &mut Socket, status: RunStatus) -> i64 {
+    async fn finish_midway(server: &TestServer, socket: &mut Socket, status: TaskStatus) -> i64 {
         let (_, run) = server
             .post("/api/v1/workflows/once/pipelines/p/runs", "")
             .await;
         let id = run["id"].as_i64().unwrap();
-        let ServerMessage::Dispatch(dispatch) = receive(socket).await else {
+        let ServerMessage::TaskDispatch(dispatch) = receive(socket).await else {
             panic!("no dispatch")
         };
-        assert_eq!(dispatch.run.run_id, id);
+        assert_eq!((dispatch.run_id, dispatch.task.as_str()), (id, "a"));
         let (a, first, wait) = ("a".to_string(), "first".to_string(), "wait".to_string());
         let events = vec![
-            RunEvent::RunStarted {
-                run_id: id.to_string(),
-                pipeline: "p".into(),
-            },
             RunEvent::TaskStarted {
                 task: a.clone(),
                 attempt: 1,
@@ -188,41 +184,47 @@ mod reported_finished {
                 duration_ms: 1,
             },
             RunEvent::StepStarted {
-                task: a,
+                task: a.clone(),
                 step: wait,
             },
-            RunEvent::RunFinished {
+            RunEvent::TaskFinished {
+                task: a,
                 status,
+                output: None,
                 duration_ms: 5,
+                attempt: 1,
+                error: None,
+                retry_in_ms: None,
             },
         ];
-        let message = AgentMessage::Events {
-            run: dispatch.run,
+        let message = AgentMessage::TaskEvents {
+            attempt: dispatch.attempt,
             first_seq: 0,
             events,
         };
         send(socket, &message).await;
         assert!(matches!(
             receive(socket).await,
-            ServerMessage::Ack { seq: 5, .. }
+            ServerMessage::TaskAck { seq: 4, .. }
         ));
         id
     }
 
-    async fn a_run_reported_finished_leaves_nothing_running(backend: Backend) {
+    async fn a_task_reported_finished_leaves_nothing_running(backend: Backend) {
         let db = TestDb::new(backend);
         let server = TestServer::start_with(&db, |args| args.no_local_agent = true).await;
         server.post("/api/v1/workflows", ONCE).await;
         let mut socket = agent(&server).await;
+        // A task that ends of itself (nobody cancelled the run) fails it.
         for (status, ran) in [
-            (RunStatus::Error, "unknown"),
-            (RunStatus::Cancelled, "cancelled"),
+            (TaskStatus::Error, "unknown"),
+            (TaskStatus::Cancelled, "cancelled"),
         ] {
             let id = finish_midway(&server, &mut socket, status).await;
             let run = server.wait_for_run(id).await;
-            assert_eq!(run["status"], status.as_str(), "{run}");
+            assert_eq!(run["status"], "error", "{run}");
             let a = task(&run, "a");
-            assert_eq!(a["status"], ran, "{run}");
+            assert_eq!(a["status"], status.as_str(), "{run}");
             assert_eq!(step_statuses(a), ["success", ran, "not_executed"], "{run}");
             let b = task(&run, "b");
             assert_eq!(b["status"], "not_executed", "{run}");
@@ -233,12 +235,12 @@ mod reported_finished {
     }
 
     #[tokio::test]
-    async fn a_run_reported_finished_leaves_nothing_running_on_sqlite() {
-        a_run_reported_finished_leaves_nothing_running(Backend::Sqlite).await;
+    async fn a_task_reported_finished_leaves_nothing_running_on_sqlite() {
+        a_task_reported_finished_leaves_nothing_running(Backend::Sqlite).await;
     }
 
     #[tokio::test]
-    async fn a_run_reported_finished_leaves_nothing_running_on_postgres() {
-        a_run_reported_finished_leaves_nothing_running(Backend::Postgres).await;
+    async fn a_task_reported_finished_leaves_nothing_running_on_postgres() {
+        a_task_reported_finished_leaves_nothing_running(Backend::Postgres).await;
     }
 }
