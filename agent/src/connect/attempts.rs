@@ -241,20 +241,25 @@ impl Attempts {
         let Some(state) = self.attempts.get(&attempt) else {
             return;
         };
-        // The attempt's span joins the session's, so its logs name the
-        // agent, the run, the task and the workflow.
-        let span = tracing::info_span!(
-            "task",
+        // The attempt's task inside its run, inside the session: its logs
+        // name the agent, the run, the workflow and the task; its trace
+        // joins the server's dispatch.
+        let run_span = tracing::info_span!(
+            "run",
             run_id = dispatch.run_id,
-            task = %dispatch.task,
-            number = dispatch.number,
-            attempt = attempt.id,
             workflow = %dispatch.workflow,
             pipeline = %dispatch.pipeline_name,
         );
         if let Some(parent) = &dispatch.traceparent {
-            crate::telemetry::set_remote_parent(&span, parent);
+            crate::telemetry::set_remote_parent(&run_span, parent);
         }
+        let span = tracing::info_span!(
+            parent: &run_span,
+            "task",
+            task = %dispatch.task,
+            attempt = dispatch.number,
+            attempt_id = attempt.id,
+        );
         let request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
         tokio::spawn(tracing::Instrument::instrument(
             execute(
@@ -477,7 +482,13 @@ async fn execute(
     // forever.
     let execution = tokio::spawn(tracing::Instrument::in_current_span(async move {
         let _running = crate::metrics::RunningTask::new();
-        executor.run_attempt(request, events, cancel).await
+        let report = executor.run_attempt(request, events, cancel).await;
+        tracing::info!(
+            status = %report.status,
+            duration_ms = report.duration_ms,
+            "task finished"
+        );
+        report
     }));
     let (result, ended) = tokio::join!(execution, forward);
     if let Err(e) = result
