@@ -233,6 +233,16 @@ pub async fn prune(db: &Db, before_ms: i64) -> Result<u64, StorageError> {
             .await?
             .rows_affected();
     }
+    // A task attempt's events are keyed by the attempt, not the run.
+    total += sqlx::query(
+        "DELETE FROM attempt_events WHERE attempt_id IN (SELECT a.id FROM task_attempts a \
+         JOIN runs r ON r.id = a.run_id WHERE r.finished_at IS NOT NULL AND r.finished_at < $1 \
+         AND a.id IN (SELECT DISTINCT attempt_id FROM attempt_events) LIMIT 100)",
+    )
+    .bind(before_ms)
+    .execute(&mut *db.write_conn().await?)
+    .await?
+    .rows_affected();
     Ok(total)
 }
 

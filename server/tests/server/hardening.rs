@@ -294,3 +294,58 @@ async fn a_run_is_never_placed_on_a_revoked_agent() {
         assert_eq!(placed, [true], "{backend:?}");
     }
 }
+
+/// Retention takes a finished run's logs and its task attempts' events;
+/// the run and its tasks stay.
+#[tokio::test]
+async fn old_logs_and_attempt_events_are_pruned() {
+    for backend in crate::util::BACKENDS {
+        let db = crate::util::TestDb::new(backend);
+        let server = crate::util::TestServer::start(&db).await;
+        let spec = "name: old\npipelines:\n  p:\n    tasks:\n      a:\n        steps: [\"echo a\"]\n      b:\n        depends_on: [a]\n        steps: [\"echo b\"]\n";
+        let (status, body) = server.post("/api/v1/workflows", spec).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, run) = server
+            .post("/api/v1/workflows/old/pipelines/p/runs", "")
+            .await;
+        assert_eq!(status, 201, "{run}");
+        let id = run["id"].as_i64().unwrap();
+        let done = server.wait_for_run(id).await;
+        assert_eq!(done["status"], "success", "{backend:?}: {done}");
+
+        let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+        let count = |table: &'static str| {
+            let store = store.clone();
+            async move {
+                let sql = match table {
+                    "attempt_events" => {
+                        "SELECT COUNT(*) FROM attempt_events e JOIN task_attempts a \
+                                         ON a.id = e.attempt_id WHERE a.run_id = $1"
+                            .to_string()
+                    }
+                    _ => format!("SELECT COUNT(*) FROM {table} WHERE run_id = $1"),
+                };
+                let n: i64 = sqlx::query_scalar(&sql)
+                    .bind(id)
+                    .fetch_one(&mut *store.write_conn().await.unwrap())
+                    .await
+                    .unwrap();
+                n
+            }
+        };
+        assert!(count("attempt_events").await > 0, "{backend:?}");
+        assert!(count("log_chunks").await > 0, "{backend:?}");
+        let later = xene_server::storage::now_ms() + 40 * 24 * 3600 * 1000;
+        while xene_server::storage::logs::prune(&store, later)
+            .await
+            .unwrap()
+            > 0
+        {}
+        assert_eq!(count("attempt_events").await, 0, "{backend:?}");
+        assert_eq!(count("log_chunks").await, 0, "{backend:?}");
+        let (status, kept) = server.get(&format!("/api/v1/runs/{id}")).await;
+        assert_eq!(status, 200, "{kept}");
+        assert_eq!(kept["status"], "success", "{backend:?}: {kept}");
+        server.stop().await;
+    }
+}
