@@ -35,7 +35,7 @@ pub struct Run {
     /// (before task placement); see `agents`.
     pub agent: Option<String>,
     /// The agents that hold or ran its tasks, in order of id (for a run
-    /// placed whole: its agent). Empty in the runs list feed's messages.
+    /// placed whole: its agent).
     // Default: absent from a server older than this field.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]

@@ -70,7 +70,7 @@ fn run_row(colour: bool, wide: bool, r: &Run) -> Vec<String> {
 }
 
 /// The agents a run's tasks went to: all of them (wide), or the first and
-/// how many more. A feed's message names none: its one agent, if any.
+/// how many more. A server older than `agents` names only `agent`.
 fn agents_cell(r: &Run, wide: bool) -> String {
     let agents: Vec<String> = if r.agents.is_empty() {
         r.agent.iter().cloned().collect()

@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
-use crate::storage::{Change, Db, access as people, logs, now_ms, runs};
+use crate::storage::{Change, Db, access as people, attempt_views, logs, now_ms, runs};
 use xene_api::feed::{ListFeed, RunFeed};
 
 /// How often an open feed checks that its client may still read it (a
@@ -308,10 +308,16 @@ async fn follow_runs(db: Db, socket: WebSocket, mut recheck: Recheck) -> anyhow:
                 Change::Logs(_) | Change::All => None,
             })
             .collect();
+        let mut changed = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(run) = runs::get_run(&db, id).await? {
-                send(&mut sink, ListFeed::Run { run }.to_text()).await?;
+                changed.push(run);
             }
+        }
+        // One query for the agents of every run in the batch.
+        attempt_views::fill_runs(&db, &mut changed).await?;
+        for run in changed {
+            send(&mut sink, ListFeed::Run { run }.to_text()).await?;
         }
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use xene_core::access::Role;
 
 use crate::api::{HELLO, apply, start};
+use crate::feed::{feed, next};
 use crate::util::{BACKENDS, TestDb, TestServer, client_with_token};
 
 /// The built-in agent's row, once it has registered (it does so as the
@@ -111,18 +112,29 @@ async fn admins_drain_and_undrain_an_agent_and_the_audit_log_says_so() {
     }
 }
 
-/// A run placed whole on one agent (no attempt rows) shows that agent on
-/// each task it ran and in the runs list.
+/// A run's agent is named on each task it ran, in the runs list and in the
+/// runs list's feed.
 #[tokio::test]
 async fn a_runs_tasks_and_the_runs_list_name_their_agent() {
     for backend in BACKENDS {
         let db = TestDb::new(backend);
         let server = TestServer::start(&db).await;
         let agent_id = builtin(&server).await["id"].as_str().unwrap().to_string();
+        let base = format!("http://{}", server.addr);
+        let mut list_feed = feed(&base, &server.token, "/api/v1/runs/feed").await;
         apply(&server, HELLO).await;
         let (status, run) = start(&server, "hello", "greet", "{}").await;
         assert_eq!(status, 201, "{run}");
         let id = run["id"].as_i64().unwrap();
+        // The runs list's feed names the agents too, once the run ends.
+        loop {
+            let message = next(&mut list_feed).await.expect("feed open");
+            let run = &message["run"];
+            if message["type"] == "run" && run["id"] == id && run["status"] == "success" {
+                assert_eq!(run["agents"], json!([agent_id]), "{message}");
+                break;
+            }
+        }
         let run = server.wait_for_run(id).await;
         assert_eq!(run["status"], "success", "{run}");
         assert_eq!(run["agents"], json!([agent_id]), "{run}");
