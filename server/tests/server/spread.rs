@@ -452,6 +452,13 @@ async fn an_agent_cut_off_past_its_lease_changes_nothing_once_healed() {
         "the healed agent's late events changed the run"
     );
     check_ledger(&fleet, &after, &held, &held);
+    // What it said late was heard, and answered: not yours any more.
+    let log = fleet.agents["cut"].log_text();
+    let stopped = log.matches("stopping attempt=").count();
+    assert!(
+        stopped >= CAPACITY,
+        "told to stop {stopped} attempts:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
