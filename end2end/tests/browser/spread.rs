@@ -1,6 +1,6 @@
 //! Where tasks ran and draining, as an admin sees them: the run page names
-//! the agent of each task and lists a retried task's attempts, and the
-//! agents page drains and undrains one.
+//! the agent of each task and lists a retried task's attempts; the agents
+//! page lists the tasks an agent holds, drains and undrains one.
 //! Screenshots under `target/screenshots/`.
 
 use crate::util::{Browser, TestServer};
@@ -16,6 +16,10 @@ pipelines:
       second:
         depends_on: [first]
         steps: ["echo two"]
+  slow:
+    tasks:
+      sleeper:
+        steps: ["sleep 60"]
 "#;
 
 #[tokio::test]
@@ -87,16 +91,62 @@ async fn the_run_page_names_each_tasks_agent_and_admins_drain_agents() {
         browser
             .wait_for_text(&format!("{row} button.drain"), |t| t == "Drain")
             .await?;
+
+        // Holding a task: the page lists it; drained meanwhile, the agent
+        // is `draining` until the task ends.
+        let (status, body) = browser
+            .api("POST", "/api/v1/workflows/two/pipelines/slow/runs", "")
+            .await?;
+        if status != 201 {
+            return Err(format!("start: {status} {body}"));
+        }
+        browser
+            .wait_for(
+                "the sleeper running",
+                "return fetch('/api/v1/runs/2').then(r => r.json()).then(r => r.tasks[0].status === 'running' || null)",
+            )
+            .await?;
+        browser.goto(&server.url("/agents")).await?;
+        browser.hydrated().await?;
+        let held = browser
+            .wait_for_text(&format!("{row} .held"), |t| t.contains("sleeper"))
+            .await?;
+        browser.click(&format!("{row} button.drain")).await?;
+        let still = browser
+            .wait_for_text(&format!("{row} .drain.status"), |t| t == "draining")
+            .await?;
+        browser.screenshot("agents-draining").await?;
+        let (status, body) = browser.api("POST", "/api/v1/runs/2/cancel", "").await?;
+        if status >= 300 {
+            return Err(format!("cancel: {status} {body}"));
+        }
+        browser
+            .wait_for(
+                "the run cancelled",
+                "return fetch('/api/v1/runs/2').then(r => r.json()).then(r => r.status === 'cancelled' || null)",
+            )
+            .await?;
+        browser.goto(&server.url("/agents")).await?;
+        browser.hydrated().await?;
+        browser
+            .wait_for_text(&format!("{row} .drain.status"), |t| t == "drained")
+            .await?;
+        browser.click(&format!("{row} button.drain")).await?;
+        browser
+            .wait_for_text(&format!("{row} button.drain"), |t| t == "Drain")
+            .await?;
         let badge = browser
             .js(&format!(
                 "return document.querySelector('{row} .drain.status') === null"
             ))
             .await?;
-        Ok::<_, String>((first, second, agents, attempts, drained, draining, badge))
+        Ok::<_, String>((first, second, agents, attempts, drained, draining, badge, held, still))
     }
     .await;
     browser.close().await;
-    let (first, second, agents, attempts, drained, draining, badge) = outcome.unwrap();
+    let (first, second, agents, attempts, drained, draining, badge, held, still) = outcome.unwrap();
+    assert!(held.contains("#2 sleeper"), "{held}");
+    assert_eq!(still, "draining");
     assert!(
         attempts.contains("attempt 1") && attempts.contains("error"),
         "{attempts}"
