@@ -243,8 +243,9 @@ pub async fn describe(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
             output::duration(task.duration_ms),
             task.error.clone().unwrap_or_default(),
         ]);
-        // One attempt says nothing the task's row does not.
-        if task.attempts.len() > 1 {
+        // One attempt says nothing the task's row does not, unless it
+        // waits for an agent (and says why).
+        if task.attempts.len() > 1 || task.attempts.iter().any(|a| a.status == "ready") {
             for attempt in &task.attempts {
                 rows.push(vec![
                     format!("    attempt {}", attempt.number),
