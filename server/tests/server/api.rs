@@ -492,6 +492,7 @@ async fn the_openapi_document_matches_the_routes() {
         paths,
         [
             "DELETE /api/v1/agents/{id}",
+            "DELETE /api/v1/agents/{id}/drain",
             "DELETE /api/v1/invites/{id}",
             "DELETE /api/v1/secrets/{name}",
             "DELETE /api/v1/tokens/{id}",
@@ -521,6 +522,7 @@ async fn the_openapi_document_matches_the_routes() {
             "PATCH /api/v1/users/{id}",
             "POST /api/v1/agents/join",
             "POST /api/v1/agents/join-tokens",
+            "POST /api/v1/agents/{id}/drain",
             "POST /api/v1/hooks/{id}",
             "POST /api/v1/invites",
             "POST /api/v1/runs/{id}/cancel",
