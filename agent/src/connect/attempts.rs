@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use xene_core::event::RunEvent;
 use xene_core::protocol::{AgentMessage, AttemptRef, TaskDispatch};
@@ -56,6 +56,9 @@ struct Fetching {
 struct Attempt {
     task: String,
     cancel: CancellationToken,
+    /// Notified once its `TaskStarted` is on the wire: only then does it
+    /// prepare its context and run steps.
+    delivered: Arc<Notify>,
     /// `Some` until every output it reads has come.
     fetching: Option<Fetching>,
     /// The number of `pending[0]`: every event before it is acknowledged.
@@ -175,6 +178,7 @@ impl Attempts {
             Attempt {
                 task,
                 cancel: CancellationToken::new(),
+                delivered: Arc::new(Notify::new()),
                 fetching,
                 acked: 0,
                 pending: VecDeque::new(),
@@ -260,7 +264,8 @@ impl Attempts {
             attempt = dispatch.number,
             attempt_id = attempt.id,
         );
-        let request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
+        let mut request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
+        request.delivered = Some(state.delivered.clone());
         tokio::spawn(tracing::Instrument::instrument(
             execute(
                 self.executor.clone(),
@@ -305,6 +310,16 @@ impl Attempts {
                     state.finished = true;
                 }
                 self.forget_if_done(attempt);
+            }
+        }
+    }
+
+    /// These attempts' `TaskStarted` went out (the connection flushed it):
+    /// they may go on to prepare their contexts.
+    pub fn delivered(&self, attempts: &[AttemptRef]) {
+        for attempt in attempts {
+            if let Some(state) = self.attempts.get(attempt) {
+                state.delivered.notify_one();
             }
         }
     }

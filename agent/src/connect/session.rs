@@ -216,13 +216,26 @@ where
     S: Sink<AgentMessage, Error = LinkError> + Unpin,
 {
     let mut fed = false;
+    // Attempts whose `TaskStarted` goes out: they wait for it to be sent
+    // before they start any work (at most one per batch sent).
+    let mut started = Vec::new();
     while let Some(batch) = attempts.next_message() {
+        if let AgentMessage::TaskEvents {
+            attempt, events, ..
+        } = &batch
+            && events
+                .iter()
+                .any(|e| matches!(e, xene_core::event::RunEvent::TaskStarted { .. }))
+        {
+            started.push(*attempt);
+        }
         sink.feed(batch).await?;
         fed = true;
     }
     if fed {
         sink.flush().await?;
     }
+    attempts.delivered(&started);
     Ok(())
 }
 

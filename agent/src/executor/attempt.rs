@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xene_core::context::{EvalContext, TaskResult};
@@ -54,13 +54,20 @@ pub struct AttemptRequest {
     pub secrets: BTreeMap<String, SecretValue>,
     /// The results of the upstream tasks it reads (`core::plan::reads`).
     pub outputs: BTreeMap<String, TaskResult>,
+    /// When set, the attempt waits for it after sending `TaskStarted` and
+    /// before preparing its context (or for a cancel): the caller notifies
+    /// it once `TaskStarted` is delivered (on the wire, or stored), so that
+    /// a server never takes an attempt that started for one that did not
+    /// (it places those again without using a retry).
+    pub delivered: Option<Arc<Notify>>,
 }
 
 impl AttemptRequest {
     /// The request for a server's dispatch, on an agent whose process is
     /// told apart by `incarnation` (`new_run_id()` once per process): the
     /// `XENE_RUN_ID` is `{run}-{number}-{incarnation}`, and the context id
-    /// names the server's attempt id.
+    /// names the server's attempt id. It does not wait for `TaskStarted` to
+    /// be delivered until `delivered` is set.
     pub fn from_dispatch(dispatch: TaskDispatch, incarnation: &str) -> Self {
         let run_id = format!("{}-{}-{incarnation}", dispatch.run_id, dispatch.number);
         let context = format!("{run_id}-{}-a{}", dispatch.task, dispatch.attempt.id);
@@ -76,14 +83,16 @@ impl AttemptRequest {
             params: dispatch.params,
             secrets: dispatch.secrets,
             outputs: dispatch.outputs,
+            delivered: None,
         }
     }
 }
 
 impl Executor {
     /// Runs one try of one task to its end: renders its templates, sends
-    /// `TaskStarted { attempt: number }` before its context is prepared,
-    /// then its steps' events, and `TaskFinished` (`retry_in_ms` is never
+    /// `TaskStarted { attempt: number }` before its context is prepared (and
+    /// waits for `request.delivered`, when set), then its steps' events,
+    /// and `TaskFinished` (`retry_in_ms` is never
     /// set: whoever placed the attempt decides retries). A task that cannot
     /// start (a template that does not render, a missing secret, no shell
     /// allowed) sends only `TaskFinished { attempt: 0, status: error }`.
@@ -156,6 +165,13 @@ impl Executor {
             },
         )
         .await;
+        if let Some(delivered) = &request.delivered {
+            // A cancel meanwhile ends the attempt before anything ran.
+            tokio::select! {
+                () = delivered.notified() => {}
+                () = env.cancel.cancelled() => {}
+            }
+        }
         let mut result = task::run_attempt(&plan, &env).await;
         env.masker.mask_option(&mut result.output);
         env.masker.mask_option(&mut result.error);

@@ -173,6 +173,7 @@ impl<'a> RunLoop<'a> {
             params: self.walk.params().clone(),
             secrets: self.request.secrets.clone(),
             outputs,
+            delivered: None,
         };
         let executor = self.executor.clone();
         let masker = self.masker.clone();

@@ -30,6 +30,7 @@ fn request(yaml: &str, task: &str, number: u32) -> AttemptRequest {
         params: BTreeMap::new(),
         secrets: BTreeMap::new(),
         outputs: BTreeMap::new(),
+        delivered: None,
     }
 }
 

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use xene_core::context::TaskResult;
 use xene_core::event::LogStream;
@@ -238,4 +238,69 @@ async fn cancelling_or_stopping_a_fetching_attempt_never_starts_it() {
     assert_eq!(attempts.next_message(), None, "nothing for the stopped one");
     attempts.ack(ATTEMPT, 0);
     assert!(attempts.is_empty());
+}
+
+/// An attempt prepares nothing and runs no step before its `TaskStarted`
+/// is on the wire: a server that never heard of the start may place it
+/// again without using a retry.
+#[tokio::test]
+async fn nothing_runs_before_task_started_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let executor = Executor::new(ExecutorConfig {
+        shell: crate::runtime::shell::ShellConfig {
+            root: dir.path().to_path_buf(),
+            inherit_env: false,
+            sandbox: None,
+        },
+        ..ExecutorConfig::default()
+    });
+    let mut attempts = Attempts::new(Arc::new(executor), 2);
+    let waiting = AttemptRef { id: 1 };
+    let going = AttemptRef { id: 2 };
+    for attempt in [waiting, going] {
+        let mut dispatch = dispatch(attempt, &[], false);
+        dispatch.spec.steps[0].run = format!("touch {}-{}", marker.display(), attempt.id);
+        attempts.dispatch(dispatch).unwrap();
+    }
+    let mut started = BTreeSet::new();
+    while started.len() < 2 {
+        if let Report::Event(attempt, RunEvent::TaskStarted { .. }) = attempts.next_report().await {
+            started.insert(attempt);
+        }
+    }
+    // One is told its start went out, and runs; the other never is.
+    attempts.delivered(&[going]);
+    loop {
+        let report = attempts.next_report().await;
+        if matches!(report, Report::Finished(attempt) if attempt == going) {
+            break;
+        }
+        if let Report::Event(attempt, event) = &report {
+            assert_eq!(*attempt, going, "{event:?}");
+        }
+    }
+    assert!(dir.path().join("ran-2").exists());
+    attempts.cancel(waiting);
+    let mut events = Vec::new();
+    loop {
+        match attempts.next_report().await {
+            Report::Finished(_) => break,
+            Report::Event(_, event) => events.push(event),
+        }
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, RunEvent::StepStarted { .. })),
+        "{events:?}"
+    );
+    assert!(matches!(
+        events.last(),
+        Some(RunEvent::TaskFinished {
+            status: TaskStatus::Cancelled,
+            ..
+        })
+    ));
+    assert!(!dir.path().join("ran-1").exists());
 }
