@@ -121,16 +121,15 @@ impl Checker {
     ) {
         for (name, task) in tasks {
             for (key, value) in &task.selector {
+                let (k, value_shown) = (shorten(key), shorten(value));
                 let message = match pipeline_selector.get(key) {
                     Some(v) if v == value => continue,
                     Some(v) => format!(
-                        "{key}={} contradicts the pipeline's selector {key}={}: under placement: together every task runs on one agent",
-                        shorten(value),
+                        "{k}={value_shown} contradicts the pipeline's selector {k}={}: under placement: together every task runs on one agent",
                         shorten(v)
                     ),
                     None => format!(
-                        "under placement: together every task runs on one agent: move {key}={} to the pipeline's selector",
-                        shorten(value)
+                        "under placement: together every task runs on one agent: move {k}={value_shown} to the pipeline's selector"
                     ),
                 };
                 let line = notes
