@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use xene_core::event::RunEvent;
 
-/// Label set of a finished run, task or step: its status only, so the set
+/// Label set of a finished task or step: its status only, so the set
 /// stays bounded whatever the workflows are called.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -22,18 +22,12 @@ pub struct StatusLabel {
 /// The agent's metrics.
 pub struct AgentMetrics {
     registry: Registry,
-    /// Runs dispatched to this agent and started.
-    pub runs_started: Counter,
-    /// Runs ended, by status.
-    pub runs_finished: Family<StatusLabel, Counter>,
     /// Tasks ended (retries not counted until the last attempt), by status.
     pub tasks_finished: Family<StatusLabel, Counter>,
     /// Steps ended, by status.
     pub steps_finished: Family<StatusLabel, Counter>,
     /// Durations of finished tasks.
     pub task_duration: Histogram,
-    /// Runs executing now.
-    pub running_runs: Gauge,
     /// Task attempts executing now (a server's agent runs attempts).
     pub running_tasks: Gauge,
     /// 1 while the WebSocket to the server is up.
@@ -56,28 +50,15 @@ impl AgentMetrics {
     fn new() -> Self {
         let mut registry = Registry::default();
         let metrics = Self {
-            runs_started: Counter::default(),
-            runs_finished: Family::default(),
             tasks_finished: Family::default(),
             steps_finished: Family::default(),
             task_duration: Histogram::new(DURATION_BUCKETS),
-            running_runs: Gauge::default(),
             running_tasks: Gauge::default(),
             connected: Gauge::default(),
             connects: Counter::default(),
             disconnects: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "xene_agent_runs_started",
-            "Runs this agent started",
-            metrics.runs_started.clone(),
-        );
-        registry.register(
-            "xene_agent_runs_finished",
-            "Runs this agent ended, by status",
-            metrics.runs_finished.clone(),
-        );
         registry.register(
             "xene_agent_tasks_finished",
             "Tasks this agent ended, by status",
@@ -93,11 +74,6 @@ impl AgentMetrics {
             "Duration of tasks this agent ended",
             Unit::Seconds,
             metrics.task_duration.clone(),
-        );
-        registry.register(
-            "xene_agent_running_runs",
-            "Runs executing on this agent",
-            metrics.running_runs.clone(),
         );
         registry.register(
             "xene_agent_running_tasks",
@@ -129,16 +105,6 @@ impl AgentMetrics {
     /// Counts what an executor reported.
     pub fn observe(&self, event: &RunEvent) {
         match event {
-            RunEvent::RunStarted { .. } => {
-                self.runs_started.inc();
-            }
-            RunEvent::RunFinished { status, .. } => {
-                self.runs_finished
-                    .get_or_create(&StatusLabel {
-                        status: status.to_string(),
-                    })
-                    .inc();
-            }
             RunEvent::TaskFinished {
                 status,
                 duration_ms,
@@ -170,29 +136,6 @@ impl AgentMetrics {
     /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
         crate::telemetry::encode(&self.registry)
-    }
-}
-
-/// Counts a run as executing for as long as it lives, panics included.
-pub struct RunningGuard(());
-
-impl RunningGuard {
-    /// Counts one more executing run.
-    pub fn new() -> Self {
-        METRICS.running_runs.inc();
-        Self(())
-    }
-}
-
-impl Default for RunningGuard {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        METRICS.running_runs.dec();
     }
 }
 
