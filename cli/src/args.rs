@@ -422,7 +422,8 @@ pub enum AgentsCommand {
   xenectl agents drain build-01
   xenectl agents drain build-01 --undo")]
     Drain {
-        id: String,
+        /// The agent's id, or its name when no other agent has it.
+        agent: String,
         /// Take the agent back into service.
         #[arg(long)]
         undo: bool,

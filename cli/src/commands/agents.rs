@@ -91,7 +91,8 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
             println!("agent/{id} revoked");
             Ok(Exit::Ok)
         }
-        AgentsCommand::Drain { id, undo } => {
+        AgentsCommand::Drain { agent, undo } => {
+            let id = agent_id(ctx, &agent).await?;
             let path = paths::agent_drain(&id);
             let answer = if undo {
                 ctx.client
@@ -101,8 +102,7 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
                 ctx.client.post(&path, &Value::Null).await?
             };
             if let Some(agent) = ctx.for_table::<Agent>(&answer)? {
-                let held = agent.held.len();
-                match (undo, held) {
+                match (undo, agent.running) {
                     (true, _) => println!("agent/{id} takes tasks again"),
                     (false, 0) => println!("agent/{id} drained: it holds no tasks"),
                     (false, n) => println!(
@@ -114,6 +114,20 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
         }
         AgentsCommand::List => list(ctx, false).await,
     }
+}
+
+/// The id of the agent a person named: its id, or else its name when one
+/// agent alone has it. Anything else goes as given (the server says 404).
+async fn agent_id(ctx: &Ctx, given: &str) -> anyhow::Result<String> {
+    let list: AgentList = ctx.client.get(&paths::agents()).await?;
+    if list.agents.iter().any(|a| a.id == given) {
+        return Ok(given.to_string());
+    }
+    let named: Vec<&Agent> = list.agents.iter().filter(|a| a.name == given).collect();
+    Ok(match named[..] {
+        [one] => one.id.clone(),
+        _ => given.to_string(),
+    })
 }
 
 pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {

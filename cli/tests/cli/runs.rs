@@ -287,6 +287,18 @@ async fn check_drain(home: &Home, xene: &Xene) {
         .run(&[&server[..], &["agents", "drain", "nobody"]].concat())
         .await;
     assert_eq!(out.code, 4, "{out:?}");
+    // By its name, as people know it.
+    let out = home
+        .run(&[&server[..], &["describe", "agent", "builtin", "-o", "json"]].concat())
+        .await;
+    let name = out.json()["name"].as_str().unwrap().to_string();
+    for undo in [&[][..], &["--undo"][..]] {
+        let out = home
+            .run(&[&server[..], &["agents", "drain", &name], undo].concat())
+            .await;
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.starts_with("agent/builtin "), "{out:?}");
+    }
     // Undrained, it takes runs again.
     let out = home
         .run(&[&server[..], &["run", "ci/pass", "--wait"]].concat())
