@@ -285,10 +285,10 @@ fn walk(
     let mut finished = 0;
     let mut cancelled = cancel_after == Some(0);
     let take = |decisions: Vec<Decision>,
-                    finished: usize,
-                    ready: &mut Vec<String>,
-                    ended: &mut BTreeSet<usize>,
-                    seen: &mut BTreeMap<String, (TaskStatus, bool, usize)>| {
+                finished: usize,
+                ready: &mut Vec<String>,
+                ended: &mut BTreeSet<usize>,
+                seen: &mut BTreeMap<String, (TaskStatus, bool, usize)>| {
         for d in decisions {
             let (task, status, ran) = match d {
                 Decision::Run(task) => (task, TaskStatus::Running, true),
@@ -354,6 +354,11 @@ fn walk(
         .all(|(s, _, _)| matches!(s, TaskStatus::Success | TaskStatus::Skipped))
     {
         RunStatus::Success
+    } else if seen.values().any(|(s, _, _)| *s == TaskStatus::Unknown)
+        && !seen.values().any(|(s, _, _)| *s == TaskStatus::Error)
+    {
+        // Lost with its agent, and nothing failed: nobody knows how it went.
+        RunStatus::Unknown
     } else {
         RunStatus::Error
     };
