@@ -71,7 +71,7 @@ pub enum AgentMessage {
         labels: BTreeMap<String, String>,
         /// `docker`, `shell`.
         runtimes: Vec<String>,
-        /// Most runs at once.
+        /// Most task attempts at once.
         capacity: u32,
         /// Protocol 1: runs it is executing from before this connection.
         /// Sent empty by protocol 2 agents.

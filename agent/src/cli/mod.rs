@@ -99,7 +99,7 @@ pub struct ConnectArgs {
         value_parser = parse_param
     )]
     pub labels: Vec<(String, String)>,
-    /// Most runs at once.
+    /// Most task attempts at once.
     #[arg(long, env = "XENE_AGENT_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub capacity: u32,
     /// Let tasks without an image run as processes on this machine (the

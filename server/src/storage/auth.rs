@@ -72,7 +72,7 @@ impl From<StorageError> for AuthFailure {
 pub struct Fixed {
     /// Its labels, instead of those it declares.
     pub labels: Option<BTreeMap<String, String>>,
-    /// Most runs at once, whatever it declares.
+    /// Most task attempts at once, whatever it declares.
     pub capacity: Option<u32>,
 }
 
