@@ -268,3 +268,83 @@ pub async fn set_draining(db: &Db, id: &str, draining: bool) -> Result<bool, Sto
     }
     Ok(touched == 1)
 }
+
+/// For ready tasks (run, task), the agents that ran their dependencies:
+/// the scheduler's tie-break keeps a chain on one machine, where the
+/// images it pulled and the files it left are. Two reads, each bounded by
+/// the tasks asked about.
+pub async fn warm(
+    db: &Db,
+    tasks: &[(i64, String)],
+) -> Result<std::collections::HashMap<(i64, String), Vec<String>>, StorageError> {
+    use std::collections::{BTreeSet, HashMap};
+    let mut out: HashMap<(i64, String), Vec<String>> = HashMap::new();
+    let mut dependencies: HashMap<(i64, String), Vec<String>> = HashMap::new();
+    for chunk in tasks.chunks(250) {
+        let runs: BTreeSet<i64> = chunk.iter().map(|(r, _)| *r).collect();
+        let names: BTreeSet<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let sql = format!(
+            "SELECT run_id, task, depends_on FROM task_runs WHERE run_id IN ({}) AND task IN ({})",
+            numbered(1, runs.len()),
+            numbered(1 + runs.len(), names.len())
+        );
+        let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
+        for run in &runs {
+            query = query.bind(*run);
+        }
+        for name in &names {
+            query = query.bind(*name);
+        }
+        for (run, task, depends_on) in query.fetch_all(db.pool()).await? {
+            let names: Vec<String> = depends_on
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or_default();
+            if !names.is_empty() && chunk.iter().any(|(r, t)| *r == run && *t == task) {
+                dependencies.insert((run, task), names);
+            }
+        }
+    }
+    let wanted: Vec<(i64, &String)> = dependencies
+        .iter()
+        .flat_map(|((run, _), deps)| deps.iter().map(move |d| (*run, d)))
+        .collect();
+    let mut ran: HashMap<(i64, String), String> = HashMap::new();
+    for chunk in wanted.chunks(250) {
+        let runs: BTreeSet<i64> = chunk.iter().map(|(r, _)| *r).collect();
+        let names: BTreeSet<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let sql = format!(
+            "SELECT run_id, task, agent_id FROM task_runs WHERE run_id IN ({}) AND task IN ({}) \
+             AND agent_id IS NOT NULL",
+            numbered(1, runs.len()),
+            numbered(1 + runs.len(), names.len())
+        );
+        let mut query = sqlx::query_as::<_, (i64, String, String)>(&sql);
+        for run in &runs {
+            query = query.bind(*run);
+        }
+        for name in &names {
+            query = query.bind(*name);
+        }
+        for (run, task, agent) in query.fetch_all(db.pool()).await? {
+            ran.insert((run, task), agent);
+        }
+    }
+    for ((run, task), deps) in dependencies {
+        let agents: Vec<String> = deps
+            .iter()
+            .filter_map(|d| ran.get(&(run, d.clone())).cloned())
+            .collect();
+        if !agents.is_empty() {
+            out.insert((run, task), agents);
+        }
+    }
+    Ok(out)
+}
+
+/// `$first, $first+1, ...`, `count` of them.
+fn numbered(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

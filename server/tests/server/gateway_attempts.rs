@@ -367,3 +367,71 @@ async fn a_cancel_reaches_every_agent_holding_a_task_and_strays_are_stopped() {
         server.stop().await;
     }
 }
+
+const CHAIN_AND_ONE: &str = "\
+name: warm
+pipelines:
+  chain:
+    selector: {pool: remote}
+    tasks:
+      a:
+        steps: ['true']
+      b:
+        depends_on: [a]
+        steps: ['true']
+  one:
+    selector: {pool: remote}
+    tasks:
+      busy:
+        steps: ['true']
+";
+
+/// Between agents equally loaded, a task goes to the one that ran its
+/// dependency (a chain stays on one machine), not to the first by id.
+#[tokio::test]
+async fn a_tie_goes_to_the_agent_that_ran_a_dependency() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    server.post("/api/v1/workflows", CHAIN_AND_ONE).await;
+    let mut joined = vec![
+        join(&server, json!({ "pool": "remote" })).await,
+        join(&server, json!({ "pool": "remote" })).await,
+    ];
+    // Ties between idle agents go to the first by id: `low`.
+    joined.sort();
+    let mut low = connect(&server, &joined[0].1, &hello_with(2, vec![])).await;
+    let mut high = connect(&server, &joined[1].1, &hello_with(2, vec![])).await;
+
+    server
+        .post("/api/v1/workflows/warm/pipelines/one/runs", "")
+        .await;
+    let busy = next_task(&mut low).await;
+    // `low` holds one: `a` goes to the idle `high`.
+    server
+        .post("/api/v1/workflows/warm/pipelines/chain/runs", "")
+        .await;
+    let a = next_task(&mut high).await;
+    assert_eq!(a.task, "a");
+    // Both idle again when `b` is ready: it follows `a`.
+    send(
+        &mut low,
+        &task_events(busy.attempt, 0, &done("busy", String::new())),
+    )
+    .await;
+    assert!(matches!(
+        receive(&mut low).await,
+        Ok(ServerMessage::TaskAck { .. })
+    ));
+    send(
+        &mut high,
+        &task_events(a.attempt, 0, &done("a", String::new())),
+    )
+    .await;
+    assert!(matches!(
+        receive(&mut high).await,
+        Ok(ServerMessage::TaskAck { .. })
+    ));
+    let b = next_task(&mut high).await;
+    assert_eq!((b.task.as_str(), b.run_id), ("b", a.run_id));
+    server.stop().await;
+}

@@ -56,8 +56,26 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
                     .insert(run, counts.get(&run).copied().unwrap_or(0));
             }
         }
+        // Only when two agents could take a task may their tie be broken
+        // by where its dependencies ran.
+        let open = pass
+            .slots
+            .iter()
+            .filter(|s| s.fresh && !s.draining && s.held < s.capacity)
+            .count();
+        let warm = if open > 1 {
+            let tasks: Vec<(i64, String)> =
+                page.iter().map(|a| (a.run_id, a.task.clone())).collect();
+            agents::warm(&ctx.db, &tasks).await?
+        } else {
+            HashMap::new()
+        };
+        let none = Vec::new();
         let mut waiting = Vec::new();
         for attempt in page {
+            let warm = warm
+                .get(&(attempt.run_id, attempt.task.clone()))
+                .unwrap_or(&none);
             let pinned = pass
                 .pinned
                 .get(&attempt.run_id)
@@ -72,7 +90,7 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
                 concurrency: attempt.concurrency,
                 run_active: pass.active.get(&attempt.run_id).copied().unwrap_or(0),
                 avoid: attempt.avoid_agent.as_deref(),
-                warm: &[],
+                warm,
             };
             match choose(&pass.slots, &need) {
                 Ok(index) => {
