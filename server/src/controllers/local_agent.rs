@@ -220,6 +220,8 @@ pub struct LocalAgent {
     /// Makes this process's executor ids unique, so two servers (or a
     /// restart) never share a container label or a working directory.
     incarnation: String,
+    /// When this agent last wrote its heartbeat and renewed its leases.
+    beat: Mutex<Option<std::time::Instant>>,
 }
 
 struct Execution {
@@ -249,6 +251,7 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         running: Mutex::new(HashMap::new()),
         executions: TaskTracker::new(),
         incarnation: xene_agent::new_run_id(),
+        beat: Mutex::new(None),
     });
     if let Err(e) = agent.join().await {
         tracing::error!(error = %e, "the built-in agent cannot register; it takes no tasks");
@@ -316,9 +319,25 @@ impl LocalAgent {
 
     async fn pass(self: Arc<Self>) -> Result<(), StorageError> {
         let db = &self.ctx.db;
-        agents::heartbeat(db, &self.config.id).await?;
-        let lease_ms = self.ctx.timings.run_lease.as_millis() as i64;
-        attempts::renew_for_agents(db, std::slice::from_ref(&self.config.id), lease_ms).await?;
+        // Two writes, at most as often as a remote agent's heartbeat: a
+        // pass runs at every task placed here or ended, and a chain of
+        // tasks must not queue them at SQLite's writer each time.
+        let lease = self.ctx.timings.run_lease;
+        let every = (lease / 5).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(1),
+        );
+        let due = self
+            .beat
+            .lock()
+            .unwrap()
+            .is_none_or(|at| at.elapsed() >= every);
+        if due {
+            agents::heartbeat(db, &self.config.id).await?;
+            let lease_ms = lease.as_millis() as i64;
+            attempts::renew_for_agents(db, std::slice::from_ref(&self.config.id), lease_ms).await?;
+            *self.beat.lock().unwrap() = Some(std::time::Instant::now());
+        }
         let held = attempts::held_by(db, &self.config.id).await?;
         let mut lost = Vec::new();
         {

@@ -393,7 +393,7 @@ async fn a_tie_goes_to_the_agent_that_ran_a_dependency() {
     let db = TestDb::new(Backend::Sqlite);
     let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
     server.post("/api/v1/workflows", CHAIN_AND_ONE).await;
-    let mut joined = vec![
+    let mut joined = [
         join(&server, json!({ "pool": "remote" })).await,
         join(&server, json!({ "pool": "remote" })).await,
     ];
