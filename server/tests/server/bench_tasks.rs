@@ -132,7 +132,56 @@ fn at(samples: &[f64], p: f64) -> f64 {
     samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
 }
 
-async fn fanout(agents: usize) -> f64 {
+/// Where the time of `runs` went, by their attempts' times (the server's
+/// clock, ms): medians of ready → placed (the scheduler), placed → started
+/// (the session, the dispatch, the agent's spawn, `TaskStarted` back),
+/// started → finished (the step, `TaskFinished` back) and, for a chain,
+/// a task's end → the next one ready; and the share of the slots' time the
+/// steps held (`slots` slots over each run's span).
+async fn phases(db: &TestDb, runs: &[Value], slots: usize, chain: bool) -> String {
+    let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    let (mut placing, mut starting, mut running, mut handing) = (vec![], vec![], vec![], vec![]);
+    let (mut busy, mut span) = (0.0, 0.0);
+    for run in runs {
+        type Row = (i64, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT ready_at, placed_at, started_at, finished_at FROM task_attempts \
+             WHERE run_id = $1 ORDER BY ready_at, id",
+        )
+        .bind(run["id"].as_i64().unwrap())
+        .fetch_all(storage.pool())
+        .await
+        .unwrap();
+        let mut ended: Option<i64> = None;
+        for (ready, placed, started, finished) in rows {
+            let ms = |from: Option<i64>, to: Option<i64>| Some((to? - from?) as f64);
+            placing.extend(ms(Some(ready), placed));
+            starting.extend(ms(placed, started));
+            running.extend(ms(started, finished));
+            busy += ms(started, finished).unwrap_or(0.0);
+            if chain {
+                handing.extend(ms(ended, Some(ready)));
+            }
+            ended = finished;
+        }
+        span += took_ms(run) * slots as f64;
+    }
+    let mut said = format!(
+        "ready → placed {:.0} ms, placed → started {:.0} ms, started → finished {:.0} ms",
+        median(placing),
+        median(starting),
+        median(running)
+    );
+    if chain {
+        said += &format!(", a task's end → the next ready {:.0} ms", median(handing));
+    }
+    said + &format!(
+        " (medians); steps held the slots {:.0} % of the time",
+        busy / span * 100.0
+    )
+}
+
+async fn fanout(agents: usize) -> (f64, String) {
     let db = TestDb::new(Backend::Sqlite);
     let xene = start_xene(&db, &["--no-local-agent"]).await;
     xene.apply(&workflow()).await;
@@ -148,13 +197,15 @@ async fn fanout(agents: usize) -> f64 {
     }
     wait_online(&xene, agents).await;
     let run = run(&xene, "fanout", Duration::from_millis(500)).await;
-    took_ms(&run) / 1000.0
+    let phases = phases(&db, std::slice::from_ref(&run), agents * 8, false).await;
+    (took_ms(&run) / 1000.0, phases)
 }
 
 /// Medians of the chain through a server with its built-in agent, through
 /// one remote agent, and of `xene-agent run` of the same file, in ms.
-async fn chain() -> (f64, f64, f64) {
+async fn chain() -> (f64, f64, f64, Vec<String>) {
     let mut through = Vec::new();
+    let mut said = Vec::new();
     for builtin in [true, false] {
         let db = TestDb::new(Backend::Sqlite);
         let flags: &[&str] = match builtin {
@@ -173,13 +224,12 @@ async fn chain() -> (f64, f64, f64) {
         };
         // The first run warms the caches; it is not counted.
         run(&xene, "chain", Duration::from_millis(20)).await;
-        let mut samples = Vec::new();
+        let mut runs = Vec::new();
         for _ in 0..CHAIN_RUNS {
-            samples.push(took_ms(
-                &run(&xene, "chain", Duration::from_millis(20)).await,
-            ));
+            runs.push(run(&xene, "chain", Duration::from_millis(20)).await);
         }
-        through.push(median(samples));
+        through.push(median(runs.iter().map(took_ms).collect()));
+        said.push(phases(&db, &runs, 1, true).await);
     }
     let dir = xene_testkit::private_tempdir();
     let file = dir.path().join("bench.yaml");
@@ -200,7 +250,7 @@ async fn chain() -> (f64, f64, f64) {
             local.push(began.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    (through[0], through[1], median(local))
+    (through[0], through[1], median(local), said)
 }
 
 /// Ready → started of `one`'s task, ms, sorted, with the idle clients on.
@@ -280,21 +330,23 @@ async fn bench_tasks() {
     );
     if wanted("fanout") {
         let ideal = FANOUT as f64 / 32.0 * 0.1;
-        let four = fanout(4).await;
+        let (four, phases) = fanout(4).await;
         println!(
             "fanout: {FANOUT} × sleep 0.1 over 4 agents of capacity 8: {four:.2} s \
              (ideal {ideal:.2} s: {:.2}×, target ≤ 1.25×)",
             four / ideal
         );
-        let one = fanout(1).await;
+        println!("fanout: 4 agents: {phases}");
+        let (one, phases) = fanout(1).await;
         println!(
             "fanout: the same run on 1 agent of capacity 8: {one:.2} s (ideal {:.2} s: {:.2}×)",
             ideal * 4.0,
             one / (ideal * 4.0)
         );
+        println!("fanout: 1 agent: {phases}");
     }
     if wanted("chain") {
-        let (builtin, remote, local) = chain().await;
+        let (builtin, remote, local, phases) = chain().await;
         println!(
             "chain: {CHAIN} × true, medians of {CHAIN_RUNS}: xene-agent run {local:.0} ms; \
              through the server, built-in agent {builtin:.0} ms ({:.2}×), one remote agent \
@@ -302,6 +354,8 @@ async fn bench_tasks() {
             builtin / local,
             remote / local
         );
+        println!("chain: built-in agent: {}", phases[0]);
+        println!("chain: remote agent: {}", phases[1]);
     }
     if wanted("latency") {
         let samples = latency().await;
