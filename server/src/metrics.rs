@@ -221,7 +221,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "xene_run_queue_wait",
-            "Time from a run's request to its placement on an agent",
+            "Time a task attempt waited to be placed on an agent, from ready (a run's first tasks: from its request)",
             Unit::Seconds,
             m.queue_wait.clone(),
         );
@@ -348,7 +348,7 @@ impl Metrics {
         ConnectedGuard(self.feed_clients.clone())
     }
 
-    /// From the run's request to its placement on an agent.
+    /// From a task attempt's readiness to its placement on an agent.
     pub fn observe_queue_wait(&self, ms: i64) {
         self.queue_wait.observe(ms.max(0) as f64 / 1000.0);
     }
