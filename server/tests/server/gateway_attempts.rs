@@ -435,3 +435,79 @@ async fn a_tie_goes_to_the_agent_that_ran_a_dependency() {
     assert_eq!((b.task.as_str(), b.run_id), ("b", a.run_id));
     server.stop().await;
 }
+
+const ONE_AT_A_TIME: &str = "\
+name: narrow
+pipelines:
+  p:
+    selector: {pool: remote}
+    concurrency: 1
+    tasks:
+      x:
+        steps: ['true']
+      y:
+        steps: ['true']
+";
+
+/// A pipeline's `concurrency` bounds its run's tasks across all agents,
+/// whatever room they have.
+#[tokio::test]
+async fn concurrency_bounds_a_runs_tasks_across_agents() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    server.post("/api/v1/workflows", ONE_AT_A_TIME).await;
+    let agents = [
+        join(&server, json!({ "pool": "remote" })).await,
+        join(&server, json!({ "pool": "remote" })).await,
+    ];
+    let mut sockets = [
+        connect(&server, &agents[0].1, &hello_with(4, vec![])).await,
+        connect(&server, &agents[1].1, &hello_with(4, vec![])).await,
+    ];
+    let (_, run) = server
+        .post("/api/v1/workflows/narrow/pipelines/p/runs", "")
+        .await;
+    let id = run["id"].as_i64().unwrap();
+    let says_why = |t: &serde_json::Value| {
+        t["attempts"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("(concurrency 1)"))
+    };
+    let waiting = server
+        .wait_run_until(id, |run| {
+            run["tasks"].as_array().unwrap().iter().any(says_why)
+        })
+        .await;
+    let placed: Vec<&serde_json::Value> = waiting["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "running")
+        .collect();
+    assert_eq!(placed.len(), 1, "one task at a time: {waiting}");
+    // It ends where it went; then the other goes.
+    let holder = agents
+        .iter()
+        .position(|(agent, _)| placed[0]["agent_id"] == agent.as_str())
+        .unwrap();
+    let first = next_task(&mut sockets[holder]).await;
+    send(
+        &mut sockets[holder],
+        &task_events(first.attempt, 0, &done(&first.task, String::new())),
+    )
+    .await;
+    let other = if first.task == "x" { "y" } else { "x" };
+    let run = server
+        .wait_run_until(id, |run| {
+            run["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == other && t["status"] == "running")
+        })
+        .await;
+    let tasks = run["tasks"].as_array().unwrap();
+    let done_first = tasks.iter().find(|t| t["name"] == first.task).unwrap();
+    assert_eq!(done_first["status"], "success", "{run}");
+    server.stop().await;
+}
