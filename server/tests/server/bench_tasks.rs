@@ -32,6 +32,8 @@ const CHAIN: usize = 40;
 const CHAIN_RUNS: usize = 10;
 const IDLE_AGENTS: usize = 1000;
 const LATENCY_RUNS: usize = 100;
+/// Each remote agent's capacity.
+const AGENT_CAPACITY: usize = 8;
 
 fn workflow() -> String {
     let step =
@@ -75,7 +77,7 @@ async fn start_xene(db: &TestDb, extra: &[&str]) -> Xene {
 fn start_agent(xene: &Xene, token: &str, dir: &Path, name: &str) -> Agent {
     Agent::builder(agent_binary(), &xene.base, token, &dir.join(name))
         .name(name)
-        .args(["--allow-shell", "--capacity", "8"])
+        .args(["--allow-shell", "--capacity", &AGENT_CAPACITY.to_string()])
         .start()
 }
 
@@ -98,22 +100,26 @@ async fn wait_online(xene: &Xene, n: usize) {
 }
 
 /// Starts a run of `pipeline`, waits for its end (polling every `poll`)
-/// and gives it; it must succeed.
+/// and gives it; it must succeed. Runs go one at a time, so the newest
+/// run of the list is this one: the list is polled, not the run with its
+/// 1,000 tasks, whose every read would take the machine's time.
 async fn run(xene: &Xene, pipeline: &str, poll: Duration) -> Value {
     let path = format!("/api/v1/workflows/bench/pipelines/{pipeline}/runs");
     let (status, body) = xene.post_status(&path, "{}").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
-    let run = xene_testkit::wait_for("the run to end", Duration::from_secs(600), async || {
-        let (_, run) = xene.get_status(&format!("/api/v1/runs/{id}")).await;
-        let status = run["status"].as_str().unwrap_or_default();
-        if ["success", "error", "cancelled", "unknown"].contains(&status) {
-            return Ok(run);
+    xene_testkit::wait_for("the run to end", Duration::from_secs(600), async || {
+        let (_, list) = xene.get_status("/api/v1/runs?limit=1").await;
+        let newest = &list["runs"][0];
+        let status = newest["status"].as_str().unwrap_or_default();
+        if newest["id"] == id && ["success", "error", "cancelled", "unknown"].contains(&status) {
+            return Ok(());
         }
         tokio::time::sleep(poll).await;
-        Err(status.to_string())
+        Err(format!("{newest}"))
     })
     .await;
+    let (_, run) = xene.get_status(&format!("/api/v1/runs/{id}")).await;
     assert_eq!(run["status"], "success", "{run}");
     run
 }
@@ -137,23 +143,43 @@ fn at(samples: &[f64], p: f64) -> f64 {
 /// (the session, the dispatch, the agent's spawn, `TaskStarted` back),
 /// started → finished (the step, `TaskFinished` back) and, for a chain,
 /// a task's end → the next one ready; and the share of the slots' time the
-/// steps held (`slots` slots over each run's span).
+/// steps held (`slots` slots over each run's span). For a fan-out, also
+/// how long a freed slot stayed empty: an agent's k-th placement past its
+/// capacity refills the slot of its (k - capacity)-th end.
 async fn phases(db: &TestDb, runs: &[Value], slots: usize, chain: bool) -> String {
     let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
     let (mut placing, mut starting, mut running, mut handing) = (vec![], vec![], vec![], vec![]);
     let (mut busy, mut span) = (0.0, 0.0);
+    let mut refilling = Vec::new();
     for run in runs {
-        type Row = (i64, Option<i64>, Option<i64>, Option<i64>);
+        type Row = (i64, Option<i64>, Option<i64>, Option<i64>, Option<String>);
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT ready_at, placed_at, started_at, finished_at FROM task_attempts \
+            "SELECT ready_at, placed_at, started_at, finished_at, agent_id FROM task_attempts \
              WHERE run_id = $1 ORDER BY ready_at, id",
         )
         .bind(run["id"].as_i64().unwrap())
         .fetch_all(storage.pool())
         .await
         .unwrap();
+        let mut per_agent = std::collections::BTreeMap::<String, (Vec<i64>, Vec<i64>)>::new();
+        for (_, placed, _, finished, agent) in &rows {
+            let (places, ends) = per_agent
+                .entry(agent.clone().unwrap_or_default())
+                .or_default();
+            places.extend(*placed);
+            ends.extend(*finished);
+        }
+        for (mut places, mut ends) in per_agent.into_values() {
+            places.sort();
+            ends.sort();
+            for (k, placed) in places.iter().enumerate().skip(AGENT_CAPACITY) {
+                if let Some(end) = ends.get(k - AGENT_CAPACITY) {
+                    refilling.push((placed - end) as f64);
+                }
+            }
+        }
         let mut ended: Option<i64> = None;
-        for (ready, placed, started, finished) in rows {
+        for (ready, placed, started, finished, _) in rows {
             let ms = |from: Option<i64>, to: Option<i64>| Some((to? - from?) as f64);
             placing.extend(ms(Some(ready), placed));
             starting.extend(ms(placed, started));
@@ -174,6 +200,13 @@ async fn phases(db: &TestDb, runs: &[Value], slots: usize, chain: bool) -> Strin
     );
     if chain {
         said += &format!(", a task's end → the next ready {:.0} ms", median(handing));
+    } else if !refilling.is_empty() {
+        refilling.sort_by(f64::total_cmp);
+        said += &format!(
+            ", a freed slot → filled again {:.0} ms (p90 {:.0} ms)",
+            at(&refilling, 0.5),
+            at(&refilling, 0.9)
+        );
     }
     said + &format!(
         " (medians); steps held the slots {:.0} % of the time",
