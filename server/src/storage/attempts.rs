@@ -14,7 +14,7 @@ use super::readiness::{self, Retry};
 use super::{Db, StorageError, WriteTx, now_ms};
 
 /// Placements written in one transaction (and most the scheduler holds
-/// before writing them), as `placement::ASSIGN_CHUNK`.
+/// before writing them).
 pub const PLACE_CHUNK: usize = 64;
 
 /// Most attempts `expire_leases` looks at in one call.

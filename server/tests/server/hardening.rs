@@ -259,11 +259,11 @@ pipelines:
 
 /// Found by review: the scheduler read the agents, then wrote its
 /// placements up to 64 at a time; an agent revoked in between still got
-/// runs, which then waited out their lease. The write checks the agent.
+/// work, which then waited out its lease. The write checks the agent.
 #[tokio::test]
-async fn a_run_is_never_placed_on_a_revoked_agent() {
+async fn a_task_is_never_placed_on_a_revoked_agent() {
     use std::collections::BTreeMap;
-    use xene_server::storage::{Db, auth, placement, runs, workflows};
+    use xene_server::storage::{Db, attempts, auth, runs, workflows};
     const SPEC: &str = "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: ['true']\n";
     for backend in crate::util::BACKENDS {
         let test_db = TestDb::new(backend);
@@ -276,6 +276,13 @@ async fn a_run_is_never_placed_on_a_revoked_agent() {
         let run = runs::create(&db, "w", "p", BTreeMap::new(), "manual")
             .await
             .unwrap();
+        let ready = attempts::ready_page(&db, 0, i64::MAX / 4, 100)
+            .await
+            .unwrap();
+        let [attempt] = ready.as_slice() else {
+            panic!("{backend:?}: one ready attempt expected: {ready:?}");
+        };
+        assert_eq!(attempt.run_id, run.id);
         let mut agents = Vec::new();
         for name in ["gone", "here"] {
             let (token, _) = auth::create_join_token(&db, &auth::Fixed::default(), 60_000)
@@ -284,11 +291,11 @@ async fn a_run_is_never_placed_on_a_revoked_agent() {
             agents.push(auth::join(&db, &token, name).await.unwrap().agent_id);
         }
         assert!(auth::revoke(&db, &agents[0]).await.unwrap());
-        let placed = placement::assign_many(&db, &[(run.id, agents[0].as_str())], 15_000)
+        let placed = attempts::place_many(&db, &[(attempt.id, agents[0].as_str())], 15_000)
             .await
             .unwrap();
         assert_eq!(placed, [false], "{backend:?}: placed on a revoked agent");
-        let placed = placement::assign_many(&db, &[(run.id, agents[1].as_str())], 15_000)
+        let placed = attempts::place_many(&db, &[(attempt.id, agents[1].as_str())], 15_000)
             .await
             .unwrap();
         assert_eq!(placed, [true], "{backend:?}");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use xene_core::event::RunEvent;
 use xene_core::protocol::AttemptRef;
 use xene_core::status::{RunStatus, TaskStatus};
-use xene_server::storage::{Db, attempts, events, now_ms, placement, readiness, runs, workflows};
+use xene_server::storage::{Db, attempts, events, now_ms, readiness, runs, workflows};
 
 use crate::util::{BACKENDS, TestDb};
 
@@ -105,10 +105,18 @@ async fn runs_placed_whole_are_converted_and_finish_task_by_task() {
             .await
             .unwrap()
             .id;
-        let placed = placement::assign_many(&old, &[(busy, "old")], 60_000)
-            .await
-            .unwrap();
-        assert_eq!(placed, [true]);
+        // Placed whole, as a server of model 1 did.
+        let placed = sqlx::query(
+            "UPDATE runs SET status = 'starting_up', scheduler_status = 'scheduled', agent_id = 'old', \
+             scheduled_at = $1, lease_expires_at = $2 WHERE id = $3 AND status = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(now_ms() + 60_000)
+        .bind(busy)
+        .execute(old.pool())
+        .await
+        .unwrap();
+        assert_eq!(placed.rows_affected(), 1);
         sqlx::query(
             "UPDATE task_runs SET status = 'success', output = 'kept' WHERE run_id = $1 AND task = 'a'",
         )
