@@ -62,7 +62,6 @@ pub use xene_api::run::{Run, RunDetail, StepRun, TaskRun};
 mod convert;
 mod ends;
 pub use convert::{convert_queued, end_model_1_leases};
-pub(crate) use ends::leave_nothing_running;
 use ends::move_unfinished;
 pub use ends::{expire_leases, fail_attempt};
 

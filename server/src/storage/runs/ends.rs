@@ -125,22 +125,6 @@ async fn finish_unfinished(tx: &mut crate::storage::WriteTx, id: i64) -> Result<
     move_unfinished(tx, id, "pending", "not_executed").await
 }
 
-/// An agent reported the run final (`status`): what it left running ends
-/// `cancelled` when the run was, else `unknown`; what never started ends
-/// `not_executed`. Its caller's transaction made the run final.
-pub(crate) async fn leave_nothing_running(
-    tx: &mut crate::storage::WriteTx,
-    id: i64,
-    status: RunStatus,
-) -> Result<(), sqlx::Error> {
-    if status == RunStatus::Cancelled {
-        move_unfinished(tx, id, "running", "cancelled").await?;
-        move_unfinished(tx, id, "pending", "not_executed").await
-    } else {
-        finish_unfinished(tx, id).await
-    }
-}
-
 /// Moves a run's tasks and steps in status `from` to status `to`.
 pub(super) async fn move_unfinished(
     tx: &mut crate::storage::WriteTx,
