@@ -10,9 +10,9 @@
 //! the agent keeps what is not acknowledged to send again after a reconnect.
 //! `Heartbeat`s renew the leases of the attempts it holds.
 //!
-//! Protocol 1 placed whole runs (`Dispatch`, `Events`, `Ack`, `Cancel`,
-//! `Stop`, `RunRef`): those variants stay so old frames still decode, but
-//! nothing sends them once both sides speak 2.
+//! Protocol 1 placed whole runs; its messages are gone. A protocol 1
+//! agent's `Hello` still decodes (its `running` list is ignored), so the
+//! server reads its version and refuses it with a reason.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::TaskResult;
 use crate::event::RunEvent;
-use crate::spec::{Pipeline, Task};
+use crate::spec::Task;
 
 /// The protocol version this build speaks; `Hello` carries it.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -47,16 +47,6 @@ pub struct AttemptRef {
     pub id: i64,
 }
 
-/// Identifies one attempt of a run (protocol 1): events and leases belonged
-/// to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RunRef {
-    /// The run's id on the server.
-    pub run_id: i64,
-    /// Which attempt of the run, from 1.
-    pub attempt: i64,
-}
-
 /// What an agent sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -73,27 +63,13 @@ pub enum AgentMessage {
         runtimes: Vec<String>,
         /// Most task attempts at once.
         capacity: u32,
-        /// Protocol 1: runs it is executing from before this connection.
-        /// Sent empty by protocol 2 agents.
-        running: Vec<RunRef>,
         /// Task attempts it is executing (or has unacknowledged events of)
         /// from before this connection.
         #[serde(default)]
         attempts: Vec<AttemptRef>,
     },
-    /// Events `first_seq`, `first_seq + 1`, ... of one run attempt.
-    Events {
-        /// The run attempt they belong to.
-        run: RunRef,
-        /// The number of the first event.
-        first_seq: u64,
-        /// The events, in order.
-        events: Vec<RunEvent>,
-    },
     /// The agent is alive and holds these task attempts.
     Heartbeat {
-        /// Protocol 1: the runs it holds. Sent empty by protocol 2 agents.
-        running: Vec<RunRef>,
         /// The task attempts it holds.
         #[serde(default)]
         attempts: Vec<AttemptRef>,
@@ -127,26 +103,6 @@ pub enum ServerMessage {
         agent_id: String,
         /// How often to send a heartbeat.
         heartbeat_ms: u64,
-    },
-    /// A run to execute.
-    Dispatch(Box<Dispatch>),
-    /// Every event of `run` up to and including `seq` is stored.
-    Ack {
-        /// The run attempt.
-        run: RunRef,
-        /// The number of the last event stored.
-        seq: u64,
-    },
-    /// The user cancelled the run: stop it and report it cancelled.
-    Cancel {
-        /// The run attempt to cancel.
-        run: RunRef,
-    },
-    /// The run is not this agent's any more (its lease ended and it went to
-    /// another agent, or it is gone): stop it and report nothing more.
-    Stop {
-        /// The run attempt to stop.
-        run: RunRef,
     },
     /// Answers each heartbeat, so an agent can tell a live connection from
     /// one the network silently dropped (which TCP may take minutes to see).
@@ -182,31 +138,6 @@ pub enum ServerMessage {
         /// when this is the last page.
         next: Option<String>,
     },
-}
-
-/// A run for the agent to execute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispatch {
-    /// The run attempt.
-    pub run: RunRef,
-    /// The workflow's name.
-    pub workflow: String,
-    /// The pipeline's name.
-    pub pipeline_name: String,
-    /// The pipeline, as of the run's workflow version.
-    pub pipeline: Pipeline,
-    /// Values of the pipeline's params.
-    pub params: BTreeMap<String, String>,
-    /// Only the secrets this run's tasks reference.
-    #[serde(default)]
-    pub secrets: BTreeMap<String, SecretValue>,
-    /// Tasks an earlier attempt finished: not to be run again.
-    #[serde(default)]
-    pub completed: BTreeMap<String, TaskResult>,
-    /// The W3C `traceparent` of the server's span for this dispatch, when
-    /// the server exports traces: the agent's spans for the run join it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
 }
 
 /// One task attempt for the agent to execute (protocol 2).
@@ -280,42 +211,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_are_tagged_and_round_trip() {
-        let hello = AgentMessage::Hello {
-            protocol: PROTOCOL_VERSION,
-            agent_version: "0.1.0".into(),
-            labels: [("os".to_string(), "linux".to_string())].into(),
-            runtimes: vec!["docker".into()],
-            capacity: 2,
-            running: vec![RunRef {
-                run_id: 7,
-                attempt: 1,
-            }],
-            attempts: vec![],
-        };
-        let json = serde_json::to_string(&hello).unwrap();
-        assert!(
-            json.starts_with(r#"{"type":"hello","protocol":2,"#),
-            "{json}"
-        );
-        assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), hello);
-
-        let ack = ServerMessage::Ack {
-            run: RunRef {
-                run_id: 7,
-                attempt: 1,
-            },
-            seq: 41,
-        };
-        let json = serde_json::to_string(&ack).unwrap();
-        assert_eq!(
-            json,
-            r#"{"type":"ack","run":{"run_id":7,"attempt":1},"seq":41}"#
-        );
-        assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), ack);
-    }
-
-    #[test]
     fn protocol_2_messages_are_tagged_and_round_trip() {
         let attempt = AttemptRef { id: 42 };
         let agent = [
@@ -325,11 +220,9 @@ mod tests {
                 labels: BTreeMap::new(),
                 runtimes: vec!["shell".into()],
                 capacity: 8,
-                running: vec![],
                 attempts: vec![attempt],
             },
             AgentMessage::Heartbeat {
-                running: vec![],
                 attempts: vec![attempt, AttemptRef { id: 43 }],
             },
             AgentMessage::TaskEvents {
@@ -408,9 +301,11 @@ mod tests {
     }
 
     #[test]
-    fn protocol_1_frames_still_decode_with_no_attempts() {
+    fn a_protocol_1_hello_decodes_so_its_version_can_be_refused() {
+        // Word for word what a protocol 1 agent sends: the runs it holds,
+        // no attempts.
         let hello: AgentMessage = serde_json::from_str(
-            r#"{"type":"hello","protocol":1,"agent_version":"0.1.0","labels":{},"runtimes":["shell"],"capacity":2,"running":[]}"#,
+            r#"{"type":"hello","protocol":1,"agent_version":"0.1.0","labels":{},"runtimes":["shell"],"capacity":2,"running":[{"run_id":7,"attempt":1}]}"#,
         )
         .unwrap();
         let AgentMessage::Hello {
@@ -420,15 +315,20 @@ mod tests {
             panic!("not a hello: {hello:?}");
         };
         assert_eq!((protocol, attempts), (1, vec![]));
-        let beat: AgentMessage =
-            serde_json::from_str(r#"{"type":"heartbeat","running":[]}"#).unwrap();
-        assert_eq!(
-            beat,
-            AgentMessage::Heartbeat {
-                running: vec![],
-                attempts: vec![]
-            }
-        );
+        // Its other messages are not protocol 2's.
+        let events =
+            r#"{"type":"events","run":{"run_id":7,"attempt":1},"first_seq":0,"events":[]}"#;
+        assert!(serde_json::from_str::<AgentMessage>(events).is_err());
+        for frame in [
+            r#"{"type":"ack","run":{"run_id":7,"attempt":1},"seq":41}"#,
+            r#"{"type":"cancel","run":{"run_id":7,"attempt":1}}"#,
+            r#"{"type":"stop","run":{"run_id":7,"attempt":1}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ServerMessage>(frame).is_err(),
+                "{frame}"
+            );
+        }
     }
 
     #[test]
@@ -445,7 +345,7 @@ mod tests {
             assert!(agent || server, "{} decodes as neither", path.display());
             seen += 1;
         }
-        assert!(seen >= 15, "only {seen} seeds in {}", dir.display());
+        assert!(seen >= 13, "only {seen} seeds in {}", dir.display());
     }
 
     #[test]

@@ -279,7 +279,6 @@ async fn hello(socket: &mut Socket) -> u64 {
         labels: BTreeMap::new(),
         runtimes: vec!["shell".into()],
         capacity: 1,
-        running: vec![],
         attempts: vec![],
     };
     send(socket, &hello).await;
@@ -303,7 +302,7 @@ async fn keep_alive(mut socket: Socket, heartbeat_ms: u64) {
     beat.tick().await;
     loop {
         tokio::select! {
-            _ = beat.tick() => send(&mut socket, &AgentMessage::Heartbeat { running: vec![], attempts: vec![] }).await,
+            _ = beat.tick() => send(&mut socket, &AgentMessage::Heartbeat { attempts: vec![] }).await,
             frame = socket.next() => match frame {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}

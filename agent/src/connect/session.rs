@@ -80,7 +80,6 @@ where
         labels: config.labels.clone(),
         runtimes: config.runtimes.clone(),
         capacity: config.capacity,
-        running: vec![],
         attempts: attempts.held(),
     };
     if let Err(e) = sink.send(hello).await {
@@ -138,7 +137,6 @@ where
                     return lost(welcomed, LinkError::Lost(format!("the server has been silent for {silence:.1} s")));
                 }
                 let beat = AgentMessage::Heartbeat {
-                    running: vec![],
                     attempts: attempts.held(),
                 };
                 if let Err(e) = sink.send(beat).await {
@@ -197,14 +195,6 @@ fn handle(attempts: &mut Attempts, message: ServerMessage, shutting_down: bool) 
         ServerMessage::StopTask { attempt } => {
             tracing::info!(attempt = attempt.id, "stopping");
             attempts.stop(attempt);
-        }
-        // Protocol 1's messages: a server that sends them speaks 1, and
-        // refuses this agent at hello.
-        ServerMessage::Dispatch(_)
-        | ServerMessage::Ack { .. }
-        | ServerMessage::Cancel { .. }
-        | ServerMessage::Stop { .. } => {
-            tracing::warn!("a protocol 1 message: ignored")
         }
     }
 }

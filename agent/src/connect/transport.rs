@@ -718,7 +718,6 @@ mod tests {
             labels: Default::default(),
             runtimes: vec!["docker".into()],
             capacity: 1,
-            running: vec![],
             attempts: vec![],
         };
         sink.send(hello).await.unwrap();

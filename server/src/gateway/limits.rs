@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use xene_core::event::RunEvent;
-use xene_core::protocol::{AttemptRef, RunRef};
+use xene_core::protocol::AttemptRef;
 
 /// Most task attempts one agent may hold at once; a larger claim is cut to
 /// this.
@@ -45,7 +45,6 @@ pub fn hello(
     runtimes: Vec<String>,
     capacity: u32,
     version: String,
-    running: &[RunRef],
     attempts: &[AttemptRef],
 ) -> Result<Hello, String> {
     if version.len() > MAX_VERSION || version.chars().any(char::is_control) {
@@ -59,7 +58,6 @@ pub fn hello(
     {
         return Err(format!("runtimes are distinct names of {RUNTIMES:?}"));
     }
-    check_running(running)?;
     check_attempts(attempts)?;
     Ok(Hello {
         labels,
@@ -90,13 +88,6 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
                 "label values are up to {MAX_LABEL_VALUE} printable characters"
             ));
         }
-    }
-    Ok(())
-}
-
-pub fn check_running(running: &[RunRef]) -> Result<(), String> {
-    if running.len() > MAX_RUNNING {
-        return Err(format!("at most {MAX_RUNNING} running runs"));
     }
     Ok(())
 }
@@ -248,48 +239,37 @@ mod tests {
             u32::MAX,
             "0.1.0".into(),
             &[],
-            &[],
         )
         .unwrap();
         assert_eq!(ok.capacity, MAX_CAPACITY);
         let labels: BTreeMap<String, String> = (0..40)
             .map(|i| (format!("k{i}"), "v".to_string()))
             .collect();
-        assert!(hello(labels, vec![], 1, "v".into(), &[], &[]).is_err());
+        assert!(hello(labels, vec![], 1, "v".into(), &[]).is_err());
         assert!(
             hello(
                 [("a\0b".into(), "v".into())].into(),
                 vec![],
                 1,
                 "v".into(),
-                &[],
                 &[]
             )
             .is_err()
         );
-        assert!(hello(BTreeMap::new(), vec!["vm".into()], 1, "v".into(), &[], &[]).is_err());
+        assert!(hello(BTreeMap::new(), vec!["vm".into()], 1, "v".into(), &[]).is_err());
         assert!(
             hello(
                 BTreeMap::new(),
                 vec!["shell".into(), "shell".into()],
                 1,
                 "v".into(),
-                &[],
                 &[]
             )
             .is_err()
         );
-        assert!(hello(BTreeMap::new(), vec![], 1, "x".repeat(100), &[], &[]).is_err());
-        let running = vec![
-            RunRef {
-                run_id: 1,
-                attempt: 1
-            };
-            MAX_RUNNING + 1
-        ];
-        assert!(hello(BTreeMap::new(), vec![], 1, "v".into(), &running, &[]).is_err());
+        assert!(hello(BTreeMap::new(), vec![], 1, "x".repeat(100), &[]).is_err());
         let attempts = vec![AttemptRef { id: 1 }; MAX_RUNNING + 1];
-        assert!(hello(BTreeMap::new(), vec![], 1, "v".into(), &[], &attempts).is_err());
+        assert!(hello(BTreeMap::new(), vec![], 1, "v".into(), &attempts).is_err());
     }
 
     #[test]

@@ -192,7 +192,6 @@ where
             labels,
             runtimes,
             capacity,
-            running,
             attempts,
         }))) => {
             if protocol != PROTOCOL_VERSION {
@@ -205,14 +204,7 @@ where
                 .await;
                 return SessionEnd::Protocol(refusal(protocol, &ctx.public_url));
             }
-            match limits::hello(
-                labels,
-                runtimes,
-                capacity,
-                agent_version,
-                &running,
-                &attempts,
-            ) {
+            match limits::hello(labels, runtimes, capacity, agent_version, &attempts) {
                 Ok(hello) => (hello, attempts),
                 Err(reason) => return SessionEnd::Protocol(format!("bad hello: {reason}")),
             }
@@ -357,20 +349,10 @@ where
                 first_seq,
                 events,
             } => self.events(attempt, first_seq, events).await,
-            AgentMessage::Heartbeat { running, attempts } => {
-                if !running.is_empty() {
-                    return Err(SessionEnd::Protocol(
-                        "a protocol 2 heartbeat names task attempts, not runs".into(),
-                    ));
-                }
-                self.heartbeat(attempts).await
-            }
+            AgentMessage::Heartbeat { attempts } => self.heartbeat(attempts).await,
             AgentMessage::FetchOutputs { attempt, after } => {
                 self.fetch_outputs(attempt, after).await
             }
-            AgentMessage::Events { .. } => Err(SessionEnd::Protocol(
-                "events of a run (protocol 1); protocol 2 reports task attempts".into(),
-            )),
         }
     }
 }

@@ -94,7 +94,6 @@ pub fn hello_with(capacity: u32, attempts: Vec<AttemptRef>) -> AgentMessage {
         labels: [("os".to_string(), "plan9".to_string())].into(),
         runtimes: vec!["shell".into()],
         capacity,
-        running: vec![],
         attempts,
     }
 }
@@ -122,8 +121,5 @@ pub async fn next_task(socket: &mut Socket) -> TaskDispatch {
 
 /// A heartbeat holding `attempts`.
 pub fn heartbeat(attempts: Vec<AttemptRef>) -> AgentMessage {
-    AgentMessage::Heartbeat {
-        running: vec![],
-        attempts,
-    }
+    AgentMessage::Heartbeat { attempts }
 }

@@ -375,7 +375,6 @@ async fn an_older_agents_escaped_batch_is_taken() {
             labels: Default::default(),
             runtimes: vec!["shell".into()],
             capacity: 1,
-            running: vec![],
             attempts: vec![],
         }))
         .await

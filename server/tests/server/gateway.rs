@@ -396,7 +396,6 @@ async fn a_hostile_agent_is_bounded_and_changes_nothing_it_should_not() {
                 labels,
                 runtimes: vec!["shell".into()],
                 capacity: 2,
-                running: vec![],
                 attempts: vec![],
             },
         )
@@ -586,7 +585,6 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
             labels: [("gpu".to_string(), "true".to_string())].into(),
             runtimes: vec!["shell".into()],
             capacity: 200,
-            running: vec![],
             attempts,
         };
         let mut socket = dial(&server, &credential).await.unwrap();

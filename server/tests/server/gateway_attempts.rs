@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use futures::SinkExt;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use xene_core::event::RunEvent;
 use xene_core::protocol::{
@@ -14,7 +16,7 @@ use xene_core::protocol::{
 use xene_core::status::TaskStatus;
 
 use crate::agent_socket::{
-    Socket, connect, dial, heartbeat, hello, hello_with, join, next_task, receive, send,
+    Socket, connect, dial, heartbeat, hello_with, join, next_task, receive, send,
 };
 use crate::gateway::task_events;
 use crate::util::{Backend, TestDb, TestServer};
@@ -25,30 +27,15 @@ async fn an_agent_of_another_protocol_is_told_what_to_install() {
     let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
     let (_, credential) = join(&server, json!({})).await;
     let mut socket = dial(&server, &credential).await.unwrap();
-    let AgentMessage::Hello {
-        agent_version,
-        labels,
-        runtimes,
-        capacity,
-        ..
-    } = hello(vec![])
-    else {
-        unreachable!()
-    };
-    let old = PROTOCOL_VERSION - 1;
-    send(
-        &mut socket,
-        &AgentMessage::Hello {
-            protocol: old,
-            agent_version,
-            labels,
-            runtimes,
-            capacity,
-            running: vec![],
-            attempts: vec![],
-        },
-    )
-    .await;
+    // Word for word what an agent of protocol 1 says: the runs it holds,
+    // no task attempts.
+    let old = 1;
+    socket
+        .send(Message::text(
+            r#"{"type":"hello","protocol":1,"agent_version":"0.1.0","labels":{"os":"linux"},"runtimes":["shell"],"capacity":2,"running":[{"run_id":7,"attempt":1}]}"#,
+        ))
+        .await
+        .unwrap();
     let (code, reason) = receive(&mut socket).await.unwrap_err().unwrap();
     assert_eq!(code, CloseCode::from(CLOSE_UNSUPPORTED_PROTOCOL));
     let version = env!("CARGO_PKG_VERSION");

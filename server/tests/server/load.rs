@@ -214,7 +214,6 @@ pub(crate) async fn agent(
         labels: Default::default(),
         runtimes: vec!["shell".into()],
         capacity: 4,
-        running: vec![],
         attempts: vec![],
     })
     .unwrap();
@@ -230,7 +229,7 @@ pub(crate) async fn agent(
                     break;
                 }
                 let attempts = held.lock().unwrap().clone();
-                let _ = tx.send(AgentMessage::Heartbeat { running: vec![], attempts });
+                let _ = tx.send(AgentMessage::Heartbeat { attempts });
             }
             frame = stream.next() => {
                 let Some(Ok(frame)) = frame else { break };

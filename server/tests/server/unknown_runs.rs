@@ -144,7 +144,6 @@ mod reported_finished {
             labels: Default::default(),
             runtimes: vec!["shell".into()],
             capacity: 2,
-            running: vec![],
             attempts: vec![],
         };
         send(&mut socket, &hello).await;
