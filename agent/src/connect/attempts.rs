@@ -234,6 +234,11 @@ impl Attempts {
             }
             None => {
                 let fetching = state.fetching.take().expect("checked above");
+                if let Some(error) = missing_outputs(&fetching) {
+                    state.end_unstarted(TaskStatus::Error, Some(error));
+                    self.forget_if_done(attempt);
+                    return;
+                }
                 self.start(*fetching.dispatch);
             }
         }
@@ -470,6 +475,29 @@ impl Attempts {
     fn pending_total(&self) -> usize {
         self.attempts.values().map(|s| s.pending.len()).sum()
     }
+}
+
+/// Every task it reads has ended, so the server sends each one's result:
+/// a name still missing after the last page means the pages skipped it,
+/// and the task would run on a wrong context. Names at most a few.
+fn missing_outputs(fetching: &Fetching) -> Option<String> {
+    let missing: Vec<&str> = fetching
+        .reads
+        .iter()
+        .filter(|name| !fetching.dispatch.outputs.contains_key(*name))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let shown = missing[..missing.len().min(5)].join(", ");
+    let more = match missing.len() {
+        n if n > 5 => format!(" and {} more", n - 5),
+        _ => String::new(),
+    };
+    Some(format!(
+        "the server did not send the results of tasks it reads: {shown}{more}"
+    ))
 }
 
 /// Runs one attempt, forwarding its events tagged with it, then says it

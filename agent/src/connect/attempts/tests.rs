@@ -198,6 +198,38 @@ async fn a_page_that_goes_backwards_ends_the_attempt() {
 }
 
 #[tokio::test]
+async fn a_read_result_missing_after_the_last_page_ends_the_attempt() {
+    let mut attempts = attempts(1);
+    let mut first = dispatch(ATTEMPT, &["a", "b", "c"], true);
+    first.outputs.insert("a".into(), success("1"));
+    attempts.dispatch(first).unwrap();
+    attempts.next_message();
+    // The last page, without `b`.
+    attempts.outputs(
+        ATTEMPT,
+        BTreeMap::from([("c".to_string(), success("3"))]),
+        None,
+    );
+    let Some(AgentMessage::TaskEvents { events, .. }) = attempts.next_message() else {
+        panic!("the attempt reports its end");
+    };
+    let [
+        RunEvent::TaskFinished {
+            status: TaskStatus::Error,
+            attempt: 0,
+            error: Some(error),
+            ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}");
+    };
+    assert!(error.ends_with("tasks it reads: b"), "{error}");
+    assert_eq!(attempts.busy(), 0);
+    assert_eq!(attempts.executing(), 0, "it never started");
+}
+
+#[tokio::test]
 async fn cancelling_or_stopping_a_fetching_attempt_never_starts_it() {
     let mut attempts = attempts(2);
     let other = AttemptRef { id: 2 };
