@@ -202,8 +202,14 @@ impl<'a> RunLoop<'a> {
                     duration_ms: millis(started.elapsed()),
                     ..report
                 };
-                let retry =
-                    retry_in.filter(|_| report.status == TaskStatus::Error && report.attempts > 0);
+                // As `attempt()` decides: a cancel that came as the try
+                // failed ends the task with the try's own status, which its
+                // `TaskFinished` already said.
+                let retry = retry_in.filter(|_| {
+                    report.status == TaskStatus::Error
+                        && report.attempts > 0
+                        && !cancel.is_cancelled()
+                });
                 let Some(delay) = retry else {
                     return (report, cleanups);
                 };
