@@ -22,7 +22,7 @@ pub struct StatusLabel {
 /// The agent's metrics.
 pub struct AgentMetrics {
     registry: Registry,
-    /// Tasks ended (retries not counted until the last attempt), by status.
+    /// Task attempts ended (every try counts), by status.
     pub tasks_finished: Family<StatusLabel, Counter>,
     /// Steps ended, by status.
     pub steps_finished: Family<StatusLabel, Counter>,
@@ -61,7 +61,7 @@ impl AgentMetrics {
         };
         registry.register(
             "xene_agent_tasks_finished",
-            "Tasks this agent ended, by status",
+            "Task attempts this agent finished, by status",
             metrics.tasks_finished.clone(),
         );
         registry.register(
