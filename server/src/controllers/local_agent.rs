@@ -20,7 +20,7 @@ use crate::config::Args;
 use crate::storage::agents::{self, Registration};
 use crate::storage::attempts::{self, HeldAttempt};
 use crate::storage::events::{self, ApplyError, AttemptApplied};
-use crate::storage::{StorageError, now_ms, placement, runs};
+use crate::storage::{StorageError, now_ms};
 use xene_agent::runtime::sandbox::{LEFTOVER_DEADLINE, Sandbox, SandboxError, supervisor_uids};
 
 #[derive(Debug, Clone)]
@@ -287,9 +287,10 @@ impl LocalAgent {
         if self.config.allow_shell {
             runtimes.push("shell".to_string());
         }
-        // This process just started, so it executes nothing: attempts (and
-        // runs placed whole, from before task placement) still held under
-        // this agent's name died with the previous process. End their
+        // This process just started, so it executes nothing: attempts still
+        // held under this agent's name died with the previous process (runs
+        // placed whole, from before task placement, are the readiness
+        // controller's: `runs::end_model_1_leases`). End the attempts'
         // leases and deal with them here and now: left to the supervisor
         // (whose lease the dead process may hold for a while), the first
         // `pass` would take them up again as the same attempt, numbering
@@ -297,8 +298,6 @@ impl LocalAgent {
         // resent ones and dropped. Before registering: once registered, an
         // attempt placed here would be new, and ending its lease would lose
         // it.
-        placement::end_leases_of(&self.ctx.db, &self.config.id).await?;
-        runs::expire_leases(&self.ctx.db).await?;
         attempts::end_leases_of(&self.ctx.db, &self.config.id).await?;
         attempts::expire_leases(&self.ctx.db, now_ms()).await?;
         agents::register(

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use crate::access::Principal;
 use crate::gateway::{Ending, limits};
 use crate::storage::access::audit;
-use crate::storage::{auth, placement};
+use crate::storage::{attempts, auth};
 use xene_api::agents::{Credential, JoinRequest, JoinToken, JoinTokenRequest};
 
 /// The longest a join token may live.
@@ -188,8 +188,9 @@ async fn revoke_agent(
         )));
     }
     state.gateway.disconnect(&id, Ending::Revoked);
-    // Its runs will not be reported on: retry them now, not when the leases end.
-    placement::end_leases_of(&state.db, &id).await?;
+    // Its task attempts will not be reported on: deal with them now, not
+    // when the leases end.
+    attempts::end_leases_of(&state.db, &id).await?;
     tracing::info!(agent = %id, "agent revoked");
     audit(
         &state.db,
