@@ -98,13 +98,12 @@ pub async fn flush_seen(
     Ok(revoked)
 }
 
-/// Agents holding task attempts placed on them and not started (or runs
-/// of model 1 not started): their sessions are reminded now and then, in
-/// case news of them was lost or the agent turned them away when full.
+/// Agents holding task attempts placed on them and not started: their
+/// sessions are reminded now and then, in case news of them was lost or
+/// the agent turned them away when full.
 pub async fn with_unstarted_work(db: &Db) -> Result<Vec<String>, StorageError> {
     Ok(sqlx::query_scalar(
         "SELECT DISTINCT agent_id FROM task_attempts WHERE status = 'placed' AND agent_id IS NOT NULL \
-         UNION SELECT DISTINCT agent_id FROM runs WHERE status = 'starting_up' AND agent_id IS NOT NULL \
          LIMIT 10000",
     )
     .fetch_all(db.pool())
@@ -138,7 +137,7 @@ pub async fn mark_silent_offline(db: &Db, silence_ms: i64) -> Result<u64, Storag
 }
 
 /// Every agent with what it holds now: task attempts placed on it or
-/// running there (and, for runs placed whole before protocol 2, those runs).
+/// running there.
 pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
     let mut agents: Vec<Agent> = rows(db)
         .await?
@@ -158,16 +157,7 @@ pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
             held: Vec::new(),
         })
         .collect();
-    let mut load = super::attempts::load(db).await?;
-    let runs: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT agent_id, COUNT(*) FROM runs WHERE agent_id IS NOT NULL \
-         AND status IN ('starting_up', 'running', 'shutting_down') GROUP BY agent_id",
-    )
-    .fetch_all(db.pool())
-    .await?;
-    for (agent, n) in runs {
-        *load.entry(agent).or_default() += n;
-    }
+    let load = super::attempts::load(db).await?;
     // The held attempts, oldest first, a bounded number in all: past it the
     // counts still say how many.
     let limit = (xene_api::agents::MAX_HELD_SHOWN * agents.len().max(1)).min(HELD_SHOWN_IN_ALL);
