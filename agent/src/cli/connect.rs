@@ -55,8 +55,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// The first Ctrl-C (or SIGTERM) cancels the runs and ends once their last
-/// events are delivered; a second Ctrl-C quits at once.
+/// The first Ctrl-C (or SIGTERM) stops the task attempts (their ends are
+/// not reported: the server re-places or retries them) and ends once the
+/// events already produced are acknowledged; a second Ctrl-C quits at once.
 async fn shutdown_on_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (

@@ -56,8 +56,8 @@ struct Fetching {
 struct Attempt {
     task: String,
     cancel: CancellationToken,
-    /// Notified once its `TaskStarted` is on the wire: only then does it
-    /// prepare its context and run steps.
+    /// Notified once the server acknowledged its `TaskStarted` (stored
+    /// it): only then does it prepare its context and run steps.
     delivered: Arc<Notify>,
     /// `Some` until every output it reads has come.
     fetching: Option<Fetching>,
@@ -77,6 +77,10 @@ struct Attempt {
     finished: bool,
     /// The server took it away: its events are dropped.
     stopped: bool,
+    /// The agent shuts down and stops it: the end this causes is not
+    /// reported (the server's lease rules decide what becomes of it), but
+    /// everything else it produced is still sent.
+    quitting: bool,
 }
 
 impl Attempt {
@@ -96,7 +100,15 @@ impl Attempt {
         if matches!(event, RunEvent::TaskFinished { .. }) {
             self.ended = true;
         }
-        if self.stopped {
+        let quit = self.quitting
+            && matches!(
+                event,
+                RunEvent::TaskFinished {
+                    status: TaskStatus::Cancelled,
+                    ..
+                }
+            );
+        if self.stopped || quit {
             return;
         }
         let unsent = self.next_seq() > self.sent.max(self.ever_sent);
@@ -187,6 +199,7 @@ impl Attempts {
                 ended: false,
                 finished: false,
                 stopped: false,
+                quitting: false,
             },
         );
         if let Some(dispatch) = now {
@@ -319,23 +332,19 @@ impl Attempts {
         }
     }
 
-    /// These attempts' `TaskStarted` went out (the connection flushed it):
-    /// they may go on to prepare their contexts.
-    pub fn delivered(&self, attempts: &[AttemptRef]) {
-        for attempt in attempts {
-            if let Some(state) = self.attempts.get(attempt) {
-                state.delivered.notify_one();
-            }
-        }
-    }
-
-    /// The server stored every event of `attempt` up to `seq`.
+    /// The server stored every event of `attempt` up to `seq`. Its first
+    /// event is its `TaskStarted`: once that is stored, the attempt may
+    /// prepare its context and run steps (a server that never stored the
+    /// start may place it again without using a retry).
     pub fn ack(&mut self, attempt: AttemptRef, seq: u64) {
         let Some(state) = self.attempts.get_mut(&attempt) else {
             return;
         };
         if seq >= state.acked {
             let count = (seq - state.acked + 1).min(state.pending.len() as u64);
+            if state.acked == 0 && count > 0 {
+                state.delivered.notify_one();
+            }
             state.pending.drain(..count as usize);
             state.acked += count;
             state.sent = state.sent.max(state.acked);
@@ -347,6 +356,7 @@ impl Attempts {
     /// and reports `cancelled`.
     pub fn cancel(&mut self, attempt: AttemptRef) {
         if let Some(state) = self.attempts.get_mut(&attempt) {
+            state.quitting = false;
             if state.fetching.is_some() {
                 state.end_unstarted(TaskStatus::Cancelled, None);
             }
@@ -366,6 +376,23 @@ impl Attempts {
             }
         }
         self.forget_if_done(attempt);
+    }
+
+    /// The agent shuts down: every attempt is killed as for `StopTask`,
+    /// and the `cancelled` end that causes is not reported, so the server
+    /// re-places or retries it by its lease rules (as for a lost agent).
+    /// An end it reached by itself, and every other event, still goes out.
+    pub fn quit_all(&mut self) {
+        let all: Vec<AttemptRef> = self.attempts.keys().copied().collect();
+        for attempt in all {
+            let state = self.attempts.get_mut(&attempt).expect("listed");
+            state.quitting = true;
+            state.cancel.cancel();
+            if state.fetching.take().is_some() {
+                state.finished = true;
+            }
+            self.forget_if_done(attempt);
+        }
     }
 
     pub fn cancel_all(&mut self) {

@@ -100,8 +100,9 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "xene-agent".into())
 }
 
-/// Runs the agent until `shutdown` fires (then cancels its task attempts and
-/// waits a little for their last events to be acknowledged) or a fatal
+/// Runs the agent until `shutdown` fires (then stops its task attempts
+/// without reporting their ends, and waits a little for the events already
+/// sent to be acknowledged) or a fatal
 /// error: a revoked credential, or a server that does not speak this
 /// agent's protocol (reconnecting would never help).
 pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(), ConnectError> {
@@ -271,10 +272,10 @@ async fn idle(attempts: &mut Attempts, wait: Duration, shutdown: &CancellationTo
     }
 }
 
-/// Shut down while disconnected: cancel the attempts and wait for their
+/// Shut down while disconnected: stop the attempts and wait for their
 /// executors to clean up; their last events cannot be delivered.
 async fn wind_down(attempts: &mut Attempts, grace: Duration) -> Result<(), ConnectError> {
-    attempts.cancel_all();
+    attempts.quit_all();
     if tokio::time::timeout(grace, attempts.finish_all())
         .await
         .is_err()

@@ -96,7 +96,7 @@ where
     tokio::pin!(welcome_deadline);
     let mut shutdown_deadline: Option<Pin<Box<Sleep>>> = None;
     if shutdown.is_cancelled() {
-        attempts.cancel_all();
+        attempts.quit_all();
         shutdown_deadline = Some(Box::pin(tokio::time::sleep(config.shutdown_grace)));
     }
 
@@ -147,8 +147,8 @@ where
                 return lost(false, LinkError::Lost("the server did not answer hello".into()));
             }
             () = shutdown.cancelled(), if shutdown_deadline.is_none() => {
-                tracing::info!("shutting down: cancelling the task attempts");
-                attempts.cancel_all();
+                tracing::info!("shutting down: stopping the task attempts");
+                attempts.quit_all();
                 shutdown_deadline = Some(Box::pin(tokio::time::sleep(config.shutdown_grace)));
             }
             () = async { shutdown_deadline.as_mut().expect("guarded").await }, if shutdown_deadline.is_some() => {
@@ -206,26 +206,15 @@ where
     S: Sink<AgentMessage, Error = LinkError> + Unpin,
 {
     let mut fed = false;
-    // Attempts whose `TaskStarted` goes out: they wait for it to be sent
-    // before they start any work (at most one per batch sent).
-    let mut started = Vec::new();
+    // Flushed at once: an attempt waits for the acknowledgement of its
+    // `TaskStarted` before it starts any work.
     while let Some(batch) = attempts.next_message() {
-        if let AgentMessage::TaskEvents {
-            attempt, events, ..
-        } = &batch
-            && events
-                .iter()
-                .any(|e| matches!(e, xene_core::event::RunEvent::TaskStarted { .. }))
-        {
-            started.push(*attempt);
-        }
         sink.feed(batch).await?;
         fed = true;
     }
     if fed {
         sink.flush().await?;
     }
-    attempts.delivered(&started);
     Ok(())
 }
 

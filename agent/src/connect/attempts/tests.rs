@@ -272,11 +272,11 @@ async fn cancelling_or_stopping_a_fetching_attempt_never_starts_it() {
     assert!(attempts.is_empty());
 }
 
-/// An attempt prepares nothing and runs no step before its `TaskStarted`
-/// is on the wire: a server that never heard of the start may place it
-/// again without using a retry.
+/// An attempt prepares nothing and runs no step before the server
+/// acknowledged its `TaskStarted`: a server that never stored the start
+/// may place it again without using a retry.
 #[tokio::test]
-async fn nothing_runs_before_task_started_is_delivered() {
+async fn nothing_runs_before_task_started_is_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
     let executor = Executor::new(ExecutorConfig {
@@ -297,12 +297,16 @@ async fn nothing_runs_before_task_started_is_delivered() {
     }
     let mut started = BTreeSet::new();
     while started.len() < 2 {
-        if let Report::Event(attempt, RunEvent::TaskStarted { .. }) = attempts.next_report().await {
-            started.insert(attempt);
+        let report = attempts.next_report().await;
+        if let Report::Event(attempt, RunEvent::TaskStarted { .. }) = &report {
+            started.insert(*attempt);
         }
+        attempts.apply(report);
     }
-    // One is told its start went out, and runs; the other never is.
-    attempts.delivered(&[going]);
+    // Both starts go out; sent is not stored: only the one the server
+    // acknowledges runs.
+    while attempts.next_message().is_some() {}
+    attempts.ack(going, 0);
     loop {
         let report = attempts.next_report().await;
         if matches!(report, Report::Finished(attempt) if attempt == going) {
