@@ -56,7 +56,7 @@ pub struct AttemptRequest {
     pub outputs: BTreeMap<String, TaskResult>,
     /// When set, the attempt waits for it after sending `TaskStarted` and
     /// before preparing its context (or for a cancel): the caller notifies
-    /// it once `TaskStarted` is delivered (on the wire, or stored), so that
+    /// it once the server acknowledged (stored) `TaskStarted`, so that
     /// a server never takes an attempt that started for one that did not
     /// (it places those again without using a retry).
     pub delivered: Option<Arc<Notify>>,
