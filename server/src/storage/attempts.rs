@@ -337,8 +337,10 @@ pub async fn renew_for_agents(
     let mut renewed = 0;
     for chunk in agents.chunks(IN_CHUNK) {
         let sql = format!(
+            // An ended lease (0) stays ended: the supervisor deals with
+            // that attempt even though its agent still beats.
             "UPDATE task_attempts SET lease_expires_at = $1 WHERE agent_id IN ({}) \
-             AND status IN ('placed', 'running')",
+             AND status IN ('placed', 'running') AND lease_expires_at <> 0",
             placeholders(2, chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(until);

@@ -11,10 +11,12 @@
 //! through NOTIFY, which this replica hears too; SQLite has one server, so
 //! it stays in this process. Most controllers' wake-ups stay in this
 //! process (a controller runs on the one replica holding its lease, and the
-//! others' resync is its fallback); the two on a task's path from ended to
-//! started, `tasks_ready` and `runs_dirty`, also cross replicas by NOTIFY
-//! on `xene_controllers`, since that lease may sit on another replica.
+//! others' resync is its fallback); those on a task's path from ended to
+//! started (`tasks_ready`, `runs_dirty`, `room_freed`) and lost leases
+//! (`leases_ended`) also cross replicas by NOTIFY on `xene_controllers`,
+//! since that lease may sit on another replica.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ const AGENT_NEWS_BUFFER: usize = 4096;
 /// Controllers named in `xene_controllers` news.
 const CONTROLLER_SCHEDULER: &str = "scheduler";
 const CONTROLLER_READINESS: &str = "readiness";
+const CONTROLLER_SUPERVISOR: &str = "supervisor";
 
 /// The news hub; one per `Db`, shared by its clones.
 #[derive(Debug)]
@@ -61,6 +64,9 @@ pub struct News {
     supervisor: Arc<Notify>,
     readiness: Arc<Notify>,
     builtin_agent: Arc<Notify>,
+    /// A NOTIFY per controller is on its way: a burst of wake-ups (a
+    /// thousand attempts ending) sends one, not a thousand.
+    notifying: Arc<[AtomicBool; 3]>,
 }
 
 impl News {
@@ -76,6 +82,7 @@ impl News {
             supervisor: Arc::default(),
             readiness: Arc::default(),
             builtin_agent: Arc::default(),
+            notifying: Default::default(),
         });
         if backend == Backend::Postgres {
             tokio::spawn(listen(url.to_string(), Arc::downgrade(&news)));
@@ -110,15 +117,15 @@ impl News {
     }
 
     /// An agent has room (a run of its ended, or it came online): the
-    /// scheduler looks.
+    /// scheduler looks, on whichever replica holds its lease.
     pub fn room_freed(&self) {
-        self.scheduler.notify_one();
+        self.wake_controller(CONTROLLER_SCHEDULER);
     }
 
     /// Runs' leases ended before their agents finished them: the supervisor
-    /// retries or ends them.
+    /// retries or ends them, on whichever replica holds its lease.
     pub fn leases_ended(&self) {
-        self.supervisor.notify_one();
+        self.wake_controller(CONTROLLER_SUPERVISOR);
     }
 
     /// Task attempts became ready (a run's roots, a dependant, a retry): the
@@ -134,12 +141,26 @@ impl News {
     }
 
     /// Wakes a controller here at once and, on PostgreSQL, on every other
-    /// replica by NOTIFY (a second wake-up here is harmless).
+    /// replica by NOTIFY (a second wake-up here is harmless). Wake-ups
+    /// that come while a NOTIFY for the same controller is on its way
+    /// ride on it: the controller looks at everything when it wakes.
     fn wake_controller(&self, name: &'static str) {
         self.controller(name).notify_one();
         if self.backend == Backend::Postgres {
+            let slot = match name {
+                CONTROLLER_READINESS => 1,
+                CONTROLLER_SUPERVISOR => 2,
+                _ => 0,
+            };
+            if self.notifying[slot].swap(true, Ordering::AcqRel) {
+                return;
+            }
             let pool = self.pool.clone();
+            let notifying = self.notifying.clone();
             tokio::spawn(async move {
+                // Cleared before sending: a wake-up from now on needs its
+                // own NOTIFY, as this one may already be read.
+                notifying[slot].store(false, Ordering::Release);
                 let notified = sqlx::query("SELECT pg_notify('xene_controllers', $1)")
                     .bind(name)
                     .execute(&pool)
@@ -155,6 +176,7 @@ impl News {
     fn controller(&self, name: &str) -> &Notify {
         match name {
             CONTROLLER_READINESS => &self.readiness,
+            CONTROLLER_SUPERVISOR => &self.supervisor,
             _ => &self.scheduler,
         }
     }

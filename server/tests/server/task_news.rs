@@ -42,4 +42,12 @@ async fn tasks_ready_and_runs_dirty_wake_the_controllers_of_other_replicas() {
         heard(|| here.news().runs_dirty(), there.news().readiness()).await,
         "the other replica's readiness controller heard runs_dirty"
     );
+    assert!(
+        heard(|| here.news().leases_ended(), there.news().supervisor()).await,
+        "the other replica's supervisor heard leases_ended"
+    );
+    assert!(
+        heard(|| here.news().room_freed(), there.news().scheduler()).await,
+        "the other replica's scheduler heard room_freed"
+    );
 }

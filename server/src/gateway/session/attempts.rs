@@ -20,6 +20,8 @@ use crate::storage::{StorageError, now_ms, runs};
 pub struct Known {
     pub run_id: i64,
     pub task: String,
+    /// Its `TaskStarted` was stored (as last read).
+    pub started: bool,
 }
 
 impl<S> Session<'_, S>
@@ -60,6 +62,7 @@ where
                 let known = Known {
                     run_id: a.run_id,
                     task: a.task.clone(),
+                    started: a.started,
                 };
                 (a.id, known)
             })
@@ -178,10 +181,33 @@ where
             .copied()
             .collect();
         self.send(ServerMessage::Pong).await?;
+        self.end_unreported().await?;
         if refused {
             self.dispatch().await?;
         }
         self.stop_strays(strays).await
+    }
+
+    /// Ends the leases of started attempts the agent no longer reports,
+    /// between reconnects too (it lost them without restarting): renewal
+    /// would otherwise keep them running forever. An attempt that finished
+    /// since the last read is not touched (`end_lease` needs it placed or
+    /// running), and one that was not started then is left to the next
+    /// read: the agent reports an attempt from the moment it takes it.
+    async fn end_unreported(&mut self) -> Result<(), SessionEnd> {
+        let lost: Vec<i64> = self
+            .held
+            .iter()
+            .filter(|(id, known)| {
+                known.started && !self.reported.contains(&AttemptRef { id: **id })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            attempts::end_lease(&self.ctx.db, id, &self.agent.id).await?;
+            self.held.remove(&id);
+        }
+        Ok(())
     }
 
     /// The attempt's run and task, if the agent holds it.
@@ -197,6 +223,7 @@ where
             .map(|a| Known {
                 run_id: a.run_id,
                 task: a.task,
+                started: false,
             }))
     }
 
@@ -236,6 +263,9 @@ where
         let Some(known) = self.known(attempt).await? else {
             return self.stop(attempt).await;
         };
+        let starts = events
+            .iter()
+            .any(|e| matches!(e, RunEvent::TaskStarted { .. }));
         let steps = self.steps_of(known.run_id).await?;
         let empty = BTreeSet::new();
         let task_steps = steps.get(&known.task).unwrap_or(&empty);
@@ -263,6 +293,10 @@ where
                 }
             }
             seq += group.len() as u64;
+        }
+        // From now on a heartbeat without it means the agent lost it.
+        if starts && let Some(held) = self.held.get_mut(&attempt.id) {
+            held.started = true;
         }
         self.send(ServerMessage::TaskAck { attempt, seq: last })
             .await
