@@ -168,14 +168,18 @@ pub fn close_reason(agent_speaks: u32, public_url: &str) -> String {
 /// payload less the code).
 pub const MAX_CLOSE_REASON: usize = 123;
 
+/// Serves one connection: the hello first, and only a hello of this
+/// protocol registers the session with `gateway` (so an agent of another
+/// protocol never replaces a live session of the same agent). Returns why
+/// it ended and the generation it was registered under, if it was.
 pub async fn run<S, R>(
     ctx: Context,
+    gateway: &super::Gateway,
     agent: AgentIdentity,
-    registered: Registered,
     secure_link: bool,
     out: S,
     mut incoming: R,
-) -> SessionEnd
+) -> (SessionEnd, Option<u64>)
 where
     S: Sink<Outgoing> + Unpin,
     S::Error: std::fmt::Display,
@@ -183,9 +187,9 @@ where
 {
     let hello = tokio::select! {
         first = tokio::time::timeout(HELLO_TIMEOUT, incoming.next()) => first,
-        _ = registered.stop.cancelled() => return SessionEnd::Closed(Ending::Replaced),
+        _ = ctx.shutdown.cancelled() => return (SessionEnd::Shutdown, None),
     };
-    let (hello, reported) = match hello {
+    let hello: Result<_, SessionEnd> = match hello {
         Ok(Some(Ok(AgentMessage::Hello {
             protocol,
             agent_version,
@@ -202,20 +206,29 @@ where
                     out.send(Outgoing::Close(CLOSE_UNSUPPORTED_PROTOCOL, reason)),
                 )
                 .await;
-                return SessionEnd::Protocol(refusal(protocol, &ctx.public_url));
+                return (
+                    SessionEnd::Protocol(refusal(protocol, &ctx.public_url)),
+                    None,
+                );
             }
             match limits::hello(labels, runtimes, capacity, agent_version, &attempts) {
-                Ok(hello) => (hello, attempts),
-                Err(reason) => return SessionEnd::Protocol(format!("bad hello: {reason}")),
+                Ok(hello) => Ok((hello, attempts)),
+                Err(reason) => Err(SessionEnd::Protocol(format!("bad hello: {reason}"))),
             }
         }
-        Ok(Some(Ok(other))) => {
-            return SessionEnd::Protocol(format!("expected hello, got {}", clip(&Debug(&other))));
-        }
-        Ok(Some(Err(e))) => return SessionEnd::Protocol(e),
-        Ok(None) => return SessionEnd::Disconnected,
-        Err(_) => return SessionEnd::Protocol("no hello within 10 s".into()),
+        Ok(Some(Ok(other))) => Err(SessionEnd::Protocol(format!(
+            "expected hello, got {}",
+            clip(&Debug(&other))
+        ))),
+        Ok(Some(Err(e))) => Err(SessionEnd::Protocol(e)),
+        Ok(None) => Err(SessionEnd::Disconnected),
+        Err(_) => Err(SessionEnd::Protocol("no hello within 10 s".into())),
     };
+    let (hello, reported) = match hello {
+        Ok(hello) => hello,
+        Err(end) => return (end, None),
+    };
+    let registered = gateway.register(&agent.id);
     let mut session = Session {
         ctx: &ctx,
         agent,
@@ -241,7 +254,7 @@ where
         )
         .await;
     }
-    end
+    (end, Some(registered.generation))
 }
 
 impl<S> Session<'_, S>

@@ -92,8 +92,6 @@ async fn serve_in_span(
     secure_link: bool,
     socket: WebSocket,
 ) {
-    let registered = state.gateway.register(&identity.id);
-    let generation = registered.generation;
     let agent_id = identity.id.clone();
     let _connected = state.ctx.metrics.agent_connected("remote");
     tracing::info!("agent connected");
@@ -123,10 +121,10 @@ async fn serve_in_span(
                 Err(e) => Some(Err(session::clip(&e))),
             })
         });
-    let end = session::run(
+    let (end, generation) = session::run(
         state.ctx.clone(),
+        &state.gateway,
         identity,
-        registered,
         secure_link,
         Box::pin(out),
         Box::pin(incoming),
@@ -134,7 +132,9 @@ async fn serve_in_span(
     .await;
     state.ctx.metrics.agent_disconnected(end.kind());
     tracing::info!(reason = %session::clip(&end), "agent session ended");
-    if state.gateway.unregister(&agent_id, generation) {
+    if let Some(generation) = generation
+        && state.gateway.unregister(&agent_id, generation)
+    {
         let _ = agents::set_offline(&state.db, &agent_id).await;
     }
 }

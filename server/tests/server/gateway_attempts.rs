@@ -53,6 +53,28 @@ async fn an_agent_of_another_protocol_is_told_what_to_install() {
     server.stop().await;
 }
 
+/// A hello of another protocol is refused before it registers: it never
+/// replaces the live session of the same agent.
+#[tokio::test]
+async fn an_old_hello_does_not_replace_a_live_session() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let (_, credential) = join(&server, json!({})).await;
+    let mut live = connect(&server, &credential, &hello_with(2, vec![])).await;
+    let mut old = dial(&server, &credential).await.unwrap();
+    old.send(Message::text(
+        r#"{"type":"hello","protocol":1,"agent_version":"0.1.0","labels":{},"runtimes":["shell"],"capacity":2,"running":[]}"#,
+    ))
+    .await
+    .unwrap();
+    let (code, _) = receive(&mut old).await.unwrap_err().unwrap();
+    assert_eq!(code, CloseCode::from(CLOSE_UNSUPPORTED_PROTOCOL));
+    // The live session still answers.
+    send(&mut live, &heartbeat(vec![])).await;
+    assert_eq!(receive(&mut live).await, Ok(ServerMessage::Pong));
+    server.stop().await;
+}
+
 const TWO_SECRETS: &str = "\
 name: keys
 pipelines:
