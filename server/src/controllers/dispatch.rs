@@ -105,7 +105,7 @@ pub async fn prepare_attempt(
     } else {
         attempts::read_outputs(db, run.id, &reads, None, inline).await?
     };
-    Ok(PreparedAttempt::Send(Box::new(TaskDispatch {
+    let dispatch = TaskDispatch {
         attempt: AttemptRef { id: attempt.id },
         run_id: run.id,
         task: attempt.task.clone(),
@@ -119,7 +119,45 @@ pub async fn prepare_attempt(
         outputs,
         more_outputs: more.is_some(),
         traceparent: None,
-    })))
+    };
+    if let Some(reason) = oversized(&dispatch) {
+        return fail_attempt(db, attempt, reason).await;
+    }
+    Ok(PreparedAttempt::Send(Box::new(dispatch)))
+}
+
+/// The most bytes a task dispatch may take encoded, its inline outputs
+/// aside (they have their own bound, `INLINE_OUTPUTS`, and page past it):
+/// with them and the message's envelope it stays well under the 8 MiB a
+/// WebSocket message may hold, so a dispatch never breaks its session.
+pub const MAX_DISPATCH_BYTES: usize = 4 << 20;
+
+/// Why `dispatch` is too big to send, if it is: secrets (up to 256 of
+/// 64 KiB each), params, env and the spec add up. The built-in agent is
+/// held to the same bound, so a task fails the same way wherever it goes.
+fn oversized(dispatch: &TaskDispatch) -> Option<String> {
+    #[derive(serde::Serialize)]
+    struct Measured<'a> {
+        spec: &'a xene_core::spec::Task,
+        pipeline_env: &'a BTreeMap<String, String>,
+        params: &'a BTreeMap<String, String>,
+        secrets: &'a BTreeMap<String, xene_core::protocol::SecretValue>,
+    }
+    let size = serde_json::to_vec(&Measured {
+        spec: &dispatch.spec,
+        pipeline_env: &dispatch.pipeline_env,
+        params: &dispatch.params,
+        secrets: &dispatch.secrets,
+    })
+    .map_or(usize::MAX, |encoded| encoded.len());
+    (size > MAX_DISPATCH_BYTES).then(|| {
+        format!(
+            "the task's dispatch would take {} KiB (its secrets, params, env and spec), past the \
+             {} KiB an agent is sent: use fewer or smaller secrets and params",
+            size.div_ceil(1024),
+            MAX_DISPATCH_BYTES / 1024
+        )
+    })
 }
 
 /// Secrets never travel over plain HTTP off this machine.
