@@ -220,8 +220,6 @@ pub struct LocalAgent {
     /// Makes this process's executor ids unique, so two servers (or a
     /// restart) never share a container label or a working directory.
     incarnation: String,
-    /// When this agent last wrote its heartbeat and renewed its leases.
-    beat: Mutex<Option<std::time::Instant>>,
 }
 
 struct Execution {
@@ -251,13 +249,16 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         running: Mutex::new(HashMap::new()),
         executions: TaskTracker::new(),
         incarnation: xene_agent::new_run_id(),
-        beat: Mutex::new(None),
     });
     if let Err(e) = agent.join().await {
         tracing::error!(error = %e, "the built-in agent cannot register; it takes no tasks");
         return;
     }
     let _connected = agent.ctx.metrics.agent_connected("builtin");
+    // Heartbeats on their own timer: a pass waits for the database like
+    // any query, and a lease must never end on a healthy attempt because
+    // passes were slow or rare.
+    let beats = tokio::spawn(agent.clone().beat_until_shutdown());
     let wake = agent.ctx.db.news().builtin_agent();
     while agent.ctx.wait(&wake).await {
         if let Err(e) = agent.clone().pass().await {
@@ -278,6 +279,9 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
     {
         tracing::warn!("tasks of the built-in agent did not stop within 30 s");
     }
+    // Stopped before going offline: a late heartbeat would bring it back.
+    beats.abort();
+    let _ = beats.await;
     let _ = agents::set_offline(&agent.ctx.db, &agent.config.id).await;
 }
 
@@ -316,27 +320,35 @@ impl LocalAgent {
         Ok(())
     }
 
+    /// Writes the agent's heartbeat and renews its leases five times a
+    /// lease (as a remote agent's heartbeats do), until shutdown: two
+    /// writes per beat, never per task.
+    async fn beat_until_shutdown(self: Arc<Self>) {
+        let lease = self.ctx.timings.run_lease;
+        let every = (lease / 5).max(std::time::Duration::from_millis(20));
+        let mut timer = tokio::time::interval(every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = timer.tick() => {}
+                _ = self.ctx.shutdown.cancelled() => return,
+            }
+            if let Err(e) = self.beat(lease).await {
+                tracing::warn!(error = %e, "the built-in agent's heartbeat failed; trying again");
+            }
+        }
+    }
+
+    async fn beat(&self, lease: std::time::Duration) -> Result<(), StorageError> {
+        let db = &self.ctx.db;
+        agents::heartbeat(db, &self.config.id).await?;
+        let lease_ms = lease.as_millis() as i64;
+        attempts::renew_for_agents(db, std::slice::from_ref(&self.config.id), lease_ms).await?;
+        Ok(())
+    }
+
     async fn pass(self: Arc<Self>) -> Result<(), StorageError> {
         let db = &self.ctx.db;
-        // Two writes, at most as often as a remote agent's heartbeat: a
-        // pass runs at every task placed here or ended, and a chain of
-        // tasks must not queue them at SQLite's writer each time.
-        let lease = self.ctx.timings.run_lease;
-        let every = (lease / 5).clamp(
-            std::time::Duration::from_millis(100),
-            std::time::Duration::from_secs(1),
-        );
-        let due = self
-            .beat
-            .lock()
-            .unwrap()
-            .is_none_or(|at| at.elapsed() >= every);
-        if due {
-            agents::heartbeat(db, &self.config.id).await?;
-            let lease_ms = lease.as_millis() as i64;
-            attempts::renew_for_agents(db, std::slice::from_ref(&self.config.id), lease_ms).await?;
-            *self.beat.lock().unwrap() = Some(std::time::Instant::now());
-        }
         let held = attempts::held_by(db, &self.config.id).await?;
         let mut lost = Vec::new();
         {
@@ -439,7 +451,13 @@ impl LocalAgent {
         };
         run_span.record("workflow", dispatch.workflow.as_str());
         run_span.record("pipeline", dispatch.pipeline_name.as_str());
-        let request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
+        let mut request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
+        // Its steps start once `TaskStarted` is stored, never before: a
+        // server killed in between must not leave a task that ran looking
+        // never started (placed again without a retry, it would run twice).
+        let delivered = Arc::new(tokio::sync::Notify::new());
+        request.delivered = Some(delivered.clone());
+        let mut started_stored = false;
         // Room for a burst of lines, taken in one transaction: a step that
         // floods its output costs a transaction per few thousand lines, and
         // a quiet one still gets each line stored at once.
@@ -468,6 +486,10 @@ impl LocalAgent {
             match applied {
                 Some(applied) if applied.stale => cancel.cancel(),
                 Some(applied) => {
+                    if !started_stored {
+                        started_stored = true;
+                        delivered.notify_one();
+                    }
                     // Events already stored (a retry after an error that
                     // committed after all) are a prefix of the batch.
                     let fresh = &batch[batch.len() - applied.new.min(batch.len())..];
@@ -476,6 +498,11 @@ impl LocalAgent {
                 // Shutting down, or events the store refuses: what is not
                 // stored is resent by nobody, and the lease decides.
                 None => {
+                    // Nothing ran yet when its start could not be stored:
+                    // nothing may.
+                    if !started_stored {
+                        cancel.cancel();
+                    }
                     batch.clear();
                     continue;
                 }

@@ -13,7 +13,7 @@ use xene_core::protocol::{
 use xene_core::status::{StepStatus, TaskStatus};
 
 use crate::agent_socket::{Socket, dial, hello, join, join_with, next_task, receive, send};
-use crate::util::{BACKENDS, TestDb, TestServer};
+use crate::util::{BACKENDS, Backend, TestDb, TestServer};
 
 pub const ONE_TASK: &str = "\
 name: remote
@@ -641,4 +641,35 @@ async fn a_join_token_fixes_the_agents_labels_and_capacity() {
         assert_eq!(run["status"], "queued", "{run}");
         server.stop().await;
     }
+}
+
+/// The built-in agent renews its leases on its own timer, five times a
+/// lease, whatever its passes do: a task four leases long runs once.
+#[tokio::test]
+async fn the_built_in_agent_keeps_a_short_lease_alive() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |args| {
+        args.task_lease = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let file = "\
+name: long
+pipelines:
+  p:
+    tasks:
+      t:
+        retries: 2
+        steps: ['sleep 4']
+";
+    let (status, body) = server.post("/api/v1/workflows", file).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, run) = server
+        .post("/api/v1/workflows/long/pipelines/p/runs", "")
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let run = server.wait_for_run(run["id"].as_i64().unwrap()).await;
+    assert_eq!(run["status"], "success", "{run}");
+    let attempts = run["tasks"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "the lease never ended: {run}");
+    server.stop().await;
 }
