@@ -151,9 +151,20 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
             inherit_env: false,
             sandbox: None,
         },
-        docker: config.docker.clone(),
+        docker: DockerConfig {
+            owner: Some(credential.agent_id.clone()),
+            ..config.docker.clone()
+        },
         ..ExecutorConfig::default()
     });
+    // Before any attempt: whatever carries this agent's label now was left
+    // by a killed process of it.
+    if tokio::time::timeout(Duration::from_secs(60), executor.sweep_leftovers())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the sweep of an earlier run's containers did not end in time");
+    }
     let kill_grace = ExecutorConfig::default().kill_grace;
     let mut attempts = Attempts::new(Arc::new(executor), config.capacity as usize);
     let mut runtimes = vec!["docker".to_string()];

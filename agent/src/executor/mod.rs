@@ -119,6 +119,12 @@ impl Executor {
         }
     }
 
+    /// Removes what an earlier process of this connected agent left in
+    /// Docker (see [`DockerRuntime::sweep_owned`]).
+    pub async fn sweep_leftovers(&self) {
+        self.docker.sweep_owned().await;
+    }
+
     /// Runs `request` to its end (or until `cancel` fires, when it kills
     /// what runs, removes every context and reports `Cancelled`). Events go
     /// to `events` as they happen; a closed receiver does not stop the run.

@@ -4,7 +4,10 @@
 //!
 //! Every container and volume carries the labels `xene.run=<run id>` (an
 //! operator's handle on a run) and `xene.attempt=<context id>`, so
-//! [`Runtime::sweep`] finds whatever a crash left of one task attempt.
+//! [`Runtime::sweep`] finds whatever a crash left of one task attempt. A
+//! server's agent adds `xene.agent=<agent id>`: its next start removes
+//! what a killed process left ([`DockerRuntime::sweep_owned`]), since the
+//! server has placed those attempts again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -38,6 +41,8 @@ const TASK_LABEL: &str = "xene.task";
 /// The label that tells one task attempt's container and volume apart
 /// (the attempt's context id), for the sweep after it.
 pub const ATTEMPT_LABEL: &str = "xene.attempt";
+/// The label of the connected agent that made a container or volume.
+pub const AGENT_LABEL: &str = "xene.agent";
 pub const WORKSPACE: &str = "/workspace";
 
 /// PID 1 of a task container: does nothing until the container is removed,
@@ -50,6 +55,9 @@ pub struct DockerConfig {
     /// the local socket when `None`.
     pub host: Option<String>,
     pub limits: ContainerLimits,
+    /// The connected agent's id, labelled on all it creates; `None` for a
+    /// local run and the server's built-in agent.
+    pub owner: Option<String>,
 }
 
 /// What one task's container may use, so that one task cannot take the
@@ -196,21 +204,10 @@ impl DockerRuntime {
         let client = self
             .client
             .get_or_init(|| async {
-                let docker = match &self.config.host {
-                    Some(host) if host.starts_with("unix://") => {
-                        Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
-                    }
-                    Some(host) => {
-                        Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
-                    }
-                    None => Docker::connect_with_local_defaults(),
-                };
-                let unreachable = |e: DockerError| {
+                connect(self.config.host.as_deref()).await.map_err(|e| {
                     tracing::warn!(error = %e, "cannot reach the Docker engine");
                     "cannot reach the engine (the agent's log says why)".to_string()
-                };
-                let docker = docker.map_err(unreachable)?;
-                docker.negotiate_version().await.map_err(unreachable)
+                })
             })
             .await;
         client.clone().map_err(RuntimeError::Docker)
@@ -251,6 +248,43 @@ impl DockerRuntime {
     }
 }
 
+impl DockerRuntime {
+    /// Removes every container and volume labelled with this agent's id.
+    /// Called once at start, before any attempt: what carries the label
+    /// then belongs to an earlier process of the agent (killed with its
+    /// steps' containers still up), whose attempts the server has placed
+    /// again. Nothing to do without an owner or an engine.
+    pub async fn sweep_owned(&self) {
+        let Some(owner) = &self.config.owner else {
+            return;
+        };
+        // Its own connection: an engine down now (a shell-only agent's)
+        // must not stay down for the attempts' cached client.
+        let Ok(docker) = connect(self.config.host.as_deref()).await else {
+            tracing::debug!("no Docker engine: nothing to sweep");
+            return;
+        };
+        let filters = HashMap::from([("label", vec![format!("{AGENT_LABEL}={owner}")])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        if let Ok(containers) = docker.list_containers(Some(options)).await {
+            for id in containers.into_iter().filter_map(|c| c.id) {
+                tracing::warn!(container = %id, "removing a container an earlier run of this agent left");
+                let _ = remove_container(&docker, &id).await;
+            }
+        }
+        let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+        if let Ok(volumes) = docker.list_volumes(Some(options)).await {
+            for volume in volumes.volumes.unwrap_or_default() {
+                tracing::warn!(volume = %volume.name, "removing a volume an earlier run of this agent left");
+                let _ = remove_volume(&docker, &volume.name).await;
+            }
+        }
+    }
+}
+
 impl Runtime for DockerRuntime {
     fn prepare<'a>(
         &'a self,
@@ -262,11 +296,14 @@ impl Runtime for DockerRuntime {
             self.ensure_image(&docker, image).await?;
 
             let name = format!("xene-{}", safe_name(&setup.context));
-            let labels = HashMap::from([
+            let mut labels = HashMap::from([
                 (RUN_LABEL.to_string(), setup.run_id.clone()),
                 (TASK_LABEL.to_string(), setup.task.clone()),
                 (ATTEMPT_LABEL.to_string(), setup.context.clone()),
             ]);
+            if let Some(owner) = &self.config.owner {
+                labels.insert(AGENT_LABEL.to_string(), owner.clone());
+            }
             // Built before anything exists, so that any failure below tears
             // down exactly what was created.
             let mut context = DockerContext {
@@ -572,6 +609,19 @@ async fn remove_all(
         None => Ok(()),
     };
     container.and(volume)
+}
+
+/// A client of the engine at `host` (`DOCKER_HOST` or the local socket
+/// when `None`), with the API version negotiated.
+async fn connect(host: Option<&str>) -> Result<Docker, DockerError> {
+    let docker = match host {
+        Some(host) if host.starts_with("unix://") => {
+            Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+        }
+        Some(host) => Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION),
+        None => Docker::connect_with_local_defaults(),
+    }?;
+    docker.negotiate_version().await
 }
 
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), RuntimeError> {

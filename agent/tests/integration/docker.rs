@@ -291,3 +291,108 @@ pipelines:
         "{fifo:?}"
     );
 }
+
+/// Ids of the containers and volumes labelled as made by agent `owner`.
+fn owned(owner: &str) -> Vec<String> {
+    let label = format!("label=xene.agent={owner}");
+    let mut found = Vec::new();
+    for args in [
+        vec!["ps", "-a", "-q", "--filter", &label],
+        vec!["volume", "ls", "-q", "--filter", &label],
+    ] {
+        let output = std::process::Command::new("docker")
+            .args(&args)
+            .output()
+            .expect("running docker");
+        assert!(output.status.success(), "docker {args:?}");
+        found.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    found
+}
+
+/// Makes what a killed agent leaves: a running container and a volume
+/// labelled with its id.
+fn leave_behind(owner: &str, image: &str) {
+    let label = format!("xene.agent={owner}");
+    for args in [
+        vec!["volume", "create", "--label", &label],
+        vec!["run", "-d", "--label", &label, image, "sleep", "600"],
+    ] {
+        let status = std::process::Command::new("docker")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("running docker");
+        assert!(status.success(), "docker {args:?}");
+    }
+}
+
+/// An agent killed with kill -9 left its steps' containers running; the
+/// server placed those attempts again. Its next start removes what
+/// carries its id, and nothing of another agent's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connected_agent_removes_what_its_killed_process_left() {
+    let image = busybox_image();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let ours = format!("sweep-ours-{nanos}");
+    let theirs = format!("sweep-theirs-{nanos}");
+
+    // What its runtime creates carries its id.
+    let config = xene_agent::ExecutorConfig {
+        docker: DockerConfig {
+            owner: Some(ours.clone()),
+            ..DockerConfig::default()
+        },
+        ..util::config()
+    };
+    let yaml = format!(
+        r#"name: owned
+pipelines:
+  p:
+    tasks:
+      t:
+        image: {image}
+        steps: ["echo step"]
+"#
+    );
+    let seen = ours.clone();
+    let run = run_with(
+        &yaml,
+        config.clone(),
+        BTreeMap::new(),
+        CancellationToken::new(),
+        move |event| {
+            if matches!(event, RunEvent::Log { data, .. } if data == "step") {
+                assert_eq!(owned(&seen).len(), 2, "a container and a volume");
+            }
+        },
+    )
+    .await;
+    assert_eq!(run.report.status, RunStatus::Success);
+    assert_eq!(owned(&ours), Vec::<String>::new());
+
+    leave_behind(&ours, image);
+    leave_behind(&theirs, image);
+    assert_eq!(owned(&ours).len(), 2);
+    xene_agent::Executor::new(config).sweep_leftovers().await;
+    assert_eq!(owned(&ours), Vec::<String>::new());
+    assert_eq!(owned(&theirs).len(), 2, "another agent's are not touched");
+
+    // Tidy up the other agent's.
+    let other = xene_agent::Executor::new(xene_agent::ExecutorConfig {
+        docker: DockerConfig {
+            owner: Some(theirs.clone()),
+            ..DockerConfig::default()
+        },
+        ..util::config()
+    });
+    other.sweep_leftovers().await;
+    assert_eq!(owned(&theirs), Vec::<String>::new());
+}
