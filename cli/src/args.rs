@@ -40,7 +40,8 @@ pub struct Global {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
-    /// A table with more columns (`get runs`: the agents of each run).
+    /// A wider table (`get runs`: AGENTS lists every agent of each run, not
+    /// the first and how many more).
     Wide,
     Json,
     Yaml,

@@ -116,7 +116,7 @@ pub fn AgentsPage() -> impl IntoView {
                                 // A draining agent that holds nothing may be stopped.
                                 let drain_state = match (a.draining, a.drained()) {
                                     (false, _) => None,
-                                    (true, true) => Some(("drained", "status status-skipped")),
+                                    (true, true) => Some(("drained", "status status-drained")),
                                     (true, false) => Some(("draining", "status status-shutting_down")),
                                 };
                                 let held = a.held.clone();

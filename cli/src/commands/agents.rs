@@ -117,17 +117,28 @@ pub async fn run(ctx: &Ctx, command: AgentsCommand) -> anyhow::Result<Exit> {
 }
 
 /// The id of the agent a person named: its id, or else its name when one
-/// agent alone has it. Anything else goes as given (the server says 404).
+/// agent alone has it. A name several agents share is refused with their
+/// ids; anything else goes as given (the server says 404).
 async fn agent_id(ctx: &Ctx, given: &str) -> anyhow::Result<String> {
     let list: AgentList = ctx.client.get(&paths::agents()).await?;
     if list.agents.iter().any(|a| a.id == given) {
         return Ok(given.to_string());
     }
     let named: Vec<&Agent> = list.agents.iter().filter(|a| a.name == given).collect();
-    Ok(match named[..] {
-        [one] => one.id.clone(),
-        _ => given.to_string(),
-    })
+    match named[..] {
+        [] => Ok(given.to_string()),
+        [one] => Ok(one.id.clone()),
+        _ => {
+            let ids: Vec<&str> = named.iter().map(|a| a.id.as_str()).collect();
+            Err(fail(
+                Exit::Usage,
+                format!(
+                    "the name {given:?} is ambiguous: agents {} have it; give an id",
+                    ids.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 pub async fn list(ctx: &Ctx, watch: bool) -> anyhow::Result<Exit> {

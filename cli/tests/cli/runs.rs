@@ -304,6 +304,41 @@ async fn check_drain(home: &Home, xene: &Xene) {
         .run(&[&server[..], &["run", "ci/pass", "--wait"]].concat())
         .await;
     assert_eq!(out.code, 0, "{out:?}");
+
+    // A name two agents share is refused with both ids, and drains none.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let join = xene
+            .post("/api/v1/agents/join-tokens", serde_json::json!({}))
+            .await;
+        let joined = xene
+            .post(
+                "/api/v1/agents/join",
+                serde_json::json!({"token": join["token"], "name": "twin"}),
+            )
+            .await;
+        ids.push(joined["agent_id"].as_str().unwrap().to_string());
+    }
+    let out = home
+        .run(&[&server[..], &["agents", "drain", "twin"]].concat())
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("ambiguous"), "{out:?}");
+    let list = xene.get("/api/v1/agents").await;
+    for id in &ids {
+        assert!(out.stderr.contains(id.as_str()), "{out:?}");
+        let agent = list["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == **id);
+        assert_eq!(agent.unwrap()["draining"], false, "{list}");
+    }
+    // By id, each is its own.
+    let out = home
+        .run(&[&server[..], &["agents", "drain", &ids[0]]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
 }
 
 #[tokio::test]

@@ -108,7 +108,7 @@ pub async fn collect(state: &AppState) -> Result<Stats, crate::storage::StorageE
     let stuck_before = now_ms() - state.ctx.timings.pickup_timeout.as_millis() as i64;
     let mut agents_by_state =
         BTreeMap::from([("online".to_string(), 0), ("offline".to_string(), 0)]);
-    for agent in agents::list(&state.db).await? {
+    for agent in agents::rows(&state.db).await? {
         *agents_by_state.entry(agent.state.to_string()).or_default() += 1;
     }
     Ok(Stats {

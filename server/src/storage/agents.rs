@@ -158,14 +158,18 @@ pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
         })
         .collect();
     let load = super::attempts::load(db).await?;
-    // The held attempts, oldest first, a bounded number in all: past it the
-    // counts still say how many.
-    let limit = (xene_api::agents::MAX_HELD_SHOWN * agents.len().max(1)).min(HELD_SHOWN_IN_ALL);
+    // The held attempts, oldest first, a bounded number per agent: one busy
+    // agent does not crowd the others out, and past the bound the counts
+    // still say how many.
     let held: Vec<(String, i64, String, i64)> = sqlx::query_as(
-        "SELECT agent_id, run_id, task, number FROM task_attempts \
-         WHERE status IN ('placed', 'running') AND agent_id IS NOT NULL ORDER BY id LIMIT $1",
+        "SELECT agent_id, run_id, task, number FROM ( \
+           SELECT agent_id, run_id, task, number, id, \
+                  ROW_NUMBER() OVER (PARTITION BY agent_id ORDER BY id) AS nth \
+           FROM task_attempts \
+           WHERE status IN ('placed', 'running') AND agent_id IS NOT NULL \
+         ) AS held WHERE nth <= $1 ORDER BY agent_id, id",
     )
-    .bind(limit as i64)
+    .bind(xene_api::agents::MAX_HELD_SHOWN as i64)
     .fetch_all(db.pool())
     .await?;
     let index: std::collections::HashMap<String, usize> = agents
@@ -189,9 +193,6 @@ pub async fn list(db: &Db) -> Result<Vec<Agent>, StorageError> {
     }
     Ok(agents)
 }
-
-/// The most held attempts one agents list shows across all agents.
-const HELD_SHOWN_IN_ALL: usize = 20_000;
 
 /// An agent's row as stored, without what it holds: what the scheduler
 /// reads (it counts the load once per pass, for every agent at once).

@@ -83,7 +83,7 @@ async fn of_run(db: &Db, run_id: i64) -> Result<BTreeMap<String, Vec<TaskAttempt
 }
 
 /// The runs' tasks' agents for a list: per run, the distinct agents that
-/// hold or ran its tasks, in order of name. A run placed whole on one
+/// hold or ran its tasks, in order of id. A run placed whole on one
 /// agent has none here (the list shows its `agent`).
 async fn agents_of_runs(
     db: &Db,

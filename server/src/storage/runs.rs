@@ -629,15 +629,29 @@ pub async fn count_by_status(db: &Db) -> Result<BTreeMap<String, i64>, StorageEr
         .collect())
 }
 
-/// Queued runs requested before `before_ms`: nobody picked them up in time.
+/// Runs nobody picked up in time: queued runs requested before
+/// `before_ms`, and runs with a task attempt ready (past any backoff) since
+/// before then, say a running run whose next task no agent matches. Each
+/// side reads an index (`runs_by_status`, `task_attempts_ready`); the count
+/// stops at [`STUCK_COUNTED`].
 pub async fn count_waiting_since(db: &Db, before_ms: i64) -> Result<i64, StorageError> {
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM runs WHERE status = 'queued' AND requested_at < $1",
+        "SELECT COUNT(*) FROM ( \
+           SELECT id FROM runs WHERE status = 'queued' AND requested_at < $1 \
+           UNION \
+           SELECT run_id FROM task_attempts WHERE status = 'ready' AND ready_at < $1 \
+             AND (not_before IS NULL OR not_before < $1) \
+           LIMIT $2 \
+         ) AS stuck",
     )
     .bind(before_ms)
+    .bind(STUCK_COUNTED)
     .fetch_one(db.pool())
     .await?)
 }
+
+/// The most stuck runs stats and metrics count.
+pub const STUCK_COUNTED: i64 = 100_000;
 
 /// The pipeline a run runs, from the workflow version it was started with.
 pub async fn pipeline_of(

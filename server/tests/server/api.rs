@@ -651,3 +651,59 @@ pipelines:
         server.stop().await;
     }
 }
+
+/// A running run whose next task no agent matches is stuck too: its task
+/// waits, ready, past the pick-up timeout while the run is not queued.
+#[tokio::test]
+async fn a_running_run_whose_task_nobody_takes_is_flagged_stuck() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |args| {
+            args.pickup_timeout = std::time::Duration::from_millis(300)
+        })
+        .await;
+        let spec = "\
+name: halfway
+pipelines:
+  p:
+    tasks:
+      build:
+        steps: [\"true\"]
+      train:
+        depends_on: [build]
+        selector: {gpu: \"yes\"}
+        steps: [\"true\"]
+";
+        apply(&server, spec).await;
+        let (_, run) = start(&server, "halfway", "p", "").await;
+        let id = run["id"].as_i64().unwrap();
+        let run = server
+            .wait_run_until(id, |run| {
+                run["tasks"].as_array().unwrap().iter().any(|t| {
+                    t["name"] == "train"
+                        && t["attempts"].as_array().is_some_and(|a| {
+                            a.iter().any(|a| {
+                                a["status"] == "ready"
+                                    && a["error"].as_str().is_some_and(|e| e.starts_with("stuck:"))
+                            })
+                        })
+                })
+            })
+            .await;
+        assert_eq!(run["status"], "running", "{backend:?}: {run}");
+        let (_, stats) = server.get("/api/v1/stats").await;
+        assert_eq!(stats["stuck_runs"], 1, "{backend:?}: {stats}");
+        assert_eq!(stats["waiting_runs"], 0, "{backend:?}: {stats}");
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.lines().any(|l| l == "xene_runs_stuck 1"),
+            "{metrics}"
+        );
+        server.stop().await;
+    }
+}

@@ -378,3 +378,63 @@ async fn a_drained_fleet_places_nothing_and_a_retry_is_a_second_attempt() {
         server.stop().await;
     }
 }
+
+/// Each agent lists the attempts it holds, up to a bound of its own: an
+/// agent holding more than two agents' worth does not crowd out the other.
+#[tokio::test]
+async fn a_busy_agent_does_not_crowd_others_out_of_their_held_lists() {
+    use xene_api::agents::MAX_HELD_SHOWN;
+    use xene_server::storage::{Db, agents, runs, workflows};
+
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
+        let spec = xene_core::parse_workflow(RETRIED).unwrap();
+        workflows::apply(&db, &spec, RETRIED, None)
+            .await
+            .unwrap()
+            .unwrap();
+        for id in ["x", "y"] {
+            sqlx::query(
+                "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
+                 VALUES ($1, $1, 8, 'online', 0, 0)",
+            )
+            .bind(id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        let run = runs::create(&db, "spread", "p", Default::default(), "manual")
+            .await
+            .unwrap()
+            .id;
+        // x's attempts, all older than y's one: more than the bound for two
+        // agents together.
+        let on_x = 2 * MAX_HELD_SHOWN + 10;
+        let rows: Vec<String> = (0..on_x)
+            .map(|i| format!("({run}, 'x{i}', 1, 'placed', 'x', 0)"))
+            .chain([format!("({run}, 'y0', 1, 'running', 'y', 0)")])
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO task_attempts (run_id, task, number, status, agent_id, ready_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .execute(db.pool())
+        .await
+        .unwrap();
+
+        let listed = agents::list(&db).await.unwrap();
+        let of = |id: &str| listed.iter().find(|a| a.id == id).unwrap();
+        let x = of("x");
+        assert_eq!(x.held.len(), MAX_HELD_SHOWN, "{backend:?}");
+        assert_eq!(x.held[0].task, "x0", "{backend:?}: oldest first");
+        assert_eq!(x.running, on_x as i64, "{backend:?}: the count says all");
+        let y = of("y");
+        let held: Vec<(i64, &str, i64)> = y
+            .held
+            .iter()
+            .map(|h| (h.run_id, h.task.as_str(), h.number))
+            .collect();
+        assert_eq!(held, [(run, "y0", 1)], "{backend:?}");
+    }
+}
