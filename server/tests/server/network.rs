@@ -120,7 +120,7 @@ async fn agents_cut_off_from_the_network_lose_nothing() {
             "--no-local-agent",
             "--addr",
             "0.0.0.0:0",
-            "--run-lease",
+            "--task-lease",
             "40s",
         ],
     )

@@ -128,7 +128,7 @@ impl Cluster<'_> {
             Some(_) => self.addrs[i].replace("127.0.0.1", "0.0.0.0"),
             None => self.addrs[i].clone(),
         };
-        ["--no-local-agent", "--addr", &addr, "--run-lease", "5s"]
+        ["--no-local-agent", "--addr", &addr, "--task-lease", "5s"]
             .map(String::from)
             .to_vec()
     }

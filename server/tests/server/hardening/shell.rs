@@ -399,7 +399,7 @@ async fn built_in_steps_die_with_a_killed_server() {
     let dir = open_dir();
     let tag = format!("{}", crate::process::nonce() % 1_000_000);
     let (long, escapee) = (format!("20.{tag}"), format!("300.{tag}"));
-    let lease = ["--run-lease", "2s"];
+    let lease = ["--task-lease", "2s"];
     let mut first = Server::start(dir.path(), None, &lease).await;
     let spec = format!(
         r#"name: slow
