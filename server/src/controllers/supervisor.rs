@@ -32,5 +32,8 @@ pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
     }
     // Silent for as long as a run lease: whatever it held has expired too.
     agents::mark_silent_offline(&ctx.db, ctx.timings.run_lease.as_millis() as i64).await?;
+    // Runs held `together` by an agent that is gone and holds none of
+    // their tasks would wait for it forever.
+    attempts::unpin_absent(&ctx.db).await?;
     Ok(())
 }

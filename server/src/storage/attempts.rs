@@ -13,6 +13,9 @@ use xene_core::status::TaskStatus;
 use super::readiness::{self, Retry};
 use super::{Db, StorageError, WriteTx, now_ms};
 
+mod leases;
+pub use leases::{end_lease, end_leases_of, renew_for_agents, unpin_absent};
+
 /// Placements written in one transaction (and most the scheduler holds
 /// before writing them).
 pub const PLACE_CHUNK: usize = 64;
@@ -42,6 +45,8 @@ pub struct ReadyAttempt {
     pub avoid_agent: Option<String>,
     /// Why it waits, as last recorded.
     pub scheduler_reason: Option<String>,
+    /// When it could first be placed: ready, and past its retry backoff
+    /// (queue wait and "stuck" count from here).
     pub ready_at: i64,
     /// The labels it needs: the pipeline's selector merged with the task's.
     pub selector: BTreeMap<String, String>,
@@ -51,6 +56,9 @@ pub struct ReadyAttempt {
     pub placement: String,
     /// Under `together`: the agent holding the run.
     pub pinned_agent: Option<String>,
+    /// Under `together`: every runtime the run's tasks use (its first agent
+    /// must have them all); empty otherwise.
+    pub run_runtimes: Vec<String>,
     /// Most attempts of the run placed or running at once.
     pub concurrency: Option<i64>,
     pub workflow: String,
@@ -67,8 +75,13 @@ pub async fn ready_page(
     limit: i64,
 ) -> Result<Vec<ReadyAttempt>, StorageError> {
     let rows = sqlx::query(
-        "SELECT a.id, a.run_id, a.task, a.number, a.avoid_agent, a.scheduler_reason, a.ready_at, \
-         t.selector, t.runtime, r.placement, r.pinned_agent, r.concurrency, r.workflow, r.version, r.pipeline \
+        "SELECT a.id, a.run_id, a.task, a.number, a.avoid_agent, a.scheduler_reason, \
+         CASE WHEN a.not_before > a.ready_at THEN a.not_before ELSE a.ready_at END, \
+         t.selector, t.runtime, r.placement, r.pinned_agent, r.concurrency, r.workflow, r.version, r.pipeline, \
+         CASE WHEN r.placement = 'together' THEN (SELECT COUNT(*) FROM task_runs u \
+             WHERE u.run_id = a.run_id AND u.runtime = 'docker') ELSE 0 END, \
+         CASE WHEN r.placement = 'together' THEN (SELECT COUNT(*) FROM task_runs u \
+             WHERE u.run_id = a.run_id AND COALESCE(u.runtime, 'shell') = 'shell') ELSE 0 END \
          FROM task_attempts a JOIN task_runs t ON t.run_id = a.run_id AND t.task = a.task \
          JOIN runs r ON r.id = a.run_id \
          WHERE a.status = 'ready' AND (a.not_before IS NULL OR a.not_before <= $1) AND a.id > $2 \
@@ -102,6 +115,14 @@ pub async fn ready_page(
             workflow: r.get(12),
             version: r.get(13),
             pipeline: r.get(14),
+            run_runtimes: [
+                ("docker", r.get::<i64, _>(15)),
+                ("shell", r.get::<i64, _>(16)),
+            ]
+            .into_iter()
+            .filter(|(_, tasks)| *tasks > 0)
+            .map(|(runtime, _)| runtime.to_string())
+            .collect(),
         })
         .collect())
 }
@@ -202,16 +223,23 @@ async fn place_chunk(
 ) -> Result<Vec<Option<i64>>, StorageError> {
     let mut tx = db.begin_write().await?;
     let mut done = Vec::with_capacity(chunk.len());
-    // Each run's first agent in this chunk, for `together`.
-    let mut runs: BTreeMap<i64, &str> = BTreeMap::new();
+    // The runs placed on, to update once each.
+    let mut runs: BTreeSet<i64> = BTreeSet::new();
     for (id, agent) in chunk {
         // A draining agent takes no new task, except of a run it holds
-        // under `together` (that run goes on there).
+        // under `together` (that run goes on there). A run pinned to
+        // another agent, an ended run or an ended task takes nothing,
+        // whatever the scheduler read.
         let row = sqlx::query(
             "UPDATE task_attempts SET status = 'placed', agent_id = $1, placed_at = $2, \
              lease_expires_at = $3, scheduler_reason = NULL WHERE id = $4 AND status = 'ready' \
              AND EXISTS (SELECT 1 FROM agents g WHERE g.id = $1 AND g.revoked = 0 AND (g.draining = 0 \
              OR EXISTS (SELECT 1 FROM runs r WHERE r.id = task_attempts.run_id AND r.pinned_agent = $1))) \
+             AND EXISTS (SELECT 1 FROM runs r WHERE r.id = task_attempts.run_id \
+                 AND r.status IN ('queued', 'starting_up', 'running') \
+                 AND (r.placement <> 'together' OR r.pinned_agent IS NULL OR r.pinned_agent = $1)) \
+             AND EXISTS (SELECT 1 FROM task_runs t WHERE t.run_id = task_attempts.run_id \
+                 AND t.task = task_attempts.task AND t.status IN ('pending', 'running')) \
              RETURNING run_id, task, number",
         )
         .bind(*agent)
@@ -235,21 +263,29 @@ async fn place_chunk(
         .bind(&task)
         .execute(&mut *tx)
         .await?;
-        runs.entry(run_id).or_insert(agent);
+        // Pinned at once: a later placement of this chunk on another agent
+        // is refused by the check above.
+        sqlx::query(
+            "UPDATE runs SET pinned_agent = $1 WHERE id = $2 AND placement = 'together' \
+             AND pinned_agent IS NULL",
+        )
+        .bind(*agent)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        runs.insert(run_id);
         done.push(Some(run_id));
     }
-    for (run_id, agent) in runs {
+    for run_id in runs {
         // The run's reason mirrors its oldest waiting attempt's (none: NULL).
         sqlx::query(
             "UPDATE runs SET status = CASE WHEN status = 'queued' THEN 'starting_up' ELSE status END, \
              scheduler_status = 'scheduled', scheduled_at = COALESCE(scheduled_at, $1), \
-             pinned_agent = CASE WHEN placement = 'together' AND pinned_agent IS NULL THEN $2 ELSE pinned_agent END, \
              scheduler_reason = (SELECT a.scheduler_reason FROM task_attempts a \
-                 WHERE a.run_id = $3 AND a.status = 'ready' ORDER BY a.id LIMIT 1) \
-             WHERE id = $3",
+                 WHERE a.run_id = $2 AND a.status = 'ready' ORDER BY a.id LIMIT 1) \
+             WHERE id = $2",
         )
         .bind(now)
-        .bind(agent)
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
@@ -325,67 +361,6 @@ pub async fn held_by(db: &Db, agent: &str) -> Result<Vec<HeldAttempt>, StorageEr
         .collect())
 }
 
-/// Extends the leases of every attempt `agents` hold to `lease_ms` from
-/// now: one statement per flush of heartbeats (per 500 agents), not one
-/// per attempt. Returns how many leases it extended.
-pub async fn renew_for_agents(
-    db: &Db,
-    agents: &[String],
-    lease_ms: i64,
-) -> Result<u64, StorageError> {
-    let until = now_ms() + lease_ms;
-    let mut renewed = 0;
-    for chunk in agents.chunks(IN_CHUNK) {
-        let sql = format!(
-            // An ended lease (0) stays ended: the supervisor deals with
-            // that attempt even though its agent still beats.
-            "UPDATE task_attempts SET lease_expires_at = $1 WHERE agent_id IN ({}) \
-             AND status IN ('placed', 'running') AND lease_expires_at <> 0",
-            placeholders(2, chunk.len())
-        );
-        let mut query = sqlx::query(&sql).bind(until);
-        for agent in chunk {
-            query = query.bind(agent.as_str());
-        }
-        renewed += query
-            .execute(&mut *db.write_conn().await?)
-            .await?
-            .rows_affected();
-    }
-    Ok(renewed)
-}
-
-/// Ends the leases of every attempt `agent` holds: it will not report on
-/// them (it restarted, went offline, or was revoked), so the supervisor
-/// deals with them now rather than when the leases run out.
-pub async fn end_leases_of(db: &Db, agent: &str) -> Result<u64, StorageError> {
-    let ended = sqlx::query(
-        "UPDATE task_attempts SET lease_expires_at = 0 WHERE agent_id = $1 \
-         AND status IN ('placed', 'running')",
-    )
-    .bind(agent)
-    .execute(&mut *db.write_conn().await?)
-    .await?
-    .rows_affected();
-    db.news().leases_ended();
-    Ok(ended)
-}
-
-/// Ends one attempt's lease now if `agent` holds it (its agent no longer
-/// reports it).
-pub async fn end_lease(db: &Db, attempt: i64, agent: &str) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE task_attempts SET lease_expires_at = 0 WHERE id = $1 AND agent_id = $2 \
-         AND status IN ('placed', 'running')",
-    )
-    .bind(attempt)
-    .bind(agent)
-    .execute(&mut *db.write_conn().await?)
-    .await?;
-    db.news().leases_ended();
-    Ok(())
-}
-
 /// What `expire_leases` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Expired {
@@ -443,11 +418,17 @@ pub async fn expire_leases(db: &Db, now: i64) -> Result<Expired, StorageError> {
         }
         out.lost += 1;
         let agent = agent.unwrap_or_default();
-        sqlx::query("UPDATE runs SET pinned_agent = NULL WHERE id = $1 AND pinned_agent = $2")
-            .bind(run_id)
-            .bind(&agent)
-            .execute(&mut *tx)
-            .await?;
+        // Unpinned only once the agent holds none of its tasks: while it
+        // runs the others, the run's next tasks still go there.
+        sqlx::query(
+            "UPDATE runs SET pinned_agent = NULL WHERE id = $1 AND pinned_agent = $2 \
+             AND NOT EXISTS (SELECT 1 FROM task_attempts o WHERE o.run_id = $1 \
+                 AND o.agent_id = $2 AND o.status IN ('placed', 'running'))",
+        )
+        .bind(run_id)
+        .bind(&agent)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE step_runs SET status = 'unknown' WHERE run_id = $1 AND task = $2 AND status = 'running'",
         )

@@ -41,6 +41,7 @@ mod task_leases;
 mod task_news;
 mod task_placement;
 mod task_races;
+mod task_together;
 mod task_upgrade;
 mod tls;
 mod triggers;

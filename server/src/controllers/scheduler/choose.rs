@@ -33,6 +33,9 @@ pub struct Need<'a> {
     /// `placement: together` and the agent that took the run's first task.
     pub pinned: Option<&'a str>,
     pub together: bool,
+    /// Under `together`, every runtime the run's tasks use: the agent its
+    /// first task lands on runs them all, so it must have them all.
+    pub run_runtimes: &'a [String],
     /// The pipeline's `concurrency`, and how many of the run's tasks are
     /// placed or running now.
     pub concurrency: Option<i64>,
@@ -63,6 +66,11 @@ pub fn choose(agents: &[Slot], need: &Need<'_>) -> Result<usize, String> {
                 .iter()
                 .all(|(k, v)| a.labels.get(k) == Some(v))
             && a.runtimes.iter().any(|r| r == need.runtime)
+            && (!need.together
+                || need
+                    .run_runtimes
+                    .iter()
+                    .all(|n| a.runtimes.iter().any(|r| r == n)))
     };
     let free = |a: &Slot| a.held < a.capacity;
     if need.together
@@ -93,7 +101,12 @@ pub fn choose(agents: &[Slot], need: &Need<'_>) -> Result<usize, String> {
                 .collect();
             needs.push(format!("labels {}", labels.join(",")));
         }
-        needs.push(format!("the {} runtime", need.runtime));
+        if need.together && need.run_runtimes.len() > 1 {
+            // A `together` run's first agent runs every task of it.
+            needs.push(format!("the {} runtimes", need.run_runtimes.join(" and ")));
+        } else {
+            needs.push(format!("the {} runtime", need.runtime));
+        }
         return Err(format!(
             "no online agent has {} (task `{task}`)",
             needs.join(" and ")
@@ -163,6 +176,7 @@ mod tests {
             runtime,
             pinned: None,
             together: false,
+            run_runtimes: &[],
             concurrency: None,
             run_active: 0,
             avoid: None,
@@ -281,6 +295,25 @@ mod tests {
         );
         agents[0].fresh = false;
         assert!(choose(&agents, &n).unwrap_err().contains("is offline"));
+    }
+
+    #[test]
+    fn a_together_runs_first_agent_has_every_runtime_it_uses() {
+        let none = BTreeMap::new();
+        let agents = [
+            slot("a", &[], &["shell"], 8, 0),
+            slot("b", &[], &["docker", "shell"], 8, 4),
+        ];
+        let both = vec!["docker".to_string(), "shell".to_string()];
+        let mut n = need(&none, "shell");
+        n.together = true;
+        n.run_runtimes = &both;
+        // a is less loaded, but cannot run the run's docker task.
+        assert_eq!(choose(&agents, &n), Ok(1));
+        assert_eq!(
+            choose(&agents[..1], &n),
+            Err("no online agent has the docker and shell runtimes (task `t`)".into())
+        );
     }
 
     #[test]

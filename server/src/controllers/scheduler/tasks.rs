@@ -12,6 +12,28 @@ use crate::storage::{StorageError, agents, now_ms, workflows};
 /// Ready attempts read at once.
 const READY_PAGE: i64 = 500;
 
+/// Pages of the queue one pass reads at most: the head, then pages from
+/// where the last pass stopped. A free slot that fits nothing (a label no
+/// task asks for) must not cost a scan of the whole queue at every wake.
+const PAGES_PER_PASS: usize = 4;
+
+/// How long a pipeline's verdict as written is trusted: another replica
+/// may have held the lease (and written) meanwhile.
+const VERDICT_TRUST: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the scheduler keeps between its passes on this replica.
+#[derive(Default)]
+pub struct Memory {
+    /// Each pipeline's verdict as last written here, and when: written
+    /// again only when it changes (or is old), not at every pass.
+    verdicts: HashMap<(String, String), (Option<String>, std::time::Instant)>,
+    /// The attempt id after which the next pass goes on reading, past the
+    /// head page, when the last one stopped at `PAGES_PER_PASS`.
+    cursor: i64,
+    /// When a timer set by the scheduler wakes it for a backoff's end.
+    pub wake_at: Option<i64>,
+}
+
 /// What one pass knows, updated by its own placements so that the next
 /// choice sees them.
 struct Pass {
@@ -27,7 +49,7 @@ struct Pass {
 }
 
 /// One look at the ready attempts. Returns how many were placed.
-pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
+pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageError> {
     let now = now_ms();
     let mut page = attempts::ready_page(&ctx.db, 0, now, READY_PAGE).await?;
     if page.is_empty() {
@@ -41,9 +63,13 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
         verdicts: BTreeMap::new(),
         placed: 0,
     };
-    // The whole queue, a page at a time: attempts at its head that nothing
-    // fits must not keep later ones from agents that would take them.
+    // The queue a page at a time: attempts at its head that nothing fits
+    // must not keep later ones from agents that would take them. Past the
+    // head page, a pass goes on where the last one stopped.
+    let mut pages = 0;
     while let Some(last) = page.last().map(|a| a.id) {
+        pages += 1;
+        let short = page.len() < READY_PAGE as usize;
         let limited: Vec<i64> = page
             .iter()
             .filter(|a| a.concurrency.is_some() && !pass.active.contains_key(&a.run_id))
@@ -87,6 +113,7 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
                 runtime: &attempt.runtime,
                 pinned: pinned.as_deref(),
                 together: attempt.placement == "together",
+                run_runtimes: &attempt.run_runtimes,
                 concurrency: attempt.concurrency,
                 run_active: pass.active.get(&attempt.run_id).copied().unwrap_or(0),
                 avoid: attempt.avoid_agent.as_deref(),
@@ -116,20 +143,53 @@ pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
             pass.verdicts
                 .insert((attempt.workflow, attempt.pipeline), Some(reason));
         }
-        if pass.slots.iter().all(|s| !s.fresh || s.held >= s.capacity) {
+        if short {
+            memory.cursor = 0;
             break;
         }
-        page = attempts::ready_page(&ctx.db, last, now, READY_PAGE).await?;
+        if pass
+            .slots
+            .iter()
+            .all(|s| !s.fresh || s.draining || s.held >= s.capacity)
+        {
+            break;
+        }
+        if pages >= PAGES_PER_PASS {
+            memory.cursor = last;
+            break;
+        }
+        let after = if pages == 1 {
+            last.max(memory.cursor)
+        } else {
+            last
+        };
+        page = attempts::ready_page(&ctx.db, after, now, READY_PAGE).await?;
+        if page.is_empty() {
+            memory.cursor = 0;
+        }
     }
-    for ((workflow, pipeline), reason) in &pass.verdicts {
+    let written = std::time::Instant::now();
+    for ((workflow, pipeline), reason) in pass.verdicts {
+        let key = (workflow, pipeline);
+        let known = memory.verdicts.get(&key).is_some_and(|(said, at)| {
+            *said == reason && written.duration_since(*at) < VERDICT_TRUST
+        });
+        if known {
+            continue;
+        }
         workflows::set_pipeline_schedule(
             &ctx.db,
-            workflow,
-            pipeline,
+            &key.0,
+            &key.1,
             reason.is_none(),
             reason.as_deref(),
         )
         .await?;
+        // Bounded: pipelines that come and go are forgotten when too many.
+        if memory.verdicts.len() >= 10_000 {
+            memory.verdicts.clear();
+        }
+        memory.verdicts.insert(key, (reason, written));
     }
     Ok(pass.placed)
 }
