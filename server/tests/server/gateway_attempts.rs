@@ -520,3 +520,50 @@ async fn concurrency_bounds_a_runs_tasks_across_agents() {
     assert_eq!(done_first["status"], "success", "{run}");
     server.stop().await;
 }
+
+const HALF_PLACED: &str = "\
+name: half
+pipelines:
+  p:
+    selector: {pool: remote}
+    tasks:
+      held:
+        steps: ['sleep 60']
+      stranded:
+        selector: {gpu: \"yes\"}
+        steps: ['true']
+";
+
+/// A cancelled run waiting for its held task to stop no longer says why
+/// a task of it waits for an agent: nothing of it does.
+#[tokio::test]
+async fn a_cancelled_run_keeps_no_waiting_reason() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let (status, body) = server.post("/api/v1/workflows", HALF_PLACED).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, credential) = join(&server, json!({ "pool": "remote" })).await;
+    let mut socket = connect(&server, &credential, &hello_with(2, vec![])).await;
+    let (status, run) = server
+        .post("/api/v1/workflows/half/pipelines/p/runs", "")
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    let attempt = next_task(&mut socket).await.attempt;
+    let run = server
+        .wait_run_until(id, |run| !run["scheduler_reason"].is_null())
+        .await;
+    assert!(
+        run["scheduler_reason"].as_str().unwrap().contains("gpu"),
+        "{run}"
+    );
+    let (status, _) = server.post(&format!("/api/v1/runs/{id}/cancel"), "").await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        receive(&mut socket).await,
+        Ok(ServerMessage::CancelTask { attempt })
+    );
+    let (_, run) = server.get(&format!("/api/v1/runs/{id}")).await;
+    assert!(run["scheduler_reason"].is_null(), "{run}");
+    server.stop().await;
+}

@@ -170,6 +170,17 @@ pub(super) async fn cancel_tasks(
     // Attempt rows first, then the run's: the order every writer of a
     // run's attempts takes (events, placement, the supervisor), so two
     // transactions on PostgreSQL never wait on each other in a circle.
+    // Ready attempts first: one placed meanwhile (PostgreSQL reads each
+    // statement's own snapshot) is then seen by the next statement and
+    // asked to stop, rather than missed by both.
+    let waiting: Vec<String> = sqlx::query_scalar(
+        "UPDATE task_attempts SET status = 'cancelled', finished_at = $1 \
+         WHERE run_id = $2 AND status = 'ready' RETURNING task",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
     let mut agents: Vec<String> = sqlx::query_scalar(
         "UPDATE task_attempts SET cancel_requested = 1 WHERE run_id = $1 \
          AND status IN ('placed', 'running') AND agent_id IS NOT NULL RETURNING agent_id",
@@ -179,16 +190,9 @@ pub(super) async fn cancel_tasks(
     .await?;
     agents.sort();
     agents.dedup();
-    let waiting: Vec<String> = sqlx::query_scalar(
-        "UPDATE task_attempts SET status = 'cancelled', finished_at = $1 \
-         WHERE run_id = $2 AND status = 'ready' RETURNING task",
-    )
-    .bind(now)
-    .bind(id)
-    .fetch_all(&mut **tx)
-    .await?;
-    // Before any task ends: what it unblocks must not start.
-    sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+    // Before any task ends: what it unblocks must not start. Nothing of it
+    // waits for an agent any more, so no reason why it waits stays.
+    sqlx::query("UPDATE runs SET cancel_requested = 1, scheduler_reason = NULL WHERE id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?;
