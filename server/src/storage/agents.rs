@@ -98,13 +98,14 @@ pub async fn flush_seen(
     Ok(revoked)
 }
 
-/// Agents holding task attempts placed on them and not started: their
-/// sessions are reminded now and then, in case news of them was lost or
-/// the agent turned them away when full.
+/// Agents holding task attempts placed on them and not started, or whose
+/// cancel was asked for: their sessions are reminded now and then, in case
+/// news of them was lost (the attempt then never dispatched, or its
+/// `CancelTask` never sent) or the agent turned them away when full.
 pub async fn with_unstarted_work(db: &Db) -> Result<Vec<String>, StorageError> {
     Ok(sqlx::query_scalar(
-        "SELECT DISTINCT agent_id FROM task_attempts WHERE status = 'placed' AND agent_id IS NOT NULL \
-         LIMIT 10000",
+        "SELECT DISTINCT agent_id FROM task_attempts WHERE agent_id IS NOT NULL \
+         AND (status = 'placed' OR (status = 'running' AND cancel_requested <> 0)) LIMIT 10000",
     )
     .fetch_all(db.pool())
     .await?)
