@@ -114,16 +114,34 @@ pub async fn run_singleton(
     wake: Arc<Notify>,
     pass: impl for<'a> Fn(&'a Context) -> BoxFuture<'a, Result<(), StorageError>>,
 ) {
-    let ttl_ms = ctx.timings.controller_lease.as_millis() as i64;
+    let ttl = ctx.timings.controller_lease;
+    let ttl_ms = ttl.as_millis() as i64;
+    // When the lease was last taken or renewed here: renewed only once a
+    // third of it has passed, not at every wake-up (a write per task of a
+    // chain otherwise), which leaves two thirds of it for the pass.
+    let mut renewed: Option<std::time::Instant> = None;
     while ctx.wait(&wake).await {
-        match leases::acquire(&ctx.db, name, &ctx.instance, ttl_ms).await {
+        let held = renewed.is_some_and(|at| at.elapsed() < ttl / 3);
+        let asked = std::time::Instant::now();
+        let taken = if held {
+            Ok(true)
+        } else {
+            leases::acquire(&ctx.db, name, &ctx.instance, ttl_ms).await
+        };
+        match taken {
             Ok(true) => {
+                if !held {
+                    renewed = Some(asked);
+                }
                 if let Err(e) = pass(&ctx).await {
                     tracing::warn!(controller = name, error = %e, "pass failed; retrying at the next resync");
                 }
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(controller = name, error = %e, "cannot take the lease"),
+            Ok(false) => renewed = None,
+            Err(e) => {
+                renewed = None;
+                tracing::warn!(controller = name, error = %e, "cannot take the lease");
+            }
         }
     }
     let _ = leases::release(&ctx.db, name, &ctx.instance).await;
