@@ -10,18 +10,66 @@
 pub mod choose;
 mod tasks;
 
+use std::sync::{Arc, Mutex};
+
 use super::Context;
-use crate::storage::StorageError;
+use crate::storage::{StorageError, attempts, now_ms};
+
+pub use tasks::Memory;
 
 pub async fn run(ctx: Context) {
     let wake = ctx.db.news().scheduler();
-    super::run_singleton(ctx, "scheduler", wake, |ctx| {
-        Box::pin(async move { pass(ctx).await.map(|_| ()) })
+    let memory = Arc::new(Mutex::new(Memory::default()));
+    let waker = wake.clone();
+    super::run_singleton(ctx, "scheduler", wake, move |ctx| {
+        let memory = memory.clone();
+        let waker = waker.clone();
+        Box::pin(async move {
+            pass_with(ctx, &memory).await?;
+            wake_after_backoff(ctx, &memory, waker).await
+        })
     })
     .await;
 }
 
 /// One look at the ready task attempts. Returns how many were placed.
 pub async fn pass(ctx: &Context) -> Result<usize, StorageError> {
-    tasks::pass(ctx).await
+    pass_with(ctx, &Mutex::new(Memory::default())).await
+}
+
+async fn pass_with(ctx: &Context, memory: &Mutex<Memory>) -> Result<usize, StorageError> {
+    let mut remembered = std::mem::take(&mut *memory.lock().unwrap());
+    let placed = tasks::pass(ctx, &mut remembered).await;
+    *memory.lock().unwrap() = remembered;
+    placed
+}
+
+/// Wakes the scheduler when the earliest retry backoff ends, so a retry
+/// waits for its backoff and not for the next resync on top of it. One
+/// timer at a time: a later backoff waits for the pass the earlier wakes.
+async fn wake_after_backoff(
+    ctx: &Context,
+    memory: &Mutex<Memory>,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<(), StorageError> {
+    let now = now_ms();
+    let Some(at) = attempts::next_not_before(&ctx.db, now).await? else {
+        return Ok(());
+    };
+    {
+        let mut memory = memory.lock().unwrap();
+        if memory.wake_at.is_some_and(|set| set > now && set <= at) {
+            return Ok(());
+        }
+        memory.wake_at = Some(at);
+    }
+    let shutdown = ctx.shutdown.clone();
+    let delay = std::time::Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => wake.notify_one(),
+            _ = shutdown.cancelled() => {}
+        }
+    });
+    Ok(())
 }
