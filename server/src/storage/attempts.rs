@@ -236,7 +236,7 @@ async fn place_chunk(
              AND EXISTS (SELECT 1 FROM agents g WHERE g.id = $1 AND g.revoked = 0 AND (g.draining = 0 \
              OR EXISTS (SELECT 1 FROM runs r WHERE r.id = task_attempts.run_id AND r.pinned_agent = $1))) \
              AND EXISTS (SELECT 1 FROM runs r WHERE r.id = task_attempts.run_id \
-                 AND r.status IN ('queued', 'starting_up', 'running') \
+                 AND r.status IN ('queued', 'starting_up', 'running') AND r.cancel_requested = 0 \
                  AND (r.placement <> 'together' OR r.pinned_agent IS NULL OR r.pinned_agent = $1)) \
              AND EXISTS (SELECT 1 FROM task_runs t WHERE t.run_id = task_attempts.run_id \
                  AND t.task = task_attempts.task AND t.status IN ('pending', 'running')) \
@@ -341,8 +341,12 @@ pub struct HeldAttempt {
 /// The attempts `agent` holds (placed or running), oldest first.
 pub async fn held_by(db: &Db, agent: &str) -> Result<Vec<HeldAttempt>, StorageError> {
     let rows = sqlx::query(
-        "SELECT id, run_id, task, number, cancel_requested, status, lease_expires_at \
-         FROM task_attempts WHERE agent_id = $1 AND status IN ('placed', 'running') ORDER BY id",
+        // The run's flag too: on PostgreSQL a placement that committed
+        // while its run was being cancelled may have missed the attempt's.
+        "SELECT a.id, a.run_id, a.task, a.number, a.cancel_requested + r.cancel_requested, \
+         a.status, a.lease_expires_at \
+         FROM task_attempts a JOIN runs r ON r.id = a.run_id \
+         WHERE a.agent_id = $1 AND a.status IN ('placed', 'running') ORDER BY a.id",
     )
     .bind(agent)
     .fetch_all(db.pool())

@@ -162,3 +162,28 @@ async fn a_run_pinned_to_a_gone_agent_holding_nothing_is_unpinned() {
         assert_eq!(pinned(&db, run).await.as_deref(), Some("second"));
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_runs_attempts_are_cancelled_even_without_their_flag() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let (db, run, roots) = setup(&test_db).await;
+        let (a, b) = (roots[0].1, roots[1].1);
+        assert_eq!(place(&db, &[(a, "first")]).await, [true]);
+        // What a placement racing a cancel on PostgreSQL leaves: the run
+        // asks to stop, the attempt placed meanwhile does not.
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+            .bind(run)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let held = attempts::held_by(&db, "first").await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(held[0].cancel_requested, "{backend:?}: the agent is told");
+        assert_eq!(
+            place(&db, &[(b, "first")]).await,
+            [false],
+            "{backend:?}: nothing more is placed"
+        );
+    }
+}
