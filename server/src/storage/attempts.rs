@@ -642,9 +642,17 @@ pub async fn read_outputs(
         for name in chunk {
             query = query.bind(name.as_str());
         }
-        for row in query.fetch_all(db.pool()).await? {
-            let (task, status, output): (String, String, Option<String>) =
-                (row.get(0), row.get(1), row.get(2));
+        let mut rows: Vec<(String, String, Option<String>)> = query
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        // By bytes, as `after` and the chunks compare: the database's
+        // collation may order names otherwise, and a page cut by it would
+        // skip the names it put after the cut but bytes put before.
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (task, status, output) in rows {
             let size = task.len() + output.as_ref().map_or(0, String::len);
             if !page.is_empty() && used + size > budget {
                 let last = page.keys().next_back().cloned();
