@@ -189,12 +189,14 @@ pub async fn place_many(
                     .filter(|(_, run)| run.is_some())
                     .map(|((_, agent), _)| *agent)
                     .collect();
+                // Agents first: feeds' news waits for a round trip to
+                // PostgreSQL per run, and must not delay the tasks' start.
+                for agent in agents {
+                    db.news().agent_has_work(Some(agent));
+                }
                 let runs: BTreeSet<i64> = done.iter().flatten().copied().collect();
                 for run in runs {
                     db.news().run_changed(run).await;
-                }
-                for agent in agents {
-                    db.news().agent_has_work(Some(agent));
                 }
                 placed.extend(done.iter().map(Option::is_some));
             }

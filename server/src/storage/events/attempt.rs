@@ -155,6 +155,15 @@ pub async fn apply_attempt(
             .await?;
     }
     tx.commit().await?;
+    // The wake-ups of what runs next first: feeds' news waits for a round
+    // trip to PostgreSQL, and must not delay the next task.
+    if news.attempt_ended {
+        // Its agent has a free slot.
+        db.news().room_freed();
+    }
+    if news.ready {
+        db.news().tasks_ready();
+    }
     if new > 0 {
         let only_logs = events
             .iter()
@@ -164,13 +173,6 @@ pub async fn apply_attempt(
         } else {
             db.news().run_changed(run_id).await;
         }
-    }
-    if news.attempt_ended {
-        // Its agent has a free slot.
-        db.news().room_freed();
-    }
-    if news.ready {
-        db.news().tasks_ready();
     }
     Ok(AttemptApplied {
         new,
