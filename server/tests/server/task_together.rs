@@ -187,3 +187,42 @@ async fn a_cancelled_runs_attempts_are_cancelled_even_without_their_flag() {
         );
     }
 }
+
+#[tokio::test]
+async fn failing_a_run_whose_tasks_are_placed_cancels_them_with_the_reason() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let (db, run, roots) = setup(&test_db).await;
+        let (a, b) = (roots[0].1, roots[1].1);
+        assert_eq!(place(&db, &[(a, "first")]).await, [true]);
+        let attempt = runs::get_run(&db, run).await.unwrap().unwrap().attempt;
+        runs::fail_attempt(&db, run, attempt, "the secret S was deleted")
+            .await
+            .unwrap();
+        let held = attempts::held_by(&db, "first").await.unwrap();
+        assert!(
+            held.len() == 1 && held[0].cancel_requested,
+            "{backend:?}: the placed task is asked to stop: {held:?}"
+        );
+        assert_eq!(
+            attempts::get(&db, b).await.unwrap().unwrap().status,
+            "cancelled",
+            "{backend:?}"
+        );
+        let cancelled = [RunEvent::TaskFinished {
+            task: "a".into(),
+            status: xene_core::status::TaskStatus::Cancelled,
+            output: None,
+            duration_ms: 1,
+            attempt: 1,
+            error: None,
+            retry_in_ms: None,
+        }];
+        events::apply_attempt(&db, AttemptRef { id: a }, "first", 0, &cancelled)
+            .await
+            .unwrap();
+        let run = runs::get_run(&db, run).await.unwrap().unwrap();
+        assert_eq!(run.status.as_str(), "cancelled", "{backend:?}");
+        assert_eq!(run.error.as_deref(), Some("the secret S was deleted"));
+    }
+}

@@ -8,7 +8,10 @@ use xene_core::status::RunStatus;
 use crate::storage::{Db, StorageError, now_ms};
 
 /// Fails an attempt that has not finished (its secrets are missing, its
-/// pipeline is gone), with the reason people will read.
+/// pipeline is gone), with the reason people will read. A run whose tasks
+/// the server places (model 2) may have tasks placed or running: it ends
+/// through a cancel, so none is left running after it ended (`error` if
+/// nothing of it was placed, else `cancelled` with the reason as error).
 pub async fn fail_attempt(
     db: &Db,
     id: i64,
@@ -16,6 +19,37 @@ pub async fn fail_attempt(
     reason: &str,
 ) -> Result<(), StorageError> {
     let mut tx = db.begin_write().await?;
+    let model: Option<i64> = sqlx::query_scalar(
+        "SELECT model FROM runs WHERE id = $1 AND attempt = $2 \
+         AND status IN ('queued', 'starting_up', 'running')",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if model == Some(2) {
+        let cancelling = cancel_tasks(&mut tx, id).await?;
+        // Ended now (nothing of it was placed): it failed, as a run placed
+        // whole does. Else it ends `cancelled` once its agents stopped its
+        // tasks, with the reason as its error.
+        sqlx::query(
+            "UPDATE runs SET error = COALESCE(error, $1), \
+             status = CASE WHEN $2 = 1 AND status = 'cancelled' THEN 'error' ELSE status END \
+             WHERE id = $3",
+        )
+        .bind(reason)
+        .bind(i64::from(cancelling.ended))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for agent in &cancelling.agents {
+            db.news().agent_has_work(Some(agent));
+        }
+        db.news().room_freed();
+        db.news().run_changed(id).await;
+        return Ok(());
+    }
     let failed = sqlx::query(
         "UPDATE runs SET status = $1, error = $2, finished_at = $3, lease_expires_at = NULL \
          WHERE id = $4 AND attempt = $5 AND status IN ('queued', 'starting_up', 'running')",
