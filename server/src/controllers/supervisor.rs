@@ -30,6 +30,11 @@ pub async fn pass(ctx: &Context) -> Result<(), StorageError> {
             "task attempts lost with their agents"
         );
     }
+    if expired.lost >= attempts::EXPIRE_PAGE as u64 {
+        // A page at most per pass: more may have run out, look again now
+        // rather than at the next resync.
+        ctx.db.news().leases_ended();
+    }
     // Silent for as long as a run lease: whatever it held has expired too.
     agents::mark_silent_offline(&ctx.db, ctx.timings.run_lease.as_millis() as i64).await?;
     // Runs held `together` by an agent that is gone and holds none of

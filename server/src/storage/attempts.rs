@@ -30,6 +30,10 @@ pub const MAX_LOST_UNSTARTED: i64 = 5;
 /// Ids or names bound in one `IN (...)` list.
 const IN_CHUNK: usize = 500;
 
+/// A run has at most one attempt under way per task: the bound of queries
+/// over one run's attempts.
+const MAX_RUN_ATTEMPTS: i64 = xene_core::parse::MAX_TASKS as i64;
+
 /// What a lost attempt's error says.
 const LOST: &str = "its agent stopped renewing the lease";
 
@@ -225,9 +229,26 @@ async fn place_chunk(
 ) -> Result<Vec<Option<i64>>, StorageError> {
     let mut tx = db.begin_write().await?;
     let mut done = Vec::with_capacity(chunk.len());
-    // The runs placed on, to update once each.
-    let mut runs: BTreeSet<i64> = BTreeSet::new();
+    // Each run placed on and its first agent here: a `together` run is
+    // pinned to it once every attempt row is written (attempt rows before
+    // run rows, the lock order of every writer), and meanwhile no later
+    // placement of this chunk puts the run on another agent.
+    let mut runs: BTreeMap<i64, &str> = BTreeMap::new();
     for (id, agent) in chunk {
+        let run: Option<(i64, String)> = sqlx::query_as(
+            "SELECT r.id, r.placement FROM task_attempts a JOIN runs r ON r.id = a.run_id \
+             WHERE a.id = $1",
+        )
+        .bind(*id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let elsewhere = run.is_some_and(|(run, placement)| {
+            placement == "together" && runs.get(&run).is_some_and(|first| first != agent)
+        });
+        if elsewhere {
+            done.push(None);
+            continue;
+        }
         // A draining agent takes no new task, except of a run it holds
         // under `together` (that run goes on there). A run pinned to
         // another agent, an ended run or an ended task takes nothing,
@@ -265,35 +286,46 @@ async fn place_chunk(
         .bind(&task)
         .execute(&mut *tx)
         .await?;
-        // Pinned at once: a later placement of this chunk on another agent
-        // is refused by the check above.
-        sqlx::query(
-            "UPDATE runs SET pinned_agent = $1 WHERE id = $2 AND placement = 'together' \
-             AND pinned_agent IS NULL",
-        )
-        .bind(*agent)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-        runs.insert(run_id);
+        runs.entry(run_id).or_insert(agent);
         done.push(Some(run_id));
     }
-    for run_id in runs {
+    for (run_id, agent) in runs {
         // The run's reason mirrors its oldest waiting attempt's (none: NULL).
         sqlx::query(
             "UPDATE runs SET status = CASE WHEN status = 'queued' THEN 'starting_up' ELSE status END, \
              scheduler_status = 'scheduled', scheduled_at = COALESCE(scheduled_at, $1), \
+             pinned_agent = CASE WHEN placement = 'together' AND pinned_agent IS NULL THEN $2 ELSE pinned_agent END, \
              scheduler_reason = (SELECT a.scheduler_reason FROM task_attempts a \
-                 WHERE a.run_id = $2 AND a.status = 'ready' ORDER BY a.id LIMIT 1) \
-             WHERE id = $2",
+                 WHERE a.run_id = $3 AND a.status = 'ready' ORDER BY a.id LIMIT 1) \
+             WHERE id = $3",
         )
         .bind(now)
+        .bind(agent)
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// Locks a run's attempt rows under way in id order, on PostgreSQL, before
+/// a transaction writes several of them: two writers that each lock some
+/// in their own order (a cancel, a resync, a placement) would wait on each
+/// other in a circle. SQLite's write transaction already excludes others.
+pub(crate) async fn lock_run(tx: &mut WriteTx, run_id: i64) -> Result<(), sqlx::Error> {
+    if tx.backend_name() != "PostgreSQL" {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT id FROM task_attempts WHERE run_id = $1 \
+         AND status IN ('ready', 'placed', 'running') ORDER BY id LIMIT $2 FOR UPDATE",
+    )
+    .bind(run_id)
+    .bind(MAX_RUN_ATTEMPTS)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Records why a ready attempt still waits; its run's reason mirrors its

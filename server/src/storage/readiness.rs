@@ -472,12 +472,7 @@ pub async fn resync(db: &Db, run_id: i64, seen: i64) -> Result<Ended, StorageErr
     // every writer of a run's attempts takes (events, placement, the
     // supervisor, cancel), so that on PostgreSQL no two transactions wait
     // on each other in a circle.
-    sqlx::query(
-        "UPDATE task_attempts SET id = id WHERE run_id = $1 AND status IN ('ready', 'placed', 'running')",
-    )
-    .bind(run_id)
-    .execute(&mut *tx)
-    .await?;
+    super::attempts::lock_run(&mut tx, run_id).await?;
     let mut out = Ended::default();
     let model: Option<(i64, String)> =
         sqlx::query_as("SELECT model, status FROM runs WHERE id = $1")

@@ -16,13 +16,22 @@ pub async fn renew_for_agents(
     let until = now_ms() + lease_ms;
     let mut renewed = 0;
     for chunk in agents.chunks(IN_CHUNK) {
-        let sql = format!(
-            // An ended lease (0) stays ended: the supervisor deals with
-            // that attempt even though its agent still beats.
-            "UPDATE task_attempts SET lease_expires_at = $1 WHERE agent_id IN ({}) \
-             AND status IN ('placed', 'running') AND lease_expires_at <> 0",
+        // An ended lease (0) stays ended: the supervisor deals with that
+        // attempt even though its agent still beats. On PostgreSQL rows a
+        // writer holds are skipped (renewed at the next flush): renewal
+        // never waits on, nor deadlocks with, a run's writers.
+        let rows = format!(
+            "agent_id IN ({}) AND status IN ('placed', 'running') AND lease_expires_at <> 0",
             placeholders(2, chunk.len())
         );
+        let sql = if db.backend() == crate::storage::Backend::Postgres {
+            format!(
+                "UPDATE task_attempts SET lease_expires_at = $1 WHERE id IN \
+                 (SELECT id FROM task_attempts WHERE {rows} ORDER BY id FOR UPDATE SKIP LOCKED)"
+            )
+        } else {
+            format!("UPDATE task_attempts SET lease_expires_at = $1 WHERE {rows}")
+        };
         let mut query = sqlx::query(&sql).bind(until);
         for agent in chunk {
             query = query.bind(agent.as_str());

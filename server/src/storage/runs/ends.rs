@@ -201,9 +201,11 @@ pub(super) async fn cancel_tasks(
     use crate::storage::{attempts, readiness};
 
     let now = now_ms();
-    // Attempt rows first, then the run's: the order every writer of a
-    // run's attempts takes (events, placement, the supervisor), so two
-    // transactions on PostgreSQL never wait on each other in a circle.
+    // Attempt rows first (in id order), then the run's: the order every
+    // writer of a run's attempts takes (events, placement, the
+    // supervisor), so two transactions on PostgreSQL never wait on each
+    // other in a circle.
+    attempts::lock_run(tx, id).await?;
     // Ready attempts first: one placed meanwhile (PostgreSQL reads each
     // statement's own snapshot) is then seen by the next statement and
     // asked to stop, rather than missed by both.
