@@ -88,7 +88,10 @@ async fn a_run_survives_kill_9_of_its_server(backend: Backend) {
                 !["success", "error", "cancelled", "unknown"].contains(&status_of(run)),
                 "finished early: {run}"
             );
+            // Its step began writing: steps start only once TaskStarted
+            // is stored, and a step shown running may not have spawned yet.
             task(run, "b")["steps"][0]["status"] == "running"
+                && !lines_of(&markers.path().join("b")).is_empty()
         })
         .await;
     assert_eq!(task(&before, "a")["status"], "success", "{before}");
