@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use xene_core::access::Role;
 
 use crate::api::{HELLO, apply, start};
+use crate::attempt_fixtures::model_2_run;
 use crate::feed::{feed, next};
 use crate::util::{BACKENDS, TestDb, TestServer, client_with_token};
 
@@ -178,30 +179,11 @@ async fn each_task_names_its_attempts_and_each_agent_what_it_holds() {
     use xene_core::event::RunEvent;
     use xene_core::protocol::AttemptRef;
     use xene_core::status::TaskStatus;
-    use xene_server::storage::{Db, agents, attempt_views, attempts, events, runs, workflows};
+    use xene_server::storage::{Db, agents, attempt_views, attempts, events, runs};
 
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
-        let spec = xene_core::parse_workflow(RETRIED).unwrap();
-        workflows::apply(&db, &spec, RETRIED, None)
-            .await
-            .unwrap()
-            .unwrap();
-        for id in ["x", "y"] {
-            sqlx::query(
-                "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
-                 VALUES ($1, $1, 8, 'online', 0, 0)",
-            )
-            .bind(id)
-            .execute(db.pool())
-            .await
-            .unwrap();
-        }
-        let run = runs::create(&db, "spread", "p", Default::default(), "manual")
-            .await
-            .unwrap()
-            .id;
+        let (db, run) = model_2_run(&test_db, RETRIED, "spread", &["x", "y"]).await;
         let ready = |db: Db| async move {
             attempts::ready_page(&db, 0, i64::MAX / 4, 100)
                 .await
@@ -384,30 +366,11 @@ async fn a_drained_fleet_places_nothing_and_a_retry_is_a_second_attempt() {
 #[tokio::test]
 async fn a_busy_agent_does_not_crowd_others_out_of_their_held_lists() {
     use xene_api::agents::MAX_HELD_SHOWN;
-    use xene_server::storage::{Db, agents, runs, workflows};
+    use xene_server::storage::agents;
 
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
-        let spec = xene_core::parse_workflow(RETRIED).unwrap();
-        workflows::apply(&db, &spec, RETRIED, None)
-            .await
-            .unwrap()
-            .unwrap();
-        for id in ["x", "y"] {
-            sqlx::query(
-                "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
-                 VALUES ($1, $1, 8, 'online', 0, 0)",
-            )
-            .bind(id)
-            .execute(db.pool())
-            .await
-            .unwrap();
-        }
-        let run = runs::create(&db, "spread", "p", Default::default(), "manual")
-            .await
-            .unwrap()
-            .id;
+        let (db, run) = model_2_run(&test_db, RETRIED, "spread", &["x", "y"]).await;
         // x's attempts, all older than y's one: more than the bound for two
         // agents together.
         let on_x = 2 * MAX_HELD_SHOWN + 10;

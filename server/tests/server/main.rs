@@ -1,5 +1,6 @@
 //! Server tests over real HTTP, each against SQLite and a throwaway PostgreSQL.
 
+mod attempt_fixtures;
 mod process;
 mod relay;
 mod util;

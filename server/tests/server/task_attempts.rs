@@ -10,46 +10,13 @@ use xene_core::event::RunEvent;
 use xene_core::plan::{Decision, Walk};
 use xene_core::protocol::AttemptRef;
 use xene_core::status::TaskStatus;
-use xene_server::storage::{Db, attempts, events, now_ms, readiness, runs, workflows};
+use xene_server::storage::{Db, attempts, events, now_ms, readiness, runs};
 
+use crate::attempt_fixtures::{add_agent, apply, model_2, model_2_db, model_2_run, start_run};
 use crate::util::{BACKENDS, Backend, TestDb};
 
 /// Far enough ahead that every backoff has run out.
 const LATER: i64 = i64::MAX / 4;
-
-async fn model_2(test_db: &TestDb) -> Db {
-    Db::connect(&test_db.url).await.unwrap().with_run_model(2)
-}
-
-async fn apply(db: &Db, spec: &str) {
-    let workflow = xene_core::parse_workflow(spec).unwrap_or_else(|e| panic!("{e:?}\n{spec}"));
-    workflows::apply(db, &workflow, spec, None)
-        .await
-        .unwrap()
-        .unwrap();
-}
-
-async fn add_agent(db: &Db, id: &str) {
-    sqlx::query(
-        "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
-         VALUES ($1, $1, 8, 'online', 0, 0)",
-    )
-    .bind(id)
-    .execute(db.pool())
-    .await
-    .unwrap();
-}
-
-async fn start(db: &Db, workflow: &str, params: &[(&str, &str)]) -> i64 {
-    let params = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    runs::create(db, workflow, "p", params, "manual")
-        .await
-        .unwrap()
-        .id
-}
 
 /// The ready attempts of a run, by task.
 async fn ready(db: &Db, run: i64) -> BTreeMap<String, attempts::ReadyAttempt> {
@@ -252,14 +219,14 @@ fn walked(
 async fn random_dags_match_the_walk(backend: Backend) {
     let test_db = TestDb::new(backend);
     let db = model_2(&test_db).await;
-    add_agent(&db, "a1").await;
+    add_agent(&db, "a1", 8).await;
     let mut seen = std::collections::BTreeSet::new();
     for seed in 0..40u64 {
         let name = format!("w{seed}");
         let (spec, fails) = random_case(seed, &name);
         apply(&db, &spec).await;
         let flag = if seed % 2 == 0 { "on" } else { "off" };
-        let run = start(&db, &name, &[("flag", flag)]).await;
+        let run = start_run(&db, &name, &[("flag", flag)]).await;
         // Bounded: each round ends at least one attempt.
         for _ in 0..200 {
             let ready = ready(&db, run).await;
@@ -332,11 +299,7 @@ pipelines:
 async fn resent_events_change_nothing() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = model_2(&test_db).await;
-        apply(&db, CHAIN).await;
-        add_agent(&db, "a1").await;
-        add_agent(&db, "other").await;
-        let run = start(&db, "chain", &[]).await;
+        let (db, run) = model_2_run(&test_db, CHAIN, "chain", &["a1", "other"]).await;
         let a = ready(&db, run).await.remove("a").expect("a is ready");
         place(&db, a.id, "a1").await;
         let log = |step: &str| RunEvent::Log {
@@ -414,11 +377,7 @@ pipelines:
 async fn lease_expiry_retries_only_the_lost_attempts() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = model_2(&test_db).await;
-        apply(&db, FOUR).await;
-        add_agent(&db, "a").await;
-        add_agent(&db, "b").await;
-        let run = start(&db, "four", &[]).await;
+        let (db, run) = model_2_run(&test_db, FOUR, "four", &["a", "b"]).await;
         let first = ready(&db, run).await;
         for (task, agent) in [("t1", "a"), ("t2", "a"), ("t3", "b"), ("t4", "b")] {
             place(&db, first[task].id, agent).await;
@@ -538,10 +497,7 @@ pipelines:
 async fn a_loss_before_the_start_uses_no_retry_at_most_five_times() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = model_2(&test_db).await;
-        apply(&db, ONCE).await;
-        add_agent(&db, "a").await;
-        let run = start(&db, "once", &[]).await;
+        let (db, run) = model_2_run(&test_db, ONCE, "once", &["a"]).await;
         for lost in 1..=attempts::MAX_LOST_UNSTARTED + 1 {
             let attempt = ready(&db, run).await.remove("t").expect("t is ready");
             assert_eq!(attempt.number, lost, "{backend:?}");
@@ -570,10 +526,7 @@ async fn a_loss_before_the_start_uses_no_retry_at_most_five_times() {
 async fn a_started_loss_without_retries_ends_the_task_unknown() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = model_2(&test_db).await;
-        apply(&db, ONCE).await;
-        add_agent(&db, "a").await;
-        let run = start(&db, "once", &[]).await;
+        let (db, run) = model_2_run(&test_db, ONCE, "once", &["a"]).await;
         let attempt = ready(&db, run).await.remove("t").unwrap();
         place(&db, attempt.id, "a").await;
         report(&db, attempt.id, "a", 0, &[started("t", 1)]).await;
@@ -600,11 +553,7 @@ pipelines:
 async fn together_unpins_when_its_agent_is_lost() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = model_2(&test_db).await;
-        apply(&db, TOGETHER).await;
-        add_agent(&db, "first").await;
-        add_agent(&db, "second").await;
-        let run = start(&db, "together", &[]).await;
+        let (db, run) = model_2_run(&test_db, TOGETHER, "together", &["first", "second"]).await;
         let roots = ready(&db, run).await;
         assert_eq!(roots["a"].placement, "together");
         place(&db, roots["a"].id, "first").await;
@@ -659,13 +608,12 @@ pipelines:
 async fn cancel_stops_every_task_and_leaves_no_task_left() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = model_2(&test_db).await;
-        apply(&db, CANCEL).await;
-        add_agent(&db, "x").await;
-        add_agent(&db, "y").await;
+        let db = model_2_db(&test_db, CANCEL).await;
+        add_agent(&db, "x", 8).await;
+        add_agent(&db, "y", 8).await;
 
         // Nothing placed yet: cancelled at once.
-        let idle = start(&db, "cancel", &[]).await;
+        let idle = start_run(&db, "cancel", &[]).await;
         assert_eq!(runs::cancel(&db, idle).await.unwrap(), runs::Cancelled::Now);
         let (status, left, _, _) = run_row(&db, idle).await;
         assert_eq!(
@@ -676,7 +624,7 @@ async fn cancel_stops_every_task_and_leaves_no_task_left() {
         assert!(ready(&db, idle).await.is_empty());
 
         // a runs on x, d failed once on y and waits for its retry, c waits.
-        let run = start(&db, "cancel", &[]).await;
+        let run = start_run(&db, "cancel", &[]).await;
         let roots = ready(&db, run).await;
         place(&db, roots["a"].id, "x").await;
         report(&db, roots["a"].id, "x", 0, &[started("a", 1)]).await;
@@ -740,10 +688,7 @@ async fn cancel_stops_every_task_and_leaves_no_task_left() {
 async fn the_backstop_recomputes_a_dirty_run() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = model_2(&test_db).await;
-        apply(&db, CHAIN).await;
-        add_agent(&db, "a1").await;
-        let run = start(&db, "chain", &[]).await;
+        let (db, run) = model_2_run(&test_db, CHAIN, "chain", &["a1"]).await;
         let a = ready(&db, run).await.remove("a").unwrap();
         place(&db, a.id, "a1").await;
         report(

@@ -5,9 +5,10 @@
 use serde_json::json;
 use xene_core::event::RunEvent;
 use xene_core::protocol::{AttemptRef, ServerMessage};
-use xene_server::storage::{Db, attempts, events, now_ms, runs, workflows};
+use xene_server::storage::{attempts, events, now_ms};
 
 use crate::agent_socket::{connect, heartbeat, hello_with, join, next_task, receive, send};
+use crate::attempt_fixtures::model_2_run;
 use crate::gateway::task_events;
 use crate::util::{BACKENDS, TestDb, TestServer};
 
@@ -21,32 +22,11 @@ pipelines:
         steps: ['sleep 60']
 ";
 
-async fn add_agent(db: &Db, id: &str) {
-    sqlx::query(
-        "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
-         VALUES ($1, $1, 8, 'online', 0, 0)",
-    )
-    .bind(id)
-    .execute(db.pool())
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn an_ended_lease_is_not_renewed_by_its_agents_heartbeats() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
-        let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
-        let workflow = xene_core::parse_workflow(ONCE).unwrap();
-        workflows::apply(&db, &workflow, ONCE, None)
-            .await
-            .unwrap()
-            .unwrap();
-        add_agent(&db, "a").await;
-        let run = runs::create(&db, "once", "p", Default::default(), "manual")
-            .await
-            .unwrap()
-            .id;
+        let (db, run) = model_2_run(&test_db, ONCE, "once", &["a"]).await;
         let ready = attempts::ready_page(&db, 0, i64::MAX / 4, 10)
             .await
             .unwrap();

@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use xene_core::event::RunEvent;
 use xene_core::protocol::AttemptRef;
 use xene_core::status::TaskStatus;
-use xene_server::storage::{Db, attempts, events, now_ms, runs, workflows};
+use xene_server::storage::{Db, attempts, events, now_ms};
 
+use crate::attempt_fixtures::{model_2_db, start_run};
 use crate::util::{BACKENDS, TestDb};
 
 const WIDE: &str = r#"
@@ -26,12 +27,7 @@ pipelines:
 "#;
 
 async fn setup(test_db: &TestDb) -> (Db, i64) {
-    let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
-    let workflow = xene_core::parse_workflow(WIDE).unwrap();
-    workflows::apply(&db, &workflow, WIDE, None)
-        .await
-        .unwrap()
-        .unwrap();
+    let db = model_2_db(test_db, WIDE).await;
     sqlx::query(
         "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at, revoked) \
          VALUES ('x', 'x', 4, 'online', 0, 0, 0), ('y', 'y', 4, 'online', 0, 0, 0), \
@@ -40,10 +36,7 @@ async fn setup(test_db: &TestDb) -> (Db, i64) {
     .execute(db.pool())
     .await
     .unwrap();
-    let run = runs::create(&db, "wide", "p", BTreeMap::new(), "manual")
-        .await
-        .unwrap()
-        .id;
+    let run = start_run(&db, "wide", &[]).await;
     (db, run)
 }
 

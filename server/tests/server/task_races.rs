@@ -3,13 +3,12 @@
 //! turns): the counters stay exact, the task they all unblock gets exactly
 //! one attempt, and a cancel in the middle of it all leaves nothing behind.
 
-use std::collections::BTreeMap;
-
 use xene_core::event::RunEvent;
 use xene_core::protocol::AttemptRef;
 use xene_core::status::TaskStatus;
-use xene_server::storage::{Db, attempts, events, runs, workflows};
+use xene_server::storage::{Db, attempts, events, runs};
 
+use crate::attempt_fixtures::{add_agent, model_2_db, start_run};
 use crate::util::{BACKENDS, TestDb};
 
 const FAN: usize = 24;
@@ -28,20 +27,8 @@ fn fan_spec() -> String {
 }
 
 async fn setup(test_db: &TestDb) -> Db {
-    let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
-    let spec = fan_spec();
-    let workflow = xene_core::parse_workflow(&spec).unwrap();
-    workflows::apply(&db, &workflow, &spec, None)
-        .await
-        .unwrap()
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
-         VALUES ('a', 'a', 100, 'online', 0, 0)",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
+    let db = model_2_db(test_db, &fan_spec()).await;
+    add_agent(&db, "a", 100).await;
     db
 }
 
@@ -114,10 +101,7 @@ async fn tasks_ending_at_once_unblock_their_dependant_once() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
         let db = setup(&test_db).await;
-        let run = runs::create(&db, "fan", "p", BTreeMap::new(), "manual")
-            .await
-            .unwrap()
-            .id;
+        let run = start_run(&db, "fan", &[]).await;
         let roots = place_all(&db, run).await;
         assert_eq!(roots.len(), FAN);
         finish_all_at_once(&db, roots).await;
@@ -142,10 +126,7 @@ async fn a_cancel_among_ending_tasks_leaves_nothing_behind() {
     for backend in BACKENDS {
         let test_db = TestDb::new(backend);
         let db = setup(&test_db).await;
-        let run = runs::create(&db, "fan", "p", BTreeMap::new(), "manual")
-            .await
-            .unwrap()
-            .id;
+        let run = start_run(&db, "fan", &[]).await;
         let roots = place_all(&db, run).await;
         let (first, rest) = roots.split_at(FAN / 2);
         let cancel = {

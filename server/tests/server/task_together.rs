@@ -4,8 +4,9 @@
 
 use xene_core::event::RunEvent;
 use xene_core::protocol::AttemptRef;
-use xene_server::storage::{Db, attempts, events, now_ms, runs, workflows};
+use xene_server::storage::{Db, attempts, events, now_ms, runs};
 
+use crate::attempt_fixtures::model_2_run;
 use crate::util::{BACKENDS, TestDb};
 
 const TOGETHER: &str = r#"
@@ -22,26 +23,7 @@ pipelines:
 /// A model-2 database with the workflow, agents `first` and `second`, and
 /// a started run; its ready attempts by task.
 async fn setup(test_db: &TestDb) -> (Db, i64, Vec<(String, i64)>) {
-    let db = Db::connect(&test_db.url).await.unwrap().with_run_model(2);
-    let workflow = xene_core::parse_workflow(TOGETHER).unwrap();
-    workflows::apply(&db, &workflow, TOGETHER, None)
-        .await
-        .unwrap()
-        .unwrap();
-    for id in ["first", "second"] {
-        sqlx::query(
-            "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at) \
-             VALUES ($1, $1, 8, 'online', 0, 0)",
-        )
-        .bind(id)
-        .execute(db.pool())
-        .await
-        .unwrap();
-    }
-    let run = runs::create(&db, "together", "p", Default::default(), "manual")
-        .await
-        .unwrap()
-        .id;
+    let (db, run) = model_2_run(test_db, TOGETHER, "together", &["first", "second"]).await;
     let ready = ready(&db, run).await;
     (db, run, ready)
 }
