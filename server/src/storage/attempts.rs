@@ -30,10 +30,6 @@ pub const MAX_LOST_UNSTARTED: i64 = 5;
 /// Ids or names bound in one `IN (...)` list.
 const IN_CHUNK: usize = 500;
 
-/// A run has at most one attempt under way per task: the bound of queries
-/// over one run's attempts.
-const MAX_RUN_ATTEMPTS: i64 = xene_core::parse::MAX_TASKS as i64;
-
 /// What a lost attempt's error says.
 const LOST: &str = "its agent stopped renewing the lease";
 
@@ -307,25 +303,6 @@ async fn place_chunk(
     }
     tx.commit().await?;
     Ok(done)
-}
-
-/// Locks a run's attempt rows under way in id order, on PostgreSQL, before
-/// a transaction writes several of them: two writers that each lock some
-/// in their own order (a cancel, a resync, a placement) would wait on each
-/// other in a circle. SQLite's write transaction already excludes others.
-pub(crate) async fn lock_run(tx: &mut WriteTx, run_id: i64) -> Result<(), sqlx::Error> {
-    if tx.backend_name() != "PostgreSQL" {
-        return Ok(());
-    }
-    sqlx::query(
-        "SELECT id FROM task_attempts WHERE run_id = $1 \
-         AND status IN ('ready', 'placed', 'running') ORDER BY id LIMIT $2 FOR UPDATE",
-    )
-    .bind(run_id)
-    .bind(MAX_RUN_ATTEMPTS)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Records why a ready attempt still waits; its run's reason mirrors its

@@ -472,7 +472,7 @@ pub async fn resync(db: &Db, run_id: i64, seen: i64) -> Result<Ended, StorageErr
     // every writer of a run's attempts takes (events, placement, the
     // supervisor, cancel), so that on PostgreSQL no two transactions wait
     // on each other in a circle.
-    super::attempts::lock_run(&mut tx, run_id).await?;
+    lock_run(&mut tx, run_id).await?;
     let mut out = Ended::default();
     let model: Option<(i64, String)> =
         sqlx::query_as("SELECT model, status FROM runs WHERE id = $1")
@@ -557,4 +557,29 @@ pub async fn resync(db: &Db, run_id: i64, seen: i64) -> Result<Ended, StorageErr
         .await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// A run has at most one attempt under way per task: the bound of queries
+/// over one run's attempts.
+const MAX_RUN_ATTEMPTS: i64 = xene_core::parse::MAX_TASKS as i64;
+
+/// Locks a run's attempt rows under way in id order, on PostgreSQL, before
+/// a transaction writes several of them: two writers that each lock some
+/// in their own order (a cancel, a resync, a placement) would wait on each
+/// other in a circle. SQLite's write transaction already excludes others.
+/// It lives here, beside what every path that ends a task calls, so that
+/// `attempts` may use readiness without readiness using `attempts`.
+pub(crate) async fn lock_run(tx: &mut WriteTx, run_id: i64) -> Result<(), sqlx::Error> {
+    if tx.backend_name() != "PostgreSQL" {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT id FROM task_attempts WHERE run_id = $1 \
+         AND status IN ('ready', 'placed', 'running') ORDER BY id LIMIT $2 FOR UPDATE",
+    )
+    .bind(run_id)
+    .bind(MAX_RUN_ATTEMPTS)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -205,7 +205,7 @@ pub(super) async fn cancel_tasks(
     // writer of a run's attempts takes (events, placement, the
     // supervisor), so two transactions on PostgreSQL never wait on each
     // other in a circle.
-    attempts::lock_run(tx, id).await?;
+    readiness::lock_run(tx, id).await?;
     // Ready attempts first: one placed meanwhile (PostgreSQL reads each
     // statement's own snapshot) is then seen by the next statement and
     // asked to stop, rather than missed by both.
