@@ -397,15 +397,8 @@ async fn finish_run(
         .fetch_one(&mut **tx)
         .await?;
     let statuses: Vec<TaskStatus> = statuses.iter().filter_map(|s| s.parse().ok()).collect();
-    let mut status = plan::run_status(statuses.iter().copied(), cancelled != 0);
-    // A task lost with its agent (no retry left) leaves the run's outcome
-    // unknown, as a run lost whole always did; unless a task failed outright.
-    if status == RunStatus::Error
-        && statuses.contains(&TaskStatus::Unknown)
-        && !statuses.contains(&TaskStatus::Error)
-    {
-        status = RunStatus::Unknown;
-    }
+    // `run_status` also says `unknown` for a task lost with its agent.
+    let status = plan::run_status(statuses.iter().copied(), cancelled != 0);
     let ended = sqlx::query(
         "UPDATE runs SET status = $1, finished_at = $2, lease_expires_at = NULL, \
          scheduler_reason = NULL WHERE id = $3 \
