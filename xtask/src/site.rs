@@ -66,12 +66,31 @@ pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
             }
         }
     }
-    std::fs::copy(root.join("style/main.css"), pkg.join("xene.css"))
-        .context("copying style/main.css")?;
+    std::fs::write(pkg.join("xene.css"), stylesheet(&root.join("style"))?)?;
     copy_dir(&root.join("public"), &site)?;
     fingerprint(&pkg, &pieces)?;
     eprintln!("web bundle ready in {}", site.display());
     Ok(())
+}
+
+/// `style/main.css` (the theme's variables) and then every other
+/// `style/*.css` in name order, one stylesheet: one request per page, and
+/// each part of the UI keeps its rules in its own file.
+fn stylesheet(dir: &Path) -> anyhow::Result<String> {
+    let mut parts: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".css") && f != "main.css")
+        .collect();
+    parts.sort();
+    let mut css = String::new();
+    for part in std::iter::once("main.css".to_string()).chain(parts) {
+        let text = std::fs::read_to_string(dir.join(&part))
+            .with_context(|| format!("reading style/{part}"))?;
+        css.push_str(&text);
+        css.push('\n');
+    }
+    Ok(css)
 }
 
 /// The loader and the pieces the splitter writes beside the main module.
