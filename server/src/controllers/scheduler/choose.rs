@@ -22,6 +22,19 @@ pub struct Slot {
     pub fresh: bool,
 }
 
+impl Slot {
+    /// It takes new tasks now.
+    pub fn open(&self) -> bool {
+        self.has_room() && !self.draining
+    }
+
+    /// It could take a task now: an open agent, or a draining one for a
+    /// run pinned to it.
+    pub fn has_room(&self) -> bool {
+        self.fresh && self.held < self.capacity
+    }
+}
+
 /// What a ready attempt needs, and what the pass knows of its run.
 #[derive(Debug, Clone, Copy)]
 pub struct Need<'a> {

@@ -17,6 +17,17 @@ const READY_PAGE: i64 = 500;
 /// task asks for) must not cost a scan of the whole queue at every wake.
 const PAGES_PER_PASS: usize = 4;
 
+/// How often a pass reads the whole of its pages and records why each
+/// attempt there waits. Between those, a pass only fills free slots: it
+/// reads a page sized to them and stops once no slot is left, so a queue
+/// of a thousand attempts does not cost a thousand choices every time
+/// one slot frees.
+const THOROUGH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Attempts a filling pass reads per free slot: a few more than the slots,
+/// since some at the head may fit none of the agents with room.
+const READ_PER_FREE_SLOT: i64 = 4;
+
 /// How long a pipeline's verdict as written is trusted: another replica
 /// may have held the lease (and written) meanwhile.
 const VERDICT_TRUST: std::time::Duration = std::time::Duration::from_secs(10);
@@ -32,6 +43,8 @@ pub struct Memory {
     cursor: i64,
     /// When a timer set by the scheduler wakes it for a backoff's end.
     pub wake_at: Option<i64>,
+    /// When the last thorough pass (see `THOROUGH_EVERY`) began.
+    thorough_at: Option<std::time::Instant>,
 }
 
 /// What one pass knows, updated by its own placements so that the next
@@ -51,12 +64,33 @@ struct Pass {
 /// One look at the ready attempts. Returns how many were placed.
 pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageError> {
     let now = now_ms();
-    let mut page = attempts::ready_page(&ctx.db, 0, now, READY_PAGE).await?;
+    let slots = slots(ctx, now).await?;
+    let thorough = memory
+        .thorough_at
+        .is_none_or(|at| at.elapsed() >= THOROUGH_EVERY);
+    let page_size = if thorough {
+        READY_PAGE
+    } else {
+        let free: i64 = slots
+            .iter()
+            .filter(|s| s.has_room())
+            .map(|s| s.capacity - s.held)
+            .sum();
+        if free == 0 {
+            return Ok(0);
+        }
+        free.saturating_mul(READ_PER_FREE_SLOT)
+            .clamp(16, READY_PAGE)
+    };
+    if thorough {
+        memory.thorough_at = Some(std::time::Instant::now());
+    }
+    let mut page = attempts::ready_page(&ctx.db, 0, now, page_size).await?;
     if page.is_empty() {
         return Ok(0);
     }
     let mut pass = Pass {
-        slots: slots(ctx, now).await?,
+        slots,
         active: HashMap::new(),
         pinned: HashMap::new(),
         chosen: Vec::new(),
@@ -69,7 +103,7 @@ pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageEr
     let mut pages = 0;
     while let Some(last) = page.last().map(|a| a.id) {
         pages += 1;
-        let short = page.len() < READY_PAGE as usize;
+        let short = page.len() < page_size as usize;
         let limited: Vec<i64> = page
             .iter()
             .filter(|a| a.concurrency.is_some() && !pass.active.contains_key(&a.run_id))
@@ -84,11 +118,7 @@ pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageEr
         }
         // Only when two agents could take a task may their tie be broken
         // by where its dependencies ran.
-        let open = pass
-            .slots
-            .iter()
-            .filter(|s| s.fresh && !s.draining && s.held < s.capacity)
-            .count();
+        let open = pass.slots.iter().filter(|s| s.open()).count();
         let warm = if open > 1 {
             let tasks: Vec<(i64, String)> =
                 page.iter().map(|a| (a.run_id, a.task.clone())).collect();
@@ -99,6 +129,9 @@ pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageEr
         let none = Vec::new();
         let mut waiting = Vec::new();
         for attempt in page {
+            if !thorough && !pass.slots.iter().any(Slot::has_room) {
+                break;
+            }
             let warm = warm
                 .get(&(attempt.run_id, attempt.task.clone()))
                 .unwrap_or(&none);
@@ -147,11 +180,7 @@ pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageEr
             memory.cursor = 0;
             break;
         }
-        if pass
-            .slots
-            .iter()
-            .all(|s| !s.fresh || s.draining || s.held >= s.capacity)
-        {
+        if !pass.slots.iter().any(Slot::open) {
             break;
         }
         if pages >= PAGES_PER_PASS {
@@ -163,7 +192,7 @@ pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageEr
         } else {
             last
         };
-        page = attempts::ready_page(&ctx.db, after, now, READY_PAGE).await?;
+        page = attempts::ready_page(&ctx.db, after, now, page_size).await?;
         if page.is_empty() {
             memory.cursor = 0;
         }
