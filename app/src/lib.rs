@@ -12,8 +12,7 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::{
     Lazy, SsrMode, StaticSegment,
-    components::{A, Route, Router, Routes},
-    hooks::use_location,
+    components::{Route, Router, Routes},
     path,
 };
 
@@ -24,7 +23,11 @@ pub mod session;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod text;
+pub mod theme;
+mod topbar;
 pub mod ui;
+
+use topbar::TopBar;
 
 /// The name of the browser bundle's files under `/pkg` (`xene.js`,
 /// `xene_bg.wasm`, `xene.css`, beside the splitter's loader and pieces).
@@ -50,13 +53,15 @@ pub fn bundle_name(site_root: &std::path::Path) -> String {
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     set_content_security_policy();
+    // The reader's theme, written here so the first paint has it (no script).
+    let theme = theme::Theme::current();
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html lang="en" data-theme=theme.attribute()>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
-                <meta name="color-scheme" content="light dark" />
+                <meta name="color-scheme" content=theme.color_scheme() />
                 <link rel="stylesheet" href=format!("/pkg/{}.css", options.output_name) />
                 <HydrationScripts options />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
@@ -149,62 +154,6 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
-    }
-}
-
-/// Navigation and the signed-in user; nothing but the name on the sign-in page.
-#[component]
-fn TopBar() -> impl IntoView {
-    let location = use_location();
-    let user = use_context::<session::CurrentUser>().expect("App provides the user");
-    let signin = move || location.pathname.get() == "/signin";
-    view! {
-        <header class="topbar">
-            <a class="brand" href="/">"Xene"</a>
-            <Show when=move || !signin()>
-                <nav aria-label="Main">
-                    <A href="/workflows">"Workflows"</A>
-                    <A href="/runs">"Runs"</A>
-                    <A href="/agents">"Agents"</A>
-                    <A href="/secrets">"Secrets"</A>
-                    <A href="/tokens">"Tokens"</A>
-                    <Transition>
-                        {move || {
-                            user.get()
-                                .filter(|me| me.role == xene_core::access::Role::Admin)
-                                .map(|_| {
-                                    view! {
-                                        <A href="/users">"Users"</A>
-                                        <A href="/audit">"Audit"</A>
-                                    }
-                                })
-                        }}
-                    </Transition>
-                </nav>
-                <div class="who">
-                    <Transition>
-                        {move || {
-                            user.get()
-                                .map(|me| {
-                                    let shown = if me.user.name.is_empty() {
-                                        me.user.email.clone()
-                                    } else {
-                                        me.user.name.clone()
-                                    };
-                                    view! {
-                                        <span class="user" title=me.user.email.clone()>{shown}</span>
-                                        <span class="role" data-role=me.role.as_str()>{me.role.as_str()}</span>
-                                    }
-                                })
-                        }}
-                    </Transition>
-                    // A plain form, so signing out works before (and without) the wasm.
-                    <form class="signout" method="post" action="/auth/logout">
-                        <button type="submit">"Sign out"</button>
-                    </form>
-                </div>
-            </Show>
-        </header>
     }
 }
 

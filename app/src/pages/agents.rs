@@ -99,7 +99,7 @@ pub fn AgentsPage() -> impl IntoView {
                     let running = runs.get().and_then(|r| r.ok()).map(|r| r.runs).unwrap_or_default();
                     view! {
                         <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
-                        <table class="list" id="agents">
+                        <table class="list cards" id="agents">
                             <thead><tr>
                                 <th scope="col">"Agent"</th><th scope="col">"State"</th><th scope="col">"Labels"</th>
                                 <th scope="col">"Load"</th><th scope="col">"Last heartbeat"</th><th scope="col">"Version"</th>
@@ -124,15 +124,15 @@ pub fn AgentsPage() -> impl IntoView {
                                 view! {
                                     <tr data-agent=a.id.clone()>
                                         <th scope="row">{a.name.clone()} {a.builtin.then_some(" (built-in)")}<div class="muted small mono">{a.id.clone()}</div></th>
-                                        <td>
+                                        <td data-label="State">
                                             <span class=format!("status status-{}", a.state)>{a.state.as_str()}</span>
                                             {drain_state.map(|(text, class)| view! { <div class=format!("drain {class}")>{text}</div> })}
                                         </td>
-                                        <td class="mono small">{labels}<div class="muted">{a.runtimes.join(", ")}</div></td>
-                                        <td>{format!("{} / {}", a.running, a.capacity)}</td>
-                                        <td><Time ms=a.last_seen_at /></td>
-                                        <td class="mono">{a.version.clone()}</td>
-                                        <td class="held">
+                                        <td data-label="Labels" class="mono small">{labels}<div class="muted">{a.runtimes.join(", ")}</div></td>
+                                        <td data-label="Load">{format!("{} / {}", a.running, a.capacity)}</td>
+                                        <td data-label="Last heartbeat"><Time ms=a.last_seen_at /></td>
+                                        <td data-label="Version" class="mono">{a.version.clone()}</td>
+                                        <td data-label="Holds" class="held">
                                             {held.into_iter().map(|h| {
                                                 let href = format!("/runs/{}?task={}", h.run_id, encode(&h.task));
                                                 let attempt = (h.number > 1).then(|| format!(" (attempt {})", h.number));
@@ -141,7 +141,7 @@ pub fn AgentsPage() -> impl IntoView {
                                             // Runs placed whole on it (before task placement).
                                             {mine.into_iter().map(|id| view! { <a href=format!("/runs/{id}")>"#" {id}</a> " " }).collect_view()}
                                         </td>
-                                        <td>
+                                        <td class="actions">
                                             <Show when=move || is_admin() && drainable>
                                                 {
                                                     let id = drain_id.clone();

@@ -91,8 +91,17 @@ pub fn RunsPage() -> impl IntoView {
     // The rows as the feed updates them.
     let live: RwSignal<BTreeMap<i64, Run>> = RwSignal::new(BTreeMap::new());
     let (fresh, set_fresh) = signal(Vec::<Run>::new());
+    // The ids of the page's runs, for the feed's handler: it runs outside
+    // any <Transition>, where reading `page` itself is a hydration hazard
+    // (and a warning in debug builds).
+    let (listed, set_listed) = signal(Vec::<i64>::new());
     Effect::new(move |_| {
-        page.track();
+        set_listed.set(page.with(|p| {
+            p.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|l| l.runs.iter().map(|r| r.id).collect())
+                .unwrap_or_default()
+        }));
         live.set(BTreeMap::new());
         set_fresh.set(Vec::new());
     });
@@ -100,11 +109,8 @@ pub fn RunsPage() -> impl IntoView {
         paths::runs_feed,
         move |message: ListFeed| match message {
             ListFeed::Run { run } => {
-                let known = page.with_untracked(|p| {
-                    p.as_ref()
-                        .and_then(|r| r.as_ref().ok())
-                        .is_some_and(|l| l.runs.iter().any(|r| r.id == run.id))
-                }) || fresh.with_untracked(|f| f.iter().any(|r| r.id == run.id));
+                let known = listed.with_untracked(|ids| ids.contains(&run.id))
+                    || fresh.with_untracked(|f| f.iter().any(|r| r.id == run.id));
                 let f = filters.get_untracked();
                 if known {
                     live.update(|l| {
@@ -192,7 +198,7 @@ pub fn RunsPage() -> impl IntoView {
                             }
                             view! {
                                 <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
-                                    <table class="list" id="runs">
+                                    <table class="list cards" id="runs">
                                         <thead>
                                             <tr>
                                                 <th scope="col">"Run"</th>
@@ -213,17 +219,17 @@ pub fn RunsPage() -> impl IntoView {
                                                     });
                                                     view! {
                                                         <tr data-run=id>
-                                                            <td><a href=format!("/runs/{id}")>"#" {id}</a></td>
-                                                            <td><Status status=Signal::derive(move || current.get().status.as_str().to_string()) /></td>
-                                                            <td>
+                                                            <th scope="row"><a href=format!("/runs/{id}")>"#" {id}</a></th>
+                                                            <td data-label="Status"><Status status=Signal::derive(move || current.get().status.as_str().to_string()) /></td>
+                                                            <td data-label="Workflow">
                                                                 {move || {
                                                                     let r = current.get();
                                                                     format!("{} / {}", r.workflow, r.pipeline)
                                                                 }}
                                                             </td>
-                                                            <td>{move || current.get().trigger}</td>
-                                                            <td><Time ms=current.get_untracked().requested_at /></td>
-                                                            <td>
+                                                            <td data-label="Trigger">{move || current.get().trigger}</td>
+                                                            <td data-label="Requested"><Time ms=current.get_untracked().requested_at /></td>
+                                                            <td data-label="Duration">
                                                                 {move || current.get().duration_ms(now()).map(human)}
                                                             </td>
                                                         </tr>

@@ -142,7 +142,8 @@ pub fn WorkflowsPage() -> impl IntoView {
                                         }
                                     })}
                                 <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
-                                    <table class="list" id="workflows">
+                                    // One <tbody> per workflow: a card of its pipelines on a phone.
+                                    <table class="list cards grouped" id="workflows">
                                         <thead>
                                             <tr>
                                                 <th scope="col">"Workflow"</th>
@@ -153,9 +154,7 @@ pub fn WorkflowsPage() -> impl IntoView {
                                                 <th scope="col">"Duration"</th>
                                             </tr>
                                         </thead>
-                                        <tbody>
-                                            {rows.into_iter().map(workflow_row).collect_view()}
-                                        </tbody>
+                                        {rows.into_iter().map(workflow_row).collect_view()}
                                     </table>
                                 </div>
                             }
@@ -179,15 +178,15 @@ fn workflow_row(w: WorkflowSummary) -> impl IntoView {
             None => Default::default(),
         };
         view! {
-            <td>{name}</td>
-            <td>{trigger}</td>
-            <td>
+            <td data-label="Pipeline">{name}</td>
+            <td data-label="Trigger">{trigger}</td>
+            <td data-label="Next fire" data-empty=next_fire.is_none().then_some("")>
                 {match next_fire {
                     Some(ms) => view! { <Time ms /> }.into_any(),
                     None => view! { <span class="muted">"—"</span> }.into_any(),
                 }}
             </td>
-            <td>
+            <td data-label="Last run">
                 {match last.clone() {
                     Some(run) => {
                         view! {
@@ -204,7 +203,7 @@ fn workflow_row(w: WorkflowSummary) -> impl IntoView {
                     None => view! { <span class="muted">"never run"</span> }.into_any(),
                 }}
             </td>
-            <td>
+            <td data-label="Duration">
                 {move || {
                     last.as_ref().and_then(|r| r.duration_ms(now())).map(human)
                 }}
@@ -212,14 +211,16 @@ fn workflow_row(w: WorkflowSummary) -> impl IntoView {
         }
     };
     view! {
-        <tr>
-            <th scope="row" rowspan=span>
-                <a href=href>{w.name.clone()}</a>
-                <span class="muted">" v" {w.version}</span>
-                <div class="muted small">{w.description.clone()}</div>
-            </th>
-            {cells(first)}
-        </tr>
-        {pipelines.map(|p| view! { <tr>{cells(Some(p))}</tr> }).collect_view()}
+        <tbody data-workflow=w.name.clone()>
+            <tr>
+                <th scope="row" rowspan=span>
+                    <a href=href>{w.name.clone()}</a>
+                    <span class="muted">" v" {w.version}</span>
+                    <div class="muted small">{w.description.clone()}</div>
+                </th>
+                {cells(first)}
+            </tr>
+            {pipelines.map(|p| view! { <tr>{cells(Some(p))}</tr> }).collect_view()}
+        </tbody>
     }
 }
