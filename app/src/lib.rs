@@ -78,7 +78,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// carrying this response's nonce (Leptos puts it on the hydration scripts
 /// it writes), WebAssembly compiled from this origin's bundle, and no
 /// framing. An injected `<script>` that escaped escaping would still not
-/// run: it cannot know the nonce.
+/// run: it cannot know the nonce. Style sheets likewise: this origin's, or
+/// a `<style>` with the nonce (the code editor's); only `style` attributes
+/// are free.
 #[cfg(feature = "ssr")]
 fn set_content_security_policy() {
     let (Some(nonce), Some(response)) = (
@@ -89,7 +91,8 @@ fn set_content_security_policy() {
     };
     let policy = format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         style-src 'self' 'nonce-{nonce}'; style-src-attr 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; \
          object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     );
     if let Ok(value) = http::HeaderValue::from_str(&policy) {

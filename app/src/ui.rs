@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 use xene_core::layout::{Layout, NODE_HEIGHT, NODE_WIDTH};
 
+pub mod code;
 mod copy;
 mod diff;
 

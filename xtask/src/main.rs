@@ -17,7 +17,9 @@ cargo xtask <command> [flags]
 
 commands:
   run [--release] [-- XENE FLAGS]  build the web bundle and start the Xene server
-  site [--release]                 build the web bundle into target/site
+  site [--release]                 build the web bundle into target/site and print what each
+                                   page loads; --release shrinks it (wasm-opt) and fails when
+                                   a page loads over 500 KB gzipped
   test                             install what is missing, then run every check and test,
                                    and each fuzz target for 20 s (XENE_FUZZ_SECONDS)
   fuzz [--seconds N] [TARGET]...   run the fuzz targets (spec, template, condition, cron,
@@ -35,7 +37,8 @@ commands:
   codegen                          regenerate the generated parts of the docs (the flags
                                    table of docs/server.md, from `xene --help`)
   setup                            install what the tests need (apt packages, wasm target,
-                                   wasm-bindgen-cli, cargo-nextest) and start Docker
+                                   wasm-bindgen-cli, npm packages, cargo-nextest) and start
+                                   Docker
   help                             print this
 ";
 

@@ -26,7 +26,28 @@ const TEST_PACKAGES: &[&str] = &[
 /// What building the web bundle needs.
 pub fn site_tools(root: &Path) -> anyhow::Result<()> {
     wasm_target()?;
-    wasm_bindgen_cli(root)
+    wasm_bindgen_cli(root)?;
+    web_packages(root)
+}
+
+/// The npm packages the bundle is built with (CodeMirror, esbuild,
+/// binaryen's wasm-opt), pinned by web/package-lock.json: installed again
+/// whenever the lockfile is newer than what npm last installed.
+fn web_packages(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("web");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let wanted = modified(&dir.join("package-lock.json"));
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed.is_some() && installed >= wanted {
+        return Ok(());
+    }
+    util::step("installing the bundle's npm packages (npm ci in web)");
+    util::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+    )
+    .context("npm ci in web (Node.js 20 and npm are needed)")
 }
 
 /// Everything `cargo xtask test` needs, with a running Docker engine.

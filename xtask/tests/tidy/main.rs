@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 mod api_bodies;
+mod code_editor;
 mod cycles;
 mod deps;
 mod links;

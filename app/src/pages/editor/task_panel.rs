@@ -8,6 +8,7 @@ use xene_core::edit::{Op, Seg, Yaml};
 use xene_core::parse::Diagnostic;
 
 use super::fields::{Field, lines_map, map_lines, text_of};
+use crate::ui::code::CodeField;
 
 /// The params a task's templates and conditions read.
 fn collect_params(value: &Yaml, out: &mut std::collections::BTreeSet<String>) {
@@ -362,7 +363,7 @@ where
                         <div class="step">
                             <Field id=format!("{list}-{i}-name") label=format!("Step {} name", i + 1) value=get("name")
                                 on_change=Callback::new(move |v: String| u1("name", v.trim().to_string())) placeholder="optional" />
-                            <Field id=format!("{list}-{i}-run") label="Script" multiline=true value=get("run")
+                            <CodeField id=format!("{list}-{i}-run") label="Script" language="shell" rows=4 value=get("run")
                                 on_change=Callback::new(move |v: String| {
                                     let v = if v.contains('\n') && !v.ends_with('\n') { format!("{v}\n") } else { v };
                                     u2("run", v)
