@@ -203,6 +203,12 @@ pub struct StartRun {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, Object>))]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// The workflow version to run, one of this workflow's (a run's
+    /// `version`, to run it again as it was); absent: the current one.
+    // Left out when absent, so a server older than this field, which
+    // refuses unknown fields, still takes the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

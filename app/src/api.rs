@@ -102,17 +102,29 @@ pub fn json(body: &impl serde::Serialize) -> String {
 }
 
 /// Starts a run of a pipeline with these param values (the rest keep
-/// their defaults).
+/// their defaults), on the workflow's current version.
 pub async fn start_run(
     workflow: &str,
     pipeline: &str,
     params: BTreeMap<String, String>,
+) -> Result<Run, String> {
+    start_run_at(workflow, pipeline, params, None).await
+}
+
+/// Starts a run of a pipeline on one version of its workflow (`None`: the
+/// current one), as "Run again" does with the original run's version.
+pub async fn start_run_at(
+    workflow: &str,
+    pipeline: &str,
+    params: BTreeMap<String, String>,
+    version: Option<i64>,
 ) -> Result<Run, String> {
     let body = StartRun {
         params: params
             .into_iter()
             .map(|(name, value)| (name, serde_json::Value::String(value)))
             .collect(),
+        version,
     };
     send_as(
         "POST",

@@ -167,11 +167,16 @@ pub enum Command {
         #[arg(long)]
         revoke: bool,
     },
-    /// Start a run's pipeline again with the same parameters.
+    /// Start a run's pipeline again with the same parameters, on the same
+    /// workflow version as the run (with --latest, on the current one).
     #[command(after_help = "Examples:
-  xenectl rerun 42 --wait")]
+  xenectl rerun 42 --wait
+  xenectl rerun 42 --latest")]
     Rerun {
         run: i64,
+        /// Run the workflow's current version instead of the run's.
+        #[arg(long)]
+        latest: bool,
         /// Follow the new run and exit with its outcome.
         #[arg(long)]
         wait: bool,

@@ -261,7 +261,12 @@ pub fn resolve(
     }
     let mut values = BTreeMap::new();
     for (name, param) in declared {
-        let value = match (given.get(name), &param.default) {
+        // An empty or blank value is no value: a form left empty, or a
+        // webhook's empty field, does not satisfy `required`.
+        let given = given
+            .get(name)
+            .filter(|v| !(param.required && v.trim().is_empty()));
+        let value = match (given, &param.default) {
             (Some(v), _) => v,
             (None, Some(d)) => d,
             (None, None) => {
@@ -424,6 +429,16 @@ mod tests {
                 "param \"tag\": required string param without a value",
             ]
         );
+        // An empty or blank value does not satisfy `required`.
+        for blank in ["", "  ", "\t\n"] {
+            let faults = resolve(&declared, &given(&[("tag", blank)])).unwrap_err();
+            let text: Vec<String> = faults.iter().map(ToString::to_string).collect();
+            assert_eq!(
+                text,
+                ["param \"tag\": required string param without a value"],
+                "{blank:?}"
+            );
+        }
         let ok = resolve(
             &declared,
             &given(&[("tag", "v1"), ("dry", "TRUE"), ("count", " 2.5e1 ")]),

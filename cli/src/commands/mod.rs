@@ -147,7 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             accept_run_time_choices,
             ..
         } => workflows::approve(&ctx, &workflow, version, accept_run_time_choices).await,
-        Command::Rerun { run, wait } => runs::rerun(&ctx, run, wait).await,
+        Command::Rerun { run, latest, wait } => runs::rerun(&ctx, run, latest, wait).await,
         Command::Logs {
             run,
             follow,

@@ -283,14 +283,17 @@ pub async fn start(ctx: &Ctx, target: &str, params: &[String], wait: bool) -> an
         ));
     };
     let params = super::pairs(params, "param")?;
-    start_run(ctx, workflow, pipeline, params, wait).await
+    start_run(ctx, workflow, pipeline, params, None, wait).await
 }
 
+/// Starts a run; `version` pins the workflow version (`None`: the current
+/// one), and is then named in what is printed.
 async fn start_run(
     ctx: &Ctx,
     workflow: &str,
     pipeline: &str,
     params: BTreeMap<String, String>,
+    version: Option<i64>,
     wait: bool,
 ) -> anyhow::Result<Exit> {
     let request = StartRun {
@@ -298,19 +301,24 @@ async fn start_run(
             .into_iter()
             .map(|(name, value)| (name, Value::String(value)))
             .collect(),
+        version,
     };
     let answer = ctx
         .client
         .post(&paths::pipeline_runs(workflow, pipeline), &request)
         .await?;
     let id = answer.read::<Run>()?.id;
+    let queued = match version {
+        Some(v) => format!("run/{id} queued ({workflow}/{pipeline}, version {v})"),
+        None => format!("run/{id} queued ({workflow}/{pipeline})"),
+    };
     if !wait {
         if !output::structured(ctx.format, &answer.json()) {
-            println!("run/{id} queued ({workflow}/{pipeline})");
+            println!("{queued}");
         }
         return Ok(Exit::Ok);
     }
-    eprintln!("run/{id} queued ({workflow}/{pipeline})");
+    eprintln!("{queued}");
     wait_for(ctx, id).await
 }
 
@@ -325,9 +333,12 @@ pub async fn cancel(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-pub async fn rerun(ctx: &Ctx, id: i64, wait: bool) -> anyhow::Result<Exit> {
+/// Runs a run's pipeline again with its params: on its own workflow
+/// version, or the current one with `latest`.
+pub async fn rerun(ctx: &Ctx, id: i64, latest: bool, wait: bool) -> anyhow::Result<Exit> {
     let run: Run = ctx.client.get(&paths::run(id)).await?;
-    start_run(ctx, &run.workflow, &run.pipeline, run.params, wait).await
+    let version = (!latest).then_some(run.version);
+    start_run(ctx, &run.workflow, &run.pipeline, run.params, version, wait).await
 }
 
 /// Follows a run to its end with a live view of its tasks; the run's

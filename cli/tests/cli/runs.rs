@@ -1,6 +1,8 @@
 //! `run --wait` (its exit code is the run's), `rerun`, `cancel`, `get runs`,
 //! `describe run`; and the same path on PostgreSQL.
 
+use serde_json::json;
+
 use crate::util::{Home, Postgres, Xene, sqlite_url, write};
 
 const SPEC: &str = "\
@@ -194,6 +196,49 @@ async fn check_runs(home: &Home, xene: &Xene) {
 
     check_agents_of_runs(home, xene).await;
     check_drain(home, xene).await;
+    check_rerun_versions(home, xene).await;
+}
+
+/// `rerun` runs the run's own workflow version (walk bug 19: it ran the
+/// newest); `rerun --latest` the current one.
+async fn check_rerun_versions(home: &Home, xene: &Xene) {
+    let server = ["--server", xene.base.as_str()];
+    let file = write(
+        home,
+        "ci-2.yaml",
+        &SPEC.replace("echo tested", "echo tested again"),
+    );
+    let out = home
+        .run(&[&server[..], &["apply", "-f", file.to_str().unwrap()]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = home
+        .run(&[&server[..], &["rerun", "1", "-o", "json"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let same = out.json();
+    assert_eq!(
+        (&same["version"], &same["params"]["who"]),
+        (&json!(1), &json!("world")),
+        "{out:?}"
+    );
+    let out = home
+        .run(&[&server[..], &["rerun", "1", "--latest", "-o", "json"]].concat())
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let latest = out.json();
+    assert_eq!(
+        (&latest["version"], &latest["params"]["who"]),
+        (&json!(2), &json!("world")),
+        "{out:?}"
+    );
+    let out = home.run(&[&server[..], &["rerun", "1"]].concat()).await;
+    let id = latest["id"].as_i64().unwrap() + 1;
+    assert_eq!(
+        out.stdout,
+        format!("run/{id} queued (ci/pass, version 1)\n"),
+        "{out:?}"
+    );
 }
 
 /// `get runs` names a run's agent; `-o wide` every agent, under AGENTS;

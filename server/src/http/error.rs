@@ -134,9 +134,10 @@ impl From<RunError> for ApiError {
             | RunError::UnknownRun(_) => Self::NotFound(e.to_string()),
             RunError::InvalidParams(faults) => Self::InvalidParams(faults),
             RunError::AlreadyFinished { .. } => Self::Conflict(e.to_string()),
-            RunError::MissingSecrets(_) | RunError::UnsafeScript { .. } => {
-                Self::Unprocessable(e.to_string())
-            }
+            RunError::MissingSecrets(_)
+            | RunError::UnsafeScript { .. }
+            | RunError::UnknownVersion { .. }
+            | RunError::PipelineNotInVersion { .. } => Self::Unprocessable(e.to_string()),
             RunError::ProtectedSecrets(_) => Self::Forbidden(e.to_string()),
             RunError::Storage(e) => e.into(),
         }

@@ -515,7 +515,8 @@ pub(crate) fn param_texts(
     }
 }
 
-/// Start a manual run of a pipeline; answers with the queued run and its `id`.
+/// Start a manual run of a pipeline, on the workflow's current version or
+/// the `version` asked for; answers with the queued run and its `id`.
 #[utoipa::path(
     post, path = "/api/v1/workflows/{name}/pipelines/{pipeline}/runs", tag = "runs",
     params(("name" = String, Path, description = "Workflow name"), ("pipeline" = String, Path, description = "Pipeline name")),
@@ -525,7 +526,7 @@ pub(crate) fn param_texts(
         (status = 400, description = "Malformed body"),
         (status = 404, description = "No such workflow or pipeline"),
         (status = 403, description = "The caller's role is below the route's; or the version uses protected secrets and no admin approved it, or the pipeline is not on a protected secret's allow-list (the error names the version and the secrets)"),
-        (status = 422, description = "Invalid params (every fault at once, in `faults`), or secrets the tasks use that do not exist (named in the error)"),
+        (status = 422, description = "Invalid params (every fault at once, in `faults`; an empty value does not satisfy a required param), secrets the tasks use that do not exist (named in the error), or a `version` the workflow does not have or whose pipelines lack this one"),
     )
 )]
 async fn start_run(
@@ -537,7 +538,15 @@ async fn start_run(
     let body = body?;
     let request: StartRun = super::json_body(&body)?;
     let params = param_texts(request.params)?;
-    let run = runs::create(&state.db, &name, &pipeline, params, "manual").await?;
+    let run = runs::create_at(
+        &state.db,
+        &name,
+        &pipeline,
+        request.version,
+        params,
+        "manual",
+    )
+    .await?;
     state.ctx.metrics.run_started("manual", &name, &pipeline);
     state.ctx.metrics.run_traces.remember(run.id);
     tracing::info!(run_id = run.id, workflow = %name, pipeline = %pipeline, "run queued");

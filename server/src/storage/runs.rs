@@ -19,6 +19,23 @@ pub enum RunError {
     UnknownWorkflow(String),
     #[error("workflow {workflow:?} has no pipeline named {pipeline:?}")]
     UnknownPipeline { workflow: String, pipeline: String },
+    /// A version asked for by number that this workflow never had.
+    #[error(
+        "workflow {workflow:?} has no version {version}: its versions are 1 to {current}, \
+         and leaving the version out runs the current one"
+    )]
+    UnknownVersion {
+        workflow: String,
+        version: i64,
+        current: i64,
+    },
+    /// A version asked for by number that lacks the pipeline.
+    #[error("version {version} of workflow {workflow:?} has no pipeline named {pipeline:?}")]
+    PipelineNotInVersion {
+        workflow: String,
+        pipeline: String,
+        version: i64,
+    },
     #[error("invalid params: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidParams(Vec<xene_core::params::ParamFault>),
     #[error("no run with id {0}")]
@@ -127,7 +144,20 @@ pub async fn create(
     params: BTreeMap<String, String>,
     trigger: &str,
 ) -> Result<Run, RunError> {
-    let prepared = prepare(db, workflow, pipeline, params).await?;
+    create_at(db, workflow, pipeline, None, params, trigger).await
+}
+
+/// Requests a run of a pipeline at one version of its workflow (`None`:
+/// the current one), as `create` does.
+pub async fn create_at(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+    version: Option<i64>,
+    params: BTreeMap<String, String>,
+    trigger: &str,
+) -> Result<Run, RunError> {
+    let prepared = prepare_at(db, workflow, pipeline, version, params).await?;
     let mut tx = db.begin_write().await?;
     let id = insert(&mut tx, &prepared, trigger, None, None).await?;
     tx.commit().await?;
@@ -165,22 +195,47 @@ pub async fn prepare(
     pipeline: &str,
     params: BTreeMap<String, String>,
 ) -> Result<Prepared, RunError> {
-    let version: Option<i64> =
+    prepare_at(db, workflow, pipeline, None, params).await
+}
+
+/// Checks a run request against one version of the workflow (`None`: the
+/// current one). Only a workflow that is not deleted takes runs, whichever
+/// version they ask for.
+pub async fn prepare_at(
+    db: &Db,
+    workflow: &str,
+    pipeline: &str,
+    asked: Option<i64>,
+    params: BTreeMap<String, String>,
+) -> Result<Prepared, RunError> {
+    let current: Option<i64> =
         sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
             .bind(workflow)
             .fetch_optional(db.pool())
             .await?;
-    let version = version.ok_or_else(|| RunError::UnknownWorkflow(workflow.to_string()))?;
+    let current = current.ok_or_else(|| RunError::UnknownWorkflow(workflow.to_string()))?;
+    let version = asked.unwrap_or(current);
     let spec: Workflow = super::workflows::spec_of_version(db, workflow, version)
         .await?
-        .ok_or_else(|| RunError::UnknownWorkflow(workflow.to_string()))?;
-    let spec_pipeline = spec
-        .pipelines
-        .get(pipeline)
-        .ok_or_else(|| RunError::UnknownPipeline {
+        .ok_or_else(|| match asked {
+            Some(version) => RunError::UnknownVersion {
+                workflow: workflow.to_string(),
+                version,
+                current,
+            },
+            None => RunError::UnknownWorkflow(workflow.to_string()),
+        })?;
+    let spec_pipeline = spec.pipelines.get(pipeline).ok_or_else(|| match asked {
+        Some(version) => RunError::PipelineNotInVersion {
             workflow: workflow.to_string(),
             pipeline: pipeline.to_string(),
-        })?;
+            version,
+        },
+        None => RunError::UnknownPipeline {
+            workflow: workflow.to_string(),
+            pipeline: pipeline.to_string(),
+        },
+    })?;
     // Every trigger passes here: a stored version whose scripts hold a
     // template now refused never runs, whoever starts it.
     if let Some(refused) = RunError::unsafe_script(version, spec_pipeline) {

@@ -31,6 +31,7 @@ mod network;
 mod observability;
 mod openapi;
 mod protected_secrets;
+mod run_versions;
 mod secrets;
 mod settings;
 mod soak;
