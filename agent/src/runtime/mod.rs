@@ -9,6 +9,7 @@
 pub mod docker;
 pub mod sandbox;
 pub mod shell;
+mod streams;
 pub mod supervisor;
 
 use std::time::Duration;

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -35,8 +35,8 @@ use xene_core::event::LogStream;
 
 use super::sandbox::Sandbox;
 use super::{
-    LineBuffer, LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand,
-    StepOutcome, TaskContext, TaskSetup, output_from_bytes,
+    LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand, StepOutcome,
+    TaskContext, TaskSetup, output_from_bytes,
 };
 
 /// How long the pipes of a step may stay open after its `sh` ended before
@@ -311,12 +311,9 @@ impl ShellContext {
             signal_group(pgid, Signal::KILL);
             (status, killed)
         };
-        let pumps = async {
-            tokio::join!(
-                pump(stdout, LogStream::Stdout, sink),
-                pump(stderr, LogStream::Stderr, sink),
-            )
-        };
+        // One loop reads both pipes: lines keep the order they were read in
+        // (see `streams`).
+        let pumps = super::streams::pump(stdout, stderr, sink);
         tokio::pin!(wait, pumps);
         let mut pumped = false;
         let (status, killed) = loop {
@@ -594,18 +591,6 @@ fn signal_group(pgid: u32, signal: Signal) {
     };
     // ESRCH (the group is already gone) is fine to ignore.
     let _ = rustix::process::kill_process_group(pgid, signal);
-}
-
-async fn pump(mut stream: impl AsyncRead + Unpin, which: LogStream, sink: &LogSink<'_>) {
-    let mut lines = LineBuffer::default();
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => lines.push(&chunk[..n], which, sink).await,
-        }
-    }
-    lines.finish(which, sink).await;
 }
 
 fn exit_code(status: ExitStatus) -> i32 {

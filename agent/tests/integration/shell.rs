@@ -500,6 +500,34 @@ pipelines:
     );
 }
 
+/// A line on stdout then one on stderr, written at once by each of 20
+/// steps: stdout's first every time, whether the agent read them apart or
+/// together (one reader for both pipes, `runtime/streams.rs`; two readers
+/// polled in turn gave either order).
+#[tokio::test(flavor = "multi_thread")]
+async fn stdout_then_stderr_written_at_once_keep_their_order() {
+    let steps: String = (1..=20)
+        .map(|i| format!("          - echo out-{i}; echo err-{i} >&2\n"))
+        .collect();
+    let run = run(&format!(
+        "name: order\npipelines:\n  p:\n    tasks:\n      t:\n        steps:\n{steps}"
+    ))
+    .await;
+    use xene_core::event::LogStream::{Stderr, Stdout};
+    let lines: Vec<(String, xene_core::event::LogStream)> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Log { data, stream, .. } => Some((data.clone(), *stream)),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(String, xene_core::event::LogStream)> = (1..=20)
+        .flat_map(|i| [(format!("out-{i}"), Stdout), (format!("err-{i}"), Stderr)])
+        .collect();
+    assert_eq!(lines, want);
+}
+
 /// The config of a server's agents: a clean environment.
 fn clean_config(root: &std::path::Path) -> xene_agent::ExecutorConfig {
     xene_agent::ExecutorConfig {
