@@ -277,7 +277,7 @@ impl PipelineDraft {
 /// The YAML a new workflow starts from in the editor.
 pub fn new_workflow(name: &str) -> String {
     format!(
-        "name: {}\ndescription: \"\"\npipelines:\n  main:\n    trigger: manual\n    tasks: {{}}\n",
+        "name: {}\npipelines:\n  main:\n    trigger: manual\n    tasks: {{}}\n",
         edit::scalar(name)
     )
 }
@@ -299,6 +299,15 @@ pub enum Gesture {
     AddTask {
         /// Where.
         pipeline: String,
+        /// Its name.
+        name: String,
+    },
+    /// A new task with one step that waits for `after`.
+    AddTaskAfter {
+        /// Where.
+        pipeline: String,
+        /// The task it waits for.
+        after: String,
         /// Its name.
         name: String,
     },
@@ -376,9 +385,11 @@ fn deps_op(pipeline: &str, task: &str, deps: Vec<String>) -> Op {
     if deps.is_empty() {
         Op::Remove { path }
     } else {
-        Op::Set {
+        // Where people write it: what a task waits for, then what it does.
+        Op::Insert {
             path,
             value: Yaml::strs(&deps),
+            before: "steps".into(),
         }
     }
 }
@@ -419,6 +430,19 @@ pub fn ops(text: &str, gesture: &Gesture) -> Result<Vec<Op>, EditError> {
             vec![Op::Set {
                 path: task_path(pipeline, name, None),
                 value: new_task(&[], name),
+            }]
+        }
+        Gesture::AddTaskAfter {
+            pipeline,
+            after,
+            name,
+        } => {
+            let p = pipeline_of(&draft, pipeline)?;
+            check_name(name, p)?;
+            p.task(after).ok_or_else(|| no_task(pipeline, after))?;
+            vec![Op::Set {
+                path: task_path(pipeline, name, None),
+                value: new_task(&[after], name),
             }]
         }
         Gesture::InsertBetween {

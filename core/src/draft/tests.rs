@@ -63,7 +63,7 @@ fn draws_from_a_new_workflow() {
     assert_eq!(wf.pipelines["main"].tasks["c"].depends_on, ["b"]);
     assert_eq!(
         text,
-        "name: hello\ndescription: \"\"\npipelines:\n  main:\n    trigger: manual\n    tasks:\n      a:\n        steps:\n          - run: echo a\n      b:\n        steps:\n          - run: echo b\n        depends_on: [a]\n      c:\n        steps:\n          - run: echo c\n        depends_on: [b]\n"
+        "name: hello\npipelines:\n  main:\n    trigger: manual\n    tasks:\n      a:\n        steps:\n          - run: echo a\n      b:\n        depends_on: [a]\n        steps:\n          - run: echo b\n      c:\n        depends_on: [b]\n        steps:\n          - run: echo c\n"
     );
 }
 
@@ -155,4 +155,33 @@ fn faults_find_their_task() {
         message: "x".into(),
     };
     assert_eq!(fault_target(&d), None);
+}
+
+#[test]
+fn a_task_added_after_another_waits_for_it() {
+    let out = g(
+        SPEC,
+        Gesture::AddTaskAfter {
+            pipeline: "ci".into(),
+            after: "test".into(),
+            name: "report".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "{SPEC}      report:\n        depends_on: [test]\n        steps:\n          - run: echo report\n"
+        )
+    );
+    let missing = g(
+        SPEC,
+        Gesture::AddTaskAfter {
+            pipeline: "ci".into(),
+            after: "nope".into(),
+            name: "report".into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(missing.0, "pipeline ci has no task nope");
 }

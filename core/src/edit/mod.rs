@@ -147,6 +147,18 @@ pub enum Op {
         /// Which key.
         path: Vec<Seg>,
     },
+    /// Sets a key like [`Op::Set`]; an absent key is added just before
+    /// its sibling `before` when there is one (else at the end), so a
+    /// generated entry lands where people write it (`depends_on` before
+    /// `steps`).
+    Insert {
+        /// Where.
+        path: Vec<Seg>,
+        /// The new value.
+        value: Yaml,
+        /// The sibling key it goes before.
+        before: String,
+    },
     /// Renames a mapping key in place.
     Rename {
         /// Which key.
@@ -157,9 +169,17 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether it sets a value (and so makes missing mappings on its way).
+    fn sets(&self) -> bool {
+        matches!(self, Op::Set { .. } | Op::Insert { .. })
+    }
+
     fn path(&self) -> &[Seg] {
         match self {
-            Op::Set { path, .. } | Op::Remove { path } | Op::Rename { path, .. } => path,
+            Op::Set { path, .. }
+            | Op::Insert { path, .. }
+            | Op::Remove { path }
+            | Op::Rename { path, .. } => path,
         }
     }
 }
@@ -229,7 +249,7 @@ pub fn apply_to_tree(tree: &mut Yaml, op: &Op) -> Result<(), EditError> {
     for (i, seg) in parents.iter().enumerate() {
         at = match seg {
             Seg::Key(k) => {
-                if at.is_null() && matches!(op, Op::Set { .. }) {
+                if at.is_null() && op.sets() {
                     *at = Yaml::Map(Vec::new());
                 }
                 let Yaml::Map(entries) = at else {
@@ -237,7 +257,7 @@ pub fn apply_to_tree(tree: &mut Yaml, op: &Op) -> Result<(), EditError> {
                 };
                 match entries.iter().position(|(key, _)| key == k) {
                     Some(p) => &mut entries[p].1,
-                    None if matches!(op, Op::Set { .. }) => {
+                    None if op.sets() => {
                         entries.push((k.clone(), Yaml::Map(Vec::new())));
                         &mut entries.last_mut().expect("just pushed").1
                     }
@@ -250,7 +270,7 @@ pub fn apply_to_tree(tree: &mut Yaml, op: &Op) -> Result<(), EditError> {
             },
         };
     }
-    if at.is_null() && matches!(op, Op::Set { .. }) {
+    if at.is_null() && op.sets() {
         *at = Yaml::Map(Vec::new());
     }
     let Yaml::Map(entries) = at else {
@@ -258,8 +278,15 @@ pub fn apply_to_tree(tree: &mut Yaml, op: &Op) -> Result<(), EditError> {
     };
     let found = entries.iter().position(|(key, _)| key == last);
     match (op, found) {
-        (Op::Set { value, .. }, Some(p)) => entries[p].1 = value.clone(),
+        (Op::Set { value, .. } | Op::Insert { value, .. }, Some(p)) => entries[p].1 = value.clone(),
         (Op::Set { value, .. }, None) => entries.push((last.clone(), value.clone())),
+        (Op::Insert { value, before, .. }, None) => {
+            let at = entries
+                .iter()
+                .position(|(key, _)| key == before)
+                .unwrap_or(entries.len());
+            entries.insert(at, (last.clone(), value.clone()));
+        }
         (Op::Remove { .. }, Some(p)) => {
             entries.remove(p);
         }
@@ -371,7 +398,10 @@ fn batched(text: &str, ops: &[Op]) -> Option<String> {
     for op in ops {
         let mut op = op.clone();
         let path = match &mut op {
-            Op::Set { path, .. } | Op::Remove { path } | Op::Rename { path, .. } => path,
+            Op::Set { path, .. }
+            | Op::Insert { path, .. }
+            | Op::Remove { path }
+            | Op::Rename { path, .. } => path,
         };
         for (new, old) in &renamed {
             if path.starts_with(new) {

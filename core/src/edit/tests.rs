@@ -337,3 +337,47 @@ fn refuses_what_is_not_there_or_malformed() {
         .is_err()
     );
 }
+
+#[test]
+fn insert_goes_before_its_sibling_and_keeps_every_other_line() {
+    let insert = |p: &str, before: &str| Op::Insert {
+        path: path(p),
+        value: Yaml::strs(&["test"]),
+        before: before.into(),
+    };
+    // Absent: just before `steps`, every other line as it was.
+    let out = apply(
+        SPEC,
+        &insert("pipelines.ci.tasks.build.depends_on", "steps"),
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        SPEC.replace(
+            "        image: 'busybox'  # pinned\n        steps:",
+            "        image: 'busybox'  # pinned\n        depends_on: [test]\n        steps:"
+        )
+    );
+    // Present: set where it is.
+    let out = apply(SPEC, &insert("pipelines.ci.tasks.test.depends_on", "steps")).unwrap();
+    assert_eq!(
+        out,
+        SPEC.replace("depends_on: [build]", "depends_on: [test]")
+    );
+    // No such sibling: at the end, as `Set` puts it.
+    let out = apply(SPEC, &insert("pipelines.ci.tasks.build.needs", "nothing")).unwrap();
+    assert_eq!(
+        tree(&out).unwrap().get(&path("pipelines.ci.tasks.build")),
+        tree(SPEC)
+            .unwrap()
+            .get(&path("pipelines.ci.tasks.build"))
+            .map(|b| {
+                let mut b = b.clone();
+                if let Yaml::Map(e) = &mut b {
+                    e.push(("needs".into(), Yaml::strs(&["test"])));
+                }
+                b
+            })
+            .as_ref()
+    );
+}

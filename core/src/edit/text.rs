@@ -190,7 +190,7 @@ impl<'a> Doc<'a> {
             return None;
         };
         match (op, self.locate(path)) {
-            (Op::Set { value, .. }, Some(at)) => {
+            (Op::Set { value, .. } | Op::Insert { value, .. }, Some(at)) => {
                 if self.is_flow(at.parent) {
                     return None;
                 }
@@ -234,6 +234,27 @@ impl<'a> Doc<'a> {
                 Some(vec![Patch {
                     start: end,
                     end,
+                    lines,
+                }])
+            }
+            (Op::Insert { value, before, .. }, None) => {
+                let mut sibling = parents.to_vec();
+                sibling.push(Seg::key(before.clone()));
+                let Some(at) = self.locate(&sibling) else {
+                    // No such sibling: at the end, where `Set` puts it.
+                    return self.patches(&Op::Set {
+                        path: path.to_vec(),
+                        value: value.clone(),
+                    });
+                };
+                if self.is_flow(at.parent) || self.prefix(at.line, at.col).trim() != "" {
+                    return None;
+                }
+                let mut lines = entry_lines(&key_token(last), value, at.col, true, None);
+                lines[0].insert_str(0, &" ".repeat(at.col));
+                Some(vec![Patch {
+                    start: at.line,
+                    end: at.line,
                     lines,
                 }])
             }

@@ -1,12 +1,13 @@
 //! The canvas: the shown pipeline's tasks and dependencies, drawn where the
 //! layered layout or the user put them. Pointer gestures (drag a node, draw
-//! an edge from a node's handle, pan, zoom, double-click to add) become
-//! gestures on the document; the drawing itself is in `graph`.
+//! an edge from a node's handle, pan, zoom, double-click a node to rename
+//! it or the background to add one) become gestures on the document; the
+//! drawing itself is in `graph`.
 
 use leptos::prelude::*;
 use xene_core::draft::{EditorLayout, Gesture};
 use xene_core::edit::{self, Op, Seg, Yaml};
-use xene_core::layout::{Direction, NODE_HEIGHT, NODE_WIDTH};
+use xene_core::layout::{Direction, GAP_X, GAP_Y, NODE_HEIGHT, NODE_WIDTH};
 
 use super::canvas_state::{CanvasState, Drag, View, commit_focused_field};
 use super::doc::{Doc, Selection, use_doc};
@@ -34,16 +35,51 @@ pub(super) fn Canvas() -> impl IntoView {
         pointer,
         connecting,
         cycle_hint,
+        renaming,
         places,
         svg_ref,
-        ..
     } = state;
     let to_canvas = move |x: f64, y: f64| state.to_canvas(x, y);
     let task_at = move |x: f64, y: f64| state.task_at(x, y);
     let capture = move |id: i32| state.capture(id);
     let commit = move |t: String, l: EditorLayout| doc.commit(t, l);
     let gesture = move |g| doc.gesture(g);
-    let add_task_at = move |at: Option<(i32, i32)>| doc.add_task_at(at);
+    // Beside a placed task, where no other node is: the next layer's side.
+    let beside = move |task: &str| -> Option<(i32, i32)> {
+        let p = pipeline.get_untracked();
+        let (x, y) = layout.with_untracked(|l| l.positions.get(&p)?.get(task).copied())?;
+        let dir = layout.with_untracked(|l| l.direction);
+        let (mut nx, mut ny) = match dir {
+            Direction::LeftRight => (x + NODE_WIDTH + GAP_X, y),
+            Direction::TopDown => (x, y + NODE_HEIGHT + GAP_X),
+        };
+        let taken = places.get_untracked();
+        for _ in 0..64 {
+            let free = taken
+                .values()
+                .all(|(ox, oy)| (ox - nx).abs() >= NODE_WIDTH || (oy - ny).abs() >= NODE_HEIGHT);
+            if free {
+                break;
+            }
+            match dir {
+                Direction::LeftRight => ny += NODE_HEIGHT + GAP_Y,
+                Direction::TopDown => nx += NODE_WIDTH + GAP_Y,
+            }
+        }
+        Some((nx, ny))
+    };
+    // A new task goes after the selected one, waiting for it; its name is
+    // open for typing at once.
+    let add_task_at = move |at: Option<(i32, i32)>| {
+        let after = match selected.get_untracked() {
+            Selection::Task(t) if current.with_untracked(|p| p.task(&t).is_some()) => Some(t),
+            _ => None,
+        };
+        let at = at.or_else(|| after.as_deref().and_then(beside));
+        if let Some(name) = doc.add_task(after, at) {
+            renaming.set(Some(name));
+        }
+    };
     let on_pointerdown_bg = move |ev: leptos::ev::PointerEvent| {
         if ev.button() != 0 {
             return;
@@ -156,6 +192,29 @@ pub(super) fn Canvas() -> impl IntoView {
             zoom,
         });
     };
+    // A drawing larger than the canvas (a phone's) is fitted to it once,
+    // when it is first drawn.
+    let fitted = StoredValue::new(false);
+    Effect::new(move |_| {
+        let ps = places.get();
+        #[cfg(feature = "hydrate")]
+        if !fitted.get_value()
+            && !ps.is_empty()
+            && let Some(svg) = svg_ref.get()
+        {
+            fitted.set_value(true);
+            let r = svg.get_bounding_client_rect();
+            let v = view_state.get_untracked();
+            let (x1, y1) = ps.values().fold((0, 0), |(a, b), (x, y)| {
+                (a.max(x + NODE_WIDTH), b.max(y + NODE_HEIGHT))
+            });
+            if v.tx + x1 as f64 * v.zoom > r.width() || v.ty + y1 as f64 * v.zoom > r.height() {
+                fit();
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ps, fitted);
+    });
 
     let add_pipeline = move |_| {
         let d = good.get_untracked();
@@ -224,7 +283,6 @@ pub(super) fn Canvas() -> impl IntoView {
                 <button on:click=move |_| zoom_by(1.2) aria-label="Zoom in">"+"</button>
                 <button on:click=move |_| zoom_by(1.0 / 1.2) aria-label="Zoom out">"−"</button>
                 <button id="fit" on:click=move |_| fit()>"Fit"</button>
-                <span id="drag-hint" class="hint" role="status">{move || cycle_hint.get()}</span>
             </div>
             <div class="canvas-wrap">
                 <svg
@@ -236,7 +294,13 @@ pub(super) fn Canvas() -> impl IntoView {
                     on:pointermove=on_pointermove
                     on:pointerup=on_pointerup
                     on:dblclick=move |ev: leptos::ev::MouseEvent| {
+                        // A node's clicks come here while the canvas holds the
+                        // pointer: on a node, rename it.
                         let (x, y) = to_canvas(ev.client_x() as f64, ev.client_y() as f64);
+                        if let Some(task) = task_at(x, y) {
+                            renaming.set(Some(task));
+                            return;
+                        }
                         add_task_at(Some((x as i32 - NODE_WIDTH / 2, y as i32 - NODE_HEIGHT / 2)));
                     }
                     on:wheel=move |ev: leptos::ev::WheelEvent| {
@@ -261,6 +325,8 @@ pub(super) fn Canvas() -> impl IntoView {
                     </g>
                 </svg>
                 <RenameBox state />
+                // Over the drawing, so that it never moves what is dragged.
+                <p id="drag-hint" class="canvas-status" role="status">{move || cycle_hint.get()}</p>
                 <Show when=move || current.with(|p| p.tasks.is_empty())>
                     <p class="canvas-empty">"No tasks yet: press Add task, or double-click the canvas."</p>
                 </Show>

@@ -193,6 +193,8 @@ impl Doc {
     /// A text typed in the YAML view at `now` (ms): keystrokes close
     /// together are one undo step.
     pub fn typed(self, value: String, now: f64) {
+        // A refusal is about the gesture before: it goes with the next edit.
+        self.message.set(None);
         let grouped = now - self.last_typing.get_value() < TYPING_GROUP_MS;
         if grouped {
             // Part of the same burst of typing: one undo step.
@@ -328,9 +330,10 @@ impl Doc {
         }
     }
 
-    /// Adds a task to the shown pipeline, placed at `at` if given, and
-    /// selects it.
-    pub fn add_task_at(self, at: Option<(i32, i32)>) {
+    /// Adds a task to the shown pipeline and selects it: waiting for
+    /// `after` when given, placed at `at` when given (else where the layout
+    /// puts it). Answers its name.
+    pub fn add_task(self, after: Option<String>, at: Option<(i32, i32)>) -> Option<String> {
         let Doc {
             layout,
             current,
@@ -339,20 +342,30 @@ impl Doc {
         } = self;
         let p = current.get_untracked();
         let name = p.fresh_name("task");
-        if self.gesture(Gesture::AddTask {
-            pipeline: p.name.clone(),
-            name: name.clone(),
-        }) {
-            if let Some((x, y)) = at {
-                let mut l = layout.get_untracked();
-                l.positions
-                    .entry(p.name.clone())
-                    .or_default()
-                    .insert(name.clone(), (x, y));
-                // The position belongs to the same undo step as the task.
-                layout.set(l);
-            }
-            selected.set(Selection::Task(name));
+        let gesture = match after {
+            Some(after) => Gesture::AddTaskAfter {
+                pipeline: p.name.clone(),
+                after,
+                name: name.clone(),
+            },
+            None => Gesture::AddTask {
+                pipeline: p.name.clone(),
+                name: name.clone(),
+            },
+        };
+        if !self.gesture(gesture) {
+            return None;
         }
+        if let Some((x, y)) = at {
+            let mut l = layout.get_untracked();
+            l.positions
+                .entry(p.name.clone())
+                .or_default()
+                .insert(name.clone(), (x, y));
+            // The position belongs to the same undo step as the task.
+            layout.set(l);
+        }
+        selected.set(Selection::Task(name.clone()));
+        Some(name)
     }
 }

@@ -66,6 +66,7 @@ pub(super) fn Help() -> impl IntoView {
                 <dt><kbd>"Delete"</kbd></dt><dd>"remove the selected task or dependency"</dd>
                 <dt><kbd>"Enter"</kbd></dt><dd>"select the focused task"</dd>
                 <dt><kbd>"F2"</kbd>" or double-click"</dt><dd>"rename the focused task"</dd>
+                <dt>"Add task"</dt><dd>"add a task after the selected one, its name ready to type"</dd>
                 <dt>"double-click the canvas"</dt><dd>"add a task there"</dd>
                 <dt>"drag from a task's dot"</dt><dd>"make another task wait for it"</dd>
                 <dt><kbd>"Ctrl+Space"</kbd></dt><dd>"complete in the YAML"</dd>

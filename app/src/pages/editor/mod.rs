@@ -9,11 +9,13 @@
 //! parse, pipeline shown and selection), provided through context:
 //! `canvas`, `canvas_state` and `graph` draw and edit the DAG; `yaml` is the
 //! text view; `panel`, `task_panel` and `fields` the side panel; `save` the
-//! head, the review and the conflict dialog; `keys` the shortcuts.
+//! head, the review and the conflict dialog; `drafts` the unsaved work kept
+//! in the browser and the warning before leaving it; `keys` the shortcuts.
 
 mod canvas;
 mod canvas_state;
 mod doc;
+mod drafts;
 mod fields;
 mod graph;
 mod keys;
@@ -36,6 +38,7 @@ use crate::api;
 use crate::ui::ErrorBox;
 use canvas::Canvas;
 use doc::{Dialog, Doc};
+use drafts::DraftOffer;
 use keys::Help;
 use panel::Properties;
 use save::{Conflict, Review, SaveBar, Saving};
@@ -125,7 +128,11 @@ pub fn EditorPage() -> impl IntoView {
     let name = move || params.with(|p| p.get("name"));
     let version = move || query.with(|q| q.get("version").and_then(|v| v.parse::<i64>().ok()));
     let data = Resource::new(move || (name(), version()), |(n, v)| load(n, v));
-    let title = move || match name() {
+    // The stored workflow the editor shows: its first save names a new one
+    // without the router reloading the editor.
+    let saved: RwSignal<Option<String>> = RwSignal::new(None);
+    let shown = move || saved.get().or_else(name);
+    let title = move || match shown() {
         Some(n) => format!("Edit {n}"),
         None => "New workflow".to_string(),
     };
@@ -134,15 +141,15 @@ pub fn EditorPage() -> impl IntoView {
         <nav class="crumbs" aria-label="Breadcrumb">
             <a href="/workflows">"Workflows"</a>
             " / "
-            {move || name().map(|n| view! { <a href=format!("/workflows/{}", encode(&n))>{n.clone()}</a> " / " })}
-            <span aria-current="page">{move || if name().is_some() { "Edit" } else { "New workflow" }}</span>
+            {move || shown().map(|n| view! { <a href=format!("/workflows/{}", encode(&n))>{n.clone()}</a> " / " })}
+            <span aria-current="page">{move || if shown().is_some() { "Edit" } else { "New workflow" }}</span>
         </nav>
         <Transition fallback=|| view! { <p class="loading">"Loading the editor…"</p> }>
             {move || {
                 data.get()
                     .map(|r| match r {
                         Err(e) => view! { <ErrorBox message=e /> }.into_any(),
-                        Ok(loaded) => view! { <Editor loaded /> }.into_any(),
+                        Ok(loaded) => view! { <Editor loaded saved /> }.into_any(),
                     })
             }}
         </Transition>
@@ -150,12 +157,15 @@ pub fn EditorPage() -> impl IntoView {
 }
 
 /// The editor of one loaded text: the parts around their shared document.
+/// `saved` follows the name the workflow is stored under.
 #[component]
-fn Editor(loaded: Loaded) -> impl IntoView {
+fn Editor(loaded: Loaded, saved: RwSignal<Option<String>>) -> impl IntoView {
     let doc = Doc::new(&loaded);
     provide_context(doc);
     let saving = Saving::new(&loaded, doc);
     keys::listen(doc);
+    let offer = drafts::keep(doc, saving);
+    Effect::new(move |_| saved.set(saving.saved_name.get()));
     let Doc {
         notice,
         message,
@@ -165,8 +175,24 @@ fn Editor(loaded: Loaded) -> impl IntoView {
     view! {
         <div class="editor">
             <SaveBar saving />
-            {move || notice.get().map(|n| view! { <p class="notice" role="status">{n}</p> })}
-            {move || message.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+            <DraftOffer offer saving />
+            // One line of its own: what appears here never moves the canvas.
+            <div class="editor-status">
+                {move || match (message.get(), notice.get()) {
+                    (Some(m), _) => {
+                        let full = m.clone();
+                        view! { <p class="error" role="alert" title=full>{m}</p> }.into_any()
+                    }
+                    (None, Some(n)) => {
+                        let full = n.clone();
+                        view! { <p class="notice" role="status" title=full>{n}</p> }.into_any()
+                    }
+                    (None, None) => ().into_any(),
+                }}
+                {move || saving.blocked().map(|why| view! {
+                    <p id="save-refused" class="refused">"Cannot save: " {why}</p>
+                })}
+            </div>
             <div class="editor-grid">
                 <Canvas />
                 <Properties />

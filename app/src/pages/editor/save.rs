@@ -24,13 +24,15 @@ type SaveOutcome =
 pub(super) struct Saving {
     doc: Doc,
     /// The current version this edit builds on (0: new).
-    base: RwSignal<i64>,
+    pub base: RwSignal<i64>,
     /// That version's text: the base of a three-way merge.
-    base_source: RwSignal<String>,
+    pub base_source: RwSignal<String>,
+    /// The text with nothing unsaved in it: as opened, saved or reloaded.
+    clean: RwSignal<String>,
     /// The layout last saved.
     saved_layout: RwSignal<EditorLayout>,
     /// The workflow's name once it is stored.
-    saved_name: RwSignal<Option<String>>,
+    pub saved_name: RwSignal<Option<String>>,
     /// Fetches the current version, to review against or to find a conflict.
     open_review: Action<(), Result<(i64, VersionText), String>>,
     save: Action<(), SaveOutcome>,
@@ -52,6 +54,7 @@ impl Saving {
         let navigate = use_navigate();
         let base = RwSignal::new(loaded.base);
         let base_source = RwSignal::new(loaded.base_source.clone());
+        let clean = RwSignal::new(loaded.source.clone());
         let saved_layout = RwSignal::new(loaded.layout.clone());
         let saved_name = RwSignal::new(loaded.name.clone());
         let save_name = move || good.with(|d| d.name.clone());
@@ -137,6 +140,7 @@ impl Saving {
             match r {
                 Ok(Ok((saved, body, l, placed))) => {
                     base.set(saved.version);
+                    clean.set(body.clone());
                     base_source.set(body);
                     saved_layout.set(l);
                     dialog.set(Dialog::Closed);
@@ -189,6 +193,7 @@ impl Saving {
             doc,
             base,
             base_source,
+            clean,
             saved_layout,
             saved_name,
             open_review,
@@ -216,8 +221,21 @@ impl Saving {
             || base.get() == 0
     }
 
+    /// Whether leaving would lose an edit: the text or the places differ
+    /// from what was opened, saved or reloaded.
+    pub fn unsaved(self) -> bool {
+        let Saving {
+            doc,
+            clean,
+            saved_layout,
+            ..
+        } = self;
+        doc.text.with(|t| clean.with(|c| t != c))
+            || doc.layout.with(|l| saved_layout.with(|s| l != s))
+    }
+
     /// Why the document cannot be saved as it is.
-    fn blocked(self) -> Option<String> {
+    pub fn blocked(self) -> Option<String> {
         let Doc {
             yaml_fault, faults, ..
         } = self.doc;
@@ -322,6 +340,7 @@ pub(super) fn Conflict(saving: Saving, version: i64, source: String) -> impl Int
         doc,
         base,
         base_source,
+        clean: clean_text,
         ..
     } = saving;
     let Doc {
@@ -347,6 +366,7 @@ pub(super) fn Conflict(saving: Saving, version: i64, source: String) -> impl Int
                         commit(merged, layout.get_untracked());
                         base.set(version);
                         base_source.set(theirs.clone());
+                        clean_text.set(theirs.clone());
                         dialog.set(Dialog::Closed);
                         notice.set(Some(if clean {
                             format!("Merged with version {version}: review, then save.")
@@ -358,6 +378,7 @@ pub(super) fn Conflict(saving: Saving, version: i64, source: String) -> impl Int
                         commit(theirs_reload.clone(), layout.get_untracked());
                         base.set(version);
                         base_source.set(theirs_reload.clone());
+                        clean_text.set(theirs_reload.clone());
                         dialog.set(Dialog::Closed);
                         notice.set(Some(format!("Reloaded version {version}; Undo brings your edit back.")));
                     }>"Reload theirs"</button>
