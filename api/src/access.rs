@@ -184,6 +184,38 @@ pub struct AuditEntry {
     pub detail: String,
     /// The client's address.
     pub remote: String,
+    /// The person `actor` names, when it is a user Xene knows.
+    #[serde(default)]
+    pub who: Option<Person>,
+}
+
+/// A person as pages show them: by name and email, never by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+}
+
+impl Person {
+    /// The name, or the email for someone without one.
+    pub fn shown(&self) -> &str {
+        if self.name.trim().is_empty() {
+            &self.email
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// `GET /api/v1/sign-in-methods`: how people can sign in to this server,
+/// for the sign-in page (which shows only these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignInMethods {
+    /// The identity provider's name (`Google`, or its host) when one is
+    /// configured; absent otherwise, and then only one-time links work.
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

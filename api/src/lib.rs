@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod hooks;

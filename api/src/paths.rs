@@ -158,6 +158,16 @@ pub fn stats() -> String {
     format!("{V1}/stats")
 }
 
+/// The landing page's one read: runs running, queued, stuck and failed, agents online.
+pub fn dashboard() -> String {
+    format!("{V1}/dashboard")
+}
+
+/// How people can sign in here (no sign-in needed to ask).
+pub fn sign_in_methods() -> String {
+    format!("{V1}/sign-in-methods")
+}
+
 /// The agents.
 pub fn agents() -> String {
     format!("{V1}/agents")

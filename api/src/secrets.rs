@@ -14,6 +14,9 @@ pub struct SecretInfo {
     /// UTC milliseconds.
     pub created_at: i64,
     pub updated_by: String,
+    /// The person `updated_by` names, when it is a user Xene knows.
+    #[serde(default)]
+    pub updater: Option<crate::access::Person>,
     /// UTC milliseconds.
     pub updated_at: i64,
     /// Only workflow versions an admin approved may use it, and only in

@@ -17,13 +17,16 @@ use xene_api::paths;
 use xene_api::run::{Run, StartRun};
 
 /// Calls the REST API with the caller's session: `path` must be an
-/// `/api/v1/` path. Answers the body of a 2xx answer, or the API's error.
-#[server]
+/// `/api/v1/` path. Answers the API's status and body, whatever the
+/// status: a 4xx is the API's answer, not a failure of this call, so it
+/// never reaches the browser as a 500 (nor the server's log as an error).
+/// At a fixed URL, `/rpc/api_call`, for tests and people reading logs.
+#[server(endpoint = "api_call")]
 pub async fn api_call(
     method: String,
     path: String,
     body: Option<String>,
-) -> Result<String, ServerFnError> {
+) -> Result<(u16, String), ServerFnError> {
     let bridge = use_context::<crate::ssr::ApiBridge>()
         .ok_or_else(|| ServerFnError::new("the server gave the UI no API bridge"))?;
     let parts = use_context::<http::request::Parts>()
@@ -54,13 +57,7 @@ pub async fn api_call(
     );
     *request.extensions_mut() = parts.extensions.clone();
     let reply = bridge.call(request).await.map_err(ServerFnError::new)?;
-    if (200..300).contains(&reply.status) {
-        return Ok(reply.body);
-    }
-    let message = serde_json::from_str::<xene_api::error::ErrorBody>(&reply.body)
-        .map(|body| body.error)
-        .unwrap_or_else(|_| format!("the server answered {}", reply.status));
-    Err(ServerFnError::new(message))
+    Ok((reply.status, reply.body))
 }
 
 /// A failure as people read it.
@@ -71,19 +68,72 @@ pub fn error_text(e: ServerFnError) -> String {
     }
 }
 
+/// The API's answer: its body when it is a 2xx, else its error's message.
+fn accepted((status, body): (u16, String)) -> Result<String, String> {
+    if (200..300).contains(&status) {
+        return Ok(body);
+    }
+    Err(serde_json::from_str::<xene_api::error::ErrorBody>(&body)
+        .map(|body| body.error)
+        .unwrap_or_else(|_| format!("the server answered {status}")))
+}
+
+async fn call(method: &str, path: String, body: Option<String>) -> Result<(u16, String), String> {
+    api_call(method.into(), path, body)
+        .await
+        .map_err(error_text)
+}
+
 /// GETs an API path as `T`.
 pub async fn get<T: DeserializeOwned>(path: String) -> Result<T, String> {
-    let text = api_call("GET".into(), path, None)
-        .await
-        .map_err(error_text)?;
+    let text = accepted(call("GET", path, None).await?)?;
     serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the server: {e}"))
+}
+
+/// GETs what a page is about (a run, a workflow): `None` when the API
+/// knows no such thing (404), and then the page itself answers HTTP 404
+/// (see [`answer_not_found`]).
+pub async fn get_shown<T: DeserializeOwned>(path: String) -> Result<Option<T>, String> {
+    let not_found = answer_not_found_later();
+    let (status, body) = call("GET", path, None).await?;
+    if status == 404 {
+        not_found();
+        return Ok(None);
+    }
+    let text = accepted((status, body))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("unexpected answer from the server: {e}"))
+}
+
+/// Makes the page being rendered on the server answer HTTP 404, for a page
+/// whose object does not exist (a run number that is not a number, say).
+/// Nothing in the browser.
+pub fn answer_not_found() {
+    answer_not_found_later()()
+}
+
+/// [`answer_not_found`], with the response taken now, for use after an
+/// `.await` (where the page's context may be out of reach).
+fn answer_not_found_later() -> impl FnOnce() {
+    #[cfg(feature = "ssr")]
+    {
+        let response = use_context::<leptos_axum::ResponseOptions>();
+        move || {
+            if let Some(response) = response {
+                response.set_status(http::StatusCode::NOT_FOUND);
+            }
+        }
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        || {}
+    }
 }
 
 /// Sends a request that changes something; answers the body.
 pub async fn send(method: &str, path: String, body: Option<String>) -> Result<String, String> {
-    api_call(method.into(), path, body)
-        .await
-        .map_err(error_text)
+    accepted(call(method, path, body).await?)
 }
 
 /// Sends a request that changes something; answers the body as `T`.
@@ -146,7 +196,8 @@ pub async fn load_examples() -> Result<Vec<String>, ServerFnError> {
     ];
     let mut loaded = Vec::new();
     for text in EXAMPLES {
-        let reply = api_call("POST".into(), paths::workflows(), Some(text.to_string())).await?;
+        let (_, reply) =
+            api_call("POST".into(), paths::workflows(), Some(text.to_string())).await?;
         if let Ok(applied) = serde_json::from_str::<xene_api::workflows::Applied>(&reply) {
             loaded.push(applied.name);
         }

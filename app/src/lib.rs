@@ -18,6 +18,7 @@ use leptos_router::{
 
 pub mod api;
 pub mod live;
+pub mod not_found;
 pub mod pages;
 pub mod session;
 #[cfg(feature = "ssr")]
@@ -140,8 +141,8 @@ pub fn App() -> impl IntoView {
             // can tell.
             <main id="main" tabindex="-1" data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=pages::NotFound>
-                    // The workflows list until there is a dashboard.
-                    <Route path=StaticSegment("") ssr=SsrMode::Async view={Lazy::<pages::WorkflowsRoute>::new()} />
+                    // The dashboard: what needs a look now.
+                    <Route path=StaticSegment("") ssr=SsrMode::Async view={Lazy::<pages::HomeRoute>::new()} />
                     <Route path=StaticSegment("signin") view=pages::SignIn />
                     <Route path=path!("/workflows") ssr=SsrMode::Async view={Lazy::<pages::WorkflowsRoute>::new()} />
                     <Route path=path!("/workflows/:name") ssr=SsrMode::Async view={Lazy::<pages::WorkflowRoute>::new()} />

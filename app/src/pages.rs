@@ -3,7 +3,7 @@
 pub mod agents;
 pub mod audit;
 pub mod editor;
-mod not_found;
+pub mod home;
 pub mod run;
 pub mod runs;
 pub mod secrets;
@@ -13,7 +13,7 @@ pub mod users;
 pub mod workflow;
 pub mod workflows;
 
-pub use not_found::NotFound;
+pub use crate::not_found::NotFound;
 pub use signin::SignIn;
 
 /// Pages are fetched in five groups, each a piece of the browser bundle of
@@ -65,8 +65,9 @@ macro_rules! lazy_groups {
 }
 
 lazy_groups! {
-    /// The lists of workflows and of runs.
+    /// The dashboard, and the lists of workflows and of runs.
     lists(List) {
+        HomeRoute => home::HomePage,
         WorkflowsRoute => workflows::WorkflowsPage,
         RunsRoute => runs::RunsPage,
     }

@@ -7,6 +7,7 @@ use leptos_meta::Title;
 
 use xene_api::paths::{self, encode};
 use xene_api::secrets::{SecretInfo, SecretList, SecretValueRequest};
+use xene_api::workflows::WorkflowList;
 use xene_core::access::Role;
 
 use crate::api;
@@ -19,6 +20,8 @@ fn path(name: &str, workflow: &str) -> String {
 #[component]
 pub fn SecretsPage() -> impl IntoView {
     let secrets = Resource::new(|| (), |_| api::get::<SecretList>(paths::secrets(None)));
+    // The scopes a secret can have: global, or one of the workflows.
+    let workflows = Resource::new(|| (), |_| api::get::<WorkflowList>(paths::workflows()));
     let me = crate::session::current_user();
     let is_admin = move || me().is_some_and(|m| m.role == Role::Admin);
     let name = RwSignal::new(String::new());
@@ -75,9 +78,20 @@ pub fn SecretsPage() -> impl IntoView {
                                     prop:value=move || name.get() on:input=move |e| name.set(event_target_value(&e)) />
                             </div>
                             <div class="field">
-                                <label for="secret-workflow">"Workflow (empty: global)"</label>
-                                <input id="secret-workflow" autocomplete="off" spellcheck="false"
-                                    prop:value=move || workflow.get() on:input=move |e| workflow.set(event_target_value(&e)) />
+                                <label for="secret-workflow">"For"</label>
+                                <select id="secret-workflow" on:change=move |e| workflow.set(event_target_value(&e))>
+                                    <option value="" selected=move || workflow.get().is_empty()>"Every workflow (global)"</option>
+                                    {move || workflows.get().and_then(|r| r.ok()).map(|list| {
+                                        list.workflows.into_iter().map(|w| {
+                                            let name = w.name.clone();
+                                            view! {
+                                                <option value=w.name.clone() selected=move || workflow.get() == name>
+                                                    {format!("Workflow {}", w.name)}
+                                                </option>
+                                            }
+                                        }).collect_view()
+                                    })}
+                                </select>
                             </div>
                             <div class="field wide">
                                 <label for="secret-value">"Value"</label>
@@ -110,7 +124,7 @@ pub fn SecretsPage() -> impl IntoView {
                 }.into_any(),
                 Ok(list) => view! {
                     <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
-                    <table class="list" id="secrets">
+                    <table class="list cards" id="secrets">
                         <thead><tr>
                             <th scope="col">"Name"</th><th scope="col">"Workflow"</th>
                             <th scope="col">"Updated by"</th><th scope="col">"Updated"</th>
@@ -122,16 +136,21 @@ pub fn SecretsPage() -> impl IntoView {
                             view! {
                                 <tr data-secret=s.name.clone()>
                                     <th scope="row"><code>{s.name.clone()}</code></th>
-                                    <td>{match s.workflow.clone() {
+                                    <td data-label="Workflow">{match s.workflow.clone() {
                                         Some(w) => {
                                             let href = format!("/workflows/{}", encode(&w));
                                             view! { <a href=href>{w}</a> }.into_any()
                                         }
                                         None => view! { <span class="muted">"global"</span> }.into_any(),
                                     }}</td>
-                                    <td>{s.updated_by.clone()}</td>
-                                    <td><Time ms=s.updated_at /></td>
-                                    <td>{move || is_admin().then(|| {
+                                    <td data-label="Updated by">{match s.updater.clone() {
+                                        Some(p) => view! {
+                                            <span title=p.email.clone()>{p.shown().to_string()}</span>
+                                        }.into_any(),
+                                        None => view! { <span class="mono">{s.updated_by.clone()}</span> }.into_any(),
+                                    }}</td>
+                                    <td data-label="Updated"><Time ms=s.updated_at /></td>
+                                    <td class="actions">{move || is_admin().then(|| {
                                         let key = key.clone();
                                         view! {
                                             <button class="danger delete-secret" on:click=move |_| { delete.dispatch(key.clone()); }>"Delete"</button>

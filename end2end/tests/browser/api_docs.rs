@@ -13,7 +13,9 @@ fn screenshot_path(name: &str) -> std::path::PathBuf {
 }
 
 /// `/api/v1/docs` shows the API document in a browser with nothing from the
-/// network: every operation, its answers, and the schemas they link to.
+/// network: every operation, its answers, and the schemas they link to; code
+/// as code, not between literal backticks, and an icon that is there (walk
+/// bug 20: it asked for `/favicon.ico` and got a 404).
 #[tokio::test]
 async fn the_api_docs_page_browses_the_document() {
     let server = TestServer::start().await;
@@ -25,6 +27,28 @@ async fn the_api_docs_page_browses_the_document() {
             .await
             .map_err(|e| e.to_string())?;
         let title = c.title().await.map_err(|e| e.to_string())?;
+        let text = c
+            .find(Locator::Css("body"))
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let icon = c
+            .execute_async(
+                "const done = arguments[0]; \
+                 const link = document.querySelector('link[rel=icon]'); \
+                 if (!link) { done('no icon link'); return; } \
+                 fetch(link.href).then(r => done(r.status)).catch(err => done(String(err)));",
+                vec![],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let coded = c
+            .find_all(Locator::Css("section.operation p code"))
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
         let operations = c
             .find_all(Locator::Css("section.operation"))
             .await
@@ -53,12 +77,25 @@ async fn the_api_docs_page_browses_the_document() {
             .map_err(|e| e.to_string())?;
         let png = c.screenshot().await.map_err(|e| e.to_string())?;
         std::fs::write(screenshot_path("api-docs"), png).map_err(|e| e.to_string())?;
-        Ok::<_, String>((title, operations, cancel_text, url, statuses))
+        Ok::<_, String>((
+            title,
+            operations,
+            cancel_text,
+            url,
+            statuses,
+            (text, icon, coded),
+        ))
     }
     .await;
     browser.close().await;
 
-    let (title, operations, cancel_text, url, statuses) = outcome.unwrap();
+    let (title, operations, cancel_text, url, statuses, (text, icon, coded)) = outcome.unwrap();
+    assert!(!text.contains('`'), "literal backticks in the docs");
+    assert_eq!(icon, serde_json::json!(200), "the page's icon");
+    assert!(
+        coded > 10,
+        "only {coded} code spans in the operations' text"
+    );
     assert_eq!(title, "Xene API reference");
     assert!(operations >= 14, "only {operations} operations shown");
     assert!(cancel_text.contains("409"), "{cancel_text}");

@@ -1,10 +1,10 @@
 use crate::util::{Browser, TestServer};
 
-/// The home page (the workflows list, until there is a dashboard)
-/// hydrates: its lazily loaded page answers a button, which only works
-/// once that page's wasm has loaded, through a server function.
+/// The home page (the dashboard) hydrates: on a server with no workflow,
+/// its lazily loaded page answers a button, which only works once that
+/// page's wasm has loaded, through a server function.
 #[tokio::test]
-async fn home_page_hydrates_and_shows_the_workflows() {
+async fn home_page_hydrates_and_shows_the_dashboard() {
     let server = TestServer::start().await;
     let browser = Browser::start().await;
 
@@ -31,8 +31,8 @@ async fn home_page_hydrates_and_shows_the_workflows() {
     browser.close().await;
 
     let (title, heading, loaded) = outcome.unwrap();
-    assert_eq!(title, "Workflows · Xene");
-    assert_eq!(heading, "Workflows");
+    assert_eq!(title, "Dashboard · Xene");
+    assert_eq!(heading, "Dashboard");
     assert!(loaded.contains("example workflows"), "{loaded}");
 }
 

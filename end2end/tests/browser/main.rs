@@ -4,6 +4,7 @@
 mod actions;
 mod util;
 
+mod admin;
 mod api_docs;
 mod editor;
 mod home;

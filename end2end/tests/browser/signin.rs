@@ -17,7 +17,7 @@ pub async fn sign_in_as(
     // cookies and ours share the host 127.0.0.1).
     c.delete_all_cookies().await.map_err(e)?;
     c.goto(&server.url("/signin")).await.map_err(e)?;
-    c.find(Locator::Css("#sign-in-google"))
+    c.find(Locator::Css("#sign-in-oidc"))
         .await
         .map_err(e)?
         .click()

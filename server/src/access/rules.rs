@@ -63,6 +63,8 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/auth/login", PUBLIC),
     rule(Method::GET, "/auth/callback", PUBLIC),
     rule(Method::GET, "/auth/link", PUBLIC),
+    // What the sign-in page offers: asked before anyone is signed in.
+    rule(Method::GET, "/api/v1/sign-in-methods", PUBLIC),
     rule(Method::POST, "/auth/logout", VIEWER),
     // `xenectl login`: a signed-in browser asks its person to allow it,
     // then hands out a one-time code, which the CLI spends with its PKCE
@@ -124,6 +126,7 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/runs/{id}/events", VIEWER),
     rule(Method::GET, "/api/v1/runs/feed", VIEWER),
     rule(Method::GET, "/api/v1/stats", VIEWER),
+    rule(Method::GET, "/api/v1/dashboard", VIEWER),
     // Agents.
     rule(Method::GET, "/api/v1/agents", VIEWER),
     rule(Method::POST, "/api/v1/agents/join-tokens", ADMIN),

@@ -27,6 +27,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(super::cron::router())
         .merge(super::feed::router())
         .merge(super::agents::router())
+        .merge(super::dashboard::router())
         .merge(super::agent_auth::router())
         .merge(super::users::router())
         .merge(super::tokens::router())

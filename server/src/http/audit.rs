@@ -1,4 +1,5 @@
-//! `/api/v1/audit`: who did what, when and from where (admins only).
+//! `/api/v1/audit`: who did what, when and from where (admins only), and
+//! [`record`], how handlers add to it.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -9,7 +10,8 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::storage::access as store;
+use crate::access::Principal;
+use crate::storage::access::{self as store, AuditFilter};
 use xene_api::access::AuditPage;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,10 +26,15 @@ pub struct AuditQuery {
     pub before: Option<i64>,
     /// 1 to 500, default 100.
     pub limit: Option<i64>,
+    /// Only this action (`run.start`), or every action of a kind (`run`).
+    pub action: Option<String>,
+    /// Only what this actor did (a user id, `agent:ID`, `anonymous`).
+    pub actor: Option<String>,
 }
 
 /// The audit log, newest first: sign-ins and refusals, token, role and
-/// invite changes, agent joins and revocations.
+/// invite changes, agent joins and revocations, secrets, webhooks,
+/// workflows applied, approved and deleted, runs started and cancelled.
 #[utoipa::path(
     get, path = "/api/v1/audit", tag = "access", params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400), (status = 401), (status = 403))
@@ -43,7 +50,13 @@ async fn audit_log(
             "limit must be between 1 and 500, not {limit}"
         )));
     }
-    let entries = store::audit_entries(&state.db, query.before, limit).await?;
+    let filter = AuditFilter {
+        before: query.before,
+        action: checked("action", query.action)?,
+        actor: checked("actor", query.actor)?,
+        limit,
+    };
+    let entries = store::audit_entries(&state.db, &filter).await?;
     let next_before = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
@@ -51,4 +64,39 @@ async fn audit_log(
         entries,
         next_before,
     }))
+}
+
+/// A filter's value: empty means no filter; longer than any stored value
+/// (512 characters) or holding a control character is refused.
+fn checked(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.chars().count() > 512 || v.chars().any(char::is_control) => Err(
+            ApiError::BadRequest(format!("{name} must be at most 512 printable characters")),
+        ),
+        other => Ok(other),
+    }
+}
+
+/// Records what `principal` did in the audit log. The act itself is done
+/// already: a failure to record it is logged, and does not undo it.
+pub async fn record(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    target: &str,
+    detail: &str,
+) {
+    if let Err(e) = store::audit(
+        &state.db,
+        &principal.user_id,
+        action,
+        target,
+        detail,
+        &principal.remote,
+    )
+    .await
+    {
+        tracing::error!(error = %e, action, target, "cannot record in the audit log");
+    }
 }

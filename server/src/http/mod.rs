@@ -21,6 +21,7 @@ pub mod cli_login;
 pub mod connect;
 pub mod cookies;
 pub mod cron;
+pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod guard;

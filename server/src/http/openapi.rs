@@ -50,6 +50,8 @@ const ENUM_PROPERTIES: &[(&str, &str, &str)] = &[
     ("LastRun", "status", "RunStatus"),
     ("Agent", "state", "AgentState"),
     ("CancelResponse", "status", "CancelStatus"),
+    ("RunBrief", "status", "RunStatus"),
+    ("RunBrief", "trigger", "Trigger"),
 ];
 
 fn enums() -> Vec<(&'static str, RefOr<Schema>)> {
@@ -276,10 +278,11 @@ pub fn docs_page(doc: &OpenApi) -> String {
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} reference</title><style>{STYLE}</style></head><body>\
+         <title>{title} reference</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\
+         <style>{STYLE}</style></head><body>\
          <header><h1>{title}</h1><p>{}</p><p>Version {} · \
          <a href=\"/api/v1/openapi.json\">openapi.json</a> for client generators</p></header><main>",
-        escape(doc.info.description.as_deref().unwrap_or("")),
+        prose(doc.info.description.as_deref().unwrap_or("")),
         escape(&doc.info.version),
     );
     out.push_str("<nav><h2>Operations</h2><ul>");
@@ -306,7 +309,7 @@ pub fn docs_page(doc: &OpenApi) -> String {
             .into_iter()
             .flatten()
         {
-            let _ = write!(out, "<p>{}</p>", escape(text));
+            let _ = write!(out, "<p>{}</p>", prose(text));
         }
         if let Some(parameters) = operation.parameters.as_ref().filter(|p| !p.is_empty()) {
             out.push_str("<h3>Parameters</h3><table><tr><th>name</th><th>in</th><th>type</th><th>description</th></tr>");
@@ -323,7 +326,7 @@ pub fn docs_page(doc: &OpenApi) -> String {
                     },
                     escape(place.as_str().unwrap_or("")),
                     p.schema.as_ref().map(type_of).unwrap_or_default(),
-                    escape(p.description.as_deref().unwrap_or("")),
+                    prose(p.description.as_deref().unwrap_or("")),
                 );
             }
             out.push_str("</table>");
@@ -340,7 +343,7 @@ pub fn docs_page(doc: &OpenApi) -> String {
             }
             out.push_str("</ul>");
             if let Some(description) = &body.description {
-                let _ = write!(out, "<p>{}</p>", escape(description));
+                let _ = write!(out, "<p>{}</p>", prose(description));
             }
         }
         out.push_str(
@@ -362,7 +365,7 @@ pub fn docs_page(doc: &OpenApi) -> String {
                 out,
                 "<tr><td class=\"status\">{}</td><td>{}</td><td>{body}</td></tr>",
                 escape(status),
-                escape(&description)
+                prose(&description)
             );
         }
         out.push_str("</table></section>");
@@ -377,7 +380,7 @@ pub fn docs_page(doc: &OpenApi) -> String {
             );
             if let RefOr::T(Schema::Object(object)) = schema {
                 if let Some(description) = &object.description {
-                    let _ = write!(out, "<p>{}</p>", escape(description));
+                    let _ = write!(out, "<p>{}</p>", prose(description));
                 }
                 if let Some(values) = &object.enum_values {
                     let values: Vec<String> = values
@@ -407,7 +410,7 @@ pub fn docs_page(doc: &OpenApi) -> String {
                                 ""
                             },
                             type_of(value),
-                            escape(&description)
+                            prose(&description)
                         );
                     }
                     out.push_str("</table>");
@@ -519,6 +522,30 @@ fn link(location: &str) -> String {
     format!("<a href=\"#schema-{0}\">{0}</a>", escape(name))
 }
 
+/// Text written for people, with `code` between backticks as in the
+/// doc comments it comes from: escaped, and each such span as `<code>`.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut parts = text.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(&escape(first));
+    }
+    let rest: Vec<&str> = parts.collect();
+    // An odd backtick out stays as it is.
+    let pairs = rest.len() / 2 * 2;
+    for (i, part) in rest.iter().enumerate() {
+        if i >= pairs {
+            out.push('`');
+            out.push_str(&escape(part));
+        } else if i % 2 == 0 {
+            let _ = write!(out, "<code>{}</code>", escape(part));
+        } else {
+            out.push_str(&escape(part));
+        }
+    }
+    out
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -536,3 +563,19 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:0.25rem 
 .method{display:inline-block;min-width:4em;text-transform:uppercase;font-weight:600;font-size:0.8em;padding:0.1em 0.4em;border-radius:4px;background:#e8ecf3}\
 .get{background:#dff0e1}.post{background:#dde9fb}.delete{background:#fbe0dd}.put,.patch{background:#fbf1d8}\
 code{font-family:ui-monospace,monospace;overflow-wrap:anywhere}.status{font-weight:600}";
+
+#[cfg(test)]
+mod tests {
+    use super::prose;
+
+    #[test]
+    fn backticks_become_code() {
+        assert_eq!(
+            prose("Needs the `viewer` role (or `a<b`)."),
+            "Needs the <code>viewer</code> role (or <code>a&lt;b</code>)."
+        );
+        assert_eq!(prose("one ` alone"), "one ` alone");
+        assert_eq!(prose("`a` and ` b"), "<code>a</code> and ` b");
+        assert_eq!(prose("plain"), "plain");
+    }
+}

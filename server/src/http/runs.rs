@@ -93,10 +93,12 @@ async fn get_run(
 )]
 async fn cancel_run(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::access::Principal>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
     let Path(id) = id?;
     let outcome = runs::cancel(&state.db, id).await?;
+    super::audit::record(&state, &principal, "run.cancel", &format!("run {id}"), "").await;
     if outcome == Cancelled::Now {
         state.ctx.metrics.run_cancelled(&state.db, id).await;
     }

@@ -60,10 +60,16 @@ async fn static_or_not_found(State(state): State<AppState>, req: Request) -> Res
             .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         return response;
     }
+    // The 404 page is the app too: it reads the API (who is signed in, for
+    // the top bar) through the same bridge as every other page.
     let uri = req.uri().clone();
-    leptos_axum::file_and_error_handler::<AppState, _>(shell)(uri, State(state), req)
-        .await
-        .into_response()
+    let api = super::api_only(state.clone());
+    leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+        move || provide_context(bridge(api.clone())),
+        shell,
+    )(uri, State(state), req)
+    .await
+    .into_response()
 }
 
 fn bridge(api: Router) -> ApiBridge {

@@ -13,11 +13,14 @@ use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
 use crate::storage::access::{self as store, UserChangeError};
-use xene_api::access::{Invite, InviteList, InviteRequest, Me, User, UserChange, UserList};
+use xene_api::access::{
+    Invite, InviteList, InviteRequest, Me, SignInMethods, User, UserChange, UserList,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me))
+        .routes(routes!(sign_in_methods))
         .routes(routes!(list_users))
         .routes(routes!(update_user))
         .routes(routes!(list_invites, put_invite))
@@ -38,6 +41,28 @@ async fn me(
         role: principal.role,
         token: principal.token,
     }))
+}
+
+/// How people sign in here, for the sign-in page: the identity provider's
+/// name when one is configured. Anyone may ask.
+#[utoipa::path(get, path = "/api/v1/sign-in-methods", tag = "access", responses((status = 200, body = SignInMethods)))]
+async fn sign_in_methods(State(state): State<AppState>) -> Json<SignInMethods> {
+    let provider = state
+        .access
+        .oidc
+        .as_ref()
+        .map(|oidc| provider_name(oidc.issuer()));
+    Json(SignInMethods { provider })
+}
+
+/// `Google` for Google's issuer, else the issuer's host.
+fn provider_name(issuer: &str) -> String {
+    let issuer = issuer.trim_end_matches('/');
+    if issuer == crate::config::access::GOOGLE_ISSUER {
+        return "Google".into();
+    }
+    let host = issuer.split_once("://").map_or(issuer, |(_, rest)| rest);
+    host.split('/').next().unwrap_or(host).to_string()
 }
 
 /// Every user with their role (admins only).

@@ -143,6 +143,9 @@ async fn apply_workflow(
     } else {
         StatusCode::OK
     };
+    if applied.changed && !options.dry_run {
+        super::audit::record(&state, &principal, "workflow.apply", &applied.name, &format!("version {}", applied.version)).await;
+    }
     Ok((status, Json(applied)))
 }
 
@@ -279,10 +282,12 @@ async fn get_workflow(
 )]
 async fn delete_workflow(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(name) = name?;
     if workflows::delete(&state.db, &name).await? {
+        super::audit::record(&state, &principal, "workflow.delete", &name, "").await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown_workflow(&name))
@@ -531,6 +536,7 @@ pub(crate) fn param_texts(
 )]
 async fn start_run(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
@@ -550,6 +556,7 @@ async fn start_run(
     state.ctx.metrics.run_started("manual", &name, &pipeline);
     state.ctx.metrics.run_traces.remember(run.id);
     tracing::info!(run_id = run.id, workflow = %name, pipeline = %pipeline, "run queued");
+    super::audit::record(&state, &principal, "run.start", &format!("run {}", run.id), &format!("{name}/{pipeline} version {}", run.version)).await;
     Ok((StatusCode::CREATED, Json(run)))
 }
 

@@ -21,6 +21,7 @@ pub mod attempts;
 pub mod auth;
 pub mod changes;
 pub mod cron;
+pub mod dashboard;
 pub mod events;
 pub mod hooks;
 pub mod leases;
@@ -72,6 +73,18 @@ pub enum StorageError {
     Corrupt(String),
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
+}
+
+/// A person from a `LEFT JOIN users`' name and email: none where no user
+/// matched (an agent, `anonymous`, a user since removed).
+pub fn person(name: Option<String>, email: Option<String>) -> Option<xene_api::access::Person> {
+    match (name, email) {
+        (None, None) => None,
+        (name, email) => Some(xene_api::access::Person {
+            name: name.unwrap_or_default(),
+            email: email.unwrap_or_default(),
+        }),
+    }
 }
 
 /// Wall-clock time as stored: UTC milliseconds since the Unix epoch.

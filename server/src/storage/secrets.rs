@@ -87,16 +87,18 @@ pub async fn list(db: &Db, workflow: Option<&str>) -> Result<Vec<SecretInfo>, St
     let rows =
         match workflow {
             Some(w) => sqlx::query(
-                "SELECT scope, name, created_by, created_at, updated_by, updated_at, protected, allowed \
-                 FROM secrets WHERE scope = '' OR scope = $1 ORDER BY name, scope LIMIT $2",
+                "SELECT s.scope, s.name, s.created_by, s.created_at, s.updated_by, s.updated_at, s.protected, \
+                 s.allowed, u.name, u.email FROM secrets s LEFT JOIN users u ON u.id = s.updated_by \
+                 WHERE s.scope = '' OR s.scope = $1 ORDER BY s.name, s.scope LIMIT $2",
             )
             .bind(w)
             .bind(MAX_SECRETS)
             .fetch_all(db.pool())
             .await?,
             None => sqlx::query(
-                "SELECT scope, name, created_by, created_at, updated_by, updated_at, protected, allowed \
-                 FROM secrets ORDER BY name, scope LIMIT $1",
+                "SELECT s.scope, s.name, s.created_by, s.created_at, s.updated_by, s.updated_at, s.protected, \
+                 s.allowed, u.name, u.email FROM secrets s LEFT JOIN users u ON u.id = s.updated_by \
+                 ORDER BY s.name, s.scope LIMIT $1",
             )
             .bind(MAX_SECRETS)
             .fetch_all(db.pool())
@@ -112,6 +114,7 @@ pub async fn list(db: &Db, workflow: Option<&str>) -> Result<Vec<SecretInfo>, St
                 created_by: r.get(2),
                 created_at: r.get(3),
                 updated_by: r.get(4),
+                updater: super::person(r.get(8), r.get(9)),
                 updated_at: r.get(5),
                 protected: r.get::<i64, _>(6) != 0,
                 allow: allow_from(&r.get::<String, _>(7)),

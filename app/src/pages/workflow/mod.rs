@@ -19,6 +19,7 @@ use xene_core::params::Param;
 use xene_core::spec::{Pipeline, Task, Trigger};
 
 use crate::api;
+use crate::not_found::Missing;
 use crate::ui::{Dag, ErrorBox, NodeState, Time};
 use hook::HookPanel;
 use run_form::RunForm;
@@ -27,10 +28,13 @@ use versions::Versions;
 /// The workflow and its versions.
 type WorkflowData = (WorkflowDetail, Vec<VersionSummary>);
 
-async fn workflow_data(name: String) -> Result<WorkflowData, String> {
-    let detail: WorkflowDetail = api::get(paths::workflow(&name)).await?;
+/// `None` when there is no such workflow (the page answers 404).
+async fn workflow_data(name: String) -> Result<Option<WorkflowData>, String> {
+    let Some(detail) = api::get_shown::<WorkflowDetail>(paths::workflow(&name)).await? else {
+        return Ok(None);
+    };
     let versions: VersionList = api::get(paths::versions(&name)).await?;
-    Ok((detail, versions.versions))
+    Ok(Some((detail, versions.versions)))
 }
 
 #[component]
@@ -60,7 +64,8 @@ pub fn WorkflowPage() -> impl IntoView {
                 data.get()
                     .map(|r| match r {
                         Err(e) => view! { <ErrorBox message=e /> }.into_any(),
-                        Ok(d) => workflow_view(d, diff).into_any(),
+                        Ok(None) => view! { <Missing what=format!("There is no workflow named {:?}.", name()) /> }.into_any(),
+                        Ok(Some(d)) => workflow_view(d, diff).into_any(),
                     })
             }}
         </Transition>
