@@ -474,6 +474,7 @@ impl Metrics {
             runs,
             stuck,
             agents,
+            turns: (db.backend() == crate::storage::Backend::Sqlite).then(|| db.write_turns()),
         };
     }
 
@@ -511,6 +512,8 @@ struct DbValues {
     runs: Vec<(&'static str, i64)>,
     stuck: Option<i64>,
     agents: Vec<(&'static str, i64)>,
+    /// SQLite's write turn (this process's writers take turns).
+    turns: Option<crate::storage::TurnFigures>,
 }
 
 impl prometheus_client::collector::Collector for DbGauges {
@@ -549,6 +552,34 @@ impl prometheus_client::collector::Collector for DbGauges {
                     state: (*state).to_string(),
                 };
                 ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if let Some(turns) = values.turns {
+            use prometheus_client::metrics::counter::ConstCounter;
+            for (name, help, value) in [
+                (
+                    "xene_sqlite_write_turns",
+                    "SQLite write transactions and statements, which take turns",
+                    turns.taken as f64,
+                ),
+                (
+                    "xene_sqlite_write_turn_wait_seconds",
+                    "Time writers spent waiting for their turn",
+                    turns.waited_secs,
+                ),
+                (
+                    "xene_sqlite_write_turn_held_seconds",
+                    "Time writers held the turn (their transactions' length)",
+                    turns.held_secs,
+                ),
+            ] {
+                let counter = ConstCounter::new(value);
+                counter.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
             }
         }
         if let Some(n) = values.stuck {

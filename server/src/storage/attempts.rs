@@ -309,29 +309,46 @@ async fn place_chunk(
 /// oldest waiting attempt's. Written (and announced) only when it changes:
 /// the scheduler says it again on every pass.
 pub async fn set_waiting_reason(db: &Db, attempt: i64, reason: &str) -> Result<(), StorageError> {
-    let mut tx = db.begin_write().await?;
-    let run_id: Option<i64> = sqlx::query_scalar(
-        "UPDATE task_attempts SET scheduler_reason = $1 WHERE id = $2 AND status = 'ready' \
-         AND (scheduler_reason IS NULL OR scheduler_reason <> $1) RETURNING run_id",
-    )
-    .bind(reason)
-    .bind(attempt)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(run_id) = run_id else {
-        return Ok(());
-    };
-    sqlx::query(
-        "UPDATE runs SET scheduler_reason = (SELECT a.scheduler_reason FROM task_attempts a \
-             WHERE a.run_id = $1 AND a.status = 'ready' ORDER BY a.id LIMIT 1), \
-         scheduler_status = CASE WHEN status = 'queued' THEN 'not_scheduled' ELSE scheduler_status END \
-         WHERE id = $1 AND status IN ('queued', 'starting_up', 'running')",
-    )
-    .bind(run_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    db.news().run_changed(run_id).await;
+    set_waiting_reasons(db, &[(attempt, reason.to_string())]).await
+}
+
+/// Reasons written at once.
+const REASON_CHUNK: usize = 256;
+
+/// `set_waiting_reason` for many attempts: one transaction per chunk, each
+/// run's own reason updated once. A pass that finds a thousand attempts
+/// waiting must not take the write turn a thousand times.
+pub async fn set_waiting_reasons(db: &Db, reasons: &[(i64, String)]) -> Result<(), StorageError> {
+    for chunk in reasons.chunks(REASON_CHUNK) {
+        let mut runs = std::collections::BTreeSet::new();
+        let mut tx = db.begin_write().await?;
+        for (attempt, reason) in chunk {
+            let run_id: Option<i64> = sqlx::query_scalar(
+                "UPDATE task_attempts SET scheduler_reason = $1 WHERE id = $2 AND status = 'ready' \
+                 AND (scheduler_reason IS NULL OR scheduler_reason <> $1) RETURNING run_id",
+            )
+            .bind(reason)
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await?;
+            runs.extend(run_id);
+        }
+        for run_id in &runs {
+            sqlx::query(
+                "UPDATE runs SET scheduler_reason = (SELECT a.scheduler_reason FROM task_attempts a \
+                     WHERE a.run_id = $1 AND a.status = 'ready' ORDER BY a.id LIMIT 1), \
+                 scheduler_status = CASE WHEN status = 'queued' THEN 'not_scheduled' ELSE scheduler_status END \
+                 WHERE id = $1 AND status IN ('queued', 'starting_up', 'running')",
+            )
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        for run_id in runs {
+            db.news().run_changed(run_id).await;
+        }
+    }
     Ok(())
 }
 

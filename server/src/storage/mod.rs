@@ -119,6 +119,9 @@ pub struct Db {
     /// first come first served, instead of polling SQLite's lock with
     /// sleeps (which let a hundred busy runs starve each other for 700 ms).
     write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// How the write turn was used, for the metrics: the hot path's cost is
+    /// mostly how long transactions hold it.
+    turns: std::sync::Arc<TurnStats>,
     /// The model of new runs (see `RUN_MODEL`).
     run_model: i64,
 }
@@ -128,7 +131,51 @@ pub struct Db {
 /// process's write turn until it commits, rolls back or is dropped.
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: Option<Turn>,
+}
+
+/// Counts of the SQLite write turn since the process started.
+#[derive(Debug, Default)]
+pub struct TurnStats {
+    taken: std::sync::atomic::AtomicU64,
+    waited_us: std::sync::atomic::AtomicU64,
+    held_us: std::sync::atomic::AtomicU64,
+}
+
+/// What `TurnStats` says: turns taken, and the seconds spent waiting for
+/// and holding them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TurnFigures {
+    pub taken: u64,
+    pub waited_secs: f64,
+    pub held_secs: f64,
+}
+
+impl TurnStats {
+    pub fn figures(&self) -> TurnFigures {
+        use std::sync::atomic::Ordering::Relaxed;
+        TurnFigures {
+            taken: self.taken.load(Relaxed),
+            waited_secs: self.waited_us.load(Relaxed) as f64 / 1e6,
+            held_secs: self.held_us.load(Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// The write turn, held: its time is counted when it is given back.
+struct Turn {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    since: std::time::Instant,
+    stats: std::sync::Arc<TurnStats>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let held = u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats
+            .held_us
+            .fetch_add(held, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl WriteTx {
@@ -148,7 +195,7 @@ impl WriteTx {
 /// a stream of transactions handing the lock to each other.
 pub struct WriteConn {
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: Option<Turn>,
 }
 
 impl std::ops::Deref for WriteConn {
@@ -228,6 +275,7 @@ impl Db {
             seen: Default::default(),
             log_cap: logs::DEFAULT_CAP_BYTES,
             write_turn: Default::default(),
+            turns: Default::default(),
             run_model: RUN_MODEL,
         })
     }
@@ -284,7 +332,7 @@ impl Db {
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => {
-                let turn = self.write_turn.clone().lock_owned().await;
+                let turn = self.take_turn().await;
                 let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
                 Ok(WriteTx {
                     tx,
@@ -298,10 +346,30 @@ impl Db {
         }
     }
 
+    async fn take_turn(&self) -> Turn {
+        use std::sync::atomic::Ordering::Relaxed;
+        let asked = std::time::Instant::now();
+        let guard = self.write_turn.clone().lock_owned().await;
+        let since = std::time::Instant::now();
+        let waited = u64::try_from((since - asked).as_micros()).unwrap_or(u64::MAX);
+        self.turns.taken.fetch_add(1, Relaxed);
+        self.turns.waited_us.fetch_add(waited, Relaxed);
+        Turn {
+            _guard: guard,
+            since,
+            stats: self.turns.clone(),
+        }
+    }
+
+    /// The SQLite write turn's use so far (zero on PostgreSQL).
+    pub fn write_turns(&self) -> TurnFigures {
+        self.turns.figures()
+    }
+
     /// A connection for a single write statement (see `WriteConn`).
     pub async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
         let turn = match self.backend {
-            Backend::Sqlite => Some(self.write_turn.clone().lock_owned().await),
+            Backend::Sqlite => Some(self.take_turn().await),
             Backend::Postgres => None,
         };
         Ok(WriteConn {

@@ -463,6 +463,17 @@ async fn agents_stats_and_metrics_report_the_built_in_agent_and_runs() {
                 "missing {line:?} in\n{metrics}"
             );
         }
+        // SQLite's writers take turns; the run above took some.
+        let turns = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("xene_sqlite_write_turns_total "))
+            .map(|n| n.parse::<f64>().unwrap());
+        match backend {
+            crate::util::Backend::Sqlite => {
+                assert!(turns.is_some_and(|n| n >= 1.0), "{metrics}")
+            }
+            crate::util::Backend::Postgres => assert_eq!(turns, None, "{metrics}"),
+        }
         server.stop().await;
     }
 }

@@ -229,9 +229,40 @@ async fn fanout(agents: usize) -> (f64, String) {
         ));
     }
     wait_online(&xene, agents).await;
+    let before = write_turns(&xene).await;
     let run = run(&xene, "fanout", Duration::from_millis(500)).await;
-    let phases = phases(&db, std::slice::from_ref(&run), agents * 8, false).await;
-    (took_ms(&run) / 1000.0, phases)
+    let after = write_turns(&xene).await;
+    let mut phases = phases(&db, std::slice::from_ref(&run), agents * 8, false).await;
+    let took = took_ms(&run) / 1000.0;
+    let [taken, waited, held] = [0, 1, 2].map(|i| after[i] - before[i]);
+    phases.push_str(&format!(
+        "; SQLite write turns: {taken:.0} ({:.1} a task), held {held:.2} s ({:.0} % of the run), \
+         waited for {waited:.2} s in all",
+        taken / 1000.0,
+        100.0 * held / took
+    ));
+    (took, phases)
+}
+
+/// The server's SQLite write-turn counters (taken, seconds waited, seconds
+/// held), from its metrics.
+async fn write_turns(xene: &Xene) -> [f64; 3] {
+    let text = reqwest::get(format!("{}/metrics", xene.base))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    [
+        "xene_sqlite_write_turns_total",
+        "xene_sqlite_write_turn_wait_seconds_total",
+        "xene_sqlite_write_turn_held_seconds_total",
+    ]
+    .map(|name| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    })
 }
 
 /// Medians of the chain through a server with its built-in agent, through

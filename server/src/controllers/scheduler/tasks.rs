@@ -171,11 +171,15 @@ pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageEr
             }
         }
         place(ctx, &mut pass).await?;
+        let mut changed = Vec::new();
         for (attempt, reason) in waiting {
-            wait(ctx, &attempt, &reason).await?;
+            if let Some(said) = waiting_reason(ctx, &attempt, &reason) {
+                changed.push((attempt.id, said));
+            }
             pass.verdicts
                 .insert((attempt.workflow, attempt.pipeline), Some(reason));
         }
+        attempts::set_waiting_reasons(&ctx.db, &changed).await?;
         if short {
             memory.cursor = 0;
             break;
@@ -283,8 +287,9 @@ async fn place(ctx: &Context, pass: &mut Pass) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Records why `attempt` waits, unless it says so already.
-async fn wait(ctx: &Context, attempt: &ReadyAttempt, reason: &str) -> Result<(), StorageError> {
+/// Why `attempt` waits, as it should read now, when that is not what it
+/// says already.
+fn waiting_reason(ctx: &Context, attempt: &ReadyAttempt, reason: &str) -> Option<String> {
     // Waiting past the pick-up timeout is flagged: somebody has to add or
     // fix an agent.
     let timeout = ctx.timings.pickup_timeout;
@@ -297,11 +302,11 @@ async fn wait(ctx: &Context, attempt: &ReadyAttempt, reason: &str) -> Result<(),
     } else {
         reason.to_string()
     };
-    if attempt.scheduler_reason.as_deref() != Some(reason.as_str()) {
-        if stuck {
-            tracing::warn!(run = attempt.run_id, task = %attempt.task, reason, "a task is stuck in the queue");
-        }
-        attempts::set_waiting_reason(&ctx.db, attempt.id, &reason).await?;
+    if attempt.scheduler_reason.as_deref() == Some(reason.as_str()) {
+        return None;
     }
-    Ok(())
+    if stuck {
+        tracing::warn!(run = attempt.run_id, task = %attempt.task, reason, "a task is stuck in the queue");
+    }
+    Some(reason)
 }
