@@ -84,7 +84,9 @@ pub fn TopBar() -> impl IntoView {
                     <div class="account-menu">
                         <Transition>
                             {move || {
-                                user.get().map(|me| view! { <p class="email">{me.user.email}</p> })
+                                user.get()
+                                    .filter(|me| !me.user.email.is_empty())
+                                    .map(|me| view! { <p class="email">{me.user.email}</p> })
                             }}
                         </Transition>
                         <ThemePicker />
