@@ -6,13 +6,9 @@ mod util;
 
 mod admin;
 mod api_docs;
-mod code_editor;
 mod editor;
-mod editor_walk;
 mod home;
 mod phone;
-mod run_form;
-mod run_page;
 pub mod signin;
 mod spread;
 mod ui;
