@@ -28,6 +28,7 @@ mod hardening;
 mod headers;
 mod health;
 mod load;
+mod log_order;
 mod network;
 mod observability;
 mod openapi;
