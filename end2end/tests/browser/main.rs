@@ -8,6 +8,7 @@ mod admin;
 mod api_docs;
 mod editor;
 mod home;
+mod run_form;
 mod phone;
 pub mod signin;
 mod spread;

@@ -732,7 +732,7 @@ async fn triggers_show_next_fires_and_hook_deliveries() {
             .await?;
         let url = browser
             .wait_for_text("[data-pipeline=\"on-push\"] .hook-url", |t| {
-                t.starts_with("/api/v1/hooks/")
+                t.starts_with("http://") && t.contains("/api/v1/hooks/")
             })
             .await?;
         // Unsigned: refused, started nothing, and listed with why.

@@ -6,7 +6,7 @@ use xene_api::hooks::{DeliveryList, HookInfo, NewSecret};
 use xene_api::paths;
 
 use crate::api;
-use crate::ui::{ErrorBox, Time};
+use crate::ui::{CopyButton, ErrorBox, Time};
 
 /// A webhook pipeline's URL and its recent deliveries, accepted or refused,
 /// each with why; editors make the hook or rotate its secret (shown once).
@@ -51,10 +51,18 @@ pub(super) fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
                 None => view! { <p class="loading">"Loading the hook…"</p> }.into_any(),
                 Some((h, deliveries)) => view! {
                     {match h.clone() {
-                        Some(h) => view! {
-                            <p>"Deliveries go to " <code class="hook-url">{h.path.clone()}</code>
-                               " on this server, signed with the hook's secret (GitHub's X-Hub-Signature-256 or Standard Webhooks)."</p>
-                        }.into_any(),
+                        Some(h) => {
+                            let url = format!("{}{}", origin(), h.path);
+                            view! {
+                                <p>"Deliveries are posted to this URL, signed with the hook's secret \
+                                    (GitHub's X-Hub-Signature-256 or Standard Webhooks; in GitHub, \
+                                    the content type application/json):"</p>
+                                <p class="hook-address">
+                                    <code class="hook-url">{url.clone()}</code>
+                                    <CopyButton text=url />
+                                </p>
+                            }.into_any()
+                        }
                         None => view! { <p class="muted">"No hook yet: make one to get its URL and secret."</p> }.into_any(),
                     }}
                     {move || can_edit().then(|| view! {
@@ -102,6 +110,20 @@ pub(super) fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
                 }.into_any(),
             })}
         </div>
+    }
+}
+
+/// This page's origin, `https://ci.example.com`: a hook's URL as the
+/// browser reaches the server is the one to paste into a sender. Only the
+/// browser asks (the hook loads there alone).
+fn origin() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        window().location().origin().unwrap_or_default()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        String::new()
     }
 }
 

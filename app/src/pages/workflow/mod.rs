@@ -1,7 +1,8 @@
-//! A workflow's page: each pipeline's DAG, trigger and Run form (`run_form`),
-//! a webhook pipeline's hook (`hook`), and its versions with a diff
-//! between any two (`versions`).
+//! A workflow's page: each pipeline's DAG, trigger and Run button or form
+//! (`run_form`), a webhook pipeline's hook (`hook`), its versions with a
+//! diff between any two (`versions`), and deleting it (`delete`).
 
+mod delete;
 mod hook;
 mod run_form;
 mod versions;
@@ -21,8 +22,9 @@ use xene_core::spec::{Pipeline, Task, Trigger};
 use crate::api;
 use crate::not_found::Missing;
 use crate::ui::{Dag, ErrorBox, NodeState, Time};
+use delete::{DeleteButton, DeleteConfirm};
 use hook::HookPanel;
-use run_form::RunForm;
+use run_form::{RunForm, RunNow};
 use versions::Versions;
 
 /// The workflow and its versions.
@@ -129,6 +131,7 @@ fn workflow_view((detail, versions): WorkflowData, diff: Diff) -> impl IntoView 
             view! { <PipelineCard workflow=name.clone() name=pname spec state /> }
         })
         .collect_view();
+    let deleting = RwSignal::new(false);
     view! {
         <div class="page-head">
             <h1>{detail.name.clone()}</h1>
@@ -136,9 +139,11 @@ fn workflow_view((detail, versions): WorkflowData, diff: Diff) -> impl IntoView 
             <Show when=can_edit>
                 <div class="actions">
                     <a class="button" id="edit-workflow" href=edit_href.clone()>"Edit"</a>
+                    <DeleteButton open=deleting />
                 </div>
             </Show>
         </div>
+        <DeleteConfirm name=detail.name.clone() open=deleting />
         {(!detail.spec.description.is_empty()).then(|| view! { <p>{detail.spec.description.clone()}</p> })}
         {approval(&detail)}
         {pipelines}
@@ -181,6 +186,8 @@ fn PipelineCard(
     let can_edit = move || me().is_some_and(|m| m.can_edit());
     let (form_open, set_form_open) = signal(false);
     let params: Vec<(String, Param)> = spec.params.clone().into_iter().collect();
+    let (no_params, now_workflow, now_pipeline) =
+        (params.is_empty(), workflow.clone(), name.clone());
     let trigger = trigger_text(&spec.trigger);
     let webhook = spec.trigger == Trigger::Webhook;
     let (reason, next_fires) = state
@@ -200,13 +207,20 @@ fn PipelineCard(
                 {reason.map(|r| view! { <span class="muted">" · " {r}</span> })}
                 <a href=run_href>"Runs"</a>
                 <Show when=can_edit>
-                    <button
-                        class="primary run-button"
-                        aria-expanded=move || form_open.get().to_string()
-                        on:click=move |_| set_form_open.update(|o| *o = !*o)
-                    >
-                        "Run"
-                    </button>
+                    {if no_params {
+                        view! { <RunNow workflow=now_workflow.clone() pipeline=now_pipeline.clone() /> }.into_any()
+                    } else {
+                        view! {
+                            <button
+                                class="primary run-button"
+                                aria-expanded=move || form_open.get().to_string()
+                                on:click=move |_| set_form_open.update(|o| *o = !*o)
+                            >
+                                "Run"
+                            </button>
+                        }
+                        .into_any()
+                    }}
                 </Show>
             </div>
             {(!next_fires.is_empty()).then(|| view! {
