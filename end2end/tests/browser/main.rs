@@ -7,6 +7,7 @@ mod util;
 mod admin;
 mod api_docs;
 mod editor;
+mod editor_walk;
 mod home;
 mod run_form;
 mod phone;
