@@ -187,6 +187,9 @@ pub struct AuditEntry {
     /// The person `actor` names, when it is a user Xene knows.
     #[serde(default)]
     pub who: Option<Person>,
+    /// The person `target` names, when it is a user Xene knows.
+    #[serde(default)]
+    pub target_person: Option<Person>,
 }
 
 /// A person as pages show them: by name and email, never by id.

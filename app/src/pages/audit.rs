@@ -146,12 +146,19 @@ fn Entry(entry: AuditEntry) -> impl IntoView {
         },
     };
     let action = entry.action.clone();
+    let target = match entry.target_person {
+        Some(person) => {
+            view! { <span title=person.email.clone()>{person.shown().to_string()}</span> }
+                .into_any()
+        }
+        None => view! { <span class="mono">{entry.target}</span> }.into_any(),
+    };
     view! {
         <tr data-action=action>
             <th scope="row" class="when"><Time ms=entry.at /></th>
             <td data-label="Who" class="who">{who}</td>
             <td data-label="Action" class="mono action">{entry.action}</td>
-            <td data-label="Target" class="mono target">{entry.target}</td>
+            <td data-label="Target" class="target">{target}</td>
             <td data-label="Detail" class="small detail">{entry.detail}</td>
             <td data-label="From" class="mono small from">{entry.remote}</td>
         </tr>

@@ -162,7 +162,7 @@ async fn admin_pages_walk() {
         browser.hydrated().await?;
         browser.wait_for_text("#audit", |t| t.contains("run.start")).await?;
         let who = browser
-            .js("return [...document.querySelectorAll('#audit td.who')].map(td => td.innerText).join('|')")
+            .js("return [...document.querySelectorAll('#audit td.who, #audit td.target')].map(td => td.innerText).join('|')")
             .await?;
         let overflow = browser
             .js("const w = document.querySelector('#audit').closest('.table-wrap'); return [w.scrollWidth, w.clientWidth]")

@@ -133,7 +133,7 @@ async fn sign_in_with_openid_admits_only_allowed_workspace_accounts() {
             browser.screenshot(shot).await?;
             let text = match &code {
                 Some(_) => browser.wait_for_text(".refusal", |t| !t.is_empty()).await?,
-                None => browser.wait_for_text("h1", |t| t == "Workflows").await?,
+                None => browser.wait_for_text("h1", |t| t == "Dashboard").await?,
             };
             seen.push((path, code, text));
         }

@@ -423,12 +423,19 @@ pub fn docs_page(doc: &OpenApi) -> String {
         if !components.security_schemes.is_empty() {
             out.push_str("<h2>Security schemes</h2><ul>");
             for (name, scheme) in &components.security_schemes {
-                let text = serde_json::to_string(scheme).unwrap_or_default();
+                // The description as prose, the rest as the document has it.
+                let mut value = serde_json::to_value(scheme).unwrap_or_default();
+                let description = value
+                    .as_object_mut()
+                    .and_then(|o| o.remove("description"))
+                    .and_then(|d| d.as_str().map(str::to_string))
+                    .unwrap_or_default();
                 let _ = write!(
                     out,
-                    "<li><code>{}</code>: <code>{}</code></li>",
+                    "<li><code>{}</code>: {} <code>{}</code></li>",
                     escape(name),
-                    escape(&text)
+                    prose(&description),
+                    escape(&value.to_string())
                 );
             }
             out.push_str("</ul>");

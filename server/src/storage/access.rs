@@ -659,8 +659,9 @@ pub struct AuditFilter {
 pub async fn audit_entries(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StorageError> {
     // Only the filters given go in the statement, so each plan can use its index.
     let mut sql = String::from(
-        "SELECT a.id, a.at, a.actor, a.action, a.target, a.detail, a.remote, u.name, u.email \
-         FROM audit_log a LEFT JOIN users u ON u.id = a.actor WHERE a.id < $1",
+        "SELECT a.id, a.at, a.actor, a.action, a.target, a.detail, a.remote, u.name, u.email, \
+         t.name, t.email FROM audit_log a LEFT JOIN users u ON u.id = a.actor \
+         LEFT JOIN users t ON t.id = a.target WHERE a.id < $1",
     );
     let mut binds = Vec::new();
     if let Some(action) = &filter.action {
@@ -699,6 +700,7 @@ pub async fn audit_entries(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditEnt
             detail: r.get(5),
             remote: r.get(6),
             who: super::person(r.get(7), r.get(8)),
+            target_person: super::person(r.get(9), r.get(10)),
         })
         .collect())
 }
