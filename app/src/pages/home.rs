@@ -225,7 +225,7 @@ fn FirstRun(load: Action<(), Result<usize, String>>) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::count_text;
+    use super::*;
 
     #[test]
     fn counts_read_with_thousands_separators() {
