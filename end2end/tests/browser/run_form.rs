@@ -131,6 +131,16 @@ async fn the_run_form_is_typed_and_checked_and_a_workflow_is_deleted_once_confir
         let summary = browser.js("return document.querySelector('.form-faults').textContent").await?;
         browser.screenshot("run-form-faults").await?;
         let serious = browser.axe().await?;
+        // On a phone the fields stack, each fault still under its field.
+        browser.set_size(390, 844).await?;
+        browser
+            .wait_for("a phone's width", "return window.innerWidth <= 400")
+            .await?;
+        browser
+            .js("document.querySelector('.run-form').scrollIntoView({block: 'start'})")
+            .await?;
+        browser.screenshot("phone-run-form-faults").await?;
+        browser.set_size(1280, 900).await?;
         if who["fault"] != "required string param without a value"
             || who["invalid"] != "true"
             || times["fault"] != "\"\" is not a number"
