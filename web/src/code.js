@@ -18,11 +18,11 @@ import {
 import {
   StreamLanguage,
   bracketMatching,
-  indentOnInput,
+  indentService,
   indentUnit,
   syntaxHighlighting,
 } from "@codemirror/language";
-import { yaml } from "@codemirror/lang-yaml";
+import { yaml } from "@codemirror/legacy-modes/mode/yaml";
 import { shell } from "@codemirror/legacy-modes/mode/shell";
 import { autocompletion, completionKeymap } from "@codemirror/autocomplete";
 import { search, searchKeymap, highlightSelectionMatches } from "@codemirror/search";
@@ -41,8 +41,27 @@ function pageNonce() {
   return script ? script.nonce : "";
 }
 
-// Lines longer than this, and more faults than this, are not marked.
+// More faults than this are not marked.
 const MAX_FAULTS = 200;
+
+// YAML's indentation for a new line (Enter) or a line re-indented: that of
+// the line above, one step deeper under a key that opens a block (`key:`,
+// `key: |`) and inside a list item that holds a mapping (`- key: value`).
+const yamlIndent = indentService.of((context, pos) => {
+  const breaking = context.options.simulateBreak === pos;
+  if (!breaking && (pos === 0 || context.lineAt(pos, -1).from !== pos)) return undefined;
+  const above = breaking ? context.lineAt(pos, -1).text : context.lineAt(pos - 1, -1).text;
+  const code = above.replace(/\s+#.*$/, "").trimEnd();
+  let indent = /^ */.exec(above)[0].length;
+  const item = /^( *)(- +)+/.exec(code);
+  if (item) {
+    const rest = code.slice(item[0].length);
+    if (/^[^\s:#][^:]*:( |$)/.test(rest)) indent = item[0].length;
+    else if (!/:$/.test(code)) return indent;
+  }
+  if (/:( +[|>][-+0-9]*)?$/.test(code)) indent += context.unit;
+  return indent;
+});
 
 // Options (all but `parent` from the Rust side):
 // - text: the first text; language: "yaml" or "shell"; label: the
@@ -53,13 +72,15 @@ const MAX_FAULTS = 200;
 // - complete(text, offset): completions at UTF-16 `offset`, as
 //   `{from, items}` (UTF-16 `from`), or null
 export function mount(parent, options) {
-  const language = options.language === "shell" ? StreamLanguage.define(shell) : yaml();
+  const language =
+    options.language === "shell"
+      ? StreamLanguage.define(shell)
+      : [StreamLanguage.define(yaml), yamlIndent];
   const extensions = [
     lineNumbers(),
     highlightActiveLineGutter(),
     highlightSpecialChars(),
     drawSelection(),
-    indentOnInput(),
     bracketMatching(),
     highlightActiveLine(),
     highlightSelectionMatches(),

@@ -6,11 +6,12 @@ mod util;
 
 mod admin;
 mod api_docs;
+mod code_editor;
 mod editor;
 mod editor_walk;
 mod home;
-mod phone;
 mod run_form;
+mod phone;
 pub mod signin;
 mod spread;
 mod ui;

@@ -255,3 +255,25 @@ impl Browser {
         let _ = self.client.close().await;
     }
 }
+
+impl Browser {
+    /// Replaces the text of the code editor (`ui::code`) whose text has id
+    /// `id`, as one change, and applies it as leaving the field would: its
+    /// `<textarea>` (hidden once CodeMirror shows) takes the value and says
+    /// so, and CodeMirror follows. For typing key by key, send keys to
+    /// `.cm-content` inside the editor instead.
+    pub async fn set_code(&self, id: &str, text: &str) -> Result<(), String> {
+        self.client
+            .execute(
+                "const t = document.getElementById(arguments[0]); \
+                 if (!t) throw new Error('no code editor ' + arguments[0]); \
+                 t.value = arguments[1]; \
+                 t.dispatchEvent(new Event('input', {bubbles: true})); \
+                 t.dispatchEvent(new Event('change', {bubbles: true}));",
+                vec![id.into(), text.into()],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
