@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod access;
+pub mod choose;
 pub mod config;
 pub mod controllers;
 pub mod data_dir;
@@ -109,7 +110,8 @@ impl Server {
         let db = Db::connect(&args.database_url())
             .await
             .map_err(ServerError::Database)?
-            .with_log_cap(args.log_cap_per_step);
+            .with_log_cap(args.log_cap_per_step)
+            .with_handoff(args.task_lease);
         let vault = Arc::new(open_vault(&db, args).await.map_err(ServerError::Secrets)?);
         if prepared.database_was_open {
             // Whoever read it holds the signing key an older Xene kept in clear.

@@ -86,6 +86,9 @@ pub async fn observe_applied(
     applied: &crate::storage::events::AttemptApplied,
 ) {
     use xene_core::event::RunEvent;
+    if let Some((_, waited_ms)) = applied.handed_off {
+        ctx.metrics.observe_queue_wait(waited_ms);
+    }
     ctx.metrics.observe_events(&ctx.db, run_id, fresh).await;
     let mut run = Vec::new();
     if applied.run_started {

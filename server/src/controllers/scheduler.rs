@@ -7,7 +7,7 @@
 //! Between runs it is FIFO by attempt id: a big run's tasks may hold the
 //! fleet before a later small run's.
 
-pub mod choose;
+pub use crate::choose;
 mod tasks;
 
 use std::sync::{Arc, Mutex};

@@ -115,6 +115,9 @@ pub struct Db {
     /// heartbeats are written in one statement per period, not one each.
     seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     log_cap: i64,
+    /// The lease of an attempt placed where a task just freed its slot
+    /// (`attempts::hand_off`); none: freed slots wait for the scheduler.
+    handoff_lease_ms: Option<i64>,
     /// SQLite has one writer at a time: write transactions take turns here,
     /// first come first served, instead of polling SQLite's lock with
     /// sleeps (which let a hundred busy runs starve each other for 700 ms).
@@ -274,6 +277,7 @@ impl Db {
             news,
             seen: Default::default(),
             log_cap: logs::DEFAULT_CAP_BYTES,
+            handoff_lease_ms: None,
             write_turn: Default::default(),
             turns: Default::default(),
             run_model: RUN_MODEL,
@@ -288,6 +292,17 @@ impl Db {
 
     pub fn log_cap(&self) -> i64 {
         self.log_cap
+    }
+
+    /// Hands a slot freed by a task's end to the next ready attempt that
+    /// agent fits, leased for `lease` (see `attempts::hand_off`).
+    pub fn with_handoff(mut self, lease: Duration) -> Self {
+        self.handoff_lease_ms = Some(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+
+    pub fn handoff_lease_ms(&self) -> Option<i64> {
+        self.handoff_lease_ms
     }
 
     /// Sets the model of new runs (1 or 2, see `RUN_MODEL`).

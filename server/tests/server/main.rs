@@ -42,6 +42,7 @@ mod spread;
 mod stored_templates;
 mod summaries;
 mod task_attempts;
+mod task_handoff;
 mod task_leases;
 mod task_news;
 mod task_placement;

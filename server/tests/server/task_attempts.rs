@@ -19,7 +19,7 @@ use crate::util::{BACKENDS, Backend, TestDb};
 const LATER: i64 = i64::MAX / 4;
 
 /// The ready attempts of a run, by task.
-async fn ready(db: &Db, run: i64) -> BTreeMap<String, attempts::ReadyAttempt> {
+pub(crate) async fn ready(db: &Db, run: i64) -> BTreeMap<String, attempts::ReadyAttempt> {
     attempts::ready_page(db, 0, LATER, 10_000)
         .await
         .unwrap()
@@ -29,21 +29,21 @@ async fn ready(db: &Db, run: i64) -> BTreeMap<String, attempts::ReadyAttempt> {
         .collect()
 }
 
-async fn place(db: &Db, attempt: i64, agent: &str) {
+pub(crate) async fn place(db: &Db, attempt: i64, agent: &str) {
     let placed = attempts::place_many(db, &[(attempt, agent)], 60_000)
         .await
         .unwrap();
     assert_eq!(placed, [true], "attempt {attempt} placed on {agent}");
 }
 
-fn started(task: &str, number: u32) -> RunEvent {
+pub(crate) fn started(task: &str, number: u32) -> RunEvent {
     RunEvent::TaskStarted {
         task: task.into(),
         attempt: number,
     }
 }
 
-fn finished(task: &str, status: TaskStatus, number: u32) -> RunEvent {
+pub(crate) fn finished(task: &str, status: TaskStatus, number: u32) -> RunEvent {
     RunEvent::TaskFinished {
         task: task.into(),
         status,

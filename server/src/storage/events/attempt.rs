@@ -26,6 +26,9 @@ pub struct AttemptApplied {
     pub run_started: bool,
     /// These events ended the run, with this status.
     pub run_finished: Option<RunStatus>,
+    /// The attempt ended and its slot went to this one, which had waited
+    /// this long to be placed (ms).
+    pub handed_off: Option<(i64, i64)>,
 }
 
 /// Events an attempt may not carry; nothing of the batch was applied.
@@ -80,6 +83,7 @@ pub async fn apply_attempt(
             stale: true,
             run_started: false,
             run_finished: None,
+            handed_off: None,
         });
     };
     check(attempt.id, &task, events)?;
@@ -154,10 +158,22 @@ pub async fn apply_attempt(
         done.store(&mut tx, db.log_cap(), run_id, number, now)
             .await?;
     }
+    let handed = match db.handoff_lease_ms() {
+        Some(lease_ms) if news.attempt_ended => {
+            attempts::hand_off(&mut tx, agent, now, lease_ms).await?
+        }
+        _ => None,
+    };
     tx.commit().await?;
     // The wake-ups of what runs next first: feeds' news waits for a round
     // trip to PostgreSQL, and must not delay the next task.
-    if news.attempt_ended {
+    if let Some(handed) = handed {
+        // Its agent's slot went to the next task.
+        db.news().agent_has_work(Some(agent));
+        if handed.run_id != run_id {
+            db.news().run_changed(handed.run_id).await;
+        }
+    } else if news.attempt_ended {
         // Its agent has a free slot.
         db.news().room_freed();
     }
@@ -179,6 +195,7 @@ pub async fn apply_attempt(
         stale: false,
         run_started: news.run_started,
         run_finished: news.run_finished,
+        handed_off: handed.map(|h| (h.attempt_id, now - h.ready_at)),
     })
 }
 

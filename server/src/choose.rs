@@ -1,6 +1,8 @@
 //! Where a ready task attempt goes: a pure function of the agents as the
 //! scheduler sees them and what the attempt needs, so that every rule and
-//! every reason is tested without a database.
+//! every reason is tested without a database. The scheduler uses it, and
+//! so does the transaction that hands a freed slot on
+//! (`storage::attempts::hand_off`).
 
 use std::collections::BTreeMap;
 
