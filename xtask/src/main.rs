@@ -161,8 +161,10 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // The browser tests load the bundle from target/site.
-    site::build(root, false)?;
+    // The browser tests load the bundle from target/site: the release
+    // one, whose size is what the page budget is about (checked once the
+    // tests have run, so one run reports both).
+    let largest = site::bundle(root, true)?;
     // The network tests put a static agent in a `FROM scratch` image.
     util::step("building the static agent");
     util::run(&mut util::cargo(&[
@@ -201,7 +203,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
     if seconds > 0 {
         fuzz::run(root, seconds, &[])?;
     }
-    Ok(())
+    util::step("the page budget");
+    site::check_budget(&largest)
 }
 
 /// Rewrites the generated blocks of the docs: the tests that check them
