@@ -21,6 +21,16 @@ const FITS: &str = "\
     return { overflow: document.documentElement.scrollWidth - width, cut, unlabelled, \
         row: getComputedStyle(table.querySelector('tbody tr')).display };";
 
+/// What sticks out of a phone's page sideways (outside boxes that scroll):
+/// the page's overflow, then up to 8 of those elements.
+const WIDER: &str = "\
+    const width = document.documentElement.clientWidth; \
+    const scrolls = e => { for (let p = e.parentElement; p; p = p.parentElement) { \
+        if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) return true; } return false; }; \
+    return [document.documentElement.scrollWidth - width, ...[...document.querySelectorAll('main *')] \
+        .filter(e => e.getBoundingClientRect().right > width + 0.5 && !scrolls(e)).slice(0, 8) \
+        .map(e => `${e.tagName.toLowerCase()}.${e.getAttribute('class')}#${e.id}`)];";
+
 /// Walks a phone's pages on one server: each list fits as cards, the top
 /// bar is short with its links in one row (the current one in view), the
 /// Drain button is there and works, and a theme chosen in the account
@@ -82,6 +92,8 @@ async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
         browser.hydrated().await?;
         browser.wait_for_text("h1 .status", |t| t == "success").await?;
         browser.screenshot("phone-run").await?;
+        // Nothing on it wider than the phone, except inside what scrolls.
+        let run_page = browser.js(WIDER).await?;
 
         browser
             .goto(&server.url("/workflows/fan-out-fan-in/edit"))
@@ -159,13 +171,14 @@ async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
             warnings,
             bar,
             audit_link,
+            run_page,
             (served_dark, background, picked, dark_problems, served_system),
             laptop_row,
         ))
     }
     .await;
     browser.close().await;
-    let (workflows, runs, agents, ends, warnings, bar, audit_link, theme, laptop_row) =
+    let (workflows, runs, agents, ends, warnings, bar, audit_link, run_page, theme, laptop_row) =
         outcome.unwrap();
     for (name, table) in [("workflows", workflows), ("runs", runs), ("agents", agents)] {
         assert_eq!(
@@ -184,6 +197,10 @@ async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
         );
     }
     assert_eq!(ends, serde_json::json!([true, true]), "Requested, Duration");
+    assert_eq!(
+        run_page[0], 0,
+        "the run page is wider than the phone: {run_page}"
+    );
     assert_eq!(warnings, serde_json::json!([]));
     assert_eq!(bar["rows"], 1, "{bar}");
     assert_eq!(bar["links"], 7, "{bar}");
