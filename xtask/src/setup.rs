@@ -30,8 +30,8 @@ pub fn site_tools(root: &Path) -> anyhow::Result<()> {
     web_packages(root)
 }
 
-/// The npm packages the bundle is built with (CodeMirror, esbuild,
-/// binaryen's wasm-opt), pinned by web/package-lock.json: installed again
+/// The npm packages the bundle is built with (CodeMirror and esbuild),
+/// pinned by web/package-lock.json: installed again
 /// whenever the lockfile is newer than what npm last installed.
 fn web_packages(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("web");

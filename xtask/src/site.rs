@@ -3,8 +3,10 @@
 //! fetched when one of its pages first opens), bound with wasm-bindgen,
 //! the code editor's JavaScript (`web/`, CodeMirror 6 bundled by esbuild),
 //! plus the stylesheet and the static files, into `target/site` (what
-//! `xene --site-dir` serves). A release build is shrunk by wasm-opt and
-//! fails when a page would load more than [`BUDGET_GZ`] bytes gzipped.
+//! `xene --site-dir` serves). A release build fails when a page would load
+//! more than [`BUDGET_GZ`] bytes gzipped. (binaryen's wasm-opt -Oz was
+//! tried: 0.6 % smaller, 30 s a module: not worth it after rustc's
+//! opt-level "z" and LTO.)
 
 use std::path::Path;
 use std::process::Command;
@@ -97,7 +99,6 @@ pub fn bundle(root: &Path, release: bool) -> anyhow::Result<(String, u64)> {
                 std::fs::write(&path, stripped)?;
             }
         }
-        shrink(root, &pkg)?;
     }
     code_editor(root, &pkg)?;
     std::fs::write(pkg.join("xene.css"), stylesheet(&root.join("style"))?)?;
@@ -134,39 +135,6 @@ fn code_editor(root: &Path, pkg: &Path) -> anyhow::Result<()> {
             .arg(format!("--outfile={}", pkg.join("code.js").display())),
     )
     .context("esbuild (run `cargo xtask setup`: npm ci in web/)")
-}
-
-/// Runs binaryen's wasm-opt (from `web/`'s lockfile) over every module:
-/// `-Oz`, with the features rustc's wasm target turns on. Exports,
-/// imports and the function table stay as they are, so the split pieces
-/// still link to the main module.
-fn shrink(root: &Path, pkg: &Path) -> anyhow::Result<()> {
-    util::step("shrinking the wasm modules (wasm-opt -Oz)");
-    let wasm_opt = root.join("web/node_modules/.bin/wasm-opt");
-    for entry in std::fs::read_dir(pkg)? {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "wasm") {
-            continue;
-        }
-        util::run(
-            Command::new(&wasm_opt)
-                .arg(&path)
-                .args([
-                    "-Oz",
-                    "--enable-bulk-memory",
-                    "--enable-bulk-memory-opt",
-                    "--enable-nontrapping-float-to-int",
-                    "--enable-sign-ext",
-                    "--enable-mutable-globals",
-                    "--enable-reference-types",
-                    "--enable-multivalue",
-                    "-o",
-                ])
-                .arg(&path),
-        )
-        .context("wasm-opt (run `cargo xtask setup`: npm ci in web/)")?;
-    }
-    Ok(())
 }
 
 /// `style/main.css` (the theme's variables) and then every other
