@@ -12,6 +12,7 @@ mod editor_walk;
 mod home;
 mod phone;
 mod run_form;
+mod run_page;
 pub mod signin;
 mod spread;
 mod ui;

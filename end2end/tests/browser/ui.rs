@@ -130,7 +130,7 @@ async fn a_big_log_is_virtualised_searchable_and_linkable() {
         let mut counted = Err(String::new());
         for _ in 0..3 {
             counted = browser
-                .wait_for_text("#line-count", |t| t == "100006 lines")
+                .wait_for_text("#line-count", |t| t == "100,006 lines")
                 .await;
             if counted.is_ok() {
                 break;
@@ -153,12 +153,16 @@ async fn a_big_log_is_virtualised_searchable_and_linkable() {
         let colours = browser
             .js("return document.querySelector('#L2 .txt').innerHTML")
             .await?;
-        // The section collapses to its title.
-        browser.click("#L3 .section-toggle").await?;
+        // The ended section shows collapsed to its title; its
+        // `::endgroup::` (line 5) is never shown, even opened.
         browser
             .wait_for("collapsed", "return document.querySelector('#L4') === null && document.querySelector('#L6') !== null")
             .await?;
         browser.screenshot("log-section-collapsed").await?;
+        browser.click("#L3 .section-toggle").await?;
+        browser
+            .wait_for("opened", "return document.querySelector('#L4') !== null && document.querySelector('#L5') === null")
+            .await?;
         // Search reaches the last line, never rendered so far.
         browser
             .client
@@ -285,6 +289,7 @@ async fn runs_list_is_live_and_a_run_can_be_cancelled_and_rerun() {
             .await?;
         browser.screenshot("run-live").await?;
         browser.click("#cancel-run").await?;
+        browser.click("#confirm-cancel").await?;
         browser.wait_for_text("h1 .status", |t| t == "cancelled").await?;
         browser.screenshot("run-cancelled").await?;
         browser.click("#rerun").await?;

@@ -430,6 +430,8 @@ fn StepPane(
                 }).collect_view()}
             </nav>
             <AttemptTabs run_id key=key.clone() attempts />
+            // A fixed width (CSS): a growing count never re-wraps the head.
+            <span class="muted" id="line-count">{move || count_text(len.get())}</span>
         </div>
         <div class="log-tools" role="toolbar" aria-label="Log tools">
             <form class="log-search" role="search" on:submit=move |e| {
@@ -480,18 +482,18 @@ fn StepPane(
                     }
                 }
             >
-                {move || if follow.get() { "Following" } else { "Follow" }}
+                "Follow"
             </button>
             <a class="button" href=download download=format!("run-{run_id}-{task}-{step}-{attempt}.log")>"Download"</a>
             <button
                 type="button"
                 id="log-full"
+                title="The log alone, over the whole window (Escape leaves it)"
                 aria-pressed=move || full.get().to_string()
                 on:click=move |_| full.update(|f| *f = !*f)
             >
                 {move || if full.get() { "Exit full screen" } else { "Full screen" }}
             </button>
-            <span class="muted" id="line-count">{move || count_text(len.get())}</span>
         </div>
         {move || {
             let dropped = logs.with(|l| l.steps.get(&key_dropped).map_or(0, |s| s.dropped));

@@ -89,6 +89,20 @@ fn RunView(detail: RunDetail) -> impl IntoView {
 
     let query = use_query_map();
     let selected_task = Signal::derive(move || query.with(|q| q.get("task")));
+    // Opened on a task's log (a link to it), the page is for reading it:
+    // the graph starts folded. Choosing another task brings its log into
+    // view.
+    let graph_open = query.with_untracked(|q| q.get("task").is_none());
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |before: Option<Option<String>>| {
+        let task = selected_task.get();
+        if before.is_some_and(|b| b != task)
+            && let Some(pane) = document().query_selector(".log-pane").ok().flatten()
+        {
+            pane.scroll_into_view();
+        }
+        task
+    });
     let states = Signal::derive(move || {
         let t = now();
         detail.with(|d| {
@@ -147,7 +161,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                 <p class="notice card" id="waiting" role="status"><strong>"Waiting: "</strong>{reason}</p>
             })}
             {move || run.get().error.map(|e| view! { <ErrorBox message=e /> })}
-            <details class="card graph" open>
+            <details class="card graph" open=graph_open>
                 <summary>"Graph"</summary>
                 <Dag layout=layout states href=href selected=selected_task label=format!("The tasks of run {run_id}, coloured by status") />
             </details>
