@@ -144,7 +144,14 @@ async fn apply_workflow(
         StatusCode::OK
     };
     if applied.changed && !options.dry_run {
-        super::audit::record(&state, &principal, "workflow.apply", &applied.name, &format!("version {}", applied.version)).await;
+        super::audit::record(
+            &state,
+            &principal,
+            "workflow.apply",
+            &applied.name,
+            &format!("version {}", applied.version),
+        )
+        .await;
     }
     Ok((status, Json(applied)))
 }
@@ -530,7 +537,7 @@ pub(crate) fn param_texts(
         (status = 201, description = "Queued", body = Run),
         (status = 400, description = "Malformed body"),
         (status = 404, description = "No such workflow or pipeline"),
-        (status = 403, description = "The caller's role is below the route's; or the version uses protected secrets and no admin approved it, or the pipeline is not on a protected secret's allow-list (the error names the version and the secrets)"),
+        (status = 403, description = "The caller's role is below the route's; or the version uses protected secrets and no admin approved it, or the pipeline is not on a protected secret's allow-list (the error names the version and the secrets); or a `version` other than the current one was asked for a pipeline that uses protected secrets, by a caller who is not an admin"),
         (status = 422, description = "Invalid params (every fault at once, in `faults`; an empty value does not satisfy a required param), secrets the tasks use that do not exist (named in the error), or a `version` the workflow does not have or whose pipelines lack this one"),
     )
 )]
@@ -544,19 +551,22 @@ async fn start_run(
     let body = body?;
     let request: StartRun = super::json_body(&body)?;
     let params = param_texts(request.params)?;
-    let run = runs::create_at(
-        &state.db,
-        &name,
-        &pipeline,
-        request.version,
-        params,
-        "manual",
-    )
-    .await?;
+    let asked = runs::Asked {
+        version: request.version,
+        by_admin: principal.role == Role::Admin,
+    };
+    let run = runs::create_at(&state.db, &name, &pipeline, asked, params, "manual").await?;
     state.ctx.metrics.run_started("manual", &name, &pipeline);
     state.ctx.metrics.run_traces.remember(run.id);
     tracing::info!(run_id = run.id, workflow = %name, pipeline = %pipeline, "run queued");
-    super::audit::record(&state, &principal, "run.start", &format!("run {}", run.id), &format!("{name}/{pipeline} version {}", run.version)).await;
+    super::audit::record(
+        &state,
+        &principal,
+        "run.start",
+        &format!("run {}", run.id),
+        &format!("{name}/{pipeline} version {}", run.version),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(run)))
 }
 

@@ -218,7 +218,10 @@ async fn name_failed_tasks(db: &Db, runs: &mut [RunBrief]) -> Result<(), Storage
     }
     for row in query.fetch_all(db.pool()).await? {
         let id: i64 = row.get(0);
-        if let Some(run) = runs.iter_mut().find(|r| r.id == id && r.failed_task.is_none()) {
+        if let Some(run) = runs
+            .iter_mut()
+            .find(|r| r.id == id && r.failed_task.is_none())
+        {
             run.failed_task = Some(row.get(1));
         }
     }
