@@ -21,8 +21,8 @@ pub enum RunError {
     UnknownPipeline { workflow: String, pipeline: String },
     /// A version asked for by number that this workflow never had.
     #[error(
-        "workflow {workflow:?} has no version {version}: its versions are 1 to {current}, \
-         and leaving the version out runs the current one"
+        "workflow {workflow:?} has no version {version} (the current one is {current}): \
+         leaving the version out runs the current one"
     )]
     UnknownVersion {
         workflow: String,
@@ -144,21 +144,58 @@ pub async fn create(
     params: BTreeMap<String, String>,
     trigger: &str,
 ) -> Result<Run, RunError> {
-    create_at(db, workflow, pipeline, None, params, trigger).await
+    create_at(db, workflow, pipeline, Asked::CURRENT, params, trigger).await
 }
 
-/// Requests a run of a pipeline at one version of its workflow (`None`:
-/// the current one), as `create` does.
+/// Which version a start asks for (`None`: the current one), and whether
+/// its caller is an admin, who alone may start an earlier version that
+/// uses protected secrets (see `prepare_at`).
+#[derive(Debug, Clone, Copy)]
+pub struct Asked {
+    pub version: Option<i64>,
+    pub by_admin: bool,
+}
+
+impl Asked {
+    /// The current version, as every trigger but a manual start asks.
+    pub const CURRENT: Asked = Asked {
+        version: None,
+        by_admin: false,
+    };
+}
+
+/// Requests a run of a pipeline at the version asked for, as `create` does.
 pub async fn create_at(
     db: &Db,
     workflow: &str,
     pipeline: &str,
-    version: Option<i64>,
+    asked: Asked,
     params: BTreeMap<String, String>,
     trigger: &str,
 ) -> Result<Run, RunError> {
-    let prepared = prepare_at(db, workflow, pipeline, version, params).await?;
+    let prepared = prepare_at(db, workflow, pipeline, asked, params).await?;
     let mut tx = db.begin_write().await?;
+    // Retention deletes a version no run was made from and that is not
+    // current: one asked for by number may have gone since it was checked.
+    // Touching its row in this transaction finds that out, and holds the
+    // row (SQLite: the whole database) until the run refers to it.
+    if asked.version.is_some() {
+        let held = sqlx::query(
+            "UPDATE workflow_versions SET version = version WHERE workflow = $1 AND version = $2",
+        )
+        .bind(&prepared.workflow)
+        .bind(prepared.version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if held == 0 {
+            return Err(RunError::UnknownVersion {
+                workflow: prepared.workflow.clone(),
+                version: prepared.version,
+                current: prepared.current,
+            });
+        }
+    }
     let id = insert(&mut tx, &prepared, trigger, None, None).await?;
     tx.commit().await?;
     // Read before the news: told first, the scheduler could place it
@@ -175,6 +212,8 @@ pub struct Prepared {
     workflow: String,
     pipeline: String,
     version: i64,
+    /// The workflow's current version when the run was checked.
+    current: i64,
     spec: xene_core::spec::Pipeline,
     resolved: BTreeMap<String, String>,
     /// The run's model (see `storage::RUN_MODEL`).
@@ -195,19 +234,29 @@ pub async fn prepare(
     pipeline: &str,
     params: BTreeMap<String, String>,
 ) -> Result<Prepared, RunError> {
-    prepare_at(db, workflow, pipeline, None, params).await
+    prepare_at(db, workflow, pipeline, Asked::CURRENT, params).await
 }
 
-/// Checks a run request against one version of the workflow (`None`: the
-/// current one). Only a workflow that is not deleted takes runs, whichever
-/// version they ask for.
+/// Checks a run request against the version asked for. Only a workflow
+/// that is not deleted takes runs, whichever version they ask for.
+///
+/// An approval is the boundary around protected secrets, and applying a
+/// fixed version (approved anew) is how an admin retires a flawed one: so
+/// only an admin may start a version other than the current one when the
+/// pipeline uses protected secrets. Anyone who may start runs can still
+/// start any earlier version without them: an editor could apply its text
+/// again anyway.
 pub async fn prepare_at(
     db: &Db,
     workflow: &str,
     pipeline: &str,
-    asked: Option<i64>,
+    asked: Asked,
     params: BTreeMap<String, String>,
 ) -> Result<Prepared, RunError> {
+    let Asked {
+        version: asked,
+        by_admin,
+    } = asked;
     let current: Option<i64> =
         sqlx::query_scalar("SELECT current_version FROM workflows WHERE name = $1 AND deleted = 0")
             .bind(workflow)
@@ -241,6 +290,24 @@ pub async fn prepare_at(
     if let Some(refused) = RunError::unsafe_script(version, spec_pipeline) {
         return Err(refused);
     }
+    if version != current && !by_admin {
+        let used = super::secrets::names_used(spec_pipeline);
+        let protected: Vec<String> = super::secrets::chosen(db, workflow, &used)
+            .await?
+            .into_values()
+            .filter(|c| c.protected)
+            .map(|c| c.name)
+            .collect();
+        if !protected.is_empty() {
+            return Err(RunError::ProtectedSecrets(format!(
+                "version {version} of workflow {workflow} is not the current one ({current}), and \
+                 pipeline {pipeline} uses the protected secret(s) {}: only an admin may start an \
+                 earlier version of it; leave the version out to run the current one \
+                 (`xenectl rerun RUN --latest`)",
+                protected.join(", ")
+            )));
+        }
+    }
     let resolved = xene_core::params::resolve(&spec_pipeline.params, &params)
         .map_err(RunError::InvalidParams)?;
     let missing =
@@ -257,6 +324,7 @@ pub async fn prepare_at(
         workflow: workflow.to_string(),
         pipeline: pipeline.to_string(),
         version,
+        current,
         spec: spec_pipeline.clone(),
         resolved,
         model: db.run_model(),
@@ -280,6 +348,7 @@ pub async fn insert(
         spec: spec_pipeline,
         resolved,
         model,
+        current: _,
     } = prepared;
     // A run lost with its agent is tried again as often as its most patient task would be.
     let max_attempts = 1 + spec_pipeline
