@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use xene_core::protocol::AttemptRef;
 use xene_core::status::TaskStatus;
-use xene_server::storage::{Db, agents, events};
+use xene_server::storage::{Db, agents, attempts, events};
 
 use crate::attempt_fixtures::{model_2_db, start_run};
 use crate::task_attempts::{finished, place, ready, started};
@@ -98,6 +98,59 @@ async fn a_freed_slot_goes_to_the_oldest_ready_task_its_agent_fits() {
         assert_eq!(run_through(&db, waiting["d"].id, "d", "x").await, None);
         assert_eq!(
             status_and_agent(&db, waiting["c"].id).await,
+            ("ready".into(), None)
+        );
+    }
+}
+
+const LIMITED: &str = r#"
+name: limited
+pipelines:
+  p:
+    concurrency: 1
+    tasks:
+      x: {steps: ['true']}
+      y: {steps: ['true']}
+      z: {steps: ['true']}
+"#;
+
+/// Whoever places (the scheduler from its own count, a handoff from its
+/// own), the database keeps a run within its `concurrency`; and an attempt
+/// that avoids an agent stops the handoff there: the scheduler, which sees
+/// every agent, places it.
+#[tokio::test]
+async fn placements_keep_concurrency_and_leave_avoided_attempts_to_the_scheduler() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, LIMITED)
+            .await
+            .with_handoff(Duration::from_secs(60));
+        sqlx::query(
+            "INSERT INTO agents (id, name, capacity, state, last_seen_at, created_at, runtimes) \
+             VALUES ('x', 'x', 4, 'online', 0, 0, '[\"shell\"]')",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let run = start_run(&db, "limited", &[]).await;
+        let ready = ready(&db, run).await;
+        let both = attempts::place_many(&db, &[(ready["x"].id, "x"), (ready["y"].id, "x")], 60_000)
+            .await
+            .unwrap();
+        assert_eq!(both, [true, false], "{backend:?}: concurrency 1 holds");
+        if backend == Backend::Postgres {
+            continue;
+        }
+        // y, the oldest, avoids x (lost there once): x's freed slot goes to
+        // the scheduler, not to z behind it.
+        sqlx::query("UPDATE task_attempts SET avoid_agent = 'x' WHERE id = $1")
+            .bind(ready["y"].id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(run_through(&db, ready["x"].id, "x", "x").await, None);
+        assert_eq!(
+            status_and_agent(&db, ready["z"].id).await,
             ("ready".into(), None)
         );
     }

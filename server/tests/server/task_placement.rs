@@ -129,10 +129,23 @@ async fn the_scheduler_reads_what_it_places_by_and_writes_guarded() {
         assert!(lease_of(&db, b).await > before_b, "{backend:?}");
         assert_eq!(lease_of(&db, c).await, before_c, "{backend:?}");
 
-        // a is placed at last: the run's reason goes.
-        attempts::place_many(&db, &[(a.id, "x")], 60_000)
+        // The run's `concurrency` (2) is full: a is refused, whatever the
+        // placer counted.
+        let refused = attempts::place_many(&db, &[(a.id, "x")], 60_000)
             .await
             .unwrap();
+        assert_eq!(refused, [false], "{backend:?}");
+        // c ends (as a success would end it): a is placed at last, and
+        // the run's reason goes.
+        sqlx::query("UPDATE task_attempts SET status = 'success' WHERE id = $1")
+            .bind(c)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let placed = attempts::place_many(&db, &[(a.id, "x")], 60_000)
+            .await
+            .unwrap();
+        assert_eq!(placed, [true], "{backend:?}");
         assert_eq!(run_reason(&db, run).await, ("scheduled".into(), None));
         let held: Vec<String> = attempts::held_by(&db, "x")
             .await

@@ -184,7 +184,7 @@ pub async fn pass(ctx: &Context, memory: &mut Memory) -> Result<usize, StorageEr
             memory.cursor = 0;
             break;
         }
-        if !pass.slots.iter().any(Slot::open) {
+        if !pass.slots.iter().any(Slot::has_room) {
             break;
         }
         if pages >= PAGES_PER_PASS {

@@ -29,18 +29,52 @@ pub struct HandedOff {
     pub run_id: i64,
     /// When it could first be placed (for the queue-wait metric).
     pub ready_at: i64,
+    /// The run whose attempt ended has a `concurrency`: its end may let
+    /// one of its waiting tasks go to another agent, which only the
+    /// scheduler can see.
+    pub ended_run_limited: bool,
 }
 
-/// Places on `agent`, in `tx`, the oldest ready attempt it fits.
+/// Places on `agent`, in `tx`, the oldest ready attempt it fits, after an
+/// attempt of `ended_run` ended there. Best effort: whatever fails in it
+/// is undone alone (a savepoint) and the slot goes back to the scheduler,
+/// never failing the end it follows.
 pub(crate) async fn hand_off(
     tx: &mut WriteTx,
     agent: &str,
+    ended_run: i64,
+    now: i64,
+    lease_ms: i64,
+) -> Option<HandedOff> {
+    if tx.backend_name() != "SQLite" {
+        return None;
+    }
+    sqlx::query("SAVEPOINT hand_off")
+        .execute(&mut **tx)
+        .await
+        .ok()?;
+    let handed = try_hand_off(tx, agent, ended_run, now, lease_ms).await;
+    let end = if handed.is_ok() {
+        "RELEASE SAVEPOINT hand_off"
+    } else {
+        "ROLLBACK TO SAVEPOINT hand_off"
+    };
+    if let Err(e) = &handed {
+        tracing::warn!(agent, error = %e, "handing a freed slot on failed; the scheduler fills it");
+    }
+    // A savepoint that cannot be released or rolled back leaves the
+    // transaction in doubt: its commit then fails, and the agent resends.
+    sqlx::query(end).execute(&mut **tx).await.ok()?;
+    handed.ok().flatten()
+}
+
+async fn try_hand_off(
+    tx: &mut WriteTx,
+    agent: &str,
+    ended_run: i64,
     now: i64,
     lease_ms: i64,
 ) -> Result<Option<HandedOff>, StorageError> {
-    if tx.backend_name() != "SQLite" {
-        return Ok(None);
-    }
     let Some(slot) = slot(tx, agent).await? else {
         return Ok(None);
     };
@@ -49,9 +83,10 @@ pub(crate) async fn hand_off(
     }
     let candidates = ready_page_on(tx, 0, now, LOOK_AT).await?;
     for attempt in &candidates {
-        // Lost there before: the scheduler picks among every agent.
+        // Lost there before: the scheduler picks among every agent (and
+        // skipping it here would let newer work keep it waiting).
         if attempt.avoid_agent.as_deref() == Some(agent) {
-            continue;
+            return Ok(None);
         }
         let run_active = match attempt.concurrency {
             Some(_) => run_active(tx, attempt.run_id).await?,
@@ -62,10 +97,28 @@ pub(crate) async fn hand_off(
         }
         if let Some(run_id) = place_one(tx, attempt.id, agent, now, lease_ms).await? {
             mark_run_placed(tx, run_id, agent, now).await?;
+            // What the scheduler last said of the pipeline (it waits) is
+            // no longer true, and the scheduler may not look at it again.
+            sqlx::query(
+                "UPDATE pipelines SET scheduler_status = 'scheduled', scheduler_reason = NULL, \
+                 updated_at = $1 WHERE workflow = $2 AND name = $3 AND scheduler_reason IS NOT NULL",
+            )
+            .bind(now)
+            .bind(&attempt.workflow)
+            .bind(&attempt.pipeline)
+            .execute(&mut **tx)
+            .await?;
+            let limited: Option<i64> =
+                sqlx::query_scalar("SELECT concurrency FROM runs WHERE id = $1")
+                    .bind(ended_run)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .flatten();
             return Ok(Some(HandedOff {
                 attempt_id: attempt.id,
                 run_id,
                 ready_at: attempt.ready_at,
+                ended_run_limited: limited.is_some(),
             }));
         }
     }

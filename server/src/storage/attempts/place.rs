@@ -102,7 +102,9 @@ async fn place_chunk(
 /// Places one ready attempt on `agent` in `tx`; its run if it was placed.
 /// A draining agent takes no new task, except of a run it holds under
 /// `together` (that run goes on there). A run pinned to another agent, an
-/// ended run or an ended task takes nothing, whatever the placer read.
+/// ended run, an ended task or a run at its `concurrency` takes nothing,
+/// whatever the placer read: two placers (the scheduler and a handoff)
+/// each count from their own reads.
 /// The caller then marks the run placed (`mark_run_placed`), once.
 pub(super) async fn place_one(
     tx: &mut WriteTx,
@@ -118,7 +120,9 @@ pub(super) async fn place_one(
          OR EXISTS (SELECT 1 FROM runs r WHERE r.id = task_attempts.run_id AND r.pinned_agent = $1))) \
          AND EXISTS (SELECT 1 FROM runs r WHERE r.id = task_attempts.run_id \
              AND r.status IN ('queued', 'starting_up', 'running') AND r.cancel_requested = 0 \
-             AND (r.placement <> 'together' OR r.pinned_agent IS NULL OR r.pinned_agent = $1)) \
+             AND (r.placement <> 'together' OR r.pinned_agent IS NULL OR r.pinned_agent = $1) \
+             AND (r.concurrency IS NULL OR (SELECT COUNT(*) FROM task_attempts o \
+                 WHERE o.run_id = r.id AND o.status IN ('placed', 'running')) < r.concurrency)) \
          AND EXISTS (SELECT 1 FROM task_runs t WHERE t.run_id = task_attempts.run_id \
              AND t.task = task_attempts.task AND t.status IN ('pending', 'running')) \
          RETURNING run_id, task, number",

@@ -160,7 +160,7 @@ pub async fn apply_attempt(
     }
     let handed = match db.handoff_lease_ms() {
         Some(lease_ms) if news.attempt_ended => {
-            attempts::hand_off(&mut tx, agent, now, lease_ms).await?
+            attempts::hand_off(&mut tx, agent, run_id, now, lease_ms).await
         }
         _ => None,
     };
@@ -170,6 +170,9 @@ pub async fn apply_attempt(
     if let Some(handed) = handed {
         // Its agent's slot went to the next task.
         db.news().agent_has_work(Some(agent));
+        if handed.ended_run_limited {
+            db.news().room_freed();
+        }
         if handed.run_id != run_id {
             db.news().run_changed(handed.run_id).await;
         }
@@ -195,7 +198,8 @@ pub async fn apply_attempt(
         stale: false,
         run_started: news.run_started,
         run_finished: news.run_finished,
-        handed_off: handed.map(|h| (h.attempt_id, now - h.ready_at)),
+        // Placed when it committed.
+        handed_off: handed.map(|h| (h.attempt_id, now_ms() - h.ready_at)),
     })
 }
 
