@@ -13,6 +13,12 @@ pub struct HookInfo {
     pub pipeline: String,
     /// The path deliveries are posted to.
     pub path: String,
+    /// The whole URL deliveries are posted to, when the server knows how
+    /// senders reach it (its public URL, unless that is a loopback or
+    /// unspecified address); else the path is joined to the address the
+    /// caller reached the server by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub created_at: i64,
     /// When the secret was last made (created or rotated).
     pub rotated_at: i64,

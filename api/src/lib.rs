@@ -116,6 +116,7 @@ mod tests {
                     workflow: "w".into(),
                     pipeline: "p".into(),
                     path: "/hooks/h".into(),
+                    url: None,
                     created_at: 0,
                     rotated_at: 0,
                 },

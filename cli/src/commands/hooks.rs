@@ -21,13 +21,21 @@ fn hook_path(target: &str) -> anyhow::Result<String> {
     Ok(paths::pipeline_hook(workflow, pipeline))
 }
 
+/// Where senders post deliveries: the server's own answer when it knows
+/// its public URL, else the address this command reached it by.
+fn hook_url(ctx: &Ctx, hook: &HookInfo) -> String {
+    hook.url
+        .clone()
+        .unwrap_or_else(|| ctx.client.url(&hook.path))
+}
+
 pub async fn run(ctx: &Ctx, command: HooksCommand) -> anyhow::Result<Exit> {
     match command {
         HooksCommand::Show { target } => {
             let Some(hook) = ctx.get_for_table::<HookInfo>(&hook_path(&target)?).await? else {
                 return Ok(Exit::Ok);
             };
-            println!("URL:      {}", ctx.client.url(&hook.path));
+            println!("URL:      {}", hook_url(ctx, &hook));
             println!("Created:  {}", output::time(Some(hook.created_at)));
             println!("Secret:   made {}", output::time(Some(hook.rotated_at)));
             Ok(Exit::Ok)
@@ -41,7 +49,7 @@ pub async fn run(ctx: &Ctx, command: HooksCommand) -> anyhow::Result<Exit> {
             eprintln!(
                 "hook {} of {target}: deliveries go to {}\nsign them with this secret (GitHub: paste it whole; Standard Webhooks: as is); it is shown only now:",
                 made.hook.id,
-                ctx.client.url(&made.hook.path)
+                hook_url(ctx, &made.hook)
             );
             println!("{}", made.secret);
             Ok(Exit::Ok)

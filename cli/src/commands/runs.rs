@@ -306,7 +306,11 @@ async fn start_run(
     let answer = ctx
         .client
         .post(&paths::pipeline_runs(workflow, pipeline), &request)
-        .await?;
+        .await
+        .map_err(|e| match version {
+            Some(_) => older_server_hint(e),
+            None => e,
+        })?;
     let id = answer.read::<Run>()?.id;
     let queued = match version {
         Some(v) => format!("run/{id} queued ({workflow}/{pipeline}, version {v})"),
@@ -320,6 +324,28 @@ async fn start_run(
     }
     eprintln!("{queued}");
     wait_for(ctx, id).await
+}
+
+/// A server older than run versions refuses a start that names one as an
+/// unknown field: say so, and how to run anyway.
+fn older_server_hint(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<crate::error::Failure>() {
+        Some(f)
+            if f.exit == Exit::Usage
+                && f.message.contains("unknown field")
+                && f.message.contains("version") =>
+        {
+            fail(
+                Exit::Usage,
+                format!(
+                    "{}\nthe server is older than this xenectl and cannot start a run on a chosen \
+                     version: add --latest to run the workflow's current version",
+                    f.message
+                ),
+            )
+        }
+        _ => e,
+    }
 }
 
 pub async fn cancel(ctx: &Ctx, id: i64) -> anyhow::Result<Exit> {
@@ -456,4 +482,28 @@ fn task_duration(task: &TaskRun) -> String {
         task.duration_ms
             .or_else(|| task.started_at.map(|start| output::now_ms() - start)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_server_refusing_the_version_gets_a_hint_to_use_latest() {
+        let old =
+            "malformed JSON body: unknown field `version`, expected `params` at line 1 column 30";
+        let hinted = older_server_hint(fail(Exit::Usage, old)).to_string();
+        assert!(hinted.starts_with(old), "{hinted}");
+        assert!(hinted.contains("add --latest"), "{hinted}");
+        for other in [
+            fail(
+                Exit::Usage,
+                "workflow \"w\" has no version 9 (the current one is 2)",
+            ),
+            fail(Exit::NotFound, "unknown field `version`"),
+        ] {
+            let text = other.to_string();
+            assert_eq!(older_server_hint(other).to_string(), text);
+        }
+    }
 }

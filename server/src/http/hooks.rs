@@ -341,7 +341,7 @@ async fn get_hook(
     let Path((name, pipeline)) = path?;
     hooks::of_pipeline(&state.db, &state.ctx.vault, &name, &pipeline)
         .await?
-        .map(|h| Json(h.info()))
+        .map(|h| Json(info(&state, &h)))
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "pipeline {pipeline:?} of {name:?} has no hook; create one with POST"
@@ -403,10 +403,35 @@ async fn rotate_hook(
     Ok((
         status,
         Json(NewSecret {
-            hook: hook.info(),
+            hook: info(&state, &hook),
             secret: hook.secret,
         }),
     ))
+}
+
+/// A hook as the API shows it, with its whole URL when the server's
+/// public URL says how senders reach it.
+fn info(state: &AppState, hook: &hooks::Hook) -> HookInfo {
+    let mut info = hook.info();
+    info.url = reachable_base(&state.public_url).map(|base| format!("{base}{}", info.path));
+    info
+}
+
+/// The public URL without its trailing slash, unless it names a loopback
+/// or unspecified address: that is the default one made from the listen
+/// address (or a local setup), and the address a browser reached the
+/// server by is a better guess (behind a proxy, say).
+fn reachable_base(public_url: &str) -> Option<&str> {
+    let url = reqwest::Url::parse(public_url).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    (!local).then(|| public_url.trim_end_matches('/'))
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ impl Hook {
             workflow: self.workflow.clone(),
             pipeline: self.pipeline.clone(),
             path: format!("/api/v1/hooks/{}", self.id),
+            url: None,
             created_at: self.created_at,
             rotated_at: self.rotated_at,
         }
