@@ -164,7 +164,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     // The browser tests load the bundle from target/site: the release
     // one, whose size is what the page budget is about (checked once the
     // tests have run, so one run reports both).
-    let largest = site::bundle(root, true)?;
+    let pages = site::bundle(root, true)?;
     // The network tests put a static agent in a `FROM scratch` image.
     util::step("building the static agent");
     util::run(&mut util::cargo(&[
@@ -204,7 +204,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
         fuzz::run(root, seconds, &[])?;
     }
     util::step("the page budget");
-    site::check_budget(&largest)
+    site::check_budget(&pages)
 }
 
 /// Rewrites the generated blocks of the docs: the tests that check them

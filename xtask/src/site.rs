@@ -4,9 +4,10 @@
 //! the code editor's JavaScript (`web/`, CodeMirror 6 bundled by esbuild),
 //! plus the stylesheet and the static files, into `target/site` (what
 //! `xene --site-dir` serves). A release build fails when a page would load
-//! more than [`BUDGET_GZ`] bytes gzipped. (binaryen's wasm-opt -Oz was
-//! tried: 0.6 % smaller, 30 s a module: not worth it after rustc's
-//! opt-level "z" and LTO.)
+//! more than its ceiling ([`CEILINGS_GZ`]), and the goal for every page is
+//! [`BUDGET_GZ`] bytes gzipped. (binaryen's wasm-opt -Oz was tried: 0.6 %
+//! smaller, 30 s a module: not worth it after rustc's opt-level "z" and
+//! LTO.)
 
 use std::path::Path;
 use std::process::Command;
@@ -17,30 +18,50 @@ use crate::util;
 
 /// Builds the bundle; a release build fails past the page budget.
 pub fn build(root: &Path, release: bool) -> anyhow::Result<()> {
-    let largest = bundle(root, release)?;
+    let pages = bundle(root, release)?;
     if release {
-        check_budget(&largest)?;
+        check_budget(&pages)?;
     }
     Ok(())
 }
 
-/// Fails when the largest page (its group and gzipped bytes, as
-/// [`bundle`] answers) loads more than [`BUDGET_GZ`].
-pub fn check_budget(largest: &(String, u64)) -> anyhow::Result<()> {
+/// Fails when a page of a group (groups and gzipped bytes, as [`bundle`]
+/// answers) loads more than its ceiling: the budget, or for the groups
+/// still over it, what they loaded when the ceiling was set, so no change
+/// makes them heavier.
+pub fn check_budget(pages: &[(String, u64)]) -> anyhow::Result<()> {
+    let mut over = Vec::new();
+    for (group, gz) in pages {
+        let ceiling = ceiling(group);
+        if *gz > ceiling {
+            over.push(format!(
+                "a page of `{group}` loads {:.1} KB gzipped, over its ceiling of {:.0} KB",
+                kb(*gz),
+                kb(ceiling)
+            ));
+        }
+    }
     anyhow::ensure!(
-        largest.1 <= BUDGET_GZ,
-        "a page of `{}` loads {:.1} KB gzipped, over the budget of {:.0} KB: \
-         make it smaller (`cargo xtask site --release` prints what each page loads)",
-        largest.0,
-        kb(largest.1),
+        over.is_empty(),
+        "{}: make it smaller (`cargo xtask site --release` prints what each page loads; \
+         the goal is {:.0} KB for every page)",
+        over.join("; "),
         kb(BUDGET_GZ)
     );
     Ok(())
 }
 
-/// Builds the bundle and answers its largest page: the group's name and
-/// the gzipped bytes a page of it loads in all.
-pub fn bundle(root: &Path, release: bool) -> anyhow::Result<(String, u64)> {
+/// What a page of `group` may load, gzipped.
+fn ceiling(group: &str) -> u64 {
+    CEILINGS_GZ
+        .iter()
+        .find(|(g, _)| *g == group)
+        .map_or(BUDGET_GZ, |(_, bytes)| *bytes)
+}
+
+/// Builds the bundle and answers what its pages load: "every page" and
+/// each group's name, with the gzipped bytes a page of it loads in all.
+pub fn bundle(root: &Path, release: bool) -> anyhow::Result<Vec<(String, u64)>> {
     util::step(if release {
         "building the web bundle (release)"
     } else {
@@ -103,14 +124,25 @@ pub fn bundle(root: &Path, release: bool) -> anyhow::Result<(String, u64)> {
     code_editor(root, &pkg)?;
     std::fs::write(pkg.join("xene.css"), stylesheet(&root.join("style"))?)?;
     copy_dir(&root.join("public"), &site)?;
-    let largest = fingerprint(&pkg, &pieces)?;
+    let pages = fingerprint(&pkg, &pieces)?;
     eprintln!("web bundle ready in {}", site.display());
-    Ok(largest)
+    Ok(pages)
 }
 
 /// What a page may load in all, gzipped, in a release build: every file
 /// it fetches (the shell, its group's pieces, the code editor's script).
+/// The goal for every page; the groups in [`CEILINGS_GZ`] are not there yet.
 pub const BUDGET_GZ: u64 = 500_000;
+
+/// The groups still over [`BUDGET_GZ`], each held at about what it loaded
+/// on 2026-12-07 (release build, 3 % of headroom for today's fixes): a
+/// ceiling only ever comes down, to the budget at last. Where the bytes
+/// are is in docs/performance.md ("The browser bundle").
+pub const CEILINGS_GZ: &[(&str, u64)] = &[
+    ("run_page", 551_000),
+    ("workflow_page", 587_000),
+    ("editor", 924_000),
+];
 
 /// The lazy groups of pages (`app/src/pages.rs`) that show a code editor
 /// (`ui::code::CodeEditor`) and so load `code.js`; the tidy test
@@ -251,8 +283,8 @@ fn leb128(bytes: &[u8], mut at: usize) -> anyhow::Result<(usize, usize)> {
 /// cache lifetime, and names it in `pkg/bundle-name` (`xene-HASH/xene`);
 /// writes a gzip copy beside each file (served to browsers that take
 /// gzip); and prints the sizes: what every page loads, and what a page of
-/// each group loads in all. Answers the largest page's group and sizes.
-fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<(String, u64)> {
+/// each group loads in all. Answers those figures (see [`bundle`]).
+fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<Vec<(String, u64)>> {
     let mut shell: Vec<String> = [LOADER, "xene.css", "xene.js", "xene_bg.wasm"]
         .map(String::from)
         .to_vec();
@@ -325,6 +357,7 @@ fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<(String, u64)> {
         kb(every.1)
     );
     let mut largest = ("every page".to_string(), every.1);
+    let mut pages = vec![largest.clone()];
     let mut names: Vec<&String> = routes.keys().collect();
     names.sort();
     for route in names {
@@ -343,6 +376,7 @@ fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<(String, u64)> {
         if own.1 > largest.1 {
             largest = (group.to_string(), own.1);
         }
+        pages.push((group.to_string(), own.1));
         eprintln!(
             "  {:<48} {:>8.1} KB, {:>7.1} KB gzipped",
             format!("a page of `{group}` loads in all"),
@@ -358,7 +392,7 @@ fn fingerprint(pkg: &Path, routes: &Pieces) -> anyhow::Result<(String, u64)> {
     );
     std::fs::write(pkg.join("bundle-name"), format!("{name}/xene"))?;
     prune(pkg, &name)?;
-    Ok(largest)
+    Ok(pages)
 }
 
 /// Keeps the newest few bundles besides `current`: a page opened before a
