@@ -20,9 +20,11 @@ pub struct Dashboard {
     pub stuck: RunGroup,
     /// The latest runs that failed (`error` or `unknown`), newest first.
     pub failures: Vec<RunBrief>,
-    /// Agents that can take work now.
+    /// Agents online, draining ones included: those not draining can take
+    /// work now.
     pub agents_online: i64,
-    /// Of those, the ones draining (finishing their work, taking no more).
+    /// Of those online, the ones draining (finishing their work, taking no
+    /// more).
     pub agents_draining: i64,
     /// Agents that are not online (offline; revoked ones are not counted).
     pub agents_offline: i64,
@@ -34,7 +36,7 @@ pub struct Dashboard {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunGroup {
-    /// How many there are (counted up to 100000).
+    /// How many there are (stuck runs are counted up to 100000).
     pub count: i64,
     /// At most 10 of them.
     pub runs: Vec<RunBrief>,

@@ -143,7 +143,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=pages::NotFound>
                     // The dashboard: what needs a look now.
                     <Route path=StaticSegment("") ssr=SsrMode::Async view={Lazy::<pages::HomeRoute>::new()} />
-                    <Route path=StaticSegment("signin") view=pages::SignIn />
+                    <Route path=StaticSegment("signin") ssr=SsrMode::Async view=pages::SignIn />
                     <Route path=path!("/workflows") ssr=SsrMode::Async view={Lazy::<pages::WorkflowsRoute>::new()} />
                     <Route path=path!("/workflows/:name") ssr=SsrMode::Async view={Lazy::<pages::WorkflowRoute>::new()} />
                     <Route path=path!("/workflows/:name/edit") ssr=SsrMode::Async view={Lazy::<pages::EditorRoute>::new()} />

@@ -1,6 +1,8 @@
 //! The landing page: what needs a look now, from one read of the API
 //! (`GET /api/v1/dashboard`): runs stuck, running and queued, the latest
-//! failures, and the agents online. Refreshed every few seconds.
+//! failures, and the agents online. Read again every few seconds while
+//! the tab is shown, one read at a time; the page changes only when what
+//! it shows does, so a reader's focus and place stay put.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -17,7 +19,16 @@ const REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let data = Resource::new(|| (), |_| api::get::<Dashboard>(paths::dashboard()));
+    // Whether a read is under way: the timer starts no other meanwhile.
+    let reading = StoredValue::new(false);
+    let data = Resource::new(
+        || (),
+        move |_| async move {
+            let read = api::get::<Dashboard>(paths::dashboard()).await;
+            let _ = reading.try_set_value(false);
+            read
+        },
+    );
     // Here, not in the first-run card: what it says outlives the card,
     // which goes once there are workflows.
     let load = Action::new(move |_: &()| async move {
@@ -27,7 +38,16 @@ pub fn HomePage() -> impl IntoView {
     });
     #[cfg(feature = "hydrate")]
     {
-        let handle = set_interval_with_handle(move || data.refetch(), REFRESH);
+        let handle = set_interval_with_handle(
+            move || {
+                if reading.get_value() || document().hidden() {
+                    return;
+                }
+                reading.set_value(true);
+                data.refetch();
+            },
+            REFRESH,
+        );
         on_cleanup(move || {
             if let Ok(h) = handle {
                 h.clear();
@@ -46,10 +66,16 @@ pub fn HomePage() -> impl IntoView {
             }.into_any(),
         })}
         <Transition fallback=|| loading("the dashboard")>
-            {move || data.get().map(|r| match r {
-                Err(e) => view! { <ErrorBox message=e /> }.into_any(),
-                Ok(d) => view! { <Board d=d load=load /> }.into_any(),
-            })}
+            {
+                // Each read sets the resource anew, equal or not: the board
+                // is built again only when the memo's value changes. Made
+                // here, under the Transition, so the server waits for it.
+                let shown = Memo::new(move |_| data.get());
+                move || shown.get().map(|r| match r {
+                    Err(e) => view! { <ErrorBox message=e /> }.into_any(),
+                    Ok(d) => view! { <Board d=d load=load /> }.into_any(),
+                })
+            }
         </Transition>
     }
 }
@@ -63,20 +89,26 @@ fn Board(d: Dashboard, load: Action<(), Result<usize, String>>) -> impl IntoView
         (dr, 0) => format!("{dr} draining"),
         (dr, off) => format!("{dr} draining, {off} offline"),
     };
+    let stuck_hint = if d.stuck.count > 0 {
+        "Nobody picked these up in time: no agent matches, or none has room."
+    } else {
+        ""
+    };
     view! {
         {first_run}
         <ul class="tiles" id="dashboard-counts" aria-label="At a glance">
             <Tile id="count-running" count=d.running.count words="running" href="/runs?status=running" alert=false />
             <Tile id="count-queued" count=d.queued.count words="queued" href="/runs?status=queued" alert=false />
-            <Tile id="count-stuck" count=d.stuck.count words="stuck" href="/runs?status=queued" alert={d.stuck.count > 0} />
-            <Tile id="count-agents" count=d.agents_online words="agents online" href="/agents" alert={d.agents_online == 0} />
+            <Tile id="count-stuck" count=d.stuck.count words="stuck" href="#stuck" alert={d.stuck.count > 0} />
+            // An alert when no agent online can take work, all draining too.
+            <Tile id="count-agents" count=d.agents_online words="agents online" href="/agents"
+                alert={d.agents_online - d.agents_draining <= 0} />
         </ul>
         {(!agents_note.is_empty()).then(|| view! { <p class="hint agents-note">"Agents: " {agents_note}</p> })}
         <div class="board">
-            {(d.stuck.count > 0).then(|| view! {
-                <Group id="stuck" title="Stuck" empty="" group=d.stuck.clone()
-                    hint="Nobody picked these up in time: no agent matches, or none has room." />
-            })}
+            // Always here: the stuck tile links to it.
+            <Group id="stuck" title="Stuck" empty="Nothing waits past the pick-up timeout."
+                hint=stuck_hint group=d.stuck />
             <Group id="running" title="Running" empty="Nothing is running." group=d.running hint="" />
             <Group id="queued" title="Queued" empty="Nothing waits for an agent." group=d.queued hint="" />
             <section class="card dash-group" id="failures" aria-labelledby="failures-title">

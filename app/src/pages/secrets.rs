@@ -20,9 +20,23 @@ fn path(name: &str, workflow: &str) -> String {
 #[component]
 pub fn SecretsPage() -> impl IntoView {
     let secrets = Resource::new(|| (), |_| api::get::<SecretList>(paths::secrets(None)));
-    // The scopes a secret can have: global, or one of the workflows.
-    let workflows = Resource::new(|| (), |_| api::get::<WorkflowList>(paths::workflows()));
     let me = crate::session::current_user();
+    // The scopes a secret can have: global, or one of the workflows. Only
+    // an admin's form offers them: nobody else's page reads the list.
+    let user = use_context::<crate::session::CurrentUser>();
+    let workflows = Resource::new(
+        || (),
+        move |_| async move {
+            let admin = match user {
+                Some(user) => user.0.await.is_ok_and(|m| m.role == Role::Admin),
+                None => false,
+            };
+            if !admin {
+                return Ok(None);
+            }
+            api::get::<WorkflowList>(paths::workflows()).await.map(Some)
+        },
+    );
     let is_admin = move || me().is_some_and(|m| m.role == Role::Admin);
     let name = RwSignal::new(String::new());
     let workflow = RwSignal::new(String::new());
@@ -81,7 +95,7 @@ pub fn SecretsPage() -> impl IntoView {
                                 <label for="secret-workflow">"For"</label>
                                 <select id="secret-workflow" on:change=move |e| workflow.set(event_target_value(&e))>
                                     <option value="" selected=move || workflow.get().is_empty()>"Every workflow (global)"</option>
-                                    {move || workflows.get().and_then(|r| r.ok()).map(|list| {
+                                    {move || workflows.get().and_then(|r| r.ok().flatten()).map(|list| {
                                         list.workflows.into_iter().map(|w| {
                                             let name = w.name.clone();
                                             view! {

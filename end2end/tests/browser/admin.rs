@@ -108,6 +108,29 @@ async fn admin_pages_walk() {
         let home_title = browser.client.title().await.map_err(e)?;
         browser.screenshot("admin-dashboard").await?;
         accessible(&browser, "dashboard").await?;
+        // A keyboard reader on a run's link keeps the focus there while the
+        // page reads the dashboard again (the same, so nothing is rebuilt).
+        // Reads are counted as their answers' bodies are read: the page's
+        // own code runs on in the same turn, before the next check.
+        let focused = browser
+            .js("window.__reads = 0; \
+                 for (const m of ['text', 'json', 'arrayBuffer', 'blob']) { \
+                   const read = Response.prototype[m]; \
+                   Response.prototype[m] = function (...a) { \
+                     const url = this.url; \
+                     return read.apply(this, a).then(v => { \
+                       if (url.includes('/rpc/api_call')) window.__reads += 1; \
+                       return v; }); }; } \
+                 const link = document.querySelector('#running a.run-link'); \
+                 link.__focused = true; link.focus(); return document.activeElement === link")
+            .await?;
+        if focused != serde_json::Value::Bool(true) {
+            return Err(format!("a run's link takes no focus: {focused}"));
+        }
+        browser.wait_for("the dashboard read again", "return window.__reads >= 1").await?;
+        let kept_focus = browser
+            .js("return document.activeElement.__focused === true && document.activeElement.isConnected")
+            .await?;
         browser.set_size(390, 844).await?;
         browser.screenshot("admin-dashboard-phone").await?;
         browser.set_size(1280, 900).await?;
@@ -188,7 +211,7 @@ async fn admin_pages_walk() {
         browser.screenshot("admin-audit-filtered").await?;
         Ok::<_, String>((
             (title, signin, provider_button),
-            (failures, running, stuck, counts, home_title),
+            (failures, running, stuck, counts, home_title, kept_focus),
             (missing, admin_links),
             secret_row,
             (who, overflow, filtered),
@@ -207,12 +230,17 @@ async fn admin_pages_walk() {
     assert!(!text.contains('`'), "{text}");
     assert!(text.contains("Restart xene to print a fresh one"), "{text}");
 
-    let (failures, running, stuck, counts, home_title) = dashboard;
+    let (failures, running, stuck, counts, home_title, kept_focus) = dashboard;
     assert_eq!(home_title, "Dashboard · Xene");
     assert!(failures.contains("daily / fails"), "{failures}");
     assert!(running.contains("daily / slow"), "{running}");
     assert!(stuck.contains("gpu=yes"), "{stuck}");
     assert_eq!(counts, "1", "the built-in agent is online");
+    assert_eq!(
+        kept_focus,
+        serde_json::Value::Bool(true),
+        "the focused link was lost when the dashboard read itself again"
+    );
 
     let (missing, links) = missing;
     assert!(missing.contains("There is no run #99999"), "{missing}");

@@ -21,7 +21,9 @@ const MAX_BRIDGED_BYTES: usize = 16 * 1024 * 1024;
 pub fn router(state: &AppState) -> Router<AppState> {
     let routes = generate_route_list(App);
     let options = state.leptos.clone();
+    // Built once: every page, and the 404 page, reads the API through it.
     let api = super::api_only(state.clone());
+    let fallback_api = api.clone();
     Router::new()
         .leptos_routes_with_context(
             state,
@@ -31,13 +33,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             },
             move || shell(options.clone()),
         )
-        .fallback(static_or_not_found)
+        .fallback(move |state: State<AppState>, req: Request| {
+            static_or_not_found(state, req, fallback_api.clone())
+        })
 }
 
 /// The bundle under `/pkg` (precompressed files when the browser takes
 /// them, cached for a year when their name carries a content hash), and
 /// Leptos' own handler for everything else (public files, the 404 page).
-async fn static_or_not_found(State(state): State<AppState>, req: Request) -> Response {
+async fn static_or_not_found(State(state): State<AppState>, req: Request, api: Router) -> Response {
     if let Some(name) = req.uri().path().strip_prefix("/pkg/").map(str::to_owned) {
         let immutable = name.starts_with(&format!("{}-", xene_app::BUNDLE_NAME));
         let dir = std::path::Path::new(&*state.leptos.site_root).join(&*state.leptos.site_pkg_dir);
@@ -63,7 +67,6 @@ async fn static_or_not_found(State(state): State<AppState>, req: Request) -> Res
     // The 404 page is the app too: it reads the API (who is signed in, for
     // the top bar) through the same bridge as every other page.
     let uri = req.uri().clone();
-    let api = super::api_only(state.clone());
     leptos_axum::file_and_error_handler_with_context::<AppState, _>(
         move || provide_context(bridge(api.clone())),
         shell,

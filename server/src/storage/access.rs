@@ -644,8 +644,8 @@ pub async fn audit(
 }
 
 /// Which entries to read: newest first, before the id `before` when given,
-/// only `action`'s (`run.start`, or every `run.*` for `run`) and only
-/// `actor`'s when given.
+/// only `action`'s (`run.start`, or every action of a kind of
+/// [`AUDIT_KINDS`] for `run`) and only `actor`'s when given.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub before: Option<i64>,
@@ -654,41 +654,102 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// Every action the log records, by kind (the part before the dot). A kind
+/// is read as its actions, each an equality range of `audit_by_action`: a
+/// range of names (`run.` to `run/`) would read every entry of the kind
+/// whatever the limit, and depends on how the database's collation orders
+/// punctuation.
+pub const AUDIT_KINDS: &[(&str, &[&str])] = &[
+    (
+        "agent",
+        &["agent.drain", "agent.join", "agent.revoke", "agent.undrain"],
+    ),
+    ("hook", &["hook.create", "hook.rotate"]),
+    ("invite", &["invite.delete", "invite.put"]),
+    ("join_token", &["join_token.create"]),
+    ("run", &["run.cancel", "run.start"]),
+    (
+        "secret",
+        &[
+            "secret.create",
+            "secret.delete",
+            "secret.protect",
+            "secret.replace",
+            "secret.rotate_key",
+        ],
+    ),
+    ("sign_in", &["sign_in.ok", "sign_in.refused"]),
+    ("token", &["token.create", "token.revoke"]),
+    ("user", &["user.update"]),
+    (
+        "workflow",
+        &[
+            "workflow.apply",
+            "workflow.approve",
+            "workflow.delete",
+            "workflow.revoke_approval",
+        ],
+    ),
+];
+
+/// The actions whose target is a user's id, so the entry names that person:
+/// a user changed, a user signed in, the local admin's token made for its
+/// user (other tokens' targets are token ids, which never look like a
+/// user's). Any other target is a name someone chose, which may equal a
+/// user's id by chance or on purpose.
+const USER_TARGETS: &str = "'user.update', 'sign_in.ok', 'token.create'";
+
 /// Entries as `filter` picks them, each with the person its actor names.
 /// Every filter reads an index: the id, `audit_by_action`, `audit_by_actor`.
 pub async fn audit_entries(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StorageError> {
-    // Only the filters given go in the statement, so each plan can use its index.
-    let mut sql = String::from(
-        "SELECT a.id, a.at, a.actor, a.action, a.target, a.detail, a.remote, u.name, u.email, \
-         t.name, t.email FROM audit_log a LEFT JOIN users u ON u.id = a.actor \
-         LEFT JOIN users t ON t.id = a.target WHERE a.id < $1",
+    // A kind is its actions; anything else is one action's name.
+    let actions: Vec<&str> = match filter.action.as_deref() {
+        None => Vec::new(),
+        Some(action) => match AUDIT_KINDS.iter().find(|(kind, _)| *kind == action) {
+            Some((_, actions)) => actions.to_vec(),
+            None => vec![action],
+        },
+    };
+    // $1 is `before`, $2 the limit; then the actor, then each action.
+    let mut binds: Vec<&str> = Vec::new();
+    let mut base = String::from(
+        "SELECT id, at, actor, action, target, detail, remote FROM audit_log WHERE id < $1",
     );
-    let mut binds = Vec::new();
-    if let Some(action) = &filter.action {
-        if action.contains('.') {
-            binds.push(action.clone());
-            sql.push_str(&format!(" AND a.action = ${}", binds.len() + 1));
-        } else {
-            // `run` is every `run.*`: the range from `run.` to `run/`.
-            binds.push(format!("{action}."));
-            binds.push(format!("{action}/"));
-            sql.push_str(&format!(
-                " AND a.action >= ${} AND a.action < ${}",
-                binds.len(),
-                binds.len() + 1
-            ));
-        }
-    }
     if let Some(actor) = &filter.actor {
-        binds.push(actor.clone());
-        sql.push_str(&format!(" AND a.actor = ${}", binds.len() + 1));
+        binds.push(actor);
+        base.push_str(&format!(" AND actor = ${}", binds.len() + 2));
     }
-    sql.push_str(&format!(" ORDER BY a.id DESC LIMIT ${}", binds.len() + 2));
-    let mut query = sqlx::query(&sql).bind(filter.before.unwrap_or(i64::MAX));
+    // Only the filters given go in the statement, so each plan can use its
+    // index; each action is its own range, newest first, cut by the limit.
+    let entries = if actions.is_empty() {
+        format!("{base} ORDER BY id DESC LIMIT $2")
+    } else {
+        let parts: Vec<String> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, action)| {
+                binds.push(action);
+                format!(
+                    "SELECT * FROM ({base} AND action = ${} ORDER BY id DESC LIMIT $2) AS a{i}",
+                    binds.len() + 2
+                )
+            })
+            .collect();
+        parts.join(" UNION ALL ")
+    };
+    let sql = format!(
+        "SELECT a.id, a.at, a.actor, a.action, a.target, a.detail, a.remote, u.name, u.email, \
+         t.name, t.email FROM ({entries}) AS a LEFT JOIN users u ON u.id = a.actor \
+         LEFT JOIN users t ON t.id = a.target AND a.action IN ({USER_TARGETS}) \
+         ORDER BY a.id DESC LIMIT $2"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(filter.before.unwrap_or(i64::MAX))
+        .bind(filter.limit);
     for value in binds {
-        query = query.bind(value);
+        query = query.bind(value.to_string());
     }
-    let rows = query.bind(filter.limit).fetch_all(db.pool()).await?;
+    let rows = query.fetch_all(db.pool()).await?;
     Ok(rows
         .iter()
         .map(|r| AuditEntry {
@@ -703,4 +764,19 @@ pub async fn audit_entries(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditEnt
             target_person: super::person(r.get(9), r.get(10)),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AUDIT_KINDS;
+
+    #[test]
+    fn each_kind_lists_only_its_own_actions() {
+        for (kind, actions) in AUDIT_KINDS {
+            assert!(!actions.is_empty(), "{kind}");
+            for action in *actions {
+                assert_eq!(action.split_once('.').map(|(k, _)| k), Some(*kind));
+            }
+        }
+    }
 }

@@ -117,13 +117,14 @@ async fn stuck(db: &Db, before: i64) -> Result<Vec<RunBrief>, StorageError> {
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
-    // Ready attempts, oldest first: a run with several appears once.
+    // The oldest runs with a task ready since then, each once however many
+    // of its tasks wait: a fan-out of many waiting tasks is one run.
     let waiting: Vec<i64> = sqlx::query_scalar(
         "SELECT run_id FROM task_attempts WHERE status = 'ready' AND ready_at < $1 \
-         AND (not_before IS NULL OR not_before < $1) ORDER BY id LIMIT $2",
+         AND (not_before IS NULL OR not_before < $1) GROUP BY run_id ORDER BY run_id LIMIT $2",
     )
     .bind(before)
-    .bind(limit * 4)
+    .bind(limit)
     .fetch_all(db.pool())
     .await?;
     ids.extend(waiting);

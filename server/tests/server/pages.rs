@@ -1,7 +1,8 @@
 //! The web UI's pages as HTTP sees them: what does not exist answers 404
 //! with the same page (and top bar) as every other, the sign-in page shows
-//! only the ways to sign in that are set up, and an API refusal read
-//! through the UI's server function is an answer, not a 500.
+//! only the ways to sign in that are set up (in the HTML, not after it),
+//! the secrets page reads the workflows for admins only, and an API refusal
+//! read through the UI's server function is an answer, not a 500.
 
 use reqwest::header::{COOKIE, HeaderValue};
 use xene_api::paths;
@@ -91,8 +92,42 @@ async fn missing_things_answer_404_signin_shows_what_is_set_up_and_rpc_never_500
         .and_then(|(_, rest)| rest.split_once("</section>"))
         .map(|(card, _)| card)
         .expect("the sign-in card");
+    // In place, not in a chunk streamed after the page for scripts to move:
+    // without them the page says how to sign in all the same.
+    assert!(card.contains(r#"id="no-provider""#), "{card}");
+    assert!(!signin.contains("Loading the ways to sign in"), "{signin}");
     assert!(card.contains("<code>xene</code>"), "{card}");
     assert!(!card.contains('`'), "{card}");
+
+    // The secrets page reads the workflows for an admin's scope picker,
+    // and for nobody else (`summaries` is a field of the list only).
+    let (status, secrets) = page(&server, &cookie, "/secrets").await;
+    assert_eq!(status, 200, "{secrets}");
+    assert!(
+        secrets.contains(r#"<option value="here">Workflow here<"#),
+        "{secrets}"
+    );
+    assert!(secrets.contains("summaries"), "{secrets}");
+    let (status, viewer) = server
+        .post(
+            &paths::tokens(),
+            r#"{"name": "a viewer", "role": "viewer"}"#,
+        )
+        .await;
+    assert_eq!(status, 201, "{viewer}");
+    let response = no_redirects()
+        .get(server.url("/secrets"))
+        .bearer_auth(viewer["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let secrets = response.text().await.unwrap();
+    assert!(
+        secrets.contains("Only admins create, replace and delete secrets."),
+        "{secrets}"
+    );
+    assert!(!secrets.contains("summaries"), "{secrets}");
 
     // The UI's server function hands on the API's 404 as an answer.
     let rpc = reqwest::Client::new()
