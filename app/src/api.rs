@@ -161,6 +161,52 @@ pub async fn start_run(
     start_run_at(workflow, pipeline, params, None).await
 }
 
+/// Why the server refused to start a run: its error, and for invalid
+/// params every fault it found, one per param, to show at their fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub error: String,
+    pub faults: Vec<xene_core::params::ParamFault>,
+}
+
+/// Starts a run as [`start_run`] does, keeping the server's faults: the
+/// form checks the values itself, yet the server may know better (the
+/// workflow changed since the page was loaded).
+pub async fn start_run_checked(
+    workflow: &str,
+    pipeline: &str,
+    params: BTreeMap<String, String>,
+) -> Result<Run, Refused> {
+    let body = StartRun {
+        params: params
+            .into_iter()
+            .map(|(name, value)| (name, serde_json::Value::String(value)))
+            .collect(),
+        version: None,
+    };
+    let refused = |error: String| Refused {
+        error,
+        faults: Vec::new(),
+    };
+    let path = paths::pipeline_runs(workflow, pipeline);
+    let (status, text) = call("POST", path, Some(json(&body)))
+        .await
+        .map_err(refused)?;
+    if (200..300).contains(&status) {
+        return serde_json::from_str(&text)
+            .map_err(|e| refused(format!("unexpected answer from the server: {e}")));
+    }
+    Err(
+        match serde_json::from_str::<xene_api::error::ErrorBody>(&text) {
+            Ok(body) => Refused {
+                error: body.error,
+                faults: body.faults.unwrap_or_default(),
+            },
+            Err(_) => refused(format!("the server answered {status}")),
+        },
+    )
+}
+
 /// Starts a run of a pipeline on one version of its workflow (`None`: the
 /// current one), as "Run again" does with the original run's version.
 pub async fn start_run_at(

@@ -17,10 +17,11 @@ pipelines:
       loud: {type: boolean, default: false}
       times: {type: number, default: 2}
       colour: {type: choice, options: [red, green, blue], default: green}
+      dry: {type: boolean, required: true}
     tasks:
       say:
         steps:
-          - printf '%s|%s|%s|%s' {{ params.who }} {{ params.loud }} {{ params.times }} {{ params.colour }} > "$XENE_OUTPUT"
+          - printf '%s|%s|%s|%s|%s' {{ params.who }} {{ params.loud }} {{ params.times }} {{ params.colour }} {{ params.dry }} > "$XENE_OUTPUT"
   quick:
     tasks:
       t:
@@ -38,7 +39,7 @@ pipelines:
 const FIELD: &str = "const [id] = arguments; const el = document.getElementById(id); \
     const fault = document.getElementById(id + '-fault'); \
     return {tag: el.tagName, type: el.type || '', role: el.getAttribute('role') || '', \
-      required: el.required, invalid: el.getAttribute('aria-invalid'), \
+      inputmode: el.getAttribute('inputmode') || '', required: el.required, invalid: el.getAttribute('aria-invalid'), \
       label: document.querySelector('label[for=\"' + id + '\"]').textContent, \
       fault: fault.hidden ? '' : fault.textContent};";
 
@@ -97,14 +98,21 @@ async fn the_run_form_is_typed_and_checked_and_a_workflow_is_deleted_once_confir
         let loud = field(&browser, "loud").await?;
         let times = field(&browser, "times").await?;
         let colour = field(&browser, "colour").await?;
-        let kinds = [&who, &loud, &times, &colour].map(|f| {
-            format!("{} {} {} {}", f["tag"], f["type"], f["role"], f["required"])
+        let dry = field(&browser, "dry").await?;
+        let kinds = [&who, &loud, &times, &colour, &dry].map(|f| {
+            format!(
+                "{} {} {} {} {}",
+                f["tag"], f["type"], f["inputmode"], f["role"], f["required"]
+            )
         });
+        // A number is typed as text with a number keypad: a browser's
+        // number field reads "" while "-" or "1e" is being typed.
         let want = [
-            r#""INPUT" "text" "" true"#,
-            r#""INPUT" "checkbox" "switch" false"#,
-            r#""INPUT" "number" "" false"#,
-            r#""SELECT" "select-one" "" false"#,
+            r#""INPUT" "text" "" "" true"#,
+            r#""INPUT" "checkbox" "" "switch" false"#,
+            r#""INPUT" "text" "decimal" "" false"#,
+            r#""SELECT" "select-one" "" "" false"#,
+            r#""INPUT" "checkbox" "" "switch" false"#,
         ];
         if kinds != want {
             return Err(format!("fields: {kinds:?}"));
@@ -169,7 +177,14 @@ async fn the_run_form_is_typed_and_checked_and_a_workflow_is_deleted_once_confir
             .find(Locator::Id("param-stream-times"))
             .await
             .map_err(e)?;
-        times_field.send_keys("3").await.map_err(e)?;
+        // Typed key by key: "-" alone is no number yet, and must stay.
+        times_field.send_keys("-1.5").await.map_err(e)?;
+        let typed = browser
+            .js("return document.getElementById('param-stream-times').value")
+            .await?;
+        if typed != "-1.5" {
+            return Err(format!("the number field holds {typed:?}"));
+        }
         browser
             .js("const c = document.getElementById('param-stream-colour'); c.value = 'blue'; \
                  c.dispatchEvent(new Event('change', {bubbles: true}));")
@@ -179,9 +194,39 @@ async fn the_run_form_is_typed_and_checked_and_a_workflow_is_deleted_once_confir
             return Err(format!("faults stay after editing: {cleared:?}"));
         }
         browser
-            .wait_for_text("[data-pipeline=\"stream\"] .switch-state", |t| t == "true")
+            .wait_for_text("#param-stream-loud ~ .switch-state", |t| t == "true")
             .await?;
         browser.screenshot("run-form-typed").await?;
+
+        // The workflow changed since the page loaded: blue is no option any
+        // more. The server's fault shows at its field, as the page's own do.
+        let fewer = SPEC.replace("[red, green, blue]", "[red, green]");
+        let (status, body) = browser.api("POST", "/api/v1/workflows", &fewer).await?;
+        if status != 201 {
+            return Err(format!("apply without blue: {status} {body}"));
+        }
+        browser.click("[data-pipeline=\"stream\"] .start-run").await?;
+        browser
+            .wait_for(
+                "the server's fault",
+                "return document.getElementById('param-stream-colour-fault').hidden === false",
+            )
+            .await?;
+        let colour = field(&browser, "colour").await?;
+        let summary = browser.js("return document.querySelector('.form-faults').textContent").await?;
+        let focused = browser.js("return document.activeElement.id").await?;
+        if colour["fault"] != "\"blue\" is not one of the options: red, green"
+            || colour["invalid"] != "true"
+            || summary != "Not started: fix colour."
+            || focused != "param-stream-colour"
+        {
+            return Err(format!("the server's fault: {colour} {summary} {focused}"));
+        }
+        browser.screenshot("run-form-server-fault").await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", SPEC).await?;
+        if !(200..300).contains(&status) {
+            return Err(format!("apply with blue again: {status} {body}"));
+        }
         browser.click("[data-pipeline=\"stream\"] .start-run").await?;
         let path = browser.wait_for_path("/runs/").await?;
         let output = browser
@@ -193,7 +238,8 @@ async fn the_run_form_is_typed_and_checked_and_a_workflow_is_deleted_once_confir
                 ),
             )
             .await?;
-        if output != "ann|true|3|blue" {
+        // The required boolean left alone is false, as its switch shows.
+        if output != "ann|true|-1.5|blue|false" {
             return Err(format!("the run got {output}"));
         }
 

@@ -52,7 +52,7 @@ pub(super) fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
                 Some((h, deliveries)) => view! {
                     {match h.clone() {
                         Some(h) => {
-                            let url = format!("{}{}", origin(), h.path);
+                            let url = h.url.clone().unwrap_or_else(|| format!("{}{}", origin(), h.path));
                             view! {
                                 <p>"Deliveries are posted to this URL, signed with the hook's secret \
                                     (GitHub's X-Hub-Signature-256 or Standard Webhooks; in GitHub, \
@@ -113,9 +113,10 @@ pub(super) fn HookPanel(workflow: String, pipeline: String) -> impl IntoView {
     }
 }
 
-/// This page's origin, `https://ci.example.com`: a hook's URL as the
-/// browser reaches the server is the one to paste into a sender. Only the
-/// browser asks (the hook loads there alone).
+/// This page's origin, `https://ci.example.com`: when the server has no
+/// public URL to say so, a hook's URL as the browser reaches the server is
+/// the best guess of the one to paste into a sender. Only the browser asks
+/// (the hook loads there alone).
 fn origin() -> String {
     #[cfg(feature = "hydrate")]
     {

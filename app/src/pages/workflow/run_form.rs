@@ -14,12 +14,12 @@ use crate::ui::ErrorBox;
 fn start_action(
     workflow: String,
     pipeline: String,
-) -> Action<BTreeMap<String, String>, Result<i64, String>> {
+) -> Action<BTreeMap<String, String>, Result<i64, api::Refused>> {
     let navigate = use_navigate();
     let start = Action::new(move |params: &BTreeMap<String, String>| {
         let (workflow, pipeline, params) = (workflow.clone(), pipeline.clone(), params.clone());
         async move {
-            api::start_run(&workflow, &pipeline, params)
+            api::start_run_checked(&workflow, &pipeline, params)
                 .await
                 .map(|run| run.id)
         }
@@ -54,7 +54,7 @@ pub(super) fn RunNow(workflow: String, pipeline: String) -> impl IntoView {
                 .value()
                 .get()
                 .and_then(|r| r.err())
-                .map(|e| view! { <div class="run-now-error"><ErrorBox message=e /></div> })
+                .map(|e| view! { <div class="run-now-error"><ErrorBox message=e.error /></div> })
         }}
     }
 }
@@ -72,12 +72,7 @@ pub(super) fn RunForm(
     let start = start_action(workflow, pipeline.clone());
     let values: Vec<(String, RwSignal<String>)> = params
         .iter()
-        .map(|(name, p)| {
-            (
-                name.clone(),
-                RwSignal::new(p.default.clone().unwrap_or_default()),
-            )
-        })
+        .map(|(name, p)| (name.clone(), RwSignal::new(initial(p))))
         .collect();
     let faults = RwSignal::new(BTreeMap::<String, String>::new());
     let declared: BTreeMap<String, Param> = params.iter().cloned().collect();
@@ -108,6 +103,27 @@ pub(super) fn RunForm(
             }
         }
     };
+    // The server checks again, and may find what this page could not (the
+    // workflow changed since it was loaded): its faults go to their fields
+    // too, and its error shows alone only when it names no field.
+    Effect::new({
+        let field_id = field_id.clone();
+        move |_| {
+            if let Some(Err(refused)) = start.value().get()
+                && !refused.faults.is_empty()
+            {
+                let found: BTreeMap<String, String> = refused
+                    .faults
+                    .into_iter()
+                    .map(|f| (f.param, f.message))
+                    .collect();
+                if let Some(first) = found.keys().next() {
+                    focus(&field_id(first));
+                }
+                faults.set(found);
+            }
+        }
+    });
     let fields = params
         .into_iter()
         .zip(values)
@@ -141,7 +157,14 @@ pub(super) fn RunForm(
                 </button>
                 <p class="form-faults" role="alert">{summary}</p>
             </div>
-            {move || start.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorBox message=e /> })}
+            {move || {
+                start
+                    .value()
+                    .get()
+                    .and_then(|r| r.err())
+                    .filter(|e| e.faults.is_empty())
+                    .map(|e| view! { <ErrorBox message=e.error /> })
+            }}
         </form>
     }
 }
@@ -219,19 +242,22 @@ fn ParamField(
             }
             .into_any()
         }
+        // A number is typed as text (with a number keypad on phones): a
+        // browser's number field reads as empty while what is typed is not
+        // a number yet ("-", "1e"), and the check below says what is wrong.
+        // The value is written once: the field owns it from then on.
         ParamType::Number | ParamType::String => {
             let number = param.kind == ParamType::Number;
             view! {
                 <input
                     id=id.clone()
                     name=name.clone()
-                    type=if number { "number" } else { "text" }
-                    step=number.then_some("any")
+                    type="text"
                     inputmode=number.then_some("decimal")
                     required=required
                     aria-describedby=described.clone()
                     aria-invalid=invalid.clone()
-                    prop:value=move || value.get()
+                    prop:value=value.get_untracked()
                     on:input=move |e| set(event_target_value(&e))
                 />
             }
@@ -249,6 +275,17 @@ fn ParamField(
             {(!param.description.is_empty()).then(|| view! { <span class="hint" id=hint_id>{param.description.clone()}</span> })}
             <p class="field-fault" id=fault_id hidden=move || no_fault().is_none()>{fault}</p>
         </div>
+    }
+}
+
+/// A field's first value: the param's default; a boolean without one is
+/// false, as its switch shows it (else "required" could only be met by
+/// switching it on and off again).
+fn initial(param: &Param) -> String {
+    match &param.default {
+        Some(default) => default.clone(),
+        None if param.kind == ParamType::Boolean => "false".into(),
+        None => String::new(),
     }
 }
 
