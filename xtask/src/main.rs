@@ -18,8 +18,8 @@ cargo xtask <command> [flags]
 commands:
   run [--release] [-- XENE FLAGS]  build the web bundle and start the Xene server
   site [--release]                 build the web bundle into target/site and print what each
-                                   page loads; --release fails when a page loads over 500 KB
-                                   gzipped
+                                   page loads; --release fails when a page loads over its
+                                   ceiling (500 KB gzipped; see site::CEILINGS_GZ)
   test                             install what is missing, then run every check and test,
                                    and each fuzz target for 20 s (XENE_FUZZ_SECONDS)
   fuzz [--seconds N] [TARGET]...   run the fuzz targets (spec, template, condition, cron,
