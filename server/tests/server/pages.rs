@@ -71,6 +71,9 @@ async fn missing_things_answer_404_signin_shows_what_is_set_up_and_rpc_never_500
         assert_eq!(status, 200, "{path}: {body}");
         assert!(!body.contains(r#"id="not-found""#), "{path}: {body}");
     }
+    // The dashboard's board is in the HTML, not left for scripts to fill.
+    let (_, home) = page(&server, &cookie, "/").await;
+    assert!(home.contains(r#"id="dashboard-counts""#), "{home}");
 
     // The sign-in page: a title, no provider's button when none is set up,
     // no literal backticks.
