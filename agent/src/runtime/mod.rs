@@ -154,21 +154,25 @@ impl LineBuffer {
             rest = &rest[end + 1..];
         }
         self.pending.extend_from_slice(rest);
-        if self.pending.len() >= MAX_LINE_BYTES {
+        // A chunk may hold more than one piece's worth (the partial line
+        // before it plus a whole read): cut until less than a piece is left.
+        while self.pending.len() >= MAX_LINE_BYTES {
             self.carry = Carry::default();
             if sink.masker.is_empty() {
-                let line = std::mem::take(&mut self.pending);
-                sink.line(stream, &line).await;
-                return;
+                let rest = self.pending.split_off(MAX_LINE_BYTES);
+                let piece = std::mem::replace(&mut self.pending, rest);
+                sink.line(stream, &piece).await;
+                continue;
             }
             // An over-long line goes out in pieces; a secret value must not
             // be cut in two by that, or neither half would be masked.
             let masked = sink.masker.mask_bytes(&self.pending).into_owned();
-            let cut = sink.masker.safe_cut(&masked);
-            if cut > 0 {
-                sink.line(stream, &masked[..cut]).await;
-                self.pending = masked[cut..].to_vec();
+            let cut = sink.masker.safe_cut(&masked).min(MAX_LINE_BYTES);
+            if cut == 0 {
+                break;
             }
+            sink.line(stream, &masked[..cut]).await;
+            self.pending = masked[cut..].to_vec();
         }
     }
 
@@ -233,6 +237,39 @@ pub(crate) fn output_from_bytes(mut bytes: Vec<u8>) -> Result<Option<String>, Ru
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No piece is longer than `MAX_LINE_BYTES`, however the output comes:
+    /// a partial line followed by a whole read is cut in more than one.
+    #[tokio::test]
+    async fn no_piece_of_a_long_line_passes_the_limit() {
+        for secret in [None, Some("a-secret-value")] {
+            let masker = Masker::new(secret);
+            let (tx, mut rx) = mpsc::channel(64);
+            let sink = LogSink {
+                events: &tx,
+                task: "t",
+                step: "s",
+                masker: &masker,
+            };
+            let mut buffer = LineBuffer::default();
+            let partial = vec![b'x'; MAX_LINE_BYTES - 1];
+            let read = vec![b'y'; 2 * MAX_LINE_BYTES + 10];
+            buffer.push(&partial, LogStream::Stdout, &sink).await;
+            buffer.push(&read, LogStream::Stdout, &sink).await;
+            buffer.finish(LogStream::Stdout, &sink).await;
+            drop(tx);
+            let mut total = 0;
+            while let Some(RunEvent::Log { data, .. }) = rx.recv().await {
+                assert!(
+                    data.len() <= MAX_LINE_BYTES,
+                    "{} bytes, secret {secret:?}",
+                    data.len()
+                );
+                total += data.len();
+            }
+            assert_eq!(total, partial.len() + read.len(), "secret {secret:?}");
+        }
+    }
 
     /// A line longer than `MAX_LINE_BYTES` goes out in pieces; a value that
     /// straddles a cut is still masked, whatever the chunking.

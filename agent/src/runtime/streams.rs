@@ -1,15 +1,17 @@
 //! A step's stdout and stderr read by one loop, so their lines reach the
-//! log in the order they were read, one stream never racing the other.
+//! log in the order the agent read them.
 //!
-//! What order is guaranteed: the lines of one stream keep their order; a
-//! line written to one stream before the agent read the other stream's
-//! later line comes first. Two pipes carry no clock, so output written to
-//! both between two reads of the agent (within microseconds, as
-//! `echo a; echo b >&2` does) cannot be ordered by any reader: then the
-//! stdout part comes first. That is the order of the common "say what it
-//! does, then fail on stderr" and, unlike the fair polling of two readers,
-//! the same on every run. (One pipe for both would keep every order but
-//! lose which stream a line came from.)
+//! What order is guaranteed, and no more: the lines of one stream keep
+//! their order; across the two streams, lines come in the order they were
+//! read; output both pipes hold at one read comes stdout first. Two pipes
+//! carry no clock, so the agent cannot know which of two writes to
+//! different streams came first when both wait in their pipes (as after
+//! `echo a; echo b >&2`, written within microseconds): a line written to
+//! stderr just before one written to stdout may be shown after it. Stdout
+//! first is the order of the common "say what it does, then fail on
+//! stderr", and, unlike the fair polling of two readers, the same on every
+//! run. (One pipe for both would keep every order but lose which stream a
+//! line came from.)
 
 use std::future::poll_fn;
 use std::pin::Pin;
