@@ -512,6 +512,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/agents",
             "GET /api/v1/audit",
             "GET /api/v1/cron/next",
+            "GET /api/v1/dashboard",
             "GET /api/v1/hooks/{id}/deliveries",
             "GET /api/v1/invites",
             "GET /api/v1/me",
@@ -522,6 +523,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/runs/{id}/logs",
             "GET /api/v1/runs/{id}/logs/{task}/{step}",
             "GET /api/v1/secrets",
+            "GET /api/v1/sign-in-methods",
             "GET /api/v1/stats",
             "GET /api/v1/tokens",
             "GET /api/v1/users",
@@ -550,7 +552,9 @@ async fn the_openapi_document_matches_the_routes() {
     // Each documented GET without path parameters answers.
     for path in [
         "/api/v1/agents",
+        "/api/v1/dashboard",
         "/api/v1/runs",
+        "/api/v1/sign-in-methods",
         "/api/v1/stats",
         "/api/v1/workflows",
     ] {
