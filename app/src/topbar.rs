@@ -28,6 +28,18 @@ pub fn TopBar() -> impl IntoView {
             }
         });
     });
+    // A click outside the open menu closes it, as a menu's would.
+    #[cfg(feature = "hydrate")]
+    let _ = window_event_listener(leptos::ev::click, move |ev| {
+        let target = ev
+            .target()
+            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Node>(t).ok());
+        if let Some(m) = menu.get_untracked()
+            && !m.contains(target.as_ref())
+        {
+            close_menu(menu);
+        }
+    });
     #[cfg(not(feature = "hydrate"))]
     let _ = (nav, menu);
     view! {
@@ -57,7 +69,10 @@ pub fn TopBar() -> impl IntoView {
                     class="account"
                     node_ref=menu
                     on:keydown=move |ev| {
+                        // Escape here is the menu's: the page's own shortcuts
+                        // (the editor's deselects its task) must not see it.
                         if ev.key() == "Escape" {
+                            ev.stop_propagation();
                             close_menu(menu);
                         }
                     }
@@ -91,7 +106,9 @@ pub fn TopBar() -> impl IntoView {
                         </Transition>
                         <ThemePicker />
                         // A plain form, so signing out works before (and without) the wasm.
-                        <form class="signout" method="post" action="/auth/logout">
+                        // Signing out forgets the editor's drafts: a shared browser never
+                        // hands one person's unsaved text to the next.
+                        <form class="signout" method="post" action="/auth/logout" on:submit=|_| crate::pages::editor::forget_drafts()>
                             <button type="submit">"Sign out"</button>
                         </form>
                     </div>

@@ -303,6 +303,7 @@ pub(super) fn RenameBox(state: CanvasState) -> impl IntoView {
             }
         };
         let done_key = done.clone();
+        let name_key = name.clone();
         Some(view! {
             <input
                 class="rename"
@@ -311,16 +312,43 @@ pub(super) fn RenameBox(state: CanvasState) -> impl IntoView {
                 aria-label=format!("new name for task {name}")
                 value=name.clone()
                 on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                    // Finished from the keyboard: the focus goes to the task
+                    // (by its new name), not to the page's start.
                     if ev.key() == "Enter" {
-                        done_key(Some(event_target_value(&ev)));
+                        let value = event_target_value(&ev);
+                        done_key(Some(value.clone()));
+                        focus_task(value.trim().to_string());
                     } else if ev.key() == "Escape" {
                         done_key(None);
+                        focus_task(name_key.clone());
                     }
                 }
                 on:blur=move |ev| done(Some(event_target_value(&ev)))
             />
         })
     }
+}
+
+/// Focuses task `name`'s node once the canvas has drawn it.
+fn focus_task(name: String) {
+    #[cfg(feature = "hydrate")]
+    request_animation_frame(move || {
+        use wasm_bindgen::JsCast;
+        let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let node = document()
+            .query_selector(&format!("svg.canvas g.node[data-task=\"{quoted}\"]"))
+            .ok()
+            .flatten();
+        // An SVG element: `focus` through JS, as web_sys has it on HTML ones.
+        if let Some(node) = node
+            && let Ok(focus) = js_sys::Reflect::get(&node, &"focus".into())
+            && let Some(focus) = focus.dyn_ref::<js_sys::Function>()
+        {
+            let _ = focus.call0(&node);
+        }
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = name;
 }
 
 /// A tab for each pipeline.

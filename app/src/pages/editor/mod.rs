@@ -44,6 +44,8 @@ use panel::Properties;
 use save::{Conflict, Review, SaveBar, Saving};
 use yaml::YamlView;
 
+pub use drafts::forget_all as forget_drafts;
+
 /// What the page opens with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Loaded {
@@ -176,17 +178,11 @@ fn Editor(loaded: Loaded, saved: RwSignal<Option<String>>) -> impl IntoView {
         <div class="editor">
             <SaveBar saving />
             <DraftOffer offer saving />
-            // One line of its own: what appears here never moves the canvas.
+            // Two lines of its own: what appears here never moves the canvas.
             <div class="editor-status">
                 {move || match (message.get(), notice.get()) {
-                    (Some(m), _) => {
-                        let full = m.clone();
-                        view! { <p class="error" role="alert" title=full>{m}</p> }.into_any()
-                    }
-                    (None, Some(n)) => {
-                        let full = n.clone();
-                        view! { <p class="notice" role="status" title=full>{n}</p> }.into_any()
-                    }
+                    (Some(m), _) => view! { <p class="error" role="alert">{m}</p> }.into_any(),
+                    (None, Some(n)) => view! { <p class="notice" role="status">{n}</p> }.into_any(),
                     (None, None) => ().into_any(),
                 }}
                 {move || saving.blocked().map(|why| view! {

@@ -70,7 +70,7 @@ pub(super) fn YamlView() -> impl IntoView {
                 label="YAML"
                 rows=24
                 id=TEXT_ID
-                on_input=Callback::new(move |t: String| doc.typed(t, js_now()))
+                on_input=Callback::new(move |t: String| doc.typed(t, crate::ui::now_ms() as f64))
             />
             {move || yaml_fault.get().map(|f| view! { <p class="error yaml-fault" role="alert">{f}" (the canvas shows the last YAML that parsed)"</p> })}
             <Show when=move || yaml_fault.with(Option::is_none) && faults.with(|f| !f.is_empty())>
@@ -89,15 +89,4 @@ pub(super) fn YamlView() -> impl IntoView {
         </section>
     }
     .into_any()
-}
-
-fn js_now() -> f64 {
-    #[cfg(feature = "hydrate")]
-    {
-        js_sys::Date::now()
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        0.0
-    }
 }
