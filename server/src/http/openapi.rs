@@ -560,6 +560,17 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The CSP source that lets the docs page's one `<style>` apply (the
+/// fallback policy of `headers.rs` carries it): its SHA-256, in base64.
+pub fn style_source() -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()))
+    )
+}
+
 const STYLE: &str = "\
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f7f8fa}\
 header{background:#1d2330;color:#fff;padding:1rem 2rem}header a{color:#9cc4ff}\

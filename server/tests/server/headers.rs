@@ -2,6 +2,9 @@
 //! Content-Security-Policy with a fresh nonce on every page (the hydration
 //! scripts carry it), and `/metrics` behind a token when asked.
 
+use base64::Engine;
+use sha2::Digest;
+
 use crate::util::{Backend, TestDb, TestServer};
 
 /// The nonce a page's policy allows, checked against every script tag.
@@ -54,6 +57,14 @@ async fn pages_carry_a_nonce_policy_and_nothing_is_sniffed_or_framed() {
             !policy.contains("script-src 'self' 'unsafe-inline'"),
             "{policy}"
         );
+        // Style elements need the nonce (CodeMirror's carry it); only
+        // style attributes may be inline.
+        assert!(policy.contains("style-src 'self' 'nonce-"), "{policy}");
+        assert_eq!(
+            policy.matches("'unsafe-inline'").count(),
+            policy.matches("style-src-attr 'unsafe-inline'").count(),
+            "'unsafe-inline' only for style attributes: {policy}"
+        );
         assert_eq!(headers["x-frame-options"], "DENY");
         assert_eq!(headers["x-content-type-options"], "nosniff");
         let body = page.text().await.unwrap();
@@ -71,6 +82,30 @@ async fn pages_carry_a_nonce_policy_and_nothing_is_sniffed_or_framed() {
         );
         assert_eq!(response.headers()["x-frame-options"], "DENY", "{path}");
     }
+    // The API reference's inline style is allowed by its hash, and nothing
+    // else inline is.
+    let docs = anonymous
+        .get(server.url("/api/v1/docs"))
+        .send()
+        .await
+        .unwrap();
+    let policy = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = docs.text().await.unwrap();
+    let style = body
+        .split_once("<style>")
+        .and_then(|(_, rest)| rest.split_once("</style>"))
+        .map(|(style, _)| style)
+        .expect("the docs page has a style");
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+    assert!(
+        policy.contains(&format!("style-src 'self' 'sha256-{hash}'")),
+        "{policy}"
+    );
+    assert!(!policy.contains("'unsafe-inline'"), "{policy}");
+
     // Plain HTTP: no HSTS (browsers would ignore it; TLS is tested in tls.rs).
     let health = anonymous.get(server.url("/healthz")).send().await.unwrap();
     assert!(health.headers().get("strict-transport-security").is_none());
