@@ -10,8 +10,9 @@ use anyhow::{Context, bail};
 
 use crate::util::{self, output, succeeds};
 
-/// Debian packages the tests use: Docker and a static busybox for test
-/// images, Chromium for browser tests, PostgreSQL for storage tests.
+/// Debian packages the tests use (Node.js comes with `site_tools`): Docker
+/// and a static busybox for test images, Chromium for browser tests,
+/// PostgreSQL for storage tests.
 const TEST_PACKAGES: &[&str] = &[
     "docker.io",
     "busybox-static",
@@ -23,31 +24,21 @@ const TEST_PACKAGES: &[&str] = &[
     "prometheus",
 ];
 
-/// What building the web bundle needs.
+/// What building the web bundle needs: with Node.js, the npm packages it
+/// is built with (CodeMirror and esbuild).
 pub fn site_tools(root: &Path) -> anyhow::Result<()> {
     wasm_target()?;
     wasm_bindgen_cli(root)?;
-    web_packages(root)
+    node()?;
+    npm_ci(root, "web")
 }
 
-/// The npm packages the bundle is built with (CodeMirror and esbuild),
-/// pinned by web/package-lock.json: installed again
-/// whenever the lockfile is newer than what npm last installed.
-fn web_packages(root: &Path) -> anyhow::Result<()> {
-    let dir = root.join("web");
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let wanted = modified(&dir.join("package-lock.json"));
-    let installed = modified(&dir.join("node_modules/.package-lock.json"));
-    if installed.is_some() && installed >= wanted {
+/// Node.js and npm, from Debian when missing.
+fn node() -> anyhow::Result<()> {
+    if succeeds(Command::new("npm").arg("--version")) {
         return Ok(());
     }
-    util::step("installing the bundle's npm packages (npm ci in web)");
-    util::run(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir),
-    )
-    .context("npm ci in web (Node.js 20 and npm are needed)")
+    apt_packages(&["nodejs", "npm"])
 }
 
 /// Everything `cargo xtask test` needs, with a running Docker engine.
@@ -55,10 +46,12 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     apt_packages(TEST_PACKAGES)?;
     site_tools(root)?;
     rust_target(MUSL_TARGET)?;
-    oidc_provider(root)?;
+    // The real OpenID provider the sign-in tests run, and axe-core for the
+    // browser tests.
+    npm_ci(root, "end2end/oidc")?;
     cron_oracle()?;
     api_fuzzer()?;
-    npm_ci(root, "end2end/axe", "axe-core")?;
+    npm_ci(root, "end2end/axe")?;
     if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
         util::step("installing cargo-nextest");
         util::run(&mut util::cargo(&["install", "cargo-nextest", "--locked"]))?;
@@ -101,25 +94,6 @@ fn apt_packages(packages: &[&str]) -> anyhow::Result<()> {
     util::run(&mut install).context("installing Debian packages (are you root or a sudoer?)")
 }
 
-/// The real OpenID provider the sign-in tests run (`oidc-provider` from the
-/// npm registry, pinned by end2end/oidc/package-lock.json).
-fn oidc_provider(root: &Path) -> anyhow::Result<()> {
-    let dir = root.join("end2end/oidc");
-    if dir
-        .join("node_modules/oidc-provider/package.json")
-        .is_file()
-    {
-        return Ok(());
-    }
-    util::step("installing the test OpenID provider (npm ci in end2end/oidc)");
-    util::run(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir),
-    )
-    .context("npm ci in end2end/oidc (Node.js 20 and npm are needed)")
-}
-
 /// The independent cron implementation the fire-time test compares with:
 /// PyPI's `cronsim` (Debian cron's daylight-saving rules).
 fn cron_oracle() -> anyhow::Result<()> {
@@ -160,19 +134,22 @@ fn api_fuzzer() -> anyhow::Result<()> {
     }
 }
 
-/// An npm package the browser tests use, pinned by the folder's lockfile.
-fn npm_ci(root: &Path, folder: &str, package: &str) -> anyhow::Result<()> {
+/// The npm packages of `folder`, pinned by its package-lock.json: installed
+/// again whenever the lockfile is newer than what npm last installed
+/// (`node_modules/.package-lock.json`). Development packages too (esbuild
+/// is one), even under `NODE_ENV=production`.
+fn npm_ci(root: &Path, folder: &str) -> anyhow::Result<()> {
     let dir = root.join(folder);
-    if dir
-        .join(format!("node_modules/{package}/package.json"))
-        .is_file()
-    {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let wanted = modified(&dir.join("package-lock.json"));
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if installed.is_some() && installed >= wanted {
         return Ok(());
     }
-    util::step(&format!("installing {package} (npm ci in {folder})"));
+    util::step(&format!("installing npm packages (npm ci in {folder})"));
     util::run(
         Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
+            .args(["ci", "--include=dev", "--no-audit", "--no-fund"])
             .current_dir(&dir),
     )
     .with_context(|| format!("npm ci in {folder} (Node.js 20 and npm are needed)"))

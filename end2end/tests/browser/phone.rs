@@ -36,7 +36,10 @@ const WIDER: &str = "\
 /// Drain button is there and works, and a theme chosen in the account
 /// menu holds across loads because the server writes it. The runs list's
 /// feed reads no resource outside a <Transition> (the walk's hydration
-/// warning, runs.rs:118).
+/// warning, runs.rs:118): Leptos prints that warning only in a debug
+/// bundle (`debug_assertions`), so this check can fail only when the test
+/// runs on one (`cargo xtask site`, not `--release`, as `cargo xtask test`
+/// builds it).
 #[tokio::test]
 async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
     let server = TestServer::start().await;
