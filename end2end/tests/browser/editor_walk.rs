@@ -110,6 +110,33 @@ impl Browser {
         self.client.perform_actions(mouse).await.map_err(e)
     }
 
+    /// The keys of the drafts kept in this browser.
+    async fn draft_keys(&self) -> Result<serde_json::Value, String> {
+        self.js("return Object.keys(localStorage).filter(k => k.startsWith('xene.draft.')).sort()")
+            .await
+    }
+
+    /// Waits for a kept draft to hold `text`.
+    async fn wait_for_draft_with(&self, text: &str) -> Result<(), String> {
+        let check = format!(
+            "return Object.keys(localStorage).some(k => k.startsWith('xene.draft.') \
+             && localStorage.getItem(k).includes({}))",
+            serde_json::Value::from(text)
+        );
+        self.wait_for(&format!("a draft with {text:?}"), &check)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether a question is open; dismissed if so.
+    async fn dismiss_any_question(&self) -> bool {
+        let open = self.client.get_alert_text().await.is_ok();
+        if open {
+            let _ = self.client.dismiss_alert().await;
+        }
+        open
+    }
+
     /// Types into whatever has the focus.
     async fn type_here(&self, keys: &str) -> Result<(), String> {
         let el = self.client.active_element().await.map_err(e)?;
@@ -134,6 +161,14 @@ struct Seen {
     added: String,
     connected: String,
     asked_unsaved: bool,
+    field_asks: bool,
+    field_draft: bool,
+    skip_asked: bool,
+    offer_text: String,
+    merged: String,
+    draft_key_before_leaving: serde_json::Value,
+    drafts_after_sign_out: serde_json::Value,
+    status_cut: serde_json::Value,
     question: String,
     path_after_dismiss: String,
     yaml_after_dismiss: String,
@@ -164,6 +199,19 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
             browser.rect(".canvas-pane").await?,
             browser.rect(".yaml-pane").await?,
         ));
+
+        // Typing in a field, still in it: a reload asks, and the draft has
+        // what is typed.
+        browser.click(&node("one")).await?;
+        browser.click("#task-image").await?;
+        browser.type_here("alpine:3").await?;
+        seen.field_asks = browser.would_ask_before_unload().await?;
+        seen.field_draft = browser.wait_for_draft_with("image: alpine:3").await.is_ok();
+        browser.click("#undo").await?;
+        browser.wait_yaml("undone", |y| !y.contains("alpine")).await?;
+        browser
+            .wait_for("no draft once undone", "return !Object.keys(localStorage).some(k => k.startsWith('xene.draft.'))")
+            .await?;
 
         // A fault: in view with why Save is refused, without scrolling.
         let faulty = SHARED.replace("depends_on: [one]", &format!("depends_on: [one, {MISSING}]"));
@@ -203,6 +251,11 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
             .map_err(e)?;
         browser.wait_for_text("p.error", |t| t.contains("cycle")).await?;
         seen.canvas_tops.push(browser.canvas_top().await?);
+        // Wrapped in full, never cut.
+        seen.status_cut = browser
+            .js("const p = document.querySelector('.editor-status p.error'); \
+                 return [p.scrollWidth > p.clientWidth, getComputedStyle(p).textOverflow]")
+            .await?;
         browser.type_yaml(&format!("{SHARED}# a note\n")).await?;
         browser
             .wait_for("the refusal went with an edit", "return !document.querySelector('p.error')")
@@ -220,6 +273,10 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
         seen.rename_value = browser.js("return document.activeElement.value").await?.as_str().unwrap_or_default().into();
         browser.type_here("\u{E009}a\u{E009}first\u{E007}").await?;
         seen.after_rename = browser.wait_yaml("renamed one", |y| y.contains("      first:\n")).await?;
+        // The focus stays on the task, for the keyboard's next move.
+        browser
+            .wait_for("the focus on the renamed task", "return document.activeElement.matches('g.node[data-task=\"first\"]')")
+            .await?;
 
         // Add task with `two` selected: after it, its name ready to type.
         browser.click(&node("two")).await?;
@@ -247,25 +304,44 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
         // Leaving with unsaved work: asked, and the draft comes back.
         seen.asked_unsaved = browser.would_ask_before_unload().await?;
         seen.unsaved = browser.yaml().await?;
+        // The skip link stays on the page: nothing to ask.
+        let _ = browser.js("document.querySelector('a.skip').click()").await;
+        seen.skip_asked = browser.dismiss_any_question().await;
         seen.question = browser.click_and_answer("a[href=\"/runs\"]", false).await?;
         seen.path_after_dismiss = browser.path().await?;
         seen.yaml_after_dismiss = browser.yaml().await?;
         browser.click_and_answer("a[href=\"/runs\"]", true).await?;
         browser.wait_for_path("/runs").await?;
+        seen.draft_key_before_leaving = browser.draft_keys().await?;
+        // Meanwhile someone saves version 2.
+        let theirs = SHARED.replace("# Shared by two people.", "# Shared by two people, theirs.");
+        let (status, body) = browser.api("POST", "/api/v1/workflows", &theirs).await?;
+        if status != 201 {
+            return Err(format!("apply theirs: {status} {body}"));
+        }
         browser.client.back().await.map_err(e)?;
         browser.wait_for_path("/workflows/shared/edit").await?;
-        browser.wait_for_text("#draft-offer", |t| t.contains("Unsaved changes")).await?;
+        seen.offer_text = browser.wait_for_text("#draft-offer", |t| t.contains("Unsaved changes")).await?;
         browser.screenshot("editor-draft-offered").await?;
         seen.axe.extend(browser.axe().await?.into_iter().map(|v| format!("draft offered: {v}")));
+        // An edit while the offer waits is kept too.
+        browser
+            .wait_for("the YAML while offered", "return !!document.querySelector('#editor-yaml')")
+            .await?;
+        browser.type_yaml(&format!("{theirs}# while offered\n")).await?;
+        browser.wait_for_draft_with("# while offered").await?;
         browser.click("#draft-restore").await?;
         seen.restored = browser.wait_yaml("restored", |y| y.contains("deploy:")).await?;
         browser.wait_for("undo after restoring", "return !document.querySelector('#undo').disabled").await?;
+        // Made on version 1: Save asks to merge with version 2.
+        browser.click("button.save").await?;
+        browser.click(".conflict button.merge").await?;
+        browser.wait_for_text(".notice", |t| t.contains("Merged with version 2")).await?;
         browser.click("button.save").await?;
         browser.click("button.confirm-save").await?;
-        browser.wait_for_text(".notice", |t| t.contains("version 2")).await?;
-        seen.draft_after_save = browser
-            .js("return localStorage.getItem('xene.draft.workflow.shared')")
-            .await?;
+        browser.wait_for_text(".notice", |t| t.contains("version 3")).await?;
+        seen.merged = browser.yaml().await?;
+        seen.draft_after_save = browser.draft_keys().await?;
         seen.asks_after_save = browser.would_ask_before_unload().await?;
 
         // A new workflow's first save: the breadcrumb names it.
@@ -282,9 +358,7 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
         browser.wait_for_text(".notice", |t| t.contains("version 1")).await?;
         browser.wait_for_path("/workflows/walker/edit").await?;
         seen.crumbs = browser.wait_for_text(".crumbs", |t| t.contains("walker")).await?;
-        seen.drafts_after_first_save = browser
-            .js("return [localStorage.getItem('xene.draft.new'), localStorage.getItem('xene.draft.workflow.walker')]")
-            .await?;
+        seen.drafts_after_first_save = browser.draft_keys().await?;
 
         // A phone: the editor fits, the drawing in view, a wrapped fault's
         // bullet on its first line.
@@ -309,6 +383,7 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
         browser.screenshot("editor-phone").await?;
         browser.type_yaml(&walker).await?;
         browser.wait_for_text(".faults", |t| t.contains(MISSING)).await?;
+        browser.wait_for_text("#save-refused", |t| t.contains("fault")).await?;
         seen.bullet = browser.bullet_offset().await?;
         // Long fault words wrap too.
         let with_faults = browser
@@ -320,6 +395,16 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
         browser.js("document.querySelector('.faults').scrollIntoView()").await?;
         browser.screenshot("editor-phone-faults").await?;
         seen.axe.extend(browser.axe().await?.into_iter().map(|v| format!("phone: {v}")));
+
+        // Signing out forgets the drafts kept in this browser.
+        browser.set_size(1280, 900).await?;
+        browser.click_and_answer("a[href=\"/runs\"]", true).await?;
+        browser.wait_for_path("/runs").await?;
+        browser.wait_for_draft_with(MISSING).await?;
+        browser.click("details.account summary").await?;
+        browser.click("form.signout button").await?;
+        browser.wait_for_path("/signin").await?;
+        seen.drafts_after_sign_out = browser.draft_keys().await?;
         Ok::<_, String>(())
     }
     .await;
@@ -349,6 +434,8 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
         "the canvas moved: {:?}",
         seen.canvas_tops
     );
+    // A message wraps in full, never cut to an ellipsis.
+    assert_eq!(seen.status_cut, serde_json::json!([false, "clip"]));
     // Bug 2: a double-click renames, adds nothing.
     assert_eq!(seen.renamed_nodes, 2);
     assert_eq!(seen.rename_value, "one");
@@ -383,15 +470,43 @@ async fn the_editor_keeps_work_and_fits_the_screen() {
     );
     assert_eq!(seen.path_after_dismiss, "/workflows/shared/edit");
     assert_eq!(seen.yaml_after_dismiss, seen.unsaved);
+    assert!(!seen.skip_asked, "the skip link asked before leaving");
+    // A field being typed in counts: asked, and kept as a draft.
+    assert!(seen.field_asks, "no question with a field being typed in");
+    assert!(seen.field_draft, "what a field was typing was not kept");
+    // A draft is the signed-in user's.
+    let keys = seen
+        .draft_key_before_leaving
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        keys.len() == 1
+            && keys[0]
+                .as_str()
+                .is_some_and(|k| k.starts_with("xene.draft.")
+                    && k.ends_with(".workflow.shared")
+                    && k != "xene.draft.workflow.shared"),
+        "{keys:?}"
+    );
+    assert!(
+        seen.offer_text.contains("made on version 1"),
+        "{}",
+        seen.offer_text
+    );
     assert_eq!(seen.restored, seen.unsaved);
-    assert_eq!(seen.draft_after_save, serde_json::Value::Null);
+    // The draft on version 1, saved over version 2: merged, both kept.
+    assert!(
+        seen.merged.contains("theirs") && seen.merged.contains("deploy:"),
+        "{}",
+        seen.merged
+    );
+    assert_eq!(seen.draft_after_save, serde_json::json!([]));
+    assert_eq!(seen.drafts_after_sign_out, serde_json::json!([]));
     assert!(!seen.asks_after_save, "asks before unloading what is saved");
     // Bug 12: the breadcrumb after the first save.
     assert_eq!(seen.crumbs, "Workflows / walker / Edit");
-    assert_eq!(
-        seen.drafts_after_first_save,
-        serde_json::json!([null, null])
-    );
+    assert_eq!(seen.drafts_after_first_save, serde_json::json!([]));
     // A phone: no sideways scrolling, every task in the canvas.
     assert!(
         seen.phone_overflow <= 0.0,

@@ -299,31 +299,15 @@ pub(super) fn keep(doc: Doc, saving: Saving) -> Offer {
     offer
 }
 
-/// The address the editor is at (a first save changes it).
-#[cfg(feature = "hydrate")]
-fn here() -> String {
-    let l = window().location();
-    format!(
-        "{}{}",
-        l.pathname().unwrap_or_default(),
-        l.search().unwrap_or_default()
-    )
-}
-
 /// Asks before the page goes while an edit is unsaved: a link in the app
-/// (before the router follows it), Back or Forward, a reload, closing the
-/// tab.
+/// (before the router follows it), a reload, closing the tab. (Back and
+/// Forward within the app do not ask yet.)
 fn warn_before_leaving(keeper: Keeper) {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;
         use wasm_bindgen::closure::Closure;
         let unsaved = move || untrack(|| keeper.saving.unsaved());
-        let at = StoredValue::new(here());
-        Effect::new(move |_| {
-            keeper.saving.saved_name.track();
-            at.set_value(here());
-        });
         let unload = Closure::<dyn Fn(web_sys::Event)>::new(move |ev: web_sys::Event| {
             // A field applies its text when it loses the focus: apply what
             // is being typed before deciding.
@@ -385,47 +369,27 @@ fn warn_before_leaving(keeper: Keeper) {
                 ev.stop_immediate_propagation();
             }
         });
-        // Back and Forward: the address has already changed; staying puts
-        // the editor's back before the router sees it.
-        let pop = Closure::<dyn Fn(web_sys::Event)>::new(move |ev: web_sys::Event| {
-            let editor = at.get_value();
-            if here() == editor || !unsaved() {
-                return;
-            }
-            if !keeper.ask_to_leave() {
-                ev.stop_immediate_propagation();
-                if let Ok(history) = window().history() {
-                    let _ = history.push_state_with_url(
-                        &wasm_bindgen::JsValue::NULL,
-                        "",
-                        Some(&editor),
-                    );
-                }
-            }
-        });
         let w = window();
         let _ = w.add_event_listener_with_callback("beforeunload", unload.as_ref().unchecked_ref());
         // Captured on the window: before the router's own listeners see them.
-        for (name, f) in [
-            ("click", click.as_ref().unchecked_ref()),
-            ("popstate", pop.as_ref().unchecked_ref()),
-        ] {
-            let _ = w.add_event_listener_with_callback_and_bool(name, f, true);
-        }
-        let held = send_wrapper::SendWrapper::new((unload, click, pop));
+        let _ = w.add_event_listener_with_callback_and_bool(
+            "click",
+            click.as_ref().unchecked_ref(),
+            true,
+        );
+        let held = send_wrapper::SendWrapper::new((unload, click));
         on_cleanup(move || {
-            let (unload, click, pop) = held.take();
+            let (unload, click) = held.take();
             let w = window();
             let _ = w.remove_event_listener_with_callback(
                 "beforeunload",
                 unload.as_ref().unchecked_ref(),
             );
-            for (name, f) in [
-                ("click", click.as_ref().unchecked_ref()),
-                ("popstate", pop.as_ref().unchecked_ref()),
-            ] {
-                let _ = w.remove_event_listener_with_callback_and_bool(name, f, true);
-            }
+            let _ = w.remove_event_listener_with_callback_and_bool(
+                "click",
+                click.as_ref().unchecked_ref(),
+                true,
+            );
         });
     }
     #[cfg(not(feature = "hydrate"))]
