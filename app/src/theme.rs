@@ -134,6 +134,34 @@ fn apply(theme: Theme) {
     );
 }
 
+/// Whether the screen is a phone's: `style/main.css`'s 720 px rule, where
+/// `table.cards` become cards that never scroll sideways (so their
+/// `.table-wrap` is no tab stop). False on the server and until hydrated.
+pub fn narrow() -> Signal<bool> {
+    let narrow = RwSignal::new(false);
+    // After hydration: the server's page is the wide one.
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        use wasm_bindgen::JsCast;
+        use wasm_bindgen::closure::Closure;
+        let Ok(Some(query)) = window().match_media("(max-width: 720px)") else {
+            return;
+        };
+        narrow.set(query.matches());
+        let q = query.clone();
+        let on_change = Closure::<dyn Fn()>::new(move || narrow.set(q.matches()));
+        let _ =
+            query.add_event_listener_with_callback("change", on_change.as_ref().unchecked_ref());
+        let kept = send_wrapper::SendWrapper::new((query, on_change));
+        on_cleanup(move || {
+            let (query, on_change) = &*kept;
+            let _ = query
+                .remove_event_listener_with_callback("change", on_change.as_ref().unchecked_ref());
+        });
+    });
+    narrow.into()
+}
+
 /// Light, dark, or the system's setting, beside each other.
 #[component]
 pub fn ThemePicker() -> impl IntoView {

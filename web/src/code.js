@@ -94,6 +94,10 @@ export function mount(parent, options) {
     EditorView.lineWrapping,
     EditorView.contentAttributes.of({
       "aria-label": options.label,
+      // axe counts a contenteditable as focusable only with a tabindex:
+      // without it the scroller is a "scrollable region" a keyboard
+      // cannot reach.
+      tabindex: "0",
       ...(options.id ? { id: options.id } : {}),
     }),
     // Undo is the page's (one history for everything it edits): the page
@@ -137,10 +141,30 @@ export function mount(parent, options) {
       }),
     );
   }
+  // The server's plain text area, which this editor replaces: someone
+  // typing in it keeps the focus and the caret.
+  const textarea = parent.querySelector("textarea");
+  const typing = textarea !== null && document.activeElement === textarea;
   const view = new EditorView({
     parent,
     state: EditorState.create({ doc: options.text, extensions }),
   });
+  if (typing) {
+    const caret = Math.min(textarea.selectionStart, view.state.doc.length);
+    view.dispatch({ selection: { anchor: caret }, scrollIntoView: true });
+    view.focus();
+  }
+  // The labels name the (now hidden) text area: a click on one focuses
+  // the editor instead.
+  const labels =
+    textarea && textarea.id
+      ? [...document.querySelectorAll(`label[for="${CSS.escape(textarea.id)}"]`)]
+      : [];
+  const focusFromLabel = (event) => {
+    event.preventDefault();
+    view.focus();
+  };
+  for (const label of labels) label.addEventListener("click", focusFromLabel);
   // Keys typed here are the editor's: the page's own shortcuts (Delete
   // removes the selected task, `?` opens the help) must not see them.
   // Chords with Ctrl or Cmd go on (undo, redo are the page's).
@@ -192,6 +216,7 @@ export function mount(parent, options) {
       view.focus();
     },
     destroy() {
+      for (const label of labels) label.removeEventListener("click", focusFromLabel);
       view.destroy();
     },
   };

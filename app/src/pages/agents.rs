@@ -98,7 +98,7 @@ pub fn AgentsPage() -> impl IntoView {
                 Ok(list) => {
                     let running = runs.get().and_then(|r| r.ok()).map(|r| r.runs).unwrap_or_default();
                     view! {
-                        <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
+                        <div class="table-wrap" tabindex={let narrow = crate::theme::narrow(); move || (!narrow.get()).then_some("0")} role="region" aria-label="Scrollable table">
                         <table class="list cards" id="agents">
                             <thead><tr>
                                 <th scope="col">"Agent"</th><th scope="col">"State"</th><th scope="col">"Labels"</th>

@@ -197,7 +197,7 @@ pub fn RunsPage() -> impl IntoView {
                                     .into_any();
                             }
                             view! {
-                                <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
+                                <div class="table-wrap" tabindex={let narrow = crate::theme::narrow(); move || (!narrow.get()).then_some("0")} role="region" aria-label="Scrollable table">
                                     <table class="list cards" id="runs">
                                         <thead>
                                             <tr>

@@ -141,7 +141,7 @@ pub fn WorkflowsPage() -> impl IntoView {
                                             </section>
                                         }
                                     })}
-                                <div class="table-wrap" tabindex="0" role="region" aria-label="Scrollable table">
+                                <div class="table-wrap" tabindex={let narrow = crate::theme::narrow(); move || (!narrow.get()).then_some("0")} role="region" aria-label="Scrollable table">
                                     // One <tbody> per workflow: a card of its pipelines on a phone.
                                     <table class="list cards grouped" id="workflows">
                                         <thead>

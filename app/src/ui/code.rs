@@ -90,7 +90,11 @@ pub fn CodeEditor(
                         cb.run(event_target_value(&ev));
                     }
                 }
-            ></textarea>
+            >
+                // The server's page holds the text (`prop:value` is set only
+                // in the browser); the property follows it from then on.
+                {text.get_untracked()}
+            </textarea>
         </div>
     }
 }

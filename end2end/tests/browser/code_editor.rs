@@ -2,7 +2,9 @@
 //! the editor's YAML pane and a step's script field, typed into key by key
 //! as a person would: line numbers and colours, auto-indent, completion
 //! offered at the caret and accepted, each fault marked at its line, search,
-//! keys that stay the editor's, a script applied on leaving its field. Its
+//! keys that stay the editor's, a script applied on leaving its field, its
+//! label focusing it, the text in the server's page, a scrolling pane axe
+//! can check, the search panel readable in the dark theme. Its
 //! script is fetched only by pages that show one.
 
 use fantoccini::Locator;
@@ -10,15 +12,18 @@ use fantoccini::Locator;
 use crate::actions::e;
 use crate::util::{Browser, TestServer};
 
-const WORKFLOW: &str = "\
-name: typed
-pipelines:
-  main:
-    tasks:
-      build:
-        steps:
-          - run: echo build
-";
+/// Comment lines that make the YAML longer than its pane, so the pane
+/// scrolls (axe checks a scrolling region can be reached by keyboard).
+const NOTES: usize = 52;
+
+/// The workflow typed into: `NOTES` comment lines, then one task.
+fn workflow() -> String {
+    let notes: String = (1..=NOTES).map(|n| format!("# note {n}\n")).collect();
+    format!(
+        "name: typed\n{notes}\
+         pipelines:\n  main:\n    tasks:\n      build:\n        steps:\n          - run: echo build\n"
+    )
+}
 
 const YAML: &str = ".code-editor[data-language=\"yaml\"]";
 const SCRIPT: &str = ".code-editor[data-language=\"shell\"]";
@@ -69,7 +74,7 @@ async fn code_editor_colours_indents_completes_marks_faults_and_searches() {
         browser.sign_in_as_admin(&server).await?;
         browser.goto(&server.url("/workflows")).await?;
         browser.hydrated().await?;
-        let (status, body) = browser.api("POST", "/api/v1/workflows", WORKFLOW).await?;
+        let (status, body) = browser.api("POST", "/api/v1/workflows", &workflow()).await?;
         if status != 201 {
             return Err(format!("apply: {status} {body}"));
         }
@@ -84,6 +89,20 @@ async fn code_editor_colours_indents_completes_marks_faults_and_searches() {
         browser.hydrated().await?;
         browser
             .wait_for("CodeMirror in the YAML pane", &format!("return !!document.querySelector('{YAML}.mounted .cm-content')"))
+            .await?;
+        // The server's page holds the text in its plain text area.
+        let served = browser
+            .js(
+                "return fetch(location.href).then(r => r.text()).then(h => { \
+                   const m = /<textarea[^>]*id=\"editor-yaml\"[^>]*>([^<]*)<\\/textarea>/.exec(h); \
+                   return m && m[1]; })",
+            )
+            .await?;
+        let scrolls = browser
+            .js(&format!(
+                "const s = document.querySelector('{YAML} .cm-scroller'); \
+                 return s.scrollHeight > s.clientHeight"
+            ))
             .await?;
         // Its own style sheet applied under the page's CSP (nonce, no
         // 'unsafe-inline' for style elements).
@@ -149,8 +168,13 @@ async fn code_editor_colours_indents_completes_marks_faults_and_searches() {
             .collect();
         let marked = browser
             .js(&format!(
-                "return [...document.querySelectorAll('{YAML} .cm-content > .cm-line')]\
-                 .map((l, i) => l.querySelector('.cm-lintRange-error') ? i + 1 : 0).filter(n => n)"
+                "const numbers = [...document.querySelectorAll('{YAML} .cm-lineNumbers .cm-gutterElement')]\
+                   .filter(g => g.style.visibility !== 'hidden'); \
+                 return [...document.querySelectorAll('{YAML} .cm-content > .cm-line')]\
+                 .filter(l => l.querySelector('.cm-lintRange-error')).map(l => {{ \
+                   const top = l.getBoundingClientRect().top; \
+                   const n = numbers.find(g => Math.abs(g.getBoundingClientRect().top - top) < 3); \
+                   return n ? +n.textContent : 0; }})"
             ))
             .await?;
         // A fault after the last line (a value missing at the end) is
@@ -186,11 +210,42 @@ async fn code_editor_colours_indents_completes_marks_faults_and_searches() {
             )
             .await?;
         browser.screenshot("code-editor-search").await?;
+        // In the dark theme the search field and buttons stay readable.
+        let dark_search = browser
+            .js(&format!(
+                "const root = document.documentElement; const was = root.getAttribute('data-theme'); \
+                 root.setAttribute('data-theme', 'dark'); \
+                 const lum = c => {{ const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(v => {{ \
+                   v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }}); \
+                   return 0.2126 * r + 0.7152 * g + 0.0722 * b; }}; \
+                 const ratio = (a, b) => {{ const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); \
+                   return (x + 0.05) / (y + 0.05); }}; \
+                 const out = [...document.querySelectorAll('{YAML} .cm-search .cm-textfield, {YAML} .cm-search .cm-button')] \
+                   .map(el => {{ const s = getComputedStyle(el); \
+                     return [el.textContent || el.name, s.backgroundImage === 'none' \
+                       ? Math.round(ratio(s.color, s.backgroundColor) * 10) / 10 : 0]; }}); \
+                 root.dataset.shot = was === null ? '' : was; return out;"
+            ))
+            .await?;
+        browser.screenshot("code-editor-search-dark").await?;
+        browser
+            .js("const root = document.documentElement; const was = root.dataset.shot; \
+                 delete root.dataset.shot; \
+                 if (was) root.setAttribute('data-theme', was); else root.removeAttribute('data-theme');")
+            .await?;
         field.send_keys("\u{E00C}").await.map_err(e)?;
 
         // A step's script is a shell editor too, applied on leaving it.
         browser
             .wait_for("the script's editor", &format!("return !!document.querySelector('{SCRIPT}.mounted .cm-content')"))
+            .await?;
+        // Its label focuses it (the label names the hidden text area).
+        browser.click("label[for=\"steps-0-run\"]").await?;
+        let label_focuses = browser
+            .js(&format!(
+                "const a = document.activeElement; \
+                 return a.classList.contains('cm-content') && !!a.closest('{SCRIPT}')"
+            ))
             .await?;
         type_in(&browser, SCRIPT, "\u{E009}\u{E010}\u{E000} && echo more\u{E004}").await?;
         let scripted = wait_yaml(&browser, "took the script", |y| y.contains("run: echo build && echo more")).await;
@@ -211,6 +266,7 @@ async fn code_editor_colours_indents_completes_marks_faults_and_searches() {
         let replaced = wait_yaml(&browser, "took the replaced script", |y| y.contains("run: echo replaced")).await;
         let serious = browser.axe().await?;
         Ok::<_, String>((
+            (served, scrolls, dark_search, label_focuses),
             numbers, coloured, indented, placement, completed, listed, marked, before, after,
             matches, scripted, shown, replaced, serious,
         ))
@@ -219,6 +275,7 @@ async fn code_editor_colours_indents_completes_marks_faults_and_searches() {
     browser.close().await;
 
     let (
+        (served, scrolls, dark_search, label_focuses),
         numbers,
         coloured,
         indented,
@@ -240,10 +297,27 @@ async fn code_editor_colours_indents_completes_marks_faults_and_searches() {
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
+    // The lines in view (CodeMirror draws only those), numbered from 1.
+    let all: Vec<String> = (1..=numbers.len()).map(|n| n.to_string()).collect();
+    assert!(numbers.len() >= 8, "line numbers: {numbers:?}");
+    assert_eq!(numbers, all, "line numbers");
+    assert!(
+        served.as_str().is_some_and(|t| t.contains("name: typed")),
+        "the server's text area holds the text: {served}"
+    );
+    assert_eq!(scrolls, serde_json::json!(true), "the YAML pane scrolls");
+    let dark_search = dark_search.as_array().unwrap();
+    assert!(!dark_search.is_empty());
+    assert!(
+        dark_search
+            .iter()
+            .all(|c| c[1].as_f64().is_some_and(|r| r >= 4.5)),
+        "dark search panel contrast (0: a background image): {dark_search:?}"
+    );
     assert_eq!(
-        numbers,
-        ["1", "2", "3", "4", "5", "6", "7", "8"],
-        "line numbers"
+        label_focuses,
+        serde_json::json!(true),
+        "the label focuses the script's editor"
     );
     assert_eq!(coloured, serde_json::json!(true), "keys are coloured");
     indented.expect("Enter after `check:` indents the next line under it");

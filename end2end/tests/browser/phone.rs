@@ -84,6 +84,10 @@ async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
                    return r.width > 0 && r.right <= document.documentElement.clientWidth && c.textContent.trim() !== ''; })")
             .await?;
         browser.screenshot("phone-runs").await?;
+        // Cards never scroll sideways: their wrapper is no tab stop.
+        let phone_stops = browser
+            .js("return [...document.querySelectorAll('.table-wrap')].map(w => w.hasAttribute('tabindex'))")
+            .await?;
         let bar = browser
             .js("const links = [...document.querySelectorAll('.topbar nav a')]; \
                  return { height: document.querySelector('.topbar').getBoundingClientRect().height, \
@@ -159,6 +163,12 @@ async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
             .await?;
         let (_, served) = browser.api("GET", "/runs", "").await?;
         let served_system = !served.contains("data-theme");
+        // A click outside the open account menu closes it.
+        browser.click("main h1").await?;
+        let menu_closed = browser
+            .wait_for("the menu closed", "return !document.querySelector('.account').open")
+            .await
+            .is_ok();
 
         // A laptop gets the table, not cards.
         browser.set_size(1280, 900).await?;
@@ -166,7 +176,16 @@ async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
             .js("return getComputedStyle(document.querySelector('#runs tbody tr')).display")
             .await?;
         browser.screenshot("layout-runs-laptop").await?;
+        // A table that may scroll sideways is a tab stop again.
+        let laptop_stops = browser
+            .wait_for(
+                "the table a tab stop",
+                "return document.querySelector('.table-wrap').getAttribute('tabindex') === '0'",
+            )
+            .await
+            .is_ok();
         Ok::<_, String>((
+            (phone_stops, menu_closed, laptop_stops),
             workflows,
             runs,
             agents,
@@ -181,8 +200,26 @@ async fn a_phone_gets_cards_a_short_top_bar_and_a_theme_of_its_own() {
     }
     .await;
     browser.close().await;
-    let (workflows, runs, agents, ends, warnings, bar, audit_link, run_page, theme, laptop_row) =
-        outcome.unwrap();
+    let (
+        (phone_stops, menu_closed, laptop_stops),
+        workflows,
+        runs,
+        agents,
+        ends,
+        warnings,
+        bar,
+        audit_link,
+        run_page,
+        theme,
+        laptop_row,
+    ) = outcome.unwrap();
+    assert_eq!(
+        phone_stops,
+        serde_json::json!([false]),
+        "a phone's cards are no tab stop"
+    );
+    assert!(menu_closed, "a click outside closes the account menu");
+    assert!(laptop_stops, "a laptop's table is a tab stop");
     for (name, table) in [("workflows", workflows), ("runs", runs), ("agents", agents)] {
         assert_eq!(
             table["overflow"], 0,
