@@ -5,7 +5,12 @@
 //! that reads "1 line", "12,345 lines" and never moves the log (17); a
 //! retried task that says so, each attempt's log apart (16); the log as
 //! tall as the screen and a full-screen view; Cancel that asks first; Run
-//! again on the run's version, or on the latest.
+//! again on the run's version, or on the latest. And the review's points:
+//! a retry waiting out its backoff hides neither the failed attempt's log
+//! nor counts as a try; the log box ends at the window's bottom with the
+//! graph open too; full screen is modal and Escape leaves it after a step
+//! switch; step tabs do not pin an attempt; the focus lands on the title
+//! after a cancel.
 
 use fantoccini::Locator;
 
@@ -48,6 +53,11 @@ pipelines:
             run: echo only
           - name: many
             run: i=1; while [ $i -le 12345 ]; do echo "line $i"; i=$((i+1)); done
+      later:
+        retries: {{count: 1, backoff: 120s}}
+        steps:
+          - name: fail
+            run: echo "first of later"; exit 1
       sleeper:
         steps:
           - name: wait
@@ -67,7 +77,14 @@ struct Seen {
     counts: Vec<String>,
     tops: Vec<f64>,
     log_share: f64,
+    fits: Vec<serde_json::Value>,
+    step_tabs_pinned: serde_json::Value,
     full: serde_json::Value,
+    full_after_switch: serde_json::Value,
+    focus_after_full: serde_json::Value,
+    later: serde_json::Value,
+    cancel_requested_after_keep: serde_json::Value,
+    focus_after_cancel: serde_json::Value,
     retried: String,
     attempt_logs: Vec<String>,
     confirm_open: serde_json::Value,
@@ -90,6 +107,23 @@ async fn line_texts(browser: &Browser) -> Result<Vec<(String, bool)>, String> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// The log box against the window, the page scrolled to its top, once the
+/// page measured where the box starts: [its bottom within the window, its
+/// share of the window's height].
+async fn log_fit(browser: &Browser) -> Result<serde_json::Value, String> {
+    browser
+        .wait_for(
+            "the log box measured",
+            "const p = document.querySelector('.log-pane'); \
+             return p && getComputedStyle(p).getPropertyValue('--log-top') !== ''",
+        )
+        .await?;
+    browser
+        .js("scrollTo(0, 0); const r = document.querySelector('.log-scroll').getBoundingClientRect(); \
+             return [r.bottom <= innerHeight, r.height / innerHeight]")
+        .await
 }
 
 async fn log_top(browser: &Browser) -> Result<f64, String> {
@@ -134,6 +168,10 @@ async fn a_run_page_is_made_for_reading_logs() {
             .await?;
         seen.first_lines = line_texts(&browser).await?;
         browser.screenshot("run-log-stderr").await?;
+        // The URL named no attempt: the step tabs name none either.
+        seen.step_tabs_pinned = browser
+            .js("return [...document.querySelectorAll('.step-tabs a')].map(a => a.href.includes('attempt='))")
+            .await?;
         // Bug 10: ended sections collapsed, the open one open; opening one
         // never shows its `::endgroup::`.
         browser.click(".step-tabs a[href*=\"step=groups\"]").await?;
@@ -182,31 +220,34 @@ async fn a_run_page_is_made_for_reading_logs() {
         browser.screenshot("run-log-phone").await?;
         browser.set_size(1280, 900).await?;
 
-        // The log as tall as the screen; full screen, the log alone.
-        seen.log_share = browser
-            .js("return document.querySelector('.log-scroll').getBoundingClientRect().height / innerHeight")
-            .await?
-            .as_f64()
-            .unwrap_or_default();
+        // The log as tall as the screen, ending at its bottom; full
+        // screen, the log alone.
+        let fit = log_fit(&browser).await?;
+        seen.log_share = fit[1].as_f64().unwrap_or_default();
+        seen.fits.push(fit);
         browser.click("#log-full").await?;
         seen.full = browser
             .wait_for("full screen", "const r = document.querySelector('.log-pane.full')?.getBoundingClientRect(); \
                  const s = document.querySelector('.log-scroll').getBoundingClientRect(); \
                  return r && [r.top === 0 && r.left === 0, Math.abs(r.width - innerWidth) < 1, \
-                   Math.abs(r.height - innerHeight) < 1, s.height / innerHeight]")
+                   Math.abs(r.height - innerHeight) < 1, s.height / innerHeight, \
+                   document.activeElement?.classList.contains('log-scroll') ?? false, \
+                   !!document.querySelector('.task-list').closest('[inert]'), \
+                   document.querySelector('.log-pane').getAttribute('aria-modal')]")
             .await?;
         browser.screenshot("run-log-full-screen").await?;
         seen.axe.extend(browser.axe().await?.into_iter().map(|v| format!("full screen: {v}")));
-        browser
-            .client
-            .find(Locator::Css("#log-full"))
-            .await
-            .map_err(e)?
-            .send_keys("\u{E00C}")
-            .await
-            .map_err(e)?;
-        browser
-            .wait_for("full screen left", "return document.querySelector('.log-pane.full') === null")
+        // Another step in full screen (its link, which had the focus, is
+        // drawn anew), then Escape, from wherever the focus is.
+        browser.click(".log-pane.full .step-tabs a[href*=\"step=one\"]").await?;
+        browser.wait_for_text("#line-count", |t| t == "1 line").await?;
+        seen.full_after_switch = browser
+            .js("return [!!document.querySelector('.log-pane.full'), document.activeElement?.tagName]")
+            .await?;
+        browser.press(&['\u{E00C}']).await?;
+        seen.focus_after_full = browser
+            .wait_for("full screen left", "return document.querySelector('.log-pane.full') === null && \
+                 [document.activeElement?.id, !!document.querySelector('[inert]')]")
             .await?;
 
         // Bug 16: the retried task says so; each attempt has its log.
@@ -231,6 +272,24 @@ async fn a_run_page_is_made_for_reading_logs() {
             .map(|(t, err)| format!("{t}{}", if *err { " (stderr)" } else { "" }))
             .collect();
 
+        // A retry waiting out its backoff: the failed attempt's log stays
+        // shown, and the waiting attempt is not counted as a try.
+        browser
+            .wait_for_text(".task-list li[data-task=\"later\"] .attempts li[data-attempt=\"2\"] .status", |t| {
+                t == "ready"
+            })
+            .await?;
+        browser.click(".task-list li[data-task=\"later\"] .task-head a").await?;
+        browser
+            .wait_for_text(".log-head h2", |t| t.contains("later"))
+            .await?;
+        browser.wait_for_text("#L1", |t| t.contains("first of later")).await?;
+        seen.later = browser
+            .js("return [document.querySelector('.attempt-tabs a[aria-current=\"page\"]')?.dataset.attempt, \
+                 document.querySelector('.task-list li[data-task=\"later\"] .retried') === null]")
+            .await?;
+        browser.screenshot("run-retry-waiting").await?;
+
         // Cancel asks first; "Keep it running" keeps it.
         browser.click("#cancel-run").await?;
         seen.confirm_open = browser
@@ -244,9 +303,13 @@ async fn a_run_page_is_made_for_reading_logs() {
             .wait_for("the question gone", "return document.querySelector('#cancel-confirm') === null")
             .await?;
         seen.still_running = browser.wait_for_text("h1 .status", |t| !t.is_empty()).await?;
+        let (_, body) = browser.api("GET", "/api/v1/runs/1", "").await?;
+        let run: serde_json::Value = serde_json::from_str(&body).map_err(e)?;
+        seen.cancel_requested_after_keep = run["cancel_requested"].clone();
         browser.click("#cancel-run").await?;
         browser.click("#confirm-cancel").await?;
         browser.wait_for_text("h1 .status", |t| t == "cancelled").await?;
+        seen.focus_after_cancel = browser.js("return document.activeElement?.id").await?;
 
         // Run again: the run's version; beside it, the latest.
         let (status, body) = browser.api("POST", "/api/v1/workflows", &workflow("61")).await?;
@@ -257,6 +320,10 @@ async fn a_run_page_is_made_for_reading_logs() {
         browser.wait_for_path("/runs/2").await?;
         browser.goto(&server.url("/runs/1")).await?;
         browser.hydrated().await?;
+        // No task in the URL: the graph is open above the log, whose box
+        // still ends within the window.
+        seen.fits.push(log_fit(&browser).await?);
+        browser.screenshot("run-log-graph-open").await?;
         browser.click("#rerun-latest").await?;
         browser.wait_for_path("/runs/3").await?;
         for id in [2, 3] {
@@ -301,14 +368,45 @@ async fn a_run_page_is_made_for_reading_logs() {
     );
     assert_eq!(seen.tops[0], seen.tops[1], "laptop: {:?}", seen.tops);
     assert_eq!(seen.tops[2], seen.tops[3], "phone: {:?}", seen.tops);
+    // What is left below the page's head, the tabs and the tools: the box
+    // ends at the window's bottom (below, Follow would show lines no one
+    // sees).
     assert!(
-        seen.log_share > 0.7,
+        seen.log_share > 0.45,
         "the log is {} of the screen",
         seen.log_share
+    );
+    assert!(
+        seen.fits
+            .iter()
+            .all(|f| f[0] == true && f[1].as_f64() > Some(0.2)),
+        "task folded, graph open: {:?}",
+        seen.fits
+    );
+    assert_eq!(
+        seen.step_tabs_pinned,
+        serde_json::json!([false, false, false, false])
     );
     let full = seen.full.as_array().cloned().unwrap_or_default();
     assert_eq!(full[..3], [true, true, true], "{full:?}");
     assert!(full[3].as_f64().unwrap_or_default() > 0.8, "{full:?}");
+    assert_eq!(
+        serde_json::Value::from(full[4..].to_vec()),
+        serde_json::json!([true, true, "true"]),
+        "focus in the log, the rest inert, modal: {full:?}"
+    );
+    assert_eq!(
+        seen.full_after_switch[0], true,
+        "{:?}",
+        seen.full_after_switch
+    );
+    assert_eq!(
+        seen.focus_after_full,
+        serde_json::json!(["log-full", false])
+    );
+    assert_eq!(seen.later, serde_json::json!(["1", true]));
+    assert_eq!(seen.cancel_requested_after_keep, false);
+    assert_eq!(seen.focus_after_cancel, "run-title");
     assert!(seen.retried.contains("2 attempts"), "{}", seen.retried);
     assert_eq!(
         seen.attempt_logs,

@@ -38,9 +38,18 @@ pub fn CancelConfirm(run: Signal<Run>, open: RwSignal<bool>) -> impl IntoView {
         Action::new(
             move |_: &()| async move { api::send("POST", paths::run_cancel(id), None).await },
         );
+    // Done: the question goes and the focus with it to the run's title,
+    // which shows the status.
     Effect::new(move |_| {
         if let Some(Ok(_)) = cancel.value().get() {
             open.set(false);
+            focus("run-title");
+        }
+    });
+    // Asked again, the question starts clean: no error of an earlier try.
+    Effect::new(move |_| {
+        if open.get() {
+            cancel.value().set(None);
         }
     });
     let keep = NodeRef::<leptos::html::Button>::new();
@@ -136,7 +145,8 @@ pub fn RunAgain(run: Signal<Run>, error: RwSignal<Option<String>>) -> impl IntoV
     }
 }
 
-/// Gives the focus back to the button that opened a question.
+/// Moves the focus to the element with this id: the button that opened
+/// a question, or the run's title once the question is answered.
 fn focus(id: &str) {
     #[cfg(feature = "hydrate")]
     {

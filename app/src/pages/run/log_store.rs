@@ -17,6 +17,11 @@ use xene_core::ansi::{self, Style};
 const MAX_LINES: usize = 1_000_000;
 /// Bytes of an unfinished line kept before it is shown as a line anyway.
 const MAX_PARTIAL: usize = 64 * 1024;
+/// Bytes of lines kept per step and attempt, and for the whole run (a long
+/// run with chatty steps and retries would otherwise fill the tab's
+/// memory); lines past either are counted in `dropped`.
+const MAX_STEP_BYTES: usize = 64 * 1024 * 1024;
+const MAX_STORE_BYTES: usize = 256 * 1024 * 1024;
 
 /// What a line is to the sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +69,21 @@ pub struct StepLog {
     /// line is a row).
     markers: bool,
     pub dropped: usize,
+    /// Bytes of its lines.
+    bytes: usize,
+    /// The most bytes it may hold now (the store's room counted in);
+    /// `None`: `MAX_STEP_BYTES`.
+    limit: Option<usize>,
 }
 
 impl StepLog {
     fn push(&mut self, raw: String, at: i64, stderr: bool) {
-        if self.lines.len() >= MAX_LINES {
+        let limit = self.limit.unwrap_or(MAX_STEP_BYTES);
+        if self.lines.len() >= MAX_LINES || self.bytes + raw.len() > limit {
             self.dropped += 1;
             return;
         }
+        self.bytes += raw.len();
         let i = self.lines.len();
         let trimmed = raw.trim_start();
         let marker = if trimmed.starts_with("::group::") {
@@ -233,19 +245,31 @@ pub struct LogStore {
     pub cursor: i64,
     pub ended: bool,
     pub steps: BTreeMap<StepKey, StepLog>,
+    /// Bytes of the lines of every step.
+    bytes: usize,
 }
 
 impl LogStore {
     /// Takes one log chunk of the feed; one seen before changes nothing.
     pub fn absorb(&mut self, chunk: &LogChunk) {
+        self.absorb_within(chunk, MAX_STORE_BYTES);
+    }
+
+    /// `absorb`, the store holding at most `max` bytes of lines.
+    fn absorb_within(&mut self, chunk: &LogChunk, max: usize) {
         if chunk.cursor <= self.cursor {
             return;
         }
         self.cursor = chunk.cursor;
-        self.steps
+        let room = max.saturating_sub(self.bytes);
+        let step = self
+            .steps
             .entry((chunk.task.clone(), chunk.step.clone(), chunk.attempt))
-            .or_default()
-            .absorb(&chunk.data, chunk.at, chunk.stream == "stderr");
+            .or_default();
+        let before = step.bytes;
+        step.limit = Some(MAX_STEP_BYTES.min(before + room));
+        step.absorb(&chunk.data, chunk.at, chunk.stream == "stderr");
+        self.bytes += step.bytes - before;
     }
 
     /// The attempts of a step that logged anything, oldest first.
@@ -358,6 +382,24 @@ mod tests {
                 ("more", true)
             ]
         );
+    }
+
+    #[test]
+    fn lines_past_the_byte_budgets_are_counted_as_dropped() {
+        // A step's own budget.
+        let mut step = StepLog {
+            limit: Some(10),
+            ..StepLog::default()
+        };
+        step.absorb("12345\n67890\nabc\n", 0, false);
+        assert_eq!((step.lines.len(), step.dropped), (2, 1));
+        // The store's, shared by every step and attempt.
+        let mut store = LogStore::default();
+        store.absorb_within(&chunk(1, 1, "stdout", "12345\n"), 8);
+        store.absorb_within(&chunk(2, 2, "stdout", "678\n9\n"), 8);
+        let kept = |a: i64| store.steps[&key(a)].lines.len();
+        let dropped = |a: i64| store.steps[&key(a)].dropped;
+        assert_eq!((kept(1), kept(2), dropped(2)), (1, 1, 1));
     }
 
     #[test]

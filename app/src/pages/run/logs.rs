@@ -25,6 +25,8 @@ use xene_api::run::{RunDetail, TaskRun};
 use xene_core::ansi;
 use xene_core::status::TaskStatus;
 
+#[cfg(feature = "hydrate")]
+use super::fit;
 use super::log_rows::{RowData, row_view};
 use super::log_store::{LogStore, Marker, StepKey, StepLog, count_text, range_hash};
 
@@ -54,6 +56,20 @@ fn attempts_of(task: &TaskRun, logged: Vec<i64>) -> Vec<(i64, Option<String>)> {
     all.into_iter().collect()
 }
 
+/// The attempt shown when the URL names none: the newest that logged or
+/// got past waiting, so a retry scheduled (still `ready` through its
+/// backoff) does not hide the failed attempt's log.
+fn default_attempt(attempts: &[(i64, Option<String>)], logged: &[i64]) -> i64 {
+    attempts
+        .iter()
+        .rev()
+        .find(|(n, status)| {
+            logged.contains(n) || !matches!(status.as_deref(), Some("ready" | "placed"))
+        })
+        .or(attempts.first())
+        .map_or(1, |a| a.0)
+}
+
 #[component]
 pub fn LogPane(
     run_id: i64,
@@ -77,9 +93,11 @@ pub fn LogPane(
                 _ => task_run.steps.first()?.name.clone(),
             };
             let logged = logs.with(|l| l.attempts(&task_run.name, &step));
-            Some((task_run.name.clone(), step, attempts_of(task_run, logged)))
+            let attempts = attempts_of(task_run, logged.clone());
+            let latest = default_attempt(&attempts, &logged);
+            Some((task_run.name.clone(), step, (attempts, latest)))
         })?;
-        let latest = attempts.last().map_or(1, |a| a.0);
+        let (attempts, latest) = attempts;
         let attempt = attempt
             .and_then(|a| a.parse::<i64>().ok())
             .filter(|a| attempts.iter().any(|x| x.0 == *a))
@@ -92,15 +110,52 @@ pub fn LogPane(
     let attempts =
         Memo::new(move |_| shown.with(|s| s.as_ref().map(|(_, a)| a.clone()).unwrap_or_default()));
     let full = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    {
+        // Escape leaves full screen wherever the focus is (switching the
+        // step re-draws the link that had it).
+        let escape = window_event_listener(leptos::ev::keydown, move |e| {
+            if e.key() == "Escape" && full.get_untracked() {
+                full.set(false);
+            }
+        });
+        on_cleanup(move || {
+            escape.remove();
+            fit::set_inert(false);
+        });
+        // Full screen is modal: the rest of the page is inert, the focus
+        // goes into the log and back to the button that opened it.
+        Effect::new(move |before: Option<bool>| {
+            let on = full.get();
+            if before.is_some() || on {
+                fit::set_inert(on);
+                fit::focus(if on {
+                    ".log-pane .log-scroll"
+                } else {
+                    "#log-full"
+                });
+            }
+            on
+        });
+        // The log box ends at the bottom of the window, from wherever it
+        // starts: measured again when what is above it may have moved.
+        let resize = window_event_listener(leptos::ev::resize, move |_| fit::fit_log());
+        on_cleanup(move || resize.remove());
+        Effect::new(move |_| {
+            detail.track();
+            attempts.track();
+            key.track();
+            if !full.get() {
+                request_animation_frame(fit::fit_log);
+            }
+        });
+    }
     view! {
         <section
             class=move || if full.get() { "card log-pane full" } else { "card log-pane" }
             aria-label="Log"
-            on:keydown=move |e: leptos::ev::KeyboardEvent| {
-                if e.key() == "Escape" && full.get_untracked() {
-                    full.set(false);
-                }
-            }
+            role=move || full.get().then_some("dialog")
+            aria-modal=move || full.get().then_some("true")
         >
             {move || match key.get() {
                 None => view! {
@@ -409,6 +464,10 @@ fn StepPane(
     let task_link = task.clone();
     let step_now = step.clone();
     let key_dropped = key.clone();
+    let query = use_query_map();
+    // A step tab keeps the attempt only when the URL chose one: without,
+    // it shows that step's default attempt.
+    let pinned = move || query.with(|q| q.get("attempt").is_some());
     let several = move || attempts.with(|a| a.len() > 1);
     view! {
         <div class="log-head">
@@ -418,11 +477,14 @@ fn StepPane(
             </h2>
             <nav class="step-tabs" aria-label="Steps">
                 {move || steps().into_iter().map(|(name, status)| {
-                    let href = format!(
-                        "/runs/{run_id}?task={}&step={}&attempt={attempt}",
+                    let mut href = format!(
+                        "/runs/{run_id}?task={}&step={}",
                         encode(&task_link),
                         encode(&name)
                     );
+                    if pinned() {
+                        href.push_str(&format!("&attempt={attempt}"));
+                    }
                     let current = (name == step_now).then_some("page");
                     view! {
                         <a href=href aria-current=current class=format!("tab status-{status}")>{name}</a>
@@ -549,5 +611,20 @@ mod tests {
         t.attempt = 2;
         assert_eq!(attempts_of(&t, vec![1]), [(1, None), (2, None)]);
         assert_eq!(attempts_of(&t, vec![]), [(2, None)]);
+        // A retry waiting out its backoff: the failed attempt stays shown
+        // until the new one logs or starts.
+        let waiting = [
+            (1, Some("error".to_string())),
+            (2, Some("ready".to_string())),
+        ];
+        assert_eq!(default_attempt(&waiting, &[1]), 1);
+        assert_eq!(default_attempt(&waiting, &[1, 2]), 2);
+        let started = [
+            (1, Some("error".to_string())),
+            (2, Some("running".to_string())),
+        ];
+        assert_eq!(default_attempt(&started, &[1]), 2);
+        // Nothing ran yet: the first.
+        assert_eq!(default_attempt(&[(1, Some("ready".to_string()))], &[]), 1);
     }
 }

@@ -4,6 +4,8 @@
 //! takes the rest of the screen and has a full-screen view (`logs`).
 
 mod actions;
+#[cfg(feature = "hydrate")]
+mod fit;
 mod log_rows;
 pub mod log_store;
 pub mod logs;
@@ -143,7 +145,8 @@ fn RunView(detail: RunDetail) -> impl IntoView {
     view! {
         <div class="run-page">
             <div class="page-head">
-                <h1>
+                // Where the focus goes once the run is cancelled.
+                <h1 id="run-title" tabindex="-1">
                     "Run #" {run_id} " "
                     <Status status=Signal::derive(move || run.get().status.as_str().to_string()) />
                 </h1>
@@ -161,7 +164,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                 <p class="notice card" id="waiting" role="status"><strong>"Waiting: "</strong>{reason}</p>
             })}
             {move || run.get().error.map(|e| view! { <ErrorBox message=e /> })}
-            <details class="card graph" open=graph_open>
+            <details class="card graph" open=graph_open on:toggle=move |_| fit_log()>
                 <summary>"Graph"</summary>
                 <Dag layout=layout states href=href selected=selected_task label=format!("The tasks of run {run_id}, coloured by status") />
             </details>
@@ -171,6 +174,12 @@ fn RunView(detail: RunDetail) -> impl IntoView {
             </div>
         </div>
     }
+}
+
+/// Sizes the log box anew: what is above it moved.
+fn fit_log() {
+    #[cfg(feature = "hydrate")]
+    fit::fit_log();
 }
 
 /// The run's facts, on one line where it fits.

@@ -9,10 +9,19 @@ use xene_core::duration::human;
 
 use crate::ui::Status;
 
-/// How many times a task was tried: its attempts listed, or its attempt
-/// number for a run placed whole.
+/// How many times a task was tried: its attempts that started (not one
+/// that waits for its backoff or an agent, nor one lost before it ran), or
+/// its attempt number for a run placed whole (no attempts listed).
 pub fn tries(task: &TaskRun) -> i64 {
-    (task.attempts.len() as i64).max(task.attempt).max(1)
+    if task.attempts.is_empty() {
+        return task.attempt.max(1);
+    }
+    (task
+        .attempts
+        .iter()
+        .filter(|a| a.started_at.is_some())
+        .count() as i64)
+        .max(1)
 }
 
 /// A task's attempts, when there was more than one (or one that waits):
@@ -53,7 +62,7 @@ pub fn TaskList(run_id: i64, detail: RwSignal<RunDetail>) -> impl IntoView {
                                 " " <Status status=task.status.as_str().to_string() />
                                 {task.duration_ms.map(|ms| view! { <span class="muted">" " {human(ms)}</span> })}
                                 {(tried > 1).then(|| view! {
-                                    " " <span class="retried" title="This task failed and was tried again">
+                                    " " <span class="retried" title="How many times this task ran; its attempts are listed below">
                                         {format!("retried: {tried} attempts")}
                                     </span>
                                 })}
