@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod ansi;
+pub mod artifact;
 pub mod complete;
 pub mod condition;
 pub mod context;

@@ -2,13 +2,19 @@
 //! agent dials. These are wire types: add fields with `#[serde(default)]`,
 //! never rename or remove one, and bump `PROTOCOL_VERSION` for anything else.
 //!
-//! The exchange (protocol 2): the agent says `Hello` (who it is, what it
+//! The exchange (protocol 2 and 3): the agent says `Hello` (who it is, what it
 //! runs, which task attempts it still holds from before a reconnect); the
 //! server answers `Welcome`, then sends `TaskDispatch`es, one task attempt
 //! each. The agent reports each attempt's events in numbered `TaskEvents`
 //! batches; the server applies them idempotently and answers `TaskAck`, and
 //! the agent keeps what is not acknowledged to send again after a reconnect.
 //! `Heartbeat`s renew the leases of the attempts it holds.
+//!
+//! Protocol 3 adds `Files`: the agent asks where to upload the files a task
+//! publishes and where to download the ones it needs (`FilesRequest`), and
+//! the server answers with transfers (`FilesAnswer`); the bytes move over
+//! HTTP, never over this socket. An agent of protocol 2 is refused, so a
+//! task with artifacts never reaches an agent that cannot stage them.
 //!
 //! Protocol 1 placed whole runs; its messages are gone. A protocol 1
 //! agent's `Hello` still decodes (its `running` list is ignored), so the
@@ -18,12 +24,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::{Digest, ManifestEntry};
 use crate::context::TaskResult;
 use crate::event::RunEvent;
 use crate::spec::Task;
 
 /// The protocol version this build speaks; `Hello` carries it.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// WebSocket close code: the agent speaks a protocol version the server does not.
 pub const CLOSE_UNSUPPORTED_PROTOCOL: u16 = 4000;
@@ -91,6 +98,17 @@ pub enum AgentMessage {
         /// The last task name already received; `None` for the first page.
         after: Option<String>,
     },
+    /// A request about the files of an attempt (protocol 3); the server
+    /// answers with `ServerMessage::Files` of the same `id`.
+    Files {
+        /// The task attempt the files belong to.
+        attempt: AttemptRef,
+        /// Chosen by the agent, unique among its open requests; the answer
+        /// carries it back.
+        id: u64,
+        /// What it asks.
+        request: FilesRequest,
+    },
 }
 
 /// What the server sends.
@@ -138,6 +156,119 @@ pub enum ServerMessage {
         /// when this is the last page.
         next: Option<String>,
     },
+    /// The answer to `AgentMessage::Files` (protocol 3).
+    Files {
+        /// The task attempt the files belong to.
+        attempt: AttemptRef,
+        /// The request's `id`.
+        id: u64,
+        /// The answer.
+        answer: FilesAnswer,
+    },
+}
+
+/// What an agent asks about the artifacts of the attempt it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FilesRequest {
+    /// Which of these blobs must be uploaded, and where to.
+    Publish {
+        /// The artifact, one its task publishes.
+        name: String,
+        /// Its files.
+        files: Vec<ManifestEntry>,
+    },
+    /// All uploads done: store the manifest, staged for this attempt (it is
+    /// published when the attempt ends as its `when` says).
+    Commit {
+        /// The artifact, one its task publishes.
+        name: String,
+        /// Its files, as in `Publish`.
+        files: Vec<ManifestEntry>,
+        /// The multipart uploads to complete, one per blob uploaded in parts.
+        completed: Vec<CompletedUpload>,
+    },
+    /// Where to download a needed artifact from.
+    Fetch {
+        /// The artifact, one its task needs.
+        name: String,
+    },
+}
+
+/// The server's answer to a `FilesRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FilesAnswer {
+    /// Answers `Publish`: only the blobs the store lacks.
+    Uploads {
+        /// One per missing blob.
+        uploads: Vec<BlobUpload>,
+    },
+    /// Answers `Commit`: the manifest is stored.
+    Committed,
+    /// Answers `Fetch`.
+    Downloads {
+        /// The artifact's files.
+        files: Vec<ManifestEntry>,
+        /// One per distinct digest of `files`.
+        downloads: Vec<BlobDownload>,
+    },
+    /// The request is refused; the task fails with this reason.
+    Refused {
+        /// A clear reason for people.
+        error: String,
+    },
+}
+
+/// One HTTP request the agent makes to move bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// `PUT` or `GET`.
+    pub method: String,
+    /// Absolute (a presigned URL of an S3 store), or server-relative,
+    /// starting with `/` (the local store: the agent joins it to its
+    /// server's base URL).
+    pub url: String,
+    /// Headers to send with it.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Where to upload one blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobUpload {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The bytes of each part but the last.
+    pub part_size: u64,
+    /// In order: one when `size <= SINGLE_PUT_MAX` (and `upload_id` is
+    /// `None`), else `ceil(size / part_size)`.
+    pub parts: Vec<Transfer>,
+    /// The multipart upload the parts belong to.
+    #[serde(default)]
+    pub upload_id: Option<String>,
+}
+
+/// A multipart upload the agent finished sending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedUpload {
+    /// The blob.
+    pub digest: Digest,
+    /// The `BlobUpload`'s `upload_id`.
+    pub upload_id: Option<String>,
+    /// The `ETag` response header of each part's PUT, in part order.
+    pub etags: Vec<String>,
+}
+
+/// Where to download one blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobDownload {
+    /// The blob.
+    pub digest: Digest,
+    /// The request that gets its bytes.
+    pub transfer: Transfer,
 }
 
 /// One task attempt for the agent to execute (protocol 2).
@@ -211,7 +342,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn protocol_2_messages_are_tagged_and_round_trip() {
+    fn protocol_messages_are_tagged_and_round_trip() {
         let attempt = AttemptRef { id: 42 };
         let agent = [
             AgentMessage::Hello {
@@ -237,8 +368,44 @@ mod tests {
                 attempt,
                 after: Some("a".into()),
             },
+            AgentMessage::Files {
+                attempt,
+                id: 1,
+                request: FilesRequest::Publish {
+                    name: "binary".into(),
+                    files: vec![file()],
+                },
+            },
+            AgentMessage::Files {
+                attempt,
+                id: 2,
+                request: FilesRequest::Commit {
+                    name: "binary".into(),
+                    files: vec![file()],
+                    completed: vec![CompletedUpload {
+                        digest: digest(),
+                        upload_id: Some("u1".into()),
+                        etags: vec!["\"e1\"".into(), "\"e2\"".into()],
+                    }],
+                },
+            },
+            AgentMessage::Files {
+                attempt,
+                id: 3,
+                request: FilesRequest::Fetch {
+                    name: "binary".into(),
+                },
+            },
         ];
-        let tags = ["hello", "heartbeat", "task_events", "fetch_outputs"];
+        let tags = [
+            "hello",
+            "heartbeat",
+            "task_events",
+            "fetch_outputs",
+            "files",
+            "files",
+            "files",
+        ];
         for (message, tag) in agent.into_iter().zip(tags) {
             let json = serde_json::to_string(&message).unwrap();
             assert!(json.starts_with(&format!(r#"{{"type":"{tag}""#)), "{json}");
@@ -278,6 +445,40 @@ mod tests {
                 results: [("b".to_string(), result)].into(),
                 next: None,
             },
+            ServerMessage::Files {
+                attempt,
+                id: 1,
+                answer: FilesAnswer::Uploads {
+                    uploads: vec![BlobUpload {
+                        digest: digest(),
+                        size: 3,
+                        part_size: crate::artifact::PART_SIZE,
+                        parts: vec![transfer("PUT", "/api/v1/blobs/x?sig=1")],
+                        upload_id: None,
+                    }],
+                },
+            },
+            ServerMessage::Files {
+                attempt,
+                id: 2,
+                answer: FilesAnswer::Committed,
+            },
+            ServerMessage::Files {
+                attempt,
+                id: 3,
+                answer: FilesAnswer::Downloads {
+                    files: vec![file()],
+                    downloads: vec![BlobDownload {
+                        digest: digest(),
+                        transfer: transfer("GET", "https://s3.example/b?X-Amz-Expires=600"),
+                    }],
+                },
+            },
+            ServerMessage::Files {
+                attempt,
+                id: 4,
+                answer: FilesAnswer::Refused { error: "no".into() },
+            },
         ];
         let tags = [
             "task_dispatch",
@@ -285,6 +486,10 @@ mod tests {
             "cancel_task",
             "stop_task",
             "outputs",
+            "files",
+            "files",
+            "files",
+            "files",
         ];
         for (message, tag) in server.into_iter().zip(tags) {
             let json = serde_json::to_string(&message).unwrap();
@@ -298,6 +503,63 @@ mod tests {
             serde_json::to_string(&ServerMessage::TaskAck { attempt, seq: 9 }).unwrap(),
             r#"{"type":"task_ack","attempt":{"id":42},"seq":9}"#
         );
+    }
+
+    fn digest() -> Digest {
+        Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap()
+    }
+
+    fn file() -> ManifestEntry {
+        ManifestEntry {
+            path: "bin/app".into(),
+            size: 3,
+            mode: 0o755,
+            digest: digest(),
+        }
+    }
+
+    fn transfer(method: &str, url: &str) -> Transfer {
+        Transfer {
+            method: method.into(),
+            url: url.into(),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn files_messages_have_this_wire_form() {
+        let hex = "ab".repeat(32);
+        let fetch = AgentMessage::Files {
+            attempt: AttemptRef { id: 42 },
+            id: 7,
+            request: FilesRequest::Fetch {
+                name: "binary".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&fetch).unwrap(),
+            r#"{"type":"files","attempt":{"id":42},"id":7,"request":{"kind":"fetch","name":"binary"}}"#
+        );
+        // Headers and an upload id may be left out.
+        let answer: ServerMessage = serde_json::from_str(&format!(
+            r#"{{"type":"files","attempt":{{"id":42}},"id":7,"answer":{{"kind":"uploads","uploads":[{{"digest":"sha256:{hex}","size":3,"part_size":67108864,"parts":[{{"method":"PUT","url":"/b"}}]}}]}}}}"#
+        ))
+        .unwrap();
+        let ServerMessage::Files {
+            answer: FilesAnswer::Uploads { uploads },
+            ..
+        } = answer
+        else {
+            panic!("not uploads: {answer:?}");
+        };
+        assert_eq!(uploads[0].upload_id, None);
+        assert_eq!(uploads[0].parts, [transfer("PUT", "/b")]);
+        // A malformed digest does not decode.
+        let bad = format!(
+            r#"{{"type":"files","attempt":{{"id":42}},"id":7,"request":{{"kind":"publish","name":"b","files":[{{"path":"a","size":1,"mode":420,"digest":"sha256:{}/.."}}]}}}}"#,
+            &hex[4..]
+        );
+        assert!(serde_json::from_str::<AgentMessage>(&bad).is_err());
     }
 
     #[test]
@@ -345,7 +607,7 @@ mod tests {
             assert!(agent || server, "{} decodes as neither", path.display());
             seen += 1;
         }
-        assert!(seen >= 13, "only {seen} seeds in {}", dir.display());
+        assert!(seen >= 15, "only {seen} seeds in {}", dir.display());
     }
 
     #[test]

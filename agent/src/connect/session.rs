@@ -95,6 +95,8 @@ where
     let welcome_deadline = tokio::time::sleep(config.welcome_timeout);
     tokio::pin!(welcome_deadline);
     let mut shutdown_deadline: Option<Pin<Box<Sleep>>> = None;
+    // Its attempts' requests about files wake the loop to be sent.
+    let files = attempts.files();
     if shutdown.is_cancelled() {
         attempts.quit_all();
         shutdown_deadline = Some(Box::pin(tokio::time::sleep(config.shutdown_grace)));
@@ -131,6 +133,7 @@ where
                     attempts.apply(report);
                 }
             }
+            () = files.wanted() => {}
             () = tick(&mut heartbeat) => {
                 if last_heard.elapsed() > period.saturating_mul(3) {
                     let silence = last_heard.elapsed().as_secs_f32();
@@ -196,6 +199,11 @@ fn handle(attempts: &mut Attempts, message: ServerMessage, shutting_down: bool) 
             tracing::info!(attempt = attempt.id, "stopping");
             attempts.stop(attempt);
         }
+        ServerMessage::Files {
+            attempt,
+            id,
+            answer,
+        } => attempts.files().answer(attempt, id, answer),
     }
 }
 

@@ -366,6 +366,11 @@ where
             AgentMessage::FetchOutputs { attempt, after } => {
                 self.fetch_outputs(attempt, after).await
             }
+            // Protocol 3's requests about files: answered by the files
+            // service once it is wired here.
+            AgentMessage::Files { .. } => {
+                Err(SessionEnd::Protocol("files are not served yet".into()))
+            }
         }
     }
 }
