@@ -326,6 +326,8 @@ pub async fn expire_leases(db: &Db, now: i64) -> Result<Expired, StorageError> {
             continue;
         }
         out.lost += 1;
+        // Nobody knows how its publish ended: what it staged never shows.
+        super::artifacts::discard_staged(&mut tx, id).await?;
         let agent = agent.unwrap_or_default();
         // Unpinned only once the agent holds none of its tasks: while it
         // runs the others, the run's next tasks still go there.

@@ -16,6 +16,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub mod access;
 pub mod agents;
 pub mod approvals;
+pub mod artifacts;
 pub mod attempt_views;
 pub mod attempts;
 pub mod auth;

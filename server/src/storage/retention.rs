@@ -1,6 +1,8 @@
 //! What is kept for how long, besides logs and events (`logs::prune`):
 //! spent or expired join tokens, revoked agents, workflow versions nothing
 //! refers to any more, and expired one-time codes. Runs themselves stay.
+//! Artifacts of runs that ended before their own retention go too, unless
+//! the run is pinned (`prune_artifacts`).
 
 use super::{Db, StorageError, now_ms};
 
@@ -44,4 +46,29 @@ pub async fn prune_records(db: &Db, before: i64) -> Result<u64, StorageError> {
         .await?
         .rows_affected();
     Ok(pruned)
+}
+
+/// Deletes the published artifacts of runs that finished before `before`
+/// (UTC ms) and are not pinned, a bounded batch at a time (their files go
+/// with them; the collector removes blobs nothing names any more); returns
+/// how many artifacts went.
+pub async fn prune_artifacts(db: &Db, before: i64) -> Result<u64, StorageError> {
+    let mut pruned = 0;
+    loop {
+        // An artifact is made before its run ends: `created_at` narrows the
+        // scan to old ones by its index.
+        let batch = sqlx::query(
+            "DELETE FROM artifacts WHERE id IN (SELECT a.id FROM artifacts a JOIN runs r ON r.id = a.run_id \
+             WHERE a.created_at < $1 AND r.finished_at IS NOT NULL AND r.finished_at < $1 \
+             AND r.pinned_at IS NULL LIMIT 500)",
+        )
+        .bind(before)
+        .execute(&mut *db.write_conn().await?)
+        .await?
+        .rows_affected();
+        pruned += batch;
+        if batch < 500 {
+            return Ok(pruned);
+        }
+    }
 }

@@ -423,6 +423,8 @@ async fn finished(
     if ended == 0 {
         return Ok(Ended::default());
     }
+    // What it staged becomes visible with its end, or never.
+    crate::storage::artifacts::publish_attempt(tx, held.id, status == TaskStatus::Success).await?;
     let policy: Option<(i64, Option<i64>, i64, i64)> = sqlx::query_as(
         "SELECT t.retries, t.backoff_ms, t.retries_used, r.cancel_requested FROM task_runs t \
          JOIN runs r ON r.id = t.run_id WHERE t.run_id = $1 AND t.task = $2 AND t.status IN ('pending', 'running')",
