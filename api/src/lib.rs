@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod artifacts;
 pub mod dashboard;
 pub mod error;
 pub mod feed;
@@ -21,6 +22,7 @@ pub mod hooks;
 pub mod paths;
 pub mod run;
 pub mod secrets;
+pub mod tar;
 pub mod workflows;
 
 use std::fmt;

@@ -126,6 +126,30 @@ pub fn run_cancel(id: i64) -> String {
     format!("{}/cancel", run(id))
 }
 
+/// The artifacts a run's tasks published.
+pub fn run_artifacts(id: i64) -> String {
+    format!("{}/artifacts", run(id))
+}
+
+/// Download an artifact: its one file as it is, or a tar stream of all its
+/// files; with `path`, that one file of it.
+pub fn artifact(id: i64, name: &str, path: Option<&str>) -> String {
+    with_query(
+        format!("{}/{}", run_artifacts(id), encode(name)),
+        [("path", path.map(str::to_string))],
+    )
+}
+
+/// Pin a run (`PUT`) so retention keeps its artifacts, or unpin it (`DELETE`).
+pub fn run_pin(id: i64) -> String {
+    format!("{}/pin", run(id))
+}
+
+/// How much artifact storage a workflow's runs hold.
+pub fn workflow_artifacts(name: &str) -> String {
+    format!("{}/artifacts", workflow(name))
+}
+
 /// A page of a run's log lines; page it with [`with_query`] (`task`,
 /// `step`, `after`, `limit`, `max_bytes`).
 pub fn run_logs(id: i64) -> String {
@@ -306,6 +330,10 @@ mod tests {
         assert_eq!(
             secret("TOKEN", Some("w")),
             "/api/v1/secrets/TOKEN?workflow=w"
+        );
+        assert_eq!(
+            artifact(7, "bin", Some("a b/c")),
+            "/api/v1/runs/7/artifacts/bin?path=a%20b%2Fc"
         );
         assert_eq!(encode("é~"), "%C3%A9~");
         assert_eq!(encode_path("/runs/1?a=b c"), "/runs/1%3Fa%3Db%20c");

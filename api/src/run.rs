@@ -63,6 +63,11 @@ pub struct Run {
     pub trigger_reason: Option<String>,
     /// A cron run's fire time (UTC ms).
     pub fired_at: Option<i64>,
+    /// Pinned by someone: its artifacts are kept whatever the retention.
+    // Default: absent from a server older than pins.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub pinned: bool,
 }
 
 /// A task of a run: its status, output and steps.

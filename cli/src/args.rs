@@ -229,6 +229,18 @@ pub enum Command {
         after_help = "Examples:\n  xenectl hooks rotate ci/push > secret\n  xenectl hooks deliveries ci/push"
     )]
     Hooks(HooksCommand),
+    /// Artifacts: the files a run's tasks published, listed or downloaded.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl artifacts ls 42\n  xenectl artifacts get 42 binary --dest out/\n  xenectl artifacts get 42 reports --path junit.xml"
+    )]
+    Artifacts(ArtifactsCommand),
+    /// Runs: pin one so retention keeps its artifacts, or unpin it.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl runs pin 42\n  xenectl runs unpin 42"
+    )]
+    Runs(RunsCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   xenectl completion bash > /etc/bash_completion.d/xenectl
@@ -437,6 +449,43 @@ pub enum AgentsCommand {
     /// List agents (as `get agents`).
     #[command(after_help = "Examples:\n  xenectl agents list")]
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// List a run's artifacts: task, name, files, size (and a one-file
+    /// artifact's digest; -o wide shows it whole).
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  xenectl artifacts ls 42 -o json"
+    )]
+    Ls { run: i64 },
+    /// Download an artifact's files under a directory, each checked against
+    /// its digest; paths never lead out of it and links are refused.
+    #[command(after_help = "Examples:
+  xenectl artifacts get 42 binary
+  xenectl artifacts get 42 site --dest public/
+  xenectl artifacts get 42 reports --path junit/unit.xml")]
+    Get {
+        run: i64,
+        name: String,
+        /// The directory the files go under (made if missing).
+        #[arg(long, default_value = ".")]
+        dest: PathBuf,
+        /// Only this file of the artifact (its path in it).
+        #[arg(long)]
+        path: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Pin a run: its artifacts are kept whatever the retention (editors).
+    #[command(after_help = "Examples:\n  xenectl runs pin 42")]
+    Pin { run: i64 },
+    /// Unpin a run: retention applies to its artifacts again.
+    #[command(after_help = "Examples:\n  xenectl runs unpin 42")]
+    Unpin { run: i64 },
 }
 
 #[derive(Debug, Subcommand)]

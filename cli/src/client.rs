@@ -170,6 +170,42 @@ impl Client {
         Ok(())
     }
 
+    /// `GET` a download: the answer with its body not yet read. The whole
+    /// download has no deadline (a large one takes what it takes); each
+    /// chunk of it is awaited at most a request's time (see [`next_chunk`]).
+    pub async fn download(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let response = self
+            .request(Method::GET, path)
+            .timeout(Duration::from_secs(7 * 24 * 3600))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.map_err(|e| self.unreachable(e))?;
+        Err(self.refused(status, &text))
+    }
+
+    /// The next chunk of a download; `None` at its end.
+    pub async fn next_chunk(
+        &self,
+        response: &mut reqwest::Response,
+    ) -> anyhow::Result<Option<impl AsRef<[u8]> + use<>>> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, response.chunk()).await {
+            Ok(chunk) => chunk.map_err(|e| self.unreachable(e)),
+            Err(_) => Err(fail(
+                Exit::Unreachable,
+                format!(
+                    "{} sent nothing for {} s: the download stopped",
+                    self.base,
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            )),
+        }
+    }
+
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
         let mut cause = String::new();
         let mut source: Option<&dyn std::error::Error> = Some(&e);

@@ -12,6 +12,7 @@ mod client;
 mod commands;
 mod config;
 mod error;
+mod extract;
 mod feed;
 mod output;
 mod sent;

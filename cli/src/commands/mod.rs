@@ -12,6 +12,7 @@ use crate::config::{self, Config, Target};
 use crate::error::Exit;
 
 mod agents;
+mod artifacts;
 mod contexts;
 mod hooks;
 mod login;
@@ -168,6 +169,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Tokens(command) => tokens::run(&ctx, command).await,
         Command::Secrets(command) => secrets::run(&ctx, command).await,
         Command::Hooks(command) => hooks::run(&ctx, command).await,
+        Command::Artifacts(crate::args::ArtifactsCommand::Ls { run }) => {
+            artifacts::list(&ctx, run).await
+        }
+        Command::Artifacts(crate::args::ArtifactsCommand::Get {
+            run,
+            name,
+            dest,
+            path,
+        }) => artifacts::get(&ctx, run, &name, &dest, path.as_deref()).await,
+        Command::Runs(crate::args::RunsCommand::Pin { run }) => {
+            artifacts::pin(&ctx, run, true).await
+        }
+        Command::Runs(crate::args::RunsCommand::Unpin { run }) => {
+            artifacts::pin(&ctx, run, false).await
+        }
         Command::Validate { .. }
         | Command::Completion { .. }
         | Command::Config(_)

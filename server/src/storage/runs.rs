@@ -133,6 +133,8 @@ pub(super) fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
         lease_expires_at: row.get(18),
         trigger_reason: row.get(19),
         fired_at: row.get(20),
+        // Filled from `runs.pinned_at` once artifacts' migration is in.
+        pinned: false,
     })
 }
 
