@@ -1,6 +1,7 @@
 //! Fixtures for the tests and benches of every crate: a database (SQLite
 //! or a throwaway PostgreSQL), real `xene` and `xene-agent` processes, an
-//! HTTP client for the API, free ports, private directories and waiting.
+//! HTTP client for the API, an S3 API (moto), free ports, private
+//! directories and waiting.
 //!
 //! It must never depend on `xene-server` or `xene-agent`: the server's own
 //! tests use it, and a dev-dependency cycle would build the server twice.
@@ -14,6 +15,7 @@ pub mod db;
 pub mod docker;
 pub mod net;
 pub mod postgres;
+pub mod s3;
 pub mod session;
 pub mod tempdir;
 pub mod wait;
@@ -24,6 +26,7 @@ pub use client::{Client, admin_client, admin_token, client_with_token, response}
 pub use db::{BACKENDS, Backend, TestDb, files_under, sqlite_url};
 pub use net::{free_port, next_addr};
 pub use postgres::Postgres;
+pub use s3::S3;
 pub use session::{cookie_pair, no_redirects, set_cookie};
 pub use tempdir::private_tempdir;
 pub use wait::{wait_for, wait_for_blocking};

@@ -37,8 +37,8 @@ commands:
   codegen                          regenerate the generated parts of the docs (the flags
                                    table of docs/server.md, from `xene --help`)
   setup                            install what the tests need (apt packages, wasm target,
-                                   wasm-bindgen-cli, npm packages, cargo-nextest) and start
-                                   Docker
+                                   wasm-bindgen-cli, npm packages, moto in target/moto,
+                                   cargo-nextest) and start Docker
   help                             print this
 ";
 

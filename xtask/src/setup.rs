@@ -52,6 +52,7 @@ pub fn all(root: &Path) -> anyhow::Result<()> {
     cron_oracle()?;
     api_fuzzer()?;
     npm_ci(root, "end2end/axe")?;
+    moto(root)?;
     if !succeeds(&mut util::cargo(&["nextest", "--version"])) {
         util::step("installing cargo-nextest");
         util::run(&mut util::cargo(&["install", "cargo-nextest", "--locked"]))?;
@@ -132,6 +133,49 @@ fn api_fuzzer() -> anyhow::Result<()> {
     } else {
         bail!("pip install schemathesis failed (Python 3 and pip are needed)")
     }
+}
+
+/// The S3 API the artifact tests run against (testkit/src/s3.rs): PyPI's
+/// `moto[server]`, pinned, since the tests' launcher patches its
+/// authentication check.
+pub const MOTO: &str = "moto[server]==5.2.5";
+
+/// `moto[server]` in its own venv under the target directory
+/// (`target/moto`), so it neither needs nor touches the system's Python
+/// packages; made again when the version there is not [`MOTO`]'s.
+fn moto(root: &Path) -> anyhow::Result<()> {
+    let venv = crate::target_dir(root).join("moto");
+    let python = venv.join("bin/python");
+    let wanted = MOTO.rsplit("==").next().unwrap_or_default();
+    let check = format!("import moto, sys; sys.exit(moto.__version__ != {wanted:?})");
+    if succeeds(Command::new(&python).args(["-c", &check])) {
+        return Ok(());
+    }
+    util::step(&format!("installing {MOTO} in {}", venv.display()));
+    let make = || {
+        succeeds(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+        )
+    };
+    // Debian's python3 makes venvs only with python3-venv.
+    if !make() {
+        apt_packages(&["python3-venv"])?;
+        if !make() {
+            bail!(
+                "python3 -m venv {} failed (Python 3 is needed)",
+                venv.display()
+            );
+        }
+    }
+    util::run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        MOTO,
+    ]))
+    .with_context(|| format!("pip install {MOTO}"))
 }
 
 /// The npm packages of `folder`, pinned by its package-lock.json: installed
