@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod glob;
+
+pub use glob::{Glob, has_wildcard};
+
 /// The most files one artifact holds.
 pub const MAX_FILES: usize = 10_000;
 /// The most bytes of one stored path (and of a path in the spec).
@@ -99,41 +103,81 @@ pub struct ManifestEntry {
     pub digest: Digest,
 }
 
+/// The longest artifact name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Checks an artifact's name: 1 to 64 of ASCII letters, digits, `_`, `.`
+/// and `-`, starting with a letter or digit (so it is a plain URL path
+/// segment and file name, never `.` or `..`).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if name.is_empty() || !plain || !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(format!(
+            "invalid artifact name {}: use letters, digits, \"_\", \".\" and \"-\", starting with a letter or digit",
+            shown(name)
+        ));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "artifact name {} is longer than {MAX_NAME_BYTES} characters",
+            shown(name)
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a path as an artifact stores it: relative, `/`-separated, every
 /// component a real name (no empty, `.` or `..` one), no NUL or backslash,
 /// and within the bounds.
 pub fn check_stored_path(path: &str) -> Result<(), String> {
+    check_path(path, "file path")
+}
+
+/// Checks a path a spec writes under `publish` or `needs` (after a
+/// trailing `/` is dropped): as a stored path, wildcards aside.
+pub fn check_spec_path(path: &str) -> Result<(), String> {
+    check_path(path, "path")?;
+    if has_wildcard(path) {
+        Glob::parse(path)?;
+    }
+    Ok(())
+}
+
+fn check_path(path: &str, what: &str) -> Result<(), String> {
     if path.is_empty() {
-        return Err("a file path is empty".into());
+        return Err(format!("a {what} is empty"));
     }
     if path.len() > MAX_PATH_BYTES {
         return Err(format!(
-            "a file path is {} bytes, more than {MAX_PATH_BYTES}: {}",
+            "a {what} is {} bytes, more than {MAX_PATH_BYTES}: {}",
             path.len(),
             shown(path)
         ));
     }
     if path.starts_with('/') {
-        return Err(format!("file path {} is absolute", shown(path)));
-    }
-    if path.contains('\0') || path.contains('\\') {
         return Err(format!(
-            "file path {} holds a NUL or a backslash",
+            "{what} {} is absolute: paths are relative to the workspace",
             shown(path)
         ));
     }
+    if path.contains('\0') || path.contains('\\') {
+        return Err(format!("{what} {} holds a NUL or a backslash", shown(path)));
+    }
     for component in path.split('/') {
         match component {
-            "" => return Err(format!("file path {} has an empty component", shown(path))),
-            "." | ".." => {
+            "" => return Err(format!("{what} {} has an empty component", shown(path))),
+            "." => return Err(format!("{what} {} has a \".\" component", shown(path))),
+            ".." => {
                 return Err(format!(
-                    "file path {} has a \"{component}\" component",
+                    "{what} {} has a \"..\" component: paths stay inside the workspace",
                     shown(path)
                 ));
             }
             _ if component.len() > MAX_COMPONENT_BYTES => {
                 return Err(format!(
-                    "file path {} has a name longer than {MAX_COMPONENT_BYTES} bytes",
+                    "{what} {} has a name longer than {MAX_COMPONENT_BYTES} bytes",
                     shown(path)
                 ));
             }

@@ -177,6 +177,62 @@ pub struct Task {
     /// The condition as written, parsed into `condition`.
     #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// The artifacts it publishes for the tasks downstream of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<Publish>,
+    /// The artifacts of upstream tasks put in its workspace before its
+    /// first step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<Need>,
+}
+
+/// An artifact a task publishes: the files its `paths` match in the
+/// workspace, each stored relative to its path's base (see
+/// `artifact::Glob::base`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    /// Unique across the pipeline's tasks.
+    pub name: String,
+    /// Relative paths or globs (`path:` in the spec is one of them).
+    pub paths: Vec<String>,
+    /// A path that matches nothing is not an error.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub optional: bool,
+    /// Which ends of the task publish it.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub when: PublishWhen,
+}
+
+/// Which ends of a task publish its artifact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishWhen {
+    /// Only a successful attempt.
+    #[default]
+    Success,
+    /// A failed attempt too (reports of failed tests); never a cancelled one.
+    Always,
+}
+
+impl PublishWhen {
+    /// The word a spec writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishWhen::Success => "success",
+            PublishWhen::Always => "always",
+        }
+    }
+}
+
+/// An artifact a task needs from a task upstream of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    /// The artifact's name.
+    pub name: String,
+    /// The directory, relative to the workspace, its files are put under;
+    /// "" for the workspace itself.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
 }
 
 /// A shell script run in its task's context.
@@ -270,6 +326,8 @@ mod tests {
             timeout: None,
             retries,
             condition: None,
+            publish: Vec::new(),
+            needs: Vec::new(),
         };
         let json = serde_json::to_string(&task).unwrap();
         assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);

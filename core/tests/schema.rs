@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use xene_core::parse::{
-    CRON_TRIGGER_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS, RETRIES_FIELDS,
-    STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS, WORKFLOW_FIELDS,
+    CRON_TRIGGER_FIELDS, NEED_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS,
+    PUBLISH_FIELDS, PUBLISH_WHEN_WORDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS,
+    WORKFLOW_FIELDS,
 };
 
 fn schema() -> Value {
@@ -48,6 +49,12 @@ fn schema_lists_the_parser_fields() {
     check_object(&defs["param"], PARAM_FIELDS, "a param");
     check_object(&defs["retries"], RETRIES_FIELDS, "retries");
     check_object(&defs["step"]["oneOf"][1], STEP_FIELDS, "a step");
+    check_object(&defs["publish"], PUBLISH_FIELDS, "a published artifact");
+    check_object(&defs["need"]["oneOf"][1], NEED_FIELDS, "a needed artifact");
+    assert_eq!(
+        defs["publish"]["properties"]["when"]["enum"],
+        serde_json::json!(PUBLISH_WHEN_WORDS)
+    );
     assert_eq!(
         defs["trigger"]["oneOf"][0]["enum"],
         serde_json::json!(TRIGGER_WORDS)
@@ -79,6 +86,16 @@ fn schema_limits_match_the_parser() {
     assert_eq!(task["secrets"]["maxItems"], MAX_ENV_VARS);
     assert_eq!(task["steps"]["maxItems"], MAX_STEPS);
     assert_eq!(task["post"]["maxItems"], MAX_STEPS);
+    use xene_core::artifact::{MAX_NAME_BYTES, MAX_PATH_BYTES};
+    use xene_core::parse::{MAX_NEEDS, MAX_PUBLISH, MAX_PUBLISH_PATHS};
+    assert_eq!(task["publish"]["maxItems"], MAX_PUBLISH);
+    assert_eq!(task["needs"]["maxItems"], MAX_NEEDS);
+    assert_eq!(
+        defs["publish"]["properties"]["paths"]["maxItems"],
+        MAX_PUBLISH_PATHS
+    );
+    assert_eq!(defs["artifactName"]["maxLength"], MAX_NAME_BYTES);
+    assert_eq!(defs["artifactPath"]["maxLength"], MAX_PATH_BYTES);
     assert_eq!(
         task["if"]["maxLength"],
         xene_core::condition::MAX_CONDITION_CHARS

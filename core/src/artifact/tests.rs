@@ -118,3 +118,113 @@ fn manifests_are_bounded_unique_and_placeable() {
         "{error}"
     );
 }
+
+#[test]
+fn names_are_plain_url_segments() {
+    for good in ["binary", "a", "Report_1.xml", "v1.2-rc", &"x".repeat(64)] {
+        assert_eq!(check_name(good), Ok(()), "{good}");
+    }
+    for bad in ["", ".", "..", ".hidden", "-x", "a/b", "a b", "é", "a%2f"] {
+        assert!(
+            check_name(bad)
+                .unwrap_err()
+                .contains("invalid artifact name"),
+            "{bad}"
+        );
+    }
+    assert!(
+        check_name(&"x".repeat(65))
+            .unwrap_err()
+            .contains("longer than 64")
+    );
+}
+
+#[test]
+fn globs_match_within_and_across_components() {
+    let cases: &[(&str, &str, &[&str], &[&str])] = &[
+        // pattern, base, matching, not matching
+        (
+            "reports/*.xml",
+            "reports",
+            &["reports/a.xml", "reports/.x.xml"],
+            &["reports/a.xm", "reports/sub/a.xml", "a.xml", "reports"],
+        ),
+        (
+            "**/*.xml",
+            "",
+            &["a.xml", "x/y/z.xml"],
+            &["x/y/z.xmlx", "x/y"],
+        ),
+        ("a/**", "a", &["a", "a/b", "a/b/c"], &["b/a"]),
+        (
+            "a/**/b",
+            "a",
+            &["a/b", "a/x/b", "a/x/y/b"],
+            &["a/x/c", "a/b/c"],
+        ),
+        (
+            "dist/app-?.[0-9]",
+            "dist",
+            &["dist/app-x.7"],
+            &["dist/app-.7", "dist/app-xy.7", "dist/app-x.a"],
+        ),
+        ("x/[!a-c]*", "x", &["x/d", "x/zzz"], &["x/a", "x/cat", "x/"]),
+        ("x/[]]", "x", &["x/]"], &["x/a"]),
+        ("x/[a-]", "x", &["x/a", "x/-"], &["x/b"]),
+        (
+            "./out//*.bin/",
+            "out",
+            &["out/a.bin", "./out/b.bin"],
+            &["out/a/b.bin"],
+        ),
+        (
+            "a*b*c*d",
+            "",
+            &["abcd", "axxbyyczzd", "abcbcd"],
+            &["abdc", "abc"],
+        ),
+        ("é/*", "é", &["é/ü"], &["e/ü"]),
+    ];
+    for (pattern, base, yes, no) in cases {
+        let glob = Glob::parse(pattern).unwrap();
+        assert_eq!(glob.base(), *base, "{pattern}");
+        for path in *yes {
+            assert!(glob.matches(path), "{pattern} should match {path}");
+        }
+        for path in *no {
+            assert!(!glob.matches(path), "{pattern} should not match {path}");
+        }
+    }
+    assert!(has_wildcard("a/*") && has_wildcard("[x]") && !has_wildcard("a/b.c"));
+}
+
+#[test]
+fn bad_globs_are_refused_with_reasons() {
+    for (bad, says) in [
+        ("/abs/*", "absolute"),
+        ("a/../*", "\"..\""),
+        ("a/b**", "whole path component"),
+        ("a/[abc", "not closed"),
+        ("a/[z-a]", "backwards"),
+        ("a\\*", "backslash"),
+        ("./", "names no file"),
+    ] {
+        let error = Glob::parse(bad).unwrap_err();
+        assert!(error.contains(says), "{bad}: {error}");
+    }
+    let long = format!("{}*", "a".repeat(MAX_PATH_BYTES));
+    assert!(Glob::parse(&long).unwrap_err().contains("longer than"));
+}
+
+#[test]
+fn worst_case_globs_stay_bounded() {
+    // Many stars against a long name that fails at the end: quadratic at
+    // worst in a component of at most 255 bytes, across at most 512
+    // components.
+    let pattern = format!("{}b", "a*".repeat(100));
+    let glob = Glob::parse(&pattern).unwrap();
+    assert!(!glob.matches(&"a".repeat(255)));
+    let deep = Glob::parse(&"**/".repeat(300)).unwrap();
+    assert!(deep.matches(&"x/".repeat(500)));
+    assert!(!Glob::parse("**/y").unwrap().matches(&"x/".repeat(511)));
+}

@@ -1,5 +1,6 @@
 //! The second pass: what needs the whole pipeline (dependencies, cycles,
-//! the tasks and params that templates and conditions read).
+//! the tasks and params that templates and conditions read, the artifacts
+//! tasks need).
 use super::*;
 
 impl Checker {
@@ -38,6 +39,7 @@ impl Checker {
         }
 
         let reach = dag::Reach::new(&edges);
+        self.artifact_links(notes, &reach);
         if !reach.unordered.is_empty() {
             for cycle in dag::cycles(&edges, reach.unordered.clone()) {
                 let (first, next) = (&cycle[0], &cycle[1]);

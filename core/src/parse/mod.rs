@@ -22,11 +22,14 @@ use crate::suggest::closest;
 use crate::template::{self, Reference};
 use crate::yaml::{self, Entry, Node, ScalarKind, Value};
 
+mod artifacts;
 mod cross;
 mod pipeline;
 mod task;
 #[cfg(test)]
 mod tests;
+
+pub use artifacts::{MAX_NEEDS, MAX_PUBLISH, MAX_PUBLISH_PATHS};
 
 /// Larger specs are refused before parsing.
 pub const MAX_SPEC_BYTES: usize = 1 << 20;
@@ -93,7 +96,15 @@ pub const TASK_FIELDS: &[&str] = &[
     "retries",
     "steps",
     "post",
+    "publish",
+    "needs",
 ];
+/// The fields of an entry of a task's `publish`.
+pub const PUBLISH_FIELDS: &[&str] = &["name", "path", "paths", "optional", "when"];
+/// The fields of an entry of a task's `needs` written as a mapping.
+pub const NEED_FIELDS: &[&str] = &["name", "path"];
+/// The words of a `publish` entry's `when`, the default first.
+pub const PUBLISH_WHEN_WORDS: &[&str] = &["success", "always"];
 /// The fields of a task's `retries`.
 pub const RETRIES_FIELDS: &[&str] = &["count", "backoff"];
 /// The fields a step may have.
@@ -278,6 +289,10 @@ struct TaskNotes {
     templates: Vec<TemplateSite>,
     /// The line of each key of the task's `selector`.
     selector_lines: BTreeMap<String, usize>,
+    /// Each artifact it publishes, with the path and line of its name.
+    publish: Vec<(String, String, usize)>,
+    /// Each artifact it needs, with the path and line of its name.
+    needs: Vec<(String, String, usize)>,
 }
 
 /// `path.key`. A long key is shortened: paths are for reading, and one

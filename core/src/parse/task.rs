@@ -129,6 +129,14 @@ impl Checker {
             Some(n) => self.steps(n, &join(path, "post"), "post", &mut names, notes),
             None => Vec::new(),
         };
+        let publish = f
+            .get("publish")
+            .map(|n| self.publish(n, &join(path, "publish"), notes))
+            .unwrap_or_default();
+        let needs = f
+            .get("needs")
+            .map(|n| self.needs(n, &join(path, "needs"), notes))
+            .unwrap_or_default();
         Some(Task {
             image,
             depends_on,
@@ -140,6 +148,8 @@ impl Checker {
             timeout,
             retries,
             condition,
+            publish,
+            needs,
         })
     }
 
