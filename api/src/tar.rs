@@ -20,12 +20,20 @@ pub const MAX_EXTENSION: u64 = 64 * 1024;
 /// The largest size ustar's 11 octal digits hold.
 const USTAR_MAX_SIZE: u64 = 0o777_7777_7777;
 
+/// The PAX key of a file's digest (`sha256:` and 64 hex digits): a reader
+/// checks each file against it, even past the first entries a listing
+/// shows.
+pub const DIGEST_KEY: &str = "XENE.digest";
+
 /// The header blocks of a regular file: a PAX extended header first when
-/// the path or size needs one, then the ustar header. Its data follows,
-/// then [`padding`] zero bytes.
-pub fn file_header(path: &str, size: u64, mode: u32) -> Vec<u8> {
+/// the path or size needs one or a digest is given, then the ustar header.
+/// Its data follows, then [`padding`] zero bytes.
+pub fn file_header(path: &str, size: u64, mode: u32, digest: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 * BLOCK);
     let mut records = String::new();
+    if let Some(digest) = digest {
+        records.push_str(&pax_record(DIGEST_KEY, digest));
+    }
     if path.len() > 100 || path.contains('\0') {
         records.push_str(&pax_record("path", path));
     }
@@ -104,8 +112,14 @@ fn octal(field: &mut [u8], value: u64) {
 /// What a header block says comes next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// A regular file of `size` bytes (then its padding).
-    File { path: String, size: u64, mode: u32 },
+    /// A regular file of `size` bytes (then its padding), with the digest
+    /// its extended header gave.
+    File {
+        path: String,
+        size: u64,
+        mode: u32,
+        digest: Option<String>,
+    },
     /// A directory.
     Dir { path: String, mode: u32 },
     /// An extended header of `len` bytes (then padding): read it and give
@@ -127,6 +141,7 @@ pub struct Decoder {
     extension: Option<u8>,
     path: Option<String>,
     size: Option<u64>,
+    digest: Option<String>,
 }
 
 impl Decoder {
@@ -169,13 +184,19 @@ impl Decoder {
             _ => {}
         }
         let size = self.size.take().unwrap_or(own_size);
+        let digest = self.digest.take();
         let path = match self.path.take() {
             Some(path) => path,
             None => ustar_path(block)?,
         };
         let mode = parse_octal(&block[100..108]).unwrap_or(0o644) as u32 & 0o777;
         Ok(match kind {
-            b'0' | 0 | b'7' => Step::File { path, size, mode },
+            b'0' | 0 | b'7' => Step::File {
+                path,
+                size,
+                mode,
+                digest,
+            },
             b'5' => Step::Dir { path, mode },
             other => Step::Other {
                 kind: other,
@@ -192,6 +213,7 @@ impl Decoder {
                 for (key, value) in pax_records(data)? {
                     match key {
                         "path" => self.path = Some(value.to_string()),
+                        DIGEST_KEY => self.digest = Some(value.to_string()),
                         "size" => {
                             self.size = Some(
                                 value
@@ -295,7 +317,9 @@ mod tests {
                     decoder.extension(&bytes[..len as usize])?;
                     (len, None)
                 }
-                Step::File { path, size, mode } => (size, Some((path, mode))),
+                Step::File {
+                    path, size, mode, ..
+                } => (size, Some((path, mode))),
                 Step::Dir { .. } => (0, None),
                 Step::Other { kind, path, .. } => {
                     return Err(format!("{path}: kind {}", kind as char));
@@ -311,7 +335,7 @@ mod tests {
     fn archive(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (path, mode, data) in files {
-            out.extend(file_header(path, data.len() as u64, *mode));
+            out.extend(file_header(path, data.len() as u64, *mode, None));
             out.extend_from_slice(data);
             out.resize(out.len() + padding(data.len() as u64), 0);
         }
@@ -350,7 +374,8 @@ mod tests {
     #[test]
     fn a_size_over_ustar_goes_in_a_pax_record() {
         let size = USTAR_MAX_SIZE + 10;
-        let bytes = file_header("big", size, 0o644);
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let bytes = file_header("big", size, 0o644, Some(&digest));
         let mut decoder = Decoder::default();
         let block: &[u8; BLOCK] = bytes[..BLOCK].try_into().unwrap();
         let Step::Extension { len } = decoder.header(block).unwrap() else {
@@ -365,7 +390,8 @@ mod tests {
             Step::File {
                 path: "big".into(),
                 size,
-                mode: 0o644
+                mode: 0o644,
+                digest: Some(digest)
             }
         );
     }

@@ -208,17 +208,28 @@ pub struct Untar {
     buf: Vec<u8>,
     /// What the listing names and the stream has not given yet.
     expected: BTreeMap<String, ArtifactFile>,
+    /// The listing names every file (it shows only the first ones of a
+    /// large artifact: the rest are checked against the stream's digests).
+    complete: bool,
+    /// Files the artifact holds.
+    total: u64,
+    /// Paths written that the listing did not name, so none comes twice.
+    unlisted: std::collections::BTreeSet<String>,
     pub written: u64,
 }
 
 impl Untar {
-    pub fn new(dest: &Path, files: &[ArtifactFile]) -> Self {
+    /// `files`: what the listing shows of the artifact's `total` files.
+    pub fn new(dest: &Path, files: &[ArtifactFile], total: u64) -> Self {
         Self {
             dest: dest.to_path_buf(),
             decoder: Decoder::default(),
             state: State::Header,
             buf: Vec::new(),
             expected: files.iter().map(|f| (f.path.clone(), f.clone())).collect(),
+            complete: files.len() as u64 >= total,
+            total,
+            unlisted: Default::default(),
             written: 0,
         }
     }
@@ -300,19 +311,47 @@ impl Untar {
                 "{path:?} is not a plain file (tar type {:?}): links and devices are refused",
                 kind as char
             ))),
-            Step::File { path, size, .. } => {
+            Step::File {
+                path,
+                size,
+                mode,
+                digest,
+            } => {
                 confined(&self.dest, &path)?;
-                let Some(expected) = self.expected.remove(&path) else {
-                    return Err(refused(format!(
-                        "{path:?} is not a file of the artifact (or came twice): refused"
-                    )));
+                let expected = match self.expected.remove(&path) {
+                    Some(listed) => {
+                        if listed.size != size || digest.is_some_and(|d| d != listed.digest) {
+                            return Err(refused(format!(
+                                "{path}: the stream's size or digest is not the listing's"
+                            )));
+                        }
+                        listed
+                    }
+                    None if self.complete || !self.unlisted.insert(path.clone()) => {
+                        return Err(refused(format!(
+                            "{path:?} is not a file of the artifact (or came twice): refused"
+                        )));
+                    }
+                    None => {
+                        if self.written >= self.total {
+                            return Err(refused(format!(
+                                "the tar stream holds more than the artifact's {} files: refused",
+                                self.total
+                            )));
+                        }
+                        let Some(digest) = digest else {
+                            return Err(refused(format!(
+                                "{path:?} is not in the listing and the stream gives no digest: refused"
+                            )));
+                        };
+                        ArtifactFile {
+                            path: path.clone(),
+                            size,
+                            mode,
+                            digest,
+                        }
+                    }
                 };
-                if expected.size != size {
-                    return Err(refused(format!(
-                        "{path}: {size} bytes in the stream, {} in the listing",
-                        expected.size
-                    )));
-                }
                 let writing = Writing::start(&self.dest, &path, &expected)?;
                 if size == 0 {
                     writing.finish()?;
@@ -336,6 +375,12 @@ impl Untar {
                 self.expected.len() - 1
             )));
         }
+        if self.written != self.total {
+            return Err(refused(format!(
+                "the tar stream gave {} of the artifact's {} files",
+                self.written, self.total
+            )));
+        }
         Ok(self.written)
     }
 }
@@ -357,7 +402,8 @@ mod tests {
     fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (path, data) in files {
-            out.extend(file_header(path, data.len() as u64, 0o644));
+            let digest = entry(path, data).digest;
+            out.extend(file_header(path, data.len() as u64, 0o644, Some(&digest)));
             out.extend_from_slice(data);
             out.resize(out.len() + padding(data.len() as u64), 0);
         }
@@ -387,7 +433,7 @@ mod tests {
         bytes: &[u8],
         chunk: usize,
     ) -> Result<u64, ExtractError> {
-        let mut untar = Untar::new(dest, listing);
+        let mut untar = Untar::new(dest, listing, listing.len() as u64);
         for part in bytes.chunks(chunk) {
             untar.feed(part)?;
         }
@@ -459,12 +505,31 @@ mod tests {
         );
         let mut wrong = entry("y", b"y");
         wrong.digest = entry("y", b"z").digest;
-        let err = untar(&dest, &[wrong], &tar(&[("y", b"y")]), 512).unwrap_err();
+        let err = untar(&dest, &[wrong.clone()], &tar(&[("y", b"y")]), 512).unwrap_err();
+        assert!(err.to_string().contains("not the listing's"), "{err}");
+        // Without a digest in the stream, the data is checked as written.
+        let mut plain = file_header("y", 1, 0o644, None);
+        plain.extend_from_slice(b"y");
+        plain.resize(2 * BLOCK, 0);
+        plain.extend_from_slice(&END);
+        let err = untar(&dest, &[wrong], &plain, 512).unwrap_err();
         assert!(
             err.to_string().contains("does not match its digest"),
             "{err}"
         );
         assert!(!dest.join("y").exists());
+        // A listing that shows only the first files: the rest are checked
+        // against the stream's digests.
+        let files: [(&str, &[u8]); 2] = [("p", b"p"), ("q", b"q")];
+        let mut partial = Untar::new(&dest, &[entry("p", b"p")], 2);
+        partial.feed(&tar(&files)).unwrap();
+        assert_eq!(partial.finish().unwrap(), 2);
+        let mut partial = Untar::new(&dest, &[], 1);
+        let err = partial.feed(&tar(&files)).unwrap_err();
+        assert!(
+            err.to_string().contains("more than the artifact's 1 files"),
+            "{err}"
+        );
         // A stream cut short.
         let bytes = tar(&[("z", b"z")]);
         let err = untar(&dest, &[entry("z", b"z")], &bytes[..BLOCK + 1], 512).unwrap_err();

@@ -122,7 +122,7 @@ async fn all_files(
     artifact: &ArtifactInfo,
     dest: &Path,
 ) -> anyhow::Result<u64> {
-    let mut untar = Untar::new(dest, &artifact.entries);
+    let mut untar = Untar::new(dest, &artifact.entries, artifact.files);
     let mut response = ctx
         .client
         .download(&paths::artifact(run, &artifact.name, None))
