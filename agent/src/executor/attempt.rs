@@ -18,9 +18,11 @@ use xene_core::spec::Task;
 use xene_core::status::TaskStatus;
 
 use super::Executor;
+use super::files::{FileChannel, Staging};
 use super::report::TaskReport;
 use super::task::{self, TaskEnv, TaskPlan, millis};
 use crate::mask::Masker;
+use crate::runtime::shell::safe_name;
 use crate::runtime::{Runtime, RuntimeError, StepCommand, TaskSetup};
 
 /// Who an attempt is, as its steps and its runtime see it.
@@ -40,7 +42,7 @@ pub struct AttemptIds {
 }
 
 /// One try of one task, with everything it reads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AttemptRequest {
     pub ids: AttemptIds,
     /// The task's spec.
@@ -60,6 +62,26 @@ pub struct AttemptRequest {
     /// a server never takes an attempt that started for one that did not
     /// (it places those again without using a retry).
     pub delivered: Option<Arc<Notify>>,
+    /// How the attempt fetches its `needs` and publishes its `publish`;
+    /// `None` fails a task that has either (a connected agent and the
+    /// built-in agent set it; `xene-agent run` gives each try a local one).
+    pub files: Option<Arc<dyn FileChannel>>,
+}
+
+impl std::fmt::Debug for AttemptRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets print redacted by their own Debug.
+        f.debug_struct("AttemptRequest")
+            .field("ids", &self.ids)
+            .field("spec", &self.spec)
+            .field("pipeline_env", &self.pipeline_env)
+            .field("params", &self.params)
+            .field("secrets", &self.secrets)
+            .field("outputs", &self.outputs)
+            .field("delivered", &self.delivered.is_some())
+            .field("files", &self.files.is_some())
+            .finish()
+    }
 }
 
 impl AttemptRequest {
@@ -84,6 +106,7 @@ impl AttemptRequest {
             secrets: dispatch.secrets,
             outputs: dispatch.outputs,
             delivered: None,
+            files: None,
         }
     }
 }
@@ -213,6 +236,32 @@ impl Executor {
         (report, Some(cleanup))
     }
 
+    /// The attempt's artifacts, `None` when it has none; an error when it
+    /// has some and no channel to stage them with.
+    fn staging(&self, request: &AttemptRequest) -> Result<Option<Staging>, String> {
+        let spec = &request.spec;
+        if spec.needs.is_empty() && spec.publish.is_empty() {
+            return Ok(None);
+        }
+        let Some(channel) = request.files.clone() else {
+            return Err(
+                "this task publishes or needs artifacts, and this agent has no server to stage them with"
+                    .into(),
+            );
+        };
+        let spool = self
+            .config
+            .shell
+            .root
+            .join(format!("xene-{}.files", safe_name(&request.ids.context)));
+        Ok(Some(Staging::new(
+            channel,
+            spec.needs.clone(),
+            spec.publish.clone(),
+            spool,
+        )))
+    }
+
     /// Chooses the runtime and renders the task; an error here fails the
     /// task before it starts.
     fn plan(&self, request: &AttemptRequest) -> Result<(TaskPlan, Arc<dyn Runtime>), String> {
@@ -248,6 +297,7 @@ impl Executor {
             steps: rendered.steps.into_iter().map(command).collect(),
             post: rendered.post.into_iter().map(command).collect(),
             timeout: spec.timeout,
+            staging: self.staging(request)?,
         };
         Ok((plan, runtime))
     }

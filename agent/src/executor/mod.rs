@@ -9,6 +9,7 @@
 //! Every change is reported as a [`RunEvent`].
 
 mod attempt;
+pub mod files;
 mod report;
 mod run;
 mod task;
@@ -27,6 +28,7 @@ use xene_core::protocol::SecretValue;
 use xene_core::spec::Pipeline;
 
 pub use attempt::{AttemptIds, AttemptRequest};
+pub use files::FileChannel;
 pub use report::{RunReport, StepReport, TaskReport};
 use task::millis;
 

@@ -174,6 +174,7 @@ impl<'a> RunLoop<'a> {
             secrets: self.request.secrets.clone(),
             outputs,
             delivered: None,
+            files: None,
         };
         let executor = self.executor.clone();
         let masker = self.masker.clone();

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use xene_core::event::RunEvent;
 use xene_core::status::{StepStatus, TaskStatus};
 
+use super::files::Staging;
 use super::report::StepReport;
 use crate::mask::Masker;
 use crate::runtime::{LogSink, Runtime, StepCommand, TaskContext, TaskSetup};
@@ -21,6 +22,8 @@ pub(crate) struct TaskPlan {
     pub steps: Vec<StepCommand>,
     pub post: Vec<StepCommand>,
     pub timeout: Option<Duration>,
+    /// Its artifacts, when it needs or publishes any.
+    pub staging: Option<Staging>,
 }
 
 /// What one attempt runs with.
@@ -86,7 +89,27 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
                 return;
             }
         };
-        for (step, report) in plan.steps.iter().zip(steps.iter_mut()) {
+        if let Some(staging) = plan.staging.as_ref().filter(|s| s.has_needs()) {
+            let mut lines = Vec::new();
+            let fetched = tokio::select! {
+                fetched = staging.fetch(ctx.as_mut(), &mut lines) => Some(fetched),
+                () = attempt_cancel.cancelled() => None,
+            };
+            log_lines(env, task, plan.steps.first().map(|s| s.name.as_str()), &lines).await;
+            match fetched {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    progress.failed = true;
+                    progress.error = Some(e);
+                }
+                None => {
+                    progress.failed = true;
+                    progress.cancelled = env.cancel.is_cancelled();
+                }
+            }
+        }
+        let steps_to_run = if progress.failed { 0 } else { plan.steps.len() };
+        for (step, report) in plan.steps.iter().zip(steps.iter_mut()).take(steps_to_run) {
             run_step(
                 ctx.as_mut(),
                 step,
@@ -118,6 +141,16 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
     let mut output = None;
     let mut teardown = None;
     if let Some(mut ctx) = context {
+        if !progress.cancelled
+            && let Some(staging) = &plan.staging
+        {
+            // The log lines go with the last main step that ran.
+            let ran = steps[..plan.steps.len()]
+                .iter()
+                .rfind(|s| s.status != StepStatus::NotExecuted)
+                .map(|s| s.name.clone());
+            publish(staging, ctx.as_mut(), env, task, ran.as_deref(), &mut progress).await;
+        }
         if !progress.cancelled {
             run_post(ctx.as_mut(), plan, env, &mut steps, &mut progress).await;
         }
@@ -157,6 +190,52 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
         steps,
         duration: started.elapsed(),
         teardown,
+    }
+}
+
+/// Publishes what the main steps' end calls for (never after a cancel,
+/// which ends it half-way); a failure fails the task.
+async fn publish(
+    staging: &Staging,
+    ctx: &mut dyn TaskContext,
+    env: &TaskEnv,
+    task: &str,
+    step: Option<&str>,
+    progress: &mut Progress,
+) {
+    let mut lines = Vec::new();
+    let published = tokio::select! {
+        published = staging.publish(ctx, !progress.failed, &mut lines) => Some(published),
+        () = env.cancel.cancelled() => None,
+    };
+    log_lines(env, task, step, &lines).await;
+    match published {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            progress.failed = true;
+            progress.error.get_or_insert(e);
+        }
+        None => progress.cancelled = true,
+    }
+}
+
+/// The staging's lines in the task's log, under `step` (events name one
+/// of the task's steps).
+async fn log_lines(env: &TaskEnv, task: &str, step: Option<&str>, lines: &[String]) {
+    let Some(step) = step else {
+        return;
+    };
+    for line in lines {
+        send(
+            env,
+            RunEvent::Log {
+                task: task.to_string(),
+                step: step.to_string(),
+                stream: xene_core::event::LogStream::Stdout,
+                data: env.masker.mask(line).into_owned(),
+            },
+        )
+        .await;
     }
 }
 

@@ -12,10 +12,13 @@ pub mod shell;
 mod streams;
 pub mod supervisor;
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::mask::{Carry, Masker};
+use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use xene_core::event::{LogStream, RunEvent};
@@ -52,6 +55,8 @@ pub enum RuntimeError {
     OutputNotAFile,
     #[error("the shell runtime is not allowed on this agent (task has no image)")]
     ShellNotAllowed,
+    #[error("{0} is not in the workspace")]
+    NotInWorkspace(String),
 }
 
 impl RuntimeError {
@@ -218,6 +223,38 @@ pub trait TaskContext: Send {
     /// Removes the context. Must be called; a context dropped without it
     /// cleans up in the background as well as it can.
     fn teardown(self: Box<Self>) -> BoxFuture<'static, Result<(), RuntimeError>>;
+
+    /// How artifacts reach the workspace (fetched into it before the first
+    /// step, collected from it after the main steps).
+    fn workspace(&self) -> Workspace<'_>;
+}
+
+/// A context's workspace, as the staging of artifacts reaches it.
+pub enum Workspace<'a> {
+    /// A directory of this machine. What is placed in it is given to
+    /// `owner` (uid, gid) when set: the steps' user, when they run as
+    /// another one.
+    Dir {
+        root: &'a Path,
+        owner: Option<(u32, u32)>,
+    },
+    /// Reached only through tar archives (a container's volume).
+    Archive(&'a dyn WorkspaceArchive),
+}
+
+/// Tar archives in and out of a workspace that is not a directory here.
+pub trait WorkspaceArchive: Sync {
+    /// A tar archive of `path` (relative to the workspace, "" for all of
+    /// it): its entries are named from `path`'s last component, links are
+    /// not followed. [`RuntimeError::NotInWorkspace`] when it does not exist.
+    fn export<'a>(&'a self, path: &'a str) -> BoxStream<'a, Result<Bytes, RuntimeError>>;
+
+    /// Extracts the tar `archive` (entry names relative to the workspace)
+    /// into the workspace, owned by the steps' user.
+    fn import(
+        &self,
+        archive: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    ) -> BoxFuture<'_, Result<(), RuntimeError>>;
 }
 
 /// Turns the raw bytes of an output file into the task's output.

@@ -36,7 +36,7 @@ use xene_core::event::LogStream;
 use super::sandbox::Sandbox;
 use super::{
     LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand, StepOutcome,
-    TaskContext, TaskSetup, output_from_bytes,
+    TaskContext, TaskSetup, Workspace, output_from_bytes,
 };
 
 /// How long the pipes of a step may stay open after its `sh` ended before
@@ -382,6 +382,13 @@ impl TaskContext for ShellContext {
             Ok(())
         }
         .boxed()
+    }
+
+    fn workspace(&self) -> Workspace<'_> {
+        Workspace::Dir {
+            root: self.dir(),
+            owner: self.sandbox.as_ref().and_then(|s| s.user),
+        }
     }
 }
 

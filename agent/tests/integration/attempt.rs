@@ -31,6 +31,7 @@ fn request(yaml: &str, task: &str, number: u32) -> AttemptRequest {
         secrets: BTreeMap::new(),
         outputs: BTreeMap::new(),
         delivered: None,
+        files: None,
     }
 }
 

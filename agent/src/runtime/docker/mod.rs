@@ -32,8 +32,10 @@ use xene_core::event::LogStream;
 use super::shell::safe_name;
 use super::{
     LineBuffer, LogSink, MAX_OUTPUT_BYTES, OUTPUT_FILE, Runtime, RuntimeError, StepCommand,
-    StepOutcome, TaskContext, TaskSetup, output_from_bytes,
+    StepOutcome, TaskContext, TaskSetup, Workspace, output_from_bytes,
 };
+
+mod archive;
 
 /// The label every container and volume of a run carries.
 pub const RUN_LABEL: &str = "xene.run";
@@ -576,6 +578,10 @@ impl TaskContext for DockerContext {
         let container = self.container.take();
         let volume = self.volume.take();
         remove_all(docker, container, volume).boxed()
+    }
+
+    fn workspace(&self) -> Workspace<'_> {
+        Workspace::Archive(self)
     }
 }
 

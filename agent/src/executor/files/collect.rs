@@ -1,0 +1,338 @@
+//! What a `publish` takes from a workspace directory of this machine (the
+//! shell runtime): its paths resolved, its files found, checked and hashed.
+//!
+//! Each entry of `paths` is stored relative to its base: a literal directory
+//! gives its contents, a literal file its file name, a glob the files it
+//! matches relative to the literal directory before its first wildcard (a
+//! directory it matches gives all of its contents). Links are followed only
+//! while they stay inside the workspace.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use xene_core::artifact::{self, Digest, Glob, MAX_FILES, MAX_PATH_BYTES, ManifestEntry};
+use xene_core::spec::Publish;
+
+/// The most directory entries one artifact's collection looks at (matching
+/// or not), so a glob over a huge tree ends with an error, not never.
+pub(crate) const MAX_VISITED: usize = 200_000;
+
+/// One `paths` entry of a `publish`, resolved.
+pub(crate) struct PathEntry {
+    /// The directory (or, for a literal, the file) it is stored relative
+    /// to, relative to the workspace; "" for the workspace itself.
+    pub base: String,
+    pub glob: Option<Glob>,
+}
+
+impl PathEntry {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        if artifact::has_wildcard(text) {
+            let glob = Glob::parse(text)?;
+            return Ok(Self {
+                base: normalize(glob.base()),
+                glob: Some(glob),
+            });
+        }
+        Ok(Self {
+            base: normalize(text),
+            glob: None,
+        })
+    }
+
+    /// Whether the file or directory at `rel` (relative to the workspace,
+    /// under the base) is taken, all of its contents with it.
+    pub(crate) fn takes(&self, rel: &str) -> bool {
+        self.glob.as_ref().is_none_or(|glob| glob.matches(rel))
+    }
+}
+
+/// `a/./b/` as `a/b`; "" for the workspace.
+fn normalize(path: &str) -> String {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+pub(crate) fn join(dir: &str, name: &str) -> String {
+    match (dir.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => dir.to_string(),
+        _ => format!("{dir}/{name}"),
+    }
+}
+
+/// A file collected for an artifact: its manifest entry, and where its bytes
+/// are on this machine (in the workspace, or spooled out of a container).
+#[derive(Debug, Clone)]
+pub(crate) struct Collected {
+    pub entry: ManifestEntry,
+    pub source: PathBuf,
+}
+
+/// An artifact's files as they are found, with its bounds.
+pub(crate) struct Collector {
+    pub name: String,
+    pub files: BTreeMap<String, Collected>,
+    pub visited: usize,
+}
+
+impl Collector {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            files: BTreeMap::new(),
+            visited: 0,
+        }
+    }
+
+    /// Counts one directory entry looked at.
+    pub(crate) fn visit(&mut self) -> Result<(), String> {
+        self.visited += 1;
+        if self.visited > MAX_VISITED {
+            return Err(format!(
+                "artifact {}: its paths cover more than {MAX_VISITED} files and directories",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a stored path before anything is read for it (a link cycle
+    /// ends here too, its path growing past the bound).
+    pub(crate) fn check_path(&self, stored: &str) -> Result<(), String> {
+        if stored.len() > MAX_PATH_BYTES {
+            return Err(format!(
+                "artifact {}: a path is longer than {MAX_PATH_BYTES} bytes (a link loop?): {}...",
+                self.name,
+                stored.chars().take(80).collect::<String>()
+            ));
+        }
+        artifact::check_stored_path(stored).map_err(|e| format!("artifact {}: {e}", self.name))
+    }
+
+    pub(crate) fn add(&mut self, file: Collected) -> Result<(), String> {
+        self.check_path(&file.entry.path)?;
+        if self.files.contains_key(&file.entry.path) {
+            return Err(format!(
+                "artifact {}: two of its paths give the file {:?}",
+                self.name, file.entry.path
+            ));
+        }
+        if self.files.len() >= MAX_FILES {
+            return Err(format!(
+                "artifact {}: more than {MAX_FILES} files",
+                self.name
+            ));
+        }
+        self.files.insert(file.entry.path.clone(), file);
+        Ok(())
+    }
+
+    /// The manifest, checked as the server will.
+    pub(crate) fn finish(self) -> Result<Vec<Collected>, String> {
+        let files: Vec<Collected> = self.files.into_values().collect();
+        let entries: Vec<ManifestEntry> = files.iter().map(|f| f.entry.clone()).collect();
+        artifact::check_manifest(&entries).map_err(|e| format!("artifact {}: {e}", self.name))?;
+        Ok(files)
+    }
+}
+
+/// Reads `reader` to its end into `sink` (when given), hashing it: its
+/// digest and size.
+pub(crate) fn hash_copy(
+    mut reader: impl Read,
+    mut sink: Option<&mut dyn std::io::Write>,
+) -> std::io::Result<(Digest, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+        if let Some(sink) = sink.as_deref_mut() {
+            sink.write_all(&buffer[..n])?;
+        }
+        size += n as u64;
+    }
+    let hash: [u8; 32] = hasher.finalize().into();
+    Ok((Digest::from_sha256(&hash), size))
+}
+
+/// Collects one `publish` from the workspace directory `root`, hashing
+/// every file in place. Blocking: run it off the async workers.
+pub(crate) fn collect_dir(root: &Path, publish: &Publish) -> Result<Vec<Collected>, String> {
+    let name = &publish.name;
+    let io = |what: &str, e: std::io::Error| format!("artifact {name}: {what}: {e}");
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| io("the workspace is gone", e))?;
+    let mut collector = Collector::new(name);
+    let mut matched_any = false;
+    for text in &publish.paths {
+        let entry = PathEntry::parse(text).map_err(|e| format!("artifact {name}: {e}"))?;
+        let before = collector.files.len();
+        let walk = Walk {
+            root: &real_root,
+            entry: &entry,
+        };
+        let base = root.join(&entry.base);
+        let real = match base.canonicalize() {
+            Ok(real) => real,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if entry.glob.is_none() && !publish.optional {
+                    return Err(format!(
+                        "artifact {name}: {text} does not exist in the workspace"
+                    ));
+                }
+                continue;
+            }
+            Err(e) => return Err(io(&format!("reading {text}"), e)),
+        };
+        if !real.starts_with(&real_root) {
+            return Err(format!(
+                "artifact {name}: {text} leads out of the workspace through a symbolic link"
+            ));
+        }
+        let meta = std::fs::metadata(&real).map_err(|e| io(&format!("reading {text}"), e))?;
+        match &entry.glob {
+            None if meta.is_file() => {
+                let file_name = entry.base.rsplit('/').next().unwrap_or_default();
+                walk.add_file(&mut collector, &real, &meta, file_name.to_string())?;
+            }
+            None if meta.is_dir() => walk.dir(&mut collector, &real, &entry.base, "", true)?,
+            None => {
+                return Err(format!(
+                    "artifact {name}: {text} is not a regular file or a directory"
+                ));
+            }
+            Some(_) if meta.is_dir() => walk.dir(&mut collector, &real, &entry.base, "", false)?,
+            Some(_) => {}
+        }
+        matched_any |= collector.files.len() > before;
+        if entry.glob.is_some() && collector.files.len() == before && !publish.optional {
+            return Err(format!("artifact {name}: {text} matches no file"));
+        }
+    }
+    // An optional artifact may end up empty; a required one has files.
+    if !matched_any && !publish.optional {
+        return Err(format!("artifact {name}: its paths hold no file"));
+    }
+    collector.finish()
+}
+
+struct Walk<'a> {
+    /// The workspace, links resolved.
+    root: &'a Path,
+    entry: &'a PathEntry,
+}
+
+impl Walk<'_> {
+    /// Walks directory `dir` (at `rel` in the workspace, stored under
+    /// `stored`); `taken`: its whole contents are taken.
+    fn dir(
+        &self,
+        collector: &mut Collector,
+        dir: &Path,
+        rel: &str,
+        stored: &str,
+        taken: bool,
+    ) -> Result<(), String> {
+        let name = collector.name.clone();
+        let io = |e: std::io::Error| format!("artifact {name}: reading {rel:?}: {e}");
+        let mut children = Vec::new();
+        for child in std::fs::read_dir(dir).map_err(io)? {
+            collector.visit()?;
+            children.push(child.map_err(io)?.file_name());
+        }
+        children.sort();
+        for child in children {
+            let Some(child) = child.to_str() else {
+                return Err(format!(
+                    "artifact {name}: a file name under {rel:?} is not UTF-8"
+                ));
+            };
+            let child_rel = join(rel, child);
+            let child_stored = join(stored, child);
+            collector.check_path(&child_stored)?;
+            let path = dir.join(child);
+            let (real, meta) = self.resolve(&name, &path, &child_rel)?;
+            let child_taken = taken || self.entry.takes(&child_rel);
+            if meta.is_dir() {
+                self.dir(collector, &real, &child_rel, &child_stored, child_taken)?;
+            } else if !child_taken {
+            } else if meta.is_file() {
+                self.add_file(collector, &real, &meta, child_stored)?;
+            } else {
+                return Err(format!(
+                    "artifact {name}: {child_rel} is not a regular file, a directory or a link"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The file or directory at `path`, through a link only when it stays
+    /// inside the workspace.
+    fn resolve(
+        &self,
+        name: &str,
+        path: &Path,
+        rel: &str,
+    ) -> Result<(PathBuf, std::fs::Metadata), String> {
+        let io = |e: std::io::Error| format!("artifact {name}: reading {rel}: {e}");
+        let meta = std::fs::symlink_metadata(path).map_err(io)?;
+        if !meta.file_type().is_symlink() {
+            return Ok((path.to_path_buf(), meta));
+        }
+        let real = match path.canonicalize() {
+            Ok(real) => real,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "artifact {name}: {rel} is a symbolic link to nothing"
+                ));
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if !real.starts_with(self.root) {
+            return Err(format!(
+                "artifact {name}: {rel} is a symbolic link leading out of the workspace"
+            ));
+        }
+        let meta = std::fs::metadata(&real).map_err(io)?;
+        Ok((real, meta))
+    }
+
+    fn add_file(
+        &self,
+        collector: &mut Collector,
+        real: &Path,
+        meta: &std::fs::Metadata,
+        stored: String,
+    ) -> Result<(), String> {
+        collector.check_path(&stored)?;
+        let name = &collector.name;
+        let file = std::fs::File::open(real)
+            .map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
+        let (digest, size) =
+            hash_copy(file, None).map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
+        collector.add(Collected {
+            entry: ManifestEntry {
+                path: stored,
+                size,
+                mode: meta.mode() & 0o777,
+                digest,
+            },
+            source: real.to_path_buf(),
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! One needed artifact fetched: its manifest asked for, each distinct blob
+//! downloaded to the spool and checked against its digest, then its files
+//! placed in the workspace under the need's path, confined to it.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use xene_core::artifact::{self, Digest, MAX_FILES, ManifestEntry};
+use xene_core::protocol::{FilesAnswer, FilesRequest};
+use xene_core::spec::Need;
+
+use super::archive::place_archive;
+use super::collect::join;
+use super::publish::{files_text, unexpected};
+use super::{FileChannel, Spool, size_text};
+use crate::runtime::Workspace;
+
+/// How many blobs come down at once.
+const DOWNLOADS_AT_ONCE: usize = 4;
+
+/// Fetches `need` into `workspace`; the log line that says so.
+pub(crate) async fn fetch(
+    channel: &dyn FileChannel,
+    workspace: Workspace<'_>,
+    need: &Need,
+    spool: &Spool,
+) -> Result<String, String> {
+    let name = &need.name;
+    let refused = |error: String| format!("artifact {name}: {error}");
+    let (files, downloads) = match channel
+        .ask(FilesRequest::Fetch { name: name.clone() })
+        .await
+        .map_err(refused)?
+    {
+        FilesAnswer::Downloads { files, downloads } => (files, downloads),
+        FilesAnswer::Refused { error } => return Err(refused(error)),
+        other => return Err(unexpected(name, &other)),
+    };
+    artifact::check_manifest(&files).map_err(refused)?;
+    if downloads.len() > MAX_FILES {
+        return Err(refused(format!("more than {MAX_FILES} downloads")));
+    }
+    let mut wanted: HashMap<&Digest, &ManifestEntry> = HashMap::new();
+    for file in &files {
+        wanted.entry(&file.digest).or_insert(file);
+    }
+    let mut transfers = HashMap::new();
+    for download in &downloads {
+        if wanted.contains_key(&download.digest) {
+            transfers
+                .entry(&download.digest)
+                .or_insert(&download.transfer);
+        }
+    }
+    if let Some(file) = files.iter().find(|f| !transfers.contains_key(&f.digest)) {
+        return Err(refused(format!(
+            "the server gave no download for file {}",
+            file.path
+        )));
+    }
+    let mut pending = Vec::new();
+    for (digest, transfer) in transfers {
+        let file = wanted[digest];
+        pending.push(async move {
+            let dest = spool.path();
+            let got = channel
+                .download(transfer, &dest)
+                .await
+                .map_err(|e| format!("artifact {name}: downloading {}: {e}", file.path))?;
+            let size = std::fs::metadata(&dest)
+                .map(|m| m.len())
+                .unwrap_or(u64::MAX);
+            if &got != digest || size != file.size {
+                return Err(format!(
+                    "artifact {name}: file {} does not match its digest",
+                    file.path
+                ));
+            }
+            Ok((digest.clone(), dest))
+        });
+    }
+    // A stream over the futures, not over a closure making them: that
+    // would not be `Send`.
+    let blobs: HashMap<Digest, PathBuf> = futures::stream::iter(pending)
+        .buffer_unordered(DOWNLOADS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, String>>()?;
+
+    let placed: Vec<(ManifestEntry, PathBuf)> = files
+        .iter()
+        .map(|f| (f.clone(), blobs[&f.digest].clone()))
+        .collect();
+    match workspace {
+        Workspace::Dir { root, owner } => {
+            let root = root.to_path_buf();
+            let dir = need.path.clone();
+            tokio::task::spawn_blocking(move || place_dir(&root, owner, &dir, &placed))
+                .await
+                .map_err(|e| format!("placing its files failed: {e}"))
+                .and_then(|placed| placed)
+                .map_err(refused)?;
+        }
+        Workspace::Archive(archive) => place_archive(archive, &need.path, placed)
+            .await
+            .map_err(refused)?,
+    }
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    Ok(format!(
+        "fetched {name}: {}, {}",
+        files_text(files.len()),
+        size_text(bytes)
+    ))
+}
+
+/// Copies each file's blob to `dir`/path under `root`, creating the
+/// directories on the way; nothing is written through a link or over an
+/// existing file. What is created is given to `owner`.
+pub(crate) fn place_dir(
+    root: &Path,
+    owner: Option<(u32, u32)>,
+    dir: &str,
+    files: &[(ManifestEntry, PathBuf)],
+) -> Result<(), String> {
+    let give = |path: &Path| -> Result<(), String> {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|e| format!("giving {} to the steps' user: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    for (entry, blob) in files {
+        let rel = join(dir, &entry.path);
+        let mut at = root.to_path_buf();
+        let mut parts = rel.split('/').peekable();
+        while let Some(part) = parts.next() {
+            if matches!(part, "" | "." | "..") {
+                return Err(format!("the path {rel:?} is not a plain relative path"));
+            }
+            at.push(part);
+            if parts.peek().is_none() {
+                break;
+            }
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "cannot place {rel}: {} is in the way (a file or a link, not a directory)",
+                        at.strip_prefix(root).unwrap_or(&at).display()
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir(&at).map_err(|e| format!("creating {rel}: {e}"))?;
+                    give(&at)?;
+                }
+                Err(e) => return Err(format!("placing {rel}: {e}")),
+            }
+        }
+        // `create_new` refuses any existing name, a link included, without
+        // following it.
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&at)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    format!("cannot place {rel}: something is already there")
+                }
+                _ => format!("placing {rel}: {e}"),
+            })?;
+        let mut input = std::fs::File::open(blob).map_err(|e| format!("reading a blob: {e}"))?;
+        std::io::copy(&mut input, &mut out).map_err(|e| format!("writing {rel}: {e}"))?;
+        out.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o777))
+            .map_err(|e| format!("setting the mode of {rel}: {e}"))?;
+        give(&at)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! Artifacts of `xene-agent run`: a store in a directory of the run, with
+//! the server's rules (an artifact is published when its attempt ends as
+//! its `when` says; a need reads the published one), and a [`FileChannel`]
+//! per attempt that answers as a server would. Blobs are content-addressed
+//! and checked before they are kept, as on a server.
+//!
+//! Its transfers are paths of this store (`/blobs/<hex>`,
+//! `/parts/<hex>/<n>`), never sent anywhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use xene_core::artifact::{Digest, ManifestEntry, PART_SIZE, SINGLE_PUT_MAX};
+use xene_core::protocol::{
+    BlobDownload, BlobUpload, CompletedUpload, FilesAnswer, FilesRequest, Transfer,
+};
+use xene_core::spec::{PublishWhen, Task};
+
+use super::FileChannel;
+use super::collect::hash_copy;
+
+/// The blobs and published manifests of one local run.
+pub struct LocalStore {
+    dir: PathBuf,
+    part_size: u64,
+    published: Mutex<BTreeMap<String, Vec<ManifestEntry>>>,
+}
+
+impl LocalStore {
+    /// A store in `dir` (created; the caller removes it after the run).
+    /// Blobs larger than `part_size` go up in parts of that size.
+    pub fn new(dir: PathBuf, part_size: u64) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(dir.join("blobs"))?;
+        std::fs::create_dir_all(dir.join("parts"))?;
+        Ok(Arc::new(Self {
+            dir,
+            part_size: part_size.max(1),
+            published: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    /// A store with the server's part size.
+    pub fn with_default_parts(dir: PathBuf) -> std::io::Result<Arc<Self>> {
+        Self::new(dir, PART_SIZE.min(SINGLE_PUT_MAX))
+    }
+
+    /// Where the store keeps the blob of `digest`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs").join(digest.hex())
+    }
+
+    /// The channel of one attempt of `task`.
+    pub fn channel(self: &Arc<Self>, task: &Task) -> Arc<LocalChannel> {
+        Arc::new(LocalChannel(Arc::new(Attempt {
+            store: self.clone(),
+            publishes: task
+                .publish
+                .iter()
+                .map(|p| (p.name.clone(), p.when == PublishWhen::Always))
+                .collect(),
+            needs: task.needs.iter().map(|n| n.name.clone()).collect(),
+            staged: Mutex::new(BTreeMap::new()),
+        })))
+    }
+
+    fn part_path(&self, hex: &str, n: usize) -> PathBuf {
+        self.dir.join("parts").join(format!("{hex}.{n}"))
+    }
+}
+
+/// One attempt's view of a [`LocalStore`]: it stages what it commits, and
+/// [`LocalChannel::finish`] publishes it as the attempt's end says.
+pub struct LocalChannel(Arc<Attempt>);
+
+struct Attempt {
+    store: Arc<LocalStore>,
+    /// What the task publishes, and whether `when: always`.
+    publishes: BTreeMap<String, bool>,
+    needs: BTreeSet<String>,
+    staged: Mutex<BTreeMap<String, Vec<ManifestEntry>>>,
+}
+
+impl LocalChannel {
+    /// The attempt ended: its staged artifacts are published when it
+    /// succeeded, or when they are `when: always`.
+    pub fn finish(&self, succeeded: bool) {
+        let this = &self.0;
+        let staged = std::mem::take(&mut *this.staged.lock().expect("staged lock"));
+        let mut published = this.store.published.lock().expect("published lock");
+        for (name, files) in staged {
+            if succeeded || this.publishes.get(&name) == Some(&true) {
+                published.insert(name, files);
+            }
+        }
+    }
+}
+
+impl Attempt {
+    fn answer(&self, request: FilesRequest) -> FilesAnswer {
+        match self.try_answer(request) {
+            Ok(answer) => answer,
+            Err(error) => FilesAnswer::Refused { error },
+        }
+    }
+
+    fn try_answer(&self, request: FilesRequest) -> Result<FilesAnswer, String> {
+        let store = &self.store;
+        match request {
+            FilesRequest::Publish { name, files } => {
+                self.check_publishes(&name)?;
+                let mut uploads = Vec::new();
+                let mut seen = BTreeSet::new();
+                for file in files {
+                    if !seen.insert(file.digest.clone()) || store.blob_path(&file.digest).exists() {
+                        continue;
+                    }
+                    let hex = file.digest.hex().to_string();
+                    let count = if file.size <= store.part_size {
+                        1
+                    } else {
+                        file.size.div_ceil(store.part_size) as usize
+                    };
+                    uploads.push(BlobUpload {
+                        digest: file.digest,
+                        size: file.size,
+                        part_size: store.part_size,
+                        parts: (0..count)
+                            .map(|n| transfer("PUT", format!("/parts/{hex}/{n}")))
+                            .collect(),
+                        upload_id: (count > 1).then(|| hex.clone()),
+                    });
+                }
+                Ok(FilesAnswer::Uploads { uploads })
+            }
+            FilesRequest::Commit {
+                name,
+                files,
+                completed,
+            } => {
+                self.check_publishes(&name)?;
+                let multipart: BTreeSet<&Digest> = completed.iter().map(|c| &c.digest).collect();
+                for file in &files {
+                    if !store.blob_path(&file.digest).exists() {
+                        self.assemble(file, &completed, multipart.contains(&file.digest))?;
+                    }
+                }
+                self.staged.lock().expect("staged lock").insert(name, files);
+                Ok(FilesAnswer::Committed)
+            }
+            FilesRequest::Fetch { name } => {
+                if !self.needs.contains(&name) {
+                    return Err(format!("the task does not need {name}"));
+                }
+                let published = store.published.lock().expect("published lock");
+                let Some(files) = published.get(&name) else {
+                    return Err(format!("no task of this run has published {name}"));
+                };
+                let digests: BTreeSet<&Digest> = files.iter().map(|f| &f.digest).collect();
+                let downloads = digests
+                    .into_iter()
+                    .map(|digest| BlobDownload {
+                        digest: digest.clone(),
+                        transfer: transfer("GET", format!("/blobs/{}", digest.hex())),
+                    })
+                    .collect();
+                Ok(FilesAnswer::Downloads {
+                    files: files.clone(),
+                    downloads,
+                })
+            }
+        }
+    }
+
+    fn check_publishes(&self, name: &str) -> Result<(), String> {
+        if self.publishes.contains_key(name) {
+            Ok(())
+        } else {
+            Err(format!("the task does not publish {name}"))
+        }
+    }
+
+    /// Joins a blob's uploaded parts and keeps it when its size and digest
+    /// are right (nothing is kept otherwise).
+    fn assemble(
+        &self,
+        file: &ManifestEntry,
+        completed: &[CompletedUpload],
+        multipart: bool,
+    ) -> Result<(), String> {
+        let store = &self.store;
+        let hex = file.digest.hex();
+        let count = if multipart {
+            let done = completed.iter().find(|c| c.digest == file.digest);
+            done.map_or(0, |c| c.etags.len())
+        } else {
+            1
+        };
+        let joined = store.dir.join("parts").join(format!("{hex}.joined"));
+        let result = (|| -> std::io::Result<(Digest, u64)> {
+            let mut out = std::fs::File::create(&joined)?;
+            for n in 0..count {
+                let mut part = std::fs::File::open(store.part_path(hex, n))?;
+                std::io::copy(&mut part, &mut out)?;
+            }
+            drop(out);
+            hash_copy(std::fs::File::open(&joined)?, None)
+        })();
+        for n in 0..count.max(1) {
+            let _ = std::fs::remove_file(store.part_path(hex, n));
+        }
+        let kept = match result {
+            Ok((digest, size)) if digest == file.digest && size == file.size => {
+                std::fs::rename(&joined, store.blob_path(&file.digest))
+                    .map_err(|e| format!("keeping blob {}: {e}", file.digest))
+            }
+            Ok(_) => Err(format!(
+                "the bytes uploaded for {} do not match its digest",
+                file.path
+            )),
+            Err(e) => Err(format!("blob of {} was not uploaded: {e}", file.path)),
+        };
+        let _ = std::fs::remove_file(&joined);
+        kept
+    }
+
+    /// The store path a transfer of this channel names.
+    fn resolve(&self, transfer: &Transfer) -> Result<PathBuf, String> {
+        let hex_ok = |hex: &str| Digest::parse(&format!("sha256:{hex}")).is_ok();
+        let parts: Vec<&str> = transfer.url.split('/').collect();
+        match parts.as_slice() {
+            ["", "blobs", hex] if hex_ok(hex) => Ok(self.store.dir.join("blobs").join(hex)),
+            ["", "parts", hex, n] if hex_ok(hex) => {
+                let n: usize = n.parse().map_err(|_| "a bad part number".to_string())?;
+                Ok(self.store.part_path(hex, n))
+            }
+            _ => Err(format!(
+                "{:?} is not a transfer of this store",
+                transfer.url
+            )),
+        }
+    }
+}
+
+fn transfer(method: &str, url: String) -> Transfer {
+    Transfer {
+        method: method.into(),
+        url,
+        headers: BTreeMap::new(),
+    }
+}
+
+impl FileChannel for LocalChannel {
+    fn ask(&self, request: FilesRequest) -> BoxFuture<'_, Result<FilesAnswer, String>> {
+        let attempt = self.0.clone();
+        async move {
+            // File work, off the async workers.
+            tokio::task::spawn_blocking(move || attempt.answer(request))
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn upload<'a>(
+        &'a self,
+        transfer: &'a Transfer,
+        file: &'a Path,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        async move {
+            let dest = self.0.resolve(transfer)?;
+            let file = file.to_path_buf();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut input = std::fs::File::open(file)?;
+                input.seek(SeekFrom::Start(offset))?;
+                let mut out = std::fs::File::create(dest)?;
+                let copied = std::io::copy(&mut input.take(len), &mut out)?;
+                if copied != len {
+                    return Err(std::io::Error::other("the file is shorter than its part"));
+                }
+                out.flush()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok(None)
+        }
+        .boxed()
+    }
+
+    fn download<'a>(
+        &'a self,
+        transfer: &'a Transfer,
+        dest: &'a Path,
+    ) -> BoxFuture<'a, Result<Digest, String>> {
+        async move {
+            let source = self.0.resolve(transfer)?;
+            let dest = dest.to_path_buf();
+            tokio::task::spawn_blocking(move || -> std::io::Result<Digest> {
+                let input = std::fs::File::open(source)?;
+                let mut out = std::fs::File::create(dest)?;
+                Ok(hash_copy(input, Some(&mut out))?.0)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+}

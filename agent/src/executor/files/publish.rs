@@ -1,0 +1,165 @@
+//! One artifact published: its files collected and hashed, the server asked
+//! which blobs it lacks, those uploaded (in the parts it says), and the
+//! manifest committed, staged for the attempt.
+
+use futures::StreamExt;
+use xene_core::artifact::ManifestEntry;
+use xene_core::protocol::{BlobUpload, CompletedUpload, FilesAnswer, FilesRequest};
+use xene_core::spec::Publish;
+
+use super::archive::collect_archive;
+use super::collect::{Collected, collect_dir};
+use super::{FileChannel, Spool, size_text};
+use crate::runtime::Workspace;
+
+/// How many blobs (or parts) go up at once.
+const UPLOADS_AT_ONCE: usize = 4;
+
+/// Publishes `publish` from `workspace`; the log line that says so.
+pub(crate) async fn publish(
+    channel: &dyn FileChannel,
+    workspace: Workspace<'_>,
+    publish: &Publish,
+    spool: &Spool,
+) -> Result<String, String> {
+    let name = &publish.name;
+    let files = match workspace {
+        Workspace::Dir { root, .. } => {
+            let root = root.to_path_buf();
+            let spec = publish.clone();
+            tokio::task::spawn_blocking(move || collect_dir(&root, &spec))
+                .await
+                .map_err(|e| format!("artifact {name}: collecting its files failed: {e}"))??
+        }
+        Workspace::Archive(archive) => collect_archive(archive, publish, spool).await?,
+    };
+    let manifest: Vec<ManifestEntry> = files.iter().map(|f| f.entry.clone()).collect();
+    let refused = |error: String| format!("artifact {name}: {error}");
+    let uploads = match channel
+        .ask(FilesRequest::Publish {
+            name: name.clone(),
+            files: manifest.clone(),
+        })
+        .await
+        .map_err(refused)?
+    {
+        FilesAnswer::Uploads { uploads } => uploads,
+        FilesAnswer::Refused { error } => return Err(refused(error)),
+        other => return Err(unexpected(name, &other)),
+    };
+    let uploaded: u64 = uploads.iter().map(|u| u.size).sum();
+    // Collected first: a stream holding the closure would not be `Send`.
+    let pending: Vec<_> = uploads
+        .iter()
+        .map(|u| upload(channel, &files, u, name))
+        .collect();
+    let completed = futures::stream::iter(pending)
+        .buffered(UPLOADS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, String>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    match channel
+        .ask(FilesRequest::Commit {
+            name: name.clone(),
+            files: manifest.clone(),
+            completed,
+        })
+        .await
+        .map_err(refused)?
+    {
+        FilesAnswer::Committed => {}
+        FilesAnswer::Refused { error } => return Err(refused(error)),
+        other => return Err(unexpected(name, &other)),
+    }
+    let bytes: u64 = manifest.iter().map(|f| f.size).sum();
+    Ok(format!(
+        "published {name}: {}, {} ({} uploaded)",
+        files_text(manifest.len()),
+        size_text(bytes),
+        size_text(uploaded)
+    ))
+}
+
+pub(crate) fn files_text(n: usize) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
+}
+
+pub(crate) fn unexpected(name: &str, answer: &FilesAnswer) -> String {
+    let kind = match answer {
+        FilesAnswer::Uploads { .. } => "uploads",
+        FilesAnswer::Committed => "committed",
+        FilesAnswer::Downloads { .. } => "downloads",
+        FilesAnswer::Refused { .. } => "refused",
+    };
+    format!("artifact {name}: the server answered {kind:?} out of turn")
+}
+
+/// Uploads one blob in the parts the server gave; the multipart upload to
+/// complete, when it is one.
+async fn upload(
+    channel: &dyn FileChannel,
+    files: &[Collected],
+    upload: &BlobUpload,
+    name: &str,
+) -> Result<Option<CompletedUpload>, String> {
+    let Some(file) = files.iter().find(|f| f.entry.digest == upload.digest) else {
+        return Err(format!(
+            "artifact {name}: the server asked for blob {}, which is none of its files",
+            upload.digest
+        ));
+    };
+    let parts = plan_parts(upload, file.entry.size).map_err(|e| format!("artifact {name}: {e}"))?;
+    let mut pending = Vec::new();
+    for (transfer, (offset, len)) in upload.parts.iter().zip(parts) {
+        pending.push(async move {
+            channel
+                .upload(transfer, &file.source, offset, len)
+                .await
+                .map_err(|e| format!("artifact {name}: uploading {}: {e}", file.entry.path))
+        });
+    }
+    let etags = futures::stream::iter(pending)
+        .buffered(UPLOADS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(upload.upload_id.as_ref().map(|id| CompletedUpload {
+        digest: upload.digest.clone(),
+        upload_id: Some(id.clone()),
+        etags: etags.into_iter().map(Option::unwrap_or_default).collect(),
+    }))
+}
+
+/// The (offset, length) of each part of a blob of `size` bytes, checked
+/// against what the server gave.
+pub(crate) fn plan_parts(upload: &BlobUpload, size: u64) -> Result<Vec<(u64, u64)>, String> {
+    if upload.size != size {
+        return Err(format!(
+            "the server gave blob {} a size of {} bytes, not {size}",
+            upload.digest, upload.size
+        ));
+    }
+    let count = upload.parts.len() as u64;
+    if count == 1 {
+        return Ok(vec![(0, size)]);
+    }
+    let part = upload.part_size;
+    if part == 0 || count != size.div_ceil(part) {
+        return Err(format!(
+            "the server split blob {} into {count} parts of {part} bytes, which does not fit {size} bytes",
+            upload.digest
+        ));
+    }
+    Ok((0..count)
+        .map(|i| (i * part, part.min(size - i * part)))
+        .collect())
+}
