@@ -14,6 +14,7 @@ pub mod choose;
 pub mod config;
 pub mod controllers;
 pub mod data_dir;
+pub mod files;
 pub mod gateway;
 pub mod http;
 pub mod listen;
@@ -53,6 +54,8 @@ pub enum ServerError {
     DataDir(#[from] data_dir::DataDirError),
     #[error(transparent)]
     LocalAgent(controllers::local_agent::LocalAgentError),
+    #[error("opening the artifact store")]
+    Files(#[source] files::FilesError),
     #[error("reading --metrics-token-file {path}: {reason}")]
     MetricsToken {
         path: std::path::PathBuf,
@@ -119,6 +122,12 @@ impl Server {
                 .await
                 .map_err(ServerError::Secrets)?;
         }
+        // After the signing key is known sealed (its URLs' key derives from it).
+        let blobs = Arc::new(
+            files::open(args, &db, &vault)
+                .await
+                .map_err(ServerError::Files)?,
+        );
         // Pipelines stored before their trigger was: the list reads rows
         // only. Unfilled rows are still listed (by their trigger's kind).
         if let Err(e) = storage::workflows::backfill_triggers(&db).await {
@@ -165,6 +174,7 @@ impl Server {
             vault,
             specs: Arc::default(),
             public_url: Arc::from(""),
+            blobs,
         };
         let local_agent = controllers::local_agent::configure(args)
             .await

@@ -46,6 +46,10 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/download/xene-agent.sha256", PUBLIC),
     rule(Method::GET, "/api/v1/agents/connect", PUBLIC),
     rule(Method::POST, "/api/v1/agents/join", PUBLIC),
+    // Artifacts' bytes in the local store: the URL's signature (one
+    // method, one blob, minutes) is the credential, checked by the handler.
+    rule(Method::PUT, "/api/v1/blobs/{digest}", PUBLIC),
+    rule(Method::GET, "/api/v1/blobs/{digest}", PUBLIC),
     rule(Method::GET, "/api/v1/openapi.json", PUBLIC),
     rule(Method::GET, "/api/v1/docs", PUBLIC),
     // Unknown API paths answer a JSON 404 to anyone.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 pub mod access;
+pub mod artifacts;
 
 /// The Xene server: web UI, REST API, agent gateway and controllers.
 ///
@@ -201,6 +202,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub listen: crate::listen::ListenArgs,
+
+    #[command(flatten)]
+    pub artifacts: artifacts::ArtifactArgs,
 }
 
 impl Args {
@@ -238,6 +242,7 @@ impl Args {
             print_config: false,
             access: access::AccessArgs::default(),
             listen: crate::listen::ListenArgs::default(),
+            artifacts: artifacts::ArtifactArgs::default(),
         }
     }
 
@@ -370,6 +375,9 @@ pub fn secret_flags(
         found.push(
             "--oidc-client-secret (use XENE_OIDC_CLIENT_SECRET or --oidc-client-secret-file)",
         );
+    }
+    if given("s3_secret_access_key") {
+        found.push("--s3-secret-access-key (use XENE_S3_SECRET_ACCESS_KEY)");
     }
     found
 }

@@ -220,6 +220,8 @@ pub struct LocalAgent {
     /// Makes this process's executor ids unique, so two servers (or a
     /// restart) never share a container label or a working directory.
     incarnation: String,
+    /// Moves artifacts' bytes to and from an S3 store's presigned URLs.
+    http: reqwest::Client,
 }
 
 struct Execution {
@@ -249,6 +251,7 @@ pub async fn run(ctx: Context, config: LocalAgentConfig) {
         running: Mutex::new(HashMap::new()),
         executions: TaskTracker::new(),
         incarnation: xene_agent::new_run_id(),
+        http: crate::files::channel::http_client(),
     });
     if let Err(e) = agent.join().await {
         tracing::error!(error = %e, "the built-in agent cannot register; it takes no tasks");
@@ -452,6 +455,12 @@ impl LocalAgent {
         run_span.record("workflow", dispatch.workflow.as_str());
         run_span.record("pipeline", dispatch.pipeline_name.as_str());
         let mut request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
+        request.files = Some(crate::files::channel::for_attempt(
+            &self.ctx,
+            &self.config.id,
+            AttemptRef { id: attempt.id },
+            &self.http,
+        ));
         // Its steps start once `TaskStarted` is stored, never before: a
         // server killed in between must not leave a task that ran looking
         // never started (placed again without a retry, it would run twice).

@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use crate::metrics::Metrics;
 use crate::storage::{Db, StorageError, leases};
 
+pub mod collector;
 pub mod cron;
 pub mod dispatch;
 pub mod local_agent;
@@ -63,6 +64,8 @@ pub struct Context {
     /// The URL agents reach this server at, for the install command an
     /// agent of another protocol is told to run.
     pub public_url: Arc<str>,
+    /// Where artifacts' blobs are stored.
+    pub blobs: Arc<crate::files::BlobStore>,
 }
 
 impl Context {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use xene_core::event::RunEvent;
-use xene_core::protocol::AttemptRef;
+use xene_core::protocol::{AttemptRef, FilesRequest};
 
 /// Most task attempts one agent may hold at once; a larger claim is cut to
 /// this.
@@ -98,6 +98,57 @@ pub fn check_attempts(attempts: &[AttemptRef]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Bounds of a request about files (what the manifest may hold is
+/// `xene_core::artifact::check_manifest`'s, checked by the service).
+pub fn check_files(request: &FilesRequest) -> Result<(), String> {
+    use xene_core::artifact::MAX_FILES;
+    let (name, files) = match request {
+        FilesRequest::Publish { name, files } => (name, files.len()),
+        FilesRequest::Commit {
+            name,
+            files,
+            completed,
+        } => {
+            if completed.len() > files.len() {
+                return Err("more uploads completed than the artifact has files".into());
+            }
+            for done in completed {
+                if done.etags.len() as u64 > crate::files::store::MAX_PARTS
+                    || done.etags.iter().any(|e| e.len() > MAX_ETAG)
+                    || done
+                        .upload_id
+                        .as_ref()
+                        .is_some_and(|u| u.len() > MAX_UPLOAD_ID)
+                {
+                    return Err(format!(
+                        "the upload of blob {} is completed with too many or too long parts",
+                        done.digest
+                    ));
+                }
+            }
+            (name, files.len())
+        }
+        FilesRequest::Fetch { name } => (name, 0),
+    };
+    if name.is_empty() || name.len() > MAX_ARTIFACT_NAME {
+        return Err(format!(
+            "an artifact name is 1 to {MAX_ARTIFACT_NAME} characters"
+        ));
+    }
+    if files > MAX_FILES {
+        return Err(format!(
+            "an artifact holds at most {MAX_FILES} files; this one has {files}"
+        ));
+    }
+    Ok(())
+}
+
+/// Longest artifact name (as the spec allows).
+const MAX_ARTIFACT_NAME: usize = 64;
+/// Longest ETag of a part, and upload id, the server passes on to the store.
+const MAX_ETAG: usize = 1024;
+const MAX_UPLOAD_ID: usize = 2048;
 
 /// Events of one task attempt: each names the attempt's `task` (and one of
 /// its `steps`), and none speaks for the whole run, whose status the

@@ -1,6 +1,7 @@
-//! One agent's connection (protocol 2): hello, then dispatching the task
+//! One agent's connection (protocol 3): hello, then dispatching the task
 //! attempts placed on it, applying the events it reports on each,
-//! acknowledging them, and telling it which attempts to cancel or stop.
+//! acknowledging them, telling it which attempts to cancel or stop, and
+//! answering its requests about files (`files.rs`).
 //! Its heartbeats renew its attempts' leases through the gateway's
 //! liveness flush, for all agents at once. Written over a generic sink and
 //! stream of protocol messages, so it does not care whether they travel
@@ -22,6 +23,7 @@ use crate::storage::{ALL_AGENTS, StorageError};
 use tokio::sync::broadcast::error::RecvError;
 
 mod attempts;
+mod files;
 
 /// How long a message to the agent may wait for it to read.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,6 +132,10 @@ struct Session<'a, S> {
     /// The task and step names of runs the agent reports on: events must
     /// name only these.
     steps: HashMap<i64, Arc<BTreeMap<String, BTreeSet<String>>>>,
+    /// Requests about files being answered, each on a task of its own (an
+    /// object store may be slow; heartbeats must not wait for it). Ended
+    /// with the session.
+    files: tokio::task::JoinSet<ServerMessage>,
 }
 
 /// What an agent of another protocol is told: the version it needs and
@@ -241,6 +247,7 @@ where
         runs_shell: hello.runtimes.iter().any(|r| r == "shell"),
         held: HashMap::new(),
         steps: HashMap::new(),
+        files: tokio::task::JoinSet::new(),
     };
     let end = session.serve(hello, &registered, &mut incoming).await;
     if let SessionEnd::Closed(why) = &end {
@@ -329,6 +336,9 @@ where
                     Some(Err(e)) => return SessionEnd::Transport(e),
                     None => return SessionEnd::Disconnected,
                 },
+                Some(answered) = self.files.join_next(), if !self.files.is_empty() => {
+                    self.files_answered(answered).await
+                }
                 news = news.recv() => match news {
                     Ok(agent) if *agent != *self.agent.id && *agent != *ALL_AGENTS => Ok(()),
                     // Lagged: some news was missed, maybe ours.
@@ -366,11 +376,11 @@ where
             AgentMessage::FetchOutputs { attempt, after } => {
                 self.fetch_outputs(attempt, after).await
             }
-            // Protocol 3's requests about files: answered by the files
-            // service once it is wired here.
-            AgentMessage::Files { .. } => {
-                Err(SessionEnd::Protocol("files are not served yet".into()))
-            }
+            AgentMessage::Files {
+                attempt,
+                id,
+                request,
+            } => self.answer_files(attempt, id, request).await,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod agent_auth;
 pub mod agents;
 pub mod api;
 pub mod audit;
+pub mod blobs;
 pub mod cli_login;
 pub mod connect;
 pub mod cookies;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(install::router())
         .merge(connect::router())
+        .merge(blobs::router())
         .merge(signin::router())
         .merge(cli_login::router())
         .merge(api::router().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))

@@ -1,4 +1,4 @@
-//! Protocol 2 on raw sockets: who may speak it, what a task dispatch
+//! Protocol 3 on raw sockets: who may speak it, what a task dispatch
 //! carries (only its task's secrets, its upstream outputs inline or in
 //! pages), and cancel and stop per task attempt across agents.
 
@@ -46,6 +46,24 @@ async fn an_agent_of_another_protocol_is_told_what_to_install() {
              reinstall from http://{}/install.sh",
             server.addr
         )
+    );
+    // Protocol 2 (the hello of the release before artifacts) too: it
+    // could not stage a task's files.
+    let mut socket = dial(&server, &credential).await.unwrap();
+    socket
+        .send(Message::text(
+            r#"{"type":"hello","protocol":2,"agent_version":"0.1.0","labels":{},"runtimes":["shell"],"capacity":2,"attempts":[]}"#,
+        ))
+        .await
+        .unwrap();
+    let (code, reason) = receive(&mut socket).await.unwrap_err().unwrap();
+    assert_eq!(code, CloseCode::from(CLOSE_UNSUPPORTED_PROTOCOL));
+    assert!(
+        reason.ends_with(&format!(
+            "not 2; reinstall from http://{}/install.sh",
+            server.addr
+        )),
+        "{reason}"
     );
     // It never became an agent that takes work.
     let (_, agents) = server.get("/api/v1/agents").await;

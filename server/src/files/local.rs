@@ -1,0 +1,151 @@
+//! The local store's transfers, for the blob route and the built-in agent
+//! alike: an upload is written to a temporary file while it is hashed and
+//! renamed into place only when its size and digest are the URL's; a
+//! download streams the stored file.
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
+use futures::{Stream, StreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt;
+use xene_core::artifact::Digest;
+
+use super::local_urls::{BlobMethod, Grant, UrlError};
+use super::store::{BlobStore, LOCAL_TEMP_DIR, StoreError, key};
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The bytes are not what the URL names: nothing was kept.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("the blob {0} is not in the store")]
+    Missing(Digest),
+    /// The sender's stream failed (it went away): nothing was kept.
+    #[error("the upload broke off: {0}")]
+    Broken(String),
+    #[error("this server's artifact store is not local: blob URLs are the object store's")]
+    NotLocal,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Receives an upload `grant` allows: kept only when its size and digest
+/// are the grant's.
+pub async fn receive<S, E>(store: &BlobStore, grant: &Grant, body: S) -> Result<(), TransferError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    if grant.method != BlobMethod::Put {
+        return Err(UrlError::WrongMethod {
+            signed: grant.method.as_str(),
+            asked: "PUT".into(),
+        }
+        .into());
+    }
+    let root = store.local_root().ok_or(TransferError::NotLocal)?;
+    let temp =
+        root.join(LOCAL_TEMP_DIR)
+            .join(format!("{}.{}.part", grant.digest.hex(), random_suffix()));
+    let written = write_temp(&temp, grant, body).await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&temp).await;
+        return Err(e);
+    }
+    let dest = fs_path(root, &grant.digest);
+    let placed = async {
+        if let Some(dir) = dest.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        // Atomic: a reader sees no blob or the whole blob; an identical
+        // upload racing this one replaces it with the same bytes.
+        tokio::fs::rename(&temp, &dest).await
+    }
+    .await;
+    if let Err(e) = placed {
+        let _ = tokio::fs::remove_file(&temp).await;
+        return Err(StoreError::Io(e).into());
+    }
+    Ok(())
+}
+
+async fn write_temp<S, E>(temp: &Path, grant: &Grant, mut body: S) -> Result<(), TransferError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let io = |e: std::io::Error| TransferError::Store(StoreError::Io(e));
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(temp)
+        .await
+        .map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut got: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| TransferError::Broken(e.to_string()))?;
+        got += chunk.len() as u64;
+        // Never more than was signed: the size bounds the disk it takes.
+        if got > grant.size {
+            return Err(TransferError::Rejected(format!(
+                "the upload is longer than the {} bytes its URL allows",
+                grant.size
+            )));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    if got != grant.size {
+        return Err(TransferError::Rejected(format!(
+            "the upload has {got} bytes, not the {} its URL names",
+            grant.size
+        )));
+    }
+    let digest = Digest::from_sha256(&hasher.finalize().into());
+    if digest != grant.digest {
+        return Err(TransferError::Rejected(format!(
+            "the uploaded bytes hash to {digest}, not {}",
+            grant.digest
+        )));
+    }
+    // On disk before it is named: a blob row may soon point at it.
+    file.sync_all().await.map_err(io)?;
+    Ok(())
+}
+
+/// The stored blob's size and bytes, for a download `grant` allows.
+pub async fn serve(
+    store: &BlobStore,
+    grant: &Grant,
+) -> Result<(u64, impl Stream<Item = Result<Bytes, StoreError>> + use<>), TransferError> {
+    if grant.method != BlobMethod::Get {
+        return Err(UrlError::WrongMethod {
+            signed: grant.method.as_str(),
+            asked: "GET".into(),
+        }
+        .into());
+    }
+    if store.local_root().is_none() {
+        return Err(TransferError::NotLocal);
+    }
+    let Some(size) = store.size_of(&grant.digest).await? else {
+        return Err(TransferError::Missing(grant.digest.clone()));
+    };
+    Ok((size, store.read(&grant.digest).await?))
+}
+
+/// Where a local store keeps a blob.
+fn fs_path(root: &Path, digest: &Digest) -> PathBuf {
+    root.join(key(digest).as_ref())
+}
+
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    hex::encode(bytes)
+}

@@ -1,0 +1,353 @@
+//! Answers an agent's requests about the files of a task attempt it holds:
+//! where to upload the blobs of an artifact its task publishes (only those
+//! the store lacks), committing that artifact's manifest, staged for the
+//! attempt, and where to download an artifact its task needs (the
+//! manifest its producer published in the same run). Every refusal is a
+//! clear reason the task fails with; nothing is stored by a refused
+//! request.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use xene_core::artifact::{Digest, ManifestEntry, PART_SIZE, SINGLE_PUT_MAX, check_manifest};
+use xene_core::protocol::{AttemptRef, CompletedUpload, FilesAnswer, FilesRequest};
+use xene_core::spec::Task;
+
+use super::store::{MAX_FILE_BYTES, StoreError};
+use crate::controllers::Context;
+use crate::gateway::limits;
+use crate::storage::artifacts::{self, InsertBlobsError, Staged};
+use crate::storage::{StorageError, attempts, runs};
+
+/// How many HEAD requests a check sends at once.
+const HEADS_AT_ONCE: usize = 16;
+
+/// A refusal, or a failure of the server's own (logged; the agent hears a
+/// short reason).
+enum Failure {
+    Refused(String),
+    Storage(StorageError),
+    Store(StoreError),
+}
+
+impl From<StorageError> for Failure {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn refuse<T>(reason: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure::Refused(reason.into()))
+}
+
+/// The answer to `request` about `attempt` from `agent`.
+pub async fn answer(
+    ctx: &Context,
+    agent: &str,
+    attempt: AttemptRef,
+    request: FilesRequest,
+) -> FilesAnswer {
+    let asked = match &request {
+        FilesRequest::Publish { .. } => "publish",
+        FilesRequest::Commit { .. } => "commit",
+        FilesRequest::Fetch { .. } => "fetch",
+    };
+    match answer_inner(ctx, agent, attempt, request).await {
+        Ok(answer) => answer,
+        Err(Failure::Refused(error)) => FilesAnswer::Refused { error },
+        Err(Failure::Storage(e)) => {
+            tracing::error!(agent, attempt = attempt.id, asked, error = %e, "answering a files request failed");
+            FilesAnswer::Refused {
+                error: "the server's database failed while handling the artifact (see the server's log)"
+                    .into(),
+            }
+        }
+        Err(Failure::Store(e)) => {
+            tracing::error!(agent, attempt = attempt.id, asked, error = %e, "answering a files request failed");
+            FilesAnswer::Refused {
+                error: "the server could not use its artifact store (see the server's log)".into(),
+            }
+        }
+    }
+}
+
+/// The attempt and its task, once it is known to be this agent's.
+struct Held {
+    run_id: i64,
+    task_name: String,
+    task: Task,
+}
+
+async fn answer_inner(
+    ctx: &Context,
+    agent: &str,
+    attempt: AttemptRef,
+    request: FilesRequest,
+) -> Result<FilesAnswer, Failure> {
+    limits::check_files(&request).map_err(Failure::Refused)?;
+    // Fetching comes before the attempt's start may be stored; publishing
+    // only while it runs.
+    let fetching = matches!(request, FilesRequest::Fetch { .. });
+    let held = held(ctx, agent, attempt, fetching).await?;
+    match request {
+        FilesRequest::Publish { name, files } => {
+            publishes(&held, &name)?;
+            uploads(ctx, &files).await
+        }
+        FilesRequest::Commit {
+            name,
+            files,
+            completed,
+        } => {
+            let when_always = publishes(&held, &name)?;
+            commit(ctx, attempt, &held, &name, when_always, &files, &completed).await
+        }
+        FilesRequest::Fetch { name } => fetch(ctx, &held, &name).await,
+    }
+}
+
+/// The attempt, if `agent` holds it (placed on it, or running there when
+/// `placed_too` is false) and its task is known.
+async fn held(
+    ctx: &Context,
+    agent: &str,
+    attempt: AttemptRef,
+    placed_too: bool,
+) -> Result<Held, Failure> {
+    let row = attempts::get(&ctx.db, attempt.id).await?;
+    let Some(row) = row.filter(|a| a.agent_id.as_deref() == Some(agent)) else {
+        return refuse(format!(
+            "task attempt {} is not held by this agent",
+            attempt.id
+        ));
+    };
+    let live = row.status == "running" || (placed_too && row.status == "placed");
+    if !live {
+        return refuse(format!(
+            "task attempt {} is {}, not running: its files are no longer taken",
+            attempt.id, row.status
+        ));
+    }
+    let Some(run) = runs::get_run(&ctx.db, row.run_id).await? else {
+        return refuse(format!("the run of task attempt {} is gone", attempt.id));
+    };
+    let pipeline = ctx
+        .specs
+        .pipeline(&ctx.db, &run.workflow, run.version, &run.pipeline)
+        .await?;
+    let Some(task) = pipeline.and_then(|p| p.tasks.get(&row.task).cloned()) else {
+        return refuse(format!("the task of attempt {} is gone", attempt.id));
+    };
+    Ok(Held {
+        run_id: row.run_id,
+        task_name: row.task,
+        task,
+    })
+}
+
+/// Whether the artifact is published from failed attempts too, if the
+/// task publishes it.
+fn publishes(held: &Held, name: &str) -> Result<bool, Failure> {
+    match held.task.publish.iter().find(|p| p.name == name) {
+        Some(publish) => Ok(publish.when == xene_core::spec::PublishWhen::Always),
+        None => refuse(format!(
+            "task {} publishes no artifact {}",
+            held.task_name,
+            shown(name)
+        )),
+    }
+}
+
+/// The manifest's distinct blobs with their sizes, once it is valid.
+fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
+    check_manifest(files).map_err(Failure::Refused)?;
+    let mut blobs = BTreeMap::new();
+    for file in files {
+        if file.size > MAX_FILE_BYTES {
+            return refuse(format!(
+                "file {} has {} bytes, more than the {MAX_FILE_BYTES} a file may have",
+                shown(&file.path),
+                file.size
+            ));
+        }
+        if let Some(size) = blobs.insert(&file.digest, file.size)
+            && size != file.size
+        {
+            return refuse(format!(
+                "file {} has {} bytes but another file of the same digest {size}",
+                shown(&file.path),
+                file.size
+            ));
+        }
+    }
+    Ok(blobs)
+}
+
+/// Uploads for the blobs the store lacks: those without a row, and those
+/// whose row has no object (an upload that died after its commit began).
+async fn uploads(ctx: &Context, files: &[ManifestEntry]) -> Result<FilesAnswer, Failure> {
+    let blobs = checked(files)?;
+    let digests: Vec<Digest> = blobs.keys().map(|d| (*d).clone()).collect();
+    let mut missing = artifacts::missing_blobs(&ctx.db, &digests).await?;
+    let present: Vec<(&Digest, u64)> = blobs
+        .iter()
+        .filter(|(d, _)| !missing.contains(d))
+        .map(|(d, size)| (*d, *size))
+        .collect();
+    missing.extend(lacking(ctx, &present).await?.into_iter().cloned());
+    let mut uploads = Vec::with_capacity(missing.len());
+    for digest in &missing {
+        uploads.push(ctx.blobs.upload(digest, blobs[digest]).await?);
+    }
+    Ok(FilesAnswer::Uploads { uploads })
+}
+
+/// The blobs of `blobs` the store does not hold with their size.
+async fn lacking<'a>(
+    ctx: &Context,
+    blobs: &[(&'a Digest, u64)],
+) -> Result<Vec<&'a Digest>, StoreError> {
+    // Owned, so the checks run on any task (a borrowed closure's future is
+    // not `Send` for every lifetime).
+    let owned: Vec<(usize, Digest)> = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, (digest, _))| (i, (*digest).clone()))
+        .collect();
+    let checks = owned.into_iter().map(|(i, digest)| {
+        let store = ctx.blobs.clone();
+        async move { (i, store.size_of(&digest).await) }
+    });
+    let sizes: Vec<(usize, Result<Option<u64>, StoreError>)> = futures::stream::iter(checks)
+        .buffer_unordered(HEADS_AT_ONCE)
+        .collect()
+        .await;
+    let mut lacking = Vec::new();
+    for (i, stored) in sizes {
+        let (digest, size) = blobs[i];
+        if stored? != Some(size) {
+            lacking.push(digest);
+        }
+    }
+    // In the manifest's order, whatever order the checks ended in.
+    lacking.sort();
+    Ok(lacking)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    ctx: &Context,
+    attempt: AttemptRef,
+    held: &Held,
+    name: &str,
+    when_always: bool,
+    files: &[ManifestEntry],
+    completed: &[CompletedUpload],
+) -> Result<FilesAnswer, Failure> {
+    let blobs = checked(files)?;
+    for done in completed {
+        let Some(size) = blobs.get(&done.digest) else {
+            return refuse(format!(
+                "upload of blob {} completed, but no file of artifact {} has it",
+                done.digest,
+                shown(name)
+            ));
+        };
+        let parts = size.div_ceil(PART_SIZE);
+        if *size <= SINGLE_PUT_MAX || done.upload_id.is_none() || done.etags.len() as u64 != parts {
+            return refuse(format!(
+                "the upload of blob {} ({size} bytes) completes with {} parts, not {parts}",
+                done.digest,
+                done.etags.len()
+            ));
+        }
+        if let Err(e) = ctx.blobs.complete(done).await {
+            tracing::warn!(digest = %done.digest, error = %e, "completing a multipart upload failed");
+            return refuse(format!(
+                "the artifact store did not complete the upload of blob {}; publish again",
+                done.digest
+            ));
+        }
+    }
+    // Rows first, so the collector leaves the objects be; then the objects
+    // must all be there, whole.
+    let rows: Vec<(Digest, u64)> = blobs.iter().map(|(d, s)| ((*d).clone(), *s)).collect();
+    match artifacts::insert_blobs(&ctx.db, &rows).await {
+        Ok(()) => {}
+        Err(InsertBlobsError::Collecting(digest)) => {
+            return refuse(format!(
+                "blob {digest} is being removed by the artifact collector; publish again"
+            ));
+        }
+        Err(InsertBlobsError::Storage(e)) => return Err(e.into()),
+    }
+    let all: Vec<(&Digest, u64)> = blobs.iter().map(|(d, s)| (*d, *s)).collect();
+    if let Some(digest) = lacking(ctx, &all).await?.first() {
+        return refuse(format!(
+            "blob {digest} is not in the artifact store with its {} bytes: its upload did not finish",
+            blobs[digest]
+        ));
+    }
+    let staged = artifacts::stage(
+        &ctx.db,
+        attempt.id,
+        held.run_id,
+        &held.task_name,
+        name,
+        when_always,
+        files,
+    )
+    .await?;
+    match staged {
+        Staged::Stored => Ok(FilesAnswer::Committed),
+        Staged::NotRunning => refuse(format!(
+            "task attempt {} is no longer running: artifact {} was not kept",
+            attempt.id,
+            shown(name)
+        )),
+        Staged::MissingBlob(digest) => refuse(format!(
+            "blob {digest} is no longer in the artifact store; publish again"
+        )),
+        Staged::Invalid(reason) => refuse(reason),
+    }
+}
+
+async fn fetch(ctx: &Context, held: &Held, name: &str) -> Result<FilesAnswer, Failure> {
+    if !held.task.needs.iter().any(|n| n.name == name) {
+        return refuse(format!(
+            "task {} does not need artifact {}",
+            held.task_name,
+            shown(name)
+        ));
+    }
+    let Some(files) = artifacts::published(&ctx.db, held.run_id, name).await? else {
+        return refuse(format!(
+            "artifact {} was not published in this run (the task publishing it did not succeed)",
+            shown(name)
+        ));
+    };
+    let mut sizes: BTreeMap<&Digest, u64> = BTreeMap::new();
+    for file in &files {
+        sizes.insert(&file.digest, file.size);
+    }
+    let mut downloads = Vec::with_capacity(sizes.len());
+    for (digest, size) in sizes {
+        downloads.push(xene_core::protocol::BlobDownload {
+            digest: digest.clone(),
+            transfer: ctx.blobs.download(digest, size).await?,
+        });
+    }
+    Ok(FilesAnswer::Downloads { files, downloads })
+}
+
+/// A name from the agent as a reason shows it: quoted and cut short.
+fn shown(text: &str) -> String {
+    let cut: String = text.chars().take(80).collect();
+    format!("{cut:?}")
+}

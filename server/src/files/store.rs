@@ -1,0 +1,337 @@
+//! The object store that keeps artifacts' blobs, one object per digest
+//! under `blobs/sha256/<first 2 hex>/<64 hex>`: the local file system under
+//! the data directory (this server moves the bytes, through signed URLs
+//! of its own), or an S3-compatible store (agents move the bytes straight
+//! to and from it, through presigned URLs, in parts for large files).
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::local::LocalFileSystem;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions, Signer};
+use object_store::{ObjectStore, ObjectStoreExt};
+use xene_core::artifact::{Digest, PART_SIZE, SINGLE_PUT_MAX};
+use xene_core::protocol::{BlobUpload, CompletedUpload, Transfer};
+
+use super::local_urls::{BlobMethod, LocalUrls};
+use crate::config::artifacts::{ArtifactArgs, StoreKind};
+use crate::storage::now_ms;
+
+/// The most parts of one multipart upload (S3's limit): with
+/// `PART_SIZE` parts, the largest file an artifact may hold.
+pub const MAX_PARTS: u64 = 10_000;
+/// The largest file an artifact may hold.
+pub const MAX_FILE_BYTES: u64 = MAX_PARTS * PART_SIZE;
+
+/// The directory of a local store where uploads are written before they
+/// are verified and renamed into place (the collector empties it of old
+/// leftovers).
+pub const LOCAL_TEMP_DIR: &str = "tmp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("artifact store: {0}")]
+    Config(String),
+    #[error("artifact store: {0}")]
+    Object(#[from] object_store::Error),
+    #[error("artifact store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One blob the store holds, as listed.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When it was last written (UTC ms).
+    pub modified_ms: i64,
+}
+
+enum Backend {
+    /// Files under `root`, served by this server.
+    Local {
+        root: PathBuf,
+    },
+    S3(Arc<AmazonS3>),
+}
+
+pub struct BlobStore {
+    objects: Arc<dyn ObjectStore>,
+    backend: Backend,
+    urls: LocalUrls,
+    /// How long a URL handed out stays valid.
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobStore({})", self.objects)
+    }
+}
+
+/// The object key of a blob.
+pub fn key(digest: &Digest) -> Path {
+    let hex = digest.hex();
+    Path::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
+}
+
+impl BlobStore {
+    /// Opens the store the flags name. `data_dir` holds the local store;
+    /// `url_secret` keys the local store's URLs.
+    pub fn open(
+        args: &ArtifactArgs,
+        data_dir: &FsPath,
+        url_secret: &[u8],
+    ) -> Result<Self, StoreError> {
+        let urls = LocalUrls::new(url_secret);
+        let ttl = args.artifact_url_ttl;
+        match args.artifact_store {
+            StoreKind::Local => {
+                let root = data_dir.join("artifacts");
+                std::fs::create_dir_all(root.join(LOCAL_TEMP_DIR))?;
+                let objects = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+                Ok(Self {
+                    objects,
+                    backend: Backend::Local { root },
+                    urls,
+                    ttl,
+                })
+            }
+            StoreKind::S3 => {
+                let s3 = Arc::new(s3_from(args)?);
+                Ok(Self {
+                    objects: s3.clone(),
+                    backend: Backend::S3(s3),
+                    urls,
+                    ttl,
+                })
+            }
+        }
+    }
+
+    /// The local store's directory, if it is local.
+    pub fn local_root(&self) -> Option<&FsPath> {
+        match &self.backend {
+            Backend::Local { root } => Some(root),
+            Backend::S3(_) => None,
+        }
+    }
+
+    /// The local store's URLs (also what checks the ones it handed out).
+    pub fn urls(&self) -> &LocalUrls {
+        &self.urls
+    }
+
+    /// The object store itself (for the collector's listing and deleting).
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    fn expires_ms(&self) -> i64 {
+        now_ms() + self.ttl.as_millis() as i64
+    }
+
+    /// Where and how the agent uploads a blob: one PUT up to
+    /// `SINGLE_PUT_MAX`, else (S3) parts of `PART_SIZE` of one multipart
+    /// upload, completed by `complete`.
+    pub async fn upload(&self, digest: &Digest, size: u64) -> Result<BlobUpload, StoreError> {
+        let single = |transfer: Transfer| BlobUpload {
+            digest: digest.clone(),
+            size,
+            part_size: size.max(SINGLE_PUT_MAX),
+            parts: vec![transfer],
+            upload_id: None,
+        };
+        let s3 = match &self.backend {
+            // This server receives the bytes as a stream, whatever the size.
+            Backend::Local { .. } => {
+                let url = self
+                    .urls
+                    .sign(BlobMethod::Put, digest, size, self.expires_ms());
+                return Ok(single(transfer("PUT", url)));
+            }
+            Backend::S3(s3) => s3,
+        };
+        let path = key(digest);
+        if size <= SINGLE_PUT_MAX {
+            // S3 checks the bytes against their SHA-256 (the header is
+            // signed, so the agent must send it): no agent can store other
+            // bytes under a digest.
+            let checksum = base64_sha256(digest);
+            let options = SignedUrlOptions::default().with_signed_header(
+                HeaderName::from_static("x-amz-checksum-sha256"),
+                HeaderValue::from_str(&checksum).expect("base64 is a header value"),
+            );
+            let url = s3
+                .signed_url_opts(Method::PUT, &path, self.ttl, &options)
+                .await?;
+            let mut put = transfer("PUT", url.to_string());
+            put.headers.insert("x-amz-checksum-sha256".into(), checksum);
+            return Ok(single(put));
+        }
+        let parts = size.div_ceil(PART_SIZE);
+        if parts > MAX_PARTS {
+            return Err(StoreError::Config(format!(
+                "a file of {size} bytes is over the {MAX_FILE_BYTES} bytes a file may have"
+            )));
+        }
+        let upload_id = s3.create_multipart(&path).await?;
+        let mut transfers = Vec::with_capacity(parts as usize);
+        for number in 1..=parts {
+            let options = SignedUrlOptions::default().with_query([
+                ("partNumber", number.to_string()),
+                ("uploadId", upload_id.clone()),
+            ]);
+            let url = s3
+                .signed_url_opts(Method::PUT, &path, self.ttl, &options)
+                .await?;
+            transfers.push(transfer("PUT", url.to_string()));
+        }
+        Ok(BlobUpload {
+            digest: digest.clone(),
+            size,
+            part_size: PART_SIZE,
+            parts: transfers,
+            upload_id: Some(upload_id),
+        })
+    }
+
+    /// Completes a multipart upload with the parts' ETags the agent got.
+    pub async fn complete(&self, done: &CompletedUpload) -> Result<(), StoreError> {
+        let (Backend::S3(s3), Some(upload_id)) = (&self.backend, &done.upload_id) else {
+            return Ok(());
+        };
+        let parts = done
+            .etags
+            .iter()
+            .map(|etag| PartId {
+                content_id: etag.clone(),
+            })
+            .collect();
+        s3.complete_multipart(&key(&done.digest), upload_id, parts)
+            .await?;
+        Ok(())
+    }
+
+    /// Where the agent downloads a blob from.
+    pub async fn download(&self, digest: &Digest, size: u64) -> Result<Transfer, StoreError> {
+        match &self.backend {
+            Backend::Local { .. } => Ok(transfer(
+                "GET",
+                self.urls
+                    .sign(BlobMethod::Get, digest, size, self.expires_ms()),
+            )),
+            Backend::S3(s3) => {
+                let url = s3.signed_url(Method::GET, &key(digest), self.ttl).await?;
+                Ok(transfer("GET", url.to_string()))
+            }
+        }
+    }
+
+    /// The size of a stored blob, or `None` when the store lacks it.
+    pub async fn size_of(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self.objects.head(&key(digest)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A blob's bytes, streamed.
+    pub async fn read(
+        &self,
+        digest: &Digest,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        let got = self.objects.get(&key(digest)).await?;
+        Ok(got
+            .into_stream()
+            .map(|r| r.map_err(StoreError::from))
+            .boxed())
+    }
+
+    /// Deletes a blob; one already gone is no error.
+    pub async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        match self.objects.delete(&key(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every blob the store holds (objects under `blobs/` whose key is no
+    /// digest are skipped).
+    pub fn list(&self) -> BoxStream<'static, Result<StoredBlob, StoreError>> {
+        self.objects
+            .list(Some(&Path::from("blobs/sha256")))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(meta) => {
+                        let name = meta.location.filename()?;
+                        let digest = Digest::parse(&format!("sha256:{name}")).ok()?;
+                        Some(Ok(StoredBlob {
+                            digest,
+                            size: meta.size,
+                            modified_ms: meta.last_modified.timestamp_millis(),
+                        }))
+                    }
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
+            .boxed()
+    }
+}
+
+fn transfer(method: &str, url: String) -> Transfer {
+    Transfer {
+        method: method.into(),
+        url,
+        headers: Default::default(),
+    }
+}
+
+/// The digest's 32 bytes in base64, as S3's checksum headers carry them.
+fn base64_sha256(digest: &Digest) -> String {
+    use base64::Engine;
+    let bytes = hex::decode(digest.hex()).expect("a digest is hex");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn s3_from(args: &ArtifactArgs) -> Result<AmazonS3, StoreError> {
+    let bucket = args
+        .s3_bucket
+        .as_deref()
+        .ok_or_else(|| StoreError::Config("--artifact-store s3 needs --s3-bucket".into()))?;
+    // object_store's HTTP client is rustls without a bundled provider: it
+    // takes the process default, this crate's ring. Another caller may
+    // have installed it first, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_region(&args.s3_region);
+    if let Some(endpoint) = &args.s3_endpoint {
+        // A store on a private network or in tests may speak plain HTTP.
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    match (&args.s3_access_key_id, &args.s3_secret_access_key) {
+        (Some(id), Some(secret)) => {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(StoreError::Config(
+                "--s3-access-key-id and --s3-secret-access-key go together".into(),
+            ));
+        }
+    }
+    Ok(builder.build()?)
+}
