@@ -1,0 +1,233 @@
+//! The artifact store's edges (issue 25), below the end-to-end tests of
+//! `artifacts*.rs`: the local store's signed URLs as the blob route checks
+//! them (a URL signed with the server's own key, but expired, is refused;
+//! so are tampered ones and bytes that are not the URL's), an agent's
+//! request about an attempt it does not hold, and the S3 store's presigned
+//! single and multipart uploads against a real S3 API (moto).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use xene_core::artifact::{Digest, PART_SIZE};
+use xene_core::protocol::{AgentMessage, AttemptRef, FilesAnswer, FilesRequest, ServerMessage};
+use xene_server::config::artifacts::{ArtifactArgs, StoreKind};
+use xene_server::files::BlobStore;
+use xene_server::files::local_urls::{BlobMethod, LocalUrls};
+
+use crate::agent_socket::{connect, hello, join, receive, send};
+use crate::util::{Backend, TestDb, TestServer};
+
+fn digest_of(bytes: &[u8]) -> Digest {
+    Digest::from_sha256(&Sha256::digest(bytes).into())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The URLs' key of the server on `db`, from its database and master key,
+/// as every replica derives it.
+async fn server_urls(db: &TestDb) -> LocalUrls {
+    let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+    let vault = xene_server::vault::Vault::load(
+        xene_server::vault::KeySource::File(db.dir.path().join("secrets.key")),
+        false,
+    )
+    .unwrap();
+    let key = xene_server::storage::access::signing_key(&store, &vault)
+        .await
+        .unwrap();
+    store.close().await;
+    LocalUrls::new(&key)
+}
+
+/// Files under `dir`, recursively (none when it does not exist).
+fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    xene_testkit::files_under(dir)
+}
+
+async fn put(server: &TestServer, url: &str, body: &'static [u8]) -> (u16, Value) {
+    let answer = reqwest::Client::new()
+        .put(server.url(url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn blob_urls_grant_one_method_on_one_blob_until_they_expire() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let urls = server_urls(&db).await;
+    let store = db.dir.path().join("artifacts");
+    let bytes: &[u8] = b"hello";
+    let digest = digest_of(bytes);
+    let later = now_ms() + 60_000;
+
+    // Signed with the server's own key, but expired.
+    let expired = urls.sign(BlobMethod::Put, &digest, 5, now_ms() - 1000);
+    let (status, body) = put(&server, &expired, b"hello").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+
+    // Tampered: another size, a signature not the server's.
+    let url = urls.sign(BlobMethod::Put, &digest, 5, later);
+    let (status, body) = put(&server, &url.replace("size=5", "size=6"), b"hello!").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("signature"),
+        "{body}"
+    );
+    let foreign = LocalUrls::new(b"another server").sign(BlobMethod::Put, &digest, 5, later);
+    assert_eq!(put(&server, &foreign, b"hello").await.0, 403);
+
+    // Bytes that are not the URL's, or more of them: refused, nothing kept.
+    let (status, body) = put(&server, &url, b"hellO").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("hash to"),
+        "{body}"
+    );
+    let (status, body) = put(&server, &url, b"hello, world").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(files_in(&store).is_empty(), "{:?}", files_in(&store));
+
+    // The right bytes are kept under the blob's key, and read back only
+    // with a GET URL.
+    assert_eq!(put(&server, &url, b"hello").await.0, 200);
+    let hex = digest.hex();
+    let kept = store.join(format!("blobs/sha256/{}/{hex}", &hex[..2]));
+    assert_eq!(std::fs::read(&kept).unwrap(), bytes);
+    assert_eq!(files_in(&store), vec![kept]);
+    let get = urls.sign(BlobMethod::Get, &digest, 5, later);
+    let answer = reqwest::get(server.url(&get)).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.bytes().await.unwrap().as_ref(), bytes);
+    let answer = reqwest::get(server.url(&url)).await.unwrap();
+    assert_eq!(answer.status(), 405);
+
+    // An agent asking about an attempt it does not hold is refused, and
+    // its session goes on.
+    let (_, credential) = join(&server, json!({})).await;
+    let mut socket = connect(&server, &credential, &hello(vec![])).await;
+    let attempt = AttemptRef { id: 4242 };
+    let request = FilesRequest::Fetch {
+        name: "binary".into(),
+    };
+    send(
+        &mut socket,
+        &AgentMessage::Files {
+            attempt,
+            id: 7,
+            request,
+        },
+    )
+    .await;
+    match receive(&mut socket).await {
+        Ok(ServerMessage::Files {
+            id: 7,
+            answer: FilesAnswer::Refused { error },
+            ..
+        }) => assert!(error.contains("not held by this agent"), "{error}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_s3_store_presigns_single_and_multipart_uploads() {
+    let s3 = xene_testkit::S3::start();
+    let dir = xene_testkit::private_tempdir();
+    let args = ArtifactArgs {
+        artifact_store: StoreKind::S3,
+        s3_endpoint: Some(s3.endpoint.clone()),
+        s3_bucket: Some(s3.bucket.clone()),
+        s3_region: s3.region.clone(),
+        s3_access_key_id: Some(s3.access_key_id.clone()),
+        s3_secret_access_key: Some(s3.secret_access_key.clone()),
+        artifact_url_ttl: Duration::from_secs(300),
+        ..Default::default()
+    };
+    let store = BlobStore::open(&args, dir.path(), b"key").unwrap();
+    let http = reqwest::Client::new();
+    let object = |digest: &Digest| {
+        let hex = digest.hex();
+        format!("/{}/blobs/sha256/{}/{hex}", s3.bucket, &hex[..2])
+    };
+
+    // A small file: one PUT of minutes, which S3 checks against the digest.
+    let small = b"a small blob".to_vec();
+    let digest = digest_of(&small);
+    let upload = store.upload(&digest, small.len() as u64).await.unwrap();
+    assert_eq!(upload.parts.len(), 1);
+    assert_eq!(upload.upload_id, None);
+    let part = &upload.parts[0];
+    assert!(part.url.contains(&object(&digest)), "{}", part.url);
+    assert!(part.url.contains("X-Amz-Expires=300"), "{}", part.url);
+    assert!(part.headers.contains_key("x-amz-checksum-sha256"));
+    let mut request = http.put(&part.url).body(small.clone());
+    for (name, value) in &part.headers {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    assert!(answer.status().is_success(), "{}", s3.log_text());
+    assert_eq!(
+        store.size_of(&digest).await.unwrap(),
+        Some(small.len() as u64)
+    );
+    let download = store.download(&digest, small.len() as u64).await.unwrap();
+    let got = http.get(&download.url).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), small.as_slice());
+
+    // A file over one part: a multipart upload whose parts are presigned
+    // with their number and the upload's id, completed with their ETags.
+    let size = PART_SIZE + 3;
+    let big: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let digest = digest_of(&big);
+    let upload = store.upload(&digest, size).await.unwrap();
+    let upload_id = upload.upload_id.clone().expect("a multipart upload");
+    assert_eq!(upload.part_size, PART_SIZE);
+    assert_eq!(upload.parts.len(), 2);
+    let mut etags = Vec::new();
+    for (i, part) in upload.parts.iter().enumerate() {
+        assert!(
+            part.url.contains(&format!("partNumber={}", i + 1)),
+            "{}",
+            part.url
+        );
+        assert!(part.url.contains("uploadId="), "{}", part.url);
+        let from = i as u64 * PART_SIZE;
+        let to = (from + PART_SIZE).min(size);
+        let answer = http
+            .put(&part.url)
+            .body(big[from as usize..to as usize].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", s3.log_text());
+        etags.push(answer.headers()["etag"].to_str().unwrap().to_string());
+    }
+    // Not complete, not there.
+    assert_eq!(store.size_of(&digest).await.unwrap(), None);
+    let done = xene_core::protocol::CompletedUpload {
+        digest: digest.clone(),
+        upload_id: Some(upload_id),
+        etags,
+    };
+    store.complete(&done).await.unwrap();
+    assert_eq!(store.size_of(&digest).await.unwrap(), Some(size));
+    let presigned = s3.presigned_requests();
+    assert_eq!(presigned.len(), 4, "{presigned:?}");
+    assert!(presigned.iter().all(|(_, _, v)| v == "ok"), "{presigned:?}");
+}
