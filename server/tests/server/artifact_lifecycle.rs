@@ -1,0 +1,420 @@
+//! Artifacts as records, through storage on SQLite and PostgreSQL: a
+//! manifest staged by an attempt shows only once the attempt ends as it
+//! should (success, or any end for `when: always`), a later attempt's
+//! replaces an earlier one's, a lost attempt's never shows; blobs being
+//! collected are missing to publishes; pinned runs keep their artifacts.
+
+use xene_core::artifact::{Digest, ManifestEntry};
+use xene_core::event::RunEvent;
+use xene_core::protocol::AttemptRef;
+use xene_core::status::TaskStatus;
+use xene_server::storage::artifacts::{self, GRACE_MS, Staged, sweep};
+use xene_server::storage::{Db, attempts, events, now_ms, retention};
+
+use crate::attempt_fixtures::{add_agent, model_2_db, start_run};
+use crate::util::{BACKENDS, TestDb};
+
+const SPEC: &str = "name: art
+pipelines:
+  p:
+    tasks:
+      ok: {steps: ['true']}
+      bad: {steps: ['true']}
+      always: {steps: ['true']}
+      flaky: {steps: ['true'], retries: 1}
+";
+
+pub fn digest(seed: u8) -> Digest {
+    Digest::from_sha256(&[seed; 32])
+}
+
+pub fn entry(path: &str, seed: u8, size: u64) -> ManifestEntry {
+    ManifestEntry {
+        path: path.into(),
+        size,
+        mode: 0o755,
+        digest: digest(seed),
+    }
+}
+
+/// Places the ready attempt of `task` in `run` on agent `a` and starts it.
+async fn start_task(db: &Db, run: i64, task: &str) -> i64 {
+    let ready = attempts::ready_page(db, 0, i64::MAX / 4, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.run_id == run && a.task == task)
+        .unwrap_or_else(|| panic!("{task} is ready"));
+    let placed = attempts::place_many(db, &[(ready.id, "a")], 60_000)
+        .await
+        .unwrap();
+    assert_eq!(placed, [true]);
+    report(
+        db,
+        ready.id,
+        0,
+        RunEvent::TaskStarted {
+            task: task.into(),
+            attempt: 1,
+        },
+    )
+    .await;
+    ready.id
+}
+
+async fn report(db: &Db, attempt: i64, seq: u64, event: RunEvent) -> bool {
+    let applied = events::apply_attempt(db, AttemptRef { id: attempt }, "a", seq, &[event])
+        .await
+        .unwrap();
+    !applied.stale
+}
+
+async fn finish(db: &Db, attempt: i64, task: &str, status: TaskStatus) -> bool {
+    report(
+        db,
+        attempt,
+        1,
+        RunEvent::TaskFinished {
+            task: task.into(),
+            status,
+            output: None,
+            duration_ms: 1,
+            attempt: 1,
+            error: None,
+            retry_in_ms: None,
+        },
+    )
+    .await
+}
+
+/// Records the blobs of `files` and stages them as `name` for `attempt`.
+async fn stage(
+    db: &Db,
+    run: i64,
+    attempt: i64,
+    task: &str,
+    name: &str,
+    always: bool,
+    files: &[ManifestEntry],
+) -> Staged {
+    let blobs: Vec<(Digest, u64)> = files.iter().map(|f| (f.digest.clone(), f.size)).collect();
+    artifacts::insert_blobs(db, &blobs).await.unwrap();
+    artifacts::stage(db, attempt, run, task, name, always, files)
+        .await
+        .unwrap()
+}
+
+async fn names(db: &Db, run: i64) -> Vec<(String, String, i64)> {
+    artifacts::list_run(db, run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.task, a.name, a.attempt_id))
+        .collect()
+}
+
+async fn rows(db: &Db, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db.pool()).await.unwrap()
+}
+
+#[tokio::test]
+async fn manifests_show_with_their_attempts_end_as_it_should() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, SPEC).await;
+        add_agent(&db, "a", 8).await;
+        let run = start_run(&db, "art", &[]).await;
+        let bin = [entry("bin/app", 1, 10), entry("README", 2, 3)];
+
+        // Staged: invisible until its attempt succeeds.
+        let ok = start_task(&db, run, "ok").await;
+        assert_eq!(
+            stage(&db, run, ok, "ok", "binary", false, &bin).await,
+            Staged::Stored
+        );
+        assert_eq!(names(&db, run).await, [], "{backend:?}");
+        assert_eq!(
+            artifacts::published(&db, run, "binary").await.unwrap(),
+            None
+        );
+        assert!(finish(&db, ok, "ok", TaskStatus::Success).await);
+        assert_eq!(names(&db, run).await, [("ok".into(), "binary".into(), ok)]);
+        let mut want = bin.to_vec();
+        want.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(
+            artifacts::published(&db, run, "binary").await.unwrap(),
+            Some(want),
+            "{backend:?}"
+        );
+        let view = &artifacts::list_run(&db, run).await.unwrap()[0];
+        assert_eq!((view.files, view.bytes, view.when_always), (2, 13, false));
+
+        // A failed attempt publishes only what is `when: always`.
+        let bad = start_task(&db, run, "bad").await;
+        stage(&db, run, bad, "bad", "out", false, &[entry("o", 3, 1)]).await;
+        assert!(finish(&db, bad, "bad", TaskStatus::Error).await);
+        let always = start_task(&db, run, "always").await;
+        stage(
+            &db,
+            run,
+            always,
+            "always",
+            "report",
+            true,
+            &[entry("r.xml", 4, 1)],
+        )
+        .await;
+        assert!(finish(&db, always, "always", TaskStatus::Error).await);
+        assert_eq!(
+            names(&db, run).await,
+            [
+                ("always".into(), "report".into(), always),
+                ("ok".into(), "binary".into(), ok),
+            ],
+            "{backend:?}"
+        );
+        // What was not published is gone, not left staged.
+        assert_eq!(
+            rows(&db, "SELECT COUNT(*) FROM artifacts WHERE state = 'staged'").await,
+            0
+        );
+
+        // A retried task: the second attempt's manifest replaces the first's.
+        let first = start_task(&db, run, "flaky").await;
+        stage(
+            &db,
+            run,
+            first,
+            "flaky",
+            "log",
+            true,
+            &[entry("1.log", 5, 1)],
+        )
+        .await;
+        assert!(finish(&db, first, "flaky", TaskStatus::Error).await);
+        assert_eq!(
+            artifacts::published(&db, run, "log").await.unwrap(),
+            Some(vec![entry("1.log", 5, 1)])
+        );
+        let second = start_task(&db, run, "flaky").await;
+        assert_ne!(first, second);
+        // Committed twice by the same attempt: the last one stands.
+        stage(
+            &db,
+            run,
+            second,
+            "flaky",
+            "log",
+            true,
+            &[entry("x.log", 7, 1)],
+        )
+        .await;
+        stage(
+            &db,
+            run,
+            second,
+            "flaky",
+            "log",
+            true,
+            &[entry("2.log", 6, 2)],
+        )
+        .await;
+        assert!(finish(&db, second, "flaky", TaskStatus::Success).await);
+        assert_eq!(
+            artifacts::published(&db, run, "log").await.unwrap(),
+            Some(vec![entry("2.log", 6, 2)]),
+            "{backend:?}"
+        );
+        assert_eq!(
+            rows(&db, "SELECT COUNT(*) FROM artifacts WHERE name = 'log'").await,
+            1
+        );
+        // The run ended: a manifest for an ended attempt is refused.
+        assert_eq!(
+            stage(&db, run, ok, "ok", "binary", false, &bin).await,
+            Staged::NotRunning
+        );
+        assert_eq!(artifacts::usage(&db, "art").await.unwrap(), 13 + 1 + 2);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_attempts_manifest_never_shows() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, SPEC).await;
+        add_agent(&db, "a", 8).await;
+        let run = start_run(&db, "art", &[]).await;
+        let ok = start_task(&db, run, "ok").await;
+        stage(&db, run, ok, "ok", "binary", false, &[entry("app", 1, 1)]).await;
+        sqlx::query("UPDATE task_attempts SET lease_expires_at = 0 WHERE id = $1")
+            .bind(ok)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let expired = attempts::expire_leases(&db, now_ms()).await.unwrap();
+        assert_eq!(expired.lost, 1, "{backend:?}");
+        assert_eq!(
+            rows(&db, "SELECT COUNT(*) FROM artifacts").await,
+            0,
+            "{backend:?}"
+        );
+        // Its agent comes back and says it succeeded: too late, and its
+        // publish is refused.
+        assert!(!finish(&db, ok, "ok", TaskStatus::Success).await);
+        assert_eq!(
+            stage(&db, run, ok, "ok", "binary", false, &[entry("app", 1, 1)]).await,
+            Staged::NotRunning
+        );
+        assert_eq!(names(&db, run).await, [], "{backend:?}");
+    }
+}
+
+/// Sets when the blob of `seed` was last touched.
+async fn touched(db: &Db, seed: u8, at: i64) {
+    sqlx::query("UPDATE blobs SET touched_at = $1 WHERE digest = $2")
+        .bind(at)
+        .bind(digest(seed).as_str())
+        .execute(db.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn blobs_being_collected_are_missing_to_publishes() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, SPEC).await;
+        add_agent(&db, "a", 8).await;
+        let run = start_run(&db, "art", &[]).await;
+        let ok = start_task(&db, run, "ok").await;
+        let now = now_ms();
+        let old = now - GRACE_MS - 1000;
+        let cutoff = now - GRACE_MS;
+        // 1: named by a staged manifest; 2: touched by a publish within the
+        // grace; 3 and 4: nobody's, untouched for longer.
+        stage(&db, run, ok, "ok", "binary", false, &[entry("app", 1, 1)]).await;
+        artifacts::insert_blobs(&db, &[(digest(2), 1), (digest(3), 1), (digest(4), 1)])
+            .await
+            .unwrap();
+        for seed in [1, 2, 3, 4] {
+            touched(&db, seed, old).await;
+        }
+        // A publish asks which it must upload: 2 is present, and touched.
+        let missing = artifacts::missing_blobs(&db, &[digest(2), digest(9)])
+            .await
+            .unwrap();
+        assert_eq!(missing, [digest(9)]);
+        let mut unreferenced = sweep::unreferenced(&db, cutoff, 100).await.unwrap();
+        unreferenced.sort();
+        assert_eq!(unreferenced, [digest(3), digest(4)], "{backend:?}");
+        for seed in [1, 2] {
+            assert!(
+                !sweep::claim_row(&db, &digest(seed), cutoff, -now)
+                    .await
+                    .unwrap()
+            );
+        }
+
+        // The collector claims 3: a publish counting on it is told it is
+        // missing, and staging a manifest naming it is refused.
+        assert!(
+            sweep::claim_row(&db, &digest(3), cutoff, -now)
+                .await
+                .unwrap()
+        );
+        let missing = artifacts::missing_blobs(&db, &[digest(3)]).await.unwrap();
+        assert_eq!(missing, [digest(3)], "{backend:?}");
+        assert_eq!(
+            artifacts::stage(&db, ok, run, "ok", "more", false, &[entry("x", 3, 1)])
+                .await
+                .unwrap(),
+            Staged::MissingBlob(digest(3))
+        );
+        // Its upload's commit waits for the claim to be given up.
+        let inserting = {
+            let db = db.clone();
+            tokio::spawn(async move { artifacts::insert_blobs(&db, &[(digest(3), 1)]).await })
+        };
+        sweep::release(&db, &digest(3), -now).await.unwrap();
+        inserting.await.unwrap().unwrap();
+        assert_eq!(
+            artifacts::missing_blobs(&db, &[digest(3)]).await.unwrap(),
+            []
+        );
+        assert_eq!(
+            artifacts::stage(&db, ok, run, "ok", "more", false, &[entry("x", 3, 1)])
+                .await
+                .unwrap(),
+            Staged::Stored,
+            "{backend:?}"
+        );
+        // An object without a row is claimed only while it has none.
+        assert!(!sweep::claim_absent(&db, &digest(4), -now).await.unwrap());
+        assert!(sweep::claim_absent(&db, &digest(8), -now).await.unwrap());
+        assert_eq!(sweep::release_stale(&db, now + 1).await.unwrap(), 1);
+        assert_eq!(
+            rows(&db, "SELECT COUNT(*) FROM blobs WHERE touched_at < 0").await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn pinned_runs_keep_their_artifacts_past_retention() {
+    let spec = "name: art\npipelines:\n  p:\n    tasks:\n      ok: {steps: ['true']}\n";
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, spec).await;
+        add_agent(&db, "a", 8).await;
+        let mut runs = Vec::new();
+        for seed in [1, 2] {
+            let run = start_run(&db, "art", &[]).await;
+            let ok = start_task(&db, run, "ok").await;
+            stage(
+                &db,
+                run,
+                ok,
+                "ok",
+                "binary",
+                false,
+                &[entry("app", seed, 5)],
+            )
+            .await;
+            assert!(finish(&db, ok, "ok", TaskStatus::Success).await);
+            runs.push(run);
+        }
+        let (pinned, other) = (runs[0], runs[1]);
+        assert!(artifacts::pin(&db, pinned, true).await.unwrap());
+        let at = artifacts::pinned_at(&db, pinned).await.unwrap();
+        assert!(at.is_some());
+        // Pinning again keeps the first time.
+        assert!(artifacts::pin(&db, pinned, true).await.unwrap());
+        assert_eq!(artifacts::pinned_at(&db, pinned).await.unwrap(), at);
+        assert!(!artifacts::pin(&db, 999_999, true).await.unwrap());
+        assert_eq!(artifacts::usage(&db, "art").await.unwrap(), 10);
+
+        // A retention that keeps runs ended since before now.
+        let after_both = now_ms() + 1000;
+        assert_eq!(retention::prune_artifacts(&db, 0).await.unwrap(), 0);
+        assert_eq!(
+            retention::prune_artifacts(&db, after_both).await.unwrap(),
+            1,
+            "{backend:?}"
+        );
+        assert_eq!(names(&db, other).await, []);
+        assert_eq!(names(&db, pinned).await.len(), 1, "{backend:?}");
+        assert_eq!(artifacts::usage(&db, "art").await.unwrap(), 5);
+        // Its blob is nobody's now: the collector may take it.
+        let unreferenced = sweep::unreferenced(&db, now_ms() + 1, 10).await.unwrap();
+        assert_eq!(unreferenced, [digest(2)], "{backend:?}");
+
+        assert!(artifacts::pin(&db, pinned, false).await.unwrap());
+        assert_eq!(artifacts::pinned_at(&db, pinned).await.unwrap(), None);
+        assert_eq!(
+            retention::prune_artifacts(&db, after_both).await.unwrap(),
+            1
+        );
+        assert_eq!(names(&db, pinned).await, []);
+    }
+}
