@@ -16,6 +16,8 @@ use xene_core::protocol::{AgentMessage, AttemptRef, TaskDispatch};
 use xene_core::status::TaskStatus;
 
 use super::batch::{MAX_LOGS_BYTES, take_batch};
+use super::blobs::BlobHttp;
+use super::files::{ConnectedFiles, FilesHub};
 use crate::{AttemptRequest, Executor, new_run_id};
 
 /// Past this many unacknowledged events (all attempts together) the agent
@@ -147,6 +149,11 @@ pub struct Attempts {
     attempts: BTreeMap<AttemptRef, Attempt>,
     reports_tx: mpsc::Sender<Report>,
     reports: mpsc::Receiver<Report>,
+    /// The attempts' requests about files, sent on the session.
+    files: Arc<FilesHub>,
+    /// Moves artifact bytes; without it, attempts get no file channel
+    /// (and a task with artifacts fails).
+    http: Option<Arc<BlobHttp>>,
 }
 
 impl Attempts {
@@ -159,7 +166,27 @@ impl Attempts {
             attempts: BTreeMap::new(),
             reports_tx,
             reports,
+            files: Arc::new(FilesHub::default()),
+            http: None,
         }
+    }
+
+    /// Attempts move artifact bytes with `http`.
+    pub fn with_http(mut self, http: Arc<BlobHttp>) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Requests about files wait for their answers here.
+    pub fn with_files(mut self, files: Arc<FilesHub>) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// The attempts' requests about files, for the session to send and
+    /// to answer.
+    pub fn files(&self) -> Arc<FilesHub> {
+        self.files.clone()
     }
 
     /// Takes a dispatched attempt, unless it is already here (a dispatch
@@ -284,6 +311,13 @@ impl Attempts {
         );
         let mut request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
         request.delivered = Some(state.delivered.clone());
+        request.files = self.http.as_ref().map(|http| {
+            Arc::new(ConnectedFiles {
+                attempt,
+                hub: self.files.clone(),
+                http: http.clone(),
+            }) as Arc<dyn crate::executor::files::FileChannel>
+        });
         tokio::spawn(tracing::Instrument::instrument(
             execute(
                 self.executor.clone(),
@@ -408,8 +442,10 @@ impl Attempts {
         }
     }
 
-    /// A new connection: nothing has been sent on it yet.
+    /// A new connection: nothing has been sent on it yet, and what was
+    /// asked about files on the last one is asked again.
     pub fn rewind(&mut self) {
+        self.files.reconnected();
         for state in self.attempts.values_mut() {
             state.sent = state.acked;
             if let Some(fetching) = &mut state.fetching {
@@ -419,9 +455,12 @@ impl Attempts {
     }
 
     /// The next message to send on this connection: a batch of events not
-    /// yet sent, else a request for the next page of outputs.
+    /// yet sent, else a request for the next page of outputs, else one
+    /// about files.
     pub fn next_message(&mut self) -> Option<AgentMessage> {
-        self.next_batch().or_else(|| self.next_fetch())
+        self.next_batch()
+            .or_else(|| self.next_fetch())
+            .or_else(|| self.files.next_message())
     }
 
     fn next_batch(&mut self) -> Option<AgentMessage> {

@@ -5,6 +5,8 @@
 
 pub mod attempts;
 pub mod batch;
+pub mod blobs;
+pub mod files;
 pub mod join;
 pub mod session;
 pub mod transport;
@@ -166,7 +168,10 @@ pub async fn run(config: ConnectConfig, shutdown: CancellationToken) -> Result<(
         tracing::warn!("the sweep of an earlier run's containers did not end in time");
     }
     let kill_grace = ExecutorConfig::default().kill_grace;
-    let mut attempts = Attempts::new(Arc::new(executor), config.capacity as usize);
+    let http = blobs::BlobHttp::new(&endpoint, tls.as_ref(), &config.tls, config.allow_insecure)
+        .map_err(|e| ConnectError::Invalid(e.to_string()))?;
+    let mut attempts =
+        Attempts::new(Arc::new(executor), config.capacity as usize).with_http(Arc::new(http));
     let mut runtimes = vec!["docker".to_string()];
     if config.allow_shell {
         runtimes.push("shell".into());

@@ -203,6 +203,26 @@ pub fn tls_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, TransportEr
     Ok(Arc::new(config))
 }
 
+/// The rustls config (ring provider) for an object store's presigned URLs
+/// (another host than the server): the system's roots and the CA file's
+/// certificates (a private store is often under the same private CA). A
+/// pin names the server's own certificate and the client certificate
+/// proves the agent to the server only, so neither applies here.
+pub fn store_tls_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, TransportError> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(file) = &options.ca_file {
+        roots.add_parsable_certificates(read_certs(file)?);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Config(format!("tls: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn read_certs(file: &PathBuf) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let certs = CertificateDer::pem_file_iter(file)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())

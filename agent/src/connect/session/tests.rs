@@ -8,7 +8,7 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{SinkExt, StreamExt};
 use xene_core::context::TaskResult;
 use xene_core::event::RunEvent;
-use xene_core::protocol::{AttemptRef, TaskDispatch};
+use xene_core::protocol::{AttemptRef, FilesAnswer, FilesRequest, TaskDispatch};
 use xene_core::status::{StepStatus, TaskStatus};
 
 use super::*;
@@ -194,7 +194,7 @@ async fn hello_then_numbered_events_and_acks_forget_the_run() {
             panic!("hello first");
         };
         assert_eq!(protocol, PROTOCOL_VERSION);
-        assert_eq!(protocol, 2);
+        assert_eq!(protocol, 3);
         assert_eq!(labels["os"], "linux");
         assert_eq!(runtimes, ["docker", "shell"]);
         assert_eq!(capacity, 1);
@@ -245,6 +245,69 @@ async fn hello_then_numbered_events_and_acks_forget_the_run() {
     assert!(server.leftovers().is_empty());
     runs.finish_all().await;
     assert!(runs.is_empty(), "finished and acknowledged: forgotten");
+}
+
+#[tokio::test]
+async fn files_requests_go_on_the_socket_and_are_asked_again_after_a_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = runs(&dir);
+    let shutdown = CancellationToken::new();
+    let config = config();
+    let fetch = FilesRequest::Fetch {
+        name: "binary".into(),
+    };
+    let asker = tokio::spawn({
+        let hub = runs.files();
+        let fetch = fetch.clone();
+        async move { hub.ask(RUN, fetch).await }
+    });
+
+    let (mut server, sink, stream) = connection();
+    let script = async {
+        server.recv().await;
+        server.welcome();
+        let AgentMessage::Files {
+            attempt,
+            id,
+            request,
+        } = server.recv().await
+        else {
+            panic!("the request about files");
+        };
+        assert_eq!((attempt, &request), (RUN, &fetch));
+        // Dropped before the answer.
+        server.hang_up();
+        id
+    };
+    let (end, id) = tokio::join!(run(&config, &mut runs, sink, stream, &shutdown), script);
+    assert!(matches!(end, SessionEnd::Lost { welcomed: true, .. }));
+
+    let (mut server, sink, stream) = connection();
+    let answer = FilesAnswer::Downloads {
+        files: vec![],
+        downloads: vec![],
+    };
+    let script = async {
+        server.recv().await;
+        server.welcome();
+        let AgentMessage::Files {
+            id: again, request, ..
+        } = server.recv().await
+        else {
+            panic!("the request about files, again");
+        };
+        assert_eq!((again, &request), (id, &fetch));
+        server.send(ServerMessage::Files {
+            attempt: RUN,
+            id,
+            answer: answer.clone(),
+        });
+        assert_eq!(asker.await.unwrap(), Ok(answer.clone()));
+        server.hang_up();
+    };
+    tokio::join!(run(&config, &mut runs, sink, stream, &shutdown), script);
+    assert!(server.leftovers().is_empty());
+    assert_eq!(runs.files().open(), 0);
 }
 
 #[tokio::test]

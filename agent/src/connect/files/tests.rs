@@ -1,0 +1,135 @@
+//! The requests about files on their own: ids, answers routed back, a
+//! reconnect, the bounds. The session's part is in `session/tests.rs`.
+
+use super::*;
+
+const A: AttemptRef = AttemptRef { id: 7 };
+const B: AttemptRef = AttemptRef { id: 8 };
+
+fn fetch(name: &str) -> FilesRequest {
+    FilesRequest::Fetch { name: name.into() }
+}
+
+/// The id and request of the next message to send.
+fn sent(hub: &FilesHub) -> (AttemptRef, u64, FilesRequest) {
+    match hub.next_message() {
+        Some(AgentMessage::Files {
+            attempt,
+            id,
+            request,
+        }) => (attempt, id, request),
+        other => panic!("expected a files request, got {other:?}"),
+    }
+}
+
+/// Lets spawned askers run until `open` requests wait.
+async fn until_open(hub: &FilesHub, open: usize) {
+    while hub.open() != open {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn each_answer_goes_to_its_request() {
+    let hub = Arc::new(FilesHub::default());
+    let first = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.ask(A, fetch("binary")).await }
+    });
+    until_open(&hub, 1).await;
+    let second = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.ask(B, fetch("report")).await }
+    });
+    until_open(&hub, 2).await;
+
+    let (attempt, one, request) = sent(&hub);
+    assert_eq!((attempt, request), (A, fetch("binary")));
+    let (attempt, two, request) = sent(&hub);
+    assert_eq!((attempt, request), (B, fetch("report")));
+    assert_ne!(one, two, "ids are fresh");
+    assert!(hub.next_message().is_none());
+
+    // An answer naming another attempt than the request's is not taken.
+    hub.answer(B, one, FilesAnswer::Committed);
+    hub.answer(B, two, FilesAnswer::Uploads { uploads: vec![] });
+    assert_eq!(
+        second.await.unwrap(),
+        Ok(FilesAnswer::Uploads { uploads: vec![] })
+    );
+    assert_eq!(hub.open(), 1);
+    let refused = FilesAnswer::Refused {
+        error: "no such artifact".into(),
+    };
+    hub.answer(A, one, refused.clone());
+    assert_eq!(first.await.unwrap(), Ok(refused));
+    assert_eq!(hub.open(), 0);
+}
+
+#[tokio::test]
+async fn a_request_is_asked_again_once_after_a_reconnect() {
+    let hub = Arc::new(FilesHub::default());
+    let asker = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.ask(A, fetch("binary")).await }
+    });
+    until_open(&hub, 1).await;
+    // Queued while disconnected: a reconnect sends it once, not twice.
+    hub.reconnected();
+    let (_, id, _) = sent(&hub);
+    assert!(hub.next_message().is_none());
+
+    hub.reconnected();
+    let (attempt, again, request) = sent(&hub);
+    assert_eq!((attempt, again, request), (A, id, fetch("binary")));
+    assert!(hub.next_message().is_none());
+
+    hub.reconnected();
+    let error = asker.await.unwrap().unwrap_err();
+    assert!(error.contains("dropped twice"), "{error}");
+    assert_eq!(hub.open(), 0);
+    assert!(hub.next_message().is_none());
+}
+
+#[tokio::test]
+async fn an_asker_that_stops_waiting_is_forgotten() {
+    let hub = Arc::new(FilesHub::default());
+    let asker = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.ask(A, fetch("binary")).await }
+    });
+    until_open(&hub, 1).await;
+    asker.abort();
+    let _ = asker.await;
+    assert_eq!(hub.open(), 0);
+    assert!(hub.next_message().is_none(), "not sent once nobody waits");
+}
+
+#[tokio::test]
+async fn no_answer_in_time_is_an_error() {
+    let hub = FilesHub::new(Duration::from_millis(50));
+    let error = hub.ask(A, fetch("binary")).await.unwrap_err();
+    assert!(error.contains("did not answer"), "{error}");
+    assert_eq!(hub.open(), 0);
+}
+
+#[tokio::test]
+async fn the_waiting_requests_are_bounded() {
+    let hub = Arc::new(FilesHub::default());
+    let askers: Vec<_> = (0..MAX_OPEN)
+        .map(|_| {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.ask(A, fetch("binary")).await })
+        })
+        .collect();
+    until_open(&hub, MAX_OPEN).await;
+    let error = hub.ask(B, fetch("report")).await.unwrap_err();
+    assert!(error.contains("already wait"), "{error}");
+    for asker in &askers {
+        asker.abort();
+    }
+    for asker in askers {
+        let _ = asker.await;
+    }
+    assert_eq!(hub.open(), 0);
+}
