@@ -108,6 +108,8 @@ pub struct Metrics {
     from_db: std::sync::Arc<DbGauges>,
     agents_connected: Family<KindLabel, Gauge>,
     feed_clients: Gauge,
+    artifact_uploaded_bytes: Counter,
+    artifact_blobs_deleted: Counter,
     pipelines: Mutex<HashSet<String>>,
     /// Trace contexts of runs requested through this process, so that the
     /// spans of their execution join the request's trace.
@@ -175,6 +177,8 @@ impl Metrics {
             from_db: std::sync::Arc::default(),
             agents_connected: Family::default(),
             feed_clients: Gauge::default(),
+            artifact_uploaded_bytes: Counter::default(),
+            artifact_blobs_deleted: Counter::default(),
             pipelines: Mutex::default(),
             run_traces: RunTraces::default(),
         };
@@ -260,8 +264,28 @@ impl Metrics {
             "Browsers and CLIs following live run updates from this server process",
             m.feed_clients.clone(),
         );
+        r.register(
+            "xene_artifact_uploaded_bytes",
+            "Bytes of artifacts' blobs uploaded (blobs the store already held are not)",
+            m.artifact_uploaded_bytes.clone(),
+        );
+        r.register(
+            "xene_artifact_blobs_deleted",
+            "Artifacts' blobs deleted from the store by the collector",
+            m.artifact_blobs_deleted.clone(),
+        );
         xene_agent::telemetry::register_common(r, "xene");
         m
+    }
+
+    /// Blobs of `bytes` were uploaded for a publish.
+    pub fn artifact_uploaded(&self, bytes: u64) {
+        self.artifact_uploaded_bytes.inc_by(bytes);
+    }
+
+    /// The collector deleted `n` blobs.
+    pub fn artifact_blobs_deleted(&self, n: u64) {
+        self.artifact_blobs_deleted.inc_by(n);
     }
 
     /// The `pipeline` label for `workflow/pipeline`, or `other` once the cap
@@ -470,10 +494,23 @@ impl Metrics {
                 failed => warn_gauge("xene_agents", failure(failed)),
             }
         }
+        let artifact_bytes = match tokio::time::timeout(
+            DB_GAUGE_TIMEOUT,
+            crate::storage::artifacts::stored_bytes(db),
+        )
+        .await
+        {
+            Ok(Ok(n)) => Some(n),
+            failed => {
+                warn_gauge("xene_artifact_bytes", failure(failed));
+                None
+            }
+        };
         *self.from_db.values.lock().unwrap() = DbValues {
             runs,
             stuck,
             agents,
+            artifact_bytes,
             turns: (db.backend() == crate::storage::Backend::Sqlite).then(|| db.write_turns()),
         };
     }
@@ -512,6 +549,8 @@ struct DbValues {
     runs: Vec<(&'static str, i64)>,
     stuck: Option<i64>,
     agents: Vec<(&'static str, i64)>,
+    /// Bytes the artifact store holds, each blob once.
+    artifact_bytes: Option<u64>,
     /// SQLite's write turn (this process's writers take turns).
     turns: Option<crate::storage::TurnFigures>,
 }
@@ -581,6 +620,15 @@ impl prometheus_client::collector::Collector for DbGauges {
                     counter.metric_type(),
                 )?)?;
             }
+        }
+        if let Some(n) = values.artifact_bytes {
+            let gauge = ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(
+                "xene_artifact_bytes",
+                "Bytes of artifacts' blobs the store holds, each blob once",
+                None,
+                gauge.metric_type(),
+            )?)?;
         }
         if let Some(n) = values.stuck {
             let gauge = ConstGauge::new(n);
