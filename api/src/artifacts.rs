@@ -54,10 +54,8 @@ pub struct ArtifactFile {
 pub struct ArtifactUsage {
     /// The workflow.
     pub workflow: String,
-    /// Published artifacts of its runs.
-    pub artifacts: u64,
-    /// Their files' total size in bytes (a blob two artifacts share is
-    /// counted in each).
+    /// The total size in bytes of its runs' published artifacts (a file
+    /// two artifacts share is counted in each).
     pub bytes: u64,
 }
 

@@ -101,7 +101,7 @@ pub struct RunFilter {
 
 pub(super) const RUN_COLUMNS: &str = "id, workflow, version, pipeline, params, trigger, status, scheduler_status, \
     scheduler_reason, agent_id, attempt, max_attempts, cancel_requested, error, requested_at, \
-    scheduled_at, started_at, finished_at, lease_expires_at, trigger_reason, fired_at";
+    scheduled_at, started_at, finished_at, lease_expires_at, trigger_reason, fired_at, pinned_at";
 
 pub(super) fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
     let params: String = row.get(4);
@@ -133,8 +133,7 @@ pub(super) fn run_from_row(row: &AnyRow) -> Result<Run, StorageError> {
         lease_expires_at: row.get(18),
         trigger_reason: row.get(19),
         fired_at: row.get(20),
-        // Filled from `runs.pinned_at` once artifacts' migration is in.
-        pinned: false,
+        pinned: row.get::<Option<i64>, _>(21).is_some(),
     })
 }
 
