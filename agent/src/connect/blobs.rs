@@ -306,9 +306,19 @@ async fn success(response: Response, shown: &str) -> Result<Response, String> {
     Err(format!("{shown}: HTTP {status}{reason}"))
 }
 
-/// The gist of an error body: S3's `<Code>` and `<Message>` (its other
-/// elements may repeat the request's signed parts), else the first line.
+/// The gist of an error body: the server's JSON `error`, S3's `<Code>` and
+/// `<Message>` (its other elements may repeat the request's signed parts),
+/// else the first line.
 fn explain(body: &str) -> String {
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(body)
+        && let Some(serde_json::Value::String(error)) = object.get("error")
+    {
+        return error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+    }
     let element = |name: &str| {
         let start = body.find(&format!("<{name}>"))? + name.len() + 2;
         let end = start + body[start..].find(&format!("</{name}>"))?;

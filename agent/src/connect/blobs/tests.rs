@@ -32,7 +32,7 @@ fn data() -> Vec<u8> {
 }
 
 /// A stored blob's answers by path: the bytes at `/data` (any query), an
-/// S3-like refusal at `/expired`, a plain refusal at `/wrong`, 404
+/// S3-like refusal at `/expired`, a Xene-like one at `/wrong`, a plain 404
 /// elsewhere; a PUT to `/put` answers with an ETag.
 async fn answer(
     request: Request<Incoming>,
@@ -79,9 +79,9 @@ async fn answer(
         ),
         (_, "/wrong") => reply(
             StatusCode::BAD_REQUEST,
-            b"the body does not match its digest\nmore".to_vec(),
+            br#"{"error":"the body does not match its digest"}"#.to_vec(),
         ),
-        _ => reply(StatusCode::NOT_FOUND, Vec::new()),
+        _ => reply(StatusCode::NOT_FOUND, b"no such blob\nmore".to_vec()),
     }
 }
 
@@ -243,7 +243,10 @@ async fn refusals_say_why_without_the_signature() {
 
     let missing = transfer("GET", "/nothing?sig=0123secret");
     let error = http.download(&missing, &dest).await.unwrap_err();
-    assert!(error.contains("HTTP 404"), "{error}");
+    assert!(
+        error.ends_with("HTTP 404 Not Found: no such blob"),
+        "{error}"
+    );
     assert!(!dest.exists());
 
     // Nobody listens: the error names the host, not the query.
