@@ -1,12 +1,13 @@
 //! Completion for the editor's YAML view: field names from the spec's
-//! schema, task names in `depends_on`, templates and conditions, secret
-//! names, trigger words. Works on text that does not parse (the user is
+//! schema, task names in `depends_on`, artifact names in `needs`, templates
+//! and conditions, secret names, trigger words. Works on text that does not parse (the user is
 //! typing), by reading indentation upward from the cursor.
 
 use crate::draft::Draft;
 use crate::parse::{
-    CRON_TRIGGER_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS, RETRIES_FIELDS,
-    STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS, WORKFLOW_FIELDS,
+    CRON_TRIGGER_FIELDS, NEED_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS,
+    PUBLISH_FIELDS, PUBLISH_WHEN_WORDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS,
+    WORKFLOW_FIELDS,
 };
 
 /// How many lines above the cursor are read for its context; specs whose
@@ -45,6 +46,18 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
     let pipeline = (chain.first().map(String::as_str) == Some("pipelines"))
         .then(|| chain.get(1).cloned())
         .flatten();
+    // Artifacts the other tasks of the pipeline publish, for `needs`.
+    let artifacts = || -> Vec<String> {
+        let task = chain.get(3).map(String::as_str);
+        pipeline
+            .as_deref()
+            .and_then(|p| draft.pipeline(p))
+            .map(|p| {
+                let others = p.tasks.iter().filter(|t| Some(t.name.as_str()) != task);
+                others.flat_map(|t| t.publish.iter().cloned()).collect()
+            })
+            .unwrap_or_default()
+    };
     let tasks = || -> Vec<String> {
         pipeline
             .as_deref()
@@ -89,7 +102,7 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
     let list_key = chain
         .last()
         .map(String::as_str)
-        .filter(|k| head == "-" && matches!(*k, "depends_on" | "secrets"));
+        .filter(|k| head == "-" && matches!(*k, "depends_on" | "secrets" | "needs"));
     let flow_key = head
         .split_once(':')
         .filter(|(_, v)| v.trim_start().starts_with('['))
@@ -97,6 +110,14 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
     match key_here.or(flow_key).or(list_key) {
         Some("depends_on") => return finish(start, word, tasks()),
         Some("secrets") => return finish(start, word, secrets.to_vec()),
+        Some("needs") => return finish(start, word, artifacts()),
+        Some("name") if chain.last().is_some_and(|k| k == "needs") => {
+            return finish(start, word, artifacts());
+        }
+        Some("when") if chain.last().is_some_and(|k| k == "publish") => {
+            let words = PUBLISH_WHEN_WORDS.iter().map(|s| s.to_string());
+            return finish(start, word, words.collect());
+        }
         Some("trigger") => {
             return finish(
                 start,
@@ -131,6 +152,8 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
         ["pipelines", _, "tasks", _] => TASK_FIELDS,
         ["pipelines", _, "tasks", _, "retries"] => RETRIES_FIELDS,
         ["pipelines", _, "tasks", _, "steps" | "post", ..] => STEP_FIELDS,
+        ["pipelines", _, "tasks", _, "publish"] => PUBLISH_FIELDS,
+        ["pipelines", _, "tasks", _, "needs"] => NEED_FIELDS,
         _ => &[],
     };
     finish(start, word, keys.iter().map(|k| format!("{k}: ")).collect())
@@ -277,6 +300,31 @@ pipelines:
             complete(text, text.len(), &draft, &["TOKEN".into()]).items,
             ["TOKEN"]
         );
+        let artifacts = Draft::read("name: x\npipelines:\n  ci:\n    tasks:\n      build:\n        publish:\n          - {name: binary, path: app}\n          - {name: report, path: r}\n      t:\n        publish: [{name: bundle, path: b}]\n").unwrap();
+        let task = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n";
+        for (rest, items) in [
+            ("        needs:\n          - ", &["binary", "report"][..]),
+            ("        needs: [bi", &["binary"]),
+            ("        needs:\n          - name: re", &["report"]),
+            (
+                "        needs:\n          - name: binary\n            pa",
+                &["path: "],
+            ),
+            (
+                "        publish:\n          - name: b\n            wh",
+                &["when: "],
+            ),
+            (
+                "        publish:\n          - name: b\n            when: a",
+                &["always"],
+            ),
+            ("        publish:\n          - op", &["optional: "]),
+            ("        pub", &["publish: "]),
+        ] {
+            let text = format!("{task}{rest}");
+            let c = complete(&text, text.len(), &artifacts, &[]);
+            assert_eq!(c.items, items, "{rest}");
+        }
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        image: bus";
         assert!(complete(text, text.len(), &draft, &[]).items.is_empty());
     }

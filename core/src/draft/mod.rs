@@ -46,6 +46,8 @@ pub struct TaskDraft {
     pub steps: usize,
     /// How many `post` steps.
     pub post: usize,
+    /// The names of the artifacts it publishes, as written.
+    pub publish: Vec<String>,
 }
 
 /// Farthest a dragged node may sit from the origin, in SVG units.
@@ -132,6 +134,15 @@ fn strings(value: Option<&Yaml>) -> Vec<String> {
     }
 }
 
+/// The `name` of each mapping in a list (a task's `publish`).
+fn names(value: Option<&Yaml>) -> Vec<String> {
+    let Some(Yaml::Seq(items)) = value else {
+        return Vec::new();
+    };
+    let name = |i: &Yaml| i.get(&[Seg::key("name")])?.as_str().map(String::from);
+    items.iter().filter_map(name).collect()
+}
+
 fn count(value: Option<&Yaml>) -> usize {
     match value {
         Some(Yaml::Seq(items)) => items.len(),
@@ -184,6 +195,7 @@ impl Draft {
                         depends_on: strings(t.get(&[Seg::key("depends_on")])),
                         steps: count(t.get(&[Seg::key("steps")])),
                         post: count(t.get(&[Seg::key("post")])),
+                        publish: names(t.get(&[Seg::key("publish")])),
                     })
                     .collect();
                 let params = p

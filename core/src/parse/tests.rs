@@ -178,6 +178,56 @@ fn limits_are_faults_with_paths_and_lines() {
             ),
             "pipelines.p.tasks.t.steps[0]: more than 10000 template expressions in the workflow (line 7)",
         ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        publish:\n{}",
+                (0..=MAX_PUBLISH)
+                    .map(|i| format!("          - {{name: a{i}, path: x{i}}}\n"))
+                    .collect::<String>()
+            ),
+            "pipelines.p.tasks.t.publish: 33 artifacts published, more than the limit of 32 (line 8)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        needs: [{}]\n",
+                (0..=MAX_NEEDS)
+                    .map(|i| format!("a{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "pipelines.p.tasks.t.needs: 33 artifacts needed, more than the limit of 32 (line 7)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        publish:\n          - name: a\n            paths: [{}]\n",
+                (0..=MAX_PUBLISH_PATHS)
+                    .map(|i| format!("x{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "pipelines.p.tasks.t.publish[0].paths: 17 paths, more than the limit of 16 (line 9)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        publish: [{{name: a, path: {}}}]\n",
+                "d/".repeat(600)
+            ),
+            "pipelines.p.tasks.t.publish[0].path: a path is 1199 bytes, more than 1024",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        publish: [{{name: a, path: d/{}}}]\n",
+                "n".repeat(256)
+            ),
+            "has a name longer than 255 bytes (line 7)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        publish: [{{name: {}, path: x}}]\n",
+                "a".repeat(65)
+            ),
+            "is longer than 64 characters (line 7)",
+        ),
     ];
     for (text, want) in cases {
         assert!(text.len() < MAX_SPEC_BYTES);
@@ -225,4 +275,28 @@ fn long_keys_are_cut_in_paths() {
         "pipelines.p.tasks.{}...: task name",
         "a".repeat(64)
     )));
+}
+
+/// A need is met by any task upstream, however far, and checking it costs
+/// one lookup in the reach sets whatever the chain's length.
+#[test]
+fn needs_are_met_from_far_upstream_and_not_from_a_cycle() {
+    let mut text = String::from(
+        "name: w\npipelines:\n  p:\n    tasks:\n      t0:\n        steps: [x]\n        publish: [{name: first, path: out}]\n",
+    );
+    for i in 1..300 {
+        text.push_str(&format!(
+            "      t{i}:\n        depends_on: [t{}]\n        steps: [x]\n",
+            i - 1
+        ));
+    }
+    text.push_str("        needs: [first]\n");
+    let w = parse_workflow(&text).unwrap();
+    assert_eq!(w.pipelines["p"].tasks["t299"].needs[0].name, "first");
+
+    // On a cycle, the cycle is the fault; the need adds none.
+    let cycle = "name: w\npipelines:\n  p:\n    tasks:\n      a:\n        depends_on: [b]\n        steps: [x]\n        publish: [{name: x, path: x}]\n      b:\n        depends_on: [a]\n        steps: [x]\n        needs: [x]\n";
+    let got = messages(cycle);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("cycle"), "{got:?}");
 }
