@@ -71,6 +71,7 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
     sign_in_link: Option<String>,
     log_retention: std::time::Duration,
+    artifact_retention: std::time::Duration,
     limits: listen::ListenArgs,
 }
 
@@ -210,6 +211,7 @@ impl Server {
             tls,
             sign_in_link,
             log_retention: args.log_retention,
+            artifact_retention: args.artifacts.artifact_retention,
             limits: args.listen.clone(),
         })
     }
@@ -252,6 +254,11 @@ impl Server {
             ctx.db.clone(),
             self.log_retention,
             ctx.shutdown.clone(),
+        )));
+        controllers.push(tokio::spawn(controllers::collector::run(
+            ctx.clone(),
+            ctx.blobs.clone(),
+            self.artifact_retention,
         )));
         if let Some(config) = self.local_agent {
             controllers.push(tokio::spawn(controllers::local_agent::run(

@@ -227,3 +227,109 @@ async fn sweep_objects(
     }
     Ok(deleted)
 }
+
+/// The server's blob store, as the collector sees it.
+impl BlobDeleter for crate::files::BlobStore {
+    fn list_after<'a>(
+        &'a self,
+        after: Option<&'a Digest>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ListedBlob>, String>> {
+        use futures::StreamExt;
+        Box::pin(async move {
+            let prefix = object_store::path::Path::from("blobs/sha256");
+            let mut listing = match after {
+                Some(after) => self
+                    .objects()
+                    .list_with_offset(Some(&prefix), &crate::files::store::key(after)),
+                None => self.objects().list(Some(&prefix)),
+            };
+            // S3 lists in key order (which is digest order), so its first
+            // `limit` are the page; a local directory's walk has no order,
+            // so all of it is read, keeping the `limit` smallest.
+            let ordered = self.local_root().is_none();
+            let mut page = std::collections::BTreeMap::new();
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| e.to_string())?;
+                let Some(digest) = meta
+                    .location
+                    .filename()
+                    .and_then(|hex| Digest::parse(&format!("sha256:{hex}")).ok())
+                else {
+                    continue;
+                };
+                page.insert(digest, meta.last_modified.timestamp_millis());
+                if page.len() > limit {
+                    page.pop_last();
+                }
+                if ordered && page.len() == limit {
+                    break;
+                }
+            }
+            Ok(page
+                .into_iter()
+                .map(|(digest, modified_ms)| ListedBlob {
+                    digest,
+                    modified_ms,
+                })
+                .collect())
+        })
+    }
+
+    fn modified<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Option<i64>, String>> {
+        use object_store::ObjectStoreExt;
+        Box::pin(async move {
+            match self.objects().head(&crate::files::store::key(digest)).await {
+                Ok(meta) => Ok(Some(meta.last_modified.timestamp_millis())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            crate::files::BlobStore::delete(self, digest)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn sweep_temp(&self, before: i64) -> BoxFuture<'_, Result<u64, String>> {
+        let Some(root) = self.local_root() else {
+            return Box::pin(async { Ok(0) });
+        };
+        let dir = root.join(crate::files::store::LOCAL_TEMP_DIR);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || remove_older(&dir, before))
+                .await
+                .map_err(|e| e.to_string())?
+        })
+    }
+}
+
+/// Removes the files of `dir` last written before `before` (UTC ms), at
+/// most `PAGE * PAGES` per call; how many.
+fn remove_older(dir: &std::path::Path, before: i64) -> Result<u64, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    let mut removed = 0;
+    for entry in entries.take(PAGE * PAGES) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let Ok(meta) = entry.metadata() else { continue };
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(i64::MAX, |d| {
+                i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+            });
+        if meta.is_file() && modified < before && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

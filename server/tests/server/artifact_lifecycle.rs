@@ -38,7 +38,7 @@ pub fn entry(path: &str, seed: u8, size: u64) -> ManifestEntry {
 }
 
 /// Places the ready attempt of `task` in `run` on agent `a` and starts it.
-async fn start_task(db: &Db, run: i64, task: &str) -> i64 {
+pub async fn start_task(db: &Db, run: i64, task: &str) -> i64 {
     let ready = attempts::ready_page(db, 0, i64::MAX / 4, 1000)
         .await
         .unwrap()
@@ -69,7 +69,7 @@ async fn report(db: &Db, attempt: i64, seq: u64, event: RunEvent) -> bool {
     !applied.stale
 }
 
-async fn finish(db: &Db, attempt: i64, task: &str, status: TaskStatus) -> bool {
+pub async fn finish(db: &Db, attempt: i64, task: &str, status: TaskStatus) -> bool {
     report(
         db,
         attempt,

@@ -15,6 +15,7 @@ mod apply;
 mod artifacts;
 mod artifacts_hostile;
 mod artifacts_kill;
+mod artifact_collector;
 mod artifact_lifecycle;
 mod bench_tasks;
 mod bounds;
