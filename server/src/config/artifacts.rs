@@ -8,10 +8,9 @@ use clap::{Args, ValueEnum};
 /// Where blobs are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
-    /// Files under the data directory (`artifacts/`), served by this server.
+    // Files under the data directory, served by this server.
     Local,
-    /// An S3-compatible object store; agents move bytes straight to and
-    /// from it through presigned URLs.
+    // An S3-compatible store, which agents reach by presigned URLs.
     S3,
 }
 
