@@ -19,10 +19,12 @@ use xene_core::plan::{self, Decision, Walk};
 use xene_core::status::TaskStatus;
 
 use super::attempt::{AttemptIds, AttemptRequest};
+use super::files::{FileChannel, LocalStore};
 use super::report::TaskReport;
 use super::task::millis;
 use super::{Executor, RunRequest};
 use crate::mask::Masker;
+use crate::runtime::shell::safe_name;
 use crate::runtime::{Runtime, TaskSetup};
 
 /// One run's walk under way.
@@ -38,6 +40,9 @@ pub(super) struct RunLoop<'a> {
     masker: Arc<Masker>,
     /// Context removals under way; the run waits for them all.
     cleanups: JoinSet<()>,
+    /// The run's artifacts, when a task publishes or needs some: a
+    /// directory store of this run, removed at its end.
+    store: Option<Arc<LocalStore>>,
 }
 
 /// What a task's tries hand back: the last try's report, and the removal
@@ -58,6 +63,22 @@ impl<'a> RunLoop<'a> {
                 .values()
                 .map(xene_core::protocol::SecretValue::expose),
         );
+        let store = request
+            .pipeline
+            .tasks
+            .values()
+            .any(|t| !t.publish.is_empty() || !t.needs.is_empty())
+            .then(|| {
+                let dir = executor
+                    .config
+                    .shell
+                    .root
+                    .join(format!("xene-{}.artifacts", safe_name(&request.run_id)));
+                LocalStore::with_default_parts(dir)
+                    .map_err(|e| tracing::warn!(error = %e, "cannot make the run's artifact store"))
+                    .ok()
+            })
+            .flatten();
         Self {
             executor,
             request,
@@ -68,6 +89,7 @@ impl<'a> RunLoop<'a> {
             cancel,
             masker: Arc::new(masker),
             cleanups: JoinSet::new(),
+            store,
         }
     }
 
@@ -134,6 +156,9 @@ impl<'a> RunLoop<'a> {
             self.finished(task, report).await;
         }
         while self.cleanups.join_next().await.is_some() {}
+        if let Some(store) = &self.store {
+            store.remove();
+        }
         // Tasks an earlier attempt finished: their results stand.
         for (task, result) in self.walk.results() {
             if !self.reports.contains_key(task) {
@@ -176,6 +201,7 @@ impl<'a> RunLoop<'a> {
             delivered: None,
             files: None,
         };
+        let store = self.store.clone();
         let executor = self.executor.clone();
         let masker = self.masker.clone();
         let events = self.events.clone();
@@ -189,6 +215,11 @@ impl<'a> RunLoop<'a> {
                 request.ids.number = number;
                 request.ids.context = context(&request.ids.run_id, &request.ids.task, number);
                 let retry_in = (number < tries).then(|| retries.delay(number));
+                // Each try stages its own artifacts, published as it ends.
+                let channel = store.as_ref().map(|store| store.channel(&request.spec));
+                request.files = channel
+                    .clone()
+                    .map(|channel| channel as Arc<dyn FileChannel>);
                 let (report, cleanup) = executor
                     .attempt(
                         &request,
@@ -199,6 +230,9 @@ impl<'a> RunLoop<'a> {
                     )
                     .await;
                 cleanups.extend(cleanup);
+                if let Some(channel) = channel {
+                    channel.finish(report.status == TaskStatus::Success);
+                }
                 let report = TaskReport {
                     duration_ms: millis(started.elapsed()),
                     ..report

@@ -10,7 +10,7 @@ use xene_core::status::{RunStatus, TaskStatus};
 
 use crate::util::{self, run_cancelled_when_ready};
 
-fn sandboxed(root: &std::path::Path) -> xene_agent::ExecutorConfig {
+pub fn sandboxed(root: &std::path::Path) -> xene_agent::ExecutorConfig {
     let sandbox = Sandbox::new(
         env!("CARGO_BIN_EXE_xene-agent").into(),
         format!("agent-test-{}", std::process::id()),

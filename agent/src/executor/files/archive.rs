@@ -258,6 +258,25 @@ fn read_tar(
     Ok(())
 }
 
+/// The links a test sees: (stored path, target).
+#[cfg(test)]
+pub(crate) type TestLinks = Vec<(String, String)>;
+
+/// `read_tar` over one archive: the files (as the manifest lists them) and
+/// the links left to follow.
+#[cfg(test)]
+pub(crate) fn read_tar_for_test(
+    reader: impl Read,
+    entry: &PathEntry,
+    spool: &Spool,
+) -> Result<(Vec<Collected>, TestLinks), String> {
+    let mut collector = Collector::new("art");
+    let mut links = Vec::new();
+    read_tar(reader, entry, &mut collector, spool, &mut links)?;
+    let links = links.into_iter().map(|l| (l.stored, l.target)).collect();
+    Ok((collector.finish()?, links))
+}
+
 /// Whether `sub` (relative to the base), or a directory above it, is taken.
 fn taken(entry: &PathEntry, sub: &str) -> bool {
     let mut end = 0;

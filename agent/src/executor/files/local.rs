@@ -48,6 +48,13 @@ impl LocalStore {
         Self::new(dir, PART_SIZE.min(SINGLE_PUT_MAX))
     }
 
+    /// Removes the store and all it holds.
+    pub fn remove(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove the artifact store");
+        }
+    }
+
     /// Where the store keeps the blob of `digest`.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.dir.join("blobs").join(digest.hex())

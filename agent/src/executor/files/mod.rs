@@ -13,6 +13,8 @@ mod collect;
 mod fetch;
 pub mod local;
 mod publish;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,10 +47,7 @@ impl Staging {
             channel,
             needs,
             publish,
-            spool: Spool {
-                dir: Arc::new(spool),
-                next: Arc::new(AtomicU64::new(0)),
-            },
+            spool: Spool::new(spool),
         }
     }
 
@@ -116,6 +115,13 @@ pub(crate) struct Spool {
 }
 
 impl Spool {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self {
+            dir: Arc::new(dir),
+            next: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     pub(crate) fn path(&self) -> PathBuf {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         self.dir.join(format!("f{n}"))

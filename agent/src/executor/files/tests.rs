@@ -1,0 +1,302 @@
+//! Collection and placement against real directories and real tar bytes.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+use xene_core::artifact::{MAX_FILES, ManifestEntry};
+use xene_core::protocol::{BlobUpload, Transfer};
+use xene_core::spec::{Publish, PublishWhen};
+
+use super::archive::read_tar_for_test;
+use super::collect::{Collected, Collector, PathEntry, collect_dir, hash_copy};
+use super::fetch::place_dir;
+use super::publish::plan_parts;
+use super::{Spool, size_text};
+
+fn publish(paths: &[&str], optional: bool) -> Publish {
+    Publish {
+        name: "art".into(),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        optional,
+        when: PublishWhen::Success,
+    }
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn stored(files: &[Collected]) -> Vec<&str> {
+    files.iter().map(|f| f.entry.path.as_str()).collect()
+}
+
+/// A literal directory gives its contents, a literal file its name, a glob
+/// what it matches relative to the directory before its first wildcard
+/// (a matched directory with all it holds); modes are kept.
+#[test]
+fn paths_are_stored_relative_to_their_base() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = ws.path();
+    write(root, "target/release/app", "binary");
+    std::fs::set_permissions(
+        root.join("target/release/app"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    write(root, "dist/index.html", "<p>");
+    write(root, "dist/js/app.js", "js");
+    write(root, "reports/unit/a.xml", "<a/>");
+    write(root, "reports/b.xml", "<b/>");
+    write(root, "reports/b.txt", "no");
+    write(root, "logs/run1/out.log", "1");
+
+    let files = collect_dir(root, &publish(&["target/release/app"], false)).unwrap();
+    assert_eq!(stored(&files), ["app"]);
+    assert_eq!(files[0].entry.mode, 0o755);
+    assert_eq!(files[0].entry.size, 6);
+    let (digest, _) = hash_copy(&b"binary"[..], None).unwrap();
+    assert_eq!(files[0].entry.digest, digest);
+
+    let files = collect_dir(root, &publish(&["dist"], false)).unwrap();
+    assert_eq!(stored(&files), ["index.html", "js/app.js"]);
+
+    let files = collect_dir(root, &publish(&["reports/**/*.xml"], false)).unwrap();
+    assert_eq!(stored(&files), ["b.xml", "unit/a.xml"]);
+
+    let files = collect_dir(root, &publish(&["logs/*"], false)).unwrap();
+    assert_eq!(stored(&files), ["run1/out.log"]);
+
+    // Two entries that store the same path: an error, not a silent pick.
+    let e = collect_dir(root, &publish(&["dist", "dist/*.html"], false)).unwrap_err();
+    assert!(e.contains("two of its paths"), "{e}");
+    let e = collect_dir(root, &publish(&["dist/index.html", "dist"], false)).unwrap_err();
+    assert!(e.contains("two of its paths"), "{e}");
+}
+
+/// A glob matching nothing, or a missing path, fails unless optional.
+#[test]
+fn nothing_matched_fails_unless_optional() {
+    let ws = tempfile::tempdir().unwrap();
+    write(ws.path(), "a.txt", "a");
+    let e = collect_dir(ws.path(), &publish(&["*.xml"], false)).unwrap_err();
+    assert_eq!(e, "artifact art: *.xml matches no file");
+    let e = collect_dir(ws.path(), &publish(&["missing/file"], false)).unwrap_err();
+    assert_eq!(
+        e,
+        "artifact art: missing/file does not exist in the workspace"
+    );
+    assert!(
+        collect_dir(ws.path(), &publish(&["*.xml", "missing"], true))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        stored(&collect_dir(ws.path(), &publish(&["*.xml", "*.txt"], true)).unwrap()),
+        ["a.txt"]
+    );
+}
+
+/// A link inside the workspace is published as the file it names; one
+/// leading out (directly, or as the base itself) is refused.
+#[test]
+fn links_leading_out_are_refused() {
+    let ws = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = ws.path();
+    write(outside.path(), "secret", "s3cr3t");
+    write(root, "out/real.txt", "real");
+    symlink("real.txt", root.join("out/alias.txt")).unwrap();
+    let files = collect_dir(root, &publish(&["out"], false)).unwrap();
+    assert_eq!(stored(&files), ["alias.txt", "real.txt"]);
+    assert_eq!(files[0].entry.digest, files[1].entry.digest);
+
+    symlink(outside.path().join("secret"), root.join("out/leak")).unwrap();
+    let e = collect_dir(root, &publish(&["out"], false)).unwrap_err();
+    assert_eq!(
+        e,
+        "artifact art: out/leak is a symbolic link leading out of the workspace"
+    );
+    symlink(outside.path(), root.join("away")).unwrap();
+    let e = collect_dir(root, &publish(&["away/secret"], false)).unwrap_err();
+    assert!(e.contains("leads out of the workspace"), "{e}");
+    let e = collect_dir(root, &publish(&["away/*"], false)).unwrap_err();
+    assert!(e.contains("leads out of the workspace"), "{e}");
+}
+
+/// The bounds: files per artifact, and the paths of a link loop.
+#[test]
+fn bounds_end_in_clear_errors() {
+    let mut collector = Collector::new("art");
+    let file = |i: usize| Collected {
+        entry: ManifestEntry {
+            path: format!("f{i}"),
+            size: 0,
+            mode: 0o644,
+            digest: hash_copy(&b""[..], None).unwrap().0,
+        },
+        source: "/dev/null".into(),
+    };
+    for i in 0..MAX_FILES {
+        collector.add(file(i)).unwrap();
+    }
+    let e = collector.add(file(MAX_FILES)).unwrap_err();
+    assert_eq!(e, format!("artifact art: more than {MAX_FILES} files"));
+
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir(ws.path().join("loop")).unwrap();
+    symlink(".", ws.path().join("loop/again")).unwrap();
+    write(ws.path(), "loop/f", "f");
+    let e = collect_dir(ws.path(), &publish(&["loop"], false)).unwrap_err();
+    assert!(e.contains("longer than 1024 bytes"), "{e}");
+}
+
+/// A tar header for `name` written byte by byte, as a hostile engine
+/// could send it (the `tar` crate's builder refuses `..` itself).
+fn raw_header(name: &str, kind: u8, size: usize, link: &str) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+fn tar_of(entries: &[(&str, u8, &str, &str)]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    for (name, kind, body, link) in entries {
+        tar.extend(raw_header(name, *kind, body.len(), link));
+        tar.extend(body.as_bytes());
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    }
+    tar.extend(vec![0u8; 1024]);
+    tar
+}
+
+/// A container's archive: `..` in an entry and links leading out are
+/// refused; the glob's base rule holds; links inside wait to be followed.
+#[test]
+fn container_archives_are_confined() {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(spool_dir.path().to_path_buf());
+    let read = |tar: Vec<u8>, path: &str| {
+        let entry = PathEntry::parse(path).unwrap();
+        read_tar_for_test(&tar[..], &entry, &spool)
+    };
+    let e = read(
+        tar_of(&[
+            ("reports/", b'5', "", ""),
+            ("reports/../../etc/x.xml", b'0', "x", ""),
+        ]),
+        "reports/*.xml",
+    )
+    .unwrap_err();
+    assert!(e.contains("unsafe path"), "{e}");
+
+    let e = read(
+        tar_of(&[("out/", b'5', "", ""), ("out/pw", b'2', "", "/etc/passwd")]),
+        "out",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "artifact art: out/pw is a symbolic link leading out of the workspace"
+    );
+    let e = read(
+        tar_of(&[("out/", b'5', "", ""), ("out/up", b'2', "", "../../x")]),
+        "out",
+    )
+    .unwrap_err();
+    assert!(e.contains("leading out"), "{e}");
+
+    let (files, links) = read(
+        tar_of(&[
+            ("reports/", b'5', "", ""),
+            ("reports/a.xml", b'0', "<a/>", ""),
+            ("reports/a.txt", b'0', "no", ""),
+            ("reports/unit/", b'5', "", ""),
+            ("reports/unit/b.xml", b'0', "<b/>", ""),
+            ("reports/unit/c.xml", b'2', "", "../a.xml"),
+        ]),
+        "reports/**/*.xml",
+    )
+    .unwrap();
+    assert_eq!(stored(&files), ["a.xml", "unit/b.xml"]);
+    assert_eq!(std::fs::read(&files[0].source).unwrap(), b"<a/>");
+    assert_eq!(
+        links,
+        [("unit/c.xml".to_string(), "reports/a.xml".to_string())]
+    );
+}
+
+/// Placement: modes applied, nothing written through a link already in
+/// the workspace or over an existing file.
+#[test]
+fn placing_is_confined_to_the_workspace() {
+    let ws = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let blob = ws.path().join("blob");
+    std::fs::write(&blob, "bin").unwrap();
+    let (digest, size) = hash_copy(&b"bin"[..], None).unwrap();
+    let file = |path: &str| {
+        (
+            ManifestEntry {
+                path: path.into(),
+                size,
+                mode: 0o750,
+                digest: digest.clone(),
+            },
+            blob.clone(),
+        )
+    };
+    place_dir(ws.path(), None, "tools", &[file("bin/app")]).unwrap();
+    let placed = ws.path().join("tools/bin/app");
+    assert_eq!(std::fs::read(&placed).unwrap(), b"bin");
+    let mode = std::fs::metadata(&placed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o750);
+
+    symlink(outside.path(), ws.path().join("link")).unwrap();
+    let e = place_dir(ws.path(), None, "link", &[file("app")]).unwrap_err();
+    assert!(e.contains("is in the way"), "{e}");
+    let e = place_dir(ws.path(), None, "", &[file("link")]).unwrap_err();
+    assert!(e.contains("already there"), "{e}");
+    let e = place_dir(ws.path(), None, "tools", &[file("bin/app")]).unwrap_err();
+    assert!(e.contains("already there"), "{e}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn parts_cover_the_file_in_order() {
+    let digest = hash_copy(&b""[..], None).unwrap().0;
+    let upload = |size, part_size, parts: usize| BlobUpload {
+        digest: digest.clone(),
+        size,
+        part_size,
+        parts: vec![
+            Transfer {
+                method: "PUT".into(),
+                url: "/x".into(),
+                headers: Default::default()
+            };
+            parts
+        ],
+        upload_id: None,
+    };
+    assert_eq!(plan_parts(&upload(10, 64, 1), 10).unwrap(), [(0, 10)]);
+    assert_eq!(
+        plan_parts(&upload(10, 4, 3), 10).unwrap(),
+        [(0, 4), (4, 4), (8, 2)]
+    );
+    assert!(plan_parts(&upload(10, 4, 2), 10).is_err());
+    assert!(plan_parts(&upload(11, 4, 3), 10).is_err());
+    assert_eq!(size_text(512), "512 B");
+    assert_eq!(size_text(12_897_485), "12.3 MiB");
+}
