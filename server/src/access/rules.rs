@@ -129,6 +129,13 @@ pub static RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/runs/{id}/logs/{task}/{step}", VIEWER),
     rule(Method::GET, "/api/v1/runs/{id}/events", VIEWER),
     rule(Method::GET, "/api/v1/runs/feed", VIEWER),
+    // Artifacts: viewers list and download them; keeping a run's past
+    // retention is an editor's call (audited).
+    rule(Method::GET, "/api/v1/runs/{id}/artifacts", VIEWER),
+    rule(Method::GET, "/api/v1/runs/{id}/artifacts/{name}", VIEWER),
+    rule(Method::PUT, "/api/v1/runs/{id}/pin", EDITOR),
+    rule(Method::DELETE, "/api/v1/runs/{id}/pin", EDITOR),
+    rule(Method::GET, "/api/v1/workflows/{name}/artifacts", VIEWER),
     rule(Method::GET, "/api/v1/stats", VIEWER),
     rule(Method::GET, "/api/v1/dashboard", VIEWER),
     // Agents.

@@ -23,6 +23,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(super::workflows::router())
         .merge(super::runs::router())
+        .merge(super::artifacts::router())
         .merge(super::hooks::router())
         .merge(super::cron::router())
         .merge(super::feed::router())

@@ -16,6 +16,7 @@ use crate::storage::Db;
 pub mod agent_auth;
 pub mod agents;
 pub mod api;
+pub mod artifacts;
 pub mod audit;
 pub mod blobs;
 pub mod cli_login;

@@ -4,6 +4,7 @@
 //! takes the rest of the screen and has a full-screen view (`logs`).
 
 mod actions;
+mod artifacts;
 #[cfg(feature = "hydrate")]
 mod fit;
 mod log_rows;
@@ -25,6 +26,7 @@ use crate::api;
 use crate::not_found::Missing;
 use crate::ui::{Dag, ErrorBox, NodeState, Status, Time, now};
 use actions::{CancelButton, CancelConfirm, RunAgain};
+use artifacts::{Artifacts, PinButton};
 use log_store::LogStore;
 use logs::LogPane;
 use tasks::{TaskList, tries};
@@ -154,6 +156,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                     <Show when=move || me().is_some_and(|m| m.can_edit())>
                         <CancelButton run open=confirming />
                         <RunAgain run error=again_error />
+                        <PinButton run_id detail />
                     </Show>
                 </div>
             </div>
@@ -168,6 +171,7 @@ fn RunView(detail: RunDetail) -> impl IntoView {
                 <summary>"Graph"</summary>
                 <Dag layout=layout states href=href selected=selected_task label=format!("The tasks of run {run_id}, coloured by status") />
             </details>
+            <Artifacts run_id detail open=graph_open />
             <div class="run-body">
                 <TaskList run_id detail />
                 <LogPane run_id detail logs />
