@@ -145,5 +145,9 @@ fn a_server_of_another_protocol_makes_the_agent_exit_with_its_reason() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains(reason), "{}", stderr(&output));
     let hello = hello.join().unwrap();
-    assert!(hello.contains(r#""protocol":2"#), "{hello}");
+    let version = xene_core::protocol::PROTOCOL_VERSION;
+    assert!(
+        hello.contains(&format!(r#""protocol":{version}"#)),
+        "{hello}"
+    );
 }
