@@ -132,6 +132,10 @@ pub(crate) fn place_dir(
         }
         Ok(())
     };
+    let mut uses: HashMap<&Path, usize> = HashMap::new();
+    for (_, blob) in files {
+        *uses.entry(blob.as_path()).or_default() += 1;
+    }
     for (entry, blob) in files {
         let rel = join(dir, &entry.path);
         let mut at = root.to_path_buf();
@@ -159,24 +163,48 @@ pub(crate) fn place_dir(
                 Err(e) => return Err(format!("placing {rel}: {e}")),
             }
         }
-        // `create_new` refuses any existing name, a link included, without
-        // following it.
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&at)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
-                    format!("cannot place {rel}: something is already there")
-                }
-                _ => format!("placing {rel}: {e}"),
-            })?;
-        let mut input = std::fs::File::open(blob).map_err(|e| format!("reading a blob: {e}"))?;
-        std::io::copy(&mut input, &mut out).map_err(|e| format!("writing {rel}: {e}"))?;
-        out.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o777))
+        let left = uses.get_mut(blob.as_path()).expect("every blob is counted");
+        *left -= 1;
+        // A blob's last file takes the blob itself: no second copy of its
+        // bytes when the spool and the workspace share a file system.
+        if *left > 0 || !moved(blob, &at, &rel)? {
+            copy_new(blob, &at, &rel)?;
+        }
+        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(entry.mode & 0o777))
             .map_err(|e| format!("setting the mode of {rel}: {e}"))?;
         give(&at)?;
     }
+    Ok(())
+}
+
+/// Moves `blob` to `at` unless something is there; false when it cannot be
+/// moved (another file system), and it is to be copied.
+fn moved(blob: &Path, at: &Path, rel: &str) -> Result<bool, String> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, blob, CWD, at, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => {
+            Err(format!("cannot place {rel}: something is already there"))
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// Copies `blob` to a new file `at`; `create_new` refuses any existing
+/// name, a link included, without following it.
+fn copy_new(blob: &Path, at: &Path, rel: &str) -> Result<(), String> {
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(at)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("cannot place {rel}: something is already there")
+            }
+            _ => format!("placing {rel}: {e}"),
+        })?;
+    let mut input = std::fs::File::open(blob).map_err(|e| format!("reading a blob: {e}"))?;
+    std::io::copy(&mut input, &mut out).map_err(|e| format!("writing {rel}: {e}"))?;
     Ok(())
 }
