@@ -275,6 +275,10 @@ async fn commit(
             ));
         }
     }
+    // The blobs new to the store: what this publish uploaded, for the
+    // metric.
+    let digests: Vec<Digest> = blobs.keys().map(|d| (*d).clone()).collect();
+    let fresh = artifacts::missing_blobs(&ctx.db, &digests).await?;
     // Rows first, so the collector leaves the objects be; then the objects
     // must all be there, whole.
     let rows: Vec<(Digest, u64)> = blobs.iter().map(|(d, s)| ((*d).clone(), *s)).collect();
@@ -305,7 +309,11 @@ async fn commit(
     )
     .await?;
     match staged {
-        Staged::Stored => Ok(FilesAnswer::Committed),
+        Staged::Stored => {
+            let uploaded: u64 = fresh.iter().map(|d| blobs[d]).sum();
+            ctx.metrics.artifact_uploaded(uploaded);
+            Ok(FilesAnswer::Committed)
+        }
         Staged::NotRunning => refuse(format!(
             "task attempt {} is no longer running: artifact {} was not kept",
             attempt.id,
