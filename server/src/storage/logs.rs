@@ -217,15 +217,16 @@ pub async fn latest_attempt(
     .await?)
 }
 
-/// Deletes the logs and events of runs that finished before `before_ms`,
-/// a bounded batch at a time; returns how many rows went.
+/// Deletes the logs and events of runs that finished before `before_ms`
+/// and are not pinned, a bounded batch at a time; returns how many rows
+/// went.
 pub async fn prune(db: &Db, before_ms: i64) -> Result<u64, StorageError> {
     let mut total = 0;
     for table in ["log_chunks", "step_logs", "run_events"] {
         // Subqueries keep each statement portable and bounded.
         let sql = format!(
             "DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE finished_at IS NOT NULL AND finished_at < $1 \
-             AND id IN (SELECT DISTINCT run_id FROM {table}) LIMIT 100)"
+             AND pinned_at IS NULL AND id IN (SELECT DISTINCT run_id FROM {table}) LIMIT 100)"
         );
         total += sqlx::query(&sql)
             .bind(before_ms)
@@ -237,7 +238,7 @@ pub async fn prune(db: &Db, before_ms: i64) -> Result<u64, StorageError> {
     total += sqlx::query(
         "DELETE FROM attempt_events WHERE attempt_id IN (SELECT a.id FROM task_attempts a \
          JOIN runs r ON r.id = a.run_id WHERE r.finished_at IS NOT NULL AND r.finished_at < $1 \
-         AND a.id IN (SELECT DISTINCT attempt_id FROM attempt_events) LIMIT 100)",
+         AND r.pinned_at IS NULL AND a.id IN (SELECT DISTINCT attempt_id FROM attempt_events) LIMIT 100)",
     )
     .bind(before_ms)
     .execute(&mut *db.write_conn().await?)

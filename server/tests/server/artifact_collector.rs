@@ -133,7 +133,10 @@ async fn the_collector_sweeps_only_what_nothing_names() {
                 .map(|f| f.len()),
             Some(1)
         );
+        // The store holds blobs 1, 2 and 6, a byte each.
+        metrics.refresh_from_db(&db, Duration::from_secs(300)).await;
         let text = metrics.render();
+        assert!(text.contains("\nxene_artifact_bytes 3\n"), "{text}");
         assert!(
             text.contains("\nxene_artifact_blobs_deleted_total 2\n"),
             "{text}"

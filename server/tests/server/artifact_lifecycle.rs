@@ -5,11 +5,11 @@
 //! collected are missing to publishes; pinned runs keep their artifacts.
 
 use xene_core::artifact::{Digest, ManifestEntry};
-use xene_core::event::RunEvent;
+use xene_core::event::{LogStream, RunEvent};
 use xene_core::protocol::AttemptRef;
 use xene_core::status::TaskStatus;
 use xene_server::storage::artifacts::{self, GRACE_MS, Staged, sweep};
-use xene_server::storage::{Db, attempts, events, now_ms, retention};
+use xene_server::storage::{Db, attempts, events, logs, now_ms, retention};
 
 use crate::attempt_fixtures::{add_agent, model_2_db, start_run};
 use crate::util::{BACKENDS, TestDb};
@@ -381,6 +381,13 @@ async fn pinned_runs_keep_their_artifacts_past_retention() {
                 &[entry("app", seed, 5)],
             )
             .await;
+            let line = RunEvent::Log {
+                task: "ok".into(),
+                step: "s".into(),
+                stream: LogStream::Stdout,
+                data: "built".into(),
+            };
+            assert!(report(&db, ok, 2, line).await);
             assert!(finish(&db, ok, "ok", TaskStatus::Success).await);
             runs.push(run);
         }
@@ -403,6 +410,25 @@ async fn pinned_runs_keep_their_artifacts_past_retention() {
             "{backend:?}"
         );
         assert_eq!(names(&db, other).await, []);
+        // Record retention keeps a pinned run's logs too.
+        while logs::prune(&db, after_both).await.unwrap() > 0 {}
+        let logged = |run: i64| {
+            let db = db.clone();
+            async move {
+                let n: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM log_chunks WHERE run_id = $1")
+                        .bind(run)
+                        .fetch_one(db.pool())
+                        .await
+                        .unwrap();
+                n
+            }
+        };
+        assert_eq!(
+            (logged(pinned).await, logged(other).await),
+            (1, 0),
+            "{backend:?}"
+        );
         assert_eq!(names(&db, pinned).await.len(), 1, "{backend:?}");
         assert_eq!(artifacts::usage(&db, "art").await.unwrap(), 5);
         // Its blob is nobody's now: the collector may take it.
