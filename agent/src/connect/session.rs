@@ -19,19 +19,8 @@ use xene_core::protocol::{AgentMessage, PROTOCOL_VERSION, ServerMessage};
 use super::attempts::{Attempts, Refusal};
 use super::batch::MAX_BATCH;
 
-/// How a connection failed, as the session sees it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {
-    /// The server closed with code 4001: the credential is revoked.
-    #[error("the server revoked this agent's credential")]
-    Revoked,
-    /// The server closed with code 4000: it does not speak this agent's
-    /// protocol. The server's reason says which it needs and how to get it.
-    #[error("the server does not speak this agent's protocol: {0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Lost(String),
-}
+// Defined with the transport, which makes them; the session reads them.
+pub use super::transport::LinkError;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {

@@ -26,8 +26,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use xene_core::protocol::{AgentMessage, ServerMessage};
 
-use super::session::LinkError;
-
 // Defined once, with the protocol, for the server and the agent.
 pub use xene_core::protocol::{CLOSE_REPLACED, CLOSE_REVOKED, CLOSE_UNSUPPORTED_PROTOCOL};
 
@@ -44,6 +42,20 @@ pub enum TransportError {
     /// Anything that may work on a later try.
     #[error("{0}")]
     Failed(String),
+}
+
+/// How a connection failed, as the session sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The server closed with code 4001: the credential is revoked.
+    #[error("the server revoked this agent's credential")]
+    Revoked,
+    /// The server closed with code 4000: it does not speak this agent's
+    /// protocol. The server's reason says which it needs and how to get it.
+    #[error("the server does not speak this agent's protocol: {0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Lost(String),
 }
 
 /// The server's address, checked against the transport rules.
