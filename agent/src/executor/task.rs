@@ -95,7 +95,9 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
                 fetched = staging.fetch(ctx.as_mut(), &mut lines) => Some(fetched),
                 () = attempt_cancel.cancelled() => None,
             };
-            log_lines(env, task, plan.steps.first().map(|s| s.name.as_str()), &lines).await;
+            let error = fetched.as_ref().and_then(|f| f.as_ref().err());
+            let first = plan.steps.first().map(|s| s.name.as_str());
+            log_lines(env, task, first, &lines, error).await;
             match fetched {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
@@ -148,8 +150,17 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             let ran = steps[..plan.steps.len()]
                 .iter()
                 .rfind(|s| s.status != StepStatus::NotExecuted)
+                .or(steps.first())
                 .map(|s| s.name.clone());
-            publish(staging, ctx.as_mut(), env, task, ran.as_deref(), &mut progress).await;
+            publish(
+                staging,
+                ctx.as_mut(),
+                env,
+                task,
+                ran.as_deref(),
+                &mut progress,
+            )
+            .await;
         }
         if !progress.cancelled {
             run_post(ctx.as_mut(), plan, env, &mut steps, &mut progress).await;
@@ -208,7 +219,8 @@ async fn publish(
         published = staging.publish(ctx, !progress.failed, &mut lines) => Some(published),
         () = env.cancel.cancelled() => None,
     };
-    log_lines(env, task, step, &lines).await;
+    let error = published.as_ref().and_then(|p| p.as_ref().err());
+    log_lines(env, task, step, &lines, error).await;
     match published {
         Some(Ok(())) => {}
         Some(Err(e)) => {
@@ -219,19 +231,27 @@ async fn publish(
     }
 }
 
-/// The staging's lines in the task's log, under `step` (events name one
-/// of the task's steps).
-async fn log_lines(env: &TaskEnv, task: &str, step: Option<&str>, lines: &[String]) {
+/// The staging's lines in the task's log, and its error on stderr, under
+/// `step` (events name one of the task's steps).
+async fn log_lines(
+    env: &TaskEnv,
+    task: &str,
+    step: Option<&str>,
+    lines: &[String],
+    error: Option<&String>,
+) {
+    use xene_core::event::LogStream;
     let Some(step) = step else {
         return;
     };
-    for line in lines {
+    let lines = lines.iter().map(|line| (LogStream::Stdout, line));
+    for (stream, line) in lines.chain(error.map(|e| (LogStream::Stderr, e))) {
         send(
             env,
             RunEvent::Log {
                 task: task.to_string(),
                 step: step.to_string(),
-                stream: xene_core::event::LogStream::Stdout,
+                stream,
                 data: env.masker.mask(line).into_owned(),
             },
         )

@@ -118,6 +118,11 @@ async fn check_run(config: xene_agent::ExecutorConfig, image: Option<&str>) -> S
         missing.error.as_deref(),
         Some("artifact none: *.xml matches no file")
     );
+    // The log says it too, on stderr.
+    assert_eq!(
+        run.logs("missing"),
+        ["artifact none: *.xml matches no file"]
+    );
     let leak = run.task("leak");
     assert_eq!(leak.status, TaskStatus::Error);
     let error = leak.error.clone().unwrap_or_default();
