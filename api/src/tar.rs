@@ -20,10 +20,11 @@ pub const MAX_EXTENSION: u64 = 64 * 1024;
 /// The largest size ustar's 11 octal digits hold.
 const USTAR_MAX_SIZE: u64 = 0o777_7777_7777;
 
-/// The PAX key of a file's digest (`sha256:` and 64 hex digits): a reader
-/// checks each file against it, even past the first entries a listing
-/// shows.
-pub const DIGEST_KEY: &str = "XENE.digest";
+/// The PAX key that carries a file's digest (`sha256:` and 64 hex
+/// digits), so a reader checks each file, even past the first entries a
+/// listing shows. POSIX's `comment`, which other readers ignore without a
+/// word (GNU tar warns of a vendor key on every file).
+pub const DIGEST_KEY: &str = "comment";
 
 /// The header blocks of a regular file: a PAX extended header first when
 /// the path or size needs one or a digest is given, then the ustar header.
@@ -213,7 +214,9 @@ impl Decoder {
                 for (key, value) in pax_records(data)? {
                     match key {
                         "path" => self.path = Some(value.to_string()),
-                        DIGEST_KEY => self.digest = Some(value.to_string()),
+                        DIGEST_KEY if value.starts_with("sha256:") => {
+                            self.digest = Some(value.to_string())
+                        }
                         "size" => {
                             self.size = Some(
                                 value

@@ -87,7 +87,7 @@ pub struct DownloadQuery {
 }
 
 /// Download an artifact: its one file as it is, or a tar stream of all its
-/// files (each with its digest in a PAX record, `XENE.digest`); with
+/// files (each with its digest as its PAX `comment`); with
 /// `path`, that one file.
 #[utoipa::path(
     get, path = "/api/v1/runs/{id}/artifacts/{name}", tag = "artifacts",

@@ -24,6 +24,7 @@ mod controllers;
 mod dashboard;
 mod data_dir;
 mod dispatch;
+mod downloads;
 mod drain;
 mod feed;
 mod files_service;
