@@ -10,7 +10,7 @@
 
 use std::io::SeekFrom;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -49,8 +49,10 @@ pub struct BlobHttp {
     /// client certificate), never through a proxy (as the WebSocket).
     server: Client,
     /// To an object store: the system's roots and the CA file; the
-    /// environment's proxy settings apply.
-    store: Client,
+    /// environment's proxy settings apply. Made on first use: an agent
+    /// of a local store never loads the system's roots for it.
+    store: OnceLock<Result<Client, String>>,
+    options: TlsOptions,
     allow_insecure: bool,
 }
 
@@ -67,17 +69,29 @@ impl BlobHttp {
         let base = format!("{scheme}://{}/", endpoint.authority());
         let base = Url::parse(&base)
             .map_err(|e| TransportError::Config(format!("server url {base:?}: {e}")))?;
-        let store_tls = store_tls_config(options)?;
-        let server_tls = server_tls.cloned().unwrap_or_else(|| store_tls.clone());
-        let server = client(&server_tls, false)?;
-        let store = client(&store_tls, true)?;
+        // A plain server is never reached over TLS.
+        let server_tls = match server_tls {
+            Some(tls) => tls.clone(),
+            None => no_roots()?,
+        };
         Ok(Self {
             base,
             base_path: endpoint.base_path.clone(),
-            server,
-            store,
+            server: client(&server_tls, false)?,
+            store: OnceLock::new(),
+            options: options.clone(),
             allow_insecure,
         })
+    }
+
+    fn store(&self) -> Result<&Client, String> {
+        self.store
+            .get_or_init(|| {
+                let tls = store_tls_config(&self.options).map_err(|e| e.to_string())?;
+                client(&tls, true).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// PUTs `len` bytes of `file` from `offset`; returns the response's
@@ -195,8 +209,18 @@ impl BlobHttp {
                 shown(&parsed)
             ));
         }
-        Ok((&self.store, parsed))
+        Ok((self.store()?, parsed))
     }
+}
+
+fn no_roots() -> Result<Arc<ClientConfig>, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Config(format!("tls: {e}")))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn client(tls: &Arc<ClientConfig>, proxies: bool) -> Result<Client, TransportError> {

@@ -291,6 +291,18 @@ async fn urls_that_leave_the_rules_are_refused() {
         .insert("x-sig".into(), "line\nbreak".into());
     let error = http.download(&bad_header, &dest).await.unwrap_err();
     assert_eq!(error, "the server sent an invalid value for header x-sig");
+
+    // A store's trust is read when a store is first reached: a CA file
+    // that is not there fails that transfer, saying which file.
+    let endpoint = Endpoint::parse("http://127.0.0.1:1", false).unwrap();
+    let missing_ca = TlsOptions {
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..TlsOptions::default()
+    };
+    let http = BlobHttp::new(&endpoint, None, &missing_ca, false).unwrap();
+    let store = transfer("GET", "https://store.example/bucket/x?X-Amz-Signature=s");
+    let error = http.download(&store, &dest).await.unwrap_err();
+    assert!(error.starts_with("/nonexistent/ca.pem: "), "{error}");
 }
 
 #[tokio::test]
