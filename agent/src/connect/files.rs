@@ -24,6 +24,9 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 /// The most requests waiting for an answer at once (all attempts
 /// together; each attempt asks one at a time).
 pub const MAX_OPEN: usize = 1024;
+/// The most bytes of one request as sent: the server takes 8 MiB in one
+/// message and closes the connection (every attempt's) on a larger one.
+pub const MAX_REQUEST_BYTES: usize = 7 << 20;
 /// A request goes out at most this many times (once, and again after a
 /// reconnect).
 const MAX_SENDS: u8 = 2;
@@ -84,6 +87,15 @@ impl FilesHub {
     /// An `Err` is a transport failure: no answer in time, or the
     /// connection dropped twice while waiting.
     pub async fn ask(&self, attempt: AttemptRef, request: FilesRequest) -> Answer {
+        let bytes = serde_json::to_vec(&request).map_or(0, |json| json.len());
+        if bytes > MAX_REQUEST_BYTES {
+            return Err(format!(
+                "the list of files is {:.1} MiB as sent to the server, more than the {} MiB \
+                 it takes: publish fewer files, or shorter paths",
+                bytes as f64 / (1 << 20) as f64,
+                MAX_REQUEST_BYTES >> 20
+            ));
+        }
         let (id, answer) = {
             let mut state = self.state();
             if state.waiters.len() >= MAX_OPEN {

@@ -133,3 +133,25 @@ async fn the_waiting_requests_are_bounded() {
     }
     assert_eq!(hub.open(), 0);
 }
+
+#[tokio::test]
+async fn a_request_too_large_to_send_is_refused_at_once() {
+    let hub = FilesHub::default();
+    let digest = xene_core::artifact::Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    let files: Vec<_> = (0..8000)
+        .map(|i| xene_core::artifact::ManifestEntry {
+            path: format!("{i:05}/{}", "p".repeat(1000)),
+            size: 1,
+            mode: 0o644,
+            digest: digest.clone(),
+        })
+        .collect();
+    let publish = FilesRequest::Publish {
+        name: "binary".into(),
+        files,
+    };
+    let error = hub.ask(A, publish).await.unwrap_err();
+    assert!(error.contains("more than the 7 MiB"), "{error}");
+    assert_eq!(hub.open(), 0);
+    assert!(hub.next_message().is_none(), "nothing is sent");
+}
