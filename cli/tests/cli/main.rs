@@ -4,6 +4,7 @@
 mod util;
 
 mod access;
+mod artifacts;
 mod busy;
 mod logs;
 mod runs;
