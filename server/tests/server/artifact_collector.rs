@@ -149,3 +149,137 @@ async fn the_collector_sweeps_only_what_nothing_names() {
         assert_eq!(again, collector::Collected::default(), "{backend:?}");
     }
 }
+
+/// Writes the object of `seed` as an upload does: whole, then renamed in.
+fn upload(root: &std::path::Path, seed: u8) {
+    let hex = digest(seed).hex().to_string();
+    let dir = root.join("blobs/sha256").join(&hex[..2]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let temp = root.join(format!("tmp/{hex}.{}.part", rand_suffix()));
+    std::fs::write(&temp, [seed]).unwrap();
+    std::fs::rename(&temp, dir.join(&hex)).unwrap();
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One publish as the files service makes it: ask what is missing, upload
+/// it, insert the rows, check the objects, stage. True when staged; then,
+/// while its manifest is live, its objects must all be there.
+async fn publish(
+    db: &Db,
+    store: &BlobStore,
+    run: i64,
+    attempt: i64,
+    name: &str,
+    seeds: [u8; 2],
+) -> bool {
+    let digests: Vec<_> = seeds.iter().map(|s| digest(*s)).collect();
+    let missing = artifacts::missing_blobs(db, &digests).await.unwrap();
+    for seed in seeds {
+        if missing.contains(&digest(seed)) {
+            upload(store.local_root().unwrap(), seed);
+        }
+    }
+    let rows: Vec<_> = digests.iter().map(|d| (d.clone(), 1)).collect();
+    if artifacts::insert_blobs(db, &rows).await.is_err() {
+        return false;
+    }
+    for d in &digests {
+        if store.size_of(d).await.unwrap() != Some(1) {
+            return false;
+        }
+    }
+    let files = [entry("a", seeds[0], 1), entry("b", seeds[1], 1)];
+    let staged = artifacts::stage(db, attempt, run, "ok", name, false, &files)
+        .await
+        .unwrap();
+    if staged != artifacts::Staged::Stored {
+        return false;
+    }
+    tokio::task::yield_now().await;
+    for d in &digests {
+        assert_eq!(
+            store.size_of(d).await.unwrap(),
+            Some(1),
+            "{name} names {d}, whose object is gone"
+        );
+    }
+    true
+}
+
+/// Publishes race a collector whose grace has passed for every blob (the
+/// worst case): some are refused, none is left naming a deleted object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, SPEC).await;
+        add_agent(&db, "a", 8).await;
+        let store = std::sync::Arc::new(
+            BlobStore::open(&ArtifactArgs::default(), test_db.dir.path(), &[7; 32]).unwrap(),
+        );
+        let run = start_run(&db, "art", &[]).await;
+        let ok = crate::artifact_lifecycle::start_task(&db, run, "ok").await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collecting = {
+            let (db, store, stop) = (db.clone(), store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (metrics, cursor) = (Metrics::new(), Mutex::new(Cursor::default()));
+                let mut deleted = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let later = now_ms() + GRACE_MS + 1;
+                    let done = collector::pass(
+                        &db,
+                        &metrics,
+                        store.as_ref(),
+                        Duration::ZERO,
+                        &cursor,
+                        later,
+                    )
+                    .await
+                    .unwrap();
+                    deleted += done.objects;
+                }
+                deleted
+            })
+        };
+        let publishers: Vec<_> = (0..3u8)
+            .map(|p| {
+                let (db, store) = (db.clone(), store.clone());
+                tokio::spawn(async move {
+                    let mut stored = 0;
+                    for round in 0..30u8 {
+                        let seeds = [1 + (p + round) % 4, 1 + (p * 2 + round + 1) % 4];
+                        if seeds[0] == seeds[1] {
+                            continue;
+                        }
+                        let name = format!("p{p}-{round}");
+                        if publish(&db, &store, run, ok, &name, seeds).await {
+                            stored += 1;
+                            // Gone again (as retention takes it): its blobs
+                            // are nobody's, the collector's to take.
+                            sqlx::query("DELETE FROM artifacts WHERE name = $1")
+                                .bind(&name)
+                                .execute(&mut *db.write_conn().await.unwrap())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                    stored
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for p in publishers {
+            stored += p.await.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let deleted = collecting.await.unwrap();
+        assert!(stored > 0, "{backend:?}: no publish got through");
+        eprintln!("{backend:?}: {stored} publishes staged, {deleted} objects collected meanwhile");
+    }
+}

@@ -37,8 +37,13 @@ pub async fn unreferenced(db: &Db, cutoff: i64, limit: i64) -> Result<Vec<Digest
 }
 
 /// Turns `digest`'s row into the claim `claim` (a negative time) if no
-/// manifest names it and nobody touched it since `cutoff`, checked again
-/// in the same statement; true when claimed.
+/// manifest names it and nobody touched it since `cutoff`; true when
+/// claimed.
+///
+/// The manifests are looked at again once the row is held: on
+/// PostgreSQL, an `UPDATE` that waited for a publish's transaction re-reads
+/// the row but not the manifests that transaction added, and a publish
+/// always touches (and so holds) the row before it adds its manifest.
 pub async fn claim_row(
     db: &Db,
     digest: &Digest,
@@ -46,6 +51,7 @@ pub async fn claim_row(
     claim: i64,
 ) -> Result<bool, StorageError> {
     debug_assert!(claim < 0);
+    let mut tx = db.begin_write().await?;
     let claimed = sqlx::query(
         "UPDATE blobs SET touched_at = $1 WHERE digest = $2 AND touched_at >= 0 AND touched_at < $3 \
          AND NOT EXISTS (SELECT 1 FROM artifact_files f WHERE f.digest = blobs.digest)",
@@ -53,10 +59,23 @@ pub async fn claim_row(
     .bind(claim)
     .bind(digest.as_str())
     .bind(cutoff)
-    .execute(&mut *db.write_conn().await?)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
-    Ok(claimed == 1)
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let named: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM artifact_files WHERE digest = $1 LIMIT 1")
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if named.is_some() {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Claims `digest`, which has no row (an object whose upload was never
