@@ -74,7 +74,7 @@ impl<'a> RunLoop<'a> {
                     .shell
                     .root
                     .join(format!("xene-{}.artifacts", safe_name(&request.run_id)));
-                LocalStore::with_default_parts(dir)
+                LocalStore::for_run(dir)
                     .map_err(|e| tracing::warn!(error = %e, "cannot make the run's artifact store"))
                     .ok()
             })

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use xene_core::artifact::{Digest, ManifestEntry, PART_SIZE, SINGLE_PUT_MAX};
+use xene_core::artifact::{Digest, ManifestEntry};
 use xene_core::protocol::{
     BlobDownload, BlobUpload, CompletedUpload, FilesAnswer, FilesRequest, Transfer,
 };
@@ -43,9 +43,10 @@ impl LocalStore {
         }))
     }
 
-    /// A store with the server's part size.
-    pub fn with_default_parts(dir: PathBuf) -> std::io::Result<Arc<Self>> {
-        Self::new(dir, PART_SIZE.min(SINGLE_PUT_MAX))
+    /// The store of a run: each blob in one part, whatever its size
+    /// (nothing here limits a part, and every part is one more copy).
+    pub fn for_run(dir: PathBuf) -> std::io::Result<Arc<Self>> {
+        Self::new(dir, u64::MAX)
     }
 
     /// Removes the store and all it holds.
@@ -208,12 +209,15 @@ impl Attempt {
         };
         let joined = store.dir.join("parts").join(format!("{hex}.joined"));
         let result = (|| -> std::io::Result<(Digest, u64)> {
-            let mut out = std::fs::File::create(&joined)?;
-            for n in 0..count {
-                let mut part = std::fs::File::open(store.part_path(hex, n))?;
-                std::io::copy(&mut part, &mut out)?;
+            if count == 1 {
+                std::fs::rename(store.part_path(hex, 0), &joined)?;
+            } else {
+                let mut out = std::fs::File::create(&joined)?;
+                for n in 0..count {
+                    let mut part = std::fs::File::open(store.part_path(hex, n))?;
+                    std::io::copy(&mut part, &mut out)?;
+                }
             }
-            drop(out);
             hash_copy(std::fs::File::open(&joined)?, None)
         })();
         for n in 0..count.max(1) {
