@@ -64,10 +64,10 @@ impl BuiltInFiles {
         let bytes = tokio_util::io::ReaderStream::new(opened.take(len));
         if transfer.url.starts_with('/') {
             let grant = self.grant(transfer)?;
-            local::receive(&self.ctx.blobs, &grant, bytes)
+            let etag = local::receive(&self.ctx.blobs, &grant, bytes)
                 .await
                 .map_err(|e| e.to_string())?;
-            return Ok(None);
+            return Ok(Some(etag));
         }
         let mut put = self
             .http

@@ -1,17 +1,21 @@
 //! The local store's transfers, for the blob route and the built-in agent
 //! alike: an upload is written to a temporary file while it is hashed and
-//! renamed into place only when its size and digest are the URL's; a
-//! download streams the stored file.
+//! renamed into place only when its size and digest are the URL's; the
+//! parts of a multipart upload are written at their offsets into one
+//! temporary file, checked whole when the upload completes; a download
+//! streams the stored file.
 
 use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt;
-use xene_core::artifact::Digest;
+use std::io::SeekFrom;
 
-use super::local_urls::{BlobMethod, Grant, UrlError};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use xene_core::artifact::{Digest, PART_SIZE};
+
+use super::local_urls::{BlobMethod, Grant, Part, UrlError, is_upload_id};
 use super::store::{BlobStore, LOCAL_TEMP_DIR, StoreError, key};
 
 /// Why a transfer failed.
@@ -34,8 +38,13 @@ pub enum TransferError {
 }
 
 /// Receives an upload `grant` allows: kept only when its size and digest
-/// are the grant's.
-pub async fn receive<S, E>(store: &BlobStore, grant: &Grant, body: S) -> Result<(), TransferError>
+/// are the grant's (a part: once its upload completes). Returns the ETag
+/// to answer.
+pub async fn receive<S, E>(
+    store: &BlobStore,
+    grant: &Grant,
+    body: S,
+) -> Result<String, TransferError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -48,6 +57,16 @@ where
         .into());
     }
     let root = store.local_root().ok_or(TransferError::NotLocal)?;
+    if let Some(part) = &grant.part {
+        write_part(
+            &parts_file(root, &grant.digest, &part.upload),
+            grant,
+            part,
+            body,
+        )
+        .await?;
+        return Ok(format!("\"{}-{}\"", part.upload, part.number));
+    }
     let temp =
         root.join(LOCAL_TEMP_DIR)
             .join(format!("{}.{}.part", grant.digest.hex(), random_suffix()));
@@ -70,6 +89,125 @@ where
         let _ = tokio::fs::remove_file(&temp).await;
         return Err(StoreError::Io(e).into());
     }
+    Ok(format!("\"{}\"", grant.digest.hex()))
+}
+
+/// The temporary file of a multipart upload's parts.
+fn parts_file(root: &Path, digest: &Digest, upload: &str) -> PathBuf {
+    root.join(LOCAL_TEMP_DIR)
+        .join(format!("{}.{upload}.parts", digest.hex()))
+}
+
+/// Writes one part at its offset (a part sent again overwrites itself).
+async fn write_part<S, E>(
+    file: &Path,
+    grant: &Grant,
+    part: &Part,
+    mut body: S,
+) -> Result<(), TransferError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let io = |e: std::io::Error| TransferError::Store(StoreError::Io(e));
+    let offset = (part.number - 1)
+        .checked_mul(PART_SIZE)
+        .ok_or_else(|| TransferError::Rejected("the part number is out of range".into()))?;
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(file)
+        .await
+        .map_err(io)?;
+    out.seek(SeekFrom::Start(offset)).await.map_err(io)?;
+    let mut got: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| TransferError::Broken(e.to_string()))?;
+        got += chunk.len() as u64;
+        if got > grant.size {
+            return Err(TransferError::Rejected(format!(
+                "the part is longer than the {} bytes its URL allows",
+                grant.size
+            )));
+        }
+        out.write_all(&chunk).await.map_err(io)?;
+    }
+    if got != grant.size {
+        return Err(TransferError::Rejected(format!(
+            "the part has {got} bytes, not the {} its URL names",
+            grant.size
+        )));
+    }
+    out.flush().await.map_err(io)?;
+    Ok(())
+}
+
+/// Completes a local multipart upload: its parts' file is kept only when
+/// it holds exactly the blob (`size` bytes of its digest); else it is
+/// removed and the upload refused.
+pub async fn assemble(
+    root: &Path,
+    digest: &Digest,
+    upload: &str,
+    size: u64,
+) -> Result<(), StoreError> {
+    if !is_upload_id(upload) {
+        return Err(StoreError::Rejected(format!(
+            "the upload of blob {digest} names no upload of this store"
+        )));
+    }
+    let file = parts_file(root, digest, upload);
+    let checked = check_whole(&file, digest, size).await;
+    if let Err(e) = checked {
+        let _ = tokio::fs::remove_file(&file).await;
+        return Err(e);
+    }
+    let dest = fs_path(root, digest);
+    if let Some(dir) = dest.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::rename(&file, &dest).await?;
+    Ok(())
+}
+
+async fn check_whole(file: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    let mut input = match tokio::fs::File::open(file).await {
+        Ok(input) => input,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Rejected(format!(
+                "no part of blob {digest} was uploaded"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got: u64 = 0;
+    loop {
+        let n = input.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        if got > size {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    if got != size {
+        return Err(StoreError::Rejected(format!(
+            "the parts of blob {digest} hold {got} bytes, not {size}"
+        )));
+    }
+    let whole = Digest::from_sha256(&hasher.finalize().into());
+    if whole != *digest {
+        return Err(StoreError::Rejected(format!(
+            "the parts of blob {digest} hash to {whole}"
+        )));
+    }
+    // On disk before it is named: a blob row points at it.
+    input.sync_all().await?;
     Ok(())
 }
 

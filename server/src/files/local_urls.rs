@@ -1,9 +1,10 @@
 //! Signed, server-relative URLs of the local store's blobs:
-//! `/api/v1/blobs/{digest}?method=PUT&size=N&expires=MS&sig=HEX`. The
-//! signature (HMAC-SHA256) binds the method, the blob, its size and the
-//! expiry, under a key every replica derives from the sealed token-signing
-//! key: any replica serves a URL another issued, and nobody without the
-//! database and its master key can make one.
+//! `/api/v1/blobs/{digest}?method=PUT&size=N&expires=MS&sig=HEX`, and for
+//! one part of a large upload `&upload=ID&part=N` too (`size` is then the
+//! part's). The signature (HMAC-SHA256) binds the method, the blob, the
+//! size, the expiry and the part, under a key every replica derives from
+//! the sealed token-signing key: any replica serves a URL another issued,
+//! and nobody without the database and its master key can make one.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -42,7 +43,22 @@ pub struct BlobQuery {
     pub method: Option<String>,
     pub size: Option<u64>,
     pub expires: Option<i64>,
+    pub upload: Option<String>,
+    pub part: Option<u64>,
     pub sig: Option<String>,
+}
+
+/// One part of a multipart upload: its upload's id and its number (from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub upload: String,
+    pub number: u64,
+}
+
+/// An upload id as the local store makes them: 32 lowercase hex digits
+/// (so it is safe in a file name).
+pub fn is_upload_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// What a verified URL grants: one method on one blob of one size.
@@ -50,7 +66,9 @@ pub struct BlobQuery {
 pub struct Grant {
     pub method: BlobMethod,
     pub digest: Digest,
+    /// The blob's size, or the part's.
     pub size: u64,
+    pub part: Option<Part>,
 }
 
 /// Why a URL is refused; each says what to do.
@@ -92,13 +110,27 @@ impl LocalUrls {
     /// A URL granting `method` on the blob until `expires_ms` (UTC ms).
     pub fn sign(&self, method: BlobMethod, digest: &Digest, size: u64, expires_ms: i64) -> String {
         let sig = hex::encode(
-            self.mac(method, digest, size, expires_ms)
+            self.mac(method, digest, size, expires_ms, None)
                 .finalize()
                 .into_bytes(),
         );
         format!(
             "{BLOBS_PATH}/{digest}?method={}&size={size}&expires={expires_ms}&sig={sig}",
             method.as_str()
+        )
+    }
+
+    /// A URL granting the PUT of `part` (`size` bytes) of a multipart
+    /// upload of the blob.
+    pub fn sign_part(&self, digest: &Digest, size: u64, expires_ms: i64, part: &Part) -> String {
+        let sig = hex::encode(
+            self.mac(BlobMethod::Put, digest, size, expires_ms, Some(part))
+                .finalize()
+                .into_bytes(),
+        );
+        format!(
+            "{BLOBS_PATH}/{digest}?method=PUT&size={size}&upload={}&part={}&expires={expires_ms}&sig={sig}",
+            part.upload, part.number
         )
     }
 
@@ -127,8 +159,16 @@ impl LocalUrls {
             .as_deref()
             .and_then(|s| hex::decode(s).ok())
             .ok_or_else(|| malformed("`sig` is hex"))?;
+        let part = match (&query.upload, query.part) {
+            (None, None) => None,
+            (Some(upload), Some(number)) if is_upload_id(upload) && number >= 1 => Some(Part {
+                upload: upload.clone(),
+                number,
+            }),
+            _ => return Err(malformed("`upload` and `part` go together")),
+        };
         // The signature first: what an altered URL says is not to be trusted.
-        self.mac(method, &digest, size, expires)
+        self.mac(method, &digest, size, expires, part.as_ref())
             .verify_slice(&sig)
             .map_err(|_| UrlError::BadSignature)?;
         if expires <= now_ms {
@@ -148,12 +188,27 @@ impl LocalUrls {
             method,
             digest,
             size,
+            part,
         })
     }
 
-    fn mac(&self, method: BlobMethod, digest: &Digest, size: u64, expires_ms: i64) -> Hmac<Sha256> {
+    fn mac(
+        &self,
+        method: BlobMethod,
+        digest: &Digest,
+        size: u64,
+        expires_ms: i64,
+        part: Option<&Part>,
+    ) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(format!("{}\n{digest}\n{size}\n{expires_ms}", method.as_str()).as_bytes());
+        let (upload, number) = part.map_or(("", 0), |p| (p.upload.as_str(), p.number));
+        mac.update(
+            format!(
+                "{}\n{digest}\n{size}\n{expires_ms}\n{upload}\n{number}",
+                method.as_str()
+            )
+            .as_bytes(),
+        );
         mac
     }
 }
@@ -210,6 +265,18 @@ mod tests {
         let other = LocalUrls::new(b"another");
         assert_eq!(
             other.verify("PUT", &d, &q, 1_000),
+            Err(UrlError::BadSignature)
+        );
+        let part = Part {
+            upload: "0123456789abcdef0123456789abcdef".into(),
+            number: 2,
+        };
+        let url = urls.sign_part(&digest(), 42, 2_000, &part);
+        let (d, q) = parse_relative(&url).unwrap();
+        assert_eq!(urls.verify("PUT", &d, &q, 1_000).unwrap().part, Some(part));
+        let (d, q) = parse_relative(&url.replace("part=2", "part=3")).unwrap();
+        assert_eq!(
+            urls.verify("PUT", &d, &q, 1_000),
             Err(UrlError::BadSignature)
         );
         let get = urls.sign(BlobMethod::Get, &digest(), 42, 2_000);

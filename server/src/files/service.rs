@@ -203,7 +203,11 @@ async fn uploads(ctx: &Context, files: &[ManifestEntry]) -> Result<FilesAnswer, 
     missing.extend(lacking(ctx, &present).await?.into_iter().cloned());
     let mut uploads = Vec::with_capacity(missing.len());
     for digest in &missing {
-        uploads.push(ctx.blobs.upload(digest, blobs[digest]).await?);
+        match ctx.blobs.upload(digest, blobs[digest]).await {
+            Ok(upload) => uploads.push(upload),
+            Err(StoreError::Rejected(reason)) => return refuse(reason),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(FilesAnswer::Uploads { uploads })
 }
@@ -267,12 +271,16 @@ async fn commit(
                 done.etags.len()
             ));
         }
-        if let Err(e) = ctx.blobs.complete(done).await {
-            tracing::warn!(digest = %done.digest, error = %e, "completing a multipart upload failed");
-            return refuse(format!(
-                "the artifact store did not complete the upload of blob {}; publish again",
-                done.digest
-            ));
+        match ctx.blobs.complete(done, *size).await {
+            Ok(()) => {}
+            Err(StoreError::Rejected(reason)) => return refuse(reason),
+            Err(e) => {
+                tracing::warn!(digest = %done.digest, error = %e, "completing a multipart upload failed");
+                return refuse(format!(
+                    "the artifact store did not complete the upload of blob {}; publish again",
+                    done.digest
+                ));
+            }
         }
     }
     // The blobs new to the store: what this publish uploaded, for the

@@ -2,7 +2,9 @@
 //! under `blobs/sha256/<first 2 hex>/<64 hex>`: the local file system under
 //! the data directory (this server moves the bytes, through signed URLs
 //! of its own), or an S3-compatible store (agents move the bytes straight
-//! to and from it, through presigned URLs, in parts for large files).
+//! to and from it, through presigned URLs). Files over `SINGLE_PUT_MAX`
+//! go up in parts of `PART_SIZE` with either, each part's request short
+//! enough for the body deadlines of the server and of proxies.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use xene_core::artifact::{Digest, PART_SIZE, SINGLE_PUT_MAX};
 use xene_core::protocol::{BlobUpload, CompletedUpload, Transfer};
 
-use super::local_urls::{BlobMethod, LocalUrls};
+use super::local_urls::{BlobMethod, LocalUrls, Part};
 use crate::config::artifacts::{ArtifactArgs, StoreKind};
 use crate::storage::now_ms;
 
@@ -43,6 +45,9 @@ pub enum StoreError {
     Object(#[from] object_store::Error),
     #[error("artifact store: {0}")]
     Io(#[from] std::io::Error),
+    /// What the agent sent is not what it said: nothing was kept.
+    #[error("{0}")]
+    Rejected(String),
 }
 
 /// One blob the store holds, as listed.
@@ -149,14 +154,20 @@ impl BlobStore {
             parts: vec![transfer],
             upload_id: None,
         };
+        let parts = size.div_ceil(PART_SIZE);
+        if parts > MAX_PARTS {
+            return Err(StoreError::Rejected(format!(
+                "a file of {size} bytes is over the {MAX_FILE_BYTES} bytes a file may have"
+            )));
+        }
         let s3 = match &self.backend {
-            // This server receives the bytes as a stream, whatever the size.
-            Backend::Local { .. } => {
+            Backend::Local { .. } if size <= SINGLE_PUT_MAX => {
                 let url = self
                     .urls
                     .sign(BlobMethod::Put, digest, size, self.expires_ms());
                 return Ok(single(transfer("PUT", url)));
             }
+            Backend::Local { .. } => return Ok(self.local_parts(digest, size, parts)),
             Backend::S3(s3) => s3,
         };
         let path = key(digest);
@@ -175,12 +186,6 @@ impl BlobStore {
             let mut put = transfer("PUT", url.to_string());
             put.headers.insert("x-amz-checksum-sha256".into(), checksum);
             return Ok(single(put));
-        }
-        let parts = size.div_ceil(PART_SIZE);
-        if parts > MAX_PARTS {
-            return Err(StoreError::Config(format!(
-                "a file of {size} bytes is over the {MAX_FILE_BYTES} bytes a file may have"
-            )));
         }
         let upload_id = s3.create_multipart(&path).await?;
         let mut transfers = Vec::with_capacity(parts as usize);
@@ -203,10 +208,44 @@ impl BlobStore {
         })
     }
 
-    /// Completes a multipart upload with the parts' ETags the agent got.
-    pub async fn complete(&self, done: &CompletedUpload) -> Result<(), StoreError> {
-        let (Backend::S3(s3), Some(upload_id)) = (&self.backend, &done.upload_id) else {
+    /// A local multipart upload: parts written into one temporary file
+    /// at their offsets, checked whole by `complete`.
+    fn local_parts(&self, digest: &Digest, size: u64, parts: u64) -> BlobUpload {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).expect("the OS has randomness");
+        let upload = hex::encode(id);
+        let expires = self.expires_ms();
+        let transfers = (1..=parts)
+            .map(|number| {
+                let len = PART_SIZE.min(size - (number - 1) * PART_SIZE);
+                let part = Part {
+                    upload: upload.clone(),
+                    number,
+                };
+                transfer("PUT", self.urls.sign_part(digest, len, expires, &part))
+            })
+            .collect();
+        BlobUpload {
+            digest: digest.clone(),
+            size,
+            part_size: PART_SIZE,
+            parts: transfers,
+            upload_id: Some(upload),
+        }
+    }
+
+    /// Completes a multipart upload of a blob of `size` bytes: S3 with the
+    /// parts' ETags the agent got, the local store by checking the parts'
+    /// file whole and renaming it into place.
+    pub async fn complete(&self, done: &CompletedUpload, size: u64) -> Result<(), StoreError> {
+        let Some(upload_id) = &done.upload_id else {
             return Ok(());
+        };
+        let s3 = match &self.backend {
+            Backend::Local { root } => {
+                return super::local::assemble(root, &done.digest, upload_id, size).await;
+            }
+            Backend::S3(s3) => s3,
         };
         let parts = done
             .etags

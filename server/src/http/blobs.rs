@@ -75,11 +75,11 @@ async fn upload(
     // longer deadline of trusted connections.
     crate::listen::trust(request.extensions());
     let body = request.into_body().into_data_stream();
-    local::receive(&state.ctx.blobs, &grant, body)
+    let etag = local::receive(&state.ctx.blobs, &grant, body)
         .await
         .map_err(transfer_error)?;
     let mut response = StatusCode::OK.into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", grant.digest.hex())) {
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     Ok(response)

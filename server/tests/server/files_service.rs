@@ -193,7 +193,8 @@ async fn the_s3_store_presigns_single_and_multipart_uploads() {
     // A file over one part: a multipart upload whose parts are presigned
     // with their number and the upload's id, completed with their ETags.
     let size = PART_SIZE + 3;
-    let big: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut big = vec![2u8; size as usize];
+    big[PART_SIZE as usize..].copy_from_slice(b"end");
     let digest = digest_of(&big);
     let upload = store.upload(&digest, size).await.unwrap();
     let upload_id = upload.upload_id.clone().expect("a multipart upload");
@@ -225,11 +226,62 @@ async fn the_s3_store_presigns_single_and_multipart_uploads() {
         upload_id: Some(upload_id),
         etags,
     };
-    store.complete(&done).await.unwrap();
+    store.complete(&done, size).await.unwrap();
     assert_eq!(store.size_of(&digest).await.unwrap(), Some(size));
     let presigned = s3.presigned_requests();
     assert_eq!(presigned.len(), 4, "{presigned:?}");
     assert!(presigned.iter().all(|(_, _, v)| v == "ok"), "{presigned:?}");
+}
+
+/// The local store takes a large file in parts, written at their offsets
+/// and checked whole when the upload completes; parts that do not make the
+/// blob are refused and nothing is kept.
+#[tokio::test]
+async fn the_local_store_takes_large_files_in_parts_checked_whole() {
+    let dir = xene_testkit::private_tempdir();
+    let store = BlobStore::open(&ArtifactArgs::default(), dir.path(), b"key").unwrap();
+    let size = PART_SIZE + 3;
+    let mut big = vec![1u8; size as usize];
+    big[PART_SIZE as usize..].copy_from_slice(b"end");
+    let digest = digest_of(&big);
+    let temp = dir.path().join("artifacts/tmp");
+    for wrong in [true, false] {
+        let upload = store.upload(&digest, size).await.unwrap();
+        assert_eq!(upload.parts.len(), 2);
+        let mut etags = Vec::new();
+        for (i, part) in upload.parts.iter().enumerate() {
+            assert!(
+                part.url.starts_with("/api/v1/blobs/sha256:"),
+                "{}",
+                part.url
+            );
+            let (d, query) = xene_server::files::local_urls::parse_relative(&part.url).unwrap();
+            let grant = store.urls().verify("PUT", &d, &query, now_ms()).unwrap();
+            let from = i * PART_SIZE as usize;
+            let mut bytes = big[from..from + grant.size as usize].to_vec();
+            if wrong && i == 1 {
+                bytes.copy_from_slice(b"END");
+            }
+            let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes.into())]);
+            let etag = xene_server::files::local::receive(&store, &grant, body).await;
+            etags.push(etag.unwrap());
+        }
+        let done = xene_core::protocol::CompletedUpload {
+            digest: digest.clone(),
+            upload_id: upload.upload_id.clone(),
+            etags,
+        };
+        let completed = store.complete(&done, size).await;
+        if wrong {
+            let e = completed.unwrap_err().to_string();
+            assert!(e.contains("hash to"), "{e}");
+            assert_eq!(store.size_of(&digest).await.unwrap(), None);
+        } else {
+            completed.unwrap();
+            assert_eq!(store.size_of(&digest).await.unwrap(), Some(size));
+        }
+        assert!(files_in(&temp).is_empty(), "{:?}", files_in(&temp));
+    }
 }
 
 const BUILT_IN: &str = "\
