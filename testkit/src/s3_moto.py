@@ -23,6 +23,7 @@ import hmac
 import json
 import os
 import sys
+import threading
 import urllib.parse
 
 # Three unauthenticated requests make the user, its key and its policy;
@@ -42,8 +43,15 @@ REGION = "us-east-1"
 MAX_EXPIRES = 7 * 24 * 3600
 
 
+LOG_LOCK = threading.Lock()
+
+
 def log(line):
-    print(line, file=sys.stderr, flush=True)
+    # One write per line: the server's threads log at once (print would
+    # write the line and its newline apart).
+    with LOG_LOCK:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def hmac_sha256(key, text):

@@ -6,6 +6,7 @@ mod util;
 
 mod admin;
 mod api_docs;
+mod artifacts;
 mod code_editor;
 mod editor;
 mod editor_walk;
