@@ -108,13 +108,8 @@ pub async fn stage(
     }
     let digests: BTreeSet<&Digest> = files.iter().map(|f| &f.digest).collect();
     let digests: Vec<&Digest> = digests.into_iter().collect();
-    // In digest order, so two publishes touching the same blobs on
-    // PostgreSQL lock them in one order.
     for chunk in digests.chunks(CHUNK) {
-        let sql = format!(
-            "UPDATE blobs SET touched_at = $1 WHERE touched_at >= 0 AND digest IN ({})",
-            placeholders(2, chunk.len())
-        );
+        let sql = touch_sql(db, chunk.len());
         let mut query = sqlx::query(&sql).bind(now);
         for d in chunk {
             query = query.bind(d.as_str());
@@ -174,6 +169,28 @@ pub async fn stage(
     }
     tx.commit().await?;
     Ok(Staged::Stored)
+}
+
+/// The statement that touches the live rows of `n` digests (bound from
+/// `$2`, `$1` the time). On PostgreSQL it locks them in digest order first:
+/// every writer of several blob rows takes them in that order (chunks too
+/// go in that order), so two publishes, or a publish and a `missing_blobs`,
+/// never wait on each other in a circle. A row claimed meanwhile by the
+/// collector is re-read once its claim commits, and left out.
+fn touch_sql(db: &Db, n: usize) -> String {
+    let digests = placeholders(2, n);
+    match db.backend() {
+        super::Backend::Postgres => format!(
+            "UPDATE blobs SET touched_at = $1 WHERE digest IN (SELECT digest FROM blobs \
+             WHERE touched_at >= 0 AND digest IN ({digests}) ORDER BY digest FOR UPDATE) \
+             AND touched_at >= 0"
+        ),
+        super::Backend::Sqlite => {
+            format!(
+                "UPDATE blobs SET touched_at = $1 WHERE touched_at >= 0 AND digest IN ({digests})"
+            )
+        }
+    }
 }
 
 /// Which of `digests` have a live row.
@@ -313,15 +330,13 @@ pub async fn list_run(db: &Db, run_id: i64) -> Result<Vec<ArtifactView>, Storage
 /// the present ones are touched, so the collector keeps them while the
 /// publish that asked goes on.
 pub async fn missing_blobs(db: &Db, digests: &[Digest]) -> Result<Vec<Digest>, StorageError> {
-    let mut seen = BTreeSet::new();
-    let distinct: Vec<&Digest> = digests.iter().filter(|d| seen.insert(*d)).collect();
+    // Touched in digest order (see `touch_sql`); answered in theirs.
+    let sorted: BTreeSet<&Digest> = digests.iter().collect();
+    let distinct: Vec<&Digest> = sorted.into_iter().collect();
     let now = now_ms();
-    let mut missing = Vec::new();
+    let mut lacking = BTreeSet::new();
     for chunk in distinct.chunks(CHUNK) {
-        let sql = format!(
-            "UPDATE blobs SET touched_at = $1 WHERE touched_at >= 0 AND digest IN ({})",
-            placeholders(2, chunk.len())
-        );
+        let sql = touch_sql(db, chunk.len());
         let mut query = sqlx::query(&sql).bind(now);
         for d in chunk {
             query = query.bind(d.as_str());
@@ -329,12 +344,18 @@ pub async fn missing_blobs(db: &Db, digests: &[Digest]) -> Result<Vec<Digest>, S
         query.execute(&mut *db.write_conn().await?).await?;
         let mut conn = db.pool().acquire().await?;
         let present = present(&mut conn, chunk).await?;
-        missing.extend(
+        lacking.extend(
             chunk
                 .iter()
                 .filter(|d| !present.contains(d.as_str()))
                 .map(|d| (*d).clone()),
         );
+    }
+    let mut missing = Vec::with_capacity(lacking.len());
+    for d in digests {
+        if lacking.remove(d) {
+            missing.push(d.clone());
+        }
     }
     Ok(missing)
 }
@@ -361,8 +382,10 @@ impl From<sqlx::Error> for InsertBlobsError {
 /// objects without one; a check made before the row exists may see an
 /// object the collector deletes right after.
 pub async fn insert_blobs(db: &Db, blobs: &[(Digest, u64)]) -> Result<(), InsertBlobsError> {
+    // In digest order, so writers on PostgreSQL lock rows in one order.
     let mut seen = BTreeSet::new();
-    let distinct: Vec<&(Digest, u64)> = blobs.iter().filter(|(d, _)| seen.insert(d)).collect();
+    let mut distinct: Vec<&(Digest, u64)> = blobs.iter().filter(|(d, _)| seen.insert(d)).collect();
+    distinct.sort_by(|a, b| a.0.cmp(&b.0));
     for chunk in distinct.chunks(CHUNK) {
         let mut waits = 0;
         loop {
