@@ -143,7 +143,7 @@ impl FilesHub {
         let mut state = self.state();
         let connection = state.connection;
         while let Some(id) = state.queue.pop_front() {
-            // Gone when its asker stopped waiting.
+            // Defensive: ids leave the queue with their waiters.
             let Some(waiter) = state.waiters.get_mut(&id) else {
                 continue;
             };
@@ -230,7 +230,12 @@ struct Forget<'a> {
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.hub.state().waiters.remove(&self.id);
+        let mut state = self.hub.state();
+        if state.waiters.remove(&self.id).is_some() {
+            // Unsent (while disconnected): the queue holds only live ids,
+            // so it is bounded as the waiters are.
+            state.queue.retain(|id| *id != self.id);
+        }
     }
 }
 
