@@ -14,8 +14,9 @@ use xene_core::status::{StepStatus, TaskStatus};
 
 use crate::util::{self, HANG_GUARD, busybox_image, docker_leftovers, pipeline, run_on};
 
-/// `build` publishes a binary, a directory with a glob beside it, an
-/// optional glob that matches nothing and the binary again (stored once);
+/// `build` publishes a binary, a directory (links inside it followed) with
+/// a glob beside it, an optional glob that matches nothing and the binary
+/// again (stored once);
 /// `test` needs two of them at two places and finds them whole, with their
 /// modes, owned by its user, writable. Beside them: `when: always` from a
 /// failed task, a required glob that matches nothing, a link leading out.
@@ -34,7 +35,7 @@ pipelines:
               mkdir -p target/release dist/js reports
               printf app > target/release/app && chmod 755 target/release/app
               echo page > dist/index.html && echo js > dist/js/app.js
-              ln -s index.html dist/home.html
+              ln -s index.html dist/home.html && ln -s js dist/scripts
               echo '<r/>' > reports/unit.xml && echo no > reports/notes.txt
         publish:
           - {{name: binary, path: target/release/app}}
@@ -52,7 +53,8 @@ pipelines:
               for f in app out/site out/site/js out/site/js/app.js; do
                 test "$(stat -c %u $f)" = "$(id -u)" || echo "$f is not ours"
               done
-              cat out/site/index.html out/site/home.html out/site/js/app.js out/site/unit.xml
+              cat out/site/index.html out/site/home.html out/site/js/app.js out/site/scripts/app.js
+              cat out/site/unit.xml
               test ! -e out/site/notes.txt && echo more > out/site/new
       broken:
         {image}
@@ -84,7 +86,7 @@ async fn check_run(config: xene_agent::ExecutorConfig, image: Option<&str>) -> S
         run.logs("build"),
         [
             "published binary: 1 file, 3 B (3 B uploaded)",
-            "published site: 4 files, 18 B (13 B uploaded)",
+            "published site: 5 files, 21 B (13 B uploaded)",
             "published extra: 0 files, 0 B (0 B uploaded)",
             "published copy: 1 file, 3 B (0 B uploaded)",
         ]
@@ -99,9 +101,10 @@ async fn check_run(config: xene_agent::ExecutorConfig, image: Option<&str>) -> S
         run.logs("test"),
         [
             "fetched binary: 1 file, 3 B",
-            "fetched site: 4 files, 18 B",
+            "fetched site: 5 files, 21 B",
             "page",
             "page",
+            "js",
             "js",
             "<r/>"
         ]

@@ -7,7 +7,7 @@
 //! through small bounded channels, so memory stays bounded whatever the
 //! sizes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -15,14 +15,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
-use xene_core::artifact::ManifestEntry;
+use xene_core::artifact::{MAX_FILES, ManifestEntry};
 use xene_core::spec::Publish;
 
 use super::Spool;
 use super::collect::{Collected, Collector, PathEntry, hash_copy, join};
 use crate::runtime::{RuntimeError, WorkspaceArchive};
 
-/// How many links in a row a link to a file may take.
+/// How many links deep collection follows (a link in a linked directory
+/// counts twice).
 const MAX_LINK_HOPS: usize = 8;
 
 /// A link found in an archive, followed once the archive is read.
@@ -30,6 +31,17 @@ struct Link {
     stored: String,
     /// Its target, relative to the workspace.
     target: String,
+    /// How many links led to it, itself included.
+    hops: usize,
+}
+
+/// What one archive is read as: a `paths` entry, or a link followed.
+struct Source {
+    entry: PathEntry,
+    /// What stored paths start with: a followed link's own path, or "".
+    prefix: String,
+    /// How many links led here.
+    hops: usize,
 }
 
 /// Collects one `publish` from a container's workspace.
@@ -44,29 +56,55 @@ pub(crate) async fn collect_archive(
     for text in &publish.paths {
         let entry = PathEntry::parse(text).map_err(|e| format!("artifact {name}: {e}"))?;
         let before = collector.files.len();
-        let base = entry.base.clone();
-        let Some(archive) = open(workspace, &base, &name).await? else {
-            if entry.glob.is_none() && !publish.optional {
-                return Err(format!(
-                    "artifact {name}: {text} does not exist in the workspace"
-                ));
+        let is_glob = entry.glob.is_some();
+        let mut queue = VecDeque::from([Source {
+            entry,
+            prefix: String::new(),
+            hops: 0,
+        }]);
+        while let Some(source) = queue.pop_front() {
+            let base = source.entry.base.clone();
+            let Some(archive) = open(workspace, &base, &name).await? else {
+                if source.hops > 0 {
+                    return Err(format!(
+                        "artifact {name}: {} is a symbolic link to nothing",
+                        source.prefix
+                    ));
+                }
+                if !is_glob && !publish.optional {
+                    return Err(format!(
+                        "artifact {name}: {text} does not exist in the workspace"
+                    ));
+                }
+                continue;
+            };
+            let spooled = spool.clone();
+            let (returned, links) = with_reader(archive, move |reader| {
+                let mut links = Vec::new();
+                let read = read_tar(reader, &source, &mut collector, &spooled, &mut links);
+                read.map(|()| (collector, links))
+            })
+            .await??;
+            collector = returned;
+            for link in links {
+                if link.hops > MAX_LINK_HOPS {
+                    return Err(format!(
+                        "artifact {name}: {} is reached through more than {MAX_LINK_HOPS} links",
+                        link.stored
+                    ));
+                }
+                queue.push_back(Source {
+                    entry: PathEntry::literal(&link.target),
+                    prefix: link.stored,
+                    hops: link.hops,
+                });
             }
-            continue;
-        };
-        let spooled = spool.clone();
-        let (returned, entry, links) = with_reader(archive, move |reader| {
-            let mut links = Vec::new();
-            let read = read_tar(reader, &entry, &mut collector, &spooled, &mut links);
-            read.map(|()| (collector, entry, links))
-        })
-        .await??;
-        collector = returned;
-        for link in links {
-            let file = follow(workspace, link, &name, spool).await?;
-            collector.add(file)?;
+            if queue.len() > MAX_FILES {
+                return Err(format!("artifact {name}: more than {MAX_FILES} links"));
+            }
         }
         matched_any |= collector.files.len() > before;
-        if entry.glob.is_some() && collector.files.len() == before && !publish.optional {
+        if is_glob && collector.files.len() == before && !publish.optional {
             return Err(format!("artifact {name}: {text} matches no file"));
         }
     }
@@ -173,10 +211,10 @@ fn entry_name(path: &std::path::Path, artifact: &str) -> Result<String, String> 
 }
 
 /// Reads one base's archive (entries named from the base's last
-/// component), adding what `entry` takes to `collector`.
+/// component), adding what its entry takes to `collector`.
 fn read_tar(
     reader: impl Read,
-    entry: &PathEntry,
+    source: &Source,
     collector: &mut Collector,
     spool: &Spool,
     links: &mut Vec<Link>,
@@ -186,6 +224,7 @@ fn read_tar(
     let mut archive = tar::Archive::new(reader);
     // Hard links name an earlier entry of the same archive.
     let mut spooled: HashMap<String, Collected> = HashMap::new();
+    let entry = &source.entry;
     for item in archive.entries().map_err(io)? {
         let mut item = item.map_err(io)?;
         collector.visit()?;
@@ -194,18 +233,17 @@ fn read_tar(
         let rel = join(&entry.base, sub);
         let kind = item.header().entry_type();
         let stored = if sub.is_empty() {
-            // The base itself: a literal file is stored by its name.
+            // The base itself: a literal file is stored by its name (or
+            // as the link that led to it).
             if entry.glob.is_some() || kind.is_dir() {
                 continue;
             }
-            entry
-                .base
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string()
+            match entry.base.rsplit('/').next() {
+                _ if !source.prefix.is_empty() => source.prefix.clone(),
+                name => name.unwrap_or_default().to_string(),
+            }
         } else {
-            sub.to_string()
+            join(&source.prefix, sub)
         };
         collector.check_path(&stored)?;
         if kind.is_dir() || !taken(entry, sub) {
@@ -222,10 +260,14 @@ fn read_tar(
                     "artifact {name}: {rel} is a symbolic link leading out of the workspace"
                 ));
             };
-            if links.len() >= xene_core::artifact::MAX_FILES {
-                return Err(format!("artifact {name}: too many links"));
+            if links.len() >= MAX_FILES {
+                return Err(format!("artifact {name}: more than {MAX_FILES} links"));
             }
-            links.push(Link { stored, target });
+            links.push(Link {
+                stored,
+                target,
+                hops: source.hops + 1,
+            });
             continue;
         }
         if kind.is_hard_link() {
@@ -262,17 +304,22 @@ fn read_tar(
 #[cfg(test)]
 pub(crate) type TestLinks = Vec<(String, String)>;
 
-/// `read_tar` over one archive: the files (as the manifest lists them) and
-/// the links left to follow.
+/// `read_tar` over one archive of the base of `path`: the files (as the
+/// manifest lists them) and the links left to follow.
 #[cfg(test)]
 pub(crate) fn read_tar_for_test(
     reader: impl Read,
-    entry: &PathEntry,
+    path: &str,
     spool: &Spool,
 ) -> Result<(Vec<Collected>, TestLinks), String> {
     let mut collector = Collector::new("art");
     let mut links = Vec::new();
-    read_tar(reader, entry, &mut collector, spool, &mut links)?;
+    let source = Source {
+        entry: PathEntry::parse(path)?,
+        prefix: String::new(),
+        hops: 0,
+    };
+    read_tar(reader, &source, &mut collector, spool, &mut links)?;
     let links = links.into_iter().map(|l| (l.stored, l.target)).collect();
     Ok((collector.finish()?, links))
 }
@@ -341,83 +388,6 @@ fn resolve_link(rel: &str, target: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-/// The file a link (inside the workspace) leads to, spooled.
-async fn follow(
-    workspace: &dyn WorkspaceArchive,
-    link: Link,
-    name: &str,
-    spool: &Spool,
-) -> Result<Collected, String> {
-    let Link { stored, mut target } = link;
-    for _ in 0..MAX_LINK_HOPS {
-        let Some(archive) = open(workspace, &target, name).await? else {
-            return Err(format!(
-                "artifact {name}: {stored} is a symbolic link to nothing"
-            ));
-        };
-        let spool = spool.clone();
-        let stored_now = stored.clone();
-        let artifact = name.to_string();
-        let top = with_reader(archive, move |reader| {
-            read_top(reader, &spool, stored_now, &artifact)
-        })
-        .await??;
-        match top {
-            Top::File(file) => return Ok(file),
-            Top::Link(next) => {
-                target = resolve_link(&target, &next).ok_or_else(|| {
-                    format!(
-                        "artifact {name}: {stored} is a symbolic link leading out of the workspace"
-                    )
-                })?;
-            }
-            Top::Dir => {
-                return Err(format!(
-                    "artifact {name}: {stored} is a symbolic link to a directory; publish the directory itself"
-                ));
-            }
-        }
-    }
-    Err(format!(
-        "artifact {name}: {stored} is a chain of more than {MAX_LINK_HOPS} links"
-    ))
-}
-
-enum Top {
-    File(Collected),
-    Link(String),
-    Dir,
-}
-
-/// The first entry of an archive of one path.
-fn read_top(reader: impl Read, spool: &Spool, stored: String, name: &str) -> Result<Top, String> {
-    let io = |e: std::io::Error| format!("artifact {name}: reading the container's archive: {e}");
-    let mut archive = tar::Archive::new(reader);
-    let mut entries = archive.entries().map_err(io)?;
-    let Some(item) = entries.next() else {
-        return Err(format!("artifact {name}: {stored}: an empty archive"));
-    };
-    let mut item = item.map_err(io)?;
-    let kind = item.header().entry_type();
-    if kind.is_symlink() {
-        let target = item.link_name().map_err(io)?;
-        let target = target.and_then(|t| t.to_str().map(str::to_string));
-        return Ok(Top::Link(target.unwrap_or_default()));
-    }
-    if kind.is_dir() {
-        return Ok(Top::Dir);
-    }
-    if !kind.is_file() {
-        return Err(format!(
-            "artifact {name}: {stored} links to something that is not a regular file"
-        ));
-    }
-    let mode = item.header().mode().map_err(io)? & 0o777;
-    spool_file(&mut item, spool, stored, mode)
-        .map(Top::File)
-        .map_err(io)
 }
 
 /// Writes a need's files (`files` with the blob each one's bytes are in)

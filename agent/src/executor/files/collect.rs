@@ -43,6 +43,14 @@ impl PathEntry {
         })
     }
 
+    /// A literal path (a link's target), wildcards or not.
+    pub(crate) fn literal(path: &str) -> Self {
+        Self {
+            base: normalize(path),
+            glob: None,
+        }
+    }
+
     /// Whether the file or directory at `rel` (relative to the workspace,
     /// under the base) is taken, all of its contents with it.
     pub(crate) fn takes(&self, rel: &str) -> bool {

@@ -8,7 +8,7 @@ use xene_core::protocol::{BlobUpload, Transfer};
 use xene_core::spec::{Publish, PublishWhen};
 
 use super::archive::read_tar_for_test;
-use super::collect::{Collected, Collector, PathEntry, collect_dir, hash_copy};
+use super::collect::{Collected, Collector, collect_dir, hash_copy};
 use super::fetch::place_dir;
 use super::publish::plan_parts;
 use super::{Spool, size_text};
@@ -187,10 +187,7 @@ fn tar_of(entries: &[(&str, u8, &str, &str)]) -> Vec<u8> {
 fn container_archives_are_confined() {
     let spool_dir = tempfile::tempdir().unwrap();
     let spool = Spool::new(spool_dir.path().to_path_buf());
-    let read = |tar: Vec<u8>, path: &str| {
-        let entry = PathEntry::parse(path).unwrap();
-        read_tar_for_test(&tar[..], &entry, &spool)
-    };
+    let read = |tar: Vec<u8>, path: &str| read_tar_for_test(&tar[..], path, &spool);
     let e = read(
         tar_of(&[
             ("reports/", b'5', "", ""),
