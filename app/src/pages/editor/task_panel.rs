@@ -1,11 +1,12 @@
 //! The panel of one task: its name, image, dependencies, condition,
-//! timeout, retries, agent selector, environment, secrets, steps and post
-//! steps.
+//! timeout, retries, agent selector, environment, secrets, the artifacts
+//! it publishes and needs, steps and post steps.
 
 use leptos::prelude::*;
 use xene_core::draft::{self, Gesture, PipelineDraft};
 use xene_core::edit::{Op, Seg, Yaml};
 use xene_core::parse::Diagnostic;
+use xene_core::yaml::ScalarKind;
 
 use super::fields::{Field, lines_map, map_lines, text_of};
 use crate::ui::code::CodeField;
@@ -227,6 +228,37 @@ pub(super) fn TaskPanel(
     let set_env = set.clone();
     let set_sel = set.clone();
     let selector = field("selector");
+    // Artifacts the pipeline's other tasks publish: what a need may name.
+    let published_elsewhere = {
+        let (pipeline, task) = (pipeline.clone(), task.clone());
+        Signal::derive(move || {
+            let others: Vec<String> = draft.with(|p| {
+                p.tasks
+                    .iter()
+                    .filter(|t| t.name != task)
+                    .map(|t| t.name.clone())
+                    .collect()
+            });
+            tree.with(|t| {
+                let mut names: Vec<String> = others
+                    .iter()
+                    .filter_map(|o| {
+                        t.as_ref()?
+                            .get(&draft::task_path(&pipeline, o, Some("publish")))
+                            .cloned()
+                    })
+                    .flat_map(|list| match list {
+                        Yaml::Seq(items) => items.iter().map(|i| read_publish(i).name).collect(),
+                        _ => Vec::new(),
+                    })
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                names.sort();
+                names.dedup();
+                names
+            })
+        })
+    };
     view! {
         <h2>"Task " <code>{task.clone()}</code></h2>
         {move || {
@@ -268,6 +300,8 @@ pub(super) fn TaskPanel(
             <legend>"Secrets"</legend>
             {secret_boxes}
         </fieldset>
+        <Publishes field=field("publish") set=set.clone() />
+        <Needs field=field("needs") set=set.clone() known=published_elsewhere />
         <Steps list="steps" title="Steps" path=draft::task_path(&pipeline, &task, Some("steps")) field=field("steps") set=set.clone() on_op />
         <Steps list="post" title="Post steps (always run)" path=draft::task_path(&pipeline, &task, Some("post")) field=field("post") set=set.clone() on_op />
     }
@@ -385,6 +419,261 @@ where
             <legend>{title}</legend>
             {rows}
             <button class="add-step" on:click=add>"Add a step"</button>
+        </fieldset>
+    }
+}
+
+/// One entry of a task's `publish`, as the panel edits it.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct PublishRow {
+    name: String,
+    paths: Vec<String>,
+    optional: bool,
+    always: bool,
+}
+
+fn read_publish(item: &Yaml) -> PublishRow {
+    let get = |key: &str| item.get(&[Seg::key(key)]);
+    let paths = match (get("path"), get("paths")) {
+        (Some(one), _) if one.as_str().is_some() => vec![text_of(Some(one))],
+        (_, Some(Yaml::Seq(many))) => many.iter().map(|p| text_of(Some(p))).collect(),
+        _ => Vec::new(),
+    };
+    PublishRow {
+        name: text_of(get("name")),
+        paths,
+        optional: text_of(get("optional")) == "true",
+        always: text_of(get("when")) == "always",
+    }
+}
+
+/// The entry as written: `path` for one path, `paths` for several; the
+/// defaults left out.
+fn publish_entry(row: &PublishRow) -> Yaml {
+    let mut entries = vec![("name".to_string(), Yaml::str(row.name.trim()))];
+    match row.paths.as_slice() {
+        [one] => entries.push(("path".into(), Yaml::str(one))),
+        many => entries.push(("paths".into(), Yaml::strs(many))),
+    }
+    if row.optional {
+        entries.push((
+            "optional".into(),
+            Yaml::Scalar("true".into(), ScalarKind::Bool),
+        ));
+    }
+    if row.always {
+        entries.push(("when".into(), Yaml::str("always")));
+    }
+    Yaml::Map(entries)
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A task's `publish`: each artifact's name, paths (one a line, globs
+/// allowed) and whether a failed attempt publishes it too, or it may match
+/// nothing.
+#[component]
+fn Publishes<F>(field: Signal<Option<Yaml>>, set: F) -> impl IntoView
+where
+    F: Fn(&'static str, Option<Yaml>) + Clone + Send + Sync + 'static,
+{
+    let rows = Memo::new(move |_| match field.get() {
+        Some(Yaml::Seq(items)) => items.iter().map(read_publish).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    });
+    let write = move |rows: Vec<PublishRow>| {
+        let items: Vec<Yaml> = rows.iter().map(publish_entry).collect();
+        set("publish", (!items.is_empty()).then_some(Yaml::Seq(items)))
+    };
+    let change = {
+        let write = write.clone();
+        move |i: usize, edit: &dyn Fn(&mut PublishRow)| {
+            let mut all = rows.get_untracked();
+            if let Some(row) = all.get_mut(i) {
+                edit(row);
+                write(all);
+            }
+        }
+    };
+    let list = {
+        let (write, change) = (write.clone(), change.clone());
+        move || {
+            (0..rows.with(Vec::len))
+                .map(|i| {
+                    let row = move || rows.with(|r| r.get(i).cloned().unwrap_or_default());
+                    let (c1, c2, c3, c4) = (change.clone(), change.clone(), change.clone(), change.clone());
+                    let write = write.clone();
+                    view! {
+                        <div class="artifact-entry">
+                            <Field id=format!("publish-{i}-name") label=format!("Artifact {} name", i + 1)
+                                value=Signal::derive(move || row().name) placeholder="binary"
+                                on_change=Callback::new(move |v: String| c1(i, &|r| r.name = v.trim().to_string())) />
+                            <Field id=format!("publish-{i}-paths") label="Paths" multiline=true
+                                hint="one a line, relative to the workspace; globs like dist/*.tar"
+                                value=Signal::derive(move || row().paths.join("\n"))
+                                on_change=Callback::new(move |v: String| c2(i, &|r| r.paths = lines(&v))) />
+                            <label class="check">
+                                <input type="checkbox" id=format!("publish-{i}-always") prop:checked=move || row().always
+                                    on:change=move |ev| { let on = event_target_checked(&ev); c3(i, &|r| r.always = on) } />
+                                "Also when the task fails"
+                            </label>
+                            <label class="check">
+                                <input type="checkbox" id=format!("publish-{i}-optional") prop:checked=move || row().optional
+                                    on:change=move |ev| { let on = event_target_checked(&ev); c4(i, &|r| r.optional = on) } />
+                                "May match nothing"
+                            </label>
+                            <button class="remove-artifact" on:click=move |_| {
+                                let mut all = rows.get_untracked();
+                                if i < all.len() {
+                                    all.remove(i);
+                                }
+                                write(all);
+                            }>"Remove artifact " {i + 1}</button>
+                        </div>
+                    }
+                })
+                .collect_view()
+        }
+    };
+    let add = move |_| {
+        let mut all = rows.get_untracked();
+        let taken: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
+        let name = (1..)
+            .map(|n| {
+                if n == 1 {
+                    "files".to_string()
+                } else {
+                    format!("files-{n}")
+                }
+            })
+            .find(|n| !taken.contains(n))
+            .expect("a free name");
+        all.push(PublishRow {
+            name,
+            paths: vec!["dist".into()],
+            ..Default::default()
+        });
+        write(all);
+    };
+    view! {
+        <fieldset class="publish">
+            <legend>"Publishes"</legend>
+            {list}
+            <button class="add-artifact" on:click=add>"Add an artifact"</button>
+        </fieldset>
+    }
+}
+
+/// A need as the panel edits it: the artifact's name and the directory
+/// its files go under (empty: the workspace).
+fn read_need(item: &Yaml) -> (String, String) {
+    match item {
+        Yaml::Map(_) => (
+            text_of(item.get(&[Seg::key("name")])),
+            text_of(item.get(&[Seg::key("path")])),
+        ),
+        other => (text_of(Some(other)), String::new()),
+    }
+}
+
+/// The short form for the workspace itself, else `{name, path}`.
+fn need_entry(name: &str, path: &str) -> Yaml {
+    let (name, path) = (name.trim(), path.trim());
+    if path.is_empty() {
+        Yaml::str(name)
+    } else {
+        Yaml::Map(vec![
+            ("name".into(), Yaml::str(name)),
+            ("path".into(), Yaml::str(path)),
+        ])
+    }
+}
+
+/// A task's `needs`: artifacts of tasks upstream of it, each put under a
+/// directory of its workspace before its first step.
+#[component]
+fn Needs<F>(field: Signal<Option<Yaml>>, set: F, known: Signal<Vec<String>>) -> impl IntoView
+where
+    F: Fn(&'static str, Option<Yaml>) + Clone + Send + Sync + 'static,
+{
+    let rows = Memo::new(move |_| match field.get() {
+        Some(Yaml::Seq(items)) => items.iter().map(read_need).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    });
+    let write = move |rows: Vec<(String, String)>| {
+        let items: Vec<Yaml> = rows.iter().map(|(n, p)| need_entry(n, p)).collect();
+        set("needs", (!items.is_empty()).then_some(Yaml::Seq(items)))
+    };
+    let list = {
+        let write = write.clone();
+        move || {
+            (0..rows.with(Vec::len))
+                .map(|i| {
+                    let row = move || rows.with(|r| r.get(i).cloned().unwrap_or_default());
+                    let (w1, w2, w3) = (write.clone(), write.clone(), write.clone());
+                    let edit = move |name: Option<String>, path: Option<String>, write: &dyn Fn(Vec<(String, String)>)| {
+                        let mut all = rows.get_untracked();
+                        if let Some(r) = all.get_mut(i) {
+                            if let Some(n) = name {
+                                r.0 = n;
+                            }
+                            if let Some(p) = path {
+                                r.1 = p;
+                            }
+                            write(all);
+                        }
+                    };
+                    view! {
+                        <div class="artifact-entry">
+                            <div class="field">
+                                <label for=format!("needs-{i}-name")>{format!("Need {} artifact", i + 1)}</label>
+                                <input id=format!("needs-{i}-name") list="needs-known" placeholder="binary"
+                                    prop:value=move || row().0
+                                    on:change=move |ev| edit(Some(event_target_value(&ev)), None, &w1) />
+                            </div>
+                            <Field id=format!("needs-{i}-path") label="Put under"
+                                value=Signal::derive(move || row().1) placeholder="the workspace"
+                                on_change=Callback::new(move |v: String| edit(None, Some(v), &w2)) />
+                            <button class="remove-need" on:click=move |_| {
+                                let mut all = rows.get_untracked();
+                                if i < all.len() {
+                                    all.remove(i);
+                                }
+                                w3(all);
+                            }>"Remove need " {i + 1}</button>
+                        </div>
+                    }
+                })
+                .collect_view()
+        }
+    };
+    let add = move |_| {
+        let mut all = rows.get_untracked();
+        let name = known
+            .get_untracked()
+            .into_iter()
+            .find(|k| !all.iter().any(|(n, _)| n == k))
+            .unwrap_or_else(|| "files".into());
+        all.push((name, String::new()));
+        write(all);
+    };
+    view! {
+        <fieldset class="needs">
+            <legend>"Needs"</legend>
+            <datalist id="needs-known">
+                {move || known.get().into_iter().map(|k| view! { <option value=k.clone()></option> }).collect_view()}
+            </datalist>
+            {list}
+            {move || (rows.with(Vec::is_empty) && known.with(Vec::is_empty)).then(|| view! {
+                <p class="muted">"No task upstream publishes an artifact yet."</p>
+            })}
+            <button class="add-need" on:click=add>"Add a need"</button>
         </fieldset>
     }
 }

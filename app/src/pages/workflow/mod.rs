@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
+use xene_api::artifacts::{ArtifactUsage, size_text};
 use xene_api::paths::{self, encode};
 use xene_api::workflows::{
     PipelineState, VersionList, VersionSummary, WorkflowDetail, WorkflowVersion, trigger_text,
@@ -27,8 +28,9 @@ use hook::HookPanel;
 use run_form::{RunForm, RunNow};
 use versions::Versions;
 
-/// The workflow and its versions.
-type WorkflowData = (WorkflowDetail, Vec<VersionSummary>);
+/// The workflow, its versions, and the bytes its runs' artifacts hold
+/// (`None` from a server without artifacts).
+type WorkflowData = (WorkflowDetail, Vec<VersionSummary>, Option<u64>);
 
 /// `None` when there is no such workflow (the page answers 404).
 async fn workflow_data(name: String) -> Result<Option<WorkflowData>, String> {
@@ -36,7 +38,11 @@ async fn workflow_data(name: String) -> Result<Option<WorkflowData>, String> {
         return Ok(None);
     };
     let versions: VersionList = api::get(paths::versions(&name)).await?;
-    Ok(Some((detail, versions.versions)))
+    let usage = api::get::<ArtifactUsage>(paths::workflow_artifacts(&name))
+        .await
+        .ok()
+        .map(|u| u.bytes);
+    Ok(Some((detail, versions.versions, usage)))
 }
 
 #[component]
@@ -114,7 +120,7 @@ pub(crate) fn version_before(versions: &[VersionSummary], current: i64) -> i64 {
         .unwrap_or(current)
 }
 
-fn workflow_view((detail, versions): WorkflowData, diff: Diff) -> impl IntoView {
+fn workflow_view((detail, versions, usage): WorkflowData, diff: Diff) -> impl IntoView {
     let states = detail.pipelines;
     let detail = detail.current;
     let me = crate::session::current_user();
@@ -136,6 +142,11 @@ fn workflow_view((detail, versions): WorkflowData, diff: Diff) -> impl IntoView 
         <div class="page-head">
             <h1>{detail.name.clone()}</h1>
             <span class="muted">"version " {detail.version} ", applied " <Time ms=detail.created_at /></span>
+            {usage.map(|bytes| view! {
+                <span class="muted" id="artifact-usage" title="What its runs' artifacts hold; a pinned run keeps its own past retention">
+                    "artifacts: " {size_text(bytes)}
+                </span>
+            })}
             <Show when=can_edit>
                 <div class="actions">
                     <a class="button" id="edit-workflow" href=edit_href.clone()>"Edit"</a>
