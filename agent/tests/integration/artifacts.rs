@@ -45,7 +45,7 @@ pipelines:
       test:
         {image}
         depends_on: [build]
-        needs: [binary, {{name: site, path: out/site}}]
+        needs: [binary, {{name: site, path: out/site/}}]
         steps:
           - name: check
             run: |

@@ -59,7 +59,7 @@ impl PathEntry {
 }
 
 /// `a/./b/` as `a/b`; "" for the workspace.
-fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     path.split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect::<Vec<_>>()

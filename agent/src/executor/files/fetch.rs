@@ -12,7 +12,7 @@ use xene_core::protocol::{FilesAnswer, FilesRequest};
 use xene_core::spec::Need;
 
 use super::archive::place_archive;
-use super::collect::join;
+use super::collect::{join, normalize};
 use super::publish::{files_text, unexpected};
 use super::{FileChannel, Spool, size_text};
 use crate::runtime::Workspace;
@@ -90,6 +90,8 @@ pub(crate) async fn fetch(
         .into_iter()
         .collect::<Result<_, String>>()?;
 
+    // `out/` and `./out` are `out`.
+    let dir = normalize(&need.path);
     let placed: Vec<(ManifestEntry, PathBuf)> = files
         .iter()
         .map(|f| (f.clone(), blobs[&f.digest].clone()))
@@ -97,14 +99,13 @@ pub(crate) async fn fetch(
     match workspace {
         Workspace::Dir { root, owner } => {
             let root = root.to_path_buf();
-            let dir = need.path.clone();
             tokio::task::spawn_blocking(move || place_dir(&root, owner, &dir, &placed))
                 .await
                 .map_err(|e| format!("placing its files failed: {e}"))
                 .and_then(|placed| placed)
                 .map_err(refused)?;
         }
-        Workspace::Archive(archive) => place_archive(archive, &need.path, placed)
+        Workspace::Archive(archive) => place_archive(archive, &dir, placed)
             .await
             .map_err(refused)?,
     }
