@@ -510,3 +510,70 @@ async fn artifacts_move_between_agents_through_s3() {
     }
     metric.check(big);
 }
+
+/// Publishing what must not leave the workspace, or too much, fails the
+/// task with a clear error on a real agent: a symbolic link leading out
+/// (its target is never read), more files than an artifact may hold.
+/// And paths leading out are refused when the workflow is applied.
+const HOSTILE: &str = r#"
+name: hostile
+pipelines:
+  p:
+    tasks:
+      leak:
+        steps:
+          - name: link
+            run: mkdir out && printf mine > out/ok && ln -s /etc/passwd out/leak
+        publish:
+          - name: leaked
+            path: out
+      many:
+        steps:
+          - name: files
+            run: mkdir many && cd many && seq 10001 | xargs touch
+        publish:
+          - name: crowd
+            path: many
+"#;
+
+#[tokio::test]
+async fn hostile_publishes_fail_their_task_and_paths_out_are_refused_at_apply() {
+    let fleet = Fleet::start(&["a"], |_| {}).await;
+    for (path, said) in [("../out", ".."), ("/etc", "absolute"), ("a/../../b", "..")] {
+        let spec = HOSTILE.replacen("path: out", &format!("path: {path}"), 1);
+        let (status, body) = fleet.server.post("/api/v1/workflows", spec).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert!(body.to_string().contains(said), "{path}: {body}");
+    }
+    let (status, body) = fleet.server.post("/api/v1/workflows", HOSTILE).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, run) = fleet
+        .server
+        .post("/api/v1/workflows/hostile/pipelines/p/runs", "")
+        .await;
+    let run = fleet.server.wait_for_run(run["id"].as_i64().unwrap()).await;
+    assert_eq!(run["status"], "error", "{run}");
+    let error = |task: &str| {
+        run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == task)
+            .and_then(|t| t["error"].as_str())
+            .unwrap_or_else(|| panic!("{task} has no error: {run}"))
+            .to_string()
+    };
+    let leak = error("leak");
+    assert!(
+        leak.contains("out/leak") && leak.contains("leading out"),
+        "{leak}"
+    );
+    let many = error("many");
+    assert!(many.contains("more than 10000 files"), "{many}");
+    let (_, listing) = fleet
+        .server
+        .get(&format!("/api/v1/runs/{}/artifacts", run["id"]))
+        .await;
+    assert_eq!(listing["artifacts"], json!([]), "{listing}");
+    assert!(fleet.local_blobs().is_empty(), "{:?}", fleet.local_blobs());
+}
