@@ -255,9 +255,16 @@ impl Server {
             self.log_retention,
             ctx.shutdown.clone(),
         )));
+        let stored = controllers::collector::StoredObjects {
+            objects: ctx.blobs.objects().clone(),
+            key: files::store::key,
+            prefix: "blobs/sha256".into(),
+            ordered: ctx.blobs.local_root().is_none(),
+            temp_dir: (ctx.blobs.local_root()).map(|r| r.join(files::store::LOCAL_TEMP_DIR)),
+        };
         controllers.push(tokio::spawn(controllers::collector::run(
             ctx.clone(),
-            ctx.blobs.clone(),
+            Arc::new(stored),
             self.artifact_retention,
         )));
         if let Some(config) = self.local_agent {

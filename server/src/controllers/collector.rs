@@ -228,8 +228,22 @@ async fn sweep_objects(
     Ok(deleted)
 }
 
-/// The server's blob store, as the collector sees it.
-impl BlobDeleter for crate::files::BlobStore {
+/// An object store's blobs, as the collector sees them: the server's blob
+/// store hands over its objects, its key layout and (local) its temporary
+/// directory, so the collector needs nothing else of `files`.
+pub struct StoredObjects {
+    pub objects: Arc<dyn object_store::ObjectStore>,
+    /// The object key of a digest.
+    pub key: fn(&Digest) -> object_store::path::Path,
+    /// The prefix every blob's key starts with.
+    pub prefix: object_store::path::Path,
+    /// Lists in key order (S3 does; a local directory's walk does not).
+    pub ordered: bool,
+    /// Where a local store writes uploads before they are verified.
+    pub temp_dir: Option<std::path::PathBuf>,
+}
+
+impl BlobDeleter for StoredObjects {
     fn list_after<'a>(
         &'a self,
         after: Option<&'a Digest>,
@@ -237,17 +251,14 @@ impl BlobDeleter for crate::files::BlobStore {
     ) -> BoxFuture<'a, Result<Vec<ListedBlob>, String>> {
         use futures::StreamExt;
         Box::pin(async move {
-            let prefix = object_store::path::Path::from("blobs/sha256");
             let mut listing = match after {
                 Some(after) => self
-                    .objects()
-                    .list_with_offset(Some(&prefix), &crate::files::store::key(after)),
-                None => self.objects().list(Some(&prefix)),
+                    .objects
+                    .list_with_offset(Some(&self.prefix), &(self.key)(after)),
+                None => self.objects.list(Some(&self.prefix)),
             };
-            // S3 lists in key order (which is digest order), so its first
-            // `limit` are the page; a local directory's walk has no order,
-            // so all of it is read, keeping the `limit` smallest.
-            let ordered = self.local_root().is_none();
+            // In key order (which is digest order) the first `limit` are
+            // the page; otherwise all of it is read, keeping the smallest.
             let mut page = std::collections::BTreeMap::new();
             while let Some(meta) = listing.next().await {
                 let meta = meta.map_err(|e| e.to_string())?;
@@ -262,7 +273,7 @@ impl BlobDeleter for crate::files::BlobStore {
                 if page.len() > limit {
                     page.pop_last();
                 }
-                if ordered && page.len() == limit {
+                if self.ordered && page.len() == limit {
                     break;
                 }
             }
@@ -279,7 +290,7 @@ impl BlobDeleter for crate::files::BlobStore {
     fn modified<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Option<i64>, String>> {
         use object_store::ObjectStoreExt;
         Box::pin(async move {
-            match self.objects().head(&crate::files::store::key(digest)).await {
+            match self.objects.head(&(self.key)(digest)).await {
                 Ok(meta) => Ok(Some(meta.last_modified.timestamp_millis())),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e.to_string()),
@@ -288,18 +299,19 @@ impl BlobDeleter for crate::files::BlobStore {
     }
 
     fn delete<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), String>> {
+        use object_store::ObjectStoreExt;
         Box::pin(async move {
-            crate::files::BlobStore::delete(self, digest)
-                .await
-                .map_err(|e| e.to_string())
+            match self.objects.delete(&(self.key)(digest)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 
     fn sweep_temp(&self, before: i64) -> BoxFuture<'_, Result<u64, String>> {
-        let Some(root) = self.local_root() else {
+        let Some(dir) = self.temp_dir.clone() else {
             return Box::pin(async { Ok(0) });
         };
-        let dir = root.join(crate::files::store::LOCAL_TEMP_DIR);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || remove_older(&dir, before))
                 .await

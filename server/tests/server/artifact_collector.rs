@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use xene_core::status::TaskStatus;
 use xene_server::config::artifacts::ArtifactArgs;
-use xene_server::controllers::collector::{self, Cursor};
+use xene_server::controllers::collector::{self, Cursor, StoredObjects};
 use xene_server::files::BlobStore;
 use xene_server::metrics::Metrics;
 use xene_server::storage::artifacts::{self, GRACE_MS};
@@ -35,6 +35,18 @@ fn object(root: &std::path::Path, seed: u8, age: Duration) -> std::path::PathBuf
 fn aged(path: &std::path::Path, age: Duration) {
     let file = std::fs::File::options().write(true).open(path).unwrap();
     file.set_modified(SystemTime::now() - age).unwrap();
+}
+
+/// The store's objects as the server hands them to its collector.
+fn collected(store: &BlobStore) -> StoredObjects {
+    let root = store.local_root().unwrap();
+    StoredObjects {
+        objects: store.objects().clone(),
+        key: xene_server::files::store::key,
+        prefix: "blobs/sha256".into(),
+        ordered: false,
+        temp_dir: Some(root.join(xene_server::files::store::LOCAL_TEMP_DIR)),
+    }
 }
 
 async fn touched(db: &Db, seed: u8, at: i64) {
@@ -103,7 +115,8 @@ async fn the_collector_sweeps_only_what_nothing_names() {
 
         let metrics = Metrics::new();
         let cursor = Mutex::new(Cursor::default());
-        let done = collector::pass(&db, &metrics, &store, Duration::ZERO, &cursor, now_ms())
+        let deleter = collected(&store);
+        let done = collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, now_ms())
             .await
             .unwrap();
         assert_eq!(
@@ -143,7 +156,7 @@ async fn the_collector_sweeps_only_what_nothing_names() {
         );
 
         // Nothing more to do a second time round.
-        let again = collector::pass(&db, &metrics, &store, Duration::ZERO, &cursor, now_ms())
+        let again = collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, now_ms())
             .await
             .unwrap();
         assert_eq!(again, collector::Collected::default(), "{backend:?}");
@@ -229,19 +242,14 @@ async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
             let (db, store, stop) = (db.clone(), store.clone(), stop.clone());
             tokio::spawn(async move {
                 let (metrics, cursor) = (Metrics::new(), Mutex::new(Cursor::default()));
+                let deleter = collected(&store);
                 let mut deleted = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let later = now_ms() + GRACE_MS + 1;
-                    let done = collector::pass(
-                        &db,
-                        &metrics,
-                        store.as_ref(),
-                        Duration::ZERO,
-                        &cursor,
-                        later,
-                    )
-                    .await
-                    .unwrap();
+                    let done =
+                        collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, later)
+                            .await
+                            .unwrap();
                     deleted += done.objects;
                 }
                 deleted
