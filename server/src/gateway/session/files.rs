@@ -5,6 +5,7 @@ use futures::Sink;
 use xene_core::protocol::{AttemptRef, FilesAnswer, FilesRequest, ServerMessage};
 
 use super::{Session, SessionEnd};
+use crate::http::connect::MAX_MESSAGE_BYTES;
 
 /// Requests about files one agent may have answered at once; more are
 /// refused (an agent asks one at a time per attempt).
@@ -39,11 +40,12 @@ where
         let agent = self.agent.id.clone();
         self.files.spawn(async move {
             let answer = crate::files::service::answer(&ctx, &agent, attempt, request).await;
-            ServerMessage::Files {
+            let message = ServerMessage::Files {
                 attempt,
                 id,
                 answer,
-            }
+            };
+            within(message, MAX_MESSAGE_BYTES)
         });
         Ok(())
     }
@@ -59,6 +61,62 @@ where
                 tracing::error!(agent = %self.agent.id, error = %e, "answering a files request failed");
                 Ok(())
             }
+        }
+    }
+}
+
+/// `message`, or a refusal when it is over `bound` bytes: what an agent
+/// reads is bounded as what it sends is (an answer listing many files with
+/// long paths could pass it).
+fn within(message: ServerMessage, bound: usize) -> ServerMessage {
+    let bytes = serde_json::to_vec(&message).map_or(usize::MAX, |b| b.len());
+    let ServerMessage::Files { attempt, id, .. } = &message else {
+        return message;
+    };
+    if bytes <= bound {
+        return message;
+    }
+    let error = format!(
+        "the answer about this artifact's files is {bytes} bytes, over the {bound} one message may \
+         carry: publish fewer files, or shorter paths (a tar of them is one file)"
+    );
+    ServerMessage::Files {
+        attempt: *attempt,
+        id: *id,
+        answer: FilesAnswer::Refused { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_past_the_message_bound_are_refusals() {
+        let answer = |files: usize| ServerMessage::Files {
+            attempt: AttemptRef { id: 1 },
+            id: 9,
+            answer: FilesAnswer::Downloads {
+                files: (0..files)
+                    .map(|i| xene_core::artifact::ManifestEntry {
+                        path: format!("dir/file-{i}"),
+                        size: 1,
+                        mode: 0o644,
+                        digest: xene_core::artifact::Digest::from_sha256(&[0; 32]),
+                    })
+                    .collect(),
+                downloads: Vec::new(),
+            },
+        };
+        let small = answer(2);
+        assert_eq!(within(small.clone(), 4096), small);
+        match within(answer(100), 4096) {
+            ServerMessage::Files {
+                id: 9,
+                answer: FilesAnswer::Refused { error },
+                ..
+            } => assert!(error.contains("over the 4096"), "{error}"),
+            other => panic!("{other:?}"),
         }
     }
 }
