@@ -6,6 +6,7 @@ mod util;
 
 mod admin;
 mod api_docs;
+mod artifact_panel;
 mod artifacts;
 mod code_editor;
 mod editor;

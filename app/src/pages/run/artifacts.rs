@@ -46,7 +46,7 @@ pub fn Artifacts(run_id: i64, detail: RwSignal<RunDetail>, open: bool) -> impl I
                 <details class="card artifacts" id="artifacts" open=open on:toggle=move |_| super::fit_log()>
                     <summary>
                         <h2>"Artifacts"</h2>
-                        <span class="muted">{format!(" {count} · {}", size_text(bytes))}</span>
+                        <span class="muted">{format!(" {count} {}, {}", if count == 1 { "artifact" } else { "artifacts" }, size_text(bytes))}</span>
                     </summary>
                     <div class="table-wrap">
                         <table class="list cards">
