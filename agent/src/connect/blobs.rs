@@ -25,8 +25,10 @@ use xene_core::protocol::Transfer;
 use super::transport::{Endpoint, TlsOptions, TransportError, is_loopback, store_tls_config};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A response that sends nothing for this long is dead.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// A download that receives nothing for this long is dead. (reqwest's
+/// read timeout is not used: it also runs while an upload's body is sent,
+/// and would cut a large part on a slow link.)
+const STALL: Duration = Duration::from_secs(60);
 /// The slowest transfer tolerated: a transfer of N bytes may take
 /// `SETTLE + N / MIN_RATE`, so a stalled one ends instead of hanging.
 const MIN_RATE: u64 = 256 * 1024;
@@ -54,6 +56,7 @@ pub struct BlobHttp {
     store: OnceLock<Result<Client, String>>,
     options: TlsOptions,
     allow_insecure: bool,
+    stall: Duration,
 }
 
 impl BlobHttp {
@@ -81,7 +84,14 @@ impl BlobHttp {
             store: OnceLock::new(),
             options: options.clone(),
             allow_insecure,
+            stall: STALL,
         })
+    }
+
+    #[cfg(test)]
+    fn with_stall(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
     }
 
     fn store(&self) -> Result<&Client, String> {
@@ -156,7 +166,7 @@ impl BlobHttp {
         .await
         .map_err(|_| format!("{shown}: timed out"))??;
         let limit = response.content_length().map_or(UNSIZED_DEADLINE, deadline);
-        let written = tokio::time::timeout(limit, write_body(response, dest, &shown))
+        let written = tokio::time::timeout(limit, write_body(response, dest, &shown, self.stall))
             .await
             .unwrap_or_else(|_| Err(format!("{shown}: timed out")));
         if written.is_err() {
@@ -227,7 +237,6 @@ fn client(tls: &Arc<ClientConfig>, proxies: bool) -> Result<Client, TransportErr
     let mut builder = Client::builder()
         .use_preconfigured_tls(ClientConfig::clone(tls))
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
         .tcp_keepalive(Duration::from_secs(30))
         // A presigned URL is for one object: a redirect is not followed.
         .redirect(reqwest::redirect::Policy::none())
@@ -285,16 +294,31 @@ fn file_range(
     })
 }
 
-/// Writes a response's body to `dest` chunk by chunk, hashing it.
-async fn write_body(response: Response, dest: &Path, shown: &str) -> Result<Digest, String> {
+/// Writes a response's body to `dest` chunk by chunk, hashing it; a body
+/// that sends nothing for `stall` fails.
+async fn write_body(
+    response: Response,
+    dest: &Path,
+    shown: &str,
+    stall: Duration,
+) -> Result<Digest, String> {
     let file = tokio::fs::File::create(dest)
         .await
         .map_err(|e| format!("{}: {e}", dest.display()))?;
     let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = Sha256::new();
     let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| failed(shown, &e))?;
+    loop {
+        let chunk = match tokio::time::timeout(stall, body.next()).await {
+            Ok(Some(chunk)) => chunk.map_err(|e| failed(shown, &e))?,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(format!(
+                    "{shown}: nothing received for {} s",
+                    stall.as_secs_f32()
+                ));
+            }
+        };
         hasher.update(&chunk);
         file.write_all(&chunk)
             .await

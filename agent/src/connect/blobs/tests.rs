@@ -3,8 +3,9 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response as HttpResponse, StatusCode};
@@ -31,13 +32,16 @@ fn data() -> Vec<u8> {
     (0..3 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect()
 }
 
+type Body = BoxBody<Bytes, Infallible>;
+
 /// A stored blob's answers by path: the bytes at `/data` (any query), an
 /// S3-like refusal at `/expired`, a Xene-like one at `/wrong`, a plain 404
-/// elsewhere; a PUT to `/put` answers with an ETag.
+/// elsewhere; a PUT to `/put` answers with an ETag, to `/slow-put` too but
+/// 0.6 s later; a GET of `/stall` sends a few bytes, then nothing.
 async fn answer(
     request: Request<Incoming>,
     seen: mpsc::UnboundedSender<Seen>,
-) -> HttpResponse<Full<Bytes>> {
+) -> HttpResponse<Body> {
     let method = request.method().to_string();
     let target = request
         .uri()
@@ -62,15 +66,27 @@ async fn answer(
     let reply = |status: StatusCode, body: Vec<u8>| {
         HttpResponse::builder()
             .status(status)
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(Bytes::from(body)).boxed())
             .unwrap()
     };
     match (method.as_str(), path.as_str()) {
         ("GET", p) if p.ends_with("/data") => reply(StatusCode::OK, data()),
-        ("PUT", p) if p.ends_with("/put") => HttpResponse::builder()
-            .header("etag", "\"part-etag\"")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
+        ("PUT", p) if p.ends_with("put") => {
+            if p.ends_with("/slow-put") {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+            HttpResponse::builder()
+                .header("etag", "\"part-etag\"")
+                .body(Full::new(Bytes::new()).boxed())
+                .unwrap()
+        }
+        ("GET", "/stall") => {
+            let first = futures::stream::once(async {
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"the start")))
+            });
+            let body = StreamBody::new(first.chain(futures::stream::pending()));
+            HttpResponse::new(BodyExt::boxed(body))
+        }
         (_, "/expired") => reply(
             StatusCode::FORBIDDEN,
             b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message>\
@@ -260,6 +276,32 @@ async fn refusals_say_why_without_the_signature() {
         .unwrap_err();
     assert!(error.contains("cannot connect"), "{error}");
     assert!(!error.contains("secret"), "{error}");
+}
+
+#[tokio::test]
+async fn a_slow_answer_to_an_upload_is_waited_for_and_a_stalled_download_is_not() {
+    let (port, _seen) = server(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, data()).unwrap();
+    let dest = dir.path().join("dest");
+    let http = plain(port, "").with_stall(Duration::from_millis(200));
+
+    // Sending and waiting for the answer take longer than a download may
+    // go without a byte: an upload is bounded by its size instead.
+    let slow = transfer("PUT", "/slow-put");
+    let etag = http.upload(&slow, &file, 0, data().len() as u64).await;
+    assert_eq!(etag.unwrap().as_deref(), Some("\"part-etag\""));
+
+    let error = http
+        .download(&transfer("GET", "/stall"), &dest)
+        .await
+        .unwrap_err();
+    assert!(
+        error.ends_with("/stall: nothing received for 0.2 s"),
+        "{error}"
+    );
+    assert!(!dest.exists());
 }
 
 #[tokio::test]
