@@ -1,5 +1,6 @@
 //! A session's requests about files: each answered on a task of its own by
-//! `files::service`, its answer sent back when ready, a few at once.
+//! `files::service`, its answer sent back when ready, a bounded number at
+//! once.
 
 use futures::Sink;
 use xene_core::protocol::{AttemptRef, FilesAnswer, FilesRequest, ServerMessage};
@@ -7,9 +8,10 @@ use xene_core::protocol::{AttemptRef, FilesAnswer, FilesRequest, ServerMessage};
 use super::{Session, SessionEnd};
 use crate::http::connect::MAX_MESSAGE_BYTES;
 
-/// Requests about files one agent may have answered at once; more are
-/// refused (an agent asks one at a time per attempt).
-pub const MAX_FILES_IN_FLIGHT: usize = 16;
+/// Requests about files one agent may have answered at once: an agent
+/// asks one at a time per attempt, so as many as the attempts it may
+/// report holding; more are refused.
+pub const MAX_FILES_IN_FLIGHT: usize = super::limits::MAX_RUNNING;
 
 impl<S> Session<'_, S>
 where
@@ -25,7 +27,7 @@ where
         if self.files.len() >= MAX_FILES_IN_FLIGHT {
             let answer = FilesAnswer::Refused {
                 error: format!(
-                    "the agent asked about files {MAX_FILES_IN_FLIGHT} times at once; ask again"
+                    "the agent asked about files more than {MAX_FILES_IN_FLIGHT} times at once"
                 ),
             };
             return self
