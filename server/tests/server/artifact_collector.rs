@@ -291,3 +291,72 @@ async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
         eprintln!("{backend:?}: {stored} publishes staged, {deleted} objects collected meanwhile");
     }
 }
+
+/// On S3 (moto, authenticated): the collector lists the bucket in key
+/// order from where it stopped, and deletes what nothing names.
+#[tokio::test]
+async fn the_collector_sweeps_an_s3_bucket() {
+    use sha2::Digest as _;
+    use xene_server::config::artifacts::StoreKind;
+    let s3 = xene_testkit::S3::start();
+    let test_db = TestDb::new(crate::util::Backend::Sqlite);
+    let db = model_2_db(&test_db, SPEC).await;
+    add_agent(&db, "a", 8).await;
+    let args = ArtifactArgs {
+        artifact_store: StoreKind::S3,
+        s3_endpoint: Some(s3.endpoint.clone()),
+        s3_bucket: Some(s3.bucket.clone()),
+        s3_region: s3.region.clone(),
+        s3_access_key_id: Some(s3.access_key_id.clone()),
+        s3_secret_access_key: Some(s3.secret_access_key.clone()),
+        ..Default::default()
+    };
+    let store = BlobStore::open(&args, test_db.dir.path(), &[7; 32]).unwrap();
+    let http = reqwest::Client::new();
+    // Uploaded as agents do, through the presigned URL.
+    let mut digests = Vec::new();
+    for content in [&b"named"[..], b"nobody's row", b"never committed"] {
+        let digest =
+            xene_core::artifact::Digest::from_sha256(&sha2::Sha256::digest(content).into());
+        let upload = store.upload(&digest, content.len() as u64).await.unwrap();
+        let part = &upload.parts[0];
+        let mut request = http.put(&part.url).body(content.to_vec());
+        for (name, value) in &part.headers {
+            request = request.header(name, value);
+        }
+        let answer = request.send().await.unwrap();
+        assert!(answer.status().is_success(), "{}", s3.log_text());
+        digests.push((digest, content.len() as u64));
+    }
+    let run = start_run(&db, "art", &[]).await;
+    let ok = crate::artifact_lifecycle::start_task(&db, run, "ok").await;
+    artifacts::insert_blobs(&db, &digests[..2]).await.unwrap();
+    let named = xene_core::artifact::ManifestEntry {
+        path: "named".into(),
+        size: digests[0].1,
+        mode: 0o644,
+        digest: digests[0].0.clone(),
+    };
+    let staged = artifacts::stage(&db, ok, run, "ok", "bin", false, &[named])
+        .await
+        .unwrap();
+    assert_eq!(staged, artifacts::Staged::Stored);
+
+    let deleter = StoredObjects {
+        objects: store.objects().clone(),
+        key: xene_server::files::store::key,
+        prefix: "blobs/sha256".into(),
+        ordered: true,
+        temp_dir: None,
+    };
+    let (metrics, cursor) = (Metrics::new(), Mutex::new(Cursor::default()));
+    // As if the grace had passed for every blob.
+    let later = now_ms() + GRACE_MS + 1;
+    let done = collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, later)
+        .await
+        .unwrap();
+    assert_eq!((done.rows, done.objects), (1, 2), "{}", s3.log_text());
+    let left: Vec<String> = s3.objects().into_iter().map(|(key, _)| key).collect();
+    let hex = digests[0].0.hex();
+    assert_eq!(left, [format!("blobs/sha256/{}/{hex}", &hex[..2])]);
+}
