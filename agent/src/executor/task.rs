@@ -143,21 +143,22 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
     let mut output = None;
     let mut teardown = None;
     if let Some(mut ctx) = context {
+        // The log lines go with the last main step that ran; when none
+        // did (a need could not be fetched), there is nothing to publish.
+        let ran = steps[..plan.steps.len()]
+            .iter()
+            .rfind(|s| s.status != StepStatus::NotExecuted)
+            .map(|s| s.name.clone());
         if !progress.cancelled
+            && (ran.is_some() || plan.steps.is_empty())
             && let Some(staging) = &plan.staging
         {
-            // The log lines go with the last main step that ran.
-            let ran = steps[..plan.steps.len()]
-                .iter()
-                .rfind(|s| s.status != StepStatus::NotExecuted)
-                .or(steps.first())
-                .map(|s| s.name.clone());
             publish(
                 staging,
                 ctx.as_mut(),
                 env,
                 task,
-                ran.as_deref(),
+                ran.as_deref().or(steps.first().map(|s| s.name.as_str())),
                 &mut progress,
             )
             .await;

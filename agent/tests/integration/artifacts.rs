@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use xene_agent::executor::files::{FileChannel, LocalStore};
 use xene_agent::{AttemptIds, AttemptRequest, Executor};
+use xene_core::event::RunEvent;
 use xene_core::status::{StepStatus, TaskStatus};
 
 use crate::util::{self, HANG_GUARD, busybox_image, docker_leftovers, pipeline, run_on};
@@ -183,7 +184,8 @@ fn request(yaml: &str, task: &str, files: Arc<dyn FileChannel>) -> AttemptReques
 
 /// One attempt at a time through a store the test holds, in parts of 4
 /// bytes: what it published comes back whole; a blob changed in the store
-/// fails the attempt that needs it before its first step runs.
+/// fails the attempt that needs it before its first step runs, and that
+/// attempt publishes nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_that_does_not_match_its_digest_fails_the_task() {
     let yaml = r#"name: verify
@@ -197,6 +199,7 @@ pipelines:
         depends_on: [build]
         needs: [binary]
         steps: ["test \"$(cat app)\" = 0123456789"]
+        publish: [{name: seen, path: app, when: always}]
 "#;
     let root = tempfile::tempdir().unwrap();
     let store = LocalStore::new(root.path().join("store"), 4).unwrap();
@@ -208,7 +211,7 @@ pipelines:
         let request = request(yaml, task, channel.clone());
         let executor = executor.clone();
         async move {
-            let (events, _receiver) = mpsc::channel(256);
+            let (events, mut receiver) = mpsc::channel(256);
             let report = tokio::time::timeout(
                 HANG_GUARD,
                 executor.run_attempt(request, events, CancellationToken::new()),
@@ -216,20 +219,34 @@ pipelines:
             .await
             .expect("the attempt hung");
             channel.finish(report.status == TaskStatus::Success);
-            report
+            let mut logs = Vec::new();
+            while let Ok(event) = receiver.try_recv() {
+                if let RunEvent::Log { data, .. } = event {
+                    logs.push(data);
+                }
+            }
+            (report, logs)
         }
     };
-    assert_eq!(attempt("build").await.status, TaskStatus::Success);
-    assert_eq!(attempt("test").await.status, TaskStatus::Success);
+    assert_eq!(attempt("build").await.0.status, TaskStatus::Success);
+    let (report, logs) = attempt("test").await;
+    assert_eq!(report.status, TaskStatus::Success);
+    assert_eq!(
+        logs,
+        [
+            "fetched binary: 1 file, 10 B",
+            "published seen: 1 file, 10 B (0 B uploaded)"
+        ]
+    );
 
     for blob in std::fs::read_dir(root.path().join("store/blobs")).unwrap() {
         std::fs::write(blob.unwrap().path(), "0123456780").unwrap();
     }
-    let report = attempt("test").await;
+    let (report, logs) = attempt("test").await;
     assert_eq!(report.status, TaskStatus::Error);
-    assert_eq!(
-        report.error.as_deref(),
-        Some("artifact binary: file app does not match its digest")
-    );
+    let error = "artifact binary: file app does not match its digest";
+    assert_eq!(report.error.as_deref(), Some(error));
     assert_eq!(report.steps[0].status, StepStatus::NotExecuted);
+    // Nothing ran, so nothing is published, `when: always` or not.
+    assert_eq!(logs, [error]);
 }
