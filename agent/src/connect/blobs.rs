@@ -48,11 +48,11 @@ pub struct BlobHttp {
     base: Url,
     base_path: String,
     /// To the server: exactly the WebSocket's TLS trust (CA file or pin,
-    /// client certificate), never through a proxy (as the WebSocket).
+    /// client certificate).
     server: Client,
-    /// To an object store: the system's roots and the CA file; the
-    /// environment's proxy settings apply. Made on first use: an agent
-    /// of a local store never loads the system's roots for it.
+    /// To an object store: the system's roots and the CA file. Made on
+    /// first use: an agent of a local store never loads the system's
+    /// roots for it.
     store: OnceLock<Result<Client, String>>,
     options: TlsOptions,
     allow_insecure: bool,
@@ -80,7 +80,7 @@ impl BlobHttp {
         Ok(Self {
             base,
             base_path: endpoint.base_path.clone(),
-            server: client(&server_tls, false)?,
+            server: client(&server_tls)?,
             store: OnceLock::new(),
             options: options.clone(),
             allow_insecure,
@@ -98,7 +98,7 @@ impl BlobHttp {
         self.store
             .get_or_init(|| {
                 let tls = store_tls_config(&self.options).map_err(|e| e.to_string())?;
-                client(&tls, true).map_err(|e| e.to_string())
+                client(&tls).map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -233,18 +233,17 @@ fn no_roots() -> Result<Arc<ClientConfig>, TransportError> {
     Ok(Arc::new(config))
 }
 
-fn client(tls: &Arc<ClientConfig>, proxies: bool) -> Result<Client, TransportError> {
-    let mut builder = Client::builder()
+/// Direct connections, never through a proxy of the environment, as the
+/// WebSocket's (a loopback store would otherwise go to the proxy too).
+fn client(tls: &Arc<ClientConfig>) -> Result<Client, TransportError> {
+    Client::builder()
         .use_preconfigured_tls(ClientConfig::clone(tls))
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(Duration::from_secs(30))
         // A presigned URL is for one object: a redirect is not followed.
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("xene-agent/", env!("CARGO_PKG_VERSION")));
-    if !proxies {
-        builder = builder.no_proxy();
-    }
-    builder
+        .user_agent(concat!("xene-agent/", env!("CARGO_PKG_VERSION")))
+        .no_proxy()
         .build()
         .map_err(|e| TransportError::Config(format!("http client: {e}")))
 }
