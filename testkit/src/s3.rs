@@ -138,6 +138,18 @@ impl S3 {
         listed.objects
     }
 
+    /// A URL presigned (by botocore, for an hour) to PUT object `key` of
+    /// the bucket: what a plain HTTP client such as `curl -T` uploads with.
+    pub fn presigned_put(&self, key: &str) -> String {
+        #[derive(Deserialize)]
+        struct Url {
+            url: String,
+        }
+        self.command(&format!("presign-put {key}"));
+        let url: Url = self.answer("moto to presign a PUT");
+        url.url
+    }
+
     /// Checks that authentication is on, with botocore's own presigned
     /// URLs: good ones accepted; another key, a tampered signature or
     /// expiry, a wrong secret, another method, anonymous requests and an

@@ -254,6 +254,12 @@ def main():
         command = line.strip()
         if command == "list":
             print(json.dumps({"objects": list_objects(s3, bucket)}), flush=True)
+        elif command.startswith("presign-put "):
+            name = command.split(" ", 1)[1]
+            url = s3.generate_presigned_url(
+                "put_object", Params={"Bucket": bucket, "Key": name}, ExpiresIn=3600
+            )
+            print(json.dumps({"url": url}), flush=True)
         elif command == "self-check":
             self_check(endpoint, bucket, key)
             print(json.dumps({"self_check": "ok"}), flush=True)

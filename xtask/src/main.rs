@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+mod bench_artifacts;
 mod bench_tasks;
 mod fuzz;
 mod setup;
@@ -34,6 +35,10 @@ commands:
                                    figures for runs placed task by task (release build;
                                    default all three): 1,000 tasks over 4 agents, a 40-task
                                    chain, ready -> started with 1,000 idle agents
+  bench-artifacts [--mib N]        figures for artifacts (release build): publish and fetch of
+                                   one N MiB file (default 1024) against cp (local store) and
+                                   curl -T to moto (S3), a second identical run, the agent's
+                                   peak memory
   codegen                          regenerate the generated parts of the docs (the flags
                                    table of docs/server.md, from `xene --help`)
   setup                            install what the tests need (apt packages, wasm target,
@@ -123,6 +128,7 @@ fn run() -> anyhow::Result<()> {
             )
         }
         "bench-tasks" => bench_tasks::run(&root, &rest),
+        "bench-artifacts" => bench_artifacts::run(&root, &rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())

@@ -13,6 +13,7 @@ mod api;
 mod api_fuzz;
 mod apply;
 mod artifacts;
+mod artifacts_bench;
 mod artifacts_hostile;
 mod artifacts_kill;
 mod artifact_collector;
