@@ -34,6 +34,8 @@ impl LocalStore {
     /// A store in `dir` (created; the caller removes it after the run).
     /// Blobs larger than `part_size` go up in parts of that size.
     pub fn new(dir: PathBuf, part_size: u64) -> std::io::Result<Arc<Self>> {
+        // Possibly in a shared temp dir: its own, closed to others.
+        crate::runtime::shell::ensure_private_dir(&dir)?;
         std::fs::create_dir_all(dir.join("blobs"))?;
         std::fs::create_dir_all(dir.join("parts"))?;
         Ok(Arc::new(Self {

@@ -141,16 +141,10 @@ impl Spool {
     }
 }
 
+/// The spool may sit in a shared temp dir (`xene-agent run`'s default
+/// root): it must be a real directory of this user, closed to others.
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    }
+    crate::runtime::shell::ensure_private_dir(dir)
 }
 
 /// `12.3 MiB`, `512 B`.

@@ -297,3 +297,19 @@ fn parts_cover_the_file_in_order() {
     assert_eq!(size_text(512), "512 B");
     assert_eq!(size_text(12_897_485), "12.3 MiB");
 }
+
+/// The spool may sit in a shared temp dir: a link planted in its place is
+/// refused, not written through.
+#[test]
+fn a_planted_spool_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let planted = root.path().join("xene-ctx.files");
+    symlink(elsewhere.path(), &planted).unwrap();
+    let e = Spool::new(planted).make().unwrap_err();
+    assert!(e.contains("is not a directory of this user"), "{e}");
+    let fresh = root.path().join("xene-other.files");
+    Spool::new(fresh.clone()).make().unwrap();
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
