@@ -22,7 +22,6 @@ use xene_core::artifact::ManifestEntry;
 use super::AppState;
 use super::error::ApiError;
 use crate::access::Principal;
-use crate::files::BlobStore;
 use crate::storage::{artifacts, runs, workflows};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -135,7 +134,11 @@ async fn download(
         (None, _) => None,
     };
     if let Some(entry) = one {
-        let body = exact(blob(&blobs, &entry).await?, &entry);
+        let body = blobs
+            .read(&entry.digest)
+            .await
+            .map_err(|e| unreadable(&entry, e))?;
+        let body = exact(body, &entry);
         return Ok(attachment(
             "application/octet-stream",
             &file_name(&entry.path),
@@ -153,9 +156,10 @@ async fn download(
             let blobs = blobs.clone();
             async move {
                 let head = Bytes::from(header_of(&entry));
-                let body = blob(&blobs, &entry)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                let body = blobs.read(&entry.digest).await.map_err(|e| {
+                    let _ = unreadable(&entry, e);
+                    std::io::Error::other(format!("{}: cannot be read", entry.path))
+                })?;
                 let pad = Bytes::from(vec![0u8; tar::padding(entry.size)]);
                 Ok::<_, std::io::Error>(
                     stream::once(async { Ok(head) })
@@ -183,21 +187,22 @@ fn header_of(entry: &ManifestEntry) -> Vec<u8> {
     )
 }
 
-type BlobStream = BoxStream<'static, Result<Bytes, crate::files::store::StoreError>>;
-
-async fn blob(blobs: &BlobStore, entry: &ManifestEntry) -> Result<BlobStream, ApiError> {
-    blobs.read(&entry.digest).await.map_err(|e| {
-        tracing::error!(digest = %entry.digest.as_str(), error = %e, "an artifact's blob cannot be read");
-        ApiError::Internal(Box::new(e))
-    })
+// The store's types are not named here: `files` reaches `http` through
+// the gateway, and naming them would close an import circle.
+fn unreadable(
+    entry: &ManifestEntry,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> ApiError {
+    tracing::error!(digest = %entry.digest.as_str(), error = %e, "an artifact's blob cannot be read");
+    ApiError::Internal(Box::new(e))
 }
 
 /// A blob's bytes, held to the size its manifest gives: a longer or
 /// shorter one ends the stream with an error rather than a wrong file.
-fn exact(
-    body: BlobStream,
+fn exact<E: std::fmt::Display + Send + 'static>(
+    body: BoxStream<'static, Result<Bytes, E>>,
     entry: &ManifestEntry,
-) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + use<> {
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + use<E> {
     let (size, path) = (entry.size, entry.path.clone());
     stream::try_unfold((body, 0u64), move |(mut body, seen)| {
         let path = path.clone();
