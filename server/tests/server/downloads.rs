@@ -2,13 +2,14 @@
 //! file as an attachment, several as a tar stream that the system's `tar`
 //! extracts with the files' contents and modes, one file of those by
 //! `path`, the workflow's usage, and pins (audited, shown on the run).
-//! Published by the built-in agent's shell steps, as a run would.
+//! Published by the built-in agent's shell steps, as a run would; on
+//! SQLite and PostgreSQL.
 
 use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
 
-use crate::util::{Backend, TestDb, TestServer};
+use crate::util::{BACKENDS, Backend, TestDb, TestServer};
 
 const WORKFLOW: &str = r#"name: dl
 pipelines:
@@ -34,7 +35,13 @@ async fn fetch(server: &TestServer, path: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn artifacts_list_download_as_file_or_tar_and_pin() {
-    let db = TestDb::new(Backend::Sqlite);
+    for backend in BACKENDS {
+        check(backend).await;
+    }
+}
+
+async fn check(backend: Backend) {
+    let db = TestDb::new(backend);
     let server = TestServer::start(&db).await;
     let (status, body) = server.post("/api/v1/workflows", WORKFLOW).await;
     assert_eq!(status, 201, "{body}");
