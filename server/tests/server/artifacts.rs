@@ -393,6 +393,18 @@ async fn artifacts_move_between_agents_through_the_local_store() {
     metric.check(big);
 }
 
+/// Flags that keep the server's artifacts in `s3`.
+pub fn use_s3(args: &mut xene_server::config::Args, s3: &S3) {
+    use xene_server::config::artifacts::StoreKind;
+    let a = &mut args.artifacts;
+    a.artifact_store = StoreKind::S3;
+    a.s3_endpoint = Some(s3.endpoint.clone());
+    a.s3_bucket = Some(s3.bucket.clone());
+    a.s3_region = s3.region.clone();
+    a.s3_access_key_id = Some(s3.access_key_id.clone());
+    a.s3_secret_access_key = Some(s3.secret_access_key.clone());
+}
+
 /// One of moto's request lines: `"METHOD /bucket/key?query HTTP/1.1" STATUS`.
 struct Request {
     method: String,
@@ -440,15 +452,8 @@ fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 async fn artifacts_move_between_agents_through_s3() {
     let s3 = S3::start();
     let fleet = Fleet::start(&["a", "b"], |args| {
-        use xene_server::config::artifacts::StoreKind;
-        let a = &mut args.artifacts;
-        a.artifact_store = StoreKind::S3;
-        a.s3_endpoint = Some(s3.endpoint.clone());
-        a.s3_bucket = Some(s3.bucket.clone());
-        a.s3_region = s3.region.clone();
-        a.s3_access_key_id = Some(s3.access_key_id.clone());
-        a.s3_secret_access_key = Some(s3.secret_access_key.clone());
-        a.artifact_url_ttl = Duration::from_secs(300);
+        use_s3(args, &s3);
+        args.artifacts.artifact_url_ttl = Duration::from_secs(300);
     })
     .await;
     // Past one part: a multipart upload of two parts.
