@@ -456,7 +456,7 @@ impl LocalAgent {
         run_span.record("pipeline", dispatch.pipeline_name.as_str());
         let mut request = AttemptRequest::from_dispatch(dispatch, &self.incarnation);
         request.files = Some(crate::files::channel::for_attempt(
-            &self.ctx,
+            &super::files_service(&self.ctx),
             &self.config.id,
             AttemptRef { id: attempt.id },
             &self.http,

@@ -68,6 +68,16 @@ pub struct Context {
     pub blobs: Arc<crate::files::BlobStore>,
 }
 
+/// What answering agents' requests about files takes, from `ctx`.
+pub fn files_service(ctx: &Context) -> crate::files::service::Service {
+    crate::files::service::Service {
+        db: ctx.db.clone(),
+        specs: ctx.specs.clone(),
+        blobs: ctx.blobs.clone(),
+        metrics: ctx.metrics.clone(),
+    }
+}
+
 impl Context {
     /// Waits for a wake-up, the resync period, or shutdown (returns false).
     pub async fn wait(&self, wake: &Notify) -> bool {

@@ -17,18 +17,18 @@ use xene_core::protocol::{AttemptRef, FilesAnswer, FilesRequest, Transfer};
 
 use super::local;
 use super::local_urls::{Grant, parse_relative};
-use crate::controllers::Context;
+use super::service::Service;
 use crate::storage::now_ms;
 
 pub struct BuiltInFiles {
-    ctx: Context,
+    ctx: Service,
     agent: String,
     attempt: AttemptRef,
     http: reqwest::Client,
 }
 
 impl BuiltInFiles {
-    pub fn new(ctx: Context, agent: String, attempt: AttemptRef, http: reqwest::Client) -> Self {
+    pub fn new(ctx: Service, agent: String, attempt: AttemptRef, http: reqwest::Client) -> Self {
         Self {
             ctx,
             agent,
@@ -176,7 +176,7 @@ pub fn http_client() -> reqwest::Client {
 
 /// A file channel for `attempt` of the built-in agent `agent`.
 pub fn for_attempt(
-    ctx: &Context,
+    ctx: &Service,
     agent: &str,
     attempt: AttemptRef,
     http: &reqwest::Client,

@@ -5,18 +5,17 @@
 //! temporary file, checked whole when the upload completes; a download
 //! streams the stored file.
 
-use std::path::{Path, PathBuf};
+use std::io::SeekFrom;
+use std::path::Path;
 
 use axum::body::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
-use std::io::SeekFrom;
-
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use xene_core::artifact::{Digest, PART_SIZE};
 
-use super::local_urls::{BlobMethod, Grant, Part, UrlError, is_upload_id};
-use super::store::{BlobStore, LOCAL_TEMP_DIR, StoreError, key};
+use super::local_urls::{BlobMethod, Grant, Part, UrlError};
+use super::store::{BlobStore, LOCAL_TEMP_DIR, StoreError, fs_path, parts_file};
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +91,6 @@ where
     Ok(format!("\"{}\"", grant.digest.hex()))
 }
 
-/// The temporary file of a multipart upload's parts.
-fn parts_file(root: &Path, digest: &Digest, upload: &str) -> PathBuf {
-    root.join(LOCAL_TEMP_DIR)
-        .join(format!("{}.{upload}.parts", digest.hex()))
-}
-
 /// Writes one part at its offset (a part sent again overwrites itself).
 async fn write_part<S, E>(
     file: &Path,
@@ -140,74 +133,6 @@ where
         )));
     }
     out.flush().await.map_err(io)?;
-    Ok(())
-}
-
-/// Completes a local multipart upload: its parts' file is kept only when
-/// it holds exactly the blob (`size` bytes of its digest); else it is
-/// removed and the upload refused.
-pub async fn assemble(
-    root: &Path,
-    digest: &Digest,
-    upload: &str,
-    size: u64,
-) -> Result<(), StoreError> {
-    if !is_upload_id(upload) {
-        return Err(StoreError::Rejected(format!(
-            "the upload of blob {digest} names no upload of this store"
-        )));
-    }
-    let file = parts_file(root, digest, upload);
-    let checked = check_whole(&file, digest, size).await;
-    if let Err(e) = checked {
-        let _ = tokio::fs::remove_file(&file).await;
-        return Err(e);
-    }
-    let dest = fs_path(root, digest);
-    if let Some(dir) = dest.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    tokio::fs::rename(&file, &dest).await?;
-    Ok(())
-}
-
-async fn check_whole(file: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
-    let mut input = match tokio::fs::File::open(file).await {
-        Ok(input) => input,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::Rejected(format!(
-                "no part of blob {digest} was uploaded"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut got: u64 = 0;
-    loop {
-        let n = input.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-        if got > size {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    if got != size {
-        return Err(StoreError::Rejected(format!(
-            "the parts of blob {digest} hold {got} bytes, not {size}"
-        )));
-    }
-    let whole = Digest::from_sha256(&hasher.finalize().into());
-    if whole != *digest {
-        return Err(StoreError::Rejected(format!(
-            "the parts of blob {digest} hash to {whole}"
-        )));
-    }
-    // On disk before it is named: a blob row points at it.
-    input.sync_all().await?;
     Ok(())
 }
 
@@ -275,11 +200,6 @@ pub async fn serve(
         return Err(TransferError::Missing(grant.digest.clone()));
     };
     Ok((size, store.read(&grant.digest).await?))
-}
-
-/// Where a local store keeps a blob.
-fn fs_path(root: &Path, digest: &Digest) -> PathBuf {
-    root.join(key(digest).as_ref())
 }
 
 fn random_suffix() -> String {

@@ -7,17 +7,29 @@
 //! request.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use xene_core::artifact::{Digest, ManifestEntry, PART_SIZE, SINGLE_PUT_MAX, check_manifest};
 use xene_core::protocol::{AttemptRef, CompletedUpload, FilesAnswer, FilesRequest};
 use xene_core::spec::Task;
 
-use super::store::{MAX_FILE_BYTES, StoreError};
-use crate::controllers::Context;
-use crate::gateway::limits;
+use super::store::{BlobStore, MAX_FILE_BYTES, StoreError};
+use crate::metrics::Metrics;
+use crate::storage::Db;
 use crate::storage::artifacts::{self, InsertBlobsError, Staged};
+use crate::storage::specs::Specs;
 use crate::storage::{StorageError, attempts, runs};
+
+/// What answering takes: the database, the parsed specs, the blob store
+/// and the metrics (a controller's `Context` holds them all).
+#[derive(Clone)]
+pub struct Service {
+    pub db: Db,
+    pub specs: Arc<Specs>,
+    pub blobs: Arc<BlobStore>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// How many HEAD requests a check sends at once.
 const HEADS_AT_ONCE: usize = 16;
@@ -46,9 +58,10 @@ fn refuse<T>(reason: impl Into<String>) -> Result<T, Failure> {
     Err(Failure::Refused(reason.into()))
 }
 
-/// The answer to `request` about `attempt` from `agent`.
+/// The answer to `request` about `attempt` from `agent` (bounded by the
+/// gateway's `limits::check_files` when it came over the wire).
 pub async fn answer(
-    ctx: &Context,
+    ctx: &Service,
     agent: &str,
     attempt: AttemptRef,
     request: FilesRequest,
@@ -85,12 +98,11 @@ struct Held {
 }
 
 async fn answer_inner(
-    ctx: &Context,
+    ctx: &Service,
     agent: &str,
     attempt: AttemptRef,
     request: FilesRequest,
 ) -> Result<FilesAnswer, Failure> {
-    limits::check_files(&request).map_err(Failure::Refused)?;
     // Fetching comes before the attempt's start may be stored; publishing
     // only while it runs.
     let fetching = matches!(request, FilesRequest::Fetch { .. });
@@ -115,7 +127,7 @@ async fn answer_inner(
 /// The attempt, if `agent` holds it (placed on it, or running there when
 /// `placed_too` is false) and its task is known.
 async fn held(
-    ctx: &Context,
+    ctx: &Service,
     agent: &str,
     attempt: AttemptRef,
     placed_too: bool,
@@ -191,7 +203,7 @@ fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
 
 /// Uploads for the blobs the store lacks: those without a row, and those
 /// whose row has no object (an upload that died after its commit began).
-async fn uploads(ctx: &Context, files: &[ManifestEntry]) -> Result<FilesAnswer, Failure> {
+async fn uploads(ctx: &Service, files: &[ManifestEntry]) -> Result<FilesAnswer, Failure> {
     let blobs = checked(files)?;
     let digests: Vec<Digest> = blobs.keys().map(|d| (*d).clone()).collect();
     let mut missing = artifacts::missing_blobs(&ctx.db, &digests).await?;
@@ -214,7 +226,7 @@ async fn uploads(ctx: &Context, files: &[ManifestEntry]) -> Result<FilesAnswer, 
 
 /// The blobs of `blobs` the store does not hold with their size.
 async fn lacking<'a>(
-    ctx: &Context,
+    ctx: &Service,
     blobs: &[(&'a Digest, u64)],
 ) -> Result<Vec<&'a Digest>, StoreError> {
     // Owned, so the checks run on any task (a borrowed closure's future is
@@ -246,7 +258,7 @@ async fn lacking<'a>(
 
 #[allow(clippy::too_many_arguments)]
 async fn commit(
-    ctx: &Context,
+    ctx: &Service,
     attempt: AttemptRef,
     held: &Held,
     name: &str,
@@ -334,7 +346,7 @@ async fn commit(
     }
 }
 
-async fn fetch(ctx: &Context, held: &Held, name: &str) -> Result<FilesAnswer, Failure> {
+async fn fetch(ctx: &Service, held: &Held, name: &str) -> Result<FilesAnswer, Failure> {
     if !held.task.needs.iter().any(|n| n.name == name) {
         return refuse(format!(
             "task {} does not need artifact {}",

@@ -19,10 +19,12 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions, Signer};
 use object_store::{ObjectStore, ObjectStoreExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt;
 use xene_core::artifact::{Digest, PART_SIZE, SINGLE_PUT_MAX};
 use xene_core::protocol::{BlobUpload, CompletedUpload, Transfer};
 
-use super::local_urls::{BlobMethod, LocalUrls, Part};
+use super::local_urls::{BlobMethod, LocalUrls, Part, is_upload_id};
 use crate::config::artifacts::{ArtifactArgs, StoreKind};
 use crate::storage::now_ms;
 
@@ -243,7 +245,7 @@ impl BlobStore {
         };
         let s3 = match &self.backend {
             Backend::Local { root } => {
-                return super::local::assemble(root, &done.digest, upload_id, size).await;
+                return assemble(root, &done.digest, upload_id, size).await;
             }
             Backend::S3(s3) => s3,
         };
@@ -324,6 +326,85 @@ impl BlobStore {
             })
             .boxed()
     }
+}
+
+/// The temporary file of a multipart upload's parts.
+pub(super) fn parts_file(root: &FsPath, digest: &Digest, upload: &str) -> PathBuf {
+    root.join(LOCAL_TEMP_DIR)
+        .join(format!("{}.{upload}.parts", digest.hex()))
+}
+
+/// Where a local store keeps a blob.
+pub(super) fn fs_path(root: &FsPath, digest: &Digest) -> PathBuf {
+    root.join(key(digest).as_ref())
+}
+
+/// Completes a local multipart upload: its parts' file is kept only when
+/// it holds exactly the blob (`size` bytes of its digest); else it is
+/// removed and the upload refused.
+pub async fn assemble(
+    root: &FsPath,
+    digest: &Digest,
+    upload: &str,
+    size: u64,
+) -> Result<(), StoreError> {
+    if !is_upload_id(upload) {
+        return Err(StoreError::Rejected(format!(
+            "the upload of blob {digest} names no upload of this store"
+        )));
+    }
+    let file = parts_file(root, digest, upload);
+    let checked = check_whole(&file, digest, size).await;
+    if let Err(e) = checked {
+        let _ = tokio::fs::remove_file(&file).await;
+        return Err(e);
+    }
+    let dest = fs_path(root, digest);
+    if let Some(dir) = dest.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::rename(&file, &dest).await?;
+    Ok(())
+}
+
+async fn check_whole(file: &FsPath, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    let mut input = match tokio::fs::File::open(file).await {
+        Ok(input) => input,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Rejected(format!(
+                "no part of blob {digest} was uploaded"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got: u64 = 0;
+    loop {
+        let n = input.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        if got > size {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    if got != size {
+        return Err(StoreError::Rejected(format!(
+            "the parts of blob {digest} hold {got} bytes, not {size}"
+        )));
+    }
+    let whole = Digest::from_sha256(&hasher.finalize().into());
+    if whole != *digest {
+        return Err(StoreError::Rejected(format!(
+            "the parts of blob {digest} hash to {whole}"
+        )));
+    }
+    // On disk before it is named: a blob row points at it.
+    input.sync_all().await?;
+    Ok(())
 }
 
 fn transfer(method: &str, url: String) -> Transfer {

@@ -144,6 +144,10 @@ pub fn check_files(request: &FilesRequest) -> Result<(), String> {
     Ok(())
 }
 
+/// The most an answer about files may take on the wire: what an agent may
+/// send (`http::connect::MAX_MESSAGE_BYTES`), so it can read it.
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
 /// Longest artifact name (as the spec allows).
 const MAX_ARTIFACT_NAME: usize = 64;
 /// Longest ETag of a part, and upload id, the server passes on to the store.

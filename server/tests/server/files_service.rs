@@ -145,6 +145,14 @@ async fn blob_urls_grant_one_method_on_one_blob_until_they_expire() {
     server.stop().await;
 }
 
+#[test]
+fn answers_about_files_fit_what_an_agent_may_send() {
+    assert_eq!(
+        xene_server::gateway::limits::MAX_ANSWER_BYTES,
+        xene_server::http::connect::MAX_MESSAGE_BYTES
+    );
+}
+
 #[tokio::test]
 async fn the_s3_store_presigns_single_and_multipart_uploads() {
     let s3 = xene_testkit::S3::start();

@@ -5,13 +5,13 @@
 use futures::Sink;
 use xene_core::protocol::{AttemptRef, FilesAnswer, FilesRequest, ServerMessage};
 
+use super::limits::{self, MAX_ANSWER_BYTES};
 use super::{Session, SessionEnd};
-use crate::http::connect::MAX_MESSAGE_BYTES;
 
 /// Requests about files one agent may have answered at once: an agent
 /// asks one at a time per attempt, so as many as the attempts it may
 /// report holding; more are refused.
-pub const MAX_FILES_IN_FLIGHT: usize = super::limits::MAX_RUNNING;
+pub const MAX_FILES_IN_FLIGHT: usize = limits::MAX_RUNNING;
 
 impl<S> Session<'_, S>
 where
@@ -38,16 +38,26 @@ where
                 })
                 .await;
         }
-        let ctx = self.ctx.clone();
+        if let Err(error) = limits::check_files(&request) {
+            let answer = FilesAnswer::Refused { error };
+            return self
+                .send(ServerMessage::Files {
+                    attempt,
+                    id,
+                    answer,
+                })
+                .await;
+        }
+        let service = crate::controllers::files_service(self.ctx);
         let agent = self.agent.id.clone();
         self.files.spawn(async move {
-            let answer = crate::files::service::answer(&ctx, &agent, attempt, request).await;
+            let answer = crate::files::service::answer(&service, &agent, attempt, request).await;
             let message = ServerMessage::Files {
                 attempt,
                 id,
                 answer,
             };
-            within(message, MAX_MESSAGE_BYTES)
+            within(message, MAX_ANSWER_BYTES)
         });
         Ok(())
     }
