@@ -19,13 +19,14 @@ use xene_core::artifact::Digest;
 use super::Context;
 use crate::metrics::Metrics;
 use crate::storage::artifacts::{GRACE_MS, sweep};
-use crate::storage::{Db, StorageError, now_ms, retention};
+use crate::storage::{Db, StorageError, leases, now_ms, retention};
 
 /// How often the collector works (and once at start).
 pub const PERIOD: Duration = Duration::from_secs(300);
 
 /// Rows or objects looked at per page, and pages per pass: a pass is
-/// bounded; what is left waits for the next.
+/// bounded (the store is listed once per pass, `PAGE * PAGES` objects at
+/// most); what is left waits for the next.
 const PAGE: usize = 1000;
 const PAGES: usize = 10;
 
@@ -76,11 +77,47 @@ pub struct Cursor {
     last: Option<Instant>,
 }
 
+/// The name of the collector's lease.
+pub const LEASE: &str = "collector";
+
+/// The collector's hold on its lease through a pass: a pass may take longer
+/// than the lease lasts (thousands of deletes), so it is renewed as the
+/// pass goes, and the pass stops as soon as another server holds it (whose
+/// `release_stale` must never meet a claim in use).
+pub struct Lease {
+    holder: String,
+    ttl: Duration,
+    renewed: Option<Instant>,
+}
+
+impl Lease {
+    pub fn new(holder: &str, ttl: Duration) -> Self {
+        Self {
+            holder: holder.to_string(),
+            ttl,
+            renewed: None,
+        }
+    }
+
+    /// True while this server holds the lease, renewed once a third of it
+    /// has passed since it was last.
+    pub async fn keep(&mut self, db: &Db) -> Result<bool, StorageError> {
+        if self.renewed.is_some_and(|at| at.elapsed() < self.ttl / 3) {
+            return Ok(true);
+        }
+        let asked = Instant::now();
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let held = leases::acquire(db, LEASE, &self.holder, ttl_ms).await?;
+        self.renewed = held.then_some(asked);
+        Ok(held)
+    }
+}
+
 pub async fn run(ctx: Context, store: Arc<dyn BlobDeleter>, retention: Duration) {
     // Work is due by the clock: the resync wakes it, `PERIOD` paces it.
     let wake = Arc::new(tokio::sync::Notify::new());
     let cursor = Arc::new(Mutex::new(Cursor::default()));
-    super::run_singleton(ctx, "collector", wake, move |ctx| {
+    super::run_singleton(ctx, LEASE, wake, move |ctx| {
         let (store, cursor) = (store.clone(), cursor.clone());
         Box::pin(async move {
             let due = cursor
@@ -91,12 +128,14 @@ pub async fn run(ctx: Context, store: Arc<dyn BlobDeleter>, retention: Duration)
             if !due {
                 return Ok(());
             }
+            let mut lease = Lease::new(&ctx.instance, ctx.timings.controller_lease);
             let done = pass(
                 &ctx.db,
                 &ctx.metrics,
                 store.as_ref(),
                 retention,
                 &cursor,
+                &mut lease,
                 now_ms(),
             )
             .await;
@@ -117,17 +156,30 @@ pub async fn run(ctx: Context, store: Arc<dyn BlobDeleter>, retention: Duration)
     .await;
 }
 
-/// One pass at time `now` (UTC ms); `retention` zero keeps artifacts
-/// forever.
+/// Deletes the object of `digest` if the store has it: true when it did.
+async fn delete_existing(store: &dyn BlobDeleter, digest: &Digest) -> Result<bool, String> {
+    match store.modified(digest).await? {
+        Some(_) => store.delete(digest).await.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// One pass at time `now` (UTC ms), while `lease` holds; `retention` zero
+/// keeps artifacts forever. The first error of the store ends it (the next
+/// pass tries again).
 pub async fn pass(
     db: &Db,
     metrics: &Metrics,
     store: &dyn BlobDeleter,
     retention: Duration,
     cursor: &Mutex<Cursor>,
+    lease: &mut Lease,
     now: i64,
 ) -> Result<Collected, StorageError> {
     let mut out = Collected::default();
+    if !lease.keep(db).await? {
+        return Ok(out);
+    }
     sweep::release_stale(db, now - sweep::STALE_CLAIM_MS).await?;
     if !retention.is_zero() {
         let before = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
@@ -135,30 +187,39 @@ pub async fn pass(
     }
     out.artifacts += sweep::drop_orphan_staged(db, now).await?;
     let cutoff = now - GRACE_MS;
-    // A claim is negative and unique to this pass.
-    let claim = -now.max(1);
     for _ in 0..PAGES {
         let page = sweep::unreferenced(db, cutoff, PAGE as i64).await?;
         for digest in &page {
-            if !sweep::claim_row(db, digest, cutoff, claim).await? {
-                continue;
+            if !lease.keep(db).await? {
+                return Ok(out);
             }
+            let Some(claim) = sweep::claim_row(db, digest, cutoff).await? else {
+                continue;
+            };
+            let gone = delete_existing(store, digest).await;
+            // Its row goes anyway: an object left, rowless, is swept later.
+            sweep::release(db, digest, claim).await?;
             out.rows += 1;
-            match store.delete(digest).await {
-                Ok(()) => {
+            match gone {
+                Ok(true) => {
                     out.objects += 1;
                     metrics.artifact_blobs_deleted(1);
                 }
-                // Its row goes anyway: the object, rowless, is swept later.
-                Err(e) => tracing::warn!(%digest, error = %e, "deleting a blob failed"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "deleting a blob failed; the collector stops until its next pass");
+                    return Ok(out);
+                }
             }
-            sweep::release(db, digest, claim).await?;
         }
         if page.len() < PAGE {
             break;
         }
     }
-    out.objects += sweep_objects(db, metrics, store, cursor, cutoff, claim).await?;
+    match sweep_objects(db, metrics, store, cursor, lease, cutoff).await? {
+        Some(deleted) => out.objects += deleted,
+        None => return Ok(out),
+    }
     match store.sweep_temp(cutoff).await {
         Ok(n) => out.temp = n,
         Err(e) => tracing::warn!(error = %e, "deleting old temporary uploads failed"),
@@ -167,35 +228,45 @@ pub async fn pass(
 }
 
 /// Objects without a row, written before `cutoff`: uploads never committed
-/// (or whose row went while the delete failed). A page of the listing at a
-/// time, going on where the last pass stopped.
+/// (or whose row went while the delete failed). One listing of up to
+/// `PAGE * PAGES` objects, going on where the last pass stopped; how many
+/// were deleted, none when the store failed or the lease was lost.
 async fn sweep_objects(
     db: &Db,
     metrics: &Metrics,
     store: &dyn BlobDeleter,
     cursor: &Mutex<Cursor>,
+    lease: &mut Lease,
     cutoff: i64,
-    claim: i64,
-) -> Result<u64, StorageError> {
+) -> Result<Option<u64>, StorageError> {
+    let after = cursor.lock().expect("cursor").after.clone();
+    let listed = match store.list_after(after.as_ref(), PAGE * PAGES).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing the artifact store failed");
+            return Ok(None);
+        }
+    };
     let mut deleted = 0;
-    for _ in 0..PAGES {
-        let after = cursor.lock().expect("cursor").after.clone();
-        let listed = match store.list_after(after.as_ref(), PAGE).await {
-            Ok(listed) => listed,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing the artifact store failed");
-                return Ok(deleted);
-            }
-        };
-        let digests: Vec<Digest> = listed.iter().map(|b| b.digest.clone()).collect();
+    // The last object looked at: where the next pass goes on if this one
+    // stops half-way.
+    let mut done: Option<&Digest> = None;
+    for page in listed.chunks(PAGE) {
+        let digests: Vec<Digest> = page.iter().map(|b| b.digest.clone()).collect();
         let with_rows = sweep::with_rows(db, &digests).await?;
-        for blob in &listed {
+        for blob in page {
             if blob.modified_ms >= cutoff || with_rows.contains(blob.digest.as_str()) {
+                done = Some(&blob.digest);
                 continue;
             }
-            if !sweep::claim_absent(db, &blob.digest, claim).await? {
-                continue;
+            if !lease.keep(db).await? {
+                stop_at(cursor, done, after);
+                return Ok(None);
             }
+            let Some(claim) = sweep::claim_absent(db, &blob.digest).await? else {
+                done = Some(&blob.digest);
+                continue;
+            };
             // Looked at again under the claim: an upload since the listing
             // makes it young.
             let gone = match store.modified(&blob.digest).await {
@@ -213,19 +284,28 @@ async fn sweep_objects(
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(digest = %blob.digest, error = %e, "deleting a blob failed")
+                    tracing::warn!(digest = %blob.digest, error = %e, "deleting a blob failed; the collector stops until its next pass");
+                    stop_at(cursor, done, after);
+                    return Ok(None);
                 }
             }
+            done = Some(&blob.digest);
         }
-        let mut cursor = cursor.lock().expect("cursor");
-        if listed.len() < PAGE {
-            // The end of the store: the next pass starts again at its first.
-            cursor.after = None;
-            break;
-        }
-        cursor.after = listed.last().map(|b| b.digest.clone());
     }
-    Ok(deleted)
+    // At the end of the store, the next pass starts again at its first.
+    let next = if listed.len() < PAGE * PAGES {
+        None
+    } else {
+        listed.last().map(|b| b.digest.clone())
+    };
+    cursor.lock().expect("cursor").after = next;
+    Ok(Some(deleted))
+}
+
+/// A sweep of objects stopped after `done` (or before any, going on
+/// after `after`): the next pass goes on from there.
+fn stop_at(cursor: &Mutex<Cursor>, done: Option<&Digest>, after: Option<Digest>) {
+    cursor.lock().expect("cursor").after = done.cloned().or(after);
 }
 
 /// An object store's blobs, as the collector sees them: the server's blob

@@ -21,10 +21,15 @@ pub mod sweep;
 /// How long a blob nobody names is kept after a publish last counted on it
 /// (and an object without a row after it was written): longer than any
 /// publish takes between asking which blobs are missing and committing.
-pub const GRACE_MS: i64 = 3600 * 1000;
+/// An agent may upload through a URL until it expires (up to
+/// `config::artifacts::MAX_URL_TTL`, 1 h) and commits only once all its
+/// uploads are done, so the first objects of a long publish stay rowless
+/// for that long: the grace is the longest URL life plus 2 h to spare.
+pub const GRACE_MS: i64 = 3 * 3600 * 1000;
 
-/// The most manifest entries `list_run` shows per artifact; `files` says
-/// how many there are (`published` reads them all).
+/// The most manifest entries `list_run` shows for a whole run, in (task,
+/// name, path) order; each artifact's `files` says how many it has
+/// (`published` reads them all).
 pub const ENTRIES_SHOWN: usize = 1000;
 
 /// Rows per multi-row statement: within both backends' placeholder limits.
@@ -116,7 +121,7 @@ pub async fn stage(
         }
         let touched = query.execute(&mut *tx).await?.rows_affected();
         if touched as usize != chunk.len() {
-            let present = present(&mut tx, chunk).await?;
+            let present = rows_of(&mut tx, chunk, true).await?;
             let missing = chunk
                 .iter()
                 .find(|d| !present.contains(d.as_str()))
@@ -193,13 +198,16 @@ fn touch_sql(db: &Db, n: usize) -> String {
     }
 }
 
-/// Which of `digests` have a live row.
-async fn present(
+/// Which of `digests` (at most `CHUNK`) have a row: a live one only when
+/// `live`, else live or claimed by the collector.
+async fn rows_of(
     conn: &mut sqlx::AnyConnection,
     digests: &[&Digest],
+    live: bool,
 ) -> Result<BTreeSet<String>, sqlx::Error> {
     let sql = format!(
-        "SELECT digest FROM blobs WHERE touched_at >= 0 AND digest IN ({})",
+        "SELECT digest FROM blobs WHERE {}digest IN ({})",
+        if live { "touched_at >= 0 AND " } else { "" },
         placeholders(1, digests.len())
     );
     let mut query = sqlx::query_scalar::<_, String>(&sql);
@@ -257,6 +265,16 @@ pub async fn discard_staged(tx: &mut WriteTx, attempt_id: i64) -> Result<u64, sq
     )
 }
 
+fn entry_of(r: &sqlx::any::AnyRow, first: usize) -> Result<ManifestEntry, StorageError> {
+    let digest: String = r.get(first + 3);
+    Ok(ManifestEntry {
+        path: r.get(first),
+        size: u64::try_from(r.get::<i64, _>(first + 1)).unwrap_or(0),
+        mode: u32::try_from(r.get::<i64, _>(first + 2)).unwrap_or(0) & 0o777,
+        digest: Digest::parse(&digest).map_err(StorageError::Corrupt)?,
+    })
+}
+
 async fn entries(
     db: &Db,
     artifact_id: i64,
@@ -269,17 +287,32 @@ async fn entries(
     .bind(limit as i64)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|r| {
-            let digest: String = r.get(3);
-            Ok(ManifestEntry {
-                path: r.get(0),
-                size: u64::try_from(r.get::<i64, _>(1)).unwrap_or(0),
-                mode: u32::try_from(r.get::<i64, _>(2)).unwrap_or(0) & 0o777,
-                digest: Digest::parse(&digest).map_err(StorageError::Corrupt)?,
-            })
-        })
-        .collect()
+    rows.iter().map(|r| entry_of(r, 0)).collect()
+}
+
+/// The entries of the artifacts `ids`, whose files add up to at most
+/// `ENTRIES_SHOWN`, by artifact: one query per `CHUNK` of them.
+async fn entries_of(
+    db: &Db,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<ManifestEntry>>, StorageError> {
+    let mut out: std::collections::HashMap<i64, Vec<ManifestEntry>> =
+        std::collections::HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT artifact_id, path, size, mode, digest FROM artifact_files \
+             WHERE artifact_id IN ({}) ORDER BY artifact_id, path",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for r in query.fetch_all(db.pool()).await? {
+            out.entry(r.get(0)).or_default().push(entry_of(&r, 1)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The published manifest `name` of run `run_id`, whole.
@@ -301,7 +334,9 @@ pub async fn published(
     }
 }
 
-/// The published artifacts of run `run_id`, by task and name.
+/// The published artifacts of run `run_id`, by task and name, with at most
+/// `ENTRIES_SHOWN` entries for the whole run: the first artifacts' whole,
+/// then the first entries of the one that would pass the bound, then none.
 pub async fn list_run(db: &Db, run_id: i64) -> Result<Vec<ArtifactView>, StorageError> {
     let rows = sqlx::query(
         "SELECT id, task, name, attempt_id, when_always, files, bytes, created_at FROM artifacts \
@@ -310,18 +345,41 @@ pub async fn list_run(db: &Db, run_id: i64) -> Result<Vec<ArtifactView>, Storage
     .bind(run_id)
     .fetch_all(db.pool())
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
+    let mut out: Vec<ArtifactView> = Vec::with_capacity(rows.len());
+    // Artifacts shown whole (their files fit what is left of the bound),
+    // then the one cut short.
+    let (mut whole, mut cut) = (Vec::new(), None);
+    let mut left = ENTRIES_SHOWN as u64;
+    for r in &rows {
+        let files = u64::try_from(r.get::<i64, _>(5)).unwrap_or(0);
+        let id: i64 = r.get(0);
+        if left > 0 && cut.is_none() {
+            if files <= left {
+                whole.push(id);
+            } else {
+                cut = Some((id, left));
+            }
+            left = left.saturating_sub(files);
+        }
         out.push(ArtifactView {
             task: r.get(1),
             name: r.get(2),
             attempt_id: r.get(3),
             when_always: r.get::<i64, _>(4) != 0,
-            files: u64::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+            files,
             bytes: u64::try_from(r.get::<i64, _>(6)).unwrap_or(0),
             created_at: r.get(7),
-            entries: entries(db, r.get(0), ENTRIES_SHOWN).await?,
+            entries: Vec::new(),
         });
+    }
+    let mut shown = entries_of(db, &whole).await?;
+    if let Some((id, limit)) = cut {
+        shown.insert(id, entries(db, id, limit as usize).await?);
+    }
+    for (view, r) in out.iter_mut().zip(&rows) {
+        if let Some(entries) = shown.remove(&r.get::<i64, _>(0)) {
+            view.entries = entries;
+        }
     }
     Ok(out)
 }
@@ -343,7 +401,7 @@ pub async fn missing_blobs(db: &Db, digests: &[Digest]) -> Result<Vec<Digest>, S
         }
         query.execute(&mut *db.write_conn().await?).await?;
         let mut conn = db.pool().acquire().await?;
-        let present = present(&mut conn, chunk).await?;
+        let present = rows_of(&mut conn, chunk, true).await?;
         lacking.extend(
             chunk
                 .iter()
@@ -416,7 +474,7 @@ pub async fn insert_blobs(db: &Db, blobs: &[(Digest, u64)]) -> Result<(), Insert
             if waits >= CLAIM_WAITS {
                 let mut conn = db.pool().acquire().await?;
                 let digests: Vec<&Digest> = chunk.iter().map(|(d, _)| d).collect();
-                let live = present(&mut conn, &digests).await?;
+                let live = rows_of(&mut conn, &digests, true).await?;
                 let claimed = digests
                     .into_iter()
                     .find(|d| !live.contains(d.as_str()))
@@ -425,6 +483,43 @@ pub async fn insert_blobs(db: &Db, blobs: &[(Digest, u64)]) -> Result<(), Insert
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+    Ok(())
+}
+
+/// Sets the sizes of blobs whose objects were just found in the store
+/// with them (HEAD): `insert_blobs` keeps the size a row was first made
+/// with, which a publish that failed its check may have made up. In digest
+/// order, as every writer of several blob rows; a claimed row is left be.
+pub async fn verified_sizes(db: &Db, blobs: &[(Digest, u64)]) -> Result<(), StorageError> {
+    let sizes: std::collections::BTreeMap<&Digest, u64> =
+        blobs.iter().map(|(d, s)| (d, *s)).collect();
+    let sorted: Vec<&Digest> = sizes.keys().copied().collect();
+    // Read first: a row of the right size (nearly all) is not written.
+    let mut wrong: Vec<&Digest> = Vec::new();
+    for chunk in sorted.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT digest, size FROM blobs WHERE touched_at >= 0 AND digest IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+        for d in chunk {
+            query = query.bind(d.as_str());
+        }
+        let stored: std::collections::HashMap<String, i64> =
+            query.fetch_all(db.pool()).await?.into_iter().collect();
+        wrong.extend(chunk.iter().filter(|d| {
+            stored
+                .get(d.as_str())
+                .is_some_and(|s| *s != to_i64(sizes[*d]))
+        }));
+    }
+    for digest in wrong {
+        sqlx::query("UPDATE blobs SET size = $1 WHERE digest = $2 AND touched_at >= 0")
+            .bind(to_i64(sizes[digest]))
+            .bind(digest.as_str())
+            .execute(&mut *db.write_conn().await?)
+            .await?;
     }
     Ok(())
 }

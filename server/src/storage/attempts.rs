@@ -506,6 +506,9 @@ pub async fn fail(db: &Db, attempt: i64, reason: &str) -> Result<(), StorageErro
     let Some((run_id, task)) = row else {
         return Ok(());
     };
+    // Failed by the server: what it staged never shows (artifacts before
+    // its task and run, the order every writer takes).
+    super::artifacts::discard_staged(&mut tx, attempt).await?;
     let ended = end_task(&mut tx, run_id, &task, TaskStatus::Error, Some(reason), now).await?;
     // What keeps a task from executing at all (a secret not approved, a
     // version that no longer runs) is the run's trouble too: its page and

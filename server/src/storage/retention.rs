@@ -48,13 +48,17 @@ pub async fn prune_records(db: &Db, before: i64) -> Result<u64, StorageError> {
     Ok(pruned)
 }
 
+/// Batches of 500 `prune_artifacts` deletes per call at most: the
+/// collector calls it every pass, so what is left goes at the next.
+const PRUNE_BATCHES: usize = 20;
+
 /// Deletes the published artifacts of runs that finished before `before`
 /// (UTC ms) and are not pinned, a bounded batch at a time (their files go
 /// with them; the collector removes blobs nothing names any more); returns
 /// how many artifacts went.
 pub async fn prune_artifacts(db: &Db, before: i64) -> Result<u64, StorageError> {
     let mut pruned = 0;
-    loop {
+    for _ in 0..PRUNE_BATCHES {
         // An artifact is made before its run ends: `created_at` narrows the
         // scan to old ones by its index.
         let batch = sqlx::query(
@@ -68,7 +72,8 @@ pub async fn prune_artifacts(db: &Db, before: i64) -> Result<u64, StorageError> 
         .rows_affected();
         pruned += batch;
         if batch < 500 {
-            return Ok(pruned);
+            break;
         }
     }
+    Ok(pruned)
 }

@@ -9,13 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use xene_core::status::TaskStatus;
 use xene_server::config::artifacts::ArtifactArgs;
-use xene_server::controllers::collector::{self, Cursor, StoredObjects};
+use xene_server::controllers::collector::{self, Cursor, Lease, StoredObjects};
 use xene_server::files::BlobStore;
 use xene_server::metrics::Metrics;
 use xene_server::storage::artifacts::{self, GRACE_MS};
-use xene_server::storage::{Db, now_ms};
+use xene_server::storage::{Db, leases, now_ms};
 
-use crate::artifact_lifecycle::{digest, entry};
+use crate::artifact_lifecycle::{digest, entry, touched};
 use crate::attempt_fixtures::{add_agent, model_2_db, start_run};
 use crate::util::{BACKENDS, TestDb};
 
@@ -47,15 +47,6 @@ fn collected(store: &BlobStore) -> StoredObjects {
         ordered: false,
         temp_dir: Some(root.join(xene_server::files::store::LOCAL_TEMP_DIR)),
     }
-}
-
-async fn touched(db: &Db, seed: u8, at: i64) {
-    sqlx::query("UPDATE blobs SET touched_at = $1 WHERE digest = $2")
-        .bind(at)
-        .bind(digest(seed).as_str())
-        .execute(db.pool())
-        .await
-        .unwrap();
 }
 
 async fn live_rows(db: &Db) -> Vec<String> {
@@ -113,15 +104,53 @@ async fn the_collector_sweeps_only_what_nothing_names() {
             []
         );
 
+        // 7: nobody's for long, and its object is gone already.
+        artifacts::insert_blobs(&db, &[(digest(7), 1)])
+            .await
+            .unwrap();
+        touched(&db, 7, long_ago).await;
+
         let metrics = Metrics::new();
         let cursor = Mutex::new(Cursor::default());
         let deleter = collected(&store);
-        let done = collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, now_ms())
+        // While another server holds the lease, a pass does nothing.
+        assert!(
+            leases::acquire(&db, collector::LEASE, "other", 60_000)
+                .await
+                .unwrap()
+        );
+        let mut lease = Lease::new("me", Duration::from_secs(60));
+        let done = collector::pass(
+            &db,
+            &metrics,
+            &deleter,
+            Duration::ZERO,
+            &cursor,
+            &mut lease,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(done, collector::Collected::default(), "{backend:?}");
+        assert!(objects_exist(&root, &[3, 4]), "{backend:?}");
+        leases::release(&db, collector::LEASE, "other")
             .await
             .unwrap();
+        let done = collector::pass(
+            &db,
+            &metrics,
+            &deleter,
+            Duration::ZERO,
+            &cursor,
+            &mut lease,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        // Rows 3 and 7 go; objects 3 and 4 (7's was not there to count).
         assert_eq!(
             (done.rows, done.objects, done.temp),
-            (1, 2, 1),
+            (2, 2, 1),
             "{backend:?}"
         );
         for (seed, path) in &objects {
@@ -156,11 +185,29 @@ async fn the_collector_sweeps_only_what_nothing_names() {
         );
 
         // Nothing more to do a second time round.
-        let again = collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, now_ms())
-            .await
-            .unwrap();
+        let again = collector::pass(
+            &db,
+            &metrics,
+            &deleter,
+            Duration::ZERO,
+            &cursor,
+            &mut lease,
+            now_ms(),
+        )
+        .await
+        .unwrap();
         assert_eq!(again, collector::Collected::default(), "{backend:?}");
     }
+}
+
+fn objects_exist(root: &std::path::Path, seeds: &[u8]) -> bool {
+    seeds.iter().all(|seed| {
+        let hex = digest(*seed).hex().to_string();
+        root.join("blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex)
+            .exists()
+    })
 }
 
 /// Writes the object of `seed` as an upload does: whole, then renamed in.
@@ -243,13 +290,21 @@ async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
             tokio::spawn(async move {
                 let (metrics, cursor) = (Metrics::new(), Mutex::new(Cursor::default()));
                 let deleter = collected(&store);
+                let mut lease = Lease::new("me", Duration::from_secs(60));
                 let mut deleted = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let later = now_ms() + GRACE_MS + 1;
-                    let done =
-                        collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, later)
-                            .await
-                            .unwrap();
+                    let done = collector::pass(
+                        &db,
+                        &metrics,
+                        &deleter,
+                        Duration::ZERO,
+                        &cursor,
+                        &mut lease,
+                        later,
+                    )
+                    .await
+                    .unwrap();
                     deleted += done.objects;
                 }
                 deleted
@@ -352,9 +407,18 @@ async fn the_collector_sweeps_an_s3_bucket() {
     let (metrics, cursor) = (Metrics::new(), Mutex::new(Cursor::default()));
     // As if the grace had passed for every blob.
     let later = now_ms() + GRACE_MS + 1;
-    let done = collector::pass(&db, &metrics, &deleter, Duration::ZERO, &cursor, later)
-        .await
-        .unwrap();
+    let mut lease = Lease::new("me", Duration::from_secs(60));
+    let done = collector::pass(
+        &db,
+        &metrics,
+        &deleter,
+        Duration::ZERO,
+        &cursor,
+        &mut lease,
+        later,
+    )
+    .await
+    .unwrap();
     assert_eq!((done.rows, done.objects), (1, 2), "{}", s3.log_text());
     let left: Vec<String> = s3.objects().into_iter().map(|(key, _)| key).collect();
     let hex = digests[0].0.hex();

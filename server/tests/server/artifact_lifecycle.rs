@@ -271,7 +271,7 @@ async fn a_lost_attempts_manifest_never_shows() {
 }
 
 /// Sets when the blob of `seed` was last touched.
-async fn touched(db: &Db, seed: u8, at: i64) {
+pub async fn touched(db: &Db, seed: u8, at: i64) {
     sqlx::query("UPDATE blobs SET touched_at = $1 WHERE digest = $2")
         .bind(at)
         .bind(digest(seed).as_str())
@@ -309,19 +309,28 @@ async fn blobs_being_collected_are_missing_to_publishes() {
         unreferenced.sort();
         assert_eq!(unreferenced, [digest(3), digest(4)], "{backend:?}");
         for seed in [1, 2] {
-            assert!(
-                !sweep::claim_row(&db, &digest(seed), cutoff, -now)
-                    .await
-                    .unwrap()
+            assert_eq!(
+                sweep::claim_row(&db, &digest(seed), cutoff).await.unwrap(),
+                None
             );
         }
 
-        // The collector claims 3: a publish counting on it is told it is
+        // The collector claims 3, stamped with the time it claims it (not
+        // its pass's start): a publish counting on it is told it is
         // missing, and staging a manifest naming it is refused.
-        assert!(
-            sweep::claim_row(&db, &digest(3), cutoff, -now)
+        let claiming = now_ms();
+        let claim = sweep::claim_row(&db, &digest(3), cutoff)
+            .await
+            .unwrap()
+            .expect("3 is claimed");
+        assert!(-claim >= claiming, "{backend:?}");
+        // Another collector's `release_stale` keeps a claim in use.
+        assert_eq!(
+            sweep::release_stale(&db, now_ms() - sweep::STALE_CLAIM_MS)
                 .await
-                .unwrap()
+                .unwrap(),
+            0,
+            "{backend:?}"
         );
         let missing = artifacts::missing_blobs(&db, &[digest(3)]).await.unwrap();
         assert_eq!(missing, [digest(3)], "{backend:?}");
@@ -331,12 +340,21 @@ async fn blobs_being_collected_are_missing_to_publishes() {
                 .unwrap(),
             Staged::MissingBlob(digest(3))
         );
-        // Its upload's commit waits for the claim to be given up.
+        // Its upload's commit waits for the claim to be given up: still
+        // waiting a while later, the claim untouched.
         let inserting = {
             let db = db.clone();
             tokio::spawn(async move { artifacts::insert_blobs(&db, &[(digest(3), 1)]).await })
         };
-        sweep::release(&db, &digest(3), -now).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!inserting.is_finished(), "{backend:?}");
+        let held: i64 = sqlx::query_scalar("SELECT touched_at FROM blobs WHERE digest = $1")
+            .bind(digest(3).as_str())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(held, claim, "{backend:?}");
+        sweep::release(&db, &digest(3), claim).await.unwrap();
         inserting.await.unwrap().unwrap();
         assert_eq!(
             artifacts::missing_blobs(&db, &[digest(3)]).await.unwrap(),
@@ -350,9 +368,14 @@ async fn blobs_being_collected_are_missing_to_publishes() {
             "{backend:?}"
         );
         // An object without a row is claimed only while it has none.
-        assert!(!sweep::claim_absent(&db, &digest(4), -now).await.unwrap());
-        assert!(sweep::claim_absent(&db, &digest(8), -now).await.unwrap());
-        assert_eq!(sweep::release_stale(&db, now + 1).await.unwrap(), 1);
+        assert_eq!(sweep::claim_absent(&db, &digest(4)).await.unwrap(), None);
+        assert!(
+            sweep::claim_absent(&db, &digest(8))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(sweep::release_stale(&db, now_ms() + 1).await.unwrap(), 1);
         assert_eq!(
             rows(&db, "SELECT COUNT(*) FROM blobs WHERE touched_at < 0").await,
             0
@@ -442,5 +465,142 @@ async fn pinned_runs_keep_their_artifacts_past_retention() {
             1
         );
         assert_eq!(names(&db, pinned).await, []);
+    }
+}
+
+/// The grace outlives any upload URL an agent holds, with room to spare:
+/// the first objects of a long publish stay rowless until its commit.
+#[test]
+fn the_grace_outlives_upload_urls() {
+    let url_ttl = xene_server::config::artifacts::MAX_URL_TTL.as_millis() as i64;
+    assert!(GRACE_MS >= url_ttl + 3600 * 1000);
+}
+
+async fn staged_rows(db: &Db) -> i64 {
+    rows(db, "SELECT COUNT(*) FROM artifacts WHERE state = 'staged'").await
+}
+
+#[tokio::test]
+async fn attempts_ended_otherwise_publish_nothing() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, SPEC).await;
+        add_agent(&db, "a", 8).await;
+        let run = start_run(&db, "art", &[]).await;
+        let report_xml = [entry("r.xml", 4, 1)];
+
+        // Cancelled: not even `when: always` is published.
+        let always = start_task(&db, run, "always").await;
+        stage(&db, run, always, "always", "report", true, &report_xml).await;
+        finish(&db, always, "always", TaskStatus::Cancelled).await;
+        assert_eq!(names(&db, run).await, [], "{backend:?}");
+        assert_eq!(staged_rows(&db).await, 0, "{backend:?}");
+
+        // Its task already final: its end publishes nothing.
+        let bad = start_task(&db, run, "bad").await;
+        stage(&db, run, bad, "bad", "late", true, &report_xml).await;
+        sqlx::query("UPDATE task_runs SET status = 'success' WHERE run_id = $1 AND task = 'bad'")
+            .bind(run)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        finish(&db, bad, "bad", TaskStatus::Error).await;
+        assert_eq!(names(&db, run).await, [], "{backend:?}");
+        assert_eq!(staged_rows(&db).await, 0, "{backend:?}");
+
+        // Failed by the server: what it staged goes.
+        let ok = start_task(&db, run, "ok").await;
+        stage(&db, run, ok, "ok", "binary", true, &report_xml).await;
+        attempts::fail(&db, ok, "its pipeline is gone")
+            .await
+            .unwrap();
+        assert_eq!(staged_rows(&db).await, 0, "{backend:?}");
+
+        // Staged by an attempt that ended without a word about it: dropped
+        // once older than asked, and only that one.
+        let flaky = start_task(&db, run, "flaky").await;
+        stage(&db, run, flaky, "flaky", "log", true, &report_xml).await;
+        let run2 = start_run(&db, "art", &[]).await;
+        let live = start_task(&db, run2, "ok").await;
+        stage(&db, run2, live, "ok", "binary", false, &report_xml).await;
+        sqlx::query("UPDATE task_attempts SET status = 'error' WHERE id = $1")
+            .bind(flaky)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(sweep::drop_orphan_staged(&db, 0).await.unwrap(), 0);
+        assert_eq!(
+            sweep::drop_orphan_staged(&db, now_ms() + 1).await.unwrap(),
+            1,
+            "{backend:?}"
+        );
+        let left: Vec<i64> =
+            sqlx::query_scalar("SELECT attempt_id FROM artifacts WHERE state = 'staged'")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(left, [live], "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_runs_listing_shows_a_bounded_number_of_entries() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, SPEC).await;
+        add_agent(&db, "a", 8).await;
+        let run = start_run(&db, "art", &[]).await;
+        let ok = start_task(&db, run, "ok").await;
+        let many = |n: usize| -> Vec<ManifestEntry> {
+            (0..n).map(|i| entry(&format!("f{i:04}"), 1, 1)).collect()
+        };
+        for (name, files) in [("a", many(600)), ("b", many(600)), ("c", many(1))] {
+            assert_eq!(
+                stage(&db, run, ok, "ok", name, false, &files).await,
+                Staged::Stored
+            );
+        }
+        assert!(finish(&db, ok, "ok", TaskStatus::Success).await);
+        let shown: Vec<(String, u64, usize)> = artifacts::list_run(&db, run)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.name, a.files, a.entries.len()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("a".into(), 600, 600),
+                ("b".into(), 600, 400),
+                ("c".into(), 1, 0)
+            ],
+            "{backend:?}"
+        );
+        let b = &artifacts::list_run(&db, run).await.unwrap()[1];
+        assert_eq!(b.entries, many(600)[..400], "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_blobs_size_is_the_one_its_object_was_found_with() {
+    for backend in BACKENDS {
+        let test_db = TestDb::new(backend);
+        let db = model_2_db(&test_db, SPEC).await;
+        // A publish said 99 bytes, and its check found otherwise.
+        artifacts::insert_blobs(&db, &[(digest(5), 99)])
+            .await
+            .unwrap();
+        artifacts::insert_blobs(&db, &[(digest(5), 1)])
+            .await
+            .unwrap();
+        assert_eq!(artifacts::stored_bytes(&db).await.unwrap(), 99);
+        artifacts::verified_sizes(&db, &[(digest(5), 1), (digest(6), 7)])
+            .await
+            .unwrap();
+        assert_eq!(
+            artifacts::stored_bytes(&db).await.unwrap(),
+            1,
+            "{backend:?}"
+        );
     }
 }

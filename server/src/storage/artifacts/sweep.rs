@@ -13,10 +13,11 @@ use std::collections::BTreeSet;
 
 use xene_core::artifact::Digest;
 
-use super::placeholders;
-use crate::storage::{Db, StorageError};
+use crate::storage::{Db, StorageError, now_ms};
 
-/// A claim older than this was left by a collector that stopped half-way.
+/// A claim older than this was left by a collector that stopped half-way:
+/// a live one lasts one object's deletion, and its collector renews its
+/// lease (`controllers::collector`) far more often than this.
 pub const STALE_CLAIM_MS: i64 = 10 * 60 * 1000;
 
 /// Up to `limit` digests whose row no manifest names and nobody touched
@@ -36,22 +37,23 @@ pub async fn unreferenced(db: &Db, cutoff: i64, limit: i64) -> Result<Vec<Digest
         .collect()
 }
 
-/// Turns `digest`'s row into the claim `claim` (a negative time) if no
-/// manifest names it and nobody touched it since `cutoff`; true when
-/// claimed.
+/// A claim made now: negative, and stamped with the time it is made, so
+/// `release_stale` of another collector never takes one in use.
+fn claim_now() -> i64 {
+    -now_ms().max(1)
+}
+
+/// Turns `digest`'s row into a claim (stamped now) if no manifest names it
+/// and nobody touched it since `cutoff`; the claim when claimed, for
+/// `release`.
 ///
 /// The manifests are looked at again once the row is held: on
 /// PostgreSQL, an `UPDATE` that waited for a publish's transaction re-reads
 /// the row but not the manifests that transaction added, and a publish
 /// always touches (and so holds) the row before it adds its manifest.
-pub async fn claim_row(
-    db: &Db,
-    digest: &Digest,
-    cutoff: i64,
-    claim: i64,
-) -> Result<bool, StorageError> {
-    debug_assert!(claim < 0);
+pub async fn claim_row(db: &Db, digest: &Digest, cutoff: i64) -> Result<Option<i64>, StorageError> {
     let mut tx = db.begin_write().await?;
+    let claim = claim_now();
     let claimed = sqlx::query(
         "UPDATE blobs SET touched_at = $1 WHERE digest = $2 AND touched_at >= 0 AND touched_at < $3 \
          AND NOT EXISTS (SELECT 1 FROM artifact_files f WHERE f.digest = blobs.digest)",
@@ -63,7 +65,7 @@ pub async fn claim_row(
     .await?
     .rows_affected();
     if claimed == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let named: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM artifact_files WHERE digest = $1 LIMIT 1")
@@ -72,16 +74,16 @@ pub async fn claim_row(
             .await?;
     if named.is_some() {
         tx.rollback().await?;
-        return Ok(false);
+        return Ok(None);
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(claim))
 }
 
 /// Claims `digest`, which has no row (an object whose upload was never
-/// committed); false when a row (live or claimed) exists.
-pub async fn claim_absent(db: &Db, digest: &Digest, claim: i64) -> Result<bool, StorageError> {
-    debug_assert!(claim < 0);
+/// committed), stamped now; none when a row (live or claimed) exists.
+pub async fn claim_absent(db: &Db, digest: &Digest) -> Result<Option<i64>, StorageError> {
+    let claim = claim_now();
     let claimed = sqlx::query(
         "INSERT INTO blobs (digest, size, touched_at) VALUES ($1, 0, $2) ON CONFLICT (digest) DO NOTHING",
     )
@@ -90,7 +92,7 @@ pub async fn claim_absent(db: &Db, digest: &Digest, claim: i64) -> Result<bool, 
     .execute(&mut *db.write_conn().await?)
     .await?
     .rows_affected();
-    Ok(claimed == 1)
+    Ok((claimed == 1).then_some(claim))
 }
 
 /// Gives up the claim: the digest has no row any more.
@@ -118,16 +120,10 @@ pub async fn release_stale(db: &Db, before: i64) -> Result<u64, StorageError> {
 /// Which of `digests` have a row, live or claimed.
 pub async fn with_rows(db: &Db, digests: &[Digest]) -> Result<BTreeSet<String>, StorageError> {
     let mut out = BTreeSet::new();
+    let mut conn = db.pool().acquire().await?;
     for chunk in digests.chunks(super::CHUNK) {
-        let sql = format!(
-            "SELECT digest FROM blobs WHERE digest IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for d in chunk {
-            query = query.bind(d.as_str());
-        }
-        out.extend(query.fetch_all(db.pool()).await?);
+        let chunk: Vec<&Digest> = chunk.iter().collect();
+        out.extend(super::rows_of(&mut conn, &chunk, false).await?);
     }
     Ok(out)
 }

@@ -423,8 +423,6 @@ async fn finished(
     if ended == 0 {
         return Ok(Ended::default());
     }
-    // What it staged becomes visible with its end, or never.
-    crate::storage::artifacts::publish_attempt(tx, held.id, status == TaskStatus::Success).await?;
     let policy: Option<(i64, Option<i64>, i64, i64)> = sqlx::query_as(
         "SELECT t.retries, t.backoff_ms, t.retries_used, r.cancel_requested FROM task_runs t \
          JOIN runs r ON r.id = t.run_id WHERE t.run_id = $1 AND t.task = $2 AND t.status IN ('pending', 'running')",
@@ -433,6 +431,16 @@ async fn finished(
     .bind(task)
     .fetch_optional(&mut **tx)
     .await?;
+    // What it staged becomes visible with its end, or never: never from a
+    // cancelled attempt (`when: always` included), nor once its task was
+    // already final (its end changes nothing). A plain read of the task:
+    // artifacts are written before tasks, as every writer takes them.
+    if policy.is_none() || status == TaskStatus::Cancelled {
+        crate::storage::artifacts::discard_staged(tx, held.id).await?;
+    } else {
+        let succeeded = status == TaskStatus::Success;
+        crate::storage::artifacts::publish_attempt(tx, held.id, succeeded).await?;
+    }
     let Some((retries, backoff_ms, used, cancel)) = policy else {
         return Ok(Ended {
             attempt_ended: true,
