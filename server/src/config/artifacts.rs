@@ -99,4 +99,20 @@ mod tests {
         assert!(parse_ttl("1s").is_err());
         assert_eq!(parse_retention("0").unwrap(), Duration::ZERO);
     }
+
+    #[test]
+    fn the_s3_secret_is_never_printed_and_refused_on_the_command_line() {
+        let argv = ["xene", "--s3-secret-access-key", "hunter2-s3"];
+        let printed = crate::settings::print_config(argv).unwrap();
+        assert!(!printed.contains("hunter2-s3"), "{printed}");
+        assert!(
+            printed.contains("s3-secret-access-key = \"REDACTED\""),
+            "{printed}"
+        );
+        let flagged = crate::config::secret_flags(argv);
+        assert!(
+            flagged[0].starts_with("--s3-secret-access-key"),
+            "{flagged:?}"
+        );
+    }
 }
