@@ -124,8 +124,8 @@ async fn answer_inner(
     }
 }
 
-/// The attempt, if `agent` holds it (placed on it, or running there when
-/// `placed_too` is false) and its task is known.
+/// The attempt, if `agent` holds it running (or only placed there, when
+/// `placed_too`) and its task is known.
 async fn held(
     ctx: &Service,
     agent: &str,
