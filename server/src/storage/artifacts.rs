@@ -28,8 +28,8 @@ pub mod sweep;
 pub const GRACE_MS: i64 = 3 * 3600 * 1000;
 
 /// The most manifest entries `list_run` shows for a whole run, in (task,
-/// name, path) order; each artifact's `files` says how many it has
-/// (`published` reads them all).
+/// name, path) order (besides one-file artifacts' entries); each
+/// artifact's `files` says how many it has (`published` reads them all).
 pub const ENTRIES_SHOWN: usize = 1000;
 
 /// Rows per multi-row statement: within both backends' placeholder limits.
@@ -337,6 +337,9 @@ pub async fn published(
 /// The published artifacts of run `run_id`, by task and name, with at most
 /// `ENTRIES_SHOWN` entries for the whole run: the first artifacts' whole,
 /// then the first entries of the one that would pass the bound, then none.
+/// An artifact of one file always has its entry (it downloads as that
+/// file), and one of several never shows just one (it would look like a
+/// one-file artifact).
 pub async fn list_run(db: &Db, run_id: i64) -> Result<Vec<ArtifactView>, StorageError> {
     let rows = sqlx::query(
         "SELECT id, task, name, attempt_id, when_always, files, bytes, created_at FROM artifacts \
@@ -353,13 +356,15 @@ pub async fn list_run(db: &Db, run_id: i64) -> Result<Vec<ArtifactView>, Storage
     for r in &rows {
         let files = u64::try_from(r.get::<i64, _>(5)).unwrap_or(0);
         let id: i64 = r.get(0);
-        if left > 0 && cut.is_none() {
-            if files <= left {
-                whole.push(id);
-            } else {
-                cut = Some((id, left));
-            }
-            left = left.saturating_sub(files);
+        if files == 1 {
+            whole.push(id);
+            left = left.saturating_sub(1);
+        } else if files <= left {
+            whole.push(id);
+            left -= files;
+        } else if left >= 2 {
+            cut = Some((id, left));
+            left = 0;
         }
         out.push(ArtifactView {
             task: r.get(1),

@@ -549,35 +549,36 @@ async fn a_runs_listing_shows_a_bounded_number_of_entries() {
         let test_db = TestDb::new(backend);
         let db = model_2_db(&test_db, SPEC).await;
         add_agent(&db, "a", 8).await;
-        let run = start_run(&db, "art", &[]).await;
-        let ok = start_task(&db, run, "ok").await;
         let many = |n: usize| -> Vec<ManifestEntry> {
             (0..n).map(|i| entry(&format!("f{i:04}"), 1, 1)).collect()
         };
-        for (name, files) in [("a", many(600)), ("b", many(600)), ("c", many(1))] {
-            assert_eq!(
-                stage(&db, run, ok, "ok", name, false, &files).await,
-                Staged::Stored
-            );
+        // (name, files, entries shown) of each artifact of a run.
+        let layouts: [&[(&str, usize, usize)]; 2] = [
+            // The bound cuts b; a one-file artifact still has its entry.
+            &[("a", 600, 600), ("b", 600, 400), ("c", 1, 1), ("d", 3, 0)],
+            // One entry left: b, of several, shows none rather than one.
+            &[("a", 999, 999), ("b", 5, 0), ("c", 1, 1)],
+        ];
+        for layout in layouts {
+            let run = start_run(&db, "art", &[]).await;
+            let ok = start_task(&db, run, "ok").await;
+            for (name, files, _) in layout {
+                assert_eq!(
+                    stage(&db, run, ok, "ok", name, false, &many(*files)).await,
+                    Staged::Stored
+                );
+            }
+            assert!(finish(&db, ok, "ok", TaskStatus::Success).await);
+            let listed = artifacts::list_run(&db, run).await.unwrap();
+            let shown: Vec<(&str, usize, usize)> = listed
+                .iter()
+                .map(|a| (a.name.as_str(), a.files as usize, a.entries.len()))
+                .collect();
+            assert_eq!(shown, layout, "{backend:?}");
+            for a in &listed {
+                assert_eq!(a.entries, many(a.files as usize)[..a.entries.len()]);
+            }
         }
-        assert!(finish(&db, ok, "ok", TaskStatus::Success).await);
-        let shown: Vec<(String, u64, usize)> = artifacts::list_run(&db, run)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|a| (a.name, a.files, a.entries.len()))
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                ("a".into(), 600, 600),
-                ("b".into(), 600, 400),
-                ("c".into(), 1, 0)
-            ],
-            "{backend:?}"
-        );
-        let b = &artifacts::list_run(&db, run).await.unwrap()[1];
-        assert_eq!(b.entries, many(600)[..400], "{backend:?}");
     }
 }
 
