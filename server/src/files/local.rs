@@ -15,7 +15,9 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use xene_core::artifact::{Digest, PART_SIZE};
 
 use super::local_urls::{BlobMethod, Grant, Part, UrlError};
-use super::store::{BlobStore, LOCAL_TEMP_DIR, StoreError, fs_path, parts_file};
+use super::store::{
+    BlobStore, LOCAL_TEMP_DIR, PRIVATE_FILE, StoreError, fs_path, make_parent, parts_file,
+};
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +78,7 @@ where
     }
     let dest = fs_path(root, &grant.digest);
     let placed = async {
-        if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
+        make_parent(&dest).await?;
         // Atomic: a reader sees no blob or the whole blob; an identical
         // upload racing this one replaces it with the same bytes.
         tokio::fs::rename(&temp, &dest).await
@@ -107,6 +107,7 @@ where
         .checked_mul(PART_SIZE)
         .ok_or_else(|| TransferError::Rejected("the part number is out of range".into()))?;
     let mut out = tokio::fs::OpenOptions::new()
+        .mode(PRIVATE_FILE)
         .write(true)
         .create(true)
         .truncate(false)
@@ -143,6 +144,7 @@ where
 {
     let io = |e: std::io::Error| TransferError::Store(StoreError::Io(e));
     let mut file = tokio::fs::OpenOptions::new()
+        .mode(PRIVATE_FILE)
         .write(true)
         .create_new(true)
         .open(temp)

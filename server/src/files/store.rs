@@ -6,6 +6,7 @@
 //! go up in parts of `PART_SIZE` with either, each part's request short
 //! enough for the body deadlines of the server and of proxies.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,21 @@ use crate::storage::now_ms;
 /// The most parts of one multipart upload (S3's limit): with
 /// `PART_SIZE` parts, the largest file an artifact may hold.
 pub const MAX_PARTS: u64 = 10_000;
+/// Modes of what the local store makes: the data directory's files are
+/// its user's alone.
+pub(super) const PRIVATE_DIR: u32 = 0o700;
+pub(super) const PRIVATE_FILE: u32 = 0o600;
+
+/// Makes the directories above `path`, private.
+pub(super) async fn make_parent(path: &FsPath) -> std::io::Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true).mode(PRIVATE_DIR);
+    builder.create(dir).await
+}
+
 /// The largest file an artifact may hold.
 pub const MAX_FILE_BYTES: u64 = MAX_PARTS * PART_SIZE;
 
@@ -102,7 +118,10 @@ impl BlobStore {
         match args.artifact_store {
             StoreKind::Local => {
                 let root = data_dir.join("artifacts");
-                std::fs::create_dir_all(root.join(LOCAL_TEMP_DIR))?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(PRIVATE_DIR)
+                    .create(root.join(LOCAL_TEMP_DIR))?;
                 let objects = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
                 Ok(Self {
                     objects,
@@ -360,9 +379,7 @@ pub async fn assemble(
         return Err(e);
     }
     let dest = fs_path(root, digest);
-    if let Some(dir) = dest.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
+    make_parent(&dest).await?;
     tokio::fs::rename(&file, &dest).await?;
     Ok(())
 }

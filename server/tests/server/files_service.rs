@@ -109,6 +109,12 @@ async fn blob_urls_grant_one_method_on_one_blob_until_they_expire() {
     let hex = digest.hex();
     let kept = store.join(format!("blobs/sha256/{}/{hex}", &hex[..2]));
     assert_eq!(std::fs::read(&kept).unwrap(), bytes);
+    // Private, as everything in the data directory.
+    use std::os::unix::fs::PermissionsExt;
+    for path in [&kept, kept.parent().unwrap()] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
     assert_eq!(files_in(&store), vec![kept]);
     let get = urls.sign(BlobMethod::Get, &digest, 5, later);
     let answer = reqwest::get(server.url(&get)).await.unwrap();
