@@ -17,6 +17,10 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// The most bytes of one component of a stored path (common file systems'
 /// limit on a file name).
 pub const MAX_COMPONENT_BYTES: usize = 255;
+/// The most bytes of one artifact's files, summed: what an agent reads,
+/// spools and uploads for it. 16 GiB holds any real build output while a
+/// sparse or looping file cannot fill an agent's disk.
+pub const MAX_ARTIFACT_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 /// The size of each part of a multipart upload.
 pub const PART_SIZE: u64 = 64 * 1024 * 1024;
 /// Files up to this size go up in one PUT; larger ones in parts.

@@ -139,6 +139,51 @@ impl Glob {
     }
 }
 
+impl Glob {
+    /// Whether some path strictly below the directory `dir` (relative to
+    /// the workspace) can match: a walk skips the directories where none
+    /// can, so `*.tgz` never reads a `node_modules` tree.
+    pub fn may_match_below(&self, dir: &str) -> bool {
+        if dir.len() > MAX_PATH_BYTES {
+            return false;
+        }
+        // at[i]: the first i parts can match the components read so far.
+        let mut at = vec![false; self.parts.len() + 1];
+        at[0] = true;
+        self.skip_any(&mut at);
+        for component in dir.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            let mut next = vec![false; at.len()];
+            for (i, part) in self.parts.iter().enumerate() {
+                if !at[i] {
+                    continue;
+                }
+                match part {
+                    Part::AnyComponents => next[i] = true,
+                    Part::Component(tokens) => {
+                        next[i + 1] |= component_matches(tokens, component);
+                    }
+                }
+            }
+            at = next;
+            self.skip_any(&mut at);
+            if !at.contains(&true) {
+                return false;
+            }
+        }
+        // A part left to match takes at least one more component.
+        at[..self.parts.len()].contains(&true)
+    }
+
+    /// A `**` may match no component: whoever reaches it reaches past it.
+    fn skip_any(&self, at: &mut [bool]) {
+        for (i, part) in self.parts.iter().enumerate() {
+            if at[i] && *part == Part::AnyComponents {
+                at[i + 1] = true;
+            }
+        }
+    }
+}
+
 fn tokens(component: &str) -> Result<Vec<Token>, String> {
     let mut out = Vec::new();
     let mut chars = component.chars().peekable();

@@ -228,3 +228,43 @@ fn worst_case_globs_stay_bounded() {
     assert!(deep.matches(&"x/".repeat(500)));
     assert!(!Glob::parse("**/y").unwrap().matches(&"x/".repeat(511)));
 }
+
+#[test]
+fn a_glob_says_which_directories_can_hold_a_match() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("*.tgz", &[""], &["node_modules", "a/b"]),
+        (
+            "reports/*.xml",
+            &["", "reports"],
+            &["src", "reports/old", "other/reports"],
+        ),
+        (
+            "a/*/c/*.txt",
+            &["a", "a/x", "a/x/c"],
+            &["b", "a/x/d", "a/x/c/d"],
+        ),
+        ("**/*.xml", &["", "a", "a/b/c"], &[]),
+        (
+            "src/**/gen/*.rs",
+            &["src", "src/a/b", "src/gen"],
+            &["lib", "lib/gen"],
+        ),
+        ("dist/**", &["dist", "dist/x"], &["node_modules"]),
+        ("*/bin", &["", "a"], &["a/bin", "a/b/c"]),
+    ];
+    for (pattern, may, may_not) in cases {
+        let glob = Glob::parse(pattern).unwrap();
+        for dir in *may {
+            assert!(
+                glob.may_match_below(dir),
+                "{pattern} may match below {dir:?}"
+            );
+        }
+        for dir in *may_not {
+            assert!(
+                !glob.may_match_below(dir),
+                "{pattern} cannot match below {dir:?}"
+            );
+        }
+    }
+}
