@@ -228,37 +228,6 @@ pub(super) fn TaskPanel(
     let set_env = set.clone();
     let set_sel = set.clone();
     let selector = field("selector");
-    // Artifacts the pipeline's other tasks publish: what a need may name.
-    let published_elsewhere = {
-        let (pipeline, task) = (pipeline.clone(), task.clone());
-        Signal::derive(move || {
-            let others: Vec<String> = draft.with(|p| {
-                p.tasks
-                    .iter()
-                    .filter(|t| t.name != task)
-                    .map(|t| t.name.clone())
-                    .collect()
-            });
-            tree.with(|t| {
-                let mut names: Vec<String> = others
-                    .iter()
-                    .filter_map(|o| {
-                        t.as_ref()?
-                            .get(&draft::task_path(&pipeline, o, Some("publish")))
-                            .cloned()
-                    })
-                    .flat_map(|list| match list {
-                        Yaml::Seq(items) => items.iter().map(|i| read_publish(i).name).collect(),
-                        _ => Vec::new(),
-                    })
-                    .filter(|n| !n.is_empty())
-                    .collect();
-                names.sort();
-                names.dedup();
-                names
-            })
-        })
-    };
     view! {
         <h2>"Task " <code>{task.clone()}</code></h2>
         {move || {
@@ -301,7 +270,7 @@ pub(super) fn TaskPanel(
             {secret_boxes}
         </fieldset>
         <Publishes field=field("publish") set=set.clone() />
-        <Needs field=field("needs") set=set.clone() known=published_elsewhere />
+        <Needs field=field("needs") set=set.clone() />
         <Steps list="steps" title="Steps" path=draft::task_path(&pipeline, &task, Some("steps")) field=field("steps") set=set.clone() on_op />
         <Steps list="post" title="Post steps (always run)" path=draft::task_path(&pipeline, &task, Some("post")) field=field("post") set=set.clone() on_op />
     }
@@ -483,9 +452,17 @@ fn Publishes<F>(field: Signal<Option<Yaml>>, set: F) -> impl IntoView
 where
     F: Fn(&'static str, Option<Yaml>) + Clone + Send + Sync + 'static,
 {
-    let rows = Memo::new(move |_| match field.get() {
+    // Read from the tree each time; only the count is a memo (a new memo
+    // type costs the editor's page bytes).
+    let read = move |list: Option<Yaml>| match list {
         Some(Yaml::Seq(items)) => items.iter().map(read_publish).collect::<Vec<_>>(),
         _ => Vec::new(),
+    };
+    let count = Memo::new(move |_| {
+        field.with(|f| match f {
+            Some(Yaml::Seq(items)) => items.len(),
+            _ => 0,
+        })
     });
     let write = move |rows: Vec<PublishRow>| {
         let items: Vec<Yaml> = rows.iter().map(publish_entry).collect();
@@ -494,7 +471,7 @@ where
     let change = {
         let write = write.clone();
         move |i: usize, edit: &dyn Fn(&mut PublishRow)| {
-            let mut all = rows.get_untracked();
+            let mut all = read(field.get_untracked());
             if let Some(row) = all.get_mut(i) {
                 edit(row);
                 write(all);
@@ -504,9 +481,9 @@ where
     let list = {
         let (write, change) = (write.clone(), change.clone());
         move || {
-            (0..rows.with(Vec::len))
+            (0..count.get())
                 .map(|i| {
-                    let row = move || rows.with(|r| r.get(i).cloned().unwrap_or_default());
+                    let row = move || read(field.get()).get(i).cloned().unwrap_or_default();
                     let (c1, c2, c3, c4) = (change.clone(), change.clone(), change.clone(), change.clone());
                     let write = write.clone();
                     view! {
@@ -529,7 +506,7 @@ where
                                 "May match nothing"
                             </label>
                             <button class="remove-artifact" on:click=move |_| {
-                                let mut all = rows.get_untracked();
+                                let mut all = read(field.get_untracked());
                                 if i < all.len() {
                                     all.remove(i);
                                 }
@@ -542,7 +519,7 @@ where
         }
     };
     let add = move |_| {
-        let mut all = rows.get_untracked();
+        let mut all = read(field.get_untracked());
         let taken: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
         let name = (1..)
             .map(|n| {
@@ -598,13 +575,21 @@ fn need_entry(name: &str, path: &str) -> Yaml {
 /// A task's `needs`: artifacts of tasks upstream of it, each put under a
 /// directory of its workspace before its first step.
 #[component]
-fn Needs<F>(field: Signal<Option<Yaml>>, set: F, known: Signal<Vec<String>>) -> impl IntoView
+fn Needs<F>(field: Signal<Option<Yaml>>, set: F) -> impl IntoView
 where
     F: Fn(&'static str, Option<Yaml>) + Clone + Send + Sync + 'static,
 {
-    let rows = Memo::new(move |_| match field.get() {
+    // Read from the tree each time; only the count is a memo (a new memo
+    // type costs the editor's page bytes).
+    let read = move |list: Option<Yaml>| match list {
         Some(Yaml::Seq(items)) => items.iter().map(read_need).collect::<Vec<_>>(),
         _ => Vec::new(),
+    };
+    let count = Memo::new(move |_| {
+        field.with(|f| match f {
+            Some(Yaml::Seq(items)) => items.len(),
+            _ => 0,
+        })
     });
     let write = move |rows: Vec<(String, String)>| {
         let items: Vec<Yaml> = rows.iter().map(|(n, p)| need_entry(n, p)).collect();
@@ -613,12 +598,12 @@ where
     let list = {
         let write = write.clone();
         move || {
-            (0..rows.with(Vec::len))
+            (0..count.get())
                 .map(|i| {
-                    let row = move || rows.with(|r| r.get(i).cloned().unwrap_or_default());
+                    let row = move || read(field.get()).get(i).cloned().unwrap_or_default();
                     let (w1, w2, w3) = (write.clone(), write.clone(), write.clone());
                     let edit = move |name: Option<String>, path: Option<String>, write: &dyn Fn(Vec<(String, String)>)| {
-                        let mut all = rows.get_untracked();
+                        let mut all = read(field.get_untracked());
                         if let Some(r) = all.get_mut(i) {
                             if let Some(n) = name {
                                 r.0 = n;
@@ -633,7 +618,7 @@ where
                         <div class="artifact-entry">
                             <div class="field">
                                 <label for=format!("needs-{i}-name")>{format!("Need {} artifact", i + 1)}</label>
-                                <input id=format!("needs-{i}-name") list="needs-known" placeholder="binary"
+                                <input id=format!("needs-{i}-name") placeholder="an artifact a task upstream publishes"
                                     prop:value=move || row().0
                                     on:change=move |ev| edit(Some(event_target_value(&ev)), None, &w1) />
                             </div>
@@ -641,7 +626,7 @@ where
                                 value=Signal::derive(move || row().1) placeholder="the workspace"
                                 on_change=Callback::new(move |v: String| edit(None, Some(v), &w2)) />
                             <button class="remove-need" on:click=move |_| {
-                                let mut all = rows.get_untracked();
+                                let mut all = read(field.get_untracked());
                                 if i < all.len() {
                                     all.remove(i);
                                 }
@@ -654,25 +639,14 @@ where
         }
     };
     let add = move |_| {
-        let mut all = rows.get_untracked();
-        let name = known
-            .get_untracked()
-            .into_iter()
-            .find(|k| !all.iter().any(|(n, _)| n == k))
-            .unwrap_or_else(|| "files".into());
-        all.push((name, String::new()));
+        let mut all = read(field.get_untracked());
+        all.push(("files".into(), String::new()));
         write(all);
     };
     view! {
         <fieldset class="needs">
             <legend>"Needs"</legend>
-            <datalist id="needs-known">
-                {move || known.get().into_iter().map(|k| view! { <option value=k.clone()></option> }).collect_view()}
-            </datalist>
             {list}
-            {move || (rows.with(Vec::is_empty) && known.with(Vec::is_empty)).then(|| view! {
-                <p class="muted">"No task upstream publishes an artifact yet."</p>
-            })}
             <button class="add-need" on:click=add>"Add a need"</button>
         </fieldset>
     }

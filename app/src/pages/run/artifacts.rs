@@ -4,7 +4,7 @@
 //! Pin toggle that keeps them past retention.
 
 use leptos::prelude::*;
-use xene_api::artifacts::{ArtifactInfo, Pinned, RunArtifacts, short_digest, size_text};
+use xene_api::artifacts::{ArtifactInfo, RunArtifacts, short_digest, size_text};
 use xene_api::paths;
 use xene_api::run::RunDetail;
 
@@ -21,53 +21,81 @@ pub fn Artifacts(run_id: i64, detail: RwSignal<RunDetail>, open: bool) -> impl I
     let ended = Memo::new(move |_| {
         detail.with(|d| d.tasks.iter().filter(|t| t.finished_at.is_some()).count())
     });
-    // Fetched by the browser alone: the server renders nothing here, and
-    // the browser too until its answer is back, so hydration matches.
-    let list = LocalResource::new(move || {
-        ended.track();
-        async move { api::get::<RunArtifacts>(paths::run_artifacts(run_id)).await }
+    // Fetched by the browser alone (effects never run on the server): the
+    // server renders nothing here, and the browser too until its answer is
+    // back, so hydration matches. The table's code is a piece of the
+    // bundle of its own (`table`), loaded only for a run with artifacts.
+    let slot = RwSignal::new_local(None::<AnyView>);
+    let shown = RwSignal::new(false);
+    Effect::new(move |_| {
+        let asked_at = ended.get();
+        leptos::task::spawn_local(async move {
+            let view = match api::get::<RunArtifacts>(paths::run_artifacts(run_id)).await {
+                Ok(list) if list.artifacts.is_empty() => None,
+                Ok(list) => Some(table(Shown { run_id, list, open }).await),
+                Err(e) => Some(
+                    view! { <ErrorBox message=format!("The artifacts cannot be read: {e}") /> }
+                        .into_any(),
+                ),
+            };
+            // Answers may come back out of order (the first one waits for
+            // the table's code): only the latest one's is shown.
+            if ended.get_untracked() != asked_at {
+                return;
+            }
+            shown.set(view.is_some());
+            slot.set(view);
+        });
     });
     // Once shown, the log box below starts lower.
     Effect::new(move |_| {
-        if list.get().is_some() {
+        if shown.get() {
             super::fit_log();
         }
     });
-    move || match list.get() {
-        None => ().into_any(),
-        Some(Err(e)) => {
-            view! { <ErrorBox message=format!("The artifacts cannot be read: {e}") /> }.into_any()
-        }
-        Some(Ok(list)) if list.artifacts.is_empty() => ().into_any(),
-        Some(Ok(list)) => {
-            let count = list.artifacts.len();
-            let bytes: u64 = list.artifacts.iter().map(|a| a.bytes).sum();
-            view! {
-                <details class="card artifacts" id="artifacts" open=open on:toggle=move |_| super::fit_log()>
-                    <summary>
-                        <h2>"Artifacts"</h2>
-                        <span class="muted">{format!(" {count} {}, {}", if count == 1 { "artifact" } else { "artifacts" }, size_text(bytes))}</span>
-                    </summary>
-                    <div class="table-wrap">
-                        <table class="list cards">
-                            <thead><tr>
-                                <th scope="col">"Artifact"</th>
-                                <th scope="col">"Task"</th>
-                                <th scope="col">"Files"</th>
-                                <th scope="col">"Size"</th>
-                                <th scope="col">"Hash"</th>
-                                <th scope="col"><span class="visually-hidden">"Download"</span></th>
-                            </tr></thead>
-                            <tbody>
-                                {list.artifacts.into_iter().map(|a| view! { <Row run_id a /> }).collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                </details>
-            }
-            .into_any()
-        }
+    move || {
+        slot.track();
+        slot.try_update_untracked(Option::take).flatten()
     }
+}
+
+/// What the table shows.
+struct Shown {
+    run_id: i64,
+    list: RunArtifacts,
+    open: bool,
+}
+
+/// The artifacts' table, in a piece of the bundle of its own.
+#[leptos::lazy]
+fn table(shown: Shown) -> AnyView {
+    let Shown { run_id, list, open } = shown;
+    let count = list.artifacts.len();
+    let bytes: u64 = list.artifacts.iter().map(|a| a.bytes).sum();
+    view! {
+        <details class="card artifacts" id="artifacts" open=open on:toggle=move |_| super::fit_log()>
+            <summary>
+                <h2>"Artifacts"</h2>
+                <span class="muted">{format!(" {count} {}, {}", if count == 1 { "artifact" } else { "artifacts" }, size_text(bytes))}</span>
+            </summary>
+            <div class="table-wrap">
+                <table class="list cards">
+                    <thead><tr>
+                        <th scope="col">"Artifact"</th>
+                        <th scope="col">"Task"</th>
+                        <th scope="col">"Files"</th>
+                        <th scope="col">"Size"</th>
+                        <th scope="col">"Hash"</th>
+                        <th scope="col"><span class="visually-hidden">"Download"</span></th>
+                    </tr></thead>
+                    <tbody>
+                        {list.artifacts.into_iter().map(|a| view! { <Row run_id a /> }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        </details>
+    }
+    .into_any()
 }
 
 /// One artifact: a row of the table.
@@ -139,13 +167,18 @@ fn Files(run_id: i64, a: ArtifactInfo) -> impl IntoView {
 #[component]
 pub fn PinButton(run_id: i64, detail: RwSignal<RunDetail>) -> impl IntoView {
     let pinned = Memo::new(move |_| detail.with(|d| d.run.pinned));
+    // The answer (a `Pinned`) is not read: the request says what it is.
     let toggle = Action::new(move |on: &bool| {
-        let method = if *on { "PUT" } else { "DELETE" };
-        async move { api::send_as::<Pinned>(method, paths::run_pin(run_id), None).await }
+        let (on, method) = (*on, if *on { "PUT" } else { "DELETE" });
+        async move {
+            api::send(method, paths::run_pin(run_id), None)
+                .await
+                .map(|_| on)
+        }
     });
     Effect::new(move |_| {
-        if let Some(Ok(p)) = toggle.value().get() {
-            detail.update(|d| d.run.pinned = p.pinned);
+        if let Some(Ok(on)) = toggle.value().get() {
+            detail.update(|d| d.run.pinned = on);
         }
     });
     view! {
