@@ -10,12 +10,13 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
-use xene_core::artifact::{MAX_FILES, ManifestEntry};
+use xene_core::artifact::{Digest, MAX_FILES, ManifestEntry};
 use xene_core::spec::Publish;
 
 use super::Spool;
@@ -26,49 +27,70 @@ use crate::runtime::{RuntimeError, WorkspaceArchive};
 /// counts twice).
 const MAX_LINK_HOPS: usize = 8;
 
-/// A link found in an archive, followed once the archive is read.
-struct Link {
-    stored: String,
-    /// Its target, relative to the workspace.
-    target: String,
-    /// How many links led to it, itself included.
-    hops: usize,
-}
-
-/// What one archive is read as: a `paths` entry, or a link followed.
+/// What one archive is read as: a `paths` entry's base, or a link followed.
 struct Source {
-    entry: PathEntry,
-    /// What stored paths start with: a followed link's own path, or "".
-    prefix: String,
-    /// How many links led here.
-    hops: usize,
+    /// The path exported, relative to the workspace (a link's target).
+    export: String,
+    /// The path the glob sees for it (a followed link's own path).
+    logical: String,
+    /// The stored path of the exported path when it is a regular file.
+    file_stored: String,
+    /// What the stored paths of what it holds start with.
+    dir_stored: String,
+    /// Everything in it is taken (a literal path, or a link the glob took).
+    taken: bool,
+    /// The paths exported on the way here, its own included: a link back
+    /// into one of them is a loop.
+    chain: Vec<String>,
 }
 
-/// Collects one `publish` from a container's workspace.
+/// What reading archives builds up, moved into each blocking read.
+struct Reading {
+    collector: Collector,
+    /// Files spooled, by digest: the same bytes are spooled once.
+    by_digest: HashMap<Digest, PathBuf>,
+    /// Links found, followed once the archive is read.
+    links: Vec<Source>,
+}
+
+/// Collects one `publish` from a container's workspace. Links are
+/// followed (as the shell runtime does) while they stay inside it.
 pub(crate) async fn collect_archive(
     workspace: &dyn WorkspaceArchive,
     publish: &Publish,
     spool: &Spool,
 ) -> Result<Vec<Collected>, String> {
     let name = publish.name.clone();
-    let mut collector = Collector::new(&name);
+    let mut reading = Reading {
+        collector: Collector::new(&name),
+        by_digest: HashMap::new(),
+        links: Vec::new(),
+    };
     let mut matched_any = false;
     for text in &publish.paths {
-        let entry = PathEntry::parse(text).map_err(|e| format!("artifact {name}: {e}"))?;
-        let before = collector.files.len();
+        let entry = Arc::new(PathEntry::parse(text).map_err(|e| format!("artifact {name}: {e}"))?);
+        let before = reading.collector.files.len();
         let is_glob = entry.glob.is_some();
+        let base = entry.base.clone();
         let mut queue = VecDeque::from([Source {
-            entry,
-            prefix: String::new(),
-            hops: 0,
+            file_stored: base.rsplit('/').next().unwrap_or_default().to_string(),
+            export: base.clone(),
+            logical: base.clone(),
+            dir_stored: String::new(),
+            taken: !is_glob,
+            chain: vec![base],
         }]);
         while let Some(source) = queue.pop_front() {
-            let base = source.entry.base.clone();
-            let Some(archive) = open(workspace, &base, &name).await? else {
-                if source.hops > 0 {
+            let export = source.export.clone();
+            let Some(archive) = open(workspace, &export, &name).await? else {
+                // A link to nothing the glob did not take: nothing to take.
+                if source.chain.len() > 1 && !source.taken {
+                    continue;
+                }
+                if source.chain.len() > 1 {
                     return Err(format!(
                         "artifact {name}: {} is a symbolic link to nothing",
-                        source.prefix
+                        source.logical
                     ));
                 }
                 if !is_glob && !publish.optional {
@@ -79,39 +101,34 @@ pub(crate) async fn collect_archive(
                 continue;
             };
             let spooled = spool.clone();
-            let (returned, links) = with_reader(archive, move |reader| {
-                let mut links = Vec::new();
-                let read = read_tar(reader, &source, &mut collector, &spooled, &mut links);
-                read.map(|()| (collector, links))
+            let entry = entry.clone();
+            reading = with_reader(archive, move |reader| {
+                read_tar(reader, &entry, &source, &mut reading, &spooled).map(|()| reading)
             })
             .await??;
-            collector = returned;
-            for link in links {
-                if link.hops > MAX_LINK_HOPS {
+            for link in reading.links.drain(..) {
+                if link.chain.len() > MAX_LINK_HOPS + 1 {
                     return Err(format!(
                         "artifact {name}: {} is reached through more than {MAX_LINK_HOPS} links",
-                        link.stored
+                        link.logical
                     ));
                 }
-                queue.push_back(Source {
-                    entry: PathEntry::literal(&link.target),
-                    prefix: link.stored,
-                    hops: link.hops,
-                });
+                queue.push_back(link);
             }
             if queue.len() > MAX_FILES {
                 return Err(format!("artifact {name}: more than {MAX_FILES} links"));
             }
         }
-        matched_any |= collector.files.len() > before;
-        if is_glob && collector.files.len() == before && !publish.optional {
+        let found = reading.collector.files.len() > before;
+        matched_any |= found;
+        if is_glob && !found && !publish.optional {
             return Err(format!("artifact {name}: {text} matches no file"));
         }
     }
     if !matched_any && !publish.optional {
         return Err(format!("artifact {name}: its paths hold no file"));
     }
-    collector.finish()
+    reading.collector.finish()
 }
 
 /// The archive of `path`, `None` when there is nothing there.
@@ -184,20 +201,17 @@ impl Read for ChannelReader {
     }
 }
 
-/// An entry's name in the archive, `/`-separated; refused unless every
-/// component is a plain name.
-fn entry_name(path: &std::path::Path, artifact: &str) -> Result<String, String> {
+/// An entry's name in the archive, `/`-separated (lossily), and whether
+/// it is UTF-8; refused unless every component is a plain name.
+fn entry_name(path: &std::path::Path, artifact: &str) -> Result<(String, bool), String> {
     let mut parts = Vec::new();
+    let mut utf8 = true;
     for component in path.components() {
         match component {
-            std::path::Component::Normal(part) => match part.to_str() {
-                Some(part) => parts.push(part),
-                None => {
-                    return Err(format!(
-                        "artifact {artifact}: a file name in the workspace is not UTF-8"
-                    ));
-                }
-            },
+            std::path::Component::Normal(part) => {
+                utf8 &= part.to_str().is_some();
+                parts.push(part.to_string_lossy());
+            }
             std::path::Component::CurDir => {}
             _ => {
                 return Err(format!(
@@ -207,67 +221,93 @@ fn entry_name(path: &std::path::Path, artifact: &str) -> Result<String, String> 
             }
         }
     }
-    Ok(parts.join("/"))
+    Ok((parts.join("/"), utf8))
 }
 
-/// Reads one base's archive (entries named from the base's last
-/// component), adding what its entry takes to `collector`.
+/// Reads one archive of `source` (entries named from its last component),
+/// adding what `entry` takes to the collector and the links to follow.
+/// What is not taken and cannot hold anything taken is passed over
+/// unlooked at: its names are not checked nor counted.
 fn read_tar(
     reader: impl Read,
+    entry: &PathEntry,
     source: &Source,
-    collector: &mut Collector,
+    reading: &mut Reading,
     spool: &Spool,
-    links: &mut Vec<Link>,
 ) -> Result<(), String> {
-    let name = collector.name.clone();
+    let name = reading.collector.name.clone();
     let io = |e: std::io::Error| format!("artifact {name}: reading the container's archive: {e}");
     let mut archive = tar::Archive::new(reader);
     // Hard links name an earlier entry of the same archive.
     let mut spooled: HashMap<String, Collected> = HashMap::new();
-    let entry = &source.entry;
     for item in archive.entries().map_err(io)? {
         let mut item = item.map_err(io)?;
-        collector.visit()?;
-        let path = entry_name(&item.path().map_err(io)?, &name)?;
+        let (path, utf8) = entry_name(&item.path().map_err(io)?, &name)?;
         let sub = path.split_once('/').map_or("", |(_, sub)| sub);
-        let rel = join(&entry.base, sub);
+        let real = join(&source.export, sub);
+        let rel = join(&source.logical, sub);
         let kind = item.header().entry_type();
-        let stored = if sub.is_empty() {
-            // The base itself: a literal file is stored by its name (or
-            // as the link that led to it).
-            if entry.glob.is_some() || kind.is_dir() {
-                continue;
-            }
-            match entry.base.rsplit('/').next() {
-                _ if !source.prefix.is_empty() => source.prefix.clone(),
-                name => name.unwrap_or_default().to_string(),
-            }
+        let is_root = sub.is_empty();
+        if is_root && kind.is_dir() {
+            continue;
+        }
+        let taken = source.taken || taken_under(entry, &source.logical, sub);
+        let may_hold = (kind.is_dir() || kind.is_symlink()) && entry.may_take_below(&rel);
+        if !taken && !may_hold {
+            continue;
+        }
+        if !utf8 {
+            return Err(format!(
+                "artifact {name}: a file name under {:?} is not UTF-8",
+                source.logical
+            ));
+        }
+        let collector = &mut reading.collector;
+        collector.visit()?;
+        let stored = if is_root {
+            source.file_stored.clone()
         } else {
-            join(&source.prefix, sub)
+            join(&source.dir_stored, sub)
         };
-        collector.check_path(&stored)?;
-        if kind.is_dir() || !taken(entry, sub) {
+        collector.check_length(&stored)?;
+        if kind.is_dir() {
             continue;
         }
         if kind.is_symlink() {
-            let target = item
-                .link_name()
-                .map_err(io)?
-                .and_then(|t| t.to_str().map(str::to_string))
-                .unwrap_or_default();
-            let Some(target) = resolve_link(&rel, &target) else {
+            let Some(target) = item.link_name().map_err(io)? else {
+                return Err(format!(
+                    "artifact {name}: {rel} is a symbolic link with no target"
+                ));
+            };
+            let Some(target) = target.to_str() else {
+                return Err(format!(
+                    "artifact {name}: {rel} is a symbolic link whose target is not UTF-8"
+                ));
+            };
+            let Some(target) = resolve_link(&real, target) else {
                 return Err(format!(
                     "artifact {name}: {rel} is a symbolic link leading out of the workspace"
                 ));
             };
-            if links.len() >= MAX_FILES {
-                return Err(format!("artifact {name}: more than {MAX_FILES} links"));
+            let holds = |outer: &str| {
+                outer == target || target.is_empty() || outer.starts_with(&format!("{target}/"))
+            };
+            if holds(&real) || source.chain.iter().any(|c| holds(c)) {
+                return Err(format!(
+                    "artifact {name}: {rel} is a symbolic link to a directory holding it (a loop)"
+                ));
             }
-            links.push(Link {
-                stored,
-                target,
-                hops: source.hops + 1,
-            });
+            let dir_stored = if is_root {
+                source.dir_stored.clone()
+            } else {
+                stored.clone()
+            };
+            push_link(
+                reading, &name, &target, rel, stored, dir_stored, taken, source,
+            )?;
+            continue;
+        }
+        if !taken {
             continue;
         }
         if kind.is_hard_link() {
@@ -276,15 +316,30 @@ fn read_tar(
                 .map_err(io)?
                 .map(|t| entry_name(&t, &name))
                 .transpose()?
+                .map(|(target, _)| target)
                 .unwrap_or_default();
-            let Some(earlier) = spooled.get(&target) else {
-                return Err(format!(
-                    "artifact {name}: {rel} is a hard link to a file it does not publish"
-                ));
-            };
-            let mut file = earlier.clone();
-            file.entry.path = stored;
-            collector.add(file)?;
+            collector.check_path(&stored)?;
+            match spooled.get(&target) {
+                Some(earlier) => {
+                    let mut file = earlier.clone();
+                    file.entry.path = stored;
+                    collector.add(file)?;
+                }
+                // A file the glob did not take: its own path read again,
+                // as the regular file it is.
+                None => {
+                    push_link(
+                        reading,
+                        &name,
+                        &real,
+                        rel,
+                        stored.clone(),
+                        stored,
+                        true,
+                        source,
+                    )?;
+                }
+            }
             continue;
         }
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
@@ -292,11 +347,44 @@ fn read_tar(
                 "artifact {name}: {rel} is not a regular file, a directory or a link"
             ));
         }
+        collector.check_path(&stored)?;
+        // Refused on its header, before a byte of it is spooled.
+        let size = item.header().size().map_err(io)?;
+        collector.room_for(&stored, size)?;
         let mode = item.header().mode().map_err(io)? & 0o777;
-        let file = spool_file(&mut item, spool, stored, mode).map_err(io)?;
+        let file =
+            spool_file(&mut item, spool, stored, mode, &mut reading.by_digest).map_err(io)?;
         spooled.insert(path, file.clone());
-        collector.add(file)?;
+        reading.collector.add(file)?;
     }
+    Ok(())
+}
+
+/// Queues a link (or a hard link read again) to follow.
+#[allow(clippy::too_many_arguments)]
+fn push_link(
+    reading: &mut Reading,
+    name: &str,
+    target: &str,
+    logical: String,
+    file_stored: String,
+    dir_stored: String,
+    taken: bool,
+    source: &Source,
+) -> Result<(), String> {
+    if reading.links.len() >= MAX_FILES {
+        return Err(format!("artifact {name}: more than {MAX_FILES} links"));
+    }
+    let mut chain = source.chain.clone();
+    chain.push(target.to_string());
+    reading.links.push(Source {
+        export: target.to_string(),
+        logical,
+        file_stored,
+        dir_stored,
+        taken,
+        chain,
+    });
     Ok(())
 }
 
@@ -312,25 +400,42 @@ pub(crate) fn read_tar_for_test(
     path: &str,
     spool: &Spool,
 ) -> Result<(Vec<Collected>, TestLinks), String> {
-    let mut collector = Collector::new("art");
-    let mut links = Vec::new();
+    let entry = PathEntry::parse(path)?;
     let source = Source {
-        entry: PathEntry::parse(path)?,
-        prefix: String::new(),
-        hops: 0,
+        export: entry.base.clone(),
+        logical: entry.base.clone(),
+        file_stored: entry
+            .base
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        dir_stored: String::new(),
+        taken: entry.glob.is_none(),
+        chain: vec![entry.base.clone()],
     };
-    read_tar(reader, &source, &mut collector, spool, &mut links)?;
-    let links = links.into_iter().map(|l| (l.stored, l.target)).collect();
-    Ok((collector.finish()?, links))
+    let mut reading = Reading {
+        collector: Collector::new("art"),
+        by_digest: HashMap::new(),
+        links: Vec::new(),
+    };
+    read_tar(reader, &entry, &source, &mut reading, spool)?;
+    let links = reading
+        .links
+        .into_iter()
+        .map(|l| (l.file_stored, l.export))
+        .collect();
+    Ok((reading.collector.finish()?, links))
 }
 
-/// Whether `sub` (relative to the base), or a directory above it, is taken.
-fn taken(entry: &PathEntry, sub: &str) -> bool {
+/// Whether `sub` (relative to the exported path, seen by the glob at
+/// `logical`), or a directory above it, is taken.
+fn taken_under(entry: &PathEntry, logical: &str, sub: &str) -> bool {
     let mut end = 0;
     loop {
         let next = sub[end..].find('/').map(|i| end + i);
         let prefix = &sub[..next.unwrap_or(sub.len())];
-        if entry.takes(&join(&entry.base, prefix)) {
+        if entry.takes(&join(logical, prefix)) {
             return true;
         }
         match next {
@@ -340,15 +445,29 @@ fn taken(entry: &PathEntry, sub: &str) -> bool {
     }
 }
 
+/// Spools one file while hashing it; bytes already spooled under the same
+/// digest are kept once.
 fn spool_file(
     reader: impl Read,
     spool: &Spool,
     stored: String,
     mode: u32,
+    by_digest: &mut HashMap<Digest, PathBuf>,
 ) -> std::io::Result<Collected> {
-    let source = spool.path();
-    let mut out = std::fs::File::create(&source)?;
+    let path = spool.path();
+    let mut out = std::fs::File::create(&path)?;
     let (digest, size) = hash_copy(reader, Some(&mut out))?;
+    drop(out);
+    let source = match by_digest.get(&digest) {
+        Some(earlier) => {
+            std::fs::remove_file(&path)?;
+            earlier.clone()
+        }
+        None => {
+            by_digest.insert(digest.clone(), path.clone());
+            path
+        }
+    };
     Ok(Collected {
         entry: ManifestEntry {
             path: stored,

@@ -13,7 +13,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
-use xene_core::artifact::{self, Digest, Glob, MAX_FILES, MAX_PATH_BYTES, ManifestEntry};
+use xene_core::artifact::{
+    self, Digest, Glob, MAX_ARTIFACT_BYTES, MAX_FILES, MAX_PATH_BYTES, ManifestEntry,
+};
 use xene_core::spec::Publish;
 
 /// The most directory entries one artifact's collection looks at (matching
@@ -43,18 +45,18 @@ impl PathEntry {
         })
     }
 
-    /// A literal path (a link's target), wildcards or not.
-    pub(crate) fn literal(path: &str) -> Self {
-        Self {
-            base: normalize(path),
-            glob: None,
-        }
-    }
-
     /// Whether the file or directory at `rel` (relative to the workspace,
     /// under the base) is taken, all of its contents with it.
     pub(crate) fn takes(&self, rel: &str) -> bool {
         self.glob.as_ref().is_none_or(|glob| glob.matches(rel))
+    }
+
+    /// Whether something below the directory at `rel` can be taken; a walk
+    /// skips the directories where nothing can.
+    pub(crate) fn may_take_below(&self, rel: &str) -> bool {
+        self.glob
+            .as_ref()
+            .is_none_or(|glob| glob.may_match_below(rel))
     }
 }
 
@@ -87,6 +89,8 @@ pub(crate) struct Collector {
     pub name: String,
     pub files: BTreeMap<String, Collected>,
     pub visited: usize,
+    /// The bytes of the files taken so far, at most [`MAX_ARTIFACT_BYTES`].
+    pub bytes: u64,
 }
 
 impl Collector {
@@ -95,6 +99,7 @@ impl Collector {
             name: name.to_string(),
             files: BTreeMap::new(),
             visited: 0,
+            bytes: 0,
         }
     }
 
@@ -110,9 +115,22 @@ impl Collector {
         Ok(())
     }
 
-    /// Checks a stored path before anything is read for it (a link cycle
-    /// ends here too, its path growing past the bound).
-    pub(crate) fn check_path(&self, stored: &str) -> Result<(), String> {
+    /// How many more bytes the artifact may hold; an error when a file of
+    /// `size` bytes does not fit, before anything of it is read.
+    pub(crate) fn room_for(&self, stored: &str, size: u64) -> Result<u64, String> {
+        let room = MAX_ARTIFACT_BYTES - self.bytes;
+        if size > room {
+            return Err(format!(
+                "artifact {}: with {stored} ({size} bytes) its files hold more than {MAX_ARTIFACT_BYTES} bytes",
+                self.name
+            ));
+        }
+        Ok(room)
+    }
+
+    /// Checks the length of a path looked at, taken or not (a link cycle
+    /// ends here, its path growing past the bound).
+    pub(crate) fn check_length(&self, stored: &str) -> Result<(), String> {
         if stored.len() > MAX_PATH_BYTES {
             return Err(format!(
                 "artifact {}: a path is longer than {MAX_PATH_BYTES} bytes (a link loop?): {}...",
@@ -120,6 +138,13 @@ impl Collector {
                 stored.chars().take(80).collect::<String>()
             ));
         }
+        Ok(())
+    }
+
+    /// Checks a stored path before anything is read for it: only what is
+    /// taken, so an odd name elsewhere under a base is no error.
+    pub(crate) fn check_path(&self, stored: &str) -> Result<(), String> {
+        self.check_length(stored)?;
         artifact::check_stored_path(stored).map_err(|e| format!("artifact {}: {e}", self.name))
     }
 
@@ -137,6 +162,8 @@ impl Collector {
                 self.name
             ));
         }
+        self.room_for(&file.entry.path, file.entry.size)?;
+        self.bytes += file.entry.size;
         self.files.insert(file.entry.path.clone(), file);
         Ok(())
     }
@@ -264,17 +291,24 @@ impl Walk<'_> {
         }
         children.sort();
         for child in children {
+            let lossy = child.to_string_lossy();
+            let child_rel = join(rel, &lossy);
+            let child_taken = taken || self.entry.takes(&child_rel);
+            // Nothing there or below is taken: not even looked at.
+            if !child_taken && !self.entry.may_take_below(&child_rel) {
+                continue;
+            }
             let Some(child) = child.to_str() else {
                 return Err(format!(
                     "artifact {name}: a file name under {rel:?} is not UTF-8"
                 ));
             };
-            let child_rel = join(rel, child);
             let child_stored = join(stored, child);
-            collector.check_path(&child_stored)?;
+            collector.check_length(&child_stored)?;
             let path = dir.join(child);
-            let (real, meta) = self.resolve(&name, &path, &child_rel)?;
-            let child_taken = taken || self.entry.takes(&child_rel);
+            let Some((real, meta)) = self.resolve(&name, &path, &child_rel, child_taken)? else {
+                continue;
+            };
             if meta.is_dir() {
                 self.dir(collector, &real, &child_rel, &child_stored, child_taken)?;
             } else if !child_taken {
@@ -290,20 +324,23 @@ impl Walk<'_> {
     }
 
     /// The file or directory at `path`, through a link only when it stays
-    /// inside the workspace.
+    /// inside the workspace; `None` for a link to nothing that is not
+    /// `taken` (it holds nothing to take).
     fn resolve(
         &self,
         name: &str,
         path: &Path,
         rel: &str,
-    ) -> Result<(PathBuf, std::fs::Metadata), String> {
+        taken: bool,
+    ) -> Result<Option<(PathBuf, std::fs::Metadata)>, String> {
         let io = |e: std::io::Error| format!("artifact {name}: reading {rel}: {e}");
         let meta = std::fs::symlink_metadata(path).map_err(io)?;
         if !meta.file_type().is_symlink() {
-            return Ok((path.to_path_buf(), meta));
+            return Ok(Some((path.to_path_buf(), meta)));
         }
         let real = match path.canonicalize() {
             Ok(real) => real,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !taken => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(format!(
                     "artifact {name}: {rel} is a symbolic link to nothing"
@@ -317,7 +354,7 @@ impl Walk<'_> {
             ));
         }
         let meta = std::fs::metadata(&real).map_err(io)?;
-        Ok((real, meta))
+        Ok(Some((real, meta)))
     }
 
     fn add_file(
@@ -328,11 +365,13 @@ impl Walk<'_> {
         stored: String,
     ) -> Result<(), String> {
         collector.check_path(&stored)?;
+        let room = collector.room_for(&stored, meta.len())?;
         let name = &collector.name;
         let file = std::fs::File::open(real)
             .map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
-        let (digest, size) =
-            hash_copy(file, None).map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
+        // A file growing while it is read stops at the bound too.
+        let (digest, size) = hash_copy(file.take(room.saturating_add(1)), None)
+            .map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
         collector.add(Collected {
             entry: ManifestEntry {
                 path: stored,
@@ -344,3 +383,7 @@ impl Walk<'_> {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "collect_tests.rs"]
+mod tests;
