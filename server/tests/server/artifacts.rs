@@ -73,8 +73,10 @@ pipelines:
         steps:
           - name: check
             run: |
-              test "$(cat got/app)" = hello && test -x got/app
-              test "$(cat got/sub/data)" = two && test ! -x got/sub/data
+              test "$(cat got/app)" = hello
+              test -x got/app
+              test "$(cat got/sub/data)" = two
+              test ! -x got/sub/data
               test "$(stat -c %a got/sub/data)" = 640
               yes xene | head -c {big} | cmp - got/big
               echo checked
@@ -328,7 +330,7 @@ async fn publish_fetch_and_again(
     let first = fleet.run_to_success("art").await;
     let digests = check_listing(fleet, first, big, &big_digest).await;
     let log = fleet.log_text(first).await;
-    assert!(log.contains("build: published binary: 3 files"), "{log}");
+    assert!(log.contains("build: staged binary: 3 files"), "{log}");
     assert!(log.contains("use: fetched binary: 3 files"), "{log}");
     assert!(log.contains("use: checked"), "{log}");
     assert!(

@@ -178,10 +178,10 @@ async fn bench_store(dir: &Path, src: &Path, extra: &[String]) -> (Figures, Figu
 fn uploaded(log: &str) -> String {
     log.lines()
         .find_map(|l| {
-            l.split_once("published big: ")
+            l.split_once("staged big: ")
                 .map(|(_, rest)| rest.to_string())
         })
-        .unwrap_or_else(|| format!("(no publish line in:\n{log})"))
+        .unwrap_or_else(|| format!("(no staged line in:\n{log})"))
 }
 
 #[tokio::test]
