@@ -57,6 +57,14 @@ fn tmp_of(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
+/// The artifact spool beside an attempt's directory (`xene-<ctx>.files`,
+/// as the executor names it), swept with it.
+fn spool_of(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".files");
+    dir.with_file_name(name)
+}
+
 #[derive(Debug, Clone)]
 pub struct ShellConfig {
     /// Where run directories go; the system temp dir by default.
@@ -194,7 +202,8 @@ impl Runtime for ShellRuntime {
     fn sweep<'a>(&'a self, setup: &'a TaskSetup) -> BoxFuture<'a, ()> {
         async move {
             let dir = self.attempt_dir(setup);
-            for dir in [tmp_of(&dir), dir] {
+            // A killed agent's spool too: it holds a whole artifact.
+            for dir in [tmp_of(&dir), spool_of(&dir), dir] {
                 if let Err(e) = std::fs::remove_dir_all(&dir)
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
@@ -618,4 +627,43 @@ pub(crate) fn safe_name(name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep after an attempt removes its directory, its temp dir and
+    /// its artifact spool, and nothing of another attempt.
+    #[tokio::test]
+    async fn the_sweep_takes_an_attempts_spool_too() {
+        let root = tempfile::tempdir().unwrap();
+        let runtime = ShellRuntime::new(ShellConfig {
+            root: root.path().to_path_buf(),
+            inherit_env: false,
+            sandbox: None,
+        });
+        for dir in [
+            "xene-ctx",
+            "xene-ctx.tmp",
+            "xene-ctx.files",
+            "xene-other.files",
+        ] {
+            std::fs::create_dir(root.path().join(dir)).unwrap();
+            std::fs::write(root.path().join(dir).join("f"), "f").unwrap();
+        }
+        let setup = TaskSetup {
+            run_id: "r".into(),
+            task: "t".into(),
+            attempt: 1,
+            context: "ctx".into(),
+            image: None,
+        };
+        runtime.sweep(&setup).await;
+        let left: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["xene-other.files"]);
+    }
 }

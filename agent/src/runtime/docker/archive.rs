@@ -1,13 +1,13 @@
 //! Tar archives in and out of a task's `/workspace`, for artifacts: the
 //! engine's archive API (`GET`/`PUT /containers/{id}/archive`), streamed.
 
+use bollard::query_parameters::{
+    DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use bollard::query_parameters::{
-    DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
-};
 
 use super::{DockerContext, WORKSPACE, docker_error, is_not_found};
 use crate::runtime::{RuntimeError, WorkspaceArchive};
@@ -19,7 +19,9 @@ impl WorkspaceArchive for DockerContext {
         } else {
             format!("{WORKSPACE}/{path}")
         };
-        let options = DownloadFromContainerOptionsBuilder::new().path(&full).build();
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(&full)
+            .build();
         self.docker
             .download_from_container(self.container(), Some(options))
             .map(move |chunk| match chunk {
@@ -35,10 +37,13 @@ impl WorkspaceArchive for DockerContext {
         archive: BoxStream<'static, Result<Bytes, std::io::Error>>,
     ) -> BoxFuture<'_, Result<(), RuntimeError>> {
         async move {
-            // Owned by the container's user, as if its steps had made them.
+            // Owned by the container's user, as if its steps had made them;
+            // a directory is never replaced by a file (nor a file by a
+            // directory), as the shell runtime refuses it too.
             let options = UploadToContainerOptionsBuilder::new()
                 .path(WORKSPACE)
                 .copy_uidgid("true")
+                .no_overwrite_dir_non_dir("true")
                 .build();
             self.docker
                 .upload_to_container(
