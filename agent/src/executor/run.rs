@@ -156,8 +156,11 @@ impl<'a> RunLoop<'a> {
             self.finished(task, report).await;
         }
         while self.cleanups.join_next().await.is_some() {}
-        if let Some(store) = &self.store {
-            store.remove();
+        if let Some(store) = self.store.clone() {
+            // Removing a large store takes a while: off the async workers.
+            if let Err(e) = tokio::task::spawn_blocking(move || store.remove()).await {
+                tracing::warn!(error = %e, "could not remove the artifact store");
+            }
         }
         // Tasks an earlier attempt finished: their results stand.
         for (task, result) in self.walk.results() {

@@ -143,6 +143,7 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
     let mut output = None;
     let mut teardown = None;
     if let Some(mut ctx) = context {
+        let mut staged = Vec::new();
         // The log lines go with the last main step that ran; when none
         // did (a need could not be fetched), there is nothing to publish.
         let ran = steps[..plan.steps.len()]
@@ -153,7 +154,7 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             && (ran.is_some() || plan.steps.is_empty())
             && let Some(staging) = &plan.staging
         {
-            publish(
+            staged = publish(
                 staging,
                 ctx.as_mut(),
                 env,
@@ -173,6 +174,16 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
                 progress.error = Some(e.to_string());
             }
             Err(_) => {}
+        }
+        if progress.failed && !staged.is_empty() {
+            // What a post step (or the output) failed after: the server
+            // publishes only `when: always` artifacts of a failed attempt.
+            let line = format!(
+                "dropped staged {}: the task failed after they were staged (only `when: always` artifacts are kept from a failed attempt)",
+                staged.join(", ")
+            );
+            let step = ran.as_deref().or(steps.first().map(|s| s.name.as_str()));
+            log_lines(env, task, step, &[line], None).await;
         }
         // Removing a container takes a while and nothing after this task
         // needs to wait for it.
@@ -205,8 +216,9 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
     }
 }
 
-/// Publishes what the main steps' end calls for (never after a cancel,
-/// which ends it half-way); a failure fails the task.
+/// Stages what the main steps' end calls for (never after a cancel,
+/// which ends it half-way); a failure fails the task. Returns the names
+/// staged that a later failure of the attempt drops (not `when: always`).
 async fn publish(
     staging: &Staging,
     ctx: &mut dyn TaskContext,
@@ -214,7 +226,7 @@ async fn publish(
     task: &str,
     step: Option<&str>,
     progress: &mut Progress,
-) {
+) -> Vec<String> {
     let mut lines = Vec::new();
     let published = tokio::select! {
         published = staging.publish(ctx, !progress.failed, &mut lines) => Some(published),
@@ -223,12 +235,16 @@ async fn publish(
     let error = published.as_ref().and_then(|p| p.as_ref().err());
     log_lines(env, task, step, &lines, error).await;
     match published {
-        Some(Ok(())) => {}
+        Some(Ok(staged)) => staged,
         Some(Err(e)) => {
             progress.failed = true;
             progress.error.get_or_insert(e);
+            Vec::new()
         }
-        None => progress.cancelled = true,
+        None => {
+            progress.cancelled = true;
+            Vec::new()
+        }
     }
 }
 

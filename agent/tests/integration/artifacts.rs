@@ -71,6 +71,11 @@ pipelines:
         {image}
         steps: ["ln -s /etc/passwd pw"]
         publish: [{{name: pw, path: pw}}]
+      late:
+        {image}
+        steps: ["echo x > x.txt"]
+        post: ["exit 4"]
+        publish: [{{name: late, path: x.txt}}]
 "#
     )
 }
@@ -86,10 +91,10 @@ async fn check_run(config: xene_agent::ExecutorConfig, image: Option<&str>) -> S
     assert_eq!(
         run.logs("build"),
         [
-            "published binary: 1 file, 3 B (3 B uploaded)",
-            "published site: 5 files, 21 B (13 B uploaded)",
-            "published extra: 0 files, 0 B (0 B uploaded)",
-            "published copy: 1 file, 3 B (0 B uploaded)",
+            "staged binary: 1 file, 3 B (3 B uploaded)",
+            "staged site: 5 files, 21 B (13 B uploaded)",
+            "staged extra: 0 files, 0 B (0 B uploaded)",
+            "staged copy: 1 file, 3 B (0 B uploaded)",
         ]
     );
     assert_eq!(
@@ -114,7 +119,7 @@ async fn check_run(config: xene_agent::ExecutorConfig, image: Option<&str>) -> S
     assert_eq!(broken.status, TaskStatus::Error);
     assert_eq!(
         run.logs("broken"),
-        ["published report: 1 file, 7 B (7 B uploaded)"]
+        ["staged report: 1 file, 7 B (7 B uploaded)"]
     );
     let missing = run.task("missing");
     assert_eq!(missing.status, TaskStatus::Error);
@@ -133,6 +138,15 @@ async fn check_run(config: xene_agent::ExecutorConfig, image: Option<&str>) -> S
     assert!(
         error.starts_with("artifact pw: pw ") && error.contains("out of the workspace"),
         "{error}"
+    );
+    // Staged before a post step failed: the log says it is dropped.
+    assert_eq!(run.task("late").status, TaskStatus::Error);
+    assert_eq!(
+        run.logs("late"),
+        [
+            "staged late: 1 file, 2 B (2 B uploaded)",
+            "dropped staged late: the task failed after they were staged (only `when: always` artifacts are kept from a failed attempt)",
+        ]
     );
     run.report.run_id
 }
@@ -235,7 +249,7 @@ pipelines:
         logs,
         [
             "fetched binary: 1 file, 10 B",
-            "published seen: 1 file, 10 B (0 B uploaded)"
+            "staged seen: 1 file, 10 B (0 B uploaded)"
         ]
     );
 

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use xene_core::artifact::{self, Digest, MAX_FILES, ManifestEntry};
-use xene_core::protocol::{FilesAnswer, FilesRequest};
+use xene_core::protocol::{FilesAnswer, FilesRequest, Transfer};
 use xene_core::spec::Need;
 
 use super::archive::place_archive;
 use super::collect::{join, normalize};
-use super::publish::{files_text, unexpected};
+use super::publish::{files_text, is_expired, unexpected};
 use super::{FileChannel, Spool, size_text};
 use crate::runtime::Workspace;
 
@@ -42,9 +42,16 @@ pub(crate) async fn fetch(
     if downloads.len() > MAX_FILES {
         return Err(refused(format!("more than {MAX_FILES} downloads")));
     }
+    // Every file of a digest must give it the same size: the one checked.
     let mut wanted: HashMap<&Digest, &ManifestEntry> = HashMap::new();
     for file in &files {
-        wanted.entry(&file.digest).or_insert(file);
+        let first = *wanted.entry(&file.digest).or_insert(file);
+        if first.size != file.size {
+            return Err(refused(format!(
+                "files {} and {} have the same digest but different sizes",
+                first.path, file.path
+            )));
+        }
     }
     let mut transfers = HashMap::new();
     for download in &downloads {
@@ -63,32 +70,19 @@ pub(crate) async fn fetch(
     let mut pending = Vec::new();
     for (digest, transfer) in transfers {
         let file = wanted[digest];
+        let files = &files;
         pending.push(async move {
             let dest = spool.path();
-            let got = channel
-                .download(transfer, &dest)
-                .await
-                .map_err(|e| format!("artifact {name}: downloading {}: {e}", file.path))?;
-            let size = std::fs::metadata(&dest)
-                .map(|m| m.len())
-                .unwrap_or(u64::MAX);
-            if &got != digest || size != file.size {
-                return Err(format!(
-                    "artifact {name}: file {} does not match its digest",
-                    file.path
-                ));
-            }
-            Ok((digest.clone(), dest))
+            download(channel, name, files, file, transfer, &dest).await?;
+            Ok::<_, String>((digest.clone(), dest))
         });
     }
     // A stream over the futures, not over a closure making them: that
-    // would not be `Send`.
+    // would not be `Send`. The first failure stops the other downloads.
     let blobs: HashMap<Digest, PathBuf> = futures::stream::iter(pending)
         .buffer_unordered(DOWNLOADS_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, String>>()?;
+        .try_collect()
+        .await?;
 
     // `out/` and `./out` are `out`.
     let dir = normalize(&need.path);
@@ -115,6 +109,65 @@ pub(crate) async fn fetch(
         files_text(files.len()),
         size_text(bytes)
     ))
+}
+
+/// Downloads the blob of `file` to `dest` and checks it. A URL that
+/// expired while others came down (a large artifact takes long) is asked
+/// for again, once.
+async fn download(
+    channel: &dyn FileChannel,
+    name: &str,
+    files: &[ManifestEntry],
+    file: &ManifestEntry,
+    transfer: &Transfer,
+    dest: &Path,
+) -> Result<(), String> {
+    let failed = |e: String| format!("artifact {name}: downloading {}: {e}", file.path);
+    let got = match channel.download(transfer, dest).await {
+        Ok(got) => got,
+        Err(e) if is_expired(&e) => {
+            let refused =
+                |error: String| format!("artifact {name}: asking again for {}: {error}", file.path);
+            let renewed = match channel
+                .ask(FilesRequest::Fetch {
+                    name: name.to_string(),
+                })
+                .await
+                .map_err(refused)?
+            {
+                FilesAnswer::Downloads {
+                    files: again,
+                    downloads,
+                } if again == files => downloads,
+                FilesAnswer::Downloads { .. } => {
+                    return Err(refused(
+                        "it was published again while it was fetched".into(),
+                    ));
+                }
+                FilesAnswer::Refused { error } => return Err(refused(error)),
+                other => return Err(unexpected(name, &other)),
+            };
+            let Some(renewed) = renewed.into_iter().find(|d| d.digest == file.digest) else {
+                return Err(refused("the server gave no download for it".into()));
+            };
+            channel
+                .download(&renewed.transfer, dest)
+                .await
+                .map_err(|again| failed(format!("{again} (after a new URL was asked for: {e})")))?
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    let size = tokio::fs::symlink_metadata(dest)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .len();
+    if got != file.digest || size != file.size {
+        return Err(format!(
+            "artifact {name}: file {} does not match its digest",
+            file.path
+        ));
+    }
+    Ok(())
 }
 
 /// Copies each file's blob to `dir`/path under `root`, creating the

@@ -5,11 +5,12 @@
 //! and checked before they are kept, as on a server.
 //!
 //! Its transfers are paths of this store (`/blobs/<hex>`,
-//! `/parts/<hex>/<n>`), never sent anywhere.
+//! `/parts/<hex>-<upload>/<n>`), never sent anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
@@ -28,6 +29,9 @@ pub struct LocalStore {
     dir: PathBuf,
     part_size: u64,
     published: Mutex<BTreeMap<String, Vec<ManifestEntry>>>,
+    /// Names each upload's parts: two attempts uploading the same blob at
+    /// once (an empty file, a shared tool) never write the same part file.
+    next_upload: AtomicU64,
 }
 
 impl LocalStore {
@@ -42,6 +46,7 @@ impl LocalStore {
             dir,
             part_size: part_size.max(1),
             published: Mutex::new(BTreeMap::new()),
+            next_upload: AtomicU64::new(0),
         }))
     }
 
@@ -74,11 +79,13 @@ impl LocalStore {
                 .collect(),
             needs: task.needs.iter().map(|n| n.name.clone()).collect(),
             staged: Mutex::new(BTreeMap::new()),
+            uploads: Mutex::new(BTreeMap::new()),
         })))
     }
 
-    fn part_path(&self, hex: &str, n: usize) -> PathBuf {
-        self.dir.join("parts").join(format!("{hex}.{n}"))
+    /// Part `n` of upload `id` (`<hex>-<number>`).
+    fn part_path(&self, id: &str, n: usize) -> PathBuf {
+        self.dir.join("parts").join(format!("{id}.{n}"))
     }
 }
 
@@ -92,6 +99,8 @@ struct Attempt {
     publishes: BTreeMap<String, bool>,
     needs: BTreeSet<String>,
     staged: Mutex<BTreeMap<String, Vec<ManifestEntry>>>,
+    /// The upload this attempt was last told to make of each blob.
+    uploads: Mutex<BTreeMap<Digest, String>>,
 }
 
 impl LocalChannel {
@@ -128,20 +137,26 @@ impl Attempt {
                     if !seen.insert(file.digest.clone()) || store.blob_path(&file.digest).exists() {
                         continue;
                     }
-                    let hex = file.digest.hex().to_string();
+                    let id = format!(
+                        "{}-{}",
+                        file.digest.hex(),
+                        store.next_upload.fetch_add(1, Ordering::Relaxed)
+                    );
                     let count = if file.size <= store.part_size {
                         1
                     } else {
                         file.size.div_ceil(store.part_size) as usize
                     };
+                    let given = &mut *self.uploads.lock().expect("uploads lock");
+                    given.insert(file.digest.clone(), id.clone());
                     uploads.push(BlobUpload {
                         digest: file.digest,
                         size: file.size,
                         part_size: store.part_size,
                         parts: (0..count)
-                            .map(|n| transfer("PUT", format!("/parts/{hex}/{n}")))
+                            .map(|n| transfer("PUT", format!("/parts/{id}/{n}")))
                             .collect(),
-                        upload_id: (count > 1).then(|| hex.clone()),
+                        upload_id: (count > 1).then_some(id),
                     });
                 }
                 Ok(FilesAnswer::Uploads { uploads })
@@ -202,28 +217,36 @@ impl Attempt {
         multipart: bool,
     ) -> Result<(), String> {
         let store = &self.store;
-        let hex = file.digest.hex();
+        let Some(id) = self
+            .uploads
+            .lock()
+            .expect("uploads lock")
+            .get(&file.digest)
+            .cloned()
+        else {
+            return Err(format!("blob of {} was not uploaded", file.path));
+        };
         let count = if multipart {
             let done = completed.iter().find(|c| c.digest == file.digest);
             done.map_or(0, |c| c.etags.len())
         } else {
             1
         };
-        let joined = store.dir.join("parts").join(format!("{hex}.joined"));
+        let joined = store.dir.join("parts").join(format!("{id}.joined"));
         let result = (|| -> std::io::Result<(Digest, u64)> {
             if count == 1 {
-                std::fs::rename(store.part_path(hex, 0), &joined)?;
+                std::fs::rename(store.part_path(&id, 0), &joined)?;
             } else {
                 let mut out = std::fs::File::create(&joined)?;
                 for n in 0..count {
-                    let mut part = std::fs::File::open(store.part_path(hex, n))?;
+                    let mut part = std::fs::File::open(store.part_path(&id, n))?;
                     std::io::copy(&mut part, &mut out)?;
                 }
             }
             hash_copy(std::fs::File::open(&joined)?, None)
         })();
         for n in 0..count.max(1) {
-            let _ = std::fs::remove_file(store.part_path(hex, n));
+            let _ = std::fs::remove_file(store.part_path(&id, n));
         }
         let kept = match result {
             Ok((digest, size)) if digest == file.digest && size == file.size => {
@@ -246,9 +269,13 @@ impl Attempt {
         let parts: Vec<&str> = transfer.url.split('/').collect();
         match parts.as_slice() {
             ["", "blobs", hex] if hex_ok(hex) => Ok(self.store.dir.join("blobs").join(hex)),
-            ["", "parts", hex, n] if hex_ok(hex) => {
+            ["", "parts", id, n]
+                if id.split_once('-').is_some_and(|(hex, seq)| {
+                    hex_ok(hex) && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())
+                }) =>
+            {
                 let n: usize = n.parse().map_err(|_| "a bad part number".to_string())?;
-                Ok(self.store.part_path(hex, n))
+                Ok(self.store.part_path(id, n))
             }
             _ => Err(format!(
                 "{:?} is not a transfer of this store",

@@ -24,7 +24,7 @@ pub use channel::FileChannel;
 pub use local::LocalStore;
 use xene_core::spec::{Need, Publish, PublishWhen};
 
-use crate::runtime::TaskContext;
+use crate::runtime::{TaskContext, Workspace};
 
 /// An attempt's artifacts: what it needs and publishes, and how.
 pub(crate) struct Staging {
@@ -61,39 +61,34 @@ impl Staging {
         if self.needs.is_empty() {
             return Ok(());
         }
-        self.spool.make()?;
+        self.spool.make().await?;
         for need in &self.needs {
             let line = fetch::fetch(&*self.channel, ctx.workspace(), need, &self.spool).await?;
             log.push(line);
-            self.spool.empty();
+            self.spool.empty().await?;
         }
         Ok(())
     }
 
     /// Publishes what the main steps' end calls for: every artifact after
-    /// a success, those with `when: always` after a failure.
+    /// a success, those with `when: always` after a failure. Returns the
+    /// names staged that are not `when: always` (a later failure of the
+    /// attempt drops them).
     pub(crate) async fn publish(
         &self,
         ctx: &mut dyn TaskContext,
         succeeded: bool,
         log: &mut Vec<String>,
-    ) -> Result<(), String> {
-        let due: Vec<&Publish> = self
-            .publish
-            .iter()
-            .filter(|p| succeeded || p.when == PublishWhen::Always)
-            .collect();
-        if due.is_empty() {
-            return Ok(());
-        }
-        self.spool.make()?;
-        for publish in due {
-            let line =
-                publish::publish(&*self.channel, ctx.workspace(), publish, &self.spool).await?;
-            log.push(line);
-            self.spool.empty();
-        }
-        Ok(())
+    ) -> Result<Vec<String>, String> {
+        publish_all(
+            &*self.channel,
+            ctx.workspace(),
+            &self.publish,
+            succeeded,
+            &self.spool,
+            log,
+        )
+        .await
     }
 
     pub(crate) fn has_needs(&self) -> bool {
@@ -101,9 +96,74 @@ impl Staging {
     }
 }
 
+/// Publishes each of `publish` that is due; after a failure, only the
+/// `when: always` ones still go (they are meant to survive one), and the
+/// first error is the one returned.
+pub(crate) async fn publish_all(
+    channel: &dyn FileChannel,
+    workspace: Workspace<'_>,
+    publish: &[Publish],
+    succeeded: bool,
+    spool: &Spool,
+    log: &mut Vec<String>,
+) -> Result<Vec<String>, String> {
+    let due: Vec<&Publish> = publish
+        .iter()
+        .filter(|p| succeeded || p.when == PublishWhen::Always)
+        .collect();
+    let mut staged = Vec::new();
+    if due.is_empty() {
+        return Ok(staged);
+    }
+    spool.make().await?;
+    let mut first_error: Option<String> = None;
+    for publish in due {
+        if first_error.is_some() && publish.when != PublishWhen::Always {
+            continue;
+        }
+        let done = publish::publish(channel, reborrow(&workspace), publish, spool).await;
+        let emptied = spool.empty().await;
+        match done.and_then(|line| emptied.map(|()| line)) {
+            Ok(line) => {
+                log.push(line);
+                if publish.when != PublishWhen::Always {
+                    staged.push(publish.name.clone());
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(staged),
+    }
+}
+
+/// The same workspace again (`Workspace` is neither `Copy` nor `Clone`).
+fn reborrow<'a>(workspace: &Workspace<'a>) -> Workspace<'a> {
+    match workspace {
+        Workspace::Dir { root, owner } => Workspace::Dir {
+            root,
+            owner: *owner,
+        },
+        Workspace::Archive(archive) => Workspace::Archive(*archive),
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&*self.spool.dir);
+        let dir = self.spool.dir.clone();
+        let remove = move || {
+            let _ = std::fs::remove_dir_all(&*dir);
+        };
+        // Off the async workers when there are some; a drop outside a
+        // runtime (a test, a shutdown) removes it here.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
     }
 }
 
@@ -128,17 +188,37 @@ impl Spool {
     }
 
     /// Creates the directory, private (the steps' user never reads it).
-    fn make(&self) -> Result<(), String> {
-        make_private_dir(&self.dir)
+    pub(crate) async fn make(&self) -> Result<(), String> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || make_private_dir(&dir))
+            .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| format!("creating the spool {}: {e}", self.dir.display()))
     }
 
     /// Removes what one artifact left, so the spool never holds more than
-    /// one artifact's bytes.
-    fn empty(&self) {
-        let _ = std::fs::remove_dir_all(&*self.dir);
-        let _ = make_private_dir(&self.dir);
+    /// one artifact's bytes. The directory itself stays: made again, it
+    /// could be taken in between by another user of a shared temp dir.
+    pub(crate) async fn empty(&self) -> Result<(), String> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || empty_dir(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("emptying the spool {}: {e}", self.dir.display()))
     }
+}
+
+/// Removes everything inside `dir`, never following a link.
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// The spool may sit in a shared temp dir (`xene-agent run`'s default

@@ -2,7 +2,7 @@
 //! which blobs it lacks, those uploaded (in the parts it says), and the
 //! manifest committed, staged for the attempt.
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use xene_core::artifact::ManifestEntry;
 use xene_core::protocol::{BlobUpload, CompletedUpload, FilesAnswer, FilesRequest};
 use xene_core::spec::Publish;
@@ -53,15 +53,12 @@ pub(crate) async fn publish(
         .iter()
         .map(|u| upload(channel, &files, u, name))
         .collect();
-    let completed = futures::stream::iter(pending)
-        .buffered(UPLOADS_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, String>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    // The first failure stops the other uploads.
+    let completed: Vec<CompletedUpload> = futures::stream::iter(pending)
+        .buffer_unordered(UPLOADS_AT_ONCE)
+        .try_filter_map(|done| async move { Ok(done) })
+        .try_collect()
+        .await?;
     match channel
         .ask(FilesRequest::Commit {
             name: name.clone(),
@@ -77,7 +74,7 @@ pub(crate) async fn publish(
     }
     let bytes: u64 = manifest.iter().map(|f| f.size).sum();
     Ok(format!(
-        "published {name}: {}, {} ({} uploaded)",
+        "staged {name}: {}, {} ({} uploaded)",
         files_text(manifest.len()),
         size_text(bytes),
         size_text(uploaded)
@@ -103,7 +100,9 @@ pub(crate) fn unexpected(name: &str, answer: &FilesAnswer) -> String {
 }
 
 /// Uploads one blob in the parts the server gave; the multipart upload to
-/// complete, when it is one.
+/// complete, when it is one. URLs signed for a while may have expired by
+/// the time a blob's turn comes (a large artifact takes long): refused so,
+/// the blob is asked for again, once, and sent whole with the new ones.
 async fn upload(
     channel: &dyn FileChannel,
     files: &[Collected],
@@ -116,6 +115,45 @@ async fn upload(
             upload.digest
         ));
     };
+    let error = match upload_parts(channel, file, upload, name).await {
+        Ok(done) => return Ok(done),
+        Err(e) if is_expired(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let refused = |e: String| format!("artifact {name}: asking again for {}: {e}", file.entry.path);
+    let again = match channel
+        .ask(FilesRequest::Publish {
+            name: name.to_string(),
+            files: vec![file.entry.clone()],
+        })
+        .await
+        .map_err(refused)?
+    {
+        FilesAnswer::Uploads { uploads } => uploads,
+        FilesAnswer::Refused { error } => return Err(refused(error)),
+        other => return Err(unexpected(name, &other)),
+    };
+    match again.iter().find(|u| u.digest == upload.digest) {
+        Some(renewed) => upload_parts(channel, file, renewed, name)
+            .await
+            .map_err(|e| format!("{e} (after new URLs were asked for: {error})")),
+        // Stored meanwhile (another attempt's upload): nothing to send.
+        None => Ok(None),
+    }
+}
+
+/// A transfer refused because its signed URL expired (or no longer
+/// holds): S3 and the server both answer 403.
+pub(crate) fn is_expired(error: &str) -> bool {
+    error.contains("HTTP 403") || error.contains("URL expired")
+}
+
+async fn upload_parts(
+    channel: &dyn FileChannel,
+    file: &Collected,
+    upload: &BlobUpload,
+    name: &str,
+) -> Result<Option<CompletedUpload>, String> {
     let parts = plan_parts(upload, file.entry.size).map_err(|e| format!("artifact {name}: {e}"))?;
     let mut pending = Vec::new();
     for (transfer, (offset, len)) in upload.parts.iter().zip(parts) {
@@ -126,12 +164,11 @@ async fn upload(
                 .map_err(|e| format!("artifact {name}: uploading {}: {e}", file.entry.path))
         });
     }
-    let etags = futures::stream::iter(pending)
+    // In part order (the etags are); the first failure stops the rest.
+    let etags: Vec<Option<String>> = futures::stream::iter(pending)
         .buffered(UPLOADS_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, String>>()?;
+        .try_collect()
+        .await?;
     Ok(upload.upload_id.as_ref().map(|id| CompletedUpload {
         digest: upload.digest.clone(),
         upload_id: Some(id.clone()),

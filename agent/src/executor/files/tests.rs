@@ -1,17 +1,24 @@
 //! Collection and placement against real directories and real tar bytes.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use xene_core::artifact::{MAX_FILES, ManifestEntry};
-use xene_core::protocol::{BlobUpload, Transfer};
-use xene_core::spec::{Publish, PublishWhen};
+use futures::future::BoxFuture;
+use serde_json::json;
+use xene_core::artifact::{Digest, MAX_FILES, ManifestEntry};
+use xene_core::protocol::{BlobUpload, FilesAnswer, FilesRequest, Transfer};
+use xene_core::spec::{Publish, PublishWhen, Task};
 
 use super::archive::read_tar_for_test;
 use super::collect::{Collected, Collector, collect_dir, hash_copy};
 use super::fetch::place_dir;
+use super::local::{LocalChannel, LocalStore};
 use super::publish::plan_parts;
-use super::{Spool, size_text};
+use super::{FileChannel, Spool, fetch, publish, publish_all, size_text};
+use crate::runtime::Workspace;
 
 fn publish(paths: &[&str], optional: bool) -> Publish {
     Publish {
@@ -240,10 +247,15 @@ fn container_archives_are_confined() {
 fn placing_is_confined_to_the_workspace() {
     let ws = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
-    let blob = ws.path().join("blob");
-    std::fs::write(&blob, "bin").unwrap();
+    let blobs = tempfile::tempdir().unwrap();
     let (digest, size) = hash_copy(&b"bin"[..], None).unwrap();
+    // A fresh blob each time: placing moves it, and a blob that is still
+    // there takes the move (`moved()`), not the copy, into what is in the way.
+    let made = std::cell::Cell::new(0);
     let file = |path: &str| {
+        made.set(made.get() + 1);
+        let blob = blobs.path().join(format!("blob{}", made.get()));
+        std::fs::write(&blob, "bin").unwrap();
         (
             ManifestEntry {
                 path: path.into(),
@@ -251,7 +263,7 @@ fn placing_is_confined_to_the_workspace() {
                 mode: 0o750,
                 digest: digest.clone(),
             },
-            blob.clone(),
+            blob,
         )
     };
     place_dir(ws.path(), None, "tools", &[file("bin/app")]).unwrap();
@@ -268,6 +280,8 @@ fn placing_is_confined_to_the_workspace() {
     let e = place_dir(ws.path(), None, "tools", &[file("bin/app")]).unwrap_err();
     assert!(e.contains("already there"), "{e}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    // Refused, the blob stays where it was: nothing was moved.
+    assert_eq!(std::fs::read_dir(blobs.path()).unwrap().count(), 3);
 }
 
 #[test]
@@ -300,16 +314,310 @@ fn parts_cover_the_file_in_order() {
 
 /// The spool may sit in a shared temp dir: a link planted in its place is
 /// refused, not written through.
-#[test]
-fn a_planted_spool_is_refused() {
+#[tokio::test]
+async fn a_planted_spool_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let planted = root.path().join("xene-ctx.files");
     symlink(elsewhere.path(), &planted).unwrap();
-    let e = Spool::new(planted).make().unwrap_err();
+    let e = Spool::new(planted).make().await.unwrap_err();
     assert!(e.contains("is not a directory of this user"), "{e}");
     let fresh = root.path().join("xene-other.files");
-    Spool::new(fresh.clone()).make().unwrap();
+    let spool = Spool::new(fresh.clone());
+    spool.make().await.unwrap();
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
+
+    // Emptied, it keeps its directory (made again, another user could
+    // take its name in between): only what is inside goes.
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::write(spool.path(), "blob").unwrap();
+    std::fs::create_dir(fresh.join("sub")).unwrap();
+    std::fs::write(fresh.join("sub/f"), "f").unwrap();
+    symlink(elsewhere.path(), fresh.join("link")).unwrap();
+    std::fs::write(elsewhere.path().join("kept"), "kept").unwrap();
+    spool.empty().await.unwrap();
+    assert_eq!(std::fs::read_dir(&fresh).unwrap().count(), 0);
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o711);
+    assert!(elsewhere.path().join("kept").exists());
+}
+
+/// A task of `xene-agent run`'s store from its JSON.
+fn task(json: serde_json::Value) -> Task {
+    serde_json::from_value(json).unwrap()
+}
+
+/// The store's channel with signed URLs that expired, refused with the
+/// answer a server (or S3) gives: the upload URLs of its first answer, and
+/// each download URL the first time it is used (the store gives the same
+/// ones again). Or, with `broken`, every upload fails for good.
+struct Expiring {
+    inner: Arc<LocalChannel>,
+    broken: bool,
+    expired: Mutex<BTreeSet<String>>,
+    asked: AtomicUsize,
+    used: Mutex<BTreeSet<String>>,
+    uploads: AtomicUsize,
+}
+
+impl Expiring {
+    fn new(inner: Arc<LocalChannel>, broken: bool) -> Self {
+        Self {
+            inner,
+            broken,
+            expired: Mutex::new(BTreeSet::new()),
+            asked: AtomicUsize::new(0),
+            used: Mutex::new(BTreeSet::new()),
+            uploads: AtomicUsize::new(0),
+        }
+    }
+
+    fn first_use(&self, transfer: &Transfer) -> bool {
+        self.used.lock().unwrap().insert(transfer.url.clone())
+    }
+}
+
+const EXPIRED: &str = "HTTP 403 Forbidden: this blob URL expired";
+
+impl FileChannel for Expiring {
+    fn ask(&self, request: FilesRequest) -> BoxFuture<'_, Result<FilesAnswer, String>> {
+        Box::pin(async move {
+            let answer = self.inner.ask(request).await?;
+            if let FilesAnswer::Uploads { uploads } = &answer
+                && self.asked.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                let urls = uploads.iter().flat_map(|u| &u.parts).map(|t| t.url.clone());
+                self.expired.lock().unwrap().extend(urls);
+            }
+            Ok(answer)
+        })
+    }
+
+    fn upload<'a>(
+        &'a self,
+        transfer: &'a Transfer,
+        file: &'a Path,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        self.uploads.fetch_add(1, Ordering::SeqCst);
+        if self.broken {
+            return Box::pin(async { Err("HTTP 500 Internal Server Error".to_string()) });
+        }
+        if self.expired.lock().unwrap().contains(&transfer.url) {
+            return Box::pin(async { Err(EXPIRED.to_string()) });
+        }
+        self.inner.upload(transfer, file, offset, len)
+    }
+
+    fn download<'a>(
+        &'a self,
+        transfer: &'a Transfer,
+        dest: &'a Path,
+    ) -> BoxFuture<'a, Result<Digest, String>> {
+        if self.first_use(transfer) {
+            return Box::pin(async { Err(EXPIRED.to_string()) });
+        }
+        self.inner.download(transfer, dest)
+    }
+}
+
+fn dir(root: &Path) -> Workspace<'_> {
+    Workspace::Dir { root, owner: None }
+}
+
+/// URLs that expired before their turn came are asked for again, once
+/// per blob, on publish (multipart too) and on fetch.
+#[tokio::test]
+async fn expired_urls_are_asked_for_again() {
+    let ws = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(ws.path().join("spool"));
+    spool.make().await.unwrap();
+    write(ws.path(), "out/big", "0123456789");
+    write(ws.path(), "out/small", "s");
+    let store = LocalStore::new(store_dir.path().join("store"), 4).unwrap();
+    let producer = task(json!({"steps": [], "publish": [{"name": "art", "paths": ["out"]}]}));
+    let consumer = task(json!({"steps": [], "needs": [{"name": "art", "path": "in"}]}));
+
+    let channel = store.channel(&producer);
+    let expiring = Expiring::new(channel.clone(), false);
+    let line = publish::publish(&expiring, dir(ws.path()), &producer.publish[0], &spool)
+        .await
+        .unwrap();
+    assert_eq!(line, "staged art: 2 files, 11 B (11 B uploaded)");
+    channel.finish(true);
+
+    let expiring = Expiring::new(store.channel(&consumer), false);
+    fetch::fetch(&expiring, dir(ws.path()), &consumer.needs[0], &spool)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(ws.path().join("in/big")).unwrap(),
+        b"0123456789"
+    );
+    assert_eq!(std::fs::read(ws.path().join("in/small")).unwrap(), b"s");
+}
+
+/// The first failed upload stops the others: no more than one batch goes.
+#[tokio::test]
+async fn the_first_failed_transfer_stops_the_rest() {
+    let ws = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(ws.path().join("spool"));
+    for i in 0..12 {
+        write(ws.path(), &format!("out/f{i}"), &format!("file {i}"));
+    }
+    let store = LocalStore::for_run(store_dir.path().join("store")).unwrap();
+    let producer = task(json!({"steps": [], "publish": [{"name": "art", "paths": ["out"]}]}));
+    let broken = Expiring::new(store.channel(&producer), true);
+    let e = publish::publish(&broken, dir(ws.path()), &producer.publish[0], &spool)
+        .await
+        .unwrap_err();
+    assert!(e.contains("HTTP 500"), "{e}");
+    let tried = broken.uploads.load(Ordering::SeqCst);
+    assert!(
+        tried <= 4,
+        "{tried} uploads were tried after the first failed"
+    );
+}
+
+/// After a failure, the `when: always` artifacts still go (that is what
+/// they are for); the first error is the one told.
+#[tokio::test]
+async fn always_artifacts_outlive_an_earlier_failure() {
+    let ws = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(ws.path().join("spool"));
+    write(ws.path(), "report.xml", "<r/>");
+    write(ws.path(), "app", "bin");
+    let producer = task(json!({"steps": [], "publish": [
+        {"name": "binary", "paths": ["missing"]},
+        {"name": "app", "paths": ["app"]},
+        {"name": "report", "paths": ["report.xml"], "when": "always"},
+    ]}));
+    let store = LocalStore::for_run(store_dir.path().join("store")).unwrap();
+    let channel = store.channel(&producer);
+    let mut log = Vec::new();
+    let e = publish_all(
+        &*channel,
+        dir(ws.path()),
+        &producer.publish,
+        true,
+        &spool,
+        &mut log,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "artifact binary: missing does not exist in the workspace"
+    );
+    assert_eq!(log, ["staged report: 1 file, 4 B (4 B uploaded)"]);
+
+    let staged = publish_all(
+        &*channel,
+        dir(ws.path()),
+        &producer.publish[1..],
+        true,
+        &spool,
+        &mut log,
+    )
+    .await
+    .unwrap();
+    assert_eq!(staged, ["app"]);
+}
+
+/// Every file of a digest is checked against its blob's size, not only
+/// the first.
+#[tokio::test]
+async fn every_file_of_a_blob_is_checked() {
+    let ws = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(ws.path().join("spool"));
+    spool.make().await.unwrap();
+    write(ws.path(), "a", "abc");
+    let store = LocalStore::for_run(store_dir.path().join("store")).unwrap();
+    let producer = task(json!({"steps": [], "publish": [{"name": "art", "paths": ["a"]}]}));
+    let consumer = task(json!({"steps": [], "needs": [{"name": "art", "path": "in"}]}));
+    let channel = store.channel(&producer);
+    publish::publish(&*channel, dir(ws.path()), &producer.publish[0], &spool)
+        .await
+        .unwrap();
+    // A manifest naming the stored blob a second time with another size.
+    let (digest, _) = hash_copy(&b"abc"[..], None).unwrap();
+    let entry = |path: &str, size| ManifestEntry {
+        path: path.into(),
+        size,
+        mode: 0o644,
+        digest: digest.clone(),
+    };
+    let answer = channel
+        .ask(FilesRequest::Commit {
+            name: "art".into(),
+            files: vec![entry("a", 3), entry("b", 5)],
+            completed: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, FilesAnswer::Committed);
+    channel.finish(true);
+    let e = fetch::fetch(
+        &*store.channel(&consumer),
+        dir(ws.path()),
+        &consumer.needs[0],
+        &spool,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "artifact art: files a and b have the same digest but different sizes"
+    );
+    assert!(!ws.path().join("in").exists());
+}
+
+/// Two attempts uploading the same content at once each write parts of
+/// their own, and both commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_uploads_of_one_blob_do_not_meet() {
+    let ws = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    write(ws.path(), "empty", "");
+    let store = LocalStore::for_run(store_dir.path().join("store")).unwrap();
+    let producer = task(json!({"steps": [], "publish": [{"name": "art", "paths": ["empty"]}]}));
+    let (a, b) = (store.channel(&producer), store.channel(&producer));
+    let (digest, _) = hash_copy(&b""[..], None).unwrap();
+    let files = vec![ManifestEntry {
+        path: "empty".into(),
+        size: 0,
+        mode: 0o644,
+        digest,
+    }];
+    let request = || FilesRequest::Publish {
+        name: "art".into(),
+        files: files.clone(),
+    };
+    let (Ok(FilesAnswer::Uploads { uploads: first }), Ok(FilesAnswer::Uploads { uploads: second })) =
+        (a.ask(request()).await, b.ask(request()).await)
+    else {
+        panic!("no uploads");
+    };
+    assert_ne!(first[0].parts[0].url, second[0].parts[0].url);
+
+    // And through the whole publish, at once, a few times over.
+    for round in 0..8 {
+        let dir_of = store_dir.path().join(format!("round{round}"));
+        let store = LocalStore::for_run(dir_of).unwrap();
+        let (a, b) = (store.channel(&producer), store.channel(&producer));
+        let spool_a = Spool::new(ws.path().join(format!("spool-a{round}")));
+        let spool_b = Spool::new(ws.path().join(format!("spool-b{round}")));
+        let (ra, rb) = tokio::join!(
+            publish::publish(&*a, dir(ws.path()), &producer.publish[0], &spool_a),
+            publish::publish(&*b, dir(ws.path()), &producer.publish[0], &spool_b),
+        );
+        ra.unwrap();
+        rb.unwrap();
+    }
 }
