@@ -1,6 +1,7 @@
 //! The agent's integration tests: real processes, a real Docker engine, the
 //! built `xene-agent` binary.
 
+mod artifact_links;
 mod artifacts;
 mod attempt;
 mod cli;

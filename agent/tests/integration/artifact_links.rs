@@ -1,0 +1,74 @@
+//! Artifacts through links, the same on the shell and in a container: a
+//! glob whose base is a link, a glob into a linked directory, a hard link
+//! to a file the glob does not take; odd names and links leading out are
+//! no error where the glob cannot match, nor is a tree it cannot match in.
+
+use xene_core::status::TaskStatus;
+
+use crate::util::{self, busybox_image, run_on};
+
+fn workflow(image: Option<&str>) -> String {
+    let image = image.map_or(String::new(), |i| format!("image: {i}"));
+    format!(
+        r#"name: links
+pipelines:
+  p:
+    tasks:
+      build:
+        {image}
+        steps:
+          - name: make
+            run: |
+              mkdir -p out/reports real h node_modules/pkg
+              echo '<a/>' > out/reports/a.xml && echo '<b/>' > real/b.xml
+              ln -s out/reports reports && ln -s ../../real out/reports/sub
+              printf odd > 'out/reports/odd\name.txt'
+              echo hard > h/a.bin && ln h/a.bin h/b.txt
+              echo t > a.tgz && ln -s /etc node_modules/out && ln -s gone node_modules/gone
+        publish:
+          - {{name: xml, path: "reports/**/*.xml"}}
+          - {{name: hard, path: "h/*.txt"}}
+          - {{name: tgz, path: "*.tgz"}}
+      use:
+        {image}
+        depends_on: [build]
+        needs: [xml, hard, tgz]
+        steps: ["cat a.xml sub/b.xml b.txt a.tgz"]
+"#
+    )
+}
+
+async fn check(image: Option<&str>) {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = util::config();
+    config.shell.root = root.path().to_path_buf();
+    let run = run_on(&workflow(image), config).await;
+    assert_eq!(
+        run.task("build").status,
+        TaskStatus::Success,
+        "{:#?}",
+        run.report
+    );
+    assert_eq!(
+        run.logs("use"),
+        [
+            "fetched xml: 2 files, 10 B",
+            "fetched hard: 1 file, 5 B",
+            "fetched tgz: 1 file, 2 B",
+            "<a/>",
+            "<b/>",
+            "hard",
+            "t",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifacts_through_links_on_the_shell() {
+    check(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifacts_through_links_in_containers() {
+    check(Some(busybox_image())).await;
+}
