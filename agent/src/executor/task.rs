@@ -154,13 +154,14 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             && (ran.is_some() || plan.steps.is_empty())
             && let Some(staging) = &plan.staging
         {
-            staged = publish(
+            publish(
                 staging,
                 ctx.as_mut(),
                 env,
                 task,
                 ran.as_deref().or(steps.first().map(|s| s.name.as_str())),
                 &mut progress,
+                &mut staged,
             )
             .await;
         }
@@ -176,8 +177,9 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             Err(_) => {}
         }
         if progress.failed && !staged.is_empty() {
-            // What a post step (or the output) failed after: the server
-            // publishes only `when: always` artifacts of a failed attempt.
+            // Staged, then the attempt failed (a later artifact, a post
+            // step, the output): the server publishes only the `when:
+            // always` artifacts of a failed attempt.
             let line = format!(
                 "dropped staged {}: the task failed after they were staged (only `when: always` artifacts are kept from a failed attempt)",
                 staged.join(", ")
@@ -217,8 +219,8 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
 }
 
 /// Stages what the main steps' end calls for (never after a cancel,
-/// which ends it half-way); a failure fails the task. Returns the names
-/// staged that a later failure of the attempt drops (not `when: always`).
+/// which ends it half-way); a failure fails the task. `staged` gets the
+/// names staged that a failure of the attempt drops (not `when: always`).
 async fn publish(
     staging: &Staging,
     ctx: &mut dyn TaskContext,
@@ -226,25 +228,22 @@ async fn publish(
     task: &str,
     step: Option<&str>,
     progress: &mut Progress,
-) -> Vec<String> {
+    staged: &mut Vec<String>,
+) {
     let mut lines = Vec::new();
     let published = tokio::select! {
-        published = staging.publish(ctx, !progress.failed, &mut lines) => Some(published),
+        published = staging.publish(ctx, !progress.failed, &mut lines, staged) => Some(published),
         () = env.cancel.cancelled() => None,
     };
     let error = published.as_ref().and_then(|p| p.as_ref().err());
     log_lines(env, task, step, &lines, error).await;
     match published {
-        Some(Ok(staged)) => staged,
+        Some(Ok(())) => {}
         Some(Err(e)) => {
             progress.failed = true;
             progress.error.get_or_insert(e);
-            Vec::new()
         }
-        None => {
-            progress.cancelled = true;
-            Vec::new()
-        }
+        None => progress.cancelled = true,
     }
 }
 

@@ -71,15 +71,16 @@ impl Staging {
     }
 
     /// Publishes what the main steps' end calls for: every artifact after
-    /// a success, those with `when: always` after a failure. Returns the
-    /// names staged that are not `when: always` (a later failure of the
-    /// attempt drops them).
+    /// a success, those with `when: always` after a failure. The names
+    /// staged that are not `when: always` go to `staged`, failure or not
+    /// (a failure of the attempt drops them).
     pub(crate) async fn publish(
         &self,
         ctx: &mut dyn TaskContext,
         succeeded: bool,
         log: &mut Vec<String>,
-    ) -> Result<Vec<String>, String> {
+        staged: &mut Vec<String>,
+    ) -> Result<(), String> {
         publish_all(
             &*self.channel,
             ctx.workspace(),
@@ -87,6 +88,7 @@ impl Staging {
             succeeded,
             &self.spool,
             log,
+            staged,
         )
         .await
     }
@@ -98,7 +100,8 @@ impl Staging {
 
 /// Publishes each of `publish` that is due; after a failure, only the
 /// `when: always` ones still go (they are meant to survive one), and the
-/// first error is the one returned.
+/// first error is the one returned. `staged` gets the names staged that
+/// are not `when: always`.
 pub(crate) async fn publish_all(
     channel: &dyn FileChannel,
     workspace: Workspace<'_>,
@@ -106,14 +109,14 @@ pub(crate) async fn publish_all(
     succeeded: bool,
     spool: &Spool,
     log: &mut Vec<String>,
-) -> Result<Vec<String>, String> {
+    staged: &mut Vec<String>,
+) -> Result<(), String> {
     let due: Vec<&Publish> = publish
         .iter()
         .filter(|p| succeeded || p.when == PublishWhen::Always)
         .collect();
-    let mut staged = Vec::new();
     if due.is_empty() {
-        return Ok(staged);
+        return Ok(());
     }
     spool.make().await?;
     let mut first_error: Option<String> = None;
@@ -137,7 +140,7 @@ pub(crate) async fn publish_all(
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(staged),
+        None => Ok(()),
     }
 }
 
