@@ -2,6 +2,7 @@
 //! glob whose base is a link, a glob into a linked directory, a hard link
 //! to a file the glob does not take; odd names and links leading out are
 //! no error where the glob cannot match, nor is a tree it cannot match in.
+//! A need never replaces a directory another need placed.
 
 use xene_core::status::TaskStatus;
 
@@ -34,6 +35,15 @@ pipelines:
         depends_on: [build]
         needs: [xml, hard, tgz]
         steps: ["cat a.xml sub/b.xml b.txt a.tgz"]
+      file:
+        {image}
+        steps: ["echo f > sub"]
+        publish: [{{name: sub, path: sub}}]
+      clash:
+        {image}
+        depends_on: [build, file]
+        needs: [xml, sub]
+        steps: ["echo placed"]
 "#
     )
 }
@@ -61,6 +71,10 @@ async fn check(image: Option<&str>) {
             "t",
         ]
     );
+    // The file `sub` never replaces the directory `sub` another need made.
+    let clash = run.task("clash");
+    assert_eq!(clash.status, TaskStatus::Error, "{:#?}", run.report);
+    assert!(!run.logs("clash").contains(&"placed"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
