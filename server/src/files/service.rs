@@ -17,7 +17,7 @@ use xene_core::spec::Task;
 use super::store::{BlobStore, MAX_FILE_BYTES, StoreError};
 use crate::metrics::Metrics;
 use crate::storage::Db;
-use crate::storage::artifacts::{self, InsertBlobsError, Staged};
+use crate::storage::artifacts::{self, InsertBlobsError, Staged, sweep};
 use crate::storage::specs::Specs;
 use crate::storage::{StorageError, attempts, runs};
 
@@ -33,6 +33,10 @@ pub struct Service {
 
 /// How many HEAD requests a check sends at once.
 const HEADS_AT_ONCE: usize = 16;
+/// How often, and how long apart, a publish looks again for the
+/// collector's claim on a digest to go (as `insert_blobs` waits).
+const CLAIM_WAITS: u32 = 20;
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A refusal, or a failure of the server's own (logged; the agent hears a
 /// short reason).
@@ -206,7 +210,7 @@ fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
 async fn uploads(ctx: &Service, files: &[ManifestEntry]) -> Result<FilesAnswer, Failure> {
     let blobs = checked(files)?;
     let digests: Vec<Digest> = blobs.keys().map(|d| (*d).clone()).collect();
-    let mut missing = artifacts::missing_blobs(&ctx.db, &digests).await?;
+    let mut missing = unclaimed_missing(ctx, &digests).await?;
     let present: Vec<(&Digest, u64)> = blobs
         .iter()
         .filter(|(d, _)| !missing.contains(d))
@@ -222,6 +226,33 @@ async fn uploads(ctx: &Service, files: &[ManifestEntry]) -> Result<FilesAnswer, 
         }
     }
     Ok(FilesAnswer::Uploads { uploads })
+}
+
+/// Which of `digests` have no live row, once none of them is claimed by
+/// the collector: a claimed digest's object is being deleted, and so would
+/// be a fresh upload of it. A claim lasts one object's deletion, so this
+/// waits a little for it to go, then refuses (the task's retry publishes
+/// again, once the collector is done).
+async fn unclaimed_missing(ctx: &Service, digests: &[Digest]) -> Result<Vec<Digest>, Failure> {
+    let mut waits = 0;
+    loop {
+        let missing = artifacts::missing_blobs(&ctx.db, digests).await?;
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        // Rows of digests without a live row are claims.
+        let claimed = sweep::with_rows(&ctx.db, &missing).await?;
+        let Some(digest) = claimed.first() else {
+            return Ok(missing);
+        };
+        waits += 1;
+        if waits >= CLAIM_WAITS {
+            return refuse(format!(
+                "blob {digest} is being removed by the artifact collector; publish again"
+            ));
+        }
+        tokio::time::sleep(CLAIM_WAIT).await;
+    }
 }
 
 /// The blobs of `blobs` the store does not hold with their size.
@@ -318,6 +349,9 @@ async fn commit(
             blobs[digest]
         ));
     }
+    // The objects are there with these sizes: rows an earlier failed
+    // publish made with other sizes are set right.
+    artifacts::verified_sizes(&ctx.db, &rows).await?;
     let staged = artifacts::stage(
         &ctx.db,
         attempt.id,

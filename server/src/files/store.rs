@@ -258,10 +258,20 @@ impl BlobStore {
     /// Completes a multipart upload of a blob of `size` bytes: S3 with the
     /// parts' ETags the agent got, the local store by checking the parts'
     /// file whole and renaming it into place.
+    ///
+    /// A blob already stored with its size is kept and the upload dropped:
+    /// a Commit sent again (after a reconnect) finds its blob there, and an
+    /// upload begun while the blob was missing can never replace the object
+    /// other manifests name once someone else stored it (S3 does not check
+    /// a multipart upload's parts against the digest).
     pub async fn complete(&self, done: &CompletedUpload, size: u64) -> Result<(), StoreError> {
         let Some(upload_id) = &done.upload_id else {
             return Ok(());
         };
+        if self.size_of(&done.digest).await? == Some(size) {
+            self.abort(&done.digest, upload_id).await;
+            return Ok(());
+        }
         let s3 = match &self.backend {
             Backend::Local { root } => {
                 return assemble(root, &done.digest, upload_id, size).await;
@@ -278,6 +288,35 @@ impl BlobStore {
         s3.complete_multipart(&key(&done.digest), upload_id, parts)
             .await?;
         Ok(())
+    }
+
+    /// Drops a multipart upload's parts; one already gone (completed, or
+    /// dropped before) is no error, and a failure only leaves parts the
+    /// collector (local) or the bucket's lifecycle rule (S3) removes.
+    async fn abort(&self, digest: &Digest, upload_id: &str) {
+        let dropped = match &self.backend {
+            Backend::Local { root } => {
+                if !is_upload_id(upload_id) {
+                    return;
+                }
+                match tokio::fs::remove_file(parts_file(root, digest, upload_id)).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other.map_err(StoreError::from),
+                }
+            }
+            Backend::S3(s3) => {
+                match s3
+                    .abort_multipart(&key(digest), &upload_id.to_string())
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        };
+        if let Err(e) = dropped {
+            tracing::warn!(%digest, error = %e, "dropping a multipart upload of a stored blob failed");
+        }
     }
 
     /// Where the agent downloads a blob from.
@@ -316,6 +355,18 @@ impl BlobStore {
             .boxed())
     }
 
+    /// A blob's bytes, streamed and hashed on the way: the last chunk goes
+    /// out only once the whole is the digest's, else an error ends the
+    /// stream in its place, so a reader (an HTTP download, cut short) never
+    /// gets all of a blob whose object is not its digest's. One chunk is
+    /// held back; hashing costs about what reading does.
+    pub async fn read_verified(
+        &self,
+        digest: &Digest,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        Ok(verified(self.read(digest).await?, digest.clone()).boxed())
+    }
+
     /// Deletes a blob; one already gone is no error.
     pub async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         match self.objects.delete(&key(digest)).await {
@@ -345,6 +396,66 @@ impl BlobStore {
             })
             .boxed()
     }
+}
+
+/// What `read_verified` streams along with the bytes.
+struct Verifying {
+    bytes: BoxStream<'static, Result<Bytes, StoreError>>,
+    digest: Digest,
+    hasher: Sha256,
+    held: Option<Bytes>,
+    ended: bool,
+}
+
+/// `bytes` one chunk behind, the last one only when the whole hashes to
+/// `digest`.
+fn verified(
+    bytes: BoxStream<'static, Result<Bytes, StoreError>>,
+    digest: Digest,
+) -> impl futures::Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
+    let state = Verifying {
+        bytes,
+        digest,
+        hasher: Sha256::new(),
+        held: None,
+        ended: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        if s.ended {
+            return None;
+        }
+        loop {
+            match s.bytes.next().await {
+                Some(Ok(chunk)) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    s.hasher.update(&chunk);
+                    if let Some(before) = s.held.replace(chunk) {
+                        return Some((Ok(before), s));
+                    }
+                }
+                Some(Err(e)) => {
+                    s.ended = true;
+                    return Some((Err(e), s));
+                }
+                None => {
+                    s.ended = true;
+                    let whole =
+                        Digest::from_sha256(&std::mem::take(&mut s.hasher).finalize().into());
+                    if whole != s.digest {
+                        let damaged = StoreError::Rejected(format!(
+                            "blob {} in the artifact store hashes to {whole}: it is damaged",
+                            s.digest
+                        ));
+                        return Some((Err(damaged), s));
+                    }
+                    let last = s.held.take()?;
+                    return Some((Ok(last), s));
+                }
+            }
+        }
+    })
 }
 
 /// The temporary file of a multipart upload's parts.

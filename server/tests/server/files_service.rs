@@ -242,8 +242,35 @@ async fn the_s3_store_presigns_single_and_multipart_uploads() {
     };
     store.complete(&done, size).await.unwrap();
     assert_eq!(store.size_of(&digest).await.unwrap(), Some(size));
+    // The Commit sent again after a reconnect: the blob is there, done.
+    store.complete(&done, size).await.unwrap();
+
+    // An upload begun while the blob was missing, completed once another
+    // stored it: the stored object stays (S3 checks no part's digest).
+    let upload = store.upload(&digest, size).await.unwrap();
+    let mut etags = Vec::new();
+    for (i, part) in upload.parts.iter().enumerate() {
+        let len = if i == 0 { PART_SIZE } else { 3 };
+        let answer = http
+            .put(&part.url)
+            .body(vec![9u8; len as usize])
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", s3.log_text());
+        etags.push(answer.headers()["etag"].to_str().unwrap().to_string());
+    }
+    let late = xene_core::protocol::CompletedUpload {
+        digest: digest.clone(),
+        upload_id: upload.upload_id.clone(),
+        etags,
+    };
+    store.complete(&late, size).await.unwrap();
+    let download = store.download(&digest, size).await.unwrap();
+    let got = http.get(&download.url).send().await.unwrap();
+    assert!(got.bytes().await.unwrap().as_ref() == big.as_slice());
     let presigned = s3.presigned_requests();
-    assert_eq!(presigned.len(), 4, "{presigned:?}");
+    assert_eq!(presigned.len(), 7, "{presigned:?}");
     assert!(presigned.iter().all(|(_, _, v)| v == "ok"), "{presigned:?}");
 }
 
@@ -292,6 +319,9 @@ async fn the_local_store_takes_large_files_in_parts_checked_whole() {
             assert_eq!(store.size_of(&digest).await.unwrap(), None);
         } else {
             completed.unwrap();
+            assert_eq!(store.size_of(&digest).await.unwrap(), Some(size));
+            // The Commit sent again after a reconnect: the blob is there.
+            store.complete(&done, size).await.unwrap();
             assert_eq!(store.size_of(&digest).await.unwrap(), Some(size));
         }
         assert!(files_in(&temp).is_empty(), "{:?}", files_in(&temp));
@@ -386,5 +416,45 @@ async fn the_built_in_agent_publishes_and_fetches_with_either_store() {
             assert_eq!(std::fs::read(&kept).unwrap(), b"built");
         }
         server.stop().await;
+    }
+}
+
+/// A verified read hands out every byte of a sound blob, and never all of
+/// a damaged one: the stream ends with an error in its last chunk's place.
+#[tokio::test]
+async fn a_verified_read_never_hands_out_all_of_a_damaged_blob() {
+    use futures::StreamExt;
+    let dir = xene_testkit::private_tempdir();
+    let store = BlobStore::open(&ArtifactArgs::default(), dir.path(), b"key").unwrap();
+    let bytes = vec![5u8; 3 << 20];
+    let digest = digest_of(&bytes);
+    let hex = digest.hex();
+    let file = dir
+        .path()
+        .join(format!("artifacts/blobs/sha256/{}/{hex}", &hex[..2]));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    for damaged in [false, true] {
+        let mut stored = bytes.clone();
+        if damaged {
+            stored[1 << 20] = 6;
+        }
+        std::fs::write(&file, &stored).unwrap();
+        let mut read = store.read_verified(&digest).await.unwrap();
+        let mut got = Vec::new();
+        let mut failed = None;
+        while let Some(chunk) = read.next().await {
+            match chunk {
+                Ok(chunk) => got.extend_from_slice(&chunk),
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        if damaged {
+            let e = failed.expect("a damaged blob fails");
+            assert!(e.contains("is damaged"), "{e}");
+            assert!(got.len() < stored.len(), "{}", got.len());
+        } else {
+            assert_eq!(failed, None);
+            assert!(got == bytes);
+        }
     }
 }
