@@ -458,3 +458,149 @@ async fn a_verified_read_never_hands_out_all_of_a_damaged_blob() {
         }
     }
 }
+
+const RAW: &str = "
+name: sizes
+pipelines:
+  p:
+    selector: {pool: raw}
+    tasks:
+      build:
+        steps: ['true']
+        publish:
+          - name: binary
+            path: out
+";
+
+/// Asks about files for `attempt` and reads the answer, passing over what
+/// else the server says.
+async fn ask(
+    socket: &mut crate::agent_socket::Socket,
+    attempt: AttemptRef,
+    id: u64,
+    request: FilesRequest,
+) -> FilesAnswer {
+    send(
+        socket,
+        &AgentMessage::Files {
+            attempt,
+            id,
+            request,
+        },
+    )
+    .await;
+    loop {
+        match receive(socket).await {
+            Ok(ServerMessage::Files {
+                id: answered,
+                answer,
+                ..
+            }) if answered == id => return answer,
+            Ok(_) => continue,
+            Err(closed) => panic!("the server closed the socket: {closed:?}"),
+        }
+    }
+}
+
+/// A commit sets right the size of a blob row an earlier, failed commit
+/// made up; a commit sent again is answered alike; a publish of a digest
+/// the collector has claimed is refused (its fresh upload would be
+/// deleted with the old object) until the claim is gone.
+#[tokio::test]
+async fn commits_keep_true_sizes_and_publishes_wait_out_the_collector() {
+    use xene_core::artifact::ManifestEntry;
+    use xene_core::event::RunEvent;
+    for backend in crate::util::BACKENDS {
+        let db = TestDb::new(backend);
+        let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+        let (status, body) = server.post("/api/v1/workflows", RAW).await;
+        assert_eq!(status, 201, "{body}");
+        let (_, holder) = join(&server, json!({ "pool": "raw" })).await;
+        let (status, run) = server
+            .post("/api/v1/workflows/sizes/pipelines/p/runs", "")
+            .await;
+        assert_eq!(status, 201, "{run}");
+        let mut a = connect(
+            &server,
+            &holder,
+            &crate::agent_socket::hello_with(1, vec![]),
+        )
+        .await;
+        let attempt = crate::agent_socket::next_task(&mut a).await.attempt;
+        let started = RunEvent::TaskStarted {
+            task: "build".into(),
+            attempt: 1,
+        };
+        send(&mut a, &crate::gateway::task_events(attempt, 0, &[started])).await;
+        let bytes: &'static [u8] = b"hello\n";
+        let entry = |size: u64| ManifestEntry {
+            path: "app".into(),
+            size,
+            mode: 0o644,
+            digest: digest_of(bytes),
+        };
+        let publish = |size| FilesRequest::Publish {
+            name: "binary".into(),
+            files: vec![entry(size)],
+        };
+        let commit = |size| FilesRequest::Commit {
+            name: "binary".into(),
+            files: vec![entry(size)],
+            completed: vec![],
+        };
+        let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+        let size_row = async || -> i64 {
+            sqlx::query_scalar("SELECT size FROM blobs")
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+        };
+
+        // A made-up size: no upload fits it, the commit fails, its row stays.
+        let FilesAnswer::Uploads { .. } = ask(&mut a, attempt, 1, publish(7)).await else {
+            panic!("no uploads")
+        };
+        let answer = ask(&mut a, attempt, 2, commit(7)).await;
+        assert!(
+            matches!(&answer, FilesAnswer::Refused { error } if error.contains("did not finish")),
+            "{answer:?}"
+        );
+        assert_eq!(size_row().await, 7);
+
+        // The true size: uploaded, committed (twice), and the row says so.
+        let FilesAnswer::Uploads { uploads } = ask(&mut a, attempt, 3, publish(6)).await else {
+            panic!("no uploads")
+        };
+        assert_eq!(uploads.len(), 1, "{uploads:?}");
+        assert_eq!(put(&server, &uploads[0].parts[0].url, bytes).await.0, 200);
+        for id in [4, 5] {
+            let answer = ask(&mut a, attempt, id, commit(6)).await;
+            assert!(matches!(answer, FilesAnswer::Committed), "{answer:?}");
+        }
+        assert_eq!(size_row().await, 6, "{backend:?}");
+
+        // The collector's claim on the digest: no upload of it is handed
+        // out while it lasts.
+        sqlx::query("UPDATE blobs SET touched_at = $1")
+            .bind(-now_ms())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let answer = ask(&mut a, attempt, 6, publish(6)).await;
+        assert!(
+            matches!(&answer, FilesAnswer::Refused { error } if error.contains("being removed by the artifact collector")),
+            "{answer:?}"
+        );
+        // Once it is gone (the row with it), the digest is uploaded again.
+        sqlx::query("DELETE FROM blobs")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let FilesAnswer::Uploads { uploads } = ask(&mut a, attempt, 7, publish(6)).await else {
+            panic!("no uploads")
+        };
+        assert_eq!(uploads.len(), 1, "{uploads:?}");
+        store.close().await;
+        server.stop().await;
+    }
+}
