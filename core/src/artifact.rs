@@ -134,9 +134,18 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// Checks a path as an artifact stores it: relative, `/`-separated, every
 /// component a real name (no empty, `.` or `..` one), no NUL or backslash,
-/// and within the bounds.
+/// no control character, and within the bounds.
 pub fn check_stored_path(path: &str) -> Result<(), String> {
-    check_path(path, "file path")
+    check_path(path, "file path")?;
+    // A C0 or C1 control (an escape sequence, a newline) in a name would
+    // reach terminals raw wherever a path is shown.
+    if path.chars().any(char::is_control) {
+        return Err(format!(
+            "file path {} holds a control character",
+            shown(path)
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a path a spec writes under `publish` or `needs` (after a

@@ -72,6 +72,9 @@ fn stored_paths_are_relative_and_plain() {
         ("a/", "empty component"),
         ("a\\..\\b", "backslash"),
         ("a\0b", "NUL"),
+        ("a\x1b[2Jb", "control character"),
+        ("a\nb", "control character"),
+        ("a\u{9b}b", "control character"),
         (long_component.as_str(), "longer than 255"),
         (long_path.as_str(), "more than 1024"),
     ] {
