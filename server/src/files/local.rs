@@ -17,6 +17,7 @@ use xene_core::artifact::{Digest, PART_SIZE};
 use super::local_urls::{BlobMethod, Grant, Part, UrlError};
 use super::store::{
     BlobStore, LOCAL_TEMP_DIR, PRIVATE_FILE, StoreError, fs_path, make_parent, parts_file,
+    random_suffix,
 };
 
 /// Why a transfer failed.
@@ -202,10 +203,4 @@ pub async fn serve(
         return Err(TransferError::Missing(grant.digest.clone()));
     };
     Ok((size, store.read(&grant.digest).await?))
-}
-
-fn random_suffix() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the OS has randomness");
-    hex::encode(bytes)
 }

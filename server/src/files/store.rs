@@ -469,9 +469,10 @@ pub(super) fn fs_path(root: &FsPath, digest: &Digest) -> PathBuf {
     root.join(key(digest).as_ref())
 }
 
-/// Completes a local multipart upload: its parts' file is kept only when
-/// it holds exactly the blob (`size` bytes of its digest); else it is
-/// removed and the upload refused.
+/// Completes a local multipart upload: the parts' file is copied into a
+/// fresh file while hashed, and that copy becomes the blob only when it
+/// holds exactly `size` bytes of its digest. A part upload still in flight
+/// keeps writing into the parts' file, never into the blob.
 pub async fn assemble(
     root: &FsPath,
     digest: &Digest,
@@ -484,18 +485,36 @@ pub async fn assemble(
         )));
     }
     let file = parts_file(root, digest, upload);
-    let checked = check_whole(&file, digest, size).await;
-    if let Err(e) = checked {
-        let _ = tokio::fs::remove_file(&file).await;
-        return Err(e);
+    let copy = file.with_extension(format!("{}.whole", random_suffix()));
+    let checked = copy_whole(&file, &copy, digest, size).await;
+    let _ = tokio::fs::remove_file(&file).await;
+    let placed = match checked {
+        Ok(()) => {
+            async {
+                let dest = fs_path(root, digest);
+                make_parent(&dest).await?;
+                tokio::fs::rename(&copy, &dest).await?;
+                Ok(())
+            }
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    if placed.is_err() {
+        let _ = tokio::fs::remove_file(&copy).await;
     }
-    let dest = fs_path(root, digest);
-    make_parent(&dest).await?;
-    tokio::fs::rename(&file, &dest).await?;
-    Ok(())
+    placed
 }
 
-async fn check_whole(file: &FsPath, digest: &Digest, size: u64) -> Result<(), StoreError> {
+/// Copies at most `size` + 1 bytes of `file` into the new file `copy`,
+/// refusing a copy that is not exactly the blob.
+async fn copy_whole(
+    file: &FsPath,
+    copy: &FsPath,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), StoreError> {
+    use tokio::io::AsyncWriteExt as _;
     let mut input = match tokio::fs::File::open(file).await {
         Ok(input) => input,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -505,6 +524,12 @@ async fn check_whole(file: &FsPath, digest: &Digest, size: u64) -> Result<(), St
         }
         Err(e) => return Err(e.into()),
     };
+    let mut output = tokio::fs::OpenOptions::new()
+        .mode(PRIVATE_FILE)
+        .write(true)
+        .create_new(true)
+        .open(copy)
+        .await?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut got: u64 = 0;
@@ -518,6 +543,7 @@ async fn check_whole(file: &FsPath, digest: &Digest, size: u64) -> Result<(), St
             break;
         }
         hasher.update(&buf[..n]);
+        output.write_all(&buf[..n]).await?;
     }
     if got != size {
         return Err(StoreError::Rejected(format!(
@@ -531,8 +557,16 @@ async fn check_whole(file: &FsPath, digest: &Digest, size: u64) -> Result<(), St
         )));
     }
     // On disk before it is named: a blob row points at it.
-    input.sync_all().await?;
+    output.flush().await?;
+    output.sync_all().await?;
     Ok(())
+}
+
+/// A name no other writer picks, for temporary files.
+pub(super) fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    hex::encode(bytes)
 }
 
 fn transfer(method: &str, url: String) -> Transfer {
