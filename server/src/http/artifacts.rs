@@ -135,7 +135,7 @@ async fn download(
     };
     if let Some(entry) = one {
         let body = blobs
-            .read(&entry.digest)
+            .read_verified(&entry.digest)
             .await
             .map_err(|e| unreadable(&entry, e))?;
         let body = exact(body, &entry);
@@ -156,7 +156,7 @@ async fn download(
             let blobs = blobs.clone();
             async move {
                 let head = Bytes::from(header_of(&entry));
-                let body = blobs.read(&entry.digest).await.map_err(|e| {
+                let body = blobs.read_verified(&entry.digest).await.map_err(|e| {
                     let _ = unreadable(&entry, e);
                     std::io::Error::other(format!("{}: cannot be read", entry.path))
                 })?;
