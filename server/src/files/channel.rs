@@ -80,7 +80,14 @@ impl BuiltInFiles {
         let response = put
             .send()
             .await
-            .map_err(|e| format!("uploading to the artifact store failed: {e}"))?;
+            // Without the URL: its query is the signature, and this text
+            // lands in task errors that viewers read.
+            .map_err(|e| {
+                format!(
+                    "uploading to the artifact store failed: {}",
+                    e.without_url()
+                )
+            })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -104,17 +111,20 @@ impl BuiltInFiles {
                 .map_err(|e| e.to_string())?;
             return write_hashing(bytes, dest).await;
         }
-        let response = self
-            .http
-            .get(&transfer.url)
-            .send()
-            .await
-            .map_err(|e| format!("downloading from the artifact store failed: {e}"))?;
+        let response = self.http.get(&transfer.url).send().await.map_err(|e| {
+            format!(
+                "downloading from the artifact store failed: {}",
+                e.without_url()
+            )
+        })?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("the artifact store refused a download ({status})"));
         }
-        write_hashing(response.bytes_stream(), dest).await
+        let bytes = response
+            .bytes_stream()
+            .map(|r| r.map_err(|e| e.without_url()));
+        write_hashing(bytes, dest).await
     }
 }
 
