@@ -26,7 +26,7 @@ pub mod guests;
 
 use busy::BusyBody;
 pub use deadline::BodyTimeouts;
-use deadline::DeadlineBody;
+use deadline::{DeadlineBody, LongBody};
 use guests::{Busy, Guests, Visit};
 
 /// Open HTTP connections at most, counted from accept until the request
@@ -107,6 +107,14 @@ pub fn trust(extensions: &axum::http::Extensions) {
     }
 }
 
+/// Gives this request's body alone the longer deadline of trusted
+/// connections, for a credential that must not trust the connection.
+pub fn allow_long_body(extensions: &axum::http::Extensions) {
+    if let Some(long) = extensions.get::<Arc<LongBody>>() {
+        long.allow();
+    }
+}
+
 /// Serves `app` (over TLS with `tls`) until `shutdown`, then lets open
 /// connections finish for up to 30 s.
 pub async fn serve(
@@ -166,8 +174,10 @@ pub async fn serve(
                 let (mut parts, body) = req.into_parts();
                 parts.extensions.insert(axum::extract::ConnectInfo(peer));
                 parts.extensions.insert(on_request.clone());
+                let long = Arc::new(LongBody::default());
+                parts.extensions.insert(long.clone());
                 let busy = Arc::new(Busy::new(on_request.clone()));
-                let body = DeadlineBody::new(body, timeouts, busy.clone());
+                let body = DeadlineBody::new(body, timeouts, busy.clone(), long);
                 let request =
                     axum::extract::Request::from_parts(parts, axum::body::Body::new(body));
                 let app = app.clone();

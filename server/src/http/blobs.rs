@@ -71,9 +71,9 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let grant = grant(&state, "PUT", &digest, &query)?;
-    // A valid signature authenticates the request: its body gets the
-    // longer deadline of trusted connections.
-    crate::listen::trust(request.extensions());
+    // A valid signature allows this body the longer deadline; it does not
+    // trust the connection, as anyone holding a leaked URL could sign.
+    crate::listen::allow_long_body(request.extensions());
     let body = request.into_body().into_data_stream();
     let etag = local::receive(&state.ctx.blobs, &grant, body)
         .await

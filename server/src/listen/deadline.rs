@@ -9,6 +9,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +28,18 @@ pub struct BodyTimeouts {
     pub trusted: Duration,
 }
 
+/// Set on one request whose credential allows its body the longer
+/// deadline without trusting the whole connection (a signed upload URL,
+/// which anyone holding it may use).
+#[derive(Debug, Default)]
+pub struct LongBody(AtomicBool);
+
+impl LongBody {
+    pub fn allow(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimedOut(Duration);
@@ -36,13 +49,19 @@ pub struct DeadlineBody {
     start: Instant,
     timeouts: BodyTimeouts,
     busy: Arc<Busy>,
+    long: Arc<LongBody>,
     /// Armed at the first read that has to wait: bodies that are already
     /// here (most of them) cost no timer.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl DeadlineBody {
-    pub fn new(inner: Incoming, timeouts: BodyTimeouts, busy: Arc<Busy>) -> Self {
+    pub fn new(
+        inner: Incoming,
+        timeouts: BodyTimeouts,
+        busy: Arc<Busy>,
+        long: Arc<LongBody>,
+    ) -> Self {
         // A request without a body is whole from the start.
         if inner.is_end_stream() {
             busy.start();
@@ -52,12 +71,13 @@ impl DeadlineBody {
             start: Instant::now(),
             timeouts,
             busy,
+            long,
             timer: None,
         }
     }
 
     fn limit(&self) -> Duration {
-        if self.busy.visit().is_trusted() {
+        if self.busy.visit().is_trusted() || self.long.0.load(Ordering::Acquire) {
             self.timeouts.trusted
         } else {
             self.timeouts.guest
