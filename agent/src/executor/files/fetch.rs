@@ -2,31 +2,58 @@
 //! downloaded to the spool and checked against its digest, then its files
 //! placed in the workspace under the need's path, confined to it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
 use xene_core::artifact::{self, Digest, MAX_FILES, ManifestEntry};
-use xene_core::protocol::{FilesAnswer, FilesRequest, Transfer};
+use xene_core::protocol::{BlobDownload, FilesAnswer, FilesRequest, Transfer};
 use xene_core::spec::Need;
 
 use super::archive::place_archive;
 use super::collect::{join, normalize};
 use super::publish::{files_text, is_expired, unexpected};
-use super::{FileChannel, Spool, size_text};
+use super::{FileChannel, Spool, reborrow, size_text};
 use crate::runtime::Workspace;
 
 /// How many blobs come down at once.
 const DOWNLOADS_AT_ONCE: usize = 4;
 
-/// Fetches `need` into `workspace`; the log line that says so.
-pub(crate) async fn fetch(
+/// Fetches every need into `workspace`, one after the other; each
+/// artifact's log line goes to `log` as it is done. Every manifest is asked
+/// for first: needs whose files would meet in the workspace are refused
+/// before anything is downloaded or placed, whatever the workspace is.
+pub(crate) async fn fetch_all(
     channel: &dyn FileChannel,
     workspace: Workspace<'_>,
-    need: &Need,
+    needs: &[Need],
     spool: &Spool,
-) -> Result<String, String> {
+    log: &mut Vec<String>,
+) -> Result<(), String> {
+    let mut asked = Vec::with_capacity(needs.len());
+    for need in needs {
+        asked.push(ask(channel, need).await?);
+    }
+    check_disjoint(
+        needs
+            .iter()
+            .zip(&asked)
+            .map(|(need, (files, _))| (need, files.as_slice())),
+    )?;
+    for (need, (files, downloads)) in needs.iter().zip(asked) {
+        let line = fetch(channel, reborrow(&workspace), need, files, downloads, spool).await?;
+        log.push(line);
+        spool.empty().await?;
+    }
+    Ok(())
+}
+
+/// The manifest of `need` and where its blobs come down from, checked.
+async fn ask(
+    channel: &dyn FileChannel,
+    need: &Need,
+) -> Result<(Vec<ManifestEntry>, Vec<BlobDownload>), String> {
     let name = &need.name;
     let refused = |error: String| format!("artifact {name}: {error}");
     let (files, downloads) = match channel
@@ -42,6 +69,58 @@ pub(crate) async fn fetch(
     if downloads.len() > MAX_FILES {
         return Err(refused(format!("more than {MAX_FILES} downloads")));
     }
+    Ok((files, downloads))
+}
+
+/// Refuses needs whose files would meet where they are placed: one path
+/// placed twice, or a file where another need places a directory. Placing
+/// would refuse them too, but only once the first need is in place, and
+/// differently on the shell and in a container.
+fn check_disjoint<'a>(
+    needs: impl Iterator<Item = (&'a Need, &'a [ManifestEntry])>,
+) -> Result<(), String> {
+    // Sorted: with several collisions, the same one is named each time.
+    let mut placed: BTreeMap<String, &str> = BTreeMap::new();
+    for (need, files) in needs {
+        let dir = normalize(&need.path);
+        for file in files {
+            let path = join(&dir, &file.path);
+            if let Some(other) = placed.get(&path) {
+                return Err(format!(
+                    "artifacts {other} and {} both place {path}",
+                    need.name
+                ));
+            }
+            placed.insert(path, &need.name);
+        }
+    }
+    for (path, name) in &placed {
+        let mut end = 0;
+        while let Some(slash) = path[end..].find('/') {
+            let dir = &path[..end + slash];
+            if let Some(other) = placed.get(dir) {
+                return Err(format!(
+                    "artifact {other} places the file {dir}, and artifact {name} places {path} in it"
+                ));
+            }
+            end += slash + 1;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches `need`, whose manifest is `files`, into `workspace`; the log
+/// line that says so.
+async fn fetch(
+    channel: &dyn FileChannel,
+    workspace: Workspace<'_>,
+    need: &Need,
+    files: Vec<ManifestEntry>,
+    downloads: Vec<BlobDownload>,
+    spool: &Spool,
+) -> Result<String, String> {
+    let name = &need.name;
+    let refused = |error: String| format!("artifact {name}: {error}");
     // Every file of a digest must give it the same size: the one checked.
     let mut wanted: HashMap<&Digest, &ManifestEntry> = HashMap::new();
     for file in &files {

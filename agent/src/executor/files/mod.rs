@@ -62,12 +62,14 @@ impl Staging {
             return Ok(());
         }
         self.spool.make().await?;
-        for need in &self.needs {
-            let line = fetch::fetch(&*self.channel, ctx.workspace(), need, &self.spool).await?;
-            log.push(line);
-            self.spool.empty().await?;
-        }
-        Ok(())
+        fetch::fetch_all(
+            &*self.channel,
+            ctx.workspace(),
+            &self.needs,
+            &self.spool,
+            log,
+        )
+        .await
     }
 
     /// Publishes what the main steps' end calls for: every artifact after

@@ -450,9 +450,15 @@ async fn expired_urls_are_asked_for_again() {
     channel.finish(true);
 
     let expiring = Expiring::new(store.channel(&consumer), false);
-    fetch::fetch(&expiring, dir(ws.path()), &consumer.needs[0], &spool)
-        .await
-        .unwrap();
+    fetch::fetch_all(
+        &expiring,
+        dir(ws.path()),
+        &consumer.needs,
+        &spool,
+        &mut vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         std::fs::read(ws.path().join("in/big")).unwrap(),
         b"0123456789"
@@ -561,11 +567,12 @@ async fn every_file_of_a_blob_is_checked() {
         .unwrap();
     assert_eq!(answer, FilesAnswer::Committed);
     channel.finish(true);
-    let e = fetch::fetch(
+    let e = fetch::fetch_all(
         &*store.channel(&consumer),
         dir(ws.path()),
-        &consumer.needs[0],
+        &consumer.needs,
         &spool,
+        &mut vec![],
     )
     .await
     .unwrap_err();
@@ -574,6 +581,82 @@ async fn every_file_of_a_blob_is_checked() {
         "artifact art: files a and b have the same digest but different sizes"
     );
     assert!(!ws.path().join("in").exists());
+}
+
+/// Needs whose files would meet in the workspace are refused, naming both
+/// artifacts, before any need is placed: a file where another places a
+/// directory, or one path placed twice.
+#[tokio::test]
+async fn needs_that_collide_are_refused_before_any_is_placed() {
+    let ws = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let spool = Spool::new(ws.path().join("spool"));
+    spool.make().await.unwrap();
+    write(ws.path(), "one/x", "1");
+    write(ws.path(), "lib", "2");
+    let store = LocalStore::for_run(store_dir.path().join("store")).unwrap();
+    let producer = task(json!({"steps": [], "publish": [
+        {"name": "a", "paths": ["one"]},
+        {"name": "b", "paths": ["lib"]},
+        {"name": "c", "paths": ["one"]},
+    ]}));
+    let channel = store.channel(&producer);
+    for publish in &producer.publish {
+        publish::publish(&*channel, dir(ws.path()), publish, &spool)
+            .await
+            .unwrap();
+    }
+    channel.finish(true);
+
+    let cases = [
+        (
+            json!([{"name": "a", "path": "out/lib"}, {"name": "b", "path": "out"}]),
+            "artifact b places the file out/lib, and artifact a places out/lib/x in it",
+        ),
+        (
+            json!([{"name": "b", "path": "keep"}, {"name": "a", "path": "out/lib/"}, {"name": "c", "path": "./out/lib"}]),
+            "artifacts a and c both place out/lib/x",
+        ),
+    ];
+    for (needs, error) in cases {
+        let consumer = task(json!({"steps": [], "needs": needs}));
+        let mut log = vec![];
+        let e = fetch::fetch_all(
+            &*store.channel(&consumer),
+            dir(ws.path()),
+            &consumer.needs,
+            &spool,
+            &mut log,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e, error);
+        assert_eq!(log, Vec::<String>::new());
+        assert!(!ws.path().join("out").exists());
+        assert!(!ws.path().join("keep").exists());
+        assert_eq!(std::fs::read_to_string(ws.path().join("lib")).unwrap(), "2");
+    }
+    // Apart, they are all placed.
+    let consumer = task(json!({"steps": [], "needs": [
+        {"name": "a", "path": "out/lib"},
+        {"name": "b", "path": "out/bin"},
+        {"name": "c", "path": "out/lib2"},
+    ]}));
+    let mut log = vec![];
+    fetch::fetch_all(
+        &*store.channel(&consumer),
+        dir(ws.path()),
+        &consumer.needs,
+        &spool,
+        &mut log,
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out/bin/lib")).unwrap(),
+        "2"
+    );
 }
 
 /// Two attempts uploading the same content at once each write parts of
