@@ -29,6 +29,7 @@ mod downloads;
 mod drain;
 mod feed;
 mod files_service;
+mod files_service_leaks;
 mod gateway;
 mod gateway_attempts;
 mod guests;

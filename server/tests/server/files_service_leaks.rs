@@ -1,0 +1,150 @@
+//! What the artifact store must not let through (issue 25): a part upload
+//! still in flight when its upload completes never writes into the blob,
+//! and a failed transfer of the built-in agent never shows the signed URL
+//! (its query is the signature) in the error that task viewers read.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+use xene_core::artifact::{Digest, PART_SIZE};
+use xene_core::protocol::{AttemptRef, CompletedUpload, Transfer};
+use xene_server::config::artifacts::ArtifactArgs;
+use xene_server::files::BlobStore;
+use xene_server::files::channel::BuiltInFiles;
+use xene_server::files::service::Service;
+
+use crate::util::{Backend, TestDb};
+
+fn digest_of(bytes: &[u8]) -> Digest {
+    Digest::from_sha256(&Sha256::digest(bytes).into())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A part PUT whose headers came but whose body has not: the upload is
+/// completed meanwhile, then the late body arrives. The blob keeps the
+/// bytes of its digest.
+#[tokio::test]
+async fn files_service_a_late_part_never_writes_into_the_blob() {
+    let dir = xene_testkit::private_tempdir();
+    let store = Arc::new(BlobStore::open(&ArtifactArgs::default(), dir.path(), b"key").unwrap());
+    let size = PART_SIZE + 3;
+    let mut big = vec![1u8; size as usize];
+    big[PART_SIZE as usize..].copy_from_slice(b"end");
+    let digest = digest_of(&big);
+    let upload = store.upload(&digest, size).await.unwrap();
+    assert_eq!(upload.parts.len(), 2);
+    let grant_of = |url: &str| {
+        let (d, query) = xene_server::files::local_urls::parse_relative(url).unwrap();
+        store.urls().verify("PUT", &d, &query, now_ms()).unwrap()
+    };
+    let mut etags = Vec::new();
+    for (i, part) in upload.parts.iter().enumerate() {
+        let grant = grant_of(&part.url);
+        let from = i * PART_SIZE as usize;
+        let bytes = Bytes::copy_from_slice(&big[from..from + grant.size as usize]);
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
+        etags.push(
+            xene_server::files::local::receive(&store, &grant, body)
+                .await
+                .unwrap(),
+        );
+    }
+
+    // The second part sent again: its file is open and its offset sought
+    // once its body is first asked for; the body waits on `late`.
+    let grant = grant_of(&upload.parts[1].url);
+    let (opened, is_open) = futures::channel::oneshot::channel::<()>();
+    let (mut late, body) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = futures::stream::once(async move {
+        let _ = opened.send(());
+    })
+    .filter_map(|()| async { None })
+    .chain(body)
+    .boxed();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { xene_server::files::local::receive(&store, &grant, body).await })
+    };
+    is_open.await.unwrap();
+
+    let done = CompletedUpload {
+        digest: digest.clone(),
+        upload_id: upload.upload_id.clone(),
+        etags,
+    };
+    store.complete(&done, size).await.unwrap();
+    futures::SinkExt::send(&mut late, Ok(Bytes::from_static(b"BAD")))
+        .await
+        .unwrap();
+    drop(late);
+    // Whether the late part is taken or refused, the blob is untouched.
+    let _ = writer.await.unwrap();
+
+    let mut stored = Vec::new();
+    let mut bytes = store.read(&digest).await.unwrap();
+    while let Some(chunk) = bytes.next().await {
+        stored.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(stored.len() as u64, size);
+    assert_eq!(digest_of(&stored), digest, "the late part reached the blob");
+}
+
+/// A presigned URL the built-in agent cannot reach: the error names what
+/// failed, never the URL or its signature.
+#[tokio::test]
+async fn files_service_transfer_errors_never_show_the_signed_url() {
+    let db = TestDb::new(Backend::Sqlite);
+    let dir = xene_testkit::private_tempdir();
+    let service = Service {
+        db: xene_server::storage::Db::connect(&db.url).await.unwrap(),
+        specs: Default::default(),
+        blobs: Arc::new(BlobStore::open(&ArtifactArgs::default(), dir.path(), b"key").unwrap()),
+        metrics: Default::default(),
+    };
+    let files = BuiltInFiles::new(
+        service,
+        "local".into(),
+        AttemptRef { id: 1 },
+        reqwest::Client::new(),
+    );
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!(
+        "http://127.0.0.1:{port}/bucket/blob?X-Amz-Credential=cred&X-Amz-Signature=f00dfeed&sig=s3cr3t"
+    );
+    let transfer = |method: &str| Transfer {
+        method: method.into(),
+        url: url.clone(),
+        headers: Default::default(),
+    };
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"hello").unwrap();
+    let put = xene_agent::executor::FileChannel::upload(&files, &transfer("PUT"), &file, 0, 5)
+        .await
+        .unwrap_err();
+    let get = xene_agent::executor::FileChannel::download(
+        &files,
+        &transfer("GET"),
+        &dir.path().join("got"),
+    )
+    .await
+    .unwrap_err();
+    for e in [put, get] {
+        assert!(e.contains("artifact store"), "{e}");
+        for secret in ["X-Amz-Signature", "f00dfeed", "sig=", "s3cr3t", "127.0.0.1"] {
+            assert!(!e.contains(secret), "{secret} in {e}");
+        }
+    }
+}
