@@ -1,7 +1,8 @@
 //! What people get of a run's artifacts over the API: the listing, one
 //! file as an attachment, several as a tar stream that the system's `tar`
 //! extracts with the files' contents and modes, one file of those by
-//! `path`, the workflow's usage, and pins (audited, shown on the run).
+//! `path`, the workflow's usage, and pins (audited, shown on the run); a
+//! blob substituted in the store is a broken download, not a wrong file.
 //! Published by the built-in agent's shell steps, as a run would; on
 //! SQLite and PostgreSQL.
 
@@ -171,5 +172,26 @@ async fn check(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+
+    // A blob whose object was replaced by other bytes of its size: the
+    // download breaks off, one file or a tar; it never ends as if whole.
+    for (bytes, other) in [(&b"solo"[..], &b"SOLO"[..]), (b"two", b"TWO")] {
+        let hex = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let object = db
+            .dir
+            .path()
+            .join("artifacts/blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex);
+        std::fs::write(&object, other).unwrap();
+    }
+    for name in ["single", "bundle"] {
+        let response = fetch(&server, &format!("/api/v1/runs/{id}/artifacts/{name}")).await;
+        let got = response.bytes().await;
+        assert!(
+            got.is_err(),
+            "{name}: a substituted blob came whole: {got:?}"
+        );
+    }
     server.stop().await;
 }
