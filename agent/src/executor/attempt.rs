@@ -4,6 +4,7 @@
 //! its events say so: `TaskStarted`, the steps', `TaskFinished`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -219,11 +220,23 @@ impl Executor {
         // cancelled prepare or a panic left.
         let teardown = result.teardown.take();
         let setup = plan.setup;
+        // The spool is under the shell's root whatever the runtime, so no
+        // runtime's sweep knows it for a container; a publish killed while
+        // it read out of one leaves it behind otherwise.
+        let spool = spool_dir(&self.config.shell.root, &ids.context);
         let cleanup = tokio::spawn(async move {
             if let Some(teardown) = teardown {
                 let _ = teardown.await;
             }
             runtime.sweep(&setup).await;
+            let removed =
+                tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&spool) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((spool, e)),
+                    _ => Ok(()),
+                });
+            if let Ok(Err((spool, e))) = removed.await {
+                tracing::warn!(dir = %spool.display(), error = %e, "could not remove an attempt's artifact spool");
+            }
         });
         let report = TaskReport {
             status: result.status,
@@ -249,11 +262,7 @@ impl Executor {
                     .into(),
             );
         };
-        let spool = self
-            .config
-            .shell
-            .root
-            .join(format!("xene-{}.files", safe_name(&request.ids.context)));
+        let spool = spool_dir(&self.config.shell.root, &request.ids.context);
         Ok(Some(Staging::new(
             channel,
             spec.needs.clone(),
@@ -301,4 +310,10 @@ impl Executor {
         };
         Ok((plan, runtime))
     }
+}
+
+/// The artifact spool of the attempt `context`: beside its shell directory
+/// (`xene-<ctx>`), which the shell's sweep removes with it.
+fn spool_dir(root: &Path, context: &str) -> PathBuf {
+    root.join(format!("xene-{}.files", safe_name(context)))
 }

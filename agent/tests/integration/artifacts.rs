@@ -264,3 +264,47 @@ pipelines:
     // Nothing ran, so nothing is published, `when: always` or not.
     assert_eq!(logs, [error]);
 }
+
+/// The artifact spool sits under the shell's root even for a container,
+/// where the Docker sweep does not look: what a publish killed mid-way
+/// left there (its copy out of the container outliving the attempt) is
+/// removed by the attempt's own sweep, whatever the runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_containers_leftover_spool_is_swept() {
+    let yaml = format!(
+        r#"name: spool
+pipelines:
+  p:
+    tasks:
+      t:
+        image: {}
+        steps: ["true"]
+"#,
+        busybox_image()
+    );
+    let root = tempfile::tempdir().unwrap();
+    let store = LocalStore::for_run(root.path().join("store")).unwrap();
+    let task = &pipeline(&yaml).tasks["t"];
+    let request = request(&yaml, "t", store.channel(task));
+    let context = &request.ids.context;
+    // Its name as the executor makes it, with nothing to replace.
+    assert!(
+        context
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    );
+    let spool = root.path().join(format!("xene-{context}.files"));
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::write(spool.join("f0"), "half an artifact").unwrap();
+    let mut config = util::config();
+    config.shell.root = root.path().to_path_buf();
+    let (events, _receiver) = mpsc::channel(256);
+    let report = tokio::time::timeout(
+        HANG_GUARD,
+        Executor::new(config).run_attempt(request, events, CancellationToken::new()),
+    )
+    .await
+    .expect("the attempt hung");
+    assert_eq!(report.status, TaskStatus::Success, "{report:#?}");
+    assert!(!spool.exists());
+}
