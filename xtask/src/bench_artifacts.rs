@@ -20,39 +20,10 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             _ => bail!("--mib takes a number of MiB"),
         },
     };
-    util::step("building the release xene and xene-agent");
-    util::run(&mut util::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "xene-server",
-        "--bin",
-        "xene",
-        "--package",
-        "xene-agent",
-        "--bin",
-        "xene-agent",
-    ]))?;
-    let release = crate::target_dir(root).join("release");
-    util::step("bench-artifacts");
-    let mut cargo = util::cargo(&[
-        "nextest",
-        "run",
-        "--package",
-        "xene-server",
-        "--test",
-        "server",
-        "--locked",
-        "--run-ignored",
-        "all",
-        "--no-capture",
-        "-E",
-        "test(=artifacts_bench::bench_artifacts)",
-    ]);
-    cargo
-        .env("XENE_BIN", release.join("xene"))
-        .env("XENE_AGENT_BIN", release.join("xene-agent"))
-        .env("XENE_BENCH_ARTIFACT_MIB", mib.to_string());
-    util::run(&mut cargo)
+    util::release_bench(
+        root,
+        "bench-artifacts",
+        "artifacts_bench::bench_artifacts",
+        &[("XENE_BENCH_ARTIFACT_MIB", mib.to_string())],
+    )
 }

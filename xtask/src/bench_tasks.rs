@@ -24,39 +24,10 @@ pub fn run(root: &Path, parts: &[String]) -> anyhow::Result<()> {
             );
         }
     }
-    util::step("building the release xene and xene-agent");
-    util::run(&mut util::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "xene-server",
-        "--bin",
-        "xene",
-        "--package",
-        "xene-agent",
-        "--bin",
-        "xene-agent",
-    ]))?;
-    let release = crate::target_dir(root).join("release");
-    util::step("bench-tasks");
-    let mut cargo = util::cargo(&[
-        "nextest",
-        "run",
-        "--package",
-        "xene-server",
-        "--test",
-        "server",
-        "--locked",
-        "--run-ignored",
-        "all",
-        "--no-capture",
-        "-E",
-        "test(=bench_tasks::bench_tasks)",
-    ]);
-    cargo
-        .env("XENE_BIN", release.join("xene"))
-        .env("XENE_AGENT_BIN", release.join("xene-agent"))
-        .env("XENE_BENCH_TASKS", parts.join(","));
-    util::run(&mut cargo)
+    util::release_bench(
+        root,
+        "bench-tasks",
+        "bench_tasks::bench_tasks",
+        &[("XENE_BENCH_TASKS", parts.join(","))],
+    )
 }

@@ -39,3 +39,52 @@ pub fn output(cmd: &mut Command) -> Option<String> {
 pub fn step(what: &str) {
     eprintln!("\n==> {what}");
 }
+
+/// Builds the release `xene` and `xene-agent`, then runs one ignored test
+/// of the server's test binary (`test`, a nextest filter's exact name)
+/// against them, with `env` set: how every release benchmark runs.
+pub fn release_bench(
+    root: &std::path::Path,
+    title: &str,
+    test: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<()> {
+    step("building the release xene and xene-agent");
+    run(&mut cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "xene-server",
+        "--bin",
+        "xene",
+        "--package",
+        "xene-agent",
+        "--bin",
+        "xene-agent",
+    ]))?;
+    let release = crate::target_dir(root).join("release");
+    step(title);
+    let filter = format!("test(={test})");
+    let mut command = cargo(&[
+        "nextest",
+        "run",
+        "--package",
+        "xene-server",
+        "--test",
+        "server",
+        "--locked",
+        "--run-ignored",
+        "all",
+        "--no-capture",
+        "-E",
+        &filter,
+    ]);
+    command
+        .env("XENE_BIN", release.join("xene"))
+        .env("XENE_AGENT_BIN", release.join("xene-agent"));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    run(&mut command)
+}
