@@ -4,8 +4,11 @@
 //! (relative, no `..`, no link on the way, neither in the stream nor
 //! already in the directory) and must be one the artifact's listing names,
 //! with the size and digest it gives; anything else stops the extraction.
+//! Each file is written to a temporary sibling and renamed to its name only
+//! once its size and digest check out: a failed or cut-short download never
+//! leaves a partial file, nor destroys the file that was there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ use xene_api::tar::{BLOCK, Decoder, MAX_EXTENSION, Step, padding};
 pub enum ExtractError {
     #[error("{0}")]
     Refused(String),
-    #[error("{path}: {source}")]
+    #[error("{path:?}: {source}")]
     Io {
         path: String,
         source: std::io::Error,
@@ -61,16 +64,12 @@ fn make_parents(dest: &Path, target: &Path) -> Result<(), ExtractError> {
         match std::fs::symlink_metadata(&at) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(refused(format!(
-                    "{} is a link in the destination: refused",
-                    at.display()
+                    "{at:?} is a link in the destination: refused"
                 )));
             }
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
-                return Err(refused(format!(
-                    "{} exists and is not a directory",
-                    at.display()
-                )));
+                return Err(refused(format!("{at:?} exists and is not a directory")));
             }
             Err(_) => std::fs::create_dir(&at).map_err(|e| io(&at, e))?,
         }
@@ -85,32 +84,47 @@ fn io(path: &Path, source: std::io::Error) -> ExtractError {
     }
 }
 
-/// Creates `target` afresh: an existing file is replaced, a link or a
-/// directory there is refused (a link is never followed).
-fn create(dest: &Path, target: &Path) -> Result<File, ExtractError> {
-    make_parents(dest, target)?;
+/// Refuses `target` if something other than a plain file is there (a link
+/// or a directory): an existing file is replaced, once the new one is whole.
+fn replaceable(target: &Path) -> Result<(), ExtractError> {
     match std::fs::symlink_metadata(target) {
-        Ok(meta) if meta.is_file() => std::fs::remove_file(target).map_err(|e| io(target, e))?,
-        Ok(_) => {
-            return Err(refused(format!(
-                "{} exists and is not a plain file: refused",
-                target.display()
-            )));
-        }
-        Err(_) => {}
+        Ok(meta) if !meta.is_file() => Err(refused(format!(
+            "{target:?} exists and is not a plain file: refused"
+        ))),
+        _ => Ok(()),
     }
-    // `create_new` fails on anything put there since, a link included.
-    File::options()
-        .write(true)
-        .create_new(true)
-        .open(target)
-        .map_err(|e| io(target, e))
 }
 
-/// One file being written: checked against its listing as it goes.
+/// How many temporary names are tried before giving up.
+const TEMP_TRIES: u32 = 100;
+
+/// Creates a new temporary file beside `target`, for its bytes.
+fn create_temp(target: &Path) -> Result<(PathBuf, File), ExtractError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = target.parent().expect("confined under dest");
+    for _ in 0..TEMP_TRIES {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".xenectl-{}-{n}.part", std::process::id()));
+        // `create_new` never follows nor reuses anything already there.
+        match File::options().write(true).create_new(true).open(&temp) {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&temp, e)),
+        }
+    }
+    Err(refused(format!(
+        "no free temporary name beside {target:?} after {TEMP_TRIES} tries"
+    )))
+}
+
+/// One file being written to `temp`: checked against its listing as it
+/// goes, renamed to `target` when whole; dropped unfinished, `temp` is
+/// removed.
 struct Writing {
     path: String,
     target: PathBuf,
+    temp: PathBuf,
     file: File,
     hasher: Sha256,
     left: u64,
@@ -120,10 +134,13 @@ struct Writing {
 impl Writing {
     fn start(dest: &Path, path: &str, expected: &ArtifactFile) -> Result<Self, ExtractError> {
         let target = confined(dest, path)?;
-        let file = create(dest, &target)?;
+        make_parents(dest, &target)?;
+        replaceable(&target)?;
+        let (temp, file) = create_temp(&target)?;
         Ok(Self {
             path: path.to_string(),
             target,
+            temp,
             file,
             hasher: Sha256::new(),
             left: expected.size,
@@ -134,36 +151,49 @@ impl Writing {
     fn write(&mut self, data: &[u8]) -> Result<(), ExtractError> {
         if data.len() as u64 > self.left {
             return Err(refused(format!(
-                "{} is longer than its {} bytes",
+                "{:?} is longer than its {} bytes",
                 self.path, self.expected.size
             )));
         }
         self.hasher.update(data);
-        self.file.write_all(data).map_err(|e| io(&self.target, e))?;
+        self.file.write_all(data).map_err(|e| io(&self.temp, e))?;
         self.left -= data.len() as u64;
         Ok(())
     }
 
-    /// Checks the digest and applies the mode; a mismatch removes the file.
-    fn finish(self) -> Result<(), ExtractError> {
+    /// Checks the size and digest, applies the mode and puts the file in
+    /// place; on any failure the temporary file goes (by `drop`).
+    fn finish(mut self) -> Result<(), ExtractError> {
         if self.left != 0 {
             return Err(refused(format!(
-                "{} ended {} bytes short",
+                "{:?} ended {} bytes short",
                 self.path, self.left
             )));
         }
-        let digest = format!("sha256:{:x}", self.hasher.finalize());
+        let digest = format!("sha256:{:x}", std::mem::take(&mut self.hasher).finalize());
         if digest != self.expected.digest {
-            let _ = std::fs::remove_file(&self.target);
             return Err(refused(format!(
-                "{} does not match its digest ({digest}, not {}): removed",
+                "{:?} does not match its digest ({digest}, not {:?}): not written",
                 self.path, self.expected.digest
             )));
         }
         use std::os::unix::fs::PermissionsExt;
         self.file
             .set_permissions(std::fs::Permissions::from_mode(self.expected.mode & 0o777))
-            .map_err(|e| io(&self.target, e))
+            .map_err(|e| io(&self.temp, e))?;
+        // Checked again: a link or directory may have been put there since.
+        replaceable(&self.target)?;
+        std::fs::rename(&self.temp, &self.target).map_err(|e| io(&self.target, e))?;
+        self.temp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
     }
 }
 
@@ -213,8 +243,9 @@ pub struct Untar {
     complete: bool,
     /// Files the artifact holds.
     total: u64,
-    /// Paths written that the listing did not name, so none comes twice.
-    unlisted: std::collections::BTreeSet<String>,
+    /// Every path the stream gave, lowercased: none may come twice, nor
+    /// twice in different cases (the destination may ignore case).
+    seen: BTreeSet<String>,
     pub written: u64,
 }
 
@@ -229,7 +260,7 @@ impl Untar {
             expected: files.iter().map(|f| (f.path.clone(), f.clone())).collect(),
             complete: files.len() as u64 >= total,
             total,
-            unlisted: Default::default(),
+            seen: BTreeSet::new(),
             written: 0,
         }
     }
@@ -318,18 +349,23 @@ impl Untar {
                 digest,
             } => {
                 confined(&self.dest, &path)?;
+                if !self.seen.insert(path.to_lowercase()) {
+                    return Err(refused(format!(
+                        "{path:?} comes twice in the tar stream (perhaps in another case): refused"
+                    )));
+                }
                 let expected = match self.expected.remove(&path) {
                     Some(listed) => {
                         if listed.size != size || digest.is_some_and(|d| d != listed.digest) {
                             return Err(refused(format!(
-                                "{path}: the stream's size or digest is not the listing's"
+                                "{path:?}: the stream's size or digest is not the listing's"
                             )));
                         }
                         listed
                     }
-                    None if self.complete || !self.unlisted.insert(path.clone()) => {
+                    None if self.complete => {
                         return Err(refused(format!(
-                            "{path:?} is not a file of the artifact (or came twice): refused"
+                            "{path:?} is not a file of the artifact: refused"
                         )));
                     }
                     None => {
@@ -530,9 +566,28 @@ mod tests {
             err.to_string().contains("more than the artifact's 1 files"),
             "{err}"
         );
-        // A stream cut short.
+        // A stream cut short: no partial file, no temporary one left.
         let bytes = tar(&[("z", b"z")]);
         let err = untar(&dest, &[entry("z", b"z")], &bytes[..BLOCK + 1], 512).unwrap_err();
         assert!(err.to_string().contains("ended before its end"), "{err}");
+        assert!(!dest.join("z").exists());
+        // A path twice, or twice in another case, even past the listing.
+        for twin in ["p", "P"] {
+            let mut twice = Untar::new(&dest, &[entry("p", b"p")], 2);
+            let err = twice.feed(&tar(&[("p", b"p"), (twin, b"q")])).unwrap_err();
+            assert!(err.to_string().contains("comes twice"), "{err}");
+            assert_eq!(std::fs::read(dest.join("p")).unwrap(), b"p");
+        }
+        // A server's path is shown escaped, never raw.
+        let odd = "e\x1b[2J";
+        let mut listed = entry(odd, b"e");
+        listed.size = 2;
+        let err = untar(&dest, &[listed], &tar(&[(odd, b"e")]), 512).unwrap_err();
+        assert!(err.to_string().contains("\"e\\u{1b}[2J\""), "{err}");
+        let names: Vec<_> = std::fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
     }
 }

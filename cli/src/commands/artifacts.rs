@@ -58,7 +58,12 @@ pub async fn get(
 ) -> anyhow::Result<Exit> {
     let list: RunArtifacts = ctx.client.get(&paths::run_artifacts(run)).await?;
     let Some(artifact) = list.artifacts.iter().find(|a| a.name == name) else {
-        let names: Vec<&str> = list.artifacts.iter().map(|a| a.name.as_str()).collect();
+        // Quoted: the names come from the server, escapes and all.
+        let names: Vec<String> = list
+            .artifacts
+            .iter()
+            .map(|a| format!("{:?}", a.name))
+            .collect();
         return Err(fail(
             Exit::NotFound,
             if names.is_empty() {
@@ -85,7 +90,9 @@ pub async fn get(
             one_file(ctx, &url, dest, file).await?;
             (1, file.size)
         }
-        None => match artifact.single_file() {
+        // One entry shown is one file only if the artifact holds one: a
+        // listing may show just the first of many, which come as a tar.
+        None => match artifact.single_file().filter(|_| artifact.files == 1) {
             Some(file) => {
                 one_file(ctx, &paths::artifact(run, name, None), dest, file).await?;
                 (1, file.size)
@@ -108,8 +115,9 @@ async fn one_file(
     dest: &Path,
     file: &xene_api::artifacts::ArtifactFile,
 ) -> anyhow::Result<()> {
-    let mut writer = SingleFile::new(dest, file).map_err(refused)?;
+    // The request first: a refusal (404, 403, 5xx) touches no file.
     let mut response = ctx.client.download(url).await?;
+    let mut writer = SingleFile::new(dest, file).map_err(refused)?;
     while let Some(chunk) = ctx.client.next_chunk(&mut response).await? {
         writer.feed(chunk.as_ref()).map_err(refused)?;
     }

@@ -1,7 +1,8 @@
 //! `artifacts ls|get` and `runs pin|unpin` against a real server whose
 //! built-in agent published the files; and `get` against a hostile server
-//! (a real socket) whose tar leads out of the destination or holds a link:
-//! refused, nothing written outside.
+//! (a real socket) whose tar leads out of the destination, holds a link or
+//! a path twice, or whose download fails or stops short: refused, nothing
+//! written outside, no file left partial, an existing file left as it was.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -159,7 +160,9 @@ fn header(name: &str, kind: u8, size: usize, link: &str) -> Vec<u8> {
 }
 
 /// Serves run 1's listing (artifacts `evil` and `link`, two files each)
-/// and their tars: `evil`'s second file is `../escape`, `link`'s a link.
+/// and their tars: `evil`'s second file is `../escape`, `link`'s a link;
+/// `twice` (listing its first file only) gives `a` twice; `gone` (one file,
+/// `keep.txt`) answers 404; `short` (the same) sends 2 of its 4 bytes.
 async fn hostile_server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -168,9 +171,26 @@ async fn hostile_server() -> String {
         serde_json::json!({"task": "t", "name": name, "files": 2, "bytes": 2, "created_at": 0,
             "when": "success", "entries": [file("ok", b"k"), file(second, b"x")]})
     };
-    let listing =
-        serde_json::json!({"artifacts": [artifact("evil", "../escape"), artifact("link", "l")]})
-            .to_string();
+    let one = |name: &str, files: u64, entry: serde_json::Value| {
+        serde_json::json!({"task": "t", "name": name, "files": files, "bytes": 4, "created_at": 0,
+            "when": "success", "entries": [entry]})
+    };
+    let listing = serde_json::json!({"artifacts": [
+        artifact("evil", "../escape"),
+        artifact("link", "l"),
+        one("twice", 2, file("a", b"a")),
+        one("gone", 1, file("keep.txt", b"new!")),
+        one("short", 1, file("keep.txt", b"new!")),
+    ]})
+    .to_string();
+    let mut twice = Vec::new();
+    for data in [b"a", b"z"] {
+        let digest = digest(data);
+        twice.extend(xene_api::tar::file_header("a", 1, 0o644, Some(&digest)));
+        twice.extend_from_slice(data);
+        twice.resize(twice.len().next_multiple_of(512), 0);
+    }
+    twice.extend_from_slice(&[0u8; 1024]);
     let mut evil = header("ok", b'0', 1, "");
     evil.extend_from_slice(b"k");
     evil.resize(1024, 0);
@@ -185,7 +205,8 @@ async fn hostile_server() -> String {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
-            let (listing, evil, link) = (listing.clone(), evil.clone(), link.clone());
+            let (listing, evil, link, twice) =
+                (listing.clone(), evil.clone(), link.clone(), twice.clone());
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -198,14 +219,16 @@ async fn hostile_server() -> String {
                 }
                 let line = String::from_utf8_lossy(&request);
                 let path = line.split_whitespace().nth(1).unwrap_or_default();
-                let body = match path {
-                    "/api/v1/runs/1/artifacts" => listing.into_bytes(),
-                    "/api/v1/runs/1/artifacts/evil" => evil,
-                    "/api/v1/runs/1/artifacts/link" => link,
-                    _ => b"{\"error\":\"no\"}".to_vec(),
+                let (status, body) = match path {
+                    "/api/v1/runs/1/artifacts" => ("200 OK", listing.into_bytes()),
+                    "/api/v1/runs/1/artifacts/evil" => ("200 OK", evil),
+                    "/api/v1/runs/1/artifacts/link" => ("200 OK", link),
+                    "/api/v1/runs/1/artifacts/twice" => ("200 OK", twice),
+                    "/api/v1/runs/1/artifacts/short" => ("200 OK", b"ne".to_vec()),
+                    _ => ("404 Not Found", b"{\"error\":\"no\"}".to_vec()),
                 };
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = socket.write_all(head.as_bytes()).await;
@@ -217,7 +240,7 @@ async fn hostile_server() -> String {
 }
 
 #[tokio::test]
-async fn a_tar_leading_out_of_dest_or_holding_a_link_is_refused() {
+async fn hostile_downloads_are_refused_and_leave_dest_as_it_was() {
     let home = Home::new();
     let base = hostile_server().await;
     let dest = home.path("in/dest");
@@ -258,4 +281,42 @@ async fn a_tar_leading_out_of_dest_or_holding_a_link_is_refused() {
         "{out:?}"
     );
     assert!(!dest.join("l").exists());
+
+    let get = |name: &'static str| {
+        let args = [
+            "--server".to_string(),
+            base.clone(),
+            "artifacts".into(),
+            "get".into(),
+            "1".into(),
+            name.into(),
+            "--dest".into(),
+            dest_arg.into(),
+        ];
+        let home = &home;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            home.run(&args).await
+        }
+    };
+    // A failed or short download leaves the file there as it was.
+    std::fs::write(dest.join("keep.txt"), b"old").unwrap();
+    let out = get("gone").await;
+    assert_eq!(out.code, 4, "{out:?}");
+    assert_eq!(std::fs::read(dest.join("keep.txt")).unwrap(), b"old");
+    let out = get("short").await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("2 bytes short"), "{out:?}");
+    assert_eq!(std::fs::read(dest.join("keep.txt")).unwrap(), b"old");
+    // A path twice never overwrites the file checked the first time.
+    let out = get("twice").await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("\"a\" comes twice"), "{out:?}");
+    assert_eq!(std::fs::read(dest.join("a")).unwrap(), b"a");
+    let mut names: Vec<_> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "keep.txt", "ok"], "no temporary file is left");
 }
