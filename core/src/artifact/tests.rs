@@ -81,6 +81,12 @@ fn stored_paths_are_relative_and_plain() {
         let error = check_stored_path(bad).unwrap_err();
         assert!(error.contains(says), "{bad:?}: {error}");
     }
+    // A spec's path is refused for the same controls, so a spec never
+    // passes its check only to fail at publish.
+    for bad in ["out\x1b[2J", "a\nb", "dist/\u{9b}x"] {
+        let error = check_spec_path(bad).unwrap_err();
+        assert!(error.contains("control character"), "{bad:?}: {error}");
+    }
 }
 
 #[test]
