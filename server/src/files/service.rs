@@ -217,6 +217,19 @@ async fn uploads(ctx: &Service, files: &[ManifestEntry]) -> Result<FilesAnswer, 
         .map(|(d, size)| (*d, *size))
         .collect();
     missing.extend(lacking(ctx, &present).await?.into_iter().cloned());
+    // Counted before anything is signed or a multipart upload created: an
+    // answer that cannot reach the agent must not cost the memory of its
+    // URLs (10,000 files of the largest size would be 10^8 of them).
+    let transfers: u64 = missing
+        .iter()
+        .map(|d| blobs[d].div_ceil(PART_SIZE).max(1))
+        .sum();
+    if transfers.saturating_mul(transfer_bytes(ctx)) > ANSWER_BYTES {
+        return refuse(format!(
+            "the artifact's blobs need {transfers} upload URLs, more than one answer carries; \
+             publish fewer or smaller files in it (an archive of them, say)"
+        ));
+    }
     let mut uploads = Vec::with_capacity(missing.len());
     for digest in &missing {
         match ctx.blobs.upload(digest, blobs[digest]).await {
@@ -226,6 +239,39 @@ async fn uploads(ctx: &Service, files: &[ManifestEntry]) -> Result<FilesAnswer, 
         }
     }
     Ok(FilesAnswer::Uploads { uploads })
+}
+
+/// What an answer about files may take: the gateway's `MAX_ANSWER_BYTES`
+/// (a test holds them equal; files does not import the gateway).
+pub const ANSWER_BYTES: u64 = 8 << 20;
+
+/// What one transfer (its URL and headers, as JSON, with its digest) is
+/// counted for in an answer: more than the store's URLs take, so an
+/// answer counted within `ANSWER_BYTES` fits it. Presigned S3 URLs carry
+/// credentials, a date and a signature; the local store's, a signature.
+fn transfer_bytes(ctx: &Service) -> u64 {
+    if ctx.blobs.local_root().is_some() {
+        512
+    } else {
+        2048
+    }
+}
+
+/// Refuses an artifact whose `Fetch` answer (its manifest and one download
+/// per distinct blob) could not reach an agent: published, it could never
+/// be fetched.
+fn fetchable(ctx: &Service, files: &[ManifestEntry], blobs: usize) -> Result<(), Failure> {
+    let manifest = serde_json::to_vec(files)
+        .map_err(|e| Failure::Refused(format!("the manifest cannot be encoded: {e}")))?
+        .len() as u64;
+    let answer = manifest.saturating_add((blobs as u64).saturating_mul(transfer_bytes(ctx)));
+    if answer > ANSWER_BYTES {
+        return refuse(format!(
+            "the artifact's manifest and download URLs would take about {answer} bytes, \
+             more than the {ANSWER_BYTES} of an answer; publish fewer files in it"
+        ));
+    }
+    Ok(())
 }
 
 /// Which of `digests` have no live row, once none of them is claimed by
@@ -298,6 +344,7 @@ async fn commit(
     completed: &[CompletedUpload],
 ) -> Result<FilesAnswer, Failure> {
     let blobs = checked(files)?;
+    fetchable(ctx, files, blobs.len())?;
     for done in completed {
         let Some(size) = blobs.get(&done.digest) else {
             return refuse(format!(

@@ -1,21 +1,26 @@
 //! What the artifact store must not let through (issue 25): a part upload
-//! still in flight when its upload completes never writes into the blob,
-//! and a failed transfer of the built-in agent never shows the signed URL
-//! (its query is the signature) in the error that task viewers read.
+//! still in flight when its upload completes never writes into the blob;
+//! a failed transfer of the built-in agent never shows the signed URL (its
+//! query is the signature) in the error that task viewers read; answers
+//! too large to reach an agent are refused before anything is signed or
+//! published.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use futures::StreamExt;
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use xene_core::artifact::{Digest, PART_SIZE};
-use xene_core::protocol::{AttemptRef, CompletedUpload, Transfer};
+use xene_core::artifact::{Digest, ManifestEntry, PART_SIZE};
+use xene_core::protocol::{
+    AgentMessage, AttemptRef, CompletedUpload, FilesAnswer, FilesRequest, ServerMessage, Transfer,
+};
 use xene_server::config::artifacts::ArtifactArgs;
 use xene_server::files::BlobStore;
 use xene_server::files::channel::BuiltInFiles;
 use xene_server::files::service::Service;
 
-use crate::util::{Backend, TestDb};
+use crate::util::{Backend, TestDb, TestServer};
 
 fn digest_of(bytes: &[u8]) -> Digest {
     Digest::from_sha256(&Sha256::digest(bytes).into())
@@ -147,4 +152,117 @@ async fn files_service_transfer_errors_never_show_the_signed_url() {
             assert!(!e.contains(secret), "{secret} in {e}");
         }
     }
+}
+
+const RAW: &str = "
+name: bounds
+pipelines:
+  p:
+    selector: {pool: raw}
+    tasks:
+      build:
+        steps: ['true']
+        publish:
+          - name: binary
+            path: out
+";
+
+/// Asks about files for `attempt` and reads the answer, passing over what
+/// else the server says.
+async fn ask(
+    socket: &mut crate::agent_socket::Socket,
+    attempt: AttemptRef,
+    id: u64,
+    request: FilesRequest,
+) -> FilesAnswer {
+    let message = AgentMessage::Files {
+        attempt,
+        id,
+        request,
+    };
+    crate::agent_socket::send(socket, &message).await;
+    loop {
+        match crate::agent_socket::receive(socket).await {
+            Ok(ServerMessage::Files {
+                id: answered,
+                answer,
+                ..
+            }) if answered == id => return answer,
+            Ok(_) => continue,
+            Err(closed) => panic!("the server closed the socket: {closed:?}"),
+        }
+    }
+}
+
+/// An artifact whose answers could not reach the agent is refused before
+/// anything is signed (a publish needing more upload URLs than an answer
+/// carries) or published (a commit whose fetch would not fit an answer).
+#[tokio::test]
+async fn files_service_refuses_artifacts_no_answer_can_carry() {
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| a.no_local_agent = true).await;
+    let (status, body) = server.post("/api/v1/workflows", RAW).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, holder) = crate::agent_socket::join(&server, json!({ "pool": "raw" })).await;
+    let (status, run) = server
+        .post("/api/v1/workflows/bounds/pipelines/p/runs", "")
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let hello = crate::agent_socket::hello_with(1, vec![]);
+    let mut a = crate::agent_socket::connect(&server, &holder, &hello).await;
+    let attempt = crate::agent_socket::next_task(&mut a).await.attempt;
+    let started = xene_core::event::RunEvent::TaskStarted {
+        task: "build".into(),
+        attempt: 1,
+    };
+    crate::agent_socket::send(&mut a, &crate::gateway::task_events(attempt, 0, &[started])).await;
+
+    // 600 blobs of 100 parts each: 60,000 URLs.
+    let files: Vec<ManifestEntry> = (0..600)
+        .map(|i| ManifestEntry {
+            path: format!("f{i}"),
+            size: 100 * PART_SIZE,
+            mode: 0o644,
+            digest: digest_of(format!("{i}").as_bytes()),
+        })
+        .collect();
+    let publish = FilesRequest::Publish {
+        name: "binary".into(),
+        files,
+    };
+    let answer = ask(&mut a, attempt, 1, publish).await;
+    assert!(
+        matches!(&answer, FilesAnswer::Refused { error } if error.contains("60000 upload URLs")),
+        "{answer:?}"
+    );
+
+    // 10,000 files of long paths: the request fits, its fetch would not.
+    let long = format!("{}/{}/", "a".repeat(200), "b".repeat(200));
+    let files: Vec<ManifestEntry> = (0..10_000)
+        .map(|i| ManifestEntry {
+            path: format!("{long}{i:05}"),
+            size: 1,
+            mode: 0o644,
+            digest: digest_of(format!("{i}").as_bytes()),
+        })
+        .collect();
+    let commit = FilesRequest::Commit {
+        name: "binary".into(),
+        files,
+        completed: vec![],
+    };
+    let answer = ask(&mut a, attempt, 2, commit).await;
+    assert!(
+        matches!(&answer, FilesAnswer::Refused { error } if error.contains("manifest and download URLs")),
+        "{answer:?}"
+    );
+    server.stop().await;
+}
+
+#[test]
+fn files_service_answers_are_counted_against_the_gateways_bound() {
+    assert_eq!(
+        xene_server::files::service::ANSWER_BYTES,
+        xene_server::gateway::limits::MAX_ANSWER_BYTES as u64
+    );
 }
