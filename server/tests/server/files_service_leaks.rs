@@ -266,3 +266,68 @@ fn files_service_answers_are_counted_against_the_gateways_bound() {
         xene_server::gateway::limits::MAX_ANSWER_BYTES as u64
     );
 }
+
+/// A signed upload URL lets its own body take the longer deadline, but
+/// does not make its connection trusted: anyone holding a leaked URL
+/// could sign in a connection for the URL's hour. The connection stays a
+/// guest, and gives way to a newcomer once idle past the grace.
+#[tokio::test]
+async fn files_service_a_signed_upload_does_not_trust_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new(Backend::Sqlite);
+    let server = TestServer::start_with(&db, |a| {
+        a.no_local_agent = true;
+        a.listen.guest_connections_per_address = 1;
+    })
+    .await;
+    let urls = {
+        let store = xene_server::storage::Db::connect(&db.url).await.unwrap();
+        let vault = xene_server::vault::Vault::load(
+            xene_server::vault::KeySource::File(db.dir.path().join("secrets.key")),
+            false,
+        )
+        .unwrap();
+        let key = xene_server::storage::access::signing_key(&store, &vault)
+            .await
+            .unwrap();
+        store.close().await;
+        xene_server::files::local_urls::LocalUrls::new(&key)
+    };
+    let url = urls.sign(
+        xene_server::files::local_urls::BlobMethod::Put,
+        &digest_of(b"hello"),
+        5,
+        now_ms() + 60_000,
+    );
+    let connect = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 13], 0)))
+            .unwrap();
+        socket.connect(server.addr).await.unwrap()
+    };
+    let mut signed = connect().await;
+    let request =
+        format!("PUT {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello");
+    signed.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), signed.read(&mut buf))
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    tokio::time::sleep(xene_server::listen::guests::GRACE + std::time::Duration::from_millis(500))
+        .await;
+    let _newcomer = connect().await;
+    // Closed as the newcomer is admitted; a trusted connection stays open
+    // until the server's idle timeout, which is longer.
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(3), signed.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the signed upload's connection was trusted: {closed:?}"
+    );
+    server.stop().await;
+}
