@@ -135,11 +135,14 @@ pub fn bundle(root: &Path, release: bool) -> anyhow::Result<Vec<(String, u64)>> 
 pub const BUDGET_GZ: u64 = 500_000;
 
 /// The groups still over [`BUDGET_GZ`], each held at about what it loaded
-/// on 2026-12-07 (release build, 3 % of headroom for today's fixes): a
+/// on 2026-12-07 (release build, 3 % of headroom for that day's fixes): a
 /// ceiling only ever comes down, to the budget at last. Where the bytes
-/// are is in docs/performance.md ("The browser bundle").
+/// are is in docs/performance.md ("The browser bundle"). One exception,
+/// decided and written down: the run page's was raised from 551 KB to
+/// 566 KB for its Artifacts card and Pin button (563.7 KB measured), which
+/// issue 25 asks for and which no cut of that day could pay for.
 pub const CEILINGS_GZ: &[(&str, u64)] = &[
-    ("run_page", 551_000),
+    ("run_page", 566_000),
     ("workflow_page", 587_000),
     ("editor", 924_000),
 ];
