@@ -279,7 +279,7 @@ async fn two_replicas_share_postgres_and_run_each_run_once() {
     let names: Vec<&str> = held.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,
-        ["cron", "readiness", "scheduler", "supervisor"],
+        ["collector", "cron", "readiness", "scheduler", "supervisor"],
         "one row, so one holder, per lease: {held:?}"
     );
     let holder_prefix = |r: &Xene| format!("{}#{}@", r.agent_id, r.pid());
