@@ -2,7 +2,9 @@
 //! glob whose base is a link, a glob into a linked directory, a hard link
 //! to a file the glob does not take; odd names and links leading out are
 //! no error where the glob cannot match, nor is a tree it cannot match in.
-//! A need never replaces a directory another need placed.
+//! A need never replaces a directory another need placed. A link in a
+//! middle component of a path, leading out, is refused: in a base, or in a
+//! followed link's target (a container's engine would follow it, as root).
 
 use xene_core::status::TaskStatus;
 
@@ -44,6 +46,14 @@ pipelines:
         depends_on: [build, file]
         needs: [xml, sub]
         steps: ["echo placed"]
+      middle:
+        {image}
+        steps: ["ln -s /etc evil"]
+        publish: [{{name: mid, path: evil/hostname}}]
+      through:
+        {image}
+        steps: ["ln -s /etc evil && mkdir leak && ln -s ../evil/hostname leak/l"]
+        publish: [{{name: thru, path: leak}}]
 "#
     )
 }
@@ -75,6 +85,21 @@ async fn check(image: Option<&str>) {
     let clash = run.task("clash");
     assert_eq!(clash.status, TaskStatus::Error, "{:#?}", run.report);
     assert!(!run.logs("clash").contains(&"placed"));
+    // Every container has /etc/hostname, and so has this machine.
+    let statuses = ["middle", "through"].map(|t| run.task(t).status);
+    assert_eq!(statuses, [TaskStatus::Error; 2], "{:#?}", run.report);
+    for (task, refused) in [
+        ("middle", "mid: evil/hostname"),
+        ("through", "thru: leak/l"),
+    ] {
+        let error = run.task(task).error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("artifact {refused} "))
+                && error.contains("out of the workspace"),
+            "{error}"
+        );
+        assert!(!run.logs(task).iter().any(|l| l.starts_with("staged")));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

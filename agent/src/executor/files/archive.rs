@@ -7,7 +7,7 @@
 //! through small bounded channels, so memory stays bounded whatever the
 //! sizes.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +67,7 @@ pub(crate) async fn collect_archive(
         links: Vec::new(),
     };
     let mut matched_any = false;
+    let mut known = HashSet::new();
     for text in &publish.paths {
         let entry = Arc::new(PathEntry::parse(text).map_err(|e| format!("artifact {name}: {e}"))?);
         let before = reading.collector.files.len();
@@ -80,9 +81,19 @@ pub(crate) async fn collect_archive(
             taken: !is_glob,
             chain: vec![base],
         }]);
-        while let Some(source) = queue.pop_front() {
-            let export = source.export.clone();
-            let Some(archive) = open(workspace, &export, &name).await? else {
+        while let Some(mut source) = queue.pop_front() {
+            let real = real_path(workspace, &source, &name, &mut known).await?;
+            let archive = match &real {
+                Some(real) => {
+                    if let Some(last) = source.chain.last_mut() {
+                        last.clone_from(real);
+                    }
+                    source.export.clone_from(real);
+                    open(workspace, real, &name).await?
+                }
+                None => None,
+            };
+            let Some(archive) = archive else {
                 // A link to nothing the glob did not take: nothing to take.
                 if source.chain.len() > 1 && !source.taken {
                     continue;
@@ -129,6 +140,123 @@ pub(crate) async fn collect_archive(
         return Err(format!("artifact {name}: its paths hold no file"));
     }
     reading.collector.finish()
+}
+
+/// How many directories `real_path` remembers as checked, per `publish`.
+const MAX_KNOWN_DIRS: usize = 4096;
+
+/// `source.export` with no link among its parent components, or `None`
+/// when one of them is missing or not a directory. The engine's archive
+/// API follows links in every component but the last, within the
+/// container's root (not the workspace) and as root, so each parent is
+/// exported in turn first: the archive of a link is that link alone, and
+/// its target is resolved as a link the walk meets is (`resolve_link`),
+/// then checked again from the start. `known` holds directories found
+/// real before. A step's process still running could swap a checked
+/// directory for a link before the export: the archive API leaves no way
+/// to pin a path.
+async fn real_path(
+    workspace: &dyn WorkspaceArchive,
+    source: &Source,
+    name: &str,
+    known: &mut HashSet<String>,
+) -> Result<Option<String>, String> {
+    let logical = &source.logical;
+    let components = |path: &str| -> VecDeque<String> {
+        path.split('/')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut rest = components(&source.export);
+    let mut done = String::new();
+    let mut hops = 0;
+    // Each turn takes a component off `rest`, or follows one of at most
+    // `MAX_LINK_HOPS` links (whose targets are bounded paths).
+    while rest.len() > 1 {
+        let Some(part) = rest.pop_front() else { break };
+        let path = join(&done, &part);
+        if known.contains(&path) {
+            done = path;
+            continue;
+        }
+        match kind_of(workspace, &path, name).await? {
+            Some(Kind::Dir) => {
+                if known.len() < MAX_KNOWN_DIRS {
+                    known.insert(path.clone());
+                }
+                done = path;
+            }
+            Some(Kind::Link(target)) => {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(format!(
+                        "artifact {name}: {logical} is reached through more than {MAX_LINK_HOPS} links"
+                    ));
+                }
+                let Some(target) = resolve_link(&path, &target) else {
+                    return Err(format!(
+                        "artifact {name}: {logical} leads out of the workspace through a symbolic link ({path})"
+                    ));
+                };
+                let mut resolved = components(&target);
+                resolved.extend(rest);
+                rest = resolved;
+                done = String::new();
+            }
+            Some(Kind::Other) | None => return Ok(None),
+        }
+    }
+    Ok(Some(
+        rest.into_iter().fold(done, |path, part| join(&path, &part)),
+    ))
+}
+
+/// What a path in the workspace is, read from its archive's first entry.
+enum Kind {
+    Dir,
+    Link(String),
+    Other,
+}
+
+/// The kind of `path`, `None` when there is nothing there.
+async fn kind_of(
+    workspace: &dyn WorkspaceArchive,
+    path: &str,
+    name: &str,
+) -> Result<Option<Kind>, String> {
+    let Some(archive) = open(workspace, path, name).await? else {
+        return Ok(None);
+    };
+    let (name, path) = (name.to_string(), path.to_string());
+    with_reader(archive, move |reader| {
+        let io =
+            |e: std::io::Error| format!("artifact {name}: reading the container's archive: {e}");
+        let mut archive = tar::Archive::new(reader);
+        let Some(item) = archive.entries().map_err(io)?.next() else {
+            return Ok(None);
+        };
+        let item = item.map_err(io)?;
+        let kind = item.header().entry_type();
+        if kind.is_dir() {
+            return Ok(Some(Kind::Dir));
+        }
+        if !kind.is_symlink() {
+            return Ok(Some(Kind::Other));
+        }
+        match item.link_name().map_err(io)? {
+            Some(target) => match target.to_str() {
+                Some(target) => Ok(Some(Kind::Link(target.to_string()))),
+                None => Err(format!(
+                    "artifact {name}: {path} is a symbolic link whose target is not UTF-8"
+                )),
+            },
+            None => Err(format!(
+                "artifact {name}: {path} is a symbolic link with no target"
+            )),
+        }
+    })
+    .await?
 }
 
 /// The archive of `path`, `None` when there is nothing there.
