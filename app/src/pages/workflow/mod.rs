@@ -1,7 +1,9 @@
 //! A workflow's page: each pipeline's DAG, trigger and Run button or form
 //! (`run_form`), a webhook pipeline's hook (`hook`), its versions with a
-//! diff between any two (`versions`), and deleting it (`delete`).
+//! diff between any two (`versions`), its cache entries (`caches`), and
+//! deleting it (`delete`).
 
+mod caches;
 mod delete;
 mod hook;
 mod run_form;
@@ -23,6 +25,7 @@ use xene_core::spec::{Pipeline, Task, Trigger};
 use crate::api;
 use crate::not_found::Missing;
 use crate::ui::{Dag, ErrorBox, NodeState, Time};
+use caches::Caches;
 use delete::{DeleteButton, DeleteConfirm};
 use hook::HookPanel;
 use run_form::{RunForm, RunNow};
@@ -158,6 +161,7 @@ fn workflow_view((detail, versions, usage): WorkflowData, diff: Diff) -> impl In
         {(!detail.spec.description.is_empty()).then(|| view! { <p>{detail.spec.description.clone()}</p> })}
         {approval(&detail)}
         {pipelines}
+        <Caches workflow=detail.name.clone() />
         <Versions versions current=detail.version diff />
         <details class="card">
             <summary>"Source of version " {detail.version}</summary>
