@@ -22,7 +22,7 @@ pub mod hooks;
 pub mod paths;
 pub mod run;
 pub mod secrets;
-pub mod tar;
+pub use xene_core::tar;
 pub mod workflows;
 
 use std::fmt;

@@ -502,6 +502,7 @@ mod tests {
             (
                 "build".to_string(),
                 TaskResult {
+                    caches: Default::default(),
                     status: TaskStatus::Success,
                     output: Some("v1.2".into()),
                 },
@@ -509,6 +510,7 @@ mod tests {
             (
                 "lint".to_string(),
                 TaskResult {
+                    caches: Default::default(),
                     status: TaskStatus::Error,
                     output: None,
                 },

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheHit;
 use crate::status::TaskStatus;
 
 /// The outcome of a finished task, as dependants see it.
@@ -13,6 +14,9 @@ pub struct TaskResult {
     pub status: TaskStatus,
     /// What its steps wrote to `$XENE_OUTPUT`, trailing newline trimmed.
     pub output: Option<String>,
+    /// What each of its caches' restore found, by cache name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub caches: BTreeMap<String, CacheHit>,
 }
 
 /// The values `{{ ... }}` templates and `if` conditions are evaluated against.

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheHit;
 use crate::status::{RunStatus, StepStatus, TaskStatus};
 
 /// Which output stream a log line came from.
@@ -112,6 +113,18 @@ pub enum RunEvent {
         /// this many milliseconds; the task is not finished yet.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_in_ms: Option<u64>,
+    },
+    /// A cache's restore ended (sent right after it, before the steps that
+    /// see it).
+    CacheRestored {
+        /// The task's name.
+        task: String,
+        /// The cache's name.
+        cache: String,
+        /// What the restore found.
+        hit: CacheHit,
+        /// The matched entry's key; the full key on a miss.
+        key: String,
     },
     /// The run ended; nothing follows.
     RunFinished {

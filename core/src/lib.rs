@@ -5,6 +5,7 @@
 pub mod access;
 pub mod ansi;
 pub mod artifact;
+pub mod cache;
 pub mod complete;
 pub mod condition;
 pub mod context;
@@ -24,6 +25,7 @@ mod shell;
 pub mod spec;
 pub mod status;
 mod suggest;
+pub mod tar;
 pub mod template;
 pub mod time;
 pub mod yaml;

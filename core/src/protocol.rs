@@ -2,7 +2,7 @@
 //! agent dials. These are wire types: add fields with `#[serde(default)]`,
 //! never rename or remove one, and bump `PROTOCOL_VERSION` for anything else.
 //!
-//! The exchange (protocol 2 and 3): the agent says `Hello` (who it is, what it
+//! The exchange (protocols 2 to 4): the agent says `Hello` (who it is, what it
 //! runs, which task attempts it still holds from before a reconnect); the
 //! server answers `Welcome`, then sends `TaskDispatch`es, one task attempt
 //! each. The agent reports each attempt's events in numbered `TaskEvents`
@@ -15,6 +15,10 @@
 //! the server answers with transfers (`FilesAnswer`); the bytes move over
 //! HTTP, never over this socket. An agent of protocol 2 is refused, so a
 //! task with artifacts never reaches an agent that cannot stage them.
+//!
+//! Protocol 4 adds caches: `FilesRequest::CacheRestore`, `CacheUpload` and
+//! `CacheSave`, `TaskDispatch::cache_save` and `RunEvent::CacheRestored`.
+//! An agent of protocol 3 is refused likewise.
 //!
 //! Protocol 1 placed whole runs; its messages are gone. A protocol 1
 //! agent's `Hello` still decodes (its `running` list is ignored), so the
@@ -30,7 +34,7 @@ use crate::event::RunEvent;
 use crate::spec::Task;
 
 /// The protocol version this build speaks; `Hello` carries it.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// WebSocket close code: the agent speaks a protocol version the server does not.
 pub const CLOSE_UNSUPPORTED_PROTOCOL: u16 = 4000;
@@ -193,6 +197,45 @@ pub enum FilesRequest {
         /// The artifact, one its task needs.
         name: String,
     },
+    /// The entry to restore: `key` exactly, else, for each of
+    /// `restore_keys` in order, the newest saved entry whose key starts
+    /// with it. Answered by `FilesAnswer::CacheEntry`.
+    CacheRestore {
+        /// The cache, one its task declares.
+        name: String,
+        /// The full key.
+        key: String,
+        /// Prefixes to try when `key` has no entry, in order.
+        #[serde(default)]
+        restore_keys: Vec<String>,
+    },
+    /// Like `Publish`, for an entry's chunks (tar files). Answered by
+    /// `Uploads`.
+    CacheUpload {
+        /// The cache, one its task declares.
+        name: String,
+        /// The full key.
+        key: String,
+        /// The entry's chunks.
+        chunks: Vec<ManifestEntry>,
+    },
+    /// Like `Commit`: the entry is staged for this attempt and saved when
+    /// the attempt succeeds. Answered by `Committed` (also when an entry of
+    /// this key is saved already: the first save of a key wins) or
+    /// `Refused` (quota, saving not allowed for this run): a refused save
+    /// is a warning in the task's log, never a failure.
+    CacheSave {
+        /// The cache, one its task declares.
+        name: String,
+        /// The full key.
+        key: String,
+        /// The entry's chunks, as in `CacheUpload`.
+        chunks: Vec<ManifestEntry>,
+        /// The multipart uploads to complete, one per blob uploaded in parts.
+        completed: Vec<CompletedUpload>,
+        /// How many files the chunks hold.
+        files: u64,
+    },
 }
 
 /// The server's answer to a `FilesRequest`.
@@ -213,7 +256,20 @@ pub enum FilesAnswer {
         /// One per distinct digest of `files`.
         downloads: Vec<BlobDownload>,
     },
-    /// The request is refused; the task fails with this reason.
+    /// Answers `CacheRestore`: `key` is the matched entry's key, `None` on
+    /// a miss (then both lists are empty).
+    CacheEntry {
+        /// The matched entry's key.
+        key: Option<String>,
+        /// How many files its chunks hold.
+        files: u64,
+        /// Its chunks.
+        chunks: Vec<ManifestEntry>,
+        /// One per distinct digest of `chunks`.
+        downloads: Vec<BlobDownload>,
+    },
+    /// The request is refused; the task fails with this reason (a cache
+    /// request's refusal is a warning only).
     Refused {
         /// A clear reason for people.
         error: String,
@@ -309,6 +365,10 @@ pub struct TaskDispatch {
     /// the server exports traces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The attempt may save caches (false when its pipeline's `cache_save`
+    /// says `never` for the run's trigger; absent means false).
+    #[serde(default)]
+    pub cache_save: bool,
 }
 
 /// A secret's value on its way to the steps that use it. It serializes as
@@ -396,12 +456,44 @@ mod tests {
                     name: "binary".into(),
                 },
             },
+            AgentMessage::Files {
+                attempt,
+                id: 4,
+                request: FilesRequest::CacheRestore {
+                    name: "cargo".into(),
+                    key: "cargo-1".into(),
+                    restore_keys: vec!["cargo-".into()],
+                },
+            },
+            AgentMessage::Files {
+                attempt,
+                id: 5,
+                request: FilesRequest::CacheUpload {
+                    name: "cargo".into(),
+                    key: "cargo-1".into(),
+                    chunks: vec![file()],
+                },
+            },
+            AgentMessage::Files {
+                attempt,
+                id: 6,
+                request: FilesRequest::CacheSave {
+                    name: "cargo".into(),
+                    key: "cargo-1".into(),
+                    chunks: vec![file()],
+                    completed: Vec::new(),
+                    files: 12,
+                },
+            },
         ];
         let tags = [
             "hello",
             "heartbeat",
             "task_events",
             "fetch_outputs",
+            "files",
+            "files",
+            "files",
             "files",
             "files",
             "files",
@@ -420,6 +512,7 @@ mod tests {
         let result = TaskResult {
             status: crate::status::TaskStatus::Success,
             output: Some("o".into()),
+            caches: [("cargo".to_string(), crate::cache::CacheHit::Partial)].into(),
         };
         let server = [
             ServerMessage::TaskDispatch(Box::new(TaskDispatch {
@@ -436,6 +529,7 @@ mod tests {
                 outputs: [("a".to_string(), result.clone())].into(),
                 more_outputs: true,
                 traceparent: None,
+                cache_save: true,
             })),
             ServerMessage::TaskAck { attempt, seq: 9 },
             ServerMessage::CancelTask { attempt },
@@ -479,6 +573,16 @@ mod tests {
                 id: 4,
                 answer: FilesAnswer::Refused { error: "no".into() },
             },
+            ServerMessage::Files {
+                attempt,
+                id: 5,
+                answer: FilesAnswer::CacheEntry {
+                    key: Some("cargo-0".into()),
+                    files: 12,
+                    chunks: vec![file()],
+                    downloads: Vec::new(),
+                },
+            },
         ];
         let tags = [
             "task_dispatch",
@@ -486,6 +590,7 @@ mod tests {
             "cancel_task",
             "stop_task",
             "outputs",
+            "files",
             "files",
             "files",
             "files",

@@ -49,6 +49,9 @@ pub struct Pipeline {
     /// is no limit beyond the agents' capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Which runs may save caches, by the kind of trigger that started them.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub cache_save: CacheSave,
     /// The tasks, by name.
     pub tasks: BTreeMap<String, Task>,
 }
@@ -184,6 +187,80 @@ pub struct Task {
     /// first step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<Need>,
+    /// Directories kept across runs of the workflow, restored before its
+    /// first step (or after a named step) and saved after it succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<Cache>,
+}
+
+/// A cache a task restores and saves (see `cache`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cache {
+    /// Unique within its task (`[A-Za-z0-9_-]`, at most 64).
+    pub name: String,
+    /// A template (params, upstream outputs), rendered on the agent.
+    pub key: String,
+    /// Globs whose files' contents are hashed into the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hash_files: Vec<String>,
+    /// Prefixes (templates) tried in order when `key` has no entry; the
+    /// newest entry starting with one is restored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore_keys: Vec<String>,
+    /// Relative paths or globs of what the entry holds.
+    pub paths: Vec<String>,
+    /// Restore right after this main step, not before the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// Which runs of a pipeline may save caches, per kind of trigger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheSave {
+    /// Runs a person started.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub manual: SaveMode,
+    /// Runs a webhook started.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub webhook: SaveMode,
+    /// Runs a schedule started.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub cron: SaveMode,
+}
+
+impl CacheSave {
+    /// Whether a run started by `trigger` (a run's trigger: `manual`,
+    /// `webhook`, `cron`) may save caches; any other trigger (a rerun, the
+    /// API) counts as manual.
+    pub fn allows(&self, trigger: &str) -> bool {
+        let mode = match trigger {
+            "webhook" => self.webhook,
+            "cron" => self.cron,
+            _ => self.manual,
+        };
+        mode == SaveMode::Always
+    }
+}
+
+/// Whether runs save caches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaveMode {
+    /// They do.
+    #[default]
+    Always,
+    /// They never do.
+    Never,
+}
+
+impl SaveMode {
+    /// The word a spec writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaveMode::Always => "always",
+            SaveMode::Never => "never",
+        }
+    }
 }
 
 /// An artifact a task publishes: the files its `paths` match in the
@@ -328,6 +405,7 @@ mod tests {
             condition: None,
             publish: Vec::new(),
             needs: Vec::new(),
+            caches: Vec::new(),
         };
         let json = serde_json::to_string(&task).unwrap();
         assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);

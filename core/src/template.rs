@@ -321,6 +321,7 @@ mod tests {
         tasks.insert(
             "build".to_string(),
             TaskResult {
+                caches: Default::default(),
                 status: TaskStatus::Success,
                 output: Some("v1.2".into()),
             },
@@ -328,6 +329,7 @@ mod tests {
         tasks.insert(
             "lint".to_string(),
             TaskResult {
+                caches: Default::default(),
                 status: TaskStatus::Skipped,
                 output: None,
             },

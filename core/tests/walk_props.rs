@@ -178,6 +178,7 @@ fn random_case(rng: &mut Rng) -> Case {
             completed.insert(
                 i,
                 TaskResult {
+                    caches: Default::default(),
                     status,
                     output: Some("x".into()),
                 },
@@ -243,9 +244,14 @@ impl Case {
             };
             let result = if runs {
                 let (status, output) = self.outcomes[i].clone();
-                TaskResult { status, output }
+                TaskResult {
+                    caches: Default::default(),
+                    status,
+                    output,
+                }
             } else {
                 TaskResult {
+                    caches: Default::default(),
                     status: otherwise,
                     output: None,
                 }
@@ -336,7 +342,15 @@ fn walk(
         if cancel_after == Some(finished) {
             cancelled = true;
         }
-        let next = walk.finish(&task, TaskResult { status, output }, cancelled);
+        let next = walk.finish(
+            &task,
+            TaskResult {
+                caches: Default::default(),
+                status,
+                output,
+            },
+            cancelled,
+        );
         take(next, finished, &mut ready, &mut ended, &mut seen);
     }
     assert!(walk.is_done(), "every task ends");

@@ -85,7 +85,8 @@ impl Printer {
                     Ok(())
                 }
             }
-            RunEvent::StepStarted { .. } => Ok(()),
+            // A restore's line is in the task's log already.
+            RunEvent::StepStarted { .. } | RunEvent::CacheRestored { .. } => Ok(()),
             RunEvent::Log {
                 task, step, data, ..
             } => writeln!(out, "[{task}/{step}] {data}"),

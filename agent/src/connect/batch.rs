@@ -51,6 +51,9 @@ pub fn event_size(event: &RunEvent) -> usize {
             escaped_len(task) + escaped_len(step) + 128
         }
         RunEvent::TaskStarted { task, .. } => escaped_len(task) + 128,
+        RunEvent::CacheRestored {
+            task, cache, key, ..
+        } => escaped_len(task) + escaped_len(cache) + escaped_len(key) + 128,
         RunEvent::RunStarted { run_id, pipeline } => {
             escaped_len(run_id) + escaped_len(pipeline) + 128
         }

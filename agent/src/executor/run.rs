@@ -267,6 +267,7 @@ impl<'a> RunLoop<'a> {
     /// Records a task that ended and decides what waited on it.
     async fn finished(&mut self, task: String, report: TaskReport) {
         let result = TaskResult {
+            caches: Default::default(),
             status: report.status,
             output: report.output.clone(),
         };

@@ -93,6 +93,7 @@ pipelines:
     request.outputs = [(
         "build".to_string(),
         TaskResult {
+            caches: Default::default(),
             status: TaskStatus::Success,
             output: Some("v1.2".into()),
         },
@@ -255,6 +256,7 @@ async fn a_dispatch_becomes_an_attempt_named_for_its_run_number_and_id() {
         "name: w\npipelines:\n  p:\n    tasks:\n      t: {steps: [\"echo $XENE_RUN_ID $XENE_ATTEMPT\"]}\n",
     );
     let dispatch = TaskDispatch {
+        cache_save: Default::default(),
         attempt: AttemptRef { id: 901 },
         run_id: 12,
         task: "t".into(),

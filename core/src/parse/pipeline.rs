@@ -133,6 +133,7 @@ impl Checker {
             self.together(&tasks, &notes, &selector, path);
         }
         Some(Pipeline {
+            cache_save: Default::default(),
             trigger: trigger?,
             selector,
             placement: placement?,

@@ -138,6 +138,7 @@ impl Checker {
             .map(|n| self.needs(n, &join(path, "needs"), notes))
             .unwrap_or_default();
         Some(Task {
+            caches: Default::default(),
             image,
             depends_on,
             selector,

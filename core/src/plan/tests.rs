@@ -5,6 +5,7 @@ use crate::spec::Pipeline;
 
 fn result(status: TaskStatus, output: Option<&str>) -> TaskResult {
     TaskResult {
+        caches: Default::default(),
         status,
         output: output.map(str::to_string),
     }

@@ -174,6 +174,7 @@ impl Walk {
                     self.results.insert(
                         name.clone(),
                         TaskResult {
+                            caches: Default::default(),
                             status,
                             output: None,
                         },

@@ -10,6 +10,7 @@ fn render(script: &str) -> Result<String, TemplateError> {
     let tasks = BTreeMap::from([(
         "src".to_string(),
         TaskResult {
+            caches: Default::default(),
             status: TaskStatus::Success,
             output: Some("$(touch pwned)".into()),
         },

@@ -106,6 +106,7 @@ pub async fn prepare_attempt(
         attempts::read_outputs(db, run.id, &reads, None, inline).await?
     };
     let dispatch = TaskDispatch {
+        cache_save: Default::default(),
         attempt: AttemptRef { id: attempt.id },
         run_id: run.id,
         task: attempt.task.clone(),

@@ -74,6 +74,9 @@ pub async fn answer(
         FilesRequest::Publish { .. } => "publish",
         FilesRequest::Commit { .. } => "commit",
         FilesRequest::Fetch { .. } => "fetch",
+        FilesRequest::CacheRestore { .. } => "cache restore",
+        FilesRequest::CacheUpload { .. } => "cache upload",
+        FilesRequest::CacheSave { .. } => "cache save",
     };
     match answer_inner(ctx, agent, attempt, request).await {
         Ok(answer) => answer,
@@ -125,6 +128,12 @@ async fn answer_inner(
             commit(ctx, attempt, &held, &name, when_always, &files, &completed).await
         }
         FilesRequest::Fetch { name } => fetch(ctx, &held, &name).await,
+        // Placeholder until the cache service lands (builder B1).
+        FilesRequest::CacheRestore { .. }
+        | FilesRequest::CacheUpload { .. }
+        | FilesRequest::CacheSave { .. } => {
+            Err(Failure::Refused("caches are not supported yet".into()))
+        }
     }
 }
 

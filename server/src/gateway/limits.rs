@@ -130,6 +130,10 @@ pub fn check_files(request: &FilesRequest) -> Result<(), String> {
             (name, files.len())
         }
         FilesRequest::Fetch { name } => (name, 0),
+        // Bounded in full by builder B1.
+        FilesRequest::CacheRestore { name, .. } => (name, 0),
+        FilesRequest::CacheUpload { name, chunks, .. }
+        | FilesRequest::CacheSave { name, chunks, .. } => (name, chunks.len()),
     };
     if name.is_empty() || name.len() > MAX_ARTIFACT_NAME {
         return Err(format!(
@@ -167,7 +171,9 @@ pub fn check_task_events(
             RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {
                 return Err("a task attempt reports no run_started or run_finished".into());
             }
-            RunEvent::TaskStarted { task, .. } | RunEvent::TaskFinished { task, .. } => task,
+            RunEvent::TaskStarted { task, .. }
+            | RunEvent::TaskFinished { task, .. }
+            | RunEvent::CacheRestored { task, .. } => task,
             RunEvent::StepStarted { task, .. }
             | RunEvent::StepFinished { task, .. }
             | RunEvent::Log { task, .. }
@@ -237,6 +243,14 @@ pub fn check_events(
                 task_of(task)?;
                 bounded("an output", output)?;
                 bounded("an error", error)?;
+            }
+            RunEvent::CacheRestored {
+                task, cache, key, ..
+            } => {
+                task_of(task)?;
+                if cache.len() > MAX_NAME || key.len() > xene_core::cache::MAX_KEY_BYTES {
+                    return Err("cache_restored names are too long".into());
+                }
             }
             RunEvent::RunFinished { .. } => {}
         }

@@ -1,4 +1,4 @@
-//! One agent's connection (protocol 3): hello, then dispatching the task
+//! One agent's connection (protocol 4): hello, then dispatching the task
 //! attempts placed on it, applying the events it reports on each,
 //! acknowledging them, telling it which attempts to cancel or stop, and
 //! answering its requests about files (`files.rs`).

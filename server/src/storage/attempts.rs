@@ -570,7 +570,14 @@ pub async fn read_outputs(
             }
             used += size;
             let status = status.parse().unwrap_or(TaskStatus::Unknown);
-            page.insert(task, TaskResult { status, output });
+            page.insert(
+                task,
+                TaskResult {
+                    caches: Default::default(),
+                    status,
+                    output,
+                },
+            );
         }
     }
     Ok((page, None))

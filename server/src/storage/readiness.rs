@@ -273,6 +273,7 @@ async fn results(
                 out.insert(
                     row.get(0),
                     TaskResult {
+                        caches: Default::default(),
                         status,
                         output: row.get(2),
                     },

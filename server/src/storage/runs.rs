@@ -667,6 +667,7 @@ pub async fn completed_tasks(
             (
                 task,
                 TaskResult {
+                    caches: Default::default(),
                     status: TaskStatus::Success,
                     output,
                 },

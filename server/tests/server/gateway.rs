@@ -1,4 +1,4 @@
-//! The agent gateway (protocol 3), spoken to by a bare WebSocket client
+//! The agent gateway (protocol 4), spoken to by a bare WebSocket client
 //! that plays the agent's side message by message.
 
 use futures::StreamExt;

@@ -47,24 +47,26 @@ async fn an_agent_of_another_protocol_is_told_what_to_install() {
             server.addr
         )
     );
-    // Protocol 2 (the hello of the release before artifacts) too: it
-    // could not stage a task's files.
-    let mut socket = dial(&server, &credential).await.unwrap();
-    socket
-        .send(Message::text(
-            r#"{"type":"hello","protocol":2,"agent_version":"0.1.0","labels":{},"runtimes":["shell"],"capacity":2,"attempts":[]}"#,
-        ))
-        .await
-        .unwrap();
-    let (code, reason) = receive(&mut socket).await.unwrap_err().unwrap();
-    assert_eq!(code, CloseCode::from(CLOSE_UNSUPPORTED_PROTOCOL));
-    assert!(
-        reason.ends_with(&format!(
-            "not 2; reinstall from http://{}/install.sh",
-            server.addr
-        )),
-        "{reason}"
-    );
+    // Protocol 2 (the hello of the release before artifacts) and 3 (before
+    // caches) too: they could not stage a task's files or caches.
+    for old in [2, 3] {
+        let mut socket = dial(&server, &credential).await.unwrap();
+        socket
+            .send(Message::text(format!(
+                r#"{{"type":"hello","protocol":{old},"agent_version":"0.1.0","labels":{{}},"runtimes":["shell"],"capacity":2,"attempts":[]}}"#,
+            )))
+            .await
+            .unwrap();
+        let (code, reason) = receive(&mut socket).await.unwrap_err().unwrap();
+        assert_eq!(code, CloseCode::from(CLOSE_UNSUPPORTED_PROTOCOL));
+        assert!(
+            reason.ends_with(&format!(
+                "not {old}; reinstall from http://{}/install.sh",
+                server.addr
+            )),
+            "{reason}"
+        );
+    }
     // It never became an agent that takes work.
     let (_, agents) = server.get("/api/v1/agents").await;
     assert_ne!(agents["agents"][0]["state"], "online", "{agents}");

@@ -203,6 +203,7 @@ fn walked(
             TaskStatus::Success
         };
         let result = TaskResult {
+            caches: Default::default(),
             status,
             output: Some(format!("{task} says {}", status.as_str())),
         };

@@ -23,6 +23,7 @@ fn dispatch(attempt: AttemptRef, reads: &[&str], more_outputs: bool) -> TaskDisp
     );
     let workflow = xene_core::parse_workflow(&yaml).unwrap();
     TaskDispatch {
+        cache_save: Default::default(),
         attempt,
         run_id: 3,
         task: "t".into(),
@@ -45,6 +46,7 @@ fn attempts(capacity: usize) -> Attempts {
 
 fn success(output: &str) -> TaskResult {
     TaskResult {
+        caches: Default::default(),
         status: TaskStatus::Success,
         output: Some(output.into()),
     }

@@ -134,6 +134,7 @@ fn task_dispatch(attempt: AttemptRef, script: &str) -> TaskDispatch {
     );
     let workflow = xene_core::parse_workflow(&yaml).expect("a valid workflow");
     TaskDispatch {
+        cache_save: Default::default(),
         attempt,
         run_id: 70,
         task: "build".into(),
@@ -559,6 +560,7 @@ async fn outputs_beyond_the_dispatch_are_fetched_in_pages_before_the_start() {
             results: [(
                 "setup".to_string(),
                 TaskResult {
+                    caches: Default::default(),
                     status: TaskStatus::Success,
                     output: Some("v9".into()),
                 },

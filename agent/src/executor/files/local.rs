@@ -197,6 +197,10 @@ impl Attempt {
                     downloads,
                 })
             }
+            // Placeholder until the local store keeps caches (builder C1).
+            FilesRequest::CacheRestore { .. }
+            | FilesRequest::CacheUpload { .. }
+            | FilesRequest::CacheSave { .. } => Err("caches are not supported yet".into()),
         }
     }
 

@@ -94,6 +94,7 @@ pub(crate) fn unexpected(name: &str, answer: &FilesAnswer) -> String {
         FilesAnswer::Uploads { .. } => "uploads",
         FilesAnswer::Committed => "committed",
         FilesAnswer::Downloads { .. } => "downloads",
+        FilesAnswer::CacheEntry { .. } => "cache entry",
         FilesAnswer::Refused { .. } => "refused",
     };
     format!("artifact {name}: the server answered {kind:?} out of turn")

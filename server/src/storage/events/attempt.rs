@@ -231,7 +231,8 @@ fn check(attempt: i64, task: &str, events: &[RunEvent]) -> Result<(), ApplyError
             | RunEvent::Log { task, .. }
             | RunEvent::Logs { task, .. }
             | RunEvent::StepFinished { task, .. }
-            | RunEvent::TaskFinished { task, .. } => task,
+            | RunEvent::TaskFinished { task, .. }
+            | RunEvent::CacheRestored { task, .. } => task,
         };
         if named != task {
             return Err(ApplyError::OtherTask {
@@ -390,6 +391,8 @@ async fn apply_one(
         | RunEvent::Logs { .. }
         | RunEvent::RunStarted { .. }
         | RunEvent::RunFinished { .. } => {}
+        // Placeholder until attempt_caches stores it (builder B2).
+        RunEvent::CacheRestored { .. } => {}
     }
     Ok(Ended::default())
 }

@@ -116,20 +116,39 @@ pub enum Step {
     /// A regular file of `size` bytes (then its padding), with the digest
     /// its extended header gave.
     File {
+        /// Its path in the archive.
         path: String,
+        /// Its bytes.
         size: u64,
+        /// Its permission bits.
         mode: u32,
+        /// `sha256:` and hex, when its extended header gave one.
         digest: Option<String>,
     },
     /// A directory.
-    Dir { path: String, mode: u32 },
+    Dir {
+        /// Its path in the archive.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// An extended header of `len` bytes (then padding): read it and give
     /// it to [`Decoder::extension`].
-    Extension { len: u64 },
+    Extension {
+        /// Its bytes.
+        len: u64,
+    },
     /// Something that is neither a file nor a directory (a link, a device,
     /// a FIFO): `kind` is its type flag, `path` its name; its `size` bytes
     /// follow.
-    Other { kind: u8, path: String, size: u64 },
+    Other {
+        /// The type flag.
+        kind: u8,
+        /// Its path in the archive.
+        path: String,
+        /// The bytes that follow.
+        size: u64,
+    },
     /// The end of the archive (a zero block).
     End,
 }
