@@ -115,7 +115,8 @@ impl Server {
             .await
             .map_err(ServerError::Database)?
             .with_log_cap(args.log_cap_per_step)
-            .with_handoff(args.task_lease);
+            .with_handoff(args.task_lease)
+            .with_quotas(args.artifacts.quotas());
         let vault = Arc::new(open_vault(&db, args).await.map_err(ServerError::Secrets)?);
         if prepared.database_was_open {
             // Whoever read it holds the signing key an older Xene kept in clear.

@@ -81,6 +81,12 @@ struct KindLabel {
     kind: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoredLabels {
+    workflow: String,
+    kind: &'static str,
+}
+
 fn wait_histogram() -> Histogram {
     Histogram::new(WAIT_BUCKETS)
 }
@@ -110,6 +116,7 @@ pub struct Metrics {
     feed_clients: Gauge,
     artifact_uploaded_bytes: Counter,
     artifact_blobs_deleted: Counter,
+    workflow_stored: Family<StoredLabels, Gauge>,
     pipelines: Mutex<HashSet<String>>,
     /// Trace contexts of runs requested through this process, so that the
     /// spans of their execution join the request's trace.
@@ -179,6 +186,7 @@ impl Metrics {
             feed_clients: Gauge::default(),
             artifact_uploaded_bytes: Counter::default(),
             artifact_blobs_deleted: Counter::default(),
+            workflow_stored: Family::default(),
             pipelines: Mutex::default(),
             run_traces: RunTraces::default(),
         };
@@ -274,6 +282,11 @@ impl Metrics {
             "Artifacts' blobs deleted from the store by the collector",
             m.artifact_blobs_deleted.clone(),
         );
+        r.register(
+            "xene_workflow_stored_bytes",
+            "Bytes each workflow keeps in the store, by kind (artifacts, caches), as of the collector's last pass",
+            m.workflow_stored.clone(),
+        );
         xene_agent::telemetry::register_common(r, "xene");
         m
     }
@@ -286,6 +299,22 @@ impl Metrics {
     /// The collector deleted `n` blobs.
     pub fn artifact_blobs_deleted(&self, n: u64) {
         self.artifact_blobs_deleted.inc_by(n);
+    }
+
+    /// What each workflow keeps, from the collector's pass: the series of
+    /// workflows no longer listed go.
+    pub fn set_workflow_stored(&self, stored: &[crate::storage::caches::quota::WorkflowStored]) {
+        self.workflow_stored.clear();
+        for w in stored {
+            for (kind, bytes) in [("artifacts", w.artifacts), ("caches", w.caches)] {
+                let labels = StoredLabels {
+                    workflow: w.workflow.clone(),
+                    kind,
+                };
+                let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+                self.workflow_stored.get_or_create(&labels).set(bytes);
+            }
+        }
     }
 
     /// The `pipeline` label for `workflow/pipeline`, or `other` once the cap

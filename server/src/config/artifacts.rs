@@ -1,5 +1,6 @@
-//! Flags for artifacts: where their blobs are stored, how long the URLs
-//! agents get stay valid, and how long artifacts are kept.
+//! Flags for artifacts and caches: where their blobs are stored, how long
+//! the URLs agents get stay valid, how long artifacts are kept, and what
+//! each workflow may keep.
 
 use std::time::Duration;
 
@@ -56,6 +57,28 @@ pub struct ArtifactArgs {
     /// pinned; 0 keeps them forever.
     #[arg(long, env = "XENE_ARTIFACT_RETENTION", default_value = "30d", value_parser = parse_retention)]
     pub artifact_retention: Duration,
+
+    /// The most bytes of caches each workflow keeps (like 512MiB, 10GiB):
+    /// past it the least recently used entries are evicted, and an entry
+    /// larger is not saved; 0 never saves caches.
+    #[arg(long, env = "XENE_CACHE_QUOTA", default_value = "10GiB", value_parser = parse_size)]
+    pub cache_quota: u64,
+
+    /// The most bytes of artifacts each workflow keeps (like 512MiB,
+    /// 10GiB), published and being published: a publish past it fails its
+    /// task. Default: no quota.
+    #[arg(long, env = "XENE_ARTIFACT_QUOTA", value_parser = parse_size)]
+    pub artifact_quota: Option<u64>,
+}
+
+impl ArtifactArgs {
+    /// What each workflow may keep.
+    pub fn quotas(&self) -> crate::storage::caches::Quotas {
+        crate::storage::caches::Quotas {
+            cache_bytes: self.cache_quota,
+            artifact_bytes: self.artifact_quota,
+        }
+    }
 }
 
 impl Default for ArtifactArgs {
@@ -69,6 +92,8 @@ impl Default for ArtifactArgs {
             s3_secret_access_key: None,
             artifact_url_ttl: Duration::from_secs(600),
             artifact_retention: Duration::from_secs(30 * 24 * 3600),
+            cache_quota: crate::storage::caches::quota::DEFAULT_CACHE_QUOTA,
+            artifact_quota: None,
         }
     }
 }
@@ -79,6 +104,34 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
         return Err("from 10s to 1h".into());
     }
     Ok(ttl)
+}
+
+/// A size as people write it: `512MiB`, `10GiB`, `1TiB`, or bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("bad size {text:?}: expected like 512MiB, 10GiB or bytes"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        "TiB" | "T" | "TB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .filter(|n| i64::try_from(*n).is_ok())
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 fn parse_retention(text: &str) -> Result<Duration, String> {
@@ -98,6 +151,22 @@ mod tests {
         assert!(parse_ttl("2h").is_err());
         assert!(parse_ttl("1s").is_err());
         assert_eq!(parse_retention("0").unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn quotas_are_sizes_as_people_write_them() {
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1234"), Ok(1234));
+        for bad in ["", "ten", "5 parsecs", "-1", "99999999999TiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        use clap::Parser as _;
+        let args = crate::config::Args::try_parse_from(["xene", "--artifact-quota", "2GiB"]);
+        let quotas = args.unwrap().artifacts.quotas();
+        assert_eq!(quotas.artifact_bytes, Some(2 << 30));
+        assert_eq!(quotas.cache_bytes, 10 << 30);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The artifact collector (singleton by lease), at start and every few
 //! minutes: prunes the artifacts of runs past `--artifact-retention`
-//! (pinned runs keep theirs) and the staged manifests of attempts that
-//! ended without publishing them, then marks and sweeps the blobs: rows no
-//! manifest names and nobody touched within `GRACE_MS` go with their
+//! (pinned runs keep theirs) and the staged manifests and cache entries of
+//! attempts that ended without publishing or saving them, sets each
+//! workflow's stored bytes (`xene_workflow_stored_bytes`), then marks and
+//! sweeps the blobs: rows no manifest or cache entry names and nobody
+//! touched within `GRACE_MS` go with their
 //! objects; objects without a row (uploads never committed) go once older
 //! than the grace; so do the local store's temporary files.
 //!
@@ -19,7 +21,7 @@ use xene_core::artifact::Digest;
 use super::Context;
 use crate::metrics::Metrics;
 use crate::storage::artifacts::{GRACE_MS, sweep};
-use crate::storage::{Db, StorageError, leases, now_ms, retention};
+use crate::storage::{Db, StorageError, caches, leases, now_ms, retention};
 
 /// How often the collector works (and once at start).
 pub const PERIOD: Duration = Duration::from_secs(300);
@@ -62,6 +64,8 @@ pub trait BlobDeleter: Send + Sync {
 pub struct Collected {
     /// Artifacts past retention, and staged ones of ended attempts.
     pub artifacts: u64,
+    /// Staged cache entries of ended attempts.
+    pub caches: u64,
     /// Blob rows no manifest named, removed with their objects.
     pub rows: u64,
     /// Objects deleted (with a row removed, or without one).
@@ -144,6 +148,7 @@ pub async fn run(ctx: Context, store: Arc<dyn BlobDeleter>, retention: Duration)
             if done != Collected::default() {
                 tracing::info!(
                     artifacts = done.artifacts,
+                    caches = done.caches,
                     rows = done.rows,
                     objects = done.objects,
                     temp = done.temp,
@@ -186,6 +191,8 @@ pub async fn pass(
         out.artifacts += retention::prune_artifacts(db, before).await?;
     }
     out.artifacts += sweep::drop_orphan_staged(db, now).await?;
+    out.caches += caches::drop_orphan_staged(db, now).await?;
+    metrics.set_workflow_stored(&caches::quota::stored_by_workflow(db).await?);
     let cutoff = now - GRACE_MS;
     for _ in 0..PAGES {
         let page = sweep::unreferenced(db, cutoff, PAGE as i64).await?;

@@ -33,7 +33,7 @@ pub const GRACE_MS: i64 = 3 * 3600 * 1000;
 pub const ENTRIES_SHOWN: usize = 1000;
 
 /// Rows per multi-row statement: within both backends' placeholder limits.
-const CHUNK: usize = 500;
+pub(super) const CHUNK: usize = 500;
 
 /// How often `insert_blobs` looks again at a digest the collector is
 /// deleting right now (a claim lasts one object's deletion).
@@ -69,14 +69,14 @@ pub struct ArtifactView {
     pub entries: Vec<ManifestEntry>,
 }
 
-fn placeholders(first: usize, count: usize) -> String {
+pub(super) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn to_i64(n: u64) -> i64 {
+pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -182,7 +182,7 @@ pub async fn stage(
 /// go in that order), so two publishes, or a publish and a `missing_blobs`,
 /// never wait on each other in a circle. A row claimed meanwhile by the
 /// collector is re-read once its claim commits, and left out.
-fn touch_sql(db: &Db, n: usize) -> String {
+pub(super) fn touch_sql(db: &Db, n: usize) -> String {
     let digests = placeholders(2, n);
     match db.backend() {
         super::Backend::Postgres => format!(
@@ -200,7 +200,7 @@ fn touch_sql(db: &Db, n: usize) -> String {
 
 /// Which of `digests` (at most `CHUNK`) have a row: a live one only when
 /// `live`, else live or claimed by the collector.
-async fn rows_of(
+pub(super) async fn rows_of(
     conn: &mut sqlx::AnyConnection,
     digests: &[&Digest],
     live: bool,
@@ -265,7 +265,7 @@ pub async fn discard_staged(tx: &mut WriteTx, attempt_id: i64) -> Result<u64, sq
     )
 }
 
-fn entry_of(r: &sqlx::any::AnyRow, first: usize) -> Result<ManifestEntry, StorageError> {
+pub(super) fn entry_of(r: &sqlx::any::AnyRow, first: usize) -> Result<ManifestEntry, StorageError> {
     let digest: String = r.get(first + 3);
     Ok(ManifestEntry {
         path: r.get(first),

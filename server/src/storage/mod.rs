@@ -20,6 +20,7 @@ pub mod artifacts;
 pub mod attempt_views;
 pub mod attempts;
 pub mod auth;
+pub mod caches;
 pub mod changes;
 pub mod cron;
 pub mod dashboard;
@@ -128,6 +129,8 @@ pub struct Db {
     turns: std::sync::Arc<TurnStats>,
     /// The model of new runs (see `RUN_MODEL`).
     run_model: i64,
+    /// What each workflow may keep (`--cache-quota`, `--artifact-quota`).
+    quotas: caches::Quotas,
 }
 
 /// A write transaction (from `Db::begin_write`). It reads as the
@@ -282,6 +285,7 @@ impl Db {
             write_turn: Default::default(),
             turns: Default::default(),
             run_model: RUN_MODEL,
+            quotas: caches::Quotas::default(),
         })
     }
 
@@ -315,6 +319,17 @@ impl Db {
     /// The model of new runs (see `RUN_MODEL`).
     pub fn run_model(&self) -> i64 {
         self.run_model
+    }
+
+    /// Sets what each workflow may keep.
+    pub fn with_quotas(mut self, quotas: caches::Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// What each workflow may keep.
+    pub fn quotas(&self) -> caches::Quotas {
+        self.quotas
     }
 
     /// Where changes are announced and heard (see `news`).

@@ -20,12 +20,14 @@ use crate::storage::{Db, StorageError, now_ms};
 /// lease (`controllers::collector`) far more often than this.
 pub const STALE_CLAIM_MS: i64 = 10 * 60 * 1000;
 
-/// Up to `limit` digests whose row no manifest names and nobody touched
-/// since `cutoff` (UTC ms), least recently touched first.
+/// Up to `limit` digests whose row no manifest and no cache entry names
+/// and nobody touched since `cutoff` (UTC ms), least recently touched
+/// first.
 pub async fn unreferenced(db: &Db, cutoff: i64, limit: i64) -> Result<Vec<Digest>, StorageError> {
     let rows: Vec<String> = sqlx::query_scalar(
         "SELECT digest FROM blobs b WHERE b.touched_at >= 0 AND b.touched_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM artifact_files f WHERE f.digest = b.digest) \
+         AND NOT EXISTS (SELECT 1 FROM cache_chunks c WHERE c.digest = b.digest) \
          ORDER BY b.touched_at LIMIT $2",
     )
     .bind(cutoff)
@@ -43,20 +45,22 @@ fn claim_now() -> i64 {
     -now_ms().max(1)
 }
 
-/// Turns `digest`'s row into a claim (stamped now) if no manifest names it
-/// and nobody touched it since `cutoff`; the claim when claimed, for
-/// `release`.
+/// Turns `digest`'s row into a claim (stamped now) if no manifest or cache
+/// entry names it and nobody touched it since `cutoff`; the claim when
+/// claimed, for `release`.
 ///
 /// The manifests are looked at again once the row is held: on
 /// PostgreSQL, an `UPDATE` that waited for a publish's transaction re-reads
 /// the row but not the manifests that transaction added, and a publish
-/// always touches (and so holds) the row before it adds its manifest.
+/// (or a cache's stage) always touches (and so holds) the row before it
+/// adds its manifest (or chunks).
 pub async fn claim_row(db: &Db, digest: &Digest, cutoff: i64) -> Result<Option<i64>, StorageError> {
     let mut tx = db.begin_write().await?;
     let claim = claim_now();
     let claimed = sqlx::query(
         "UPDATE blobs SET touched_at = $1 WHERE digest = $2 AND touched_at >= 0 AND touched_at < $3 \
-         AND NOT EXISTS (SELECT 1 FROM artifact_files f WHERE f.digest = blobs.digest)",
+         AND NOT EXISTS (SELECT 1 FROM artifact_files f WHERE f.digest = blobs.digest) \
+         AND NOT EXISTS (SELECT 1 FROM cache_chunks c WHERE c.digest = blobs.digest)",
     )
     .bind(claim)
     .bind(digest.as_str())
@@ -67,11 +71,13 @@ pub async fn claim_row(db: &Db, digest: &Digest, cutoff: i64) -> Result<Option<i
     if claimed == 0 {
         return Ok(None);
     }
-    let named: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM artifact_files WHERE digest = $1 LIMIT 1")
-            .bind(digest.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let named: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM artifact_files WHERE digest = $1 \
+         UNION ALL SELECT 1 FROM cache_chunks WHERE digest = $1 LIMIT 1",
+    )
+    .bind(digest.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
     if named.is_some() {
         tx.rollback().await?;
         return Ok(None);
