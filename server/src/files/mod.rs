@@ -5,6 +5,7 @@
 //! The records (manifests, blob rows, pins) are storage's
 //! (`storage/artifacts.rs`).
 
+pub mod caches;
 pub mod channel;
 pub mod local;
 pub mod local_urls;

@@ -4,22 +4,24 @@
 //! attempt, and where to download an artifact its task needs (the
 //! manifest its producer published in the same run). Every refusal is a
 //! clear reason the task fails with; nothing is stored by a refused
-//! request.
+//! request. Caches' requests go to `caches.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use xene_api::artifacts::size_text;
 use xene_core::artifact::{Digest, ManifestEntry, PART_SIZE, SINGLE_PUT_MAX, check_manifest};
 use xene_core::protocol::{AttemptRef, CompletedUpload, FilesAnswer, FilesRequest};
-use xene_core::spec::Task;
+use xene_core::spec::{CacheSave, Task};
 
+use super::caches;
 use super::store::{BlobStore, MAX_FILE_BYTES, StoreError};
 use crate::metrics::Metrics;
 use crate::storage::Db;
 use crate::storage::artifacts::{self, InsertBlobsError, Staged, sweep};
 use crate::storage::specs::Specs;
-use crate::storage::{StorageError, attempts, runs};
+use crate::storage::{StorageError, attempts, caches as cache_records, runs};
 
 /// What answering takes: the database, the parsed specs, the blob store
 /// and the metrics (a controller's `Context` holds them all).
@@ -40,7 +42,7 @@ const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A refusal, or a failure of the server's own (logged; the agent hears a
 /// short reason).
-enum Failure {
+pub(super) enum Failure {
     Refused(String),
     Storage(StorageError),
     Store(StoreError),
@@ -58,7 +60,7 @@ impl From<StoreError> for Failure {
     }
 }
 
-fn refuse<T>(reason: impl Into<String>) -> Result<T, Failure> {
+pub(super) fn refuse<T>(reason: impl Into<String>) -> Result<T, Failure> {
     Err(Failure::Refused(reason.into()))
 }
 
@@ -98,10 +100,16 @@ pub async fn answer(
 }
 
 /// The attempt and its task, once it is known to be this agent's.
-struct Held {
-    run_id: i64,
-    task_name: String,
-    task: Task,
+pub(super) struct Held {
+    pub run_id: i64,
+    pub workflow: String,
+    pub pipeline: String,
+    /// What started the run (`manual`, `webhook`, `cron`, ...).
+    pub trigger: String,
+    /// Which runs of its pipeline may save caches.
+    pub cache_save: CacheSave,
+    pub task_name: String,
+    pub task: Task,
 }
 
 async fn answer_inner(
@@ -110,13 +118,17 @@ async fn answer_inner(
     attempt: AttemptRef,
     request: FilesRequest,
 ) -> Result<FilesAnswer, Failure> {
-    // Fetching comes before the attempt's start may be stored; publishing
-    // only while it runs.
-    let fetching = matches!(request, FilesRequest::Fetch { .. });
+    // Fetching (and restoring caches) comes before the attempt's start may
+    // be stored; publishing only while it runs.
+    let fetching = matches!(
+        request,
+        FilesRequest::Fetch { .. } | FilesRequest::CacheRestore { .. }
+    );
     let held = held(ctx, agent, attempt, fetching).await?;
     match request {
         FilesRequest::Publish { name, files } => {
             publishes(&held, &name)?;
+            within_artifact_quota(ctx, &held, &name, &files).await?;
             uploads(ctx, &files).await
         }
         FilesRequest::Commit {
@@ -128,12 +140,21 @@ async fn answer_inner(
             commit(ctx, attempt, &held, &name, when_always, &files, &completed).await
         }
         FilesRequest::Fetch { name } => fetch(ctx, &held, &name).await,
-        // Placeholder until the cache service lands (builder B1).
-        FilesRequest::CacheRestore { .. }
-        | FilesRequest::CacheUpload { .. }
-        | FilesRequest::CacheSave { .. } => {
-            Err(Failure::Refused("caches are not supported yet".into()))
+        FilesRequest::CacheRestore {
+            name,
+            key,
+            restore_keys,
+        } => caches::restore(ctx, &held, &name, &key, &restore_keys).await,
+        FilesRequest::CacheUpload { name, key, chunks } => {
+            caches::upload(ctx, &held, &name, &key, &chunks).await
         }
+        FilesRequest::CacheSave {
+            name,
+            key,
+            chunks,
+            completed,
+            files,
+        } => caches::save(ctx, attempt, &held, &name, &key, &chunks, &completed, files).await,
     }
 }
 
@@ -166,11 +187,17 @@ async fn held(
         .specs
         .pipeline(&ctx.db, &run.workflow, run.version, &run.pipeline)
         .await?;
-    let Some(task) = pipeline.and_then(|p| p.tasks.get(&row.task).cloned()) else {
+    let Some((task, cache_save)) =
+        pipeline.and_then(|p| Some((p.tasks.get(&row.task).cloned()?, p.cache_save)))
+    else {
         return refuse(format!("the task of attempt {} is gone", attempt.id));
     };
     Ok(Held {
         run_id: row.run_id,
+        workflow: run.workflow,
+        pipeline: run.pipeline,
+        trigger: run.trigger,
+        cache_save,
         task_name: row.task,
         task,
     })
@@ -189,8 +216,37 @@ fn publishes(held: &Held, name: &str) -> Result<bool, Failure> {
     }
 }
 
+/// Refuses an artifact that would take its workflow's artifacts past
+/// `--artifact-quota` (what it replaces in its run not counted).
+async fn within_artifact_quota(
+    ctx: &Service,
+    held: &Held,
+    name: &str,
+    files: &[ManifestEntry],
+) -> Result<(), Failure> {
+    let Some(quota) = ctx.db.quotas().artifact_bytes else {
+        return Ok(());
+    };
+    let bytes = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
+    let kept =
+        cache_records::quota::artifact_bytes_besides(&ctx.db, &held.workflow, held.run_id, name)
+            .await?;
+    if kept.saturating_add(bytes) > quota {
+        return refuse(format!(
+            "workflow {} keeps {} of artifacts; {}'s {} would pass its quota {} \
+             (--artifact-quota); unpin or let retention remove old runs",
+            held.workflow,
+            size_text(kept),
+            shown(name),
+            size_text(bytes),
+            size_text(quota)
+        ));
+    }
+    Ok(())
+}
+
 /// The manifest's distinct blobs with their sizes, once it is valid.
-fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
+pub(super) fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
     check_manifest(files).map_err(Failure::Refused)?;
     let mut blobs = BTreeMap::new();
     for file in files {
@@ -216,7 +272,10 @@ fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
 
 /// Uploads for the blobs the store lacks: those without a row, and those
 /// whose row has no object (an upload that died after its commit began).
-async fn uploads(ctx: &Service, files: &[ManifestEntry]) -> Result<FilesAnswer, Failure> {
+pub(super) async fn uploads(
+    ctx: &Service,
+    files: &[ManifestEntry],
+) -> Result<FilesAnswer, Failure> {
     let blobs = checked(files)?;
     let digests: Vec<Digest> = blobs.keys().map(|d| (*d).clone()).collect();
     let mut missing = unclaimed_missing(ctx, &digests).await?;
@@ -354,12 +413,49 @@ async fn commit(
 ) -> Result<FilesAnswer, Failure> {
     let blobs = checked(files)?;
     fetchable(ctx, files, blobs.len())?;
+    within_artifact_quota(ctx, held, name, files).await?;
+    let what = format!("artifact {}", shown(name));
+    let uploaded = store_blobs(ctx, &what, &blobs, completed).await?;
+    let staged = artifacts::stage(
+        &ctx.db,
+        attempt.id,
+        held.run_id,
+        &held.task_name,
+        name,
+        when_always,
+        files,
+    )
+    .await?;
+    match staged {
+        Staged::Stored => {
+            ctx.metrics.artifact_uploaded(uploaded);
+            Ok(FilesAnswer::Committed)
+        }
+        Staged::NotRunning => refuse(format!(
+            "task attempt {} is no longer running: {what} was not kept",
+            attempt.id,
+        )),
+        Staged::MissingBlob(digest) => refuse(format!(
+            "blob {digest} is no longer in the artifact store; publish again"
+        )),
+        Staged::Invalid(reason) => refuse(reason),
+    }
+}
+
+/// Completes the multipart uploads of `what`'s `blobs`, records them and
+/// checks that the store holds each, whole: the bytes uploaded new to the
+/// store (for the metric) once it does.
+pub(super) async fn store_blobs(
+    ctx: &Service,
+    what: &str,
+    blobs: &BTreeMap<&Digest, u64>,
+    completed: &[CompletedUpload],
+) -> Result<u64, Failure> {
     for done in completed {
         let Some(size) = blobs.get(&done.digest) else {
             return refuse(format!(
-                "upload of blob {} completed, but no file of artifact {} has it",
+                "upload of blob {} completed, but no file of {what} has it",
                 done.digest,
-                shown(name)
             ));
         };
         let parts = size.div_ceil(PART_SIZE);
@@ -408,32 +504,7 @@ async fn commit(
     // The objects are there with these sizes: rows an earlier failed
     // publish made with other sizes are set right.
     artifacts::verified_sizes(&ctx.db, &rows).await?;
-    let staged = artifacts::stage(
-        &ctx.db,
-        attempt.id,
-        held.run_id,
-        &held.task_name,
-        name,
-        when_always,
-        files,
-    )
-    .await?;
-    match staged {
-        Staged::Stored => {
-            let uploaded: u64 = fresh.iter().map(|d| blobs[d]).sum();
-            ctx.metrics.artifact_uploaded(uploaded);
-            Ok(FilesAnswer::Committed)
-        }
-        Staged::NotRunning => refuse(format!(
-            "task attempt {} is no longer running: artifact {} was not kept",
-            attempt.id,
-            shown(name)
-        )),
-        Staged::MissingBlob(digest) => refuse(format!(
-            "blob {digest} is no longer in the artifact store; publish again"
-        )),
-        Staged::Invalid(reason) => refuse(reason),
-    }
+    Ok(fresh.iter().map(|d| blobs[d]).sum())
 }
 
 async fn fetch(ctx: &Service, held: &Held, name: &str) -> Result<FilesAnswer, Failure> {
@@ -465,7 +536,7 @@ async fn fetch(ctx: &Service, held: &Held, name: &str) -> Result<FilesAnswer, Fa
 }
 
 /// A name from the agent as a reason shows it: quoted and cut short.
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     let cut: String = text.chars().take(80).collect();
     format!("{cut:?}")
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use xene_core::event::RunEvent;
-use xene_core::protocol::{AttemptRef, FilesRequest};
+use xene_core::protocol::{AttemptRef, CompletedUpload, FilesRequest};
 
 /// Most task attempts one agent may hold at once; a larger claim is cut to
 /// this.
@@ -103,47 +103,80 @@ pub fn check_attempts(attempts: &[AttemptRef]) -> Result<(), String> {
 /// `xene_core::artifact::check_manifest`'s, checked by the service).
 pub fn check_files(request: &FilesRequest) -> Result<(), String> {
     use xene_core::artifact::MAX_FILES;
-    let (name, files) = match request {
-        FilesRequest::Publish { name, files } => (name, files.len()),
+    use xene_core::cache::{MAX_CHUNKS, MAX_KEY_BYTES, MAX_RESTORE_KEYS};
+    let long_key = |key: &String| key.len() > MAX_KEY_BYTES;
+    let (name, files, most) = match request {
+        FilesRequest::Publish { name, files } => (name, files.len(), MAX_FILES),
         FilesRequest::Commit {
             name,
             files,
             completed,
         } => {
-            if completed.len() > files.len() {
-                return Err("more uploads completed than the artifact has files".into());
-            }
-            for done in completed {
-                if done.etags.len() as u64 > crate::files::store::MAX_PARTS
-                    || done.etags.iter().any(|e| e.len() > MAX_ETAG)
-                    || done
-                        .upload_id
-                        .as_ref()
-                        .is_some_and(|u| u.len() > MAX_UPLOAD_ID)
-                {
-                    return Err(format!(
-                        "the upload of blob {} is completed with too many or too long parts",
-                        done.digest
-                    ));
-                }
-            }
-            (name, files.len())
+            check_completed(completed, files.len())?;
+            (name, files.len(), MAX_FILES)
         }
-        FilesRequest::Fetch { name } => (name, 0),
-        // Bounded in full by builder B1.
-        FilesRequest::CacheRestore { name, .. } => (name, 0),
-        FilesRequest::CacheUpload { name, chunks, .. }
-        | FilesRequest::CacheSave { name, chunks, .. } => (name, chunks.len()),
+        FilesRequest::Fetch { name } => (name, 0, MAX_FILES),
+        FilesRequest::CacheRestore {
+            name,
+            key,
+            restore_keys,
+        } => {
+            if restore_keys.len() > MAX_RESTORE_KEYS {
+                return Err(format!(
+                    "a cache has at most {MAX_RESTORE_KEYS} restore keys"
+                ));
+            }
+            if long_key(key) || restore_keys.iter().any(long_key) {
+                return Err(format!("a cache key is at most {MAX_KEY_BYTES} bytes"));
+            }
+            (name, 0, MAX_CHUNKS)
+        }
+        FilesRequest::CacheUpload { name, key, chunks }
+        | FilesRequest::CacheSave {
+            name, key, chunks, ..
+        } => {
+            if let FilesRequest::CacheSave { completed, .. } = request {
+                check_completed(completed, chunks.len())?;
+            }
+            if long_key(key) {
+                return Err(format!("a cache key is at most {MAX_KEY_BYTES} bytes"));
+            }
+            (name, chunks.len(), MAX_CHUNKS)
+        }
     };
     if name.is_empty() || name.len() > MAX_ARTIFACT_NAME {
         return Err(format!(
-            "an artifact name is 1 to {MAX_ARTIFACT_NAME} characters"
+            "an artifact or cache name is 1 to {MAX_ARTIFACT_NAME} characters"
         ));
     }
-    if files > MAX_FILES {
+    if files > most {
         return Err(format!(
-            "an artifact holds at most {MAX_FILES} files; this one has {files}"
+            "an artifact holds at most {MAX_FILES} files, a cache entry {MAX_CHUNKS} chunks; \
+             this one has {files}"
         ));
+    }
+    Ok(())
+}
+
+/// Bounds of the multipart uploads a commit or a cache's save completes,
+/// of blobs of its `files` files (or chunks).
+fn check_completed(completed: &[CompletedUpload], files: usize) -> Result<(), String> {
+    if completed.len() > files {
+        return Err("more uploads completed than the artifact has files".into());
+    }
+    for done in completed {
+        if done.etags.len() as u64 > crate::files::store::MAX_PARTS
+            || done.etags.iter().any(|e| e.len() > MAX_ETAG)
+            || done
+                .upload_id
+                .as_ref()
+                .is_some_and(|u| u.len() > MAX_UPLOAD_ID)
+        {
+            return Err(format!(
+                "the upload of blob {} is completed with too many or too long parts",
+                done.digest
+            ));
+        }
     }
     Ok(())
 }
@@ -383,5 +416,47 @@ mod tests {
         );
         assert_eq!(super::groups(&events[..1], 10).len(), 1);
         assert!(super::groups(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn cache_requests_are_bounded() {
+        use xene_core::cache::{MAX_CHUNKS, MAX_KEY_BYTES, MAX_RESTORE_KEYS};
+        let restore = |key: String, restore_keys: Vec<String>| FilesRequest::CacheRestore {
+            name: "cargo".into(),
+            key,
+            restore_keys,
+        };
+        let ok = restore("k".into(), vec!["k-".into(); MAX_RESTORE_KEYS]);
+        assert_eq!(check_files(&ok), Ok(()));
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        for bad in [
+            restore("k".into(), vec!["k-".into(); MAX_RESTORE_KEYS + 1]),
+            restore(long.clone(), vec![]),
+            restore("k".into(), vec![long.clone()]),
+        ] {
+            assert!(check_files(&bad).is_err(), "{bad:?}");
+        }
+        let chunk = xene_core::artifact::ManifestEntry {
+            path: "00000.tar".into(),
+            size: 1,
+            mode: 0o644,
+            digest: xene_core::artifact::Digest::from_sha256(&[1; 32]),
+        };
+        let save = |key: &str, chunks: usize| FilesRequest::CacheSave {
+            name: "cargo".into(),
+            key: key.into(),
+            chunks: vec![chunk.clone(); chunks],
+            completed: vec![],
+            files: 1,
+        };
+        assert_eq!(check_files(&save("k", MAX_CHUNKS)), Ok(()));
+        assert!(check_files(&save("k", MAX_CHUNKS + 1)).is_err());
+        assert!(check_files(&save(&long, 1)).is_err());
+        let upload = FilesRequest::CacheUpload {
+            name: String::new(),
+            key: "k".into(),
+            chunks: vec![],
+        };
+        assert!(check_files(&upload).is_err());
     }
 }

@@ -20,6 +20,8 @@ mod artifacts_hostile;
 mod artifacts_kill;
 mod bench_tasks;
 mod bounds;
+mod cache_quota;
+mod caches_service;
 mod cli_login;
 mod controllers;
 mod dashboard;

@@ -151,6 +151,7 @@ pub async fn apply_attempt(
             task: &task,
             number,
             agent,
+            cache_quota: db.quotas().cache_bytes,
         };
         news.absorb(apply_one(&mut tx, &held, event, now).await?);
     }
@@ -253,6 +254,8 @@ struct Held<'a> {
     task: &'a str,
     number: i64,
     agent: &'a str,
+    /// Its workflow's cache quota (bytes), for the caches it saves.
+    cache_quota: u64,
 }
 
 /// What applying one event changed, for the news after commit.
@@ -285,6 +288,7 @@ async fn apply_one(
         task,
         number,
         agent,
+        ..
     } = *held;
     match event {
         RunEvent::TaskStarted { .. } => {
@@ -444,6 +448,9 @@ async fn finished(
         let succeeded = status == TaskStatus::Success;
         crate::storage::artifacts::publish_attempt(tx, held.id, succeeded).await?;
     }
+    // Caches outlive runs: saved whenever the attempt succeeded.
+    let succeeded = status == TaskStatus::Success;
+    crate::storage::caches::save_attempt(tx, held.id, succeeded, held.cache_quota).await?;
     let Some((retries, backoff_ms, used, cancel)) = policy else {
         return Ok(Ended {
             attempt_ended: true,
