@@ -267,6 +267,8 @@ impl Executor {
             channel,
             spec.needs.clone(),
             spec.publish.clone(),
+            Vec::new(),
+            false,
             spool,
         )))
     }

@@ -20,7 +20,7 @@ use xene_core::artifact::{Digest, MAX_FILES, ManifestEntry};
 use xene_core::spec::Publish;
 
 use super::Spool;
-use super::collect::{Collected, Collector, PathEntry, hash_copy, join};
+use super::collect::{Collected, Collector, PathEntry, Rules, hash_copy, join};
 use crate::runtime::{RuntimeError, WorkspaceArchive};
 
 /// How many links deep collection follows (a link in a linked directory
@@ -60,9 +60,19 @@ pub(crate) async fn collect_archive(
     publish: &Publish,
     spool: &Spool,
 ) -> Result<Vec<Collected>, String> {
+    collect_archive_with(workspace, publish, spool, Rules::ARTIFACT).await
+}
+
+/// [`collect_archive`] by `rules`.
+pub(crate) async fn collect_archive_with(
+    workspace: &dyn WorkspaceArchive,
+    publish: &Publish,
+    spool: &Spool,
+    rules: Rules,
+) -> Result<Vec<Collected>, String> {
     let name = publish.name.clone();
     let mut reading = Reading {
-        collector: Collector::new(&name),
+        collector: Collector::with_rules(&name, rules),
         by_digest: HashMap::new(),
         links: Vec::new(),
     };
@@ -73,11 +83,12 @@ pub(crate) async fn collect_archive(
         let before = reading.collector.files.len();
         let is_glob = entry.glob.is_some();
         let base = entry.base.clone();
+        let (file_stored, dir_stored) = rules.base_stored(&base);
         let mut queue = VecDeque::from([Source {
-            file_stored: base.rsplit('/').next().unwrap_or_default().to_string(),
+            file_stored,
             export: base.clone(),
             logical: base.clone(),
-            dir_stored: String::new(),
+            dir_stored,
             taken: !is_glob,
             chain: vec![base],
         }]);
@@ -260,7 +271,7 @@ async fn kind_of(
 }
 
 /// The archive of `path`, `None` when there is nothing there.
-async fn open<'a>(
+pub(crate) async fn open<'a>(
     workspace: &'a dyn WorkspaceArchive,
     path: &'a str,
     name: &str,
@@ -273,13 +284,13 @@ async fn open<'a>(
     }
 }
 
-struct Archive<'a> {
+pub(crate) struct Archive<'a> {
     first: Bytes,
     stream: BoxStream<'a, Result<Bytes, RuntimeError>>,
 }
 
 /// Runs `read` in a blocking thread over the bytes of `archive`.
-async fn with_reader<T: Send + 'static>(
+pub(crate) async fn with_reader<T: Send + 'static>(
     archive: Archive<'_>,
     read: impl FnOnce(ChannelReader) -> T + Send + 'static,
 ) -> Result<T, String> {
@@ -308,7 +319,7 @@ async fn with_reader<T: Send + 'static>(
 }
 
 /// A blocking reader over chunks sent from the async side.
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     receiver: mpsc::Receiver<Result<Bytes, String>>,
     chunk: Bytes,
 }
@@ -331,7 +342,7 @@ impl Read for ChannelReader {
 
 /// An entry's name in the archive, `/`-separated (lossily), and whether
 /// it is UTF-8; refused unless every component is a plain name.
-fn entry_name(path: &std::path::Path, artifact: &str) -> Result<(String, bool), String> {
+pub(crate) fn entry_name(path: &std::path::Path, artifact: &str) -> Result<(String, bool), String> {
     let mut parts = Vec::new();
     let mut utf8 = true;
     for component in path.components() {
@@ -644,9 +655,20 @@ pub(crate) async fn place_archive(
     dir: &str,
     files: Vec<(ManifestEntry, PathBuf)>,
 ) -> Result<(), String> {
+    import_files(workspace, dir, files, BTreeSet::new()).await
+}
+
+/// [`place_archive`], with no entry for the directories of `existing`
+/// (the engine would reset their modes and times).
+pub(crate) async fn import_files(
+    workspace: &dyn WorkspaceArchive,
+    dir: &str,
+    files: Vec<(ManifestEntry, PathBuf)>,
+    existing: BTreeSet<String>,
+) -> Result<(), String> {
     let (sender, mut receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let dir = dir.to_string();
-    let writer = tokio::task::spawn_blocking(move || write_tar(&dir, &files, sender));
+    let writer = tokio::task::spawn_blocking(move || write_tar(&dir, &files, &existing, sender));
     let stream = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed();
     let (imported, written) = tokio::join!(workspace.import(stream), writer);
     imported.map_err(|e| format!("writing into the workspace: {e}"))?;
@@ -658,6 +680,7 @@ pub(crate) async fn place_archive(
 fn write_tar(
     dir: &str,
     files: &[(ManifestEntry, PathBuf)],
+    existing: &BTreeSet<String>,
     sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> std::io::Result<()> {
     let now = std::time::SystemTime::now()
@@ -676,7 +699,7 @@ fn write_tar(
         sender,
         buffer: Vec::with_capacity(CHUNK),
     });
-    for dir in &dirs {
+    for dir in dirs.difference(existing) {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(0o755);

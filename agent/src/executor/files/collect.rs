@@ -16,11 +16,46 @@ use sha2::{Digest as _, Sha256};
 use xene_core::artifact::{
     self, Digest, Glob, MAX_ARTIFACT_BYTES, MAX_FILES, MAX_PATH_BYTES, ManifestEntry,
 };
+use xene_core::cache::MAX_CACHE_FILES;
 use xene_core::spec::Publish;
 
 /// The most directory entries one artifact's collection looks at (matching
 /// or not), so a glob over a huge tree ends with an error, not never.
 pub(crate) const MAX_VISITED: usize = 200_000;
+
+/// How a collection stores and bounds what it finds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    /// Stored paths are relative to the workspace, not to each base: a
+    /// cache's files go back where they were.
+    pub workspace_paths: bool,
+    pub max_files: usize,
+    pub max_visited: usize,
+}
+
+impl Rules {
+    pub(crate) const ARTIFACT: Rules = Rules {
+        workspace_paths: false,
+        max_files: MAX_FILES,
+        max_visited: MAX_VISITED,
+    };
+    pub(crate) const CACHE: Rules = Rules {
+        workspace_paths: true,
+        max_files: MAX_CACHE_FILES,
+        max_visited: 4 * MAX_CACHE_FILES,
+    };
+
+    /// The stored path of what a `paths` entry's base gives: a directory's
+    /// contents are under it, a literal file is its name (an artifact's) or
+    /// its whole path (a cache's).
+    pub(crate) fn base_stored(&self, base: &str) -> (String, String) {
+        if self.workspace_paths {
+            return (base.to_string(), base.to_string());
+        }
+        let file = base.rsplit('/').next().unwrap_or_default().to_string();
+        (file, String::new())
+    }
+}
 
 /// One `paths` entry of a `publish`, resolved.
 pub(crate) struct PathEntry {
@@ -87,6 +122,7 @@ pub(crate) struct Collected {
 /// An artifact's files as they are found, with its bounds.
 pub(crate) struct Collector {
     pub name: String,
+    pub rules: Rules,
     pub files: BTreeMap<String, Collected>,
     pub visited: usize,
     /// The bytes of the files taken so far, at most [`MAX_ARTIFACT_BYTES`].
@@ -94,9 +130,15 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
+    #[cfg(test)]
     pub(crate) fn new(name: &str) -> Self {
+        Self::with_rules(name, Rules::ARTIFACT)
+    }
+
+    pub(crate) fn with_rules(name: &str, rules: Rules) -> Self {
         Self {
             name: name.to_string(),
+            rules,
             files: BTreeMap::new(),
             visited: 0,
             bytes: 0,
@@ -106,10 +148,10 @@ impl Collector {
     /// Counts one directory entry looked at.
     pub(crate) fn visit(&mut self) -> Result<(), String> {
         self.visited += 1;
-        if self.visited > MAX_VISITED {
+        if self.visited > self.rules.max_visited {
             return Err(format!(
-                "artifact {}: its paths cover more than {MAX_VISITED} files and directories",
-                self.name
+                "artifact {}: its paths cover more than {} files and directories",
+                self.name, self.rules.max_visited
             ));
         }
         Ok(())
@@ -151,15 +193,20 @@ impl Collector {
     pub(crate) fn add(&mut self, file: Collected) -> Result<(), String> {
         self.check_path(&file.entry.path)?;
         if self.files.contains_key(&file.entry.path) {
+            // A workspace path twice is one file reached twice (`target`
+            // and `target/debug`): kept once.
+            if self.rules.workspace_paths {
+                return Ok(());
+            }
             return Err(format!(
                 "artifact {}: two of its paths give the file {:?}",
                 self.name, file.entry.path
             ));
         }
-        if self.files.len() >= MAX_FILES {
+        if self.files.len() >= self.rules.max_files {
             return Err(format!(
-                "artifact {}: more than {MAX_FILES} files",
-                self.name
+                "artifact {}: more than {} files",
+                self.name, self.rules.max_files
             ));
         }
         self.room_for(&file.entry.path, file.entry.size)?;
@@ -171,8 +218,13 @@ impl Collector {
     /// The manifest, checked as the server will.
     pub(crate) fn finish(self) -> Result<Vec<Collected>, String> {
         let files: Vec<Collected> = self.files.into_values().collect();
-        let entries: Vec<ManifestEntry> = files.iter().map(|f| f.entry.clone()).collect();
-        artifact::check_manifest(&entries).map_err(|e| format!("artifact {}: {e}", self.name))?;
+        // A cache's paths were each checked as they were added, and may be
+        // more than an artifact's files.
+        if !self.rules.workspace_paths {
+            let entries: Vec<ManifestEntry> = files.iter().map(|f| f.entry.clone()).collect();
+            artifact::check_manifest(&entries)
+                .map_err(|e| format!("artifact {}: {e}", self.name))?;
+        }
         Ok(files)
     }
 }
@@ -206,12 +258,21 @@ pub(crate) fn hash_copy(
 /// Collects one `publish` from the workspace directory `root`, hashing
 /// every file in place. Blocking: run it off the async workers.
 pub(crate) fn collect_dir(root: &Path, publish: &Publish) -> Result<Vec<Collected>, String> {
+    collect_dir_with(root, publish, Rules::ARTIFACT)
+}
+
+/// [`collect_dir`] by `rules`.
+pub(crate) fn collect_dir_with(
+    root: &Path,
+    publish: &Publish,
+    rules: Rules,
+) -> Result<Vec<Collected>, String> {
     let name = &publish.name;
     let io = |what: &str, e: std::io::Error| format!("artifact {name}: {what}: {e}");
     let real_root = root
         .canonicalize()
         .map_err(|e| io("the workspace is gone", e))?;
-    let mut collector = Collector::new(name);
+    let mut collector = Collector::with_rules(name, rules);
     let mut matched_any = false;
     for text in &publish.paths {
         let entry = PathEntry::parse(text).map_err(|e| format!("artifact {name}: {e}"))?;
@@ -239,18 +300,22 @@ pub(crate) fn collect_dir(root: &Path, publish: &Publish) -> Result<Vec<Collecte
             ));
         }
         let meta = std::fs::metadata(&real).map_err(|e| io(&format!("reading {text}"), e))?;
+        let (file_stored, dir_stored) = rules.base_stored(&entry.base);
         match &entry.glob {
             None if meta.is_file() => {
-                let file_name = entry.base.rsplit('/').next().unwrap_or_default();
-                walk.add_file(&mut collector, &real, &meta, file_name.to_string())?;
+                walk.add_file(&mut collector, &real, &meta, file_stored)?;
             }
-            None if meta.is_dir() => walk.dir(&mut collector, &real, &entry.base, "", true)?,
+            None if meta.is_dir() => {
+                walk.dir(&mut collector, &real, &entry.base, &dir_stored, true)?
+            }
             None => {
                 return Err(format!(
                     "artifact {name}: {text} is not a regular file or a directory"
                 ));
             }
-            Some(_) if meta.is_dir() => walk.dir(&mut collector, &real, &entry.base, "", false)?,
+            Some(_) if meta.is_dir() => {
+                walk.dir(&mut collector, &real, &entry.base, &dir_stored, false)?
+            }
             Some(_) => {}
         }
         matched_any |= collector.files.len() > before;

@@ -13,7 +13,7 @@ use xene_core::spec::Need;
 
 use super::archive::place_archive;
 use super::collect::{join, normalize};
-use super::publish::{files_text, is_expired, unexpected};
+use super::publish::{files_text, is_expired, unexpected, unexpected_for};
 use super::{FileChannel, Spool, reborrow, size_text};
 use crate::runtime::Workspace;
 
@@ -121,47 +121,15 @@ async fn fetch(
 ) -> Result<String, String> {
     let name = &need.name;
     let refused = |error: String| format!("artifact {name}: {error}");
-    // Every file of a digest must give it the same size: the one checked.
-    let mut wanted: HashMap<&Digest, &ManifestEntry> = HashMap::new();
-    for file in &files {
-        let first = *wanted.entry(&file.digest).or_insert(file);
-        if first.size != file.size {
-            return Err(refused(format!(
-                "files {} and {} have the same digest but different sizes",
-                first.path, file.path
-            )));
-        }
-    }
-    let mut transfers = HashMap::new();
-    for download in &downloads {
-        if wanted.contains_key(&download.digest) {
-            transfers
-                .entry(&download.digest)
-                .or_insert(&download.transfer);
-        }
-    }
-    if let Some(file) = files.iter().find(|f| !transfers.contains_key(&f.digest)) {
-        return Err(refused(format!(
-            "the server gave no download for file {}",
-            file.path
-        )));
-    }
-    let mut pending = Vec::new();
-    for (digest, transfer) in transfers {
-        let file = wanted[digest];
-        let files = &files;
-        pending.push(async move {
-            let dest = spool.path();
-            download(channel, name, files, file, transfer, &dest).await?;
-            Ok::<_, String>((digest.clone(), dest))
-        });
-    }
-    // A stream over the futures, not over a closure making them: that
-    // would not be `Send`. The first failure stops the other downloads.
-    let blobs: HashMap<Digest, PathBuf> = futures::stream::iter(pending)
-        .buffer_unordered(DOWNLOADS_AT_ONCE)
-        .try_collect()
-        .await?;
+    let blobs = download_blobs(
+        channel,
+        Downloads::Artifact,
+        name,
+        &files,
+        &downloads,
+        spool,
+    )
+    .await?;
 
     // `out/` and `./out` are `out`.
     let dir = normalize(&need.path);
@@ -190,42 +158,137 @@ async fn fetch(
     ))
 }
 
+/// What blobs come down for: an artifact's files (asked for again by
+/// `Fetch`), or a cache entry's chunks (by `CacheRestore` of its key).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Downloads<'a> {
+    Artifact,
+    Cache { key: &'a str },
+}
+
+impl Downloads<'_> {
+    fn label(&self, name: &str) -> String {
+        match self {
+            Downloads::Artifact => format!("artifact {name}"),
+            Downloads::Cache { .. } => format!("cache {name}"),
+        }
+    }
+
+    /// The downloads of `files` asked for again: refused when what the
+    /// name holds changed meanwhile.
+    async fn again(
+        &self,
+        channel: &dyn FileChannel,
+        name: &str,
+        files: &[ManifestEntry],
+    ) -> Result<Vec<BlobDownload>, String> {
+        let request = match self {
+            Downloads::Artifact => FilesRequest::Fetch {
+                name: name.to_string(),
+            },
+            Downloads::Cache { key } => FilesRequest::CacheRestore {
+                name: name.to_string(),
+                key: key.to_string(),
+                restore_keys: Vec::new(),
+            },
+        };
+        match channel.ask(request).await? {
+            FilesAnswer::Downloads {
+                files: again,
+                downloads,
+            } if again == files => Ok(downloads),
+            FilesAnswer::Downloads { .. } => {
+                Err("it was published again while it was fetched".into())
+            }
+            FilesAnswer::CacheEntry {
+                key: Some(again),
+                chunks,
+                downloads,
+                ..
+            } if matches!(self, Downloads::Cache { key } if *key == again) && chunks == files => {
+                Ok(downloads)
+            }
+            FilesAnswer::CacheEntry { .. } => Err("the entry is gone or changed".into()),
+            FilesAnswer::Refused { error } => Err(error),
+            other => Err(unexpected_for(&self.label(name), &other)),
+        }
+    }
+}
+
+/// Downloads each distinct blob of `files` to the spool, checked against
+/// its digest and size: where each one is.
+pub(crate) async fn download_blobs(
+    channel: &dyn FileChannel,
+    kind: Downloads<'_>,
+    name: &str,
+    files: &[ManifestEntry],
+    downloads: &[BlobDownload],
+    spool: &Spool,
+) -> Result<HashMap<Digest, PathBuf>, String> {
+    let label = kind.label(name);
+    let refused = |error: String| format!("{label}: {error}");
+    // Every file of a digest must give it the same size: the one checked.
+    let mut wanted: HashMap<&Digest, &ManifestEntry> = HashMap::new();
+    for file in files {
+        let first = *wanted.entry(&file.digest).or_insert(file);
+        if first.size != file.size {
+            return Err(refused(format!(
+                "files {} and {} have the same digest but different sizes",
+                first.path, file.path
+            )));
+        }
+    }
+    let mut transfers = HashMap::new();
+    for download in downloads {
+        if wanted.contains_key(&download.digest) {
+            transfers
+                .entry(&download.digest)
+                .or_insert(&download.transfer);
+        }
+    }
+    if let Some(file) = files.iter().find(|f| !transfers.contains_key(&f.digest)) {
+        return Err(refused(format!(
+            "the server gave no download for file {}",
+            file.path
+        )));
+    }
+    let mut pending = Vec::new();
+    for (digest, transfer) in transfers {
+        let file = wanted[digest];
+        pending.push(async move {
+            let dest = spool.path();
+            download(channel, kind, name, files, file, transfer, &dest).await?;
+            Ok::<_, String>((digest.clone(), dest))
+        });
+    }
+    // A stream over the futures, not over a closure making them: that
+    // would not be `Send`. The first failure stops the other downloads.
+    futures::stream::iter(pending)
+        .buffer_unordered(DOWNLOADS_AT_ONCE)
+        .try_collect()
+        .await
+}
+
 /// Downloads the blob of `file` to `dest` and checks it. A URL that
 /// expired while others came down (a large artifact takes long) is asked
 /// for again, once.
 async fn download(
     channel: &dyn FileChannel,
+    kind: Downloads<'_>,
     name: &str,
     files: &[ManifestEntry],
     file: &ManifestEntry,
     transfer: &Transfer,
     dest: &Path,
 ) -> Result<(), String> {
-    let failed = |e: String| format!("artifact {name}: downloading {}: {e}", file.path);
+    let label = kind.label(name);
+    let failed = |e: String| format!("{label}: downloading {}: {e}", file.path);
     let got = match channel.download(transfer, dest).await {
         Ok(got) => got,
         Err(e) if is_expired(&e) => {
             let refused =
-                |error: String| format!("artifact {name}: asking again for {}: {error}", file.path);
-            let renewed = match channel
-                .ask(FilesRequest::Fetch {
-                    name: name.to_string(),
-                })
-                .await
-                .map_err(refused)?
-            {
-                FilesAnswer::Downloads {
-                    files: again,
-                    downloads,
-                } if again == files => downloads,
-                FilesAnswer::Downloads { .. } => {
-                    return Err(refused(
-                        "it was published again while it was fetched".into(),
-                    ));
-                }
-                FilesAnswer::Refused { error } => return Err(refused(error)),
-                other => return Err(unexpected(name, &other)),
-            };
+                |error: String| format!("{label}: asking again for {}: {error}", file.path);
+            let renewed = kind.again(channel, name, files).await.map_err(refused)?;
             let Some(renewed) = renewed.into_iter().find(|d| d.digest == file.digest) else {
                 return Err(refused("the server gave no download for it".into()));
             };
@@ -242,7 +305,7 @@ async fn download(
         .len();
     if got != file.digest || size != file.size {
         return Err(format!(
-            "artifact {name}: file {} does not match its digest",
+            "{label}: file {} does not match its digest",
             file.path
         ));
     }
@@ -258,6 +321,27 @@ pub(crate) fn place_dir(
     dir: &str,
     files: &[(ManifestEntry, PathBuf)],
 ) -> Result<(), String> {
+    place_files(root, owner, dir, files, false).map(|_| ())
+}
+
+/// Files not placed because their paths were taken.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kept {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// [`place_dir`]; with `keep`, a file whose path is taken (by anything,
+/// or a link or a file on its way) is not placed, and what is there is
+/// kept as it is: how many were kept.
+pub(crate) fn place_files(
+    root: &Path,
+    owner: Option<(u32, u32)>,
+    dir: &str,
+    files: &[(ManifestEntry, PathBuf)],
+    keep: bool,
+) -> Result<Kept, String> {
+    let mut kept = Kept::default();
     let give = |path: &Path| -> Result<(), String> {
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(path, Some(uid), Some(gid))
@@ -269,7 +353,7 @@ pub(crate) fn place_dir(
     for (_, blob) in files {
         *uses.entry(blob.as_path()).or_default() += 1;
     }
-    for (entry, blob) in files {
+    'files: for (entry, blob) in files {
         let rel = join(dir, &entry.path);
         let mut at = root.to_path_buf();
         let mut parts = rel.split('/').peekable();
@@ -283,6 +367,11 @@ pub(crate) fn place_dir(
             }
             match std::fs::symlink_metadata(&at) {
                 Ok(meta) if meta.is_dir() => {}
+                Ok(_) if keep => {
+                    kept.files += 1;
+                    kept.bytes += entry.size;
+                    continue 'files;
+                }
                 Ok(_) => {
                     return Err(format!(
                         "cannot place {rel}: {} is in the way (a file or a link, not a directory)",
@@ -300,32 +389,53 @@ pub(crate) fn place_dir(
         *left -= 1;
         // A blob's last file takes the blob itself: no second copy of its
         // bytes when the spool and the workspace share a file system.
-        if *left > 0 || !moved(blob, &at, &rel)? {
-            copy_new(blob, &at, &rel)?;
+        let placed = match *left > 0 {
+            true => copy_new(blob, &at, &rel),
+            false => match moved(blob, &at, &rel) {
+                Ok(true) => Ok(()),
+                Ok(false) => copy_new(blob, &at, &rel),
+                Err(e) => Err(e),
+            },
+        };
+        match placed {
+            Ok(()) => {}
+            Err(Place::Taken(_)) if keep => {
+                kept.files += 1;
+                kept.bytes += entry.size;
+                continue;
+            }
+            Err(Place::Taken(e) | Place::Failed(e)) => return Err(e),
         }
         std::fs::set_permissions(&at, std::fs::Permissions::from_mode(entry.mode & 0o777))
             .map_err(|e| format!("setting the mode of {rel}: {e}"))?;
         give(&at)?;
     }
-    Ok(())
+    Ok(kept)
+}
+
+/// Why a file was not placed.
+enum Place {
+    /// Something is at its path already.
+    Taken(String),
+    Failed(String),
 }
 
 /// Moves `blob` to `at` unless something is there; false when it cannot be
 /// moved (another file system), and it is to be copied.
-fn moved(blob: &Path, at: &Path, rel: &str) -> Result<bool, String> {
+fn moved(blob: &Path, at: &Path, rel: &str) -> Result<bool, Place> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     match renameat_with(CWD, blob, CWD, at, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(true),
-        Err(rustix::io::Errno::EXIST) => {
-            Err(format!("cannot place {rel}: something is already there"))
-        }
+        Err(rustix::io::Errno::EXIST) => Err(Place::Taken(format!(
+            "cannot place {rel}: something is already there"
+        ))),
         Err(_) => Ok(false),
     }
 }
 
 /// Copies `blob` to a new file `at`; `create_new` refuses any existing
 /// name, a link included, without following it.
-fn copy_new(blob: &Path, at: &Path, rel: &str) -> Result<(), String> {
+fn copy_new(blob: &Path, at: &Path, rel: &str) -> Result<(), Place> {
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -333,11 +443,13 @@ fn copy_new(blob: &Path, at: &Path, rel: &str) -> Result<(), String> {
         .open(at)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
-                format!("cannot place {rel}: something is already there")
+                Place::Taken(format!("cannot place {rel}: something is already there"))
             }
-            _ => format!("placing {rel}: {e}"),
+            _ => Place::Failed(format!("placing {rel}: {e}")),
         })?;
-    let mut input = std::fs::File::open(blob).map_err(|e| format!("reading a blob: {e}"))?;
-    std::io::copy(&mut input, &mut out).map_err(|e| format!("writing {rel}: {e}"))?;
+    let mut input =
+        std::fs::File::open(blob).map_err(|e| Place::Failed(format!("reading a blob: {e}")))?;
+    std::io::copy(&mut input, &mut out)
+        .map_err(|e| Place::Failed(format!("writing {rel}: {e}")))?;
     Ok(())
 }

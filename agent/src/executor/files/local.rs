@@ -1,8 +1,11 @@
-//! Artifacts of `xene-agent run`: a store in a directory of the run, with
-//! the server's rules (an artifact is published when its attempt ends as
-//! its `when` says; a need reads the published one), and a [`FileChannel`]
-//! per attempt that answers as a server would. Blobs are content-addressed
-//! and checked before they are kept, as on a server.
+//! Artifacts and caches of `xene-agent run`: a store in a directory of the
+//! run, with the server's rules (an artifact is published when its attempt
+//! ends as its `when` says; a need reads the published one; a cache entry
+//! is saved when its attempt succeeds, the first save of a key winning, and
+//! a restore takes the entry of its key, else the newest one a restore key
+//! starts), and a [`FileChannel`] per attempt that answers as a server
+//! would. Blobs are content-addressed and checked before they are kept, as
+//! on a server.
 //!
 //! Its transfers are paths of this store (`/blobs/<hex>`,
 //! `/parts/<hex>-<upload>/<n>`), never sent anywhere.
@@ -29,6 +32,8 @@ pub struct LocalStore {
     dir: PathBuf,
     part_size: u64,
     published: Mutex<BTreeMap<String, Vec<ManifestEntry>>>,
+    /// Saved cache entries, oldest first.
+    caches: Mutex<Vec<CacheEntry>>,
     /// Names each upload's parts: two attempts uploading the same blob at
     /// once (an empty file, a shared tool) never write the same part file.
     next_upload: AtomicU64,
@@ -46,6 +51,7 @@ impl LocalStore {
             dir,
             part_size: part_size.max(1),
             published: Mutex::new(BTreeMap::new()),
+            caches: Mutex::new(Vec::new()),
             next_upload: AtomicU64::new(0),
         }))
     }
@@ -78,7 +84,9 @@ impl LocalStore {
                 .map(|p| (p.name.clone(), p.when == PublishWhen::Always))
                 .collect(),
             needs: task.needs.iter().map(|n| n.name.clone()).collect(),
+            caches: task.caches.iter().map(|c| c.name.clone()).collect(),
             staged: Mutex::new(BTreeMap::new()),
+            staged_caches: Mutex::new(Vec::new()),
             uploads: Mutex::new(BTreeMap::new()),
         })))
     }
@@ -87,6 +95,15 @@ impl LocalStore {
     fn part_path(&self, id: &str, n: usize) -> PathBuf {
         self.dir.join("parts").join(format!("{id}.{n}"))
     }
+}
+
+/// A cache entry, staged or saved.
+#[derive(Debug, Clone)]
+struct CacheEntry {
+    name: String,
+    key: String,
+    files: u64,
+    chunks: Vec<ManifestEntry>,
 }
 
 /// One attempt's view of a [`LocalStore`]: it stages what it commits, and
@@ -98,16 +115,32 @@ struct Attempt {
     /// What the task publishes, and whether `when: always`.
     publishes: BTreeMap<String, bool>,
     needs: BTreeSet<String>,
+    /// The caches the task declares.
+    caches: BTreeSet<String>,
     staged: Mutex<BTreeMap<String, Vec<ManifestEntry>>>,
+    staged_caches: Mutex<Vec<CacheEntry>>,
     /// The upload this attempt was last told to make of each blob.
     uploads: Mutex<BTreeMap<Digest, String>>,
 }
 
 impl LocalChannel {
     /// The attempt ended: its staged artifacts are published when it
-    /// succeeded, or when they are `when: always`.
+    /// succeeded, or when they are `when: always`; its staged cache entries
+    /// are saved when it succeeded, unless an entry of their key is.
     pub fn finish(&self, succeeded: bool) {
         let this = &self.0;
+        let entries = std::mem::take(&mut *this.staged_caches.lock().expect("staged lock"));
+        if succeeded {
+            let mut saved = this.store.caches.lock().expect("caches lock");
+            for entry in entries {
+                if !saved
+                    .iter()
+                    .any(|e| e.name == entry.name && e.key == entry.key)
+                {
+                    saved.push(entry);
+                }
+            }
+        }
         let staged = std::mem::take(&mut *this.staged.lock().expect("staged lock"));
         let mut published = this.store.published.lock().expect("published lock");
         for (name, files) in staged {
@@ -131,35 +164,7 @@ impl Attempt {
         match request {
             FilesRequest::Publish { name, files } => {
                 self.check_publishes(&name)?;
-                let mut uploads = Vec::new();
-                let mut seen = BTreeSet::new();
-                for file in files {
-                    if !seen.insert(file.digest.clone()) || store.blob_path(&file.digest).exists() {
-                        continue;
-                    }
-                    let id = format!(
-                        "{}-{}",
-                        file.digest.hex(),
-                        store.next_upload.fetch_add(1, Ordering::Relaxed)
-                    );
-                    let count = if file.size <= store.part_size {
-                        1
-                    } else {
-                        file.size.div_ceil(store.part_size) as usize
-                    };
-                    let given = &mut *self.uploads.lock().expect("uploads lock");
-                    given.insert(file.digest.clone(), id.clone());
-                    uploads.push(BlobUpload {
-                        digest: file.digest,
-                        size: file.size,
-                        part_size: store.part_size,
-                        parts: (0..count)
-                            .map(|n| transfer("PUT", format!("/parts/{id}/{n}")))
-                            .collect(),
-                        upload_id: (count > 1).then_some(id),
-                    });
-                }
-                Ok(FilesAnswer::Uploads { uploads })
+                Ok(self.uploads(files))
             }
             FilesRequest::Commit {
                 name,
@@ -167,12 +172,7 @@ impl Attempt {
                 completed,
             } => {
                 self.check_publishes(&name)?;
-                let multipart: BTreeSet<&Digest> = completed.iter().map(|c| &c.digest).collect();
-                for file in &files {
-                    if !store.blob_path(&file.digest).exists() {
-                        self.assemble(file, &completed, multipart.contains(&file.digest))?;
-                    }
-                }
+                self.complete(&files, &completed)?;
                 self.staged.lock().expect("staged lock").insert(name, files);
                 Ok(FilesAnswer::Committed)
             }
@@ -184,23 +184,119 @@ impl Attempt {
                 let Some(files) = published.get(&name) else {
                     return Err(format!("no task of this run has published {name}"));
                 };
-                let digests: BTreeSet<&Digest> = files.iter().map(|f| &f.digest).collect();
-                let downloads = digests
-                    .into_iter()
-                    .map(|digest| BlobDownload {
-                        digest: digest.clone(),
-                        transfer: transfer("GET", format!("/blobs/{}", digest.hex())),
-                    })
-                    .collect();
                 Ok(FilesAnswer::Downloads {
                     files: files.clone(),
-                    downloads,
+                    downloads: downloads(files),
                 })
             }
-            // Placeholder until the local store keeps caches (builder C1).
-            FilesRequest::CacheRestore { .. }
-            | FilesRequest::CacheUpload { .. }
-            | FilesRequest::CacheSave { .. } => Err("caches are not supported yet".into()),
+            FilesRequest::CacheRestore {
+                name,
+                key,
+                restore_keys,
+            } => {
+                self.check_caches(&name)?;
+                let saved = store.caches.lock().expect("caches lock");
+                let of_name = || saved.iter().rev().filter(|e| e.name == name);
+                let found = of_name().find(|e| e.key == key).or_else(|| {
+                    restore_keys
+                        .iter()
+                        .find_map(|prefix| of_name().find(|e| e.key.starts_with(prefix.as_str())))
+                });
+                Ok(match found {
+                    Some(entry) => FilesAnswer::CacheEntry {
+                        key: Some(entry.key.clone()),
+                        files: entry.files,
+                        chunks: entry.chunks.clone(),
+                        downloads: downloads(&entry.chunks),
+                    },
+                    None => FilesAnswer::CacheEntry {
+                        key: None,
+                        files: 0,
+                        chunks: Vec::new(),
+                        downloads: Vec::new(),
+                    },
+                })
+            }
+            FilesRequest::CacheUpload { name, chunks, .. } => {
+                self.check_caches(&name)?;
+                Ok(self.uploads(chunks))
+            }
+            FilesRequest::CacheSave {
+                name,
+                key,
+                chunks,
+                completed,
+                files,
+            } => {
+                self.check_caches(&name)?;
+                self.complete(&chunks, &completed)?;
+                let mut staged = self.staged_caches.lock().expect("staged lock");
+                staged.retain(|e| e.name != name);
+                staged.push(CacheEntry {
+                    name,
+                    key,
+                    files,
+                    chunks,
+                });
+                Ok(FilesAnswer::Committed)
+            }
+        }
+    }
+
+    /// The uploads of the blobs of `files` the store lacks.
+    fn uploads(&self, files: Vec<ManifestEntry>) -> FilesAnswer {
+        let store = &self.store;
+        let mut uploads = Vec::new();
+        let mut seen = BTreeSet::new();
+        for file in files {
+            if !seen.insert(file.digest.clone()) || store.blob_path(&file.digest).exists() {
+                continue;
+            }
+            let id = format!(
+                "{}-{}",
+                file.digest.hex(),
+                store.next_upload.fetch_add(1, Ordering::Relaxed)
+            );
+            let count = if file.size <= store.part_size {
+                1
+            } else {
+                file.size.div_ceil(store.part_size) as usize
+            };
+            let given = &mut *self.uploads.lock().expect("uploads lock");
+            given.insert(file.digest.clone(), id.clone());
+            uploads.push(BlobUpload {
+                digest: file.digest,
+                size: file.size,
+                part_size: store.part_size,
+                parts: (0..count)
+                    .map(|n| transfer("PUT", format!("/parts/{id}/{n}")))
+                    .collect(),
+                upload_id: (count > 1).then_some(id),
+            });
+        }
+        FilesAnswer::Uploads { uploads }
+    }
+
+    /// Keeps the blobs of `files` not kept yet, from their uploads.
+    fn complete(
+        &self,
+        files: &[ManifestEntry],
+        completed: &[CompletedUpload],
+    ) -> Result<(), String> {
+        let multipart: BTreeSet<&Digest> = completed.iter().map(|c| &c.digest).collect();
+        for file in files {
+            if !self.store.blob_path(&file.digest).exists() {
+                self.assemble(file, completed, multipart.contains(&file.digest))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_caches(&self, name: &str) -> Result<(), String> {
+        if self.caches.contains(name) {
+            Ok(())
+        } else {
+            Err(format!("the task has no cache {name}"))
         }
     }
 
@@ -287,6 +383,18 @@ impl Attempt {
             )),
         }
     }
+}
+
+/// One download per distinct digest of `files`.
+fn downloads(files: &[ManifestEntry]) -> Vec<BlobDownload> {
+    let digests: BTreeSet<&Digest> = files.iter().map(|f| &f.digest).collect();
+    digests
+        .into_iter()
+        .map(|digest| BlobDownload {
+            digest: digest.clone(),
+            transfer: transfer("GET", format!("/blobs/{}", digest.hex())),
+        })
+        .collect()
 }
 
 fn transfer(method: &str, url: String) -> Transfer {

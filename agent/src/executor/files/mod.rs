@@ -1,13 +1,17 @@
-//! Artifacts on the agent: an attempt's `needs` fetched into its workspace
-//! before its first step, and its `publish` collected, hashed, uploaded and
-//! committed after its main steps, all through a [`FileChannel`] (the
-//! server's, or [`local::LocalStore`]'s for `xene-agent run`).
+//! Artifacts and caches on the agent: an attempt's `needs` fetched into its
+//! workspace before its first step, and its `publish` collected, hashed,
+//! uploaded and committed after its main steps; its `caches` restored and
+//! saved (`cache`); all through a [`FileChannel`] (the server's, or
+//! [`local::LocalStore`]'s for `xene-agent run`).
 //!
 //! Bytes on their way pass through a spool directory of the attempt under
 //! the agent's work root: blobs downloaded before they are checked and
 //! placed, and files read out of a container before they are uploaded.
 
 mod archive;
+// Until the executor's flow calls `Staging::restore` and `save`.
+#[cfg_attr(not(test), allow(dead_code))]
+mod cache;
 pub mod channel;
 mod collect;
 mod fetch;
@@ -20,17 +24,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub(crate) use cache::{RenderedCache, Restored};
 pub use channel::FileChannel;
 pub use local::LocalStore;
 use xene_core::spec::{Need, Publish, PublishWhen};
 
 use crate::runtime::{TaskContext, Workspace};
 
-/// An attempt's artifacts: what it needs and publishes, and how.
+/// An attempt's artifacts and caches: what it needs, publishes and
+/// caches, and how.
 pub(crate) struct Staging {
     channel: Arc<dyn FileChannel>,
     needs: Vec<Need>,
     publish: Vec<Publish>,
+    #[allow(dead_code)]
+    caches: Vec<RenderedCache>,
+    /// The attempt may save caches (its dispatch said so).
+    #[allow(dead_code)]
+    cache_save: bool,
     spool: Spool,
 }
 
@@ -41,14 +52,66 @@ impl Staging {
         channel: Arc<dyn FileChannel>,
         needs: Vec<Need>,
         publish: Vec<Publish>,
+        caches: Vec<RenderedCache>,
+        cache_save: bool,
         spool: PathBuf,
     ) -> Self {
         Self {
             channel,
             needs,
             publish,
+            caches,
+            cache_save,
             spool: Spool::new(spool),
         }
+    }
+
+    // Until the executor's flow calls `has_caches`, `restore` and `save`.
+    #[allow(dead_code)]
+    pub(crate) fn has_caches(&self) -> bool {
+        !self.caches.is_empty()
+    }
+
+    /// Restores the caches whose `after` is `after` (None: before the
+    /// first step, after needs). Never fails the task: an error is a
+    /// warning line and a miss. Log lines go to `log`.
+    #[allow(dead_code)]
+    pub(crate) async fn restore(
+        &self,
+        ctx: &mut dyn TaskContext,
+        after: Option<&str>,
+        log: &mut Vec<String>,
+    ) -> Vec<Restored> {
+        cache::restore_all(
+            &*self.channel,
+            ctx.workspace(),
+            &self.caches,
+            after,
+            &self.spool,
+            log,
+        )
+        .await
+    }
+
+    /// After the main steps succeeded: saves each restored cache that was
+    /// not a `Hit`, when `cache_save`. Never fails the task (warnings).
+    #[allow(dead_code)]
+    pub(crate) async fn save(
+        &self,
+        ctx: &mut dyn TaskContext,
+        restored: &[Restored],
+        log: &mut Vec<String>,
+    ) {
+        cache::save_all(
+            &*self.channel,
+            ctx.workspace(),
+            &self.caches,
+            self.cache_save,
+            restored,
+            &self.spool,
+            log,
+        )
+        .await
     }
 
     /// Fetches every need into the context's workspace; each artifact's log

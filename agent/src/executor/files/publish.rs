@@ -35,30 +35,7 @@ pub(crate) async fn publish(
     };
     let manifest: Vec<ManifestEntry> = files.iter().map(|f| f.entry.clone()).collect();
     let refused = |error: String| format!("artifact {name}: {error}");
-    let uploads = match channel
-        .ask(FilesRequest::Publish {
-            name: name.clone(),
-            files: manifest.clone(),
-        })
-        .await
-        .map_err(refused)?
-    {
-        FilesAnswer::Uploads { uploads } => uploads,
-        FilesAnswer::Refused { error } => return Err(refused(error)),
-        other => return Err(unexpected(name, &other)),
-    };
-    let uploaded: u64 = uploads.iter().map(|u| u.size).sum();
-    // Collected first: a stream holding the closure would not be `Send`.
-    let pending: Vec<_> = uploads
-        .iter()
-        .map(|u| upload(channel, &files, u, name))
-        .collect();
-    // The first failure stops the other uploads.
-    let completed: Vec<CompletedUpload> = futures::stream::iter(pending)
-        .buffer_unordered(UPLOADS_AT_ONCE)
-        .try_filter_map(|done| async move { Ok(done) })
-        .try_collect()
-        .await?;
+    let (completed, uploaded) = upload_files(channel, Uploads::Artifact, name, &files).await?;
     match channel
         .ask(FilesRequest::Commit {
             name: name.clone(),
@@ -89,7 +66,81 @@ pub(crate) fn files_text(n: usize) -> String {
     }
 }
 
+/// What files go up for: an artifact's (asked for by `Publish`), or a
+/// cache entry's chunks (`CacheUpload`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Uploads<'a> {
+    Artifact,
+    Cache { key: &'a str },
+}
+
+impl Uploads<'_> {
+    fn request(&self, name: &str, files: Vec<ManifestEntry>) -> FilesRequest {
+        match self {
+            Uploads::Artifact => FilesRequest::Publish {
+                name: name.to_string(),
+                files,
+            },
+            Uploads::Cache { key } => FilesRequest::CacheUpload {
+                name: name.to_string(),
+                key: key.to_string(),
+                chunks: files,
+            },
+        }
+    }
+
+    /// How errors name what is uploaded.
+    pub(crate) fn label(&self, name: &str) -> String {
+        match self {
+            Uploads::Artifact => format!("artifact {name}"),
+            Uploads::Cache { .. } => format!("cache {name}"),
+        }
+    }
+}
+
+/// Asks the server which blobs of `files` it lacks and uploads those (in
+/// the parts it says): the multipart uploads to complete, and the bytes
+/// sent.
+pub(crate) async fn upload_files(
+    channel: &dyn FileChannel,
+    kind: Uploads<'_>,
+    name: &str,
+    files: &[Collected],
+) -> Result<(Vec<CompletedUpload>, u64), String> {
+    let label = kind.label(name);
+    let refused = |error: String| format!("{label}: {error}");
+    let manifest: Vec<ManifestEntry> = files.iter().map(|f| f.entry.clone()).collect();
+    let uploads = match channel
+        .ask(kind.request(name, manifest))
+        .await
+        .map_err(refused)?
+    {
+        FilesAnswer::Uploads { uploads } => uploads,
+        FilesAnswer::Refused { error } => return Err(refused(error)),
+        other => return Err(unexpected_for(&label, &other)),
+    };
+    let uploaded: u64 = uploads.iter().map(|u| u.size).sum();
+    // Collected first: a stream holding the closure would not be `Send`.
+    let pending: Vec<_> = uploads
+        .iter()
+        .map(|u| upload(channel, kind, files, u, name))
+        .collect();
+    // The first failure stops the other uploads.
+    let completed: Vec<CompletedUpload> = futures::stream::iter(pending)
+        .buffer_unordered(UPLOADS_AT_ONCE)
+        .try_filter_map(|done| async move { Ok(done) })
+        .try_collect()
+        .await?;
+    Ok((completed, uploaded))
+}
+
 pub(crate) fn unexpected(name: &str, answer: &FilesAnswer) -> String {
+    unexpected_for(&format!("artifact {name}"), answer)
+}
+
+/// An answer that is not one to the request made; `label` names what the
+/// request was about ("artifact NAME", "cache NAME").
+pub(crate) fn unexpected_for(label: &str, answer: &FilesAnswer) -> String {
     let kind = match answer {
         FilesAnswer::Uploads { .. } => "uploads",
         FilesAnswer::Committed => "committed",
@@ -97,7 +148,7 @@ pub(crate) fn unexpected(name: &str, answer: &FilesAnswer) -> String {
         FilesAnswer::CacheEntry { .. } => "cache entry",
         FilesAnswer::Refused { .. } => "refused",
     };
-    format!("artifact {name}: the server answered {kind:?} out of turn")
+    format!("{label}: the server answered {kind:?} out of turn")
 }
 
 /// Uploads one blob in the parts the server gave; the multipart upload to
@@ -106,36 +157,35 @@ pub(crate) fn unexpected(name: &str, answer: &FilesAnswer) -> String {
 /// the blob is asked for again, once, and sent whole with the new ones.
 async fn upload(
     channel: &dyn FileChannel,
+    kind: Uploads<'_>,
     files: &[Collected],
     upload: &BlobUpload,
     name: &str,
 ) -> Result<Option<CompletedUpload>, String> {
+    let label = kind.label(name);
     let Some(file) = files.iter().find(|f| f.entry.digest == upload.digest) else {
         return Err(format!(
-            "artifact {name}: the server asked for blob {}, which is none of its files",
+            "{label}: the server asked for blob {}, which is none of its files",
             upload.digest
         ));
     };
-    let error = match upload_parts(channel, file, upload, name).await {
+    let error = match upload_parts(channel, file, upload, &label).await {
         Ok(done) => return Ok(done),
         Err(e) if is_expired(&e) => e,
         Err(e) => return Err(e),
     };
-    let refused = |e: String| format!("artifact {name}: asking again for {}: {e}", file.entry.path);
+    let refused = |e: String| format!("{label}: asking again for {}: {e}", file.entry.path);
     let again = match channel
-        .ask(FilesRequest::Publish {
-            name: name.to_string(),
-            files: vec![file.entry.clone()],
-        })
+        .ask(kind.request(name, vec![file.entry.clone()]))
         .await
         .map_err(refused)?
     {
         FilesAnswer::Uploads { uploads } => uploads,
         FilesAnswer::Refused { error } => return Err(refused(error)),
-        other => return Err(unexpected(name, &other)),
+        other => return Err(unexpected_for(&label, &other)),
     };
     match again.iter().find(|u| u.digest == upload.digest) {
-        Some(renewed) => upload_parts(channel, file, renewed, name)
+        Some(renewed) => upload_parts(channel, file, renewed, &label)
             .await
             .map_err(|e| format!("{e} (after new URLs were asked for: {error})")),
         // Stored meanwhile (another attempt's upload): nothing to send.
@@ -153,16 +203,16 @@ async fn upload_parts(
     channel: &dyn FileChannel,
     file: &Collected,
     upload: &BlobUpload,
-    name: &str,
+    label: &str,
 ) -> Result<Option<CompletedUpload>, String> {
-    let parts = plan_parts(upload, file.entry.size).map_err(|e| format!("artifact {name}: {e}"))?;
+    let parts = plan_parts(upload, file.entry.size).map_err(|e| format!("{label}: {e}"))?;
     let mut pending = Vec::new();
     for (transfer, (offset, len)) in upload.parts.iter().zip(parts) {
         pending.push(async move {
             channel
                 .upload(transfer, &file.source, offset, len)
                 .await
-                .map_err(|e| format!("artifact {name}: uploading {}: {e}", file.entry.path))
+                .map_err(|e| format!("{label}: uploading {}: {e}", file.entry.path))
         });
     }
     // In part order (the etags are); the first failure stops the rest.
