@@ -5,19 +5,16 @@
 //! temporary file, checked whole when the upload completes; a download
 //! streams the stored file.
 
-use std::io::SeekFrom;
 use std::path::Path;
 
 use axum::body::Bytes;
 use futures::{Stream, StreamExt};
-use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use xene_core::artifact::{Digest, PART_SIZE};
 
+use super::local_disk::Writer;
 use super::local_urls::{BlobMethod, Grant, Part, UrlError};
 use super::store::{
-    BlobStore, LOCAL_TEMP_DIR, PRIVATE_FILE, StoreError, fs_path, make_parent, parts_file,
-    random_suffix,
+    BlobStore, LOCAL_TEMP_DIR, StoreError, fs_path, make_parent, parts_file, random_suffix,
 };
 
 /// Why a transfer failed.
@@ -92,7 +89,8 @@ where
     Ok(format!("\"{}\"", grant.digest.hex()))
 }
 
-/// Writes one part at its offset (a part sent again overwrites itself).
+/// Writes one part at its offset (a part sent again overwrites itself),
+/// in large chunks on blocking threads (`local_disk`).
 async fn write_part<S, E>(
     file: &Path,
     grant: &Grant,
@@ -103,19 +101,10 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let io = |e: std::io::Error| TransferError::Store(StoreError::Io(e));
     let offset = (part.number - 1)
         .checked_mul(PART_SIZE)
         .ok_or_else(|| TransferError::Rejected("the part number is out of range".into()))?;
-    let mut out = tokio::fs::OpenOptions::new()
-        .mode(PRIVATE_FILE)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(file)
-        .await
-        .map_err(io)?;
-    out.seek(SeekFrom::Start(offset)).await.map_err(io)?;
+    let mut out = Writer::part(file.to_path_buf(), offset).await?;
     let mut got: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| TransferError::Broken(e.to_string()))?;
@@ -126,7 +115,7 @@ where
                 grant.size
             )));
         }
-        out.write_all(&chunk).await.map_err(io)?;
+        out.write(&chunk).await.map_err(rejected)?;
     }
     if got != grant.size {
         return Err(TransferError::Rejected(format!(
@@ -134,8 +123,16 @@ where
             grant.size
         )));
     }
-    out.flush().await.map_err(io)?;
+    out.finish().await.map_err(rejected)?;
     Ok(())
+}
+
+/// A store error, refusals kept as such.
+fn rejected(e: StoreError) -> TransferError {
+    match e {
+        StoreError::Rejected(why) => TransferError::Rejected(why),
+        other => TransferError::Store(other),
+    }
 }
 
 async fn write_temp<S, E>(temp: &Path, grant: &Grant, mut body: S) -> Result<(), TransferError>
@@ -143,15 +140,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let io = |e: std::io::Error| TransferError::Store(StoreError::Io(e));
-    let mut file = tokio::fs::OpenOptions::new()
-        .mode(PRIVATE_FILE)
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .await
-        .map_err(io)?;
-    let mut hasher = Sha256::new();
+    let mut file = Writer::create(temp.to_path_buf()).await?;
     let mut got: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| TransferError::Broken(e.to_string()))?;
@@ -163,8 +152,7 @@ where
                 grant.size
             )));
         }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(io)?;
+        file.write(&chunk).await?;
     }
     if got != grant.size {
         return Err(TransferError::Rejected(format!(
@@ -172,15 +160,17 @@ where
             grant.size
         )));
     }
-    let digest = Digest::from_sha256(&hasher.finalize().into());
+    // Hashed while written, and on disk before it is named: a blob row may
+    // soon point at it.
+    let Some(digest) = file.finish().await? else {
+        return Err(StoreError::Io(std::io::Error::other("a new file without its digest")).into());
+    };
     if digest != grant.digest {
         return Err(TransferError::Rejected(format!(
             "the uploaded bytes hash to {digest}, not {}",
             grant.digest
         )));
     }
-    // On disk before it is named: a blob row may soon point at it.
-    file.sync_all().await.map_err(io)?;
     Ok(())
 }
 

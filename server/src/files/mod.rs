@@ -1,13 +1,15 @@
 //! Artifacts' bytes: the object store that keeps blobs (`store.rs`), the
 //! signed URLs of the local store (`local_urls.rs`) and its transfers
-//! (`local.rs`), the answers to agents' requests about files
-//! (`service.rs`), and the built-in agent's file channel (`channel.rs`).
+//! (`local.rs`; its disk work: `local_disk.rs`), the answers to agents'
+//! requests about files (`service.rs`), and the built-in agent's file
+//! channel (`channel.rs`).
 //! The records (manifests, blob rows, pins) are storage's
 //! (`storage/artifacts.rs`).
 
 pub mod caches;
 pub mod channel;
 pub mod local;
+mod local_disk;
 pub mod local_urls;
 pub mod service;
 pub mod store;

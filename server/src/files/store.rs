@@ -21,10 +21,10 @@ use object_store::path::Path;
 use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions, Signer};
 use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncReadExt;
 use xene_core::artifact::{Digest, PART_SIZE, SINGLE_PUT_MAX};
 use xene_core::protocol::{BlobUpload, CompletedUpload, Transfer};
 
+use super::local_disk;
 use super::local_urls::{BlobMethod, LocalUrls, Part, is_upload_id};
 use crate::config::artifacts::{ArtifactArgs, StoreKind};
 use crate::storage::now_ms;
@@ -343,16 +343,13 @@ impl BlobStore {
         }
     }
 
-    /// A blob's bytes, streamed.
+    /// A blob's bytes, streamed. The local store reads its file directly
+    /// (`local_disk`), in large chunks on blocking threads.
     pub async fn read(
         &self,
         digest: &Digest,
     ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
-        let got = self.objects.get(&key(digest)).await?;
-        Ok(got
-            .into_stream()
-            .map(|r| r.map_err(StoreError::from))
-            .boxed())
+        self.read_checked(digest, false).await
     }
 
     /// A blob's bytes, streamed and hashed on the way: the last chunk goes
@@ -364,7 +361,28 @@ impl BlobStore {
         &self,
         digest: &Digest,
     ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
-        Ok(verified(self.read(digest).await?, digest.clone()).boxed())
+        self.read_checked(digest, true).await
+    }
+
+    async fn read_checked(
+        &self,
+        digest: &Digest,
+        verify: bool,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        if let Backend::Local { root } = &self.backend {
+            let file = local_disk::open(fs_path(root, digest), digest).await?;
+            return Ok(local_disk::read(file, digest.clone(), verify).boxed());
+        }
+        let got = self.objects.get(&key(digest)).await?;
+        let bytes = got
+            .into_stream()
+            .map(|r| r.map_err(StoreError::from))
+            .boxed();
+        if verify {
+            Ok(verified(bytes, digest.clone()).boxed())
+        } else {
+            Ok(bytes)
+        }
     }
 
     /// Deletes a blob; one already gone is no error.
@@ -398,7 +416,7 @@ impl BlobStore {
     }
 }
 
-/// What `read_verified` streams along with the bytes.
+/// What `read_verified` streams along with the bytes (an object store's).
 struct Verifying {
     bytes: BoxStream<'static, Result<Bytes, StoreError>>,
     digest: Digest,
@@ -469,10 +487,10 @@ pub(super) fn fs_path(root: &FsPath, digest: &Digest) -> PathBuf {
     root.join(key(digest).as_ref())
 }
 
-/// Completes a local multipart upload: the parts' file is copied into a
-/// fresh file while hashed, and that copy becomes the blob only when it
-/// holds exactly `size` bytes of its digest. A part upload still in flight
-/// keeps writing into the parts' file, never into the blob.
+/// Completes a local multipart upload: the parts' file becomes the blob
+/// only when it holds exactly `size` bytes of its digest, checked after it
+/// was renamed to a private name; a part upload still in flight never
+/// writes into it (`local_disk`).
 pub async fn assemble(
     root: &FsPath,
     digest: &Digest,
@@ -485,81 +503,8 @@ pub async fn assemble(
         )));
     }
     let file = parts_file(root, digest, upload);
-    let copy = file.with_extension(format!("{}.whole", random_suffix()));
-    let checked = copy_whole(&file, &copy, digest, size).await;
-    let _ = tokio::fs::remove_file(&file).await;
-    let placed = match checked {
-        Ok(()) => {
-            async {
-                let dest = fs_path(root, digest);
-                make_parent(&dest).await?;
-                tokio::fs::rename(&copy, &dest).await?;
-                Ok(())
-            }
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    if placed.is_err() {
-        let _ = tokio::fs::remove_file(&copy).await;
-    }
-    placed
-}
-
-/// Copies at most `size` + 1 bytes of `file` into the new file `copy`,
-/// refusing a copy that is not exactly the blob.
-async fn copy_whole(
-    file: &FsPath,
-    copy: &FsPath,
-    digest: &Digest,
-    size: u64,
-) -> Result<(), StoreError> {
-    use tokio::io::AsyncWriteExt as _;
-    let mut input = match tokio::fs::File::open(file).await {
-        Ok(input) => input,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::Rejected(format!(
-                "no part of blob {digest} was uploaded"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut output = tokio::fs::OpenOptions::new()
-        .mode(PRIVATE_FILE)
-        .write(true)
-        .create_new(true)
-        .open(copy)
-        .await?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut got: u64 = 0;
-    loop {
-        let n = input.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-        if got > size {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n]).await?;
-    }
-    if got != size {
-        return Err(StoreError::Rejected(format!(
-            "the parts of blob {digest} hold {got} bytes, not {size}"
-        )));
-    }
-    let whole = Digest::from_sha256(&hasher.finalize().into());
-    if whole != *digest {
-        return Err(StoreError::Rejected(format!(
-            "the parts of blob {digest} hash to {whole}"
-        )));
-    }
-    // On disk before it is named: a blob row points at it.
-    output.flush().await?;
-    output.sync_all().await?;
-    Ok(())
+    let private = file.with_extension(format!("{}.whole", random_suffix()));
+    local_disk::assemble(file, private, fs_path(root, digest), digest, size).await
 }
 
 /// A name no other writer picks, for temporary files.
