@@ -21,6 +21,10 @@ use crate::executor::files::FileChannel;
 
 /// How long a request waits for its answer, reconnects included.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The slowest the server is expected to assemble a multipart upload a
+/// Commit completes (read and hashed whole, or S3's copy of its parts):
+/// the wait for that answer grows by one second per this many bytes.
+pub const ASSEMBLE_RATE: u64 = 50_000_000;
 /// The most requests waiting for an answer at once (all attempts
 /// together; each attempt asks one at a time).
 pub const MAX_OPEN: usize = 1024;
@@ -96,6 +100,7 @@ impl FilesHub {
                 MAX_REQUEST_BYTES >> 20
             ));
         }
+        let wait = self.timeout + assembling(&request);
         let (id, answer) = {
             let mut state = self.state();
             if state.waiters.len() >= MAX_OPEN {
@@ -122,12 +127,12 @@ impl FilesHub {
         // Removed however the wait ends, a cancelled attempt's included.
         let _forget = Forget { hub: self, id };
         self.wanted.notify_one();
-        match tokio::time::timeout(self.timeout, answer).await {
+        match tokio::time::timeout(wait, answer).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err("the request about files was dropped".into()),
             Err(_) => Err(format!(
                 "the server did not answer a request about files within {} s",
-                self.timeout.as_secs()
+                wait.as_secs()
             )),
         }
     }
@@ -220,6 +225,28 @@ impl FilesHub {
     pub fn open(&self) -> usize {
         self.state().waiters.len()
     }
+}
+
+/// The extra wait for a request that makes the server assemble multipart
+/// uploads: a Commit of 10 GiB takes minutes to check, more than
+/// [`ANSWER_TIMEOUT`] on its own.
+pub fn assembling(request: &FilesRequest) -> Duration {
+    let (entries, completed) = match request {
+        FilesRequest::Commit {
+            files, completed, ..
+        } => (files, completed),
+        FilesRequest::CacheSave {
+            chunks, completed, ..
+        } => (chunks, completed),
+        _ => return Duration::ZERO,
+    };
+    let sizes: BTreeMap<&Digest, u64> = entries.iter().map(|e| (&e.digest, e.size)).collect();
+    let bytes: u64 = completed
+        .iter()
+        .filter(|done| done.upload_id.is_some())
+        .filter_map(|done| sizes.get(&done.digest))
+        .fold(0, |sum, size| sum.saturating_add(*size));
+    Duration::from_secs(bytes / ASSEMBLE_RATE)
 }
 
 /// Forgets a request when its asker stops waiting.

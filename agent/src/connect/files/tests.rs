@@ -155,3 +155,50 @@ async fn a_request_too_large_to_send_is_refused_at_once() {
     assert_eq!(hub.open(), 0);
     assert!(hub.next_message().is_none(), "nothing is sent");
 }
+
+fn completed_commit(size: u64, multipart: bool) -> FilesRequest {
+    let digest = xene_core::artifact::Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+    FilesRequest::Commit {
+        name: "binary".into(),
+        files: vec![xene_core::artifact::ManifestEntry {
+            path: "big".into(),
+            size,
+            mode: 0o644,
+            digest: digest.clone(),
+        }],
+        completed: vec![xene_core::protocol::CompletedUpload {
+            digest,
+            upload_id: multipart.then(|| "u1".into()),
+            etags: vec![],
+        }],
+    }
+}
+
+/// A Commit whose multipart uploads the server must assemble (read and
+/// hash whole) waits for its answer longer, by their size: 50 GB is
+/// 1,000 s more than the base wait.
+#[tokio::test]
+async fn a_commit_waits_longer_by_the_bytes_to_assemble() {
+    assert_eq!(
+        assembling(&completed_commit(50_000_000_000, true)),
+        Duration::from_secs(1000)
+    );
+    // Single PUTs are checked as they arrive: nothing to assemble.
+    assert_eq!(
+        assembling(&completed_commit(50_000_000_000, false)),
+        Duration::ZERO
+    );
+    assert_eq!(assembling(&fetch("binary")), Duration::ZERO);
+
+    let hub = Arc::new(FilesHub::new(Duration::from_millis(50)));
+    let asker = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.ask(A, completed_commit(50_000_000_000, true)).await }
+    });
+    until_open(&hub, 1).await;
+    let (_, id, _) = sent(&hub);
+    // Well past the base wait: still waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.answer(A, id, FilesAnswer::Committed);
+    assert_eq!(asker.await.unwrap(), Ok(FilesAnswer::Committed));
+}
