@@ -475,3 +475,121 @@ async fn the_run_store_hits_by_key_and_by_prefix_newest_first() {
         "{log:?}"
     );
 }
+
+/// A container's workspace as the engine's archive API shows it, over a
+/// directory: exports name entries from the path's last component and
+/// never follow links; an import extracts over whatever is there, as the
+/// engine does, so only what placing leaves out is kept.
+struct Engine {
+    root: std::path::PathBuf,
+}
+
+impl crate::runtime::WorkspaceArchive for Engine {
+    fn export<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> futures::stream::BoxStream<'a, Result<bytes::Bytes, crate::runtime::RuntimeError>> {
+        use futures::StreamExt;
+        let full = self.root.join(path);
+        let chunk = match std::fs::symlink_metadata(&full) {
+            Err(_) => Err(crate::runtime::RuntimeError::NotInWorkspace(path.into())),
+            Ok(meta) => {
+                let name = path.rsplit('/').next().filter(|n| !n.is_empty());
+                let name = name.unwrap_or("workspace");
+                let mut builder = tar::Builder::new(Vec::new());
+                builder.follow_symlinks(false);
+                if meta.is_dir() {
+                    builder.append_dir_all(name, &full).unwrap();
+                } else {
+                    builder.append_path_with_name(&full, name).unwrap();
+                }
+                Ok(bytes::Bytes::from(builder.into_inner().unwrap()))
+            }
+        };
+        futures::stream::iter([chunk]).boxed()
+    }
+
+    fn import(
+        &self,
+        archive: futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>,
+    ) -> futures::future::BoxFuture<'_, Result<(), crate::runtime::RuntimeError>> {
+        use futures::{FutureExt, TryStreamExt};
+        async move {
+            let chunks: Vec<bytes::Bytes> = archive.try_collect().await.unwrap();
+            tar::Archive::new(&chunks.concat()[..])
+                .unpack(&self.root)
+                .unwrap();
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+/// In a container, a cache's files are collected by their workspace paths
+/// as on this machine, and placing keeps what is there (files, and what
+/// a link or a file stands in the way of) whether it exports each top
+/// directory or, past a bound, the whole workspace.
+#[tokio::test]
+async fn container_workspaces_are_collected_and_placed_alike() {
+    let temp = tempfile::tempdir().unwrap();
+    let ws = temp.path().join("ws");
+    let outside = temp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    write(&ws, "target/a", "A");
+    write(&ws, "target/sub/b", "B");
+    write(&ws, ".cargo/registry/c", "C");
+    write(&ws, ".cargo/other", "not taken");
+    write(&ws, "keep/x", "mine");
+    write(&ws, "file", "a file");
+    symlink(&outside, ws.join("lnk")).unwrap();
+    let spool = spool_in(temp.path()).await;
+    let engine = Engine { root: ws.clone() };
+    let paths = ["target".to_string(), ".cargo/registry".into(), "c?".into()];
+    let in_container = collect(Workspace::Archive(&engine), "deps", &paths, &spool)
+        .await
+        .unwrap();
+    let on_disk = collect(dir(&ws), "deps", &paths, &spool).await.unwrap();
+    let entries = |files: &[super::super::collect::Collected]| -> Vec<_> {
+        files.iter().map(|f| f.entry.clone()).collect()
+    };
+    assert_eq!(entries(&in_container), entries(&on_disk));
+    assert_eq!(in_container.len(), 3);
+
+    let unpacked = |path: &str| {
+        let file = spool.path();
+        std::fs::write(&file, "cached").unwrap();
+        Unpacked {
+            path: path.into(),
+            size: 6,
+            mode: 0o640,
+            file,
+        }
+    };
+    let files = ["keep/x", "keep/new", "lnk/y", "file/z", "target/deep/n"].map(unpacked);
+    let kept = place::place(Workspace::Archive(&engine), files.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(kept.files, 3);
+    assert_eq!(std::fs::read_to_string(ws.join("keep/x")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("keep/new")).unwrap(),
+        "cached"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("target/deep/n")).unwrap(),
+        "cached"
+    );
+    assert_eq!(std::fs::read_to_string(ws.join("file")).unwrap(), "a file");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+
+    // Many top paths: the whole workspace is exported once instead.
+    let names: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    write(&ws, "t3", "mine");
+    let files: Vec<Unpacked> = names.iter().map(|n| unpacked(n)).collect();
+    let kept = place::place(Workspace::Archive(&engine), files)
+        .await
+        .unwrap();
+    assert_eq!(kept.files, 1);
+    assert_eq!(std::fs::read_to_string(ws.join("t3")).unwrap(), "mine");
+    assert_eq!(std::fs::read_to_string(ws.join("t19")).unwrap(), "cached");
+}
