@@ -11,15 +11,17 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use xene_core::cache;
 use xene_core::context::{EvalContext, TaskResult};
 use xene_core::event::RunEvent;
 use xene_core::plan::{self, RenderedStep, TaskIds};
 use xene_core::protocol::{SecretValue, TaskDispatch};
 use xene_core::spec::Task;
 use xene_core::status::TaskStatus;
+use xene_core::template;
 
 use super::Executor;
-use super::files::{FileChannel, Staging};
+use super::files::{FileChannel, RenderedCache, Staging};
 use super::report::TaskReport;
 use super::task::{self, TaskEnv, TaskPlan, millis};
 use crate::mask::Masker;
@@ -67,6 +69,9 @@ pub struct AttemptRequest {
     /// `None` fails a task that has either (a connected agent and the
     /// built-in agent set it; `xene-agent run` gives each try a local one).
     pub files: Option<Arc<dyn FileChannel>>,
+    /// Whether the attempt may save its caches (the dispatch's
+    /// `cache_save`; `xene-agent run` always may).
+    pub cache_save: bool,
 }
 
 impl std::fmt::Debug for AttemptRequest {
@@ -81,6 +86,7 @@ impl std::fmt::Debug for AttemptRequest {
             .field("outputs", &self.outputs)
             .field("delivered", &self.delivered.is_some())
             .field("files", &self.files.is_some())
+            .field("cache_save", &self.cache_save)
             .finish()
     }
 }
@@ -108,6 +114,7 @@ impl AttemptRequest {
             outputs: dispatch.outputs,
             delivered: None,
             files: None,
+            cache_save: dispatch.cache_save,
         }
     }
 }
@@ -245,30 +252,39 @@ impl Executor {
             output: result.output,
             error: result.error,
             steps: result.steps,
+            caches: result.caches,
         };
         (report, Some(cleanup))
     }
 
-    /// The attempt's artifacts, `None` when it has none; an error when it
-    /// has some and no channel to stage them with.
-    fn staging(&self, request: &AttemptRequest) -> Result<Option<Staging>, String> {
+    /// The attempt's artifacts and caches, `None` when it has none; an
+    /// error when it has some and no channel to stage them with.
+    fn staging(
+        &self,
+        request: &AttemptRequest,
+        caches: Vec<RenderedCache>,
+    ) -> Result<Option<Staging>, String> {
         let spec = &request.spec;
-        if spec.needs.is_empty() && spec.publish.is_empty() {
+        if spec.needs.is_empty() && spec.publish.is_empty() && caches.is_empty() {
             return Ok(None);
         }
         let Some(channel) = request.files.clone() else {
-            return Err(
-                "this task publishes or needs artifacts, and this agent has no server to stage them with"
-                    .into(),
-            );
+            let what = if caches.is_empty() {
+                "publishes or needs artifacts"
+            } else {
+                "has caches"
+            };
+            return Err(format!(
+                "this task {what}, and this agent has no server to stage them with"
+            ));
         };
         let spool = spool_dir(&self.config.shell.root, &request.ids.context);
         Ok(Some(Staging::new(
             channel,
             spec.needs.clone(),
             spec.publish.clone(),
-            Vec::new(),
-            false,
+            caches,
+            request.cache_save,
             spool,
         )))
     }
@@ -308,10 +324,45 @@ impl Executor {
             steps: rendered.steps.into_iter().map(command).collect(),
             post: rendered.post.into_iter().map(command).collect(),
             timeout: spec.timeout,
-            staging: self.staging(request)?,
+            staging: self.staging(request, render_caches(spec, &ctx)?)?,
+            cache_after: spec.caches.iter().filter_map(|c| c.after.clone()).collect(),
         };
         Ok((plan, runtime))
     }
+}
+
+/// The task's caches with their key and restore keys rendered as env
+/// values are (params, upstream outputs); a template that does not render,
+/// or renders to a key a server would refuse, fails the task as an env
+/// value's does.
+fn render_caches(spec: &Task, ctx: &EvalContext) -> Result<Vec<RenderedCache>, String> {
+    // What the key will be once its files' hash is appended, for the check.
+    let hashed = "0".repeat(cache::HASH_HEX);
+    spec.caches
+        .iter()
+        .map(|c| {
+            let render = |what: &str, text: &str, hash: Option<&str>| {
+                let what = format!("cache {} {what}", c.name);
+                let text = template::render(text, ctx).map_err(|e| format!("{what}: {e}"))?;
+                cache::check_key(&cache::full_key(&text, hash))
+                    .map_err(|e| format!("{what}: {e}"))?;
+                Ok::<_, String>(text)
+            };
+            let hash = (!c.hash_files.is_empty()).then_some(hashed.as_str());
+            Ok(RenderedCache {
+                name: c.name.clone(),
+                key: render("key", &c.key, hash)?,
+                hash_files: c.hash_files.clone(),
+                restore_keys: c
+                    .restore_keys
+                    .iter()
+                    .map(|k| render("restore key", k, None))
+                    .collect::<Result<_, _>>()?,
+                paths: c.paths.clone(),
+                after: c.after.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The artifact spool of the attempt `context`: beside its shell directory

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use xene_core::cache::CacheHit;
 use xene_core::status::{RunStatus, StepStatus, TaskStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +28,9 @@ pub struct TaskReport {
     pub error: Option<String>,
     /// The steps of its last attempt, `post` steps last.
     pub steps: Vec<StepReport>,
+    /// What each cache's restore found in its last attempt, by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub caches: BTreeMap<String, CacheHit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,6 +52,7 @@ impl TaskReport {
             output: None,
             error,
             steps: Vec::new(),
+            caches: BTreeMap::new(),
         }
     }
 }

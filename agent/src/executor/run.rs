@@ -40,8 +40,9 @@ pub(super) struct RunLoop<'a> {
     masker: Arc<Masker>,
     /// Context removals under way; the run waits for them all.
     cleanups: JoinSet<()>,
-    /// The run's artifacts, when a task publishes or needs some: a
-    /// directory store of this run, removed at its end.
+    /// The run's artifacts and caches, when a task publishes, needs or
+    /// caches some: a directory store of this run, removed at its end
+    /// (cache entries serve the run's later tasks, not later runs).
     store: Option<Arc<LocalStore>>,
 }
 
@@ -67,7 +68,7 @@ impl<'a> RunLoop<'a> {
             .pipeline
             .tasks
             .values()
-            .any(|t| !t.publish.is_empty() || !t.needs.is_empty())
+            .any(|t| !t.publish.is_empty() || !t.needs.is_empty() || !t.caches.is_empty())
             .then(|| {
                 let dir = executor
                     .config
@@ -203,6 +204,8 @@ impl<'a> RunLoop<'a> {
             outputs,
             delivered: None,
             files: None,
+            // The run's own store: nothing to say no but the spec.
+            cache_save: true,
         };
         let store = self.store.clone();
         let executor = self.executor.clone();
@@ -267,7 +270,7 @@ impl<'a> RunLoop<'a> {
     /// Records a task that ended and decides what waited on it.
     async fn finished(&mut self, task: String, report: TaskReport) {
         let result = TaskResult {
-            caches: Default::default(),
+            caches: report.caches.clone(),
             status: report.status,
             output: report.output.clone(),
         };

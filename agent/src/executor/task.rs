@@ -1,17 +1,21 @@
-//! One try of one task: prepare a context, run the steps in order, run the
-//! `post` steps whatever happened, read the output, and hand the context's
-//! teardown back to run in the background.
+//! One try of one task: prepare a context, fetch its needs and restore its
+//! caches, run the steps in order (restoring the caches due after a step),
+//! save its caches and publish its artifacts, run the `post` steps whatever
+//! happened, read the output, and hand the context's teardown back to run
+//! in the background.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use xene_core::cache::{CacheHit, env_name};
 use xene_core::event::RunEvent;
 use xene_core::status::{StepStatus, TaskStatus};
 
-use super::files::Staging;
+use super::files::{Restored, Staging};
 use super::report::StepReport;
 use crate::mask::Masker;
 use crate::runtime::{LogSink, Runtime, StepCommand, TaskContext, TaskSetup};
@@ -22,8 +26,10 @@ pub(crate) struct TaskPlan {
     pub steps: Vec<StepCommand>,
     pub post: Vec<StepCommand>,
     pub timeout: Option<Duration>,
-    /// Its artifacts, when it needs or publishes any.
+    /// Its artifacts and caches, when it has any.
     pub staging: Option<Staging>,
+    /// The main steps some cache is restored right after (`after`).
+    pub cache_after: BTreeSet<String>,
 }
 
 /// What one attempt runs with.
@@ -43,6 +49,8 @@ pub(crate) struct AttemptResult {
     pub error: Option<String>,
     pub steps: Vec<StepReport>,
     pub duration: Duration,
+    /// What each restored cache found, by name.
+    pub caches: BTreeMap<String, CacheHit>,
     /// The context's removal, under way: nothing after the task needs to
     /// wait for it, but whoever owns the attempt awaits it before its sweep.
     pub teardown: Option<JoinHandle<()>>,
@@ -71,6 +79,8 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
     let attempt_cancel = env.cancel.child_token();
     let mut progress = Progress::default();
     let mut context: Option<Box<dyn TaskContext>> = None;
+    // The caches restored so far: every step after a restore sees it.
+    let mut restored: Vec<Restored> = Vec::new();
     let main = async {
         let prepared = tokio::select! {
             prepared = env.runtime.prepare(&plan.setup) => prepared,
@@ -110,11 +120,31 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
                 }
             }
         }
-        let steps_to_run = if progress.failed { 0 } else { plan.steps.len() };
+        let first = plan.steps.first().map(|s| s.name.as_str());
+        if !progress.failed
+            && let Some(staging) = plan.staging.as_ref().filter(|s| s.has_caches())
+        {
+            let at = Restore::Before(first);
+            restore(
+                staging,
+                ctx.as_mut(),
+                at,
+                env,
+                task,
+                &attempt_cancel,
+                &mut restored,
+            )
+            .await;
+        }
+        let steps_to_run = if progress.failed || attempt_cancel.is_cancelled() {
+            0
+        } else {
+            plan.steps.len()
+        };
         for (step, report) in plan.steps.iter().zip(steps.iter_mut()).take(steps_to_run) {
             run_step(
                 ctx.as_mut(),
-                step,
+                &with_caches(step, &restored),
                 report,
                 task,
                 env,
@@ -125,6 +155,26 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             if progress.failed {
                 break;
             }
+            if plan.cache_after.contains(&step.name)
+                && let Some(staging) = &plan.staging
+            {
+                let at = Restore::After(&step.name);
+                restore(
+                    staging,
+                    ctx.as_mut(),
+                    at,
+                    env,
+                    task,
+                    &attempt_cancel,
+                    &mut restored,
+                )
+                .await;
+            }
+        }
+        if attempt_cancel.is_cancelled() && !progress.failed {
+            // Cancelled (or timed out) while a cache was restored.
+            progress.failed = true;
+            progress.cancelled = env.cancel.is_cancelled();
         }
         context = Some(ctx);
     };
@@ -150,6 +200,22 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             .iter()
             .rfind(|s| s.status != StepStatus::NotExecuted)
             .map(|s| s.name.clone());
+        if !progress.failed
+            && !progress.cancelled
+            && let Some(staging) = plan.staging.as_ref().filter(|s| s.has_caches())
+        {
+            let step = ran.as_deref().or(steps.first().map(|s| s.name.as_str()));
+            save(
+                staging,
+                ctx.as_mut(),
+                env,
+                task,
+                step,
+                &restored,
+                &mut progress,
+            )
+            .await;
+        }
         if !progress.cancelled
             && (ran.is_some() || plan.steps.is_empty())
             && let Some(staging) = &plan.staging
@@ -166,7 +232,15 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             .await;
         }
         if !progress.cancelled {
-            run_post(ctx.as_mut(), plan, env, &mut steps, &mut progress).await;
+            run_post(
+                ctx.as_mut(),
+                plan,
+                env,
+                &restored,
+                &mut steps,
+                &mut progress,
+            )
+            .await;
         }
         match ctx.read_output().await {
             Ok(read) => output = read,
@@ -214,7 +288,96 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
         error: progress.error,
         steps,
         duration: started.elapsed(),
+        caches: restored.iter().map(|r| (r.name.clone(), r.hit)).collect(),
         teardown,
+    }
+}
+
+/// Where a restore happens: before the first step (its lines under that
+/// step), or right after a main step (under it).
+#[derive(Clone, Copy)]
+enum Restore<'a> {
+    Before(Option<&'a str>),
+    After(&'a str),
+}
+
+/// Restores the caches due at `at` (a restore never fails the task: the
+/// staging turns an error into a warning and a miss), says what each found
+/// in the log and by `CacheRestored`, and adds them to `restored`. A cancel
+/// (or the timeout) meanwhile leaves `cancel` fired for the caller to see.
+async fn restore(
+    staging: &Staging,
+    ctx: &mut dyn TaskContext,
+    at: Restore<'_>,
+    env: &TaskEnv,
+    task: &str,
+    cancel: &CancellationToken,
+    restored: &mut Vec<Restored>,
+) {
+    let (after, step) = match at {
+        Restore::Before(first) => (None, first),
+        Restore::After(step) => (Some(step), Some(step)),
+    };
+    let mut lines = Vec::new();
+    let done = tokio::select! {
+        done = staging.restore(ctx, after, &mut lines) => Some(done),
+        () = cancel.cancelled() => None,
+    };
+    log_lines(env, task, step, &lines, None).await;
+    for cache in done.iter().flatten() {
+        send(
+            env,
+            RunEvent::CacheRestored {
+                task: task.to_string(),
+                cache: cache.name.clone(),
+                hit: cache.hit,
+                key: env.masker.mask(shown_key(cache)).into_owned(),
+            },
+        )
+        .await;
+    }
+    restored.extend(done.into_iter().flatten());
+}
+
+/// The key steps and events name: the entry found, else the full key.
+fn shown_key(cache: &Restored) -> &str {
+    cache.matched.as_deref().unwrap_or(&cache.key)
+}
+
+/// `step` with what each restore found in its environment:
+/// `XENE_CACHE_<NAME>` (`hit`, `partial`, `miss`) and `XENE_CACHE_<NAME>_KEY`.
+fn with_caches(step: &StepCommand, restored: &[Restored]) -> StepCommand {
+    let mut step = step.clone();
+    for cache in restored {
+        let name = env_name(&cache.name);
+        let key_name = format!("{name}_KEY");
+        step.env.retain(|(key, _)| *key != name && *key != key_name);
+        step.env.push((key_name, shown_key(cache).to_string()));
+        step.env.push((name, cache.hit.as_str().to_string()));
+    }
+    step
+}
+
+/// Saves the caches whose restore did not hit, after the main steps
+/// succeeded (a save never fails the task: it says why in the log); a
+/// cancel meanwhile ends the attempt cancelled.
+async fn save(
+    staging: &Staging,
+    ctx: &mut dyn TaskContext,
+    env: &TaskEnv,
+    task: &str,
+    step: Option<&str>,
+    restored: &[Restored],
+    progress: &mut Progress,
+) {
+    let mut lines = Vec::new();
+    let saved = tokio::select! {
+        () = staging.save(ctx, restored, &mut lines) => true,
+        () = env.cancel.cancelled() => false,
+    };
+    log_lines(env, task, step, &lines, None).await;
+    if !saved {
+        progress.cancelled = true;
     }
 }
 
@@ -281,6 +444,7 @@ async fn run_post(
     ctx: &mut dyn TaskContext,
     plan: &TaskPlan,
     env: &TaskEnv,
+    restored: &[Restored],
     steps: &mut [StepReport],
     progress: &mut Progress,
 ) {
@@ -295,7 +459,7 @@ async fn run_post(
             let mut post_progress = Progress::default();
             run_step(
                 ctx,
-                step,
+                &with_caches(step, restored),
                 report,
                 task,
                 env,

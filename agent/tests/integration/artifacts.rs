@@ -193,6 +193,7 @@ fn request(yaml: &str, task: &str, files: Arc<dyn FileChannel>) -> AttemptReques
         outputs: BTreeMap::new(),
         delivered: None,
         files: Some(files),
+        cache_save: false,
     }
 }
 

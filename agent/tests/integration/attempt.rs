@@ -32,6 +32,7 @@ fn request(yaml: &str, task: &str, number: u32) -> AttemptRequest {
         outputs: BTreeMap::new(),
         delivered: None,
         files: None,
+        cache_save: false,
     }
 }
 

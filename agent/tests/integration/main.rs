@@ -4,6 +4,7 @@
 mod artifact_links;
 mod artifacts;
 mod attempt;
+mod caches;
 mod cli;
 mod connect;
 mod docker;
