@@ -57,6 +57,10 @@ pub struct ArtifactUsage {
     /// The total size in bytes of its runs' published artifacts (a file
     /// two artifacts share is counted in each).
     pub bytes: u64,
+    /// The most bytes of artifacts the workflow may keep
+    /// (`--artifact-quota`); none when there is no quota.
+    #[serde(default)]
+    pub quota: Option<u64>,
 }
 
 /// A run's pin, as set: a pinned run's artifacts outlive retention.

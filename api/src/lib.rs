@@ -15,6 +15,7 @@
 pub mod access;
 pub mod agents;
 pub mod artifacts;
+pub mod caches;
 pub mod dashboard;
 pub mod error;
 pub mod feed;

@@ -150,6 +150,16 @@ pub fn workflow_artifacts(name: &str) -> String {
     format!("{}/artifacts", workflow(name))
 }
 
+/// A workflow's saved cache entries.
+pub fn workflow_caches(name: &str) -> String {
+    format!("{}/caches", workflow(name))
+}
+
+/// One of a workflow's cache entries, to remove it (`DELETE`).
+pub fn workflow_cache(name: &str, id: i64) -> String {
+    format!("{}/{id}", workflow_caches(name))
+}
+
 /// A page of a run's log lines; page it with [`with_query`] (`task`,
 /// `step`, `after`, `limit`, `max_bytes`).
 pub fn run_logs(id: i64) -> String {

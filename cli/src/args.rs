@@ -241,6 +241,12 @@ pub enum Command {
         after_help = "Examples:\n  xenectl runs pin 42\n  xenectl runs unpin 42"
     )]
     Runs(RunsCommand),
+    /// Caches: a workflow's saved entries, listed or removed.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  xenectl caches ls site\n  xenectl caches rm site 12"
+    )]
+    Caches(CachesCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   xenectl completion bash > /etc/bash_completion.d/xenectl
@@ -486,6 +492,22 @@ pub enum RunsCommand {
     /// Unpin a run: retention applies to its artifacts again.
     #[command(after_help = "Examples:\n  xenectl runs unpin 42")]
     Unpin { run: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CachesCommand {
+    /// List a workflow's saved cache entries, the most recently used first
+    /// (at most 200): id, name, key, files, size, last used, saved; its
+    /// usage and quota go to stderr.
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  xenectl caches ls site\n  xenectl caches ls site -o json"
+    )]
+    Ls { workflow: String },
+    /// Remove one of a workflow's cache entries, by the id `caches ls`
+    /// shows (editors): the next restore of its key misses.
+    #[command(after_help = "Examples:\n  xenectl caches rm site 12")]
+    Rm { workflow: String, id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ use crate::error::Exit;
 
 mod agents;
 mod artifacts;
+mod caches;
 mod contexts;
 mod hooks;
 mod login;
@@ -183,6 +184,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Runs(crate::args::RunsCommand::Unpin { run }) => {
             artifacts::pin(&ctx, run, false).await
+        }
+        Command::Caches(crate::args::CachesCommand::Ls { workflow }) => {
+            caches::list(&ctx, &workflow).await
+        }
+        Command::Caches(crate::args::CachesCommand::Rm { workflow, id }) => {
+            caches::remove(&ctx, &workflow, id).await
         }
         Command::Validate { .. }
         | Command::Completion { .. }

@@ -136,6 +136,14 @@ pub static RULES: &[Rule] = &[
     rule(Method::PUT, "/api/v1/runs/{id}/pin", EDITOR),
     rule(Method::DELETE, "/api/v1/runs/{id}/pin", EDITOR),
     rule(Method::GET, "/api/v1/workflows/{name}/artifacts", VIEWER),
+    // Caches: viewers see a workflow's entries; removing one is an
+    // editor's call (audited).
+    rule(Method::GET, "/api/v1/workflows/{name}/caches", VIEWER),
+    rule(
+        Method::DELETE,
+        "/api/v1/workflows/{name}/caches/{id}",
+        EDITOR,
+    ),
     rule(Method::GET, "/api/v1/stats", VIEWER),
     rule(Method::GET, "/api/v1/dashboard", VIEWER),
     // Agents.

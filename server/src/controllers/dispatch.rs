@@ -105,8 +105,11 @@ pub async fn prepare_attempt(
     } else {
         attempts::read_outputs(db, run.id, &reads, None, inline).await?
     };
+    // Whether the agent may save the task's caches: the files service
+    // decides again on each save, whatever the agent asks.
+    let cache_save = pipeline.cache_save.allows(&run.trigger);
     let dispatch = TaskDispatch {
-        cache_save: Default::default(),
+        cache_save,
         attempt: AttemptRef { id: attempt.id },
         run_id: run.id,
         task: attempt.task.clone(),

@@ -24,6 +24,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(super::workflows::router())
         .merge(super::runs::router())
         .merge(super::artifacts::router())
+        .merge(super::caches::router())
         .merge(super::hooks::router())
         .merge(super::cron::router())
         .merge(super::feed::router())

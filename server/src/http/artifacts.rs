@@ -304,7 +304,7 @@ async fn set_pin(
     Ok(Json(Pinned { id, pinned }))
 }
 
-/// How much artifact storage a workflow's runs hold.
+/// How much artifact storage a workflow's runs hold, and its quota.
 #[utoipa::path(
     get, path = "/api/v1/workflows/{name}/artifacts", tag = "artifacts",
     params(("name" = String, Path, description = "Workflow name")),
@@ -322,5 +322,6 @@ async fn usage(
     Ok(Json(ArtifactUsage {
         workflow: name,
         bytes,
+        quota: state.db.quotas().artifact_bytes,
     }))
 }

@@ -19,6 +19,7 @@ pub mod api;
 pub mod artifacts;
 pub mod audit;
 pub mod blobs;
+pub mod caches;
 pub mod cli_login;
 pub mod connect;
 pub mod cookies;

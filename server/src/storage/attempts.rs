@@ -562,8 +562,15 @@ pub async fn read_outputs(
         // collation may order names otherwise, and a page cut by it would
         // skip the names it put after the cut but bytes put before.
         rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let tasks: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let mut caches =
+            super::attempt_caches::of_results(&mut *db.pool().acquire().await?, run_id, &tasks)
+                .await?;
         for (task, status, output) in rows {
-            let size = task.len() + output.as_ref().map_or(0, String::len);
+            let caches = caches.remove(&task).unwrap_or_default();
+            let size = task.len()
+                + output.as_ref().map_or(0, String::len)
+                + caches.keys().map(|name| name.len() + 8).sum::<usize>();
             if !page.is_empty() && used + size > budget {
                 let last = page.keys().next_back().cloned();
                 return Ok((page, last));
@@ -573,7 +580,7 @@ pub async fn read_outputs(
             page.insert(
                 task,
                 TaskResult {
-                    caches: Default::default(),
+                    caches,
                     status,
                     output,
                 },

@@ -17,6 +17,7 @@ pub mod access;
 pub mod agents;
 pub mod approvals;
 pub mod artifacts;
+pub mod attempt_caches;
 pub mod attempt_views;
 pub mod attempts;
 pub mod auth;

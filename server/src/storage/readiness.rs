@@ -244,7 +244,8 @@ async fn decide(
     )
 }
 
-/// The results of `reads` (final tasks only), with outputs when asked.
+/// The results of `reads` (final tasks only), with outputs and what their
+/// caches' restores found when asked (a condition reads them).
 async fn results(
     tx: &mut WriteTx,
     run_id: i64,
@@ -279,6 +280,13 @@ async fn results(
                     },
                 );
             }
+        }
+    }
+    if outputs && !out.is_empty() {
+        let tasks: Vec<&str> = out.keys().map(String::as_str).collect();
+        let mut caches = super::attempt_caches::of_results(tx, run_id, &tasks).await?;
+        for (task, result) in &mut out {
+            result.caches = caches.remove(task).unwrap_or_default();
         }
     }
     Ok(out)

@@ -661,13 +661,17 @@ pub async fn completed_tasks(
     .bind(id)
     .fetch_all(db.pool())
     .await?;
+    let tasks: Vec<&str> = rows.iter().map(|(task, _)| task.as_str()).collect();
+    let mut caches =
+        super::attempt_caches::of_results(&mut *db.pool().acquire().await?, id, &tasks).await?;
     Ok(rows
         .into_iter()
         .map(|(task, output)| {
+            let caches = caches.remove(&task).unwrap_or_default();
             (
                 task,
                 TaskResult {
-                    caches: Default::default(),
+                    caches,
                     status: TaskStatus::Success,
                     output,
                 },
