@@ -395,8 +395,12 @@ async fn apply_one(
         | RunEvent::Logs { .. }
         | RunEvent::RunStarted { .. }
         | RunEvent::RunFinished { .. } => {}
-        // Placeholder until attempt_caches stores it (builder B2).
-        RunEvent::CacheRestored { .. } => {}
+        // What its task's result will say to the tasks that read it.
+        RunEvent::CacheRestored {
+            cache, hit, key, ..
+        } => {
+            crate::storage::attempt_caches::record(tx, id, cache, *hit, key).await?;
+        }
     }
     Ok(Ended::default())
 }
