@@ -5,9 +5,9 @@
 
 use crate::draft::Draft;
 use crate::parse::{
-    CRON_TRIGGER_FIELDS, NEED_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS,
-    PUBLISH_FIELDS, PUBLISH_WHEN_WORDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS,
-    WORKFLOW_FIELDS,
+    CACHE_FIELDS, CACHE_SAVE_FIELDS, CRON_TRIGGER_FIELDS, NEED_FIELDS, PARAM_FIELDS,
+    PIPELINE_FIELDS, PLACEMENT_WORDS, PUBLISH_FIELDS, PUBLISH_WHEN_WORDS, RETRIES_FIELDS,
+    SAVE_MODE_WORDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS, WORKFLOW_FIELDS,
 };
 
 /// How many lines above the cursor are read for its context; specs whose
@@ -78,9 +78,19 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
         let mut items = Vec::new();
         if let Some(rest) = word.strip_prefix("tasks.") {
             match rest.split_once('.') {
+                // A cache's result, in conditions only.
+                Some((t, r)) if in_condition && r.starts_with("caches.") => {
+                    let task = pipeline.as_deref().and_then(|p| draft.pipeline(p));
+                    let task = task.and_then(|p| p.tasks.iter().find(|d| d.name == t));
+                    let caches = task.map(|d| d.caches.iter()).into_iter().flatten();
+                    items.extend(caches.map(|c| format!("tasks.{t}.caches.{c}")));
+                }
                 Some((t, _)) => {
                     items.push(format!("tasks.{t}.output"));
                     items.push(format!("tasks.{t}.status"));
+                    if in_condition {
+                        items.push(format!("tasks.{t}.caches."));
+                    }
                 }
                 None => items.extend(tasks().into_iter().map(|t| format!("tasks.{t}."))),
             }
@@ -118,6 +128,10 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
             let words = PUBLISH_WHEN_WORDS.iter().map(|s| s.to_string());
             return finish(start, word, words.collect());
         }
+        Some(_) if chain.last().is_some_and(|k| k == "cache_save") => {
+            let words = SAVE_MODE_WORDS.iter().map(|s| s.to_string());
+            return finish(start, word, words.collect());
+        }
         Some("trigger") => {
             return finish(
                 start,
@@ -147,6 +161,7 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
     let keys: &[&str] = match chain.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [] => WORKFLOW_FIELDS,
         ["pipelines", _] => PIPELINE_FIELDS,
+        ["pipelines", _, "cache_save"] => CACHE_SAVE_FIELDS,
         ["pipelines", _, "trigger"] => CRON_TRIGGER_FIELDS,
         ["pipelines", _, "params", _] => PARAM_FIELDS,
         ["pipelines", _, "tasks", _] => TASK_FIELDS,
@@ -154,6 +169,7 @@ pub fn complete(text: &str, cursor: usize, draft: &Draft, secrets: &[String]) ->
         ["pipelines", _, "tasks", _, "steps" | "post", ..] => STEP_FIELDS,
         ["pipelines", _, "tasks", _, "publish"] => PUBLISH_FIELDS,
         ["pipelines", _, "tasks", _, "needs"] => NEED_FIELDS,
+        ["pipelines", _, "tasks", _, "caches"] => CACHE_FIELDS,
         _ => &[],
     };
     finish(start, word, keys.iter().map(|k| format!("{k}: ")).collect())
@@ -323,6 +339,35 @@ pipelines:
         ] {
             let text = format!("{task}{rest}");
             let c = complete(&text, text.len(), &artifacts, &[]);
+            assert_eq!(c.items, items, "{rest}");
+        }
+        let cached = Draft::read("name: x\npipelines:\n  ci:\n    tasks:\n      build:\n        caches: [{name: cargo, key: k, paths: [t]}]\n").unwrap();
+        let pipeline = "name: x\npipelines:\n  ci:\n";
+        for (rest, items) in [
+            ("    cache_", &["cache_save: "][..]),
+            ("    cache_save:\n      we", &["webhook: "]),
+            ("    cache_save:\n      webhook: n", &["never"]),
+            ("    tasks:\n      t:\n        cach", &["caches: "]),
+            (
+                "    tasks:\n      t:\n        caches:\n          - name: c\n            re",
+                &["restore_keys: "],
+            ),
+            (
+                "    tasks:\n      t:\n        if: tasks.build.c",
+                &["tasks.build.caches."],
+            ),
+            (
+                "    tasks:\n      t:\n        if: tasks.build.caches.",
+                &["tasks.build.caches.cargo"],
+            ),
+            // Templates cannot read a cache's result.
+            (
+                "    tasks:\n      t:\n        env:\n          A: \"{{ tasks.build.c",
+                &[],
+            ),
+        ] {
+            let text = format!("{pipeline}{rest}");
+            let c = complete(&text, text.len(), &cached, &[]);
             assert_eq!(c.items, items, "{rest}");
         }
         let text = "name: x\npipelines:\n  ci:\n    tasks:\n      t:\n        image: bus";

@@ -1,6 +1,7 @@
 //! The `if` expression language.
 //!
-//! Operands: `tasks.NAME.status`, `tasks.NAME.output`, `params.NAME`, string
+//! Operands: `tasks.NAME.status`, `tasks.NAME.output`,
+//! `tasks.NAME.caches.CACHE` (`hit`, `partial`, `miss`), `params.NAME`, string
 //! literals in single or double quotes, `true`, `false`. Operators: `==`,
 //! `!=`, `&&`, `||`, `!`, parentheses, and `contains(haystack, needle)`.
 //!
@@ -320,7 +321,7 @@ impl Parser {
                 None => err(
                     col,
                     format!(
-                        "unknown value {w:?}: expected tasks.NAME.status, tasks.NAME.output, params.NAME, a quoted string, true or false"
+                        "unknown value {w:?}: expected tasks.NAME.status, tasks.NAME.output, tasks.NAME.caches.CACHE, params.NAME, a quoted string, true or false"
                     ),
                 ),
             },
@@ -352,17 +353,24 @@ fn not_bool_message(expr: &Expr) -> String {
     }
 }
 
-/// `tasks.a.status == 'sucess'` can never be true: say so now.
+/// What a cache operand can be compared with, besides `''` (no result).
+pub const CACHE_HIT_NAMES: &[&str] = &["hit", "partial", "miss"];
+
+/// `tasks.a.status == 'sucess'` can never be true: say so now (and the
+/// same of a cache's `hitt`).
 fn check_status_literal(side: &Expr, other: &Expr, column: usize) -> Result<(), ConditionError> {
-    if let (Expr::Ref(Reference::TaskStatus(_)), Expr::Str(s)) = (side, other)
-        && !STATUS_NAMES.contains(&s.as_str())
+    let (what, names, empty) = match side {
+        Expr::Ref(Reference::TaskStatus(_)) => ("status", STATUS_NAMES, false),
+        Expr::Ref(Reference::TaskCache(..)) => ("cache result", CACHE_HIT_NAMES, true),
+        _ => return Ok(()),
+    };
+    if let Expr::Str(s) = other
+        && !names.contains(&s.as_str())
+        && !(empty && s.is_empty())
     {
         return err(
             column,
-            format!(
-                "unknown status {s:?}: expected one of {}",
-                STATUS_NAMES.join(", ")
-            ),
+            format!("unknown {what} {s:?}: expected one of {}", names.join(", ")),
         );
     }
     Ok(())
@@ -376,6 +384,9 @@ fn path(word: &str) -> Option<Reference> {
         }
         ["tasks", name, "output"] if is_ident(name) => {
             Some(Reference::TaskOutput(name.to_string()))
+        }
+        ["tasks", name, "caches", cache] if is_ident(name) && is_ident(cache) => {
+            Some(Reference::TaskCache(name.to_string(), cache.to_string()))
         }
         ["params", name] if is_ident(name) => Some(Reference::Param(name.to_string())),
         _ => None,
@@ -465,6 +476,13 @@ fn value(expr: &Expr, ctx: &EvalContext) -> Value {
         Expr::Ref(Reference::Param(p)) => {
             Value::Str(ctx.params.get(p).cloned().unwrap_or_default())
         }
+        Expr::Ref(Reference::TaskCache(t, c)) => Value::Str(
+            ctx.tasks
+                .get(t)
+                .and_then(|r| r.caches.get(c))
+                .map_or("", |h| h.as_str())
+                .to_string(),
+        ),
         _ => Value::Bool(truthy(expr, ctx)),
     }
 }
@@ -502,17 +520,17 @@ mod tests {
             (
                 "build".to_string(),
                 TaskResult {
-                    caches: Default::default(),
                     status: TaskStatus::Success,
                     output: Some("v1.2".into()),
+                    caches: [("cargo-home".to_string(), crate::cache::CacheHit::Partial)].into(),
                 },
             ),
             (
                 "lint".to_string(),
                 TaskResult {
-                    caches: Default::default(),
                     status: TaskStatus::Error,
                     output: None,
+                    caches: BTreeMap::new(),
                 },
             ),
         ]);
@@ -543,12 +561,17 @@ mod tests {
         assert!(eval("false || true && true"));
         assert!(!eval("(false || true) && false"));
         assert!(eval("tasks.other.status != 'success'"));
+        // A cache's result; "" when the task restored no such cache.
+        assert!(eval("tasks.build.caches.cargo-home == 'partial'"));
+        assert!(!eval("tasks.build.caches.cargo-home == 'hit'"));
+        assert!(eval("tasks.build.caches.other == ''"));
+        assert!(eval("tasks.lint.caches.cargo-home != 'miss'"));
     }
 
     #[test]
     fn lists_references_once() {
         let c = Condition::parse(
-            "tasks.a.status == 'success' && tasks.a.status != params.p || tasks.b.output == ''",
+            "tasks.a.status == 'success' && tasks.a.status != params.p || tasks.b.output == '' || tasks.b.caches.c == 'hit'",
         )
         .unwrap();
         assert_eq!(
@@ -556,7 +579,8 @@ mod tests {
             vec![
                 Reference::TaskStatus("a".into()),
                 Reference::Param("p".into()),
-                Reference::TaskOutput("b".into())
+                Reference::TaskOutput("b".into()),
+                Reference::TaskCache("b".into(), "c".into())
             ]
         );
     }
@@ -595,7 +619,15 @@ mod tests {
             ),
             (
                 "task.a.status == 'x'",
-                "unknown value \"task.a.status\": expected tasks.NAME.status, tasks.NAME.output, params.NAME, a quoted string, true or false at column 1",
+                "unknown value \"task.a.status\": expected tasks.NAME.status, tasks.NAME.output, tasks.NAME.caches.CACHE, params.NAME, a quoted string, true or false at column 1",
+            ),
+            (
+                "tasks.a.caches.c == 'hitt'",
+                "unknown cache result \"hitt\": expected one of hit, partial, miss at column 21",
+            ),
+            (
+                "tasks.a.caches.c",
+                "expected a boolean, found a string at column 1",
             ),
             ("'abc", "unterminated string at column 1"),
             ("a # b", "unexpected character '#' at column 3"),

@@ -667,6 +667,43 @@ mod tests {
         assert!(serde_json::from_str::<AgentMessage>(&bad).is_err());
     }
 
+    /// Protocol 3's forms still decode with the new fields' defaults, and
+    /// the defaults stay out of what is sent.
+    #[test]
+    fn cache_fields_default_when_absent() {
+        let result: TaskResult =
+            serde_json::from_str(r#"{"status":"success","output":null}"#).unwrap();
+        assert!(result.caches.is_empty());
+        assert!(!serde_json::to_string(&result).unwrap().contains("caches"));
+        let restore: FilesRequest =
+            serde_json::from_str(r#"{"kind":"cache_restore","name":"c","key":"k"}"#).unwrap();
+        assert_eq!(
+            restore,
+            FilesRequest::CacheRestore {
+                name: "c".into(),
+                key: "k".into(),
+                restore_keys: Vec::new()
+            }
+        );
+        let dispatch = r#"{"type":"task_dispatch","attempt":{"id":1},"run_id":1,"task":"t","number":1,"workflow":"w","pipeline_name":"p","spec":{"steps":[{"name":"s","run":"true"}]}}"#;
+        let ServerMessage::TaskDispatch(d) = serde_json::from_str(dispatch).unwrap() else {
+            panic!("not a dispatch");
+        };
+        assert!(!d.cache_save);
+        let event = RunEvent::CacheRestored {
+            task: "t".into(),
+            cache: "c".into(),
+            hit: crate::cache::CacheHit::Miss,
+            key: "k-0123".into(),
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"cache_restored","task":"t","cache":"c","hit":"miss","key":"k-0123"}"#
+        );
+        assert_eq!(serde_json::from_str::<RunEvent>(&json).unwrap(), event);
+    }
+
     #[test]
     fn a_protocol_1_hello_decodes_so_its_version_can_be_refused() {
         // Word for word what a protocol 1 agent sends: the runs it holds,

@@ -411,6 +411,64 @@ mod tests {
         assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);
     }
 
+    /// Caches and `cache_save` travel to agents and into storage as JSON:
+    /// what is set comes back, defaults stay out.
+    #[test]
+    fn caches_and_cache_save_round_trip_and_defaults_stay_out() {
+        let w = crate::parse::parse_workflow(
+            "name: w\npipelines:\n  p:\n    cache_save: {cron: never}\n    tasks:\n      t:\n        caches:\n          - {name: a, key: k, paths: [x]}\n          - {name: b, key: k, paths: [x, y], hash_files: [f], restore_keys: [k-, ''], after: s}\n        steps: [{name: s, run: make}]\n      u:\n        steps: [make]\n",
+        );
+        // An empty restore key is refused like an empty key.
+        assert!(w.is_err());
+        let w = crate::parse::parse_workflow(
+            "name: w\npipelines:\n  p:\n    cache_save: {cron: never}\n    tasks:\n      t:\n        caches:\n          - {name: a, key: k, paths: [x]}\n          - {name: b, key: k, paths: [x, y], hash_files: [f], restore_keys: [k-, j], after: s}\n        steps: [{name: s, run: make}]\n      u:\n        steps: [make]\n",
+        )
+        .unwrap();
+        let p = &w.pipelines["p"];
+        assert_eq!(
+            p.cache_save,
+            CacheSave {
+                cron: SaveMode::Never,
+                ..CacheSave::default()
+            }
+        );
+        assert!(p.cache_save.allows("manual") && p.cache_save.allows("webhook"));
+        assert!(!p.cache_save.allows("cron"));
+        let json = serde_json::to_value(p).unwrap();
+        assert_eq!(json["cache_save"], serde_json::json!({"cron": "never"}));
+        assert_eq!(
+            json["tasks"]["t"]["caches"][0],
+            serde_json::json!({"name": "a", "key": "k", "paths": ["x"]})
+        );
+        assert!(json["tasks"]["u"].get("caches").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<Pipeline>(json).unwrap(), *p);
+        // Every combination of modes comes back as it went.
+        let modes = [SaveMode::Always, SaveMode::Never];
+        for i in 0..8 {
+            let save = CacheSave {
+                manual: modes[i & 1],
+                webhook: modes[(i >> 1) & 1],
+                cron: modes[(i >> 2) & 1],
+            };
+            let json = serde_json::to_string(&save).unwrap();
+            assert_eq!(json.matches("never").count(), i.count_ones() as usize);
+            assert_eq!(serde_json::from_str::<CacheSave>(&json).unwrap(), save);
+            for (kind, mode) in [
+                ("manual", save.manual),
+                ("webhook", save.webhook),
+                ("cron", save.cron),
+            ] {
+                assert_eq!(save.allows(kind), mode == SaveMode::Always, "{kind} {json}");
+            }
+        }
+        // A trigger other than the three counts as manual.
+        let never = CacheSave {
+            manual: SaveMode::Never,
+            ..CacheSave::default()
+        };
+        assert!(!never.allows("api"));
+    }
+
     #[test]
     fn a_task_selector_wins_over_the_pipeline_per_key() {
         let w = crate::parse::parse_workflow(

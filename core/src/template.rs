@@ -21,13 +21,16 @@ pub enum Reference {
     TaskStatus(String),
     /// `params.NAME`.
     Param(String),
+    /// `tasks.NAME.caches.CACHE` (conditions only): what the restore of
+    /// cache CACHE of task NAME found.
+    TaskCache(String, String),
 }
 
 impl Reference {
     /// The task this reference needs to have finished, if any.
     pub fn task(&self) -> Option<&str> {
         match self {
-            Self::TaskOutput(t) | Self::TaskStatus(t) => Some(t),
+            Self::TaskOutput(t) | Self::TaskStatus(t) | Self::TaskCache(t, _) => Some(t),
             Self::Param(_) => None,
         }
     }
@@ -183,7 +186,11 @@ pub fn render(text: &str, ctx: &EvalContext) -> Result<String, TemplateError> {
     for piece in pieces(text)? {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            Piece::Ref(Reference::TaskOutput(name) | Reference::TaskStatus(name)) => {
+            Piece::Ref(
+                Reference::TaskOutput(name)
+                | Reference::TaskStatus(name)
+                | Reference::TaskCache(name, _),
+            ) => {
                 let result = ctx
                     .tasks
                     .get(&name)
@@ -260,7 +267,11 @@ pub fn render_script(text: &str, ctx: &EvalContext) -> Result<String, TemplateEr
                 out.push_str(t);
                 continue;
             }
-            Piece::Ref(Reference::TaskOutput(name) | Reference::TaskStatus(name)) => {
+            Piece::Ref(
+                Reference::TaskOutput(name)
+                | Reference::TaskStatus(name)
+                | Reference::TaskCache(name, _),
+            ) => {
                 if !ctx.tasks.contains_key(&name) {
                     return Err(TemplateError::UnknownTask(name));
                 }

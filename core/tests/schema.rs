@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use xene_core::parse::{
-    CRON_TRIGGER_FIELDS, NEED_FIELDS, PARAM_FIELDS, PIPELINE_FIELDS, PLACEMENT_WORDS,
-    PUBLISH_FIELDS, PUBLISH_WHEN_WORDS, RETRIES_FIELDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS,
-    WORKFLOW_FIELDS,
+    CACHE_FIELDS, CACHE_SAVE_FIELDS, CRON_TRIGGER_FIELDS, NEED_FIELDS, PARAM_FIELDS,
+    PIPELINE_FIELDS, PLACEMENT_WORDS, PUBLISH_FIELDS, PUBLISH_WHEN_WORDS, RETRIES_FIELDS,
+    SAVE_MODE_WORDS, STEP_FIELDS, TASK_FIELDS, TRIGGER_WORDS, WORKFLOW_FIELDS,
 };
 
 fn schema() -> Value {
@@ -51,6 +51,13 @@ fn schema_lists_the_parser_fields() {
     check_object(&defs["step"]["oneOf"][1], STEP_FIELDS, "a step");
     check_object(&defs["publish"], PUBLISH_FIELDS, "a published artifact");
     check_object(&defs["need"]["oneOf"][1], NEED_FIELDS, "a needed artifact");
+    check_object(&defs["cache"], CACHE_FIELDS, "a cache");
+    check_object(
+        &defs["pipeline"]["properties"]["cache_save"],
+        CACHE_SAVE_FIELDS,
+        "cache_save",
+    );
+    assert_eq!(defs["saveMode"]["enum"], serde_json::json!(SAVE_MODE_WORDS));
     assert_eq!(
         defs["publish"]["properties"]["when"]["enum"],
         serde_json::json!(PUBLISH_WHEN_WORDS)
@@ -95,6 +102,14 @@ fn schema_limits_match_the_parser() {
         MAX_PUBLISH_PATHS
     );
     assert_eq!(defs["artifactName"]["maxLength"], MAX_NAME_BYTES);
+    use xene_core::cache;
+    assert_eq!(task["caches"]["maxItems"], cache::MAX_CACHES);
+    assert_eq!(defs["cacheKey"]["maxLength"], cache::MAX_KEY_BYTES);
+    let c = &defs["cache"]["properties"];
+    assert_eq!(c["name"]["maxLength"], cache::MAX_NAME_BYTES);
+    assert_eq!(c["restore_keys"]["maxItems"], cache::MAX_RESTORE_KEYS);
+    assert_eq!(c["paths"]["maxItems"], MAX_PUBLISH_PATHS);
+    assert_eq!(c["hash_files"]["maxItems"], MAX_PUBLISH_PATHS);
     assert_eq!(defs["artifactPath"]["maxLength"], MAX_PATH_BYTES);
     assert_eq!(
         task["if"]["maxLength"],

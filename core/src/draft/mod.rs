@@ -48,6 +48,8 @@ pub struct TaskDraft {
     pub post: usize,
     /// The names of the artifacts it publishes, as written.
     pub publish: Vec<String>,
+    /// The names of its caches, as written.
+    pub caches: Vec<String>,
 }
 
 /// Farthest a dragged node may sit from the origin, in SVG units.
@@ -134,7 +136,7 @@ fn strings(value: Option<&Yaml>) -> Vec<String> {
     }
 }
 
-/// The `name` of each mapping in a list (a task's `publish`).
+/// The `name` of each mapping in a list (a task's `publish`, `caches`).
 fn names(value: Option<&Yaml>) -> Vec<String> {
     let Some(Yaml::Seq(items)) = value else {
         return Vec::new();
@@ -196,6 +198,7 @@ impl Draft {
                         steps: count(t.get(&[Seg::key("steps")])),
                         post: count(t.get(&[Seg::key("post")])),
                         publish: names(t.get(&[Seg::key("publish")])),
+                        caches: names(t.get(&[Seg::key("caches")])),
                     })
                     .collect();
                 let params = p

@@ -109,30 +109,37 @@ impl Checker {
             }
         };
         let kp = join(p, key);
-        let nodes: Vec<(&Node, String)> = match (&node.value, key) {
-            (Value::Seq(items), "paths") => {
-                if items.is_empty() {
-                    self.error(&kp, node.line, "no paths: an artifact needs at least one");
-                    return None;
-                }
-                if !self.at_most(items.len(), MAX_PUBLISH_PATHS, &kp, node.line, "paths") {
-                    return None;
-                }
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (n, format!("{kp}[{i}]")))
-                    .collect()
-            }
-            (_, "paths") => {
-                self.wrong_type(&kp, node, "a list of paths");
-                return None;
-            }
-            _ => vec![(node, kp)],
+        if key == "paths" {
+            self.path_list(node, &kp, true)
+        } else {
+            self.artifact_path(node, &kp).map(|p| vec![p])
+        }
+    }
+
+    /// A list of paths or globs by the publish rules (`paths`, a cache's
+    /// `hash_files`): at least one when `required`, at most
+    /// `MAX_PUBLISH_PATHS`, no repeats.
+    pub(super) fn path_list(
+        &mut self,
+        node: &Node,
+        kp: &str,
+        required: bool,
+    ) -> Option<Vec<String>> {
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(kp, node, "a list of paths");
+            return None;
         };
-        let mut paths: Vec<String> = Vec::with_capacity(nodes.len());
+        if required && items.is_empty() {
+            self.error(kp, node.line, "no paths: give at least one");
+            return None;
+        }
+        if !self.at_most(items.len(), MAX_PUBLISH_PATHS, kp, node.line, "paths") {
+            return None;
+        }
+        let mut paths: Vec<String> = Vec::with_capacity(items.len());
         let mut faults = false;
-        for (n, np) in nodes {
+        for (i, n) in items.iter().enumerate() {
+            let np = format!("{kp}[{i}]");
             match self.artifact_path(n, &np) {
                 Some(path) if paths.contains(&path) => {
                     self.error(&np, n.line, format!("duplicate path {:?}", shorten(&path)));

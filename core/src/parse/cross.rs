@@ -58,7 +58,9 @@ impl Checker {
             for r in self.references(site) {
                 match r {
                     Reference::Param(name) => self.check_param(&name, params, site, path),
-                    Reference::TaskOutput(_) | Reference::TaskStatus(_) => self.error(
+                    Reference::TaskOutput(_)
+                    | Reference::TaskStatus(_)
+                    | Reference::TaskCache(..) => self.error(
                         &site.path,
                         site.line,
                         "pipeline env is set before any task runs: it cannot read task outputs; move it to the task",
@@ -86,7 +88,9 @@ impl Checker {
                         };
                         self.check_param(name, params, &site, path);
                     }
-                    Reference::TaskOutput(other) | Reference::TaskStatus(other) => {
+                    Reference::TaskOutput(other)
+                    | Reference::TaskStatus(other)
+                    | Reference::TaskCache(other, _) => {
                         if other == task {
                             self.error(
                                 &p,
@@ -103,6 +107,16 @@ impl Checker {
                                 format!(
                                     "task {other:?} is not upstream of {task:?}, so it may not have finished: add it to depends_on"
                                 ),
+                            );
+                        } else if let Reference::TaskCache(_, cache) = &r
+                            && !notes[other].0.caches.contains(cache)
+                        {
+                            let caches = notes[other].0.caches.iter().map(String::as_str);
+                            let hint = self.did_you_mean(cache, caches);
+                            self.error(
+                                &p,
+                                line,
+                                format!("task {other:?} has no cache {cache:?}{hint}"),
                             );
                         }
                     }

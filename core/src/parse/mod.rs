@@ -17,12 +17,15 @@ use crate::cron;
 use crate::dag;
 use crate::duration;
 use crate::params::{self, Param, ParamType};
-use crate::spec::{Catchup, Overlap, Pipeline, Placement, Retries, Step, Task, Trigger, Workflow};
+use crate::spec::{
+    CacheSave, Catchup, Overlap, Pipeline, Placement, Retries, Step, Task, Trigger, Workflow,
+};
 use crate::suggest::closest;
 use crate::template::{self, Reference};
 use crate::yaml::{self, Entry, Node, ScalarKind, Value};
 
 mod artifacts;
+mod caches;
 mod cross;
 mod pipeline;
 mod task;
@@ -71,6 +74,7 @@ pub const PIPELINE_FIELDS: &[&str] = &[
     "params",
     "env",
     "concurrency",
+    "cache_save",
     "tasks",
 ];
 /// The fields of a param written as a mapping.
@@ -98,7 +102,21 @@ pub const TASK_FIELDS: &[&str] = &[
     "post",
     "publish",
     "needs",
+    "caches",
 ];
+/// The fields of an entry of a task's `caches`.
+pub const CACHE_FIELDS: &[&str] = &[
+    "name",
+    "key",
+    "hash_files",
+    "restore_keys",
+    "paths",
+    "after",
+];
+/// The fields of a pipeline's `cache_save`: the kinds of trigger.
+pub const CACHE_SAVE_FIELDS: &[&str] = &["manual", "webhook", "cron"];
+/// The words of a `cache_save` entry, the default first.
+pub const SAVE_MODE_WORDS: &[&str] = &["always", "never"];
 /// The fields of an entry of a task's `publish`.
 pub const PUBLISH_FIELDS: &[&str] = &["name", "path", "paths", "optional", "when"];
 /// The fields of an entry of a task's `needs` written as a mapping.
@@ -293,6 +311,8 @@ struct TaskNotes {
     publish: Vec<(String, String, usize)>,
     /// Each artifact it needs, with the path and line of its name.
     needs: Vec<(String, String, usize)>,
+    /// The names of its caches.
+    caches: Vec<String>,
 }
 
 /// `path.key`. A long key is shortened: paths are for reading, and one

@@ -74,6 +74,10 @@ impl Checker {
                 }
             }
         });
+        let cache_save = match f.get("cache_save") {
+            None => Some(CacheSave::default()),
+            Some(n) => self.cache_save(n, &join(path, "cache_save")),
+        };
 
         let mut tasks = BTreeMap::new();
         let mut notes = BTreeMap::new();
@@ -133,13 +137,13 @@ impl Checker {
             self.together(&tasks, &notes, &selector, path);
         }
         Some(Pipeline {
-            cache_save: Default::default(),
             trigger: trigger?,
             selector,
             placement: placement?,
             params,
             env,
             concurrency,
+            cache_save: cache_save?,
             tasks,
         })
     }

@@ -137,8 +137,11 @@ impl Checker {
             .get("needs")
             .map(|n| self.needs(n, &join(path, "needs"), notes))
             .unwrap_or_default();
+        let caches = f
+            .get("caches")
+            .map(|n| self.caches(n, &join(path, "caches"), &steps, notes))
+            .unwrap_or_default();
         Some(Task {
-            caches: Default::default(),
             image,
             depends_on,
             selector,
@@ -151,6 +154,7 @@ impl Checker {
             condition,
             publish,
             needs,
+            caches,
         })
     }
 

@@ -228,6 +228,30 @@ fn limits_are_faults_with_paths_and_lines() {
             ),
             "is longer than 64 characters (line 7)",
         ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        caches:\n          - {{name: c, key: k, paths: [x], restore_keys: [{}]}}\n",
+                ["k"; crate::cache::MAX_RESTORE_KEYS + 1].join(", ")
+            ),
+            "pipelines.p.tasks.t.caches[0].restore_keys: 9 restore keys, more than the limit of 8 (line 8)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        caches:\n          - {{name: c, key: k, paths: [x], hash_files: [{}]}}\n",
+                (0..=MAX_PUBLISH_PATHS)
+                    .map(|i| format!("x{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "pipelines.p.tasks.t.caches[0].hash_files: 17 paths, more than the limit of 16 (line 8)",
+        ),
+        (
+            format!(
+                "name: w\npipelines:\n  p:\n    tasks:\n      t:\n        steps: [x]\n        caches: [{{name: {}, key: k, paths: [x]}}]\n",
+                "c".repeat(65)
+            ),
+            "use 1 to 64 letters, digits",
+        ),
     ];
     for (text, want) in cases {
         assert!(text.len() < MAX_SPEC_BYTES);
