@@ -9,8 +9,6 @@
 //! placed, and files read out of a container before they are uploaded.
 
 mod archive;
-// Until the executor's flow calls `Staging::restore` and `save`.
-#[cfg_attr(not(test), allow(dead_code))]
 mod cache;
 pub mod channel;
 mod collect;
@@ -37,10 +35,8 @@ pub(crate) struct Staging {
     channel: Arc<dyn FileChannel>,
     needs: Vec<Need>,
     publish: Vec<Publish>,
-    #[allow(dead_code)]
     caches: Vec<RenderedCache>,
     /// The attempt may save caches (its dispatch said so).
-    #[allow(dead_code)]
     cache_save: bool,
     spool: Spool,
 }
@@ -66,8 +62,6 @@ impl Staging {
         }
     }
 
-    // Until the executor's flow calls `has_caches`, `restore` and `save`.
-    #[allow(dead_code)]
     pub(crate) fn has_caches(&self) -> bool {
         !self.caches.is_empty()
     }
@@ -75,7 +69,6 @@ impl Staging {
     /// Restores the caches whose `after` is `after` (None: before the
     /// first step, after needs). Never fails the task: an error is a
     /// warning line and a miss. Log lines go to `log`.
-    #[allow(dead_code)]
     pub(crate) async fn restore(
         &self,
         ctx: &mut dyn TaskContext,
@@ -95,7 +88,6 @@ impl Staging {
 
     /// After the main steps succeeded: saves each restored cache that was
     /// not a `Hit`, when `cache_save`. Never fails the task (warnings).
-    #[allow(dead_code)]
     pub(crate) async fn save(
         &self,
         ctx: &mut dyn TaskContext,
