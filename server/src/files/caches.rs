@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use xene_api::artifacts::size_text;
 use xene_core::artifact::{Digest, ManifestEntry};
-use xene_core::cache::{MAX_CACHE_FILES, check_key};
+use xene_core::cache::{MAX_CACHE_BYTES, MAX_CACHE_FILES, check_key};
 use xene_core::protocol::{AttemptRef, BlobDownload, CompletedUpload, FilesAnswer};
 
 use super::service::{Failure, Held, Service, checked, refuse, shown, store_blobs, uploads};
@@ -80,6 +80,14 @@ fn savable(ctx: &Service, held: &Held, name: &str, bytes: u64) -> Result<(), Fai
             held.pipeline,
             held.trigger,
             shown(name)
+        ));
+    }
+    if bytes > MAX_CACHE_BYTES {
+        return refuse(format!(
+            "cache {} is {}, more than the {} an entry may hold",
+            shown(name),
+            size_text(bytes),
+            size_text(MAX_CACHE_BYTES)
         ));
     }
     let quota = ctx.db.quotas().cache_bytes;

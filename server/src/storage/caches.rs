@@ -185,9 +185,12 @@ pub async fn save_attempt(
     quota: u64,
 ) -> Result<u64, sqlx::Error> {
     let staged: Vec<(i64, String, i64)> = if succeeded && quota > 0 {
+        // In (name, key) order, as every save takes them: two attempts
+        // saving the same keys on PostgreSQL wait on each other's unique
+        // index entries in one order, never in a circle.
         sqlx::query_as(
             "SELECT id, workflow, bytes FROM caches WHERE attempt_id = $1 AND state = 'staged' \
-             ORDER BY id",
+             ORDER BY name, key, id",
         )
         .bind(attempt_id)
         .fetch_all(&mut **tx)
