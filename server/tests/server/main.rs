@@ -20,6 +20,8 @@ mod artifacts_hostile;
 mod artifacts_kill;
 mod bench_tasks;
 mod bounds;
+mod caches;
+mod cache_results;
 mod cache_quota;
 mod caches_service;
 mod cli_login;
