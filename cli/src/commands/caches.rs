@@ -45,10 +45,11 @@ pub async fn list(ctx: &Ctx, workflow: &str) -> anyhow::Result<Exit> {
     if list.total == 0 {
         eprintln!("workflow {workflow} has no caches; {quota}");
     } else {
+        let noun = if list.total == 1 { "entry" } else { "entries" };
         let shown = if list.total > list.entries.len() as u64 {
-            format!("{} of {} entries", list.entries.len(), list.total)
+            format!("{} of {} {noun}", list.entries.len(), list.total)
         } else {
-            format!("{} entries", list.total)
+            format!("{} {noun}", list.total)
         };
         eprintln!("{shown}, {} in all; {quota}", size_text(list.bytes));
     }

@@ -6,6 +6,7 @@ mod util;
 mod access;
 mod artifacts;
 mod busy;
+mod caches;
 mod logs;
 mod runs;
 mod secrets;
