@@ -264,3 +264,32 @@ async fn caches_miss_hit_and_restore_by_prefix_in_containers() {
     let run_id = check_run(config, Some(busybox_image())).await;
     assert_eq!(docker_leftovers(&run_id), Vec::<String>::new());
 }
+
+/// A key that renders to what no store takes (here a param with a line
+/// break) fails its task before it starts, as an env value that does not
+/// render does; nothing runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_renders_badly_fails_the_task_before_it_starts() {
+    let yaml = r#"name: bad
+pipelines:
+  p:
+    params:
+      v: "1"
+    tasks:
+      t:
+        caches: [{name: c, key: "c-{{ params.v }}", paths: [c]}]
+        steps: ["echo ran"]
+"#;
+    let params = BTreeMap::from([("v".to_string(), "a\nb".to_string())]);
+    let root = tempfile::tempdir().unwrap();
+    let mut config = util::config();
+    config.shell.root = root.path().to_path_buf();
+    let run = run_with(yaml, config, params, CancellationToken::new(), |_| {}).await;
+    let task = run.task("t");
+    assert_eq!((task.status, task.attempts), (TaskStatus::Error, 0));
+    assert_eq!(
+        task.error.as_deref(),
+        Some(r#"cache c key: cache key "c-a\nb" holds a control character"#)
+    );
+    assert!(run.logs("t").is_empty());
+}
