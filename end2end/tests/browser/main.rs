@@ -8,6 +8,7 @@ mod admin;
 mod api_docs;
 mod artifact_panel;
 mod artifacts;
+mod caches;
 mod code_editor;
 mod editor;
 mod editor_walk;

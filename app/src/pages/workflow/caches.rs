@@ -4,42 +4,14 @@
 
 use leptos::prelude::*;
 use xene_api::artifacts::size_text;
+use xene_api::caches::{CacheEntry, CacheList};
 use xene_api::paths;
 
 use crate::api;
 use crate::ui::{CopyButton, ErrorBox, Time};
 
-// Until the API's own types land (`xene_api::caches`): the same names and
-// fields, as the contract gives them.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct CacheList {
-    pub entries: Vec<CacheEntry>,
-    pub total: u64,
-    pub bytes: u64,
-    pub quota: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct CacheEntry {
-    pub id: i64,
-    pub name: String,
-    pub key: String,
-    pub files: u64,
-    pub bytes: u64,
-    pub created_at: i64,
-    pub used_at: i64,
-}
-
 /// Where the spec's documentation tells what caches are.
 const DOCS: &str = "https://github.com/xene-run/xene/blob/main/docs/spec.md#caches";
-
-fn caches_path(workflow: &str) -> String {
-    format!("{}/caches", paths::workflow(workflow))
-}
-
-fn cache_path(workflow: &str, id: i64) -> String {
-    format!("{}/{id}", caches_path(workflow))
-}
 
 /// The card. Read by the browser alone (effects never run on the server),
 /// so the server and the browser both start from "Loading"; read again
@@ -48,14 +20,14 @@ fn cache_path(workflow: &str, id: i64) -> String {
 pub(super) fn Caches(workflow: String) -> impl IntoView {
     let list = RwSignal::new(None::<Result<CacheList, String>>);
     let asked = RwSignal::new(0u32);
-    let path = caches_path(&workflow);
+    let path = paths::workflow_caches(&workflow);
     Effect::new(move |_| {
-        let asking = asked.get();
+        let round = asked.get();
         let path = path.clone();
         leptos::task::spawn_local(async move {
             let answer = api::get::<CacheList>(path).await;
             // Only the latest answer is shown.
-            if asked.get_untracked() == asking {
+            if asked.get_untracked() == round {
                 list.set(Some(answer));
             }
         });
@@ -64,7 +36,7 @@ pub(super) fn Caches(workflow: String) -> impl IntoView {
     let can_edit = Signal::derive(move || me().is_some_and(|m| m.can_edit()));
     let asking = RwSignal::new(None::<CacheEntry>);
     let delete = Action::new(move |id: &i64| {
-        let path = cache_path(&workflow, *id);
+        let path = paths::workflow_cache(&workflow, *id);
         async move {
             api::send("DELETE", path, None).await?;
             asking.set(None);
@@ -165,12 +137,16 @@ fn table(
                                     <Show when=move || can_edit.get()>
                                         {
                                             let entry = entry.clone();
+                                            let id = entry.id;
                                             view! {
                                                 <button
                                                     type="button"
                                                     class="danger"
                                                     id=format!("delete-cache-{}", entry.id)
                                                     aria-controls="cache-confirm"
+                                                    aria-expanded=move || {
+                                                        (asking.with(|a| a.as_ref().map(|c| c.id)) == Some(id)).to_string()
+                                                    }
                                                     aria-label=format!("Delete cache {} {}", entry.name, entry.key)
                                                     on:click=move |_| asking.set(Some(entry.clone()))
                                                 >

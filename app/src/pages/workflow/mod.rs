@@ -31,9 +31,9 @@ use hook::HookPanel;
 use run_form::{RunForm, RunNow};
 use versions::Versions;
 
-/// The workflow, its versions, and the bytes its runs' artifacts hold
-/// (`None` from a server without artifacts).
-type WorkflowData = (WorkflowDetail, Vec<VersionSummary>, Option<u64>);
+/// The workflow, its versions, and what its runs' artifacts hold against
+/// its quota (`None` from a server without artifacts).
+type WorkflowData = (WorkflowDetail, Vec<VersionSummary>, Option<ArtifactUsage>);
 
 /// `None` when there is no such workflow (the page answers 404).
 async fn workflow_data(name: String) -> Result<Option<WorkflowData>, String> {
@@ -43,8 +43,7 @@ async fn workflow_data(name: String) -> Result<Option<WorkflowData>, String> {
     let versions: VersionList = api::get(paths::versions(&name)).await?;
     let usage = api::get::<ArtifactUsage>(paths::workflow_artifacts(&name))
         .await
-        .ok()
-        .map(|u| u.bytes);
+        .ok();
     Ok(Some((detail, versions.versions, usage)))
 }
 
@@ -145,9 +144,10 @@ fn workflow_view((detail, versions, usage): WorkflowData, diff: Diff) -> impl In
         <div class="page-head">
             <h1>{detail.name.clone()}</h1>
             <span class="muted">"version " {detail.version} ", applied " <Time ms=detail.created_at /></span>
-            {usage.map(|bytes| view! {
+            {usage.map(|u| view! {
                 <span class="muted" id="artifact-usage" title="What its runs' artifacts hold; a pinned run keeps its own past retention">
-                    "artifacts: " {size_text(bytes)}
+                    "artifacts: " {size_text(u.bytes)}
+                    {u.quota.map(|q| format!(" of {}", size_text(q)))}
                 </span>
             })}
             <Show when=can_edit>
