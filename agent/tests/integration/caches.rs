@@ -254,6 +254,13 @@ async fn check_run(config: ExecutorConfig, image: Option<&str>) -> String {
 async fn caches_miss_hit_and_restore_by_prefix_on_the_shell() {
     let root = tempfile::tempdir().unwrap();
     check_run(crate::sandbox::sandboxed(root.path()), None).await;
+    // The run's store (its entries) and every spool are gone with it.
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
