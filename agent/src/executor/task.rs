@@ -99,6 +99,8 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
                 return;
             }
         };
+        // Needs and caches restored before it log under the first step.
+        let first = plan.steps.first().map(|s| s.name.as_str());
         if let Some(staging) = plan.staging.as_ref().filter(|s| s.has_needs()) {
             let mut lines = Vec::new();
             let fetched = tokio::select! {
@@ -106,7 +108,6 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
                 () = attempt_cancel.cancelled() => None,
             };
             let error = fetched.as_ref().and_then(|f| f.as_ref().err());
-            let first = plan.steps.first().map(|s| s.name.as_str());
             log_lines(env, task, first, &lines, error).await;
             match fetched {
                 Some(Ok(())) => {}
@@ -120,7 +121,6 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
                 }
             }
         }
-        let first = plan.steps.first().map(|s| s.name.as_str());
         if !progress.failed
             && let Some(staging) = plan.staging.as_ref().filter(|s| s.has_caches())
         {
