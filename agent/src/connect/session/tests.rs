@@ -195,7 +195,7 @@ async fn hello_then_numbered_events_and_acks_forget_the_run() {
             panic!("hello first");
         };
         assert_eq!(protocol, PROTOCOL_VERSION);
-        assert_eq!(protocol, 3);
+        assert_eq!(protocol, 4);
         assert_eq!(labels["os"], "linux");
         assert_eq!(runtimes, ["docker", "shell"]);
         assert_eq!(capacity, 1);
