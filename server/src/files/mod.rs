@@ -6,7 +6,6 @@
 //! The records (manifests, blob rows, pins) are storage's
 //! (`storage/artifacts.rs`).
 
-pub mod caches;
 pub mod channel;
 pub mod local;
 mod local_disk;

@@ -4,7 +4,7 @@
 //! attempt, and where to download an artifact its task needs (the
 //! manifest its producer published in the same run). Every refusal is a
 //! clear reason the task fails with; nothing is stored by a refused
-//! request. Caches' requests go to `caches.rs`.
+//! request. Caches' requests go to `service/caches.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,13 +15,14 @@ use xene_core::artifact::{Digest, ManifestEntry, PART_SIZE, SINGLE_PUT_MAX, chec
 use xene_core::protocol::{AttemptRef, CompletedUpload, FilesAnswer, FilesRequest};
 use xene_core::spec::{CacheSave, Task};
 
-use super::caches;
 use super::store::{BlobStore, MAX_FILE_BYTES, StoreError};
 use crate::metrics::Metrics;
 use crate::storage::Db;
 use crate::storage::artifacts::{self, InsertBlobsError, Staged, sweep};
 use crate::storage::specs::Specs;
 use crate::storage::{StorageError, attempts, caches as cache_records, runs};
+
+mod caches;
 
 /// What answering takes: the database, the parsed specs, the blob store
 /// and the metrics (a controller's `Context` holds them all).
@@ -42,7 +43,7 @@ const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A refusal, or a failure of the server's own (logged; the agent hears a
 /// short reason).
-pub(super) enum Failure {
+enum Failure {
     Refused(String),
     Storage(StorageError),
     Store(StoreError),
@@ -60,7 +61,7 @@ impl From<StoreError> for Failure {
     }
 }
 
-pub(super) fn refuse<T>(reason: impl Into<String>) -> Result<T, Failure> {
+fn refuse<T>(reason: impl Into<String>) -> Result<T, Failure> {
     Err(Failure::Refused(reason.into()))
 }
 
@@ -100,16 +101,16 @@ pub async fn answer(
 }
 
 /// The attempt and its task, once it is known to be this agent's.
-pub(super) struct Held {
-    pub run_id: i64,
-    pub workflow: String,
-    pub pipeline: String,
+struct Held {
+    run_id: i64,
+    workflow: String,
+    pipeline: String,
     /// What started the run (`manual`, `webhook`, `cron`, ...).
-    pub trigger: String,
+    trigger: String,
     /// Which runs of its pipeline may save caches.
-    pub cache_save: CacheSave,
-    pub task_name: String,
-    pub task: Task,
+    cache_save: CacheSave,
+    task_name: String,
+    task: Task,
 }
 
 async fn answer_inner(
@@ -246,7 +247,7 @@ async fn within_artifact_quota(
 }
 
 /// The manifest's distinct blobs with their sizes, once it is valid.
-pub(super) fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
+fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>, Failure> {
     check_manifest(files).map_err(Failure::Refused)?;
     let mut blobs = BTreeMap::new();
     for file in files {
@@ -272,10 +273,7 @@ pub(super) fn checked(files: &[ManifestEntry]) -> Result<BTreeMap<&Digest, u64>,
 
 /// Uploads for the blobs the store lacks: those without a row, and those
 /// whose row has no object (an upload that died after its commit began).
-pub(super) async fn uploads(
-    ctx: &Service,
-    files: &[ManifestEntry],
-) -> Result<FilesAnswer, Failure> {
+async fn uploads(ctx: &Service, files: &[ManifestEntry]) -> Result<FilesAnswer, Failure> {
     let blobs = checked(files)?;
     let digests: Vec<Digest> = blobs.keys().map(|d| (*d).clone()).collect();
     let mut missing = unclaimed_missing(ctx, &digests).await?;
@@ -445,7 +443,7 @@ async fn commit(
 /// Completes the multipart uploads of `what`'s `blobs`, records them and
 /// checks that the store holds each, whole: the bytes uploaded new to the
 /// store (for the metric) once it does.
-pub(super) async fn store_blobs(
+async fn store_blobs(
     ctx: &Service,
     what: &str,
     blobs: &BTreeMap<&Digest, u64>,
@@ -536,7 +534,7 @@ async fn fetch(ctx: &Service, held: &Held, name: &str) -> Result<FilesAnswer, Fa
 }
 
 /// A name from the agent as a reason shows it: quoted and cut short.
-pub(super) fn shown(text: &str) -> String {
+fn shown(text: &str) -> String {
     let cut: String = text.chars().take(80).collect();
     format!("{cut:?}")
 }

@@ -1,5 +1,5 @@
 //! Answers an agent's requests about the caches of a task attempt it holds
-//! (routed here by `service.rs`, which checked the hold): the entry to
+//! (routed here by the service, its parent, which checked the hold): the entry to
 //! restore (its key exactly, else the newest by each restore key), where to
 //! upload an entry's chunks (only the blobs the store lacks), and its save,
 //! staged for the attempt and saved when it succeeds. The task must declare
@@ -15,7 +15,7 @@ use xene_core::artifact::{Digest, ManifestEntry};
 use xene_core::cache::{MAX_CACHE_BYTES, MAX_CACHE_FILES, check_key};
 use xene_core::protocol::{AttemptRef, BlobDownload, CompletedUpload, FilesAnswer};
 
-use super::service::{Failure, Held, Service, checked, refuse, shown, store_blobs, uploads};
+use super::{Failure, Held, Service, checked, refuse, shown, store_blobs, uploads};
 use crate::storage::artifacts::Staged;
 use crate::storage::caches;
 
