@@ -25,6 +25,26 @@ impl CacheHit {
             CacheHit::Miss => "miss",
         }
     }
+
+    /// Every value.
+    pub const ALL: [CacheHit; 3] = [CacheHit::Hit, CacheHit::Partial, CacheHit::Miss];
+}
+
+/// A word that is not one of `hit`, `partial`, `miss`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown cache result {0:?}: expected hit, partial or miss")]
+pub struct UnknownCacheHit(pub String);
+
+impl std::str::FromStr for CacheHit {
+    type Err = UnknownCacheHit;
+
+    /// The inverse of [`CacheHit::as_str`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.as_str() == s)
+            .ok_or_else(|| UnknownCacheHit(s.chars().take(64).collect()))
+    }
 }
 
 /// Most caches of one task.
@@ -49,17 +69,7 @@ pub const HASH_HEX: usize = 32;
 /// The environment variable that tells steps what the restore found:
 /// `XENE_CACHE_` and the name upper-cased, `-` as `_`.
 pub fn env_name(cache: &str) -> String {
-    let name: String = cache
-        .chars()
-        .map(|c| {
-            if c == '-' {
-                '_'
-            } else {
-                c.to_ascii_uppercase()
-            }
-        })
-        .collect();
-    format!("XENE_CACHE_{name}")
+    format!("XENE_CACHE_{}", crate::template::var_suffix(cache))
 }
 
 /// Checks a cache's name: 1 to 64 ASCII letters, digits, `_` and `-`.
@@ -156,10 +166,17 @@ mod tests {
 
     #[test]
     fn hits_travel_as_their_words() {
-        for hit in [CacheHit::Hit, CacheHit::Partial, CacheHit::Miss] {
+        for hit in CacheHit::ALL {
             let json = serde_json::to_string(&hit).unwrap();
             assert_eq!(json, format!("\"{}\"", hit.as_str()));
             assert_eq!(serde_json::from_str::<CacheHit>(&json).unwrap(), hit);
+            assert_eq!(hit.as_str().parse::<CacheHit>(), Ok(hit));
+        }
+        for bad in ["", "Hit", "hitt", "partial "] {
+            assert_eq!(
+                bad.parse::<CacheHit>(),
+                Err(UnknownCacheHit(bad.to_string()))
+            );
         }
     }
 }

@@ -119,14 +119,21 @@ pub fn run_status(statuses: impl IntoIterator<Item = TaskStatus>, cancelled: boo
 }
 
 /// The upstream tasks whose results `task` reads: its `depends_on` and
-/// every task its templates (image, env, scripts, step env) and its `if`
-/// name. Validation makes sure each is upstream, so all have ended when the
+/// every task its templates (image, env, scripts, step env, cache keys and
+/// restore keys) and its `if` name. Validation makes sure each is upstream, so all have ended when the
 /// task is decided; a template or condition that does not parse reads
 /// nothing (the task fails on it anyway).
 pub fn reads(task: &Task) -> BTreeSet<String> {
     let mut reads: BTreeSet<String> = output_reads(task);
+    // The image and the cache keys are rendered by the agent before any
+    // step runs (they need the results, not the steps' XENE_OUTPUT_*).
     let image = task.image.iter().map(String::as_str);
-    for text in image {
+    let keys = task
+        .caches
+        .iter()
+        .flat_map(|c| std::iter::once(&c.key).chain(&c.restore_keys))
+        .map(String::as_str);
+    for text in image.chain(keys) {
         reads.extend(task_references(text));
     }
     if let Some(condition) = task

@@ -222,7 +222,8 @@ pub fn output_var(task: &str) -> String {
     format!("XENE_OUTPUT_{}", var_suffix(task))
 }
 
-fn var_suffix(name: &str) -> String {
+/// A name as the tail of an environment variable: upper case, `-` as `_`.
+pub(crate) fn var_suffix(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c == '-' {

@@ -6,8 +6,15 @@ use std::fmt::Write;
 use std::fs;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
+use xene_core::context::{EvalContext, TaskResult};
 use xene_core::dag::Dag;
 use xene_core::parse_workflow;
+use xene_core::plan::{self, TaskIds};
+use xene_core::protocol::SecretValue;
+use xene_core::status::TaskStatus;
+use xene_core::template;
 
 fn check(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap();
@@ -39,6 +46,58 @@ fn invalid_specs() {
     insta::glob!("specs/invalid/*", |path| insta::assert_snapshot!(check(
         path
     )));
+}
+
+/// A task attempt carries the results of the tasks `plan::reads` names,
+/// no more: every task of every valid spec renders from those alone, its
+/// cache keys and restore keys too (they may name a task two levels up).
+#[test]
+fn valid_tasks_render_from_what_they_read() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs/valid");
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let workflow = parse_workflow(&fs::read_to_string(&path).unwrap()).unwrap();
+        for pipeline in workflow.pipelines.values() {
+            let params: BTreeMap<String, String> = (pipeline.params.keys())
+                .map(|p| (p.clone(), "v".to_string()))
+                .collect();
+            for (name, task) in &pipeline.tasks {
+                let results: BTreeMap<String, TaskResult> = (plan::reads(task).into_iter())
+                    .map(|t| {
+                        let result = TaskResult {
+                            status: TaskStatus::Success,
+                            output: Some("out".into()),
+                            caches: BTreeMap::new(),
+                        };
+                        (t, result)
+                    })
+                    .collect();
+                let ctx = EvalContext {
+                    tasks: &results,
+                    params: &params,
+                };
+                let secrets = (task.secrets.iter())
+                    .map(|s| (s.clone(), SecretValue::new("s")))
+                    .collect();
+                let ids = TaskIds {
+                    run_id: "r",
+                    task: name,
+                    attempt: 1,
+                };
+                let where_ = format!("{} task {name}", path.display());
+                if let Err(e) = plan::render_task(&pipeline.env, task, &ctx, &secrets, ids) {
+                    panic!("{where_}: {e}");
+                }
+                for cache in &task.caches {
+                    for key in std::iter::once(&cache.key).chain(&cache.restore_keys) {
+                        if let Err(e) = template::render(key, &ctx) {
+                            panic!("{where_} cache {}: {e}", cache.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A cheap stand-in for fuzzing: no prefix of any fixture makes the parser

@@ -1,6 +1,6 @@
 //! A task's `caches` and a pipeline's `cache_save`.
 use super::*;
-use crate::cache::{self, MAX_CACHES, MAX_RESTORE_KEYS};
+use crate::cache::{self, HASH_HEX, MAX_CACHES, MAX_KEY_BYTES, MAX_RESTORE_KEYS};
 use crate::spec::{Cache, SaveMode};
 
 impl Checker {
@@ -43,13 +43,32 @@ impl Checker {
                 self.error(&np, n.line, fault);
                 None
             });
-            let key = self
-                .required(&f, &p, "key")
-                .and_then(|n| self.cache_key(n, &join(&p, "key"), notes));
+            let key_node = self.required(&f, &p, "key");
+            let mut key = key_node.and_then(|n| self.cache_key(n, &join(&p, "key"), notes));
             let hash_files = match f.get("hash_files") {
                 Some(n) => self.path_list(n, &join(&p, "hash_files"), false),
                 None => Some(Vec::new()),
             };
+            // With hash_files the saved key is the key, `-` and HASH_HEX hex
+            // digits. A key without a template is that long on every run,
+            // so say it now; one with a template is checked once rendered.
+            let hashed = hash_files.as_ref().is_some_and(|h| !h.is_empty());
+            if let (true, Some(k), Some(n)) = (hashed, &key, key_node)
+                && !k.contains("{{")
+                && k.len() + 1 + HASH_HEX > MAX_KEY_BYTES
+            {
+                self.error(
+                    &join(&p, "key"),
+                    n.line,
+                    format!(
+                        "a cache key with hash_files is {} bytes once \"-\" and {HASH_HEX} hex digits \
+                         are appended, more than {MAX_KEY_BYTES}: keep the key to {} bytes",
+                        k.len() + 1 + HASH_HEX,
+                        MAX_KEY_BYTES - 1 - HASH_HEX
+                    ),
+                );
+                key = None;
+            }
             let mut restore_keys = Some(Vec::new());
             if let Some(n) = f.get("restore_keys") {
                 let rp = join(&p, "restore_keys");

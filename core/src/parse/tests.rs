@@ -263,6 +263,34 @@ fn limits_are_faults_with_paths_and_lines() {
     }
 }
 
+/// With hash_files the saved key gains "-" and 32 hex digits: a key as
+/// written that cannot fit then is refused, one with a template is left
+/// to the agent, which checks it rendered.
+#[test]
+fn a_hashed_key_leaves_room_for_the_hash() {
+    use crate::cache::{HASH_HEX, MAX_KEY_BYTES};
+    let spec = |key: &str, hash_files: &str| {
+        format!(
+            "name: w\npipelines:\n  p:\n    params: {{v: {{default: x}}}}\n    tasks:\n      t:\n        steps: [x]\n        caches:\n          - {{name: c, key: \"{key}\", paths: [x]{hash_files}}}\n"
+        )
+    };
+    let fits = "k".repeat(MAX_KEY_BYTES - 1 - HASH_HEX);
+    assert_eq!(fits.len(), 479);
+    let long = format!("{fits}k");
+    let hashed = ", hash_files: [Cargo.lock]";
+    assert!(parse_workflow(&spec(&fits, hashed)).is_ok());
+    assert!(parse_workflow(&spec(&long, "")).is_ok());
+    assert_eq!(
+        messages(&spec(&long, hashed)),
+        [
+            "pipelines.p.tasks.t.caches[0].key: a cache key with hash_files is 513 bytes once \"-\" \
+             and 32 hex digits are appended, more than 512: keep the key to 479 bytes (line 9)"
+        ]
+    );
+    let templated = format!("{}{{{{ params.v }}}}", "k".repeat(470));
+    assert!(parse_workflow(&spec(&templated, hashed)).is_ok());
+}
+
 /// Every fault used to be listed: a spec with a fault on every line
 /// answered with more than itself.
 #[test]

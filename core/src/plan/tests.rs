@@ -148,6 +148,29 @@ fn reads_are_dependencies_and_every_task_a_template_or_condition_names() {
 }
 
 #[test]
+fn cache_keys_and_restore_keys_read_what_they_name() {
+    // `c`'s cache key and restore key name tasks two levels up: the agent
+    // renders them, so their results must come with the dispatch.
+    let p = pipeline(
+        r#"    tasks:
+      a: {steps: ["echo a > $XENE_OUTPUT"]}
+      z: {steps: ["echo z > $XENE_OUTPUT"]}
+      b: {depends_on: [a, z], steps: ["true"]}
+      c:
+        depends_on: [b]
+        caches:
+          - name: k
+            key: "k-{{ tasks.a.output }}"
+            restore_keys: ["k-", "z-{{ tasks.z.output }}-"]
+            paths: [x]
+        steps: ["true"]
+"#,
+    );
+    let reads: Vec<String> = reads(&p.tasks["c"]).into_iter().collect();
+    assert_eq!(reads, names(&["a", "b", "z"]));
+}
+
+#[test]
 fn render_task_renders_templates_and_merges_the_environment() {
     let p = pipeline(
         r#"    env: {SHARED: "{{ params.v }}", OVER: pipeline}
