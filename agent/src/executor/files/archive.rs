@@ -16,11 +16,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
-use xene_core::artifact::{Digest, MAX_FILES, ManifestEntry};
+use xene_core::artifact::{Digest, ManifestEntry};
 use xene_core::spec::Publish;
 
 use super::Spool;
-use super::collect::{Collected, Collector, PathEntry, Rules, hash_copy, join};
+use super::collect::{
+    Collected, Collector, PathEntry, Rules, hash_copy, join, plain_copy, unhashed,
+};
 use crate::runtime::{RuntimeError, WorkspaceArchive};
 
 /// How many links deep collection follows (a link in a linked directory
@@ -137,8 +139,11 @@ pub(crate) async fn collect_archive_with(
                 }
                 queue.push_back(link);
             }
-            if queue.len() > MAX_FILES {
-                return Err(format!("artifact {name}: more than {MAX_FILES} links"));
+            if queue.len() > rules.max_links {
+                return Err(format!(
+                    "artifact {name}: more than {} links",
+                    rules.max_links
+                ));
             }
         }
         let found = reading.collector.files.len() > before;
@@ -424,6 +429,11 @@ fn read_tar(
                 ));
             };
             let Some(target) = resolve_link(&real, target) else {
+                // Not taken, it holds nothing to take (`.venv/bin/python`
+                // under `**/requirements.txt`): passed over.
+                if !taken {
+                    continue;
+                }
                 return Err(format!(
                     "artifact {name}: {rel} is a symbolic link leading out of the workspace"
                 ));
@@ -491,8 +501,9 @@ fn read_tar(
         let size = item.header().size().map_err(io)?;
         collector.room_for(&stored, size)?;
         let mode = item.header().mode().map_err(io)? & 0o777;
+        let hash = reading.collector.rules.hash;
         let file =
-            spool_file(&mut item, spool, stored, mode, &mut reading.by_digest).map_err(io)?;
+            spool_file(&mut item, spool, stored, mode, hash, &mut reading.by_digest).map_err(io)?;
         spooled.insert(path, file.clone());
         reading.collector.add(file)?;
     }
@@ -511,8 +522,9 @@ fn push_link(
     taken: bool,
     source: &Source,
 ) -> Result<(), String> {
-    if reading.links.len() >= MAX_FILES {
-        return Err(format!("artifact {name}: more than {MAX_FILES} links"));
+    let most = reading.collector.rules.max_links;
+    if reading.links.len() >= most {
+        return Err(format!("artifact {name}: more than {most} links"));
     }
     let mut chain = source.chain.clone();
     chain.push(target.to_string());
@@ -584,17 +596,30 @@ fn taken_under(entry: &PathEntry, logical: &str, sub: &str) -> bool {
     }
 }
 
-/// Spools one file while hashing it; bytes already spooled under the same
-/// digest are kept once.
+/// Spools one file while hashing it (with `hash`); bytes already spooled
+/// under the same digest are kept once.
 fn spool_file(
     reader: impl Read,
     spool: &Spool,
     stored: String,
     mode: u32,
+    hash: bool,
     by_digest: &mut HashMap<Digest, PathBuf>,
 ) -> std::io::Result<Collected> {
     let path = spool.path();
     let mut out = std::fs::File::create(&path)?;
+    if !hash {
+        let size = plain_copy(reader, &mut out)?;
+        return Ok(Collected {
+            entry: ManifestEntry {
+                path: stored,
+                size,
+                mode,
+                digest: unhashed(),
+            },
+            source: path,
+        });
+    }
     let (digest, size) = hash_copy(reader, Some(&mut out))?;
     drop(out);
     let source = match by_digest.get(&digest) {

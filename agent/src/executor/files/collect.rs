@@ -31,6 +31,12 @@ pub(crate) struct Rules {
     pub workspace_paths: bool,
     pub max_files: usize,
     pub max_visited: usize,
+    /// The most links a container's collection follows.
+    pub max_links: usize,
+    /// Each file's digest is computed (an artifact's manifest, a cache's
+    /// `hash_files`); a cache's `paths` are hashed once, as chunks, so
+    /// their files get a zero digest.
+    pub hash: bool,
 }
 
 impl Rules {
@@ -38,11 +44,21 @@ impl Rules {
         workspace_paths: false,
         max_files: MAX_FILES,
         max_visited: MAX_VISITED,
+        max_links: MAX_FILES,
+        hash: true,
     };
+    /// A cache's `hash_files`.
     pub(crate) const CACHE: Rules = Rules {
         workspace_paths: true,
         max_files: MAX_CACHE_FILES,
         max_visited: 4 * MAX_CACHE_FILES,
+        max_links: MAX_CACHE_FILES,
+        hash: true,
+    };
+    /// A cache's `paths`: packing hashes their bytes.
+    pub(crate) const CACHE_PATHS: Rules = Rules {
+        hash: false,
+        ..Rules::CACHE
     };
 
     /// The stored path of what a `paths` entry's base gives: a directory's
@@ -255,6 +271,33 @@ pub(crate) fn hash_copy(
     Ok((Digest::from_sha256(&hash), size))
 }
 
+/// The digest of a file a collection by `Rules { hash: false, .. }`
+/// does not hash.
+pub(crate) fn unhashed() -> Digest {
+    Digest::from_sha256(&[0; 32])
+}
+
+/// Reads `reader` to its end into `sink`: its size. `hash_copy` without
+/// the hash.
+pub(crate) fn plain_copy(
+    mut reader: impl Read,
+    sink: &mut dyn std::io::Write,
+) -> std::io::Result<u64> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sink.write_all(&buffer[..n])?;
+        size += n as u64;
+    }
+    Ok(size)
+}
+
 /// Collects one `publish` from the workspace directory `root`, hashing
 /// every file in place. Blocking: run it off the async workers.
 pub(crate) fn collect_dir(root: &Path, publish: &Publish) -> Result<Vec<Collected>, String> {
@@ -389,8 +432,8 @@ impl Walk<'_> {
     }
 
     /// The file or directory at `path`, through a link only when it stays
-    /// inside the workspace; `None` for a link to nothing that is not
-    /// `taken` (it holds nothing to take).
+    /// inside the workspace; `None` for a link to nothing or out of the
+    /// workspace that is not `taken`.
     fn resolve(
         &self,
         name: &str,
@@ -405,6 +448,9 @@ impl Walk<'_> {
         }
         let real = match path.canonicalize() {
             Ok(real) => real,
+            // A link the glob does not take holds nothing to take when it
+            // leads nowhere or out of the workspace (`.venv/bin/python`
+            // under `**/requirements.txt`): passed over, not refused.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !taken => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(format!(
@@ -414,6 +460,9 @@ impl Walk<'_> {
             Err(e) => return Err(io(e)),
         };
         if !real.starts_with(self.root) {
+            if !taken {
+                return Ok(None);
+            }
             return Err(format!(
                 "artifact {name}: {rel} is a symbolic link leading out of the workspace"
             ));
@@ -432,11 +481,16 @@ impl Walk<'_> {
         collector.check_path(&stored)?;
         let room = collector.room_for(&stored, meta.len())?;
         let name = &collector.name;
-        let file = std::fs::File::open(real)
-            .map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
-        // A file growing while it is read stops at the bound too.
-        let (digest, size) = hash_copy(file.take(room.saturating_add(1)), None)
-            .map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
+        let (digest, size) = if collector.rules.hash {
+            let file = std::fs::File::open(real)
+                .map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?;
+            // A file growing while it is read stops at the bound too.
+            hash_copy(file.take(room.saturating_add(1)), None)
+                .map_err(|e| format!("artifact {name}: reading {stored}: {e}"))?
+        } else {
+            // Packing reads exactly this size, and fails if it changed.
+            (unhashed(), meta.len())
+        };
         collector.add(Collected {
             entry: ManifestEntry {
                 path: stored,

@@ -188,3 +188,37 @@ fn container_archives_refuse_loops_empty_links_and_huge_files() {
         "{e}"
     );
 }
+
+/// A `**` glob passes over a link leading out of the workspace that it
+/// does not take (a virtualenv's `python`), on a directory and in a
+/// container's archive; a link out that it takes is still refused.
+#[test]
+fn a_glob_passes_over_links_out_it_does_not_take() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = ws.path();
+    write(root, "requirements.txt", "flask");
+    write(root, "sub/requirements.txt", "pytest");
+    std::fs::create_dir_all(root.join(".venv/bin")).unwrap();
+    symlink("/usr/bin/env", root.join(".venv/bin/python")).unwrap();
+    symlink("/etc", root.join(".venv/etc")).unwrap();
+    let files = collect_dir(root, &publish("**/requirements.txt")).unwrap();
+    assert_eq!(
+        stored(&files),
+        ["requirements.txt", "sub/requirements.txt"]
+    );
+    let e = collect_dir(root, &publish("**/python")).unwrap_err();
+    assert!(e.contains("leading out of the workspace"), "{e}");
+
+    let tar = tar_of(&[
+        Item::Dir("workspace/"),
+        Item::File("workspace/requirements.txt", b"flask"),
+        Item::Dir("workspace/.venv/bin/"),
+        Item::Link("workspace/.venv/bin/python", "/usr/bin/python3"),
+        Item::Link("workspace/.venv/etc", "../../etc"),
+    ]);
+    let (files, links) = read(&tar, "**/requirements.txt").unwrap();
+    assert_eq!(files, ["requirements.txt"]);
+    assert!(links.is_empty(), "{links:?}");
+    let e = read(&tar, "**/python").unwrap_err();
+    assert!(e.contains("leading out of the workspace"), "{e}");
+}

@@ -153,7 +153,7 @@ async fn fetch(
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     Ok(format!(
         "fetched {name}: {}, {}",
-        files_text(files.len()),
+        files_text(files.len() as u64),
         size_text(bytes)
     ))
 }

@@ -52,17 +52,30 @@ pub(crate) async fn publish(
     let bytes: u64 = manifest.iter().map(|f| f.size).sum();
     Ok(format!(
         "staged {name}: {}, {} ({} uploaded)",
-        files_text(manifest.len()),
+        files_text(manifest.len() as u64),
         size_text(bytes),
         size_text(uploaded)
     ))
 }
 
-pub(crate) fn files_text(n: usize) -> String {
-    if n == 1 {
-        "1 file".into()
-    } else {
-        format!("{n} files")
+/// `1,204`.
+pub(crate) fn number(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `1 file`, `1,204 files`.
+pub(crate) fn files_text(n: u64) -> String {
+    match n {
+        1 => "1 file".into(),
+        n => format!("{} files", number(n)),
     }
 }
 

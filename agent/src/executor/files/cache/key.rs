@@ -5,7 +5,7 @@
 use sha2::{Digest as _, Sha256};
 
 use super::super::Spool;
-use super::super::collect::Collected;
+use super::super::collect::{Collected, Rules};
 use super::{RenderedCache, collect};
 use crate::runtime::Workspace;
 
@@ -18,9 +18,15 @@ pub(crate) async fn full_key(
     if cache.hash_files.is_empty() {
         return Ok(cache.key.clone());
     }
-    let files = collect(workspace, &cache.name, &cache.hash_files, spool)
-        .await
-        .map_err(|e| format!("hashing its hash_files: {e}"))?;
+    let files = collect(
+        workspace,
+        &cache.name,
+        &cache.hash_files,
+        spool,
+        Rules::CACHE,
+    )
+    .await
+    .map_err(|e| format!("hashing its hash_files: {e}"))?;
     Ok(xene_core::cache::full_key(
         &cache.key,
         Some(&files_hash(&files)),

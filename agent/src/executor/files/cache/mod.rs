@@ -69,9 +69,23 @@ pub(crate) async fn restore_all(
         return restored;
     }
     let made = spool.make().await;
-    for cache in due {
+    // Every full key before any restore: one cache's files restored must
+    // not change what another's `hash_files` match.
+    let mut keys = Vec::with_capacity(due.len());
+    for cache in &due {
+        keys.push(match &made {
+            Ok(()) => key::full_key(reborrow(&workspace), cache, spool).await,
+            Err(e) => Err(e.clone()),
+        });
+        if made.is_ok()
+            && let Err(e) = spool.empty().await
+        {
+            log.push(format!("cache {}: {e}", cache.name));
+        }
+    }
+    for (cache, full) in due.into_iter().zip(keys) {
         let (found, line) = match &made {
-            Ok(()) => restore::restore(channel, reborrow(&workspace), cache, spool).await,
+            Ok(()) => restore::restore(channel, reborrow(&workspace), cache, full, spool).await,
             Err(e) => (
                 Restored {
                     name: cache.name.clone(),
@@ -140,14 +154,16 @@ pub(crate) async fn save_all(
     }
 }
 
-/// The files `paths` take in the workspace, by their paths in it; a path
-/// that matches nothing takes nothing. Errors say what, without the
-/// "artifact NAME:" a collection starts them with.
+/// The files `paths` take in the workspace, by their paths in it, by
+/// `rules` (`Rules::CACHE` or `Rules::CACHE_PATHS`); a path that matches
+/// nothing takes nothing. Errors say what, without the "artifact NAME:" a
+/// collection starts them with.
 async fn collect(
     workspace: Workspace<'_>,
     name: &str,
     paths: &[String],
     spool: &Spool,
+    rules: Rules,
 ) -> Result<Vec<Collected>, String> {
     let publish = Publish {
         name: name.to_string(),
@@ -158,13 +174,11 @@ async fn collect(
     let collected = match workspace {
         Workspace::Dir { root, .. } => {
             let root = root.to_path_buf();
-            tokio::task::spawn_blocking(move || collect_dir_with(&root, &publish, Rules::CACHE))
+            tokio::task::spawn_blocking(move || collect_dir_with(&root, &publish, rules))
                 .await
                 .map_err(|e| format!("collecting its files failed: {e}"))?
         }
-        Workspace::Archive(archive) => {
-            collect_archive_with(archive, &publish, spool, Rules::CACHE).await
-        }
+        Workspace::Archive(archive) => collect_archive_with(archive, &publish, spool, rules).await,
     };
     collected.map_err(|e| reason(name, &e))
 }
@@ -177,25 +191,4 @@ fn reason(name: &str, e: &str) -> String {
         }
     }
     e.to_string()
-}
-
-/// `1,204`.
-fn number(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `1 file`, `1,204 files`.
-fn files_text(n: u64) -> String {
-    match n {
-        1 => "1 file".into(),
-        n => format!("{} files", number(n)),
-    }
 }

@@ -9,11 +9,13 @@ use xene_core::artifact::{ManifestEntry, check_stored_path};
 use xene_core::cache::{CacheHit, MAX_CACHE_BYTES, MAX_CACHE_FILES, MAX_CHUNKS, chunk_name};
 use xene_core::protocol::{BlobDownload, FilesAnswer, FilesRequest};
 
+use super::super::collect::PathEntry;
 use super::super::fetch::{Downloads, download_blobs};
 use super::super::publish::unexpected_for;
-use super::super::{FileChannel, Spool, reborrow, size_text};
-use super::unpack::Unpacker;
-use super::{RenderedCache, Restored, files_text, key, number, place, reason};
+use super::super::publish::{files_text, number};
+use super::super::{FileChannel, Spool, size_text};
+use super::unpack::{Unpacked, Unpacker};
+use super::{RenderedCache, Restored, place, reason};
 use crate::runtime::Workspace;
 
 /// The bytes a chunk may hold besides its files' (headers, padding, the
@@ -21,12 +23,14 @@ use crate::runtime::Workspace;
 const OVERHEAD_PER_FILE: u64 = 4 * 1024;
 const OVERHEAD_PER_CHUNK: u64 = 2 * 1024;
 
-/// Restores `cache` into `workspace`: what it found, and the log line that
-/// says so. Never an error: one is a line, and a miss.
+/// Restores `cache` into `workspace` by its `full` key (computed before
+/// any cache was restored): what it found, and the log line that says so.
+/// Never an error: one is a line, and a miss.
 pub(crate) async fn restore(
     channel: &dyn FileChannel,
     workspace: Workspace<'_>,
     cache: &RenderedCache,
+    full: Result<String, String>,
     spool: &Spool,
 ) -> (Restored, String) {
     let name = &cache.name;
@@ -36,7 +40,7 @@ pub(crate) async fn restore(
         key,
         matched: None,
     };
-    let full = match key::full_key(reborrow(&workspace), cache, spool).await {
+    let full = match full {
         Ok(full) => full,
         Err(e) => {
             return (
@@ -141,8 +145,12 @@ async fn entry(
         .await
         .map_err(|e| format!("unpacking failed: {e}"))??;
     }
-    let (count, bytes) = (unpacker.files.len() as u64, unpacker.bytes);
-    let kept = place::place(workspace, unpacker.files).await?;
+    // An entry saved with other paths (a restore key's) may hold files
+    // this cache's paths do not take: they are not placed.
+    let (files, outside) = within_paths(&cache.paths, unpacker.files)?;
+    let count = files.len() as u64;
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    let kept = place::place(workspace, files).await?;
     let mut line = format!(
         "{}, {} restored",
         files_text(count - kept.files),
@@ -154,7 +162,48 @@ async fn entry(
             number(kept.files)
         ));
     }
+    if outside > 0 {
+        line.push_str(&format!(", {} outside its paths left out", number(outside)));
+    }
     Ok(Some((matched, line)))
+}
+
+/// The files of `files` one of `paths` takes (as a collection would), and
+/// how many it does not.
+pub(crate) fn within_paths(
+    paths: &[String],
+    files: Vec<Unpacked>,
+) -> Result<(Vec<Unpacked>, u64), String> {
+    let entries = paths
+        .iter()
+        .map(|p| PathEntry::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (inside, outside): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|f| entries.iter().any(|e| takes_path(e, &f.path)));
+    Ok((inside, outside.len() as u64))
+}
+
+/// Whether the file at `path` (in the workspace) is one `entry` takes: it
+/// is under its base, and, for a glob, the glob matches it or a directory
+/// above it.
+fn takes_path(entry: &PathEntry, path: &str) -> bool {
+    let base = &entry.base;
+    let under = base.is_empty()
+        || path == base
+        || path
+            .strip_prefix(base.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+    if !under {
+        return false;
+    }
+    if entry.glob.is_none() {
+        return true;
+    }
+    path.match_indices('/')
+        .map(|(i, _)| &path[..i])
+        .chain([path])
+        .any(|prefix| entry.takes(prefix))
 }
 
 /// Refuses an answer no server of ours gives: a key that is neither the

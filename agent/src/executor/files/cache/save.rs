@@ -5,10 +5,12 @@
 use xene_core::artifact::ManifestEntry;
 use xene_core::protocol::{FilesAnswer, FilesRequest};
 
+use super::super::collect::Rules;
+use super::super::publish::files_text;
 use super::super::publish::{Uploads, unexpected_for, upload_files};
 use super::super::{FileChannel, Spool, reborrow, size_text};
 use super::pack::pack;
-use super::{RenderedCache, collect, files_text, reason};
+use super::{RenderedCache, collect, reason};
 use crate::runtime::Workspace;
 
 /// Saves `cache` from `workspace` under `key`: the log line that says how
@@ -35,7 +37,14 @@ async fn try_save(
     spool: &Spool,
 ) -> Result<String, String> {
     let name = &cache.name;
-    let files = collect(reborrow(&workspace), name, &cache.paths, spool).await?;
+    let files = collect(
+        reborrow(&workspace),
+        name,
+        &cache.paths,
+        spool,
+        Rules::CACHE_PATHS,
+    )
+    .await?;
     if files.is_empty() {
         return Err("its paths hold no file".into());
     }

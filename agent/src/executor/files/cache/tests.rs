@@ -10,7 +10,7 @@ use xene_core::cache::{CacheHit, MAX_CACHE_BYTES};
 use xene_core::spec::Task;
 use xene_core::tar::{END, file_header, padding};
 
-use super::super::collect::hash_copy;
+use super::super::collect::{Rules, hash_copy};
 use super::super::{LocalStore, Spool};
 use super::pack::{pack, pack_sized};
 use super::unpack::{Unpacked, Unpacker};
@@ -112,7 +112,9 @@ async fn packing_is_deterministic_and_unpacks_the_same_files() {
     write(&ws, "top", "top");
     let paths = ["target".to_string(), ".cargo/registry".into(), "t?p".into()];
     let spool = spool_in(temp.path()).await;
-    let files = collect(dir(&ws), "deps", &paths, &spool).await.unwrap();
+    let files = collect(dir(&ws), "deps", &paths, &spool, Rules::CACHE_PATHS)
+        .await
+        .unwrap();
     let stored: Vec<&str> = files.iter().map(|f| f.entry.path.as_str()).collect();
     assert_eq!(
         stored,
@@ -545,10 +547,18 @@ async fn container_workspaces_are_collected_and_placed_alike() {
     let spool = spool_in(temp.path()).await;
     let engine = Engine { root: ws.clone() };
     let paths = ["target".to_string(), ".cargo/registry".into(), "c?".into()];
-    let in_container = collect(Workspace::Archive(&engine), "deps", &paths, &spool)
+    let in_container = collect(
+        Workspace::Archive(&engine),
+        "deps",
+        &paths,
+        &spool,
+        Rules::CACHE,
+    )
+    .await
+    .unwrap();
+    let on_disk = collect(dir(&ws), "deps", &paths, &spool, Rules::CACHE)
         .await
         .unwrap();
-    let on_disk = collect(dir(&ws), "deps", &paths, &spool).await.unwrap();
     let entries = |files: &[super::super::collect::Collected]| -> Vec<_> {
         files.iter().map(|f| f.entry.clone()).collect()
     };
