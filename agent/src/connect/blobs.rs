@@ -35,8 +35,9 @@ const MIN_RATE: u64 = 256 * 1024;
 const SETTLE: Duration = Duration::from_secs(60);
 /// A download whose size the response does not say.
 const UNSIZED_DEADLINE: Duration = Duration::from_secs(3600);
-/// The read size of an upload's file, and the write buffer of a download.
-const CHUNK: usize = 256 * 1024;
+/// The read size of an upload's file (each read is a blocking call).
+const CHUNK: usize = 1024 * 1024;
+/// The write buffer of a download.
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// The most of an error response read to explain it.
 const ERROR_BODY: usize = 4096;

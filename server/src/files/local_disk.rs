@@ -228,9 +228,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the rest. A new file is also synced (a blob row may soon
-    /// name it) and its digest returned; a part's is `None` (it is
-    /// checked whole by [`assemble`]).
+    /// Writes the rest and syncs it. A new file's digest is returned (a
+    /// blob row may soon name it); a part's is `None` (it is checked whole
+    /// by [`assemble`]).
     pub async fn finish(mut self) -> Result<Option<Digest>, StoreError> {
         self.flush().await?;
         let file = self
@@ -247,7 +247,12 @@ impl Writer {
                 blocking(move || Ok(file.sync_all()?)).await?;
                 Ok(Some(Digest::from_sha256(&hasher.finalize().into())))
             }
-            Target::Part { .. } => Ok(None),
+            Target::Part { .. } => {
+                // Its pages reach the disk while other parts still come:
+                // the sync of the whole on Commit has little left to do.
+                blocking(move || Ok(file.sync_data()?)).await?;
+                Ok(None)
+            }
         }
     }
 }
