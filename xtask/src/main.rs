@@ -35,10 +35,12 @@ commands:
                                    figures for runs placed task by task (release build;
                                    default all three): 1,000 tasks over 4 agents, a 40-task
                                    chain, ready -> started with 1,000 idle agents
-  bench-artifacts [--mib N]        figures for artifacts (release build): publish and fetch of
+  bench-artifacts [--mib N] [--files N]
+                                   figures for artifacts (release build): publish and fetch of
                                    one N MiB file (default 1024) against cp (local store) and
                                    curl -T to moto (S3), a second identical run, the agent's
-                                   peak memory
+                                   peak memory; a cache of N small files (default 10000, 0
+                                   skips it) saved, then restored, against tar | tar
   codegen                          regenerate the generated parts of the docs (the flags
                                    table of docs/server.md, from `xene --help`)
   setup                            install what the tests need (apt packages, wasm target,

@@ -14,6 +14,12 @@
 //! `curl -T` of it to the same moto (S3), each timed here. Then the same
 //! run again: what it uploads (nothing) and how long publishing takes.
 //! And the agent's peak resident memory (`VmHWM`).
+//!
+//! Then a cache of `XENE_BENCH_CACHE_FILES` small files (default 10,000;
+//! 0 skips it) through the same server: a miss that saves it (save = the
+//! task's end − its last step's end), then a hit that restores it (the
+//! task's start − its first step's start), against `tar -c | tar -x` of
+//! the same files.
 
 use std::path::Path;
 use std::process::Command;
@@ -46,6 +52,51 @@ pipelines:
     params:
       src: {type: string, required: true}
 ";
+
+/// The cache case: the step copies the files in on a miss; a hit restores
+/// them before it, so it copies nothing.
+const CACHE_WORKFLOW: &str = "
+name: cachebench
+pipelines:
+  p:
+    tasks:
+      build:
+        caches:
+          - name: files
+            key: bench-files
+            paths: [files]
+        steps:
+          - name: make
+            run: test -d files || cp -r \"$XENE_PARAM_SRC\" files
+    params:
+      src: {type: string, required: true}
+";
+
+fn cache_files() -> usize {
+    std::env::var("XENE_BENCH_CACHE_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// `count` small files (0.5 to 4 KiB, 100 to a directory) under `dir`.
+fn make_small_files(dir: &Path, count: usize) {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..count {
+        let sub = dir.join(format!("d{:03}", i / 100));
+        if i.is_multiple_of(100) {
+            std::fs::create_dir_all(&sub).unwrap();
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = 512 + (seed % 3584) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|j| (seed.rotate_left(j as u32 % 64) >> (j % 8)) as u8)
+            .collect();
+        std::fs::write(sub.join(format!("f{i:05}.txt")), bytes).unwrap();
+    }
+}
 
 fn mib() -> u64 {
     std::env::var("XENE_BENCH_ARTIFACT_MIB")
@@ -82,10 +133,15 @@ struct Figures {
     log: String,
 }
 
-async fn one_run(xene: &Xene, src: &Path) -> Figures {
+/// Runs pipeline `p` of `workflow` with param `src` to its end: the run
+/// and its log as `task: data` lines.
+async fn run_to_end(xene: &Xene, workflow: &str, src: &Path) -> (Value, String) {
     let body = json!({ "params": { "src": src.display().to_string() } });
     let (status, run) = xene
-        .post_status("/api/v1/workflows/bench/pipelines/p/runs", body.to_string())
+        .post_status(
+            &format!("/api/v1/workflows/{workflow}/pipelines/p/runs"),
+            body.to_string(),
+        )
         .await;
     assert_eq!(status, 201, "{run}");
     let id = run["id"].as_i64().unwrap();
@@ -116,29 +172,78 @@ async fn one_run(xene: &Xene, src: &Path) -> Figures {
         .collect();
     let log = log.join("\n");
     assert_eq!(run["status"], "success", "{run}\n{log}");
-    let task = |name: &str| -> Value {
-        run["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name)
-            .unwrap()
-            .clone()
-    };
-    let (build, using) = (task("build"), task("use"));
-    let at = |v: &Value| v.as_i64().unwrap();
-    let last_step = build["steps"].as_array().unwrap().last().unwrap().clone();
-    let first_step = using["steps"].as_array().unwrap()[0].clone();
+    (run, log)
+}
+
+fn task(run: &Value, name: &str) -> Value {
+    run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+fn at(v: &Value) -> i64 {
+    v.as_i64().unwrap()
+}
+
+/// From the task's start on its agent to its first step's start.
+fn before_first_step(task: &Value) -> f64 {
+    seconds(at(&task["steps"][0]["started_at"]) - at(&task["started_at"]))
+}
+
+/// From the task's last step's end to its end.
+fn after_last_step(task: &Value) -> f64 {
+    let last = task["steps"].as_array().unwrap().last().unwrap().clone();
+    seconds(at(&task["finished_at"]) - at(&last["finished_at"]))
+}
+
+async fn one_run(xene: &Xene, src: &Path) -> Figures {
+    let (run, log) = run_to_end(xene, "bench", src).await;
+    let (build, using) = (task(&run, "build"), task(&run, "use"));
     Figures {
-        publish_s: seconds(at(&build["finished_at"]) - at(&last_step["finished_at"])),
-        fetch_s: seconds(at(&first_step["started_at"]) - at(&build["finished_at"])),
+        publish_s: after_last_step(&build),
+        fetch_s: seconds(at(&using["steps"][0]["started_at"]) - at(&build["finished_at"])),
+        log,
+    }
+}
+
+/// The cache case: a miss that saves the files, then a hit that restores
+/// them.
+struct CacheFigures {
+    miss_s: f64,
+    save_s: f64,
+    hit_s: f64,
+    log: String,
+}
+
+async fn cache_runs(xene: &Xene, files: &Path) -> CacheFigures {
+    let (first, first_log) = run_to_end(xene, "cachebench", files).await;
+    let (second, second_log) = run_to_end(xene, "cachebench", files).await;
+    let log = format!("{first_log}\n{second_log}");
+    assert!(
+        second_log.contains("cache files: hit"),
+        "the second run did not hit:\n{log}"
+    );
+    let (first, second) = (task(&first, "build"), task(&second, "build"));
+    CacheFigures {
+        miss_s: before_first_step(&first),
+        save_s: after_last_step(&first),
+        hit_s: before_first_step(&second),
         log,
     }
 }
 
 /// Two runs on a fresh server with `extra` flags: the figures of each,
 /// and the agent's peak memory.
-async fn bench_store(dir: &Path, src: &Path, extra: &[String]) -> (Figures, Figures, f64) {
+async fn bench_store(
+    dir: &Path,
+    src: &Path,
+    files: Option<&Path>,
+    extra: &[String],
+) -> (Figures, Figures, Option<CacheFigures>, f64) {
     let db = TestDb::new(Backend::Sqlite);
     let xene = Xene::builder(xene_binary(), db.dir.path().join("data"))
         .args(["--database-url", &db.url, "--no-local-agent"])
@@ -172,7 +277,14 @@ async fn bench_store(dir: &Path, src: &Path, extra: &[String]) -> (Figures, Figu
     let first = one_run(&xene, src).await;
     let second = one_run(&xene, src).await;
     let rss = peak_rss_mib(agent.pid());
-    (first, second, rss)
+    let cache = match files {
+        Some(files) => {
+            xene.apply(CACHE_WORKFLOW).await;
+            Some(cache_runs(&xene, files).await)
+        }
+        None => None,
+    };
+    (first, second, cache, rss)
 }
 
 fn uploaded(log: &str) -> String {
@@ -212,12 +324,36 @@ async fn bench_artifacts() {
             .arg(&url),
     );
     let s3_flags: Vec<String> = s3.xene_args();
+    let count = cache_files();
+    let files = dir.path().join("small");
+    let cache_base = if count > 0 {
+        make_small_files(&files, count);
+        // Warm, then timed: what a restore does, by tar.
+        let through_tar = |to: &str| {
+            let to = dir.path().join(to);
+            std::fs::create_dir(&to).unwrap();
+            timed(Command::new("sh").arg("-c").arg(format!(
+                "tar -cf - -C '{}' . | tar -xf - -C '{}'",
+                files.display(),
+                to.display()
+            )))
+        };
+        through_tar("warm");
+        Some(through_tar("untarred"))
+    } else {
+        None
+    };
 
     println!("\n== bench-artifacts: one file of {mib} MiB of random bytes ==");
     println!("cp of the file:                         {cp_s:>7.2} s");
     println!("curl -T of the file to moto:            {curl_s:>7.2} s");
+    if let Some(tar_s) = cache_base {
+        let label = format!("tar | tar of {count} small files:");
+        println!("{label:<40}{tar_s:>7.2} s");
+    }
     for (store, extra) in [("local", Vec::new()), ("s3 (moto)", s3_flags)] {
-        let (first, second, rss) = bench_store(dir.path(), &src, &extra).await;
+        let small = cache_base.map(|_| files.as_path());
+        let (first, second, cache, rss) = bench_store(dir.path(), &src, small, &extra).await;
         let base = if store == "local" { cp_s } else { curl_s };
         println!("-- {store} store --");
         println!(
@@ -241,5 +377,22 @@ async fn bench_artifacts() {
             second.fetch_s
         );
         println!("agent peak resident memory:             {rss:>7.1} MiB");
+        if let (Some(cache), Some(tar_s)) = (cache, cache_base) {
+            let label = format!("cache of {count} files, miss (lookup):");
+            println!("{label:<40}{:>7.2} s", cache.miss_s);
+            println!(
+                "cache save:                             {:>7.2} s  ({:.2}x tar | tar)",
+                cache.save_s,
+                cache.save_s / tar_s
+            );
+            println!(
+                "cache hit (restore):                    {:>7.2} s  ({:.2}x tar | tar)",
+                cache.hit_s,
+                cache.hit_s / tar_s
+            );
+            for line in cache.log.lines().filter(|l| l.contains("cache files:")) {
+                println!("  {line}");
+            }
+        }
     }
 }
