@@ -69,7 +69,7 @@ pub const HASH_HEX: usize = 32;
 /// The environment variable that tells steps what the restore found:
 /// `XENE_CACHE_` and the name upper-cased, `-` as `_`.
 pub fn env_name(cache: &str) -> String {
-    format!("XENE_CACHE_{}", crate::template::var_suffix(cache))
+    format!("XENE_CACHE_{}", crate::var_name::suffix(cache))
 }
 
 /// Checks a cache's name: 1 to 64 ASCII letters, digits, `_` and `-`.

@@ -28,6 +28,7 @@ mod suggest;
 pub mod tar;
 pub mod template;
 pub mod time;
+mod var_name;
 pub mod yaml;
 
 pub use parse::{Diagnostic, Diagnostics, parse_workflow};

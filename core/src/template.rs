@@ -11,6 +11,7 @@
 
 use crate::context::EvalContext;
 use crate::shell::{Lexer, Unsafe};
+use crate::var_name;
 
 /// A value a template or a condition reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -212,27 +213,14 @@ pub fn render(text: &str, ctx: &EvalContext) -> Result<String, TemplateError> {
 /// The environment variable that carries param `name` to every step:
 /// `XENE_PARAM_` and the name in upper case.
 pub fn param_var(name: &str) -> String {
-    format!("XENE_PARAM_{}", var_suffix(name))
+    format!("XENE_PARAM_{}", var_name::suffix(name))
 }
 
 /// The environment variable that carries task `task`'s output to the steps
 /// of the tasks that read it: `XENE_OUTPUT_` and the name in upper case,
 /// `-` as `_`.
 pub fn output_var(task: &str) -> String {
-    format!("XENE_OUTPUT_{}", var_suffix(task))
-}
-
-/// A name as the tail of an environment variable: upper case, `-` as `_`.
-pub(crate) fn var_suffix(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c == '-' {
-                '_'
-            } else {
-                c.to_ascii_uppercase()
-            }
-        })
-        .collect()
+    format!("XENE_OUTPUT_{}", var_name::suffix(task))
 }
 
 /// Expands a step script: every reference becomes a reference to the
