@@ -55,7 +55,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// The time in the browser's zone, `2026-11-30 20:05:01`.
-fn local_text(ms: i64) -> String {
+pub(crate) fn local_text(ms: i64) -> String {
     #[cfg(feature = "hydrate")]
     {
         let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
