@@ -319,10 +319,10 @@ async fn restore(
         Restore::After(step) => (Some(step), Some(step)),
     };
     let mut lines = Vec::new();
-    let done = tokio::select! {
-        done = staging.restore(ctx, after, &mut lines) => Some(done),
-        () = cancel.cancelled() => None,
-    };
+    // The restore stops soon at a cancel, and is waited for: nothing of
+    // it may still write into the workspace once the task ends.
+    let done = staging.restore(ctx, after, &mut lines, cancel).await;
+    let done = (!cancel.is_cancelled()).then_some(done);
     log_lines(env, task, step, &lines, None).await;
     for cache in done.iter().flatten() {
         send(

@@ -16,6 +16,7 @@ use super::collect::{join, normalize};
 use super::publish::{files_text, is_expired, unexpected, unexpected_for};
 use super::{FileChannel, Spool, reborrow, size_text};
 use crate::runtime::Workspace;
+use tokio_util::sync::CancellationToken;
 
 /// How many blobs come down at once.
 const DOWNLOADS_AT_ONCE: usize = 4;
@@ -321,7 +322,7 @@ pub(crate) fn place_dir(
     dir: &str,
     files: &[(ManifestEntry, PathBuf)],
 ) -> Result<(), String> {
-    place_files(root, owner, dir, files, false).map(|_| ())
+    place_files(root, owner, dir, files, false, None).map(|_| ())
 }
 
 /// Files not placed because their paths were taken.
@@ -333,18 +334,22 @@ pub(crate) struct Kept {
 
 /// [`place_dir`]; with `keep`, a file whose path is taken (by anything,
 /// or a link or a file on its way) is not placed, and what is there is
-/// kept as it is: how many were kept.
+/// kept as it is: how many were kept. `cancel` stops it at the next file.
+/// A file's mode and owner are set through a descriptor opened without
+/// following a link (a step's process may swap the path meanwhile); a
+/// directory made here is given with `lchown`.
 pub(crate) fn place_files(
     root: &Path,
     owner: Option<(u32, u32)>,
     dir: &str,
     files: &[(ManifestEntry, PathBuf)],
     keep: bool,
+    cancel: Option<&CancellationToken>,
 ) -> Result<Kept, String> {
     let mut kept = Kept::default();
-    let give = |path: &Path| -> Result<(), String> {
+    let give_dir = |path: &Path| -> Result<(), String> {
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
                 .map_err(|e| format!("giving {} to the steps' user: {e}", path.display()))?;
         }
         Ok(())
@@ -354,6 +359,9 @@ pub(crate) fn place_files(
         *uses.entry(blob.as_path()).or_default() += 1;
     }
     'files: for (entry, blob) in files {
+        if cancel.is_some_and(|c| c.is_cancelled()) {
+            return Err("the task was cancelled".into());
+        }
         let rel = join(dir, &entry.path);
         let mut at = root.to_path_buf();
         let mut parts = rel.split('/').peekable();
@@ -380,7 +388,7 @@ pub(crate) fn place_files(
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     std::fs::create_dir(&at).map_err(|e| format!("creating {rel}: {e}"))?;
-                    give(&at)?;
+                    give_dir(&at)?;
                 }
                 Err(e) => return Err(format!("placing {rel}: {e}")),
             }
@@ -406,11 +414,26 @@ pub(crate) fn place_files(
             }
             Err(Place::Taken(e) | Place::Failed(e)) => return Err(e),
         }
-        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(entry.mode & 0o777))
-            .map_err(|e| format!("setting the mode of {rel}: {e}"))?;
-        give(&at)?;
+        set_mode_and_owner(&at, entry.mode & 0o777, owner)
+            .map_err(|e| format!("setting the mode and owner of {rel}: {e}"))?;
     }
     Ok(kept)
+}
+
+/// `fchmod` and `fchown` of the regular file at `at`, opened without
+/// following a link (nor blocking on a FIFO put in its place).
+fn set_mode_and_owner(at: &Path, mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = std::fs::File::from(openat(CWD, at, flags, Mode::empty())?);
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is no longer a regular file"));
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    Ok(())
 }
 
 /// Why a file was not placed.

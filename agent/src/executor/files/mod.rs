@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use cache::{RenderedCache, Restored};
 pub use channel::FileChannel;
 pub use local::LocalStore;
+use tokio_util::sync::CancellationToken;
 use xene_core::spec::{Need, Publish, PublishWhen};
 
 use crate::runtime::{TaskContext, Workspace};
@@ -68,12 +69,14 @@ impl Staging {
 
     /// Restores the caches whose `after` is `after` (None: before the
     /// first step, after needs). Never fails the task: an error is a
-    /// warning line and a miss. Log lines go to `log`.
+    /// warning line and a miss. Log lines go to `log`. Once `cancel` fires
+    /// it returns soon, nothing left running in the workspace.
     pub(crate) async fn restore(
         &self,
         ctx: &mut dyn TaskContext,
         after: Option<&str>,
         log: &mut Vec<String>,
+        cancel: &CancellationToken,
     ) -> Vec<Restored> {
         cache::restore_all(
             &*self.channel,
@@ -82,6 +85,7 @@ impl Staging {
             after,
             &self.spool,
             log,
+            cancel,
         )
         .await
     }

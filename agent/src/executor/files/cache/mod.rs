@@ -19,6 +19,7 @@ mod save;
 mod tests;
 mod unpack;
 
+use tokio_util::sync::CancellationToken;
 use xene_core::cache::CacheHit;
 use xene_core::spec::{Publish, PublishWhen};
 
@@ -59,6 +60,7 @@ pub(crate) async fn restore_all(
     after: Option<&str>,
     spool: &Spool,
     log: &mut Vec<String>,
+    cancel: &CancellationToken,
 ) -> Vec<Restored> {
     let due: Vec<&RenderedCache> = caches
         .iter()
@@ -73,6 +75,9 @@ pub(crate) async fn restore_all(
     // not change what another's `hash_files` match.
     let mut keys = Vec::with_capacity(due.len());
     for cache in &due {
+        if cancel.is_cancelled() {
+            return restored;
+        }
         keys.push(match &made {
             Ok(()) => key::full_key(reborrow(&workspace), cache, spool).await,
             Err(e) => Err(e.clone()),
@@ -84,8 +89,14 @@ pub(crate) async fn restore_all(
         }
     }
     for (cache, full) in due.into_iter().zip(keys) {
+        if cancel.is_cancelled() {
+            break;
+        }
         let (found, line) = match &made {
-            Ok(()) => restore::restore(channel, reborrow(&workspace), cache, full, spool).await,
+            Ok(()) => {
+                let workspace = reborrow(&workspace);
+                restore::restore(channel, workspace, cache, full, spool, cancel).await
+            }
             Err(e) => (
                 Restored {
                     name: cache.name.clone(),

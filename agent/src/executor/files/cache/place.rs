@@ -15,9 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use xene_core::artifact::{Digest, ManifestEntry};
+use tokio_util::sync::CancellationToken;
+use xene_core::artifact::ManifestEntry;
 
 use super::super::archive::{entry_name, import_files, open, with_reader};
+use super::super::collect::unhashed;
 use super::super::fetch::{Kept, place_files};
 use super::reason;
 use super::unpack::Unpacked;
@@ -27,10 +29,15 @@ use crate::runtime::{Workspace, WorkspaceArchive};
 /// exported once rather than each of them.
 const MAX_EXPORTS: usize = 16;
 
-/// Places `files`; what was kept.
-pub(crate) async fn place(workspace: Workspace<'_>, files: Vec<Unpacked>) -> Result<Kept, String> {
+/// Places `files`; what was kept. On this machine, a `cancel` stops it at
+/// the next file; a container's one archive goes in whole.
+pub(crate) async fn place(
+    workspace: Workspace<'_>,
+    files: Vec<Unpacked>,
+    cancel: &CancellationToken,
+) -> Result<Kept, String> {
     // Placing reads a manifest entry's path, mode and size, not its digest.
-    let zero = Digest::from_sha256(&[0; 32]);
+    let zero = unhashed();
     let entries: Vec<(ManifestEntry, PathBuf)> = files
         .into_iter()
         .map(|f| {
@@ -46,10 +53,14 @@ pub(crate) async fn place(workspace: Workspace<'_>, files: Vec<Unpacked>) -> Res
     match workspace {
         Workspace::Dir { root, owner } => {
             let root = root.to_path_buf();
-            tokio::task::spawn_blocking(move || place_files(&root, owner, "", &entries, true))
-                .await
-                .map_err(|e| format!("placing its files failed: {e}"))?
+            let cancel = cancel.clone();
+            tokio::task::spawn_blocking(move || {
+                place_files(&root, owner, "", &entries, true, Some(&cancel))
+            })
+            .await
+            .map_err(|e| format!("placing its files failed: {e}"))?
         }
+        Workspace::Archive(_) if cancel.is_cancelled() => Err("the task was cancelled".into()),
         Workspace::Archive(archive) => place_in_archive(archive, entries).await,
     }
 }

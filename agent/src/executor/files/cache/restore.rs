@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::BufReader;
 
+use tokio_util::sync::CancellationToken;
 use xene_core::artifact::{ManifestEntry, check_stored_path};
 use xene_core::cache::{CacheHit, MAX_CACHE_BYTES, MAX_CACHE_FILES, MAX_CHUNKS, chunk_name};
 use xene_core::protocol::{BlobDownload, FilesAnswer, FilesRequest};
@@ -32,6 +33,7 @@ pub(crate) async fn restore(
     cache: &RenderedCache,
     full: Result<String, String>,
     spool: &Spool,
+    cancel: &CancellationToken,
 ) -> (Restored, String) {
     let name = &cache.name;
     let miss = |key: String| Restored {
@@ -49,7 +51,7 @@ pub(crate) async fn restore(
             );
         }
     };
-    match entry(channel, workspace, cache, &full, spool).await {
+    match entry(channel, workspace, cache, &full, spool, cancel).await {
         Ok(None) => (miss(full.clone()), format!("cache {name}: miss {full}")),
         Ok(Some((matched, line))) => {
             let hit = if matched == full {
@@ -87,16 +89,22 @@ async fn entry(
     cache: &RenderedCache,
     full: &str,
     spool: &Spool,
+    cancel: &CancellationToken,
 ) -> Result<Option<(String, String)>, String> {
     let name = &cache.name;
     let label = format!("cache {name}");
-    let answer = channel
-        .ask(FilesRequest::CacheRestore {
-            name: name.clone(),
-            key: full.to_string(),
-            restore_keys: cache.restore_keys.clone(),
-        })
-        .await?;
+    let cancelled = || "the task was cancelled".to_string();
+    let asked = channel.ask(FilesRequest::CacheRestore {
+        name: name.clone(),
+        key: full.to_string(),
+        restore_keys: cache.restore_keys.clone(),
+    });
+    // Waits on the network end at a cancel; work on the spool and the
+    // workspace (below) stops at its next file, and is waited for.
+    let answer = tokio::select! {
+        answer = asked => answer?,
+        () = cancel.cancelled() => return Err(cancelled()),
+    };
     let (matched, files, chunks, downloads) = match answer {
         FilesAnswer::CacheEntry { key: None, .. } => return Ok(None),
         FilesAnswer::CacheEntry {
@@ -109,15 +117,18 @@ async fn entry(
         other => return Err(unexpected_for(&label, &other)),
     };
     check_entry(cache, full, &matched, files, &chunks, &downloads)?;
-    let blobs = download_blobs(
+    let downloaded = download_blobs(
         channel,
         Downloads::Cache { key: &matched },
         name,
         &chunks,
         &downloads,
         spool,
-    )
-    .await?;
+    );
+    let blobs = tokio::select! {
+        blobs = downloaded => blobs?,
+        () = cancel.cancelled() => return Err(cancelled()),
+    };
     // Each chunk in order; a blob is removed once its last chunk is read,
     // so the spool holds about one copy of the entry.
     let mut uses: HashMap<_, usize> = HashMap::new();
@@ -125,6 +136,7 @@ async fn entry(
         *uses.entry(&chunk.digest).or_default() += 1;
     }
     let mut unpacker = Unpacker::default();
+    unpacker.cancel = Some(cancel.clone());
     for chunk in &chunks {
         let blob = blobs[&chunk.digest].clone();
         let left = uses.get_mut(&chunk.digest).expect("every chunk is counted");
@@ -150,7 +162,7 @@ async fn entry(
     let (files, outside) = within_paths(&cache.paths, unpacker.files)?;
     let count = files.len() as u64;
     let bytes: u64 = files.iter().map(|f| f.size).sum();
-    let kept = place::place(workspace, files).await?;
+    let kept = place::place(workspace, files, cancel).await?;
     let mut line = format!(
         "{}, {} restored",
         files_text(count - kept.files),

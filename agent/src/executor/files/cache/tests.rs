@@ -168,7 +168,9 @@ async fn packing_is_deterministic_and_unpacks_the_same_files() {
     // Placed in another workspace, where they were.
     let other = temp.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    let kept = place::place(dir(&other), unpacker.files).await.unwrap();
+    let kept = place::place(dir(&other), unpacker.files, &live())
+        .await
+        .unwrap();
     assert_eq!(kept.files, 0);
     assert_eq!(
         std::fs::read_to_string(other.join("target/d/b")).unwrap(),
@@ -196,6 +198,21 @@ fn raw(kind: tar::EntryType, name: &[u8], size: usize, link: Option<&str>) -> Ve
     let mut out = header.as_bytes().to_vec();
     out.extend(std::iter::repeat_n(b'x', size));
     out.resize(out.len() + padding(size as u64), 0);
+    out
+}
+
+/// A GNU long name header carrying `name`.
+fn long_name(name: &str) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_size(name.len() as u64 + 1);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.resize(512 + 512, 0);
     out
 }
 
@@ -238,12 +255,40 @@ async fn hostile_chunks_are_refused() {
         ),
         (file("cut")[..512 + 1].to_vec(), "ends"),
         (file("no-end"), "ends before"),
+        // `..` in a PAX `path` record and in a GNU long name.
+        (
+            archive(&[file_header(
+                &format!("../{}", "p".repeat(120)),
+                0,
+                0o644,
+                None,
+            )]),
+            "\"..\"",
+        ),
+        (archive(&[long_name("../escape"), file("short")]), "\"..\""),
+        // A directory, then a file of the same path.
+        (
+            archive(&[raw(EntryType::Directory, b"d/", 0, None), file("d")]),
+            "twice",
+        ),
     ];
     for (bytes, want) in cases {
         let e = Unpacker::default().chunk(&bytes[..], &spool).unwrap_err();
         assert!(e.contains(want), "{want:?} not in {e:?}");
     }
-    assert!(!temp.path().join("escape").exists());
+    // Only the spool's own files were written, all in the spool.
+    for item in std::fs::read_dir(temp.path()).unwrap() {
+        assert_eq!(item.unwrap().file_name(), "spool");
+    }
+    for item in std::fs::read_dir(temp.path().join("spool")).unwrap() {
+        let item = item.unwrap();
+        assert!(item.file_type().unwrap().is_file());
+        let name = item.file_name().into_string().unwrap();
+        assert!(
+            name.strip_prefix('f').unwrap().parse::<u64>().is_ok(),
+            "{name}"
+        );
+    }
 
     // A path seen in one chunk is refused in the next.
     let mut unpacker = Unpacker::default();
@@ -278,7 +323,9 @@ async fn placing_keeps_what_is_there() {
         }
     };
     let files = ["target/keep", "target/new", "link/x", "file/y"].map(unpacked);
-    let kept = place::place(dir(&ws), files.to_vec()).await.unwrap();
+    let kept = place::place(dir(&ws), files.to_vec(), &live())
+        .await
+        .unwrap();
     assert_eq!((kept.files, kept.bytes), (3, 18));
     assert_eq!(
         std::fs::read_to_string(ws.join("target/keep")).unwrap(),
@@ -312,7 +359,7 @@ async fn attempt(
     std::fs::create_dir_all(ws).unwrap();
     let spool = Spool::new(ws.with_extension("spool"));
     let mut log = Vec::new();
-    let restored = restore_all(&*channel, dir(ws), caches, None, &spool, &mut log).await;
+    let restored = restore_all(&*channel, dir(ws), caches, None, &spool, &mut log, &live()).await;
     for (path, text) in files {
         write(ws, path, text);
     }
@@ -396,6 +443,7 @@ async fn the_run_store_hits_by_key_and_by_prefix_newest_first() {
             None,
             &spool,
             &mut log,
+            &live(),
         )
         .await;
         write(&root, "deps/two", text);
@@ -446,6 +494,7 @@ async fn the_run_store_hits_by_key_and_by_prefix_newest_first() {
         None,
         &spool,
         &mut log,
+        &live(),
     )
     .await;
     assert_eq!(found[0].hit, CacheHit::Miss);
@@ -470,7 +519,16 @@ async fn the_run_store_hits_by_key_and_by_prefix_newest_first() {
     // A cache the task does not declare is refused: a line, and a miss.
     let undeclared = store.channel(&task(json!([])));
     let mut log = Vec::new();
-    let found = restore_all(&*undeclared, dir(&ws("e")), &[v1], None, &spool, &mut log).await;
+    let found = restore_all(
+        &*undeclared,
+        dir(&ws("e")),
+        &[v1],
+        None,
+        &spool,
+        &mut log,
+        &live(),
+    )
+    .await;
     assert_eq!(found[0].hit, CacheHit::Miss);
     assert!(
         log[0].contains("not restored") && log[0].contains("no cache deps"),
@@ -576,7 +634,7 @@ async fn container_workspaces_are_collected_and_placed_alike() {
         }
     };
     let files = ["keep/x", "keep/new", "lnk/y", "file/z", "target/deep/n"].map(unpacked);
-    let kept = place::place(Workspace::Archive(&engine), files.to_vec())
+    let kept = place::place(Workspace::Archive(&engine), files.to_vec(), &live())
         .await
         .unwrap();
     assert_eq!(kept.files, 3);
@@ -596,10 +654,119 @@ async fn container_workspaces_are_collected_and_placed_alike() {
     let names: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
     write(&ws, "t3", "mine");
     let files: Vec<Unpacked> = names.iter().map(|n| unpacked(n)).collect();
-    let kept = place::place(Workspace::Archive(&engine), files)
+    let kept = place::place(Workspace::Archive(&engine), files, &live())
         .await
         .unwrap();
     assert_eq!(kept.files, 1);
     assert_eq!(std::fs::read_to_string(ws.join("t3")).unwrap(), "mine");
     assert_eq!(std::fs::read_to_string(ws.join("t19")).unwrap(), "cached");
+}
+
+/// Every due cache's key is computed before any is restored (what `lib`
+/// restores does not change `b`'s key), and a restore places only what the
+/// cache's paths take of an entry saved with other paths.
+#[tokio::test]
+async fn keys_come_first_and_only_paths_are_placed() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = LocalStore::for_run(temp.path().join("store")).unwrap();
+    let ws = |n: &str| temp.path().join(n);
+    let named = |name: &str, c: RenderedCache| RenderedCache {
+        name: name.into(),
+        ..c
+    };
+    let wide = named("a", cache("a-1", &[], &[], &["lib", "extra"]));
+    let (log, _) = attempt(
+        &store,
+        &ws("one"),
+        &[wide],
+        &[("lib/x", "x"), ("extra/y", "y")],
+    )
+    .await;
+    assert_eq!(
+        log[1],
+        "cache a: saved a-1 (2 files, 2 B, 3.0 KiB uploaded)"
+    );
+
+    let narrow = named("a", cache("a-2", &[], &["a-"], &["lib"]));
+    let hashing = named("b", cache("b", &["lib/*"], &[], &["out"]));
+    let (log, found) = attempt(&store, &ws("two"), &[narrow, hashing], &[]).await;
+    assert_eq!(found[0].hit, CacheHit::Partial);
+    assert_eq!(
+        log[0],
+        "cache a: restored a-1 for a-2 (partial): 1 file, 1 B restored, 1 outside its paths left out"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws("two").join("lib/x")).unwrap(),
+        "x"
+    );
+    assert!(!ws("two").join("extra").exists());
+    // `lib/x` was not there when b's key was computed: the hash of nothing.
+    assert_eq!(found[1].key, "b-e3b0c44298fc1c149afbf4c8996fb924");
+}
+
+/// A token never cancelled.
+fn live() -> tokio_util::sync::CancellationToken {
+    tokio_util::sync::CancellationToken::new()
+}
+
+/// A cancelled task's restore stops before it unpacks or places a file:
+/// nothing of it is left to write into the workspace.
+#[tokio::test]
+async fn a_cancelled_restore_places_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = LocalStore::for_run(temp.path().join("store")).unwrap();
+    let ws = |n: &str| temp.path().join(n);
+    let v1 = cache("deps-1", &[], &[], &["deps"]);
+    attempt(
+        &store,
+        &ws("a"),
+        std::slice::from_ref(&v1),
+        &[("deps/one", "1")],
+    )
+    .await;
+
+    let spool = spool_in(temp.path()).await;
+    let cancelled = live();
+    cancelled.cancel();
+    let mut unpacker = Unpacker::default();
+    unpacker.cancel = Some(cancelled.clone());
+    let e = unpacker
+        .chunk(
+            &archive(&[raw(tar::EntryType::Regular, b"a", 1, None)])[..],
+            &spool,
+        )
+        .unwrap_err();
+    assert!(e.contains("cancelled"), "{e}");
+    assert!(unpacker.files.is_empty());
+
+    let file = spool.path();
+    std::fs::write(&file, "x").unwrap();
+    let files = vec![Unpacked {
+        path: "deps/one".into(),
+        size: 1,
+        mode: 0o644,
+        file,
+    }];
+    std::fs::create_dir_all(ws("b")).unwrap();
+    let e = place::place(dir(&ws("b")), files, &cancelled)
+        .await
+        .unwrap_err();
+    assert!(e.contains("cancelled"), "{e}");
+
+    let declared = task(json!([{"name": "deps", "key": "deps-1", "paths": ["deps"]}]));
+    let channel = store.channel(&declared);
+    let mut log = Vec::new();
+    let found = restore_all(
+        &*channel,
+        dir(&ws("b")),
+        &[v1],
+        None,
+        &Spool::new(temp.path().join("b.spool")),
+        &mut log,
+        &cancelled,
+    )
+    .await;
+    channel.finish(true);
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(std::fs::read_dir(ws("b")).unwrap().count(), 0);
 }

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use tokio_util::sync::CancellationToken;
 use xene_core::artifact::check_stored_path;
 use xene_core::cache::{MAX_CACHE_BYTES, MAX_CACHE_FILES};
 use xene_core::tar::{BLOCK, Decoder, Step, padding};
@@ -34,6 +35,8 @@ pub(crate) struct Unpacker {
     pub bytes: u64,
     seen: HashSet<String>,
     dirs: usize,
+    /// Checked at each file: a cancelled task's restore stops there.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl Unpacker {
@@ -42,6 +45,9 @@ impl Unpacker {
         let mut decoder = Decoder::default();
         let mut block = [0u8; BLOCK];
         loop {
+            if self.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                return Err("the task was cancelled".into());
+            }
             read_exact(&mut reader, &mut block)?;
             match decoder.header(&block)? {
                 Step::End => return Ok(()),
