@@ -60,17 +60,11 @@ pub async fn of_results(
         for row in query.fetch_all(&mut *conn).await? {
             let hit: String = row.get(2);
             // Written by `record` only; another word is passed over.
-            let Some(hit) = parse_hit(&hit) else {
+            let Ok(hit) = hit.parse::<CacheHit>() else {
                 continue;
             };
             out.entry(row.get(0)).or_default().insert(row.get(1), hit);
         }
     }
     Ok(out)
-}
-
-fn parse_hit(text: &str) -> Option<CacheHit> {
-    [CacheHit::Hit, CacheHit::Partial, CacheHit::Miss]
-        .into_iter()
-        .find(|h| h.as_str() == text)
 }
