@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use xene_core::context::TaskResult;
 use xene_core::dag::Dag;
-use xene_core::status::{RunStatus, TaskStatus};
+use xene_core::status::RunStatus;
 
 use super::{Db, StorageError, now_ms};
 
@@ -647,35 +646,4 @@ pub async fn pipeline_of(
             .await?
             .and_then(|mut w| w.pipelines.remove(&run.pipeline)),
     )
-}
-
-/// The tasks earlier attempts of a run finished well: a retried run keeps
-/// their results and does not run them again.
-pub async fn completed_tasks(
-    db: &Db,
-    id: i64,
-) -> Result<BTreeMap<String, TaskResult>, StorageError> {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT task, output FROM task_runs WHERE run_id = $1 AND status = 'success'",
-    )
-    .bind(id)
-    .fetch_all(db.pool())
-    .await?;
-    let tasks: Vec<&str> = rows.iter().map(|(task, _)| task.as_str()).collect();
-    let mut caches =
-        super::attempt_caches::of_results(&mut *db.pool().acquire().await?, id, &tasks).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(task, output)| {
-            let caches = caches.remove(&task).unwrap_or_default();
-            (
-                task,
-                TaskResult {
-                    caches,
-                    status: TaskStatus::Success,
-                    output,
-                },
-            )
-        })
-        .collect())
 }
