@@ -232,15 +232,12 @@ pub(crate) async fn run_attempt(plan: &TaskPlan, env: &TaskEnv) -> AttemptResult
             .await;
         }
         if !progress.cancelled {
-            run_post(
-                ctx.as_mut(),
-                plan,
-                env,
-                &restored,
-                &mut steps,
-                &mut progress,
-            )
-            .await;
+            // Post steps see every cache: one never restored as a miss.
+            let mut seen = restored.clone();
+            if let Some(staging) = &plan.staging {
+                seen.extend(staging.not_restored(&restored));
+            }
+            run_post(ctx.as_mut(), plan, env, &seen, &mut steps, &mut progress).await;
         }
         match ctx.read_output().await {
             Ok(read) => output = read,

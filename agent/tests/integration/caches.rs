@@ -10,7 +10,12 @@
 //! - `third` (after it): `deps` restores `first`'s entry by its restore key
 //!   (`partial`) and is saved under its own key; `gen`'s key hashes a file
 //!   its `make` step writes (`after: make`) and that file differs, so it
-//!   misses.
+//!   misses;
+//! - `venv`: a `**` key glob passes over a link out of the workspace it
+//!   does not take (a virtualenv's `python`), and a save whose paths hold
+//!   no file is a line, the task still a success;
+//! - `late`: its `after` step fails, so its cache is never restored: the
+//!   post step sees `miss` and the rendered key.
 
 use std::collections::BTreeMap;
 
@@ -93,6 +98,28 @@ pipelines:
         depends_on: [first]
         if: "tasks.first.caches.deps == 'hit'"
         steps: ["echo never"]
+      venv:
+        {image}
+        caches:
+          - name: py
+            key: py
+            hash_files: ["**/requirements.txt"]
+            paths: [nothing]
+            after: link
+        steps:
+          - name: link
+            run: mkdir -p .venv/bin nothing && ln -s /bin/sh .venv/bin/python && echo flask > requirements.txt
+          - name: use
+            run: 'echo "py: $XENE_CACHE_PY"'
+      late:
+        {image}
+        caches: [{{name: late, key: "late-{{{{ params.v }}}}", paths: [l], after: fail}}]
+        steps:
+          - name: fail
+            run: exit 3
+        post:
+          - name: see
+            run: 'echo "late: $XENE_CACHE_LATE $XENE_CACHE_LATE_KEY"'
 "#
     )
 }
@@ -245,6 +272,24 @@ async fn check_run(config: ExecutorConfig, image: Option<&str>) -> String {
         ],
     );
     no_line(&run, "third", "found gen");
+
+    assert_eq!(run.task("venv").status, TaskStatus::Success);
+    let py = restored(&run, "venv");
+    assert_eq!((py[0].0.as_str(), py[0].1), ("py", Miss), "{py:?}");
+    let hex = py[0].2.strip_prefix("py-").unwrap_or_default();
+    assert_eq!(hex.len(), 32, "{py:?}");
+    in_order(
+        &run,
+        "venv",
+        &[
+            &format!("cache py: miss {}", py[0].2),
+            "py: miss",
+            "cache py: not saved: its paths hold no file",
+        ],
+    );
+    assert_eq!(run.task("late").status, TaskStatus::Error);
+    assert!(restored(&run, "late").is_empty());
+    in_order(&run, "late", &["late: miss late-1"]);
     run.report.run_id
 }
 

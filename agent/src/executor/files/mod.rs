@@ -26,6 +26,7 @@ pub(crate) use cache::{RenderedCache, Restored};
 pub use channel::FileChannel;
 pub use local::LocalStore;
 use tokio_util::sync::CancellationToken;
+use xene_core::cache::CacheHit;
 use xene_core::spec::{Need, Publish, PublishWhen};
 
 use crate::runtime::{TaskContext, Workspace};
@@ -65,6 +66,23 @@ impl Staging {
 
     pub(crate) fn has_caches(&self) -> bool {
         !self.caches.is_empty()
+    }
+
+    /// The caches `restored` lacks (their `after` step did not succeed,
+    /// or the attempt ended before), as misses under their rendered keys
+    /// (the full key is computed only when a restore is due): what post
+    /// steps see of them.
+    pub(crate) fn not_restored(&self, restored: &[Restored]) -> Vec<Restored> {
+        self.caches
+            .iter()
+            .filter(|c| !restored.iter().any(|r| r.name == c.name))
+            .map(|c| Restored {
+                name: c.name.clone(),
+                hit: CacheHit::Miss,
+                key: c.key.clone(),
+                matched: None,
+            })
+            .collect()
     }
 
     /// Restores the caches whose `after` is `after` (None: before the
