@@ -57,18 +57,25 @@ pub(super) fn Caches(workflow: String) -> impl IntoView {
         write_body(&html);
     };
     let load = move || {
-        let path = paths::workflow_caches(&workflow.get_value());
+        let Some(name) = workflow.try_get_value() else {
+            return;
+        };
+        let path = paths::workflow_caches(&name);
         leptos::task::spawn_local(async move {
             let answer = api::get::<CacheList>(path).await;
-            state.update_value(|s| s.list = Some(answer));
-            paint();
+            // Not when the card is gone (another workflow's page may show
+            // its own under the same id by now).
+            if state.try_update_value(|s| s.list = Some(answer)).is_some() {
+                paint();
+            }
         });
     };
     #[cfg(feature = "hydrate")]
     load();
     let ask = move |asking: Asking| {
-        state.update_value(|s| s.asking = asking);
-        paint();
+        if state.try_update_value(|s| s.asking = asking).is_some() {
+            paint();
+        }
     };
     let delete = move |id: i64| {
         let path = paths::workflow_cache(&workflow.get_value(), id);
