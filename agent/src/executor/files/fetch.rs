@@ -13,7 +13,7 @@ use xene_core::spec::Need;
 
 use super::archive::place_archive;
 use super::collect::{join, normalize};
-use super::publish::{files_text, is_expired, unexpected, unexpected_for};
+use super::publish::{files_text, is_expired, unexpected, unexpected_text};
 use super::{FileChannel, Spool, reborrow, size_text};
 use crate::runtime::Workspace;
 use tokio_util::sync::CancellationToken;
@@ -176,7 +176,8 @@ impl Downloads<'_> {
     }
 
     /// The downloads of `files` asked for again: refused when what the
-    /// name holds changed meanwhile.
+    /// name holds changed meanwhile. Its errors are bare: the caller puts
+    /// the label and the file before them.
     async fn again(
         &self,
         channel: &dyn FileChannel,
@@ -211,7 +212,7 @@ impl Downloads<'_> {
             }
             FilesAnswer::CacheEntry { .. } => Err("the entry is gone or changed".into()),
             FilesAnswer::Refused { error } => Err(error),
-            other => Err(unexpected_for(&self.label(name), &other)),
+            other => Err(unexpected_text(&other)),
         }
     }
 }

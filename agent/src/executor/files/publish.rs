@@ -154,6 +154,11 @@ pub(crate) fn unexpected(name: &str, answer: &FilesAnswer) -> String {
 /// An answer that is not one to the request made; `label` names what the
 /// request was about ("artifact NAME", "cache NAME").
 pub(crate) fn unexpected_for(label: &str, answer: &FilesAnswer) -> String {
+    format!("{label}: {}", unexpected_text(answer))
+}
+
+/// [`unexpected_for`] without the label.
+pub(crate) fn unexpected_text(answer: &FilesAnswer) -> String {
     let kind = match answer {
         FilesAnswer::Uploads { .. } => "uploads",
         FilesAnswer::Committed => "committed",
@@ -161,7 +166,7 @@ pub(crate) fn unexpected_for(label: &str, answer: &FilesAnswer) -> String {
         FilesAnswer::CacheEntry { .. } => "cache entry",
         FilesAnswer::Refused { .. } => "refused",
     };
-    format!("{label}: the server answered {kind:?} out of turn")
+    format!("the server answered {kind:?} out of turn")
 }
 
 /// Uploads one blob in the parts the server gave; the multipart upload to
