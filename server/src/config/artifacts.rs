@@ -58,15 +58,17 @@ pub struct ArtifactArgs {
     #[arg(long, env = "XENE_ARTIFACT_RETENTION", default_value = "30d", value_parser = parse_retention)]
     pub artifact_retention: Duration,
 
-    /// The most bytes of caches each workflow keeps (like 512MiB, 10GiB):
-    /// past it the least recently used entries are evicted, and an entry
-    /// larger is not saved; 0 never saves caches.
+    /// The most bytes of caches each workflow keeps (like 512MiB, 10GiB;
+    /// KB, MB, GB, TB mean KiB, MiB, GiB, TiB; whole numbers): past it the
+    /// least recently used entries are evicted, and an entry larger is not
+    /// saved; 0 saves no caches.
     #[arg(long, env = "XENE_CACHE_QUOTA", default_value = "10GiB", value_parser = parse_size)]
     pub cache_quota: u64,
 
     /// The most bytes of artifacts each workflow keeps (like 512MiB,
-    /// 10GiB), published and being published: a publish past it fails its
-    /// task. Default: no quota.
+    /// 10GiB; KB, MB, GB, TB mean KiB, MiB, GiB, TiB; whole numbers),
+    /// published and being published: a publish past it fails its task; 0
+    /// refuses every artifact that holds a byte. Default: no quota.
     #[arg(long, env = "XENE_ARTIFACT_QUOTA", value_parser = parse_size)]
     pub artifact_quota: Option<u64>,
 }
@@ -106,13 +108,19 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
-/// A size as people write it: `512MiB`, `10GiB`, `1TiB`, or bytes.
+/// A size as people write it: `512MiB`, `10GiB`, `1TiB`, or bytes; `KB`,
+/// `MB`, ... are binary units too (what people mean by a quota's `10GB`).
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
+    if unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "size {text:?} has a fraction: write a whole number of a smaller unit, like 1536MiB for 1.5GiB"
+        ));
+    }
     let number: u64 = number
         .parse()
         .map_err(|_| format!("bad size {text:?}: expected like 512MiB, 10GiB or bytes"))?;
@@ -159,9 +167,13 @@ mod tests {
         assert_eq!(parse_size("512MiB"), Ok(512 << 20));
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("2GB"), Ok(2 << 30));
         for bad in ["", "ten", "5 parsecs", "-1", "99999999999TiB"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+        let fraction = parse_size("1.5GiB").unwrap_err();
+        assert!(fraction.contains("has a fraction"), "{fraction}");
+        assert!(fraction.contains("1536MiB"), "{fraction}");
         use clap::Parser as _;
         let args = crate::config::Args::try_parse_from(["xene", "--artifact-quota", "2GiB"]);
         let quotas = args.unwrap().artifacts.quotas();
