@@ -423,7 +423,11 @@ pub(crate) fn place_files(
 
 /// `fchmod` and `fchown` of the regular file at `at`, opened without
 /// following a link (nor blocking on a FIFO put in its place).
-fn set_mode_and_owner(at: &Path, mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+pub(crate) fn set_mode_and_owner(
+    at: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     use rustix::fs::{CWD, Mode, OFlags, openat};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = std::fs::File::from(openat(CWD, at, flags, Mode::empty())?);

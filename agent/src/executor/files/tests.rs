@@ -14,7 +14,7 @@ use xene_core::spec::{Publish, PublishWhen, Task};
 
 use super::archive::read_tar_for_test;
 use super::collect::{Collected, Collector, collect_dir, hash_copy};
-use super::fetch::place_dir;
+use super::fetch::{place_dir, set_mode_and_owner};
 use super::local::{LocalChannel, LocalStore};
 use super::publish::plan_parts;
 use super::{FileChannel, Spool, fetch, publish, publish_all, size_text};
@@ -701,4 +701,25 @@ async fn two_uploads_of_one_blob_do_not_meet() {
         ra.unwrap();
         rb.unwrap();
     }
+}
+
+/// A placed file's mode is set on the file itself: a link put in its
+/// place meanwhile is refused, and what it points at keeps its mode.
+#[test]
+fn a_placed_files_mode_is_not_set_through_a_link() {
+    let ws = tempfile::tempdir().unwrap();
+    let target = ws.path().join("target");
+    std::fs::write(&target, "t").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    symlink(&target, ws.path().join("placed")).unwrap();
+    let e = set_mode_and_owner(&ws.path().join("placed"), 0o777, None).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(rustix::io::Errno::LOOP.raw_os_error())
+    );
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    set_mode_and_owner(&target, 0o640, None).unwrap();
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
 }
