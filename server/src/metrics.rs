@@ -27,6 +27,10 @@ pub const MAX_PIPELINES: usize = 200;
 /// How long a scrape waits for one database count.
 const DB_GAUGE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Stored bytes older than this are dropped at a scrape: three collector
+/// periods without a pass here.
+const STORED_MAX_AGE: Duration = crate::controllers::collector::PERIOD.saturating_mul(3);
+
 /// Queue and start times: 1 ms to an hour.
 const WAIT_BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
@@ -117,6 +121,10 @@ pub struct Metrics {
     artifact_uploaded_bytes: Counter,
     artifact_blobs_deleted: Counter,
     workflow_stored: Family<StoredLabels, Gauge>,
+    /// When the collector last set `workflow_stored` here: a server that
+    /// lost the collector's lease no longer runs its pass (and so never
+    /// clears it there), so a scrape drops series this old.
+    workflow_stored_at: Mutex<Option<std::time::Instant>>,
     pipelines: Mutex<HashSet<String>>,
     /// Trace contexts of runs requested through this process, so that the
     /// spans of their execution join the request's trace.
@@ -187,6 +195,7 @@ impl Metrics {
             artifact_uploaded_bytes: Counter::default(),
             artifact_blobs_deleted: Counter::default(),
             workflow_stored: Family::default(),
+            workflow_stored_at: Mutex::default(),
             pipelines: Mutex::default(),
             run_traces: RunTraces::default(),
         };
@@ -305,6 +314,7 @@ impl Metrics {
     /// workflows no longer listed go.
     pub fn set_workflow_stored(&self, stored: &[crate::storage::caches::quota::WorkflowStored]) {
         self.workflow_stored.clear();
+        *self.workflow_stored_at.lock().unwrap() = Some(std::time::Instant::now());
         for w in stored {
             for (kind, bytes) in [("artifacts", w.artifacts), ("caches", w.caches)] {
                 let labels = StoredLabels {
@@ -314,6 +324,23 @@ impl Metrics {
                 let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
                 self.workflow_stored.get_or_create(&labels).set(bytes);
             }
+        }
+    }
+
+    /// Drops every workflow's stored bytes: this server is not (or no
+    /// longer) the collector, whose series are the ones to read.
+    pub fn clear_workflow_stored(&self) {
+        self.workflow_stored.clear();
+        *self.workflow_stored_at.lock().unwrap() = None;
+    }
+
+    /// Drops the stored bytes set longer than `max_age` ago: the collector
+    /// that set them has not run here since (another server holds its
+    /// lease).
+    pub fn expire_workflow_stored(&self, max_age: Duration) {
+        let set_at = *self.workflow_stored_at.lock().unwrap();
+        if set_at.is_some_and(|at| at.elapsed() >= max_age) {
+            self.clear_workflow_stored();
         }
     }
 
@@ -496,6 +523,7 @@ impl Metrics {
     /// Reads the gauges that live in the database: indexed counts, each
     /// under a timeout. One that fails is left out of the scrape.
     pub async fn refresh_from_db(&self, db: &Db, pickup_timeout: Duration) {
+        self.expire_workflow_stored(STORED_MAX_AGE);
         let mut runs = Vec::new();
         for status in ["queued", "starting_up", "running", "shutting_down"] {
             match tokio::time::timeout(DB_GAUGE_TIMEOUT, count_runs(db, status)).await {

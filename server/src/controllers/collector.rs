@@ -183,6 +183,8 @@ pub async fn pass(
 ) -> Result<Collected, StorageError> {
     let mut out = Collected::default();
     if !lease.keep(db).await? {
+        // Another server collects: its series are the ones to read.
+        metrics.clear_workflow_stored();
         return Ok(out);
     }
     sweep::release_stale(db, now - sweep::STALE_CLAIM_MS).await?;
@@ -192,7 +194,11 @@ pub async fn pass(
     }
     out.artifacts += sweep::drop_orphan_staged(db, now).await?;
     out.caches += caches::drop_orphan_staged(db, now).await?;
-    metrics.set_workflow_stored(&caches::quota::stored_by_workflow(db).await?);
+    // A gauge is no reason to leave the blobs be.
+    match caches::quota::stored_by_workflow(db).await {
+        Ok(stored) => metrics.set_workflow_stored(&stored),
+        Err(e) => tracing::warn!(error = %e, "reading each workflow's stored bytes failed"),
+    }
     let cutoff = now - GRACE_MS;
     for _ in 0..PAGES {
         let page = sweep::unreferenced(db, cutoff, PAGE as i64).await?;

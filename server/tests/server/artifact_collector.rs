@@ -136,6 +136,9 @@ async fn the_collector_sweeps_only_what_nothing_names() {
         leases::release(&db, collector::LEASE, "other")
             .await
             .unwrap();
+        // The stored bytes cannot be read (their query names the table):
+        // the pass sweeps all the same.
+        rename_workflows(&db, "workflows", "workflows_away").await;
         let done = collector::pass(
             &db,
             &metrics,
@@ -158,6 +161,7 @@ async fn the_collector_sweeps_only_what_nothing_names() {
             assert_eq!(path.exists(), kept, "blob {seed} on {backend:?}");
         }
         assert!(!stale_temp.exists() && live_temp.exists());
+        rename_workflows(&db, "workflows_away", "workflows").await;
         let want: Vec<String> = [1, 2, 6].map(|s| digest(s).to_string()).into();
         let mut want = want;
         want.sort();
@@ -197,7 +201,41 @@ async fn the_collector_sweeps_only_what_nothing_names() {
         .await
         .unwrap();
         assert_eq!(again, collector::Collected::default(), "{backend:?}");
+        let series = "xene_workflow_stored_bytes{workflow=\"art\",kind=\"artifacts\"} 1\n";
+        assert!(metrics.render().contains(series), "{}", metrics.render());
+        metrics.expire_workflow_stored(Duration::from_secs(3600));
+        assert!(metrics.render().contains(series), "{}", metrics.render());
+
+        // Another server takes the lease: this one's series go.
+        leases::release(&db, collector::LEASE, "me").await.unwrap();
+        assert!(
+            leases::acquire(&db, collector::LEASE, "other", 60_000)
+                .await
+                .unwrap()
+        );
+        let mut lost = Lease::new("me", Duration::from_secs(60));
+        let done = collector::pass(
+            &db,
+            &metrics,
+            &deleter,
+            Duration::ZERO,
+            &cursor,
+            &mut lost,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(done, collector::Collected::default(), "{backend:?}");
+        let text = metrics.render();
+        assert!(!text.contains("xene_workflow_stored_bytes{"), "{text}");
     }
+}
+
+async fn rename_workflows(db: &Db, from: &str, to: &str) {
+    sqlx::query(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .execute(&mut *db.write_conn().await.unwrap())
+        .await
+        .unwrap();
 }
 
 fn objects_exist(root: &std::path::Path, seeds: &[u8]) -> bool {
