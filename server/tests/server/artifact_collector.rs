@@ -278,7 +278,10 @@ async fn publish(
     let digests: Vec<_> = seeds.iter().map(|s| digest(*s)).collect();
     let missing = artifacts::missing_blobs(db, &digests).await.unwrap();
     for seed in seeds {
-        if missing.contains(&digest(seed)) {
+        // Missing, or its row outlived its object (a publish whose check
+        // failed made it): sent again, as an agent told so does.
+        let d = digest(seed);
+        if missing.contains(&d) || store.size_of(&d).await.unwrap().is_none() {
             upload(store.local_root().unwrap(), seed);
         }
     }
@@ -309,8 +312,15 @@ async fn publish(
     true
 }
 
-/// Publishes race a collector whose grace has passed for every blob (the
-/// worst case): some are refused, none is left naming a deleted object.
+/// Publishes race a collector with the real grace. Each publisher has its
+/// own blobs (no other publish is ever under way on them when it ages
+/// them): once it has deleted an artifact (as retention does), it ages
+/// that artifact's live rows past the grace, so the collector may take
+/// them while its next publishes count on the same blobs. Every fourth
+/// artifact stays, naming two of the four blobs: their rows are aged too
+/// but named. Some publishes are refused; none is left naming a deleted
+/// object, and what a live manifest names stays. Uploads go through the
+/// store's tmp/, so the collector gets no temporary directory to sweep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
     for backend in BACKENDS {
@@ -323,23 +333,28 @@ async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
         let run = start_run(&db, "art", &[]).await;
         let ok = crate::artifact_lifecycle::start_task(&db, run, "ok").await;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let deleter = std::sync::Arc::new(StoredObjects {
+            temp_dir: None,
+            ..collected(&store)
+        });
+        let (metrics, cursor) = (Metrics::new(), Mutex::new(Cursor::default()));
+        let cursor = std::sync::Arc::new(cursor);
         let collecting = {
-            let (db, store, stop) = (db.clone(), store.clone(), stop.clone());
+            let (db, deleter, cursor, stop) =
+                (db.clone(), deleter.clone(), cursor.clone(), stop.clone());
             tokio::spawn(async move {
-                let (metrics, cursor) = (Metrics::new(), Mutex::new(Cursor::default()));
-                let deleter = collected(&store);
+                let metrics = Metrics::new();
                 let mut lease = Lease::new("me", Duration::from_secs(60));
                 let mut deleted = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let later = now_ms() + GRACE_MS + 1;
                     let done = collector::pass(
                         &db,
                         &metrics,
-                        &deleter,
+                        deleter.as_ref(),
                         Duration::ZERO,
                         &cursor,
                         &mut lease,
-                        later,
+                        now_ms(),
                     )
                     .await
                     .unwrap();
@@ -352,23 +367,37 @@ async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
             .map(|p| {
                 let (db, store) = (db.clone(), store.clone());
                 tokio::spawn(async move {
+                    let base = 1 + 4 * p;
                     let mut stored = 0;
                     for round in 0..30u8 {
-                        let seeds = [1 + (p + round) % 4, 1 + (p * 2 + round + 1) % 4];
-                        if seeds[0] == seeds[1] {
+                        let seeds = [base + round % 4, base + (round + 1) % 4];
+                        let name = format!("p{p}-{round}");
+                        if !publish(&db, &store, run, ok, &name, seeds).await {
                             continue;
                         }
-                        let name = format!("p{p}-{round}");
-                        if publish(&db, &store, run, ok, &name, seeds).await {
-                            stored += 1;
-                            // Gone again (as retention takes it): its blobs
-                            // are nobody's, the collector's to take.
-                            sqlx::query("DELETE FROM artifacts WHERE name = $1")
-                                .bind(&name)
-                                .execute(&mut *db.write_conn().await.unwrap())
-                                .await
-                                .unwrap();
+                        stored += 1;
+                        if round % 4 == 0 {
+                            continue;
                         }
+                        // Gone again, long ago: its blobs are the
+                        // collector's to take, unless a kept artifact or
+                        // the next publish names them.
+                        let mut conn = db.write_conn().await.unwrap();
+                        sqlx::query("DELETE FROM artifacts WHERE name = $1")
+                            .bind(&name)
+                            .execute(&mut *conn)
+                            .await
+                            .unwrap();
+                        sqlx::query(
+                            "UPDATE blobs SET touched_at = $1 \
+                             WHERE touched_at >= 0 AND digest IN ($2, $3)",
+                        )
+                        .bind(now_ms() - GRACE_MS - 1000)
+                        .bind(digest(seeds[0]).as_str())
+                        .bind(digest(seeds[1]).as_str())
+                        .execute(&mut *conn)
+                        .await
+                        .unwrap();
                     }
                     stored
                 })
@@ -379,9 +408,48 @@ async fn publishes_racing_the_collector_never_name_a_deleted_blob() {
             stored += p.await.unwrap();
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let deleted = collecting.await.unwrap();
+        let mut deleted = collecting.await.unwrap();
         assert!(stored > 0, "{backend:?}: no publish got through");
-        eprintln!("{backend:?}: {stored} publishes staged, {deleted} objects collected meanwhile");
+
+        // Once more, alone: the aged rows nothing names go with their
+        // objects; every blob a manifest names is still there.
+        let mut lease = Lease::new("me", Duration::from_secs(60));
+        let last = collector::pass(
+            &db,
+            &metrics,
+            deleter.as_ref(),
+            Duration::ZERO,
+            &cursor,
+            &mut lease,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        deleted += last.objects;
+        let aged: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM blobs b WHERE b.touched_at >= 0 AND b.touched_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM artifact_files f WHERE f.digest = b.digest)",
+        )
+        .bind(now_ms() - GRACE_MS)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(aged, 0, "{backend:?}: the collector left aged rows");
+        let named: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT digest FROM artifact_files ORDER BY digest")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert!(!named.is_empty(), "{backend:?}: no artifact was kept");
+        for d in &named {
+            let d = xene_core::artifact::Digest::parse(d).unwrap();
+            assert_eq!(
+                store.size_of(&d).await.unwrap(),
+                Some(1),
+                "{backend:?}: a kept manifest names {d}, whose object is gone"
+            );
+        }
+        eprintln!("{backend:?}: {stored} publishes staged, {deleted} objects collected");
     }
 }
 
