@@ -13,7 +13,8 @@ use crate::ui::{ErrorBox, Time, loading};
 /// part of an action's name before its dot, and what it is in words.
 const KINDS: &[(&str, &str)] = &[
     ("workflow", "Workflows applied, approved, deleted"),
-    ("run", "Runs started and cancelled"),
+    ("run", "Runs started, cancelled, pinned"),
+    ("cache", "Caches deleted"),
     ("secret", "Secrets"),
     ("hook", "Webhooks"),
     ("sign_in", "Sign-ins"),

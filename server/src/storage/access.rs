@@ -664,10 +664,11 @@ pub const AUDIT_KINDS: &[(&str, &[&str])] = &[
         "agent",
         &["agent.drain", "agent.join", "agent.revoke", "agent.undrain"],
     ),
+    ("cache", &["cache.delete"]),
     ("hook", &["hook.create", "hook.rotate"]),
     ("invite", &["invite.delete", "invite.put"]),
     ("join_token", &["join_token.create"]),
-    ("run", &["run.cancel", "run.start"]),
+    ("run", &["run.cancel", "run.pin", "run.start", "run.unpin"]),
     (
         "secret",
         &[
