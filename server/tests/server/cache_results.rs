@@ -2,9 +2,10 @@
 //! 25), on SQLite and PostgreSQL:
 //!
 //! - what an agent reports a restore found (`RunEvent::CacheRestored`) is
-//!   stored once and is its task's result: a dependant's `if:
-//!   tasks.build.caches.cargo == 'miss'` runs it, `== 'hit'` skips it, and
-//!   the dependant's dispatch carries it; a dispatch may save caches unless
+//!   stored once per attempt, and the attempt that gave the task's result
+//!   (a retry's, not the failed first one's) is its task's result: a
+//!   dependant's `if: tasks.build.caches.cargo == 'hit'` runs it, `==
+//!   'miss'` skips it, and the dependant's dispatch carries it; a dispatch may save caches unless
 //!   its pipeline's `cache_save` says `never` for the run's trigger (a bare
 //!   WebSocket client plays the agent);
 //! - `GET /api/v1/workflows/{name}/caches` lists a workflow's saved
@@ -32,6 +33,7 @@ pipelines:
     cache_save: {webhook: never}
     tasks:
       build:
+        retries: {count: 1, backoff: 10ms}
         caches:
           - name: cargo
             key: cargo-1
@@ -58,12 +60,16 @@ pipelines:
 ";
 
 fn finished(task: &str) -> RunEvent {
+    ended(task, 1, TaskStatus::Success)
+}
+
+fn ended(task: &str, attempt: u32, status: TaskStatus) -> RunEvent {
     RunEvent::TaskFinished {
         task: task.into(),
-        status: TaskStatus::Success,
+        status,
         output: None,
         duration_ms: 1,
-        attempt: 1,
+        attempt,
         error: None,
         retry_in_ms: None,
     }
@@ -136,20 +142,50 @@ async fn a_restore_reported_is_the_tasks_result_and_dispatches_say_whether_to_sa
             &task_events(attempt, 0, &[started("build"), restored(CacheHit::Miss)]),
         )
         .await;
+        // It fails, with a retry left.
         send(
             &mut agent,
-            &task_events(attempt, 2, &[restored(CacheHit::Hit), finished("build")]),
+            &task_events(
+                attempt,
+                2,
+                &[
+                    restored(CacheHit::Hit),
+                    ended("build", 1, TaskStatus::Error),
+                ],
+            ),
+        )
+        .await;
+
+        // Attempt 2 finds the entry and gives the task's result: a
+        // dependant reads its restores, not the first attempt's.
+        let retried = next_task(&mut agent).await;
+        assert_eq!((retried.task.as_str(), retried.number), ("build", 2));
+        let started_2 = RunEvent::TaskStarted {
+            task: "build".into(),
+            attempt: 2,
+        };
+        send(
+            &mut agent,
+            &task_events(
+                retried.attempt,
+                0,
+                &[
+                    started_2,
+                    restored(CacheHit::Hit),
+                    ended("build", 2, TaskStatus::Success),
+                ],
+            ),
         )
         .await;
 
         let next = next_task(&mut agent).await;
-        assert_eq!(next.task, "after_miss", "{next:?}");
+        assert_eq!(next.task, "after_hit", "{next:?}");
         assert!(next.cache_save);
         let read = &next.outputs["build"];
         assert_eq!(read.status, TaskStatus::Success);
         assert_eq!(
             read.caches.get("cargo"),
-            Some(&CacheHit::Miss),
+            Some(&CacheHit::Hit),
             "{:?}",
             next.outputs
         );
@@ -158,14 +194,14 @@ async fn a_restore_reported_is_the_tasks_result_and_dispatches_say_whether_to_sa
             &task_events(
                 next.attempt,
                 0,
-                &[started("after_miss"), finished("after_miss")],
+                &[started("after_hit"), finished("after_hit")],
             ),
         )
         .await;
         let run = server.wait_for_run(run_id).await;
         assert_eq!(run["status"], "success", "{run}");
-        assert_eq!(task(&run, "after_miss")["status"], "success", "{run}");
-        assert_eq!(task(&run, "after_hit")["status"], "skipped", "{run}");
+        assert_eq!(task(&run, "after_hit")["status"], "success", "{run}");
+        assert_eq!(task(&run, "after_miss")["status"], "skipped", "{run}");
 
         // Stored once, as first reported.
         let storage = xene_server::storage::Db::connect(&db.url).await.unwrap();
@@ -323,17 +359,20 @@ async fn viewers_list_caches_and_editors_remove_their_workflows_entries() {
         let (_, body) = server.get("/api/v1/workflows/theirs/caches").await;
         assert_eq!(body["total"], 1, "{body}");
 
-        let (_, audit) = server.get("/api/v1/audit?limit=50").await;
-        let removals: Vec<(&str, &str)> = audit["entries"]
+        // The log's `cache` kind reads them.
+        let (_, audit) = server.get("/api/v1/audit?action=cache&limit=50").await;
+        let removals: Vec<(&str, &str, &str)> = audit["entries"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["action"] == "cache.delete")
-            .map(|e| (e["target"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+            .map(|e| {
+                let text = |k: &str| e[k].as_str().unwrap();
+                (text("action"), text("target"), text("detail"))
+            })
             .collect();
         assert_eq!(
             removals,
-            [("mine", format!("cache {old}").as_str())],
+            [("cache.delete", "mine", format!("cache {old}").as_str())],
             "{audit}"
         );
         server.stop().await;
