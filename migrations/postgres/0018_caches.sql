@@ -23,6 +23,12 @@ CREATE TABLE caches (
 CREATE UNIQUE INDEX caches_saved ON caches (workflow, name, key) WHERE state = 'saved';
 CREATE INDEX caches_lru ON caches (workflow, used_at);
 CREATE INDEX caches_by_attempt ON caches (attempt_id);
+-- A restore key's lookup: the newest saved entry of a name.
+CREATE INDEX caches_newest ON caches (workflow, name, created_at) WHERE state = 'saved';
+
+-- `--artifact-quota` sums a workflow's staged artifacts by run (its
+-- published ones through `artifacts_published`).
+CREATE INDEX artifacts_staged ON artifacts (run_id) WHERE state = 'staged';
 
 CREATE TABLE cache_chunks (
     cache_id BIGINT NOT NULL REFERENCES caches (id) ON DELETE CASCADE,

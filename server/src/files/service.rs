@@ -104,6 +104,8 @@ pub async fn answer(
 struct Held {
     run_id: i64,
     workflow: String,
+    /// The run's spec version.
+    version: i64,
     pipeline: String,
     /// What started the run (`manual`, `webhook`, `cron`, ...).
     trigger: String,
@@ -196,6 +198,7 @@ async fn held(
     Ok(Held {
         run_id: row.run_id,
         workflow: run.workflow,
+        version: run.version,
         pipeline: run.pipeline,
         trigger: run.trigger,
         cache_save,
@@ -218,7 +221,8 @@ fn publishes(held: &Held, name: &str) -> Result<bool, Failure> {
 }
 
 /// Refuses an artifact that would take its workflow's artifacts past
-/// `--artifact-quota` (what it replaces in its run not counted).
+/// `--artifact-quota` (what it replaces in its run not counted): an early
+/// hint, before anything is uploaded; `artifacts::stage` decides.
 async fn within_artifact_quota(
     ctx: &Service,
     held: &Held,
@@ -229,21 +233,32 @@ async fn within_artifact_quota(
         return Ok(());
     };
     let bytes = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
+    let mut conn = ctx.db.pool().acquire().await.map_err(StorageError::from)?;
     let kept =
-        cache_records::quota::artifact_bytes_besides(&ctx.db, &held.workflow, held.run_id, name)
-            .await?;
+        cache_records::quota::artifact_bytes_besides(&mut conn, &held.workflow, held.run_id, name)
+            .await
+            .map_err(StorageError::from)?;
     if kept.saturating_add(bytes) > quota {
-        return refuse(format!(
-            "workflow {} keeps {} of artifacts; {}'s {} would pass its quota {} \
-             (--artifact-quota); unpin or let retention remove old runs",
-            held.workflow,
-            size_text(kept),
-            shown(name),
-            size_text(bytes),
-            size_text(quota)
+        return refuse(over_artifact_quota(
+            &held.workflow,
+            kept,
+            name,
+            bytes,
+            quota,
         ));
     }
     Ok(())
+}
+
+fn over_artifact_quota(workflow: &str, kept: u64, name: &str, bytes: u64, quota: u64) -> String {
+    format!(
+        "workflow {workflow} keeps {} of artifacts; {}'s {} would pass its quota {} \
+         (--artifact-quota); unpin or let retention remove old runs",
+        size_text(kept),
+        shown(name),
+        size_text(bytes),
+        size_text(quota)
+    )
 }
 
 /// The manifest's distinct blobs with their sizes, once it is valid.
@@ -437,6 +452,14 @@ async fn commit(
             "blob {digest} is no longer in the artifact store; publish again"
         )),
         Staged::Invalid(reason) => refuse(reason),
+        Staged::OverQuota {
+            workflow,
+            kept,
+            quota,
+        } => {
+            let bytes = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
+            refuse(over_artifact_quota(&workflow, kept, name, bytes, quota))
+        }
     }
 }
 

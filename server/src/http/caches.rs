@@ -81,12 +81,12 @@ async fn delete_cache(
 ) -> Result<StatusCode, ApiError> {
     let Path((name, id)) = path?;
     workflow_exists(&state, &name).await?;
-    if !caches::delete(&state.db, &name, id).await? {
+    let Some((cache, key)) = caches::delete(&state.db, &name, id).await? else {
         return Err(ApiError::NotFound(format!(
             "workflow {name:?} has no cache entry {id}"
         )));
-    }
-    let detail = format!("cache {id}");
+    };
+    let detail = format!("cache {cache} {key} (id {id})");
     super::audit::record(&state, &principal, "cache.delete", &name, &detail).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -53,6 +53,14 @@ pub enum Staged {
     MissingBlob(Digest),
     /// The manifest is not a valid one: nothing was stored.
     Invalid(String),
+    /// The workflow keeps `kept` bytes of artifacts besides what this one
+    /// replaces: with it, more than its `quota` (`--artifact-quota`).
+    /// Nothing was stored.
+    OverQuota {
+        workflow: String,
+        kept: u64,
+        quota: u64,
+    },
 }
 
 /// A published artifact, as pages and the API show it.
@@ -111,6 +119,25 @@ pub async fn stage(
     if held.is_none() {
         return Ok(Staged::NotRunning);
     }
+    let bytes: u64 = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
+    if let Some(quota) = db.quotas().artifact_bytes {
+        // Counted and compared here, with the workflow's writers taking
+        // turns: two commits checked at once would both pass.
+        let workflow: String = sqlx::query_scalar("SELECT workflow FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        super::caches::quota::lock_workflow(&mut tx, &workflow).await?;
+        let kept =
+            super::caches::quota::artifact_bytes_besides(&mut tx, &workflow, run_id, name).await?;
+        if kept.saturating_add(bytes) > quota {
+            return Ok(Staged::OverQuota {
+                workflow,
+                kept,
+                quota,
+            });
+        }
+    }
     let digests: BTreeSet<&Digest> = files.iter().map(|f| &f.digest).collect();
     let digests: Vec<&Digest> = digests.into_iter().collect();
     for chunk in digests.chunks(CHUNK) {
@@ -136,7 +163,6 @@ pub async fn stage(
         .bind(name)
         .execute(&mut *tx)
         .await?;
-    let bytes: u64 = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO artifacts (run_id, task, name, attempt_id, state, when_always, files, bytes, created_at) \
          VALUES ($1, $2, $3, $4, 'staged', $5, $6, $7, $8) RETURNING id",

@@ -328,6 +328,7 @@ pub async fn expire_leases(db: &Db, now: i64) -> Result<Expired, StorageError> {
         out.lost += 1;
         // Nobody knows how its publish ended: what it staged never shows.
         super::artifacts::discard_staged(&mut tx, id).await?;
+        super::caches::discard_staged(&mut tx, id).await?;
         let agent = agent.unwrap_or_default();
         // Unpinned only once the agent holds none of its tasks: while it
         // runs the others, the run's next tasks still go there.
@@ -509,6 +510,7 @@ pub async fn fail(db: &Db, attempt: i64, reason: &str) -> Result<(), StorageErro
     // Failed by the server: what it staged never shows (artifacts before
     // its task and run, the order every writer takes).
     super::artifacts::discard_staged(&mut tx, attempt).await?;
+    super::caches::discard_staged(&mut tx, attempt).await?;
     let ended = end_task(&mut tx, run_id, &task, TaskStatus::Error, Some(reason), now).await?;
     // What keeps a task from executing at all (a secret not approved, a
     // version that no longer runs) is the run's trouble too: its page and

@@ -22,6 +22,10 @@ pub use quota::Quotas;
 /// Entries evicted per statement while a workflow is past its quota.
 const EVICT_PAGE: i64 = 100;
 
+/// The most saved entries a workflow keeps: past them the least recently
+/// used are evicted as another is saved, whatever their bytes.
+pub const MAX_ENTRIES: i64 = 10_000;
+
 /// The most entries `list` shows (`CacheList::total` counts them all).
 pub const LIST_LIMIT: usize = 200;
 
@@ -237,23 +241,28 @@ pub async fn save_attempt(
 }
 
 /// Evicts `workflow`'s saved entries, least recently used first, while
-/// they take more than `quota` bytes; never one saved by `keep_attempt`.
+/// they take more than `quota` bytes or are more than `MAX_ENTRIES`;
+/// never one saved by `keep_attempt`.
 async fn evict(
     tx: &mut WriteTx,
     workflow: &str,
     keep_attempt: i64,
     quota: u64,
 ) -> Result<u64, sqlx::Error> {
-    let total: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM caches \
+    // Two attempts' ends evicting in one workflow at once would count the
+    // same entries and wait on each other's deletes (PostgreSQL).
+    quota::lock_workflow(tx, workflow).await?;
+    let (count, total): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM caches \
          WHERE workflow = $1 AND state = 'saved'",
     )
     .bind(workflow)
     .fetch_one(&mut **tx)
     .await?;
     let mut total = to_u64(total);
+    let mut count = count;
     let mut evicted = 0;
-    while total > quota {
+    while total > quota || count > MAX_ENTRIES {
         let page: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT id, bytes FROM caches WHERE workflow = $1 AND state = 'saved' \
              AND attempt_id <> $2 ORDER BY used_at, id LIMIT $3",
@@ -267,16 +276,20 @@ async fn evict(
             break;
         }
         for (id, bytes) in page {
-            if total <= quota {
+            if total <= quota && count <= MAX_ENTRIES {
                 break;
             }
             // Its chunks go with it (ON DELETE CASCADE).
-            sqlx::query("DELETE FROM caches WHERE id = $1")
+            let deleted = sqlx::query("DELETE FROM caches WHERE id = $1")
                 .bind(id)
                 .execute(&mut **tx)
-                .await?;
-            total = total.saturating_sub(to_u64(bytes));
-            evicted += 1;
+                .await?
+                .rows_affected();
+            if deleted == 1 {
+                total = total.saturating_sub(to_u64(bytes));
+                count -= 1;
+                evicted += 1;
+            }
         }
     }
     Ok(evicted)
@@ -290,9 +303,11 @@ pub async fn discard_staged(tx: &mut WriteTx, attempt_id: i64) -> Result<u64, sq
 
 /// The saved entry of cache `name` of `workflow` to restore: `key`
 /// exactly, else, for each of `restore_keys` in order, the most recently
-/// saved entry whose key starts with it. A hit is marked used now, and the
-/// blobs it names are touched (so the collector's grace covers the
-/// downloads even if the entry is evicted meanwhile).
+/// saved entry whose key starts with it. In one write transaction: a hit
+/// is marked used now, and the blobs it names are touched (so the
+/// collector's grace covers the downloads even if the entry is evicted
+/// meanwhile). An entry deleted meanwhile is passed over; one whose blobs
+/// are not all in the store, or with no chunks, is a miss.
 pub async fn lookup(
     db: &Db,
     workflow: &str,
@@ -300,31 +315,50 @@ pub async fn lookup(
     key: &str,
     restore_keys: &[String],
 ) -> Result<Option<Found>, StorageError> {
-    let exact: Option<(i64, String, i64)> = sqlx::query_as(
-        "SELECT id, key, files FROM caches WHERE workflow = $1 AND name = $2 AND key = $3 \
-         AND state = 'saved'",
-    )
-    .bind(workflow)
-    .bind(name)
-    .bind(key)
-    .fetch_optional(db.pool())
-    .await?;
-    let mut found = exact;
-    for prefix in restore_keys {
-        if found.is_some() {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let mut found: Option<(i64, String, i64)> = None;
+    for prefix in std::iter::once(None).chain(restore_keys.iter().map(Some)) {
+        let candidate: Option<(i64, String, i64)> = match prefix {
+            None => {
+                sqlx::query_as(
+                    "SELECT id, key, files FROM caches WHERE workflow = $1 AND name = $2 \
+                     AND key = $3 AND state = 'saved'",
+                )
+                .bind(workflow)
+                .bind(name)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            // substr, not LIKE: a key's `%` and `_` are plain characters.
+            Some(prefix) => {
+                sqlx::query_as(
+                    "SELECT id, key, files FROM caches WHERE workflow = $1 AND name = $2 \
+                     AND state = 'saved' AND substr(key, 1, length(CAST($3 AS TEXT))) = $3 \
+                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                )
+                .bind(workflow)
+                .bind(name)
+                .bind(prefix)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        let Some(candidate) = candidate else { continue };
+        // Held from here to the commit: a delete or an eviction meanwhile
+        // (PostgreSQL) leaves nothing to update, and the next key is tried.
+        let used: Option<i64> = sqlx::query_scalar(
+            "UPDATE caches SET used_at = $1 WHERE id = $2 AND state = 'saved' RETURNING id",
+        )
+        .bind(now)
+        .bind(candidate.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if used.is_some() {
+            found = Some(candidate);
             break;
         }
-        // substr, not LIKE: a key's `%` and `_` are plain characters.
-        found = sqlx::query_as(
-            "SELECT id, key, files FROM caches WHERE workflow = $1 AND name = $2 \
-             AND state = 'saved' AND substr(key, 1, length(CAST($3 AS TEXT))) = $3 \
-             ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .bind(workflow)
-        .bind(name)
-        .bind(prefix)
-        .fetch_optional(db.pool())
-        .await?;
     }
     let Some((id, key, files)) = found else {
         return Ok(None);
@@ -333,18 +367,15 @@ pub async fn lookup(
         "SELECT path, size, mode, digest FROM cache_chunks WHERE cache_id = $1 ORDER BY path",
     )
     .bind(id)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *tx)
     .await?;
     let chunks: Vec<ManifestEntry> = rows
         .iter()
         .map(|r| entry_of(r, 0))
         .collect::<Result<_, _>>()?;
-    let now = now_ms();
-    sqlx::query("UPDATE caches SET used_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(&mut *db.write_conn().await?)
-        .await?;
+    if chunks.is_empty() {
+        return Ok(None);
+    }
     let digests: BTreeSet<&Digest> = chunks.iter().map(|c| &c.digest).collect();
     let digests: Vec<&Digest> = digests.into_iter().collect();
     for part in digests.chunks(CHUNK) {
@@ -353,8 +384,13 @@ pub async fn lookup(
         for d in part {
             query = query.bind(d.as_str());
         }
-        query.execute(&mut *db.write_conn().await?).await?;
+        // A blob removed (or being removed by the collector): the entry
+        // cannot be restored whole.
+        if query.execute(&mut *tx).await?.rows_affected() as usize != part.len() {
+            return Ok(None);
+        }
     }
+    tx.commit().await?;
     Ok(Some(Found {
         id,
         key,
@@ -401,16 +437,30 @@ pub async fn list(db: &Db, workflow: &str) -> Result<CacheList, StorageError> {
 }
 
 /// Deletes `workflow`'s saved entry `id` (its blobs are left to the
-/// collector); false when it has none of that id.
-pub async fn delete(db: &Db, workflow: &str, id: i64) -> Result<bool, StorageError> {
-    let deleted =
-        sqlx::query("DELETE FROM caches WHERE id = $1 AND workflow = $2 AND state = 'saved'")
-            .bind(id)
-            .bind(workflow)
-            .execute(&mut *db.write_conn().await?)
-            .await?
-            .rows_affected();
-    Ok(deleted == 1)
+/// collector): its name and key, none when it has no entry of that id.
+pub async fn delete(
+    db: &Db,
+    workflow: &str,
+    id: i64,
+) -> Result<Option<(String, String)>, StorageError> {
+    Ok(sqlx::query_as(
+        "DELETE FROM caches WHERE id = $1 AND workflow = $2 AND state = 'saved' \
+         RETURNING name, key",
+    )
+    .bind(id)
+    .bind(workflow)
+    .fetch_optional(&mut *db.write_conn().await?)
+    .await?)
+}
+
+/// Deletes every entry of `workflow` (deleted), in the transaction that
+/// deletes it; their blobs are left to the collector.
+pub async fn delete_workflow(tx: &mut WriteTx, workflow: &str) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM caches WHERE workflow = $1")
+        .bind(workflow)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }
 
 /// Bytes of `workflow`'s saved entries (each counted whole, even where

@@ -464,14 +464,22 @@ pub async fn exists(db: &Db, name: &str) -> Result<bool, StorageError> {
 /// Deletes a workflow: it disappears from listings and takes no new runs;
 /// its versions stay for the runs that ran them. Returns false when unknown.
 pub async fn delete(db: &Db, name: &str) -> Result<bool, StorageError> {
+    let mut tx = db.begin_write().await?;
     let result = sqlx::query(
         "UPDATE workflows SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0",
     )
     .bind(now_ms())
     .bind(name)
-    .execute(&mut *db.write_conn().await?)
+    .execute(&mut *tx)
     .await?;
-    Ok(result.rows_affected() > 0)
+    if result.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // Caches outlive runs, not their workflow (a new one of its name
+    // starts without them); the collector removes their blobs.
+    super::caches::delete_workflow(&mut tx, name).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Records the scheduler's latest decision for a pipeline.

@@ -5,7 +5,11 @@
 //!   another is saved, never the one just saved; an entry larger than the
 //!   quota is refused with a message; a webhook's run never saves when its
 //!   pipeline says so, whatever the agent asks;
-//! - past `--artifact-quota` a publish is refused with a message;
+//! - past `--artifact-quota` a publish is refused with a message, decided
+//!   as it is staged;
+//! - a workflow keeps at most `MAX_ENTRIES` entries; attempts failed or
+//!   lost drop what they staged; a deleted workflow's entries go;
+//! - two attempts ending at once, both evicting, both end (PostgreSQL);
 //! - the collector never deletes a blob a cache entry names, drops the
 //!   staged entries of attempts that ended without saving them, and
 //!   reports each workflow's stored bytes.
@@ -18,13 +22,13 @@ use xene_core::protocol::{FilesAnswer, FilesRequest};
 use xene_core::status::TaskStatus;
 use xene_server::controllers::collector::{self, Cursor, Lease, StoredObjects};
 use xene_server::metrics::Metrics;
-use xene_server::storage::artifacts::GRACE_MS;
+use xene_server::storage::artifacts::{self, GRACE_MS, Staged};
 use xene_server::storage::caches::{self, Quotas};
-use xene_server::storage::now_ms;
+use xene_server::storage::{attempts, now_ms, workflows};
 
 use crate::artifact_lifecycle::finish;
 use crate::caches_service::{Setup, chunk, fill, refused, setup};
-use crate::util::BACKENDS;
+use crate::util::{BACKENDS, Backend};
 
 async fn keys(s: &Setup) -> Vec<String> {
     let list = caches::list(&s.db, "cw").await.unwrap();
@@ -132,6 +136,22 @@ async fn cache_quota_evicts_the_least_recently_used_and_refuses_what_cannot_be_k
         assert_eq!(refused(committed), want);
         let (_, committed) = publish(&s, next, fill(2, 10)).await;
         assert_eq!(committed, FilesAnswer::Committed);
+        // The stage decides, whatever a commit's early check saw: 40 B
+        // kept (30 published, 10 staged), 30 more pass the quota.
+        let (run, last) = s.attempt("manual").await;
+        let files = [ManifestEntry {
+            path: "app".into(),
+            ..chunk(0, fill(3, 30))
+        }];
+        let staged = artifacts::stage(&s.db, last, run, "build", "binary", false, &files)
+            .await
+            .unwrap();
+        let want = Staged::OverQuota {
+            workflow: "cw".into(),
+            kept: 40,
+            quota: 50,
+        };
+        assert_eq!(staged, want, "{backend:?}");
     }
 }
 
@@ -202,8 +222,9 @@ async fn cache_quota_collector_keeps_every_blob_a_cache_names() {
 
         // Deleted, its blob goes with the next pass.
         let id = caches::list(&s.db, "cw").await.unwrap().entries[0].id;
-        assert!(!caches::delete(&s.db, "other", id).await.unwrap());
-        assert!(caches::delete(&s.db, "cw", id).await.unwrap());
+        assert_eq!(caches::delete(&s.db, "other", id).await.unwrap(), None);
+        let deleted = caches::delete(&s.db, "cw", id).await.unwrap();
+        assert_eq!(deleted, Some(("cargo".into(), "k1".into())));
         assert_eq!(pass().await.rows, 1);
         assert!(!object(1).exists(), "{backend:?}");
         assert!(
@@ -211,5 +232,104 @@ async fn cache_quota_collector_keeps_every_blob_a_cache_names() {
                 .render()
                 .contains("xene_workflow_stored_bytes{workflow=\"cw\",kind=\"caches\"} 0\n")
         );
+        bounds_entries_and_drops_what_ended_attempts_and_workflows_leave(&s, backend).await;
+    }
+}
+
+async fn count(s: &Setup, filter: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM caches WHERE {filter}"))
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap()
+}
+
+/// At most `MAX_ENTRIES` entries; attempts failed or lost drop what they
+/// staged; a deleted workflow's entries go (on the set-up of the test
+/// above, to spare one).
+async fn bounds_entries_and_drops_what_ended_attempts_and_workflows_leave(
+    s: &Setup,
+    backend: Backend,
+) {
+    // MAX_ENTRIES tiny entries, each used before any saved below.
+    sqlx::query(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+         INSERT INTO caches (workflow, name, key, attempt_id, state, files, bytes, \
+         created_at, used_at) SELECT 'cw', 'cargo', 'old-' || CAST(i AS TEXT), 0, 'saved', \
+         1, 1, i, i FROM n",
+        caches::MAX_ENTRIES
+    ))
+    .execute(s.db.pool())
+    .await
+    .unwrap();
+    let (_, attempt) = s.attempt("manual").await;
+    assert_eq!(
+        s.save(attempt, "new", &[fill(1, 10)]).await,
+        FilesAnswer::Committed
+    );
+    assert!(finish(&s.db, attempt, "build", TaskStatus::Success).await);
+    let saved = "workflow = 'cw' AND state = 'saved'";
+    assert_eq!(count(s, saved).await, caches::MAX_ENTRIES, "{backend:?}");
+    assert_eq!(count(s, "key IN ('old-1', 'old-2', 'new')").await, 2);
+    assert_eq!(count(s, "key = 'old-1'").await, 0, "{backend:?}");
+
+    // Failed by the server, or lost with its agent: nothing staged stays.
+    let (_, failed) = s.attempt("manual").await;
+    assert_eq!(
+        s.save(failed, "f", &[fill(2, 10)]).await,
+        FilesAnswer::Committed
+    );
+    attempts::fail(&s.db, failed, "no").await.unwrap();
+    assert_eq!(count(s, &format!("attempt_id = {failed}")).await, 0);
+    let (_, lost) = s.attempt("manual").await;
+    assert_eq!(
+        s.save(lost, "l", &[fill(3, 10)]).await,
+        FilesAnswer::Committed
+    );
+    sqlx::query("UPDATE task_attempts SET lease_expires_at = 0 WHERE id = $1")
+        .bind(lost)
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    let expired = attempts::expire_leases(&s.db, now_ms()).await.unwrap();
+    assert_eq!(expired.lost, 1, "{backend:?}");
+    assert_eq!(count(s, &format!("attempt_id = {lost}")).await, 0);
+
+    // A deleted workflow's entries go (its blobs to the collector).
+    assert!(workflows::delete(&s.db, "cw").await.unwrap());
+    assert_eq!(count(s, "workflow = 'cw'").await, 0, "{backend:?}");
+    let chunks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_chunks")
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(chunks, 0);
+}
+
+/// Two attempts ending at once, each saving an entry past the quota and
+/// so evicting the same older entries of one workflow:
+/// both end, every time, and the workflow stays within its quota.
+#[tokio::test]
+async fn cache_quota_two_ends_evicting_at_once_both_end_on_postgres() {
+    let quotas = Quotas {
+        cache_bytes: 100,
+        artifact_bytes: None,
+    };
+    let s = setup(Backend::Postgres, quotas).await;
+    for round in 0..10u8 {
+        let seed = round % 8;
+        let (_, a) = s.attempt("manual").await;
+        let (_, b) = s.attempt("manual").await;
+        // One entry per cache name and attempt: 100 bytes new in all.
+        for (attempt, key, size) in [(a, "k1", 60), (b, "k2", 40)] {
+            let key = format!("{key}-{round}");
+            let saved = s.save(attempt, &key, &[fill(seed, size)]).await;
+            assert_eq!(saved, FilesAnswer::Committed);
+        }
+        let (ended_a, ended_b) = tokio::join!(
+            finish(&s.db, a, "build", TaskStatus::Success),
+            finish(&s.db, b, "build", TaskStatus::Success),
+        );
+        assert!(ended_a && ended_b, "round {round}");
+        let usage = caches::usage(&s.db, "cw").await.unwrap();
+        assert_eq!(usage, 100, "round {round}");
     }
 }

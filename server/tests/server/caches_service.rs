@@ -6,7 +6,10 @@
 //!   its attempt succeeded; then the key hits exactly, and restore keys
 //!   find the newest entry starting with them (by prefix, `_` no wildcard);
 //! - the first save of a key wins, also when two attempts stage it at once;
-//! - a cache its task does not declare is refused.
+//! - a cache its task does not declare is refused; so are chunks not named
+//!   as agents name them, and a save from a pipeline that may save when
+//!   another declaring the cache never saves for the run's trigger;
+//! - a saved entry with a blob gone, or with no chunks, is a miss.
 //!
 //! Quotas and the collector: `cache_quota.rs`.
 
@@ -41,6 +44,14 @@ pipelines:
         publish:
           - name: binary
             path: out
+  q:
+    tasks:
+      build:
+        steps: ['true']
+        caches:
+          - name: cargo
+            key: cargo
+            paths: [target]
 ";
 
 /// A database with `SPEC` and agent `a`, and the files service over a
@@ -75,7 +86,12 @@ pub async fn setup(backend: Backend, quotas: Quotas) -> Setup {
 impl Setup {
     /// A run of `p` started by `trigger`, its `build` attempt started.
     pub async fn attempt(&self, trigger: &str) -> (i64, i64) {
-        let run = runs::create(&self.db, "cw", "p", Default::default(), trigger)
+        self.attempt_in("p", trigger).await
+    }
+
+    /// A run of `pipeline` started by `trigger`, its `build` attempt started.
+    pub async fn attempt_in(&self, pipeline: &str, trigger: &str) -> (i64, i64) {
+        let run = runs::create(&self.db, "cw", pipeline, Default::default(), trigger)
             .await
             .unwrap()
             .id;
@@ -323,5 +339,80 @@ async fn caches_service_restores_exact_then_newest_by_prefix_and_the_first_save_
             .await
             .unwrap();
         assert_eq!(staged, 0);
+        refuses_bad_chunks_and_saves_other_pipelines_forbid(&s, backend).await;
     }
+}
+
+/// Chunks misnamed and saves another pipeline forbids are refused; an
+/// entry with a blob gone or no chunks misses (on the set-up of the test
+/// above, to spare one).
+async fn refuses_bad_chunks_and_saves_other_pipelines_forbid(s: &Setup, backend: Backend) {
+    let (_, first) = s.attempt("manual").await;
+    // Chunks as agents name them, at least one: else refused.
+    let misnamed = ManifestEntry {
+        path: "x.tar".into(),
+        ..chunk(0, fill(0, 10))
+    };
+    let cases = [
+        (vec![], "cache \"cargo\" has no chunks"),
+        (
+            vec![misnamed],
+            "chunk 0 of cache \"cargo\" is named \"x.tar\", not 00000.tar",
+        ),
+        (
+            vec![chunk(1, fill(0, 10))],
+            "chunk 0 of cache \"cargo\" is named \"00001.tar\", not 00000.tar",
+        ),
+    ];
+    for (chunks, want) in cases {
+        let upload = FilesRequest::CacheUpload {
+            name: "cargo".into(),
+            key: "k".into(),
+            chunks: chunks.clone(),
+        };
+        assert_eq!(refused(s.ask(first, upload).await), want, "{backend:?}");
+        let save = FilesRequest::CacheSave {
+            name: "cargo".into(),
+            key: "k".into(),
+            chunks,
+            completed: vec![],
+            files: 1,
+        };
+        assert_eq!(refused(s.ask(first, save).await), want, "{backend:?}");
+    }
+
+    // Pipeline q saves for webhooks, but p, which declares cargo too,
+    // never does: q's webhook runs must not fill p's restores.
+    let (_, hook) = s.attempt_in("q", "webhook").await;
+    let error = refused(s.save(hook, "k", &[fill(6, 10)]).await);
+    assert_eq!(
+        error,
+        "pipeline p also declares cache \"cargo\" and its cache_save says never for runs \
+         started by webhook: entries are shared by the workflow's pipelines, so cache \
+         \"cargo\" is not saved",
+        "{backend:?}"
+    );
+    let (_, manual) = s.attempt_in("q", "manual").await;
+    let saved = s.save(manual, "k", &[fill(6, 10)]).await;
+    assert_eq!(saved, FilesAnswer::Committed, "{backend:?}");
+    assert!(finish(&s.db, manual, "build", TaskStatus::Success).await);
+    assert!(s.restore(first, "k", &[]).await.is_some());
+
+    // A blob gone from the store: the entry cannot be restored whole.
+    let digest = chunk(0, fill(6, 10)).digest;
+    sqlx::query("DELETE FROM blobs WHERE digest = $1")
+        .bind(digest.as_str())
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(s.restore(first, "k", &[]).await, None, "{backend:?}");
+    // An entry without chunks is never a hit.
+    sqlx::query(
+        "INSERT INTO caches (workflow, name, key, attempt_id, state, files, bytes, \
+         created_at, used_at) VALUES ('cw', 'cargo', 'empty', 0, 'saved', 0, 0, 1, 1)",
+    )
+    .execute(s.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(s.restore(first, "empty", &[]).await, None, "{backend:?}");
 }

@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 
 use xene_api::artifacts::size_text;
 use xene_core::artifact::{Digest, ManifestEntry};
-use xene_core::cache::{MAX_CACHE_BYTES, MAX_CACHE_FILES, check_key};
+use xene_core::cache::{MAX_CACHE_BYTES, MAX_CACHE_FILES, check_key, chunk_name};
 use xene_core::protocol::{AttemptRef, BlobDownload, CompletedUpload, FilesAnswer};
 
 use super::{Failure, Held, Service, checked, refuse, shown, store_blobs, uploads};
 use crate::storage::artifacts::Staged;
-use crate::storage::caches;
+use crate::storage::{caches, workflows};
 
 /// That the task of `held` declares cache `name`, and `key` is one.
 fn declared(held: &Held, name: &str, key: &str) -> Result<(), Failure> {
@@ -72,12 +72,26 @@ pub(super) async fn restore(
 }
 
 /// That this run may save an entry of `bytes` of cache `name`: its
-/// pipeline saves caches for its trigger, and the entry fits the quota.
-fn savable(ctx: &Service, held: &Held, name: &str, bytes: u64) -> Result<(), Failure> {
+/// pipeline saves caches for its trigger, and so does every other pipeline
+/// of its spec version that declares a cache of that name (entries are
+/// the workflow's, per name and key: a pipeline that never saves for this
+/// trigger must not restore what another saved), and the entry fits the
+/// quota.
+async fn savable(ctx: &Service, held: &Held, name: &str, bytes: u64) -> Result<(), Failure> {
     if !held.cache_save.allows(&held.trigger) {
         return refuse(format!(
             "pipeline {}'s cache_save says never for runs started by {}: cache {} is not saved",
             held.pipeline,
+            held.trigger,
+            shown(name)
+        ));
+    }
+    if let Some(other) = guarded_by(ctx, held, name).await? {
+        return refuse(format!(
+            "pipeline {other} also declares cache {} and its cache_save says never for runs \
+             started by {}: entries are shared by the workflow's pipelines, so cache {} is not \
+             saved",
+            shown(name),
             held.trigger,
             shown(name)
         ));
@@ -105,6 +119,51 @@ fn savable(ctx: &Service, held: &Held, name: &str, bytes: u64) -> Result<(), Fai
     Ok(())
 }
 
+/// The first other pipeline (by name) of the run's spec version that
+/// declares cache `name` and never saves caches for the run's trigger.
+async fn guarded_by(ctx: &Service, held: &Held, name: &str) -> Result<Option<String>, Failure> {
+    let spec = workflows::spec_of_version(&ctx.db, &held.workflow, held.version).await?;
+    let Some(spec) = spec else {
+        return refuse(format!(
+            "the run's version of workflow {} is gone",
+            held.workflow
+        ));
+    };
+    let mut names: Vec<&String> = spec.pipelines.keys().collect();
+    names.sort();
+    Ok(names
+        .into_iter()
+        .find(|p| {
+            let pipeline = &spec.pipelines[*p];
+            **p != held.pipeline
+                && !pipeline.cache_save.allows(&held.trigger)
+                && pipeline
+                    .tasks
+                    .values()
+                    .any(|t| t.caches.iter().any(|c| c.name == name))
+        })
+        .cloned())
+}
+
+/// That `chunks` are an entry's: at least one, named `chunk_name(i)` in
+/// order (what agents pack and unpack).
+fn chunks_named(name: &str, chunks: &[ManifestEntry]) -> Result<(), Failure> {
+    if chunks.is_empty() {
+        return refuse(format!("cache {} has no chunks", shown(name)));
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        let want = chunk_name(i);
+        if chunk.path != want {
+            return refuse(format!(
+                "chunk {i} of cache {} is named {}, not {want}",
+                shown(name),
+                shown(&chunk.path)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn total_bytes(chunks: &[ManifestEntry]) -> u64 {
     chunks.iter().map(|c| c.size).fold(0, u64::saturating_add)
 }
@@ -119,7 +178,8 @@ pub(super) async fn upload(
     chunks: &[ManifestEntry],
 ) -> Result<FilesAnswer, Failure> {
     declared(held, name, key)?;
-    savable(ctx, held, name, total_bytes(chunks))?;
+    chunks_named(name, chunks)?;
+    savable(ctx, held, name, total_bytes(chunks)).await?;
     uploads(ctx, chunks).await
 }
 
@@ -138,8 +198,9 @@ pub(super) async fn save(
     files: u64,
 ) -> Result<FilesAnswer, Failure> {
     declared(held, name, key)?;
+    chunks_named(name, chunks)?;
     let bytes = total_bytes(chunks);
-    savable(ctx, held, name, bytes)?;
+    savable(ctx, held, name, bytes).await?;
     if files > MAX_CACHE_FILES as u64 {
         return refuse(format!(
             "cache {} holds {files} files, more than the {MAX_CACHE_FILES} an entry may",
@@ -175,5 +236,7 @@ pub(super) async fn save(
             "blob {digest} is no longer in the artifact store; save again"
         )),
         Staged::Invalid(reason) => refuse(reason),
+        // Caches have their own quota, checked above and as they are saved.
+        Staged::OverQuota { .. } => refuse(format!("{what} passes the workflow's quota")),
     }
 }
