@@ -28,8 +28,8 @@ pub const MAX_PIPELINES: usize = 200;
 const DB_GAUGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stored bytes older than this are dropped at a scrape: three collector
-/// periods without a pass here.
-const STORED_MAX_AGE: Duration = crate::controllers::collector::PERIOD.saturating_mul(3);
+/// periods (of 5 minutes) without a pass here.
+pub const STORED_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// Queue and start times: 1 ms to an hour.
 const WAIT_BUCKETS: [f64; 14] = [

@@ -26,6 +26,9 @@ use crate::storage::{Db, StorageError, caches, leases, now_ms, retention};
 /// How often the collector works (and once at start).
 pub const PERIOD: Duration = Duration::from_secs(300);
 
+// A scrape drops the stored bytes after three periods without a pass here.
+const _: () = assert!(crate::metrics::STORED_MAX_AGE.as_secs() == 3 * PERIOD.as_secs());
+
 /// Rows or objects looked at per page, and pages per pass: a pass is
 /// bounded (the store is listed once per pass, `PAGE * PAGES` objects at
 /// most); what is left waits for the next.
