@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::storage::Db;
 use crate::storage::artifacts::{self, InsertBlobsError, Staged, sweep};
 use crate::storage::specs::Specs;
-use crate::storage::{StorageError, attempts, caches as cache_records, runs};
+use crate::storage::{StorageError, attempts, runs};
 
 mod caches;
 
@@ -234,10 +234,9 @@ async fn within_artifact_quota(
     };
     let bytes = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
     let mut conn = ctx.db.pool().acquire().await.map_err(StorageError::from)?;
-    let kept =
-        cache_records::quota::artifact_bytes_besides(&mut conn, &held.workflow, held.run_id, name)
-            .await
-            .map_err(StorageError::from)?;
+    let kept = artifacts::artifact_bytes_besides(&mut conn, &held.workflow, held.run_id, name)
+        .await
+        .map_err(StorageError::from)?;
     if kept.saturating_add(bytes) > quota {
         return refuse(over_artifact_quota(
             &held.workflow,

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use sqlx::Row;
 use xene_core::artifact::{Digest, ManifestEntry};
 
-use super::artifacts::{CHUNK, Staged, entry_of, rows_of, to_i64, touch_sql};
+use super::artifacts::{CHUNK, Staged, entry_of, lock_workflow, rows_of, to_i64, touch_sql};
 use super::{Db, StorageError, WriteTx, now_ms};
 
 pub mod quota;
@@ -251,7 +251,7 @@ async fn evict(
 ) -> Result<u64, sqlx::Error> {
     // Two attempts' ends evicting in one workflow at once would count the
     // same entries and wait on each other's deletes (PostgreSQL).
-    quota::lock_workflow(tx, workflow).await?;
+    lock_workflow(tx, workflow).await?;
     let (count, total): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM caches \
          WHERE workflow = $1 AND state = 'saved'",

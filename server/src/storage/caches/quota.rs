@@ -2,7 +2,7 @@
 //! bytes each workflow keeps, for the refusals past them and the
 //! `xene_workflow_stored_bytes` gauge.
 
-use crate::storage::{Db, StorageError, WriteTx};
+use crate::storage::{Db, StorageError};
 
 /// The default of `--cache-quota`: 10 GiB per workflow.
 pub const DEFAULT_CACHE_QUOTA: u64 = 10 << 30;
@@ -27,49 +27,6 @@ impl Default for Quotas {
             artifact_bytes: None,
         }
     }
-}
-
-/// Bytes of `workflow`'s artifacts, published and staged, besides those of
-/// (`run_id`, `name`), which a commit of that name in that run replaces.
-/// Each state is summed on its own, through its partial index by run.
-pub async fn artifact_bytes_besides(
-    conn: &mut sqlx::AnyConnection,
-    workflow: &str,
-    run_id: i64,
-    name: &str,
-) -> Result<u64, sqlx::Error> {
-    let mut total: u64 = 0;
-    for state in ["published", "staged"] {
-        let sql = format!(
-            "SELECT CAST(COALESCE(SUM(a.bytes), 0) AS BIGINT) FROM runs r \
-             JOIN artifacts a ON a.run_id = r.id AND a.state = '{state}' \
-             WHERE r.workflow = $1 AND NOT (a.run_id = $2 AND a.name = $3)"
-        );
-        let bytes: i64 = sqlx::query_scalar(&sql)
-            .bind(workflow)
-            .bind(run_id)
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await?;
-        total = total.saturating_add(u64::try_from(bytes).unwrap_or(0));
-    }
-    Ok(total)
-}
-
-/// Serializes, until `tx` ends, the writers that count `workflow`'s bytes
-/// against a quota and then add or evict (a stage past `--artifact-quota`,
-/// an eviction past `--cache-quota`), so two never both pass on one count.
-/// PostgreSQL only: a SQLite write transaction holds the database's lock.
-/// The two-key form (25 for issue 25) keeps apart from the one-key lock
-/// `workflows::apply` takes on the same name.
-pub async fn lock_workflow(tx: &mut WriteTx, workflow: &str) -> Result<(), sqlx::Error> {
-    if tx.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_advisory_xact_lock(25, hashtext($1))")
-            .bind(workflow)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
 }
 
 /// What one workflow keeps in the store (each artifact and cache entry
