@@ -372,7 +372,11 @@ async fn viewers_list_caches_and_editors_remove_their_workflows_entries() {
             .collect();
         assert_eq!(
             removals,
-            [("cache.delete", "mine", format!("cache {old}").as_str())],
+            [(
+                "cache.delete",
+                "mine",
+                &*format!("cache cargo cargo-old (id {old})")
+            )],
             "{audit}"
         );
         server.stop().await;
