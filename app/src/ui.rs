@@ -54,6 +54,22 @@ pub fn now_ms() -> i64 {
     }
 }
 
+/// Moves the focus to the element with this id.
+pub fn focus(id: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(el) = document()
+            .get_element_by_id(id)
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = el.focus();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = id;
+}
+
 /// The time in the browser's zone, `2026-11-30 20:05:01`.
 pub(crate) fn local_text(ms: i64) -> String {
     #[cfg(feature = "hydrate")]

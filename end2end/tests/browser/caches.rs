@@ -22,6 +22,7 @@ pipelines:
           - name: fetch
             run: |
               echo "deps cache: $XENE_CACHE_DEPS"
+              echo "had: $(cat deps/lib.txt 2>/dev/null || echo none)"
               if [ ! -f deps/lib.txt ]; then mkdir -p deps; echo lib > deps/lib.txt; fi
 "#;
 
@@ -37,14 +38,21 @@ struct Seen {
     entries: String,
     confirm: String,
     kept: serde_json::Value,
+    escaped: serde_json::Value,
     empty_after: String,
     listed_after: serde_json::Value,
     axe: Vec<String>,
 }
 
 /// Starts a run of `ci` and waits on its page for its end; answers the
-/// build step's log as the page shows it.
-async fn run(browser: &Browser, server: &TestServer, shot: &str) -> Result<String, String> {
+/// build step's log as the page shows it once it has `want` (the cache's
+/// last line: saved after a miss, hit).
+async fn run(
+    browser: &Browser,
+    server: &TestServer,
+    shot: &str,
+    want: &str,
+) -> Result<String, String> {
     let (status, body) = browser
         .api("POST", "/api/v1/workflows/cached/pipelines/ci/runs", "")
         .await?;
@@ -63,8 +71,10 @@ async fn run(browser: &Browser, server: &TestServer, shot: &str) -> Result<Strin
     let log = browser
         .wait_for(
             "the step's log",
-            "const t = [...document.querySelectorAll('.log-line .txt')].map(l => l.textContent).join('\\n'); \
-             return t.includes('deps cache:') ? t : null",
+            &format!(
+                "const t = [...document.querySelectorAll('.log-line .txt')].map(l => l.textContent).join('\\n'); \
+                 return t.includes('{want}') && t.includes('had:') ? t : null"
+            ),
         )
         .await
         .map(|v| v.as_str().unwrap_or_default().to_string());
@@ -98,9 +108,9 @@ async fn walk(browser: &Browser, server: &TestServer, seen: &mut Seen) -> Result
 
     // Two runs: a miss that saves, then a hit.
     seen.logs
-        .push(run(browser, server, "caches-run-miss").await?);
+        .push(run(browser, server, "caches-run-miss", "cache deps: saved").await?);
     seen.logs
-        .push(run(browser, server, "caches-run-hit").await?);
+        .push(run(browser, server, "caches-run-hit", "cache deps: hit").await?);
 
     // The workflow page lists the entry.
     browser.goto(&server.url("/workflows/cached")).await?;
@@ -144,6 +154,19 @@ async fn walk(browser: &Browser, server: &TestServer, seen: &mut Seen) -> Result
              && document.querySelectorAll('#cache-entries tbody tr').length",
         )
         .await?;
+    // Escape closes it too, the focus back on its Delete.
+    browser.click(delete).await?;
+    browser
+        .wait_for_text("#cache-confirm", |t| !t.is_empty())
+        .await?;
+    browser.press(&['\u{E00C}']).await?;
+    seen.escaped = browser
+        .wait_for(
+            "the question gone on Escape",
+            "return document.getElementById('cache-confirm') === null \
+             && document.activeElement?.id",
+        )
+        .await?;
     browser.click(delete).await?;
     browser.click("#confirm-cache-delete").await?;
     seen.empty_after = browser
@@ -184,6 +207,9 @@ async fn a_cache_misses_then_hits_and_the_workflow_page_lists_and_deletes_it() {
         panic!("{:?}", seen.logs);
     };
     assert!(miss.contains("deps cache: miss"), "{miss}");
+    // The files come back: the second run finds what the first saved.
+    assert!(miss.contains("had: none"), "{miss}");
+    assert!(hit.contains("had: lib"), "{hit}");
     assert!(miss.contains("cache deps: miss deps-v1"), "{miss}");
     assert!(miss.contains("cache deps: saved deps-v1"), "{miss}");
     assert!(hit.contains("deps cache: hit"), "{hit}");
@@ -202,6 +228,13 @@ async fn a_cache_misses_then_hits_and_the_workflow_page_lists_and_deletes_it() {
     );
     assert_eq!(seen.focus, "keep-cache");
     assert_eq!(seen.kept, 1);
+    assert!(
+        seen.escaped
+            .as_str()
+            .is_some_and(|id| id.starts_with("delete-cache-")),
+        "{}",
+        seen.escaped
+    );
     assert!(
         seen.artifact_usage.contains("of 1.0 GiB"),
         "{}",

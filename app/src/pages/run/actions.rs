@@ -8,7 +8,7 @@ use xene_api::paths;
 use xene_api::run::Run;
 
 use crate::api;
-use crate::ui::ErrorBox;
+use crate::ui::{ErrorBox, focus};
 
 /// The Cancel button: it only asks.
 #[component]
@@ -143,21 +143,4 @@ pub fn RunAgain(run: Signal<Run>, error: RwSignal<Option<String>>) -> impl IntoV
             "on the latest version"
         </button>
     }
-}
-
-/// Moves the focus to the element with this id: the button that opened
-/// a question, or the run's title once the question is answered.
-fn focus(id: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::JsCast;
-        if let Some(el) = document()
-            .get_element_by_id(id)
-            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = el.focus();
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = id;
 }

@@ -8,7 +8,8 @@
 //! ~20 KB gzipped (every element's type gets its own rendering code),
 //! three times what the page's ceiling left for it. It looks and works
 //! like the other tables, copy buttons and questions (same classes, the
-//! question's focus on "Keep it", Escape).
+//! question's focus on "Keep it", Escape). It is the app's one
+//! `set_inner_html`: every value written into it goes through `esc`.
 
 use leptos::prelude::*;
 use xene_api::artifacts::size_text;
@@ -16,6 +17,7 @@ use xene_api::caches::{CacheEntry, CacheList};
 use xene_api::paths;
 
 use crate::api;
+use crate::ui::focus;
 
 /// Where the spec's documentation tells what caches are.
 const DOCS: &str = "https://github.com/xene-run/xene/blob/main/docs/spec.md#caches";
@@ -85,22 +87,49 @@ pub(super) fn Caches(workflow: String) -> impl IntoView {
             error: None,
         });
         leptos::task::spawn_local(async move {
-            match api::send("DELETE", path, None).await {
-                Ok(_) => {
-                    ask(Asking::default());
-                    focus("caches-title");
-                    load();
+            // A 404: evicted or deleted elsewhere, as good as deleted.
+            let error = match api::api_call("DELETE".into(), path, None).await {
+                Ok((s, _)) if s < 300 || s == 404 => None,
+                Ok((s, body)) => Some(
+                    serde_json::from_str::<xene_api::error::ErrorBody>(&body)
+                        .map_or_else(|_| format!("the server answered {s}"), |b| b.error),
+                ),
+                Err(e) => Some(api::error_text(e)),
+            };
+            // The row goes at once; the answer moves the question only
+            // while it is still this entry's.
+            let Some(asked) = state.try_update_value(|s| {
+                if let (None, Some(Ok(l))) = (&error, &mut s.list) {
+                    if let Some(c) = l.entries.iter().find(|c| c.id == id) {
+                        l.total = l.total.saturating_sub(1);
+                        l.bytes = l.bytes.saturating_sub(c.bytes);
+                    }
+                    l.entries.retain(|c| c.id != id);
                 }
-                Err(e) => ask(Asking {
-                    id: Some(id),
+                s.asking.id == Some(id)
+            }) else {
+                return;
+            };
+            if asked {
+                let focus_on = if error.is_some() {
+                    "keep-cache"
+                } else {
+                    "caches-title"
+                };
+                ask(Asking {
+                    id: error.is_some().then_some(id),
                     busy: false,
-                    error: Some(e),
-                }),
+                    error,
+                });
+                focus(focus_on);
+            } else {
+                paint();
             }
+            load();
         });
     };
     let close = move || {
-        if let Some(id) = state.with_value(|s| s.asking.id) {
+        if let Some(id) = state.with_value(|s| (!s.asking.busy).then_some(s.asking.id)?) {
             ask(Asking::default());
             focus(&format!("delete-cache-{id}"));
         }
@@ -113,9 +142,10 @@ pub(super) fn Caches(workflow: String) -> impl IntoView {
             });
             focus("keep-cache");
         }
-        Some(Click::Confirm(id)) => delete(id),
+        // Not twice, nor kept, while a delete is under way.
+        Some(Click::Confirm(id)) if !state.with_value(|s| s.asking.busy) => delete(id),
         Some(Click::Keep) => close(),
-        None => {}
+        _ => {}
     };
     view! {
         <section class="card caches" id="caches" aria-labelledby="caches-title">
@@ -177,30 +207,19 @@ fn clicked(ev: &leptos::ev::MouseEvent) -> Option<Click> {
     }
 }
 
-/// Writes the card's body.
+/// Writes the card's body, the focus staying on the element of its id
+/// when the new body has one.
 fn write_body(html: &str) {
     #[cfg(feature = "hydrate")]
     if let Some(body) = document().get_element_by_id("caches-body") {
+        let had = document().active_element().map(|e| e.id());
         body.set_inner_html(html);
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = html;
-}
-
-/// Moves the focus to the element of this id.
-fn focus(id: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::JsCast;
-        if let Some(el) = document()
-            .get_element_by_id(id)
-            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = el.focus();
+        if let Some(id) = had {
+            focus(&id);
         }
     }
     #[cfg(not(feature = "hydrate"))]
-    let _ = id;
+    let _ = html;
 }
 
 /// The card below its title: usage, then the entries (or what caches are),
@@ -275,8 +294,8 @@ fn row_html(c: &CacheEntry, edit: bool, asked: bool, time: fn(i64) -> String) ->
     };
     format!(
         "<tr data-cache=\"{}\"><th scope=\"row\"><code>{name}</code></th>\
-         <td data-label=\"Key\"><code class=\"cache-key\">{key}</code> \
-         <button type=\"button\" class=\"copy\" data-copy=\"{key}\">Copy</button></td>\
+         <td data-label=\"Key\"><code class=\"cache-key\"><bdi>{key}</bdi></code> \
+         <button type=\"button\" class=\"copy\" data-copy=\"{key}\" aria-label=\"Copy key {key}\">Copy</button></td>\
          <td data-label=\"Files\">{}</td><td data-label=\"Size\">{}</td>\
          <td data-label=\"Last used\">{}</td><td data-label=\"Created\">{}</td>\
          <td class=\"actions\">{delete}</td></tr>",
@@ -306,18 +325,23 @@ fn confirm_html(c: &CacheEntry, asking: &Asking) -> String {
         .as_deref()
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
+    // aria-disabled, not disabled: the focus stays on the button.
+    let busy = if asking.busy {
+        " aria-disabled=\"true\""
+    } else {
+        ""
+    };
     format!(
         "<div class=\"confirm\" id=\"cache-confirm\" role=\"alertdialog\" \
          aria-labelledby=\"cache-confirm-title\" aria-describedby=\"cache-confirm-what\">\
          <h3 id=\"cache-confirm-title\">Delete cache {name}?</h3>\
-         <p id=\"cache-confirm-what\">Its entry {} ({}) goes from the store; the next run that \
+         <p id=\"cache-confirm-what\">Its entry <bdi>{}</bdi> ({}) goes from the store; the next run that \
          asks for this key misses and saves it again.</p><div class=\"actions\">\
-         <button type=\"button\" class=\"danger\" id=\"confirm-cache-delete\" data-confirm=\"{}\"{}>Delete {name}</button>\
-         <button type=\"button\" id=\"keep-cache\" data-keep>Keep it</button></div>{error}</div>",
+         <button type=\"button\" class=\"danger\" id=\"confirm-cache-delete\" data-confirm=\"{}\"{busy}>Delete {name}</button>\
+         <button type=\"button\" id=\"keep-cache\" data-keep{busy}>Keep it</button></div>{error}</div>",
         esc(&c.key),
         size_text(c.bytes),
         c.id,
-        if asking.busy { " disabled" } else { "" },
     )
 }
 
@@ -375,6 +399,14 @@ mod tests {
         );
         assert!(html.contains("id=\"cache-confirm\""));
         assert!(html.contains("aria-expanded=\"true\""));
+        assert!(html.contains("aria-label=\"Copy key k&quot;"), "{html}");
+        assert!(html.contains("<bdi>k&quot;"), "{html}");
+        let busy = Asking {
+            busy: true,
+            ..asking
+        };
+        let html = card_html(&list, true, &busy, |_| "now".into());
+        assert!(html.contains("data-keep aria-disabled=\"true\""), "{html}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_navigate;
 use xene_core::params::{Param, ParamType, resolve};
 
 use crate::api;
-use crate::ui::ErrorBox;
+use crate::ui::{ErrorBox, focus};
 
 /// Starts a run and, once it is queued, opens its page.
 fn start_action(
@@ -287,20 +287,4 @@ fn initial(param: &Param) -> String {
         None if param.kind == ParamType::Boolean => "false".into(),
         None => String::new(),
     }
-}
-
-/// Puts the caret in the field with this id, the first one to fix.
-fn focus(id: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::JsCast;
-        if let Some(el) = document()
-            .get_element_by_id(id)
-            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = el.focus();
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = id;
 }
