@@ -139,7 +139,7 @@ async fn check(backend: Backend) {
 
     let (status, usage) = server.get("/api/v1/workflows/dl/artifacts").await;
     assert_eq!(status, 200, "{usage}");
-    assert_eq!(usage, json!({"workflow": "dl", "bytes": 13}));
+    assert_eq!(usage, json!({"workflow": "dl", "bytes": 13, "quota": null}));
     let (status, _) = server.get("/api/v1/workflows/nope/artifacts").await;
     assert_eq!(status, 404);
 
