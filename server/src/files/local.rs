@@ -11,11 +11,9 @@ use axum::body::Bytes;
 use futures::{Stream, StreamExt};
 use xene_core::artifact::{Digest, PART_SIZE};
 
-use super::local_disk::Writer;
+use super::local_disk::{Writer, make_parent};
 use super::local_urls::{BlobMethod, Grant, Part, UrlError};
-use super::store::{
-    BlobStore, LOCAL_TEMP_DIR, StoreError, fs_path, make_parent, parts_file, random_suffix,
-};
+use super::store::{BlobStore, LOCAL_TEMP_DIR, StoreError, fs_path, parts_file, random_suffix};
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +102,9 @@ where
     let offset = (part.number - 1)
         .checked_mul(PART_SIZE)
         .ok_or_else(|| TransferError::Rejected("the part number is out of range".into()))?;
-    let mut out = Writer::part(file.to_path_buf(), offset).await?;
+    let mut out = Writer::part(file.to_path_buf(), offset)
+        .await
+        .map_err(rejected)?;
     let mut got: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| TransferError::Broken(e.to_string()))?;
@@ -128,8 +128,8 @@ where
 }
 
 /// A store error, refusals kept as such.
-fn rejected(e: StoreError) -> TransferError {
-    match e {
+fn rejected(e: impl Into<StoreError>) -> TransferError {
+    match e.into() {
         StoreError::Rejected(why) => TransferError::Rejected(why),
         other => TransferError::Store(other),
     }
@@ -140,7 +140,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut file = Writer::create(temp.to_path_buf()).await?;
+    let mut file = Writer::create(temp.to_path_buf()).await.map_err(rejected)?;
     let mut got: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| TransferError::Broken(e.to_string()))?;
@@ -152,7 +152,7 @@ where
                 grant.size
             )));
         }
-        file.write(&chunk).await?;
+        file.write(&chunk).await.map_err(rejected)?;
     }
     if got != grant.size {
         return Err(TransferError::Rejected(format!(
@@ -162,7 +162,7 @@ where
     }
     // Hashed while written, and on disk before it is named: a blob row may
     // soon point at it.
-    let Some(digest) = file.finish().await? else {
+    let Some(digest) = file.finish().await.map_err(rejected)? else {
         return Err(StoreError::Io(std::io::Error::other("a new file without its digest")).into());
     };
     if digest != grant.digest {

@@ -23,26 +23,48 @@ use rustix::fs::{FlockOperation, flock};
 use sha2::{Digest as _, Sha256};
 use xene_core::artifact::Digest;
 
-use super::store::{PRIVATE_FILE, StoreError};
-
 /// The size of each read and write of the local store's files.
 pub const CHUNK: usize = 1 << 20;
+/// Modes of what the local store makes: the data directory's files are
+/// its user's alone.
+pub const PRIVATE_DIR: u32 = 0o700;
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// Why the disk work failed (`store::StoreError` takes it).
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("artifact store: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not what they should be: nothing was kept.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Makes the directories above `path`, private.
+pub async fn make_parent(path: &Path) -> std::io::Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true).mode(PRIVATE_DIR);
+    builder.create(dir).await
+}
 
 /// Runs `work` on a blocking thread.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
+    work: impl FnOnce() -> Result<T, DiskError> + Send + 'static,
+) -> Result<T, DiskError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        .map_err(|e| DiskError::Io(std::io::Error::other(e)))?
 }
 
 /// Opens a stored blob's file for reading.
-pub async fn open(path: PathBuf, digest: &Digest) -> Result<File, StoreError> {
+pub async fn open(path: PathBuf, digest: &Digest) -> Result<File, DiskError> {
     let missing = format!("blob {digest} is not in the artifact store");
     blocking(move || match File::open(&path) {
         Ok(file) => Ok(file),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Rejected(missing)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DiskError::Rejected(missing)),
         Err(e) => Err(e.into()),
     })
     .await
@@ -66,7 +88,7 @@ pub fn read(
     file: File,
     digest: Digest,
     verify: bool,
-) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
+) -> impl Stream<Item = Result<Bytes, DiskError>> + Send + 'static {
     let state = Reading {
         file: Some(file),
         hasher: verify.then(Sha256::new),
@@ -93,7 +115,7 @@ pub fn read(
                 if let Some(hasher) = hasher {
                     let whole = Digest::from_sha256(&hasher.finalize().into());
                     if whole != s.digest {
-                        return Err(StoreError::Rejected(format!(
+                        return Err(DiskError::Rejected(format!(
                             "blob {} in the artifact store hashes to {whole}: it is damaged",
                             s.digest
                         )));
@@ -132,7 +154,7 @@ pub struct Writer {
 
 impl Writer {
     /// A new private file at `path` (never one that exists).
-    pub async fn create(path: PathBuf) -> Result<Self, StoreError> {
+    pub async fn create(path: PathBuf) -> Result<Self, DiskError> {
         let file = blocking(move || {
             Ok(std::fs::OpenOptions::new()
                 .mode(PRIVATE_FILE)
@@ -151,7 +173,7 @@ impl Writer {
 
     /// The parts' file at `path` (made when it is the first part), from
     /// `offset`.
-    pub async fn part(path: PathBuf, offset: u64) -> Result<Self, StoreError> {
+    pub async fn part(path: PathBuf, offset: u64) -> Result<Self, DiskError> {
         let opened = path.clone();
         let file = blocking(move || {
             Ok(std::fs::OpenOptions::new()
@@ -174,7 +196,7 @@ impl Writer {
     }
 
     /// Takes `bytes`, writing whenever a chunk is full.
-    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), StoreError> {
+    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), DiskError> {
         while !bytes.is_empty() {
             let take = bytes.len().min(CHUNK - self.buffer.len());
             self.buffer.extend_from_slice(&bytes[..take]);
@@ -187,12 +209,12 @@ impl Writer {
     }
 
     /// Writes what is buffered.
-    async fn flush(&mut self) -> Result<(), StoreError> {
+    async fn flush(&mut self) -> Result<(), DiskError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
         let file = self.file.take().ok_or_else(|| {
-            StoreError::Io(std::io::Error::other(
+            DiskError::Io(std::io::Error::other(
                 "an earlier write of this file failed",
             ))
         })?;
@@ -231,12 +253,12 @@ impl Writer {
     /// Writes the rest and syncs it. A new file's digest is returned (a
     /// blob row may soon name it); a part's is `None` (it is checked whole
     /// by [`assemble`]).
-    pub async fn finish(mut self) -> Result<Option<Digest>, StoreError> {
+    pub async fn finish(mut self) -> Result<Option<Digest>, DiskError> {
         self.flush().await?;
         let file = self
             .file
             .take()
-            .ok_or_else(|| StoreError::Io(std::io::Error::other("the file was not written")))?;
+            .ok_or_else(|| DiskError::Io(std::io::Error::other("the file was not written")))?;
         match std::mem::replace(
             &mut self.target,
             Target::Whole {
@@ -259,7 +281,7 @@ impl Writer {
 
 /// Writes one chunk of a part at `offset`, under a shared lock, only while
 /// `path` still names `file` (see the module's comment).
-fn write_part_chunk(file: &File, path: &Path, offset: u64, chunk: &[u8]) -> Result<(), StoreError> {
+fn write_part_chunk(file: &File, path: &Path, offset: u64, chunk: &[u8]) -> Result<(), DiskError> {
     flock(file, FlockOperation::LockShared).map_err(std::io::Error::from)?;
     let written = (|| {
         let ours = file.metadata()?;
@@ -269,7 +291,7 @@ fn write_part_chunk(file: &File, path: &Path, offset: u64, chunk: &[u8]) -> Resu
             Err(e) => return Err(e.into()),
         };
         if named.is_none_or(|n| n.ino() != ours.ino() || n.dev() != ours.dev()) {
-            return Err(StoreError::Rejected(
+            return Err(DiskError::Rejected(
                 "the upload this part belongs to was completed or dropped meanwhile".into(),
             ));
         }
@@ -291,11 +313,11 @@ pub async fn assemble(
     dest: PathBuf,
     digest: &Digest,
     size: u64,
-) -> Result<(), StoreError> {
+) -> Result<(), DiskError> {
     match tokio::fs::rename(&parts, &private).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::Rejected(format!(
+            return Err(DiskError::Rejected(format!(
                 "no part of blob {digest} was uploaded"
             )));
         }
@@ -309,7 +331,7 @@ pub async fn assemble(
     let placed = match checked {
         Ok(()) => {
             async {
-                super::store::make_parent(&dest).await?;
+                make_parent(&dest).await?;
                 tokio::fs::rename(&private, &dest).await?;
                 Ok(())
             }
@@ -324,12 +346,12 @@ pub async fn assemble(
 }
 
 /// `file` holds exactly `size` bytes hashing to `digest`, on disk.
-fn check_whole(file: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
+fn check_whole(file: &Path, digest: &Digest, size: u64) -> Result<(), DiskError> {
     let file = File::open(file)?;
     flock(&file, FlockOperation::LockExclusive).map_err(std::io::Error::from)?;
     let got = file.metadata()?.len();
     if got != size {
-        return Err(StoreError::Rejected(format!(
+        return Err(DiskError::Rejected(format!(
             "the parts of blob {digest} hold {got} bytes, not {size}"
         )));
     }
@@ -345,7 +367,7 @@ fn check_whole(file: &Path, digest: &Digest, size: u64) -> Result<(), StoreError
     }
     let whole = Digest::from_sha256(&hasher.finalize().into());
     if whole != *digest {
-        return Err(StoreError::Rejected(format!(
+        return Err(DiskError::Rejected(format!(
             "the parts of blob {digest} hash to {whole}"
         )));
     }

@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 use xene_core::artifact::{Digest, PART_SIZE, SINGLE_PUT_MAX};
 use xene_core::protocol::{BlobUpload, CompletedUpload, Transfer};
 
-use super::local_disk;
+use super::local_disk::{self, PRIVATE_DIR};
 use super::local_urls::{BlobMethod, LocalUrls, Part, is_upload_id};
 use crate::config::artifacts::{ArtifactArgs, StoreKind};
 use crate::storage::now_ms;
@@ -32,20 +32,6 @@ use crate::storage::now_ms;
 /// The most parts of one multipart upload (S3's limit): with
 /// `PART_SIZE` parts, the largest file an artifact may hold.
 pub const MAX_PARTS: u64 = 10_000;
-/// Modes of what the local store makes: the data directory's files are
-/// its user's alone.
-pub(super) const PRIVATE_DIR: u32 = 0o700;
-pub(super) const PRIVATE_FILE: u32 = 0o600;
-
-/// Makes the directories above `path`, private.
-pub(super) async fn make_parent(path: &FsPath) -> std::io::Result<()> {
-    let Some(dir) = path.parent() else {
-        return Ok(());
-    };
-    let mut builder = tokio::fs::DirBuilder::new();
-    builder.recursive(true).mode(PRIVATE_DIR);
-    builder.create(dir).await
-}
 
 /// The largest file an artifact may hold.
 pub const MAX_FILE_BYTES: u64 = MAX_PARTS * PART_SIZE;
@@ -66,6 +52,15 @@ pub enum StoreError {
     /// What the agent sent is not what it said: nothing was kept.
     #[error("{0}")]
     Rejected(String),
+}
+
+impl From<local_disk::DiskError> for StoreError {
+    fn from(e: local_disk::DiskError) -> Self {
+        match e {
+            local_disk::DiskError::Io(e) => Self::Io(e),
+            local_disk::DiskError::Rejected(why) => Self::Rejected(why),
+        }
+    }
 }
 
 /// One blob the store holds, as listed.
@@ -371,7 +366,9 @@ impl BlobStore {
     ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
         if let Backend::Local { root } = &self.backend {
             let file = local_disk::open(fs_path(root, digest), digest).await?;
-            return Ok(local_disk::read(file, digest.clone(), verify).boxed());
+            return Ok(local_disk::read(file, digest.clone(), verify)
+                .map(|r| r.map_err(StoreError::from))
+                .boxed());
         }
         let got = self.objects.get(&key(digest)).await?;
         let bytes = got
@@ -504,7 +501,7 @@ pub async fn assemble(
     }
     let file = parts_file(root, digest, upload);
     let private = file.with_extension(format!("{}.whole", random_suffix()));
-    local_disk::assemble(file, private, fs_path(root, digest), digest, size).await
+    Ok(local_disk::assemble(file, private, fs_path(root, digest), digest, size).await?)
 }
 
 /// A name no other writer picks, for temporary files.
