@@ -140,11 +140,17 @@ pub const BUDGET_GZ: u64 = 500_000;
 /// are is in docs/performance.md ("The browser bundle"). One exception,
 /// decided and written down: the run page's was raised from 551 KB to
 /// 566 KB for its Artifacts card and Pin button (563.7 KB measured), which
-/// issue 25 asks for and which no cut of that day could pay for.
+/// issue 25 asks for and which no cut of that day could pay for. The
+/// second, the same day, for caches (issue 25 again): the workflow page's
+/// from 587 KB to 594 KB (593.1 measured; its Caches card, written as
+/// escaped HTML text to cost 7 KB rather than 20, and the spec's new types
+/// in the run form's checks) and the editor's from 924 KB to 933 KB (932.0
+/// measured; the checks and completion of `caches` and `cache_save` in
+/// `xene_core`, which the editor runs on every keystroke).
 pub const CEILINGS_GZ: &[(&str, u64)] = &[
     ("run_page", 566_000),
-    ("workflow_page", 587_000),
-    ("editor", 924_000),
+    ("workflow_page", 594_000),
+    ("editor", 933_000),
 ];
 
 /// The lazy groups of pages (`app/src/pages.rs`) that show a code editor
