@@ -202,10 +202,7 @@ fn a_glob_passes_over_links_out_it_does_not_take() {
     symlink("/usr/bin/env", root.join(".venv/bin/python")).unwrap();
     symlink("/etc", root.join(".venv/etc")).unwrap();
     let files = collect_dir(root, &publish("**/requirements.txt")).unwrap();
-    assert_eq!(
-        stored(&files),
-        ["requirements.txt", "sub/requirements.txt"]
-    );
+    assert_eq!(stored(&files), ["requirements.txt", "sub/requirements.txt"]);
     let e = collect_dir(root, &publish("**/python")).unwrap_err();
     assert!(e.contains("leading out of the workspace"), "{e}");
 
