@@ -137,25 +137,8 @@ pub async fn stage(
             });
         }
     }
-    let digests: BTreeSet<&Digest> = files.iter().map(|f| &f.digest).collect();
-    let digests: Vec<&Digest> = digests.into_iter().collect();
-    for chunk in digests.chunks(CHUNK) {
-        let sql = touch_sql(db, chunk.len());
-        let mut query = sqlx::query(&sql).bind(now);
-        for d in chunk {
-            query = query.bind(d.as_str());
-        }
-        let touched = query.execute(&mut *tx).await?.rows_affected();
-        if touched as usize != chunk.len() {
-            let present = rows_of(&mut tx, chunk, true).await?;
-            let missing = chunk
-                .iter()
-                .find(|d| !present.contains(d.as_str()))
-                .map(|d| (*d).clone());
-            if let Some(missing) = missing {
-                return Ok(Staged::MissingBlob(missing));
-            }
-        }
+    if let Some(missing) = touch_blobs(db, &mut tx, files, now).await? {
+        return Ok(Staged::MissingBlob(missing));
     }
     sqlx::query("DELETE FROM artifacts WHERE attempt_id = $1 AND name = $2 AND state = 'staged'")
         .bind(attempt_id)
@@ -176,17 +159,62 @@ pub async fn stage(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    for chunk in files.chunks(CHUNK) {
+    insert_entries(
+        &mut tx,
+        "INSERT INTO artifact_files (artifact_id, path, size, mode, digest) VALUES",
+        id,
+        files,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Staged::Stored)
+}
+
+/// Touches the live blob rows of every digest `entries` name (see
+/// `touch_sql`): the first digest without one (missing, or claimed by the
+/// collector), if any.
+pub(super) async fn touch_blobs(
+    db: &Db,
+    tx: &mut WriteTx,
+    entries: &[ManifestEntry],
+    now: i64,
+) -> Result<Option<Digest>, sqlx::Error> {
+    let digests: BTreeSet<&Digest> = entries.iter().map(|f| &f.digest).collect();
+    let digests: Vec<&Digest> = digests.into_iter().collect();
+    for chunk in digests.chunks(CHUNK) {
+        let sql = touch_sql(db, chunk.len());
+        let mut query = sqlx::query(&sql).bind(now);
+        for d in chunk {
+            query = query.bind(d.as_str());
+        }
+        let touched = query.execute(&mut **tx).await?.rows_affected();
+        if touched as usize != chunk.len() {
+            let present = rows_of(tx, chunk, true).await?;
+            if let Some(missing) = chunk.iter().find(|d| !present.contains(d.as_str())) {
+                return Ok(Some((*missing).clone()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Inserts `entries` as manifest rows of the record `id`: `insert` is the
+/// statement up to its values, its columns (record id, path, size, mode,
+/// digest).
+pub(super) async fn insert_entries(
+    tx: &mut WriteTx,
+    insert: &str,
+    id: i64,
+    entries: &[ManifestEntry],
+) -> Result<(), sqlx::Error> {
+    for chunk in entries.chunks(CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = 2 + i * 4;
                 format!("($1, ${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3)
             })
             .collect();
-        let sql = format!(
-            "INSERT INTO artifact_files (artifact_id, path, size, mode, digest) VALUES {}",
-            rows.join(", ")
-        );
+        let sql = format!("{insert} {}", rows.join(", "));
         let mut query = sqlx::query(&sql).bind(id);
         for f in chunk {
             query = query
@@ -195,10 +223,9 @@ pub async fn stage(
                 .bind(i64::from(f.mode & 0o777))
                 .bind(f.digest.as_str());
         }
-        query.execute(&mut *tx).await?;
+        query.execute(&mut **tx).await?;
     }
-    tx.commit().await?;
-    Ok(Staged::Stored)
+    Ok(())
 }
 
 /// The statement that touches the live rows of `n` digests (bound from

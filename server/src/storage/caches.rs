@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 
 use sqlx::Row;
-use xene_core::artifact::{Digest, ManifestEntry};
+use xene_core::artifact::ManifestEntry;
 
-use super::artifacts::{CHUNK, Staged, entry_of, lock_workflow, rows_of, to_i64, touch_sql};
+use super::artifacts::{Staged, entry_of, insert_entries, lock_workflow, to_i64, touch_blobs};
 use super::{Db, StorageError, WriteTx, now_ms};
 
 pub mod quota;
@@ -97,21 +97,8 @@ pub async fn stage(
     if held.is_none() {
         return Ok(Staged::NotRunning);
     }
-    let digests: BTreeSet<&Digest> = chunks.iter().map(|f| &f.digest).collect();
-    let digests: Vec<&Digest> = digests.into_iter().collect();
-    for part in digests.chunks(CHUNK) {
-        let sql = touch_sql(db, part.len());
-        let mut query = sqlx::query(&sql).bind(now);
-        for d in part {
-            query = query.bind(d.as_str());
-        }
-        let touched = query.execute(&mut *tx).await?.rows_affected();
-        if touched as usize != part.len() {
-            let present = rows_of(&mut tx, part, true).await?;
-            if let Some(missing) = part.iter().find(|d| !present.contains(d.as_str())) {
-                return Ok(Staged::MissingBlob((*missing).clone()));
-            }
-        }
+    if let Some(missing) = touch_blobs(db, &mut tx, chunks, now).await? {
+        return Ok(Staged::MissingBlob(missing));
     }
     sqlx::query("DELETE FROM caches WHERE attempt_id = $1 AND name = $2 AND state = 'staged'")
         .bind(attempt_id)
@@ -132,27 +119,13 @@ pub async fn stage(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    for part in chunks.chunks(CHUNK) {
-        let rows: Vec<String> = (0..part.len())
-            .map(|i| {
-                let p = 2 + i * 4;
-                format!("($1, ${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3)
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO cache_chunks (cache_id, path, size, mode, digest) VALUES {}",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(id);
-        for f in part {
-            query = query
-                .bind(f.path.as_str())
-                .bind(to_i64(f.size))
-                .bind(i64::from(f.mode & 0o777))
-                .bind(f.digest.as_str());
-        }
-        query.execute(&mut *tx).await?;
-    }
+    insert_entries(
+        &mut tx,
+        "INSERT INTO cache_chunks (cache_id, path, size, mode, digest) VALUES",
+        id,
+        chunks,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Staged::Stored)
 }
@@ -376,19 +349,10 @@ pub async fn lookup(
     if chunks.is_empty() {
         return Ok(None);
     }
-    let digests: BTreeSet<&Digest> = chunks.iter().map(|c| &c.digest).collect();
-    let digests: Vec<&Digest> = digests.into_iter().collect();
-    for part in digests.chunks(CHUNK) {
-        let sql = touch_sql(db, part.len());
-        let mut query = sqlx::query(&sql).bind(now);
-        for d in part {
-            query = query.bind(d.as_str());
-        }
-        // A blob removed (or being removed by the collector): the entry
-        // cannot be restored whole.
-        if query.execute(&mut *tx).await?.rows_affected() as usize != part.len() {
-            return Ok(None);
-        }
+    // A blob removed (or being removed by the collector): the entry
+    // cannot be restored whole.
+    if touch_blobs(db, &mut tx, &chunks, now).await?.is_some() {
+        return Ok(None);
     }
     tx.commit().await?;
     Ok(Some(Found {
