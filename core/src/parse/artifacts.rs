@@ -19,19 +19,15 @@ impl Checker {
         notes: &mut TaskNotes,
     ) -> Vec<Publish> {
         let mut out = Vec::new();
-        let Value::Seq(items) = &node.value else {
-            self.wrong_type(path, node, "a list of artifacts to publish");
+        let Some(items) = self.bounded_list(
+            node,
+            path,
+            "a list of artifacts to publish",
+            MAX_PUBLISH,
+            "artifacts published",
+        ) else {
             return out;
         };
-        if !self.at_most(
-            items.len(),
-            MAX_PUBLISH,
-            path,
-            node.line,
-            "artifacts published",
-        ) {
-            return out;
-        }
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");
             let Some(f) = self.mapping(
@@ -154,13 +150,15 @@ impl Checker {
 
     pub(super) fn needs(&mut self, node: &Node, path: &str, notes: &mut TaskNotes) -> Vec<Need> {
         let mut out: Vec<Need> = Vec::new();
-        let Value::Seq(items) = &node.value else {
-            self.wrong_type(path, node, "a list of artifact names");
+        let Some(items) = self.bounded_list(
+            node,
+            path,
+            "a list of artifact names",
+            MAX_NEEDS,
+            "artifacts needed",
+        ) else {
             return out;
         };
-        if !self.at_most(items.len(), MAX_NEEDS, path, node.line, "artifacts needed") {
-            return out;
-        }
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");
             let (name_node, name_path, place) = match &item.value {

@@ -12,13 +12,10 @@ impl Checker {
         notes: &mut TaskNotes,
     ) -> Vec<Cache> {
         let mut out = Vec::new();
-        let Value::Seq(items) = &node.value else {
-            self.wrong_type(path, node, "a list of caches");
+        let Some(items) = self.bounded_list(node, path, "a list of caches", MAX_CACHES, "caches")
+        else {
             return out;
         };
-        if !self.at_most(items.len(), MAX_CACHES, path, node.line, "caches") {
-            return out;
-        }
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");
             let Some(f) = self.mapping(

@@ -523,6 +523,24 @@ impl Checker {
         }
     }
 
+    /// The items of `node`, a list (`expected` describes it) of at most
+    /// `max` `what`: none, said, when it is not one.
+    fn bounded_list<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        expected: &str,
+        max: usize,
+        what: &str,
+    ) -> Option<&'n [Node]> {
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(path, node, expected);
+            return None;
+        };
+        self.at_most(items.len(), max, path, node.line, what)
+            .then_some(items.as_slice())
+    }
+
     /// Whether `items` (entries, list items) are within `max`; reported at
     /// the first one past it.
     fn at_most(&mut self, count: usize, max: usize, path: &str, line: usize, what: &str) -> bool {
