@@ -252,21 +252,13 @@ pub(crate) fn hash_copy(
     mut sink: Option<&mut dyn std::io::Write>,
 ) -> std::io::Result<(Digest, u64)> {
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buffer[..n]);
-        if let Some(sink) = sink.as_deref_mut() {
-            sink.write_all(&buffer[..n])?;
+    let size = copy_each(&mut reader, |bytes| {
+        hasher.update(bytes);
+        match sink.as_deref_mut() {
+            Some(sink) => sink.write_all(bytes),
+            None => Ok(()),
         }
-        size += n as u64;
-    }
+    })?;
     let hash: [u8; 32] = hasher.finalize().into();
     Ok((Digest::from_sha256(&hash), size))
 }
@@ -283,6 +275,15 @@ pub(crate) fn plain_copy(
     mut reader: impl Read,
     sink: &mut dyn std::io::Write,
 ) -> std::io::Result<u64> {
+    copy_each(&mut reader, |bytes| sink.write_all(bytes))
+}
+
+/// Reads `reader` to its end, 64 KiB at a time, handing each read to
+/// `each`: the bytes read.
+fn copy_each(
+    reader: &mut impl Read,
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
     let mut buffer = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
@@ -292,7 +293,7 @@ pub(crate) fn plain_copy(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        sink.write_all(&buffer[..n])?;
+        each(&buffer[..n])?;
         size += n as u64;
     }
     Ok(size)
