@@ -18,6 +18,7 @@ fuzz_target!(|text: &str| {
         TaskResult {
             status: TaskStatus::Success,
             output: Some("x".into()),
+            caches: Default::default(),
         },
     )]);
     let params = BTreeMap::from([("p".to_string(), "true".to_string())]);

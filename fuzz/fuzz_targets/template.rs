@@ -18,12 +18,13 @@ fuzz_target!(|text: &str| {
     let mut params = BTreeMap::new();
     for r in &refs {
         match r {
-            Reference::TaskOutput(t) | Reference::TaskStatus(t) => {
+            Reference::TaskOutput(t) | Reference::TaskStatus(t) | Reference::TaskCache(t, _) => {
                 tasks.insert(
                     t.clone(),
                     TaskResult {
                         status: TaskStatus::Success,
                         output: Some("out".into()),
+                        caches: Default::default(),
                     },
                 );
             }
@@ -52,12 +53,15 @@ fuzz_target!(|text: &str| {
             let result = TaskResult {
                 status: TaskStatus::Success,
                 output: Some("$(other)".into()),
+                caches: Default::default(),
             };
             (t.clone(), result)
         })
         .collect();
-    let other_params: BTreeMap<String, String> =
-        params.keys().map(|p| (p.clone(), "'; other".into())).collect();
+    let other_params: BTreeMap<String, String> = params
+        .keys()
+        .map(|p| (p.clone(), "'; other".into()))
+        .collect();
     let other = EvalContext {
         tasks: &other_tasks,
         params: &other_params,
